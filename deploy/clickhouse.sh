@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# deploy/clickhouse.sh up|down|status|logs [-f]
+#
+# Runs the one local ClickHouse (Debian's 18.16) that development and CI use:
+# native protocol on 127.0.0.1:9000, HTTP on 127.0.0.1:8123, no password.
+# Every command is idempotent: `up` on a running server only checks it,
+# `down` on a stopped one does nothing.
+#
+# Data, tmp, logs and the rendered config live in .data/clickhouse/ at the
+# repo root (git-ignored), owned by the clickhouse user. When that user cannot
+# reach the repo (a clone under /root, mode 700), we do NOT widen permissions
+# on someone's home: data goes to /var/lib/agentwatch/clickhouse-<hash of the
+# repo path> instead and .data/clickhouse becomes a symlink to it.
+#
+# Environment: CLICKHOUSE_START_TIMEOUT (seconds, default 60).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+CONF_SRC="$ROOT/deploy/clickhouse"
+LINK="$ROOT/.data/clickhouse"
+HOST=127.0.0.1
+PORT=9000
+HTTP_PORT=8123
+CH_USER=clickhouse
+SERVER_BIN=/usr/sbin/clickhouse-server
+TIMEOUT=${CLICKHOUSE_START_TIMEOUT:-60}
+
+log() { printf 'clickhouse.sh: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root: it installs packages and starts the server as the $CH_USER user"
+
+installed() {
+	[ -x "$SERVER_BIN" ] && command -v clickhouse-client >/dev/null 2>&1 && id -u "$CH_USER" >/dev/null 2>&1
+}
+
+install_packages() {
+	installed && return 0
+	log "installing clickhouse-server and clickhouse-client from Debian"
+	# Debian's postinst runs invoke-rc.d to start the packaged service on the
+	# default config, which would take port 9000 with data in /var/lib. A
+	# policy-rc.d that answers 101 ("action forbidden") stops that; we only
+	# add one if the machine has none, and remove it afterwards.
+	local policy=/usr/sbin/policy-rc.d added_policy=
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\n# temporary, from agentwatch deploy/clickhouse.sh\nexit 101\n' >"$policy"
+		chmod 755 "$policy"
+		added_policy=1
+	fi
+	local rc=0
+	{
+		# The lock timeout lets us wait for another engineer's or script's
+		# apt-get instead of failing on the dpkg lock.
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -qq update &&
+			DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -qq -y \
+				--no-install-recommends install clickhouse-server clickhouse-client
+	} || rc=$?
+	[ -n "$added_policy" ] && rm -f "$policy"
+	[ "$rc" -eq 0 ] || die "apt-get install clickhouse-server clickhouse-client failed (exit $rc); run 'apt-get update' and retry, or 'dpkg --configure -a' if dpkg was interrupted"
+	# Should the packaged service have started anyway (a policy-rc.d that
+	# allows it), stop it now: nothing of ours runs yet, and a half-started
+	# server on the Debian config would hold our ports.
+	if [ -x /etc/init.d/clickhouse-server ]; then
+		/etc/init.d/clickhouse-server stop >/dev/null 2>&1 || true
+	fi
+	installed || die "packages installed but $SERVER_BIN, clickhouse-client or the $CH_USER user is missing"
+}
+
+# resolve_data sets DATA to the absolute data directory, creating the
+# /var/lib fallback (and the .data/clickhouse symlink to it) when needed.
+resolve_data() {
+	mkdir -p "$ROOT/.data"
+	if [ -L "$LINK" ]; then
+		DATA=$(readlink -f "$LINK")
+	elif runuser -u "$CH_USER" -- test -x "$ROOT/.data" 2>/dev/null || [ -d "$LINK" ]; then
+		DATA="$LINK"
+	else
+		DATA="/var/lib/agentwatch/clickhouse-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)"
+		log "$CH_USER cannot reach $ROOT (see: namei -l $ROOT); using $DATA, linked from $LINK"
+		ln -sfn "$DATA" "$LINK"
+	fi
+	# 18.16 ignores --pid-file unless it daemonizes itself, but it always
+	# writes "PID: n" to <path>/status (and holds a lock on it while up).
+	STATUSFILE="$DATA/data/status"
+	LAUNCHER_PIDFILE="$DATA/launcher.pid"
+}
+
+# server_pid prints the pid of our running server, or fails.
+server_pid() {
+	local pid
+	pid=$(sed -n 's/^PID: *\([0-9][0-9]*\)$/\1/p' "$STATUSFILE" 2>/dev/null) || return 1
+	[ -n "$pid" ] || return 1
+	kill -0 "$pid" 2>/dev/null || return 1
+	# The status file outlives the server, so its pid may have been
+	# recycled: only trust it if it runs our config.
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--config-file=$DATA/etc/config.xml" || return 1
+	echo "$pid"
+}
+
+answers() {
+	clickhouse-client --host "$HOST" --port "$PORT" --query 'SELECT 1' >/dev/null 2>&1
+}
+
+version() {
+	clickhouse-client --host "$HOST" --port "$PORT" --query 'SELECT version()' 2>/dev/null
+}
+
+log_tail() {
+	local f
+	for f in "$DATA/log/clickhouse-server.err.log" "$DATA/log/stdout.log"; do
+		[ -s "$f" ] || continue
+		echo "---- tail of $f" >&2
+		tail -n 40 "$f" >&2
+	done
+}
+
+port_owner() {
+	ss -Hltnp "sport = :$1" 2>/dev/null | head -n1
+}
+
+cmd_up() {
+	install_packages
+	resolve_data
+	if server_pid >/dev/null; then
+		if answers; then
+			echo "clickhouse $(version) already running (pid $(server_pid)) on $HOST:$PORT, data in $DATA"
+			return 0
+		fi
+		log "server pid $(server_pid) is up but not answering yet; waiting"
+	else
+		local p owner
+		for p in "$PORT" "$HTTP_PORT"; do
+			owner=$(port_owner "$p")
+			[ -z "$owner" ] || die "port $p is already taken by something else: $owner; stop it (or run '$0 down' if it is a ClickHouse of another clone)"
+		done
+		mkdir -p "$DATA"/{etc,data,tmp,log,user_files,format_schemas}
+		sed "s|@CH_DATA@|$DATA|g" "$CONF_SRC/config.xml" >"$DATA/etc/config.xml"
+		cp "$CONF_SRC/users.xml" "$DATA/etc/users.xml"
+		chown "$CH_USER:$CH_USER" "$DATA" "$DATA"/{etc,data,tmp,log,user_files,format_schemas} "$DATA"/etc/*.xml
+		chmod 750 "$DATA"
+		rm -f "$LAUNCHER_PIDFILE"
+		# setsid + nohup + closed stdin: the server must outlive this shell,
+		# its session and a CI step that waits on inherited file descriptors.
+		(
+			cd /
+			exec setsid nohup runuser -u "$CH_USER" -- "$SERVER_BIN" \
+				--config-file="$DATA/etc/config.xml" \
+				</dev/null >>"$DATA/log/stdout.log" 2>&1
+		) &
+		echo $! >"$LAUNCHER_PIDFILE"
+		log "started clickhouse-server (launcher pid $!), data in $DATA"
+	fi
+
+	local deadline=$((SECONDS + TIMEOUT)) launcher
+	launcher=$(cat "$LAUNCHER_PIDFILE" 2>/dev/null || true)
+	until answers; do
+		if [ -n "$launcher" ] && ! kill -0 "$launcher" 2>/dev/null && ! server_pid >/dev/null; then
+			log "clickhouse-server exited during start-up"
+			log_tail
+			exit 1
+		fi
+		if [ "$SECONDS" -ge "$deadline" ]; then
+			log "clickhouse-server did not answer on $HOST:$PORT within ${TIMEOUT}s; stopping it"
+			log_tail
+			cmd_down >/dev/null 2>&1 || true
+			exit 1
+		fi
+		sleep 0.5
+	done
+	echo "clickhouse $(version) running (pid $(server_pid || echo '?')) on $HOST:$PORT (http $HOST:$HTTP_PORT), data in $DATA"
+}
+
+cmd_down() {
+	installed || { echo "clickhouse not installed, nothing to stop"; return 0; }
+	resolve_data
+	local pid launcher
+	launcher=$(cat "$LAUNCHER_PIDFILE" 2>/dev/null || true)
+	if ! pid=$(server_pid); then
+		echo "clickhouse not running"
+		rm -f "$LAUNCHER_PIDFILE"
+		return 0
+	fi
+	kill -TERM "$pid"
+	local i
+	for i in $(seq 1 60); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.5
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		log "clickhouse-server (pid $pid) ignored SIGTERM for 30s; sending SIGKILL"
+		kill -KILL "$pid" 2>/dev/null || true
+		sleep 0.5
+	fi
+	# The runuser launcher exits with its child; only signal it if it is
+	# still ours and lingering.
+	if [[ "$launcher" =~ ^[0-9]+$ ]] && kill -0 "$launcher" 2>/dev/null &&
+		tr '\0' ' ' <"/proc/$launcher/cmdline" 2>/dev/null | grep -q clickhouse-server; then
+		kill -TERM "$launcher" 2>/dev/null || true
+	fi
+	rm -f "$LAUNCHER_PIDFILE"
+	echo "clickhouse stopped (was pid $pid)"
+}
+
+cmd_status() {
+	if ! installed; then
+		echo "clickhouse not installed"
+		return 3
+	fi
+	resolve_data
+	local pid
+	if ! pid=$(server_pid); then
+		echo "clickhouse not running (data in $DATA)"
+		return 3
+	fi
+	if answers; then
+		echo "clickhouse $(version) running (pid $pid) on $HOST:$PORT (http $HOST:$HTTP_PORT), data in $DATA"
+		return 0
+	fi
+	echo "clickhouse pid $pid is running but not answering on $HOST:$PORT"
+	return 1
+}
+
+cmd_logs() {
+	installed || die "clickhouse not installed"
+	resolve_data
+	local files=()
+	local f
+	for f in "$DATA/log/clickhouse-server.log" "$DATA/log/clickhouse-server.err.log" "$DATA/log/stdout.log"; do
+		[ -f "$f" ] && files+=("$f")
+	done
+	[ "${#files[@]}" -gt 0 ] || die "no logs yet in $DATA/log"
+	if [ "${1:-}" = "-f" ]; then
+		exec tail -n 50 -F "${files[@]}"
+	fi
+	tail -n 100 "${files[@]}"
+}
+
+case "${1:-}" in
+up) cmd_up ;;
+down) cmd_down ;;
+status) cmd_status ;;
+logs) cmd_logs "${2:-}" ;;
+*)
+	echo "usage: $0 up|down|status|logs [-f]" >&2
+	exit 2
+	;;
+esac
