@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,29 +55,44 @@ func main() {
 	}
 }
 
-// probe sends one Metadata request and reports how many brokers it lists.
+// probe sends Metadata requests on a fresh connection and reports how many
+// brokers they list. A fresh connection each time, because kafka-go's
+// Client answers Metadata from its transport's cache, errors included.
 func probe(ctx context.Context, addrs []string) (int, error) {
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	c := &kafkago.Client{Addr: kafkago.TCP(addrs...), Timeout: 3 * time.Second}
-	md, err := c.Metadata(pctx, &kafkago.MetadataRequest{})
+	d := &kafkago.Dialer{ClientID: "agentwatch-kafkawait", Timeout: 2 * time.Second}
+	var conn *kafkago.Conn
+	var err error
+	for _, a := range addrs {
+		if conn, err = d.DialContext(pctx, "tcp", a); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("dial: %w", err)
+	}
+	defer conn.Close()
+	dl, _ := pctx.Deadline()
+	_ = conn.SetDeadline(dl)
+	brokers, err := conn.Brokers()
 	if err != nil {
 		return 0, fmt.Errorf("metadata: %w", err)
 	}
-	if len(md.Brokers) == 0 {
+	if len(brokers) == 0 {
 		return 0, errors.New("metadata lists no brokers yet")
 	}
-	if md.Controller.Host == "" {
-		return 0, errors.New("metadata names no controller yet")
+	if ctrl, err := conn.Controller(); err != nil || ctrl.Host == "" {
+		return 0, fmt.Errorf("metadata names no controller yet (%v)", err)
 	}
 	// The advertised listener must be reachable too, or every client
 	// would fail after bootstrap even though the probe succeeded.
-	for _, b := range md.Brokers {
-		conn, err := (&net.Dialer{Timeout: 2 * time.Second}).DialContext(pctx, "tcp", net.JoinHostPort(b.Host, fmt.Sprint(b.Port)))
+	for _, b := range brokers {
+		c, err := (&net.Dialer{Timeout: 2 * time.Second}).DialContext(pctx, "tcp", net.JoinHostPort(b.Host, strconv.Itoa(b.Port)))
 		if err != nil {
 			return 0, fmt.Errorf("advertised broker %d at %s:%d: %w", b.ID, b.Host, b.Port, err)
 		}
-		_ = conn.Close()
+		_ = c.Close()
 	}
-	return len(md.Brokers), nil
+	return len(brokers), nil
 }
