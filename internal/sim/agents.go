@@ -235,4 +235,3 @@ func alnum(rng *rand.Rand, n int) string {
 	}
 	return sb.String()
 }
-

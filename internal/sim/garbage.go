@@ -175,4 +175,3 @@ func (s *Simulator) withoutTime(format string, ev *event.Event, ident Identity) 
 	out, _ := json.Marshal(a) // a came from JSON, so it marshals
 	return out
 }
-

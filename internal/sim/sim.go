@@ -469,4 +469,3 @@ func truth(ev event.Event) event.Event {
 var timePrecisionMs = map[string]int64{
 	"nginx_combined": 1000,
 }
-
