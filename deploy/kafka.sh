@@ -77,7 +77,7 @@ build_waiter() {
 # outlive its process and the pid be recycled, so we only trust a process
 # that runs kafka.Kafka on our config.
 is_ours() {
-	tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "kafka.Kafka $CONF"
+	tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -qF -- "kafka.Kafka $CONF"
 }
 broker_pid() {
 	local pid

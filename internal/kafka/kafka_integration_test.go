@@ -39,9 +39,31 @@ func unique(t *testing.T, what string) string {
 	return fmt.Sprintf("it-%s-%s-%d-%s", what, name, time.Now().UnixMilli(), hex.EncodeToString(b[:]))
 }
 
+// dropAfter deletes the topics when the test ends, so that the long-lived
+// local broker does not pile up test topics run after run.
+func dropAfter(t *testing.T, bs []string, topics ...string) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		tr := &kafkago.Transport{}
+		defer tr.CloseIdleConnections()
+		res, err := (&kafkago.Client{Addr: kafkago.TCP(bs...), Transport: tr}).DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: topics})
+		if err != nil {
+			t.Logf("delete test topics %v: %v", topics, err)
+			return
+		}
+		for name, err := range res.Errors {
+			if err != nil && !errors.Is(err, kafkago.UnknownTopicOrPartition) {
+				t.Logf("delete test topic %s: %v", name, err)
+			}
+		}
+	})
+}
+
 func ensure(t *testing.T, ctx context.Context, bs []string, partitions int) string {
 	t.Helper()
 	topic := unique(t, "topic")
+	dropAfter(t, bs, topic)
 	if err := EnsureTopics(ctx, bs, TopicSpec{Name: topic, Partitions: partitions, ReplicationFactor: 1}); err != nil {
 		t.Fatalf("EnsureTopics(%s): %v", topic, err)
 	}
@@ -75,7 +97,8 @@ func TestIntegrationEnsureTopics(t *testing.T) {
 	bs := brokers(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	a, b := unique(t, "a"), unique(t, "b")
+	a, b, rf := unique(t, "a"), unique(t, "b"), unique(t, "rf")
+	dropAfter(t, bs, a, b, rf)
 	specs := []TopicSpec{
 		{Name: a, Partitions: 6, ReplicationFactor: 1, Configs: map[string]string{"retention.ms": "3600000"}},
 		{Name: b, Partitions: 2, ReplicationFactor: 1},
@@ -111,7 +134,7 @@ func TestIntegrationEnsureTopics(t *testing.T) {
 	}
 	// 2 replicas on a 1-broker cluster cannot be placed: the broker's
 	// refusal must come back, not be mistaken for "exists".
-	if err := EnsureTopics(ctx, bs, TopicSpec{Name: unique(t, "rf"), Partitions: 1, ReplicationFactor: 2}); err == nil {
+	if err := EnsureTopics(ctx, bs, TopicSpec{Name: rf, Partitions: 1, ReplicationFactor: 2}); err == nil {
 		t.Error("EnsureTopics with replication factor 2 on one broker: got nil error")
 	}
 }
@@ -295,7 +318,9 @@ func TestIntegrationWriterTopics(t *testing.T) {
 
 	// auto.create.topics.enable=false: a missing topic is an error, and
 	// a bounded one.
-	missing, err := NewWriter(WriterConfig{Brokers: bs, Topic: unique(t, "missing")}, nil)
+	missingTopic := unique(t, "missing")
+	dropAfter(t, bs, missingTopic) // in case a broker with auto-create made it
+	missing, err := NewWriter(WriterConfig{Brokers: bs, Topic: missingTopic}, nil)
 	if err != nil {
 		t.Fatalf("NewWriter: %v", err)
 	}
