@@ -71,12 +71,15 @@ install_packages() {
 resolve_data() {
 	mkdir -p "$ROOT/.data"
 	if [ -L "$LINK" ]; then
-		DATA=$(readlink -f "$LINK")
+		# Not readlink -f: that fails while the target's parent is missing.
+		DATA=$(readlink "$LINK")
+		mkdir -p "$DATA"
 	elif runuser -u "$CH_USER" -- test -x "$ROOT/.data" 2>/dev/null || [ -d "$LINK" ]; then
 		DATA="$LINK"
 	else
 		DATA="/var/lib/agentwatch/clickhouse-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)"
 		log "$CH_USER cannot reach $ROOT (see: namei -l $ROOT); using $DATA, linked from $LINK"
+		mkdir -p "$DATA"
 		ln -sfn "$DATA" "$LINK"
 	fi
 	# 18.16 ignores --pid-file unless it daemonizes itself, but it always
@@ -139,6 +142,8 @@ cmd_up() {
 		chown "$CH_USER:$CH_USER" "$DATA" "$DATA"/{etc,data,tmp,log,user_files,format_schemas} "$DATA"/etc/*.xml
 		chmod 750 "$DATA"
 		rm -f "$LAUNCHER_PIDFILE"
+		# A fresh stdout.log, so a failed start shows only its own output.
+		[ ! -f "$DATA/log/stdout.log" ] || mv -f "$DATA/log/stdout.log" "$DATA/log/stdout.log.1"
 		# setsid + nohup + closed stdin: the server must outlive this shell,
 		# its session and a CI step that waits on inherited file descriptors.
 		(
@@ -170,35 +175,50 @@ cmd_up() {
 	echo "clickhouse $(version) running (pid $(server_pid || echo '?')) on $HOST:$PORT (http $HOST:$HTTP_PORT), data in $DATA"
 }
 
+# launcher_pid prints the pid of the setsid/runuser launcher of this
+# clone's server, or fails. It leads its own process group (setsid), which
+# holds the server too, so signalling -pid reaches a server that has not
+# written its status file yet.
+launcher_pid() {
+	local pid
+	pid=$(cat "$LAUNCHER_PIDFILE" 2>/dev/null) || return 1
+	[[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--config-file=$DATA/etc/config.xml" || return 1
+	echo "$pid"
+}
+
+# terminate sends SIGTERM to target (a pid, or -pgid), waits up to 30 s for
+# pid to exit, then sends SIGKILL.
+terminate() {
+	local target=$1 pid=$2 _
+	kill -TERM -- "$target" 2>/dev/null || return 0
+	for _ in $(seq 1 60); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.5
+	done
+	log "pid $pid ignored SIGTERM for 30s; sending SIGKILL"
+	kill -KILL -- "$target" 2>/dev/null || true
+	sleep 0.5
+}
+
 cmd_down() {
 	installed || { echo "clickhouse not installed, nothing to stop"; return 0; }
 	resolve_data
 	local pid launcher
-	launcher=$(cat "$LAUNCHER_PIDFILE" 2>/dev/null || true)
-	if ! pid=$(server_pid); then
+	pid=$(server_pid) || pid=
+	launcher=$(launcher_pid) || launcher=
+	if [ -z "$pid" ] && [ -z "$launcher" ]; then
 		echo "clickhouse not running"
 		rm -f "$LAUNCHER_PIDFILE"
 		return 0
 	fi
-	kill -TERM "$pid"
-	local i
-	for i in $(seq 1 60); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.5
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		log "clickhouse-server (pid $pid) ignored SIGTERM for 30s; sending SIGKILL"
-		kill -KILL "$pid" 2>/dev/null || true
-		sleep 0.5
-	fi
-	# The runuser launcher exits with its child; only signal it if it is
-	# still ours and lingering.
-	if [[ "$launcher" =~ ^[0-9]+$ ]] && kill -0 "$launcher" 2>/dev/null &&
-		tr '\0' ' ' <"/proc/$launcher/cmdline" 2>/dev/null | grep -q clickhouse-server; then
-		kill -TERM "$launcher" 2>/dev/null || true
-	fi
+	[ -z "$pid" ] || terminate "$pid" "$pid"
+	# The launcher exits with the server; if it lingers (or the server never
+	# got as far as its status file), stop its whole process group.
+	launcher=$(launcher_pid) || launcher=
+	[ -z "$launcher" ] || terminate "-$launcher" "$launcher"
 	rm -f "$LAUNCHER_PIDFILE"
-	echo "clickhouse stopped (was pid $pid)"
+	echo "clickhouse stopped (was pid ${pid:-$launcher})"
 }
 
 cmd_status() {
