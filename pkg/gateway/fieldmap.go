@@ -1,0 +1,222 @@
+package gateway
+
+import (
+	"fmt"
+	"maps"
+	"strings"
+
+	"github.com/valyala/fastjson"
+)
+
+// FieldMap maps canonical field names to JSON key paths in a format's
+// layout. A path is dot-separated ("request.headers.x-agent-id"); several
+// alternatives separated by '|' are tried in order ("msec|time_iso8601");
+// an empty value removes a default. Field names:
+//
+//	time            event time: epoch s/ms/µs/ns (number or string) or a date
+//	method, path    request method; path, optionally with query string
+//	query           object whose keys are the query parameter names, used
+//	                when path has no query string
+//	status, request_bytes, response_bytes
+//	duration_s | duration_ms | duration_us   total duration, in that unit
+//	source_ip, user_agent, gateway, upstream, request_id
+//	route           a route template the gateway already knows (AWS resourcePath)
+//	consumer_name, consumer_id, credential_id, mtls_subject
+//	header.<name>   one request header (name lower-case)
+//	headers         where the other headers are: an object path
+//	                ("request.headers") or a key pattern with '*' standing
+//	                for the header name in snake_case ("http_*")
+//	claim.<name>    a JWT claim the gateway already verified and logged
+//
+// Setting one duration_* field replaces the default's duration field.
+type FieldMap map[string]string
+
+// Canonical field names of a FieldMap.
+const (
+	fTime          = "time"
+	fMethod        = "method"
+	fPath          = "path"
+	fQuery         = "query"
+	fStatus        = "status"
+	fRequestBytes  = "request_bytes"
+	fResponseBytes = "response_bytes"
+	fDurationS     = "duration_s"
+	fDurationMs    = "duration_ms"
+	fDurationUs    = "duration_us"
+	fSourceIP      = "source_ip"
+	fUserAgent     = "user_agent"
+	fGateway       = "gateway"
+	fUpstream      = "upstream"
+	fRequestID     = "request_id"
+	fRoute         = "route"
+	fConsumerName  = "consumer_name"
+	fConsumerID    = "consumer_id"
+	fCredentialID  = "credential_id"
+	fMTLSSubject   = "mtls_subject"
+	fHeaders       = "headers"
+	prefixHeader   = "header."
+	prefixClaim    = "claim."
+)
+
+var plainFields = []string{fTime, fMethod, fPath, fQuery, fStatus, fRequestBytes, fResponseBytes,
+	fDurationS, fDurationMs, fDurationUs, fSourceIP, fUserAgent, fGateway, fUpstream, fRequestID,
+	fRoute, fConsumerName, fConsumerID, fCredentialID, fMTLSSubject, fHeaders}
+
+// DefaultMapping returns a copy of the default mapping of a JSON format
+// (nil for the others), matching the layouts in docs/formats.md.
+func DefaultMapping(format string) FieldMap {
+	var m FieldMap
+	switch format {
+	case FormatEnvoy:
+		m = FieldMap{
+			fTime: "start_time", fMethod: "method", fPath: "path", fStatus: "response_code",
+			fRequestBytes: "bytes_received", fResponseBytes: "bytes_sent", fDurationMs: "duration",
+			fSourceIP: "downstream_remote_address", fUserAgent: "user_agent", fUpstream: "upstream_cluster",
+			fGateway: "gateway", fRequestID: "request_id", fMTLSSubject: "downstream_peer_subject",
+			fHeaders: "*",
+		}
+	case FormatKong:
+		m = FieldMap{
+			fTime: "started_at", fMethod: "request.method", fPath: "request.uri", fQuery: "request.querystring",
+			fStatus: "response.status", fRequestBytes: "request.size", fResponseBytes: "response.size",
+			fDurationMs: "latencies.request", fSourceIP: "client_ip", fUserAgent: "request.headers.user-agent",
+			fUpstream: "service.name|service.host", fRequestID: "request.id|request.headers.x-request-id",
+			fConsumerName: "consumer.username", fConsumerID: "consumer.id", fCredentialID: "authenticated_entity.id",
+			fHeaders: "request.headers",
+		}
+	case FormatNginxJSON:
+		m = FieldMap{
+			fTime: "msec|time_iso8601", fMethod: "request_method", fPath: "request_uri", fStatus: "status",
+			fRequestBytes: "request_length", fResponseBytes: "bytes_sent", fDurationS: "request_time",
+			fSourceIP: "remote_addr", fUserAgent: "http_user_agent", fUpstream: "upstream_addr",
+			fGateway: "hostname", fRequestID: "request_id", fConsumerName: "remote_user",
+			fMTLSSubject: "ssl_client_s_dn", fHeaders: "http_*",
+		}
+	case FormatAWS:
+		m = FieldMap{
+			fTime: "requestTimeEpoch|requestTime", fMethod: "httpMethod", fPath: "path", fStatus: "status",
+			fResponseBytes: "responseLength", fDurationMs: "responseLatency", fSourceIP: "ip|sourceIp",
+			fUserAgent: "userAgent", fGateway: "apiId", fRequestID: "requestId", fRoute: "resourcePath|routeKey",
+			fConsumerName: "principalId", fConsumerID: "apiKeyId", fCredentialID: "apiKeyId",
+			fMTLSSubject: "clientCertSubjectDN", "claim.sub": "sub", "claim.client_id": "clientId",
+		}
+	}
+	return m
+}
+
+func (m FieldMap) merge(over FieldMap) FieldMap {
+	out := maps.Clone(m)
+	for k, v := range over {
+		if strings.HasPrefix(k, "duration_") {
+			delete(out, fDurationS)
+			delete(out, fDurationMs)
+			delete(out, fDurationUs)
+		}
+		if v == "" {
+			delete(out, k)
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func (m FieldMap) validate() error {
+	durations := 0
+	for k, v := range m {
+		known := strings.HasPrefix(k, prefixHeader) && len(k) > len(prefixHeader) ||
+			strings.HasPrefix(k, prefixClaim) && len(k) > len(prefixClaim)
+		for _, f := range plainFields {
+			known = known || k == f
+		}
+		if !known {
+			return fmt.Errorf("%s: unknown canonical field, want one of %v or header.<name> or claim.<name>", k, plainFields)
+		}
+		if strings.HasPrefix(k, "duration_") && v != "" {
+			durations++
+		}
+		for _, alt := range strings.Split(v, "|") {
+			if v != "" && (alt == "" || strings.Contains(alt, "..") || alt[0] == '.' || alt[len(alt)-1] == '.') {
+				return fmt.Errorf("%s: bad key path %q; write keys as a.b.c, alternatives as a|b", k, v)
+			}
+		}
+		if k == fHeaders && strings.Count(v, "*") > 1 {
+			return fmt.Errorf("%s: pattern %q has more than one '*'", k, v)
+		}
+	}
+	if durations > 1 {
+		return fmt.Errorf("duration_*: set only one of duration_s, duration_ms, duration_us")
+	}
+	return nil
+}
+
+// compiled is a FieldMap split into key paths, ready for fastjson Get.
+type compiled struct {
+	fields     map[string][][]string
+	durUnit    uint64 // µs per unit of the duration field
+	durField   [][]string
+	headers    [][][]string // per resolver header name
+	claims     []claimPath
+	overridden bool
+}
+
+type claimPath struct {
+	name  string
+	paths [][]string
+}
+
+func splitPaths(v string) [][]string {
+	if v == "" {
+		return nil
+	}
+	var out [][]string
+	for _, alt := range strings.Split(v, "|") {
+		out = append(out, strings.Split(alt, "."))
+	}
+	return out
+}
+
+func compile(m FieldMap, headerNames []string, overridden bool) *compiled {
+	c := &compiled{fields: map[string][][]string{}, overridden: overridden}
+	for k, v := range m {
+		if strings.HasPrefix(k, prefixClaim) {
+			c.claims = append(c.claims, claimPath{name: k[len(prefixClaim):], paths: splitPaths(v)})
+			continue
+		}
+		c.fields[k] = splitPaths(v)
+	}
+	switch {
+	case m[fDurationS] != "":
+		c.durField, c.durUnit = c.fields[fDurationS], 1e6
+	case m[fDurationMs] != "":
+		c.durField, c.durUnit = c.fields[fDurationMs], 1e3
+	case m[fDurationUs] != "":
+		c.durField, c.durUnit = c.fields[fDurationUs], 1
+	}
+	c.headers = make([][][]string, len(headerNames))
+	for i, h := range headerNames {
+		if v, ok := m[prefixHeader+h]; ok {
+			c.headers[i] = splitPaths(v)
+			continue
+		}
+		hs := m[fHeaders]
+		if hs == "" {
+			continue
+		}
+		if star := strings.IndexByte(hs, '*'); star >= 0 {
+			key := hs[:star] + strings.ReplaceAll(h, "-", "_") + hs[star+1:]
+			c.headers[i] = [][]string{{key}}
+			continue
+		}
+		for _, p := range splitPaths(hs) {
+			c.headers[i] = append(c.headers[i], append(p, h))
+		}
+	}
+	return c
+}
+
+// hasTop reports whether o has the first key of the field's first path.
+func (c *compiled) hasTop(o *fastjson.Object, field string) bool {
+	ps := c.fields[field]
+	return len(ps) > 0 && o.Get(ps[0][0]) != nil
+}

@@ -1,0 +1,512 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"net/netip"
+	"strconv"
+	"time"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/agentwatch/agentwatch/pkg/event"
+	"github.com/agentwatch/agentwatch/pkg/identity"
+	"github.com/agentwatch/agentwatch/pkg/routes"
+)
+
+// Bounds on what one event may carry, whatever a client sends.
+const (
+	// MaxPathBytes rejects longer request paths as bad_field.
+	MaxPathBytes = 8 << 10
+	// MaxQueryParams is the number of query parameter names kept.
+	MaxQueryParams = 32
+	// MaxQueryNameBytes truncates longer parameter names.
+	MaxQueryNameBytes = 64
+	// MaxUserAgentBytes truncates longer user agents.
+	MaxUserAgentBytes = 512
+	// MaxFieldBytes truncates other informative strings (request id,
+	// upstream, gateway, credential id).
+	MaxFieldBytes  = 256
+	maxMethodBytes = 16
+)
+
+// record is what a format parser extracts from one line. Byte slices alias
+// the line, the JSON parser or p.nums and are valid until the next Parse.
+type record struct {
+	timeText  []byte
+	timeMs    int64 // set instead of timeText when hasTimeMs
+	hasTimeMs bool
+	method    []byte
+	uri       []byte
+	queryObj  *fastjson.Object
+	queryList []string // canonical input's names
+	status    int64
+	reqBytes  uint64
+	respBytes uint64
+	durUs     uint64
+	sourceIP  []byte
+	userAgent []byte
+	gateway   []byte
+	upstream  []byte
+	requestID []byte
+	route     []byte
+	ident     identity.Input
+	headers   []identity.Field
+	claims    []identity.Field
+	// canonical carries a pre-resolved identity (canonical format).
+	canonical    bool
+	agentID      []byte
+	identitySrc  []byte
+	unattributed bool
+}
+
+func (r *record) reset() {
+	h, c := r.headers[:0], r.claims[:0]
+	clear(r.headers[:cap(r.headers)]) // drop references into the last line
+	clear(r.claims[:cap(r.claims)])
+	*r = record{headers: h, claims: c}
+}
+
+// b2s views b as a string without copying; only for immediate use.
+func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// s2b views s as bytes without copying; the result must never be written.
+func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+func validUTF8(b []byte) bool { return utf8.Valid(b) }
+
+var errField = errors.New("bad field")
+
+// str returns the first present, non-empty, non-"-" alternative as text:
+// strings as they are, numbers in their JSON spelling.
+func (p *Parser) str(v *fastjson.Value, alts [][]string) []byte {
+	for _, path := range alts {
+		x := v.Get(path...)
+		if b := p.text(x); len(b) > 0 {
+			return b
+		}
+	}
+	return nil
+}
+
+func (p *Parser) text(x *fastjson.Value) []byte {
+	if x == nil {
+		return nil
+	}
+	switch x.Type() {
+	case fastjson.TypeString:
+		b, _ := x.StringBytes()
+		if len(b) == 1 && b[0] == '-' {
+			return nil
+		}
+		return b
+	case fastjson.TypeNumber:
+		start := len(p.nums)
+		p.nums = x.MarshalTo(p.nums)
+		return p.nums[start:len(p.nums):len(p.nums)]
+	case fastjson.TypeArray:
+		// Repeated headers (Kong logs them as arrays): the first counts.
+		a, _ := x.Array()
+		if len(a) > 0 {
+			return p.text(a[0])
+		}
+	}
+	return nil
+}
+
+// extract reads a JSON record through a compiled mapping.
+func (p *Parser) extract(v *fastjson.Value, c *compiled) error {
+	r := &p.rec
+	f := c.fields
+	if x := p.str(v, f[fTime]); len(x) > 0 {
+		r.timeText = x
+	}
+	r.method = p.str(v, f[fMethod])
+	r.uri = p.str(v, f[fPath])
+	if alts := f[fQuery]; len(alts) > 0 {
+		for _, path := range alts {
+			if o := v.GetObject(path...); o != nil {
+				r.queryObj = o
+				break
+			}
+		}
+	}
+	var err error
+	var st uint64
+	if st, err = parseUint(p.str(v, f[fStatus])); err != nil || st > 999 {
+		return reject(ReasonBadField, "status %q", p.str(v, f[fStatus]))
+	}
+	r.status = int64(st)
+	if r.reqBytes, err = parseUint(p.str(v, f[fRequestBytes])); err != nil {
+		return reject(ReasonBadField, "request_bytes %q", p.str(v, f[fRequestBytes]))
+	}
+	if r.respBytes, err = parseUint(p.str(v, f[fResponseBytes])); err != nil {
+		return reject(ReasonBadField, "response_bytes %q", p.str(v, f[fResponseBytes]))
+	}
+	if c.durField != nil {
+		d := p.str(v, c.durField)
+		if r.durUs, err = parseDuration(d, c.durUnit); err != nil {
+			return reject(ReasonBadField, "duration %q", d)
+		}
+	}
+	r.sourceIP = p.str(v, f[fSourceIP])
+	r.userAgent = p.str(v, f[fUserAgent])
+	r.gateway = p.str(v, f[fGateway])
+	r.upstream = p.str(v, f[fUpstream])
+	r.requestID = p.str(v, f[fRequestID])
+	r.route = p.str(v, f[fRoute])
+	r.ident.ConsumerName = p.str(v, f[fConsumerName])
+	r.ident.ConsumerID = p.str(v, f[fConsumerID])
+	r.ident.CredentialID = p.str(v, f[fCredentialID])
+	r.ident.MTLSSubject = p.str(v, f[fMTLSSubject])
+	for i, name := range p.resolver.HeaderNames() {
+		if b := p.str(v, c.headers[i]); len(b) > 0 {
+			r.headers = append(r.headers, identity.Field{Name: name, Value: b})
+		}
+	}
+	for _, cl := range c.claims {
+		if b := p.str(v, cl.paths); len(b) > 0 {
+			r.claims = append(r.claims, identity.Field{Name: cl.name, Value: b})
+		}
+	}
+	return nil
+}
+
+// parseUint reads a non-negative integer; empty means 0. A JSON float with
+// no fraction ("512.0") is accepted, as some shippers coerce numbers.
+func parseUint(b []byte) (uint64, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	if n, err := strconv.ParseUint(b2s(b), 10, 64); err == nil {
+		return n, nil
+	}
+	f, err := strconv.ParseFloat(b2s(b), 64)
+	if err != nil || f < 0 || f != math.Trunc(f) || f >= 1<<63 {
+		return 0, errField
+	}
+	return uint64(f), nil
+}
+
+// parseDuration converts a duration in units of unitUs microseconds.
+func parseDuration(b []byte, unitUs uint64) (uint64, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	if n, err := strconv.ParseUint(b2s(b), 10, 64); err == nil {
+		if n > math.MaxUint64/unitUs {
+			return 0, errField
+		}
+		return n * unitUs, nil
+	}
+	f, err := strconv.ParseFloat(b2s(b), 64)
+	if err != nil || f < 0 || math.IsNaN(f) || f*float64(unitUs) >= 1<<63 {
+		return 0, errField
+	}
+	return uint64(math.Round(f * float64(unitUs))), nil
+}
+
+// finish validates and normalises the record into an Event whose strings
+// share one fresh backing string (one allocation, no aliasing of buffers).
+func (p *Parser) finish(format string, src Source, now time.Time) (event.Event, error) {
+	r := &p.rec
+	var e event.Event
+	nowMs := now.UnixMilli()
+
+	// Time.
+	ms := r.timeMs
+	if !r.hasTimeMs {
+		if len(r.timeText) == 0 {
+			return e, reject(ReasonNoTimestamp, "")
+		}
+		var ok bool
+		if ms, ok = parseTime(r.timeText); !ok {
+			return e, reject(ReasonBadTimestamp, "%q", r.timeText)
+		}
+	}
+	if ms < nowMs-p.opt.MaxAge.Milliseconds() || ms > nowMs+p.opt.MaxFuture.Milliseconds() {
+		return e, reject(ReasonTimestampWindow, "event time %s, now %s", time.UnixMilli(ms).UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+
+	// Method.
+	method, ok := normMethod(r.method)
+	if !ok {
+		return e, reject(ReasonBadField, "method %q", r.method)
+	}
+
+	// Path and query names.
+	path, query, ok := splitURI(r.uri)
+	if !ok {
+		return e, reject(ReasonBadField, "path %.64q", r.uri)
+	}
+
+	if r.status < 0 || r.status > 999 {
+		return e, reject(ReasonBadField, "status %d", r.status)
+	}
+
+	// Identity.
+	var id identity.Result
+	if r.canonical {
+		if len(r.agentID) > 0 {
+			if !identity.ValidAgentID(r.agentID) {
+				return e, reject(ReasonInvalidAgentID, "%v", identity.ErrInvalidAgentID)
+			}
+			if !knownSource(r.identitySrc) {
+				return e, reject(ReasonBadField, "identity_source %q", r.identitySrc)
+			}
+			id.AgentID, id.Source = r.agentID, string(r.identitySrc)
+		}
+		id.CredentialID = r.ident.CredentialID
+	} else {
+		r.ident.Headers, r.ident.Claims = r.headers, r.claims
+		var err error
+		if id, err = p.resolver.Resolve(&r.ident); err != nil {
+			return e, reject(ReasonInvalidAgentID, "%v", err)
+		}
+	}
+
+	// Strings: append every string field to one buffer, then convert once.
+	b := p.strs[:0]
+	type span struct{ start, end int }
+	add := func(v []byte, limit int) span {
+		v = truncate(v, limit)
+		s := len(b)
+		b = append(b, v...)
+		return span{s, len(b)}
+	}
+	sEventID := span{len(b), 0}
+	b = event.AppendID(b, src.Topic, src.Partition, src.Offset)
+	sEventID.end = len(b)
+	sAgent := add(id.AgentID, identity.MaxAgentIDLen)
+	sCred := add(id.CredentialID, MaxFieldBytes)
+	sIP := add(cleanIP(r.sourceIP), 64)
+	sPath := add(path, MaxPathBytes)
+	sUA := add(r.userAgent, MaxUserAgentBytes)
+	gw := r.gateway
+	if len(gw) == 0 {
+		gw = s2b(format)
+	}
+	sGW := add(gw, MaxFieldBytes)
+	sUp := add(r.upstream, MaxFieldBytes)
+	sRID := add(r.requestID, MaxFieldBytes)
+	sTopic := add(s2b(src.Topic), len(src.Topic))
+	var sMethod span
+	if method == "" { // not a well-known method: keep the upper-cased bytes
+		sMethod = span{len(b), 0}
+		for _, c := range r.method {
+			if c >= 'a' && c <= 'z' {
+				c -= 'a' - 'A'
+			}
+			b = append(b, c)
+		}
+		sMethod.end = len(b)
+	}
+	p.qbuf = p.qbuf[:0]
+	queryStart := len(b)
+	if len(query) > 0 {
+		for len(query) > 0 && len(p.qbuf) < MaxQueryParams {
+			var kv []byte
+			if i := bytes.IndexByte(query, '&'); i >= 0 {
+				kv, query = query[:i], query[i+1:]
+			} else {
+				kv, query = query, nil
+			}
+			if i := bytes.IndexByte(kv, '='); i >= 0 {
+				kv = kv[:i]
+			}
+			if len(kv) > 0 {
+				p.qbuf = append(p.qbuf, truncate(kv, MaxQueryNameBytes))
+			}
+		}
+	} else if r.queryObj != nil {
+		r.queryObj.Visit(func(k []byte, _ *fastjson.Value) {
+			if len(k) > 0 && len(p.qbuf) < MaxQueryParams {
+				p.qbuf = append(p.qbuf, truncate(k, MaxQueryNameBytes))
+			}
+		})
+	} else {
+		for _, q := range r.queryList {
+			if len(q) > 0 && len(p.qbuf) < MaxQueryParams {
+				p.qbuf = append(p.qbuf, truncate(s2b(q), MaxQueryNameBytes))
+			}
+		}
+	}
+	for _, q := range p.qbuf {
+		b = append(b, q...)
+	}
+	if !utf8.Valid(b) {
+		// The line was valid UTF-8, so only unescaping (nginx \xHH, JWT
+		// payloads) gets here; events hold valid UTF-8 only, which keeps
+		// the canonical round trip exact.
+		return e, reject(ReasonInvalidUTF8, "escaped field decodes to invalid UTF-8")
+	}
+	p.strs = b
+	all := string(b)
+	sub := func(s span) string { return all[s.start:s.end] }
+
+	e.EventID = sub(sEventID)
+	e.EventTimeMs = ms
+	e.IngestTimeMs = nowMs
+	e.AgentID = sub(sAgent)
+	e.IdentitySource = id.Source
+	e.Unattributed = len(id.AgentID) == 0
+	e.CredentialID = sub(sCred)
+	e.SourceIP = sub(sIP)
+	if method != "" {
+		e.Method = method
+	} else {
+		e.Method = sub(sMethod)
+	}
+	e.Path = sub(sPath)
+	if len(p.qbuf) > 0 {
+		e.QueryParams = make([]string, len(p.qbuf))
+		off := queryStart
+		for i, q := range p.qbuf {
+			e.QueryParams[i] = all[off : off+len(q)]
+			off += len(q)
+		}
+	}
+	e.Status = uint16(r.status)
+	e.RequestBytes = r.reqBytes
+	e.ResponseBytes = r.respBytes
+	e.DurationUs = r.durUs
+	e.UserAgent = sub(sUA)
+	e.Gateway = sub(sGW)
+	e.Upstream = sub(sUp)
+	e.RequestID = sub(sRID)
+	e.Format = format
+	e.Topic = sub(sTopic)
+	e.Partition = src.Partition
+	e.Offset = src.Offset
+	e.Route = p.route(e.Path, r.route)
+	return e, nil
+}
+
+// route prefers an OpenAPI/list template, then a template the gateway
+// logged (if it looks like one), then heuristics.
+func (p *Parser) route(path string, logged []byte) string {
+	if t, ok := p.opt.Routes.Match(path); ok {
+		return t
+	}
+	if len(logged) > 0 {
+		if i := bytes.IndexByte(logged, ' '); i >= 0 { // AWS HTTP API routeKey "GET /x"
+			logged = logged[i+1:]
+		}
+		if len(logged) > 1 && logged[0] == '/' && len(logged) <= MaxFieldBytes &&
+			!bytes.Contains(logged, []byte("+}")) && bytes.IndexByte(logged, '?') < 0 {
+			return string(logged)
+		}
+	}
+	return routes.Heuristic(path)
+}
+
+func knownSource(s []byte) bool {
+	switch string(s) {
+	case identity.KindHeader, identity.KindConsumer, identity.KindJWT, identity.KindMTLS:
+		return true
+	}
+	return false
+}
+
+// truncate cuts b to at most limit bytes on a rune boundary.
+func truncate(b []byte, limit int) []byte {
+	if len(b) <= limit {
+		return b
+	}
+	b = b[:limit]
+	for i := 0; i < utf8.UTFMax && len(b) > 0; i++ {
+		if r, size := utf8.DecodeLastRune(b); r != utf8.RuneError || size > 1 {
+			break
+		}
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+var knownMethods = []string{"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE"}
+
+// normMethod upper-cases m. Well-known methods come back as constants (no
+// allocation); other [A-Za-z]{1,16} methods return "" and true, so the
+// caller copies them upper-cased.
+func normMethod(m []byte) (string, bool) {
+	if len(m) == 0 || len(m) > maxMethodBytes {
+		return "", false
+	}
+	for _, c := range m {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+			return "", false
+		}
+	}
+	for _, k := range knownMethods {
+		if len(k) == len(m) && bytes.EqualFold(m, s2b(k)) {
+			return k, true
+		}
+	}
+	return "", true
+}
+
+// splitURI returns the path and the raw query of a request target. An
+// absolute URL loses its scheme and authority; a fragment is dropped.
+func splitURI(u []byte) (path, query []byte, ok bool) {
+	if len(u) == 0 {
+		return nil, nil, false
+	}
+	if u[0] != '/' {
+		i := bytes.Index(u, []byte("://"))
+		if i <= 0 {
+			if len(u) == 1 && u[0] == '*' { // OPTIONS *
+				return u, nil, true
+			}
+			return nil, nil, false
+		}
+		u = u[i+3:]
+		j := bytes.IndexByte(u, '/')
+		if j < 0 {
+			u = []byte("/")
+		} else {
+			u = u[j:]
+		}
+	}
+	if i := bytes.IndexByte(u, '#'); i >= 0 {
+		u = u[:i]
+	}
+	path = u
+	if i := bytes.IndexByte(u, '?'); i >= 0 {
+		path, query = u[:i], u[i+1:]
+	}
+	if len(path) > MaxPathBytes {
+		return nil, nil, false
+	}
+	return path, query, true
+}
+
+// cleanIP returns the client address of "ip", "ip:port", "[v6]:port" or a
+// comma-separated X-Forwarded-For list (first entry), or nil if it is not
+// an IP address: the field is informative, so junk is dropped, not fatal.
+func cleanIP(b []byte) []byte {
+	if i := bytes.IndexByte(b, ','); i >= 0 {
+		b = b[:i]
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || len(b) > 64 {
+		return nil
+	}
+	if _, err := netip.ParseAddr(b2s(b)); err == nil {
+		return b
+	}
+	if ap, err := netip.ParseAddrPort(b2s(b)); err == nil {
+		if b[0] == '[' {
+			end := bytes.IndexByte(b, ']')
+			b = b[1:end]
+			if i := bytes.IndexByte(b, '%'); i >= 0 && !ap.Addr().Is6() {
+				return nil
+			}
+			return b
+		}
+		return b[:bytes.LastIndexByte(b, ':')]
+	}
+	return nil
+}
