@@ -164,8 +164,8 @@ cmd_up() {
 		pid=$!
 		# setsid only forks when the caller leads a process group; if it did,
 		# $! is not the JVM, so find the JVM by its command line.
-		local i
-		for i in $(seq 1 20); do
+		local _
+		for _ in $(seq 1 20); do
 			is_ours "$pid" && break
 			local p2
 			for p2 in /proc/[0-9]*; do
@@ -197,9 +197,11 @@ cmd_up() {
 
 kafka_version() {
 	local j
-	j=$(ls "$LIBS"/kafka_2.13-*.jar 2>/dev/null | head -n1)
-	j=${j##*/kafka_2.13-}
-	echo "${j%.jar}"
+	for j in "$LIBS"/kafka_2.13-*.jar; do
+		j=${j##*/kafka_2.13-}
+		echo "${j%.jar}"
+		return
+	done
 }
 
 cmd_down() {
@@ -210,9 +212,9 @@ cmd_down() {
 		return 0
 	fi
 	kill -TERM "$pid"
-	local i
 	# A controlled shutdown of a KRaft combined node takes a few seconds.
-	for i in $(seq 1 60); do
+	local _
+	for _ in $(seq 1 60); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.5
 	done
