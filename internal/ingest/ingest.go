@@ -1,0 +1,387 @@
+// Package ingest is cmd/ingest's stage: it reads raw gateway access-log
+// records from the input topics, parses and normalises them into canonical
+// events, writes each batch to the event store, publishes the events keyed by
+// agent id and only then commits the input offsets. Records that cannot
+// become events go to the dead-letter topic with their reason before their
+// offset is committed, so nothing is lost and no bad line stops a partition.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/agentwatch/agentwatch/internal/bus"
+	"github.com/agentwatch/agentwatch/pkg/event"
+	"github.com/agentwatch/agentwatch/pkg/gateway"
+)
+
+// Dead-letter record headers. The value is the raw record (truncated to
+// Options.DeadLetterMaxBytes, with HeaderOriginalSize saying so).
+const (
+	HeaderReason          = "agentwatch-reason"
+	HeaderError           = "agentwatch-error"
+	HeaderSourceTopic     = "agentwatch-source-topic"
+	HeaderSourcePartition = "agentwatch-source-partition"
+	HeaderSourceOffset    = "agentwatch-source-offset"
+	HeaderOriginalSize    = "agentwatch-original-size"
+	HeaderIngestTime      = "agentwatch-ingest-time-ms"
+)
+
+// EventStore keeps canonical events. A retried InsertEvents of the same
+// events must not leave duplicates visible to deduplicating reads (ClickHouse
+// does it with ReplacingMergeTree keyed by event_id).
+type EventStore interface {
+	InsertEvents(ctx context.Context, evs []event.Event) error
+}
+
+// Options tune an Ingester. The zero value of each field means its default.
+type Options struct {
+	// EventsTopic receives canonical events keyed by agent id.
+	EventsTopic string
+	// DeadLetterTopic receives records that could not become events.
+	DeadLetterTopic string
+	// BatchSize bounds the records per batch; default 20000.
+	BatchSize int
+	// BatchWait bounds how long a batch stays open after its first record; default 500ms.
+	BatchWait time.Duration
+	// Parser configures parsing; Parser.Format is the default format.
+	Parser gateway.Options
+	// TopicFormats overrides the format per input topic.
+	TopicFormats map[string]string
+	// RetryInitial and RetryMax bound the backoff between retried writes; defaults 100ms and 10s.
+	RetryInitial, RetryMax time.Duration
+	// ShutdownGrace is how long a shutdown may spend flushing the open
+	// batch; default 30s. What is not committed by then is re-read on restart.
+	ShutdownGrace time.Duration
+	// DeadLetterMaxBytes caps the raw bytes copied into a dead-letter record; default 256 KiB.
+	DeadLetterMaxBytes int
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+func (o *Options) setDefaults() {
+	if o.BatchSize <= 0 {
+		o.BatchSize = 20000
+	}
+	if o.BatchWait <= 0 {
+		o.BatchWait = 500 * time.Millisecond
+	}
+	if o.RetryInitial <= 0 {
+		o.RetryInitial = 100 * time.Millisecond
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = 10 * time.Second
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = 30 * time.Second
+	}
+	if o.DeadLetterMaxBytes <= 0 {
+		o.DeadLetterMaxBytes = 256 << 10
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Ingester is the ingest stage. It runs one synchronous
+// fetch → parse → store → publish → commit loop, so a slow or failing sink
+// slows or stops reading instead of growing memory. Not safe for concurrent
+// Run calls; the caller owns and closes the reader and writers.
+type Ingester struct {
+	reader bus.Reader
+	store  EventStore
+	events bus.Writer
+	dlq    bus.Writer
+	opts   Options
+	log    *slog.Logger
+	m      *Metrics
+
+	parsers map[string]*gateway.Parser
+	def     *gateway.Parser
+
+	evs []event.Event
+	bad []bus.Message
+
+	mu      sync.Mutex
+	failing string // target being retried, "" when healthy
+	lastErr error
+	stats   Stats
+}
+
+// Stats are running totals, for the demo's console and for tests.
+type Stats struct {
+	Records, Events, DeadLettered, Committed, Batches uint64
+	ByReason                                          map[string]uint64
+}
+
+// New checks the options and builds an Ingester.
+func New(reader bus.Reader, store EventStore, events, deadLetter bus.Writer, opts Options, log *slog.Logger, m *Metrics) (*Ingester, error) {
+	opts.setDefaults()
+	if opts.EventsTopic == "" || opts.DeadLetterTopic == "" {
+		return nil, errors.New("ingest: events and dead-letter topics must be set")
+	}
+	def, err := gateway.NewParser(opts.Parser)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: parser: %w", err)
+	}
+	in := &Ingester{
+		reader: reader, store: store, events: events, dlq: deadLetter,
+		opts: opts, log: log.With("stage", "ingest"), m: m,
+		def: def, parsers: make(map[string]*gateway.Parser),
+	}
+	in.stats.ByReason = make(map[string]uint64)
+	for topic, format := range opts.TopicFormats {
+		po := opts.Parser
+		po.Format = format
+		p, err := gateway.NewParser(po)
+		if err != nil {
+			return nil, fmt.Errorf("ingest: parser for topic %s: %w", topic, err)
+		}
+		in.parsers[topic] = p
+	}
+	return in, nil
+}
+
+// Ready reports an error while a write is being retried, for /readyz.
+func (in *Ingester) Ready(context.Context) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.failing != "" {
+		return fmt.Errorf("retrying %s: %w", in.failing, in.lastErr)
+	}
+	return nil
+}
+
+// Stats returns a copy of the running totals. Safe for concurrent use.
+func (in *Ingester) Stats() Stats {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	s := in.stats
+	s.ByReason = make(map[string]uint64, len(in.stats.ByReason))
+	for k, v := range in.stats.ByReason {
+		s.ByReason[k] = v
+	}
+	return s
+}
+
+// Run implements pipeline.Stage. When ctx is done it stops fetching, then
+// flushes and commits the open batch within ShutdownGrace.
+func (in *Ingester) Run(ctx context.Context) error {
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(in.opts.ShutdownGrace, cancelWork)
+		<-work.Done()
+		t.Stop()
+	})
+	defer stop()
+
+	batch := make([]bus.Message, 0, in.opts.BatchSize)
+	for {
+		var err error
+		batch, err = in.fetchBatch(ctx, batch[:0])
+		if len(batch) > 0 {
+			if perr := in.process(work, batch); perr != nil {
+				if ctx.Err() != nil {
+					in.log.Warn("shutdown grace expired before the open batch was committed; it will be re-read", "records", len(batch), "err", perr)
+					return nil
+				}
+				return perr
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("fetch raw records: %w", err)
+		}
+	}
+}
+
+// fetchBatch reads until the batch is full, BatchWait has passed since its
+// first record, or ctx is done (then what was read is returned for flushing).
+func (in *Ingester) fetchBatch(ctx context.Context, batch []bus.Message) ([]bus.Message, error) {
+	fctx := ctx
+	for len(batch) < in.opts.BatchSize {
+		m, err := in.reader.Fetch(fctx)
+		if err != nil {
+			if ctx.Err() != nil || (len(batch) > 0 && errors.Is(err, context.DeadlineExceeded)) {
+				return batch, nil
+			}
+			return batch, err
+		}
+		if len(batch) == 0 {
+			var cancel context.CancelFunc
+			fctx, cancel = context.WithTimeout(ctx, in.opts.BatchWait)
+			defer cancel()
+			if !m.Time.IsZero() {
+				in.m.InputLag.Set(time.Since(m.Time).Seconds())
+			}
+		}
+		batch = append(batch, m)
+	}
+	return batch, nil
+}
+
+func (in *Ingester) parserFor(topic string) *gateway.Parser {
+	if p, ok := in.parsers[topic]; ok {
+		return p
+	}
+	return in.def
+}
+
+// process writes one batch: dead letters, events to the store, events to
+// the events topic, then the commit. Each step is retried until it succeeds
+// or ctx ends, so a step that is retried after a partial success only
+// repeats idempotent writes (the store dedups by event_id, consumers of the
+// topics by event_id or source coordinates).
+func (in *Ingester) process(ctx context.Context, batch []bus.Message) error {
+	start := time.Now()
+	now := in.opts.Now()
+	in.evs = in.evs[:0]
+	in.bad = in.bad[:0]
+	var unattributed int
+	for i := range batch {
+		m := &batch[i]
+		ev, err := in.parserFor(m.Topic).Parse(m.Value, gateway.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}, now)
+		if err != nil {
+			in.bad = append(in.bad, in.deadLetter(m, err, now))
+			continue
+		}
+		if ev.Unattributed {
+			unattributed++
+		}
+		in.evs = append(in.evs, ev)
+	}
+	if len(in.bad) > 0 {
+		if err := in.retry(ctx, "dead_letter", func(ctx context.Context) error { return in.dlq.Write(ctx, in.bad...) }); err != nil {
+			return err
+		}
+	}
+	if len(in.evs) > 0 {
+		if err := in.retry(ctx, "store", func(ctx context.Context) error { return in.store.InsertEvents(ctx, in.evs) }); err != nil {
+			return err
+		}
+		out := encodeEvents(in.opts.EventsTopic, in.evs)
+		if err := in.retry(ctx, "events", func(ctx context.Context) error { return in.events.Write(ctx, out...) }); err != nil {
+			return err
+		}
+	}
+	if err := in.retry(ctx, "commit", func(ctx context.Context) error { return in.reader.Commit(ctx, batch...) }); err != nil {
+		return err
+	}
+
+	in.m.Records.Add(float64(len(batch)))
+	in.m.Events.Add(float64(len(in.evs)))
+	in.m.Unattributed.Add(float64(unattributed))
+	in.m.Committed.Add(float64(len(batch)))
+	in.m.Batches.Inc()
+	in.m.BatchSize.Observe(float64(len(batch)))
+	in.m.BatchSecs.Observe(time.Since(start).Seconds())
+	in.mu.Lock()
+	in.stats.Records += uint64(len(batch))
+	in.stats.Events += uint64(len(in.evs))
+	in.stats.DeadLettered += uint64(len(in.bad))
+	in.stats.Committed += uint64(len(batch))
+	in.stats.Batches++
+	for _, b := range in.bad {
+		in.stats.ByReason[string(b.HeaderValue(HeaderReason))]++
+	}
+	in.mu.Unlock()
+	in.log.Debug("batch committed", "records", len(batch), "events", len(in.evs), "dead_lettered", len(in.bad), "took", time.Since(start))
+	return nil
+}
+
+func (in *Ingester) deadLetter(m *bus.Message, err error, now time.Time) bus.Message {
+	reason := gateway.ReasonBadField
+	var pe *gateway.ParseError
+	if errors.As(err, &pe) {
+		reason = pe.Reason
+	}
+	in.m.Dropped.WithLabelValues(reason).Inc()
+	msg := err.Error()
+	if len(msg) > 512 {
+		msg = msg[:512]
+	}
+	value := m.Value
+	headers := []bus.Header{
+		{Key: HeaderReason, Value: []byte(reason)},
+		{Key: HeaderError, Value: []byte(msg)},
+		{Key: HeaderSourceTopic, Value: []byte(m.Topic)},
+		{Key: HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(m.Partition), 10)},
+		{Key: HeaderSourceOffset, Value: strconv.AppendInt(nil, m.Offset, 10)},
+		{Key: HeaderIngestTime, Value: strconv.AppendInt(nil, now.UnixMilli(), 10)},
+	}
+	if len(value) > in.opts.DeadLetterMaxBytes {
+		headers = append(headers, bus.Header{Key: HeaderOriginalSize, Value: strconv.AppendInt(nil, int64(len(value)), 10)})
+		value = value[:in.opts.DeadLetterMaxBytes]
+	}
+	return bus.Message{Topic: in.opts.DeadLetterTopic, Key: m.Key, Value: value, Headers: headers}
+}
+
+// encodeEvents renders evs into one buffer and slices it into records keyed
+// by agent id (by source address for unattributed events, so one noisy
+// unidentified client does not land every such event on one partition).
+func encodeEvents(topic string, evs []event.Event) []bus.Message {
+	out := make([]bus.Message, len(evs))
+	ends := make([]int, len(evs))
+	buf := make([]byte, 0, len(evs)*640)
+	for i := range evs {
+		buf = event.AppendJSON(buf, &evs[i])
+		ends[i] = len(buf)
+	}
+	start := 0
+	for i := range evs {
+		out[i] = bus.Message{Topic: topic, Key: []byte(Key(&evs[i])), Value: buf[start:ends[i]:ends[i]]}
+		start = ends[i]
+	}
+	return out
+}
+
+// Key is the events-topic key of e: its agent id, so each agent's events
+// stay in order on one partition and one detector instance owns its state.
+func Key(e *event.Event) string {
+	if e.Unattributed || e.AgentID == "" {
+		return "unattributed/" + e.SourceIP
+	}
+	return e.AgentID
+}
+
+// retry runs f until it succeeds or ctx ends, backing off exponentially with
+// jitter. While it retries, Ready reports the failing target.
+func (in *Ingester) retry(ctx context.Context, target string, f func(context.Context) error) error {
+	backoff := in.opts.RetryInitial
+	for attempt := 1; ; attempt++ {
+		err := f(ctx)
+		if err == nil {
+			if attempt > 1 {
+				in.log.Info("write recovered", "target", target, "attempts", attempt)
+				in.mu.Lock()
+				in.failing, in.lastErr = "", nil
+				in.mu.Unlock()
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("write to %s: %w", target, err)
+		}
+		in.m.Retries.WithLabelValues(target).Inc()
+		in.mu.Lock()
+		in.failing, in.lastErr = target, err
+		in.mu.Unlock()
+		in.log.Warn("write failed; retrying", "target", target, "attempt", attempt, "backoff", backoff, "err", err)
+		sleep := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("write to %s: %w", target, err)
+		case <-time.After(sleep):
+		}
+		backoff = min(backoff*2, in.opts.RetryMax)
+	}
+}
