@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 
 	"github.com/valyala/fastjson"
@@ -150,53 +151,102 @@ func (m FieldMap) validate() error {
 	return nil
 }
 
-// compiled is a FieldMap split into key paths, ready for fastjson Get.
+// Field slots of a compiled mapping, so the per-line path does array
+// indexing instead of map lookups.
+const (
+	iTime = iota
+	iMethod
+	iPath
+	iQuery
+	iStatus
+	iRequestBytes
+	iResponseBytes
+	iDuration
+	iSourceIP
+	iUserAgent
+	iGateway
+	iUpstream
+	iRequestID
+	iRoute
+	iConsumerName
+	iConsumerID
+	iCredentialID
+	iMTLSSubject
+	numFields
+)
+
+var fieldSlot = map[string]int{
+	fTime: iTime, fMethod: iMethod, fPath: iPath, fQuery: iQuery, fStatus: iStatus, fRequestBytes: iRequestBytes,
+	fResponseBytes: iResponseBytes, fSourceIP: iSourceIP, fUserAgent: iUserAgent, fGateway: iGateway,
+	fUpstream: iUpstream, fRequestID: iRequestID, fRoute: iRoute, fConsumerName: iConsumerName,
+	fConsumerID: iConsumerID, fCredentialID: iCredentialID, fMTLSSubject: iMTLSSubject,
+}
+
+// compiled is a FieldMap split into key paths. Every distinct path gets an
+// id; top maps a top-level key to the ids of the paths starting with it, so
+// one pass over the object's keys finds every field.
 type compiled struct {
-	fields     map[string][][]string
-	durUnit    uint64 // µs per unit of the duration field
-	durField   [][]string
-	headers    [][][]string // per resolver header name
+	paths      [][]string
+	top        map[string][]int
+	alts       [numFields][]int // path ids per field, in preference order
+	durUnit    uint64           // µs per unit of the duration field
+	headers    [][]int          // per resolver header name
 	claims     []claimPath
 	overridden bool
 }
 
 type claimPath struct {
-	name  string
-	paths [][]string
+	name string
+	ids  []int
 }
 
-func splitPaths(v string) [][]string {
+func (c *compiled) add(v string) []int {
 	if v == "" {
 		return nil
 	}
-	var out [][]string
+	var ids []int
 	for _, alt := range strings.Split(v, "|") {
-		out = append(out, strings.Split(alt, "."))
+		ids = append(ids, c.addPath(strings.Split(alt, ".")))
 	}
-	return out
+	return ids
+}
+
+func (c *compiled) addPath(path []string) int {
+	for id, p := range c.paths {
+		if slices.Equal(p, path) {
+			return id
+		}
+	}
+	c.paths = append(c.paths, path)
+	id := len(c.paths) - 1
+	c.top[path[0]] = append(c.top[path[0]], id)
+	return id
 }
 
 func compile(m FieldMap, headerNames []string, overridden bool) *compiled {
-	c := &compiled{fields: map[string][][]string{}, overridden: overridden}
-	for k, v := range m {
+	c := &compiled{top: map[string][]int{}, overridden: overridden}
+	for _, k := range slices.Sorted(maps.Keys(m)) { // sorted: stable path ids
+		v := m[k]
 		if strings.HasPrefix(k, prefixClaim) {
-			c.claims = append(c.claims, claimPath{name: k[len(prefixClaim):], paths: splitPaths(v)})
+			c.claims = append(c.claims, claimPath{name: k[len(prefixClaim):], ids: c.add(v)})
 			continue
 		}
-		c.fields[k] = splitPaths(v)
+		if i, ok := fieldSlot[k]; ok {
+			c.alts[i] = c.add(v)
+		}
 	}
 	switch {
 	case m[fDurationS] != "":
-		c.durField, c.durUnit = c.fields[fDurationS], 1e6
+		c.alts[iDuration], c.durUnit = c.add(m[fDurationS]), 1e6
 	case m[fDurationMs] != "":
-		c.durField, c.durUnit = c.fields[fDurationMs], 1e3
+		c.alts[iDuration], c.durUnit = c.add(m[fDurationMs]), 1e3
 	case m[fDurationUs] != "":
-		c.durField, c.durUnit = c.fields[fDurationUs], 1
+		c.alts[iDuration], c.durUnit = c.add(m[fDurationUs]), 1
 	}
-	c.headers = make([][][]string, len(headerNames))
+	c.headers = make([][]int, len(headerNames))
 	for i, h := range headerNames {
 		if v, ok := m[prefixHeader+h]; ok {
-			c.headers[i] = splitPaths(v)
+			c.headers[i] = c.add(v)
 			continue
 		}
 		hs := m[fHeaders]
@@ -205,18 +255,18 @@ func compile(m FieldMap, headerNames []string, overridden bool) *compiled {
 		}
 		if star := strings.IndexByte(hs, '*'); star >= 0 {
 			key := hs[:star] + strings.ReplaceAll(h, "-", "_") + hs[star+1:]
-			c.headers[i] = [][]string{{key}}
+			c.headers[i] = []int{c.addPath([]string{key})}
 			continue
 		}
-		for _, p := range splitPaths(hs) {
-			c.headers[i] = append(c.headers[i], append(p, h))
+		for _, alt := range strings.Split(hs, "|") {
+			c.headers[i] = append(c.headers[i], c.addPath(append(strings.Split(alt, "."), h)))
 		}
 	}
 	return c
 }
 
 // hasTop reports whether o has the first key of the field's first path.
-func (c *compiled) hasTop(o *fastjson.Object, field string) bool {
-	ps := c.fields[field]
-	return len(ps) > 0 && o.Get(ps[0][0]) != nil
+func (c *compiled) hasTop(o *fastjson.Object, field int) bool {
+	ids := c.alts[field]
+	return len(ids) > 0 && o.Get(c.paths[ids[0]][0]) != nil
 }

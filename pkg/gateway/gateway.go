@@ -8,6 +8,7 @@
 package gateway
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -197,6 +198,7 @@ type Parser struct {
 	strs     []byte // backing bytes of the next event's strings
 	nums     []byte // scratch for numbers read as text
 	qbuf     [][]byte
+	slots    []*fastjson.Value // per compiled path id
 }
 
 // NewParser validates o and builds a Parser.
@@ -235,11 +237,17 @@ func (p *Parser) Parse(line []byte, src Source, now time.Time) (event.Event, err
 	p.nums = p.nums[:0]
 	format := p.opt.Format
 	var err error
-	if line[0] != '{' {
+	if line[0] != '{' && line[0] != '[' {
 		switch format {
 		case FormatAuto, FormatNginxCombined:
-			if err = p.parseCombined(line); err != nil && format == FormatAuto {
-				return event.Event{}, reject(ReasonUnknownFormat, "not JSON and not nginx combined: %v", err)
+			err = p.parseCombined(line)
+			var pe *ParseError
+			if err != nil && !errors.As(err, &pe) {
+				// Not even the shape of a combined line.
+				if format == FormatAuto {
+					return event.Event{}, reject(ReasonUnknownFormat, "not JSON and not nginx combined: %v", err)
+				}
+				return event.Event{}, reject(ReasonBadField, "nginx combined: %v", err)
 			}
 			format = FormatNginxCombined
 		default:
@@ -272,7 +280,7 @@ func (p *Parser) Parse(line []byte, src Source, now time.Time) (event.Event, err
 			if format == FormatCanonical {
 				err = p.parseCanonical(line)
 			} else {
-				err = p.extract(v, p.maps[format])
+				err = p.extract(o, p.maps[format])
 			}
 		}
 	}
@@ -286,22 +294,50 @@ func (p *Parser) Parse(line []byte, src Source, now time.Time) (event.Event, err
 // keys (see docs/formats.md). Formats whose mapping was overridden are also
 // recognised by their mapped method and time keys, checked last.
 func (p *Parser) detect(o *fastjson.Object) string {
-	has := func(k string) bool { return o.Get(k) != nil }
+	// One pass over the keys, a bit per distinctive key.
+	const (
+		kV = 1 << iota
+		kEventTime
+		kStartedAt
+		kRequest
+		kAWS
+		kEnvoy
+		kNginx
+	)
+	seen := 0
+	o.Visit(func(k []byte, _ *fastjson.Value) {
+		switch string(k) {
+		case "v":
+			seen |= kV
+		case "event_time_ms":
+			seen |= kEventTime
+		case "started_at":
+			seen |= kStartedAt
+		case "request":
+			seen |= kRequest
+		case "httpMethod", "requestTimeEpoch", "resourcePath":
+			seen |= kAWS
+		case "response_code", "upstream_cluster", "start_time":
+			seen |= kEnvoy
+		case "request_method", "time_iso8601", "msec", "remote_addr":
+			seen |= kNginx
+		}
+	})
 	switch {
-	case has("v") && has("event_time_ms"):
+	case seen&(kV|kEventTime) == kV|kEventTime:
 		return FormatCanonical
-	case has("started_at") && has("request"):
+	case seen&(kStartedAt|kRequest) == kStartedAt|kRequest:
 		return FormatKong
-	case has("httpMethod") || has("requestTimeEpoch") || has("resourcePath"):
+	case seen&kAWS != 0:
 		return FormatAWS
-	case has("response_code") || has("upstream_cluster") || has("start_time"):
+	case seen&kEnvoy != 0:
 		return FormatEnvoy
-	case has("request_method") || has("time_iso8601") || has("msec") || has("remote_addr"):
+	case seen&kNginx != 0:
 		return FormatNginxJSON
 	}
 	for _, f := range []string{FormatKong, FormatAWS, FormatEnvoy, FormatNginxJSON} {
 		c := p.maps[f]
-		if c.overridden && c.hasTop(o, fMethod) && c.hasTop(o, fTime) {
+		if c.overridden && c.hasTop(o, iMethod) && c.hasTop(o, iTime) {
 			return f
 		}
 	}
@@ -311,13 +347,7 @@ func (p *Parser) detect(o *fastjson.Object) string {
 // checkDepth rejects JSON nested deeper than max. The count of brackets
 // bounds the depth, so the exact scan runs only for lines that might fail.
 func checkDepth(line []byte, max int) error {
-	n := 0
-	for _, c := range line {
-		if c == '{' || c == '[' {
-			n++
-		}
-	}
-	if n <= max {
+	if bytes.Count(line, []byte{'{'})+bytes.Count(line, []byte{'['}) <= max {
 		return nil
 	}
 	depth, inStr := 0, false

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"math"
 	"net/netip"
-	"strconv"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -82,9 +81,17 @@ var errField = errors.New("bad field")
 
 // str returns the first present, non-empty, non-"-" alternative as text:
 // strings as they are, numbers in their JSON spelling.
-func (p *Parser) str(v *fastjson.Value, alts [][]string) []byte {
-	for _, path := range alts {
-		x := v.Get(path...)
+func (p *Parser) str(c *compiled, ids []int) []byte {
+	for _, id := range ids {
+		x := p.slots[id]
+		if x == nil {
+			continue
+		}
+		if path := c.paths[id]; len(path) > 1 {
+			if x = x.Get(path[1:]...); x == nil {
+				continue
+			}
+		}
 		if b := p.text(x); len(b) > 0 {
 			return b
 		}
@@ -117,96 +124,144 @@ func (p *Parser) text(x *fastjson.Value) []byte {
 	return nil
 }
 
-// extract reads a JSON record through a compiled mapping.
-func (p *Parser) extract(v *fastjson.Value, c *compiled) error {
-	r := &p.rec
-	f := c.fields
-	if x := p.str(v, f[fTime]); len(x) > 0 {
-		r.timeText = x
+// extract reads a JSON record through a compiled mapping: one pass over
+// the top-level keys fills the path slots, then each field takes its first
+// non-empty alternative.
+func (p *Parser) extract(o *fastjson.Object, c *compiled) error {
+	if cap(p.slots) < len(c.paths) {
+		p.slots = make([]*fastjson.Value, len(c.paths))
 	}
-	r.method = p.str(v, f[fMethod])
-	r.uri = p.str(v, f[fPath])
-	if alts := f[fQuery]; len(alts) > 0 {
-		for _, path := range alts {
-			if o := v.GetObject(path...); o != nil {
-				r.queryObj = o
+	p.slots = p.slots[:len(c.paths)]
+	clear(p.slots)
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		for _, id := range c.top[b2s(k)] {
+			if p.slots[id] == nil { // the first of duplicate keys wins
+				p.slots[id] = v
+			}
+		}
+	})
+	r := &p.rec
+	a := &c.alts
+	r.timeText = p.str(c, a[iTime])
+	r.method = p.str(c, a[iMethod])
+	r.uri = p.str(c, a[iPath])
+	for _, id := range a[iQuery] {
+		if x := p.slots[id]; x != nil {
+			if path := c.paths[id]; len(path) > 1 {
+				x = x.Get(path[1:]...)
+			}
+			if x != nil && x.Type() == fastjson.TypeObject {
+				r.queryObj, _ = x.Object()
 				break
 			}
 		}
 	}
 	var err error
 	var st uint64
-	if st, err = parseUint(p.str(v, f[fStatus])); err != nil || st > 999 {
-		return reject(ReasonBadField, "status %q", p.str(v, f[fStatus]))
+	if st, err = parseUint(p.str(c, a[iStatus])); err != nil || st > 999 {
+		return reject(ReasonBadField, "status %q", p.str(c, a[iStatus]))
 	}
 	r.status = int64(st)
-	if r.reqBytes, err = parseUint(p.str(v, f[fRequestBytes])); err != nil {
-		return reject(ReasonBadField, "request_bytes %q", p.str(v, f[fRequestBytes]))
+	if r.reqBytes, err = parseUint(p.str(c, a[iRequestBytes])); err != nil {
+		return reject(ReasonBadField, "request_bytes %q", p.str(c, a[iRequestBytes]))
 	}
-	if r.respBytes, err = parseUint(p.str(v, f[fResponseBytes])); err != nil {
-		return reject(ReasonBadField, "response_bytes %q", p.str(v, f[fResponseBytes]))
+	if r.respBytes, err = parseUint(p.str(c, a[iResponseBytes])); err != nil {
+		return reject(ReasonBadField, "response_bytes %q", p.str(c, a[iResponseBytes]))
 	}
-	if c.durField != nil {
-		d := p.str(v, c.durField)
+	if d := p.str(c, a[iDuration]); len(d) > 0 {
 		if r.durUs, err = parseDuration(d, c.durUnit); err != nil {
 			return reject(ReasonBadField, "duration %q", d)
 		}
 	}
-	r.sourceIP = p.str(v, f[fSourceIP])
-	r.userAgent = p.str(v, f[fUserAgent])
-	r.gateway = p.str(v, f[fGateway])
-	r.upstream = p.str(v, f[fUpstream])
-	r.requestID = p.str(v, f[fRequestID])
-	r.route = p.str(v, f[fRoute])
-	r.ident.ConsumerName = p.str(v, f[fConsumerName])
-	r.ident.ConsumerID = p.str(v, f[fConsumerID])
-	r.ident.CredentialID = p.str(v, f[fCredentialID])
-	r.ident.MTLSSubject = p.str(v, f[fMTLSSubject])
+	r.sourceIP = p.str(c, a[iSourceIP])
+	r.userAgent = p.str(c, a[iUserAgent])
+	r.gateway = p.str(c, a[iGateway])
+	r.upstream = p.str(c, a[iUpstream])
+	r.requestID = p.str(c, a[iRequestID])
+	r.route = p.str(c, a[iRoute])
+	r.ident.ConsumerName = p.str(c, a[iConsumerName])
+	r.ident.ConsumerID = p.str(c, a[iConsumerID])
+	r.ident.CredentialID = p.str(c, a[iCredentialID])
+	r.ident.MTLSSubject = p.str(c, a[iMTLSSubject])
 	for i, name := range p.resolver.HeaderNames() {
-		if b := p.str(v, c.headers[i]); len(b) > 0 {
+		if b := p.str(c, c.headers[i]); len(b) > 0 {
 			r.headers = append(r.headers, identity.Field{Name: name, Value: b})
 		}
 	}
 	for _, cl := range c.claims {
-		if b := p.str(v, cl.paths); len(b) > 0 {
+		if b := p.str(c, cl.ids); len(b) > 0 {
 			r.claims = append(r.claims, identity.Field{Name: cl.name, Value: b})
 		}
 	}
 	return nil
 }
 
-// parseUint reads a non-negative integer; empty means 0. A JSON float with
-// no fraction ("512.0") is accepted, as some shippers coerce numbers.
+// parseUint reads a non-negative integer; empty means 0. A number with a
+// zero fraction ("512.0") is accepted, as some shippers coerce numbers.
+// It never allocates (strconv's errors do).
 func parseUint(b []byte) (uint64, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	if n, err := strconv.ParseUint(b2s(b), 10, 64); err == nil {
-		return n, nil
-	}
-	f, err := strconv.ParseFloat(b2s(b), 64)
-	if err != nil || f < 0 || f != math.Trunc(f) || f >= 1<<63 {
+	n, frac, ok := decimal(b)
+	if !ok || frac != 0 {
 		return 0, errField
 	}
-	return uint64(f), nil
+	return n, nil
 }
 
-// parseDuration converts a duration in units of unitUs microseconds.
+// decimal reads digits[.digits] and returns the integer part and the
+// fraction scaled to 1e6 (micro-units), rounding at the seventh digit.
+func decimal(b []byte) (n, frac uint64, ok bool) {
+	i := 0
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		if n > (math.MaxUint64-9)/10 {
+			return 0, 0, false
+		}
+		n = n*10 + uint64(b[i]-'0')
+	}
+	if i == 0 {
+		return 0, 0, false
+	}
+	if i == len(b) {
+		return n, 0, true
+	}
+	if b[i] != '.' || i+1 == len(b) {
+		return 0, 0, false
+	}
+	k := 0 // fraction digits seen
+	for i++; i < len(b); i, k = i+1, k+1 {
+		c := b[i]
+		if c < '0' || c > '9' {
+			return 0, 0, false
+		}
+		switch {
+		case k < 6:
+			frac = frac*10 + uint64(c-'0')
+		case k == 6 && c >= '5':
+			frac++ // round half up on the seventh digit
+		}
+	}
+	for ; k < 6; k++ {
+		frac *= 10
+	}
+	if frac >= 1e6 { // 0.9999995 rounds up into the integer part
+		n, frac = n+1, frac-1e6
+	}
+	return n, frac, true
+}
+
+// parseDuration converts a duration in units of unitUs microseconds
+// (1e6 for seconds, 1e3 for ms, 1 for µs) to µs, rounding to the nearest µs.
 func parseDuration(b []byte, unitUs uint64) (uint64, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	if n, err := strconv.ParseUint(b2s(b), 10, 64); err == nil {
-		if n > math.MaxUint64/unitUs {
-			return 0, errField
-		}
-		return n * unitUs, nil
-	}
-	f, err := strconv.ParseFloat(b2s(b), 64)
-	if err != nil || f < 0 || math.IsNaN(f) || f*float64(unitUs) >= 1<<63 {
+	n, frac, ok := decimal(b)
+	if !ok || n > math.MaxInt64/unitUs {
 		return 0, errField
 	}
-	return uint64(math.Round(f * float64(unitUs))), nil
+	return n*unitUs + (frac*unitUs+500000)/1e6, nil
 }
 
 // finish validates and normalises the record into an Event whose strings

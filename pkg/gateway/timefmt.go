@@ -1,10 +1,5 @@
 package gateway
 
-import (
-	"math"
-	"strconv"
-)
-
 // parseTime reads the event times gateways write and returns Unix ms:
 //   - epoch numbers (integer or fractional, as number or string) whose unit
 //     is told by magnitude: below 1e11 seconds, below 1e14 milliseconds,
@@ -27,33 +22,19 @@ func parseTime(b []byte) (int64, bool) {
 }
 
 func parseEpoch(b []byte) (int64, bool) {
-	if n, err := strconv.ParseInt(b2s(b), 10, 64); err == nil {
-		switch {
-		case n < 0:
-			return 0, false
-		case n < 1e11:
-			return n * 1000, true
-		case n < 1e14:
-			return n, true
-		case n < 1e17:
-			return n / 1000, true
-		default:
-			return n / 1e6, true
-		}
-	}
-	f, err := strconv.ParseFloat(b2s(b), 64)
-	if err != nil || math.IsNaN(f) || f < 0 || f >= 9e18 {
+	n, frac, ok := decimal(b)
+	if !ok || n >= 1<<62 {
 		return 0, false
 	}
 	switch {
-	case f < 1e11:
-		return int64(math.Round(f * 1000)), true
-	case f < 1e14:
-		return int64(math.Round(f)), true
-	case f < 1e17:
-		return int64(f / 1000), true
+	case n < 1e11:
+		return int64(n)*1000 + int64((frac+500)/1000), true
+	case n < 1e14:
+		return int64(n) + int64((frac+500000)/1e6), true
+	case n < 1e17:
+		return int64(n / 1000), true
 	default:
-		return int64(f / 1e6), true
+		return int64(n / 1e6), true
 	}
 }
 

@@ -270,6 +270,7 @@ func clean(path string) bool {
 //   - a UUID, 8-4-4-4-12 hex digits;
 //   - 8 or more hex digits with at least one decimal digit (9f86d081);
 //   - 20 or more bytes containing at least one digit (cus_9aF3kLm2pQ7xT1vB0z);
+//   - 8 or more bytes of which at least half are digits (ORD-20260210-000123);
 //   - an e-mail address: something@something.something, '@' possibly
 //     percent-encoded as %40.
 func IsID(seg string) bool {
@@ -295,6 +296,8 @@ func IsID(seg string) bool {
 	case len(seg) == 36 && isUUID(seg):
 		return true
 	case len(seg) >= 20 && digits > 0:
+		return true
+	case len(seg) >= 8 && digits*2 >= len(seg):
 		return true
 	}
 	return isEmail(seg)
