@@ -198,6 +198,11 @@ func Load(path string, fs *pflag.FlagSet) (Config, error) {
 	return load(path, fs, os.Environ())
 }
 
+// LoadEnv is Load with the environment given as KEY=VALUE strings.
+func LoadEnv(path string, fs *pflag.FlagSet, environ []string) (Config, error) {
+	return load(path, fs, environ)
+}
+
 func load(path string, fs *pflag.FlagSet, environ []string) (Config, error) {
 	v := viper.New()
 	defs := defaults()
