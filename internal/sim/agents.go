@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/agentwatch/agentwatch/pkg/gateway"
 )
 
 // Carrier names where a log line carries an agent's identity. The values are
@@ -24,37 +26,30 @@ const (
 	CarrierMTLS     Carrier = "mtls"     // client certificate subject CN
 )
 
-// formatCarriers says which carriers each format's default layout can hold.
-// Agents of a format are dealt these in turn so every pairing appears.
+// formatCarriers says which carriers each format's default layout (as
+// pkg/gateway renders and parses it) can hold such that identity.DefaultRules
+// resolve the agent id from them. Agents of a format are dealt these in turn
+// so every pairing appears. AWS has no mTLS here: its API key id would win
+// over the certificate under the default rules (consumer before mtls).
 var formatCarriers = map[string][]Carrier{
 	"envoy":          {CarrierHeader, CarrierMTLS, CarrierJWT},
-	"kong":           {CarrierConsumer},
-	"nginx_json":     {CarrierHeader, CarrierJWT},
-	"nginx_combined": {CarrierHeader},
-	"aws_apigw":      {CarrierJWT},
-	"canonical":      {CarrierHeader},
+	"kong":           {CarrierConsumer, CarrierHeader, CarrierJWT},
+	"nginx_json":     {CarrierHeader, CarrierJWT, CarrierConsumer, CarrierMTLS},
+	"nginx_combined": {CarrierHeader, CarrierConsumer},
+	"aws_apigw":      {CarrierConsumer},
+	"canonical":      {CarrierHeader, CarrierConsumer},
 }
 
-// gatewayNames are the gateway instance names written into events, by format.
+// gatewayNames are the gateway names events carry, by format. Kong and
+// combined lines have no gateway field, so pkg/gateway reports the format
+// name; the truth must say the same.
 var gatewayNames = map[string]string{
 	"envoy":          "envoy-edge-1",
-	"kong":           "kong-prod-1",
+	"kong":           "kong",
 	"nginx_json":     "nginx-internal-1",
-	"nginx_combined": "nginx-legacy-1",
+	"nginx_combined": "nginx_combined",
 	"aws_apigw":      "apigw-prod",
 	"canonical":      "relay-1",
-}
-
-// Identity is the material a log line carries to name its agent: at most a
-// handful of these are set for any agent, matching its Carrier and format.
-// It mirrors pkg/gateway's RenderHints.
-type Identity struct {
-	AgentHeader      string // value of the X-Agent-Id header
-	BearerToken      string // a JWT whose sub is the agent id
-	ConsumerUsername string // Kong consumer username
-	ConsumerID       string // Kong consumer id
-	APIKeyID         string // AWS API Gateway API key id
-	MTLSSubject      string // client certificate subject DN
 }
 
 // Agent is one simulated agent as the registry knows it.
@@ -95,11 +90,14 @@ func (r Registry) Lookup(id string) (Agent, bool) {
 // agent is an Agent plus what the generator needs to produce its traffic.
 type agent struct {
 	Agent
-	roleIdx  int
-	ident    Identity
-	ops      []*op     // ops this agent performs in normal operation
-	cum      []float64 // cumulative weights over ops, for sampling
-	activity float64   // multiplier on its role's base rate
+	roleIdx int
+	ident   gateway.RenderHints
+	// eventCred is the credential id the agent's lines carry: CredentialID
+	// where the format and carrier can hold it, else "".
+	eventCred string
+	ops       []*op     // ops this agent performs in normal operation
+	cum       []float64 // cumulative weights over ops, for sampling
+	activity  float64   // multiplier on its role's base rate
 	// registered is false for agents injected by unregistered_agent.
 	registered bool
 }
@@ -151,36 +149,45 @@ func newAgent(rng *rand.Rand, i int, formats []string, start, end time.Time) *ag
 			a.ApprovedRoutes = append(a.ApprovedRoutes, o.template)
 		}
 	}
-	a.CredentialID, a.ident = identityFor(rng, a.ID, format, a.Carrier, start, end)
+	a.CredentialID, a.ident, a.eventCred = identityFor(rng, a.ID, format, a.Carrier, start, end)
 	return a
 }
 
 // identityFor invents a credential and the identity material that carries
-// id in the given format.
-func identityFor(rng *rand.Rand, id, format string, c Carrier, start, end time.Time) (string, Identity) {
-	var cred string
-	var ident Identity
+// id in the given format, and returns the credential as lines carry it.
+func identityFor(rng *rand.Rand, id, format string, c Carrier, start, end time.Time) (cred string, h gateway.RenderHints, carried string) {
 	switch format {
 	case "kong":
 		cred = uuidString(rng)
+		h.APIKeyID = cred // authenticated_entity.id
+		carried = cred
 	case "aws_apigw":
 		cred = alnum(rng, 10)
-		ident.APIKeyID = cred
+		h.APIKeyID = cred
+		carried = cred
 	default:
 		cred = "key_" + alnum(rng, 12)
 	}
 	switch c {
 	case CarrierHeader:
-		ident.AgentHeader = id
+		h.AgentHeader = id
 	case CarrierConsumer:
-		ident.ConsumerUsername = id
-		ident.ConsumerID = cred
+		h.ConsumerUsername = id
+		if format == "kong" {
+			h.ConsumerID = uuidString(rng)
+		}
 	case CarrierJWT:
-		ident.BearerToken = jwtFor(rng, id, cred, start, end)
+		h.BearerToken = jwtFor(rng, id, cred, start, end)
+		if carried == "" {
+			carried = cred // the client_id claim
+		}
 	case CarrierMTLS:
-		ident.MTLSSubject = "CN=" + id + ",OU=agents,O=Example Corp"
+		h.MTLSSubject = "CN=" + id + ",OU=agents,O=Example Corp"
 	}
-	return cred, ident
+	if format == "canonical" {
+		carried = cred // the canonical form has a credential_id field
+	}
+	return cred, h, carried
 }
 
 // jwtFor builds a syntactically valid, unsigned-in-spirit JWT: gateways log

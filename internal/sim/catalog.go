@@ -95,7 +95,7 @@ var catalog = map[Role][]op{
 		{method: "GET", template: "/exports/{id}", service: "reports", weight: 8, ids: idUUID, respMed: 120000, latMedMs: 500},
 		{method: "GET", template: "/customers", service: "crm", weight: 20, query: []string{"page", "limit", "updated_since"}, respMed: 80000, latMedMs: 250},
 		{method: "GET", template: "/invoices", service: "billing", weight: 12, query: []string{"status", "from", "to"}, respMed: 40000, latMedMs: 200},
-		{method: "GET", template: "/ledger/entries", service: "ledger", weight: 1, query: []string{"from", "to", "page"}, respMed: 90000, latMedMs: 400, sensitive: true},
+		{method: "GET", template: "/payroll/runs/{id}", service: "payroll", weight: 1, respMed: 150000, latMedMs: 600, sensitive: true},
 		{method: "GET", template: "/reports/legacy/daily", service: "reports-legacy", respMed: 200000, latMedMs: 2500, deprecated: true},
 	},
 }
@@ -106,7 +106,7 @@ var reconPaths = []string{
 	"/admin", "/admin/users", "/admin/config", "/internal/debug/vars", "/internal/metrics",
 	"/.env", "/.git/config", "/api/v2/secrets", "/graphql", "/actuator/env", "/actuator/heapdump",
 	"/swagger.json", "/openapi.yaml", "/v2/api-docs", "/backup.sql", "/users", "/users/export",
-	"/keys", "/tokens", "/config.json", "/server-status", "/wp-login.php", "/console", "/debug/pprof/",
+	"/keys", "/tokens", "/config.json", "/server-status", "/wp-login.php", "/console", "/debug/pprof/heap",
 }
 
 // userAgents are the HTTP clients of common agent frameworks.

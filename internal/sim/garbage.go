@@ -10,18 +10,19 @@ import (
 	"time"
 
 	"github.com/agentwatch/agentwatch/pkg/event"
+	"github.com/agentwatch/agentwatch/pkg/gateway"
 )
 
 // The reject reasons pkg/gateway reports, as Line.Reason carries them.
 const (
-	ReasonTooLarge       = "too_large"
-	ReasonInvalidUTF8    = "invalid_utf8"
-	ReasonNotJSON        = "not_json"
-	ReasonTooDeep        = "too_deep"
-	ReasonUnknownFormat  = "unknown_format"
-	ReasonNoTimestamp    = "no_timestamp"
-	ReasonTimeWindow     = "timestamp_out_of_window"
-	ReasonInvalidAgentID = "invalid_agent_id"
+	ReasonTooLarge       = gateway.ReasonTooLarge
+	ReasonInvalidUTF8    = gateway.ReasonInvalidUTF8
+	ReasonNotJSON        = gateway.ReasonNotJSON
+	ReasonTooDeep        = gateway.ReasonTooDeep
+	ReasonUnknownFormat  = gateway.ReasonUnknownFormat
+	ReasonNoTimestamp    = gateway.ReasonNoTimestamp
+	ReasonTimeWindow     = gateway.ReasonTimestampWindow
+	ReasonInvalidAgentID = gateway.ReasonInvalidAgentID
 )
 
 // GarbageKind names a kind of bad line.
@@ -59,7 +60,12 @@ var garbageReason = map[GarbageKind]string{
 }
 
 // MaxLineBytes is the line size above which pkg/gateway rejects as too_large.
-const MaxLineBytes = 1 << 20
+const MaxLineBytes = gateway.DefaultMaxLineBytes
+
+// untimedFormats are the JSON formats pkg/gateway still recognises once the
+// time fields are gone (Kong and canonical detection needs them), so their
+// lines without time are rejected as no_timestamp, not unknown_format.
+var untimedFormats = []string{"envoy", "nginx_json", "aws_apigw"}
 
 // jsonFormats are the formats whose lines are JSON objects.
 var jsonFormats = []string{"envoy", "kong", "nginx_json", "aws_apigw", "canonical"}
@@ -98,9 +104,13 @@ func (s *Simulator) garbageLine(it *item) Line {
 		line.Raw = []byte(`{"level":"info","msg":"cache warmed","component":"indexer","entries":` +
 			strconv.Itoa(rng.IntN(100000)) + `,"host":"worker-` + strconv.Itoa(rng.IntN(40)) + `"}`)
 	case GarbageNoTimestamp:
-		ev.Format = jsonFormat
-		line.Raw = s.withoutTime(jsonFormat, &ev, ident)
-		line.Format = jsonFormat
+		f := format
+		if !slices.Contains(untimedFormats, f) {
+			f = untimedFormats[s.garbage%len(untimedFormats)]
+		}
+		ev.Format = f
+		line.Raw = s.withoutTime(f, &ev, ident)
+		line.Format = f
 	case GarbageTooOld:
 		ev.EventTimeMs -= (8*24*time.Hour + time.Duration(rng.Int64N(int64(22*24*time.Hour)))).Milliseconds()
 		line.Raw = s.render(format, &ev, ident)
@@ -141,7 +151,7 @@ var hostileIDs = []string{
 }
 
 // hostileIdentity carries id the way agent a's carrier carries its real id.
-func hostileIdentity(a *agent, id string, start, end time.Time) Identity {
+func hostileIdentity(a *agent, id string, start, end time.Time) gateway.RenderHints {
 	ident := a.ident
 	switch a.Carrier {
 	case CarrierHeader:
@@ -161,7 +171,7 @@ func hostileIdentity(a *agent, id string, start, end time.Time) Identity {
 // withoutTime renders ev in a JSON format and drops every top-level field
 // that depends on the event time, found by rendering it again at another
 // time: this needs no knowledge of the layout's field names.
-func (s *Simulator) withoutTime(format string, ev *event.Event, ident Identity) []byte {
+func (s *Simulator) withoutTime(format string, ev *event.Event, ident gateway.RenderHints) []byte {
 	var a, b map[string]any
 	_ = json.Unmarshal(s.render(format, ev, ident), &a)
 	other := *ev

@@ -207,7 +207,7 @@ func (s *Simulator) chooseAgent(rng *rand.Rand, sp IncidentSpec, used map[string
 }
 
 // unregistered makes the agent of an UnregisteredAgent incident: it behaves
-// like a customer-service agent but no registry lists it.
+// like an ordinary agent of some role, but no registry lists it.
 func (s *Simulator) unregistered(rng *rand.Rand, id string) *agent {
 	n := len(s.agents)
 	a := newAgent(rng, n, s.cfg.Formats, s.cfg.Start, s.cfg.Start.Add(s.cfg.Duration))
@@ -217,7 +217,7 @@ func (s *Simulator) unregistered(rng *rand.Rand, id string) *agent {
 	a.ID = id
 	a.registered = false
 	a.SourceIP = fmt.Sprintf("192.0.2.%d", 10+rng.IntN(240))
-	a.CredentialID, a.ident = identityFor(rng, id, a.Format, a.Carrier, s.cfg.Start, s.cfg.Start.Add(s.cfg.Duration))
+	a.CredentialID, a.ident, a.eventCred = identityFor(rng, id, a.Format, a.Carrier, s.cfg.Start, s.cfg.Start.Add(s.cfg.Duration))
 	s.agents = append(s.agents, a)
 	return a
 }

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/agentwatch/agentwatch/pkg/event"
+	"github.com/agentwatch/agentwatch/pkg/gateway"
 )
 
 // Line is one generated access-log line with its ground truth.
@@ -94,13 +95,17 @@ type Config struct {
 
 // KnownFormats are the access-log formats the simulator can write, the same
 // names pkg/gateway parses.
-var KnownFormats = []string{"envoy", "kong", "nginx_json", "nginx_combined", "aws_apigw", "canonical"}
+var KnownFormats = []string{
+	gateway.FormatEnvoy, gateway.FormatKong, gateway.FormatNginxJSON,
+	gateway.FormatNginxCombined, gateway.FormatAWS, gateway.FormatCanonical,
+}
 
 // Simulator generates lines for one Config. It is not safe for concurrent
 // use; run one per goroutine.
 type Simulator struct {
-	cfg    Config
-	render Renderer
+	cfg Config
+	// render is gateway.Render, or a faster copy of it; see render.go.
+	render func(format string, e *event.Event, h gateway.RenderHints) []byte
 
 	traffic *rand.Rand // normal and incident traffic
 	junk    *rand.Rand // garbage decisions, so GarbageRate leaves traffic alone
@@ -112,6 +117,7 @@ type Simulator struct {
 	minute  int64 // start of the next minute to generate, Unix ms
 	end     int64 // Unix ms
 	buf     []item
+	order   []uint64 // (time offset in the minute, index into buf), sorted
 	pos     int
 	clock   int64
 	garbage int // index of the next garbage kind to use
@@ -123,10 +129,6 @@ type item struct {
 	a        *agent
 	incident string
 }
-
-// Renderer writes an event as one access-log line in a format, using ident
-// for the identity fields. It must be deterministic.
-type Renderer func(format string, e *event.Event, ident Identity) []byte
 
 // New checks cfg, builds the agent fleet and incident schedule, and returns
 // a Simulator positioned at cfg.Start.
@@ -151,7 +153,7 @@ func New(cfg Config) (*Simulator, error) {
 	}
 	s := &Simulator{
 		cfg:     cfg,
-		render:  defaultRenderer,
+		render:  render,
 		traffic: rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15)),
 		junk:    rand.New(rand.NewPCG(cfg.Seed, 0xd1b54a32d192ed03)),
 		minute:  cfg.Start.UnixMilli(),
@@ -228,23 +230,23 @@ func (s *Simulator) Next() (Line, bool) {
 		}
 		s.fill()
 	}
-	it := &s.buf[s.pos]
+	it := &s.buf[uint32(s.order[s.pos])]
 	s.pos++
 	s.clock = it.ev.EventTimeMs
 	if it.incident == "" && s.cfg.GarbageRate > 0 && s.junk.Float64() < s.cfg.GarbageRate {
 		return s.garbageLine(it), true
 	}
-	ev := it.ev
 	return Line{
-		Raw:      s.render(ev.Format, &ev, it.a.ident),
-		Format:   ev.Format,
+		Raw:      s.render(it.ev.Format, &it.ev, it.a.ident),
+		Format:   it.ev.Format,
 		Good:     true,
-		Event:    truth(ev),
+		Event:    truth(it.ev),
 		Incident: it.incident,
 	}, true
 }
 
-// fill generates the next simulated minute into buf, sorted by event time.
+// fill generates the next simulated minute into buf and its event-time
+// order into order; ties keep generation order, so output is deterministic.
 func (s *Simulator) fill() {
 	clear(s.buf)
 	s.buf = s.buf[:0]
@@ -256,11 +258,15 @@ func (s *Simulator) fill() {
 	hour := float64(t.Hour()) + float64(t.Minute())/60
 	weekend := t.Weekday() == time.Saturday || t.Weekday() == time.Sunday
 	span := float64(to-from) / 60_000
+	var roleRate [8]float64 // indexed by roleIdx; computed once a minute, not per agent
+	for i, r := range Roles {
+		roleRate[i] = baseRate[r] * diurnal(r, hour, weekend) * s.cfg.RateScale * span
+	}
 	for _, a := range s.agents {
 		if !a.registered {
 			continue
 		}
-		lambda := baseRate[a.Role] * a.activity * diurnal(a.Role, hour, weekend) * s.cfg.RateScale * span
+		lambda := roleRate[a.roleIdx] * a.activity
 		for range poisson(s.traffic, lambda) {
 			at := from + s.traffic.Int64N(to-from)
 			s.buf = append(s.buf, item{ev: s.normalEvent(a, at, a.ops[pick(s.traffic, a.cum)]), a: a})
@@ -269,15 +275,13 @@ func (s *Simulator) fill() {
 	for _, inc := range s.incidents {
 		s.incidentTraffic(inc, from, to)
 	}
-	slices.SortStableFunc(s.buf, func(x, y item) int {
-		switch {
-		case x.ev.EventTimeMs < y.ev.EventTimeMs:
-			return -1
-		case x.ev.EventTimeMs > y.ev.EventTimeMs:
-			return 1
-		}
-		return 0
-	})
+	// Sort small keys rather than the items: moving whole events made
+	// sorting the most expensive part of generation.
+	s.order = s.order[:0]
+	for i := range s.buf {
+		s.order = append(s.order, uint64(s.buf[i].ev.EventTimeMs-from)<<32|uint64(i))
+	}
+	slices.Sort(s.order)
 }
 
 // baseRate is the calls per minute of an average agent of each role at the
@@ -382,7 +386,7 @@ func (s *Simulator) baseEvent(a *agent, at int64) event.Event {
 		EventTimeMs:    at,
 		AgentID:        a.ID,
 		IdentitySource: string(a.Carrier),
-		CredentialID:   a.CredentialID,
+		CredentialID:   a.eventCred,
 		SourceIP:       a.SourceIP,
 		UserAgent:      a.UserAgent,
 		Gateway:        a.Gateway,
@@ -424,7 +428,8 @@ func normalStatus(rng *rand.Rand, method string) uint16 {
 
 // fillTemplate replaces every {id} in t with a fresh id of the given kind.
 func fillTemplate(rng *rand.Rand, t string, kind idKind) string {
-	b := make([]byte, 0, len(t)+36)
+	var buf [128]byte
+	b := buf[:0]
 	for i := 0; i < len(t); i++ {
 		if t[i] == '{' {
 			j := i
@@ -457,15 +462,20 @@ func requestID(rng *rand.Rand) string {
 }
 
 // truth returns the event the ingest should produce from ev rendered in its
-// format: the format's timestamp precision applied.
+// format: fields the format's default layout does not carry are dropped,
+// and the event time is cut to the format's resolution.
 func truth(ev event.Event) event.Event {
-	if p := timePrecisionMs[ev.Format]; p > 1 {
-		ev.EventTimeMs -= ev.EventTimeMs % p
+	switch ev.Format {
+	case "nginx_combined":
+		ev.EventTimeMs -= ev.EventTimeMs % 1000
+		ev.Upstream = ""
+		ev.RequestID = ""
+	case "aws_apigw":
+		// The access log has the path without its query string, and no
+		// request size or upstream.
+		ev.QueryParams = nil
+		ev.RequestBytes = 0
+		ev.Upstream = ""
 	}
 	return ev
-}
-
-// timePrecisionMs is the resolution of each format's timestamp, in ms.
-var timePrecisionMs = map[string]int64{
-	"nginx_combined": 1000,
 }
