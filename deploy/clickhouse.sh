@@ -47,16 +47,20 @@ install_packages() {
 		chmod 755 "$policy"
 		added_policy=1
 	fi
-	local rc=0
+	local rc=0 aptlog="$ROOT/.data/apt-clickhouse.log"
+	mkdir -p "$ROOT/.data"
 	{
 		# The lock timeout lets us wait for another engineer's or script's
 		# apt-get instead of failing on the dpkg lock.
-		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -qq update &&
-			DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -qq -y \
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -q update &&
+			DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -q -y \
 				--no-install-recommends install clickhouse-server clickhouse-client
-	} || rc=$?
-	[ -n "$added_policy" ] && rm -f "$policy"
-	[ "$rc" -eq 0 ] || die "apt-get install clickhouse-server clickhouse-client failed (exit $rc); run 'apt-get update' and retry, or 'dpkg --configure -a' if dpkg was interrupted"
+	} >"$aptlog" 2>&1 || rc=$?
+	[ -z "$added_policy" ] || rm -f "$policy"
+	if [ "$rc" -ne 0 ]; then
+		tail -n 30 "$aptlog" >&2
+		die "apt-get install clickhouse-server clickhouse-client failed (exit $rc, log in $aptlog); run 'apt-get update' and retry, or 'dpkg --configure -a' if dpkg was interrupted"
+	fi
 	# Should the packaged service have started anyway (a policy-rc.d that
 	# allows it), stop it now: nothing of ours runs yet, and a half-started
 	# server on the Debian config would hold our ports.
@@ -140,6 +144,11 @@ cmd_up() {
 		sed "s|@CH_DATA@|$DATA|g" "$CONF_SRC/config.xml" >"$DATA/etc/config.xml"
 		cp "$CONF_SRC/users.xml" "$DATA/etc/users.xml"
 		chown "$CH_USER:$CH_USER" "$DATA" "$DATA"/{etc,data,tmp,log,user_files,format_schemas} "$DATA"/etc/*.xml
+		# A machine rebuilt with a new clickhouse uid leaves old data owned
+		# by a stranger; the server would fail on its first write.
+		if [ -n "$(find "$DATA" -maxdepth 3 ! -user "$CH_USER" ! -name launcher.pid -print -quit)" ]; then
+			chown -R "$CH_USER:$CH_USER" "$DATA"
+		fi
 		chmod 750 "$DATA"
 		rm -f "$LAUNCHER_PIDFILE"
 		# A fresh stdout.log, so a failed start shows only its own output.
