@@ -151,4 +151,3 @@ func writeSimFiles(s *sim.Simulator, incidents, registry, routes string) error {
 		write(routes, func(f *os.File) error { return sim.WriteOpenAPI(f, s.Routes()) }),
 	)
 }
-
