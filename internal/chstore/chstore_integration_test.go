@@ -535,3 +535,17 @@ func envInt(t *testing.T, name string, def int) int {
 	}
 	return n
 }
+
+// TestIntegrationRetryable classifies real failures: a statement the server
+// rejects is final, a server that is not there is worth retrying.
+func TestIntegrationRetryable(t *testing.T) {
+	s := newMigratedStore(t)
+	err := s.insertColumns(t.Context(), "no_such_table", []string{"x"}, []any{[]string{"a"}}, 1)
+	if err == nil || Retryable(err) {
+		t.Fatalf("insert into a missing table: err = %v, Retryable = %v; want a final error", err, Retryable(err))
+	}
+	_, err = Open(t.Context(), Options{Addr: []string{"127.0.0.1:1"}, DialTimeout: time.Second}, testLogger(t))
+	if err == nil || !Retryable(err) {
+		t.Fatalf("open against a closed port: err = %v, Retryable = %v; want a retryable error", err, Retryable(err))
+	}
+}
