@@ -5,6 +5,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -256,4 +257,10 @@ func writeYAML(w io.Writer, what string, v any) error {
 		return fmt.Errorf("write %s: %w", what, err)
 	}
 	return nil
+}
+
+// ExampleConfig is the simulation deploy/sim's example files come from:
+// the default fleet of 60 agents, seed 1.
+func ExampleConfig() Config {
+	return Config{Seed: 1, Start: time.Date(2025, 1, 6, 0, 0, 0, 0, time.UTC), Duration: time.Hour}
 }
