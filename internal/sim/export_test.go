@@ -231,3 +231,32 @@ func TestPacer(t *testing.T) {
 		}
 	})
 }
+
+func TestWriteTo(t *testing.T) {
+	cfg := Config{Seed: 8, Start: tuesday.Add(9 * time.Hour), Duration: 20 * time.Minute, GarbageRate: 0.05}
+	want := all(mustNew(t, cfg))
+	var buf bytes.Buffer
+	n, err := mustNew(t, cfg).WriteTo(&buf)
+	if err != nil || n != int64(buf.Len()) {
+		t.Fatalf("WriteTo = %d, %v; wrote %d bytes", n, err, buf.Len())
+	}
+	got := bytes.Split(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), []byte("\n"))
+	if len(got) != len(want) {
+		t.Fatalf("WriteTo wrote %d lines, Next gives %d: a line holds a newline", len(got), len(want))
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], want[i].Raw) {
+			t.Fatalf("line %d differs", i)
+		}
+	}
+	seen := 0
+	for range mustNew(t, cfg).All() {
+		seen++
+		if seen == 10 {
+			break
+		}
+	}
+	if seen != 10 {
+		t.Fatalf("All stopped after %d lines", seen)
+	}
+}
