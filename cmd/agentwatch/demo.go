@@ -1,3 +1,39 @@
 package main
 
-func demo(args []string) error { return nil }
+import (
+	"io"
+	"os"
+	"time"
+
+	"github.com/agentwatch/agentwatch/internal/cli"
+	"github.com/agentwatch/agentwatch/internal/demo"
+)
+
+func runDemo(args []string) error {
+	fs := cli.FlagSet("agentwatch demo")
+	seed := fs.Uint64("seed", 1, "simulator seed")
+	agents := fs.Int("agents", 60, "simulated agents")
+	span := fs.Duration("sim-duration", 24*time.Hour, "simulated traffic span, ending now")
+	speed := fs.Float64("speed", 1440, "simulated seconds per wall second (1440: a day per minute)")
+	garbage := fs.Float64("garbage-rate", 0.02, "share of bad lines the simulator mixes in")
+	verbose := fs.Bool("verbose", false, "show the services' logs (warnings and up) on stderr")
+	cfg, err := cli.Load(fs, args)
+	if err != nil {
+		return err
+	}
+	if cfg.Distributed() {
+		return cli.Usagef("demo runs on the embedded default; unset kafka.brokers (run cmd/ingest, cmd/detector, cmd/responder for the distributed mode)")
+	}
+	var logw io.Writer = io.Discard
+	if *verbose {
+		logw = os.Stderr
+	}
+	cfg.Log.Level = "warn"
+	log := cli.Logger(logw, cfg.Log, "agentwatch-demo")
+	ctx, stop := cli.SignalContext()
+	defer stop()
+	_, err = demo.Run(ctx, demo.Options{
+		Config: cfg, Seed: *seed, Agents: *agents, SimDuration: *span, Speed: *speed, GarbageRate: *garbage,
+	}, os.Stdout, log)
+	return err
+}

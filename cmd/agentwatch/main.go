@@ -31,7 +31,7 @@ func main() {
 	var err error
 	switch os.Args[1] {
 	case "demo":
-		err = demo(os.Args[2:])
+		err = runDemo(os.Args[2:])
 	case "simulate":
 		err = simulate(os.Args[2:])
 	case "help", "-h", "--help":
