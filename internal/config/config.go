@@ -59,6 +59,9 @@ type Kafka struct {
 	EventsTopic     string   `mapstructure:"events_topic"`
 	DeadLetterTopic string   `mapstructure:"dead_letter_topic"`
 	IngestGroup     string   `mapstructure:"ingest_group"`
+	AnomaliesTopic  string   `mapstructure:"anomalies_topic"`
+	DetectorGroup   string   `mapstructure:"detector_group"`
+	ResponderGroup  string   `mapstructure:"responder_group"`
 	// Partitions and ReplicationFactor are used when ingest creates missing topics.
 	Partitions        int  `mapstructure:"partitions"`
 	ReplicationFactor int  `mapstructure:"replication_factor"`
@@ -318,8 +321,11 @@ func (c Config) Validate() error {
 	if slices.Contains(c.Kafka.RawTopics, c.Kafka.EventsTopic) || slices.Contains(c.Kafka.RawTopics, c.Kafka.DeadLetterTopic) || c.Kafka.EventsTopic == c.Kafka.DeadLetterTopic {
 		bad("kafka.events_topic", "raw, events and dead-letter topics must differ")
 	}
-	if c.Kafka.IngestGroup == "" {
-		bad("kafka.ingest_group", "must be set")
+	for key, v := range map[string]string{"kafka.ingest_group": c.Kafka.IngestGroup, "kafka.detector_group": c.Kafka.DetectorGroup,
+		"kafka.responder_group": c.Kafka.ResponderGroup, "kafka.anomalies_topic": c.Kafka.AnomaliesTopic} {
+		if v == "" {
+			bad(key, "must be set")
+		}
 	}
 	if c.Kafka.Partitions < 1 || c.Kafka.Partitions > 10000 {
 		bad("kafka.partitions", "must be in [1, 10000], got %d", c.Kafka.Partitions)
