@@ -61,7 +61,7 @@ func TestParseAgreesWithTruth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := mustNew(t, Config{Seed: 17, Start: tuesday.Add(6 * time.Hour), Duration: 6 * time.Hour, GarbageRate: 0.03})
+	s := mustNew(t, Config{Seed: 17, Start: tuesday.Add(6 * time.Hour), Duration: 4 * time.Hour, GarbageRate: 0.03})
 	good, bad := map[string]int{}, map[GarbageKind]int{}
 	mismatches := map[string]int{}
 	for i := 0; ; i++ {

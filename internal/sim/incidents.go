@@ -245,18 +245,18 @@ func (s *Simulator) incidentTraffic(inc *incident, from, to int64) {
 	n := poisson(rng, inc.rate*float64(hi-lo)/60_000)
 	for range n {
 		at := lo + rng.Int64N(hi-lo)
-		var ev event.Event
 		a := inc.a
+		ev := s.add(a, inc.ID)
 		switch inc.Kind {
 		case Exfiltration:
-			ev = s.normalEvent(a, at, inc.op)
+			s.normalEvent(ev, a, at, inc.op)
 			ev.Status = 200
 			ev.ResponseBytes = uint64(logNormal(rng, 30<<20, 0.5))
 			ev.DurationUs = latencyUs(logNormal(rng, 4000, 0.4))
 		case EndpointSprawl:
-			ev = s.reconEvent(inc, at)
+			s.reconEvent(ev, inc, at)
 		case AuthStorm:
-			ev = s.normalEvent(a, at, a.ops[pick(rng, a.cum)])
+			s.normalEvent(ev, a, at, a.ops[pick(rng, a.cum)])
 			ev.Status = 401
 			if rng.IntN(5) < 2 {
 				ev.Status = 403
@@ -264,19 +264,18 @@ func (s *Simulator) incidentTraffic(inc *incident, from, to int64) {
 			ev.ResponseBytes = uint64(logNormal(rng, 120, 0.2))
 			ev.DurationUs = latencyUs(logNormal(rng, 4, 0.4))
 		case ZombieAPI:
-			ev = s.normalEvent(a, at, inc.op)
+			s.normalEvent(ev, a, at, inc.op)
 		default: // OffHours, UnregisteredAgent: ordinary calls, wrong time or wrong agent
-			ev = s.normalEvent(a, at, a.ops[pick(rng, a.cum)])
+			s.normalEvent(ev, a, at, a.ops[pick(rng, a.cum)])
 		}
-		s.buf = append(s.buf, item{ev: ev, a: a, incident: inc.ID})
 	}
 }
 
 // reconEvent is one probe of a route nobody has: a known scanner target or
 // an invented numbered variant, mostly answered 404.
-func (s *Simulator) reconEvent(inc *incident, at int64) event.Event {
+func (s *Simulator) reconEvent(ev *event.Event, inc *incident, at int64) {
 	rng := s.traffic
-	ev := s.baseEvent(inc.a, at)
+	s.baseEvent(ev, inc.a, at)
 	inc.seq++
 	if inc.seq <= len(reconPaths) {
 		ev.Path = reconPaths[inc.seq-1]
@@ -302,5 +301,4 @@ func (s *Simulator) reconEvent(inc *incident, at int64) event.Event {
 	}
 	ev.ResponseBytes = uint64(logNormal(rng, 180, 0.3))
 	ev.DurationUs = latencyUs(math.Max(1, logNormal(rng, 6, 0.5)))
-	return ev
 }

@@ -21,9 +21,10 @@ func render(format string, e *event.Event, h gateway.RenderHints) []byte {
 	case gateway.FormatNginxCombined:
 		return renderCombined(e, h)
 	}
-	// Sized for the longest layout (Envoy, about 900 bytes before its
-	// variable parts) so a line never grows and copies.
-	b := make([]byte, 0, 960+len(h.BearerToken)+len(h.MTLSSubject)+len(h.AgentHeader)+len(e.UserAgent)+3*len(e.Path))
+	// Sized so a line never grows and copies, without zeroing much more
+	// than it needs: the allocation is most of the renderer's cost.
+	b := make([]byte, 0, layoutBytes[format]+len(h.BearerToken)+len(h.MTLSSubject)+len(h.AgentHeader)+
+		len(h.ConsumerUsername)+len(h.ConsumerID)+len(h.APIKeyID)+len(e.UserAgent)+3*len(e.Path)+2*len(e.Upstream)+len(e.Gateway))
 	ts := time.UnixMilli(e.EventTimeMs).UTC()
 	switch format {
 	case gateway.FormatEnvoy:
@@ -228,6 +229,14 @@ func render(format string, e *event.Event, h gateway.RenderHints) []byte {
 		return nil
 	}
 	return append(b, '}')
+}
+
+// layoutBytes bounds each JSON layout's bytes besides its variable strings.
+var layoutBytes = map[string]int{
+	gateway.FormatEnvoy:     880,
+	gateway.FormatKong:      720,
+	gateway.FormatNginxJSON: 480,
+	gateway.FormatAWS:       480,
 }
 
 func renderCombined(e *event.Event, h gateway.RenderHints) []byte {

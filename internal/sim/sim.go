@@ -269,7 +269,7 @@ func (s *Simulator) fill() {
 		lambda := roleRate[a.roleIdx] * a.activity
 		for range poisson(s.traffic, lambda) {
 			at := from + s.traffic.Int64N(to-from)
-			s.buf = append(s.buf, item{ev: s.normalEvent(a, at, a.ops[pick(s.traffic, a.cum)]), a: a})
+			s.normalEvent(s.add(a, ""), a, at, a.ops[pick(s.traffic, a.cum)])
 		}
 	}
 	for _, inc := range s.incidents {
@@ -356,10 +356,17 @@ func logNormal(rng *rand.Rand, median, sigma float64) float64 {
 	return median * math.Exp(sigma*rng.NormFloat64())
 }
 
-// normalEvent generates one ordinary call of agent a to op o at Unix ms at.
-func (s *Simulator) normalEvent(a *agent, at int64, o *op) event.Event {
+// add appends an item for agent a to buf and returns its event to fill in:
+// events are built in place because copying them cost more than making them.
+func (s *Simulator) add(a *agent, incident string) *event.Event {
+	s.buf = append(s.buf, item{a: a, incident: incident})
+	return &s.buf[len(s.buf)-1].ev
+}
+
+// normalEvent fills ev with one ordinary call of agent a to op o at Unix ms at.
+func (s *Simulator) normalEvent(ev *event.Event, a *agent, at int64, o *op) {
 	rng := s.traffic
-	ev := s.baseEvent(a, at)
+	s.baseEvent(ev, a, at)
 	ev.Method = o.method
 	ev.Route = o.template
 	ev.Path = fillTemplate(rng, o.template, o.ids)
@@ -377,12 +384,11 @@ func (s *Simulator) normalEvent(a *agent, at int64, o *op) event.Event {
 		ev.ResponseBytes = uint64(logNormal(rng, 160, 0.3))
 	}
 	ev.DurationUs = latencyUs(logNormal(rng, o.latMedMs, 0.5))
-	return ev
 }
 
-// baseEvent fills what every call of agent a has in common.
-func (s *Simulator) baseEvent(a *agent, at int64) event.Event {
-	return event.Event{
+// baseEvent sets what every call of agent a has in common.
+func (s *Simulator) baseEvent(ev *event.Event, a *agent, at int64) {
+	*ev = event.Event{
 		EventTimeMs:    at,
 		AgentID:        a.ID,
 		IdentitySource: string(a.Carrier),
