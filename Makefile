@@ -1,0 +1,78 @@
+# agentwatch — see README.md. The two commands a newcomer needs:
+#   make demo   the whole job in one process, no services needed
+#   make test   installs and starts Kafka + ClickHouse, then runs every test
+SHELL  := /bin/bash
+MODULE := github.com/agentwatch/agentwatch
+GO     ?= go
+
+# Integration tests read these; make test sets REQUIRE_INTEGRATION so a
+# missing service fails the run instead of skipping tests.
+export TEST_KAFKA_BROKERS    ?= 127.0.0.1:9092
+export TEST_CLICKHOUSE_ADDR  ?= 127.0.0.1:9000
+
+FUZZ := $(shell grep -lR --include='*_test.go' '^func Fuzz' pkg internal 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z0-9_]*' | sed 's/^func //' | sort -u)
+FUZZTIME ?= 30s
+
+.PHONY: all build demo test unit integration check fmt vet purity tools up down status fuzz bench bench-e2e clean
+
+all: build
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+demo:
+	$(GO) run ./cmd/agentwatch demo
+
+## test: everything CI runs. Installs test tools and services when missing.
+test: tools up check unit integration
+
+check: fmt vet purity
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+# pkg/ is the pure core: no network clients, no viper, no internal/.
+purity:
+	@bad=$$($(GO) list -deps ./pkg/... | grep -E 'segmentio/kafka-go|ClickHouse/clickhouse-go|spf13/viper|slack-go|$(MODULE)/internal' || true); \
+	if [ -n "$$bad" ]; then echo "pkg/ imports impure packages:"; echo "$$bad"; exit 1; fi
+
+# Unit tests (and fuzz seed corpora) in parallel packages.
+unit:
+	$(GO) test -race -shuffle=on -count=1 -skip '^TestIntegration' ./...
+
+# Integration tests one package at a time: one of them stops ClickHouse for 30 s.
+integration:
+	REQUIRE_INTEGRATION=1 $(GO) test -race -count=1 -p 1 -timeout 30m -run '^TestIntegration' ./...
+
+tools:
+	deploy/test-tools.sh
+
+up:
+	deploy/services.sh up
+
+down:
+	deploy/services.sh down
+
+status:
+	deploy/services.sh status
+
+## fuzz: run every fuzz target for FUZZTIME (default 30s).
+fuzz:
+	@for t in $(FUZZ); do \
+		pkg=$$(grep -lR --include='*_test.go' "^func $$t(" pkg internal | head -1 | xargs dirname); \
+		echo "== $$t in ./$$pkg"; \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./pkg/... ./internal/sim/ | tee bench.txt
+
+bench-e2e: up
+	$(GO) run ./cmd/agentwatch bench ingest
+
+clean:
+	rm -rf bin .data/embedded
