@@ -260,3 +260,44 @@ func TestWriteTo(t *testing.T) {
 		t.Fatalf("All stopped after %d lines", seen)
 	}
 }
+
+// FuzzReadRoutesYAML: whatever ReadRoutesYAML accepts must survive a write
+// and read back unchanged.
+func FuzzReadRoutesYAML(f *testing.F) {
+	var buf bytes.Buffer
+	if err := WriteRoutesYAML(&buf, Inventory()[:3]); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Add([]byte("routes:\n  - template: /a/{id}\n    methods: [GET, POST]\n    tags: [deprecated, other]\n"))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		rs, err := ReadRoutesYAML(bytes.NewReader(doc))
+		if err != nil {
+			return
+		}
+		var out bytes.Buffer
+		if err := WriteRoutesYAML(&out, rs); err != nil {
+			t.Fatalf("write what was read: %v", err)
+		}
+		again, err := ReadRoutesYAML(&out)
+		if err != nil || !reflect.DeepEqual(norm(again), norm(rs)) {
+			t.Fatalf("round trip of %q: %+v, %v; want %+v", doc, again, err, rs)
+		}
+	})
+}
+
+// norm makes empty and nil slices compare equal: YAML cannot tell them apart.
+func norm(rs []RouteSpec) []RouteSpec {
+	for i := range rs {
+		if len(rs[i].Methods) == 0 {
+			rs[i].Methods = nil
+		}
+		if len(rs[i].Roles) == 0 {
+			rs[i].Roles = nil
+		}
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	return rs
+}

@@ -57,11 +57,51 @@ func TestRenderMatchesGateway(t *testing.T) {
 // parser: good lines must give their truth event, bad lines the expected
 // reject reason.
 func TestParseAgreesWithTruth(t *testing.T) {
+	good, bad := parseAll(t, Config{Seed: 17, Start: tuesday.Add(6 * time.Hour), Duration: 4 * time.Hour, GarbageRate: 0.03})
+	for _, f := range KnownFormats {
+		if good[f] == 0 {
+			t.Errorf("no good %s lines parsed", f)
+		}
+	}
+	for _, k := range GarbageKinds {
+		if bad[k] == 0 {
+			t.Errorf("no %s lines", k)
+		}
+	}
+	t.Logf("good lines by format %v; bad lines by kind %v", good, bad)
+}
+
+// TestParseEachFormat runs every kind of bad line in every format's
+// clothes, which the mixed run above covers only by chance.
+func TestParseEachFormat(t *testing.T) {
+	for _, f := range KnownFormats {
+		t.Run(f, func(t *testing.T) {
+			kinds := slices.DeleteFunc(slices.Clone(GarbageKinds), func(k GarbageKind) bool { return k == GarbageTooLarge })
+			good, bad := parseAll(t, Config{Seed: 5, Agents: 12, Formats: []string{f}, Start: tuesday.Add(10 * time.Hour),
+				Duration: 40 * time.Minute, GarbageRate: 0.2, GarbageKinds: kinds, Incidents: []IncidentSpec{}})
+			if good[f] == 0 || len(good) != 1 {
+				t.Errorf("good lines by format %v; want only %s", good, f)
+			}
+			for _, k := range kinds {
+				if bad[k] < 5 {
+					t.Errorf("%d %s lines", bad[k], k)
+				}
+			}
+		})
+	}
+}
+
+// parseAll parses every line of a simulation with pkg/gateway's default
+// parser at the simulated clock and reports each disagreement with the
+// line's truth once. It returns the good lines by format and the bad lines
+// by kind.
+func parseAll(t *testing.T, cfg Config) (map[string]int, map[GarbageKind]int) {
+	t.Helper()
 	p, err := gateway.NewParser(gateway.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := mustNew(t, Config{Seed: 17, Start: tuesday.Add(6 * time.Hour), Duration: 4 * time.Hour, GarbageRate: 0.03})
+	s := mustNew(t, cfg)
 	good, bad := map[string]int{}, map[GarbageKind]int{}
 	mismatches := map[string]int{}
 	for i := 0; ; i++ {
@@ -102,17 +142,7 @@ func TestParseAgreesWithTruth(t *testing.T) {
 			mismatches[key]++
 		}
 	}
-	for _, f := range KnownFormats {
-		if good[f] == 0 {
-			t.Errorf("no good %s lines parsed", f)
-		}
-	}
-	for _, k := range GarbageKinds {
-		if bad[k] == 0 {
-			t.Errorf("no %s lines", k)
-		}
-	}
-	t.Logf("good lines by format %v; bad lines by kind %v", good, bad)
+	return good, bad
 }
 
 // diff names the fields where got differs from want.
