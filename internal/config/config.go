@@ -30,6 +30,8 @@ import (
 // EnvPrefix prefixes every environment variable: kafka.brokers is AGENTWATCH_KAFKA_BROKERS.
 const EnvPrefix = "AGENTWATCH"
 
+const keyDelim = "::"
+
 // Config is the whole configuration. Kafka.Brokers empty means the embedded
 // default: one process, in-process transport, file store.
 type Config struct {
@@ -210,10 +212,13 @@ func LoadEnv(path string, fs *pflag.FlagSet, environ []string) (Config, error) {
 }
 
 func load(path string, fs *pflag.FlagSet, environ []string) (Config, error) {
-	v := viper.New()
+	// Map keys under ingest.topic_formats and ingest.mappings hold dots
+	// (topic names, header.x-agent-id), so viper must not split on ".".
+	v := viper.NewWithOptions(viper.KeyDelimiter(keyDelim))
+	vk := func(k string) string { return strings.ReplaceAll(k, ".", keyDelim) }
 	defs := defaults()
 	for k, d := range defs {
-		v.SetDefault(k, d)
+		v.SetDefault(vk(k), d)
 	}
 	var errs []error
 	// An AGENTWATCH_ variable that maps to no key is a typo the operator
@@ -246,12 +251,12 @@ func load(path string, fs *pflag.FlagSet, environ []string) (Config, error) {
 		}
 	}
 	for _, kv := range envSets {
-		v.Set(kv[0], kv[1])
+		v.Set(vk(kv[0]), kv[1])
 	}
 	if fs != nil {
 		fs.Visit(func(f *pflag.Flag) {
 			if _, ok := defs[f.Name]; ok {
-				v.Set(f.Name, f.Value.String())
+				v.Set(vk(f.Name), f.Value.String())
 			}
 		})
 	}

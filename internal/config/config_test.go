@@ -93,19 +93,19 @@ func TestStructuredKeysFromFile(t *testing.T) {
 	p := write(t, `
 ingest:
   topic_formats: {raw.kong: kong}
+  mappings:
+    envoy: {header.x-agent-id: "agent"}
   identity:
     - {kind: header, header: X-Agent-Id}
     - {kind: jwt, claim: sub}
   routes:
     - {template: "/customers/{id}/orders", tags: [sensitive]}
-  mappings:
-    envoy: {user_agent: "ua"}
 `)
 	cfg, err := load(p, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Ingest.TopicFormats["raw.kong"] != "kong" || len(cfg.Ingest.Identity) != 2 {
+	if cfg.Ingest.TopicFormats["raw.kong"] != "kong" || len(cfg.Ingest.Identity) != 2 || cfg.Ingest.Mappings["envoy"]["header.x-agent-id"] != "agent" {
 		t.Fatalf("structured keys lost: %+v", cfg.Ingest)
 	}
 	n, err := cfg.RouteNormalizer()
