@@ -41,8 +41,9 @@ func (m *Message) HeaderValue(key string) []byte {
 
 // Reader reads records as a member of a consumer group. Offsets are only
 // committed by Commit, never implicitly, which gives at-least-once delivery.
-// A Reader is used by one goroutine at a time; the caller owns it and must
-// Close it.
+// Fetch is called by one goroutine at a time, but Commit may be called
+// concurrently with Fetch (ingest fetches the next batch while it commits the
+// last). The caller owns the Reader and must Close it.
 type Reader interface {
 	// Fetch blocks until a record is available or ctx is done.
 	Fetch(ctx context.Context) (Message, error)

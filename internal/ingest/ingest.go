@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/agentwatch/agentwatch/internal/bus"
 	"github.com/agentwatch/agentwatch/pkg/event"
 	"github.com/agentwatch/agentwatch/pkg/gateway"
@@ -182,25 +184,52 @@ func (in *Ingester) Run(ctx context.Context) error {
 	})
 	defer stop()
 
-	batch := make([]bus.Message, 0, in.opts.BatchSize)
-	for {
-		var err error
-		batch, err = in.fetchBatch(ctx, batch[:0])
-		if len(batch) > 0 {
-			if perr := in.process(work, batch); perr != nil {
-				if ctx.Err() != nil {
-					in.log.Warn("shutdown grace expired before the open batch was committed; it will be re-read", "records", len(batch), "err", perr)
-					return nil
+	// One goroutine fetches the next batch while this one writes the
+	// current: Kafka consumption overlaps the ClickHouse insert, and memory
+	// stays bounded by two batches. Commits remain in fetch order.
+	fetchCtx, cancelFetch := context.WithCancel(ctx)
+	defer cancelFetch()
+	batches := make(chan []bus.Message)
+	fetchErr := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		for {
+			batch, err := in.fetchBatch(fetchCtx, make([]bus.Message, 0, min(in.opts.BatchSize, 4096)))
+			if len(batch) > 0 {
+				select {
+				case batches <- batch:
+				case <-work.Done():
+					return
 				}
-				return perr
+			}
+			if fetchCtx.Err() != nil {
+				return
+			}
+			if err != nil {
+				fetchErr <- err
+				return
 			}
 		}
-		if ctx.Err() != nil {
-			return nil
+	}()
+	for batch := range batches {
+		if err := in.process(work, batch); err != nil {
+			cancelFetch()
+			for range batches {
+				// Drain so the fetcher can exit; these records are not
+				// committed and will be re-read.
+			}
+			if ctx.Err() != nil {
+				in.log.Warn("shutdown grace expired before the open batch was committed; it will be re-read", "records", len(batch), "err", err)
+				return nil
+			}
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("fetch raw records: %w", err)
-		}
+	}
+	select {
+	case err := <-fetchErr:
+		return fmt.Errorf("fetch raw records: %w", err)
+	default:
+		return nil
 	}
 }
 
@@ -265,11 +294,17 @@ func (in *Ingester) process(ctx context.Context, batch []bus.Message) error {
 		}
 	}
 	if len(in.evs) > 0 {
-		if err := in.retry(ctx, "store", func(ctx context.Context) error { return in.store.InsertEvents(ctx, in.evs) }); err != nil {
-			return err
-		}
+		// The store and the events topic are independent, so they are
+		// written at the same time; the commit waits for both.
 		out := encodeEvents(in.opts.EventsTopic, in.evs)
-		if err := in.retry(ctx, "events", func(ctx context.Context) error { return in.events.Write(ctx, out...) }); err != nil {
+		var g errgroup.Group
+		g.Go(func() error {
+			return in.retry(ctx, "store", func(ctx context.Context) error { return in.store.InsertEvents(ctx, in.evs) })
+		})
+		g.Go(func() error {
+			return in.retry(ctx, "events", func(ctx context.Context) error { return in.events.Write(ctx, out...) })
+		})
+		if err := g.Wait(); err != nil {
 			return err
 		}
 	}
