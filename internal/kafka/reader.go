@@ -76,7 +76,8 @@ func startOffset(s string) (int64, error) {
 
 // Reader is a bus.Reader over a kafka-go consumer-group reader. Offsets
 // move only on Commit, and each Commit is a synchronous OffsetCommit
-// request. Like every bus.Reader it is used by one goroutine at a time;
+// request. Fetch and Commit may run concurrently (kafka-go hands commits
+// to its commit loop over a channel); Fetch itself is for one goroutine;
 // the caller owns it and must Close it, which leaves the group.
 type Reader struct {
 	r   *kafkago.Reader
