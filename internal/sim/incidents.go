@@ -80,7 +80,8 @@ var defaultRate = map[IncidentKind]float64{
 
 // DefaultIncidents returns one incident of each kind spread over the second
 // two thirds of the run, so the first part is clean baseline. OffHours is
-// placed at the first 03:00 UTC in that part when there is one.
+// placed at the first 03:00 UTC in that part when there is one, else at its
+// quietest business hour.
 func DefaultIncidents(start time.Time, d time.Duration) []IncidentSpec {
 	length := min(d/12, 20*time.Minute)
 	length = max(length, min(d, time.Minute))
@@ -94,12 +95,28 @@ func DefaultIncidents(start time.Time, d time.Duration) []IncidentSpec {
 			}
 			if o := night.Sub(start); o+length <= d {
 				off = o
+			} else {
+				off = quietest(start, d/3, d-length)
 			}
 		}
 		off = min(off, d-length).Truncate(time.Second)
 		specs = append(specs, IncidentSpec{Kind: k, Offset: off, Duration: length})
 	}
 	return specs
+}
+
+// quietest returns the offset in [from, to] where business-hours traffic is
+// lowest, searched in 10-minute steps.
+func quietest(start time.Time, from, to time.Duration) time.Duration {
+	best, bestRate := from, math.Inf(1)
+	for o := from; o <= to; o += 10 * time.Minute {
+		t := start.Add(o).UTC()
+		weekend := t.Weekday() == time.Saturday || t.Weekday() == time.Sunday
+		if r := diurnal(RoleFinance, float64(t.Hour())+float64(t.Minute())/60, weekend); r < bestRate {
+			best, bestRate = o, r
+		}
+	}
+	return best
 }
 
 // Incidents returns the labeled incidents of this run, in start order.

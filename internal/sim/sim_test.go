@@ -493,3 +493,18 @@ func BenchmarkNext(b *testing.B) {
 	b.SetBytes(bytes / int64(b.N))
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lines/s")
 }
+
+func TestDefaultOffHoursWithoutANight(t *testing.T) {
+	// 10:00 to 22:00: no 03:00, so the incident goes to the evening.
+	for _, sp := range DefaultIncidents(tuesday.Add(10*time.Hour), 12*time.Hour) {
+		if sp.Kind != OffHours {
+			continue
+		}
+		at := tuesday.Add(10*time.Hour + sp.Offset)
+		if h := at.Hour(); h < 19 {
+			t.Errorf("off_hours placed at %s, inside business hours", at)
+		}
+		return
+	}
+	t.Fatal("no off_hours incident in the default set")
+}
