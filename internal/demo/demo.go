@@ -229,7 +229,7 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 				for ctx.Err() == nil {
 					st := in.Stats()
 					ev, _, _ := tally.Counts()
-					if st.Committed >= published && ev >= st.Events {
+					if st.Committed >= published && ev >= st.Events && b.Lag("demo-deadletter", topicDLQ) == 0 {
 						cancel()
 						return nil
 					}
