@@ -84,7 +84,7 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 	if err != nil {
 		return fail(fmt.Errorf("kafka reader: %w", err))
 	}
-	s.events, err = kafka.NewWriter(kafka.WriterConfig{Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.EventsTopic, BatchSize: 10000, BatchBytes: 4 << 20}, log)
+	s.events, err = kafka.NewWriter(kafka.WriterConfig{Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.EventsTopic, BatchSize: 10000}, log)
 	if err != nil {
 		return fail(fmt.Errorf("kafka events writer: %w", err))
 	}
