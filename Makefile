@@ -24,7 +24,8 @@ demo:
 	$(GO) run ./cmd/agentwatch demo
 
 ## test: everything CI runs. Installs test tools and services when missing.
-test: tools up check unit integration
+## Unit tests run last so the run ends on their results.
+test: tools up check integration unit
 
 check: fmt vet purity
 
@@ -45,8 +46,9 @@ unit:
 	$(GO) test -race -shuffle=on -count=1 -skip '^TestIntegration' ./...
 
 # Integration tests one package at a time: one of them stops ClickHouse for 30 s.
+INTEGRATION_PKGS = $(shell grep -lR --include='*_test.go' '^func TestIntegration' cmd internal pkg 2>/dev/null | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
 integration:
-	REQUIRE_INTEGRATION=1 $(GO) test -race -count=1 -p 1 -timeout 30m -run '^TestIntegration' ./...
+	REQUIRE_INTEGRATION=1 $(GO) test -race -count=1 -p 1 -timeout 30m -run '^TestIntegration' $(INTEGRATION_PKGS)
 
 tools:
 	deploy/test-tools.sh
