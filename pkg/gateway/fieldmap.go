@@ -5,8 +5,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-
-	"github.com/valyala/fastjson"
 )
 
 // FieldMap maps canonical field names to JSON key paths in a format's
@@ -183,11 +181,13 @@ var fieldSlot = map[string]int{
 }
 
 // compiled is a FieldMap split into key paths. Every distinct path gets an
-// id; top maps a top-level key to the ids of the paths starting with it, so
-// one pass over the object's keys finds every field.
+// id and ends at a node of a trie of keys (nodes[0] is the line's object),
+// so one pass over the line's keys, descending only into objects some path
+// goes through, finds every field.
 type compiled struct {
 	paths      [][]string
-	top        map[string][]int
+	nodes      []pathNode
+	pathNode   []int32          // trie node per path id
 	alts       [numFields][]int // path ids per field, in preference order
 	durUnit    uint64           // µs per unit of the duration field
 	headers    [][]int          // per resolver header name
@@ -218,13 +218,83 @@ func (c *compiled) addPath(path []string) int {
 		}
 	}
 	c.paths = append(c.paths, path)
-	id := len(c.paths) - 1
-	c.top[path[0]] = append(c.top[path[0]], id)
-	return id
+	n := int32(0)
+	for _, k := range path {
+		next := int32(-1)
+		for _, kid := range c.nodes[n].kids {
+			if c.nodes[kid].key == k {
+				next = kid
+			}
+		}
+		if next < 0 {
+			next = int32(len(c.nodes))
+			c.nodes = append(c.nodes, pathNode{key: k, index: keyIndex(k)})
+			c.nodes[n].kids = append(c.nodes[n].kids, next)
+		}
+		n = next
+	}
+	c.pathNode = append(c.pathNode, n)
+	return len(c.paths) - 1
+}
+
+// pathNode is one key of the trie of a compiled mapping.
+type pathNode struct {
+	key   string
+	index int     // the array index key stands for, or -1
+	kids  []int32 // child nodes
+	table []int32 // open-addressing hash of kids by key: node+1, 0 = empty
+}
+
+// keyHash is cheap and good enough for a few dozen distinct keys: length,
+// first, second and last byte.
+func keyHash(k []byte) uint32 {
+	n := len(k)
+	if n == 0 {
+		return 0
+	}
+	h := uint32(n)*0x9E3779B1 ^ uint32(k[0])*0x85EBCA77 ^ uint32(k[n-1])*0xC2B2AE3D
+	if n > 1 {
+		h ^= uint32(k[1]) * 0x27D4EB2F
+	}
+	return h ^ h>>15
+}
+
+// buildTables builds each node's hash table of its kids.
+func (c *compiled) buildTables() {
+	for i := range c.nodes {
+		n := &c.nodes[i]
+		size := 4
+		for size < 2*len(n.kids) {
+			size *= 2
+		}
+		n.table = make([]int32, size)
+		for _, kid := range n.kids {
+			h := keyHash(s2b(c.nodes[kid].key)) & uint32(size-1)
+			for n.table[h] != 0 {
+				h = (h + 1) & uint32(size-1)
+			}
+			n.table[h] = kid + 1
+		}
+	}
+}
+
+// child returns the kid of node n named key, or -1.
+func (c *compiled) child(n int32, key []byte) int32 {
+	t := c.nodes[n].table
+	mask := uint32(len(t) - 1)
+	for h := keyHash(key) & mask; ; h = (h + 1) & mask {
+		e := t[h]
+		if e == 0 {
+			return -1
+		}
+		if c.nodes[e-1].key == string(key) {
+			return e - 1
+		}
+	}
 }
 
 func compile(m FieldMap, headerNames []string, overridden bool) *compiled {
-	c := &compiled{top: map[string][]int{}, overridden: overridden}
+	c := &compiled{nodes: []pathNode{{index: -1}}, overridden: overridden}
 	for _, k := range slices.Sorted(maps.Keys(m)) { // sorted: stable path ids
 		v := m[k]
 		if strings.HasPrefix(k, prefixClaim) {
@@ -262,11 +332,22 @@ func compile(m FieldMap, headerNames []string, overridden bool) *compiled {
 			c.headers[i] = append(c.headers[i], c.addPath(append(strings.Split(alt, "."), h)))
 		}
 	}
+	c.buildTables()
 	return c
 }
 
-// hasTop reports whether o has the first key of the field's first path.
-func (c *compiled) hasTop(o *fastjson.Object, field int) bool {
+// hasTop reports whether the line's object has the first key of the
+// field's first path.
+func (p *Parser) hasTop(c *compiled, field int) bool {
 	ids := c.alts[field]
-	return len(ids) > 0 && o.Get(c.paths[ids[0]][0]) != nil
+	if len(ids) == 0 {
+		return false
+	}
+	k := c.paths[ids[0]][0]
+	for i := range p.kvs {
+		if string(p.key(&p.kvs[i])) == k {
+			return true
+		}
+	}
+	return false
 }

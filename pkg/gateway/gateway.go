@@ -13,8 +13,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/valyala/fastjson"
-
 	"github.com/agentwatch/agentwatch/pkg/event"
 	"github.com/agentwatch/agentwatch/pkg/identity"
 	"github.com/agentwatch/agentwatch/pkg/routes"
@@ -192,13 +190,15 @@ type Parser struct {
 	opt      Options
 	maps     map[string]*compiled // JSON formats
 	resolver *identity.Resolver
-	json     fastjson.Parser
 	dec      event.Decoder
 	rec      record
 	strs     []byte // backing bytes of the next event's strings
-	nums     []byte // scratch for numbers read as text
+	nums     []byte // scratch for unescaped strings
 	qbuf     [][]byte
-	slots    []*fastjson.Value // per compiled path id
+	line     []byte // the line being parsed
+	kvs      []jkv  // members of the line's object, then of nested objects being read
+	bound    []jval // per trie node of the compiled mapping
+	keyBuf   []byte // scratch for unescaped keys
 }
 
 // NewParser validates o and builds a Parser.
@@ -263,16 +263,17 @@ func (p *Parser) Parse(line []byte, src Source, now time.Time) (event.Event, err
 		if format == FormatCanonical {
 			err = p.parseCanonical(line)
 		} else {
-			v, jerr := p.json.ParseBytes(line)
-			if jerr != nil {
-				return event.Event{}, reject(ReasonNotJSON, "%v", jerr)
+			if line[0] != '{' {
+				return event.Event{}, reject(ReasonNotJSON, "top level is not an object")
 			}
-			o, jerr := v.Object()
-			if jerr != nil {
-				return event.Event{}, reject(ReasonNotJSON, "top level is %s, not an object", v.Type())
+			p.line = line
+			var ok bool
+			var end int
+			if p.kvs, end, ok = scanObject(line, 0, 1, p.kvs[:0]); !ok || skipWS(line, end) != len(line) {
+				return event.Event{}, reject(ReasonNotJSON, "broken JSON at byte %d", end)
 			}
 			if format == FormatAuto {
-				format = p.detect(o)
+				format = p.detect()
 				if format == "" {
 					return event.Event{}, reject(ReasonUnknownFormat, "JSON object with none of the distinctive keys of %v", Formats())
 				}
@@ -280,7 +281,7 @@ func (p *Parser) Parse(line []byte, src Source, now time.Time) (event.Event, err
 			if format == FormatCanonical {
 				err = p.parseCanonical(line)
 			} else {
-				err = p.extract(o, p.maps[format])
+				err = p.extract(p.maps[format])
 			}
 		}
 	}
@@ -293,7 +294,7 @@ func (p *Parser) Parse(line []byte, src Source, now time.Time) (event.Event, err
 // detect picks the format of a JSON object by a few distinctive top-level
 // keys (see docs/formats.md). Formats whose mapping was overridden are also
 // recognised by their mapped method and time keys, checked last.
-func (p *Parser) detect(o *fastjson.Object) string {
+func (p *Parser) detect() string {
 	// One pass over the keys, a bit per distinctive key.
 	const (
 		kV = 1 << iota
@@ -305,8 +306,8 @@ func (p *Parser) detect(o *fastjson.Object) string {
 		kNginx
 	)
 	seen := 0
-	o.Visit(func(k []byte, _ *fastjson.Value) {
-		switch string(k) {
+	for i := range p.kvs {
+		switch string(p.key(&p.kvs[i])) {
 		case "v":
 			seen |= kV
 		case "event_time_ms":
@@ -322,7 +323,7 @@ func (p *Parser) detect(o *fastjson.Object) string {
 		case "request_method", "time_iso8601", "msec", "remote_addr":
 			seen |= kNginx
 		}
-	})
+	}
 	switch {
 	case seen&(kV|kEventTime) == kV|kEventTime:
 		return FormatCanonical
@@ -337,7 +338,7 @@ func (p *Parser) detect(o *fastjson.Object) string {
 	}
 	for _, f := range []string{FormatKong, FormatAWS, FormatEnvoy, FormatNginxJSON} {
 		c := p.maps[f]
-		if c.overridden && c.hasTop(o, iMethod) && c.hasTop(o, iTime) {
+		if c.overridden && p.hasTop(c, iMethod) && p.hasTop(c, iTime) {
 			return f
 		}
 	}

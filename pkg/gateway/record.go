@@ -9,8 +9,6 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
-	"github.com/valyala/fastjson"
-
 	"github.com/agentwatch/agentwatch/pkg/event"
 	"github.com/agentwatch/agentwatch/pkg/identity"
 	"github.com/agentwatch/agentwatch/pkg/routes"
@@ -33,14 +31,14 @@ const (
 )
 
 // record is what a format parser extracts from one line. Byte slices alias
-// the line, the JSON parser or p.nums and are valid until the next Parse.
+// the line or p.nums and are valid until the next Parse.
 type record struct {
 	timeText  []byte
 	timeMs    int64 // set instead of timeText when hasTimeMs
 	hasTimeMs bool
 	method    []byte
 	uri       []byte
-	queryObj  *fastjson.Object
+	queryObj  jval     // kind jObject when the mapping's query object is present
 	queryList []string // canonical input's names
 	status    int64
 	reqBytes  uint64
@@ -79,81 +77,111 @@ func validUTF8(b []byte) bool { return utf8.Valid(b) }
 
 var errField = errors.New("bad field")
 
-// str returns the first present, non-empty, non-"-" alternative as text:
-// strings as they are, numbers in their JSON spelling.
-func (p *Parser) str(c *compiled, ids []int) []byte {
-	for _, id := range ids {
-		x := p.slots[id]
-		if x == nil {
+// key returns the key of kv, unescaped if it has escapes (into p.keyBuf,
+// valid until the next call).
+func (p *Parser) key(kv *jkv) []byte {
+	k := p.line[kv.ks:kv.ke]
+	if kv.kesc {
+		p.keyBuf = unescape(p.keyBuf[:0], k)
+		k = p.keyBuf
+	}
+	return k
+}
+
+// bind matches the members kvs of the object bound to trie node n against
+// n's kids; the first of duplicate keys wins, as with fastjson's Get.
+func (p *Parser) bind(c *compiled, n int32, kvs []jkv) {
+	for i := range kvs {
+		kid := c.child(n, p.key(&kvs[i]))
+		if kid < 0 || p.bound[kid].kind != jNone {
 			continue
 		}
-		if path := c.paths[id]; len(path) > 1 {
-			if x = x.Get(path[1:]...); x == nil {
-				continue
+		p.bound[kid] = kvs[i].v
+		p.descend(c, kid)
+	}
+}
+
+// descend binds the kids of node n inside the value bound to n: members
+// of an object, or elements of an array for decimal keys.
+func (p *Parser) descend(c *compiled, n int32) {
+	nd := &c.nodes[n]
+	if len(nd.kids) == 0 {
+		return
+	}
+	v := p.bound[n]
+	switch v.kind {
+	case jObject:
+		start := len(p.kvs)
+		p.kvs, _, _ = scanObject(p.line, int(v.start), 0, p.kvs) // validated already
+		p.bind(c, n, p.kvs[start:])
+		p.kvs = p.kvs[:start]
+	case jArray:
+		for _, kid := range nd.kids {
+			if idx := c.nodes[kid].index; idx >= 0 && p.bound[kid].kind == jNone {
+				if e, ok := arrayElem(p.line, v, idx); ok {
+					p.bound[kid] = e
+					p.descend(c, kid)
+				}
 			}
 		}
-		if b := p.text(x); len(b) > 0 {
+	}
+}
+
+// str returns the first present, non-empty, non-"-" alternative as text:
+// strings unescaped, numbers in their JSON spelling.
+func (p *Parser) str(c *compiled, ids []int) []byte {
+	for _, id := range ids {
+		if b := p.text(p.bound[c.pathNode[id]]); len(b) > 0 {
 			return b
 		}
 	}
 	return nil
 }
 
-func (p *Parser) text(x *fastjson.Value) []byte {
-	if x == nil {
-		return nil
-	}
-	switch x.Type() {
-	case fastjson.TypeString:
-		b, _ := x.StringBytes()
+func (p *Parser) text(v jval) []byte {
+	switch v.kind {
+	case jString:
+		b := p.line[v.start+1 : v.end-1]
+		if bytes.IndexByte(b, '\\') >= 0 {
+			start := len(p.nums)
+			p.nums = unescape(p.nums, b)
+			b = p.nums[start:len(p.nums):len(p.nums)]
+		}
 		if len(b) == 1 && b[0] == '-' {
 			return nil
 		}
 		return b
-	case fastjson.TypeNumber:
-		start := len(p.nums)
-		p.nums = x.MarshalTo(p.nums)
-		return p.nums[start:len(p.nums):len(p.nums)]
-	case fastjson.TypeArray:
+	case jNumber:
+		return p.line[v.start:v.end]
+	case jArray:
 		// Repeated headers (Kong logs them as arrays): the first counts.
-		a, _ := x.Array()
-		if len(a) > 0 {
-			return p.text(a[0])
+		if e, ok := arrayElem(p.line, v, 0); ok {
+			return p.text(e)
 		}
 	}
 	return nil
 }
 
 // extract reads a JSON record through a compiled mapping: one pass over
-// the top-level keys fills the path slots, then each field takes its first
-// non-empty alternative.
-func (p *Parser) extract(o *fastjson.Object, c *compiled) error {
-	if cap(p.slots) < len(c.paths) {
-		p.slots = make([]*fastjson.Value, len(c.paths))
+// the top-level members (p.kvs) binds the trie of key paths, descending
+// only into the objects some path goes through; then each field takes its
+// first non-empty alternative.
+func (p *Parser) extract(c *compiled) error {
+	if cap(p.bound) < len(c.nodes) {
+		p.bound = make([]jval, len(c.nodes))
 	}
-	p.slots = p.slots[:len(c.paths)]
-	clear(p.slots)
-	o.Visit(func(k []byte, v *fastjson.Value) {
-		for _, id := range c.top[b2s(k)] {
-			if p.slots[id] == nil { // the first of duplicate keys wins
-				p.slots[id] = v
-			}
-		}
-	})
+	p.bound = p.bound[:len(c.nodes)]
+	clear(p.bound)
+	p.bind(c, 0, p.kvs)
 	r := &p.rec
 	a := &c.alts
 	r.timeText = p.str(c, a[iTime])
 	r.method = p.str(c, a[iMethod])
 	r.uri = p.str(c, a[iPath])
 	for _, id := range a[iQuery] {
-		if x := p.slots[id]; x != nil {
-			if path := c.paths[id]; len(path) > 1 {
-				x = x.Get(path[1:]...)
-			}
-			if x != nil && x.Type() == fastjson.TypeObject {
-				r.queryObj, _ = x.Object()
-				break
-			}
+		if v := p.bound[c.pathNode[id]]; v.kind == jObject {
+			r.queryObj = v
+			break
 		}
 	}
 	var err error
@@ -376,12 +404,21 @@ func (p *Parser) finish(format string, src Source, now time.Time) (event.Event, 
 				p.qbuf = append(p.qbuf, truncate(kv, MaxQueryNameBytes))
 			}
 		}
-	} else if r.queryObj != nil {
-		r.queryObj.Visit(func(k []byte, _ *fastjson.Value) {
-			if len(k) > 0 && len(p.qbuf) < MaxQueryParams {
+	} else if r.queryObj.kind == jObject {
+		start := len(p.kvs)
+		p.kvs, _, _ = scanObject(p.line, int(r.queryObj.start), 0, p.kvs) // validated already
+		for i := start; i < len(p.kvs) && len(p.qbuf) < MaxQueryParams; i++ {
+			k := p.line[p.kvs[i].ks:p.kvs[i].ke]
+			if p.kvs[i].kesc {
+				s := len(p.nums)
+				p.nums = unescape(p.nums, k)
+				k = p.nums[s:len(p.nums):len(p.nums)]
+			}
+			if len(k) > 0 {
 				p.qbuf = append(p.qbuf, truncate(k, MaxQueryNameBytes))
 			}
-		})
+		}
+		p.kvs = p.kvs[:start]
 	} else {
 		for _, q := range r.queryList {
 			if len(q) > 0 && len(p.qbuf) < MaxQueryParams {

@@ -1,0 +1,77 @@
+package gateway
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/valyala/fastjson"
+)
+
+// FuzzScanMatchesFastjson checks the hand-written scanner against the
+// fastjson parser it replaced: the same lines are JSON objects, with the
+// same members, and every member reads as the same text.
+func FuzzScanMatchesFastjson(f *testing.F) {
+	for _, l := range readLines(f, "*/*.log") {
+		f.Add(l)
+	}
+	for _, s := range []string{`{}`, `{"a":1}`, `{"a":-}`, `{"a":--}`, `{"a":+inf,"b":-NaN}`, `{"a":nan}`, `{"a":"\ud800\u0041"}`,
+		`{"a\u0062":"x\\y\/z\q\u12"}`, `{"a":[["x"],1]}`, `{"a":tru}`, `{"a":"\\"}`, `{"a":"\\\""}`, `{"a":1} x`, `{"a" :  {"b" : [ ] } }`,
+		`{"a":1,}`, `{,}`, "{\"a\":\"\x00\"}", `{"a":1e+-.5}`, `{"a":"-"}`} {
+		f.Add([]byte(s))
+	}
+	var fj fastjson.Parser
+	p, err := NewParser(Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		line = trimSpace(line)
+		if len(line) == 0 || line[0] != '{' || bytes.Count(line, []byte("{"))+bytes.Count(line, []byte("["))+1 > jsonMaxDepth {
+			return
+		}
+		v, ferr := fj.ParseBytes(line)
+		kvs, end, ok := scanObject(line, 0, 1, nil)
+		ok = ok && skipWS(line, end) == len(line)
+		if ok != (ferr == nil) {
+			t.Fatalf("scan ok=%v, fastjson err=%v on %q", ok, ferr, line)
+		}
+		if !ok {
+			return
+		}
+		o, _ := v.Object()
+		if o.Len() != len(kvs) {
+			t.Fatalf("%d members, fastjson %d: %q", len(kvs), o.Len(), line)
+		}
+		p.line, p.nums = line, p.nums[:0]
+		i := 0
+		o.Visit(func(k []byte, fv *fastjson.Value) {
+			if got := p.key(&kvs[i]); !bytes.Equal(got, k) {
+				t.Fatalf("key %d: %q, fastjson %q in %q", i, got, k, line)
+			}
+			if got, want := p.text(kvs[i].v), fastText(fv); !bytes.Equal(got, want) {
+				t.Fatalf("value of %q: %q, fastjson %q in %q", k, got, want, line)
+			}
+			i++
+		})
+	})
+}
+
+// fastText is the text() of the fastjson-based parser.
+func fastText(x *fastjson.Value) []byte {
+	switch x.Type() {
+	case fastjson.TypeString:
+		b, _ := x.StringBytes()
+		if len(b) == 1 && b[0] == '-' {
+			return nil
+		}
+		return b
+	case fastjson.TypeNumber:
+		return x.MarshalTo(nil)
+	case fastjson.TypeArray:
+		a, _ := x.Array()
+		if len(a) > 0 {
+			return fastText(a[0])
+		}
+	}
+	return nil
+}
