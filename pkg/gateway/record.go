@@ -429,6 +429,23 @@ func (p *Parser) finish(format string, src Source, now time.Time) (event.Event, 
 	for _, q := range p.qbuf {
 		b = append(b, q...)
 	}
+	// Route: an OpenAPI/list template (a string of the Normalizer), else
+	// a template the gateway logged, else heuristics; both in b.
+	pathStr := b2s(b[sPath.start:sPath.end]) // appends below never write there
+	route, tmpl := span{}, ""
+	if t, ok := p.opt.Routes.Match(pathStr); ok {
+		tmpl = t
+	} else if lg, ok := loggedRoute(r.route); ok {
+		route = add(lg, len(lg))
+	} else {
+		s := len(b)
+		b = routes.AppendHeuristic(b, pathStr)
+		if string(b[s:]) == pathStr {
+			b, route = b[:s], sPath
+		} else {
+			route = span{s, len(b)}
+		}
+	}
 	if !utf8.Valid(b) {
 		// The line was valid UTF-8, so only unescaping (nginx \xHH, JWT
 		// payloads) gets here; events hold valid UTF-8 only, which keeps
@@ -473,26 +490,27 @@ func (p *Parser) finish(format string, src Source, now time.Time) (event.Event, 
 	e.Topic = sub(sTopic)
 	e.Partition = src.Partition
 	e.Offset = src.Offset
-	e.Route = p.route(e.Path, r.route)
+	if tmpl != "" {
+		e.Route = tmpl
+	} else {
+		e.Route = sub(route)
+	}
 	return e, nil
 }
 
-// route prefers an OpenAPI/list template, then a template the gateway
-// logged (if it looks like one), then heuristics.
-func (p *Parser) route(path string, logged []byte) string {
-	if t, ok := p.opt.Routes.Match(path); ok {
-		return t
+// loggedRoute returns the template a gateway logged, if it looks like one.
+func loggedRoute(logged []byte) ([]byte, bool) {
+	if len(logged) == 0 {
+		return nil, false
 	}
-	if len(logged) > 0 {
-		if i := bytes.IndexByte(logged, ' '); i >= 0 { // AWS HTTP API routeKey "GET /x"
-			logged = logged[i+1:]
-		}
-		if len(logged) > 1 && logged[0] == '/' && len(logged) <= MaxFieldBytes &&
-			!bytes.Contains(logged, []byte("+}")) && bytes.IndexByte(logged, '?') < 0 {
-			return string(logged)
-		}
+	if i := bytes.IndexByte(logged, ' '); i >= 0 { // AWS HTTP API routeKey "GET /x"
+		logged = logged[i+1:]
 	}
-	return routes.Heuristic(path)
+	if len(logged) > 1 && logged[0] == '/' && len(logged) <= MaxFieldBytes &&
+		!bytes.Contains(logged, []byte("+}")) && bytes.IndexByte(logged, '?') < 0 {
+		return logged, true
+	}
+	return nil, false
 }
 
 func knownSource(s []byte) bool {
@@ -586,6 +604,14 @@ func cleanIP(b []byte) []byte {
 	if len(b) == 0 || len(b) > 64 {
 		return nil
 	}
+	// Fast path for the common IPv4 and IPv4:port, without netip's error
+	// values; anything else goes the exact way below.
+	if isIPv4(b) {
+		return b
+	}
+	if i := bytes.LastIndexByte(b, ':'); i > 0 && isPort(b[i+1:]) && isIPv4(b[:i]) {
+		return b[:i]
+	}
 	if _, err := netip.ParseAddr(b2s(b)); err == nil {
 		return b
 	}
@@ -601,4 +627,45 @@ func cleanIP(b []byte) []byte {
 		return b[:bytes.LastIndexByte(b, ':')]
 	}
 	return nil
+}
+
+// isIPv4 reports whether b is a dotted-quad IPv4 address: four decimal
+// fields 0-255 without leading zeros (netip.ParseAddr accepts all these).
+func isIPv4(b []byte) bool {
+	dots, val, nd := 0, 0, 0
+	for _, c := range b {
+		if c >= '0' && c <= '9' {
+			if nd > 0 && val == 0 {
+				return false // leading zero
+			}
+			val = val*10 + int(c-'0')
+			nd++
+			if val > 255 {
+				return false
+			}
+			continue
+		}
+		if c != '.' || nd == 0 || dots == 3 {
+			return false
+		}
+		dots++
+		val, nd = 0, 0
+	}
+	return dots == 3 && nd > 0
+}
+
+// isPort reports whether b is a decimal port 0-65535 (as netip.ParseAddrPort
+// reads it: strconv.ParseUint(b, 10, 16)).
+func isPort(b []byte) bool {
+	if len(b) == 0 || len(b) > 5 {
+		return false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n <= 65535
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"net/netip"
 	"testing"
 
 	"github.com/valyala/fastjson"
@@ -72,6 +73,45 @@ func fastText(x *fastjson.Value) []byte {
 		if len(a) > 0 {
 			return fastText(a[0])
 		}
+	}
+	return nil
+}
+
+// FuzzCleanIP checks cleanIP's IPv4 fast path against netip alone.
+func FuzzCleanIP(f *testing.F) {
+	for _, s := range []string{"203.0.113.7", "203.0.113.7:32768", "01.2.3.4", "1.2.3.4:65536", "1.2.3.4:", "[::1]:80", "::1",
+		"1.2.3.4:0080", "256.1.1.1", "1.2.3", "1.2.3.4.5", "1..3.4", "0.0.0.0:0", " 1.2.3.4 , 5.6.7.8", "fe80::1%eth0"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := cleanIP(b), cleanIPNetip(b); !bytes.Equal(got, want) {
+			t.Fatalf("cleanIP(%q) = %q, netip says %q", b, got, want)
+		}
+	})
+}
+
+// cleanIPNetip is cleanIP without the fast path.
+func cleanIPNetip(b []byte) []byte {
+	if i := bytes.IndexByte(b, ','); i >= 0 {
+		b = b[:i]
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || len(b) > 64 {
+		return nil
+	}
+	if _, err := netip.ParseAddr(string(b)); err == nil {
+		return b
+	}
+	if ap, err := netip.ParseAddrPort(string(b)); err == nil {
+		if b[0] == '[' {
+			end := bytes.IndexByte(b, ']')
+			b = b[1:end]
+			if i := bytes.IndexByte(b, '%'); i >= 0 && !ap.Addr().Is6() {
+				return nil
+			}
+			return b
+		}
+		return b[:bytes.LastIndexByte(b, ':')]
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unsafe"
 
 	"gopkg.in/yaml.v3"
 )
@@ -216,26 +217,46 @@ func Heuristic(path string) string {
 	if clean(path) {
 		return path
 	}
-	var b strings.Builder
-	b.Grow(len(path))
+	b := AppendHeuristic(make([]byte, 0, len(path)+8), path)
+	return unsafe.String(unsafe.SliceData(b), len(b)) // b is never written again
+}
+
+// AppendHeuristic appends Heuristic(path) to dst and returns the extended
+// slice, for callers that keep their strings in one buffer. It makes one
+// pass over path and does not allocate beyond growing dst.
+func AppendHeuristic(dst []byte, path string) []byte {
+	if len(path) > MaxPathLen {
+		return append(dst, "/{too_long}"...)
+	}
+	start := len(dst)
 	n := 0
-	for seg := range segments(path) {
-		b.WriteByte('/')
+	for len(path) > 0 {
+		i := strings.IndexByte(path, '/')
+		var seg string
+		if i < 0 {
+			seg, path = path, ""
+		} else {
+			seg, path = path[:i], path[i+1:]
+		}
+		if seg == "" {
+			continue
+		}
+		dst = append(dst, '/')
 		if n == MaxSegments {
-			b.WriteString("{rest}")
+			dst = append(dst, "{rest}"...)
 			break
 		}
 		n++
 		if IsID(seg) {
-			b.WriteString("{id}")
+			dst = append(dst, "{id}"...)
 		} else {
-			b.WriteString(seg)
+			dst = append(dst, seg...)
 		}
 	}
-	if b.Len() == 0 {
-		return "/"
+	if len(dst) == start {
+		dst = append(dst, '/')
 	}
-	return b.String()
+	return dst
 }
 
 // clean reports whether Heuristic would return path unchanged.
@@ -277,7 +298,7 @@ func IsID(seg string) bool {
 	if seg == "" {
 		return false
 	}
-	digits, hex := 0, 0
+	digits, hex, at := 0, 0, false
 	for i := 0; i < len(seg); i++ {
 		c := seg[i]
 		switch {
@@ -286,6 +307,8 @@ func IsID(seg string) bool {
 			hex++
 		case c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F':
 			hex++
+		case c == '@' || c == '%':
+			at = true
 		}
 	}
 	switch {
@@ -300,7 +323,7 @@ func IsID(seg string) bool {
 	case len(seg) >= 8 && digits*2 >= len(seg):
 		return true
 	}
-	return isEmail(seg)
+	return at && isEmail(seg) // an e-mail address has '@' or "%40"
 }
 
 func isUUID(s string) bool {
