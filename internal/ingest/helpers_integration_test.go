@@ -295,27 +295,29 @@ func newCorpus(t *testing.T, seed uint64, garbageRate float64, kinds []sim.Garba
 	return c
 }
 
-func (c *corpus) newSim() {
-	c.t.Helper()
+func (c *corpus) newSim() error {
 	start := time.Now().Add(simLead)
 	s, err := sim.New(sim.Config{
 		Seed: c.seed + uint64(c.runs)*7919, Agents: 200, Start: start, Duration: simSpan,
 		RateScale: c.scale, GarbageRate: c.garbage, GarbageKinds: c.kinds,
 	})
 	if err != nil {
-		c.t.Fatalf("sim.New: %v", err)
+		return fmt.Errorf("sim.New: %w", err)
 	}
 	c.runs++
 	c.cur = s
+	return nil
 }
 
-// next generates n lines as raw records keyed by their ledger index.
-func (c *corpus) next(n int) []bus.Message {
-	c.t.Helper()
+// next generates n lines as raw records keyed by their ledger index. It
+// may run on another goroutine than the test, so it returns its error.
+func (c *corpus) next(n int) ([]bus.Message, error) {
 	msgs := make([]bus.Message, 0, n)
 	for len(msgs) < n {
 		if c.cur == nil {
-			c.newSim()
+			if err := c.newSim(); err != nil {
+				return nil, err
+			}
 		}
 		line, ok := c.cur.Next()
 		if !ok {
@@ -339,7 +341,7 @@ func (c *corpus) next(n int) []bus.Message {
 		msgs = append(msgs, bus.Message{Key: []byte(strconv.Itoa(len(c.lines))), Value: line.Raw})
 		c.lines = append(c.lines, e)
 	}
-	return msgs
+	return msgs, nil
 }
 
 // checkDeadline fails when the test ran so long that a "future" line could
@@ -377,16 +379,27 @@ func newRawWriter(t *testing.T, brokers []string, topic string) *kafka.Writer {
 	return w
 }
 
-// publish generates total lines and writes them in chunks.
-func publish(t *testing.T, ctx context.Context, w *kafka.Writer, c *corpus, total, chunk int) {
-	t.Helper()
+// publish generates total lines and writes them in chunks of chunk,
+// waiting pause after each. It may run on its own goroutine.
+func publish(ctx context.Context, w *kafka.Writer, c *corpus, total, chunk int, pause time.Duration) error {
 	for done := 0; done < total; {
-		n := min(chunk, total-done)
-		if err := w.Write(ctx, c.next(n)...); err != nil {
-			t.Fatalf("publish after %d lines: %v", done, err)
+		msgs, err := c.next(min(chunk, total-done))
+		if err != nil {
+			return err
 		}
-		done += n
+		if err := w.Write(ctx, msgs...); err != nil {
+			return fmt.Errorf("publish after %d lines: %w", done, err)
+		}
+		done += len(msgs)
+		if pause > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(pause):
+			}
+		}
 	}
+	return nil
 }
 
 type coord struct {
@@ -691,44 +704,58 @@ func checkEventsTopic(t *testing.T, ctx context.Context, s *setup, c *corpus, co
 	return dups
 }
 
-// groupProgress returns the sum over partitions of the group's committed
-// offsets and of the topic's end offsets.
-func groupProgress(ctx context.Context, brokers []string, group, topic string, partitions int) (committed, end int64, err error) {
+// groupOffsets returns, per partition, the group's committed offset (0
+// when none) and the topic's end offset.
+func groupOffsets(ctx context.Context, brokers []string, group, topic string, partitions int) (committed, end map[int32]int64, err error) {
 	tr := &kafkago.Transport{}
 	defer tr.CloseIdleConnections()
 	cl := &kafkago.Client{Addr: kafkago.TCP(brokers...), Transport: tr, Timeout: 10 * time.Second}
 	ps := make([]int, partitions)
 	reqs := make([]kafkago.OffsetRequest, partitions)
+	committed, end = make(map[int32]int64), make(map[int32]int64)
 	for i := range ps {
 		ps[i] = i
 		reqs[i] = kafkago.LastOffsetOf(i)
+		committed[int32(i)] = 0
 	}
 	of, err := cl.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
 	if err != nil {
-		return 0, 0, fmt.Errorf("offset fetch: %w", err)
+		return nil, nil, fmt.Errorf("offset fetch: %w", err)
 	}
 	if of.Error != nil {
-		return 0, 0, fmt.Errorf("offset fetch: %w", of.Error)
+		return nil, nil, fmt.Errorf("offset fetch: %w", of.Error)
 	}
 	for _, p := range of.Topics[topic] {
 		if p.Error != nil {
-			return 0, 0, fmt.Errorf("offset fetch partition %d: %w", p.Partition, p.Error)
+			return nil, nil, fmt.Errorf("offset fetch partition %d: %w", p.Partition, p.Error)
 		}
 		if p.CommittedOffset > 0 {
-			committed += p.CommittedOffset
+			committed[int32(p.Partition)] = p.CommittedOffset
 		}
 	}
 	lo, err := cl.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{topic: reqs}})
 	if err != nil {
-		return 0, 0, fmt.Errorf("list offsets: %w", err)
+		return nil, nil, fmt.Errorf("list offsets: %w", err)
 	}
 	for _, p := range lo.Topics[topic] {
 		if p.Error != nil {
-			return 0, 0, fmt.Errorf("list offsets partition %d: %w", p.Partition, p.Error)
+			return nil, nil, fmt.Errorf("list offsets partition %d: %w", p.Partition, p.Error)
 		}
-		end += p.LastOffset
+		end[int32(p.Partition)] = p.LastOffset
 	}
 	return committed, end, nil
+}
+
+// groupProgress returns the sums over partitions of groupOffsets.
+func groupProgress(ctx context.Context, brokers []string, group, topic string, partitions int) (committed, end int64, err error) {
+	c, e, err := groupOffsets(ctx, brokers, group, topic, partitions)
+	for _, v := range c {
+		committed += v
+	}
+	for _, v := range e {
+		end += v
+	}
+	return committed, end, err
 }
 
 // waitCommitted polls until the group has committed want records of topic

@@ -27,7 +27,9 @@ func TestIntegrationIngestMixedFormats100k(t *testing.T) {
 	c := newCorpus(t, 42, 0.05, nil, n)
 	w := newRawWriter(t, s.brokers, s.raw[0])
 	start := time.Now()
-	publish(t, ctx, w, c, n, 2000)
+	if err := publish(ctx, w, c, n, 2000, 0); err != nil {
+		t.Fatal(err)
+	}
 	good, byKind := c.summary()
 	t.Logf("published %d lines (%d good, bad by kind %v) in %s", n, good, byKind, time.Since(start).Round(time.Millisecond))
 	for _, k := range sim.GarbageKinds {
