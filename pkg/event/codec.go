@@ -1,16 +1,14 @@
 package event
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 	"unicode/utf8"
-
-	"github.com/valyala/fastjson"
 )
 
 // AppendID appends ID(topic, partition, offset) to dst without the
@@ -153,136 +151,271 @@ var ErrVersion = errors.New("unsupported canonical event version")
 var ErrSyntax = errors.New("not a JSON object")
 
 // Decoder decodes the canonical wire form written by AppendJSON. It reuses
-// its parse buffers between calls, so it is not safe for concurrent use:
+// its scan buffers between calls, so it is not safe for concurrent use:
 // give each goroutine its own. The zero value is ready to use. Returned
-// Events never alias data or the Decoder's buffers.
+// Events never alias data or the Decoder's buffers: all their strings
+// share one fresh backing string.
 type Decoder struct {
-	p fastjson.Parser
+	kvs  []jkv
+	buf  []byte // backing bytes of the next event's strings
+	tmp  []byte // unescape scratch
+	qs   []strSpan
+	strs [numStrFields]strSpan
 }
+
+type strSpan struct{ start, end int32 }
+
+// String fields of Event, in the order of Event.
+const (
+	sEventID = iota
+	sAgentID
+	sIdentitySource
+	sCredentialID
+	sSourceIP
+	sMethod
+	sRoute
+	sPath
+	sUserAgent
+	sGateway
+	sUpstream
+	sRequestID
+	sFormat
+	sTopic
+	numStrFields
+)
+
+var errWrongType = errors.New("wrong type")
 
 // Decode parses one encoded event. Unknown fields are ignored (a newer
 // writer of the same version may add optional fields); a missing or
 // unknown "v" is an error wrapping ErrVersion; bad JSON wraps ErrSyntax; a field of the wrong type or
-// out of range is an error naming the field.
+// out of range is an error naming the field. Of duplicate fields the last
+// counts.
 func (d *Decoder) Decode(data []byte) (Event, error) {
 	var e Event
-	v, err := d.p.ParseBytes(data)
-	if err != nil {
-		return e, fmt.Errorf("decode canonical event: %w: %w", ErrSyntax, err)
+	i := skipWS(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return e, fmt.Errorf("decode canonical event: %w: top level is not an object", ErrSyntax)
 	}
-	o, err := v.Object()
-	if err != nil {
-		return e, fmt.Errorf("decode canonical event: %w: %w", ErrSyntax, err)
+	kvs, end, ok := scanObject(data, i, 1, d.kvs[:0])
+	d.kvs = kvs
+	if !ok || skipWS(data, end) != len(data) {
+		return e, fmt.Errorf("decode canonical event: %w: broken JSON at byte %d", ErrSyntax, end)
 	}
-	ver := o.Get("v")
+	var ver *jval
+	for k := range kvs {
+		if string(d.key(data, &kvs[k])) == "v" {
+			ver = &kvs[k].v
+			break
+		}
+	}
 	if ver == nil {
 		return e, fmt.Errorf("decode canonical event: no \"v\" field: %w", ErrVersion)
 	}
-	if n, err := ver.Int64(); err != nil || n != Version {
-		return e, fmt.Errorf("decode canonical event: v=%s: %w", ver.String(), ErrVersion)
+	if n, err := intOf(data, *ver); err != nil || n != Version {
+		return e, fmt.Errorf("decode canonical event: v=%s: %w", data[ver.start:ver.end], ErrVersion)
 	}
-	var ferr error
-	o.Visit(func(key []byte, v *fastjson.Value) {
-		if ferr != nil {
-			return
+	d.buf = d.buf[:0]
+	d.strs = [numStrFields]strSpan{}
+	d.qs = d.qs[:0]
+	for k := range kvs {
+		if err := d.field(&e, data, &kvs[k]); err != nil {
+			return Event{}, fmt.Errorf("decode canonical event: field %q: %w", d.key(data, &kvs[k]), err)
 		}
-		if err := decodeField(&e, string(key), v); err != nil {
-			ferr = fmt.Errorf("decode canonical event: field %q: %w", key, err)
+	}
+	all := string(d.buf)
+	sub := func(f int) string { return all[d.strs[f].start:d.strs[f].end] }
+	e.EventID, e.AgentID, e.IdentitySource = sub(sEventID), sub(sAgentID), sub(sIdentitySource)
+	e.CredentialID, e.SourceIP, e.Method = sub(sCredentialID), sub(sSourceIP), sub(sMethod)
+	e.Route, e.Path, e.UserAgent = sub(sRoute), sub(sPath), sub(sUserAgent)
+	e.Gateway, e.Upstream, e.RequestID = sub(sGateway), sub(sUpstream), sub(sRequestID)
+	e.Format, e.Topic = sub(sFormat), sub(sTopic)
+	if len(d.qs) > 0 {
+		e.QueryParams = make([]string, len(d.qs))
+		for k, q := range d.qs {
+			e.QueryParams[k] = all[q.start:q.end]
 		}
-	})
-	if ferr != nil {
-		return Event{}, ferr
 	}
 	return e, nil
 }
 
-func decodeField(e *Event, key string, v *fastjson.Value) error {
+// key returns the (unescaped) key of kv, valid until the next call.
+func (d *Decoder) key(data []byte, kv *jkv) []byte {
+	k := data[kv.ks:kv.ke]
+	if kv.kesc {
+		d.tmp = unescape(d.tmp[:0], k)
+		k = d.tmp
+	}
+	return k
+}
+
+func (d *Decoder) field(e *Event, data []byte, kv *jkv) error {
+	v := kv.v
 	var err error
-	switch key {
-	case "v":
+	str := func(f int) { d.strs[f], err = d.str(data, v) }
+	switch string(d.key(data, kv)) {
 	case "event_id":
-		e.EventID, err = str(v)
+		str(sEventID)
 	case "event_time_ms":
-		e.EventTimeMs, err = v.Int64()
+		e.EventTimeMs, err = intOf(data, v)
 	case "ingest_time_ms":
-		e.IngestTimeMs, err = v.Int64()
+		e.IngestTimeMs, err = intOf(data, v)
 	case "agent_id":
-		e.AgentID, err = str(v)
+		str(sAgentID)
 	case "identity_source":
-		e.IdentitySource, err = str(v)
+		str(sIdentitySource)
 	case "unattributed":
-		e.Unattributed, err = v.Bool()
-	case "credential_id":
-		e.CredentialID, err = str(v)
-	case "source_ip":
-		e.SourceIP, err = str(v)
-	case "method":
-		e.Method, err = str(v)
-	case "route":
-		e.Route, err = str(v)
-	case "path":
-		e.Path, err = str(v)
-	case "query_params":
-		var arr []*fastjson.Value
-		arr, err = v.Array()
-		if err != nil || len(arr) == 0 {
-			e.QueryParams = nil
-			break
+		switch v.kind {
+		case jTrue:
+			e.Unattributed = true
+		case jFalse:
+			e.Unattributed = false
+		default:
+			err = errWrongType
 		}
-		e.QueryParams = make([]string, len(arr))
-		for i, a := range arr {
-			if e.QueryParams[i], err = str(a); err != nil {
-				break
+	case "credential_id":
+		str(sCredentialID)
+	case "source_ip":
+		str(sSourceIP)
+	case "method":
+		str(sMethod)
+	case "route":
+		str(sRoute)
+	case "path":
+		str(sPath)
+	case "query_params":
+		d.qs = d.qs[:0]
+		if v.kind != jArray {
+			return errWrongType
+		}
+		i := skipWS(data, int(v.start)+1)
+		for data[i] != ']' {
+			end, kind, _ := scanValue(data, i, 0) // validated already
+			q, err := d.str(data, jval{int32(i), int32(end), kind})
+			if err != nil {
+				return err
+			}
+			d.qs = append(d.qs, q)
+			i = skipWS(data, end)
+			if data[i] == ',' {
+				i = skipWS(data, i+1)
 			}
 		}
 	case "status":
 		var n uint64
-		n, err = v.Uint64()
+		n, err = uintOf(data, v)
 		if err == nil && n > math.MaxUint16 {
 			err = fmt.Errorf("%d out of range", n)
 		}
 		e.Status = uint16(n)
 	case "request_bytes":
-		e.RequestBytes, err = v.Uint64()
+		e.RequestBytes, err = uintOf(data, v)
 	case "response_bytes":
-		e.ResponseBytes, err = v.Uint64()
+		e.ResponseBytes, err = uintOf(data, v)
 	case "duration_us":
-		e.DurationUs, err = v.Uint64()
+		e.DurationUs, err = uintOf(data, v)
 	case "user_agent":
-		e.UserAgent, err = str(v)
+		str(sUserAgent)
 	case "gateway":
-		e.Gateway, err = str(v)
+		str(sGateway)
 	case "upstream":
-		e.Upstream, err = str(v)
+		str(sUpstream)
 	case "request_id":
-		e.RequestID, err = str(v)
+		str(sRequestID)
 	case "format":
-		e.Format, err = str(v)
+		str(sFormat)
 	case "topic":
-		e.Topic, err = str(v)
+		str(sTopic)
 	case "partition":
 		var n int64
-		n, err = v.Int64()
+		n, err = intOf(data, v)
 		if err == nil && (n < math.MinInt32 || n > math.MaxInt32) {
 			err = fmt.Errorf("%d out of range", n)
 		}
 		e.Partition = int32(n)
 	case "offset":
-		e.Offset, err = v.Int64()
+		e.Offset, err = intOf(data, v)
 	}
 	return err
 }
 
-// str copies a JSON string out of the parser's buffer, so the Event stays
-// valid after the next Decode.
-func str(v *fastjson.Value) (string, error) {
-	b, err := v.StringBytes()
-	if err != nil {
-		return "", err
+// str appends a JSON string to d.buf, unescaped, invalid UTF-8 replaced by
+// U+FFFD (the encoder would write that anyway, so decode(encode(e)) == e).
+func (d *Decoder) str(data []byte, v jval) (strSpan, error) {
+	if v.kind != jString {
+		return strSpan{}, errWrongType
 	}
-	if !utf8.Valid(b) {
-		// Keeps decode(encode(e)) == e: the encoder would write U+FFFD anyway.
-		return strings.ToValidUTF8(string(b), "\ufffd"), nil
+	b := data[v.start+1 : v.end-1]
+	if bytes.IndexByte(b, '\\') >= 0 {
+		d.tmp = unescape(d.tmp[:0], b)
+		b = d.tmp
 	}
-	return string(b), nil
+	start := len(d.buf)
+	if utf8.Valid(b) {
+		d.buf = append(d.buf, b...)
+	} else {
+		d.buf = append(d.buf, bytes.ToValidUTF8(b, []byte("\ufffd"))...)
+	}
+	return strSpan{int32(start), int32(len(d.buf))}, nil
+}
+
+// intOf reads a JSON number as an int64 the way fastjson's Int64 did: an
+// optional '-' and decimal digits only.
+func intOf(data []byte, v jval) (int64, error) {
+	b := data[v.start:v.end]
+	if v.kind != jNumber {
+		return 0, errWrongType
+	}
+	if !digitsOnly(b, true) {
+		return 0, fmt.Errorf("%q is not an integer", b)
+	}
+	if len(b) <= 18 { // no overflow: |n| < 1e18 < 2^63
+		neg := b[0] == '-'
+		if neg {
+			b = b[1:]
+		}
+		var n int64
+		for _, c := range b {
+			n = n*10 + int64(c-'0')
+		}
+		if neg {
+			n = -n
+		}
+		return n, nil
+	}
+	return strconv.ParseInt(string(b), 10, 64)
+}
+
+// uintOf reads a JSON number as a uint64: decimal digits only.
+func uintOf(data []byte, v jval) (uint64, error) {
+	b := data[v.start:v.end]
+	if v.kind != jNumber {
+		return 0, errWrongType
+	}
+	if !digitsOnly(b, false) {
+		return 0, fmt.Errorf("%q is not a non-negative integer", b)
+	}
+	if len(b) <= 19 { // no overflow: 19 digits < 1e19 < 2^64
+		var n uint64
+		for _, c := range b {
+			n = n*10 + uint64(c-'0')
+		}
+		return n, nil
+	}
+	return strconv.ParseUint(string(b), 10, 64)
+}
+
+func digitsOnly(b []byte, minus bool) bool {
+	if minus && len(b) > 0 && b[0] == '-' {
+		b = b[1:]
+	}
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

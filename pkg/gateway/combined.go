@@ -216,6 +216,11 @@ func unhex(c byte) (byte, bool) {
 // the carried route as the logged-template fallback.
 func (p *Parser) parseCanonical(line []byte) error {
 	e, err := p.dec.Decode(line)
+	return p.canonical(&e, err)
+}
+
+// canonical takes a decoded canonical event into the record.
+func (p *Parser) canonical(e *event.Event, err error) error {
 	switch {
 	case errors.Is(err, event.ErrSyntax):
 		return reject(ReasonNotJSON, "%v", err)

@@ -262,6 +262,11 @@ func (p *Parser) Parse(line []byte, src Source, now time.Time) (event.Event, err
 		}
 		if format == FormatCanonical {
 			err = p.parseCanonical(line)
+		} else if e, derr := p.tryCanonical(line); derr == nil {
+			// Detection would say canonical too: the object has "v" and
+			// "event_time_ms" (non-zero, so present).
+			format = FormatCanonical
+			err = p.canonical(&e, nil)
 		} else {
 			if line[0] != '{' {
 				return event.Event{}, reject(ReasonNotJSON, "top level is not an object")
@@ -289,6 +294,23 @@ func (p *Parser) Parse(line []byte, src Source, now time.Time) (event.Event, err
 		return event.Event{}, err
 	}
 	return p.finish(format, src, now)
+}
+
+var errNotCanonical = errors.New("not canonical")
+
+// tryCanonical decodes, in auto mode, a line that starts the way
+// event.AppendJSON writes, so canonical lines are scanned once. Any failure
+// (or a zero event_time_ms, which may mean the key is absent) sends the
+// line the general way: scan, detect, extract.
+func (p *Parser) tryCanonical(line []byte) (event.Event, error) {
+	if p.opt.Format != FormatAuto || !bytes.HasPrefix(line, []byte(`{"v":`)) {
+		return event.Event{}, errNotCanonical
+	}
+	e, err := p.dec.Decode(line)
+	if err != nil || e.EventTimeMs == 0 {
+		return event.Event{}, errNotCanonical
+	}
+	return e, nil
 }
 
 // detect picks the format of a JSON object by a few distinctive top-level

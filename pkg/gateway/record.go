@@ -97,7 +97,9 @@ func (p *Parser) bind(c *compiled, n int32, kvs []jkv) {
 			continue
 		}
 		p.bound[kid] = kvs[i].v
-		p.descend(c, kid)
+		if len(c.nodes[kid].kids) > 0 {
+			p.descend(c, kid)
+		}
 	}
 }
 

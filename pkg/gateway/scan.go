@@ -247,10 +247,27 @@ func scanObject(b []byte, i, depth int, kvs []jkv) (_ []jkv, end int, ok bool) {
 		i = skipWS(b, i+1)
 		vs := i
 		var kind byte
-		if i, kind, ok = scanValue(b, i, depth); !ok {
+		if i < len(b) && b[i] == '"' { // most values are strings: no call
+			q := quoteOrBackslash(b, i+1)
+			if q < len(b) && b[q] == '\\' {
+				q = scanString(b, q)
+			}
+			if q < 0 || q >= len(b) {
+				return kvs, i, false
+			}
+			i, kind = q+1, jString
+		} else if i, kind, ok = scanValue(b, i, depth); !ok {
 			return kvs, i, false
 		}
 		kvs = append(kvs, jkv{ks: int32(ks), ke: int32(j), kesc: kesc, v: jval{int32(vs), int32(i), kind}})
+		if i < len(b) && b[i] == ',' { // no whitespace: the usual case
+			i++
+			if i < len(b) && b[i] == '"' {
+				continue
+			}
+			i = skipWS(b, i)
+			continue
+		}
 		i = skipWS(b, i)
 		if i >= len(b) {
 			return kvs, i, false
