@@ -339,10 +339,11 @@ func (p *Parser) finish(format string, src Source, now time.Time) (event.Event, 
 			if !identity.ValidAgentID(r.agentID) {
 				return e, reject(ReasonInvalidAgentID, "%v", identity.ErrInvalidAgentID)
 			}
-			if !knownSource(r.identitySrc) {
+			src, ok := knownSource(r.identitySrc)
+			if !ok {
 				return e, reject(ReasonBadField, "identity_source %q", r.identitySrc)
 			}
-			id.AgentID, id.Source = r.agentID, string(r.identitySrc)
+			id.AgentID, id.Source = r.agentID, src
 		}
 		id.CredentialID = r.ident.CredentialID
 	} else {
@@ -515,12 +516,14 @@ func loggedRoute(logged []byte) ([]byte, bool) {
 	return nil, false
 }
 
-func knownSource(s []byte) bool {
-	switch string(s) {
-	case identity.KindHeader, identity.KindConsumer, identity.KindJWT, identity.KindMTLS:
-		return true
+// knownSource returns the rule kind s names as a constant (no allocation).
+func knownSource(s []byte) (string, bool) {
+	for _, k := range []string{identity.KindHeader, identity.KindConsumer, identity.KindJWT, identity.KindMTLS} {
+		if string(s) == k {
+			return k, true
+		}
 	}
-	return false
+	return "", false
 }
 
 // truncate cuts b to at most limit bytes on a rune boundary.
