@@ -19,6 +19,8 @@ const usage = `usage: agentwatch <command> [flags]
 commands:
   demo       the whole job in one process: simulator → ingest → detector → responder
   simulate   write simulated gateway access-log lines to stdout
+  bench ingest   measure ingest end to end against the real Kafka and ClickHouse,
+             next to the consume-only and insert-only limits
   help       this text
 
 Run "agentwatch <command> --help" for a command's flags.`
@@ -34,6 +36,8 @@ func main() {
 		err = runDemo(os.Args[2:])
 	case "simulate":
 		err = simulate(os.Args[2:])
+	case "bench":
+		err = runBench(os.Args[2:])
 	case "help", "-h", "--help":
 		fmt.Println(usage)
 		return
