@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -23,8 +24,20 @@ func runBench(args []string) error {
 	partitions := fs.Int("partitions", 6, "partitions of the scratch topics")
 	batch := fs.Int("batch-size", 0, "ingest batch size (default: ingest.batch_size's default)")
 	keep := fs.Bool("keep", false, "keep the scratch topics and databases")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args[1:]); err != nil {
 		return &cli.UsageError{Err: err}
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := cli.SignalContext()
 	defer stop()

@@ -87,6 +87,7 @@ type ClickHouse struct {
 // Ingest configures parsing and batching.
 type Ingest struct {
 	BatchSize     int           `mapstructure:"batch_size"`
+	BatchBytes    int           `mapstructure:"batch_bytes"`
 	BatchWait     time.Duration `mapstructure:"batch_wait"`
 	RetryInitial  time.Duration `mapstructure:"retry_initial"`
 	RetryMax      time.Duration `mapstructure:"retry_max"`
@@ -155,7 +156,8 @@ func defaults() map[string]any {
 		"clickhouse.password":       "",
 		"clickhouse.dial_timeout":   "5s",
 		"clickhouse.retention_days": 30,
-		"ingest.batch_size":         50000,
+		"ingest.batch_size":         20000,
+		"ingest.batch_bytes":        32 << 20,
 		"ingest.batch_wait":         "500ms",
 		"ingest.retry_initial":      "100ms",
 		"ingest.retry_max":          "10s",
@@ -366,6 +368,9 @@ func (c Config) Validate() error {
 	in := c.Ingest
 	if in.BatchSize < 1 || in.BatchSize > 1_000_000 {
 		bad("ingest.batch_size", "must be in [1, 1000000], got %d", in.BatchSize)
+	}
+	if in.BatchBytes < in.MaxLineBytes || in.BatchBytes > 1<<30 {
+		bad("ingest.batch_bytes", "must be in [ingest.max_line_bytes, 1 GiB], got %d", in.BatchBytes)
 	}
 	for key, d := range map[string]time.Duration{
 		"ingest.batch_wait": in.BatchWait, "ingest.retry_initial": in.RetryInitial, "ingest.retry_max": in.RetryMax,

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -50,6 +51,9 @@ type Options struct {
 	DeadLetterTopic string
 	// BatchSize bounds the records per batch; default 20000.
 	BatchSize int
+	// BatchBytes bounds the raw bytes per batch, so memory stays bounded
+	// when lines are large; default 32 MiB.
+	BatchBytes int
 	// BatchWait bounds how long a batch stays open after its first record; default 500ms.
 	BatchWait time.Duration
 	// Parser configures parsing; Parser.Format is the default format.
@@ -63,6 +67,8 @@ type Options struct {
 	ShutdownGrace time.Duration
 	// DeadLetterMaxBytes caps the raw bytes copied into a dead-letter record; default 256 KiB.
 	DeadLetterMaxBytes int
+	// ParseWorkers parse each batch in parallel; default GOMAXPROCS.
+	ParseWorkers int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -70,6 +76,9 @@ type Options struct {
 func (o *Options) setDefaults() {
 	if o.BatchSize <= 0 {
 		o.BatchSize = 20000
+	}
+	if o.BatchBytes <= 0 {
+		o.BatchBytes = 32 << 20
 	}
 	if o.BatchWait <= 0 {
 		o.BatchWait = 500 * time.Millisecond
@@ -89,6 +98,9 @@ func (o *Options) setDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.ParseWorkers <= 0 {
+		o.ParseWorkers = runtime.GOMAXPROCS(0)
+	}
 }
 
 // Ingester is the ingest stage. It runs one synchronous
@@ -104,11 +116,9 @@ type Ingester struct {
 	log    *slog.Logger
 	m      *Metrics
 
-	parsers map[string]*gateway.Parser
-	def     *gateway.Parser
-
-	evs []event.Event
-	bad []bus.Message
+	// workers are independent parser sets, one per parsing goroutine,
+	// because a gateway.Parser reuses buffers and is not safe to share.
+	workers []parserSet
 
 	mu      sync.Mutex
 	failing string // target being retried, "" when healthy
@@ -120,6 +130,8 @@ type Ingester struct {
 type Stats struct {
 	Records, Events, DeadLettered, Committed, Batches uint64
 	ByReason                                          map[string]uint64
+	// FirstFetch is when the first record arrived (after the group join).
+	FirstFetch time.Time
 }
 
 // New checks the options and builds an Ingester.
@@ -128,26 +140,50 @@ func New(reader bus.Reader, store EventStore, events, deadLetter bus.Writer, opt
 	if opts.EventsTopic == "" || opts.DeadLetterTopic == "" {
 		return nil, errors.New("ingest: events and dead-letter topics must be set")
 	}
-	def, err := gateway.NewParser(opts.Parser)
-	if err != nil {
-		return nil, fmt.Errorf("ingest: parser: %w", err)
-	}
 	in := &Ingester{
 		reader: reader, store: store, events: events, dlq: deadLetter,
 		opts: opts, log: log.With("stage", "ingest"), m: m,
-		def: def, parsers: make(map[string]*gateway.Parser),
 	}
 	in.stats.ByReason = make(map[string]uint64)
+	for range opts.ParseWorkers {
+		ps, err := newParserSet(opts)
+		if err != nil {
+			return nil, err
+		}
+		in.workers = append(in.workers, ps)
+	}
+	return in, nil
+}
+
+// parserSet holds the default parser and the per-topic overrides.
+type parserSet struct {
+	def     *gateway.Parser
+	byTopic map[string]*gateway.Parser
+}
+
+func newParserSet(opts Options) (parserSet, error) {
+	def, err := gateway.NewParser(opts.Parser)
+	if err != nil {
+		return parserSet{}, fmt.Errorf("ingest: parser: %w", err)
+	}
+	ps := parserSet{def: def, byTopic: make(map[string]*gateway.Parser)}
 	for topic, format := range opts.TopicFormats {
 		po := opts.Parser
 		po.Format = format
 		p, err := gateway.NewParser(po)
 		if err != nil {
-			return nil, fmt.Errorf("ingest: parser for topic %s: %w", topic, err)
+			return parserSet{}, fmt.Errorf("ingest: parser for topic %s: %w", topic, err)
 		}
-		in.parsers[topic] = p
+		ps.byTopic[topic] = p
 	}
-	return in, nil
+	return ps, nil
+}
+
+func (ps parserSet) forTopic(topic string) *gateway.Parser {
+	if p, ok := ps.byTopic[topic]; ok {
+		return p
+	}
+	return ps.def
 }
 
 // Ready reports an error while a write is being retried, for /readyz.
@@ -184,9 +220,9 @@ func (in *Ingester) Run(ctx context.Context) error {
 	})
 	defer stop()
 
-	// One goroutine fetches the next batch while this one writes the
-	// current: Kafka consumption overlaps the ClickHouse insert, and memory
-	// stays bounded by two batches. Commits remain in fetch order.
+	// Fetching, parsing and writing run as a three-stage pipeline so that
+	// Kafka consumption and parsing overlap the ClickHouse insert; memory
+	// stays bounded by three batches, and commits remain in fetch order.
 	fetchCtx, cancelFetch := context.WithCancel(ctx)
 	defer cancelFetch()
 	batches := make(chan []bus.Message)
@@ -211,15 +247,29 @@ func (in *Ingester) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	for batch := range batches {
-		if err := in.process(work, batch); err != nil {
+	// A second goroutine parses batch N+1 while this one writes batch N.
+	parsedc := make(chan *parsed)
+	go func() {
+		defer close(parsedc)
+		for batch := range batches {
+			select {
+			case parsedc <- in.parse(batch):
+			case <-work.Done():
+				for range batches {
+				}
+				return
+			}
+		}
+	}()
+	for p := range parsedc {
+		if err := in.write(work, p); err != nil {
 			cancelFetch()
-			for range batches {
-				// Drain so the fetcher can exit; these records are not
-				// committed and will be re-read.
+			for range parsedc {
+				// Drain so the fetcher and parser can exit; these records
+				// are not committed and will be re-read.
 			}
 			if ctx.Err() != nil {
-				in.log.Warn("shutdown grace expired before the open batch was committed; it will be re-read", "records", len(batch), "err", err)
+				in.log.Warn("shutdown grace expired before the open batch was committed; it will be re-read", "records", len(p.batch), "err", err)
 				return nil
 			}
 			return err
@@ -233,11 +283,13 @@ func (in *Ingester) Run(ctx context.Context) error {
 	}
 }
 
-// fetchBatch reads until the batch is full, BatchWait has passed since its
+// fetchBatch reads until the batch is full (BatchSize records or
+// BatchBytes raw bytes), BatchWait has passed since its
 // first record, or ctx is done (then what was read is returned for flushing).
 func (in *Ingester) fetchBatch(ctx context.Context, batch []bus.Message) ([]bus.Message, error) {
 	fctx := ctx
-	for len(batch) < in.opts.BatchSize {
+	size := 0
+	for len(batch) < in.opts.BatchSize && size < in.opts.BatchBytes {
 		m, err := in.reader.Fetch(fctx)
 		if err != nil {
 			if ctx.Err() != nil || (len(batch) > 0 && errors.Is(err, context.DeadlineExceeded)) {
@@ -246,6 +298,11 @@ func (in *Ingester) fetchBatch(ctx context.Context, batch []bus.Message) ([]bus.
 			return batch, err
 		}
 		if len(batch) == 0 {
+			in.mu.Lock()
+			if in.stats.FirstFetch.IsZero() {
+				in.stats.FirstFetch = time.Now()
+			}
+			in.mu.Unlock()
 			var cancel context.CancelFunc
 			fctx, cancel = context.WithTimeout(ctx, in.opts.BatchWait)
 			defer cancel()
@@ -254,55 +311,98 @@ func (in *Ingester) fetchBatch(ctx context.Context, batch []bus.Message) ([]bus.
 			}
 		}
 		batch = append(batch, m)
+		size += len(m.Value)
 	}
 	return batch, nil
 }
 
-func (in *Ingester) parserFor(topic string) *gateway.Parser {
-	if p, ok := in.parsers[topic]; ok {
-		return p
-	}
-	return in.def
+// parsed is one fetched batch, split into events and dead letters.
+type parsed struct {
+	batch        []bus.Message
+	evs          []event.Event
+	out          []bus.Message // evs encoded for the events topic
+	bad          []bus.Message
+	unattributed int
+	start        time.Time
 }
 
-// process writes one batch: dead letters, events to the store, events to
-// the events topic, then the commit. Each step is retried until it succeeds
-// or ctx ends, so a step that is retried after a partial success only
-// repeats idempotent writes (the store dedups by event_id, consumers of the
-// topics by event_id or source coordinates).
-func (in *Ingester) process(ctx context.Context, batch []bus.Message) error {
-	start := time.Now()
+// parse splits batch into chunks parsed in parallel, one per worker, and
+// concatenates the results in order.
+func (in *Ingester) parse(batch []bus.Message) *parsed {
+	p := &parsed{batch: batch, start: time.Now()}
 	now := in.opts.Now()
-	in.evs = in.evs[:0]
-	in.bad = in.bad[:0]
-	var unattributed int
-	for i := range batch {
-		m := &batch[i]
-		ev, err := in.parserFor(m.Topic).Parse(m.Value, gateway.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}, now)
-		if err != nil {
-			in.bad = append(in.bad, in.deadLetter(m, err, now))
+	n := len(in.workers)
+	if len(batch) < 1024 {
+		n = 1
+	}
+	type part struct {
+		evs          []event.Event
+		bad          []bus.Message
+		unattributed int
+	}
+	parts := make([]part, n)
+	chunk := (len(batch) + n - 1) / n
+	var wg sync.WaitGroup
+	for w := range n {
+		lo, hi := w*chunk, min((w+1)*chunk, len(batch))
+		if lo >= hi {
 			continue
 		}
-		if ev.Unattributed {
-			unattributed++
-		}
-		in.evs = append(in.evs, ev)
+		wg.Go(func() {
+			ps := in.workers[w]
+			pt := &parts[w]
+			pt.evs = make([]event.Event, 0, hi-lo)
+			for i := lo; i < hi; i++ {
+				m := &batch[i]
+				ev, err := ps.forTopic(m.Topic).Parse(m.Value, gateway.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}, now)
+				if err != nil {
+					pt.bad = append(pt.bad, in.deadLetter(m, err, now))
+					continue
+				}
+				if ev.Unattributed {
+					pt.unattributed++
+				}
+				pt.evs = append(pt.evs, ev)
+			}
+		})
 	}
-	if len(in.bad) > 0 {
-		if err := in.retry(ctx, "dead_letter", func(ctx context.Context) error { return in.dlq.Write(ctx, in.bad...) }); err != nil {
+	wg.Wait()
+	if n == 1 {
+		p.evs, p.bad, p.unattributed = parts[0].evs, parts[0].bad, parts[0].unattributed
+	} else {
+		p.evs = make([]event.Event, 0, len(batch))
+		for _, pt := range parts {
+			p.evs = append(p.evs, pt.evs...)
+			p.bad = append(p.bad, pt.bad...)
+			p.unattributed += pt.unattributed
+		}
+	}
+	p.out = encodeEvents(in.opts.EventsTopic, p.evs)
+	return p
+}
+
+// write stores one parsed batch: dead letters, events to the store and the
+// events topic, then the commit. Each step is retried until it succeeds or
+// ctx ends, so a step retried after a partial success only repeats
+// idempotent writes (the store dedups by event_id, consumers of the topics
+// by event_id or source coordinates).
+func (in *Ingester) write(ctx context.Context, p *parsed) error {
+	batch := p.batch
+	start := p.start
+	if len(p.bad) > 0 {
+		if err := in.retry(ctx, "dead_letter", func(ctx context.Context) error { return in.dlq.Write(ctx, p.bad...) }); err != nil {
 			return err
 		}
 	}
-	if len(in.evs) > 0 {
+	if len(p.evs) > 0 {
 		// The store and the events topic are independent, so they are
 		// written at the same time; the commit waits for both.
-		out := encodeEvents(in.opts.EventsTopic, in.evs)
 		var g errgroup.Group
 		g.Go(func() error {
-			return in.retry(ctx, "store", func(ctx context.Context) error { return in.store.InsertEvents(ctx, in.evs) })
+			return in.retry(ctx, "store", func(ctx context.Context) error { return in.store.InsertEvents(ctx, p.evs) })
 		})
 		g.Go(func() error {
-			return in.retry(ctx, "events", func(ctx context.Context) error { return in.events.Write(ctx, out...) })
+			return in.retry(ctx, "events", func(ctx context.Context) error { return in.events.Write(ctx, p.out...) })
 		})
 		if err := g.Wait(); err != nil {
 			return err
@@ -313,23 +413,23 @@ func (in *Ingester) process(ctx context.Context, batch []bus.Message) error {
 	}
 
 	in.m.Records.Add(float64(len(batch)))
-	in.m.Events.Add(float64(len(in.evs)))
-	in.m.Unattributed.Add(float64(unattributed))
+	in.m.Events.Add(float64(len(p.evs)))
+	in.m.Unattributed.Add(float64(p.unattributed))
 	in.m.Committed.Add(float64(len(batch)))
 	in.m.Batches.Inc()
 	in.m.BatchSize.Observe(float64(len(batch)))
 	in.m.BatchSecs.Observe(time.Since(start).Seconds())
 	in.mu.Lock()
 	in.stats.Records += uint64(len(batch))
-	in.stats.Events += uint64(len(in.evs))
-	in.stats.DeadLettered += uint64(len(in.bad))
+	in.stats.Events += uint64(len(p.evs))
+	in.stats.DeadLettered += uint64(len(p.bad))
 	in.stats.Committed += uint64(len(batch))
 	in.stats.Batches++
-	for _, b := range in.bad {
+	for _, b := range p.bad {
 		in.stats.ByReason[string(b.HeaderValue(HeaderReason))]++
 	}
 	in.mu.Unlock()
-	in.log.Debug("batch committed", "records", len(batch), "events", len(in.evs), "dead_lettered", len(in.bad), "took", time.Since(start))
+	in.log.Debug("batch committed", "records", len(batch), "events", len(p.evs), "dead_lettered", len(p.bad), "took", time.Since(start))
 	return nil
 }
 

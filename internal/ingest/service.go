@@ -84,11 +84,11 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 	if err != nil {
 		return fail(fmt.Errorf("kafka reader: %w", err))
 	}
-	s.events, err = kafka.NewWriter(kafka.WriterConfig{Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.EventsTopic, BatchSize: 10000}, log)
+	s.events, err = kafka.NewWriter(kafka.WriterConfig{Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.EventsTopic, BatchSize: 10000, Compression: "lz4"}, log)
 	if err != nil {
 		return fail(fmt.Errorf("kafka events writer: %w", err))
 	}
-	s.dlq, err = kafka.NewWriter(kafka.WriterConfig{Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.DeadLetterTopic, BatchBytes: int64(cfg.Kafka.MaxMessageBytes)}, log)
+	s.dlq, err = kafka.NewWriter(kafka.WriterConfig{Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.DeadLetterTopic, BatchBytes: int64(cfg.Kafka.MaxMessageBytes) - 64<<10}, log)
 	if err != nil {
 		return fail(fmt.Errorf("kafka dead-letter writer: %w", err))
 	}
@@ -98,7 +98,7 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 	}
 	s.Ingester, err = New(s.reader, st, s.events, s.dlq, Options{
 		EventsTopic: cfg.Kafka.EventsTopic, DeadLetterTopic: cfg.Kafka.DeadLetterTopic,
-		BatchSize: cfg.Ingest.BatchSize, BatchWait: cfg.Ingest.BatchWait,
+		BatchSize: cfg.Ingest.BatchSize, BatchBytes: cfg.Ingest.BatchBytes, BatchWait: cfg.Ingest.BatchWait,
 		Parser: cfg.ParserOptions(rt), TopicFormats: cfg.Ingest.TopicFormats,
 		RetryInitial: cfg.Ingest.RetryInitial, RetryMax: cfg.Ingest.RetryMax, ShutdownGrace: cfg.Ingest.ShutdownGrace,
 	}, log, NewMetrics(reg))

@@ -12,6 +12,7 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"strings"
 	"log/slog"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -73,7 +74,15 @@ func loggers(log *slog.Logger) (info, errs kafkago.Logger) {
 		})
 	}
 	errs = kafkago.LoggerFunc(func(format string, args ...any) {
-		log.Warn("kafka client retrying", "detail", fmt.Sprintf(format, args...))
+		detail := fmt.Sprintf(format, args...)
+		// An idle reader's long poll ends in a read timeout that kafka-go
+		// reports as an error and retries (segmentio/kafka-go#726): routine,
+		// so it must not look like trouble to an operator.
+		if strings.Contains(detail, "i/o timeout") {
+			log.Debug("kafka client idle poll timed out", "detail", detail)
+			return
+		}
+		log.Warn("kafka client retrying", "detail", detail)
 	})
 	return info, errs
 }
