@@ -12,8 +12,8 @@ package kafka
 import (
 	"context"
 	"fmt"
-	"strings"
 	"log/slog"
+	"strings"
 
 	kafkago "github.com/segmentio/kafka-go"
 
