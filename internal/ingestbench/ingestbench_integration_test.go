@@ -56,7 +56,7 @@ func TestIntegrationRun(t *testing.T) {
 		t.Errorf("memory samples %d, heap max %d avg %d, RSS max %d avg %d", rep.Samples, rep.HeapInuseMax, rep.HeapInuseAvg, rep.RSSMax, rep.RSSAvg)
 	}
 	s := rep.String()
-	for _, want := range []string{"| Kafka consume only", "| ClickHouse insert only", "| end to end (ingest service)", "%", "RSS max"} {
+	for _, want := range []string{"| Kafka consume only", "| ClickHouse insert only", "| end to end (ingest service, from first record)", "| end to end incl. consumer-group join", "%", "RSS max"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("report lacks %q:\n%s", want, s)
 		}
