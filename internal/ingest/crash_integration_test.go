@@ -47,7 +47,7 @@ func TestIntegrationIngestSIGKILL(t *testing.T) {
 		// Kill a process that is working: wait until it has committed
 		// something of its own (after a kill, the dead member holds its
 		// partitions until its session times out), then a random while.
-		base, _, err := groupProgress(ctx, s.brokers, s.group, s.raw[0], s.partitions)
+		base, _, err := groupProgressSettled(ctx, s.brokers, s.group, s.raw[0], s.partitions)
 		if err != nil {
 			t.Fatal(err)
 		}

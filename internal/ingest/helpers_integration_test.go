@@ -387,7 +387,9 @@ func publish(ctx context.Context, w *kafka.Writer, c *corpus, total, chunk int, 
 		if err != nil {
 			return err
 		}
-		if err := w.Write(ctx, msgs...); err != nil {
+		// The corpus already counts these lines, so a chunk once started
+		// is written whole; cancelling ctx stops publishing between chunks.
+		if err := w.Write(context.WithoutCancel(ctx), msgs...); err != nil {
 			return fmt.Errorf("publish after %d lines: %w", done, err)
 		}
 		done += len(msgs)
@@ -756,6 +758,19 @@ func groupProgress(ctx context.Context, brokers []string, group, topic string, p
 		end += v
 	}
 	return committed, end, err
+}
+
+// groupProgressSettled is groupProgress retried for a while: on a fresh
+// broker the group coordinator may not be elected yet (NOT_COORDINATOR).
+func groupProgressSettled(ctx context.Context, brokers []string, group, topic string, partitions int) (committed, end int64, err error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		committed, end, err = groupProgress(ctx, brokers, group, topic, partitions)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return committed, end, err
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // waitCommitted polls until the group has committed want records of topic
