@@ -26,9 +26,20 @@ func fuzzParse(f *testing.F, format, seeds string) {
 	for _, r := range Reasons() {
 		reasons[r] = true
 	}
+	// ref takes the general way (scan the line, then bind the mapping),
+	// which binding while scanning must agree with.
+	ref, err := NewParser(Options{Format: format})
+	if err != nil {
+		f.Fatal(err)
+	}
+	ref.twoPass = true
 	var dec event.Decoder
 	f.Fuzz(func(t *testing.T, line []byte) {
 		e, err := p.Parse(line, testSrc, testNow)
+		re, rerr := ref.Parse(line, testSrc, testNow)
+		if !reflect.DeepEqual(e, re) || reason(err) != reason(rerr) {
+			t.Fatalf("parse of %q differs from the two-pass parse:\n got %+v, %v\nwant %+v, %v", line, e, err, re, rerr)
+		}
 		if err != nil {
 			var pe *ParseError
 			if !errors.As(err, &pe) || !reasons[pe.Reason] {
@@ -67,6 +78,14 @@ func fuzzParse(f *testing.F, format, seeds string) {
 			t.Fatalf("canonical re-parse differs:\n got %+v\nwant %+v", again, e)
 		}
 	})
+}
+
+func reason(err error) string {
+	var pe *ParseError
+	if errors.As(err, &pe) {
+		return pe.Reason
+	}
+	return ""
 }
 
 var canonicalParser *Parser

@@ -199,6 +199,7 @@ type Parser struct {
 	kvs      []jkv  // members of the line's object, then of nested objects being read
 	bound    []jval // per trie node of the compiled mapping
 	keyBuf   []byte // scratch for unescaped keys
+	twoPass  bool   // tests: scan, then bind, even for a known format
 }
 
 // NewParser validates o and builds a Parser.
@@ -272,9 +273,22 @@ func (p *Parser) Parse(line []byte, src Source, now time.Time) (event.Event, err
 				return event.Event{}, reject(ReasonNotJSON, "top level is not an object")
 			}
 			p.line = line
+			p.kvs = p.kvs[:0]
+			if format != FormatAuto && !p.twoPass {
+				// The format is known: bind its mapping while scanning.
+				c := p.maps[format]
+				p.resetBound(c)
+				if end, ok := p.scanBind(c, 0, line, 0, 1); !ok || skipWS(line, end) != len(line) {
+					return event.Event{}, reject(ReasonNotJSON, "broken JSON at byte %d", end)
+				}
+				if err := p.fields(c); err != nil {
+					return event.Event{}, err
+				}
+				return p.finish(format, src, now)
+			}
 			var ok bool
 			var end int
-			if p.kvs, end, ok = scanObject(line, 0, 1, p.kvs[:0]); !ok || skipWS(line, end) != len(line) {
+			if p.kvs, end, ok = scanObject(line, 0, 1, p.kvs); !ok || skipWS(line, end) != len(line) {
 				return event.Event{}, reject(ReasonNotJSON, "broken JSON at byte %d", end)
 			}
 			if format == FormatAuto {

@@ -169,12 +169,23 @@ func (p *Parser) text(v jval) []byte {
 // only into the objects some path goes through; then each field takes its
 // first non-empty alternative.
 func (p *Parser) extract(c *compiled) error {
+	p.resetBound(c)
+	p.bind(c, 0, p.kvs)
+	return p.fields(c)
+}
+
+// resetBound unbinds every trie node of c.
+func (p *Parser) resetBound(c *compiled) {
 	if cap(p.bound) < len(c.nodes) {
 		p.bound = make([]jval, len(c.nodes))
 	}
 	p.bound = p.bound[:len(c.nodes)]
 	clear(p.bound)
-	p.bind(c, 0, p.kvs)
+}
+
+// fields reads the record's fields from the bound trie of c: each takes
+// its first non-empty alternative.
+func (p *Parser) fields(c *compiled) error {
 	r := &p.rec
 	a := &c.alts
 	r.timeText = p.str(c, a[iTime])

@@ -283,6 +283,100 @@ func scanObject(b []byte, i, depth int, kvs []jkv) (_ []jkv, end int, ok bool) {
 	}
 }
 
+// scanBind validates the object at b[i] ('{'), like scanObject, and binds
+// its members to the kids of trie node n of c as it goes (see bind): the
+// objects some path goes through are bound while they are scanned, so no
+// member list is built and no object is scanned twice. depth is the
+// nesting depth of the object itself.
+func (p *Parser) scanBind(c *compiled, n int32, b []byte, i, depth int) (end int, ok bool) {
+	if depth > jsonMaxDepth {
+		return i, false
+	}
+	leaf := len(c.nodes[n].kids) == 0
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1, true
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return i, false
+		}
+		ks := i + 1
+		j := quoteOrBackslash(b, ks)
+		kesc := j < len(b) && b[j] == '\\'
+		if kesc {
+			j = scanString(b, j)
+		}
+		if j < 0 || j >= len(b) {
+			return i, false
+		}
+		kid := int32(-1)
+		if !leaf {
+			k := b[ks:j]
+			if kesc {
+				p.keyBuf = unescape(p.keyBuf[:0], k)
+				k = p.keyBuf
+			}
+			if kid = c.child(n, k); kid >= 0 && p.bound[kid].kind != jNone {
+				kid = -1 // the first of duplicate keys wins
+			}
+		}
+		i = skipWS(b, j+1)
+		if i >= len(b) || b[i] != ':' {
+			return i, false
+		}
+		i = skipWS(b, i+1)
+		vs := i
+		var kind byte
+		switch {
+		case i < len(b) && b[i] == '"': // most values are strings: no call
+			q := quoteOrBackslash(b, i+1)
+			if q < len(b) && b[q] == '\\' {
+				q = scanString(b, q)
+			}
+			if q < 0 || q >= len(b) {
+				return i, false
+			}
+			i, kind = q+1, jString
+		case kid >= 0 && i < len(b) && b[i] == '{' && len(c.nodes[kid].kids) > 0:
+			if i, ok = p.scanBind(c, kid, b, i, depth+1); !ok {
+				return i, false
+			}
+			kind = jObject
+		default:
+			if i, kind, ok = scanValue(b, i, depth); !ok {
+				return i, false
+			}
+		}
+		if kid >= 0 {
+			p.bound[kid] = jval{int32(vs), int32(i), kind}
+			if kind == jArray {
+				p.descend(c, kid)
+			}
+		}
+		if i < len(b) && b[i] == ',' { // no whitespace: the usual case
+			i++
+			if i < len(b) && b[i] == '"' {
+				continue
+			}
+			i = skipWS(b, i)
+			continue
+		}
+		i = skipWS(b, i)
+		if i >= len(b) {
+			return i, false
+		}
+		if b[i] == ',' {
+			i = skipWS(b, i+1)
+			continue
+		}
+		if b[i] == '}' {
+			return i + 1, true
+		}
+		return i, false
+	}
+}
+
 // arrayElem returns element n of the (already validated) array v.
 func arrayElem(b []byte, v jval, n int) (jval, bool) {
 	i := skipWS(b, int(v.start)+1)
