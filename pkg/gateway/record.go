@@ -144,7 +144,7 @@ func (p *Parser) text(v jval) []byte {
 	switch v.kind {
 	case jString:
 		b := p.line[v.start+1 : v.end-1]
-		if bytes.IndexByte(b, '\\') >= 0 {
+		if !v.plain && bytes.IndexByte(b, '\\') >= 0 {
 			start := len(p.nums)
 			p.nums = unescape(p.nums, b)
 			b = p.nums[start:len(p.nums):len(p.nums)]
@@ -622,11 +622,10 @@ func cleanIP(b []byte) []byte {
 	}
 	// Fast path for the common IPv4 and IPv4:port, without netip's error
 	// values; anything else goes the exact way below.
-	if isIPv4(b) {
+	if n := ipv4Prefix(b); n == len(b) {
 		return b
-	}
-	if i := bytes.LastIndexByte(b, ':'); i > 0 && isPort(b[i+1:]) && isIPv4(b[:i]) {
-		return b[:i]
+	} else if n > 0 && b[n] == ':' && isPort(b[n+1:]) {
+		return b[:n]
 	}
 	if _, err := netip.ParseAddr(b2s(b)); err == nil {
 		return b
@@ -645,29 +644,40 @@ func cleanIP(b []byte) []byte {
 	return nil
 }
 
-// isIPv4 reports whether b is a dotted-quad IPv4 address: four decimal
-// fields 0-255 without leading zeros (netip.ParseAddr accepts all these).
-func isIPv4(b []byte) bool {
+// ipv4Prefix returns the length of the dotted-quad IPv4 address that b
+// starts with (four decimal fields 0-255 without leading zeros, which
+// netip.ParseAddr accepts too) if the byte after it is neither a digit
+// nor a dot; else 0.
+func ipv4Prefix(b []byte) int {
 	dots, val, nd := 0, 0, 0
-	for _, c := range b {
+	for i, c := range b {
 		if c >= '0' && c <= '9' {
 			if nd > 0 && val == 0 {
-				return false // leading zero
+				return 0 // leading zero
 			}
 			val = val*10 + int(c-'0')
 			nd++
 			if val > 255 {
-				return false
+				return 0
 			}
 			continue
 		}
-		if c != '.' || nd == 0 || dots == 3 {
-			return false
+		if c != '.' {
+			if dots == 3 && nd > 0 {
+				return i
+			}
+			return 0
+		}
+		if nd == 0 || dots == 3 {
+			return 0
 		}
 		dots++
 		val, nd = 0, 0
 	}
-	return dots == 3 && nd > 0
+	if dots == 3 && nd > 0 {
+		return len(b)
+	}
+	return 0
 }
 
 // isPort reports whether b is a decimal port 0-65535 (as netip.ParseAddrPort

@@ -41,10 +41,12 @@ const (
 const jsonMaxDepth = 300
 
 // jval is one value of the line: line[start:end] is its raw text (strings
-// with their quotes).
+// with their quotes). plain says a string is known to hold no backslash,
+// so reading it needs no unescaping (false means: look).
 type jval struct {
 	start, end int32
 	kind       byte
+	plain      bool
 }
 
 // jkv is one member of an object: line[ks:ke] is the raw key, without
@@ -247,8 +249,10 @@ func scanObject(b []byte, i, depth int, kvs []jkv) (_ []jkv, end int, ok bool) {
 		i = skipWS(b, i+1)
 		vs := i
 		var kind byte
+		plain := false
 		if i < len(b) && b[i] == '"' { // most values are strings: no call
 			q := quoteOrBackslash(b, i+1)
+			plain = q < len(b) && b[q] == '"'
 			if q < len(b) && b[q] == '\\' {
 				q = scanString(b, q)
 			}
@@ -259,7 +263,7 @@ func scanObject(b []byte, i, depth int, kvs []jkv) (_ []jkv, end int, ok bool) {
 		} else if i, kind, ok = scanValue(b, i, depth); !ok {
 			return kvs, i, false
 		}
-		kvs = append(kvs, jkv{ks: int32(ks), ke: int32(j), kesc: kesc, v: jval{int32(vs), int32(i), kind}})
+		kvs = append(kvs, jkv{ks: int32(ks), ke: int32(j), kesc: kesc, v: jval{int32(vs), int32(i), kind, plain}})
 		if i < len(b) && b[i] == ',' { // no whitespace: the usual case
 			i++
 			if i < len(b) && b[i] == '"' {
@@ -328,9 +332,11 @@ func (p *Parser) scanBind(c *compiled, n int32, b []byte, i, depth int) (end int
 		i = skipWS(b, i+1)
 		vs := i
 		var kind byte
+		plain := false
 		switch {
 		case i < len(b) && b[i] == '"': // most values are strings: no call
 			q := quoteOrBackslash(b, i+1)
+			plain = q < len(b) && b[q] == '"'
 			if q < len(b) && b[q] == '\\' {
 				q = scanString(b, q)
 			}
@@ -349,7 +355,7 @@ func (p *Parser) scanBind(c *compiled, n int32, b []byte, i, depth int) (end int
 			}
 		}
 		if kid >= 0 {
-			p.bound[kid] = jval{int32(vs), int32(i), kind}
+			p.bound[kid] = jval{int32(vs), int32(i), kind, plain}
 			if kind == jArray {
 				p.descend(c, kid)
 			}
@@ -389,7 +395,7 @@ func arrayElem(b []byte, v jval, n int) (jval, bool) {
 			return jval{}, false
 		}
 		if k == n {
-			return jval{int32(i), int32(end), kind}, true
+			return jval{start: int32(i), end: int32(end), kind: kind}, true
 		}
 		i = skipWS(b, end)
 		if i >= len(b) || b[i] != ',' {
