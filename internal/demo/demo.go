@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentwatch/agentwatch/internal/bus"
@@ -162,8 +163,12 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	feederDone := make(chan struct{})
-	var published, good, bad uint64
+	// published is read by the progress stage while the feeder writes it.
+	var published atomic.Uint64
+	var good, bad uint64
 	incidentOf := map[string]uint64{}
+	var simClock atomic.Value
+	simClock.Store(now.Add(-o.SimDuration))
 	feeder := pipeline.StageFunc(func(ctx context.Context) error {
 		defer close(feederDone)
 		w := b.Writer(topicRaw)
@@ -186,8 +191,9 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 			if err := p.Wait(ctx, s.Clock()); err != nil {
 				return nil
 			}
+			simClock.Store(s.Clock())
 			batch = append(batch, bus.Message{Value: line.Raw})
-			published++
+			published.Add(1)
 			if line.Good {
 				good++
 			} else {
@@ -229,7 +235,7 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 				for ctx.Err() == nil {
 					st := in.Stats()
 					ev, _, _ := tally.Counts()
-					if st.Committed >= published && ev >= st.Events && b.Lag("demo-deadletter", topicDLQ) == 0 {
+					if st.Committed >= published.Load() && ev >= st.Events && b.Lag("demo-deadletter", topicDLQ) == 0 {
 						cancel()
 						return nil
 					}
@@ -240,14 +246,14 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 				st := in.Stats()
 				ev, agents, _ := tally.Counts()
 				fmt.Fprintf(out, "sim clock %s | published %d | ingest: %d events stored, %d dead-lettered | detector: %d events from %d agents\n",
-					s.Clock().Format("Jan 02 15:04"), published, st.Events, st.DeadLettered, ev, agents)
+					simClock.Load().(time.Time).Format("Jan 02 15:04"), published.Load(), st.Events, st.DeadLettered, ev, agents)
 			}
 		}
 	})
 	httpSrv := &obs.Server{Addr: cfg.HTTP.Addr, Registry: reg, Readiness: &obs.Readiness{}, Log: log}
 	err = pipeline.Run(runCtx, feeder, in, tally, dlqSink, progress, httpSrv)
 
-	sum.Published, sum.Good, sum.Bad = published, good, bad
+	sum.Published, sum.Good, sum.Bad = published.Load(), good, bad
 	sum.Ingest = in.Stats()
 	sum.DetectorEvents, sum.DetectorAgents, sum.Unattributed = tally.Counts()
 	sum.IncidentEvents = incidentOf

@@ -24,7 +24,7 @@ func TestDemoRunsEveryStageAndAccountsForEveryLine(t *testing.T) {
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sum, err := Run(ctx, Options{Config: cfg, Agents: 20, SimDuration: 3 * time.Hour, Speed: 200000, GarbageRate: 0.05, Every: time.Hour},
+	sum, err := Run(ctx, Options{Config: cfg, Agents: 20, SimDuration: 3 * time.Hour, Speed: 200000, GarbageRate: 0.05, Every: 5 * time.Millisecond},
 		&out, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
