@@ -240,55 +240,83 @@ func (c *compiled) addPath(path []string) int {
 // pathNode is one key of the trie of a compiled mapping.
 type pathNode struct {
 	key   string
-	index int     // the array index key stands for, or -1
-	kids  []int32 // child nodes
-	table []int32 // open-addressing hash of kids by key: node+1, 0 = empty
+	index int       // the array index key stands for, or -1
+	kids  []int32   // child nodes
+	table []kidSlot // open-addressing hash of kids by key, len a power of 2
+	seed  uint32    // multiplier of keyHash, chosen so kids rarely collide
+	shift uint8     // 32 - log2(len(table))
 }
 
-// keyHash is cheap and good enough for a few dozen distinct keys: length,
-// first, second and last byte.
-func keyHash(k []byte) uint32 {
+// kidSlot is one slot of a node's table: node 0 (the root, never a kid)
+// marks it empty. The key is kept here, not only in the kid's node, so a
+// lookup touches one cache line.
+type kidSlot struct {
+	key  string
+	node int32
+}
+
+// keyHash is cheap and, with a seed picked per table, good enough for a
+// few dozen distinct keys: length, first, middle and last byte, one
+// multiplication.
+func keyHash(k []byte, seed uint32) uint32 {
 	n := len(k)
 	if n == 0 {
 		return 0
 	}
-	h := uint32(n)*0x9E3779B1 ^ uint32(k[0])*0x85EBCA77 ^ uint32(k[n-1])*0xC2B2AE3D
-	if n > 1 {
-		h ^= uint32(k[1]) * 0x27D4EB2F
-	}
-	return h ^ h>>15
+	return (uint32(n) | uint32(k[0])<<8 | uint32(k[n>>1])<<16 | uint32(k[n-1])<<24) * seed
 }
 
-// buildTables builds each node's hash table of its kids.
+// buildTables builds each node's hash table of its kids, trying a few
+// seeds and keeping the one with the fewest probes (usually none).
 func (c *compiled) buildTables() {
 	for i := range c.nodes {
 		n := &c.nodes[i]
-		size := 4
-		for size < 2*len(n.kids) {
-			size *= 2
+		bits := 2
+		for 1<<bits < 2*len(n.kids) {
+			bits++
 		}
-		n.table = make([]int32, size)
-		for _, kid := range n.kids {
-			h := keyHash(s2b(c.nodes[kid].key)) & uint32(size-1)
-			for n.table[h] != 0 {
-				h = (h + 1) & uint32(size-1)
+		best := -1
+		seed := uint32(0x9E3779B1)
+		for try := 0; try < 64 && best != 0; try++ {
+			t, probes := c.fill(n.kids, seed, bits)
+			if best < 0 || probes < best {
+				best, n.table, n.seed, n.shift = probes, t, seed, uint8(32-bits)
 			}
-			n.table[h] = kid + 1
+			seed = seed*0x2C9277B5 + 0xAC564B05 | 1 // next odd multiplier
 		}
 	}
+}
+
+// fill builds a table of 1<<bits slots for kids and counts the extra
+// probes a lookup of each kid takes.
+func (c *compiled) fill(kids []int32, seed uint32, bits int) ([]kidSlot, int) {
+	t := make([]kidSlot, 1<<bits)
+	mask := uint32(len(t) - 1)
+	probes := 0
+	for _, kid := range kids {
+		k := c.nodes[kid].key
+		h := keyHash(s2b(k), seed) >> (32 - bits)
+		for t[h].node != 0 {
+			h = (h + 1) & mask
+			probes++
+		}
+		t[h] = kidSlot{key: k, node: kid}
+	}
+	return t, probes
 }
 
 // child returns the kid of node n named key, or -1.
 func (c *compiled) child(n int32, key []byte) int32 {
-	t := c.nodes[n].table
+	nd := &c.nodes[n]
+	t := nd.table
 	mask := uint32(len(t) - 1)
-	for h := keyHash(key) & mask; ; h = (h + 1) & mask {
-		e := t[h]
-		if e == 0 {
+	for h := keyHash(key, nd.seed) >> nd.shift; ; h = (h + 1) & mask {
+		s := &t[h&mask]
+		if s.node == 0 {
 			return -1
 		}
-		if c.nodes[e-1].key == string(key) {
-			return e - 1
+		if s.key == string(key) {
+			return s.node
 		}
 	}
 }

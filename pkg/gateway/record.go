@@ -382,14 +382,9 @@ func (p *Parser) finish(format string, src Source, now time.Time) (event.Event, 
 	sIP := add(cleanIP(r.sourceIP), 64)
 	sPath := add(path, MaxPathBytes)
 	sUA := add(r.userAgent, MaxUserAgentBytes)
-	gw := r.gateway
-	if len(gw) == 0 {
-		gw = s2b(format)
-	}
-	sGW := add(gw, MaxFieldBytes)
+	sGW := add(r.gateway, MaxFieldBytes) // empty: the format's name, below
 	sUp := add(r.upstream, MaxFieldBytes)
 	sRID := add(r.requestID, MaxFieldBytes)
-	sTopic := add(s2b(src.Topic), len(src.Topic))
 	var sMethod span
 	if method == "" { // not a well-known method: keep the upper-cased bytes
 		sMethod = span{len(b), 0}
@@ -460,10 +455,13 @@ func (p *Parser) finish(format string, src Source, now time.Time) (event.Event, 
 			route = span{s, len(b)}
 		}
 	}
-	if !utf8.Valid(b) {
-		// The line was valid UTF-8, so only unescaping (nginx \xHH, JWT
-		// payloads) gets here; events hold valid UTF-8 only, which keeps
-		// the canonical round trip exact.
+	// The line was valid UTF-8, so only unescaping (nginx \xHH, JWT
+	// payloads) can make b invalid; events hold valid UTF-8 only, which
+	// keeps the canonical round trip exact. The mapped JSON formats need
+	// no check: JSON unescaping of valid UTF-8 is valid (a broken \u
+	// pair becomes U+FFFD), every cut is at an ASCII byte or a rune
+	// boundary (truncate), and identity.Resolve returns valid UTF-8 only.
+	if p.maps[format] == nil && !utf8.Valid(b) {
 		return e, reject(ReasonInvalidUTF8, "escaped field decodes to invalid UTF-8")
 	}
 	p.strs = b
@@ -498,10 +496,13 @@ func (p *Parser) finish(format string, src Source, now time.Time) (event.Event, 
 	e.DurationUs = r.durUs
 	e.UserAgent = sub(sUA)
 	e.Gateway = sub(sGW)
+	if e.Gateway == "" {
+		e.Gateway = format
+	}
 	e.Upstream = sub(sUp)
 	e.RequestID = sub(sRID)
 	e.Format = format
-	e.Topic = sub(sTopic)
+	e.Topic = src.Topic // a string: immutable, so sharing it aliases nothing
 	e.Partition = src.Partition
 	e.Offset = src.Offset
 	if tmpl != "" {
