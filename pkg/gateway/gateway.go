@@ -199,7 +199,11 @@ type Parser struct {
 	kvs      []jkv  // members of the line's object, then of nested objects being read
 	bound    []jval // per trie node of the compiled mapping
 	keyBuf   []byte // scratch for unescaped keys
-	twoPass  bool   // tests: scan, then bind, even for a known format
+	// lastFormat is the last JSON line's detected mapped format: auto
+	// mode binds its mapping while scanning and checks it after.
+	lastFormat string
+	recordTop  bool // scanBind appends the top-level members to kvs
+	twoPass    bool // tests: scan, then bind, even for a known format
 }
 
 // NewParser validates o and builds a Parser.
@@ -274,32 +278,48 @@ func (p *Parser) Parse(line []byte, src Source, now time.Time) (event.Event, err
 			}
 			p.line = line
 			p.kvs = p.kvs[:0]
-			if format != FormatAuto && !p.twoPass {
-				// The format is known: bind its mapping while scanning.
-				c := p.maps[format]
+			guess := format // the format whose mapping is bound while scanning
+			if guess == FormatAuto {
+				guess = p.lastFormat // usually right: a topic carries one format
+			}
+			if c := p.maps[guess]; c != nil && !p.twoPass {
+				// Bind the mapping while scanning; in auto mode, keep the
+				// top-level members too, to detect the format by.
 				p.resetBound(c)
-				if end, ok := p.scanBind(c, 0, line, 0, 1); !ok || skipWS(line, end) != len(line) {
+				p.recordTop = format == FormatAuto
+				end, ok := p.scanBind(c, 0, line, 0, 1)
+				p.recordTop = false
+				if !ok || skipWS(line, end) != len(line) {
 					return event.Event{}, reject(ReasonNotJSON, "broken JSON at byte %d", end)
 				}
-				if err := p.fields(c); err != nil {
-					return event.Event{}, err
+				if format == FormatAuto {
+					if format = p.detect(); format == "" {
+						return event.Event{}, reject(ReasonUnknownFormat, "JSON object with none of the distinctive keys of %v", Formats())
+					}
 				}
-				return p.finish(format, src, now)
-			}
-			var ok bool
-			var end int
-			if p.kvs, end, ok = scanObject(line, 0, 1, p.kvs); !ok || skipWS(line, end) != len(line) {
-				return event.Event{}, reject(ReasonNotJSON, "broken JSON at byte %d", end)
-			}
-			if format == FormatAuto {
-				format = p.detect()
-				if format == "" {
-					return event.Event{}, reject(ReasonUnknownFormat, "JSON object with none of the distinctive keys of %v", Formats())
+				if format == guess {
+					if err := p.fields(c); err != nil {
+						return event.Event{}, err
+					}
+					return p.finish(format, src, now)
+				}
+			} else {
+				var ok bool
+				var end int
+				if p.kvs, end, ok = scanObject(line, 0, 1, p.kvs); !ok || skipWS(line, end) != len(line) {
+					return event.Event{}, reject(ReasonNotJSON, "broken JSON at byte %d", end)
+				}
+				if format == FormatAuto {
+					format = p.detect()
+					if format == "" {
+						return event.Event{}, reject(ReasonUnknownFormat, "JSON object with none of the distinctive keys of %v", Formats())
+					}
 				}
 			}
 			if format == FormatCanonical {
 				err = p.parseCanonical(line)
 			} else {
+				p.lastFormat = format
 				err = p.extract(p.maps[format])
 			}
 		}

@@ -354,6 +354,9 @@ func (p *Parser) scanBind(c *compiled, n int32, b []byte, i, depth int) (end int
 				return i, false
 			}
 		}
+		if depth == 1 && p.recordTop {
+			p.kvs = append(p.kvs, jkv{ks: int32(ks), ke: int32(j), kesc: kesc, v: jval{int32(vs), int32(i), kind, plain}})
+		}
 		if kid >= 0 {
 			p.bound[kid] = jval{int32(vs), int32(i), kind, plain}
 			if kind == jArray {
