@@ -9,6 +9,7 @@ import (
 	"math"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // AppendID appends ID(topic, partition, offset) to dst without the
@@ -156,11 +157,12 @@ var ErrSyntax = errors.New("not a JSON object")
 // Events never alias data or the Decoder's buffers: all their strings
 // share one fresh backing string.
 type Decoder struct {
-	kvs  []jkv
-	buf  []byte // backing bytes of the next event's strings
-	tmp  []byte // unescape scratch
-	qs   []strSpan
-	strs [numStrFields]strSpan
+	kvs   []jkv
+	buf   []byte // backing bytes of the next event's strings
+	tmp   []byte // unescape scratch
+	qs    []strSpan
+	qstrs []string // DecodeTransient's QueryParams
+	strs  [numStrFields]strSpan
 }
 
 type strSpan struct{ start, end int32 }
@@ -192,6 +194,17 @@ var errWrongType = errors.New("wrong type")
 // out of range is an error naming the field. Of duplicate fields the last
 // counts.
 func (d *Decoder) Decode(data []byte) (Event, error) {
+	return d.decode(data, false)
+}
+
+// DecodeTransient is Decode for a caller that copies whatever it keeps:
+// the strings and QueryParams of the returned Event alias the Decoder's
+// buffers and are valid only until the next call. It does not allocate.
+func (d *Decoder) DecodeTransient(data []byte) (Event, error) {
+	return d.decode(data, true)
+}
+
+func (d *Decoder) decode(data []byte, transient bool) (Event, error) {
 	var e Event
 	i := skipWS(data, 0)
 	if i >= len(data) || data[i] != '{' {
@@ -223,7 +236,12 @@ func (d *Decoder) Decode(data []byte) (Event, error) {
 			return Event{}, fmt.Errorf("decode canonical event: field %q: %w", d.key(data, &kvs[k]), err)
 		}
 	}
-	all := string(d.buf)
+	var all string
+	if transient {
+		all = unsafe.String(unsafe.SliceData(d.buf), len(d.buf)) // d.buf is not written until the next call
+	} else {
+		all = string(d.buf)
+	}
 	sub := func(f int) string { return all[d.strs[f].start:d.strs[f].end] }
 	e.EventID, e.AgentID, e.IdentitySource = sub(sEventID), sub(sAgentID), sub(sIdentitySource)
 	e.CredentialID, e.SourceIP, e.Method = sub(sCredentialID), sub(sSourceIP), sub(sMethod)
@@ -231,9 +249,17 @@ func (d *Decoder) Decode(data []byte) (Event, error) {
 	e.Gateway, e.Upstream, e.RequestID = sub(sGateway), sub(sUpstream), sub(sRequestID)
 	e.Format, e.Topic = sub(sFormat), sub(sTopic)
 	if len(d.qs) > 0 {
-		e.QueryParams = make([]string, len(d.qs))
-		for k, q := range d.qs {
-			e.QueryParams[k] = all[q.start:q.end]
+		if transient {
+			e.QueryParams = d.qstrs[:0]
+			for _, q := range d.qs {
+				e.QueryParams = append(e.QueryParams, all[q.start:q.end])
+			}
+			d.qstrs = e.QueryParams
+		} else {
+			e.QueryParams = make([]string, len(d.qs))
+			for k, q := range d.qs {
+				e.QueryParams[k] = all[q.start:q.end]
+			}
 		}
 	}
 	return e, nil

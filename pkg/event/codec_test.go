@@ -125,8 +125,12 @@ func FuzzDecode(f *testing.F) {
 	f.Add(AppendJSON(nil, &s))
 	f.Add([]byte(`{"v":1}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var d Decoder
+		var d, dt Decoder
 		e, err := d.Decode(data)
+		te, terr := dt.DecodeTransient(data)
+		if (err == nil) != (terr == nil) || !reflect.DeepEqual(e, te) {
+			t.Fatalf("DecodeTransient of %q: %+v, %v; Decode: %+v, %v", data, te, terr, e, err)
+		}
 		if err != nil {
 			return
 		}
@@ -142,6 +146,22 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-decode of %s: %+v, %v; want %+v", enc, again, err, e)
 		}
 	})
+}
+
+func TestDecodeTransientReusesBuffers(t *testing.T) {
+	s := sample()
+	data := AppendJSON(nil, &s)
+	var d Decoder
+	if _, err := d.DecodeTransient(data); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { d.DecodeTransient(data) }); n != 0 {
+		t.Errorf("DecodeTransient allocates %v times", n)
+	}
+	e, err := d.DecodeTransient(data)
+	if want := s; err != nil || !reflect.DeepEqual(e, want) {
+		t.Errorf("DecodeTransient = %+v, %v; want %+v", e, err, want)
+	}
 }
 
 func BenchmarkAppendJSON(b *testing.B) {

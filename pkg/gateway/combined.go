@@ -215,7 +215,7 @@ func unhex(c byte) (byte, bool) {
 // resolved (validated again); the route is recomputed from the path, with
 // the carried route as the logged-template fallback.
 func (p *Parser) parseCanonical(line []byte) error {
-	e, err := p.dec.Decode(line)
+	e, err := p.dec.DecodeTransient(line) // finish copies what it keeps
 	return p.canonical(&e, err)
 }
 

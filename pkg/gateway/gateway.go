@@ -340,7 +340,7 @@ func (p *Parser) tryCanonical(line []byte) (event.Event, error) {
 	if p.opt.Format != FormatAuto || !bytes.HasPrefix(line, []byte(`{"v":`)) {
 		return event.Event{}, errNotCanonical
 	}
-	e, err := p.dec.Decode(line)
+	e, err := p.dec.DecodeTransient(line) // finish copies what it keeps
 	if err != nil || e.EventTimeMs == 0 {
 		return event.Event{}, errNotCanonical
 	}

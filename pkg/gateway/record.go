@@ -455,13 +455,14 @@ func (p *Parser) finish(format string, src Source, now time.Time) (event.Event, 
 			route = span{s, len(b)}
 		}
 	}
-	// The line was valid UTF-8, so only unescaping (nginx \xHH, JWT
-	// payloads) can make b invalid; events hold valid UTF-8 only, which
-	// keeps the canonical round trip exact. The mapped JSON formats need
-	// no check: JSON unescaping of valid UTF-8 is valid (a broken \u
-	// pair becomes U+FFFD), every cut is at an ASCII byte or a rune
-	// boundary (truncate), and identity.Resolve returns valid UTF-8 only.
-	if p.maps[format] == nil && !utf8.Valid(b) {
+	// The line was valid UTF-8, so only nginx's \xHH unescaping can make
+	// b invalid; events hold valid UTF-8 only, which keeps the canonical
+	// round trip exact. The JSON formats need no check: JSON unescaping of
+	// valid UTF-8 is valid (a broken \u pair becomes U+FFFD), the event
+	// Decoder replaces invalid UTF-8, every cut is at an ASCII byte or a
+	// rune boundary (truncate), and identity.Resolve returns valid UTF-8
+	// only (JWT payloads included).
+	if format == FormatNginxCombined && !utf8.Valid(b) {
 		return e, reject(ReasonInvalidUTF8, "escaped field decodes to invalid UTF-8")
 	}
 	p.strs = b
