@@ -218,7 +218,7 @@ func (d *Decoder) decode(data []byte, transient bool) (Event, error) {
 	var ver *jval
 	for k := range kvs {
 		if string(d.key(data, &kvs[k])) == "v" {
-			ver = &kvs[k].v
+			ver = &kvs[k].V
 			break
 		}
 	}
@@ -226,7 +226,7 @@ func (d *Decoder) decode(data []byte, transient bool) (Event, error) {
 		return e, fmt.Errorf("decode canonical event: no \"v\" field: %w", ErrVersion)
 	}
 	if n, err := intOf(data, *ver); err != nil || n != Version {
-		return e, fmt.Errorf("decode canonical event: v=%s: %w", data[ver.start:ver.end], ErrVersion)
+		return e, fmt.Errorf("decode canonical event: v=%s: %w", data[ver.Start:ver.End], ErrVersion)
 	}
 	d.buf = d.buf[:0]
 	d.strs = [numStrFields]strSpan{}
@@ -267,8 +267,8 @@ func (d *Decoder) decode(data []byte, transient bool) (Event, error) {
 
 // key returns the (unescaped) key of kv, valid until the next call.
 func (d *Decoder) key(data []byte, kv *jkv) []byte {
-	k := data[kv.ks:kv.ke]
-	if kv.kesc {
+	k := data[kv.KS:kv.KE]
+	if kv.KEsc {
 		d.tmp = unescape(d.tmp[:0], k)
 		k = d.tmp
 	}
@@ -276,7 +276,7 @@ func (d *Decoder) key(data []byte, kv *jkv) []byte {
 }
 
 func (d *Decoder) field(e *Event, data []byte, kv *jkv) error {
-	v := kv.v
+	v := kv.V
 	var err error
 	str := func(f int) { d.strs[f], err = d.str(data, v) }
 	switch string(d.key(data, kv)) {
@@ -291,7 +291,7 @@ func (d *Decoder) field(e *Event, data []byte, kv *jkv) error {
 	case "identity_source":
 		str(sIdentitySource)
 	case "unattributed":
-		switch v.kind {
+		switch v.Kind {
 		case jTrue:
 			e.Unattributed = true
 		case jFalse:
@@ -311,13 +311,13 @@ func (d *Decoder) field(e *Event, data []byte, kv *jkv) error {
 		str(sPath)
 	case "query_params":
 		d.qs = d.qs[:0]
-		if v.kind != jArray {
+		if v.Kind != jArray {
 			return errWrongType
 		}
-		i := skipWS(data, int(v.start)+1)
+		i := skipWS(data, int(v.Start)+1)
 		for data[i] != ']' {
 			end, kind, _ := scanValue(data, i, 0) // validated already
-			q, err := d.str(data, jval{int32(i), int32(end), kind})
+			q, err := d.str(data, jval{Start: int32(i), End: int32(end), Kind: kind})
 			if err != nil {
 				return err
 			}
@@ -368,10 +368,10 @@ func (d *Decoder) field(e *Event, data []byte, kv *jkv) error {
 // str appends a JSON string to d.buf, unescaped, invalid UTF-8 replaced by
 // U+FFFD (the encoder would write that anyway, so decode(encode(e)) == e).
 func (d *Decoder) str(data []byte, v jval) (strSpan, error) {
-	if v.kind != jString {
+	if v.Kind != jString {
 		return strSpan{}, errWrongType
 	}
-	b := data[v.start+1 : v.end-1]
+	b := data[v.Start+1 : v.End-1]
 	if bytes.IndexByte(b, '\\') >= 0 {
 		d.tmp = unescape(d.tmp[:0], b)
 		b = d.tmp
@@ -388,8 +388,8 @@ func (d *Decoder) str(data []byte, v jval) (strSpan, error) {
 // intOf reads a JSON number as an int64 the way fastjson's Int64 did: an
 // optional '-' and decimal digits only.
 func intOf(data []byte, v jval) (int64, error) {
-	b := data[v.start:v.end]
-	if v.kind != jNumber {
+	b := data[v.Start:v.End]
+	if v.Kind != jNumber {
 		return 0, errWrongType
 	}
 	if !digitsOnly(b, true) {
@@ -414,8 +414,8 @@ func intOf(data []byte, v jval) (int64, error) {
 
 // uintOf reads a JSON number as a uint64: decimal digits only.
 func uintOf(data []byte, v jval) (uint64, error) {
-	b := data[v.start:v.end]
-	if v.kind != jNumber {
+	b := data[v.Start:v.End]
+	if v.Kind != jNumber {
 		return 0, errWrongType
 	}
 	if !digitsOnly(b, false) {

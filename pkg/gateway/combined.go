@@ -6,6 +6,7 @@ import (
 
 	"github.com/agentwatch/agentwatch/pkg/event"
 	"github.com/agentwatch/agentwatch/pkg/identity"
+	"github.com/agentwatch/agentwatch/pkg/internal/jsonscan"
 )
 
 // parseCombined reads the NGINX "combined" layout
@@ -183,8 +184,8 @@ func (p *Parser) quoted(s []byte) (val, rest []byte, ok bool) {
 		switch val[j] {
 		case 'x':
 			if j+2 < len(val) {
-				if h, ok := unhex(val[j+1]); ok {
-					if l, ok := unhex(val[j+2]); ok {
+				if h, ok := jsonscan.Unhex(val[j+1]); ok {
+					if l, ok := jsonscan.Unhex(val[j+2]); ok {
 						p.nums = append(p.nums, h<<4|l)
 						j += 2
 						continue
@@ -197,18 +198,6 @@ func (p *Parser) quoted(s []byte) (val, rest []byte, ok bool) {
 		}
 	}
 	return p.nums[start:len(p.nums):len(p.nums)], rest, true
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }
 
 // parseCanonical decodes agentwatch's own form. Identity is taken as

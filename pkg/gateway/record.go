@@ -80,8 +80,8 @@ var errField = errors.New("bad field")
 // key returns the key of kv, unescaped if it has escapes (into p.keyBuf,
 // valid until the next call).
 func (p *Parser) key(kv *jkv) []byte {
-	k := p.line[kv.ks:kv.ke]
-	if kv.kesc {
+	k := p.line[kv.KS:kv.KE]
+	if kv.KEsc {
 		p.keyBuf = unescape(p.keyBuf[:0], k)
 		k = p.keyBuf
 	}
@@ -93,10 +93,10 @@ func (p *Parser) key(kv *jkv) []byte {
 func (p *Parser) bind(c *compiled, n int32, kvs []jkv) {
 	for i := range kvs {
 		kid := c.child(n, p.key(&kvs[i]))
-		if kid < 0 || p.bound[kid].kind != jNone {
+		if kid < 0 || p.bound[kid].Kind != jNone {
 			continue
 		}
-		p.bound[kid] = kvs[i].v
+		p.bound[kid] = kvs[i].V
 		if len(c.nodes[kid].kids) > 0 {
 			p.descend(c, kid)
 		}
@@ -111,15 +111,15 @@ func (p *Parser) descend(c *compiled, n int32) {
 		return
 	}
 	v := p.bound[n]
-	switch v.kind {
+	switch v.Kind {
 	case jObject:
 		start := len(p.kvs)
-		p.kvs, _, _ = scanObject(p.line, int(v.start), 0, p.kvs) // validated already
+		p.kvs, _, _ = scanObject(p.line, int(v.Start), 0, p.kvs) // validated already
 		p.bind(c, n, p.kvs[start:])
 		p.kvs = p.kvs[:start]
 	case jArray:
 		for _, kid := range nd.kids {
-			if idx := c.nodes[kid].index; idx >= 0 && p.bound[kid].kind == jNone {
+			if idx := c.nodes[kid].index; idx >= 0 && p.bound[kid].Kind == jNone {
 				if e, ok := arrayElem(p.line, v, idx); ok {
 					p.bound[kid] = e
 					p.descend(c, kid)
@@ -141,10 +141,10 @@ func (p *Parser) str(c *compiled, ids []int) []byte {
 }
 
 func (p *Parser) text(v jval) []byte {
-	switch v.kind {
+	switch v.Kind {
 	case jString:
-		b := p.line[v.start+1 : v.end-1]
-		if !v.plain && bytes.IndexByte(b, '\\') >= 0 {
+		b := p.line[v.Start+1 : v.End-1]
+		if !v.Plain && bytes.IndexByte(b, '\\') >= 0 {
 			start := len(p.nums)
 			p.nums = unescape(p.nums, b)
 			b = p.nums[start:len(p.nums):len(p.nums)]
@@ -154,7 +154,7 @@ func (p *Parser) text(v jval) []byte {
 		}
 		return b
 	case jNumber:
-		return p.line[v.start:v.end]
+		return p.line[v.Start:v.End]
 	case jArray:
 		// Repeated headers (Kong logs them as arrays): the first counts.
 		if e, ok := arrayElem(p.line, v, 0); ok {
@@ -192,7 +192,7 @@ func (p *Parser) fields(c *compiled) error {
 	r.method = p.str(c, a[iMethod])
 	r.uri = p.str(c, a[iPath])
 	for _, id := range a[iQuery] {
-		if v := p.bound[c.pathNode[id]]; v.kind == jObject {
+		if v := p.bound[c.pathNode[id]]; v.Kind == jObject {
 			r.queryObj = v
 			break
 		}
@@ -413,12 +413,12 @@ func (p *Parser) finish(format string, src Source, now time.Time) (event.Event, 
 				p.qbuf = append(p.qbuf, truncate(kv, MaxQueryNameBytes))
 			}
 		}
-	} else if r.queryObj.kind == jObject {
+	} else if r.queryObj.Kind == jObject {
 		start := len(p.kvs)
-		p.kvs, _, _ = scanObject(p.line, int(r.queryObj.start), 0, p.kvs) // validated already
+		p.kvs, _, _ = scanObject(p.line, int(r.queryObj.Start), 0, p.kvs) // validated already
 		for i := start; i < len(p.kvs) && len(p.qbuf) < MaxQueryParams; i++ {
-			k := p.line[p.kvs[i].ks:p.kvs[i].ke]
-			if p.kvs[i].kesc {
+			k := p.line[p.kvs[i].KS:p.kvs[i].KE]
+			if p.kvs[i].KEsc {
 				s := len(p.nums)
 				p.nums = unescape(p.nums, k)
 				k = p.nums[s:len(p.nums):len(p.nums)]

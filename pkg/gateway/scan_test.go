@@ -49,7 +49,7 @@ func FuzzScanMatchesFastjson(f *testing.F) {
 			if got := p.key(&kvs[i]); !bytes.Equal(got, k) {
 				t.Fatalf("key %d: %q, fastjson %q in %q", i, got, k, line)
 			}
-			if got, want := p.text(kvs[i].v), fastText(fv); !bytes.Equal(got, want) {
+			if got, want := p.text(kvs[i].V), fastText(fv); !bytes.Equal(got, want) {
 				t.Fatalf("value of %q: %q, fastjson %q in %q", k, got, want, line)
 			}
 			i++
