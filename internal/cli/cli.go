@@ -37,7 +37,7 @@ func Usagef(format string, a ...any) error { return &UsageError{Err: fmt.Errorf(
 func FlagSet(name string) *pflag.FlagSet {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	fs.SortFlags = false
-	fs.StringP("config", "c", os.Getenv("AGENTWATCH_CONFIG_FILE"), "YAML config file (env AGENTWATCH_CONFIG_FILE)")
+	fs.StringP("config", "c", os.Getenv(config.EnvConfigFile), "YAML config file (env "+config.EnvConfigFile+")")
 	config.Flags(fs)
 	return fs
 }
@@ -48,16 +48,7 @@ func Load(fs *pflag.FlagSet, args []string) (config.Config, error) {
 		return config.Config{}, &UsageError{Err: err}
 	}
 	path, _ := fs.GetString("config")
-	// AGENTWATCH_CONFIG_FILE names the file; it is not a config key.
-	env := os.Environ()
-	filtered := env[:0:0]
-	for _, kv := range env {
-		if len(kv) >= len("AGENTWATCH_CONFIG_FILE=") && kv[:len("AGENTWATCH_CONFIG_FILE=")] == "AGENTWATCH_CONFIG_FILE=" {
-			continue
-		}
-		filtered = append(filtered, kv)
-	}
-	cfg, err := config.LoadEnv(path, fs, filtered)
+	cfg, err := config.Load(path, fs)
 	if err != nil {
 		return config.Config{}, &UsageError{Err: err}
 	}

@@ -32,6 +32,10 @@ const EnvPrefix = "AGENTWATCH"
 
 const keyDelim = "::"
 
+// EnvConfigFile names the config file when --config is not given; it is
+// not itself a config key.
+const EnvConfigFile = EnvPrefix + "_CONFIG_FILE"
+
 // Config is the whole configuration. Kafka.Brokers empty means the embedded
 // default: one process, in-process transport, file store.
 type Config struct {
@@ -233,7 +237,7 @@ func load(path string, fs *pflag.FlagSet, environ []string) (Config, error) {
 	var envSets [][2]string
 	for _, kv := range environ {
 		name, val, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, EnvPrefix+"_") {
+		if !strings.HasPrefix(name, EnvPrefix+"_") || name == EnvConfigFile {
 			continue
 		}
 		k, ok := envKeys[name]

@@ -39,7 +39,7 @@ func TestPrecedenceFileEnvFlag(t *testing.T) {
 	if err := fs.Parse([]string{"--ingest.batch_wait=2s"}); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := load(p, fs, []string{"AGENTWATCH_INGEST_BATCH_SIZE=20", "AGENTWATCH_KAFKA_BROKERS=b:1,c:2", "PATH=/bin"})
+	cfg, err := load(p, fs, []string{"AGENTWATCH_INGEST_BATCH_SIZE=20", "AGENTWATCH_KAFKA_BROKERS=b:1,c:2", "AGENTWATCH_CONFIG_FILE=ignored.yaml", "PATH=/bin"})
 	if err != nil {
 		t.Fatal(err)
 	}
