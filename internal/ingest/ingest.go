@@ -121,8 +121,9 @@ type Ingester struct {
 	workers []parserSet
 
 	mu      sync.Mutex
-	failing string // target being retried, "" when healthy
-	lastErr error
+	// failing holds the last error of each target being retried; the
+	// store and the events topic retry concurrently, so there may be two.
+	failing map[string]error
 	stats   Stats
 }
 
@@ -190,10 +191,11 @@ func (ps parserSet) forTopic(topic string) *gateway.Parser {
 func (in *Ingester) Ready(context.Context) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if in.failing != "" {
-		return fmt.Errorf("retrying %s: %w", in.failing, in.lastErr)
+	var errs []error
+	for target, err := range in.failing {
+		errs = append(errs, fmt.Errorf("retrying %s: %w", target, err))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Stats returns a copy of the running totals. Safe for concurrent use.
@@ -498,7 +500,7 @@ func (in *Ingester) retry(ctx context.Context, target string, f func(context.Con
 			if attempt > 1 {
 				in.log.Info("write recovered", "target", target, "attempts", attempt)
 				in.mu.Lock()
-				in.failing, in.lastErr = "", nil
+				delete(in.failing, target)
 				in.mu.Unlock()
 			}
 			return nil
@@ -508,7 +510,10 @@ func (in *Ingester) retry(ctx context.Context, target string, f func(context.Con
 		}
 		in.m.Retries.WithLabelValues(target).Inc()
 		in.mu.Lock()
-		in.failing, in.lastErr = target, err
+		if in.failing == nil {
+			in.failing = make(map[string]error)
+		}
+		in.failing[target] = err
 		in.mu.Unlock()
 		in.log.Warn("write failed; retrying", "target", target, "attempt", attempt, "backoff", backoff, "err", err)
 		sleep := backoff/2 + rand.N(backoff/2+1)
