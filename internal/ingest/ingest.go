@@ -120,7 +120,7 @@ type Ingester struct {
 	// because a gateway.Parser reuses buffers and is not safe to share.
 	workers []parserSet
 
-	mu      sync.Mutex
+	mu sync.Mutex
 	// failing holds the last error of each target being retried; the
 	// store and the events topic retry concurrently, so there may be two.
 	failing map[string]error
