@@ -103,8 +103,8 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// Ingester is the ingest stage. It runs one synchronous
-// fetch → parse → store → publish → commit loop, so a slow or failing sink
+// Ingester is the ingest stage: fetch → parse → store and publish → commit,
+// as a pipeline with one batch in each step, so a slow or failing sink
 // slows or stops reading instead of growing memory. Not safe for concurrent
 // Run calls; the caller owns and closes the reader and writers.
 type Ingester struct {
