@@ -1,0 +1,128 @@
+// Package anomaly defines what the detector emits: the Anomaly record
+// published to the anomalies topic (keyed by agent id) and stored in
+// ClickHouse, and the per-window Score written for every agent window. It is
+// the contract between cmd/detector and its consumers (cmd/responder,
+// evaluation tools), documented in docs/anomalies.md. Pure: no I/O.
+package anomaly
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+)
+
+// Version is the Anomaly record version written in V.
+const Version = 1
+
+// Kinds of anomaly. Behaviour is the statistical one; the others are rules
+// that need no statistics.
+const (
+	// Behaviour: the window's features are improbable under the agent's
+	// baseline (or its peer group's during warm-up).
+	Behaviour = "behaviour"
+	// Drift: the window is improbable against the long-horizon reference
+	// baseline although the short-term baseline has followed a slow ramp.
+	Drift = "drift"
+	// ShadowAgent: the agent id is absent from the agent registry.
+	ShadowAgent = "shadow_agent"
+	// UnapprovedRoute: a route outside the agent's approved routes.
+	UnapprovedRoute = "unapproved_route"
+	// ZombieRoute: a call to a route tagged deprecated.
+	ZombieRoute = "zombie_route"
+	// FirstSensitive: the agent's first call to a route tagged sensitive.
+	FirstSensitive = "first_sensitive_route"
+	// AgentFlood: new agent ids arrived faster than the configured rate.
+	AgentFlood = "agent_flood"
+)
+
+// Kinds lists every kind, for docs and validation.
+func Kinds() []string {
+	return []string{Behaviour, Drift, ShadowAgent, UnapprovedRoute, ZombieRoute, FirstSensitive, AgentFlood}
+}
+
+// Feature explains one feature's part in an anomaly.
+type Feature struct {
+	Name     string  `json:"feature"`
+	Observed float64 `json:"observed"`
+	Expected float64 `json:"expected"`
+	// Surprise is -ln of the feature's upper-tail probability under the baseline.
+	Surprise float64 `json:"surprise"`
+	// Contribution is the feature's share of the window's total surprise, 0..1.
+	Contribution float64 `json:"contribution"`
+}
+
+// RouteCount is a route template and how often the agent called it in the window.
+type RouteCount struct {
+	Route string `json:"route"`
+	Calls int    `json:"calls"`
+}
+
+// Anomaly is one anomalous (agent, window, kind). Its ID depends only on
+// those three, so re-processing the same window after a restart yields the
+// same ID and consumers deduplicate on it.
+type Anomaly struct {
+	V             int    `json:"v"`
+	ID            string `json:"anomaly_id"`
+	AgentID       string `json:"agent_id"`
+	Role          string `json:"role,omitempty"`
+	Owner         string `json:"owner,omitempty"`
+	CredentialID  string `json:"credential_id,omitempty"`
+	Kind          string `json:"kind"`
+	WindowStartMs int64  `json:"window_start_ms"`
+	WindowEndMs   int64  `json:"window_end_ms"`
+	// Score is -log10 of the combined tail probability (behaviour, drift);
+	// rules carry a fixed score per kind.
+	Score    float64 `json:"score"`
+	Severity string  `json:"severity"`
+	// Summary is one human sentence saying what happened.
+	Summary     string    `json:"summary"`
+	Explanation []Feature `json:"explanation,omitempty"`
+	// PeerBaseline is true when the agent was still warming up and was
+	// scored against its peer group (its role, or all agents).
+	PeerBaseline     bool         `json:"peer_baseline,omitempty"`
+	Routes           []RouteCount `json:"routes,omitempty"`
+	SampleRequestIDs []string     `json:"sample_request_ids,omitempty"`
+	SampleEventIDs   []string     `json:"sample_event_ids,omitempty"`
+	// Count is how many events hit the rule in the window (rules only).
+	Count int `json:"count,omitempty"`
+	// Partition is the events-topic partition the agent's events came from.
+	Partition int32 `json:"partition"`
+	// DetectedMs is wall-clock time of detection; it is not part of the ID.
+	DetectedMs int64 `json:"detected_ms"`
+}
+
+// ID returns the deterministic anomaly id: the first 16 bytes of SHA-256
+// over agent, window start and kind, in hex.
+func ID(agentID string, windowStartMs int64, kind string) string {
+	buf := make([]byte, 0, len(agentID)+len(kind)+24)
+	buf = append(buf, agentID...)
+	buf = append(buf, 0)
+	buf = strconv.AppendInt(buf, windowStartMs, 10)
+	buf = append(buf, 0)
+	buf = append(buf, kind...)
+	sum := sha256.Sum256(buf)
+	return hex.EncodeToString(sum[:16])
+}
+
+// Score is one agent window's result, written for every closed window
+// whether anomalous or not (for plots and evaluation). Values, Expected and
+// Surprise are indexed by features.ID.
+type Score struct {
+	AgentID       string    `json:"agent_id"`
+	WindowStartMs int64     `json:"window_start_ms"`
+	WindowEndMs   int64     `json:"window_end_ms"`
+	Partition     int32     `json:"partition"`
+	Score         float64   `json:"score"`
+	Severity      string    `json:"severity"`
+	Values        []float64 `json:"values"`
+	Expected      []float64 `json:"expected"`
+	Surprise      []float64 `json:"surprise"`
+	// Trained says whether the window trained the baseline (anomalous
+	// windows do not, or with a small weight).
+	Trained bool `json:"trained"`
+	// PeerBaseline as in Anomaly.
+	PeerBaseline bool `json:"peer_baseline"`
+	// Late counts events that arrived after their window had closed and
+	// were accounted here instead of being dropped silently.
+	Late int `json:"late"`
+}
