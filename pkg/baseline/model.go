@@ -1,0 +1,323 @@
+package baseline
+
+import (
+	"math"
+
+	"github.com/agentwatch/agentwatch/pkg/features"
+)
+
+const (
+	nf = int(features.NumFeatures)
+	// seasonScale is the quantum of a stored seasonal log factor: 1/4096
+	// of a natural-log unit, so int16 spans factors e^±8.
+	seasonScale = 4096
+	// activityCap: when a slot's activity count reaches it, all slots are
+	// halved (an exponential forgetting that needs no clock).
+	activityCap = math.MaxUint16
+	// inheritWeight is the weight, in windows, a cold-start model gives the
+	// levels copied from its peer group: the agent's own windows outweigh
+	// them after a few dozen windows.
+	inheritWeight = 30
+	// inheritActivity is the busiest slot's count after Inherit scales the
+	// peer's activity profile down to a prior.
+	inheritActivity = 60
+	// maxScore caps Score; p below 1e-300 is reported as 1e-300.
+	maxScore = 300
+	// maxDispersion caps the variance-to-mean ratio of a count.
+	maxDispersion = 1e4
+)
+
+// stat is one feature's running statistics. What a and b hold depends on
+// the feature's kind:
+//
+//	Count: a = level (for Calls, deseasonalised), b = dispersion: the
+//	       running mean of squared Pearson residuals, i.e. variance/mean
+//	Share: a = running mean of the count, b = running mean of Calls;
+//	       the rate is a/b
+//	Bytes: a = mean of the log1p value; b = its variance, for per-call
+//	       sums times the window's calls (see sizeVar)
+type stat struct {
+	a, b float32
+}
+
+// Model is one agent's (or one peer group's) baseline. The zero value is an
+// empty model. A Model is a compact value with no pointers (SizeBytes), so
+// it can be copied by assignment. It is not safe for concurrent use.
+type Model struct {
+	// n counts trained windows (sum of weights, not decayed).
+	n float64
+	// wS and wL are the decayed sums of weights behind short and long: the
+	// effective number of windows each level stands on.
+	wS, wL float32
+	short  [nf]stat
+	long   [nf]stat
+	// season is the log factor of expected Calls per slot, times
+	// seasonScale.
+	season [features.SlotsPerWeek]int16
+	// active counts trained windows per slot, halved when one is full.
+	active [features.SlotsPerWeek]uint16
+}
+
+// SizeBytes is the in-memory size of a Model, for memory accounting.
+const SizeBytes = 8 + 4 + 4 + 2*nf*8 + features.SlotsPerWeek*2 + features.SlotsPerWeek*2
+
+// Windows returns the number of active windows the model has trained on,
+// each counted with its weight and rounded. Inherit resets it to 0.
+func (m *Model) Windows() int {
+	return int(min(m.n+0.5, math.MaxInt32))
+}
+
+// Inherit makes m a cold-start copy of peer: peer's levels, dispersions,
+// seasonal profile and (scaled down) activity profile, standing on the
+// weight of only a few dozen windows so that the agent's own windows soon
+// dominate. Windows() becomes 0, so warm-up counts the agent's own windows.
+func (m *Model) Inherit(peer *Model) {
+	*m = *peer
+	m.n = 0
+	m.wS = min(m.wS, inheritWeight)
+	m.wL = min(m.wL, inheritWeight)
+	var mx uint16
+	for _, c := range m.active {
+		mx = max(mx, c)
+	}
+	if mx > inheritActivity {
+		for s, c := range m.active {
+			m.active[s] = uint16(uint32(c) * inheritActivity / uint32(mx))
+		}
+	}
+}
+
+// seasonFactor returns the Calls seasonal factor of slot s.
+func (m *Model) seasonFactor(s int) float64 {
+	return math.Exp(float64(m.season[s]) / seasonScale)
+}
+
+// callsDispersion returns the variance-to-mean ratio of Calls in slot s
+// with expectation e: the learnt dispersion phi plus the uncertainty of a
+// slot factor learnt from few windows, a relative variance of 1/(windows+1)
+// of the slot. An hour the agent has rarely been active in is therefore
+// judged leniently (its first windows are about as wide as a geometric
+// distribution) instead of locking out everything it does there.
+func (m *Model) callsDispersion(s int, e, phi float64) float64 {
+	return max(phi, 1) + e/(float64(m.active[s])+1)
+}
+
+// clean returns v[id] as a usable non-negative finite number.
+func clean(v *features.Vector, id features.ID) float64 {
+	x := v[id]
+	if !(x > 0) { // also NaN
+		return 0
+	}
+	return min(x, math.MaxFloat32/4)
+}
+
+// logSize returns a size feature on the scale it is modelled on: log1p of
+// bytes per call for sums, log1p of the value for RespBytesMax.
+func logSize(id features.ID, x, calls float64) float64 {
+	if perCall(id) && calls >= 1 {
+		x /= calls
+	}
+	return math.Log1p(x)
+}
+
+// perCall reports whether size feature id is a per-call average (a sum
+// divided by Calls) rather than a single value.
+func perCall(id features.ID) bool {
+	return id != features.RespBytesMax
+}
+
+// sizeVar returns the variance of a size feature's log value in a window of
+// the given calls, from the stored variance b and the typical calls per
+// window typical. A per-call average of n calls varies like σ²/n plus a
+// window-to-window part; b is learnt as the mean of d²·n, so b/min(n,
+// typical) never understates either part: busy windows are not judged by
+// the spread of quiet ones, nor quiet ones by the spread of busy ones.
+func sizeVar(id features.ID, b, calls, typical float64) float64 {
+	if !perCall(id) {
+		return b
+	}
+	return b / min(max(calls, 1), max(typical, 1))
+}
+
+// sizeWeight is the factor a per-call size's squared deviation is learnt
+// with: the window's calls, capped so one huge burst cannot swamp it.
+func sizeWeight(id features.ID, calls, typical float64) float64 {
+	if !perCall(id) {
+		return 1
+	}
+	return min(max(calls, 1), 4*max(typical, 1))
+}
+
+// countSD is the standard deviation used to winsorise a count with
+// expectation e and dispersion phi; the +1 keeps small counts from being
+// clipped to fractions.
+func countSD(e, phi float64) float64 {
+	return math.Sqrt(max(phi, 1)*e + 1)
+}
+
+// shareRate returns the rate held by st, floored at minRate.
+func shareRate(st stat, minRate float64) float64 {
+	if st.b <= 0 {
+		return minRate
+	}
+	return min(max(float64(st.a)/float64(st.b), minRate), 1-1e-9)
+}
+
+// Update trains m on one active window starting at startMs (Unix ms) with
+// feature values v and training weight weight: 1 for a normal window,
+// p.AnomalousWeight for one scored anomalous. A weight of 0 (or below, or
+// NaN) leaves m unchanged. Update does not allocate.
+func (m *Model) Update(p *Params, startMs int64, v *features.Vector, weight float64) {
+	if !(weight > 0) {
+		return
+	}
+	weight = min(weight, 1e6)
+	slot := features.Slot(startMs)
+	first := m.wS <= 0
+	m.n += weight
+	m.wS = float32(float64(m.wS)*math.Exp2(-weight/p.HalfLife) + weight)
+	m.wL = float32(float64(m.wL)*math.Exp2(-weight/p.LongHalfLife) + weight)
+	aS := min(weight/float64(m.wS), 1)
+	aL := min(weight/float64(m.wL), 1)
+	calls := clean(v, features.Calls)
+	f := m.seasonFactor(slot)
+
+	if first {
+		for i := range nf {
+			id := features.ID(i)
+			x := clean(v, id)
+			var st stat
+			switch id.Kind() {
+			case features.Count:
+				if id == features.Calls {
+					x /= f
+				}
+				st = stat{float32(x), 1}
+			case features.Share:
+				st = stat{float32(min(x, calls)), float32(calls)}
+			case features.Bytes:
+				st = stat{float32(logSize(id, x, calls)), 0}
+			}
+			m.short[i], m.long[i] = st, st
+		}
+		m.bumpActivity(slot, weight)
+		return
+	}
+
+	// The seasonal factor learns from the expectation before this window.
+	eCalls := max(float64(m.short[features.Calls].a)*f, p.MinMean)
+	typical := float64(m.short[features.Calls].a)
+	for i := range nf {
+		id := features.ID(i)
+		x := clean(v, id)
+		switch id.Kind() {
+		case features.Count:
+			scale := 1.0
+			if id == features.Calls {
+				scale = f
+			}
+			phi := float64(m.short[i].b)
+			if id == features.Calls {
+				phi = m.callsDispersion(slot, eCalls, phi)
+			}
+			m.short[i] = updateCount(m.short[i], x, scale, phi, aS, p)
+			m.long[i] = updateCount(m.long[i], x, scale, phi, aL, p)
+		case features.Share:
+			k := min(x, calls)
+			m.short[i] = updateShare(m.short[i], k, calls, aS, p)
+			m.long[i] = updateShare(m.long[i], k, calls, aL, p)
+		case features.Bytes:
+			y := logSize(id, x, calls)
+			sd := max(math.Sqrt(sizeVar(id, float64(m.short[i].b), calls, typical)), p.MinLogScale)
+			wd := sizeWeight(id, calls, typical)
+			m.short[i] = updateSize(m.short[i], y, sd, wd, aS, p)
+			m.long[i] = updateSize(m.long[i], y, sd, wd, aL, p)
+		}
+	}
+
+	// Seasonal factor of this slot: a multiplicative step towards the
+	// observed/expected ratio (clipped), fast while the slot is new.
+	ratio := min(max(calls/eCalls, 1.0/8), 8)
+	eta := min(weight*max(1/(float64(m.active[slot])+1), p.SeasonRate), 1)
+	g := float64(m.season[slot]) + seasonScale*math.Log1p(eta*(ratio-1))
+	m.season[slot] = int16(min(max(math.Round(g), math.MinInt16), math.MaxInt16))
+	m.bumpActivity(slot, weight)
+	m.normaliseSeason()
+}
+
+// updateCount is one robust exponentially weighted step of a count's level
+// and dispersion with rate a. scale is the seasonal factor (1 except for
+// Calls), phi the short-term dispersion used for winsorising.
+func updateCount(st stat, x, scale, phi, a float64, p *Params) stat {
+	e := max(float64(st.a)*scale, p.MinMean)
+	sd := countSD(e, phi)
+	xc := min(max(x, e-p.Clip*sd), e+p.Clip*sd)
+	r2 := (xc - e) * (xc - e) / e
+	level := float64(st.a) + a*(xc/scale-float64(st.a))
+	disp := float64(st.b) + a*(r2-float64(st.b))
+	return stat{float32(max(level, 0)), float32(min(max(disp, 0), maxDispersion))}
+}
+
+// updateShare is one robust step of a share's running count and calls.
+func updateShare(st stat, k, n, a float64, p *Params) stat {
+	r := shareRate(st, p.MinRate)
+	hi := n*r + p.Clip*math.Sqrt(n*r*(1-r)+1)
+	kc := min(k, hi)
+	return stat{
+		float32(float64(st.a) + a*(kc-float64(st.a))),
+		float32(float64(st.b) + a*(n-float64(st.b))),
+	}
+}
+
+// updateSize is one robust exponentially weighted Welford step of a log
+// size's mean and variance; sd is the short-term scale used to winsorise,
+// wd the sizeWeight of the squared deviation.
+func updateSize(st stat, y, sd, wd, a float64, p *Params) stat {
+	mu := float64(st.a)
+	d := min(max(y, mu-p.Clip*sd), mu+p.Clip*sd) - mu
+	return stat{
+		float32(mu + a*d),
+		float32((1 - a) * (float64(st.b) + a*d*d*wd)),
+	}
+}
+
+// bumpActivity counts a trained window in slot s. A window counts when its
+// weight is at least one half, so down-weighted anomalous windows do not
+// teach the model new hours.
+func (m *Model) bumpActivity(s int, weight float64) {
+	if weight < 0.5 {
+		return
+	}
+	if m.active[s] >= activityCap-1 {
+		for i := range m.active {
+			m.active[i] /= 2
+		}
+	}
+	m.active[s]++
+}
+
+// normaliseSeason keeps the activity-weighted mean of the seasonal log
+// factors at 0 by moving any common offset into the Calls levels, so the
+// factors cannot wander off together.
+func (m *Model) normaliseSeason() {
+	var sum, wsum float64
+	for s, c := range m.active {
+		sum += float64(c) * float64(m.season[s])
+		wsum += float64(c)
+	}
+	if wsum == 0 {
+		return
+	}
+	mean := math.Round(sum / wsum)
+	if math.Abs(mean) < seasonScale/64 {
+		return
+	}
+	for s, c := range m.active {
+		if c > 0 { // an unseen slot stays at the average, factor 1
+			m.season[s] = int16(min(max(float64(m.season[s])-mean, math.MinInt16), math.MaxInt16))
+		}
+	}
+	k := float32(math.Exp(mean / seasonScale))
+	m.short[features.Calls].a *= k
+	m.long[features.Calls].a *= k
+}

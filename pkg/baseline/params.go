@@ -1,0 +1,133 @@
+package baseline
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Params tunes learning and scoring. A Params value is read-only once passed
+// to a Model, so one value may be shared by any number of goroutines. Get one
+// from DefaultParams and change fields; check the result with Validate.
+type Params struct {
+	// HalfLife is the half-life of the short-term level, in active windows
+	// (600 ≈ ten hours of an agent busy every minute, or about a week of
+	// one busy an hour a day).
+	HalfLife float64
+	// LongHalfLife is the half-life of the long-horizon reference level, in
+	// active windows. It is what a slow ramp cannot drag along.
+	LongHalfLife float64
+	// Warmup is how many active windows an agent needs before it is scored
+	// against its own model; before that the engine scores it against its
+	// peer group. NewRoutes and NewIPs are not scored on a model younger
+	// than this.
+	Warmup int
+	// AnomalousWeight is the training weight the engine gives windows
+	// scored anomalous. 0 means they do not train (the poisoning guard).
+	AnomalousWeight float64
+	// AlertScore is the Score (-log10 of the combined p) at or above which a
+	// window is anomalous. 7 means p <= 1e-7.
+	AlertScore float64
+	// MediumScore, HighScore and CriticalScore are the Score thresholds of
+	// the severities above Low (Low starts at AlertScore).
+	MediumScore, HighScore, CriticalScore float64
+	// DriftFactor is how far the short-term level must have moved above the
+	// long-horizon reference (as a ratio; for sizes, of bytes per call)
+	// before the reference is consulted for a feature.
+	DriftFactor float64
+	// Clip is the winsorising limit, in standard deviations: a value
+	// further than that from the level trains as if it were at the limit.
+	Clip float64
+	// MinMean is the smallest expected value of a count feature, so that a
+	// feature that has always been zero is not infinitely surprising.
+	MinMean float64
+	// MinRate is the smallest rate of a share feature (e.g. the share of
+	// calls denied), for the same reason.
+	MinRate float64
+	// MinLogScale is the smallest standard deviation of a size feature on
+	// the natural-log scale (0.2 ≈ ±22%).
+	MinLogScale float64
+	// SeasonRate is the slowest learning rate of one hour slot's seasonal
+	// factor; a slot learns faster while it has seen few windows.
+	SeasonRate float64
+	// OffHoursMinWindows is how many windows a model must have trained on
+	// before activity in a rarely active hour slot counts as surprising.
+	OffHoursMinWindows int
+}
+
+// DefaultParams returns the defaults documented on each field.
+func DefaultParams() Params {
+	return Params{
+		HalfLife:           600,
+		LongHalfLife:       6000,
+		Warmup:             120,
+		AnomalousWeight:    0,
+		AlertScore:         7,
+		MediumScore:        12,
+		HighScore:          25,
+		CriticalScore:      60,
+		DriftFactor:        1.5,
+		Clip:               4,
+		MinMean:            0.05,
+		MinRate:            1e-3,
+		MinLogScale:        0.2,
+		SeasonRate:         0.01,
+		OffHoursMinWindows: 1440,
+	}
+}
+
+// Validate reports every invalid field at once, each error prefixed with the
+// field's name.
+func (p Params) Validate() error {
+	var errs []error
+	bad := func(field string, v float64, want string) {
+		errs = append(errs, fmt.Errorf("%s: must be %s, got %g", field, want, v))
+	}
+	finitePos := func(v float64) bool { return v > 0 && !math.IsInf(v, 1) }
+	if !finitePos(p.HalfLife) || p.HalfLife < 1 {
+		bad("HalfLife", p.HalfLife, "at least 1 window")
+	}
+	if !finitePos(p.LongHalfLife) || p.LongHalfLife < p.HalfLife {
+		bad("LongHalfLife", p.LongHalfLife, "finite and at least HalfLife")
+	}
+	if p.Warmup < 0 {
+		bad("Warmup", float64(p.Warmup), "non-negative")
+	}
+	if !(p.AnomalousWeight >= 0 && p.AnomalousWeight <= 1) {
+		bad("AnomalousWeight", p.AnomalousWeight, "in [0, 1]")
+	}
+	if !finitePos(p.AlertScore) || p.AlertScore > maxScore {
+		bad("AlertScore", p.AlertScore, fmt.Sprintf("in (0, %g]", float64(maxScore)))
+	}
+	if !(p.MediumScore >= p.AlertScore) || math.IsInf(p.MediumScore, 0) {
+		bad("MediumScore", p.MediumScore, "finite and at least AlertScore")
+	}
+	if !(p.HighScore >= p.MediumScore) || math.IsInf(p.HighScore, 0) {
+		bad("HighScore", p.HighScore, "finite and at least MediumScore")
+	}
+	if !(p.CriticalScore >= p.HighScore) || math.IsInf(p.CriticalScore, 0) {
+		bad("CriticalScore", p.CriticalScore, "finite and at least HighScore")
+	}
+	if !(p.DriftFactor > 1) || math.IsInf(p.DriftFactor, 1) {
+		bad("DriftFactor", p.DriftFactor, "finite and above 1")
+	}
+	if !finitePos(p.Clip) || p.Clip < 1 {
+		bad("Clip", p.Clip, "finite and at least 1")
+	}
+	if !(p.MinMean > 0 && p.MinMean <= 1) {
+		bad("MinMean", p.MinMean, "in (0, 1]")
+	}
+	if !(p.MinRate > 0 && p.MinRate < 0.5) {
+		bad("MinRate", p.MinRate, "in (0, 0.5)")
+	}
+	if !(p.MinLogScale > 0 && p.MinLogScale <= 10) {
+		bad("MinLogScale", p.MinLogScale, "in (0, 10]")
+	}
+	if !(p.SeasonRate > 0 && p.SeasonRate <= 1) {
+		bad("SeasonRate", p.SeasonRate, "in (0, 1]")
+	}
+	if p.OffHoursMinWindows < 0 {
+		bad("OffHoursMinWindows", float64(p.OffHoursMinWindows), "non-negative")
+	}
+	return errors.Join(errs...)
+}
