@@ -92,14 +92,18 @@ func (m *Model) seasonFactor(s int) float64 {
 	return math.Exp(float64(m.season[s]) / seasonScale)
 }
 
-// callsDispersion returns the variance-to-mean ratio of Calls in slot s
-// with expectation e: the learnt dispersion phi plus the uncertainty of a
-// slot factor learnt from few windows, a relative variance of 1/(windows+1)
-// of the slot. An hour the agent has rarely been active in is therefore
-// judged leniently (its first windows are about as wide as a geometric
-// distribution) instead of locking out everything it does there.
-func (m *Model) callsDispersion(s int, e, phi float64) float64 {
-	return max(phi, 1) + e/(float64(m.active[s])+1)
+// slotUncertainty returns the relative variance of feature id's seasonal
+// factor in slot s: 1/(windows seen in the slot + 1) for Calls, 0 for
+// features without a seasonal factor. A count with expectation e is scored
+// with variance-to-mean ratio phi + tau·e, so an hour the agent has rarely
+// been active in is judged leniently (its first windows are about as wide
+// as a geometric distribution) instead of locking out everything it does
+// there.
+func (m *Model) slotUncertainty(id features.ID, s int) float64 {
+	if id != features.Calls {
+		return 0
+	}
+	return 1 / (float64(m.active[s]) + 1)
 }
 
 // clean returns v[id] as a usable non-negative finite number.
@@ -216,22 +220,23 @@ func (m *Model) Update(p *Params, startMs int64, v *features.Vector, weight floa
 			if id == features.Calls {
 				scale = f
 			}
-			phi := float64(m.short[i].b)
-			if id == features.Calls {
-				phi = m.callsDispersion(slot, eCalls, phi)
-			}
-			m.short[i] = updateCount(m.short[i], x, scale, phi, aS, p)
-			m.long[i] = updateCount(m.long[i], x, scale, phi, aL, p)
+			r2 := 0.0
+			m.short[i], r2 = updateCount(m.short[i], x, scale, aS, p, m.slotUncertainty(id, slot))
+			lb := m.long[i].b
+			m.long[i], _ = updateCount(m.long[i], x, scale, aL, p, m.slotUncertainty(id, slot))
+			m.long[i].b = refNoise(lb, r2, max(float64(lb), 1), aL)
 		case features.Share:
 			k := min(x, calls)
 			m.short[i] = updateShare(m.short[i], k, calls, aS, p)
 			m.long[i] = updateShare(m.long[i], k, calls, aL, p)
 		case features.Bytes:
 			y := logSize(id, x, calls)
-			sd := max(math.Sqrt(sizeVar(id, float64(m.short[i].b), calls, typical)), p.MinLogScale)
 			wd := sizeWeight(id, calls, typical)
-			m.short[i] = updateSize(m.short[i], y, sd, wd, aS, p)
-			m.long[i] = updateSize(m.long[i], y, sd, wd, aL, p)
+			d2 := 0.0
+			m.short[i], d2 = updateSize(m.short[i], id, y, calls, typical, wd, aS, p)
+			lb := m.long[i].b
+			m.long[i], _ = updateSize(m.long[i], id, y, calls, typical, wd, aL, p)
+			m.long[i].b = refNoise(lb, d2*wd, max(float64(lb), p.MinLogScale*p.MinLogScale), aL)
 		}
 	}
 
@@ -246,16 +251,27 @@ func (m *Model) Update(p *Params, startMs int64, v *features.Vector, weight floa
 }
 
 // updateCount is one robust exponentially weighted step of a count's level
-// and dispersion with rate a. scale is the seasonal factor (1 except for
-// Calls), phi the short-term dispersion used for winsorising.
-func updateCount(st stat, x, scale, phi, a float64, p *Params) stat {
+// and dispersion with rate a, winsorised at Clip standard deviations. scale
+// is the seasonal factor (1 except for Calls), tau the slot uncertainty
+// (slotUncertainty). It also returns the squared Pearson residual learnt.
+func updateCount(st stat, x, scale, a float64, p *Params, tau float64) (stat, float64) {
 	e := max(float64(st.a)*scale, p.MinMean)
-	sd := countSD(e, phi)
+	sd := countSD(e, float64(st.b)+tau*e)
 	xc := min(max(x, e-p.Clip*sd), e+p.Clip*sd)
 	r2 := (xc - e) * (xc - e) / e
 	level := float64(st.a) + a*(xc/scale-float64(st.a))
 	disp := float64(st.b) + a*(r2-float64(st.b))
-	return stat{float32(max(level, 0)), float32(min(max(disp, 0), maxDispersion))}
+	return stat{float32(max(level, 0)), float32(min(max(disp, 0), maxDispersion))}, r2
+}
+
+// refNoise is one step of the reference's noise b (a count's dispersion, a
+// size's variance) with rate a towards the squared residual r2 of the
+// short-term model, clipped at 4·floor (two standard deviations). So the
+// noise a ramp adds (the short-term level lags behind it) widens the
+// reference only slowly, while ordinary noise is learnt with little bias.
+func refNoise(b float32, r2, floor, a float64) float32 {
+	r2 = min(r2, 4*floor)
+	return float32(min(max(float64(b)+a*(r2-float64(b)), 0), maxDispersion))
 }
 
 // updateShare is one robust step of a share's running count and calls.
@@ -270,15 +286,17 @@ func updateShare(st stat, k, n, a float64, p *Params) stat {
 }
 
 // updateSize is one robust exponentially weighted Welford step of a log
-// size's mean and variance; sd is the short-term scale used to winsorise,
-// wd the sizeWeight of the squared deviation.
-func updateSize(st stat, y, sd, wd, a float64, p *Params) stat {
+// size's mean and variance, winsorised at Clip standard deviations; wd is
+// the sizeWeight of the squared deviation. It also returns the squared
+// (winsorised) deviation from the mean before the step.
+func updateSize(st stat, id features.ID, y, calls, typical, wd, a float64, p *Params) (stat, float64) {
 	mu := float64(st.a)
+	sd := max(math.Sqrt(sizeVar(id, float64(st.b), calls, typical)), p.MinLogScale)
 	d := min(max(y, mu-p.Clip*sd), mu+p.Clip*sd) - mu
 	return stat{
 		float32(mu + a*d),
 		float32((1 - a) * (float64(st.b) + a*d*d*wd)),
-	}
+	}, d * d
 }
 
 // bumpActivity counts a trained window in slot s. A window counts when its
@@ -317,7 +335,7 @@ func (m *Model) normaliseSeason() {
 			m.season[s] = int16(min(max(float64(m.season[s])-mean, math.MinInt16), math.MaxInt16))
 		}
 	}
-	k := float32(math.Exp(mean / seasonScale))
-	m.short[features.Calls].a *= k
-	m.long[features.Calls].a *= k
+	// Only the short-term level absorbs the offset: the reference keeps its
+	// level, so a ramp learnt by the seasonal factors cannot leak into it.
+	m.short[features.Calls].a *= float32(math.Exp(mean / seasonScale))
 }

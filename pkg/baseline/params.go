@@ -71,7 +71,7 @@ func DefaultParams() Params {
 		MinMean:            0.05,
 		MinRate:            1e-3,
 		MinLogScale:        0.2,
-		SeasonRate:         0.01,
+		SeasonRate:         0.001,
 		OffHoursMinWindows: 1440,
 	}
 }

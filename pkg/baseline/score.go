@@ -180,11 +180,7 @@ func (m *Model) Score(p *Params, startMs int64, v *features.Vector) Result {
 			if !used[i] || !m.drifted(p, id) {
 				continue
 			}
-			ref := m.long[i]
-			if k := id.Kind(); k == features.Count || k == features.Bytes {
-				ref.b = m.short[i].b // the short-term noise, around the reference level
-			}
-			drift[i] = m.scoreFeature(p, startMs, id, ref, v, calls, f)
+			drift[i] = m.scoreFeature(p, startMs, id, m.long[i], v, calls, f)
 			if drift[i].Surprise > r.Features[i].Surprise {
 				lnD[i] = -drift[i].Surprise
 				gated = true
@@ -247,10 +243,7 @@ func (m *Model) scoreFeature(p *Params, startMs int64, id features.ID, st stat, 
 			scale = f
 		}
 		e := max(float64(st.a)*scale, p.MinMean)
-		phi := float64(st.b)
-		if id == features.Calls {
-			phi = m.callsDispersion(features.Slot(startMs), e, phi)
-		}
+		phi := float64(st.b) + m.slotUncertainty(id, features.Slot(startMs))*e
 		phi = min(max(phi, 1), maxDispersion)
 		fs.Expected = e
 		lp = lnNegBinTail(math.Round(x), e, phi)

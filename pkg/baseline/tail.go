@@ -50,9 +50,9 @@ func lnNegBinTail(k, m, phi float64) float64 {
 	if m <= 0 {
 		return math.Inf(-1)
 	}
-	p := 1 / phi        // success probability
-	r := m / (phi - 1)  // size
-	q := 1 - p          // failure probability, in (0, 1)
+	p := 1 / phi       // success probability
+	r := m / (phi - 1) // size
+	q := 1 - p         // failure probability, in (0, 1)
 	// P(X >= k) = I_{1-p}(k, r).
 	if v := mathext.RegIncBeta(k, r, q); v > 0 {
 		if lp := math.Log(v); lp > lnTiny {
