@@ -489,6 +489,16 @@ func (s *Store) SetBackfillProgress(ctx context.Context, job string, doneThrough
 	return s.insertColumns(ctx, "backfill_progress", backfillColumns, cols, 1)
 }
 
+// eventSelectList is eventColumns quoted and comma-separated, in the order
+// EventsBetween scans them.
+var eventSelectList = func() string {
+	q := make([]string, len(eventColumns))
+	for i, c := range eventColumns {
+		q[i] = quoteIdent(c)
+	}
+	return strings.Join(q, ", ")
+}()
+
 // EventsBetween calls fn for every stored event with fromMs <= EventTimeMs <
 // toMs, once per event even if it was inserted more than once, in
 // (EventTimeMs, EventID) order. It stops at fn's first error and returns it
@@ -506,7 +516,7 @@ func (s *Store) EventsBetween(ctx context.Context, fromMs, toMs int64, fn func(*
 	defer cancel()
 	// Both conditions are on the ORDER BY key or derived from it, so they
 	// are safe under FINAL; event_time lets the server skip day partitions.
-	rows, err := s.conn.Query(ctx, "SELECT "+strings.Join(quoteAll(eventColumns), ", ")+" FROM events FINAL"+
+	rows, err := s.conn.Query(ctx, "SELECT "+eventSelectList+" FROM events FINAL"+
 		" WHERE event_time_ms >= ? AND event_time_ms < ? AND event_time >= toDateTime(?) AND event_time <= toDateTime(?)"+
 		" ORDER BY event_time_ms, event_id", fromMs, toMs, partitionSec(fromMs), partitionSec(toMs))
 	if err != nil {
