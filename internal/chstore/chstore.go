@@ -1,7 +1,9 @@
 // Package chstore is agentwatch's thin adapter over ClickHouse: it owns the
-// event table's schema (embedded, versioned migrations) and offers the few
-// operations the services need — batch insert, exact counts for tests and
-// operators, and retention by dropping day partitions.
+// schema (embedded, versioned migrations) and offers the few operations the
+// services need — batch insert of events, exact counts for tests and
+// operators, retention by dropping day partitions, and the detector's
+// persistence (state, checkpoints, anomalies, window scores and backfill
+// progress; see detector.go).
 //
 // It speaks the native protocol only: clickhouse-go v2's HTTP transport fails
 // against the ClickHouse 18.16 we run (see shared/FACTS.md). Every INSERT
