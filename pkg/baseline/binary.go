@@ -83,7 +83,7 @@ func (m *Model) UnmarshalBinary(b []byte) error {
 		for i := range f {
 			st := stat{math.Float32frombits(le.Uint32(b[off:])), math.Float32frombits(le.Uint32(b[off+4:]))}
 			off += 8
-			if !nonNeg(float64(st.a)) || !nonNeg(float64(st.b)) {
+			if st != unseenSize && (!nonNeg(float64(st.a)) || !nonNeg(float64(st.b))) {
 				return fmt.Errorf("%w: feature %s statistics %g, %g", ErrCorrupt, features.ID(i), st.a, st.b)
 			}
 			sts[i] = st

@@ -115,17 +115,44 @@ func clean(v *features.Vector, id features.ID) float64 {
 	return min(x, math.MaxFloat32/4)
 }
 
+// sizeCalls returns how many calls size feature id averages over in v,
+// and false when the window says nothing about it. Request bodies are
+// judged per write call: reads carry none, so averaging over all calls
+// would make any write by a read-mostly agent look like a huge upload.
+func sizeCalls(id features.ID, v *features.Vector) (float64, bool) {
+	calls := clean(v, features.Calls)
+	switch id {
+	case features.RespBytesMax:
+		return 1, calls >= 1
+	case features.ReqBytes:
+		if w := clean(v, features.WriteCalls); w >= 1 {
+			return w, true
+		}
+		return calls, calls >= 1 && clean(v, id) > 0
+	}
+	return calls, calls >= 1
+}
+
 // logSize returns a size feature on the scale it is modelled on: log1p of
-// bytes per call for sums, log1p of the value for RespBytesMax.
-func logSize(id features.ID, x, calls float64) float64 {
-	if perCall(id) && calls >= 1 {
-		x /= calls
+// bytes per call (n calls, from sizeCalls) for sums, log1p of the value
+// for RespBytesMax.
+func logSize(id features.ID, x, n float64) float64 {
+	if perCall(id) && n >= 1 {
+		x /= n
 	}
 	return math.Log1p(x)
 }
 
+// unseenSize marks a size statistic with no observation yet (a log size is
+// never negative); it scores nothing. priorLogVar is the variance a size
+// starts with at its first observation: a factor of e per standard
+// deviation, learnt down from there.
+var unseenSize = stat{-1, 0}
+
+const priorLogVar = 1
+
 // perCall reports whether size feature id is a per-call average (a sum
-// divided by Calls) rather than a single value.
+// divided by calls) rather than a single value.
 func perCall(id features.ID) bool {
 	return id != features.RespBytesMax
 }
@@ -200,7 +227,10 @@ func (m *Model) Update(p *Params, startMs int64, v *features.Vector, weight floa
 			case features.Share:
 				st = stat{float32(min(x, calls)), float32(calls)}
 			case features.Bytes:
-				st = stat{float32(logSize(id, x, calls)), 0}
+				st = unseenSize
+				if n, ok := sizeCalls(id, v); ok {
+					st = stat{float32(logSize(id, x, n)), priorLogVar}
+				}
 			}
 			m.short[i], m.long[i] = st, st
 		}
@@ -230,12 +260,22 @@ func (m *Model) Update(p *Params, startMs int64, v *features.Vector, weight floa
 			m.short[i] = updateShare(m.short[i], k, calls, aS, p)
 			m.long[i] = updateShare(m.long[i], k, calls, aL, p)
 		case features.Bytes:
-			y := logSize(id, x, calls)
-			wd := sizeWeight(id, calls, typical)
+			n, ok := sizeCalls(id, v)
+			if !ok {
+				continue
+			}
+			y := logSize(id, x, n)
+			if m.short[i] == unseenSize || m.long[i] == unseenSize {
+				// First observation of this size: start wide, so the next
+				// few are not judged by a spread nobody has measured.
+				m.short[i], m.long[i] = stat{float32(y), priorLogVar}, stat{float32(y), priorLogVar}
+				continue
+			}
+			wd := sizeWeight(id, n, typical)
 			d2 := 0.0
-			m.short[i], d2 = updateSize(m.short[i], id, y, calls, typical, wd, aS, p)
+			m.short[i], d2 = updateSize(m.short[i], id, y, n, typical, wd, aS, p)
 			lb := m.long[i].b
-			m.long[i], _ = updateSize(m.long[i], id, y, calls, typical, wd, aL, p)
+			m.long[i], _ = updateSize(m.long[i], id, y, n, typical, wd, aL, p)
 			m.long[i].b = refNoise(lb, d2*wd, max(float64(lb), p.MinLogScale*p.MinLogScale), aL)
 		}
 	}
@@ -338,4 +378,15 @@ func (m *Model) normaliseSeason() {
 	// Only the short-term level absorbs the offset: the reference keeps its
 	// level, so a ramp learnt by the seasonal factors cannot leak into it.
 	m.short[features.Calls].a *= float32(math.Exp(mean / seasonScale))
+}
+
+// SlotActivity returns how many active windows the model has trained in
+// the seasonal slot of startMs, and in its busiest slot (both decayed the
+// same way). The detector's off-hours rule compares them.
+func (m *Model) SlotActivity(startMs int64) (slot, busiest float64) {
+	var mx uint16
+	for _, c := range m.active {
+		mx = max(mx, c)
+	}
+	return float64(m.active[features.Slot(startMs)]), float64(mx)
 }

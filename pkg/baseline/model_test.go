@@ -181,3 +181,42 @@ func TestPoisoningRamp(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstWriteOfReadOnlyAgentIsNotAnUpload: an agent that only ever read
+// (no request bodies) makes its first write; the body size has no
+// baseline yet and must not be scored as a huge upload.
+func TestFirstWriteOfReadOnlyAgentIsNotAnUpload(t *testing.T) {
+	p := DefaultParams()
+	var m Model
+	start := int64(1_800_000_000_000)
+	for i := range 2000 {
+		v := features.Vector{features.Calls: 5, features.DistinctRoutes: 2, features.RespBytes: 5000, features.RespBytesMax: 1500, features.DistinctIPs: 1}
+		m.Update(&p, start+int64(i)*60_000, &v, 1)
+	}
+	v := features.Vector{features.Calls: 5, features.DistinctRoutes: 2, features.RespBytes: 5000, features.RespBytesMax: 1500,
+		features.DistinctIPs: 1, features.WriteCalls: 1, features.ReqBytes: 600}
+	at := start + 2000*60_000
+	r := m.Score(&p, at, &v)
+	if r.Features[features.ReqBytes].Surprise != 0 {
+		t.Errorf("first request body scored with surprise %g; it has no baseline yet", r.Features[features.ReqBytes].Surprise)
+	}
+	// Once bodies have been seen, a 100x larger one is surprising.
+	for i := range 500 {
+		m.Update(&p, at+int64(i)*60_000, &v, 1)
+	}
+	big := v
+	big[features.ReqBytes] = 60_000
+	if r := m.Score(&p, at+600*60_000, &big); r.Features[features.ReqBytes].Surprise < 10 {
+		t.Errorf("a 100x request body has surprise %g", r.Features[features.ReqBytes].Surprise)
+	}
+	b := m.AppendBinary(nil)
+	var back Model
+	if err := back.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	var fresh Model
+	fresh.Update(&p, start, &features.Vector{features.Calls: 1}, 1)
+	if err := back.UnmarshalBinary(fresh.AppendBinary(nil)); err != nil {
+		t.Errorf("a model with an unseen size does not round-trip: %v", err)
+	}
+}

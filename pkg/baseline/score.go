@@ -257,12 +257,17 @@ func (m *Model) scoreFeature(p *Params, startMs int64, id features.ID, st stat, 
 		}
 	case features.Bytes:
 		mu := float64(st.a)
-		sd := max(math.Sqrt(sizeVar(id, float64(st.b), calls, float64(m.short[features.Calls].a))), p.MinLogScale)
+		n, ok := sizeCalls(id, v)
+		sd := max(math.Sqrt(sizeVar(id, float64(st.b), n, float64(m.short[features.Calls].a))), p.MinLogScale)
 		fs.Expected = math.Expm1(mu)
-		if perCall(id) && calls >= 1 {
-			fs.Expected *= calls
+		if perCall(id) && n >= 1 {
+			fs.Expected *= n
 		}
-		lp = lnNormalTail((logSize(id, x, calls) - mu) / sd)
+		if st == unseenSize {
+			fs.Expected = 0
+		} else if ok {
+			lp = lnNormalTail((logSize(id, x, n) - mu) / sd)
+		}
 	}
 	lp = max(lp, -maxScore*math.Ln10-10)
 	fs.P = math.Exp(lp)
