@@ -1,6 +1,7 @@
 package features
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"slices"
@@ -34,6 +35,10 @@ func (s *Seen) Merge(a *Acc) {
 	if s.SinceMs == 0 && len(s.Routes) == 0 && len(s.IPs) == 0 {
 		s.SinceMs = a.StartMs
 	}
+	// Arrival order must not decide which entries the cap evicts: merge in
+	// hash order. The Acc is about to be reset, so sorting it is free.
+	slices.SortFunc(a.routes, func(x, y routeCount) int { return cmp.Compare(x.hash, y.hash) })
+	slices.Sort(a.ips)
 	for i := range a.routes {
 		s.Routes = addCapped(s.Routes, a.routes[i].hash, MaxSeenRoutes)
 	}
