@@ -1,42 +1,40 @@
-// Command detector consumes canonical agent events from the events topic in
-// a consumer group (partitions keyed by agent id, so one instance owns each
-// agent's state).
+// Command detector consumes canonical agent events from the events topic
+// in a consumer group, scores each agent's event-time windows against its
+// baseline, applies the registry and route rules, and writes explained
+// anomalies to the anomalies topic and ClickHouse.
 //
-// Today it accounts for the events it consumes and exposes the counts as
-// metrics; per-agent features, statistical baselines and anomalies are
-// issue 3 and are not built yet.
+//	detector [run]                          the consumer (default)
+//	detector backfill --from T --to T       build baselines from stored events
+//	detector backfill --file raw.log ...    … or from a file of raw gateway logs
 package main
 
 import (
-	"fmt"
 	"os"
 
 	"github.com/agentwatch/agentwatch/internal/cli"
-	"github.com/agentwatch/agentwatch/internal/detect"
-	"github.com/agentwatch/agentwatch/internal/kafka"
-	"github.com/agentwatch/agentwatch/internal/obs"
-	"github.com/agentwatch/agentwatch/internal/pipeline"
 )
 
 func main() { cli.Exit("detector", run(os.Args[1:])) }
 
 func run(args []string) error {
-	cfg, err := cli.Load(cli.FlagSet("detector"), args)
-	if err != nil {
-		return err
+	if len(args) > 0 {
+		switch args[0] {
+		case "run":
+			return runDetector(args[1:])
+		case "backfill":
+			return runBackfill(args[1:])
+		case "help", "-h", "--help":
+			os.Stdout.WriteString(usage)
+			return nil
+		}
 	}
-	if !cfg.Distributed() {
-		return cli.Usagef("kafka.brokers is empty; the embedded mode runs inside `agentwatch demo`")
-	}
-	log := cli.Logger(os.Stderr, cfg.Log, "detector")
-	ctx, stop := cli.SignalContext()
-	defer stop()
-	r, err := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Kafka.Brokers, GroupID: cfg.Kafka.DetectorGroup, Topics: []string{cfg.Kafka.EventsTopic}}, log)
-	if err != nil {
-		return fmt.Errorf("events reader: %w", err)
-	}
-	defer r.Close()
-	reg := obs.NewRegistry()
-	log.Info("detector started", "brokers", cfg.Kafka.Brokers, "events_topic", cfg.Kafka.EventsTopic, "group", cfg.Kafka.DetectorGroup)
-	return pipeline.Run(ctx, detect.NewTally(r, log, reg), &obs.Server{Addr: cfg.HTTP.Addr, Registry: reg, Readiness: &obs.Readiness{}, Log: log})
+	return runDetector(args)
 }
+
+const usage = `usage:
+  detector [run] [--config FILE] [--KEY VALUE ...]
+  detector backfill --from TIME --to TIME [--job NAME] [--file RAW_LOG] [--config FILE] [--KEY VALUE ...]
+
+TIME is RFC 3339 (2026-11-01T00:00:00Z) or a date (2026-11-01).
+Every config key is also a flag; see the README's configuration reference.
+`

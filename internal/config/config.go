@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/agentwatch/agentwatch/pkg/baseline"
 	"github.com/agentwatch/agentwatch/pkg/gateway"
 	"github.com/agentwatch/agentwatch/pkg/identity"
 	"github.com/agentwatch/agentwatch/pkg/routes"
@@ -44,6 +45,7 @@ type Config struct {
 	Kafka      Kafka      `mapstructure:"kafka"`
 	ClickHouse ClickHouse `mapstructure:"clickhouse"`
 	Ingest     Ingest     `mapstructure:"ingest"`
+	Detector   Detector   `mapstructure:"detector"`
 	Embedded   Embedded   `mapstructure:"embedded"`
 }
 
@@ -127,6 +129,37 @@ type RouteSpec struct {
 	Tags     []string `mapstructure:"tags"`
 }
 
+// Detector configures windows, baselines, rules, state and the agent cap;
+// see the README's detector section for what each does.
+type Detector struct {
+	Window   time.Duration `mapstructure:"window"`
+	Lateness time.Duration `mapstructure:"lateness"`
+	// Warmup is the agent's own active windows before it is scored against
+	// its own baseline rather than its peer group's.
+	Warmup          int     `mapstructure:"warmup"`
+	HalfLife        float64 `mapstructure:"half_life"`
+	LongHalfLife    float64 `mapstructure:"long_half_life"`
+	AlertScore      float64 `mapstructure:"alert_score"`
+	AnomalousWeight float64 `mapstructure:"anomalous_weight"`
+	// RegistryFile, RoutesFile and OpenAPIFile are the agent registry and
+	// route inventory (docs/registry.md), reloaded every ReloadEvery.
+	RegistryFile string        `mapstructure:"registry_file"`
+	RoutesFile   string        `mapstructure:"routes_file"`
+	OpenAPIFile  string        `mapstructure:"openapi_file"`
+	ReloadEvery  time.Duration `mapstructure:"reload_every"`
+	// RuleRepeat is the least event time between two rule anomalies of one
+	// kind for one agent, unless a never-called route is involved.
+	RuleRepeat    time.Duration `mapstructure:"rule_repeat"`
+	NoveltyMature time.Duration `mapstructure:"novelty_mature"`
+	// NewAgentsPerWindow raises agent_flood past this many new agent ids
+	// per partition and window (0: off).
+	NewAgentsPerWindow int           `mapstructure:"new_agents_per_window"`
+	MaxAgents          int           `mapstructure:"max_agents"`
+	SnapshotEvery      time.Duration `mapstructure:"snapshot_every"`
+	IdleFlush          time.Duration `mapstructure:"idle_flush"`
+	SessionTimeout     time.Duration `mapstructure:"session_timeout"`
+}
+
 // Embedded configures the one-process default.
 type Embedded struct {
 	DataDir string `mapstructure:"data_dir"`
@@ -139,44 +172,62 @@ func (c Config) Distributed() bool { return len(c.Kafka.Brokers) > 0 }
 // knows (spf13/viper#761), so even empty values are declared here.
 func defaults() map[string]any {
 	return map[string]any{
-		"log.level":                 "info",
-		"log.format":                "json",
-		"http.addr":                 "127.0.0.1:9464",
-		"kafka.brokers":             []string{},
-		"kafka.raw_topics":          []string{"agentwatch.raw"},
-		"kafka.events_topic":        "agentwatch.events",
-		"kafka.dead_letter_topic":   "agentwatch.deadletter",
-		"kafka.ingest_group":        "agentwatch-ingest",
-		"kafka.anomalies_topic":     "agentwatch.anomalies",
-		"kafka.detector_group":      "agentwatch-detector",
-		"kafka.responder_group":     "agentwatch-responder",
-		"kafka.partitions":          6,
-		"kafka.replication_factor":  1,
-		"kafka.create_topics":       true,
-		"kafka.max_message_bytes":   4 << 20,
-		"clickhouse.addr":           []string{"127.0.0.1:9000"},
-		"clickhouse.database":       "agentwatch",
-		"clickhouse.username":       "default",
-		"clickhouse.password":       "",
-		"clickhouse.dial_timeout":   "5s",
-		"clickhouse.retention_days": 30,
-		"ingest.batch_size":         20000,
-		"ingest.batch_bytes":        32 << 20,
-		"ingest.batch_wait":         "500ms",
-		"ingest.retry_initial":      "100ms",
-		"ingest.retry_max":          "10s",
-		"ingest.shutdown_grace":     "30s",
-		"ingest.format":             "auto",
-		"ingest.topic_formats":      map[string]string{},
-		"ingest.mappings":           map[string]map[string]string{},
-		"ingest.identity":           []IdentityRule{},
-		"ingest.max_line_bytes":     gateway.DefaultMaxLineBytes,
-		"ingest.max_depth":          32,
-		"ingest.max_age":            "168h",
-		"ingest.max_future":         "10m",
-		"ingest.openapi":            "",
-		"ingest.routes":             []RouteSpec{},
-		"embedded.data_dir":         ".data/embedded",
+		"log.level":                      "info",
+		"log.format":                     "json",
+		"http.addr":                      "127.0.0.1:9464",
+		"kafka.brokers":                  []string{},
+		"kafka.raw_topics":               []string{"agentwatch.raw"},
+		"kafka.events_topic":             "agentwatch.events",
+		"kafka.dead_letter_topic":        "agentwatch.deadletter",
+		"kafka.ingest_group":             "agentwatch-ingest",
+		"kafka.anomalies_topic":          "agentwatch.anomalies",
+		"kafka.detector_group":           "agentwatch-detector",
+		"kafka.responder_group":          "agentwatch-responder",
+		"kafka.partitions":               6,
+		"kafka.replication_factor":       1,
+		"kafka.create_topics":            true,
+		"kafka.max_message_bytes":        4 << 20,
+		"clickhouse.addr":                []string{"127.0.0.1:9000"},
+		"clickhouse.database":            "agentwatch",
+		"clickhouse.username":            "default",
+		"clickhouse.password":            "",
+		"clickhouse.dial_timeout":        "5s",
+		"clickhouse.retention_days":      30,
+		"ingest.batch_size":              20000,
+		"ingest.batch_bytes":             32 << 20,
+		"ingest.batch_wait":              "500ms",
+		"ingest.retry_initial":           "100ms",
+		"ingest.retry_max":               "10s",
+		"ingest.shutdown_grace":          "30s",
+		"ingest.format":                  "auto",
+		"ingest.topic_formats":           map[string]string{},
+		"ingest.mappings":                map[string]map[string]string{},
+		"ingest.identity":                []IdentityRule{},
+		"ingest.max_line_bytes":          gateway.DefaultMaxLineBytes,
+		"ingest.max_depth":               32,
+		"ingest.max_age":                 "168h",
+		"ingest.max_future":              "10m",
+		"ingest.openapi":                 "",
+		"ingest.routes":                  []RouteSpec{},
+		"detector.window":                "1m",
+		"detector.lateness":              "30s",
+		"detector.warmup":                baseline.DefaultParams().Warmup,
+		"detector.half_life":             baseline.DefaultParams().HalfLife,
+		"detector.long_half_life":        baseline.DefaultParams().LongHalfLife,
+		"detector.alert_score":           baseline.DefaultParams().AlertScore,
+		"detector.anomalous_weight":      baseline.DefaultParams().AnomalousWeight,
+		"detector.registry_file":         "",
+		"detector.routes_file":           "",
+		"detector.openapi_file":          "",
+		"detector.reload_every":          "5s",
+		"detector.rule_repeat":           "1h",
+		"detector.novelty_mature":        "2h",
+		"detector.new_agents_per_window": 200,
+		"detector.max_agents":            1_000_000,
+		"detector.snapshot_every":        "10s",
+		"detector.idle_flush":            "30s",
+		"detector.session_timeout":       "10s",
+		"embedded.data_dir":              ".data/embedded",
 	}
 }
 
@@ -408,10 +459,52 @@ func (c Config) Validate() error {
 	if _, err := c.RouteNormalizer(); err != nil {
 		bad("ingest.routes", "%v", err)
 	}
+	d := c.Detector
+	if d.Window < time.Second || d.Window > 24*time.Hour || (24*time.Hour)%d.Window != 0 {
+		bad("detector.window", "must divide a day evenly and be in [1s, 24h], got %s", d.Window)
+	}
+	if d.Lateness < 0 || d.Lateness > 24*time.Hour {
+		bad("detector.lateness", "must be in [0, 24h], got %s", d.Lateness)
+	}
+	for key, v := range map[string]time.Duration{"detector.reload_every": d.ReloadEvery, "detector.snapshot_every": d.SnapshotEvery,
+		"detector.session_timeout": d.SessionTimeout} {
+		if v <= 0 {
+			bad(key, "must be a positive duration, got %s", v)
+		}
+	}
+	if d.SessionTimeout > 0 && d.SessionTimeout < 6*time.Second {
+		bad("detector.session_timeout", "must be at least 6s (the broker's group.min.session.timeout.ms), got %s", d.SessionTimeout)
+	}
+	for key, v := range map[string]time.Duration{"detector.rule_repeat": d.RuleRepeat, "detector.novelty_mature": d.NoveltyMature, "detector.idle_flush": d.IdleFlush} {
+		if v < 0 {
+			bad(key, "must not be negative, got %s", v)
+		}
+	}
+	if d.NewAgentsPerWindow < 0 {
+		bad("detector.new_agents_per_window", "must be 0 (off) or positive, got %d", d.NewAgentsPerWindow)
+	}
+	if d.MaxAgents < 0 {
+		bad("detector.max_agents", "must be 0 (no cap) or positive, got %d", d.MaxAgents)
+	}
+	if err := c.BaselineParams().Validate(); err != nil {
+		bad("detector", "%v", err)
+	}
 	if c.Embedded.DataDir == "" {
 		bad("embedded.data_dir", "must be set")
 	}
 	return errors.Join(errs...)
+}
+
+// BaselineParams returns the baseline parameters: the package defaults
+// with the detector.* keys applied.
+func (c Config) BaselineParams() baseline.Params {
+	p := baseline.DefaultParams()
+	p.Warmup = c.Detector.Warmup
+	p.HalfLife = c.Detector.HalfLife
+	p.LongHalfLife = c.Detector.LongHalfLife
+	p.AlertScore = c.Detector.AlertScore
+	p.AnomalousWeight = c.Detector.AnomalousWeight
+	return p
 }
 
 // ParserOptions builds the gateway parser options; routes may be nil.

@@ -1,9 +1,13 @@
 // Package demo runs the whole job in one process on the embedded default:
 // the traffic simulator publishes gateway access-log lines of every format
 // to an in-process log, the ingest stage turns them into canonical events
-// stored in day files and published to the events topic, the detector stage
-// consumes them, and dead letters are kept for inspection. It prints what
-// flows through each stage while it runs and where the results are at the end.
+// stored in day files and published to the events topic, and the detector
+// scores every agent's windows and publishes explained anomalies. A few days
+// of quiet history are replayed first, as fast as possible, so baselines are
+// warm (what `detector backfill` does for a new deployment); then the last
+// day, with injected incidents, is paced. It prints what flows through each
+// stage and each anomaly while it runs, and at the end which incidents were
+// caught and how many alerts were false.
 package demo
 
 import (
@@ -29,7 +33,9 @@ import (
 	"github.com/agentwatch/agentwatch/internal/ingest"
 	"github.com/agentwatch/agentwatch/internal/obs"
 	"github.com/agentwatch/agentwatch/internal/pipeline"
+	"github.com/agentwatch/agentwatch/internal/scenario"
 	"github.com/agentwatch/agentwatch/internal/sim"
+	"github.com/agentwatch/agentwatch/pkg/anomaly"
 )
 
 // Options say what to simulate and how fast. Zero values mean defaults.
@@ -39,8 +45,11 @@ type Options struct {
 	Seed uint64
 	// Agents simulated; default 60.
 	Agents int
-	// SimDuration is the simulated span, ending now; default 24h.
+	// SimDuration is the paced, simulated span ending now; default 24h.
 	SimDuration time.Duration
+	// History is quiet traffic replayed unpaced before it; default 72h.
+	// Ingest rejects events older than ingest.max_age (7 days by default).
+	History time.Duration
 	// Speed is simulated seconds per wall second; default 1440 (a day in a minute).
 	Speed float64
 	// GarbageRate is the share of bad lines; default 0.02.
@@ -53,9 +62,12 @@ type Options struct {
 type Summary struct {
 	Published, Good, Bad uint64
 	Ingest               ingest.Stats
-	DetectorEvents       uint64
+	Detector             detect.Stats
 	DetectorAgents       int
-	Unattributed         uint64
+	Anomalies            []anomaly.Anomaly
+	Caught               []scenario.Catch
+	FalseAlerts          int
+	AgentDays            float64
 	Incidents            []sim.Incident
 	IncidentEvents       map[string]uint64
 	DataDir              string
@@ -67,6 +79,7 @@ const (
 	topicRaw    = "agentwatch.raw"
 	topicEvents = "agentwatch.events"
 	topicDLQ    = "agentwatch.deadletter"
+	topicAnom   = "agentwatch.anomalies"
 )
 
 // Run runs the demo until the simulated span is replayed (or ctx ends),
@@ -77,6 +90,9 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 	}
 	if o.SimDuration <= 0 {
 		o.SimDuration = 24 * time.Hour
+	}
+	if o.History == 0 {
+		o.History = 72 * time.Hour
 	}
 	if o.Speed <= 0 {
 		o.Speed = 1440
@@ -106,11 +122,18 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 	b.CreateTopic(topicRaw, cfg.Kafka.Partitions)
 	b.CreateTopic(topicEvents, cfg.Kafka.Partitions)
 	b.CreateTopic(topicDLQ, 1)
+	b.CreateTopic(topicAnom, cfg.Kafka.Partitions)
 
 	now := time.Now().UTC()
+	liveStart := now.Add(-o.SimDuration)
+	simStart := liveStart.Add(-o.History)
+	specs := sim.DefaultIncidents(liveStart, o.SimDuration)
+	for i := range specs {
+		specs[i].Offset += o.History
+	}
 	s, err := sim.New(sim.Config{
-		Seed: o.Seed, Agents: o.Agents, Start: now.Add(-o.SimDuration), Duration: o.SimDuration,
-		GarbageRate: o.GarbageRate,
+		Seed: o.Seed, Agents: o.Agents, Start: simStart, Duration: o.History + o.SimDuration,
+		GarbageRate: o.GarbageRate, Incidents: specs,
 		// Lines over 1 MiB are dead-lettered like any other garbage; they are
 		// left out only to keep the demo's memory small.
 		GarbageKinds: withoutTooLarge(),
@@ -124,6 +147,9 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 	}
 
 	reg := obs.NewRegistry()
+	// simClock is the simulated time reached by the feeder.
+	var simClock atomic.Value
+	simClock.Store(simStart)
 	rt, err := cfg.RouteNormalizer()
 	if err != nil {
 		return sum, err
@@ -137,6 +163,9 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 		BatchSize: 5000, BatchWait: 200 * time.Millisecond,
 		Parser: cfg.ParserOptions(rt), TopicFormats: cfg.Ingest.TopicFormats,
 		RetryInitial: cfg.Ingest.RetryInitial, RetryMax: cfg.Ingest.RetryMax, ShutdownGrace: cfg.Ingest.ShutdownGrace,
+		// Ingest judges timestamps against the replayed clock, as it would
+		// against the wall clock live: "future" lines are rejected.
+		Now: func() time.Time { return simClock.Load().(time.Time) },
 	}, log, ingest.NewMetrics(reg))
 	if err != nil {
 		return sum, err
@@ -145,7 +174,24 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 	if err != nil {
 		return sum, err
 	}
-	tally := detect.NewTally(evReader, log, reg)
+	det, closeDet, err := newDetector(cfg, b, evReader, log, reg)
+	if err != nil {
+		return sum, err
+	}
+	defer closeDet()
+	detectorIdle := make(chan struct{}, 1)
+	det.Idle = func() {
+		select {
+		case detectorIdle <- struct{}{}:
+		default:
+		}
+	}
+	anomReader, err := b.Reader("demo-anomalies", topicAnom)
+	if err != nil {
+		return sum, err
+	}
+	var anomalies []anomaly.Anomaly
+	anomCount := atomic.Int64{}
 	dlqReader, err := b.Reader("demo-deadletter", topicDLQ)
 	if err != nil {
 		return sum, err
@@ -156,8 +202,8 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 	}
 	defer dlqFile.Close()
 
-	fmt.Fprintf(out, "agentwatch demo: %d agents, %s of simulated traffic replayed at %gx, %.0f%% garbage, %d injected incidents\n",
-		o.Agents, o.SimDuration, o.Speed, o.GarbageRate*100, len(sum.Incidents))
+	fmt.Fprintf(out, "agentwatch demo: %d agents; %s of quiet history replayed at full speed to warm the baselines, then %s replayed at %gx with %.0f%% garbage and %d injected incidents\n",
+		o.Agents, o.History, o.SimDuration, o.Speed, o.GarbageRate*100, len(sum.Incidents))
 	fmt.Fprintf(out, "embedded mode: in-process log, events stored under %s\n\n", store.Dir())
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -167,12 +213,10 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 	var published atomic.Uint64
 	var good, bad uint64
 	incidentOf := map[string]uint64{}
-	var simClock atomic.Value
-	simClock.Store(now.Add(-o.SimDuration))
 	feeder := pipeline.StageFunc(func(ctx context.Context) error {
 		defer close(feederDone)
 		w := b.Writer(topicRaw)
-		p := sim.Pacer{SimStart: now.Add(-o.SimDuration), WallStart: time.Now(), Speed: o.Speed, NotAfterWall: true}
+		var p *sim.Pacer
 		var batch []bus.Message
 		for {
 			line, ok := s.Next()
@@ -188,8 +232,13 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 			if !ok {
 				return nil
 			}
-			if err := p.Wait(ctx, s.Clock()); err != nil {
-				return nil
+			if !s.Clock().Before(liveStart) {
+				if p == nil {
+					p = &sim.Pacer{SimStart: liveStart, WallStart: time.Now(), Speed: o.Speed, NotAfterWall: true}
+				}
+				if err := p.Wait(ctx, s.Clock()); err != nil {
+					return nil
+				}
 			}
 			simClock.Store(s.Clock())
 			batch = append(batch, bus.Message{Value: line.Raw})
@@ -223,6 +272,27 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 			}
 		}
 	})
+	anomSink := pipeline.StageFunc(func(ctx context.Context) error {
+		for {
+			m, err := anomReader.Fetch(ctx)
+			if err != nil {
+				return nil
+			}
+			var a anomaly.Anomaly
+			if err := json.Unmarshal(m.Value, &a); err != nil {
+				return fmt.Errorf("demo: undecodable anomaly: %w", err)
+			}
+			anomalies = append(anomalies, a)
+			if n := anomCount.Add(1); n <= maxPrinted {
+				fmt.Fprintf(out, "ANOMALY %s  %-22s %-8s %s\n", time.UnixMilli(a.WindowStartMs).UTC().Format("Jan 02 15:04"), a.Kind, a.Severity, a.Summary)
+			} else if n == maxPrinted+1 {
+				fmt.Fprintf(out, "(more anomalies: the rest are in %s)\n", filepath.Join(cfg.Embedded.DataDir, "detector"))
+			}
+			if err := anomReader.Commit(ctx, m); err != nil {
+				return nil
+			}
+		}
+	})
 	progress := pipeline.StageFunc(func(ctx context.Context) error {
 		t := time.NewTicker(o.Every)
 		defer t.Stop()
@@ -231,31 +301,43 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 			case <-ctx.Done():
 				return nil
 			case <-feederDone:
-				// Wait for the pipeline to drain, then stop everything.
+				// Wait for the pipeline to drain and the detector to close
+				// its last windows, then stop everything.
 				for ctx.Err() == nil {
 					st := in.Stats()
-					ev, _, _ := tally.Counts()
-					if st.Committed >= published.Load() && ev >= st.Events && b.Lag("demo-deadletter", topicDLQ) == 0 {
-						cancel()
-						return nil
+					if st.Committed >= published.Load() && b.Lag("detector", topicEvents) == 0 && b.Lag("demo-deadletter", topicDLQ) == 0 {
+						break
 					}
 					time.Sleep(50 * time.Millisecond)
 				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-detectorIdle:
+				}
+				for ctx.Err() == nil && b.Lag("demo-anomalies", topicAnom) > 0 {
+					time.Sleep(50 * time.Millisecond)
+				}
+				cancel()
 				return nil
 			case <-t.C:
 				st := in.Stats()
-				ev, agents, _ := tally.Counts()
-				fmt.Fprintf(out, "sim clock %s | published %d | ingest: %d events stored, %d dead-lettered | detector: %d events from %d agents\n",
-					simClock.Load().(time.Time).Format("Jan 02 15:04"), published.Load(), st.Events, st.DeadLettered, ev, agents)
+				ds := det.Counts()
+				fmt.Fprintf(out, "sim clock %s | published %d | ingest: %d events stored, %d dead-lettered | detector: %d events, %d windows scored, %d anomalies\n",
+					simClock.Load().(time.Time).Format("Jan 02 15:04"), published.Load(), st.Events, st.DeadLettered, ds.Events, ds.Windows, anomCount.Load())
 			}
 		}
 	})
 	httpSrv := &obs.Server{Addr: cfg.HTTP.Addr, Registry: reg, Readiness: &obs.Readiness{}, Log: log}
-	err = pipeline.Run(runCtx, feeder, in, tally, dlqSink, progress, httpSrv)
+	err = pipeline.Run(runCtx, feeder, in, det, dlqSink, anomSink, progress, httpSrv)
 
 	sum.Published, sum.Good, sum.Bad = published.Load(), good, bad
 	sum.Ingest = in.Stats()
-	sum.DetectorEvents, sum.DetectorAgents, sum.Unattributed = tally.Counts()
+	sum.Detector = det.Counts()
+	sum.DetectorAgents = det.Proc.Agents()
+	sum.Anomalies = anomalies
+	sum.Caught, sum.FalseAlerts = scenario.Match(sum.Incidents, anomalies, cfg.Detector.Window)
+	sum.AgentDays = float64(o.Agents) * (o.History + o.SimDuration).Hours() / 24
 	sum.IncidentEvents = incidentOf
 	sum.StoredEvents = store.Count()
 	if err != nil && !errors.Is(err, context.Canceled) {
@@ -310,8 +392,8 @@ func printSummary(w io.Writer, s Summary) {
 	fmt.Fprintf(w, "simulator  %8d lines published (%d good, %d garbage)\n", s.Published, s.Good, s.Bad)
 	fmt.Fprintf(w, "ingest     %8d records read, %d events stored and published, %d dead-lettered, %d committed\n",
 		s.Ingest.Records, s.Ingest.Events, s.Ingest.DeadLettered, s.Ingest.Committed)
-	fmt.Fprintf(w, "detector   %8d events consumed from %d agents (%d unattributed)\n", s.DetectorEvents, s.DetectorAgents, s.Unattributed)
-	fmt.Fprintf(w, "           anomaly scoring is not built yet (issue 3): no anomalies are raised\n")
+	fmt.Fprintf(w, "detector   %8d events consumed from %d agents (%d unattributed), %d windows scored, %d late events\n",
+		s.Detector.Events, s.Detector.Agents, s.Detector.Unattributed, s.Detector.Windows, s.Detector.Late)
 	fmt.Fprintf(w, "responder  playbooks are not built yet (issue 4): nothing is alerted or revoked\n")
 	if len(s.Ingest.ByReason) > 0 {
 		fmt.Fprintf(w, "\ndead-lettered by reason:\n")
@@ -324,14 +406,11 @@ func printSummary(w io.Writer, s Summary) {
 			fmt.Fprintf(w, "  %-26s %d\n", r, s.Ingest.ByReason[r])
 		}
 	}
-	fmt.Fprintf(w, "\ninjected incidents (ground truth the detector will be scored on):\n")
-	for _, inc := range s.Incidents {
-		fmt.Fprintf(w, "  %-22s agent %-20s %s – %s  %d events\n", inc.Kind, inc.Agent,
-			inc.Start.Format("Jan 02 15:04"), inc.End.Format("15:04"), s.IncidentEvents[inc.ID])
-	}
+	printDetection(w, s)
 	fmt.Fprintf(w, "\n=== where the results are ===\n")
 	fmt.Fprintf(w, "events (canonical JSON lines, one file per day): %s\n", filepath.Join(s.DataDir, "events"))
 	fmt.Fprintf(w, "dead letters with reason and source offset:      %s\n", s.DeadLetterFile)
+	fmt.Fprintf(w, "anomalies, window scores, detector state:        %s\n", filepath.Join(s.DataDir, "detector"))
 	fmt.Fprintf(w, "agent registry, route inventory, incidents:      %s\n", strings.Join([]string{
 		filepath.Join(s.DataDir, "agents.yaml"), filepath.Join(s.DataDir, "openapi.yaml"), filepath.Join(s.DataDir, "incidents.json")}, ", "))
 }

@@ -38,8 +38,20 @@ func TestDemoRunsEveryStageAndAccountsForEveryLine(t *testing.T) {
 	if sum.Ingest.Events+sum.Ingest.DeadLettered != sum.Published {
 		t.Fatalf("events %d + dead letters %d != published %d", sum.Ingest.Events, sum.Ingest.DeadLettered, sum.Published)
 	}
-	if sum.DetectorEvents != sum.Ingest.Events {
-		t.Fatalf("detector consumed %d of %d events", sum.DetectorEvents, sum.Ingest.Events)
+	if sum.Detector.Events != sum.Ingest.Events {
+		t.Fatalf("detector consumed %d of %d events", sum.Detector.Events, sum.Ingest.Events)
+	}
+	if sum.Detector.Windows == 0 {
+		t.Fatal("detector scored no window")
+	}
+	for _, c := range sum.Caught {
+		if !c.Caught {
+			t.Errorf("incident %s (%s, agent %s) was not detected\n%s", c.Incident.ID, c.Incident.Kind, c.Incident.Agent, out.String())
+		}
+	}
+	t.Logf("%d anomalies, %d matched no incident over %.0f agent-days; detector %+v", len(sum.Anomalies), sum.FalseAlerts, sum.AgentDays, sum.Detector)
+	for _, c := range sum.Caught {
+		t.Logf("%-20s caught=%v after %d windows as %v", c.Incident.Kind, c.Caught, c.Windows, c.Kinds)
 	}
 	if uint64(sum.StoredEvents) != sum.Ingest.Events {
 		t.Fatalf("store holds %d events, ingest stored %d", sum.StoredEvents, sum.Ingest.Events)
@@ -59,7 +71,7 @@ func TestDemoRunsEveryStageAndAccountsForEveryLine(t *testing.T) {
 	if got := bytes.Count(dl, []byte("\n")); uint64(got) != sum.Ingest.DeadLettered {
 		t.Fatalf("dead-letter file has %d records, want %d", got, sum.Ingest.DeadLettered)
 	}
-	for _, want := range []string{"what flowed", "dead-lettered by reason", "injected incidents", "where the results are", cfg.Embedded.DataDir} {
+	for _, want := range []string{"what flowed", "dead-lettered by reason", "injected incidents", "what the detector found", "caught", "where the results are", cfg.Embedded.DataDir} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}

@@ -22,6 +22,9 @@ type State struct {
 const (
 	KindAgent = "agent"
 	KindPeer  = "peer"
+	// KindPartition holds a partition's watermark sources (Key: the
+	// partition number).
+	KindPartition = "partition"
 )
 
 // Checkpoint is where one events-topic partition stands for a detector

@@ -33,11 +33,14 @@ const (
 	FirstSensitive = "first_sensitive_route"
 	// AgentFlood: new agent ids arrived faster than the configured rate.
 	AgentFlood = "agent_flood"
+	// OffHours: an agent busy in an hour of the week it is (almost) never
+	// active in.
+	OffHours = "off_hours"
 )
 
 // Kinds lists every kind, for docs and validation.
 func Kinds() []string {
-	return []string{Behaviour, Drift, ShadowAgent, UnapprovedRoute, ZombieRoute, FirstSensitive, AgentFlood}
+	return []string{Behaviour, Drift, ShadowAgent, UnapprovedRoute, ZombieRoute, FirstSensitive, AgentFlood, OffHours}
 }
 
 // Feature explains one feature's part in an anomaly.

@@ -1,0 +1,146 @@
+package detect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/agentwatch/agentwatch/internal/chstore"
+	"github.com/agentwatch/agentwatch/internal/config"
+	invwatch "github.com/agentwatch/agentwatch/internal/inventory"
+	"github.com/agentwatch/agentwatch/internal/kafka"
+	"github.com/agentwatch/agentwatch/pkg/features"
+	"github.com/agentwatch/agentwatch/pkg/inventory"
+)
+
+// SettingsFrom maps the detector.* configuration to processor settings.
+func SettingsFrom(cfg config.Config) Settings {
+	d := cfg.Detector
+	return Settings{
+		Features:           features.Config{WindowMs: d.Window.Milliseconds(), LatenessMs: d.Lateness.Milliseconds()},
+		Baseline:           cfg.BaselineParams(),
+		NewAgentsPerWindow: d.NewAgentsPerWindow,
+		RuleRepeatMs:       d.RuleRepeat.Milliseconds(),
+		NoveltyMatureMs:    d.NoveltyMature.Milliseconds(),
+	}
+}
+
+// WatcherCatalog adapts the inventory watcher to Catalog.
+type WatcherCatalog struct{ W *invwatch.Watcher }
+
+// Registry implements Catalog.
+func (c WatcherCatalog) Registry() *inventory.Registry { return c.W.Current().Registry }
+
+// Routes implements Catalog.
+func (c WatcherCatalog) Routes() *inventory.Inventory { return c.W.Current().Routes }
+
+// NewWatcher loads the registry and route files named by the config.
+func NewWatcher(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*invwatch.Watcher, error) {
+	d := cfg.Detector
+	w, err := invwatch.NewWatcher(invwatch.Files{Registry: d.RegistryFile, Routes: d.RoutesFile, OpenAPI: d.OpenAPIFile}, d.ReloadEvery, log, reg)
+	if err != nil {
+		return nil, fmt.Errorf("detector registry/routes: %w", err)
+	}
+	return w, nil
+}
+
+// Service is cmd/detector in the distributed mode: the events topic in,
+// ClickHouse and the anomalies topic out. It owns its clients.
+type Service struct {
+	Detector *Detector
+	Watcher  *invwatch.Watcher
+	Store    *chstore.Store
+
+	group *kafka.Group
+	out   *kafka.Writer
+}
+
+// OpenStore opens ClickHouse as configured and applies the migrations.
+func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*chstore.Store, error) {
+	st, err := chstore.Open(ctx, chstore.Options{
+		Addr: cfg.ClickHouse.Addr, Database: cfg.ClickHouse.Database,
+		Username: cfg.ClickHouse.Username, Password: cfg.ClickHouse.Password,
+		DialTimeout: cfg.ClickHouse.DialTimeout,
+	}, log)
+	if err != nil {
+		return nil, fmt.Errorf("open clickhouse %v: %w; is it running (deploy/clickhouse.sh up)?", cfg.ClickHouse.Addr, err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("migrate clickhouse: %w", err)
+	}
+	return st, nil
+}
+
+// NewService connects to Kafka and ClickHouse and builds the detector.
+func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	if !cfg.Distributed() {
+		return nil, errors.New("detector: kafka.brokers is empty; the embedded mode runs inside `agentwatch demo`")
+	}
+	if cfg.Kafka.CreateTopics {
+		k := cfg.Kafka
+		if err := kafka.EnsureTopics(ctx, k.Brokers,
+			kafka.TopicSpec{Name: k.EventsTopic, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor},
+			kafka.TopicSpec{Name: k.AnomaliesTopic, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor},
+		); err != nil {
+			return nil, fmt.Errorf("ensure topics on %v: %w; is Kafka running (deploy/kafka.sh up)?", k.Brokers, err)
+		}
+	}
+	w, err := NewWatcher(cfg, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	st, err := OpenStore(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{Store: st, Watcher: w}
+	s.group, err = kafka.NewGroup(kafka.GroupConfig{
+		Brokers: cfg.Kafka.Brokers, GroupID: cfg.Kafka.DetectorGroup, Topic: cfg.Kafka.EventsTopic,
+		SessionTimeout: cfg.Detector.SessionTimeout, Logger: log,
+	})
+	if err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("detector group: %w", err)
+	}
+	s.out, err = kafka.NewWriter(kafka.WriterConfig{Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.AnomaliesTopic}, log)
+	if err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("anomalies writer: %w", err)
+	}
+	proc := NewProcessor(SettingsFrom(cfg), WatcherCatalog{w}, func() int64 { return time.Now().UnixMilli() })
+	s.Detector = &Detector{
+		Source: SourceFunc(func(ctx context.Context) (Generation, error) {
+			g, err := s.group.Next(ctx)
+			if err != nil {
+				return nil, err // not a typed nil inside the interface
+			}
+			return g, nil
+		}),
+		Store: st, Out: s.out, AnomaliesTopic: cfg.Kafka.AnomaliesTopic,
+		Group: cfg.Kafka.DetectorGroup, EventsTopic: cfg.Kafka.EventsTopic, Proc: proc,
+		SnapshotEvery: cfg.Detector.SnapshotEvery, IdleFlush: cfg.Detector.IdleFlush, MaxAgents: cfg.Detector.MaxAgents,
+		RetryInitial: cfg.Ingest.RetryInitial, RetryMax: cfg.Ingest.RetryMax,
+		Log: log.With("stage", "detector"), Metrics: NewMetrics(reg),
+	}
+	return s, nil
+}
+
+// Close closes the clients and the store.
+func (s *Service) Close() error {
+	var errs []error
+	if s.group != nil {
+		errs = append(errs, s.group.Close())
+	}
+	if s.out != nil {
+		errs = append(errs, s.out.Close())
+	}
+	if s.Store != nil {
+		errs = append(errs, s.Store.Close())
+	}
+	return errors.Join(errs...)
+}

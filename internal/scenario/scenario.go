@@ -1,0 +1,65 @@
+// Package scenario judges a detector run against the simulator's labeled
+// incidents: which incidents were caught, how fast, and which alerts belong
+// to no incident. The demo, the detector's tests and the scenario
+// evaluation share it, so they count the same way.
+package scenario
+
+import (
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/agentwatch/agentwatch/internal/sim"
+	"github.com/agentwatch/agentwatch/pkg/anomaly"
+)
+
+// Catch says whether and how fast an injected incident was detected.
+type Catch struct {
+	Incident sim.Incident
+	Caught   bool
+	// Kinds are the anomaly kinds raised for it.
+	Kinds []string
+	// Windows is how many windows after the incident's start the first
+	// anomaly's window began (0: the window the incident started in).
+	Windows int
+}
+
+// Match matches anomalies to incidents: an anomaly about an incident's
+// agent whose window overlaps the incident, or starts at most two windows
+// after its end, catches it. It returns one Catch per incident and the
+// number of anomalies that matched no incident (false alerts).
+func Match(incidents []sim.Incident, as []anomaly.Anomaly, window time.Duration) ([]Catch, int) {
+	w := window.Milliseconds()
+	used := make([]bool, len(as))
+	out := make([]Catch, 0, len(incidents))
+	for _, inc := range incidents {
+		c := Catch{Incident: inc}
+		start, end := inc.Start.UnixMilli(), inc.End.UnixMilli()
+		first := int64(-1)
+		for i, a := range as {
+			if a.AgentID != inc.Agent || a.WindowEndMs <= start || a.WindowStartMs > end+2*w {
+				continue
+			}
+			used[i] = true
+			c.Caught = true
+			if !slices.Contains(c.Kinds, a.Kind) {
+				c.Kinds = append(c.Kinds, a.Kind)
+			}
+			if first < 0 || a.WindowStartMs < first {
+				first = a.WindowStartMs
+			}
+		}
+		if c.Caught && first > start {
+			c.Windows = int((first - (start - start%w)) / w)
+		}
+		sort.Strings(c.Kinds)
+		out = append(out, c)
+	}
+	falseAlerts := 0
+	for _, u := range used {
+		if !u {
+			falseAlerts++
+		}
+	}
+	return out, falseAlerts
+}
