@@ -108,11 +108,6 @@ func (b *Backfill) Do(ctx context.Context) (BackfillResult, error) {
 			b.Log.Error("skipping undecodable saved state", "partition", p, "err", e)
 		}
 	}
-	ids, err := b.Store.AnomalyIDs(ctx, parts, start)
-	if err != nil {
-		return res, fmt.Errorf("load written anomaly ids: %w", err)
-	}
-	b.Proc.SkipIDs(ids)
 	if ok && done > b.FromMs {
 		b.Log.Info("resuming backfill", "job", b.Job, "from", time.UnixMilli(start).UTC())
 	}

@@ -96,6 +96,14 @@ type Detector struct {
 	// Idle, if set, is called when no record arrived for IdleFlush, after
 	// open windows were flushed (the demo uses it to know it is done).
 	Idle func()
+	// Published, if set, returns the ids of anomalies about the given
+	// partitions that reached the anomalies topic at or after sinceMs
+	// (internal/kafka.ReadSince); without it the store's ids are used.
+	// Windows re-processed after a restart yield the same ids, and those
+	// are not published again.
+	Published func(ctx context.Context, partitions []int32, sinceMs int64) (map[string]struct{}, error)
+
+	published map[string]struct{}
 
 	last   Stats
 	counts atomic.Pointer[Stats]
@@ -354,7 +362,7 @@ func (d *Detector) restore(ctx context.Context, gen Generation, parts []int32) e
 	for _, s := range states {
 		byPart[s.Partition] = append(byPart[s.Partition], s)
 	}
-	from := int64(-1)
+	from, since := int64(-1), int64(-1)
 	for _, p := range parts {
 		cp, ok := cps[p]
 		for _, e := range d.Proc.Restore(p, cp, ok, byPart[p]) {
@@ -366,29 +374,40 @@ func (d *Detector) restore(ctx context.Context, gen Generation, parts []int32) e
 			}
 		}
 		if !ok {
-			from = 0
-		} else if from < 0 || cp.ClosedThroughMs < from {
-			from = cp.ClosedThroughMs
+			from, since = 0, 0
+		} else {
+			if from < 0 || cp.ClosedThroughMs < from {
+				from = cp.ClosedThroughMs
+			}
+			if since < 0 || cp.UpdatedMs < since {
+				since = cp.UpdatedMs
+			}
 		}
 	}
+	// Anything published before the oldest checkpoint was taken belongs to
+	// a window that stays closed; what came after may be produced again.
 	var ids map[string]struct{}
-	err = d.retry(ctx, "load written anomaly ids", func(ctx context.Context) error {
+	err = d.retry(ctx, "load published anomaly ids", func(ctx context.Context) error {
 		var err error
-		ids, err = d.Store.AnomalyIDs(ctx, parts, max(from, 0))
+		if d.Published != nil {
+			ids, err = d.Published(ctx, parts, max(since-time.Minute.Milliseconds(), 0))
+		} else {
+			ids, err = d.Store.AnomalyIDs(ctx, parts, max(from, 0))
+		}
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	d.Proc.SkipIDs(ids)
+	d.published = ids
 	d.Metrics.Agents.Set(float64(d.Proc.Agents()))
 	return nil
 }
 
 // flush writes the results taken from the processor: anomalies to the topic
-// first, then anomalies and scores to the store. A crash between the two
-// can publish an anomaly twice with the same id; consumers deduplicate on
-// it, and the store's table collapses it.
+// first, then anomalies and scores to the store (idempotent: the tables
+// collapse repeated ids and windows). An anomaly already on the topic from
+// before a restart is not published again.
 func (d *Detector) flush(ctx context.Context) error {
 	as, ss := d.Proc.Take()
 	d.syncStats()
@@ -397,13 +416,17 @@ func (d *Detector) flush(ctx context.Context) error {
 	}
 	closed := time.Now()
 	if len(as) > 0 {
-		msgs := make([]bus.Message, len(as))
+		msgs := make([]bus.Message, 0, len(as))
 		for i := range as {
+			if _, done := d.published[as[i].ID]; done {
+				delete(d.published, as[i].ID)
+				continue
+			}
 			body, err := json.Marshal(&as[i])
 			if err != nil {
 				return fmt.Errorf("encode anomaly: %w", err)
 			}
-			msgs[i] = bus.Message{Topic: d.AnomaliesTopic, Key: []byte(as[i].AgentID), Value: body}
+			msgs = append(msgs, bus.Message{Topic: d.AnomaliesTopic, Key: []byte(as[i].AgentID), Value: body})
 		}
 		if err := d.retry(ctx, "publish anomalies", func(ctx context.Context) error { return d.Out.Write(ctx, msgs...) }); err != nil {
 			return err

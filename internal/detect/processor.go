@@ -226,8 +226,6 @@ type Processor struct {
 
 	anomalies []anomaly.Anomaly
 	scores    []anomaly.Score
-	// skip holds ids of anomalies already written before a restart.
-	skip map[string]struct{}
 
 	stats Stats
 	// Loader restores an evicted agent's state blob; nil or ok=false
@@ -784,11 +782,6 @@ func (p *Processor) newAnomaly(pt *partition, a *agentState, w *features.Window,
 
 func (p *Processor) emit(an anomaly.Anomaly) {
 	p.stats.Anomalies[an.Kind]++
-	if _, done := p.skip[an.ID]; done {
-		// Written before a restart: the same window, the same id.
-		delete(p.skip, an.ID)
-		return
-	}
 	if p.now != nil {
 		an.DetectedMs = p.now()
 	}
@@ -1109,17 +1102,6 @@ func (p *Processor) OpenFrom(part int32) int64 {
 
 // Drop forgets partition part (revoked). Its state must have been saved.
 func (p *Processor) Drop(part int32) { delete(p.parts, part) }
-
-// SkipIDs records anomaly ids already written, so that windows re-processed
-// after a restart do not publish them again.
-func (p *Processor) SkipIDs(ids map[string]struct{}) {
-	if p.skip == nil {
-		p.skip = map[string]struct{}{}
-	}
-	for id := range ids {
-		p.skip[id] = struct{}{}
-	}
-}
 
 // Evict drops the least recently active agents without an open window
 // until at most keep remain, returning their state rows to be saved first.

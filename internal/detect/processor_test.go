@@ -167,9 +167,10 @@ func TestRestoreAndReplayEqualsLive(t *testing.T) {
 	}
 	a, sc := first.Take()
 	gotA, gotS = append(gotA, a...), append(gotS, sc...)
-	written := map[string]struct{}{}
+	written := map[string]anomaly.Anomaly{}
 	for _, x := range gotA {
-		written[x.ID] = struct{}{}
+		x.DetectedMs = 0
+		written[x.ID] = x
 	}
 
 	second := NewProcessor(testSettings(), cat, nil)
@@ -184,7 +185,6 @@ func TestRestoreAndReplayEqualsLive(t *testing.T) {
 			t.Fatal(errs)
 		}
 	}
-	second.SkipIDs(written)
 	var replay []rec
 	for _, r := range rs {
 		if cp, ok := cps[r.part]; ok && r.off >= cp.ResumeOffset {
@@ -194,7 +194,23 @@ func TestRestoreAndReplayEqualsLive(t *testing.T) {
 		}
 	}
 	a, sc = run(second, replay)
-	gotA, gotS = append(gotA, a...), append(gotS, sc...)
+	// The detector does not publish again what was published before
+	// (Detector.published); the store collapses the repeats.
+	again := 0
+	for _, x := range a {
+		first, done := written[x.ID]
+		if !done {
+			gotA = append(gotA, x)
+			continue
+		}
+		again++
+		x.DetectedMs = 0
+		if !reflect.DeepEqual(x, first) {
+			t.Errorf("re-processed window gave a different anomaly for id %s:\n got %+v\nwant %+v", x.ID, x, first)
+		}
+	}
+	t.Logf("%d anomalies written before the crash were produced again, identical, after the restore", again)
+	gotS = append(gotS, sc...)
 
 	ids := map[string]int{}
 	for _, x := range gotA {

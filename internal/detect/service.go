@@ -2,6 +2,7 @@ package detect
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/agentwatch/agentwatch/internal/bus"
 	"github.com/agentwatch/agentwatch/internal/chstore"
 	"github.com/agentwatch/agentwatch/internal/config"
 	invwatch "github.com/agentwatch/agentwatch/internal/inventory"
@@ -126,8 +128,35 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 		SnapshotEvery: cfg.Detector.SnapshotEvery, IdleFlush: cfg.Detector.IdleFlush, MaxAgents: cfg.Detector.MaxAgents,
 		RetryInitial: cfg.Ingest.RetryInitial, RetryMax: cfg.Ingest.RetryMax,
 		Log: log.With("stage", "detector"), Metrics: NewMetrics(reg),
+		Published: func(ctx context.Context, parts []int32, sinceMs int64) (map[string]struct{}, error) {
+			return publishedIDs(ctx, cfg.Kafka.Brokers, cfg.Kafka.AnomaliesTopic, parts, sinceMs)
+		},
 	}
 	return s, nil
+}
+
+// publishedIDs reads the anomalies topic from sinceMs to its end and
+// returns the ids of anomalies about the given events-topic partitions.
+func publishedIDs(ctx context.Context, brokers []string, topic string, parts []int32, sinceMs int64) (map[string]struct{}, error) {
+	want := make(map[int32]bool, len(parts))
+	for _, p := range parts {
+		want[p] = true
+	}
+	ids := map[string]struct{}{}
+	err := kafka.ReadSince(ctx, brokers, topic, time.UnixMilli(sinceMs), func(m bus.Message) error {
+		var a struct {
+			ID        string `json:"anomaly_id"`
+			Partition int32  `json:"partition"`
+		}
+		if json.Unmarshal(m.Value, &a) == nil && want[a.Partition] {
+			ids[a.ID] = struct{}{}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read published anomalies: %w", err)
+	}
+	return ids, nil
 }
 
 // Close closes the clients and the store.
