@@ -13,7 +13,7 @@ export TEST_CLICKHOUSE_ADDR  ?= 127.0.0.1:9000
 FUZZ := $(shell grep -lR --include='*_test.go' '^func Fuzz' pkg internal 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z0-9_]*' | sed 's/^func //' | sort -u)
 FUZZTIME ?= 30s
 
-.PHONY: all build demo test unit integration check fmt vet purity tools up down status fuzz bench bench-e2e clean
+.PHONY: all build demo test unit integration check fmt vet purity tools up down status fuzz bench bench-e2e bench-detector clean
 
 all: build
 
@@ -75,6 +75,13 @@ bench:
 
 bench-e2e: up
 	$(GO) run ./cmd/agentwatch bench ingest
+
+## bench-detector: the detector's hot path, memory per agent, then the
+## detector service end to end on a real events topic next to consume-only.
+bench-detector: up
+	$(GO) test -run '^$$' -bench 'ProcessorAdd|WindowClose' -benchmem -count 3 ./internal/detect
+	$(GO) test -run '^$$' -bench 'MemoryPerAgent' -benchtime 1x -count 2 -timeout 30m ./internal/detect
+	$(GO) run ./cmd/agentwatch bench detector
 
 clean:
 	rm -rf bin .data/embedded

@@ -5,18 +5,84 @@ import (
 	"os"
 	"runtime/pprof"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/agentwatch/agentwatch/internal/cli"
 	"github.com/agentwatch/agentwatch/internal/config"
+	"github.com/agentwatch/agentwatch/internal/detectbench"
 	"github.com/agentwatch/agentwatch/internal/ingestbench"
 )
 
+const benchUsage = `usage: agentwatch bench ingest [--records N] [--brokers host:port] [--clickhouse host:port]
+       agentwatch bench detector [--agents N] [--days N] [--brokers host:port] [--clickhouse host:port]`
+
 func runBench(args []string) error {
-	if len(args) == 0 || args[0] != "ingest" {
-		return cli.Usagef("usage: agentwatch bench ingest [--records N] [--brokers host:port] [--clickhouse host:port]")
+	if len(args) == 0 {
+		return cli.Usagef(benchUsage)
 	}
+	switch args[0] {
+	case "ingest":
+		return benchIngest(args)
+	case "detector":
+		return benchDetector(args)
+	}
+	return cli.Usagef(benchUsage)
+}
+
+// startProfile starts a CPU profile into path ("" for none) and returns
+// its stop function.
+func startProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+func benchDetector(args []string) error {
+	fs := pflag.NewFlagSet("agentwatch bench detector", pflag.ContinueOnError)
+	agents := fs.Int("agents", 100, "simulated agents")
+	days := fs.Int("days", 4, "simulated days of history, ending now (default incidents fall in the last two thirds)")
+	scale := fs.Float64("rate-scale", 1, "multiplies the simulated traffic")
+	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka brokers, comma-separated")
+	ch := fs.String("clickhouse", "127.0.0.1:9000", "ClickHouse native addresses, comma-separated")
+	partitions := fs.Int("partitions", 6, "partitions of the scratch topics")
+	idle := fs.Duration("idle-flush", 2*time.Second, "detector.idle_flush: wall time after the last record before open windows are flushed")
+	seed := fs.Uint64("seed", 1, "simulator seed")
+	keep := fs.Bool("keep", false, "keep the scratch topics and database")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	if err := fs.Parse(args[1:]); err != nil {
+		return &cli.UsageError{Err: err}
+	}
+	stopProfile, err := startProfile(*cpuprofile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
+	ctx, stop := cli.SignalContext()
+	defer stop()
+	log := cli.Logger(os.Stderr, config.Log{Level: "warn", Format: "text"}, "bench")
+	rep, err := detectbench.Run(ctx, detectbench.Options{
+		Brokers: strings.Split(*brokers, ","), ClickHouse: strings.Split(*ch, ","),
+		Agents: *agents, Days: *days, RateScale: *scale, Partitions: *partitions, IdleFlush: *idle, Seed: *seed, Keep: *keep,
+	}, log, os.Stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Print(rep.String())
+	return nil
+}
+
+func benchIngest(args []string) error {
 	fs := pflag.NewFlagSet("agentwatch bench ingest", pflag.ContinueOnError)
 	records := fs.Int("records", 1_000_000, "raw lines to measure with")
 	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka brokers, comma-separated")
@@ -28,17 +94,11 @@ func runBench(args []string) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return &cli.UsageError{Err: err}
 	}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startProfile(*cpuprofile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	ctx, stop := cli.SignalContext()
 	defer stop()
 	log := cli.Logger(os.Stderr, config.Log{Level: "warn", Format: "text"}, "bench")

@@ -5,6 +5,7 @@
 //	agentwatch simulate   print simulated gateway access-log lines to stdout,
 //	                      e.g. `agentwatch simulate --rate 2000 | kcat -P -b 127.0.0.1:9092 -t agentwatch.raw`
 //	agentwatch bench ingest   measure end-to-end ingest against real Kafka and ClickHouse
+//	agentwatch bench detector measure the detector on a real events topic, next to consume-only
 package main
 
 import (
@@ -21,6 +22,8 @@ commands:
   simulate   write simulated gateway access-log lines to stdout
   bench ingest   measure ingest end to end against the real Kafka and ClickHouse,
              next to the consume-only and insert-only limits
+  bench detector the detector service end to end on a real events topic,
+             next to the consume-only rate, with close → publish latency
   help       this text
 
 Run "agentwatch <command> --help" for a command's flags.`
