@@ -530,10 +530,14 @@ func (p *Processor) evaluate(pt *partition, a *agentState, acc *features.Acc, fl
 		}
 	}
 
+	// One allocation for the score's three vectors; each is capped, so an
+	// append to one cannot spill into the next.
+	const nf = int(features.NumFeatures)
+	vecs := make([]float64, 3*nf)
 	sc := anomaly.Score{
 		AgentID: a.id, WindowStartMs: w.StartMs, WindowEndMs: w.EndMs, Partition: pt.id,
 		Score: res.Score, Severity: res.Severity.String(), Trained: weight > 0, PeerBaseline: usePeer, Late: w.Late,
-		Values: make([]float64, features.NumFeatures), Expected: make([]float64, features.NumFeatures), Surprise: make([]float64, features.NumFeatures),
+		Values: vecs[:nf:nf], Expected: vecs[nf : 2*nf : 2*nf], Surprise: vecs[2*nf:],
 	}
 	for i := range features.NumFeatures {
 		fs := res.Features[i]
