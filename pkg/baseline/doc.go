@@ -29,10 +29,12 @@
 //   - Shares (sensitive, deprecated, 4xx, 401/403, 5xx and write calls) are
 //     judged as "k of this window's calls", binomial with the agent's learnt
 //     rate, never below MinRate (0.1%).
-//   - Sizes (request and response bytes per call, largest response) are
-//     judged on a log scale against a normal distribution whose spread is
-//     learnt, never below MinLogScale (0.2, about ±22%). Averages over few
-//     calls vary more than averages over many, and the model allows for it.
+//   - Sizes (response bytes per call, largest response, and request bytes
+//     per write call: uploads) are judged on a log scale against a normal
+//     distribution whose spread is learnt, never below MinLogScale (0.2,
+//     about ±22%). Averages over few calls vary more than averages over
+//     many, and the model allows for it. A size seen for the first time
+//     (an agent's first write) is not scored; its spread starts wide.
 //
 // Time of day. Expected calls are level × the factor of the window's hour
 // slot: 24 hours of a weekday and 24 of a weekend day. The factors are learnt

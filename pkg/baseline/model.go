@@ -116,19 +116,19 @@ func clean(v *features.Vector, id features.ID) float64 {
 }
 
 // sizeCalls returns how many calls size feature id averages over in v,
-// and false when the window says nothing about it. Request bodies are
-// judged per write call: reads carry none, so averaging over all calls
-// would make any write by a read-mostly agent look like a huge upload.
+// and false when the window says nothing about it. Request bytes are
+// summed over write calls and judged per write call: reads carry no body,
+// so averaging over all calls would make any write by a read-mostly agent
+// look like a huge upload.
 func sizeCalls(id features.ID, v *features.Vector) (float64, bool) {
 	calls := clean(v, features.Calls)
 	switch id {
 	case features.RespBytesMax:
 		return 1, calls >= 1
 	case features.ReqBytes:
-		if w := clean(v, features.WriteCalls); w >= 1 {
-			return w, true
-		}
-		return calls, calls >= 1 && clean(v, id) > 0
+		// The detector sums request bytes over write calls only.
+		w := clean(v, features.WriteCalls)
+		return w, w >= 1
 	}
 	return calls, calls >= 1
 }

@@ -32,7 +32,8 @@ const (
 	RespBytes
 	// RespBytesMax is the largest single response in bytes.
 	RespBytesMax
-	// ReqBytes is the sum of request bytes.
+	// ReqBytes is the sum of request bytes of write calls (POST, PUT,
+	// PATCH, DELETE): uploads.
 	ReqBytes
 	// WriteCalls are calls with a write method (POST, PUT, PATCH, DELETE).
 	WriteCalls

@@ -110,10 +110,12 @@ func (a *Acc) Add(ev *event.Event, offset int64, ri RouteInfo) {
 	}
 	a.respSum += ev.ResponseBytes
 	a.respMax = max(a.respMax, ev.ResponseBytes)
-	a.reqSum += ev.RequestBytes
 	switch ev.Method {
 	case "POST", "PUT", "PATCH", "DELETE":
 		a.writes++
+		// Only writes: reads carry no body, and gateways that count
+		// headers in request size would otherwise drown uploads in noise.
+		a.reqSum += ev.RequestBytes
 	}
 
 	rh := hash32(ev.Route)
