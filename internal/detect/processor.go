@@ -64,10 +64,11 @@ type agentState struct {
 	// accs are the agent's open windows, oldest first; usually one.
 	accs         []*features.Acc
 	lastActiveMs int64
-	// hourStart and hourActive count the agent's active windows in the
-	// current UTC hour, for the off-hours rule.
+	// hourStart, hourActive and hourCalls count the agent's active
+	// windows and calls in the current UTC hour, for the off-hours rule.
 	hourStart   int64
 	hourActive  uint16
+	hourCalls   uint32
 	pendingLate int
 	dirty       bool
 }
@@ -571,9 +572,10 @@ func (p *Processor) evaluate(pt *partition, a *agentState, acc *features.Acc, fl
 		p.emit(an)
 	}
 	if hs := w.StartMs - w.StartMs%3_600_000; hs != a.hourStart {
-		a.hourStart, a.hourActive = hs, 0
+		a.hourStart, a.hourActive, a.hourCalls = hs, 0, 0
 	}
 	a.hourActive++
+	a.hourCalls += uint32(w.Values[features.Calls])
 	if !usePeer && !alert {
 		p.offHours(pt, a, w, ag, known)
 	}
@@ -672,17 +674,18 @@ func (p *Processor) rules(pt *partition, a *agentState, w *features.Window, ag *
 	}
 }
 
-// Off-hours rule. For an agent watched for at least OffHoursMinAge (a
-// full week for weekend hours), in an hour-of-day slot that holds at most
-// OffHoursQuietShare of its busiest slot's activity, the active windows so
-// far in the current hour are compared with the slot's usual active windows
-// per hour (a Poisson tail): a burst in an hour the agent rarely works is
-// raised once; a stray call at night is not.
+// Off-hours rule. For an agent watched for at least OffHoursMinAge (a full
+// week for weekend hours), in an hour-of-day slot whose expected load
+// (calls per active window times active windows) is at most
+// OffHoursQuietShare of its busiest slot's, the calls so far in the current
+// hour are compared with the slot's usual calls per hour (negative binomial
+// tail with the agent's dispersion, over the hour): a burst in an hour the
+// agent is quiet in is raised once, a stray call at night is not.
 const (
 	OffHoursQuietShare = 0.1
-	OffHoursMinAge     = 3 * 24 * time.Hour
-	// OffHoursAlertScore is -log10 of the Poisson tail that raises it.
-	OffHoursAlertScore = 6
+	OffHoursMinAge     = 2 * 24 * time.Hour
+	// OffHoursAlertScore is -log10 of the tail that raises it.
+	OffHoursAlertScore = 7
 )
 
 func (p *Processor) offHours(pt *partition, a *agentState, w *features.Window, ag *inventory.Agent, known bool) {
@@ -693,21 +696,22 @@ func (p *Processor) offHours(pt *partition, a *agentState, w *features.Window, a
 	if a.model.Windows() < p.set.Baseline.Warmup || w.SeenAgeMs < minAge.Milliseconds() {
 		return
 	}
-	slot, busiest := a.model.SlotActivity(w.StartMs)
-	// The model has already learnt this hour's windows: take them out.
-	prior := max(slot-float64(a.hourActive), 0)
-	if busiest <= 0 || prior > OffHoursQuietShare*busiest {
+	perWindow, disp, load, busiest := a.model.HourLoad(w.StartMs)
+	if busiest <= 0 || load > OffHoursQuietShare*busiest {
 		return
 	}
+	active, _ := a.model.SlotActivity(w.StartMs)
+	// The model has already learnt this hour's windows: take them out.
+	prior := max(active-float64(a.hourActive), 0)
 	days := float64(w.SeenAgeMs) / float64(24*time.Hour.Milliseconds())
 	if w.Slot >= 24 {
 		days *= 2.0 / 7
 	} else {
 		days *= 5.0 / 7
 	}
-	lambda := (prior + 0.5) / max(days, 1)
-	k := float64(a.hourActive)
-	lnP := lnPoissonUpper(k, lambda)
+	lambda := max(perWindow, 0.05) * (prior + 0.5) / max(days, 1)
+	k := float64(a.hourCalls)
+	lnP := baseline.LogUpperTail(k, lambda, disp)
 	score := -lnP / math.Ln10
 	if score < OffHoursAlertScore || !p.due(a, ruleOffHours, w.StartMs, false) {
 		return
@@ -718,32 +722,10 @@ func (p *Processor) offHours(pt *partition, a *agentState, w *features.Window, a
 	if w.Slot >= 24 {
 		day = "weekend"
 	}
-	an.Explanation = []anomaly.Feature{{Name: "active_minutes_this_hour", Observed: k, Expected: round(lambda), Surprise: round(-lnP)}}
-	an.Summary = fmt.Sprintf("Agent %q has been active in %.0f window(s) of the %02d:00 UTC hour on a %s; it usually is in %.1f (%s).",
+	an.Explanation = []anomaly.Feature{{Name: "calls_this_hour", Observed: k, Expected: round(lambda), Surprise: round(-lnP)}}
+	an.Summary = fmt.Sprintf("Agent %q has made %.0f calls so far in the %02d:00 UTC hour on a %s, an hour it is usually quiet in (%.1f calls expected): %s.",
 		a.id, k, w.Slot%24, day, lambda, routeList(w.TopRoutes))
 	p.emit(an)
-}
-
-// lnPoissonUpper returns ln P(X >= k) for X ~ Poisson(lambda), summed in
-// logs (k is small here: the minutes of one hour).
-func lnPoissonUpper(k, lambda float64) float64 {
-	if k <= 0 {
-		return 0
-	}
-	// ln P(X >= k) = ln sum_{j>=k} e^-λ λ^j / j!, dominated by the first
-	// terms when k > λ.
-	lg, _ := math.Lgamma(k + 1)
-	term := -lambda + k*math.Log(lambda) - lg
-	sum := 0.0
-	ratio := 1.0
-	for j := k; j < k+200; j++ {
-		sum += ratio
-		ratio *= lambda / (j + 1)
-		if ratio < 1e-17*sum {
-			break
-		}
-	}
-	return min(term+math.Log(sum), 0)
 }
 
 // due reports whether a rule anomaly of this kind may be raised for the
@@ -877,7 +859,8 @@ func (a *agentState) marshal(dst []byte) []byte {
 	}
 	dst = binary.AppendVarint(dst, a.lastActiveMs)
 	dst = binary.AppendVarint(dst, a.hourStart)
-	return binary.AppendUvarint(dst, uint64(a.hourActive))
+	dst = binary.AppendUvarint(dst, uint64(a.hourActive))
+	return binary.AppendUvarint(dst, uint64(a.hourCalls))
 }
 
 func (a *agentState) unmarshal(b []byte) error {
@@ -919,6 +902,11 @@ func (a *agentState) unmarshal(b []byte) error {
 		return errors.New("agent state: truncated")
 	}
 	a.hourActive = uint16(h)
+	c, k := binary.Uvarint(b[k:])
+	if k <= 0 || c > math.MaxUint32 {
+		return errors.New("agent state: truncated")
+	}
+	a.hourCalls = uint32(c)
 	return nil
 }
 

@@ -390,3 +390,29 @@ func (m *Model) SlotActivity(startMs int64) (slot, busiest float64) {
 	}
 	return float64(m.active[features.Slot(startMs)]), float64(mx)
 }
+
+// HourLoad describes the seasonal slot of startMs for the detector's
+// off-hours rule: perWindow is the expected calls in an active window of
+// the slot, dispersion the calls' variance-to-mean ratio, and load and
+// busiest are expected calls times active windows counted, for this slot
+// and for the busiest one (their ratio says how quiet the hour is).
+func (m *Model) HourLoad(startMs int64) (perWindow, dispersion, load, busiest float64) {
+	level := float64(m.short[features.Calls].a)
+	for s := range m.active {
+		busiest = max(busiest, level*m.seasonFactor(s)*float64(m.active[s]))
+	}
+	s := features.Slot(startMs)
+	perWindow = level * m.seasonFactor(s)
+	return perWindow, min(max(float64(m.short[features.Calls].b), 1), maxDispersion), perWindow * float64(m.active[s]), busiest
+}
+
+// LogUpperTail returns ln P(X >= k) for a count X with mean mean and
+// variance-to-mean ratio dispersion: negative binomial, or Poisson when
+// dispersion is 1 or less.
+func LogUpperTail(k, mean, dispersion float64) float64 {
+	mean = max(mean, 1e-9)
+	if dispersion <= 1 {
+		return lnPoissonTail(k, mean)
+	}
+	return lnNegBinTail(k, mean, min(dispersion, maxDispersion))
+}
