@@ -126,9 +126,11 @@ func sizeCalls(id features.ID, v *features.Vector) (float64, bool) {
 	case features.RespBytesMax:
 		return 1, calls >= 1
 	case features.ReqBytes:
-		// The detector sums request bytes over write calls only.
+		// The detector sums request bytes over write calls only. A window
+		// whose writes carried no body at all (DELETEs, gateways that do
+		// not log request size) says nothing about upload sizes.
 		w := clean(v, features.WriteCalls)
-		return w, w >= 1
+		return w, w >= 1 && clean(v, id) > 0
 	}
 	return calls, calls >= 1
 }
