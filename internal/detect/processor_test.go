@@ -17,6 +17,7 @@ import (
 	"github.com/agentwatch/agentwatch/pkg/baseline"
 	"github.com/agentwatch/agentwatch/pkg/event"
 	"github.com/agentwatch/agentwatch/pkg/features"
+	"github.com/agentwatch/agentwatch/pkg/gateway"
 	"github.com/agentwatch/agentwatch/pkg/inventory"
 )
 
@@ -65,6 +66,13 @@ func simRecords(t testing.TB, cfg sim.Config) ([]rec, *sim.Simulator) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Events go through the real parser, as ingest would make them: the
+	// formats differ in what they log (request size with or without
+	// headers, or none), and the detector must cope with all of them.
+	parser, err := gateway.NewParser(gateway.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var out []rec
 	next := make([]int64, testPartitions)
 	for {
@@ -75,13 +83,15 @@ func simRecords(t testing.TB, cfg sim.Config) ([]rec, *sim.Simulator) {
 		if !l.Good {
 			continue
 		}
-		ev := l.Event
+		ev, err := parser.Parse(l.Raw, gateway.Source{Topic: "raw", Offset: int64(len(out))}, time.UnixMilli(l.Event.EventTimeMs+1000))
+		if err != nil {
+			t.Fatalf("simulated good line does not parse: %v\n%s", err, l.Raw)
+		}
 		key := ev.AgentID
 		if ev.Unattributed || key == "" {
 			key = "unattributed/" + ev.SourceIP
 		}
 		p := kafka.PartitionFor(key, testPartitions)
-		ev.EventID = fmt.Sprintf("e%08d", len(out))
 		out = append(out, rec{p, next[p], ev})
 		next[p]++
 	}
