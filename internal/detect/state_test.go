@@ -1,0 +1,92 @@
+package detect
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+
+	"github.com/agentwatch/agentwatch/internal/sim"
+)
+
+// TestAgentStateRoundTrip: every agent's state after two simulated days
+// serialises and restores to an equal state that serialises to the same
+// bytes, and every truncation of it is rejected.
+func TestAgentStateRoundTrip(t *testing.T) {
+	rs, s := simRecords(t, twoDays(41))
+	p := NewProcessor(testSettings(), simCatalog(t, s), nil)
+	run(p, rs)
+	n := 0
+	for _, pt := range p.parts {
+		for id, a := range pt.agents {
+			b := a.marshal(nil)
+			back := &agentState{id: id}
+			if err := back.unmarshal(b); err != nil {
+				t.Fatalf("agent %s: %v", id, err)
+			}
+			if again := back.marshal(nil); !bytes.Equal(again, b) {
+				t.Fatalf("agent %s: re-serialised state differs", id)
+			}
+			a.accs, a.dirty, back.dirty = nil, false, false
+			if !reflect.DeepEqual(back.seen, a.seen) || back.ruleAt != a.ruleAt || back.hourCalls != a.hourCalls || back.lastActiveMs != a.lastActiveMs {
+				t.Fatalf("agent %s: restored state differs", id)
+			}
+			for i := range b {
+				if err := new(agentState).unmarshal(b[:i]); err == nil {
+					t.Fatalf("agent %s: truncated state (%d of %d bytes) accepted", id, i, len(b))
+				}
+			}
+			n++
+		}
+		src := pt.marshalSources(nil)
+		var back partition
+		if err := back.unmarshalSources(src); err != nil || !reflect.DeepEqual(back.sources, pt.sources) || back.minSource != pt.minSource {
+			t.Fatalf("partition %d watermark sources do not round-trip: %v", pt.id, err)
+		}
+	}
+	if n < 24 {
+		t.Fatalf("only %d agents checked", n)
+	}
+}
+
+// FuzzAgentStateUnmarshal: no input panics, and what decodes re-encodes
+// to something that decodes to the same state.
+func FuzzAgentStateUnmarshal(f *testing.F) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	s, err := sim.New(twoDays(42))
+	if err != nil {
+		f.Fatal(err)
+	}
+	p := NewProcessor(testSettings(), simCatalog(f, s), nil)
+	for i := 0; i < 5000; i++ {
+		l, ok := s.Next()
+		if !ok {
+			break
+		}
+		if l.Good {
+			ev := l.Event
+			p.Add(0, int64(i), &ev)
+		}
+	}
+	p.FlushAll()
+	for _, a := range p.parts[0].agents {
+		f.Add(a.marshal(nil))
+		if rng.IntN(3) == 0 {
+			break
+		}
+	}
+	f.Add([]byte{1, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var a agentState
+		if err := a.unmarshal(b); err != nil {
+			return
+		}
+		var back agentState
+		if err := back.unmarshal(a.marshal(nil)); err != nil {
+			t.Fatalf("re-encoded state does not decode: %v", err)
+		}
+		if !bytes.Equal(back.marshal(nil), a.marshal(nil)) {
+			t.Fatal("re-encoded state differs")
+		}
+	})
+}
