@@ -400,8 +400,22 @@ func (m *Model) SlotActivity(startMs int64) (slot, busiest float64) {
 // and for the busiest one (their ratio says how quiet the hour is).
 func (m *Model) HourLoad(startMs int64) (perWindow, dispersion, load, busiest float64) {
 	level := float64(m.short[features.Calls].a)
-	for s := range m.active {
-		busiest = max(busiest, level*m.seasonFactor(s)*float64(m.active[s]))
+	// The busiest slot without a math.Exp for every slot: a slot whose
+	// windows times the largest factor of any active slot cannot beat the
+	// best so far is skipped (rounding is monotone, so the maximum is the
+	// same as computing every slot's).
+	var top int16 = math.MinInt16
+	for s, c := range m.active {
+		if c > 0 {
+			top = max(top, m.season[s])
+		}
+	}
+	upper := level * math.Exp(float64(top)/seasonScale)
+	for s, c := range m.active {
+		if c == 0 || upper*float64(c) <= busiest {
+			continue
+		}
+		busiest = max(busiest, level*m.seasonFactor(s)*float64(c))
 	}
 	s := features.Slot(startMs)
 	perWindow = level * m.seasonFactor(s)

@@ -234,8 +234,21 @@ func (m *Model) drifted(p *Params, id features.ID) bool {
 // scoreFeature scores feature id of v against the statistics st.
 func (m *Model) scoreFeature(p *Params, startMs int64, id features.ID, st stat, v *features.Vector, calls, f float64) FeatureScore {
 	x := clean(v, id)
-	fs := FeatureScore{Observed: v[id]}
+	fs := FeatureScore{Observed: v[id], P: 1}
 	var lp float64
+	// A value at or below its expectation is not surprising: only "more
+	// than usual" is suspicious. Its tail is taken as P = 1 (surprise 0)
+	// without computing it; the exact one-sided tail there is about 0.5 or
+	// more (somewhat less for a skewed, overdispersed count), a surprise
+	// below ~1 that is no evidence of anything. Tippett's combination (the
+	// smallest P times the number of tests) is unchanged unless the
+	// smallest P was one of these, and then it is above 1 and the window
+	// scores 0 either way. Fisher's is conservative: each such feature
+	// still counts as a test (two degrees of freedom) but adds nothing to
+	// the sum of surprises, so the combined P can only grow: a window may
+	// score slightly lower than with the exact tails, never higher. It
+	// also skips the incomplete beta and gamma functions and lgamma calls
+	// for most features of most windows.
 	switch id.Kind() {
 	case features.Count:
 		scale := 1.0
@@ -243,22 +256,23 @@ func (m *Model) scoreFeature(p *Params, startMs int64, id features.ID, st stat, 
 			scale = f
 		}
 		e := max(float64(st.a)*scale, p.MinMean)
-		phi := float64(st.b) + m.slotUncertainty(id, features.Slot(startMs))*e
-		phi = min(max(phi, 1), maxDispersion)
 		fs.Expected = e
-		lp = lnNegBinTail(math.Round(x), e, phi)
+		if k := math.Round(x); k > e {
+			phi := float64(st.b) + m.slotUncertainty(id, features.Slot(startMs))*e
+			phi = min(max(phi, 1), maxDispersion)
+			lp = lnNegBinTail(k, e, phi)
+		}
 	case features.Share:
 		n := math.Round(calls)
 		k := min(math.Round(x), n)
 		rate := shareRate(st, p.MinRate)
 		fs.Expected = n * rate
-		if n >= 1 {
+		if n >= 1 && k > fs.Expected {
 			lp = lnBinomTail(k, n, rate)
 		}
 	case features.Bytes:
 		mu := float64(st.a)
 		n, ok := sizeCalls(id, v)
-		sd := max(math.Sqrt(sizeVar(id, float64(st.b), n, float64(m.short[features.Calls].a))), p.MinLogScale)
 		fs.Expected = math.Expm1(mu)
 		if perCall(id) && n >= 1 {
 			fs.Expected *= n
@@ -266,12 +280,17 @@ func (m *Model) scoreFeature(p *Params, startMs int64, id features.ID, st stat, 
 		if st == unseenSize {
 			fs.Expected = 0
 		} else if ok {
-			lp = lnNormalTail((logSize(id, x, n) - mu) / sd)
+			if y := logSize(id, x, n); y > mu {
+				sd := max(math.Sqrt(sizeVar(id, float64(st.b), n, float64(m.short[features.Calls].a))), p.MinLogScale)
+				lp = lnNormalTail((y - mu) / sd)
+			}
 		}
 	}
-	lp = max(lp, -maxScore*math.Ln10-10)
-	fs.P = math.Exp(lp)
-	fs.Surprise = -lp
+	if lp < 0 {
+		lp = max(lp, -maxScore*math.Ln10-10)
+		fs.P = math.Exp(lp)
+		fs.Surprise = -lp
+	}
 	return fs
 }
 
@@ -294,9 +313,28 @@ func combine(lnP *[nf + 1]float64, used *[nf + 1]bool) float64 {
 	if k == 0 {
 		return 0
 	}
-	lnFisher := lnChiSquareTail2k(sum, k)
+	lnFisher := lnFisherTail(sum, k)
 	lnTippett := minLn + math.Log(float64(k))
 	return min(math.Ln2+min(lnFisher, lnTippett), 0)
+}
+
+// lnFisherTail is lnChiSquareTail2k(x, k) computed with one logarithm
+// instead of two per term: the terms x^j/j! of the closed form are summed
+// as plain numbers while that cannot overflow, which for the 16 tests of a
+// window and surprises capped near 700 each it never does.
+func lnFisherTail(x float64, k int) float64 {
+	if x <= 0 || k <= 0 {
+		return 0
+	}
+	sum, t := 1.0, 1.0
+	for j := 1; j < k; j++ {
+		t *= x / float64(j)
+		sum += t
+	}
+	if sum > math.MaxFloat64/4 { // also +Inf
+		return lnChiSquareTail2k(x, k)
+	}
+	return min(-x+math.Log(sum), 0)
 }
 
 // scoreOf turns ln p into a Score: -log10 p, capped at maxScore.
