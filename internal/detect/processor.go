@@ -525,8 +525,16 @@ func (p *Processor) evaluate(pt *partition, a *agentState, acc *features.Acc, fl
 	}
 	if weight > 0 {
 		a.model.Update(&set.Baseline, w.StartMs, &w.Values, weight)
+		// The all-agents model "" is only the cold-start fallback: peer
+		// uses it for agents without a role and for roles whose own peer
+		// model is still younger than Warmup. So only those windows train
+		// it; once a role's model is warm its windows no longer do. The
+		// role model's age before this window decides, which depends only
+		// on the partition's records in order, so results stay
+		// deterministic.
+		fallback := role == "" || p.peerYoung(pt, role)
 		p.trainPeer(pt, role, w, weight)
-		if role != "" {
+		if role != "" && fallback {
 			p.trainPeer(pt, "", w, weight)
 		}
 	}
@@ -582,6 +590,13 @@ func (p *Processor) evaluate(pt *partition, a *agentState, acc *features.Acc, fl
 	p.rules(pt, a, w, ag, known, flood)
 	a.seen.Merge(acc)
 	a.dirty = true
+}
+
+// peerYoung reports whether role's peer model is missing or younger than
+// Warmup, so that peer falls back to the all-agents model for it.
+func (p *Processor) peerYoung(pt *partition, role string) bool {
+	m := pt.peers[role]
+	return m == nil || m.Windows() < p.set.Baseline.Warmup
 }
 
 func (p *Processor) trainPeer(pt *partition, role string, w *features.Window, weight float64) {
@@ -686,7 +701,28 @@ const (
 	OffHoursMinAge     = 2 * 24 * time.Hour
 	// OffHoursAlertScore is -log10 of the tail that raises it.
 	OffHoursAlertScore = 7
+	// OffHoursMinDays is how many times the hour slot must have been
+	// watched, and OffHoursMinCalls the least calls in the hour, before
+	// the rule speaks.
+	OffHoursMinDays  = 2
+	OffHoursMinCalls = 10
 )
+
+// slotDays counts the days in [fromMs, toMs) whose hour slot (the hour of
+// day, on a weekday or a weekend day, as features.Slot) has fully passed:
+// how many times the agent could have been seen in it.
+func slotDays(fromMs, toMs int64, slot int) float64 {
+	const dayMs, hourMs = 86_400_000, 3_600_000
+	n := 0
+	first := fromMs - ((fromMs%dayMs)+dayMs)%dayMs
+	for d := first; d < toMs && n < 10_000; d += dayMs {
+		at := d + int64(slot%24)*hourMs
+		if at >= fromMs && at+hourMs <= toMs && features.Slot(at) == slot {
+			n++
+		}
+	}
+	return float64(n)
+}
 
 func (p *Processor) offHours(pt *partition, a *agentState, w *features.Window, ag *inventory.Agent, known bool) {
 	minAge := OffHoursMinAge
@@ -703,14 +739,12 @@ func (p *Processor) offHours(pt *partition, a *agentState, w *features.Window, a
 	active, _ := a.model.SlotActivity(w.StartMs)
 	// The model has already learnt this hour's windows: take them out.
 	prior := max(active-float64(a.hourActive), 0)
-	days := float64(w.SeenAgeMs) / float64(24*time.Hour.Milliseconds())
-	if w.Slot >= 24 {
-		days *= 2.0 / 7
-	} else {
-		days *= 5.0 / 7
-	}
-	lambda := max(perWindow, 0.05) * (prior + 0.5) / max(days, 1)
+	days := slotDays(w.StartMs-w.SeenAgeMs, w.StartMs, w.Slot)
 	k := float64(a.hourCalls)
+	if days < OffHoursMinDays || k < OffHoursMinCalls {
+		return
+	}
+	lambda := max(perWindow, 0.05) * (prior + 0.5) / days
 	lnP := baseline.LogUpperTail(k, lambda, disp)
 	score := -lnP / math.Ln10
 	if score < OffHoursAlertScore || !p.due(a, ruleOffHours, w.StartMs, false) {

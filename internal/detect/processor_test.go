@@ -490,3 +490,23 @@ func TestWatermarkWaitsForSlowSourceAndIgnoresOneFutureLine(t *testing.T) {
 		t.Errorf("%d events late, %d windows closed: the watermark ran ahead of the slower source, followed one mis-stamped line, or never moved", st.Late, st.Windows)
 	}
 }
+
+func TestSlotDays(t *testing.T) {
+	mon := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC).UnixMilli() // a Monday
+	day := int64(86_400_000)
+	for _, tt := range []struct {
+		from, to int64
+		slot     int
+		want     float64
+	}{
+		{mon, mon + 7*day, 3, 5},                // 03:00 on Mon–Fri
+		{mon, mon + 7*day, 24 + 3, 2},           // 03:00 on Sat, Sun
+		{mon + 4*3_600_000, mon + 2*day, 3, 1},  // Monday 03:00 was before the start
+		{mon, mon + 3*3_600_000 + 59_000, 3, 0}, // Monday 03:00 not over yet
+		{mon - 2*day, mon + day, 10, 1},         // the weekend does not count for a weekday slot
+	} {
+		if got := slotDays(tt.from, tt.to, tt.slot); got != tt.want {
+			t.Errorf("slotDays(%d, %d, %d) = %v, want %v", tt.from, tt.to, tt.slot, got, tt.want)
+		}
+	}
+}
