@@ -179,12 +179,16 @@ func (pt *partition) observeSource(ev *event.Event, at int64) int64 {
 	grew := false
 	switch {
 	case at <= c.maxEvent:
-	case at <= c.maxEvent+pt.jumpMs || (c.pending != 0 && at >= c.pending-pt.jumpMs):
-		// An ordinary step, or a jump a second event has confirmed.
+	case at <= c.maxEvent+pt.jumpMs:
 		c.maxEvent, grew = at, true
+	case c.pending != 0 && at >= c.pending-pt.jumpMs && at <= c.pending+pt.jumpMs:
+		// A jump a second event close to it has confirmed (a source
+		// back from a pause).
+		c.maxEvent, grew = max(at, c.pending), true
 	default:
-		// A jump: wait for a second event to confirm it, so that one
-		// mis-stamped line cannot move the clock.
+		// A jump: wait for a second event near it to confirm it, so that
+		// mis-stamped lines, each far ahead somewhere else, cannot move
+		// the clock.
 		c.pending = at
 	}
 	if c.pending != 0 && c.maxEvent >= c.pending-pt.jumpMs {

@@ -481,8 +481,11 @@ func TestWatermarkWaitsForSlowSourceAndIgnoresOneFutureLine(t *testing.T) {
 		add(0, base+3_600_000+i*1000)
 		add(1, base+i*1000)
 	}
-	// One line stamped a day ahead on the slow source.
+	// Lines stamped hours and days ahead on the slow source, each far from
+	// the others: none confirms another.
 	add(1, base+86_400_000)
+	add(1, base+2*86_400_000)
+	add(1, base+6*3_600_000)
 	for i := range int64(1800) {
 		add(1, base+3_600_000+i*1000)
 	}
