@@ -143,7 +143,9 @@ type sourceClock struct {
 func (pt *partition) observe(ev *event.Event) int64 {
 	at := ev.EventTimeMs
 	if ev.IngestTimeMs > 0 && ev.IngestTimeMs < at {
-		at = ev.IngestTimeMs
+		// The line claims a time after ingest parsed it: a skewed or
+		// forged clock. It counts in its window but not for the watermark.
+		at = math.MinInt64
 	}
 	if ev.IngestTimeMs > pt.maxIngest {
 		pt.maxIngest = ev.IngestTimeMs
@@ -171,6 +173,9 @@ func (pt *partition) observeSource(ev *event.Event, at int64) int64 {
 	key := source{ev.Topic, ev.Partition}
 	c := pt.sources[key]
 	if c == nil {
+		if at == math.MinInt64 {
+			return pt.watermark
+		}
 		c = &sourceClock{maxEvent: at}
 		pt.sources[key] = c
 		pt.sinceScan = 1 << 30 // rescan: a new source may hold the minimum
