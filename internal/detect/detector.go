@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -233,6 +234,11 @@ func (d *Detector) runGeneration(ctx context.Context, gen Generation) error {
 		d.OnGeneration(parts)
 	}
 
+	// Results are written by the generation's writer while the loop goes
+	// on processing; snapshot waits for it before committing.
+	w := d.startWriter(ctx)
+	defer w.stop()
+
 	fctx, stopFetch := context.WithCancel(ctx)
 	defer stopFetch()
 	ch := make(chan fetched, 1024)
@@ -263,38 +269,56 @@ func (d *Detector) runGeneration(ctx context.Context, gen Generation) error {
 	for _, p := range parts {
 		lastSeen[p] = time.Now()
 	}
-	finish := func(reason string) error {
+	// finish ends the generation. With save it first writes what is
+	// pending, saves state and commits; without (a write failed for good,
+	// so results were lost) it saves and commits nothing, and a successor
+	// re-reads from the last checkpoint.
+	finish := func(reason string, save bool) error {
 		stopFetch()
 		fin, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		err := d.snapshot(fin, gen, parts)
+		var err error
+		if save {
+			err = d.snapshot(fin, gen, parts, w)
+		}
+		w.stop()
 		for _, p := range parts {
 			d.Proc.Drop(p)
 		}
 		d.Metrics.Partitions.Set(0)
-		log.Info("partitions released", "reason", reason, "err", err)
+		log.Info("partitions released", "reason", reason, "saved", save && err == nil, "err", err)
+		return err
+	}
+	// failed ends the generation after flush or snapshot returned err.
+	failed := func(err error) error {
+		if ctx.Err() != nil && w.failed() == nil {
+			return finish("shutdown", true) // interrupted, nothing lost
+		}
+		_ = finish("write failed", false)
 		return err
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			return finish("shutdown")
+			return finish("shutdown", true)
 		case <-gen.Done():
-			return finish("rebalance")
+			return finish("rebalance", true)
+		case <-w.dead:
+			return failed(w.err)
 		case f, ok := <-ch:
 			if !ok {
-				return finish("fetch stopped")
+				return finish("fetch stopped", true)
 			}
 			if f.err != nil {
 				if ctx.Err() != nil {
-					return finish("shutdown")
+					return finish("shutdown", true)
 				}
 				select {
 				case <-gen.Done():
-					return finish("rebalance")
+					return finish("rebalance", true)
 				default:
 				}
-				_ = finish("fetch error")
+				_ = finish("fetch error", true)
 				return fmt.Errorf("fetch events: %w", f.err)
 			}
 			lastRecord, idleFlushed = time.Now(), false
@@ -307,8 +331,8 @@ func (d *Detector) runGeneration(ctx context.Context, gen Generation) error {
 			}
 			d.Proc.Add(f.m.Partition, f.m.Offset, &ev)
 			if d.Proc.Pending() >= 5000 {
-				if err := d.flush(ctx); err != nil {
-					return finish("write failed")
+				if err := d.flush(ctx, w); err != nil {
+					return failed(err)
 				}
 			}
 		case <-tick.C:
@@ -322,8 +346,8 @@ func (d *Detector) runGeneration(ctx context.Context, gen Generation) error {
 					// Everything is quiet and flushed: save and commit now
 					// rather than at the next snapshot.
 					idleFlushed = true
-					if err := d.snapshot(ctx, gen, parts); err != nil {
-						return finish("write failed")
+					if err := d.snapshot(ctx, gen, parts, w); err != nil {
+						return failed(err)
 					}
 					lastSnap = time.Now()
 					if d.Idle != nil {
@@ -333,12 +357,12 @@ func (d *Detector) runGeneration(ctx context.Context, gen Generation) error {
 				}
 			}
 			if time.Since(lastSnap) >= d.SnapshotEvery {
-				if err := d.snapshot(ctx, gen, parts); err != nil {
-					return finish("write failed")
+				if err := d.snapshot(ctx, gen, parts, w); err != nil {
+					return failed(err)
 				}
 				lastSnap = time.Now()
-			} else if err := d.flush(ctx); err != nil {
-				return finish("write failed")
+			} else if err := d.flush(ctx, w); err != nil {
+				return failed(err)
 			}
 		}
 	}
@@ -404,55 +428,182 @@ func (d *Detector) restore(ctx context.Context, gen Generation, parts []int32) e
 	return nil
 }
 
-// flush writes the results taken from the processor: anomalies to the topic
-// first, then anomalies and scores to the store (idempotent: the tables
-// collapse repeated ids and windows). An anomaly already on the topic from
-// before a restart is not published again.
-func (d *Detector) flush(ctx context.Context) error {
+// flush takes the results from the processor and hands them to the
+// generation's writer (see resultWriter), which publishes the anomalies to
+// the topic and then writes anomalies and scores to the store, in order.
+// An anomaly already on the topic from before a restart is not published
+// again. When the writer's queue is full flush waits (backpressure); if ctx
+// ends first the results stay held by w and go with the next flush.
+func (d *Detector) flush(ctx context.Context, w *resultWriter) error {
 	as, ss := d.Proc.Take()
-	d.syncStats()
-	if len(as) == 0 && len(ss) == 0 {
-		return nil
+	s := d.syncStats()
+	j := &w.held
+	var msgs []bus.Message
+	for i := range as {
+		if _, done := d.published[as[i].ID]; done {
+			delete(d.published, as[i].ID)
+			continue
+		}
+		body, err := json.Marshal(&as[i])
+		if err != nil {
+			return fmt.Errorf("encode anomaly %s: %w", as[i].ID, err)
+		}
+		msgs = append(msgs, bus.Message{Topic: d.AnomaliesTopic, Key: []byte(as[i].AgentID), Value: body})
 	}
-	closed := time.Now()
-	if len(as) > 0 {
-		msgs := make([]bus.Message, 0, len(as))
-		for i := range as {
-			if _, done := d.published[as[i].ID]; done {
-				delete(d.published, as[i].ID)
+	j.msgs = append(j.msgs, msgs...)
+	if j.taken.IsZero() && len(as)+len(ss) > 0 {
+		j.taken = time.Now()
+	}
+	j.as, j.ss, j.stats = append(j.as, as...), append(j.ss, ss...), &s
+	select {
+	case w.jobs <- w.held:
+		w.held = writeJob{}
+		return nil
+	case <-w.dead:
+		return w.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// writeJob is one hand-over from the detector's loop to its writer: the
+// anomalies to publish (msgs, already encoded and without those published
+// before a restart), the anomalies and scores to store, and the counters
+// as of the hand-over. A job with a barrier only closes it, once every job
+// before it is written.
+type writeJob struct {
+	msgs    []bus.Message
+	as      []anomaly.Anomaly
+	ss      []anomaly.Score
+	taken   time.Time
+	stats   *Stats
+	barrier chan struct{}
+}
+
+// writerQueue is how many hand-overs may wait for the writer; a full queue
+// holds up the detector's loop.
+const writerQueue = 4
+
+// resultWriter writes one generation's results in the order they were
+// handed over, while the detector's loop goes on. The loop owns jobs and
+// held; the writer goroutine sets err and closes dead when a write fails
+// for good (it then writes nothing more).
+type resultWriter struct {
+	jobs   chan writeJob
+	held   writeJob // taken but not yet handed over (loop only)
+	dead   chan struct{}
+	err    error // set before dead is closed
+	exited chan struct{}
+	cancel context.CancelFunc
+	once   sync.Once
+}
+
+// startWriter starts a generation's writer. Its writes outlive ctx (they
+// are retried until stop), so that a shutdown can still write what was
+// handed over before its state is saved.
+func (d *Detector) startWriter(ctx context.Context) *resultWriter {
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	w := &resultWriter{jobs: make(chan writeJob, writerQueue), dead: make(chan struct{}), exited: make(chan struct{}), cancel: cancel}
+	go func() {
+		defer close(w.exited)
+		for j := range w.jobs {
+			if j.barrier != nil {
+				close(j.barrier)
 				continue
 			}
-			body, err := json.Marshal(&as[i])
-			if err != nil {
-				return fmt.Errorf("encode anomaly: %w", err)
+			if err := d.write(wctx, &j); err != nil {
+				w.err = fmt.Errorf("write detector results: %w", err)
+				close(w.dead)
+				return
 			}
-			msgs = append(msgs, bus.Message{Topic: d.AnomaliesTopic, Key: []byte(as[i].AgentID), Value: body})
-		}
-		if err := d.retry(ctx, "publish anomalies", func(ctx context.Context) error { return d.Out.Write(ctx, msgs...) }); err != nil {
-			return err
-		}
-		for _, a := range as {
-			if a.DetectedMs > 0 {
-				d.Metrics.CloseToPublish.Observe(time.Since(time.UnixMilli(a.DetectedMs)).Seconds())
+			if j.stats != nil {
+				d.counts.Store(j.stats)
 			}
 		}
-		if err := d.retry(ctx, "store anomalies", func(ctx context.Context) error { return d.Store.InsertAnomalies(ctx, as) }); err != nil {
+	}()
+	return w
+}
+
+// wait returns once everything handed over before it has been written.
+func (w *resultWriter) wait(ctx context.Context) error {
+	b := make(chan struct{})
+	select {
+	case w.jobs <- writeJob{barrier: b}:
+	case <-w.dead:
+		return w.err
+	case <-ctx.Done():
+		return fmt.Errorf("wait for result writes: %w", ctx.Err())
+	}
+	select {
+	case <-b:
+		return nil
+	case <-w.dead:
+		return w.err
+	case <-ctx.Done():
+		return fmt.Errorf("wait for result writes: %w", ctx.Err())
+	}
+}
+
+// failed returns the writer's error, or nil while it is working.
+func (w *resultWriter) failed() error {
+	select {
+	case <-w.dead:
+		return w.err
+	default:
+		return nil
+	}
+}
+
+// stop cancels writes still being retried and waits for the writer to
+// exit. Loop only; safe to call more than once.
+func (w *resultWriter) stop() {
+	w.once.Do(func() {
+		close(w.jobs)
+		w.cancel()
+	})
+	<-w.exited
+}
+
+// write publishes j's anomalies to the topic, then writes its anomalies and
+// scores to the store (idempotent: the tables collapse repeated ids and
+// windows), each retried until it succeeds or ctx ends.
+func (d *Detector) write(ctx context.Context, j *writeJob) error {
+	if len(j.as) == 0 && len(j.ss) == 0 {
+		return nil
+	}
+	start := time.Now()
+	if len(j.msgs) > 0 {
+		if err := d.retry(ctx, "publish anomalies", func(ctx context.Context) error { return d.Out.Write(ctx, j.msgs...) }); err != nil {
 			return err
 		}
 	}
-	if len(ss) > 0 {
-		if err := d.retry(ctx, "store window scores", func(ctx context.Context) error { return d.Store.InsertScores(ctx, ss) }); err != nil {
+	for _, a := range j.as {
+		if a.DetectedMs > 0 {
+			d.Metrics.CloseToPublish.Observe(time.Since(time.UnixMilli(a.DetectedMs)).Seconds())
+		}
+	}
+	if len(j.as) > 0 {
+		if err := d.retry(ctx, "store anomalies", func(ctx context.Context) error { return d.Store.InsertAnomalies(ctx, j.as) }); err != nil {
 			return err
 		}
 	}
-	d.Log.Debug("results written", "anomalies", len(as), "scores", len(ss), "took", time.Since(closed))
+	if len(j.ss) > 0 {
+		if err := d.retry(ctx, "store window scores", func(ctx context.Context) error { return d.Store.InsertScores(ctx, j.ss) }); err != nil {
+			return err
+		}
+	}
+	d.Log.Debug("results written", "anomalies", len(j.as), "scores", len(j.ss), "took", time.Since(start), "since_take", time.Since(j.taken))
 	return nil
 }
 
-// snapshot writes pending results, saves changed state and checkpoints,
-// then commits offsets: offsets never run ahead of what is written.
-func (d *Detector) snapshot(ctx context.Context, gen Generation, parts []int32) error {
-	if err := d.flush(ctx); err != nil {
+// snapshot hands pending results to the writer and waits until everything
+// handed over is written, then saves changed state and checkpoints and
+// commits offsets: offsets never run ahead of what is written.
+func (d *Detector) snapshot(ctx context.Context, gen Generation, parts []int32, w *resultWriter) error {
+	if err := d.flush(ctx, w); err != nil {
+		return err
+	}
+	if err := w.wait(ctx); err != nil {
 		return err
 	}
 	now := time.Now().UnixMilli()
@@ -480,7 +631,8 @@ func (d *Detector) snapshot(ctx context.Context, gen Generation, parts []int32) 
 	if err := d.retry(ctx, "save checkpoints", func(ctx context.Context) error { return d.Store.SaveCheckpoints(ctx, cps) }); err != nil {
 		return err
 	}
-	d.syncStats()
+	s := d.syncStats()
+	d.counts.Store(&s)
 	if len(next) == 0 {
 		return nil
 	}
@@ -515,7 +667,9 @@ func (d *Detector) retry(ctx context.Context, what string, fn func(context.Conte
 	}
 }
 
-func (d *Detector) syncStats() {
+// syncStats moves the processor's counters into the metrics and returns
+// them; Counts reports them once the results they cover are written.
+func (d *Detector) syncStats() Stats {
 	s := d.Proc.Stats()
 	m := d.Metrics
 	add := func(c prometheus.Counter, now, before uint64) {
@@ -544,5 +698,5 @@ func (d *Detector) syncStats() {
 	}
 	m.Agents.Set(float64(s.Agents))
 	d.last = s
-	d.counts.Store(&s)
+	return s
 }
