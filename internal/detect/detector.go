@@ -481,8 +481,12 @@ type writeJob struct {
 }
 
 // writerQueue is how many hand-overs may wait for the writer; a full queue
-// holds up the detector's loop.
-const writerQueue = 4
+// holds up the detector's loop. maxWriteRows caps the results the writer
+// merges into one write.
+const (
+	writerQueue  = 4
+	maxWriteRows = 50_000
+)
 
 // resultWriter writes one generation's results in the order they were
 // handed over, while the detector's loop goes on. The loop owns jobs and
@@ -506,10 +510,41 @@ func (d *Detector) startWriter(ctx context.Context) *resultWriter {
 	w := &resultWriter{jobs: make(chan writeJob, writerQueue), dead: make(chan struct{}), exited: make(chan struct{}), cancel: cancel}
 	go func() {
 		defer close(w.exited)
-		for j := range w.jobs {
+		var next *writeJob // taken from the queue while merging, not merged
+		for {
+			var j writeJob
+			if next != nil {
+				j, next = *next, nil
+			} else {
+				var ok bool
+				if j, ok = <-w.jobs; !ok {
+					return
+				}
+			}
 			if j.barrier != nil {
 				close(j.barrier)
 				continue
+			}
+			// While the writer is behind, merge the hand-overs already
+			// queued (up to a barrier): fewer, larger inserts.
+		merge:
+			for len(j.as)+len(j.ss) < maxWriteRows {
+				select {
+				case n, ok := <-w.jobs:
+					if !ok {
+						break merge
+					}
+					if n.barrier != nil {
+						next = &n
+						break merge
+					}
+					j.msgs, j.as, j.ss, j.stats = append(j.msgs, n.msgs...), append(j.as, n.as...), append(j.ss, n.ss...), n.stats
+					if j.taken.IsZero() {
+						j.taken = n.taken
+					}
+				default:
+					break merge
+				}
 			}
 			if err := d.write(wctx, &j); err != nil {
 				w.err = fmt.Errorf("write detector results: %w", err)
