@@ -154,18 +154,22 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 	if err != nil {
 		return sum, err
 	}
-	rawReader, err := b.Reader("ingest", topicRaw)
+	memRaw, err := b.Reader("ingest", topicRaw)
 	if err != nil {
 		return sum, err
 	}
+	// Ingest judges timestamps against the replayed clock, as it would
+	// against the wall clock live: the simulated time of the newest raw
+	// line it has read (the feeder runs hours ahead while it replays the
+	// history, so its own clock would not do).
+	rawReader := &clockReader{Reader: memRaw}
+	rawReader.ms.Store(simStart.UnixMilli())
 	in, err := ingest.New(rawReader, store, b.Writer(""), b.Writer(""), ingest.Options{
 		EventsTopic: topicEvents, DeadLetterTopic: topicDLQ,
-		BatchSize: 5000, BatchWait: 200 * time.Millisecond,
+		BatchSize: 1000, BatchWait: 200 * time.Millisecond,
 		Parser: cfg.ParserOptions(rt), TopicFormats: cfg.Ingest.TopicFormats,
 		RetryInitial: cfg.Ingest.RetryInitial, RetryMax: cfg.Ingest.RetryMax, ShutdownGrace: cfg.Ingest.ShutdownGrace,
-		// Ingest judges timestamps against the replayed clock, as it would
-		// against the wall clock live: "future" lines are rejected.
-		Now: func() time.Time { return simClock.Load().(time.Time) },
+		Now: rawReader.now,
 	}, log, ingest.NewMetrics(reg))
 	if err != nil {
 		return sum, err
@@ -241,7 +245,7 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 				}
 			}
 			simClock.Store(s.Clock())
-			batch = append(batch, bus.Message{Value: line.Raw})
+			batch = append(batch, bus.Message{Value: line.Raw, Time: s.Clock()})
 			published.Add(1)
 			if line.Good {
 				good++
@@ -346,6 +350,25 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 	printSummary(out, sum)
 	return sum, nil
 }
+
+// clockReader is a bus.Reader that remembers the newest record time it
+// returned: the demo's feeder stamps each raw line with its simulated time.
+type clockReader struct {
+	bus.Reader
+	ms atomic.Int64
+}
+
+func (r *clockReader) Fetch(ctx context.Context) (bus.Message, error) {
+	m, err := r.Reader.Fetch(ctx)
+	if err == nil {
+		if t := m.Time.UnixMilli(); t > r.ms.Load() {
+			r.ms.Store(t)
+		}
+	}
+	return m, err
+}
+
+func (r *clockReader) now() time.Time { return time.UnixMilli(r.ms.Load()).UTC() }
 
 func withoutTooLarge() []sim.GarbageKind {
 	var ks []sim.GarbageKind

@@ -272,7 +272,14 @@ func (b *Broker) trim(t *topic, pi int) {
 		low = min(low, c[pi])
 	}
 	if drop := low - p.base; drop > 0 {
-		p.msgs = append(p.msgs[:0:0], p.msgs[drop:]...)
+		// Release the records, then drop them by re-slicing; copy the rest
+		// to a fresh array only once the dead prefix outweighs it, so that
+		// trimming stays linear however large the backlog is.
+		clear(p.msgs[:drop])
+		p.msgs = p.msgs[drop:]
+		if len(p.msgs) < cap(p.msgs)/4 && cap(p.msgs) > 1024 {
+			p.msgs = append(make([]bus.Message, 0, 2*len(p.msgs)+64), p.msgs...)
+		}
 		p.base = low
 	}
 }
