@@ -89,7 +89,12 @@ func DefaultIncidents(start time.Time, d time.Duration) []IncidentSpec {
 	for i, k := range IncidentKinds {
 		off := time.Duration(float64(d) * (0.35 + 0.1*float64(i)))
 		if k == OffHours {
+			// Truncating to the hour can land before start+d/3, even
+			// before start (a start at 03:15 with a short run): step on.
 			night := start.Add(d / 3).UTC().Truncate(time.Hour)
+			if night.Before(start.Add(d / 3)) {
+				night = night.Add(time.Hour)
+			}
 			for night.Hour() != 3 {
 				night = night.Add(time.Hour)
 			}

@@ -508,3 +508,20 @@ func TestDefaultOffHoursWithoutANight(t *testing.T) {
 	}
 	t.Fatal("no off_hours incident in the default set")
 }
+
+// TestDefaultIncidentsNeverBeforeStart: whatever the time of day the run
+// starts at, every default incident starts inside it. A start shortly
+// after 03:00 used to put the off-hours incident before the start.
+func TestDefaultIncidentsNeverBeforeStart(t *testing.T) {
+	base := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	for m := 0; m < 24*60; m += 7 {
+		start := base.Add(time.Duration(m) * time.Minute).Add(13 * time.Second)
+		for _, d := range []time.Duration{10 * time.Minute, time.Hour, 3 * time.Hour, 24 * time.Hour} {
+			for _, sp := range DefaultIncidents(start, d) {
+				if sp.Offset < 0 || sp.Offset+sp.Duration > d {
+					t.Fatalf("start %s, duration %s: %s at offset %s for %s is outside the run", start.Format(time.TimeOnly), d, sp.Kind, sp.Offset, sp.Duration)
+				}
+			}
+		}
+	}
+}
