@@ -110,6 +110,11 @@ var rolePrefix = map[Role]string{
 	RoleBatchReporting:  "batch",
 }
 
+// agentID is the id of registered agent number i: its role is Roles[i%5].
+func agentID(i int) string {
+	return fmt.Sprintf("%s-agent-%03d", rolePrefix[Roles[i%len(Roles)]], i/len(Roles)+1)
+}
+
 // newAgent builds agent number i. Everything random about it comes from rng,
 // so the same seed gives the same fleet.
 func newAgent(rng *rand.Rand, i int, formats []string, start, end time.Time) *agent {
@@ -119,7 +124,7 @@ func newAgent(rng *rand.Rand, i int, formats []string, start, end time.Time) *ag
 	carriers := formatCarriers[format]
 	a := &agent{
 		Agent: Agent{
-			ID:        fmt.Sprintf("%s-agent-%03d", rolePrefix[role], i/len(Roles)+1),
+			ID:        agentID(i),
 			Role:      role,
 			Owner:     owners[role][rng.IntN(len(owners[role]))],
 			Format:    format,
@@ -137,7 +142,7 @@ func newAgent(rng *rand.Rand, i int, formats []string, start, end time.Time) *ag
 	total := 0.0
 	for k := range ops {
 		o := &ops[k]
-		if o.deprecated || o.weight == 0 || (o.sensitive && !approveSensitive) {
+		if o.deprecated || o.rollout || o.weight == 0 || (o.sensitive && !approveSensitive) {
 			continue
 		}
 		// Agents of one role differ in what they mostly do.

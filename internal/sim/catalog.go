@@ -41,10 +41,17 @@ type op struct {
 
 	sensitive  bool
 	deprecated bool
+	// rollout marks a route a role only starts to use in a RoleRollout
+	// benign event: no agent calls it, is approved for it or finds it in
+	// the inventory unless the run configures that rollout.
+	rollout bool
 }
 
 // catalog is every op of every role. Sensitive ops are approved for only some
-// agents; deprecated ops are used by nobody except the zombie incident.
+// agents; deprecated ops are used by nobody except the zombie incident;
+// rollout ops by nobody before a RoleRollout of their role. Rollout ops come
+// last in each role so the order of the others, which the fleet's random
+// draws follow, stays as it was before they existed.
 var catalog = map[Role][]op{
 	RoleCustomerService: {
 		{method: "GET", template: "/customers/{id}", service: "crm", weight: 30, respMed: 1800, latMedMs: 35},
@@ -57,6 +64,8 @@ var catalog = map[Role][]op{
 		{method: "POST", template: "/customers/{id}/notes", service: "crm", weight: 5, reqMed: 600, respMed: 250, latMedMs: 60},
 		{method: "GET", template: "/customers/{id}/export", service: "crm", weight: 0.4, respMed: 60000, latMedMs: 400, sensitive: true},
 		{method: "GET", template: "/v1/customers/{id}", service: "crm-legacy", respMed: 1500, latMedMs: 90, deprecated: true},
+		{method: "GET", template: "/customers/{id}/preferences", service: "crm", weight: 10, respMed: 1200, latMedMs: 40, rollout: true},
+		{method: "GET", template: "/tickets/{id}/summary", service: "support", weight: 8, respMed: 1500, latMedMs: 300, rollout: true},
 	},
 	RoleFinance: {
 		{method: "GET", template: "/invoices/{id}", service: "billing", weight: 30, ids: idUUID, respMed: 3000, latMedMs: 45},
@@ -67,6 +76,8 @@ var catalog = map[Role][]op{
 		{method: "GET", template: "/ledger/entries", service: "ledger", weight: 10, query: []string{"from", "to", "page"}, respMed: 40000, latMedMs: 300},
 		{method: "GET", template: "/accounts/{id}/balance", service: "ledger", weight: 1, respMed: 900, latMedMs: 50, sensitive: true},
 		{method: "GET", template: "/v1/invoices/{id}", service: "billing-legacy", ids: idUUID, respMed: 2800, latMedMs: 110, deprecated: true},
+		{method: "GET", template: "/invoices/{id}/line-items", service: "billing", weight: 10, ids: idUUID, respMed: 5000, latMedMs: 60, rollout: true},
+		{method: "GET", template: "/payments/{id}/status", service: "payments", weight: 8, ids: idUUID, respMed: 300, latMedMs: 30, rollout: true},
 	},
 	RoleHR: {
 		{method: "GET", template: "/employees/{id}", service: "hris", weight: 30, respMed: 2000, latMedMs: 40},
@@ -76,6 +87,8 @@ var catalog = map[Role][]op{
 		{method: "GET", template: "/candidates/{id}", service: "recruiting", weight: 14, ids: idUUID, respMed: 3500, latMedMs: 45},
 		{method: "GET", template: "/employees/{id}/payroll", service: "payroll", weight: 1, respMed: 4000, latMedMs: 120, sensitive: true},
 		{method: "GET", template: "/legacy/employees/{id}", service: "hris-legacy", respMed: 1900, latMedMs: 150, deprecated: true},
+		{method: "GET", template: "/employees/{id}/skills", service: "hris", weight: 10, respMed: 1600, latMedMs: 45, rollout: true},
+		{method: "GET", template: "/positions/{id}/applicants", service: "recruiting", weight: 6, respMed: 8000, latMedMs: 90, rollout: true},
 	},
 	RoleITOps: {
 		{method: "GET", template: "/hosts/{id}", service: "inventory", weight: 25, respMed: 1500, latMedMs: 25},
@@ -87,6 +100,8 @@ var catalog = map[Role][]op{
 		{method: "GET", template: "/metrics/query", service: "metrics", weight: 15, query: []string{"query", "start", "end"}, respMed: 18000, latMedMs: 180},
 		{method: "POST", template: "/users/{id}/reset-password", service: "iam", weight: 0.5, reqMed: 90, respMed: 120, latMedMs: 140, sensitive: true},
 		{method: "POST", template: "/v1/hosts/{id}/reboot", service: "orchestrator-legacy", reqMed: 60, respMed: 180, latMedMs: 1200, deprecated: true},
+		{method: "GET", template: "/hosts/{id}/patches", service: "inventory", weight: 10, respMed: 4000, latMedMs: 60, rollout: true},
+		{method: "GET", template: "/alerts", service: "alerting", weight: 8, query: []string{"state", "limit"}, respMed: 9000, latMedMs: 80, rollout: true},
 	},
 	RoleBatchReporting: {
 		{method: "GET", template: "/reports/daily", service: "reports", weight: 10, query: []string{"date"}, respMed: 250000, latMedMs: 900},
@@ -97,6 +112,8 @@ var catalog = map[Role][]op{
 		{method: "GET", template: "/invoices", service: "billing", weight: 12, query: []string{"status", "from", "to"}, respMed: 40000, latMedMs: 200},
 		{method: "GET", template: "/payroll/runs/{id}", service: "payroll", weight: 1, respMed: 150000, latMedMs: 600, sensitive: true},
 		{method: "GET", template: "/reports/legacy/daily", service: "reports-legacy", respMed: 200000, latMedMs: 2500, deprecated: true},
+		{method: "GET", template: "/exports/{id}/manifest", service: "reports", weight: 6, ids: idUUID, respMed: 5000, latMedMs: 80, rollout: true},
+		{method: "GET", template: "/reports/monthly", service: "reports", weight: 3, query: []string{"month"}, respMed: 900000, latMedMs: 2500, rollout: true},
 	},
 }
 

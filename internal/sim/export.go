@@ -39,16 +39,32 @@ func (r RouteSpec) Tags() []string {
 	return tags
 }
 
-// Routes returns the route inventory, sorted by template. Recon probes of
-// the endpoint_sprawl incident are deliberately absent from it.
-func (s *Simulator) Routes() []RouteSpec { return Inventory() }
+// Routes returns the route inventory of this run, sorted by template:
+// Inventory plus the routes of its RoleRollout events, which the inventory
+// lists from the start of the run (the change was approved ahead). Recon
+// probes of the endpoint_sprawl incident are deliberately absent from it.
+// The caller owns the result.
+func (s *Simulator) Routes() []RouteSpec {
+	if len(s.rolledOut) == 0 {
+		return Inventory()
+	}
+	return inventory(s.rolledOut)
+}
 
 // Inventory returns the route inventory every simulation uses, sorted by
-// template: the same for every seed.
-func Inventory() []RouteSpec {
+// template: the same for every seed. Routes of RoleRollout events are not
+// in it; Simulator.Routes adds those a run configures.
+func Inventory() []RouteSpec { return inventory(nil) }
+
+// inventory builds the inventory of the catalog, with the rollout routes
+// named in rolledOut.
+func inventory(rolledOut map[string]bool) []RouteSpec {
 	byTemplate := map[string]*RouteSpec{}
 	for _, role := range Roles {
 		for _, o := range catalog[role] {
+			if o.rollout && !rolledOut[o.template] {
+				continue
+			}
 			r := byTemplate[o.template]
 			if r == nil {
 				r = &RouteSpec{Template: o.template, Service: o.service}

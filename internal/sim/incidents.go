@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/agentwatch/agentwatch/pkg/event"
@@ -28,10 +29,50 @@ const (
 	ZombieAPI IncidentKind = "zombie_api"
 	// UnregisteredAgent: traffic from an agent id the registry lacks.
 	UnregisteredAgent IncidentKind = "unregistered_agent"
+
+	// The kinds below came later. They are not in IncidentKinds, so the
+	// default set stays as it was; they draw from a random stream of their
+	// own, so injecting them leaves every other line alone.
+
+	// SlowExfiltration: low and slow, over hours (4h, say), about one call
+	// a minute to a sensitive route of the agent's own role, each answered
+	// with a few MB: meant to stay under per-window thresholds.
+	SlowExfiltration IncidentKind = "slow_exfiltration"
+	// OutOfRoleSensitive: a handful of calls a minute to a sensitive route
+	// of another role, which the agent is not approved for and never
+	// called; responses of normal size.
+	OutOfRoleSensitive IncidentKind = "out_of_role_sensitive"
+	// Enumeration: the agent walks resource ids under one of its own {id}
+	// routes, sequentially or at random, about 20 distinct ids a minute,
+	// mostly answered 200, some 404.
+	Enumeration IncidentKind = "enumeration"
+	// NewSourceAddress: the agent's credential is replayed from a new
+	// source address in 198.51.100.0/24: ordinary calls of the agent's
+	// usual routes at about its peak rate, all from that address, beside
+	// its normal traffic from its usual one.
+	NewSourceAddress IncidentKind = "new_source_address"
 )
 
-// IncidentKinds lists every kind, in the order of the default set.
+// IncidentKinds lists the kinds of the default set (DefaultIncidents), in
+// its order. AllIncidentKinds lists every kind.
 var IncidentKinds = []IncidentKind{Exfiltration, EndpointSprawl, AuthStorm, ZombieAPI, UnregisteredAgent, OffHours}
+
+// AllIncidentKinds lists every kind the simulator can inject: IncidentKinds,
+// then the kinds added for detection-quality evaluation.
+var AllIncidentKinds = []IncidentKind{
+	Exfiltration, EndpointSprawl, AuthStorm, ZombieAPI, UnregisteredAgent, OffHours,
+	SlowExfiltration, OutOfRoleSensitive, Enumeration, NewSourceAddress,
+}
+
+// addedKind reports whether k is one of the kinds not in IncidentKinds,
+// which draw from Simulator.extra.
+func addedKind(k IncidentKind) bool {
+	switch k {
+	case SlowExfiltration, OutOfRoleSensitive, Enumeration, NewSourceAddress:
+		return true
+	}
+	return false
+}
 
 // IncidentSpec asks for one incident.
 type IncidentSpec struct {
@@ -44,7 +85,8 @@ type IncidentSpec struct {
 	Offset time.Duration
 	// Duration is how long it lasts.
 	Duration time.Duration
-	// Rate is the incident's extra calls per minute (0 = the kind's default).
+	// Rate is the incident's extra calls per minute (0 = the kind's
+	// default; for NewSourceAddress the agent's own peak rate).
 	Rate float64
 }
 
@@ -56,26 +98,40 @@ type Incident struct {
 	Agent string
 	Start time.Time
 	End   time.Time
+	// Route is the route template a SlowExfiltration, OutOfRoleSensitive
+	// or Enumeration incident revolves around, "" for the other kinds.
+	// (omitempty keeps the JSON of the original kinds as it was.)
+	Route string `json:",omitempty"`
+	// SourceIP is the new address of a NewSourceAddress incident, ""
+	// for the other kinds.
+	SourceIP string `json:",omitempty"`
 }
 
 type incident struct {
 	Incident
 	a    *agent
-	op   *op     // the route abused, when the kind has one
-	rate float64 // calls per minute
-	from int64   // Unix ms
-	to   int64   // Unix ms
-	seq  int     // calls so far, to vary recon paths
+	op   *op        // the route abused, when the kind has one
+	rng  *rand.Rand // s.traffic for the kinds of IncidentKinds, else s.extra
+	rate float64    // calls per minute
+	from int64      // Unix ms
+	to   int64      // Unix ms
+	seq  int        // calls so far, to vary recon paths
+	next int64      // Enumeration: the next id of a sequential walk; 0 for random ids
 }
 
-// defaultRate is each kind's calls per minute.
+// defaultRate is each kind's calls per minute. NewSourceAddress has none:
+// it replays at the agent's own peak rate.
 var defaultRate = map[IncidentKind]float64{
-	Exfiltration:      25,
-	EndpointSprawl:    15,
-	OffHours:          4,
-	AuthStorm:         30,
-	ZombieAPI:         2,
-	UnregisteredAgent: 3,
+	Exfiltration:       25,
+	EndpointSprawl:     15,
+	OffHours:           4,
+	AuthStorm:          30,
+	ZombieAPI:          2,
+	UnregisteredAgent:  3,
+	SlowExfiltration:   1,
+	OutOfRoleSensitive: 4,
+	Enumeration:        20,
+	NewSourceAddress:   0,
 }
 
 // DefaultIncidents returns one incident of each kind spread over the second
@@ -141,11 +197,19 @@ var preferredRoles = map[IncidentKind][]Role{
 	AuthStorm:         {RoleBatchReporting, RoleITOps, RoleCustomerService},
 	ZombieAPI:         {RoleBatchReporting, RoleFinance, RoleCustomerService},
 	UnregisteredAgent: {RoleCustomerService},
+	SlowExfiltration:  {RoleHR, RoleFinance, RoleCustomerService},
+	// Any role can reach for another's data; these have plenty of agents
+	// and a sensitive route of their own to tell apart from the foreign one.
+	OutOfRoleSensitive: {RoleCustomerService, RoleITOps, RoleBatchReporting},
+	// Roles with a numeric-id route among their ordinary ones.
+	Enumeration:      {RoleCustomerService, RoleHR, RoleITOps},
+	NewSourceAddress: {RoleFinance, RoleCustomerService, RoleITOps},
 }
 
 // schedule resolves specs into incidents, picking distinct agents where the
-// spec leaves it open.
-func (s *Simulator) schedule(rng *rand.Rand, specs []IncidentSpec) error {
+// spec leaves it open. fleet is the generator the fleet was built with: the
+// original kinds draw from it, the added ones from s.extra.
+func (s *Simulator) schedule(fleet *rand.Rand, specs []IncidentSpec) error {
 	used := map[string]bool{}
 	for _, sp := range specs {
 		if sp.Agent != "" {
@@ -155,13 +219,20 @@ func (s *Simulator) schedule(rng *rand.Rand, specs []IncidentSpec) error {
 	counts := map[IncidentKind]int{}
 	for i, sp := range specs {
 		if _, ok := defaultRate[sp.Kind]; !ok {
-			return fmt.Errorf("incidents[%d].kind: unknown kind %q; use one of %v", i, sp.Kind, IncidentKinds)
+			return fmt.Errorf("incidents[%d].kind: unknown kind %q; use one of %v", i, sp.Kind, AllIncidentKinds)
 		}
 		if sp.Duration <= 0 || sp.Offset < 0 {
 			return fmt.Errorf("incidents[%d]: offset must be >= 0 and duration > 0, got %s and %s", i, sp.Offset, sp.Duration)
 		}
+		if sp.Offset < s.cfg.History {
+			return fmt.Errorf("incidents[%d]: %s at offset %s starts inside the incident-free history of %s; move it later or shorten history", i, sp.Kind, sp.Offset, s.cfg.History)
+		}
+		rng := fleet
 		counts[sp.Kind]++
-		inc := &incident{rate: sp.Rate}
+		inc := &incident{rate: sp.Rate, rng: s.traffic}
+		if addedKind(sp.Kind) {
+			rng, inc.rng = s.extra, s.extra
+		}
 		if inc.rate == 0 {
 			inc.rate = defaultRate[sp.Kind]
 		}
@@ -180,9 +251,30 @@ func (s *Simulator) schedule(rng *rand.Rand, specs []IncidentSpec) error {
 			inc.a = a
 		}
 		inc.Agent = inc.a.ID
-		inc.op = abusedOp(inc.a, sp.Kind)
-		if inc.op == nil && (sp.Kind == Exfiltration || sp.Kind == ZombieAPI) {
-			return fmt.Errorf("incidents[%d]: role %s of agent %s has no route for %s", i, inc.a.Role, inc.a.ID, sp.Kind)
+		switch sp.Kind {
+		case OutOfRoleSensitive:
+			inc.op = foreignSensitiveOp(rng, inc.a)
+		case Enumeration:
+			inc.op = enumerableOp(rng, inc.a)
+			if rng.IntN(2) == 0 {
+				inc.next = 100000 + rng.Int64N(800000) // a sequential walk from here
+			}
+		case NewSourceAddress:
+			inc.SourceIP = s.newSourceIP(rng)
+			if inc.rate == 0 {
+				inc.rate = max(1, baseRate[inc.a.Role]*inc.a.activity*s.cfg.RateScale)
+			}
+		default:
+			inc.op = abusedOp(inc.a, sp.Kind)
+		}
+		switch sp.Kind {
+		case Exfiltration, ZombieAPI, SlowExfiltration, OutOfRoleSensitive, Enumeration:
+			if inc.op == nil {
+				return fmt.Errorf("incidents[%d]: role %s of agent %s has no route for %s", i, inc.a.Role, inc.a.ID, sp.Kind)
+			}
+			if addedKind(sp.Kind) {
+				inc.Route = inc.op.template
+			}
 		}
 		s.incidents = append(s.incidents, inc)
 	}
@@ -250,11 +342,77 @@ func abusedOp(a *agent, k IncidentKind) *op {
 	ops := catalog[a.Role]
 	for i := range ops {
 		switch {
-		case k == Exfiltration && ops[i].sensitive, k == ZombieAPI && ops[i].deprecated:
+		case k == Exfiltration && ops[i].sensitive, k == ZombieAPI && ops[i].deprecated,
+			k == SlowExfiltration && ops[i].sensitive:
 			return &ops[i]
 		}
 	}
 	return nil
+}
+
+// foreignSensitiveOp picks a sensitive op of another role than a's that a
+// is not approved for and its role never uses, nil if there is none.
+func foreignSensitiveOp(rng *rand.Rand, a *agent) *op {
+	var cands []*op
+	for _, r := range Roles {
+		if r == a.Role {
+			continue
+		}
+		ops := catalog[r]
+		for i := range ops {
+			o := &ops[i]
+			if o.sensitive && !slices.Contains(a.ApprovedRoutes, o.template) && !roleUses(a.Role, o.template) {
+				cands = append(cands, o)
+			}
+		}
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	return cands[rng.IntN(len(cands))]
+}
+
+// roleUses reports whether a route of role r has template t.
+func roleUses(r Role, t string) bool {
+	return slices.ContainsFunc(catalog[r], func(o op) bool { return o.template == t })
+}
+
+// enumerableOp picks the route an Enumeration by a walks: a GET of a
+// numeric {id} among a's own ops, else among its role's (rollout and
+// deprecated routes aside), nil if the role has none.
+func enumerableOp(rng *rand.Rand, a *agent) *op {
+	fits := func(o *op) bool {
+		return o.method == "GET" && o.ids == idNumeric && strings.Contains(o.template, "{id}") && !o.deprecated && !o.rollout
+	}
+	var cands []*op
+	for _, o := range a.ops {
+		if fits(o) {
+			cands = append(cands, o)
+		}
+	}
+	if len(cands) == 0 {
+		ops := catalog[a.Role]
+		for i := range ops {
+			if fits(&ops[i]) {
+				cands = append(cands, &ops[i])
+			}
+		}
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	return cands[rng.IntN(len(cands))]
+}
+
+// newSourceIP picks an address in 198.51.100.0/24 (TEST-NET-2) that no
+// other incident of the run uses yet.
+func (s *Simulator) newSourceIP(rng *rand.Rand) string {
+	for {
+		ip := "198.51.100." + strconv.Itoa(1+rng.IntN(254))
+		if !slices.ContainsFunc(s.incidents, func(inc *incident) bool { return inc.SourceIP == ip }) {
+			return ip
+		}
+	}
 }
 
 // incidentTraffic appends inc's calls that fall in [from, to).
@@ -263,7 +421,11 @@ func (s *Simulator) incidentTraffic(inc *incident, from, to int64) {
 	if lo >= hi {
 		return
 	}
-	rng := s.traffic
+	rng := inc.rng
+	if inc.Kind == Enumeration {
+		s.enumerate(inc, lo, hi)
+		return
+	}
 	n := poisson(rng, inc.rate*float64(hi-lo)/60_000)
 	for range n {
 		at := lo + rng.Int64N(hi-lo)
@@ -271,14 +433,14 @@ func (s *Simulator) incidentTraffic(inc *incident, from, to int64) {
 		ev := s.add(a, inc.ID)
 		switch inc.Kind {
 		case Exfiltration:
-			s.normalEvent(ev, a, at, inc.op)
+			s.normalEvent(rng, ev, a, at, inc.op)
 			ev.Status = 200
 			ev.ResponseBytes = uint64(logNormal(rng, 30<<20, 0.5))
 			ev.DurationUs = latencyUs(logNormal(rng, 4000, 0.4))
 		case EndpointSprawl:
 			s.reconEvent(ev, inc, at)
 		case AuthStorm:
-			s.normalEvent(ev, a, at, a.ops[pick(rng, a.cum)])
+			s.normalEvent(rng, ev, a, at, a.ops[pick(rng, a.cum)])
 			ev.Status = 401
 			if rng.IntN(5) < 2 {
 				ev.Status = 403
@@ -286,18 +448,82 @@ func (s *Simulator) incidentTraffic(inc *incident, from, to int64) {
 			ev.ResponseBytes = uint64(logNormal(rng, 120, 0.2))
 			ev.DurationUs = latencyUs(logNormal(rng, 4, 0.4))
 		case ZombieAPI:
-			s.normalEvent(ev, a, at, inc.op)
+			s.normalEvent(rng, ev, a, at, inc.op)
+		case SlowExfiltration:
+			s.normalEvent(rng, ev, a, at, inc.op)
+			ev.Status = 200
+			ev.ResponseBytes = uint64(logNormal(rng, 3<<20, 0.4))
+			ev.DurationUs = latencyUs(logNormal(rng, 900, 0.4))
+		case OutOfRoleSensitive:
+			s.normalEvent(rng, ev, a, at, inc.op)
+		case NewSourceAddress:
+			s.normalEvent(rng, ev, a, at, a.ops[pick(rng, a.cum)])
+			ev.SourceIP = inc.SourceIP
 		default: // OffHours, UnregisteredAgent: ordinary calls, wrong time or wrong agent
-			s.normalEvent(ev, a, at, a.ops[pick(rng, a.cum)])
+			s.normalEvent(rng, ev, a, at, a.ops[pick(rng, a.cum)])
 		}
 	}
+}
+
+// enumerate appends the calls of Enumeration inc in [lo, hi): spread
+// evenly, so a sequential walk's ids rise with time; a random walk misses
+// more often than a sequential one.
+func (s *Simulator) enumerate(inc *incident, lo, hi int64) {
+	rng := inc.rng
+	n := int64(poisson(rng, inc.rate*float64(hi-lo)/60_000))
+	o := inc.op
+	miss := 25 // percent of ids answered 404
+	if inc.next != 0 {
+		miss = 10
+	}
+	for k := range n {
+		at := lo + k*(hi-lo)/n + rng.Int64N(max((hi-lo)/n, 1))
+		ev := s.add(inc.a, inc.ID)
+		s.baseEvent(rng, ev, inc.a, at)
+		ev.Method = o.method
+		ev.Route = o.template
+		ev.Upstream = o.service
+		id := inc.next
+		if id == 0 {
+			id = 100000 + rng.Int64N(900000)
+		} else {
+			inc.next++
+		}
+		ev.Path = fillID(o.template, id)
+		if rng.IntN(100) < miss {
+			ev.Status = 404
+			ev.ResponseBytes = uint64(logNormal(rng, 160, 0.3))
+			ev.DurationUs = latencyUs(logNormal(rng, 8, 0.4))
+		} else {
+			ev.Status = 200
+			ev.ResponseBytes = uint64(logNormal(rng, o.respMed, 0.8))
+			ev.DurationUs = latencyUs(logNormal(rng, o.latMedMs, 0.5))
+		}
+	}
+}
+
+// fillID replaces every {id} in t with id.
+func fillID(t string, id int64) string {
+	var buf [128]byte
+	b := buf[:0]
+	for i := 0; i < len(t); i++ {
+		if t[i] == '{' {
+			for i < len(t) && t[i] != '}' {
+				i++
+			}
+			b = strconv.AppendInt(b, id, 10)
+			continue
+		}
+		b = append(b, t[i])
+	}
+	return string(b)
 }
 
 // reconEvent is one probe of a route nobody has: a known scanner target or
 // an invented numbered variant, mostly answered 404.
 func (s *Simulator) reconEvent(ev *event.Event, inc *incident, at int64) {
 	rng := s.traffic
-	s.baseEvent(ev, inc.a, at)
+	s.baseEvent(rng, ev, inc.a, at)
 	inc.seq++
 	if inc.seq <= len(reconPaths) {
 		ev.Path = reconPaths[inc.seq-1]

@@ -12,8 +12,18 @@
 // Traffic follows a per-role diurnal curve (business hours for
 // customer_service, finance and hr; a night batch window for batch_reporting;
 // nearly flat for it_ops), quieter weekends (UTC is the simulated time zone)
-// and Poisson noise. Labeled incidents and, optionally, garbage lines are
-// mixed in.
+// and Poisson noise. Labeled incidents and, optionally, garbage lines and
+// labeled benign changes (role rollouts, holidays, upstream outages) are
+// mixed in. EvalScenario puts them together into a detection-quality
+// evaluation: clean history, then test days with incidents of every kind.
+//
+// Features added after the first release (the incident kinds beyond
+// IncidentKinds, benign changes) draw from a random stream of their own,
+// so a Config that does not use them gives the same bytes as before they
+// existed, and one that does changes no other line it need not: added
+// incidents and rollouts only add lines, holidays and outages only drop or
+// change lines inside their windows (and add retries there). With
+// GarbageRate > 0 the garbage decisions shift, though.
 package sim
 
 import (
@@ -91,6 +101,14 @@ type Config struct {
 	// RateScale multiplies every normal traffic rate (default 1): 1 gives a
 	// few thousand events per simulated hour for 60 agents.
 	RateScale float64
+	// Benign lists labeled benign changes to inject: role rollouts,
+	// holidays, upstream outages (default none). BenignEvents returns
+	// their labels.
+	Benign []BenignSpec
+	// History is how long the run stays free of incidents from Start: the
+	// baseline an evaluation learns from (default 0). New rejects an
+	// incident that starts inside it.
+	History time.Duration
 }
 
 // KnownFormats are the access-log formats the simulator can write, the same
@@ -107,12 +125,18 @@ type Simulator struct {
 	// render is gateway.Render, or a faster copy of it; see render.go.
 	render func(format string, e *event.Event, h gateway.RenderHints) []byte
 
-	traffic *rand.Rand // normal and incident traffic
+	traffic *rand.Rand // normal traffic and the original incident kinds'
 	junk    *rand.Rand // garbage decisions, so GarbageRate leaves traffic alone
+	// extra drives the features added after the first release (benign
+	// changes, added incident kinds), so a Config without them draws
+	// exactly what it drew before they existed.
+	extra *rand.Rand
 
 	agents    []*agent // registered first, in id order, then unregistered ones
 	registry  Registry
 	incidents []*incident
+	benign    []*benign
+	rolledOut map[string]bool // templates of the run's RoleRollout routes
 
 	minute  int64 // start of the next minute to generate, Unix ms
 	end     int64 // Unix ms
@@ -156,6 +180,7 @@ func New(cfg Config) (*Simulator, error) {
 		render:  render,
 		traffic: rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15)),
 		junk:    rand.New(rand.NewPCG(cfg.Seed, 0xd1b54a32d192ed03)),
+		extra:   rand.New(rand.NewPCG(cfg.Seed, extraStream)),
 		minute:  cfg.Start.UnixMilli(),
 		end:     cfg.Start.Add(cfg.Duration).UnixMilli(),
 	}
@@ -165,6 +190,9 @@ func New(cfg Config) (*Simulator, error) {
 		s.agents = append(s.agents, newAgent(fleet, i, cfg.Formats, cfg.Start, end))
 	}
 	slices.SortFunc(s.agents, func(a, b *agent) int { return strings.Compare(a.ID, b.ID) })
+	if err := s.resolveBenign(cfg.Benign); err != nil {
+		return nil, err
+	}
 	for _, a := range s.agents {
 		s.registry.Agents = append(s.registry.Agents, a.Agent)
 	}
@@ -173,6 +201,9 @@ func New(cfg Config) (*Simulator, error) {
 	}
 	return s, nil
 }
+
+// extraStream selects the random stream of Simulator.extra.
+const extraStream = 0x5851f42d4c957f2d
 
 func (c Config) validate() error {
 	var errs []error
@@ -206,6 +237,12 @@ func (c Config) validate() error {
 	}
 	if c.RateScale < 0 {
 		errs = append(errs, fmt.Errorf("rate_scale: must be positive, got %g", c.RateScale))
+	}
+	if c.History < 0 || (c.Duration > 0 && c.History > c.Duration) {
+		errs = append(errs, fmt.Errorf("history: must be in [0, duration], got %s", c.History))
+	}
+	if c.Duration > 0 {
+		errs = append(errs, validateBenign(c.Benign, c.Duration)...)
 	}
 	return errors.Join(errs...)
 }
@@ -262,6 +299,10 @@ func (s *Simulator) fill() {
 	for i, r := range Roles {
 		roleRate[i] = baseRate[r] * diurnal(r, hour, weekend) * s.cfg.RateScale * span
 	}
+	var fx effects
+	if len(s.benign) > 0 {
+		s.minuteEffects(&fx, from, to, hour, weekend)
+	}
 	for _, a := range s.agents {
 		if !a.registered {
 			continue
@@ -269,8 +310,15 @@ func (s *Simulator) fill() {
 		lambda := roleRate[a.roleIdx] * a.activity
 		for range poisson(s.traffic, lambda) {
 			at := from + s.traffic.Int64N(to-from)
-			s.normalEvent(s.add(a, ""), a, at, a.ops[pick(s.traffic, a.cum)])
+			ev := s.add(a, "")
+			s.normalEvent(s.traffic, ev, a, at, a.ops[pick(s.traffic, a.cum)])
+			if fx.on {
+				s.affect(&fx, ev, a)
+			}
 		}
+	}
+	if fx.on {
+		s.benignTraffic(&fx, &roleRate, from, to)
 	}
 	for _, inc := range s.incidents {
 		s.incidentTraffic(inc, from, to)
@@ -363,10 +411,10 @@ func (s *Simulator) add(a *agent, incident string) *event.Event {
 	return &s.buf[len(s.buf)-1].ev
 }
 
-// normalEvent fills ev with one ordinary call of agent a to op o at Unix ms at.
-func (s *Simulator) normalEvent(ev *event.Event, a *agent, at int64, o *op) {
-	rng := s.traffic
-	s.baseEvent(ev, a, at)
+// normalEvent fills ev with one ordinary call of agent a to op o at Unix ms
+// at, drawing from rng.
+func (s *Simulator) normalEvent(rng *rand.Rand, ev *event.Event, a *agent, at int64, o *op) {
+	s.baseEvent(rng, ev, a, at)
 	ev.Method = o.method
 	ev.Route = o.template
 	ev.Path = fillTemplate(rng, o.template, o.ids)
@@ -386,8 +434,9 @@ func (s *Simulator) normalEvent(ev *event.Event, a *agent, at int64, o *op) {
 	ev.DurationUs = latencyUs(logNormal(rng, o.latMedMs, 0.5))
 }
 
-// baseEvent sets what every call of agent a has in common.
-func (s *Simulator) baseEvent(ev *event.Event, a *agent, at int64) {
+// baseEvent sets what every call of agent a has in common; its request id
+// comes from rng.
+func (s *Simulator) baseEvent(rng *rand.Rand, ev *event.Event, a *agent, at int64) {
 	*ev = event.Event{
 		EventTimeMs:    at,
 		AgentID:        a.ID,
@@ -397,7 +446,7 @@ func (s *Simulator) baseEvent(ev *event.Event, a *agent, at int64) {
 		UserAgent:      a.UserAgent,
 		Gateway:        a.Gateway,
 		Format:         a.Format,
-		RequestID:      requestID(s.traffic),
+		RequestID:      requestID(rng),
 	}
 }
 
