@@ -334,11 +334,8 @@ func updateShare(st stat, k, n, a float64, p *Params) stat {
 func updateSize(st stat, id features.ID, y, calls, typical, wd, a float64, p *Params) (stat, float64) {
 	mu := float64(st.a)
 	sd := max(math.Sqrt(sizeVar(id, float64(st.b), calls, typical)), p.MinLogScale)
-	d := min(max(y, mu-p.Clip*sd), mu+p.Clip*sd) - mu
-	return stat{
-		float32(mu + a*d),
-		float32((1 - a) * (float64(st.b) + a*d*d*wd)),
-	}, d * d
+	m, v, d2 := welford(mu, float64(st.b), y, sd, a, p.Clip, wd)
+	return stat{float32(m), float32(v)}, d2
 }
 
 // bumpActivity counts a trained window in slot s. A window counts when its

@@ -1,0 +1,163 @@
+package baseline
+
+import (
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+)
+
+// feed streams values at 5-minute steps from a Monday and returns the
+// results.
+func feed(p *SeriesParams, vals []float64) []SeriesResult {
+	var s Series
+	t0 := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC).UnixMilli()
+	out := make([]SeriesResult, len(vals))
+	for i, v := range vals {
+		out[i] = s.Observe(p, t0+int64(i)*300_000, v)
+	}
+	return out
+}
+
+// daily is a noisy daily cycle sampled every 5 minutes.
+func daily(rng *rand.Rand, n int, amp, noise float64) []float64 {
+	v := make([]float64, n)
+	for i := range v {
+		v[i] = 50 + amp*math.Sin(2*math.Pi*float64(i)/288) + noise*rng.NormFloat64()
+	}
+	return v
+}
+
+func TestSeriesDetectsPlantedChanges(t *testing.T) {
+	p := DefaultSeriesParams()
+	const n, at = 288 * 10, 288 * 7
+	for _, tc := range []struct {
+		name  string
+		plant func(v []float64)
+	}{
+		{"level shift up", func(v []float64) {
+			for i := at; i < len(v); i++ {
+				v[i] += 25
+			}
+		}},
+		{"spike", func(v []float64) { v[at] += 60 }},
+		{"flat instead of the daily cycle", func(v []float64) {
+			for i := at; i < at+288; i++ {
+				v[i] = 50
+			}
+		}},
+		{"noise burst", func(v []float64) {
+			rng := rand.New(rand.NewPCG(9, 9))
+			for i := at; i < at+60; i++ {
+				v[i] += 15 * rng.NormFloat64()
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := daily(rand.New(rand.NewPCG(1, 2)), n, 20, 1)
+			tc.plant(v)
+			rs := feed(&p, v)
+			first := -1
+			for i := at; i < at+288 && first < 0; i++ {
+				if rs[i].Reported >= p.AlertScore {
+					first = i
+				}
+			}
+			if first < 0 {
+				t.Fatalf("no report at or above %g in the day after the change", p.AlertScore)
+			}
+			t.Logf("reported %d points after the change, score %.1f", first-at, rs[first].Score)
+			if first-at > 48 {
+				t.Errorf("reported %d points (4 h) late", first-at)
+			}
+			for i := 288 * 3; i < at; i++ {
+				if rs[i].Reported >= p.AlertScore {
+					t.Errorf("false report at point %d (score %.1f) before the change", i, rs[i].Score)
+					break
+				}
+			}
+		})
+	}
+}
+
+func TestSeriesQuietOnNormalSeries(t *testing.T) {
+	p := DefaultSeriesParams()
+	for _, tc := range []struct {
+		name string
+		vals []float64
+	}{
+		{"daily cycle", daily(rand.New(rand.NewPCG(3, 4)), 288*14, 20, 1)},
+		{"flat", make([]float64, 288*14)},
+		{"white noise", daily(rand.New(rand.NewPCG(5, 6)), 288*14, 0, 5)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rs := feed(&p, tc.vals)
+			reports := 0
+			for i := 288 * 2; i < len(rs); i++ {
+				if rs[i].Reported >= p.AlertScore {
+					reports++
+				}
+			}
+			// About 1e-5 of points may pass p <= 1e-5 by chance; the decaying
+			// maximum cuts that further.
+			if reports > 2 {
+				t.Errorf("%d reports on %d normal points, want at most 2", reports, len(rs)-288*2)
+			}
+		})
+	}
+}
+
+// One change is one detection: after a lasting shift, later points of the
+// same episode are not reported again unless they are far more surprising.
+func TestSeriesReportsAChangeOnce(t *testing.T) {
+	p := DefaultSeriesParams()
+	v := daily(rand.New(rand.NewPCG(7, 8)), 288*10, 20, 1)
+	for i := 288 * 7; i < len(v); i++ {
+		v[i] += 25
+	}
+	rs := feed(&p, v)
+	reports := 0
+	for i := 288 * 7; i < len(rs); i++ {
+		if rs[i].Reported >= p.AlertScore {
+			reports++
+		}
+	}
+	if reports == 0 || reports > 20 {
+		t.Errorf("%d reports over the shifted 3 days, want between 1 and 20", reports)
+	}
+	// The poisoning guard slows learning of the new level, but it is
+	// learnt: by the last day the score is back near zero.
+	last := rs[len(rs)-1]
+	if last.Score > p.AlertScore {
+		t.Errorf("still scoring %.1f at the end: the new level was never learnt", last.Score)
+	}
+}
+
+func TestSeriesIgnoresNaNAndInf(t *testing.T) {
+	p := DefaultSeriesParams()
+	var s Series
+	for i, v := range []float64{1, math.NaN(), math.Inf(1), 2} {
+		r := s.Observe(&p, int64(i)*60_000, v)
+		if r.Score != 0 || math.IsNaN(r.Surprise) {
+			t.Fatalf("point %d (%v): got %+v", i, v, r)
+		}
+	}
+	if s.n != 2 {
+		t.Errorf("learnt %v points, want 2 (NaN and Inf skipped)", s.n)
+	}
+}
+
+func TestSeriesParamsValidate(t *testing.T) {
+	if err := DefaultSeriesParams().Validate(); err != nil {
+		t.Fatalf("defaults invalid: %v", err)
+	}
+	p := DefaultSeriesParams()
+	p.HalfLife, p.AnomalousWeight, p.PredictorSlack = 0, 2, 0.5
+	err := p.Validate()
+	for _, want := range []string{"half_life", "anomalous_weight", "predictor_slack"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not name %s", err, want)
+		}
+	}
+}
