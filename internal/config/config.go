@@ -153,11 +153,19 @@ type Detector struct {
 	NoveltyMature time.Duration `mapstructure:"novelty_mature"`
 	// NewAgentsPerWindow raises agent_flood past this many new agent ids
 	// per partition and window (0: off).
-	NewAgentsPerWindow int           `mapstructure:"new_agents_per_window"`
-	MaxAgents          int           `mapstructure:"max_agents"`
-	SnapshotEvery      time.Duration `mapstructure:"snapshot_every"`
-	IdleFlush          time.Duration `mapstructure:"idle_flush"`
-	SessionTimeout     time.Duration `mapstructure:"session_timeout"`
+	NewAgentsPerWindow int `mapstructure:"new_agents_per_window"`
+	// GlobalMinAgents, GlobalShare and GlobalGap group many agents
+	// anomalous in one window into one global_event (0 agents: off).
+	GlobalMinAgents int `mapstructure:"global_min_agents"`
+	// NewIPMaxKnown: new_source_ip for agents with at most this many
+	// known source addresses (0: off).
+	NewIPMaxKnown  int           `mapstructure:"new_ip_max_known"`
+	GlobalShare    float64       `mapstructure:"global_share"`
+	GlobalGap      time.Duration `mapstructure:"global_gap"`
+	MaxAgents      int           `mapstructure:"max_agents"`
+	SnapshotEvery  time.Duration `mapstructure:"snapshot_every"`
+	IdleFlush      time.Duration `mapstructure:"idle_flush"`
+	SessionTimeout time.Duration `mapstructure:"session_timeout"`
 }
 
 // Embedded configures the one-process default.
@@ -223,6 +231,10 @@ func defaults() map[string]any {
 		"detector.rule_repeat":           "1h",
 		"detector.novelty_mature":        "2h",
 		"detector.new_agents_per_window": 200,
+		"detector.global_min_agents":     5,
+		"detector.new_ip_max_known":      4,
+		"detector.global_share":          0.1,
+		"detector.global_gap":            "1h",
 		"detector.max_agents":            1_000_000,
 		"detector.snapshot_every":        "10s",
 		"detector.idle_flush":            "30s",
@@ -482,6 +494,18 @@ func (c Config) Validate() error {
 	}
 	if d.NewAgentsPerWindow < 0 {
 		bad("detector.new_agents_per_window", "must be 0 (off) or positive, got %d", d.NewAgentsPerWindow)
+	}
+	if d.NewIPMaxKnown < 0 || d.NewIPMaxKnown > 16 {
+		bad("detector.new_ip_max_known", "must be in [0, 16] (0: off; the seen-set keeps 16 addresses), got %d", d.NewIPMaxKnown)
+	}
+	if d.GlobalMinAgents < 0 {
+		bad("detector.global_min_agents", "must be 0 (off) or positive, got %d", d.GlobalMinAgents)
+	}
+	if !(d.GlobalShare >= 0 && d.GlobalShare <= 1) {
+		bad("detector.global_share", "must be in [0, 1], got %g", d.GlobalShare)
+	}
+	if d.GlobalGap < 0 {
+		bad("detector.global_gap", "must not be negative, got %s", d.GlobalGap)
 	}
 	if d.MaxAgents < 0 {
 		bad("detector.max_agents", "must be 0 (no cap) or positive, got %d", d.MaxAgents)

@@ -43,6 +43,21 @@ type Settings struct {
 	// NoveltyMatureMs is the seen-set age after which a first call to a
 	// sensitive route alerts for an agent without an approved-routes list.
 	NoveltyMatureMs int64
+	// GlobalMinAgents and GlobalShare: when at least this many agents, and
+	// this share of the agents active in a window of one partition, are
+	// scored anomalous in that window, it is one global event (an upstream
+	// outage, a bad deploy): one global_event anomaly replaces their
+	// behaviour anomalies. GlobalMinAgents 0 turns grouping off.
+	GlobalMinAgents int
+	GlobalShare     float64
+	// NewIPMaxKnown: a registered agent whose seen-set is mature and holds
+	// at most this many source addresses raises new_source_ip when a new
+	// one appears (a credential used from elsewhere). Agents that already
+	// use more addresses (NAT pools, serverless) do not; 0 turns it off.
+	NewIPMaxKnown int
+	// GlobalGapMs is how long after a global window another one continues
+	// the same event (folded, no new alert) rather than starting a new one.
+	GlobalGapMs int64
 }
 
 // Catalog gives the processor the current agent registry and route
@@ -80,8 +95,12 @@ const (
 	ruleSensitive
 	ruleDrift
 	ruleOffHours
+	ruleNewIP
 	numRules
 )
+
+// rulesV1 is how many rule times version 1 of the agent state held.
+const rulesV1 = 6
 
 // partition is one events-topic partition's windows and agents. Its
 // windows close on its own watermark (the newest event time it has seen),
@@ -117,6 +136,10 @@ type partition struct {
 	idleSourceMs, jumpMs int64
 	minSource            source
 	sinceScan            int
+	// globalAt is the start of the last window judged a global event,
+	// globalFeat that event's top feature.
+	globalAt   int64
+	globalFeat string
 }
 
 // source is one raw-log partition (ingest's input) as named in the
@@ -236,6 +259,10 @@ type Processor struct {
 
 	anomalies []anomaly.Anomaly
 	scores    []anomaly.Score
+	// held collects a closing window's behaviour anomalies until the
+	// window is known not to be a global event (settleGlobal).
+	held    []anomaly.Anomaly
+	holding bool
 
 	stats Stats
 	// Loader restores an evicted agent's state blob; nil or ok=false
@@ -249,7 +276,9 @@ type Processor struct {
 // Stats are the processor's running counters.
 type Stats struct {
 	Events, Unattributed, Late, Replayed, Windows, NewAgents, Evicted, Restored uint64
-	Anomalies                                                                   map[string]uint64
+	// Folded counts behaviour anomalies folded into global events.
+	Folded    uint64
+	Anomalies map[string]uint64
 	// Agents is the number of agents held in memory.
 	Agents int
 }
@@ -485,6 +514,7 @@ func (p *Processor) closeWindow(pt *partition, ws int64) {
 	if flood {
 		p.emitFlood(pt, ws, pt.newAgents[ws])
 	}
+	p.holding = p.set.GlobalMinAgents > 0
 	for _, a := range agents {
 		acc := a.accs[0]
 		a.accs = a.accs[1:]
@@ -494,6 +524,137 @@ func (p *Processor) closeWindow(pt *partition, ws int64) {
 		p.evaluate(pt, a, acc, flood)
 		p.pool = append(p.pool, acc)
 	}
+	p.holding = false
+	p.settleGlobal(pt, ws, len(agents))
+}
+
+// settleGlobal decides whether the behaviour anomalies of window ws, held
+// while its agents were evaluated, are one global event. Many agents
+// turning anomalous in the same minute for the same reason (their top
+// feature) is not many incidents: it is an upstream outage or a platform
+// change, and one alert says so where one per agent would bury the
+// analyst. While an event lasts (windows within GlobalGapMs of its last
+// global window), anomalies whose top feature is the event's are folded
+// into it even when too few for a global window of their own: the event's
+// ragged start and end. Anomalies for other reasons still alert.
+func (p *Processor) settleGlobal(pt *partition, ws int64, active int) {
+	held := p.held
+	p.held = p.held[:0]
+	if len(held) == 0 {
+		return
+	}
+	set := &p.set
+	byTop := map[string]int{}
+	for _, h := range held {
+		byTop[topFeature(h)]++
+	}
+	feat, n := "", 0
+	for f, c := range byTop {
+		if c > n || (c == n && f < feat) {
+			feat, n = f, c
+		}
+	}
+	global := n >= set.GlobalMinAgents && float64(n) >= set.GlobalShare*float64(active)
+	ongoing := pt.globalAt != 0 && ws > pt.globalAt && ws-pt.globalAt <= set.GlobalGapMs
+	if global && ongoing && feat != pt.globalFeat {
+		ongoing = false // a different event
+	}
+	if !global && !ongoing {
+		for _, an := range held {
+			p.emit(an)
+		}
+		return
+	}
+	if !global {
+		feat = pt.globalFeat
+	}
+	var folded []anomaly.Anomaly
+	for _, an := range held {
+		if topFeature(an) == feat {
+			folded = append(folded, an)
+			p.stats.Folded++
+		} else {
+			p.emit(an)
+		}
+	}
+	if !global {
+		return
+	}
+	pt.globalAt, pt.globalFeat = ws, feat
+	if ongoing {
+		return
+	}
+	// Partitions judge their agents apart; the id depends on the event's
+	// hour (GlobalGapMs) and feature only, so the partitions that see one
+	// outage report it under one id and consumers deduplicate it.
+	bucket := ws
+	if set.GlobalGapMs > 0 {
+		bucket = ws - ws%set.GlobalGapMs
+	}
+	agentID := "*global/" + feat
+	an := anomaly.Anomaly{
+		V: anomaly.Version, ID: anomaly.ID(agentID, bucket, anomaly.GlobalEvent), AgentID: agentID, Kind: anomaly.GlobalEvent,
+		WindowStartMs: ws, WindowEndMs: ws + set.Features.WindowMs, Count: len(folded), Partition: pt.id,
+	}
+	// The explanation sums each feature's contribution over the agents, so
+	// it names what the event is (5xx, latency, calls) rather than anyone.
+	type agg struct {
+		anomaly.Feature
+		n int
+	}
+	byName := map[string]*agg{}
+	ids := make([]string, 0, len(folded))
+	for _, h := range folded {
+		ids = append(ids, h.AgentID)
+		if h.Score > an.Score {
+			an.Score, an.Severity = h.Score, h.Severity
+		}
+		for _, f := range h.Explanation {
+			g := byName[f.Name]
+			if g == nil {
+				g = &agg{Feature: anomaly.Feature{Name: f.Name}}
+				byName[f.Name] = g
+			}
+			g.n++
+			g.Observed += f.Observed
+			g.Expected += f.Expected
+			g.Surprise += f.Surprise
+			g.Contribution += f.Contribution
+		}
+	}
+	feats := make([]*agg, 0, len(byName))
+	for _, g := range byName {
+		feats = append(feats, g)
+	}
+	slices.SortFunc(feats, func(x, y *agg) int {
+		return cmp.Or(cmp.Compare(y.n, x.n), cmp.Compare(y.Contribution, x.Contribution), strings.Compare(x.Name, y.Name))
+	})
+	names := make([]string, 0, 3)
+	for _, g := range feats[:min(5, len(feats))] {
+		an.Explanation = append(an.Explanation, anomaly.Feature{
+			Name: g.Name, Observed: round(g.Observed), Expected: round(g.Expected), Surprise: round(g.Surprise / float64(g.n)),
+			Contribution: round(g.Contribution / float64(len(folded))),
+		})
+		if len(names) < 3 {
+			names = append(names, fmt.Sprintf("%s (%d agents)", g.Name, g.n))
+		}
+	}
+	slices.Sort(ids)
+	more := ""
+	if len(ids) > 8 {
+		more = ", …"
+	}
+	an.Summary = fmt.Sprintf("%d of %d active agents on partition %d turned anomalous in the same window, most for %s: a global event (upstream outage or platform change), not %d incidents; their alerts are folded into this one while it lasts. Features: %s. Agents: %s%s.",
+		len(folded), active, pt.id, feat, len(folded), strings.Join(names, ", "), strings.Join(ids[:min(8, len(ids))], ", "), more)
+	p.emit(an)
+}
+
+// topFeature names an anomaly's most contributing feature.
+func topFeature(an anomaly.Anomaly) string {
+	if len(an.Explanation) == 0 {
+		return ""
+	}
+	return an.Explanation[0].Name
 }
 
 func (p *Processor) evaluate(pt *partition, a *agentState, acc *features.Acc, flood bool) {
@@ -586,7 +747,11 @@ func (p *Processor) evaluate(pt *partition, a *agentState, acc *features.Acc, fl
 			})
 		}
 		an.Summary = behaviourSummary(an, usePeer, role)
-		p.emit(an)
+		if p.holding {
+			p.held = append(p.held, an)
+		} else {
+			p.emit(an)
+		}
 	}
 	if hs := w.StartMs - w.StartMs%3_600_000; hs != a.hourStart {
 		a.hourStart, a.hourActive, a.hourCalls = hs, 0, 0
@@ -666,6 +831,15 @@ func (p *Processor) rules(pt *partition, a *agentState, w *features.Window, ag *
 			an.Summary = fmt.Sprintf("Agent %q called deprecated (zombie) route(s) %d time(s): %s.", a.id, an.Count, routeList(hit))
 			p.emit(an)
 		}
+	}
+	if known && p.set.NewIPMaxKnown > 0 && len(w.NewIPNames) > 0 && w.SeenAgeMs >= p.set.NoveltyMatureMs &&
+		len(a.seen.IPs) <= p.set.NewIPMaxKnown && p.due(a, ruleNewIP, w.StartMs, false) {
+		an := p.newAnomaly(pt, a, w, anomaly.NewSourceIP, ag, known)
+		an.Score, an.Severity, an.Count = 6, "medium", int(w.Values[features.NewIPs])
+		an.SourceIPs = slices.Clone(w.NewIPNames)
+		an.Summary = fmt.Sprintf("Agent %q (credential %s) made calls from source address(es) it had never used: %s; it had used %d address(es) before. A stolen credential replayed from elsewhere looks like this.",
+			a.id, orNone(ag.CredentialID), strings.Join(w.NewIPNames, ", "), len(a.seen.IPs))
+		p.emit(an)
 	}
 	if len(w.SensitiveFirst) > 0 {
 		var hit []features.RouteCalls
@@ -889,15 +1063,24 @@ func round(x float64) float64 {
 
 // agent state serialisation: version, model, seen-set, rule times, last
 // activity.
-const agentStateVersion = 1
+const agentStateVersion = 2
 
 func (a *agentState) marshal(dst []byte) []byte {
-	dst = append(dst, agentStateVersion)
+	return a.marshalAs(dst, agentStateVersion)
+}
+
+// marshalAs writes version 1 (six rule times) or 2; only tests write 1.
+func (a *agentState) marshalAs(dst []byte, version byte) []byte {
+	rules := numRules
+	if version == 1 {
+		rules = rulesV1
+	}
+	dst = append(dst, version)
 	mb := a.model.AppendBinary(nil)
 	dst = binary.AppendUvarint(dst, uint64(len(mb)))
 	dst = append(dst, mb...)
 	dst = a.seen.AppendBinary(dst)
-	for _, t := range a.ruleAt {
+	for _, t := range a.ruleAt[:rules] {
 		dst = binary.AppendVarint(dst, t)
 	}
 	dst = binary.AppendVarint(dst, a.lastActiveMs)
@@ -907,9 +1090,14 @@ func (a *agentState) marshal(dst []byte) []byte {
 }
 
 func (a *agentState) unmarshal(b []byte) error {
-	if len(b) < 1 || b[0] != agentStateVersion {
+	if len(b) < 1 || b[0] < 1 || b[0] > agentStateVersion {
 		return errors.New("agent state: unknown version")
 	}
+	rules := numRules
+	if b[0] == 1 {
+		rules = rulesV1
+	}
+	a.ruleAt = [numRules]int64{}
 	b = b[1:]
 	n, k := binary.Uvarint(b)
 	if k <= 0 || uint64(len(b)-k) < n {
@@ -924,7 +1112,7 @@ func (a *agentState) unmarshal(b []byte) error {
 		return fmt.Errorf("agent state: %w", err)
 	}
 	b = b[used:]
-	for i := range a.ruleAt {
+	for i := range rules {
 		t, k := binary.Varint(b)
 		if k <= 0 {
 			return errors.New("agent state: truncated rule times")
@@ -963,7 +1151,10 @@ func (pt *partition) marshalSources(dst []byte) []byte {
 	slices.SortFunc(keys, func(x, y source) int {
 		return cmp.Or(cmp.Compare(x.topic, y.topic), cmp.Compare(x.partition, y.partition))
 	})
-	dst = append(dst, 1)
+	dst = append(dst, 2)
+	dst = binary.AppendVarint(dst, pt.globalAt)
+	dst = binary.AppendUvarint(dst, uint64(len(pt.globalFeat)))
+	dst = append(dst, pt.globalFeat...)
 	dst = binary.AppendVarint(dst, pt.maxIngest)
 	dst = binary.AppendVarint(dst, int64(pt.sinceScan))
 	dst = binary.AppendUvarint(dst, uint64(len(pt.minSource.topic)))
@@ -984,9 +1175,11 @@ func (pt *partition) marshalSources(dst []byte) []byte {
 
 func (pt *partition) unmarshalSources(b []byte) error {
 	bad := errors.New("truncated or corrupt")
-	if len(b) < 1 || b[0] != 1 {
+	// Version 1 lacked globalAt.
+	if len(b) < 1 || (b[0] != 1 && b[0] != 2) {
 		return errors.New("unknown version")
 	}
+	version := b[0]
 	b = b[1:]
 	varint := func() (int64, bool) {
 		v, k := binary.Varint(b)
@@ -1004,6 +1197,16 @@ func (pt *partition) unmarshalSources(b []byte) error {
 		s := string(b[k : k+int(l)])
 		b = b[k+int(l):]
 		return s, true
+	}
+	var globalAt int64
+	var globalFeat string
+	if version >= 2 {
+		g, ok := varint()
+		f, okF := str()
+		if !ok || !okF {
+			return bad
+		}
+		globalAt, globalFeat = g, f
 	}
 	maxIngest, ok := varint()
 	sinceScan, okS := varint()
@@ -1032,7 +1235,7 @@ func (pt *partition) unmarshalSources(b []byte) error {
 		}
 		srcs[source{topic, int32(part)}] = &sourceClock{maxEvent: maxEvent, lastIngest: lastIngest, pending: pending}
 	}
-	pt.sources, pt.maxIngest, pt.sinceScan = srcs, maxIngest, int(sinceScan)
+	pt.sources, pt.maxIngest, pt.sinceScan, pt.globalAt, pt.globalFeat = srcs, maxIngest, int(sinceScan), globalAt, globalFeat
 	pt.warming = pt.hold
 	pt.minSource = source{minTopic, int32(minPart)}
 	return nil
@@ -1169,4 +1372,11 @@ func (p *Processor) Evict(keep int, topic string, nowMs int64) []detstate.State 
 		p.stats.Evicted++
 	}
 	return out
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }

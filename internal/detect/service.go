@@ -28,6 +28,10 @@ func SettingsFrom(cfg config.Config) Settings {
 		NewAgentsPerWindow: d.NewAgentsPerWindow,
 		RuleRepeatMs:       d.RuleRepeat.Milliseconds(),
 		NoveltyMatureMs:    d.NoveltyMature.Milliseconds(),
+		GlobalMinAgents:    d.GlobalMinAgents,
+		NewIPMaxKnown:      d.NewIPMaxKnown,
+		GlobalShare:        d.GlobalShare,
+		GlobalGapMs:        d.GlobalGap.Milliseconds(),
 	}
 }
 

@@ -31,6 +31,17 @@ func TestAgentStateRoundTrip(t *testing.T) {
 			if !reflect.DeepEqual(back.seen, a.seen) || back.ruleAt != a.ruleAt || back.hourCalls != a.hourCalls || back.lastActiveMs != a.lastActiveMs {
 				t.Fatalf("agent %s: restored state differs", id)
 			}
+			// A version-1 state (written before new_source_ip existed)
+			// still loads, with that rule's time zero.
+			v1 := &agentState{id: id}
+			if err := v1.unmarshal(a.marshalAs(nil, 1)); err != nil {
+				t.Fatalf("agent %s: version 1 state: %v", id, err)
+			}
+			want := a.ruleAt
+			want[ruleNewIP] = 0
+			if v1.ruleAt != want || v1.lastActiveMs != a.lastActiveMs || !reflect.DeepEqual(v1.seen, a.seen) {
+				t.Fatalf("agent %s: version 1 state restores differently", id)
+			}
 			for i := range b {
 				if err := new(agentState).unmarshal(b[:i]); err == nil {
 					t.Fatalf("agent %s: truncated state (%d of %d bytes) accepted", id, i, len(b))
@@ -40,7 +51,10 @@ func TestAgentStateRoundTrip(t *testing.T) {
 		}
 		src := pt.marshalSources(nil)
 		var back partition
-		if err := back.unmarshalSources(src); err != nil || !reflect.DeepEqual(back.sources, pt.sources) || back.minSource != pt.minSource {
+		pt.globalAt, pt.globalFeat = 1234, "server_5xx" // as if a global event were under way
+		src = pt.marshalSources(nil)
+		if err := back.unmarshalSources(src); err != nil || !reflect.DeepEqual(back.sources, pt.sources) || back.minSource != pt.minSource ||
+			back.globalAt != pt.globalAt || back.globalFeat != pt.globalFeat {
 			t.Fatalf("partition %d watermark sources do not round-trip: %v", pt.id, err)
 		}
 	}

@@ -1,6 +1,8 @@
 package detect
 
 import (
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,5 +62,74 @@ func TestIncidentsDetected(t *testing.T) {
 		if a.Kind == anomaly.Behaviour || a.Kind == anomaly.Drift {
 			t.Logf("  %s", a.Summary)
 		}
+	}
+}
+
+// TestUpstreamOutageIsOneGlobalEvent: an outage that hits every agent is
+// one global_event (one id across partitions), not an alert per agent;
+// without grouping the same traffic pages for dozens of agents.
+func TestUpstreamOutageIsOneGlobalEvent(t *testing.T) {
+	start := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	outage := 3*24*time.Hour + 12*time.Hour
+	rs, s := simRecords(t, sim.Config{Seed: 21, Agents: 120, Start: start, Duration: 3*24*time.Hour + 14*time.Hour,
+		Incidents: []sim.IncidentSpec{}, Benign: []sim.BenignSpec{{Kind: sim.UpstreamOutage, Offset: outage, Duration: 20 * time.Minute}}})
+	from, to := start.Add(outage).UnixMilli(), start.Add(outage+22*time.Minute).UnixMilli()
+	count := func(set Settings) (ids map[string]bool, perAgent int) {
+		as, _ := run(NewProcessor(set, simCatalog(t, s), nil), rs)
+		ids = map[string]bool{}
+		for _, a := range as {
+			if a.WindowStartMs < from || a.WindowStartMs >= to {
+				continue
+			}
+			if a.Kind == anomaly.GlobalEvent {
+				ids[a.ID] = true
+				if !strings.Contains(a.Summary, "server_5xx") || a.Count < 5 {
+					t.Errorf("global event does not say what it is: count %d, %s", a.Count, a.Summary)
+				}
+			} else {
+				perAgent++
+			}
+		}
+		return ids, perAgent
+	}
+	ids, grouped := count(testSettings())
+	off := testSettings()
+	off.GlobalMinAgents = 0
+	offIDs, ungrouped := count(off)
+	t.Logf("grouped: %d global event id(s) and %d per-agent alerts; ungrouped: %d per-agent alerts", len(ids), grouped, ungrouped)
+	if len(ids) != 1 {
+		t.Errorf("%d global event ids for one outage, want 1", len(ids))
+	}
+	if len(offIDs) != 0 || ungrouped < 30 {
+		t.Errorf("without grouping: %d global ids and %d per-agent alerts, want 0 and many", len(offIDs), ungrouped)
+	}
+	// The outage's first window can leak a few alerts: it is only known to
+	// be global once enough agents in one window agree.
+	if grouped > 10 || grouped*20 > ungrouped {
+		t.Errorf("%d per-agent alerts leaked past grouping (of %d), want at most 10 and 5%%", grouped, ungrouped)
+	}
+}
+
+// TestNewSourceAddressRule: a credential replayed from a new address is
+// one new_source_ip anomaly naming that address; quiet days raise none.
+func TestNewSourceAddressRule(t *testing.T) {
+	start := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	rs, s := simRecords(t, sim.Config{Seed: 22, Agents: 40, Start: start, Duration: 3 * 24 * time.Hour,
+		Incidents: []sim.IncidentSpec{{Kind: sim.NewSourceAddress, Offset: 2*24*time.Hour + 10*time.Hour, Duration: 15 * time.Minute}}})
+	as, _ := run(NewProcessor(testSettings(), simCatalog(t, s), nil), rs)
+	inc := s.Incidents()[0]
+	hits := 0
+	for _, a := range as {
+		if a.Kind != anomaly.NewSourceIP {
+			continue
+		}
+		if a.AgentID != inc.Agent || !slices.Contains(a.SourceIPs, inc.SourceIP) {
+			t.Errorf("new_source_ip for %s %v, want only %s from %s: %s", a.AgentID, a.SourceIPs, inc.Agent, inc.SourceIP, a.Summary)
+			continue
+		}
+		hits++
+	}
+	if hits != 1 {
+		t.Errorf("%d new_source_ip anomalies for the incident, want 1 (later windows know the address)", hits)
 	}
 }

@@ -63,3 +63,19 @@ func Match(incidents []sim.Incident, as []anomaly.Anomaly, window time.Duration)
 	}
 	return out, falseAlerts
 }
+
+// Matched reports, for each anomaly, whether it belongs to one of the
+// incidents by Match's rule.
+func Matched(incidents []sim.Incident, as []anomaly.Anomaly, window time.Duration) []bool {
+	w := window.Milliseconds()
+	out := make([]bool, len(as))
+	for _, inc := range incidents {
+		start, end := inc.Start.UnixMilli(), inc.End.UnixMilli()
+		for i, a := range as {
+			if a.AgentID == inc.Agent && a.WindowEndMs > start && a.WindowStartMs <= end+2*w {
+				out[i] = true
+			}
+		}
+	}
+	return out
+}

@@ -33,6 +33,13 @@ const (
 	FirstSensitive = "first_sensitive_route"
 	// AgentFlood: new agent ids arrived faster than the configured rate.
 	AgentFlood = "agent_flood"
+	// NewSourceIP: a registered agent with few, stable source addresses
+	// called from one it had never used.
+	NewSourceIP = "new_source_ip"
+	// GlobalEvent: many agents of one partition anomalous in the same
+	// window (an upstream outage); their behaviour anomalies are folded
+	// into this one.
+	GlobalEvent = "global_event"
 	// OffHours: an agent busy in an hour of the week it is (almost) never
 	// active in.
 	OffHours = "off_hours"
@@ -40,7 +47,7 @@ const (
 
 // Kinds lists every kind, for docs and validation.
 func Kinds() []string {
-	return []string{Behaviour, Drift, ShadowAgent, UnapprovedRoute, ZombieRoute, FirstSensitive, AgentFlood, OffHours}
+	return []string{Behaviour, Drift, ShadowAgent, UnapprovedRoute, ZombieRoute, FirstSensitive, AgentFlood, OffHours, NewSourceIP, GlobalEvent}
 }
 
 // Feature explains one feature's part in an anomaly.
@@ -86,6 +93,8 @@ type Anomaly struct {
 	Routes           []RouteCount `json:"routes,omitempty"`
 	SampleRequestIDs []string     `json:"sample_request_ids,omitempty"`
 	SampleEventIDs   []string     `json:"sample_event_ids,omitempty"`
+	// SourceIPs are the never-used addresses of a new_source_ip anomaly.
+	SourceIPs []string `json:"source_ips,omitempty"`
 	// Count is how many events hit the rule in the window (rules only).
 	Count int `json:"count,omitempty"`
 	// Partition is the events-topic partition the agent's events came from.

@@ -202,6 +202,34 @@ func TestAccReuseDoesNotLeak(t *testing.T) {
 	}
 }
 
+// NewIPNames names the never-seen addresses among the window's first
+// MaxIPNames, sorted, and forgets them on Reset.
+func TestNewIPNames(t *testing.T) {
+	var a Acc
+	a.Reset(0)
+	for _, ip := range []string{"10.0.0.1", "10.0.0.9", "10.0.0.1", "198.51.100.7", "10.0.0.3", "10.0.0.4", "10.0.0.5"} {
+		e := event.Event{Route: "/r", SourceIP: ip}
+		a.Add(&e, 0, RouteInfo{})
+	}
+	var seen Seen
+	var old Acc
+	old.Reset(0)
+	e := event.Event{Route: "/r", SourceIP: "10.0.0.1"}
+	old.Add(&e, 0, RouteInfo{})
+	seen.Merge(&old)
+	var w Window
+	a.Close(60_000, &seen, &w)
+	want := []string{"10.0.0.3", "10.0.0.9", "198.51.100.7"} // 10.0.0.4 and .5 are past the first four
+	if !reflect.DeepEqual(w.NewIPNames, want) || w.Values[NewIPs] != 5 || w.Values[DistinctIPs] != 6 {
+		t.Errorf("new IPs %v (%g new, %g distinct), want %v (5 new, 6 distinct)", w.NewIPNames, w.Values[NewIPs], w.Values[DistinctIPs], want)
+	}
+	a.Reset(60_000)
+	a.Close(60_000, &seen, &w)
+	if len(w.NewIPNames) != 0 {
+		t.Errorf("names survived Reset: %v", w.NewIPNames)
+	}
+}
+
 func TestSeenMergeCapAndRoundTrip(t *testing.T) {
 	var s Seen
 	var a Acc

@@ -56,6 +56,7 @@ type Acc struct {
 	routes  []routeCount
 	ids     u64set
 	ips     []uint32
+	ipNames [MaxIPNames]string // the first distinct addresses, for rules
 	samples [MaxSamples]sample
 	nsample int
 }
@@ -78,6 +79,7 @@ func (a *Acc) Reset(startMs int64) {
 	a.routes = a.routes[:0]
 	a.ids.reset()
 	a.ips = a.ips[:0]
+	a.ipNames = [MaxIPNames]string{}
 	a.samples = [MaxSamples]sample{}
 	a.nsample = 0
 }
@@ -136,6 +138,9 @@ func (a *Acc) Add(ev *event.Event, offset int64, ri RouteInfo) {
 	if ev.SourceIP != "" {
 		ih := hash32(ev.SourceIP)
 		if !slices.Contains(a.ips, ih) {
+			if len(a.ips) < MaxIPNames {
+				a.ipNames[len(a.ips)] = ev.SourceIP
+			}
 			a.ips = append(a.ips, ih)
 		}
 	}
@@ -180,8 +185,11 @@ type Window struct {
 	NewRouteNames    []string
 	SensitiveFirst   []string
 	DeprecatedRoutes []string
-	RequestIDs       []string
-	EventIDs         []string
+	// NewIPNames are source addresses never seen for the agent, among the
+	// first MaxIPNames distinct ones of the window, sorted.
+	NewIPNames []string
+	RequestIDs []string
+	EventIDs   []string
 	// Routes are every route called in the window with its calls, for the
 	// rules; they reference the Acc's memory until the next Reset.
 	Routes []RouteCalls
@@ -192,6 +200,9 @@ type RouteCalls struct {
 	Route string
 	Calls int
 }
+
+// MaxIPNames bounds the addresses a window remembers by name.
+const MaxIPNames = 4
 
 // MaxTopRoutes bounds Window.TopRoutes.
 const MaxTopRoutes = 5
@@ -209,6 +220,7 @@ func (a *Acc) Close(widthMs int64, seen *Seen, w *Window) {
 	w.Late, w.MinOffset = a.Late, a.MinOffset
 	w.TopRoutes, w.NewRouteNames = w.TopRoutes[:0], w.NewRouteNames[:0]
 	w.SensitiveFirst, w.DeprecatedRoutes = w.SensitiveFirst[:0], w.DeprecatedRoutes[:0]
+	w.NewIPNames = w.NewIPNames[:0]
 	w.RequestIDs, w.EventIDs, w.Routes = w.RequestIDs[:0], w.EventIDs[:0], w.Routes[:0]
 
 	newRoutes := 0
@@ -239,11 +251,15 @@ func (a *Acc) Close(widthMs int64, seen *Seen, w *Window) {
 	slices.Sort(w.DeprecatedRoutes)
 
 	newIPs := 0
-	for _, h := range a.ips {
+	for i, h := range a.ips {
 		if !seen.hasIP(h) {
 			newIPs++
+			if i < MaxIPNames {
+				w.NewIPNames = append(w.NewIPNames, a.ipNames[i])
+			}
 		}
 	}
+	slices.Sort(w.NewIPNames)
 	for i := 0; i < a.nsample; i++ {
 		w.RequestIDs = append(w.RequestIDs, a.samples[i].requestID)
 		w.EventIDs = append(w.EventIDs, a.samples[i].eventID)
