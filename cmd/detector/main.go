@@ -6,6 +6,8 @@
 //	detector [run]                          the consumer (default)
 //	detector backfill --from T --to T       build baselines from stored events
 //	detector backfill --file raw.log ...    … or from a file of raw gateway logs
+//	detector eval nab --data DIR --out DIR  score the Numenta Anomaly Benchmark
+//	detector eval scenarios                 labeled agent-attack scenarios
 package main
 
 import (
@@ -23,6 +25,8 @@ func run(args []string) error {
 			return runDetector(args[1:])
 		case "backfill":
 			return runBackfill(args[1:])
+		case "eval":
+			return runEval(args[1:])
 		case "help", "-h", "--help":
 			os.Stdout.WriteString(usage)
 			return nil
@@ -34,6 +38,9 @@ func run(args []string) error {
 const usage = `usage:
   detector [run] [--config FILE] [--KEY VALUE ...]
   detector backfill --from TIME --to TIME [--job NAME] [--file RAW_LOG] [--config FILE] [--KEY VALUE ...]
+
+  detector eval nab --data NAB_DIR --out DIR [--only category/file.csv,...]
+  detector eval scenarios [--seed 1,2] [--agents 200] [--history-days 14] [--test-days 3]
 
 TIME is RFC 3339 (2026-11-01T00:00:00Z) or a date (2026-11-01).
 Every config key is also a flag; see the README's configuration reference.

@@ -35,6 +35,9 @@ type SeriesParams struct {
 	// of recent scores that a score must top to be reported: one change is
 	// one detection.
 	RecentHalfLife float64
+	// Refractory is how many points after an anomalous report nothing is
+	// reported: a change's rising scores are one detection, not a burst.
+	Refractory int
 	// PredictorSlack: predictors whose residual scale is within this
 	// factor of the best one's also get a say (the least surprised wins).
 	PredictorSlack float64
@@ -62,7 +65,8 @@ func DefaultSeriesParams() SeriesParams {
 		LikelihoodHalfLife: 1500,
 		AnomalousWeight:    0.1,
 		AlertScore:         5,
-		RecentHalfLife:     3000,
+		RecentHalfLife:     10000,
+		Refractory:         24,
 		PredictorSlack:     1.5,
 		SeasonRate:         0.02,
 		SeasonMinPoints:    20,
@@ -89,8 +93,8 @@ func (p SeriesParams) Validate() error {
 	if !(p.PredictorSlack >= 1) {
 		errs = append(errs, fmt.Errorf("predictor_slack: must be at least 1, got %g", p.PredictorSlack))
 	}
-	if p.Warmup < 0 || p.SeasonMinPoints < 0 || p.ChangePoints < 0 {
-		errs = append(errs, errors.New("warmup, season_min_points, change_points: must not be negative"))
+	if p.Warmup < 0 || p.SeasonMinPoints < 0 || p.ChangePoints < 0 || p.Refractory < 0 {
+		errs = append(errs, errors.New("warmup, season_min_points, change_points, refractory: must not be negative"))
 	}
 	if p.AnomalousWeight < 0 || p.AnomalousWeight > 1 {
 		errs = append(errs, fmt.Errorf("anomalous_weight: must be in [0, 1], got %g", p.AnomalousWeight))
@@ -137,6 +141,8 @@ type Series struct {
 	// restarts the level from fast.
 	fast mv
 	run  int
+	// sinceReport counts points since the last anomalous report.
+	sinceReport int
 }
 
 // The predictors a Series weighs: the seasonal level, the previous value,
@@ -164,7 +170,8 @@ type SeriesResult struct {
 	// average is judged.
 	Surprise float64
 	// Reported is Score when it tops the decaying maximum of recent
-	// scores, else 0: one change is one detection.
+	// scores and no anomalous report came in the last Refractory points,
+	// else 0: one change is one detection.
 	Reported float64
 	// Anomalous: Score >= AlertScore.
 	Anomalous bool
@@ -257,8 +264,12 @@ func (s *Series) Observe(p *SeriesParams, tMs int64, x float64) SeriesResult {
 	}
 	r.Anomalous = r.Score >= p.AlertScore
 	s.recent *= math.Exp2(-1 / p.RecentHalfLife)
-	if r.Score > s.recent+1 {
+	s.sinceReport++
+	if r.Score > s.recent+1 && s.sinceReport > p.Refractory {
 		r.Reported = r.Score
+		if r.Anomalous {
+			s.sinceReport = 0
+		}
 	}
 	s.recent = max(s.recent, r.Score)
 
