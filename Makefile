@@ -13,7 +13,7 @@ export TEST_CLICKHOUSE_ADDR  ?= 127.0.0.1:9000
 FUZZ := $(shell grep -lR --include='*_test.go' '^func Fuzz' pkg internal 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z0-9_]*' | sed 's/^func //' | sort -u)
 FUZZTIME ?= 30s
 
-.PHONY: all build demo test unit integration check fmt vet purity tools up down status fuzz bench bench-e2e bench-detector clean
+.PHONY: all build demo test unit integration check fmt vet purity tools up down status fuzz bench bench-e2e bench-detector eval clean
 
 all: build
 
@@ -82,6 +82,17 @@ bench-detector: up
 	$(GO) test -run '^$$' -bench 'ProcessorAdd|WindowClose' -benchmem -count 3 ./internal/detect
 	$(GO) test -run '^$$' -bench 'MemoryPerAgent' -benchtime 1x -count 2 -timeout 30m ./internal/detect
 	$(GO) run ./cmd/agentwatch bench detector
+
+## eval: the detection-quality evaluation in full: the Numenta Anomaly
+## Benchmark (all 58 files, NAB_DATA) and the agent-attack scenarios on a
+## tuning seed and a held-out one. Tables print and go to EVAL_OUT with the
+## NAB results and plots. make test runs both on a reduced set.
+NAB_DATA ?= ../shared/nab
+EVAL_OUT ?= out/eval
+eval:
+	@mkdir -p $(EVAL_OUT)
+	$(GO) run ./cmd/detector eval nab --data $(NAB_DATA) --out $(EVAL_OUT)/nab | tee $(EVAL_OUT)/nab.md
+	$(GO) run ./cmd/detector eval scenarios --seed 1,2 --agents 200 --history-days 14 --test-days 7 --false-alerts $(EVAL_OUT)/false-alerts.jsonl | tee $(EVAL_OUT)/scenarios.md
 
 clean:
 	rm -rf bin .data/embedded
