@@ -35,6 +35,9 @@ type SeriesParams struct {
 	// of recent scores that a score must top to be reported: one change is
 	// one detection.
 	RecentHalfLife float64
+	// SettlePoints is how many points a Series learns before its scores
+	// count towards the decaying maximum that later reports must top.
+	SettlePoints int
 	// Refractory is how many points after an anomalous report nothing is
 	// reported: a change's rising scores are one detection, not a burst.
 	Refractory int
@@ -62,11 +65,12 @@ func DefaultSeriesParams() SeriesParams {
 		MinRelScale:        0.01,
 		Warmup:             60,
 		ShortPoints:        16,
-		LikelihoodHalfLife: 1500,
+		LikelihoodHalfLife: 800,
 		AnomalousWeight:    0.1,
-		AlertScore:         5,
-		RecentHalfLife:     10000,
-		Refractory:         24,
+		AlertScore:         3,
+		RecentHalfLife:     3000,
+		SettlePoints:       500,
+		Refractory:         48,
 		PredictorSlack:     1.5,
 		SeasonRate:         0.02,
 		SeasonMinPoints:    20,
@@ -93,8 +97,8 @@ func (p SeriesParams) Validate() error {
 	if !(p.PredictorSlack >= 1) {
 		errs = append(errs, fmt.Errorf("predictor_slack: must be at least 1, got %g", p.PredictorSlack))
 	}
-	if p.Warmup < 0 || p.SeasonMinPoints < 0 || p.ChangePoints < 0 || p.Refractory < 0 {
-		errs = append(errs, errors.New("warmup, season_min_points, change_points, refractory: must not be negative"))
+	if p.Warmup < 0 || p.SeasonMinPoints < 0 || p.ChangePoints < 0 || p.Refractory < 0 || p.SettlePoints < 0 {
+		errs = append(errs, errors.New("warmup, season_min_points, change_points, refractory, settle_points: must not be negative"))
 	}
 	if p.AnomalousWeight < 0 || p.AnomalousWeight > 1 {
 		errs = append(errs, fmt.Errorf("anomalous_weight: must be in [0, 1], got %g", p.AnomalousWeight))
@@ -271,7 +275,11 @@ func (s *Series) Observe(p *SeriesParams, tMs int64, x float64) SeriesResult {
 			s.sinceReport = 0
 		}
 	}
-	s.recent = max(s.recent, r.Score)
+	// A young model's surprises say more about the model than about the
+	// series: they are reported, but do not raise the bar for later ones.
+	if s.n >= float64(p.SettlePoints) {
+		s.recent = max(s.recent, r.Score)
+	}
 
 	// A change point: the anomaly has lasted, so it is the new normal.
 	if r.Anomalous {
