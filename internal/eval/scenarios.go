@@ -49,8 +49,9 @@ type KindResult struct {
 	Caught    int
 	// Windows are the times to detect, in windows, of the caught ones.
 	Windows []int
-	// AlertKinds are the anomaly kinds that caught them.
-	AlertKinds []string
+	// AlertKinds are the anomaly kinds that caught them; FirstKinds the
+	// kinds of the first alert of each.
+	AlertKinds, FirstKinds []string
 }
 
 // BenignResult says how a benign labeled event was reported.
@@ -255,6 +256,7 @@ func RunScenario(ctx context.Context, o ScenarioOptions) (ScenarioReport, error)
 		if c.Caught {
 			k.Caught++
 			k.Windows = append(k.Windows, c.Windows)
+			k.FirstKinds = append(k.FirstKinds, c.First)
 			for _, ak := range c.Kinds {
 				if !slices.Contains(k.AlertKinds, ak) {
 					k.AlertKinds = append(k.AlertKinds, ak)
@@ -315,20 +317,20 @@ func RunScenario(ctx context.Context, o ScenarioOptions) (ScenarioReport, error)
 func WriteScenarioTable(w io.Writer, r ScenarioReport) {
 	fmt.Fprintf(w, "Seed %d: %d agents of %d roles, %d history days then %d test days, %d events (%s).\n\n",
 		r.Seed, r.Agents, r.Roles, r.HistoryDays, r.TestDays, r.Events, r.Elapsed.Round(time.Second))
-	fmt.Fprintln(w, "| incident kind | incidents | caught | time to detect (windows) | caught as |")
-	fmt.Fprintln(w, "|---|---:|---:|---|---|")
+	fmt.Fprintln(w, "| incident kind | incidents | caught | time to detect (windows) | first alert | all alert kinds |")
+	fmt.Fprintln(w, "|---|---:|---:|---|---|---|")
 	for _, k := range r.Kinds {
-		ttd := "–"
+		ttd, first := "–", "–"
 		if len(k.Windows) > 0 {
-			ws := slices.Clone(k.Windows)
-			slices.Sort(ws)
-			parts := make([]string, len(ws))
-			for i, x := range ws {
+			parts := make([]string, len(k.Windows))
+			firsts := make([]string, len(k.Windows))
+			for i, x := range k.Windows {
 				parts[i] = fmt.Sprint(x)
+				firsts[i] = k.FirstKinds[i]
 			}
-			ttd = strings.Join(parts, ", ")
+			ttd, first = strings.Join(parts, ", "), strings.Join(firsts, ", ")
 		}
-		fmt.Fprintf(w, "| %s | %d | %d | %s | %s |\n", k.Kind, k.Incidents, k.Caught, ttd, strings.Join(k.AlertKinds, ", "))
+		fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s |\n", k.Kind, k.Incidents, k.Caught, ttd, first, strings.Join(k.AlertKinds, ", "))
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "| measure | value |\n|---|---|\n")

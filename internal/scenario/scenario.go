@@ -17,8 +17,10 @@ import (
 type Catch struct {
 	Incident sim.Incident
 	Caught   bool
-	// Kinds are the anomaly kinds raised for it.
+	// Kinds are the anomaly kinds raised for it; First the kind of the
+	// earliest (by window, then kind name).
 	Kinds []string
+	First string
 	// Windows is how many windows after the incident's start the first
 	// anomaly's window began (0: the window the incident started in).
 	Windows int
@@ -45,8 +47,9 @@ func Match(incidents []sim.Incident, as []anomaly.Anomaly, window time.Duration)
 			if !slices.Contains(c.Kinds, a.Kind) {
 				c.Kinds = append(c.Kinds, a.Kind)
 			}
-			if first < 0 || a.WindowStartMs < first {
+			if first < 0 || a.WindowStartMs < first || (a.WindowStartMs == first && a.Kind < c.First) {
 				first = a.WindowStartMs
+				c.First = a.Kind
 			}
 		}
 		if c.Caught && first > start {
