@@ -1,0 +1,315 @@
+package playbooks
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/agentwatch/agentwatch/pkg/anomaly"
+	"github.com/agentwatch/agentwatch/pkg/inventory"
+)
+
+// AgentInfo is what the agent registry says about an agent, given by the
+// caller (pkg/playbooks does no lookups). Zero fields are unknown.
+type AgentInfo struct {
+	Role         string
+	Owner        string
+	CredentialID string
+	Labels       map[string]string
+}
+
+// Target is the agent a decision is about.
+type Target struct {
+	AgentID      string
+	CredentialID string
+	Role         string
+	Owner        string
+	// Labels are the registry's labels; shared with the caller's
+	// AgentInfo, so do not modify them.
+	Labels map[string]string
+}
+
+// Decision is one playbook firing for one anomaly (or one manual run):
+// the steps to run, in order. It holds no pointers into the Set.
+type Decision struct {
+	// ID identifies the incident this decision opens: the same anomaly
+	// and playbook always give the same ID (see DecisionID), so a replay
+	// can be recognised and skipped.
+	ID       string
+	Playbook string
+	// AnomalyID is the anomaly that fired the playbook; "" when Manual.
+	AnomalyID string
+	Manual    bool
+	Target    Target
+	// Severity and Kind are the anomaly's ("" when Manual).
+	Severity string
+	Kind     string
+	// Why says which trigger conditions held, for the audit record. It
+	// quotes a route from the events: escape it before rendering.
+	Why string
+	// DryRun is the playbook's dry_run (or the manual request's).
+	DryRun bool
+	Steps  []Action
+}
+
+// Action is one step of a Decision, ready to execute. Its parameter
+// pointers are copies, not the Set's.
+type Action struct {
+	// ID is Decision.ID + "-" + Index: the idempotency key of this step
+	// (e.g. one revocation per credential and incident).
+	ID    string
+	Index int
+	Step
+	// DryRun is the step's, the playbook's or the request's dry run: the
+	// responder records what it would do and makes no outbound call.
+	DryRun bool
+	// Skip, when not empty, says why the responder must not run this
+	// step (it records it as skipped): no credential to revoke, or no
+	// single agent to act on.
+	Skip string
+}
+
+// UndoID is the idempotency key of undoing the action when its TTL ends.
+func (a Action) UndoID() string { return a.ID + "-undo" }
+
+// DecisionID returns the deterministic id of the decision of playbook
+// for anomalyID: the first 16 bytes of SHA-256 over both, in hex.
+func DecisionID(anomalyID, playbook string) string {
+	return hash("anomaly", anomalyID, playbook)
+}
+
+// manualID is the id of a manual run: a function of the caller's
+// idempotency key, the playbook and the agent.
+func manualID(key, playbook, agentID string) string {
+	return hash("manual", key, playbook, agentID)
+}
+
+func hash(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Match returns the decisions for anomaly a: one per playbook whose
+// trigger matches, in Set order, stopping after the first matching Final
+// playbook. Manual-only playbooks never match. The result depends only
+// on its arguments, so a replayed anomaly yields the same decisions and
+// ids. info is the registry's view of a.AgentID; the anomaly's own role,
+// owner and credential win where it has them (they describe the agent as
+// it was when it misbehaved, and keep a replay's decision unchanged),
+// info fills the rest and is the only source of labels.
+func Match(set Set, a anomaly.Anomaly, info AgentInfo) []Decision {
+	t := Target{
+		AgentID:      a.AgentID,
+		CredentialID: cmpOr(a.CredentialID, info.CredentialID),
+		Role:         cmpOr(a.Role, info.Role),
+		Owner:        cmpOr(a.Owner, info.Owner),
+		Labels:       info.Labels,
+	}
+	var out []Decision
+	for i := range set.Playbooks {
+		pb := &set.Playbooks[i]
+		if pb.ManualOnly || pb.Trigger == nil {
+			continue
+		}
+		why, ok := pb.Trigger.match(&a, &t)
+		if !ok {
+			continue
+		}
+		d := decide(pb, DecisionID(a.ID, pb.Name), t, a.Severity, pb.DryRun)
+		d.AnomalyID, d.Kind, d.Why = a.ID, a.Kind, why
+		out = append(out, d)
+		if pb.Final {
+			break
+		}
+	}
+	return out
+}
+
+// ErrUnknownPlaybook means a manual run named no playbook of the Set;
+// answer 404 or list the names.
+var ErrUnknownPlaybook = errors.New("unknown playbook")
+
+// Manual is a request to run a playbook by hand (`responder run-playbook
+// NAME --agent ID`, the HTTP API, a Slack button).
+type Manual struct {
+	Playbook string
+	AgentID  string
+	Agent    AgentInfo
+	// Key is the caller's idempotency key for the request (an HTTP
+	// Idempotency-Key, a Slack action id, a CLI run id): the same key,
+	// playbook and agent give the same decision id, so a retried request
+	// runs once.
+	Key    string
+	DryRun bool
+}
+
+// Plan builds the decision for a manual run of any playbook, manual-only
+// or not, without checking its trigger: a human chose it. Steps that
+// would mention people only above some severity do not mention, as a
+// manual run has no severity.
+func Plan(set Set, m Manual) (Decision, error) {
+	pb, ok := set.Lookup(m.Playbook)
+	switch {
+	case !ok:
+		return Decision{}, fmt.Errorf("%w %.64q; known: %s", ErrUnknownPlaybook, m.Playbook, strings.Join(set.Names(), ", "))
+	case m.AgentID == "":
+		return Decision{}, errors.New("plan: agent id required")
+	case strings.HasPrefix(m.AgentID, "*"):
+		return Decision{}, fmt.Errorf("plan: %.64q names no single agent (a global_event or agent_flood id); give a real agent id", m.AgentID)
+	case m.Key == "":
+		return Decision{}, errors.New("plan: idempotency key required, so that a retried request runs once; use the request id")
+	}
+	t := Target{AgentID: m.AgentID, CredentialID: m.Agent.CredentialID, Role: m.Agent.Role, Owner: m.Agent.Owner, Labels: m.Agent.Labels}
+	d := decide(pb, manualID(m.Key, pb.Name, m.AgentID), t, "", pb.DryRun || m.DryRun)
+	d.Manual, d.Why = true, "manual run"
+	return d, nil
+}
+
+// decide builds the decision of pb for t.
+func decide(pb *Playbook, id string, t Target, severity string, dryRun bool) Decision {
+	d := Decision{ID: id, Playbook: pb.Name, Target: t, Severity: severity, DryRun: dryRun, Steps: make([]Action, len(pb.Steps))}
+	for i, st := range pb.Steps {
+		a := Action{ID: id + "-" + strconv.Itoa(i), Index: i, Step: copyStep(st), DryRun: st.DryRun || dryRun}
+		k := st.Kind()
+		switch {
+		case k.ActsOnAgent() && (t.AgentID == "" || strings.HasPrefix(t.AgentID, "*")):
+			a.Skip = fmt.Sprintf("%s needs a single agent; %.64q is not one", k, t.AgentID)
+		case k == KindRevoke && t.CredentialID == "":
+			a.Skip = "no credential id known for the agent (not in the registry, or no credential_id there): nothing to revoke"
+		}
+		if n := a.Notify; n != nil && n.MentionMinSeverity != "" && severityRank(severity) < severityRank(n.MentionMinSeverity) {
+			n.Mention, n.MentionIDs = MentionNone, nil
+		}
+		d.Steps[i] = a
+	}
+	return d
+}
+
+// copyStep copies the step's parameters, so that a decision can be
+// changed (mentions dropped) without touching the Set.
+func copyStep(s Step) Step {
+	if s.Notify != nil {
+		n := *s.Notify
+		n.MentionIDs = slices.Clone(n.MentionIDs)
+		s.Notify = &n
+	}
+	if s.Revoke != nil {
+		r := *s.Revoke
+		s.Revoke = &r
+	}
+	if s.Throttle != nil {
+		t := *s.Throttle
+		s.Throttle = &t
+	}
+	if s.Quarantine != nil {
+		q := *s.Quarantine
+		s.Quarantine = &q
+	}
+	if s.Snapshot != nil {
+		sn := *s.Snapshot
+		s.Snapshot = &sn
+	}
+	if s.Webhook != nil {
+		w := *s.Webhook
+		s.Webhook = &w
+	}
+	if s.Approve != nil {
+		a := *s.Approve
+		a.Approvers = slices.Clone(a.Approvers)
+		s.Approve = &a
+	}
+	return s
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// kindMatches reports whether the kind conditions (kinds, exclude_kinds,
+// class) admit anomalies of kind k.
+func (t *Trigger) kindMatches(k string) bool {
+	if len(t.Kinds) > 0 && !slices.Contains(t.Kinds, k) || slices.Contains(t.ExcludeKinds, k) {
+		return false
+	}
+	switch t.Class {
+	case ClassRule:
+		return !slices.Contains(statisticalKinds, k)
+	case ClassStatistical:
+		return slices.Contains(statisticalKinds, k)
+	}
+	return true
+}
+
+// match reports whether the trigger holds for a about agent t and, if so,
+// which conditions it checked.
+func (t *Trigger) match(a *anomaly.Anomaly, tg *Target) (string, bool) {
+	var why []string
+	if !t.kindMatches(a.Kind) {
+		return "", false
+	}
+	why = append(why, "kind "+a.Kind)
+	if t.MinSeverity != "" {
+		if severityRank(a.Severity) < severityRank(t.MinSeverity) {
+			return "", false
+		}
+		why = append(why, fmt.Sprintf("severity %s >= %s", a.Severity, t.MinSeverity))
+	}
+	if t.MinScore > 0 {
+		if !(a.Score >= t.MinScore) {
+			return "", false
+		}
+		why = append(why, fmt.Sprintf("score %g >= %g", a.Score, t.MinScore))
+	}
+	if len(t.Features) > 0 {
+		i := slices.IndexFunc(a.Explanation, func(f anomaly.Feature) bool {
+			return slices.Contains(t.Features, f.Name) && f.Contribution >= t.MinContribution
+		})
+		if i < 0 {
+			return "", false
+		}
+		why = append(why, fmt.Sprintf("feature %s (contribution %g)", a.Explanation[i].Name, a.Explanation[i].Contribution))
+	}
+	if len(t.Routes) > 0 {
+		i := slices.IndexFunc(a.Routes, func(r anomaly.RouteCount) bool {
+			n := inventory.NormalizeTemplate(r.Route)
+			return slices.ContainsFunc(t.Routes, func(want string) bool { return inventory.NormalizeTemplate(want) == n })
+		})
+		if i < 0 {
+			return "", false
+		}
+		why = append(why, fmt.Sprintf("route %.128q", a.Routes[i].Route))
+	}
+	if len(t.Roles) > 0 {
+		if !slices.Contains(t.Roles, tg.Role) {
+			return "", false
+		}
+		why = append(why, "role "+tg.Role)
+	}
+	if len(t.Owners) > 0 {
+		if !slices.Contains(t.Owners, tg.Owner) {
+			return "", false
+		}
+		why = append(why, "owner "+tg.Owner)
+	}
+	if len(t.Labels) > 0 {
+		for _, k := range slices.Sorted(maps.Keys(t.Labels)) {
+			if got, ok := tg.Labels[k]; !ok || got != t.Labels[k] {
+				return "", false
+			}
+			why = append(why, "label "+k+"="+t.Labels[k])
+		}
+	}
+	return strings.Join(why, ", "), true
+}
