@@ -81,9 +81,15 @@ type agentState struct {
 	lastActiveMs int64
 	// hourStart, hourActive and hourCalls count the agent's active
 	// windows and calls in the current UTC hour, for the off-hours rule.
-	hourStart   int64
-	hourActive  uint16
-	hourCalls   uint32
+	hourStart  int64
+	hourActive uint16
+	hourCalls  uint32
+	// hourLoad is the model's HourLoad (per-window calls, dispersion,
+	// load, busiest slot's load) for this hour as it stood before the
+	// hour's first window trained: off-hours activity must be judged
+	// against the quiet hour it interrupts, not against what the model
+	// has since learnt from that very activity.
+	hourLoad    [4]float64
 	pendingLate int
 	dirty       bool
 }
@@ -686,6 +692,12 @@ func (p *Processor) evaluate(pt *partition, a *agentState, acc *features.Acc, fl
 	cold := model.Windows() < set.Baseline.Warmup
 	alert := !cold && (res.Anomalous || (res.Drift && p.due(a, ruleDrift, w.StartMs, false)))
 
+	if hs := w.StartMs - w.StartMs%3_600_000; hs != a.hourStart {
+		a.hourStart, a.hourActive, a.hourCalls = hs, 0, 0
+		pw, disp, load, busiest := a.model.HourLoad(w.StartMs)
+		a.hourLoad = [4]float64{pw, disp, load, busiest}
+	}
+
 	// Drift windows train: a legitimate step change must become the new
 	// normal. Only windows the short-term baseline finds anomalous are
 	// kept out (the poisoning guard).
@@ -752,9 +764,6 @@ func (p *Processor) evaluate(pt *partition, a *agentState, acc *features.Acc, fl
 		} else {
 			p.emit(an)
 		}
-	}
-	if hs := w.StartMs - w.StartMs%3_600_000; hs != a.hourStart {
-		a.hourStart, a.hourActive, a.hourCalls = hs, 0, 0
 	}
 	a.hourActive++
 	a.hourCalls += uint32(w.Values[features.Calls])
@@ -915,7 +924,7 @@ func (p *Processor) offHours(pt *partition, a *agentState, w *features.Window, a
 	if a.model.Windows() < p.set.Baseline.Warmup || w.SeenAgeMs < minAge.Milliseconds() {
 		return
 	}
-	perWindow, disp, load, busiest := a.model.HourLoad(w.StartMs)
+	perWindow, disp, load, busiest := a.hourLoad[0], a.hourLoad[1], a.hourLoad[2], a.hourLoad[3]
 	if busiest <= 0 || load > OffHoursQuietShare*busiest {
 		return
 	}
@@ -1086,7 +1095,13 @@ func (a *agentState) marshalAs(dst []byte, version byte) []byte {
 	dst = binary.AppendVarint(dst, a.lastActiveMs)
 	dst = binary.AppendVarint(dst, a.hourStart)
 	dst = binary.AppendUvarint(dst, uint64(a.hourActive))
-	return binary.AppendUvarint(dst, uint64(a.hourCalls))
+	dst = binary.AppendUvarint(dst, uint64(a.hourCalls))
+	if version >= 2 {
+		for _, x := range a.hourLoad {
+			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(x))
+		}
+	}
+	return dst
 }
 
 func (a *agentState) unmarshal(b []byte) error {
@@ -1133,11 +1148,22 @@ func (a *agentState) unmarshal(b []byte) error {
 		return errors.New("agent state: truncated")
 	}
 	a.hourActive = uint16(h)
-	c, k := binary.Uvarint(b[k:])
+	b = b[k:]
+	c, k := binary.Uvarint(b)
 	if k <= 0 || c > math.MaxUint32 {
 		return errors.New("agent state: truncated")
 	}
 	a.hourCalls = uint32(c)
+	b = b[k:]
+	a.hourLoad = [4]float64{}
+	if rules == numRules { // version 2
+		if len(b) < 8*len(a.hourLoad) {
+			return errors.New("agent state: truncated hour load")
+		}
+		for i := range a.hourLoad {
+			a.hourLoad[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
+		}
+	}
 	return nil
 }
 

@@ -133,3 +133,28 @@ func TestNewSourceAddressRule(t *testing.T) {
 		t.Errorf("%d new_source_ip anomalies for the incident, want 1 (later windows know the address)", hits)
 	}
 }
+
+// TestOffHoursJudgedAgainstTheQuietHour: the off-hours rule compares the
+// hour with what the model knew before the hour began. Judged against the
+// model as it learns the incident's own windows, the hour stops looking
+// quiet after a few windows and the incident is missed (it was, whenever
+// the demo ran about two hours after a 03:00 UTC incident start).
+func TestOffHoursJudgedAgainstTheQuietHour(t *testing.T) {
+	live := time.Date(2026, 11, 26, 1, 57, 0, 0, time.UTC)
+	specs := sim.DefaultIncidents(live, 3*time.Hour)
+	for i := range specs {
+		specs[i].Offset += 72 * time.Hour
+	}
+	rs, s := simRecords(t, sim.Config{Seed: 0, Agents: 20, Start: live.Add(-72 * time.Hour), Duration: 75 * time.Hour, Incidents: specs})
+	as, _ := run(NewProcessor(testSettings(), simCatalog(t, s), nil), rs)
+	catches, _ := scenario.Match(s.Incidents(), as, time.Minute)
+	for _, c := range catches {
+		if c.Incident.Kind != sim.OffHours {
+			continue
+		}
+		t.Logf("off_hours %s at %s: caught=%v after %d windows as %v", c.Incident.Agent, c.Incident.Start.Format("15:04"), c.Caught, c.Windows, c.Kinds)
+		if !c.Caught || !slices.Contains(c.Kinds, anomaly.OffHours) {
+			t.Errorf("off-hours incident not caught as off_hours: %+v", c)
+		}
+	}
+}
