@@ -12,6 +12,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/agentwatch/agentwatch/internal/chstore"
 	"github.com/agentwatch/agentwatch/internal/cli"
 	"github.com/agentwatch/agentwatch/internal/config"
 	"github.com/agentwatch/agentwatch/internal/detect"
@@ -54,7 +55,7 @@ func runBackfill(args []string) error {
 	ctx, stop := cli.SignalContext()
 	defer stop()
 
-	st, err := detect.OpenStore(ctx, cfg, log)
+	st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
 	if err != nil {
 		return err
 	}

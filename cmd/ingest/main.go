@@ -15,6 +15,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/agentwatch/agentwatch/internal/chstore"
 	"github.com/agentwatch/agentwatch/internal/cli"
 	"github.com/agentwatch/agentwatch/internal/ingest"
 	"github.com/agentwatch/agentwatch/internal/obs"
@@ -62,7 +63,7 @@ func run(args []string) error {
 		log.Info("ingest stopped", "records", st.Records, "events", st.Events, "dead_lettered", st.DeadLettered, "committed", st.Committed)
 		return err
 	case "migrate":
-		st, err := ingest.OpenStore(ctx, cfg, log)
+		st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
 		if err != nil {
 			return err
 		}
@@ -77,7 +78,7 @@ func run(args []string) error {
 		return nil
 	case "retention":
 		return retention(ctx, cfg.ClickHouse.RetentionDays, dryRun, func(ctx context.Context, cut time.Time) ([]string, error) {
-			st, err := ingest.OpenStore(ctx, cfg, log)
+			st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
 			if err != nil {
 				return nil, err
 			}

@@ -21,7 +21,7 @@ const benchRawPartitions = 6
 
 type benchData struct {
 	rs  []rec
-	cat staticCatalog
+	cat StaticCatalog
 	// spanMs is what a pass over rs adds to event times so that the next
 	// pass continues the same agents' history (whole days: the seasonal
 	// slot of an hour stays put).
@@ -194,7 +194,7 @@ func BenchmarkWindowClose(b *testing.B) {
 		}
 		if ev.EventTimeMs-j.acc.StartMs < 60_000 {
 			var ri features.RouteInfo
-			if rt, ok := d.cat.inv.Lookup(ev.Route); ok {
+			if rt, ok := d.cat.Inv.Lookup(ev.Route); ok {
 				ri = features.RouteInfo{Sensitive: rt.Sensitive, Deprecated: rt.Deprecated}
 			}
 			j.acc.Add(&ev, r.off, ri)
@@ -262,7 +262,7 @@ func memoryPerAgent(tb testing.TB, d *benchData, n int) (before, after runtime.M
 		}
 	}
 	slices.SortFunc(proto, func(x, y *agentState) int { return strings.Compare(x.id, y.id) })
-	cat := staticCatalog{inventory.EmptyRegistry(), inventory.EmptyInventory()}
+	cat := StaticCatalog{inventory.EmptyRegistry(), inventory.EmptyInventory()}
 	grown := func(xs []uint32) []uint32 {
 		if xs == nil {
 			return nil

@@ -19,7 +19,7 @@ func TestAllAgentsPeerTrainsOnlyAsFallback(t *testing.T) {
 			continue
 		}
 		trained++
-		if ag, ok := cat.reg.Lookup(sc.AgentID); !ok || ag.Role == "" {
+		if ag, ok := cat.Reg.Lookup(sc.AgentID); !ok || ag.Role == "" {
 			roleless++
 		}
 	}

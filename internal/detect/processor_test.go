@@ -1,7 +1,6 @@
 package detect
 
 import (
-	"bytes"
 	"cmp"
 	"fmt"
 	"math/rand/v2"
@@ -21,32 +20,13 @@ import (
 	"github.com/agentwatch/agentwatch/pkg/inventory"
 )
 
-type staticCatalog struct {
-	reg *inventory.Registry
-	inv *inventory.Inventory
-}
-
-func (c staticCatalog) Registry() *inventory.Registry { return c.reg }
-func (c staticCatalog) Routes() *inventory.Inventory  { return c.inv }
-
-func simCatalog(t testing.TB, s *sim.Simulator) staticCatalog {
+func simCatalog(t testing.TB, s *sim.Simulator) StaticCatalog {
 	t.Helper()
-	var rb, ib bytes.Buffer
-	if err := sim.WriteRegistryYAML(&rb, s.Registry()); err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.WriteRoutesYAML(&ib, s.Routes()); err != nil {
-		t.Fatal(err)
-	}
-	reg, err := inventory.ParseRegistry("agents.yaml", rb.Bytes())
+	reg, inv, err := s.Catalog()
 	if err != nil {
 		t.Fatal(err)
 	}
-	inv, err := inventory.ParseRoutes("routes.yaml", ib.Bytes())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return staticCatalog{reg, inv}
+	return StaticCatalog{reg, inv}
 }
 
 // rec is one events-topic record: its partition, offset and event.
@@ -321,7 +301,7 @@ func TestShuffledWithinLatenessSameResults(t *testing.T) {
 }
 
 func TestLateEventsAreCounted(t *testing.T) {
-	cat := staticCatalog{inventory.EmptyRegistry(), inventory.EmptyInventory()}
+	cat := StaticCatalog{inventory.EmptyRegistry(), inventory.EmptyInventory()}
 	set := testSettings()
 	set.StartupHold = -1
 	p := NewProcessor(set, cat, nil)
@@ -376,7 +356,7 @@ func TestRules(t *testing.T) {
 	}
 	set := testSettings()
 	set.NoveltyMatureMs = 0
-	p := NewProcessor(set, staticCatalog{reg, inv}, nil)
+	p := NewProcessor(set, StaticCatalog{reg, inv}, nil)
 	base := int64(1_800_000_000_000)
 	add := func(off int64, agent, route string, at int64) {
 		p.Add(0, off, &event.Event{AgentID: agent, EventTimeMs: base + at, Route: route, Path: route, Method: "GET", Status: 200, RequestID: fmt.Sprint("r", off)})
@@ -430,7 +410,7 @@ func TestAgentFloodIsOneAlertAndMemoryIsCapped(t *testing.T) {
 		t.Fatal(err)
 	}
 	set := testSettings()
-	p := NewProcessor(set, staticCatalog{reg, inventory.EmptyInventory()}, nil)
+	p := NewProcessor(set, StaticCatalog{reg, inventory.EmptyInventory()}, nil)
 	saved := map[string][]byte{}
 	p.Loader = func(id string) ([]byte, bool) { b, ok := saved[id]; return b, ok }
 	base := int64(1_800_000_000_000)
@@ -467,7 +447,7 @@ func TestAgentFloodIsOneAlertAndMemoryIsCapped(t *testing.T) {
 // raw partitions at different paces, and a log line can claim any time.
 // Neither may make ordinary events late.
 func TestWatermarkWaitsForSlowSourceAndIgnoresOneFutureLine(t *testing.T) {
-	cat := staticCatalog{inventory.EmptyRegistry(), inventory.EmptyInventory()}
+	cat := StaticCatalog{inventory.EmptyRegistry(), inventory.EmptyInventory()}
 	p := NewProcessor(testSettings(), cat, nil)
 	base := int64(1_800_000_000_000)
 	off := int64(0)

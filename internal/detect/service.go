@@ -35,6 +35,19 @@ func SettingsFrom(cfg config.Config) Settings {
 	}
 }
 
+// StaticCatalog is a Catalog that never changes: for replays, evaluations
+// and tests.
+type StaticCatalog struct {
+	Reg *inventory.Registry
+	Inv *inventory.Inventory
+}
+
+// Registry implements Catalog.
+func (c StaticCatalog) Registry() *inventory.Registry { return c.Reg }
+
+// Routes implements Catalog.
+func (c StaticCatalog) Routes() *inventory.Inventory { return c.Inv }
+
 // WatcherCatalog adapts the inventory watcher to Catalog.
 type WatcherCatalog struct{ W *invwatch.Watcher }
 
@@ -65,23 +78,6 @@ type Service struct {
 	out   *kafka.Writer
 }
 
-// OpenStore opens ClickHouse as configured and applies the migrations.
-func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*chstore.Store, error) {
-	st, err := chstore.Open(ctx, chstore.Options{
-		Addr: cfg.ClickHouse.Addr, Database: cfg.ClickHouse.Database,
-		Username: cfg.ClickHouse.Username, Password: cfg.ClickHouse.Password,
-		DialTimeout: cfg.ClickHouse.DialTimeout,
-	}, log)
-	if err != nil {
-		return nil, fmt.Errorf("open clickhouse %v: %w; is it running (deploy/clickhouse.sh up)?", cfg.ClickHouse.Addr, err)
-	}
-	if err := st.Migrate(ctx); err != nil {
-		_ = st.Close()
-		return nil, fmt.Errorf("migrate clickhouse: %w", err)
-	}
-	return st, nil
-}
-
 // NewService connects to Kafka and ClickHouse and builds the detector.
 func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
 	if !cfg.Distributed() {
@@ -100,7 +96,7 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 	if err != nil {
 		return nil, err
 	}
-	st, err := OpenStore(ctx, cfg, log)
+	st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -160,10 +161,7 @@ func (s *FileStore) SaveStates(_ context.Context, states []State) error {
 	if s.closed {
 		return ErrClosed
 	}
-	next := make(map[stateKey]State, len(s.states)+len(states))
-	for k, v := range s.states {
-		next[k] = v
-	}
+	next := maps.Clone(s.states)
 	for _, st := range states {
 		k := stateKey{st.Kind, st.Key}
 		if old, ok := next[k]; ok && st.UpdatedMs < old.UpdatedMs {
@@ -193,10 +191,7 @@ func (s *FileStore) SaveCheckpoints(_ context.Context, cps []Checkpoint) error {
 	if s.closed {
 		return ErrClosed
 	}
-	next := make(map[cpKey]Checkpoint, len(s.checkpoints)+len(cps))
-	for k, v := range s.checkpoints {
-		next[k] = v
-	}
+	next := maps.Clone(s.checkpoints)
 	for _, c := range cps {
 		k := cpKey{c.Group, c.Topic, c.Partition}
 		if old, ok := next[k]; ok && c.UpdatedMs < old.UpdatedMs {

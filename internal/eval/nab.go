@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -141,7 +142,7 @@ func RunNAB(ctx context.Context, o NABOptions) (NABResult, error) {
 			return NABResult{}, fmt.Errorf("plots: %w", err)
 		}
 		for _, s := range c.Series {
-			if !contains(plots, s.Name) {
+			if !slices.Contains(plots, s.Name) {
 				continue
 			}
 			path := filepath.Join(o.Out, "plots", strings.TrimSuffix(strings.ReplaceAll(s.Name, "/", "_"), ".csv")+".png")
@@ -154,13 +155,4 @@ func RunNAB(ctx context.Context, o NABOptions) (NABResult, error) {
 	}
 	res.Elapsed = time.Since(began)
 	return res, nil
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }

@@ -6,7 +6,6 @@
 package eval
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -21,7 +20,6 @@ import (
 	"github.com/agentwatch/agentwatch/internal/sim"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 	"github.com/agentwatch/agentwatch/pkg/gateway"
-	"github.com/agentwatch/agentwatch/pkg/inventory"
 )
 
 // ScenarioOptions says what to simulate and how to detect.
@@ -116,37 +114,6 @@ func median(ws []int) float64 {
 	}
 }
 
-// staticCatalog serves a fixed registry and inventory.
-type staticCatalog struct {
-	reg *inventory.Registry
-	inv *inventory.Inventory
-}
-
-func (c staticCatalog) Registry() *inventory.Registry { return c.reg }
-func (c staticCatalog) Routes() *inventory.Inventory  { return c.inv }
-
-// catalogOf builds the registry and route inventory the simulator's
-// fleet would be deployed with, through the same YAML parsers the
-// detector's files go through.
-func catalogOf(s *sim.Simulator) (staticCatalog, error) {
-	var rb, ib bytes.Buffer
-	if err := sim.WriteRegistryYAML(&rb, s.Registry()); err != nil {
-		return staticCatalog{}, err
-	}
-	if err := sim.WriteRoutesYAML(&ib, s.Routes()); err != nil {
-		return staticCatalog{}, err
-	}
-	reg, err := inventory.ParseRegistry("agents.yaml", rb.Bytes())
-	if err != nil {
-		return staticCatalog{}, fmt.Errorf("simulated registry: %w", err)
-	}
-	inv, err := inventory.ParseRoutes("routes.yaml", ib.Bytes())
-	if err != nil {
-		return staticCatalog{}, fmt.Errorf("simulated routes: %w", err)
-	}
-	return staticCatalog{reg, inv}, nil
-}
-
 // RunScenario simulates o's scenario and runs every line through the
 // detector's real path: the gateway parser (as ingest), partitioning by
 // agent id (as ingest's producer), the detector's processor with the given
@@ -162,10 +129,11 @@ func RunScenario(ctx context.Context, o ScenarioOptions) (ScenarioReport, error)
 	if err != nil {
 		return ScenarioReport{}, fmt.Errorf("simulator: %w", err)
 	}
-	cat, err := catalogOf(s)
+	reg, inv, err := s.Catalog()
 	if err != nil {
 		return ScenarioReport{}, err
 	}
+	cat := detect.StaticCatalog{Reg: reg, Inv: inv}
 	parser, err := gateway.NewParser(gateway.Options{})
 	if err != nil {
 		return ScenarioReport{}, err

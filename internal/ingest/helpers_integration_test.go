@@ -33,6 +33,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/agentwatch/agentwatch/internal/bus"
+	"github.com/agentwatch/agentwatch/internal/chstore"
 	"github.com/agentwatch/agentwatch/internal/config"
 	"github.com/agentwatch/agentwatch/internal/ingest"
 	"github.com/agentwatch/agentwatch/internal/kafka"
@@ -562,7 +563,7 @@ func checkStore(t *testing.T, ctx context.Context, s *setup, c *corpus, coords [
 		t.Fatalf("store has %d of %d good lines; missing lines %v", len(seen), len(ids), missing[:min(len(missing), 20)])
 	}
 	// The chstore API the services use must agree.
-	st, err := ingest.OpenStore(ctx, s.config(t), testLogger(t))
+	st, err := chstore.OpenMigrated(ctx, s.config(t).ClickHouse, testLogger(t))
 	if err != nil {
 		t.Fatalf("OpenStore: %v", err)
 	}

@@ -39,23 +39,6 @@ func Topics(cfg config.Config) []kafka.TopicSpec {
 	return specs
 }
 
-// OpenStore opens ClickHouse as configured and applies the migrations.
-func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*chstore.Store, error) {
-	st, err := chstore.Open(ctx, chstore.Options{
-		Addr: cfg.ClickHouse.Addr, Database: cfg.ClickHouse.Database,
-		Username: cfg.ClickHouse.Username, Password: cfg.ClickHouse.Password,
-		DialTimeout: cfg.ClickHouse.DialTimeout,
-	}, log)
-	if err != nil {
-		return nil, fmt.Errorf("open clickhouse %v: %w; is it running (deploy/clickhouse.sh up)?", cfg.ClickHouse.Addr, err)
-	}
-	if err := st.Migrate(ctx); err != nil {
-		_ = st.Close()
-		return nil, fmt.Errorf("migrate clickhouse: %w", err)
-	}
-	return st, nil
-}
-
 // NewService connects to Kafka and ClickHouse, applies the schema
 // migrations, creates missing topics (when kafka.create_topics) and builds
 // the ingest stage.
@@ -68,7 +51,7 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 			return nil, fmt.Errorf("ensure topics on %v: %w; is Kafka running (deploy/kafka.sh up)?", cfg.Kafka.Brokers, err)
 		}
 	}
-	st, err := OpenStore(ctx, cfg, log)
+	st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
 	if err != nil {
 		return nil, err
 	}

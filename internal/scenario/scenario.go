@@ -36,10 +36,10 @@ func Match(incidents []sim.Incident, as []anomaly.Anomaly, window time.Duration)
 	out := make([]Catch, 0, len(incidents))
 	for _, inc := range incidents {
 		c := Catch{Incident: inc}
-		start, end := inc.Start.UnixMilli(), inc.End.UnixMilli()
+		start := inc.Start.UnixMilli()
 		first := int64(-1)
 		for i, a := range as {
-			if a.AgentID != inc.Agent || a.WindowEndMs <= start || a.WindowStartMs > end+2*w {
+			if !belongs(inc, a, w) {
 				continue
 			}
 			used[i] = true
@@ -73,12 +73,15 @@ func Matched(incidents []sim.Incident, as []anomaly.Anomaly, window time.Duratio
 	w := window.Milliseconds()
 	out := make([]bool, len(as))
 	for _, inc := range incidents {
-		start, end := inc.Start.UnixMilli(), inc.End.UnixMilli()
 		for i, a := range as {
-			if a.AgentID == inc.Agent && a.WindowEndMs > start && a.WindowStartMs <= end+2*w {
-				out[i] = true
-			}
+			out[i] = out[i] || belongs(inc, a, w)
 		}
 	}
 	return out
+}
+
+// belongs is the matching rule: a is about inc's agent and its window
+// overlaps inc or starts at most two windows (of wMs) after its end.
+func belongs(inc sim.Incident, a anomaly.Anomaly, wMs int64) bool {
+	return a.AgentID == inc.Agent && a.WindowEndMs > inc.Start.UnixMilli() && a.WindowStartMs <= inc.End.UnixMilli()+2*wMs
 }

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"slices"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	inv "github.com/agentwatch/agentwatch/pkg/inventory"
 )
 
 // RouteSpec is one route template of the simulated API inventory.
@@ -279,4 +282,26 @@ func writeYAML(w io.Writer, what string, v any) error {
 // the default fleet of 60 agents, seed 1.
 func ExampleConfig() Config {
 	return Config{Seed: 1, Start: time.Date(2025, 1, 6, 0, 0, 0, 0, time.UTC), Duration: time.Hour}
+}
+
+// Catalog parses the agent registry and route inventory the simulated fleet
+// is deployed with, through the same parsers the detector's files go
+// through.
+func (s *Simulator) Catalog() (*inv.Registry, *inv.Inventory, error) {
+	var rb, ib bytes.Buffer
+	if err := WriteRegistryYAML(&rb, s.Registry()); err != nil {
+		return nil, nil, err
+	}
+	if err := WriteRoutesYAML(&ib, s.Routes()); err != nil {
+		return nil, nil, err
+	}
+	reg, err := inv.ParseRegistry("agents.yaml", rb.Bytes())
+	if err != nil {
+		return nil, nil, fmt.Errorf("simulated registry: %w", err)
+	}
+	routes, err := inv.ParseRoutes("routes.yaml", ib.Bytes())
+	if err != nil {
+		return nil, nil, fmt.Errorf("simulated routes: %w", err)
+	}
+	return reg, routes, nil
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/agentwatch/agentwatch/pkg/internal/suggest"
 )
 
 // The files are decoded by walking yaml.Node trees rather than by
@@ -183,39 +185,11 @@ func (d *doc) mapping(n *yaml.Node, ctx, what string, known []string) (fs []fiel
 func (d *doc) unknown(keys []*yaml.Node, ctx string, known []string) {
 	for _, k := range keys {
 		hint := "known fields are " + strings.Join(known, ", ")
-		for _, f := range known {
-			if editDistance(k.Value, f, 2) <= 2 {
-				hint = fmt.Sprintf("did you mean %q?", f)
-				break
-			}
+		if f := suggest.Closest(k.Value, known, 2); f != "" {
+			hint = fmt.Sprintf("did you mean %q?", f)
 		}
 		d.errorf(k, ctx, "", "unknown field %q; %s", k.Value, hint)
 	}
-}
-
-// editDistance returns the Levenshtein distance of a and b, or max+1 when
-// it is larger than max.
-func editDistance(a, b string, max int) int {
-	if len(a)-len(b) > max || len(b)-len(a) > max || len(a) > 64 {
-		return max + 1
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // get returns the value of key among fs, or nil.

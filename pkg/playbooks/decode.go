@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/agentwatch/agentwatch/pkg/internal/suggest"
 )
 
 // The files are decoded by walking yaml.Node trees against the struct
@@ -441,7 +443,7 @@ func (d *decoder) fields(n *yaml.Node, v reflect.Value, path string) bool {
 // required" does not follow "unknown field chanel".
 func (d *decoder) unknown(k *yaml.Node, path string, known []string) {
 	hint, meant := "known fields are "+strings.Join(known, ", "), "\x00" // \x00: no real field
-	if s := suggest(k.Value, known); s != "" {
+	if s := suggest.Closest(k.Value, known, 2); s != "" {
 		hint, meant = fmt.Sprintf("did you mean %q?", s), s
 	}
 	d.fail(k, path, "unknown field %.40q; %s", k.Value, hint)
@@ -449,42 +451,6 @@ func (d *decoder) unknown(k *yaml.Node, path string, known []string) {
 		bad := d.bad[d.pb]
 		bad[len(bad)-1] = join(path, meant)
 	}
-}
-
-// suggest returns the name in known closest to s (edit distance at most
-// 2), or "".
-func suggest(s string, known []string) string {
-	for _, k := range known {
-		if editDistance(s, k, 2) <= 2 {
-			return k
-		}
-	}
-	return ""
-}
-
-// editDistance returns the Levenshtein distance of a and b, or max+1
-// when it is larger than max.
-func editDistance(a, b string, max int) int {
-	if len(a)-len(b) > max || len(b)-len(a) > max || len(a) > 64 {
-		return max + 1
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func kindName(n *yaml.Node) string {

@@ -14,6 +14,8 @@ import (
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 	"github.com/agentwatch/agentwatch/pkg/baseline"
 	"github.com/agentwatch/agentwatch/pkg/features"
+
+	"github.com/agentwatch/agentwatch/pkg/internal/suggest"
 )
 
 // FieldError is one problem of a playbook file or Set. Parse and Validate
@@ -398,7 +400,7 @@ func kindList(ks []Kind) string {
 
 // hint returns `; did you mean "x"?` for the closest of known, or "".
 func hint(s string, known []string) string {
-	if k := suggest(s, known); k != "" {
+	if k := suggest.Closest(s, known, 2); k != "" {
 		return fmt.Sprintf("; did you mean %q?", k)
 	}
 	return "; known: " + strings.Join(known, ", ")
