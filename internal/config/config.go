@@ -47,6 +47,7 @@ type Config struct {
 	Ingest     Ingest     `mapstructure:"ingest"`
 	Detector   Detector   `mapstructure:"detector"`
 	Embedded   Embedded   `mapstructure:"embedded"`
+	Responder  Responder  `mapstructure:"responder"`
 }
 
 // Log configures log/slog output.
@@ -179,7 +180,7 @@ func (c Config) Distributed() bool { return len(c.Kafka.Brokers) > 0 }
 // defaults lists every key: viper only maps env vars and flags to keys it
 // knows (spf13/viper#761), so even empty values are declared here.
 func defaults() map[string]any {
-	return map[string]any{
+	d := map[string]any{
 		"log.level":                      "info",
 		"log.format":                     "json",
 		"http.addr":                      "127.0.0.1:9464",
@@ -241,11 +242,16 @@ func defaults() map[string]any {
 		"detector.session_timeout":       "10s",
 		"embedded.data_dir":              ".data/embedded",
 	}
+	for k, v := range responderDefaults() {
+		d[k] = v
+	}
+	return d
 }
 
 // fileOnly keys are structured; they are set in the YAML file only.
 var fileOnly = map[string]bool{
 	"ingest.topic_formats": true, "ingest.mappings": true, "ingest.identity": true, "ingest.routes": true,
+	"responder.tokens": true, "responder.webhooks": true,
 }
 
 // Keys returns every configuration key, sorted.
@@ -516,6 +522,7 @@ func (c Config) Validate() error {
 	if c.Embedded.DataDir == "" {
 		bad("embedded.data_dir", "must be set")
 	}
+	c.Responder.validate(bad)
 	return errors.Join(errs...)
 }
 
