@@ -26,6 +26,11 @@ const (
 	Quarantine ActionKind = "quarantine"
 	// Snooze: hold further alerts of the incident for a while.
 	Snooze ActionKind = "snooze"
+	// Approve and Deny answer an approval request (a playbook's approve
+	// step, or a revocation past the blast-radius budget). Their
+	// ActionRef.AnomalyID carries the request's id instead.
+	Approve ActionKind = "approve"
+	Deny    ActionKind = "deny"
 )
 
 // QuarantineTTL is how long the quarantine button promises to block the
@@ -41,6 +46,8 @@ var kindCodes = map[ActionKind]byte{
 	Revoke:        3,
 	Quarantine:    4,
 	Snooze:        5,
+	Approve:       6,
+	Deny:          7,
 }
 
 // slackActionID is the Block Kit action_id of each kind's button. The
@@ -52,6 +59,8 @@ var slackActionID = map[ActionKind]string{
 	Revoke:        "aw_revoke",
 	Quarantine:    "aw_quarantine",
 	Snooze:        "aw_snooze",
+	Approve:       "aw_approve",
+	Deny:          "aw_deny",
 }
 
 // ActionRef is what a button's value encodes: which action, on which

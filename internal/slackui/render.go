@@ -328,6 +328,10 @@ func buttonLabel(k ActionKind) string {
 		return "Acknowledge"
 	case FalsePositive:
 		return "Mark false positive"
+	case Approve:
+		return "Approve"
+	case Deny:
+		return "Deny"
 	case Revoke:
 		return "Revoke now"
 	case Quarantine:
