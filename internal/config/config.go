@@ -167,6 +167,11 @@ type Detector struct {
 	SnapshotEvery  time.Duration `mapstructure:"snapshot_every"`
 	IdleFlush      time.Duration `mapstructure:"idle_flush"`
 	SessionTimeout time.Duration `mapstructure:"session_timeout"`
+	// FeedbackPoll is how often the distributed detector reads the
+	// analysts' false-positive verdicts of the last FeedbackLookback and
+	// folds them into the baselines (docs/feedback.md); 0 turns it off.
+	FeedbackPoll     time.Duration `mapstructure:"feedback_poll"`
+	FeedbackLookback time.Duration `mapstructure:"feedback_lookback"`
 }
 
 // Embedded configures the one-process default.
@@ -240,6 +245,8 @@ func defaults() map[string]any {
 		"detector.snapshot_every":        "10s",
 		"detector.idle_flush":            "30s",
 		"detector.session_timeout":       "10s",
+		"detector.feedback_poll":         "30s",
+		"detector.feedback_lookback":     "168h",
 		"embedded.data_dir":              ".data/embedded",
 	}
 	for k, v := range responderDefaults() {
@@ -515,6 +522,12 @@ func (c Config) Validate() error {
 	}
 	if d.MaxAgents < 0 {
 		bad("detector.max_agents", "must be 0 (no cap) or positive, got %d", d.MaxAgents)
+	}
+	if d.FeedbackPoll < 0 {
+		bad("detector.feedback_poll", "must be 0 (off) or a positive duration, got %s", d.FeedbackPoll)
+	}
+	if d.FeedbackPoll > 0 && d.FeedbackLookback < d.FeedbackPoll {
+		bad("detector.feedback_lookback", "must be at least detector.feedback_poll (%s), got %s; verdicts older than it are never read", d.FeedbackPoll, d.FeedbackLookback)
 	}
 	if err := c.BaselineParams().Validate(); err != nil {
 		bad("detector", "%v", err)

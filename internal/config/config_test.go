@@ -27,7 +27,8 @@ func TestDefaultsAreValidAndEmbedded(t *testing.T) {
 	if cfg.Distributed() {
 		t.Fatal("default config is distributed; the embedded default needs no Kafka")
 	}
-	if cfg.Ingest.BatchWait != 500*time.Millisecond || cfg.Kafka.EventsTopic != "agentwatch.events" {
+	if cfg.Ingest.BatchWait != 500*time.Millisecond || cfg.Kafka.EventsTopic != "agentwatch.events" ||
+		cfg.Detector.FeedbackPoll != 30*time.Second || cfg.Detector.FeedbackLookback != 7*24*time.Hour {
 		t.Fatalf("unexpected defaults: %+v", cfg)
 	}
 }
@@ -70,6 +71,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"several at once", "log:\n  level: loud\nclickhouse:\n  database: 'a-b'\n", nil, []string{"log.level", "clickhouse.database"}},
 		{"bad route", "ingest:\n  routes:\n    - template: customers\n", nil, []string{"ingest.routes"}},
 		{"bad identity", "ingest:\n  identity:\n    - kind: telepathy\n", nil, []string{"telepathy"}},
+		{"negative feedback poll", "", []string{"AGENTWATCH_DETECTOR_FEEDBACK_POLL=-1s"}, []string{"detector.feedback_poll"}},
+		{"feedback lookback under the poll", "detector:\n  feedback_poll: 1h\n  feedback_lookback: 10m\n", nil, []string{"detector.feedback_lookback"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := ""

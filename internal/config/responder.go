@@ -67,6 +67,9 @@ type Slack struct {
 	SigningSecretEnv string `mapstructure:"signing_secret_env"`
 	// APIURL overrides https://slack.com/api/ (tests use a local server).
 	APIURL string `mapstructure:"api_url"`
+	// ApprovalChannel gets approval requests of incidents without an
+	// alert thread (a revocation past the budget).
+	ApprovalChannel string `mapstructure:"approval_channel"`
 }
 
 // Kong configures the Kong Admin API adapter; AdminURL "" disables it.
@@ -122,6 +125,7 @@ func responderDefaults() map[string]any {
 		"responder.slack.token_env":          "AGENTWATCH_SLACK_TOKEN",
 		"responder.slack.signing_secret_env": "AGENTWATCH_SLACK_SIGNING_SECRET",
 		"responder.slack.api_url":            "",
+		"responder.slack.approval_channel":   "#soc-alerts",
 		"responder.kong.admin_url":           "",
 		"responder.kong.token_env":           "",
 		"responder.denylist.path":            "",

@@ -1,0 +1,257 @@
+package respond
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/agentwatch/agentwatch/pkg/anomaly"
+)
+
+// maxIncidentAnomalies caps the anomalies an incident keeps for rendering
+// and for the false-positive button; later ones are counted, not kept.
+const maxIncidentAnomalies = 50
+
+// incidentRetention is how long a closed incident is kept, so a button on an
+// old alert still finds what it acts on.
+const incidentRetention = 14 * 24 * time.Hour
+
+// Incident is one agent's run of anomalies: the anomalies of an agent that
+// arrive within the incident window of each other. It has one Slack thread
+// per channel.
+type Incident struct {
+	ID      string `json:"id"`
+	AgentID string `json:"agent_id"`
+	// OpenedMs and LastMs are the responder's clock at the first and the
+	// latest anomaly.
+	OpenedMs int64 `json:"opened_ms"`
+	LastMs   int64 `json:"last_ms"`
+	// Count is every anomaly that joined, Anomalies the first ones.
+	Count     int               `json:"count"`
+	Anomalies []anomaly.Anomaly `json:"anomalies"`
+	// Roots maps a channel to the outbox key of the incident's top-level
+	// alert there; RootMs to when that key was enqueued.
+	Roots  map[string]string `json:"roots,omitempty"`
+	RootMs map[string]int64  `json:"root_ms,omitempty"`
+	// Snapshots are the evidence bundle ids taken for the incident.
+	Snapshots []string `json:"snapshots,omitempty"`
+	// Revoked lists the "adapter/credential" revoked in this incident and
+	// not restored: alerts for the agent are then suppressed.
+	Revoked []string `json:"revoked,omitempty"`
+}
+
+// Anomaly returns the incident's anomaly with id, if kept.
+func (in *Incident) Anomaly(id string) (anomaly.Anomaly, bool) {
+	for _, a := range in.Anomalies {
+		if a.ID == id {
+			return a, true
+		}
+	}
+	return anomaly.Anomaly{}, false
+}
+
+// incidents keeps the open and recent incidents in one JSON file, rewritten
+// atomically on each change. They are few (one per misbehaving agent), so
+// rewriting is cheap, and a crash leaves the old or the new file whole.
+type incidents struct {
+	mu      sync.Mutex
+	path    string
+	byAgent map[string]*Incident // the agent's latest incident
+	byID    map[string]*Incident
+}
+
+func openIncidents(path string) (*incidents, error) {
+	s := &incidents{path: path, byAgent: map[string]*Incident{}, byID: map[string]*Incident{}}
+	if path == "" {
+		return s, nil
+	}
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return s, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read incidents: %w", err)
+	}
+	var all []*Incident
+	if err := json.Unmarshal(b, &all); err != nil {
+		return nil, fmt.Errorf("parse incidents %s: %w", path, err)
+	}
+	for _, in := range all {
+		s.index(in)
+	}
+	return s, nil
+}
+
+func (s *incidents) index(in *Incident) {
+	s.byID[in.ID] = in
+	if cur, ok := s.byAgent[in.AgentID]; !ok || cur.LastMs <= in.LastMs {
+		s.byAgent[in.AgentID] = in
+	}
+}
+
+// join adds a to the agent's open incident, or opens one when the agent has
+// none within window. It returns a copy of the incident and whether it is
+// new. Joining an anomaly already in the incident changes nothing.
+func (s *incidents) join(a anomaly.Anomaly, now time.Time, window time.Duration) (Incident, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	nowMs := now.UnixMilli()
+	in, ok := s.byAgent[a.AgentID]
+	if ok {
+		if _, dup := in.Anomaly(a.ID); dup {
+			return in.clone(), false, nil
+		}
+	}
+	created := !ok || nowMs-in.LastMs > window.Milliseconds()
+	if created {
+		in = &Incident{ID: IncidentID(a), AgentID: a.AgentID, OpenedMs: nowMs}
+	}
+	in.LastMs = nowMs
+	in.Count++
+	if len(in.Anomalies) < maxIncidentAnomalies {
+		in.Anomalies = append(in.Anomalies, a)
+	}
+	s.index(in)
+	if err := s.saveLocked(nowMs); err != nil {
+		return Incident{}, false, err
+	}
+	return in.clone(), created, nil
+}
+
+// update applies fn to the incident id and saves.
+func (s *incidents) update(id string, now time.Time, fn func(*Incident)) (Incident, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, ok := s.byID[id]
+	if !ok {
+		return Incident{}, fmt.Errorf("incident %q: %w", id, errNoIncident)
+	}
+	fn(in)
+	if err := s.saveLocked(now.UnixMilli()); err != nil {
+		return Incident{}, err
+	}
+	return in.clone(), nil
+}
+
+func (s *incidents) get(id string) (Incident, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, ok := s.byID[id]
+	if !ok {
+		return Incident{}, false
+	}
+	return in.clone(), true
+}
+
+func (s *incidents) latest(agentID string) (Incident, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, ok := s.byAgent[agentID]
+	if !ok {
+		return Incident{}, false
+	}
+	return in.clone(), true
+}
+
+func (s *incidents) list() []Incident {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Incident, 0, len(s.byID))
+	for _, in := range s.byID {
+		out = append(out, in.clone())
+	}
+	return out
+}
+
+func (s *incidents) saveLocked(nowMs int64) error {
+	all := make([]*Incident, 0, len(s.byID))
+	for id, in := range s.byID {
+		if nowMs-in.LastMs > incidentRetention.Milliseconds() && len(in.Revoked) == 0 {
+			delete(s.byID, id)
+			if s.byAgent[in.AgentID] == in {
+				delete(s.byAgent, in.AgentID)
+			}
+			continue
+		}
+		all = append(all, in)
+	}
+	if s.path == "" {
+		return nil
+	}
+	b, err := json.Marshal(all)
+	if err != nil {
+		return fmt.Errorf("encode incidents: %w", err)
+	}
+	return writeFileAtomic(s.path, b, 0o600)
+}
+
+func (in *Incident) clone() Incident {
+	c := *in
+	c.Anomalies = append([]anomaly.Anomaly(nil), in.Anomalies...)
+	c.Snapshots = append([]string(nil), in.Snapshots...)
+	c.Revoked = append([]string(nil), in.Revoked...)
+	c.Roots = map[string]string{}
+	for k, v := range in.Roots {
+		c.Roots[k] = v
+	}
+	c.RootMs = map[string]int64{}
+	for k, v := range in.RootMs {
+		c.RootMs[k] = v
+	}
+	return c
+}
+
+// writeFileAtomic writes b to a temporary file beside path, syncs it and
+// renames it over path, then syncs the directory.
+func writeFileAtomic(path string, b []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// open records an incident under id for a manual run (it joins no other
+// incident). Opening an id that exists changes nothing.
+func (s *incidents) open(id string, a anomaly.Anomaly, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.byID[id]; ok {
+		return nil
+	}
+	nowMs := now.UnixMilli()
+	in := &Incident{ID: id, AgentID: a.AgentID, OpenedMs: nowMs, LastMs: nowMs, Count: 1, Anomalies: []anomaly.Anomaly{a}}
+	s.byID[id] = in
+	if _, ok := s.byAgent[a.AgentID]; !ok {
+		s.byAgent[a.AgentID] = in
+	}
+	return s.saveLocked(nowMs)
+}

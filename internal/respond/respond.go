@@ -1,0 +1,395 @@
+// Package respond is cmd/responder's engine: it turns anomalies into
+// playbook decisions (pkg/playbooks decides), queues every step in the
+// durable outbox, and runs them — Slack alerts in one thread per agent
+// incident, revocations and quarantines through internal/revoke's guarded
+// adapters, evidence snapshots, webhooks and approval requests — writing an
+// audit record for each. Slack button clicks and manual runs (CLI, HTTP API)
+// go through the same queue.
+//
+// Each anomaly is handled once as seen from outside: its steps are queued
+// under keys derived from the anomaly id (so a redelivery finds them queued),
+// and only then is the id marked handled. A crash in between re-queues
+// nothing new; the outbox resumes what was in flight.
+package respond
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/agentwatch/agentwatch/internal/audit"
+	"github.com/agentwatch/agentwatch/internal/evidence"
+	"github.com/agentwatch/agentwatch/internal/outbox"
+	"github.com/agentwatch/agentwatch/internal/revoke"
+	"github.com/agentwatch/agentwatch/internal/silence"
+	"github.com/agentwatch/agentwatch/internal/slackui"
+	"github.com/agentwatch/agentwatch/pkg/anomaly"
+	"github.com/agentwatch/agentwatch/pkg/playbooks"
+)
+
+var errNoIncident = errors.New("no such incident")
+
+// Outbox entry kinds.
+const (
+	kindSnapshot = "snapshot"
+	kindAlert    = "slack.alert"
+	kindReply    = "slack.reply"
+	kindNote     = "slack.note"
+	kindRevoke   = "revoke"
+	kindQuar     = "quarantine"
+	kindRestore  = "restore"
+	kindWebhook  = "webhook"
+	kindThrottle = "throttle"
+	kindApprove  = "approve"
+	kindAnswer   = "approve.answer"
+	kindTimeout  = "approve.timeout"
+)
+
+// Notifier posts rendered messages: Slack (slackui.Poster) or the console.
+type Notifier interface {
+	PostAlert(ctx context.Context, channel string, m slackui.Message) (ts string, err error)
+	PostThreadReply(ctx context.Context, channel, threadTS string, m slackui.Message) (ts string, err error)
+}
+
+// Registry says what the agent registry knows about an agent.
+type Registry interface {
+	Agent(id string) (playbooks.AgentInfo, bool)
+}
+
+// ScoreSource reads an agent's window scores (ClickHouse, or the embedded
+// detector), for evidence and false-positive verdicts.
+type ScoreSource interface {
+	Scores(ctx context.Context, agentID string, fromMs, toMs int64) ([]anomaly.Score, error)
+}
+
+// FeedbackSink takes false-positive verdicts to the detector.
+type FeedbackSink interface {
+	Put(ctx context.Context, v anomaly.Verdict) error
+}
+
+// Settings are the responder's timing and limits (config responder.*).
+type Settings struct {
+	GroupWait             time.Duration
+	IncidentWindow        time.Duration
+	RepeatInterval        time.Duration
+	FalsePositiveSuppress time.Duration
+	Snooze                time.Duration
+	SnapshotMaxEvents     int
+	// ButtonAdapter is the adapter the revoke and quarantine buttons use.
+	ButtonAdapter string
+	// ApprovalChannel is where approval requests go when the incident has
+	// no alert thread (a revocation past the budget in a playbook that
+	// does not notify).
+	ApprovalChannel string
+}
+
+// Options are what New needs. Outbox, Seen, Audit and Set are required;
+// the rest may be nil where the playbooks do not use them (a step whose
+// dependency is missing fails with an error saying so).
+type Options struct {
+	Set       playbooks.Set
+	Settings  Settings
+	Outbox    outbox.Store
+	Seen      outbox.Seen
+	Audit     *audit.Logger
+	Silences  *silence.Store
+	Registry  Registry
+	Notifier  Notifier
+	Codec     *slackui.ActionCodec
+	Guards    map[string]*revoke.Guard
+	Webhooks  map[string]revoke.Gateway
+	Events    evidence.EventSource
+	Chain     evidence.ChainStore
+	Evidence  string // evidence root directory
+	Scores    ScoreSource
+	Feedback  FeedbackSink
+	Incidents string // incidents file; "" keeps them in memory
+	Log       *slog.Logger
+	Now       func() time.Time
+	Metrics   *Metrics
+}
+
+// Engine is the responder. Safe for concurrent use.
+type Engine struct {
+	o   Options
+	inc *incidents
+	log *slog.Logger
+	now func() time.Time
+}
+
+// New builds an Engine.
+func New(o Options) (*Engine, error) {
+	if o.Outbox == nil || o.Seen == nil || o.Audit == nil {
+		return nil, errors.New("respond: Outbox, Seen and Audit are required")
+	}
+	if err := o.Set.Validate(); err != nil {
+		return nil, err
+	}
+	inc, err := openIncidents(o.Incidents)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{o: o, inc: inc, log: o.Log, now: o.Now}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.o.Settings.IncidentWindow <= 0 {
+		e.o.Settings.IncidentWindow = time.Hour
+	}
+	return e, nil
+}
+
+// job is an outbox entry's payload: everything its handler needs, so that
+// it runs the same after a restart.
+type job struct {
+	Decision playbooks.Decision `json:"decision"` // without Steps
+	Step     playbooks.Action   `json:"step"`
+	Anomaly  anomaly.Anomaly    `json:"anomaly"`
+	Incident string             `json:"incident"`
+	Actor    audit.Actor        `json:"actor"`
+	Why      string             `json:"why,omitempty"`
+	Origin   revoke.Origin      `json:"origin,omitempty"`
+	// Channel of an alert or reply; Root is the key of the thread's alert.
+	Channel string `json:"channel,omitempty"`
+	Root    string `json:"root,omitempty"`
+	// SnapshotKey is the key of the decision's snapshot before this
+	// alert: the alert waits for it, to show the bundle id.
+	SnapshotKey string `json:"snapshot_key,omitempty"`
+	// Text of a note.
+	Text string `json:"text,omitempty"`
+	// Pending are the steps an approval gates; Approved the answer.
+	Pending  []playbooks.Action `json:"pending,omitempty"`
+	Approved bool               `json:"approved,omitempty"`
+	// Request is the approval request's id (its entry key).
+	Request string `json:"request,omitempty"`
+}
+
+// IncidentID is the id of the incident an anomaly opens.
+func IncidentID(a anomaly.Anomaly) string {
+	h := sha256.Sum256([]byte("incident\x00" + a.AgentID + "\x00" + a.ID))
+	return "inc-" + hex.EncodeToString(h[:10])
+}
+
+// HandleResult says what Handle did.
+type HandleResult struct {
+	Duplicate   bool
+	Silenced    []string // silence ids
+	Incident    string
+	NewIncident bool
+	Decisions   []playbooks.Decision
+	Queued      int
+}
+
+// Handle takes one anomaly: it skips an id already handled, records and
+// drops a silenced one, joins the agent's incident, matches the playbooks,
+// queues their steps and marks the id handled. An error means nothing is
+// marked: the caller must not commit the anomaly's offset.
+func (e *Engine) Handle(ctx context.Context, a anomaly.Anomaly) (HandleResult, error) {
+	var res HandleResult
+	if a.ID == "" || a.AgentID == "" {
+		return res, fmt.Errorf("anomaly without id or agent id")
+	}
+	done, err := e.o.Seen.Handled(ctx, a.ID)
+	if err != nil {
+		return res, fmt.Errorf("check anomaly %s handled: %w", a.ID, err)
+	}
+	if done {
+		e.o.Metrics.handled("duplicate")
+		res.Duplicate = true
+		return res, nil
+	}
+	now := e.now()
+	if e.o.Silences != nil {
+		if ss := e.o.Silences.Match(silence.Labels(a), now); len(ss) > 0 {
+			for _, s := range ss {
+				res.Silenced = append(res.Silenced, s.ID)
+			}
+			rec := audit.Record{Actor: audit.Actor{Kind: audit.ActorAutomatic}, Action: audit.ActionPlaybook, AnomalyID: a.ID,
+				AgentID: a.AgentID, CredentialID: a.CredentialID, Result: audit.ResultSkipped,
+				Detail: fmt.Sprintf("silenced by %v", res.Silenced)}
+			if err := e.o.Audit.Append(ctx, rec); err != nil {
+				return res, fmt.Errorf("audit silenced anomaly %s: %w", a.ID, err)
+			}
+			if _, err := e.o.Seen.MarkHandled(ctx, a.ID); err != nil {
+				return res, fmt.Errorf("mark anomaly %s handled: %w", a.ID, err)
+			}
+			e.o.Metrics.handled("silenced")
+			return res, nil
+		}
+	}
+	// An agent whose credential is revoked is contained: its later
+	// anomalies are still recorded, with evidence, but not alerted again.
+	var suppress string
+	if prev, ok := e.inc.latest(a.AgentID); ok && len(prev.Revoked) > 0 {
+		suppress = "suppressed: the agent's credential is revoked (" + prev.Revoked[0] + ")"
+	}
+	in, created, err := e.inc.join(a, now, e.o.Settings.IncidentWindow)
+	if err != nil {
+		return res, err
+	}
+	res.Incident, res.NewIncident = in.ID, created
+	info, _ := e.agentInfo(a.AgentID)
+	res.Decisions = playbooks.Match(e.o.Set, a, info)
+	for _, d := range res.Decisions {
+		if suppress != "" {
+			for i := range d.Steps {
+				if d.Steps[i].Kind() == playbooks.KindNotify && d.Steps[i].Skip == "" {
+					d.Steps[i].Skip = suppress
+				}
+			}
+		}
+		n, err := e.queueDecision(ctx, d, a, in.ID, audit.Actor{Kind: audit.ActorAutomatic}, d.Why, revoke.Automatic)
+		res.Queued += n
+		if err != nil {
+			return res, err
+		}
+	}
+	if _, err := e.o.Seen.MarkHandled(ctx, a.ID); err != nil {
+		return res, fmt.Errorf("mark anomaly %s handled: %w", a.ID, err)
+	}
+	e.o.Metrics.handled("handled")
+	return res, nil
+}
+
+func (e *Engine) agentInfo(id string) (playbooks.AgentInfo, bool) {
+	if e.o.Registry == nil {
+		return playbooks.AgentInfo{}, false
+	}
+	return e.o.Registry.Agent(id)
+}
+
+// queueDecision queues the decision's steps up to its first approve step
+// (which carries the rest). Keys are the steps' ids, so queueing the same
+// decision twice queues nothing new.
+func (e *Engine) queueDecision(ctx context.Context, d playbooks.Decision, a anomaly.Anomaly, incident string, actor audit.Actor, why string, origin revoke.Origin) (int, error) {
+	steps := d.Steps
+	d.Steps = nil
+	n := 0
+	snap := ""
+	for i, st := range steps {
+		j := job{Decision: d, Step: st, Anomaly: a, Incident: incident, Actor: actor, Why: why, Origin: origin, SnapshotKey: snap}
+		if st.Kind() == playbooks.KindSnapshot && st.Skip == "" {
+			snap = st.ID
+		}
+		if st.Kind() == playbooks.KindApprove && st.Skip == "" {
+			j.Pending = steps[i+1:]
+			ok, err := e.enqueue(ctx, st.ID, kindApprove, j)
+			if ok {
+				n++
+			}
+			return n, err
+		}
+		ok, err := e.queueStep(ctx, j)
+		if ok {
+			n++
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// queueStep queues one step. Notify steps become the incident's alert in
+// the channel, or a reply in its thread when the incident already has one.
+func (e *Engine) queueStep(ctx context.Context, j job) (bool, error) {
+	st := j.Step
+	switch st.Kind() {
+	case playbooks.KindNotify:
+		j.Channel = st.Notify.Channel
+		if st.Skip != "" {
+			return e.enqueue(ctx, st.ID, kindAlert, j) // recorded as skipped; opens no thread
+		}
+		now := e.now()
+		var isRoot bool
+		in, err := e.inc.update(j.Incident, now, func(in *Incident) {
+			if in.Roots == nil {
+				in.Roots, in.RootMs = map[string]string{}, map[string]int64{}
+			}
+			root, ok := in.Roots[j.Channel]
+			// A follow-up past the repeat interval starts a new top-level
+			// alert, so a long incident is seen again in the channel.
+			if !ok || (e.o.Settings.RepeatInterval > 0 && now.UnixMilli()-in.RootMs[j.Channel] > e.o.Settings.RepeatInterval.Milliseconds() && root != st.ID) {
+				in.Roots[j.Channel], in.RootMs[j.Channel] = st.ID, now.UnixMilli()
+			}
+			isRoot = in.Roots[j.Channel] == st.ID
+		})
+		if err != nil && !errors.Is(err, errNoIncident) {
+			return false, err
+		}
+		if err != nil { // manual run: no incident record, one alert
+			isRoot = true
+		}
+		if isRoot {
+			var opts []outbox.EnqueueOption
+			if e.o.Settings.GroupWait > 0 && !j.Decision.Manual {
+				opts = append(opts, outbox.NotBefore(now.Add(e.o.Settings.GroupWait)))
+			}
+			return e.enqueue(ctx, st.ID, kindAlert, j, opts...)
+		}
+		j.Root = in.Roots[j.Channel]
+		return e.enqueue(ctx, st.ID, kindReply, j)
+	case playbooks.KindSnapshot:
+		return e.enqueue(ctx, st.ID, kindSnapshot, j)
+	case playbooks.KindRevoke:
+		return e.enqueue(ctx, st.ID, kindRevoke, j)
+	case playbooks.KindQuarantine:
+		return e.enqueue(ctx, st.ID, kindQuar, j)
+	case playbooks.KindThrottle:
+		return e.enqueue(ctx, st.ID, kindThrottle, j)
+	case playbooks.KindWebhook:
+		return e.enqueue(ctx, st.ID, kindWebhook, j)
+	case playbooks.KindApprove:
+		return e.enqueue(ctx, st.ID, kindApprove, j)
+	}
+	return false, fmt.Errorf("step %s: unknown kind %q", st.ID, st.Kind())
+}
+
+// orderKey keeps the actions of one decision in step order (a snapshot
+// before the alert that shows its id), apart from Slack's rate limit: alerts
+// and replies have their own key per thread.
+func orderKey(kind string, j job) string {
+	switch kind {
+	case kindAlert, kindReply, kindNote, kindApprove:
+		return "slack:" + j.Incident
+	case kindTimeout, kindAnswer, kindRestore:
+		return "" // due later, or answering: must not wait behind, nor hold back, the decision's steps
+	}
+	return "decision:" + j.Decision.ID
+}
+
+func (e *Engine) enqueue(ctx context.Context, key, kind string, j job, opts ...outbox.EnqueueOption) (bool, error) {
+	b, err := json.Marshal(j)
+	if err != nil {
+		return false, fmt.Errorf("encode %s %s: %w", kind, key, err)
+	}
+	if k := orderKey(kind, j); k != "" {
+		opts = append(opts, outbox.WithOrderKey(k))
+	}
+	_, created, err := e.o.Outbox.Enqueue(ctx, key, kind, b, opts...)
+	if err != nil {
+		return false, fmt.Errorf("queue %s %s: %w", kind, key, err)
+	}
+	return created, nil
+}
+
+// Incidents returns the incidents the engine keeps, for the demo's summary
+// and `responder incidents`.
+func (e *Engine) Incidents() []Incident { return e.inc.list() }
+
+// Incident returns one incident.
+func (e *Engine) Incident(id string) (Incident, bool) { return e.inc.get(id) }
+
+func decodeJob(en outbox.Entry) (job, error) {
+	var j job
+	err := json.Unmarshal(en.Payload, &j)
+	return j, err
+}

@@ -1,0 +1,446 @@
+package respond
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/agentwatch/agentwatch/internal/audit"
+	"github.com/agentwatch/agentwatch/internal/config"
+	"github.com/agentwatch/agentwatch/internal/evidence"
+	"github.com/agentwatch/agentwatch/internal/outbox"
+	"github.com/agentwatch/agentwatch/internal/slackui"
+	"github.com/agentwatch/agentwatch/internal/testsrv"
+	"github.com/agentwatch/agentwatch/pkg/anomaly"
+	"github.com/agentwatch/agentwatch/pkg/event"
+	"github.com/agentwatch/agentwatch/pkg/playbooks"
+)
+
+const testSecret = "8f1c0d2e3b4a59687766554433221100ffeeddcc"
+
+const testPlaybooks = `
+playbooks:
+  - name: exfiltration
+    trigger: {kinds: [behaviour], features: [response_bytes]}
+    final: true
+    steps:
+      - snapshot: {before: 10m, after: 1m}
+      - notify: {channel: "#soc-alerts"}
+      - revoke: {adapter: kong}
+  - name: budgeted
+    trigger: {kinds: [new_source_ip]}
+    final: true
+    steps:
+      - revoke: {adapter: denylist}
+  - name: gated
+    trigger: {kinds: [zombie_route]}
+    final: true
+    steps:
+      - notify: {channel: "#soc-alerts"}
+      - approve: {channel: "#soc-alerts", timeout: 1h}
+      - revoke: {adapter: denylist}
+  - name: contain
+    manual_only: true
+    steps:
+      - notify: {channel: "#soc-alerts"}
+      - revoke: {adapter: kong}
+`
+
+// rig is a responder on files, with a recording Slack and a Kong server.
+type rig struct {
+	t        *testing.T
+	svc      *Service
+	slack    *testsrv.Slack
+	kong     *testsrv.Kong
+	events   *evidence.MemSource
+	feedback *memFeedback
+	cancel   context.CancelFunc
+	done     chan error
+	cfg      config.Config
+}
+
+type memFeedback struct {
+	mu sync.Mutex
+	vs []anomaly.Verdict
+}
+
+func (f *memFeedback) Put(_ context.Context, v anomaly.Verdict) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.vs = append(f.vs, v)
+	return nil
+}
+
+func newRig(t *testing.T, mod func(*config.Config)) *rig {
+	t.Helper()
+	cfg, err := config.LoadEnv("", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{t: t, slack: testsrv.NewSlack(), kong: testsrv.NewKong(), events: &evidence.MemSource{}, feedback: &memFeedback{}}
+	t.Cleanup(r.slack.Close)
+	t.Cleanup(r.kong.Close)
+	rc := &cfg.Responder
+	rc.StateDir = t.TempDir()
+	rc.GroupWait = 0
+	rc.Kong.AdminURL = r.kong.URL()
+	rc.EgressAllow = []string{r.kong.Addr()}
+	rc.Slack.APIURL = r.slack.URL()
+	rc.RevokeBudget = 5
+	rc.RevokeInterval = time.Minute
+	if mod != nil {
+		mod(&cfg)
+	}
+	r.cfg = cfg
+	r.start()
+	return r
+}
+
+func (r *rig) start() {
+	t := r.t
+	set, err := playbooks.Parse("test.yaml", []byte(testPlaybooks))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"AGENTWATCH_SLACK_TOKEN": "xoxb-test", "AGENTWATCH_SLACK_SIGNING_SECRET": testSecret}
+	svc, err := Build(r.cfg, Deps{Set: set, Events: r.events, Feedback: r.feedback, Getenv: func(k string) string { return env[k] }},
+		nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.svc = svc
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel, r.done = cancel, make(chan error, 1)
+	go func() { r.done <- svc.Run(ctx) }()
+	t.Cleanup(r.stop)
+}
+
+func (r *rig) stop() {
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	if err := <-r.done; err != nil && err != context.Canceled {
+		r.t.Errorf("service run: %v", err)
+	}
+	r.cancel = nil
+	r.svc.Close()
+}
+
+// settle waits until the outbox has no open entry due within a minute.
+func (r *rig) settle() {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		open, err := r.svc.Worker.Store.List(context.Background(), outbox.StatePending, outbox.StateInFlight)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		busy := false
+		for _, e := range open {
+			if time.Until(e.NextAttempt) < time.Minute {
+				busy = true
+			}
+		}
+		if !busy {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	open, _ := r.svc.Worker.Store.List(context.Background(), outbox.StatePending, outbox.StateInFlight)
+	for _, e := range open {
+		r.t.Logf("open: %s %s %s next %s err %s", e.Key, e.Kind, e.State, e.NextAttempt, e.LastError)
+	}
+	r.t.Fatal("outbox did not settle in 10s")
+}
+
+func exfil(id, agent, cred string, start int64) anomaly.Anomaly {
+	return anomaly.Anomaly{V: 1, ID: id, AgentID: agent, CredentialID: cred, Kind: anomaly.Behaviour, Severity: "critical", Score: 12,
+		WindowStartMs: start, WindowEndMs: start + 60_000, Summary: "pulled 40x its usual bytes", DetectedMs: time.Now().UnixMilli(),
+		Explanation: []anomaly.Feature{{Name: "response_bytes", Observed: 4e7, Expected: 1e6, Surprise: 30, Contribution: 0.9}}}
+}
+
+func TestExfiltrationGivesOneThreadOneRevocationOneVerifiedBundle(t *testing.T) {
+	r := newRig(t, nil)
+	ctx := context.Background()
+	r.kong.Add("agent-1", "cred-1", "secret-key")
+	start := time.Now().Add(-5 * time.Minute).Truncate(time.Minute).UnixMilli()
+	for i := 0; i < 20; i++ {
+		r.events.Add(event.Event{EventID: fmt.Sprintf("e%d", i), EventTimeMs: start + int64(i)*1000, AgentID: "agent-1", CredentialID: "cred-1",
+			Method: "GET", Route: "/customers/{id}", Path: "/customers/" + strconv.Itoa(i), Status: 200})
+	}
+	a1, a2 := exfil("an-1", "agent-1", "cred-1", start), exfil("an-2", "agent-1", "cred-1", start+60_000)
+	for _, a := range []anomaly.Anomaly{a1, a2} {
+		if _, err := r.svc.Engine.Handle(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.settle()
+	posts := r.slack.Posts()
+	var roots, replies []testsrv.SlackPost
+	for _, p := range posts {
+		if p.ThreadTS == "" {
+			roots = append(roots, p)
+		} else {
+			replies = append(replies, p)
+		}
+	}
+	if len(roots) != 1 {
+		t.Fatalf("want 1 top-level alert, got %d: %+v", len(roots), posts)
+	}
+	for _, p := range replies {
+		if p.ThreadTS != roots[0].TS {
+			t.Errorf("reply %q is not in the incident's thread %s", p.Text, roots[0].TS)
+		}
+	}
+	if len(replies) < 1 {
+		t.Errorf("the second anomaly did not post into the thread: %+v", posts)
+	}
+	if n := r.kong.Count(http.MethodDelete); n != 1 {
+		t.Errorf("Kong DELETEs = %d, want 1 (one revocation per incident): %+v", n, r.kong.Requests())
+	}
+	if r.kong.Has("cred-1") {
+		t.Error("credential still present at Kong")
+	}
+	in, ok := r.svc.Engine.Incident(IncidentID(a1))
+	if !ok || len(in.Snapshots) != 2 {
+		t.Fatalf("incident %+v: want 2 evidence bundles (one per anomaly)", in)
+	}
+	if !strings.Contains(roots[0].Blocks, in.Snapshots[0]) {
+		t.Errorf("the alert does not show the snapshot id %s", in.Snapshots[0])
+	}
+	for _, id := range in.Snapshots {
+		if err := evidence.Verify(ctx, r.svc.Chain, r.svc.Evidence, id); err != nil {
+			t.Errorf("bundle %s does not verify: %v", id, err)
+		}
+	}
+	if err := evidence.VerifyChain(ctx, r.svc.Chain, r.svc.Evidence); err != nil {
+		t.Errorf("chain: %v", err)
+	}
+	recs, err := r.svc.Audit.Query(ctx, audit.Filter{AgentID: "agent-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var revokes int
+	for _, rec := range recs {
+		if rec.Action == "revoke" && rec.Result == audit.ResultOK {
+			revokes++
+		}
+	}
+	if revokes != 2 { // two anomalies' steps, one revocation: the second finds it done
+		t.Errorf("audit has %d ok revoke records, want 2 (the second already revoked): %+v", revokes, recs)
+	}
+
+	// Replaying the anomalies (a redelivery after a rebalance) changes nothing.
+	nPosts, nKong := len(r.slack.Posts()), len(r.kong.Requests())
+	for _, a := range []anomaly.Anomaly{a1, a2} {
+		res, err := r.svc.Engine.Handle(ctx, a)
+		if err != nil || !res.Duplicate {
+			t.Fatalf("replay of %s: %+v, %v; want duplicate", a.ID, res, err)
+		}
+	}
+	r.settle()
+	if len(r.slack.Posts()) != nPosts || len(r.kong.Requests()) != nKong {
+		t.Errorf("replay posted or called Kong again: posts %d→%d, kong %d→%d", nPosts, len(r.slack.Posts()), nKong, len(r.kong.Requests()))
+	}
+
+	// The same after a restart on the same state directory.
+	r.stop()
+	r.start()
+	for _, a := range []anomaly.Anomaly{a1, a2} {
+		if res, err := r.svc.Engine.Handle(ctx, a); err != nil || !res.Duplicate {
+			t.Fatalf("replay after restart of %s: %+v, %v", a.ID, res, err)
+		}
+	}
+	r.settle()
+	if len(r.slack.Posts()) != nPosts || len(r.kong.Requests()) != nKong {
+		t.Errorf("replay after restart acted again")
+	}
+
+	// A third anomaly of the revoked agent is not alerted: suppressed.
+	a3 := exfil("an-3", "agent-1", "cred-1", start+120_000)
+	if _, err := r.svc.Engine.Handle(ctx, a3); err != nil {
+		t.Fatal(err)
+	}
+	r.settle()
+	if got := len(r.slack.Posts()); got != nPosts+0 && !onlyNotes(r.slack.Posts()[nPosts:]) {
+		t.Errorf("an anomaly of a revoked agent was alerted: %+v", r.slack.Posts()[nPosts:])
+	}
+
+	// responder restore puts the credential back.
+	keys, err := r.svc.Engine.Restore(ctx, IncidentID(a1), audit.Actor{Kind: audit.ActorCLI, Name: "tester"}, "false alarm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := r.svc.Engine.Wait(wctx, keys...); err != nil {
+		t.Fatal(err)
+	}
+	if !r.kong.Has("cred-1") {
+		t.Error("restore did not re-create the credential")
+	}
+}
+
+func onlyNotes(ps []testsrv.SlackPost) bool {
+	for _, p := range ps {
+		if !strings.Contains(p.Blocks, "aw_note") {
+			return false
+		}
+	}
+	return true
+}
+
+func TestBudgetTurnsRevocationsPastNIntoApprovalRequests(t *testing.T) {
+	r := newRig(t, nil)
+	ctx := context.Background()
+	start := time.Now().Truncate(time.Minute).UnixMilli()
+	for i := 0; i < 50; i++ {
+		a := anomaly.Anomaly{V: 1, ID: fmt.Sprintf("ip-%d", i), AgentID: fmt.Sprintf("agent-%02d", i), CredentialID: fmt.Sprintf("cred-%02d", i),
+			Kind: anomaly.NewSourceIP, Severity: "high", Score: 5, WindowStartMs: start, WindowEndMs: start + 60_000}
+		if _, err := r.svc.Engine.Handle(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.settle()
+	recs, err := r.svc.Audit.Query(ctx, audit.Filter{Limit: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ok, approval int
+	for _, rec := range recs {
+		if rec.Action == "revoke" && rec.Result == audit.ResultOK {
+			ok++
+		}
+		if rec.Action == "revoke" && rec.Result == audit.ResultNeedsApproval {
+			approval++
+		}
+	}
+	if ok != 5 || approval != 45 {
+		t.Errorf("revocations %d, approval requests %d; want 5 and 45", ok, approval)
+	}
+	b, err := os.ReadFile(filepath.Join(r.cfg.Responder.StateDir, "denylist.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(strings.Fields(string(b))); n != 5 {
+		t.Errorf("deny-list has %d lines, want 5:\n%s", n, b)
+	}
+	var asks int
+	for _, p := range r.slack.Posts() {
+		if strings.Contains(p.Blocks, "aw_approve") {
+			asks++
+		}
+	}
+	if asks != 45 {
+		t.Errorf("%d approval requests posted to Slack, want 45", asks)
+	}
+}
+
+// signed builds Slack's interactivity request for a button value.
+func signed(t *testing.T, actionID, value, trigger string, at time.Time) *http.Request {
+	t.Helper()
+	p := map[string]any{
+		"type": "block_actions", "user": map[string]any{"id": "U0ANALYST", "username": "alice", "name": "alice", "team_id": "T1"},
+		"trigger_id": trigger, "team": map[string]any{"id": "T1"}, "channel": map[string]any{"id": "C0SOC"},
+		"container": map[string]any{"type": "message", "message_ts": "1.1", "channel_id": "C0SOC"},
+		"actions":   []any{map[string]any{"action_id": actionID, "block_id": "aw_actions", "value": value, "type": "button", "action_ts": "1700000000.1"}},
+	}
+	js, _ := json.Marshal(p)
+	body := url.Values{"payload": {string(js)}}.Encode()
+	req := httptest.NewRequest(http.MethodPost, "/slack/interactions", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	stamp := strconv.FormatInt(at.Unix(), 10)
+	m := hmac.New(sha256.New, []byte(testSecret))
+	m.Write([]byte("v0:" + stamp + ":" + body))
+	req.Header.Set("X-Slack-Request-Timestamp", stamp)
+	req.Header.Set("X-Slack-Signature", "v0="+hex.EncodeToString(m.Sum(nil)))
+	return req
+}
+
+func TestApprovalButtonRunsTheGatedStepOnceAndForgeriesRunNothing(t *testing.T) {
+	r := newRig(t, nil)
+	ctx := context.Background()
+	a := anomaly.Anomaly{V: 1, ID: "z-1", AgentID: "agent-z", CredentialID: "cred-z", Kind: anomaly.ZombieRoute, Severity: "medium", Score: 3,
+		WindowStartMs: 1, WindowEndMs: 60_001}
+	if _, err := r.svc.Engine.Handle(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	r.settle()
+	codec, _ := slackui.NewActionCodec(testSecret)
+	d := playbooks.Match(r.svc.Engine.o.Set, a, playbooks.AgentInfo{})
+	req := d[0].Steps[1].ID
+	v, err := codec.Encode(slackui.ActionRef{Kind: slackui.Approve, IncidentID: IncidentID(a), AnomalyID: req})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func(q *http.Request) int {
+		w := httptest.NewRecorder()
+		r.svc.Handler.ServeHTTP(w, q)
+		return w.Code
+	}
+	// Forged (wrong secret) and expired requests are refused and run nothing.
+	forged := signed(t, "aw_approve", v, "trig-1", time.Now())
+	forged.Header.Set("X-Slack-Signature", "v0="+strings.Repeat("0", 64))
+	if c := serve(forged); c != http.StatusUnauthorized {
+		t.Errorf("forged: %d, want 401", c)
+	}
+	if c := serve(signed(t, "aw_approve", v, "trig-1", time.Now().Add(-6*time.Minute))); c != http.StatusUnauthorized {
+		t.Errorf("expired: %d, want 401", c)
+	}
+	r.settle()
+	if has, _ := os.ReadFile(filepath.Join(r.cfg.Responder.StateDir, "denylist.txt")); bytes.Contains(has, []byte("cred-z")) {
+		t.Fatal("a refused callback revoked")
+	}
+	// A valid click, then Slack's retry of it: one revocation.
+	valid := signed(t, "aw_approve", v, "trig-1", time.Now())
+	body, _ := io_ReadAll(valid)
+	for i := 0; i < 3; i++ {
+		q := signed(t, "aw_approve", v, "trig-1", time.Now())
+		q.Header.Set("X-Slack-Retry-Num", strconv.Itoa(i))
+		if c := serve(q); c != http.StatusOK {
+			t.Errorf("click %d: %d", i, c)
+		}
+	}
+	_ = body
+	r.settle()
+	has, _ := os.ReadFile(filepath.Join(r.cfg.Responder.StateDir, "denylist.txt"))
+	if !bytes.Contains(has, []byte("cred-z")) {
+		t.Fatalf("approved revocation did not run; deny-list:\n%s", has)
+	}
+	recs, _ := r.svc.Audit.Query(ctx, audit.Filter{AgentID: "agent-z"})
+	var approvals, revokes int
+	for _, rec := range recs {
+		if rec.Action == "approve" && rec.Result == audit.ResultOK {
+			approvals++
+		}
+		if rec.Action == "revoke" && rec.Result == audit.ResultOK {
+			revokes++
+		}
+	}
+	if approvals != 1 || revokes != 1 {
+		t.Errorf("approve answers %d, revocations %d; want 1 and 1: %+v", approvals, revokes, recs)
+	}
+}
+
+func io_ReadAll(r *http.Request) ([]byte, error) {
+	var b bytes.Buffer
+	_, err := b.ReadFrom(r.Body)
+	return b.Bytes(), err
+}

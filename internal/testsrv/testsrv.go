@@ -1,0 +1,259 @@
+// Package testsrv holds local stand-ins for the outside services the
+// responder calls, for tests and benchmarks: a recording Slack Web API
+// (chat.postMessage and chat.update) and a Kong Admin API for key-auth
+// credentials. They listen on loopback only and never reach the internet.
+package testsrv
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// SlackPost is one message the Slack server received.
+type SlackPost struct {
+	Method   string // chat.postMessage or chat.update
+	Channel  string
+	TS       string // the ts the server gave (or updated)
+	ThreadTS string
+	Text     string
+	Blocks   string // the raw JSON of the blocks
+	At       time.Time
+}
+
+// Slack is a recording Slack Web API. Every post gets a unique ts.
+type Slack struct {
+	srv *httptest.Server
+
+	mu    sync.Mutex
+	posts []SlackPost
+	seq   int
+	// rateLimit answers that many next calls 429 with Retry-After.
+	rateLimit  int
+	retryAfter int
+	notify     chan struct{}
+}
+
+// NewSlack starts the server; Close stops it.
+func NewSlack() *Slack {
+	s := &Slack{notify: make(chan struct{}, 1)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/chat.postMessage", s.post)
+	mux.HandleFunc("/chat.update", s.post)
+	mux.HandleFunc("/auth.test", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, map[string]any{"ok": true, "user_id": "UBOT", "team_id": "T1"})
+	})
+	s.srv = httptest.NewServer(mux)
+	return s
+}
+
+// URL is the API URL to configure (responder.slack.api_url).
+func (s *Slack) URL() string { return s.srv.URL + "/" }
+
+// Close stops the server.
+func (s *Slack) Close() { s.srv.Close() }
+
+// RateLimit makes the next n calls answer 429 with Retry-After secs.
+func (s *Slack) RateLimit(n, secs int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rateLimit, s.retryAfter = n, secs
+}
+
+// Posts returns what was received, in order.
+func (s *Slack) Posts() []SlackPost {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]SlackPost(nil), s.posts...)
+}
+
+// Changes receives a value (coalesced) after each post.
+func (s *Slack) Changes() <-chan struct{} { return s.notify }
+
+func (s *Slack) post(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		writeJSON(w, map[string]any{"ok": false, "error": "invalid_form_data"})
+		return
+	}
+	method := strings.TrimPrefix(r.URL.Path, "/")
+	s.mu.Lock()
+	if s.rateLimit > 0 {
+		s.rateLimit--
+		ra := s.retryAfter
+		s.mu.Unlock()
+		w.Header().Set("Retry-After", strconv.Itoa(ra))
+		w.WriteHeader(http.StatusTooManyRequests)
+		writeJSON(w, map[string]any{"ok": false, "error": "ratelimited"})
+		return
+	}
+	ch := r.Form.Get("channel")
+	if ch == "" {
+		s.mu.Unlock()
+		writeJSON(w, map[string]any{"ok": false, "error": "channel_not_found"})
+		return
+	}
+	ts := r.Form.Get("ts")
+	if method == "chat.postMessage" {
+		s.seq++
+		ts = fmt.Sprintf("%d.%06d", 1700000000+s.seq, s.seq)
+	}
+	s.posts = append(s.posts, SlackPost{Method: method, Channel: ch, TS: ts, ThreadTS: r.Form.Get("thread_ts"),
+		Text: r.Form.Get("text"), Blocks: r.Form.Get("blocks"), At: time.Now()})
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+	writeJSON(w, map[string]any{"ok": true, "channel": ch, "ts": ts})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// KongCredential is a key-auth credential of the Kong server.
+type KongCredential struct {
+	ID       string   `json:"id"`
+	Key      string   `json:"key"`
+	Tags     []string `json:"tags,omitempty"`
+	Consumer string   `json:"-"`
+}
+
+// Kong is a Kong Admin API for key-auth credentials (GET, DELETE, PUT of
+// /key-auths/{id} and /consumers/{c}/key-auth/{id}) that records the
+// requests it gets.
+type Kong struct {
+	srv *httptest.Server
+
+	mu    sync.Mutex
+	creds map[string]KongCredential
+	reqs  []KongRequest
+}
+
+// KongRequest is one request Kong received.
+type KongRequest struct {
+	Method, Path string
+	At           time.Time
+}
+
+// NewKong starts the server; Close stops it.
+func NewKong() *Kong {
+	k := &Kong{creds: map[string]KongCredential{}}
+	mux := http.NewServeMux()
+	for _, p := range []string{"/consumers/{c}/key-auth/{id}", "/key-auths/{id}"} {
+		mux.HandleFunc("GET "+p, k.get)
+		mux.HandleFunc("DELETE "+p, k.delete)
+		mux.HandleFunc("PUT "+p, k.put)
+	}
+	k.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k.mu.Lock()
+		k.reqs = append(k.reqs, KongRequest{Method: r.Method, Path: r.URL.EscapedPath(), At: time.Now()})
+		k.mu.Unlock()
+		mux.ServeHTTP(w, r)
+	}))
+	return k
+}
+
+// URL is the admin URL (responder.kong.admin_url).
+func (k *Kong) URL() string { return k.srv.URL }
+
+// Addr is the host:port to allow (responder.egress_allow).
+func (k *Kong) Addr() string { u, _ := url.Parse(k.srv.URL); return u.Host }
+
+// Close stops the server.
+func (k *Kong) Close() { k.srv.Close() }
+
+// Add creates a credential.
+func (k *Kong) Add(consumer, id, key string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.creds[id] = KongCredential{ID: id, Key: key, Consumer: consumer}
+}
+
+// Has reports whether the credential exists.
+func (k *Kong) Has(id string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, ok := k.creds[id]
+	return ok
+}
+
+// Requests returns the requests received, in order.
+func (k *Kong) Requests() []KongRequest {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]KongRequest(nil), k.reqs...)
+}
+
+// Count returns how many requests had the method.
+func (k *Kong) Count(method string) int {
+	n := 0
+	for _, r := range k.Requests() {
+		if r.Method == method {
+			n++
+		}
+	}
+	return n
+}
+
+func (k *Kong) lookup(r *http.Request) (KongCredential, bool) {
+	c, ok := k.creds[r.PathValue("id")]
+	if ok && r.PathValue("c") != "" && r.PathValue("c") != c.Consumer {
+		return c, false
+	}
+	return c, ok
+}
+
+func (k *Kong) get(w http.ResponseWriter, r *http.Request) {
+	k.mu.Lock()
+	c, ok := k.lookup(r)
+	k.mu.Unlock()
+	if !ok {
+		w.WriteHeader(http.StatusNotFound)
+		writeJSON(w, map[string]any{"message": "Not found"})
+		return
+	}
+	writeJSON(w, map[string]any{"id": c.ID, "key": c.Key, "tags": c.Tags, "consumer": map[string]any{"id": "uuid-" + c.Consumer}, "created_at": 1700000000})
+}
+
+func (k *Kong) delete(w http.ResponseWriter, r *http.Request) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if c, ok := k.lookup(r); ok {
+		delete(k.creds, c.ID)
+	}
+	w.WriteHeader(http.StatusNoContent) // Kong answers 204 for a missing credential too
+}
+
+func (k *Kong) put(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Key      string   `json:"key"`
+		Tags     []string `json:"tags"`
+		Consumer *struct {
+			ID string `json:"id"`
+		} `json:"consumer"`
+	}
+	b, _ := io.ReadAll(r.Body)
+	if err := json.Unmarshal(b, &body); err != nil || body.Key == "" {
+		w.WriteHeader(http.StatusBadRequest)
+		writeJSON(w, map[string]any{"message": "schema violation"})
+		return
+	}
+	cons := r.PathValue("c")
+	if cons == "" && body.Consumer != nil {
+		cons = strings.TrimPrefix(body.Consumer.ID, "uuid-")
+	}
+	k.mu.Lock()
+	k.creds[r.PathValue("id")] = KongCredential{ID: r.PathValue("id"), Key: body.Key, Tags: body.Tags, Consumer: cons}
+	k.mu.Unlock()
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+}
