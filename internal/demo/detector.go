@@ -2,6 +2,7 @@ package demo
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,9 +23,36 @@ import (
 // maxPrinted bounds the anomaly lines printed while the demo runs.
 const maxPrinted = 40
 
+// embeddedDetector is the demo's detector stage. In-process there is no
+// feedback table to poll: the demo's responder hands an analyst's
+// false-positive verdict straight to ApplyVerdict.
+type embeddedDetector struct {
+	*detect.Detector
+}
+
+// ApplyVerdict folds a false-positive verdict's window into the agent's
+// baseline through the running detector's loop (detect.Detector's
+// ApplyVerdicts; see detect.Processor.ApplyVerdict for which verdicts
+// apply). It reports whether the verdict changed the agent's state, and
+// waits for the detector until ctx ends. Safe for concurrent use.
+func (d *embeddedDetector) ApplyVerdict(ctx context.Context, v anomaly.Verdict) (bool, error) {
+	n, err := d.ApplyVerdicts(ctx, []anomaly.Verdict{v})
+	return n > 0, err
+}
+
+// Put hands a verdict to ApplyVerdict, as the distributed responder puts it
+// in the feedback table (the responder's FeedbackSink). A verdict the
+// detector has nothing to learn from (see detect.Processor.ApplyVerdict) is
+// not an error. The fold is in memory until the detector's next snapshot
+// (every second in the demo). Safe for concurrent use.
+func (d *embeddedDetector) Put(ctx context.Context, v anomaly.Verdict) error {
+	_, err := d.ApplyVerdict(ctx, v)
+	return err
+}
+
 // newDetector builds the embedded detector: the registry and inventory
 // the simulator wrote, state and results in files under the data dir.
-func newDetector(cfg config.Config, b *membus.Broker, r bus.Reader, log *slog.Logger, reg prometheus.Registerer) (*detect.Detector, func(), error) {
+func newDetector(cfg config.Config, b *membus.Broker, r bus.Reader, log *slog.Logger, reg prometheus.Registerer) (*embeddedDetector, func(), error) {
 	if cfg.Detector.RegistryFile == "" {
 		cfg.Detector.RegistryFile = filepath.Join(cfg.Embedded.DataDir, "agents.yaml")
 	}
@@ -60,7 +88,7 @@ func newDetector(cfg config.Config, b *membus.Broker, r bus.Reader, log *slog.Lo
 		RetryInitial: cfg.Ingest.RetryInitial, RetryMax: cfg.Ingest.RetryMax,
 		Log: log.With("stage", "detector"), Metrics: detect.NewMetrics(reg),
 	}
-	return d, func() { _ = st.Close() }, nil
+	return &embeddedDetector{d}, func() { _ = st.Close() }, nil
 }
 
 func printDetection(w io.Writer, s Summary) {

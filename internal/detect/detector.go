@@ -103,8 +103,17 @@ type Detector struct {
 	// Windows re-processed after a restart yield the same ids, and those
 	// are not published again.
 	Published func(ctx context.Context, partitions []int32, sinceMs int64) (map[string]struct{}, error)
+	// Feedback, if set, is polled every FeedbackPoll (0: never) for the
+	// analysts' false-positive verdicts of the last FeedbackLookback
+	// (default 7 days), which are folded into the baselines of the agents
+	// this detector holds (ApplyVerdicts, docs/feedback.md).
+	Feedback                       FeedbackSource
+	FeedbackPoll, FeedbackLookback time.Duration
 
 	published map[string]struct{}
+	// verdicts carries ApplyVerdicts' requests to the loop.
+	verdicts     chan verdictReq
+	verdictsOnce sync.Once
 
 	last   Stats
 	counts atomic.Pointer[Stats]
@@ -127,6 +136,9 @@ type Metrics struct {
 	Partitions                                                                 prometheus.Gauge
 	WriteRetries                                                               prometheus.Counter
 	CloseToPublish                                                             prometheus.Histogram
+	// VerdictsRead, VerdictsApplied and FeedbackErrors follow the
+	// false-positive feedback loop.
+	VerdictsRead, VerdictsApplied, FeedbackErrors prometheus.Counter
 }
 
 // NewMetrics registers the detector's metrics on reg.
@@ -154,12 +166,27 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		CloseToPublish: f.NewHistogram(prometheus.HistogramOpts{Namespace: "agentwatch", Subsystem: "detector", Name: "close_to_publish_seconds",
 			Help:    "Wall time from a window closing to its anomalies being on the topic.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+		VerdictsRead:    c("feedback_verdicts_read_total", "False-positive verdicts read from the feedback source, re-reads included."),
+		VerdictsApplied: c("feedback_verdicts_applied_total", "False-positive verdicts folded into an agent's baseline."),
+		FeedbackErrors:  c("feedback_errors_total", "Failed reads of the feedback source (retried at the next poll)."),
 	}
 }
 
 // Run implements pipeline.Stage.
 func (d *Detector) Run(ctx context.Context) error {
 	d.defaults()
+	if d.Feedback == nil && d.FeedbackPoll > 0 {
+		d.Log.Info("false-positive feedback off: no feedback source")
+	}
+	if d.Feedback != nil && d.FeedbackPoll > 0 {
+		fctx, stop := context.WithCancel(ctx)
+		polled := make(chan struct{})
+		go func() {
+			defer close(polled)
+			d.pollFeedback(fctx)
+		}()
+		defer func() { stop(); <-polled }()
+	}
 	for {
 		gen, err := d.Source.Next(ctx)
 		if err != nil {
@@ -199,6 +226,9 @@ func (d *Detector) defaults() {
 	}
 	if d.Metrics == nil {
 		d.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	if d.FeedbackLookback <= 0 {
+		d.FeedbackLookback = 7 * 24 * time.Hour
 	}
 	if d.Proc.Loader == nil {
 		d.Proc.Loader = func(id string) ([]byte, bool) {
@@ -262,6 +292,7 @@ func (d *Detector) runGeneration(ctx context.Context, gen Generation) error {
 	defer tick.Stop()
 	lastSnap, lastRecord := time.Now(), time.Now()
 	idleFlushed := false
+	verdicts := d.verdictCh()
 	// lastSeen is when each partition last delivered a record: a partition
 	// quiet for IdleFlush has its open windows closed, the others wait for
 	// their own watermark.
@@ -305,6 +336,8 @@ func (d *Detector) runGeneration(ctx context.Context, gen Generation) error {
 			return finish("rebalance", true)
 		case <-w.dead:
 			return failed(w.err)
+		case req := <-verdicts:
+			d.applyVerdicts(req)
 		case f, ok := <-ch:
 			if !ok {
 				return finish("fetch stopped", true)

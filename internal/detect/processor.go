@@ -92,6 +92,11 @@ type agentState struct {
 	hourLoad    [4]float64
 	pendingLate int
 	dirty       bool
+	// verdictAt and verdictID are the AtMs and ID of the last false-positive
+	// verdict applied (ApplyVerdict): verdicts apply in (AtMs, ID) order,
+	// each once.
+	verdictAt int64
+	verdictID string
 }
 
 const (
@@ -283,7 +288,10 @@ type Processor struct {
 type Stats struct {
 	Events, Unattributed, Late, Replayed, Windows, NewAgents, Evicted, Restored uint64
 	// Folded counts behaviour anomalies folded into global events.
-	Folded    uint64
+	Folded uint64
+	// Verdicts counts false-positive verdicts folded into baselines
+	// (ApplyVerdict).
+	Verdicts  uint64
 	Anomalies map[string]uint64
 	// Agents is the number of agents held in memory.
 	Agents int
@@ -1071,14 +1079,15 @@ func round(x float64) float64 {
 }
 
 // agent state serialisation: version, model, seen-set, rule times, last
-// activity.
-const agentStateVersion = 2
+// activity, hour load (version 2 on), last applied verdict (version 3 on).
+const agentStateVersion = 3
 
 func (a *agentState) marshal(dst []byte) []byte {
 	return a.marshalAs(dst, agentStateVersion)
 }
 
-// marshalAs writes version 1 (six rule times) or 2; only tests write 1.
+// marshalAs writes version 1 (six rule times), 2 (hour load) or 3 (last
+// verdict); only tests write the older ones.
 func (a *agentState) marshalAs(dst []byte, version byte) []byte {
 	rules := numRules
 	if version == 1 {
@@ -1101,6 +1110,11 @@ func (a *agentState) marshalAs(dst []byte, version byte) []byte {
 			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(x))
 		}
 	}
+	if version >= 3 {
+		dst = binary.AppendVarint(dst, a.verdictAt)
+		dst = binary.AppendUvarint(dst, uint64(len(a.verdictID)))
+		dst = append(dst, a.verdictID...)
+	}
 	return dst
 }
 
@@ -1108,8 +1122,9 @@ func (a *agentState) unmarshal(b []byte) error {
 	if len(b) < 1 || b[0] < 1 || b[0] > agentStateVersion {
 		return errors.New("agent state: unknown version")
 	}
+	version := b[0]
 	rules := numRules
-	if b[0] == 1 {
+	if version == 1 {
 		rules = rulesV1
 	}
 	a.ruleAt = [numRules]int64{}
@@ -1156,13 +1171,27 @@ func (a *agentState) unmarshal(b []byte) error {
 	a.hourCalls = uint32(c)
 	b = b[k:]
 	a.hourLoad = [4]float64{}
-	if rules == numRules { // version 2
+	if version >= 2 {
 		if len(b) < 8*len(a.hourLoad) {
 			return errors.New("agent state: truncated hour load")
 		}
 		for i := range a.hourLoad {
 			a.hourLoad[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
 		}
+		b = b[8*len(a.hourLoad):]
+	}
+	a.verdictAt, a.verdictID = 0, ""
+	if version >= 3 {
+		at, k := binary.Varint(b)
+		if k <= 0 {
+			return errors.New("agent state: truncated verdict time")
+		}
+		b = b[k:]
+		l, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < l {
+			return errors.New("agent state: truncated verdict id")
+		}
+		a.verdictAt, a.verdictID = at, string(b[k:k+int(l)])
 	}
 	return nil
 }

@@ -69,6 +69,11 @@ func NewWatcher(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) 
 
 // Service is cmd/detector in the distributed mode: the events topic in,
 // ClickHouse and the anomalies topic out. It owns its clients.
+//
+// Its Detector polls the analysts' false-positive verdicts every
+// detector.feedback_poll once Detector.Feedback is set before Run (to
+// internal/chresp's Feedback on the same ClickHouse, docs/feedback.md); the
+// verdicts apply to the agents of the partitions it owns.
 type Service struct {
 	Detector *Detector
 	Watcher  *invwatch.Watcher
@@ -126,6 +131,7 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 		Store: st, Out: s.out, AnomaliesTopic: cfg.Kafka.AnomaliesTopic,
 		Group: cfg.Kafka.DetectorGroup, EventsTopic: cfg.Kafka.EventsTopic, Proc: proc,
 		SnapshotEvery: cfg.Detector.SnapshotEvery, IdleFlush: cfg.Detector.IdleFlush, MaxAgents: cfg.Detector.MaxAgents,
+		FeedbackPoll: cfg.Detector.FeedbackPoll, FeedbackLookback: cfg.Detector.FeedbackLookback,
 		RetryInitial: cfg.Ingest.RetryInitial, RetryMax: cfg.Ingest.RetryMax,
 		Log: log.With("stage", "detector"), Metrics: NewMetrics(reg),
 		Published: func(ctx context.Context, parts []int32, sinceMs int64) (map[string]struct{}, error) {

@@ -19,6 +19,9 @@ func TestAgentStateRoundTrip(t *testing.T) {
 	n := 0
 	for _, pt := range p.parts {
 		for id, a := range pt.agents {
+			if n%2 == 0 { // as if a false-positive verdict had been applied
+				a.verdictAt, a.verdictID = 1_800_000_000_000+int64(n), "verdict-"+id
+			}
 			b := a.marshal(nil)
 			back := &agentState{id: id}
 			if err := back.unmarshal(b); err != nil {
@@ -28,8 +31,19 @@ func TestAgentStateRoundTrip(t *testing.T) {
 				t.Fatalf("agent %s: re-serialised state differs", id)
 			}
 			a.accs, a.dirty, back.dirty = nil, false, false
-			if !reflect.DeepEqual(back.seen, a.seen) || back.ruleAt != a.ruleAt || back.hourCalls != a.hourCalls || back.lastActiveMs != a.lastActiveMs {
+			if !reflect.DeepEqual(back.seen, a.seen) || back.ruleAt != a.ruleAt || back.hourCalls != a.hourCalls || back.lastActiveMs != a.lastActiveMs ||
+				back.hourLoad != a.hourLoad || back.verdictAt != a.verdictAt || back.verdictID != a.verdictID {
 				t.Fatalf("agent %s: restored state differs", id)
+			}
+			// A version-2 state (written before false-positive feedback)
+			// still loads, with no verdict applied.
+			v2 := &agentState{id: id}
+			if err := v2.unmarshal(a.marshalAs(nil, 2)); err != nil {
+				t.Fatalf("agent %s: version 2 state: %v", id, err)
+			}
+			if v2.ruleAt != a.ruleAt || v2.hourLoad != a.hourLoad || v2.verdictAt != 0 || v2.verdictID != "" ||
+				!bytes.Equal(v2.model.AppendBinary(nil), a.model.AppendBinary(nil)) {
+				t.Fatalf("agent %s: version 2 state restores differently", id)
 			}
 			// A version-1 state (written before new_source_ip existed)
 			// still loads, with that rule's time zero.
