@@ -208,7 +208,7 @@ func (e *Engine) Handle(ctx context.Context, a anomaly.Anomaly) (HandleResult, e
 	}
 	now := e.now()
 	if e.o.Silences != nil {
-		if ss := e.o.Silences.Match(silence.Labels(a), now); len(ss) > 0 {
+		if ss := e.o.Silences.Mutes(a, now); len(ss) > 0 {
 			for _, s := range ss {
 				res.Silenced = append(res.Silenced, s.ID)
 			}

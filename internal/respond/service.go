@@ -224,6 +224,34 @@ func envOf(getenv func(string) string, name string) string {
 	return getenv(name)
 }
 
+// Guards builds the revocation adapters of cfg with their guards and
+// ledger, without the rest of the responder: `responder restore` uses them
+// beside a running responder (the ledger and deny-list are safe across
+// processes; the outbox is not shared).
+func Guards(cfg config.Config, getenv func(string) string, log *slog.Logger) (map[string]*revoke.Guard, *revoke.FileLedger, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if err := os.MkdirAll(cfg.Responder.StateDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("responder state dir: %w", err)
+	}
+	ledger, err := revoke.OpenFileLedger(filepath.Join(cfg.Responder.StateDir, "revocations.jsonl"))
+	if err != nil {
+		return nil, nil, err
+	}
+	g, _, err := buildGateways(cfg, playbooks.Set{}, ledger, getenv, nil, time.Now, log, prometheus.NewRegistry())
+	return g, ledger, err
+}
+
+// ReadIncidents reads the incidents file of a state directory.
+func ReadIncidents(stateDir string) ([]Incident, error) {
+	s, err := openIncidents(filepath.Join(stateDir, "incidents.json"))
+	if err != nil {
+		return nil, err
+	}
+	return s.list(), nil
+}
+
 // buildGateways makes a Guard per configured adapter and checks that every
 // adapter and webhook target the playbooks name is configured.
 func buildGateways(cfg config.Config, set playbooks.Set, ledger *revoke.FileLedger, getenv func(string) string,
