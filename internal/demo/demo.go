@@ -73,6 +73,7 @@ type Summary struct {
 	DataDir              string
 	DeadLetterFile       string
 	StoredEvents         int
+	Responder            responderSummary
 }
 
 const (
@@ -183,6 +184,10 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 		return sum, err
 	}
 	defer closeDet()
+	resp, err := newResponder(cfg, store, det, out, log, reg)
+	if err != nil {
+		return sum, err
+	}
 	detectorIdle := make(chan struct{}, 1)
 	det.Idle = func() {
 		select {
@@ -287,6 +292,12 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 				return fmt.Errorf("demo: undecodable anomaly: %w", err)
 			}
 			anomalies = append(anomalies, a)
+			if err := resp.handle(ctx, a); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("responder: %w", err)
+			}
 			if n := anomCount.Add(1); n <= maxPrinted {
 				fmt.Fprintf(out, "ANOMALY %s  %-22s %-8s %s\n", time.UnixMilli(a.WindowStartMs).UTC().Format("Jan 02 15:04"), a.Kind, a.Severity, a.Summary)
 			} else if n == maxPrinted+1 {
@@ -325,6 +336,9 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 				cancel()
 				return nil
 			case <-t.C:
+				if _, err := resp.approveAll(ctx); err != nil && ctx.Err() == nil {
+					return err
+				}
 				st := in.Stats()
 				ds := det.Counts()
 				fmt.Fprintf(out, "sim clock %s | published %d | ingest: %d events stored, %d dead-lettered | detector: %d events, %d windows scored, %d anomalies\n",
@@ -345,6 +359,11 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 	sum.IncidentEvents = incidentOf
 	sum.StoredEvents = store.Count()
 	if err != nil && !errors.Is(err, context.Canceled) {
+		return sum, err
+	}
+	rs, err := resp.finish(ctx)
+	sum.Responder = rs
+	if err != nil {
 		return sum, err
 	}
 	printSummary(out, sum)
@@ -417,7 +436,7 @@ func printSummary(w io.Writer, s Summary) {
 		s.Ingest.Records, s.Ingest.Events, s.Ingest.DeadLettered, s.Ingest.Committed)
 	fmt.Fprintf(w, "detector   %8d events consumed from %d agents (%d unattributed), %d windows scored, %d late events\n",
 		s.Detector.Events, s.Detector.Agents, s.Detector.Unattributed, s.Detector.Windows, s.Detector.Late)
-	fmt.Fprintf(w, "responder  playbooks are not built yet (issue 4): nothing is alerted or revoked\n")
+	fmt.Fprintf(w, "responder  %8d incidents, %d audited actions\n", len(s.Responder.Incidents), countActions(s.Responder.Actions))
 	if len(s.Ingest.ByReason) > 0 {
 		fmt.Fprintf(w, "\ndead-lettered by reason:\n")
 		var rs []string
@@ -430,10 +449,22 @@ func printSummary(w io.Writer, s Summary) {
 		}
 	}
 	printDetection(w, s)
+	printResponder(w, s.Responder)
 	fmt.Fprintf(w, "\n=== where the results are ===\n")
 	fmt.Fprintf(w, "events (canonical JSON lines, one file per day): %s\n", filepath.Join(s.DataDir, "events"))
 	fmt.Fprintf(w, "dead letters with reason and source offset:      %s\n", s.DeadLetterFile)
 	fmt.Fprintf(w, "anomalies, window scores, detector state:        %s\n", filepath.Join(s.DataDir, "detector"))
 	fmt.Fprintf(w, "agent registry, route inventory, incidents:      %s\n", strings.Join([]string{
 		filepath.Join(s.DataDir, "agents.yaml"), filepath.Join(s.DataDir, "openapi.yaml"), filepath.Join(s.DataDir, "incidents.json")}, ", "))
+	fmt.Fprintf(w, "responder: audit log, outbox, silences, ledger:   %s\n", s.Responder.StateDir)
+	fmt.Fprintf(w, "evidence bundles (check: responder verify --responder.state_dir %s): %s\n", s.Responder.StateDir, s.Responder.Evidence)
+	fmt.Fprintf(w, "deny-list the gateway would load:                %s\n", s.Responder.Denylist)
+}
+
+func countActions(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }

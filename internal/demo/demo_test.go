@@ -21,6 +21,7 @@ func TestDemoRunsEveryStageAndAccountsForEveryLine(t *testing.T) {
 	}
 	cfg.Embedded.DataDir = filepath.Join(t.TempDir(), "demo")
 	cfg.HTTP.Addr = ""
+	cfg.Responder.Playbooks = []string{"../../deploy/playbooks/default.yaml"}
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -509,7 +509,7 @@ func (e *Engine) runApprove(ctx context.Context, en outbox.Entry, j job) ([]byte
 		what = fmt.Sprintf("playbook %s: %v for agent %s", j.Decision.Playbook, names, e.target(j).AgentID)
 	}
 	if j.Step.DryRun {
-		return nil, e.record(ctx, j, string(playbooks.KindApprove), audit.ResultDryRun, "would ask for approval of "+what)
+		return []byte("dry_run"), e.record(ctx, j, string(playbooks.KindApprove), audit.ResultDryRun, "would ask for approval of "+what)
 	}
 	tj := j
 	tj.Request = en.Key

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/agentwatch/agentwatch/internal/audit"
@@ -270,8 +271,19 @@ func (e *Engine) agentInfo(id string) (playbooks.AgentInfo, bool) {
 // (which carries the rest). Keys are the steps' ids, so queueing the same
 // decision twice queues nothing new.
 func (e *Engine) queueDecision(ctx context.Context, d playbooks.Decision, a anomaly.Anomaly, incident string, actor audit.Actor, why string, origin revoke.Origin) (int, error) {
-	steps := d.Steps
+	steps := append([]playbooks.Action(nil), d.Steps...)
 	d.Steps = nil
+	if !d.Manual {
+		// A playbook acts once per incident: the first anomaly of an
+		// agent's incident snapshots, asks, revokes; the later ones only
+		// post into its thread. Keying the steps by incident makes the
+		// later anomalies' steps find the first one's entries.
+		for i := range steps {
+			if steps[i].Kind() != playbooks.KindNotify {
+				steps[i].ID = incident + "-" + d.Playbook + "-" + strconv.Itoa(steps[i].Index)
+			}
+		}
+	}
 	n := 0
 	snap := ""
 	for i, st := range steps {

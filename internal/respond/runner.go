@@ -169,3 +169,51 @@ func (e *Engine) Wait(ctx context.Context, keys ...string) error {
 	}
 	return nil
 }
+
+// OpenApprovals returns the approval requests that were posted and have no
+// answer yet, oldest first.
+func (e *Engine) OpenApprovals(ctx context.Context) ([]string, error) {
+	ens, err := e.o.Outbox.List(ctx, outbox.StateDone)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, en := range ens {
+		if en.Kind != kindApprove {
+			continue
+		}
+		if string(en.Result) == "" {
+			if _, answered, err := e.o.Outbox.Get(ctx, en.Key+"-answer"); err != nil {
+				return nil, err
+			} else if !answered {
+				out = append(out, en.Key)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Settle waits until no entry is open and due within horizon, or ctx ends.
+func (e *Engine) Settle(ctx context.Context, horizon time.Duration) error {
+	for {
+		open, err := e.o.Outbox.List(ctx, outbox.StatePending, outbox.StateInFlight)
+		if err != nil {
+			return err
+		}
+		busy := false
+		for _, en := range open {
+			if time.Until(en.NextAttempt) < horizon {
+				busy = true
+				break
+			}
+		}
+		if !busy {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
