@@ -1,66 +1,59 @@
-// Command responder consumes anomalies from the anomalies topic and runs
-// playbooks (Slack alerts, credential revocation, evidence snapshots).
+// Command responder consumes anomalies from the anomalies topic in a
+// consumer group and runs playbooks: Slack alerts for SOC analysts (one
+// thread per agent incident), credential revocation and quarantine through
+// guarded gateway adapters, evidence snapshots, webhooks and approvals, each
+// audited. It also serves Slack's interactivity endpoint and the HTTP API.
 //
-// Playbooks are issue 4 and are not built yet: today the responder joins its
-// consumer group, logs each anomaly record it receives, commits it and
-// serves its metrics, so deployments can be wired end to end.
+//	responder [run]                                   the consumer (default)
+//	responder run-playbook NAME --agent ID [--dry-run] [--reason TEXT]
+//	responder restore --incident ID --credential ID   undo a revocation or quarantine
+//	responder audit [--agent ID] [--incident ID] [--from T] [--to T] [--json]
+//	responder verify [--bundle ID]                    check evidence bundles and the chain
+//	responder incidents                               list the incidents the responder keeps
 package main
 
 import (
-	"context"
-	"fmt"
 	"os"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
-
 	"github.com/agentwatch/agentwatch/internal/cli"
-	"github.com/agentwatch/agentwatch/internal/kafka"
-	"github.com/agentwatch/agentwatch/internal/obs"
-	"github.com/agentwatch/agentwatch/internal/pipeline"
 )
 
 func main() { cli.Exit("responder", run(os.Args[1:])) }
 
 func run(args []string) error {
-	cfg, err := cli.Load(cli.FlagSet("responder"), args)
-	if err != nil {
-		return err
-	}
-	if !cfg.Distributed() {
-		return cli.Usagef("kafka.brokers is empty; the embedded mode runs inside `agentwatch demo`")
-	}
-	log := cli.Logger(os.Stderr, cfg.Log, "responder")
-	ctx, stop := cli.SignalContext()
-	defer stop()
-	if cfg.Kafka.CreateTopics {
-		if err := kafka.EnsureTopics(ctx, cfg.Kafka.Brokers, kafka.TopicSpec{Name: cfg.Kafka.AnomaliesTopic, Partitions: cfg.Kafka.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor}); err != nil {
-			return fmt.Errorf("ensure anomalies topic: %w", err)
+	if len(args) > 0 {
+		switch args[0] {
+		case "run":
+			return runResponder(args[1:])
+		case "run-playbook":
+			return runPlaybook(args[1:])
+		case "restore":
+			return runRestore(args[1:])
+		case "audit":
+			return runAudit(args[1:])
+		case "verify":
+			return runVerify(args[1:])
+		case "incidents":
+			return runIncidents(args[1:])
+		case "help", "-h", "--help":
+			os.Stdout.WriteString(usage)
+			return nil
 		}
 	}
-	r, err := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Kafka.Brokers, GroupID: cfg.Kafka.ResponderGroup, Topics: []string{cfg.Kafka.AnomaliesTopic}}, log)
-	if err != nil {
-		return fmt.Errorf("anomalies reader: %w", err)
-	}
-	defer r.Close()
-	reg := obs.NewRegistry()
-	received := promauto.With(reg).NewCounter(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "anomalies_total", Help: "Anomaly records consumed."})
-	consume := pipeline.StageFunc(func(ctx context.Context) error {
-		for {
-			m, err := r.Fetch(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("fetch anomalies: %w", err)
-			}
-			received.Inc()
-			log.Info("anomaly received; no playbooks yet", "key", string(m.Key), "partition", m.Partition, "offset", m.Offset)
-			if err := r.Commit(ctx, m); err != nil {
-				return fmt.Errorf("commit anomaly offset: %w", err)
-			}
-		}
-	})
-	log.Info("responder started", "brokers", cfg.Kafka.Brokers, "anomalies_topic", cfg.Kafka.AnomaliesTopic, "group", cfg.Kafka.ResponderGroup)
-	return pipeline.Run(ctx, consume, &obs.Server{Addr: cfg.HTTP.Addr, Registry: reg, Readiness: &obs.Readiness{}, Log: log})
+	return runResponder(args)
 }
+
+const usage = `usage:
+  responder [run] [--config FILE] [--KEY VALUE ...]
+  responder run-playbook NAME --agent ID [--dry-run] [--reason TEXT] [--request-id ID]
+  responder restore --incident ID --credential ID [--reason TEXT]
+  responder audit [--agent ID] [--incident ID] [--from TIME] [--to TIME] [--json]
+  responder verify [--bundle ID]
+  responder incidents
+
+run-playbook, restore and incidents work on responder.state_dir: when a
+responder runs on it, run-playbook goes through its HTTP API instead
+(responder.api_addr, token in $RESPONDER_API_TOKEN).
+TIME is RFC 3339 (2026-11-01T00:00:00Z) or a date (2026-11-01).
+Every config key is also a flag; see docs/responder.md.
+`

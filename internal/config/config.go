@@ -172,6 +172,10 @@ type Detector struct {
 	// folds them into the baselines (docs/feedback.md); 0 turns it off.
 	FeedbackPoll     time.Duration `mapstructure:"feedback_poll"`
 	FeedbackLookback time.Duration `mapstructure:"feedback_lookback"`
+	// FleetGauge follows each partition's calls and 5xx answers per window
+	// with baseline.Series (the code the NAB evaluation scores) and raises
+	// fleet_gauge when one rises.
+	FleetGauge bool `mapstructure:"fleet_gauge"`
 }
 
 // Embedded configures the one-process default.
@@ -247,6 +251,7 @@ func defaults() map[string]any {
 		"detector.session_timeout":       "10s",
 		"detector.feedback_poll":         "30s",
 		"detector.feedback_lookback":     "168h",
+		"detector.fleet_gauge":           true,
 		"embedded.data_dir":              ".data/embedded",
 	}
 	for k, v := range responderDefaults() {

@@ -60,7 +60,8 @@ type Responder struct {
 
 // Slack configures alerts. With no token, alerts go to the console.
 type Slack struct {
-	// TokenEnv names the variable holding the bot token (xoxb-…).
+	// TokenEnv names the variable holding the bot token (xoxb-…). Not an
+	// AGENTWATCH_* name: those are configuration keys.
 	TokenEnv string `mapstructure:"token_env"`
 	// SigningSecretEnv names the variable holding the app's signing
 	// secret, which verifies interactivity requests and signs buttons.
@@ -122,8 +123,8 @@ func responderDefaults() map[string]any {
 		"responder.api_addr":                 "127.0.0.1:9465",
 		"responder.tokens":                   []APIToken{},
 		"responder.egress_allow":             []string{},
-		"responder.slack.token_env":          "AGENTWATCH_SLACK_TOKEN",
-		"responder.slack.signing_secret_env": "AGENTWATCH_SLACK_SIGNING_SECRET",
+		"responder.slack.token_env":          "SLACK_BOT_TOKEN",
+		"responder.slack.signing_secret_env": "SLACK_SIGNING_SECRET",
 		"responder.slack.api_url":            "",
 		"responder.slack.approval_channel":   "#soc-alerts",
 		"responder.kong.admin_url":           "",

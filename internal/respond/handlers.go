@@ -371,6 +371,9 @@ func (e *Engine) runRevoke(ctx context.Context, en outbox.Entry, j job) ([]byte,
 		}
 		return nil, e.permanent(ctx, j, string(kind), err)
 	}
+	if e.o.AfterAction != nil {
+		e.o.AfterAction(string(kind), en.Key)
+	}
 	e.o.Metrics.revokeLatency(j.Anomaly, j.Origin, e.now())
 	if _, err := e.inc.update(j.Incident, e.now(), func(in *Incident) {
 		k := adapter + "/" + t.CredentialID

@@ -113,6 +113,10 @@ type Options struct {
 	Log       *slog.Logger
 	Now       func() time.Time
 	Metrics   *Metrics
+	// AfterAction, when set, is called after a revocation or quarantine
+	// reached the gateway and before it is recorded: the crash tests
+	// stop the process there.
+	AfterAction func(kind, key string)
 }
 
 // Engine is the responder. Safe for concurrent use.

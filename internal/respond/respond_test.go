@@ -118,7 +118,7 @@ func (r *rig) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"AGENTWATCH_SLACK_TOKEN": "xoxb-test", "AGENTWATCH_SLACK_SIGNING_SECRET": testSecret}
+	env := map[string]string{"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": testSecret}
 	svc, err := Build(r.cfg, Deps{Set: set, Events: r.events, Feedback: r.feedback, Getenv: func(k string) string { return env[k] }},
 		nil, prometheus.NewRegistry())
 	if err != nil {

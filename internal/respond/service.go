@@ -48,6 +48,8 @@ type Deps struct {
 	Now     func() time.Time
 	// Set, when not empty, replaces the playbook files (tests).
 	Set playbooks.Set
+	// AfterAction: see Options.AfterAction.
+	AfterAction func(kind, key string)
 }
 
 // Service is a built responder: the Engine, the outbox Worker that runs
@@ -165,7 +167,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	e, err := New(Options{
 		Set: set, Outbox: ob, Seen: seen, Audit: s.Audit, Silences: sil, Registry: d.Registry, Notifier: notifier, Codec: codec,
 		Guards: guards, Webhooks: webhooks, Events: d.Events, Chain: s.Chain, Evidence: s.Evidence, Scores: d.Scores, Feedback: d.Feedback,
-		Incidents: state("incidents.json"), Log: log, Now: now, Metrics: m,
+		Incidents: state("incidents.json"), Log: log, Now: now, Metrics: m, AfterAction: d.AfterAction,
 		Settings: Settings{GroupWait: rc.GroupWait, IncidentWindow: rc.IncidentWindow, RepeatInterval: rc.RepeatInterval,
 			FalsePositiveSuppress: rc.FalsePositiveSuppress, Snooze: rc.Snooze, SnapshotMaxEvents: rc.SnapshotMaxEvents, ButtonAdapter: button,
 			ApprovalChannel: rc.Slack.ApprovalChannel},

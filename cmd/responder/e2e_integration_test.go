@@ -1,0 +1,323 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/agentwatch/agentwatch/internal/bus"
+	"github.com/agentwatch/agentwatch/internal/config"
+	"github.com/agentwatch/agentwatch/internal/itest"
+	"github.com/agentwatch/agentwatch/internal/kafka"
+	"github.com/agentwatch/agentwatch/internal/sim"
+	"github.com/agentwatch/agentwatch/internal/testsrv"
+)
+
+const e2eSecret = "0b5c3f1e9a7d4c2b8e6f0a1d3c5b7e9f2a4c6e8b"
+
+const e2ePlaybooks = `
+playbooks:
+  - name: exfiltration
+    trigger:
+      kinds: [behaviour, drift]
+      min_severity: high
+      features: [response_bytes, response_bytes_max]
+    final: true
+    steps:
+      - snapshot: {before: 30m, after: 5m}
+      - notify: {channel: "#soc-alerts"}
+      - revoke: {adapter: kong}
+`
+
+func envOfSettings(m map[string]string) []string {
+	var env []string
+	for k, v := range m {
+		env = append(env, config.EnvPrefix+"_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_"))+"="+v)
+	}
+	return env
+}
+
+// e2e is the distributed pipeline on real Kafka and ClickHouse with a
+// recording Slack and a Kong admin API.
+type e2e struct {
+	t          *testing.T
+	brokers    []string
+	settings   map[string]string
+	respEnv    []string
+	bins       map[string]string
+	slack      *testsrv.Slack
+	kong       *testsrv.Kong
+	anomalies  string
+	agent      string
+	credential string
+}
+
+func newE2E(t *testing.T, ctx context.Context, withPipeline bool) *e2e {
+	t.Helper()
+	brokers, chAddr := itest.KafkaBrokers(t), itest.ClickHouseAddr(t)
+	e := &e2e{t: t, brokers: brokers, bins: map[string]string{}, slack: testsrv.NewSlack(), kong: testsrv.NewKong()}
+	t.Cleanup(e.slack.Close)
+	t.Cleanup(e.kong.Close)
+	names := []string{"responder"}
+	if withPipeline {
+		names = append(names, "ingest", "detector")
+	}
+	for _, n := range names {
+		e.bins[n] = itest.BuildBinary(t, n)
+	}
+	suffix := itest.RandHex(4)
+	raw, events, dlq := "it-e2e-"+suffix+".raw", "it-e2e-"+suffix+".events", "it-e2e-"+suffix+".dlq"
+	e.anomalies = "it-e2e-" + suffix + ".anomalies"
+	db := "it_e2e_" + suffix
+	if err := kafka.EnsureTopics(ctx, brokers,
+		kafka.TopicSpec{Name: raw, Partitions: 2, ReplicationFactor: 1}, kafka.TopicSpec{Name: events, Partitions: 2, ReplicationFactor: 1},
+		kafka.TopicSpec{Name: dlq, Partitions: 1, ReplicationFactor: 1}, kafka.TopicSpec{Name: e.anomalies, Partitions: 2, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	itest.DeleteTopicsAfter(t, brokers, raw, events, dlq, e.anomalies)
+	itest.DropDatabaseAfter(t, chAddr, db)
+	dir := t.TempDir()
+	pb := filepath.Join(dir, "playbooks.yaml")
+	if err := os.WriteFile(pb, []byte(e2ePlaybooks), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.settings = map[string]string{
+		"kafka.brokers": strings.Join(brokers, ","), "kafka.raw_topics": raw, "kafka.events_topic": events, "kafka.dead_letter_topic": dlq,
+		"kafka.anomalies_topic": e.anomalies, "kafka.partitions": "2",
+		"kafka.ingest_group": "it-e2e-ingest-" + suffix, "kafka.detector_group": "it-e2e-det-" + suffix, "kafka.responder_group": "it-e2e-resp-" + suffix,
+		"clickhouse.addr": strings.Join(chAddr, ","), "clickhouse.database": db,
+		"detector.snapshot_every": "2s", "detector.idle_flush": "5s", "detector.session_timeout": "6s",
+		"log.level": "info", "log.format": "text", "http.addr": "127.0.0.1:0",
+		"responder.playbooks": pb, "responder.state_dir": filepath.Join(dir, "responder"), "responder.group_wait": "1s",
+		"responder.kong.admin_url": e.kong.URL(), "responder.egress_allow": e.kong.Addr(), "responder.slack.api_url": e.slack.URL(),
+		"responder.api_addr": "127.0.0.1:0",
+	}
+	e.respEnv = []string{"SLACK_BOT_TOKEN=xoxb-e2e", "SLACK_SIGNING_SECRET=" + e2eSecret}
+	return e
+}
+
+func (e *e2e) env(extra ...string) []string { return append(envOfSettings(e.settings), extra...) }
+
+func (e *e2e) startResponder(extra ...string) *itest.Proc {
+	p := itest.Start(e.t, e.bins["responder"], e.env(append(e.respEnv, extra...)...))
+	if _, ok := p.WaitLine(60*time.Second, 0, "responder started"); !ok {
+		e.t.Fatalf("responder did not start:\n%s", p.Tail(30))
+	}
+	return p
+}
+
+// cli runs a responder subcommand to completion.
+func (e *e2e) cli(args ...string) (string, error) {
+	cmd := exec.Command(e.bins["responder"], args...)
+	cmd.Env = append(os.Environ(), e.env(e.respEnv...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// credPosts and credDeletes count what reached the fake services about
+// the misbehaving agent.
+func (e *e2e) agentPosts() (roots, replies []testsrv.SlackPost) {
+	for _, p := range e.slack.Posts() {
+		if !strings.Contains(p.Blocks+p.Text, e.agent) {
+			continue
+		}
+		if p.ThreadTS == "" {
+			roots = append(roots, p)
+		} else {
+			replies = append(replies, p)
+		}
+	}
+	return roots, replies
+}
+
+func (e *e2e) credDeletes() int {
+	n := 0
+	for _, r := range e.kong.Requests() {
+		if r.Method == http.MethodDelete && strings.HasSuffix(r.Path, "/"+e.credential) {
+			n++
+		}
+	}
+	return n
+}
+
+// quiet waits until neither fake service has heard anything for d.
+func (e *e2e) quiet(d, max time.Duration) {
+	deadline := time.Now().Add(max)
+	last := len(e.slack.Posts()) + len(e.kong.Requests())
+	since := time.Now()
+	for time.Now().Before(deadline) {
+		time.Sleep(250 * time.Millisecond)
+		n := len(e.slack.Posts()) + len(e.kong.Requests())
+		if n != last {
+			last, since = n, time.Now()
+		}
+		if time.Since(since) >= d {
+			return
+		}
+	}
+}
+
+// replayAnomalies reads every record of the anomalies topic and publishes
+// it again, as a redelivery after a rebalance or an operator's replay would.
+func (e *e2e) replayAnomalies(ctx context.Context) int {
+	e.t.Helper()
+	r, err := kafka.NewReader(kafka.ReaderConfig{Brokers: e.brokers, GroupID: "it-e2e-replay-" + itest.RandHex(4), Topics: []string{e.anomalies}}, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer r.Close()
+	var msgs []bus.Message
+	for {
+		fctx, cancel := context.WithTimeout(ctx, 8*time.Second)
+		m, err := r.Fetch(fctx)
+		cancel()
+		if err != nil {
+			break
+		}
+		msgs = append(msgs, bus.Message{Key: m.Key, Value: m.Value})
+	}
+	w, err := kafka.NewWriter(kafka.WriterConfig{Brokers: e.brokers, Topic: e.anomalies}, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Write(ctx, msgs...); err != nil {
+		e.t.Fatal(err)
+	}
+	return len(msgs)
+}
+
+// TestIntegrationEndToEndExfiltration runs ingest, detector and responder
+// as processes on real Kafka and ClickHouse. An exfiltration burst injected
+// into a day of simulated raw gateway logs must give one Slack thread, one
+// revocation at Kong and one evidence bundle whose hashes verify; replaying
+// every anomaly (before and after a responder restart) must change nothing.
+func TestIntegrationEndToEndExfiltration(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	e := newE2E(t, ctx, true)
+
+	start := time.Now().UTC().Add(-26 * time.Hour).Truncate(time.Minute)
+	s, err := sim.New(sim.Config{Seed: 11, Agents: 12, Start: start, Duration: 26*time.Hour - 2*time.Minute,
+		Incidents: []sim.IncidentSpec{{Kind: sim.Exfiltration, Offset: 25 * time.Hour, Duration: 10 * time.Minute}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inc := s.Incidents()[0]
+	a, ok := s.Registry().Lookup(inc.Agent)
+	if !ok {
+		t.Fatalf("incident agent %s not registered", inc.Agent)
+	}
+	e.agent, e.credential = inc.Agent, a.CredentialID
+	e.kong.Add(inc.Agent, a.CredentialID, "the-agents-api-key")
+	dir := t.TempDir()
+	var rb, ib bytes.Buffer
+	if err := sim.WriteRegistryYAML(&rb, s.Registry()); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.WriteRoutesYAML(&ib, s.Routes()); err != nil {
+		t.Fatal(err)
+	}
+	regFile, routesFile := filepath.Join(dir, "agents.yaml"), filepath.Join(dir, "routes.yaml")
+	if err := os.WriteFile(regFile, rb.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(routesFile, ib.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.settings["detector.registry_file"], e.settings["detector.routes_file"] = regFile, routesFile
+
+	ing := itest.Start(t, e.bins["ingest"], e.env())
+	det := itest.Start(t, e.bins["detector"], e.env())
+	resp := e.startResponder()
+	_ = ing
+	_ = det
+
+	w, err := kafka.NewWriter(kafka.WriterConfig{Brokers: e.brokers, Topic: e.settings["kafka.raw_topics"]}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var batch []bus.Message
+	n := 0
+	for line := range s.All() {
+		batch = append(batch, bus.Message{Value: line.Raw})
+		if len(batch) == 5000 {
+			if err := w.Write(ctx, batch...); err != nil {
+				t.Fatal(err)
+			}
+			n += len(batch)
+			batch = batch[:0]
+		}
+	}
+	if err := w.Write(ctx, batch...); err != nil {
+		t.Fatal(err)
+	}
+	n += len(batch)
+	t.Logf("published %d raw lines; exfiltration by %s (credential %s) from %s", n, e.agent, e.credential, inc.Start.Format(time.RFC3339))
+
+	deadline := time.Now().Add(5 * time.Minute)
+	for time.Now().Before(deadline) && (e.credDeletes() == 0 || !func() bool { r, _ := e.agentPosts(); return len(r) > 0 }()) {
+		time.Sleep(500 * time.Millisecond)
+	}
+	if e.credDeletes() == 0 {
+		t.Fatalf("no revocation reached Kong in 5 minutes\nresponder:\n%s\ndetector:\n%s", resp.Tail(40), det.Tail(20))
+	}
+	e.quiet(15*time.Second, 2*time.Minute)
+
+	roots, replies := e.agentPosts()
+	if len(roots) != 1 {
+		t.Errorf("%d top-level Slack alerts about %s, want 1 (one thread per incident)", len(roots), e.agent)
+	}
+	for _, p := range replies {
+		if len(roots) > 0 && p.ThreadTS != roots[0].TS {
+			t.Errorf("a post about %s is in thread %s, not the incident's %s", e.agent, p.ThreadTS, roots[0].TS)
+		}
+	}
+	if d := e.credDeletes(); d != 1 {
+		t.Errorf("%d DELETEs of credential %s at Kong, want 1", d, e.credential)
+	}
+	if e.kong.Has(e.credential) {
+		t.Error("the credential is still at Kong")
+	}
+	out, err := e.cli("verify")
+	if err != nil || !strings.Contains(out, "verifies") {
+		t.Errorf("responder verify: %v\n%s", err, out)
+	}
+	var bundles int
+	if _, err := fmt.Sscanf(out, "evidence chain verifies: %d records", &bundles); err != nil || bundles != 1 {
+		t.Errorf("evidence chain holds %d bundles (%v), want 1: %s", bundles, err, out)
+	}
+	audit, err := e.cli("audit", "--agent", e.agent)
+	if err != nil || !strings.Contains(audit, "revoke") || !strings.Contains(audit, "snapshot") {
+		t.Errorf("responder audit --agent %s: %v\n%s", e.agent, err, audit)
+	}
+	t.Logf("Slack: %d posts about %s (1 alert, %d in its thread); Kong: %d requests", len(roots)+len(replies), e.agent, len(replies), len(e.kong.Requests()))
+
+	// Replays change nothing, also after a restart.
+	posts, reqs := len(e.slack.Posts()), len(e.kong.Requests())
+	replayed := e.replayAnomalies(ctx)
+	e.quiet(10*time.Second, time.Minute)
+	if len(e.slack.Posts()) != posts || len(e.kong.Requests()) != reqs {
+		t.Errorf("replaying %d anomalies posted %d and called Kong %d more times", replayed, len(e.slack.Posts())-posts, len(e.kong.Requests())-reqs)
+	}
+	_ = resp.Cmd.Process.Signal(syscall.SIGTERM)
+	<-resp.Done
+	resp = e.startResponder()
+	e.replayAnomalies(ctx)
+	e.quiet(10*time.Second, time.Minute)
+	if len(e.slack.Posts()) != posts || len(e.kong.Requests()) != reqs {
+		t.Errorf("after a restart, replaying posted %d and called Kong %d more times", len(e.slack.Posts())-posts, len(e.kong.Requests())-reqs)
+	}
+	t.Logf("replayed %d anomalies twice (before and after a restart): no new post, no new Kong call", replayed)
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/agentwatch/agentwatch/internal/bus"
+	"github.com/agentwatch/agentwatch/internal/chresp"
+	"github.com/agentwatch/agentwatch/internal/chstore"
+	"github.com/agentwatch/agentwatch/internal/cli"
+	"github.com/agentwatch/agentwatch/internal/detect"
+	"github.com/agentwatch/agentwatch/internal/kafka"
+	"github.com/agentwatch/agentwatch/internal/obs"
+	"github.com/agentwatch/agentwatch/internal/pipeline"
+	"github.com/agentwatch/agentwatch/internal/respond"
+	"github.com/agentwatch/agentwatch/pkg/anomaly"
+	"github.com/agentwatch/agentwatch/pkg/inventory"
+)
+
+func runResponder(args []string) error {
+	cfg, err := cli.Load(cli.FlagSet("responder"), args)
+	if err != nil {
+		return err
+	}
+	if !cfg.Distributed() {
+		return cli.Usagef("kafka.brokers is empty; the embedded mode runs inside `agentwatch demo`")
+	}
+	log := cli.Logger(os.Stderr, cfg.Log, "responder")
+	ctx, stop := cli.SignalContext()
+	defer stop()
+	if cfg.Kafka.CreateTopics {
+		if err := kafka.EnsureTopics(ctx, cfg.Kafka.Brokers, kafka.TopicSpec{Name: cfg.Kafka.AnomaliesTopic, Partitions: cfg.Kafka.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor}); err != nil {
+			return fmt.Errorf("ensure anomalies topic: %w", err)
+		}
+	}
+	reg := obs.NewRegistry()
+	st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	watcher, err := detect.NewWatcher(cfg, log, reg)
+	if err != nil {
+		return err
+	}
+	deps := clickhouseDeps(st, respond.RegistryFunc(func() *inventory.Registry { return watcher.Current().Registry }))
+	deps.AfterAction = failpoint(log)
+	svc, err := respond.Build(cfg, deps, log, reg)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	r, err := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Kafka.Brokers, GroupID: cfg.Kafka.ResponderGroup, Topics: []string{cfg.Kafka.AnomaliesTopic}}, log)
+	if err != nil {
+		return fmt.Errorf("anomalies reader: %w", err)
+	}
+	defer r.Close()
+	c := &consumer{r: r, e: svc.Engine, log: log, invalid: promauto.With(reg).NewCounter(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder",
+		Name: "invalid_records_total", Help: "Records on the anomalies topic that are not anomalies; logged and skipped."})}
+	log.Info("responder started", "brokers", cfg.Kafka.Brokers, "anomalies_topic", cfg.Kafka.AnomaliesTopic, "group", cfg.Kafka.ResponderGroup,
+		"playbooks", cfg.Responder.Playbooks, "api", cfg.Responder.APIAddr, "state_dir", cfg.Responder.StateDir)
+	return pipeline.Run(ctx, c, svc, watcher,
+		&respond.HTTPServer{Addr: cfg.Responder.APIAddr, Handler: svc.Handler, Log: log},
+		&obs.Server{Addr: cfg.HTTP.Addr, Registry: reg, Readiness: &obs.Readiness{}, Log: log})
+}
+
+// clickhouseDeps are the distributed mode's shared stores.
+func clickhouseDeps(st *chstore.Store, reg respond.Registry) respond.Deps {
+	return respond.Deps{Seen: chresp.NewSeen(st), Audit: chresp.NewAudit(st), Chain: chresp.NewChain(st), Events: chresp.NewEvents(st),
+		Scores: chresp.NewScoreReader(st), Feedback: chresp.NewFeedback(st), Registry: reg, Console: os.Stdout}
+}
+
+// consumer reads anomalies and hands each to the engine, committing its
+// offset only once the engine has queued its actions and marked it handled.
+type consumer struct {
+	r       bus.Reader
+	e       *respond.Engine
+	log     *slog.Logger
+	invalid prometheus.Counter
+}
+
+func (c *consumer) Run(ctx context.Context) error {
+	for {
+		m, err := c.r.Fetch(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("fetch anomalies: %w", err)
+		}
+		var a anomaly.Anomaly
+		if err := json.Unmarshal(m.Value, &a); err != nil || a.ID == "" || a.AgentID == "" {
+			c.invalid.Inc()
+			c.log.Warn("skipping a record that is not an anomaly", "partition", m.Partition, "offset", m.Offset, "err", err)
+		} else if err := c.handle(ctx, a); err != nil {
+			return err
+		}
+		if err := c.r.Commit(ctx, m); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("commit anomaly offset: %w", err)
+		}
+	}
+}
+
+// handle retries the engine until it succeeds or ctx ends: an anomaly is
+// never skipped because a store was briefly down.
+func (c *consumer) handle(ctx context.Context, a anomaly.Anomaly) error {
+	wait := 100 * time.Millisecond
+	for {
+		_, err := c.e.Handle(ctx, a)
+		if err == nil {
+			return nil
+		}
+		c.log.Warn("handling anomaly failed; retrying", "anomaly", a.ID, "err", err, "wait", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// failpoint reads RESPONDER_FAILPOINT, for the crash tests only:
+// "pause-after-revoke:FILE" makes the first revocation that reached the
+// gateway write FILE and hang before it is recorded, so the test can
+// SIGKILL the process in that gap.
+func failpoint(log *slog.Logger) func(kind, key string) {
+	v, ok := strings.CutPrefix(os.Getenv("RESPONDER_FAILPOINT"), "pause-after-revoke:")
+	if !ok || v == "" {
+		return nil
+	}
+	log.Warn("failpoint armed: the first revocation will hang before it is recorded", "marker", v)
+	var once sync.Once
+	return func(kind, key string) {
+		once.Do(func() {
+			_ = os.WriteFile(v, []byte(key), 0o644)
+			select {}
+		})
+	}
+}
