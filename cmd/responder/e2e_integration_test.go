@@ -118,10 +118,12 @@ func (e *e2e) startResponder(extra ...string) *itest.Proc {
 func (e *e2e) cli(args ...string) (string, error) {
 	cmd := exec.Command(e.bins["responder"], args...)
 	cmd.Env = append(os.Environ(), e.env(e.respEnv...)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	return out.String(), err
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return out.String() + errOut.String(), err
+	}
+	return out.String(), nil
 }
 
 // credPosts and credDeletes count what reached the fake services about

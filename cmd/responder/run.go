@@ -1,19 +1,15 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/agentwatch/agentwatch/internal/bus"
 	"github.com/agentwatch/agentwatch/internal/chresp"
 	"github.com/agentwatch/agentwatch/internal/chstore"
 	"github.com/agentwatch/agentwatch/internal/cli"
@@ -22,7 +18,6 @@ import (
 	"github.com/agentwatch/agentwatch/internal/obs"
 	"github.com/agentwatch/agentwatch/internal/pipeline"
 	"github.com/agentwatch/agentwatch/internal/respond"
-	"github.com/agentwatch/agentwatch/pkg/anomaly"
 	"github.com/agentwatch/agentwatch/pkg/inventory"
 )
 
@@ -64,7 +59,7 @@ func runResponder(args []string) error {
 		return fmt.Errorf("anomalies reader: %w", err)
 	}
 	defer r.Close()
-	c := &consumer{r: r, e: svc.Engine, log: log, invalid: promauto.With(reg).NewCounter(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder",
+	c := &respond.Consumer{Reader: r, Engine: svc.Engine, Log: log, Invalid: promauto.With(reg).NewCounter(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder",
 		Name: "invalid_records_total", Help: "Records on the anomalies topic that are not anomalies; logged and skipped."})}
 	log.Info("responder started", "brokers", cfg.Kafka.Brokers, "anomalies_topic", cfg.Kafka.AnomaliesTopic, "group", cfg.Kafka.ResponderGroup,
 		"playbooks", cfg.Responder.Playbooks, "api", cfg.Responder.APIAddr, "state_dir", cfg.Responder.StateDir)
@@ -77,59 +72,6 @@ func runResponder(args []string) error {
 func clickhouseDeps(st *chstore.Store, reg respond.Registry) respond.Deps {
 	return respond.Deps{Seen: chresp.NewSeen(st), Audit: chresp.NewAudit(st), Chain: chresp.NewChain(st), Events: chresp.NewEvents(st),
 		Scores: chresp.NewScoreReader(st), Feedback: chresp.NewFeedback(st), Registry: reg, Console: os.Stdout}
-}
-
-// consumer reads anomalies and hands each to the engine, committing its
-// offset only once the engine has queued its actions and marked it handled.
-type consumer struct {
-	r       bus.Reader
-	e       *respond.Engine
-	log     *slog.Logger
-	invalid prometheus.Counter
-}
-
-func (c *consumer) Run(ctx context.Context) error {
-	for {
-		m, err := c.r.Fetch(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("fetch anomalies: %w", err)
-		}
-		var a anomaly.Anomaly
-		if err := json.Unmarshal(m.Value, &a); err != nil || a.ID == "" || a.AgentID == "" {
-			c.invalid.Inc()
-			c.log.Warn("skipping a record that is not an anomaly", "partition", m.Partition, "offset", m.Offset, "err", err)
-		} else if err := c.handle(ctx, a); err != nil {
-			return err
-		}
-		if err := c.r.Commit(ctx, m); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("commit anomaly offset: %w", err)
-		}
-	}
-}
-
-// handle retries the engine until it succeeds or ctx ends: an anomaly is
-// never skipped because a store was briefly down.
-func (c *consumer) handle(ctx context.Context, a anomaly.Anomaly) error {
-	wait := 100 * time.Millisecond
-	for {
-		_, err := c.e.Handle(ctx, a)
-		if err == nil {
-			return nil
-		}
-		c.log.Warn("handling anomaly failed; retrying", "anomaly", a.ID, "err", err, "wait", wait)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 30*time.Second)
-	}
 }
 
 // failpoint reads RESPONDER_FAILPOINT, for the crash tests only:
