@@ -10,6 +10,7 @@
 //	responder audit [--agent ID] [--incident ID] [--from T] [--to T] [--json]
 //	responder verify [--bundle ID]                    check evidence bundles and the chain
 //	responder incidents                               list the incidents the responder keeps
+//	responder silence add|list|expire                 manage silences (docs/silences.md)
 package main
 
 import (
@@ -35,6 +36,8 @@ func run(args []string) error {
 			return runVerify(args[1:])
 		case "incidents":
 			return runIncidents(args[1:])
+		case "silence":
+			return runSilence(args[1:])
 		case "help", "-h", "--help":
 			os.Stdout.WriteString(usage)
 			return nil
@@ -50,9 +53,10 @@ const usage = `usage:
   responder audit [--agent ID] [--incident ID] [--from TIME] [--to TIME] [--json]
   responder verify [--bundle ID]
   responder incidents
+  responder silence add --match MATCHERS --for 2h --comment TEXT | list [--expired] | expire ID
 
-run-playbook, restore and incidents work on responder.state_dir: when a
-responder runs on it, run-playbook goes through its HTTP API instead
+run-playbook, restore, incidents and silence work on responder.state_dir: when
+a responder runs on it, run-playbook and silence go through its HTTP API instead
 (responder.api_addr, token in $RESPONDER_API_TOKEN).
 TIME is RFC 3339 (2026-11-01T00:00:00Z) or a date (2026-11-01).
 Every config key is also a flag; see docs/responder.md.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/user"
+	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -22,6 +23,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/chstore"
 	"github.com/agentwatch/agentwatch/internal/cli"
 	"github.com/agentwatch/agentwatch/internal/config"
+	"github.com/agentwatch/agentwatch/internal/embedstore"
 	"github.com/agentwatch/agentwatch/internal/evidence"
 	"github.com/agentwatch/agentwatch/internal/outbox"
 	"github.com/agentwatch/agentwatch/internal/respapi"
@@ -35,7 +37,13 @@ import (
 // releases them.
 func stores(ctx context.Context, cfg config.Config, log *slog.Logger) (respond.Deps, func(), error) {
 	if !cfg.Distributed() {
-		return respond.Deps{Console: os.Stdout}, func() {}, nil
+		// The embedded mode's event store, where `agentwatch demo` keeps
+		// its events, for snapshots.
+		es, err := embedstore.Open(filepath.Join(cfg.Embedded.DataDir, "events"))
+		if err != nil {
+			return respond.Deps{}, nil, err
+		}
+		return respond.Deps{Console: os.Stdout, Events: respond.EmbeddedEvents{Store: es}}, func() { es.Close() }, nil
 	}
 	st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
 	if err != nil {

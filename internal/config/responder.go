@@ -105,6 +105,7 @@ type APIToken struct {
 	SecretEnv        string   `mapstructure:"secret_env"`
 	AllowedPlaybooks []string `mapstructure:"allowed_playbooks"`
 	CanReadAudit     bool     `mapstructure:"can_read_audit"`
+	CanSilence       bool     `mapstructure:"can_silence"`
 }
 
 func responderDefaults() map[string]any {

@@ -19,7 +19,6 @@ import (
 	"github.com/agentwatch/agentwatch/internal/evidence"
 	"github.com/agentwatch/agentwatch/internal/respond"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
-	"github.com/agentwatch/agentwatch/pkg/event"
 	"github.com/agentwatch/agentwatch/pkg/inventory"
 )
 
@@ -39,28 +38,6 @@ type embeddedResponder struct {
 	log    *slog.Logger
 }
 
-// storeEvents adapts the embedded event store to evidence.EventSource.
-type storeEvents struct{ s *embedstore.Store }
-
-func (s storeEvents) Events(ctx context.Context, agentID string, fromMs, toMs int64, fn func(*event.Event) error) error {
-	var ferr error
-	err := s.s.Events(agentID, time.UnixMilli(fromMs), time.UnixMilli(toMs), func(e *event.Event) bool {
-		if ctx.Err() != nil {
-			ferr = ctx.Err()
-			return false
-		}
-		if err := fn(e); err != nil {
-			ferr = err
-			return false
-		}
-		return true
-	})
-	if ferr != nil {
-		return ferr
-	}
-	return err
-}
-
 func newResponder(cfg config.Config, store *embedstore.Store, det respond.FeedbackSink, out io.Writer, log *slog.Logger, reg prometheus.Registerer) (*embeddedResponder, error) {
 	cfg.Responder.StateDir = filepath.Join(cfg.Embedded.DataDir, "responder")
 	if cfg.Responder.GroupWait > 2*time.Second {
@@ -72,7 +49,7 @@ func newResponder(cfg config.Config, store *embedstore.Store, det respond.Feedba
 			reg0 = respond.RegistryFunc(func() *inventory.Registry { return r })
 		}
 	}
-	svc, err := respond.Build(cfg, respond.Deps{Events: storeEvents{store}, Feedback: det, Registry: reg0, Console: out}, log, reg)
+	svc, err := respond.Build(cfg, respond.Deps{Events: respond.EmbeddedEvents{Store: store}, Feedback: det, Registry: reg0, Console: out}, log, reg)
 	if err != nil {
 		return nil, fmt.Errorf("responder: %w", err)
 	}

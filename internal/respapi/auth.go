@@ -33,6 +33,9 @@ type Token struct {
 	AllowedPlaybooks []string `mapstructure:"allowed_playbooks"`
 	// CanReadAudit lets the token read GET /v1/audit.
 	CanReadAudit bool `mapstructure:"can_read_audit"`
+	// CanSilence lets the token list, add and expire silences
+	// (/v1/silences).
+	CanSilence bool `mapstructure:"can_silence"`
 }
 
 // MinSecretLen is the shortest secret New accepts, in bytes: a 32-byte
@@ -60,6 +63,7 @@ type principal struct {
 	all          bool
 	playbooks    []string
 	canReadAudit bool
+	canSilence   bool
 }
 
 func (p *principal) mayRun(playbook string) bool {
@@ -81,7 +85,7 @@ func compileTokens(tokens []Token, getenv func(string) string) ([]principal, err
 		bad := func(field, format string, a ...any) {
 			errs = append(errs, fmt.Errorf("%s.%s: %s", key, field, fmt.Sprintf(format, a...)))
 		}
-		p := principal{name: t.Name, canReadAudit: t.CanReadAudit}
+		p := principal{name: t.Name, canReadAudit: t.CanReadAudit, canSilence: t.CanSilence}
 		if !tokenNameRE.MatchString(t.Name) {
 			bad("name", "%.80q must be letters, digits, '.', '_' or '-', at most 64 bytes", t.Name)
 		} else if j, dup := names[t.Name]; dup {

@@ -144,6 +144,8 @@ type Options struct {
 	RunTimeout time.Duration
 	// Now is the clock for the default audit window; nil means time.Now.
 	Now func() time.Time
+	// Silences, when set, is served at /v1/silences.
+	Silences Silences
 	// Getenv reads Token.SecretEnv; nil means os.Getenv.
 	Getenv func(string) string
 }
@@ -159,6 +161,7 @@ type Handler struct {
 	runTimeout time.Duration
 	now        func() time.Time
 	mux        *http.ServeMux
+	silences   Silences
 	// equal compares two SHA-256 digests: subtle.ConstantTimeCompare,
 	// replaced in tests to see that it is what decides.
 	equal func(x, y []byte) int
@@ -215,6 +218,12 @@ func New(o Options) (*Handler, error) {
 	h.mux = http.NewServeMux()
 	h.mux.HandleFunc(runPattern, h.run)
 	h.mux.HandleFunc(auditPattern, h.query)
+	if o.Silences != nil {
+		h.silences = o.Silences
+		h.mux.HandleFunc(silencesGet, h.listSilences)
+		h.mux.HandleFunc(silencesPost, h.addSilence)
+		h.mux.HandleFunc(silencesDelete, h.expireSilence)
+	}
 	return h, nil
 }
 
@@ -227,6 +236,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		route = "run"
 	case auditPattern:
 		route = "audit"
+	case silencesGet, silencesPost, silencesDelete:
+		route = "silences"
 	}
 	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 	sw.Header().Set("Cache-Control", "no-store")

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/agentwatch/agentwatch/internal/audit"
+	"github.com/agentwatch/agentwatch/internal/cli"
+	"github.com/agentwatch/agentwatch/internal/config"
+	"github.com/agentwatch/agentwatch/internal/respapi"
+	"github.com/agentwatch/agentwatch/internal/silence"
+)
+
+const silenceUsage = `usage:
+  responder silence add --match 'agent_id="a1",kind="behaviour"' --for 2h --comment TEXT
+  responder silence list [--expired]
+  responder silence expire ID`
+
+// runSilence manages silences: in the state directory's file when no
+// responder holds it, else through the running responder's API
+// (RESPONDER_API_TOKEN, a token with can_silence).
+func runSilence(args []string) error {
+	if len(args) == 0 {
+		return cli.Usagef(silenceUsage)
+	}
+	verb, args := args[0], args[1:]
+	fs := cli.FlagSet("responder silence " + verb)
+	match := fs.String("match", "", "matchers, e.g. 'agent_id=\"a1\",kind=~\"beh.*\"' (docs/silences.md)")
+	dur := fs.Duration("for", 2*time.Hour, "how long from now")
+	comment := fs.String("comment", "", "why (required for add)")
+	expired := fs.Bool("expired", false, "list expired silences too")
+	api := fs.String("api", "", "the running responder's API base URL (default http://responder.api_addr)")
+	var id string
+	if verb == "expire" && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		id, args = args[0], args[1:]
+	}
+	cfg, err := cli.Load(fs, args)
+	if err != nil {
+		return err
+	}
+	switch verb {
+	case "add":
+		if *match == "" || *comment == "" {
+			return cli.Usagef("silence add needs --match and --comment\n%s", silenceUsage)
+		}
+	case "expire":
+		if id == "" {
+			return cli.Usagef("silence expire needs the silence id\n%s", silenceUsage)
+		}
+	case "list":
+	default:
+		return cli.Usagef(silenceUsage)
+	}
+	ctx, stop := cli.SignalContext()
+	defer stop()
+	if err := os.MkdirAll(cfg.Responder.StateDir, 0o700); err != nil {
+		return err
+	}
+	st, err := silence.Open(filepath.Join(cfg.Responder.StateDir, "silences.jsonl"), silence.Options{})
+	if errors.Is(err, silence.ErrInUse) {
+		base := *api
+		if base == "" {
+			base = "http://" + cfg.Responder.APIAddr
+		}
+		return silenceViaAPI(ctx, base, verb, *match, *dur, *comment, *expired, id)
+	}
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	me := operator()
+	switch verb {
+	case "add":
+		ms, err := silence.ParseMatchers(*match)
+		if err != nil {
+			return cli.Usagef("--match: %v", err)
+		}
+		now := time.Now()
+		s, err := st.Add(ctx, silence.Silence{Matchers: ms, StartsAt: now, EndsAt: now.Add(*dur), CreatedBy: "cli:" + me.Name, Comment: *comment})
+		if err != nil {
+			return err
+		}
+		if err := auditSilence(ctx, cfg, me, "added silence "+s.ID+": "+silence.FormatMatchers(s.Matchers), *comment); err != nil {
+			return err
+		}
+		fmt.Printf("silence %s: %s until %s\n", s.ID, silence.FormatMatchers(s.Matchers), s.EndsAt.UTC().Format(time.RFC3339))
+	case "expire":
+		s, err := st.Expire(ctx, id, "cli:"+me.Name, time.Now())
+		if err != nil {
+			return err
+		}
+		if err := auditSilence(ctx, cfg, me, "expired silence "+s.ID, ""); err != nil {
+			return err
+		}
+		fmt.Printf("silence %s expired\n", s.ID)
+	case "list":
+		printSilences(os.Stdout, st.List(*expired))
+	}
+	return nil
+}
+
+func auditSilence(ctx context.Context, cfg config.Config, me audit.Actor, detail, why string) error {
+	deps, closeStores, err := stores(ctx, cfg, nil)
+	if err != nil {
+		return err
+	}
+	defer closeStores()
+	al, err := auditLogger(cfg, deps, nil)
+	if err != nil {
+		return err
+	}
+	return al.Append(ctx, audit.Record{Actor: me, Action: "silence", Why: why, Result: audit.ResultOK, Detail: detail})
+}
+
+func printSilences(w io.Writer, ss []silence.Silence) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tMATCHERS\tUNTIL (UTC)\tBY\tCOMMENT")
+	now := time.Now()
+	for _, s := range ss {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.State(now), audit.TerminalSafe(silence.FormatMatchers(s.Matchers), 120),
+			s.EndsAt.UTC().Format("2006-01-02 15:04"), audit.TerminalSafe(s.CreatedBy, 40), audit.TerminalSafe(s.Comment, 60))
+	}
+	tw.Flush()
+}
+
+func silenceViaAPI(ctx context.Context, base, verb, match string, dur time.Duration, comment string, expired bool, id string) error {
+	token := os.Getenv("RESPONDER_API_TOKEN")
+	if token == "" {
+		return errors.New("a responder holds the silences file; to go through its API set RESPONDER_API_TOKEN to a token with can_silence")
+	}
+	base = strings.TrimSuffix(base, "/")
+	var req *http.Request
+	var err error
+	switch verb {
+	case "add":
+		b, _ := json.Marshal(map[string]string{"matchers": match, "duration": dur.String(), "comment": comment})
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/silences", bytes.NewReader(b))
+	case "expire":
+		req, err = http.NewRequestWithContext(ctx, http.MethodDelete, base+"/v1/silences/"+id, nil)
+	default:
+		u := base + "/v1/silences"
+		if expired {
+			u += "?expired=1"
+		}
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	}
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("responder API: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("responder API answered %s: %s", resp.Status, audit.TerminalSafe(string(b), 500))
+	}
+	if verb == "list" {
+		var out respapi.SilencesResponse
+		if err := json.Unmarshal(b, &out); err != nil {
+			return err
+		}
+		printSilences(os.Stdout, out.Silences)
+		return nil
+	}
+	var s silence.Silence
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	fmt.Printf("silence %s: %s until %s (%s)\n", s.ID, silence.FormatMatchers(s.Matchers), s.EndsAt.UTC().Format(time.RFC3339), s.State(time.Now()))
+	return nil
+}
