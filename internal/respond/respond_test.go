@@ -25,6 +25,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/config"
 	"github.com/agentwatch/agentwatch/internal/evidence"
 	"github.com/agentwatch/agentwatch/internal/outbox"
+	"github.com/agentwatch/agentwatch/internal/respapi"
 	"github.com/agentwatch/agentwatch/internal/slackui"
 	"github.com/agentwatch/agentwatch/internal/testsrv"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
@@ -408,8 +409,6 @@ func TestApprovalButtonRunsTheGatedStepOnceAndForgeriesRunNothing(t *testing.T) 
 		t.Fatal("a refused callback revoked")
 	}
 	// A valid click, then Slack's retry of it: one revocation.
-	valid := signed(t, "aw_approve", v, "trig-1", time.Now())
-	body, _ := io_ReadAll(valid)
 	for i := 0; i < 3; i++ {
 		q := signed(t, "aw_approve", v, "trig-1", time.Now())
 		q.Header.Set("X-Slack-Retry-Num", strconv.Itoa(i))
@@ -417,7 +416,6 @@ func TestApprovalButtonRunsTheGatedStepOnceAndForgeriesRunNothing(t *testing.T) 
 			t.Errorf("click %d: %d", i, c)
 		}
 	}
-	_ = body
 	r.settle()
 	has, _ := os.ReadFile(filepath.Join(r.cfg.Responder.StateDir, "denylist.txt"))
 	if !bytes.Contains(has, []byte("cred-z")) {
@@ -438,8 +436,134 @@ func TestApprovalButtonRunsTheGatedStepOnceAndForgeriesRunNothing(t *testing.T) 
 	}
 }
 
-func io_ReadAll(r *http.Request) ([]byte, error) {
-	var b bytes.Buffer
-	_, err := b.ReadFrom(r.Body)
-	return b.Bytes(), err
+
+func TestRateLimitedAlertIsPostedOnceAfterRetryAfter(t *testing.T) {
+	r := newRig(t, nil)
+	ctx := context.Background()
+	r.slack.RateLimit(2, 1) // two 429s with Retry-After: 1
+	r.kong.Add("agent-rl", "cred-rl", "k")
+	a := exfil("rl-1", "agent-rl", "cred-rl", time.Now().Truncate(time.Minute).UnixMilli())
+	if _, err := r.svc.Engine.Handle(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if roots, _ := postsAbout(r.slack.Posts(), "agent-rl"); len(roots) > 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.settle()
+	roots, _ := postsAbout(r.slack.Posts(), "agent-rl")
+	if len(roots) != 1 {
+		t.Fatalf("%d alerts after two 429s, want exactly 1", len(roots))
+	}
+	if r.kong.Count(http.MethodDelete) != 1 {
+		t.Errorf("the rate limit held back the revocation: %d DELETEs", r.kong.Count(http.MethodDelete))
+	}
+}
+
+func postsAbout(ps []testsrv.SlackPost, agent string) (roots, replies []testsrv.SlackPost) {
+	for _, p := range ps {
+		if !strings.Contains(p.Text+p.Blocks, agent) {
+			continue
+		}
+		if p.ThreadTS == "" {
+			roots = append(roots, p)
+		} else {
+			replies = append(replies, p)
+		}
+	}
+	return roots, replies
+}
+
+func TestDryRunMakesNoOutboundCall(t *testing.T) {
+	r := newRig(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r.kong.Add("agent-dry", "cred-dry", "k")
+	res, err := r.svc.Engine.Run(ctx, respapi.Request{Manual: playbooks.Manual{Playbook: "contain", AgentID: "agent-dry",
+		Agent: playbooks.AgentInfo{CredentialID: "cred-dry"}, Key: "t1", DryRun: true}, Actor: audit.Actor{Kind: audit.ActorCLI, Name: "t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.settle()
+	if n := len(r.slack.Posts()) + len(r.kong.Requests()); n != 0 {
+		t.Errorf("a dry run made %d outbound calls", n)
+	}
+	for i, s := range res.Steps {
+		if s.Status != audit.ResultDryRun {
+			t.Errorf("step %d: %s, want dry_run", i, s.Status)
+		}
+	}
+	recs, _ := r.svc.Audit.Query(ctx, audit.Filter{AgentID: "agent-dry"})
+	if len(recs) != 2 {
+		t.Errorf("%d audit records for a 2-step dry run: %+v", len(recs), recs)
+	}
+	// The same request again runs nothing; a real run then acts once.
+	res, err = r.svc.Engine.Run(ctx, respapi.Request{Manual: playbooks.Manual{Playbook: "contain", AgentID: "agent-dry",
+		Agent: playbooks.AgentInfo{CredentialID: "cred-dry"}, Key: "t1", DryRun: true}, Actor: audit.Actor{Kind: audit.ActorCLI}})
+	if err != nil || !res.Duplicate {
+		t.Errorf("retried request: duplicate=%v err=%v", res.Duplicate, err)
+	}
+	if _, err := r.svc.Engine.Run(ctx, respapi.Request{Manual: playbooks.Manual{Playbook: "contain", AgentID: "agent-dry",
+		Agent: playbooks.AgentInfo{CredentialID: "cred-dry"}, Key: "t2"}, Actor: audit.Actor{Kind: audit.ActorCLI}}); err != nil {
+		t.Fatal(err)
+	}
+	r.settle()
+	if r.kong.Count(http.MethodDelete) != 1 || len(r.slack.Posts()) == 0 {
+		t.Errorf("real run: %d DELETEs, %d posts", r.kong.Count(http.MethodDelete), len(r.slack.Posts()))
+	}
+}
+
+func TestFalsePositiveSilencesThePatternAndTellsTheDetector(t *testing.T) {
+	r := newRig(t, nil)
+	ctx := context.Background()
+	a := anomaly.Anomaly{V: 1, ID: "zz-1", AgentID: "agent-fp", CredentialID: "cred-fp", Kind: anomaly.ZombieRoute, Severity: "medium",
+		Score: 3, WindowStartMs: 60_000, WindowEndMs: 120_000}
+	if _, err := r.svc.Engine.Handle(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	r.settle()
+	codec, _ := slackui.NewActionCodec(testSecret)
+	v, err := codec.Encode(slackui.ActionRef{Kind: slackui.FalsePositive, IncidentID: IncidentID(a), AnomalyID: a.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	r.svc.Handler.ServeHTTP(w, signed(t, "aw_false_positive", v, "trig-fp", time.Now()))
+	if w.Code != http.StatusOK {
+		t.Fatalf("false-positive click: %d %s", w.Code, w.Body)
+	}
+	r.feedback.mu.Lock()
+	got := append([]anomaly.Verdict(nil), r.feedback.vs...)
+	r.feedback.mu.Unlock()
+	if len(got) != 1 || got[0].AnomalyID != a.ID || got[0].Verdict != anomaly.VerdictFalsePositive || got[0].Author == "" {
+		t.Fatalf("verdicts sent to the detector: %+v", got)
+	}
+	// The same pattern for the same agent is now silenced; another agent's is not.
+	b := a
+	b.ID, b.WindowStartMs, b.WindowEndMs = "zz-2", 180_000, 240_000
+	res, err := r.svc.Engine.Handle(ctx, b)
+	if err != nil || len(res.Silenced) != 1 {
+		t.Errorf("second anomaly of the pattern: silenced by %v, err %v", res.Silenced, err)
+	}
+	c := a
+	c.ID, c.AgentID = "zz-3", "agent-other"
+	if res, err := r.svc.Engine.Handle(ctx, c); err != nil || len(res.Silenced) != 0 {
+		t.Errorf("another agent's anomaly was silenced: %v %v", res.Silenced, err)
+	}
+	recs, _ := r.svc.Audit.Query(ctx, audit.Filter{AgentID: "agent-fp"})
+	var fp, skipped int
+	for _, rec := range recs {
+		if rec.Action == "false_positive" && rec.Actor.Kind == audit.ActorSlack {
+			fp++
+		}
+		if rec.Result == audit.ResultSkipped && strings.Contains(rec.Detail, "silenced") {
+			skipped++
+		}
+	}
+	if fp != 1 || skipped != 1 {
+		t.Errorf("audit: %d false-positive verdicts, %d silenced anomalies; want 1 and 1", fp, skipped)
+	}
 }
