@@ -436,7 +436,6 @@ func TestApprovalButtonRunsTheGatedStepOnceAndForgeriesRunNothing(t *testing.T) 
 	}
 }
 
-
 func TestRateLimitedAlertIsPostedOnceAfterRetryAfter(t *testing.T) {
 	r := newRig(t, nil)
 	ctx := context.Background()
