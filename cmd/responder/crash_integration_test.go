@@ -30,7 +30,7 @@ func TestIntegrationKillBetweenActionAndRecord(t *testing.T) {
 
 	now := time.Now().UnixMilli()
 	a := anomaly.Anomaly{V: anomaly.Version, ID: "crash-anomaly-1", AgentID: e.agent, CredentialID: e.credential, Kind: anomaly.Behaviour,
-		Severity: "critical", Score: 40, WindowStartMs: now - 120_000, WindowEndMs: now - 60_000, DetectedMs: now,
+		Severity: "critical", Score: 40, WindowStartMs: now - 20*60_000, WindowEndMs: now - 19*60_000, DetectedMs: now, // its evidence window (after: 5m) has ended
 		Summary:     "pulled 300 MB in a minute",
 		Explanation: []anomaly.Feature{{Name: "response_bytes", Observed: 3e8, Expected: 1e6, Surprise: 40, Contribution: 0.8}}}
 	b, _ := json.Marshal(a)

@@ -29,6 +29,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/respapi"
 	"github.com/agentwatch/agentwatch/internal/respond"
 	"github.com/agentwatch/agentwatch/internal/revoke"
+	"github.com/agentwatch/agentwatch/pkg/inventory"
 	"github.com/agentwatch/agentwatch/pkg/playbooks"
 )
 
@@ -36,6 +37,29 @@ import (
 // the distributed mode, the state directory's files otherwise. close
 // releases them.
 func stores(ctx context.Context, cfg config.Config, log *slog.Logger) (respond.Deps, func(), error) {
+	d, closeFn, err := modeStores(ctx, cfg, log)
+	if err != nil {
+		return d, nil, err
+	}
+	// The agent registry the detector reads tells a manual run the agent's
+	// credential, role and owner.
+	if f := cfg.Detector.RegistryFile; f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			closeFn()
+			return d, nil, fmt.Errorf("detector.registry_file: %w", err)
+		}
+		r, err := inventory.ParseRegistry(f, b)
+		if err != nil {
+			closeFn()
+			return d, nil, err
+		}
+		d.Registry = respond.RegistryFunc(func() *inventory.Registry { return r })
+	}
+	return d, closeFn, nil
+}
+
+func modeStores(ctx context.Context, cfg config.Config, log *slog.Logger) (respond.Deps, func(), error) {
 	if !cfg.Distributed() {
 		// The embedded mode's event store, where `agentwatch demo` keeps
 		// its events, for snapshots.
@@ -89,7 +113,10 @@ func runPlaybook(args []string) error {
 		return err
 	}
 	defer closeStores()
-	svc, err := respond.Build(cfg, deps, log, prometheus.NewRegistry())
+	// This process serves no API: its tokens' secrets need not be set.
+	local := cfg
+	local.Responder.Tokens, local.Responder.APIAddr = nil, ""
+	svc, err := respond.Build(local, deps, log, prometheus.NewRegistry())
 	if errors.Is(err, outbox.ErrInUse) {
 		// A responder runs on this state directory: ask it.
 		base := *api

@@ -20,8 +20,9 @@ type Responder struct {
 	// EvidenceDir is where evidence bundles are written; "" means
 	// StateDir/evidence.
 	EvidenceDir string `mapstructure:"evidence_dir"`
-	// GroupWait delays an incident's first alert so anomalies arriving
-	// meanwhile are shown in it (Alertmanager's group_wait).
+	// GroupWait delays an incident's first alert (Alertmanager's
+	// group_wait), so the anomalies arriving meanwhile follow it into its
+	// thread at once instead of one alert each.
 	GroupWait time.Duration `mapstructure:"group_wait"`
 	// IncidentWindow: an anomaly of an agent within this long of the
 	// agent's last one joins its open incident (and Slack thread).

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/agentwatch/agentwatch/internal/audit"
@@ -150,7 +151,11 @@ func (e *Engine) alertContext(ctx context.Context, j job) (slackui.AlertContext,
 			case outbox.StateDone:
 				ac.SnapshotID = string(sn.Result)
 			case outbox.StatePending, outbox.StateInFlight:
-				if time.Since(sn.Created) < waitForPredecessor {
+				if sn.NextAttempt.After(e.now().Add(time.Second)) {
+					// Scheduled for the end of its "after" window: the
+					// alert does not wait for it.
+					ac.SnapshotID = "scheduled for " + sn.NextAttempt.UTC().Format("15:04:05") + " UTC"
+				} else if time.Since(sn.Created) < waitForPredecessor {
 					return ac, outbox.RetryAfter(250*time.Millisecond, errors.New("waiting for the evidence snapshot"))
 				}
 			}
@@ -172,6 +177,9 @@ func (e *Engine) runAlert(ctx context.Context, en outbox.Entry, j job) ([]byte, 
 	ac, err := e.alertContext(ctx, j)
 	if err != nil {
 		return nil, err
+	}
+	if n := j.Step.Notify; n != nil {
+		ac.Mention, ac.MentionIDs = n.Mention, n.MentionIDs
 	}
 	m, err := slackui.Render(j.Anomaly, ac)
 	if err != nil {
@@ -317,7 +325,11 @@ func (e *Engine) note(ctx context.Context, j job, key, text string) {
 }
 
 func (e *Engine) target(j job) revoke.Target {
-	t := revoke.Target{CredentialID: j.Decision.Target.CredentialID, AgentID: j.Decision.Target.AgentID, IncidentID: j.Incident, Origin: j.Origin}
+	// A human's request (a button, a manual run, an approval) passes an
+	// engaged kill switch: the switch stops the automation, not the people
+	// overseeing it.
+	t := revoke.Target{CredentialID: j.Decision.Target.CredentialID, AgentID: j.Decision.Target.AgentID, IncidentID: j.Incident, Origin: j.Origin,
+		Force: j.Origin == revoke.Manual || j.Origin == revoke.Approved}
 	if t.AgentID == "" {
 		t.AgentID = j.Anomaly.AgentID
 	}
@@ -344,10 +356,14 @@ func (e *Engine) runRevoke(ctx context.Context, en outbox.Entry, j job) ([]byte,
 	if kind == playbooks.KindQuarantine {
 		t.IncidentID += "/quarantine"
 		if t.CredentialID == "" {
-			// An unregistered agent has no credential; the deny-list
-			// blocks its id.
+			// An unregistered agent has no credential; only the deny-list
+			// can block its id (Kong would answer 404, which reads as
+			// "already revoked" and would block nothing).
 			t.CredentialID = "agent:" + t.AgentID
 		}
+	}
+	if strings.HasPrefix(t.CredentialID, "agent:") && adapter != "denylist" {
+		return nil, e.permanent(ctx, j, string(kind), fmt.Errorf("agent %s has no known credential; adapter %s cannot block an agent id (use the denylist adapter)", t.AgentID, adapter))
 	}
 	what := fmt.Sprintf("%s credential %s of agent %s through %s", kind, t.CredentialID, t.AgentID, adapter)
 	if done, err := e.skipOrDry(ctx, j, string(kind), what); done {

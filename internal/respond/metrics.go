@@ -27,7 +27,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	buckets := []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
 	return &Metrics{
 		Anomalies: f.NewCounterVec(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "anomalies_total",
-			Help: "Anomalies consumed, by outcome: handled, duplicate, silenced, invalid."}, []string{"outcome"}),
+			Help: "Anomalies consumed, by outcome: handled, duplicate (already handled), silenced."}, []string{"outcome"}),
 		Actions: f.NewCounterVec(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "actions_total",
 			Help: "Audited actions by action and result."}, []string{"action", "result"}),
 		AlertLatency: f.NewHistogram(prometheus.HistogramOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "alert_latency_seconds",

@@ -295,7 +295,7 @@ func (e *Engine) queueDecision(ctx context.Context, d playbooks.Decision, a anom
 		if st.Kind() == playbooks.KindSnapshot && st.Skip == "" {
 			snap = st.ID
 		}
-		if st.Kind() == playbooks.KindApprove && st.Skip == "" {
+		if st.Kind() == playbooks.KindApprove && st.Skip == "" && !st.DryRun {
 			j.Pending = steps[i+1:]
 			ok, err := e.enqueue(ctx, st.ID, kindApprove, j)
 			if ok {
@@ -354,7 +354,15 @@ func (e *Engine) queueStep(ctx context.Context, j job) (bool, error) {
 		j.Root = in.Roots[j.Channel]
 		return e.enqueue(ctx, st.ID, kindReply, j)
 	case playbooks.KindSnapshot:
-		return e.enqueue(ctx, st.ID, kindSnapshot, j)
+		// The evidence window ends "after" past the anomalous window: take
+		// the snapshot then, so it holds what the agent did next.
+		var opts []outbox.EnqueueOption
+		if sn := st.Snapshot; sn != nil && j.Anomaly.WindowEndMs > 0 {
+			if at := time.UnixMilli(j.Anomaly.WindowEndMs).Add(sn.After); at.After(e.now()) {
+				opts = append(opts, outbox.NotBefore(at))
+			}
+		}
+		return e.enqueue(ctx, st.ID, kindSnapshot, j, opts...)
 	case playbooks.KindRevoke:
 		return e.enqueue(ctx, st.ID, kindRevoke, j)
 	case playbooks.KindQuarantine:
@@ -376,8 +384,11 @@ func orderKey(kind string, j job) string {
 	switch kind {
 	case kindAlert, kindReply, kindNote, kindApprove:
 		return "slack:" + j.Incident
-	case kindTimeout, kindAnswer, kindRestore:
-		return "" // due later, or answering: must not wait behind, nor hold back, the decision's steps
+	case kindTimeout, kindAnswer, kindRestore, kindSnapshot:
+		// Due later (a TTL, an approval timeout, the end of a snapshot's
+		// window) or answering: must not wait behind, nor hold back, the
+		// decision's other steps.
+		return ""
 	}
 	return "decision:" + j.Decision.ID
 }

@@ -137,6 +137,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	}
 	var notifier Notifier
 	var codec *slackui.ActionCodec
+	slackMetrics := slackui.NewMetrics(reg)
 	secret := envOf(getenv, rc.Slack.SigningSecretEnv)
 	if secret != "" {
 		if codec, err = slackui.NewActionCodec(secret); err != nil {
@@ -149,7 +150,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 			opts = append(opts, slack.OptionAPIURL(strings.TrimSuffix(rc.Slack.APIURL, "/")+"/"))
 		}
 		p := slackui.NewPoster(slack.New(token, opts...))
-		p.Metrics = slackui.NewMetrics(reg)
+		p.Metrics = slackMetrics
 		notifier = p
 	} else {
 		w := d.Console
@@ -180,7 +181,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	mux := http.NewServeMux()
 	if secret != "" {
 		ih := slackui.NewInteractionHandler(secret, seenDeduper{seen}, nil, e.OnClick)
-		ih.Log = log
+		ih.Log, ih.Metrics = log, slackMetrics
 		mux.Handle("POST /slack/interactions", ih)
 	}
 	if len(rc.Tokens) > 0 {

@@ -82,6 +82,11 @@ type AlertContext struct {
 	Status string
 	// HideActions leaves the buttons out (an incident that is closed).
 	HideActions bool
+	// Mention (here or channel) and MentionIDs (U…, W…, S…) are the notify
+	// step's mentions, shown first in a first alert only (follow-ups stay
+	// quiet). Values other than these are ignored.
+	Mention    string
+	MentionIDs []string
 }
 
 // How much of each list an alert shows.
@@ -114,7 +119,8 @@ func Grouped(kind string) bool {
 // nothing in a is ever refused.
 func Render(a anomaly.Anomaly, ac AlertContext) (Message, error) {
 	if Grouped(a.Kind) {
-		return renderGrouped(a, ac)
+		m, err := renderGrouped(a, ac)
+		return withMentions(m, ac), err
 	}
 	kind, sev := line(a.Kind, capKind), severityLabel(a.Severity)
 	agent := line(a.AgentID, capID)
@@ -146,7 +152,7 @@ func Render(a anomaly.Anomaly, ac AlertContext) (Message, error) {
 		blocks = append(blocks, actions)
 	}
 	text := fmt.Sprintf("%s %s anomaly: agent %s (score %s)", sev, kind, agent, fmtNum(a.Score))
-	return finish(text, blocks), nil
+	return withMentions(finish(text, blocks), ac), nil
 }
 
 // RenderFollowUp returns the shorter message posted into an incident's
