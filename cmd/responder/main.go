@@ -11,6 +11,7 @@
 //	responder verify [--bundle ID]                    check evidence bundles and the chain
 //	responder incidents                               list the incidents the responder keeps
 //	responder silence add|list|expire                 manage silences (docs/silences.md)
+//	responder outbox list|requeue|dismiss             inspect and repair the action queue
 package main
 
 import (
@@ -38,6 +39,8 @@ func run(args []string) error {
 			return runIncidents(args[1:])
 		case "silence":
 			return runSilence(args[1:])
+		case "outbox":
+			return runOutbox(args[1:])
 		case "help", "-h", "--help":
 			os.Stdout.WriteString(usage)
 			return nil
@@ -54,6 +57,7 @@ const usage = `usage:
   responder verify [--bundle ID]
   responder incidents
   responder silence add --match MATCHERS --for 2h --comment TEXT | list [--expired] | expire ID
+  responder outbox list [--all] | requeue KEY | dismiss KEY --reason TEXT
 
 run-playbook, restore, incidents and silence work on responder.state_dir: when
 a responder runs on it, run-playbook and silence go through its HTTP API instead

@@ -81,6 +81,9 @@ func (e *Engine) buttonAction(ctx context.Context, in Incident, an anomaly.Anoma
 	if k == slackui.Revoke {
 		st.Step = playbooks.Step{Revoke: &playbooks.Revoke{Adapter: adapter}}
 	} else {
+		if cred == "" {
+			adapter = "denylist" // only the deny-list can block an agent id
+		}
 		st.Step = playbooks.Step{Quarantine: &playbooks.Quarantine{Adapter: adapter}, TTL: slackui.QuarantineTTL}
 		kind = kindQuar
 	}
