@@ -58,6 +58,13 @@ type Settings struct {
 	// GlobalGapMs is how long after a global window another one continues
 	// the same event (folded, no new alert) rather than starting a new one.
 	GlobalGapMs int64
+	// FleetGauge turns on the per-partition fleet gauge: every closed
+	// window's calls and 5xx answers summed over the partition's agents,
+	// each followed by a baseline.Series with parameters Fleet (the zero
+	// value means baseline.DefaultSeriesParams, the parameters the NAB
+	// evaluation scores); an increase raises fleet_gauge.
+	FleetGauge bool
+	Fleet      baseline.SeriesParams
 }
 
 // Catalog gives the processor the current agent registry and route
@@ -151,6 +158,8 @@ type partition struct {
 	// globalFeat that event's top feature.
 	globalAt   int64
 	globalFeat string
+	// fleet are the fleet gauges, one per fleetFeatures.
+	fleet [numFleet]fleetGauge
 }
 
 // source is one raw-log partition (ingest's input) as named in the
@@ -312,6 +321,9 @@ func NewProcessor(set Settings, cat Catalog, now func() int64) *Processor {
 		set.StartupHold = 2000
 	case set.StartupHold < 0:
 		set.StartupHold = 0
+	}
+	if set.Fleet == (baseline.SeriesParams{}) {
+		set.Fleet = baseline.DefaultSeriesParams()
 	}
 	pp := set.Baseline
 	pp.HalfLife *= PeerHalfLifeFactor
@@ -529,6 +541,7 @@ func (p *Processor) closeWindow(pt *partition, ws int64) {
 		p.emitFlood(pt, ws, pt.newAgents[ws])
 	}
 	p.holding = p.set.GlobalMinAgents > 0
+	var sums [numFleet]float64
 	for _, a := range agents {
 		acc := a.accs[0]
 		a.accs = a.accs[1:]
@@ -536,10 +549,16 @@ func (p *Processor) closeWindow(pt *partition, ws int64) {
 			a.accs = nil
 		}
 		p.evaluate(pt, a, acc, flood)
+		for i, id := range fleetFeatures {
+			sums[i] += p.win.Values[id]
+		}
 		p.pool = append(p.pool, acc)
 	}
 	p.holding = false
 	p.settleGlobal(pt, ws, len(agents))
+	if p.set.FleetGauge {
+		p.observeFleet(pt, ws, &sums, len(agents))
+	}
 }
 
 // settleGlobal decides whether the behaviour anomalies of window ws, held
@@ -1197,8 +1216,18 @@ func (a *agentState) unmarshal(b []byte) error {
 }
 
 // marshalSources serialises the partition's watermark sources, so that a
-// restored partition holds its watermark back exactly as before.
+// restored partition holds its watermark back exactly as before, its
+// global event and (version 3 on) its fleet gauge.
 func (pt *partition) marshalSources(dst []byte) []byte {
+	return pt.marshalSourcesAs(dst, partitionStateVersion)
+}
+
+// partitionStateVersion is the version marshalSources writes: 1 lacked
+// the global event, 2 the fleet gauge.
+const partitionStateVersion = 3
+
+// marshalSourcesAs writes version 2 or 3; only tests write 2.
+func (pt *partition) marshalSourcesAs(dst []byte, version byte) []byte {
 	keys := make([]source, 0, len(pt.sources))
 	for k := range pt.sources {
 		keys = append(keys, k)
@@ -1206,7 +1235,7 @@ func (pt *partition) marshalSources(dst []byte) []byte {
 	slices.SortFunc(keys, func(x, y source) int {
 		return cmp.Or(cmp.Compare(x.topic, y.topic), cmp.Compare(x.partition, y.partition))
 	})
-	dst = append(dst, 2)
+	dst = append(dst, version)
 	dst = binary.AppendVarint(dst, pt.globalAt)
 	dst = binary.AppendUvarint(dst, uint64(len(pt.globalFeat)))
 	dst = append(dst, pt.globalFeat...)
@@ -1225,13 +1254,17 @@ func (pt *partition) marshalSources(dst []byte) []byte {
 		dst = binary.AppendVarint(dst, c.lastIngest)
 		dst = binary.AppendVarint(dst, c.pending)
 	}
-	return dst
+	if version < 3 {
+		return dst
+	}
+	return pt.appendFleet(dst)
 }
 
 func (pt *partition) unmarshalSources(b []byte) error {
 	bad := errors.New("truncated or corrupt")
-	// Version 1 lacked globalAt.
-	if len(b) < 1 || (b[0] != 1 && b[0] != 2) {
+	// Version 1 lacked globalAt, version 2 the fleet gauge (it starts
+	// afresh).
+	if len(b) < 1 || b[0] < 1 || b[0] > partitionStateVersion {
 		return errors.New("unknown version")
 	}
 	version := b[0]
@@ -1290,6 +1323,14 @@ func (pt *partition) unmarshalSources(b []byte) error {
 		}
 		srcs[source{topic, int32(part)}] = &sourceClock{maxEvent: maxEvent, lastIngest: lastIngest, pending: pending}
 	}
+	var fleet [numFleet]fleetGauge
+	if version >= 3 {
+		var err error
+		if fleet, _, err = readFleet(b); err != nil {
+			return err
+		}
+	}
+	pt.fleet = fleet
 	pt.sources, pt.maxIngest, pt.sinceScan, pt.globalAt, pt.globalFeat = srcs, maxIngest, int(sinceScan), globalAt, globalFeat
 	pt.warming = pt.hold
 	pt.minSource = source{minTopic, int32(minPart)}

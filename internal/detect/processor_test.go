@@ -83,6 +83,7 @@ func testSettings() Settings {
 		Features:           features.Config{WindowMs: 60_000, LatenessMs: 30_000},
 		NewAgentsPerWindow: 50, RuleRepeatMs: time.Hour.Milliseconds(), NoveltyMatureMs: 2 * time.Hour.Milliseconds(),
 		GlobalMinAgents: 5, GlobalShare: 0.1, GlobalGapMs: time.Hour.Milliseconds(), NewIPMaxKnown: 4,
+		FleetGauge: true,
 	}
 	set.Baseline = baseline.DefaultParams()
 	return set

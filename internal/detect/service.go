@@ -32,6 +32,7 @@ func SettingsFrom(cfg config.Config) Settings {
 		NewIPMaxKnown:      d.NewIPMaxKnown,
 		GlobalShare:        d.GlobalShare,
 		GlobalGapMs:        d.GlobalGap.Milliseconds(),
+		FleetGauge:         d.FleetGauge,
 	}
 }
 

@@ -63,13 +63,27 @@ func TestAgentStateRoundTrip(t *testing.T) {
 			}
 			n++
 		}
-		src := pt.marshalSources(nil)
 		var back partition
 		pt.globalAt, pt.globalFeat = 1234, "server_5xx" // as if a global event were under way
-		src = pt.marshalSources(nil)
+		src := pt.marshalSources(nil)
 		if err := back.unmarshalSources(src); err != nil || !reflect.DeepEqual(back.sources, pt.sources) || back.minSource != pt.minSource ||
 			back.globalAt != pt.globalAt || back.globalFeat != pt.globalFeat {
 			t.Fatalf("partition %d watermark sources do not round-trip: %v", pt.id, err)
+		}
+		if pt.fleet[0].s.Points() == 0 || !reflect.DeepEqual(back.fleet, pt.fleet) || !bytes.Equal(back.marshalSources(nil), src) {
+			t.Fatalf("partition %d fleet gauge (%d points) does not round-trip", pt.id, pt.fleet[0].s.Points())
+		}
+		// A version-2 state (written before the fleet gauge) still loads,
+		// with the gauge starting afresh.
+		var v2 partition
+		if err := v2.unmarshalSources(pt.marshalSourcesAs(nil, 2)); err != nil || !reflect.DeepEqual(v2.sources, pt.sources) ||
+			v2.globalAt != pt.globalAt || v2.fleet[0].s.Points() != 0 || v2.fleet[1].s.Points() != 0 {
+			t.Fatalf("partition %d: version 2 state restores differently: %v", pt.id, err)
+		}
+		for i := 0; i < len(src); i += 1 + i/512 { // every cut in the sources, some in the fleet's
+			if err := new(partition).unmarshalSources(src[:i]); err == nil {
+				t.Fatalf("partition %d: truncated state (%d of %d bytes) accepted", pt.id, i, len(src))
+			}
 		}
 	}
 	if n < 24 {

@@ -56,8 +56,10 @@ type KindResult struct {
 type BenignResult struct {
 	sim.Benign
 	// Grouped is the number of global_event alerts during it; PerAgent the
-	// per-agent alerts that overlap it and belong to no incident.
-	Grouped, PerAgent int
+	// per-agent alerts that overlap it and belong to no incident; Fleet the
+	// fleet_gauge alerts during it (grouped alerts of an upstream outage,
+	// false alerts of any other event).
+	Grouped, PerAgent, Fleet int
 }
 
 // ScenarioReport is the result of one scenario run.
@@ -71,15 +73,21 @@ type ScenarioReport struct {
 	Catches                         []scenario.Catch
 	Benign                          []BenignResult
 	Alerts, Matched, False, Grouped int
+	// Fleet counts the fleet_gauge alerts; FleetGrouped those of them
+	// that coincide with an upstream outage and count as its grouped
+	// alerts (in Grouped). The others are false (in False).
+	Fleet, FleetGrouped int
 	// FalseByKind counts the false alerts by anomaly kind.
 	FalseByKind map[string]int
-	// FalseAlerts are the per-agent alerts that belong to no incident.
+	// FalseAlerts are the per-agent and fleet alerts that belong to no
+	// incident or outage.
 	FalseAlerts []anomaly.Anomaly
 	Elapsed     time.Duration
 }
 
-// Precision is the share of alerts (outside grouped global events) that
-// belong to an incident.
+// Precision is the share of alerts that belong to an incident, over the
+// per-agent alerts and the false fleet alerts (grouped alerts of an
+// outage, global events and fleet alerts during it, are left out).
 func (r ScenarioReport) Precision() float64 {
 	if n := r.Matched + r.False; n > 0 {
 		return float64(r.Matched) / float64(n)
@@ -200,17 +208,41 @@ func RunScenario(ctx context.Context, o ScenarioOptions) (ScenarioReport, error)
 	}
 	benign := s.BenignEvents()
 	// Partitions that see one global event report it under one id, as
-	// one alert to whoever deduplicates on ids (the responder).
-	var perAgent []anomaly.Anomaly
+	// one alert to whoever deduplicates on ids (the responder). A fleet
+	// alert is about a partition, not an agent: it belongs to an upstream
+	// outage when it overlaps one (plus two windows), as a grouped alert;
+	// any other is false, incidents included (an incident is one agent's,
+	// and its own alerts catch it).
+	var perAgent, fleet []anomaly.Anomaly
 	globalIDs := map[string]bool{}
 	for _, a := range judged {
-		if a.Kind == anomaly.GlobalEvent {
+		switch a.Kind {
+		case anomaly.GlobalEvent:
 			globalIDs[a.ID] = true
-			continue
+		case anomaly.FleetGauge:
+			fleet = append(fleet, a)
+		default:
+			perAgent = append(perAgent, a)
 		}
-		perAgent = append(perAgent, a)
 	}
-	r.Grouped = len(globalIDs)
+	inOutage := func(a anomaly.Anomaly) bool {
+		for _, b := range benign {
+			if b.Kind == sim.UpstreamOutage && a.WindowEndMs > b.Start.UnixMilli() && a.WindowStartMs < b.End.UnixMilli()+2*window.Milliseconds() {
+				return true
+			}
+		}
+		return false
+	}
+	var fleetFalse []anomaly.Anomaly
+	for _, a := range fleet {
+		if inOutage(a) {
+			r.FleetGrouped++
+		} else {
+			fleetFalse = append(fleetFalse, a)
+		}
+	}
+	r.Fleet = len(fleet)
+	r.Grouped = len(globalIDs) + r.FleetGrouped
 	catches, _ := scenario.Match(s.Incidents(), perAgent, window)
 	r.Catches = catches
 	matched := scenario.Matched(s.Incidents(), perAgent, window)
@@ -256,6 +288,14 @@ func RunScenario(ctx context.Context, o ScenarioOptions) (ScenarioReport, error)
 			}
 		}
 		br.Grouped = len(ids)
+		for _, a := range fleet {
+			if a.WindowEndMs > from && a.WindowStartMs < to {
+				br.Fleet++
+			}
+		}
+		if b.Kind == sim.UpstreamOutage {
+			br.Grouped += br.Fleet
+		}
 		for i, a := range perAgent {
 			if matched[i] || a.WindowEndMs <= from || a.WindowStartMs >= to {
 				continue
@@ -267,12 +307,17 @@ func RunScenario(ctx context.Context, o ScenarioOptions) (ScenarioReport, error)
 		}
 		r.Benign = append(r.Benign, br)
 	}
-	r.Alerts = len(perAgent) + r.Grouped
+	r.Alerts = len(perAgent) + r.Grouped + len(fleetFalse)
 	for i, a := range perAgent {
 		if matched[i] {
 			r.Matched++
 			continue
 		}
+		r.False++
+		r.FalseByKind[a.Kind]++
+		r.FalseAlerts = append(r.FalseAlerts, a)
+	}
+	for _, a := range fleetFalse {
 		r.False++
 		r.FalseByKind[a.Kind]++
 		r.FalseAlerts = append(r.FalseAlerts, a)
@@ -302,8 +347,9 @@ func WriteScenarioTable(w io.Writer, r ScenarioReport) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "| measure | value |\n|---|---|\n")
-	fmt.Fprintf(w, "| alerts in the test days | %d (%d per-agent, %d grouped global events) |\n", r.Alerts, r.Matched+r.False, r.Grouped)
-	fmt.Fprintf(w, "| precision (per-agent alerts that belong to an incident) | %.1f%% (%d of %d) |\n", 100*r.Precision(), r.Matched, r.Matched+r.False)
+	fmt.Fprintf(w, "| alerts in the test days | %d (%d per-agent, %d grouped: %d global events and %d fleet gauge during the outage; %d other fleet gauge) |\n",
+		r.Alerts, r.Alerts-r.Grouped-(r.Fleet-r.FleetGrouped), r.Grouped, r.Grouped-r.FleetGrouped, r.FleetGrouped, r.Fleet-r.FleetGrouped)
+	fmt.Fprintf(w, "| precision (per-agent and other fleet alerts that belong to an incident) | %.1f%% (%d of %d) |\n", 100*r.Precision(), r.Matched, r.Matched+r.False)
 	fmt.Fprintf(w, "| false alerts per 100 agent-days | %.2f (%d over %d agent-days) |\n", r.FalsePer100AgentDays(), r.False, r.Agents*r.TestDays)
 	fmt.Fprintf(w, "| median time to detect | %.1f windows |\n", r.MedianWindows())
 	for _, b := range r.Benign {
@@ -313,7 +359,11 @@ func WriteScenarioTable(w io.Writer, r ScenarioReport) {
 		} else if b.Kind == sim.Holiday {
 			span = b.Start.Format("Mon Jan 2")
 		}
-		fmt.Fprintf(w, "| benign %s, %s%s | %d grouped alert(s), %d false per-agent alert(s) |\n", b.Kind, span, roleNote(string(b.Role)), b.Grouped, b.PerAgent)
+		fleetNote := fmt.Sprintf(", %d false fleet alert(s)", b.Fleet)
+		if b.Kind == sim.UpstreamOutage {
+			fleetNote = fmt.Sprintf(" (%d of them fleet gauge)", b.Fleet)
+		}
+		fmt.Fprintf(w, "| benign %s, %s%s | %d grouped alert(s)%s, %d false per-agent alert(s) |\n", b.Kind, span, roleNote(string(b.Role)), b.Grouped, fleetNote, b.PerAgent)
 	}
 	if len(r.FalseByKind) > 0 {
 		kinds := make([]string, 0, len(r.FalseByKind))

@@ -43,11 +43,15 @@ const (
 	// OffHours: an agent busy in an hour of the week it is (almost) never
 	// active in.
 	OffHours = "off_hours"
+	// FleetGauge: the calls, or the 5xx answers, summed over all agents of
+	// one partition in a window rose above what the partition's gauge
+	// (a baseline.Series) expected. Raised for increases only.
+	FleetGauge = "fleet_gauge"
 )
 
 // Kinds lists every kind, for docs and validation.
 func Kinds() []string {
-	return []string{Behaviour, Drift, ShadowAgent, UnapprovedRoute, ZombieRoute, FirstSensitive, AgentFlood, OffHours, NewSourceIP, GlobalEvent}
+	return []string{Behaviour, Drift, ShadowAgent, UnapprovedRoute, ZombieRoute, FirstSensitive, AgentFlood, OffHours, NewSourceIP, GlobalEvent, FleetGauge}
 }
 
 // Feature explains one feature's part in an anomaly.
