@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentwatch/agentwatch/internal/bus"
+	"github.com/agentwatch/agentwatch/internal/chresp"
 	"github.com/agentwatch/agentwatch/internal/chstore"
 	"github.com/agentwatch/agentwatch/internal/config"
 	invwatch "github.com/agentwatch/agentwatch/internal/inventory"
@@ -72,9 +73,9 @@ func NewWatcher(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) 
 // ClickHouse and the anomalies topic out. It owns its clients.
 //
 // Its Detector polls the analysts' false-positive verdicts every
-// detector.feedback_poll once Detector.Feedback is set before Run (to
-// internal/chresp's Feedback on the same ClickHouse, docs/feedback.md); the
-// verdicts apply to the agents of the partitions it owns.
+// detector.feedback_poll from the feedback_verdicts table of the same
+// ClickHouse (internal/chresp's Feedback, docs/feedback.md); the verdicts
+// apply to the agents of the partitions it owns.
 type Service struct {
 	Detector *Detector
 	Watcher  *invwatch.Watcher
@@ -132,7 +133,7 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 		Store: st, Out: s.out, AnomaliesTopic: cfg.Kafka.AnomaliesTopic,
 		Group: cfg.Kafka.DetectorGroup, EventsTopic: cfg.Kafka.EventsTopic, Proc: proc,
 		SnapshotEvery: cfg.Detector.SnapshotEvery, IdleFlush: cfg.Detector.IdleFlush, MaxAgents: cfg.Detector.MaxAgents,
-		FeedbackPoll: cfg.Detector.FeedbackPoll, FeedbackLookback: cfg.Detector.FeedbackLookback,
+		Feedback: chresp.NewFeedback(st), FeedbackPoll: cfg.Detector.FeedbackPoll, FeedbackLookback: cfg.Detector.FeedbackLookback,
 		RetryInitial: cfg.Ingest.RetryInitial, RetryMax: cfg.Ingest.RetryMax,
 		Log: log.With("stage", "detector"), Metrics: NewMetrics(reg),
 		Published: func(ctx context.Context, parts []int32, sinceMs int64) (map[string]struct{}, error) {
@@ -141,6 +142,8 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 	}
 	return s, nil
 }
+
+var _ FeedbackSource = (*chresp.Feedback)(nil)
 
 // publishedIDs reads the anomalies topic from sinceMs to its end and
 // returns the ids of anomalies about the given events-topic partitions.
