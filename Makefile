@@ -13,7 +13,7 @@ export TEST_CLICKHOUSE_ADDR  ?= 127.0.0.1:9000
 FUZZ := $(shell grep -lR --include='*_test.go' '^func Fuzz' pkg internal 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z0-9_]*' | sed 's/^func //' | sort -u)
 FUZZTIME ?= 30s
 
-.PHONY: all build demo test unit integration check fmt vet purity tools up down status fuzz bench bench-e2e bench-detector eval clean
+.PHONY: all build demo test unit integration check fmt vet purity tools up down status fuzz bench bench-e2e bench-detector bench-responder eval clean
 
 all: build
 
@@ -82,6 +82,12 @@ bench-detector: up
 	$(GO) test -run '^$$' -bench 'ProcessorAdd|WindowClose' -benchmem -count 3 ./internal/detect
 	$(GO) test -run '^$$' -bench 'MemoryPerAgent' -benchtime 1x -count 2 -timeout 30m ./internal/detect
 	$(GO) run ./cmd/agentwatch bench detector
+
+## bench-responder: anomaly on the topic → revocation at a local Kong and
+## alert at a local Slack, through the distributed responder on real Kafka
+## and ClickHouse: 500 anomalies at 50/s (see --help of the command).
+bench-responder: up
+	$(GO) run ./cmd/agentwatch bench responder
 
 ## eval: the detection-quality evaluation in full: the Numenta Anomaly
 ## Benchmark (all 58 files, NAB_DATA) and the agent-attack scenarios on a

@@ -13,10 +13,12 @@ import (
 	"github.com/agentwatch/agentwatch/internal/config"
 	"github.com/agentwatch/agentwatch/internal/detectbench"
 	"github.com/agentwatch/agentwatch/internal/ingestbench"
+	"github.com/agentwatch/agentwatch/internal/respbench"
 )
 
 const benchUsage = `usage: agentwatch bench ingest [--records N] [--brokers host:port] [--clickhouse host:port]
-       agentwatch bench detector [--agents N] [--days N] [--brokers host:port] [--clickhouse host:port]`
+       agentwatch bench detector [--agents N] [--days N] [--brokers host:port] [--clickhouse host:port]
+       agentwatch bench responder [--anomalies N] [--rate N] [--brokers host:port] [--clickhouse host:port]`
 
 func runBench(args []string) error {
 	if len(args) == 0 {
@@ -27,6 +29,8 @@ func runBench(args []string) error {
 		return benchIngest(args)
 	case "detector":
 		return benchDetector(args)
+	case "responder":
+		return benchResponder(args)
 	}
 	return cli.Usagef(benchUsage)
 }
@@ -105,6 +109,38 @@ func benchIngest(args []string) error {
 	rep, err := ingestbench.Run(ctx, ingestbench.Options{
 		Brokers: strings.Split(*brokers, ","), ClickHouse: strings.Split(*ch, ","),
 		Records: *records, Partitions: *partitions, BatchSize: *batch, Keep: *keep,
+	}, log, os.Stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Print(rep.String())
+	return nil
+}
+
+func benchResponder(args []string) error {
+	fs := pflag.NewFlagSet("agentwatch bench responder", pflag.ContinueOnError)
+	anomalies := fs.Int("anomalies", 500, "anomalies to write, each for its own agent and credential")
+	rate := fs.Float64("rate", 50, "anomalies written per second (steady, one at a time)")
+	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka brokers, comma-separated")
+	ch := fs.String("clickhouse", "127.0.0.1:9000", "ClickHouse native addresses, comma-separated")
+	partitions := fs.Int("partitions", 6, "partitions of the scratch anomalies topic")
+	wait := fs.Duration("wait", 2*time.Minute, "how long after the last write to wait for the last revocation and alert")
+	keep := fs.Bool("keep", false, "keep the scratch topic, database and responder state")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	if err := fs.Parse(args[1:]); err != nil {
+		return &cli.UsageError{Err: err}
+	}
+	stopProfile, err := startProfile(*cpuprofile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
+	ctx, stop := cli.SignalContext()
+	defer stop()
+	log := cli.Logger(os.Stderr, config.Log{Level: "warn", Format: "text"}, "bench")
+	rep, err := respbench.Run(ctx, respbench.Options{
+		Brokers: strings.Split(*brokers, ","), ClickHouse: strings.Split(*ch, ","),
+		Anomalies: *anomalies, Rate: *rate, Partitions: *partitions, Wait: *wait, Keep: *keep,
 	}, log, os.Stderr)
 	if err != nil {
 		return err
