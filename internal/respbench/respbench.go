@@ -649,7 +649,7 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 		}
 		acked[i] = time.Since(wrote[i])
 		if (i+1)%step == 0 {
-			fmt.Fprintf(progress, "  %d/%d written; %d revoked, %d alerted so far\n", i+1, n, g.kong.Count(http.MethodDelete), len(g.slack.Posts()))
+			fmt.Fprintf(progress, "  %d/%d written; so far %d DELETEs at Kong, %d posts at Slack\n", i+1, n, g.kong.Count(http.MethodDelete), len(g.slack.Posts()))
 		}
 	}
 	rep.Writing = time.Since(begin)
