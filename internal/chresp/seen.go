@@ -3,6 +3,7 @@ package chresp
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,4 +72,72 @@ func validKey(id string) error {
 		return fmt.Errorf("id: want 1 to %d bytes, got %d", outbox.MaxKeyLen, len(id))
 	}
 	return nil
+}
+
+// maxLookup bounds the ids of one HandledMany query (its text grows with
+// them).
+const maxLookup = 1000
+
+// HandledMany reports which of ids were marked handled: one query for a
+// batch of anomalies instead of one each. The responder's consumer calls it
+// for what one fetch brought.
+func (s *Seen) HandledMany(ctx context.Context, ids []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(ids))
+	for lo := 0; lo < len(ids); lo += maxLookup {
+		chunk := ids[lo:min(lo+maxLookup, len(ids))]
+		var b strings.Builder
+		b.WriteString("SELECT DISTINCT anomaly_id FROM responder_handled WHERE anomaly_id IN (")
+		for i, id := range chunk {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(quoteString(id))
+		}
+		b.WriteByte(')')
+		rows, err := s.db.conn.Query(ctx, b.String())
+		if err != nil {
+			return nil, fmt.Errorf("look up %d handled anomalies in %s: %w", len(chunk), s.db.name, err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("look up handled anomalies: %w", err)
+			}
+			out[id] = true
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("look up handled anomalies: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// InsertHandled marks ids handled in one insert, without MarkHandled's
+// check: for a caller that has just looked them up (HandledMany) and is
+// the only one handling them (the consumer owning their partition).
+func (s *Seen) InsertHandled(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	ms := s.now().UnixMilli()
+	rows := make([][]any, 0, len(ids))
+	for _, id := range ids {
+		if err := validKey(id); err != nil {
+			return fmt.Errorf("insert handled: %w", err)
+		}
+		rows = append(rows, []any{id, ms, partitionTime(ms)})
+	}
+	if err := s.db.insertRows(ctx, "responder_handled", seenColumns, rows...); err != nil {
+		return fmt.Errorf("mark %d anomalies handled: %w", len(ids), err)
+	}
+	return nil
+}
+
+// quoteString is a ClickHouse string literal.
+func quoteString(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `'`, `\'`)
+	return "'" + r.Replace(s) + "'"
 }

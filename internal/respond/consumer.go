@@ -23,7 +23,12 @@ type Consumer struct {
 	Invalid prometheus.Counter
 }
 
-// Run implements the stage.
+// maxBatch bounds the anomalies handled (and committed) together.
+const maxBatch = 256
+
+// Run implements the stage: it takes what one fetch brings (up to maxBatch
+// records already waiting), hands the anomalies to the engine together and
+// commits their offsets once.
 func (c *Consumer) Run(ctx context.Context) error {
 	for {
 		m, err := c.Reader.Fetch(ctx)
@@ -33,34 +38,57 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("fetch anomalies: %w", err)
 		}
-		var a anomaly.Anomaly
-		if err := json.Unmarshal(m.Value, &a); err != nil || a.ID == "" || a.AgentID == "" {
-			if c.Invalid != nil {
-				c.Invalid.Inc()
+		batch := []bus.Message{m}
+		for len(batch) < maxBatch {
+			// Only what is already there: a short wait, not a linger.
+			fctx, cancel := context.WithTimeout(ctx, time.Millisecond)
+			m, err := c.Reader.Fetch(fctx)
+			cancel()
+			if err != nil {
+				break
 			}
-			c.Log.Warn("skipping a record that is not an anomaly", "partition", m.Partition, "offset", m.Offset, "err", err)
-		} else if err := c.handle(ctx, a); err != nil {
+			batch = append(batch, m)
+		}
+		as := make([]anomaly.Anomaly, 0, len(batch))
+		for _, m := range batch {
+			var a anomaly.Anomaly
+			if err := json.Unmarshal(m.Value, &a); err != nil || a.ID == "" || a.AgentID == "" {
+				if c.Invalid != nil {
+					c.Invalid.Inc()
+				}
+				c.Log.Warn("skipping a record that is not an anomaly", "partition", m.Partition, "offset", m.Offset, "err", err)
+				continue
+			}
+			as = append(as, a)
+		}
+		if err := c.handle(ctx, as); err != nil {
 			return err
 		}
-		if err := c.Reader.Commit(ctx, m); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := c.Reader.Commit(ctx, batch...); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("commit anomaly offset: %w", err)
+			return fmt.Errorf("commit anomaly offsets: %w", err)
 		}
 	}
 }
 
 // handle retries the engine until it succeeds or ctx ends: an anomaly is
 // never skipped because a store was briefly down.
-func (c *Consumer) handle(ctx context.Context, a anomaly.Anomaly) error {
+func (c *Consumer) handle(ctx context.Context, as []anomaly.Anomaly) error {
+	if len(as) == 0 {
+		return nil
+	}
 	wait := 100 * time.Millisecond
 	for {
-		_, err := c.Engine.Handle(ctx, a)
+		_, err := c.Engine.HandleBatch(ctx, as)
 		if err == nil {
 			return nil
 		}
-		c.Log.Warn("handling anomaly failed; retrying", "anomaly", a.ID, "err", err, "wait", wait)
+		c.Log.Warn("handling anomalies failed; retrying", "anomalies", len(as), "first", as[0].ID, "err", err, "wait", wait)
 		select {
 		case <-ctx.Done():
 			return nil

@@ -193,24 +193,93 @@ type HandleResult struct {
 	Queued      int
 }
 
+// BatchSeen is a Seen that looks up and records many ids at once
+// (chresp.Seen): HandleBatch then costs one lookup and one insert per
+// batch instead of a check and an insert per anomaly.
+type BatchSeen interface {
+	HandledMany(ctx context.Context, ids []string) (map[string]bool, error)
+	InsertHandled(ctx context.Context, ids []string) error
+}
+
 // Handle takes one anomaly: it skips an id already handled, records and
 // drops a silenced one, joins the agent's incident, matches the playbooks,
 // queues their steps and marks the id handled. An error means nothing is
 // marked: the caller must not commit the anomaly's offset.
 func (e *Engine) Handle(ctx context.Context, a anomaly.Anomaly) (HandleResult, error) {
-	var res HandleResult
 	if a.ID == "" || a.AgentID == "" {
-		return res, fmt.Errorf("anomaly without id or agent id")
+		return HandleResult{}, fmt.Errorf("anomaly without id or agent id")
 	}
 	done, err := e.o.Seen.Handled(ctx, a.ID)
 	if err != nil {
-		return res, fmt.Errorf("check anomaly %s handled: %w", a.ID, err)
+		return HandleResult{}, fmt.Errorf("check anomaly %s handled: %w", a.ID, err)
 	}
 	if done {
 		e.o.Metrics.handled("duplicate")
-		res.Duplicate = true
-		return res, nil
+		return HandleResult{Duplicate: true}, nil
 	}
+	res, err := e.process(ctx, a)
+	if err != nil {
+		return res, err
+	}
+	if _, err := e.o.Seen.MarkHandled(ctx, a.ID); err != nil {
+		return res, fmt.Errorf("mark anomaly %s handled: %w", a.ID, err)
+	}
+	return res, nil
+}
+
+// HandleBatch is Handle for the anomalies of one fetch, in order: with a
+// BatchSeen it looks them up and marks them in one query each. An error
+// means none is known to be marked: the caller must not commit the
+// batch's offsets (handling them again queues nothing twice).
+func (e *Engine) HandleBatch(ctx context.Context, as []anomaly.Anomaly) ([]HandleResult, error) {
+	bs, ok := e.o.Seen.(BatchSeen)
+	if !ok {
+		out := make([]HandleResult, len(as))
+		for i, a := range as {
+			r, err := e.Handle(ctx, a)
+			if err != nil {
+				return out, err
+			}
+			out[i] = r
+		}
+		return out, nil
+	}
+	ids := make([]string, 0, len(as))
+	for _, a := range as {
+		if a.ID == "" || a.AgentID == "" {
+			return nil, fmt.Errorf("anomaly without id or agent id")
+		}
+		ids = append(ids, a.ID)
+	}
+	handled, err := bs.HandledMany(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]HandleResult, len(as))
+	var mark []string
+	for i, a := range as {
+		if handled[a.ID] {
+			e.o.Metrics.handled("duplicate")
+			out[i].Duplicate = true
+			continue
+		}
+		handled[a.ID] = true // a second copy in the same batch
+		r, err := e.process(ctx, a)
+		if err != nil {
+			return out, err
+		}
+		out[i] = r
+		mark = append(mark, a.ID)
+	}
+	if err := bs.InsertHandled(ctx, mark); err != nil {
+		return out, fmt.Errorf("mark %d anomalies handled: %w", len(mark), err)
+	}
+	return out, nil
+}
+
+// process is Handle after the duplicate check and before marking.
+func (e *Engine) process(ctx context.Context, a anomaly.Anomaly) (HandleResult, error) {
+	var res HandleResult
 	now := e.now()
 	if e.o.Silences != nil {
 		if ss := e.o.Silences.Mutes(a, now); len(ss) > 0 {
@@ -222,9 +291,6 @@ func (e *Engine) Handle(ctx context.Context, a anomaly.Anomaly) (HandleResult, e
 				Detail: fmt.Sprintf("silenced by %v", res.Silenced)}
 			if err := e.o.Audit.Append(ctx, rec); err != nil {
 				return res, fmt.Errorf("audit silenced anomaly %s: %w", a.ID, err)
-			}
-			if _, err := e.o.Seen.MarkHandled(ctx, a.ID); err != nil {
-				return res, fmt.Errorf("mark anomaly %s handled: %w", a.ID, err)
 			}
 			e.o.Metrics.handled("silenced")
 			return res, nil
@@ -256,9 +322,6 @@ func (e *Engine) Handle(ctx context.Context, a anomaly.Anomaly) (HandleResult, e
 		if err != nil {
 			return res, err
 		}
-	}
-	if _, err := e.o.Seen.MarkHandled(ctx, a.ID); err != nil {
-		return res, fmt.Errorf("mark anomaly %s handled: %w", a.ID, err)
 	}
 	e.o.Metrics.handled("handled")
 	return res, nil
@@ -382,8 +445,13 @@ func (e *Engine) queueStep(ctx context.Context, j job) (bool, error) {
 // and replies have their own key per thread.
 func orderKey(kind string, j job) string {
 	switch kind {
-	case kindAlert, kindReply, kindNote, kindApprove:
+	case kindAlert, kindReply:
 		return "slack:" + j.Incident
+	case kindNote, kindApprove:
+		// They wait for the thread's alert themselves (rootTS): queued
+		// from a handler, they may come before the alert in the queue,
+		// and must not hold it back.
+		return ""
 	case kindTimeout, kindAnswer, kindRestore, kindSnapshot:
 		// Due later (a TTL, an approval timeout, the end of a snapshot's
 		// window) or answering: must not wait behind, nor hold back, the

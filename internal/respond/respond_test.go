@@ -566,3 +566,85 @@ func TestFalsePositiveSilencesThePatternAndTellsTheDetector(t *testing.T) {
 		t.Errorf("audit: %d false-positive verdicts, %d silenced anomalies; want 1 and 1", fp, skipped)
 	}
 }
+
+// memBatchSeen is a BatchSeen in memory that counts its round trips.
+type memBatchSeen struct {
+	mu      sync.Mutex
+	ids     map[string]bool
+	lookups int
+	inserts int
+}
+
+func (s *memBatchSeen) Handled(_ context.Context, id string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ids[id], nil
+}
+
+func (s *memBatchSeen) MarkHandled(_ context.Context, id string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	first := !s.ids[id]
+	s.ids[id] = true
+	return first, nil
+}
+
+func (s *memBatchSeen) HandledMany(_ context.Context, ids []string) (map[string]bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lookups++
+	out := map[string]bool{}
+	for _, id := range ids {
+		if s.ids[id] {
+			out[id] = true
+		}
+	}
+	return out, nil
+}
+
+func (s *memBatchSeen) InsertHandled(_ context.Context, ids []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inserts++
+	for _, id := range ids {
+		s.ids[id] = true
+	}
+	return nil
+}
+
+func TestHandleBatchLooksUpOnceAndHandlesEachIDOnce(t *testing.T) {
+	r := newRig(t, func(c *config.Config) { c.Responder.RevokeBudget = 50 })
+	seen := &memBatchSeen{ids: map[string]bool{}}
+	r.svc.Engine.o.Seen = seen
+	ctx := context.Background()
+	start := time.Now().Truncate(time.Minute).UnixMilli()
+	var as []anomaly.Anomaly
+	for i := 0; i < 10; i++ {
+		r.kong.Add(fmt.Sprintf("agent-b%d", i), fmt.Sprintf("cred-b%d", i), "k")
+		as = append(as, exfil(fmt.Sprintf("b-%d", i), fmt.Sprintf("agent-b%d", i), fmt.Sprintf("cred-b%d", i), start))
+	}
+	as = append(as, as[3]) // a redelivered copy inside the batch
+	res, err := r.svc.Engine.HandleBatch(ctx, as)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen.lookups != 1 || seen.inserts != 1 || len(seen.ids) != 10 {
+		t.Errorf("lookups %d, inserts %d, ids %d; want 1, 1, 10", seen.lookups, seen.inserts, len(seen.ids))
+	}
+	if !res[10].Duplicate {
+		t.Error("the copy inside the batch was handled twice")
+	}
+	r.settle()
+	if n := r.kong.Count(http.MethodDelete); n != 10 {
+		t.Errorf("%d DELETEs, want 10", n)
+	}
+	res, err = r.svc.Engine.HandleBatch(ctx, as[:5])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range res {
+		if !x.Duplicate {
+			t.Errorf("replayed anomaly %d handled again", i)
+		}
+	}
+}
