@@ -14,7 +14,7 @@ type Metrics struct {
 	// Parked is the number of parked entries: each needs a human. Alert
 	// on it being above zero.
 	Parked *prometheus.GaugeVec
-	// Attempts counts handler runs by outcome: done, retry, retry_after,
+	// Attempts counts handler runs by outcome: done, retry, retry_after, wait (on another entry),
 	// failed, parked, interrupted (left in flight at stop).
 	Attempts *prometheus.CounterVec
 	// RetryAfterWaits counts runs rescheduled by a Retry-After.

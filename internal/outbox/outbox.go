@@ -239,9 +239,18 @@ func RetryAfter(wait time.Duration, err error) error {
 	return &retryAfterError{wait: wait, err: err}
 }
 
+// Wait is RetryAfter for an entry waiting on another one (a thread reply
+// on its thread's first message), not on a rate limit: it reschedules the
+// entry alone — the other entries of its kind go on — and it is logged at
+// debug level, since it is normal.
+func Wait(wait time.Duration, reason string) error {
+	return &retryAfterError{wait: wait, err: errors.New(reason), local: true}
+}
+
 type retryAfterError struct {
-	wait time.Duration
-	err  error
+	wait  time.Duration
+	err   error
+	local bool
 }
 
 func (e *retryAfterError) Error() string {

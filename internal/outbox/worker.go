@@ -398,6 +398,12 @@ func (r *runState) finish(ctx context.Context, res result) error {
 		e.State, e.NextAttempt, outcome = StatePending, now.Add(wait), "retry_after"
 		e.Failures--
 		e.RetryAfterWaits++
+		var w *retryAfterError
+		if errors.As(res.err, &w) && w.local {
+			outcome = "wait"
+			log.Debug("outbox entry waits", "wait", wait, "for", w.err)
+			break
+		}
 		if k := r.w.Kinds[e.Kind]; !k.IndependentRetryAfter && e.NextAttempt.After(r.pausedUntil[e.Kind]) {
 			r.pausedUntil[e.Kind] = e.NextAttempt
 		}

@@ -392,3 +392,43 @@ func TestWorkerConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitHoldsBackOnlyItsEntry: an entry waiting on another one (Wait) is
+// rescheduled alone; the other entries of its kind run at once, unlike
+// after a rate limit.
+func TestWaitHoldsBackOnlyItsEntry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const wait = 30 * time.Second
+		s, _ := tempStore(t, FileOptions{})
+		m := NewMetrics(prometheus.NewRegistry())
+		c := &calls{}
+		h := func(_ context.Context, e Entry) ([]byte, error) {
+			c.add(e)
+			if e.Key == "reply-1" && e.Attempts == 1 {
+				return nil, Wait(wait, "waiting for the thread's alert")
+			}
+			return nil, nil
+		}
+		w := &Worker{Store: s, Metrics: m, Kinds: map[string]Kind{"slack": {Handler: h}}}
+		t0 := time.Now()
+		enqueue(t, s, "reply-1", "slack")
+		enqueue(t, s, "alert-2", "slack")
+		stop := startWorker(t, w)
+		defer stop()
+		synctest.Wait()
+		if got := c.of("alert-2"); len(got) != 1 || !got[0].at.Equal(t0) {
+			t.Fatalf("alert-2 calls %+v; want one at once: a Wait must not pause the kind", got)
+		}
+		time.Sleep(wait)
+		synctest.Wait()
+		if got := c.of("reply-1"); len(got) != 2 || !got[1].at.Equal(t0.Add(wait)) {
+			t.Fatalf("reply-1 calls %+v; want a second at t0+%s", got, wait)
+		}
+		if n := testutil.ToFloat64(m.RetryAfterWaits.WithLabelValues("slack")); n != 0 {
+			t.Fatalf("a Wait counted as a rate-limit wait: %v", n)
+		}
+		if e := get(t, s, "reply-1"); e.State != StateDone || e.Failures != 0 {
+			t.Fatalf("reply-1 = %+v; want done, no failure", e)
+		}
+	})
+}

@@ -156,7 +156,7 @@ func (e *Engine) alertContext(ctx context.Context, j job) (slackui.AlertContext,
 					// alert does not wait for it.
 					ac.SnapshotID = "scheduled for " + sn.NextAttempt.UTC().Format("15:04:05") + " UTC"
 				} else if time.Since(sn.Created) < waitForPredecessor {
-					return ac, outbox.RetryAfter(250*time.Millisecond, errors.New("waiting for the evidence snapshot"))
+					return ac, outbox.Wait(100*time.Millisecond, "waiting for the evidence snapshot")
 				}
 			}
 		}
@@ -215,10 +215,10 @@ func (e *Engine) rootTS(ctx context.Context, root string) (channel, ts string, o
 		return c, t, true, nil
 	case outbox.StatePending, outbox.StateInFlight:
 		wait := time.Until(r.NextAttempt)
-		if wait < 250*time.Millisecond {
-			wait = 250 * time.Millisecond
+		if wait < 100*time.Millisecond {
+			wait = 100 * time.Millisecond
 		}
-		return "", "", false, outbox.RetryAfter(wait, errors.New("waiting for the thread's alert"))
+		return "", "", false, outbox.Wait(wait, "waiting for the thread's alert")
 	}
 	return "", "", false, nil
 }

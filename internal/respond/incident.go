@@ -1,6 +1,7 @@
 package respond
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -53,39 +54,86 @@ func (in *Incident) Anomaly(id string) (anomaly.Anomaly, bool) {
 	return anomaly.Anomaly{}, false
 }
 
-// incidents keeps the open and recent incidents in one JSON file, rewritten
-// atomically on each change. They are few (one per misbehaving agent), so
-// rewriting is cheap, and a crash leaves the old or the new file whole.
+// incidents keeps the open and recent incidents in a JSON-lines file: each
+// change appends the changed incident's whole state (the last line of an
+// id wins) and syncs it, so a change costs one small write however many
+// incidents there are. The file is rewritten without superseded lines and
+// old incidents when those dominate. A last line torn by a crash is
+// ignored (the change it held was never acknowledged).
 type incidents struct {
 	mu      sync.Mutex
 	path    string
+	f       *os.File
+	lines   int
 	byAgent map[string]*Incident // the agent's latest incident
 	byID    map[string]*Incident
 }
 
-func openIncidents(path string) (*incidents, error) {
+// compactMinLines is the smallest file that is compacted.
+const compactMinLines = 1024
+
+func openIncidents(path string) (*incidents, error) { return loadIncidents(path, false) }
+
+// loadIncidents reads the file; unless readOnly it then compacts it and
+// keeps it open for appending (one process at a time: the responder's).
+func loadIncidents(path string, readOnly bool) (*incidents, error) {
 	s := &incidents{path: path, byAgent: map[string]*Incident{}, byID: map[string]*Incident{}}
 	if path == "" {
 		return s, nil
 	}
 	b, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
-		return s, nil
-	}
-	if err != nil {
+	if err != nil && !os.IsNotExist(err) {
 		return nil, fmt.Errorf("read incidents: %w", err)
 	}
-	var all []*Incident
-	if err := json.Unmarshal(b, &all); err != nil {
-		return nil, fmt.Errorf("parse incidents %s: %w", path, err)
+	if len(b) > 0 && b[0] == '[' {
+		// The first format: one JSON array.
+		var all []*Incident
+		if err := json.Unmarshal(b, &all); err != nil {
+			return nil, fmt.Errorf("parse incidents %s: %w", path, err)
+		}
+		for _, in := range all {
+			s.index(in)
+		}
+	} else {
+		for n, line := range bytes.Split(b, []byte("\n")) {
+			if len(line) == 0 {
+				continue
+			}
+			var in Incident
+			if err := json.Unmarshal(line, &in); err != nil {
+				if n == bytes.Count(b, []byte("\n")) { // a torn last line
+					break
+				}
+				return nil, fmt.Errorf("parse incidents %s line %d: %w", path, n+1, err)
+			}
+			s.index(&in)
+		}
 	}
-	for _, in := range all {
-		s.index(in)
+	if readOnly {
+		return s, nil
+	}
+	if err := s.rewrite(time.Now().UnixMilli()); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
 
+// Close releases the file.
+func (s *incidents) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return nil
+	}
+	err := s.f.Close()
+	s.f = nil
+	return err
+}
+
 func (s *incidents) index(in *Incident) {
+	if old, ok := s.byID[in.ID]; ok && s.byAgent[in.AgentID] == old {
+		s.byAgent[in.AgentID] = in
+	}
 	s.byID[in.ID] = in
 	if cur, ok := s.byAgent[in.AgentID]; !ok || cur.LastMs <= in.LastMs {
 		s.byAgent[in.AgentID] = in
@@ -115,7 +163,7 @@ func (s *incidents) join(a anomaly.Anomaly, now time.Time, window time.Duration)
 		in.Anomalies = append(in.Anomalies, a)
 	}
 	s.index(in)
-	if err := s.saveLocked(nowMs); err != nil {
+	if err := s.saveLocked(in, nowMs); err != nil {
 		return Incident{}, false, err
 	}
 	return in.clone(), created, nil
@@ -130,7 +178,7 @@ func (s *incidents) update(id string, now time.Time, fn func(*Incident)) (Incide
 		return Incident{}, fmt.Errorf("incident %q: %w", id, errNoIncident)
 	}
 	fn(in)
-	if err := s.saveLocked(now.UnixMilli()); err != nil {
+	if err := s.saveLocked(in, now.UnixMilli()); err != nil {
 		return Incident{}, err
 	}
 	return in.clone(), nil
@@ -166,8 +214,34 @@ func (s *incidents) list() []Incident {
 	return out
 }
 
-func (s *incidents) saveLocked(nowMs int64) error {
-	all := make([]*Incident, 0, len(s.byID))
+// saveLocked appends in's state and syncs it; it compacts the file when
+// superseded lines dominate.
+func (s *incidents) saveLocked(in *Incident, nowMs int64) error {
+	if s.path == "" {
+		return nil
+	}
+	if s.lines >= compactMinLines && s.lines >= 4*len(s.byID) {
+		return s.rewrite(nowMs)
+	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("encode incident: %w", err)
+	}
+	if _, err := s.f.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("write incidents: %w", err)
+	}
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("sync incidents: %w", err)
+	}
+	s.lines++
+	return nil
+}
+
+// rewrite replaces the file with one line per live incident, dropping those
+// past their retention, and reopens it for appending.
+func (s *incidents) rewrite(nowMs int64) error {
+	var buf bytes.Buffer
+	n := 0
 	for id, in := range s.byID {
 		if nowMs-in.LastMs > incidentRetention.Milliseconds() && len(in.Revoked) == 0 {
 			delete(s.byID, id)
@@ -176,16 +250,25 @@ func (s *incidents) saveLocked(nowMs int64) error {
 			}
 			continue
 		}
-		all = append(all, in)
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode incident: %w", err)
+		}
+		buf.Write(append(b, '\n'))
+		n++
 	}
-	if s.path == "" {
-		return nil
+	if err := writeFileAtomic(s.path, buf.Bytes(), 0o600); err != nil {
+		return err
 	}
-	b, err := json.Marshal(all)
+	if s.f != nil {
+		s.f.Close()
+	}
+	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return fmt.Errorf("encode incidents: %w", err)
+		return fmt.Errorf("open incidents: %w", err)
 	}
-	return writeFileAtomic(s.path, b, 0o600)
+	s.f, s.lines = f, n
+	return nil
 }
 
 func (in *Incident) clone() Incident {
@@ -253,5 +336,5 @@ func (s *incidents) open(id string, a anomaly.Anomaly, now time.Time) error {
 	if _, ok := s.byAgent[a.AgentID]; !ok {
 		s.byAgent[a.AgentID] = in
 	}
-	return s.saveLocked(nowMs)
+	return s.saveLocked(in, nowMs)
 }

@@ -177,6 +177,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		return nil, err
 	}
 	s.Engine = e
+	s.closers = append(s.closers, e.inc.Close)
 	s.Worker = &outbox.Worker{Store: ob, Kinds: e.Kinds(), Log: log, Metrics: outbox.NewMetrics(reg), Poll: 250 * time.Millisecond}
 	mux := http.NewServeMux()
 	if secret != "" {
@@ -248,7 +249,7 @@ func Guards(cfg config.Config, getenv func(string) string, log *slog.Logger) (ma
 
 // ReadIncidents reads the incidents file of a state directory.
 func ReadIncidents(stateDir string) ([]Incident, error) {
-	s, err := openIncidents(filepath.Join(stateDir, "incidents.json"))
+	s, err := loadIncidents(filepath.Join(stateDir, "incidents.json"), true)
 	if err != nil {
 		return nil, err
 	}
