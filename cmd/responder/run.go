@@ -6,10 +6,12 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/agentwatch/agentwatch/internal/audit"
 	"github.com/agentwatch/agentwatch/internal/chresp"
 	"github.com/agentwatch/agentwatch/internal/chstore"
 	"github.com/agentwatch/agentwatch/internal/cli"
@@ -48,6 +50,12 @@ func runResponder(args []string) error {
 		return err
 	}
 	deps := clickhouseDeps(st, respond.RegistryFunc(func() *inventory.Registry { return watcher.Current().Registry }))
+	// Every action is audited before it counts as done; grouping the
+	// concurrent ones into one insert keeps ClickHouse from drowning in
+	// one-row inserts during a burst.
+	batcher := audit.NewBatcher(deps.Audit, 10*time.Millisecond, 1000)
+	defer batcher.Close()
+	deps.Audit = batcher
 	deps.AfterAction = failpoint(log)
 	svc, err := respond.Build(cfg, deps, log, reg)
 	if err != nil {

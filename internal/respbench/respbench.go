@@ -32,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/agentwatch/agentwatch/internal/audit"
 	"github.com/agentwatch/agentwatch/internal/bus"
 	"github.com/agentwatch/agentwatch/internal/chresp"
 	"github.com/agentwatch/agentwatch/internal/chstore"
@@ -324,7 +325,11 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 		return Report{}, fmt.Errorf("respbench: anomalies writer: %w", err)
 	}
 	defer writer.Close()
-	return measure(ctx, o, rig{cfg: cfg, deps: clickhouseDeps(st), writer: writer, reader: reader, kong: kong, slack: slack}, log, progress)
+	deps := clickhouseDeps(st)
+	batcher := audit.NewBatcher(deps.Audit, 10*time.Millisecond, 1000) // as cmd/responder does
+	defer batcher.Close()
+	deps.Audit = batcher
+	return measure(ctx, o, rig{cfg: cfg, deps: deps, writer: writer, reader: reader, kong: kong, slack: slack}, log, progress)
 }
 
 // clickhouseDeps are cmd/responder's (cmd/responder/run.go), with the

@@ -232,28 +232,42 @@ func (e *Engine) Handle(ctx context.Context, a anomaly.Anomaly) (HandleResult, e
 // means none is known to be marked: the caller must not commit the
 // batch's offsets (handling them again queues nothing twice).
 func (e *Engine) HandleBatch(ctx context.Context, as []anomaly.Anomaly) ([]HandleResult, error) {
-	bs, ok := e.o.Seen.(BatchSeen)
-	if !ok {
-		out := make([]HandleResult, len(as))
-		for i, a := range as {
-			r, err := e.Handle(ctx, a)
-			if err != nil {
-				return out, err
-			}
-			out[i] = r
-		}
-		return out, nil
+	out, mark, err := e.ProcessBatch(ctx, as)
+	if err != nil {
+		return out, err
 	}
+	return out, e.MarkHandled(ctx, mark)
+}
+
+// ProcessBatch is HandleBatch without the marking: it returns the ids the
+// caller must mark (MarkHandled) before it commits their offsets. Until
+// then a redelivery is processed again, which queues nothing twice (the
+// outbox keys and the incident dedupe it): the handled set guards against
+// other instances and restarts, not this process.
+func (e *Engine) ProcessBatch(ctx context.Context, as []anomaly.Anomaly) ([]HandleResult, []string, error) {
 	ids := make([]string, 0, len(as))
 	for _, a := range as {
 		if a.ID == "" || a.AgentID == "" {
-			return nil, fmt.Errorf("anomaly without id or agent id")
+			return nil, nil, fmt.Errorf("anomaly without id or agent id")
 		}
 		ids = append(ids, a.ID)
 	}
-	handled, err := bs.HandledMany(ctx, ids)
-	if err != nil {
-		return nil, err
+	var handled map[string]bool
+	if bs, ok := e.o.Seen.(BatchSeen); ok {
+		h, err := bs.HandledMany(ctx, ids)
+		if err != nil {
+			return nil, nil, err
+		}
+		handled = h
+	} else {
+		handled = make(map[string]bool, len(ids))
+		for _, id := range ids {
+			done, err := e.o.Seen.Handled(ctx, id)
+			if err != nil {
+				return nil, nil, fmt.Errorf("check anomaly %s handled: %w", id, err)
+			}
+			handled[id] = done
+		}
 	}
 	out := make([]HandleResult, len(as))
 	var mark []string
@@ -266,15 +280,31 @@ func (e *Engine) HandleBatch(ctx context.Context, as []anomaly.Anomaly) ([]Handl
 		handled[a.ID] = true // a second copy in the same batch
 		r, err := e.process(ctx, a)
 		if err != nil {
-			return out, err
+			return out, mark, err
 		}
 		out[i] = r
 		mark = append(mark, a.ID)
 	}
-	if err := bs.InsertHandled(ctx, mark); err != nil {
-		return out, fmt.Errorf("mark %d anomalies handled: %w", len(mark), err)
+	return out, mark, nil
+}
+
+// MarkHandled records ids as handled: one insert with a BatchSeen.
+func (e *Engine) MarkHandled(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
 	}
-	return out, nil
+	if bs, ok := e.o.Seen.(BatchSeen); ok {
+		if err := bs.InsertHandled(ctx, ids); err != nil {
+			return fmt.Errorf("mark %d anomalies handled: %w", len(ids), err)
+		}
+		return nil
+	}
+	for _, id := range ids {
+		if _, err := e.o.Seen.MarkHandled(ctx, id); err != nil {
+			return fmt.Errorf("mark anomaly %s handled: %w", id, err)
+		}
+	}
+	return nil
 }
 
 // process is Handle after the duplicate check and before marking.
