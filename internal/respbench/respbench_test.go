@@ -138,7 +138,7 @@ func TestMeasureInProcess(t *testing.T) {
 		t.Errorf("implausible latencies: fetched %v, revoked %v", rep.Fetched, rep.Revoked)
 	}
 	out := rep.String()
-	for _, want := range []string{"| **revocation: DELETE received by Kong** | 30 |", "| **alert received by Slack** |", "responder: 30 anomalies at 200/s: revocation p50", "per anomaly (at most"} {
+	for _, want := range []string{"| **revocation: DELETE received by Kong** | 30 |", "| **alert received by Slack** |", "responder: 30 anomalies at 200/s: revocation p50", "consumer: handled-set lookups and marks took"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}

@@ -33,8 +33,8 @@ func (e *Engine) Kinds() map[string]outbox.Kind {
 			return f(ctx, en, j)
 		}
 	}
-	gw := outbox.Kind{Concurrency: 4, Timeout: 2 * time.Minute, IndependentRetryAfter: true}
-	slackKind := outbox.Kind{Concurrency: 2, Timeout: 30 * time.Second}
+	gw := outbox.Kind{Concurrency: 8, Timeout: 2 * time.Minute, IndependentRetryAfter: true}
+	slackKind := outbox.Kind{Concurrency: 8, Timeout: 30 * time.Second}
 	with := func(k outbox.Kind, f func(context.Context, outbox.Entry, job) ([]byte, error)) outbox.Kind {
 		k.Handler = h(f)
 		return k

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/agentwatch/agentwatch/internal/audit"
@@ -121,10 +122,14 @@ type Options struct {
 
 // Engine is the responder. Safe for concurrent use.
 type Engine struct {
-	o   Options
-	inc *incidents
-	log *slog.Logger
-	now func() time.Time
+	// rootMu makes choosing, queueing and recording a thread's alert one
+	// step (the consumer and approved steps may queue notify steps at
+	// once).
+	rootMu sync.Mutex
+	o      Options
+	inc    *incidents
+	log    *slog.Logger
+	now    func() time.Time
 }
 
 // New builds an Engine.
@@ -232,7 +237,7 @@ func (e *Engine) Handle(ctx context.Context, a anomaly.Anomaly) (HandleResult, e
 // means none is known to be marked: the caller must not commit the
 // batch's offsets (handling them again queues nothing twice).
 func (e *Engine) HandleBatch(ctx context.Context, as []anomaly.Anomaly) ([]HandleResult, error) {
-	out, mark, err := e.ProcessBatch(ctx, as)
+	out, mark, err := e.ProcessBatch(ctx, as, nil)
 	if err != nil {
 		return out, err
 	}
@@ -244,16 +249,23 @@ func (e *Engine) HandleBatch(ctx context.Context, as []anomaly.Anomaly) ([]Handl
 // then a redelivery is processed again, which queues nothing twice (the
 // outbox keys and the incident dedupe it): the handled set guards against
 // other instances and restarts, not this process.
-func (e *Engine) ProcessBatch(ctx context.Context, as []anomaly.Anomaly) ([]HandleResult, []string, error) {
+//
+// known[i], when known is not nil, says the caller knows anomaly i was not
+// handled (see Consumer): it is not looked up.
+func (e *Engine) ProcessBatch(ctx context.Context, as []anomaly.Anomaly, known []bool) ([]HandleResult, []string, error) {
 	ids := make([]string, 0, len(as))
-	for _, a := range as {
+	for i, a := range as {
 		if a.ID == "" || a.AgentID == "" {
 			return nil, nil, fmt.Errorf("anomaly without id or agent id")
 		}
-		ids = append(ids, a.ID)
+		if known == nil || !known[i] {
+			ids = append(ids, a.ID)
+		}
 	}
 	var handled map[string]bool
-	if bs, ok := e.o.Seen.(BatchSeen); ok {
+	if len(ids) == 0 {
+		handled = map[string]bool{}
+	} else if bs, ok := e.o.Seen.(BatchSeen); ok {
 		h, err := bs.HandledMany(ctx, ids)
 		if err != nil {
 			return nil, nil, err
@@ -417,35 +429,40 @@ func (e *Engine) queueStep(ctx context.Context, j job) (bool, error) {
 		if st.Skip != "" {
 			return e.enqueue(ctx, st.ID, kindAlert, j) // recorded as skipped; opens no thread
 		}
+		// The thread's alert is queued before the incident names it as
+		// its root: whatever is queued for the thread afterwards (replies,
+		// notes, approval requests, under the same order key) comes after
+		// it in the queue and runs once it is posted, without polling.
+		e.rootMu.Lock()
+		defer e.rootMu.Unlock()
 		now := e.now()
-		var isRoot bool
-		in, err := e.inc.update(j.Incident, now, func(in *Incident) {
+		in, ok := e.inc.get(j.Incident)
+		root, hasRoot := in.Roots[j.Channel]
+		// A follow-up past the repeat interval starts a new top-level
+		// alert, so a long incident is seen again in the channel.
+		isRoot := !ok || !hasRoot || root == st.ID ||
+			(e.o.Settings.RepeatInterval > 0 && now.UnixMilli()-in.RootMs[j.Channel] > e.o.Settings.RepeatInterval.Milliseconds())
+		if !isRoot {
+			j.Root = root
+			return e.enqueue(ctx, st.ID, kindReply, j)
+		}
+		var opts []outbox.EnqueueOption
+		if e.o.Settings.GroupWait > 0 && !j.Decision.Manual {
+			opts = append(opts, outbox.NotBefore(now.Add(e.o.Settings.GroupWait)))
+		}
+		created, err := e.enqueue(ctx, st.ID, kindAlert, j, opts...)
+		if err != nil || !ok {
+			return created, err // a manual run without an incident record: one alert
+		}
+		if _, err := e.inc.update(j.Incident, now, func(in *Incident) {
 			if in.Roots == nil {
 				in.Roots, in.RootMs = map[string]string{}, map[string]int64{}
 			}
-			root, ok := in.Roots[j.Channel]
-			// A follow-up past the repeat interval starts a new top-level
-			// alert, so a long incident is seen again in the channel.
-			if !ok || (e.o.Settings.RepeatInterval > 0 && now.UnixMilli()-in.RootMs[j.Channel] > e.o.Settings.RepeatInterval.Milliseconds() && root != st.ID) {
-				in.Roots[j.Channel], in.RootMs[j.Channel] = st.ID, now.UnixMilli()
-			}
-			isRoot = in.Roots[j.Channel] == st.ID
-		})
-		if err != nil && !errors.Is(err, errNoIncident) {
-			return false, err
+			in.Roots[j.Channel], in.RootMs[j.Channel] = st.ID, now.UnixMilli()
+		}); err != nil {
+			return created, err
 		}
-		if err != nil { // manual run: no incident record, one alert
-			isRoot = true
-		}
-		if isRoot {
-			var opts []outbox.EnqueueOption
-			if e.o.Settings.GroupWait > 0 && !j.Decision.Manual {
-				opts = append(opts, outbox.NotBefore(now.Add(e.o.Settings.GroupWait)))
-			}
-			return e.enqueue(ctx, st.ID, kindAlert, j, opts...)
-		}
-		j.Root = in.Roots[j.Channel]
-		return e.enqueue(ctx, st.ID, kindReply, j)
+		return created, nil
 	case playbooks.KindSnapshot:
 		// The evidence window ends "after" past the anomalous window: take
 		// the snapshot then, so it holds what the agent did next.
@@ -475,13 +492,8 @@ func (e *Engine) queueStep(ctx context.Context, j job) (bool, error) {
 // and replies have their own key per thread.
 func orderKey(kind string, j job) string {
 	switch kind {
-	case kindAlert, kindReply:
+	case kindAlert, kindReply, kindNote, kindApprove:
 		return "slack:" + j.Incident
-	case kindNote, kindApprove:
-		// They wait for the thread's alert themselves (rootTS): queued
-		// from a handler, they may come before the alert in the queue,
-		// and must not hold it back.
-		return ""
 	case kindTimeout, kindAnswer, kindRestore, kindSnapshot:
 		// Due later (a TTL, an approval timeout, the end of a snapshot's
 		// window) or answering: must not wait behind, nor hold back, the
