@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,8 +33,9 @@ var demoAnalyst = audit.Actor{Kind: audit.ActorSlack, Name: "demo-analyst (scrip
 // quarantines into a deny-list file, evidence bundles from the embedded
 // event store, all state under the data dir.
 type embeddedResponder struct {
-	svc    *respond.Service
-	cancel context.CancelFunc
+	svc      *respond.Service
+	approved atomic.Int64 // approval requests the scripted analyst answered
+	cancel   context.CancelFunc
 	done   chan error
 	log    *slog.Logger
 }
@@ -79,6 +81,7 @@ func (r *embeddedResponder) approveAll(ctx context.Context) (int, error) {
 			return 0, err
 		}
 	}
+	r.approved.Add(int64(len(reqs)))
 	return len(reqs), nil
 }
 
@@ -117,7 +120,6 @@ func (r *embeddedResponder) finish(ctx context.Context) (responderSummary, error
 		if err != nil {
 			return s, err
 		}
-		s.Approved += n
 		if n == 0 {
 			break
 		}
@@ -141,6 +143,7 @@ func (r *embeddedResponder) finish(ctx context.Context) (responderSummary, error
 	if err := e.Settle(wctx, 5*time.Second); err != nil {
 		return s, err
 	}
+	s.Approved = int(r.approved.Load())
 	s.Incidents = e.Incidents()
 	sort.Slice(s.Incidents, func(i, j int) bool { return s.Incidents[i].OpenedMs < s.Incidents[j].OpenedMs })
 	recs, err := r.svc.Audit.Query(wctx, audit.Filter{Limit: 100000})
