@@ -36,8 +36,8 @@ type embeddedResponder struct {
 	svc      *respond.Service
 	approved atomic.Int64 // approval requests the scripted analyst answered
 	cancel   context.CancelFunc
-	done   chan error
-	log    *slog.Logger
+	done     chan error
+	log      *slog.Logger
 }
 
 func newResponder(cfg config.Config, store *embedstore.Store, det respond.FeedbackSink, out io.Writer, log *slog.Logger, reg prometheus.Registerer) (*embeddedResponder, error) {
