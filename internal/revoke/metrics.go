@@ -9,8 +9,8 @@ import (
 // Metrics may be shared by every Guard and Egress of a process. A nil
 // *Metrics records nothing. Safe for concurrent use.
 type Metrics struct {
-	// Actions counts Revoke and Restore calls by adapter and status (a
-	// Status, or "error").
+	// Actions counts Revoke and Restore calls, and Throttle and
+	// Unthrottle calls, by adapter and status (a Status, or "error").
 	Actions *prometheus.CounterVec
 	// Refusals counts automatic revocations turned into approval
 	// requests (reason budget, kill_switch, restored) and manual ones
@@ -33,7 +33,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	const ns, sub = "agentwatch", "responder"
 	return &Metrics{
 		Actions: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "revocations_total",
-			Help: "Revoke and restore calls, by adapter and status (revoked, already_revoked, restored, already_restored, left_revoked, error)."},
+			Help: "Revoke and restore calls, by adapter and status (revoked, already_revoked, restored, already_restored, left_revoked, throttled, already_throttled, unthrottled, already_unthrottled, error)."},
 			[]string{"adapter", "status"}),
 		Refusals: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "revocation_refusals_total",
 			Help: "Revocations not made: automatic ones turned into approval requests (budget, kill_switch, restored) and manual ones stopped by the kill switch (kill_switch_manual)."},

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -128,14 +129,29 @@ type KongCredential struct {
 }
 
 // Kong is a Kong Admin API for key-auth credentials (GET, DELETE, PUT of
-// /key-auths/{id} and /consumers/{c}/key-auth/{id}) that records the
-// requests it gets.
+// /key-auths/{id} and /consumers/{c}/key-auth/{id}) and consumer plugins
+// (POST and GET, with ?tags= filtering, of /consumers/{c}/plugins; GET
+// and DELETE of /plugins/{id}) that records the requests it gets. A
+// consumer is named by its username or by "uuid-"+username, the id the
+// credential reads give. Safe for concurrent use.
 type Kong struct {
 	srv *httptest.Server
 
-	mu    sync.Mutex
-	creds map[string]KongCredential
-	reqs  []KongRequest
+	mu      sync.Mutex
+	creds   map[string]KongCredential
+	reqs    []KongRequest
+	plugins []KongPlugin // in creation order
+	seq     int
+	fail    []int // codes answered to the next requests instead of acting
+}
+
+// KongPlugin is a plugin of the Kong server, on a consumer.
+type KongPlugin struct {
+	ID       string         `json:"id"`
+	Name     string         `json:"name"`
+	Config   map[string]any `json:"config,omitempty"`
+	Tags     []string       `json:"tags,omitempty"`
+	Consumer string         `json:"-"` // username
 }
 
 // KongRequest is one request Kong received.
@@ -153,10 +169,23 @@ func NewKong() *Kong {
 		mux.HandleFunc("DELETE "+p, k.delete)
 		mux.HandleFunc("PUT "+p, k.put)
 	}
+	mux.HandleFunc("POST /consumers/{c}/plugins", k.addPlugin)
+	mux.HandleFunc("GET /consumers/{c}/plugins", k.listPlugins)
+	mux.HandleFunc("GET /plugins/{id}", k.getPlugin)
+	mux.HandleFunc("DELETE /plugins/{id}", k.deletePlugin)
 	k.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		k.mu.Lock()
 		k.reqs = append(k.reqs, KongRequest{Method: r.Method, Path: r.URL.EscapedPath(), At: time.Now()})
+		code := 0
+		if len(k.fail) > 0 {
+			code, k.fail = k.fail[0], k.fail[1:]
+		}
 		k.mu.Unlock()
+		if code != 0 {
+			w.WriteHeader(code)
+			writeJSON(w, map[string]any{"message": http.StatusText(code)})
+			return
+		}
 		mux.ServeHTTP(w, r)
 	}))
 	return k
@@ -256,4 +285,150 @@ func (k *Kong) put(w http.ResponseWriter, r *http.Request) {
 	k.mu.Unlock()
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b)
+}
+
+// FailNext makes the next requests, one per code, answer that status
+// instead of acting (they are still recorded).
+func (k *Kong) FailNext(codes ...int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.fail = append(k.fail, codes...)
+}
+
+// Plugins returns the consumer's plugins (consumer is a username or
+// "uuid-"+username), in creation order.
+func (k *Kong) Plugins(consumer string) []KongPlugin {
+	consumer = strings.TrimPrefix(consumer, "uuid-")
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []KongPlugin
+	for _, p := range k.plugins {
+		if p.Consumer == consumer {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// AddPlugin creates a plugin on the consumer, as an operator would, and
+// returns its id. It does not check uniqueness.
+func (k *Kong) AddPlugin(consumer, name string, config map[string]any, tags ...string) string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.newPlugin(strings.TrimPrefix(consumer, "uuid-"), name, config, tags)
+}
+
+// RemovePlugin deletes a plugin, as an operator would; it reports whether
+// there was one.
+func (k *Kong) RemovePlugin(id string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.removePlugin(id)
+}
+
+func (k *Kong) newPlugin(consumer, name string, config map[string]any, tags []string) string {
+	k.seq++
+	id := fmt.Sprintf("00000000-0000-4000-8000-%012d", k.seq)
+	k.plugins = append(k.plugins, KongPlugin{ID: id, Name: name, Config: config, Tags: tags, Consumer: consumer})
+	return id
+}
+
+func (k *Kong) removePlugin(id string) bool {
+	for i, p := range k.plugins {
+		if p.ID == id {
+			k.plugins = append(k.plugins[:i], k.plugins[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+func pluginJSON(p KongPlugin) map[string]any {
+	return map[string]any{"id": p.ID, "name": p.Name, "config": p.Config, "tags": p.Tags,
+		"consumer": map[string]any{"id": "uuid-" + p.Consumer}, "route": nil, "service": nil, "enabled": true, "created_at": 1700000000}
+}
+
+func (k *Kong) addPlugin(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Name   string         `json:"name"`
+		Config map[string]any `json:"config"`
+		Tags   []string       `json:"tags"`
+	}
+	b, _ := io.ReadAll(r.Body)
+	if err := json.Unmarshal(b, &body); err != nil || body.Name == "" {
+		w.WriteHeader(http.StatusBadRequest)
+		writeJSON(w, map[string]any{"code": 2, "name": "schema violation", "message": "schema violation (name: required field missing)"})
+		return
+	}
+	cons := strings.TrimPrefix(r.PathValue("c"), "uuid-")
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, p := range k.plugins {
+		if p.Consumer == cons && p.Name == body.Name {
+			// Kong allows one plugin of a name per (consumer, route, service).
+			w.WriteHeader(http.StatusConflict)
+			writeJSON(w, map[string]any{"code": 5, "name": "unique constraint violation",
+				"message": fmt.Sprintf("UNIQUE violation detected on '{consumer={id=\"uuid-%s\"},name=\"%s\",route=null,service=null}'", cons, body.Name)})
+			return
+		}
+	}
+	k.newPlugin(cons, body.Name, body.Config, body.Tags)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	_ = json.NewEncoder(w).Encode(pluginJSON(k.plugins[len(k.plugins)-1]))
+}
+
+// listPlugins filters by ?tags= as Kong does: "a,b" is AND, "a/b" is OR.
+func (k *Kong) listPlugins(w http.ResponseWriter, r *http.Request) {
+	cons := strings.TrimPrefix(r.PathValue("c"), "uuid-")
+	q := r.URL.Query().Get("tags")
+	match := func(tags []string) bool {
+		if q == "" {
+			return true
+		}
+		has := func(t string) bool { return slices.Contains(tags, t) }
+		if strings.Contains(q, "/") {
+			for _, t := range strings.Split(q, "/") {
+				if has(t) {
+					return true
+				}
+			}
+			return false
+		}
+		for _, t := range strings.Split(q, ",") {
+			if !has(t) {
+				return false
+			}
+		}
+		return true
+	}
+	k.mu.Lock()
+	data := []map[string]any{}
+	for _, p := range k.plugins {
+		if p.Consumer == cons && match(p.Tags) {
+			data = append(data, pluginJSON(p))
+		}
+	}
+	k.mu.Unlock()
+	writeJSON(w, map[string]any{"data": data, "next": nil})
+}
+
+func (k *Kong) getPlugin(w http.ResponseWriter, r *http.Request) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, p := range k.plugins {
+		if p.ID == r.PathValue("id") {
+			writeJSON(w, pluginJSON(p))
+			return
+		}
+	}
+	w.WriteHeader(http.StatusNotFound)
+	writeJSON(w, map[string]any{"message": "Not found"})
+}
+
+func (k *Kong) deletePlugin(w http.ResponseWriter, r *http.Request) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.removePlugin(r.PathValue("id"))
+	w.WriteHeader(http.StatusNoContent) // Kong answers 204 for a missing plugin too
 }
