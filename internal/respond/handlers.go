@@ -419,6 +419,9 @@ func (e *Engine) runRevoke(ctx context.Context, en outbox.Entry, j job) ([]byte,
 // runRestore undoes a revocation or quarantine (TTL or `responder restore`).
 func (e *Engine) runRestore(ctx context.Context, en outbox.Entry, j job) ([]byte, error) {
 	kind := j.Step.Kind()
+	if kind == playbooks.KindThrottle {
+		return e.unthrottle(ctx, en, j)
+	}
 	adapter := ""
 	switch kind {
 	case playbooks.KindRevoke:
@@ -484,10 +487,64 @@ func (e *Engine) runWebhook(ctx context.Context, en outbox.Entry, j job) ([]byte
 }
 
 func (e *Engine) runThrottle(ctx context.Context, en outbox.Entry, j job) ([]byte, error) {
-	if done, err := e.skipOrDry(ctx, j, string(playbooks.KindThrottle), fmt.Sprintf("throttle agent %s to %d/min", j.Anomaly.AgentID, j.Step.Throttle.RatePerMinute)); done {
+	th := j.Step.Throttle
+	t := e.target(j)
+	t.IncidentID += "/throttle"
+	what := fmt.Sprintf("throttle credential %s of agent %s to %d/min through %s", t.CredentialID, t.AgentID, th.RatePerMinute, th.Adapter)
+	if done, err := e.skipOrDry(ctx, j, string(playbooks.KindThrottle), what); done {
 		return nil, err
 	}
-	return nil, e.permanent(ctx, j, string(playbooks.KindThrottle), errors.New("throttle is not implemented by the built-in adapters yet"))
+	g, ok := e.o.Throttlers[th.Adapter]
+	if !ok {
+		return nil, e.permanent(ctx, j, string(playbooks.KindThrottle), fmt.Errorf("adapter %q cannot throttle (only kong does)", th.Adapter))
+	}
+	if t.CredentialID == "" {
+		return nil, e.permanent(ctx, j, string(playbooks.KindThrottle), errors.New("the agent has no known credential"))
+	}
+	res, saved, err := g.Throttle(ctx, t, th.RatePerMinute)
+	if err != nil {
+		if revoke.Retryable(err) {
+			return nil, err
+		}
+		return nil, e.permanent(ctx, j, string(playbooks.KindThrottle), err)
+	}
+	if err := e.record(ctx, j, string(playbooks.KindThrottle), audit.ResultOK, fmt.Sprintf("%s: %s", res.Status, res.Detail)); err != nil {
+		return nil, err
+	}
+	if j.Step.TTL > 0 {
+		uj := j
+		uj.Actor = audit.Actor{Kind: audit.ActorAutomatic}
+		uj.Why = fmt.Sprintf("TTL of %s ended", j.Step.TTL)
+		uj.Saved = saved
+		if _, err := e.enqueue(ctx, j.Step.UndoID(), kindRestore, uj, outbox.NotBefore(e.now().Add(j.Step.TTL))); err != nil {
+			return nil, err
+		}
+	}
+	e.note(ctx, j, en.Key, fmt.Sprintf("throttle done: %s (%s)", what, res.Status))
+	return saved, nil
+}
+
+// unthrottle is runRestore for a throttle step.
+func (e *Engine) unthrottle(ctx context.Context, en outbox.Entry, j job) ([]byte, error) {
+	th := j.Step.Throttle
+	t := e.target(j)
+	t.IncidentID += "/throttle"
+	g, ok := e.o.Throttlers[th.Adapter]
+	if !ok {
+		return nil, e.permanent(ctx, j, "restore", fmt.Errorf("adapter %q cannot throttle (only kong does)", th.Adapter))
+	}
+	res, err := g.Unthrottle(ctx, t, j.Saved)
+	if err != nil {
+		if revoke.Retryable(err) {
+			return nil, err
+		}
+		return nil, e.permanent(ctx, j, "restore", err)
+	}
+	if err := e.record(ctx, j, "restore", audit.ResultOK, fmt.Sprintf("%s: %s", res.Status, res.Detail)); err != nil {
+		return nil, err
+	}
+	e.note(ctx, j, en.Key, fmt.Sprintf("throttle lifted: credential %s of agent %s (%s)", t.CredentialID, t.AgentID, j.Why))
+	return nil, nil
 }
 
 // askApproval turns a step into an approval request (budget spent, kill

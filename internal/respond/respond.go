@@ -104,6 +104,8 @@ type Options struct {
 	Notifier  Notifier
 	Codec     *slackui.ActionCodec
 	Guards    map[string]*revoke.Guard
+	// Throttlers are the adapters that can rate-limit an agent (kong).
+	Throttlers map[string]revoke.Throttler
 	Webhooks  map[string]revoke.Gateway
 	Events    evidence.EventSource
 	Chain     evidence.ChainStore
@@ -180,6 +182,8 @@ type job struct {
 	Approved bool               `json:"approved,omitempty"`
 	// Request is the approval request's id (its entry key).
 	Request string `json:"request,omitempty"`
+	// Saved is what an undo needs from the action (a throttle's plugin).
+	Saved []byte `json:"saved,omitempty"`
 }
 
 // IncidentID is the id of the incident an anomaly opens.

@@ -56,6 +56,12 @@ playbooks:
       - notify: {channel: "#soc-alerts"}
       - approve: {channel: "#soc-alerts", timeout: 1h}
       - revoke: {adapter: denylist}
+  - name: slow-down
+    trigger: {kinds: [unapproved_route]}
+    final: true
+    steps:
+      - throttle: {adapter: kong, rate_per_minute: 30}
+        ttl: 1s
   - name: contain
     manual_only: true
     steps:
@@ -646,5 +652,44 @@ func TestHandleBatchLooksUpOnceAndHandlesEachIDOnce(t *testing.T) {
 		if !x.Duplicate {
 			t.Errorf("replayed anomaly %d handled again", i)
 		}
+	}
+}
+
+func TestThrottleRateLimitsAtKongAndLiftsAtItsTTL(t *testing.T) {
+	r := newRig(t, nil)
+	ctx := context.Background()
+	r.kong.Add("agent-t", "cred-t", "k")
+	a := anomaly.Anomaly{V: 1, ID: "ur-1", AgentID: "agent-t", CredentialID: "cred-t", Kind: anomaly.UnapprovedRoute, Severity: "medium",
+		Score: 3, WindowStartMs: 60_000, WindowEndMs: 120_000}
+	if _, err := r.svc.Engine.Handle(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	var seen bool
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !seen; time.Sleep(5 * time.Millisecond) {
+		ps := r.kong.Plugins("agent-t")
+		seen = len(ps) == 1 && ps[0].Name == "rate-limiting" && ps[0].Config["minute"] != nil
+	}
+	if !seen {
+		t.Fatalf("no rate-limiting plugin on the consumer after the throttle: %+v", r.kong.Requests())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && len(r.kong.Plugins("agent-t")) > 0 {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := len(r.kong.Plugins("agent-t")); n != 0 {
+		t.Fatalf("the throttle was not lifted at its TTL: %d plugins", n)
+	}
+	recs, _ := r.svc.Audit.Query(ctx, audit.Filter{AgentID: "agent-t"})
+	var th, lifted int
+	for _, rec := range recs {
+		if rec.Action == "throttle" && rec.Result == audit.ResultOK {
+			th++
+		}
+		if rec.Action == "restore" && rec.Result == audit.ResultOK {
+			lifted++
+		}
+	}
+	if th != 1 || lifted != 1 {
+		t.Errorf("audit: %d throttles, %d lifts; want 1 and 1: %+v", th, lifted, recs)
 	}
 }

@@ -131,7 +131,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	if s.Ledger, err = revoke.OpenFileLedger(state("revocations.jsonl")); err != nil {
 		return nil, err
 	}
-	guards, webhooks, err := buildGateways(cfg, set, s.Ledger, getenv, d.Resolve, now, log, reg)
+	guards, webhooks, throttlers, err := buildGateways(cfg, set, s.Ledger, getenv, d.Resolve, now, log, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +167,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	m := NewMetrics(reg)
 	e, err := New(Options{
 		Set: set, Outbox: ob, Seen: seen, Audit: s.Audit, Silences: sil, Registry: d.Registry, Notifier: notifier, Codec: codec,
-		Guards: guards, Webhooks: webhooks, Events: d.Events, Chain: s.Chain, Evidence: s.Evidence, Scores: d.Scores, Feedback: d.Feedback,
+		Guards: guards, Throttlers: throttlers, Webhooks: webhooks, Events: d.Events, Chain: s.Chain, Evidence: s.Evidence, Scores: d.Scores, Feedback: d.Feedback,
 		Incidents: state("incidents.json"), Log: log, Now: now, Metrics: m, AfterAction: d.AfterAction,
 		Settings: Settings{GroupWait: rc.GroupWait, IncidentWindow: rc.IncidentWindow, RepeatInterval: rc.RepeatInterval,
 			FalsePositiveSuppress: rc.FalsePositiveSuppress, Snooze: rc.Snooze, SnapshotMaxEvents: rc.SnapshotMaxEvents, ButtonAdapter: button,
@@ -243,7 +243,7 @@ func Guards(cfg config.Config, getenv func(string) string, log *slog.Logger) (ma
 	if err != nil {
 		return nil, nil, err
 	}
-	g, _, err := buildGateways(cfg, playbooks.Set{}, ledger, getenv, nil, time.Now, log, prometheus.NewRegistry())
+	g, _, _, err := buildGateways(cfg, playbooks.Set{}, ledger, getenv, nil, time.Now, log, prometheus.NewRegistry())
 	return g, ledger, err
 }
 
@@ -259,19 +259,19 @@ func ReadIncidents(stateDir string) ([]Incident, error) {
 // buildGateways makes a Guard per configured adapter and checks that every
 // adapter and webhook target the playbooks name is configured.
 func buildGateways(cfg config.Config, set playbooks.Set, ledger *revoke.FileLedger, getenv func(string) string,
-	resolve func(context.Context, string) ([]netip.Addr, error), now func() time.Time, log *slog.Logger, reg prometheus.Registerer) (map[string]*revoke.Guard, map[string]revoke.Gateway, error) {
+	resolve func(context.Context, string) ([]netip.Addr, error), now func() time.Time, log *slog.Logger, reg prometheus.Registerer) (map[string]*revoke.Guard, map[string]revoke.Gateway, map[string]revoke.Throttler, error) {
 	rc := cfg.Responder
 	rm := revoke.NewMetrics(reg)
 	egress, err := revoke.NewEgress(revoke.EgressOptions{Allow: rc.EgressAllow, Resolve: resolve, Metrics: rm})
 	if err != nil {
-		return nil, nil, fmt.Errorf("responder.egress_allow: %w", err)
+		return nil, nil, nil, fmt.Errorf("responder.egress_allow: %w", err)
 	}
 	budget, err := revoke.NewBudget(rc.RevokeBudget, rc.RevokeInterval, now)
 	if err != nil {
-		return nil, nil, fmt.Errorf("responder.revoke_budget: %w", err)
+		return nil, nil, nil, fmt.Errorf("responder.revoke_budget: %w", err)
 	}
 	if err := budget.SeedFrom(context.Background(), ledger); err != nil {
-		return nil, nil, fmt.Errorf("seed the revocation budget: %w", err)
+		return nil, nil, nil, fmt.Errorf("seed the revocation budget: %w", err)
 	}
 	var kill revoke.KillSwitch = &revoke.Switch{}
 	if rc.KillSwitchFile != "" {
@@ -284,13 +284,13 @@ func buildGateways(cfg config.Config, set playbooks.Set, ledger *revoke.FileLedg
 	}
 	dl, err := revoke.NewDenylist(revoke.DenylistOptions{Path: dpath, Format: rc.Denylist.Format, Now: now})
 	if err != nil {
-		return nil, nil, fmt.Errorf("responder.denylist: %w", err)
+		return nil, nil, nil, fmt.Errorf("responder.denylist: %w", err)
 	}
 	gws["denylist"] = dl
 	if rc.Kong.AdminURL != "" {
 		k, err := revoke.NewKong(revoke.KongOptions{AdminURL: rc.Kong.AdminURL, Token: envOf(getenv, rc.Kong.TokenEnv), Egress: egress, Metrics: rm, Log: log})
 		if err != nil {
-			return nil, nil, fmt.Errorf("responder.kong: %w", err)
+			return nil, nil, nil, fmt.Errorf("responder.kong: %w", err)
 		}
 		gws["kong"] = k
 	}
@@ -303,7 +303,7 @@ func buildGateways(cfg config.Config, set playbooks.Set, ledger *revoke.FileLedg
 		}
 		wh, err := revoke.NewWebhook(wo)
 		if err != nil {
-			return nil, nil, fmt.Errorf("responder.webhooks.%s: %w", name, err)
+			return nil, nil, nil, fmt.Errorf("responder.webhooks.%s: %w", name, err)
 		}
 		webhooks[name] = wh
 	}
@@ -323,17 +323,21 @@ func buildGateways(cfg config.Config, set playbooks.Set, ledger *revoke.FileLedg
 		}
 	}
 	if len(errs) > 0 {
-		return nil, nil, errors.Join(errs...)
+		return nil, nil, nil, errors.Join(errs...)
+	}
+	throttlers := map[string]revoke.Throttler{}
+	if k, ok := gws["kong"].(*revoke.Kong); ok {
+		throttlers["kong"] = k
 	}
 	guards := map[string]*revoke.Guard{}
 	for name, gw := range gws {
 		g, err := revoke.NewGuard(gw, revoke.Options{Ledger: ledger, Budget: budget, Kill: kill, Metrics: rm, Log: log, Now: now})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		guards[name] = g
 	}
-	return guards, webhooks, nil
+	return guards, webhooks, throttlers, nil
 }
 
 func webhookRequest(w config.WebhookTarget) revoke.WebhookRequest {
