@@ -94,28 +94,28 @@ type Settings struct {
 // the rest may be nil where the playbooks do not use them (a step whose
 // dependency is missing fails with an error saying so).
 type Options struct {
-	Set       playbooks.Set
-	Settings  Settings
-	Outbox    outbox.Store
-	Seen      outbox.Seen
-	Audit     *audit.Logger
-	Silences  *silence.Store
-	Registry  Registry
-	Notifier  Notifier
-	Codec     *slackui.ActionCodec
-	Guards    map[string]*revoke.Guard
+	Set      playbooks.Set
+	Settings Settings
+	Outbox   outbox.Store
+	Seen     outbox.Seen
+	Audit    *audit.Logger
+	Silences *silence.Store
+	Registry Registry
+	Notifier Notifier
+	Codec    *slackui.ActionCodec
+	Guards   map[string]*revoke.Guard
 	// Throttlers are the adapters that can rate-limit an agent (kong).
 	Throttlers map[string]revoke.Throttler
-	Webhooks  map[string]revoke.Gateway
-	Events    evidence.EventSource
-	Chain     evidence.ChainStore
-	Evidence  string // evidence root directory
-	Scores    ScoreSource
-	Feedback  FeedbackSink
-	Incidents string // incidents file; "" keeps them in memory
-	Log       *slog.Logger
-	Now       func() time.Time
-	Metrics   *Metrics
+	Webhooks   map[string]revoke.Gateway
+	Events     evidence.EventSource
+	Chain      evidence.ChainStore
+	Evidence   string // evidence root directory
+	Scores     ScoreSource
+	Feedback   FeedbackSink
+	Incidents  string // incidents file; "" keeps them in memory
+	Log        *slog.Logger
+	Now        func() time.Time
+	Metrics    *Metrics
 	// AfterAction, when set, is called after a revocation or quarantine
 	// reached the gateway and before it is recorded: the crash tests
 	// stop the process there.
