@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -106,6 +107,9 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 	}
 	cfg := o.Config
 	sum := Summary{DataDir: cfg.Embedded.DataDir, IncidentEvents: map[string]uint64{}}
+	// The stages and the responder's console print from their own
+	// goroutines: one lock keeps their lines whole.
+	out = &lockedWriter{w: out}
 
 	// Each run starts from an empty store so its counts are its own.
 	if err := os.RemoveAll(cfg.Embedded.DataDir); err != nil {
@@ -467,4 +471,16 @@ func countActions(m map[string]int) int {
 		n += v
 	}
 	return n
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
