@@ -12,6 +12,7 @@
 //	responder incidents                               list the incidents the responder keeps
 //	responder silence add|list|expire                 manage silences (docs/silences.md)
 //	responder outbox list|requeue|dismiss             inspect and repair the action queue
+//	responder false-positive --incident ID --anomaly ID   as the Slack button
 package main
 
 import (
@@ -41,6 +42,8 @@ func run(args []string) error {
 			return runSilence(args[1:])
 		case "outbox":
 			return runOutbox(args[1:])
+		case "false-positive":
+			return runFalsePositive(args[1:])
 		case "help", "-h", "--help":
 			os.Stdout.WriteString(usage)
 			return nil
@@ -58,9 +61,11 @@ const usage = `usage:
   responder incidents
   responder silence add --match MATCHERS --for 2h --comment TEXT | list [--expired] | expire ID
   responder outbox list [--all] | requeue KEY | dismiss KEY --reason TEXT
+  responder false-positive --incident ID --anomaly ID
 
-run-playbook, restore, incidents and silence work on responder.state_dir: when
-a responder runs on it, run-playbook and silence go through its HTTP API instead
+run-playbook, restore, incidents, silence and false-positive work on
+responder.state_dir: when a responder runs on it, run-playbook, silence and
+false-positive go through its HTTP API instead
 (responder.api_addr, token in $RESPONDER_API_TOKEN).
 TIME is RFC 3339 (2026-11-01T00:00:00Z) or a date (2026-11-01).
 Every config key is also a flag; see docs/responder.md.

@@ -371,6 +371,7 @@ func runVerify(args []string) error {
 
 func runIncidents(args []string) error {
 	fs := cli.FlagSet("responder incidents")
+	one := fs.String("incident", "", "list this incident's anomalies")
 	cfg, err := cli.Load(fs, args)
 	if err != nil {
 		return err
@@ -378,6 +379,24 @@ func runIncidents(args []string) error {
 	ins, err := respond.ReadIncidents(cfg.Responder.StateDir)
 	if err != nil {
 		return err
+	}
+	if *one != "" {
+		for _, in := range ins {
+			if in.ID != *one {
+				continue
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ANOMALY\tKIND\tSEVERITY\tSCORE\tWINDOW (UTC)\tSUMMARY")
+			for _, a := range in.Anomalies {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%s\t%s\n", audit.TerminalSafe(a.ID, 64), audit.TerminalSafe(a.Kind, 32), audit.TerminalSafe(a.Severity, 16), a.Score,
+					time.UnixMilli(a.WindowStartMs).UTC().Format("2006-01-02 15:04"), audit.TerminalSafe(a.Summary, 100))
+			}
+			if in.Count > len(in.Anomalies) {
+				fmt.Fprintf(tw, "… and %d more not kept\n", in.Count-len(in.Anomalies))
+			}
+			return tw.Flush()
+		}
+		return fmt.Errorf("no incident %s in %s", audit.TerminalSafe(*one, 128), cfg.Responder.StateDir)
 	}
 	sort.Slice(ins, func(i, j int) bool { return ins[i].OpenedMs < ins[j].OpenedMs })
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)

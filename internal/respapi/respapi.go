@@ -146,6 +146,9 @@ type Options struct {
 	Now func() time.Time
 	// Silences, when set, is served at /v1/silences.
 	Silences Silences
+	// Verdicts, when set, takes false positives at
+	// /v1/incidents/{incident}/false-positive (tokens with can_silence).
+	Verdicts Verdicts
 	// Getenv reads Token.SecretEnv; nil means os.Getenv.
 	Getenv func(string) string
 }
@@ -162,6 +165,7 @@ type Handler struct {
 	now        func() time.Time
 	mux        *http.ServeMux
 	silences   Silences
+	verdicts   Verdicts
 	// equal compares two SHA-256 digests: subtle.ConstantTimeCompare,
 	// replaced in tests to see that it is what decides.
 	equal func(x, y []byte) int
@@ -224,6 +228,10 @@ func New(o Options) (*Handler, error) {
 		h.mux.HandleFunc(silencesPost, h.addSilence)
 		h.mux.HandleFunc(silencesDelete, h.expireSilence)
 	}
+	if o.Verdicts != nil {
+		h.verdicts = o.Verdicts
+		h.mux.HandleFunc(falsePositivePattern, h.falsePositive)
+	}
 	return h, nil
 }
 
@@ -238,6 +246,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		route = "audit"
 	case silencesGet, silencesPost, silencesDelete:
 		route = "silences"
+	case falsePositivePattern:
+		route = "false_positive"
 	}
 	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 	sw.Header().Set("Cache-Control", "no-store")

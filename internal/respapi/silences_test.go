@@ -1,7 +1,9 @@
 package respapi
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -59,5 +61,33 @@ func TestSilencesAddListExpire(t *testing.T) {
 	wantCode(t, fx.do(t, http.MethodDelete, "/v1/silences/"+s.ID, "Bearer "+secretOncall, ""), http.StatusOK)
 	if got := st.Mutes(anomaly.Anomaly{AgentID: "a1", Kind: anomaly.Behaviour}, t0.Add(time.Minute)); len(got) != 0 {
 		t.Errorf("an expired silence still mutes")
+	}
+}
+
+type fakeVerdicts struct {
+	got []string
+}
+
+func (f *fakeVerdicts) FalsePositive(_ context.Context, incident, anomalyID string, actor audit.Actor) error {
+	if incident != "inc-1" {
+		return fmt.Errorf("no incident %q: %w", incident, ErrNotFound)
+	}
+	f.got = append(f.got, incident+"/"+anomalyID+"/"+actor.String())
+	return nil
+}
+
+func TestFalsePositiveThroughTheAPI(t *testing.T) {
+	fv := &fakeVerdicts{}
+	fx := newFixture(t, func(o *Options) {
+		o.Verdicts = fv
+		o.Tokens[1].CanSilence = true // oncall
+	})
+	wantCode(t, fx.do(t, http.MethodPost, "/v1/incidents/inc-1/false-positive", "Bearer "+secretCI, `{"anomaly_id":"a1"}`), http.StatusForbidden)
+	wantCode(t, fx.do(t, http.MethodPost, "/v1/incidents/inc-1/false-positive", "", `{"anomaly_id":"a1"}`), http.StatusUnauthorized)
+	wantCode(t, fx.do(t, http.MethodPost, "/v1/incidents/inc-1/false-positive", "Bearer "+secretOncall, `{}`), http.StatusBadRequest)
+	wantCode(t, fx.do(t, http.MethodPost, "/v1/incidents/nope/false-positive", "Bearer "+secretOncall, `{"anomaly_id":"a1"}`), http.StatusNotFound)
+	wantCode(t, fx.do(t, http.MethodPost, "/v1/incidents/inc-1/false-positive", "Bearer "+secretOncall, `{"anomaly_id":"a1"}`), http.StatusOK)
+	if len(fv.got) != 1 || fv.got[0] != "inc-1/a1/api:oncall" {
+		t.Errorf("verdicts taken: %v", fv.got)
 	}
 }

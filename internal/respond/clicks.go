@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/agentwatch/agentwatch/internal/audit"
+	"github.com/agentwatch/agentwatch/internal/respapi"
 	"github.com/agentwatch/agentwatch/internal/revoke"
 	"github.com/agentwatch/agentwatch/internal/silence"
 	"github.com/agentwatch/agentwatch/internal/slackui"
@@ -103,11 +104,11 @@ func (e *Engine) buttonAction(ctx context.Context, in Incident, an anomaly.Anoma
 func (e *Engine) FalsePositive(ctx context.Context, incident, anomalyID string, actor audit.Actor) error {
 	in, ok := e.inc.get(incident)
 	if !ok {
-		return fmt.Errorf("false positive on incident %q: %w", incident, errNoIncident)
+		return fmt.Errorf("false positive: no incident %q: %w", incident, respapi.ErrNotFound)
 	}
 	an, ok := in.Anomaly(anomalyID)
 	if !ok {
-		return fmt.Errorf("false positive: incident %s has no anomaly %q", incident, anomalyID)
+		return fmt.Errorf("false positive: incident %s has no anomaly %q: %w", incident, anomalyID, respapi.ErrNotFound)
 	}
 	now := e.now()
 	detail := "verdict recorded"

@@ -190,7 +190,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		for _, t := range rc.Tokens {
 			toks = append(toks, respapi.Token{Name: t.Name, SHA256: t.SHA256, SecretEnv: t.SecretEnv, AllowedPlaybooks: t.AllowedPlaybooks, CanReadAudit: t.CanReadAudit, CanSilence: t.CanSilence})
 		}
-		api, err := respapi.New(respapi.Options{Tokens: toks, Runner: e, Audit: s.Audit, Silences: sil, Log: log, Metrics: respapi.NewMetrics(reg), Now: now, Getenv: getenv})
+		api, err := respapi.New(respapi.Options{Tokens: toks, Runner: e, Audit: s.Audit, Silences: sil, Verdicts: e, Log: log, Metrics: respapi.NewMetrics(reg), Now: now, Getenv: getenv})
 		if err != nil {
 			return nil, fmt.Errorf("responder.tokens: %w", err)
 		}
