@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/agentwatch/agentwatch/internal/atomicfile"
+	"github.com/agentwatch/agentwatch/internal/flock"
 	"io"
 	"os"
 	"path/filepath"
@@ -40,7 +42,7 @@ func OpenFileStore(path string) (*FileStore, error) {
 		return nil, fmt.Errorf("open audit file: %w; create its directory or set another path", err)
 	}
 	f.Close()
-	syncDir(filepath.Dir(path))
+	atomicfile.SyncDir(filepath.Dir(path))
 	return &FileStore{path: path}, nil
 }
 
@@ -71,7 +73,7 @@ func (s *FileStore) Append(ctx context.Context, recs ...Record) error {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	unlock, err := lockFile(s.path+".lock", true)
+	unlock, err := flock.Lock(s.path+".lock", true, true)
 	if err != nil {
 		return fmt.Errorf("append to audit file: %w", err)
 	}
@@ -141,7 +143,7 @@ func (s *FileStore) Query(ctx context.Context, f Filter) ([]Record, error) {
 
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	unlock, err := lockFile(s.path+".lock", false)
+	unlock, err := flock.Lock(s.path+".lock", false, true)
 	if err != nil {
 		return nil, fmt.Errorf("query audit file: %w", err)
 	}
@@ -182,15 +184,4 @@ func (s *FileStore) Query(ctx context.Context, f Filter) ([]Record, error) {
 		}
 	}
 	return finish(out, f.Limit), nil
-}
-
-// syncDir makes a create in dir durable; file systems that cannot sync a
-// directory are left as they are.
-func syncDir(dir string) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return
-	}
-	_ = d.Sync()
-	d.Close()
 }

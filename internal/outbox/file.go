@@ -7,10 +7,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/agentwatch/agentwatch/internal/atomicfile"
+	"github.com/agentwatch/agentwatch/internal/flock"
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -100,12 +101,15 @@ func OpenFile(path string, opts FileOptions) (*FileStore, error) {
 		byState: make(map[State]map[string]struct{}),
 		seen:    make(map[string]time.Time),
 	}
-	unlock, err := lockFile(path + ".lock")
+	unlock, err := flock.Lock(path+".lock", true, false)
+	if errors.Is(err, flock.ErrLocked) {
+		err = fmt.Errorf("%w: %w", ErrInUse, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open outbox: %w", err)
 	}
 	s.unlock = unlock
-	removeStaleTemps(path)
+	atomicfile.RemoveStaleTemps(path)
 	if err := s.load(); err != nil {
 		unlock()
 		return nil, err
@@ -476,7 +480,7 @@ func (s *FileStore) compactLocked() error {
 			return fmt.Errorf("compact outbox %s: %w", s.path, err)
 		}
 	}
-	if err := writeAtomic(s.path, buf); err != nil {
+	if err := atomicfile.WriteFile(s.path, buf, 0o600); err != nil {
 		return fmt.Errorf("compact outbox: %w", err)
 	}
 	// The file was replaced: from here on, failing to reopen it stops the
@@ -503,58 +507,5 @@ func (s *FileStore) compactLocked() error {
 	}
 	s.opts.Log.Info("outbox compacted", "path", s.path, "lines_before", before, "lines_after", s.lines,
 		"dropped_entries", len(dropEntries), "dropped_handled_ids", len(dropSeen))
-	return nil
-}
-
-// removeStaleTemps removes what a compaction cut short by a crash left:
-// temporary files next to path that were never renamed over it.
-func removeStaleTemps(path string) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	stale, _ := filepath.Glob(filepath.Join(dir, "."+base+".tmp-*"))
-	for _, name := range stale {
-		_ = os.Remove(name)
-	}
-}
-
-// writeAtomic replaces path with data through a synced temporary file in
-// the same directory and a rename, then syncs the directory so the rename
-// survives a crash.
-func writeAtomic(path string, data []byte) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create temporary file for %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmp.Name(), err)
-	}
-	if err = tmp.Chmod(0o600); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", tmp.Name(), err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp.Name(), err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", tmp.Name(), path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
 	return nil
 }

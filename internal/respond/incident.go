@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/agentwatch/agentwatch/internal/atomicfile"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -257,7 +257,7 @@ func (s *incidents) rewrite(nowMs int64) error {
 		buf.Write(append(b, '\n'))
 		n++
 	}
-	if err := writeFileAtomic(s.path, buf.Bytes(), 0o600); err != nil {
+	if err := atomicfile.WriteFile(s.path, buf.Bytes(), 0o600); err != nil {
 		return err
 	}
 	if s.f != nil {
@@ -285,41 +285,6 @@ func (in *Incident) clone() Incident {
 		c.RootMs[k] = v
 	}
 	return c
-}
-
-// writeFileAtomic writes b to a temporary file beside path, syncs it and
-// renames it over path, then syncs the directory.
-func writeFileAtomic(path string, b []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 // open records an incident under id for a manual run (it joins no other

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -169,7 +170,7 @@ func TestKillSwitch(t *testing.T) {
 		t.Fatalf("automatic Revoke with the switch off = %+v, %v; want revoked", res, err)
 	}
 	// The file switch: engaged while the file exists.
-	if err := writeAtomic(string(file), nil, 0o644); err != nil {
+	if err := os.WriteFile(string(file), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := g.Revoke(t.Context(), Target{CredentialID: "c", IncidentID: "i"}); !errors.Is(err, ErrNeedsApproval) {

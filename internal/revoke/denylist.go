@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/agentwatch/agentwatch/internal/atomicfile"
+	"github.com/agentwatch/agentwatch/internal/flock"
 	"io/fs"
 	"os"
 	"slices"
@@ -164,7 +166,7 @@ func (d *Denylist) Contains(id string) (bool, error) {
 func (d *Denylist) update(fn func([]string, []DenyEntry) ([]string, []DenyEntry, bool), before func() error) (bool, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	unlock, err := lockFile(d.o.Path + ".lock")
+	unlock, err := flock.Lock(d.o.Path+".lock", true, true)
 	if err != nil {
 		return false, fmt.Errorf("denylist %s: %w", d.o.Name, err)
 	}
@@ -196,7 +198,7 @@ func (d *Denylist) update(fn func([]string, []DenyEntry) ([]string, []DenyEntry,
 		}
 		data = append(data, '\n')
 	}
-	if err := writeAtomic(d.o.Path, data, perm); err != nil {
+	if err := atomicfile.WriteFile(d.o.Path, data, perm); err != nil {
 		return false, fmt.Errorf("denylist %s: %w; check that its directory is writable", d.o.Name, err)
 	}
 	return true, nil

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/agentwatch/agentwatch/internal/flock"
 	"io"
 	"os"
 	"sync"
@@ -122,7 +123,7 @@ func OpenFileLedger(path string) (*FileLedger, error) {
 func (l *FileLedger) locked(fn func(f *os.File) error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	unlock, err := lockFile(l.path + ".lock")
+	unlock, err := flock.Lock(l.path+".lock", true, true)
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/agentwatch/agentwatch/internal/atomicfile"
+	"github.com/agentwatch/agentwatch/internal/flock"
 	"io"
 	"log/slog"
 	"os"
@@ -114,12 +116,15 @@ var _ pipeline.Stage = (*Store)(nil)
 // error naming the line. Silences past their retention are dropped.
 func Open(path string, opts Options) (*Store, error) {
 	s := &Store{path: path, opts: opts.withDefaults(), silences: make(map[string]*entry)}
-	unlock, err := lockFile(path + ".lock")
+	unlock, err := flock.Lock(path+".lock", true, false)
+	if errors.Is(err, flock.ErrLocked) {
+		err = fmt.Errorf("%w: %w", ErrInUse, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open silences: %w", err)
 	}
 	s.unlock = unlock
-	removeStaleTemps(path)
+	atomicfile.RemoveStaleTemps(path)
 	if err := s.load(); err != nil {
 		unlock()
 		return nil, err
@@ -181,7 +186,7 @@ func (s *Store) load() error {
 		f.Close()
 		return fmt.Errorf("open silences %s: %w", s.path, err)
 	}
-	syncDir(filepath.Dir(s.path))
+	atomicfile.SyncDir(filepath.Dir(s.path))
 	s.f, s.size = f, good
 	return nil
 }
@@ -553,7 +558,7 @@ func (s *Store) compactLocked(now time.Time) error {
 			return fmt.Errorf("compact silences %s: %w", s.path, err)
 		}
 	}
-	if err := writeAtomic(s.path, buf); err != nil {
+	if err := atomicfile.WriteFile(s.path, buf, 0o600); err != nil {
 		return fmt.Errorf("compact silences: %w", err)
 	}
 	// The file was replaced: from here on, failing to reopen it stops the
@@ -617,63 +622,4 @@ func randomID() (string, error) {
 func keyID(key string) string {
 	sum := sha256.Sum256([]byte("agentwatch/silence key v1\x00" + key))
 	return hex.EncodeToString(sum[:16])
-}
-
-// removeStaleTemps removes what a compaction cut short by a crash left:
-// temporary files next to path that were never renamed over it.
-func removeStaleTemps(path string) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	stale, _ := filepath.Glob(filepath.Join(dir, "."+base+".tmp-*"))
-	for _, name := range stale {
-		_ = os.Remove(name)
-	}
-}
-
-// writeAtomic replaces path with data through a synced temporary file in
-// the same directory and a rename, then syncs the directory so the rename
-// survives a crash.
-func writeAtomic(path string, data []byte) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create temporary file for %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmp.Name(), err)
-	}
-	if err = tmp.Chmod(0o600); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", tmp.Name(), err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp.Name(), err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", tmp.Name(), path, err)
-	}
-	syncDir(dir)
-	return nil
-}
-
-// syncDir makes a create or rename in dir durable; file systems that cannot
-// sync a directory are left as they are.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
 }

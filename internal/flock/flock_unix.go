@@ -1,6 +1,6 @@
 //go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
 
-package outbox
+package flock
 
 import (
 	"errors"
@@ -9,24 +9,27 @@ import (
 	"syscall"
 )
 
-// lockFile takes an exclusive advisory lock on path (created if needed)
-// without waiting: a second responder on the same outbox fails at start
-// with ErrInUse instead of interleaving its lines. unlock releases it; the
-// kernel releases it too when the process dies, however it dies.
-func lockFile(path string) (unlock func(), err error) {
+func lock(path string, exclusive, wait bool) (func(), error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w", err)
 	}
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
+	if !wait {
+		how |= syscall.LOCK_NB
+	}
 	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		err = syscall.Flock(int(f.Fd()), how)
 		if !errors.Is(err, syscall.EINTR) {
 			break
 		}
 	}
 	if errors.Is(err, syscall.EWOULDBLOCK) {
 		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, ErrInUse)
+		return nil, fmt.Errorf("lock %s: %w", path, ErrLocked)
 	}
 	if err != nil {
 		f.Close()
