@@ -48,6 +48,10 @@ type Options struct {
 	Agents int
 	// SimDuration is the paced, simulated span ending now; default 24h.
 	SimDuration time.Duration
+	// End is when the simulated span ends; zero means now. It must not be
+	// in the future. Tests pin it, so the incidents land at the same times
+	// of day whenever they run.
+	End time.Time
 	// History is quiet traffic replayed unpaced before it; default 72h.
 	// Ingest rejects events older than ingest.max_age (7 days by default).
 	History time.Duration
@@ -130,6 +134,9 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 	b.CreateTopic(topicAnom, cfg.Kafka.Partitions)
 
 	now := time.Now().UTC()
+	if !o.End.IsZero() && o.End.Before(now) {
+		now = o.End.UTC()
+	}
 	liveStart := now.Add(-o.SimDuration)
 	simStart := liveStart.Add(-o.History)
 	specs := sim.DefaultIncidents(liveStart, o.SimDuration)
