@@ -1,22 +1,12 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"strings"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentwatch/agentwatch/internal/audit"
 	"github.com/agentwatch/agentwatch/internal/cli"
-	"github.com/agentwatch/agentwatch/internal/outbox"
-	"github.com/agentwatch/agentwatch/internal/respond"
 )
 
 // runFalsePositive marks an anomaly of an incident a false positive, as the
@@ -37,54 +27,26 @@ func runFalsePositive(args []string) error {
 	log := cli.Logger(os.Stderr, cfg.Log, "responder")
 	ctx, stop := cli.SignalContext()
 	defer stop()
-	deps, closeStores, err := stores(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer closeStores()
-	local := cfg
-	local.Responder.Tokens, local.Responder.APIAddr = nil, ""
-	svc, err := respond.Build(local, deps, log, prometheus.NewRegistry())
-	if errors.Is(err, outbox.ErrInUse) {
-		base := *api
-		if base == "" {
-			base = "http://" + cfg.Responder.APIAddr
+	svc, closeFn, inUse, err := localResponder(ctx, cfg, log)
+	if inUse {
+		api, err := newAPIClient(cfg, *api, "can_silence")
+		if err != nil {
+			return err
 		}
-		return falsePositiveViaAPI(ctx, base, *incident, *anomalyID)
+		if _, err := api.call(ctx, http.MethodPost, "/v1/incidents/"+*incident+"/false-positive", map[string]string{"anomaly_id": *anomalyID}); err != nil {
+			return err
+		}
+		fmt.Printf("anomaly %s of incident %s marked a false positive\n", audit.TerminalSafe(*anomalyID, 128), audit.TerminalSafe(*incident, 128))
+		return nil
 	}
 	if err != nil {
 		return err
 	}
-	defer svc.Close()
+	defer closeFn()
 	if err := svc.Engine.FalsePositive(ctx, *incident, *anomalyID, operator()); err != nil {
 		return err
 	}
 	fmt.Printf("anomaly %s of incident %s marked a false positive: the pattern is silenced for %s and the verdict recorded\n",
 		audit.TerminalSafe(*anomalyID, 128), audit.TerminalSafe(*incident, 128), cfg.Responder.FalsePositiveSuppress)
-	return nil
-}
-
-func falsePositiveViaAPI(ctx context.Context, base, incident, anomalyID string) error {
-	token := os.Getenv("RESPONDER_API_TOKEN")
-	if token == "" {
-		return errors.New("a responder holds the state directory; to go through its API set RESPONDER_API_TOKEN to a token with can_silence")
-	}
-	b, _ := json.Marshal(map[string]string{"anomaly_id": anomalyID})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+"/v1/incidents/"+incident+"/false-positive", bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("responder API: %w", err)
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("responder API answered %s: %s", resp.Status, audit.TerminalSafe(string(out), 500))
-	}
-	fmt.Printf("anomaly %s of incident %s marked a false positive\n", audit.TerminalSafe(anomalyID, 128), audit.TerminalSafe(incident, 128))
 	return nil
 }

@@ -17,15 +17,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/agentwatch/agentwatch/internal/audit"
 	"github.com/agentwatch/agentwatch/internal/chstore"
 	"github.com/agentwatch/agentwatch/internal/cli"
 	"github.com/agentwatch/agentwatch/internal/config"
 	"github.com/agentwatch/agentwatch/internal/embedstore"
 	"github.com/agentwatch/agentwatch/internal/evidence"
-	"github.com/agentwatch/agentwatch/internal/outbox"
 	"github.com/agentwatch/agentwatch/internal/respapi"
 	"github.com/agentwatch/agentwatch/internal/respond"
 	"github.com/agentwatch/agentwatch/internal/revoke"
@@ -108,27 +105,26 @@ func runPlaybook(args []string) error {
 	log := cli.Logger(os.Stderr, cfg.Log, "responder")
 	ctx, stop := cli.SignalContext()
 	defer stop()
-	deps, closeStores, err := stores(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer closeStores()
-	// This process serves no API: its tokens' secrets need not be set.
-	local := cfg
-	local.Responder.Tokens, local.Responder.APIAddr = nil, ""
-	svc, err := respond.Build(local, deps, log, prometheus.NewRegistry())
-	if errors.Is(err, outbox.ErrInUse) {
-		// A responder runs on this state directory: ask it.
-		base := *api
-		if base == "" {
-			base = "http://" + cfg.Responder.APIAddr
+	svc, closeFn, inUse, err := localResponder(ctx, cfg, log)
+	if inUse {
+		api, err := newAPIClient(cfg, *api, fmt.Sprintf("playbook %q allowed", name))
+		if err != nil {
+			return err
 		}
-		return runViaAPI(ctx, base, name, *agent, *dry, *reason, *reqID)
+		b, err := api.call(ctx, http.MethodPost, "/v1/playbooks/"+name+"/run",
+			map[string]any{"agent_id": *agent, "dry_run": *dry, "reason": *reason, "request_id": *reqID})
+		if err != nil {
+			return err
+		}
+		var out bytes.Buffer
+		_ = json.Indent(&out, b, "", "  ")
+		fmt.Println(out.String())
+		return nil
 	}
 	if err != nil {
 		return err
 	}
-	defer svc.Close()
+	defer closeFn()
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(wctx) }()
@@ -165,33 +161,6 @@ func printRun(w io.Writer, d playbooks.Decision, steps []respapi.StepResult, dup
 	tw.Flush()
 }
 
-func runViaAPI(ctx context.Context, base, name, agent string, dry bool, reason, reqID string) error {
-	token := os.Getenv("RESPONDER_API_TOKEN")
-	if token == "" {
-		return fmt.Errorf("a responder holds the state directory; to go through its API set RESPONDER_API_TOKEN to a token with playbook %q allowed", name)
-	}
-	body, _ := json.Marshal(map[string]any{"agent_id": agent, "dry_run": dry, "reason": reason, "request_id": reqID})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+"/v1/playbooks/"+name+"/run", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("responder API: %w", err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("responder API answered %s: %s", resp.Status, audit.TerminalSafe(string(b), 500))
-	}
-	var out bytes.Buffer
-	_ = json.Indent(&out, b, "", "  ")
-	fmt.Println(out.String())
-	return nil
-}
-
 func runRestore(args []string) error {
 	fs := cli.FlagSet("responder restore")
 	incident := fs.String("incident", "", "the incident whose revocation or quarantine to undo (required)")
@@ -207,15 +176,11 @@ func runRestore(args []string) error {
 	log := cli.Logger(os.Stderr, cfg.Log, "responder")
 	ctx, stop := cli.SignalContext()
 	defer stop()
-	deps, closeStores, err := stores(ctx, cfg, log)
+	al, closeAudit, err := openAudit(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer closeStores()
-	al, err := auditLogger(cfg, deps, log)
-	if err != nil {
-		return err
-	}
+	defer closeAudit()
 	guards, _, err := respond.Guards(cfg, nil, log)
 	if err != nil {
 		return err
@@ -254,21 +219,6 @@ func runRestore(args []string) error {
 	return nil
 }
 
-func auditLogger(cfg config.Config, deps respond.Deps, log *slog.Logger) (*audit.Logger, error) {
-	st := deps.Audit
-	if st == nil {
-		if err := os.MkdirAll(cfg.Responder.StateDir, 0o700); err != nil {
-			return nil, err
-		}
-		fs, err := audit.OpenFileStore(cfg.Responder.StateDir + "/audit.jsonl")
-		if err != nil {
-			return nil, err
-		}
-		st = fs
-	}
-	return audit.NewLogger(st, log, time.Now), nil
-}
-
 func runAudit(args []string) error {
 	fs := cli.FlagSet("responder audit")
 	agent := fs.String("agent", "", "only this agent")
@@ -302,15 +252,11 @@ func runAudit(args []string) error {
 	log := cli.Logger(os.Stderr, cfg.Log, "responder")
 	ctx, stop := cli.SignalContext()
 	defer stop()
-	deps, closeStores, err := stores(ctx, cfg, log)
+	al, closeAudit, err := openAudit(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer closeStores()
-	al, err := auditLogger(cfg, deps, log)
-	if err != nil {
-		return err
-	}
+	defer closeAudit()
 	recs, err := al.Query(ctx, f)
 	if err != nil {
 		return err
@@ -344,7 +290,7 @@ func runVerify(args []string) error {
 	defer closeStores()
 	chain := deps.Chain
 	if chain == nil {
-		fc, err := evidence.OpenFileChain(cfg.Responder.StateDir + "/evidence-chain.jsonl")
+		fc, err := evidence.OpenFileChain(filepath.Join(cfg.Responder.StateDir, respond.ChainFile))
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/agentwatch/agentwatch/internal/respond"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,7 +47,7 @@ func runOutbox(args []string) error {
 	default:
 		return cli.Usagef(outboxUsage)
 	}
-	st, err := outbox.OpenFile(filepath.Join(cfg.Responder.StateDir, "outbox.jsonl"), outbox.FileOptions{})
+	st, err := outbox.OpenFile(filepath.Join(cfg.Responder.StateDir, respond.OutboxFile), outbox.FileOptions{})
 	if errors.Is(err, outbox.ErrInUse) {
 		return fmt.Errorf("a responder is running on %s; stop it first (the outbox belongs to one process)", cfg.Responder.StateDir)
 	}

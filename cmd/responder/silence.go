@@ -1,11 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/agentwatch/agentwatch/internal/respond"
 	"io"
 	"net/http"
 	"os"
@@ -66,13 +66,13 @@ func runSilence(args []string) error {
 	if err := os.MkdirAll(cfg.Responder.StateDir, 0o700); err != nil {
 		return err
 	}
-	st, err := silence.Open(filepath.Join(cfg.Responder.StateDir, "silences.jsonl"), silence.Options{})
+	st, err := silence.Open(filepath.Join(cfg.Responder.StateDir, respond.SilencesFile), silence.Options{})
 	if errors.Is(err, silence.ErrInUse) {
-		base := *api
-		if base == "" {
-			base = "http://" + cfg.Responder.APIAddr
+		api, err := newAPIClient(cfg, *api, "can_silence")
+		if err != nil {
+			return err
 		}
-		return silenceViaAPI(ctx, base, verb, *match, *dur, *comment, *expired, id)
+		return silenceViaAPI(ctx, api, verb, *match, *dur, *comment, *expired, id)
 	}
 	if err != nil {
 		return err
@@ -110,15 +110,11 @@ func runSilence(args []string) error {
 }
 
 func auditSilence(ctx context.Context, cfg config.Config, me audit.Actor, detail, why string) error {
-	deps, closeStores, err := stores(ctx, cfg, nil)
+	al, closeAudit, err := openAudit(ctx, cfg, nil)
 	if err != nil {
 		return err
 	}
-	defer closeStores()
-	al, err := auditLogger(cfg, deps, nil)
-	if err != nil {
-		return err
-	}
+	defer closeAudit()
 	return al.Append(ctx, audit.Record{Actor: me, Action: "silence", Why: why, Result: audit.ResultOK, Detail: detail})
 }
 
@@ -133,40 +129,23 @@ func printSilences(w io.Writer, ss []silence.Silence) {
 	tw.Flush()
 }
 
-func silenceViaAPI(ctx context.Context, base, verb, match string, dur time.Duration, comment string, expired bool, id string) error {
-	token := os.Getenv("RESPONDER_API_TOKEN")
-	if token == "" {
-		return errors.New("a responder holds the silences file; to go through its API set RESPONDER_API_TOKEN to a token with can_silence")
-	}
-	base = strings.TrimSuffix(base, "/")
-	var req *http.Request
+func silenceViaAPI(ctx context.Context, api *apiClient, verb, match string, dur time.Duration, comment string, expired bool, id string) error {
+	var b []byte
 	var err error
 	switch verb {
 	case "add":
-		b, _ := json.Marshal(map[string]string{"matchers": match, "duration": dur.String(), "comment": comment})
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/silences", bytes.NewReader(b))
+		b, err = api.call(ctx, http.MethodPost, "/v1/silences", map[string]string{"matchers": match, "duration": dur.String(), "comment": comment})
 	case "expire":
-		req, err = http.NewRequestWithContext(ctx, http.MethodDelete, base+"/v1/silences/"+id, nil)
+		b, err = api.call(ctx, http.MethodDelete, "/v1/silences/"+id, nil)
 	default:
-		u := base + "/v1/silences"
+		path := "/v1/silences"
 		if expired {
-			u += "?expired=1"
+			path += "?expired=1"
 		}
-		req, err = http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		b, err = api.call(ctx, http.MethodGet, path, nil)
 	}
 	if err != nil {
 		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("responder API: %w", err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("responder API answered %s: %s", resp.Status, audit.TerminalSafe(string(b), 500))
 	}
 	if verb == "list" {
 		var out respapi.SilencesResponse

@@ -57,6 +57,22 @@ func (h *Handler) silenceAuth(w http.ResponseWriter, r *http.Request, rec *audit
 	return tok, true
 }
 
+// readJSON reads the request's body (at most maxBody) and decodes it
+// strictly into v; on failure it refuses the request with 400, audited as
+// rec, and returns false.
+func (h *Handler) readJSON(w http.ResponseWriter, r *http.Request, rec audit.Record, v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err != nil {
+		h.refuse(w, r, rec, http.StatusBadRequest, "read body: "+err.Error())
+		return false
+	}
+	if err := decodeStrict(body, v); err != nil {
+		h.refuse(w, r, rec, http.StatusBadRequest, err.Error())
+		return false
+	}
+	return true
+}
+
 // listSilences serves GET /v1/silences[?expired=1]. Reads are not audited
 // (they change nothing); a refused one is.
 func (h *Handler) listSilences(w http.ResponseWriter, r *http.Request) {
@@ -78,14 +94,8 @@ func (h *Handler) addSilence(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
-	if err != nil {
-		h.refuse(w, r, rec, http.StatusBadRequest, "read body: "+err.Error())
-		return
-	}
 	var in silenceBody
-	if err := decodeStrict(body, &in); err != nil {
-		h.refuse(w, r, rec, http.StatusBadRequest, err.Error())
+	if !h.readJSON(w, r, rec, &in) {
 		return
 	}
 	rec.Why = in.Comment

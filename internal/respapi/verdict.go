@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/agentwatch/agentwatch/internal/audit"
@@ -38,14 +37,8 @@ func (h *Handler) falsePositive(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
-	if err != nil {
-		h.refuse(w, r, rec, http.StatusBadRequest, "read body: "+err.Error())
-		return
-	}
 	var in falsePositiveBody
-	if err := decodeStrict(body, &in); err != nil {
-		h.refuse(w, r, rec, http.StatusBadRequest, err.Error())
+	if !h.readJSON(w, r, rec, &in) {
 		return
 	}
 	if in.AnomalyID == "" || len(in.AnomalyID) > 256 || incident == "" || len(incident) > 256 {
@@ -53,7 +46,7 @@ func (h *Handler) falsePositive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.AnomalyID = in.AnomalyID
-	err = h.verdicts.FalsePositive(r.Context(), incident, in.AnomalyID, audit.Actor{Kind: audit.ActorAPI, TokenName: tok.name})
+	err := h.verdicts.FalsePositive(r.Context(), incident, in.AnomalyID, audit.Actor{Kind: audit.ActorAPI, TokenName: tok.name})
 	switch {
 	case errors.Is(err, ErrNotFound):
 		h.refuse(w, r, rec, http.StatusNotFound, err.Error())

@@ -324,6 +324,30 @@ func (e *Engine) note(ctx context.Context, j job, key, text string) {
 	}
 }
 
+// gateTarget is the adapter and target of a revoke, quarantine or
+// throttle step, and of its undo. Each kind acts under its own incident key,
+// so one incident may revoke, quarantine and throttle one credential. An
+// unregistered agent has no credential: a quarantine blocks its id, which
+// only the deny-list can hold (Kong would answer 404, which reads as
+// "already revoked" and blocks nothing).
+func (e *Engine) gateTarget(j job) (adapter string, t revoke.Target) {
+	t = e.target(j)
+	switch st := j.Step; st.Kind() {
+	case playbooks.KindRevoke:
+		adapter = st.Revoke.Adapter
+	case playbooks.KindQuarantine:
+		adapter = st.Quarantine.Adapter
+		t.IncidentID += "/quarantine"
+		if t.CredentialID == "" {
+			t.CredentialID = "agent:" + t.AgentID
+		}
+	case playbooks.KindThrottle:
+		adapter = st.Throttle.Adapter
+		t.IncidentID += "/throttle"
+	}
+	return adapter, t
+}
+
 func (e *Engine) target(j job) revoke.Target {
 	// A human's request (a button, a manual run, an approval) passes an
 	// engaged kill switch: the switch stops the automation, not the people
@@ -345,23 +369,7 @@ func (e *Engine) target(j job) revoke.Target {
 // approval request.
 func (e *Engine) runRevoke(ctx context.Context, en outbox.Entry, j job) ([]byte, error) {
 	kind := j.Step.Kind()
-	adapter := ""
-	switch kind {
-	case playbooks.KindRevoke:
-		adapter = j.Step.Revoke.Adapter
-	case playbooks.KindQuarantine:
-		adapter = j.Step.Quarantine.Adapter
-	}
-	t := e.target(j)
-	if kind == playbooks.KindQuarantine {
-		t.IncidentID += "/quarantine"
-		if t.CredentialID == "" {
-			// An unregistered agent has no credential; only the deny-list
-			// can block its id (Kong would answer 404, which reads as
-			// "already revoked" and would block nothing).
-			t.CredentialID = "agent:" + t.AgentID
-		}
-	}
+	adapter, t := e.gateTarget(j)
 	if strings.HasPrefix(t.CredentialID, "agent:") && adapter != "denylist" {
 		return nil, e.permanent(ctx, j, string(kind), fmt.Errorf("agent %s has no known credential; adapter %s cannot block an agent id (use the denylist adapter)", t.AgentID, adapter))
 	}
@@ -422,20 +430,7 @@ func (e *Engine) runRestore(ctx context.Context, en outbox.Entry, j job) ([]byte
 	if kind == playbooks.KindThrottle {
 		return e.unthrottle(ctx, en, j)
 	}
-	adapter := ""
-	switch kind {
-	case playbooks.KindRevoke:
-		adapter = j.Step.Revoke.Adapter
-	case playbooks.KindQuarantine:
-		adapter = j.Step.Quarantine.Adapter
-	}
-	t := e.target(j)
-	if kind == playbooks.KindQuarantine {
-		t.IncidentID += "/quarantine"
-		if t.CredentialID == "" {
-			t.CredentialID = "agent:" + t.AgentID
-		}
-	}
+	adapter, t := e.gateTarget(j)
 	g, ok := e.o.Guards[adapter]
 	if !ok {
 		return nil, e.permanent(ctx, j, "restore", fmt.Errorf("adapter %q is not configured", adapter))
@@ -488,8 +483,7 @@ func (e *Engine) runWebhook(ctx context.Context, en outbox.Entry, j job) ([]byte
 
 func (e *Engine) runThrottle(ctx context.Context, en outbox.Entry, j job) ([]byte, error) {
 	th := j.Step.Throttle
-	t := e.target(j)
-	t.IncidentID += "/throttle"
+	_, t := e.gateTarget(j)
 	what := fmt.Sprintf("throttle credential %s of agent %s to %d/min through %s", t.CredentialID, t.AgentID, th.RatePerMinute, th.Adapter)
 	if done, err := e.skipOrDry(ctx, j, string(playbooks.KindThrottle), what); done {
 		return nil, err
@@ -527,8 +521,7 @@ func (e *Engine) runThrottle(ctx context.Context, en outbox.Entry, j job) ([]byt
 // unthrottle is runRestore for a throttle step.
 func (e *Engine) unthrottle(ctx context.Context, en outbox.Entry, j job) ([]byte, error) {
 	th := j.Step.Throttle
-	t := e.target(j)
-	t.IncidentID += "/throttle"
+	_, t := e.gateTarget(j)
 	g, ok := e.o.Throttlers[th.Adapter]
 	if !ok {
 		return nil, e.permanent(ctx, j, "restore", fmt.Errorf("adapter %q cannot throttle (only kong does)", th.Adapter))

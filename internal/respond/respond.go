@@ -215,25 +215,11 @@ type BatchSeen interface {
 // queues their steps and marks the id handled. An error means nothing is
 // marked: the caller must not commit the anomaly's offset.
 func (e *Engine) Handle(ctx context.Context, a anomaly.Anomaly) (HandleResult, error) {
-	if a.ID == "" || a.AgentID == "" {
-		return HandleResult{}, fmt.Errorf("anomaly without id or agent id")
+	res, err := e.HandleBatch(ctx, []anomaly.Anomaly{a})
+	if len(res) == 0 {
+		return HandleResult{}, err
 	}
-	done, err := e.o.Seen.Handled(ctx, a.ID)
-	if err != nil {
-		return HandleResult{}, fmt.Errorf("check anomaly %s handled: %w", a.ID, err)
-	}
-	if done {
-		e.o.Metrics.handled("duplicate")
-		return HandleResult{Duplicate: true}, nil
-	}
-	res, err := e.process(ctx, a)
-	if err != nil {
-		return res, err
-	}
-	if _, err := e.o.Seen.MarkHandled(ctx, a.ID); err != nil {
-		return res, fmt.Errorf("mark anomaly %s handled: %w", a.ID, err)
-	}
-	return res, nil
+	return res[0], err
 }
 
 // HandleBatch is Handle for the anomalies of one fetch, in order: with a

@@ -28,6 +28,18 @@ import (
 	"github.com/agentwatch/agentwatch/pkg/playbooks"
 )
 
+// The files of responder.state_dir. One process at a time owns the outbox,
+// the silences and the incident log; the others are safe to share with a
+// command run by hand.
+const (
+	OutboxFile    = "outbox.jsonl"
+	AuditFile     = "audit.jsonl" // when not in ClickHouse
+	ChainFile     = "evidence-chain.jsonl"
+	SilencesFile  = "silences.jsonl"
+	LedgerFile    = "revocations.jsonl"
+	IncidentsFile = "incidents.json"
+)
+
 // Deps are what the mode provides: ClickHouse-backed stores in the
 // distributed mode; nil fields fall back to files under the state
 // directory (the embedded mode and tests).
@@ -95,7 +107,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		return nil, fmt.Errorf("responder state dir: %w", err)
 	}
 	state := func(name string) string { return filepath.Join(rc.StateDir, name) }
-	ob, err := outbox.OpenFile(state("outbox.jsonl"), outbox.FileOptions{Log: log})
+	ob, err := outbox.OpenFile(state(OutboxFile), outbox.FileOptions{Log: log})
 	if err != nil {
 		return nil, fmt.Errorf("open outbox: %w", err)
 	}
@@ -106,7 +118,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	}
 	ast := d.Audit
 	if ast == nil {
-		fs, err := audit.OpenFileStore(state("audit.jsonl"))
+		fs, err := audit.OpenFileStore(state(AuditFile))
 		if err != nil {
 			return nil, err
 		}
@@ -115,20 +127,20 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	s.Audit = audit.NewLogger(ast, log, now)
 	s.Chain = d.Chain
 	if s.Chain == nil {
-		fc, err := evidence.OpenFileChain(state("evidence-chain.jsonl"))
+		fc, err := evidence.OpenFileChain(state(ChainFile))
 		if err != nil {
 			return nil, err
 		}
 		s.Chain = fc
 	}
 	s.Evidence = rc.EvidenceRoot()
-	sil, err := silence.Open(state("silences.jsonl"), silence.Options{Log: log, Now: now, Metrics: silence.NewMetrics(reg)})
+	sil, err := silence.Open(state(SilencesFile), silence.Options{Log: log, Now: now, Metrics: silence.NewMetrics(reg)})
 	if err != nil {
 		return nil, fmt.Errorf("open silences: %w", err)
 	}
 	s.silences = sil
 	s.closers = append(s.closers, sil.Close)
-	if s.Ledger, err = revoke.OpenFileLedger(state("revocations.jsonl")); err != nil {
+	if s.Ledger, err = revoke.OpenFileLedger(state(LedgerFile)); err != nil {
 		return nil, err
 	}
 	guards, webhooks, throttlers, err := buildGateways(cfg, set, s.Ledger, getenv, d.Resolve, now, log, reg)
@@ -168,7 +180,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	e, err := New(Options{
 		Set: set, Outbox: ob, Seen: seen, Audit: s.Audit, Silences: sil, Registry: d.Registry, Notifier: notifier, Codec: codec,
 		Guards: guards, Throttlers: throttlers, Webhooks: webhooks, Events: d.Events, Chain: s.Chain, Evidence: s.Evidence, Scores: d.Scores, Feedback: d.Feedback,
-		Incidents: state("incidents.json"), Log: log, Now: now, Metrics: m, AfterAction: d.AfterAction,
+		Incidents: state(IncidentsFile), Log: log, Now: now, Metrics: m, AfterAction: d.AfterAction,
 		Settings: Settings{GroupWait: rc.GroupWait, IncidentWindow: rc.IncidentWindow, RepeatInterval: rc.RepeatInterval,
 			FalsePositiveSuppress: rc.FalsePositiveSuppress, Snooze: rc.Snooze, SnapshotMaxEvents: rc.SnapshotMaxEvents, ButtonAdapter: button,
 			ApprovalChannel: rc.Slack.ApprovalChannel},
@@ -239,7 +251,7 @@ func Guards(cfg config.Config, getenv func(string) string, log *slog.Logger) (ma
 	if err := os.MkdirAll(cfg.Responder.StateDir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("responder state dir: %w", err)
 	}
-	ledger, err := revoke.OpenFileLedger(filepath.Join(cfg.Responder.StateDir, "revocations.jsonl"))
+	ledger, err := revoke.OpenFileLedger(filepath.Join(cfg.Responder.StateDir, LedgerFile))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -249,7 +261,7 @@ func Guards(cfg config.Config, getenv func(string) string, log *slog.Logger) (ma
 
 // ReadIncidents reads the incidents file of a state directory.
 func ReadIncidents(stateDir string) ([]Incident, error) {
-	s, err := loadIncidents(filepath.Join(stateDir, "incidents.json"), true)
+	s, err := loadIncidents(filepath.Join(stateDir, IncidentsFile), true)
 	if err != nil {
 		return nil, err
 	}
