@@ -71,7 +71,7 @@ fuzz:
 	done
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./pkg/... ./internal/sim/ | tee bench.txt
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./pkg/... ./internal/tools/sim/ | tee bench.txt
 
 bench-e2e: up
 	$(GO) run ./cmd/agentwatch bench ingest
@@ -79,8 +79,8 @@ bench-e2e: up
 ## bench-detector: the detector's hot path, memory per agent, then the
 ## detector service end to end on a real events topic next to consume-only.
 bench-detector: up
-	$(GO) test -run '^$$' -bench 'ProcessorAdd|WindowClose' -benchmem -count 3 ./internal/detect
-	$(GO) test -run '^$$' -bench 'MemoryPerAgent' -benchtime 1x -count 2 -timeout 30m ./internal/detect
+	$(GO) test -run '^$$' -bench 'ProcessorAdd|WindowClose' -benchmem -count 3 ./internal/detector/detect
+	$(GO) test -run '^$$' -bench 'MemoryPerAgent' -benchtime 1x -count 2 -timeout 30m ./internal/detector/detect
 	$(GO) run ./cmd/agentwatch bench detector
 
 ## bench-responder: anomaly on the topic → revocation at a local Kong and

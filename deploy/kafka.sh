@@ -69,8 +69,8 @@ fetch_libs() {
 
 build_waiter() {
 	# go build is incremental, so this is quick after the first time.
-	(cd "$ROOT" && go build -o "$WAIT_BIN" ./internal/kafka/cmd/kafkawait) ||
-		die "go build ./internal/kafka/cmd/kafkawait failed"
+	(cd "$ROOT" && go build -o "$WAIT_BIN" ./cmd/kafkawait) ||
+		die "go build ./cmd/kafkawait failed"
 }
 
 # broker_pid prints the pid of this clone's broker, or fails. A pid file can

@@ -9,11 +9,11 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/agentwatch/agentwatch/internal/cli"
-	"github.com/agentwatch/agentwatch/internal/config"
-	"github.com/agentwatch/agentwatch/internal/detectbench"
-	"github.com/agentwatch/agentwatch/internal/ingestbench"
-	"github.com/agentwatch/agentwatch/internal/respbench"
+	"github.com/agentwatch/agentwatch/internal/platform/cli"
+	"github.com/agentwatch/agentwatch/internal/platform/config"
+	"github.com/agentwatch/agentwatch/internal/tools/detectbench"
+	"github.com/agentwatch/agentwatch/internal/tools/ingestbench"
+	"github.com/agentwatch/agentwatch/internal/tools/respbench"
 )
 
 const benchUsage = `usage: agentwatch bench ingest [--records N] [--brokers host:port] [--clickhouse host:port]

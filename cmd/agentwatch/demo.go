@@ -5,8 +5,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/agentwatch/agentwatch/internal/cli"
-	"github.com/agentwatch/agentwatch/internal/demo"
+	"github.com/agentwatch/agentwatch/internal/platform/cli"
+	"github.com/agentwatch/agentwatch/internal/tools/demo"
 )
 
 func runDemo(args []string) error {

@@ -12,7 +12,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/agentwatch/agentwatch/internal/cli"
+	"github.com/agentwatch/agentwatch/internal/platform/cli"
 )
 
 const usage = `usage: agentwatch <command> [flags]

@@ -12,12 +12,12 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
-	"github.com/agentwatch/agentwatch/internal/chstore"
-	"github.com/agentwatch/agentwatch/internal/cli"
-	"github.com/agentwatch/agentwatch/internal/config"
-	"github.com/agentwatch/agentwatch/internal/detect"
+	"github.com/agentwatch/agentwatch/internal/detector/detect"
 	"github.com/agentwatch/agentwatch/internal/ingest"
-	"github.com/agentwatch/agentwatch/internal/kafka"
+	"github.com/agentwatch/agentwatch/internal/platform/chstore"
+	"github.com/agentwatch/agentwatch/internal/platform/cli"
+	"github.com/agentwatch/agentwatch/internal/platform/config"
+	"github.com/agentwatch/agentwatch/internal/platform/kafka"
 	"github.com/agentwatch/agentwatch/pkg/event"
 	"github.com/agentwatch/agentwatch/pkg/gateway"
 )

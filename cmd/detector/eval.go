@@ -7,10 +7,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/agentwatch/agentwatch/internal/cli"
-	"github.com/agentwatch/agentwatch/internal/detect"
-	"github.com/agentwatch/agentwatch/internal/eval"
-	"github.com/agentwatch/agentwatch/internal/nab"
+	"github.com/agentwatch/agentwatch/internal/detector/detect"
+	"github.com/agentwatch/agentwatch/internal/platform/cli"
+	"github.com/agentwatch/agentwatch/internal/tools/eval"
+	"github.com/agentwatch/agentwatch/internal/tools/nab"
 	"github.com/agentwatch/agentwatch/pkg/baseline"
 )
 

@@ -13,7 +13,7 @@ package main
 import (
 	"os"
 
-	"github.com/agentwatch/agentwatch/internal/cli"
+	"github.com/agentwatch/agentwatch/internal/platform/cli"
 )
 
 func main() { cli.Exit("detector", run(os.Args[1:])) }

@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/agentwatch/agentwatch/internal/cli"
-	"github.com/agentwatch/agentwatch/internal/detect"
-	"github.com/agentwatch/agentwatch/internal/obs"
-	"github.com/agentwatch/agentwatch/internal/pipeline"
+	"github.com/agentwatch/agentwatch/internal/detector/detect"
+	"github.com/agentwatch/agentwatch/internal/platform/cli"
+	"github.com/agentwatch/agentwatch/internal/platform/obs"
+	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
 )
 
 func runDetector(args []string) error {

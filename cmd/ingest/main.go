@@ -15,11 +15,11 @@ import (
 	"os"
 	"time"
 
-	"github.com/agentwatch/agentwatch/internal/chstore"
-	"github.com/agentwatch/agentwatch/internal/cli"
 	"github.com/agentwatch/agentwatch/internal/ingest"
-	"github.com/agentwatch/agentwatch/internal/obs"
-	"github.com/agentwatch/agentwatch/internal/pipeline"
+	"github.com/agentwatch/agentwatch/internal/platform/chstore"
+	"github.com/agentwatch/agentwatch/internal/platform/cli"
+	"github.com/agentwatch/agentwatch/internal/platform/obs"
+	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
 )
 
 func main() {

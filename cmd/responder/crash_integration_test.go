@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentwatch/agentwatch/internal/bus"
-	"github.com/agentwatch/agentwatch/internal/kafka"
+	"github.com/agentwatch/agentwatch/internal/platform/bus"
+	"github.com/agentwatch/agentwatch/internal/platform/kafka"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 )
 

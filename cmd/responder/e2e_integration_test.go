@@ -13,12 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentwatch/agentwatch/internal/bus"
-	"github.com/agentwatch/agentwatch/internal/config"
-	"github.com/agentwatch/agentwatch/internal/itest"
-	"github.com/agentwatch/agentwatch/internal/kafka"
-	"github.com/agentwatch/agentwatch/internal/sim"
-	"github.com/agentwatch/agentwatch/internal/testsrv"
+	"github.com/agentwatch/agentwatch/internal/platform/bus"
+	"github.com/agentwatch/agentwatch/internal/platform/config"
+	"github.com/agentwatch/agentwatch/internal/platform/kafka"
+	"github.com/agentwatch/agentwatch/internal/testkit/itest"
+	"github.com/agentwatch/agentwatch/internal/testkit/testsrv"
+	"github.com/agentwatch/agentwatch/internal/tools/sim"
 )
 
 const e2eSecret = "0b5c3f1e9a7d4c2b8e6f0a1d3c5b7e9f2a4c6e8b"

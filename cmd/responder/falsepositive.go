@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"os"
 
-	"github.com/agentwatch/agentwatch/internal/audit"
-	"github.com/agentwatch/agentwatch/internal/cli"
+	"github.com/agentwatch/agentwatch/internal/platform/cli"
+	"github.com/agentwatch/agentwatch/internal/responder/audit"
 )
 
 // runFalsePositive marks an anomaly of an incident a false positive, as the

@@ -16,12 +16,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/agentwatch/agentwatch/internal/audit"
-	"github.com/agentwatch/agentwatch/internal/chresp"
-	"github.com/agentwatch/agentwatch/internal/chstore"
-	"github.com/agentwatch/agentwatch/internal/config"
-	"github.com/agentwatch/agentwatch/internal/outbox"
-	"github.com/agentwatch/agentwatch/internal/respond"
+	"github.com/agentwatch/agentwatch/internal/platform/chresp"
+	"github.com/agentwatch/agentwatch/internal/platform/chstore"
+	"github.com/agentwatch/agentwatch/internal/platform/config"
+	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/outbox"
+	"github.com/agentwatch/agentwatch/internal/responder/respond"
 )
 
 // localResponder builds the responder on cfg's state directory inside this

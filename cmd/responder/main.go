@@ -18,7 +18,7 @@ package main
 import (
 	"os"
 
-	"github.com/agentwatch/agentwatch/internal/cli"
+	"github.com/agentwatch/agentwatch/internal/platform/cli"
 )
 
 func main() { cli.Exit("responder", run(os.Args[1:])) }

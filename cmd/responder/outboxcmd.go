@@ -3,16 +3,16 @@ package main
 import (
 	"errors"
 	"fmt"
-	"github.com/agentwatch/agentwatch/internal/respond"
+	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/agentwatch/agentwatch/internal/audit"
-	"github.com/agentwatch/agentwatch/internal/cli"
-	"github.com/agentwatch/agentwatch/internal/outbox"
+	"github.com/agentwatch/agentwatch/internal/platform/cli"
+	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 )
 
 const outboxUsage = `usage:

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/agentwatch/agentwatch/internal/respond"
+	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"io"
 	"net/http"
 	"os"
@@ -14,11 +14,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/agentwatch/agentwatch/internal/audit"
-	"github.com/agentwatch/agentwatch/internal/cli"
-	"github.com/agentwatch/agentwatch/internal/config"
-	"github.com/agentwatch/agentwatch/internal/respapi"
-	"github.com/agentwatch/agentwatch/internal/silence"
+	"github.com/agentwatch/agentwatch/internal/platform/cli"
+	"github.com/agentwatch/agentwatch/internal/platform/config"
+	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/respapi"
+	"github.com/agentwatch/agentwatch/internal/responder/silence"
 )
 
 const silenceUsage = `usage:

@@ -32,12 +32,12 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/agentwatch/agentwatch/internal/bus"
-	"github.com/agentwatch/agentwatch/internal/chstore"
-	"github.com/agentwatch/agentwatch/internal/config"
 	"github.com/agentwatch/agentwatch/internal/ingest"
-	"github.com/agentwatch/agentwatch/internal/kafka"
-	"github.com/agentwatch/agentwatch/internal/sim"
+	"github.com/agentwatch/agentwatch/internal/platform/bus"
+	"github.com/agentwatch/agentwatch/internal/platform/chstore"
+	"github.com/agentwatch/agentwatch/internal/platform/config"
+	"github.com/agentwatch/agentwatch/internal/platform/kafka"
+	"github.com/agentwatch/agentwatch/internal/tools/sim"
 	"github.com/agentwatch/agentwatch/pkg/event"
 )
 

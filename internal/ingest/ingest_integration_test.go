@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentwatch/agentwatch/internal/ingest"
-	"github.com/agentwatch/agentwatch/internal/sim"
+	"github.com/agentwatch/agentwatch/internal/tools/sim"
 )
 
 // TestIntegrationIngestMixedFormats100k runs the ingest service in-process

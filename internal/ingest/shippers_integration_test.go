@@ -17,8 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/agentwatch/agentwatch/internal/bus"
 	"github.com/agentwatch/agentwatch/internal/ingest"
+	"github.com/agentwatch/agentwatch/internal/platform/bus"
 	"github.com/agentwatch/agentwatch/pkg/event"
 )
 

@@ -9,7 +9,7 @@
 // be imported from an OpenAPI 3 document. The schema is documented in
 // docs/registry.md. A parsed *Registry or *Inventory is immutable and safe
 // for concurrent reads; loading files and reloading them on change is
-// internal/inventory's job.
+// internal/platform/invwatch's job.
 //
 // Route templates are compared in normalised form (see NormalizeTemplate),
 // so /customers/{customerId} in an OpenAPI document, /customers/{id} in the

@@ -52,7 +52,7 @@ var routesFields = []string{"routes"}
 var routeFields = []string{"template", "methods", "service", "tags", "roles"}
 
 // ParseRoutes parses a route inventory (YAML or JSON; schema in
-// docs/registry.md), the format internal/sim writes to
+// docs/registry.md), the format internal/tools/sim writes to
 // deploy/sim/routes.yaml:
 //
 //	routes:

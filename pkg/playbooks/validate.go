@@ -112,7 +112,7 @@ func featureNames() []string {
 		out = append(out, id.String())
 	}
 	// off_hours is the behaviour anomaly's hour-slot term, calls_this_hour
-	// the off_hours rule's only feature (internal/detect).
+	// the off_hours rule's only feature (internal/detector/detect).
 	return append(out, "off_hours", "calls_this_hour")
 }
 

@@ -1,0 +1,185 @@
+package detect
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/agentwatch/agentwatch/internal/platform/bus"
+	"github.com/agentwatch/agentwatch/internal/platform/chresp"
+	"github.com/agentwatch/agentwatch/internal/platform/chstore"
+	"github.com/agentwatch/agentwatch/internal/platform/config"
+	"github.com/agentwatch/agentwatch/internal/platform/invwatch"
+	"github.com/agentwatch/agentwatch/internal/platform/kafka"
+	"github.com/agentwatch/agentwatch/pkg/features"
+	"github.com/agentwatch/agentwatch/pkg/inventory"
+)
+
+// SettingsFrom maps the detector.* configuration to processor settings.
+func SettingsFrom(cfg config.Config) Settings {
+	d := cfg.Detector
+	return Settings{
+		Features:           features.Config{WindowMs: d.Window.Milliseconds(), LatenessMs: d.Lateness.Milliseconds()},
+		Baseline:           cfg.BaselineParams(),
+		NewAgentsPerWindow: d.NewAgentsPerWindow,
+		RuleRepeatMs:       d.RuleRepeat.Milliseconds(),
+		NoveltyMatureMs:    d.NoveltyMature.Milliseconds(),
+		GlobalMinAgents:    d.GlobalMinAgents,
+		NewIPMaxKnown:      d.NewIPMaxKnown,
+		GlobalShare:        d.GlobalShare,
+		GlobalGapMs:        d.GlobalGap.Milliseconds(),
+		FleetGauge:         d.FleetGauge,
+	}
+}
+
+// StaticCatalog is a Catalog that never changes: for replays, evaluations
+// and tests.
+type StaticCatalog struct {
+	Reg *inventory.Registry
+	Inv *inventory.Inventory
+}
+
+// Registry implements Catalog.
+func (c StaticCatalog) Registry() *inventory.Registry { return c.Reg }
+
+// Routes implements Catalog.
+func (c StaticCatalog) Routes() *inventory.Inventory { return c.Inv }
+
+// WatcherCatalog adapts the inventory watcher to Catalog.
+type WatcherCatalog struct{ W *invwatch.Watcher }
+
+// Registry implements Catalog.
+func (c WatcherCatalog) Registry() *inventory.Registry { return c.W.Current().Registry }
+
+// Routes implements Catalog.
+func (c WatcherCatalog) Routes() *inventory.Inventory { return c.W.Current().Routes }
+
+// NewWatcher loads the registry and route files named by the config.
+func NewWatcher(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*invwatch.Watcher, error) {
+	d := cfg.Detector
+	w, err := invwatch.NewWatcher(invwatch.Files{Registry: d.RegistryFile, Routes: d.RoutesFile, OpenAPI: d.OpenAPIFile}, d.ReloadEvery, log, reg)
+	if err != nil {
+		return nil, fmt.Errorf("detector registry/routes: %w", err)
+	}
+	return w, nil
+}
+
+// Service is cmd/detector in the distributed mode: the events topic in,
+// ClickHouse and the anomalies topic out. It owns its clients.
+//
+// Its Detector polls the analysts' false-positive verdicts every
+// detector.feedback_poll from the feedback_verdicts table of the same
+// ClickHouse (internal/platform/chresp's Feedback, docs/feedback.md); the verdicts
+// apply to the agents of the partitions it owns.
+type Service struct {
+	Detector *Detector
+	Watcher  *invwatch.Watcher
+	Store    *chstore.Store
+
+	group *kafka.Group
+	out   *kafka.Writer
+}
+
+// NewService connects to Kafka and ClickHouse and builds the detector.
+func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	if !cfg.Distributed() {
+		return nil, errors.New("detector: kafka.brokers is empty; the embedded mode runs inside `agentwatch demo`")
+	}
+	if cfg.Kafka.CreateTopics {
+		k := cfg.Kafka
+		if err := kafka.EnsureTopics(ctx, k.Brokers,
+			kafka.TopicSpec{Name: k.EventsTopic, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor},
+			kafka.TopicSpec{Name: k.AnomaliesTopic, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor},
+		); err != nil {
+			return nil, fmt.Errorf("ensure topics on %v: %w; is Kafka running (deploy/kafka.sh up)?", k.Brokers, err)
+		}
+	}
+	w, err := NewWatcher(cfg, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{Store: st, Watcher: w}
+	s.group, err = kafka.NewGroup(kafka.GroupConfig{
+		Brokers: cfg.Kafka.Brokers, GroupID: cfg.Kafka.DetectorGroup, Topic: cfg.Kafka.EventsTopic,
+		SessionTimeout: cfg.Detector.SessionTimeout, Logger: log,
+	})
+	if err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("detector group: %w", err)
+	}
+	s.out, err = kafka.NewWriter(kafka.WriterConfig{Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.AnomaliesTopic}, log)
+	if err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("anomalies writer: %w", err)
+	}
+	proc := NewProcessor(SettingsFrom(cfg), WatcherCatalog{w}, func() int64 { return time.Now().UnixMilli() })
+	s.Detector = &Detector{
+		Source: SourceFunc(func(ctx context.Context) (Generation, error) {
+			g, err := s.group.Next(ctx)
+			if err != nil {
+				return nil, err // not a typed nil inside the interface
+			}
+			return g, nil
+		}),
+		Store: st, Out: s.out, AnomaliesTopic: cfg.Kafka.AnomaliesTopic,
+		Group: cfg.Kafka.DetectorGroup, EventsTopic: cfg.Kafka.EventsTopic, Proc: proc,
+		SnapshotEvery: cfg.Detector.SnapshotEvery, IdleFlush: cfg.Detector.IdleFlush, MaxAgents: cfg.Detector.MaxAgents,
+		Feedback: chresp.NewFeedback(st), FeedbackPoll: cfg.Detector.FeedbackPoll, FeedbackLookback: cfg.Detector.FeedbackLookback,
+		RetryInitial: cfg.Ingest.RetryInitial, RetryMax: cfg.Ingest.RetryMax,
+		Log: log.With("stage", "detector"), Metrics: NewMetrics(reg),
+		Published: func(ctx context.Context, parts []int32, sinceMs int64) (map[string]struct{}, error) {
+			return publishedIDs(ctx, cfg.Kafka.Brokers, cfg.Kafka.AnomaliesTopic, parts, sinceMs)
+		},
+	}
+	return s, nil
+}
+
+var _ FeedbackSource = (*chresp.Feedback)(nil)
+
+// publishedIDs reads the anomalies topic from sinceMs to its end and
+// returns the ids of anomalies about the given events-topic partitions.
+func publishedIDs(ctx context.Context, brokers []string, topic string, parts []int32, sinceMs int64) (map[string]struct{}, error) {
+	want := make(map[int32]bool, len(parts))
+	for _, p := range parts {
+		want[p] = true
+	}
+	ids := map[string]struct{}{}
+	err := kafka.ReadSince(ctx, brokers, topic, time.UnixMilli(sinceMs), func(m bus.Message) error {
+		var a struct {
+			ID        string `json:"anomaly_id"`
+			Partition int32  `json:"partition"`
+		}
+		if json.Unmarshal(m.Value, &a) == nil && want[a.Partition] {
+			ids[a.ID] = struct{}{}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read published anomalies: %w", err)
+	}
+	return ids, nil
+}
+
+// Close closes the clients and the store.
+func (s *Service) Close() error {
+	var errs []error
+	if s.group != nil {
+		errs = append(errs, s.group.Close())
+	}
+	if s.out != nil {
+		errs = append(errs, s.out.Close())
+	}
+	if s.Store != nil {
+		errs = append(errs, s.Store.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,134 @@
+package detect
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+
+	"github.com/agentwatch/agentwatch/internal/tools/sim"
+)
+
+// TestAgentStateRoundTrip: every agent's state after two simulated days
+// serialises and restores to an equal state that serialises to the same
+// bytes, and every truncation of it is rejected.
+func TestAgentStateRoundTrip(t *testing.T) {
+	rs, s := simRecords(t, twoDays(41))
+	p := NewProcessor(testSettings(), simCatalog(t, s), nil)
+	run(p, rs)
+	n := 0
+	for _, pt := range p.parts {
+		for id, a := range pt.agents {
+			if n%2 == 0 { // as if a false-positive verdict had been applied
+				a.verdictAt, a.verdictID = 1_800_000_000_000+int64(n), "verdict-"+id
+			}
+			b := a.marshal(nil)
+			back := &agentState{id: id}
+			if err := back.unmarshal(b); err != nil {
+				t.Fatalf("agent %s: %v", id, err)
+			}
+			if again := back.marshal(nil); !bytes.Equal(again, b) {
+				t.Fatalf("agent %s: re-serialised state differs", id)
+			}
+			a.accs, a.dirty, back.dirty = nil, false, false
+			if !reflect.DeepEqual(back.seen, a.seen) || back.ruleAt != a.ruleAt || back.hourCalls != a.hourCalls || back.lastActiveMs != a.lastActiveMs ||
+				back.hourLoad != a.hourLoad || back.verdictAt != a.verdictAt || back.verdictID != a.verdictID {
+				t.Fatalf("agent %s: restored state differs", id)
+			}
+			// A version-2 state (written before false-positive feedback)
+			// still loads, with no verdict applied.
+			v2 := &agentState{id: id}
+			if err := v2.unmarshal(a.marshalAs(nil, 2)); err != nil {
+				t.Fatalf("agent %s: version 2 state: %v", id, err)
+			}
+			if v2.ruleAt != a.ruleAt || v2.hourLoad != a.hourLoad || v2.verdictAt != 0 || v2.verdictID != "" ||
+				!bytes.Equal(v2.model.AppendBinary(nil), a.model.AppendBinary(nil)) {
+				t.Fatalf("agent %s: version 2 state restores differently", id)
+			}
+			// A version-1 state (written before new_source_ip existed)
+			// still loads, with that rule's time zero.
+			v1 := &agentState{id: id}
+			if err := v1.unmarshal(a.marshalAs(nil, 1)); err != nil {
+				t.Fatalf("agent %s: version 1 state: %v", id, err)
+			}
+			want := a.ruleAt
+			want[ruleNewIP] = 0
+			if v1.ruleAt != want || v1.lastActiveMs != a.lastActiveMs || !reflect.DeepEqual(v1.seen, a.seen) {
+				t.Fatalf("agent %s: version 1 state restores differently", id)
+			}
+			for i := range b {
+				if err := new(agentState).unmarshal(b[:i]); err == nil {
+					t.Fatalf("agent %s: truncated state (%d of %d bytes) accepted", id, i, len(b))
+				}
+			}
+			n++
+		}
+		var back partition
+		pt.globalAt, pt.globalFeat = 1234, "server_5xx" // as if a global event were under way
+		src := pt.marshalSources(nil)
+		if err := back.unmarshalSources(src); err != nil || !reflect.DeepEqual(back.sources, pt.sources) || back.minSource != pt.minSource ||
+			back.globalAt != pt.globalAt || back.globalFeat != pt.globalFeat {
+			t.Fatalf("partition %d watermark sources do not round-trip: %v", pt.id, err)
+		}
+		if pt.fleet[0].s.Points() == 0 || !reflect.DeepEqual(back.fleet, pt.fleet) || !bytes.Equal(back.marshalSources(nil), src) {
+			t.Fatalf("partition %d fleet gauge (%d points) does not round-trip", pt.id, pt.fleet[0].s.Points())
+		}
+		// A version-2 state (written before the fleet gauge) still loads,
+		// with the gauge starting afresh.
+		var v2 partition
+		if err := v2.unmarshalSources(pt.marshalSourcesAs(nil, 2)); err != nil || !reflect.DeepEqual(v2.sources, pt.sources) ||
+			v2.globalAt != pt.globalAt || v2.fleet[0].s.Points() != 0 || v2.fleet[1].s.Points() != 0 {
+			t.Fatalf("partition %d: version 2 state restores differently: %v", pt.id, err)
+		}
+		for i := 0; i < len(src); i += 1 + i/512 { // every cut in the sources, some in the fleet's
+			if err := new(partition).unmarshalSources(src[:i]); err == nil {
+				t.Fatalf("partition %d: truncated state (%d of %d bytes) accepted", pt.id, i, len(src))
+			}
+		}
+	}
+	if n < 24 {
+		t.Fatalf("only %d agents checked", n)
+	}
+}
+
+// FuzzAgentStateUnmarshal: no input panics, and what decodes re-encodes
+// to something that decodes to the same state.
+func FuzzAgentStateUnmarshal(f *testing.F) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	s, err := sim.New(twoDays(42))
+	if err != nil {
+		f.Fatal(err)
+	}
+	p := NewProcessor(testSettings(), simCatalog(f, s), nil)
+	for i := 0; i < 5000; i++ {
+		l, ok := s.Next()
+		if !ok {
+			break
+		}
+		if l.Good {
+			ev := l.Event
+			p.Add(0, int64(i), &ev)
+		}
+	}
+	p.FlushAll()
+	for _, a := range p.parts[0].agents {
+		f.Add(a.marshal(nil))
+		if rng.IntN(3) == 0 {
+			break
+		}
+	}
+	f.Add([]byte{1, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var a agentState
+		if err := a.unmarshal(b); err != nil {
+			return
+		}
+		var back agentState
+		if err := back.unmarshal(a.marshal(nil)); err != nil {
+			t.Fatalf("re-encoded state does not decode: %v", err)
+		}
+		if !bytes.Equal(back.marshal(nil), a.marshal(nil)) {
+			t.Fatal("re-encoded state differs")
+		}
+	})
+}

@@ -1,0 +1,739 @@
+package detstate
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"maps"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/agentwatch/agentwatch/pkg/anomaly"
+)
+
+// File names inside a FileStore's directory.
+const (
+	statesFile      = "states.bin"       // every State, rewritten whole by SaveStates
+	checkpointsFile = "checkpoints.json" // every Checkpoint, rewritten whole
+	backfillFile    = "backfill.json"    // job -> done_through_ms, rewritten whole
+	anomaliesFile   = "anomalies.jsonl"  // one anomaly.Anomaly JSON per line, appended
+	scoresFile      = "scores.jsonl"     // one Score per line, appended
+)
+
+// statesMagic starts states.bin; the file ends with the CRC-32 (IEEE) of
+// everything before it.
+const statesMagic = "agentwatch-detstate-v1\n"
+
+// ErrClosed is returned by the methods of a closed FileStore.
+var ErrClosed = errors.New("detstate: file store is closed")
+
+// FileStore is the embedded mode's store: what internal/platform/chstore keeps in
+// ClickHouse, kept in files in one directory, for the one-process demo.
+// States, checkpoints and backfill progress live in memory and every Save
+// rewrites their file atomically (temporary file, fsync, rename), so a
+// crash leaves the previous or the new version, never a mix. Anomalies and
+// scores are appended to JSON-lines files and fsynced; a line torn by a
+// crash is dropped when the store is opened again.
+//
+// Each SaveStates rewrites every stored state, which suits the demo's
+// thousands of agents, not millions. One process at a time may use a
+// directory. A FileStore is safe for concurrent use; the caller owns it and
+// must Close it.
+type FileStore struct {
+	dir string
+
+	mu          sync.Mutex
+	closed      bool
+	states      map[stateKey]State
+	checkpoints map[cpKey]Checkpoint
+	backfill    map[string]int64
+	// anomalies indexes the stored anomalies by id.
+	anomalies map[string]anomalyRef
+	anomFile  *os.File
+	scoreFile *os.File
+}
+
+type stateKey struct{ kind, key string }
+
+type cpKey struct {
+	group, topic string
+	partition    int32
+}
+
+type anomalyRef struct {
+	partition     int32
+	windowStartMs int64
+}
+
+// OpenFileStore opens the store in dir, creating dir if it is missing, and
+// loads what an earlier FileStore saved there.
+func OpenFileStore(dir string) (*FileStore, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create detector state directory: %w", err)
+	}
+	s := &FileStore{
+		dir:         dir,
+		states:      map[stateKey]State{},
+		checkpoints: map[cpKey]Checkpoint{},
+		backfill:    map[string]int64{},
+		anomalies:   map[string]anomalyRef{},
+	}
+	if err := s.loadStates(); err != nil {
+		return nil, err
+	}
+	var cps []Checkpoint
+	if err := readJSON(filepath.Join(dir, checkpointsFile), &cps); err != nil {
+		return nil, err
+	}
+	for _, c := range cps {
+		s.checkpoints[cpKey{c.Group, c.Topic, c.Partition}] = c
+	}
+	if err := readJSON(filepath.Join(dir, backfillFile), &s.backfill); err != nil {
+		return nil, err
+	}
+	err := s.scanLines(anomaliesFile, func(line []byte) error {
+		var a anomaly.Anomaly
+		if err := json.Unmarshal(line, &a); err != nil {
+			return err
+		}
+		if _, ok := s.anomalies[a.ID]; !ok {
+			s.anomalies[a.ID] = anomalyRef{a.Partition, a.WindowStartMs}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.scanLines(scoresFile, func([]byte) error { return nil }); err != nil {
+		return nil, err
+	}
+	if s.anomFile, err = openAppend(filepath.Join(dir, anomaliesFile)); err != nil {
+		return nil, err
+	}
+	if s.scoreFile, err = openAppend(filepath.Join(dir, scoresFile)); err != nil {
+		s.anomFile.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func openAppend(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open %s for appending: %w", path, err)
+	}
+	return f, nil
+}
+
+// Close closes the store's files. Everything saved before is already on
+// disk. Later calls of any method return ErrClosed.
+func (s *FileStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return errors.Join(s.anomFile.Close(), s.scoreFile.Close())
+}
+
+// SaveStates stores states: each replaces the stored state with the same
+// (Kind, Key) when its UpdatedMs is greater or equal (so on equal UpdatedMs
+// the later one wins), as in ClickHouse. Blobs are copied. An empty states
+// writes nothing.
+func (s *FileStore) SaveStates(_ context.Context, states []State) error {
+	if len(states) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	next := maps.Clone(s.states)
+	for _, st := range states {
+		k := stateKey{st.Kind, st.Key}
+		if old, ok := next[k]; ok && st.UpdatedMs < old.UpdatedMs {
+			continue
+		}
+		st.Blob = bytes.Clone(st.Blob)
+		if st.Blob == nil {
+			st.Blob = []byte{}
+		}
+		next[k] = st
+	}
+	if err := s.writeStates(next); err != nil {
+		return err
+	}
+	s.states = next
+	return nil
+}
+
+// SaveCheckpoints stores cps with the same newest-wins rule per (Group,
+// Topic, Partition). An empty cps writes nothing.
+func (s *FileStore) SaveCheckpoints(_ context.Context, cps []Checkpoint) error {
+	if len(cps) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	next := maps.Clone(s.checkpoints)
+	for _, c := range cps {
+		k := cpKey{c.Group, c.Topic, c.Partition}
+		if old, ok := next[k]; ok && c.UpdatedMs < old.UpdatedMs {
+			continue
+		}
+		next[k] = c
+	}
+	all := make([]Checkpoint, 0, len(next))
+	for _, c := range next {
+		all = append(all, c)
+	}
+	slices.SortFunc(all, func(a, b Checkpoint) int {
+		return cmp.Or(cmp.Compare(a.Group, b.Group), cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+	})
+	if err := s.writeJSON(checkpointsFile, all); err != nil {
+		return err
+	}
+	s.checkpoints = next
+	return nil
+}
+
+// LoadPartitions returns, for group and topic, the newest checkpoint of each
+// of partitions (absent ones are not in the map) and every state whose
+// newest version was saved for topic and one of partitions, ordered by
+// (Kind, Key). Blobs are copies the caller may keep.
+func (s *FileStore) LoadPartitions(_ context.Context, group, topic string, partitions []int32) (map[int32]Checkpoint, []State, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, nil, ErrClosed
+	}
+	cps := make(map[int32]Checkpoint, len(partitions))
+	var states []State
+	for _, p := range partitions {
+		if c, ok := s.checkpoints[cpKey{group, topic, p}]; ok {
+			cps[p] = c
+		}
+	}
+	want := make(map[int32]bool, len(partitions))
+	for _, p := range partitions {
+		want[p] = true
+	}
+	for _, st := range s.states {
+		if st.Topic == topic && want[st.Partition] {
+			st.Blob = bytes.Clone(st.Blob)
+			states = append(states, st)
+		}
+	}
+	slices.SortFunc(states, func(a, b State) int { return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Key, b.Key)) })
+	return cps, states, nil
+}
+
+// LoadState returns the newest state of (kind, key), ok false if none.
+func (s *FileStore) LoadState(_ context.Context, kind, key string) (State, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return State{}, false, ErrClosed
+	}
+	st, ok := s.states[stateKey{kind, key}]
+	st.Blob = bytes.Clone(st.Blob)
+	return st, ok, nil
+}
+
+// InsertAnomalies appends the anomalies whose ID is not stored yet; a
+// repeated ID keeps the first record (ClickHouse keeps the last; the two
+// differ only in what a re-detection changes, such as DetectedMs). Records
+// are stored as JSON, so invalid UTF-8 reads back as U+FFFD. A record that
+// cannot be encoded (NaN or infinite floats) fails the call before anything
+// is written.
+func (s *FileStore) InsertAnomalies(_ context.Context, as []anomaly.Anomaly) error {
+	if len(as) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	var buf []byte
+	added := map[string]anomalyRef{}
+	for i := range as {
+		a := &as[i]
+		if _, ok := s.anomalies[a.ID]; ok {
+			continue
+		}
+		if _, ok := added[a.ID]; ok {
+			continue
+		}
+		b, err := json.Marshal(a)
+		if err != nil {
+			return fmt.Errorf("store anomaly %s of agent %q: %w", a.ID, a.AgentID, err)
+		}
+		buf = append(append(buf, b...), '\n')
+		added[a.ID] = anomalyRef{a.Partition, a.WindowStartMs}
+	}
+	if err := appendSync(s.anomFile, buf); err != nil {
+		return err
+	}
+	for id, ref := range added {
+		s.anomalies[id] = ref
+	}
+	return nil
+}
+
+// InsertScores appends ss. A later score of the same (AgentID,
+// WindowStartMs) replaces an earlier one in Scores. Non-finite floats are
+// kept (as strings in the file).
+func (s *FileStore) InsertScores(_ context.Context, ss []anomaly.Score) error {
+	if len(ss) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	var buf []byte
+	for i := range ss {
+		b, err := json.Marshal(toFileScore(&ss[i]))
+		if err != nil {
+			return fmt.Errorf("store score of agent %q window %d: %w", ss[i].AgentID, ss[i].WindowStartMs, err)
+		}
+		buf = append(append(buf, b...), '\n')
+	}
+	return appendSync(s.scoreFile, buf)
+}
+
+// AnomalyIDs returns the ids of stored anomalies on partitions with
+// WindowStartMs >= fromMs.
+func (s *FileStore) AnomalyIDs(_ context.Context, partitions []int32, fromMs int64) (map[string]struct{}, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	ids := map[string]struct{}{}
+	for id, ref := range s.anomalies {
+		if ref.windowStartMs >= fromMs && slices.Contains(partitions, ref.partition) {
+			ids[id] = struct{}{}
+		}
+	}
+	return ids, nil
+}
+
+// Anomalies returns the anomalies of agentID ("" for all) with fromMs <=
+// WindowStartMs < toMs, once per ID, ordered by (WindowStartMs, AgentID,
+// Kind, ID). It reads the whole file.
+func (s *FileStore) Anomalies(_ context.Context, agentID string, fromMs, toMs int64) ([]anomaly.Anomaly, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	var out []anomaly.Anomaly
+	seen := map[string]bool{}
+	err := s.scanLines(anomaliesFile, func(line []byte) error {
+		var a anomaly.Anomaly
+		if err := json.Unmarshal(line, &a); err != nil {
+			return err
+		}
+		if seen[a.ID] || a.WindowStartMs < fromMs || a.WindowStartMs >= toMs || (agentID != "" && a.AgentID != agentID) {
+			return nil
+		}
+		seen[a.ID] = true
+		out = append(out, a)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortStableFunc(out, func(a, b anomaly.Anomaly) int {
+		return cmp.Or(cmp.Compare(a.WindowStartMs, b.WindowStartMs), cmp.Compare(a.AgentID, b.AgentID), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+// Scores returns the scores of agentID ("" for all) with fromMs <=
+// WindowStartMs < toMs, the last stored per window, ordered by
+// (WindowStartMs, AgentID). nil float slices read back as empty ones, as
+// from ClickHouse. It reads the whole file.
+func (s *FileStore) Scores(_ context.Context, agentID string, fromMs, toMs int64) ([]anomaly.Score, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	type win struct {
+		agent string
+		start int64
+	}
+	idx := map[win]int{}
+	var out []anomaly.Score
+	err := s.scanLines(scoresFile, func(line []byte) error {
+		var fs fileScore
+		if err := json.Unmarshal(line, &fs); err != nil {
+			return err
+		}
+		if fs.WindowStartMs < fromMs || fs.WindowStartMs >= toMs || (agentID != "" && fs.AgentID != agentID) {
+			return nil
+		}
+		c := fs.score()
+		w := win{c.AgentID, c.WindowStartMs}
+		if i, ok := idx[w]; ok {
+			out[i] = c
+			return nil
+		}
+		idx[w] = len(out)
+		out = append(out, c)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b anomaly.Score) int {
+		return cmp.Or(cmp.Compare(a.WindowStartMs, b.WindowStartMs), cmp.Compare(a.AgentID, b.AgentID))
+	})
+	return out, nil
+}
+
+// BackfillProgress returns how far job got, ok false if it never recorded
+// progress.
+func (s *FileStore) BackfillProgress(_ context.Context, job string) (doneThroughMs int64, ok bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, false, ErrClosed
+	}
+	doneThroughMs, ok = s.backfill[job]
+	return doneThroughMs, ok, nil
+}
+
+// SetBackfillProgress records that job has folded in every event before
+// doneThroughMs; the latest call wins.
+func (s *FileStore) SetBackfillProgress(_ context.Context, job string, doneThroughMs int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	next := make(map[string]int64, len(s.backfill)+1)
+	for k, v := range s.backfill {
+		next[k] = v
+	}
+	next[job] = doneThroughMs
+	if err := s.writeJSON(backfillFile, next); err != nil {
+		return err
+	}
+	s.backfill = next
+	return nil
+}
+
+// appendSync writes b with one write call and fsyncs it. A failed write is
+// cut off again, so that the next append does not continue a torn line.
+func appendSync(f *os.File, b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("append to %s: %w", f.Name(), err)
+	}
+	if _, err := f.Write(b); err != nil {
+		if terr := f.Truncate(fi.Size()); terr != nil {
+			return fmt.Errorf("append to %s: %w (and cutting the partial write off failed: %v)", f.Name(), err, terr)
+		}
+		return fmt.Errorf("append to %s: %w", f.Name(), err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
+// scanLines calls fn for every complete line of the named file. A last
+// line without its newline was torn by a crash during an append: it is cut
+// off the file. A complete line fn rejects is an error naming the file
+// and line. A missing file has no lines.
+func (s *FileStore) scanLines(name string, fn func([]byte) error) error {
+	path := filepath.Join(s.dir, name)
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<16)
+	var good int64
+	for n := 1; ; n++ {
+		line, err := r.ReadBytes('\n')
+		if err == io.EOF {
+			if len(line) > 0 {
+				if terr := os.Truncate(path, good); terr != nil {
+					return fmt.Errorf("cut torn last line of %s: %w", path, terr)
+				}
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", path, err)
+		}
+		good += int64(len(line))
+		if err := fn(line[:len(line)-1]); err != nil {
+			return fmt.Errorf("%s line %d: %w; move the file away to start without it", path, n, err)
+		}
+	}
+}
+
+// writeFile replaces the named file atomically with data: temporary file,
+// fsync, rename, fsync of the directory.
+func (s *FileStore) writeFile(name string, data []byte) error {
+	path := filepath.Join(s.dir, name)
+	tmp, err := os.CreateTemp(s.dir, name+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if d, err := os.Open(s.dir); err == nil {
+		_ = d.Sync() // best effort: not every platform syncs directories
+		d.Close()
+	}
+	return nil
+}
+
+func (s *FileStore) writeJSON(name string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", name, err)
+	}
+	return s.writeFile(name, append(b, '\n'))
+}
+
+// readJSON decodes path into v; a missing file leaves v as it is.
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decode %s: %w; move the file away to start without it", path, err)
+	}
+	return nil
+}
+
+// writeStates writes states.bin: the magic, then per state its topic,
+// partition, kind, key, updated_ms and blob (strings and the blob as
+// uvarint length + bytes, integers as varints), then a CRC-32 of all that.
+// Binary, so keys and blobs keep every byte.
+func (s *FileStore) writeStates(states map[stateKey]State) error {
+	keys := make([]stateKey, 0, len(states))
+	size := len(statesMagic) + 4
+	for k, st := range states {
+		keys = append(keys, k)
+		size += len(st.Topic) + len(st.Kind) + len(st.Key) + len(st.Blob) + 6*binary.MaxVarintLen64
+	}
+	slices.SortFunc(keys, func(a, b stateKey) int { return cmp.Or(cmp.Compare(a.kind, b.kind), cmp.Compare(a.key, b.key)) })
+	buf := make([]byte, 0, size)
+	buf = append(buf, statesMagic...)
+	for _, k := range keys {
+		st := states[k]
+		buf = appendString(buf, st.Topic)
+		buf = binary.AppendVarint(buf, int64(st.Partition))
+		buf = appendString(buf, st.Kind)
+		buf = appendString(buf, st.Key)
+		buf = binary.AppendVarint(buf, st.UpdatedMs)
+		buf = appendString(buf, string(st.Blob))
+	}
+	buf = binary.BigEndian.AppendUint32(buf, crc32.ChecksumIEEE(buf))
+	return s.writeFile(statesFile, buf)
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+func (s *FileStore) loadStates() error {
+	path := filepath.Join(s.dir, statesFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	bad := func(what string) error {
+		return fmt.Errorf("%s is corrupt (%s); move it away to start with empty baselines", path, what)
+	}
+	if len(b) < len(statesMagic)+4 || string(b[:len(statesMagic)]) != statesMagic {
+		return bad("no header")
+	}
+	body, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
+	if crc32.ChecksumIEEE(body) != sum {
+		return bad("checksum mismatch")
+	}
+	d := decoder{b: body[len(statesMagic):]}
+	for len(d.b) > 0 && d.err == nil {
+		var st State
+		st.Topic = d.str()
+		st.Partition = int32(d.varint(math.MinInt32, math.MaxInt32))
+		st.Kind = d.str()
+		st.Key = d.str()
+		st.UpdatedMs = d.varint(math.MinInt64, math.MaxInt64)
+		st.Blob = []byte(d.str())
+		if d.err == nil {
+			s.states[stateKey{st.Kind, st.Key}] = st
+		}
+	}
+	if d.err != nil {
+		return bad(d.err.Error())
+	}
+	return nil
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) varint(lo, hi int64) int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 || v < lo || v > hi {
+		d.err = errors.New("bad integer")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) str() string {
+	if d.err != nil {
+		return ""
+	}
+	l, n := binary.Uvarint(d.b)
+	if n <= 0 || l > uint64(len(d.b)-n) {
+		d.err = errors.New("bad length")
+		return ""
+	}
+	s := string(d.b[n : n+int(l)])
+	d.b = d.b[n+int(l):]
+	return s
+}
+
+// fileScore is anomaly.Score as stored in scores.jsonl: floats that JSON
+// cannot carry (±Inf, NaN) are written as strings.
+type fileScore struct {
+	AgentID       string   `json:"agent_id"`
+	WindowStartMs int64    `json:"window_start_ms"`
+	WindowEndMs   int64    `json:"window_end_ms"`
+	Partition     int32    `json:"partition"`
+	Score         jfloat   `json:"score"`
+	Severity      string   `json:"severity"`
+	Values        []jfloat `json:"values"`
+	Expected      []jfloat `json:"expected"`
+	Surprise      []jfloat `json:"surprise"`
+	Trained       bool     `json:"trained"`
+	PeerBaseline  bool     `json:"peer_baseline"`
+	Late          int      `json:"late"`
+}
+
+func toFileScore(c *anomaly.Score) fileScore {
+	conv := func(fs []float64) []jfloat {
+		out := make([]jfloat, len(fs))
+		for i, f := range fs {
+			out[i] = jfloat(f)
+		}
+		return out
+	}
+	return fileScore{
+		AgentID: c.AgentID, WindowStartMs: c.WindowStartMs, WindowEndMs: c.WindowEndMs, Partition: c.Partition,
+		Score: jfloat(c.Score), Severity: c.Severity, Values: conv(c.Values), Expected: conv(c.Expected),
+		Surprise: conv(c.Surprise), Trained: c.Trained, PeerBaseline: c.PeerBaseline, Late: c.Late,
+	}
+}
+
+func (fs *fileScore) score() anomaly.Score {
+	conv := func(js []jfloat) []float64 {
+		out := make([]float64, len(js))
+		for i, f := range js {
+			out[i] = float64(f)
+		}
+		return out
+	}
+	return anomaly.Score{
+		AgentID: fs.AgentID, WindowStartMs: fs.WindowStartMs, WindowEndMs: fs.WindowEndMs, Partition: fs.Partition,
+		Score: float64(fs.Score), Severity: fs.Severity, Values: conv(fs.Values), Expected: conv(fs.Expected),
+		Surprise: conv(fs.Surprise), Trained: fs.Trained, PeerBaseline: fs.PeerBaseline, Late: fs.Late,
+	}
+}
+
+// jfloat is a float64 whose JSON form is a number when finite and the
+// string "+Inf", "-Inf" or "NaN" otherwise. Finite values round-trip
+// exactly, -0 included.
+type jfloat float64
+
+// MarshalJSON implements json.Marshaler.
+func (f jfloat) MarshalJSON() ([]byte, error) {
+	v := float64(f)
+	switch {
+	case math.IsNaN(v):
+		return []byte(`"NaN"`), nil
+	case math.IsInf(v, 1):
+		return []byte(`"+Inf"`), nil
+	case math.IsInf(v, -1):
+		return []byte(`"-Inf"`), nil
+	}
+	return strconv.AppendFloat(nil, v, 'g', -1, 64), nil
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (f *jfloat) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	if len(s) >= 2 && s[0] == '"' {
+		s = s[1 : len(s)-1]
+		if s != "NaN" && s != "+Inf" && s != "-Inf" {
+			return fmt.Errorf("float %q: want a number, \"NaN\", \"+Inf\" or \"-Inf\"", s)
+		}
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return fmt.Errorf("float %s: %w", b, err)
+	}
+	*f = jfloat(v)
+	return nil
+}

@@ -1,0 +1,26 @@
+package chstore
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/agentwatch/agentwatch/internal/platform/config"
+)
+
+// OpenMigrated opens ClickHouse as the clickhouse.* configuration says and
+// applies the migrations: what every service does first.
+func OpenMigrated(ctx context.Context, c config.ClickHouse, log *slog.Logger) (*Store, error) {
+	st, err := Open(ctx, Options{
+		Addr: c.Addr, Database: c.Database, Username: c.Username, Password: c.Password,
+		DialTimeout: c.DialTimeout,
+	}, log)
+	if err != nil {
+		return nil, fmt.Errorf("open clickhouse %v: %w; is it running (deploy/clickhouse.sh up)?", c.Addr, err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("migrate clickhouse: %w", err)
+	}
+	return st, nil
+}

@@ -1,0 +1,511 @@
+package outbox
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"github.com/agentwatch/agentwatch/internal/platform/atomicfile"
+	"github.com/agentwatch/agentwatch/internal/platform/flock"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"time"
+)
+
+// FileOptions tune a FileStore. The zero value gives the defaults.
+type FileOptions struct {
+	// DoneRetention is how long done and failed entries are kept after
+	// their last update; compaction drops older ones, and Enqueue of their
+	// key then creates a new entry. Default 14 days: keep it longer than
+	// the anomalies topic's retention. Parked and open entries are never
+	// dropped.
+	DoneRetention time.Duration
+	// SeenRetention is how long a handled anomaly id is kept; default 14
+	// days, with the same advice.
+	SeenRetention time.Duration
+	// CompactMinLines is the smallest file, in lines, that is compacted;
+	// default 1024. A file is compacted when it has at least that many
+	// lines and at least twice as many as it would after compaction.
+	CompactMinLines int
+	// Log receives compaction reports; nil discards them.
+	Log *slog.Logger
+}
+
+func (o FileOptions) withDefaults() FileOptions {
+	if o.DoneRetention <= 0 {
+		o.DoneRetention = 14 * 24 * time.Hour
+	}
+	if o.SeenRetention <= 0 {
+		o.SeenRetention = 14 * 24 * time.Hour
+	}
+	if o.CompactMinLines <= 0 {
+		o.CompactMinLines = 1024
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// FileStore is a Store and a Seen in one JSON-lines file, for embedded mode
+// and tests. Every change appends a line holding the entry's whole state
+// (the last line of a key wins) and fsyncs it before returning. A last line
+// torn by a crash is cut off when the file is opened. The file is
+// compacted, by an atomic rename, when superseded lines dominate; compaction
+// also drops old done entries and handled ids (FileOptions).
+//
+// One process at a time may open a file: OpenFile holds an exclusive flock
+// on path+".lock" until Close, and fails with ErrInUse if another process
+// holds it. The file is created with mode 0600. A FileStore is safe for
+// concurrent use; the caller owns it and must Close it.
+type FileStore struct {
+	path    string
+	opts    FileOptions
+	unlock  func()
+	changes chan struct{}
+
+	mu      sync.Mutex
+	f       *os.File
+	size    int64 // bytes of complete lines
+	lines   int
+	seq     int64
+	entries map[string]Entry
+	byState map[State]map[string]struct{}
+	seen    map[string]time.Time
+	// compactAt is the line count at which compaction is next tried after
+	// one failed.
+	compactAt int
+	closed    bool
+}
+
+var (
+	_ Store    = (*FileStore)(nil)
+	_ Seen     = (*FileStore)(nil)
+	_ Notifier = (*FileStore)(nil)
+)
+
+// OpenFile opens the outbox file at path, creating it if missing, and reads
+// it. A last line without its newline (a write cut short by a crash) is cut
+// off. A complete line that does not parse is an error naming the line.
+func OpenFile(path string, opts FileOptions) (*FileStore, error) {
+	s := &FileStore{
+		path:    path,
+		opts:    opts.withDefaults(),
+		changes: make(chan struct{}, 1),
+		entries: make(map[string]Entry),
+		byState: make(map[State]map[string]struct{}),
+		seen:    make(map[string]time.Time),
+	}
+	unlock, err := flock.Lock(path+".lock", true, false)
+	if errors.Is(err, flock.ErrLocked) {
+		err = fmt.Errorf("%w: %w", ErrInUse, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open outbox: %w", err)
+	}
+	s.unlock = unlock
+	atomicfile.RemoveStaleTemps(path)
+	if err := s.load(); err != nil {
+		unlock()
+		return nil, err
+	}
+	if s.shouldCompact() {
+		if err := s.compactLocked(); err != nil {
+			if s.closed {
+				return nil, err
+			}
+			s.opts.Log.Warn("outbox compaction failed", "path", path, "err", err)
+		}
+	}
+	return s, nil
+}
+
+// load reads the file into memory and leaves s.f positioned after the last
+// complete line.
+func (s *FileStore) load() error {
+	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open outbox: %w", err)
+	}
+	var good int64
+	r := bufio.NewReaderSize(f, 1<<16)
+	for n := 1; ; n++ {
+		b, err := r.ReadBytes('\n')
+		if errors.Is(err, io.EOF) {
+			break // a last line without its newline is torn: cut off below
+		}
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("read outbox %s: %w", s.path, err)
+		}
+		if len(bytes.TrimSpace(b)) > 0 {
+			l, err := parseLine(b[:len(b)-1])
+			if err != nil {
+				f.Close()
+				return fmt.Errorf("outbox %s line %d: %w; the file is damaged: fix or delete that line "+
+					"(an entry's last line wins), or move the file aside to start empty, which forgets its pending actions",
+					s.path, n, err)
+			}
+			s.apply(l)
+			s.lines++
+		}
+		good += int64(len(b))
+	}
+	if err := f.Truncate(good); err != nil {
+		f.Close()
+		return fmt.Errorf("cut the torn last line of outbox %s: %w", s.path, err)
+	}
+	if _, err := f.Seek(good, io.SeekStart); err != nil {
+		f.Close()
+		return fmt.Errorf("open outbox %s: %w", s.path, err)
+	}
+	s.f, s.size = f, good
+	return nil
+}
+
+// apply puts a parsed line into memory.
+func (s *FileStore) apply(l line) {
+	if l.Entry != nil {
+		s.set(*l.Entry)
+		s.seq = max(s.seq, l.Entry.Seq)
+		return
+	}
+	s.seen[l.Seen.ID] = l.Seen.At
+}
+
+// set stores e in the maps and the state index.
+func (s *FileStore) set(e Entry) {
+	if old, ok := s.entries[e.Key]; ok {
+		delete(s.byState[old.State], e.Key)
+	}
+	s.entries[e.Key] = e
+	idx := s.byState[e.State]
+	if idx == nil {
+		idx = make(map[string]struct{})
+		s.byState[e.State] = idx
+	}
+	idx[e.Key] = struct{}{}
+}
+
+// drop removes the entry of key from memory.
+func (s *FileStore) drop(key string) {
+	if old, ok := s.entries[key]; ok {
+		delete(s.byState[old.State], key)
+		delete(s.entries, key)
+	}
+}
+
+// check returns why the store cannot be used now.
+func (s *FileStore) check(ctx context.Context) error {
+	if s.closed {
+		return ErrClosed
+	}
+	return ctx.Err()
+}
+
+// appendLocked writes l and fsyncs it. A failed write is cut off again, so
+// the error means "not stored"; a failed fsync closes the store, because
+// the line may be on disk or not and only a reopen can tell.
+func (s *FileStore) appendLocked(l line) error {
+	b, err := appendLine(nil, l)
+	if err != nil {
+		return err
+	}
+	if _, err := s.f.Write(b); err != nil {
+		if terr := s.f.Truncate(s.size); terr != nil {
+			s.fail()
+			return fmt.Errorf("append to outbox %s: %w (and cutting the partial write off failed: %v); restart the responder", s.path, err, terr)
+		}
+		_, _ = s.f.Seek(s.size, io.SeekStart)
+		return fmt.Errorf("append to outbox %s: %w", s.path, err)
+	}
+	if err := s.f.Sync(); err != nil {
+		s.fail()
+		return fmt.Errorf("sync outbox %s: %w; the store stopped: restart the responder", s.path, err)
+	}
+	s.size += int64(len(b))
+	s.lines++
+	return nil
+}
+
+// fail closes the store after a write it could not make durable.
+func (s *FileStore) fail() {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	s.f.Close()
+	s.unlock()
+}
+
+// notify tells the Worker about new work without blocking.
+func (s *FileStore) notify() {
+	select {
+	case s.changes <- struct{}{}:
+	default:
+	}
+}
+
+// Changes implements Notifier.
+func (s *FileStore) Changes() <-chan struct{} { return s.changes }
+
+// Enqueue implements Store.
+func (s *FileStore) Enqueue(ctx context.Context, key, kind string, payload []byte, opts ...EnqueueOption) (Entry, bool, error) {
+	if err := checkNew(key, kind, payload); err != nil {
+		return Entry{}, false, fmt.Errorf("enqueue %q: %w", clip(key, 80), err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return Entry{}, false, err
+	}
+	if e, ok := s.entries[key]; ok {
+		return e, false, nil
+	}
+	now := time.Now().UTC()
+	e := Entry{
+		Key: key, Kind: kind, Seq: s.seq + 1, Payload: bytes.Clone(payload), State: StatePending,
+		NextAttempt: now, Created: now, Updated: now,
+	}
+	for _, o := range opts {
+		o(&e)
+	}
+	// Options may only set their own fields.
+	e.Key, e.Kind, e.Seq, e.State, e.Created, e.Updated = key, kind, s.seq+1, StatePending, now, now
+	e.Attempts, e.Failures, e.RetryAfterWaits, e.LastError, e.Result, e.Recovered = 0, 0, 0, "", nil, false
+	if e.NextAttempt.IsZero() {
+		e.NextAttempt = now
+	}
+	e.NextAttempt = e.NextAttempt.UTC()
+	if err := e.validate(); err != nil {
+		return Entry{}, false, fmt.Errorf("enqueue %q: %w", clip(key, 80), err)
+	}
+	if err := s.appendLocked(line{Entry: &e}); err != nil {
+		return Entry{}, false, fmt.Errorf("enqueue %q: %w", clip(key, 80), err)
+	}
+	s.seq = e.Seq
+	s.set(e)
+	s.notify()
+	s.maybeCompact()
+	return e, true, nil
+}
+
+// Get implements Store.
+func (s *FileStore) Get(ctx context.Context, key string) (Entry, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return Entry{}, false, err
+	}
+	e, ok := s.entries[key]
+	return e, ok, nil
+}
+
+// List implements Store.
+func (s *FileStore) List(ctx context.Context, states ...State) ([]Entry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	var out []Entry
+	if len(states) == 0 {
+		out = make([]Entry, 0, len(s.entries))
+		for _, e := range s.entries {
+			out = append(out, e)
+		}
+	} else {
+		for _, st := range slices.Compact(slices.Sorted(slices.Values(states))) {
+			for k := range s.byState[st] {
+				out = append(out, s.entries[k])
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Entry) int { return cmp.Compare(a.Seq, b.Seq) })
+	return out, nil
+}
+
+// Update implements Store.
+func (s *FileStore) Update(ctx context.Context, e Entry) (Entry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return Entry{}, err
+	}
+	cur, ok := s.entries[e.Key]
+	if !ok {
+		return Entry{}, fmt.Errorf("update %q: %w", clip(e.Key, 80), ErrNotFound)
+	}
+	cur.State, cur.Attempts, cur.Failures, cur.RetryAfterWaits = e.State, e.Attempts, e.Failures, e.RetryAfterWaits
+	cur.NextAttempt, cur.LastError, cur.Result = e.NextAttempt.UTC(), e.LastError, bytes.Clone(e.Result)
+	cur.Updated = time.Now().UTC()
+	if err := cur.validate(); err != nil {
+		return Entry{}, fmt.Errorf("update %q: %w", clip(e.Key, 80), err)
+	}
+	if err := s.appendLocked(line{Entry: &cur}); err != nil {
+		return Entry{}, fmt.Errorf("update %q: %w", clip(e.Key, 80), err)
+	}
+	s.set(cur)
+	if cur.State == StatePending {
+		s.notify()
+	}
+	s.maybeCompact()
+	return cur, nil
+}
+
+// MarkHandled implements Seen.
+func (s *FileStore) MarkHandled(ctx context.Context, id string) (bool, error) {
+	if id == "" || len(id) > MaxKeyLen {
+		return false, fmt.Errorf("mark handled: id: want 1 to %d bytes, got %d", MaxKeyLen, len(id))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return false, err
+	}
+	if _, ok := s.seen[id]; ok {
+		return false, nil
+	}
+	sl := seenLine{ID: id, At: time.Now().UTC()}
+	if err := s.appendLocked(line{Seen: &sl}); err != nil {
+		return false, fmt.Errorf("mark %q handled: %w", clip(id, 80), err)
+	}
+	s.seen[id] = sl.At
+	s.maybeCompact()
+	return true, nil
+}
+
+// Handled implements Seen.
+func (s *FileStore) Handled(ctx context.Context, id string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return false, err
+	}
+	_, ok := s.seen[id]
+	return ok, nil
+}
+
+// Compact rewrites the file with only the last line of each entry, without
+// the done and failed entries and handled ids past their retention. The
+// Worker does not need to call it: a change that leaves the file mostly
+// superseded lines compacts it.
+func (s *FileStore) Compact(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	return s.compactLocked()
+}
+
+// Close releases the file and its lock. Calls after Close fail with
+// ErrClosed.
+func (s *FileStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	err := s.f.Close()
+	s.unlock()
+	return err
+}
+
+func (s *FileStore) shouldCompact() bool {
+	live := len(s.entries) + len(s.seen)
+	return s.lines >= s.opts.CompactMinLines && s.lines >= 2*live && s.lines >= s.compactAt
+}
+
+// maybeCompact compacts after a change when it pays. A failure leaves the
+// file as it was (the change stands) and is tried again after
+// CompactMinLines more lines.
+func (s *FileStore) maybeCompact() {
+	if !s.shouldCompact() {
+		return
+	}
+	if err := s.compactLocked(); err != nil {
+		s.compactAt = s.lines + s.opts.CompactMinLines
+		s.opts.Log.Warn("outbox compaction failed", "path", s.path, "lines", s.lines, "err", err)
+	}
+}
+
+// compactLocked writes the live lines to a temporary file, syncs it and
+// renames it over the file, so a crash leaves the old file or the new one.
+func (s *FileStore) compactLocked() error {
+	now := time.Now()
+	doneCut, seenCut := now.Add(-s.opts.DoneRetention), now.Add(-s.opts.SeenRetention)
+	keep := make([]Entry, 0, len(s.entries))
+	var dropEntries []string
+	for k, e := range s.entries {
+		if (e.State == StateDone || e.State == StateFailed) && e.Updated.Before(doneCut) {
+			dropEntries = append(dropEntries, k)
+			continue
+		}
+		keep = append(keep, e)
+	}
+	slices.SortFunc(keep, func(a, b Entry) int { return cmp.Compare(a.Seq, b.Seq) })
+	type idAt struct {
+		id string
+		at time.Time
+	}
+	seen := make([]idAt, 0, len(s.seen))
+	var dropSeen []string
+	for id, at := range s.seen {
+		if at.Before(seenCut) {
+			dropSeen = append(dropSeen, id)
+			continue
+		}
+		seen = append(seen, idAt{id, at})
+	}
+	slices.SortFunc(seen, func(a, b idAt) int {
+		return cmp.Or(a.at.Compare(b.at), cmp.Compare(a.id, b.id))
+	})
+
+	var buf []byte
+	var err error
+	for i := range keep {
+		if buf, err = appendLine(buf, line{Entry: &keep[i]}); err != nil {
+			return fmt.Errorf("compact outbox %s: %w", s.path, err)
+		}
+	}
+	for _, sa := range seen {
+		if buf, err = appendLine(buf, line{Seen: &seenLine{ID: sa.id, At: sa.at}}); err != nil {
+			return fmt.Errorf("compact outbox %s: %w", s.path, err)
+		}
+	}
+	if err := atomicfile.WriteFile(s.path, buf, 0o600); err != nil {
+		return fmt.Errorf("compact outbox: %w", err)
+	}
+	// The file was replaced: from here on, failing to reopen it stops the
+	// store.
+	f, err := os.OpenFile(s.path, os.O_RDWR, 0o600)
+	if err == nil {
+		_, err = f.Seek(int64(len(buf)), io.SeekStart)
+	}
+	if err != nil {
+		if f != nil {
+			f.Close()
+		}
+		s.fail()
+		return fmt.Errorf("reopen outbox %s after compaction: %w; the store stopped: restart the responder", s.path, err)
+	}
+	s.f.Close()
+	before := s.lines
+	s.f, s.size, s.lines, s.compactAt = f, int64(len(buf)), len(keep)+len(seen), 0
+	for _, k := range dropEntries {
+		s.drop(k)
+	}
+	for _, id := range dropSeen {
+		delete(s.seen, id)
+	}
+	s.opts.Log.Info("outbox compacted", "path", s.path, "lines_before", before, "lines_after", s.lines,
+		"dropped_entries", len(dropEntries), "dropped_handled_ids", len(dropSeen))
+	return nil
+}

@@ -1,0 +1,700 @@
+package respond
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/evidence"
+	"github.com/agentwatch/agentwatch/internal/responder/outbox"
+	"github.com/agentwatch/agentwatch/internal/responder/revoke"
+	"github.com/agentwatch/agentwatch/internal/responder/slackui"
+	"github.com/agentwatch/agentwatch/pkg/anomaly"
+	"github.com/agentwatch/agentwatch/pkg/playbooks"
+)
+
+// waitForPredecessor is how long an alert waits for its snapshot, or a
+// reply for its thread's alert, before going on without.
+const waitForPredecessor = 2 * time.Minute
+
+// Kinds returns the outbox kinds the engine's Worker runs.
+func (e *Engine) Kinds() map[string]outbox.Kind {
+	h := func(f func(context.Context, outbox.Entry, job) ([]byte, error)) outbox.Handler {
+		return func(ctx context.Context, en outbox.Entry) ([]byte, error) {
+			var j job
+			if err := json.Unmarshal(en.Payload, &j); err != nil {
+				return nil, outbox.Permanent(fmt.Errorf("decode %s entry %s: %w", en.Kind, en.Key, err))
+			}
+			return f(ctx, en, j)
+		}
+	}
+	gw := outbox.Kind{Concurrency: 8, Timeout: 2 * time.Minute, IndependentRetryAfter: true}
+	slackKind := outbox.Kind{Concurrency: 8, Timeout: 30 * time.Second}
+	with := func(k outbox.Kind, f func(context.Context, outbox.Entry, job) ([]byte, error)) outbox.Kind {
+		k.Handler = h(f)
+		return k
+	}
+	return map[string]outbox.Kind{
+		kindSnapshot: with(outbox.Kind{Concurrency: 2, Timeout: 5 * time.Minute}, e.runSnapshot),
+		kindAlert:    with(slackKind, e.runAlert),
+		kindReply:    with(slackKind, e.runReply),
+		kindNote:     with(slackKind, e.runNote),
+		kindApprove:  with(slackKind, e.runApprove),
+		kindRevoke:   with(gw, e.runRevoke),
+		kindQuar:     with(gw, e.runRevoke),
+		kindRestore:  with(gw, e.runRestore),
+		kindWebhook:  with(gw, e.runWebhook),
+		kindThrottle: with(gw, e.runThrottle),
+		kindAnswer:   with(outbox.Kind{Concurrency: 1}, e.runAnswer),
+		kindTimeout:  with(outbox.Kind{Concurrency: 1}, e.runTimeout),
+	}
+}
+
+// record writes the step's audit record.
+func (e *Engine) record(ctx context.Context, j job, action string, res audit.Result, detail string) error {
+	r := audit.Record{
+		Actor: j.Actor, Action: action, Playbook: j.Decision.Playbook, DecisionID: j.Decision.ID, StepID: j.Step.ID,
+		IncidentID: j.Incident, AnomalyID: j.Anomaly.ID, AgentID: j.Decision.Target.AgentID,
+		CredentialID: j.Decision.Target.CredentialID, DryRun: j.Step.DryRun, Why: j.Why, Result: res, Detail: detail,
+	}
+	if r.AgentID == "" {
+		r.AgentID = j.Anomaly.AgentID
+	}
+	if r.Actor.Kind == "" {
+		r.Actor.Kind = audit.ActorAutomatic
+	}
+	if err := e.o.Audit.Append(ctx, r); err != nil {
+		return fmt.Errorf("audit %s %s: %w", action, j.Step.ID, err)
+	}
+	e.o.Metrics.action(action, string(res))
+	return nil
+}
+
+// skipOrDry handles the steps that must not act: a skipped step, a dry run.
+// It returns true when the step is finished.
+func (e *Engine) skipOrDry(ctx context.Context, j job, action, would string) (bool, error) {
+	if j.Step.Skip != "" {
+		return true, e.record(ctx, j, action, audit.ResultSkipped, j.Step.Skip)
+	}
+	if j.Step.DryRun {
+		return true, e.record(ctx, j, action, audit.ResultDryRun, "would "+would)
+	}
+	return false, nil
+}
+
+func (e *Engine) runSnapshot(ctx context.Context, en outbox.Entry, j job) ([]byte, error) {
+	if done, err := e.skipOrDry(ctx, j, string(playbooks.KindSnapshot), "write an evidence bundle of the agent's timeline"); done {
+		return nil, err
+	}
+	if e.o.Events == nil || e.o.Chain == nil || e.o.Evidence == "" {
+		return nil, e.permanent(ctx, j, string(playbooks.KindSnapshot), errors.New("no event source, evidence chain or evidence directory configured"))
+	}
+	id := evidence.BundleID(j.Step.ID)
+	req := evidence.Request{ID: id, IncidentID: j.Incident, Anomaly: j.Anomaly, MaxEvents: e.o.Settings.SnapshotMaxEvents}
+	if s := j.Step.Snapshot; s != nil {
+		req.Before, req.After = s.Before, s.After
+	}
+	if req.Before == 0 && req.After == 0 {
+		req.Before, req.After = evidence.DefaultBefore, evidence.DefaultAfter
+	}
+	if e.o.Scores != nil && j.Anomaly.WindowEndMs > 0 {
+		from := j.Anomaly.WindowStartMs - req.Before.Milliseconds() - 24*time.Hour.Milliseconds()
+		scores, err := e.o.Scores.Scores(ctx, j.Anomaly.AgentID, from, j.Anomaly.WindowEndMs+req.After.Milliseconds())
+		if err != nil {
+			e.log.Warn("snapshot without baseline scores", "step", j.Step.ID, "err", err)
+		}
+		req.Scores = scores
+	}
+	var b evidence.Bundle
+	var err error
+	if en.Recovered || en.Attempts > 1 {
+		b, err = evidence.Resume(ctx, e.o.Chain, e.o.Evidence, id)
+	}
+	if b.Path == "" {
+		b, err = evidence.Snapshot(ctx, req, e.o.Events, e.o.Chain, e.o.Evidence, e.now())
+		if errors.Is(err, evidence.ErrExists) || errors.Is(err, evidence.ErrUnrecorded) {
+			b, err = evidence.Resume(ctx, e.o.Chain, e.o.Evidence, id)
+		}
+	}
+	if err != nil {
+		_ = e.record(ctx, j, string(playbooks.KindSnapshot), audit.ResultFailed, err.Error())
+		return nil, fmt.Errorf("snapshot %s: %w", id, err)
+	}
+	if _, err := e.inc.update(j.Incident, e.now(), func(in *Incident) {
+		if !slices.Contains(in.Snapshots, id) {
+			in.Snapshots = append(in.Snapshots, id)
+		}
+	}); err != nil && !errors.Is(err, errNoIncident) {
+		return nil, err
+	}
+	if err := e.record(ctx, j, string(playbooks.KindSnapshot), audit.ResultOK, fmt.Sprintf("bundle %s sha256 %s at %s", id, b.SHA256, b.Path)); err != nil {
+		return nil, err
+	}
+	return []byte(id), nil
+}
+
+// alertContext is what the alert shows beyond the anomaly.
+func (e *Engine) alertContext(ctx context.Context, j job) (slackui.AlertContext, error) {
+	ac := slackui.AlertContext{IncidentID: j.Incident, Codec: e.o.Codec, HideActions: e.o.Codec == nil}
+	if j.SnapshotKey != "" {
+		sn, ok, err := e.o.Outbox.Get(ctx, j.SnapshotKey)
+		if err != nil {
+			return ac, err
+		}
+		if ok {
+			switch sn.State {
+			case outbox.StateDone:
+				ac.SnapshotID = string(sn.Result)
+			case outbox.StatePending, outbox.StateInFlight:
+				if sn.NextAttempt.After(e.now().Add(time.Second)) {
+					// Scheduled for the end of its "after" window: the
+					// alert does not wait for it.
+					ac.SnapshotID = "scheduled for " + sn.NextAttempt.UTC().Format("15:04:05") + " UTC"
+				} else if time.Since(sn.Created) < waitForPredecessor {
+					return ac, outbox.Wait(100*time.Millisecond, "waiting for the evidence snapshot")
+				}
+			}
+		}
+	}
+	if slackui.Grouped(j.Anomaly.Kind) {
+		ac.Agents = []string{}
+	}
+	return ac, nil
+}
+
+func (e *Engine) runAlert(ctx context.Context, en outbox.Entry, j job) ([]byte, error) {
+	if done, err := e.skipOrDry(ctx, j, string(playbooks.KindNotify), "post an alert to "+j.Channel); done {
+		return nil, err
+	}
+	if e.o.Notifier == nil {
+		return nil, e.permanent(ctx, j, string(playbooks.KindNotify), errors.New("no Slack token and no console configured"))
+	}
+	ac, err := e.alertContext(ctx, j)
+	if err != nil {
+		return nil, err
+	}
+	if n := j.Step.Notify; n != nil {
+		ac.Mention, ac.MentionIDs = n.Mention, n.MentionIDs
+	}
+	m, err := slackui.Render(j.Anomaly, ac)
+	if err != nil {
+		return nil, e.permanent(ctx, j, string(playbooks.KindNotify), err)
+	}
+	ts, err := e.o.Notifier.PostAlert(ctx, j.Channel, m)
+	if err != nil {
+		return nil, e.postFailed(ctx, j, err)
+	}
+	e.o.Metrics.alertLatency(j.Anomaly, e.now())
+	if err := e.record(ctx, j, string(playbooks.KindNotify), audit.ResultOK, "posted to "+j.Channel+" ts "+ts); err != nil {
+		return nil, err
+	}
+	return []byte(j.Channel + " " + ts), nil
+}
+
+// rootTS returns the channel and ts of the thread's alert, or a retry while
+// it is not posted yet. ok false means there is no thread to reply in.
+func (e *Engine) rootTS(ctx context.Context, root string) (channel, ts string, ok bool, err error) {
+	if root == "" {
+		return "", "", false, nil
+	}
+	r, found, err := e.o.Outbox.Get(ctx, root)
+	if err != nil || !found {
+		return "", "", false, err
+	}
+	switch r.State {
+	case outbox.StateDone:
+		var c, t string
+		if _, err := fmt.Sscanf(string(r.Result), "%s %s", &c, &t); err != nil || t == "" {
+			return "", "", false, nil // suppressed or dry run: no thread
+		}
+		return c, t, true, nil
+	case outbox.StatePending, outbox.StateInFlight:
+		wait := time.Until(r.NextAttempt)
+		if wait < 100*time.Millisecond {
+			wait = 100 * time.Millisecond
+		}
+		return "", "", false, outbox.Wait(wait, "waiting for the thread's alert")
+	}
+	return "", "", false, nil
+}
+
+func (e *Engine) runReply(ctx context.Context, en outbox.Entry, j job) ([]byte, error) {
+	if done, err := e.skipOrDry(ctx, j, string(playbooks.KindNotify), "post a follow-up in the incident's thread in "+j.Channel); done {
+		return nil, err
+	}
+	if e.o.Notifier == nil {
+		return nil, e.permanent(ctx, j, string(playbooks.KindNotify), errors.New("no Slack token and no console configured"))
+	}
+	channel, ts, ok, err := e.rootTS(ctx, j.Root)
+	if err != nil {
+		return nil, err
+	}
+	ac, err := e.alertContext(ctx, j)
+	if err != nil {
+		return nil, err
+	}
+	var m slackui.Message
+	if ok {
+		m, err = slackui.RenderFollowUp(j.Anomaly, ac)
+	} else {
+		m, err = slackui.Render(j.Anomaly, ac) // the thread's alert was not posted: this one stands alone
+	}
+	if err != nil {
+		return nil, e.permanent(ctx, j, string(playbooks.KindNotify), err)
+	}
+	var got string
+	if ok {
+		got, err = e.o.Notifier.PostThreadReply(ctx, channel, ts, m)
+	} else {
+		channel = j.Channel
+		got, err = e.o.Notifier.PostAlert(ctx, channel, m)
+	}
+	if err != nil {
+		return nil, e.postFailed(ctx, j, err)
+	}
+	e.o.Metrics.alertLatency(j.Anomaly, e.now())
+	if err := e.record(ctx, j, string(playbooks.KindNotify), audit.ResultOK, "posted in thread "+ts+" of "+channel+" ts "+got); err != nil {
+		return nil, err
+	}
+	return []byte(channel + " " + got), nil
+}
+
+func (e *Engine) runNote(ctx context.Context, en outbox.Entry, j job) ([]byte, error) {
+	if e.o.Notifier == nil {
+		return nil, nil
+	}
+	channel, ts, ok, err := e.rootTS(ctx, j.Root)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, nil // no thread to note it in (no alert, or it was suppressed)
+	}
+	_, err = e.o.Notifier.PostThreadReply(ctx, channel, ts, slackui.RenderNote(j.Text))
+	if err != nil {
+		var pe *slackui.PostError
+		if errors.As(err, &pe) && !pe.Retry {
+			return nil, outbox.Permanent(err)
+		}
+		return nil, err
+	}
+	return nil, nil
+}
+
+// postFailed sorts a Slack error: a rate limit waits its Retry-After, a
+// permanent error (a channel the bot is not in) fails the entry and is
+// audited, anything else is retried.
+func (e *Engine) postFailed(ctx context.Context, j job, err error) error {
+	var pe *slackui.PostError
+	if errors.As(err, &pe) {
+		if pe.RetryAfter > 0 {
+			return outbox.RetryAfter(pe.RetryAfter, err)
+		}
+		if !pe.Retry {
+			return e.permanent(ctx, j, string(playbooks.KindNotify), err)
+		}
+	}
+	return err
+}
+
+// permanent audits a failure no retry can fix and fails the entry.
+func (e *Engine) permanent(ctx context.Context, j job, action string, err error) error {
+	if aerr := e.record(ctx, j, action, audit.ResultFailed, err.Error()); aerr != nil {
+		return aerr
+	}
+	return outbox.Permanent(err)
+}
+
+// note queues a short message in the incident's thread.
+func (e *Engine) note(ctx context.Context, j job, key, text string) {
+	in, ok := e.inc.get(j.Incident)
+	nj := job{Incident: j.Incident, Decision: j.Decision, Text: text}
+	if ok {
+		for c, r := range in.Roots {
+			nj.Channel, nj.Root = c, r
+			if _, err := e.enqueue(ctx, key+"@"+c, kindNote, nj); err != nil {
+				e.log.Warn("queue note", "key", key, "err", err)
+			}
+		}
+	}
+}
+
+// gateTarget is the adapter and target of a revoke, quarantine or
+// throttle step, and of its undo. Each kind acts under its own incident key,
+// so one incident may revoke, quarantine and throttle one credential. An
+// unregistered agent has no credential: a quarantine blocks its id, which
+// only the deny-list can hold (Kong would answer 404, which reads as
+// "already revoked" and blocks nothing).
+func (e *Engine) gateTarget(j job) (adapter string, t revoke.Target) {
+	t = e.target(j)
+	switch st := j.Step; st.Kind() {
+	case playbooks.KindRevoke:
+		adapter = st.Revoke.Adapter
+	case playbooks.KindQuarantine:
+		adapter = st.Quarantine.Adapter
+		t.IncidentID += "/quarantine"
+		if t.CredentialID == "" {
+			t.CredentialID = "agent:" + t.AgentID
+		}
+	case playbooks.KindThrottle:
+		adapter = st.Throttle.Adapter
+		t.IncidentID += "/throttle"
+	}
+	return adapter, t
+}
+
+func (e *Engine) target(j job) revoke.Target {
+	// A human's request (a button, a manual run, an approval) passes an
+	// engaged kill switch: the switch stops the automation, not the people
+	// overseeing it.
+	t := revoke.Target{CredentialID: j.Decision.Target.CredentialID, AgentID: j.Decision.Target.AgentID, IncidentID: j.Incident, Origin: j.Origin,
+		Force: j.Origin == revoke.Manual || j.Origin == revoke.Approved}
+	if t.AgentID == "" {
+		t.AgentID = j.Anomaly.AgentID
+	}
+	if t.CredentialID == "" {
+		t.CredentialID = j.Anomaly.CredentialID
+	}
+	return t
+}
+
+// runRevoke revokes the credential (revoke) or blocks the agent (quarantine:
+// the same deny through the adapter, under its own incident key, undone at
+// its TTL). Past the budget or with the kill switch engaged it becomes an
+// approval request.
+func (e *Engine) runRevoke(ctx context.Context, en outbox.Entry, j job) ([]byte, error) {
+	kind := j.Step.Kind()
+	adapter, t := e.gateTarget(j)
+	if strings.HasPrefix(t.CredentialID, "agent:") && adapter != "denylist" {
+		return nil, e.permanent(ctx, j, string(kind), fmt.Errorf("agent %s has no known credential; adapter %s cannot block an agent id (use the denylist adapter)", t.AgentID, adapter))
+	}
+	what := fmt.Sprintf("%s credential %s of agent %s through %s", kind, t.CredentialID, t.AgentID, adapter)
+	if done, err := e.skipOrDry(ctx, j, string(kind), what); done {
+		return nil, err
+	}
+	g, ok := e.o.Guards[adapter]
+	if !ok {
+		return nil, e.permanent(ctx, j, string(kind), fmt.Errorf("adapter %q is not configured", adapter))
+	}
+	if t.CredentialID == "" {
+		return nil, e.permanent(ctx, j, string(kind), errors.New("the agent has no known credential"))
+	}
+	res, err := g.Revoke(ctx, t)
+	if err != nil {
+		var ae *revoke.ApprovalError
+		if errors.As(err, &ae) {
+			return e.askApproval(ctx, j, what, ae.Detail)
+		}
+		if revoke.Retryable(err) {
+			return nil, err
+		}
+		return nil, e.permanent(ctx, j, string(kind), err)
+	}
+	if e.o.AfterAction != nil {
+		e.o.AfterAction(string(kind), en.Key)
+	}
+	e.o.Metrics.revokeLatency(j.Anomaly, j.Origin, e.now())
+	if _, err := e.inc.update(j.Incident, e.now(), func(in *Incident) {
+		k := adapter + "/" + t.CredentialID
+		if kind == playbooks.KindRevoke && !slices.Contains(in.Revoked, k) {
+			in.Revoked = append(in.Revoked, k)
+		}
+	}); err != nil && !errors.Is(err, errNoIncident) {
+		return nil, err
+	}
+	detail := fmt.Sprintf("%s: %s (%d calls)", res.Status, res.Detail, res.Attempts)
+	if err := e.record(ctx, j, string(kind), audit.ResultOK, detail); err != nil {
+		return nil, err
+	}
+	if j.Step.TTL > 0 {
+		uj := j
+		uj.Actor = audit.Actor{Kind: audit.ActorAutomatic}
+		uj.Why = fmt.Sprintf("TTL of %s ended", j.Step.TTL)
+		if _, err := e.enqueue(ctx, j.Step.UndoID(), kindRestore, uj, outbox.NotBefore(e.now().Add(j.Step.TTL))); err != nil {
+			return nil, err
+		}
+	}
+	e.note(ctx, j, en.Key, fmt.Sprintf("%s done: %s %s (%s)", kind, what, res.Status, j.Actor))
+	b, _ := json.Marshal(res)
+	return b, nil
+}
+
+// runRestore undoes a revocation or quarantine (TTL or `responder restore`).
+func (e *Engine) runRestore(ctx context.Context, en outbox.Entry, j job) ([]byte, error) {
+	kind := j.Step.Kind()
+	if kind == playbooks.KindThrottle {
+		return e.unthrottle(ctx, en, j)
+	}
+	adapter, t := e.gateTarget(j)
+	g, ok := e.o.Guards[adapter]
+	if !ok {
+		return nil, e.permanent(ctx, j, "restore", fmt.Errorf("adapter %q is not configured", adapter))
+	}
+	res, err := g.Restore(ctx, t)
+	if err != nil {
+		if revoke.Retryable(err) {
+			return nil, err
+		}
+		return nil, e.permanent(ctx, j, "restore", err)
+	}
+	e.forgetRevoked(j.Incident, adapter+"/"+t.CredentialID)
+	if err := e.record(ctx, j, "restore", audit.ResultOK, fmt.Sprintf("%s: %s", res.Status, res.Detail)); err != nil {
+		return nil, err
+	}
+	e.note(ctx, j, en.Key, fmt.Sprintf("restored: %s of agent %s through %s (%s)", t.CredentialID, t.AgentID, adapter, j.Why))
+	b, _ := json.Marshal(res)
+	return b, nil
+}
+
+func (e *Engine) forgetRevoked(incident, k string) {
+	_, _ = e.inc.update(incident, e.now(), func(in *Incident) {
+		in.Revoked = slices.DeleteFunc(in.Revoked, func(s string) bool { return s == k })
+	})
+}
+
+func (e *Engine) runWebhook(ctx context.Context, en outbox.Entry, j job) ([]byte, error) {
+	name := j.Step.Webhook.Target
+	if done, err := e.skipOrDry(ctx, j, string(playbooks.KindWebhook), "call webhook "+name); done {
+		return nil, err
+	}
+	gw, ok := e.o.Webhooks[name]
+	if !ok {
+		return nil, e.permanent(ctx, j, string(playbooks.KindWebhook), fmt.Errorf("webhook target %q is not configured", name))
+	}
+	t := e.target(j)
+	if t.CredentialID == "" {
+		t.CredentialID = "-"
+	}
+	t.IncidentID = j.Step.ID // the Idempotency-Key of the call
+	res, err := gw.Revoke(ctx, t, func([]byte) error { return nil })
+	if err != nil {
+		if revoke.Retryable(err) {
+			return nil, err
+		}
+		return nil, e.permanent(ctx, j, string(playbooks.KindWebhook), err)
+	}
+	return nil, e.record(ctx, j, string(playbooks.KindWebhook), audit.ResultOK, res.Detail)
+}
+
+func (e *Engine) runThrottle(ctx context.Context, en outbox.Entry, j job) ([]byte, error) {
+	th := j.Step.Throttle
+	_, t := e.gateTarget(j)
+	what := fmt.Sprintf("throttle credential %s of agent %s to %d/min through %s", t.CredentialID, t.AgentID, th.RatePerMinute, th.Adapter)
+	if done, err := e.skipOrDry(ctx, j, string(playbooks.KindThrottle), what); done {
+		return nil, err
+	}
+	g, ok := e.o.Throttlers[th.Adapter]
+	if !ok {
+		return nil, e.permanent(ctx, j, string(playbooks.KindThrottle), fmt.Errorf("adapter %q cannot throttle (only kong does)", th.Adapter))
+	}
+	if t.CredentialID == "" {
+		return nil, e.permanent(ctx, j, string(playbooks.KindThrottle), errors.New("the agent has no known credential"))
+	}
+	res, saved, err := g.Throttle(ctx, t, th.RatePerMinute)
+	if err != nil {
+		if revoke.Retryable(err) {
+			return nil, err
+		}
+		return nil, e.permanent(ctx, j, string(playbooks.KindThrottle), err)
+	}
+	if err := e.record(ctx, j, string(playbooks.KindThrottle), audit.ResultOK, fmt.Sprintf("%s: %s", res.Status, res.Detail)); err != nil {
+		return nil, err
+	}
+	if j.Step.TTL > 0 {
+		uj := j
+		uj.Actor = audit.Actor{Kind: audit.ActorAutomatic}
+		uj.Why = fmt.Sprintf("TTL of %s ended", j.Step.TTL)
+		uj.Saved = saved
+		if _, err := e.enqueue(ctx, j.Step.UndoID(), kindRestore, uj, outbox.NotBefore(e.now().Add(j.Step.TTL))); err != nil {
+			return nil, err
+		}
+	}
+	e.note(ctx, j, en.Key, fmt.Sprintf("throttle done: %s (%s)", what, res.Status))
+	return saved, nil
+}
+
+// unthrottle is runRestore for a throttle step.
+func (e *Engine) unthrottle(ctx context.Context, en outbox.Entry, j job) ([]byte, error) {
+	th := j.Step.Throttle
+	_, t := e.gateTarget(j)
+	g, ok := e.o.Throttlers[th.Adapter]
+	if !ok {
+		return nil, e.permanent(ctx, j, "restore", fmt.Errorf("adapter %q cannot throttle (only kong does)", th.Adapter))
+	}
+	res, err := g.Unthrottle(ctx, t, j.Saved)
+	if err != nil {
+		if revoke.Retryable(err) {
+			return nil, err
+		}
+		return nil, e.permanent(ctx, j, "restore", err)
+	}
+	if err := e.record(ctx, j, "restore", audit.ResultOK, fmt.Sprintf("%s: %s", res.Status, res.Detail)); err != nil {
+		return nil, err
+	}
+	e.note(ctx, j, en.Key, fmt.Sprintf("throttle lifted: credential %s of agent %s (%s)", t.CredentialID, t.AgentID, j.Why))
+	return nil, nil
+}
+
+// askApproval turns a step into an approval request (budget spent, kill
+// switch engaged): approved, it runs as Approved.
+func (e *Engine) askApproval(ctx context.Context, j job, what, why string) ([]byte, error) {
+	if err := e.record(ctx, j, string(j.Step.Kind()), audit.ResultNeedsApproval, why); err != nil {
+		return nil, err
+	}
+	aj := j
+	step := j.Step
+	// The step's own entry is done (needs_approval); the approved run gets
+	// a key of its own.
+	step.ID += "-approved"
+	aj.Pending = []playbooks.Action{step}
+	aj.Step = playbooks.Action{ID: j.Step.ID + "-approval", Index: step.Index, Step: playbooks.Step{Approve: &playbooks.Approve{
+		Channel: e.o.Settings.ApprovalChannel, Timeout: playbooks.DefaultApproveTimeout, Default: playbooks.DecisionDeny}}}
+	aj.Text = what
+	aj.Why = why
+	if _, err := e.enqueue(ctx, aj.Step.ID, kindApprove, aj); err != nil {
+		return nil, err
+	}
+	return []byte("needs_approval"), nil
+}
+
+// runApprove posts the approval request and queues its timeout.
+func (e *Engine) runApprove(ctx context.Context, en outbox.Entry, j job) ([]byte, error) {
+	ap := j.Step.Approve
+	timeout := ap.Timeout
+	if timeout <= 0 {
+		timeout = playbooks.DefaultApproveTimeout
+	}
+	what := j.Text
+	if what == "" {
+		var names []string
+		for _, p := range j.Pending {
+			names = append(names, string(p.Kind()))
+		}
+		what = fmt.Sprintf("playbook %s: %v for agent %s", j.Decision.Playbook, names, e.target(j).AgentID)
+	}
+	if j.Step.DryRun {
+		return []byte("dry_run"), e.record(ctx, j, string(playbooks.KindApprove), audit.ResultDryRun, "would ask for approval of "+what)
+	}
+	tj := j
+	tj.Request = en.Key
+	tj.Approved = ap.Default == playbooks.DecisionApprove
+	if _, err := e.enqueue(ctx, en.Key+"-timeout", kindTimeout, tj, outbox.NotBefore(e.now().Add(timeout))); err != nil {
+		return nil, err
+	}
+	if e.o.Notifier != nil && e.o.Codec != nil {
+		channel := ap.Channel
+		in, _ := e.inc.get(j.Incident)
+		var root string
+		for c, r := range in.Roots {
+			if channel == "" || c == channel {
+				channel, root = c, r
+				break
+			}
+		}
+		ac := slackui.AlertContext{IncidentID: j.Incident, Codec: e.o.Codec}
+		m, err := slackui.RenderApproval(j.Anomaly, ac, slackui.ApprovalRequest{ID: en.Key, What: what, Why: orDefault(j.Why, "the playbook asks a human first"),
+			Timeout: timeout, Default: ap.Default})
+		if err != nil {
+			return nil, e.permanent(ctx, j, string(playbooks.KindApprove), err)
+		}
+		c, ts, ok, err := e.rootTS(ctx, root)
+		if err != nil && root != "" {
+			return nil, err
+		}
+		if ok {
+			_, err = e.o.Notifier.PostThreadReply(ctx, c, ts, m)
+		} else if channel != "" {
+			_, err = e.o.Notifier.PostAlert(ctx, channel, m)
+		}
+		if err != nil {
+			return nil, e.postFailed(ctx, j, err)
+		}
+	}
+	return nil, e.record(ctx, j, string(playbooks.KindApprove), audit.ResultNeedsApproval,
+		fmt.Sprintf("asked for approval of %s; %s after %s", what, orDefault(ap.Default, playbooks.DecisionDeny), timeout))
+}
+
+// Answer records a human's (or the timeout's) answer to an approval
+// request. The first answer wins: later ones change nothing and return
+// false.
+func (e *Engine) Answer(ctx context.Context, request string, approved bool, actor audit.Actor) (bool, error) {
+	req, ok, err := e.o.Outbox.Get(ctx, request)
+	if err != nil {
+		return false, err
+	}
+	if !ok || req.Kind != kindApprove {
+		return false, fmt.Errorf("no approval request %q", request)
+	}
+	var j job
+	if err := json.Unmarshal(req.Payload, &j); err != nil {
+		return false, fmt.Errorf("decode approval request %s: %w", request, err)
+	}
+	if ap := j.Step.Approve; ap != nil && len(ap.Approvers) > 0 && actor.Kind == audit.ActorSlack && !slices.Contains(ap.Approvers, actor.UserID) {
+		return false, fmt.Errorf("%s is not an approver of this request", actor)
+	}
+	j.Request, j.Approved, j.Actor = request, approved, actor
+	return e.enqueue(ctx, request+"-answer", kindAnswer, j)
+}
+
+func (e *Engine) runTimeout(ctx context.Context, en outbox.Entry, j job) ([]byte, error) {
+	_, err := e.Answer(ctx, j.Request, j.Approved, audit.Actor{Kind: audit.ActorAutomatic, Name: "approval timeout"})
+	return nil, err
+}
+
+// runAnswer runs the gated steps when approved, and records them refused
+// when not.
+func (e *Engine) runAnswer(ctx context.Context, en outbox.Entry, j job) ([]byte, error) {
+	verdict := "denied"
+	if j.Approved {
+		verdict = "approved"
+	}
+	if err := e.record(ctx, j, string(playbooks.KindApprove), audit.ResultOK, fmt.Sprintf("%s by %s", verdict, j.Actor)); err != nil {
+		return nil, err
+	}
+	for _, st := range j.Pending {
+		sj := j
+		sj.Step, sj.Pending, sj.Text, sj.Request = st, nil, "", ""
+		if !j.Approved {
+			if err := e.record(ctx, sj, string(st.Kind()), audit.ResultRefused, "approval "+verdict+" by "+j.Actor.String()); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		sj.Origin = revoke.Approved
+		if _, err := e.queueStep(ctx, sj); err != nil {
+			return nil, err
+		}
+	}
+	e.note(ctx, j, en.Key, fmt.Sprintf("Approval request %s %s by %s", j.Request, verdict, j.Actor))
+	return []byte(verdict), nil
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+// verdictValues finds the window's observed feature values for a verdict.
+func (e *Engine) verdictValues(ctx context.Context, a anomaly.Anomaly) []float64 {
+	if e.o.Scores == nil || a.WindowEndMs == 0 {
+		return nil
+	}
+	ss, err := e.o.Scores.Scores(ctx, a.AgentID, a.WindowStartMs, a.WindowEndMs)
+	if err != nil {
+		e.log.Warn("verdict without the window's values", "anomaly", a.ID, "err", err)
+		return nil
+	}
+	for _, s := range ss {
+		if s.WindowStartMs == a.WindowStartMs {
+			return s.Values
+		}
+	}
+	return nil
+}

@@ -1,0 +1,305 @@
+package respond
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"github.com/agentwatch/agentwatch/internal/platform/atomicfile"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/agentwatch/agentwatch/pkg/anomaly"
+)
+
+// maxIncidentAnomalies caps the anomalies an incident keeps for rendering
+// and for the false-positive button; later ones are counted, not kept.
+const maxIncidentAnomalies = 50
+
+// incidentRetention is how long a closed incident is kept, so a button on an
+// old alert still finds what it acts on.
+const incidentRetention = 14 * 24 * time.Hour
+
+// Incident is one agent's run of anomalies: the anomalies of an agent that
+// arrive within the incident window of each other. It has one Slack thread
+// per channel.
+type Incident struct {
+	ID      string `json:"id"`
+	AgentID string `json:"agent_id"`
+	// OpenedMs and LastMs are the responder's clock at the first and the
+	// latest anomaly.
+	OpenedMs int64 `json:"opened_ms"`
+	LastMs   int64 `json:"last_ms"`
+	// Count is every anomaly that joined, Anomalies the first ones.
+	Count     int               `json:"count"`
+	Anomalies []anomaly.Anomaly `json:"anomalies"`
+	// Roots maps a channel to the outbox key of the incident's top-level
+	// alert there; RootMs to when that key was enqueued.
+	Roots  map[string]string `json:"roots,omitempty"`
+	RootMs map[string]int64  `json:"root_ms,omitempty"`
+	// Snapshots are the evidence bundle ids taken for the incident.
+	Snapshots []string `json:"snapshots,omitempty"`
+	// Revoked lists the "adapter/credential" revoked in this incident and
+	// not restored: alerts for the agent are then suppressed.
+	Revoked []string `json:"revoked,omitempty"`
+}
+
+// Anomaly returns the incident's anomaly with id, if kept.
+func (in *Incident) Anomaly(id string) (anomaly.Anomaly, bool) {
+	for _, a := range in.Anomalies {
+		if a.ID == id {
+			return a, true
+		}
+	}
+	return anomaly.Anomaly{}, false
+}
+
+// incidents keeps the open and recent incidents in a JSON-lines file: each
+// change appends the changed incident's whole state (the last line of an
+// id wins) and syncs it, so a change costs one small write however many
+// incidents there are. The file is rewritten without superseded lines and
+// old incidents when those dominate. A last line torn by a crash is
+// ignored (the change it held was never acknowledged).
+type incidents struct {
+	mu      sync.Mutex
+	path    string
+	f       *os.File
+	lines   int
+	byAgent map[string]*Incident // the agent's latest incident
+	byID    map[string]*Incident
+}
+
+// compactMinLines is the smallest file that is compacted.
+const compactMinLines = 1024
+
+func openIncidents(path string) (*incidents, error) { return loadIncidents(path, false) }
+
+// loadIncidents reads the file; unless readOnly it then compacts it and
+// keeps it open for appending (one process at a time: the responder's).
+func loadIncidents(path string, readOnly bool) (*incidents, error) {
+	s := &incidents{path: path, byAgent: map[string]*Incident{}, byID: map[string]*Incident{}}
+	if path == "" {
+		return s, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return nil, fmt.Errorf("read incidents: %w", err)
+	}
+	if len(b) > 0 && b[0] == '[' {
+		// The first format: one JSON array.
+		var all []*Incident
+		if err := json.Unmarshal(b, &all); err != nil {
+			return nil, fmt.Errorf("parse incidents %s: %w", path, err)
+		}
+		for _, in := range all {
+			s.index(in)
+		}
+	} else {
+		for n, line := range bytes.Split(b, []byte("\n")) {
+			if len(line) == 0 {
+				continue
+			}
+			var in Incident
+			if err := json.Unmarshal(line, &in); err != nil {
+				if n == bytes.Count(b, []byte("\n")) { // a torn last line
+					break
+				}
+				return nil, fmt.Errorf("parse incidents %s line %d: %w", path, n+1, err)
+			}
+			s.index(&in)
+		}
+	}
+	if readOnly {
+		return s, nil
+	}
+	if err := s.rewrite(time.Now().UnixMilli()); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close releases the file.
+func (s *incidents) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return nil
+	}
+	err := s.f.Close()
+	s.f = nil
+	return err
+}
+
+func (s *incidents) index(in *Incident) {
+	if old, ok := s.byID[in.ID]; ok && s.byAgent[in.AgentID] == old {
+		s.byAgent[in.AgentID] = in
+	}
+	s.byID[in.ID] = in
+	if cur, ok := s.byAgent[in.AgentID]; !ok || cur.LastMs <= in.LastMs {
+		s.byAgent[in.AgentID] = in
+	}
+}
+
+// join adds a to the agent's open incident, or opens one when the agent has
+// none within window. It returns a copy of the incident and whether it is
+// new. Joining an anomaly already in the incident changes nothing.
+func (s *incidents) join(a anomaly.Anomaly, now time.Time, window time.Duration) (Incident, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	nowMs := now.UnixMilli()
+	in, ok := s.byAgent[a.AgentID]
+	if ok {
+		if _, dup := in.Anomaly(a.ID); dup {
+			return in.clone(), false, nil
+		}
+	}
+	created := !ok || nowMs-in.LastMs > window.Milliseconds()
+	if created {
+		in = &Incident{ID: IncidentID(a), AgentID: a.AgentID, OpenedMs: nowMs}
+	}
+	in.LastMs = nowMs
+	in.Count++
+	if len(in.Anomalies) < maxIncidentAnomalies {
+		in.Anomalies = append(in.Anomalies, a)
+	}
+	s.index(in)
+	if err := s.saveLocked(in, nowMs); err != nil {
+		return Incident{}, false, err
+	}
+	return in.clone(), created, nil
+}
+
+// update applies fn to the incident id and saves.
+func (s *incidents) update(id string, now time.Time, fn func(*Incident)) (Incident, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, ok := s.byID[id]
+	if !ok {
+		return Incident{}, fmt.Errorf("incident %q: %w", id, errNoIncident)
+	}
+	fn(in)
+	if err := s.saveLocked(in, now.UnixMilli()); err != nil {
+		return Incident{}, err
+	}
+	return in.clone(), nil
+}
+
+func (s *incidents) get(id string) (Incident, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, ok := s.byID[id]
+	if !ok {
+		return Incident{}, false
+	}
+	return in.clone(), true
+}
+
+func (s *incidents) latest(agentID string) (Incident, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, ok := s.byAgent[agentID]
+	if !ok {
+		return Incident{}, false
+	}
+	return in.clone(), true
+}
+
+func (s *incidents) list() []Incident {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Incident, 0, len(s.byID))
+	for _, in := range s.byID {
+		out = append(out, in.clone())
+	}
+	return out
+}
+
+// saveLocked appends in's state and syncs it; it compacts the file when
+// superseded lines dominate.
+func (s *incidents) saveLocked(in *Incident, nowMs int64) error {
+	if s.path == "" {
+		return nil
+	}
+	if s.lines >= compactMinLines && s.lines >= 4*len(s.byID) {
+		return s.rewrite(nowMs)
+	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("encode incident: %w", err)
+	}
+	if _, err := s.f.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("write incidents: %w", err)
+	}
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("sync incidents: %w", err)
+	}
+	s.lines++
+	return nil
+}
+
+// rewrite replaces the file with one line per live incident, dropping those
+// past their retention, and reopens it for appending.
+func (s *incidents) rewrite(nowMs int64) error {
+	var buf bytes.Buffer
+	n := 0
+	for id, in := range s.byID {
+		if nowMs-in.LastMs > incidentRetention.Milliseconds() && len(in.Revoked) == 0 {
+			delete(s.byID, id)
+			if s.byAgent[in.AgentID] == in {
+				delete(s.byAgent, in.AgentID)
+			}
+			continue
+		}
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode incident: %w", err)
+		}
+		buf.Write(append(b, '\n'))
+		n++
+	}
+	if err := atomicfile.WriteFile(s.path, buf.Bytes(), 0o600); err != nil {
+		return err
+	}
+	if s.f != nil {
+		s.f.Close()
+	}
+	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open incidents: %w", err)
+	}
+	s.f, s.lines = f, n
+	return nil
+}
+
+func (in *Incident) clone() Incident {
+	c := *in
+	c.Anomalies = append([]anomaly.Anomaly(nil), in.Anomalies...)
+	c.Snapshots = append([]string(nil), in.Snapshots...)
+	c.Revoked = append([]string(nil), in.Revoked...)
+	c.Roots = map[string]string{}
+	for k, v := range in.Roots {
+		c.Roots[k] = v
+	}
+	c.RootMs = map[string]int64{}
+	for k, v := range in.RootMs {
+		c.RootMs[k] = v
+	}
+	return c
+}
+
+// open records an incident under id for a manual run (it joins no other
+// incident). Opening an id that exists changes nothing.
+func (s *incidents) open(id string, a anomaly.Anomaly, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.byID[id]; ok {
+		return nil
+	}
+	nowMs := now.UnixMilli()
+	in := &Incident{ID: id, AgentID: a.AgentID, OpenedMs: nowMs, LastMs: nowMs, Count: 1, Anomalies: []anomaly.Anomaly{a}}
+	s.byID[id] = in
+	if _, ok := s.byAgent[a.AgentID]; !ok {
+		s.byAgent[a.AgentID] = in
+	}
+	return s.saveLocked(in, nowMs)
+}

@@ -1,0 +1,369 @@
+package respond
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/slack-go/slack"
+
+	"github.com/agentwatch/agentwatch/internal/platform/config"
+	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/evidence"
+	"github.com/agentwatch/agentwatch/internal/responder/outbox"
+	"github.com/agentwatch/agentwatch/internal/responder/playbookcfg"
+	"github.com/agentwatch/agentwatch/internal/responder/respapi"
+	"github.com/agentwatch/agentwatch/internal/responder/revoke"
+	"github.com/agentwatch/agentwatch/internal/responder/silence"
+	"github.com/agentwatch/agentwatch/internal/responder/slackui"
+	"github.com/agentwatch/agentwatch/pkg/playbooks"
+)
+
+// The files of responder.state_dir. One process at a time owns the outbox,
+// the silences and the incident log; the others are safe to share with a
+// command run by hand.
+const (
+	OutboxFile    = "outbox.jsonl"
+	AuditFile     = "audit.jsonl" // when not in ClickHouse
+	ChainFile     = "evidence-chain.jsonl"
+	SilencesFile  = "silences.jsonl"
+	LedgerFile    = "revocations.jsonl"
+	IncidentsFile = "incidents.json"
+)
+
+// Deps are what the mode provides: ClickHouse-backed stores in the
+// distributed mode; nil fields fall back to files under the state
+// directory (the embedded mode and tests).
+type Deps struct {
+	Seen     outbox.Seen
+	Audit    audit.Store
+	Chain    evidence.ChainStore
+	Events   evidence.EventSource
+	Scores   ScoreSource
+	Feedback FeedbackSink
+	Registry Registry
+	// Console receives alerts when no Slack token is set; nil discards.
+	Console io.Writer
+	// Getenv reads the secrets' variables; nil means os.Getenv.
+	Getenv func(string) string
+	// Resolve replaces DNS for the egress guard (tests).
+	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
+	Now     func() time.Time
+	// Set, when not empty, replaces the playbook files (tests).
+	Set playbooks.Set
+	// AfterAction: see Options.AfterAction.
+	AfterAction func(kind, key string)
+}
+
+// Service is a built responder: the Engine, the outbox Worker that runs
+// its actions, and the HTTP handler of the API and Slack's interactivity
+// endpoint.
+type Service struct {
+	Engine   *Engine
+	Worker   *outbox.Worker
+	Handler  http.Handler
+	Console  *Console
+	Ledger   *revoke.FileLedger
+	Audit    *audit.Logger
+	Chain    evidence.ChainStore
+	Evidence string
+	closers  []func() error
+	silences *silence.Store
+}
+
+// Build assembles the responder from cfg.Responder and d.
+func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registerer) (_ *Service, err error) {
+	rc := cfg.Responder
+	getenv := d.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	now := d.Now
+	if now == nil {
+		now = time.Now
+	}
+	s := &Service{}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	set := d.Set
+	if len(set.Playbooks) == 0 {
+		if set, err = playbookcfg.Load(rc.Playbooks); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(rc.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("responder state dir: %w", err)
+	}
+	state := func(name string) string { return filepath.Join(rc.StateDir, name) }
+	ob, err := outbox.OpenFile(state(OutboxFile), outbox.FileOptions{Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("open outbox: %w", err)
+	}
+	s.closers = append(s.closers, ob.Close)
+	seen := d.Seen
+	if seen == nil {
+		seen = ob
+	}
+	ast := d.Audit
+	if ast == nil {
+		fs, err := audit.OpenFileStore(state(AuditFile))
+		if err != nil {
+			return nil, err
+		}
+		ast = fs
+	}
+	s.Audit = audit.NewLogger(ast, log, now)
+	s.Chain = d.Chain
+	if s.Chain == nil {
+		fc, err := evidence.OpenFileChain(state(ChainFile))
+		if err != nil {
+			return nil, err
+		}
+		s.Chain = fc
+	}
+	s.Evidence = rc.EvidenceRoot()
+	sil, err := silence.Open(state(SilencesFile), silence.Options{Log: log, Now: now, Metrics: silence.NewMetrics(reg)})
+	if err != nil {
+		return nil, fmt.Errorf("open silences: %w", err)
+	}
+	s.silences = sil
+	s.closers = append(s.closers, sil.Close)
+	if s.Ledger, err = revoke.OpenFileLedger(state(LedgerFile)); err != nil {
+		return nil, err
+	}
+	guards, webhooks, throttlers, err := buildGateways(cfg, set, s.Ledger, getenv, d.Resolve, now, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	var notifier Notifier
+	var codec *slackui.ActionCodec
+	slackMetrics := slackui.NewMetrics(reg)
+	secret := envOf(getenv, rc.Slack.SigningSecretEnv)
+	if secret != "" {
+		if codec, err = slackui.NewActionCodec(secret); err != nil {
+			return nil, fmt.Errorf("responder.slack.signing_secret_env: %w", err)
+		}
+	}
+	if token := envOf(getenv, rc.Slack.TokenEnv); token != "" {
+		opts := []slack.Option{}
+		if rc.Slack.APIURL != "" {
+			opts = append(opts, slack.OptionAPIURL(strings.TrimSuffix(rc.Slack.APIURL, "/")+"/"))
+		}
+		p := slackui.NewPoster(slack.New(token, opts...))
+		p.Metrics = slackMetrics
+		notifier = p
+	} else {
+		w := d.Console
+		if w == nil {
+			w = io.Discard
+		}
+		s.Console = NewConsole(w)
+		notifier = s.Console
+	}
+	button := "denylist"
+	if _, ok := guards["kong"]; ok {
+		button = "kong"
+	}
+	m := NewMetrics(reg)
+	e, err := New(Options{
+		Set: set, Outbox: ob, Seen: seen, Audit: s.Audit, Silences: sil, Registry: d.Registry, Notifier: notifier, Codec: codec,
+		Guards: guards, Throttlers: throttlers, Webhooks: webhooks, Events: d.Events, Chain: s.Chain, Evidence: s.Evidence, Scores: d.Scores, Feedback: d.Feedback,
+		Incidents: state(IncidentsFile), Log: log, Now: now, Metrics: m, AfterAction: d.AfterAction,
+		Settings: Settings{GroupWait: rc.GroupWait, IncidentWindow: rc.IncidentWindow, RepeatInterval: rc.RepeatInterval,
+			FalsePositiveSuppress: rc.FalsePositiveSuppress, Snooze: rc.Snooze, SnapshotMaxEvents: rc.SnapshotMaxEvents, ButtonAdapter: button,
+			ApprovalChannel: rc.Slack.ApprovalChannel},
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.Engine = e
+	s.closers = append(s.closers, e.inc.Close)
+	s.Worker = &outbox.Worker{Store: ob, Kinds: e.Kinds(), Log: log, Metrics: outbox.NewMetrics(reg), Poll: 250 * time.Millisecond}
+	mux := http.NewServeMux()
+	if secret != "" {
+		ih := slackui.NewInteractionHandler(secret, seenDeduper{seen}, nil, e.OnClick)
+		ih.Log, ih.Metrics = log, slackMetrics
+		mux.Handle("POST /slack/interactions", ih)
+	}
+	if len(rc.Tokens) > 0 {
+		var toks []respapi.Token
+		for _, t := range rc.Tokens {
+			toks = append(toks, respapi.Token{Name: t.Name, SHA256: t.SHA256, SecretEnv: t.SecretEnv, AllowedPlaybooks: t.AllowedPlaybooks, CanReadAudit: t.CanReadAudit, CanSilence: t.CanSilence})
+		}
+		api, err := respapi.New(respapi.Options{Tokens: toks, Runner: e, Audit: s.Audit, Silences: sil, Verdicts: e, Log: log, Metrics: respapi.NewMetrics(reg), Now: now, Getenv: getenv})
+		if err != nil {
+			return nil, fmt.Errorf("responder.tokens: %w", err)
+		}
+		mux.Handle("/v1/", api)
+	}
+	s.Handler = mux
+	return s, nil
+}
+
+// Run runs the outbox Worker and the silences' maintenance until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.silences.Run(ctx) }()
+	err := s.Worker.Run(ctx)
+	if serr := <-errc; err == nil && serr != nil && !errors.Is(serr, context.Canceled) {
+		err = serr
+	}
+	return err
+}
+
+// Close releases the files.
+func (s *Service) Close() error {
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i]())
+	}
+	s.closers = nil
+	return errors.Join(errs...)
+}
+
+func envOf(getenv func(string) string, name string) string {
+	if name == "" {
+		return ""
+	}
+	return getenv(name)
+}
+
+// Guards builds the revocation adapters of cfg with their guards and
+// ledger, without the rest of the responder: `responder restore` uses them
+// beside a running responder (the ledger and deny-list are safe across
+// processes; the outbox is not shared).
+func Guards(cfg config.Config, getenv func(string) string, log *slog.Logger) (map[string]*revoke.Guard, *revoke.FileLedger, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if err := os.MkdirAll(cfg.Responder.StateDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("responder state dir: %w", err)
+	}
+	ledger, err := revoke.OpenFileLedger(filepath.Join(cfg.Responder.StateDir, LedgerFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	g, _, _, err := buildGateways(cfg, playbooks.Set{}, ledger, getenv, nil, time.Now, log, prometheus.NewRegistry())
+	return g, ledger, err
+}
+
+// ReadIncidents reads the incidents file of a state directory.
+func ReadIncidents(stateDir string) ([]Incident, error) {
+	s, err := loadIncidents(filepath.Join(stateDir, IncidentsFile), true)
+	if err != nil {
+		return nil, err
+	}
+	return s.list(), nil
+}
+
+// buildGateways makes a Guard per configured adapter and checks that every
+// adapter and webhook target the playbooks name is configured.
+func buildGateways(cfg config.Config, set playbooks.Set, ledger *revoke.FileLedger, getenv func(string) string,
+	resolve func(context.Context, string) ([]netip.Addr, error), now func() time.Time, log *slog.Logger, reg prometheus.Registerer) (map[string]*revoke.Guard, map[string]revoke.Gateway, map[string]revoke.Throttler, error) {
+	rc := cfg.Responder
+	rm := revoke.NewMetrics(reg)
+	egress, err := revoke.NewEgress(revoke.EgressOptions{Allow: rc.EgressAllow, Resolve: resolve, Metrics: rm})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("responder.egress_allow: %w", err)
+	}
+	budget, err := revoke.NewBudget(rc.RevokeBudget, rc.RevokeInterval, now)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("responder.revoke_budget: %w", err)
+	}
+	if err := budget.SeedFrom(context.Background(), ledger); err != nil {
+		return nil, nil, nil, fmt.Errorf("seed the revocation budget: %w", err)
+	}
+	var kill revoke.KillSwitch = &revoke.Switch{}
+	if rc.KillSwitchFile != "" {
+		kill = revoke.FileSwitch(rc.KillSwitchFile)
+	}
+	gws := map[string]revoke.Gateway{}
+	dpath := rc.Denylist.Path
+	if dpath == "" {
+		dpath = filepath.Join(rc.StateDir, "denylist.txt")
+	}
+	dl, err := revoke.NewDenylist(revoke.DenylistOptions{Path: dpath, Format: rc.Denylist.Format, Now: now})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("responder.denylist: %w", err)
+	}
+	gws["denylist"] = dl
+	if rc.Kong.AdminURL != "" {
+		k, err := revoke.NewKong(revoke.KongOptions{AdminURL: rc.Kong.AdminURL, Token: envOf(getenv, rc.Kong.TokenEnv), Egress: egress, Metrics: rm, Log: log})
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("responder.kong: %w", err)
+		}
+		gws["kong"] = k
+	}
+	webhooks := map[string]revoke.Gateway{}
+	for name, w := range rc.Webhooks {
+		wo := revoke.WebhookOptions{Name: "webhook:" + name, Egress: egress, Metrics: rm, Log: log, Revoke: webhookRequest(w)}
+		if r, ok := rc.Webhooks[name+"_restore"]; ok {
+			req := webhookRequest(r)
+			wo.Restore = &req
+		}
+		wh, err := revoke.NewWebhook(wo)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("responder.webhooks.%s: %w", name, err)
+		}
+		webhooks[name] = wh
+	}
+	if wh, ok := webhooks["revoke"]; ok {
+		gws["webhook"] = wh
+	}
+	refs := set.References()
+	var errs []error
+	for _, a := range refs.Adapters {
+		if _, ok := gws[a]; !ok {
+			errs = append(errs, fmt.Errorf("playbooks use adapter %q, which is not configured (kong: responder.kong.admin_url; webhook: responder.webhooks.revoke)", a))
+		}
+	}
+	for _, t := range refs.WebhookTargets {
+		if _, ok := webhooks[t]; !ok {
+			errs = append(errs, fmt.Errorf("playbooks call webhook %q, which is not in responder.webhooks", t))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, nil, nil, errors.Join(errs...)
+	}
+	throttlers := map[string]revoke.Throttler{}
+	if k, ok := gws["kong"].(*revoke.Kong); ok {
+		throttlers["kong"] = k
+	}
+	guards := map[string]*revoke.Guard{}
+	for name, gw := range gws {
+		g, err := revoke.NewGuard(gw, revoke.Options{Ledger: ledger, Budget: budget, Kill: kill, Metrics: rm, Log: log, Now: now})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		guards[name] = g
+	}
+	return guards, webhooks, throttlers, nil
+}
+
+func webhookRequest(w config.WebhookTarget) revoke.WebhookRequest {
+	return revoke.WebhookRequest{Method: w.Method, URL: w.URL, Header: w.Header, Body: w.Body, BodyFormat: w.BodyFormat, AlreadyStatus: w.AlreadyStatus}
+}
+
+// seenDeduper keeps Slack click keys in the handled set, so a replay is
+// refused after a restart too.
+type seenDeduper struct{ s outbox.Seen }
+
+func (d seenDeduper) Seen(ctx context.Context, key string) (bool, error) {
+	return d.s.Handled(ctx, "click:"+key)
+}
+
+func (d seenDeduper) Mark(ctx context.Context, key string) (bool, error) {
+	return d.s.MarkHandled(ctx, "click:"+key)
+}

@@ -1,0 +1,138 @@
+package eval
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentwatch/agentwatch/internal/detector/detect"
+	"github.com/agentwatch/agentwatch/internal/platform/config"
+	"github.com/agentwatch/agentwatch/internal/tools/nab"
+	"github.com/agentwatch/agentwatch/internal/tools/sim"
+	"github.com/agentwatch/agentwatch/pkg/baseline"
+)
+
+// The reduced NAB run of make test: three real NAB files (the nab
+// package's testdata), results and a plot written the way NAB reads them.
+func TestNABReducedSetOutputShape(t *testing.T) {
+	data := filepath.Join("..", "nab", "testdata", "nab")
+	out := t.TempDir()
+	plot := "artificialWithAnomaly/art_daily_jumpsup.csv"
+	res, err := RunNAB(context.Background(), NABOptions{Data: data, Out: out, Params: baseline.DefaultSeriesParams(), Plots: []string{plot}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := nab.Load(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Files != len(c.Series) || res.Files != 3 {
+		t.Fatalf("scored %d files, corpus has %d", res.Files, len(c.Series))
+	}
+	for _, s := range c.Series {
+		f, err := os.Open(filepath.Join(out, filepath.FromSlash(s.Name)))
+		if err != nil {
+			t.Fatalf("no results for %s: %v", s.Name, err)
+		}
+		sc := bufio.NewScanner(f)
+		sc.Scan()
+		if sc.Text() != "timestamp,value,anomaly_score" {
+			t.Errorf("%s: header %q", s.Name, sc.Text())
+		}
+		rows := 0
+		for sc.Scan() {
+			fields := strings.Split(sc.Text(), ",")
+			if len(fields) != 3 {
+				t.Fatalf("%s row %d: %q", s.Name, rows+1, sc.Text())
+			}
+			v, err := strconv.ParseFloat(fields[2], 64)
+			if err != nil || v < 0 || v > 1 {
+				t.Fatalf("%s row %d: anomaly_score %q not in [0, 1]", s.Name, rows+1, fields[2])
+			}
+			rows++
+		}
+		f.Close()
+		if rows != len(s.Values) {
+			t.Errorf("%s: %d rows, want %d", s.Name, rows, len(s.Values))
+		}
+	}
+	if len(res.Plots) != 1 {
+		t.Fatalf("plots %v, want one", res.Plots)
+	}
+	if b, err := os.ReadFile(res.Plots[0]); err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
+		t.Errorf("plot %s is not a PNG: %v", res.Plots[0], err)
+	}
+	if len(res.Report.Profiles) != 3 {
+		t.Fatalf("%d profiles, want 3", len(res.Report.Profiles))
+	}
+	var table bytes.Buffer
+	if err := nab.Table(&table, "agentwatch", res.Report); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"agentwatch", "Numenta HTM", "ARTime"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	// The planted jump in art_daily_jumpsup is the easy case: it must be
+	// found, inside its window.
+	std := res.Report.Profiles[0]
+	if std.PerFile["artificialWithAnomaly/art_daily_jumpsup.csv"] <= 0 {
+		t.Errorf("art_daily_jumpsup scores %.3f under the standard profile, want a detection in its window", std.PerFile["artificialWithAnomaly/art_daily_jumpsup.csv"])
+	}
+	t.Logf("reduced NAB: %s", table.String())
+}
+
+// The short scenario run of make test: every incident kind simulated once,
+// through the real parser and processor, and a report of the full shape.
+func TestScenarioShortRunShape(t *testing.T) {
+	cfg, err := config.LoadEnv("", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := RunScenario(context.Background(), ScenarioOptions{
+		Seed: 3, Agents: 30, HistoryDays: 3, TestDays: 1, Start: time.Date(2026, 10, 5, 0, 0, 0, 0, time.UTC),
+		Settings: detect.SettingsFrom(cfg),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	WriteScenarioTable(&b, r)
+	t.Logf("\n%s", b.String())
+	if len(r.Kinds) != len(sim.AllIncidentKinds) {
+		t.Fatalf("%d kinds reported, want %d", len(r.Kinds), len(sim.AllIncidentKinds))
+	}
+	caught := 0
+	for _, k := range r.Kinds {
+		if k.Incidents != 1 {
+			t.Errorf("%s: %d incidents, want 1", k.Kind, k.Incidents)
+		}
+		if !strings.Contains(b.String(), "| "+string(k.Kind)+" |") {
+			t.Errorf("table has no row for %s", k.Kind)
+		}
+		caught += k.Caught
+	}
+	if r.Matched+r.False == 0 || r.Alerts != r.Matched+r.False+r.Grouped {
+		t.Errorf("alerts %d != matched %d + false %d + grouped %d", r.Alerts, r.Matched, r.False, r.Grouped)
+	}
+	if len(r.Benign) == 0 || r.Benign[0].Kind == "" {
+		t.Errorf("no benign events judged: %+v", r.Benign)
+	}
+	for _, want := range []string{"precision", "false alerts per 100 agent-days", "median time to detect", "upstream_outage"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q", want)
+		}
+	}
+	// Three history days are little warm-up; the rules still catch most
+	// kinds at once.
+	if caught < 7 {
+		t.Errorf("only %d of %d kinds caught on the short run", caught, len(r.Kinds))
+	}
+}

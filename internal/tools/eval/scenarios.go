@@ -1,0 +1,383 @@
+// Package eval holds the detection-quality evaluations: the Numenta
+// Anomaly Benchmark run through pkg/baseline (nab.go) and labeled agent
+// attack scenarios run through the detector's real path (this file). Both
+// are commands (detector eval nab|scenarios) and make targets, and their
+// tables go into the README.
+package eval
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/agentwatch/agentwatch/internal/detector/detect"
+	"github.com/agentwatch/agentwatch/internal/platform/kafka"
+	"github.com/agentwatch/agentwatch/internal/tools/scenario"
+	"github.com/agentwatch/agentwatch/internal/tools/sim"
+	"github.com/agentwatch/agentwatch/pkg/anomaly"
+	"github.com/agentwatch/agentwatch/pkg/gateway"
+)
+
+// ScenarioOptions says what to simulate and how to detect.
+type ScenarioOptions struct {
+	Seed        uint64
+	Agents      int
+	HistoryDays int
+	TestDays    int
+	// Start is the simulated time of the first history minute.
+	Start time.Time
+	// Partitions is how many events-topic partitions agents are keyed to,
+	// as ingest does; each has its own watermark and peer models.
+	Partitions int32
+	// Settings are the detector's (detect.SettingsFrom of the config), so
+	// the evaluated detector is the configured one.
+	Settings detect.Settings
+	// Progress gets a line per simulated day; nil for none.
+	Progress io.Writer
+}
+
+// KindResult is the outcome for one incident kind.
+type KindResult struct {
+	Kind      sim.IncidentKind
+	Incidents int
+	Caught    int
+	// Windows are the times to detect, in windows, of the caught ones.
+	Windows []int
+	// AlertKinds are the anomaly kinds that caught them; FirstKinds the
+	// kinds of the first alert of each.
+	AlertKinds, FirstKinds []string
+}
+
+// BenignResult says how a benign labeled event was reported.
+type BenignResult struct {
+	sim.Benign
+	// Grouped is the number of global_event alerts during it; PerAgent the
+	// per-agent alerts that overlap it and belong to no incident; Fleet the
+	// fleet_gauge alerts during it (grouped alerts of an upstream outage,
+	// false alerts of any other event).
+	Grouped, PerAgent, Fleet int
+}
+
+// ScenarioReport is the result of one scenario run.
+type ScenarioReport struct {
+	Seed                            uint64
+	Agents, Roles                   int
+	HistoryDays, TestDays           int
+	Events                          int
+	TestStart                       time.Time
+	Kinds                           []KindResult
+	Catches                         []scenario.Catch
+	Benign                          []BenignResult
+	Alerts, Matched, False, Grouped int
+	// Fleet counts the fleet_gauge alerts; FleetGrouped those of them
+	// that coincide with an upstream outage and count as its grouped
+	// alerts (in Grouped). The others are false (in False).
+	Fleet, FleetGrouped int
+	// FalseByKind counts the false alerts by anomaly kind.
+	FalseByKind map[string]int
+	// FalseAlerts are the per-agent and fleet alerts that belong to no
+	// incident or outage.
+	FalseAlerts []anomaly.Anomaly
+	Elapsed     time.Duration
+}
+
+// Precision is the share of alerts that belong to an incident, over the
+// per-agent alerts and the false fleet alerts (grouped alerts of an
+// outage, global events and fleet alerts during it, are left out).
+func (r ScenarioReport) Precision() float64 {
+	if n := r.Matched + r.False; n > 0 {
+		return float64(r.Matched) / float64(n)
+	}
+	return 1
+}
+
+// FalsePer100AgentDays is false alerts per 100 agent-days of test days.
+func (r ScenarioReport) FalsePer100AgentDays() float64 {
+	return 100 * float64(r.False) / float64(r.Agents*r.TestDays)
+}
+
+// MedianWindows is the median time to detect over all caught incidents.
+func (r ScenarioReport) MedianWindows() float64 {
+	var ws []int
+	for _, k := range r.Kinds {
+		ws = append(ws, k.Windows...)
+	}
+	return median(ws)
+}
+
+func median(ws []int) float64 {
+	if len(ws) == 0 {
+		return 0
+	}
+	ws = slices.Clone(ws)
+	slices.Sort(ws)
+	if n := len(ws); n%2 == 1 {
+		return float64(ws[n/2])
+	} else {
+		return float64(ws[n/2-1]+ws[n/2]) / 2
+	}
+}
+
+// RunScenario simulates o's scenario and runs every line through the
+// detector's real path: the gateway parser (as ingest), partitioning by
+// agent id (as ingest's producer), the detector's processor with the given
+// settings, registry and route inventory. History days warm the baselines
+// up; only the test days are judged.
+func RunScenario(ctx context.Context, o ScenarioOptions) (ScenarioReport, error) {
+	began := time.Now()
+	if o.Partitions <= 0 {
+		o.Partitions = 4
+	}
+	sc := sim.EvalScenario(o.Seed, o.Start, o.Agents, o.HistoryDays, o.TestDays)
+	s, err := sim.New(sc.Config)
+	if err != nil {
+		return ScenarioReport{}, fmt.Errorf("simulator: %w", err)
+	}
+	reg, inv, err := s.Catalog()
+	if err != nil {
+		return ScenarioReport{}, err
+	}
+	cat := detect.StaticCatalog{Reg: reg, Inv: inv}
+	parser, err := gateway.NewParser(gateway.Options{})
+	if err != nil {
+		return ScenarioReport{}, err
+	}
+	proc := detect.NewProcessor(o.Settings, cat, nil)
+	next := make([]int64, o.Partitions)
+	var all []anomaly.Anomaly
+	events := 0
+	day := o.Start.Truncate(24 * time.Hour)
+	total := o.HistoryDays + o.TestDays
+	dayN := 0
+	for {
+		l, ok := s.Next()
+		if !ok {
+			break
+		}
+		if !l.Good {
+			continue
+		}
+		// Parsed with "now" just after the event, as a live ingest would.
+		ev, err := parser.Parse(l.Raw, gateway.Source{Topic: "raw", Offset: int64(events)}, time.UnixMilli(l.Event.EventTimeMs+1000))
+		if err != nil {
+			return ScenarioReport{}, fmt.Errorf("simulated line does not parse: %w: %.200s", err, l.Raw)
+		}
+		key := ev.AgentID
+		if ev.Unattributed || key == "" {
+			key = "unattributed/" + ev.SourceIP
+		}
+		part := kafka.PartitionFor(key, int(o.Partitions))
+		proc.Add(part, next[part], &ev)
+		next[part]++
+		events++
+		if events%4096 == 0 {
+			as, _ := proc.Take()
+			all = append(all, as...)
+			if t := time.UnixMilli(ev.EventTimeMs).UTC(); t.Sub(day) >= 24*time.Hour {
+				day = t.Truncate(24 * time.Hour)
+				dayN++
+				if o.Progress != nil {
+					fmt.Fprintf(o.Progress, "scenario seed %d: day %d/%d simulated (%s), %d events, %d alerts so far, %.0f events/s\n",
+						o.Seed, dayN, total, day.Format("2006-01-02"), events, len(all), float64(events)/time.Since(began).Seconds())
+				}
+			}
+			if err := ctx.Err(); err != nil {
+				return ScenarioReport{}, err
+			}
+		}
+	}
+	proc.FlushAll()
+	as, _ := proc.Take()
+	all = append(all, as...)
+
+	r := ScenarioReport{
+		Seed: o.Seed, Agents: sc.Agents, Roles: len(sim.Roles), HistoryDays: o.HistoryDays, TestDays: o.TestDays,
+		Events: events, TestStart: sc.TestStart, FalseByKind: map[string]int{},
+	}
+	window := time.Duration(o.Settings.Features.WindowMs) * time.Millisecond
+	var judged []anomaly.Anomaly
+	testMs := sc.TestStart.UnixMilli()
+	for _, a := range all {
+		if a.WindowStartMs >= testMs {
+			judged = append(judged, a)
+		}
+	}
+	benign := s.BenignEvents()
+	// Partitions that see one global event report it under one id, as
+	// one alert to whoever deduplicates on ids (the responder). A fleet
+	// alert is about a partition, not an agent: it belongs to an upstream
+	// outage when it overlaps one (plus two windows), as a grouped alert;
+	// any other is false, incidents included (an incident is one agent's,
+	// and its own alerts catch it).
+	var perAgent, fleet []anomaly.Anomaly
+	globalIDs := map[string]bool{}
+	for _, a := range judged {
+		switch a.Kind {
+		case anomaly.GlobalEvent:
+			globalIDs[a.ID] = true
+		case anomaly.FleetGauge:
+			fleet = append(fleet, a)
+		default:
+			perAgent = append(perAgent, a)
+		}
+	}
+	inOutage := func(a anomaly.Anomaly) bool {
+		for _, b := range benign {
+			if b.Kind == sim.UpstreamOutage && a.WindowEndMs > b.Start.UnixMilli() && a.WindowStartMs < b.End.UnixMilli()+2*window.Milliseconds() {
+				return true
+			}
+		}
+		return false
+	}
+	var fleetFalse []anomaly.Anomaly
+	for _, a := range fleet {
+		if inOutage(a) {
+			r.FleetGrouped++
+		} else {
+			fleetFalse = append(fleetFalse, a)
+		}
+	}
+	r.Fleet = len(fleet)
+	r.Grouped = len(globalIDs) + r.FleetGrouped
+	catches, _ := scenario.Match(s.Incidents(), perAgent, window)
+	r.Catches = catches
+	matched := scenario.Matched(s.Incidents(), perAgent, window)
+	byKind := map[sim.IncidentKind]*KindResult{}
+	for _, k := range sim.AllIncidentKinds {
+		byKind[k] = &KindResult{Kind: k}
+	}
+	for _, c := range catches {
+		k := byKind[c.Incident.Kind]
+		k.Incidents++
+		if c.Caught {
+			k.Caught++
+			k.Windows = append(k.Windows, c.Windows)
+			k.FirstKinds = append(k.FirstKinds, c.First)
+			for _, ak := range c.Kinds {
+				if !slices.Contains(k.AlertKinds, ak) {
+					k.AlertKinds = append(k.AlertKinds, ak)
+				}
+			}
+		}
+	}
+	for _, k := range sim.AllIncidentKinds {
+		sort.Strings(byKind[k].AlertKinds)
+		r.Kinds = append(r.Kinds, *byKind[k])
+	}
+	// A benign event is judged by the alerts it caused: for an outage or a
+	// holiday, those in its span (plus two windows); for a rollout, those
+	// about agents of its role in its first day. History-day events are
+	// not judged.
+	for _, b := range benign {
+		if b.Start.Before(sc.TestStart) {
+			continue
+		}
+		br := BenignResult{Benign: b}
+		from, to := b.Start.UnixMilli(), b.End.UnixMilli()+2*window.Milliseconds()
+		if b.Kind == sim.RoleRollout {
+			to = min(to, b.Start.Add(24*time.Hour).UnixMilli())
+		}
+		ids := map[string]bool{}
+		for _, a := range judged {
+			if a.Kind == anomaly.GlobalEvent && a.WindowEndMs > from && a.WindowStartMs < to {
+				ids[a.ID] = true
+			}
+		}
+		br.Grouped = len(ids)
+		for _, a := range fleet {
+			if a.WindowEndMs > from && a.WindowStartMs < to {
+				br.Fleet++
+			}
+		}
+		if b.Kind == sim.UpstreamOutage {
+			br.Grouped += br.Fleet
+		}
+		for i, a := range perAgent {
+			if matched[i] || a.WindowEndMs <= from || a.WindowStartMs >= to {
+				continue
+			}
+			if b.Kind == sim.RoleRollout && a.Role != string(b.Role) {
+				continue
+			}
+			br.PerAgent++
+		}
+		r.Benign = append(r.Benign, br)
+	}
+	r.Alerts = len(perAgent) + r.Grouped + len(fleetFalse)
+	for i, a := range perAgent {
+		if matched[i] {
+			r.Matched++
+			continue
+		}
+		r.False++
+		r.FalseByKind[a.Kind]++
+		r.FalseAlerts = append(r.FalseAlerts, a)
+	}
+	for _, a := range fleetFalse {
+		r.False++
+		r.FalseByKind[a.Kind]++
+		r.FalseAlerts = append(r.FalseAlerts, a)
+	}
+	r.Elapsed = time.Since(began)
+	return r, nil
+}
+
+// WriteScenarioTable writes the report as markdown.
+func WriteScenarioTable(w io.Writer, r ScenarioReport) {
+	fmt.Fprintf(w, "Seed %d: %d agents of %d roles, %d history days then %d test days, %d events (%s).\n\n",
+		r.Seed, r.Agents, r.Roles, r.HistoryDays, r.TestDays, r.Events, r.Elapsed.Round(time.Second))
+	fmt.Fprintln(w, "| incident kind | incidents | caught | time to detect (windows) | first alert | all alert kinds |")
+	fmt.Fprintln(w, "|---|---:|---:|---|---|---|")
+	for _, k := range r.Kinds {
+		ttd, first := "–", "–"
+		if len(k.Windows) > 0 {
+			parts := make([]string, len(k.Windows))
+			firsts := make([]string, len(k.Windows))
+			for i, x := range k.Windows {
+				parts[i] = fmt.Sprint(x)
+				firsts[i] = k.FirstKinds[i]
+			}
+			ttd, first = strings.Join(parts, ", "), strings.Join(firsts, ", ")
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s |\n", k.Kind, k.Incidents, k.Caught, ttd, first, strings.Join(k.AlertKinds, ", "))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "| measure | value |\n|---|---|\n")
+	fmt.Fprintf(w, "| alerts in the test days | %d (%d per-agent, %d grouped: %d global events and %d fleet gauge during the outage; %d other fleet gauge) |\n",
+		r.Alerts, r.Alerts-r.Grouped-(r.Fleet-r.FleetGrouped), r.Grouped, r.Grouped-r.FleetGrouped, r.FleetGrouped, r.Fleet-r.FleetGrouped)
+	fmt.Fprintf(w, "| precision (per-agent and other fleet alerts that belong to an incident) | %.1f%% (%d of %d) |\n", 100*r.Precision(), r.Matched, r.Matched+r.False)
+	fmt.Fprintf(w, "| false alerts per 100 agent-days | %.2f (%d over %d agent-days) |\n", r.FalsePer100AgentDays(), r.False, r.Agents*r.TestDays)
+	fmt.Fprintf(w, "| median time to detect | %.1f windows |\n", r.MedianWindows())
+	for _, b := range r.Benign {
+		span := b.Start.Format("Jan 2 15:04") + "–" + b.End.Format("15:04")
+		if b.Kind == sim.RoleRollout {
+			span = "from " + b.Start.Format("Jan 2 15:04") + ", first day"
+		} else if b.Kind == sim.Holiday {
+			span = b.Start.Format("Mon Jan 2")
+		}
+		fleetNote := fmt.Sprintf(", %d false fleet alert(s)", b.Fleet)
+		if b.Kind == sim.UpstreamOutage {
+			fleetNote = fmt.Sprintf(" (%d of them fleet gauge)", b.Fleet)
+		}
+		fmt.Fprintf(w, "| benign %s, %s%s | %d grouped alert(s)%s, %d false per-agent alert(s) |\n", b.Kind, span, roleNote(string(b.Role)), b.Grouped, fleetNote, b.PerAgent)
+	}
+	if len(r.FalseByKind) > 0 {
+		kinds := make([]string, 0, len(r.FalseByKind))
+		for k, n := range r.FalseByKind {
+			kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+		}
+		sort.Strings(kinds)
+		fmt.Fprintf(w, "| false alerts by kind | %s |\n", strings.Join(kinds, ", "))
+	}
+}
+
+func roleNote(role string) string {
+	if role == "" {
+		return " (all agents)"
+	}
+	return " (" + role + ")"
+}

@@ -1,0 +1,410 @@
+// Package ingestbench measures the ingest path on the real services in one
+// run, so that its numbers are comparable: the Kafka consume-only rate, the
+// ClickHouse insert-only rate, and the end-to-end rate of the ingest service
+// (Kafka → parse → ClickHouse and the events topic → commit) on the same
+// records, with the service's memory at steady state. `agentwatch bench
+// ingest` runs it.
+package ingestbench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/agentwatch/agentwatch/internal/ingest"
+	"github.com/agentwatch/agentwatch/internal/platform/bus"
+	"github.com/agentwatch/agentwatch/internal/platform/chstore"
+	"github.com/agentwatch/agentwatch/internal/platform/config"
+	"github.com/agentwatch/agentwatch/internal/platform/kafka"
+	"github.com/agentwatch/agentwatch/internal/tools/sim"
+)
+
+// Options say what to measure. The zero value of each field is its default.
+type Options struct {
+	// Brokers are the Kafka brokers; default 127.0.0.1:9092.
+	Brokers []string
+	// ClickHouse are native-protocol addresses; default 127.0.0.1:9000.
+	ClickHouse []string
+	// Records is how many raw lines to measure with; default 1,000,000.
+	Records int
+	// Partitions of the raw and events topics; default 6.
+	Partitions int
+	// BatchSize is ingest's batch size, also used for the insert-only
+	// measurement; default the ingest.batch_size default.
+	BatchSize int
+	// Seed selects the simulated traffic; default 1.
+	Seed uint64
+	// Keep leaves the topics and databases behind for inspection.
+	Keep bool
+}
+
+func (o *Options) setDefaults() error {
+	if len(o.Brokers) == 0 {
+		o.Brokers = []string{"127.0.0.1:9092"}
+	}
+	if len(o.ClickHouse) == 0 {
+		o.ClickHouse = []string{"127.0.0.1:9000"}
+	}
+	if o.Records == 0 {
+		o.Records = 1_000_000
+	}
+	if o.Partitions == 0 {
+		o.Partitions = 6
+	}
+	if o.Seed == 0 {
+		o.Seed = 1
+	}
+	if o.Records < 0 || o.Partitions < 0 || o.BatchSize < 0 {
+		return fmt.Errorf("ingestbench: records, partitions and batch size must be positive, got %d, %d, %d", o.Records, o.Partitions, o.BatchSize)
+	}
+	return nil
+}
+
+// Report is the outcome of one Run. Durations are wall-clock times of the
+// measured phase only.
+type Report struct {
+	Records    int
+	RawBytes   int64 // total size of the raw lines
+	Partitions int
+	BatchSize  int
+	Produce    time.Duration // writing the raw lines (setup, for reference)
+	Consume    time.Duration // kafka.MeasureConsume of Records
+	Insert     time.Duration // chstore.MeasureInsert of Records in BatchSize batches
+	EndToEnd   time.Duration // ingest service, first record fetched to all Records committed
+	// EndToEndWithJoin adds the consumer-group join before the first record.
+	EndToEndWithJoin time.Duration
+	Events           uint64 // events ingest produced (every line is good)
+	DeadLettered     uint64
+	// Memory of this process while the ingest service ran, sampled every
+	// 250ms after its first batch.
+	HeapInuseMax, HeapInuseAvg uint64
+	RSSMax, RSSAvg             uint64
+	Samples                    int
+}
+
+func rate(n int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+// ConsumeRate, InsertRate and EndToEndRate are records per second.
+func (r Report) ConsumeRate() float64  { return rate(r.Records, r.Consume) }
+func (r Report) InsertRate() float64   { return rate(r.Records, r.Insert) }
+func (r Report) EndToEndRate() float64 { return rate(r.Records, r.EndToEnd) }
+
+// Limit is the slower of the consume-only and insert-only rates: what
+// ingest could reach if parsing and the events topic were free.
+func (r Report) Limit() float64 { return min(r.ConsumeRate(), r.InsertRate()) }
+
+// Efficiency is the end-to-end rate as a percentage of Limit.
+func (r Report) Efficiency() float64 {
+	if r.Limit() == 0 {
+		return 0
+	}
+	return 100 * r.EndToEndRate() / r.Limit()
+}
+
+// String renders the report as a Markdown table.
+func (r Report) String() string {
+	var b strings.Builder
+	mib := func(v uint64) string { return fmt.Sprintf("%.0f MiB", float64(v)/(1<<20)) }
+	avg := float64(r.RawBytes) / float64(max(r.Records, 1))
+	fmt.Fprintf(&b, "ingest benchmark: %d records, %.0f B/line avg, %d partitions, batch %d\n\n", r.Records, avg, r.Partitions, r.BatchSize)
+	b.WriteString("| stage | records | time | records/s | MB/s | vs. slower raw limit |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|\n")
+	row := func(name string, d time.Duration, vs string) {
+		mbs := float64(r.RawBytes) / 1e6 / d.Seconds()
+		fmt.Fprintf(&b, "| %s | %d | %s | %.0f | %.1f | %s |\n", name, r.Records, d.Round(time.Millisecond), rate(r.Records, d), mbs, vs)
+	}
+	row("produce raw lines (setup)", r.Produce, "")
+	row("Kafka consume only (kafka-go group reader)", r.Consume, "")
+	row("ClickHouse insert only (chstore, batch "+strconv.Itoa(r.BatchSize)+")", r.Insert, "")
+	row("end to end (ingest service, from first record)", r.EndToEnd, fmt.Sprintf("%.0f%%", r.Efficiency()))
+	row("end to end incl. consumer-group join", r.EndToEndWithJoin, fmt.Sprintf("%.0f%%", 100*rate(r.Records, r.EndToEndWithJoin)/r.Limit()))
+	fmt.Fprintf(&b, "\ningest: %d events, %d dead-lettered; memory at steady state (%d samples): heap in use max %s avg %s, RSS max %s avg %s\n",
+		r.Events, r.DeadLettered, r.Samples, mib(r.HeapInuseMax), mib(r.HeapInuseAvg), mib(r.RSSMax), mib(r.RSSAvg))
+	return b.String()
+}
+
+// Run creates a raw topic and scratch databases, fills the topic with
+// o.Records simulated lines (every format, no garbage), and measures in
+// turn: consume only, insert only, end to end. It removes what it created
+// unless o.Keep. progress receives a line per step (may be io.Discard).
+func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (Report, error) {
+	if err := o.setDefaults(); err != nil {
+		return Report{}, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	suffix := fmt.Sprintf("%d", time.Now().UnixMilli())
+	raw := "bench.raw." + suffix
+	env := []string{
+		"AGENTWATCH_KAFKA_BROKERS=" + strings.Join(o.Brokers, ","),
+		"AGENTWATCH_KAFKA_RAW_TOPICS=" + raw,
+		"AGENTWATCH_KAFKA_EVENTS_TOPIC=bench.events." + suffix,
+		"AGENTWATCH_KAFKA_DEAD_LETTER_TOPIC=bench.deadletter." + suffix,
+		"AGENTWATCH_KAFKA_INGEST_GROUP=bench-ingest-" + suffix,
+		"AGENTWATCH_KAFKA_PARTITIONS=" + strconv.Itoa(o.Partitions),
+		"AGENTWATCH_CLICKHOUSE_ADDR=" + strings.Join(o.ClickHouse, ","),
+		"AGENTWATCH_CLICKHOUSE_DATABASE=bench_ingest_" + suffix,
+		"AGENTWATCH_HTTP_ADDR=",
+	}
+	if o.BatchSize > 0 {
+		env = append(env, "AGENTWATCH_INGEST_BATCH_SIZE="+strconv.Itoa(o.BatchSize))
+	}
+	cfg, err := config.LoadEnv("", nil, env)
+	if err != nil {
+		return Report{}, fmt.Errorf("ingestbench: config: %w", err)
+	}
+	rep := Report{Records: o.Records, Partitions: o.Partitions, BatchSize: cfg.Ingest.BatchSize}
+	insertDB := "bench_insert_" + suffix
+
+	topics := ingest.Topics(cfg)
+	if err := kafka.EnsureTopics(ctx, o.Brokers, topics...); err != nil {
+		return rep, fmt.Errorf("ingestbench: %w; is Kafka running (deploy/kafka.sh up)?", err)
+	}
+	if !o.Keep {
+		defer func() {
+			var names []string
+			for _, t := range topics {
+				names = append(names, t.Name)
+			}
+			if err := cleanup(o, names, []string{cfg.ClickHouse.Database, insertDB}); err != nil {
+				log.Warn("ingestbench cleanup", "err", err)
+			}
+		}()
+	}
+
+	// 1. Fill the raw topic (not measured as a rate to compare).
+	start := time.Now()
+	n, err := produce(ctx, o, raw, progress)
+	rep.RawBytes = n
+	rep.Produce = time.Since(start)
+	if err != nil {
+		return rep, err
+	}
+
+	// 2. Consume only.
+	fmt.Fprintf(progress, "measuring Kafka consume of %d records...\n", o.Records)
+	rep.Consume, err = kafka.MeasureConsume(ctx, kafka.ReaderConfig{
+		Brokers: o.Brokers, GroupID: "bench-consume", Topics: []string{raw}, MaxBytes: 2 * cfg.Kafka.MaxMessageBytes,
+	}, o.Records)
+	if err != nil {
+		return rep, fmt.Errorf("ingestbench: %w", err)
+	}
+	fmt.Fprintf(progress, "  %s, %.0f records/s\n", rep.Consume.Round(time.Millisecond), rep.ConsumeRate())
+
+	// 3. Insert only, into a database of its own.
+	fmt.Fprintf(progress, "measuring ClickHouse insert of %d rows in batches of %d...\n", o.Records, rep.BatchSize)
+	st, err := chstore.Open(ctx, chstore.Options{Addr: o.ClickHouse, Database: insertDB}, log)
+	if err != nil {
+		return rep, fmt.Errorf("ingestbench: %w", err)
+	}
+	err = st.Migrate(ctx)
+	if err == nil {
+		rep.Insert, err = chstore.MeasureInsert(ctx, st, o.Records, rep.BatchSize)
+	}
+	st.Close()
+	if err != nil {
+		return rep, fmt.Errorf("ingestbench: %w", err)
+	}
+	fmt.Fprintf(progress, "  %s, %.0f rows/s\n", rep.Insert.Round(time.Millisecond), rep.InsertRate())
+
+	// 4. End to end.
+	fmt.Fprintf(progress, "measuring the ingest service end to end on %d records...\n", o.Records)
+	if err := endToEnd(ctx, cfg, &rep, log, progress); err != nil {
+		return rep, err
+	}
+	fmt.Fprintf(progress, "  %s, %.0f records/s (%.0f%% of the slower raw limit)\n", rep.EndToEnd.Round(time.Millisecond), rep.EndToEndRate(), rep.Efficiency())
+	return rep, nil
+}
+
+// produce writes o.Records simulated good lines to topic.
+func produce(ctx context.Context, o Options, topic string, progress io.Writer) (int64, error) {
+	// Size the simulator from a probe: traffic follows a diurnal curve.
+	const span = 30 * time.Minute
+	start := time.Now().Add(-span)
+	probe, err := sim.New(sim.Config{Seed: o.Seed, Agents: 500, Start: start, Duration: span, RateScale: 1, Incidents: []sim.IncidentSpec{}})
+	if err != nil {
+		return 0, fmt.Errorf("ingestbench: %w", err)
+	}
+	n := 0
+	for _, ok := probe.Next(); ok; _, ok = probe.Next() {
+		n++
+	}
+	s, err := sim.New(sim.Config{Seed: o.Seed, Agents: 500, Start: start, Duration: span, RateScale: float64(o.Records) * 1.2 / float64(max(n, 1))})
+	if err != nil {
+		return 0, fmt.Errorf("ingestbench: %w", err)
+	}
+	w, err := kafka.NewWriter(kafka.WriterConfig{Brokers: o.Brokers, Topic: topic, BatchSize: 10000, BatchBytes: 3 << 20}, nil)
+	if err != nil {
+		return 0, fmt.Errorf("ingestbench: %w", err)
+	}
+	defer w.Close()
+	var bytes int64
+	msgs := make([]bus.Message, 0, 20000)
+	step := max(o.Records/20, 1)
+	for done := 0; done < o.Records; {
+		msgs = msgs[:0]
+		for len(msgs) < cap(msgs) && done+len(msgs) < o.Records {
+			line, ok := s.Next()
+			if !ok {
+				return bytes, fmt.Errorf("ingestbench: the simulator ran out after %d lines; raise the rate", done+len(msgs))
+			}
+			bytes += int64(len(line.Raw))
+			msgs = append(msgs, bus.Message{Value: line.Raw})
+		}
+		if err := w.Write(ctx, msgs...); err != nil {
+			return bytes, fmt.Errorf("ingestbench: produce after %d lines: %w", done, err)
+		}
+		before := done
+		done += len(msgs)
+		if done/step != before/step || done == o.Records {
+			fmt.Fprintf(progress, "producing raw lines: %d/%d (%.0f%%)\n", done, o.Records, 100*float64(done)/float64(o.Records))
+		}
+	}
+	return bytes, nil
+}
+
+func endToEnd(ctx context.Context, cfg config.Config, rep *Report, log *slog.Logger, progress io.Writer) error {
+	runtime.GC()
+	debug.FreeOSMemory()
+	svc, err := ingest.NewService(ctx, cfg, log, prometheus.NewRegistry())
+	if err != nil {
+		return fmt.Errorf("ingestbench: %w", err)
+	}
+	defer svc.Close()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- svc.Ingester.Run(runCtx) }()
+
+	var (
+		mu              sync.Mutex
+		heapSum, rssSum uint64
+		stopSampling    = make(chan struct{})
+		samplerDone     = make(chan struct{})
+		want            = uint64(rep.Records)
+		lastProgress    time.Time
+	)
+	go func() {
+		defer close(samplerDone)
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-tick.C:
+			}
+			if svc.Ingester.Stats().Batches == 0 {
+				continue // the group join and first fetch are not steady state
+			}
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			rss := selfRSS()
+			mu.Lock()
+			rep.Samples++
+			rep.HeapInuseMax = max(rep.HeapInuseMax, ms.HeapInuse)
+			rep.RSSMax = max(rep.RSSMax, rss)
+			heapSum += ms.HeapInuse
+			rssSum += rss
+			mu.Unlock()
+		}
+	}()
+	var runErr error
+	for {
+		st := svc.Ingester.Stats()
+		if st.Committed >= want {
+			rep.EndToEndWithJoin = time.Since(start)
+			// Like the consume-only figure, the rate is timed from the
+			// first record: the group join is a one-off start-up cost.
+			rep.EndToEnd = time.Since(st.FirstFetch)
+			rep.Events, rep.DeadLettered = st.Events, st.DeadLettered
+			break
+		}
+		if time.Since(lastProgress) > 5*time.Second {
+			lastProgress = time.Now()
+			fmt.Fprintf(progress, "  ingested %d/%d (%.0f%%)\n", st.Committed, want, 100*float64(st.Committed)/float64(want))
+		}
+		select {
+		case err := <-done:
+			runErr = fmt.Errorf("ingestbench: ingest stopped after %d records: %w", st.Committed, err)
+		case <-ctx.Done():
+			runErr = fmt.Errorf("ingestbench: %d of %d records ingested: %w", st.Committed, want, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	close(stopSampling)
+	<-samplerDone
+	if rep.Samples > 0 {
+		rep.HeapInuseAvg = heapSum / uint64(rep.Samples)
+		rep.RSSAvg = rssSum / uint64(rep.Samples)
+	}
+	if runErr != nil {
+		return runErr
+	}
+	stop()
+	if err := <-done; err != nil {
+		return fmt.Errorf("ingestbench: ingest: %w", err)
+	}
+	return nil
+}
+
+// selfRSS reads this process's resident set size; 0 where /proc is missing.
+func selfRSS() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// cleanup deletes the benchmark's topics and databases.
+func cleanup(o Options, topics, databases []string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var errs []error
+	tr := &kafkago.Transport{}
+	defer tr.CloseIdleConnections()
+	if _, err := (&kafkago.Client{Addr: kafkago.TCP(o.Brokers...), Transport: tr}).DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: topics}); err != nil {
+		errs = append(errs, fmt.Errorf("delete topics %v: %w", topics, err))
+	}
+	conn, err := clickhouse.Open(&clickhouse.Options{Protocol: clickhouse.Native, Addr: o.ClickHouse})
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	defer conn.Close()
+	for _, db := range databases {
+		// The names are ours: bench_{ingest,insert}_<digits>.
+		if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS `"+db+"`"); err != nil {
+			errs = append(errs, fmt.Errorf("drop database %s: %w", db, err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,760 @@
+// Package respbench measures the distributed responder end to end on the
+// real services: anomalies for distinct agents are written one at a time,
+// at a steady rate, to a fresh anomalies topic; the responder, assembled in
+// process as cmd/responder assembles it (a consumer group, the ClickHouse
+// stores of internal/platform/chresp, the outbox worker), revokes each agent's
+// credential at a local Kong Admin API and posts an alert to a local Slack
+// Web API (internal/testkit/testsrv, which answer at once). The latencies are from
+// the wall-clock time just before each write to the arrival of the DELETE
+// at Kong and of the alert at Slack. `agentwatch bench responder` runs it.
+package respbench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/agentwatch/agentwatch/internal/platform/bus"
+	"github.com/agentwatch/agentwatch/internal/platform/chresp"
+	"github.com/agentwatch/agentwatch/internal/platform/chstore"
+	"github.com/agentwatch/agentwatch/internal/platform/config"
+	"github.com/agentwatch/agentwatch/internal/platform/kafka"
+	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
+	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/outbox"
+	"github.com/agentwatch/agentwatch/internal/responder/respond"
+	"github.com/agentwatch/agentwatch/internal/testkit/testsrv"
+	"github.com/agentwatch/agentwatch/pkg/anomaly"
+	"github.com/agentwatch/agentwatch/pkg/inventory"
+)
+
+// Options say what to measure. The zero value of each field is its default.
+type Options struct {
+	// Brokers are the Kafka brokers; default 127.0.0.1:9092.
+	Brokers []string
+	// ClickHouse are native-protocol addresses; default 127.0.0.1:9000.
+	ClickHouse []string
+	// Anomalies is how many anomalies to write, each for its own agent
+	// and credential; default 500.
+	Anomalies int
+	// Rate is the anomalies written per second; default 50.
+	Rate float64
+	// Partitions of the anomalies topic; default 6.
+	Partitions int
+	// Wait bounds how long after the last write the benchmark waits for
+	// the last revocation and alert; default 2m.
+	Wait time.Duration
+	// Keep leaves the topic, database and state directory behind.
+	Keep bool
+}
+
+func (o *Options) setDefaults() error {
+	if len(o.Brokers) == 0 {
+		o.Brokers = []string{"127.0.0.1:9092"}
+	}
+	if len(o.ClickHouse) == 0 {
+		o.ClickHouse = []string{"127.0.0.1:9000"}
+	}
+	if o.Anomalies == 0 {
+		o.Anomalies = 500
+	}
+	if o.Rate == 0 {
+		o.Rate = 50
+	}
+	if o.Partitions == 0 {
+		o.Partitions = 6
+	}
+	if o.Wait == 0 {
+		o.Wait = 2 * time.Minute
+	}
+	if o.Anomalies < 0 || o.Anomalies > 999_999 || o.Rate < 0 || o.Partitions < 0 || o.Wait < 0 {
+		return fmt.Errorf("respbench: anomalies must be in [1, 999999] and rate, partitions and wait positive, got %d, %g, %d, %s",
+			o.Anomalies, o.Rate, o.Partitions, o.Wait)
+	}
+	return nil
+}
+
+// Report is the outcome of one Run. Each latency list is sorted and runs
+// from the wall-clock time taken just before an anomaly's write.
+type Report struct {
+	Anomalies  int
+	Rate       float64 // asked, per second
+	Partitions int
+	// Writing is from the first write started to the last acknowledged.
+	Writing time.Duration
+	// Acked: the write acknowledged by Kafka (acks=all).
+	Acked []time.Duration
+	// Fetched: the responder's consumer fetched the record.
+	Fetched []time.Duration
+	// Handled: the engine queued its actions, marked it handled and the
+	// consumer committed its offset.
+	Handled []time.Duration
+	// Consumer is, per anomaly, from its fetch to its offset committed.
+	// The consumer handles what one fetch brings together and marks and
+	// commits in the background every 100ms, so this includes that wait.
+	// SeenTime and CommitTime are the total time spent in the handled-set
+	// (outbox.Seen) calls and in Kafka offset commits.
+	Consumer             []time.Duration
+	SeenTime, CommitTime time.Duration
+	// Revoked: the DELETE of its credential arrived at Kong.
+	Revoked []time.Duration
+	// Alerted: its alert (a top-level chat.postMessage naming the agent)
+	// arrived at Slack.
+	Alerted []time.Duration
+	// RevokeSpan and AlertSpan are from the first write to the last
+	// DELETE and the last alert.
+	RevokeSpan, AlertSpan time.Duration
+	// SlackPosts and KongRequests count everything the servers received
+	// (alerts and thread notes; GETs and DELETEs).
+	SlackPosts, SlackAlerts   int
+	KongRequests, KongDeletes int
+}
+
+// Target is the revocation latency the benchmark checks (issue 4), the
+// gateway's own time excluded: testsrv answers at once.
+const Target = time.Second
+
+func rate(n int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+// quantile returns the q-quantile of sorted ds (nearest rank; 0 when empty).
+func quantile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	return ds[min(len(ds)-1, int(q*float64(len(ds))))]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
+
+// String renders the report as a Markdown table, a few lines and a
+// one-line summary.
+func (r Report) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "responder benchmark: %d anomalies for %d agents at %g/s (written in %s, %.1f/s), %d partitions; playbook: revoke (kong) then notify (#soc-alerts)\n\n",
+		r.Anomalies, r.Anomalies, r.Rate, r.Writing.Round(time.Millisecond), rate(r.Anomalies, r.Writing), r.Partitions)
+	b.WriteString("| from the anomaly's write to … | n | p50 | p90 | p99 | max |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|\n")
+	row := func(name string, ds []time.Duration) {
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s |\n", name, len(ds),
+			ms(quantile(ds, .5)), ms(quantile(ds, .9)), ms(quantile(ds, .99)), ms(quantile(ds, 1)))
+	}
+	row("write acknowledged by Kafka", r.Acked)
+	row("fetched by the responder's consumer", r.Fetched)
+	row("handled: actions queued, offset committed", r.Handled)
+	row("(fetch → offset committed, per anomaly)", r.Consumer)
+	row("**revocation: DELETE received by Kong**", r.Revoked)
+	row("**alert received by Slack**", r.Alerted)
+	fmt.Fprintf(&b, "\nthroughput: %.1f revocations/s (first write → last DELETE %s), %.1f alerts/s (first write → last alert %s)\n",
+		rate(len(r.Revoked), r.RevokeSpan), r.RevokeSpan.Round(time.Millisecond), rate(len(r.Alerted), r.AlertSpan), r.AlertSpan.Round(time.Millisecond))
+	fmt.Fprintf(&b, "consumer: handled-set lookups and marks took %s in all, Kafka offset commits %s in all\n",
+		r.SeenTime.Round(time.Millisecond), r.CommitTime.Round(time.Millisecond))
+	fmt.Fprintf(&b, "Kong received %d requests (%d DELETEs); Slack %d posts (%d alerts, the rest thread notes)\n",
+		r.KongRequests, r.KongDeletes, r.SlackPosts, r.SlackAlerts)
+	if miss := r.Anomalies - len(r.Revoked); miss > 0 {
+		fmt.Fprintf(&b, "MISSING: %d revocations never reached Kong\n", miss)
+	}
+	if miss := r.Anomalies - len(r.Alerted); miss > 0 {
+		fmt.Fprintf(&b, "MISSING: %d alerts never reached Slack\n", miss)
+	}
+	b.WriteString(r.Summary() + "\n")
+	return b.String()
+}
+
+// Summary is one line: both latencies and whether the target held.
+func (r Report) Summary() string {
+	verdict := "met"
+	if len(r.Revoked) < r.Anomalies || quantile(r.Revoked, .99) > Target {
+		verdict = "NOT met"
+	}
+	return fmt.Sprintf("responder: %d anomalies at %g/s: revocation p50 %s p99 %s (%d/%d, target p99 ≤ %s %s); Slack alert p50 %s p99 %s (%d/%d)",
+		r.Anomalies, r.Rate, ms(quantile(r.Revoked, .5)), ms(quantile(r.Revoked, .99)), len(r.Revoked), r.Anomalies, Target, verdict,
+		ms(quantile(r.Alerted, .5)), ms(quantile(r.Alerted, .99)), len(r.Alerted), r.Anomalies)
+}
+
+// playbook is the one playbook: revoke first, so that the revocation does
+// not wait behind the Slack post.
+const playbook = `playbooks:
+  - name: bench-revoke
+    description: respbench; revoke, then alert.
+    trigger:
+      kinds: [behaviour]
+      min_severity: high
+    final: true
+    steps:
+      - revoke: {adapter: kong}
+      - notify: {channel: "#soc-alerts"}
+`
+
+// Secrets given to the responder through Deps.Getenv.
+const (
+	slackToken  = "xoxb-respbench"
+	slackSecret = "8f2c6a1e4b9d7053e1a2c4b6d8f0a3c5e7b9d1f3"
+)
+
+func getenv(k string) string {
+	switch k {
+	case "SLACK_BOT_TOKEN":
+		return slackToken
+	case "SLACK_SIGNING_SECRET":
+		return slackSecret
+	}
+	return ""
+}
+
+// newConfig writes the playbook file into dir and returns the responder's
+// configuration: config.LoadEnv's defaults with the benchmark's keys set.
+func newConfig(o Options, dir, suffix string, kong *testsrv.Kong, slack *testsrv.Slack) (config.Config, error) {
+	pb := filepath.Join(dir, "playbooks.yaml")
+	if err := os.WriteFile(pb, []byte(playbook), 0o600); err != nil {
+		return config.Config{}, fmt.Errorf("respbench: %w", err)
+	}
+	set := map[string]string{
+		"kafka.brokers":             strings.Join(o.Brokers, ","),
+		"kafka.anomalies_topic":     "bench.anomalies.responder." + suffix,
+		"kafka.responder_group":     "bench-responder-" + suffix,
+		"kafka.partitions":          strconv.Itoa(o.Partitions),
+		"clickhouse.addr":           strings.Join(o.ClickHouse, ","),
+		"clickhouse.database":       "bench_responder_" + suffix,
+		"http.addr":                 "",
+		"responder.api_addr":        "",
+		"responder.playbooks":       pb,
+		"responder.state_dir":       filepath.Join(dir, "state"),
+		"responder.group_wait":      "0s",
+		"responder.revoke_budget":   strconv.Itoa(o.Anomalies + 100),
+		"responder.kong.admin_url":  kong.URL(),
+		"responder.egress_allow":    kong.Addr(),
+		"responder.slack.api_url":   slack.URL(),
+		"responder.slack.token_env": "SLACK_BOT_TOKEN",
+	}
+	env := make([]string, 0, len(set))
+	for k, v := range set {
+		env = append(env, config.EnvPrefix+"_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_"))+"="+v)
+	}
+	cfg, err := config.LoadEnv("", nil, env)
+	if err != nil {
+		return config.Config{}, fmt.Errorf("respbench: config: %w", err)
+	}
+	return cfg, nil
+}
+
+// Run creates a scratch anomalies topic and ClickHouse database, runs the
+// responder on them against local Kong and Slack servers, writes
+// o.Anomalies anomalies at o.Rate and reports the latencies. It removes
+// what it created unless o.Keep. progress receives a line per step (may be
+// io.Discard).
+func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (Report, error) {
+	if err := o.setDefaults(); err != nil {
+		return Report{}, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	suffix := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	dir, err := os.MkdirTemp("", "respbench-")
+	if err != nil {
+		return Report{}, fmt.Errorf("respbench: %w", err)
+	}
+	if o.Keep {
+		fmt.Fprintf(progress, "keeping the responder's state in %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	kong, slack := testsrv.NewKong(), testsrv.NewSlack()
+	defer kong.Close()
+	defer slack.Close()
+	cfg, err := newConfig(o, dir, suffix, kong, slack)
+	if err != nil {
+		return Report{}, err
+	}
+	topic := cfg.Kafka.AnomaliesTopic
+	if err := kafka.EnsureTopics(ctx, o.Brokers, kafka.TopicSpec{Name: topic, Partitions: o.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor}); err != nil {
+		return Report{}, fmt.Errorf("respbench: %w; is Kafka running (deploy/kafka.sh up)?", err)
+	}
+	if !o.Keep {
+		defer func() {
+			if err := cleanup(o, topic, cfg.ClickHouse.Database); err != nil {
+				log.Warn("respbench cleanup", "err", err)
+			}
+		}()
+	} else {
+		fmt.Fprintf(progress, "keeping topic %s and database %s\n", topic, cfg.ClickHouse.Database)
+	}
+	st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
+	if err != nil {
+		return Report{}, fmt.Errorf("respbench: %w", err)
+	}
+	defer st.Close()
+	reader, err := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Kafka.Brokers, GroupID: cfg.Kafka.ResponderGroup, Topics: []string{topic}}, log)
+	if err != nil {
+		return Report{}, fmt.Errorf("respbench: anomalies reader: %w", err)
+	}
+	defer reader.Close()
+	// As the detector writes the anomalies topic (internal/detector/detect).
+	writer, err := kafka.NewWriter(kafka.WriterConfig{Brokers: cfg.Kafka.Brokers, Topic: topic}, log)
+	if err != nil {
+		return Report{}, fmt.Errorf("respbench: anomalies writer: %w", err)
+	}
+	defer writer.Close()
+	deps := clickhouseDeps(st)
+	batcher := audit.NewBatcher(deps.Audit, 10*time.Millisecond, 1000) // as cmd/responder does
+	defer batcher.Close()
+	deps.Audit = batcher
+	return measure(ctx, o, rig{cfg: cfg, deps: deps, writer: writer, reader: reader, kong: kong, slack: slack}, log, progress)
+}
+
+// clickhouseDeps are cmd/responder's (cmd/responder/run.go), with the
+// benchmark's registry, secrets and a discarded console.
+func clickhouseDeps(st *chstore.Store) respond.Deps {
+	return respond.Deps{Seen: chresp.NewSeen(st), Audit: chresp.NewAudit(st), Chain: chresp.NewChain(st), Events: chresp.NewEvents(st),
+		Scores: chresp.NewScoreReader(st), Feedback: chresp.NewFeedback(st), Console: io.Discard}
+}
+
+// rig is what a measurement runs on: where anomalies are written, the
+// responder's reader and stores, and the servers it calls.
+type rig struct {
+	cfg    config.Config
+	deps   respond.Deps
+	writer bus.Writer
+	reader bus.Reader
+	kong   *testsrv.Kong
+	slack  *testsrv.Slack
+}
+
+// Agent and credential ids: fixed width, so no id is part of another.
+func agentID(i int) string      { return fmt.Sprintf("bench-agent-%06d", i) }
+func credentialID(i int) string { return fmt.Sprintf("bench-cred-%06d", i) }
+
+var agentRE = regexp.MustCompile(`bench-agent-(\d{6})`)
+
+// agentIndex returns i of the first agentID(i) in s.
+func agentIndex(s string) (int, bool) {
+	m := agentRE.FindStringSubmatch(s)
+	if m == nil {
+		return 0, false
+	}
+	i, err := strconv.Atoi(m[1])
+	return i, err == nil
+}
+
+// credentialIndex returns i of a DELETE path ending in credentialID(i).
+func credentialIndex(p string) (int, bool) {
+	last, err := url.PathUnescape(path.Base(p))
+	if err != nil {
+		return 0, false
+	}
+	s, ok := strings.CutPrefix(last, "bench-cred-")
+	if !ok || len(s) != 6 {
+		return 0, false
+	}
+	i, err := strconv.Atoi(s)
+	return i, err == nil
+}
+
+// registry knows every benchmark agent and its credential, as the agent
+// registry file would.
+func registry(n int) (*inventory.Registry, error) {
+	type agent struct {
+		ID           string `json:"id"`
+		Role         string `json:"role"`
+		Owner        string `json:"owner"`
+		CredentialID string `json:"credential_id"`
+	}
+	agents := make([]agent, n)
+	for i := range agents {
+		agents[i] = agent{ID: agentID(i), Role: "bench", Owner: "soc@example.com", CredentialID: credentialID(i)}
+	}
+	b, err := json.Marshal(map[string]any{"agents": agents})
+	if err != nil {
+		return nil, err
+	}
+	return inventory.ParseRegistry("respbench registry", b)
+}
+
+// benchAnomaly is the anomaly of agent i: high-severity behaviour driven by
+// response bytes, as an exfiltration looks; low severity for warm-ups,
+// which match no playbook.
+func benchAnomaly(agent, credential string, severity string, now time.Time) anomaly.Anomaly {
+	start := now.Truncate(time.Minute).Add(-time.Minute)
+	return anomaly.Anomaly{
+		V: anomaly.Version, ID: anomaly.ID(agent, start.UnixMilli(), anomaly.Behaviour), AgentID: agent, Role: "bench", Owner: "soc@example.com",
+		CredentialID: credential, Kind: anomaly.Behaviour, WindowStartMs: start.UnixMilli(), WindowEndMs: start.Add(time.Minute).UnixMilli(),
+		Score: 9.2, Severity: severity, Summary: agent + " pulled 40x its usual response bytes",
+		Explanation: []anomaly.Feature{{Name: "response_bytes", Observed: 4.1e7, Expected: 1e6, Surprise: 21.2, Contribution: 0.93}},
+		Routes:      []anomaly.RouteCount{{Route: "/customers/{id}", Calls: 812}},
+		DetectedMs:  now.UnixMilli(),
+	}
+}
+
+func message(a anomaly.Anomaly) (bus.Message, error) {
+	v, err := json.Marshal(a)
+	if err != nil {
+		return bus.Message{}, fmt.Errorf("respbench: encode anomaly: %w", err)
+	}
+	return bus.Message{Key: []byte(a.AgentID), Value: v}, nil
+}
+
+// timedReader notes when each record (by key: the agent id) was first
+// fetched and first committed. Fetch and Commit may run concurrently.
+type timedReader struct {
+	bus.Reader
+	mu        sync.Mutex
+	fetched   map[string]time.Time
+	committed map[string]time.Time
+	commits   time.Duration
+}
+
+func newTimedReader(r bus.Reader) *timedReader {
+	return &timedReader{Reader: r, fetched: map[string]time.Time{}, committed: map[string]time.Time{}}
+}
+
+func (r *timedReader) Fetch(ctx context.Context) (bus.Message, error) {
+	m, err := r.Reader.Fetch(ctx)
+	if err == nil {
+		now := time.Now()
+		r.mu.Lock()
+		if _, ok := r.fetched[string(m.Key)]; !ok {
+			r.fetched[string(m.Key)] = now
+		}
+		r.mu.Unlock()
+	}
+	return m, err
+}
+
+func (r *timedReader) Commit(ctx context.Context, msgs ...bus.Message) error {
+	start := time.Now()
+	err := r.Reader.Commit(ctx, msgs...)
+	if err == nil {
+		now := time.Now()
+		r.mu.Lock()
+		r.commits += now.Sub(start)
+		for _, m := range msgs {
+			if _, ok := r.committed[string(m.Key)]; !ok {
+				r.committed[string(m.Key)] = now
+			}
+		}
+		r.mu.Unlock()
+	}
+	return err
+}
+
+// timedSeen adds up the time spent in the handled set. Safe for
+// concurrent use.
+type timedSeen struct {
+	outbox.Seen
+	mu   sync.Mutex
+	took time.Duration
+}
+
+func (s *timedSeen) timed(start time.Time) {
+	d := time.Since(start)
+	s.mu.Lock()
+	s.took += d
+	s.mu.Unlock()
+}
+
+func (s *timedSeen) MarkHandled(ctx context.Context, id string) (bool, error) {
+	defer s.timed(time.Now())
+	return s.Seen.MarkHandled(ctx, id)
+}
+
+func (s *timedSeen) Handled(ctx context.Context, id string) (bool, error) {
+	defer s.timed(time.Now())
+	return s.Seen.Handled(ctx, id)
+}
+
+// timedBatchSeen is timedSeen for a Seen that also looks up and marks in
+// batches (chresp.Seen), so the responder takes the same path as in
+// production.
+type timedBatchSeen struct {
+	*timedSeen
+	b respond.BatchSeen
+}
+
+func (s timedBatchSeen) HandledMany(ctx context.Context, ids []string) (map[string]bool, error) {
+	defer s.timed(time.Now())
+	return s.b.HandledMany(ctx, ids)
+}
+
+func (s timedBatchSeen) InsertHandled(ctx context.Context, ids []string) error {
+	defer s.timed(time.Now())
+	return s.b.InsertHandled(ctx, ids)
+}
+
+func (r *timedReader) committedAt(key string) (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.committed[key]
+	return t, ok
+}
+
+// arrivals maps what the servers received back to the anomalies: the
+// first DELETE of credentialID(i) and the first top-level alert naming
+// agentID(i), for i < n.
+func arrivals(n int, reqs []testsrv.KongRequest, posts []testsrv.SlackPost) (revoked, alerted []time.Time, deletes, alerts int) {
+	revoked, alerted = make([]time.Time, n), make([]time.Time, n)
+	for _, r := range reqs {
+		if r.Method != http.MethodDelete {
+			continue
+		}
+		deletes++
+		if i, ok := credentialIndex(r.Path); ok && i < n && revoked[i].IsZero() {
+			revoked[i] = r.At
+		}
+	}
+	for _, p := range posts {
+		if p.Method != "chat.postMessage" || p.ThreadTS != "" {
+			continue
+		}
+		alerts++
+		if i, ok := agentIndex(p.Text + p.Blocks); ok && i < n && alerted[i].IsZero() {
+			alerted[i] = p.At
+		}
+	}
+	return revoked, alerted, deletes, alerts
+}
+
+// latencies returns at[i] − from[i] for every set at[i], sorted, and the
+// span from the first from to the last at.
+func latencies(from, at []time.Time) ([]time.Duration, time.Duration) {
+	var ds []time.Duration
+	var last time.Time
+	for i, t := range at {
+		if t.IsZero() || from[i].IsZero() {
+			continue
+		}
+		ds = append(ds, t.Sub(from[i]))
+		if t.After(last) {
+			last = t
+		}
+	}
+	slices.Sort(ds)
+	var span time.Duration
+	if len(from) > 0 && !last.IsZero() {
+		span = last.Sub(from[0])
+	}
+	return ds, span
+}
+
+// measure runs the responder on rig and writes the anomalies.
+func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress io.Writer) (Report, error) {
+	n := o.Anomalies
+	rep := Report{Anomalies: n, Rate: o.Rate, Partitions: o.Partitions}
+	reg, err := registry(n)
+	if err != nil {
+		return rep, fmt.Errorf("respbench: %w", err)
+	}
+	for i := range n {
+		g.kong.Add(agentID(i), credentialID(i), "key-"+strconv.Itoa(i))
+	}
+	deps := g.deps
+	deps.Registry = respond.RegistryFunc(func() *inventory.Registry { return reg })
+	deps.Getenv = getenv
+	var seen *timedSeen
+	if deps.Seen != nil { // nil: the outbox file keeps the handled set (tests)
+		seen = &timedSeen{Seen: deps.Seen}
+		deps.Seen = seen
+		if b, ok := seen.Seen.(respond.BatchSeen); ok {
+			deps.Seen = timedBatchSeen{timedSeen: seen, b: b}
+		}
+	}
+	svc, err := respond.Build(g.cfg, deps, log, prometheus.NewRegistry())
+	if err != nil {
+		return rep, fmt.Errorf("respbench: build the responder: %w", err)
+	}
+	defer svc.Close()
+	tr := newTimedReader(g.reader)
+	c := &respond.Consumer{Reader: tr, Engine: svc.Engine, Log: log}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- pipeline.Run(runCtx, c, svc) }()
+	stopped := func() error {
+		stop()
+		if err := <-done; err != nil {
+			return fmt.Errorf("respbench: responder: %w", err)
+		}
+		return nil
+	}
+
+	// Warm up: anomalies that match no playbook, a few per partition,
+	// until the consumer has joined its group and handled them all. The
+	// group join (seconds) is not what is measured.
+	fmt.Fprintf(progress, "starting the responder (group join, warm-up)...\n")
+	warm := 3 * max(o.Partitions, 1)
+	for i := range warm {
+		m, err := message(benchAnomaly(fmt.Sprintf("bench-warmup-%03d", i), "", "low", time.Now()))
+		if err != nil {
+			return rep, err
+		}
+		if err := g.writer.Write(ctx, m); err != nil {
+			return rep, fmt.Errorf("respbench: write warm-up anomaly: %w; is Kafka running (deploy/kafka.sh up)?", err)
+		}
+	}
+	warmDeadline := time.Now().Add(time.Minute)
+	for i := 0; i < warm; {
+		if _, ok := tr.committedAt(fmt.Sprintf("bench-warmup-%03d", i)); ok {
+			i++
+			continue
+		}
+		select {
+		case err := <-done:
+			return rep, fmt.Errorf("respbench: responder stopped during warm-up: %w", err)
+		case <-ctx.Done():
+			return rep, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(warmDeadline) {
+			return rep, errors.Join(fmt.Errorf("respbench: the responder handled %d of %d warm-up anomalies in a minute", i, warm), stopped())
+		}
+	}
+
+	tr.mu.Lock()
+	tr.commits = 0
+	tr.mu.Unlock()
+	if seen != nil {
+		seen.mu.Lock()
+		seen.took = 0
+		seen.mu.Unlock()
+	}
+
+	// Measure: one anomaly per agent at a steady rate. Each one's start
+	// is the wall clock just before its write.
+	fmt.Fprintf(progress, "writing %d anomalies at %g/s...\n", n, o.Rate)
+	wrote, acked := make([]time.Time, n), make([]time.Duration, n)
+	interval := time.Duration(float64(time.Second) / o.Rate)
+	begin := time.Now()
+	step := max(n/5, 1)
+	for i := range n {
+		if d := time.Until(begin.Add(time.Duration(i) * interval)); d > 0 {
+			select {
+			case <-ctx.Done():
+				return rep, errors.Join(ctx.Err(), stopped())
+			case err := <-done:
+				return rep, fmt.Errorf("respbench: responder stopped after %d anomalies: %w", i, err)
+			case <-time.After(d):
+			}
+		}
+		// DetectedMs is set, as the detector would, but not used.
+		m, err := message(benchAnomaly(agentID(i), credentialID(i), "high", time.Now()))
+		if err != nil {
+			return rep, errors.Join(err, stopped())
+		}
+		wrote[i] = time.Now()
+		if err := g.writer.Write(ctx, m); err != nil {
+			return rep, errors.Join(fmt.Errorf("respbench: write anomaly %d: %w", i, err), stopped())
+		}
+		acked[i] = time.Since(wrote[i])
+		if (i+1)%step == 0 {
+			fmt.Fprintf(progress, "  %d/%d written; so far %d DELETEs at Kong, %d posts at Slack\n", i+1, n, g.kong.Count(http.MethodDelete), len(g.slack.Posts()))
+		}
+	}
+	rep.Writing = time.Since(begin)
+
+	// Wait for the last revocation and alert.
+	deadline := time.Now().Add(o.Wait)
+	for {
+		revoked, alerted, _, _ := arrivals(n, g.kong.Requests(), g.slack.Posts())
+		got := func(ts []time.Time) int {
+			k := 0
+			for _, t := range ts {
+				if !t.IsZero() {
+					k++
+				}
+			}
+			return k
+		}
+		r, a := got(revoked), got(alerted)
+		if r == n && a == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(progress, "  gave up after %s: %d/%d revoked, %d/%d alerted\n", o.Wait, r, n, a, n)
+			break
+		}
+		select {
+		case err := <-done:
+			return rep, fmt.Errorf("respbench: responder stopped with %d/%d revoked, %d/%d alerted: %w", r, n, a, n, err)
+		case <-ctx.Done():
+			return rep, errors.Join(ctx.Err(), stopped())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	// Let the thread notes that follow the revocations land before the
+	// counts (they are not measured).
+	time.Sleep(200 * time.Millisecond)
+	if err := stopped(); err != nil {
+		return rep, err
+	}
+
+	reqs, posts := g.kong.Requests(), g.slack.Posts()
+	revoked, alerted, deletes, alerts := arrivals(n, reqs, posts)
+	rep.Revoked, rep.RevokeSpan = latencies(wrote, revoked)
+	rep.Alerted, rep.AlertSpan = latencies(wrote, alerted)
+	rep.KongRequests, rep.KongDeletes, rep.SlackPosts, rep.SlackAlerts = len(reqs), deletes, len(posts), alerts
+	fetched, handled := make([]time.Time, n), make([]time.Time, n)
+	tr.mu.Lock()
+	for i := range n {
+		fetched[i], handled[i] = tr.fetched[agentID(i)], tr.committed[agentID(i)]
+		if !fetched[i].IsZero() && !handled[i].IsZero() {
+			rep.Consumer = append(rep.Consumer, handled[i].Sub(fetched[i]))
+		}
+	}
+	rep.CommitTime = tr.commits
+	tr.mu.Unlock()
+	slices.Sort(rep.Consumer)
+	if seen != nil {
+		seen.mu.Lock()
+		rep.SeenTime = seen.took
+		seen.mu.Unlock()
+	}
+	rep.Fetched, _ = latencies(wrote, fetched)
+	rep.Handled, _ = latencies(wrote, handled)
+	rep.Acked = slices.Clone(acked)
+	slices.Sort(rep.Acked)
+	return rep, nil
+}
+
+// cleanup deletes the benchmark's topic and database.
+func cleanup(o Options, topic, database string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var errs []error
+	tr := &kafkago.Transport{}
+	defer tr.CloseIdleConnections()
+	if _, err := (&kafkago.Client{Addr: kafkago.TCP(o.Brokers...), Transport: tr}).DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: []string{topic}}); err != nil {
+		errs = append(errs, fmt.Errorf("delete topic %s: %w", topic, err))
+	}
+	conn, err := clickhouse.Open(&clickhouse.Options{Protocol: clickhouse.Native, Addr: o.ClickHouse})
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	defer conn.Close()
+	// The name is ours: bench_responder_<digits>.
+	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS `"+database+"`"); err != nil {
+		errs = append(errs, fmt.Errorf("drop database %s: %w", database, err))
+	}
+	return errors.Join(errs...)
+}
