@@ -20,4 +20,10 @@ func TestDistanceAndClosest(t *testing.T) {
 	if got := Closest("zzzz", []string{"kind"}, 2); got != "" {
 		t.Errorf("Closest = %q, want none", got)
 	}
+	if got := Best("batch_siz", []string{"batch_wait", "batch_size"}, 3); got != "batch_size" {
+		t.Errorf("Best = %q, want batch_size", got)
+	}
+	if got := Best("zzzz", []string{"kind"}, 2); got != "" {
+		t.Errorf("Best = %q, want none", got)
+	}
 }

@@ -1,5 +1,5 @@
 // Package suggest finds the name a user probably meant, for "did you mean"
-// hints in config and file parsers.
+// hints in config and file parsers. It is pure and safe for concurrent use.
 package suggest
 
 // Closest returns the first name in known within edit distance max of s,
@@ -11,6 +11,20 @@ func Closest(s string, known []string, max int) string {
 		}
 	}
 	return ""
+}
+
+// Best returns the name in known nearest to s within edit distance max
+// (the first of equals), or "". Unlike Closest it does not stop at the
+// first name in range, so "ingest.batch_siz" finds ingest.batch_size even
+// when ingest.batch_wait is also within range.
+func Best(s string, known []string, max int) string {
+	best, bestD := "", max+1
+	for _, k := range known {
+		if d := Distance(s, k, max); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
 }
 
 // Distance returns the Levenshtein distance of a and b, or max+1 when it
