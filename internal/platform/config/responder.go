@@ -11,7 +11,9 @@ import (
 // playbooks, Slack, gateways, the blast-radius budget and the HTTP API.
 // docs/responder.md describes each key.
 type Responder struct {
-	// Playbooks are the playbook files, read and validated at start.
+	// Playbooks are the playbook files and directories, read and
+	// validated at start; empty means the built-in set embedded in the
+	// binary (deploy/playbooks), which works wherever the binary runs.
 	Playbooks []string `mapstructure:"playbooks"`
 	// StateDir holds the responder's local durable state: the outbox, the
 	// revocation ledger (it holds credentials kept for restore: mode
@@ -111,7 +113,7 @@ type APIToken struct {
 
 func responderDefaults() map[string]any {
 	return map[string]any{
-		"responder.playbooks":                []string{"deploy/playbooks/default.yaml"},
+		"responder.playbooks":                []string{},
 		"responder.state_dir":                ".data/responder",
 		"responder.evidence_dir":             "",
 		"responder.group_wait":               "10s",
@@ -139,9 +141,6 @@ func responderDefaults() map[string]any {
 }
 
 func (r Responder) validate(bad func(key, format string, a ...any)) {
-	if len(r.Playbooks) == 0 {
-		bad("responder.playbooks", "need at least one playbook file")
-	}
 	if r.StateDir == "" {
 		bad("responder.state_dir", "must be set")
 	}

@@ -1,7 +1,8 @@
-// Package playbookcfg loads the responder's playbook files from disk into
-// one validated playbooks.Set. The config key naming the files
-// (responder.playbooks) belongs to internal/platform/config; this package takes
-// the paths it holds.
+// Package playbookcfg loads the responder's playbook files from disk, or
+// the built-in set embedded in the binary, into one validated
+// playbooks.Set. The config key naming the files (responder.playbooks)
+// belongs to internal/platform/config; this package takes the paths it
+// holds.
 //
 // The files' contents are decoded by playbooks.Parse, not by viper: viper
 // lowercases every map key, so a trigger's `labels: {Team: cx}` would
@@ -13,11 +14,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
+	builtinplaybooks "github.com/agentwatch/agentwatch/deploy/playbooks"
 	"github.com/agentwatch/agentwatch/pkg/playbooks"
 )
 
@@ -30,6 +33,64 @@ const MaxFileBytes = 1 << 20
 
 // Extensions are the file name endings read from a directory.
 var extensions = []string{".yaml", ".yml", ".json"}
+
+// BuiltinPrefix starts the file names of the built-in playbooks in
+// errors and in playbooks.Playbook.File ("builtin:default.yaml"), so they
+// are not mistaken for files on disk.
+const BuiltinPrefix = "builtin:"
+
+// LoadOrBuiltin is what the responder calls with responder.playbooks: the
+// built-in set when paths is empty (the default, which works wherever
+// the binary runs), else Load(paths).
+func LoadOrBuiltin(paths []string) (playbooks.Set, error) {
+	if len(paths) == 0 {
+		return Builtin()
+	}
+	return Load(paths)
+}
+
+// Builtin returns the playbooks embedded in the binary (deploy/playbooks),
+// validated like files on disk: the *.yaml files in lexical order, each
+// named BuiltinPrefix+file in errors. An error here is a bug in the
+// shipped files, which a unit test catches before release.
+func Builtin() (playbooks.Set, error) {
+	return loadFS(builtinplaybooks.FS(), BuiltinPrefix)
+}
+
+// loadFS loads the *.yaml files at the root of fsys like Load loads a
+// directory, naming each prefix+name.
+func loadFS(fsys fs.FS, prefix string) (playbooks.Set, error) {
+	names, err := fs.Glob(fsys, "*.yaml") // sorted, as ReadDir is
+	if err != nil {
+		return playbooks.Set{}, fmt.Errorf("load built-in playbooks: %w", err)
+	}
+	if len(names) == 0 {
+		return playbooks.Set{}, errors.New("load built-in playbooks: none embedded")
+	}
+	var all playbooks.Set
+	var errs []error
+	for _, name := range names {
+		f, err := fsys.Open(name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("load built-in playbooks: %w", err))
+			continue
+		}
+		set, err := parse(prefix+name, f)
+		f.Close()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		all.Playbooks = append(all.Playbooks, set.Playbooks...)
+	}
+	if len(errs) > 0 {
+		return playbooks.Set{}, errors.Join(errs...)
+	}
+	if err := all.Validate(); err != nil {
+		return playbooks.Set{}, err
+	}
+	return all, nil
+}
 
 // Load reads the playbook files named by paths and returns them as one
 // validated Set. Each path is a file, or a directory whose *.yaml, *.yml
@@ -115,6 +176,11 @@ func loadFile(path string) (playbooks.Set, error) {
 		return playbooks.Set{}, fmt.Errorf("load playbooks (%s): %w", Key, err)
 	}
 	defer f.Close()
+	return parse(path, f)
+}
+
+// parse reads one playbook file of at most MaxFileBytes named path.
+func parse(path string, f io.Reader) (playbooks.Set, error) {
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
 	if err != nil {
 		return playbooks.Set{}, fmt.Errorf("load playbooks (%s): read %s: %w", Key, path, err)

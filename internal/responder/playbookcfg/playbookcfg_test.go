@@ -3,9 +3,11 @@ package playbookcfg
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 	"github.com/agentwatch/agentwatch/pkg/playbooks"
@@ -99,5 +101,62 @@ func TestLoadDefault(t *testing.T) {
 	refs := set.References()
 	if !slices.Equal(refs.Channels, []string{"#soc-alerts"}) || !slices.Equal(refs.Adapters, []string{"denylist"}) || len(refs.WebhookTargets) != 0 {
 		t.Errorf("references %+v", refs)
+	}
+}
+
+// The embedded set is the shipped directory, named so that nobody looks
+// for it on disk; an empty responder.playbooks means it.
+func TestBuiltinIsTheShippedDirectory(t *testing.T) {
+	disk, err := Load([]string{"../../../deploy/playbooks"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, load := range map[string]func() (playbooks.Set, error){
+		"Builtin":            Builtin,
+		"LoadOrBuiltin(nil)": func() (playbooks.Set, error) { return LoadOrBuiltin(nil) },
+	} {
+		set, err := load()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !slices.Equal(set.Names(), disk.Names()) {
+			t.Errorf("%s: names %v, want %v", name, set.Names(), disk.Names())
+		}
+		for i, pb := range set.Playbooks {
+			want := disk.Playbooks[i]
+			if pb.File != BuiltinPrefix+filepath.Base(want.File) {
+				t.Errorf("%s: file %q, want %q", name, pb.File, BuiltinPrefix+filepath.Base(want.File))
+			}
+			pb.File, want.File = "", ""
+			if !reflect.DeepEqual(pb, want) {
+				t.Errorf("%s: playbook %s differs from the file on disk", name, pb.Name)
+			}
+		}
+	}
+	// A path given wins over the built-in set.
+	one := write(t, t.TempDir(), "one.yaml", playbook("one"))
+	if set, err := LoadOrBuiltin([]string{one}); err != nil || !slices.Equal(set.Names(), []string{"one"}) {
+		t.Errorf("LoadOrBuiltin(path) = %v, %v", set.Names(), err)
+	}
+}
+
+func TestLoadFSErrorsNameTheFile(t *testing.T) {
+	fsys := fstest.MapFS{
+		"10-good.yaml": {Data: []byte(playbook("a"))},
+		"20-bad.yaml":  {Data: []byte("playbooks:\n  - name: exfil\n    trigger: {kinds: [behaviour]}\n    steps:\n      - revoke: {adapter: kong}\n        ttl: -1h\n")},
+		"30-dup.yaml":  {Data: []byte("\n" + playbook("a"))},
+		"README.md":    {Data: []byte("not a playbook")},
+	}
+	_, err := loadFS(fsys, BuiltinPrefix)
+	if err == nil || !strings.Contains(err.Error(), `builtin:20-bad.yaml:6: playbook "exfil": steps[0].ttl: must be positive, got -1h`) {
+		t.Errorf("bad file: %v", err)
+	}
+	delete(fsys, "20-bad.yaml")
+	_, err = loadFS(fsys, BuiltinPrefix)
+	if err == nil || !strings.Contains(err.Error(), `builtin:30-dup.yaml:3: playbook "a": name: duplicate of the playbook in builtin:10-good.yaml:2`) {
+		t.Errorf("duplicate: %v", err)
+	}
+	if _, err := loadFS(fstest.MapFS{}, BuiltinPrefix); err == nil || !strings.Contains(err.Error(), "none embedded") {
+		t.Errorf("empty: %v", err)
 	}
 }

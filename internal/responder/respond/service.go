@@ -99,7 +99,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	}()
 	set := d.Set
 	if len(set.Playbooks) == 0 {
-		if set, err = playbookcfg.Load(rc.Playbooks); err != nil {
+		if set, err = playbookcfg.LoadOrBuiltin(rc.Playbooks); err != nil {
 			return nil, err
 		}
 	}
