@@ -3,8 +3,15 @@
 // in increasing order of precedence. It is the only package that imports
 // viper; everything else takes the typed structs.
 //
+// The Config structs document themselves: each key's meaning sits in its
+// field's doc tag, and Reference, WriteReference (docs/configuration.md)
+// and the flags' usage are generated from the tags and the defaults.
+//
 // Unknown keys (in the file, in AGENTWATCH_* variables or in flags) and bad
-// values are errors that name the key, reported all at once at start.
+// values are errors that name the key as users write it, the bad value and
+// the form expected, with a "did you mean" where one is near. Decoding is
+// per key, so every problem, of decoding and of validation, is reported at
+// once at start, sorted by key, one per line.
 package config
 
 import (
@@ -14,11 +21,9 @@ import (
 	"os"
 	"reflect"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
-	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
@@ -39,6 +44,12 @@ const EnvConfigFile = EnvPrefix + "_CONFIG_FILE"
 
 // Config is the whole configuration. Kafka.Brokers empty means the embedded
 // default: one process, in-process transport, file store.
+//
+// Every leaf field carries a doc tag: Reference, the generated
+// docs/configuration.md and the flags' usage come from it, and a unit test
+// fails for a field without one. A secret:"true" tag masks a value in
+// WriteEffective; on a field inside a file-only structure it marks the
+// whole key secret.
 type Config struct {
 	Log        Log        `mapstructure:"log"`
 	HTTP       HTTP       `mapstructure:"http"`
@@ -52,69 +63,64 @@ type Config struct {
 
 // Log configures log/slog output.
 type Log struct {
-	Level  string `mapstructure:"level"`  // debug, info, warn, error
-	Format string `mapstructure:"format"` // json or text
+	Level  string `mapstructure:"level" doc:"Least severe level logged: debug, info, warn or error."`
+	Format string `mapstructure:"format" doc:"Format of the log lines on stderr: json or text."`
 }
 
 // HTTP configures the /metrics, /healthz and /readyz endpoint.
 type HTTP struct {
-	Addr string `mapstructure:"addr"` // "" disables it
+	Addr string `mapstructure:"addr" doc:"Loopback host:port serving /metrics, /healthz and /readyz; empty disables it. The endpoints carry no authentication: put a proxy in front to expose them."`
 }
 
 // Kafka configures the distributed mode's transport.
 type Kafka struct {
-	Brokers         []string `mapstructure:"brokers"`
-	RawTopics       []string `mapstructure:"raw_topics"`
-	EventsTopic     string   `mapstructure:"events_topic"`
-	DeadLetterTopic string   `mapstructure:"dead_letter_topic"`
-	IngestGroup     string   `mapstructure:"ingest_group"`
-	AnomaliesTopic  string   `mapstructure:"anomalies_topic"`
-	DetectorGroup   string   `mapstructure:"detector_group"`
-	ResponderGroup  string   `mapstructure:"responder_group"`
+	Brokers         []string `mapstructure:"brokers" doc:"Kafka brokers as host:port. Empty runs the embedded one-process mode (no Kafka, no ClickHouse); set, the services run distributed."`
+	RawTopics       []string `mapstructure:"raw_topics" doc:"Input topics of raw gateway access-log lines; at least one."`
+	EventsTopic     string   `mapstructure:"events_topic" doc:"Topic of the canonical events, keyed by agent id; must differ from the raw and dead-letter topics."`
+	DeadLetterTopic string   `mapstructure:"dead_letter_topic" doc:"Topic of the rejected lines, with the reason in headers; must differ from the raw and events topics."`
+	IngestGroup     string   `mapstructure:"ingest_group" doc:"Consumer group of the ingest service."`
+	AnomaliesTopic  string   `mapstructure:"anomalies_topic" doc:"Topic the detector writes anomalies to and the responder reads."`
+	DetectorGroup   string   `mapstructure:"detector_group" doc:"Consumer group of the detector."`
+	ResponderGroup  string   `mapstructure:"responder_group" doc:"Consumer group of the responder."`
 	// Partitions and ReplicationFactor are used when ingest creates missing topics.
-	Partitions        int  `mapstructure:"partitions"`
-	ReplicationFactor int  `mapstructure:"replication_factor"`
-	CreateTopics      bool `mapstructure:"create_topics"`
+	Partitions        int  `mapstructure:"partitions" doc:"Partitions of the topics ingest creates; 1 to 10000."`
+	ReplicationFactor int  `mapstructure:"replication_factor" doc:"Replication factor of the topics ingest creates; at least 1."`
+	CreateTopics      bool `mapstructure:"create_topics" doc:"Create missing topics at start."`
 	// MaxMessageBytes is the topics' max.message.bytes: raw lines up to
 	// ingest.max_line_bytes must fit, or the shipper cannot deliver them to
 	// be dead-lettered.
-	MaxMessageBytes int `mapstructure:"max_message_bytes"`
+	MaxMessageBytes int `mapstructure:"max_message_bytes" doc:"max.message.bytes of the raw and dead-letter topics, in bytes; at least ingest.max_line_bytes plus 64 KiB, so that over-long lines still reach ingest and are dead-lettered."`
 }
 
 // ClickHouse configures the event store of the distributed mode.
 type ClickHouse struct {
-	Addr          []string      `mapstructure:"addr"`
-	Database      string        `mapstructure:"database"`
-	Username      string        `mapstructure:"username"`
-	Password      string        `mapstructure:"password"`
-	DialTimeout   time.Duration `mapstructure:"dial_timeout"`
-	RetentionDays int           `mapstructure:"retention_days"`
+	Addr          []string      `mapstructure:"addr" doc:"ClickHouse native-protocol addresses (host:port, not the HTTP port); at least one when kafka.brokers is set."`
+	Database      string        `mapstructure:"database" doc:"Database name, matching [A-Za-z_][A-Za-z0-9_]*."`
+	Username      string        `mapstructure:"username" doc:"User name."`
+	Password      string        `mapstructure:"password" secret:"true" doc:"Password; prefer AGENTWATCH_CLICKHOUSE_PASSWORD to writing it in the file."`
+	DialTimeout   time.Duration `mapstructure:"dial_timeout" doc:"Timeout of one connection attempt; positive."`
+	RetentionDays int           `mapstructure:"retention_days" doc:"Days of events kept: ingest retention drops older day partitions. At least 1."`
 }
 
 // Ingest configures parsing and batching.
 type Ingest struct {
-	BatchSize     int           `mapstructure:"batch_size"`
-	BatchBytes    int           `mapstructure:"batch_bytes"`
-	BatchWait     time.Duration `mapstructure:"batch_wait"`
-	RetryInitial  time.Duration `mapstructure:"retry_initial"`
-	RetryMax      time.Duration `mapstructure:"retry_max"`
-	ShutdownGrace time.Duration `mapstructure:"shutdown_grace"`
-	// Format is the default input format: auto or one of gateway.Formats().
-	Format string `mapstructure:"format"`
-	// TopicFormats overrides Format per raw topic (file only).
-	TopicFormats map[string]string `mapstructure:"topic_formats"`
-	// Mappings override JSON field paths per format (file only).
-	Mappings map[string]map[string]string `mapstructure:"mappings"`
-	// Identity rules in order (file only); empty means the defaults.
-	Identity     []IdentityRule `mapstructure:"identity"`
-	MaxLineBytes int            `mapstructure:"max_line_bytes"`
-	MaxDepth     int            `mapstructure:"max_depth"`
-	MaxAge       time.Duration  `mapstructure:"max_age"`
-	MaxFuture    time.Duration  `mapstructure:"max_future"`
-	// OpenAPI is an OpenAPI 3 document whose paths are the route templates.
-	OpenAPI string `mapstructure:"openapi"`
-	// Routes lists route templates besides (or instead of) OpenAPI (file only).
-	Routes []RouteSpec `mapstructure:"routes"`
+	BatchSize     int           `mapstructure:"batch_size" doc:"Most events in one ClickHouse insert, 1 to 1000000. A batch closes at whichever of batch_size, batch_bytes and batch_wait comes first."`
+	BatchBytes    int           `mapstructure:"batch_bytes" doc:"Most raw bytes in one batch, from ingest.max_line_bytes to 1 GiB."`
+	BatchWait     time.Duration `mapstructure:"batch_wait" doc:"Longest time a batch stays open; positive."`
+	RetryInitial  time.Duration `mapstructure:"retry_initial" doc:"First backoff of a retried write; positive."`
+	RetryMax      time.Duration `mapstructure:"retry_max" doc:"Longest backoff of a retried write; at least ingest.retry_initial."`
+	ShutdownGrace time.Duration `mapstructure:"shutdown_grace" doc:"Time to flush the open batch on SIGTERM; positive."`
+	Format        string        `mapstructure:"format" doc:"Input format of the raw topics: auto (detected per line) or one of canonical, kong, aws_apigw, envoy, nginx_json, nginx_combined (docs/formats.md)."`
+	// TopicFormats, Mappings, Identity and Routes are structured: file only.
+	TopicFormats map[string]string            `mapstructure:"topic_formats" doc:"Input format per raw topic, overriding ingest.format: {topic: format}."`
+	Mappings     map[string]map[string]string `mapstructure:"mappings" doc:"JSON field paths per format, overriding the built-in ones: {format: {field: path}} (docs/formats.md)."`
+	Identity     []IdentityRule               `mapstructure:"identity" doc:"Agent-identity rules, tried in order; kind is header, consumer, jwt or mtls (docs/formats.md). Empty means the built-in rules: header X-Agent-Id, consumer, jwt sub, jwt client_id, mtls."`
+	MaxLineBytes int                          `mapstructure:"max_line_bytes" doc:"Longest raw line parsed, in bytes, 1024 to 64 MiB; longer lines are dead-lettered."`
+	MaxDepth     int                          `mapstructure:"max_depth" doc:"Deepest JSON nesting parsed, 2 to 1000."`
+	MaxAge       time.Duration                `mapstructure:"max_age" doc:"Oldest event time accepted, before now; positive."`
+	MaxFuture    time.Duration                `mapstructure:"max_future" doc:"Furthest event time accepted after now (clock skew); positive."`
+	OpenAPI      string                       `mapstructure:"openapi" doc:"OpenAPI 3 document whose paths are the route templates; empty: none."`
+	Routes       []RouteSpec                  `mapstructure:"routes" doc:"Route templates besides (or instead of) ingest.openapi, with tags such as sensitive or deprecated."`
 }
 
 // IdentityRule is one agent-identity rule; see docs/formats.md.
@@ -133,54 +139,48 @@ type RouteSpec struct {
 // Detector configures windows, baselines, rules, state and the agent cap;
 // see the README's detector section for what each does.
 type Detector struct {
-	Window   time.Duration `mapstructure:"window"`
-	Lateness time.Duration `mapstructure:"lateness"`
-	// Warmup is the agent's own active windows before it is scored against
-	// its own baseline rather than its peer group's.
-	Warmup          int     `mapstructure:"warmup"`
-	HalfLife        float64 `mapstructure:"half_life"`
-	LongHalfLife    float64 `mapstructure:"long_half_life"`
-	AlertScore      float64 `mapstructure:"alert_score"`
-	AnomalousWeight float64 `mapstructure:"anomalous_weight"`
+	Window          time.Duration `mapstructure:"window" doc:"Event-time window the features are counted in; must divide a day evenly, 1s to 24h."`
+	Lateness        time.Duration `mapstructure:"lateness" doc:"How late an event may arrive and still count in its window, 0 to 24h."`
+	Warmup          int           `mapstructure:"warmup" doc:"Active windows of an agent before it is scored against its own baseline instead of its peer group's; 0 or more."`
+	HalfLife        float64       `mapstructure:"half_life" doc:"Active windows for the short-term level to halve its memory; at least 1."`
+	LongHalfLife    float64       `mapstructure:"long_half_life" doc:"Active windows for the long-horizon reference to halve its memory; at least detector.half_life."`
+	AlertScore      float64       `mapstructure:"alert_score" doc:"Window score (-log10 p) at or above which a behaviour anomaly is raised; above 0 and at most 12, the medium-severity score."`
+	AnomalousWeight float64       `mapstructure:"anomalous_weight" doc:"Training weight of windows scored anomalous, 0 to 1; 0 keeps them out of the baseline (the poisoning guard)."`
 	// RegistryFile, RoutesFile and OpenAPIFile are the agent registry and
 	// route inventory (docs/registry.md), reloaded every ReloadEvery.
-	RegistryFile string        `mapstructure:"registry_file"`
-	RoutesFile   string        `mapstructure:"routes_file"`
-	OpenAPIFile  string        `mapstructure:"openapi_file"`
-	ReloadEvery  time.Duration `mapstructure:"reload_every"`
+	RegistryFile string        `mapstructure:"registry_file" doc:"Agent registry file (docs/registry.md); empty: none."`
+	RoutesFile   string        `mapstructure:"routes_file" doc:"Route inventory file (docs/registry.md); empty: none."`
+	OpenAPIFile  string        `mapstructure:"openapi_file" doc:"OpenAPI 3 document of the route inventory (docs/registry.md); empty: none."`
+	ReloadEvery  time.Duration `mapstructure:"reload_every" doc:"How often the registry and route files are checked for changes; positive."`
 	// RuleRepeat is the least event time between two rule anomalies of one
 	// kind for one agent, unless a never-called route is involved.
-	RuleRepeat    time.Duration `mapstructure:"rule_repeat"`
-	NoveltyMature time.Duration `mapstructure:"novelty_mature"`
-	// NewAgentsPerWindow raises agent_flood past this many new agent ids
-	// per partition and window (0: off).
-	NewAgentsPerWindow int `mapstructure:"new_agents_per_window"`
+	RuleRepeat         time.Duration `mapstructure:"rule_repeat" doc:"Least event time between two rule anomalies of one kind for one agent, unless a never-called route is involved; 0 or more."`
+	NoveltyMature      time.Duration `mapstructure:"novelty_mature" doc:"Age of an agent's seen-set before its first sensitive call alerts, for agents without approved routes; 0 or more."`
+	NewAgentsPerWindow int           `mapstructure:"new_agents_per_window" doc:"New agent ids per partition and window past which agent_flood is raised; 0 turns it off."`
 	// GlobalMinAgents, GlobalShare and GlobalGap group many agents
 	// anomalous in one window into one global_event (0 agents: off).
-	GlobalMinAgents int `mapstructure:"global_min_agents"`
-	// NewIPMaxKnown: new_source_ip for agents with at most this many
-	// known source addresses (0: off).
-	NewIPMaxKnown  int           `mapstructure:"new_ip_max_known"`
-	GlobalShare    float64       `mapstructure:"global_share"`
-	GlobalGap      time.Duration `mapstructure:"global_gap"`
-	MaxAgents      int           `mapstructure:"max_agents"`
-	SnapshotEvery  time.Duration `mapstructure:"snapshot_every"`
-	IdleFlush      time.Duration `mapstructure:"idle_flush"`
-	SessionTimeout time.Duration `mapstructure:"session_timeout"`
+	GlobalMinAgents int           `mapstructure:"global_min_agents" doc:"Agents anomalous for the same top feature in one window that make one global_event instead of an alert each; 0 turns it off."`
+	NewIPMaxKnown   int           `mapstructure:"new_ip_max_known" doc:"An agent with at most this many known source addresses raises new_source_ip for a new one; 0 to 16, 0 turns it off."`
+	GlobalShare     float64       `mapstructure:"global_share" doc:"Share of a partition's active agents that must also be anomalous for a global_event, 0 to 1."`
+	GlobalGap       time.Duration `mapstructure:"global_gap" doc:"How long a global_event lasts: anomalies of the same feature within it join it; 0 or more."`
+	MaxAgents       int           `mapstructure:"max_agents" doc:"Agents kept in memory; the least recently active are evicted to ClickHouse. 0 means no cap."`
+	SnapshotEvery   time.Duration `mapstructure:"snapshot_every" doc:"How often the detector's state is saved and its offsets committed; positive."`
+	IdleFlush       time.Duration `mapstructure:"idle_flush" doc:"A partition quiet this long has its open windows closed; 0 or more."`
+	SessionTimeout  time.Duration `mapstructure:"session_timeout" doc:"Kafka consumer-group session timeout, how long a dead detector's partitions wait for it; at least 6s (the broker's group.min.session.timeout.ms)."`
 	// FeedbackPoll is how often the distributed detector reads the
 	// analysts' false-positive verdicts of the last FeedbackLookback and
 	// folds them into the baselines (docs/feedback.md); 0 turns it off.
-	FeedbackPoll     time.Duration `mapstructure:"feedback_poll"`
-	FeedbackLookback time.Duration `mapstructure:"feedback_lookback"`
+	FeedbackPoll     time.Duration `mapstructure:"feedback_poll" doc:"How often the distributed detector reads the analysts' false-positive verdicts and folds them into the baselines (docs/feedback.md); 0 turns it off."`
+	FeedbackLookback time.Duration `mapstructure:"feedback_lookback" doc:"How far back those verdicts are read; at least detector.feedback_poll."`
 	// FleetGauge follows each partition's calls and 5xx answers per window
 	// with baseline.Series (the code the NAB evaluation scores) and raises
 	// fleet_gauge when one rises.
-	FleetGauge bool `mapstructure:"fleet_gauge"`
+	FleetGauge bool `mapstructure:"fleet_gauge" doc:"Follow each partition's calls and 5xx answers per window (baseline.Series, the code the NAB evaluation scores) and raise fleet_gauge when one rises."`
 }
 
 // Embedded configures the one-process default.
 type Embedded struct {
-	DataDir string `mapstructure:"data_dir"`
+	DataDir string `mapstructure:"data_dir" doc:"Directory of the embedded one-process mode's data (the demo); must be set."`
 }
 
 // Distributed reports whether Kafka is configured (else the embedded default runs).
@@ -260,30 +260,14 @@ func defaults() map[string]any {
 	return d
 }
 
-// fileOnly keys are structured; they are set in the YAML file only.
-var fileOnly = map[string]bool{
-	"ingest.topic_formats": true, "ingest.mappings": true, "ingest.identity": true, "ingest.routes": true,
-	"responder.tokens": true, "responder.webhooks": true,
-}
-
-// Keys returns every configuration key, sorted.
-func Keys() []string {
-	var ks []string
-	for k := range defaults() {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
-}
-
-// Flags adds a --KEY flag for every scalar and list key to fs; Load applies
-// the ones that were set. List values are comma-separated.
+// Flags adds a --KEY flag for every key but the file-only ones to fs; Load
+// applies the ones that were set. List values are comma-separated.
 func Flags(fs *pflag.FlagSet) {
-	for _, k := range Keys() {
-		if fileOnly[k] {
+	for _, d := range Reference() {
+		if d.FileOnly {
 			continue
 		}
-		fs.String(k, "", fmt.Sprintf("set %s (default %v)", k, defaults()[k]))
+		fs.String(d.Key, "", fmt.Sprintf("%s (default %s)", d.Doc, d.Default))
 	}
 }
 
@@ -298,45 +282,32 @@ func LoadEnv(path string, fs *pflag.FlagSet, environ []string) (Config, error) {
 	return load(path, fs, environ)
 }
 
+// vk is key in viper's terms.
+func vk(key string) string { return strings.ReplaceAll(key, ".", keyDelim) }
+
+// load reports every problem at once: unknown variables and keys, values
+// that do not decode, and the validation of the keys that did decode
+// (a key that did not keeps its default meanwhile, so that the keys
+// checked against it are not blamed for it).
 func load(path string, fs *pflag.FlagSet, environ []string) (Config, error) {
 	// Map keys under ingest.topic_formats and ingest.mappings hold dots
 	// (topic names, header.x-agent-id), so viper must not split on ".".
 	v := viper.NewWithOptions(viper.KeyDelimiter(keyDelim))
-	vk := func(k string) string { return strings.ReplaceAll(k, ".", keyDelim) }
 	defs := defaults()
 	for k, d := range defs {
 		v.SetDefault(vk(k), d)
 	}
-	var errs []error
-	// An AGENTWATCH_ variable that maps to no key is a typo the operator
-	// must hear about, not a silently ignored setting.
-	envKeys := map[string]string{}
-	for k := range defs {
-		envKeys[EnvPrefix+"_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_"))] = k
-	}
-	// Env is applied with Set (above the file) before flags (which Set again, so they win).
-	var envSets [][2]string
-	for _, kv := range environ {
-		name, val, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, EnvPrefix+"_") || name == EnvConfigFile {
-			continue
-		}
-		k, ok := envKeys[name]
-		switch {
-		case !ok:
-			errs = append(errs, fmt.Errorf("%s: unknown environment variable (known: %s_<KEY> for keys %s)", name, EnvPrefix, strings.Join(Keys(), ", ")))
-		case fileOnly[k]:
-			errs = append(errs, fmt.Errorf("%s: %s can only be set in the config file", name, k))
-		default:
-			envSets = append(envSets, [2]string{k, val})
-		}
-	}
+	var ps problems
+	envSets := envSettings(&ps, environ)
 	if path != "" {
 		v.SetConfigFile(path)
 		if err := v.ReadInConfig(); err != nil {
-			return Config{}, fmt.Errorf("read config %s: %w", path, err)
+			return Config{}, errors.Join(fmt.Errorf("read config %s: %w", path, err), ps.err())
 		}
+		unknownFileKeys(&ps, v)
 	}
+	// Env is applied with Set (above the file) before flags (which Set
+	// again, so they win).
 	for _, kv := range envSets {
 		v.Set(vk(kv[0]), kv[1])
 	}
@@ -348,21 +319,134 @@ func load(path string, fs *pflag.FlagSet, environ []string) (Config, error) {
 		})
 	}
 	var cfg Config
-	err := v.UnmarshalExact(&cfg, func(dc *mapstructure.DecoderConfig) {
-		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(
-			mapstructure.StringToTimeDurationHookFunc(),
-			commaList,
-		)
-	})
-	if err != nil {
-		errs = append(errs, fmt.Errorf("decode config: %w", err))
-		return Config{}, errors.Join(errs...)
+	rv := reflect.ValueOf(&cfg).Elem()
+	failed := map[string]bool{}
+	for _, l := range leaves() {
+		raw := v.Get(vk(l.key))
+		if raw == nil { // under a section the file wrote as a scalar: reported above
+			raw = defs[l.key]
+		}
+		val, err := decodeValue(l.typ, raw)
+		if err != nil {
+			decodeProblems(&ps, l, raw, err)
+			failed[l.key] = true
+			if val, err = decodeValue(l.typ, defs[l.key]); err != nil {
+				return Config{}, fmt.Errorf("default of %s: %w", l.key, err) // a bug: TestDefaultsAreValidAndEmbedded
+			}
+		}
+		rv.FieldByIndex(l.index).Set(val)
 	}
-	if err := cfg.Validate(); err != nil {
-		errs = append(errs, err)
+	// A key that did not decode was checked with its default; its own
+	// validation problems would only repeat the decode problem.
+	var vps problems
+	cfg.validate(&vps)
+	blamed := func(key string) bool {
+		for k := range failed {
+			if key == k || strings.HasPrefix(key, k+".") || strings.HasPrefix(key, k+"[") {
+				return true
+			}
+		}
+		return false
 	}
-	if len(errs) > 0 {
-		return Config{}, errors.Join(errs...)
+	for _, p := range vps {
+		if !blamed(p.key) {
+			ps = append(ps, p)
+		}
+	}
+	if err := ps.err(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// envSettings returns the (key, value) pairs of the AGENTWATCH_* variables
+// of environ. A variable that maps to no key is a typo the operator must
+// hear about, not a silently ignored setting.
+func envSettings(ps *problems, environ []string) [][2]string {
+	byEnv := map[string]leaf{}
+	var names []string
+	for _, l := range leaves() {
+		byEnv[envName(l.key)] = l
+		if !l.fileOnly {
+			names = append(names, envName(l.key))
+		}
+	}
+	var sets [][2]string
+	for _, kv := range environ {
+		name, val, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix+"_") || name == EnvConfigFile {
+			continue
+		}
+		l, ok := byEnv[name]
+		switch {
+		case !ok:
+			if s := nearest(name, names, ""); s != "" {
+				ps.add(name, "unknown environment variable; did you mean %s?", s)
+			} else {
+				ps.add(name, "unknown environment variable: no key is %s_<KEY> (agentwatch config reference lists the keys)", EnvPrefix)
+			}
+		case l.fileOnly:
+			ps.add(name, "%s can only be set in the config file", l.key)
+		default:
+			sets = append(sets, [2]string{l.key, val})
+		}
+	}
+	return sets
+}
+
+// unknownFileKeys reports the keys of the file that are no configuration
+// key, with the key most likely meant.
+func unknownFileKeys(ps *problems, v *viper.Viper) {
+	var keys []string
+	for _, l := range leaves() {
+		keys = append(keys, l.key)
+	}
+	for _, k := range v.AllKeys() {
+		key := strings.ReplaceAll(k, keyDelim, ".")
+		known := false
+		for _, l := range leaves() {
+			// Below a leaf are a structured key's entries (topic names),
+			// or a map where a scalar belongs, which decoding reports.
+			if key == l.key || strings.HasPrefix(key, l.key+".") {
+				known = true
+				break
+			}
+		}
+		switch {
+		case known:
+		case slices.ContainsFunc(keys, func(l string) bool { return strings.HasPrefix(l, key+".") }):
+			ps.add(key, "%s is not a section of keys (such as %s); write it as %s: {KEY: VALUE}", show(v.Get(k)), firstUnder(keys, key), key[strings.LastIndex(key, ".")+1:])
+		default:
+			if s := nearest(key, keys, "."); s != "" {
+				ps.add(key, "unknown key; did you mean %s?", s)
+			} else {
+				ps.add(key, "unknown key (agentwatch config reference lists the keys)")
+			}
+		}
+	}
+}
+
+// firstUnder returns the first key of section.
+func firstUnder(keys []string, section string) string {
+	for _, k := range keys {
+		if strings.HasPrefix(k, section+".") {
+			return k
+		}
+	}
+	return ""
+}
+
+// defaultConfig is the configuration with no file, variable or flag.
+func defaultConfig() (Config, error) {
+	defs := defaults()
+	var cfg Config
+	rv := reflect.ValueOf(&cfg).Elem()
+	for _, l := range leaves() {
+		val, err := decodeValue(l.typ, defs[l.key])
+		if err != nil {
+			return Config{}, fmt.Errorf("default of %s: %w", l.key, err)
+		}
+		rv.FieldByIndex(l.index).Set(val)
 	}
 	return cfg, nil
 }
@@ -382,12 +466,16 @@ func commaList(f reflect.Type, t reflect.Type, data any) (any, error) {
 	return out, nil
 }
 
-// Validate reports every problem at once, each prefixed with its key.
+// Validate reports every problem at once, one per line, each prefixed
+// with its key, sorted by key.
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(key, format string, a ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, a...)))
-	}
+	var ps problems
+	c.validate(&ps)
+	return ps.err()
+}
+
+func (c Config) validate(ps *problems) {
+	bad := ps.add
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
 	}
@@ -484,10 +572,10 @@ func (c Config) Validate() error {
 		bad("ingest.max_depth", "must be in [2, 1000], got %d", in.MaxDepth)
 	}
 	if _, err := gateway.NewParser(c.ParserOptions(nil)); err != nil {
-		bad("ingest", "%v", err)
+		ps.addErr("ingest", err)
 	}
 	if _, err := c.RouteNormalizer(); err != nil {
-		bad("ingest.routes", "%v", err)
+		ps.addErr("ingest.routes", err)
 	}
 	d := c.Detector
 	if d.Window < time.Second || d.Window > 24*time.Hour || (24*time.Hour)%d.Window != 0 {
@@ -534,14 +622,11 @@ func (c Config) Validate() error {
 	if d.FeedbackPoll > 0 && d.FeedbackLookback < d.FeedbackPoll {
 		bad("detector.feedback_lookback", "must be at least detector.feedback_poll (%s), got %s; verdicts older than it are never read", d.FeedbackPoll, d.FeedbackLookback)
 	}
-	if err := c.BaselineParams().Validate(); err != nil {
-		bad("detector", "%v", err)
-	}
+	baselineProblems(ps, c.BaselineParams())
 	if c.Embedded.DataDir == "" {
 		bad("embedded.data_dir", "must be set")
 	}
 	c.Responder.validate(bad)
-	return errors.Join(errs...)
 }
 
 // BaselineParams returns the baseline parameters: the package defaults

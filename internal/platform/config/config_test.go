@@ -119,3 +119,72 @@ ingest:
 		t.Fatalf("normalize = %q", got)
 	}
 }
+
+// Every problem is reported at once, sorted, one per line, each naming the
+// key as users write it, the bad value and the form expected.
+func TestErrorMessages(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		env        []string
+		want       string
+	}{
+		{"bad duration", "detector:\n  window: banana\n", nil,
+			`detector.window: "banana" is not a duration (use a number with a unit: 30s, 5m, 1h)`},
+		{"duration without a unit", "", []string{"AGENTWATCH_INGEST_BATCH_WAIT=500"},
+			`ingest.batch_wait: "500" is not a duration (use a number with a unit: 30s, 5m, 1h)`},
+		{"bad int", "ingest:\n  batch_size: lots\n", nil,
+			`ingest.batch_size: "lots" is not a whole number`},
+		{"bad float and bool", "detector:\n  global_share: half\nkafka:\n  create_topics: maybe\n", nil,
+			"detector.global_share: \"half\" is not a number\n" +
+				`kafka.create_topics: "maybe" is not true or false`},
+		{"map for a list", "kafka:\n  brokers: {a: 1}\n", nil,
+			`kafka.brokers: {a: 1} is not a list of strings (in the file [a, b]; in a variable or flag a,b)`},
+		{"decode and validation errors together", "ingest:\n  batch_size: -5\n  batch_wait: soon\n", nil,
+			"ingest.batch_size: must be in [1, 1000000], got -5\n" +
+				`ingest.batch_wait: "soon" is not a duration (use a number with a unit: 30s, 5m, 1h)`},
+		{"baseline params name their keys", "detector:\n  warmup: -3\n  half_life: 600\n  long_half_life: 5\n", nil,
+			"detector.long_half_life: must be finite and at least detector.half_life, got 5\n" +
+				"detector.warmup: must be non-negative, got -3"},
+		{"alert score above the medium severity", "", []string{"AGENTWATCH_DETECTOR_ALERT_SCORE=20"},
+			"detector.alert_score: must be at most 12, the medium-severity score, got 20"},
+		{"alert score out of range once", "", []string{"AGENTWATCH_DETECTOR_ALERT_SCORE=-1"},
+			"detector.alert_score: must be in (0, 300], got -1"},
+		{"unknown key", "ingest:\n  batchsize: 3\n", nil,
+			"ingest.batchsize: unknown key; did you mean ingest.batch_size?"},
+		{"key in the wrong section", "ingest:\n  window: 1m\n", nil,
+			"ingest.window: unknown key; did you mean detector.window?"},
+		{"unknown key, no guess", "telemetry:\n  on: true\n", nil,
+			"telemetry.on: unknown key (agentwatch config reference lists the keys)"},
+		{"scalar for a section", "ingest: 5\n", nil,
+			"ingest: 5 is not a section of keys (such as ingest.batch_size); write it as ingest: {KEY: VALUE}"},
+		{"unknown env", "", []string{"AGENTWATCH_INGEST_BATCHSIZE=3"},
+			"AGENTWATCH_INGEST_BATCHSIZE: unknown environment variable; did you mean AGENTWATCH_INGEST_BATCH_SIZE?"},
+		{"unknown env, no guess", "", []string{"AGENTWATCH_TELEMETRY=1"},
+			"AGENTWATCH_TELEMETRY: unknown environment variable: no key is AGENTWATCH_<KEY> (agentwatch config reference lists the keys)"},
+		{"file-only from env", "", []string{"AGENTWATCH_INGEST_ROUTES=x"},
+			"AGENTWATCH_INGEST_ROUTES: ingest.routes can only be set in the config file"},
+		{"unknown field of an entry", "ingest:\n  identity:\n    - {kind: header, heder: X-Agent-Id}\n", nil,
+			"ingest.identity[0]: unknown field heder; did you mean header? (fields: kind, header, claim)"},
+		{"bad field of an entry", "ingest:\n  routes:\n    - {template: /a, tags: {x: 1}}\n", nil,
+			"ingest.routes[0].tags[0]: {x: 1} is not a string; ingest.routes is a list of {template, tags}"},
+		{"everything at once, sorted", "log:\n  level: loud\ningest:\n  batchsize: 3\n  batch_wait: soon\n", []string{"AGENTWATCH_DETECTOR_WINDOW=banana"},
+			"detector.window: \"banana\" is not a duration (use a number with a unit: 30s, 5m, 1h)\n" +
+				"ingest.batch_wait: \"soon\" is not a duration (use a number with a unit: 30s, 5m, 1h)\n" +
+				"ingest.batchsize: unknown key; did you mean ingest.batch_size?\n" +
+				`log.level: must be debug, info, warn or error, got "loud"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := ""
+			if tc.file != "" {
+				path = write(t, tc.file)
+			}
+			_, err := load(path, nil, tc.env)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if err.Error() != tc.want {
+				t.Errorf("error\n%s\nwant\n%s", err, tc.want)
+			}
+		})
+	}
+}

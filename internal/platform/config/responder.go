@@ -9,85 +9,55 @@ import (
 
 // Responder configures cmd/responder (and the responder inside the demo):
 // playbooks, Slack, gateways, the blast-radius budget and the HTTP API.
-// docs/responder.md describes each key.
+// docs/configuration.md describes each key.
 type Responder struct {
-	// Playbooks are the playbook files and directories, read and
-	// validated at start; empty means the built-in set embedded in the
-	// binary (deploy/playbooks), which works wherever the binary runs.
-	Playbooks []string `mapstructure:"playbooks"`
-	// StateDir holds the responder's local durable state: the outbox, the
-	// revocation ledger (it holds credentials kept for restore: mode
-	// 0600), silences and open incidents.
-	StateDir string `mapstructure:"state_dir"`
-	// EvidenceDir is where evidence bundles are written; "" means
-	// StateDir/evidence.
-	EvidenceDir string `mapstructure:"evidence_dir"`
-	// GroupWait delays an incident's first alert (Alertmanager's
-	// group_wait), so the anomalies arriving meanwhile follow it into its
-	// thread at once instead of one alert each.
-	GroupWait time.Duration `mapstructure:"group_wait"`
-	// IncidentWindow: an anomaly of an agent within this long of the
-	// agent's last one joins its open incident (and Slack thread).
-	IncidentWindow time.Duration `mapstructure:"incident_window"`
-	// RepeatInterval: a follow-up this long after the incident's last
-	// channel-level post is also sent to the channel, not only the thread.
-	RepeatInterval time.Duration `mapstructure:"repeat_interval"`
-	// FalsePositiveSuppress is how long "mark false positive" silences the
-	// same pattern (agent, kind, top feature).
-	FalsePositiveSuppress time.Duration `mapstructure:"false_positive_suppress"`
-	// Snooze is how long the snooze button silences the agent.
-	Snooze time.Duration `mapstructure:"snooze"`
-	// RevokeBudget automatic revocations (and quarantines) per
-	// RevokeInterval; past it a step becomes an approval request.
-	RevokeBudget   int           `mapstructure:"revoke_budget"`
-	RevokeInterval time.Duration `mapstructure:"revoke_interval"`
-	// KillSwitchFile: while this file exists no revocation runs.
-	KillSwitchFile string `mapstructure:"kill_switch_file"`
-	// APIAddr serves the HTTP API (/v1/...) and Slack's interactivity
-	// endpoint (/slack/interactions); "" disables both.
-	APIAddr string `mapstructure:"api_addr"`
-	// Tokens are the HTTP API's bearer tokens (file only).
-	Tokens []APIToken `mapstructure:"tokens"`
-	// EgressAllow lists the host:port (IP, CIDR or DNS name) outbound
-	// calls may reach: Kong's admin API, webhook targets.
-	EgressAllow []string `mapstructure:"egress_allow"`
-	Slack       Slack    `mapstructure:"slack"`
-	Kong        Kong     `mapstructure:"kong"`
-	Denylist    Denylist `mapstructure:"denylist"`
-	// Webhooks are the named targets of webhook steps and the webhook
-	// revocation adapter (file only).
-	Webhooks map[string]WebhookTarget `mapstructure:"webhooks"`
-	// SnapshotMaxEvents caps the events of one evidence bundle.
-	SnapshotMaxEvents int `mapstructure:"snapshot_max_events"`
+	// Playbooks empty means the built-in set (playbookcfg.LoadOrBuiltin).
+	Playbooks []string `mapstructure:"playbooks" doc:"Playbook files or directories, read and validated at start (docs/playbooks.md); empty means the built-in set embedded in the binary."`
+	// StateDir holds credentials kept for restore in the revocation
+	// ledger, hence mode 0600.
+	StateDir    string `mapstructure:"state_dir" doc:"Directory of the responder's local durable state: the outbox, the revocation ledger (mode 0600), silences and open incidents; must be set."`
+	EvidenceDir string `mapstructure:"evidence_dir" doc:"Where evidence bundles are written; empty means state_dir/evidence."`
+	// GroupWait is Alertmanager's group_wait.
+	GroupWait             time.Duration `mapstructure:"group_wait" doc:"Delay of an incident's first alert, so that the anomalies arriving meanwhile follow it into its thread at once; 0 to 24h."`
+	IncidentWindow        time.Duration `mapstructure:"incident_window" doc:"An anomaly of an agent within this long of the agent's last one joins its open incident (and Slack thread); positive, up to 90 days."`
+	RepeatInterval        time.Duration `mapstructure:"repeat_interval" doc:"A follow-up this long after the incident's last channel-level post is also sent to the channel, not only the thread; 0 to 24h."`
+	FalsePositiveSuppress time.Duration `mapstructure:"false_positive_suppress" doc:"How long mark false positive silences the same pattern (agent, kind, top feature); positive, up to 90 days."`
+	Snooze                time.Duration `mapstructure:"snooze" doc:"How long the snooze button silences the agent; positive, up to 90 days."`
+	RevokeBudget          int           `mapstructure:"revoke_budget" doc:"Automatic revocations and quarantines per responder.revoke_interval; past it a step becomes an approval request. 0 means every one needs approval."`
+	RevokeInterval        time.Duration `mapstructure:"revoke_interval" doc:"Sliding window of responder.revoke_budget; positive, up to 90 days."`
+	KillSwitchFile        string        `mapstructure:"kill_switch_file" doc:"While this file exists no revocation runs; empty: no kill switch."`
+	APIAddr               string        `mapstructure:"api_addr" doc:"Loopback host:port of the HTTP API (/v1/...) and Slack's interactivity endpoint (/slack/interactions); empty disables both."`
+	Tokens                []APIToken    `mapstructure:"tokens" doc:"Bearer tokens of the HTTP API, each with a name, sha256 or secret_env, and its grants (see internal/responder/respapi's Token)."`
+	EgressAllow           []string      `mapstructure:"egress_allow" doc:"host:port (IP, CIDR or DNS name) outbound calls may reach: Kong's admin API, webhook targets."`
+	Slack                 Slack         `mapstructure:"slack"`
+	Kong                  Kong          `mapstructure:"kong"`
+	Denylist              Denylist      `mapstructure:"denylist"`
+	// Webhooks' headers typically carry credentials, hence secret.
+	Webhooks          map[string]WebhookTarget `mapstructure:"webhooks" doc:"Named HTTP request templates of webhook steps and of the webhook revocation adapter (targets revoke and revoke_restore); see internal/responder/revoke's WebhookRequest."`
+	SnapshotMaxEvents int                      `mapstructure:"snapshot_max_events" doc:"Most events in one evidence bundle; positive."`
 }
 
-// Slack configures alerts. With no token, alerts go to the console.
+// Slack configures alerts. With no token, alerts go to the console. The
+// token and the signing secret are never configuration values: the keys
+// name the variables that hold them, so config show has nothing to mask.
 type Slack struct {
-	// TokenEnv names the variable holding the bot token (xoxb-…). Not an
-	// AGENTWATCH_* name: those are configuration keys.
-	TokenEnv string `mapstructure:"token_env"`
-	// SigningSecretEnv names the variable holding the app's signing
-	// secret, which verifies interactivity requests and signs buttons.
-	SigningSecretEnv string `mapstructure:"signing_secret_env"`
-	// APIURL overrides https://slack.com/api/ (tests use a local server).
-	APIURL string `mapstructure:"api_url"`
-	// ApprovalChannel gets approval requests of incidents without an
-	// alert thread (a revocation past the budget).
-	ApprovalChannel string `mapstructure:"approval_channel"`
+	TokenEnv         string `mapstructure:"token_env" doc:"Name of the environment variable holding the Slack bot token (xoxb-...), not an AGENTWATCH_* name; without a token, alerts go to the console."`
+	SigningSecretEnv string `mapstructure:"signing_secret_env" doc:"Name of the environment variable holding the Slack app's signing secret, which verifies interactivity requests and signs buttons."`
+	APIURL           string `mapstructure:"api_url" doc:"http(s) URL overriding https://slack.com/api/ (tests use a local server); empty: Slack itself."`
+	ApprovalChannel  string `mapstructure:"approval_channel" doc:"Channel of the approval requests of incidents without an alert thread (a revocation past the budget)."`
 }
 
 // Kong configures the Kong Admin API adapter; AdminURL "" disables it.
 type Kong struct {
-	AdminURL string `mapstructure:"admin_url"`
-	// TokenEnv names the variable holding Kong-Admin-Token, if RBAC is on.
-	TokenEnv string `mapstructure:"token_env"`
+	AdminURL string `mapstructure:"admin_url" doc:"http(s) URL of the Kong Admin API; empty disables the kong adapter."`
+	TokenEnv string `mapstructure:"token_env" doc:"Name of the environment variable holding Kong-Admin-Token, if Kong's RBAC is on."`
 }
 
 // Denylist configures the deny-list file adapter; Path "" means
 // StateDir/denylist.txt.
 type Denylist struct {
-	Path   string `mapstructure:"path"`
-	Format string `mapstructure:"format"` // lines or json
+	Path   string `mapstructure:"path" doc:"Deny-list file of the denylist adapter; empty means state_dir/denylist.txt."`
+	Format string `mapstructure:"format" doc:"Format of the deny-list file: lines or json."`
 }
 
 // WebhookTarget is one templated HTTP request (see internal/responder/revoke's
@@ -95,7 +65,7 @@ type Denylist struct {
 type WebhookTarget struct {
 	Method        string            `mapstructure:"method"`
 	URL           string            `mapstructure:"url"`
-	Header        map[string]string `mapstructure:"header"`
+	Header        map[string]string `mapstructure:"header" secret:"true"`
 	Body          string            `mapstructure:"body"`
 	BodyFormat    string            `mapstructure:"body_format"`
 	AlreadyStatus []int             `mapstructure:"already_status"`
@@ -104,7 +74,7 @@ type WebhookTarget struct {
 // APIToken is one HTTP API token; see internal/responder/respapi's Token.
 type APIToken struct {
 	Name             string   `mapstructure:"name"`
-	SHA256           string   `mapstructure:"sha256"`
+	SHA256           string   `mapstructure:"sha256" secret:"true"`
 	SecretEnv        string   `mapstructure:"secret_env"`
 	AllowedPlaybooks []string `mapstructure:"allowed_playbooks"`
 	CanReadAudit     bool     `mapstructure:"can_read_audit"`
