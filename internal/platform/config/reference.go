@@ -71,16 +71,6 @@ var leaves = sync.OnceValue(func() []leaf {
 	return out
 })
 
-// leafByKey finds the leaf of key.
-func leafByKey(key string) (leaf, bool) {
-	for _, l := range leaves() {
-		if l.key == key {
-			return l, true
-		}
-	}
-	return leaf{}, false
-}
-
 // structured types (maps, lists of anything but strings) cannot be
 // written as one environment variable or flag: they are set in the file.
 func structured(t reflect.Type) bool {
@@ -172,6 +162,7 @@ func plural(t reflect.Type) string {
 
 // Reference documents every key, sorted by key. It is generated from the
 // Config structs' tags and the defaults, so it cannot drift from Load.
+// Each call returns a new slice; it is safe for concurrent use.
 func Reference() []KeyDoc {
 	def, err := defaultConfig()
 	if err != nil {
@@ -267,7 +258,8 @@ secrets masked.
 `
 
 // WriteReference writes the reference of every key: a plain-text listing
-// for the terminal, or with markdown the page docs/configuration.md.
+// for the terminal, or with markdown the page docs/configuration.md. It
+// is safe for concurrent use.
 func WriteReference(w io.Writer, markdown bool) error {
 	bw := bufio.NewWriter(w)
 	if markdown {
@@ -346,11 +338,12 @@ func wrap(s string, width int) []string {
 	return lines
 }
 
-// Secret is what WriteEffective writes for a secret that is set.
-const Secret = "<secret>"
+// SecretMask is what WriteEffective writes for a secret that is set.
+const SecretMask = "<secret>"
 
 // WriteEffective writes c as a YAML config file that Load reads back to
-// c, with every secret that is set replaced by Secret.
+// c, with every secret that is set replaced by SecretMask (and so no
+// longer the same). It is safe for concurrent use.
 func WriteEffective(w io.Writer, c Config) error {
 	n := valueNode(reflect.ValueOf(c), false)
 	enc := yaml.NewEncoder(w)
@@ -363,7 +356,7 @@ func WriteEffective(w io.Writer, c Config) error {
 
 // valueNode renders v as YAML: sections and structured keys in block
 // style, lists of scalars in flow style ([a, b]), durations as 1h30m.
-// With secret, every string value that is set becomes Secret.
+// With secret, every string value that is set becomes SecretMask.
 func valueNode(v reflect.Value, secret bool) *yaml.Node {
 	scalar := func(tag, val string) *yaml.Node {
 		return &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: val}
@@ -375,7 +368,7 @@ func valueNode(v reflect.Value, secret bool) *yaml.Node {
 	case reflect.String:
 		s := v.String()
 		if secret && s != "" {
-			s = Secret
+			s = SecretMask
 		}
 		n := scalar("!!str", s)
 		// Quote what YAML would read as something else (true, 10, ~)
