@@ -11,7 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/agentwatch/agentwatch/pkg/internal/suggest"
+	"github.com/agentwatch/agentwatch/pkg/suggest"
 )
 
 // The files are decoded by walking yaml.Node trees rather than by

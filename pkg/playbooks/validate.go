@@ -15,7 +15,7 @@ import (
 	"github.com/agentwatch/agentwatch/pkg/baseline"
 	"github.com/agentwatch/agentwatch/pkg/features"
 
-	"github.com/agentwatch/agentwatch/pkg/internal/suggest"
+	"github.com/agentwatch/agentwatch/pkg/suggest"
 )
 
 // FieldError is one problem of a playbook file or Set. Parse and Validate
