@@ -238,9 +238,18 @@ func SignalContext() (context.Context, context.CancelFunc) {
 // exits with the matching code. The context is cancelled on SIGINT/SIGTERM.
 func Main(root *cobra.Command) {
 	ctx, stop := SignalContext()
-	err := root.ExecuteContext(ctx)
+	code := Run(ctx, root, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	os.Exit(Report(root.ErrOrStderr(), root.Name(), err))
+	os.Exit(code)
+}
+
+// Run runs root on args with the given output streams and returns the exit
+// code: what Main does, for tests.
+func Run(ctx context.Context, root *cobra.Command, args []string, stdout, stderr io.Writer) int {
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	return Report(stderr, root.Name(), root.ExecuteContext(ctx))
 }
 
 // Report prints err for the operator and returns the exit code for it.
