@@ -1,13 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"runtime/pprof"
-	"strings"
 	"time"
 
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 
 	"github.com/agentwatch/agentwatch/internal/platform/cli"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
@@ -16,135 +18,125 @@ import (
 	"github.com/agentwatch/agentwatch/internal/tools/respbench"
 )
 
-const benchUsage = `usage: agentwatch bench ingest [--records N] [--brokers host:port] [--clickhouse host:port]
-       agentwatch bench detector [--agents N] [--days N] [--brokers host:port] [--clickhouse host:port]
-       agentwatch bench responder [--anomalies N] [--rate N] [--brokers host:port] [--clickhouse host:port]`
-
-func runBench(args []string) error {
-	if len(args) == 0 {
-		return cli.Usagef(benchUsage)
-	}
-	switch args[0] {
-	case "ingest":
-		return benchIngest(args)
-	case "detector":
-		return benchDetector(args)
-	case "responder":
-		return benchResponder(args)
-	}
-	return cli.Usagef(benchUsage)
+// benchFlags are the flags every benchmark takes: where the real services
+// are, the scratch topics' partitions, and what to keep.
+type benchFlags struct {
+	brokers, clickhouse []string
+	partitions          int
+	keep                bool
+	cpuprofile          string
 }
 
-// startProfile starts a CPU profile into path ("" for none) and returns
-// its stop function.
-func startProfile(path string) (func(), error) {
-	if path == "" {
-		return func() {}, nil
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+func (b *benchFlags) add(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringSliceVar(&b.brokers, "brokers", []string{"127.0.0.1:9092"}, "Kafka brokers, comma-separated")
+	f.StringSliceVar(&b.clickhouse, "clickhouse", []string{"127.0.0.1:9000"}, "ClickHouse native addresses, comma-separated")
+	f.IntVar(&b.partitions, "partitions", 6, "partitions of the scratch topics")
+	f.BoolVar(&b.keep, "keep", false, "keep the scratch topics, database and state")
+	f.StringVar(&b.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 }
 
-func benchDetector(args []string) error {
-	fs := pflag.NewFlagSet("agentwatch bench detector", pflag.ContinueOnError)
-	agents := fs.Int("agents", 100, "simulated agents")
-	days := fs.Int("days", 4, "simulated days of history, ending now (default incidents fall in the last two thirds)")
-	scale := fs.Float64("rate-scale", 1, "multiplies the simulated traffic")
-	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka brokers, comma-separated")
-	ch := fs.String("clickhouse", "127.0.0.1:9000", "ClickHouse native addresses, comma-separated")
-	partitions := fs.Int("partitions", 6, "partitions of the scratch topics")
-	idle := fs.Duration("idle-flush", 2*time.Second, "detector.idle_flush: wall time after the last record before open windows are flushed")
-	seed := fs.Uint64("seed", 1, "simulator seed")
-	keep := fs.Bool("keep", false, "keep the scratch topics and database")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	if err := fs.Parse(args[1:]); err != nil {
-		return &cli.UsageError{Err: err}
+// reporter is what every benchmark returns.
+type reporter interface{ String() string }
+
+// run runs one benchmark with the profile, logger and report every
+// benchmark shares; progress goes to stderr, the report to stdout.
+func (b *benchFlags) run(cmd *cobra.Command, bench func(ctx context.Context, log *slog.Logger, progress io.Writer) (reporter, error)) error {
+	if b.cpuprofile != "" {
+		f, err := os.Create(b.cpuprofile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
-	stopProfile, err := startProfile(*cpuprofile)
+	l := config.Log{Level: "warn", Format: "text"}
+	if cli.Verbose(cmd) {
+		l.Level = "info"
+	}
+	rep, err := bench(cmd.Context(), cli.Logger(cmd.ErrOrStderr(), l, "bench"), cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
-	defer stopProfile()
-	ctx, stop := cli.SignalContext()
-	defer stop()
-	log := cli.Logger(os.Stderr, config.Log{Level: "warn", Format: "text"}, "bench")
-	rep, err := detectbench.Run(ctx, detectbench.Options{
-		Brokers: strings.Split(*brokers, ","), ClickHouse: strings.Split(*ch, ","),
-		Agents: *agents, Days: *days, RateScale: *scale, Partitions: *partitions, IdleFlush: *idle, Seed: *seed, Keep: *keep,
-	}, log, os.Stderr)
-	if err != nil {
-		return err
-	}
-	fmt.Print(rep.String())
+	fmt.Fprint(cmd.OutOrStdout(), rep.String())
 	return nil
 }
 
-func benchIngest(args []string) error {
-	fs := pflag.NewFlagSet("agentwatch bench ingest", pflag.ContinueOnError)
-	records := fs.Int("records", 1_000_000, "raw lines to measure with")
-	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka brokers, comma-separated")
-	ch := fs.String("clickhouse", "127.0.0.1:9000", "ClickHouse native addresses, comma-separated")
-	partitions := fs.Int("partitions", 6, "partitions of the scratch topics")
-	batch := fs.Int("batch-size", 0, "ingest batch size (default: ingest.batch_size's default)")
-	keep := fs.Bool("keep", false, "keep the scratch topics and databases")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	if err := fs.Parse(args[1:]); err != nil {
-		return &cli.UsageError{Err: err}
-	}
-	stopProfile, err := startProfile(*cpuprofile)
-	if err != nil {
-		return err
-	}
-	defer stopProfile()
-	ctx, stop := cli.SignalContext()
-	defer stop()
-	log := cli.Logger(os.Stderr, config.Log{Level: "warn", Format: "text"}, "bench")
-	rep, err := ingestbench.Run(ctx, ingestbench.Options{
-		Brokers: strings.Split(*brokers, ","), ClickHouse: strings.Split(*ch, ","),
-		Records: *records, Partitions: *partitions, BatchSize: *batch, Keep: *keep,
-	}, log, os.Stderr)
-	if err != nil {
-		return err
-	}
-	fmt.Print(rep.String())
-	return nil
+func benchCommand() *cobra.Command {
+	return cli.Group(&cobra.Command{
+		Use:   "bench",
+		Short: "Measure a service end to end against the real Kafka and ClickHouse (make bench-*)",
+	}, benchIngestCommand(), benchDetectorCommand(), benchResponderCommand())
 }
 
-func benchResponder(args []string) error {
-	fs := pflag.NewFlagSet("agentwatch bench responder", pflag.ContinueOnError)
-	anomalies := fs.Int("anomalies", 500, "anomalies to write, each for its own agent and credential")
-	rate := fs.Float64("rate", 50, "anomalies written per second (steady, one at a time)")
-	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka brokers, comma-separated")
-	ch := fs.String("clickhouse", "127.0.0.1:9000", "ClickHouse native addresses, comma-separated")
-	partitions := fs.Int("partitions", 6, "partitions of the scratch anomalies topic")
-	wait := fs.Duration("wait", 2*time.Minute, "how long after the last write to wait for the last revocation and alert")
-	keep := fs.Bool("keep", false, "keep the scratch topic, database and responder state")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	if err := fs.Parse(args[1:]); err != nil {
-		return &cli.UsageError{Err: err}
+func benchIngestCommand() *cobra.Command {
+	var b benchFlags
+	var o ingestbench.Options
+	cmd := &cobra.Command{
+		Use:   "ingest",
+		Short: "Ingest end to end, next to the consume-only and insert-only limits",
+		Args:  cli.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Brokers, o.ClickHouse, o.Partitions, o.Keep = b.brokers, b.clickhouse, b.partitions, b.keep
+			return b.run(cmd, func(ctx context.Context, log *slog.Logger, progress io.Writer) (reporter, error) {
+				rep, err := ingestbench.Run(ctx, o, log, progress)
+				return rep, err
+			})
+		},
 	}
-	stopProfile, err := startProfile(*cpuprofile)
-	if err != nil {
-		return err
+	b.add(cmd)
+	cmd.Flags().IntVar(&o.Records, "records", 1_000_000, "raw lines to measure with")
+	cmd.Flags().IntVar(&o.BatchSize, "batch-size", 0, "ingest batch size (default: ingest.batch_size's default)")
+	return cmd
+}
+
+func benchDetectorCommand() *cobra.Command {
+	var b benchFlags
+	var o detectbench.Options
+	cmd := &cobra.Command{
+		Use:   "detector",
+		Short: "The detector service on a real events topic, next to consume-only, with close → publish latency",
+		Args:  cli.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Brokers, o.ClickHouse, o.Partitions, o.Keep = b.brokers, b.clickhouse, b.partitions, b.keep
+			return b.run(cmd, func(ctx context.Context, log *slog.Logger, progress io.Writer) (reporter, error) {
+				rep, err := detectbench.Run(ctx, o, log, progress)
+				return rep, err
+			})
+		},
 	}
-	defer stopProfile()
-	ctx, stop := cli.SignalContext()
-	defer stop()
-	log := cli.Logger(os.Stderr, config.Log{Level: "warn", Format: "text"}, "bench")
-	rep, err := respbench.Run(ctx, respbench.Options{
-		Brokers: strings.Split(*brokers, ","), ClickHouse: strings.Split(*ch, ","),
-		Anomalies: *anomalies, Rate: *rate, Partitions: *partitions, Wait: *wait, Keep: *keep,
-	}, log, os.Stderr)
-	if err != nil {
-		return err
+	b.add(cmd)
+	f := cmd.Flags()
+	f.IntVar(&o.Agents, "agents", 100, "simulated agents")
+	f.IntVar(&o.Days, "days", 4, "simulated days of history, ending now (default incidents fall in the last two thirds)")
+	f.Float64Var(&o.RateScale, "rate-scale", 1, "multiplies the simulated traffic")
+	f.DurationVar(&o.IdleFlush, "idle-flush", 2*time.Second, "detector.idle_flush: wall time after the last record before open windows are flushed")
+	f.Uint64Var(&o.Seed, "seed", 1, "simulator seed")
+	return cmd
+}
+
+func benchResponderCommand() *cobra.Command {
+	var b benchFlags
+	var o respbench.Options
+	cmd := &cobra.Command{
+		Use:   "responder",
+		Short: "Anomaly on the topic → revocation at a local Kong and alert at a local Slack, through the distributed responder",
+		Args:  cli.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Brokers, o.ClickHouse, o.Partitions, o.Keep = b.brokers, b.clickhouse, b.partitions, b.keep
+			return b.run(cmd, func(ctx context.Context, log *slog.Logger, progress io.Writer) (reporter, error) {
+				rep, err := respbench.Run(ctx, o, log, progress)
+				return rep, err
+			})
+		},
 	}
-	fmt.Print(rep.String())
-	return nil
+	b.add(cmd)
+	f := cmd.Flags()
+	f.IntVar(&o.Anomalies, "anomalies", 500, "anomalies to write, each for its own agent and credential")
+	f.Float64Var(&o.Rate, "rate", 50, "anomalies written per second (steady, one at a time)")
+	f.DurationVar(&o.Wait, "wait", 2*time.Minute, "how long after the last write to wait for the last revocation and alert")
+	return cmd
 }

@@ -2,18 +2,21 @@
 // into canonical agent events, stores them in ClickHouse, publishes them keyed
 // by agent id and dead-letters what it cannot parse.
 //
-//	ingest [run] [--config agentwatch.yaml] [--KEY=VALUE ...]
+//	ingest [run]        the consumer (default)
 //	ingest migrate      apply the ClickHouse schema migrations and exit
 //	ingest retention    drop event partitions older than clickhouse.retention_days
 //
-// Every config key is also a flag and an AGENTWATCH_* variable; see README.
+// Run `ingest --help` for the rest; every config key is listed by
+// `agentwatch config reference`.
 package main
 
 import (
 	"context"
 	"fmt"
-	"os"
+	"io"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/agentwatch/agentwatch/internal/ingest"
 	"github.com/agentwatch/agentwatch/internal/platform/chstore"
@@ -22,87 +25,113 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
 )
 
-func main() {
-	cli.Exit("ingest", run(os.Args[1:]))
+func main() { cli.Main(newRoot()) }
+
+func newRoot() *cobra.Command {
+	root := cli.NewRoot("ingest", "Turn gateway access logs from Kafka into canonical agent events",
+		`ingest consumes raw API-gateway access-log lines from the kafka.raw_topics,
+parses and normalises them into canonical agent events, writes them to ClickHouse,
+publishes them keyed by agent id to kafka.events_topic, and sends every line it
+cannot parse to kafka.dead_letter_topic with the reason. Run without a command,
+it runs the consumer.`)
+	run := &cobra.Command{
+		Use:   "run",
+		Short: "Run the consumer until SIGINT or SIGTERM (the default command)",
+		Args:  cli.NoArgs,
+		RunE:  runIngest,
+	}
+	root.RunE = runIngest
+	migrate := &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply the ClickHouse schema migrations, list them, and exit",
+		Args:  cli.NoArgs,
+		RunE:  runMigrate,
+	}
+	var dryRun bool
+	retention := &cobra.Command{
+		Use:   "retention",
+		Short: "Drop event partitions older than clickhouse.retention_days",
+		Args:  cli.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := cli.LoadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			log := cli.OperatorLogger(cmd, cfg, "ingest")
+			return retentionRun(cmd.Context(), cmd.OutOrStdout(), cfg.ClickHouse.RetentionDays, dryRun, func(ctx context.Context, cut time.Time) ([]string, error) {
+				if dryRun {
+					return nil, nil
+				}
+				st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
+				if err != nil {
+					return nil, err
+				}
+				defer st.Close()
+				return st.DropPartitionsBefore(ctx, cut)
+			})
+		},
+	}
+	retention.Flags().BoolVar(&dryRun, "dry-run", false, "print the cut-off date and drop nothing")
+	root.AddCommand(run, migrate, retention)
+	return root
 }
 
-func run(args []string) error {
-	cmd := "run"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
-	}
-	fs := cli.FlagSet("ingest " + cmd)
-	dryRun := false
-	if cmd == "retention" {
-		fs.BoolVar(&dryRun, "dry-run", false, "list the partitions that would be dropped")
-	}
-	cfg, err := cli.Load(fs, args)
+func runIngest(cmd *cobra.Command, _ []string) error {
+	cfg, err := cli.LoadConfig(cmd)
 	if err != nil {
 		return err
 	}
-	log := cli.Logger(os.Stderr, cfg.Log, "ingest")
-	ctx, stop := cli.SignalContext()
-	defer stop()
-
-	switch cmd {
-	case "run":
-		reg := obs.NewRegistry()
-		svc, err := ingest.NewService(ctx, cfg, log, reg)
-		if err != nil {
-			return err
-		}
-		defer svc.Close()
-		ready := &obs.Readiness{}
-		ready.Add("ingest", svc.Ingester.Ready)
-		ready.Add("clickhouse", svc.Store.Ping)
-		log.Info("ingest started", "brokers", cfg.Kafka.Brokers, "raw_topics", cfg.Kafka.RawTopics,
-			"events_topic", cfg.Kafka.EventsTopic, "dead_letter_topic", cfg.Kafka.DeadLetterTopic,
-			"clickhouse", cfg.ClickHouse.Addr, "batch_size", cfg.Ingest.BatchSize, "batch_wait", cfg.Ingest.BatchWait)
-		err = pipeline.Run(ctx, svc.Ingester, &obs.Server{Addr: cfg.HTTP.Addr, Registry: reg, Readiness: ready, Log: log})
-		st := svc.Ingester.Stats()
-		log.Info("ingest stopped", "records", st.Records, "events", st.Events, "dead_lettered", st.DeadLettered, "committed", st.Committed)
+	log := cli.ServiceLogger(cmd, cfg, "ingest")
+	ctx := cmd.Context()
+	reg := obs.NewRegistry()
+	svc, err := ingest.NewService(ctx, cfg, log, reg)
+	if err != nil {
 		return err
-	case "migrate":
-		st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		applied, err := st.AppliedMigrations(ctx)
-		if err != nil {
-			return err
-		}
-		for _, m := range applied {
-			fmt.Printf("%04d %s applied %s\n", m.Version, m.Name, m.AppliedAt.Format(time.RFC3339))
-		}
-		return nil
-	case "retention":
-		return retention(ctx, cfg.ClickHouse.RetentionDays, dryRun, func(ctx context.Context, cut time.Time) ([]string, error) {
-			st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
-			if err != nil {
-				return nil, err
-			}
-			defer st.Close()
-			if dryRun {
-				return nil, nil
-			}
-			return st.DropPartitionsBefore(ctx, cut)
-		})
-	default:
-		return cli.Usagef("unknown command %q; want run, migrate or retention", cmd)
 	}
+	defer svc.Close()
+	ready := &obs.Readiness{}
+	ready.Add("ingest", svc.Ingester.Ready)
+	ready.Add("clickhouse", svc.Store.Ping)
+	log.Info("ingest started", "brokers", cfg.Kafka.Brokers, "raw_topics", cfg.Kafka.RawTopics,
+		"events_topic", cfg.Kafka.EventsTopic, "dead_letter_topic", cfg.Kafka.DeadLetterTopic,
+		"clickhouse", cfg.ClickHouse.Addr, "batch_size", cfg.Ingest.BatchSize, "batch_wait", cfg.Ingest.BatchWait)
+	err = pipeline.Run(ctx, svc.Ingester, &obs.Server{Addr: cfg.HTTP.Addr, Registry: reg, Readiness: ready, Log: log})
+	st := svc.Ingester.Stats()
+	log.Info("ingest stopped", "records", st.Records, "events", st.Events, "dead_lettered", st.DeadLettered, "committed", st.Committed)
+	return err
 }
 
-func retention(ctx context.Context, days int, dryRun bool, drop func(context.Context, time.Time) ([]string, error)) error {
+func runMigrate(cmd *cobra.Command, _ []string) error {
+	cfg, err := cli.LoadConfig(cmd)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, cli.OperatorLogger(cmd, cfg, "ingest"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	applied, err := st.AppliedMigrations(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range applied {
+		fmt.Fprintf(cmd.OutOrStdout(), "%04d %s applied %s\n", m.Version, m.Name, m.AppliedAt.Format(time.RFC3339))
+	}
+	return nil
+}
+
+func retentionRun(ctx context.Context, w io.Writer, days int, dryRun bool, drop func(context.Context, time.Time) ([]string, error)) error {
 	cut := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -days)
 	dropped, err := drop(ctx, cut)
 	if err != nil {
 		return fmt.Errorf("retention: %w", err)
 	}
 	if dryRun {
-		fmt.Printf("would drop event partitions before %s (retention_days=%d)\n", cut.Format("2006-01-02"), days)
+		fmt.Fprintf(w, "would drop event partitions before %s (retention_days=%d)\n", cut.Format("2006-01-02"), days)
 		return nil
 	}
-	fmt.Printf("dropped %d event partitions before %s: %v\n", len(dropped), cut.Format("2006-01-02"), dropped)
+	fmt.Fprintf(w, "dropped %d event partitions before %s: %v\n", len(dropped), cut.Format("2006-01-02"), dropped)
 	return nil
 }
