@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/agentwatch/agentwatch/internal/platform/cli"
+	"github.com/agentwatch/agentwatch/internal/platform/config"
 )
 
 // TestCommandLine runs the ingest command line in-process, as an operator
@@ -29,6 +30,9 @@ func TestCommandLine(t *testing.T) {
 		{args: []string{"retention", "--dry-run"}, code: 0, out: "would drop event partitions before"},
 		{args: []string{"retention", "--dry-run", "--clickhouse.retention_days=0"}, code: 2, err: "clickhouse.retention_days"},
 		{args: []string{"completion", "bash"}, code: 0, out: "bash completion"},
+		{args: []string{"config", "show", "--clickhouse.password=hunter2"}, code: 0, out: "password: " + config.SecretMask, notOut: "hunter2"},
+		{args: []string{"config", "show", "--detector.window=banana", "--ingest.batch_size=-5"}, code: 2, err: "ingest.batch_size: must be in [1, 1000000], got -5"},
+		{args: []string{"config", "show", "--detector.window=banana"}, code: 2, err: `detector.window: "banana" is not a duration`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var out, errb bytes.Buffer
