@@ -1,20 +1,18 @@
 package outbox
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"github.com/agentwatch/agentwatch/internal/platform/atomicfile"
-	"github.com/agentwatch/agentwatch/internal/platform/flock"
-	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/agentwatch/agentwatch/internal/platform/flock"
+	"github.com/agentwatch/agentwatch/internal/platform/journal"
 )
 
 // FileOptions tune a FileStore. The zero value gives the defaults.
@@ -52,12 +50,13 @@ func (o FileOptions) withDefaults() FileOptions {
 	return o
 }
 
-// FileStore is a Store and a Seen in one JSON-lines file, for embedded mode
-// and tests. Every change appends a line holding the entry's whole state
-// (the last line of a key wins) and fsyncs it before returning. A last line
-// torn by a crash is cut off when the file is opened. The file is
-// compacted, by an atomic rename, when superseded lines dominate; compaction
-// also drops old done entries and handled ids (FileOptions).
+// FileStore is a Store and a Seen in one JSON-lines file (a journal.Journal),
+// for embedded mode and tests. Every change appends a line holding the
+// entry's whole state (the last line of a key wins) and fsyncs it before
+// returning. A last line torn by a crash is cut off when the file is opened.
+// The file is compacted, by an atomic rename, when superseded lines
+// dominate; compaction also drops old done entries and handled ids
+// (FileOptions).
 //
 // One process at a time may open a file: OpenFile holds an exclusive flock
 // on path+".lock" until Close, and fails with ErrInUse if another process
@@ -66,13 +65,10 @@ func (o FileOptions) withDefaults() FileOptions {
 type FileStore struct {
 	path    string
 	opts    FileOptions
-	unlock  func()
 	changes chan struct{}
 
 	mu      sync.Mutex
-	f       *os.File
-	size    int64 // bytes of complete lines
-	lines   int
+	j       *journal.Journal
 	seq     int64
 	entries map[string]Entry
 	byState map[State]map[string]struct{}
@@ -101,19 +97,25 @@ func OpenFile(path string, opts FileOptions) (*FileStore, error) {
 		byState: make(map[State]map[string]struct{}),
 		seen:    make(map[string]time.Time),
 	}
-	unlock, err := flock.Lock(path+".lock", true, false)
-	if errors.Is(err, flock.ErrLocked) {
-		err = fmt.Errorf("%w: %w", ErrInUse, err)
-	}
-	if err != nil {
+	j, err := journal.Open(path, journal.Options{Log: s.opts.Log}, func(rec []byte) error {
+		l, err := parseLine(rec)
+		if err != nil {
+			return err
+		}
+		s.apply(l)
+		return nil
+	})
+	var damaged *journal.CorruptError
+	switch {
+	case errors.Is(err, flock.ErrLocked):
+		return nil, fmt.Errorf("open outbox: %w: %w", ErrInUse, err)
+	case errors.As(err, &damaged):
+		return nil, fmt.Errorf("outbox %w; the file is damaged: fix or delete that line "+
+			"(an entry's last line wins), or move the file aside to start empty, which forgets its pending actions", err)
+	case err != nil:
 		return nil, fmt.Errorf("open outbox: %w", err)
 	}
-	s.unlock = unlock
-	atomicfile.RemoveStaleTemps(path)
-	if err := s.load(); err != nil {
-		unlock()
-		return nil, err
-	}
+	s.j = j
 	if s.shouldCompact() {
 		if err := s.compactLocked(); err != nil {
 			if s.closed {
@@ -123,49 +125,6 @@ func OpenFile(path string, opts FileOptions) (*FileStore, error) {
 		}
 	}
 	return s, nil
-}
-
-// load reads the file into memory and leaves s.f positioned after the last
-// complete line.
-func (s *FileStore) load() error {
-	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("open outbox: %w", err)
-	}
-	var good int64
-	r := bufio.NewReaderSize(f, 1<<16)
-	for n := 1; ; n++ {
-		b, err := r.ReadBytes('\n')
-		if errors.Is(err, io.EOF) {
-			break // a last line without its newline is torn: cut off below
-		}
-		if err != nil {
-			f.Close()
-			return fmt.Errorf("read outbox %s: %w", s.path, err)
-		}
-		if len(bytes.TrimSpace(b)) > 0 {
-			l, err := parseLine(b[:len(b)-1])
-			if err != nil {
-				f.Close()
-				return fmt.Errorf("outbox %s line %d: %w; the file is damaged: fix or delete that line "+
-					"(an entry's last line wins), or move the file aside to start empty, which forgets its pending actions",
-					s.path, n, err)
-			}
-			s.apply(l)
-			s.lines++
-		}
-		good += int64(len(b))
-	}
-	if err := f.Truncate(good); err != nil {
-		f.Close()
-		return fmt.Errorf("cut the torn last line of outbox %s: %w", s.path, err)
-	}
-	if _, err := f.Seek(good, io.SeekStart); err != nil {
-		f.Close()
-		return fmt.Errorf("open outbox %s: %w", s.path, err)
-	}
-	s.f, s.size = f, good
-	return nil
 }
 
 // apply puts a parsed line into memory.
@@ -216,31 +175,17 @@ func (s *FileStore) appendLocked(l line) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.f.Write(b); err != nil {
-		if terr := s.f.Truncate(s.size); terr != nil {
-			s.fail()
-			return fmt.Errorf("append to outbox %s: %w (and cutting the partial write off failed: %v); restart the responder", s.path, err, terr)
-		}
-		_, _ = s.f.Seek(s.size, io.SeekStart)
-		return fmt.Errorf("append to outbox %s: %w", s.path, err)
-	}
-	if err := s.f.Sync(); err != nil {
-		s.fail()
-		return fmt.Errorf("sync outbox %s: %w; the store stopped: restart the responder", s.path, err)
-	}
-	s.size += int64(len(b))
-	s.lines++
-	return nil
+	return s.stopped(s.j.Append(b[:len(b)-1]))
 }
 
-// fail closes the store after a write it could not make durable.
-func (s *FileStore) fail() {
-	if s.closed {
-		return
+// stopped marks the store closed when err stopped its journal, and tells
+// the operator the fix.
+func (s *FileStore) stopped(err error) error {
+	if err != nil && s.j.Stopped() {
+		s.closed = true
+		return fmt.Errorf("%w; the store stopped: restart the responder", err)
 	}
-	s.closed = true
-	s.f.Close()
-	s.unlock()
+	return err
 }
 
 // notify tells the Worker about new work without blocking.
@@ -413,14 +358,12 @@ func (s *FileStore) Close() error {
 		return nil
 	}
 	s.closed = true
-	err := s.f.Close()
-	s.unlock()
-	return err
+	return s.j.Close()
 }
 
 func (s *FileStore) shouldCompact() bool {
-	live := len(s.entries) + len(s.seen)
-	return s.lines >= s.opts.CompactMinLines && s.lines >= 2*live && s.lines >= s.compactAt
+	live, lines := len(s.entries)+len(s.seen), s.j.Lines()
+	return lines >= s.opts.CompactMinLines && lines >= 2*live && lines >= s.compactAt
 }
 
 // maybeCompact compacts after a change when it pays. A failure leaves the
@@ -431,13 +374,13 @@ func (s *FileStore) maybeCompact() {
 		return
 	}
 	if err := s.compactLocked(); err != nil {
-		s.compactAt = s.lines + s.opts.CompactMinLines
-		s.opts.Log.Warn("outbox compaction failed", "path", s.path, "lines", s.lines, "err", err)
+		s.compactAt = s.j.Lines() + s.opts.CompactMinLines
+		s.opts.Log.Warn("outbox compaction failed", "path", s.path, "lines", s.j.Lines(), "err", err)
 	}
 }
 
-// compactLocked writes the live lines to a temporary file, syncs it and
-// renames it over the file, so a crash leaves the old file or the new one.
+// compactLocked replaces the file with the live lines (journal.Compact), so
+// a crash leaves the old file or the new one.
 func (s *FileStore) compactLocked() error {
 	now := time.Now()
 	doneCut, seenCut := now.Add(-s.opts.DoneRetention), now.Add(-s.opts.SeenRetention)
@@ -468,44 +411,34 @@ func (s *FileStore) compactLocked() error {
 		return cmp.Or(a.at.Compare(b.at), cmp.Compare(a.id, b.id))
 	})
 
-	var buf []byte
-	var err error
+	recs := make([][]byte, 0, len(keep)+len(seen))
+	add := func(l line) error {
+		b, err := appendLine(nil, l)
+		recs = append(recs, b[:len(b)-1])
+		return err
+	}
 	for i := range keep {
-		if buf, err = appendLine(buf, line{Entry: &keep[i]}); err != nil {
+		if err := add(line{Entry: &keep[i]}); err != nil {
 			return fmt.Errorf("compact outbox %s: %w", s.path, err)
 		}
 	}
 	for _, sa := range seen {
-		if buf, err = appendLine(buf, line{Seen: &seenLine{ID: sa.id, At: sa.at}}); err != nil {
+		if err := add(line{Seen: &seenLine{ID: sa.id, At: sa.at}}); err != nil {
 			return fmt.Errorf("compact outbox %s: %w", s.path, err)
 		}
 	}
-	if err := atomicfile.WriteFile(s.path, buf, 0o600); err != nil {
-		return fmt.Errorf("compact outbox: %w", err)
+	before := s.j.Lines()
+	if err := s.j.Compact(recs); err != nil {
+		return s.stopped(fmt.Errorf("compact outbox: %w", err))
 	}
-	// The file was replaced: from here on, failing to reopen it stops the
-	// store.
-	f, err := os.OpenFile(s.path, os.O_RDWR, 0o600)
-	if err == nil {
-		_, err = f.Seek(int64(len(buf)), io.SeekStart)
-	}
-	if err != nil {
-		if f != nil {
-			f.Close()
-		}
-		s.fail()
-		return fmt.Errorf("reopen outbox %s after compaction: %w; the store stopped: restart the responder", s.path, err)
-	}
-	s.f.Close()
-	before := s.lines
-	s.f, s.size, s.lines, s.compactAt = f, int64(len(buf)), len(keep)+len(seen), 0
+	s.compactAt = 0
 	for _, k := range dropEntries {
 		s.drop(k)
 	}
 	for _, id := range dropSeen {
 		delete(s.seen, id)
 	}
-	s.opts.Log.Info("outbox compacted", "path", s.path, "lines_before", before, "lines_after", s.lines,
+	s.opts.Log.Info("outbox compacted", "path", s.path, "lines_before", before, "lines_after", s.j.Lines(),
 		"dropped_entries", len(dropEntries), "dropped_handled_ids", len(dropSeen))
 	return nil
 }
