@@ -5,6 +5,11 @@
 // replace. The stores keep their state in memory and their own meaning of
 // a record; the journal owns the file, its lock and its crash safety.
 //
+// Open gives one process the file until Close (the stores that replay
+// their state). OpenShared lets several processes append to one file,
+// taking the lock per write, and ReadShared reads it beside them (the
+// audit trail).
+//
 // On-disk format: records separated by '\n', nothing else, so the JSON-lines
 // files the stores wrote before the journal existed open unchanged. A
 // record never contains '\n'. Blank lines are skipped.
@@ -13,6 +18,7 @@ package journal
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -36,9 +42,10 @@ var ErrClosed = errors.New("journal closed")
 // Options.CutBadLastLine). The file is damaged there; the caller adds the
 // fix, which depends on what the records mean.
 type CorruptError struct {
-	Path string
-	Line int // 1-based, counting blank lines
-	Err  error
+	Path   string
+	Line   int   // 1-based, counting blank lines
+	Offset int64 // of the line's first byte
+	Err    error
 }
 
 func (e *CorruptError) Error() string { return fmt.Sprintf("%s line %d: %v", e.Path, e.Line, e.Err) }
@@ -82,20 +89,22 @@ type Stats struct {
 
 // Journal is one open journal file. Only one Journal, in any process, has a
 // path open at a time: Open holds an exclusive flock on path+".lock" until
-// Close (or until a failure stops the journal). A Journal is safe for
-// concurrent use; the caller owns it and must Close it.
+// Close (or until a failure stops the journal). A journal from OpenShared
+// instead takes the lock for each write. A Journal is safe for concurrent
+// use; the caller owns it and must Close it.
 type Journal struct {
 	path   string
 	opts   Options
 	log    *slog.Logger
 	unlock func()
+	shared bool // OpenShared: no f, no unlock; lock, open and repair per write
 
 	mu   sync.Mutex
 	cond *sync.Cond // signalled when a flush ends or the journal closes
 
-	f     *os.File // opened O_APPEND; replaced by Compact
-	size  int64    // bytes of complete lines
-	lines int      // non-blank lines
+	f     *os.File // opened O_APPEND; replaced by Compact; nil when shared
+	size  int64    // bytes of complete lines; unknown when shared
+	lines int      // non-blank lines; when shared, only those appended here
 	// next collects the records of Appends that wait for the running flush;
 	// one of them writes it when that flush ends.
 	next     *batch
@@ -166,10 +175,39 @@ func Open(path string, opts Options, replay func(rec []byte) error) (*Journal, e
 	return j, nil
 }
 
+// OpenShared opens the journal at path, creating it (mode 0600) if missing,
+// for appending beside other processes that do the same: the audit trail,
+// written by the responder and by a command run by hand. It holds no file
+// or lock between writes: each group commit takes the exclusive lock on
+// path+".lock" (waiting for it), cuts a torn tail a crash left, appends and
+// fsyncs. There is no replay and no Compact; read the file with
+// ReadShared. A failed fsync does not stop a shared journal: the records
+// may be on disk or not, and the caller decides (a retry may store them
+// twice).
+func OpenShared(path string, opts Options) (*Journal, error) {
+	j := &Journal{path: path, opts: opts, log: opts.Log, shared: true}
+	if j.log == nil {
+		j.log = slog.New(slog.DiscardHandler)
+	}
+	j.cond = sync.NewCond(&j.mu)
+	if opts.CreateDir {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("create the directory of %s: %w", path, err)
+		}
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w; create its directory or use another path", path, err)
+	}
+	f.Close()
+	atomicfile.SyncDir(filepath.Dir(path))
+	return j, nil
+}
+
 // replay reads f from the start and calls fn on each record. It returns
 // the length of the prefix to keep and the end of the last complete line.
 func (j *Journal) replay(f *os.File, fn func([]byte) error) (good, complete int64, err error) {
-	err = scan(f, func(rec []byte, n int, last bool, end int64) error {
+	err = scan(f, func(rec []byte, n int, last bool, start, end int64) error {
 		complete = end
 		if rec == nil { // blank line
 			good = end
@@ -181,7 +219,7 @@ func (j *Journal) replay(f *os.File, fn func([]byte) error) (good, complete int6
 				j.log.Warn("cutting undecodable last line", "path", j.path, "line", n, "err", err)
 				return nil
 			}
-			return &CorruptError{Path: j.path, Line: n, Err: err}
+			return &CorruptError{Path: j.path, Line: n, Offset: start, Err: err}
 		}
 		good, j.lines = end, j.lines+1
 		j.stats.Replayed++
@@ -193,9 +231,9 @@ func (j *Journal) replay(f *os.File, fn func([]byte) error) (good, complete int6
 
 // scan calls fn for each complete line of r: its record without the
 // newline (nil for a blank line), its 1-based number, whether it is the
-// last complete line, and the offset just after it. A last line without
-// its newline is not passed.
-func scan(r io.Reader, fn func(rec []byte, n int, last bool, end int64) error) error {
+// last complete line, and the offsets of its start and just after it. A
+// last line without its newline is not passed.
+func scan(r io.Reader, fn func(rec []byte, n int, last bool, start, end int64) error) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var off int64
 	cur, err := br.ReadBytes('\n')
@@ -210,7 +248,7 @@ func scan(r io.Reader, fn func(rec []byte, n int, last bool, end int64) error) e
 		if len(bytes.TrimSpace(rec)) == 0 {
 			rec = nil
 		}
-		if ferr := fn(rec, n, nerr != nil, off); ferr != nil {
+		if ferr := fn(rec, n, nerr != nil, off-int64(len(cur)), off); ferr != nil {
 			return ferr
 		}
 		cur, err = next, nerr
@@ -252,6 +290,25 @@ func (j *Journal) cutTail(f *os.File, good, complete int64) error {
 // skipped; a refused line is a *CorruptError, unless it is the last and
 // opts.CutBadLastLine is set. A missing file has no records.
 func Read(path string, opts Options, fn func(rec []byte) error) error {
+	return read(context.Background(), path, opts, false, fn)
+}
+
+// ReadShared is Read under a shared lock on path+".lock", which it waits
+// for: it sees no Append of an OpenShared journal half done. It checks ctx
+// between records. It must not be called where this process has the
+// journal open with Open, whose exclusive lock it would wait for forever.
+func ReadShared(ctx context.Context, path string, opts Options, fn func(rec []byte) error) error {
+	return read(ctx, path, opts, true, fn)
+}
+
+func read(ctx context.Context, path string, opts Options, lock bool, fn func(rec []byte) error) error {
+	if lock {
+		unlock, err := flock.Lock(path+".lock", false, true)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", path, err)
+		}
+		defer unlock()
+	}
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -260,7 +317,13 @@ func Read(path string, opts Options, fn func(rec []byte) error) error {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
 	defer f.Close()
-	err = scan(f, func(rec []byte, n int, last bool, _ int64) error {
+	var ce *CorruptError
+	err = scan(f, func(rec []byte, n int, last bool, start, _ int64) error {
+		if n%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
 		if rec == nil {
 			return nil
 		}
@@ -268,18 +331,19 @@ func Read(path string, opts Options, fn func(rec []byte) error) error {
 			if last && opts.CutBadLastLine {
 				return nil
 			}
-			return &CorruptError{Path: path, Line: n, Err: err}
+			ce = &CorruptError{Path: path, Line: n, Offset: start, Err: err}
+			return ce
 		}
 		return nil
 	})
-	if err != nil {
-		var ce *CorruptError
-		if errors.As(err, &ce) {
-			return err
-		}
+	switch {
+	case err == nil:
+		return nil
+	case ce != nil:
+		return ce
+	default:
 		return fmt.Errorf("read %s: %w", path, err)
 	}
-	return nil
 }
 
 // Path returns the journal's path.
@@ -394,26 +458,20 @@ func (j *Journal) flush(b *batch) {
 	j.next, j.flushing = nil, true
 	f, size := j.f, j.size
 	j.mu.Unlock()
-	_, werr := f.Write(b.buf)
-	var serr, terr error
-	if werr != nil {
-		terr = f.Truncate(size)
+	var err error
+	stop := false
+	if j.shared {
+		err = j.writeShared(b)
 	} else {
-		serr = j.sync(f)
+		stop, err = j.write(f, size, b)
 	}
 	j.mu.Lock()
 	j.flushing = false
-	b.done = true
+	b.done, b.err = true, err
 	switch {
-	case werr != nil && terr != nil:
-		b.err = fmt.Errorf("append %d records to %s: %w (and cutting the partial write off failed: %v); the journal stopped: reopen it", b.recs, j.path, werr, terr)
-		j.stop(b.err)
-	case werr != nil:
-		b.err = fmt.Errorf("append %d records to %s: %w", b.recs, j.path, werr)
-	case serr != nil:
-		b.err = fmt.Errorf("sync %s: %w; the journal stopped: reopen it", j.path, serr)
-		j.stop(b.err)
-	default:
+	case stop:
+		j.stop(err)
+	case err == nil:
 		j.size += int64(len(b.buf))
 		j.lines += b.recs
 		j.stats.Appends += int64(b.calls)
@@ -423,15 +481,100 @@ func (j *Journal) flush(b *batch) {
 	j.cond.Broadcast()
 }
 
+// write appends b to f, whose complete lines end at size, and syncs. A
+// failed write is cut off; stop says the file's end is no longer known.
+func (j *Journal) write(f *os.File, size int64, b *batch) (stop bool, err error) {
+	if _, err := f.Write(b.buf); err != nil {
+		if terr := f.Truncate(size); terr != nil {
+			return true, fmt.Errorf("append %d records to %s: %w (and cutting the partial write off failed: %v); the journal stopped: reopen it", b.recs, j.path, err, terr)
+		}
+		return false, fmt.Errorf("append %d records to %s: %w", b.recs, j.path, err)
+	}
+	if err := j.sync(f); err != nil {
+		return true, fmt.Errorf("sync %s: %w; the journal stopped: reopen it", j.path, err)
+	}
+	return false, nil
+}
+
+// writeShared appends b under the file's exclusive lock, after cutting off
+// a torn tail another writer's crash left.
+func (j *Journal) writeShared(b *batch) error {
+	unlock, err := flock.Lock(j.path+".lock", true, true)
+	if err != nil {
+		return fmt.Errorf("append to %s: %w", j.path, err)
+	}
+	defer unlock()
+	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_APPEND, 0)
+	if err != nil {
+		return fmt.Errorf("append to %s: %w", j.path, err)
+	}
+	defer f.Close()
+	size, err := cutAfterLastNewline(f)
+	if err != nil {
+		return fmt.Errorf("append to %s: %w", j.path, err)
+	}
+	if _, err := f.Write(b.buf); err != nil {
+		_ = f.Truncate(size) // leave no part of a batch reported as failed
+		return fmt.Errorf("append %d records to %s: %w", b.recs, j.path, err)
+	}
+	if err := j.sync(f); err != nil {
+		return fmt.Errorf("sync %s: %w", j.path, err)
+	}
+	return nil
+}
+
+// cutAfterLastNewline truncates f after its last newline, dropping the
+// remains of a write cut short by a crash, and returns the new size. It
+// reads the file backwards from its end, so it costs one block when the
+// tail is whole. The caller holds the exclusive lock.
+func cutAfterLastNewline(f *os.File) (int64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	size := fi.Size()
+	buf := make([]byte, 4096)
+	end := size
+	for end > 0 {
+		n := min(int64(len(buf)), end)
+		chunk := buf[:n]
+		if _, err := f.ReadAt(chunk, end-n); err != nil {
+			return 0, fmt.Errorf("read tail: %w", err)
+		}
+		if i := bytes.LastIndexByte(chunk, '\n'); i >= 0 {
+			end = end - n + int64(i) + 1
+			break
+		}
+		end -= n
+	}
+	if end == size {
+		return size, nil
+	}
+	if err := f.Truncate(end); err != nil {
+		return 0, fmt.Errorf("cut partial last line (%d bytes): %w", size-end, err)
+	}
+	return end, nil
+}
+
 // stop closes the journal after a failure; the caller holds mu.
 func (j *Journal) stop(why error) {
 	if j.closed {
 		return
 	}
 	j.closed, j.stopErr = true, why
-	j.f.Close()
-	j.unlock()
+	j.release()
 	j.cond.Broadcast()
+}
+
+// release closes the file and drops the lock, if the journal holds them;
+// the caller holds mu.
+func (j *Journal) release() error {
+	if j.shared {
+		return nil
+	}
+	err := j.f.Close()
+	j.unlock()
+	return err
 }
 
 // Compact replaces the file with recs, atomically (a crash leaves the old
@@ -459,6 +602,9 @@ func (j *Journal) Compact(recs [][]byte) error {
 	}
 	if j.closed {
 		return fmt.Errorf("compact %w", j.closedErr())
+	}
+	if j.shared {
+		return fmt.Errorf("compact %s: a journal opened with OpenShared cannot be compacted", j.path)
 	}
 	if err := atomicfile.WriteFile(j.path, buf, 0o600); err != nil {
 		return fmt.Errorf("compact: %w", err)
@@ -492,8 +638,7 @@ func (j *Journal) Close() error {
 		return nil
 	}
 	j.closed = true
-	err := j.f.Close()
-	j.unlock()
+	err := j.release()
 	j.cond.Broadcast()
 	if err != nil {
 		return fmt.Errorf("close %s: %w", j.path, err)

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -428,4 +429,95 @@ func FuzzReplay(f *testing.F) {
 			t.Fatalf("Lines = %d; want %d", j.Lines(), len(want))
 		}
 	})
+}
+
+// TestShared appends through two shared journals on one file, standing for
+// two processes (flock locks belong to the open file): every record is
+// there once, each writer's in order, and a torn tail left by a crash is
+// cut before the next write.
+func TestShared(t *testing.T) {
+	path := tempPath(t)
+	os.WriteFile(path, []byte("old\n{\"torn"), 0o600)
+	var js [2]*Journal
+	for i := range js {
+		j, err := OpenShared(path, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer j.Close()
+		js[i] = j
+	}
+	if err := js[0].Compact(nil); err == nil {
+		t.Error("Compact of a shared journal succeeded")
+	}
+	const writers, each = 8, 25
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				r := fmt.Appendf(nil, "w%d-%d", w, i)
+				if err := js[w%2].Append(r, r); err != nil { // two lines per Append
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	// A reader beside the writers sees whole Appends only.
+	wg.Go(func() {
+		for range 20 {
+			var got []string
+			if err := ReadShared(t.Context(), path, Options{}, collect(&got)); err != nil {
+				t.Error(err)
+				return
+			}
+			if len(got)%2 != 1 {
+				t.Errorf("ReadShared saw %d records; want old and pairs", len(got))
+				return
+			}
+		}
+	})
+	wg.Wait()
+	var got []string
+	if err := ReadShared(t.Context(), path, Options{}, collect(&got)); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1+2*writers*each || got[0] != "old" {
+		t.Fatalf("%d records, first %q; want old and %d more", len(got), got[0], 2*writers*each)
+	}
+	next := make([]int, writers)
+	for k := 1; k < len(got); k += 2 {
+		var w, i int
+		if _, err := fmt.Sscanf(got[k], "w%d-%d", &w, &i); err != nil || got[k+1] != got[k] || next[w] != i {
+			t.Fatalf("records %q, %q out of order (want w%d-%d twice): %v", got[k], got[k+1], w, next[w], err)
+		}
+		next[w]++
+	}
+	if b, _ := os.ReadFile(path); bytes.Contains(b, []byte("torn")) {
+		t.Error("the torn tail was not cut")
+	}
+	st := js[0].Stats()
+	t.Logf("writer 0: %d appends, %d fsyncs", st.Appends, st.Syncs)
+	if err := js[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := js[0].Append([]byte("late")); !errors.Is(err, ErrClosed) {
+		t.Errorf("Append after Close = %v; want ErrClosed", err)
+	}
+}
+
+func TestReadSharedReportsOffsetAndStops(t *testing.T) {
+	path := tempPath(t)
+	os.WriteFile(path, []byte("a\nbad\nb\n"), 0o600)
+	var got []string
+	var ce *CorruptError
+	if err := ReadShared(t.Context(), path, Options{}, collect(&got)); !errors.As(err, &ce) || ce.Line != 2 || ce.Offset != 2 {
+		t.Fatalf("ReadShared = %v (%+v); want a CorruptError for line 2 at byte 2", err, ce)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	os.WriteFile(path, bytes.Repeat([]byte("x\n"), 10000), 0o600)
+	if err := ReadShared(ctx, path, Options{}, func([]byte) error { return nil }); !errors.Is(err, context.Canceled) || errors.As(err, &ce) {
+		t.Errorf("ReadShared with a cancelled context = %v; want context.Canceled", err)
+	}
 }
