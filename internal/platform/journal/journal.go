@@ -302,6 +302,9 @@ func ReadShared(ctx context.Context, path string, opts Options, fn func(rec []by
 }
 
 func read(ctx context.Context, path string, opts Options, lock bool, fn func(rec []byte) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
 	if lock {
 		unlock, err := flock.Lock(path+".lock", false, true)
 		if err != nil {
@@ -319,7 +322,7 @@ func read(ctx context.Context, path string, opts Options, lock bool, fn func(rec
 	defer f.Close()
 	var ce *CorruptError
 	err = scan(f, func(rec []byte, n int, last bool, start, _ int64) error {
-		if n%4096 == 0 {
+		if n%4096 == 1 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
