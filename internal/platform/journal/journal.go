@@ -33,7 +33,7 @@ import (
 )
 
 // ErrClosed is returned, wrapped, by Append and Compact after Close, or
-// after a failure stopped the journal (see Stopped). Reopen the journal to
+// after a failure stopped the journal (see Closed). Reopen the journal to
 // go on: the open replays what is durable.
 var ErrClosed = errors.New("journal closed")
 
@@ -54,6 +54,18 @@ func (e *CorruptError) Unwrap() error { return e.Err }
 
 // Options tune a Journal. The zero value gives the defaults.
 type Options struct {
+	// Name says what the file holds ("outbox"), in errors and logs;
+	// default "journal".
+	Name string
+	// InUse, if set, is wrapped into the error of an Open that finds the
+	// lock held, beside flock.ErrLocked: the store's own sentinel.
+	InUse error
+	// DamagedFix ends the error of Open for a damaged line: what the
+	// operator should do, which depends on what the records mean.
+	DamagedFix string
+	// StoppedFix ends the error of a failure that stopped the journal;
+	// default "reopen it".
+	StoppedFix string
 	// CutBadLastLine treats a last complete line that the replay function
 	// refuses like a line without its newline: cut off, counted and logged.
 	// By default it is a CorruptError, like one in the middle: a line that
@@ -134,35 +146,41 @@ type batch struct {
 // An Open that fails for any reason has released the lock and the file.
 // When another process holds the lock the error wraps flock.ErrLocked.
 func Open(path string, opts Options, replay func(rec []byte) error) (*Journal, error) {
-	j := &Journal{path: path, opts: opts, log: opts.Log}
 	if replay == nil {
 		replay = func([]byte) error { return nil }
 	}
-	if j.log == nil {
-		j.log = slog.New(slog.DiscardHandler)
-	}
-	j.cond = sync.NewCond(&j.mu)
-	if opts.CreateDir {
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("create the directory of %s: %w", path, err)
-		}
+	j, err := newJournal(path, opts, false)
+	if err != nil {
+		return nil, err
 	}
 	unlock, err := flock.Lock(path+".lock", true, false)
 	if errors.Is(err, flock.ErrLocked) {
-		return nil, fmt.Errorf("open %s: %w; another process has it open: stop that process or use another path", path, err)
+		err = fmt.Errorf("open %s %s: %w; another process has it open: stop that process or use another path", j.opts.Name, path, err)
+		if opts.InUse != nil {
+			err = fmt.Errorf("%w: %w", opts.InUse, err)
+		}
+		return nil, err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w; create its directory or use another path", path, err)
+		return nil, fmt.Errorf("open %s %s: %w; create its directory or use another path", j.opts.Name, path, err)
 	}
 	// No Compact of path can run now, so temporaries are a crash's leftovers.
 	atomicfile.RemoveStaleTemps(path)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		unlock()
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, fmt.Errorf("open %s %s: %w", j.opts.Name, path, err)
 	}
 	good, complete, err := j.replay(f, replay)
-	if err == nil {
+	var damaged *CorruptError
+	switch {
+	case errors.As(err, &damaged) && opts.DamagedFix != "":
+		err = fmt.Errorf("%s %w; the file is damaged: %s", j.opts.Name, err, opts.DamagedFix)
+	case errors.As(err, &damaged):
+		err = fmt.Errorf("%s %w; the file is damaged", j.opts.Name, err)
+	case err != nil:
+		err = fmt.Errorf("read %s %s: %w", j.opts.Name, path, err)
+	default:
 		err = j.cutTail(f, good, complete)
 	}
 	if err != nil {
@@ -185,7 +203,28 @@ func Open(path string, opts Options, replay func(rec []byte) error) (*Journal, e
 // may be on disk or not, and the caller decides (a retry may store them
 // twice).
 func OpenShared(path string, opts Options) (*Journal, error) {
-	j := &Journal{path: path, opts: opts, log: opts.Log, shared: true}
+	j, err := newJournal(path, opts, true)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open %s %s: %w; create its directory or use another path", j.opts.Name, path, err)
+	}
+	f.Close()
+	atomicfile.SyncDir(filepath.Dir(path))
+	return j, nil
+}
+
+// newJournal applies opts' defaults and creates the directory if asked.
+func newJournal(path string, opts Options, shared bool) (*Journal, error) {
+	if opts.Name == "" {
+		opts.Name = "journal"
+	}
+	if opts.StoppedFix == "" {
+		opts.StoppedFix = "reopen it"
+	}
+	j := &Journal{path: path, opts: opts, log: opts.Log, shared: shared}
 	if j.log == nil {
 		j.log = slog.New(slog.DiscardHandler)
 	}
@@ -195,12 +234,6 @@ func OpenShared(path string, opts Options) (*Journal, error) {
 			return nil, fmt.Errorf("create the directory of %s: %w", path, err)
 		}
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w; create its directory or use another path", path, err)
-	}
-	f.Close()
-	atomicfile.SyncDir(filepath.Dir(path))
 	return j, nil
 }
 
@@ -368,10 +401,10 @@ func (j *Journal) Stats() Stats {
 	return j.stats
 }
 
-// Stopped reports whether the journal is closed, by Close or by a failure
+// Closed reports whether the journal is closed, by Close or by a failure
 // that left the file's end unknown; Append and Compact then fail with
 // ErrClosed.
-func (j *Journal) Stopped() bool {
+func (j *Journal) Closed() bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.closed
@@ -398,7 +431,7 @@ func checkRecord(rec []byte) error {
 // closedErr says why the journal cannot be written. The caller holds mu.
 func (j *Journal) closedErr() error {
 	if j.stopErr != nil {
-		return fmt.Errorf("%s: %w after an earlier failure (%v); reopen it", j.path, ErrClosed, j.stopErr)
+		return fmt.Errorf("%s: %w after an earlier failure (%v); %s", j.path, ErrClosed, j.stopErr, j.opts.StoppedFix)
 	}
 	return fmt.Errorf("%s: %w", j.path, ErrClosed)
 }
@@ -489,12 +522,13 @@ func (j *Journal) flush(b *batch) {
 func (j *Journal) write(f *os.File, size int64, b *batch) (stop bool, err error) {
 	if _, err := f.Write(b.buf); err != nil {
 		if terr := f.Truncate(size); terr != nil {
-			return true, fmt.Errorf("append %d records to %s: %w (and cutting the partial write off failed: %v); the journal stopped: reopen it", b.recs, j.path, err, terr)
+			return true, fmt.Errorf("append %d records to %s: %w (and cutting the partial write off failed: %v); the %s stopped: %s",
+				b.recs, j.path, err, terr, j.opts.Name, j.opts.StoppedFix)
 		}
 		return false, fmt.Errorf("append %d records to %s: %w", b.recs, j.path, err)
 	}
 	if err := j.sync(f); err != nil {
-		return true, fmt.Errorf("sync %s: %w; the journal stopped: reopen it", j.path, err)
+		return true, fmt.Errorf("sync %s: %w; the %s stopped: %s", j.path, err, j.opts.Name, j.opts.StoppedFix)
 	}
 	return false, nil
 }
@@ -616,7 +650,7 @@ func (j *Journal) Compact(recs [][]byte) error {
 	// journal, as its end is no longer ours.
 	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_APPEND, 0o600)
 	if err != nil {
-		err = fmt.Errorf("reopen %s after compaction: %w; the journal stopped: reopen it", j.path, err)
+		err = fmt.Errorf("reopen %s after compaction: %w; the %s stopped: %s", j.path, err, j.opts.Name, j.opts.StoppedFix)
 		j.stop(err)
 		return err
 	}

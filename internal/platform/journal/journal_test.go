@@ -70,11 +70,12 @@ func TestOpenReplaysAndRepairs(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []string
-			j, err := Open(path, Options{CutBadLastLine: tc.cutBad}, collect(&got))
+			j, err := Open(path, Options{Name: "things", CutBadLastLine: tc.cutBad, DamagedFix: "delete that line"}, collect(&got))
 			if tc.errLine != 0 {
 				var ce *CorruptError
 				if !errors.As(err, &ce) || ce.Line != tc.errLine || ce.Path != path ||
-					!strings.Contains(err.Error(), fmt.Sprintf("line %d", tc.errLine)) {
+					!strings.HasPrefix(err.Error(), fmt.Sprintf("things %s line %d: ", path, tc.errLine)) ||
+					!strings.HasSuffix(err.Error(), "; the file is damaged: delete that line") {
 					t.Fatalf("Open = %v; want a CorruptError for line %d of %s", err, tc.errLine, path)
 				}
 				if b, _ := os.ReadFile(path); string(b) != tc.file {
@@ -161,6 +162,10 @@ func TestLock(t *testing.T) {
 	if !errors.Is(err, flock.ErrLocked) || !strings.Contains(err.Error(), path+".lock") ||
 		!strings.Contains(err.Error(), "another process") {
 		t.Fatalf("second Open = %v; want ErrLocked naming %s.lock", err, path)
+	}
+	errInUse := errors.New("store in use")
+	if _, err := Open(path, Options{InUse: errInUse}, nil); !errors.Is(err, errInUse) || !errors.Is(err, flock.ErrLocked) {
+		t.Fatalf("second Open with InUse = %v; want both sentinels", err)
 	}
 	if err := Read(path, Options{}, func([]byte) error { return nil }); err != nil {
 		t.Errorf("Read beside an open journal: %v", err)
@@ -293,7 +298,7 @@ func TestGroupCommit(t *testing.T) {
 func TestSyncFailureStops(t *testing.T) {
 	path := tempPath(t)
 	var fail atomic.Bool
-	j, _ := openT(t, path, Options{Sync: func(f *os.File) error {
+	j, _ := openT(t, path, Options{Name: "outbox", StoppedFix: "restart the responder", Sync: func(f *os.File) error {
 		if fail.Load() {
 			return errors.New("injected EIO")
 		}
@@ -303,13 +308,15 @@ func TestSyncFailureStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	fail.Store(true)
-	if err := j.Append([]byte("b")); err == nil || !strings.Contains(err.Error(), "injected EIO") || !strings.Contains(err.Error(), "stopped") {
+	if err := j.Append([]byte("b")); err == nil || !strings.Contains(err.Error(), "injected EIO") ||
+		!strings.HasSuffix(err.Error(), "the outbox stopped: restart the responder") {
 		t.Fatalf("Append with a failing fsync = %v", err)
 	}
-	if !j.Stopped() {
+	if !j.Closed() {
 		t.Error("a failed fsync did not stop the journal")
 	}
-	if err := j.Append([]byte("c")); !errors.Is(err, ErrClosed) || !strings.Contains(err.Error(), "injected EIO") {
+	if err := j.Append([]byte("c")); !errors.Is(err, ErrClosed) || !strings.Contains(err.Error(), "injected EIO") ||
+		!strings.HasSuffix(err.Error(), "restart the responder") {
 		t.Errorf("Append after the failure = %v; want ErrClosed saying why", err)
 	}
 	if err := j.Compact(nil); !errors.Is(err, ErrClosed) {

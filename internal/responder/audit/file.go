@@ -31,9 +31,9 @@ var _ Store = (*FileStore)(nil)
 // it does not exist. Its directory must exist. The FileStore holds no open
 // file or lock between calls, so there is nothing to close.
 func OpenFileStore(path string) (*FileStore, error) {
-	j, err := journal.OpenShared(path, journal.Options{})
+	j, err := journal.OpenShared(path, journal.Options{Name: "audit file"})
 	if err != nil {
-		return nil, fmt.Errorf("open audit file: %w", err)
+		return nil, err
 	}
 	return &FileStore{j: j}, nil
 }

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/agentwatch/agentwatch/internal/platform/flock"
 	"github.com/agentwatch/agentwatch/internal/platform/journal"
 )
 
@@ -76,7 +74,6 @@ type FileStore struct {
 	// compactAt is the line count at which compaction is next tried after
 	// one failed.
 	compactAt int
-	closed    bool
 }
 
 var (
@@ -97,7 +94,11 @@ func OpenFile(path string, opts FileOptions) (*FileStore, error) {
 		byState: make(map[State]map[string]struct{}),
 		seen:    make(map[string]time.Time),
 	}
-	j, err := journal.Open(path, journal.Options{Log: s.opts.Log}, func(rec []byte) error {
+	j, err := journal.Open(path, journal.Options{
+		Name: "outbox", Log: s.opts.Log, InUse: ErrInUse, StoppedFix: "restart the responder",
+		DamagedFix: "fix or delete that line (an entry's last line wins), " +
+			"or move the file aside to start empty, which forgets its pending actions",
+	}, func(rec []byte) error {
 		l, err := parseLine(rec)
 		if err != nil {
 			return err
@@ -105,20 +106,13 @@ func OpenFile(path string, opts FileOptions) (*FileStore, error) {
 		s.apply(l)
 		return nil
 	})
-	var damaged *journal.CorruptError
-	switch {
-	case errors.Is(err, flock.ErrLocked):
-		return nil, fmt.Errorf("open outbox: %w: %w", ErrInUse, err)
-	case errors.As(err, &damaged):
-		return nil, fmt.Errorf("outbox %w; the file is damaged: fix or delete that line "+
-			"(an entry's last line wins), or move the file aside to start empty, which forgets its pending actions", err)
-	case err != nil:
-		return nil, fmt.Errorf("open outbox: %w", err)
+	if err != nil {
+		return nil, err
 	}
 	s.j = j
 	if s.shouldCompact() {
 		if err := s.compactLocked(); err != nil {
-			if s.closed {
+			if s.j.Closed() {
 				return nil, err
 			}
 			s.opts.Log.Warn("outbox compaction failed", "path", path, "err", err)
@@ -161,7 +155,7 @@ func (s *FileStore) drop(key string) {
 
 // check returns why the store cannot be used now.
 func (s *FileStore) check(ctx context.Context) error {
-	if s.closed {
+	if s.j.Closed() {
 		return ErrClosed
 	}
 	return ctx.Err()
@@ -175,17 +169,7 @@ func (s *FileStore) appendLocked(l line) error {
 	if err != nil {
 		return err
 	}
-	return s.stopped(s.j.Append(b[:len(b)-1]))
-}
-
-// stopped marks the store closed when err stopped its journal, and tells
-// the operator the fix.
-func (s *FileStore) stopped(err error) error {
-	if err != nil && s.j.Stopped() {
-		s.closed = true
-		return fmt.Errorf("%w; the store stopped: restart the responder", err)
-	}
-	return err
+	return s.j.Append(b[:len(b)-1])
 }
 
 // notify tells the Worker about new work without blocking.
@@ -354,10 +338,6 @@ func (s *FileStore) Compact(ctx context.Context) error {
 func (s *FileStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
 	return s.j.Close()
 }
 
@@ -429,7 +409,7 @@ func (s *FileStore) compactLocked() error {
 	}
 	before := s.j.Lines()
 	if err := s.j.Compact(recs); err != nil {
-		return s.stopped(fmt.Errorf("compact outbox: %w", err))
+		return fmt.Errorf("compact outbox: %w", err)
 	}
 	s.compactAt = 0
 	for _, k := range dropEntries {

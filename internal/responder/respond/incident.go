@@ -111,13 +111,9 @@ func loadIncidents(path string, readOnly bool) (*incidents, error) {
 		}
 		s.byAgent, s.byID = map[string]*Incident{}, map[string]*Incident{}
 	}
-	j, err := journal.Open(path, journal.Options{}, s.replay)
-	var damaged *journal.CorruptError
-	switch {
-	case errors.As(err, &damaged):
-		return nil, fmt.Errorf("parse incidents %w", err)
-	case err != nil:
-		return nil, fmt.Errorf("open incidents: %w", err)
+	j, err := journal.Open(path, journal.Options{Name: "incidents", StoppedFix: "restart the responder"}, s.replay)
+	if err != nil {
+		return nil, err
 	}
 	s.j = j
 	if err := s.rewrite(time.Now().UnixMilli()); err != nil {

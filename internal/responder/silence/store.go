@@ -14,7 +14,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/agentwatch/agentwatch/internal/platform/flock"
 	"github.com/agentwatch/agentwatch/internal/platform/journal"
 	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
@@ -92,7 +91,6 @@ type Store struct {
 	// compactAt is the line count at which compaction is next tried after
 	// one failed.
 	compactAt int
-	closed    bool
 }
 
 // entry is a stored silence and its compiled matchers.
@@ -109,7 +107,11 @@ var _ pipeline.Stage = (*Store)(nil)
 // error naming the line. Silences past their retention are dropped.
 func Open(path string, opts Options) (*Store, error) {
 	s := &Store{path: path, opts: opts.withDefaults(), silences: make(map[string]*entry)}
-	j, err := journal.Open(path, journal.Options{Log: s.opts.Log}, func(rec []byte) error {
+	j, err := journal.Open(path, journal.Options{
+		Name: "silences", Log: s.opts.Log, InUse: ErrInUse, StoppedFix: "restart the responder",
+		DamagedFix: "fix or delete that line (a silence's last line wins), " +
+			"or move the file aside to start empty, which forgets every silence",
+	}, func(rec []byte) error {
 		sil, ms, err := parseLine(rec)
 		if err != nil {
 			return err
@@ -117,21 +119,14 @@ func Open(path string, opts Options) (*Store, error) {
 		s.silences[sil.ID] = &entry{sil: sil, ms: ms}
 		return nil
 	})
-	var damaged *journal.CorruptError
-	switch {
-	case errors.Is(err, flock.ErrLocked):
-		return nil, fmt.Errorf("open silences: %w: %w", ErrInUse, err)
-	case errors.As(err, &damaged):
-		return nil, fmt.Errorf("silences %w; the file is damaged: fix or delete that line "+
-			"(a silence's last line wins), or move the file aside to start empty, which forgets every silence", err)
-	case err != nil:
-		return nil, fmt.Errorf("open silences: %w", err)
+	if err != nil {
+		return nil, err
 	}
 	s.j = j
 	now := s.opts.Now()
 	if s.gcDue(now) || s.shouldCompact() {
 		if err := s.compactLocked(now); err != nil {
-			if s.closed {
+			if s.j.Closed() {
 				return nil, err
 			}
 			s.opts.Log.Warn("silence compaction failed", "path", path, "err", err)
@@ -285,7 +280,7 @@ func (s *Store) List(includeExpired bool) []Silence {
 	now := s.opts.Now()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
+	if s.j.Closed() {
 		return nil
 	}
 	var out []Silence
@@ -304,7 +299,7 @@ func (s *Store) List(includeExpired bool) []Silence {
 func (s *Store) Match(labels map[string]string, now time.Time) []Silence {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
+	if s.j.Closed() {
 		return nil
 	}
 	var out []Silence
@@ -378,13 +373,13 @@ func (s *Store) Run(ctx context.Context) error {
 func (s *Store) maintain() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.j.Closed() {
 		return fmt.Errorf("silence maintenance: %w", ErrClosed)
 	}
 	now := s.opts.Now()
 	if s.gcDue(now) {
 		if err := s.compactLocked(now); err != nil {
-			if s.closed {
+			if s.j.Closed() {
 				return err
 			}
 			s.opts.Log.Warn("silence compaction failed", "path", s.path, "err", err)
@@ -399,16 +394,12 @@ func (s *Store) maintain() error {
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
 	return s.j.Close()
 }
 
 // check returns why the store cannot be written now.
 func (s *Store) check(ctx context.Context) error {
-	if s.closed {
+	if s.j.Closed() {
 		return ErrClosed
 	}
 	return ctx.Err()
@@ -422,17 +413,7 @@ func (s *Store) appendLocked(sil Silence) error {
 	if err != nil {
 		return err
 	}
-	return s.stopped(s.j.Append(b[:len(b)-1]))
-}
-
-// stopped marks the store closed when err stopped its journal, and tells
-// the operator the fix.
-func (s *Store) stopped(err error) error {
-	if err != nil && s.j.Stopped() {
-		s.closed = true
-		return fmt.Errorf("%w; the store stopped: restart the responder", err)
-	}
-	return err
+	return s.j.Append(b[:len(b)-1])
 }
 
 func (s *Store) countActive(now time.Time) int {
@@ -498,7 +479,7 @@ func (s *Store) compactLocked(now time.Time) error {
 	}
 	before := s.j.Lines()
 	if err := s.j.Compact(recs); err != nil {
-		return s.stopped(fmt.Errorf("compact silences: %w", err))
+		return fmt.Errorf("compact silences: %w", err)
 	}
 	s.compactAt = 0
 	for _, id := range drop {
