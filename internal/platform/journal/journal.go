@@ -37,10 +37,10 @@ import (
 // go on: the open replays what is durable.
 var ErrClosed = errors.New("journal closed")
 
-// CorruptError is the error of Open and Read for a complete line that the
-// replay function refused anywhere but at the end of the file (see
-// Options.CutBadLastLine). The file is damaged there; the caller adds the
-// fix, which depends on what the records mean.
+// CorruptError is the error (wrapped by Open, bare from Read and
+// ReadShared) for a complete line that the replay function refused, unless
+// it is the last one and Options.CutBadLastLine is set. The file is damaged
+// there; Options.DamagedFix, or the caller, says what to do about it.
 type CorruptError struct {
 	Path   string
 	Line   int   // 1-based, counting blank lines
@@ -137,9 +137,10 @@ type batch struct {
 
 // Open opens the journal at path, creating it (mode 0600) if missing, and
 // calls replay with each record in file order; the record's bytes are only
-// valid during the call. replay returning an error refuses the record: in
-// the middle of the file Open fails with a *CorruptError, at the end see
-// Options.CutBadLastLine. A last line without its newline (a write cut
+// valid during the call. replay returning an error refuses the record:
+// Open fails with an error wrapping a *CorruptError (naming Options.Name
+// and ending with Options.DamagedFix), unless the record is the last one
+// and Options.CutBadLastLine is set. A last line without its newline (a write cut
 // short by a crash, never acknowledged) is cut off the file, counted in
 // Stats and logged; it is never a failure. A nil replay skips the records.
 //
