@@ -1,20 +1,16 @@
 package outbox
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
-	"github.com/agentwatch/agentwatch/internal/platform/atomicfile"
-	"github.com/agentwatch/agentwatch/internal/platform/flock"
-	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/agentwatch/agentwatch/internal/platform/journal"
 )
 
 // FileOptions tune a FileStore. The zero value gives the defaults.
@@ -52,12 +48,13 @@ func (o FileOptions) withDefaults() FileOptions {
 	return o
 }
 
-// FileStore is a Store and a Seen in one JSON-lines file, for embedded mode
-// and tests. Every change appends a line holding the entry's whole state
-// (the last line of a key wins) and fsyncs it before returning. A last line
-// torn by a crash is cut off when the file is opened. The file is
-// compacted, by an atomic rename, when superseded lines dominate; compaction
-// also drops old done entries and handled ids (FileOptions).
+// FileStore is a Store and a Seen in one JSON-lines file (a journal.Journal),
+// for embedded mode and tests. Every change appends a line holding the
+// entry's whole state (the last line of a key wins) and fsyncs it before
+// returning. A last line torn by a crash is cut off when the file is opened.
+// The file is compacted, by an atomic rename, when superseded lines
+// dominate; compaction also drops old done entries and handled ids
+// (FileOptions).
 //
 // One process at a time may open a file: OpenFile holds an exclusive flock
 // on path+".lock" until Close, and fails with ErrInUse if another process
@@ -66,13 +63,10 @@ func (o FileOptions) withDefaults() FileOptions {
 type FileStore struct {
 	path    string
 	opts    FileOptions
-	unlock  func()
 	changes chan struct{}
 
 	mu      sync.Mutex
-	f       *os.File
-	size    int64 // bytes of complete lines
-	lines   int
+	j       *journal.Journal
 	seq     int64
 	entries map[string]Entry
 	byState map[State]map[string]struct{}
@@ -80,7 +74,6 @@ type FileStore struct {
 	// compactAt is the line count at which compaction is next tried after
 	// one failed.
 	compactAt int
-	closed    bool
 }
 
 var (
@@ -101,71 +94,31 @@ func OpenFile(path string, opts FileOptions) (*FileStore, error) {
 		byState: make(map[State]map[string]struct{}),
 		seen:    make(map[string]time.Time),
 	}
-	unlock, err := flock.Lock(path+".lock", true, false)
-	if errors.Is(err, flock.ErrLocked) {
-		err = fmt.Errorf("%w: %w", ErrInUse, err)
-	}
+	j, err := journal.Open(path, journal.Options{
+		Name: "outbox", Log: s.opts.Log, InUse: ErrInUse, StoppedFix: "restart the responder",
+		DamagedFix: "fix or delete that line (an entry's last line wins), " +
+			"or move the file aside to start empty, which forgets its pending actions",
+	}, func(rec []byte) error {
+		l, err := parseLine(rec)
+		if err != nil {
+			return err
+		}
+		s.apply(l)
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("open outbox: %w", err)
-	}
-	s.unlock = unlock
-	atomicfile.RemoveStaleTemps(path)
-	if err := s.load(); err != nil {
-		unlock()
 		return nil, err
 	}
+	s.j = j
 	if s.shouldCompact() {
 		if err := s.compactLocked(); err != nil {
-			if s.closed {
+			if s.j.Closed() {
 				return nil, err
 			}
 			s.opts.Log.Warn("outbox compaction failed", "path", path, "err", err)
 		}
 	}
 	return s, nil
-}
-
-// load reads the file into memory and leaves s.f positioned after the last
-// complete line.
-func (s *FileStore) load() error {
-	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("open outbox: %w", err)
-	}
-	var good int64
-	r := bufio.NewReaderSize(f, 1<<16)
-	for n := 1; ; n++ {
-		b, err := r.ReadBytes('\n')
-		if errors.Is(err, io.EOF) {
-			break // a last line without its newline is torn: cut off below
-		}
-		if err != nil {
-			f.Close()
-			return fmt.Errorf("read outbox %s: %w", s.path, err)
-		}
-		if len(bytes.TrimSpace(b)) > 0 {
-			l, err := parseLine(b[:len(b)-1])
-			if err != nil {
-				f.Close()
-				return fmt.Errorf("outbox %s line %d: %w; the file is damaged: fix or delete that line "+
-					"(an entry's last line wins), or move the file aside to start empty, which forgets its pending actions",
-					s.path, n, err)
-			}
-			s.apply(l)
-			s.lines++
-		}
-		good += int64(len(b))
-	}
-	if err := f.Truncate(good); err != nil {
-		f.Close()
-		return fmt.Errorf("cut the torn last line of outbox %s: %w", s.path, err)
-	}
-	if _, err := f.Seek(good, io.SeekStart); err != nil {
-		f.Close()
-		return fmt.Errorf("open outbox %s: %w", s.path, err)
-	}
-	s.f, s.size = f, good
-	return nil
 }
 
 // apply puts a parsed line into memory.
@@ -202,7 +155,7 @@ func (s *FileStore) drop(key string) {
 
 // check returns why the store cannot be used now.
 func (s *FileStore) check(ctx context.Context) error {
-	if s.closed {
+	if s.j.Closed() {
 		return ErrClosed
 	}
 	return ctx.Err()
@@ -216,31 +169,7 @@ func (s *FileStore) appendLocked(l line) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.f.Write(b); err != nil {
-		if terr := s.f.Truncate(s.size); terr != nil {
-			s.fail()
-			return fmt.Errorf("append to outbox %s: %w (and cutting the partial write off failed: %v); restart the responder", s.path, err, terr)
-		}
-		_, _ = s.f.Seek(s.size, io.SeekStart)
-		return fmt.Errorf("append to outbox %s: %w", s.path, err)
-	}
-	if err := s.f.Sync(); err != nil {
-		s.fail()
-		return fmt.Errorf("sync outbox %s: %w; the store stopped: restart the responder", s.path, err)
-	}
-	s.size += int64(len(b))
-	s.lines++
-	return nil
-}
-
-// fail closes the store after a write it could not make durable.
-func (s *FileStore) fail() {
-	if s.closed {
-		return
-	}
-	s.closed = true
-	s.f.Close()
-	s.unlock()
+	return s.j.Append(b[:len(b)-1])
 }
 
 // notify tells the Worker about new work without blocking.
@@ -409,18 +338,12 @@ func (s *FileStore) Compact(ctx context.Context) error {
 func (s *FileStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	err := s.f.Close()
-	s.unlock()
-	return err
+	return s.j.Close()
 }
 
 func (s *FileStore) shouldCompact() bool {
-	live := len(s.entries) + len(s.seen)
-	return s.lines >= s.opts.CompactMinLines && s.lines >= 2*live && s.lines >= s.compactAt
+	live, lines := len(s.entries)+len(s.seen), s.j.Lines()
+	return lines >= s.opts.CompactMinLines && lines >= 2*live && lines >= s.compactAt
 }
 
 // maybeCompact compacts after a change when it pays. A failure leaves the
@@ -431,13 +354,13 @@ func (s *FileStore) maybeCompact() {
 		return
 	}
 	if err := s.compactLocked(); err != nil {
-		s.compactAt = s.lines + s.opts.CompactMinLines
-		s.opts.Log.Warn("outbox compaction failed", "path", s.path, "lines", s.lines, "err", err)
+		s.compactAt = s.j.Lines() + s.opts.CompactMinLines
+		s.opts.Log.Warn("outbox compaction failed", "path", s.path, "lines", s.j.Lines(), "err", err)
 	}
 }
 
-// compactLocked writes the live lines to a temporary file, syncs it and
-// renames it over the file, so a crash leaves the old file or the new one.
+// compactLocked replaces the file with the live lines (journal.Compact), so
+// a crash leaves the old file or the new one.
 func (s *FileStore) compactLocked() error {
 	now := time.Now()
 	doneCut, seenCut := now.Add(-s.opts.DoneRetention), now.Add(-s.opts.SeenRetention)
@@ -468,44 +391,34 @@ func (s *FileStore) compactLocked() error {
 		return cmp.Or(a.at.Compare(b.at), cmp.Compare(a.id, b.id))
 	})
 
-	var buf []byte
-	var err error
+	recs := make([][]byte, 0, len(keep)+len(seen))
+	add := func(l line) error {
+		b, err := appendLine(nil, l)
+		recs = append(recs, b[:len(b)-1])
+		return err
+	}
 	for i := range keep {
-		if buf, err = appendLine(buf, line{Entry: &keep[i]}); err != nil {
+		if err := add(line{Entry: &keep[i]}); err != nil {
 			return fmt.Errorf("compact outbox %s: %w", s.path, err)
 		}
 	}
 	for _, sa := range seen {
-		if buf, err = appendLine(buf, line{Seen: &seenLine{ID: sa.id, At: sa.at}}); err != nil {
+		if err := add(line{Seen: &seenLine{ID: sa.id, At: sa.at}}); err != nil {
 			return fmt.Errorf("compact outbox %s: %w", s.path, err)
 		}
 	}
-	if err := atomicfile.WriteFile(s.path, buf, 0o600); err != nil {
+	before := s.j.Lines()
+	if err := s.j.Compact(recs); err != nil {
 		return fmt.Errorf("compact outbox: %w", err)
 	}
-	// The file was replaced: from here on, failing to reopen it stops the
-	// store.
-	f, err := os.OpenFile(s.path, os.O_RDWR, 0o600)
-	if err == nil {
-		_, err = f.Seek(int64(len(buf)), io.SeekStart)
-	}
-	if err != nil {
-		if f != nil {
-			f.Close()
-		}
-		s.fail()
-		return fmt.Errorf("reopen outbox %s after compaction: %w; the store stopped: restart the responder", s.path, err)
-	}
-	s.f.Close()
-	before := s.lines
-	s.f, s.size, s.lines, s.compactAt = f, int64(len(buf)), len(keep)+len(seen), 0
+	s.compactAt = 0
 	for _, k := range dropEntries {
 		s.drop(k)
 	}
 	for _, id := range dropSeen {
 		delete(s.seen, id)
 	}
-	s.opts.Log.Info("outbox compacted", "path", s.path, "lines_before", before, "lines_after", s.lines,
+	s.opts.Log.Info("outbox compacted", "path", s.path, "lines_before", before, "lines_after", s.j.Lines(),
 		"dropped_entries", len(dropEntries), "dropped_handled_ids", len(dropSeen))
 	return nil
 }

@@ -1,14 +1,16 @@
 package respond
 
 import (
-	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"github.com/agentwatch/agentwatch/internal/platform/atomicfile"
+	"io"
 	"os"
 	"sync"
 	"time"
 
+	"github.com/agentwatch/agentwatch/internal/platform/atomicfile"
+	"github.com/agentwatch/agentwatch/internal/platform/journal"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 )
 
@@ -54,17 +56,16 @@ func (in *Incident) Anomaly(id string) (anomaly.Anomaly, bool) {
 	return anomaly.Anomaly{}, false
 }
 
-// incidents keeps the open and recent incidents in a JSON-lines file: each
-// change appends the changed incident's whole state (the last line of an
-// id wins) and syncs it, so a change costs one small write however many
-// incidents there are. The file is rewritten without superseded lines and
-// old incidents when those dominate. A last line torn by a crash is
-// ignored (the change it held was never acknowledged).
+// incidents keeps the open and recent incidents in a JSON-lines file (a
+// journal.Journal): each change appends the changed incident's whole state
+// (the last line of an id wins) and syncs it, so a change costs one small
+// write however many incidents there are. The file is rewritten without
+// superseded lines and old incidents when those dominate. A last line torn
+// by a crash is cut off (the change it held was never acknowledged).
 type incidents struct {
 	mu      sync.Mutex
 	path    string
-	f       *os.File
-	lines   int
+	j       *journal.Journal     // nil in memory or read-only
 	byAgent map[string]*Incident // the agent's latest incident
 	byID    map[string]*Incident
 }
@@ -75,59 +76,108 @@ const compactMinLines = 1024
 func openIncidents(path string) (*incidents, error) { return loadIncidents(path, false) }
 
 // loadIncidents reads the file; unless readOnly it then compacts it and
-// keeps it open for appending (one process at a time: the responder's).
+// keeps it open for appending, holding its lock (one process at a time:
+// the responder's). A read-only load takes no lock, for a reader beside
+// the responder.
 func loadIncidents(path string, readOnly bool) (*incidents, error) {
 	s := &incidents{path: path, byAgent: map[string]*Incident{}, byID: map[string]*Incident{}}
 	if path == "" {
 		return s, nil
 	}
-	b, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return nil, fmt.Errorf("read incidents: %w", err)
-	}
-	if len(b) > 0 && b[0] == '[' {
-		// The first format: one JSON array.
-		var all []*Incident
-		if err := json.Unmarshal(b, &all); err != nil {
-			return nil, fmt.Errorf("parse incidents %s: %w", path, err)
-		}
-		for _, in := range all {
-			s.index(in)
-		}
-	} else {
-		for n, line := range bytes.Split(b, []byte("\n")) {
-			if len(line) == 0 {
-				continue
-			}
-			var in Incident
-			if err := json.Unmarshal(line, &in); err != nil {
-				if n == bytes.Count(b, []byte("\n")) { // a torn last line
-					break
-				}
-				return nil, fmt.Errorf("parse incidents %s line %d: %w", path, n+1, err)
-			}
-			s.index(&in)
-		}
+	legacy, err := s.loadArray()
+	if err != nil {
+		return nil, err
 	}
 	if readOnly {
+		if !legacy {
+			if err := journal.Read(path, journal.Options{}, s.replay); err != nil {
+				return nil, fmt.Errorf("parse incidents %w", err)
+			}
+		}
 		return s, nil
 	}
+	if legacy {
+		// Turn the first format into lines, which the journal then reads.
+		var buf []byte
+		for _, in := range s.byID {
+			b, err := json.Marshal(in)
+			if err != nil {
+				return nil, fmt.Errorf("encode incident: %w", err)
+			}
+			buf = append(append(buf, b...), '\n')
+		}
+		if err := atomicfile.WriteFile(path, buf, 0o600); err != nil {
+			return nil, fmt.Errorf("convert incidents to JSON lines: %w", err)
+		}
+		s.byAgent, s.byID = map[string]*Incident{}, map[string]*Incident{}
+	}
+	j, err := journal.Open(path, journal.Options{Name: "incidents", StoppedFix: "restart the responder"}, s.replay)
+	if err != nil {
+		return nil, err
+	}
+	s.j = j
 	if err := s.rewrite(time.Now().UnixMilli()); err != nil {
+		j.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// loadArray reads the file if it holds the first format, one JSON array,
+// and says whether it did.
+func (s *incidents) loadArray() (bool, error) {
+	f, err := os.Open(s.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read incidents: %w", err)
+	}
+	defer f.Close()
+	var first [1]byte
+	if _, err := io.ReadFull(f, first[:]); err != nil || first[0] != '[' {
+		return false, nil // empty, or JSON lines (which the journal reads)
+	}
+	b, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<62))
+	if err != nil {
+		return false, fmt.Errorf("read incidents: %w", err)
+	}
+	var all []*Incident
+	if err := json.Unmarshal(b, &all); err != nil {
+		return false, fmt.Errorf("parse incidents %s: %w", s.path, err)
+	}
+	for _, in := range all {
+		s.index(in)
+	}
+	return true, nil
+}
+
+// replay indexes one line of the file.
+func (s *incidents) replay(rec []byte) error {
+	var in Incident
+	if err := json.Unmarshal(rec, &in); err != nil {
+		return err
+	}
+	s.index(&in)
+	return nil
 }
 
 // Close releases the file.
 func (s *incidents) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.f == nil {
+	if s.j == nil {
 		return nil
 	}
-	err := s.f.Close()
-	s.f = nil
-	return err
+	return s.j.Close()
+}
+
+// lines returns the lines in the file.
+func (s *incidents) lines() int {
+	if s.j == nil {
+		return 0
+	}
+	return s.j.Lines()
 }
 
 func (s *incidents) index(in *Incident) {
@@ -217,31 +267,26 @@ func (s *incidents) list() []Incident {
 // saveLocked appends in's state and syncs it; it compacts the file when
 // superseded lines dominate.
 func (s *incidents) saveLocked(in *Incident, nowMs int64) error {
-	if s.path == "" {
+	if s.j == nil {
 		return nil
 	}
-	if s.lines >= compactMinLines && s.lines >= 4*len(s.byID) {
+	if s.lines() >= compactMinLines && s.lines() >= 4*len(s.byID) {
 		return s.rewrite(nowMs)
 	}
 	b, err := json.Marshal(in)
 	if err != nil {
 		return fmt.Errorf("encode incident: %w", err)
 	}
-	if _, err := s.f.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("write incidents: %w", err)
+	if err := s.j.Append(b); err != nil {
+		return fmt.Errorf("save incident: %w", err)
 	}
-	if err := s.f.Sync(); err != nil {
-		return fmt.Errorf("sync incidents: %w", err)
-	}
-	s.lines++
 	return nil
 }
 
 // rewrite replaces the file with one line per live incident, dropping those
-// past their retention, and reopens it for appending.
+// past their retention.
 func (s *incidents) rewrite(nowMs int64) error {
-	var buf bytes.Buffer
-	n := 0
+	var recs [][]byte
 	for id, in := range s.byID {
 		if nowMs-in.LastMs > incidentRetention.Milliseconds() && len(in.Revoked) == 0 {
 			delete(s.byID, id)
@@ -254,20 +299,11 @@ func (s *incidents) rewrite(nowMs int64) error {
 		if err != nil {
 			return fmt.Errorf("encode incident: %w", err)
 		}
-		buf.Write(append(b, '\n'))
-		n++
+		recs = append(recs, b)
 	}
-	if err := atomicfile.WriteFile(s.path, buf.Bytes(), 0o600); err != nil {
-		return err
+	if err := s.j.Compact(recs); err != nil {
+		return fmt.Errorf("rewrite incidents: %w", err)
 	}
-	if s.f != nil {
-		s.f.Close()
-	}
-	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("open incidents: %w", err)
-	}
-	s.f, s.lines = f, n
 	return nil
 }
 

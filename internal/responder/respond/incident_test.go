@@ -34,8 +34,8 @@ func TestIncidentsSurviveReopenTornLinesAndCompaction(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if s.lines > compactMinLines+1 {
-		t.Errorf("file has %d lines for 1 incident: not compacted", s.lines)
+	if s.lines() > compactMinLines+1 {
+		t.Errorf("file has %d lines for 1 incident: not compacted", s.lines())
 	}
 	s.Close()
 	// A torn last line (a crash mid-write) is ignored.
@@ -55,5 +55,38 @@ func TestIncidentsSurviveReopenTornLinesAndCompaction(t *testing.T) {
 	}
 	if l, ok := r.latest("agent-1"); !ok || l.ID != in.ID {
 		t.Errorf("latest incident of agent-1: %+v", l)
+	}
+}
+
+func TestIncidentsFirstFormatIsConverted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "incidents.json")
+	now := time.Now().UnixMilli()
+	arr := `[{"id":"inc-1","agent_id":"agent-1","opened_ms":` + strconv.FormatInt(now, 10) +
+		`,"last_ms":` + strconv.FormatInt(now, 10) + `,"count":1,"anomalies":[{"id":"a1","agent_id":"agent-1"}]}]`
+	if err := os.WriteFile(path, []byte(arr), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := loadIncidents(path, true); err != nil {
+		t.Fatal(err)
+	} else if _, ok := r.get("inc-1"); !ok {
+		t.Fatal("read-only load of the first format lost inc-1")
+	}
+	s, err := openIncidents(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in, ok := s.latest("agent-1"); !ok || in.ID != "inc-1" || in.Count != 1 {
+		t.Fatalf("latest of agent-1 = %+v, %v; want inc-1", in, ok)
+	}
+	if _, err := s.update("inc-1", time.Now(), func(in *Incident) { in.Revoked = []string{"kong/c1"} }); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	r, err := loadIncidents(path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in, ok := r.get("inc-1"); !ok || len(in.Revoked) != 1 {
+		t.Fatalf("after conversion and update inc-1 = %+v, %v", in, ok)
 	}
 }

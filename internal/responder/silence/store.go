@@ -1,8 +1,6 @@
 package silence
 
 import (
-	"bufio"
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -10,17 +8,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/agentwatch/agentwatch/internal/platform/atomicfile"
-	"github.com/agentwatch/agentwatch/internal/platform/flock"
-	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
 
+	"github.com/agentwatch/agentwatch/internal/platform/journal"
 	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 )
@@ -75,7 +69,8 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Store holds the silences in memory and in a JSON-lines file. Every change
+// Store holds the silences in memory and in a JSON-lines file (a
+// journal.Journal). Every change
 // appends a line holding the silence's whole state (the last line of an id
 // wins) and fsyncs it before returning. A last line torn by a crash is cut
 // off when the file is opened. The file is rewritten, by an atomic rename,
@@ -87,19 +82,15 @@ func (o Options) withDefaults() Options {
 // use; Match and List take a read lock only. The caller owns the Store and
 // must Close it.
 type Store struct {
-	path   string
-	opts   Options
-	unlock func()
+	path string
+	opts Options
 
 	mu       sync.RWMutex
-	f        *os.File
-	size     int64 // bytes of complete lines
-	lines    int
+	j        *journal.Journal
 	silences map[string]*entry
 	// compactAt is the line count at which compaction is next tried after
 	// one failed.
 	compactAt int
-	closed    bool
 }
 
 // entry is a stored silence and its compiled matchers.
@@ -116,23 +107,26 @@ var _ pipeline.Stage = (*Store)(nil)
 // error naming the line. Silences past their retention are dropped.
 func Open(path string, opts Options) (*Store, error) {
 	s := &Store{path: path, opts: opts.withDefaults(), silences: make(map[string]*entry)}
-	unlock, err := flock.Lock(path+".lock", true, false)
-	if errors.Is(err, flock.ErrLocked) {
-		err = fmt.Errorf("%w: %w", ErrInUse, err)
-	}
+	j, err := journal.Open(path, journal.Options{
+		Name: "silences", Log: s.opts.Log, InUse: ErrInUse, StoppedFix: "restart the responder",
+		DamagedFix: "fix or delete that line (a silence's last line wins), " +
+			"or move the file aside to start empty, which forgets every silence",
+	}, func(rec []byte) error {
+		sil, ms, err := parseLine(rec)
+		if err != nil {
+			return err
+		}
+		s.silences[sil.ID] = &entry{sil: sil, ms: ms}
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("open silences: %w", err)
-	}
-	s.unlock = unlock
-	atomicfile.RemoveStaleTemps(path)
-	if err := s.load(); err != nil {
-		unlock()
 		return nil, err
 	}
+	s.j = j
 	now := s.opts.Now()
 	if s.gcDue(now) || s.shouldCompact() {
 		if err := s.compactLocked(now); err != nil {
-			if s.closed {
+			if s.j.Closed() {
 				return nil, err
 			}
 			s.opts.Log.Warn("silence compaction failed", "path", path, "err", err)
@@ -142,53 +136,6 @@ func Open(path string, opts Options) (*Store, error) {
 	s.opts.Metrics.active(n)
 	s.opts.Log.Info("silences loaded", "path", path, "silences", len(s.silences), "active", n)
 	return s, nil
-}
-
-// load reads the file into memory and leaves s.f positioned after the last
-// complete line.
-func (s *Store) load() error {
-	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("open silences: %w; create its directory or set another path", err)
-	}
-	var good int64
-	r := bufio.NewReaderSize(f, 1<<16)
-	for n := 1; ; n++ {
-		b, err := r.ReadBytes('\n')
-		if errors.Is(err, io.EOF) {
-			if len(b) > 0 {
-				s.opts.Log.Warn("cutting torn last line of silence file", "path", s.path, "bytes", len(b))
-			}
-			break // a last line without its newline is torn: cut off below
-		}
-		if err != nil {
-			f.Close()
-			return fmt.Errorf("read silences %s: %w", s.path, err)
-		}
-		if len(bytes.TrimSpace(b)) > 0 {
-			sil, ms, err := parseLine(b[:len(b)-1])
-			if err != nil {
-				f.Close()
-				return fmt.Errorf("silences %s line %d: %w; the file is damaged: fix or delete that line "+
-					"(a silence's last line wins), or move the file aside to start empty, which forgets every silence",
-					s.path, n, err)
-			}
-			s.silences[sil.ID] = &entry{sil: sil, ms: ms}
-			s.lines++
-		}
-		good += int64(len(b))
-	}
-	if err := f.Truncate(good); err != nil {
-		f.Close()
-		return fmt.Errorf("cut the torn last line of silences %s: %w", s.path, err)
-	}
-	if _, err := f.Seek(good, io.SeekStart); err != nil {
-		f.Close()
-		return fmt.Errorf("open silences %s: %w", s.path, err)
-	}
-	atomicfile.SyncDir(filepath.Dir(s.path))
-	s.f, s.size = f, good
-	return nil
 }
 
 // Path returns the file's path.
@@ -333,7 +280,7 @@ func (s *Store) List(includeExpired bool) []Silence {
 	now := s.opts.Now()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
+	if s.j.Closed() {
 		return nil
 	}
 	var out []Silence
@@ -352,7 +299,7 @@ func (s *Store) List(includeExpired bool) []Silence {
 func (s *Store) Match(labels map[string]string, now time.Time) []Silence {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
+	if s.j.Closed() {
 		return nil
 	}
 	var out []Silence
@@ -426,13 +373,13 @@ func (s *Store) Run(ctx context.Context) error {
 func (s *Store) maintain() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.j.Closed() {
 		return fmt.Errorf("silence maintenance: %w", ErrClosed)
 	}
 	now := s.opts.Now()
 	if s.gcDue(now) {
 		if err := s.compactLocked(now); err != nil {
-			if s.closed {
+			if s.j.Closed() {
 				return err
 			}
 			s.opts.Log.Warn("silence compaction failed", "path", s.path, "err", err)
@@ -447,18 +394,12 @@ func (s *Store) maintain() error {
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	err := s.f.Close()
-	s.unlock()
-	return err
+	return s.j.Close()
 }
 
 // check returns why the store cannot be written now.
 func (s *Store) check(ctx context.Context) error {
-	if s.closed {
+	if s.j.Closed() {
 		return ErrClosed
 	}
 	return ctx.Err()
@@ -472,31 +413,7 @@ func (s *Store) appendLocked(sil Silence) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.f.Write(b); err != nil {
-		if terr := s.f.Truncate(s.size); terr != nil {
-			s.fail()
-			return fmt.Errorf("append to silences %s: %w (and cutting the partial write off failed: %v); restart the responder", s.path, err, terr)
-		}
-		_, _ = s.f.Seek(s.size, io.SeekStart)
-		return fmt.Errorf("append to silences %s: %w", s.path, err)
-	}
-	if err := s.f.Sync(); err != nil {
-		s.fail()
-		return fmt.Errorf("sync silences %s: %w; the store stopped: restart the responder", s.path, err)
-	}
-	s.size += int64(len(b))
-	s.lines++
-	return nil
-}
-
-// fail closes the store after a write it could not make durable.
-func (s *Store) fail() {
-	if s.closed {
-		return
-	}
-	s.closed = true
-	s.f.Close()
-	s.unlock()
+	return s.j.Append(b[:len(b)-1])
 }
 
 func (s *Store) countActive(now time.Time) int {
@@ -521,7 +438,8 @@ func (s *Store) gcDue(now time.Time) bool {
 }
 
 func (s *Store) shouldCompact() bool {
-	return s.lines >= s.opts.CompactMinLines && s.lines >= 2*len(s.silences) && s.lines >= s.compactAt
+	lines := s.j.Lines()
+	return lines >= s.opts.CompactMinLines && lines >= 2*len(s.silences) && lines >= s.compactAt
 }
 
 // maybeCompact compacts after a change when it pays. A failure leaves the
@@ -532,13 +450,13 @@ func (s *Store) maybeCompact(now time.Time) {
 		return
 	}
 	if err := s.compactLocked(now); err != nil {
-		s.compactAt = s.lines + s.opts.CompactMinLines
-		s.opts.Log.Warn("silence compaction failed", "path", s.path, "lines", s.lines, "err", err)
+		s.compactAt = s.j.Lines() + s.opts.CompactMinLines
+		s.opts.Log.Warn("silence compaction failed", "path", s.path, "lines", s.j.Lines(), "err", err)
 	}
 }
 
-// compactLocked writes the kept silences to a temporary file, syncs it and
-// renames it over the file, so a crash leaves the old file or the new one.
+// compactLocked replaces the file with the kept silences (journal.Compact),
+// so a crash leaves the old file or the new one.
 func (s *Store) compactLocked(now time.Time) error {
 	cut := now.Add(-s.opts.Retention)
 	keep := make([]Silence, 0, len(s.silences))
@@ -551,36 +469,23 @@ func (s *Store) compactLocked(now time.Time) error {
 		keep = append(keep, e.sil)
 	}
 	sortSilences(keep)
-	var buf []byte
-	var err error
+	recs := make([][]byte, 0, len(keep))
 	for _, sil := range keep {
-		if buf, err = appendLine(buf, sil); err != nil {
+		b, err := appendLine(nil, sil)
+		if err != nil {
 			return fmt.Errorf("compact silences %s: %w", s.path, err)
 		}
+		recs = append(recs, b[:len(b)-1])
 	}
-	if err := atomicfile.WriteFile(s.path, buf, 0o600); err != nil {
+	before := s.j.Lines()
+	if err := s.j.Compact(recs); err != nil {
 		return fmt.Errorf("compact silences: %w", err)
 	}
-	// The file was replaced: from here on, failing to reopen it stops the
-	// store.
-	f, err := os.OpenFile(s.path, os.O_RDWR, 0o600)
-	if err == nil {
-		_, err = f.Seek(int64(len(buf)), io.SeekStart)
-	}
-	if err != nil {
-		if f != nil {
-			f.Close()
-		}
-		s.fail()
-		return fmt.Errorf("reopen silences %s after compaction: %w; the store stopped: restart the responder", s.path, err)
-	}
-	s.f.Close()
-	before := s.lines
-	s.f, s.size, s.lines, s.compactAt = f, int64(len(buf)), len(keep), 0
+	s.compactAt = 0
 	for _, id := range drop {
 		delete(s.silences, id)
 	}
-	s.opts.Log.Info("silences compacted", "path", s.path, "lines_before", before, "lines_after", s.lines, "dropped_silences", len(drop))
+	s.opts.Log.Info("silences compacted", "path", s.path, "lines_before", before, "lines_after", s.j.Lines(), "dropped_silences", len(drop))
 	return nil
 }
 
