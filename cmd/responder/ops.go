@@ -21,6 +21,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/cli"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/embedstore"
+	"github.com/agentwatch/agentwatch/internal/platform/timeflag"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/responder/respapi"
@@ -233,14 +234,14 @@ func runAudit(args []string) error {
 	}
 	f := audit.Filter{AgentID: *agent, IncidentID: *incident, Limit: *limit, FromMs: time.Now().Add(-30 * 24 * time.Hour).UnixMilli()}
 	if *from != "" {
-		t, err := parseTime(*from)
+		t, err := timeflag.Parse(*from)
 		if err != nil {
 			return cli.Usagef("--from: %v", err)
 		}
 		f.FromMs = t.UnixMilli()
 	}
 	if *to != "" {
-		t, err := parseTime(*to)
+		t, err := timeflag.Parse(*to)
 		if err != nil {
 			return cli.Usagef("--to: %v", err)
 		}
@@ -352,11 +353,4 @@ func runIncidents(args []string) error {
 			in.Count, strings.Join(in.Snapshots, ","), audit.TerminalSafe(strings.Join(in.Revoked, ","), 200))
 	}
 	return tw.Flush()
-}
-
-func parseTime(s string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	return time.Parse("2006-01-02", s)
 }
