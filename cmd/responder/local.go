@@ -10,18 +10,15 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/agentwatch/agentwatch/internal/platform/chresp"
-	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
+	"github.com/agentwatch/agentwatch/internal/responder/respsvc"
 )
 
 // localResponder builds the responder on cfg's state directory inside this
@@ -29,7 +26,7 @@ import (
 // running responder holds the state directory it returns inUse true and
 // nothing else: the caller goes through that responder's API instead.
 func localResponder(ctx context.Context, cfg config.Config, log *slog.Logger) (svc *respond.Service, closeFn func(), inUse bool, err error) {
-	deps, closeStores, err := stores(ctx, cfg, log)
+	deps, closeStores, err := respsvc.Stores(ctx, cfg, log)
 	if err != nil {
 		return nil, nil, false, err
 	}
@@ -41,26 +38,6 @@ func localResponder(ctx context.Context, cfg config.Config, log *slog.Logger) (s
 		return nil, nil, errors.Is(err, outbox.ErrInUse), err
 	}
 	return svc, func() { svc.Close(); closeStores() }, false, nil
-}
-
-// openAudit opens the audit trail: ClickHouse's table in the distributed
-// mode, the state directory's file otherwise.
-func openAudit(ctx context.Context, cfg config.Config, log *slog.Logger) (*audit.Logger, func(), error) {
-	if cfg.Distributed() {
-		st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
-		if err != nil {
-			return nil, nil, err
-		}
-		return audit.NewLogger(chresp.NewAudit(st), log, time.Now), func() { st.Close() }, nil
-	}
-	if err := os.MkdirAll(cfg.Responder.StateDir, 0o700); err != nil {
-		return nil, nil, err
-	}
-	fs, err := audit.OpenFileStore(filepath.Join(cfg.Responder.StateDir, respond.AuditFile))
-	if err != nil {
-		return nil, nil, err
-	}
-	return audit.NewLogger(fs, log, time.Now), func() {}, nil
 }
 
 // apiClient calls the running responder's HTTP API with the token in

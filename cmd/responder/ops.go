@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/user"
@@ -17,62 +16,16 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/platform/cli"
-	"github.com/agentwatch/agentwatch/internal/platform/config"
-	"github.com/agentwatch/agentwatch/internal/platform/embedstore"
 	"github.com/agentwatch/agentwatch/internal/platform/timeflag"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/responder/respapi"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
+	"github.com/agentwatch/agentwatch/internal/responder/respsvc"
 	"github.com/agentwatch/agentwatch/internal/responder/revoke"
-	"github.com/agentwatch/agentwatch/pkg/inventory"
 	"github.com/agentwatch/agentwatch/pkg/playbooks"
 )
-
-// stores opens what a CLI command reads and writes: ClickHouse's tables in
-// the distributed mode, the state directory's files otherwise. close
-// releases them.
-func stores(ctx context.Context, cfg config.Config, log *slog.Logger) (respond.Deps, func(), error) {
-	d, closeFn, err := modeStores(ctx, cfg, log)
-	if err != nil {
-		return d, nil, err
-	}
-	// The agent registry the detector reads tells a manual run the agent's
-	// credential, role and owner.
-	if f := cfg.Detector.RegistryFile; f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			closeFn()
-			return d, nil, fmt.Errorf("detector.registry_file: %w", err)
-		}
-		r, err := inventory.ParseRegistry(f, b)
-		if err != nil {
-			closeFn()
-			return d, nil, err
-		}
-		d.Registry = respond.RegistryFunc(func() *inventory.Registry { return r })
-	}
-	return d, closeFn, nil
-}
-
-func modeStores(ctx context.Context, cfg config.Config, log *slog.Logger) (respond.Deps, func(), error) {
-	if !cfg.Distributed() {
-		// The embedded mode's event store, where `agentwatch demo` keeps
-		// its events, for snapshots.
-		es, err := embedstore.Open(filepath.Join(cfg.Embedded.DataDir, "events"))
-		if err != nil {
-			return respond.Deps{}, nil, err
-		}
-		return respond.Deps{Console: os.Stdout, Events: respond.EmbeddedEvents{Store: es}}, func() { es.Close() }, nil
-	}
-	st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
-	if err != nil {
-		return respond.Deps{}, nil, err
-	}
-	return clickhouseDeps(st, nil), func() { st.Close() }, nil
-}
 
 func operator() audit.Actor {
 	name := os.Getenv("USER")
@@ -177,7 +130,7 @@ func runRestore(args []string) error {
 	log := cli.Logger(os.Stderr, cfg.Log, "responder")
 	ctx, stop := cli.SignalContext()
 	defer stop()
-	al, closeAudit, err := openAudit(ctx, cfg, log)
+	al, closeAudit, err := respsvc.OpenAudit(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -253,7 +206,7 @@ func runAudit(args []string) error {
 	log := cli.Logger(os.Stderr, cfg.Log, "responder")
 	ctx, stop := cli.SignalContext()
 	defer stop()
-	al, closeAudit, err := openAudit(ctx, cfg, log)
+	al, closeAudit, err := respsvc.OpenAudit(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -284,7 +237,7 @@ func runVerify(args []string) error {
 	log := cli.Logger(os.Stderr, cfg.Log, "responder")
 	ctx, stop := cli.SignalContext()
 	defer stop()
-	deps, closeStores, err := stores(ctx, cfg, log)
+	deps, closeStores, err := respsvc.Stores(ctx, cfg, log)
 	if err != nil {
 		return err
 	}

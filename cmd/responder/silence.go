@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
+	"github.com/agentwatch/agentwatch/internal/responder/respsvc"
 	"io"
 	"net/http"
 	"os"
@@ -110,7 +111,7 @@ func runSilence(args []string) error {
 }
 
 func auditSilence(ctx context.Context, cfg config.Config, me audit.Actor, detail, why string) error {
-	al, closeAudit, err := openAudit(ctx, cfg, nil)
+	al, closeAudit, err := respsvc.OpenAudit(ctx, cfg, nil)
 	if err != nil {
 		return err
 	}
