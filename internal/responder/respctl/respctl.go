@@ -1,4 +1,12 @@
-package main
+// Package respctl holds the bodies of the responder's operator commands
+// (run-playbook, restore, audit, verify, incidents, silence, outbox,
+// false-positive). Each takes the loaded configuration, typed options and
+// an io.Writer for its human output, so cmd/responder only parses
+// arguments. A command that changes what a running responder owns works on
+// responder.state_dir when no responder holds it, and otherwise goes
+// through that responder's HTTP API with the token in
+// $RESPONDER_API_TOKEN.
+package respctl
 
 import (
 	"bytes"
@@ -10,6 +18,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/user"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,15 +30,36 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/respsvc"
 )
 
+// UsageError is a mistake in the operator's input that only a command's
+// body finds, such as matchers the local silence store cannot parse. The
+// command should exit as for a bad flag (cli.ExitUsage).
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the mistake.
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// Operator is the audit actor of a command run by hand: the OS user.
+func Operator() audit.Actor {
+	name := os.Getenv("USER")
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	return audit.Actor{Kind: audit.ActorCLI, Name: name}
+}
+
 // localResponder builds the responder on cfg's state directory inside this
-// command, without its API (so its tokens' secrets need not be set). When a
-// running responder holds the state directory it returns inUse true and
-// nothing else: the caller goes through that responder's API instead.
-func localResponder(ctx context.Context, cfg config.Config, log *slog.Logger) (svc *respond.Service, closeFn func(), inUse bool, err error) {
+// command, without its API (so its tokens' secrets need not be set), with
+// alerts on console when no Slack token is set. When a running responder
+// holds the state directory it returns inUse true and nothing else: the
+// caller goes through that responder's API instead.
+func localResponder(ctx context.Context, cfg config.Config, log *slog.Logger, console io.Writer) (svc *respond.Service, closeFn func(), inUse bool, err error) {
 	deps, closeStores, err := respsvc.Stores(ctx, cfg, log)
 	if err != nil {
 		return nil, nil, false, err
 	}
+	deps.Console = console
 	local := cfg
 	local.Responder.Tokens, local.Responder.APIAddr = nil, ""
 	svc, err = respond.Build(local, deps, log, prometheus.NewRegistry())
