@@ -1,85 +1,15 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"log/slog"
-	"net/http"
 	"os"
-	"os/user"
-	"path/filepath"
-	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
-	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/platform/cli"
-	"github.com/agentwatch/agentwatch/internal/platform/config"
-	"github.com/agentwatch/agentwatch/internal/platform/embedstore"
+	"github.com/agentwatch/agentwatch/internal/platform/timeflag"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
-	"github.com/agentwatch/agentwatch/internal/responder/evidence"
-	"github.com/agentwatch/agentwatch/internal/responder/respapi"
-	"github.com/agentwatch/agentwatch/internal/responder/respond"
-	"github.com/agentwatch/agentwatch/internal/responder/revoke"
-	"github.com/agentwatch/agentwatch/pkg/inventory"
-	"github.com/agentwatch/agentwatch/pkg/playbooks"
+	"github.com/agentwatch/agentwatch/internal/responder/respctl"
 )
-
-// stores opens what a CLI command reads and writes: ClickHouse's tables in
-// the distributed mode, the state directory's files otherwise. close
-// releases them.
-func stores(ctx context.Context, cfg config.Config, log *slog.Logger) (respond.Deps, func(), error) {
-	d, closeFn, err := modeStores(ctx, cfg, log)
-	if err != nil {
-		return d, nil, err
-	}
-	// The agent registry the detector reads tells a manual run the agent's
-	// credential, role and owner.
-	if f := cfg.Detector.RegistryFile; f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			closeFn()
-			return d, nil, fmt.Errorf("detector.registry_file: %w", err)
-		}
-		r, err := inventory.ParseRegistry(f, b)
-		if err != nil {
-			closeFn()
-			return d, nil, err
-		}
-		d.Registry = respond.RegistryFunc(func() *inventory.Registry { return r })
-	}
-	return d, closeFn, nil
-}
-
-func modeStores(ctx context.Context, cfg config.Config, log *slog.Logger) (respond.Deps, func(), error) {
-	if !cfg.Distributed() {
-		// The embedded mode's event store, where `agentwatch demo` keeps
-		// its events, for snapshots.
-		es, err := embedstore.Open(filepath.Join(cfg.Embedded.DataDir, "events"))
-		if err != nil {
-			return respond.Deps{}, nil, err
-		}
-		return respond.Deps{Console: os.Stdout, Events: respond.EmbeddedEvents{Store: es}}, func() { es.Close() }, nil
-	}
-	st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
-	if err != nil {
-		return respond.Deps{}, nil, err
-	}
-	return clickhouseDeps(st, nil), func() { st.Close() }, nil
-}
-
-func operator() audit.Actor {
-	name := os.Getenv("USER")
-	if u, err := user.Current(); err == nil {
-		name = u.Username
-	}
-	return audit.Actor{Kind: audit.ActorCLI, Name: name}
-}
 
 func runPlaybook(args []string) error {
 	fs := cli.FlagSet("responder run-playbook")
@@ -99,66 +29,10 @@ func runPlaybook(args []string) error {
 	if name == "" || *agent == "" {
 		return cli.Usagef("usage: responder run-playbook NAME --agent ID [--dry-run] [--reason TEXT]")
 	}
-	if *reqID == "" {
-		*reqID = fmt.Sprintf("cli-%d", time.Now().UnixNano())
-	}
 	log := cli.Logger(os.Stderr, cfg.Log, "responder")
 	ctx, stop := cli.SignalContext()
 	defer stop()
-	svc, closeFn, inUse, err := localResponder(ctx, cfg, log)
-	if inUse {
-		api, err := newAPIClient(cfg, *api, fmt.Sprintf("playbook %q allowed", name))
-		if err != nil {
-			return err
-		}
-		b, err := api.call(ctx, http.MethodPost, "/v1/playbooks/"+name+"/run",
-			map[string]any{"agent_id": *agent, "dry_run": *dry, "reason": *reason, "request_id": *reqID})
-		if err != nil {
-			return err
-		}
-		var out bytes.Buffer
-		_ = json.Indent(&out, b, "", "  ")
-		fmt.Println(out.String())
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	wctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(wctx) }()
-	rctx, rcancel := context.WithTimeout(ctx, 2*time.Minute)
-	res, err := svc.Engine.Run(rctx, respapi.Request{
-		Manual: playbooks.Manual{Playbook: name, AgentID: *agent, Key: "cli:" + *reqID, DryRun: *dry},
-		Actor:  operator(), Reason: *reason, RequestID: *reqID,
-	})
-	rcancel()
-	cancel()
-	<-done
-	if err != nil {
-		return err
-	}
-	printRun(os.Stdout, res.Decision, res.Steps, res.Duplicate)
-	return nil
-}
-
-func printRun(w io.Writer, d playbooks.Decision, steps []respapi.StepResult, dup bool) {
-	fmt.Fprintf(w, "playbook %s for agent %s: incident %s", d.Playbook, audit.TerminalSafe(d.Target.AgentID, 128), d.ID)
-	if dup {
-		fmt.Fprint(w, " (this request ran before: nothing ran now)")
-	}
-	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STEP\tKIND\tRESULT\tDETAIL")
-	for i, st := range d.Steps {
-		r := respapi.StepResult{Status: "pending"}
-		if i < len(steps) {
-			r = steps[i]
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", i, st.Kind(), r.Status, audit.TerminalSafe(r.Detail, 200))
-	}
-	tw.Flush()
+	return respctl.RunPlaybook(ctx, cfg, log, respctl.RunPlaybookOptions{Playbook: name, AgentID: *agent, DryRun: *dry, Reason: *reason, RequestID: *reqID, API: *api}, os.Stdout)
 }
 
 func runRestore(args []string) error {
@@ -176,47 +50,7 @@ func runRestore(args []string) error {
 	log := cli.Logger(os.Stderr, cfg.Log, "responder")
 	ctx, stop := cli.SignalContext()
 	defer stop()
-	al, closeAudit, err := openAudit(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer closeAudit()
-	guards, _, err := respond.Guards(cfg, nil, log)
-	if err != nil {
-		return err
-	}
-	restored := 0
-	names := make([]string, 0, len(guards))
-	for n := range guards {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		for _, inc := range []string{*incident, *incident + "/quarantine"} {
-			t := revoke.Target{CredentialID: *cred, IncidentID: inc, Origin: revoke.Manual}
-			res, err := guards[n].Restore(ctx, t)
-			if errors.Is(err, revoke.ErrNoRevocation) {
-				continue
-			}
-			rec := audit.Record{Actor: operator(), Action: "restore", IncidentID: *incident, CredentialID: *cred, Why: *reason, Result: audit.ResultOK,
-				Detail: fmt.Sprintf("%s via %s: %s", res.Status, n, res.Detail)}
-			if err != nil {
-				rec.Result, rec.Detail = audit.ResultFailed, err.Error()
-			}
-			if aerr := al.Append(ctx, rec); aerr != nil {
-				return errors.Join(err, aerr)
-			}
-			if err != nil {
-				return fmt.Errorf("restore %s through %s: %w", *cred, n, err)
-			}
-			fmt.Printf("%s: %s (%s)\n", n, res.Status, audit.TerminalSafe(res.Detail, 200))
-			restored++
-		}
-	}
-	if restored == 0 {
-		return fmt.Errorf("no revocation or quarantine of credential %s is recorded for incident %s", audit.TerminalSafe(*cred, 128), audit.TerminalSafe(*incident, 128))
-	}
-	return nil
+	return respctl.Restore(ctx, cfg, log, respctl.RestoreOptions{IncidentID: *incident, CredentialID: *cred, Reason: *reason}, os.Stdout)
 }
 
 func runAudit(args []string) error {
@@ -233,14 +67,14 @@ func runAudit(args []string) error {
 	}
 	f := audit.Filter{AgentID: *agent, IncidentID: *incident, Limit: *limit, FromMs: time.Now().Add(-30 * 24 * time.Hour).UnixMilli()}
 	if *from != "" {
-		t, err := parseTime(*from)
+		t, err := timeflag.Parse(*from)
 		if err != nil {
 			return cli.Usagef("--from: %v", err)
 		}
 		f.FromMs = t.UnixMilli()
 	}
 	if *to != "" {
-		t, err := parseTime(*to)
+		t, err := timeflag.Parse(*to)
 		if err != nil {
 			return cli.Usagef("--to: %v", err)
 		}
@@ -252,25 +86,7 @@ func runAudit(args []string) error {
 	log := cli.Logger(os.Stderr, cfg.Log, "responder")
 	ctx, stop := cli.SignalContext()
 	defer stop()
-	al, closeAudit, err := openAudit(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer closeAudit()
-	recs, err := al.Query(ctx, f)
-	if err != nil {
-		return err
-	}
-	// Reading the audit trail is itself audited: who looked at what.
-	q := audit.Record{Actor: operator(), Action: audit.ActionAuditQuery, AgentID: *agent, IncidentID: *incident, Result: audit.ResultOK,
-		Detail: fmt.Sprintf("%d records", len(recs))}
-	if err := al.Append(ctx, q); err != nil {
-		return err
-	}
-	if *asJSON {
-		return audit.WriteJSON(os.Stdout, recs)
-	}
-	return audit.WriteTable(os.Stdout, recs, audit.TableOptions{})
+	return respctl.Audit(ctx, cfg, log, respctl.AuditOptions{Filter: f, JSON: *asJSON}, os.Stdout)
 }
 
 func runVerify(args []string) error {
@@ -283,36 +99,7 @@ func runVerify(args []string) error {
 	log := cli.Logger(os.Stderr, cfg.Log, "responder")
 	ctx, stop := cli.SignalContext()
 	defer stop()
-	deps, closeStores, err := stores(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer closeStores()
-	chain := deps.Chain
-	if chain == nil {
-		fc, err := evidence.OpenFileChain(filepath.Join(cfg.Responder.StateDir, respond.ChainFile))
-		if err != nil {
-			return err
-		}
-		chain = fc
-	}
-	root := cfg.Responder.EvidenceRoot()
-	if *bundle != "" {
-		if err := evidence.Verify(ctx, chain, root, *bundle); err != nil {
-			return fmt.Errorf("bundle %s does NOT verify: %w", audit.TerminalSafe(*bundle, 128), err)
-		}
-		fmt.Printf("bundle %s verifies: every file matches its manifest, and the manifest its chain record\n", *bundle)
-		return nil
-	}
-	n := 0
-	if err := chain.Records(ctx, func(evidence.Record) error { n++; return nil }); err != nil {
-		return err
-	}
-	if err := evidence.VerifyChain(ctx, chain, root); err != nil {
-		return fmt.Errorf("evidence chain does NOT verify: %w", err)
-	}
-	fmt.Printf("evidence chain verifies: %d records, each bundle matches its manifest and each manifest links to the one before\n", n)
-	return nil
+	return respctl.Verify(ctx, cfg, log, respctl.VerifyOptions{Bundle: *bundle}, os.Stdout)
 }
 
 func runIncidents(args []string) error {
@@ -322,41 +109,5 @@ func runIncidents(args []string) error {
 	if err != nil {
 		return err
 	}
-	ins, err := respond.ReadIncidents(cfg.Responder.StateDir)
-	if err != nil {
-		return err
-	}
-	if *one != "" {
-		for _, in := range ins {
-			if in.ID != *one {
-				continue
-			}
-			tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ANOMALY\tKIND\tSEVERITY\tSCORE\tWINDOW (UTC)\tSUMMARY")
-			for _, a := range in.Anomalies {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%s\t%s\n", audit.TerminalSafe(a.ID, 64), audit.TerminalSafe(a.Kind, 32), audit.TerminalSafe(a.Severity, 16), a.Score,
-					time.UnixMilli(a.WindowStartMs).UTC().Format("2006-01-02 15:04"), audit.TerminalSafe(a.Summary, 100))
-			}
-			if in.Count > len(in.Anomalies) {
-				fmt.Fprintf(tw, "… and %d more not kept\n", in.Count-len(in.Anomalies))
-			}
-			return tw.Flush()
-		}
-		return fmt.Errorf("no incident %s in %s", audit.TerminalSafe(*one, 128), cfg.Responder.StateDir)
-	}
-	sort.Slice(ins, func(i, j int) bool { return ins[i].OpenedMs < ins[j].OpenedMs })
-	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "INCIDENT\tAGENT\tOPENED (UTC)\tANOMALIES\tEVIDENCE\tREVOKED")
-	for _, in := range ins {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", in.ID, audit.TerminalSafe(in.AgentID, 64), time.UnixMilli(in.OpenedMs).UTC().Format("2006-01-02 15:04:05"),
-			in.Count, strings.Join(in.Snapshots, ","), audit.TerminalSafe(strings.Join(in.Revoked, ","), 200))
-	}
-	return tw.Flush()
-}
-
-func parseTime(s string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	return time.Parse("2006-01-02", s)
+	return respctl.Incidents(cfg, respctl.IncidentsOptions{Incident: *one}, os.Stdout)
 }

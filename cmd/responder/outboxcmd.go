@@ -1,18 +1,11 @@
 package main
 
 import (
-	"errors"
-	"fmt"
-	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"os"
-	"path/filepath"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/agentwatch/agentwatch/internal/platform/cli"
-	"github.com/agentwatch/agentwatch/internal/responder/audit"
-	"github.com/agentwatch/agentwatch/internal/responder/outbox"
+	"github.com/agentwatch/agentwatch/internal/responder/respctl"
 )
 
 const outboxUsage = `usage:
@@ -20,10 +13,9 @@ const outboxUsage = `usage:
   responder outbox requeue KEY           run a parked or failed action again, now
   responder outbox dismiss KEY --reason TEXT   give up on a parked action`
 
-// runOutbox inspects and repairs the durable action queue. A parked entry
-// is an action that kept failing: it needs a human, who either requeues it
-// (the gateway is back) or dismisses it (it is not to be done). The file
-// belongs to one process: stop the responder first.
+// runOutbox inspects and repairs the durable action queue (respctl's
+// Outbox commands). The file belongs to one process: stop the responder
+// first.
 func runOutbox(args []string) error {
 	if len(args) == 0 {
 		return cli.Usagef(outboxUsage)
@@ -47,45 +39,14 @@ func runOutbox(args []string) error {
 	default:
 		return cli.Usagef(outboxUsage)
 	}
-	st, err := outbox.OpenFile(filepath.Join(cfg.Responder.StateDir, respond.OutboxFile), outbox.FileOptions{})
-	if errors.Is(err, outbox.ErrInUse) {
-		return fmt.Errorf("a responder is running on %s; stop it first (the outbox belongs to one process)", cfg.Responder.StateDir)
-	}
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	ctx, stop := cli.SignalContext()
 	defer stop()
 	switch verb {
 	case "list":
-		states := []outbox.State{outbox.StatePending, outbox.StateInFlight, outbox.StateParked}
-		if *all {
-			states = nil
-		}
-		ens, err := st.List(ctx, states...)
-		if err != nil {
-			return err
-		}
-		tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "KEY\tKIND\tSTATE\tATTEMPTS\tDUE (UTC)\tLAST ERROR")
-		for _, e := range ens {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", audit.TerminalSafe(e.Key, 100), e.Kind, e.State, e.Attempts,
-				e.NextAttempt.UTC().Format(time.DateTime), audit.TerminalSafe(e.LastError, 120))
-		}
-		return tw.Flush()
+		return respctl.OutboxList(ctx, cfg, respctl.OutboxListOptions{All: *all}, os.Stdout)
 	case "requeue":
-		e, err := outbox.Requeue(ctx, st, key)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("%s is %s again; a responder on %s runs it at its next start\n", e.Key, e.State, cfg.Responder.StateDir)
-	case "dismiss":
-		e, err := outbox.Dismiss(ctx, st, key, "dismissed by "+operator().String()+": "+*reason)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("%s is %s\n", e.Key, e.State)
+		return respctl.OutboxRequeue(ctx, cfg, respctl.OutboxRequeueOptions{Key: key}, os.Stdout)
+	default:
+		return respctl.OutboxDismiss(ctx, cfg, respctl.OutboxDismissOptions{Key: key, Reason: *reason}, os.Stdout)
 	}
-	return nil
 }

@@ -1,24 +1,13 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"github.com/agentwatch/agentwatch/internal/responder/respond"
-	"io"
-	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/agentwatch/agentwatch/internal/platform/cli"
-	"github.com/agentwatch/agentwatch/internal/platform/config"
-	"github.com/agentwatch/agentwatch/internal/responder/audit"
-	"github.com/agentwatch/agentwatch/internal/responder/respapi"
-	"github.com/agentwatch/agentwatch/internal/responder/silence"
+	"github.com/agentwatch/agentwatch/internal/responder/respctl"
 )
 
 const silenceUsage = `usage:
@@ -63,102 +52,21 @@ func runSilence(args []string) error {
 	}
 	ctx, stop := cli.SignalContext()
 	defer stop()
-	if err := os.MkdirAll(cfg.Responder.StateDir, 0o700); err != nil {
-		return err
-	}
-	st, err := silence.Open(filepath.Join(cfg.Responder.StateDir, respond.SilencesFile), silence.Options{})
-	if errors.Is(err, silence.ErrInUse) {
-		api, err := newAPIClient(cfg, *api, "can_silence")
-		if err != nil {
-			return err
-		}
-		return silenceViaAPI(ctx, api, verb, *match, *dur, *comment, *expired, id)
-	}
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	me := operator()
 	switch verb {
 	case "add":
-		ms, err := silence.ParseMatchers(*match)
-		if err != nil {
-			return cli.Usagef("--match: %v", err)
-		}
-		now := time.Now()
-		s, err := st.Add(ctx, silence.Silence{Matchers: ms, StartsAt: now, EndsAt: now.Add(*dur), CreatedBy: "cli:" + me.Name, Comment: *comment})
-		if err != nil {
-			return err
-		}
-		if err := auditSilence(ctx, cfg, me, "added silence "+s.ID+": "+silence.FormatMatchers(s.Matchers), *comment); err != nil {
-			return err
-		}
-		fmt.Printf("silence %s: %s until %s\n", s.ID, silence.FormatMatchers(s.Matchers), s.EndsAt.UTC().Format(time.RFC3339))
+		return asUsage(respctl.SilenceAdd(ctx, cfg, respctl.SilenceAddOptions{Matchers: *match, For: *dur, Comment: *comment, API: *api}, os.Stdout))
 	case "expire":
-		s, err := st.Expire(ctx, id, "cli:"+me.Name, time.Now())
-		if err != nil {
-			return err
-		}
-		if err := auditSilence(ctx, cfg, me, "expired silence "+s.ID, ""); err != nil {
-			return err
-		}
-		fmt.Printf("silence %s expired\n", s.ID)
-	case "list":
-		printSilences(os.Stdout, st.List(*expired))
-	}
-	return nil
-}
-
-func auditSilence(ctx context.Context, cfg config.Config, me audit.Actor, detail, why string) error {
-	al, closeAudit, err := openAudit(ctx, cfg, nil)
-	if err != nil {
-		return err
-	}
-	defer closeAudit()
-	return al.Append(ctx, audit.Record{Actor: me, Action: "silence", Why: why, Result: audit.ResultOK, Detail: detail})
-}
-
-func printSilences(w io.Writer, ss []silence.Silence) {
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tMATCHERS\tUNTIL (UTC)\tBY\tCOMMENT")
-	now := time.Now()
-	for _, s := range ss {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.State(now), audit.TerminalSafe(silence.FormatMatchers(s.Matchers), 120),
-			s.EndsAt.UTC().Format("2006-01-02 15:04"), audit.TerminalSafe(s.CreatedBy, 40), audit.TerminalSafe(s.Comment, 60))
-	}
-	tw.Flush()
-}
-
-func silenceViaAPI(ctx context.Context, api *apiClient, verb, match string, dur time.Duration, comment string, expired bool, id string) error {
-	var b []byte
-	var err error
-	switch verb {
-	case "add":
-		b, err = api.call(ctx, http.MethodPost, "/v1/silences", map[string]string{"matchers": match, "duration": dur.String(), "comment": comment})
-	case "expire":
-		b, err = api.call(ctx, http.MethodDelete, "/v1/silences/"+id, nil)
+		return respctl.SilenceExpire(ctx, cfg, respctl.SilenceExpireOptions{ID: id, API: *api}, os.Stdout)
 	default:
-		path := "/v1/silences"
-		if expired {
-			path += "?expired=1"
-		}
-		b, err = api.call(ctx, http.MethodGet, path, nil)
+		return respctl.SilenceList(ctx, cfg, respctl.SilenceListOptions{Expired: *expired, API: *api}, os.Stdout)
 	}
-	if err != nil {
-		return err
+}
+
+// asUsage gives respctl's input mistakes the usage exit code.
+func asUsage(err error) error {
+	var ue *respctl.UsageError
+	if errors.As(err, &ue) {
+		return &cli.UsageError{Err: err}
 	}
-	if verb == "list" {
-		var out respapi.SilencesResponse
-		if err := json.Unmarshal(b, &out); err != nil {
-			return err
-		}
-		printSilences(os.Stdout, out.Silences)
-		return nil
-	}
-	var s silence.Silence
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	fmt.Printf("silence %s: %s until %s (%s)\n", s.ID, silence.FormatMatchers(s.Matchers), s.EndsAt.UTC().Format(time.RFC3339), s.State(time.Now()))
-	return nil
+	return err
 }

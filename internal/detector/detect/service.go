@@ -59,14 +59,10 @@ func (c WatcherCatalog) Registry() *inventory.Registry { return c.W.Current().Re
 // Routes implements Catalog.
 func (c WatcherCatalog) Routes() *inventory.Inventory { return c.W.Current().Routes }
 
-// NewWatcher loads the registry and route files named by the config.
+// NewWatcher loads the registry and route files named by the config
+// (invwatch.FromConfig, which the responder shares).
 func NewWatcher(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*invwatch.Watcher, error) {
-	d := cfg.Detector
-	w, err := invwatch.NewWatcher(invwatch.Files{Registry: d.RegistryFile, Routes: d.RoutesFile, OpenAPI: d.OpenAPIFile}, d.ReloadEvery, log, reg)
-	if err != nil {
-		return nil, fmt.Errorf("detector registry/routes: %w", err)
-	}
-	return w, nil
+	return invwatch.FromConfig(cfg, log, reg)
 }
 
 // Service is cmd/detector in the distributed mode: the events topic in,

@@ -1,8 +1,8 @@
 // Package respbench measures the distributed responder end to end on the
 // real services: anomalies for distinct agents are written one at a time,
-// at a steady rate, to a fresh anomalies topic; the responder, assembled in
-// process as cmd/responder assembles it (a consumer group, the ClickHouse
-// stores of internal/platform/chresp, the outbox worker), revokes each agent's
+// at a steady rate, to a fresh anomalies topic; the responder, built in
+// process by respsvc.New as cmd/responder builds it (a consumer group, the
+// ClickHouse stores of respsvc.ModeStores, the outbox worker), revokes each agent's
 // credential at a local Kong Admin API and posts an alert to a local Slack
 // Web API (internal/testkit/testsrv, which answer at once). The latencies are from
 // the wall-clock time just before each write to the arrival of the DELETE
@@ -29,18 +29,14 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/agentwatch/agentwatch/internal/platform/bus"
-	"github.com/agentwatch/agentwatch/internal/platform/chresp"
-	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
-	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
-	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
+	"github.com/agentwatch/agentwatch/internal/responder/respsvc"
 	"github.com/agentwatch/agentwatch/internal/testkit/testsrv"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 	"github.com/agentwatch/agentwatch/pkg/inventory"
@@ -302,11 +298,12 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 	} else {
 		fmt.Fprintf(progress, "keeping topic %s and database %s\n", topic, cfg.ClickHouse.Database)
 	}
-	st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
+	deps, closeStores, err := respsvc.ModeStores(ctx, cfg, log)
 	if err != nil {
 		return Report{}, fmt.Errorf("respbench: %w", err)
 	}
-	defer st.Close()
+	defer closeStores()
+	deps.Console = io.Discard
 	reader, err := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Kafka.Brokers, GroupID: cfg.Kafka.ResponderGroup, Topics: []string{topic}}, log)
 	if err != nil {
 		return Report{}, fmt.Errorf("respbench: anomalies reader: %w", err)
@@ -318,22 +315,12 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 		return Report{}, fmt.Errorf("respbench: anomalies writer: %w", err)
 	}
 	defer writer.Close()
-	deps := clickhouseDeps(st)
-	batcher := audit.NewBatcher(deps.Audit, 10*time.Millisecond, 1000) // as cmd/responder does
-	defer batcher.Close()
-	deps.Audit = batcher
 	return measure(ctx, o, rig{cfg: cfg, deps: deps, writer: writer, reader: reader, kong: kong, slack: slack}, log, progress)
 }
 
-// clickhouseDeps are cmd/responder's (cmd/responder/run.go), with the
-// benchmark's registry, secrets and a discarded console.
-func clickhouseDeps(st *chstore.Store) respond.Deps {
-	return respond.Deps{Seen: chresp.NewSeen(st), Audit: chresp.NewAudit(st), Chain: chresp.NewChain(st), Events: chresp.NewEvents(st),
-		Scores: chresp.NewScoreReader(st), Feedback: chresp.NewFeedback(st), Console: io.Discard}
-}
-
 // rig is what a measurement runs on: where anomalies are written, the
-// responder's reader and stores, and the servers it calls.
+// responder's reader and stores (respsvc.Options.Stores), and the servers
+// it calls.
 type rig struct {
 	cfg    config.Config
 	deps   respond.Deps
@@ -570,27 +557,28 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 		g.kong.Add(agentID(i), credentialID(i), "key-"+strconv.Itoa(i))
 	}
 	deps := g.deps
-	deps.Registry = respond.RegistryFunc(func() *inventory.Registry { return reg })
-	deps.Getenv = getenv
+	// seen stays nil when the outbox file keeps the handled set (tests).
 	var seen *timedSeen
-	if deps.Seen != nil { // nil: the outbox file keeps the handled set (tests)
-		seen = &timedSeen{Seen: deps.Seen}
-		deps.Seen = seen
-		if b, ok := seen.Seen.(respond.BatchSeen); ok {
-			deps.Seen = timedBatchSeen{timedSeen: seen, b: b}
+	wrapSeen := func(s outbox.Seen) outbox.Seen {
+		seen = &timedSeen{Seen: s}
+		if b, ok := s.(respond.BatchSeen); ok {
+			return timedBatchSeen{timedSeen: seen, b: b}
 		}
+		return seen
 	}
-	svc, err := respond.Build(g.cfg, deps, log, prometheus.NewRegistry())
+	tr := newTimedReader(g.reader)
+	// The benchmark's registry and secrets; no API and no metrics
+	// endpoint (newConfig leaves their addresses empty).
+	resp, err := respsvc.New(ctx, g.cfg, respsvc.Options{Log: log, Stores: &deps, Reader: tr, Getenv: getenv, WrapSeen: wrapSeen,
+		Registry: respond.RegistryFunc(func() *inventory.Registry { return reg })})
 	if err != nil {
 		return rep, fmt.Errorf("respbench: build the responder: %w", err)
 	}
-	defer svc.Close()
-	tr := newTimedReader(g.reader)
-	c := &respond.Consumer{Reader: tr, Engine: svc.Engine, Log: log}
+	defer resp.Close()
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)
-	go func() { done <- pipeline.Run(runCtx, c, svc) }()
+	go func() { done <- resp.Run(runCtx) }()
 	stopped := func() error {
 		stop()
 		if err := <-done; err != nil {

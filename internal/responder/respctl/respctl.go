@@ -1,4 +1,12 @@
-package main
+// Package respctl holds the bodies of the responder's operator commands
+// (run-playbook, restore, audit, verify, incidents, silence, outbox,
+// false-positive). Each takes the loaded configuration, typed options and
+// an io.Writer for its human output, so cmd/responder only parses
+// arguments. A command that changes what a running responder owns works on
+// responder.state_dir when no responder holds it, and otherwise goes
+// through that responder's HTTP API with the token in
+// $RESPONDER_API_TOKEN.
+package respctl
 
 import (
 	"bytes"
@@ -10,29 +18,48 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
+	"os/user"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/agentwatch/agentwatch/internal/platform/chresp"
-	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
+	"github.com/agentwatch/agentwatch/internal/responder/respsvc"
 )
 
+// UsageError is a mistake in the operator's input that only a command's
+// body finds, such as matchers the local silence store cannot parse. The
+// command should exit as for a bad flag (cli.ExitUsage).
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the mistake.
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// Operator is the audit actor of a command run by hand: the OS user.
+func Operator() audit.Actor {
+	name := os.Getenv("USER")
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	return audit.Actor{Kind: audit.ActorCLI, Name: name}
+}
+
 // localResponder builds the responder on cfg's state directory inside this
-// command, without its API (so its tokens' secrets need not be set). When a
-// running responder holds the state directory it returns inUse true and
-// nothing else: the caller goes through that responder's API instead.
-func localResponder(ctx context.Context, cfg config.Config, log *slog.Logger) (svc *respond.Service, closeFn func(), inUse bool, err error) {
-	deps, closeStores, err := stores(ctx, cfg, log)
+// command, without its API (so its tokens' secrets need not be set), with
+// alerts on console when no Slack token is set. When a running responder
+// holds the state directory it returns inUse true and nothing else: the
+// caller goes through that responder's API instead.
+func localResponder(ctx context.Context, cfg config.Config, log *slog.Logger, console io.Writer) (svc *respond.Service, closeFn func(), inUse bool, err error) {
+	deps, closeStores, err := respsvc.Stores(ctx, cfg, log)
 	if err != nil {
 		return nil, nil, false, err
 	}
+	deps.Console = console
 	local := cfg
 	local.Responder.Tokens, local.Responder.APIAddr = nil, ""
 	svc, err = respond.Build(local, deps, log, prometheus.NewRegistry())
@@ -41,26 +68,6 @@ func localResponder(ctx context.Context, cfg config.Config, log *slog.Logger) (s
 		return nil, nil, errors.Is(err, outbox.ErrInUse), err
 	}
 	return svc, func() { svc.Close(); closeStores() }, false, nil
-}
-
-// openAudit opens the audit trail: ClickHouse's table in the distributed
-// mode, the state directory's file otherwise.
-func openAudit(ctx context.Context, cfg config.Config, log *slog.Logger) (*audit.Logger, func(), error) {
-	if cfg.Distributed() {
-		st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
-		if err != nil {
-			return nil, nil, err
-		}
-		return audit.NewLogger(chresp.NewAudit(st), log, time.Now), func() { st.Close() }, nil
-	}
-	if err := os.MkdirAll(cfg.Responder.StateDir, 0o700); err != nil {
-		return nil, nil, err
-	}
-	fs, err := audit.OpenFileStore(filepath.Join(cfg.Responder.StateDir, respond.AuditFile))
-	if err != nil {
-		return nil, nil, err
-	}
-	return audit.NewLogger(fs, log, time.Now), func() {}, nil
 }
 
 // apiClient calls the running responder's HTTP API with the token in

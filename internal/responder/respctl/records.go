@@ -1,0 +1,135 @@
+package respctl
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/agentwatch/agentwatch/internal/platform/config"
+	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/evidence"
+	"github.com/agentwatch/agentwatch/internal/responder/respond"
+	"github.com/agentwatch/agentwatch/internal/responder/respsvc"
+)
+
+// AuditOptions say which audit records to print, and how.
+type AuditOptions struct {
+	// Filter selects the records; the caller validates it.
+	Filter audit.Filter
+	// JSON prints JSON instead of a table.
+	JSON bool
+}
+
+// Audit writes the audit records o.Filter selects to w, and audits the
+// query itself: who looked at what.
+func Audit(ctx context.Context, cfg config.Config, log *slog.Logger, o AuditOptions, w io.Writer) error {
+	al, closeAudit, err := respsvc.OpenAudit(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+	recs, err := al.Query(ctx, o.Filter)
+	if err != nil {
+		return err
+	}
+	// Reading the audit trail is itself audited: who looked at what.
+	q := audit.Record{Actor: Operator(), Action: audit.ActionAuditQuery, AgentID: o.Filter.AgentID, IncidentID: o.Filter.IncidentID, Result: audit.ResultOK,
+		Detail: fmt.Sprintf("%d records", len(recs))}
+	if err := al.Append(ctx, q); err != nil {
+		return err
+	}
+	if o.JSON {
+		return audit.WriteJSON(w, recs)
+	}
+	return audit.WriteTable(w, recs, audit.TableOptions{})
+}
+
+// VerifyOptions say what to verify.
+type VerifyOptions struct {
+	// Bundle is the one bundle to verify; "" means every bundle of the
+	// evidence chain, and the chain.
+	Bundle string
+}
+
+// Verify checks evidence bundles against their manifests and the chain
+// records, and writes the verdict to w. A bundle or chain that does not
+// verify is an error.
+func Verify(ctx context.Context, cfg config.Config, log *slog.Logger, o VerifyOptions, w io.Writer) error {
+	deps, closeStores, err := respsvc.Stores(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeStores()
+	chain := deps.Chain
+	if chain == nil {
+		fc, err := evidence.OpenFileChain(filepath.Join(cfg.Responder.StateDir, respond.ChainFile))
+		if err != nil {
+			return err
+		}
+		chain = fc
+	}
+	root := cfg.Responder.EvidenceRoot()
+	if o.Bundle != "" {
+		if err := evidence.Verify(ctx, chain, root, o.Bundle); err != nil {
+			return fmt.Errorf("bundle %s does NOT verify: %w", audit.TerminalSafe(o.Bundle, 128), err)
+		}
+		fmt.Fprintf(w, "bundle %s verifies: every file matches its manifest, and the manifest its chain record\n", o.Bundle)
+		return nil
+	}
+	n := 0
+	if err := chain.Records(ctx, func(evidence.Record) error { n++; return nil }); err != nil {
+		return err
+	}
+	if err := evidence.VerifyChain(ctx, chain, root); err != nil {
+		return fmt.Errorf("evidence chain does NOT verify: %w", err)
+	}
+	fmt.Fprintf(w, "evidence chain verifies: %d records, each bundle matches its manifest and each manifest links to the one before\n", n)
+	return nil
+}
+
+// IncidentsOptions say which incidents to list.
+type IncidentsOptions struct {
+	// Incident, when set, lists that incident's anomalies instead.
+	Incident string
+}
+
+// Incidents writes the incidents the responder keeps in its state
+// directory to w as a table, oldest first, or one incident's anomalies.
+func Incidents(cfg config.Config, o IncidentsOptions, w io.Writer) error {
+	ins, err := respond.ReadIncidents(cfg.Responder.StateDir)
+	if err != nil {
+		return err
+	}
+	if o.Incident != "" {
+		for _, in := range ins {
+			if in.ID != o.Incident {
+				continue
+			}
+			tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ANOMALY\tKIND\tSEVERITY\tSCORE\tWINDOW (UTC)\tSUMMARY")
+			for _, a := range in.Anomalies {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%s\t%s\n", audit.TerminalSafe(a.ID, 64), audit.TerminalSafe(a.Kind, 32), audit.TerminalSafe(a.Severity, 16), a.Score,
+					time.UnixMilli(a.WindowStartMs).UTC().Format("2006-01-02 15:04"), audit.TerminalSafe(a.Summary, 100))
+			}
+			if in.Count > len(in.Anomalies) {
+				fmt.Fprintf(tw, "… and %d more not kept\n", in.Count-len(in.Anomalies))
+			}
+			return tw.Flush()
+		}
+		return fmt.Errorf("no incident %s in %s", audit.TerminalSafe(o.Incident, 128), cfg.Responder.StateDir)
+	}
+	sort.Slice(ins, func(i, j int) bool { return ins[i].OpenedMs < ins[j].OpenedMs })
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INCIDENT\tAGENT\tOPENED (UTC)\tANOMALIES\tEVIDENCE\tREVOKED")
+	for _, in := range ins {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", in.ID, audit.TerminalSafe(in.AgentID, 64), time.UnixMilli(in.OpenedMs).UTC().Format("2006-01-02 15:04:05"),
+			in.Count, strings.Join(in.Snapshots, ","), audit.TerminalSafe(strings.Join(in.Revoked, ","), 200))
+	}
+	return tw.Flush()
+}

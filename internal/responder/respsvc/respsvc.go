@@ -1,0 +1,212 @@
+// Package respsvc assembles the running responder for either mode: the
+// stores of the mode (ClickHouse's tables when kafka.brokers is set, files
+// under responder.state_dir otherwise), the engine and outbox worker of
+// package respond, the anomalies consumer, the agent registry watcher, the
+// HTTP API and the metrics endpoint. cmd/responder runs what New builds,
+// and the responder benchmark (internal/tools/respbench) measures the same
+// thing. The stores a command run by hand opens (Stores, OpenAudit) live
+// here too, so the mode's choice of stores is made in one place.
+package respsvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/agentwatch/agentwatch/internal/platform/bus"
+	"github.com/agentwatch/agentwatch/internal/platform/config"
+	"github.com/agentwatch/agentwatch/internal/platform/invwatch"
+	"github.com/agentwatch/agentwatch/internal/platform/kafka"
+	"github.com/agentwatch/agentwatch/internal/platform/obs"
+	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
+	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/outbox"
+	"github.com/agentwatch/agentwatch/internal/responder/respond"
+	"github.com/agentwatch/agentwatch/pkg/inventory"
+)
+
+// Options change how New assembles the responder. The zero value is what
+// `responder run` runs: the stores of cfg's mode, a consumer-group reader
+// of the anomalies topic, the agent registry of detector.registry_file
+// (watched), secrets from the environment.
+type Options struct {
+	// Log receives the responder's logs; nil discards them.
+	Log *slog.Logger
+	// Metrics is where the responder's metrics are registered and what
+	// http.addr serves; nil means a private registry.
+	Metrics *prometheus.Registry
+	// Stores, when set, are used instead of opening those of cfg's mode
+	// (ModeStores); the caller keeps and closes them. Their nil fields
+	// fall back to files under responder.state_dir, as in respond.Build.
+	Stores *respond.Deps
+	// Reader, when set, is where anomalies come from; the caller keeps and
+	// closes it. Otherwise, in the distributed mode, New opens a reader of
+	// kafka.anomalies_topic in kafka.responder_group (creating the topic
+	// first when kafka.create_topics); in the embedded mode there is no
+	// consumer and the caller hands anomalies to Service.Engine.
+	Reader bus.Reader
+	// Registry, when set, answers agent lookups. Otherwise a watcher of
+	// detector.registry_file (invwatch.FromConfig) does, and runs as one
+	// of the stages.
+	Registry respond.Registry
+	// Getenv reads the secrets' variables; nil means os.Getenv.
+	Getenv func(string) string
+	// WrapSeen, when set, wraps the shared handled set before the engine
+	// gets it (the benchmark times it). It is not called when the outbox
+	// file keeps the set (stores without Seen).
+	WrapSeen func(outbox.Seen) outbox.Seen
+	// AfterAction: see respond.Deps.AfterAction and Failpoint.
+	AfterAction func(kind, key string)
+}
+
+// Responder is a built responder. Run it once, then Close it; Service and
+// Consumer are there for callers that drive or inspect it (Consumer is
+// nil when there is no reader). It is not safe for concurrent Runs.
+type Responder struct {
+	Service  *respond.Service
+	Consumer *respond.Consumer
+
+	cfg     config.Config
+	log     *slog.Logger
+	stages  []pipeline.Stage
+	closers []func() error
+}
+
+// New builds the responder of cfg. ctx bounds only the opening of its
+// stores and topic; Run takes the context it runs under. On error
+// everything New opened is closed again.
+func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err error) {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := o.Metrics
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	r := &Responder{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			r.Close()
+		}
+	}()
+	openReader := o.Reader == nil && cfg.Distributed()
+	if openReader && cfg.Kafka.CreateTopics {
+		if err := kafka.EnsureTopics(ctx, cfg.Kafka.Brokers, kafka.TopicSpec{Name: cfg.Kafka.AnomaliesTopic, Partitions: cfg.Kafka.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor}); err != nil {
+			return nil, fmt.Errorf("ensure anomalies topic: %w", err)
+		}
+	}
+	var deps respond.Deps
+	if o.Stores != nil {
+		deps = *o.Stores
+	} else {
+		d, closeStores, err := ModeStores(ctx, cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		r.closers = append(r.closers, func() error { closeStores(); return nil })
+		deps = d
+	}
+	if o.Registry != nil {
+		deps.Registry = o.Registry
+	}
+	var watcher *invwatch.Watcher
+	if deps.Registry == nil {
+		if watcher, err = invwatch.FromConfig(cfg, log, reg); err != nil {
+			return nil, err
+		}
+		deps.Registry = respond.RegistryFunc(func() *inventory.Registry { return watcher.Current().Registry })
+	}
+	if o.Getenv != nil {
+		deps.Getenv = o.Getenv
+	}
+	if deps.Seen != nil && o.WrapSeen != nil {
+		deps.Seen = o.WrapSeen(deps.Seen)
+	}
+	if deps.Audit != nil {
+		// Every action is audited before it counts as done; grouping the
+		// concurrent ones into one insert keeps ClickHouse from drowning in
+		// one-row inserts during a burst.
+		batcher := audit.NewBatcher(deps.Audit, 10*time.Millisecond, 1000)
+		r.closers = append(r.closers, batcher.Close)
+		deps.Audit = batcher
+	}
+	if o.AfterAction != nil {
+		deps.AfterAction = o.AfterAction
+	}
+	svc, err := respond.Build(cfg, deps, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	r.closers = append(r.closers, svc.Close)
+	r.Service = svc
+	reader := o.Reader
+	if openReader {
+		kr, err := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Kafka.Brokers, GroupID: cfg.Kafka.ResponderGroup, Topics: []string{cfg.Kafka.AnomaliesTopic}}, log)
+		if err != nil {
+			return nil, fmt.Errorf("anomalies reader: %w", err)
+		}
+		r.closers = append(r.closers, kr.Close)
+		reader = kr
+	}
+	if reader != nil {
+		r.Consumer = &respond.Consumer{Reader: reader, Engine: svc.Engine, Log: log, Invalid: promauto.With(reg).NewCounter(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder",
+			Name: "invalid_records_total", Help: "Records on the anomalies topic that are not anomalies; logged and skipped."})}
+		r.stages = append(r.stages, r.Consumer)
+	}
+	r.stages = append(r.stages, svc)
+	if watcher != nil {
+		r.stages = append(r.stages, watcher)
+	}
+	r.stages = append(r.stages,
+		&respond.HTTPServer{Addr: cfg.Responder.APIAddr, Handler: svc.Handler, Log: log},
+		&obs.Server{Addr: cfg.HTTP.Addr, Registry: reg, Readiness: &obs.Readiness{}, Log: log})
+	return r, nil
+}
+
+// Run runs the consumer, the outbox worker, the registry watcher, the API
+// and the metrics endpoint until ctx ends (nil) or one of them fails (its
+// error), as pipeline.Run does.
+func (r *Responder) Run(ctx context.Context) error {
+	r.log.Info("responder started", "brokers", r.cfg.Kafka.Brokers, "anomalies_topic", r.cfg.Kafka.AnomaliesTopic, "group", r.cfg.Kafka.ResponderGroup,
+		"playbooks", r.cfg.Responder.Playbooks, "api", r.cfg.Responder.APIAddr, "state_dir", r.cfg.Responder.StateDir)
+	return pipeline.Run(ctx, r.stages...)
+}
+
+// Close releases what New opened, the last opened first: not Options'
+// Stores and Reader, which belong to the caller.
+func (r *Responder) Close() error {
+	var errs []error
+	for i := len(r.closers) - 1; i >= 0; i-- {
+		errs = append(errs, r.closers[i]())
+	}
+	r.closers = nil
+	return errors.Join(errs...)
+}
+
+// Failpoint reads RESPONDER_FAILPOINT, for the crash tests only:
+// "pause-after-revoke:FILE" makes the first revocation that reached the
+// gateway write FILE and hang before it is recorded, so the test can
+// SIGKILL the process in that gap. Unset, it returns nil (no failpoint).
+func Failpoint(log *slog.Logger) func(kind, key string) {
+	v, ok := strings.CutPrefix(os.Getenv("RESPONDER_FAILPOINT"), "pause-after-revoke:")
+	if !ok || v == "" {
+		return nil
+	}
+	log.Warn("failpoint armed: the first revocation will hang before it is recorded", "marker", v)
+	var once sync.Once
+	return func(kind, key string) {
+		once.Do(func() {
+			_ = os.WriteFile(v, []byte(key), 0o644)
+			select {}
+		})
+	}
+}

@@ -1,0 +1,157 @@
+package respsvc
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/agentwatch/agentwatch/internal/platform/bus"
+	"github.com/agentwatch/agentwatch/internal/platform/bus/membus"
+	"github.com/agentwatch/agentwatch/internal/platform/config"
+	"github.com/agentwatch/agentwatch/internal/responder/outbox"
+	"github.com/agentwatch/agentwatch/internal/responder/respond"
+	"github.com/agentwatch/agentwatch/pkg/anomaly"
+	"github.com/agentwatch/agentwatch/pkg/inventory"
+	"github.com/agentwatch/agentwatch/pkg/playbooks"
+)
+
+const alertPlaybook = `
+playbooks:
+  - name: alert
+    trigger: {kinds: [behaviour]}
+    final: true
+    steps:
+      - notify: {channel: "#soc-alerts"}
+`
+
+// testConfig is the default configuration on a temporary state
+// directory, with no listener: nothing in it reaches the network.
+func testConfig(t *testing.T, brokers ...string) config.Config {
+	t.Helper()
+	cfg, err := config.LoadEnv("", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Kafka.Brokers = brokers
+	cfg.HTTP.Addr, cfg.Responder.APIAddr = "", ""
+	cfg.Responder.StateDir = t.TempDir()
+	cfg.Responder.GroupWait = 0
+	return cfg
+}
+
+func testStores(t *testing.T) *respond.Deps {
+	t.Helper()
+	set, err := playbooks.Parse("test.yaml", []byte(alertPlaybook))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &respond.Deps{Set: set, Console: io.Discard}
+}
+
+func noSecrets(string) string { return "" }
+
+// TestNewConsumesFromReader builds the distributed responder on files and
+// an in-process bus, as the benchmark's in-process test does, and checks
+// that an anomaly written to the topic is alerted.
+func TestNewConsumesFromReader(t *testing.T) {
+	cfg := testConfig(t, "127.0.0.1:1") // distributed, but Stores and Reader replace every client
+	b := membus.New(0)
+	defer b.Close()
+	b.CreateTopic(cfg.Kafka.AnomaliesTopic, 2)
+	rd, err := b.Reader(cfg.Kafka.ResponderGroup, cfg.Kafka.AnomaliesTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped := false
+	r, err := New(t.Context(), cfg, Options{
+		Stores: testStores(t), Reader: rd, Getenv: noSecrets,
+		Registry: respond.RegistryFunc(func() *inventory.Registry { return nil }),
+		WrapSeen: func(s outbox.Seen) outbox.Seen { wrapped = true; return s },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.Consumer == nil || r.Service.Console == nil {
+		t.Fatalf("consumer %v, console %v: want both", r.Consumer, r.Service.Console)
+	}
+	if wrapped {
+		t.Error("WrapSeen called without a shared handled set")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+
+	start := time.Now().Truncate(time.Minute).Add(-time.Minute)
+	a := anomaly.Anomaly{V: anomaly.Version, ID: anomaly.ID("a1", start.UnixMilli(), anomaly.Behaviour), AgentID: "a1", Kind: anomaly.Behaviour,
+		WindowStartMs: start.UnixMilli(), WindowEndMs: start.Add(time.Minute).UnixMilli(), Score: 9, Severity: "high", Summary: "a1 pulled 40x its usual bytes"}
+	v, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Writer(cfg.Kafka.AnomaliesTopic).Write(ctx, bus.Message{Key: []byte(a.AgentID), Value: v}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for r.Service.Console.Posts()["#soc-alerts"] == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no alert within 10s of the anomaly's write")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run after cancel: %v", err)
+	}
+}
+
+// TestNewEmbeddedWithoutReader: the embedded mode has no consumer; the
+// caller hands anomalies to the engine, and Run stops with its context.
+func TestNewEmbeddedWithoutReader(t *testing.T) {
+	cfg := testConfig(t)
+	r, err := New(t.Context(), cfg, Options{Stores: testStores(t), Getenv: noSecrets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.Consumer != nil {
+		t.Fatal("embedded responder without a Reader has a consumer")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := r.Run(ctx); err != nil {
+		t.Fatalf("Run on a cancelled context: %v", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+// TestNewBadConfigReleasesState: a failed New closes the files it opened,
+// so the state directory is free for the next one.
+func TestNewBadConfigReleasesState(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Responder.EgressAllow = []string{"not an address["}
+	if _, err := New(t.Context(), cfg, Options{Stores: testStores(t), Getenv: noSecrets}); err == nil {
+		t.Fatal("New with a bad responder.egress_allow: nil error")
+	}
+	cfg.Responder.EgressAllow = nil
+	r, err := New(t.Context(), cfg, Options{Stores: testStores(t), Getenv: noSecrets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+}
+
+func TestFailpointUnset(t *testing.T) {
+	t.Setenv("RESPONDER_FAILPOINT", "")
+	if Failpoint(nil) != nil {
+		t.Fatal("Failpoint without RESPONDER_FAILPOINT is armed")
+	}
+	t.Setenv("RESPONDER_FAILPOINT", "something-else:x")
+	if Failpoint(nil) != nil {
+		t.Fatal("Failpoint with an unknown RESPONDER_FAILPOINT is armed")
+	}
+}
