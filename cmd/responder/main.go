@@ -3,70 +3,368 @@
 // thread per agent incident), credential revocation and quarantine through
 // guarded gateway adapters, evidence snapshots, webhooks and approvals, each
 // audited. It also serves Slack's interactivity endpoint and the HTTP API.
-//
-//	responder [run]                                   the consumer (default)
-//	responder run-playbook NAME --agent ID [--dry-run] [--reason TEXT]
-//	responder restore --incident ID --credential ID   undo a revocation or quarantine
-//	responder audit [--agent ID] [--incident ID] [--from T] [--to T] [--json]
-//	responder verify [--bundle ID]                    check evidence bundles and the chain
-//	responder incidents                               list the incidents the responder keeps
-//	responder silence add|list|expire                 manage silences (docs/silences.md)
-//	responder outbox list|requeue|dismiss             inspect and repair the action queue
-//	responder false-positive --incident ID --anomaly ID   as the Slack button
+// Its operator commands (run-playbook, restore, audit, verify, incidents,
+// silence, outbox, false-positive) are in internal/responder/respctl; this
+// package only parses their arguments.
 package main
 
 import (
-	"os"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/agentwatch/agentwatch/internal/platform/cli"
+	"github.com/agentwatch/agentwatch/internal/platform/config"
+	"github.com/agentwatch/agentwatch/internal/platform/obs"
+	"github.com/agentwatch/agentwatch/internal/platform/timeflag"
+	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/respctl"
+	"github.com/agentwatch/agentwatch/internal/responder/respsvc"
 )
 
-func main() { cli.Exit("responder", run(os.Args[1:])) }
+func main() { cli.Main(newRoot()) }
 
-func run(args []string) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "run":
-			return runResponder(args[1:])
-		case "run-playbook":
-			return runPlaybook(args[1:])
-		case "restore":
-			return runRestore(args[1:])
-		case "audit":
-			return runAudit(args[1:])
-		case "verify":
-			return runVerify(args[1:])
-		case "incidents":
-			return runIncidents(args[1:])
-		case "silence":
-			return runSilence(args[1:])
-		case "outbox":
-			return runOutbox(args[1:])
-		case "false-positive":
-			return runFalsePositive(args[1:])
-		case "help", "-h", "--help":
-			os.Stdout.WriteString(usage)
-			return nil
-		}
+const stateNote = `
+It works on responder.state_dir; when a responder runs on it, it goes through that
+responder's HTTP API instead (responder.api_addr, token in $RESPONDER_API_TOKEN).`
+
+func newRoot() *cobra.Command {
+	root := cli.NewRoot("responder", "Run playbooks on the detector's anomalies: alerts, revocation, evidence",
+		`responder consumes anomalies from kafka.anomalies_topic in a consumer group and
+runs playbooks on them: Slack alerts for SOC analysts (one thread per agent
+incident), credential revocation and quarantine through guarded gateway
+adapters, evidence snapshots, webhooks and approvals, each audited. It serves
+Slack's interactivity endpoint and the HTTP API. Run without a command, it runs
+the consumer; the other commands are for operators (docs/responder.md).`)
+	run := &cobra.Command{
+		Use:   "run",
+		Short: "Run the consumer until SIGINT or SIGTERM (the default command)",
+		Args:  cli.NoArgs,
+		RunE:  runResponder,
 	}
-	return runResponder(args)
+	root.RunE = runResponder
+	root.AddCommand(run, runPlaybookCommand(), restoreCommand(), auditCommand(), verifyCommand(),
+		incidentsCommand(), silenceCommand(), outboxCommand(), falsePositiveCommand())
+	return root
 }
 
-const usage = `usage:
-  responder [run] [--config FILE] [--KEY VALUE ...]
-  responder run-playbook NAME --agent ID [--dry-run] [--reason TEXT] [--request-id ID]
-  responder restore --incident ID --credential ID [--reason TEXT]
-  responder audit [--agent ID] [--incident ID] [--from TIME] [--to TIME] [--json]
-  responder verify [--bundle ID]
-  responder incidents
-  responder silence add --match MATCHERS --for 2h --comment TEXT | list [--expired] | expire ID
-  responder outbox list [--all] | requeue KEY | dismiss KEY --reason TEXT
-  responder false-positive --incident ID --anomaly ID
+func runResponder(cmd *cobra.Command, _ []string) error {
+	cfg, err := cli.LoadConfig(cmd)
+	if err != nil {
+		return err
+	}
+	if !cfg.Distributed() {
+		return cli.Usagef("kafka.brokers is empty; the embedded mode runs inside `agentwatch demo`")
+	}
+	log := cli.ServiceLogger(cmd, cfg, "responder")
+	ctx := cmd.Context()
+	r, err := respsvc.New(ctx, cfg, respsvc.Options{Log: log, Metrics: obs.NewRegistry(), AfterAction: respsvc.Failpoint(log)})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return r.Run(ctx)
+}
 
-run-playbook, restore, incidents, silence and false-positive work on
-responder.state_dir: when a responder runs on it, run-playbook, silence and
-false-positive go through its HTTP API instead
-(responder.api_addr, token in $RESPONDER_API_TOKEN).
-TIME is RFC 3339 (2026-11-01T00:00:00Z) or a date (2026-11-01).
-Every config key is also a flag; see docs/responder.md.
-`
+// operator loads the configuration and the operator's logger: the start
+// of every operator command.
+func operator(cmd *cobra.Command) (config.Config, *slog.Logger, error) {
+	cfg, err := cli.LoadConfig(cmd)
+	if err != nil {
+		return config.Config{}, nil, err
+	}
+	return cfg, cli.OperatorLogger(cmd, cfg, "responder"), nil
+}
+
+// required is a usage error naming the flags a command cannot run without.
+func required(cmd *cobra.Command, names ...string) error {
+	for _, n := range names {
+		if v, _ := cmd.Flags().GetString(n); v == "" {
+			return cli.Usagef("%s needs --%s (see %s --help)", cmd.CommandPath(), n, cmd.CommandPath())
+		}
+	}
+	return nil
+}
+
+// asUsage gives respctl's input mistakes the usage exit code.
+func asUsage(err error) error {
+	var ue *respctl.UsageError
+	if errors.As(err, &ue) {
+		return &cli.UsageError{Err: err}
+	}
+	return err
+}
+
+func runPlaybookCommand() *cobra.Command {
+	var o respctl.RunPlaybookOptions
+	cmd := &cobra.Command{
+		Use:     "run-playbook NAME --agent ID",
+		Short:   "Run a playbook by hand on one agent (idempotent per --request-id)",
+		Long:    "run-playbook runs the named playbook's steps on one agent, as if an anomaly had matched it." + stateNote,
+		Example: "  responder run-playbook shadow-agent --agent billing-bot --reason 'ticket SEC-42' --dry-run",
+		Args:    cli.ExactArgs(1, "the playbook's NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := required(cmd, "agent"); err != nil {
+				return err
+			}
+			cfg, log, err := operator(cmd)
+			if err != nil {
+				return err
+			}
+			o.Playbook = args[0]
+			return respctl.RunPlaybook(cmd.Context(), cfg, log, o, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.AgentID, "agent", "", "the agent to act on (required)")
+	f.BoolVar(&o.DryRun, "dry-run", false, "record what would be done; make no outbound call")
+	f.StringVar(&o.Reason, "reason", "", "why, for the audit record")
+	f.StringVar(&o.RequestID, "request-id", "", "idempotency key: the same one runs once (default: a new one)")
+	f.StringVar(&o.API, "api", "", "the running responder's API base URL (default http://responder.api_addr)")
+	return cmd
+}
+
+func restoreCommand() *cobra.Command {
+	var o respctl.RestoreOptions
+	cmd := &cobra.Command{
+		Use:   "restore --incident ID --credential ID",
+		Short: "Undo a revocation or quarantine",
+		Args:  cli.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := required(cmd, "incident", "credential"); err != nil {
+				return err
+			}
+			cfg, log, err := operator(cmd)
+			if err != nil {
+				return err
+			}
+			return respctl.Restore(cmd.Context(), cfg, log, o, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.IncidentID, "incident", "", "the incident whose revocation or quarantine to undo (required)")
+	f.StringVar(&o.CredentialID, "credential", "", "the credential id (required; for a quarantined unregistered agent: agent:ID)")
+	f.StringVar(&o.Reason, "reason", "", "why, for the audit record")
+	return cmd
+}
+
+func auditCommand() *cobra.Command {
+	var (
+		o        respctl.AuditOptions
+		from, to string
+	)
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Print the audit trail: who did what to which agent, when and why",
+		Args:  cli.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Filter.FromMs = time.Now().Add(-30 * 24 * time.Hour).UnixMilli()
+			if from != "" {
+				t, err := timeflag.Parse(from)
+				if err != nil {
+					return cli.Usagef("--from: %v", err)
+				}
+				o.Filter.FromMs = t.UnixMilli()
+			}
+			if to != "" {
+				t, err := timeflag.Parse(to)
+				if err != nil {
+					return cli.Usagef("--to: %v", err)
+				}
+				o.Filter.ToMs = t.UnixMilli()
+			}
+			if err := o.Filter.Validate(); err != nil {
+				return cli.Usagef("%v", err)
+			}
+			cfg, log, err := operator(cmd)
+			if err != nil {
+				return err
+			}
+			return respctl.Audit(cmd.Context(), cfg, log, o, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Filter.AgentID, "agent", "", "only this agent")
+	f.StringVar(&o.Filter.IncidentID, "incident", "", "only this incident")
+	f.StringVar(&from, "from", "", "from this time (RFC 3339 or YYYY-MM-DD), inclusive; default 30 days ago")
+	f.StringVar(&to, "to", "", "to this time, exclusive; default now")
+	f.BoolVar(&o.JSON, "json", false, "print JSON instead of a table")
+	f.IntVar(&o.Filter.Limit, "limit", audit.DefaultLimit, "at most this many records")
+	return cmd
+}
+
+func verifyCommand() *cobra.Command {
+	var o respctl.VerifyOptions
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Check the evidence bundles and their hash chain",
+		Args:  cli.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := operator(cmd)
+			if err != nil {
+				return err
+			}
+			return respctl.Verify(cmd.Context(), cfg, log, o, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&o.Bundle, "bundle", "", "verify this bundle only (default: every bundle of the chain, and the chain)")
+	return cmd
+}
+
+func incidentsCommand() *cobra.Command {
+	var o respctl.IncidentsOptions
+	cmd := &cobra.Command{
+		Use:   "incidents",
+		Short: "List the incidents the responder keeps, or one incident's anomalies",
+		Args:  cli.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, _, err := operator(cmd)
+			if err != nil {
+				return err
+			}
+			return respctl.Incidents(cfg, o, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&o.Incident, "incident", "", "list this incident's anomalies")
+	return cmd
+}
+
+func silenceCommand() *cobra.Command {
+	var api string
+	var add respctl.SilenceAddOptions
+	addCmd := &cobra.Command{
+		Use:     "add --match MATCHERS --comment TEXT",
+		Short:   "Silence the anomalies that match, for a while",
+		Long:    "silence add mutes the anomalies whose labels match (docs/silences.md)." + stateNote,
+		Example: `  responder silence add --match 'agent_id="a1",kind="behaviour"' --for 2h --comment 'batch job, ticket OPS-7'`,
+		Args:    cli.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := required(cmd, "match", "comment"); err != nil {
+				return err
+			}
+			cfg, _, err := operator(cmd)
+			if err != nil {
+				return err
+			}
+			add.API = api
+			return asUsage(respctl.SilenceAdd(cmd.Context(), cfg, add, cmd.OutOrStdout()))
+		},
+	}
+	addCmd.Flags().StringVar(&add.Matchers, "match", "", `matchers, e.g. 'agent_id="a1",kind=~"beh.*"' (docs/silences.md)`)
+	addCmd.Flags().DurationVar(&add.For, "for", 2*time.Hour, "how long from now")
+	addCmd.Flags().StringVar(&add.Comment, "comment", "", "why (required)")
+
+	var list respctl.SilenceListOptions
+	listCmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the active silences",
+		Args:  cli.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, _, err := operator(cmd)
+			if err != nil {
+				return err
+			}
+			list.API = api
+			return respctl.SilenceList(cmd.Context(), cfg, list, cmd.OutOrStdout())
+		},
+	}
+	listCmd.Flags().BoolVar(&list.Expired, "expired", false, "list expired silences too")
+
+	expireCmd := &cobra.Command{
+		Use:   "expire ID",
+		Short: "End a silence now",
+		Args:  cli.ExactArgs(1, "the silence ID (responder silence list shows it)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, _, err := operator(cmd)
+			if err != nil {
+				return err
+			}
+			return respctl.SilenceExpire(cmd.Context(), cfg, respctl.SilenceExpireOptions{ID: args[0], API: api}, cmd.OutOrStdout())
+		},
+	}
+	silence := cli.Group(&cobra.Command{
+		Use:   "silence",
+		Short: "Add, list and expire silences",
+		Long:  "silence manages silences: label matchers that mute matching anomalies for a while." + stateNote,
+	}, addCmd, listCmd, expireCmd)
+	silence.PersistentFlags().StringVar(&api, "api", "", "the running responder's API base URL (default http://responder.api_addr)")
+	return silence
+}
+
+func outboxCommand() *cobra.Command {
+	var list respctl.OutboxListOptions
+	listCmd := &cobra.Command{
+		Use:   "list",
+		Short: "List open and parked actions",
+		Args:  cli.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, _, err := operator(cmd)
+			if err != nil {
+				return err
+			}
+			return respctl.OutboxList(cmd.Context(), cfg, list, cmd.OutOrStdout())
+		},
+	}
+	listCmd.Flags().BoolVar(&list.All, "all", false, "list entries in every state")
+	requeueCmd := &cobra.Command{
+		Use:   "requeue KEY",
+		Short: "Run a parked or failed action again, now",
+		Args:  cli.ExactArgs(1, "the action's KEY (responder outbox list shows it)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, _, err := operator(cmd)
+			if err != nil {
+				return err
+			}
+			return respctl.OutboxRequeue(cmd.Context(), cfg, respctl.OutboxRequeueOptions{Key: args[0]}, cmd.OutOrStdout())
+		},
+	}
+	var dismiss respctl.OutboxDismissOptions
+	dismissCmd := &cobra.Command{
+		Use:   "dismiss KEY --reason TEXT",
+		Short: "Give up on a parked action",
+		Args:  cli.ExactArgs(1, "the action's KEY (responder outbox list shows it)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := required(cmd, "reason"); err != nil {
+				return err
+			}
+			cfg, _, err := operator(cmd)
+			if err != nil {
+				return err
+			}
+			dismiss.Key = args[0]
+			return respctl.OutboxDismiss(cmd.Context(), cfg, dismiss, cmd.OutOrStdout())
+		},
+	}
+	dismissCmd.Flags().StringVar(&dismiss.Reason, "reason", "", "why the action is dismissed (required)")
+	return cli.Group(&cobra.Command{
+		Use:   "outbox",
+		Short: "Inspect and repair the durable action queue (stop the responder first)",
+	}, listCmd, requeueCmd, dismissCmd)
+}
+
+func falsePositiveCommand() *cobra.Command {
+	var o respctl.FalsePositiveOptions
+	cmd := &cobra.Command{
+		Use:   "false-positive --incident ID --anomaly ID",
+		Short: "Mark an anomaly a false positive, as the Slack button does",
+		Long:  "false-positive silences the anomaly's pattern for that agent and sends the verdict to the detector." + stateNote,
+		Args:  cli.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := required(cmd, "incident", "anomaly"); err != nil {
+				return err
+			}
+			cfg, log, err := operator(cmd)
+			if err != nil {
+				return err
+			}
+			return respctl.FalsePositive(cmd.Context(), cfg, log, o, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.IncidentID, "incident", "", "the incident (responder incidents lists them)")
+	f.StringVar(&o.AnomalyID, "anomaly", "", "the anomaly id")
+	f.StringVar(&o.API, "api", "", "the running responder's API base URL (default http://responder.api_addr)")
+	return cmd
+}
