@@ -43,7 +43,7 @@ purity:
 
 # Unit tests (and fuzz seed corpora) in parallel packages.
 unit:
-	$(GO) test -race -shuffle=on -count=1 -skip '^TestIntegration' ./...
+	$(GO) test -race -shuffle=on -count=1 -timeout 30m -skip '^TestIntegration' ./...
 
 # Integration tests one package at a time: one of them stops ClickHouse for 30 s.
 INTEGRATION_PKGS = $(shell grep -lR --include='*_test.go' '^func TestIntegration' cmd internal pkg 2>/dev/null | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
