@@ -1,16 +1,12 @@
 package main
 
 import (
-	"encoding/json"
-	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/agentwatch/agentwatch/internal/detector/detect"
 	"github.com/agentwatch/agentwatch/internal/platform/cli"
 	"github.com/agentwatch/agentwatch/internal/tools/eval"
-	"github.com/agentwatch/agentwatch/internal/tools/nab"
 	"github.com/agentwatch/agentwatch/pkg/baseline"
 )
 
@@ -46,23 +42,7 @@ func runEvalNAB(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("NAB: %d files, %d points, %d labeled windows, scored in %s; results in %s\n\n",
-		res.Files, res.Points, res.Windows, res.Elapsed.Round(time.Millisecond), *out)
-	if len(*only) > 0 {
-		fmt.Printf("A subset of the corpus: the scores are not comparable with the published scoreboard below.\n\n")
-	}
-	if err := nab.Table(os.Stdout, "agentwatch (pkg/baseline Series)", res.Report); err != nil {
-		return err
-	}
-	fmt.Println()
-	for _, p := range res.Report.Profiles {
-		fmt.Printf("%-20s threshold %.4f  TP %d  FP %d  FN %d  raw %.2f (null %.2f, perfect %.2f)\n",
-			p.Name, p.Threshold, p.TP, p.FP, p.FN, p.Raw, p.Null, p.Perfect)
-	}
-	if len(res.Plots) > 0 {
-		fmt.Printf("\nplots: %s\n", strings.Join(res.Plots, ", "))
-	}
-	return nil
+	return eval.WriteNABSummary(os.Stdout, res, *out, len(*only) > 0)
 }
 
 func runEvalScenarios(args []string) error {
@@ -87,41 +67,12 @@ func runEvalScenarios(args []string) error {
 	}
 	ctx, stop := cli.SignalContext()
 	defer stop()
+	ss := make([]uint64, len(*seeds))
 	for i, seed := range *seeds {
-		r, err := eval.RunScenario(ctx, eval.ScenarioOptions{
-			Seed: uint64(seed), Agents: *agents, HistoryDays: *history, TestDays: *test, Start: st,
-			Partitions: *partitions, Settings: detect.SettingsFrom(cfg), Progress: os.Stderr,
-		})
-		if err != nil {
-			return err
-		}
-		role := "held-out seed"
-		if i == 0 {
-			role = "tuning seed"
-		}
-		if *falseOut != "" {
-			if err := writeJSONL(fmt.Sprintf("%s.seed%d", *falseOut, seed), r.FalseAlerts); err != nil {
-				return err
-			}
-		}
-		fmt.Printf("### Scenario evaluation, %s\n\n", role)
-		eval.WriteScenarioTable(os.Stdout, r)
-		fmt.Println()
+		ss[i] = uint64(seed)
 	}
-	return nil
-}
-
-func writeJSONL[T any](path string, xs []T) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	enc := json.NewEncoder(f)
-	for _, x := range xs {
-		if err := enc.Encode(x); err != nil {
-			f.Close()
-			return fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	return f.Close()
+	return eval.RunScenarioSeeds(ctx, eval.ScenarioOptions{
+		Agents: *agents, HistoryDays: *history, TestDays: *test, Start: st,
+		Partitions: *partitions, Settings: detect.SettingsFrom(cfg), Progress: os.Stderr,
+	}, ss, *falseOut, os.Stdout)
 }

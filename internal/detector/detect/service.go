@@ -117,8 +117,7 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 		_ = s.Close()
 		return nil, fmt.Errorf("anomalies writer: %w", err)
 	}
-	proc := NewProcessor(SettingsFrom(cfg), WatcherCatalog{w}, func() int64 { return time.Now().UnixMilli() })
-	s.Detector = &Detector{
+	s.Detector = New(cfg, SettingsFrom(cfg), Wiring{
 		Source: SourceFunc(func(ctx context.Context) (Generation, error) {
 			g, err := s.group.Next(ctx)
 			if err != nil {
@@ -126,18 +125,52 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 			}
 			return g, nil
 		}),
-		Store: st, Out: s.out, AnomaliesTopic: cfg.Kafka.AnomaliesTopic,
-		Group: cfg.Kafka.DetectorGroup, EventsTopic: cfg.Kafka.EventsTopic, Proc: proc,
-		SnapshotEvery: cfg.Detector.SnapshotEvery, IdleFlush: cfg.Detector.IdleFlush, MaxAgents: cfg.Detector.MaxAgents,
-		Feedback: chresp.NewFeedback(st), FeedbackPoll: cfg.Detector.FeedbackPoll, FeedbackLookback: cfg.Detector.FeedbackLookback,
-		RetryInitial: cfg.Ingest.RetryInitial, RetryMax: cfg.Ingest.RetryMax,
-		Log: log.With("stage", "detector"), Metrics: NewMetrics(reg),
-		Published: func(ctx context.Context, parts []int32, sinceMs int64) (map[string]struct{}, error) {
-			return publishedIDs(ctx, cfg.Kafka.Brokers, cfg.Kafka.AnomaliesTopic, parts, sinceMs)
-		},
+		Store: st, Out: s.out, Catalog: WatcherCatalog{w},
+		Group: cfg.Kafka.DetectorGroup, EventsTopic: cfg.Kafka.EventsTopic, AnomaliesTopic: cfg.Kafka.AnomaliesTopic,
+	}, log, reg)
+	s.Detector.Feedback, s.Detector.FeedbackPoll, s.Detector.FeedbackLookback = chresp.NewFeedback(st), cfg.Detector.FeedbackPoll, cfg.Detector.FeedbackLookback
+	s.Detector.Published = func(ctx context.Context, parts []int32, sinceMs int64) (map[string]struct{}, error) {
+		return publishedIDs(ctx, cfg.Kafka.Brokers, cfg.Kafka.AnomaliesTopic, parts, sinceMs)
 	}
 	return s, nil
 }
+
+// Wiring is what a Detector reads from and writes to. The caller owns
+// each part and closes it after the detector's Run has returned.
+type Wiring struct {
+	// Source yields the generations of the events topic EventsTopic, read
+	// as consumer group Group.
+	Source      Source
+	Group       string
+	EventsTopic string
+	// Store keeps state and results; Out receives anomalies for
+	// AnomaliesTopic.
+	Store          Store
+	Out            bus.Writer
+	AnomaliesTopic string
+	// Catalog is the agent registry and route inventory, usually a
+	// WatcherCatalog.
+	Catalog Catalog
+}
+
+// New builds the detector stage on w with processor settings set (usually
+// SettingsFrom(cfg)) and the snapshot, idle-flush, agent-cap and retry
+// settings of cfg; its metrics are registered on reg. It is the one
+// constructor of the stage: NewService uses it for the distributed mode
+// and the demo for the embedded one. Fields it leaves unset (Feedback,
+// Published, Idle, OnGeneration) are the caller's to set before Run.
+func New(cfg config.Config, set Settings, w Wiring, log *slog.Logger, reg prometheus.Registerer) *Detector {
+	return &Detector{
+		Source: w.Source, Store: w.Store, Out: w.Out, AnomaliesTopic: w.AnomaliesTopic,
+		Group: w.Group, EventsTopic: w.EventsTopic, Proc: NewProcessor(set, w.Catalog, wallMs),
+		SnapshotEvery: cfg.Detector.SnapshotEvery, IdleFlush: cfg.Detector.IdleFlush, MaxAgents: cfg.Detector.MaxAgents,
+		RetryInitial: cfg.Ingest.RetryInitial, RetryMax: cfg.Ingest.RetryMax,
+		Log: log.With("stage", "detector"), Metrics: NewMetrics(reg),
+	}
+}
+
+// wallMs is the wall clock in Unix ms, the processor's now outside tests.
+func wallMs() int64 { return time.Now().UnixMilli() }
 
 var _ FeedbackSource = (*chresp.Feedback)(nil)
 

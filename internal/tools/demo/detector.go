@@ -79,15 +79,13 @@ func newDetector(cfg config.Config, b *membus.Broker, r bus.Reader, log *slog.Lo
 	// The in-process log holds records until every group commits them, and
 	// the detector commits at snapshots: snapshot often so that ingest is
 	// never held back long enough for a partition to look idle.
-	d := &detect.Detector{
+	d := detect.New(cfg, set, detect.Wiring{
 		Source: &detect.ReaderSource{Reader: r, Topic: topicEvents, Partitions: parts},
-		Store:  st, Out: b.Writer(topicAnom), AnomaliesTopic: topicAnom,
-		Group: "detector", EventsTopic: topicEvents,
-		Proc:          detect.NewProcessor(set, detect.WatcherCatalog{W: w}, func() int64 { return time.Now().UnixMilli() }),
-		SnapshotEvery: time.Second, IdleFlush: 5 * time.Second, MaxAgents: cfg.Detector.MaxAgents,
-		RetryInitial: cfg.Ingest.RetryInitial, RetryMax: cfg.Ingest.RetryMax,
-		Log: log.With("stage", "detector"), Metrics: detect.NewMetrics(reg),
-	}
+		Group:  "detector", EventsTopic: topicEvents,
+		Store: st, Out: b.Writer(topicAnom), AnomaliesTopic: topicAnom,
+		Catalog: detect.WatcherCatalog{W: w},
+	}, log, reg)
+	d.SnapshotEvery, d.IdleFlush = time.Second, 5*time.Second
 	return &embeddedDetector{d}, func() { _ = st.Close() }, nil
 }
 
