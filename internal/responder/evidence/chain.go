@@ -162,11 +162,8 @@ func OpenFileChain(path string) (*FileChain, error) {
 	if errors.Is(err, flock.ErrLocked) {
 		err = journal.Read(path, journal.Options{}, replay)
 	}
-	if damaged := (*journal.CorruptError)(nil); errors.As(err, &damaged) {
-		return nil, fmt.Errorf("evidence chain %s line %d: %w; run VerifyChain (responder verify) to see what was changed", path, damaged.Line, damaged.Err)
-	}
 	if err != nil {
-		return nil, fmt.Errorf("open evidence chain: %w", err)
+		return nil, chainError("open", err, "; run VerifyChain (responder verify) to see what was changed")
 	}
 	c.j = j
 	return c, nil
@@ -240,16 +237,22 @@ func (c *FileChain) Records(ctx context.Context, fn func(Record) error) error {
 	} else {
 		err = journal.Read(c.path, journal.Options{}, each)
 	}
-	if stop != nil {
+	switch {
+	case stop != nil:
 		return stop
-	}
-	if damaged := (*journal.CorruptError)(nil); errors.As(err, &damaged) {
-		return fmt.Errorf("evidence chain %s line %d: %w", c.path, damaged.Line, damaged.Err)
-	}
-	if err != nil {
-		return fmt.Errorf("read evidence chain: %w", err)
+	case err != nil:
+		return chainError("read", err, "")
 	}
 	return nil
+}
+
+// chainError says what went wrong doing verb to the chain file: a line
+// the journal refused is named, with hint after it.
+func chainError(verb string, err error, hint string) error {
+	if damaged := (*journal.CorruptError)(nil); errors.As(err, &damaged) {
+		return fmt.Errorf("evidence chain %s line %d: %w%s", damaged.Path, damaged.Line, damaged.Err, hint)
+	}
+	return fmt.Errorf("%s evidence chain: %w", verb, err)
 }
 
 // Close releases the file and its lock. Calls after Close fail.
