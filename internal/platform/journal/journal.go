@@ -193,9 +193,9 @@ func Open(path string, opts Options, replay func(rec []byte) error) (*Journal, e
 // or lock between writes: each group commit takes the exclusive lock on
 // path+".lock" (waiting for it), cuts a torn tail a crash left, appends and
 // fsyncs. There is no replay and no Compact; read the file with
-// ReadShared, or follow it with Follow. A failed fsync does not stop a shared journal: the records
-// may be on disk or not, and the caller decides (a retry may store them
-// twice).
+// ReadShared, or follow it with Follow. A failed fsync does not stop a
+// shared journal: the records may be on disk or not, and the caller
+// decides (a retry may store them twice).
 func OpenShared(path string, opts Options) (*Journal, error) {
 	j := &Journal{path: path, opts: opts, log: opts.Log, shared: true}
 	if j.log == nil {
