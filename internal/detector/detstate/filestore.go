@@ -1,7 +1,6 @@
 package detstate
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -10,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"maps"
 	"math"
 	"os"
@@ -19,6 +17,8 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/agentwatch/agentwatch/internal/platform/atomicfile"
+	"github.com/agentwatch/agentwatch/internal/platform/journal"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 )
 
@@ -43,13 +43,14 @@ var ErrClosed = errors.New("detstate: file store is closed")
 // States, checkpoints and backfill progress live in memory and every Save
 // rewrites their file atomically (temporary file, fsync, rename), so a
 // crash leaves the previous or the new version, never a mix. Anomalies and
-// scores are appended to JSON-lines files and fsynced; a line torn by a
-// crash is dropped when the store is opened again.
+// scores are appended to JSON-lines files (journal.Journal) and fsynced; a
+// line torn by a crash is cut off when the store is opened again.
 //
 // Each SaveStates rewrites every stored state, which suits the demo's
 // thousands of agents, not millions. One process at a time may use a
-// directory. A FileStore is safe for concurrent use; the caller owns it and
-// must Close it.
+// directory: the journals' locks (anomalies.jsonl.lock, scores.jsonl.lock)
+// are held until Close. A FileStore is safe for concurrent use; the caller
+// owns it and must Close it.
 type FileStore struct {
 	dir string
 
@@ -60,8 +61,8 @@ type FileStore struct {
 	backfill    map[string]int64
 	// anomalies indexes the stored anomalies by id.
 	anomalies map[string]anomalyRef
-	anomFile  *os.File
-	scoreFile *os.File
+	anomJ     *journal.Journal
+	scoreJ    *journal.Journal
 }
 
 type stateKey struct{ kind, key string }
@@ -89,20 +90,8 @@ func OpenFileStore(dir string) (*FileStore, error) {
 		backfill:    map[string]int64{},
 		anomalies:   map[string]anomalyRef{},
 	}
-	if err := s.loadStates(); err != nil {
-		return nil, err
-	}
-	var cps []Checkpoint
-	if err := readJSON(filepath.Join(dir, checkpointsFile), &cps); err != nil {
-		return nil, err
-	}
-	for _, c := range cps {
-		s.checkpoints[cpKey{c.Group, c.Topic, c.Partition}] = c
-	}
-	if err := readJSON(filepath.Join(dir, backfillFile), &s.backfill); err != nil {
-		return nil, err
-	}
-	err := s.scanLines(anomaliesFile, func(line []byte) error {
+	var err error
+	s.anomJ, err = openJournal(filepath.Join(dir, anomaliesFile), func(line []byte) error {
 		var a anomaly.Anomaly
 		if err := json.Unmarshal(line, &a); err != nil {
 			return err
@@ -115,25 +104,48 @@ func OpenFileStore(dir string) (*FileStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.scanLines(scoresFile, func([]byte) error { return nil }); err != nil {
+	if s.scoreJ, err = openJournal(filepath.Join(dir, scoresFile), nil); err != nil {
+		s.anomJ.Close()
 		return nil, err
 	}
-	if s.anomFile, err = openAppend(filepath.Join(dir, anomaliesFile)); err != nil {
-		return nil, err
-	}
-	if s.scoreFile, err = openAppend(filepath.Join(dir, scoresFile)); err != nil {
-		s.anomFile.Close()
+	if err := s.load(); err != nil {
+		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-func openAppend(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("open %s for appending: %w", path, err)
+// load reads the files that Saves rewrite whole.
+func (s *FileStore) load() error {
+	if err := s.loadStates(); err != nil {
+		return err
 	}
-	return f, nil
+	var cps []Checkpoint
+	if err := readJSON(filepath.Join(s.dir, checkpointsFile), &cps); err != nil {
+		return err
+	}
+	for _, c := range cps {
+		s.checkpoints[cpKey{c.Group, c.Topic, c.Partition}] = c
+	}
+	return readJSON(filepath.Join(s.dir, backfillFile), &s.backfill)
+}
+
+// openJournal opens one of the appended files (mode 0644: the demo's
+// user reads them), replaying its lines into replay.
+func openJournal(path string, replay func([]byte) error) (*journal.Journal, error) {
+	j, err := journal.Open(path, journal.Options{Perm: 0o644}, replay)
+	if err != nil {
+		return nil, damaged(err)
+	}
+	return j, nil
+}
+
+// damaged adds the fix to a journal's error about a line it refused.
+func damaged(err error) error {
+	if ce := (*journal.CorruptError)(nil); errors.As(err, &ce) {
+		return fmt.Errorf("%w; move the file away to start without it", err)
+	}
+	return err
 }
 
 // Close closes the store's files. Everything saved before is already on
@@ -145,7 +157,7 @@ func (s *FileStore) Close() error {
 		return nil
 	}
 	s.closed = true
-	return errors.Join(s.anomFile.Close(), s.scoreFile.Close())
+	return errors.Join(s.anomJ.Close(), s.scoreJ.Close())
 }
 
 // SaveStates stores states: each replaces the stored state with the same
@@ -153,37 +165,39 @@ func (s *FileStore) Close() error {
 // the later one wins), as in ClickHouse. Blobs are copied. An empty states
 // writes nothing.
 func (s *FileStore) SaveStates(_ context.Context, states []State) error {
-	if len(states) == 0 {
-		return nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	next := maps.Clone(s.states)
-	for _, st := range states {
-		k := stateKey{st.Kind, st.Key}
-		if old, ok := next[k]; ok && st.UpdatedMs < old.UpdatedMs {
-			continue
-		}
+	own := make([]State, len(states))
+	for i, st := range states {
 		st.Blob = bytes.Clone(st.Blob)
 		if st.Blob == nil {
 			st.Blob = []byte{}
 		}
-		next[k] = st
+		own[i] = st
 	}
-	if err := s.writeStates(next); err != nil {
-		return err
-	}
-	s.states = next
-	return nil
+	return saveNewest(s, &s.states, own, func(st State) (stateKey, int64) {
+		return stateKey{st.Kind, st.Key}, st.UpdatedMs
+	}, s.writeStates)
 }
 
 // SaveCheckpoints stores cps with the same newest-wins rule per (Group,
 // Topic, Partition). An empty cps writes nothing.
 func (s *FileStore) SaveCheckpoints(_ context.Context, cps []Checkpoint) error {
-	if len(cps) == 0 {
+	return saveNewest(s, &s.checkpoints, cps, func(c Checkpoint) (cpKey, int64) {
+		return cpKey{c.Group, c.Topic, c.Partition}, c.UpdatedMs
+	}, func(next map[cpKey]Checkpoint) error {
+		all := slices.SortedFunc(maps.Values(next), func(a, b Checkpoint) int {
+			return cmp.Or(cmp.Compare(a.Group, b.Group), cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+		})
+		return s.writeJSON(checkpointsFile, all)
+	})
+}
+
+// saveNewest is the Save of states and checkpoints: under s.mu, each of vs
+// replaces the value of *cur with its key when its version (UpdatedMs) is
+// greater or equal, so on a tie the later one wins. write persists the
+// merged map, which becomes *cur only if that worked. An empty vs writes
+// nothing.
+func saveNewest[K comparable, V any](s *FileStore, cur *map[K]V, vs []V, version func(V) (K, int64), write func(map[K]V) error) error {
+	if len(vs) == 0 {
 		return nil
 	}
 	s.mu.Lock()
@@ -191,25 +205,21 @@ func (s *FileStore) SaveCheckpoints(_ context.Context, cps []Checkpoint) error {
 	if s.closed {
 		return ErrClosed
 	}
-	next := maps.Clone(s.checkpoints)
-	for _, c := range cps {
-		k := cpKey{c.Group, c.Topic, c.Partition}
-		if old, ok := next[k]; ok && c.UpdatedMs < old.UpdatedMs {
-			continue
+	next := make(map[K]V, len(*cur)+len(vs))
+	maps.Copy(next, *cur)
+	for _, v := range vs {
+		k, ms := version(v)
+		if old, ok := next[k]; ok {
+			if _, oldMs := version(old); ms < oldMs {
+				continue
+			}
 		}
-		next[k] = c
+		next[k] = v
 	}
-	all := make([]Checkpoint, 0, len(next))
-	for _, c := range next {
-		all = append(all, c)
-	}
-	slices.SortFunc(all, func(a, b Checkpoint) int {
-		return cmp.Or(cmp.Compare(a.Group, b.Group), cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
-	})
-	if err := s.writeJSON(checkpointsFile, all); err != nil {
+	if err := write(next); err != nil {
 		return err
 	}
-	s.checkpoints = next
+	*cur = next
 	return nil
 }
 
@@ -271,7 +281,7 @@ func (s *FileStore) InsertAnomalies(_ context.Context, as []anomaly.Anomaly) err
 	if s.closed {
 		return ErrClosed
 	}
-	var buf []byte
+	var recs [][]byte
 	added := map[string]anomalyRef{}
 	for i := range as {
 		a := &as[i]
@@ -285,11 +295,11 @@ func (s *FileStore) InsertAnomalies(_ context.Context, as []anomaly.Anomaly) err
 		if err != nil {
 			return fmt.Errorf("store anomaly %s of agent %q: %w", a.ID, a.AgentID, err)
 		}
-		buf = append(append(buf, b...), '\n')
+		recs = append(recs, b)
 		added[a.ID] = anomalyRef{a.Partition, a.WindowStartMs}
 	}
-	if err := appendSync(s.anomFile, buf); err != nil {
-		return err
+	if err := s.anomJ.Append(recs...); err != nil {
+		return fmt.Errorf("store anomalies: %w", err)
 	}
 	for id, ref := range added {
 		s.anomalies[id] = ref
@@ -309,15 +319,18 @@ func (s *FileStore) InsertScores(_ context.Context, ss []anomaly.Score) error {
 	if s.closed {
 		return ErrClosed
 	}
-	var buf []byte
+	recs := make([][]byte, len(ss))
 	for i := range ss {
 		b, err := json.Marshal(toFileScore(&ss[i]))
 		if err != nil {
 			return fmt.Errorf("store score of agent %q window %d: %w", ss[i].AgentID, ss[i].WindowStartMs, err)
 		}
-		buf = append(append(buf, b...), '\n')
+		recs[i] = b
 	}
-	return appendSync(s.scoreFile, buf)
+	if err := s.scoreJ.Append(recs...); err != nil {
+		return fmt.Errorf("store scores: %w", err)
+	}
+	return nil
 }
 
 // AnomalyIDs returns the ids of stored anomalies on partitions with
@@ -340,7 +353,7 @@ func (s *FileStore) AnomalyIDs(_ context.Context, partitions []int32, fromMs int
 // Anomalies returns the anomalies of agentID ("" for all) with fromMs <=
 // WindowStartMs < toMs, once per ID, ordered by (WindowStartMs, AgentID,
 // Kind, ID). It reads the whole file.
-func (s *FileStore) Anomalies(_ context.Context, agentID string, fromMs, toMs int64) ([]anomaly.Anomaly, error) {
+func (s *FileStore) Anomalies(ctx context.Context, agentID string, fromMs, toMs int64) ([]anomaly.Anomaly, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -348,7 +361,7 @@ func (s *FileStore) Anomalies(_ context.Context, agentID string, fromMs, toMs in
 	}
 	var out []anomaly.Anomaly
 	seen := map[string]bool{}
-	err := s.scanLines(anomaliesFile, func(line []byte) error {
+	err := s.anomJ.Records(ctx, func(line []byte) error {
 		var a anomaly.Anomaly
 		if err := json.Unmarshal(line, &a); err != nil {
 			return err
@@ -361,7 +374,7 @@ func (s *FileStore) Anomalies(_ context.Context, agentID string, fromMs, toMs in
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, damaged(err)
 	}
 	slices.SortStableFunc(out, func(a, b anomaly.Anomaly) int {
 		return cmp.Or(cmp.Compare(a.WindowStartMs, b.WindowStartMs), cmp.Compare(a.AgentID, b.AgentID), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.ID, b.ID))
@@ -373,7 +386,7 @@ func (s *FileStore) Anomalies(_ context.Context, agentID string, fromMs, toMs in
 // WindowStartMs < toMs, the last stored per window, ordered by
 // (WindowStartMs, AgentID). nil float slices read back as empty ones, as
 // from ClickHouse. It reads the whole file.
-func (s *FileStore) Scores(_ context.Context, agentID string, fromMs, toMs int64) ([]anomaly.Score, error) {
+func (s *FileStore) Scores(ctx context.Context, agentID string, fromMs, toMs int64) ([]anomaly.Score, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -385,7 +398,7 @@ func (s *FileStore) Scores(_ context.Context, agentID string, fromMs, toMs int64
 	}
 	idx := map[win]int{}
 	var out []anomaly.Score
-	err := s.scanLines(scoresFile, func(line []byte) error {
+	err := s.scoreJ.Records(ctx, func(line []byte) error {
 		var fs fileScore
 		if err := json.Unmarshal(line, &fs); err != nil {
 			return err
@@ -404,7 +417,7 @@ func (s *FileStore) Scores(_ context.Context, agentID string, fromMs, toMs int64
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, damaged(err)
 	}
 	slices.SortFunc(out, func(a, b anomaly.Score) int {
 		return cmp.Or(cmp.Compare(a.WindowStartMs, b.WindowStartMs), cmp.Compare(a.AgentID, b.AgentID))
@@ -433,9 +446,7 @@ func (s *FileStore) SetBackfillProgress(_ context.Context, job string, doneThrou
 		return ErrClosed
 	}
 	next := make(map[string]int64, len(s.backfill)+1)
-	for k, v := range s.backfill {
-		next[k] = v
-	}
+	maps.Copy(next, s.backfill)
 	next[job] = doneThroughMs
 	if err := s.writeJSON(backfillFile, next); err != nil {
 		return err
@@ -444,89 +455,10 @@ func (s *FileStore) SetBackfillProgress(_ context.Context, job string, doneThrou
 	return nil
 }
 
-// appendSync writes b with one write call and fsyncs it. A failed write is
-// cut off again, so that the next append does not continue a torn line.
-func appendSync(f *os.File, b []byte) error {
-	if len(b) == 0 {
-		return nil
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("append to %s: %w", f.Name(), err)
-	}
-	if _, err := f.Write(b); err != nil {
-		if terr := f.Truncate(fi.Size()); terr != nil {
-			return fmt.Errorf("append to %s: %w (and cutting the partial write off failed: %v)", f.Name(), err, terr)
-		}
-		return fmt.Errorf("append to %s: %w", f.Name(), err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", f.Name(), err)
-	}
-	return nil
-}
-
-// scanLines calls fn for every complete line of the named file. A last
-// line without its newline was torn by a crash during an append: it is cut
-// off the file. A complete line fn rejects is an error naming the file
-// and line. A missing file has no lines.
-func (s *FileStore) scanLines(name string, fn func([]byte) error) error {
-	path := filepath.Join(s.dir, name)
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
-	}
-	defer f.Close()
-	r := bufio.NewReaderSize(f, 1<<16)
-	var good int64
-	for n := 1; ; n++ {
-		line, err := r.ReadBytes('\n')
-		if err == io.EOF {
-			if len(line) > 0 {
-				if terr := os.Truncate(path, good); terr != nil {
-					return fmt.Errorf("cut torn last line of %s: %w", path, terr)
-				}
-			}
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read %s: %w", path, err)
-		}
-		good += int64(len(line))
-		if err := fn(line[:len(line)-1]); err != nil {
-			return fmt.Errorf("%s line %d: %w; move the file away to start without it", path, n, err)
-		}
-	}
-}
-
-// writeFile replaces the named file atomically with data: temporary file,
-// fsync, rename, fsync of the directory.
+// writeFile replaces the named file atomically with data (mode 0600).
 func (s *FileStore) writeFile(name string, data []byte) error {
-	path := filepath.Join(s.dir, name)
-	tmp, err := os.CreateTemp(s.dir, name+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(s.dir); err == nil {
-		_ = d.Sync() // best effort: not every platform syncs directories
-		d.Close()
+	if err := atomicfile.WriteFile(filepath.Join(s.dir, name), data, 0o600); err != nil {
+		return fmt.Errorf("save %s: %w", name, err)
 	}
 	return nil
 }

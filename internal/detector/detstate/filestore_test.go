@@ -442,3 +442,31 @@ func TestFileStoreConcurrent(t *testing.T) {
 		t.Fatalf("Scores after reopen: %d, %v; want 80", len(sc), err)
 	}
 }
+
+// TestFileStoreLockAndModes: a second store on an open directory is
+// refused; the appended files are 0644 and the rewritten ones 0600.
+func TestFileStoreLockAndModes(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	if _, err := OpenFileStore(dir); err == nil || !strings.Contains(err.Error(), "another process") {
+		t.Fatalf("second OpenFileStore = %v; want refused", err)
+	}
+	ctx := t.Context()
+	if err := s.SaveStates(ctx, []State{{Kind: KindAgent, Key: "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveCheckpoints(ctx, []Checkpoint{{Group: "g"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetBackfillProgress(ctx, "j", 1); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]os.FileMode{anomaliesFile: 0o644, scoresFile: 0o644,
+		statesFile: 0o600, checkpointsFile: 0o600, backfillFile: 0o600} {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, %v; want %v", name, fi.Mode().Perm(), err, want)
+		}
+	}
+	s.Close()
+	openTest(t, dir)
+}

@@ -6,9 +6,10 @@
 // a record; the journal owns the file, its lock and its crash safety.
 //
 // Open gives one process the file until Close (the stores that replay
-// their state). OpenShared lets several processes append to one file,
-// taking the lock per write, and ReadShared reads it beside them (the
-// audit trail).
+// their state); Records reads it while it is open. OpenShared lets several
+// processes append to one file, taking the lock per write; ReadShared
+// reads it beside them (the audit trail), and Follow keeps a process's
+// state up to date with what the others append (the revocation ledger).
 //
 // On-disk format: records separated by '\n', nothing else, so the JSON-lines
 // files the stores wrote before the journal existed open unchanged. A
@@ -22,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -77,6 +79,10 @@ type Options struct {
 	// CreateDir creates the file's missing directories with mode 0700. By
 	// default a missing directory is an error.
 	CreateDir bool
+	// Perm is the mode of the file Open or OpenShared creates and of the
+	// file Compact writes; 0 means 0600. Stores whose files others read
+	// (the evidence chain, the detector's results) set 0644.
+	Perm fs.FileMode
 	// Log receives the torn-tail and compaction reports; nil discards them.
 	Log *slog.Logger
 	// Sync makes a write durable; nil means (*os.File).Sync. Tests set it
@@ -124,6 +130,12 @@ type Journal struct {
 	closed   bool
 	stopErr  error // why a failure stopped the journal
 	stats    Stats
+
+	// followMu serialises Follow, which reads on from followOff, the end
+	// of the last line it passed, on line followLine+1.
+	followMu   sync.Mutex
+	followOff  int64
+	followLine int
 }
 
 // batch is the records of one group commit and its outcome.
@@ -135,7 +147,7 @@ type batch struct {
 	err   error
 }
 
-// Open opens the journal at path, creating it (mode 0600) if missing, and
+// Open opens the journal at path, creating it (Options.Perm) if missing, and
 // calls replay with each record in file order; the record's bytes are only
 // valid during the call. replay returning an error refuses the record:
 // Open fails with an error wrapping a *CorruptError (naming Options.Name
@@ -167,7 +179,7 @@ func Open(path string, opts Options, replay func(rec []byte) error) (*Journal, e
 	}
 	// No Compact of path can run now, so temporaries are a crash's leftovers.
 	atomicfile.RemoveStaleTemps(path)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, opts.perm())
 	if err != nil {
 		unlock()
 		return nil, fmt.Errorf("open %s %s: %w", j.opts.Name, path, err)
@@ -194,21 +206,21 @@ func Open(path string, opts Options, replay func(rec []byte) error) (*Journal, e
 	return j, nil
 }
 
-// OpenShared opens the journal at path, creating it (mode 0600) if missing,
+// OpenShared opens the journal at path, creating it (Options.Perm) if missing,
 // for appending beside other processes that do the same: the audit trail,
 // written by the responder and by a command run by hand. It holds no file
 // or lock between writes: each group commit takes the exclusive lock on
 // path+".lock" (waiting for it), cuts a torn tail a crash left, appends and
 // fsyncs. There is no replay and no Compact; read the file with
-// ReadShared. A failed fsync does not stop a shared journal: the records
-// may be on disk or not, and the caller decides (a retry may store them
-// twice).
+// ReadShared, or follow it with Follow. A failed fsync does not stop a
+// shared journal: the records may be on disk or not, and the caller
+// decides (a retry may store them twice).
 func OpenShared(path string, opts Options) (*Journal, error) {
 	j, err := newJournal(path, opts, true)
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, j.opts.perm())
 	if err != nil {
 		return nil, fmt.Errorf("open %s %s: %w; create its directory or use another path", j.opts.Name, path, err)
 	}
@@ -354,33 +366,121 @@ func read(ctx context.Context, path string, opts Options, lock bool, fn func(rec
 		return fmt.Errorf("read %s: %w", path, err)
 	}
 	defer f.Close()
+	_, _, err = readRecords(ctx, f, path, opts, 0, 0, fn)
+	return err
+}
+
+// readRecords calls fn with each record of r, which holds path from byte
+// off on, where line+1 is the next line's number. It returns the end of
+// the last line it passed, and that line's number: where to go on from.
+// A refused line is a *CorruptError (skipped instead if it is the last and
+// opts.CutBadLastLine is set: the end stays before it); a last line
+// without its newline is not passed.
+func readRecords(ctx context.Context, r io.Reader, path string, opts Options, off int64, line int,
+	fn func(rec []byte) error,
+) (end int64, endLine int, err error) {
+	end, endLine = off, line
 	var ce *CorruptError
-	err = scan(f, func(rec []byte, n int, last bool, start, _ int64) error {
+	err = scan(r, func(rec []byte, n int, last bool, start, stop int64) error {
 		if n%4096 == 1 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
-		if rec == nil {
-			return nil
-		}
-		if err := fn(rec); err != nil {
-			if last && opts.CutBadLastLine {
-				return nil
+		if rec != nil {
+			if err := fn(rec); err != nil {
+				if last && opts.CutBadLastLine {
+					return nil
+				}
+				ce = &CorruptError{Path: path, Line: line + n, Offset: off + start, Err: err}
+				return ce
 			}
-			ce = &CorruptError{Path: path, Line: n, Offset: start, Err: err}
-			return ce
 		}
+		end, endLine = off+stop, line+n
 		return nil
 	})
 	switch {
 	case err == nil:
-		return nil
+		return end, endLine, nil
 	case ce != nil:
-		return ce
+		return end, endLine, ce
 	default:
-		return fmt.Errorf("read %s: %w", path, err)
+		return end, endLine, fmt.Errorf("read %s: %w", path, err)
 	}
+}
+
+// Records calls fn with each record of the open journal in file order,
+// beside Appends: it reads the file as it was when Records began (a
+// Compact meanwhile does not change what it reads), up to the end of the
+// last Append that had returned, and checks ctx between records. A refused
+// record is a *CorruptError, as for Read. The whole file is re-read on
+// each call, so it sees what was changed under the journal; a file cut
+// shorter than the journal wrote it is an error. It is not for a journal
+// from OpenShared: see Follow and ReadShared.
+func (j *Journal) Records(ctx context.Context, fn func(rec []byte) error) error {
+	if j.shared {
+		return fmt.Errorf("read %s: a journal opened with OpenShared has no Records; use Follow or ReadShared", j.path)
+	}
+	j.mu.Lock()
+	if j.closed {
+		defer j.mu.Unlock()
+		return fmt.Errorf("read %w", j.closedErr())
+	}
+	// Under mu the path names j.f's file: Compact replaces it holding mu.
+	f, err := os.Open(j.path)
+	size := j.size
+	j.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("read %s: %w", j.path, err)
+	}
+	defer f.Close()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("read %s: %w", j.path, err)
+	}
+	end, line, err := readRecords(ctx, io.LimitReader(f, size), j.path, j.opts, 0, 0, fn)
+	if err == nil && end < size {
+		err = fmt.Errorf("%s line %d: cut short (the file shrank while open)", j.path, line+1)
+	}
+	return err
+}
+
+// Follow calls fn with each record appended to the file since the last
+// Follow of this journal (from the start of the file at the first), under
+// the file's shared lock, so that it sees no Append half done. It is for a
+// journal from OpenShared whose process keeps state built from every
+// writer's records: it follows the file in its order, its own Appends
+// included. A refused record is a *CorruptError, and the next Follow
+// starts at it again. Follows of one journal run one at a time.
+func (j *Journal) Follow(ctx context.Context, fn func(rec []byte) error) error {
+	if !j.shared {
+		return fmt.Errorf("follow %s: only a journal opened with OpenShared can be followed; use Records", j.path)
+	}
+	j.mu.Lock()
+	closed := j.closed
+	j.mu.Unlock()
+	if closed {
+		return fmt.Errorf("follow %s: %w", j.path, ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("follow %s: %w", j.path, err)
+	}
+	j.followMu.Lock()
+	defer j.followMu.Unlock()
+	unlock, err := flock.Lock(j.path+".lock", false, true)
+	if err != nil {
+		return fmt.Errorf("follow %s: %w", j.path, err)
+	}
+	defer unlock()
+	f, err := os.Open(j.path)
+	if err != nil {
+		return fmt.Errorf("follow %s: %w", j.path, err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(j.followOff, io.SeekStart); err != nil {
+		return fmt.Errorf("follow %s: %w", j.path, err)
+	}
+	j.followOff, j.followLine, err = readRecords(ctx, f, j.path, j.opts, j.followOff, j.followLine, fn)
+	return err
 }
 
 // Path returns the journal's path.
@@ -409,6 +509,13 @@ func (j *Journal) Closed() bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.closed
+}
+
+func (o Options) perm() fs.FileMode {
+	if o.Perm == 0 {
+		return 0o600
+	}
+	return o.Perm
 }
 
 func (j *Journal) sync(f *os.File) error {
@@ -644,12 +751,12 @@ func (j *Journal) Compact(recs [][]byte) error {
 	if j.shared {
 		return fmt.Errorf("compact %s: a journal opened with OpenShared cannot be compacted", j.path)
 	}
-	if err := atomicfile.WriteFile(j.path, buf, 0o600); err != nil {
+	if err := atomicfile.WriteFile(j.path, buf, j.opts.perm()); err != nil {
 		return fmt.Errorf("compact: %w", err)
 	}
 	// The file was replaced: from here on, failing to reopen it stops the
 	// journal, as its end is no longer ours.
-	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_APPEND, 0)
 	if err != nil {
 		err = fmt.Errorf("reopen %s after compaction: %w; the %s stopped: %s", j.path, err, j.opts.Name, j.opts.StoppedFix)
 		j.stop(err)

@@ -528,3 +528,152 @@ func TestReadSharedReportsOffsetAndStops(t *testing.T) {
 		t.Errorf("ReadShared with a cancelled context = %v; want context.Canceled", err)
 	}
 }
+
+func TestPerm(t *testing.T) {
+	path := tempPath(t)
+	j, _ := openT(t, path, Options{Perm: 0o644})
+	mode := func(when string) {
+		t.Helper()
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
+			t.Errorf("%s: mode %v, %v; want 0644", when, fi.Mode().Perm(), err)
+		}
+	}
+	mode("created")
+	if err := j.Compact([][]byte{[]byte("a")}); err != nil {
+		t.Fatal(err)
+	}
+	mode("compacted")
+	shared := filepath.Join(t.TempDir(), "s.jsonl")
+	js, err := OpenShared(shared, Options{Perm: 0o640})
+	if err != nil {
+		t.Fatal(err)
+	}
+	js.Close()
+	if fi, err := os.Stat(shared); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("OpenShared: mode %v, %v; want 0640", fi.Mode().Perm(), err)
+	}
+}
+
+// TestRecords reads an open journal: what is appended, the file as it was
+// at the start of the call, and a CorruptError for an edited line.
+func TestRecords(t *testing.T) {
+	path := tempPath(t)
+	os.WriteFile(path, []byte("a\n\nb\n"), 0o600)
+	j, _ := openT(t, path, Options{})
+	if err := j.Append([]byte("c")); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	if err := j.Records(t.Context(), collect(&got)); err != nil || !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("Records = %q, %v; want a b c", got, err)
+	}
+	// A Compact while Records reads leaves it reading the old file.
+	got = nil
+	err := j.Records(t.Context(), func(rec []byte) error {
+		if len(got) == 0 {
+			if err := j.Compact([][]byte{[]byte("z")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got = append(got, string(rec))
+		return nil
+	})
+	if err != nil || !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("Records during Compact = %q, %v; want a b c", got, err)
+	}
+	got = nil
+	if err := j.Records(t.Context(), collect(&got)); err != nil || !slices.Equal(got, []string{"z"}) {
+		t.Fatalf("Records after Compact = %q, %v; want z", got, err)
+	}
+	if err := j.Append([]byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	// Edited under the journal: a refused line, then a file cut short.
+	os.WriteFile(path, []byte("bad\ny\n"), 0o600)
+	var ce *CorruptError
+	if err := j.Records(t.Context(), collect(&got)); !errors.As(err, &ce) || ce.Line != 1 {
+		t.Errorf("Records of an edited file = %v; want a CorruptError for line 1", err)
+	}
+	os.WriteFile(path, []byte("z\n"), 0o600)
+	if err := j.Records(t.Context(), collect(&got)); err == nil || !strings.Contains(err.Error(), "line 2: cut short") {
+		t.Errorf("Records of a file cut short = %v; want line 2 cut short", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := j.Records(ctx, collect(&got)); !errors.Is(err, context.Canceled) {
+		t.Errorf("Records with a cancelled context = %v", err)
+	}
+	j.Close()
+	if err := j.Records(t.Context(), collect(&got)); !errors.Is(err, ErrClosed) {
+		t.Errorf("Records after Close = %v; want ErrClosed", err)
+	}
+	js, err := OpenShared(tempPath(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer js.Close()
+	if err := js.Records(t.Context(), collect(&got)); err == nil {
+		t.Error("Records of a shared journal succeeded")
+	}
+}
+
+// TestFollow: two shared journals on one file, standing for two processes.
+// Each Follow passes what was appended since the last, by either, in file
+// order; a torn tail is not passed, and a refused line is passed again.
+func TestFollow(t *testing.T) {
+	path := tempPath(t)
+	os.WriteFile(path, []byte("old\n"), 0o600)
+	a, err := OpenShared(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := OpenShared(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	follow := func(want ...string) {
+		t.Helper()
+		var got []string
+		if err := a.Follow(t.Context(), collect(&got)); err != nil || !slices.Equal(got, want) {
+			t.Fatalf("Follow = %q, %v; want %q", got, err, want)
+		}
+	}
+	follow("old")
+	follow()
+	if err := b.Append([]byte("b1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Append([]byte("a1"), []byte("a2")); err != nil {
+		t.Fatal(err)
+	}
+	follow("b1", "a1", "a2")
+	// A crash cut a write short: the line is not passed, and the next
+	// Append cuts it and goes on.
+	f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString(`{"torn`)
+	f.Close()
+	follow()
+	if err := b.Append([]byte("b2")); err != nil {
+		t.Fatal(err)
+	}
+	follow("b2")
+	f, _ = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString("bad\n")
+	f.Close()
+	for range 2 {
+		var ce *CorruptError
+		if err := a.Follow(t.Context(), collect(new([]string))); !errors.As(err, &ce) || ce.Line != 6 || ce.Offset != 16 {
+			t.Fatalf("Follow over a bad line = %v (%+v); want a CorruptError for line 6 at byte 16", err, ce)
+		}
+	}
+	j, _ := openT(t, tempPath(t), Options{})
+	if err := j.Follow(t.Context(), collect(new([]string))); err == nil {
+		t.Error("Follow of a journal from Open succeeded")
+	}
+	a.Close()
+	if err := a.Follow(t.Context(), collect(new([]string))); !errors.Is(err, ErrClosed) {
+		t.Errorf("Follow after Close = %v; want ErrClosed", err)
+	}
+}

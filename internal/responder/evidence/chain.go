@@ -1,15 +1,16 @@
 package evidence
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
+
+	"github.com/agentwatch/agentwatch/internal/platform/flock"
+	"github.com/agentwatch/agentwatch/internal/platform/journal"
 )
 
 // ZeroHash is the previous hash of the first bundle of a chain, and the
@@ -122,17 +123,19 @@ func decodeStrict(b []byte, v any) error {
 	return nil
 }
 
-// FileChain is a ChainStore in one JSON-lines file, for embedded mode and
-// tests. Every Append is one write and an fsync; a last line torn by a
-// crash is cut off when the file is opened again. One process at a time
-// may use a file. A FileChain is safe for concurrent use; the caller owns
-// it and must Close it.
+// FileChain is a ChainStore in one JSON-lines file (a journal.Journal),
+// for embedded mode and tests. Every Append is one write and an fsync; a
+// last line torn by a crash is cut off when the file is opened again. One
+// process at a time may write a file: it holds the lock on path+".lock"
+// while open. Another process (`responder verify` beside a running
+// responder) gets a read-only FileChain instead: Head is the chain as it
+// was at open, Records reads the file anew, Append fails. A FileChain is
+// safe for concurrent use; the caller owns it and must Close it.
 type FileChain struct {
 	path string
+	j    *journal.Journal // nil when read-only
 
 	mu     sync.Mutex
-	f      *os.File
-	size   int64 // bytes of complete records
 	head   string
 	seq    int64
 	closed bool
@@ -140,43 +143,29 @@ type FileChain struct {
 
 var _ ChainStore = (*FileChain)(nil)
 
-// OpenFileChain opens the chain file at path, creating it if missing, and
-// reads its head. A complete line that is not a valid record is an error
-// naming the line: the file was edited, and VerifyChain will say more.
+// OpenFileChain opens the chain file at path, creating it (mode 0644) if
+// missing, and reads its head. A complete line that is not a valid record
+// is an error naming the line: the file was edited, and VerifyChain will
+// say more. If another process has the chain open, the FileChain is
+// read-only (see FileChain).
 func OpenFileChain(path string) (*FileChain, error) {
 	c := &FileChain{path: path, head: ZeroHash}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("open evidence chain: %w", err)
-	}
-	var good int64
-	r := bufio.NewReaderSize(f, 1<<16)
-	for n := 1; ; n++ {
-		line, err := r.ReadBytes('\n')
-		if errors.Is(err, io.EOF) {
-			break // a last line without its newline is torn: dropped below
-		}
+	replay := func(b []byte) error {
+		rec, err := ParseRecord(b)
 		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("read evidence chain %s: %w", path, err)
+			return err
 		}
-		rec, err := ParseRecord(line[:len(line)-1])
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("evidence chain %s line %d: %w; run VerifyChain (responder verify) to see what was changed", path, n, err)
-		}
-		good += int64(len(line))
 		c.head, c.seq = rec.ManifestSHA256, rec.Seq
+		return nil
 	}
-	if err := f.Truncate(good); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("cut the torn last line of evidence chain %s: %w", path, err)
+	j, err := journal.Open(path, journal.Options{Perm: 0o644}, replay)
+	if errors.Is(err, flock.ErrLocked) {
+		err = journal.Read(path, journal.Options{}, replay)
 	}
-	if _, err := f.Seek(good, io.SeekStart); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("open evidence chain %s: %w", path, err)
+	if err != nil {
+		return nil, chainError("open", err, "; run VerifyChain (responder verify) to see what was changed")
 	}
-	c.f, c.size = f, good
+	c.j = j
 	return c, nil
 }
 
@@ -191,7 +180,8 @@ func (c *FileChain) Head(ctx context.Context) (string, int64, error) {
 }
 
 // Append implements ChainStore. A failed write is cut off again, so that
-// the error means "not stored".
+// the error means "not stored"; after a failed fsync the chain is closed,
+// as the record may be on disk or not, and the next Open decides.
 func (c *FileChain) Append(ctx context.Context, rec Record) error {
 	if err := rec.validate(); err != nil {
 		return fmt.Errorf("append to evidence chain: %w", err)
@@ -200,75 +190,72 @@ func (c *FileChain) Append(ctx context.Context, rec Record) error {
 	if err != nil {
 		return fmt.Errorf("append to evidence chain: %w", err)
 	}
-	line = append(line, '\n')
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
+	switch {
+	case c.closed:
 		return errors.New("evidence chain is closed")
+	case c.j == nil:
+		return fmt.Errorf("append to evidence chain %s: another process (the responder) has it open; this one may only read it", c.path)
 	}
 	if rec.Seq != c.seq+1 || rec.PrevSHA256 != c.head {
 		return fmt.Errorf("append bundle %s at seq %d after %s: head is seq %d %s: %w",
 			rec.BundleID, rec.Seq, rec.PrevSHA256, c.seq, c.head, ErrChainMoved)
 	}
-	if _, err := c.f.Write(line); err != nil {
-		if terr := c.f.Truncate(c.size); terr != nil {
-			return fmt.Errorf("append to evidence chain %s: %w (and cutting the partial write off failed: %v)", c.path, err, terr)
-		}
-		_, _ = c.f.Seek(c.size, io.SeekStart)
-		return fmt.Errorf("append to evidence chain %s: %w", c.path, err)
+	if err := c.j.Append(line); err != nil {
+		c.closed = c.j.Closed()
+		return fmt.Errorf("append to evidence chain: %w", err)
 	}
-	if err := c.f.Sync(); err != nil {
-		// The data may be on disk or not; keep the file as it is and
-		// stop, so the next Open decides.
-		c.closed = true
-		c.f.Close()
-		return fmt.Errorf("sync evidence chain %s: %w; reopen the chain", c.path, err)
-	}
-	c.size += int64(len(line))
 	c.head, c.seq = rec.ManifestSHA256, rec.Seq
 	return nil
 }
 
 // Records implements ChainStore. It reads the file, up to the last record
-// this FileChain knows complete, and calls fn without holding the lock.
+// this FileChain knows complete (a read-only one: every complete line),
+// and calls fn without holding the lock.
 func (c *FileChain) Records(ctx context.Context, fn func(Record) error) error {
 	c.mu.Lock()
-	size, closed := c.size, c.closed
+	j, closed := c.j, c.closed
 	c.mu.Unlock()
 	if closed {
 		return errors.New("evidence chain is closed")
 	}
-	f, err := os.Open(c.path)
-	if err != nil {
-		return fmt.Errorf("read evidence chain: %w", err)
-	}
-	defer f.Close()
-	r := bufio.NewReaderSize(io.LimitReader(f, size), 1<<16)
-	for n := 1; ; n++ {
-		if err := ctx.Err(); err != nil {
+	var stop error // fn's or ctx's, returned as it is
+	each := func(b []byte) error {
+		rec, err := ParseRecord(b)
+		if err != nil {
 			return err
 		}
-		line, err := r.ReadBytes('\n')
-		if errors.Is(err, io.EOF) {
-			if len(line) > 0 {
-				return fmt.Errorf("evidence chain %s line %d: cut short (the file shrank while open)", c.path, n)
-			}
-			return nil
+		if stop = ctx.Err(); stop == nil {
+			stop = fn(rec)
 		}
-		if err != nil {
-			return fmt.Errorf("read evidence chain %s: %w", c.path, err)
-		}
-		rec, err := ParseRecord(line[:len(line)-1])
-		if err != nil {
-			return fmt.Errorf("evidence chain %s line %d: %w", c.path, n, err)
-		}
-		if err := fn(rec); err != nil {
-			return err
-		}
+		return stop
 	}
+	var err error
+	if j != nil {
+		err = j.Records(ctx, each)
+	} else {
+		err = journal.Read(c.path, journal.Options{}, each)
+	}
+	switch {
+	case stop != nil:
+		return stop
+	case err != nil:
+		return chainError("read", err, "")
+	}
+	return nil
 }
 
-// Close closes the file. Calls after Close fail.
+// chainError says what went wrong doing verb to the chain file: a line
+// the journal refused is named, with hint after it.
+func chainError(verb string, err error, hint string) error {
+	if damaged := (*journal.CorruptError)(nil); errors.As(err, &damaged) {
+		return fmt.Errorf("evidence chain %s line %d: %w%s", damaged.Path, damaged.Line, damaged.Err, hint)
+	}
+	return fmt.Errorf("%s evidence chain: %w", verb, err)
+}
+
+// Close releases the file and its lock. Calls after Close fail.
 func (c *FileChain) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -276,7 +263,10 @@ func (c *FileChain) Close() error {
 		return nil
 	}
 	c.closed = true
-	return c.f.Close()
+	if c.j == nil {
+		return nil
+	}
+	return c.j.Close()
 }
 
 // findRecords returns the records of bundle id.

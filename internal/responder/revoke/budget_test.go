@@ -196,7 +196,7 @@ func TestBudgetSeededFromLedgerAfterRestart(t *testing.T) {
 		}
 	}
 	// Restart: a new process, a new budget, the same ledger.
-	l2, err := OpenFileLedger(env.ledger.path)
+	l2, err := OpenFileLedger(env.ledger.Path())
 	if err != nil {
 		t.Fatal(err)
 	}

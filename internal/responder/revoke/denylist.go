@@ -6,14 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/agentwatch/agentwatch/internal/platform/atomicfile"
-	"github.com/agentwatch/agentwatch/internal/platform/flock"
 	"io/fs"
 	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/agentwatch/agentwatch/internal/platform/atomicfile"
+	"github.com/agentwatch/agentwatch/internal/platform/flock"
 )
 
 // Deny-list file formats.
@@ -55,6 +56,18 @@ type DenylistOptions struct {
 // half a file. Adding an id that is there, or removing one that is not,
 // changes nothing. Safe for concurrent use, and across processes on
 // systems with flock (a lock file Path+".lock" serialises writers).
+//
+// The file is not a journal.Journal, on purpose: it is the gateway's
+// input, not our log. A journal's file is append-only records that only
+// its own replay reads, owned by one process (or locked per append), with
+// mode 0600 and blank lines dropped on compaction; this file is read by
+// gateways that need the whole current list at every moment (so each
+// change is a full atomic replace, never an append), its lines format keeps
+// operators' comments and blank lines where they are, its json format is
+// one indented array (not one record per line), it keeps the mode the
+// operator gave it (0644 by default), and nothing holds it open between
+// changes. What it shares with the journal, the atomic replace and the
+// lock, it already takes from atomicfile and flock.
 type Denylist struct {
 	o  DenylistOptions
 	mu sync.Mutex

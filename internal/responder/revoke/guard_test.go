@@ -50,7 +50,7 @@ func TestCrashBetweenActionAndRecord(t *testing.T) {
 
 	// Restart: a fresh ledger handle on the same file, a fresh budget
 	// seeded from it (the crashed revocation spent the only unit).
-	l2, err := OpenFileLedger(env.ledger.path)
+	l2, err := OpenFileLedger(env.ledger.Path())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestCrashBeforeAction(t *testing.T) {
 	if n := fk.count(http.MethodDelete); n != 0 {
 		t.Fatalf("%d DELETEs; want 0 (keep failed, so no delete)", n)
 	}
-	l2, _ := OpenFileLedger(env.ledger.path)
+	l2, _ := OpenFileLedger(env.ledger.Path())
 	g2, _ := NewGuard(env.kong(t, fk), Options{Ledger: l2})
 	if res, err := g2.Revoke(t.Context(), tg); err != nil || res.Status != StatusRevoked {
 		t.Fatalf("Revoke after restart = %+v, %v", res, err)

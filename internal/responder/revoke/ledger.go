@@ -1,17 +1,14 @@
 package revoke
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/agentwatch/agentwatch/internal/platform/flock"
-	"io"
-	"os"
 	"sync"
 	"time"
+
+	"github.com/agentwatch/agentwatch/internal/platform/journal"
 )
 
 // Key identifies one revocation: an adapter, a credential, an incident.
@@ -90,12 +87,15 @@ type BudgetSource interface {
 // record, and the last line of a key wins. It is meant for tests and the
 // embedded demo. The file is created with mode 0600 because records hold
 // kept credentials. Safe for concurrent use, and across processes on
-// systems with flock: each call first reads what others appended.
+// systems with flock: the file is a shared journal (journal.OpenShared),
+// and each call first reads what others appended (journal.Follow). A last
+// line torn by a crash is never read, and is cut off before the next
+// append. FileLedger holds no open file or lock between calls, so there is
+// nothing to close.
 type FileLedger struct {
-	path string
+	j *journal.Journal
 
 	mu   sync.Mutex
-	off  int64
 	recs map[Key]Record
 }
 
@@ -106,120 +106,83 @@ var (
 
 // OpenFileLedger opens (or creates) the ledger file at path and reads it.
 func OpenFileLedger(path string) (*FileLedger, error) {
-	l := &FileLedger{path: path, recs: make(map[Key]Record)}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	j, err := journal.OpenShared(path, journal.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("open ledger: %w", err)
 	}
-	f.Close()
-	if err := l.locked(func(*os.File) error { return nil }); err != nil {
+	l := &FileLedger{j: j, recs: make(map[Key]Record)}
+	if err := l.catchUp(context.Background()); err != nil {
 		return nil, err
 	}
 	return l, nil
 }
 
-// locked runs fn under both locks, after reading the lines appended since
-// the last call. fn gets the file opened for appending.
-func (l *FileLedger) locked(fn func(f *os.File) error) error {
+// Path returns the file's path.
+func (l *FileLedger) Path() string { return l.j.Path() }
+
+// catchUp reads the records appended since the last call, by any process,
+// into l.recs in file order.
+func (l *FileLedger) catchUp(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	unlock, err := flock.Lock(l.path+".lock", true, true)
+	err := l.j.Follow(ctx, func(line []byte) error {
+		var r Record
+		if err := json.Unmarshal(line, &r); err != nil {
+			return err
+		}
+		l.recs[r.Key] = r
+		return nil
+	})
+	if damaged := (*journal.CorruptError)(nil); errors.As(err, &damaged) {
+		return fmt.Errorf("read ledger %s at byte %d: %w; the file is damaged, restore it from backup", damaged.Path, damaged.Offset, damaged.Err)
+	}
 	if err != nil {
-		return fmt.Errorf("ledger: %w", err)
-	}
-	defer unlock()
-	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("open ledger: %w", err)
-	}
-	defer f.Close()
-	if err := l.catchUp(f); err != nil {
-		return err
-	}
-	return fn(f)
-}
-
-// catchUp reads complete lines from l.off on. A last line without its
-// newline is the remains of a write cut short by a crash: it is skipped
-// now and cut off before the next append.
-func (l *FileLedger) catchUp(f *os.File) error {
-	if _, err := f.Seek(l.off, io.SeekStart); err != nil {
 		return fmt.Errorf("read ledger: %w", err)
 	}
-	rd := bufio.NewReader(f)
-	for {
-		line, err := rd.ReadBytes('\n')
-		if errors.Is(err, io.EOF) {
-			return nil // a partial line stays unread
-		}
-		if err != nil {
-			return fmt.Errorf("read ledger %s: %w", l.path, err)
-		}
-		n := int64(len(line))
-		line = bytes.TrimSpace(line)
-		if len(line) > 0 {
-			var r Record
-			if err := json.Unmarshal(line, &r); err != nil {
-				return fmt.Errorf("read ledger %s at byte %d: %w; the file is damaged, restore it from backup", l.path, l.off, err)
-			}
-			l.recs[r.Key] = r
-		}
-		l.off += n
-	}
+	return nil
 }
 
 // Get implements Ledger.
-func (l *FileLedger) Get(_ context.Context, k Key) (Record, bool, error) {
-	var r Record
-	var found bool
-	err := l.locked(func(*os.File) error {
-		r, found = l.recs[k]
-		return nil
-	})
-	return r, found, err
+func (l *FileLedger) Get(ctx context.Context, k Key) (Record, bool, error) {
+	if err := l.catchUp(ctx); err != nil {
+		return Record{}, false, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r, found := l.recs[k]
+	return r, found, nil
 }
 
-// Put implements Ledger.
-func (l *FileLedger) Put(_ context.Context, r Record) error {
+// Put implements Ledger. A damaged ledger refuses the record before
+// writing it. The record reaches l.recs as it is read back after the
+// append, so it lands after whatever other processes appended before it,
+// as in the file.
+func (l *FileLedger) Put(ctx context.Context, r Record) error {
 	line, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encode ledger record: %w", err)
 	}
-	line = append(line, '\n')
-	return l.locked(func(f *os.File) error {
-		fi, err := f.Stat()
-		if err != nil {
-			return fmt.Errorf("ledger: %w", err)
-		}
-		if fi.Size() > l.off {
-			// Remains of a cut-short write: drop them so the next line
-			// starts at a line boundary.
-			if err := f.Truncate(l.off); err != nil {
-				return fmt.Errorf("ledger: cut partial line: %w", err)
-			}
-		}
-		if _, err := f.Write(line); err != nil {
-			return fmt.Errorf("append to ledger %s: %w", l.path, err)
-		}
-		if err := f.Sync(); err != nil {
-			return fmt.Errorf("sync ledger %s: %w", l.path, err)
-		}
-		l.off += int64(len(line))
-		l.recs[r.Key] = r
-		return nil
-	})
+	if err := l.catchUp(ctx); err != nil {
+		return err
+	}
+	if err := l.j.Append(line); err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	return l.catchUp(ctx)
 }
 
 // AutomaticSince implements BudgetSource.
-func (l *FileLedger) AutomaticSince(_ context.Context, since time.Time) ([]time.Time, error) {
+func (l *FileLedger) AutomaticSince(ctx context.Context, since time.Time) ([]time.Time, error) {
+	if err := l.catchUp(ctx); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	var out []time.Time
-	err := l.locked(func(*os.File) error {
-		for _, r := range l.recs {
-			if r.spentBudget() && !r.StartedAt.Before(since) {
-				out = append(out, r.StartedAt)
-			}
+	for _, r := range l.recs {
+		if r.spentBudget() && !r.StartedAt.Before(since) {
+			out = append(out, r.StartedAt)
 		}
-		return nil
-	})
-	return out, err
+	}
+	return out, nil
 }
