@@ -76,7 +76,7 @@ func RunBackfill(ctx context.Context, cfg config.Config, o BackfillOptions, log 
 		FromMs: o.From.UnixMilli(), ToMs: o.To.UnixMilli(), Log: log,
 	}
 	if o.File != "" {
-		events, err := fileEvents(cfg, o.File)
+		events, err := fileEvents(cfg, o.File, log)
 		if err != nil {
 			return rep, err
 		}
@@ -96,7 +96,7 @@ func RunBackfill(ctx context.Context, cfg config.Config, o BackfillOptions, log 
 
 // fileEvents parses a raw log file with the configured parser. Bad lines
 // are counted and skipped, as ingest would dead-letter them.
-func fileEvents(cfg config.Config, path string) (func(context.Context, int64, int64, func(*event.Event) error) error, error) {
+func fileEvents(cfg config.Config, path string, log *slog.Logger) (func(context.Context, int64, int64, func(*event.Event) error) error, error) {
 	rt, err := cfg.RouteNormalizer()
 	if err != nil {
 		return nil, err
@@ -135,7 +135,7 @@ func fileEvents(cfg config.Config, path string) (func(context.Context, int64, in
 			}
 		}
 		if bad > 0 {
-			slog.Default().Warn("backfill file: lines skipped as unparseable", "file", path, "lines", bad)
+			log.Warn("backfill file: lines skipped as unparseable", "file", path, "lines", bad)
 		}
 		return sc.Err()
 	}, nil

@@ -137,7 +137,7 @@ type RouteSpec struct {
 }
 
 // Detector configures windows, baselines, rules, state and the agent cap;
-// see the README's detector section for what each does.
+// docs/detection.md says what each does.
 type Detector struct {
 	Window          time.Duration `mapstructure:"window" doc:"Event-time window the features are counted in; must divide a day evenly, 1s to 24h."`
 	Lateness        time.Duration `mapstructure:"lateness" doc:"How late an event may arrive and still count in its window, 0 to 24h."`

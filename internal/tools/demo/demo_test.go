@@ -65,8 +65,8 @@ func TestDemoRunsEveryStageAndAccountsForEveryLine(t *testing.T) {
 	if uint64(sum.StoredEvents) != sum.Ingest.Events {
 		t.Fatalf("store holds %d events, ingest stored %d", sum.StoredEvents, sum.Ingest.Events)
 	}
-	// Garbage generated against the replayed clock can be accepted (see the
-	// README); everything else garbage must be dead-lettered.
+	// Garbage generated against the replayed clock can be accepted (see
+	// docs/ingest.md); everything else garbage must be dead-lettered.
 	if sum.Ingest.DeadLettered == 0 || sum.Ingest.DeadLettered > sum.Bad {
 		t.Fatalf("dead-lettered %d with %d garbage lines", sum.Ingest.DeadLettered, sum.Bad)
 	}

@@ -40,7 +40,7 @@ type NABOptions struct {
 // corpus-wide threshold NAB's sweep picks is a p-value threshold.
 const ScoreScale = 300
 
-// DefaultPlots are the files plotted for the README: a planted level
+// DefaultPlots are the files plotted for docs/evaluation.md: a planted level
 // shift, a real incident with a known cause, and a noisy real series.
 var DefaultPlots = []string{
 	"artificialWithAnomaly/art_daily_jumpsup.csv",

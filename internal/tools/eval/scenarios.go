@@ -2,7 +2,7 @@
 // Anomaly Benchmark run through pkg/baseline (nab.go) and labeled agent
 // attack scenarios run through the detector's real path (this file). Both
 // are commands (detector eval nab|scenarios) and make targets, and their
-// tables go into the README.
+// tables go into docs/evaluation.md.
 package eval
 
 import (
