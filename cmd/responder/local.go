@@ -16,7 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/agentwatch/agentwatch/internal/platform/chresp"
 	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
@@ -51,7 +50,7 @@ func openAudit(ctx context.Context, cfg config.Config, log *slog.Logger) (*audit
 		if err != nil {
 			return nil, nil, err
 		}
-		return audit.NewLogger(chresp.NewAudit(st), log, time.Now), func() { st.Close() }, nil
+		return audit.NewLogger(chstore.NewAudit(st), log, time.Now), func() { st.Close() }, nil
 	}
 	if err := os.MkdirAll(cfg.Responder.StateDir, 0o700); err != nil {
 		return nil, nil, err

@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/agentwatch/agentwatch/internal/detector/detect"
-	"github.com/agentwatch/agentwatch/internal/platform/chresp"
 	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/platform/cli"
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
@@ -78,8 +77,8 @@ func runResponder(args []string) error {
 
 // clickhouseDeps are the distributed mode's shared stores.
 func clickhouseDeps(st *chstore.Store, reg respond.Registry) respond.Deps {
-	return respond.Deps{Seen: chresp.NewSeen(st), Audit: chresp.NewAudit(st), Chain: chresp.NewChain(st), Events: chresp.NewEvents(st),
-		Scores: chresp.NewScoreReader(st), Feedback: chresp.NewFeedback(st), Registry: reg, Console: os.Stdout}
+	return respond.Deps{Seen: chstore.NewSeen(st), Audit: chstore.NewAudit(st), Chain: chstore.NewChain(st), Events: chstore.NewEvents(st),
+		Scores: st, Feedback: chstore.NewFeedback(st), Registry: reg, Console: os.Stdout}
 }
 
 // failpoint reads RESPONDER_FAILPOINT, for the crash tests only:

@@ -11,7 +11,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentwatch/agentwatch/internal/platform/bus"
-	"github.com/agentwatch/agentwatch/internal/platform/chresp"
 	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/invwatch"
@@ -74,7 +73,7 @@ func NewWatcher(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) 
 //
 // Its Detector polls the analysts' false-positive verdicts every
 // detector.feedback_poll from the feedback_verdicts table of the same
-// ClickHouse (internal/platform/chresp's Feedback, docs/feedback.md); the verdicts
+// ClickHouse (internal/platform/chstore's Feedback, docs/feedback.md); the verdicts
 // apply to the agents of the partitions it owns.
 type Service struct {
 	Detector *Detector
@@ -133,7 +132,7 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 		Store: st, Out: s.out, AnomaliesTopic: cfg.Kafka.AnomaliesTopic,
 		Group: cfg.Kafka.DetectorGroup, EventsTopic: cfg.Kafka.EventsTopic, Proc: proc,
 		SnapshotEvery: cfg.Detector.SnapshotEvery, IdleFlush: cfg.Detector.IdleFlush, MaxAgents: cfg.Detector.MaxAgents,
-		Feedback: chresp.NewFeedback(st), FeedbackPoll: cfg.Detector.FeedbackPoll, FeedbackLookback: cfg.Detector.FeedbackLookback,
+		Feedback: chstore.NewFeedback(st), FeedbackPoll: cfg.Detector.FeedbackPoll, FeedbackLookback: cfg.Detector.FeedbackLookback,
 		RetryInitial: cfg.Ingest.RetryInitial, RetryMax: cfg.Ingest.RetryMax,
 		Log: log.With("stage", "detector"), Metrics: NewMetrics(reg),
 		Published: func(ctx context.Context, parts []int32, sinceMs int64) (map[string]struct{}, error) {
@@ -143,7 +142,7 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 	return s, nil
 }
 
-var _ FeedbackSource = (*chresp.Feedback)(nil)
+var _ FeedbackSource = (*chstore.Feedback)(nil)
 
 // publishedIDs reads the anomalies topic from sinceMs to its end and
 // returns the ids of anomalies about the given events-topic partitions.

@@ -2,7 +2,7 @@
 // real services: anomalies for distinct agents are written one at a time,
 // at a steady rate, to a fresh anomalies topic; the responder, assembled in
 // process as cmd/responder assembles it (a consumer group, the ClickHouse
-// stores of internal/platform/chresp, the outbox worker), revokes each agent's
+// stores of internal/platform/chstore, the outbox worker), revokes each agent's
 // credential at a local Kong Admin API and posts an alert to a local Slack
 // Web API (internal/testkit/testsrv, which answer at once). The latencies are from
 // the wall-clock time just before each write to the arrival of the DELETE
@@ -33,7 +33,6 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/agentwatch/agentwatch/internal/platform/bus"
-	"github.com/agentwatch/agentwatch/internal/platform/chresp"
 	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
@@ -328,8 +327,8 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 // clickhouseDeps are cmd/responder's (cmd/responder/run.go), with the
 // benchmark's registry, secrets and a discarded console.
 func clickhouseDeps(st *chstore.Store) respond.Deps {
-	return respond.Deps{Seen: chresp.NewSeen(st), Audit: chresp.NewAudit(st), Chain: chresp.NewChain(st), Events: chresp.NewEvents(st),
-		Scores: chresp.NewScoreReader(st), Feedback: chresp.NewFeedback(st), Console: io.Discard}
+	return respond.Deps{Seen: chstore.NewSeen(st), Audit: chstore.NewAudit(st), Chain: chstore.NewChain(st), Events: chstore.NewEvents(st),
+		Scores: st, Feedback: chstore.NewFeedback(st), Console: io.Discard}
 }
 
 // rig is what a measurement runs on: where anomalies are written, the
@@ -486,7 +485,7 @@ func (s *timedSeen) Handled(ctx context.Context, id string) (bool, error) {
 }
 
 // timedBatchSeen is timedSeen for a Seen that also looks up and marks in
-// batches (chresp.Seen), so the responder takes the same path as in
+// batches (chstore.Seen), so the responder takes the same path as in
 // production.
 type timedBatchSeen struct {
 	*timedSeen
