@@ -2,8 +2,6 @@ package event
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -13,20 +11,6 @@ import (
 
 	"github.com/agentwatch/agentwatch/pkg/internal/jsonscan"
 )
-
-// AppendID appends ID(topic, partition, offset) to dst without the
-// intermediate allocations of ID, for the per-event hot path of parsers.
-func AppendID(dst []byte, topic string, partition int32, offset int64) []byte {
-	var scratch [128]byte
-	buf := scratch[:0]
-	buf = append(buf, topic...)
-	buf = append(buf, 0)
-	buf = strconv.AppendInt(buf, int64(partition), 10)
-	buf = append(buf, 0)
-	buf = strconv.AppendInt(buf, offset, 10)
-	sum := sha256.Sum256(buf)
-	return hex.AppendEncode(dst, sum[:16])
-}
 
 // AppendJSON appends the canonical wire form of e (one JSON object, no
 // trailing newline) to dst and returns the extended slice. Every field is
