@@ -654,7 +654,7 @@ func checkDeadLetters(t *testing.T, ctx context.Context, s *setup, c *corpus, co
 }
 
 // checkEventsTopic asserts the events topic has every good line's event,
-// keyed by ingest.Key, and nothing else (once each unless dupsOK).
+// keyed by Event.PartitionKey, and nothing else (once each unless dupsOK).
 func checkEventsTopic(t *testing.T, ctx context.Context, s *setup, c *corpus, coords []coord, dupsOK bool) (dups int) {
 	t.Helper()
 	ids := expectedIDs(s.raw[0], c, coords)
@@ -679,8 +679,8 @@ func checkEventsTopic(t *testing.T, ctx context.Context, s *setup, c *corpus, co
 			return
 		}
 		count[ev.EventID]++
-		if string(m.Key) != ingest.Key(&ev) {
-			fail("event %s keyed %q, want %q", ev.EventID, m.Key, ingest.Key(&ev))
+		if string(m.Key) != ev.PartitionKey() {
+			fail("event %s keyed %q, want %q", ev.EventID, m.Key, ev.PartitionKey())
 		}
 		if p, ok := keyPart[string(m.Key)]; ok && p != m.Partition {
 			fail("key %q on partitions %d and %d", m.Key, p, m.Partition)

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"runtime"
 	"strconv"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/agentwatch/agentwatch/internal/platform/bus"
+	"github.com/agentwatch/agentwatch/internal/platform/retry"
 	"github.com/agentwatch/agentwatch/pkg/event"
 	"github.com/agentwatch/agentwatch/pkg/gateway"
 )
@@ -475,53 +475,37 @@ func encodeEvents(topic string, evs []event.Event) []bus.Message {
 	}
 	start := 0
 	for i := range evs {
-		out[i] = bus.Message{Topic: topic, Key: []byte(Key(&evs[i])), Value: buf[start:ends[i]:ends[i]]}
+		out[i] = bus.Message{Topic: topic, Key: []byte(evs[i].PartitionKey()), Value: buf[start:ends[i]:ends[i]]}
 		start = ends[i]
 	}
 	return out
 }
 
-// Key is the events-topic key of e: its agent id, so each agent's events
-// stay in order on one partition and one detector instance owns its state.
-func Key(e *event.Event) string {
-	if e.Unattributed || e.AgentID == "" {
-		return "unattributed/" + e.SourceIP
-	}
-	return e.AgentID
-}
-
 // retry runs f until it succeeds or ctx ends, backing off exponentially with
 // jitter. While it retries, Ready reports the failing target.
 func (in *Ingester) retry(ctx context.Context, target string, f func(context.Context) error) error {
-	backoff := in.opts.RetryInitial
-	for attempt := 1; ; attempt++ {
-		err := f(ctx)
-		if err == nil {
-			if attempt > 1 {
-				in.log.Info("write recovered", "target", target, "attempts", attempt)
-				in.mu.Lock()
-				delete(in.failing, target)
-				in.mu.Unlock()
+	p := retry.Policy{
+		Backoff: retry.Backoff{Base: in.opts.RetryInitial, Max: in.opts.RetryMax},
+		OnRetry: func(attempt int, wait time.Duration, err error) {
+			in.m.Retries.WithLabelValues(target).Inc()
+			in.mu.Lock()
+			if in.failing == nil {
+				in.failing = make(map[string]error)
 			}
-			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("write to %s: %w", target, err)
-		}
-		in.m.Retries.WithLabelValues(target).Inc()
-		in.mu.Lock()
-		if in.failing == nil {
-			in.failing = make(map[string]error)
-		}
-		in.failing[target] = err
-		in.mu.Unlock()
-		in.log.Warn("write failed; retrying", "target", target, "attempt", attempt, "backoff", backoff, "err", err)
-		sleep := backoff/2 + rand.N(backoff/2+1)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("write to %s: %w", target, err)
-		case <-time.After(sleep):
-		}
-		backoff = min(backoff*2, in.opts.RetryMax)
+			in.failing[target] = err
+			in.mu.Unlock()
+			in.log.Warn("write failed; retrying", "target", target, "attempt", attempt, "backoff", wait, "err", err)
+		},
 	}
+	attempts, err := p.Do(ctx, f)
+	if err != nil {
+		return fmt.Errorf("write to %s: %w", target, err)
+	}
+	if attempts > 1 {
+		in.log.Info("write recovered", "target", target, "attempts", attempts)
+		in.mu.Lock()
+		delete(in.failing, target)
+		in.mu.Unlock()
+	}
+	return nil
 }

@@ -150,8 +150,8 @@ func TestIngestStoresPublishesDeadLettersAndCommits(t *testing.T) {
 		if err != nil {
 			t.Fatalf("events topic record does not decode: %v", err)
 		}
-		if string(msg.Key) != Key(&ev) {
-			t.Fatalf("record key %q, want %q", msg.Key, Key(&ev))
+		if string(msg.Key) != ev.PartitionKey() {
+			t.Fatalf("record key %q, want %q", msg.Key, ev.PartitionKey())
 		}
 		if store.writes[ev.EventID] == 0 {
 			t.Fatalf("published event %s is not in the store", ev.EventID)

@@ -19,7 +19,9 @@ type Metrics struct {
 	Committed    prometheus.Counter
 }
 
-// NewMetrics registers the ingest series on reg.
+// NewMetrics registers the ingest series on reg. Each package declares its
+// own series like this (STYLE.md); the declarations look alike but name
+// different things, so they are not shared.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
 	return &Metrics{

@@ -107,6 +107,17 @@ type Anomaly struct {
 	DetectedMs int64 `json:"detected_ms"`
 }
 
+// TopFeature returns the name of the feature that explains a most (the
+// explanation lists the most surprising first), or "" when a has no
+// explanation. The detector groups anomalies by it and the responder
+// labels them with it for silences.
+func (a Anomaly) TopFeature() string {
+	if len(a.Explanation) == 0 {
+		return ""
+	}
+	return a.Explanation[0].Name
+}
+
 // ID returns the deterministic anomaly id: the first 16 bytes of SHA-256
 // over agent, window start and kind, in hex.
 func ID(agentID string, windowStartMs int64, kind string) string {

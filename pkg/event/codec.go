@@ -2,29 +2,15 @@ package event
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"unicode/utf8"
 	"unsafe"
-)
 
-// AppendID appends ID(topic, partition, offset) to dst without the
-// intermediate allocations of ID, for the per-event hot path of parsers.
-func AppendID(dst []byte, topic string, partition int32, offset int64) []byte {
-	var scratch [128]byte
-	buf := scratch[:0]
-	buf = append(buf, topic...)
-	buf = append(buf, 0)
-	buf = strconv.AppendInt(buf, int64(partition), 10)
-	buf = append(buf, 0)
-	buf = strconv.AppendInt(buf, offset, 10)
-	sum := sha256.Sum256(buf)
-	return hex.AppendEncode(dst, sum[:16])
-}
+	"github.com/agentwatch/agentwatch/pkg/internal/jsonscan"
+)
 
 // AppendJSON appends the canonical wire form of e (one JSON object, no
 // trailing newline) to dst and returns the extended slice. Every field is
@@ -151,15 +137,17 @@ var ErrVersion = errors.New("unsupported canonical event version")
 // ErrSyntax means the data is not a JSON object at all.
 var ErrSyntax = errors.New("not a JSON object")
 
-// Decoder decodes the canonical wire form written by AppendJSON. It reuses
+// Decoder decodes the canonical wire form written by AppendJSON with the
+// hand-written JSON scanner in pkg/internal/jsonscan, shared with
+// pkg/gateway (whose fuzz test checks it against fastjson). It reuses
 // its scan buffers between calls, so it is not safe for concurrent use:
 // give each goroutine its own. The zero value is ready to use. Returned
 // Events never alias data or the Decoder's buffers: all their strings
 // share one fresh backing string.
 type Decoder struct {
-	kvs   []jkv
+	kvs   []jsonscan.KV
 	buf   []byte // backing bytes of the next event's strings
-	tmp   []byte // unescape scratch
+	tmp   []byte // jsonscan.Unescape scratch
 	qs    []strSpan
 	qstrs []string // DecodeTransient's QueryParams
 	strs  [numStrFields]strSpan
@@ -206,16 +194,16 @@ func (d *Decoder) DecodeTransient(data []byte) (Event, error) {
 
 func (d *Decoder) decode(data []byte, transient bool) (Event, error) {
 	var e Event
-	i := skipWS(data, 0)
+	i := jsonscan.SkipWS(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return e, fmt.Errorf("decode canonical event: %w: top level is not an object", ErrSyntax)
 	}
-	kvs, end, ok := scanObject(data, i, 1, d.kvs[:0])
+	kvs, end, ok := jsonscan.ScanObject(data, i, 1, d.kvs[:0])
 	d.kvs = kvs
-	if !ok || skipWS(data, end) != len(data) {
+	if !ok || jsonscan.SkipWS(data, end) != len(data) {
 		return e, fmt.Errorf("decode canonical event: %w: broken JSON at byte %d", ErrSyntax, end)
 	}
-	var ver *jval
+	var ver *jsonscan.Val
 	for k := range kvs {
 		if string(d.key(data, &kvs[k])) == "v" {
 			ver = &kvs[k].V
@@ -266,16 +254,16 @@ func (d *Decoder) decode(data []byte, transient bool) (Event, error) {
 }
 
 // key returns the (unescaped) key of kv, valid until the next call.
-func (d *Decoder) key(data []byte, kv *jkv) []byte {
+func (d *Decoder) key(data []byte, kv *jsonscan.KV) []byte {
 	k := data[kv.KS:kv.KE]
 	if kv.KEsc {
-		d.tmp = unescape(d.tmp[:0], k)
+		d.tmp = jsonscan.Unescape(d.tmp[:0], k)
 		k = d.tmp
 	}
 	return k
 }
 
-func (d *Decoder) field(e *Event, data []byte, kv *jkv) error {
+func (d *Decoder) field(e *Event, data []byte, kv *jsonscan.KV) error {
 	v := kv.V
 	var err error
 	str := func(f int) { d.strs[f], err = d.str(data, v) }
@@ -292,9 +280,9 @@ func (d *Decoder) field(e *Event, data []byte, kv *jkv) error {
 		str(sIdentitySource)
 	case "unattributed":
 		switch v.Kind {
-		case jTrue:
+		case jsonscan.True:
 			e.Unattributed = true
-		case jFalse:
+		case jsonscan.False:
 			e.Unattributed = false
 		default:
 			err = errWrongType
@@ -311,20 +299,20 @@ func (d *Decoder) field(e *Event, data []byte, kv *jkv) error {
 		str(sPath)
 	case "query_params":
 		d.qs = d.qs[:0]
-		if v.Kind != jArray {
+		if v.Kind != jsonscan.Array {
 			return errWrongType
 		}
-		i := skipWS(data, int(v.Start)+1)
+		i := jsonscan.SkipWS(data, int(v.Start)+1)
 		for data[i] != ']' {
-			end, kind, _ := scanValue(data, i, 0) // validated already
-			q, err := d.str(data, jval{Start: int32(i), End: int32(end), Kind: kind})
+			end, kind, _ := jsonscan.ScanValue(data, i, 0) // validated already
+			q, err := d.str(data, jsonscan.Val{Start: int32(i), End: int32(end), Kind: kind})
 			if err != nil {
 				return err
 			}
 			d.qs = append(d.qs, q)
-			i = skipWS(data, end)
+			i = jsonscan.SkipWS(data, end)
 			if data[i] == ',' {
-				i = skipWS(data, i+1)
+				i = jsonscan.SkipWS(data, i+1)
 			}
 		}
 	case "status":
@@ -367,13 +355,13 @@ func (d *Decoder) field(e *Event, data []byte, kv *jkv) error {
 
 // str appends a JSON string to d.buf, unescaped, invalid UTF-8 replaced by
 // U+FFFD (the encoder would write that anyway, so decode(encode(e)) == e).
-func (d *Decoder) str(data []byte, v jval) (strSpan, error) {
-	if v.Kind != jString {
+func (d *Decoder) str(data []byte, v jsonscan.Val) (strSpan, error) {
+	if v.Kind != jsonscan.String {
 		return strSpan{}, errWrongType
 	}
 	b := data[v.Start+1 : v.End-1]
 	if bytes.IndexByte(b, '\\') >= 0 {
-		d.tmp = unescape(d.tmp[:0], b)
+		d.tmp = jsonscan.Unescape(d.tmp[:0], b)
 		b = d.tmp
 	}
 	start := len(d.buf)
@@ -387,9 +375,9 @@ func (d *Decoder) str(data []byte, v jval) (strSpan, error) {
 
 // intOf reads a JSON number as an int64 the way fastjson's Int64 did: an
 // optional '-' and decimal digits only.
-func intOf(data []byte, v jval) (int64, error) {
+func intOf(data []byte, v jsonscan.Val) (int64, error) {
 	b := data[v.Start:v.End]
-	if v.Kind != jNumber {
+	if v.Kind != jsonscan.Number {
 		return 0, errWrongType
 	}
 	if !digitsOnly(b, true) {
@@ -413,9 +401,9 @@ func intOf(data []byte, v jval) (int64, error) {
 }
 
 // uintOf reads a JSON number as a uint64: decimal digits only.
-func uintOf(data []byte, v jval) (uint64, error) {
+func uintOf(data []byte, v jsonscan.Val) (uint64, error) {
 	b := data[v.Start:v.End]
-	if v.Kind != jNumber {
+	if v.Kind != jsonscan.Number {
 		return 0, errWrongType
 	}
 	if !digitsOnly(b, false) {

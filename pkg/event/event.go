@@ -73,12 +73,31 @@ type Event struct {
 // offset, in hex. The same record always gets the same id, so a retried or
 // replayed record deduplicates downstream.
 func ID(topic string, partition int32, offset int64) string {
-	buf := make([]byte, 0, len(topic)+32)
+	var out [32]byte
+	return string(AppendID(out[:0], topic, partition, offset))
+}
+
+// AppendID appends ID(topic, partition, offset) to dst without allocating
+// (ID's one allocation is its string), for the per-event hot path of
+// parsers.
+func AppendID(dst []byte, topic string, partition int32, offset int64) []byte {
+	var scratch [128]byte
+	buf := scratch[:0]
 	buf = append(buf, topic...)
 	buf = append(buf, 0)
 	buf = strconv.AppendInt(buf, int64(partition), 10)
 	buf = append(buf, 0)
 	buf = strconv.AppendInt(buf, offset, 10)
 	sum := sha256.Sum256(buf)
-	return hex.EncodeToString(sum[:16])
+	return hex.AppendEncode(dst, sum[:16])
+}
+
+// PartitionKey is the events-topic key of e: its agent id, so each agent's
+// events stay in order on one partition and one detector instance owns its
+// state. Unattributed events are keyed by their source address.
+func (e *Event) PartitionKey() string {
+	if e.Unattributed || e.AgentID == "" {
+		return "unattributed/" + e.SourceIP
+	}
+	return e.AgentID
 }

@@ -83,17 +83,7 @@ func isNormal(t string) bool {
 // appendNormal appends the normalised form of t to dst.
 func appendNormal(dst []byte, t string) []byte {
 	start := len(dst)
-	for len(t) > 0 {
-		i := strings.IndexByte(t, '/')
-		var seg string
-		if i < 0 {
-			seg, t = t, ""
-		} else {
-			seg, t = t[:i], t[i+1:]
-		}
-		if seg == "" {
-			continue
-		}
+	for seg := range routes.Segments(t) {
 		dst = append(dst, '/')
 		if strings.IndexByte(seg, '{') >= 0 {
 			dst = append(dst, "{id}"...)

@@ -1,7 +1,6 @@
 package inventory
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -11,13 +10,14 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/agentwatch/agentwatch/pkg/suggest"
+	"github.com/agentwatch/agentwatch/pkg/internal/strictyaml"
 )
 
 // The files are decoded by walking yaml.Node trees rather than by
 // yaml.Decoder.KnownFields into structs: that way every error can name the
 // file, line, entry (index and id) and field, and all problems are reported
-// at once.
+// at once. pkg/internal/strictyaml holds what this shares with
+// pkg/playbooks.
 
 // maxNodes bounds the nodes one parse visits beyond one per input byte, so
 // aliases (which make sharing approved_routes lists handy) cannot blow up
@@ -38,22 +38,19 @@ type doc struct {
 // checked against fields, or nil after recording why not.
 func load(name string, data []byte, fields ...string) (*doc, []field) {
 	d := &doc{name: name, budget: maxNodes + len(data)}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var root yaml.Node
-	switch err := dec.Decode(&root); {
+	root, err := strictyaml.Decode(data)
+	switch {
 	case errors.Is(err, io.EOF):
 		d.errs = append(d.errs, fmt.Errorf("%s: empty file; want a mapping with key %q", name, fields[0]))
+		return d, nil
+	case errors.Is(err, strictyaml.ErrExtraDocument):
+		d.errs = append(d.errs, fmt.Errorf("%s: more than one YAML document (a second '---'); keep one", name))
 		return d, nil
 	case err != nil:
 		d.errs = append(d.errs, fmt.Errorf("%s: %w", name, err))
 		return d, nil
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		d.errs = append(d.errs, fmt.Errorf("%s: more than one YAML document (a second '---'); keep one", name))
-		return d, nil
-	}
-	fs, unknown := d.mapping(&root, "", "top level", fields)
+	fs, unknown := d.mapping(root, "", "top level", fields)
 	d.unknown(unknown, "top level", fields)
 	return d, fs
 }
@@ -98,37 +95,14 @@ func (d *doc) errorf(n *yaml.Node, ctx, path, format string, args ...any) {
 // anchor, and charges the node to the budget. It returns nil (after
 // recording why) when the budget is spent.
 func (d *doc) resolve(n *yaml.Node, ctx, path string) *yaml.Node {
-	for i := 0; n != nil && i < 4; i++ {
-		switch n.Kind {
-		case yaml.DocumentNode:
-			if len(n.Content) == 0 {
-				return nil
-			}
-			n = n.Content[0]
-			continue
-		case yaml.AliasNode:
-			n = n.Alias
-			continue
+	n, ok := strictyaml.Resolve(n, &d.budget)
+	if !ok {
+		if n != nil {
+			d.errorf(n, ctx, path, "aliases expand to more than %d nodes; write the lists out", maxNodes)
 		}
-		break
-	}
-	if n == nil || n.Kind == yaml.DocumentNode || n.Kind == yaml.AliasNode {
-		return nil
-	}
-	d.budget--
-	if d.budget == 0 {
-		d.errorf(n, ctx, path, "aliases expand to more than %d nodes; write the lists out", maxNodes)
-	}
-	if d.budget <= 0 {
 		return nil
 	}
 	return n
-}
-
-// isNull reports whether n is absent or an explicit null (`~`, `null` or
-// nothing after the colon).
-func isNull(n *yaml.Node) bool {
-	return n == nil || n.Kind == yaml.ScalarNode && n.Tag == "!!null"
 }
 
 // field is one key of a mapping and its value node.
@@ -152,9 +126,9 @@ func (d *doc) mapping(n *yaml.Node, ctx, what string, known []string) (fs []fiel
 	}
 	if n.Kind != yaml.MappingNode {
 		if ctx == "" {
-			d.errorf(n, "", "", "%s must be a mapping with key %q, not %s", what, known[0], kindName(n))
+			d.errorf(n, "", "", "%s must be a mapping with key %q, not %s", what, known[0], strictyaml.KindName(n))
 		} else {
-			d.errorf(n, ctx, "", "must be a mapping with keys %s, not %s", strings.Join(known, ", "), kindName(n))
+			d.errorf(n, ctx, "", "must be a mapping with keys %s, not %s", strings.Join(known, ", "), strictyaml.KindName(n))
 		}
 		return nil, nil
 	}
@@ -165,7 +139,7 @@ func (d *doc) mapping(n *yaml.Node, ctx, what string, known []string) (fs []fiel
 			continue
 		}
 		if k.Kind != yaml.ScalarNode {
-			d.errorf(k, where, "", "a key is %s; keys are field names", kindName(k))
+			d.errorf(k, where, "", "a key is %s; keys are field names", strictyaml.KindName(k))
 			continue
 		}
 		switch {
@@ -184,10 +158,7 @@ func (d *doc) mapping(n *yaml.Node, ctx, what string, known []string) (fs []fiel
 // the known field it is closest to.
 func (d *doc) unknown(keys []*yaml.Node, ctx string, known []string) {
 	for _, k := range keys {
-		hint := "known fields are " + strings.Join(known, ", ")
-		if f := suggest.Closest(k.Value, known, 2); f != "" {
-			hint = fmt.Sprintf("did you mean %q?", f)
-		}
+		hint, _ := strictyaml.Hint(k.Value, known)
 		d.errorf(k, ctx, "", "unknown field %q; %s", k.Value, hint)
 	}
 }
@@ -205,7 +176,7 @@ func get(fs []field, key string) *yaml.Node {
 // str decodes a scalar field; null is "". Numbers and booleans are taken
 // as written.
 func (d *doc) str(n *yaml.Node, ctx, path string) string {
-	if isNull(n) {
+	if strictyaml.IsNull(n) {
 		return ""
 	}
 	if n = d.resolve(n, ctx, path); n == nil {
@@ -213,7 +184,7 @@ func (d *doc) str(n *yaml.Node, ctx, path string) string {
 	}
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
 		if n.Kind != yaml.ScalarNode {
-			d.errorf(n, ctx, path, "want a string, not %s", kindName(n))
+			d.errorf(n, ctx, path, "want a string, not %s", strictyaml.KindName(n))
 		}
 		return ""
 	}
@@ -224,14 +195,14 @@ func (d *doc) str(n *yaml.Node, ctx, path string) string {
 // line of a later error). present is false when the field is absent or
 // null, true for any sequence, even an empty one.
 func (d *doc) strs(n *yaml.Node, ctx, path string) (vals []string, nodes []*yaml.Node, present bool) {
-	if isNull(n) {
+	if strictyaml.IsNull(n) {
 		return nil, nil, false
 	}
 	if n = d.resolve(n, ctx, path); n == nil {
 		return nil, nil, false
 	}
 	if n.Kind != yaml.SequenceNode {
-		d.errorf(n, ctx, path, "want a list of strings, not %s", kindName(n))
+		d.errorf(n, ctx, path, "want a list of strings, not %s", strictyaml.KindName(n))
 		return nil, nil, false
 	}
 	vals = make([]string, 0, len(n.Content))
@@ -242,7 +213,7 @@ func (d *doc) strs(n *yaml.Node, ctx, path string) (vals []string, nodes []*yaml
 			continue
 		}
 		if c.Kind != yaml.ScalarNode || c.Tag == "!!null" {
-			d.errorf(c, ctx, p, "want a string, not %s", kindName(c))
+			d.errorf(c, ctx, p, "want a string, not %s", strictyaml.KindName(c))
 			continue
 		}
 		vals = append(vals, c.Value)
@@ -253,14 +224,14 @@ func (d *doc) strs(n *yaml.Node, ctx, path string) (vals []string, nodes []*yaml
 
 // strMap decodes a mapping of scalars to scalars; null is nil.
 func (d *doc) strMap(n *yaml.Node, ctx, path string) map[string]string {
-	if isNull(n) {
+	if strictyaml.IsNull(n) {
 		return nil
 	}
 	if n = d.resolve(n, ctx, path); n == nil {
 		return nil
 	}
 	if n.Kind != yaml.MappingNode {
-		d.errorf(n, ctx, path, "want a mapping of strings to strings, not %s", kindName(n))
+		d.errorf(n, ctx, path, "want a mapping of strings to strings, not %s", strictyaml.KindName(n))
 		return nil
 	}
 	out := make(map[string]string, len(n.Content)/2)
@@ -270,7 +241,7 @@ func (d *doc) strMap(n *yaml.Node, ctx, path string) map[string]string {
 			continue
 		}
 		if k.Kind != yaml.ScalarNode || k.Value == "" {
-			d.errorf(k, ctx, path, "a key is %s; want a non-empty string", kindName(k))
+			d.errorf(k, ctx, path, "a key is %s; want a non-empty string", strictyaml.KindName(k))
 			continue
 		}
 		p := path + "." + k.Value
@@ -279,7 +250,7 @@ func (d *doc) strMap(n *yaml.Node, ctx, path string) map[string]string {
 			continue
 		}
 		if v.Kind != yaml.ScalarNode {
-			d.errorf(v, ctx, p, "want a string, not %s", kindName(v))
+			d.errorf(v, ctx, p, "want a string, not %s", strictyaml.KindName(v))
 			continue
 		}
 		if v.Tag == "!!null" {
@@ -294,30 +265,15 @@ func (d *doc) strMap(n *yaml.Node, ctx, path string) map[string]string {
 // seq returns the items of a sequence field, or nil after recording why
 // not; null is an empty list.
 func (d *doc) seq(n *yaml.Node, path string) []*yaml.Node {
-	if isNull(n) {
+	if strictyaml.IsNull(n) {
 		return nil
 	}
 	if n = d.resolve(n, "", path); n == nil {
 		return nil
 	}
 	if n.Kind != yaml.SequenceNode {
-		d.errorf(n, "", path, "want a list, not %s", kindName(n))
+		d.errorf(n, "", path, "want a list, not %s", strictyaml.KindName(n))
 		return nil
 	}
 	return n.Content
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		if n.Tag == "!!null" {
-			return "null"
-		}
-		return fmt.Sprintf("the scalar %.40q", n.Value)
-	}
-	return "an alias"
 }

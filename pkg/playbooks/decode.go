@@ -14,14 +14,15 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/agentwatch/agentwatch/pkg/suggest"
+	"github.com/agentwatch/agentwatch/pkg/internal/strictyaml"
 )
 
 // The files are decoded by walking yaml.Node trees against the struct
 // tags rather than with yaml.Decoder.KnownFields: yaml's own strict mode
 // stops at the first problem and names Go types, where an operator needs
 // every problem at once, each with the file, line, playbook and field
-// (pkg/inventory does the same for the registry).
+// (pkg/inventory does the same for the registry; pkg/internal/strictyaml
+// holds what the two share).
 
 // Limits on one file. maxNodes bounds the work aliases can cause beyond
 // one node per input byte (a billion laughs is an error, not an OOM).
@@ -107,11 +108,13 @@ type decoder struct {
 }
 
 func (d *decoder) file1(data []byte) Set {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var root yaml.Node
-	switch err := dec.Decode(&root); {
+	root, err := strictyaml.Decode(data)
+	switch {
 	case errors.Is(err, io.EOF):
 		d.fail(nil, "", "empty file; want a mapping with key \"playbooks\"")
+		return Set{}
+	case errors.Is(err, strictyaml.ErrExtraDocument):
+		d.fail(nil, "", "more than one YAML document (a second '---'); keep one per file")
 		return Set{}
 	case err != nil:
 		// "yaml: line 3: mapping values are not allowed in this context"
@@ -126,17 +129,12 @@ func (d *decoder) file1(data []byte) Set {
 		d.errs = append(d.errs, fe)
 		return Set{}
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		d.fail(nil, "", "more than one YAML document (a second '---'); keep one per file")
-		return Set{}
-	}
-	top := d.resolve(&root, "")
+	top := d.resolve(root, "")
 	if top == nil {
 		return Set{}
 	}
 	if top.Kind != yaml.MappingNode {
-		d.fail(top, "", "want a mapping with key \"playbooks\", not %s", kindName(top))
+		d.fail(top, "", "want a mapping with key \"playbooks\", not %s", strictyaml.KindName(top))
 		return Set{}
 	}
 	var list *yaml.Node
@@ -158,10 +156,10 @@ func (d *decoder) file1(data []byte) Set {
 			d.fail(top, "playbooks", "missing; want a list of playbooks")
 		}
 		return Set{}
-	case isNull(list):
+	case strictyaml.IsNull(list):
 		return Set{}
 	case list.Kind != yaml.SequenceNode:
-		d.fail(list, "playbooks", "want a list of playbooks, not %s", kindName(list))
+		d.fail(list, "playbooks", "want a list of playbooks, not %s", strictyaml.KindName(list))
 		return Set{}
 	case len(list.Content) > maxPlaybooks:
 		d.fail(list, "playbooks", "%d playbooks; at most %d per file", len(list.Content), maxPlaybooks)
@@ -235,29 +233,15 @@ func within(p, q string) bool {
 // resolve follows document and alias nodes to their content and charges
 // the node to the budget; nil once the budget is spent.
 func (d *decoder) resolve(n *yaml.Node, path string) *yaml.Node {
-	for i := 0; n != nil && i < 4 && (n.Kind == yaml.DocumentNode || n.Kind == yaml.AliasNode); i++ {
-		if n.Kind == yaml.AliasNode {
-			n = n.Alias
-		} else if len(n.Content) > 0 {
-			n = n.Content[0]
-		} else {
-			n = nil
+	n, ok := strictyaml.Resolve(n, &d.budget)
+	if !ok {
+		if n != nil {
+			d.fail(n, path, "aliases expand to more than %d nodes; write the values out", maxNodes)
 		}
-	}
-	if n == nil || n.Kind == yaml.DocumentNode || n.Kind == yaml.AliasNode {
-		return nil
-	}
-	d.budget--
-	if d.budget == 0 {
-		d.fail(n, path, "aliases expand to more than %d nodes; write the values out", maxNodes)
-	}
-	if d.budget <= 0 {
 		return nil
 	}
 	return n
 }
-
-func isNull(n *yaml.Node) bool { return n == nil || n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
 
 func join(path, key string) string {
 	if path == "" {
@@ -274,13 +258,13 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	if n.Line > 0 {
 		d.lines[path] = n.Line
 	}
-	if isNull(n) {
+	if strictyaml.IsNull(n) {
 		return
 	}
 	t := v.Type()
 	scalar := func(what string) bool {
 		if n.Kind != yaml.ScalarNode {
-			d.fail(n, path, "want %s, not %s", what, kindName(n))
+			d.fail(n, path, "want %s, not %s", what, strictyaml.KindName(n))
 			return false
 		}
 		return true
@@ -332,7 +316,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		v.SetFloat(f)
 	case t.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			d.fail(n, path, "want a list, not %s", kindName(n))
+			d.fail(n, path, "want a list, not %s", strictyaml.KindName(n))
 			return
 		}
 		if len(n.Content) == 0 {
@@ -345,7 +329,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		v.Set(s)
 	case t.Kind() == reflect.Map: // map[string]string
 		if n.Kind != yaml.MappingNode {
-			d.fail(n, path, "want a mapping of strings to strings, not %s", kindName(n))
+			d.fail(n, path, "want a mapping of strings to strings, not %s", strictyaml.KindName(n))
 			return
 		}
 		if len(n.Content) == 0 {
@@ -358,7 +342,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 				continue
 			}
 			if k.Kind != yaml.ScalarNode || k.Tag == "!!null" {
-				d.fail(k, path, "a key is %s; want a string", kindName(k))
+				d.fail(k, path, "a key is %s; want a string", strictyaml.KindName(k))
 				continue
 			}
 			p := path + "." + k.Value
@@ -367,7 +351,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 				continue
 			}
 			if c.Kind != yaml.ScalarNode {
-				d.fail(c, p, "want a string, not %s", kindName(c))
+				d.fail(c, p, "want a string, not %s", strictyaml.KindName(c))
 				continue
 			}
 			val := c.Value
@@ -396,7 +380,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 func (d *decoder) fields(n *yaml.Node, v reflect.Value, path string) bool {
 	fs := fieldsOf(v.Type())
 	if n.Kind != yaml.MappingNode {
-		d.fail(n, path, "want a mapping with keys %s, not %s", strings.Join(fs.names, ", "), kindName(n))
+		d.fail(n, path, "want a mapping with keys %s, not %s", strings.Join(fs.names, ", "), strictyaml.KindName(n))
 		return false
 	}
 	seen := map[string]bool{}
@@ -406,7 +390,7 @@ func (d *decoder) fields(n *yaml.Node, v reflect.Value, path string) bool {
 			continue
 		}
 		if k.Kind != yaml.ScalarNode {
-			d.fail(k, path, "a key is %s; keys are field names", kindName(k))
+			d.fail(k, path, "a key is %s; keys are field names", strictyaml.KindName(k))
 			continue
 		}
 		f, ok := fs.byName[k.Value]
@@ -421,7 +405,7 @@ func (d *decoder) fields(n *yaml.Node, v reflect.Value, path string) bool {
 		seen[k.Value] = true
 		fv := v.Field(f.index)
 		c := n.Content[i+1]
-		if f.empty && isNull(c) {
+		if f.empty && strictyaml.IsNull(c) {
 			// `quarantine:` with nothing after it is a step with default
 			// parameters, as `quarantine: {}` is.
 			p := reflect.New(fv.Type().Elem())
@@ -442,30 +426,15 @@ func (d *decoder) fields(n *yaml.Node, v reflect.Value, path string) bool {
 // suggestion), so that checks of the other fields still run and "channel:
 // required" does not follow "unknown field chanel".
 func (d *decoder) unknown(k *yaml.Node, path string, known []string) {
-	hint, meant := "known fields are "+strings.Join(known, ", "), "\x00" // \x00: no real field
-	if s := suggest.Closest(k.Value, known, 2); s != "" {
-		hint, meant = fmt.Sprintf("did you mean %q?", s), s
+	hint, meant := strictyaml.Hint(k.Value, known)
+	if meant == "" {
+		meant = "\x00" // no real field
 	}
 	d.fail(k, path, "unknown field %.40q; %s", k.Value, hint)
 	if d.pb >= 0 {
 		bad := d.bad[d.pb]
 		bad[len(bad)-1] = join(path, meant)
 	}
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		if n.Tag == "!!null" {
-			return "null"
-		}
-		return fmt.Sprintf("the scalar %.40q", n.Value)
-	}
-	return "an alias"
 }
 
 // structFields describes the yaml fields of a struct type.

@@ -10,6 +10,7 @@ package routes
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"sort"
 	"strings"
@@ -108,7 +109,7 @@ func normTags(tags []string) []string {
 
 func (n *Normalizer) insert(template string) {
 	cur := &n.root
-	for seg := range segments(template) {
+	for seg := range Segments(template) {
 		if strings.IndexByte(seg, '{') >= 0 {
 			if cur.param == nil {
 				cur.param = &node{}
@@ -131,8 +132,9 @@ func (n *Normalizer) insert(template string) {
 	}
 }
 
-// segments yields the non-empty segments of p: "//a/b/" has a and b.
-func segments(p string) func(func(string) bool) {
+// Segments yields the non-empty segments of p: "//a/b/" has a and b. It
+// does not allocate; every path walk here and in pkg/inventory uses it.
+func Segments(p string) iter.Seq[string] {
 	return func(yield func(string) bool) {
 		for len(p) > 0 {
 			i := strings.IndexByte(p, '/')
@@ -230,17 +232,7 @@ func AppendHeuristic(dst []byte, path string) []byte {
 	}
 	start := len(dst)
 	n := 0
-	for len(path) > 0 {
-		i := strings.IndexByte(path, '/')
-		var seg string
-		if i < 0 {
-			seg, path = path, ""
-		} else {
-			seg, path = path[:i], path[i+1:]
-		}
-		if seg == "" {
-			continue
-		}
+	for seg := range Segments(path) {
 		dst = append(dst, '/')
 		if n == MaxSegments {
 			dst = append(dst, "{rest}"...)

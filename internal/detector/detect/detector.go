@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/agentwatch/agentwatch/internal/detector/detstate"
 	"github.com/agentwatch/agentwatch/internal/platform/bus"
+	"github.com/agentwatch/agentwatch/internal/platform/retry"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 	"github.com/agentwatch/agentwatch/pkg/event"
 )
@@ -713,26 +713,17 @@ func (d *Detector) snapshot(ctx context.Context, gen Generation, parts []int32, 
 }
 
 func (d *Detector) retry(ctx context.Context, what string, fn func(context.Context) error) error {
-	wait := d.RetryInitial
-	for attempt := 1; ; attempt++ {
-		err := fn(ctx)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		d.Metrics.WriteRetries.Inc()
-		d.Log.Warn("retrying", "what", what, "attempt", attempt, "err", err, "wait", wait)
-		t := time.NewTimer(wait/2 + rand.N(wait/2+1))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%s: %w", what, err)
-		case <-t.C:
-		}
-		wait = min(2*wait, d.RetryMax)
+	p := retry.Policy{
+		Backoff: retry.Backoff{Base: d.RetryInitial, Max: d.RetryMax},
+		OnRetry: func(attempt int, wait time.Duration, err error) {
+			d.Metrics.WriteRetries.Inc()
+			d.Log.Warn("retrying", "what", what, "attempt", attempt, "err", err, "wait", wait)
+		},
 	}
+	if _, err := p.Do(ctx, fn); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
 }
 
 // syncStats moves the processor's counters into the metrics and returns

@@ -13,7 +13,7 @@ import (
 )
 
 // FeedbackSource yields the analysts' verdicts on anomalies, written by the
-// responder (internal/platform/chresp's Feedback reads them from the ClickHouse
+// responder (internal/platform/chstore's Feedback reads them from the ClickHouse
 // feedback table). Implementations must be safe for concurrent use.
 type FeedbackSource interface {
 	// Since returns the verdicts given at or after sinceMs (AtMs, Unix

@@ -27,7 +27,7 @@ func (p *Processor) settleGlobal(pt *partition, ws int64, active int) {
 	set := &p.set
 	byTop := map[string]int{}
 	for _, h := range held {
-		byTop[topFeature(h)]++
+		byTop[h.TopFeature()]++
 	}
 	feat, n := "", 0
 	for f, c := range byTop {
@@ -51,7 +51,7 @@ func (p *Processor) settleGlobal(pt *partition, ws int64, active int) {
 	}
 	var folded []anomaly.Anomaly
 	for _, an := range held {
-		if topFeature(an) == feat {
+		if an.TopFeature() == feat {
 			folded = append(folded, an)
 			p.stats.Folded++
 		} else {
@@ -128,12 +128,4 @@ func (p *Processor) settleGlobal(pt *partition, ws int64, active int) {
 	an.Summary = fmt.Sprintf("%d of %d active agents on partition %d turned anomalous in the same window, most for %s: a global event (upstream outage or platform change), not %d incidents; their alerts are folded into this one while it lasts. Features: %s. Agents: %s%s.",
 		len(folded), active, pt.id, feat, len(folded), strings.Join(names, ", "), strings.Join(ids[:min(8, len(ids))], ", "), more)
 	p.emit(an)
-}
-
-// topFeature names an anomaly's most contributing feature.
-func topFeature(an anomaly.Anomaly) string {
-	if len(an.Explanation) == 0 {
-		return ""
-	}
-	return an.Explanation[0].Name
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/agentwatch/agentwatch/internal/ingest"
 	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
@@ -71,7 +70,7 @@ func RunBackfill(ctx context.Context, cfg config.Config, o BackfillOptions, log 
 	b := &Backfill{
 		Proc:  NewProcessor(SettingsFrom(cfg), WatcherCatalog{W: w}, wallMs),
 		Store: st, Events: st.EventsBetween,
-		PartitionOf: func(ev *event.Event) int32 { return kafka.PartitionFor(ingest.Key(ev), cfg.Kafka.Partitions) },
+		PartitionOf: func(ev *event.Event) int32 { return kafka.PartitionFor(ev.PartitionKey(), cfg.Kafka.Partitions) },
 		Partitions:  cfg.Kafka.Partitions, Group: cfg.Kafka.DetectorGroup, Topic: cfg.Kafka.EventsTopic, Job: o.Job,
 		FromMs: o.From.UnixMilli(), ToMs: o.To.UnixMilli(), Log: log,
 	}

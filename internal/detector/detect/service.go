@@ -11,7 +11,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentwatch/agentwatch/internal/platform/bus"
-	"github.com/agentwatch/agentwatch/internal/platform/chresp"
 	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/invwatch"
@@ -70,7 +69,7 @@ func NewWatcher(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) 
 //
 // Its Detector polls the analysts' false-positive verdicts every
 // detector.feedback_poll from the feedback_verdicts table of the same
-// ClickHouse (internal/platform/chresp's Feedback, docs/feedback.md); the verdicts
+// ClickHouse (internal/platform/chstore's Feedback, docs/feedback.md); the verdicts
 // apply to the agents of the partitions it owns.
 type Service struct {
 	Detector *Detector
@@ -128,7 +127,7 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 		Store: st, Out: s.out, Catalog: WatcherCatalog{w},
 		Group: cfg.Kafka.DetectorGroup, EventsTopic: cfg.Kafka.EventsTopic, AnomaliesTopic: cfg.Kafka.AnomaliesTopic,
 	}, log, reg)
-	s.Detector.Feedback, s.Detector.FeedbackPoll, s.Detector.FeedbackLookback = chresp.NewFeedback(st), cfg.Detector.FeedbackPoll, cfg.Detector.FeedbackLookback
+	s.Detector.Feedback, s.Detector.FeedbackPoll, s.Detector.FeedbackLookback = chstore.NewFeedback(st), cfg.Detector.FeedbackPoll, cfg.Detector.FeedbackLookback
 	s.Detector.Published = func(ctx context.Context, parts []int32, sinceMs int64) (map[string]struct{}, error) {
 		return publishedIDs(ctx, cfg.Kafka.Brokers, cfg.Kafka.AnomaliesTopic, parts, sinceMs)
 	}
@@ -172,7 +171,7 @@ func New(cfg config.Config, set Settings, w Wiring, log *slog.Logger, reg promet
 // wallMs is the wall clock in Unix ms, the processor's now outside tests.
 func wallMs() int64 { return time.Now().UnixMilli() }
 
-var _ FeedbackSource = (*chresp.Feedback)(nil)
+var _ FeedbackSource = (*chstore.Feedback)(nil)
 
 // publishedIDs reads the anomalies topic from sinceMs to its end and
 // returns the ids of anomalies about the given events-topic partitions.

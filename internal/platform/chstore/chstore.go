@@ -1,13 +1,35 @@
-// Package chstore is agentwatch's thin adapter over ClickHouse: it owns the
-// schema (embedded, versioned migrations) and offers the few operations the
-// services need — batch insert of events, exact counts for tests and
-// operators, retention by dropping day partitions, and the detector's
-// persistence (state, checkpoints, anomalies, window scores and backfill
-// progress; see detector.go).
+// Package chstore is agentwatch's thin adapter over ClickHouse, and the only
+// one: it owns the schema (embedded, versioned migrations) and every table's
+// reads and writes.
+//
+//   - ingest: batch insert of events, exact counts for tests and operators,
+//     retention by dropping day partitions (this file).
+//   - detector: state, checkpoints, anomalies, window scores and backfill
+//     progress (detector.go).
+//   - responder, in the distributed mode where several responders and the
+//     detector share one database: the audit log (Audit, an audit.Store),
+//     the evidence hash chain (Chain, an evidence.ChainStore), the set of
+//     handled anomalies (Seen, an outbox.Seen), the false-positive verdicts
+//     the detector polls (Feedback) and an agent's events (Events, an
+//     evidence.EventSource); Store.Scores serves the window scores. The
+//     revocation ledger is not here: it holds secrets and stays a local 0600
+//     file.
+//
+// The responder's types wrap a *Store opened with OpenMigrated, whose
+// migration 0003_responder creates their tables. The caller owns the Store
+// and closes it after it is done with the types built on it; the types hold
+// nothing else to close.
+//
+// ClickHouse has no transactions, so the two check-then-insert operations,
+// Chain.Append and Seen.MarkHandled, are atomic only among the calls made
+// through one value in one process (a mutex serialises them). Across
+// processes they rely on the deployment having one writer at a time for a
+// given chain or anomaly id; their comments say what happens otherwise.
 //
 // It speaks the native protocol only: clickhouse-go v2's HTTP transport fails
 // against the ClickHouse 18.16 we run (see shared/FACTS.md). Every INSERT
-// names its columns, for the same reason.
+// names its columns, for the same reason. Errors from the server can be
+// classified with Retryable.
 package chstore
 
 import (
@@ -237,10 +259,32 @@ func eventColumnData(evs []event.Event) []any {
 	}
 }
 
-// partitionTime maps an event time in Unix milliseconds to the DateTime that
-// picks its day partition. DateTime is an unsigned 32-bit second count, so
-// times outside 1970..2106 are clamped instead of wrapping into a random
-// partition; event_time_ms keeps the exact value.
+// eventSelectList is eventColumns quoted and comma-separated, in the order
+// scanEvent reads them.
+var eventSelectList = identList(eventColumns)
+
+// scanEvent reads one row of eventSelectList into e, overwriting every
+// field.
+func scanEvent(rows interface{ Scan(...any) error }, e *event.Event) error {
+	var (
+		et  time.Time // the partition column, implied by event_time_ms
+		una uint8
+	)
+	*e = event.Event{}
+	err := rows.Scan(&e.EventID, &et, &e.EventTimeMs, &e.IngestTimeMs, &e.AgentID, &e.IdentitySource, &una,
+		&e.CredentialID, &e.SourceIP, &e.Method, &e.Route, &e.Path, &e.QueryParams, &e.Status, &e.RequestBytes,
+		&e.ResponseBytes, &e.DurationUs, &e.UserAgent, &e.Gateway, &e.Upstream, &e.RequestID, &e.Format,
+		&e.Topic, &e.Partition, &e.Offset)
+	e.Unattributed = una != 0
+	return err
+}
+
+// partitionTime maps Unix milliseconds to the DateTime that picks a time
+// partition (events' event_time, audit's at, responder_handled's
+// handled_at, the detector's window_start): whole seconds, UTC. DateTime is
+// an unsigned 32-bit second count, so times outside 1970..2106 are clamped
+// instead of wrapping into a random partition; the *_ms column keeps the
+// exact value.
 func partitionTime(ms int64) time.Time {
 	sec := ms / 1000
 	switch {
@@ -269,12 +313,7 @@ func (s *Store) insertColumns(ctx context.Context, table string, names []string,
 	if len(names) != len(cols) {
 		return fmt.Errorf("insert into %s: %d column names but %d columns", table, len(names), len(cols))
 	}
-	quoted := make([]string, len(names))
-	for i, n := range names {
-		quoted[i] = quoteIdent(n)
-	}
-	query := "INSERT INTO " + quoteIdent(table) + " (" + strings.Join(quoted, ", ") + ")"
-	batch, err := s.conn.PrepareBatch(ctx, query)
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+quoteIdent(table)+" ("+identList(names)+")")
 	if err != nil {
 		return fmt.Errorf("prepare insert of %d rows into %s.%s: %w", rows, s.db, table, err)
 	}
@@ -286,6 +325,26 @@ func (s *Store) insertColumns(ctx context.Context, table string, names []string,
 	}
 	if err := batch.Send(); err != nil {
 		return fmt.Errorf("insert %d rows into %s.%s: %w", rows, s.db, table, err)
+	}
+	return nil
+}
+
+// insertRows runs one row-wise batch INSERT into table naming cols; each
+// row holds the values of cols, in order. The responder writes a few rows
+// at a time, so row-wise appends cost nothing worth a column-wise path.
+func (s *Store) insertRows(ctx context.Context, table string, cols []string, rows ...[]any) error {
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+quoteIdent(table)+" ("+identList(cols)+")")
+	if err != nil {
+		return fmt.Errorf("prepare insert of %d rows into %s.%s: %w", len(rows), s.db, table, err)
+	}
+	defer batch.Close() // after Send it only releases buffers
+	for i, r := range rows {
+		if err := batch.Append(r...); err != nil {
+			return fmt.Errorf("insert %d rows into %s.%s: row %d: %w", len(rows), s.db, table, i, err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("insert %d rows into %s.%s: %w", len(rows), s.db, table, err)
 	}
 	return nil
 }
@@ -387,4 +446,14 @@ func (s *Store) DropPartitionsBefore(ctx context.Context, day time.Time) ([]stri
 // identifiers that are checked or constant; the escaping is a second fence.
 func quoteIdent(s string) string {
 	return "`" + strings.NewReplacer(`\`, `\\`, "`", "\\`").Replace(s) + "`"
+}
+
+// identList quotes names and joins them with commas, for SELECT and
+// INSERT column lists.
+func identList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = quoteIdent(n)
+	}
+	return strings.Join(q, ", ")
 }

@@ -66,6 +66,13 @@ func openTestStore(t *testing.T, db string) *Store {
 func newTestStore(t *testing.T) *Store {
 	t.Helper()
 	s := openTestStore(t, testDatabase(t))
+	dropAtCleanup(t, s)
+	return s
+}
+
+// dropAtCleanup drops s's database when the test ends, before s is closed
+// (cleanups run last registered first).
+func dropAtCleanup(t *testing.T, s *Store) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -73,7 +80,6 @@ func newTestStore(t *testing.T) *Store {
 			t.Errorf("drop test database %s: %v", s.db, err)
 		}
 	})
-	return s
 }
 
 func newMigratedStore(t *testing.T) *Store {

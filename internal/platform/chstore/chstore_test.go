@@ -129,17 +129,24 @@ func TestEventColumnDataCopiesEveryField(t *testing.T) {
 func TestPartitionTimeClamps(t *testing.T) {
 	ok := func(ms int64, want int64) {
 		t.Helper()
-		if got := partitionTime(ms).Unix(); got != want {
-			t.Errorf("partitionTime(%d) = %d; want %d", ms, got, want)
+		if got := partitionTime(ms); got.Unix() != want || got.Location() != time.UTC {
+			t.Errorf("partitionTime(%d) = %v (%d); want %d UTC", ms, got, got.Unix(), want)
+		}
+		if got := partitionSec(ms); int64(got) != want {
+			t.Errorf("partitionSec(%d) = %d; want %d", ms, got, want)
 		}
 	}
 	ok(0, 0)
 	ok(999, 0)
 	ok(1000, 1)
+	ok(1999, 1)
 	ok(-1, 0)
+	ok(-5, 0)
 	ok(math.MinInt64, 0)
+	ok(1_700_000_000_123, 1_700_000_000)
 	ok(1_700_000_000_999, 1_700_000_000)
 	ok(math.MaxUint32*1000+999, math.MaxUint32)
+	ok(1<<62, math.MaxUint32)
 	ok(math.MaxInt64, math.MaxUint32)
 }
 

@@ -489,16 +489,6 @@ func (s *Store) SetBackfillProgress(ctx context.Context, job string, doneThrough
 	return s.insertColumns(ctx, "backfill_progress", backfillColumns, cols, 1)
 }
 
-// eventSelectList is eventColumns quoted and comma-separated, in the order
-// EventsBetween scans them.
-var eventSelectList = func() string {
-	q := make([]string, len(eventColumns))
-	for i, c := range eventColumns {
-		q[i] = quoteIdent(c)
-	}
-	return strings.Join(q, ", ")
-}()
-
 // EventsBetween calls fn for every stored event with fromMs <= EventTimeMs <
 // toMs, once per event even if it was inserted more than once, in
 // (EventTimeMs, EventID) order. It stops at fn's first error and returns it
@@ -525,17 +515,9 @@ func (s *Store) EventsBetween(ctx context.Context, fromMs, toMs int64, fn func(*
 	defer rows.Close()
 	for rows.Next() {
 		e := new(event.Event)
-		var (
-			et  time.Time
-			una uint8
-		)
-		if err := rows.Scan(&e.EventID, &et, &e.EventTimeMs, &e.IngestTimeMs, &e.AgentID, &e.IdentitySource, &una,
-			&e.CredentialID, &e.SourceIP, &e.Method, &e.Route, &e.Path, &e.QueryParams, &e.Status, &e.RequestBytes,
-			&e.ResponseBytes, &e.DurationUs, &e.UserAgent, &e.Gateway, &e.Upstream, &e.RequestID, &e.Format,
-			&e.Topic, &e.Partition, &e.Offset); err != nil {
+		if err := scanEvent(rows, e); err != nil {
 			return fmt.Errorf("read events [%d, %d) from %s: %w", fromMs, toMs, s.db, err)
 		}
-		e.Unattributed = una != 0
 		if err := fn(e); err != nil {
 			cancel()
 			return err

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/agentwatch/agentwatch/internal/platform/retry"
 )
 
 //go:embed migrations/*.sql
@@ -148,20 +150,18 @@ func (s *Store) Migrate(ctx context.Context) error {
 // execDDL runs one DDL statement. Old servers guard concurrent DDL on the
 // same table by failing the second one ("... is creating or attaching right
 // now", "... already exists") even with IF NOT EXISTS, so a racing Migrate
-// retries a few times: the other process's statement has the same effect.
+// retries a few times, quickly: the other process's statement has the same
+// effect.
 func (s *Store) execDDL(ctx context.Context, stmt string) error {
-	var err error
-	for attempt := range 5 {
-		if err = s.conn.Exec(ctx, stmt); err == nil || !isDDLRace(err) {
-			return err
-		}
-		s.log.Debug("concurrent ddl, retrying", "attempt", attempt+1, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(50*(attempt+1)) * time.Millisecond):
-		}
+	p := retry.Policy{
+		Backoff:   retry.Backoff{Base: 50 * time.Millisecond, Max: 200 * time.Millisecond},
+		Attempts:  5,
+		Retryable: isDDLRace,
+		OnRetry: func(attempt int, _ time.Duration, err error) {
+			s.log.Debug("concurrent ddl, retrying", "attempt", attempt, "err", err)
+		},
 	}
+	_, err := p.Do(ctx, func(ctx context.Context) error { return s.conn.Exec(ctx, stmt) })
 	return err
 }
 

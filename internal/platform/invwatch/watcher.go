@@ -192,14 +192,18 @@ func (w *Watcher) poll(now time.Time) {
 // reports whether f was reloaded.
 func (w *Watcher) check(f *file, now time.Time) bool {
 	log := w.log.With("file", f.kind, "path", f.path)
-	st, err := os.Stat(f.path)
-	if err != nil {
+	// unreadable counts and logs the first failure of a run of them.
+	unreadable := func(err error) bool {
 		if !f.missing {
 			f.missing = true
 			w.m.errors.WithLabelValues(f.kind).Inc()
 			log.Error("inventory file unreadable; keeping the previous version", "err", err)
 		}
 		return false
+	}
+	st, err := os.Stat(f.path)
+	if err != nil {
+		return unreadable(err)
 	}
 	var zero [sha256.Size]byte
 	sameStat := st.Size() == f.size && st.ModTime().Equal(f.mtime)
@@ -209,12 +213,7 @@ func (w *Watcher) check(f *file, now time.Time) bool {
 	}
 	data, err := f.read(now)
 	if err != nil {
-		if !f.missing {
-			f.missing = true
-			w.m.errors.WithLabelValues(f.kind).Inc()
-			log.Error("inventory file unreadable; keeping the previous version", "err", err)
-		}
-		return false
+		return unreadable(err)
 	}
 	if f.missing {
 		f.missing = false

@@ -4,8 +4,8 @@
 // `responder audit --agent ID --from T --to T`.
 //
 // A Store keeps records. FileStore (JSON lines, for the embedded mode and
-// tests) and MemStore are here; the ClickHouse table for the services is
-// described by ClickHouseDDL, Columns and Record.ColumnValues. A Logger sits
+// tests) and MemStore are here; chstore.Audit keeps them in ClickHouse for
+// the services (table audit, migration 0003). A Logger sits
 // in front of a Store: it stamps each record with a time and an id and also
 // writes it to the log. WriteTable and WriteJSON print records for a
 // terminal, with every attacker-controlled string made inert.

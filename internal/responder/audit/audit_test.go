@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -321,41 +320,4 @@ func TestActorString(t *testing.T) {
 	ok(Actor{Kind: ActorSlack, Name: "alice", UserID: "U1"}, "slack:alice (U1)")
 	ok(Actor{Kind: ActorSlack, UserID: "U1"}, "slack:U1")
 	ok(Actor{Kind: ActorCLI, Name: "root"}, "cli:root")
-}
-
-// The DDL's columns are Columns, in order, and ColumnValues fits them.
-func TestClickHouseDDL(t *testing.T) {
-	var cols []string
-	for _, m := range regexp.MustCompile("(?m)^\\s+`([a-z_]+)`\\s+\\w+").FindAllStringSubmatch(ClickHouseDDL, -1) {
-		cols = append(cols, m[1])
-	}
-	if !slices.Equal(cols, Columns()) {
-		t.Errorf("DDL columns %v; Columns() %v", cols, Columns())
-	}
-	if n := len(rec("x", t0, "a", "i").ColumnValues()); n != len(Columns()) {
-		t.Errorf("ColumnValues has %d values for %d columns", n, len(Columns()))
-	}
-	for _, want := range []string{"ReplacingMergeTree()", "PARTITION BY toYYYYMM(at)", "ORDER BY (agent_id, at, id)", "`at`               DateTime,"} {
-		if !strings.Contains(ClickHouseDDL, want) {
-			t.Errorf("DDL lacks %q", want)
-		}
-	}
-	var code []string
-	for _, l := range strings.Split(ClickHouseDDL, "\n") {
-		if !strings.HasPrefix(l, "--") {
-			code = append(code, l)
-		}
-	}
-	if strings.Contains(strings.Join(code, "\n"), "DateTime64") {
-		t.Error("DDL uses DateTime64, which ClickHouse 18.16 lacks")
-	}
-	if strings.Count(ClickHouseDDL, ";") != 1 || !strings.HasSuffix(strings.TrimSpace(ClickHouseDDL), ";") {
-		t.Error("DDL has a semicolon besides the last (the migration runner splits on them)")
-	}
-	if got := AtTime(-5); !got.Equal(time.Unix(0, 0)) {
-		t.Errorf("AtTime(-5) = %v", got)
-	}
-	if got := AtTime(1 << 62); got.Unix() != 1<<32-1 {
-		t.Errorf("AtTime(huge) = %v", got)
-	}
 }

@@ -271,6 +271,8 @@ func thin(xs []anomaly.Score, n int) []anomaly.Score {
 
 // bands shades vertical spans of the x axis over the plot's full height
 // (as in internal/tools/nab): a polygon would stretch the y range instead.
+// It is a copy of nab's on purpose: responder code does not import the
+// tools, and a 15-line gonum plotter does not earn a shared package.
 type bands struct {
 	spans [][2]float64
 	color color.Color

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"runtime/debug"
 	"time"
 
 	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
+	"github.com/agentwatch/agentwatch/internal/platform/retry"
 )
 
 // Handler performs the action of one entry and returns what to keep as the
@@ -84,15 +84,11 @@ func (b Backoff) withDefaults() Backoff {
 	return b
 }
 
-// delay is the wait after failure n (1-based): Base·2ⁿ⁻¹ capped at Max, of
-// which a random half is jitter, so entries failing together spread out.
+// delay is the wait after failure n (1-based): retry.Backoff's rule, so
+// entries failing together spread out. The Worker schedules the retry
+// itself (the entry's NextAttempt), so it needs the delay, not the loop.
 func (b Backoff) delay(n int) time.Duration {
-	d := b.Max
-	if n >= 1 && n < 30 {
-		d = min(b.Base<<(n-1), b.Max)
-	}
-	half := d / 2
-	return half + rand.N(half+1)
+	return retry.Backoff{Base: b.Base, Max: b.Max}.Delay(n)
 }
 
 // Worker runs the entries of a Store: it takes due entries in Seq order,

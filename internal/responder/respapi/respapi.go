@@ -509,10 +509,8 @@ func (h *Handler) query(w http.ResponseWriter, r *http.Request) {
 	f.Limit = limit + 1 // one more, to tell whether there are more
 	recs, err := h.audit.Query(r.Context(), f)
 	if err != nil {
-		rec.Result, rec.Detail = audit.ResultFailed, err.Error()
-		h.record(r.Context(), rec)
 		h.log.Error("audit query failed", "token", tok.name, "err", err)
-		writeError(w, http.StatusInternalServerError, "audit query failed; the responder log has the reason")
+		h.fail(w, r, rec, "audit query", err)
 		return
 	}
 	out := AuditResponse{Records: recs, Truncated: len(recs) > limit}
@@ -612,6 +610,14 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, rec audit.Recor
 	h.record(r.Context(), rec)
 	h.log.Warn("api request refused", "status", code, "token", rec.Actor.TokenName, "reason", detail, "remote", r.RemoteAddr)
 	writeError(w, code, detail)
+}
+
+// fail audits rec as failed with err and answers 500 naming what failed;
+// the reason goes to the audit (and so the log), not to the client.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, rec audit.Record, what string, err error) {
+	rec.Result, rec.Detail = audit.ResultFailed, err.Error()
+	h.record(r.Context(), rec)
+	writeError(w, http.StatusInternalServerError, what+" failed; the responder log has the reason")
 }
 
 // record appends rec to the audit. A failure is logged and counted, not

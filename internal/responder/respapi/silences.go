@@ -119,9 +119,7 @@ func (h *Handler) addSilence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		rec.Result, rec.Detail = audit.ResultFailed, err.Error()
-		h.record(r.Context(), rec)
-		writeError(w, http.StatusInternalServerError, "add silence failed; the responder log has the reason")
+		h.fail(w, r, rec, "add silence", err)
 		return
 	}
 	rec.Result, rec.Detail = audit.ResultOK, fmt.Sprintf("added silence %s: %s until %s", s.ID, silence.FormatMatchers(s.Matchers), s.EndsAt.UTC().Format(time.RFC3339))
@@ -143,9 +141,7 @@ func (h *Handler) expireSilence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		rec.Result, rec.Detail = audit.ResultFailed, err.Error()
-		h.record(r.Context(), rec)
-		writeError(w, http.StatusInternalServerError, "expire silence failed; the responder log has the reason")
+		h.fail(w, r, rec, "expire silence", err)
 		return
 	}
 	rec.Result, rec.Detail = audit.ResultOK, "expired silence "+s.ID

@@ -52,10 +52,8 @@ func (h *Handler) falsePositive(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, rec, http.StatusNotFound, err.Error())
 		return
 	case err != nil:
-		rec.Result, rec.Detail = audit.ResultFailed, err.Error()
-		h.record(r.Context(), rec)
 		h.log.Error("false positive failed", "incident", incident, "anomaly", in.AnomalyID, "token", tok.name, "err", err)
-		writeError(w, http.StatusInternalServerError, "false positive failed; the responder log has the reason")
+		h.fail(w, r, rec, "false positive", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"incident": incident, "anomaly_id": in.AnomalyID, "result": fmt.Sprint(audit.ResultOK)})

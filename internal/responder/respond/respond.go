@@ -203,7 +203,7 @@ type HandleResult struct {
 }
 
 // BatchSeen is a Seen that looks up and records many ids at once
-// (chresp.Seen): HandleBatch then costs one lookup and one insert per
+// (chstore.Seen): HandleBatch then costs one lookup and one insert per
 // batch instead of a check and an insert per anomaly.
 type BatchSeen interface {
 	HandledMany(ctx context.Context, ids []string) (map[string]bool, error)

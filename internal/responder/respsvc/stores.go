@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/agentwatch/agentwatch/internal/platform/chresp"
 	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/embedstore"
@@ -41,8 +40,8 @@ func ModeStores(ctx context.Context, cfg config.Config, log *slog.Logger) (_ res
 
 // clickhouseStores are the distributed mode's shared stores on st.
 func clickhouseStores(st *chstore.Store) respond.Deps {
-	return respond.Deps{Seen: chresp.NewSeen(st), Audit: chresp.NewAudit(st), Chain: chresp.NewChain(st), Events: chresp.NewEvents(st),
-		Scores: chresp.NewScoreReader(st), Feedback: chresp.NewFeedback(st), Console: os.Stdout}
+	return respond.Deps{Seen: chstore.NewSeen(st), Audit: chstore.NewAudit(st), Chain: chstore.NewChain(st), Events: chstore.NewEvents(st),
+		Scores: st, Feedback: chstore.NewFeedback(st), Console: os.Stdout}
 }
 
 // Stores opens what a command run by hand reads and writes: ModeStores,
@@ -79,7 +78,7 @@ func OpenAudit(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *aud
 		if err != nil {
 			return nil, nil, err
 		}
-		return audit.NewLogger(chresp.NewAudit(st), log, time.Now), func() { st.Close() }, nil
+		return audit.NewLogger(chstore.NewAudit(st), log, time.Now), func() { st.Close() }, nil
 	}
 	if err := os.MkdirAll(cfg.Responder.StateDir, 0o700); err != nil {
 		return nil, nil, err

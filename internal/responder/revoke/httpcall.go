@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/agentwatch/agentwatch/internal/platform/retry"
 )
 
 // Retry bounds how a gateway call is retried. The zero value gives the
@@ -42,17 +43,6 @@ func (r Retry) withDefaults() Retry {
 		r.AttemptTimeout = 10 * time.Second
 	}
 	return r
-}
-
-// backoff is the wait before retry n (1-based): Base·2ⁿ⁻¹ capped at Max,
-// of which a random half is jitter, so callers retrying together spread.
-func (r Retry) backoff(n int) time.Duration {
-	d := r.Max
-	if n < 30 {
-		d = min(r.Base<<(n-1), r.Max)
-	}
-	half := d / 2
-	return half + rand.N(half+1)
 }
 
 // StatusError is a gateway answer the adapter cannot take as success:
@@ -112,32 +102,29 @@ type caller struct {
 // end of ctx is not. After the last try a retryable status is returned as
 // a *StatusError. attempts counts the tries sent.
 func (c *caller) do(ctx context.Context, build func(ctx context.Context) (*http.Request, error)) (resp response, attempts int, err error) {
-	for attempts = 1; ; attempts++ {
-		resp, err = c.once(ctx, build)
-		retry := false
-		var se *StatusError
-		switch {
-		case err == nil:
-		case errors.Is(err, ErrEgressRefused), ctx.Err() != nil:
-		case errors.As(err, &se):
-			retry = se.Temporary()
-		default:
-			retry = true // network errors and per-try timeouts
-		}
-		if !retry || attempts >= c.retry.Attempts {
-			return resp, attempts, err
-		}
-		wait := c.retry.backoff(attempts)
-		c.metrics.retry(c.adapter)
-		c.log.Warn("retrying gateway call", "adapter", c.adapter, "attempt", attempts, "wait", wait, "err", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return resp, attempts, fmt.Errorf("%w (after %d attempts; last: %w)", ctx.Err(), attempts, err)
-		case <-t.C:
-		}
+	p := retry.Policy{
+		Backoff:  retry.Backoff{Base: c.retry.Base, Max: c.retry.Max},
+		Attempts: c.retry.Attempts,
+		Retryable: func(err error) bool {
+			var se *StatusError
+			switch {
+			case errors.Is(err, ErrEgressRefused):
+				return false
+			case errors.As(err, &se):
+				return se.Temporary()
+			}
+			return true // network errors and per-try timeouts
+		},
+		OnRetry: func(attempt int, wait time.Duration, err error) {
+			c.metrics.retry(c.adapter)
+			c.log.Warn("retrying gateway call", "adapter", c.adapter, "attempt", attempt, "wait", wait, "err", err)
+		},
 	}
+	attempts, err = p.Do(ctx, func(ctx context.Context) error {
+		resp, err = c.once(ctx, build)
+		return err
+	})
+	return resp, attempts, err
 }
 
 func (c *caller) once(ctx context.Context, build func(ctx context.Context) (*http.Request, error)) (response, error) {

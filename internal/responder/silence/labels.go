@@ -62,15 +62,6 @@ func Labels(a anomaly.Anomaly) map[string]string {
 	put(LabelOwner, a.Owner)
 	put(LabelCredentialID, a.CredentialID)
 	put(LabelPartition, strconv.FormatInt(int64(a.Partition), 10))
-	put(LabelFeature, TopFeature(a))
+	put(LabelFeature, a.TopFeature())
 	return l
-}
-
-// TopFeature returns the name of the feature that explains a most, or ""
-// when a has no explanation.
-func TopFeature(a anomaly.Anomaly) string {
-	if len(a.Explanation) == 0 {
-		return ""
-	}
-	return a.Explanation[0].Name
 }

@@ -216,7 +216,7 @@ func ForFalsePositive(a anomaly.Anomaly, author string, now time.Time, d time.Du
 		{Name: LabelAgentID, Type: MatchEqual, Value: a.AgentID},
 		{Name: LabelKind, Type: MatchEqual, Value: a.Kind},
 	}
-	if f := TopFeature(a); f != "" {
+	if f := a.TopFeature(); f != "" {
 		ms = append(ms, Matcher{Name: LabelFeature, Type: MatchEqual, Value: f})
 	}
 	return Silence{

@@ -30,7 +30,6 @@ import (
 
 	"github.com/agentwatch/agentwatch/internal/detector/detect"
 	"github.com/agentwatch/agentwatch/internal/detector/detstate"
-	"github.com/agentwatch/agentwatch/internal/ingest"
 	"github.com/agentwatch/agentwatch/internal/platform/bus"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
@@ -330,7 +329,7 @@ func encode(s *sim.Simulator) ([]bus.Message, int64) {
 		ev.IngestTimeMs = now
 		v := event.AppendJSON(nil, &ev)
 		n += int64(len(v))
-		msgs = append(msgs, bus.Message{Key: []byte(ingest.Key(&ev)), Value: v})
+		msgs = append(msgs, bus.Message{Key: []byte(ev.PartitionKey()), Value: v})
 	}
 	return msgs, n
 }

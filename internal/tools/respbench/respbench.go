@@ -473,7 +473,7 @@ func (s *timedSeen) Handled(ctx context.Context, id string) (bool, error) {
 }
 
 // timedBatchSeen is timedSeen for a Seen that also looks up and marks in
-// batches (chresp.Seen), so the responder takes the same path as in
+// batches (chstore.Seen), so the responder takes the same path as in
 // production.
 type timedBatchSeen struct {
 	*timedSeen

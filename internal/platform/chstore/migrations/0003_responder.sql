@@ -1,19 +1,30 @@
 -- 0003: the responder's tables in distributed mode, written and read by
--- internal/chresp: the audit log, the evidence chain, the set of handled
--- anomalies and the false-positive verdicts the detector polls. (The
--- revocation ledger holds secrets and stays a local 0600 file.)
+-- chstore's Audit, Chain, Seen and Feedback: the audit log, the evidence
+-- chain, the set of handled anomalies and the false-positive verdicts the
+-- detector polls. (The revocation ledger holds secrets and stays a local
+-- 0600 file.)
 --
 -- Same constraints as 0001 and 0002: valid on ClickHouse 18.16 and on
 -- current releases, so no DateTime64, TTL, Map, LowCardinality, Nullable or
 -- CODEC. Times are Int64 Unix milliseconds, and a DateTime column exists only
 -- where a table is partitioned by time. Every name is quoted.
 --
--- audit: exactly audit.ClickHouseDDL (internal/audit/clickhouse.sql, whose
--- comment explains it), so that the package that defines the record also
--- defines its table. chresp's TestMigrationAuditIsClickHouseDDL keeps the
--- two statements equal. Reads collapse unmerged copies with
--- LIMIT 1 BY at_ms, id (audit.Store's rule: records with equal ID and AtMs
--- count once), which needs no merging read as FINAL does.
+-- audit: one row per audit.Record (internal/responder/audit), written by the
+-- responder for every action - automatic, Slack button, CLI or HTTP API,
+-- executed or dry-run - and every refused request. It answers
+-- `responder audit --agent ID --from T --to T` with a primary-key range
+-- scan: ORDER BY starts with (agent_id, at), so the query reads only the
+-- granules of one agent and time range, in the months it spans. at_ms is the
+-- exact time and at is the same instant in whole seconds (DateTime, UTC,
+-- clamped to 1970..2106), for the partition and the key. Retention drops
+-- month partitions (ALTER TABLE audit DROP PARTITION 202501).
+-- ReplacingMergeTree, not plain MergeTree: the responder retries a failed
+-- INSERT, and a retried record has the same id (a hash of its content,
+-- at_ms included), so the copies collapse on merge. The id ends the key only
+-- to make it unique, and costs nothing for the range scan. Reads collapse
+-- unmerged copies with LIMIT 1 BY at_ms, id (audit.Store's rule: records
+-- with equal ID and AtMs count once), which needs no merging read as FINAL
+-- does. chstore.auditColumns is the column list the code uses.
 CREATE TABLE IF NOT EXISTS audit
 (
     `id`               String,
@@ -82,7 +93,7 @@ ORDER BY anomaly_id;
 
 -- feedback_verdicts: one row per anomaly.Verdict (pkg/anomaly/verdict.go),
 -- written by the responder when a human marks an anomaly a false positive
--- and polled by the detector (chresp.Feedback.Since). values is indexed by
+-- and polled by the detector (chstore.Feedback.Since). values is indexed by
 -- feature id, empty when unknown. A verdict retried with the same
 -- verdict_id and at_ms collapses on merge. Reads keep, per verdict_id, the
 -- copy with the smallest at_ms, so a verdict retried later is still seen

@@ -1,4 +1,4 @@
-package chresp
+package chstore
 
 import (
 	"math"
@@ -84,7 +84,7 @@ func TestIntegrationScores(t *testing.T) {
 	if err := st.InsertScores(ctx, []anomaly.Score{rescored}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := NewScoreReader(st).Scores(ctx, "a", base, base+600_000)
+	got, err := st.Scores(ctx, "a", base, base+600_000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestIntegrationScores(t *testing.T) {
 		got[1].Score != 10 || got[1].Late != 3 || !got[1].PeerBaseline || got[1].Values == nil || len(got[1].Values) != 0 {
 		t.Fatalf("Scores = %+v", got)
 	}
-	if got, err := NewScoreReader(st).Scores(ctx, "a", base+1, base+300_000); err != nil || len(got) != 0 {
+	if got, err := st.Scores(ctx, "a", base+1, base+300_000); err != nil || len(got) != 0 {
 		t.Fatalf("Scores of an empty range = %+v, %v", got, err)
 	}
 }

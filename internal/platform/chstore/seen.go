@@ -1,4 +1,4 @@
-package chresp
+package chstore
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 )
 
@@ -25,7 +24,7 @@ import (
 // the outbox flow already tolerates (actions enqueued under deterministic
 // keys, handlers that look before acting again).
 type Seen struct {
-	db  db
+	st  *Store
 	now func() time.Time
 
 	mu sync.Mutex // serialises MarkHandled's check and insert
@@ -34,8 +33,8 @@ type Seen struct {
 var _ outbox.Seen = (*Seen)(nil)
 
 // NewSeen returns the handled-anomaly set in st's database, which must be
-// migrated (chstore.OpenMigrated).
-func NewSeen(st *chstore.Store) *Seen { return &Seen{db: dbOf(st), now: time.Now} }
+// migrated (OpenMigrated).
+func NewSeen(st *Store) *Seen { return &Seen{st: st, now: time.Now} }
 
 var seenColumns = []string{"anomaly_id", "handled_ms", "handled_at"}
 
@@ -52,7 +51,7 @@ func (s *Seen) MarkHandled(ctx context.Context, id string) (bool, error) {
 		return false, err
 	}
 	ms := s.now().UnixMilli()
-	if err := s.db.insertRows(ctx, "responder_handled", seenColumns, []any{id, ms, partitionTime(ms)}); err != nil {
+	if err := s.st.insertRows(ctx, "responder_handled", seenColumns, []any{id, ms, partitionTime(ms)}); err != nil {
 		return false, fmt.Errorf("mark %.80q handled: %w", id, err)
 	}
 	return true, nil
@@ -61,8 +60,8 @@ func (s *Seen) MarkHandled(ctx context.Context, id string) (bool, error) {
 // Handled implements outbox.Seen.
 func (s *Seen) Handled(ctx context.Context, id string) (bool, error) {
 	var n uint64
-	if err := s.db.conn.QueryRow(ctx, "SELECT count() FROM responder_handled WHERE anomaly_id = ?", id).Scan(&n); err != nil {
-		return false, fmt.Errorf("look up handled anomaly %.80q in %s: %w", id, s.db.name, err)
+	if err := s.st.conn.QueryRow(ctx, "SELECT count() FROM responder_handled WHERE anomaly_id = ?", id).Scan(&n); err != nil {
+		return false, fmt.Errorf("look up handled anomaly %.80q in %s: %w", id, s.st.db, err)
 	}
 	return n > 0, nil
 }
@@ -94,9 +93,9 @@ func (s *Seen) HandledMany(ctx context.Context, ids []string) (map[string]bool, 
 			b.WriteString(quoteString(id))
 		}
 		b.WriteByte(')')
-		rows, err := s.db.conn.Query(ctx, b.String())
+		rows, err := s.st.conn.Query(ctx, b.String())
 		if err != nil {
-			return nil, fmt.Errorf("look up %d handled anomalies in %s: %w", len(chunk), s.db.name, err)
+			return nil, fmt.Errorf("look up %d handled anomalies in %s: %w", len(chunk), s.st.db, err)
 		}
 		for rows.Next() {
 			var id string
@@ -130,7 +129,7 @@ func (s *Seen) InsertHandled(ctx context.Context, ids []string) error {
 		}
 		rows = append(rows, []any{id, ms, partitionTime(ms)})
 	}
-	if err := s.db.insertRows(ctx, "responder_handled", seenColumns, rows...); err != nil {
+	if err := s.st.insertRows(ctx, "responder_handled", seenColumns, rows...); err != nil {
 		return fmt.Errorf("mark %d anomalies handled: %w", len(ids), err)
 	}
 	return nil

@@ -1,4 +1,4 @@
-package chresp
+package chstore
 
 import (
 	"errors"
@@ -59,7 +59,7 @@ func TestIntegrationChainTwoWriters(t *testing.T) {
 	}
 	row := []any{r3b.Seq, r3b.BundleID, r3b.AgentID, r3b.AnomalyID, r3b.IncidentID, r3b.Path,
 		r3b.ManifestSHA256, r3b.PrevSHA256, r3b.CreatedMs, b.now().UnixMilli()}
-	if err := b.db.insertRows(ctx, "evidence_chain", chainColumns, row); err != nil {
+	if err := b.st.insertRows(ctx, "evidence_chain", chainColumns, row); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.checkFork(ctx, r3b); err == nil || errors.Is(err, evidence.ErrChainMoved) || !strings.Contains(err.Error(), "forked at seq 3") {
@@ -81,7 +81,7 @@ func TestIntegrationChainTwoWriters(t *testing.T) {
 	}
 
 	// A retried insert's identical copy is yielded too, and is no fork.
-	if err := a.db.insertRows(ctx, "evidence_chain", chainColumns, []any{r1.Seq, r1.BundleID, r1.AgentID, r1.AnomalyID,
+	if err := a.st.insertRows(ctx, "evidence_chain", chainColumns, []any{r1.Seq, r1.BundleID, r1.AgentID, r1.AnomalyID,
 		r1.IncidentID, r1.Path, r1.ManifestSHA256, r1.PrevSHA256, r1.CreatedMs, a.now().UnixMilli()}); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestIntegrationChainTwoWriters(t *testing.T) {
 	}
 
 	// An edited row stops Records with an error naming it.
-	if err := a.db.insertRows(ctx, "evidence_chain", chainColumns, []any{int64(9), "../x", "", "", "", "", "zz", "zz", int64(0), int64(0)}); err != nil {
+	if err := a.st.insertRows(ctx, "evidence_chain", chainColumns, []any{int64(9), "../x", "", "", "", "", "zz", "zz", int64(0), int64(0)}); err != nil {
 		t.Fatal(err)
 	}
 	err = a.Records(ctx, func(evidence.Record) error { return nil })

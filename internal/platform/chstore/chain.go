@@ -1,4 +1,4 @@
-package chresp
+package chstore
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 )
 
@@ -27,7 +26,7 @@ import (
 // gets an error saying the chain forked, and evidence.VerifyChain reports
 // the fork for good.
 type Chain struct {
-	db  db
+	st  *Store
 	now func() time.Time
 
 	mu sync.Mutex // serialises Append's read-check-insert
@@ -36,8 +35,8 @@ type Chain struct {
 var _ evidence.ChainStore = (*Chain)(nil)
 
 // NewChain returns the evidence chain in st's database, which must be
-// migrated (chstore.OpenMigrated). Use one Chain per process.
-func NewChain(st *chstore.Store) *Chain { return &Chain{db: dbOf(st), now: time.Now} }
+// migrated (OpenMigrated). Use one Chain per process.
+func NewChain(st *Store) *Chain { return &Chain{st: st, now: time.Now} }
 
 // chainColumns is the evidence_chain INSERT column list, in the order
 // chainRow fills it and Records scans it.
@@ -51,19 +50,19 @@ var chainSelectList = identList(chainColumns)
 // Head implements evidence.ChainStore: the first appended record of the
 // highest seq, or ZeroHash and 0 for an empty chain.
 func (c *Chain) Head(ctx context.Context) (string, int64, error) {
-	rows, err := c.db.conn.Query(ctx, "SELECT manifest_sha256, seq FROM evidence_chain ORDER BY seq DESC, appended_ms LIMIT 1")
+	rows, err := c.st.conn.Query(ctx, "SELECT manifest_sha256, seq FROM evidence_chain ORDER BY seq DESC, appended_ms LIMIT 1")
 	if err != nil {
-		return "", 0, fmt.Errorf("read the evidence chain head in %s: %w", c.db.name, err)
+		return "", 0, fmt.Errorf("read the evidence chain head in %s: %w", c.st.db, err)
 	}
 	defer rows.Close()
 	hash, seq := evidence.ZeroHash, int64(0)
 	for rows.Next() {
 		if err := rows.Scan(&hash, &seq); err != nil {
-			return "", 0, fmt.Errorf("read the evidence chain head in %s: %w", c.db.name, err)
+			return "", 0, fmt.Errorf("read the evidence chain head in %s: %w", c.st.db, err)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return "", 0, fmt.Errorf("read the evidence chain head in %s: %w", c.db.name, err)
+		return "", 0, fmt.Errorf("read the evidence chain head in %s: %w", c.st.db, err)
 	}
 	return hash, seq, nil
 }
@@ -92,7 +91,7 @@ func (c *Chain) Append(ctx context.Context, rec evidence.Record) error {
 		rec.Seq, rec.BundleID, rec.AgentID, rec.AnomalyID, rec.IncidentID, rec.Path,
 		rec.ManifestSHA256, rec.PrevSHA256, rec.CreatedMs, c.now().UnixMilli(),
 	}
-	if err := c.db.insertRows(ctx, "evidence_chain", chainColumns, row); err != nil {
+	if err := c.st.insertRows(ctx, "evidence_chain", chainColumns, row); err != nil {
 		return fmt.Errorf("append bundle %s at seq %d: %w", rec.BundleID, rec.Seq, err)
 	}
 	return c.checkFork(ctx, rec)
@@ -101,7 +100,7 @@ func (c *Chain) Append(ctx context.Context, rec evidence.Record) error {
 // checkFork reports an error when a record other than rec (by manifest
 // hash) holds rec's seq: another process appended at the same time.
 func (c *Chain) checkFork(ctx context.Context, rec evidence.Record) error {
-	rows, err := c.db.conn.Query(ctx,
+	rows, err := c.st.conn.Query(ctx,
 		"SELECT DISTINCT bundle_id FROM evidence_chain WHERE seq = ? AND manifest_sha256 != ? LIMIT 10", rec.Seq, rec.ManifestSHA256)
 	if err != nil {
 		return fmt.Errorf("appended bundle %s at seq %d, but checking for a concurrent append failed: %w", rec.BundleID, rec.Seq, err)
@@ -120,7 +119,7 @@ func (c *Chain) checkFork(ctx context.Context, rec evidence.Record) error {
 	}
 	if len(others) > 0 {
 		return fmt.Errorf("evidence chain in %s forked at seq %d: bundle %s and %v were appended by two writers at once; "+
-			"run one evidence writer per chain, and `responder verify` to list the damage", c.db.name, rec.Seq, rec.BundleID, others)
+			"run one evidence writer per chain, and `responder verify` to list the damage", c.st.db, rec.Seq, rec.BundleID, others)
 	}
 	return nil
 }
@@ -134,9 +133,9 @@ func (c *Chain) Records(ctx context.Context, fn func(evidence.Record) error) err
 	// Cancelling stops the server when fn gives up early.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	rows, err := c.db.conn.Query(ctx, "SELECT "+chainSelectList+" FROM evidence_chain ORDER BY seq, appended_ms")
+	rows, err := c.st.conn.Query(ctx, "SELECT "+chainSelectList+" FROM evidence_chain ORDER BY seq, appended_ms")
 	if err != nil {
-		return fmt.Errorf("read the evidence chain in %s: %w", c.db.name, err)
+		return fmt.Errorf("read the evidence chain in %s: %w", c.st.db, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -146,11 +145,11 @@ func (c *Chain) Records(ctx context.Context, fn func(evidence.Record) error) err
 		)
 		if err := rows.Scan(&r.Seq, &r.BundleID, &r.AgentID, &r.AnomalyID, &r.IncidentID, &r.Path,
 			&r.ManifestSHA256, &r.PrevSHA256, &r.CreatedMs, &appended); err != nil {
-			return fmt.Errorf("read the evidence chain in %s: %w", c.db.name, err)
+			return fmt.Errorf("read the evidence chain in %s: %w", c.st.db, err)
 		}
 		if err := validRecord(r); err != nil {
 			return fmt.Errorf("evidence chain in %s, row at seq %d appended at %d ms: %w; run `responder verify` to see what was changed",
-				c.db.name, r.Seq, appended, err)
+				c.st.db, r.Seq, appended, err)
 		}
 		if err := fn(r); err != nil {
 			cancel()
@@ -158,7 +157,7 @@ func (c *Chain) Records(ctx context.Context, fn func(evidence.Record) error) err
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read the evidence chain in %s: %w", c.db.name, err)
+		return fmt.Errorf("read the evidence chain in %s: %w", c.st.db, err)
 	}
 	return nil
 }

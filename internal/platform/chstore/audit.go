@@ -1,4 +1,4 @@
-package chresp
+package chstore
 
 import (
 	"context"
@@ -7,25 +7,42 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 )
 
-// Audit is an audit.Store in the audit table (audit.ClickHouseDDL, created
-// by migration 0003). Safe for concurrent use; an Append that returned nil
+// Audit is an audit.Store in the audit table (created by migration 0003,
+// whose comment explains its key and engine). Safe for concurrent use; an Append that returned nil
 // is durable. It does not own the Store.
 type Audit struct {
-	db db
+	st *Store
 }
 
 var _ audit.Store = (*Audit)(nil)
 
 // NewAudit returns the audit log in st's database, which must be migrated
-// (chstore.OpenMigrated).
-func NewAudit(st *chstore.Store) *Audit { return &Audit{db: dbOf(st)} }
+// (OpenMigrated).
+func NewAudit(st *Store) *Audit { return &Audit{st: st} }
 
-// auditSelectList is audit.Columns quoted, in the order Query scans them.
-var auditSelectList = identList(audit.Columns())
+// auditColumns are the audit table's columns (migration 0003), in the
+// order auditRow fills them and scanAudit reads them.
+var auditColumns = []string{
+	"id", "at", "at_ms", "actor_kind", "actor_name", "actor_user_id", "actor_token_name",
+	"action", "playbook", "decision_id", "step_id", "incident_id", "anomaly_id",
+	"agent_id", "credential_id", "dry_run", "why", "result", "detail",
+}
+
+var auditSelectList = identList(auditColumns)
+
+// auditRow returns r's values for the audit table, in auditColumns order:
+// strings as they are (normalize r first), at as partitionTime(AtMs),
+// dry_run as a uint8.
+func auditRow(r audit.Record) []any {
+	return []any{
+		r.ID, partitionTime(r.AtMs), r.AtMs, string(r.Actor.Kind), r.Actor.Name, r.Actor.UserID, r.Actor.TokenName,
+		r.Action, r.Playbook, r.DecisionID, r.StepID, r.IncidentID, r.AnomalyID,
+		r.AgentID, r.CredentialID, boolUInt8(r.DryRun), r.Why, string(r.Result), r.Detail,
+	}
+}
 
 // Append implements audit.Store: it normalizes the records, refuses the
 // whole call if any is invalid, and writes them as one INSERT. A retried
@@ -43,12 +60,12 @@ func (a *Audit) Append(ctx context.Context, recs ...audit.Record) error {
 		if err := r.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("audit record %d (id %.40q): %w", i, r.ID, err))
 		}
-		rows[i] = r.ColumnValues()
+		rows[i] = auditRow(r)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	if err := a.db.insertRows(ctx, "audit", audit.Columns(), rows...); err != nil {
+	if err := a.st.insertRows(ctx, "audit", auditColumns, rows...); err != nil {
 		return fmt.Errorf("append audit records: %w", err)
 	}
 	return nil
@@ -81,21 +98,21 @@ func (a *Audit) Query(ctx context.Context, f audit.Filter) ([]audit.Record, erro
 	}
 	q := "SELECT " + auditSelectList + " FROM audit WHERE " + where +
 		" ORDER BY at_ms, id LIMIT 1 BY at_ms, id LIMIT " + strconv.Itoa(f.Limit)
-	rows, err := a.db.conn.Query(ctx, q, args...)
+	rows, err := a.st.conn.Query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("query audit records in %s: %w", a.db.name, err)
+		return nil, fmt.Errorf("query audit records in %s: %w", a.st.db, err)
 	}
 	defer rows.Close()
 	var out []audit.Record
 	for rows.Next() {
 		r, err := scanAudit(rows)
 		if err != nil {
-			return nil, fmt.Errorf("query audit records in %s: %w", a.db.name, err)
+			return nil, fmt.Errorf("query audit records in %s: %w", a.st.db, err)
 		}
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("query audit records in %s: %w", a.db.name, err)
+		return nil, fmt.Errorf("query audit records in %s: %w", a.st.db, err)
 	}
 	return out, nil
 }

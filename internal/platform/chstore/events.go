@@ -1,40 +1,26 @@
-package chresp
+package chstore
 
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
-	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/pkg/event"
 )
 
 // Events is an evidence.EventSource over the events table that ingest
-// writes (migration 0001, chstore.Store.InsertEvents). Safe for concurrent
-// use; it does not own the Store.
+// writes (migration 0001, Store.InsertEvents). Safe for concurrent use; it
+// does not own the Store.
 type Events struct {
-	db db
+	st *Store
 }
 
 var _ evidence.EventSource = (*Events)(nil)
 
 // NewEvents returns the event source of st's database.
-func NewEvents(st *chstore.Store) *Events { return &Events{db: dbOf(st)} }
-
-// eventColumns are the events table's columns (migration 0001), in the
-// order Events scans them.
-var eventColumns = []string{
-	"event_id", "event_time", "event_time_ms", "ingest_time_ms",
-	"agent_id", "identity_source", "unattributed", "credential_id",
-	"source_ip", "method", "route", "path", "query_params", "status",
-	"request_bytes", "response_bytes", "duration_us", "user_agent",
-	"gateway", "upstream", "request_id", "format", "topic", "partition", "offset",
-}
-
-var eventSelectList = identList(eventColumns)
+func NewEvents(st *Store) *Events { return &Events{st: st} }
 
 // eventsBlockRows is the max_block_size of Events' query. The driver holds
 // up to four blocks at once (two queued, one being decoded, one being
@@ -61,35 +47,26 @@ func (s *Events) Events(ctx context.Context, agentID string, fromMs, toMs int64,
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"max_block_size": eventsBlockRows}))
-	rows, err := s.db.conn.Query(ctx, "SELECT "+eventSelectList+" FROM events FINAL"+
+	rows, err := s.st.conn.Query(ctx, "SELECT "+eventSelectList+" FROM events FINAL"+
 		" WHERE agent_id = ? AND event_time_ms >= ? AND event_time_ms < ?"+
 		" AND event_time >= toDateTime(?) AND event_time <= toDateTime(?)"+
 		" ORDER BY event_time_ms, event_id", agentID, fromMs, toMs, partitionSec(fromMs), partitionSec(toMs))
 	if err != nil {
-		return fmt.Errorf("read events of agent %.80q [%d, %d) from %s: %w", agentID, fromMs, toMs, s.db.name, err)
+		return fmt.Errorf("read events of agent %.80q [%d, %d) from %s: %w", agentID, fromMs, toMs, s.st.db, err)
 	}
 	defer rows.Close()
-	var (
-		e   event.Event
-		et  time.Time
-		una uint8
-	)
+	var e event.Event
 	for rows.Next() {
-		e = event.Event{}
-		if err := rows.Scan(&e.EventID, &et, &e.EventTimeMs, &e.IngestTimeMs, &e.AgentID, &e.IdentitySource, &una,
-			&e.CredentialID, &e.SourceIP, &e.Method, &e.Route, &e.Path, &e.QueryParams, &e.Status, &e.RequestBytes,
-			&e.ResponseBytes, &e.DurationUs, &e.UserAgent, &e.Gateway, &e.Upstream, &e.RequestID, &e.Format,
-			&e.Topic, &e.Partition, &e.Offset); err != nil {
-			return fmt.Errorf("read events of agent %.80q [%d, %d) from %s: %w", agentID, fromMs, toMs, s.db.name, err)
+		if err := scanEvent(rows, &e); err != nil {
+			return fmt.Errorf("read events of agent %.80q [%d, %d) from %s: %w", agentID, fromMs, toMs, s.st.db, err)
 		}
-		e.Unattributed = una != 0
 		if err := fn(&e); err != nil {
 			cancel()
 			return err
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read events of agent %.80q [%d, %d) from %s: %w", agentID, fromMs, toMs, s.db.name, err)
+		return fmt.Errorf("read events of agent %.80q [%d, %d) from %s: %w", agentID, fromMs, toMs, s.st.db, err)
 	}
 	return nil
 }

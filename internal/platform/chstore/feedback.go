@@ -1,4 +1,4 @@
-package chresp
+package chstore
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 )
 
@@ -15,12 +14,12 @@ import (
 // verdict, the detector polls Since. Safe for concurrent use; a Put that
 // returned nil is durable. It does not own the Store.
 type Feedback struct {
-	db db
+	st *Store
 }
 
 // NewFeedback returns the verdict table of st's database, which must be
-// migrated (chstore.OpenMigrated).
-func NewFeedback(st *chstore.Store) *Feedback { return &Feedback{db: dbOf(st)} }
+// migrated (OpenMigrated).
+func NewFeedback(st *Store) *Feedback { return &Feedback{st: st} }
 
 // feedbackColumns is the INSERT column list, in the order Put fills it and
 // Since scans it.
@@ -44,7 +43,7 @@ func (f *Feedback) Put(ctx context.Context, v anomaly.Verdict) error {
 		values = []float64{}
 	}
 	row := []any{v.ID, v.AnomalyID, v.AgentID, v.Kind, v.WindowStartMs, v.WindowEndMs, values, v.Verdict, v.Author, v.AtMs}
-	if err := f.db.insertRows(ctx, "feedback_verdicts", feedbackColumns, row); err != nil {
+	if err := f.st.insertRows(ctx, "feedback_verdicts", feedbackColumns, row); err != nil {
 		return fmt.Errorf("put verdict %.80q on anomaly %.80q: %w", v.ID, v.AnomalyID, err)
 	}
 	return nil
@@ -88,12 +87,12 @@ func (f *Feedback) Since(ctx context.Context, sinceMs int64) ([]anomaly.Verdict,
 	// earlier copy; verdict_id leads the key, so its IN is an index
 	// lookup. LIMIT 1 BY after ORDER BY at_ms keeps each id's earliest
 	// copy among the rest.
-	rows, err := f.db.conn.Query(ctx, "SELECT "+feedbackSelectList+" FROM feedback_verdicts"+
+	rows, err := f.st.conn.Query(ctx, "SELECT "+feedbackSelectList+" FROM feedback_verdicts"+
 		" WHERE at_ms >= ? AND verdict_id NOT IN (SELECT verdict_id FROM feedback_verdicts"+
 		" WHERE at_ms < ? AND verdict_id IN (SELECT verdict_id FROM feedback_verdicts WHERE at_ms >= ?))"+
 		" ORDER BY at_ms, verdict_id LIMIT 1 BY verdict_id", sinceMs, sinceMs, sinceMs)
 	if err != nil {
-		return nil, fmt.Errorf("read verdicts since %d from %s: %w", sinceMs, f.db.name, err)
+		return nil, fmt.Errorf("read verdicts since %d from %s: %w", sinceMs, f.st.db, err)
 	}
 	defer rows.Close()
 	var out []anomaly.Verdict
@@ -101,7 +100,7 @@ func (f *Feedback) Since(ctx context.Context, sinceMs int64) ([]anomaly.Verdict,
 		var v anomaly.Verdict
 		if err := rows.Scan(&v.ID, &v.AnomalyID, &v.AgentID, &v.Kind, &v.WindowStartMs, &v.WindowEndMs,
 			&v.Values, &v.Verdict, &v.Author, &v.AtMs); err != nil {
-			return nil, fmt.Errorf("read verdicts since %d from %s: %w", sinceMs, f.db.name, err)
+			return nil, fmt.Errorf("read verdicts since %d from %s: %w", sinceMs, f.st.db, err)
 		}
 		if len(v.Values) == 0 {
 			v.Values = nil
@@ -109,7 +108,7 @@ func (f *Feedback) Since(ctx context.Context, sinceMs int64) ([]anomaly.Verdict,
 		out = append(out, v)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read verdicts since %d from %s: %w", sinceMs, f.db.name, err)
+		return nil, fmt.Errorf("read verdicts since %d from %s: %w", sinceMs, f.st.db, err)
 	}
 	return out, nil
 }

@@ -1,4 +1,4 @@
-package chresp
+package chstore
 
 import (
 	"errors"
