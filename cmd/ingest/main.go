@@ -81,6 +81,9 @@ func runIngest(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
+	if !cfg.Distributed() {
+		return cli.Usagef("kafka.brokers is empty; the embedded mode runs inside `agentwatch demo`")
+	}
 	log := cli.ServiceLogger(cmd, cfg, "ingest")
 	ctx := cmd.Context()
 	reg := obs.NewRegistry()

@@ -27,6 +27,7 @@ func TestCommandLine(t *testing.T) {
 		{args: []string{"retention", "--dry-rn"}, code: 2, err: "did you mean --dry-run?"},
 		{args: []string{"--kafka.brokrs=a:1"}, code: 2, err: "did you mean --kafka.brokers?"},
 		{args: []string{"run", "extra"}, code: 2, err: "takes no arguments"},
+		{args: []string{"run"}, code: 2, err: "kafka.brokers is empty"},
 		{args: []string{"retention", "--dry-run"}, code: 0, out: "would drop event partitions before"},
 		{args: []string{"retention", "--dry-run", "--clickhouse.retention_days=0"}, code: 2, err: "clickhouse.retention_days"},
 		{args: []string{"completion", "bash"}, code: 0, out: "bash completion"},

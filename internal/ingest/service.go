@@ -48,7 +48,7 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 	}
 	if cfg.Kafka.CreateTopics {
 		if err := kafka.EnsureTopics(ctx, cfg.Kafka.Brokers, Topics(cfg)...); err != nil {
-			return nil, fmt.Errorf("ensure topics on %v: %w; is Kafka running (deploy/kafka.sh up)?", cfg.Kafka.Brokers, err)
+			return nil, fmt.Errorf("ensure topics on %v: %w", cfg.Kafka.Brokers, err)
 		}
 	}
 	st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)

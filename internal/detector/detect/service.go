@@ -91,7 +91,7 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 			kafka.TopicSpec{Name: k.EventsTopic, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor},
 			kafka.TopicSpec{Name: k.AnomaliesTopic, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor},
 		); err != nil {
-			return nil, fmt.Errorf("ensure topics on %v: %w; is Kafka running (deploy/kafka.sh up)?", k.Brokers, err)
+			return nil, fmt.Errorf("ensure topics on %v: %w", k.Brokers, err)
 		}
 	}
 	w, err := NewWatcher(cfg, log, reg)

@@ -16,7 +16,7 @@ func OpenMigrated(ctx context.Context, c config.ClickHouse, log *slog.Logger) (*
 		DialTimeout: c.DialTimeout,
 	}, log)
 	if err != nil {
-		return nil, fmt.Errorf("open clickhouse %v: %w; is it running (deploy/clickhouse.sh up)?", c.Addr, err)
+		return nil, err // Open names the address and the fix
 	}
 	if err := st.Migrate(ctx); err != nil {
 		_ = st.Close()
