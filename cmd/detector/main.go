@@ -60,10 +60,7 @@ func runDetector(cmd *cobra.Command, _ []string) error {
 	defer svc.Close()
 	log.Info("detector started", "brokers", cfg.Kafka.Brokers, "events_topic", cfg.Kafka.EventsTopic,
 		"anomalies_topic", cfg.Kafka.AnomaliesTopic, "group", cfg.Kafka.DetectorGroup, "window", cfg.Detector.Window)
-	if err := pipeline.Run(ctx, svc.Detector, svc.Watcher, &obs.Server{Addr: cfg.HTTP.Addr, Registry: reg, Readiness: &obs.Readiness{}, Log: log}); err != nil {
-		return fmt.Errorf("detector: %w", err)
-	}
-	return nil
+	return pipeline.Run(ctx, svc.Detector, svc.Watcher, &obs.Server{Addr: cfg.HTTP.Addr, Registry: reg, Readiness: &obs.Readiness{}, Log: log})
 }
 
 func backfillCommand() *cobra.Command {
