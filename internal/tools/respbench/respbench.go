@@ -124,7 +124,7 @@ type Report struct {
 	KongRequests, KongDeletes int
 }
 
-// Target is the revocation latency the benchmark checks (issue 4), the
+// Target is the revocation latency the benchmark checks, the
 // gateway's own time excluded: testsrv answers at once.
 const Target = time.Second
 
