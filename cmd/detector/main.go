@@ -8,13 +8,16 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/agentwatch/agentwatch/internal/detector/detect"
 	"github.com/agentwatch/agentwatch/internal/platform/cli"
+	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/obs"
 	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
 	"github.com/agentwatch/agentwatch/internal/platform/timeflag"
@@ -31,27 +34,15 @@ group, scores each agent's event-time windows against its own baseline and its
 peers', applies the agent-registry and route rules, and writes explained
 anomalies to kafka.anomalies_topic and ClickHouse. Run without a command, it
 runs the consumer.`)
-	run := &cobra.Command{
-		Use:   "run",
-		Short: "Run the consumer until SIGINT or SIGTERM (the default command)",
-		Args:  cli.NoArgs,
-		RunE:  runDetector,
-	}
-	root.RunE = runDetector
-	root.AddCommand(run, backfillCommand(), evalCommand())
+	cli.ServiceCommand(root, runDetector)
+	root.AddCommand(backfillCommand(), evalCommand())
 	return root
 }
 
-func runDetector(cmd *cobra.Command, _ []string) error {
-	cfg, err := cli.LoadConfig(cmd)
-	if err != nil {
-		return err
-	}
+func runDetector(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if !cfg.Distributed() {
 		return cli.Usagef("kafka.brokers is empty; the embedded mode runs inside `agentwatch demo`")
 	}
-	log := cli.ServiceLogger(cmd, cfg, "detector")
-	ctx := cmd.Context()
 	reg := obs.NewRegistry()
 	svc, err := detect.NewService(ctx, cfg, log, reg)
 	if err != nil {

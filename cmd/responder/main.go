@@ -9,6 +9,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"time"
@@ -38,28 +39,16 @@ incident), credential revocation and quarantine through guarded gateway
 adapters, evidence snapshots, webhooks and approvals, each audited. It serves
 Slack's interactivity endpoint and the HTTP API. Run without a command, it runs
 the consumer; the other commands are for operators (docs/responder.md).`)
-	run := &cobra.Command{
-		Use:   "run",
-		Short: "Run the consumer until SIGINT or SIGTERM (the default command)",
-		Args:  cli.NoArgs,
-		RunE:  runResponder,
-	}
-	root.RunE = runResponder
-	root.AddCommand(run, runPlaybookCommand(), restoreCommand(), auditCommand(), verifyCommand(),
+	cli.ServiceCommand(root, runResponder)
+	root.AddCommand(runPlaybookCommand(), restoreCommand(), auditCommand(), verifyCommand(),
 		incidentsCommand(), silenceCommand(), outboxCommand(), falsePositiveCommand())
 	return root
 }
 
-func runResponder(cmd *cobra.Command, _ []string) error {
-	cfg, err := cli.LoadConfig(cmd)
-	if err != nil {
-		return err
-	}
+func runResponder(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if !cfg.Distributed() {
 		return cli.Usagef("kafka.brokers is empty; the embedded mode runs inside `agentwatch demo`")
 	}
-	log := cli.ServiceLogger(cmd, cfg, "responder")
-	ctx := cmd.Context()
 	r, err := respsvc.New(ctx, cfg, respsvc.Options{Log: log, Metrics: obs.NewRegistry(), AfterAction: respsvc.Failpoint(log)})
 	if err != nil {
 		return err
