@@ -1,0 +1,121 @@
+// Package benchkit is what the end-to-end benchmarks (ingestbench,
+// detectbench, respbench) share: the defaults of the services they run
+// against, the scratch topics and databases they create and remove, and
+// the arithmetic of their reports. It talks to the real Kafka and
+// ClickHouse; nothing in it is safe to call without them except the
+// report helpers.
+package benchkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/agentwatch/agentwatch/internal/platform/kafka"
+)
+
+// Defaults fills in the options every benchmark defaults the same way:
+// Kafka at 127.0.0.1:9092, ClickHouse at 127.0.0.1:9000, scratch topics of
+// 6 partitions. It leaves what is set alone.
+func Defaults(brokers, clickhouse *[]string, partitions *int) {
+	if len(*brokers) == 0 {
+		*brokers = []string{"127.0.0.1:9092"}
+	}
+	if len(*clickhouse) == 0 {
+		*clickhouse = []string{"127.0.0.1:9000"}
+	}
+	if *partitions == 0 {
+		*partitions = 6
+	}
+}
+
+// Suffix names one run's scratch topics, groups and databases: the start
+// time in milliseconds, so that runs do not collide.
+func Suffix() string { return strconv.FormatInt(time.Now().UnixMilli(), 10) }
+
+// EnsureTopics creates the scratch topics; its error says to start Kafka.
+func EnsureTopics(ctx context.Context, brokers []string, topics ...kafka.TopicSpec) error {
+	if err := kafka.EnsureTopics(ctx, brokers, topics...); err != nil {
+		return fmt.Errorf("%w; is Kafka running (deploy/kafka.sh up)?", err)
+	}
+	return nil
+}
+
+// Scratch is what one run created on the real services, to remove when
+// it ends.
+type Scratch struct {
+	Brokers, ClickHouse []string
+	Topics              []string
+	// Databases are dropped by name; the names must be the benchmark's
+	// own (bench_<what>_<digits>), as they are quoted, not escaped.
+	Databases []string
+}
+
+// Remove deletes the topics and drops the databases, with a minute for
+// it all whatever the state of the run's context, and logs what it could
+// not remove as name's warning.
+func (s Scratch) Remove(log *slog.Logger, name string) {
+	if err := s.remove(); err != nil {
+		log.Warn(name+" cleanup", "err", err)
+	}
+}
+
+func (s Scratch) remove() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var errs []error
+	tr := &kafkago.Transport{}
+	defer tr.CloseIdleConnections()
+	if _, err := (&kafkago.Client{Addr: kafkago.TCP(s.Brokers...), Transport: tr}).DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: s.Topics}); err != nil {
+		if len(s.Topics) == 1 {
+			errs = append(errs, fmt.Errorf("delete topic %s: %w", s.Topics[0], err))
+		} else {
+			errs = append(errs, fmt.Errorf("delete topics %v: %w", s.Topics, err))
+		}
+	}
+	conn, err := clickhouse.Open(&clickhouse.Options{Protocol: clickhouse.Native, Addr: s.ClickHouse})
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	defer conn.Close()
+	for _, db := range s.Databases {
+		if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS `"+db+"`"); err != nil {
+			errs = append(errs, fmt.Errorf("drop database %s: %w", db, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Rate is n per second over d (0 when d is not positive).
+func Rate(n int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+// Quantile returns the q-quantile of sorted ds (nearest rank; 0 when empty).
+func Quantile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	return ds[min(len(ds)-1, int(q*float64(len(ds))))]
+}
+
+// Ms renders d in whole milliseconds ("12 ms"), as the reports print
+// latencies.
+func Ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
+
+// ThroughputRow writes one row of a throughput table, whose columns are
+// | stage | n | time | n/s | MB/s | vs |: n items of bytes in all took d.
+func ThroughputRow(w io.Writer, name string, n int, bytes int64, d time.Duration, vs string) {
+	mbs := float64(bytes) / 1e6 / d.Seconds()
+	fmt.Fprintf(w, "| %s | %d | %s | %.0f | %.1f | %s |\n", name, n, d.Round(time.Millisecond), Rate(n, d), mbs, vs)
+}
