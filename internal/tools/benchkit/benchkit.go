@@ -31,9 +31,24 @@ func Defaults(brokers, clickhouse *[]string, partitions *int) {
 	if len(*clickhouse) == 0 {
 		*clickhouse = []string{"127.0.0.1:9000"}
 	}
-	if *partitions == 0 {
-		*partitions = 6
+	Default(partitions, 6)
+}
+
+// Default sets *p to v if *p is its type's zero value: an option left out
+// takes its default.
+func Default[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
 	}
+}
+
+// OrDiscard is log, or a logger that drops everything when log is nil.
+func OrDiscard(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return log
 }
 
 // Suffix names one run's scratch topics, groups and databases: the start

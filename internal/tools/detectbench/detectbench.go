@@ -64,21 +64,11 @@ type Options struct {
 
 func (o *Options) setDefaults() error {
 	benchkit.Defaults(&o.Brokers, &o.ClickHouse, &o.Partitions)
-	if o.Agents == 0 {
-		o.Agents = 100
-	}
-	if o.Days == 0 {
-		o.Days = 4
-	}
-	if o.RateScale == 0 {
-		o.RateScale = 1
-	}
-	if o.IdleFlush == 0 {
-		o.IdleFlush = 2 * time.Second
-	}
-	if o.Seed == 0 {
-		o.Seed = 1
-	}
+	benchkit.Default(&o.Agents, 100)
+	benchkit.Default(&o.Days, 4)
+	benchkit.Default(&o.RateScale, 1)
+	benchkit.Default(&o.IdleFlush, 2*time.Second)
+	benchkit.Default(&o.Seed, 1)
 	if o.Agents < 0 || o.Days < 0 || o.RateScale < 0 || o.Partitions < 0 || o.IdleFlush < 0 {
 		return fmt.Errorf("detectbench: agents, days, rate scale, partitions and idle flush must be positive, got %d, %d, %g, %d, %s",
 			o.Agents, o.Days, o.RateScale, o.Partitions, o.IdleFlush)
@@ -179,9 +169,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 	if err := o.setDefaults(); err != nil {
 		return Report{}, err
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = benchkit.OrDiscard(log)
 	suffix := benchkit.Suffix()
 	dir, err := os.MkdirTemp("", "detectbench-")
 	if err != nil {

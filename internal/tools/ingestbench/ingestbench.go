@@ -51,12 +51,8 @@ type Options struct {
 
 func (o *Options) setDefaults() error {
 	benchkit.Defaults(&o.Brokers, &o.ClickHouse, &o.Partitions)
-	if o.Records == 0 {
-		o.Records = 1_000_000
-	}
-	if o.Seed == 0 {
-		o.Seed = 1
-	}
+	benchkit.Default(&o.Records, 1_000_000)
+	benchkit.Default(&o.Seed, 1)
 	if o.Records < 0 || o.Partitions < 0 || o.BatchSize < 0 {
 		return fmt.Errorf("ingestbench: records, partitions and batch size must be positive, got %d, %d, %d", o.Records, o.Partitions, o.BatchSize)
 	}
@@ -131,9 +127,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 	if err := o.setDefaults(); err != nil {
 		return Report{}, err
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = benchkit.OrDiscard(log)
 	suffix := benchkit.Suffix()
 	raw := "bench.raw." + suffix
 	env := []string{

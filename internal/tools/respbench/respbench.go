@@ -62,15 +62,9 @@ type Options struct {
 
 func (o *Options) setDefaults() error {
 	benchkit.Defaults(&o.Brokers, &o.ClickHouse, &o.Partitions)
-	if o.Anomalies == 0 {
-		o.Anomalies = 500
-	}
-	if o.Rate == 0 {
-		o.Rate = 50
-	}
-	if o.Wait == 0 {
-		o.Wait = 2 * time.Minute
-	}
+	benchkit.Default(&o.Anomalies, 500)
+	benchkit.Default(&o.Rate, 50)
+	benchkit.Default(&o.Wait, 2*time.Minute)
 	if o.Anomalies < 0 || o.Anomalies > 999_999 || o.Rate < 0 || o.Partitions < 0 || o.Wait < 0 {
 		return fmt.Errorf("respbench: anomalies must be in [1, 999999] and rate, partitions and wait positive, got %d, %g, %d, %s",
 			o.Anomalies, o.Rate, o.Partitions, o.Wait)
@@ -238,9 +232,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 	if err := o.setDefaults(); err != nil {
 		return Report{}, err
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = benchkit.OrDiscard(log)
 	suffix := benchkit.Suffix()
 	dir, err := os.MkdirTemp("", "respbench-")
 	if err != nil {
