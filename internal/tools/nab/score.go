@@ -150,10 +150,8 @@ type Report struct {
 
 // Profile returns the result for the named profile.
 func (r Report) Profile(name string) (ProfileResult, bool) {
-	for _, p := range r.Profiles {
-		if p.Name == name {
-			return p, true
-		}
+	if i := slices.IndexFunc(r.Profiles, func(p ProfileResult) bool { return p.Name == name }); i >= 0 {
+		return r.Profiles[i], true
 	}
 	return ProfileResult{}, false
 }

@@ -79,10 +79,8 @@ type Registry struct {
 
 // Lookup returns the registered agent with the given id.
 func (r Registry) Lookup(id string) (Agent, bool) {
-	for _, a := range r.Agents {
-		if a.ID == id {
-			return a, true
-		}
+	if i := slices.IndexFunc(r.Agents, func(a Agent) bool { return a.ID == id }); i >= 0 {
+		return r.Agents[i], true
 	}
 	return Agent{}, false
 }
