@@ -67,6 +67,22 @@ func operator(cmd *cobra.Command) (config.Config, *slog.Logger, error) {
 	return cfg, cli.OperatorLogger(cmd, cfg, "responder"), nil
 }
 
+// operatorRunE is the RunE of an operator command: the flags it cannot
+// run without (needs), then the configuration and the operator's logger,
+// then run.
+func operatorRunE(needs []string, run func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := required(cmd, needs...); err != nil {
+			return err
+		}
+		cfg, log, err := operator(cmd)
+		if err != nil {
+			return err
+		}
+		return run(cmd, args, cfg, log)
+	}
+}
+
 // required is a usage error naming the flags a command cannot run without.
 func required(cmd *cobra.Command, names ...string) error {
 	for _, n := range names {
@@ -94,17 +110,10 @@ func runPlaybookCommand() *cobra.Command {
 		Long:    "run-playbook runs the named playbook's steps on one agent, as if an anomaly had matched it." + stateNote,
 		Example: "  responder run-playbook shadow-agent --agent billing-bot --reason 'ticket SEC-42' --dry-run",
 		Args:    cli.ExactArgs(1, "the playbook's NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := required(cmd, "agent"); err != nil {
-				return err
-			}
-			cfg, log, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE([]string{"agent"}, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			o.Playbook = args[0]
 			return respctl.RunPlaybook(cmd.Context(), cfg, log, o, cmd.OutOrStdout())
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.AgentID, "agent", "", "the agent to act on (required)")
@@ -121,16 +130,9 @@ func restoreCommand() *cobra.Command {
 		Use:   "restore --incident ID --credential ID",
 		Short: "Undo a revocation or quarantine",
 		Args:  cli.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := required(cmd, "incident", "credential"); err != nil {
-				return err
-			}
-			cfg, log, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE([]string{"incident", "credential"}, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			return respctl.Restore(cmd.Context(), cfg, log, o, cmd.OutOrStdout())
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.IncidentID, "incident", "", "the incident whose revocation or quarantine to undo (required)")
@@ -190,13 +192,9 @@ func verifyCommand() *cobra.Command {
 		Use:   "verify",
 		Short: "Check the evidence bundles and their hash chain",
 		Args:  cli.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, log, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE(nil, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			return respctl.Verify(cmd.Context(), cfg, log, o, cmd.OutOrStdout())
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&o.Bundle, "bundle", "", "verify this bundle only (default: every bundle of the chain, and the chain)")
 	return cmd
@@ -208,13 +206,9 @@ func incidentsCommand() *cobra.Command {
 		Use:   "incidents",
 		Short: "List the incidents the responder keeps, or one incident's anomalies",
 		Args:  cli.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, _, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE(nil, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			return respctl.Incidents(cfg, o, cmd.OutOrStdout())
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&o.Incident, "incident", "", "list this incident's anomalies")
 	return cmd
@@ -229,17 +223,10 @@ func silenceCommand() *cobra.Command {
 		Long:    "silence add mutes the anomalies whose labels match (docs/silences.md)." + stateNote,
 		Example: `  responder silence add --match 'agent_id="a1",kind="behaviour"' --for 2h --comment 'batch job, ticket OPS-7'`,
 		Args:    cli.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := required(cmd, "match", "comment"); err != nil {
-				return err
-			}
-			cfg, _, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE([]string{"match", "comment"}, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			add.API = api
 			return asUsage(respctl.SilenceAdd(cmd.Context(), cfg, add, cmd.OutOrStdout()))
-		},
+		}),
 	}
 	addCmd.Flags().StringVar(&add.Matchers, "match", "", `matchers, e.g. 'agent_id="a1",kind=~"beh.*"' (docs/silences.md)`)
 	addCmd.Flags().DurationVar(&add.For, "for", 2*time.Hour, "how long from now")
@@ -250,14 +237,10 @@ func silenceCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List the active silences",
 		Args:  cli.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, _, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE(nil, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			list.API = api
 			return respctl.SilenceList(cmd.Context(), cfg, list, cmd.OutOrStdout())
-		},
+		}),
 	}
 	listCmd.Flags().BoolVar(&list.Expired, "expired", false, "list expired silences too")
 
@@ -265,13 +248,9 @@ func silenceCommand() *cobra.Command {
 		Use:   "expire ID",
 		Short: "End a silence now",
 		Args:  cli.ExactArgs(1, "the silence ID (responder silence list shows it)"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, _, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE(nil, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			return respctl.SilenceExpire(cmd.Context(), cfg, respctl.SilenceExpireOptions{ID: args[0], API: api}, cmd.OutOrStdout())
-		},
+		}),
 	}
 	silence := cli.Group(&cobra.Command{
 		Use:   "silence",
@@ -288,43 +267,28 @@ func outboxCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List open and parked actions",
 		Args:  cli.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, _, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE(nil, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			return respctl.OutboxList(cmd.Context(), cfg, list, cmd.OutOrStdout())
-		},
+		}),
 	}
 	listCmd.Flags().BoolVar(&list.All, "all", false, "list entries in every state")
 	requeueCmd := &cobra.Command{
 		Use:   "requeue KEY",
 		Short: "Run a parked or failed action again, now",
 		Args:  cli.ExactArgs(1, "the action's KEY (responder outbox list shows it)"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, _, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE(nil, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			return respctl.OutboxRequeue(cmd.Context(), cfg, respctl.OutboxRequeueOptions{Key: args[0]}, cmd.OutOrStdout())
-		},
+		}),
 	}
 	var dismiss respctl.OutboxDismissOptions
 	dismissCmd := &cobra.Command{
 		Use:   "dismiss KEY --reason TEXT",
 		Short: "Give up on a parked action",
 		Args:  cli.ExactArgs(1, "the action's KEY (responder outbox list shows it)"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := required(cmd, "reason"); err != nil {
-				return err
-			}
-			cfg, _, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE([]string{"reason"}, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			dismiss.Key = args[0]
 			return respctl.OutboxDismiss(cmd.Context(), cfg, dismiss, cmd.OutOrStdout())
-		},
+		}),
 	}
 	dismissCmd.Flags().StringVar(&dismiss.Reason, "reason", "", "why the action is dismissed (required)")
 	return cli.Group(&cobra.Command{
@@ -340,16 +304,9 @@ func falsePositiveCommand() *cobra.Command {
 		Short: "Mark an anomaly a false positive, as the Slack button does",
 		Long:  "false-positive silences the anomaly's pattern for that agent and sends the verdict to the detector." + stateNote,
 		Args:  cli.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := required(cmd, "incident", "anomaly"); err != nil {
-				return err
-			}
-			cfg, log, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE([]string{"incident", "anomaly"}, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			return respctl.FalsePositive(cmd.Context(), cfg, log, o, cmd.OutOrStdout())
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.IncidentID, "incident", "", "the incident (responder incidents lists them)")
