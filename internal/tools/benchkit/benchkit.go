@@ -43,17 +43,20 @@ func Default[T comparable](p *T, v T) {
 	}
 }
 
-// OrDiscard is log, or a logger that drops everything when log is nil.
-func OrDiscard(log *slog.Logger) *slog.Logger {
-	if log == nil {
-		return slog.New(slog.DiscardHandler)
+// Begin starts a run: it applies the options' defaults (setDefaults, whose
+// error it returns), and returns the logger to use, log or one that drops
+// everything when log is nil, and the suffix that names the run's scratch
+// topics, groups and databases: the start time in milliseconds, so that
+// runs do not collide.
+func Begin(setDefaults func() error, log *slog.Logger) (*slog.Logger, string, error) {
+	if err := setDefaults(); err != nil {
+		return nil, "", err
 	}
-	return log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return log, strconv.FormatInt(time.Now().UnixMilli(), 10), nil
 }
-
-// Suffix names one run's scratch topics, groups and databases: the start
-// time in milliseconds, so that runs do not collide.
-func Suffix() string { return strconv.FormatInt(time.Now().UnixMilli(), 10) }
 
 // EnsureTopics creates the scratch topics; its error says to start Kafka.
 func EnsureTopics(ctx context.Context, brokers []string, topics ...kafka.TopicSpec) error {

@@ -124,11 +124,10 @@ func (r Report) String() string {
 // turn: consume only, insert only, end to end. It removes what it created
 // unless o.Keep. progress receives a line per step (may be io.Discard).
 func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (Report, error) {
-	if err := o.setDefaults(); err != nil {
+	log, suffix, err := benchkit.Begin(o.setDefaults, log)
+	if err != nil {
 		return Report{}, err
 	}
-	log = benchkit.OrDiscard(log)
-	suffix := benchkit.Suffix()
 	raw := "bench.raw." + suffix
 	env := []string{
 		"AGENTWATCH_KAFKA_BROKERS=" + strings.Join(o.Brokers, ","),

@@ -229,11 +229,10 @@ func newConfig(o Options, dir, suffix string, kong *testsrv.Kong, slack *testsrv
 // what it created unless o.Keep. progress receives a line per step (may be
 // io.Discard).
 func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (Report, error) {
-	if err := o.setDefaults(); err != nil {
+	log, suffix, err := benchkit.Begin(o.setDefaults, log)
+	if err != nil {
 		return Report{}, err
 	}
-	log = benchkit.OrDiscard(log)
-	suffix := benchkit.Suffix()
 	dir, err := os.MkdirTemp("", "respbench-")
 	if err != nil {
 		return Report{}, fmt.Errorf("respbench: %w", err)
