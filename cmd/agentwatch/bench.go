@@ -93,6 +93,8 @@ func newBench(use, short string, flags func(*pflag.FlagSet), bench func(ctx cont
 	return cmd
 }
 
+// The three benchmark commands are deliberately parallel: what they share
+// is newBench; each declares its benchmark's own flags and Options type.
 func benchIngestCommand() *cobra.Command {
 	var o ingestbench.Options
 	return newBench("ingest", "Ingest end to end, next to the consume-only and insert-only limits",

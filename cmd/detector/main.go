@@ -27,6 +27,9 @@ import (
 
 func main() { cli.Main(newRoot()) }
 
+// newRoot is deliberately parallel to the other binaries' newRoot: each
+// declares its own help and commands; the shared root and run command are
+// cli.NewRoot and cli.ServiceCommand.
 func newRoot() *cobra.Command {
 	root := cli.NewRoot("detector", "Score each agent's behaviour against its baseline and raise explained anomalies",
 		`detector consumes canonical agent events from kafka.events_topic in a consumer
@@ -57,6 +60,9 @@ func runDetector(ctx context.Context, cfg config.Config, log *slog.Logger) error
 	return nil
 }
 
+// backfillCommand is deliberately parallel to responder's auditCommand:
+// both parse a --from/--to span with timeflag, with their own defaults and
+// messages.
 func backfillCommand() *cobra.Command {
 	var (
 		o        detect.BackfillOptions

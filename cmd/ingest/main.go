@@ -29,6 +29,9 @@ import (
 
 func main() { cli.Main(newRoot()) }
 
+// newRoot is deliberately parallel to the other binaries' newRoot: each
+// declares its own help and commands; the shared root and run command are
+// cli.NewRoot and cli.ServiceCommand.
 func newRoot() *cobra.Command {
 	root := cli.NewRoot("ingest", "Turn gateway access logs from Kafka into canonical agent events",
 		`ingest consumes raw API-gateway access-log lines from the kafka.raw_topics,

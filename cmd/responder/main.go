@@ -102,6 +102,10 @@ func asUsage(err error) error {
 	return err
 }
 
+// The operator commands from here on are deliberately parallel cobra
+// declarations: each has its own flags, required flags and respctl call,
+// which is all that differs; what they share is operatorRunE, required and
+// asUsage above.
 func runPlaybookCommand() *cobra.Command {
 	var o respctl.RunPlaybookOptions
 	cmd := &cobra.Command{
@@ -141,6 +145,9 @@ func restoreCommand() *cobra.Command {
 	return cmd
 }
 
+// auditCommand is deliberately parallel to detector's backfillCommand: both
+// parse a --from/--to span with timeflag, with their own defaults and
+// messages.
 func auditCommand() *cobra.Command {
 	var (
 		o        respctl.AuditOptions

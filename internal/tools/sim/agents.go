@@ -77,7 +77,8 @@ type Registry struct {
 	Agents []Agent
 }
 
-// Lookup returns the registered agent with the given id.
+// Lookup returns the registered agent with the given id. It only looks
+// like nab's Report.Profile: a lookup by name in an unrelated type.
 func (r Registry) Lookup(id string) (Agent, bool) {
 	if i := slices.IndexFunc(r.Agents, func(a Agent) bool { return a.ID == id }); i >= 0 {
 		return r.Agents[i], true
