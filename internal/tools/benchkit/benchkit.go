@@ -66,6 +66,19 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...kafka.TopicSp
 	return nil
 }
 
+// MeasureConsume is the consume-only step: kafka.MeasureConsume of n
+// records with rc, between a progress line before and one with the time
+// and rate of unit (records, events) after.
+func MeasureConsume(ctx context.Context, progress io.Writer, rc kafka.ReaderConfig, n int, unit string) (time.Duration, error) {
+	fmt.Fprintf(progress, "measuring Kafka consume of %d %s...\n", n, unit)
+	d, err := kafka.MeasureConsume(ctx, rc, n)
+	if err != nil {
+		return d, err
+	}
+	fmt.Fprintf(progress, "  %s, %.0f %s/s\n", d.Round(time.Millisecond), Rate(n, d), unit)
+	return d, nil
+}
+
 // Scratch is what one run created on the real services, to remove when
 // it ends.
 type Scratch struct {

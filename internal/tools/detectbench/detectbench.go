@@ -165,6 +165,10 @@ func (r Report) String() string {
 // service end to end from the beginning of the topic. It removes the
 // topics and database it created unless o.Keep. progress receives a line
 // per step (may be io.Discard).
+//
+// Deliberately parallel to ingestbench's and respbench's Run: each step's
+// measurement and progress lines are this benchmark's own; what the steps
+// share is benchkit.
 func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (Report, error) {
 	log, suffix, err := benchkit.Begin(o.setDefaults, log)
 	if err != nil {
@@ -241,14 +245,12 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 	msgs = nil
 
 	// 3. Consume only.
-	fmt.Fprintf(progress, "measuring Kafka consume of %d events...\n", rep.Events)
-	rep.Consume, err = kafka.MeasureConsume(ctx, kafka.ReaderConfig{
+	rep.Consume, err = benchkit.MeasureConsume(ctx, progress, kafka.ReaderConfig{
 		Brokers: o.Brokers, GroupID: "bench-consume", Topics: []string{k.EventsTopic},
-	}, rep.Events)
+	}, rep.Events, "events")
 	if err != nil {
 		return rep, fmt.Errorf("detectbench: %w", err)
 	}
-	fmt.Fprintf(progress, "  %s, %.0f events/s\n", rep.Consume.Round(time.Millisecond), rep.ConsumeRate())
 
 	// 4. The detector service from the beginning of the topic.
 	fmt.Fprintf(progress, "measuring the detector service on %d events...\n", rep.Events)

@@ -123,6 +123,9 @@ func (r Report) String() string {
 // o.Records simulated lines (every format, no garbage), and measures in
 // turn: consume only, insert only, end to end. It removes what it created
 // unless o.Keep. progress receives a line per step (may be io.Discard).
+//
+// Deliberately parallel to detectbench's Run: each step's measurement and
+// progress lines are this benchmark's own; what the steps share is benchkit.
 func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (Report, error) {
 	log, suffix, err := benchkit.Begin(o.setDefaults, log)
 	if err != nil {
@@ -173,14 +176,12 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 	}
 
 	// 2. Consume only.
-	fmt.Fprintf(progress, "measuring Kafka consume of %d records...\n", o.Records)
-	rep.Consume, err = kafka.MeasureConsume(ctx, kafka.ReaderConfig{
+	rep.Consume, err = benchkit.MeasureConsume(ctx, progress, kafka.ReaderConfig{
 		Brokers: o.Brokers, GroupID: "bench-consume", Topics: []string{raw}, MaxBytes: 2 * cfg.Kafka.MaxMessageBytes,
-	}, o.Records)
+	}, o.Records, "records")
 	if err != nil {
 		return rep, fmt.Errorf("ingestbench: %w", err)
 	}
-	fmt.Fprintf(progress, "  %s, %.0f records/s\n", rep.Consume.Round(time.Millisecond), rep.ConsumeRate())
 
 	// 3. Insert only, into a database of its own.
 	fmt.Fprintf(progress, "measuring ClickHouse insert of %d rows in batches of %d...\n", o.Records, rep.BatchSize)

@@ -228,6 +228,9 @@ func newConfig(o Options, dir, suffix string, kong *testsrv.Kong, slack *testsrv
 // o.Anomalies anomalies at o.Rate and reports the latencies. It removes
 // what it created unless o.Keep. progress receives a line per step (may be
 // io.Discard).
+//
+// Deliberately parallel to detectbench's Run: each step's measurement and
+// progress lines are this benchmark's own; what the steps share is benchkit.
 func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (Report, error) {
 	log, suffix, err := benchkit.Begin(o.setDefaults, log)
 	if err != nil {
