@@ -132,6 +132,14 @@ func Rate(n int, d time.Duration) float64 {
 	return float64(n) / d.Seconds()
 }
 
+// Percent is part as a percentage of whole (0 when whole is 0).
+func Percent(part, whole float64) float64 {
+	if whole == 0 {
+		return 0
+	}
+	return 100 * part / whole
+}
+
 // Quantile returns the q-quantile of sorted ds (nearest rank; 0 when empty).
 func Quantile(ds []time.Duration, q float64) time.Duration {
 	if len(ds) == 0 {

@@ -38,6 +38,9 @@ import (
 )
 
 // Options say what to measure. The zero value of each field is its default.
+// Brokers, ClickHouse, Partitions and Keep are deliberately the same in
+// every benchmark (benchkit.Defaults defaults them), yet plain fields, so
+// that an Options literal names them directly.
 type Options struct {
 	// Brokers are the Kafka brokers; default 127.0.0.1:9092.
 	Brokers []string
@@ -62,6 +65,9 @@ type Options struct {
 	Keep bool
 }
 
+// setDefaults is deliberately parallel to ingestbench's: the shared options'
+// defaults are benchkit.Defaults; these keys, their defaults and limits
+// are this benchmark's own.
 func (o *Options) setDefaults() error {
 	benchkit.Defaults(&o.Brokers, &o.ClickHouse, &o.Partitions)
 	benchkit.Default(&o.Agents, 100)
@@ -120,10 +126,7 @@ func (r Report) DetectRate() float64  { return benchkit.Rate(r.Events, r.Detect)
 
 // Ratio is the detector's rate as a percentage of the consume-only rate.
 func (r Report) Ratio() float64 {
-	if r.ConsumeRate() == 0 {
-		return 0
-	}
-	return 100 * r.DetectRate() / r.ConsumeRate()
+	return benchkit.Percent(r.DetectRate(), r.ConsumeRate())
 }
 
 // String renders the report as a Markdown table and a few lines.

@@ -31,6 +31,9 @@ import (
 )
 
 // Options say what to measure. The zero value of each field is its default.
+// Brokers, ClickHouse, Partitions and Keep are deliberately the same in
+// every benchmark (benchkit.Defaults defaults them), yet plain fields, so
+// that an Options literal names them directly.
 type Options struct {
 	// Brokers are the Kafka brokers; default 127.0.0.1:9092.
 	Brokers []string
@@ -49,6 +52,9 @@ type Options struct {
 	Keep bool
 }
 
+// setDefaults is deliberately parallel to detectbench's: the shared options'
+// defaults are benchkit.Defaults; these keys, their defaults and limits
+// are this benchmark's own.
 func (o *Options) setDefaults() error {
 	benchkit.Defaults(&o.Brokers, &o.ClickHouse, &o.Partitions)
 	benchkit.Default(&o.Records, 1_000_000)
@@ -92,10 +98,7 @@ func (r Report) Limit() float64 { return min(r.ConsumeRate(), r.InsertRate()) }
 
 // Efficiency is the end-to-end rate as a percentage of Limit.
 func (r Report) Efficiency() float64 {
-	if r.Limit() == 0 {
-		return 0
-	}
-	return 100 * r.EndToEndRate() / r.Limit()
+	return benchkit.Percent(r.EndToEndRate(), r.Limit())
 }
 
 // String renders the report as a Markdown table.

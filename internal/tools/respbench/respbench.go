@@ -41,6 +41,9 @@ import (
 )
 
 // Options say what to measure. The zero value of each field is its default.
+// Brokers, ClickHouse, Partitions and Keep are deliberately the same in
+// every benchmark (benchkit.Defaults defaults them), yet plain fields, so
+// that an Options literal names them directly.
 type Options struct {
 	// Brokers are the Kafka brokers; default 127.0.0.1:9092.
 	Brokers []string
