@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/agentwatch/agentwatch/internal/platform/cli"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
@@ -72,71 +73,67 @@ func benchCommand() *cobra.Command {
 	}, benchIngestCommand(), benchDetectorCommand(), benchResponderCommand())
 }
 
-func benchIngestCommand() *cobra.Command {
+// newBench builds one `agentwatch bench` command: the flags every
+// benchmark takes, then its own (flags), and a run with the shared options
+// given to bench.
+func newBench(use, short string, flags func(*pflag.FlagSet), bench func(ctx context.Context, b benchFlags, log *slog.Logger, progress io.Writer) (reporter, error)) *cobra.Command {
 	var b benchFlags
-	var o ingestbench.Options
 	cmd := &cobra.Command{
-		Use:   "ingest",
-		Short: "Ingest end to end, next to the consume-only and insert-only limits",
+		Use:   use,
+		Short: short,
 		Args:  cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.Brokers, o.ClickHouse, o.Partitions, o.Keep = b.brokers, b.clickhouse, b.partitions, b.keep
 			return b.run(cmd, func(ctx context.Context, log *slog.Logger, progress io.Writer) (reporter, error) {
-				rep, err := ingestbench.Run(ctx, o, log, progress)
-				return rep, err
+				return bench(ctx, b, log, progress)
 			})
 		},
 	}
 	b.add(cmd)
-	cmd.Flags().IntVar(&o.Records, "records", 1_000_000, "raw lines to measure with")
-	cmd.Flags().IntVar(&o.BatchSize, "batch-size", 0, "ingest batch size (default: ingest.batch_size's default)")
+	flags(cmd.Flags())
 	return cmd
+}
+
+// The three benchmark commands are deliberately parallel: what they share
+// is newBench; each declares its benchmark's own flags and Options type.
+func benchIngestCommand() *cobra.Command {
+	var o ingestbench.Options
+	return newBench("ingest", "Ingest end to end, next to the consume-only and insert-only limits",
+		func(f *pflag.FlagSet) {
+			f.IntVar(&o.Records, "records", 1_000_000, "raw lines to measure with")
+			f.IntVar(&o.BatchSize, "batch-size", 0, "ingest batch size (default: ingest.batch_size's default)")
+		},
+		func(ctx context.Context, b benchFlags, log *slog.Logger, progress io.Writer) (reporter, error) {
+			o.Brokers, o.ClickHouse, o.Partitions, o.Keep = b.brokers, b.clickhouse, b.partitions, b.keep
+			return ingestbench.Run(ctx, o, log, progress)
+		})
 }
 
 func benchDetectorCommand() *cobra.Command {
-	var b benchFlags
 	var o detectbench.Options
-	cmd := &cobra.Command{
-		Use:   "detector",
-		Short: "The detector service on a real events topic, next to consume-only, with close → publish latency",
-		Args:  cli.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.Brokers, o.ClickHouse, o.Partitions, o.Keep = b.brokers, b.clickhouse, b.partitions, b.keep
-			return b.run(cmd, func(ctx context.Context, log *slog.Logger, progress io.Writer) (reporter, error) {
-				rep, err := detectbench.Run(ctx, o, log, progress)
-				return rep, err
-			})
+	return newBench("detector", "The detector service on a real events topic, next to consume-only, with close → publish latency",
+		func(f *pflag.FlagSet) {
+			f.IntVar(&o.Agents, "agents", 100, "simulated agents")
+			f.IntVar(&o.Days, "days", 4, "simulated days of history, ending now (default incidents fall in the last two thirds)")
+			f.Float64Var(&o.RateScale, "rate-scale", 1, "multiplies the simulated traffic")
+			f.DurationVar(&o.IdleFlush, "idle-flush", 2*time.Second, "detector.idle_flush: wall time after the last record before open windows are flushed")
+			f.Uint64Var(&o.Seed, "seed", 1, "simulator seed")
 		},
-	}
-	b.add(cmd)
-	f := cmd.Flags()
-	f.IntVar(&o.Agents, "agents", 100, "simulated agents")
-	f.IntVar(&o.Days, "days", 4, "simulated days of history, ending now (default incidents fall in the last two thirds)")
-	f.Float64Var(&o.RateScale, "rate-scale", 1, "multiplies the simulated traffic")
-	f.DurationVar(&o.IdleFlush, "idle-flush", 2*time.Second, "detector.idle_flush: wall time after the last record before open windows are flushed")
-	f.Uint64Var(&o.Seed, "seed", 1, "simulator seed")
-	return cmd
+		func(ctx context.Context, b benchFlags, log *slog.Logger, progress io.Writer) (reporter, error) {
+			o.Brokers, o.ClickHouse, o.Partitions, o.Keep = b.brokers, b.clickhouse, b.partitions, b.keep
+			return detectbench.Run(ctx, o, log, progress)
+		})
 }
 
 func benchResponderCommand() *cobra.Command {
-	var b benchFlags
 	var o respbench.Options
-	cmd := &cobra.Command{
-		Use:   "responder",
-		Short: "Anomaly on the topic → revocation at a local Kong and alert at a local Slack, through the distributed responder",
-		Args:  cli.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.Brokers, o.ClickHouse, o.Partitions, o.Keep = b.brokers, b.clickhouse, b.partitions, b.keep
-			return b.run(cmd, func(ctx context.Context, log *slog.Logger, progress io.Writer) (reporter, error) {
-				rep, err := respbench.Run(ctx, o, log, progress)
-				return rep, err
-			})
+	return newBench("responder", "Anomaly on the topic → revocation at a local Kong and alert at a local Slack, through the distributed responder",
+		func(f *pflag.FlagSet) {
+			f.IntVar(&o.Anomalies, "anomalies", 500, "anomalies to write, each for its own agent and credential")
+			f.Float64Var(&o.Rate, "rate", 50, "anomalies written per second (steady, one at a time)")
+			f.DurationVar(&o.Wait, "wait", 2*time.Minute, "how long after the last write to wait for the last revocation and alert")
 		},
-	}
-	b.add(cmd)
-	f := cmd.Flags()
-	f.IntVar(&o.Anomalies, "anomalies", 500, "anomalies to write, each for its own agent and credential")
-	f.Float64Var(&o.Rate, "rate", 50, "anomalies written per second (steady, one at a time)")
-	f.DurationVar(&o.Wait, "wait", 2*time.Minute, "how long after the last write to wait for the last revocation and alert")
-	return cmd
+		func(ctx context.Context, b benchFlags, log *slog.Logger, progress io.Writer) (reporter, error) {
+			o.Brokers, o.ClickHouse, o.Partitions, o.Keep = b.brokers, b.clickhouse, b.partitions, b.keep
+			return respbench.Run(ctx, o, log, progress)
+		})
 }

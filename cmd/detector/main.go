@@ -8,13 +8,16 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/agentwatch/agentwatch/internal/detector/detect"
 	"github.com/agentwatch/agentwatch/internal/platform/cli"
+	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/obs"
 	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
 	"github.com/agentwatch/agentwatch/internal/platform/timeflag"
@@ -24,6 +27,9 @@ import (
 
 func main() { cli.Main(newRoot()) }
 
+// newRoot is deliberately parallel to the other binaries' newRoot: each
+// declares its own help and commands; the shared root and run command are
+// cli.NewRoot and cli.ServiceCommand.
 func newRoot() *cobra.Command {
 	root := cli.NewRoot("detector", "Score each agent's behaviour against its baseline and raise explained anomalies",
 		`detector consumes canonical agent events from kafka.events_topic in a consumer
@@ -31,27 +37,15 @@ group, scores each agent's event-time windows against its own baseline and its
 peers', applies the agent-registry and route rules, and writes explained
 anomalies to kafka.anomalies_topic and ClickHouse. Run without a command, it
 runs the consumer.`)
-	run := &cobra.Command{
-		Use:   "run",
-		Short: "Run the consumer until SIGINT or SIGTERM (the default command)",
-		Args:  cli.NoArgs,
-		RunE:  runDetector,
-	}
-	root.RunE = runDetector
-	root.AddCommand(run, backfillCommand(), evalCommand())
+	cli.ServiceCommand(root, runDetector)
+	root.AddCommand(backfillCommand(), evalCommand())
 	return root
 }
 
-func runDetector(cmd *cobra.Command, _ []string) error {
-	cfg, err := cli.LoadConfig(cmd)
-	if err != nil {
-		return err
-	}
+func runDetector(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if !cfg.Distributed() {
 		return cli.Usagef("kafka.brokers is empty; the embedded mode runs inside `agentwatch demo`")
 	}
-	log := cli.ServiceLogger(cmd, cfg, "detector")
-	ctx := cmd.Context()
 	reg := obs.NewRegistry()
 	svc, err := detect.NewService(ctx, cfg, log, reg)
 	if err != nil {
@@ -63,6 +57,9 @@ func runDetector(cmd *cobra.Command, _ []string) error {
 	return pipeline.Run(ctx, svc.Detector, svc.Watcher, &obs.Server{Addr: cfg.HTTP.Addr, Registry: reg, Readiness: &obs.Readiness{}, Log: log})
 }
 
+// backfillCommand is deliberately parallel to responder's auditCommand:
+// both parse a --from/--to span with timeflag, with their own defaults and
+// messages.
 func backfillCommand() *cobra.Command {
 	var (
 		o        detect.BackfillOptions

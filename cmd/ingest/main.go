@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,12 +22,16 @@ import (
 	"github.com/agentwatch/agentwatch/internal/ingest"
 	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/platform/cli"
+	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/obs"
 	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
 )
 
 func main() { cli.Main(newRoot()) }
 
+// newRoot is deliberately parallel to the other binaries' newRoot: each
+// declares its own help and commands; the shared root and run command are
+// cli.NewRoot and cli.ServiceCommand.
 func newRoot() *cobra.Command {
 	root := cli.NewRoot("ingest", "Turn gateway access logs from Kafka into canonical agent events",
 		`ingest consumes raw API-gateway access-log lines from the kafka.raw_topics,
@@ -34,13 +39,7 @@ parses and normalises them into canonical agent events, writes them to ClickHous
 publishes them keyed by agent id to kafka.events_topic, and sends every line it
 cannot parse to kafka.dead_letter_topic with the reason. Run without a command,
 it runs the consumer.`)
-	run := &cobra.Command{
-		Use:   "run",
-		Short: "Run the consumer until SIGINT or SIGTERM (the default command)",
-		Args:  cli.NoArgs,
-		RunE:  runIngest,
-	}
-	root.RunE = runIngest
+	cli.ServiceCommand(root, runIngest)
 	migrate := &cobra.Command{
 		Use:   "migrate",
 		Short: "Apply the ClickHouse schema migrations, list them, and exit",
@@ -72,20 +71,14 @@ it runs the consumer.`)
 		},
 	}
 	retention.Flags().BoolVar(&dryRun, "dry-run", false, "print the cut-off date and drop nothing")
-	root.AddCommand(run, migrate, retention)
+	root.AddCommand(migrate, retention)
 	return root
 }
 
-func runIngest(cmd *cobra.Command, _ []string) error {
-	cfg, err := cli.LoadConfig(cmd)
-	if err != nil {
-		return err
-	}
+func runIngest(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if !cfg.Distributed() {
 		return cli.Usagef("kafka.brokers is empty; the embedded mode runs inside `agentwatch demo`")
 	}
-	log := cli.ServiceLogger(cmd, cfg, "ingest")
-	ctx := cmd.Context()
 	reg := obs.NewRegistry()
 	svc, err := ingest.NewService(ctx, cfg, log, reg)
 	if err != nil {

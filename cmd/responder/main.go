@@ -9,6 +9,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"time"
@@ -38,28 +39,16 @@ incident), credential revocation and quarantine through guarded gateway
 adapters, evidence snapshots, webhooks and approvals, each audited. It serves
 Slack's interactivity endpoint and the HTTP API. Run without a command, it runs
 the consumer; the other commands are for operators (docs/responder.md).`)
-	run := &cobra.Command{
-		Use:   "run",
-		Short: "Run the consumer until SIGINT or SIGTERM (the default command)",
-		Args:  cli.NoArgs,
-		RunE:  runResponder,
-	}
-	root.RunE = runResponder
-	root.AddCommand(run, runPlaybookCommand(), restoreCommand(), auditCommand(), verifyCommand(),
+	cli.ServiceCommand(root, runResponder)
+	root.AddCommand(runPlaybookCommand(), restoreCommand(), auditCommand(), verifyCommand(),
 		incidentsCommand(), silenceCommand(), outboxCommand(), falsePositiveCommand())
 	return root
 }
 
-func runResponder(cmd *cobra.Command, _ []string) error {
-	cfg, err := cli.LoadConfig(cmd)
-	if err != nil {
-		return err
-	}
+func runResponder(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if !cfg.Distributed() {
 		return cli.Usagef("kafka.brokers is empty; the embedded mode runs inside `agentwatch demo`")
 	}
-	log := cli.ServiceLogger(cmd, cfg, "responder")
-	ctx := cmd.Context()
 	r, err := respsvc.New(ctx, cfg, respsvc.Options{Log: log, Metrics: obs.NewRegistry(), AfterAction: respsvc.Failpoint(log)})
 	if err != nil {
 		return err
@@ -76,6 +65,22 @@ func operator(cmd *cobra.Command) (config.Config, *slog.Logger, error) {
 		return config.Config{}, nil, err
 	}
 	return cfg, cli.OperatorLogger(cmd, cfg, "responder"), nil
+}
+
+// operatorRunE is the RunE of an operator command: the flags it cannot
+// run without (needs), then the configuration and the operator's logger,
+// then run.
+func operatorRunE(needs []string, run func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := required(cmd, needs...); err != nil {
+			return err
+		}
+		cfg, log, err := operator(cmd)
+		if err != nil {
+			return err
+		}
+		return run(cmd, args, cfg, log)
+	}
 }
 
 // required is a usage error naming the flags a command cannot run without.
@@ -97,6 +102,10 @@ func asUsage(err error) error {
 	return err
 }
 
+// The operator commands from here on are deliberately parallel cobra
+// declarations: each has its own flags, required flags and respctl call,
+// which is all that differs; what they share is operatorRunE, required and
+// asUsage above.
 func runPlaybookCommand() *cobra.Command {
 	var o respctl.RunPlaybookOptions
 	cmd := &cobra.Command{
@@ -105,17 +114,10 @@ func runPlaybookCommand() *cobra.Command {
 		Long:    "run-playbook runs the named playbook's steps on one agent, as if an anomaly had matched it." + stateNote,
 		Example: "  responder run-playbook shadow-agent --agent billing-bot --reason 'ticket SEC-42' --dry-run",
 		Args:    cli.ExactArgs(1, "the playbook's NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := required(cmd, "agent"); err != nil {
-				return err
-			}
-			cfg, log, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE([]string{"agent"}, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			o.Playbook = args[0]
 			return respctl.RunPlaybook(cmd.Context(), cfg, log, o, cmd.OutOrStdout())
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.AgentID, "agent", "", "the agent to act on (required)")
@@ -132,16 +134,9 @@ func restoreCommand() *cobra.Command {
 		Use:   "restore --incident ID --credential ID",
 		Short: "Undo a revocation or quarantine",
 		Args:  cli.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := required(cmd, "incident", "credential"); err != nil {
-				return err
-			}
-			cfg, log, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE([]string{"incident", "credential"}, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			return respctl.Restore(cmd.Context(), cfg, log, o, cmd.OutOrStdout())
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.IncidentID, "incident", "", "the incident whose revocation or quarantine to undo (required)")
@@ -150,6 +145,9 @@ func restoreCommand() *cobra.Command {
 	return cmd
 }
 
+// auditCommand is deliberately parallel to detector's backfillCommand: both
+// parse a --from/--to span with timeflag, with their own defaults and
+// messages.
 func auditCommand() *cobra.Command {
 	var (
 		o        respctl.AuditOptions
@@ -201,13 +199,9 @@ func verifyCommand() *cobra.Command {
 		Use:   "verify",
 		Short: "Check the evidence bundles and their hash chain",
 		Args:  cli.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, log, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE(nil, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			return respctl.Verify(cmd.Context(), cfg, log, o, cmd.OutOrStdout())
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&o.Bundle, "bundle", "", "verify this bundle only (default: every bundle of the chain, and the chain)")
 	return cmd
@@ -219,13 +213,9 @@ func incidentsCommand() *cobra.Command {
 		Use:   "incidents",
 		Short: "List the incidents the responder keeps, or one incident's anomalies",
 		Args:  cli.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, _, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE(nil, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			return respctl.Incidents(cfg, o, cmd.OutOrStdout())
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&o.Incident, "incident", "", "list this incident's anomalies")
 	return cmd
@@ -240,17 +230,10 @@ func silenceCommand() *cobra.Command {
 		Long:    "silence add mutes the anomalies whose labels match (docs/silences.md)." + stateNote,
 		Example: `  responder silence add --match 'agent_id="a1",kind="behaviour"' --for 2h --comment 'batch job, ticket OPS-7'`,
 		Args:    cli.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := required(cmd, "match", "comment"); err != nil {
-				return err
-			}
-			cfg, _, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE([]string{"match", "comment"}, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			add.API = api
 			return asUsage(respctl.SilenceAdd(cmd.Context(), cfg, add, cmd.OutOrStdout()))
-		},
+		}),
 	}
 	addCmd.Flags().StringVar(&add.Matchers, "match", "", `matchers, e.g. 'agent_id="a1",kind=~"beh.*"' (docs/silences.md)`)
 	addCmd.Flags().DurationVar(&add.For, "for", 2*time.Hour, "how long from now")
@@ -261,14 +244,10 @@ func silenceCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List the active silences",
 		Args:  cli.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, _, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE(nil, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			list.API = api
 			return respctl.SilenceList(cmd.Context(), cfg, list, cmd.OutOrStdout())
-		},
+		}),
 	}
 	listCmd.Flags().BoolVar(&list.Expired, "expired", false, "list expired silences too")
 
@@ -276,13 +255,9 @@ func silenceCommand() *cobra.Command {
 		Use:   "expire ID",
 		Short: "End a silence now",
 		Args:  cli.ExactArgs(1, "the silence ID (responder silence list shows it)"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, _, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE(nil, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			return respctl.SilenceExpire(cmd.Context(), cfg, respctl.SilenceExpireOptions{ID: args[0], API: api}, cmd.OutOrStdout())
-		},
+		}),
 	}
 	silence := cli.Group(&cobra.Command{
 		Use:   "silence",
@@ -299,43 +274,28 @@ func outboxCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List open and parked actions",
 		Args:  cli.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, _, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE(nil, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			return respctl.OutboxList(cmd.Context(), cfg, list, cmd.OutOrStdout())
-		},
+		}),
 	}
 	listCmd.Flags().BoolVar(&list.All, "all", false, "list entries in every state")
 	requeueCmd := &cobra.Command{
 		Use:   "requeue KEY",
 		Short: "Run a parked or failed action again, now",
 		Args:  cli.ExactArgs(1, "the action's KEY (responder outbox list shows it)"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, _, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE(nil, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			return respctl.OutboxRequeue(cmd.Context(), cfg, respctl.OutboxRequeueOptions{Key: args[0]}, cmd.OutOrStdout())
-		},
+		}),
 	}
 	var dismiss respctl.OutboxDismissOptions
 	dismissCmd := &cobra.Command{
 		Use:   "dismiss KEY --reason TEXT",
 		Short: "Give up on a parked action",
 		Args:  cli.ExactArgs(1, "the action's KEY (responder outbox list shows it)"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := required(cmd, "reason"); err != nil {
-				return err
-			}
-			cfg, _, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE([]string{"reason"}, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			dismiss.Key = args[0]
 			return respctl.OutboxDismiss(cmd.Context(), cfg, dismiss, cmd.OutOrStdout())
-		},
+		}),
 	}
 	dismissCmd.Flags().StringVar(&dismiss.Reason, "reason", "", "why the action is dismissed (required)")
 	return cli.Group(&cobra.Command{
@@ -351,16 +311,9 @@ func falsePositiveCommand() *cobra.Command {
 		Short: "Mark an anomaly a false positive, as the Slack button does",
 		Long:  "false-positive silences the anomaly's pattern for that agent and sends the verdict to the detector." + stateNote,
 		Args:  cli.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := required(cmd, "incident", "anomaly"); err != nil {
-				return err
-			}
-			cfg, log, err := operator(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: operatorRunE([]string{"incident", "anomaly"}, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			return respctl.FalsePositive(cmd.Context(), cfg, log, o, cmd.OutOrStdout())
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.IncidentID, "incident", "", "the incident (responder incidents lists them)")

@@ -113,6 +113,33 @@ func Group(cmd *cobra.Command, subs ...*cobra.Command) *cobra.Command {
 	return cmd
 }
 
+// A Service is the body of a long-running service's run command: ctx is
+// cancelled on SIGINT or SIGTERM, cfg is loaded and log is the service's
+// logger (ServiceLogger).
+type Service func(ctx context.Context, cfg config.Config, log *slog.Logger) error
+
+// ServiceCommand makes root run service, both alone and as its `run`
+// command, which it adds to root and returns. Each service binary declares
+// its run command the same way, so it is declared here once.
+func ServiceCommand(root *cobra.Command, service Service) *cobra.Command {
+	runE := func(cmd *cobra.Command, _ []string) error {
+		cfg, err := LoadConfig(cmd)
+		if err != nil {
+			return err
+		}
+		return service(cmd.Context(), cfg, ServiceLogger(cmd, cfg, root.Name()))
+	}
+	run := &cobra.Command{
+		Use:   "run",
+		Short: "Run the consumer until SIGINT or SIGTERM (the default command)",
+		Args:  NoArgs,
+		RunE:  runE,
+	}
+	root.RunE = runE
+	root.AddCommand(run)
+	return run
+}
+
 // NoArgs, ExactArgs, RangeArgs and MaxArgs are cobra's argument checks,
 // returning usage errors.
 func NoArgs(cmd *cobra.Command, args []string) error {

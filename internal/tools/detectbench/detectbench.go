@@ -24,21 +24,23 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/agentwatch/agentwatch/internal/detector/detect"
 	"github.com/agentwatch/agentwatch/internal/detector/detstate"
 	"github.com/agentwatch/agentwatch/internal/platform/bus"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
+	"github.com/agentwatch/agentwatch/internal/tools/benchkit"
 	"github.com/agentwatch/agentwatch/internal/tools/sim"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 	"github.com/agentwatch/agentwatch/pkg/event"
 )
 
 // Options say what to measure. The zero value of each field is its default.
+// Brokers, ClickHouse, Partitions and Keep are deliberately the same in
+// every benchmark (benchkit.Defaults defaults them), yet plain fields, so
+// that an Options literal names them directly.
 type Options struct {
 	// Brokers are the Kafka brokers; default 127.0.0.1:9092.
 	Brokers []string
@@ -63,31 +65,16 @@ type Options struct {
 	Keep bool
 }
 
+// setDefaults is deliberately parallel to ingestbench's: the shared options'
+// defaults are benchkit.Defaults; these keys, their defaults and limits
+// are this benchmark's own.
 func (o *Options) setDefaults() error {
-	if len(o.Brokers) == 0 {
-		o.Brokers = []string{"127.0.0.1:9092"}
-	}
-	if len(o.ClickHouse) == 0 {
-		o.ClickHouse = []string{"127.0.0.1:9000"}
-	}
-	if o.Agents == 0 {
-		o.Agents = 100
-	}
-	if o.Days == 0 {
-		o.Days = 4
-	}
-	if o.RateScale == 0 {
-		o.RateScale = 1
-	}
-	if o.Partitions == 0 {
-		o.Partitions = 6
-	}
-	if o.IdleFlush == 0 {
-		o.IdleFlush = 2 * time.Second
-	}
-	if o.Seed == 0 {
-		o.Seed = 1
-	}
+	benchkit.Defaults(&o.Brokers, &o.ClickHouse, &o.Partitions)
+	benchkit.Default(&o.Agents, 100)
+	benchkit.Default(&o.Days, 4)
+	benchkit.Default(&o.RateScale, 1)
+	benchkit.Default(&o.IdleFlush, 2*time.Second)
+	benchkit.Default(&o.Seed, 1)
 	if o.Agents < 0 || o.Days < 0 || o.RateScale < 0 || o.Partitions < 0 || o.IdleFlush < 0 {
 		return fmt.Errorf("detectbench: agents, days, rate scale, partitions and idle flush must be positive, got %d, %d, %g, %d, %s",
 			o.Agents, o.Days, o.RateScale, o.Partitions, o.IdleFlush)
@@ -133,31 +120,13 @@ type Report struct {
 	ScoreRows   int
 }
 
-func rate(n int, d time.Duration) float64 {
-	if d <= 0 {
-		return 0
-	}
-	return float64(n) / d.Seconds()
-}
-
 // ConsumeRate and DetectRate are events per second.
-func (r Report) ConsumeRate() float64 { return rate(r.Events, r.Consume) }
-func (r Report) DetectRate() float64  { return rate(r.Events, r.Detect) }
+func (r Report) ConsumeRate() float64 { return benchkit.Rate(r.Events, r.Consume) }
+func (r Report) DetectRate() float64  { return benchkit.Rate(r.Events, r.Detect) }
 
 // Ratio is the detector's rate as a percentage of the consume-only rate.
 func (r Report) Ratio() float64 {
-	if r.ConsumeRate() == 0 {
-		return 0
-	}
-	return 100 * r.DetectRate() / r.ConsumeRate()
-}
-
-// quantile returns the q-quantile of sorted ds (0 when empty).
-func quantile(ds []time.Duration, q float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	return ds[min(len(ds)-1, int(q*float64(len(ds))))]
+	return benchkit.Percent(r.DetectRate(), r.ConsumeRate())
 }
 
 // String renders the report as a Markdown table and a few lines.
@@ -169,13 +138,12 @@ func (r Report) String() string {
 	b.WriteString("| stage | events | time | events/s | MB/s | vs. consume only |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|\n")
 	row := func(name string, d time.Duration, vs string) {
-		mbs := float64(r.Bytes) / 1e6 / d.Seconds()
-		fmt.Fprintf(&b, "| %s | %d | %s | %.0f | %.1f | %s |\n", name, r.Events, d.Round(time.Millisecond), rate(r.Events, d), mbs, vs)
+		benchkit.ThroughputRow(&b, name, r.Events, r.Bytes, d, vs)
 	}
 	row("produce events topic (setup)", r.Produce, "")
 	row("Kafka consume only (kafka-go group reader)", r.Consume, "")
 	row("detector service, from first record to last event processed", r.Detect, fmt.Sprintf("%.0f%%", r.Ratio()))
-	row("detector incl. group join and state restore", r.DetectWithJoin, fmt.Sprintf("%.0f%%", 100*rate(r.Events, r.DetectWithJoin)/r.ConsumeRate()))
+	row("detector incl. group join and state restore", r.DetectWithJoin, fmt.Sprintf("%.0f%%", 100*benchkit.Rate(r.Events, r.DetectWithJoin)/r.ConsumeRate()))
 	row(fmt.Sprintf("detector until drained (incl. %s idle flush wait)", r.IdleFlush), r.Drained, "")
 	s := r.Stats
 	kinds := make([]string, 0, len(s.Anomalies))
@@ -185,13 +153,12 @@ func (r Report) String() string {
 	slices.Sort(kinds)
 	fmt.Fprintf(&b, "\ndetector: %d events, %d windows scored, %d agents, %d late; anomalies: %s; heap in use max %.0f MiB\n",
 		s.Events, s.Windows, s.Agents, s.Late, strings.Join(kinds, ", "), float64(r.HeapInuseMax)/(1<<20))
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
 	fmt.Fprintf(&b, "ClickHouse writes, which block the detector's loop: %s of the %s until drained (%d window-score rows, %.1f events per window)\n",
 		r.StoreWrites.Round(time.Millisecond), r.Drained.Round(time.Millisecond), r.ScoreRows, float64(r.Events)/float64(max(r.ScoreRows, 1)))
 	fmt.Fprintf(&b, "window close → anomaly record produced (record timestamp − detected_ms), %d anomalies read back: p50 %s, p99 %s, max %s\n",
-		r.Published, ms(quantile(r.Latencies, 0.50)), ms(quantile(r.Latencies, 0.99)), ms(quantile(r.Latencies, 1)))
+		r.Published, benchkit.Ms(benchkit.Quantile(r.Latencies, 0.50)), benchkit.Ms(benchkit.Quantile(r.Latencies, 0.99)), benchkit.Ms(benchkit.Quantile(r.Latencies, 1)))
 	fmt.Fprintf(&b, "window close → write acknowledged (agentwatch_detector_close_to_publish_seconds), %d observations: p50 %s, p99 %s, max %s\n",
-		len(r.Acked), ms(quantile(r.Acked, 0.50)), ms(quantile(r.Acked, 0.99)), ms(quantile(r.Acked, 1)))
+		len(r.Acked), benchkit.Ms(benchkit.Quantile(r.Acked, 0.50)), benchkit.Ms(benchkit.Quantile(r.Acked, 0.99)), benchkit.Ms(benchkit.Quantile(r.Acked, 1)))
 	return b.String()
 }
 
@@ -201,14 +168,15 @@ func (r Report) String() string {
 // service end to end from the beginning of the topic. It removes the
 // topics and database it created unless o.Keep. progress receives a line
 // per step (may be io.Discard).
+//
+// Deliberately parallel to ingestbench's and respbench's Run: each step's
+// measurement and progress lines are this benchmark's own; what the steps
+// share is benchkit.
 func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (Report, error) {
-	if err := o.setDefaults(); err != nil {
+	log, suffix, err := benchkit.Begin(o.setDefaults, log)
+	if err != nil {
 		return Report{}, err
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	suffix := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	dir, err := os.MkdirTemp("", "detectbench-")
 	if err != nil {
 		return Report{}, fmt.Errorf("detectbench: %w", err)
@@ -263,15 +231,12 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 		{Name: k.EventsTopic, Partitions: o.Partitions, ReplicationFactor: k.ReplicationFactor},
 		{Name: k.AnomaliesTopic, Partitions: o.Partitions, ReplicationFactor: k.ReplicationFactor},
 	}
-	if err := kafka.EnsureTopics(ctx, o.Brokers, topics...); err != nil {
-		return rep, fmt.Errorf("detectbench: %w; is Kafka running (deploy/kafka.sh up)?", err)
+	if err := benchkit.EnsureTopics(ctx, o.Brokers, topics...); err != nil {
+		return rep, fmt.Errorf("detectbench: %w", err)
 	}
 	if !o.Keep {
-		defer func() {
-			if err := cleanup(o, []string{k.EventsTopic, k.AnomaliesTopic}, cfg.ClickHouse.Database); err != nil {
-				log.Warn("detectbench cleanup", "err", err)
-			}
-		}()
+		// The database name is ours: bench_detector_<digits>.
+		defer benchkit.Scratch{Brokers: o.Brokers, ClickHouse: o.ClickHouse, Topics: []string{k.EventsTopic, k.AnomaliesTopic}, Databases: []string{cfg.ClickHouse.Database}}.Remove(log, "detectbench")
 	}
 
 	// 2. Fill the events topic (not measured as a rate to compare).
@@ -283,14 +248,12 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 	msgs = nil
 
 	// 3. Consume only.
-	fmt.Fprintf(progress, "measuring Kafka consume of %d events...\n", rep.Events)
-	rep.Consume, err = kafka.MeasureConsume(ctx, kafka.ReaderConfig{
+	rep.Consume, err = benchkit.MeasureConsume(ctx, progress, kafka.ReaderConfig{
 		Brokers: o.Brokers, GroupID: "bench-consume", Topics: []string{k.EventsTopic},
-	}, rep.Events)
+	}, rep.Events, "events")
 	if err != nil {
 		return rep, fmt.Errorf("detectbench: %w", err)
 	}
-	fmt.Fprintf(progress, "  %s, %.0f events/s\n", rep.Consume.Round(time.Millisecond), rep.ConsumeRate())
 
 	// 4. The detector service from the beginning of the topic.
 	fmt.Fprintf(progress, "measuring the detector service on %d events...\n", rep.Events)
@@ -537,26 +500,4 @@ func readBack(ctx context.Context, brokers []string, topic string, rep *Report) 
 	}
 	slices.Sort(rep.Latencies)
 	return nil
-}
-
-// cleanup deletes the benchmark's topics and database.
-func cleanup(o Options, topics []string, database string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	var errs []error
-	tr := &kafkago.Transport{}
-	defer tr.CloseIdleConnections()
-	if _, err := (&kafkago.Client{Addr: kafkago.TCP(o.Brokers...), Transport: tr}).DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: topics}); err != nil {
-		errs = append(errs, fmt.Errorf("delete topics %v: %w", topics, err))
-	}
-	conn, err := clickhouse.Open(&clickhouse.Options{Protocol: clickhouse.Native, Addr: o.ClickHouse})
-	if err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	defer conn.Close()
-	// The name is ours: bench_detector_<digits>.
-	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS `"+database+"`"); err != nil {
-		errs = append(errs, fmt.Errorf("drop database %s: %w", database, err))
-	}
-	return errors.Join(errs...)
 }

@@ -8,7 +8,6 @@ package ingestbench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,19 +19,21 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/agentwatch/agentwatch/internal/ingest"
 	"github.com/agentwatch/agentwatch/internal/platform/bus"
 	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
+	"github.com/agentwatch/agentwatch/internal/tools/benchkit"
 	"github.com/agentwatch/agentwatch/internal/tools/sim"
 )
 
 // Options say what to measure. The zero value of each field is its default.
+// Brokers, ClickHouse, Partitions and Keep are deliberately the same in
+// every benchmark (benchkit.Defaults defaults them), yet plain fields, so
+// that an Options literal names them directly.
 type Options struct {
 	// Brokers are the Kafka brokers; default 127.0.0.1:9092.
 	Brokers []string
@@ -51,22 +52,13 @@ type Options struct {
 	Keep bool
 }
 
+// setDefaults is deliberately parallel to detectbench's: the shared options'
+// defaults are benchkit.Defaults; these keys, their defaults and limits
+// are this benchmark's own.
 func (o *Options) setDefaults() error {
-	if len(o.Brokers) == 0 {
-		o.Brokers = []string{"127.0.0.1:9092"}
-	}
-	if len(o.ClickHouse) == 0 {
-		o.ClickHouse = []string{"127.0.0.1:9000"}
-	}
-	if o.Records == 0 {
-		o.Records = 1_000_000
-	}
-	if o.Partitions == 0 {
-		o.Partitions = 6
-	}
-	if o.Seed == 0 {
-		o.Seed = 1
-	}
+	benchkit.Defaults(&o.Brokers, &o.ClickHouse, &o.Partitions)
+	benchkit.Default(&o.Records, 1_000_000)
+	benchkit.Default(&o.Seed, 1)
 	if o.Records < 0 || o.Partitions < 0 || o.BatchSize < 0 {
 		return fmt.Errorf("ingestbench: records, partitions and batch size must be positive, got %d, %d, %d", o.Records, o.Partitions, o.BatchSize)
 	}
@@ -95,17 +87,10 @@ type Report struct {
 	Samples                    int
 }
 
-func rate(n int, d time.Duration) float64 {
-	if d <= 0 {
-		return 0
-	}
-	return float64(n) / d.Seconds()
-}
-
 // ConsumeRate, InsertRate and EndToEndRate are records per second.
-func (r Report) ConsumeRate() float64  { return rate(r.Records, r.Consume) }
-func (r Report) InsertRate() float64   { return rate(r.Records, r.Insert) }
-func (r Report) EndToEndRate() float64 { return rate(r.Records, r.EndToEnd) }
+func (r Report) ConsumeRate() float64  { return benchkit.Rate(r.Records, r.Consume) }
+func (r Report) InsertRate() float64   { return benchkit.Rate(r.Records, r.Insert) }
+func (r Report) EndToEndRate() float64 { return benchkit.Rate(r.Records, r.EndToEnd) }
 
 // Limit is the slower of the consume-only and insert-only rates: what
 // ingest could reach if parsing and the events topic were free.
@@ -113,10 +98,7 @@ func (r Report) Limit() float64 { return min(r.ConsumeRate(), r.InsertRate()) }
 
 // Efficiency is the end-to-end rate as a percentage of Limit.
 func (r Report) Efficiency() float64 {
-	if r.Limit() == 0 {
-		return 0
-	}
-	return 100 * r.EndToEndRate() / r.Limit()
+	return benchkit.Percent(r.EndToEndRate(), r.Limit())
 }
 
 // String renders the report as a Markdown table.
@@ -128,14 +110,13 @@ func (r Report) String() string {
 	b.WriteString("| stage | records | time | records/s | MB/s | vs. slower raw limit |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|\n")
 	row := func(name string, d time.Duration, vs string) {
-		mbs := float64(r.RawBytes) / 1e6 / d.Seconds()
-		fmt.Fprintf(&b, "| %s | %d | %s | %.0f | %.1f | %s |\n", name, r.Records, d.Round(time.Millisecond), rate(r.Records, d), mbs, vs)
+		benchkit.ThroughputRow(&b, name, r.Records, r.RawBytes, d, vs)
 	}
 	row("produce raw lines (setup)", r.Produce, "")
 	row("Kafka consume only (kafka-go group reader)", r.Consume, "")
 	row("ClickHouse insert only (chstore, batch "+strconv.Itoa(r.BatchSize)+")", r.Insert, "")
 	row("end to end (ingest service, from first record)", r.EndToEnd, fmt.Sprintf("%.0f%%", r.Efficiency()))
-	row("end to end incl. consumer-group join", r.EndToEndWithJoin, fmt.Sprintf("%.0f%%", 100*rate(r.Records, r.EndToEndWithJoin)/r.Limit()))
+	row("end to end incl. consumer-group join", r.EndToEndWithJoin, fmt.Sprintf("%.0f%%", 100*benchkit.Rate(r.Records, r.EndToEndWithJoin)/r.Limit()))
 	fmt.Fprintf(&b, "\ningest: %d events, %d dead-lettered; memory at steady state (%d samples): heap in use max %s avg %s, RSS max %s avg %s\n",
 		r.Events, r.DeadLettered, r.Samples, mib(r.HeapInuseMax), mib(r.HeapInuseAvg), mib(r.RSSMax), mib(r.RSSAvg))
 	return b.String()
@@ -145,14 +126,14 @@ func (r Report) String() string {
 // o.Records simulated lines (every format, no garbage), and measures in
 // turn: consume only, insert only, end to end. It removes what it created
 // unless o.Keep. progress receives a line per step (may be io.Discard).
+//
+// Deliberately parallel to detectbench's Run: each step's measurement and
+// progress lines are this benchmark's own; what the steps share is benchkit.
 func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (Report, error) {
-	if err := o.setDefaults(); err != nil {
+	log, suffix, err := benchkit.Begin(o.setDefaults, log)
+	if err != nil {
 		return Report{}, err
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	suffix := fmt.Sprintf("%d", time.Now().UnixMilli())
 	raw := "bench.raw." + suffix
 	env := []string{
 		"AGENTWATCH_KAFKA_BROKERS=" + strings.Join(o.Brokers, ","),
@@ -176,19 +157,16 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 	insertDB := "bench_insert_" + suffix
 
 	topics := ingest.Topics(cfg)
-	if err := kafka.EnsureTopics(ctx, o.Brokers, topics...); err != nil {
-		return rep, fmt.Errorf("ingestbench: %w; is Kafka running (deploy/kafka.sh up)?", err)
+	if err := benchkit.EnsureTopics(ctx, o.Brokers, topics...); err != nil {
+		return rep, fmt.Errorf("ingestbench: %w", err)
 	}
 	if !o.Keep {
-		defer func() {
-			var names []string
-			for _, t := range topics {
-				names = append(names, t.Name)
-			}
-			if err := cleanup(o, names, []string{cfg.ClickHouse.Database, insertDB}); err != nil {
-				log.Warn("ingestbench cleanup", "err", err)
-			}
-		}()
+		var names []string
+		for _, t := range topics {
+			names = append(names, t.Name)
+		}
+		// The database names are ours: bench_{ingest,insert}_<digits>.
+		defer benchkit.Scratch{Brokers: o.Brokers, ClickHouse: o.ClickHouse, Topics: names, Databases: []string{cfg.ClickHouse.Database, insertDB}}.Remove(log, "ingestbench")
 	}
 
 	// 1. Fill the raw topic (not measured as a rate to compare).
@@ -201,14 +179,12 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 	}
 
 	// 2. Consume only.
-	fmt.Fprintf(progress, "measuring Kafka consume of %d records...\n", o.Records)
-	rep.Consume, err = kafka.MeasureConsume(ctx, kafka.ReaderConfig{
+	rep.Consume, err = benchkit.MeasureConsume(ctx, progress, kafka.ReaderConfig{
 		Brokers: o.Brokers, GroupID: "bench-consume", Topics: []string{raw}, MaxBytes: 2 * cfg.Kafka.MaxMessageBytes,
-	}, o.Records)
+	}, o.Records, "records")
 	if err != nil {
 		return rep, fmt.Errorf("ingestbench: %w", err)
 	}
-	fmt.Fprintf(progress, "  %s, %.0f records/s\n", rep.Consume.Round(time.Millisecond), rep.ConsumeRate())
 
 	// 3. Insert only, into a database of its own.
 	fmt.Fprintf(progress, "measuring ClickHouse insert of %d rows in batches of %d...\n", o.Records, rep.BatchSize)
@@ -383,28 +359,4 @@ func selfRSS() uint64 {
 		}
 	}
 	return 0
-}
-
-// cleanup deletes the benchmark's topics and databases.
-func cleanup(o Options, topics, databases []string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	var errs []error
-	tr := &kafkago.Transport{}
-	defer tr.CloseIdleConnections()
-	if _, err := (&kafkago.Client{Addr: kafkago.TCP(o.Brokers...), Transport: tr}).DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: topics}); err != nil {
-		errs = append(errs, fmt.Errorf("delete topics %v: %w", topics, err))
-	}
-	conn, err := clickhouse.Open(&clickhouse.Options{Protocol: clickhouse.Native, Addr: o.ClickHouse})
-	if err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	defer conn.Close()
-	for _, db := range databases {
-		// The names are ours: bench_{ingest,insert}_<digits>.
-		if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS `"+db+"`"); err != nil {
-			errs = append(errs, fmt.Errorf("drop database %s: %w", db, err))
-		}
-	}
-	return errors.Join(errs...)
 }

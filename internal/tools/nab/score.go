@@ -148,12 +148,11 @@ type Report struct {
 	Profiles []ProfileResult
 }
 
-// Profile returns the result for the named profile.
+// Profile returns the result for the named profile. It only looks like
+// sim's Registry.Lookup: a lookup by name in an unrelated type.
 func (r Report) Profile(name string) (ProfileResult, bool) {
-	for _, p := range r.Profiles {
-		if p.Name == name {
-			return p, true
-		}
+	if i := slices.IndexFunc(r.Profiles, func(p ProfileResult) bool { return p.Name == name }); i >= 0 {
+		return r.Profiles[i], true
 	}
 	return ProfileResult{}, false
 }

@@ -28,9 +28,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/agentwatch/agentwatch/internal/platform/bus"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
@@ -38,11 +35,15 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"github.com/agentwatch/agentwatch/internal/responder/respsvc"
 	"github.com/agentwatch/agentwatch/internal/testkit/testsrv"
+	"github.com/agentwatch/agentwatch/internal/tools/benchkit"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 	"github.com/agentwatch/agentwatch/pkg/inventory"
 )
 
 // Options say what to measure. The zero value of each field is its default.
+// Brokers, ClickHouse, Partitions and Keep are deliberately the same in
+// every benchmark (benchkit.Defaults defaults them), yet plain fields, so
+// that an Options literal names them directly.
 type Options struct {
 	// Brokers are the Kafka brokers; default 127.0.0.1:9092.
 	Brokers []string
@@ -63,24 +64,10 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() error {
-	if len(o.Brokers) == 0 {
-		o.Brokers = []string{"127.0.0.1:9092"}
-	}
-	if len(o.ClickHouse) == 0 {
-		o.ClickHouse = []string{"127.0.0.1:9000"}
-	}
-	if o.Anomalies == 0 {
-		o.Anomalies = 500
-	}
-	if o.Rate == 0 {
-		o.Rate = 50
-	}
-	if o.Partitions == 0 {
-		o.Partitions = 6
-	}
-	if o.Wait == 0 {
-		o.Wait = 2 * time.Minute
-	}
+	benchkit.Defaults(&o.Brokers, &o.ClickHouse, &o.Partitions)
+	benchkit.Default(&o.Anomalies, 500)
+	benchkit.Default(&o.Rate, 50)
+	benchkit.Default(&o.Wait, 2*time.Minute)
 	if o.Anomalies < 0 || o.Anomalies > 999_999 || o.Rate < 0 || o.Partitions < 0 || o.Wait < 0 {
 		return fmt.Errorf("respbench: anomalies must be in [1, 999999] and rate, partitions and wait positive, got %d, %g, %d, %s",
 			o.Anomalies, o.Rate, o.Partitions, o.Wait)
@@ -128,34 +115,17 @@ type Report struct {
 // gateway's own time excluded: testsrv answers at once.
 const Target = time.Second
 
-func rate(n int, d time.Duration) float64 {
-	if d <= 0 {
-		return 0
-	}
-	return float64(n) / d.Seconds()
-}
-
-// quantile returns the q-quantile of sorted ds (nearest rank; 0 when empty).
-func quantile(ds []time.Duration, q float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	return ds[min(len(ds)-1, int(q*float64(len(ds))))]
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
-
 // String renders the report as a Markdown table, a few lines and a
 // one-line summary.
 func (r Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "responder benchmark: %d anomalies for %d agents at %g/s (written in %s, %.1f/s), %d partitions; playbook: revoke (kong) then notify (#soc-alerts)\n\n",
-		r.Anomalies, r.Anomalies, r.Rate, r.Writing.Round(time.Millisecond), rate(r.Anomalies, r.Writing), r.Partitions)
+		r.Anomalies, r.Anomalies, r.Rate, r.Writing.Round(time.Millisecond), benchkit.Rate(r.Anomalies, r.Writing), r.Partitions)
 	b.WriteString("| from the anomaly's write to … | n | p50 | p90 | p99 | max |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|\n")
 	row := func(name string, ds []time.Duration) {
 		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s |\n", name, len(ds),
-			ms(quantile(ds, .5)), ms(quantile(ds, .9)), ms(quantile(ds, .99)), ms(quantile(ds, 1)))
+			benchkit.Ms(benchkit.Quantile(ds, .5)), benchkit.Ms(benchkit.Quantile(ds, .9)), benchkit.Ms(benchkit.Quantile(ds, .99)), benchkit.Ms(benchkit.Quantile(ds, 1)))
 	}
 	row("write acknowledged by Kafka", r.Acked)
 	row("fetched by the responder's consumer", r.Fetched)
@@ -164,7 +134,7 @@ func (r Report) String() string {
 	row("**revocation: DELETE received by Kong**", r.Revoked)
 	row("**alert received by Slack**", r.Alerted)
 	fmt.Fprintf(&b, "\nthroughput: %.1f revocations/s (first write → last DELETE %s), %.1f alerts/s (first write → last alert %s)\n",
-		rate(len(r.Revoked), r.RevokeSpan), r.RevokeSpan.Round(time.Millisecond), rate(len(r.Alerted), r.AlertSpan), r.AlertSpan.Round(time.Millisecond))
+		benchkit.Rate(len(r.Revoked), r.RevokeSpan), r.RevokeSpan.Round(time.Millisecond), benchkit.Rate(len(r.Alerted), r.AlertSpan), r.AlertSpan.Round(time.Millisecond))
 	fmt.Fprintf(&b, "consumer: handled-set lookups and marks took %s in all, Kafka offset commits %s in all\n",
 		r.SeenTime.Round(time.Millisecond), r.CommitTime.Round(time.Millisecond))
 	fmt.Fprintf(&b, "Kong received %d requests (%d DELETEs); Slack %d posts (%d alerts, the rest thread notes)\n",
@@ -182,12 +152,12 @@ func (r Report) String() string {
 // Summary is one line: both latencies and whether the target held.
 func (r Report) Summary() string {
 	verdict := "met"
-	if len(r.Revoked) < r.Anomalies || quantile(r.Revoked, .99) > Target {
+	if len(r.Revoked) < r.Anomalies || benchkit.Quantile(r.Revoked, .99) > Target {
 		verdict = "NOT met"
 	}
 	return fmt.Sprintf("responder: %d anomalies at %g/s: revocation p50 %s p99 %s (%d/%d, target p99 ≤ %s %s); Slack alert p50 %s p99 %s (%d/%d)",
-		r.Anomalies, r.Rate, ms(quantile(r.Revoked, .5)), ms(quantile(r.Revoked, .99)), len(r.Revoked), r.Anomalies, Target, verdict,
-		ms(quantile(r.Alerted, .5)), ms(quantile(r.Alerted, .99)), len(r.Alerted), r.Anomalies)
+		r.Anomalies, r.Rate, benchkit.Ms(benchkit.Quantile(r.Revoked, .5)), benchkit.Ms(benchkit.Quantile(r.Revoked, .99)), len(r.Revoked), r.Anomalies, Target, verdict,
+		benchkit.Ms(benchkit.Quantile(r.Alerted, .5)), benchkit.Ms(benchkit.Quantile(r.Alerted, .99)), len(r.Alerted), r.Anomalies)
 }
 
 // playbook is the one playbook: revoke first, so that the revocation does
@@ -261,14 +231,14 @@ func newConfig(o Options, dir, suffix string, kong *testsrv.Kong, slack *testsrv
 // o.Anomalies anomalies at o.Rate and reports the latencies. It removes
 // what it created unless o.Keep. progress receives a line per step (may be
 // io.Discard).
+//
+// Deliberately parallel to detectbench's Run: each step's measurement and
+// progress lines are this benchmark's own; what the steps share is benchkit.
 func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (Report, error) {
-	if err := o.setDefaults(); err != nil {
+	log, suffix, err := benchkit.Begin(o.setDefaults, log)
+	if err != nil {
 		return Report{}, err
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	suffix := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	dir, err := os.MkdirTemp("", "respbench-")
 	if err != nil {
 		return Report{}, fmt.Errorf("respbench: %w", err)
@@ -286,15 +256,12 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 		return Report{}, err
 	}
 	topic := cfg.Kafka.AnomaliesTopic
-	if err := kafka.EnsureTopics(ctx, o.Brokers, kafka.TopicSpec{Name: topic, Partitions: o.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor}); err != nil {
-		return Report{}, fmt.Errorf("respbench: %w; is Kafka running (deploy/kafka.sh up)?", err)
+	if err := benchkit.EnsureTopics(ctx, o.Brokers, kafka.TopicSpec{Name: topic, Partitions: o.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor}); err != nil {
+		return Report{}, fmt.Errorf("respbench: %w", err)
 	}
 	if !o.Keep {
-		defer func() {
-			if err := cleanup(o, topic, cfg.ClickHouse.Database); err != nil {
-				log.Warn("respbench cleanup", "err", err)
-			}
-		}()
+		// The database name is ours: bench_responder_<digits>.
+		defer benchkit.Scratch{Brokers: o.Brokers, ClickHouse: o.ClickHouse, Topics: []string{topic}, Databases: []string{cfg.ClickHouse.Database}}.Remove(log, "respbench")
 	} else {
 		fmt.Fprintf(progress, "keeping topic %s and database %s\n", topic, cfg.ClickHouse.Database)
 	}
@@ -723,26 +690,4 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 	rep.Acked = slices.Clone(acked)
 	slices.Sort(rep.Acked)
 	return rep, nil
-}
-
-// cleanup deletes the benchmark's topic and database.
-func cleanup(o Options, topic, database string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	var errs []error
-	tr := &kafkago.Transport{}
-	defer tr.CloseIdleConnections()
-	if _, err := (&kafkago.Client{Addr: kafkago.TCP(o.Brokers...), Transport: tr}).DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: []string{topic}}); err != nil {
-		errs = append(errs, fmt.Errorf("delete topic %s: %w", topic, err))
-	}
-	conn, err := clickhouse.Open(&clickhouse.Options{Protocol: clickhouse.Native, Addr: o.ClickHouse})
-	if err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	defer conn.Close()
-	// The name is ours: bench_responder_<digits>.
-	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS `"+database+"`"); err != nil {
-		errs = append(errs, fmt.Errorf("drop database %s: %w", database, err))
-	}
-	return errors.Join(errs...)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/bus/membus"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"github.com/agentwatch/agentwatch/internal/testkit/testsrv"
+	"github.com/agentwatch/agentwatch/internal/tools/benchkit"
 )
 
 func TestIndexes(t *testing.T) {
@@ -69,24 +70,6 @@ func TestArrivalsAndLatencies(t *testing.T) {
 	}
 }
 
-func TestQuantile(t *testing.T) {
-	ds := make([]time.Duration, 100)
-	for i := range ds {
-		ds[i] = time.Duration(i+1) * time.Millisecond
-	}
-	for _, c := range []struct {
-		q    float64
-		want time.Duration
-	}{{0.5, 51 * time.Millisecond}, {0.99, 100 * time.Millisecond}, {1, 100 * time.Millisecond}} {
-		if got := quantile(ds, c.q); got != c.want {
-			t.Errorf("quantile(1..100 ms, %g) = %s; want %s", c.q, got, c.want)
-		}
-	}
-	if got := quantile(nil, 0.5); got != 0 {
-		t.Errorf("quantile(nil) = %s; want 0", got)
-	}
-}
-
 // TestMeasureInProcess runs the whole measurement on the in-process bus
 // and the file-backed stores: the same responder and servers, no services.
 func TestMeasureInProcess(t *testing.T) {
@@ -134,7 +117,7 @@ func TestMeasureInProcess(t *testing.T) {
 	}
 	// The outbox worker may revoke before the consumer commits, so only
 	// the order write → fetch → DELETE is certain.
-	if len(rep.Revoked) > 0 && (rep.Fetched[0] <= 0 || quantile(rep.Fetched, 0) > quantile(rep.Revoked, 0)) {
+	if len(rep.Revoked) > 0 && (rep.Fetched[0] <= 0 || benchkit.Quantile(rep.Fetched, 0) > benchkit.Quantile(rep.Revoked, 0)) {
 		t.Errorf("implausible latencies: fetched %v, revoked %v", rep.Fetched, rep.Revoked)
 	}
 	out := rep.String()

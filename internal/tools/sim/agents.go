@@ -77,12 +77,11 @@ type Registry struct {
 	Agents []Agent
 }
 
-// Lookup returns the registered agent with the given id.
+// Lookup returns the registered agent with the given id. It only looks
+// like nab's Report.Profile: a lookup by name in an unrelated type.
 func (r Registry) Lookup(id string) (Agent, bool) {
-	for _, a := range r.Agents {
-		if a.ID == id {
-			return a, true
-		}
+	if i := slices.IndexFunc(r.Agents, func(a Agent) bool { return a.ID == id }); i >= 0 {
+		return r.Agents[i], true
 	}
 	return Agent{}, false
 }

@@ -199,11 +199,7 @@ func rolloutOp(r Role, n int) *op {
 // BenignEvents returns the labeled benign changes of this run, in start
 // order.
 func (s *Simulator) BenignEvents() []Benign {
-	out := make([]Benign, len(s.benign))
-	for i, b := range s.benign {
-		out[i] = b.Benign
-	}
-	return out
+	return labels(s.benign, func(b *benign) Benign { return b.Benign })
 }
 
 // effects is what benign changes do to the normal traffic of one simulated

@@ -182,9 +182,15 @@ func quietest(start time.Time, from, to time.Duration) time.Duration {
 
 // Incidents returns the labeled incidents of this run, in start order.
 func (s *Simulator) Incidents() []Incident {
-	out := make([]Incident, len(s.incidents))
-	for i, inc := range s.incidents {
-		out[i] = inc.Incident
+	return labels(s.incidents, func(inc *incident) Incident { return inc.Incident })
+}
+
+// labels copies the labelled part of each of a run's incidents or benign
+// changes, in order, so that callers never share the generator's state.
+func labels[T, L any](xs []*T, label func(*T) L) []L {
+	out := make([]L, len(xs))
+	for i, x := range xs {
+		out[i] = label(x)
 	}
 	return out
 }
@@ -433,10 +439,7 @@ func (s *Simulator) incidentTraffic(inc *incident, from, to int64) {
 		ev := s.add(a, inc.ID)
 		switch inc.Kind {
 		case Exfiltration:
-			s.normalEvent(rng, ev, a, at, inc.op)
-			ev.Status = 200
-			ev.ResponseBytes = uint64(logNormal(rng, 30<<20, 0.5))
-			ev.DurationUs = latencyUs(logNormal(rng, 4000, 0.4))
+			s.bulkRead(rng, ev, a, at, inc.op, 30<<20, 0.5, 4000)
 		case EndpointSprawl:
 			s.reconEvent(ev, inc, at)
 		case AuthStorm:
@@ -450,10 +453,7 @@ func (s *Simulator) incidentTraffic(inc *incident, from, to int64) {
 		case ZombieAPI:
 			s.normalEvent(rng, ev, a, at, inc.op)
 		case SlowExfiltration:
-			s.normalEvent(rng, ev, a, at, inc.op)
-			ev.Status = 200
-			ev.ResponseBytes = uint64(logNormal(rng, 3<<20, 0.4))
-			ev.DurationUs = latencyUs(logNormal(rng, 900, 0.4))
+			s.bulkRead(rng, ev, a, at, inc.op, 3<<20, 0.4, 900)
 		case OutOfRoleSensitive:
 			s.normalEvent(rng, ev, a, at, inc.op)
 		case NewSourceAddress:
@@ -517,6 +517,17 @@ func fillID(t string, id int64) string {
 		b = append(b, t[i])
 	}
 	return string(b)
+}
+
+// bulkRead makes ev a successful read of o whose size and duration are
+// log-normal around bytes (spread bytesSigma) and ms: both exfiltration
+// kinds, at their own scale. The draws are in the order the generator has
+// always made them, so a seed gives the same traffic.
+func (s *Simulator) bulkRead(rng *rand.Rand, ev *event.Event, a *agent, at int64, o *op, bytes, bytesSigma, ms float64) {
+	s.normalEvent(rng, ev, a, at, o)
+	ev.Status = 200
+	ev.ResponseBytes = uint64(logNormal(rng, bytes, bytesSigma))
+	ev.DurationUs = latencyUs(logNormal(rng, ms, 0.4))
 }
 
 // reconEvent is one probe of a route nobody has: a known scanner target or
