@@ -299,6 +299,10 @@ func (w *jw) close() []byte {
 	return append(w.b, '}')
 }
 
+// renderCombined, like Render, has a faster twin in internal/tools/sim
+// (render.go) that the simulator uses, since Render alone cannot outrun
+// ingest; TestRenderMatchesGateway holds the two byte-identical, so a
+// change here must be made there too.
 func renderCombined(e *event.Event, h RenderHints) []byte {
 	b := make([]byte, 0, 256)
 	b = append(b, dash(e.SourceIP)...)
@@ -307,25 +311,27 @@ func renderCombined(e *event.Event, h RenderHints) []byte {
 	b = append(b, " ["...)
 	b = time.UnixMilli(e.EventTimeMs).UTC().AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
 	b = append(b, "] \""...)
-	b = appendNginxEscaped(b, e.Method+" "+requestURI(e)+" HTTP/1.1")
+	b = AppendNginxEscaped(b, e.Method+" "+requestURI(e)+" HTTP/1.1")
 	b = append(b, "\" "...)
 	b = strconv.AppendUint(b, uint64(e.Status), 10)
 	b = append(b, ' ')
 	b = strconv.AppendUint(b, e.ResponseBytes, 10)
 	b = append(b, ` "-" "`...)
-	b = appendNginxEscaped(b, dash(e.UserAgent))
+	b = AppendNginxEscaped(b, dash(e.UserAgent))
 	b = append(b, "\" "...)
 	b = append(b, seconds(e.DurationUs)...)
 	b = append(b, ` "`...)
-	b = appendNginxEscaped(b, dash(h.AgentHeader))
+	b = AppendNginxEscaped(b, dash(h.AgentHeader))
 	b = append(b, "\" "...)
 	b = strconv.AppendUint(b, e.RequestBytes, 10)
 	return b
 }
 
-// appendNginxEscaped escapes like nginx's default (non-JSON) log escaping:
-// '"', '\\', control bytes and bytes ≥ 0x7f become \xHH.
-func appendNginxEscaped(b []byte, s string) []byte {
+// AppendNginxEscaped appends s escaped like nginx's default (non-JSON) log
+// escaping: '"', '\\', control bytes and bytes ≥ 0x7f become \xHH. It is
+// exported for the simulator's faster renderer (internal/tools/sim), which
+// must write the same bytes. Safe for concurrent use.
+func AppendNginxEscaped(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
