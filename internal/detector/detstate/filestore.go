@@ -588,7 +588,8 @@ func (d *decoder) str() string {
 }
 
 // fileScore is anomaly.Score as stored in scores.jsonl: floats that JSON
-// cannot carry (±Inf, NaN) are written as strings.
+// cannot carry (±Inf, NaN) are written as strings. It repeats Score's
+// fields on purpose, since only the float types differ.
 type fileScore struct {
 	AgentID       string   `json:"agent_id"`
 	WindowStartMs int64    `json:"window_start_ms"`
