@@ -153,6 +153,7 @@ func (r Report) String() string {
 		r.Anomalies, r.Anomalies, r.Rate, r.Writing.Round(time.Millisecond), rate(r.Anomalies, r.Writing), r.Partitions)
 	b.WriteString("| from the anomaly's write to … | n | p50 | p90 | p99 | max |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|\n")
+	// One row per measure, alike in shape only (like SeriesParams.Validate).
 	row := func(name string, ds []time.Duration) {
 		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s |\n", name, len(ds),
 			ms(quantile(ds, .5)), ms(quantile(ds, .9)), ms(quantile(ds, .99)), ms(quantile(ds, 1)))
