@@ -191,8 +191,16 @@ func requestURI(e *event.Event) string {
 	if len(e.QueryParams) == 0 {
 		return e.Path
 	}
-	b := []byte(e.Path)
-	for i, q := range e.QueryParams {
+	return string(AppendQuery([]byte(e.Path), e.QueryParams))
+}
+
+// AppendQuery appends the query Render writes after a path: "?" and then
+// each parameter name with value 1, joined by "&"; nothing when params is
+// empty. It is exported for the simulator's faster renderer
+// (internal/tools/sim), which must write the same bytes. Safe for
+// concurrent use.
+func AppendQuery(b []byte, params []string) []byte {
+	for i, q := range params {
 		if i == 0 {
 			b = append(b, '?')
 		} else {
@@ -201,7 +209,7 @@ func requestURI(e *event.Event) string {
 		b = append(b, q...)
 		b = append(b, "=1"...)
 	}
-	return string(b)
+	return b
 }
 
 func bearer(tok string) string {

@@ -15,7 +15,8 @@ import (
 // If the two ever disagree, the test fails; fix this copy, or switch
 // Simulator.render to gateway.Render at the cost of speed. Deliberately
 // parallel to pkg/gateway/render.go for that speed, so the look-alike
-// lines stay; the nginx escaping, byte for byte the same, is shared.
+// lines stay; the nginx escaping and the query, byte for byte the same,
+// are shared.
 func render(format string, e *event.Event, h gateway.RenderHints) []byte {
 	switch format {
 	case gateway.FormatCanonical:
@@ -311,16 +312,7 @@ func uri(b []byte, e *event.Event) []byte {
 // the simulator makes need no JSON escaping.
 func appendURI(b []byte, e *event.Event) []byte {
 	b = append(b, e.Path...)
-	for i, q := range e.QueryParams {
-		if i == 0 {
-			b = append(b, '?')
-		} else {
-			b = append(b, '&')
-		}
-		b = append(b, q...)
-		b = append(b, "=1"...)
-	}
-	return b
+	return gateway.AppendQuery(b, e.QueryParams)
 }
 
 func dash(s string) string {
