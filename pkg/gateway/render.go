@@ -29,6 +29,12 @@ type RenderHints struct {
 // layout, as documented in docs/formats.md; Parse of the result with
 // default options gives back e's request fields (times and durations at the
 // format's resolution). Unknown formats render nil. Safe for concurrent use.
+//
+// Render and renderCombined have a deliberately parallel, faster twin in
+// internal/tools/sim (render.go), because Render alone cannot outrun the
+// ingest the simulator feeds; TestRenderMatchesGateway holds the two
+// byte-identical, so a change here must be made there too. What is the
+// same to the byte (AppendQuery, AppendNginxEscaped) is shared.
 func Render(format string, e *event.Event, h RenderHints) []byte {
 	w := jw{b: make([]byte, 0, 640)}
 	ts := time.UnixMilli(e.EventTimeMs).UTC()
@@ -307,10 +313,6 @@ func (w *jw) close() []byte {
 	return append(w.b, '}')
 }
 
-// renderCombined, like Render, has a faster twin in internal/tools/sim
-// (render.go) that the simulator uses, since Render alone cannot outrun
-// ingest; TestRenderMatchesGateway holds the two byte-identical, so a
-// change here must be made there too.
 func renderCombined(e *event.Event, h RenderHints) []byte {
 	b := make([]byte, 0, 256)
 	b = append(b, dash(e.SourceIP)...)
