@@ -165,6 +165,9 @@ cmd_up() {
 		log "started clickhouse-server (launcher pid $!), data in $DATA"
 	fi
 
+	# The same wait-or-give-up loop as kafka.sh's, kept in each script: the
+	# readiness probe, the exit check and the messages differ, and each
+	# script stays runnable on its own.
 	local deadline=$((SECONDS + TIMEOUT)) launcher
 	launcher=$(cat "$LAUNCHER_PIDFILE" 2>/dev/null || true)
 	until answers; do

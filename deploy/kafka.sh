@@ -177,6 +177,9 @@ cmd_up() {
 		log "started kafka (pid $pid), waiting up to ${TIMEOUT}s for it to answer on $BROKER"
 	fi
 
+	# The same wait-or-give-up loop as clickhouse.sh's, kept in each script:
+	# the probe, the exit check and the messages differ, and each script
+	# stays runnable on its own.
 	local deadline=$((SECONDS + TIMEOUT))
 	until ready 2s; do
 		if ! broker_pid >/dev/null; then

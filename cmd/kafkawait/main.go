@@ -61,6 +61,8 @@ func main() {
 func probe(ctx context.Context, addrs []string) (int, error) {
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
+	// The same dial-the-first-that-answers loop as kafka.ReadSince, kept
+	// here so that this deploy helper imports nothing of ours.
 	d := &kafkago.Dialer{ClientID: "agentwatch-kafkawait", Timeout: 2 * time.Second}
 	var conn *kafkago.Conn
 	var err error

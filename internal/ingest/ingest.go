@@ -73,6 +73,8 @@ type Options struct {
 	Now func() time.Time
 }
 
+// setDefaults fills the zero fields; alike in shape to the detector's
+// defaults, with other fields and values.
 func (o *Options) setDefaults() {
 	if o.BatchSize <= 0 {
 		o.BatchSize = 20000

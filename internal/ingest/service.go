@@ -91,7 +91,8 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 	return s, nil
 }
 
-// Close closes the Kafka clients and the store.
+// Close closes the Kafka clients and the store; alike in shape to the
+// detector's Service.Close, each closing its own clients.
 func (s *Service) Close() error {
 	var errs []error
 	if s.reader != nil {

@@ -73,7 +73,8 @@ type RouteCount struct {
 
 // Anomaly is one anomalous (agent, window, kind). Its ID depends only on
 // those three, so re-processing the same window after a restart yields the
-// same ID and consumers deduplicate on it.
+// same ID and consumers deduplicate on it. Its field list looks like
+// Score's and playbooks.Trigger's, but the fields are its own.
 type Anomaly struct {
 	V             int    `json:"v"`
 	ID            string `json:"anomaly_id"`
@@ -133,7 +134,9 @@ func ID(agentID string, windowStartMs int64, kind string) string {
 
 // Score is one agent window's result, written for every closed window
 // whether anomalous or not (for plots and evaluation). Values, Expected and
-// Surprise are indexed by features.ID.
+// Surprise are indexed by features.ID. detstate's fileScore mirrors it
+// field for field on purpose: it is the JSON form that can carry ±Inf and
+// NaN, which encoding/json refuses for float64.
 type Score struct {
 	AgentID       string    `json:"agent_id"`
 	WindowStartMs int64     `json:"window_start_ms"`

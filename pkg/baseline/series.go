@@ -81,6 +81,7 @@ func DefaultSeriesParams() SeriesParams {
 // Validate reports every invalid field at once.
 func (p SeriesParams) Validate() error {
 	var errs []error
+	// One check per key, alike in shape only (like respbench's table rows).
 	pos := func(name string, v float64) {
 		if !(v > 0) || math.IsInf(v, 0) {
 			errs = append(errs, fmt.Errorf("%s: must be a positive number, got %g", name, v))

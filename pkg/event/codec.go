@@ -267,6 +267,8 @@ func (d *Decoder) field(e *Event, data []byte, kv *jsonscan.KV) error {
 	v := kv.V
 	var err error
 	str := func(f int) { d.strs[f], err = d.str(data, v) }
+	// One case per key, alike in shape on purpose: a switch on the key is
+	// the decoder's fastest dispatch, and each case sets a different field.
 	switch string(d.key(data, kv)) {
 	case "event_id":
 		str(sEventID)

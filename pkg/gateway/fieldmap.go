@@ -65,6 +65,8 @@ var plainFields = []string{fTime, fMethod, fPath, fQuery, fStatus, fRequestBytes
 // (nil for the others), matching the layouts in docs/formats.md.
 func DefaultMapping(format string) FieldMap {
 	var m FieldMap
+	// One literal per format on purpose: the cases look alike but each is
+	// that gateway's own field names, read side by side with docs/formats.md.
 	switch format {
 	case FormatEnvoy:
 		m = FieldMap{

@@ -29,6 +29,12 @@ type RenderHints struct {
 // layout, as documented in docs/formats.md; Parse of the result with
 // default options gives back e's request fields (times and durations at the
 // format's resolution). Unknown formats render nil. Safe for concurrent use.
+//
+// Render and renderCombined have a deliberately parallel, faster twin in
+// internal/tools/sim (render.go), because Render alone cannot outrun the
+// ingest the simulator feeds; TestRenderMatchesGateway holds the two
+// byte-identical, so a change here must be made there too. What is the
+// same to the byte (AppendQuery, AppendNginxEscaped) is shared.
 func Render(format string, e *event.Event, h RenderHints) []byte {
 	w := jw{b: make([]byte, 0, 640)}
 	ts := time.UnixMilli(e.EventTimeMs).UTC()
@@ -191,8 +197,16 @@ func requestURI(e *event.Event) string {
 	if len(e.QueryParams) == 0 {
 		return e.Path
 	}
-	b := []byte(e.Path)
-	for i, q := range e.QueryParams {
+	return string(AppendQuery([]byte(e.Path), e.QueryParams))
+}
+
+// AppendQuery appends the query Render writes after a path: "?" and then
+// each parameter name with value 1, joined by "&"; nothing when params is
+// empty. It is exported for the simulator's faster renderer
+// (internal/tools/sim), which must write the same bytes. Safe for
+// concurrent use.
+func AppendQuery(b []byte, params []string) []byte {
+	for i, q := range params {
 		if i == 0 {
 			b = append(b, '?')
 		} else {
@@ -201,7 +215,7 @@ func requestURI(e *event.Event) string {
 		b = append(b, q...)
 		b = append(b, "=1"...)
 	}
-	return string(b)
+	return b
 }
 
 func bearer(tok string) string {
@@ -307,25 +321,27 @@ func renderCombined(e *event.Event, h RenderHints) []byte {
 	b = append(b, " ["...)
 	b = time.UnixMilli(e.EventTimeMs).UTC().AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
 	b = append(b, "] \""...)
-	b = appendNginxEscaped(b, e.Method+" "+requestURI(e)+" HTTP/1.1")
+	b = AppendNginxEscaped(b, e.Method+" "+requestURI(e)+" HTTP/1.1")
 	b = append(b, "\" "...)
 	b = strconv.AppendUint(b, uint64(e.Status), 10)
 	b = append(b, ' ')
 	b = strconv.AppendUint(b, e.ResponseBytes, 10)
 	b = append(b, ` "-" "`...)
-	b = appendNginxEscaped(b, dash(e.UserAgent))
+	b = AppendNginxEscaped(b, dash(e.UserAgent))
 	b = append(b, "\" "...)
 	b = append(b, seconds(e.DurationUs)...)
 	b = append(b, ` "`...)
-	b = appendNginxEscaped(b, dash(h.AgentHeader))
+	b = AppendNginxEscaped(b, dash(h.AgentHeader))
 	b = append(b, "\" "...)
 	b = strconv.AppendUint(b, e.RequestBytes, 10)
 	return b
 }
 
-// appendNginxEscaped escapes like nginx's default (non-JSON) log escaping:
-// '"', '\\', control bytes and bytes ≥ 0x7f become \xHH.
-func appendNginxEscaped(b []byte, s string) []byte {
+// AppendNginxEscaped appends s escaped like nginx's default (non-JSON) log
+// escaping: '"', '\\', control bytes and bytes ≥ 0x7f become \xHH. It is
+// exported for the simulator's faster renderer (internal/tools/sim), which
+// must write the same bytes. Safe for concurrent use.
+func AppendNginxEscaped(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {

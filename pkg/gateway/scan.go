@@ -57,7 +57,10 @@ func scanObject(b []byte, i, depth int, kvs []jkv) ([]jkv, int, bool) {
 // its members to the kids of trie node n of c as it goes (see bind): the
 // objects some path goes through are bound while they are scanned, so no
 // member list is built and no object is scanned twice. depth is the
-// nesting depth of the object itself.
+// nesting depth of the object itself. Its member loop is deliberately
+// parallel to jsonscan.ScanObject's rather than built on it: binding
+// while scanning needs the parser's trie at every member, and a shared
+// loop with a callback would cost a call per member on the hot path.
 func (p *Parser) scanBind(c *compiled, n int32, b []byte, i, depth int) (end int, ok bool) {
 	if depth > jsonMaxDepth {
 		return i, false

@@ -171,7 +171,8 @@ func (r *Registry) Approved(agentID, route string) (approved, known bool) {
 	return approved, true
 }
 
-// Len returns the number of registered agents.
+// Len returns the number of registered agents. Len and IDs look like
+// Inventory's Len and Templates: nil-safe getters of a different type.
 func (r *Registry) Len() int {
 	if r == nil {
 		return 0

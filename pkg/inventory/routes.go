@@ -307,7 +307,8 @@ func (inv *Inventory) Lookup(template string) (Route, bool) {
 	return lookup(inv.routes, template)
 }
 
-// Len returns the number of routes.
+// Len returns the number of routes. Len and Templates look like
+// Registry's Len and IDs: nil-safe getters of a different type.
 func (inv *Inventory) Len() int {
 	if inv == nil {
 		return 0

@@ -269,6 +269,9 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		}
 		return true
 	}
+	// One case per kind of scalar, alike in shape on purpose: each has its
+	// own YAML tags, setter and error text, which a shared helper would only
+	// take as parameters.
 	switch {
 	case t == durationType:
 		if !scalar("a duration like 30s, 15m or 1h") {

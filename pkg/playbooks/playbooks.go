@@ -59,7 +59,8 @@ type source struct {
 
 // Trigger selects anomalies. Every condition given must hold (AND); a list
 // holds when any of its items does (OR); an absent or empty condition
-// always holds. See docs/playbooks.md for how each is compared.
+// always holds. See docs/playbooks.md for how each is compared. Its
+// commented field list resembles anomaly.Anomaly's only in shape.
 type Trigger struct {
 	// Kinds are anomaly kinds (anomaly.Kinds()); empty means any kind.
 	Kinds []string `yaml:"kinds"`
@@ -307,6 +308,8 @@ func (s Set) References() References {
 	var r References
 	for _, pb := range s.Playbooks {
 		for _, st := range pb.Steps {
+			// One case per step type, alike in shape: each names its own
+			// field and the list it belongs in, so a table would say no less.
 			switch {
 			case st.Notify != nil:
 				r.Channels = append(r.Channels, st.Notify.Channel)

@@ -225,7 +225,8 @@ func Heuristic(path string) string {
 
 // AppendHeuristic appends Heuristic(path) to dst and returns the extended
 // slice, for callers that keep their strings in one buffer. It makes one
-// pass over path and does not allocate beyond growing dst.
+// pass over path and does not allocate beyond growing dst. Its loop is
+// repeated, not shared, in inventory's appendNormal (see there).
 func AppendHeuristic(dst []byte, path string) []byte {
 	if len(path) > MaxPathLen {
 		return append(dst, "/{too_long}"...)

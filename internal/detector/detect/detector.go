@@ -208,6 +208,8 @@ func (d *Detector) Run(ctx context.Context) error {
 	}
 }
 
+// defaults fills the zero fields. Alike in shape to ingest's setDefaults,
+// as every "zero means default" setter is; the fields and values differ.
 func (d *Detector) defaults() {
 	if d.SnapshotEvery <= 0 {
 		d.SnapshotEvery = 10 * time.Second

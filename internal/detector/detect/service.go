@@ -197,7 +197,8 @@ func publishedIDs(ctx context.Context, brokers []string, topic string, parts []i
 	return ids, nil
 }
 
-// Close closes the clients and the store.
+// Close closes the clients and the store. It looks like ingest's
+// Service.Close, but each closes its own clients.
 func (s *Service) Close() error {
 	var errs []error
 	if s.group != nil {

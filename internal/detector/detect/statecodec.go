@@ -172,6 +172,8 @@ func (pt *partition) marshalSourcesAs(dst []byte, version byte) []byte {
 	return pt.appendFleet(dst)
 }
 
+// The "read a few fields, then check them all" steps below look alike on
+// purpose: each mirrors a group of Appends in marshalSources, in order.
 func (pt *partition) unmarshalSources(b []byte) error {
 	bad := errors.New("truncated or corrupt")
 	// Version 1 lacked globalAt, version 2 the fleet gauge (it starts

@@ -352,7 +352,9 @@ func (s *FileStore) AnomalyIDs(_ context.Context, partitions []int32, fromMs int
 
 // Anomalies returns the anomalies of agentID ("" for all) with fromMs <=
 // WindowStartMs < toMs, once per ID, ordered by (WindowStartMs, AgentID,
-// Kind, ID). It reads the whole file.
+// Kind, ID). It reads the whole file. Scores reads its file the same way
+// but keeps the last record per window, not the first per ID, so the two
+// stay separate.
 func (s *FileStore) Anomalies(ctx context.Context, agentID string, fromMs, toMs int64) ([]anomaly.Anomaly, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -385,7 +387,8 @@ func (s *FileStore) Anomalies(ctx context.Context, agentID string, fromMs, toMs 
 // Scores returns the scores of agentID ("" for all) with fromMs <=
 // WindowStartMs < toMs, the last stored per window, ordered by
 // (WindowStartMs, AgentID). nil float slices read back as empty ones, as
-// from ClickHouse. It reads the whole file.
+// from ClickHouse. It reads the whole file (as Anomalies does, with a
+// different rule for duplicates).
 func (s *FileStore) Scores(ctx context.Context, agentID string, fromMs, toMs int64) ([]anomaly.Score, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -588,7 +591,8 @@ func (d *decoder) str() string {
 }
 
 // fileScore is anomaly.Score as stored in scores.jsonl: floats that JSON
-// cannot carry (±Inf, NaN) are written as strings.
+// cannot carry (±Inf, NaN) are written as strings. It repeats Score's
+// fields on purpose, since only the float types differ.
 type fileScore struct {
 	AgentID       string   `json:"agent_id"`
 	WindowStartMs int64    `json:"window_start_ms"`

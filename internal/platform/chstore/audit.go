@@ -12,7 +12,8 @@ import (
 
 // Audit is an audit.Store in the audit table (created by migration 0003,
 // whose comment explains its key and engine). Safe for concurrent use; an Append that returned nil
-// is durable. It does not own the Store.
+// is durable. It does not own the Store. Like Events, it is a thin view of
+// the Store for one consumer's interface; the two look alike on purpose.
 type Audit struct {
 	st *Store
 }

@@ -49,6 +49,9 @@ func (s *Store) SaveStates(ctx context.Context, states []detstate.State) error {
 	}
 	states = newestStates(states)
 	n := len(states)
+	// One slice per column, as in every insert here (SaveCheckpoints,
+	// InsertAnomalies, InsertEvents): alike in shape, each lists its own
+	// table's columns, so there is nothing to share.
 	var (
 		topic     = make([]string, n)
 		partition = make([]int32, n)
@@ -68,18 +71,27 @@ func (s *Store) SaveStates(ctx context.Context, states []detstate.State) error {
 // versions would otherwise collapse in an order the server does not promise.
 func newestStates(states []detstate.State) []detstate.State {
 	type k struct{ kind, key string }
-	idx := make(map[k]int, len(states))
-	out := make([]detstate.State, 0, len(states))
-	for _, st := range states {
-		kk := k{st.Kind, st.Key}
-		if i, ok := idx[kk]; ok {
-			if st.UpdatedMs >= out[i].UpdatedMs {
-				out[i] = st
+	return newestBy(states, func(st *detstate.State) k { return k{st.Kind, st.Key} },
+		func(st *detstate.State) int64 { return st.UpdatedMs })
+}
+
+// newestBy keeps, per key(x), the x with the greatest version(x), the last
+// one on ties, in the order the keys first appear. It is the rule of both
+// newestStates and newestCheckpoints.
+func newestBy[T any, K comparable](xs []T, key func(*T) K, version func(*T) int64) []T {
+	idx := make(map[K]int, len(xs))
+	out := make([]T, 0, len(xs))
+	for i := range xs {
+		x := &xs[i]
+		kk := key(x)
+		if j, ok := idx[kk]; ok {
+			if version(x) >= version(&out[j]) {
+				out[j] = *x
 			}
 			continue
 		}
 		idx[kk] = len(out)
-		out = append(out, st)
+		out = append(out, *x)
 	}
 	return out
 }
@@ -93,6 +105,8 @@ func (s *Store) SaveCheckpoints(ctx context.Context, cps []detstate.Checkpoint) 
 	}
 	cps = newestCheckpoints(cps)
 	n := len(cps)
+	// One slice per column, as in SaveStates: alike in shape, each lists
+	// its own table's columns.
 	var (
 		group     = make([]string, n)
 		topic     = make([]string, n)
@@ -116,20 +130,8 @@ func newestCheckpoints(cps []detstate.Checkpoint) []detstate.Checkpoint {
 		group, topic string
 		partition    int32
 	}
-	idx := make(map[k]int, len(cps))
-	out := make([]detstate.Checkpoint, 0, len(cps))
-	for _, c := range cps {
-		kk := k{c.Group, c.Topic, c.Partition}
-		if i, ok := idx[kk]; ok {
-			if c.UpdatedMs >= out[i].UpdatedMs {
-				out[i] = c
-			}
-			continue
-		}
-		idx[kk] = len(out)
-		out = append(out, c)
-	}
-	return out
+	return newestBy(cps, func(c *detstate.Checkpoint) k { return k{c.Group, c.Topic, c.Partition} },
+		func(c *detstate.Checkpoint) int64 { return c.UpdatedMs })
 }
 
 // int32List renders partitions as a SQL list. They are integers, so
@@ -238,6 +240,8 @@ func (s *Store) InsertAnomalies(ctx context.Context, as []anomaly.Anomaly) error
 		return nil
 	}
 	n := len(as)
+	// One slice per column, as in every insert here: alike in shape,
+	// each lists its own table's columns.
 	var (
 		id          = make([]string, n)
 		agentID     = make([]string, n)
@@ -296,6 +300,8 @@ func (s *Store) InsertScores(ctx context.Context, ss []anomaly.Score) error {
 		return nil
 	}
 	n := len(ss)
+	// One slice per column, as in every insert here: alike in shape,
+	// each lists its own table's columns.
 	var (
 		agentID   = make([]string, n)
 		startMs   = make([]int64, n)

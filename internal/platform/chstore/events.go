@@ -12,7 +12,8 @@ import (
 
 // Events is an evidence.EventSource over the events table that ingest
 // writes (migration 0001, Store.InsertEvents). Safe for concurrent use; it
-// does not own the Store.
+// does not own the Store. Like Audit, it is a thin view of the Store for
+// one consumer's interface; the two look alike on purpose.
 type Events struct {
 	st *Store
 }

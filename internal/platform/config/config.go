@@ -72,7 +72,9 @@ type HTTP struct {
 	Addr string `mapstructure:"addr" doc:"Loopback host:port serving /metrics, /healthz and /readyz; empty disables it. The endpoints carry no authentication: put a proxy in front to expose them."`
 }
 
-// Kafka configures the distributed mode's transport.
+// Kafka configures the distributed mode's transport. Its fields look like
+// those of the other sections (Detector, Responder) on purpose: one
+// field per key, each with its doc tag, is what Reference reads.
 type Kafka struct {
 	Brokers         []string `mapstructure:"brokers" doc:"Kafka brokers as host:port. Empty runs the embedded one-process mode (no Kafka, no ClickHouse); set, the services run distributed."`
 	RawTopics       []string `mapstructure:"raw_topics" doc:"Input topics of raw gateway access-log lines; at least one."`
@@ -137,7 +139,8 @@ type RouteSpec struct {
 }
 
 // Detector configures windows, baselines, rules, state and the agent cap;
-// docs/detection.md says what each does.
+// docs/detection.md says what each does. Deliberately parallel to the other
+// sections: one field per key, documented by its doc tag (see Kafka).
 type Detector struct {
 	Window          time.Duration `mapstructure:"window" doc:"Event-time window the features are counted in; must divide a day evenly, 1s to 24h."`
 	Lateness        time.Duration `mapstructure:"lateness" doc:"How late an event may arrive and still count in its window, 0 to 24h."`

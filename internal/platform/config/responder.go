@@ -9,7 +9,8 @@ import (
 
 // Responder configures cmd/responder (and the responder inside the demo):
 // playbooks, Slack, gateways, the blast-radius budget and the HTTP API.
-// docs/configuration.md describes each key.
+// docs/configuration.md describes each key. Its field list looks like
+// Detector's on purpose: one field per key, documented by its doc tag.
 type Responder struct {
 	// Playbooks empty means the built-in set (playbookcfg.LoadOrBuiltin).
 	Playbooks []string `mapstructure:"playbooks" doc:"Playbook files or directories, read and validated at start (docs/playbooks.md); empty means the built-in set embedded in the binary."`

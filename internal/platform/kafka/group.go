@@ -76,13 +76,7 @@ const (
 
 // Validate reports every problem in the config at once.
 func (c GroupConfig) Validate() error {
-	var errs []error
-	if len(c.Brokers) == 0 {
-		errs = append(errs, errors.New("brokers: need at least one broker"))
-	}
-	if c.GroupID == "" {
-		errs = append(errs, errors.New("group_id: required; offsets are committed per group"))
-	}
+	errs := appendConsumerErrs(nil, c.Brokers, c.GroupID)
 	if c.Topic == "" {
 		errs = append(errs, errors.New("topic: required"))
 	}
@@ -96,12 +90,7 @@ func (c GroupConfig) Validate() error {
 	if hb := orDur(c.HeartbeatInterval, defaultHeartbeatInterval); hb < 0 || hb >= session {
 		errs = append(errs, fmt.Errorf("heartbeat_interval: must be positive and below session_timeout %s, got %s; a third of it or less is usual", session, hb))
 	}
-	if c.MinBytes < 0 || c.MaxBytes < 0 || (c.MaxBytes > 0 && c.MinBytes > c.MaxBytes) {
-		errs = append(errs, fmt.Errorf("min_bytes/max_bytes: need 0 <= min <= max, got %d/%d", c.MinBytes, c.MaxBytes))
-	}
-	if c.MaxWait < 0 {
-		errs = append(errs, fmt.Errorf("max_wait: must not be negative, got %s", c.MaxWait))
-	}
+	errs = appendFetchErrs(errs, c.MinBytes, c.MaxBytes, c.MaxWait)
 	return errors.Join(errs...)
 }
 
@@ -253,6 +242,8 @@ func permanentJoinError(err error) bool {
 // end; during a rebalance that includes the join kafka-go has begun, which
 // may take up to the rebalance timeout. Idempotent.
 func (g *Group) Close() error {
+	// The once-and-mark-closed opening is Generation.Close's too: the
+	// common idiom, with a different teardown after it.
 	g.closeOnce.Do(func() {
 		g.mu.Lock()
 		g.closed = true
@@ -569,6 +560,7 @@ func (gen *Generation) Commit(ctx context.Context, next map[int32]int64) error {
 // rebalance timeout) or leaves at Group.Close. Idempotent; the error is from
 // closing the partition readers.
 func (gen *Generation) Close() error {
+	// Opens like Group.Close (once, then mark closed); the teardown differs.
 	gen.closeOnce.Do(func() {
 		gen.mu.Lock()
 		gen.closed = true

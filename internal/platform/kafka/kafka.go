@@ -45,7 +45,8 @@ func fromKafka(m kafkago.Message) bus.Message {
 	return out
 }
 
-// toKafka converts a record to write. The slices are shared, not copied:
+// toKafka converts a record to write; it mirrors fromKafka on purpose,
+// the two header types being distinct. The slices are shared, not copied:
 // Writer.Write is synchronous, so kafka-go is done with them when it returns.
 func toKafka(m *bus.Message, topic string) kafkago.Message {
 	out := kafkago.Message{

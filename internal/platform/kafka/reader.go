@@ -33,7 +33,9 @@ type ReaderConfig struct {
 	StartOffset string
 }
 
-// Defaults for ReaderConfig's zero values.
+// Defaults for ReaderConfig's zero values. The config, its defaults and
+// Validate look like WriterConfig's on purpose: different knobs, each
+// documented where it is declared.
 const (
 	defaultMinBytes = 1
 	defaultMaxBytes = 10 << 20
@@ -42,26 +44,39 @@ const (
 
 // Validate reports every problem in the config at once.
 func (c ReaderConfig) Validate() error {
-	var errs []error
-	if len(c.Brokers) == 0 {
-		errs = append(errs, errors.New("brokers: need at least one broker"))
-	}
-	if c.GroupID == "" {
-		errs = append(errs, errors.New("group_id: required; offsets are committed per group"))
-	}
+	errs := appendConsumerErrs(nil, c.Brokers, c.GroupID)
 	if len(c.Topics) == 0 {
 		errs = append(errs, errors.New("topics: need at least one topic"))
 	}
-	if c.MinBytes < 0 || c.MaxBytes < 0 || (c.MaxBytes > 0 && c.MinBytes > c.MaxBytes) {
-		errs = append(errs, fmt.Errorf("min_bytes/max_bytes: need 0 <= min <= max, got %d/%d", c.MinBytes, c.MaxBytes))
-	}
-	if c.MaxWait < 0 {
-		errs = append(errs, fmt.Errorf("max_wait: must not be negative, got %s", c.MaxWait))
-	}
+	errs = appendFetchErrs(errs, c.MinBytes, c.MaxBytes, c.MaxWait)
 	if _, err := startOffset(c.StartOffset); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// appendConsumerErrs appends the problems of the keys ReaderConfig and
+// GroupConfig share that name the consumer: brokers and group_id.
+func appendConsumerErrs(errs []error, brokers []string, groupID string) []error {
+	if len(brokers) == 0 {
+		errs = append(errs, errors.New("brokers: need at least one broker"))
+	}
+	if groupID == "" {
+		errs = append(errs, errors.New("group_id: required; offsets are committed per group"))
+	}
+	return errs
+}
+
+// appendFetchErrs appends the problems of the fetch limits ReaderConfig
+// and GroupConfig share: min_bytes, max_bytes and max_wait.
+func appendFetchErrs(errs []error, minBytes, maxBytes int, maxWait time.Duration) []error {
+	if minBytes < 0 || maxBytes < 0 || (maxBytes > 0 && minBytes > maxBytes) {
+		errs = append(errs, fmt.Errorf("min_bytes/max_bytes: need 0 <= min <= max, got %d/%d", minBytes, maxBytes))
+	}
+	if maxWait < 0 {
+		errs = append(errs, fmt.Errorf("max_wait: must not be negative, got %s", maxWait))
+	}
+	return errs
 }
 
 func startOffset(s string) (int64, error) {

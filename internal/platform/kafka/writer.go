@@ -35,7 +35,8 @@ type WriterConfig struct {
 	Compression string
 }
 
-// Defaults for WriterConfig's zero values.
+// Defaults for WriterConfig's zero values (alike in shape to
+// ReaderConfig's, with other knobs).
 const (
 	defaultBatchSize    = 5000
 	defaultBatchBytes   = 1 << 20

@@ -320,6 +320,8 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 		}
 	})
 	progress := pipeline.StageFunc(func(ctx context.Context) error {
+		// The common ticker-and-select loop (as in invwatch.Watcher.Run); the
+		// shape is shared, what each tick does is not.
 		t := time.NewTicker(o.Every)
 		defer t.Stop()
 		for {

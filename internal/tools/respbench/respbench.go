@@ -123,6 +123,7 @@ func (r Report) String() string {
 		r.Anomalies, r.Anomalies, r.Rate, r.Writing.Round(time.Millisecond), benchkit.Rate(r.Anomalies, r.Writing), r.Partitions)
 	b.WriteString("| from the anomaly's write to … | n | p50 | p90 | p99 | max |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|\n")
+	// One row per measure, alike in shape only (like SeriesParams.Validate).
 	row := func(name string, ds []time.Duration) {
 		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s |\n", name, len(ds),
 			benchkit.Ms(benchkit.Quantile(ds, .5)), benchkit.Ms(benchkit.Quantile(ds, .9)), benchkit.Ms(benchkit.Quantile(ds, .99)), benchkit.Ms(benchkit.Quantile(ds, 1)))

@@ -13,18 +13,6 @@ import (
 	"github.com/agentwatch/agentwatch/pkg/gateway"
 )
 
-// The reject reasons pkg/gateway reports, as Line.Reason carries them.
-const (
-	ReasonTooLarge       = gateway.ReasonTooLarge
-	ReasonInvalidUTF8    = gateway.ReasonInvalidUTF8
-	ReasonNotJSON        = gateway.ReasonNotJSON
-	ReasonTooDeep        = gateway.ReasonTooDeep
-	ReasonUnknownFormat  = gateway.ReasonUnknownFormat
-	ReasonNoTimestamp    = gateway.ReasonNoTimestamp
-	ReasonTimeWindow     = gateway.ReasonTimestampWindow
-	ReasonInvalidAgentID = gateway.ReasonInvalidAgentID
-)
-
 // GarbageKind names a kind of bad line.
 type GarbageKind string
 
@@ -48,15 +36,15 @@ var GarbageKinds = []GarbageKind{
 }
 
 var garbageReason = map[GarbageKind]string{
-	GarbageNotJSON:        ReasonNotJSON,
-	GarbageUnknownFormat:  ReasonUnknownFormat,
-	GarbageNoTimestamp:    ReasonNoTimestamp,
-	GarbageTooOld:         ReasonTimeWindow,
-	GarbageFuture:         ReasonTimeWindow,
-	GarbageTooLarge:       ReasonTooLarge,
-	GarbageInvalidUTF8:    ReasonInvalidUTF8,
-	GarbageTooDeep:        ReasonTooDeep,
-	GarbageHostileAgentID: ReasonInvalidAgentID,
+	GarbageNotJSON:        gateway.ReasonNotJSON,
+	GarbageUnknownFormat:  gateway.ReasonUnknownFormat,
+	GarbageNoTimestamp:    gateway.ReasonNoTimestamp,
+	GarbageTooOld:         gateway.ReasonTimestampWindow,
+	GarbageFuture:         gateway.ReasonTimestampWindow,
+	GarbageTooLarge:       gateway.ReasonTooLarge,
+	GarbageInvalidUTF8:    gateway.ReasonInvalidUTF8,
+	GarbageTooDeep:        gateway.ReasonTooDeep,
+	GarbageHostileAgentID: gateway.ReasonInvalidAgentID,
 }
 
 // MaxLineBytes is the line size above which pkg/gateway rejects as too_large.

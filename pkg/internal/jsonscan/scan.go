@@ -227,7 +227,9 @@ func ScanValue(b []byte, i, depth int) (end int, kind byte, ok bool) {
 }
 
 // ScanObject validates the object at b[i] ('{') and appends its members
-// to kvs. depth is the nesting depth of the object itself.
+// to kvs. depth is the nesting depth of the object itself. pkg/gateway's
+// scanBind repeats this member loop on purpose (it binds members as it
+// scans them; a shared loop would cost a call per member).
 func ScanObject(b []byte, i, depth int, kvs []KV) (_ []KV, end int, ok bool) {
 	if depth > MaxDepth {
 		return kvs, i, false
