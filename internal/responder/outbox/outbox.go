@@ -52,7 +52,7 @@ type State string
 
 // States. An entry starts pending; the Worker moves it to in_flight while
 // the handler runs, then to done, back to pending (a retry), to failed or
-// to parked.
+// to parked. Alike in shape to other enums (silence.MatchType), not shared.
 const (
 	// StatePending: waiting for NextAttempt.
 	StatePending State = "pending"

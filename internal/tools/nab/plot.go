@@ -166,7 +166,8 @@ func addLine(p *plot.Plot, xys plotter.XYs, c color.Color) error {
 
 // bands shades vertical spans of the x axis over the plot's full height.
 // plotter has no such plotter; a rectangle polygon would stretch the y
-// range to whatever height it was given.
+// range to whatever height it was given. internal/responder/evidence keeps a
+// copy on purpose: responder code does not import the tools.
 type bands struct {
 	spans [][2]float64
 	color color.Color
