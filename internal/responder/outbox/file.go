@@ -32,6 +32,8 @@ type FileOptions struct {
 	Log *slog.Logger
 }
 
+// withDefaults fills in the zero options one by one, each with its own
+// default; silence.Options.withDefaults looks the same but sets other fields.
 func (o FileOptions) withDefaults() FileOptions {
 	if o.DoneRetention <= 0 {
 		o.DoneRetention = 14 * 24 * time.Hour

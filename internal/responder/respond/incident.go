@@ -241,7 +241,8 @@ func (s *incidents) get(id string) (Incident, bool) { return s.lookup(id, false)
 func (s *incidents) latest(agentID string) (Incident, bool) { return s.lookup(agentID, true) }
 
 // lookup returns a copy of the incident key names: an agent id in byAgent,
-// or an incident id in byID.
+// or an incident id in byID. silence.Store.Get has the same lock, look up,
+// copy out shape over its own type.
 func (s *incidents) lookup(key string, byAgent bool) (Incident, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
