@@ -155,7 +155,8 @@ func (s *FileStore) drop(key string) {
 	}
 }
 
-// check returns why the store cannot be used now.
+// check returns why the store cannot be used now. It and appendLocked have
+// the shape of silence.Store's, each over its own journal and line type.
 func (s *FileStore) check(ctx context.Context) error {
 	if s.j.Closed() {
 		return ErrClosed

@@ -401,7 +401,9 @@ func (s *Store) Close() error {
 	return s.j.Close()
 }
 
-// check returns why the store cannot be written now.
+// check returns why the store cannot be written now. It and appendLocked
+// have the shape of outbox.FileStore's, each over its own journal and line
+// type.
 func (s *Store) check(ctx context.Context) error {
 	if s.j.Closed() {
 		return ErrClosed
