@@ -97,7 +97,8 @@ const (
 // Kind names what a step does.
 type Kind string
 
-// The step kinds.
+// The step kinds. A typed string constant per value, the shape of every
+// enum in the module (audit.Result, outbox.State): not shared, only alike.
 const (
 	KindNotify     Kind = "notify"
 	KindRevoke     Kind = "revoke"

@@ -188,6 +188,8 @@ func (d *Detector) Run(ctx context.Context) error {
 		defer func() { stop(); <-polled }()
 	}
 	for {
+		// The stage loop of STYLE.md, as in respond's consumer: an error
+		// once ctx is done is a stop, not a failure.
 		gen, err := d.Source.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {

@@ -149,7 +149,8 @@ func damaged(err error) error {
 }
 
 // Close closes the store's files. Everything saved before is already on
-// disk. Later calls of any method return ErrClosed.
+// disk. Later calls of any method return ErrClosed. The idempotent-Close
+// shape is the usual one (evidence.FileChain's too); the files differ.
 func (s *FileStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -115,6 +115,8 @@ func decodeProblems(ps *problems, l leaf, raw any, err error) {
 // into one problem per bad element, named by its path under the key.
 func structuredProblems(ps *problems, l leaf, err error) {
 	var des []*mapstructure.DecodeError
+	// errors.As stops at the first match, so walk the whole tree by hand;
+	// evidence.IntegrityErrors walks its own error type the same way.
 	var walk func(error)
 	walk = func(e error) {
 		var de *mapstructure.DecodeError

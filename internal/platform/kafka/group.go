@@ -130,6 +130,7 @@ func NewGroup(cfg GroupConfig) (*Group, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("kafka group config: %w", err)
 	}
+	// One line per setting on purpose: each has its own default.
 	cfg.SessionTimeout = orDur(cfg.SessionTimeout, defaultSessionTimeout)
 	cfg.RebalanceTimeout = orDur(cfg.RebalanceTimeout, defaultRebalanceTimeout)
 	cfg.HeartbeatInterval = orDur(cfg.HeartbeatInterval, defaultHeartbeatInterval)

@@ -78,7 +78,8 @@ func (a Actor) String() string {
 // Result is how an action ended.
 type Result string
 
-// Results.
+// Results. Like every enum here (playbooks.Kind, outbox.State), a typed
+// string constant per value: the values differ, only the shape repeats.
 const (
 	// ResultOK: the action was carried out.
 	ResultOK Result = "ok"
@@ -114,7 +115,8 @@ const (
 
 // Record is one audited action. Strings other than the enums may hold
 // attacker-controlled text (agent ids, credential ids, reasons): escape them
-// before display (WriteTable and WriteJSON do).
+// before display (WriteTable and WriteJSON do). Its fields look like other
+// records' (revoke.DenyEntry) but are this record's own JSON form.
 type Record struct {
 	// ID identifies the record. A Logger sets it to ContentID when empty,
 	// so the same record appended twice (a retry) collapses to one, in
@@ -159,6 +161,9 @@ const (
 // become U+FFFD) and cut to its cap (an ellipsis marks a cut). It is
 // idempotent. Stores keep normalized records, so a Filter must be
 // normalized the same way (Filter.Normalize) to match them.
+//
+// One line per field on purpose: each field has its own cap, and a loop over
+// fields would need reflection.
 func (r Record) Normalize() Record {
 	r.ID = capString(r.ID, capID)
 	r.Actor.Kind = ActorKind(capString(string(r.Actor.Kind), capID))

@@ -255,7 +255,9 @@ func chainError(verb string, err error, hint string) error {
 	return fmt.Errorf("%s evidence chain: %w", verb, err)
 }
 
-// Close releases the file and its lock. Calls after Close fail.
+// Close releases the file and its lock. Calls after Close fail. The
+// idempotent-Close shape is the usual one (detstate.FileStore's too); the
+// files differ.
 func (c *FileChain) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -196,7 +196,8 @@ func mid(s anomaly.Score, sec func(int64) float64) float64 {
 // the first, for the legend. freetype's rasteriser, under gonum/plot's PNG
 // canvas, searches its cell list linearly, so one long jagged stroke is
 // slow; short strokes that share their end points look the same (see
-// internal/tools/nab).
+// internal/tools/nab). A copy of nab's with its own chunk, width and step
+// style, on purpose: responder code does not import the tools.
 func addLine(p *plot.Plot, xys plotter.XYs, c color.Color, step plotter.StepKind) (*plotter.Line, error) {
 	const lineChunk = 64
 	var first *plotter.Line

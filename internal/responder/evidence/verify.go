@@ -55,6 +55,8 @@ func (e *IntegrityError) Error() string {
 // for callers that list or count the problems.
 func IntegrityErrors(err error) []*IntegrityError {
 	var out []*IntegrityError
+	// errors.As stops at the first match, so walk the whole tree by hand;
+	// config's structuredProblems walks its own error type the same way.
 	var walk func(error)
 	walk = func(err error) {
 		switch e := err.(type) {

@@ -32,6 +32,8 @@ type FileOptions struct {
 	Log *slog.Logger
 }
 
+// withDefaults fills in the zero options one by one, each with its own
+// default; silence.Options.withDefaults looks the same but sets other fields.
 func (o FileOptions) withDefaults() FileOptions {
 	if o.DoneRetention <= 0 {
 		o.DoneRetention = 14 * 24 * time.Hour
@@ -153,7 +155,8 @@ func (s *FileStore) drop(key string) {
 	}
 }
 
-// check returns why the store cannot be used now.
+// check returns why the store cannot be used now. It and appendLocked have
+// the shape of silence.Store's, each over its own journal and line type.
 func (s *FileStore) check(ctx context.Context) error {
 	if s.j.Closed() {
 		return ErrClosed

@@ -52,7 +52,7 @@ type State string
 
 // States. An entry starts pending; the Worker moves it to in_flight while
 // the handler runs, then to done, back to pending (a retry), to failed or
-// to parked.
+// to parked. Alike in shape to other enums (silence.MatchType), not shared.
 const (
 	// StatePending: waiting for NextAttempt.
 	StatePending State = "pending"
@@ -263,39 +263,43 @@ func (e *retryAfterError) RetryAfter() (time.Duration, bool) { return e.wait, tr
 // Failures reset. Attempts keeps counting, so the handler sees it was tried
 // before. It may run while the Worker runs.
 func Requeue(ctx context.Context, s Store, key string) (Entry, error) {
-	e, found, err := s.Get(ctx, key)
-	switch {
-	case err != nil:
-		return Entry{}, fmt.Errorf("requeue %q: %w", key, err)
-	case !found:
-		return Entry{}, fmt.Errorf("requeue %q: %w", key, ErrNotFound)
-	case e.State != StateParked && e.State != StateFailed:
-		return Entry{}, fmt.Errorf("requeue %q: it is %s; only parked or failed entries can be requeued", key, e.State)
-	}
-	e.State, e.Failures, e.NextAttempt = StatePending, 0, time.Now()
-	e, err = s.Update(ctx, e)
-	if err != nil {
-		return Entry{}, fmt.Errorf("requeue %q: %w", key, err)
-	}
-	return e, nil
+	return change(ctx, s, "requeue", key, func(e *Entry) error {
+		if e.State != StateParked && e.State != StateFailed {
+			return fmt.Errorf("it is %s; only parked or failed entries can be requeued", e.State)
+		}
+		e.State, e.Failures, e.NextAttempt = StatePending, 0, time.Now()
+		return nil
+	})
 }
 
 // Dismiss marks a parked entry failed, with reason as its LastError: a
 // human decided the action is not to be done.
 func Dismiss(ctx context.Context, s Store, key, reason string) (Entry, error) {
+	return change(ctx, s, "dismiss", key, func(e *Entry) error {
+		if e.State != StateParked {
+			return fmt.Errorf("it is %s; only parked entries can be dismissed", e.State)
+		}
+		e.State, e.LastError = StateFailed, clip("dismissed: "+reason, maxErrLen)
+		return nil
+	})
+}
+
+// change is an operator's edit of the entry key: it reads the entry, lets
+// edit refuse it or change it, and stores the result. Every error is
+// prefixed with verb and key.
+func change(ctx context.Context, s Store, verb, key string, edit func(*Entry) error) (Entry, error) {
 	e, found, err := s.Get(ctx, key)
 	switch {
 	case err != nil:
-		return Entry{}, fmt.Errorf("dismiss %q: %w", key, err)
 	case !found:
-		return Entry{}, fmt.Errorf("dismiss %q: %w", key, ErrNotFound)
-	case e.State != StateParked:
-		return Entry{}, fmt.Errorf("dismiss %q: it is %s; only parked entries can be dismissed", key, e.State)
+		err = ErrNotFound
+	default:
+		if err = edit(&e); err == nil {
+			e, err = s.Update(ctx, e)
+		}
 	}
-	e.State, e.LastError = StateFailed, clip("dismissed: "+reason, maxErrLen)
-	e, err = s.Update(ctx, e)
 	if err != nil {
-		return Entry{}, fmt.Errorf("dismiss %q: %w", key, err)
+		return Entry{}, fmt.Errorf("%s %q: %w", verb, key, err)
 	}
 	return e, nil
 }

@@ -21,6 +21,8 @@ type Metrics struct {
 }
 
 // NewMetrics registers the HTTP API series on reg.
+// Each package declares its own series like this (STYLE.md); the
+// declarations look alike but name different things, so they are not shared.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
 	const ns, sub = "agentwatch", "responder"

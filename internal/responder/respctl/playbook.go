@@ -117,6 +117,8 @@ type RestoreOptions struct {
 // writes a line per adapter to w. It works beside a running responder:
 // the ledger and deny-list are safe across processes.
 func Restore(ctx context.Context, cfg config.Config, log *slog.Logger, o RestoreOptions, w io.Writer) error {
+	// Open, defer the close, work: the shape of every respctl command (Audit, Verify);
+	// what each opens and does differs, so there is nothing to share.
 	al, closeAudit, err := respsvc.OpenAudit(ctx, cfg, log)
 	if err != nil {
 		return err

@@ -29,6 +29,8 @@ type AuditOptions struct {
 // Audit writes the audit records o.Filter selects to w, and audits the
 // query itself: who looked at what.
 func Audit(ctx context.Context, cfg config.Config, log *slog.Logger, o AuditOptions, w io.Writer) error {
+	// Open, defer the close, work: the shape of every respctl command (Verify, Restore);
+	// what each opens and does differs, so there is nothing to share.
 	al, closeAudit, err := respsvc.OpenAudit(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -61,6 +63,8 @@ type VerifyOptions struct {
 // records, and writes the verdict to w. A bundle or chain that does not
 // verify is an error.
 func Verify(ctx context.Context, cfg config.Config, log *slog.Logger, o VerifyOptions, w io.Writer) error {
+	// Open, defer the close, work: the shape of every respctl command (Audit, Restore);
+	// what each opens and does differs, so there is nothing to share.
 	deps, closeStores, err := respsvc.Stores(ctx, cfg, log)
 	if err != nil {
 		return err

@@ -51,43 +51,31 @@ type SilenceExpireOptions struct {
 // SilenceAdd adds a silence, audits it, and writes it to w. Matchers the
 // local store cannot parse are a *UsageError.
 func SilenceAdd(ctx context.Context, cfg config.Config, o SilenceAddOptions, w io.Writer) error {
-	st, api, err := openSilences(cfg, o.API)
-	if err != nil {
-		return err
-	}
-	if api != nil {
-		b, err := api.call(ctx, http.MethodPost, "/v1/silences", map[string]string{"matchers": o.Matchers, "duration": o.For.String(), "comment": o.Comment})
+	return withSilences(cfg, o.API, func(api *apiClient) error {
+		return callSilence(ctx, api, w, http.MethodPost, "/v1/silences", map[string]string{"matchers": o.Matchers, "duration": o.For.String(), "comment": o.Comment})
+	}, func(st *silence.Store) error {
+		me := Operator()
+		ms, err := silence.ParseMatchers(o.Matchers)
+		if err != nil {
+			return &UsageError{Err: fmt.Errorf("--match: %w", err)}
+		}
+		now := time.Now()
+		s, err := st.Add(ctx, silence.Silence{Matchers: ms, StartsAt: now, EndsAt: now.Add(o.For), CreatedBy: "cli:" + me.Name, Comment: o.Comment})
 		if err != nil {
 			return err
 		}
-		return printAPISilence(w, b)
-	}
-	defer st.Close()
-	me := Operator()
-	ms, err := silence.ParseMatchers(o.Matchers)
-	if err != nil {
-		return &UsageError{Err: fmt.Errorf("--match: %w", err)}
-	}
-	now := time.Now()
-	s, err := st.Add(ctx, silence.Silence{Matchers: ms, StartsAt: now, EndsAt: now.Add(o.For), CreatedBy: "cli:" + me.Name, Comment: o.Comment})
-	if err != nil {
-		return err
-	}
-	if err := auditSilence(ctx, cfg, me, "added silence "+s.ID+": "+silence.FormatMatchers(s.Matchers), o.Comment); err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "silence %s: %s until %s\n", s.ID, silence.FormatMatchers(s.Matchers), s.EndsAt.UTC().Format(time.RFC3339))
-	return nil
+		if err := auditSilence(ctx, cfg, me, "added silence "+s.ID+": "+silence.FormatMatchers(s.Matchers), o.Comment); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "silence %s: %s until %s\n", s.ID, silence.FormatMatchers(s.Matchers), s.EndsAt.UTC().Format(time.RFC3339))
+		return nil
+	})
 }
 
 // SilenceList writes the active (and with o.Expired, the expired)
 // silences to w as a table.
 func SilenceList(ctx context.Context, cfg config.Config, o SilenceListOptions, w io.Writer) error {
-	st, api, err := openSilences(cfg, o.API)
-	if err != nil {
-		return err
-	}
-	if api != nil {
+	return withSilences(cfg, o.API, func(api *apiClient) error {
 		path := "/v1/silences"
 		if o.Expired {
 			path += "?expired=1"
@@ -102,36 +90,53 @@ func SilenceList(ctx context.Context, cfg config.Config, o SilenceListOptions, w
 		}
 		printSilences(w, out.Silences)
 		return nil
-	}
-	defer st.Close()
-	printSilences(w, st.List(o.Expired))
-	return nil
+	}, func(st *silence.Store) error {
+		printSilences(w, st.List(o.Expired))
+		return nil
+	})
 }
 
 // SilenceExpire ends a silence now, audits it, and writes a line to w.
 func SilenceExpire(ctx context.Context, cfg config.Config, o SilenceExpireOptions, w io.Writer) error {
-	st, api, err := openSilences(cfg, o.API)
+	return withSilences(cfg, o.API, func(api *apiClient) error {
+		return callSilence(ctx, api, w, http.MethodDelete, "/v1/silences/"+o.ID, nil)
+	}, func(st *silence.Store) error {
+		me := Operator()
+		s, err := st.Expire(ctx, o.ID, "cli:"+me.Name, time.Now())
+		if err != nil {
+			return err
+		}
+		if err := auditSilence(ctx, cfg, me, "expired silence "+s.ID, ""); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "silence %s expired\n", s.ID)
+		return nil
+	})
+}
+
+// withSilences runs local on the state directory's silences, which it opens
+// and closes, or viaAPI on the client of the running responder that holds
+// them (openSilences).
+func withSilences(cfg config.Config, base string, viaAPI func(*apiClient) error, local func(*silence.Store) error) error {
+	st, api, err := openSilences(cfg, base)
 	if err != nil {
 		return err
 	}
 	if api != nil {
-		b, err := api.call(ctx, http.MethodDelete, "/v1/silences/"+o.ID, nil)
-		if err != nil {
-			return err
-		}
-		return printAPISilence(w, b)
+		return viaAPI(api)
 	}
 	defer st.Close()
-	me := Operator()
-	s, err := st.Expire(ctx, o.ID, "cli:"+me.Name, time.Now())
+	return local(st)
+}
+
+// callSilence sends an add or expire to the responder's API and writes the
+// silence it answers with to w.
+func callSilence(ctx context.Context, api *apiClient, w io.Writer, method, path string, body any) error {
+	b, err := api.call(ctx, method, path, body)
 	if err != nil {
 		return err
 	}
-	if err := auditSilence(ctx, cfg, me, "expired silence "+s.ID, ""); err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "silence %s expired\n", s.ID)
-	return nil
+	return printAPISilence(w, b)
 }
 
 // openSilences opens the state directory's silences, or, when a running

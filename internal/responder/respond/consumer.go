@@ -142,6 +142,8 @@ func (c *Consumer) consume(ctx context.Context, toMark chan<- markReq) error {
 	// known not to have been handled.
 	verified := map[partKey]int64{}
 	for {
+		// The stage loop of STYLE.md, as in the detector: an error once
+		// ctx is done is a stop, not a failure.
 		m, err := c.Reader.Fetch(ctx)
 		if err != nil {
 			if ctx.Err() != nil {

@@ -234,20 +234,23 @@ func (s *incidents) update(id string, now time.Time, fn func(*Incident)) (Incide
 	return in.clone(), nil
 }
 
-func (s *incidents) get(id string) (Incident, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	in, ok := s.byID[id]
-	if !ok {
-		return Incident{}, false
-	}
-	return in.clone(), true
-}
+// get returns a copy of the incident id.
+func (s *incidents) get(id string) (Incident, bool) { return s.lookup(id, false) }
 
-func (s *incidents) latest(agentID string) (Incident, bool) {
+// latest returns a copy of agentID's latest incident.
+func (s *incidents) latest(agentID string) (Incident, bool) { return s.lookup(agentID, true) }
+
+// lookup returns a copy of the incident key names: an agent id in byAgent,
+// or an incident id in byID. silence.Store.Get has the same lock, look up,
+// copy out shape over its own type.
+func (s *incidents) lookup(key string, byAgent bool) (Incident, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	in, ok := s.byAgent[agentID]
+	m := s.byID
+	if byAgent {
+		m = s.byAgent
+	}
+	in, ok := m[key]
 	if !ok {
 		return Incident{}, false
 	}

@@ -26,7 +26,8 @@ const (
 	DenylistJSON = "json"
 )
 
-// DenyEntry is one entry of a JSON deny-list.
+// DenyEntry is one entry of a JSON deny-list: the gateway's file format,
+// so it is its own type, though its fields resemble audit.Record's.
 type DenyEntry struct {
 	CredentialID string    `json:"credential_id"`
 	AgentID      string    `json:"agent_id,omitempty"`

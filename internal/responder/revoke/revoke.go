@@ -29,7 +29,8 @@ type Revoker interface {
 type Origin string
 
 // Origins. The zero value is Automatic, so a request that does not say
-// otherwise is held to the budget.
+// otherwise is held to the budget. Alike in shape to other enums
+// (silence.Reason), not shared.
 const (
 	// Automatic: a playbook step run without a human. Held to the budget
 	// and stopped by the kill switch.

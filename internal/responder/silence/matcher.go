@@ -14,7 +14,8 @@ import (
 type MatchType string
 
 // The match types. Their JSON form is the name; their text form (ParseMatcher)
-// is the operator in the comment.
+// is the operator in the comment. Alike in shape to other enums
+// (outbox.State), not shared.
 const (
 	// MatchEqual ("="): the label's value equals Value.
 	MatchEqual MatchType = "equal"

@@ -44,7 +44,7 @@ const (
 // counter, so it comes from this fixed set.
 type Reason string
 
-// The reasons.
+// The reasons. Alike in shape to other enums (revoke.Origin), not shared.
 const (
 	// ReasonManual: an operator added it (CLI, HTTP API). The default.
 	ReasonManual Reason = "manual"

@@ -47,6 +47,9 @@ type Options struct {
 	Metrics *Metrics
 }
 
+// withDefaults fills in the zero options one by one, each with its own
+// default; outbox.FileOptions.withDefaults looks the same but sets other
+// fields.
 func (o Options) withDefaults() Options {
 	if o.Retention <= 0 {
 		o.Retention = 120 * time.Hour
@@ -262,7 +265,8 @@ func (s *Store) Expire(ctx context.Context, id, by string, at time.Time) (Silenc
 	return clone(sil), nil
 }
 
-// Get returns the silence id, if it is kept.
+// Get returns the silence id, if it is kept. Lock, look up, copy out: the
+// shape of every such read (respond's incidents too), not shared code.
 func (s *Store) Get(id string) (Silence, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -397,7 +401,9 @@ func (s *Store) Close() error {
 	return s.j.Close()
 }
 
-// check returns why the store cannot be written now.
+// check returns why the store cannot be written now. It and appendLocked
+// have the shape of outbox.FileStore's, each over its own journal and line
+// type.
 func (s *Store) check(ctx context.Context) error {
 	if s.j.Closed() {
 		return ErrClosed

@@ -149,7 +149,8 @@ func Plot(path string, s Series, scores []float64, threshold float64) error {
 // rasteriser, under gonum/plot's PNG canvas, searches its cell list
 // linearly, so one stroke of a few thousand jagged points takes seconds;
 // short strokes that share their end points look the same and take
-// milliseconds.
+// milliseconds. internal/responder/evidence keeps a tuned copy on purpose:
+// responder code does not import the tools.
 func addLine(p *plot.Plot, xys plotter.XYs, c color.Color) error {
 	const lineChunk = 128
 	for i := 0; i < len(xys)-1 || i == 0; i += lineChunk {
@@ -166,7 +167,8 @@ func addLine(p *plot.Plot, xys plotter.XYs, c color.Color) error {
 
 // bands shades vertical spans of the x axis over the plot's full height.
 // plotter has no such plotter; a rectangle polygon would stretch the y
-// range to whatever height it was given.
+// range to whatever height it was given. internal/responder/evidence keeps a
+// copy on purpose: responder code does not import the tools.
 type bands struct {
 	spans [][2]float64
 	color color.Color
