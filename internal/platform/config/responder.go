@@ -31,6 +31,7 @@ type Responder struct {
 	Tokens                []APIToken    `mapstructure:"tokens" doc:"Bearer tokens of the HTTP API, each with a name, sha256 or secret_env, and its grants (see internal/responder/respapi's Token)."`
 	EgressAllow           []string      `mapstructure:"egress_allow" doc:"host:port (IP, CIDR or DNS name) outbound calls may reach: Kong's admin API, webhook targets."`
 	Slack                 Slack         `mapstructure:"slack"`
+	Evidence              Evidence      `mapstructure:"evidence"`
 	Kong                  Kong          `mapstructure:"kong"`
 	Denylist              Denylist      `mapstructure:"denylist"`
 	// Webhooks' headers typically carry credentials, hence secret.
@@ -46,6 +47,14 @@ type Slack struct {
 	SigningSecretEnv string `mapstructure:"signing_secret_env" doc:"Name of the environment variable holding the Slack app's signing secret, which verifies interactivity requests and signs buttons."`
 	APIURL           string `mapstructure:"api_url" doc:"http(s) URL overriding https://slack.com/api/ (tests use a local server); empty: Slack itself."`
 	ApprovalChannel  string `mapstructure:"approval_channel" doc:"Channel of the approval requests of incidents without an alert thread (a revocation past the budget)."`
+}
+
+// Evidence configures the signed checkpoints that anchor the evidence
+// chain outside the bundle directory (docs/responder.md, "Checkpoints").
+type Evidence struct {
+	CheckpointKeyFile  string        `mapstructure:"checkpoint_key_file" doc:"Ed25519 private key (PEM, mode 0600) that signs checkpoints of the evidence chain's head into the audit trail; make one with agentwatch responder keygen. Empty: no checkpoints, and verify checks the chain against the audit trail's bundle hashes only."`
+	CheckpointEvery    int           `mapstructure:"checkpoint_every" doc:"Sign a checkpoint after this many new evidence bundles; 1 anchors every bundle before its alert is posted. Positive."`
+	CheckpointInterval time.Duration `mapstructure:"checkpoint_interval" doc:"Also sign the chain's head this often if it moved (and at start and shutdown); 0 disables the timer. 0 to 24h."`
 }
 
 // Kong configures the Kong Admin API adapter; AdminURL "" disables it.
@@ -108,6 +117,10 @@ func responderDefaults() map[string]any {
 		"responder.denylist.format":          "lines",
 		"responder.webhooks":                 map[string]WebhookTarget{},
 		"responder.snapshot_max_events":      100_000,
+
+		"responder.evidence.checkpoint_key_file": "",
+		"responder.evidence.checkpoint_every":    1,
+		"responder.evidence.checkpoint_interval": "1m",
 	}
 }
 
@@ -161,6 +174,12 @@ func (r Responder) validate(bad func(key, format string, a ...any)) {
 		if t.Name == "" {
 			bad(fmt.Sprintf("responder.tokens[%d].name", i), "must be set")
 		}
+	}
+	if r.Evidence.CheckpointEvery < 1 {
+		bad("responder.evidence.checkpoint_every", "must be positive, got %d", r.Evidence.CheckpointEvery)
+	}
+	if v := r.Evidence.CheckpointInterval; v < 0 || v > 24*time.Hour {
+		bad("responder.evidence.checkpoint_interval", "must be in [0, 24h], got %s", v)
 	}
 	if r.SnapshotMaxEvents < 1 {
 		bad("responder.snapshot_max_events", "must be positive, got %d", r.SnapshotMaxEvents)
