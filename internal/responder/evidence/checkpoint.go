@@ -270,23 +270,28 @@ func readKeyFile(path string, private bool) ([]byte, error) {
 	return b, nil
 }
 
-// CheckpointMetrics are the checkpointer's metrics.
-type CheckpointMetrics struct {
+// Metrics are the evidence metrics an operator watches: checkpoints and
+// bundle modes.
+type Metrics struct {
 	Checkpoints *prometheus.CounterVec
 	Seq         prometheus.Gauge
 	Time        prometheus.Gauge
+	// OpenModePaths is what OpenModes found at start.
+	OpenModePaths prometheus.Gauge
 }
 
-// NewCheckpointMetrics registers the checkpointer's metrics on reg.
-func NewCheckpointMetrics(reg prometheus.Registerer) *CheckpointMetrics {
+// NewMetrics registers the evidence metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
-	return &CheckpointMetrics{
+	return &Metrics{
 		Checkpoints: f.NewCounterVec(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "evidence_checkpoints_total",
 			Help: "Signed checkpoints of the evidence chain's head, by outcome (ok, failed)."}, []string{"outcome"}),
 		Seq: f.NewGauge(prometheus.GaugeOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "evidence_checkpoint_seq",
 			Help: "Chain position of the latest signed checkpoint."}),
 		Time: f.NewGauge(prometheus.GaugeOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "evidence_checkpoint_timestamp_seconds",
 			Help: "When the latest signed checkpoint was made, in Unix seconds; alert if it lags while bundles are written."}),
+		OpenModePaths: f.NewGauge(prometheus.GaugeOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "evidence_open_mode_paths",
+			Help: "Paths under the evidence root that other users may read, found at start; should be 0 (chmod -R go-rwx the root)."}),
 	}
 }
 
@@ -305,7 +310,7 @@ type CheckpointerOptions struct {
 	Interval time.Duration
 	Now      func() time.Time
 	Log      *slog.Logger
-	Metrics  *CheckpointMetrics
+	Metrics  *Metrics
 }
 
 // A Checkpointer signs the evidence chain's head and records the
@@ -333,7 +338,7 @@ func NewCheckpointer(o CheckpointerOptions) (*Checkpointer, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	if o.Metrics == nil {
-		o.Metrics = NewCheckpointMetrics(prometheus.NewRegistry())
+		o.Metrics = NewMetrics(prometheus.NewRegistry())
 	}
 	return &Checkpointer{o: o}, nil
 }

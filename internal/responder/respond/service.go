@@ -78,6 +78,10 @@ type Service struct {
 	Evidence string
 	closers  []func() error
 	silences *silence.Store
+
+	// Checkpoints signs the evidence chain's head; nil without
+	// responder.evidence.checkpoint_key_file.
+	Checkpoints *evidence.Checkpointer
 }
 
 // Build assembles the responder from cfg.Responder and d.
@@ -134,6 +138,28 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		s.Chain = fc
 	}
 	s.Evidence = rc.EvidenceRoot()
+	em := evidence.NewMetrics(reg)
+	elog := log
+	if elog == nil {
+		elog = slog.New(slog.DiscardHandler)
+	}
+	if paths, n, err := evidence.OpenModes(s.Evidence, 5); err != nil {
+		elog.Warn("cannot check the evidence modes", "err", err)
+	} else if n > 0 {
+		em.OpenModePaths.Set(float64(n))
+		elog.Error("evidence readable by other users", "err", evidence.OpenModesError(s.Evidence, paths, n))
+	}
+	if kf := rc.Evidence.CheckpointKeyFile; kf != "" {
+		key, err := evidence.LoadPrivateKey(kf)
+		if err != nil {
+			return nil, fmt.Errorf("responder.evidence.checkpoint_key_file: %w", err)
+		}
+		s.Checkpoints, err = evidence.NewCheckpointer(evidence.CheckpointerOptions{Chain: s.Chain, Audit: s.Audit, Key: key,
+			Every: int64(rc.Evidence.CheckpointEvery), Interval: rc.Evidence.CheckpointInterval, Now: now, Log: elog.With("component", "checkpoint"), Metrics: em})
+		if err != nil {
+			return nil, err
+		}
+	}
 	sil, err := silence.Open(state(SilencesFile), silence.Options{Log: log, Now: now, Metrics: silence.NewMetrics(reg)})
 	if err != nil {
 		return nil, fmt.Errorf("open silences: %w", err)
@@ -179,7 +205,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	m := NewMetrics(reg)
 	e, err := New(Options{
 		Set: set, Outbox: ob, Seen: seen, Audit: s.Audit, Silences: sil, Registry: d.Registry, Notifier: notifier, Codec: codec,
-		Guards: guards, Throttlers: throttlers, Webhooks: webhooks, Events: d.Events, Chain: s.Chain, Evidence: s.Evidence, Scores: d.Scores, Feedback: d.Feedback,
+		Guards: guards, Throttlers: throttlers, Webhooks: webhooks, Events: d.Events, Chain: s.Chain, Evidence: s.Evidence, Checkpoints: s.Checkpoints, Scores: d.Scores, Feedback: d.Feedback,
 		Incidents: state(IncidentsFile), Log: log, Now: now, Metrics: m, AfterAction: d.AfterAction,
 		Settings: Settings{GroupWait: rc.GroupWait, IncidentWindow: rc.IncidentWindow, RepeatInterval: rc.RepeatInterval,
 			FalsePositiveSuppress: rc.FalsePositiveSuppress, Snooze: rc.Snooze, SnapshotMaxEvents: rc.SnapshotMaxEvents, ButtonAdapter: button,
@@ -212,13 +238,24 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	return s, nil
 }
 
-// Run runs the outbox Worker and the silences' maintenance until ctx ends.
+// Run runs the outbox Worker, the silences' maintenance and the evidence
+// checkpointer until ctx ends. The checkpointer signs the chain's head
+// once more as it stops, before the stores are closed.
 func (s *Service) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.silences.Run(ctx) }()
+	cpc := make(chan error, 1)
+	if s.Checkpoints != nil {
+		go func() { cpc <- s.Checkpoints.Run(ctx) }()
+	} else {
+		cpc <- nil
+	}
 	err := s.Worker.Run(ctx)
 	if serr := <-errc; err == nil && serr != nil && !errors.Is(serr, context.Canceled) {
 		err = serr
+	}
+	if cerr := <-cpc; err == nil {
+		err = cerr
 	}
 	return err
 }
