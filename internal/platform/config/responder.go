@@ -52,7 +52,7 @@ type Slack struct {
 // Evidence configures the signed checkpoints that anchor the evidence
 // chain outside the bundle directory (docs/responder.md, "Checkpoints").
 type Evidence struct {
-	CheckpointKeyFile  string        `mapstructure:"checkpoint_key_file" doc:"Ed25519 private key (PEM, mode 0600) that signs checkpoints of the evidence chain's head into the audit trail; make one with agentwatch responder keygen. Empty: no checkpoints, and verify checks the chain against the audit trail's bundle hashes only."`
+	CheckpointKeyFile  string        `mapstructure:"checkpoint_key_file" doc:"Ed25519 private key (PEM, mode 0600) that signs checkpoints of the evidence chain's head into the audit trail; make one with responder keygen --out FILE. Empty: no checkpoints, and verify checks the chain against the audit trail's bundle hashes only."`
 	CheckpointEvery    int           `mapstructure:"checkpoint_every" doc:"Sign a checkpoint after this many new evidence bundles; 1 anchors every bundle before its alert is posted. Positive."`
 	CheckpointInterval time.Duration `mapstructure:"checkpoint_interval" doc:"Also sign the chain's head this often if it moved (and at start and shutdown); 0 disables the timer. 0 to 24h."`
 }
