@@ -80,6 +80,9 @@ type rig struct {
 	cancel   context.CancelFunc
 	done     chan error
 	cfg      config.Config
+	// playbooks replaces testPlaybooks; now replaces the engine's clock.
+	playbooks string
+	now       func() time.Time
 }
 
 type memFeedback struct {
@@ -95,6 +98,17 @@ func (f *memFeedback) Put(_ context.Context, v anomaly.Verdict) error {
 }
 
 func newRig(t *testing.T, mod func(*config.Config)) *rig {
+	t.Helper()
+	return newRigWith(t, func(r *rig) {
+		if mod != nil {
+			mod(&r.cfg)
+		}
+	})
+}
+
+// newRigWith is newRig with a hook that may change the rig (its
+// playbooks, its clock) as well as its configuration before it starts.
+func newRigWith(t *testing.T, mod func(*rig)) *rig {
 	t.Helper()
 	cfg, err := config.LoadEnv("", nil, nil)
 	if err != nil {
@@ -114,22 +128,26 @@ func newRig(t *testing.T, mod func(*config.Config)) *rig {
 	// The analysts are a user group: the responder resolves it.
 	rc.Slack.Responders = []string{"S0SOC"}
 	r.slack.SetGroup("S0SOC", "U0ANALYST", "U0OTHER")
-	if mod != nil {
-		mod(&cfg)
-	}
 	r.cfg = cfg
+	if mod != nil {
+		mod(r)
+	}
 	r.start()
 	return r
 }
 
 func (r *rig) start() {
 	t := r.t
-	set, err := playbooks.Parse("test.yaml", []byte(testPlaybooks))
+	src := testPlaybooks
+	if r.playbooks != "" {
+		src = r.playbooks
+	}
+	set, err := playbooks.Parse("test.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := map[string]string{"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": testSecret}
-	svc, err := Build(r.cfg, Deps{Set: set, Events: r.events, Feedback: r.feedback, Getenv: func(k string) string { return env[k] }},
+	svc, err := Build(r.cfg, Deps{Set: set, Events: r.events, Feedback: r.feedback, Getenv: func(k string) string { return env[k] }, Now: r.now},
 		nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,307 @@
+package respond
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/slackui"
+	"github.com/agentwatch/agentwatch/internal/testkit/testsrv"
+	"github.com/agentwatch/agentwatch/pkg/anomaly"
+)
+
+// denyPlaybooks revoke through the deny-list only, so that the buttons use
+// it too (no Kong configured).
+const denyPlaybooks = `
+playbooks:
+  - name: watch
+    trigger: {kinds: [behaviour]}
+    final: true
+    steps:
+      - notify: {channel: "#soc-alerts"}
+  - name: shadow
+    trigger: {kinds: [shadow_agent]}
+    final: true
+    steps:
+      - notify: {channel: "#soc-flood"}
+`
+
+func denylistRig(t *testing.T, mod func(*rig)) *rig {
+	return newRigWith(t, func(r *rig) {
+		r.playbooks = denyPlaybooks
+		r.cfg.Responder.Kong.AdminURL = ""
+		r.cfg.Responder.EgressAllow = nil
+		if mod != nil {
+			mod(r)
+		}
+	})
+}
+
+func denylist(t *testing.T, r *rig) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(r.cfg.Responder.StateDir, "denylist.txt"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// A Revoke click by a Slack user who is neither an approver of the
+// incident's playbooks nor a configured responder is refused: the user
+// is told (ephemeral), the attempt is audited, nothing is revoked. A user
+// in the responders' user group may.
+func TestRevokeClickByOutsiderIsRefusedAuditedAndDoesNothing(t *testing.T) {
+	r := denylistRig(t, nil)
+	ctx := context.Background()
+	a := exfil("out-1", "agent-o", "cred-o", time.Now().Truncate(time.Minute).UnixMilli())
+	if _, err := r.svc.Engine.Handle(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	r.settle()
+	before := denylist(t, r)
+	codec, _ := slackui.NewActionCodec(testSecret)
+	v, err := codec.Encode(slackui.ActionRef{Kind: slackui.Revoke, IncidentID: IncidentID(a), AnomalyID: a.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, user, action, value string
+	}{
+		{"revoke", "U0INTRUDER", "aw_revoke", v},
+	} {
+		w := httptest.NewRecorder()
+		r.svc.Handler.ServeHTTP(w, signedAs(t, tc.user, tc.action, tc.value, "trig-"+tc.name, time.Now()))
+		if w.Code != http.StatusOK {
+			t.Fatalf("%s: refused click answered %d; want 200 (handled: refused)", tc.name, w.Code)
+		}
+	}
+	r.settle()
+	if got := denylist(t, r); got != before || strings.Contains(got, "cred-o") {
+		t.Fatalf("an outsider's click changed the deny-list:\n%s", got)
+	}
+	recs, err := r.svc.Audit.Query(ctx, audit.Filter{AgentID: "agent-o"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused int
+	for _, rec := range recs {
+		if rec.Action == "revoke" && rec.Result == audit.ResultRefused && rec.Actor.UserID == "U0INTRUDER" &&
+			strings.Contains(rec.Detail, "nothing was done") {
+			refused++
+		}
+		if rec.Action == "revoke" && rec.Result == audit.ResultOK {
+			t.Errorf("revocation recorded: %+v", rec)
+		}
+	}
+	if refused != 1 {
+		t.Errorf("%d refused revoke records for U0INTRUDER; want 1: %+v", refused, recs)
+	}
+	var eph []testsrv.SlackPost
+	for _, p := range r.slack.Posts() {
+		if p.Method == "chat.postEphemeral" {
+			eph = append(eph, p)
+		}
+	}
+	if len(eph) != 1 || eph[0].User != "U0INTRUDER" || !strings.Contains(eph[0].Text, "may not") {
+		t.Fatalf("ephemeral refusals %+v; want one, to U0INTRUDER", eph)
+	}
+
+	// U0OTHER is in the responders' user group S0SOC: allowed.
+	w := httptest.NewRecorder()
+	r.svc.Handler.ServeHTTP(w, signedAs(t, "U0OTHER", "aw_revoke", v, "trig-member", time.Now()))
+	if w.Code != http.StatusOK {
+		t.Fatalf("group member's click: %d %s", w.Code, w.Body)
+	}
+	r.settle()
+	if got := denylist(t, r); !strings.Contains(got, "cred-o") {
+		t.Fatalf("a responder group member's revoke did not run; deny-list:\n%s", got)
+	}
+	if n := r.slack.GroupCalls(); n != 1 {
+		t.Errorf("usergroups.users.list called %d times; want 1 (the member list is cached)", n)
+	}
+}
+
+// An approver named in the playbook may act without being a responder;
+// with no responders and no approvers nobody may; and Approve/Deny on
+// an approval request are checked the same way.
+func TestWhoMayActTable(t *testing.T) {
+	const gated = `
+playbooks:
+  - name: gated
+    trigger: {kinds: [zombie_route]}
+    final: true
+    steps:
+      - notify: {channel: "#soc-alerts"}
+      - approve: {channel: "#soc-alerts", timeout: 1h, approvers: [U0APPROVER, S0LEADS]}
+      - revoke: {adapter: denylist}
+`
+	for _, tc := range []struct {
+		name       string
+		responders []string
+		user       string
+		button     slackui.ActionKind
+		allowed    bool
+	}{
+		{"approver revokes", nil, "U0APPROVER", slackui.Revoke, true},
+		{"approver group member revokes", nil, "U0LEAD", slackui.Revoke, true},
+		{"responder answers", []string{"U0RESP"}, "U0RESP", slackui.Approve, true},
+		{"approver answers", nil, "U0APPROVER", slackui.Deny, true},
+		{"outsider answers", []string{"U0RESP"}, "U0NOBODY", slackui.Approve, false},
+		{"outsider quarantines", []string{"S0SOC"}, "U0NOBODY", slackui.Quarantine, false},
+		{"unknown group", []string{"S0GONE"}, "U0NOBODY", slackui.Revoke, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRigWith(t, func(r *rig) {
+				r.playbooks = gated
+				r.cfg.Responder.Kong.AdminURL = ""
+				r.cfg.Responder.Slack.Responders = tc.responders
+				r.slack.SetGroup("S0LEADS", "U0LEAD")
+			})
+			ctx := context.Background()
+			a := anomaly.Anomaly{V: 1, ID: "z-" + strings.ReplaceAll(tc.name, " ", "-"), AgentID: "agent-w", CredentialID: "cred-w",
+				Kind: anomaly.ZombieRoute, Severity: "medium", Score: 3, WindowStartMs: 1, WindowEndMs: 60_001}
+			if _, err := r.svc.Engine.Handle(ctx, a); err != nil {
+				t.Fatal(err)
+			}
+			r.settle()
+			codec, _ := slackui.NewActionCodec(testSecret)
+			ref := slackui.ActionRef{Kind: tc.button, IncidentID: IncidentID(a), AnomalyID: a.ID}
+			if tc.button == slackui.Approve || tc.button == slackui.Deny {
+				ref.AnomalyID = IncidentID(a) + "-gated-1"
+			}
+			v, err := codec.Encode(ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := httptest.NewRecorder()
+			r.svc.Handler.ServeHTTP(w, signedAs(t, tc.user, "aw_"+string(tc.button), v, "trig", time.Now()))
+			if w.Code != http.StatusOK {
+				t.Fatalf("click: %d %s", w.Code, w.Body)
+			}
+			r.settle()
+			recs, _ := r.svc.Audit.Query(ctx, audit.Filter{AgentID: "agent-w"})
+			var refused bool
+			for _, rec := range recs {
+				if rec.Result == audit.ResultRefused && rec.Actor.UserID == tc.user && rec.Action == string(tc.button) {
+					refused = true
+				}
+			}
+			if refused == tc.allowed {
+				t.Errorf("%s clicking %s: refused=%v, want allowed=%v: %+v", tc.user, tc.button, refused, tc.allowed, recs)
+			}
+			revoked := strings.Contains(denylist(t, r), "cred-w")
+			if wantRevoked := tc.allowed && (tc.button == slackui.Revoke || tc.button == slackui.Approve || tc.button == slackui.Quarantine); revoked != wantRevoked {
+				t.Errorf("deny-list has cred-w: %v, want %v", revoked, wantRevoked)
+			}
+		})
+	}
+}
+
+// fakeClock is a clock a test moves by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// A flood of anomalies of many agents to one channel gives at most the
+// configured number of messages in each minute, plus one summary of the
+// rest at the end of the minute; nothing is lost (each suppressed alert is
+// audited and its incident kept).
+func TestFloodToOneChannelIsCappedAndSummarised(t *testing.T) {
+	const max, flood = 5, 60
+	clock := &fakeClock{t: time.Now().Truncate(time.Minute).Add(10 * time.Second)}
+	r := denylistRig(t, func(r *rig) {
+		r.now = clock.now
+		r.cfg.Responder.Slack.MaxMessagesPerMinute = max
+	})
+	ctx := context.Background()
+	minute := clock.now().Truncate(time.Minute)
+	for i := 0; i < flood; i++ {
+		a := anomaly.Anomaly{V: 1, ID: fmt.Sprintf("sh-%d", i), AgentID: fmt.Sprintf("shadow-%03d", i), Kind: anomaly.ShadowAgent,
+			Severity: "medium", Score: 2, WindowStartMs: minute.UnixMilli(), WindowEndMs: minute.UnixMilli() + 60_000}
+		if _, err := r.svc.Engine.Handle(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.settle()
+	flooded := func() []testsrv.SlackPost {
+		var out []testsrv.SlackPost
+		for _, p := range r.slack.Posts() {
+			if p.Channel == "#soc-flood" {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	if n := len(flooded()); n != max {
+		t.Fatalf("%d messages in the first minute; want the cap, %d", n, max)
+	}
+	// The minute ends (by the engine's clock): one summary.
+	clock.add(time.Minute)
+	r.svc.Engine.flushCaps(ctx)
+	r.settle()
+	posts := flooded()
+	if len(posts) != max+1 {
+		t.Fatalf("%d messages after the minute; want %d and one summary", len(posts), max+1)
+	}
+	sum := posts[max].Text
+	if want := fmt.Sprintf("%d more messages", flood-max); !strings.Contains(sum, want) || !strings.Contains(sum, "shadow_agent") ||
+		!strings.Contains(sum, "responder incidents") {
+		t.Errorf("summary %q; want %q, the kind, and where to look", sum, want)
+	}
+	// A second flush in the same minute posts nothing more.
+	r.svc.Engine.flushCaps(ctx)
+	r.settle()
+	if n := len(flooded()); n != max+1 {
+		t.Errorf("%d messages after a second flush; want %d", n, max+1)
+	}
+	// Nothing is lost: every anomaly has its incident and its notify
+	// record, posted or not.
+	if n := len(r.svc.Engine.Incidents()); n != flood {
+		t.Errorf("%d incidents; want %d", n, flood)
+	}
+	recs, err := r.svc.Audit.Query(ctx, audit.Filter{Limit: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var posted, held int
+	for _, rec := range recs {
+		if rec.Action != "notify" {
+			continue
+		}
+		switch {
+		case rec.Result == audit.ResultOK:
+			posted++
+		case rec.Result == audit.ResultSkipped && strings.Contains(rec.Detail, "over its cap"):
+			held++
+		}
+	}
+	if posted != max || held != flood-max {
+		t.Errorf("notify records: %d posted, %d held back; want %d and %d", posted, held, max, flood-max)
+	}
+	// The next minute has its own budget.
+	a := anomaly.Anomaly{V: 1, ID: "sh-late", AgentID: "shadow-late", Kind: anomaly.ShadowAgent, Severity: "medium", Score: 2,
+		WindowStartMs: minute.UnixMilli() + 60_000, WindowEndMs: minute.UnixMilli() + 120_000}
+	if _, err := r.svc.Engine.Handle(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	r.settle()
+	if n := len(flooded()); n != max+2 {
+		t.Errorf("%d messages after an anomaly in the next minute; want %d", n, max+2)
+	}
+}
