@@ -200,7 +200,8 @@ func (l *Limiter) Refused(ctx context.Context, c Client, reason, path string) {
 	l.mu.Lock()
 	due := l.rollLocked(now)
 	t, ok := l.tally[c]
-	if !ok && len(l.tally) >= l.o.MaxClients {
+	if _, tracked := l.buckets[c]; !ok && (len(l.tally) >= l.o.MaxClients || (!tracked && len(l.buckets) >= l.o.MaxClients)) {
+		// The same clients share the overflow row as share its bucket.
 		c = Client{Kind: c.Kind, ID: Overflow}
 		t, ok = l.tally[c]
 	}
