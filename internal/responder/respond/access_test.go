@@ -14,7 +14,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/respapi"
 	"github.com/agentwatch/agentwatch/internal/responder/slackui"
 	"github.com/agentwatch/agentwatch/internal/testkit/testsrv"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
@@ -302,5 +304,57 @@ func TestFloodToOneChannelIsCappedAndSummarised(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(r.svc.Engine.o.Metrics.SlackSuppressed.WithLabelValues(capAlert)); int(got) != held {
 		t.Errorf("slack_suppressed_total{what=alert} = %v; want %d", got, held)
+	}
+}
+
+// The responder as built (Build, Run) limits its API and samples the
+// refusals into its audit trail: 3,000 requests without a token write a
+// handful of rows, the last one at shutdown.
+func TestServiceSamplesUnauthenticatedFloodIntoTheAudit(t *testing.T) {
+	clock := &fakeClock{t: time.Now().Truncate(time.Minute)}
+	const secret = "ci-secret-0123456789abcdef0123456789abcdef"
+	r := denylistRig(t, func(r *rig) {
+		r.now = clock.now
+		r.cfg.Responder.Tokens = []config.APIToken{{Name: "ci", SHA256: respapi.HashSecret(secret), AllowedPlaybooks: []string{"*"}, CanReadAudit: true}}
+	})
+	codes := map[int]int{}
+	const n = 3000
+	for i := 0; i < n; i++ {
+		req := httptest.NewRequest(http.MethodGet, "/v1/audit", nil)
+		req.RemoteAddr = "127.0.0.1:40000"
+		w := httptest.NewRecorder()
+		r.svc.Handler.ServeHTTP(w, req)
+		codes[w.Code]++
+		clock.add(8 * time.Millisecond) // 3,000 in 24 s
+	}
+	if codes[http.StatusUnauthorized] > 20+5*24+1 || codes[http.StatusTooManyRequests] < n-(20+5*24+1) {
+		t.Errorf("answers %v; want at most the burst and 5/s through, the rest 429", codes)
+	}
+	// The token is a client of its own.
+	req := httptest.NewRequest(http.MethodGet, "/v1/audit?limit=10", nil)
+	req.RemoteAddr = "127.0.0.1:40000"
+	req.Header.Set("Authorization", "Bearer "+secret)
+	w := httptest.NewRecorder()
+	r.svc.Handler.ServeHTTP(w, req)
+	if w.Code != http.StatusOK {
+		t.Fatalf("token during the flood: %d %s", w.Code, w.Body)
+	}
+	r.stop() // flushes the interval in progress
+	r.start()
+	recs, err := r.svc.Audit.Query(context.Background(), audit.Filter{Limit: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows int
+	for _, rec := range recs {
+		if rec.Action == "requests_refused" {
+			rows++
+			if !strings.Contains(rec.Detail, fmt.Sprintf("%d api requests refused from ip:127.0.0.1", n)) {
+				t.Errorf("row %q; want all %d refusals in it", rec.Detail, n)
+			}
+		}
+	}
+	if rows != 1 || len(recs) > 3 {
+		t.Errorf("%d sampled rows, %d records in all; want 1 row (24 s is one interval) beside the token's query", rows, len(recs))
 	}
 }
