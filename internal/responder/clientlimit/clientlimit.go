@@ -54,7 +54,7 @@ const (
 )
 
 // Client names who sent a request. Kind is "token", "slack" (a Slack user
-// id) or "ip"; ID the name, user id or address.
+// id) or "ip"; ID the name, user id or address. A comparable value.
 type Client struct {
 	Kind string
 	ID   string
@@ -70,6 +70,7 @@ func IP(remoteAddr string) Client {
 	return Client{Kind: "ip", ID: host}
 }
 
+// String is "kind:id", as the audit rows and logs name the client.
 func (c Client) String() string { return c.Kind + ":" + c.ID }
 
 // Appender is where the sampled rows go (*audit.Logger).
