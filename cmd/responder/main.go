@@ -204,7 +204,7 @@ func verifyCommand() *cobra.Command {
 		}),
 	}
 	cmd.Flags().StringVar(&o.Bundle, "bundle", "", "verify this bundle only (default: every bundle of the chain, and the chain)")
-	cmd.Flags().StringVar(&o.PublicKey, "public-key", "", "PEM public key the checkpoints must be signed with (default: derived from responder.evidence.checkpoint_key_file)")
+	cmd.Flags().StringArrayVar(&o.PublicKeys, "public-key", nil, "PEM public key the checkpoints must be signed with; repeat it for the old and new keys of a rotation (default: derived from responder.evidence.checkpoint_key_file)")
 	return cmd
 }
 

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
@@ -101,9 +102,9 @@ type Report struct {
 	HeadSHA256 string
 	// AuditedBundles is the number of snapshot rows compared.
 	AuditedBundles int
-	// KeyID is the verifying key's id, "" when no key was given (then
-	// checkpoints were not checked).
-	KeyID string
+	// KeyIDs are the verifying keys' ids, empty when no key was given
+	// (then checkpoints were not checked).
+	KeyIDs []string
 	// Checkpoints is the number of checkpoints whose signature verified.
 	Checkpoints int
 	// Latest is the verified checkpoint of the highest seq (the latest
@@ -117,12 +118,12 @@ type Report struct {
 // VerifyAnchored checks the chain and the bundles as VerifyChain does,
 // and then the chain against an: every audited bundle must be in the chain
 // with the hash the audit trail recorded when it was written (a cut chain
-// lacks it, a rewritten one has another hash), and, when pub is given,
-// every checkpoint must be signed by pub and name a record the chain holds
-// with the signed hash. With pub and a non-empty chain, at least one
-// checkpoint must exist. It returns the report and every problem found,
+// lacks it, a rewritten one has another hash), and, when public keys are
+// given, every checkpoint must be signed by one of them (several: the keys
+// of a rotation) and name a record the chain holds with the signed hash.
+// With keys and a non-empty chain, at least one checkpoint must exist. It returns the report and every problem found,
 // each an *IntegrityError; FirstDivergence picks the earliest.
-func VerifyAnchored(ctx context.Context, store ChainStore, root string, an Anchors, pub ed25519.PublicKey) (Report, error) {
+func VerifyAnchored(ctx context.Context, store ChainStore, root string, an Anchors, pubs ...ed25519.PublicKey) (Report, error) {
 	var rep Report
 	var errs []error
 	if err := VerifyChain(ctx, store, root); err != nil {
@@ -172,9 +173,17 @@ func VerifyAnchored(ctx context.Context, store ChainStore, root string, an Ancho
 	for _, u := range an.Unreadable {
 		errs = append(errs, u)
 	}
-	if pub != nil {
-		rep.KeyID = KeyID(pub)
+	if len(pubs) > 0 {
+		byID := map[string]ed25519.PublicKey{}
+		for _, p := range pubs {
+			byID[KeyID(p)] = p
+			rep.KeyIDs = append(rep.KeyIDs, KeyID(p))
+		}
 		for _, cp := range an.Checkpoints {
+			pub, ok := byID[cp.KeyID]
+			if !ok {
+				pub = pubs[0] // Verify says which key signed and which verifies
+			}
 			if err := cp.Verify(pub); err != nil {
 				errs = append(errs, &IntegrityError{Seq: cp.Seq, BundleID: bundleAt(bySeq, cp.Seq),
 					Reason: fmt.Sprintf("checkpoint of seq %d made at %s: %v", cp.Seq, fmtMs(cp.AtMs), err)})
@@ -199,7 +208,7 @@ func VerifyAnchored(ctx context.Context, store ChainStore, root string, an Ancho
 			rep.Unanchored = max(0, rep.HeadSeq-rep.Latest.Seq)
 		} else if rep.Records > 0 {
 			rep.Unanchored = rep.HeadSeq
-			errs = append(errs, &IntegrityError{Reason: fmt.Sprintf("the audit trail holds no checkpoint signed by key %s: nothing outside the bundle directory anchors the chain's %d records", rep.KeyID, rep.Records)})
+			errs = append(errs, &IntegrityError{Reason: fmt.Sprintf("the audit trail holds no checkpoint signed by key %s: nothing outside the bundle directory anchors the chain's %d records", strings.Join(rep.KeyIDs, " or "), rep.Records)})
 		}
 	}
 	return rep, errors.Join(errs...)

@@ -82,6 +82,9 @@ func (a *anchored) verify(t *testing.T, pub ed25519.PublicKey) (Report, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if pub == nil {
+		return VerifyAnchored(context.Background(), a.chain, a.root, an)
+	}
 	return VerifyAnchored(context.Background(), a.chain, a.root, an, pub)
 }
 
@@ -137,7 +140,7 @@ func TestVerifyAnchoredHappyPath(t *testing.T) {
 		t.Fatalf("an untouched chain does not verify: %v", err)
 	}
 	if rep.Records != 4 || rep.HeadSeq != 4 || rep.AuditedBundles != 4 || rep.Checkpoints != 4 || rep.Latest == nil ||
-		rep.Latest.Seq != 4 || rep.Latest.HeadSHA256 != rep.HeadSHA256 || rep.Unanchored != 0 || rep.KeyID != KeyID(pubOf(a.key)) {
+		rep.Latest.Seq != 4 || rep.Latest.HeadSHA256 != rep.HeadSHA256 || rep.Unanchored != 0 || len(rep.KeyIDs) != 1 || rep.KeyIDs[0] != KeyID(pubOf(a.key)) {
 		t.Fatalf("report = %+v", rep)
 	}
 	// A fifth bundle without a checkpoint yet is not a problem: it is
@@ -231,6 +234,25 @@ func TestVerifyWithAnotherKeyFails(t *testing.T) {
 	if rep.Checkpoints != 0 || !strings.Contains(err.Error(), "holds no checkpoint signed by key "+KeyID(other)) {
 		t.Fatalf("report %+v, err %v", rep, err)
 	}
+}
+
+// TestVerifyAcrossAKeyRotation: after a rotation the chain verifies with
+// both public keys given, and not with the new one alone.
+func TestVerifyAcrossAKeyRotation(t *testing.T) {
+	a := newAnchored(t, 2)
+	next := newKey(t)
+	a.cp = a.checkpointer(t, next)
+	a.snapshot(t, bundleName(3), "agent-7")
+	an, err := ReadAnchors(context.Background(), a.audit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := VerifyAnchored(context.Background(), a.chain, a.root, an, pubOf(a.key), pubOf(next))
+	if err != nil || rep.Checkpoints != 3 || rep.Latest.Seq != 3 || rep.Latest.KeyID != KeyID(pubOf(next)) {
+		t.Fatalf("with both keys: %+v, %v", rep, err)
+	}
+	_, err = VerifyAnchored(context.Background(), a.chain, a.root, an, pubOf(next))
+	wantDivergence(t, err, 1, "signed by key "+KeyID(pubOf(a.key)))
 }
 
 // TestAlteredCheckpointFails: a checkpoint row whose fields were edited

@@ -1,7 +1,6 @@
 package respctl
 
 import (
-	"cmp"
 	"context"
 	"crypto/ed25519"
 	"fmt"
@@ -59,10 +58,11 @@ type VerifyOptions struct {
 	// Bundle is the one bundle to verify; "" means every bundle of the
 	// evidence chain, and the chain.
 	Bundle string
-	// PublicKey is the file of the public key the checkpoints must be
-	// signed with (PEM; a private key file works too). "" means the key
-	// derived from responder.evidence.checkpoint_key_file, if set.
-	PublicKey string
+	// PublicKeys are the files of the public keys the checkpoints must
+	// be signed with (PEM; a private key file works too), several across
+	// a key rotation. None means the key derived from
+	// responder.evidence.checkpoint_key_file, if set.
+	PublicKeys []string
 }
 
 // Verify checks evidence bundles against their manifests and the chain
@@ -94,12 +94,17 @@ func Verify(ctx context.Context, cfg config.Config, log *slog.Logger, o VerifyOp
 		fmt.Fprintf(w, "bundle %s verifies: every file matches its manifest, and the manifest its chain record\n", o.Bundle)
 		return nil
 	}
-	var pub ed25519.PublicKey
-	keyFile := cmp.Or(o.PublicKey, cfg.Responder.Evidence.CheckpointKeyFile)
-	if keyFile != "" {
-		if pub, err = evidence.LoadPublicKey(keyFile); err != nil {
+	var pubs []ed25519.PublicKey
+	keyFiles := o.PublicKeys
+	if len(keyFiles) == 0 && cfg.Responder.Evidence.CheckpointKeyFile != "" {
+		keyFiles = []string{cfg.Responder.Evidence.CheckpointKeyFile}
+	}
+	for _, f := range keyFiles {
+		pub, err := evidence.LoadPublicKey(f)
+		if err != nil {
 			return err
 		}
+		pubs = append(pubs, pub)
 	}
 	al, closeAudit, err := respsvc.OpenAudit(ctx, cfg, log)
 	if err != nil {
@@ -110,7 +115,7 @@ func Verify(ctx context.Context, cfg config.Config, log *slog.Logger, o VerifyOp
 	if err != nil {
 		return err
 	}
-	rep, err := evidence.VerifyAnchored(ctx, chain, root, an, pub)
+	rep, err := evidence.VerifyAnchored(ctx, chain, root, an, pubs...)
 	if err != nil {
 		if first := evidence.FirstDivergence(err); first != nil {
 			return fmt.Errorf("evidence chain does NOT verify.\nfirst divergent record: %s\nevery problem found:\n%w", describe(first), err)
@@ -120,13 +125,13 @@ func Verify(ctx context.Context, cfg config.Config, log *slog.Logger, o VerifyOp
 	fmt.Fprintf(w, "evidence chain verifies: %d records, each bundle matches its manifest and each manifest links to the one before\n", rep.Records)
 	fmt.Fprintf(w, "audit trail: %d bundle hashes recorded when the bundles were written, each matches the chain\n", rep.AuditedBundles)
 	switch {
-	case pub == nil:
+	case len(pubs) == 0:
 		fmt.Fprintln(w, "checkpoints: NOT checked: no public key (pass --public-key, or set responder.evidence.checkpoint_key_file)")
 	case rep.Latest == nil:
-		fmt.Fprintf(w, "checkpoints: none yet, and the chain is empty (key %s)\n", rep.KeyID)
+		fmt.Fprintf(w, "checkpoints: none yet, and the chain is empty (key %s)\n", strings.Join(rep.KeyIDs, ", "))
 	default:
-		fmt.Fprintf(w, "checkpoints: %d signed by key %s; the latest anchors seq %d (%s), signed %s; %d records written since\n",
-			rep.Checkpoints, rep.KeyID, rep.Latest.Seq, rep.Latest.HeadSHA256, time.UnixMilli(rep.Latest.AtMs).UTC().Format(time.RFC3339), rep.Unanchored)
+		fmt.Fprintf(w, "checkpoints: %d signed by key %s; the latest anchors seq %d (%s), signed %s by key %s; %d records written since\n",
+			rep.Checkpoints, strings.Join(rep.KeyIDs, " or "), rep.Latest.Seq, rep.Latest.HeadSHA256, time.UnixMilli(rep.Latest.AtMs).UTC().Format(time.RFC3339), rep.Latest.KeyID, rep.Unanchored)
 	}
 	return nil
 }

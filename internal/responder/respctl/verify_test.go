@@ -105,7 +105,11 @@ func TestVerifyCommandAgainstTheAuditFile(t *testing.T) {
 	}
 	verify := func(cfg config.Config, pub string) (string, error) {
 		var out bytes.Buffer
-		err := Verify(t.Context(), cfg, nil, VerifyOptions{PublicKey: pub}, &out)
+		o := VerifyOptions{}
+		if pub != "" {
+			o.PublicKeys = []string{pub}
+		}
+		err := Verify(t.Context(), cfg, nil, o, &out)
 		return out.String(), err
 	}
 	fresh := func(t *testing.T) config.Config {

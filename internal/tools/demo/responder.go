@@ -163,7 +163,7 @@ func (r *embeddedResponder) finish(ctx context.Context) (responderSummary, error
 	if err != nil {
 		return s, err
 	}
-	_, s.ChainOK = evidence.VerifyAnchored(wctx, r.svc.Chain, r.svc.Evidence, an, nil)
+	_, s.ChainOK = evidence.VerifyAnchored(wctx, r.svc.Chain, r.svc.Evidence, an)
 	s.Evidence = r.svc.Evidence
 	s.StateDir = filepath.Dir(r.svc.Evidence)
 	s.Denylist = filepath.Join(s.StateDir, "denylist.txt")
