@@ -16,6 +16,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/bus"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
+	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/testkit/itest"
 	"github.com/agentwatch/agentwatch/internal/testkit/testsrv"
 	"github.com/agentwatch/agentwatch/internal/tools/sim"
@@ -238,6 +239,11 @@ func TestIntegrationEndToEndExfiltration(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.settings["detector.registry_file"], e.settings["detector.routes_file"] = regFile, routesFile
+	keyFile := filepath.Join(dir, "checkpoint.key")
+	if _, err := evidence.GenerateKey(keyFile, keyFile+".pub"); err != nil {
+		t.Fatal(err)
+	}
+	e.settings["responder.evidence.checkpoint_key_file"] = keyFile
 
 	ing := itest.Start(t, e.bins["ingest"], e.env())
 	det := itest.Start(t, e.bins["detector"], e.env())
@@ -292,8 +298,9 @@ func TestIntegrationEndToEndExfiltration(t *testing.T) {
 	if e.kong.Has(e.credential) {
 		t.Error("the credential is still at Kong")
 	}
-	out, err := e.cli("verify")
-	if err != nil || !strings.Contains(out, "verifies") {
+	out, err := e.cli("verify", "--public-key", keyFile+".pub")
+	if err != nil || !strings.Contains(out, "verifies") || !strings.Contains(out, "audit trail: 1 bundle hashes") ||
+		!strings.Contains(out, "signed by key") || !strings.Contains(out, "the latest anchors seq 1") {
 		t.Errorf("responder verify: %v\n%s", err, out)
 	}
 	var bundles int

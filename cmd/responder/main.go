@@ -41,7 +41,7 @@ Slack's interactivity endpoint and the HTTP API. Run without a command, it runs
 the consumer; the other commands are for operators (docs/responder.md).`)
 	cli.ServiceCommand(root, runResponder)
 	root.AddCommand(runPlaybookCommand(), restoreCommand(), auditCommand(), verifyCommand(),
-		incidentsCommand(), silenceCommand(), outboxCommand(), falsePositiveCommand())
+		incidentsCommand(), silenceCommand(), outboxCommand(), falsePositiveCommand(), keygenCommand())
 	return root
 }
 
@@ -197,13 +197,35 @@ func verifyCommand() *cobra.Command {
 	var o respctl.VerifyOptions
 	cmd := &cobra.Command{
 		Use:   "verify",
-		Short: "Check the evidence bundles and their hash chain",
+		Short: "Check the evidence bundles, their hash chain, the audit trail's hashes and the signed checkpoints",
 		Args:  cli.NoArgs,
 		RunE: operatorRunE(nil, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			return respctl.Verify(cmd.Context(), cfg, log, o, cmd.OutOrStdout())
 		}),
 	}
 	cmd.Flags().StringVar(&o.Bundle, "bundle", "", "verify this bundle only (default: every bundle of the chain, and the chain)")
+	cmd.Flags().StringArrayVar(&o.PublicKeys, "public-key", nil, "PEM public key the checkpoints must be signed with; repeat it for the old and new keys of a rotation (default: derived from responder.evidence.checkpoint_key_file)")
+	return cmd
+}
+
+func keygenCommand() *cobra.Command {
+	var o respctl.KeygenOptions
+	cmd := &cobra.Command{
+		Use:   "keygen --out FILE",
+		Short: "Make an Ed25519 key that signs checkpoints of the evidence chain",
+		Long: `keygen writes a new Ed25519 private key to FILE (mode 0600, PEM) and its public
+key to FILE.pub. Point responder.evidence.checkpoint_key_file at FILE, and keep
+a copy of FILE.pub off the responder's host: responder verify --public-key
+checks the checkpoints with it. Existing files are never overwritten.`,
+		Args: cli.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := required(cmd, "out"); err != nil {
+				return err
+			}
+			return respctl.Keygen(o, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&o.Out, "out", "", "the private key's file (the public key goes to FILE.pub)")
 	return cmd
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"testing"
 
 	"github.com/agentwatch/agentwatch/internal/testkit/clitest"
@@ -10,6 +11,7 @@ import (
 // exit codes, suggestions and that help shows only a command's own flags.
 func TestCommandLine(t *testing.T) {
 	state := "--responder.state_dir=" + t.TempDir()
+	key := filepath.Join(t.TempDir(), "checkpoint.key")
 	clitest.Run(t, newRoot, []clitest.Case{
 		{Args: []string{"--help"}, Code: 0, Out: "run-playbook"},
 		{Args: []string{"help", "silence"}, Code: 0, Out: "expire"},
@@ -26,5 +28,10 @@ func TestCommandLine(t *testing.T) {
 		{Args: []string{"run"}, Code: 2, Err: "kafka.brokers is empty"},
 		{Args: []string{"incidents", state}, Code: 0, Out: "INCIDENT"},
 		{Args: []string{"silence", "list", state}, Code: 0},
+		{Args: []string{"keygen"}, Code: 2, Err: "needs --out"},
+		{Args: []string{"keygen", "--out=" + key}, Code: 0, Out: "mode 0600"},
+		{Args: []string{"keygen", "--out=" + key}, Code: 1, Err: "never overwritten"},
+		{Args: []string{"verify", "--help"}, Code: 0, Out: "--public-key"},
+		{Args: []string{"verify", state, "--public-key=" + key + ".pub"}, Code: 0, Out: "checkpoints: none yet"},
 	})
 }

@@ -97,6 +97,10 @@ func (a *Audit) Query(ctx context.Context, f audit.Filter) ([]audit.Record, erro
 		where += " AND incident_id = ?"
 		args = append(args, f.IncidentID)
 	}
+	if f.Action != "" {
+		where += " AND action = ?"
+		args = append(args, f.Action)
+	}
 	q := "SELECT " + auditSelectList + " FROM audit WHERE " + where +
 		" ORDER BY at_ms, id LIMIT 1 BY at_ms, id LIMIT " + strconv.Itoa(f.Limit)
 	rows, err := a.st.conn.Query(ctx, q, args...)

@@ -26,12 +26,15 @@ func auditRecords() []audit.Record {
 		rec("r4", "a", "inc-3", base+40*24*3600*1000), // next month's partition
 		rec("r5", "b", "", base+2),
 	}
+
 	hostile := rec("r6", "\x1b[31mevil\"agent'\n", "inc-2", base+3)
 	hostile.Actor = audit.Actor{Kind: audit.ActorSlack, Name: "alice ‮gnp.exe", UserID: "U123"}
 	hostile.Why = strings.Repeat("long reason ", 2000) // capped by Normalize
 	hostile.DryRun, hostile.Result, hostile.Detail = true, audit.ResultDryRun, "bad\xffutf8; DROP TABLE audit"
 	recs = append(recs, hostile)
-	return recs
+	snap := rec("r7", "b", "inc-4", base+2)
+	snap.Action = "snapshot"
+	return append(recs, snap)
 }
 
 // TestIntegrationAudit runs the same appends and queries against Audit and
@@ -69,6 +72,9 @@ func TestIntegrationAudit(t *testing.T) {
 		{AgentID: "a", Limit: 2, FromMs: base + 1},
 		{AgentID: "nobody"},
 		{FromMs: -5, ToMs: base + 50*24*3600*1000},
+		{Action: "snapshot"},
+		{Action: "revoke", AgentID: "b"},
+		{Action: "nothing"},
 	}
 	check := func(when string) {
 		t.Helper()

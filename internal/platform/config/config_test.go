@@ -73,6 +73,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"bad identity", "ingest:\n  identity:\n    - kind: telepathy\n", nil, []string{"telepathy"}},
 		{"negative feedback poll", "", []string{"AGENTWATCH_DETECTOR_FEEDBACK_POLL=-1s"}, []string{"detector.feedback_poll"}},
 		{"feedback lookback under the poll", "detector:\n  feedback_poll: 1h\n  feedback_lookback: 10m\n", nil, []string{"detector.feedback_lookback"}},
+		{"checkpoint every zero", "responder:\n  evidence:\n    checkpoint_every: 0\n", nil, []string{"responder.evidence.checkpoint_every"}},
+		{"negative checkpoint interval", "", []string{"AGENTWATCH_RESPONDER_EVIDENCE_CHECKPOINT_INTERVAL=-1m"}, []string{"responder.evidence.checkpoint_interval"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := ""

@@ -36,6 +36,7 @@ type Responder struct {
 	RateLimit             RateLimit     `mapstructure:"rate_limit"`
 	EgressAllow           []string      `mapstructure:"egress_allow" doc:"host:port (IP, CIDR or DNS name) outbound calls may reach: Kong's admin API, webhook targets."`
 	Slack                 Slack         `mapstructure:"slack"`
+	Evidence              Evidence      `mapstructure:"evidence"`
 	Kong                  Kong          `mapstructure:"kong"`
 	Denylist              Denylist      `mapstructure:"denylist"`
 	// Webhooks' headers typically carry credentials, hence secret.
@@ -64,6 +65,14 @@ type RateLimit struct {
 	Rate           float64       `mapstructure:"rate" doc:"Sustained requests per second per client (an API token, a Slack user, else a remote address) on each endpoint; past it 429 with Retry-After. Positive."`
 	Burst          int           `mapstructure:"burst" doc:"Requests a client may send at once before the rate applies; positive."`
 	SampleInterval time.Duration `mapstructure:"sample_interval" doc:"Refused requests (429, and 401 for a missing or bad token or signature) are written to the audit as one row per client per interval with the counts; 1s to 1h."`
+}
+
+// Evidence configures the signed checkpoints that anchor the evidence
+// chain outside the bundle directory (docs/responder.md, "Checkpoints").
+type Evidence struct {
+	CheckpointKeyFile  string        `mapstructure:"checkpoint_key_file" doc:"Ed25519 private key (PEM, mode 0600) that signs checkpoints of the evidence chain's head into the audit trail; make one with responder keygen --out FILE. Empty: no checkpoints, and verify checks the chain against the audit trail's bundle hashes only."`
+	CheckpointEvery    int           `mapstructure:"checkpoint_every" doc:"Sign a checkpoint after this many new evidence bundles; 1 anchors every bundle before its alert is posted. Positive."`
+	CheckpointInterval time.Duration `mapstructure:"checkpoint_interval" doc:"Also sign the chain's head this often if it moved (and at start and shutdown); 0 disables the timer. 0 to 24h."`
 }
 
 // Kong configures the Kong Admin API adapter; AdminURL "" disables it.
@@ -133,6 +142,10 @@ func responderDefaults() map[string]any {
 		"responder.denylist.format":               "lines",
 		"responder.webhooks":                      map[string]WebhookTarget{},
 		"responder.snapshot_max_events":           100_000,
+
+		"responder.evidence.checkpoint_key_file": "",
+		"responder.evidence.checkpoint_every":    1,
+		"responder.evidence.checkpoint_interval": "1m",
 	}
 }
 
@@ -209,6 +222,12 @@ func (r Responder) validate(bad func(key, format string, a ...any)) {
 	}
 	if r.RateLimit.SampleInterval < time.Second || r.RateLimit.SampleInterval > time.Hour {
 		bad("responder.rate_limit.sample_interval", "must be in [1s, 1h], got %s", r.RateLimit.SampleInterval)
+	}
+	if r.Evidence.CheckpointEvery < 1 {
+		bad("responder.evidence.checkpoint_every", "must be positive, got %d", r.Evidence.CheckpointEvery)
+	}
+	if v := r.Evidence.CheckpointInterval; v < 0 || v > 24*time.Hour {
+		bad("responder.evidence.checkpoint_interval", "must be in [0, 24h], got %s", v)
 	}
 	if r.SnapshotMaxEvents < 1 {
 		bad("responder.snapshot_max_events", "must be positive, got %d", r.SnapshotMaxEvents)

@@ -111,6 +111,9 @@ const (
 	ActionPlaybook = "playbook"
 	// ActionAuditQuery is a read of the audit records through the API.
 	ActionAuditQuery = "audit_query"
+	// ActionCheckpoint is a signed checkpoint of the evidence chain's
+	// head; its Detail is the checkpoint (evidence.Checkpoint's text).
+	ActionCheckpoint = "checkpoint"
 )
 
 // Record is one audited action. Strings other than the enums may hold
@@ -228,6 +231,9 @@ type Filter struct {
 	FromMs, ToMs int64
 	// IncidentID, when set, selects the records of this incident.
 	IncidentID string
+	// Action, when set, selects the records of this action (a step kind,
+	// ActionCheckpoint, …).
+	Action string
 	// Limit caps the records returned: the earliest Limit that match.
 	// 0 or less means DefaultLimit.
 	Limit int
@@ -239,6 +245,7 @@ type Filter struct {
 func (f Filter) Normalize() Filter {
 	f.AgentID = capString(f.AgentID, capEntity)
 	f.IncidentID = capString(f.IncidentID, capID)
+	f.Action = capString(f.Action, capID)
 	if f.Limit <= 0 {
 		f.Limit = DefaultLimit
 	}
@@ -257,6 +264,7 @@ func (f Filter) Validate() error {
 func (f Filter) Match(r Record) bool {
 	return (f.AgentID == "" || r.AgentID == f.AgentID) &&
 		(f.IncidentID == "" || r.IncidentID == f.IncidentID) &&
+		(f.Action == "" || r.Action == f.Action) &&
 		r.AtMs >= f.FromMs && (f.ToMs == 0 || r.AtMs < f.ToMs)
 }
 

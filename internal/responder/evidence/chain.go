@@ -143,7 +143,7 @@ type FileChain struct {
 
 var _ ChainStore = (*FileChain)(nil)
 
-// OpenFileChain opens the chain file at path, creating it (mode 0644) if
+// OpenFileChain opens the chain file at path, creating it (mode 0600) if
 // missing, and reads its head. A complete line that is not a valid record
 // is an error naming the line: the file was edited, and VerifyChain will
 // say more. If another process has the chain open, the FileChain is
@@ -158,7 +158,7 @@ func OpenFileChain(path string) (*FileChain, error) {
 		c.head, c.seq = rec.ManifestSHA256, rec.Seq
 		return nil
 	}
-	j, err := journal.Open(path, journal.Options{Perm: 0o644}, replay)
+	j, err := journal.Open(path, journal.Options{Perm: 0o600}, replay)
 	if errors.Is(err, flock.ErrLocked) {
 		err = journal.Read(path, journal.Options{}, replay)
 	}

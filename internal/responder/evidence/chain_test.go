@@ -9,7 +9,7 @@ import (
 
 // TestFileChainBesideItsWriter: a second FileChain on a chain another one
 // has open (`responder verify` beside the responder) reads it and cannot
-// append; the file keeps mode 0644.
+// append; the file keeps mode 0600.
 func TestFileChainBesideItsWriter(t *testing.T) {
 	f := newFixture(t)
 	b := f.snapshot(t, "ev-1", "agent-7")
@@ -37,7 +37,7 @@ func TestFileChainBesideItsWriter(t *testing.T) {
 	if err := ro.Append(ctx, next); err == nil || !strings.Contains(err.Error(), "another process") {
 		t.Fatalf("read-only Append = %v; want refused", err)
 	}
-	if fi, err := os.Stat(f.chain.path); err != nil || fi.Mode().Perm() != 0o644 {
-		t.Errorf("chain file mode %v, %v; want 0644", fi.Mode().Perm(), err)
+	if fi, err := os.Stat(f.chain.path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("chain file mode %v, %v; want 0600", fi.Mode().Perm(), err)
 	}
 }

@@ -275,7 +275,7 @@ func Snapshot(ctx context.Context, req Request, src EventSource, store ChainStor
 		req.MaxEvents = DefaultMaxEvents
 	}
 	final := filepath.Join(root, req.ID)
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	if err := os.MkdirAll(root, RootMode); err != nil {
 		return Bundle{}, fmt.Errorf("snapshot %s: create evidence root: %w", req.ID, err)
 	}
 	if _, err := os.Lstat(final); err == nil {
@@ -288,7 +288,7 @@ func Snapshot(ctx context.Context, req Request, src EventSource, store ChainStor
 	published := false
 	defer func() {
 		if !published {
-			_ = os.Chmod(tmp, 0o755)
+			_ = os.Chmod(tmp, workMode)
 			_ = os.RemoveAll(tmp)
 		}
 	}()
@@ -349,7 +349,7 @@ func writeManifest(tmp string, m Manifest) (string, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("write manifest: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, FileMode|0o200)
 	if err != nil {
 		return "", fmt.Errorf("write manifest: %w", err)
 	}
@@ -361,7 +361,7 @@ func writeManifest(tmp string, m Manifest) (string, error) {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Chmod(path, 0o444)
+		err = os.Chmod(path, FileMode)
 	}
 	if err != nil {
 		return "", fmt.Errorf("write manifest: %w", err)
@@ -380,11 +380,11 @@ func publish(tmp, final string) error {
 	if err := syncDir(tmp); err != nil {
 		return err
 	}
-	if err := os.Chmod(tmp, 0o555); err != nil {
+	if err := os.Chmod(tmp, DirMode); err != nil {
 		return fmt.Errorf("make bundle read-only: %w", err)
 	}
 	if err := os.Rename(tmp, final); err != nil {
-		_ = os.Chmod(tmp, 0o755)
+		_ = os.Chmod(tmp, workMode)
 		if _, serr := os.Lstat(final); serr == nil {
 			return ErrExists
 		}
@@ -395,7 +395,7 @@ func publish(tmp, final string) error {
 
 // unpublish moves a bundle that never made it into the chain back to tmp.
 func unpublish(final, tmp string) error {
-	if err := os.Chmod(final, 0o755); err != nil {
+	if err := os.Chmod(final, workMode); err != nil {
 		return fmt.Errorf("take back unrecorded bundle: %w", err)
 	}
 	if err := os.Rename(final, tmp); err != nil {

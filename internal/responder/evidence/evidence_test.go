@@ -196,13 +196,13 @@ func TestSnapshotWritesAVerifiableBundle(t *testing.T) {
 	}
 
 	fi, err := os.Stat(b.Path)
-	if err != nil || fi.Mode().Perm() != 0o555 {
-		t.Fatalf("bundle dir mode %v, %v; want 0555", fi.Mode(), err)
+	if err != nil || fi.Mode().Perm() != 0o500 {
+		t.Fatalf("bundle dir mode %v, %v; want 0500 (the responder's user only, read-only)", fi.Mode(), err)
 	}
 	for _, n := range append(names, ManifestJSON) {
 		fi, err := os.Stat(filepath.Join(b.Path, n))
-		if err != nil || fi.Mode().Perm() != 0o444 {
-			t.Fatalf("%s mode %v, %v; want 0444", n, fi.Mode(), err)
+		if err != nil || fi.Mode().Perm() != 0o400 {
+			t.Fatalf("%s mode %v, %v; want 0400", n, fi.Mode(), err)
 		}
 	}
 

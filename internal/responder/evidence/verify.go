@@ -42,6 +42,8 @@ func (e *IntegrityError) Error() string {
 		return fmt.Sprintf("evidence chain link %d→%d (bundle %s → bundle %s): %s", e.Link[0], e.Link[1], e.PrevBundleID, e.BundleID, e.Reason)
 	case e.File != "":
 		return fmt.Sprintf("evidence bundle %s: %s: %s", e.BundleID, e.File, e.Reason)
+	case e.Seq != 0 && e.BundleID == "":
+		return fmt.Sprintf("evidence chain seq %d: %s", e.Seq, e.Reason)
 	case e.Seq != 0:
 		return fmt.Sprintf("evidence bundle %s (seq %d): %s", e.BundleID, e.Seq, e.Reason)
 	case e.BundleID != "":

@@ -42,7 +42,7 @@ func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); 
 
 func createFile(dir, name string) (*fileWriter, error) {
 	path := filepath.Join(dir, name)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, FileMode|0o200)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", name, err)
 	}
@@ -63,7 +63,7 @@ func (w *fileWriter) finish() (File, error) {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Chmod(w.path, 0o444)
+		err = os.Chmod(w.path, FileMode)
 	}
 	if err != nil {
 		return File{}, fmt.Errorf("write %s: %w", name, err)

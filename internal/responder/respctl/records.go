@@ -2,6 +2,7 @@ package respctl
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"io"
 	"log/slog"
@@ -57,11 +58,17 @@ type VerifyOptions struct {
 	// Bundle is the one bundle to verify; "" means every bundle of the
 	// evidence chain, and the chain.
 	Bundle string
+	// PublicKeys are the files of the public keys the checkpoints must
+	// be signed with (PEM; a private key file works too), several across
+	// a key rotation. None means the key derived from
+	// responder.evidence.checkpoint_key_file, if set.
+	PublicKeys []string
 }
 
 // Verify checks evidence bundles against their manifests and the chain
-// records, and writes the verdict to w. A bundle or chain that does not
-// verify is an error.
+// records, the chain against the audit trail's bundle hashes and signed
+// checkpoints, and writes the verdict to w. A bundle or chain that does
+// not verify is an error naming the first record that diverges.
 func Verify(ctx context.Context, cfg config.Config, log *slog.Logger, o VerifyOptions, w io.Writer) error {
 	// Open, defer the close, work: the shape of every respctl command (Audit, Restore);
 	// what each opens and does differs, so there is nothing to share.
@@ -76,6 +83,7 @@ func Verify(ctx context.Context, cfg config.Config, log *slog.Logger, o VerifyOp
 		if err != nil {
 			return err
 		}
+		defer fc.Close()
 		chain = fc
 	}
 	root := cfg.Responder.EvidenceRoot()
@@ -86,15 +94,58 @@ func Verify(ctx context.Context, cfg config.Config, log *slog.Logger, o VerifyOp
 		fmt.Fprintf(w, "bundle %s verifies: every file matches its manifest, and the manifest its chain record\n", o.Bundle)
 		return nil
 	}
-	n := 0
-	if err := chain.Records(ctx, func(evidence.Record) error { n++; return nil }); err != nil {
+	var pubs []ed25519.PublicKey
+	keyFiles := o.PublicKeys
+	if len(keyFiles) == 0 && cfg.Responder.Evidence.CheckpointKeyFile != "" {
+		keyFiles = []string{cfg.Responder.Evidence.CheckpointKeyFile}
+	}
+	for _, f := range keyFiles {
+		pub, err := evidence.LoadPublicKey(f)
+		if err != nil {
+			return err
+		}
+		pubs = append(pubs, pub)
+	}
+	al, closeAudit, err := respsvc.OpenAudit(ctx, cfg, log)
+	if err != nil {
 		return err
 	}
-	if err := evidence.VerifyChain(ctx, chain, root); err != nil {
+	defer closeAudit()
+	an, err := evidence.ReadAnchors(ctx, al)
+	if err != nil {
+		return err
+	}
+	rep, err := evidence.VerifyAnchored(ctx, chain, root, an, pubs...)
+	if err != nil {
+		if first := evidence.FirstDivergence(err); first != nil {
+			return fmt.Errorf("evidence chain does NOT verify.\nfirst divergent record: %s\nevery problem found:\n%w", describe(first), err)
+		}
 		return fmt.Errorf("evidence chain does NOT verify: %w", err)
 	}
-	fmt.Fprintf(w, "evidence chain verifies: %d records, each bundle matches its manifest and each manifest links to the one before\n", n)
+	fmt.Fprintf(w, "evidence chain verifies: %d records, each bundle matches its manifest and each manifest links to the one before\n", rep.Records)
+	fmt.Fprintf(w, "audit trail: %d bundle hashes recorded when the bundles were written, each matches the chain\n", rep.AuditedBundles)
+	switch {
+	case len(pubs) == 0:
+		fmt.Fprintln(w, "checkpoints: NOT checked: no public key (pass --public-key, or set responder.evidence.checkpoint_key_file)")
+	case rep.Latest == nil:
+		fmt.Fprintf(w, "checkpoints: none yet, and the chain is empty (key %s)\n", strings.Join(rep.KeyIDs, ", "))
+	default:
+		fmt.Fprintf(w, "checkpoints: %d signed by key %s; the latest anchors seq %d (%s), signed %s by key %s; %d records written since\n",
+			rep.Checkpoints, strings.Join(rep.KeyIDs, " or "), rep.Latest.Seq, rep.Latest.HeadSHA256, time.UnixMilli(rep.Latest.AtMs).UTC().Format(time.RFC3339), rep.Latest.KeyID, rep.Unanchored)
+	}
 	return nil
+}
+
+// describe names an integrity problem's record for the first line of a
+// failed verify.
+func describe(e *evidence.IntegrityError) string {
+	switch {
+	case e.Seq > 0:
+		return fmt.Sprintf("seq %d: %s", e.Seq, audit.TerminalSafe(e.Error(), 2000))
+	case e.Link[1] > 0:
+		return fmt.Sprintf("seq %d: %s", e.Link[1], audit.TerminalSafe(e.Error(), 2000))
+	}
+	return audit.TerminalSafe(e.Error(), 2000)
 }
 
 // IncidentsOptions say which incidents to list.

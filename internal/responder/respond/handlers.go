@@ -131,17 +131,35 @@ func (e *Engine) runSnapshot(ctx context.Context, en outbox.Entry, j job) ([]byt
 		_ = e.record(ctx, j, string(playbooks.KindSnapshot), audit.ResultFailed, err.Error())
 		return nil, fmt.Errorf("snapshot %s: %w", id, err)
 	}
+	result, detail := id, evidence.SnapshotDetail(b)
+	ref := ""
+	if e.o.Checkpoints != nil {
+		// The checkpoint is signed before the alert is posted, so that the
+		// alert carries an anchor of this bundle outside this host. A
+		// failure does not fail the snapshot: the timer signs it later.
+		cp, ok, err := e.o.Checkpoints.AfterAppend(ctx)
+		if err != nil {
+			e.log.Warn("evidence checkpoint failed; the next tick retries", "step", j.Step.ID, "err", err)
+		}
+		if ok && cp.Seq >= b.Manifest.Seq {
+			ref = cp.Ref()
+			result, detail = id+" · "+ref, detail+"; "+ref
+		}
+	}
 	if _, err := e.inc.update(j.Incident, e.now(), func(in *Incident) {
 		if !slices.Contains(in.Snapshots, id) {
 			in.Snapshots = append(in.Snapshots, id)
 		}
+		if ref != "" {
+			in.Checkpoint = ref
+		}
 	}); err != nil && !errors.Is(err, errNoIncident) {
 		return nil, err
 	}
-	if err := e.record(ctx, j, string(playbooks.KindSnapshot), audit.ResultOK, fmt.Sprintf("bundle %s sha256 %s at %s", id, b.SHA256, b.Path)); err != nil {
+	if err := e.record(ctx, j, string(playbooks.KindSnapshot), audit.ResultOK, detail); err != nil {
 		return nil, err
 	}
-	return []byte(id), nil
+	return []byte(result), nil
 }
 
 // alertContext is what the alert shows beyond the anomaly.

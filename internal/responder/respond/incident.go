@@ -41,6 +41,9 @@ type Incident struct {
 	RootMs map[string]int64  `json:"root_ms,omitempty"`
 	// Snapshots are the evidence bundle ids taken for the incident.
 	Snapshots []string `json:"snapshots,omitempty"`
+	// Checkpoint is the reference of the latest signed checkpoint that
+	// covers the incident's snapshots (evidence.Checkpoint.Ref).
+	Checkpoint string `json:"checkpoint,omitempty"`
 	// Revoked lists the "adapter/credential" revoked in this incident and
 	// not restored: alerts for the agent are then suppressed.
 	Revoked []string `json:"revoked,omitempty"`

@@ -133,6 +133,10 @@ type Options struct {
 	// reached the gateway and before it is recorded: the crash tests
 	// stop the process there.
 	AfterAction func(kind, key string)
+
+	// Checkpoints signs the chain's head after snapshots; nil: no
+	// checkpoints.
+	Checkpoints *evidence.Checkpointer
 }
 
 // Engine is the responder. Safe for concurrent use.

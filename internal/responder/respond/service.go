@@ -81,6 +81,10 @@ type Service struct {
 	closers  []func() error
 	silences *silence.Store
 	limiters []*clientlimit.Limiter
+
+	// Checkpoints signs the evidence chain's head; nil without
+	// responder.evidence.checkpoint_key_file.
+	Checkpoints *evidence.Checkpointer
 }
 
 // Build assembles the responder from cfg.Responder and d.
@@ -137,6 +141,28 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		s.Chain = fc
 	}
 	s.Evidence = rc.EvidenceRoot()
+	em := evidence.NewMetrics(reg)
+	elog := log
+	if elog == nil {
+		elog = slog.New(slog.DiscardHandler)
+	}
+	if paths, n, err := evidence.OpenModes(s.Evidence, 5); err != nil {
+		elog.Warn("cannot check the evidence modes", "err", err)
+	} else if n > 0 {
+		em.OpenModePaths.Set(float64(n))
+		elog.Error("evidence readable by other users", "err", evidence.OpenModesError(s.Evidence, paths, n))
+	}
+	if kf := rc.Evidence.CheckpointKeyFile; kf != "" {
+		key, err := evidence.LoadPrivateKey(kf)
+		if err != nil {
+			return nil, fmt.Errorf("responder.evidence.checkpoint_key_file: %w", err)
+		}
+		s.Checkpoints, err = evidence.NewCheckpointer(evidence.CheckpointerOptions{Chain: s.Chain, Audit: s.Audit, Key: key,
+			Every: int64(rc.Evidence.CheckpointEvery), Interval: rc.Evidence.CheckpointInterval, Now: now, Log: elog.With("component", "checkpoint"), Metrics: em})
+		if err != nil {
+			return nil, err
+		}
+	}
 	sil, err := silence.Open(state(SilencesFile), silence.Options{Log: log, Now: now, Metrics: silence.NewMetrics(reg)})
 	if err != nil {
 		return nil, fmt.Errorf("open silences: %w", err)
@@ -191,7 +217,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	m := NewMetrics(reg)
 	e, err := New(Options{
 		Set: set, Outbox: ob, Seen: seen, Audit: s.Audit, Silences: sil, Registry: d.Registry, Notifier: notifier, Codec: codec, Groups: groups,
-		Guards: guards, Throttlers: throttlers, Webhooks: webhooks, Events: d.Events, Chain: s.Chain, Evidence: s.Evidence, Scores: d.Scores, Feedback: d.Feedback,
+		Guards: guards, Throttlers: throttlers, Webhooks: webhooks, Events: d.Events, Chain: s.Chain, Evidence: s.Evidence, Checkpoints: s.Checkpoints, Scores: d.Scores, Feedback: d.Feedback,
 		Incidents: state(IncidentsFile), Log: log, Now: now, Metrics: m, AfterAction: d.AfterAction,
 		Settings: Settings{GroupWait: rc.GroupWait, IncidentWindow: rc.IncidentWindow, RepeatInterval: rc.RepeatInterval,
 			FalsePositiveSuppress: rc.FalsePositiveSuppress, Snooze: rc.Snooze, SnapshotMaxEvents: rc.SnapshotMaxEvents, ButtonAdapter: button,
@@ -234,8 +260,9 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 }
 
 // Run runs the outbox Worker, the silences' maintenance, the rate
-// limiters' sampled audit rows and the channel caps' summaries until ctx
-// ends.
+// limiters' sampled audit rows, the channel caps' summaries and the
+// evidence checkpointer until ctx ends. The checkpointer signs the chain's
+// head once more as it stops, before the stores are closed.
 func (s *Service) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.silences.Run(ctx) }()
@@ -247,6 +274,9 @@ func (s *Service) Run(ctx context.Context) error {
 		wg.Go(func() { _ = l.Run(lctx) })
 	}
 	wg.Go(func() { s.Engine.runCaps(lctx) })
+	if s.Checkpoints != nil {
+		wg.Go(func() { _ = s.Checkpoints.Run(lctx) }) // it logs its own failures
+	}
 	err := s.Worker.Run(ctx)
 	if serr := <-errc; err == nil && serr != nil && !errors.Is(serr, context.Canceled) {
 		err = serr

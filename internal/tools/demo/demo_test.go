@@ -73,6 +73,9 @@ func TestDemoRunsEveryStageAndAccountsForEveryLine(t *testing.T) {
 	if len(sum.Incidents) == 0 {
 		t.Fatal("no incidents injected")
 	}
+	if len(sum.Responder.Bundles) == 0 || sum.Responder.ChainOK != nil {
+		t.Errorf("%d evidence bundles; the chain against the audit trail: %v", len(sum.Responder.Bundles), sum.Responder.ChainOK)
+	}
 	dl, err := os.ReadFile(sum.DeadLetterFile)
 	if err != nil {
 		t.Fatal(err)
