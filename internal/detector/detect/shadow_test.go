@@ -14,45 +14,61 @@ import (
 	"github.com/agentwatch/agentwatch/pkg/inventory"
 )
 
-// shadowStream is the hostile tester's stream: on each of parts
-// partitions, perMinute never-registered agent ids appear every minute for
-// minutes minutes, each calling three times in its first minute and once a
-// minute after that. cred and ip give an agent's credential and source
-// address from its number (-1 for none).
+// shadowGen is the hostile tester's stream: on each of parts partitions,
+// perMinute never-registered agent ids appear every minute for minutes
+// minutes from base, each calling three times in its first minute and
+// once a minute after that. id names agent n of a partition, real a
+// registered agent of it whose last call moves the partition's watermark
+// past the stream; cred and ip give an agent's credential and source
+// address ("" for none).
+type shadowGen struct {
+	base                      int64
+	parts, perMinute, minutes int
+	id                        func(part, n int) string
+	real                      func(part int) string
+	cred, ip                  func(n int) string
+}
+
+const shadowBase = int64(1_800_000_000_000) // a minute boundary
+
 func shadowStream(parts, perMinute, minutes int, cred, ip func(n int) string) []rec {
-	base := int64(1_800_000_000_000) // a minute boundary
+	return shadowGen{
+		base: shadowBase, parts: parts, perMinute: perMinute, minutes: minutes,
+		id:   func(part, n int) string { return fmt.Sprintf("ghost-p%d-%04d", part, n) },
+		real: func(int) string { return "real" }, cred: cred, ip: ip,
+	}.records()
+}
+
+func (g shadowGen) records() []rec {
 	var out []rec
-	next := make([]int64, parts)
-	add := func(part int, n int, at int64) {
+	next := make([]int64, g.parts)
+	add := func(part int, agent string, n int, at int64) {
 		ev := event.Event{
-			AgentID: fmt.Sprintf("ghost-p%d-%04d", part, n), EventTimeMs: at, IngestTimeMs: at + 500,
+			AgentID: agent, EventTimeMs: at, IngestTimeMs: at + 500,
 			Route: "/v1/things/{id}", Path: fmt.Sprintf("/v1/things/%d", n), Method: "GET", Status: 200,
-			CredentialID: cred(n), SourceIP: ip(n), RequestID: fmt.Sprintf("req-%d-%d", part, next[part]),
-			EventID: fmt.Sprintf("ev-%d-%08d", part, next[part]), Topic: "raw", Partition: 0,
+			CredentialID: g.cred(n), SourceIP: g.ip(n), RequestID: fmt.Sprintf("req-%d-%d", part, next[part]),
+			EventID: fmt.Sprintf("ev-%d-%08d", part, next[part]), Topic: "raw", Partition: 0, Offset: next[part],
 		}
 		out = append(out, rec{int32(part), next[part], ev})
 		next[part]++
 	}
-	for m := range minutes {
-		for part := range parts {
-			t0 := base + int64(m)*60_000
+	for m := range g.minutes {
+		for part := range g.parts {
+			t0 := g.base + int64(m)*60_000
 			// The agents of earlier minutes keep calling, once a minute.
-			for n := range m * perMinute {
-				add(part, n, t0+int64(n%50)*1000)
+			for n := range m * g.perMinute {
+				add(part, g.id(part, n), n, t0+int64(n%50)*1000)
 			}
-			for i := range perMinute {
-				n := m*perMinute + i
+			for i := range g.perMinute {
+				n := m*g.perMinute + i
 				for c := range 3 {
-					add(part, n, t0+int64(i%50)*1000+int64(c)*100)
+					add(part, g.id(part, n), n, t0+int64(i%50)*1000+int64(c)*100)
 				}
 			}
 		}
 	}
-	// One more minute of a registered agent moves every watermark past
-	// the last window.
-	for part := range parts {
-		add(part, -1, base+int64(minutes+1)*60_000)
-		out[len(out)-1].ev.AgentID = "real"
+	for part := range g.parts {
+		add(part, g.real(part), -1, g.base+int64(g.minutes+1)*60_000)
 	}
 	return out
 }
@@ -67,7 +83,7 @@ func shadowProcessor(t *testing.T) *Processor {
 	set.NewAgentsPerWindow = 200 // the stream stays below agent_flood
 	set.StartupHold = -1
 	// Wall time well after the stream: it only stamps DetectedMs.
-	now := func() int64 { return 1_800_000_000_000 + 24*time.Hour.Milliseconds() }
+	now := func() int64 { return shadowBase + 24*time.Hour.Milliseconds() }
 	return NewProcessor(set, StaticCatalog{reg, inventory.EmptyInventory()}, now)
 }
 
