@@ -96,7 +96,7 @@ func TestIntegrationShadowAgentsFold(t *testing.T) {
 		"kafka.brokers": strings.Join(brokers, ","), "kafka.events_topic": events, "kafka.anomalies_topic": anomalies,
 		"kafka.detector_group": group, "kafka.partitions": fmt.Sprint(testPartitions),
 		"clickhouse.addr": strings.Join(chAddr, ","), "clickhouse.database": db,
-		"detector.registry_file": regFile,
+		"detector.registry_file":  regFile,
 		"detector.snapshot_every": "2s", "detector.idle_flush": "6s", "detector.session_timeout": "6s",
 		"log.level": "info", "http.addr": "127.0.0.1:0",
 	}
