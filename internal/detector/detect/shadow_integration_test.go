@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/agentwatch/agentwatch/internal/platform/bus"
+	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
 	"github.com/agentwatch/agentwatch/internal/testkit/itest"
@@ -194,6 +195,25 @@ func TestIntegrationShadowAgentsFold(t *testing.T) {
 	gotN, _ := norm(got, nil)
 	if !reflect.DeepEqual(gotN, want) {
 		t.Errorf("the live detector's findings differ from the in-process replay's:\n got %d %+v\nwant %d %+v", len(gotN), gotN, len(want), want)
+	}
+	// ClickHouse keeps the same records, agent lists included.
+	st, err := chstore.Open(ctx, chstore.Options{Addr: chAddr, Database: db}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	stored, err := st.Anomalies(ctx, "", 0, 1<<62)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var storedShadow []anomaly.Anomaly
+	for _, a := range stored {
+		if a.Kind == anomaly.ShadowAgent {
+			storedShadow = append(storedShadow, a)
+		}
+	}
+	if storedN, _ := norm(storedShadow, nil); !reflect.DeepEqual(storedN, want) {
+		t.Errorf("ClickHouse holds %d shadow-agent findings that differ from the replay's %d", len(storedN), len(want))
 	}
 	t.Logf("%d events, %d unregistered agents on %d partitions over %d minutes: %d shadow-agent findings on the topic", len(rs), len(listed), testPartitions, minutes, len(got))
 }

@@ -4,8 +4,12 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"time"
 )
+
+// slackIDRE is a Slack user (U…, W…) or user group (S…) id.
+var slackIDRE = regexp.MustCompile(`^[UWS][A-Z0-9]{2,20}$`)
 
 // Responder configures cmd/responder (and the responder inside the demo):
 // playbooks, Slack, gateways, the blast-radius budget and the HTTP API.
@@ -29,6 +33,7 @@ type Responder struct {
 	KillSwitchFile        string        `mapstructure:"kill_switch_file" doc:"While this file exists no revocation runs; empty: no kill switch."`
 	APIAddr               string        `mapstructure:"api_addr" doc:"Loopback host:port of the HTTP API (/v1/...) and Slack's interactivity endpoint (/slack/interactions); empty disables both."`
 	Tokens                []APIToken    `mapstructure:"tokens" doc:"Bearer tokens of the HTTP API, each with a name, sha256 or secret_env, and its grants (see internal/responder/respapi's Token)."`
+	RateLimit             RateLimit     `mapstructure:"rate_limit"`
 	EgressAllow           []string      `mapstructure:"egress_allow" doc:"host:port (IP, CIDR or DNS name) outbound calls may reach: Kong's admin API, webhook targets."`
 	Slack                 Slack         `mapstructure:"slack"`
 	Kong                  Kong          `mapstructure:"kong"`
@@ -46,6 +51,19 @@ type Slack struct {
 	SigningSecretEnv string `mapstructure:"signing_secret_env" doc:"Name of the environment variable holding the Slack app's signing secret, which verifies interactivity requests and signs buttons."`
 	APIURL           string `mapstructure:"api_url" doc:"http(s) URL overriding https://slack.com/api/ (tests use a local server); empty: Slack itself."`
 	ApprovalChannel  string `mapstructure:"approval_channel" doc:"Channel of the approval requests of incidents without an alert thread (a revocation past the budget)."`
+	// Responders widen who may act beyond each playbook's approvers.
+	Responders           []string      `mapstructure:"responders" doc:"Slack user ids (U..., W...) and user groups (S..., resolved with usergroups:read) who may revoke, quarantine and answer approval requests from Slack, besides the approvers of the incident's playbooks; nobody else may."`
+	GroupCacheTTL        time.Duration `mapstructure:"group_cache_ttl" doc:"How long a user group's members are cached; positive, up to 24h."`
+	MaxMessagesPerMinute int           `mapstructure:"max_messages_per_minute" doc:"Most messages posted to one channel per minute; past it alerts, follow-ups and notes are not posted but counted in one summary at the end of the minute (approval requests wait for the next minute). 0: no cap."`
+	ApprovalGroupWindow  time.Duration `mapstructure:"approval_group_window" doc:"Approval requests of one cause (anomaly kind, playbook, gated steps, channel) within this long of the first join its message, and one answer answers them all; 0 to 24h, 0: no grouping."`
+}
+
+// RateLimit limits each client of the HTTP API and of Slack's
+// interactivity endpoint, and samples the refusals into the audit.
+type RateLimit struct {
+	Rate           float64       `mapstructure:"rate" doc:"Sustained requests per second per client (an API token, a Slack user, else a remote address) on each endpoint; past it 429 with Retry-After. Positive."`
+	Burst          int           `mapstructure:"burst" doc:"Requests a client may send at once before the rate applies; positive."`
+	SampleInterval time.Duration `mapstructure:"sample_interval" doc:"Refused requests (429, and 401 for a missing or bad token or signature) are written to the audit as one row per client per interval with the counts; 1s to 1h."`
 }
 
 // Kong configures the Kong Admin API adapter; AdminURL "" disables it.
@@ -84,30 +102,37 @@ type APIToken struct {
 
 func responderDefaults() map[string]any {
 	return map[string]any{
-		"responder.playbooks":                []string{},
-		"responder.state_dir":                ".data/responder",
-		"responder.evidence_dir":             "",
-		"responder.group_wait":               "10s",
-		"responder.incident_window":          "1h",
-		"responder.repeat_interval":          "4h",
-		"responder.false_positive_suppress":  "24h",
-		"responder.snooze":                   "4h",
-		"responder.revoke_budget":            5,
-		"responder.revoke_interval":          "10m",
-		"responder.kill_switch_file":         "",
-		"responder.api_addr":                 "127.0.0.1:9465",
-		"responder.tokens":                   []APIToken{},
-		"responder.egress_allow":             []string{},
-		"responder.slack.token_env":          "SLACK_BOT_TOKEN",
-		"responder.slack.signing_secret_env": "SLACK_SIGNING_SECRET",
-		"responder.slack.api_url":            "",
-		"responder.slack.approval_channel":   "#soc-alerts",
-		"responder.kong.admin_url":           "",
-		"responder.kong.token_env":           "",
-		"responder.denylist.path":            "",
-		"responder.denylist.format":          "lines",
-		"responder.webhooks":                 map[string]WebhookTarget{},
-		"responder.snapshot_max_events":      100_000,
+		"responder.playbooks":                     []string{},
+		"responder.state_dir":                     ".data/responder",
+		"responder.evidence_dir":                  "",
+		"responder.group_wait":                    "10s",
+		"responder.incident_window":               "1h",
+		"responder.repeat_interval":               "4h",
+		"responder.false_positive_suppress":       "24h",
+		"responder.snooze":                        "4h",
+		"responder.revoke_budget":                 5,
+		"responder.revoke_interval":               "10m",
+		"responder.kill_switch_file":              "",
+		"responder.api_addr":                      "127.0.0.1:9465",
+		"responder.tokens":                        []APIToken{},
+		"responder.egress_allow":                  []string{},
+		"responder.slack.token_env":               "SLACK_BOT_TOKEN",
+		"responder.slack.signing_secret_env":      "SLACK_SIGNING_SECRET",
+		"responder.slack.api_url":                 "",
+		"responder.slack.approval_channel":        "#soc-alerts",
+		"responder.slack.responders":              []string{},
+		"responder.slack.group_cache_ttl":         "5m",
+		"responder.slack.max_messages_per_minute": 20,
+		"responder.slack.approval_group_window":   "10m",
+		"responder.rate_limit.rate":               5.0,
+		"responder.rate_limit.burst":              20,
+		"responder.rate_limit.sample_interval":    "1m",
+		"responder.kong.admin_url":                "",
+		"responder.kong.token_env":                "",
+		"responder.denylist.path":                 "",
+		"responder.denylist.format":               "lines",
+		"responder.webhooks":                      map[string]WebhookTarget{},
+		"responder.snapshot_max_events":           100_000,
 	}
 }
 
@@ -161,6 +186,29 @@ func (r Responder) validate(bad func(key, format string, a ...any)) {
 		if t.Name == "" {
 			bad(fmt.Sprintf("responder.tokens[%d].name", i), "must be set")
 		}
+	}
+	for i, id := range r.Slack.Responders {
+		if !slackIDRE.MatchString(id) {
+			bad(fmt.Sprintf("responder.slack.responders[%d]", i), "%q is not a Slack user (U..., W...) or user group (S...) id", id)
+		}
+	}
+	if r.Slack.GroupCacheTTL <= 0 || r.Slack.GroupCacheTTL > 24*time.Hour {
+		bad("responder.slack.group_cache_ttl", "must be in (0, 24h], got %s", r.Slack.GroupCacheTTL)
+	}
+	if r.Slack.MaxMessagesPerMinute < 0 {
+		bad("responder.slack.max_messages_per_minute", "must be 0 (no cap) or positive, got %d", r.Slack.MaxMessagesPerMinute)
+	}
+	if r.Slack.ApprovalGroupWindow < 0 || r.Slack.ApprovalGroupWindow > 24*time.Hour {
+		bad("responder.slack.approval_group_window", "must be in [0, 24h], got %s", r.Slack.ApprovalGroupWindow)
+	}
+	if !(r.RateLimit.Rate > 0) {
+		bad("responder.rate_limit.rate", "must be positive, got %g", r.RateLimit.Rate)
+	}
+	if r.RateLimit.Burst < 1 {
+		bad("responder.rate_limit.burst", "must be positive, got %d", r.RateLimit.Burst)
+	}
+	if r.RateLimit.SampleInterval < time.Second || r.RateLimit.SampleInterval > time.Hour {
+		bad("responder.rate_limit.sample_interval", "must be in [1s, 1h], got %s", r.RateLimit.SampleInterval)
 	}
 	if r.SnapshotMaxEvents < 1 {
 		bad("responder.snapshot_max_events", "must be positive, got %d", r.SnapshotMaxEvents)

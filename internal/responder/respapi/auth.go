@@ -170,6 +170,9 @@ var (
 // neither the secret's length nor which token matched shows in the time
 // taken.
 func (h *Handler) authenticate(r *http.Request) (*principal, error) {
+	if a, ok := r.Context().Value(authKey{}).(authResult); ok {
+		return a.p, a.err // ServeHTTP has done it for the rate limit
+	}
 	vals := r.Header.Values("Authorization")
 	if len(vals) == 0 {
 		return nil, errNoToken
@@ -192,4 +195,12 @@ func (h *Handler) authenticate(r *http.Request) (*principal, error) {
 		return nil, errBadToken
 	}
 	return &h.tokens[found], nil
+}
+
+// authKey is the context key of the authentication ServeHTTP did.
+type authKey struct{}
+
+type authResult struct {
+	p   *principal
+	err error
 }

@@ -30,6 +30,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/clientlimit"
 	"github.com/agentwatch/agentwatch/pkg/playbooks"
 )
 
@@ -151,6 +152,13 @@ type Options struct {
 	Verdicts Verdicts
 	// Getenv reads Token.SecretEnv; nil means os.Getenv.
 	Getenv func(string) string
+	// Limit rate-limits each client (a token once it authenticates, else
+	// the remote address) and samples the refusals, 429s and 401s alike,
+	// into the audit: one row per client and interval. nil means a
+	// limiter with clientlimit's defaults writing to Audit; whoever
+	// serves the handler should run Limiter().Run, so that the last
+	// interval's rows are written without waiting for a later refusal.
+	Limit *clientlimit.Limiter
 }
 
 // Handler serves the API. It is safe for concurrent use.
@@ -166,6 +174,7 @@ type Handler struct {
 	mux        *http.ServeMux
 	silences   Silences
 	verdicts   Verdicts
+	limit      *clientlimit.Limiter
 	// equal compares two SHA-256 digests: subtle.ConstantTimeCompare,
 	// replaced in tests to see that it is what decides.
 	equal func(x, y []byte) int
@@ -204,7 +213,7 @@ func New(o Options) (*Handler, error) {
 	}
 	h := &Handler{
 		tokens: tokens, runner: o.Runner, audit: o.Audit, log: o.Log, metrics: o.Metrics,
-		maxBody: o.MaxBody, runTimeout: o.RunTimeout, now: o.Now, equal: subtle.ConstantTimeCompare,
+		maxBody: o.MaxBody, runTimeout: o.RunTimeout, now: o.Now, equal: subtle.ConstantTimeCompare, limit: o.Limit,
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -218,6 +227,9 @@ func New(o Options) (*Handler, error) {
 	}
 	if h.now == nil {
 		h.now = time.Now
+	}
+	if h.limit == nil {
+		h.limit = clientlimit.New(clientlimit.Options{Endpoint: "api", Audit: o.Audit, Log: h.log, Now: h.now})
 	}
 	h.mux = http.NewServeMux()
 	h.mux.HandleFunc(runPattern, h.run)
@@ -252,9 +264,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 	sw.Header().Set("Cache-Control", "no-store")
 	sw.Header().Set("X-Content-Type-Options", "nosniff")
-	h.mux.ServeHTTP(sw, r)
+	// A token that authenticates is its own client; anything else is its
+	// address, so that a flood without a token cannot spend a token's
+	// budget.
+	client := clientlimit.IP(r.RemoteAddr)
+	tok, err := h.authenticate(r)
+	if err == nil {
+		client = clientlimit.Client{Kind: "token", ID: tok.name}
+	}
+	r = r.WithContext(context.WithValue(r.Context(), authKey{}, authResult{tok, err}))
+	if ok, wait := h.limit.Admit(client); !ok {
+		h.limit.Refused(r.Context(), client, clientlimit.ReasonRateLimited, r.URL.Path)
+		sw.Header().Set("Retry-After", clientlimit.RetryAfter(wait))
+		writeError(sw, http.StatusTooManyRequests, "too many requests; retry after "+clientlimit.RetryAfter(wait)+" s")
+	} else {
+		h.mux.ServeHTTP(sw, r)
+	}
 	h.metrics.request(route, sw.code, time.Since(start).Seconds())
 }
+
+// Limiter returns the handler's limiter, to run (Run) beside the server.
+func (h *Handler) Limiter() *clientlimit.Limiter { return h.limit }
 
 type statusWriter struct {
 	http.ResponseWriter
@@ -655,17 +685,19 @@ func parseTime(s string) (int64, error) {
 	return t.UnixMilli(), nil
 }
 
-// unauthorized answers 401 and records the refusal. The presented secret
-// is never recorded.
-func (h *Handler) unauthorized(w http.ResponseWriter, r *http.Request, rec audit.Record, err error) {
+// unauthorized answers 401 and counts the refusal for the client's sampled
+// audit row: anyone who can reach the port can send these, so one row
+// each would let them fill the trail. The presented secret is never
+// recorded.
+func (h *Handler) unauthorized(w http.ResponseWriter, r *http.Request, _ audit.Record, err error) {
 	challenge := `Bearer realm="agentwatch-responder"`
+	reason := clientlimit.ReasonNoToken
 	if errors.Is(err, errBadToken) {
 		challenge += `, error="invalid_token"`
+		reason = clientlimit.ReasonBadToken
 	}
 	w.Header().Set("WWW-Authenticate", challenge)
-	rec.Detail = err.Error() + " from " + r.RemoteAddr
-	h.record(r.Context(), rec)
-	h.log.Warn("api request refused", "status", http.StatusUnauthorized, "reason", err.Error(), "remote", r.RemoteAddr, "path", r.URL.Path)
+	h.limit.Refused(r.Context(), clientlimit.IP(r.RemoteAddr), reason, r.URL.Path)
 	writeError(w, http.StatusUnauthorized, "a valid bearer token is required")
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/clientlimit"
 	"github.com/agentwatch/agentwatch/pkg/playbooks"
 )
 
@@ -192,13 +194,20 @@ func TestRunNoToken(t *testing.T) {
 	if n := len(fx.runner.requests()); n != 0 {
 		t.Errorf("runner called %d times", n)
 	}
-	rec := fx.lastAudit(t)
-	if rec.Result != audit.ResultRefused || rec.Actor != (audit.Actor{Kind: audit.ActorAPI}) || rec.Playbook != "quarantine-agent" ||
-		!strings.Contains(rec.Detail, "no bearer token from 127.0.0.1:") {
-		t.Errorf("audit record %+v", rec)
+	// Refusals without a token are sampled: none is written on its own,
+	// and the interval's one row holds the count.
+	if n := len(fx.store.All()); n != 0 {
+		t.Errorf("%d audit records before the interval ended; want 0 (sampled)", n)
 	}
-	if n := len(fx.store.All()); n != 5 {
-		t.Errorf("%d audit records for 5 refused requests", n)
+	fx.h.Limiter().Flush(context.Background(), true)
+	all := fx.store.All()
+	if len(all) != 1 {
+		t.Fatalf("%d audit records for 5 refused requests; want 1 row with the count: %+v", len(all), all)
+	}
+	rec := all[0]
+	if rec.Result != audit.ResultRefused || rec.Action != "requests_refused" || rec.Actor.String() != "api:ip:127.0.0.1" ||
+		!strings.Contains(rec.Detail, "5 api requests refused from ip:127.0.0.1") || !strings.Contains(rec.Detail, "no_token 5") {
+		t.Errorf("audit record %+v", rec)
 	}
 }
 
@@ -244,7 +253,9 @@ func TestRunWrongToken(t *testing.T) {
 	if n := len(fx.runner.requests()); n != 1 {
 		t.Errorf("runner called %d times; want 1", n)
 	}
-	if rec := fx.store.All()[0]; rec.Result != audit.ResultRefused || !strings.Contains(rec.Detail, "unknown bearer token") ||
+	fx.h.Limiter().Flush(context.Background(), true)
+	all := fx.store.All()
+	if rec := all[len(all)-1]; rec.Result != audit.ResultRefused || !strings.Contains(rec.Detail, "bad_token 3") ||
 		strings.Contains(rec.Detail, "wrong") {
 		t.Errorf("audit record %+v; want refused, unknown token, and no secret", rec)
 	}
@@ -560,4 +571,117 @@ func TestOutcome(t *testing.T) {
 	ok(dry, audit.ResultDryRun)
 	dry.Duplicate = true
 	ok(dry, audit.ResultSkipped)
+}
+
+// countingHandler counts log records by level.
+type countingHandler struct {
+	mu sync.Mutex
+	n  map[slog.Level]int
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n[r.Level]++
+	return nil
+}
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
+func (h *countingHandler) count(l slog.Level) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n[l]
+}
+
+// A local process without a token sends 3,000 requests over three minutes
+// (by the handler's clock, 60 ms apart): past the burst they get 429 with
+// Retry-After, the audit gets one row per client and sampling interval
+// (never one per request), the log a bounded number of WARN lines, and a
+// token's own budget is untouched.
+func TestUnauthenticatedFloodIsLimitedAndSampled(t *testing.T) {
+	var mu sync.Mutex
+	now := t0
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	logs := &countingHandler{n: map[slog.Level]int{}}
+	const rate, burst, interval = 5.0, 20, time.Minute
+	var lim *clientlimit.Limiter
+	fx := newFixture(t, func(o *Options) {
+		o.Now = clock
+		o.Log = slog.New(logs)
+		lim = clientlimit.New(clientlimit.Options{Endpoint: "api", Rate: rate, Burst: burst, SampleInterval: interval,
+			Audit: o.Audit, Log: o.Log, Now: clock})
+		o.Limit = lim
+	})
+	const n, step = 3000, 60 * time.Millisecond
+	codes := map[int]int{}
+	first429 := -1
+	for i := 0; i < n; i++ {
+		r := fx.do(t, http.MethodPost, "/v1/playbooks/quarantine-agent/run", "", runBodyOK)
+		codes[r.code]++
+		if r.code == http.StatusTooManyRequests {
+			if first429 < 0 {
+				first429 = i
+			}
+			if ra := r.hdr.Get("Retry-After"); ra == "" || ra == "0" {
+				t.Fatalf("429 without a usable Retry-After: %q", ra)
+			}
+		}
+		mu.Lock()
+		now = now.Add(step)
+		mu.Unlock()
+	}
+	elapsed := time.Duration(n) * step
+	// The bucket admits the burst at once and then rate per second.
+	maxAdmitted := burst + int(rate*elapsed.Seconds()) + 1
+	if codes[http.StatusUnauthorized] > maxAdmitted || codes[http.StatusUnauthorized] < burst {
+		t.Errorf("%d requests got through to 401; want between %d and %d", codes[http.StatusUnauthorized], burst, maxAdmitted)
+	}
+	// The burst drains by 1 - rate*step per request.
+	if last := int(burst/(1-rate*step.Seconds())) + 1; first429 < burst || first429 > last {
+		t.Errorf("first 429 at request %d; want %d to %d (once the burst is spent)", first429, burst, last)
+	}
+	if codes[http.StatusUnauthorized]+codes[http.StatusTooManyRequests] != n {
+		t.Errorf("codes %v; want only 401 and 429", codes)
+	}
+	if n := len(fx.runner.requests()); n != 0 {
+		t.Errorf("runner called %d times", n)
+	}
+	// A token has its own bucket: the flood does not lock it out.
+	wantCode(t, fx.runAs(t, secretCI, "quarantine-agent", runBodyOK), http.StatusOK)
+
+	lim.Flush(context.Background(), true)
+	var rows []audit.Record
+	total := 0
+	for _, rec := range fx.store.All() {
+		if rec.Action != clientlimit.ActionRefused {
+			continue
+		}
+		rows = append(rows, rec)
+		var k int
+		if _, err := fmt.Sscanf(rec.Detail, "%d api requests refused", &k); err != nil {
+			t.Fatalf("row %q: %v", rec.Detail, err)
+		}
+		total += k
+	}
+	// One client: one row per interval that saw refusals, plus the
+	// partial one flushed at the end.
+	bound := int(elapsed/interval) + 1
+	if len(rows) == 0 || len(rows) > bound {
+		t.Errorf("%d sampled rows for %d refused requests over %s; want 1 to %d", len(rows), n, elapsed, bound)
+	}
+	if total != n {
+		t.Errorf("rows count %d refusals; want %d (every one counted)", total, n)
+	}
+	if all := len(fx.store.All()); all != len(rows)+1 {
+		t.Errorf("%d audit records; want the %d sampled rows and the token's run", all, len(rows))
+	}
+	// WARN: the first refusal of each interval and each interval's row.
+	if w := logs.count(slog.LevelWarn); w > 2*bound {
+		t.Errorf("%d WARN lines for %d refused requests; want at most %d", w, n, 2*bound)
+	}
+	t.Logf("%d requests: %v; %d audit rows, %d WARN lines", n, codes, len(rows), logs.count(slog.LevelWarn))
+	if got := testutil.ToFloat64(fx.h.metrics.Requests.WithLabelValues("run", "429")); int(got) != codes[http.StatusTooManyRequests] {
+		t.Errorf("api_requests_total{code=429} = %v; want %d", got, codes[http.StatusTooManyRequests])
+	}
 }

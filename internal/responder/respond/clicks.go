@@ -20,18 +20,34 @@ import (
 // answer within its 3 seconds.
 func (e *Engine) OnClick(ctx context.Context, a slackui.Action) error {
 	actor := audit.Actor{Kind: audit.ActorSlack, Name: a.UserName, UserID: a.UserID}
+	in, inOK := e.inc.get(a.IncidentID)
 	switch a.Kind {
 	case slackui.Approve, slackui.Deny:
-		_, err := e.Answer(ctx, a.AnomalyID, a.Kind == slackui.Approve, actor)
+		j, err := e.approvalJob(ctx, a.AnomalyID)
+		if err != nil {
+			return err
+		}
+		var approvers []string
+		if ap := j.Step.Approve; ap != nil {
+			approvers = ap.Approvers
+		}
+		if err := e.authorize(ctx, a, actor, in, j.Anomaly, approvers); err != nil {
+			return err
+		}
+		_, err = e.Answer(ctx, a.AnomalyID, a.Kind == slackui.Approve, actor)
 		return err
 	}
-	in, ok := e.inc.get(a.IncidentID)
-	if !ok {
+	if !inOK {
 		return fmt.Errorf("button on incident %q: %w", a.IncidentID, errNoIncident)
 	}
 	an, ok := in.Anomaly(a.AnomalyID)
 	if !ok && len(in.Anomalies) > 0 {
 		an = in.Anomalies[0]
+	}
+	if acts(a.Kind) {
+		if err := e.authorize(ctx, a, actor, in, an, e.playbookApprovers(an)); err != nil {
+			return err
+		}
 	}
 	switch a.Kind {
 	case slackui.Acknowledge:

@@ -52,6 +52,12 @@ func (e *Engine) Kinds() map[string]outbox.Kind {
 		kindThrottle: with(gw, e.runThrottle),
 		kindAnswer:   with(outbox.Kind{Concurrency: 1}, e.runAnswer),
 		kindTimeout:  with(outbox.Kind{Concurrency: 1}, e.runTimeout),
+		kindEphemeral: with(slackKind, func(ctx context.Context, _ outbox.Entry, j job) ([]byte, error) {
+			return e.runEphemeral(ctx, j)
+		}),
+		kindSummary: with(slackKind, func(ctx context.Context, _ outbox.Entry, j job) ([]byte, error) {
+			return e.runSummary(ctx, j)
+		}),
 	}
 }
 
@@ -185,6 +191,11 @@ func (e *Engine) runAlert(ctx context.Context, en outbox.Entry, j job) ([]byte, 
 	if err != nil {
 		return nil, e.permanent(ctx, j, string(playbooks.KindNotify), err)
 	}
+	if !e.caps.admit(j.Channel, capAlert, j.Anomaly.Kind, e.now()) {
+		// No ts in the result: the incident has no thread, and its next
+		// post stands alone (and is capped in its turn).
+		return []byte(j.Channel), e.suppressed(ctx, j, capAlert, j.Channel)
+	}
 	ts, err := e.o.Notifier.PostAlert(ctx, j.Channel, m)
 	if err != nil {
 		return nil, e.postFailed(ctx, j, err)
@@ -247,6 +258,13 @@ func (e *Engine) runReply(ctx context.Context, en outbox.Entry, j job) ([]byte, 
 	if err != nil {
 		return nil, e.permanent(ctx, j, string(playbooks.KindNotify), err)
 	}
+	what := capReply
+	if !ok {
+		channel, what = j.Channel, capAlert
+	}
+	if !e.caps.admit(channel, what, j.Anomaly.Kind, e.now()) {
+		return []byte(channel), e.suppressed(ctx, j, what, channel)
+	}
 	var got string
 	if ok {
 		got, err = e.o.Notifier.PostThreadReply(ctx, channel, ts, m)
@@ -274,6 +292,9 @@ func (e *Engine) runNote(ctx context.Context, en outbox.Entry, j job) ([]byte, e
 	}
 	if !ok {
 		return nil, nil // no thread to note it in (no alert, or it was suppressed)
+	}
+	if !e.caps.admit(channel, capNote, "", e.now()) {
+		return nil, e.suppressed(ctx, j, capNote, channel)
 	}
 	_, err = e.o.Notifier.PostThreadReply(ctx, channel, ts, slackui.RenderNote(j.Text))
 	if err != nil {
@@ -596,8 +617,19 @@ func (e *Engine) runApprove(ctx context.Context, en outbox.Entry, j job) ([]byte
 				break
 			}
 		}
+		why := orDefault(j.Why, "the playbook asks a human first")
+		if leader, joined, err := e.groupApproval(ctx, en.Key, j, channel); err != nil {
+			return nil, err
+		} else if joined {
+			e.o.Metrics.grouped()
+			return []byte(groupedPrefix + leader), e.record(ctx, j, string(playbooks.KindApprove), audit.ResultNeedsApproval,
+				fmt.Sprintf("asked for approval of %s, grouped into approval request %s (same cause): its answer answers this one; %s after %s",
+					what, leader, orDefault(ap.Default, playbooks.DecisionDeny), timeout))
+		} else if e.o.Settings.ApprovalGroupWindow > 0 && !j.Decision.Manual {
+			why += fmt.Sprintf(". Requests of the same cause in the next %s join this one; an answer answers every request that joined before it.", e.o.Settings.ApprovalGroupWindow)
+		}
 		ac := slackui.AlertContext{IncidentID: j.Incident, Codec: e.o.Codec}
-		m, err := slackui.RenderApproval(j.Anomaly, ac, slackui.ApprovalRequest{ID: en.Key, What: what, Why: orDefault(j.Why, "the playbook asks a human first"),
+		m, err := slackui.RenderApproval(j.Anomaly, ac, slackui.ApprovalRequest{ID: en.Key, What: what, Why: why,
 			Timeout: timeout, Default: ap.Default})
 		if err != nil {
 			return nil, e.permanent(ctx, j, string(playbooks.KindApprove), err)
@@ -605,6 +637,13 @@ func (e *Engine) runApprove(ctx context.Context, en outbox.Entry, j job) ([]byte
 		c, ts, ok, err := e.rootTS(ctx, root)
 		if err != nil && root != "" {
 			return nil, err
+		}
+		postTo := channel
+		if ok {
+			postTo = c
+		}
+		if admitted, wait := e.caps.admitApproval(postTo, en.Key, e.now()); !admitted {
+			return nil, outbox.Wait(wait, "the channel is over its message cap; an approval request waits for the next minute")
 		}
 		if ok {
 			_, err = e.o.Notifier.PostThreadReply(ctx, c, ts, m)
@@ -619,23 +658,30 @@ func (e *Engine) runApprove(ctx context.Context, en outbox.Entry, j job) ([]byte
 		fmt.Sprintf("asked for approval of %s; %s after %s", what, orDefault(ap.Default, playbooks.DecisionDeny), timeout))
 }
 
-// Answer records a human's (or the timeout's) answer to an approval
-// request. The first answer wins: later ones change nothing and return
-// false.
-func (e *Engine) Answer(ctx context.Context, request string, approved bool, actor audit.Actor) (bool, error) {
+// approvalJob reads an approval request's entry.
+func (e *Engine) approvalJob(ctx context.Context, request string) (job, error) {
 	req, ok, err := e.o.Outbox.Get(ctx, request)
 	if err != nil {
-		return false, err
+		return job{}, err
 	}
 	if !ok || req.Kind != kindApprove {
-		return false, fmt.Errorf("no approval request %q", request)
+		return job{}, fmt.Errorf("no approval request %q", request)
 	}
 	var j job
 	if err := json.Unmarshal(req.Payload, &j); err != nil {
-		return false, fmt.Errorf("decode approval request %s: %w", request, err)
+		return job{}, fmt.Errorf("decode approval request %s: %w", request, err)
 	}
-	if ap := j.Step.Approve; ap != nil && len(ap.Approvers) > 0 && actor.Kind == audit.ActorSlack && !slices.Contains(ap.Approvers, actor.UserID) {
-		return false, fmt.Errorf("%s is not an approver of this request", actor)
+	return j, nil
+}
+
+// Answer records a human's (or the timeout's) answer to an approval
+// request. The first answer wins: later ones change nothing and return
+// false. Who may answer from Slack is checked by OnClick (authorize);
+// other callers (the CLI, the demo's scripted analyst) are trusted.
+func (e *Engine) Answer(ctx context.Context, request string, approved bool, actor audit.Actor) (bool, error) {
+	j, err := e.approvalJob(ctx, request)
+	if err != nil {
+		return false, err
 	}
 	j.Request, j.Approved, j.Actor = request, approved, actor
 	return e.enqueue(ctx, request+"-answer", kindAnswer, j)
@@ -670,7 +716,15 @@ func (e *Engine) runAnswer(ctx context.Context, en outbox.Entry, j job) ([]byte,
 			return nil, err
 		}
 	}
-	e.note(ctx, j, en.Key, fmt.Sprintf("Approval request %s %s by %s", j.Request, verdict, j.Actor))
+	members, err := e.answerGroup(ctx, j)
+	if err != nil {
+		return nil, err
+	}
+	text := fmt.Sprintf("Approval request %s %s by %s", j.Request, verdict, j.Actor)
+	if members > 0 {
+		text += fmt.Sprintf(", and with it %d grouped requests of the same cause", members)
+	}
+	e.note(ctx, j, en.Key, text)
 	return []byte(verdict), nil
 }
 

@@ -19,6 +19,13 @@ type Metrics struct {
 	// answer.
 	AlertLatency  prometheus.Histogram
 	RevokeLatency prometheus.Histogram
+	// SlackSuppressed counts posts a channel's cap held back, by what
+	// (alert, follow-up, note); SlackSummaries the summaries queued
+	// instead; ApprovalsGrouped the approval requests that joined an
+	// earlier one of the same cause instead of being posted.
+	SlackSuppressed  *prometheus.CounterVec
+	SlackSummaries   prometheus.Counter
+	ApprovalsGrouped prometheus.Counter
 }
 
 // NewMetrics registers the responder's series on reg.
@@ -34,6 +41,30 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Anomaly detected to alert posted.", Buckets: buckets}),
 		RevokeLatency: f.NewHistogram(prometheus.HistogramOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "revoke_latency_seconds",
 			Help: "Anomaly detected to automatic revocation answered by the gateway.", Buckets: buckets}),
+		SlackSuppressed: f.NewCounterVec(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "slack_suppressed_total",
+			Help: "Slack messages not posted because their channel was over responder.slack.max_messages_per_minute, by what (alert, follow-up, note); each is counted in the minute's summary."}, []string{"what"}),
+		SlackSummaries: f.NewCounter(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "slack_summaries_total",
+			Help: "Summaries of suppressed messages queued (one per channel and minute at most)."}),
+		ApprovalsGrouped: f.NewCounter(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "approvals_grouped_total",
+			Help: "Approval requests that joined an earlier request of the same cause instead of being posted."}),
+	}
+}
+
+func (m *Metrics) suppressed(what string) {
+	if m != nil {
+		m.SlackSuppressed.WithLabelValues(what).Inc()
+	}
+}
+
+func (m *Metrics) summary() {
+	if m != nil {
+		m.SlackSummaries.Inc()
+	}
+}
+
+func (m *Metrics) grouped() {
+	if m != nil {
+		m.ApprovalsGrouped.Inc()
 	}
 }
 

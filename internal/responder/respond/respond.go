@@ -88,6 +88,16 @@ type Settings struct {
 	// no alert thread (a revocation past the budget in a playbook that
 	// does not notify).
 	ApprovalChannel string
+	// Responders are the Slack users (U…, W…) and user groups (S…) who may
+	// revoke, quarantine and answer approval requests from Slack, besides
+	// the playbooks' approvers.
+	Responders []string
+	// MaxMessagesPerMinute caps the messages posted to one channel per
+	// minute; 0: no cap.
+	MaxMessagesPerMinute int
+	// ApprovalGroupWindow is how long approval requests of one cause join
+	// the first one's message; 0: no grouping.
+	ApprovalGroupWindow time.Duration
 }
 
 // Options are what New needs. Outbox, Seen, Audit and Set are required;
@@ -103,7 +113,10 @@ type Options struct {
 	Registry Registry
 	Notifier Notifier
 	Codec    *slackui.ActionCodec
-	Guards   map[string]*revoke.Guard
+	// Groups resolves the user groups among the approvers and responders;
+	// nil: user groups admit nobody.
+	Groups *slackui.Groups
+	Guards map[string]*revoke.Guard
 	// Throttlers are the adapters that can rate-limit an agent (kong).
 	Throttlers map[string]revoke.Throttler
 	Webhooks   map[string]revoke.Gateway
@@ -132,6 +145,10 @@ type Engine struct {
 	inc    *incidents
 	log    *slog.Logger
 	now    func() time.Time
+	caps   *channelCaps
+	// groupMu guards approvals: the open approval group of each cause.
+	groupMu   sync.Mutex
+	approvals map[string]approvalGroup
 }
 
 // New builds an Engine.
@@ -146,7 +163,7 @@ func New(o Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{o: o, inc: inc, log: o.Log, now: o.Now}
+	e := &Engine{o: o, inc: inc, log: o.Log, now: o.Now, caps: newChannelCaps(o.Settings.MaxMessagesPerMinute), approvals: map[string]approvalGroup{}}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -184,6 +201,8 @@ type job struct {
 	Request string `json:"request,omitempty"`
 	// Saved is what an undo needs from the action (a throttle's plugin).
 	Saved []byte `json:"saved,omitempty"`
+	// User is who sees an ephemeral message.
+	User string `json:"user,omitempty"`
 }
 
 // IncidentID is the id of the incident an anomaly opens.
@@ -484,7 +503,7 @@ func orderKey(kind string, j job) string {
 	switch kind {
 	case kindAlert, kindReply, kindNote, kindApprove:
 		return "slack:" + j.Incident
-	case kindTimeout, kindAnswer, kindRestore, kindSnapshot:
+	case kindTimeout, kindAnswer, kindRestore, kindSnapshot, kindSummary, kindEphemeral:
 		// Due later (a TTL, an approval timeout, the end of a snapshot's
 		// window) or answering: must not wait behind, nor hold back, the
 		// decision's other steps.

@@ -80,6 +80,9 @@ type rig struct {
 	cancel   context.CancelFunc
 	done     chan error
 	cfg      config.Config
+	// playbooks replaces testPlaybooks; now replaces the engine's clock.
+	playbooks string
+	now       func() time.Time
 }
 
 type memFeedback struct {
@@ -96,6 +99,17 @@ func (f *memFeedback) Put(_ context.Context, v anomaly.Verdict) error {
 
 func newRig(t *testing.T, mod func(*config.Config)) *rig {
 	t.Helper()
+	return newRigWith(t, func(r *rig) {
+		if mod != nil {
+			mod(&r.cfg)
+		}
+	})
+}
+
+// newRigWith is newRig with a hook that may change the rig (its
+// playbooks, its clock) as well as its configuration before it starts.
+func newRigWith(t *testing.T, mod func(*rig)) *rig {
+	t.Helper()
 	cfg, err := config.LoadEnv("", nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -111,22 +125,29 @@ func newRig(t *testing.T, mod func(*config.Config)) *rig {
 	rc.Slack.APIURL = r.slack.URL()
 	rc.RevokeBudget = 5
 	rc.RevokeInterval = time.Minute
-	if mod != nil {
-		mod(&cfg)
-	}
+	// The analysts are a user group: the responder resolves it.
+	rc.Slack.Responders = []string{"S0SOC"}
+	r.slack.SetGroup("S0SOC", "U0ANALYST", "U0OTHER")
 	r.cfg = cfg
+	if mod != nil {
+		mod(r)
+	}
 	r.start()
 	return r
 }
 
 func (r *rig) start() {
 	t := r.t
-	set, err := playbooks.Parse("test.yaml", []byte(testPlaybooks))
+	src := testPlaybooks
+	if r.playbooks != "" {
+		src = r.playbooks
+	}
+	set, err := playbooks.Parse("test.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := map[string]string{"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": testSecret}
-	svc, err := Build(r.cfg, Deps{Set: set, Events: r.events, Feedback: r.feedback, Getenv: func(k string) string { return env[k] }},
+	svc, err := Build(r.cfg, Deps{Set: set, Events: r.events, Feedback: r.feedback, Getenv: func(k string) string { return env[k] }, Now: r.now},
 		nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -349,22 +370,65 @@ func TestBudgetTurnsRevocationsPastNIntoApprovalRequests(t *testing.T) {
 	if n := len(strings.Fields(string(b))); n != 5 {
 		t.Errorf("deny-list has %d lines, want 5:\n%s", n, b)
 	}
-	var asks int
+	// The 45 requests have one cause (kind, playbook, step, channel):
+	// one message, and its answer answers them all.
+	var asks []testsrv.SlackPost
 	for _, p := range r.slack.Posts() {
 		if strings.Contains(p.Blocks, "aw_approve") {
-			asks++
+			asks = append(asks, p)
 		}
 	}
-	if asks != 45 {
-		t.Errorf("%d approval requests posted to Slack, want 45", asks)
+	if len(asks) != 1 {
+		t.Fatalf("%d approval requests posted to Slack, want 1 for the 45 of one cause", len(asks))
+	}
+	if !strings.Contains(asks[0].Blocks, "join this one") {
+		t.Errorf("the grouped request does not say that later ones join it: %s", asks[0].Blocks)
+	}
+	open, err := r.svc.Engine.OpenApprovals(ctx)
+	if err != nil || len(open) != 1 {
+		t.Fatalf("open approval requests %v, %v; want 1", open, err)
+	}
+	var leader audit.Record
+	for _, rec := range recs {
+		if rec.Action == "approve" && strings.Contains(rec.Detail, "grouped into approval request") && !strings.Contains(rec.Detail, open[0]) {
+			t.Errorf("a request joined another than the open one: %s", rec.Detail)
+		}
+		if rec.StepID == open[0] {
+			leader = rec
+		}
+	}
+	codec, _ := slackui.NewActionCodec(testSecret)
+	v, err := codec.Encode(slackui.ActionRef{Kind: slackui.Approve, IncidentID: leader.IncidentID, AnomalyID: open[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	r.svc.Handler.ServeHTTP(w, signed(t, "aw_approve", v, "trig-group", time.Now()))
+	if w.Code != http.StatusOK {
+		t.Fatalf("approve click: %d %s", w.Code, w.Body)
+	}
+	r.settle()
+	b, err = os.ReadFile(filepath.Join(r.cfg.Responder.StateDir, "denylist.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(strings.Fields(string(b))); n != 50 {
+		t.Errorf("deny-list has %d lines after approving the group, want 50 (5 in budget + 45 approved)", n)
 	}
 }
 
-// signed builds Slack's interactivity request for a button value.
+// signed builds Slack's interactivity request for a button value, clicked
+// by U0ANALYST (alice, in the analysts' user group).
 func signed(t *testing.T, actionID, value, trigger string, at time.Time) *http.Request {
 	t.Helper()
+	return signedAs(t, "U0ANALYST", actionID, value, trigger, at)
+}
+
+// signedAs is signed for a click by user.
+func signedAs(t *testing.T, user, actionID, value, trigger string, at time.Time) *http.Request {
+	t.Helper()
 	p := map[string]any{
-		"type": "block_actions", "user": map[string]any{"id": "U0ANALYST", "username": "alice", "name": "alice", "team_id": "T1"},
+		"type": "block_actions", "user": map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": "T1"},
 		"trigger_id": trigger, "team": map[string]any{"id": "T1"}, "channel": map[string]any{"id": "C0SOC"},
 		"container": map[string]any{"type": "message", "message_ts": "1.1", "channel_id": "C0SOC"},
 		"actions":   []any{map[string]any{"action_id": actionID, "block_id": "aw_actions", "value": value, "type": "button", "action_ts": "1700000000.1"}},

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/clientlimit"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/playbookcfg"
@@ -78,6 +80,7 @@ type Service struct {
 	Evidence string
 	closers  []func() error
 	silences *silence.Store
+	limiters []*clientlimit.Limiter
 }
 
 // Build assembles the responder from cfg.Responder and d.
@@ -148,6 +151,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		return nil, err
 	}
 	var notifier Notifier
+	var groups *slackui.Groups
 	var codec *slackui.ActionCodec
 	slackMetrics := slackui.NewMetrics(reg)
 	secret := envOf(getenv, rc.Slack.SigningSecretEnv)
@@ -161,9 +165,13 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		if rc.Slack.APIURL != "" {
 			opts = append(opts, slack.OptionAPIURL(strings.TrimSuffix(rc.Slack.APIURL, "/")+"/"))
 		}
-		p := slackui.NewPoster(slack.New(token, opts...))
+		client := slack.New(token, opts...)
+		p := slackui.NewPoster(client)
 		p.Metrics = slackMetrics
 		notifier = p
+		groups = slackui.NewGroups(func(ctx context.Context, g string) ([]string, error) {
+			return client.GetUserGroupMembersContext(ctx, g)
+		}, rc.Slack.GroupCacheTTL, now)
 	} else {
 		w := d.Console
 		if w == nil {
@@ -172,18 +180,23 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		s.Console = NewConsole(w)
 		notifier = s.Console
 	}
+	maxPerMinute := rc.Slack.MaxMessagesPerMinute
+	if s.Console != nil {
+		maxPerMinute = 0 // the cap is Slack's; the console takes everything
+	}
 	button := "denylist"
 	if _, ok := guards["kong"]; ok {
 		button = "kong"
 	}
 	m := NewMetrics(reg)
 	e, err := New(Options{
-		Set: set, Outbox: ob, Seen: seen, Audit: s.Audit, Silences: sil, Registry: d.Registry, Notifier: notifier, Codec: codec,
+		Set: set, Outbox: ob, Seen: seen, Audit: s.Audit, Silences: sil, Registry: d.Registry, Notifier: notifier, Codec: codec, Groups: groups,
 		Guards: guards, Throttlers: throttlers, Webhooks: webhooks, Events: d.Events, Chain: s.Chain, Evidence: s.Evidence, Scores: d.Scores, Feedback: d.Feedback,
 		Incidents: state(IncidentsFile), Log: log, Now: now, Metrics: m, AfterAction: d.AfterAction,
 		Settings: Settings{GroupWait: rc.GroupWait, IncidentWindow: rc.IncidentWindow, RepeatInterval: rc.RepeatInterval,
 			FalsePositiveSuppress: rc.FalsePositiveSuppress, Snooze: rc.Snooze, SnapshotMaxEvents: rc.SnapshotMaxEvents, ButtonAdapter: button,
-			ApprovalChannel: rc.Slack.ApprovalChannel},
+			ApprovalChannel: rc.Slack.ApprovalChannel, Responders: rc.Slack.Responders,
+			MaxMessagesPerMinute: maxPerMinute, ApprovalGroupWindow: rc.Slack.ApprovalGroupWindow},
 	})
 	if err != nil {
 		return nil, err
@@ -192,9 +205,16 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	s.closers = append(s.closers, e.inc.Close)
 	s.Worker = &outbox.Worker{Store: ob, Kinds: e.Kinds(), Log: log, Metrics: outbox.NewMetrics(reg), Poll: 250 * time.Millisecond}
 	mux := http.NewServeMux()
+	lm := clientlimit.NewMetrics(reg)
+	limiter := func(endpoint string) *clientlimit.Limiter {
+		l := clientlimit.New(clientlimit.Options{Endpoint: endpoint, Rate: rc.RateLimit.Rate, Burst: rc.RateLimit.Burst,
+			SampleInterval: rc.RateLimit.SampleInterval, Audit: s.Audit, Log: log, Metrics: lm, Now: now})
+		s.limiters = append(s.limiters, l)
+		return l
+	}
 	if secret != "" {
 		ih := slackui.NewInteractionHandler(secret, seenDeduper{seen}, nil, e.OnClick)
-		ih.Log, ih.Metrics = log, slackMetrics
+		ih.Log, ih.Metrics, ih.Limit = log, slackMetrics, limiter("slack")
 		mux.Handle("POST /slack/interactions", ih)
 	}
 	if len(rc.Tokens) > 0 {
@@ -202,7 +222,8 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		for _, t := range rc.Tokens {
 			toks = append(toks, respapi.Token{Name: t.Name, SHA256: t.SHA256, SecretEnv: t.SecretEnv, AllowedPlaybooks: t.AllowedPlaybooks, CanReadAudit: t.CanReadAudit, CanSilence: t.CanSilence})
 		}
-		api, err := respapi.New(respapi.Options{Tokens: toks, Runner: e, Audit: s.Audit, Silences: sil, Verdicts: e, Log: log, Metrics: respapi.NewMetrics(reg), Now: now, Getenv: getenv})
+		api, err := respapi.New(respapi.Options{Tokens: toks, Runner: e, Audit: s.Audit, Silences: sil, Verdicts: e, Log: log, Metrics: respapi.NewMetrics(reg), Now: now, Getenv: getenv,
+			Limit: limiter("api")})
 		if err != nil {
 			return nil, fmt.Errorf("responder.tokens: %w", err)
 		}
@@ -212,10 +233,20 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	return s, nil
 }
 
-// Run runs the outbox Worker and the silences' maintenance until ctx ends.
+// Run runs the outbox Worker, the silences' maintenance, the rate
+// limiters' sampled audit rows and the channel caps' summaries until ctx
+// ends.
 func (s *Service) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.silences.Run(ctx) }()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel() // before Wait: the Worker may end on its own
+	for _, l := range s.limiters {
+		wg.Go(func() { _ = l.Run(lctx) })
+	}
+	wg.Go(func() { s.Engine.runCaps(lctx) })
 	err := s.Worker.Run(ctx)
 	if serr := <-errc; err == nil && serr != nil && !errors.Is(serr, context.Canceled) {
 		err = serr

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/slack-go/slack"
+
+	"github.com/agentwatch/agentwatch/internal/responder/clientlimit"
 )
 
 // ReplayWindow is how far a request's X-Slack-Request-Timestamp may be from
@@ -80,6 +82,13 @@ type InteractionHandler struct {
 	Log *slog.Logger
 	// Metrics counts requests by outcome; nil counts nothing.
 	Metrics *Metrics
+	// Limit, when set, rate-limits each client: a verified click by its
+	// Slack user id, anything else by remote address (behind the TLS
+	// proxy that is the proxy: forgeries then share one bucket, which
+	// verified clicks never touch). Its refusals, and those of bad
+	// signatures, go to its sampled audit rows instead of a WARN line
+	// each.
+	Limit *clientlimit.Limiter
 }
 
 var _ http.Handler = (*InteractionHandler)(nil)
@@ -133,13 +142,31 @@ func (h *InteractionHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := h.verify(r.Header, body); err != nil {
-		h.refuse(w, http.StatusUnauthorized, "unauthorized", err)
+		if h.Limit == nil {
+			h.refuse(w, http.StatusUnauthorized, "unauthorized", err)
+			return
+		}
+		c := clientlimit.IP(r.RemoteAddr)
+		if ok, wait := h.Limit.Admit(c); !ok {
+			h.limited(w, r, c, wait)
+			return
+		}
+		h.Metrics.interaction("unauthorized")
+		h.Limit.Refused(r.Context(), c, clientlimit.ReasonBadRequest, r.URL.Path)
+		http.Error(w, http.StatusText(http.StatusUnauthorized), http.StatusUnauthorized)
 		return
 	}
 	act, err := h.decode(body)
 	if err != nil {
 		h.refuse(w, http.StatusBadRequest, "bad_request", err)
 		return
+	}
+	if h.Limit != nil {
+		c := clientlimit.Client{Kind: "slack", ID: act.UserID}
+		if ok, wait := h.Limit.Admit(c); !ok {
+			h.limited(w, r, c, wait) // before dedup: a later click of the same button still works
+			return
+		}
 	}
 	// Slack hangs up after 3 s; what on records must not be cut off by that.
 	ctx := context.WithoutCancel(r.Context())
@@ -158,7 +185,15 @@ func (h *InteractionHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	act.At = h.now()
-	if err := h.on(ctx, act); err != nil {
+	if err := h.on(ctx, act); errors.Is(err, ErrNotAllowed) {
+		h.Metrics.interaction("refused")
+		if h.Log != nil {
+			h.Log.Info("interaction refused: the user may not take this action", "kind", act.Kind, "incident_id", act.IncidentID,
+				"user_id", act.UserID)
+		}
+		w.WriteHeader(http.StatusOK)
+		return
+	} else if err != nil {
 		if h.Log != nil {
 			h.Log.Error("interaction action failed", "kind", act.Kind, "incident_id", act.IncidentID,
 				"anomaly_id", act.AnomalyID, "user_id", act.UserID, "err", err)
@@ -274,6 +309,14 @@ func (h *InteractionHandler) refuse(w http.ResponseWriter, code int, outcome str
 		h.Log.Warn("interaction refused", "reason", outcome, "status", code, "err", err)
 	}
 	http.Error(w, http.StatusText(code), code)
+}
+
+// limited answers 429 with Retry-After and counts the refusal.
+func (h *InteractionHandler) limited(w http.ResponseWriter, r *http.Request, c clientlimit.Client, wait time.Duration) {
+	h.Metrics.interaction("rate_limited")
+	h.Limit.Refused(r.Context(), c, clientlimit.ReasonRateLimited, r.URL.Path)
+	w.Header().Set("Retry-After", clientlimit.RetryAfter(wait))
+	http.Error(w, http.StatusText(http.StatusTooManyRequests), http.StatusTooManyRequests)
 }
 
 func (h *InteractionHandler) duplicate(w http.ResponseWriter, a Action) {

@@ -11,7 +11,8 @@ import (
 type Metrics struct {
 	// Interactions counts interactivity requests by outcome: ok, duplicate,
 	// unauthorized (bad signature or timestamp), bad_request, too_large,
-	// method, dedup_error, action_error.
+	// method, dedup_error, action_error, rate_limited, refused (a click by
+	// someone not allowed to act).
 	Interactions *prometheus.CounterVec
 	// Calls counts Web API calls by method and outcome: ok, rate_limited,
 	// retry (another retryable failure), failed (not worth retrying).
@@ -28,7 +29,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	const ns, sub = "agentwatch", "responder"
 	return &Metrics{
 		Interactions: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "slack_interactions_total",
-			Help: "Slack interactivity requests, by outcome (ok, duplicate, unauthorized, bad_request, too_large, method, dedup_error, action_error)."},
+			Help: "Slack interactivity requests, by outcome (ok, duplicate, unauthorized, bad_request, too_large, method, dedup_error, action_error, rate_limited, refused)."},
 			[]string{"outcome"}),
 		Calls: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "slack_calls_total",
 			Help: "Slack Web API calls, by method and outcome (ok, rate_limited, retry, failed)."},

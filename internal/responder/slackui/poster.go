@@ -149,3 +149,11 @@ func classify(op, channel string, err error) *PostError {
 	}
 	return e
 }
+
+// PostEphemeral shows m to user only, in channelID (chat.postEphemeral):
+// the answer to a click the user may not make.
+func (p *Poster) PostEphemeral(ctx context.Context, channelID, user string, m Message) error {
+	start := time.Now()
+	_, err := p.c.PostEphemeralContext(ctx, channelID, user, m.Options()...)
+	return p.done("chat.postEphemeral", channelID, start, err)
+}

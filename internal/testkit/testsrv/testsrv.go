@@ -1,6 +1,7 @@
 // Package testsrv holds local stand-ins for the outside services the
 // responder calls, for tests and benchmarks: a recording Slack Web API
-// (chat.postMessage and chat.update) and a Kong Admin API for key-auth
+// (chat.postMessage, chat.update, chat.postEphemeral and
+// usergroups.users.list) and a Kong Admin API for key-auth
 // credentials. They listen on loopback only and never reach the internet.
 package testsrv
 
@@ -20,8 +21,9 @@ import (
 
 // SlackPost is one message the Slack server received.
 type SlackPost struct {
-	Method   string // chat.postMessage or chat.update
+	Method   string // chat.postMessage, chat.update or chat.postEphemeral
 	Channel  string
+	User     string // who sees an ephemeral message
 	TS       string // the ts the server gave (or updated)
 	ThreadTS string
 	Text     string
@@ -40,14 +42,18 @@ type Slack struct {
 	rateLimit  int
 	retryAfter int
 	notify     chan struct{}
+	groups     map[string][]string
+	groupCalls int
 }
 
 // NewSlack starts the server; Close stops it.
 func NewSlack() *Slack {
-	s := &Slack{notify: make(chan struct{}, 1)}
+	s := &Slack{notify: make(chan struct{}, 1), groups: map[string][]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/chat.postMessage", s.post)
 	mux.HandleFunc("/chat.update", s.post)
+	mux.HandleFunc("/chat.postEphemeral", s.post)
+	mux.HandleFunc("/usergroups.users.list", s.groupMembers)
 	mux.HandleFunc("/auth.test", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, map[string]any{"ok": true, "user_id": "UBOT", "team_id": "T1"})
 	})
@@ -66,6 +72,36 @@ func (s *Slack) RateLimit(n, secs int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rateLimit, s.retryAfter = n, secs
+}
+
+// SetGroup makes user group id hold members (usergroups.users.list).
+func (s *Slack) SetGroup(id string, members ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.groups[id] = slices.Clone(members)
+}
+
+// GroupCalls is how many usergroups.users.list calls were answered.
+func (s *Slack) GroupCalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.groupCalls
+}
+
+func (s *Slack) groupMembers(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		writeJSON(w, map[string]any{"ok": false, "error": "invalid_form_data"})
+		return
+	}
+	s.mu.Lock()
+	s.groupCalls++
+	m, ok := s.groups[r.Form.Get("usergroup")]
+	s.mu.Unlock()
+	if !ok {
+		writeJSON(w, map[string]any{"ok": false, "error": "no_such_subteam"})
+		return
+	}
+	writeJSON(w, map[string]any{"ok": true, "users": m})
 }
 
 // Posts returns what was received, in order.
@@ -101,18 +137,18 @@ func (s *Slack) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ts := r.Form.Get("ts")
-	if method == "chat.postMessage" {
+	if method == "chat.postMessage" || method == "chat.postEphemeral" {
 		s.seq++
 		ts = fmt.Sprintf("%d.%06d", 1700000000+s.seq, s.seq)
 	}
 	s.posts = append(s.posts, SlackPost{Method: method, Channel: ch, TS: ts, ThreadTS: r.Form.Get("thread_ts"),
-		Text: r.Form.Get("text"), Blocks: r.Form.Get("blocks"), At: time.Now()})
+		User: r.Form.Get("user"), Text: r.Form.Get("text"), Blocks: r.Form.Get("blocks"), At: time.Now()})
 	s.mu.Unlock()
 	select {
 	case s.notify <- struct{}{}:
 	default:
 	}
-	writeJSON(w, map[string]any{"ok": true, "channel": ch, "ts": ts})
+	writeJSON(w, map[string]any{"ok": true, "channel": ch, "ts": ts, "message_ts": ts})
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
