@@ -203,6 +203,8 @@ func renderGrouped(a anomaly.Anomaly, ac AlertContext) (Message, error) {
 		what = "agent flood"
 	case anomaly.ShadowAgent:
 		what = "shadow agents"
+	case anomaly.FleetGauge:
+		what = "fleet gauge"
 	}
 	agents := ac.Agents
 	if len(agents) == 0 {
@@ -211,12 +213,19 @@ func renderGrouped(a anomaly.Anomaly, ac AlertContext) (Message, error) {
 		agents = a.AgentIDs
 	}
 	title := fmt.Sprintf("%s %s · %s · %d agents", severityIcon(a.Severity), sev, what, max(a.Count, len(agents)))
+	countFact := fieldOurs("Agents in the first window", strconv.Itoa(a.Count))
+	if a.Kind == anomaly.FleetGauge {
+		// A partition's summed calls or 5xx: its count is that sum, not
+		// agents; the explanation below says what was expected.
+		title = fmt.Sprintf("%s %s · fleet gauge · partition %d", severityIcon(a.Severity), sev, a.Partition)
+		countFact = fieldOurs("Observed in the window", strconv.Itoa(a.Count))
+	}
 	facts := []*slack.TextBlockObject{
 		field("Kind", a.Kind, capKind),
 		field("Group", a.AgentID, capID),
 		fieldOurs("Score", scoreText(a)),
 		fieldOurs("Window (UTC)", windowText(a.WindowStartMs, a.WindowEndMs)),
-		fieldOurs("Agents in the first window", strconv.Itoa(a.Count)),
+		countFact,
 		fieldOurs("Partition", strconv.Itoa(int(a.Partition))),
 		field("Incident", ac.IncidentID, capID),
 		field("Evidence snapshot", orDefault(ac.SnapshotID, "not taken yet"), capID),

@@ -282,6 +282,21 @@ func TestRenderFoldedShadowAgents(t *testing.T) {
 		t.Error("folded shadow alert shows its agent count as calls")
 	}
 
+	// Any anomaly naming no single agent (agent id "*…") gets the grouped
+	// alert, a fleet gauge too: no button may quarantine "*fleet/p0".
+	fleet := sample()
+	fleet.Kind, fleet.AgentID, fleet.Count = anomaly.FleetGauge, "*fleet/p0", 12345
+	m, err = Render(fleet, ac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(actionIDs(m), ","); got != "aw_ack,aw_false_positive,aw_snooze" {
+		t.Errorf("fleet gauge buttons = %s; want ack, false positive, snooze only", got)
+	}
+	if all := strings.Join(allStrings(t, m), "\n"); !strings.Contains(all, "fleet gauge · partition 2") || strings.Contains(all, "12345 agents") {
+		t.Errorf("fleet gauge alert miscounts: %s", all)
+	}
+
 	lone := sample()
 	lone.Kind, lone.AgentID, lone.Count, lone.Explanation = anomaly.ShadowAgent, "ghost-7", 3, nil
 	m, err = Render(lone, ac)
