@@ -749,10 +749,10 @@ func (d *Detector) syncStats() Stats {
 	add(m.Late, s.Late, d.last.Late)
 	add(m.Replayed, s.Replayed, d.last.Replayed)
 	add(m.Windows, s.Windows, d.last.Windows)
+	add(m.ShadowFolded, s.ShadowFolded, d.last.ShadowFolded)
 	add(m.NewAgents, s.NewAgents, d.last.NewAgents)
 	add(m.Evicted, s.Evicted, d.last.Evicted)
 	add(m.Restored, s.Restored, d.last.Restored)
-	add(m.ShadowFolded, s.ShadowFolded, d.last.ShadowFolded)
 	kinds := make([]string, 0, len(s.Anomalies))
 	for k := range s.Anomalies {
 		kinds = append(kinds, k)
