@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
+	"strings"
 )
 
 // Version is the Anomaly record version written in V.
@@ -23,7 +24,9 @@ const (
 	// Drift: the window is improbable against the long-horizon reference
 	// baseline although the short-term baseline has followed a slow ramp.
 	Drift = "drift"
-	// ShadowAgent: the agent id is absent from the agent registry.
+	// ShadowAgent: the agent id is absent from the agent registry. Several
+	// unregistered agents of one window and partition are folded into one
+	// grouped shadow_agent (see Grouped).
 	ShadowAgent = "shadow_agent"
 	// UnapprovedRoute: a route outside the agent's approved routes.
 	UnapprovedRoute = "unapproved_route"
@@ -100,12 +103,27 @@ type Anomaly struct {
 	SampleEventIDs   []string     `json:"sample_event_ids,omitempty"`
 	// SourceIPs are the never-used addresses of a new_source_ip anomaly.
 	SourceIPs []string `json:"source_ips,omitempty"`
-	// Count is how many events hit the rule in the window (rules only).
+	// Count is how many events hit the rule in the window (rules only);
+	// for a grouped anomaly, how many agents it stands for.
 	Count int `json:"count,omitempty"`
+	// AgentIDs are the agents a grouped shadow_agent or agent_flood stands
+	// for, sorted, at most MaxAgentIDs of them; Count says how many in all.
+	AgentIDs []string `json:"agent_ids,omitempty"`
 	// Partition is the events-topic partition the agent's events came from.
 	Partition int32 `json:"partition"`
 	// DetectedMs is wall-clock time of detection; it is not part of the ID.
 	DetectedMs int64 `json:"detected_ms"`
+}
+
+// MaxAgentIDs caps Anomaly.AgentIDs, so that a flood of ids cannot make
+// one record (and the alert rendered from it) unbounded.
+const MaxAgentIDs = 50
+
+// Grouped reports whether a stands for many agents rather than one: its
+// agent id starts with "*" (*global/…, *flood/…, *shadow/…, *fleet/…).
+// Nothing may act on "the agent" of a grouped anomaly.
+func (a Anomaly) Grouped() bool {
+	return strings.HasPrefix(a.AgentID, "*")
 }
 
 // TopFeature returns the name of the feature that explains a most (the

@@ -137,6 +137,15 @@ var ErrVersion = errors.New("unsupported canonical event version")
 // ErrSyntax means the data is not a JSON object at all.
 var ErrSyntax = errors.New("not a JSON object")
 
+// ErrControlChar means a string holds a raw control character (below
+// 0x20), which RFC 8259 forbids; errors wrapping it wrap ErrSyntax too.
+var ErrControlChar = errors.New("raw control character in a string")
+
+// ErrDuplicateField means a field the decoder reads appears twice. No
+// winner is picked: decoders disagree on first or last, and that
+// disagreement is a way to show two readers two different events.
+var ErrDuplicateField = errors.New("field appears twice")
+
 // Decoder decodes the canonical wire form written by AppendJSON with the
 // hand-written JSON scanner in pkg/internal/jsonscan, shared with
 // pkg/gateway (whose fuzz test checks it against fastjson). It reuses
@@ -151,6 +160,8 @@ type Decoder struct {
 	qs    []strSpan
 	qstrs []string // DecodeTransient's QueryParams
 	strs  [numStrFields]strSpan
+	// seen has a bit per field read so far in this event (see once).
+	seen uint64
 }
 
 type strSpan struct{ start, end int32 }
@@ -174,13 +185,39 @@ const (
 	numStrFields
 )
 
+// Bits of Decoder.seen past the string fields.
+const (
+	bV = numStrFields + iota
+	bEventTime
+	bIngestTime
+	bUnattributed
+	bQuery
+	bStatus
+	bRequestBytes
+	bResponseBytes
+	bDuration
+	bPartition
+	bOffset
+)
+
+// once records that the field of bit was read, or says it was already.
+func (d *Decoder) once(bit int) error {
+	m := uint64(1) << bit
+	if d.seen&m != 0 {
+		return ErrDuplicateField
+	}
+	d.seen |= m
+	return nil
+}
+
 var errWrongType = errors.New("wrong type")
 
 // Decode parses one encoded event. Unknown fields are ignored (a newer
 // writer of the same version may add optional fields); a missing or
-// unknown "v" is an error wrapping ErrVersion; bad JSON wraps ErrSyntax; a field of the wrong type or
-// out of range is an error naming the field. Of duplicate fields the last
-// counts.
+// unknown "v" is an error wrapping ErrVersion; bad JSON wraps ErrSyntax
+// (and ErrControlChar for a raw control character in a string); a field of
+// the wrong type or out of range, or read twice (ErrDuplicateField), is an
+// error naming the field.
 func (d *Decoder) Decode(data []byte) (Event, error) {
 	return d.decode(data, false)
 }
@@ -201,6 +238,9 @@ func (d *Decoder) decode(data []byte, transient bool) (Event, error) {
 	kvs, end, ok := jsonscan.ScanObject(data, i, 1, d.kvs[:0])
 	d.kvs = kvs
 	if !ok || jsonscan.SkipWS(data, end) != len(data) {
+		if c := jsonscan.ControlChar(data); c >= 0 {
+			return e, fmt.Errorf("decode canonical event: %w: %w 0x%02x at byte %d", ErrSyntax, ErrControlChar, data[c], c)
+		}
 		return e, fmt.Errorf("decode canonical event: %w: broken JSON at byte %d", ErrSyntax, end)
 	}
 	var ver *jsonscan.Val
@@ -218,6 +258,7 @@ func (d *Decoder) decode(data []byte, transient bool) (Event, error) {
 	}
 	d.buf = d.buf[:0]
 	d.strs = [numStrFields]strSpan{}
+	d.seen = 0
 	d.qs = d.qs[:0]
 	for k := range kvs {
 		if err := d.field(&e, data, &kvs[k]); err != nil {
@@ -266,21 +307,34 @@ func (d *Decoder) key(data []byte, kv *jsonscan.KV) []byte {
 func (d *Decoder) field(e *Event, data []byte, kv *jsonscan.KV) error {
 	v := kv.V
 	var err error
-	str := func(f int) { d.strs[f], err = d.str(data, v) }
+	str := func(f int) {
+		if err = d.once(f); err == nil {
+			d.strs[f], err = d.str(data, v)
+		}
+	}
 	// One case per key, alike in shape on purpose: a switch on the key is
 	// the decoder's fastest dispatch, and each case sets a different field.
 	switch string(d.key(data, kv)) {
+	case "v":
+		err = d.once(bV) // read by decode already
 	case "event_id":
 		str(sEventID)
 	case "event_time_ms":
-		e.EventTimeMs, err = intOf(data, v)
+		if err = d.once(bEventTime); err == nil {
+			e.EventTimeMs, err = intOf(data, v)
+		}
 	case "ingest_time_ms":
-		e.IngestTimeMs, err = intOf(data, v)
+		if err = d.once(bIngestTime); err == nil {
+			e.IngestTimeMs, err = intOf(data, v)
+		}
 	case "agent_id":
 		str(sAgentID)
 	case "identity_source":
 		str(sIdentitySource)
 	case "unattributed":
+		if err := d.once(bUnattributed); err != nil {
+			return err
+		}
 		switch v.Kind {
 		case jsonscan.True:
 			e.Unattributed = true
@@ -300,6 +354,9 @@ func (d *Decoder) field(e *Event, data []byte, kv *jsonscan.KV) error {
 	case "path":
 		str(sPath)
 	case "query_params":
+		if err := d.once(bQuery); err != nil {
+			return err
+		}
 		d.qs = d.qs[:0]
 		if v.Kind != jsonscan.Array {
 			return errWrongType
@@ -318,6 +375,9 @@ func (d *Decoder) field(e *Event, data []byte, kv *jsonscan.KV) error {
 			}
 		}
 	case "status":
+		if err := d.once(bStatus); err != nil {
+			return err
+		}
 		var n uint64
 		n, err = uintOf(data, v)
 		if err == nil && n > math.MaxUint16 {
@@ -325,11 +385,17 @@ func (d *Decoder) field(e *Event, data []byte, kv *jsonscan.KV) error {
 		}
 		e.Status = uint16(n)
 	case "request_bytes":
-		e.RequestBytes, err = uintOf(data, v)
+		if err = d.once(bRequestBytes); err == nil {
+			e.RequestBytes, err = uintOf(data, v)
+		}
 	case "response_bytes":
-		e.ResponseBytes, err = uintOf(data, v)
+		if err = d.once(bResponseBytes); err == nil {
+			e.ResponseBytes, err = uintOf(data, v)
+		}
 	case "duration_us":
-		e.DurationUs, err = uintOf(data, v)
+		if err = d.once(bDuration); err == nil {
+			e.DurationUs, err = uintOf(data, v)
+		}
 	case "user_agent":
 		str(sUserAgent)
 	case "gateway":
@@ -343,6 +409,9 @@ func (d *Decoder) field(e *Event, data []byte, kv *jsonscan.KV) error {
 	case "topic":
 		str(sTopic)
 	case "partition":
+		if err := d.once(bPartition); err != nil {
+			return err
+		}
 		var n int64
 		n, err = intOf(data, v)
 		if err == nil && (n < math.MinInt32 || n > math.MaxInt32) {
@@ -350,7 +419,9 @@ func (d *Decoder) field(e *Event, data []byte, kv *jsonscan.KV) error {
 		}
 		e.Partition = int32(n)
 	case "offset":
-		e.Offset, err = intOf(data, v)
+		if err = d.once(bOffset); err == nil {
+			e.Offset, err = intOf(data, v)
+		}
 	}
 	return err
 }

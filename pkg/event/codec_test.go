@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/agentwatch/agentwatch/pkg/internal/jsonscan"
 )
 
 func sample() Event {
@@ -106,6 +108,21 @@ func TestDecodeRejects(t *testing.T) {
 	if e, err := d.Decode([]byte(`{"v":1,"method":"GET","future_field":{"x":1}}`)); err != nil || e.Method != "GET" {
 		t.Errorf("unknown field: %+v, %v", e, err)
 	}
+	// Strict JSON: a raw control character in any string is refused, and
+	// so is a field read twice, whatever its type.
+	for _, in := range []string{"{\"v\":1,\"method\":\"G\x00T\"}", "{\"v\":1,\"user_agent\":\"a\tb\"}",
+		"{\"v\":1,\"x\x01\":1}", "{\"v\":1,\"path\":\"/\\\x1f\"}", "{\"v\":1,\"query_params\":[\"a\nb\"]}"} {
+		bad(in, ErrControlChar)
+		bad(in, ErrSyntax)
+	}
+	for _, f := range []string{`"v":1`, `"event_id":"a"`, `"agent_id":"a"`, `"event_time_ms":5`, `"ingest_time_ms":5`, `"unattributed":true`,
+		`"query_params":[]`, `"status":200`, `"request_bytes":1`, `"response_bytes":1`, `"duration_us":1`, `"partition":1`,
+		`"offset":1`, `"topic":"t"`, `"method":"GET"`} {
+		bad(`{"v":1,`+f+`,`+f+`}`, ErrDuplicateField)
+	}
+	if e, err := d.Decode([]byte(`{"v":1,"method":"GET","user_agent":"a\u0000\u001fb","future":1,"future":2}`)); err != nil || e.UserAgent != "a\x00\x1fb" {
+		t.Errorf("escaped control characters or a repeated unknown field: %+v, %v", e, err)
+	}
 }
 
 func TestAppendID(t *testing.T) {
@@ -124,6 +141,9 @@ func FuzzDecode(f *testing.F) {
 	s := sample()
 	f.Add(AppendJSON(nil, &s))
 	f.Add([]byte(`{"v":1}`))
+	f.Add([]byte("{\"v\":1,\"method\":\"G\x00T\"}"))
+	f.Add([]byte(`{"v":1,"method":"GET","method":"PUT"}`))
+	f.Add([]byte(`{"v":1,"v":1,"status":200}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var d, dt Decoder
 		e, err := d.Decode(data)
@@ -133,6 +153,9 @@ func FuzzDecode(f *testing.F) {
 		}
 		if err != nil {
 			return
+		}
+		if i := jsonscan.ControlChar(data); i >= 0 {
+			t.Fatalf("accepted a raw control character at byte %d of %q", i, data)
 		}
 		// Decoded strings are valid UTF-8, so the encoding is a fixed point.
 		for _, s := range []string{e.Method, e.Path, e.UserAgent, e.AgentID} {

@@ -57,8 +57,11 @@ type Acc struct {
 	ids     u64set
 	ips     []uint32
 	ipNames [MaxIPNames]string // the first distinct addresses, for rules
-	samples [MaxSamples]sample
-	nsample int
+	// cred and minIP are the smallest credential id and source address
+	// of the window's calls: one per window whatever the arrival order.
+	cred, minIP string
+	samples     [MaxSamples]sample
+	nsample     int
 }
 
 type routeCount struct {
@@ -80,6 +83,7 @@ func (a *Acc) Reset(startMs int64) {
 	a.ids.reset()
 	a.ips = a.ips[:0]
 	a.ipNames = [MaxIPNames]string{}
+	a.cred, a.minIP = "", ""
 	a.samples = [MaxSamples]sample{}
 	a.nsample = 0
 }
@@ -135,7 +139,13 @@ func (a *Acc) Add(ev *event.Event, offset int64, ri RouteInfo) {
 	if idh, ok := resourceHash(ev.Route, ev.Path); ok {
 		a.ids.add(uint64(rh)<<32 | uint64(idh))
 	}
+	if c := ev.CredentialID; c != "" && (a.cred == "" || c < a.cred) {
+		a.cred = c
+	}
 	if ev.SourceIP != "" {
+		if a.minIP == "" || ev.SourceIP < a.minIP {
+			a.minIP = ev.SourceIP
+		}
 		ih := hash32(ev.SourceIP)
 		if !slices.Contains(a.ips, ih) {
 			if len(a.ips) < MaxIPNames {
@@ -188,8 +198,12 @@ type Window struct {
 	// NewIPNames are source addresses never seen for the agent, among the
 	// first MaxIPNames distinct ones of the window, sorted.
 	NewIPNames []string
-	RequestIDs []string
-	EventIDs   []string
+	// CredentialID and SourceIP are the smallest credential id and source
+	// address among the window's calls ("" when none carried one): what
+	// the shadow-agent rule groups unregistered agents by.
+	CredentialID, SourceIP string
+	RequestIDs             []string
+	EventIDs               []string
 	// Routes are every route called in the window with its calls, for the
 	// rules; they reference the Acc's memory until the next Reset.
 	Routes []RouteCalls
@@ -218,6 +232,7 @@ func (a *Acc) Close(widthMs int64, seen *Seen, w *Window) {
 		w.SeenAgeMs = a.StartMs - seen.SinceMs
 	}
 	w.Late, w.MinOffset = a.Late, a.MinOffset
+	w.CredentialID, w.SourceIP = a.cred, a.minIP
 	w.TopRoutes, w.NewRouteNames = w.TopRoutes[:0], w.NewRouteNames[:0]
 	w.SensitiveFirst, w.DeprecatedRoutes = w.SensitiveFirst[:0], w.DeprecatedRoutes[:0]
 	w.NewIPNames = w.NewIPNames[:0]

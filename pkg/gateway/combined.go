@@ -211,6 +211,10 @@ func (p *Parser) parseCanonical(line []byte) error {
 // canonical takes a decoded canonical event into the record.
 func (p *Parser) canonical(e *event.Event, err error) error {
 	switch {
+	case errors.Is(err, event.ErrControlChar):
+		return reject(ReasonControlChar, "%v", err)
+	case errors.Is(err, event.ErrDuplicateField):
+		return reject(ReasonDuplicateKey, "%v", err)
 	case errors.Is(err, event.ErrSyntax):
 		return reject(ReasonNotJSON, "%v", err)
 	case errors.Is(err, event.ErrVersion):

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"errors"
 	"reflect"
 	"testing"
@@ -18,6 +19,16 @@ func fuzzParse(f *testing.F, format, seeds string) {
 	}
 	f.Add([]byte(""))
 	f.Add([]byte("{}"))
+	// Raw control characters and repeated keys, in the first line of the
+	// format's samples: refused with their own reasons.
+	if ls := readLines(f, seeds); len(ls) > 0 {
+		l := ls[0]
+		if i := bytes.IndexByte(l, ':'); i > 0 && l[0] == '{' {
+			f.Add(append([]byte("{\"k\x00\":1,"), l[1:]...))
+			f.Add(bytes.Replace(l, []byte(`"GET"`), []byte("\"G\tET\""), 1))
+			f.Add(append(append([]byte("{"), l[1:i+1]...), append([]byte(`"x",`), l[1:]...)...))
+		}
+	}
 	p, err := NewParser(Options{Format: format})
 	if err != nil {
 		f.Fatal(err)

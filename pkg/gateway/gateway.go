@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentwatch/agentwatch/pkg/event"
 	"github.com/agentwatch/agentwatch/pkg/identity"
+	"github.com/agentwatch/agentwatch/pkg/internal/jsonscan"
 	"github.com/agentwatch/agentwatch/pkg/routes"
 )
 
@@ -49,13 +50,19 @@ const (
 	ReasonBadField        = "bad_field"
 	ReasonInvalidAgentID  = "invalid_agent_id"
 	ReasonEmpty           = "empty"
+	// ReasonControlChar: a raw control character (below 0x20) inside a
+	// JSON string, which RFC 8259 forbids; it must be escaped (\u0000).
+	ReasonControlChar = "control_char"
+	// ReasonDuplicateKey: a key agentwatch reads appears twice in one JSON
+	// object. Decoders disagree on which one wins, so no winner is picked.
+	ReasonDuplicateKey = "duplicate_key"
 )
 
 // Reasons returns every reject reason, so metrics can pre-create series.
 func Reasons() []string {
 	return []string{ReasonTooLarge, ReasonInvalidUTF8, ReasonNotJSON, ReasonTooDeep,
 		ReasonUnknownFormat, ReasonNoTimestamp, ReasonBadTimestamp, ReasonTimestampWindow,
-		ReasonBadField, ReasonInvalidAgentID, ReasonEmpty}
+		ReasonBadField, ReasonInvalidAgentID, ReasonEmpty, ReasonControlChar, ReasonDuplicateKey}
 }
 
 // ParseError is the error of every rejected line. Reason is one of the
@@ -203,7 +210,10 @@ type Parser struct {
 	// mode binds its mapping while scanning and checks it after.
 	lastFormat string
 	recordTop  bool // scanBind appends the top-level members to kvs
-	twoPass    bool // tests: scan, then bind, even for a known format
+	// dupAt is where the key that repeated an earlier one of its object
+	// starts (-1: none), set by scanBind and bind.
+	dupAt   int32
+	twoPass bool // tests: scan, then bind, even for a known format
 }
 
 // NewParser validates o and builds a Parser.
@@ -240,6 +250,7 @@ func (p *Parser) Parse(line []byte, src Source, now time.Time) (event.Event, err
 	}
 	p.rec.reset()
 	p.nums = p.nums[:0]
+	p.dupAt = -1
 	format := p.opt.Format
 	var err error
 	if line[0] != '{' && line[0] != '[' {
@@ -290,7 +301,7 @@ func (p *Parser) Parse(line []byte, src Source, now time.Time) (event.Event, err
 				end, ok := p.scanBind(c, 0, line, 0, 1)
 				p.recordTop = false
 				if !ok || skipWS(line, end) != len(line) {
-					return event.Event{}, reject(ReasonNotJSON, "broken JSON at byte %d", end)
+					return event.Event{}, p.broken(line, end)
 				}
 				if format == FormatAuto {
 					if format = p.detect(); format == "" {
@@ -307,7 +318,7 @@ func (p *Parser) Parse(line []byte, src Source, now time.Time) (event.Event, err
 				var ok bool
 				var end int
 				if p.kvs, end, ok = scanObject(line, 0, 1, p.kvs); !ok || skipWS(line, end) != len(line) {
-					return event.Event{}, reject(ReasonNotJSON, "broken JSON at byte %d", end)
+					return event.Event{}, p.broken(line, end)
 				}
 				if format == FormatAuto {
 					format = p.detect()
@@ -328,6 +339,30 @@ func (p *Parser) Parse(line []byte, src Source, now time.Time) (event.Event, err
 		return event.Event{}, err
 	}
 	return p.finish(format, src, now)
+}
+
+// broken is the rejection of a JSON line the scanner refused at byte end:
+// a raw control character in a string, or else broken JSON. The slow
+// diagnosis runs on refused lines only. (A repeated key is judged later,
+// by fields, on a line that is JSON: only the keys of the line's own
+// format count.)
+func (p *Parser) broken(line []byte, end int) error {
+	if i := jsonscan.ControlChar(line); i >= 0 {
+		return reject(ReasonControlChar, "raw control character 0x%02x inside a string at byte %d; escape it as \\u%04x (RFC 8259)", line[i], i, line[i])
+	}
+	return reject(ReasonNotJSON, "broken JSON at byte %d", end)
+}
+
+// duplicate is the rejection of a line whose key at p.dupAt repeats one of
+// its object: decoders disagree on which one wins (first or last), and an
+// attacker can use that to show the gateway one value and agentwatch
+// another.
+func (p *Parser) duplicate() error {
+	k := p.line[p.dupAt:]
+	if q := jsonscan.ScanString(k, 0); q >= 0 {
+		k = k[:q]
+	}
+	return reject(ReasonDuplicateKey, "key %.64q appears twice in one object (byte %d)", k, p.dupAt)
 }
 
 var errNotCanonical = errors.New("not canonical")

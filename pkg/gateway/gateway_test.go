@@ -433,7 +433,7 @@ func TestEventsDoNotAliasBuffers(t *testing.T) {
 }
 
 func TestReasonsAndFormats(t *testing.T) {
-	if len(Reasons()) != 11 || len(Formats()) != 6 {
+	if len(Reasons()) != 13 || len(Formats()) != 6 {
 		t.Fatalf("Reasons %v, Formats %v", Reasons(), Formats())
 	}
 	seen := map[string]bool{}

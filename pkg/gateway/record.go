@@ -16,7 +16,11 @@ import (
 
 // Bounds on what one event may carry, whatever a client sends.
 const (
-	// MaxPathBytes rejects longer request paths as bad_field.
+	// MaxPathBytes is the most of a request path an event keeps: a longer
+	// path is cut to it (at a rune boundary) and its call still counts,
+	// under the route "/{too_long}" (any path over routes.MaxPathLen gets
+	// it). Refusing such lines would let a client hide calls behind long
+	// paths; the line size limit bounds them anyway.
 	MaxPathBytes = 8 << 10
 	// MaxQueryParams is the number of query parameter names kept.
 	MaxQueryParams = 32
@@ -89,11 +93,18 @@ func (p *Parser) key(kv *jkv) []byte {
 }
 
 // bind matches the members kvs of the object bound to trie node n against
-// n's kids; the first of duplicate keys wins, as with fastjson's Get.
+// n's kids. A kid bound twice is a duplicate key: it is noted in p.dupAt
+// (the first one) and fields refuses the line.
 func (p *Parser) bind(c *compiled, n int32, kvs []jkv) {
 	for i := range kvs {
 		kid := c.child(n, p.key(&kvs[i]))
-		if kid < 0 || p.bound[kid].Kind != jNone {
+		if kid < 0 {
+			continue
+		}
+		if p.bound[kid].Kind != jNone {
+			if p.dupAt < 0 {
+				p.dupAt = kvs[i].KS
+			}
 			continue
 		}
 		p.bound[kid] = kvs[i].V
@@ -170,6 +181,7 @@ func (p *Parser) text(v jval) []byte {
 // first non-empty alternative.
 func (p *Parser) extract(c *compiled) error {
 	p.resetBound(c)
+	p.dupAt = -1 // a guessed mapping's repeats do not count
 	p.bind(c, 0, p.kvs)
 	return p.fields(c)
 }
@@ -186,6 +198,9 @@ func (p *Parser) resetBound(c *compiled) {
 // fields reads the record's fields from the bound trie of c: each takes
 // its first non-empty alternative.
 func (p *Parser) fields(c *compiled) error {
+	if p.dupAt >= 0 {
+		return p.duplicate()
+	}
 	r := &p.rec
 	a := &c.alts
 	r.timeText = p.str(c, a[iTime])
@@ -604,9 +619,6 @@ func splitURI(u []byte) (path, query []byte, ok bool) {
 	path = u
 	if i := bytes.IndexByte(u, '?'); i >= 0 {
 		path, query = u[:i], u[i+1:]
-	}
-	if len(path) > MaxPathBytes {
-		return nil, nil, false
 	}
 	return path, query, true
 }

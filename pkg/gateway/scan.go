@@ -12,15 +12,19 @@ import (
 //
 //   - whitespace is space, \t, \n, \r;
 //   - strings end at the first '"' not preceded by an odd number of
-//     backslashes; their content is not validated and escapes are decoded
-//     best effort (unknown or broken escapes are kept as written);
+//     backslashes; a raw control character (< 0x20) in them is refused
+//     (RFC 8259; fastjson lets it through), the rest of their content is
+//     not validated and escapes are decoded best effort (unknown or
+//     broken escapes are kept as written);
 //   - a number is a run of [0-9.eE+-] (its syntax is not checked), or
 //     inf / nan (any case, optionally signed);
 //   - true, false, null must be spelled exactly; nesting deeper than 300
 //     is refused (Parse's MaxDepth check refuses far less already).
 //
 // Nothing is materialised: an object is scanned into key/value spans of
-// the line (p.kvs), and only the values a mapping needs are ever read.
+// the line (p.kvs), and only the values a mapping needs are ever read. A
+// key a mapping reads that appears twice in one object refuses the line
+// (duplicate_key) rather than letting the first or the last win.
 
 // The scanner itself lives in pkg/internal/jsonscan, shared with
 // pkg/event's canonical decoder; these names keep the parser's code short.
@@ -42,10 +46,10 @@ const (
 	jsonMaxDepth = jsonscan.MaxDepth
 )
 
-func skipWS(b []byte, i int) int           { return jsonscan.SkipWS(b, i) }
-func scanString(b []byte, i int) int       { return jsonscan.ScanString(b, i) }
-func quoteOrBackslash(b []byte, i int) int { return jsonscan.QuoteOrBackslash(b, i) }
-func unescape(dst, s []byte) []byte        { return jsonscan.Unescape(dst, s) }
+func skipWS(b []byte, i int) int     { return jsonscan.SkipWS(b, i) }
+func scanString(b []byte, i int) int { return jsonscan.ScanString(b, i) }
+func stringStop(b []byte, i int) int { return jsonscan.StringStop(b, i) }
+func unescape(dst, s []byte) []byte  { return jsonscan.Unescape(dst, s) }
 func scanValue(b []byte, i, depth int) (int, byte, bool) {
 	return jsonscan.ScanValue(b, i, depth)
 }
@@ -75,12 +79,12 @@ func (p *Parser) scanBind(c *compiled, n int32, b []byte, i, depth int) (end int
 			return i, false
 		}
 		ks := i + 1
-		j := quoteOrBackslash(b, ks)
+		j := stringStop(b, ks)
 		kesc := j < len(b) && b[j] == '\\'
 		if kesc {
 			j = scanString(b, j)
 		}
-		if j < 0 || j >= len(b) {
+		if j < 0 || j >= len(b) || b[j] != '"' {
 			return i, false
 		}
 		kid := int32(-1)
@@ -91,7 +95,12 @@ func (p *Parser) scanBind(c *compiled, n int32, b []byte, i, depth int) (end int
 				k = p.keyBuf
 			}
 			if kid = c.child(n, k); kid >= 0 && p.bound[kid].Kind != jNone {
-				kid = -1 // the first of duplicate keys wins
+				// A repeated key: fields refuses the line if it is JSON
+				// and of this mapping's format.
+				if p.dupAt < 0 {
+					p.dupAt = int32(ks)
+				}
+				kid = -1
 			}
 		}
 		i = skipWS(b, j+1)
@@ -104,12 +113,12 @@ func (p *Parser) scanBind(c *compiled, n int32, b []byte, i, depth int) (end int
 		plain := false
 		switch {
 		case i < len(b) && b[i] == '"': // most values are strings: no call
-			q := quoteOrBackslash(b, i+1)
+			q := stringStop(b, i+1)
 			plain = q < len(b) && b[q] == '"'
 			if q < len(b) && b[q] == '\\' {
 				q = scanString(b, q)
 			}
-			if q < 0 || q >= len(b) {
+			if q < 0 || q >= len(b) || b[q] != '"' {
 				return i, false
 			}
 			i, kind = q+1, jString

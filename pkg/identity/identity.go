@@ -19,6 +19,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/agentwatch/agentwatch/pkg/internal/jsonscan"
 )
 
 // Rule kinds.
@@ -310,8 +312,8 @@ func (r *Resolver) claim(in *Input, h, name string) []byte {
 	}
 	if !r.jwtDone || r.jwtFor != h {
 		r.jwtDone, r.jwtFor, r.jwt = true, h, nil
-		if payload, ok := r.decodeJWT(header(in, h)); ok {
-			if v, err := r.jwtParser.ParseBytes(payload); err == nil && v.Type() == fastjson.TypeObject {
+		if payload, ok := r.decodeJWT(header(in, h)); ok && jsonscan.ControlChar(payload) < 0 {
+			if v, err := r.jwtParser.ParseBytes(payload); err == nil && v.Type() == fastjson.TypeObject && !repeatsKey(v) {
 				r.jwt = v
 			}
 		}
@@ -332,6 +334,23 @@ func (r *Resolver) claim(in *Input, h, name string) []byte {
 		return r.claimBuf
 	}
 	return nil
+}
+
+// repeatsKey reports whether a claim name appears twice in the JWT
+// payload o. Such a token is ignored like a malformed one: fastjson's Get
+// would take the first, the gateway's JSON library may take the last, and
+// the agent would be one thing there and another here.
+func repeatsKey(v *fastjson.Value) bool {
+	o, _ := v.Object()
+	var keys [][]byte
+	dup := false
+	o.Visit(func(k []byte, _ *fastjson.Value) {
+		for _, x := range keys {
+			dup = dup || bytes.Equal(x, k)
+		}
+		keys = append(keys, k)
+	})
+	return dup
 }
 
 // decodeJWT returns the decoded payload of a "Bearer <jwt>" value, or false.

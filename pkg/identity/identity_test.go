@@ -46,6 +46,12 @@ func TestResolve(t *testing.T) {
 		{"nothing", Input{Headers: h("authorization", "Basic dXNlcjpwYXNz")}, "", "", "", nil},
 		{"redacted", Input{Headers: h("authorization", "REDACTED")}, "", "", "", nil},
 		{"garbage token", Input{Headers: h("authorization", "Bearer !!!.@@@.###")}, "", "", "", nil},
+		// A payload that is not strict JSON is ignored like a malformed
+		// token: repeated claims (first or last?) and raw control characters.
+		{"jwt repeated sub", Input{Headers: h("authorization", string(token(`{"sub":"agent-7","sub":"agent-8"}`)))}, "", "", "", nil},
+		{"jwt repeated other claim", Input{Headers: h("authorization", string(token(`{"sub":"agent-7","iat":1,"iat":2}`)))}, "", "", "", nil},
+		{"jwt raw control character", Input{Headers: h("authorization", string(token("{\"sub\":\"agent-7\",\"n\":\"a\x00\"}")))}, "", "", "", nil},
+		{"jwt escaped control character", Input{Headers: h("authorization", string(token(`{"sub":"agent-7","n":"a\u0000"}`)))}, "agent-7", "jwt", "", nil},
 		{"hostile header", Input{Headers: h("x-agent-id", "agent 1")}, "", "", "", ErrInvalidAgentID},
 		{"hostile jwt", Input{Headers: h("authorization", string(token(`{"sub":"<script>"}`)))}, "", "", "", ErrInvalidAgentID},
 		{"hostile consumer", Input{ConsumerName: []byte("bob\x00")}, "", "", "", ErrInvalidAgentID},

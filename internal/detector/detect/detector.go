@@ -139,6 +139,9 @@ type Metrics struct {
 	// VerdictsRead, VerdictsApplied and FeedbackErrors follow the
 	// false-positive feedback loop.
 	VerdictsRead, VerdictsApplied, FeedbackErrors prometheus.Counter
+	// ShadowFolded counts unregistered agents folded into a grouped
+	// shadow-agent finding: the ids behind those findings' counts.
+	ShadowFolded prometheus.Counter
 }
 
 // NewMetrics registers the detector's metrics on reg.
@@ -169,6 +172,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		VerdictsRead:    c("feedback_verdicts_read_total", "False-positive verdicts read from the feedback source, re-reads included."),
 		VerdictsApplied: c("feedback_verdicts_applied_total", "False-positive verdicts folded into an agent's baseline."),
 		FeedbackErrors:  c("feedback_errors_total", "Failed reads of the feedback source (retried at the next poll)."),
+		ShadowFolded: c("shadow_agents_folded_total",
+			"Unregistered agents whose shadow-agent alert was folded into one finding for their window, partition and credential or source."),
 	}
 }
 
@@ -744,6 +749,7 @@ func (d *Detector) syncStats() Stats {
 	add(m.Late, s.Late, d.last.Late)
 	add(m.Replayed, s.Replayed, d.last.Replayed)
 	add(m.Windows, s.Windows, d.last.Windows)
+	add(m.ShadowFolded, s.ShadowFolded, d.last.ShadowFolded)
 	add(m.NewAgents, s.NewAgents, d.last.NewAgents)
 	add(m.Evicted, s.Evicted, d.last.Evicted)
 	add(m.Restored, s.Restored, d.last.Restored)

@@ -160,6 +160,9 @@ type Processor struct {
 	// window is known not to be a global event (settleGlobal).
 	held    []anomaly.Anomaly
 	holding bool
+	// shadows collects a closing window's shadow-agent hits until its
+	// agents are all evaluated (settleShadows).
+	shadows []shadowHit
 
 	stats Stats
 	// Loader restores an evicted agent's state blob; nil or ok=false
@@ -177,8 +180,11 @@ type Stats struct {
 	Folded uint64
 	// Verdicts counts false-positive verdicts folded into baselines
 	// (ApplyVerdict).
-	Verdicts  uint64
-	Anomalies map[string]uint64
+	Verdicts uint64
+	// ShadowFolded counts unregistered agents whose shadow-agent finding
+	// was folded into a grouped one (settleShadows).
+	ShadowFolded uint64
+	Anomalies    map[string]uint64
 	// Agents is the number of agents held in memory.
 	Agents int
 }
@@ -422,6 +428,7 @@ func (p *Processor) closeWindow(pt *partition, ws int64) {
 	}
 	p.holding = false
 	p.settleGlobal(pt, ws, len(agents))
+	p.settleShadows(pt, ws)
 	if p.set.FleetGauge {
 		p.observeFleet(pt, ws, &sums, len(agents))
 	}

@@ -32,12 +32,13 @@ const rulesV1 = 6
 func (p *Processor) rules(pt *partition, a *agentState, w *features.Window, ag *inventory.Agent, known, flood bool) {
 	reg := p.cat.Registry()
 	isNew := func(route string) bool { _, ok := slices.BinarySearch(w.NewRouteNames, route); return ok }
-	if reg.Enabled() && !known && !flood && p.due(a, ruleShadow, w.StartMs, a.seen.SinceMs == 0) {
+	if first := a.seen.SinceMs == 0; reg.Enabled() && !known && !flood && p.due(a, ruleShadow, w.StartMs, first) {
 		an := p.newAnomaly(pt, a, w, anomaly.ShadowAgent, ag, known)
 		an.Score, an.Severity, an.Count = 8, "high", int(w.Values[features.Calls])
 		an.Summary = fmt.Sprintf("Agent %q is not in the agent registry but made %d calls in the window (%s).",
 			a.id, an.Count, routeList(w.TopRoutes))
-		p.emit(an)
+		// Held: the window's other unregistered agents may fold with it.
+		p.shadows = append(p.shadows, shadowHit{an: an, cred: w.CredentialID, ip: w.SourceIP, first: first})
 	}
 	if known {
 		var bad []features.RouteCalls
@@ -210,6 +211,7 @@ func (p *Processor) emitFlood(pt *partition, ws int64, ids []string) {
 	}
 	sample := slices.Clone(ids)
 	slices.Sort(sample)
+	an.AgentIDs = slices.Clone(sample[:min(len(sample), anomaly.MaxAgentIDs)])
 	an.Summary = fmt.Sprintf("%d never-seen agent ids appeared in one window on partition %d (limit %d): possible fake-id flood. First ids: %s.",
 		len(ids), pt.id, p.set.NewAgentsPerWindow, strings.Join(sample[:min(5, len(sample))], ", "))
 	p.emit(an)

@@ -346,9 +346,15 @@ func (b *runBody) validate() error {
 	return errors.Join(errs...)
 }
 
-// decodeStrict decodes exactly one JSON value into v: unknown fields and
-// trailing data are errors.
+// decodeStrict decodes exactly one JSON value into v: unknown fields,
+// repeated keys and trailing data are errors (encoding/json refuses raw
+// control characters in strings itself).
 func decodeStrict(body []byte, v any) error {
+	if k, dup := duplicateKey(body); dup {
+		// encoding/json would let the last one win, case-insensitively;
+		// no decoder of agentwatch picks a winner.
+		return fmt.Errorf("body: key %.64q appears twice in one object", k)
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -358,6 +364,65 @@ func decodeStrict(body []byte, v any) error {
 		return errors.New("body: data after the JSON object")
 	}
 	return nil
+}
+
+// duplicateKey returns the first key that repeats within one object of
+// the JSON text body, keys compared as encoding/json matches them to
+// fields (case folded). Broken JSON is left to the decoder to report.
+func duplicateKey(body []byte) (string, bool) {
+	type frame struct {
+		obj, wantKey bool
+		keys         map[string]struct{}
+	}
+	var stack []frame
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		if d, ok := tok.(json.Delim); ok {
+			if d == '{' || d == '[' {
+				stack = append(stack, frame{obj: d == '{', wantKey: true})
+				continue
+			}
+			stack = stack[:len(stack)-1]
+			tok = nil // the closed container is its parent's value
+		}
+		if len(stack) == 0 || !stack[len(stack)-1].obj {
+			continue
+		}
+		f := &stack[len(stack)-1]
+		if !f.wantKey {
+			f.wantKey = true
+			continue
+		}
+		k, _ := tok.(string)
+		folded := foldKey(k)
+		if _, dup := f.keys[folded]; dup {
+			return k, true
+		}
+		if f.keys == nil {
+			f.keys = map[string]struct{}{}
+		}
+		f.keys[folded] = struct{}{}
+		f.wantKey = false
+	}
+}
+
+// foldKey maps every rune of k to the smallest of its simple case folds,
+// so that keys encoding/json would match to one field (EqualFold) map to
+// one string.
+func foldKey(k string) string {
+	return strings.Map(func(r rune) rune {
+		min := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			if f < min {
+				min = f
+			}
+		}
+		return min
+	}, k)
 }
 
 // run serves POST /v1/playbooks/{name}/run.

@@ -401,6 +401,13 @@ func TestRunBadRequests(t *testing.T) {
 	bad(`{"agent_id":"a\u001b[31m","request_id":"r"}`, http.StatusBadRequest, "control character")
 	bad(`{"agent_id":"agent-7","request_id":"r"} {}`, http.StatusBadRequest, "after the JSON object")
 	bad(`not json`, http.StatusBadRequest, "body")
+	// Strict JSON, as ingest reads it: no repeated key (compared the way
+	// encoding/json matches fields, so case and Unicode folds count), no
+	// raw control character in a string.
+	bad(`{"agent_id":"agent-7","request_id":"r","agent_id":"agent-8"}`, http.StatusBadRequest, "appears twice")
+	bad(`{"agent_id":"agent-7","request_id":"r","AGENT_ID":"agent-8"}`, http.StatusBadRequest, "appears twice")
+	bad(`{"agent_id":"agent-7","request_id":"r","reason":"a","rea\u017fon":"b"}`, http.StatusBadRequest, "appears twice")
+	bad("{\"agent_id\":\"agent-7\",\"request_id\":\"r\",\"reason\":\"a\x00b\"}", http.StatusBadRequest, "invalid character")
 	bad(`{"agent_id":"a","request_id":"r","reason":"`+strings.Repeat("x", 20<<10)+`"}`, http.StatusRequestEntityTooLarge, "body over 16384 bytes")
 	if n := len(fx.runner.requests()); n != 0 {
 		t.Errorf("runner called %d times", n)

@@ -84,7 +84,7 @@ func (e *Engine) simpleRecord(ctx context.Context, in Incident, an anomaly.Anoma
 // are Manual: a human chose them, so the budget does not hold them back.
 // Pressing twice (or two analysts) revokes once: the key is the incident's.
 func (e *Engine) buttonAction(ctx context.Context, in Incident, an anomaly.Anomaly, actor audit.Actor, k slackui.ActionKind) error {
-	if slackui.Grouped(an.Kind) {
+	if slackui.Grouped(an.Kind) || an.Grouped() {
 		return errors.New("no revoke or quarantine on a grouped alert")
 	}
 	adapter := e.o.Settings.ButtonAdapter

@@ -118,7 +118,7 @@ func Grouped(kind string) bool {
 // ac cannot make valid buttons (no codec, a bad incident or anomaly id);
 // nothing in a is ever refused.
 func Render(a anomaly.Anomaly, ac AlertContext) (Message, error) {
-	if Grouped(a.Kind) {
+	if Grouped(a.Kind) || a.Grouped() {
 		m, err := renderGrouped(a, ac)
 		return withMentions(m, ac), err
 	}
@@ -198,30 +198,55 @@ func RenderFollowUp(a anomaly.Anomaly, ac AlertContext) (Message, error) {
 func renderGrouped(a anomaly.Anomaly, ac AlertContext) (Message, error) {
 	kind, sev := line(a.Kind, capKind), severityLabel(a.Severity)
 	what := "global event"
-	if a.Kind == anomaly.AgentFlood {
+	switch a.Kind {
+	case anomaly.AgentFlood:
 		what = "agent flood"
+	case anomaly.ShadowAgent:
+		what = "shadow agents"
+	case anomaly.FleetGauge:
+		what = "fleet gauge"
 	}
-	title := fmt.Sprintf("%s %s · %s · %d agents", severityIcon(a.Severity), sev, what, max(a.Count, len(ac.Agents)))
+	agents := ac.Agents
+	if len(agents) == 0 {
+		// The record's own list (a folded shadow_agent, an agent_flood):
+		// capped by the detector, so Count says how many in all.
+		agents = a.AgentIDs
+	}
+	title := fmt.Sprintf("%s %s · %s · %d agents", severityIcon(a.Severity), sev, what, max(a.Count, len(agents)))
+	countFact := fieldOurs("Agents in the first window", strconv.Itoa(a.Count))
+	if a.Kind == anomaly.FleetGauge {
+		// A partition's summed calls or 5xx: its count is that sum, not
+		// agents; the explanation below says what was expected.
+		title = fmt.Sprintf("%s %s · fleet gauge · partition %d", severityIcon(a.Severity), sev, a.Partition)
+		countFact = fieldOurs("Observed in the window", strconv.Itoa(a.Count))
+	}
+	facts := []*slack.TextBlockObject{
+		field("Kind", a.Kind, capKind),
+		field("Group", a.AgentID, capID),
+		fieldOurs("Score", scoreText(a)),
+		fieldOurs("Window (UTC)", windowText(a.WindowStartMs, a.WindowEndMs)),
+		countFact,
+		fieldOurs("Partition", strconv.Itoa(int(a.Partition))),
+		field("Incident", ac.IncidentID, capID),
+		field("Evidence snapshot", orDefault(ac.SnapshotID, "not taken yet"), capID),
+	}
+	if a.CredentialID != "" {
+		// A shadow-agent group formed around one credential: the thing to
+		// revoke, by hand, after a look.
+		facts = append(facts, field("Credential", a.CredentialID, capID))
+	}
 	blocks := []slack.Block{
 		header(title),
 		slack.NewSectionBlock(plain(line(a.Summary, capSummary)), nil, nil, slack.SectionBlockOptionBlockID("aw_summary")),
-		section("aw_facts", "", []*slack.TextBlockObject{
-			field("Kind", a.Kind, capKind),
-			field("Group", a.AgentID, capID),
-			fieldOurs("Score", scoreText(a)),
-			fieldOurs("Window (UTC)", windowText(a.WindowStartMs, a.WindowEndMs)),
-			fieldOurs("Agents in the first window", strconv.Itoa(a.Count)),
-			fieldOurs("Partition", strconv.Itoa(int(a.Partition))),
-			field("Incident", ac.IncidentID, capID),
-			field("Evidence snapshot", orDefault(ac.SnapshotID, "not taken yet"), capID),
-		}),
+		section("aw_facts", "", facts),
 	}
-	if len(ac.Agents) > 0 {
-		shown := cleanAll(first(ac.Agents, maxAgentsListed), capAgentInList)
+	if len(agents) > 0 {
+		total := max(a.Count, len(agents))
+		shown := cleanAll(first(agents, maxAgentsListed), capAgentInList)
 		list := join(shown, ", ", maxText-80)
-		head := fmt.Sprintf("Agents involved (%d):", len(ac.Agents))
-		if len(ac.Agents) > len(shown) {
-			list += fmt.Sprintf(" and %d more", len(ac.Agents)-len(shown))
+		head := fmt.Sprintf("Agents involved (%d):", total)
+		if total > len(shown) {
+			list += fmt.Sprintf(" and %d more", total-len(shown))
 		}
 		blocks = append(blocks, slack.NewSectionBlock(plain(head+"\n"+list), nil, nil,
 			slack.SectionBlockOptionBlockID("aw_agents")))
@@ -247,7 +272,7 @@ func evidenceBlocks(a anomaly.Anomaly, ac AlertContext, nFeatures, nRoutes int) 
 	for _, f := range first(a.Explanation, nFeatures) {
 		what = append(what, featureField(f))
 	}
-	if a.Count > 0 && !Grouped(a.Kind) {
+	if a.Count > 0 && !Grouped(a.Kind) && !a.Grouped() {
 		what = append(what, fieldOurs("Calls hitting the rule", strconv.Itoa(a.Count)))
 	}
 	if len(a.SourceIPs) > 0 {

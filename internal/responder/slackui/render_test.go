@@ -2,6 +2,7 @@ package slackui
 
 import (
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -247,6 +248,63 @@ func TestRenderGroupedHasNoRevoke(t *testing.T) {
 		if !strings.Contains(all, "Agents involved (300):") || !strings.Contains(all, "and 260 more") {
 			t.Errorf("%s: affected agents not summarised", kind)
 		}
+	}
+}
+
+// TestRenderFoldedShadowAgents: a shadow_agent finding that folds many
+// unregistered agents is rendered as a grouped alert from the record's own
+// capped list: the total count, the first ids, the credential they share,
+// and no button that would act on "the agent". A lone shadow agent keeps
+// its per-agent alert and buttons.
+func TestRenderFoldedShadowAgents(t *testing.T) {
+	ac := sampleContext(t)
+	a := sample()
+	a.Kind, a.AgentID, a.Count, a.CredentialID = anomaly.ShadowAgent, "*shadow/p3/credential-0a1b2c3d4e5f", 180, "key-stolen"
+	a.Explanation = nil
+	for i := range anomaly.MaxAgentIDs {
+		a.AgentIDs = append(a.AgentIDs, fmt.Sprintf("ghost-%03d", i))
+	}
+	m, err := Render(a, ac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkMessage(t, m)
+	if got := strings.Join(actionIDs(m), ","); got != "aw_ack,aw_false_positive,aw_snooze" {
+		t.Errorf("folded shadow buttons = %s; want ack, false positive, snooze only", got)
+	}
+	all := strings.Join(allStrings(t, m), "\n")
+	for _, want := range []string{"shadow agents · 180 agents", "Agents involved (180):", "ghost-000", "and 140 more", "key-stolen"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("folded shadow alert lacks %q", want)
+		}
+	}
+	if strings.Contains(all, "Calls hitting the rule") {
+		t.Error("folded shadow alert shows its agent count as calls")
+	}
+
+	// Any anomaly naming no single agent (agent id "*…") gets the grouped
+	// alert, a fleet gauge too: no button may quarantine "*fleet/p0".
+	fleet := sample()
+	fleet.Kind, fleet.AgentID, fleet.Count = anomaly.FleetGauge, "*fleet/p0", 12345
+	m, err = Render(fleet, ac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(actionIDs(m), ","); got != "aw_ack,aw_false_positive,aw_snooze" {
+		t.Errorf("fleet gauge buttons = %s; want ack, false positive, snooze only", got)
+	}
+	if all := strings.Join(allStrings(t, m), "\n"); !strings.Contains(all, "fleet gauge · partition 2") || strings.Contains(all, "12345 agents") {
+		t.Errorf("fleet gauge alert miscounts: %s", all)
+	}
+
+	lone := sample()
+	lone.Kind, lone.AgentID, lone.Count, lone.Explanation = anomaly.ShadowAgent, "ghost-7", 3, nil
+	m, err = Render(lone, ac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(actionIDs(m), ","); !strings.Contains(got, "aw_quarantine") {
+		t.Errorf("lone shadow agent buttons = %s; want its quarantine button", got)
 	}
 }
 

@@ -4,6 +4,10 @@
 // github.com/valyala/fastjson accepts (checked by gateway's fuzz test).
 //
 // It is pure and allocation-free except where the caller's slices grow.
+//
+// Stricter than fastjson in one way, which RFC 8259 requires: a raw
+// control character (below 0x20) inside a string, key or value, is an
+// error; ControlChar locates it so that callers can say so.
 package jsonscan
 
 import (
@@ -20,8 +24,10 @@ import (
 //
 //   - whitespace is space, \t, \n, \r;
 //   - strings end at the first '"' not preceded by an odd number of
-//     backslashes; their content is not validated and escapes are decoded
-//     best effort (unknown or broken escapes are kept as written);
+//     backslashes; a raw control character (< 0x20) in them is an error
+//     (fastjson lets it through; RFC 8259 does not), the rest of their
+//     content is not validated and escapes are decoded best effort
+//     (unknown or broken escapes are kept as written);
 //   - a number is a run of [0-9.eE+-] (its syntax is not checked), or
 //     inf / nan (any case, optionally signed);
 //   - true, false, null must be spelled exactly; nesting deeper than 300
@@ -72,16 +78,20 @@ func SkipWS(b []byte, i int) int {
 }
 
 // ScanString returns the index of the closing quote of the string whose
-// content starts at b[i], or -1. A backslash escapes the next byte, which
-// is the same as fastjson's "a quote after an even number of backslashes".
+// content starts at b[i], or -1 when it is unterminated or holds a raw
+// control character. A backslash escapes the next byte, which is the same
+// as fastjson's "a quote after an even number of backslashes".
 func ScanString(b []byte, i int) int {
 	for {
-		i = QuoteOrBackslash(b, i)
-		if i >= len(b) {
+		i = StringStop(b, i)
+		if i >= len(b) || b[i] < ' ' {
 			return -1
 		}
 		if b[i] == '"' {
 			return i
+		}
+		if i+1 < len(b) && b[i+1] < ' ' {
+			return -1 // an escaped raw control character is still raw
 		}
 		i += 2
 	}
@@ -92,24 +102,53 @@ const (
 	msb = 0x8080808080808080
 )
 
-// QuoteOrBackslash returns the index of the first '"' or '\\' in b[i:], or
-// len(b). Eight bytes at a time: most strings of a log line are short, too
-// short for bytes.IndexByte's call and setup to pay.
-func QuoteOrBackslash(b []byte, i int) int {
+// StringStop returns the index of the first '"', '\\' or raw control
+// character (< 0x20) in b[i:], or len(b): where a string's plain run ends.
+// Eight bytes at a time: most strings of a log line are short, too short
+// for bytes.IndexByte's call and setup to pay.
+func StringStop(b []byte, i int) int {
 	for ; i+8 <= len(b); i += 8 {
 		x := binary.LittleEndian.Uint64(b[i:])
 		q := x ^ ('"' * lsb)
 		s := x ^ ('\\' * lsb)
-		if m := ((q-lsb)&^q | (s-lsb)&^s) & msb; m != 0 {
+		// (x - 0x20…) &^ x has the top bit of the lowest byte below 0x20
+		// set (borrows only mark bytes above a true hit), as the zero-byte
+		// tests for q and s do.
+		if m := ((q-lsb)&^q | (s-lsb)&^s | (x-' '*lsb)&^x) & msb; m != 0 {
 			return i + bits.TrailingZeros64(m)>>3
 		}
 	}
 	for ; i < len(b); i++ {
-		if c := b[i]; c == '"' || c == '\\' {
+		if c := b[i]; c == '"' || c == '\\' || c < ' ' {
 			return i
 		}
 	}
 	return len(b)
+}
+
+// ControlChar returns the index of the first raw control character
+// (< 0x20) inside a string of the JSON text b, or -1. It is the slow
+// diagnosis run on a line the scanner refused, to tell a control
+// character apart from other broken JSON.
+func ControlChar(b []byte) int {
+	in := false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case !in:
+			in = c == '"'
+		case c < ' ':
+			return i
+		case c == '"':
+			in = false
+		case c == '\\':
+			if i+1 < len(b) && b[i+1] < ' ' {
+				return i + 1
+			}
+			i++
+		}
+	}
+	return -1
 }
 
 func IsNumChar(c byte) bool {
@@ -243,12 +282,12 @@ func ScanObject(b []byte, i, depth int, kvs []KV) (_ []KV, end int, ok bool) {
 			return kvs, i, false
 		}
 		ks := i + 1
-		j := QuoteOrBackslash(b, ks)
+		j := StringStop(b, ks)
 		kesc := j < len(b) && b[j] == '\\'
 		if kesc {
 			j = ScanString(b, j)
 		}
-		if j < 0 || j >= len(b) {
+		if j < 0 || j >= len(b) || b[j] != '"' {
 			return kvs, i, false
 		}
 		i = SkipWS(b, j+1)
@@ -260,12 +299,12 @@ func ScanObject(b []byte, i, depth int, kvs []KV) (_ []KV, end int, ok bool) {
 		var kind byte
 		plain := false
 		if i < len(b) && b[i] == '"' { // most values are strings: no call
-			q := QuoteOrBackslash(b, i+1)
+			q := StringStop(b, i+1)
 			plain = q < len(b) && b[q] == '"'
 			if q < len(b) && b[q] == '\\' {
 				q = ScanString(b, q)
 			}
-			if q < 0 || q >= len(b) {
+			if q < 0 || q >= len(b) || b[q] != '"' {
 				return kvs, i, false
 			}
 			i, kind = q+1, String
