@@ -84,8 +84,16 @@ type Detector struct {
 	// committed; results are written at least every FlushEvery.
 	SnapshotEvery, FlushEvery time.Duration
 	// IdleFlush closes open windows after this much wall time without a
-	// record, so a quiet partition still reports; 0 never.
+	// record, so a quiet partition still reports; 0 never. It closes only
+	// the windows that ended the lateness before the wall clock
+	// (Processor.FlushUntil), unless ReplayIdleFlush is set.
 	IdleFlush time.Duration
+	// ReplayIdleFlush makes the idle flush close every open window, as at
+	// the end of a backfill: for a finished replay (the demo), where no
+	// record will come and event times may run ahead of the wall clock.
+	// Never for live input: one event stamped ahead would then close the
+	// windows correctly stamped events still need.
+	ReplayIdleFlush bool
 	// MaxAgents caps the agents held in memory; 0 means no cap.
 	MaxAgents              int
 	RetryInitial, RetryMax time.Duration
@@ -376,7 +384,11 @@ func (d *Detector) runGeneration(ctx context.Context, gen Generation) error {
 			if d.IdleFlush > 0 {
 				for _, p := range parts {
 					if time.Since(lastSeen[p]) >= d.IdleFlush && d.Proc.OpenFrom(p) >= 0 {
-						d.Proc.Flush(p)
+						if d.ReplayIdleFlush {
+							d.Proc.Flush(p)
+						} else {
+							d.Proc.FlushUntil(p, time.Now().UnixMilli())
+						}
 					}
 				}
 				if !idleFlushed && time.Since(lastRecord) >= d.IdleFlush {
