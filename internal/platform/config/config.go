@@ -168,7 +168,7 @@ type Detector struct {
 	GlobalGap       time.Duration `mapstructure:"global_gap" doc:"How long a global_event lasts: anomalies of the same feature within it join it; 0 or more."`
 	MaxAgents       int           `mapstructure:"max_agents" doc:"Agents kept in memory; the least recently active are evicted to ClickHouse. 0 means no cap."`
 	SnapshotEvery   time.Duration `mapstructure:"snapshot_every" doc:"How often the detector's state is saved and its offsets committed; positive."`
-	IdleFlush       time.Duration `mapstructure:"idle_flush" doc:"A partition quiet this long has its open windows closed; 0 or more."`
+	IdleFlush       time.Duration `mapstructure:"idle_flush" doc:"A partition quiet this long has the open windows closed that ended detector.lateness before the wall clock; 0 or more."`
 	SessionTimeout  time.Duration `mapstructure:"session_timeout" doc:"Kafka consumer-group session timeout, how long a dead detector's partitions wait for it; at least 6s (the broker's group.min.session.timeout.ms)."`
 	// FeedbackPoll is how often the distributed detector reads the
 	// analysts' false-positive verdicts of the last FeedbackLookback and
