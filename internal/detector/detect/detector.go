@@ -94,6 +94,9 @@ type Detector struct {
 	// Never for live input: one event stamped ahead would then close the
 	// windows correctly stamped events still need.
 	ReplayIdleFlush bool
+	// TakeOverGroup is the consumer group whose state this one continues
+	// from; another group's state in the store stops Run (CheckGroup).
+	TakeOverGroup string
 	// MaxAgents caps the agents held in memory; 0 means no cap.
 	MaxAgents              int
 	RetryInitial, RetryMax time.Duration
@@ -183,6 +186,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // Run implements pipeline.Stage.
 func (d *Detector) Run(ctx context.Context) error {
 	d.defaults()
+	if err := d.checkGroup(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("detector group %q: %w", d.Group, err)
+	}
 	if d.Feedback == nil && d.FeedbackPoll > 0 {
 		d.Log.Info("false-positive feedback off: no feedback source")
 	}
