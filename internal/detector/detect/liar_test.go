@@ -171,3 +171,29 @@ func TestLyingSourceCannotMoveOthersWindows(t *testing.T) {
 		})
 	}
 }
+
+// TestWatermarkNeverPassesWallClock: with ingest's clock ten minutes ahead
+// of the detector's, events stamped (and parsed) in the detector's future
+// must not close the window of an event stamped ten seconds ago.
+func TestWatermarkNeverPassesWallClock(t *testing.T) {
+	now := int64(1_800_000_030_000)
+	cat := StaticCatalog{inventory.EmptyRegistry(), inventory.EmptyInventory()}
+	set := testSettings()
+	set.StartupHold = -1
+	p := NewProcessor(set, cat, func() int64 { return now })
+	add := func(off int64, agent string, at, ingest int64) {
+		p.Add(0, off, &event.Event{AgentID: agent, EventTimeMs: at, IngestTimeMs: ingest, Topic: "raw", Partition: 0,
+			Route: "/x", Path: "/x", Method: "GET", Status: 200})
+	}
+	for i := range int64(20) {
+		at := now + 10*60_000 + i*1000 // ingest's clock, 10 min ahead
+		add(i, "skewed", at, at+100)
+	}
+	add(20, "honest", now-10_000, now-9_000)
+	if st := p.Stats(); st.Late != 0 {
+		t.Errorf("%d events late: the watermark passed the wall clock", st.Late)
+	}
+	if wm := p.parts[0].watermark; wm > now {
+		t.Errorf("watermark %d is past the wall clock %d", wm, now)
+	}
+}

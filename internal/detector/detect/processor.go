@@ -188,7 +188,8 @@ type Stats struct {
 const PeerHalfLifeFactor = 20
 
 // NewProcessor returns a processor with no partitions. now gives wall time
-// in Unix ms; it only stamps DetectedMs and never changes a result.
+// in Unix ms; it stamps DetectedMs and caps the watermark, which correctly
+// stamped input never reaches, so it changes no result of such input.
 func NewProcessor(set Settings, cat Catalog, now func() int64) *Processor {
 	if set.IdleSourceMs <= 0 {
 		set.IdleSourceMs = 60_000
@@ -292,7 +293,14 @@ func (p *Processor) Add(part int32, offset int64, ev *event.Event) {
 	}
 	p.accFor(pt, a, ws).Add(ev, offset, ri)
 	a.lastActiveMs = max(a.lastActiveMs, ev.EventTimeMs)
-	if wm := pt.observe(ev); wm > pt.watermark {
+	wm := pt.observe(ev)
+	if wm > pt.watermark && p.now != nil {
+		// Ingest's clock may run ahead of this one: the watermark, like
+		// the idle flush, never passes the wall clock. Correctly stamped
+		// input never reaches it, so replays still equal live runs.
+		wm = min(wm, p.now())
+	}
+	if wm > pt.watermark {
 		pt.watermark = wm
 		p.advance(pt, cfg.WindowStart(pt.watermark-cfg.LatenessMs))
 	}
