@@ -111,6 +111,11 @@ type Anomaly struct {
 	AgentIDs []string `json:"agent_ids,omitempty"`
 	// Partition is the events-topic partition the agent's events came from.
 	Partition int32 `json:"partition"`
+	// Group is set on a partition's share of a fleet-wide event
+	// (global_event): every partition that reports the event gives its
+	// share its own ID (ShareID) and this same Group, so no share replaces
+	// another and a consumer joins them into one record (GroupKey).
+	Group string `json:"group,omitempty"`
 	// DetectedMs is wall-clock time of detection; it is not part of the ID.
 	DetectedMs int64 `json:"detected_ms"`
 }
@@ -148,6 +153,29 @@ func ID(agentID string, windowStartMs int64, kind string) string {
 	buf = append(buf, kind...)
 	sum := sha256.Sum256(buf)
 	return hex.EncodeToString(sum[:16])
+}
+
+// ShareID returns the id of partition's share of the fleet-wide event
+// group: the first 16 bytes of SHA-256 over the group and the partition, in
+// hex. A re-processed window gives the same id again; two partitions never
+// give the same one.
+func ShareID(group string, partition int32) string {
+	buf := make([]byte, 0, len(group)+16)
+	buf = append(buf, "share\x00"...)
+	buf = append(buf, group...)
+	buf = append(buf, 0)
+	buf = strconv.AppendInt(buf, int64(partition), 10)
+	sum := sha256.Sum256(buf)
+	return hex.EncodeToString(sum[:16])
+}
+
+// GroupKey returns what a consumer joins a on to keep one record per event:
+// its Group when it is a share of a fleet-wide event, else its ID.
+func (a Anomaly) GroupKey() string {
+	if a.Group != "" {
+		return a.Group
+	}
+	return a.ID
 }
 
 // Score is one agent window's result, written for every closed window

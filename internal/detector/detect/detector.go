@@ -84,8 +84,19 @@ type Detector struct {
 	// committed; results are written at least every FlushEvery.
 	SnapshotEvery, FlushEvery time.Duration
 	// IdleFlush closes open windows after this much wall time without a
-	// record, so a quiet partition still reports; 0 never.
+	// record, so a quiet partition still reports; 0 never. It closes only
+	// the windows that ended the lateness before the wall clock
+	// (Processor.FlushUntil), unless ReplayIdleFlush is set.
 	IdleFlush time.Duration
+	// ReplayIdleFlush makes the idle flush close every open window, as at
+	// the end of a backfill: for a finished replay (the demo), where no
+	// record will come and event times may run ahead of the wall clock.
+	// Never for live input: one event stamped ahead would then close the
+	// windows correctly stamped events still need.
+	ReplayIdleFlush bool
+	// TakeOverGroup is the consumer group whose state this one continues
+	// from; another group's state in the store stops Run (CheckGroup).
+	TakeOverGroup string
 	// MaxAgents caps the agents held in memory; 0 means no cap.
 	MaxAgents              int
 	RetryInitial, RetryMax time.Duration
@@ -180,6 +191,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // Run implements pipeline.Stage.
 func (d *Detector) Run(ctx context.Context) error {
 	d.defaults()
+	if err := d.checkGroup(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("detector group %q: %w", d.Group, err)
+	}
 	if d.Feedback == nil && d.FeedbackPoll > 0 {
 		d.Log.Info("false-positive feedback off: no feedback source")
 	}
@@ -381,7 +398,11 @@ func (d *Detector) runGeneration(ctx context.Context, gen Generation) error {
 			if d.IdleFlush > 0 {
 				for _, p := range parts {
 					if time.Since(lastSeen[p]) >= d.IdleFlush && d.Proc.OpenFrom(p) >= 0 {
-						d.Proc.Flush(p)
+						if d.ReplayIdleFlush {
+							d.Proc.Flush(p)
+						} else {
+							d.Proc.FlushUntil(p, time.Now().UnixMilli())
+						}
 					}
 				}
 				if !idleFlushed && time.Since(lastRecord) >= d.IdleFlush {

@@ -65,16 +65,20 @@ func (p *Processor) settleGlobal(pt *partition, ws int64, active int) {
 	if ongoing {
 		return
 	}
-	// Partitions judge their agents apart; the id depends on the event's
-	// hour (GlobalGapMs) and feature only, so the partitions that see one
-	// outage report it under one id and consumers deduplicate it.
+	// Partitions judge their agents apart, each its own share of the
+	// event. The group depends on the event's hour (GlobalGapMs) and
+	// feature only, so the partitions that see one outage report it under
+	// one group; each share's id adds the partition, so that no share
+	// replaces another where ids are deduplicated (the responder joins
+	// them into one incident by group).
 	bucket := ws
 	if set.GlobalGapMs > 0 {
 		bucket = ws - ws%set.GlobalGapMs
 	}
 	agentID := "*global/" + feat
+	group := anomaly.ID(agentID, bucket, anomaly.GlobalEvent)
 	an := anomaly.Anomaly{
-		V: anomaly.Version, ID: anomaly.ID(agentID, bucket, anomaly.GlobalEvent), AgentID: agentID, Kind: anomaly.GlobalEvent,
+		V: anomaly.Version, ID: anomaly.ShareID(group, pt.id), Group: group, AgentID: agentID, Kind: anomaly.GlobalEvent,
 		WindowStartMs: ws, WindowEndMs: ws + set.Features.WindowMs, Count: len(folded), Partition: pt.id,
 	}
 	// The explanation sums each feature's contribution over the agents, so

@@ -194,7 +194,8 @@ type Stats struct {
 const PeerHalfLifeFactor = 20
 
 // NewProcessor returns a processor with no partitions. now gives wall time
-// in Unix ms; it only stamps DetectedMs and never changes a result.
+// in Unix ms; it stamps DetectedMs and caps the watermark, which correctly
+// stamped input never reaches, so it changes no result of such input.
 func NewProcessor(set Settings, cat Catalog, now func() int64) *Processor {
 	if set.IdleSourceMs <= 0 {
 		set.IdleSourceMs = 60_000
@@ -298,7 +299,14 @@ func (p *Processor) Add(part int32, offset int64, ev *event.Event) {
 	}
 	p.accFor(pt, a, ws).Add(ev, offset, ri)
 	a.lastActiveMs = max(a.lastActiveMs, ev.EventTimeMs)
-	if wm := pt.observe(ev); wm > pt.watermark {
+	wm := pt.observe(ev)
+	if wm > pt.watermark && p.now != nil {
+		// Ingest's clock may run ahead of this one: the watermark, like
+		// the idle flush, never passes the wall clock. Correctly stamped
+		// input never reaches it, so replays still equal live runs.
+		wm = min(wm, p.now())
+	}
+	if wm > pt.watermark {
 		pt.watermark = wm
 		p.advance(pt, cfg.WindowStart(pt.watermark-cfg.LatenessMs))
 	}
@@ -375,14 +383,32 @@ func (p *Processor) advance(pt *partition, frontier int64) {
 }
 
 // Flush closes every open window of partition part, as if its watermark
-// had jumped past them: at the end of a replay or backfill, or when the
-// partition has been idle. Later events for those windows count as late.
+// had jumped past them: at the end of a replay or backfill, when no more
+// records will come. Later events for those windows count as late. A live
+// partition that is only quiet uses FlushUntil.
 func (p *Processor) Flush(part int32) {
 	pt := p.parts[part]
 	if pt == nil || len(pt.starts) == 0 {
 		return
 	}
 	p.advance(pt, pt.starts[len(pt.starts)-1]+p.set.Features.WindowMs)
+}
+
+// FlushUntil closes partition part's open windows that ended at least the
+// lateness before nowMs (wall time, Unix ms): what a quiet partition may
+// close without waiting for its watermark. Unlike Flush it never closes a
+// window the wall clock has not passed, so a single event stamped ahead
+// (a gateway with a fast clock, a forged line) cannot make the correctly
+// stamped events that follow it late: its own window stays open until the
+// wall clock, or the watermark, reaches it.
+func (p *Processor) FlushUntil(part int32, nowMs int64) {
+	pt := p.parts[part]
+	if pt == nil || len(pt.starts) == 0 {
+		return
+	}
+	cfg := p.set.Features
+	frontier := min(cfg.WindowStart(nowMs-cfg.LatenessMs), pt.starts[len(pt.starts)-1]+cfg.WindowMs)
+	p.advance(pt, frontier)
 }
 
 // FlushAll flushes every partition.

@@ -77,12 +77,17 @@ func TestUpstreamOutageIsOneGlobalEvent(t *testing.T) {
 	count := func(set Settings) (ids map[string]bool, perAgent int) {
 		as, _ := run(NewProcessor(set, simCatalog(t, s), nil), rs)
 		ids = map[string]bool{}
+		shares := map[int32]string{}
 		for _, a := range as {
 			if a.WindowStartMs < from || a.WindowStartMs >= to {
 				continue
 			}
 			if a.Kind == anomaly.GlobalEvent {
-				ids[a.ID] = true
+				ids[a.GroupKey()] = true
+				if shares[a.Partition] != "" && shares[a.Partition] != a.ID || a.ID == a.Group {
+					t.Errorf("partition %d's share of the global event has id %s (group %s), earlier %q: want one id per partition, not the group's", a.Partition, a.ID, a.Group, shares[a.Partition])
+				}
+				shares[a.Partition] = a.ID
 				if !strings.Contains(a.Summary, "server_5xx") || a.Count < 5 {
 					t.Errorf("global event does not say what it is: count %d, %s", a.Count, a.Summary)
 				}
@@ -96,9 +101,9 @@ func TestUpstreamOutageIsOneGlobalEvent(t *testing.T) {
 	off := testSettings()
 	off.GlobalMinAgents = 0
 	offIDs, ungrouped := count(off)
-	t.Logf("grouped: %d global event id(s) and %d per-agent alerts; ungrouped: %d per-agent alerts", len(ids), grouped, ungrouped)
+	t.Logf("grouped: %d global event group(s) and %d per-agent alerts; ungrouped: %d per-agent alerts", len(ids), grouped, ungrouped)
 	if len(ids) != 1 {
-		t.Errorf("%d global event ids for one outage, want 1", len(ids))
+		t.Errorf("%d global event groups for one outage, want 1", len(ids))
 	}
 	if len(offIDs) != 0 || ungrouped < 30 {
 		t.Errorf("without grouping: %d global ids and %d per-agent alerts, want 0 and many", len(offIDs), ungrouped)

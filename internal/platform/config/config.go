@@ -168,8 +168,13 @@ type Detector struct {
 	GlobalGap       time.Duration `mapstructure:"global_gap" doc:"How long a global_event lasts: anomalies of the same feature within it join it; 0 or more."`
 	MaxAgents       int           `mapstructure:"max_agents" doc:"Agents kept in memory; the least recently active are evicted to ClickHouse. 0 means no cap."`
 	SnapshotEvery   time.Duration `mapstructure:"snapshot_every" doc:"How often the detector's state is saved and its offsets committed; positive."`
-	IdleFlush       time.Duration `mapstructure:"idle_flush" doc:"A partition quiet this long has its open windows closed; 0 or more."`
-	SessionTimeout  time.Duration `mapstructure:"session_timeout" doc:"Kafka consumer-group session timeout, how long a dead detector's partitions wait for it; at least 6s (the broker's group.min.session.timeout.ms)."`
+	IdleFlush       time.Duration `mapstructure:"idle_flush" doc:"A partition quiet this long has the open windows closed that ended detector.lateness before the wall clock; 0 or more."`
+	// TakeOverGroup names the consumer group whose detector state this
+	// group continues from (after kafka.detector_group was renamed); any
+	// other group's state in the same store makes the detector refuse to
+	// start (detect.CheckGroup).
+	TakeOverGroup  string        `mapstructure:"take_over_group" doc:"Consumer group whose detector state this group takes over at start, after kafka.detector_group was renamed and that group's detectors stopped; empty: none. Another group's newer state in the same database makes the detector refuse to start."`
+	SessionTimeout time.Duration `mapstructure:"session_timeout" doc:"Kafka consumer-group session timeout, how long a dead detector's partitions wait for it; at least 6s (the broker's group.min.session.timeout.ms)."`
 	// FeedbackPoll is how often the distributed detector reads the
 	// analysts' false-positive verdicts of the last FeedbackLookback and
 	// folds them into the baselines (docs/feedback.md); 0 turns it off.
@@ -252,6 +257,7 @@ func defaults() map[string]any {
 		"detector.snapshot_every":        "10s",
 		"detector.idle_flush":            "30s",
 		"detector.session_timeout":       "10s",
+		"detector.take_over_group":       "",
 		"detector.feedback_poll":         "30s",
 		"detector.feedback_lookback":     "168h",
 		"detector.fleet_gauge":           true,
@@ -600,6 +606,9 @@ func (c Config) validate(ps *problems) {
 		if v < 0 {
 			bad(key, "must not be negative, got %s", v)
 		}
+	}
+	if d.TakeOverGroup != "" && d.TakeOverGroup == c.Kafka.DetectorGroup {
+		bad("detector.take_over_group", "names this detector's own group %q; name the group it was renamed from, or leave it empty", d.TakeOverGroup)
 	}
 	if d.NewAgentsPerWindow < 0 {
 		bad("detector.new_agents_per_window", "must be 0 (off) or positive, got %d", d.NewAgentsPerWindow)

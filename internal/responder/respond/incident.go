@@ -1,11 +1,14 @@
 package respond
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -201,12 +204,15 @@ func (s *incidents) join(a anomaly.Anomaly, now time.Time, window time.Duration)
 	defer s.mu.Unlock()
 	nowMs := now.UnixMilli()
 	in, ok := s.byAgent[a.AgentID]
+	if g, shared := s.groupIncident(a); shared {
+		in, ok = g, true
+	}
 	if ok {
 		if _, dup := in.Anomaly(a.ID); dup {
 			return in.clone(), false, nil
 		}
 	}
-	created := !ok || nowMs-in.LastMs > window.Milliseconds()
+	created := !ok || (a.Group == "" && nowMs-in.LastMs > window.Milliseconds())
 	if created {
 		in = &Incident{ID: IncidentID(a), AgentID: a.AgentID, OpenedMs: nowMs}
 	}
@@ -214,12 +220,44 @@ func (s *incidents) join(a anomaly.Anomaly, now time.Time, window time.Duration)
 	in.Count++
 	if len(in.Anomalies) < maxIncidentAnomalies {
 		in.Anomalies = append(in.Anomalies, a)
+		if a.Group != "" {
+			sortShares(in.Anomalies)
+		}
 	}
 	s.index(in)
 	if err := s.saveLocked(in, nowMs); err != nil {
 		return Incident{}, false, err
 	}
 	return in.clone(), created, nil
+}
+
+// groupIncident returns the incident a share of a fleet-wide event belongs
+// to, whatever the incident window: the shares of one event make one
+// incident however far apart the partitions report them.
+func (s *incidents) groupIncident(a anomaly.Anomaly) (*Incident, bool) {
+	if a.Group == "" {
+		return nil, false
+	}
+	in, ok := s.byID[IncidentID(a)]
+	return in, ok
+}
+
+// sortShares orders the shares of fleet-wide events by group, partition and
+// id, so that the incident they make reads the same whichever partition
+// reported first; other anomalies keep their order of arrival ahead of
+// them.
+func sortShares(as []anomaly.Anomaly) {
+	slices.SortStableFunc(as, func(x, y anomaly.Anomaly) int {
+		switch {
+		case x.Group == "" && y.Group == "":
+			return 0
+		case x.Group == "":
+			return -1
+		case y.Group == "":
+			return 1
+		}
+		return cmp.Or(strings.Compare(x.Group, y.Group), cmp.Compare(x.Partition, y.Partition), strings.Compare(x.ID, y.ID))
+	})
 }
 
 // update applies fn to the incident id and saves.

@@ -209,9 +209,11 @@ type job struct {
 	User string `json:"user,omitempty"`
 }
 
-// IncidentID is the id of the incident an anomaly opens.
+// IncidentID is the id of the incident an anomaly opens. The shares of one
+// fleet-wide event (anomaly.Group) all name the same incident, whichever
+// partition reported first.
 func IncidentID(a anomaly.Anomaly) string {
-	h := sha256.Sum256([]byte("incident\x00" + a.AgentID + "\x00" + a.ID))
+	h := sha256.Sum256([]byte("incident\x00" + a.AgentID + "\x00" + a.GroupKey()))
 	return "inc-" + hex.EncodeToString(h[:10])
 }
 

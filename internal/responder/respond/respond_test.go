@@ -62,6 +62,11 @@ playbooks:
     steps:
       - throttle: {adapter: kong, rate_per_minute: 30}
         ttl: 1s
+  - name: fleet
+    trigger: {kinds: [global_event]}
+    final: true
+    steps:
+      - notify: {channel: "#soc-fleet"}
   - name: contain
     manual_only: true
     steps:

@@ -86,6 +86,9 @@ func newDetector(cfg config.Config, b *membus.Broker, r bus.Reader, log *slog.Lo
 		Catalog: detect.WatcherCatalog{W: w},
 	}, log, reg)
 	d.SnapshotEvery, d.IdleFlush = time.Second, 5*time.Second
+	// The demo's feed is a finished replay whose last window ends at the
+	// demo's start: once it is quiet, every window may close.
+	d.ReplayIdleFlush = true
 	return &embeddedDetector{d}, func() { _ = st.Close() }, nil
 }
 

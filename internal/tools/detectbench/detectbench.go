@@ -187,7 +187,9 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 	// detector reads.
 	fmt.Fprintf(progress, "simulating %d agents over %d days...\n", o.Agents, o.Days)
 	span := time.Duration(o.Days) * 24 * time.Hour
-	end := time.Now().Truncate(time.Minute)
+	// End a minute back, so that the idle flush, which closes only windows
+	// the wall clock has passed by the lateness, closes the last one too.
+	end := time.Now().Add(-time.Minute).Truncate(time.Minute)
 	s, err := sim.New(sim.Config{Seed: o.Seed, Agents: o.Agents, Start: end.Add(-span), Duration: span, RateScale: o.RateScale})
 	if err != nil {
 		return Report{}, fmt.Errorf("detectbench: %w", err)

@@ -207,8 +207,8 @@ func RunScenario(ctx context.Context, o ScenarioOptions) (ScenarioReport, error)
 		}
 	}
 	benign := s.BenignEvents()
-	// Partitions that see one global event report it under one id, as
-	// one alert to whoever deduplicates on ids (the responder). A fleet
+	// Partitions that see one global event report their shares under one
+	// group, which the responder joins into one incident and one alert. A fleet
 	// alert is about a partition, not an agent: it belongs to an upstream
 	// outage when it overlaps one (plus two windows), as a grouped alert;
 	// any other is false, incidents included (an incident is one agent's,
@@ -218,7 +218,7 @@ func RunScenario(ctx context.Context, o ScenarioOptions) (ScenarioReport, error)
 	for _, a := range judged {
 		switch a.Kind {
 		case anomaly.GlobalEvent:
-			globalIDs[a.ID] = true
+			globalIDs[a.GroupKey()] = true
 		case anomaly.FleetGauge:
 			fleet = append(fleet, a)
 		default:
@@ -284,7 +284,7 @@ func RunScenario(ctx context.Context, o ScenarioOptions) (ScenarioReport, error)
 		ids := map[string]bool{}
 		for _, a := range judged {
 			if a.Kind == anomaly.GlobalEvent && a.WindowEndMs > from && a.WindowStartMs < to {
-				ids[a.ID] = true
+				ids[a.GroupKey()] = true
 			}
 		}
 		br.Grouped = len(ids)
