@@ -107,9 +107,9 @@ type Detector struct {
 	// 0 never. ExpireEvery is how often that is checked (default a tenth
 	// of UnregisteredTTL, between 1s and 1h).
 	UnregisteredTTL, ExpireEvery time.Duration
-	RetryInitial, RetryMax time.Duration
-	Log                    *slog.Logger
-	Metrics                *Metrics
+	RetryInitial, RetryMax       time.Duration
+	Log                          *slog.Logger
+	Metrics                      *Metrics
 	// OnGeneration, if set, is called with each generation's partitions
 	// once their state is restored (tests and logs use it).
 	OnGeneration func(partitions []int32)
@@ -154,12 +154,12 @@ type Metrics struct {
 	Events, Undecodable, Late, Replayed, Windows, NewAgents, Evicted, Restored prometheus.Counter
 	// Shed and Expired follow the agent cap and the removal of idle
 	// unregistered agents.
-	Shed, Expired prometheus.Counter
-	Anomalies                                                                  *prometheus.CounterVec
-	Agents                                                                     prometheus.Gauge
-	Partitions                                                                 prometheus.Gauge
-	WriteRetries                                                               prometheus.Counter
-	CloseToPublish                                                             prometheus.Histogram
+	Shed, Expired  prometheus.Counter
+	Anomalies      *prometheus.CounterVec
+	Agents         prometheus.Gauge
+	Partitions     prometheus.Gauge
+	WriteRetries   prometheus.Counter
+	CloseToPublish prometheus.Histogram
 	// VerdictsRead, VerdictsApplied and FeedbackErrors follow the
 	// false-positive feedback loop.
 	VerdictsRead, VerdictsApplied, FeedbackErrors prometheus.Counter
