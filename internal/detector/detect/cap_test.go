@@ -159,3 +159,27 @@ func TestForget(t *testing.T) {
 		t.Errorf("Loader asked %d times for a forgotten agent", asked)
 	}
 }
+
+// TestUnregisteredNeedsARegistry: without a registry file no agent counts as
+// unregistered, so the removal of idle unregistered agents keeps them all.
+func TestUnregisteredNeedsARegistry(t *testing.T) {
+	reg, err := inventory.ParseRegistry("agents.yaml", []byte("agents:\n  - id: known-bot\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		reg  *inventory.Registry
+		id   string
+		want bool
+	}{
+		{"no registry", inventory.EmptyRegistry(), "anyone", false},
+		{"registered", reg, "known-bot", false},
+		{"unregistered", reg, "fake-1", true},
+	} {
+		p := NewProcessor(testSettings(), StaticCatalog{tc.reg, inventory.EmptyInventory()}, nil)
+		if got := p.Unregistered(tc.id); got != tc.want {
+			t.Errorf("%s: Unregistered(%q) = %v, want %v", tc.name, tc.id, got, tc.want)
+		}
+	}
+}

@@ -467,7 +467,7 @@ func (d *Detector) restoreCap() int {
 func (d *Detector) expire(ctx context.Context, parts []int32, purging *atomic.Bool) {
 	now := time.Now()
 	n, err := d.Store.ExpireAgents(ctx, d.EventsTopic, parts, now.Add(-d.UnregisteredTTL).UnixMilli(), now.UnixMilli(), func(key string) bool {
-		return !d.Proc.Registered(key) && d.Proc.Forget(key)
+		return d.Proc.Unregistered(key) && d.Proc.Forget(key)
 	})
 	if n > 0 {
 		d.Metrics.Expired.Add(float64(n))

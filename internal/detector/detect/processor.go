@@ -274,10 +274,17 @@ func (p *Processor) Forget(id string) bool {
 	return true
 }
 
-// Registered reports whether the agent registry knows id.
-func (p *Processor) Registered(id string) bool {
-	_, ok := p.cat.Registry().Lookup(id)
-	return ok
+// Unregistered reports whether id is an agent the registry does not know.
+// Without a registry file nothing is known and nothing can be called
+// unregistered, so it is false for every id: the removal of idle
+// unregistered agents must not remove every baseline.
+func (p *Processor) Unregistered(id string) bool {
+	reg := p.cat.Registry()
+	if !reg.Enabled() {
+		return false
+	}
+	_, ok := reg.Lookup(id)
+	return !ok
 }
 
 func (p *Processor) part(id int32) *partition {
