@@ -157,3 +157,14 @@ func (s *Store) PurgeTombstones(ctx context.Context) error {
 	}
 	return nil
 }
+
+// StateRows counts the rows of detector_state of kind as stored, every
+// version and tombstone included (not the live states): what a purge has
+// left on disk. Safe for concurrent use.
+func (s *Store) StateRows(ctx context.Context, kind string) (uint64, error) {
+	var n uint64
+	if err := s.conn.QueryRow(ctx, "SELECT count() FROM detector_state WHERE kind = ?", kind).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count %s rows of detector_state in %s: %w", kind, s.db, err)
+	}
+	return n, nil
+}
