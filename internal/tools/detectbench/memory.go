@@ -94,12 +94,12 @@ type MemoryReport struct {
 	// The restart, if measured: its max_agents, the time from starting
 	// the process to owning its partitions with state restored, the agents
 	// it then held, its RSS and peak RSS at that point.
-	Restarted                        bool
-	RestartMaxAgents                 int
-	RestartTime                      time.Duration
-	RestartHeld                      int
-	RestartRSS, RestartPeakRSS       uint64
-	ExpiredAfter                     time.Duration // run end → no fake agent left (ExpireWait)
+	Restarted                         bool
+	RestartMaxAgents                  int
+	RestartTime                       time.Duration
+	RestartHeld                       int
+	RestartRSS, RestartPeakRSS        uint64
+	ExpiredAfter                      time.Duration // run end → no fake agent left (ExpireWait)
 	StoredAfterExpire, RowsAfterPurge int
 }
 
