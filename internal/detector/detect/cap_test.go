@@ -183,3 +183,38 @@ func TestUnregisteredNeedsARegistry(t *testing.T) {
 		}
 	}
 }
+
+// TestTrimPool: after a minute of many agents, the spare accumulators kept
+// are bounded by the windows still open (at least minPool), not by the
+// agents that were active.
+func TestTrimPool(t *testing.T) {
+	cat := StaticCatalog{inventory.EmptyRegistry(), inventory.EmptyInventory()}
+	set := testSettings()
+	set.StartupHold = -1
+	set.NewAgentsPerWindow = 0
+	p := NewProcessor(set, cat, nil)
+	const agents = 3 * minPool
+	for i := range agents {
+		p.Add(0, int64(i), capEvent("a"+strconv.Itoa(i), capBase+int64(i%50)*1000))
+	}
+	// Ten agents open the next window; the first window closes.
+	for i := range 10 {
+		p.Add(0, int64(agents+i), capEvent("a"+strconv.Itoa(i), capBase+2*60_000))
+	}
+	p.Take()
+	if len(p.pool) < agents-10 {
+		t.Fatalf("pool %d after the window closed; want the %d accumulators back", len(p.pool), agents-10)
+	}
+	p.TrimPool()
+	if len(p.pool) != minPool {
+		t.Errorf("pool %d after TrimPool; want %d (10 windows open, fewer than minPool)", len(p.pool), minPool)
+	}
+	// The trimmed pool still serves: another window opens and closes.
+	for i := range agents {
+		p.Add(0, int64(2*agents+i), capEvent("a"+strconv.Itoa(i), capBase+3*60_000))
+	}
+	p.FlushAll()
+	if _, ss := p.Take(); len(ss) != agents+10 {
+		t.Errorf("%d windows scored after the trim; want %d (the ten at 2 min and the %d at 3 min)", len(ss), agents+10, agents)
+	}
+}

@@ -777,6 +777,7 @@ func (d *Detector) snapshot(ctx context.Context, gen Generation, parts []int32, 
 	if d.MaxAgents > 0 {
 		states = d.Proc.Evict(d.MaxAgents*9/10, d.EventsTopic, now)
 	}
+	d.Proc.TrimPool()
 	cps := make([]detstate.Checkpoint, 0, len(parts))
 	next := map[int32]int64{}
 	for _, p := range parts {

@@ -249,6 +249,29 @@ func (p *Processor) Agents() int {
 	return n
 }
 
+// minPool is how many spare window accumulators TrimPool keeps at least.
+const minPool = 1024
+
+// TrimPool lets go of spare window accumulators beyond those that the
+// windows open now would need again (at least minPool). Each closed window
+// returns its accumulator to the pool for the agent's next window; without
+// a trim, one busy minute of a million agents (or of a million fake ids)
+// would keep a million accumulators, over a kilobyte each, for ever.
+func (p *Processor) TrimPool() {
+	open := 0
+	for _, pt := range p.parts {
+		for _, as := range pt.open {
+			open += len(as)
+		}
+	}
+	keep := max(open, minPool)
+	if len(p.pool) <= keep {
+		return
+	}
+	clear(p.pool[keep:])
+	p.pool = slices.Clip(p.pool[:keep])
+}
+
 // MarkStored records that agent id has state in the store that is not in
 // memory (a restore left it out to stay under the cap): when it is seen,
 // Loader fetches it instead of starting it afresh. It costs a map entry of
