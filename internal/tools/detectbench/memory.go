@@ -84,6 +84,10 @@ type MemoryReport struct {
 	// the first event; RSSEnd once every event is processed and its
 	// windows closed; PeakRSS is VmHWM then.
 	RSSIdle, RSSEnd, PeakRSS uint64
+	// HeapInuse is go_memstats_heap_inuse_bytes at the end: the Go heap
+	// the RSS holds, the rest being freed heap not yet returned to the
+	// system, stacks, and the runtime's own.
+	HeapInuse uint64
 	// Held is agentwatch_detector_agents at the end, Shed
 	// agentwatch_detector_shed_events_total, Evicted
 	// agentwatch_detector_evicted_agents_total.
@@ -124,8 +128,8 @@ func (r MemoryReport) String() string {
 	fmt.Fprintf(&b, "detector memory: %d %s, %d events, %d partitions, max_agents %s\n", r.Agents, kind, r.Events, r.Partitions, capS)
 	fmt.Fprintf(&b, "processed in %s; agents held %d, evicted %d, shed events %d; agents in detector_state %d\n",
 		r.Process.Round(time.Millisecond), r.Held, r.Evicted, r.Shed, r.Stored)
-	fmt.Fprintf(&b, "RSS idle %.0f MiB, after %.0f MiB, peak (VmHWM) %.0f MiB; RSS growth per agent held %.0f B (%.2f KiB)\n",
-		mib(r.RSSIdle), mib(r.RSSEnd), mib(r.PeakRSS), r.PerAgent(), r.PerAgent()/1024)
+	fmt.Fprintf(&b, "RSS idle %.0f MiB, after %.0f MiB (Go heap in use %.0f MiB), peak (VmHWM) %.0f MiB; RSS growth per agent held %.0f B (%.2f KiB)\n",
+		mib(r.RSSIdle), mib(r.RSSEnd), mib(r.HeapInuse), mib(r.PeakRSS), r.PerAgent(), r.PerAgent()/1024)
 	if r.Restarted {
 		fmt.Fprintf(&b, "restart with max_agents %d on %d stored agents: partitions owned and state restored in %s, %d agents loaded, RSS %.0f MiB, peak %.0f MiB\n",
 			r.RestartMaxAgents, r.Stored, r.RestartTime.Round(time.Millisecond), r.RestartHeld, mib(r.RestartRSS), mib(r.RestartPeakRSS))
@@ -248,6 +252,7 @@ func RunMemory(ctx context.Context, o MemoryOptions, log *slog.Logger, progress 
 		return rep, err
 	}
 	rep.Held, rep.Shed, rep.Evicted = int(m["agentwatch_detector_agents"]), int(m["agentwatch_detector_shed_events_total"]), int(m["agentwatch_detector_evicted_agents_total"])
+	rep.HeapInuse = uint64(m["go_memstats_heap_inuse_bytes"])
 	if rep.RSSEnd, rep.PeakRSS, err = procMem(det.cmd.Process.Pid); err != nil {
 		return rep, err
 	}
