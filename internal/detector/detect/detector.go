@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -427,6 +428,11 @@ func (d *Detector) runGeneration(ctx context.Context, gen Generation) error {
 					if err := d.snapshot(ctx, gen, parts, w); err != nil {
 						return failed(err)
 					}
+					// Quiet is the cheap moment to give back what a burst
+					// (or a flood) left as garbage: without it the RSS stays
+					// at the burst's peak until the runtime's own periodic
+					// collection and scavenging, minutes later.
+					debug.FreeOSMemory()
 					lastSnap = time.Now()
 					if d.Idle != nil {
 						d.Idle()

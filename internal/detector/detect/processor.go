@@ -375,6 +375,9 @@ func (p *Processor) Add(part int32, offset int64, ev *event.Event) {
 }
 
 func (p *Processor) newAgent(pt *partition, id string, ws int64) *agentState {
+	// The decoded event's strings share one allocation, several hundred
+	// bytes; an id kept for the agent's lifetime must not pin all of it.
+	id = strings.Clone(id)
 	h := maphash.String(p.seed, id)
 	if _, was := p.evicted[h]; was && p.Loader != nil {
 		if blob, ok := p.Loader(id); ok {
