@@ -54,9 +54,11 @@ type MemoryOptions struct {
 	// detector started on the saved state after the first has stopped
 	// (negative: no cap); the restart time and its peak RSS are measured.
 	RestartMaxAgents int
-	// UnregisteredTTL is detector.unregistered_ttl (default its default);
-	// with ExpireWait the run waits up to that long after the events for
-	// every fake agent to be gone from detector_state.
+	// UnregisteredTTL is detector.unregistered_ttl (default its default)
+	// of the last detector started: the restarted one if there is a
+	// restart, so that the restart finds every saved agent. With ExpireWait
+	// the run waits up to that long after the events for every fake agent
+	// to be gone from detector_state.
 	UnregisteredTTL, ExpireWait time.Duration
 	// Keep leaves the topics and database behind.
 	Keep bool
@@ -176,8 +178,10 @@ func RunMemory(ctx context.Context, o MemoryOptions, log *slog.Logger, progress 
 		"AGENTWATCH_DETECTOR_IDLE_FLUSH=2s",
 		"AGENTWATCH_LOG_LEVEL=info",
 	}
-	if o.UnregisteredTTL > 0 {
-		env = append(env, "AGENTWATCH_DETECTOR_UNREGISTERED_TTL="+o.UnregisteredTTL.String())
+	// A day is the first detector's TTL when the restart is to get it.
+	ttl1, ttl2 := o.UnregisteredTTL, o.UnregisteredTTL
+	if o.RestartMaxAgents != 0 {
+		ttl1 = 24 * time.Hour
 	}
 	if o.Fake {
 		reg := filepath.Join(dir, "agents.yaml")
@@ -202,7 +206,7 @@ func RunMemory(ctx context.Context, o MemoryOptions, log *slog.Logger, progress 
 
 	// 1. The detector, idle on its partitions.
 	fmt.Fprintf(progress, "starting %s...\n", bin)
-	det, err := startDetector(bin, env, maxAgents, filepath.Join(dir, "detector-1.log"))
+	det, err := startDetector(bin, env, maxAgents, ttl1, filepath.Join(dir, "detector-1.log"))
 	if err != nil {
 		return rep, err
 	}
@@ -282,7 +286,7 @@ func RunMemory(ctx context.Context, o MemoryOptions, log *slog.Logger, progress 
 		rep.Restarted, rep.RestartMaxAgents = true, max(o.RestartMaxAgents, 0)
 		fmt.Fprintf(progress, "restarting on %d stored agents with max_agents %d...\n", rep.Stored, rep.RestartMaxAgents)
 		t0 := time.Now()
-		det, err = startDetector(bin, env, rep.RestartMaxAgents, filepath.Join(dir, "detector-2.log"))
+		det, err = startDetector(bin, env, rep.RestartMaxAgents, ttl2, filepath.Join(dir, "detector-2.log"))
 		if err != nil {
 			return rep, err
 		}
@@ -417,7 +421,7 @@ type detector struct {
 	logf   *os.File
 }
 
-func startDetector(bin string, env []string, maxAgents int, logPath string) (*detector, error) {
+func startDetector(bin string, env []string, maxAgents int, ttl time.Duration, logPath string) (*detector, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("detectbench: pick a metrics port: %w", err)
@@ -430,6 +434,9 @@ func startDetector(bin string, env []string, maxAgents int, logPath string) (*de
 	}
 	cmd := exec.Command(bin, "run")
 	cmd.Env = append(append(os.Environ(), env...), "AGENTWATCH_HTTP_ADDR="+addr, "AGENTWATCH_DETECTOR_MAX_AGENTS="+strconv.Itoa(maxAgents))
+	if ttl > 0 {
+		cmd.Env = append(cmd.Env, "AGENTWATCH_DETECTOR_UNREGISTERED_TTL="+ttl.String())
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
