@@ -400,9 +400,11 @@ func (d *Detector) runGeneration(ctx context.Context, gen Generation) error {
 				continue
 			}
 			d.Proc.Add(f.m.Partition, f.m.Offset, &ev)
-			if d.MaxAgents > 0 && d.Proc.Agents() > d.MaxAgents && time.Since(lastSnap) >= time.Second {
-				// Registered newcomers are admitted past the cap: evict
-				// now rather than at the next snapshot.
+			if d.MaxAgents > 0 && d.Proc.Agents() >= d.MaxAgents && time.Since(lastSnap) >= max(time.Second, d.SnapshotEvery/5) {
+				// At the cap unknown newcomers are shed and registered ones
+				// admitted past it: evict now rather than at the next
+				// snapshot, but not so often that sorting the agents for
+				// eviction eats the loop.
 				if err := d.snapshot(ctx, gen, parts, w); err != nil {
 					return failed(err)
 				}
