@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -250,8 +251,42 @@ func RunMemory(ctx context.Context, o MemoryOptions, log *slog.Logger, progress 
 	}
 	rep.Process = time.Since(start)
 	// Windows close after the idle flush (2s); the snapshot that follows
-	// saves and evicts. Wait for the flushed windows and a snapshot.
-	time.Sleep(15 * time.Second)
+	// saves and evicts, and then the detector hands freed memory back.
+	// Saving a million agents takes a while: wait until every agent held
+	// is in detector_state, then a little more.
+	st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
+	if err != nil {
+		return rep, fmt.Errorf("detectbench: %w", err)
+	}
+	defer st.Close()
+	parts := make([]int32, o.Partitions)
+	for i := range parts {
+		parts[i] = int32(i)
+	}
+	var rsss []uint64
+	for deadline := time.Now().Add(10 * time.Minute); ; {
+		if m, err = det.metrics(ctx); err != nil {
+			return rep, err
+		}
+		n, err := storedAgents(ctx, st, k.EventsTopic, parts)
+		if err != nil {
+			return rep, err
+		}
+		// Saved, and the RSS steady over the last 10 s: the final snapshot
+		// and the hand-back of memory after it are done.
+		rss, _, err := procMem(det.cmd.Process.Pid)
+		if err != nil {
+			return rep, err
+		}
+		rsss = append(rsss, rss)
+		if n >= int(m["agentwatch_detector_agents"]) && steady(rsss, 5) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return rep, fmt.Errorf("detectbench: %d agents held, %d saved 10 minutes after the last event", int(m["agentwatch_detector_agents"]), n)
+		}
+		time.Sleep(2 * time.Second)
+	}
 	if m, err = det.metrics(ctx); err != nil {
 		return rep, err
 	}
@@ -267,15 +302,6 @@ func RunMemory(ctx context.Context, o MemoryOptions, log *slog.Logger, progress 
 		if err := det.stop(2 * time.Minute); err != nil {
 			return rep, err
 		}
-	}
-	st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
-	if err != nil {
-		return rep, fmt.Errorf("detectbench: %w", err)
-	}
-	defer st.Close()
-	parts := make([]int32, o.Partitions)
-	for i := range parts {
-		parts[i] = int32(i)
 	}
 	if rep.Stored, err = storedAgents(ctx, st, k.EventsTopic, parts); err != nil {
 		return rep, err
@@ -332,6 +358,16 @@ func RunMemory(ctx context.Context, o MemoryOptions, log *slog.Logger, progress 
 		}
 	}
 	return rep, det.stop(2 * time.Minute)
+}
+
+// steady reports whether the last n samples of xs are within 1% of each
+// other.
+func steady(xs []uint64, n int) bool {
+	if len(xs) < n {
+		return false
+	}
+	lo, hi := slices.Min(xs[len(xs)-n:]), slices.Max(xs[len(xs)-n:])
+	return float64(hi-lo) <= 0.01*float64(hi)
 }
 
 // storedAgents counts the live agent states of topic and parts.
