@@ -95,6 +95,9 @@ type MemoryReport struct {
 	// agentwatch_detector_shed_events_total, Evicted
 	// agentwatch_detector_evicted_agents_total.
 	Held, Shed, Evicted int
+	// Late is agentwatch_detector_late_events_total: events whose window
+	// had closed (no agent is created for them).
+	Late int
 	Process             time.Duration // first event produced → last processed
 	// Stored is the number of agents in detector_state after the run.
 	Stored int
@@ -129,8 +132,8 @@ func (r MemoryReport) String() string {
 		capS = "none"
 	}
 	fmt.Fprintf(&b, "detector memory: %d %s, %d events, %d partitions, max_agents %s\n", r.Agents, kind, r.Events, r.Partitions, capS)
-	fmt.Fprintf(&b, "processed in %s; agents held %d, evicted %d, shed events %d; agents in detector_state %d\n",
-		r.Process.Round(time.Millisecond), r.Held, r.Evicted, r.Shed, r.Stored)
+	fmt.Fprintf(&b, "processed in %s; agents held %d, evicted %d, shed events %d, late events %d; agents in detector_state %d\n",
+		r.Process.Round(time.Millisecond), r.Held, r.Evicted, r.Shed, r.Late, r.Stored)
 	fmt.Fprintf(&b, "RSS idle %.0f MiB, after %.0f MiB (Go heap in use %.0f MiB), peak (VmHWM) %.0f MiB; RSS growth per agent held %.0f B (%.2f KiB)\n",
 		mib(r.RSSIdle), mib(r.RSSEnd), mib(r.HeapInuse), mib(r.PeakRSS), r.PerAgent(), r.PerAgent()/1024)
 	if r.Restarted {
@@ -292,6 +295,7 @@ func RunMemory(ctx context.Context, o MemoryOptions, log *slog.Logger, progress 
 	}
 	rep.Held, rep.Shed, rep.Evicted = int(m["agentwatch_detector_agents"]), int(m["agentwatch_detector_shed_events_total"]), int(m["agentwatch_detector_evicted_agents_total"])
 	rep.HeapInuse = uint64(m["go_memstats_heap_inuse_bytes"])
+	rep.Late = int(m["agentwatch_detector_late_events_total"])
 	if rep.RSSEnd, rep.PeakRSS, err = procMem(det.cmd.Process.Pid); err != nil {
 		return rep, err
 	}
