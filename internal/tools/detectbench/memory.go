@@ -179,7 +179,10 @@ func RunMemory(ctx context.Context, o MemoryOptions, log *slog.Logger, progress 
 		"AGENTWATCH_KAFKA_PARTITIONS=" + strconv.Itoa(o.Partitions),
 		"AGENTWATCH_CLICKHOUSE_ADDR=" + strings.Join(o.ClickHouse, ","),
 		"AGENTWATCH_CLICKHOUSE_DATABASE=bench_detmem_" + suffix,
-		"AGENTWATCH_DETECTOR_IDLE_FLUSH=2s",
+		// Long enough that a pause of the producer between two batches
+		// (seconds under the race detector) does not close windows early
+		// and turn the rest of the flood into late events.
+		"AGENTWATCH_DETECTOR_IDLE_FLUSH=10s",
 		"AGENTWATCH_LOG_LEVEL=info",
 	}
 	// A day is the first detector's TTL when the restart is to get it.
@@ -253,7 +256,7 @@ func RunMemory(ctx context.Context, o MemoryOptions, log *slog.Logger, progress 
 		}
 	}
 	rep.Process = time.Since(start)
-	// Windows close after the idle flush (2s); the snapshot that follows
+	// Windows close after the idle flush (10s); the snapshot that follows
 	// saves and evicts, and then the detector hands freed memory back.
 	// Saving a million agents takes a while: wait until every agent held
 	// is in detector_state, then a little more.

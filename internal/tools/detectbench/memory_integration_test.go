@@ -37,6 +37,10 @@ func TestIntegrationDetectorMemoryFlood(t *testing.T) {
 	if rep.PeakRSS >= floodPeakLimit {
 		t.Errorf("peak RSS %d MiB under the flood; the README states under %d MiB", rep.PeakRSS>>20, floodPeakLimit>>20)
 	}
+	if rep.Late > rep.Events/100 {
+		// Late events create no agent: the flood would not have reached the cap.
+		t.Errorf("%d of %d events late; want the flood to reach the detector's windows", rep.Late, rep.Events)
+	}
 	if rep.Held > capAgents || rep.Shed == 0 {
 		t.Errorf("%d agents held, %d events shed; want at most %d held and the rest of the flood shed", rep.Held, rep.Shed, capAgents)
 	}
