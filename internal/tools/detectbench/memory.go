@@ -97,8 +97,8 @@ type MemoryReport struct {
 	Held, Shed, Evicted int
 	// Late is agentwatch_detector_late_events_total: events whose window
 	// had closed (no agent is created for them).
-	Late int
-	Process             time.Duration // first event produced → last processed
+	Late    int
+	Process time.Duration // first event produced → last processed
 	// Stored is the number of agents in detector_state after the run.
 	Stored int
 	// The restart, if measured: its max_agents, the time from starting
