@@ -678,8 +678,8 @@ func (f *jfloat) UnmarshalJSON(b []byte) error {
 // LoadPartitionsCapped is LoadPartitions holding at most maxAgents agent
 // states, the most recently saved ones (ties by key); every other agent
 // of topic and partitions is passed by key to rest. maxAgents < 0 loads
-// every agent. rest is called with the store's lock held, so it must not
-// call the store.
+// every agent. rest is called from the calling goroutine, without the
+// store's lock.
 func (s *FileStore) LoadPartitionsCapped(ctx context.Context, group, topic string, partitions []int32, maxAgents int, rest func(key string)) (map[int32]Checkpoint, []State, error) {
 	cps, states, err := s.LoadPartitions(ctx, group, topic, partitions)
 	if err != nil || maxAgents < 0 {
