@@ -77,6 +77,9 @@ func (o *MemoryOptions) setDefaults() error {
 	return nil
 }
 
+// idleFlush is detector.idle_flush of the measured detector.
+const idleFlush = 10 * time.Second
+
 // MemoryReport is what RunMemory measured. RSS figures are the detector
 // process's own (/proc/<pid>/status), in bytes.
 type MemoryReport struct {
@@ -182,7 +185,7 @@ func RunMemory(ctx context.Context, o MemoryOptions, log *slog.Logger, progress 
 		// Long enough that a pause of the producer between two batches
 		// (seconds under the race detector) does not close windows early
 		// and turn the rest of the flood into late events.
-		"AGENTWATCH_DETECTOR_IDLE_FLUSH=10s",
+		"AGENTWATCH_DETECTOR_IDLE_FLUSH=" + idleFlush.String(),
 		"AGENTWATCH_LOG_LEVEL=info",
 	}
 	// A day is the first detector's TTL when the restart is to get it.
@@ -258,8 +261,9 @@ func RunMemory(ctx context.Context, o MemoryOptions, log *slog.Logger, progress 
 	rep.Process = time.Since(start)
 	// Windows close after the idle flush (10s); the snapshot that follows
 	// saves and evicts, and then the detector hands freed memory back.
-	// Saving a million agents takes a while: wait until every agent held
-	// is in detector_state, then a little more.
+	// Saving a million agents takes a while: wait out the idle flush, then
+	// until every agent held is in detector_state and the RSS has been
+	// steady for 20 s.
 	st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
 	if err != nil {
 		return rep, fmt.Errorf("detectbench: %w", err)
@@ -269,6 +273,7 @@ func RunMemory(ctx context.Context, o MemoryOptions, log *slog.Logger, progress 
 	for i := range parts {
 		parts[i] = int32(i)
 	}
+	time.Sleep(idleFlush + 2*time.Second)
 	var rsss []uint64
 	for deadline := time.Now().Add(10 * time.Minute); ; {
 		if m, err = det.metrics(ctx); err != nil {
@@ -278,14 +283,14 @@ func RunMemory(ctx context.Context, o MemoryOptions, log *slog.Logger, progress 
 		if err != nil {
 			return rep, err
 		}
-		// Saved, and the RSS steady over the last 10 s: the final snapshot
+		// Saved, and the RSS steady over the last 20 s: the final snapshot
 		// and the hand-back of memory after it are done.
 		rss, _, err := procMem(det.cmd.Process.Pid)
 		if err != nil {
 			return rep, err
 		}
 		rsss = append(rsss, rss)
-		if n >= int(m["agentwatch_detector_agents"]) && steady(rsss, 5) {
+		if n >= int(m["agentwatch_detector_agents"]) && steady(rsss, 10) {
 			break
 		}
 		if time.Now().After(deadline) {
