@@ -616,7 +616,7 @@ func parseStatus(b []byte) (rss, hwm uint64, err error) {
 		if len(f) != 2 || f[1] != "kB" {
 			return 0, 0, fmt.Errorf("detectbench: bad %s line %q", name, line)
 		}
-		kb, err := strconv.ParseUint(f[0], 10, 64)
+		kb, err := strconv.ParseUint(f[0], 10, 54) // kB that fit in bytes
 		if err != nil {
 			return 0, 0, fmt.Errorf("detectbench: bad %s line %q: %w", name, line, err)
 		}

@@ -13,6 +13,7 @@ func TestParseStatus(t *testing.T) {
 		{"no hwm", "VmRSS:\t1024 kB\n", 0, 0, false},
 		{"bad unit", "VmRSS:\t1024 MB\nVmHWM:\t1 kB\n", 0, 0, false},
 		{"not a number", "VmRSS:\tx kB\nVmHWM:\t1 kB\n", 0, 0, false},
+		{"too big for bytes", "VmRSS:\t18014398509481984 kB\nVmHWM:\t1 kB\n", 0, 0, false},
 		{"empty", "", 0, 0, false},
 	} {
 		rss, hwm, err := parseStatus([]byte(tc.in))
@@ -37,4 +38,17 @@ func TestSteady(t *testing.T) {
 			t.Errorf("steady(%v, 3) = %v, want %v", tc.xs, got, tc.want)
 		}
 	}
+}
+
+// FuzzParseStatus: any input is refused or gives both figures, in bytes.
+func FuzzParseStatus(f *testing.F) {
+	f.Add([]byte("VmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n"))
+	f.Add([]byte("VmRSS: 1 kB\nVmHWM: 18446744073709551615 kB\n"))
+	f.Add([]byte("VmRSS:\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rss, hwm, err := parseStatus(b)
+		if err == nil && (rss == 0 || hwm == 0 || rss%1024 != 0 || hwm%1024 != 0) {
+			t.Fatalf("parseStatus(%q) = %d, %d without error", b, rss, hwm)
+		}
+	})
 }
