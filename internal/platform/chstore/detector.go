@@ -166,9 +166,9 @@ func (s *Store) LoadPartitions(ctx context.Context, group, topic string, partiti
 		return nil, nil, err
 	}
 	// topic and partition are not key columns: WHERE (after FINAL) keeps
-	// only keys whose newest version matches. See the file comment. An
-	// empty state is a removed agent's tombstone (ExpireAgents).
-	states, err := s.queryStates(ctx, "WHERE topic = ? AND `partition` IN ("+in+") AND state != ''", topic)
+	// only keys whose newest version matches. See the file comment. A
+	// removed agent's tombstone (ExpireAgents) is not returned.
+	states, err := s.queryStates(ctx, "WHERE topic = ? AND `partition` IN ("+in+") AND "+liveState, topic)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load states of topic %q from %s: %w", topic, s.db, err)
 	}
@@ -203,7 +203,7 @@ func (s *Store) loadCheckpoints(ctx context.Context, group, topic, in string, cp
 // when there is none or it was removed (ExpireAgents). Safe for concurrent
 // use.
 func (s *Store) LoadState(ctx context.Context, kind, key string) (detstate.State, bool, error) {
-	states, err := s.queryStates(ctx, "WHERE kind = ? AND `key` = ? AND state != ''", kind, key)
+	states, err := s.queryStates(ctx, "WHERE kind = ? AND `key` = ? AND "+liveState, kind, key)
 	if err != nil {
 		return detstate.State{}, false, fmt.Errorf("load %s state %q from %s: %w", kind, key, s.db, err)
 	}

@@ -15,7 +15,8 @@ import (
 // ClickHouse 18.16 has no TTL, and ALTER … DELETE is an asynchronous
 // mutation that rewrites every part, too heavy to run per agent. A removal
 // is therefore a tombstone first: a row with the same (kind, key), a newer
-// updated_ms and an empty state, which every read treats as absent and
+// updated_ms, partition -1 (no events partition has it) and an empty
+// state, which every read treats as absent and
 // which merges collapse the old versions into. PurgeTombstones then
 // collapses every version (OPTIMIZE … FINAL) and deletes the tombstones
 // with one mutation, so the rows really leave the table. Both statements
@@ -23,6 +24,15 @@ import (
 
 // stateBatch is how many rows one tombstone INSERT carries.
 const stateBatch = 20_000
+
+// tombstonePartition marks a tombstone, with an empty state: a saved
+// state may be empty, but no state is saved for partition -1.
+const tombstonePartition = -1
+
+// liveState is the condition that leaves tombstones out; under FINAL it
+// applies to the newest version only, so a removed agent's older
+// versions stay hidden too.
+const liveState = "NOT (`partition` = -1 AND state = '')"
 
 // LoadPartitionsCapped is LoadPartitions holding at most maxAgents agent
 // states: the most recently saved ones (ties by key). Every other live
@@ -43,7 +53,7 @@ func (s *Store) LoadPartitionsCapped(ctx context.Context, group, topic string, p
 	if err := s.loadCheckpoints(ctx, group, topic, in, cps); err != nil {
 		return nil, nil, err
 	}
-	where := "WHERE topic = ? AND `partition` IN (" + in + ") AND state != ''"
+	where := "WHERE topic = ? AND `partition` IN (" + in + ") AND " + liveState
 	states, err := s.queryStates(ctx, where+" AND kind != ?", topic, detstate.KindAgent)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load peer states of topic %q from %s: %w", topic, s.db, err)
@@ -90,8 +100,8 @@ func (s *Store) ExpireAgents(ctx context.Context, topic string, partitions []int
 	if len(partitions) == 0 {
 		return 0, nil
 	}
-	rows, err := s.conn.Query(ctx, "SELECT `partition`, `key` FROM detector_state FINAL WHERE kind = ? AND topic = ? AND `partition` IN ("+
-		int32List(partitions)+") AND updated_ms < ? AND state != ''", detstate.KindAgent, topic, beforeMs)
+	rows, err := s.conn.Query(ctx, "SELECT `key` FROM detector_state FINAL WHERE kind = ? AND topic = ? AND `partition` IN ("+
+		int32List(partitions)+") AND updated_ms < ? AND "+liveState, detstate.KindAgent, topic, beforeMs)
 	if err != nil {
 		return 0, fmt.Errorf("list idle agents of topic %q in %s: %w", topic, s.db, err)
 	}
@@ -109,18 +119,15 @@ func (s *Store) ExpireAgents(ctx context.Context, topic string, partitions []int
 		return nil
 	}
 	for rows.Next() {
-		var (
-			part int32
-			key  string
-		)
-		if err := rows.Scan(&part, &key); err != nil {
+		var key string
+		if err := rows.Scan(&key); err != nil {
 			rows.Close()
 			return n, fmt.Errorf("list idle agents of topic %q in %s: %w", topic, s.db, err)
 		}
 		if !drop(key) {
 			continue
 		}
-		tomb = append(tomb, detstate.State{Topic: topic, Partition: part, Kind: detstate.KindAgent, Key: key, UpdatedMs: nowMs, Blob: []byte{}})
+		tomb = append(tomb, detstate.State{Topic: topic, Partition: tombstonePartition, Kind: detstate.KindAgent, Key: key, UpdatedMs: nowMs, Blob: []byte{}})
 		if len(tomb) >= stateBatch {
 			if err := flush(); err != nil {
 				rows.Close()
@@ -152,7 +159,8 @@ func (s *Store) PurgeTombstones(ctx context.Context) error {
 	if err := s.conn.Exec(ctx, "OPTIMIZE TABLE detector_state FINAL"); err != nil {
 		return fmt.Errorf("merge detector_state in %s before purging tombstones: %w", s.db, err)
 	}
-	if err := s.conn.Exec(ctx, fmt.Sprintf("ALTER TABLE detector_state DELETE WHERE kind = '%s' AND state = '' AND updated_ms < %d", detstate.KindAgent, cutoff)); err != nil {
+	if err := s.conn.Exec(ctx, fmt.Sprintf("ALTER TABLE detector_state DELETE WHERE kind = '%s' AND `partition` = %d AND state = '' AND updated_ms < %d",
+		detstate.KindAgent, tombstonePartition, cutoff)); err != nil {
 		return fmt.Errorf("delete agent tombstones from %s: %w", s.db, err)
 	}
 	return nil
