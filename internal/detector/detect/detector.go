@@ -400,17 +400,6 @@ func (d *Detector) runGeneration(ctx context.Context, gen Generation) error {
 				continue
 			}
 			d.Proc.Add(f.m.Partition, f.m.Offset, &ev)
-			if d.MaxAgents > 0 && d.Proc.Agents() >= d.MaxAgents && time.Since(lastSnap) >= max(time.Second, d.SnapshotEvery/5) {
-				// At the cap unknown newcomers are shed and registered ones
-				// admitted past it: evict now rather than at the next
-				// snapshot, but not so often that sorting the agents for
-				// eviction eats the loop.
-				if err := d.snapshot(ctx, gen, parts, w); err != nil {
-					return failed(err)
-				}
-				lastSnap = time.Now()
-				continue
-			}
 			if d.Proc.Pending() >= 5000 {
 				if err := d.flush(ctx, w); err != nil {
 					return failed(err)
