@@ -77,11 +77,15 @@ bench-e2e: up
 	$(GO) run ./cmd/agentwatch bench ingest
 
 ## bench-detector: the detector's hot path, memory per agent, then the
-## detector service end to end on a real events topic next to consume-only.
+## detector service end to end on a real events topic next to consume-only,
+## then the detector binary's RSS per agent (docs/benchmarks.md has the
+## 1M-agent, flood and restart runs).
 bench-detector: up
 	$(GO) test -run '^$$' -bench 'ProcessorAdd|WindowClose' -benchmem -count 3 ./internal/detector/detect
 	$(GO) test -run '^$$' -bench 'MemoryPerAgent' -benchtime 1x -count 2 -timeout 30m ./internal/detector/detect
 	$(GO) run ./cmd/agentwatch bench detector
+	$(GO) build -o bin/ ./cmd/detector
+	$(GO) run ./cmd/agentwatch bench detector-memory --agents 100000
 
 ## bench-responder: anomaly on the topic → revocation at a local Kong and
 ## alert at a local Slack, through the distributed responder on real Kafka

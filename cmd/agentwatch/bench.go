@@ -70,7 +70,7 @@ func benchCommand() *cobra.Command {
 	return cli.Group(&cobra.Command{
 		Use:   "bench",
 		Short: "Measure a service end to end against the real Kafka and ClickHouse (make bench-*)",
-	}, benchIngestCommand(), benchDetectorCommand(), benchResponderCommand())
+	}, benchIngestCommand(), benchDetectorCommand(), benchDetectorMemoryCommand(), benchResponderCommand())
 }
 
 // newBench builds one `agentwatch bench` command: the flags every
@@ -121,6 +121,24 @@ func benchDetectorCommand() *cobra.Command {
 		func(ctx context.Context, b benchFlags, log *slog.Logger, progress io.Writer) (reporter, error) {
 			o.Brokers, o.ClickHouse, o.Partitions, o.Keep = b.brokers, b.clickhouse, b.partitions, b.keep
 			return detectbench.Run(ctx, o, log, progress)
+		})
+}
+
+func benchDetectorMemoryCommand() *cobra.Command {
+	var o detectbench.MemoryOptions
+	return newBench("detector-memory", "The detector binary's RSS per agent, for real agents or a fake-id flood, and its restart on the saved state",
+		func(f *pflag.FlagSet) {
+			f.StringVar(&o.Detector, "detector", "bin/detector", "the detector binary to run (make build writes it)")
+			f.IntVar(&o.Agents, "agents", 100_000, "agent ids that send events")
+			f.BoolVar(&o.Fake, "fake", false, "a flood of unregistered fake ids, one event each, instead of real agents")
+			f.IntVar(&o.MaxAgents, "max-agents", 1_000_000, "detector.max_agents (-1: no cap)")
+			f.IntVar(&o.RestartMaxAgents, "restart-max-agents", 0, "restart the detector on the saved state with this detector.max_agents and measure it (0: no restart, -1: no cap)")
+			f.DurationVar(&o.UnregisteredTTL, "unregistered-ttl", 0, "detector.unregistered_ttl (0: its default)")
+			f.DurationVar(&o.ExpireWait, "expire-wait", 0, "wait up to this long after the run for every idle fake agent to leave detector_state (0: do not wait)")
+		},
+		func(ctx context.Context, b benchFlags, log *slog.Logger, progress io.Writer) (reporter, error) {
+			o.Brokers, o.ClickHouse, o.Partitions, o.Keep = b.brokers, b.clickhouse, b.partitions, b.keep
+			return detectbench.RunMemory(ctx, o, log, progress)
 		})
 }
 

@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -40,9 +41,22 @@ type Store interface {
 	SaveCheckpoints(ctx context.Context, cps []detstate.Checkpoint) error
 	LoadPartitions(ctx context.Context, group, topic string, partitions []int32) (map[int32]detstate.Checkpoint, []detstate.State, error)
 	LoadState(ctx context.Context, kind, key string) (detstate.State, bool, error)
+	// LoadPartitionsCapped is LoadPartitions with at most maxAgents agent
+	// states (the most recently saved; < 0: all), passing the key of
+	// every other stored agent to rest.
+	LoadPartitionsCapped(ctx context.Context, group, topic string, partitions []int32, maxAgents int, rest func(key string)) (map[int32]detstate.Checkpoint, []detstate.State, error)
+	// ExpireAgents removes the agent states of topic and partitions saved
+	// before beforeMs for which drop says yes, returning how many.
+	ExpireAgents(ctx context.Context, topic string, partitions []int32, beforeMs, nowMs int64, drop func(key string) bool) (int, error)
 	InsertAnomalies(ctx context.Context, as []anomaly.Anomaly) error
 	InsertScores(ctx context.Context, ss []anomaly.Score) error
 	AnomalyIDs(ctx context.Context, partitions []int32, fromMs int64) (map[string]struct{}, error)
+}
+
+// tombstonePurger is a Store whose removals leave tombstones to purge
+// later (internal/platform/chstore).
+type tombstonePurger interface {
+	PurgeTombstones(ctx context.Context) error
 }
 
 // Generation is one consumer-group generation: the partitions this member
@@ -97,11 +111,17 @@ type Detector struct {
 	// TakeOverGroup is the consumer group whose state this one continues
 	// from; another group's state in the store stops Run (CheckGroup).
 	TakeOverGroup string
-	// MaxAgents caps the agents held in memory; 0 means no cap.
-	MaxAgents              int
-	RetryInitial, RetryMax time.Duration
-	Log                    *slog.Logger
-	Metrics                *Metrics
+	// MaxAgents caps the agents held in memory, restores included; 0
+	// means no cap.
+	MaxAgents int
+	// UnregisteredTTL: an agent the registry does not know whose state
+	// was last saved this long ago is removed from memory and the store;
+	// 0 never. ExpireEvery is how often that is checked (default a tenth
+	// of UnregisteredTTL, between 1s and 1h).
+	UnregisteredTTL, ExpireEvery time.Duration
+	RetryInitial, RetryMax       time.Duration
+	Log                          *slog.Logger
+	Metrics                      *Metrics
 	// OnGeneration, if set, is called with each generation's partitions
 	// once their state is restored (tests and logs use it).
 	OnGeneration func(partitions []int32)
@@ -122,6 +142,8 @@ type Detector struct {
 	FeedbackPoll, FeedbackLookback time.Duration
 
 	published map[string]struct{}
+	// bg is the tombstone purge, if one runs; Run waits for it.
+	bg sync.WaitGroup
 	// verdicts carries ApplyVerdicts' requests to the loop.
 	verdicts     chan verdictReq
 	verdictsOnce sync.Once
@@ -142,11 +164,14 @@ func (d *Detector) Counts() Stats {
 // Metrics are the detector's Prometheus metrics.
 type Metrics struct {
 	Events, Undecodable, Late, Replayed, Windows, NewAgents, Evicted, Restored prometheus.Counter
-	Anomalies                                                                  *prometheus.CounterVec
-	Agents                                                                     prometheus.Gauge
-	Partitions                                                                 prometheus.Gauge
-	WriteRetries                                                               prometheus.Counter
-	CloseToPublish                                                             prometheus.Histogram
+	// Shed and Expired follow the agent cap and the removal of idle
+	// unregistered agents.
+	Shed, Expired  prometheus.Counter
+	Anomalies      *prometheus.CounterVec
+	Agents         prometheus.Gauge
+	Partitions     prometheus.Gauge
+	WriteRetries   prometheus.Counter
+	CloseToPublish prometheus.Histogram
 	// VerdictsRead, VerdictsApplied and FeedbackErrors follow the
 	// false-positive feedback loop.
 	VerdictsRead, VerdictsApplied, FeedbackErrors prometheus.Counter
@@ -170,6 +195,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		NewAgents:   c("new_agents_total", "Agent ids seen for the first time."),
 		Evicted:     c("evicted_agents_total", "Agents evicted from memory to the store (agent cap)."),
 		Restored:    c("restored_agents_total", "Evicted agents restored from the store on their return."),
+		Shed:        c("shed_events_total", "Events of unregistered new agents dropped because detector.max_agents was reached (still counted in agent_flood)."),
+		Expired:     c("expired_agents_total", "Idle unregistered agents removed from memory and the store (detector.unregistered_ttl)."),
 		Anomalies: f.NewCounterVec(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "detector", Name: "anomalies_total",
 			Help: "Anomalies raised, by kind."}, []string{"kind"}),
 		Agents: f.NewGauge(prometheus.GaugeOpts{Namespace: "agentwatch", Subsystem: "detector", Name: "agents",
@@ -191,6 +218,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // Run implements pipeline.Stage.
 func (d *Detector) Run(ctx context.Context) error {
 	d.defaults()
+	defer d.bg.Wait()
 	if err := d.checkGroup(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -256,6 +284,10 @@ func (d *Detector) defaults() {
 	if d.FeedbackLookback <= 0 {
 		d.FeedbackLookback = 7 * 24 * time.Hour
 	}
+	if d.ExpireEvery <= 0 {
+		d.ExpireEvery = min(max(d.UnregisteredTTL/10, time.Second), time.Hour)
+	}
+	d.Proc.Cap = d.MaxAgents
 	if d.Proc.Loader == nil {
 		d.Proc.Loader = func(id string) ([]byte, bool) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -316,8 +348,9 @@ func (d *Detector) runGeneration(ctx context.Context, gen Generation) error {
 	var dec event.Decoder
 	tick := time.NewTicker(d.FlushEvery)
 	defer tick.Stop()
-	lastSnap, lastRecord := time.Now(), time.Now()
+	lastSnap, lastRecord, lastExpire := time.Now(), time.Now(), time.Now()
 	idleFlushed := false
+	var purging atomic.Bool
 	verdicts := d.verdictCh()
 	// lastSeen is when each partition last delivered a record: a partition
 	// quiet for IdleFlush has its open windows closed, the others wait for
@@ -412,6 +445,11 @@ func (d *Detector) runGeneration(ctx context.Context, gen Generation) error {
 					if err := d.snapshot(ctx, gen, parts, w); err != nil {
 						return failed(err)
 					}
+					// Quiet is the cheap moment to give back what a burst
+					// (or a flood) left as garbage: without it the RSS stays
+					// at the burst's peak until the runtime's own periodic
+					// collection and scavenging, minutes later.
+					debug.FreeOSMemory()
 					lastSnap = time.Now()
 					if d.Idle != nil {
 						d.Idle()
@@ -419,16 +457,69 @@ func (d *Detector) runGeneration(ctx context.Context, gen Generation) error {
 					continue
 				}
 			}
-			if time.Since(lastSnap) >= d.SnapshotEvery {
+			if time.Since(lastSnap) >= d.SnapshotEvery || (d.UnregisteredTTL > 0 && time.Since(lastExpire) >= d.ExpireEvery) {
 				if err := d.snapshot(ctx, gen, parts, w); err != nil {
 					return failed(err)
 				}
 				lastSnap = time.Now()
+				if d.UnregisteredTTL > 0 && time.Since(lastExpire) >= d.ExpireEvery {
+					d.expire(ctx, parts, &purging)
+					lastExpire = time.Now()
+				}
 			} else if err := d.flush(ctx, w); err != nil {
 				return failed(err)
 			}
 		}
 	}
+}
+
+// restoreCap is how many agents a restore loads: as many as an eviction
+// keeps, so the first snapshot does not evict at once; -1 for all.
+func (d *Detector) restoreCap() int {
+	if d.MaxAgents <= 0 {
+		return -1
+	}
+	return d.MaxAgents * 9 / 10
+}
+
+// expire removes the idle unregistered agents of parts (see
+// UnregisteredTTL) from memory and the store. It runs right after a
+// snapshot, so every agent in memory has its newest state saved and an
+// old save means an idle agent. Failures are logged and retried at the
+// next pass: nothing is lost by removing later.
+func (d *Detector) expire(ctx context.Context, parts []int32, purging *atomic.Bool) {
+	now := time.Now()
+	n, err := d.Store.ExpireAgents(ctx, d.EventsTopic, parts, now.Add(-d.UnregisteredTTL).UnixMilli(), now.UnixMilli(), func(key string) bool {
+		return d.Proc.Unregistered(key) && d.Proc.Forget(key)
+	})
+	if n > 0 {
+		d.Metrics.Expired.Add(float64(n))
+		d.Metrics.Agents.Set(float64(d.Proc.Agents()))
+		d.Log.Info("removed idle unregistered agents", "agents", n, "idle_for", d.UnregisteredTTL)
+	}
+	if err != nil {
+		d.Log.Warn("remove idle unregistered agents", "removed", n, "err", err)
+		return
+	}
+	pu, ok := d.Store.(tombstonePurger)
+	if !ok || n == 0 || !purging.CompareAndSwap(false, true) {
+		return
+	}
+	// The purge rewrites the table in the server; it touches no state of
+	// the loop, so it runs beside it.
+	d.bg.Add(1)
+	go func() {
+		defer d.bg.Done()
+		defer purging.Store(false)
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+		defer cancel()
+		start := time.Now()
+		if err := pu.PurgeTombstones(pctx); err != nil {
+			d.Log.Warn("purge removed agents' tombstones (retried after the next removal)", "err", err)
+			return
+		}
+		d.Log.Info("purged removed agents' tombstones", "took", time.Since(start))
+	}()
 }
 
 func (d *Detector) restore(ctx context.Context, gen Generation, parts []int32) error {
@@ -439,7 +530,7 @@ func (d *Detector) restore(ctx context.Context, gen Generation, parts []int32) e
 	var states []detstate.State
 	err := d.retry(ctx, "load detector state", func(ctx context.Context) error {
 		var err error
-		cps, states, err = d.Store.LoadPartitions(ctx, d.Group, d.EventsTopic, parts)
+		cps, states, err = d.Store.LoadPartitionsCapped(ctx, d.Group, d.EventsTopic, parts, d.restoreCap(), d.Proc.MarkStored)
 		return err
 	})
 	if err != nil {
@@ -709,6 +800,7 @@ func (d *Detector) snapshot(ctx context.Context, gen Generation, parts []int32, 
 	if d.MaxAgents > 0 {
 		states = d.Proc.Evict(d.MaxAgents*9/10, d.EventsTopic, now)
 	}
+	d.Proc.TrimPool()
 	cps := make([]detstate.Checkpoint, 0, len(parts))
 	next := map[int32]int64{}
 	for _, p := range parts {
@@ -774,6 +866,7 @@ func (d *Detector) syncStats() Stats {
 	add(m.NewAgents, s.NewAgents, d.last.NewAgents)
 	add(m.Evicted, s.Evicted, d.last.Evicted)
 	add(m.Restored, s.Restored, d.last.Restored)
+	add(m.Shed, s.Shed, d.last.Shed)
 	kinds := make([]string, 0, len(s.Anomalies))
 	for k := range s.Anomalies {
 		kinds = append(kinds, k)

@@ -167,7 +167,16 @@ type Processor struct {
 	stats Stats
 	// Loader restores an evicted agent's state blob; nil or ok=false
 	// starts the agent afresh.
-	Loader  func(agentID string) (blob []byte, ok bool)
+	Loader func(agentID string) (blob []byte, ok bool)
+	// Cap is the most agents held in memory (0: no cap). Past it, an
+	// agent the registry does not know gets no state of its own while it
+	// is new: it is counted towards its window's agent flood and its event
+	// is dropped (Stats.Shed). Registered agents are always admitted; the
+	// detector evicts to bring the count back under Cap.
+	Cap int
+	// evicted holds the hashes of agents whose state is in the store but
+	// not in memory (evicted, or not loaded at restore; see MarkStored):
+	// only those are looked up with Loader when they are seen.
 	evicted map[uint64]struct{}
 	seed    maphash.Seed
 	now     func() int64
@@ -176,6 +185,9 @@ type Processor struct {
 // Stats are the processor's running counters.
 type Stats struct {
 	Events, Unattributed, Late, Replayed, Windows, NewAgents, Evicted, Restored uint64
+	// Shed counts events of unregistered newcomers dropped at the agent
+	// cap (Processor.Cap); Expired counts agents removed by Forget.
+	Shed, Expired uint64
 	// Folded counts behaviour anomalies folded into global events.
 	Folded uint64
 	// Verdicts counts false-positive verdicts folded into baselines
@@ -244,6 +256,67 @@ func (p *Processor) Agents() int {
 	return n
 }
 
+// minPool is how many spare window accumulators TrimPool keeps at least.
+const minPool = 1024
+
+// TrimPool lets go of spare window accumulators beyond those that the
+// windows open now would need again (at least minPool). Each closed window
+// returns its accumulator to the pool for the agent's next window; without
+// a trim, one busy minute of a million agents (or of a million fake ids)
+// would keep a million accumulators, over a kilobyte each, for ever.
+func (p *Processor) TrimPool() {
+	open := 0
+	for _, pt := range p.parts {
+		for _, as := range pt.open {
+			open += len(as)
+		}
+	}
+	keep := max(open, minPool)
+	if len(p.pool) <= keep {
+		return
+	}
+	clear(p.pool[keep:])
+	p.pool = slices.Clip(p.pool[:keep])
+}
+
+// MarkStored records that agent id has state in the store that is not in
+// memory (a restore left it out to stay under the cap): when it is seen,
+// Loader fetches it instead of starting it afresh. It costs a map entry of
+// a hash, not the agent's state.
+func (p *Processor) MarkStored(id string) {
+	p.evicted[maphash.String(p.seed, id)] = struct{}{}
+}
+
+// Forget drops agent id from memory and from the stored-agent marks,
+// unless it has an open window (then it returns false and keeps it): the
+// caller is removing the agent's state from the store.
+func (p *Processor) Forget(id string) bool {
+	for _, pt := range p.parts {
+		if a, ok := pt.agents[id]; ok {
+			if len(a.accs) > 0 {
+				return false
+			}
+			delete(pt.agents, id)
+		}
+	}
+	delete(p.evicted, maphash.String(p.seed, id))
+	p.stats.Expired++
+	return true
+}
+
+// Unregistered reports whether id is an agent the registry does not know.
+// Without a registry file nothing is known and nothing can be called
+// unregistered, so it is false for every id: the removal of idle
+// unregistered agents must not remove every baseline.
+func (p *Processor) Unregistered(id string) bool {
+	reg := p.cat.Registry()
+	if !reg.Enabled() {
+		return false
+	}
+	_, ok := reg.Lookup(id)
+	return !ok
+}
+
 func (p *Processor) part(id int32) *partition {
 	pt := p.parts[id]
 	if pt == nil {
@@ -291,7 +364,10 @@ func (p *Processor) Add(part int32, offset int64, ev *event.Event) {
 		return
 	}
 	if a == nil {
-		a = p.newAgent(pt, ev.AgentID, ws)
+		if a = p.newAgent(pt, ev.AgentID, ws); a == nil {
+			p.stats.Shed++
+			return
+		}
 	}
 	var ri features.RouteInfo
 	if r, ok := p.cat.Routes().Lookup(ev.Route); ok {
@@ -313,6 +389,9 @@ func (p *Processor) Add(part int32, offset int64, ev *event.Event) {
 }
 
 func (p *Processor) newAgent(pt *partition, id string, ws int64) *agentState {
+	// The decoded event's strings share one allocation, several hundred
+	// bytes; an id kept for the agent's lifetime must not pin all of it.
+	id = strings.Clone(id)
 	h := maphash.String(p.seed, id)
 	if _, was := p.evicted[h]; was && p.Loader != nil {
 		if blob, ok := p.Loader(id); ok {
@@ -325,11 +404,18 @@ func (p *Processor) newAgent(pt *partition, id string, ws int64) *agentState {
 			}
 		}
 	}
-	a := &agentState{id: id, dirty: true}
 	role := ""
-	if ag, ok := p.cat.Registry().Lookup(id); ok {
+	ag, registered := p.cat.Registry().Lookup(id)
+	if registered {
 		role = ag.Role
 	}
+	if !registered && p.Cap > 0 && p.Agents() >= p.Cap {
+		// A flood of fake ids must not grow memory past the cap: the id
+		// still counts towards the window's agent_flood, nothing else.
+		pt.newAgents[ws] = append(pt.newAgents[ws], id)
+		return nil
+	}
+	a := &agentState{id: id, dirty: true}
 	// Cold start: begin from the peer group's baseline.
 	if peer := p.peer(pt, role); peer != nil {
 		a.model.Inherit(peer)

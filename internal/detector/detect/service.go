@@ -163,8 +163,8 @@ func New(cfg config.Config, set Settings, w Wiring, log *slog.Logger, reg promet
 		Source: w.Source, Store: w.Store, Out: w.Out, AnomaliesTopic: w.AnomaliesTopic,
 		Group: w.Group, EventsTopic: w.EventsTopic, Proc: NewProcessor(set, w.Catalog, wallMs),
 		SnapshotEvery: cfg.Detector.SnapshotEvery, IdleFlush: cfg.Detector.IdleFlush, MaxAgents: cfg.Detector.MaxAgents,
-		TakeOverGroup: cfg.Detector.TakeOverGroup,
-		RetryInitial:  cfg.Ingest.RetryInitial, RetryMax: cfg.Ingest.RetryMax,
+		TakeOverGroup: cfg.Detector.TakeOverGroup, UnregisteredTTL: cfg.Detector.UnregisteredTTL,
+		RetryInitial: cfg.Ingest.RetryInitial, RetryMax: cfg.Ingest.RetryMax,
 		Log: log.With("stage", "detector"), Metrics: NewMetrics(reg),
 	}
 }

@@ -34,6 +34,14 @@ func (s *slowStore) LoadState(context.Context, string, string) (detstate.State, 
 	return detstate.State{}, false, nil
 }
 
+func (s *slowStore) LoadPartitionsCapped(context.Context, string, string, []int32, int, func(string)) (map[int32]detstate.Checkpoint, []detstate.State, error) {
+	return nil, nil, nil
+}
+
+func (s *slowStore) ExpireAgents(context.Context, string, []int32, int64, int64, func(string) bool) (int, error) {
+	return 0, nil
+}
+
 func (s *slowStore) AnomalyIDs(context.Context, []int32, int64) (map[string]struct{}, error) {
 	return map[string]struct{}{}, nil
 }

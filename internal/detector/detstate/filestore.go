@@ -674,3 +674,71 @@ func (f *jfloat) UnmarshalJSON(b []byte) error {
 	*f = jfloat(v)
 	return nil
 }
+
+// LoadPartitionsCapped is LoadPartitions holding at most maxAgents agent
+// states, the most recently saved ones (ties by key); every other agent
+// of topic and partitions is passed by key to rest. maxAgents < 0 loads
+// every agent. rest is called from the calling goroutine, without the
+// store's lock.
+func (s *FileStore) LoadPartitionsCapped(ctx context.Context, group, topic string, partitions []int32, maxAgents int, rest func(key string)) (map[int32]Checkpoint, []State, error) {
+	cps, states, err := s.LoadPartitions(ctx, group, topic, partitions)
+	if err != nil || maxAgents < 0 {
+		return cps, states, err
+	}
+	var agents []State
+	kept := states[:0]
+	for _, st := range states {
+		if st.Kind == KindAgent {
+			agents = append(agents, st)
+		} else {
+			kept = append(kept, st)
+		}
+	}
+	slices.SortFunc(agents, func(a, b State) int { return cmp.Or(cmp.Compare(b.UpdatedMs, a.UpdatedMs), cmp.Compare(a.Key, b.Key)) })
+	n := min(maxAgents, len(agents))
+	for _, st := range agents[n:] {
+		rest(st.Key)
+	}
+	return cps, append(kept, agents[:n]...), nil
+}
+
+// ExpireAgents deletes the agent states of topic and partitions saved
+// before beforeMs for which drop(key) says yes, and rewrites the states
+// file; it returns how many it deleted. The file store has no tombstones:
+// the rewrite is the removal. drop is called with the store's lock held,
+// so it must not call the store.
+func (s *FileStore) ExpireAgents(_ context.Context, topic string, partitions []int32, beforeMs, _ int64, drop func(key string) bool) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	want := make(map[int32]bool, len(partitions))
+	for _, p := range partitions {
+		want[p] = true
+	}
+	// Candidates in key order, so drop sees them in the same order every run.
+	var cands []stateKey
+	for k, st := range s.states {
+		if k.kind == KindAgent && st.Topic == topic && want[st.Partition] && st.UpdatedMs < beforeMs {
+			cands = append(cands, k)
+		}
+	}
+	slices.SortFunc(cands, func(a, b stateKey) int { return cmp.Compare(a.key, b.key) })
+	next := maps.Clone(s.states)
+	n := 0
+	for _, k := range cands {
+		if drop(k.key) {
+			delete(next, k)
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	if err := s.writeStates(next); err != nil {
+		return 0, fmt.Errorf("remove %d idle agents: %w", n, err)
+	}
+	s.states = next
+	return n, nil
+}

@@ -162,40 +162,48 @@ func (s *Store) LoadPartitions(ctx context.Context, group, topic string, partiti
 	}
 	in := int32List(partitions)
 
-	// All conditions are on the ORDER BY key: every version of a key
-	// matches alike, so the result is the newest version.
-	rows, err := s.conn.Query(ctx, "SELECT `group`, topic, `partition`, closed_through_ms, watermark_ms, resume_offset, last_offset, updated_ms"+
-		" FROM detector_checkpoints FINAL WHERE `group` = ? AND topic = ? AND `partition` IN ("+in+")", group, topic)
-	if err != nil {
-		return nil, nil, fmt.Errorf("load checkpoints of group %q topic %q from %s: %w", group, topic, s.db, err)
+	if err := s.loadCheckpoints(ctx, group, topic, in, cps); err != nil {
+		return nil, nil, err
 	}
-	for rows.Next() {
-		var c detstate.Checkpoint
-		if err := rows.Scan(&c.Group, &c.Topic, &c.Partition, &c.ClosedThroughMs, &c.WatermarkMs, &c.ResumeOffset, &c.LastOffset, &c.UpdatedMs); err != nil {
-			rows.Close()
-			return nil, nil, fmt.Errorf("load checkpoints of group %q topic %q from %s: %w", group, topic, s.db, err)
-		}
-		cps[c.Partition] = c
-	}
-	err = rows.Err()
-	rows.Close()
-	if err != nil {
-		return nil, nil, fmt.Errorf("load checkpoints of group %q topic %q from %s: %w", group, topic, s.db, err)
-	}
-
 	// topic and partition are not key columns: WHERE (after FINAL) keeps
-	// only keys whose newest version matches. See the file comment.
-	states, err := s.queryStates(ctx, "WHERE topic = ? AND `partition` IN ("+in+")", topic)
+	// only keys whose newest version matches. See the file comment. A
+	// removed agent's tombstone (ExpireAgents) is not returned.
+	states, err := s.queryStates(ctx, "WHERE topic = ? AND `partition` IN ("+in+") AND "+liveState, topic)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load states of topic %q from %s: %w", topic, s.db, err)
 	}
 	return cps, states, nil
 }
 
+// loadCheckpoints puts the newest checkpoint of group, topic and each
+// partition of the SQL list in into cps.
+func (s *Store) loadCheckpoints(ctx context.Context, group, topic, in string, cps map[int32]detstate.Checkpoint) error {
+	// All conditions are on the ORDER BY key: every version of a key
+	// matches alike, so the result is the newest version.
+	rows, err := s.conn.Query(ctx, "SELECT `group`, topic, `partition`, closed_through_ms, watermark_ms, resume_offset, last_offset, updated_ms"+
+		" FROM detector_checkpoints FINAL WHERE `group` = ? AND topic = ? AND `partition` IN ("+in+")", group, topic)
+	if err != nil {
+		return fmt.Errorf("load checkpoints of group %q topic %q from %s: %w", group, topic, s.db, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c detstate.Checkpoint
+		if err := rows.Scan(&c.Group, &c.Topic, &c.Partition, &c.ClosedThroughMs, &c.WatermarkMs, &c.ResumeOffset, &c.LastOffset, &c.UpdatedMs); err != nil {
+			return fmt.Errorf("load checkpoints of group %q topic %q from %s: %w", group, topic, s.db, err)
+		}
+		cps[c.Partition] = c
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("load checkpoints of group %q topic %q from %s: %w", group, topic, s.db, err)
+	}
+	return nil
+}
+
 // LoadState returns the newest state stored for (kind, key), with ok false
-// when there is none. Safe for concurrent use.
+// when there is none or it was removed (ExpireAgents). Safe for concurrent
+// use.
 func (s *Store) LoadState(ctx context.Context, kind, key string) (detstate.State, bool, error) {
-	states, err := s.queryStates(ctx, "WHERE kind = ? AND `key` = ?", kind, key)
+	states, err := s.queryStates(ctx, "WHERE kind = ? AND `key` = ? AND "+liveState, kind, key)
 	if err != nil {
 		return detstate.State{}, false, fmt.Errorf("load %s state %q from %s: %w", kind, key, s.db, err)
 	}

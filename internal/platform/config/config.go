@@ -166,7 +166,10 @@ type Detector struct {
 	NewIPMaxKnown   int           `mapstructure:"new_ip_max_known" doc:"An agent with at most this many known source addresses raises new_source_ip for a new one; 0 to 16, 0 turns it off."`
 	GlobalShare     float64       `mapstructure:"global_share" doc:"Share of a partition's active agents that must also be anomalous for a global_event, 0 to 1."`
 	GlobalGap       time.Duration `mapstructure:"global_gap" doc:"How long a global_event lasts: anomalies of the same feature within it join it; 0 or more."`
-	MaxAgents       int           `mapstructure:"max_agents" doc:"Agents kept in memory; the least recently active are evicted to ClickHouse. 0 means no cap."`
+	MaxAgents       int           `mapstructure:"max_agents" doc:"Agents kept in memory, at restart too; the least recently active are evicted to ClickHouse and restored when seen again. Past it, new agents the registry does not know get no state (counted in agent_flood). 0 means no cap."`
+	// UnregisteredTTL bounds how long fake ids of a flood stay in
+	// detector_state (docs/detection.md).
+	UnregisteredTTL time.Duration `mapstructure:"unregistered_ttl" doc:"An agent the registry does not know that has not called for this long is removed from memory and from the detector state; 0 keeps them for ever."`
 	SnapshotEvery   time.Duration `mapstructure:"snapshot_every" doc:"How often the detector's state is saved and its offsets committed; positive."`
 	IdleFlush       time.Duration `mapstructure:"idle_flush" doc:"A partition quiet this long has the open windows closed that ended detector.lateness before the wall clock; 0 or more."`
 	// TakeOverGroup names the consumer group whose detector state this
@@ -254,6 +257,7 @@ func defaults() map[string]any {
 		"detector.global_share":          0.1,
 		"detector.global_gap":            "1h",
 		"detector.max_agents":            1_000_000,
+		"detector.unregistered_ttl":      "168h",
 		"detector.snapshot_every":        "10s",
 		"detector.idle_flush":            "30s",
 		"detector.session_timeout":       "10s",
@@ -602,7 +606,7 @@ func (c Config) validate(ps *problems) {
 	if d.SessionTimeout > 0 && d.SessionTimeout < 6*time.Second {
 		bad("detector.session_timeout", "must be at least 6s (the broker's group.min.session.timeout.ms), got %s", d.SessionTimeout)
 	}
-	for key, v := range map[string]time.Duration{"detector.rule_repeat": d.RuleRepeat, "detector.novelty_mature": d.NoveltyMature, "detector.idle_flush": d.IdleFlush} {
+	for key, v := range map[string]time.Duration{"detector.rule_repeat": d.RuleRepeat, "detector.novelty_mature": d.NoveltyMature, "detector.idle_flush": d.IdleFlush, "detector.unregistered_ttl": d.UnregisteredTTL} {
 		if v < 0 {
 			bad(key, "must not be negative, got %s", v)
 		}
