@@ -205,18 +205,8 @@ func LoadPrivateKey(path string) (ed25519.PrivateKey, error) {
 		return nil, err
 	}
 	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != pemPrivate {
-		return nil, fmt.Errorf("checkpoint key %s: want a PEM %q block (agentwatch responder keygen, or openssl genpkey -algorithm ed25519)", path, pemPrivate)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint key %s: %w", path, err)
-	}
-	priv, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("checkpoint key %s: a %T, want an Ed25519 key", path, k)
-	}
-	return priv, nil
+	return parseKey[ed25519.PrivateKey]("checkpoint key", path, blk, pemPrivate,
+		"agentwatch responder keygen, or openssl genpkey -algorithm ed25519", x509.ParsePKCS8PrivateKey)
 }
 
 // LoadPublicKey reads an Ed25519 public key in PEM (PKIX) from path, or
@@ -228,25 +218,33 @@ func LoadPublicKey(path string) (ed25519.PublicKey, error) {
 		return nil, err
 	}
 	blk, _ := pem.Decode(b)
-	switch {
-	case blk != nil && blk.Type == pemPrivate:
+	if blk != nil && blk.Type == pemPrivate {
 		priv, err := LoadPrivateKey(path)
 		if err != nil {
 			return nil, err
 		}
 		return priv.Public().(ed25519.PublicKey), nil
-	case blk == nil || blk.Type != pemPublic:
-		return nil, fmt.Errorf("public key %s: want a PEM %q block (the .pub file keygen wrote, or openssl pkey -pubout)", path, pemPublic)
 	}
-	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	return parseKey[ed25519.PublicKey]("public key", path, blk, pemPublic,
+		"the .pub file keygen wrote, or openssl pkey -pubout", x509.ParsePKIXPublicKey)
+}
+
+// parseKey is the part LoadPrivateKey and LoadPublicKey share: blk must be
+// a PEM block of type typ (hint says where to get one) holding, as parse
+// decodes it, an Ed25519 key of type K. Errors start with what and path.
+func parseKey[K ed25519.PrivateKey | ed25519.PublicKey](what, path string, blk *pem.Block, typ, hint string, parse func([]byte) (any, error)) (K, error) {
+	if blk == nil || blk.Type != typ {
+		return nil, fmt.Errorf("%s %s: want a PEM %q block (%s)", what, path, typ, hint)
+	}
+	k, err := parse(blk.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("public key %s: %w", path, err)
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
 	}
-	pub, ok := k.(ed25519.PublicKey)
+	key, ok := k.(K)
 	if !ok {
-		return nil, fmt.Errorf("public key %s: a %T, want an Ed25519 key", path, k)
+		return nil, fmt.Errorf("%s %s: a %T, want an Ed25519 key", what, path, k)
 	}
-	return pub, nil
+	return key, nil
 }
 
 // maxKeyFile bounds what is read as a key file.
