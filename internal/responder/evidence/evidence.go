@@ -512,18 +512,7 @@ func Resume(ctx context.Context, store ChainStore, root, id string) (Bundle, err
 	return b, nil
 }
 
-func isHash(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for i := range len(s) {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
+func isHash(s string) bool { return len(s) == 64 && isLowerHex(s) }
 
 // clip shortens s for an error message.
 func clip(s string, n int) string {
