@@ -30,6 +30,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/agentwatch/agentwatch/internal/ingest"
@@ -793,6 +794,40 @@ func waitCommitted(t *testing.T, ctx context.Context, s *setup, want int64, time
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// ingestAll runs the ingest service of s in-process until its ingester
+// has committed n records and the group's offsets in Kafka say so, then
+// stops it. It returns the service, open for its Stats until the test
+// ends, and how long the ingester took to commit the n records.
+func ingestAll(t *testing.T, ctx context.Context, s *setup, n uint64) (*ingest.Service, time.Duration) {
+	t.Helper()
+	svc, err := ingest.NewService(ctx, s.config(t), testLogger(t), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatalf("NewService: %v", err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- svc.Ingester.Run(runCtx) }()
+	for svc.Ingester.Stats().Committed < n {
+		select {
+		case err := <-done:
+			t.Fatalf("ingester stopped early: %v (stats %+v)", err, svc.Ingester.Stats())
+		case <-ctx.Done():
+			t.Fatalf("timed out: stats %+v", svc.Ingester.Stats())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	took := time.Since(start)
+	waitCommitted(t, ctx, s, int64(n), 30*time.Second)
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("Run after cancel: %v", err)
+	}
+	return svc, took
 }
 
 // proc is a cmd/ingest subprocess.

@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/agentwatch/agentwatch/internal/ingest"
 	"github.com/agentwatch/agentwatch/internal/tools/sim"
 )
 
@@ -38,30 +35,7 @@ func TestIntegrationIngestMixedFormats100k(t *testing.T) {
 		}
 	}
 
-	svc, err := ingest.NewService(ctx, s.config(t), testLogger(t), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatalf("NewService: %v", err)
-	}
-	defer svc.Close()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	start = time.Now()
-	go func() { done <- svc.Ingester.Run(runCtx) }()
-	for svc.Ingester.Stats().Committed < n {
-		select {
-		case err := <-done:
-			t.Fatalf("ingester stopped early: %v (stats %+v)", err, svc.Ingester.Stats())
-		case <-ctx.Done():
-			t.Fatalf("timed out: stats %+v", svc.Ingester.Stats())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	took := time.Since(start)
-	waitCommitted(t, ctx, s, n, 30*time.Second)
-	stop()
-	if err := <-done; err != nil {
-		t.Fatalf("Run after cancel: %v", err)
-	}
+	svc, took := ingestAll(t, ctx, s, n)
 	c.checkDeadline()
 	st := svc.Ingester.Stats()
 	t.Logf("ingested %d records in %s (%.0f/s): %d events, %d dead-lettered, %d batches; by reason %v",

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/agentwatch/agentwatch/internal/ingest"
 	"github.com/agentwatch/agentwatch/internal/platform/bus"
 	"github.com/agentwatch/agentwatch/pkg/event"
@@ -61,28 +59,7 @@ func TestIntegrationIngestStrictJSONAndLongPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	svc, err := ingest.NewService(ctx, s.config(t), testLogger(t), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatalf("NewService: %v", err)
-	}
-	defer svc.Close()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Ingester.Run(runCtx) }()
-	for svc.Ingester.Stats().Committed < uint64(len(msgs)) {
-		select {
-		case err := <-done:
-			t.Fatalf("ingester stopped early: %v (stats %+v)", err, svc.Ingester.Stats())
-		case <-ctx.Done():
-			t.Fatalf("timed out: stats %+v", svc.Ingester.Stats())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	waitCommitted(t, ctx, s, int64(len(msgs)), 30*time.Second)
-	stop()
-	if err := <-done; err != nil {
-		t.Fatalf("Run after cancel: %v", err)
-	}
+	svc, _ := ingestAll(t, ctx, s, uint64(len(msgs)))
 	st := svc.Ingester.Stats()
 	if st.ByReason[gateway.ReasonControlChar] != 2 || st.ByReason[gateway.ReasonDuplicateKey] != 1 || st.Events != uint64(len(good)) {
 		t.Errorf("stats %+v; want 2 control_char, 1 duplicate_key, %d events", st, len(good))

@@ -15,6 +15,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -191,6 +192,7 @@ type Resolver struct {
 	jwtFor    string // header whose token jwt holds
 	jwt       *fastjson.Value
 	claimBuf  []byte
+	claimKeys [][]byte // repeatsKey's names, into jwtParser's memory
 	idBuf     []byte
 }
 
@@ -313,7 +315,7 @@ func (r *Resolver) claim(in *Input, h, name string) []byte {
 	if !r.jwtDone || r.jwtFor != h {
 		r.jwtDone, r.jwtFor, r.jwt = true, h, nil
 		if payload, ok := r.decodeJWT(header(in, h)); ok && jsonscan.ControlChar(payload) < 0 {
-			if v, err := r.jwtParser.ParseBytes(payload); err == nil && v.Type() == fastjson.TypeObject && !repeatsKey(v) {
+			if v, err := r.jwtParser.ParseBytes(payload); err == nil && v.Type() == fastjson.TypeObject && !r.repeatsKey(v) {
 				r.jwt = v
 			}
 		}
@@ -337,20 +339,22 @@ func (r *Resolver) claim(in *Input, h, name string) []byte {
 }
 
 // repeatsKey reports whether a claim name appears twice in the JWT
-// payload o. Such a token is ignored like a malformed one: fastjson's Get
+// payload v. Such a token is ignored like a malformed one: fastjson's Get
 // would take the first, the gateway's JSON library may take the last, and
-// the agent would be one thing there and another here.
-func repeatsKey(v *fastjson.Value) bool {
+// the agent would be one thing there and another here. The names are
+// sorted, so a token of a thousand claims costs n log n, not n².
+func (r *Resolver) repeatsKey(v *fastjson.Value) bool {
 	o, _ := v.Object()
-	var keys [][]byte
-	dup := false
-	o.Visit(func(k []byte, _ *fastjson.Value) {
-		for _, x := range keys {
-			dup = dup || bytes.Equal(x, k)
+	keys := r.claimKeys[:0]
+	o.Visit(func(k []byte, _ *fastjson.Value) { keys = append(keys, k) })
+	r.claimKeys = keys
+	slices.SortFunc(keys, bytes.Compare)
+	for i := 1; i < len(keys); i++ {
+		if bytes.Equal(keys[i-1], keys[i]) {
+			return true
 		}
-		keys = append(keys, k)
-	})
-	return dup
+	}
+	return false
 }
 
 // decodeJWT returns the decoded payload of a "Bearer <jwt>" value, or false.

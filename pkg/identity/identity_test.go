@@ -3,6 +3,7 @@ package identity
 import (
 	"encoding/base64"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -111,6 +112,25 @@ func TestValidAgentID(t *testing.T) {
 func BenchmarkResolveJWT(b *testing.B) {
 	r, _ := NewResolver(nil)
 	in := Input{Headers: []Field{{"authorization", token(`{"iss":"https://auth.example.com/","sub":"agent-7","client_id":"cli-1","exp":1770734600}`)}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if res, err := r.Resolve(&in); err != nil || len(res.AgentID) == 0 {
+			b.Fatal(res, err)
+		}
+	}
+}
+
+// BenchmarkResolveJWTManyClaims: a hostile token of about a thousand
+// claims, which the repeated-claim check must not make quadratic.
+func BenchmarkResolveJWTManyClaims(b *testing.B) {
+	r, _ := NewResolver(nil)
+	var sb strings.Builder
+	sb.WriteString(`{"sub":"agent-7"`)
+	for i := 0; sb.Len() < 6000; i++ {
+		sb.WriteString(`,"` + strconv.Itoa(i) + `":0`)
+	}
+	sb.WriteString("}")
+	in := Input{Headers: []Field{{"authorization", token(sb.String())}}}
 	b.ReportAllocs()
 	for b.Loop() {
 		if res, err := r.Resolve(&in); err != nil || len(res.AgentID) == 0 {
