@@ -10,6 +10,12 @@ GO     ?= go
 export TEST_KAFKA_BROKERS    ?= 127.0.0.1:9092
 export TEST_CLICKHOUSE_ADDR  ?= 127.0.0.1:9000
 
+# What `X version` prints and the image's labels carry. A tag when HEAD has
+# one, else the short commit (with -dirty for uncommitted changes).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X $(MODULE)/internal/platform/buildinfo.version=$(VERSION) -X $(MODULE)/internal/platform/buildinfo.commit=$(COMMIT)
+
 FUZZ := $(shell grep -lR --include='*_test.go' '^func Fuzz' pkg internal 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z0-9_]*' | sed 's/^func //' | sort -u)
 FUZZTIME ?= 30s
 
@@ -18,7 +24,7 @@ FUZZTIME ?= 30s
 all: build
 
 build:
-	$(GO) build -o bin/ ./cmd/...
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
 
 demo:
 	$(GO) run ./cmd/agentwatch demo

@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/agentwatch/agentwatch/internal/platform/buildinfo"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/pkg/suggest"
 )
@@ -86,8 +87,23 @@ func NewRoot(name, short, long string) *cobra.Command {
 	})
 	root.SetFlagErrorFunc(flagError)
 	root.SetUsageTemplate(root.UsageTemplate() + configNote)
-	root.AddCommand(configCommand(name))
+	root.AddCommand(configCommand(name), versionCommand(name))
 	return root
+}
+
+// versionCommand is `NAME version`: the version and commit stamped at
+// build time (internal/platform/buildinfo), which an operator compares
+// with the image's labels.
+func versionCommand(name string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version and commit this binary was built from",
+		Args:  NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), buildinfo.Get().Line(name))
+			return err
+		},
+	}
 }
 
 // Group turns cmd into a command that only holds subcommands: run alone it
