@@ -298,4 +298,3 @@ func Size(img v1.Image) (Sizes, error) {
 	}
 	return s, nil
 }
-
