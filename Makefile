@@ -19,7 +19,7 @@ LDFLAGS := -s -w -X $(MODULE)/internal/platform/buildinfo.version=$(VERSION) -X 
 FUZZ := $(shell grep -lR --include='*_test.go' '^func Fuzz' pkg internal 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z0-9_]*' | sed 's/^func //' | sort -u)
 FUZZTIME ?= 30s
 
-.PHONY: all build demo test unit integration check fmt vet purity tools up down status fuzz bench bench-e2e bench-detector bench-responder eval clean
+.PHONY: image bench-image chart-check systemd-check all build demo test unit integration check fmt vet purity tools up down status fuzz bench bench-e2e bench-detector bench-responder eval clean
 
 all: build
 
@@ -79,6 +79,18 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./pkg/... ./internal/tools/sim/ | tee bench.txt
 
+## image: the container image, reproducibly and without a Docker daemon
+## (docs/packaging.md): IMAGE_FORMAT=docker writes a docker save archive.
+IMAGE_OUT    ?= dist/agentwatch.oci.tar
+IMAGE_FORMAT ?= oci
+image:
+	$(GO) run ./cmd/imagebuild build --out $(IMAGE_OUT) --format $(IMAGE_FORMAT) --version '$(VERSION)' --commit '$(COMMIT)'
+
+## bench-image: the image's size, and each service's time from start to
+## /readyz run from the unpacked image (chroot, needs root).
+bench-image: image up
+	$(GO) run ./cmd/imagebuild bench --image $(IMAGE_OUT)
+
 bench-e2e: up
 	$(GO) run ./cmd/agentwatch bench ingest
 
@@ -111,4 +123,4 @@ eval:
 	$(GO) run ./cmd/detector eval scenarios --seed 1,2 --agents 200 --history-days 14 --test-days 7 --false-alerts $(EVAL_OUT)/false-alerts.jsonl | tee $(EVAL_OUT)/scenarios.md
 
 clean:
-	rm -rf bin .data/embedded
+	rm -rf bin dist .data/embedded

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/agentwatch/agentwatch/internal/platform/buildinfo"
 	"github.com/agentwatch/agentwatch/internal/testkit/itest"
 )
 
@@ -442,5 +444,46 @@ func TestSourceDate(t *testing.T) {
 	got, err = SourceDate(context.Background(), itest.ModuleRoot(t))
 	if err != nil || got.Before(time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)) {
 		t.Fatalf("commit time = %s, %v; want HEAD's time", got, err)
+	}
+}
+
+// TestDockerfile keeps the Dockerfile, which cannot be built here (no
+// Docker daemon), in step with the image builder: the same binaries, go
+// build flags, user, files, entrypoint and labels.
+func TestDockerfile(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(itest.ModuleRoot(t), "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	df := string(b)
+	var cmds []string
+	for _, bin := range Binaries {
+		cmds = append(cmds, "./cmd/"+bin)
+	}
+	esc := func(s string) string { return strings.ReplaceAll(s, "\n", `\n`) }
+	for what, want := range map[string]string{
+		"static build": "CGO_ENABLED=0 go build -trimpath -buildvcs=false",
+		"ldflags":      `-ldflags "` + buildinfo.LDFlags("${VERSION}", "${COMMIT}") + `"`,
+		"binaries":     "-o /out/ " + strings.Join(cmds, " ") + "\n",
+		"binary dir":   "COPY --from=build /out/ " + BinDir + "/\n",
+		"passwd":       "printf '" + esc(Passwd) + "' > /rootfs/etc/passwd",
+		"group":        "printf '" + esc(Group) + "' > /rootfs/etc/group",
+		"CA bundle":    "cp " + CACertsPath + " /rootfs" + path.Dir(CACertsPath) + "/",
+		"state dir":    fmt.Sprintf("chown %d:%d /rootfs/home/nonroot /rootfs%s", UID, GID, StateDir),
+		"user":         "\nUSER " + User + "\n",
+		"workdir":      "\nWORKDIR " + StateDir + "\n",
+		"entrypoint":   `ENTRYPOINT ["` + Entrypoint + `"]`,
+		"env":          "ENV PATH=" + BinDir + ":/usr/bin:/bin SSL_CERT_FILE=" + CACertsPath + "\n",
+		"final base":   "\nFROM scratch\n",
+		"go version":   "ARG GO_VERSION=" + strings.TrimPrefix(runtime.Version(), "go") + "\n",
+	} {
+		if !strings.Contains(df, want) {
+			t.Errorf("Dockerfile: %s: want %q in it", what, want)
+		}
+	}
+	for k := range Labels(testOptions(t)) {
+		if !strings.Contains(df, k+`="`) {
+			t.Errorf("Dockerfile: no LABEL %s", k)
+		}
 	}
 }
