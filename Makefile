@@ -19,7 +19,7 @@ LDFLAGS := -s -w -X $(MODULE)/internal/platform/buildinfo.version=$(VERSION) -X 
 FUZZ := $(shell grep -lR --include='*_test.go' '^func Fuzz' pkg internal 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z0-9_]*' | sed 's/^func //' | sort -u)
 FUZZTIME ?= 30s
 
-.PHONY: image bench-image chart-check systemd-check all build demo test unit integration check fmt vet purity tools up down status fuzz bench bench-e2e bench-detector bench-responder eval clean
+.PHONY: image bench-image chart-check all build demo test unit integration check fmt vet purity tools up down status fuzz bench bench-e2e bench-detector bench-responder eval clean
 
 all: build
 
@@ -33,7 +33,13 @@ demo:
 ## Unit tests run last so the run ends on their results.
 test: tools up check integration unit
 
-check: fmt vet purity
+check: fmt vet purity chart-check
+
+## chart-check: helm lint, helm template and strict decoding of every
+## rendered object into the k8s.io/api types, in deploy/helm/chartcheck,
+## a Go module of its own so Helm and k8s.io stay out of go.mod.
+chart-check:
+	cd deploy/helm/chartcheck && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

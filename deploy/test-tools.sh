@@ -3,7 +3,10 @@
 #
 # Installs the Debian packages that integration tests drive as real Kafka
 # clients: kcat (produce/consume from the shell) and rsyslog with its omkafka
-# output module (a real log shipper publishing to Kafka). Idempotent and
+# output module (a real log shipper publishing to Kafka); ca-certificates,
+# whose bundle goes into the container image (make image); and systemd,
+# whose systemd-analyze checks the units in deploy/systemd (no systemd runs
+# here: only the analyzer is used). Idempotent and
 # silent when everything is there; runs `apt-get update` at most once, and
 # only when something is missing.
 #
@@ -12,7 +15,7 @@
 # is no systemd here, but Debian's postinst would try the init script).
 set -euo pipefail
 
-PKGS=(kcat rsyslog rsyslog-kafka)
+PKGS=(kcat rsyslog rsyslog-kafka ca-certificates systemd)
 
 log() { printf 'test-tools.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }

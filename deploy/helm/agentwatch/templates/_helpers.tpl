@@ -1,0 +1,66 @@
+{{/* The three services, in start order: ingest creates the topics. */}}
+{{- define "agentwatch.services" -}}
+ingest detector responder
+{{- end -}}
+
+{{- define "agentwatch.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "agentwatch.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Selector labels of one service; call with (list $ "ingest"). */}}
+{{- define "agentwatch.selector" -}}
+{{- $ := index . 0 -}}
+app.kubernetes.io/name: {{ $.Chart.Name }}
+app.kubernetes.io/instance: {{ $.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{- define "agentwatch.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+{{- end -}}
+
+{{- define "agentwatch.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- .Values.serviceAccount.name | default (include "agentwatch.fullname" .) -}}
+{{- else -}}
+{{- .Values.serviceAccount.name | default "default" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The configuration file: the values' config plus what the chart owns. */}}
+{{- define "agentwatch.config" -}}
+{{- $owned := dict
+  "http" (dict "addr" (printf "0.0.0.0:%d" (int .Values.http.port)) "insecure_listen_ack" .Values.http.insecureListenAck)
+  "responder" (dict "state_dir" "/var/lib/agentwatch/responder" "api_addr" (printf "0.0.0.0:%d" (int .Values.responder.apiPort)))
+-}}
+{{- mustMergeOverwrite (deepCopy .Values.config) $owned | toYaml -}}
+{{- end -}}
+
+{{/* The secret files of one service, as a dict of config key → Secret key. */}}
+{{- define "agentwatch.secretFiles" -}}
+{{- $ := index . 0 -}}
+{{- $files := dict -}}
+{{- if $.Values.secrets.existingSecret -}}
+{{- range $k, $v := $.Values.secrets.files }}{{ if $v }}{{ $_ := set $files $k $v }}{{ end }}{{ end -}}
+{{- if eq (index . 1) "responder" -}}
+{{- range $k, $v := $.Values.secrets.responderFiles }}{{ if $v }}{{ $_ := set $files $k $v }}{{ end }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $files -}}
+{{- end -}}
