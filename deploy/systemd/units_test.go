@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/agentwatch/agentwatch/internal/platform/config"
 )
 
 var services = []string{"ingest", "detector", "responder"}
@@ -158,6 +160,36 @@ func TestUnitsAgree(t *testing.T) {
 	for _, s := range services[1:] {
 		if strings.Join(sandbox[s], "\n") != strings.Join(sandbox[services[0]], "\n") {
 			t.Errorf("agentwatch-%s.service's sandbox differs from agentwatch-%s.service's", s, services[0])
+		}
+	}
+}
+
+// TestUnitEnvironmentIsConfig loads the README's example configuration
+// with the AGENTWATCH_* variables each unit sets, through the services'
+// own loader: a misspelt key in a unit would stop the service at start
+// with exit code 2, which systemd-analyze cannot see.
+func TestUnitEnvironmentIsConfig(t *testing.T) {
+	for _, s := range services {
+		b, err := os.ReadFile("agentwatch-" + s + ".service")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var env []string
+		for _, line := range strings.Split(string(b), "\n") {
+			if kv, ok := strings.CutPrefix(line, "Environment="); ok {
+				env = append(env, strings.ReplaceAll(kv, "%S", "/var/lib"))
+			}
+		}
+		if len(env) == 0 {
+			t.Fatalf("agentwatch-%s.service sets no variable; the test would check nothing", s)
+		}
+		cfg, err := config.LoadEnv("../agentwatch.example.yaml", nil, env)
+		if err != nil {
+			t.Errorf("agentwatch-%s.service: %v", s, err)
+			continue
+		}
+		if s == "responder" && cfg.Responder.StateDir != "/var/lib/agentwatch-responder" {
+			t.Errorf("responder state_dir = %q; want the unit's StateDirectory", cfg.Responder.StateDir)
 		}
 	}
 }

@@ -1,0 +1,48 @@
+package helm
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/agentwatch/agentwatch/internal/platform/config"
+)
+
+// TestChartConfig loads the `config` of the chart's values.yaml, with the
+// responder's state directory the chart sets, through the services' own
+// loader: an unknown or misspelt key, or a bad value, would stop every
+// pod at start with exit code 2, which lint and strict decoding of the
+// Kubernetes objects cannot see. (The chart's listener keys, http.addr on
+// 0.0.0.0 and its acknowledgement, are the listener's own concern.)
+func TestChartConfig(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("agentwatch", "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values struct {
+		Config map[string]any `yaml:"config"`
+	}
+	if err := yaml.Unmarshal(b, &values); err != nil {
+		t.Fatal(err)
+	}
+	if len(values.Config) == 0 {
+		t.Fatal("values.yaml has no config")
+	}
+	out, err := yaml.Marshal(values.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "agentwatch.yaml")
+	if err := os.WriteFile(file, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.LoadEnv(file, nil, []string{"AGENTWATCH_RESPONDER_STATE_DIR=/var/lib/agentwatch/responder"})
+	if err != nil {
+		t.Fatalf("the chart's default config:\n%s\n%v", out, err)
+	}
+	if !cfg.Distributed() || cfg.Kafka.ReplicationFactor != 3 {
+		t.Fatalf("decoded %+v; want the chart's brokers and replication factor 3", cfg.Kafka)
+	}
+}
