@@ -83,6 +83,9 @@ func explainConnect(err error, o Options, database string, tlsOn bool) error {
 		}
 		return fmt.Errorf("%s: %w", where, err)
 	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", where, err)
+	}
 	err = tlsconf.Explain(err, tlsOn, "clickhouse")
 	timeout := isTimeout(err)
 	switch {
