@@ -2,10 +2,16 @@ package ingest_test
 
 import (
 	"context"
+	"errors"
 	"maps"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/agentwatch/agentwatch/internal/ingest"
+	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/testkit/itest"
 )
 
@@ -15,7 +21,7 @@ import (
 // database, and checks every line's fate against the ledger as
 // TestIntegrationIngestMixedFormats100k does, on fewer lines. The store is
 // read back over the plain port as the default user: what went in over TLS
-// is what is there.
+// is what is there. A wrong password stops the service at start.
 func TestIntegrationIngestClickHouseTLS(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
@@ -29,6 +35,18 @@ func TestIntegrationIngestClickHouseTLS(t *testing.T) {
 	}
 	if cfg := s.config(t); !cfg.ClickHouse.TLS.Enabled || cfg.ClickHouse.Username != sc.Username {
 		t.Fatalf("the service would not use TLS as %s: %+v", sc.Username, cfg.ClickHouse.TLS)
+	}
+
+	// A wrong password stops the service at start, at once, saying so.
+	bad := s.config(t)
+	bad.ClickHouse.Password += "x"
+	start := time.Now()
+	if _, err := ingest.NewService(ctx, bad, testLogger(t), prometheus.NewRegistry()); !errors.Is(err, chstore.ErrAuth) ||
+		!strings.Contains(err.Error(), `authentication failed for user "`+sc.Username+`"`) {
+		t.Fatalf("NewService with a wrong password: %v; want chstore.ErrAuth naming the user", err)
+	}
+	if took := time.Since(start); took >= bad.ClickHouse.DialTimeout {
+		t.Errorf("a refused login took %s, not less than the %s dial timeout", took, bad.ClickHouse.DialTimeout)
 	}
 
 	const n = 20_000
