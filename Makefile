@@ -9,15 +9,16 @@ GO     ?= go
 # missing service fails the run instead of skipping tests.
 export TEST_KAFKA_BROKERS    ?= 127.0.0.1:9092
 export TEST_CLICKHOUSE_ADDR  ?= 127.0.0.1:9000
-# ClickHouse's secure native port, the test CA that signed its certificate
+
+FUZZ := $(shell grep -lR --include='*_test.go' '^func Fuzz' pkg internal 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z0-9_]*' | sed 's/^func //' | sort -u)
+FUZZTIME ?= 30s
+
+# Integration tests also read ClickHouse's secure native port, the test CA that signed its certificate
 # (deploy/tls.sh) and the password-protected user of deploy/clickhouse/users.xml.
 export TEST_CLICKHOUSE_SECURE_ADDR   ?= 127.0.0.1:9440
 export TEST_CLICKHOUSE_CA            ?= $(CURDIR)/.data/tls/ca.crt
 export TEST_CLICKHOUSE_USER          ?= agentwatch
 export TEST_CLICKHOUSE_PASSWORD_FILE ?= $(CURDIR)/deploy/clickhouse/agentwatch.password
-
-FUZZ := $(shell grep -lR --include='*_test.go' '^func Fuzz' pkg internal 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z0-9_]*' | sed 's/^func //' | sort -u)
-FUZZTIME ?= 30s
 
 .PHONY: all build demo test unit integration check fmt vet purity tools up down status fuzz bench bench-e2e bench-detector bench-responder eval clean
 

@@ -99,7 +99,7 @@ type Kafka struct {
 type ClickHouse struct {
 	Addr          []string      `mapstructure:"addr" doc:"ClickHouse native-protocol addresses (host:port, not the HTTP port): the plain port (9000 by default), or with clickhouse.tls.enabled the secure one (tcp_port_secure, 9440 by default); at least one when kafka.brokers is set."`
 	Database      string        `mapstructure:"database" doc:"Database name, matching [A-Za-z_][A-Za-z0-9_]*."`
-	Username      string        `mapstructure:"username" doc:"User name; in production a user confined to clickhouse.database (docs/clickhouse-security.md)."`
+	Username      string        `mapstructure:"username" doc:"User name."`
 	Password      string        `mapstructure:"password" secret:"true" doc:"Password; prefer AGENTWATCH_CLICKHOUSE_PASSWORD to writing it in the file."`
 	DialTimeout   time.Duration `mapstructure:"dial_timeout" doc:"Timeout of one connection attempt; positive."`
 	RetentionDays int           `mapstructure:"retention_days" doc:"Days of events kept: ingest retention drops older day partitions. At least 1."`
