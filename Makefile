@@ -13,13 +13,6 @@ export TEST_CLICKHOUSE_ADDR  ?= 127.0.0.1:9000
 FUZZ := $(shell grep -lR --include='*_test.go' '^func Fuzz' pkg internal 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z0-9_]*' | sed 's/^func //' | sort -u)
 FUZZTIME ?= 30s
 
-# Integration tests also read ClickHouse's secure native port, the test CA that signed its certificate
-# (deploy/tls.sh) and the password-protected user of deploy/clickhouse/users.xml.
-export TEST_CLICKHOUSE_SECURE_ADDR   ?= 127.0.0.1:9440
-export TEST_CLICKHOUSE_CA            ?= $(CURDIR)/.data/tls/ca.crt
-export TEST_CLICKHOUSE_USER          ?= agentwatch
-export TEST_CLICKHOUSE_PASSWORD_FILE ?= $(CURDIR)/deploy/clickhouse/agentwatch.password
-
 .PHONY: all build demo test unit integration check fmt vet purity tools up down status fuzz bench bench-e2e bench-detector bench-responder eval clean
 
 all: build
@@ -51,6 +44,14 @@ purity:
 # Unit tests (and fuzz seed corpora) in parallel packages.
 unit:
 	$(GO) test -race -shuffle=on -count=1 -timeout 30m -skip '^TestIntegration' ./...
+
+# The ClickHouse TLS tests read its secure native port, the test CA that
+# signed its certificate (deploy/tls.sh) and the password-protected user of
+# deploy/clickhouse/users.xml.
+export TEST_CLICKHOUSE_SECURE_ADDR   ?= 127.0.0.1:9440
+export TEST_CLICKHOUSE_CA            ?= $(CURDIR)/.data/tls/ca.crt
+export TEST_CLICKHOUSE_USER          ?= agentwatch
+export TEST_CLICKHOUSE_PASSWORD_FILE ?= $(CURDIR)/deploy/clickhouse/agentwatch.password
 
 # Integration tests one package at a time: one of them stops ClickHouse for 30 s.
 INTEGRATION_PKGS = $(shell grep -lR --include='*_test.go' '^func TestIntegration' cmd internal pkg 2>/dev/null | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
