@@ -170,7 +170,9 @@ func serve(t *testing.T, host, webConfig string) (string, *syncWriter) {
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "up 1\n") })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, webConfig, log) }()
+	go func() {
+		done <- Serve(ctx, ln, &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, webConfig, log)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
