@@ -85,7 +85,7 @@ func TestIntegrationPrometheusScrapesOverTLS(t *testing.T) {
 	}
 	// An API token is a structured key, so it comes from a file; the
 	// secret itself from the variable the token names.
-	const apiToken = "api-token-of-the-scrape-test"
+	apiToken := "scrape-test-" + itest.RandHex(16) // 43 bytes: the API wants 32 or more
 	cfgFile := filepath.Join(dir, "agentwatch.yaml")
 	writeFile(t, cfgFile, "responder:\n  tokens:\n    - {name: ci, secret_env: AW_SCRAPE_TEST_TOKEN, can_read_audit: true}\n")
 	env := []string{config.EnvConfigFile + "=" + cfgFile, "AW_SCRAPE_TEST_TOKEN=" + apiToken}
