@@ -20,9 +20,11 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/agentwatch/agentwatch/internal/platform/bus"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
 	"github.com/agentwatch/agentwatch/internal/testkit/itest"
+	"github.com/agentwatch/agentwatch/internal/tools/sim"
 )
 
 var boundAddr = regexp.MustCompile(`addr=(\S+)`)
@@ -32,8 +34,10 @@ var boundAddr = regexp.MustCompile(`addr=(\S+)`)
 // with http.addr behind TLS and basic auth (the exporter-toolkit web
 // configuration), and a real Prometheus (Debian's package) scraping all
 // three with tls_config.ca_file and basic_auth. Prometheus must see every
-// target up and one product metric of each; a request without credentials
-// gets 401 and a plaintext one gets no metrics.
+// target up, ready, and one product metric of each, and, after a minute of
+// simulated traffic, the events counted and both input-lag gauges set; a
+// request without credentials gets 401 and a plaintext one gets no
+// metrics.
 func TestIntegrationPrometheusScrapesOverTLS(t *testing.T) {
 	started := time.Now()
 	brokers, chAddr := itest.KafkaBrokers(t), itest.ClickHouseAddr(t)
@@ -76,6 +80,7 @@ func TestIntegrationPrometheusScrapesOverTLS(t *testing.T) {
 		"kafka.anomalies_topic": anomalies, "kafka.partitions": "1",
 		"kafka.ingest_group": "it-scrape-ingest-" + suffix, "kafka.detector_group": "it-scrape-det-" + suffix, "kafka.responder_group": "it-scrape-resp-" + suffix,
 		"clickhouse.addr": strings.Join(chAddr, ","), "clickhouse.database": db, "detector.session_timeout": "6s",
+		"detector.snapshot_every": "2s",
 		"log.format": "text",
 		// Every interface, as in a pod: allowed because the web config
 		// has TLS and basic auth. Port 0; the log says which port.
@@ -156,6 +161,27 @@ func TestIntegrationPrometheusScrapesOverTLS(t *testing.T) {
 	}
 	plaintextRefused(t, "responder api", "http://"+api+"/v1/audit")
 
+	// A minute of simulated gateway traffic, so that the counters and
+	// both input-lag gauges move and Prometheus sees them move.
+	simRun, err := sim.New(sim.Config{Seed: 3, Agents: 3, Start: time.Now().UTC().Add(-2 * time.Minute), Duration: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []bus.Message
+	for line := range simRun.All() {
+		lines = append(lines, bus.Message{Value: line.Raw})
+	}
+	w, err := kafka.NewWriter(kafka.WriterConfig{Brokers: brokers, Topic: raw}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(ctx, lines...); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+
 	promDir := filepath.Join(dir, "prometheus")
 	if err := os.MkdirAll(promDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -194,7 +220,12 @@ func TestIntegrationPrometheusScrapesOverTLS(t *testing.T) {
 		}
 		return len(r.Data.Result), nil
 	}
-	want := []string{}
+	want := []string{
+		`agentwatch_ingest_events_total{job="agentwatch-ingest"} > 0`,
+		`agentwatch_ingest_input_lag_seconds{job="agentwatch-ingest"} > 0`,
+		`agentwatch_detector_events_total{job="agentwatch-detector"} > 0`,
+		`agentwatch_detector_input_lag_seconds{job="agentwatch-detector"} > 0`,
+	}
 	for _, j := range jobs {
 		want = append(want,
 			fmt.Sprintf(`up{job="agentwatch-%s"} == 1`, j.name),

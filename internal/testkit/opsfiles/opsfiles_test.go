@@ -186,7 +186,7 @@ func TestAlertRulesMatchTheCode(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"AgentwatchIngestLagHigh", "AgentwatchDetectorFallingBehind", "AgentwatchDeadLetterRateHigh",
+	for _, want := range []string{"AgentwatchIngestLagHigh", "AgentwatchDetectorLagHigh", "AgentwatchDetectorFallingBehind", "AgentwatchDeadLetterRateHigh",
 		"AgentwatchNotReady", "AgentwatchTargetDown", "AgentwatchWriteRetries", "AgentwatchOutboxParked", "AgentwatchRevocationBudgetExhausted"} {
 		if !slices.Contains(alerts, want) {
 			t.Errorf("rules.yml lacks alert %s", want)
