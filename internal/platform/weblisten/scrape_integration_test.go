@@ -81,7 +81,7 @@ func TestIntegrationPrometheusScrapesOverTLS(t *testing.T) {
 		"kafka.ingest_group": "it-scrape-ingest-" + suffix, "kafka.detector_group": "it-scrape-det-" + suffix, "kafka.responder_group": "it-scrape-resp-" + suffix,
 		"clickhouse.addr": strings.Join(chAddr, ","), "clickhouse.database": db, "detector.session_timeout": "6s",
 		"detector.snapshot_every": "2s",
-		"log.format": "text",
+		"log.format":              "text",
 		// Every interface, as in a pod: allowed because the web config
 		// has TLS and basic auth. Port 0; the log says which port.
 		"http.addr": "0.0.0.0:0", "http.web_config_file": webConfig,
