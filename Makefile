@@ -57,6 +57,14 @@ purity:
 unit:
 	$(GO) test -race -shuffle=on -count=1 -timeout 30m -skip '^TestIntegration' ./...
 
+# The ClickHouse TLS tests read its secure native port, the test CA that
+# signed its certificate (deploy/tls.sh) and the password-protected user of
+# deploy/clickhouse/users.xml.
+export TEST_CLICKHOUSE_SECURE_ADDR   ?= 127.0.0.1:9440
+export TEST_CLICKHOUSE_CA            ?= $(CURDIR)/.data/tls/ca.crt
+export TEST_CLICKHOUSE_USER          ?= agentwatch
+export TEST_CLICKHOUSE_PASSWORD_FILE ?= $(CURDIR)/deploy/clickhouse/agentwatch.password
+
 # Integration tests one package at a time: one of them stops ClickHouse for 30 s.
 INTEGRATION_PKGS = $(shell grep -lR --include='*_test.go' '^func TestIntegration' cmd internal pkg 2>/dev/null | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
 integration:

@@ -2,9 +2,12 @@
 # deploy/clickhouse.sh up|down|status|logs [-f]
 #
 # Runs the one local ClickHouse (Debian's 18.16) that development and CI use:
-# native protocol on 127.0.0.1:9000, HTTP on 127.0.0.1:8123, no password.
-# Every command is idempotent: `up` on a running server only checks it,
-# `down` on a stopped one does nothing.
+# native protocol on 127.0.0.1:9000 (user default, no password), the native
+# protocol over TLS on 127.0.0.1:9440 (certificate from deploy/tls.sh; the
+# password-protected user agentwatch of deploy/clickhouse/users.xml), HTTP on
+# 127.0.0.1:8123. Every command is idempotent: `up` on a running server only
+# checks it, unless its rendered config or certificate changed, which
+# restarts it; `down` on a stopped one does nothing.
 #
 # Data, tmp, logs and the rendered config live in .data/clickhouse/ at the
 # repo root (git-ignored), owned by the clickhouse user. When that user cannot
@@ -12,15 +15,20 @@
 # on someone's home: data goes to /var/lib/agentwatch/clickhouse-<hash of the
 # repo path> instead and .data/clickhouse becomes a symlink to it.
 #
-# Environment: CLICKHOUSE_START_TIMEOUT (seconds, default 60).
+# Environment: CLICKHOUSE_START_TIMEOUT (seconds, default 60);
+# CLICKHOUSE_TCP_PORT, CLICKHOUSE_TLS_PORT, CLICKHOUSE_HTTP_PORT (default
+# 9000, 9440, 8123) move the listeners, e.g. for a second clone's server
+# next to the first (each clone has its own data directory).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 CONF_SRC="$ROOT/deploy/clickhouse"
 LINK="$ROOT/.data/clickhouse"
 HOST=127.0.0.1
-PORT=9000
-HTTP_PORT=8123
+PORT=${CLICKHOUSE_TCP_PORT:-9000}
+TLS_PORT=${CLICKHOUSE_TLS_PORT:-9440}
+HTTP_PORT=${CLICKHOUSE_HTTP_PORT:-8123}
+TLS_SRC="$ROOT/.data/tls"
 CH_USER=clickhouse
 SERVER_BIN=/usr/sbin/clickhouse-server
 TIMEOUT=${CLICKHOUSE_START_TIMEOUT:-60}
@@ -112,6 +120,42 @@ version() {
 	clickhouse-client --host "$HOST" --port "$PORT" --query 'SELECT version()' 2>/dev/null
 }
 
+# tls_answers checks that the secure native port completes a TLS handshake
+# with a certificate the test CA vouches for: a listener alone would not
+# show that the server loaded its certificate and key.
+tls_answers() {
+	timeout 5 openssl s_client -connect "$HOST:$TLS_PORT" -CAfile "$TLS_SRC/ca.crt" \
+		-verify_return_error -brief </dev/null >/dev/null 2>&1
+}
+
+# render writes the server's config, users and TLS files into dir ($1), as
+# the running server would read them from <data>/etc.
+render() {
+	local dir=$1
+	mkdir -p "$dir/tls"
+	sed -e "s|@CH_DATA@|$DATA|g" -e "s|@CH_TCP_PORT@|$PORT|g" -e "s|@CH_TLS_PORT@|$TLS_PORT|g" \
+		-e "s|@CH_HTTP_PORT@|$HTTP_PORT|g" "$CONF_SRC/config.xml" >"$dir/config.xml"
+	cp "$CONF_SRC/users.xml" "$dir/users.xml"
+	cp "$TLS_SRC/server.crt" "$TLS_SRC/server.key" "$dir/tls/"
+	chmod 700 "$dir/tls"
+	chmod 600 "$dir/tls/server.key"
+	chown -R "$CH_USER:$CH_USER" "$dir"
+}
+
+# stale prints what differs between the running server's files and a fresh
+# render, or fails when nothing does.
+stale() {
+	local fresh f changed=
+	fresh=$(mktemp -d)
+	render "$fresh"
+	for f in config.xml users.xml tls/server.crt tls/server.key; do
+		cmp -s "$fresh/$f" "$DATA/etc/$f" || changed="$changed $f"
+	done
+	rm -rf "$fresh"
+	[ -n "$changed" ] || return 1
+	echo "${changed# }"
+}
+
 log_tail() {
 	local f
 	for f in "$DATA/log/clickhouse-server.err.log" "$DATA/log/stdout.log"; do
@@ -128,22 +172,30 @@ port_owner() {
 cmd_up() {
 	install_packages
 	resolve_data
+	"$ROOT/deploy/tls.sh"
+	local changed
+	if server_pid >/dev/null && changed=$(stale); then
+		# A server started before the TLS port or a user was added (or
+		# with a certificate tls.sh has since renewed) would fail the
+		# tests that need them: restart it on the new files.
+		log "restarting: $changed changed since the server started"
+		cmd_down >/dev/null
+	fi
 	if server_pid >/dev/null; then
-		if answers; then
+		if answers && tls_answers; then
 			echo "clickhouse $(version) already running (pid $(server_pid)) on $HOST:$PORT, data in $DATA"
 			return 0
 		fi
 		log "server pid $(server_pid) is up but not answering yet; waiting"
 	else
 		local p owner
-		for p in "$PORT" "$HTTP_PORT"; do
+		for p in "$PORT" "$TLS_PORT" "$HTTP_PORT"; do
 			owner=$(port_owner "$p")
 			[ -z "$owner" ] || die "port $p is already taken by something else: $owner; stop it (or run '$0 down' if it is a ClickHouse of another clone)"
 		done
 		mkdir -p "$DATA"/{etc,data,tmp,log,user_files,format_schemas}
-		sed "s|@CH_DATA@|$DATA|g" "$CONF_SRC/config.xml" >"$DATA/etc/config.xml"
-		cp "$CONF_SRC/users.xml" "$DATA/etc/users.xml"
-		chown "$CH_USER:$CH_USER" "$DATA" "$DATA"/{etc,data,tmp,log,user_files,format_schemas} "$DATA"/etc/*.xml
+		render "$DATA/etc"
+		chown "$CH_USER:$CH_USER" "$DATA" "$DATA"/{etc,data,tmp,log,user_files,format_schemas}
 		# A machine rebuilt with a new clickhouse uid leaves old data owned
 		# by a stranger; the server would fail on its first write.
 		if [ -n "$(find "$DATA" -maxdepth 3 ! -user "$CH_USER" ! -name launcher.pid -print -quit)" ]; then
@@ -170,21 +222,21 @@ cmd_up() {
 	# script stays runnable on its own.
 	local deadline=$((SECONDS + TIMEOUT)) launcher
 	launcher=$(cat "$LAUNCHER_PIDFILE" 2>/dev/null || true)
-	until answers; do
+	until answers && tls_answers; do
 		if [ -n "$launcher" ] && ! kill -0 "$launcher" 2>/dev/null && ! server_pid >/dev/null; then
 			log "clickhouse-server exited during start-up"
 			log_tail
 			exit 1
 		fi
 		if [ "$SECONDS" -ge "$deadline" ]; then
-			log "clickhouse-server did not answer on $HOST:$PORT within ${TIMEOUT}s; stopping it"
+			log "clickhouse-server did not answer on $HOST:$PORT and (TLS) $HOST:$TLS_PORT within ${TIMEOUT}s; stopping it"
 			log_tail
 			cmd_down >/dev/null 2>&1 || true
 			exit 1
 		fi
 		sleep 0.5
 	done
-	echo "clickhouse $(version) running (pid $(server_pid || echo '?')) on $HOST:$PORT (http $HOST:$HTTP_PORT), data in $DATA"
+	echo "clickhouse $(version) running (pid $(server_pid || echo '?')) on $HOST:$PORT (tls $HOST:$TLS_PORT, http $HOST:$HTTP_PORT), data in $DATA"
 }
 
 # launcher_pid prints the pid of the setsid/runuser launcher of this
@@ -244,11 +296,11 @@ cmd_status() {
 		echo "clickhouse not running (data in $DATA)"
 		return 3
 	fi
-	if answers; then
-		echo "clickhouse $(version) running (pid $pid) on $HOST:$PORT (http $HOST:$HTTP_PORT), data in $DATA"
+	if answers && tls_answers; then
+		echo "clickhouse $(version) running (pid $pid) on $HOST:$PORT (tls $HOST:$TLS_PORT, http $HOST:$HTTP_PORT), data in $DATA"
 		return 0
 	fi
-	echo "clickhouse pid $pid is running but not answering on $HOST:$PORT"
+	echo "clickhouse pid $pid is running but not answering on $HOST:$PORT or (TLS) $HOST:$TLS_PORT"
 	return 1
 }
 

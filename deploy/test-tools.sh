@@ -3,19 +3,21 @@
 #
 # Installs the Debian packages that integration tests drive as real Kafka
 # clients: kcat (produce/consume from the shell) and rsyslog with its omkafka
-# output module (a real log shipper publishing to Kafka); ca-certificates,
-# whose bundle goes into the container image (make image); and systemd,
-# whose systemd-analyze checks the units in deploy/systemd (no systemd runs
-# here: only the analyzer is used). Idempotent and
-# silent when everything is there; runs `apt-get update` at most once, and
-# only when something is missing.
+# output module (a real log shipper publishing to Kafka), Prometheus
+# (the server scrapes the services over TLS; promtool checks and tests
+# deploy/prometheus/rules.yml), ca-certificates (its bundle goes into the
+# container image, make image) and systemd (only its systemd-analyze, which
+# checks the units in deploy/systemd; no systemd runs here). Idempotent and silent when everything is
+# there; runs `apt-get update` at most once, and only when something is
+# missing.
 #
-# rsyslog is installed as a program only: tests start their own rsyslogd
-# with their own config. The packaged service is kept from starting (there
-# is no systemd here, but Debian's postinst would try the init script).
+# rsyslog and prometheus are installed as programs only: tests start their
+# own rsyslogd and prometheus with their own config. The packaged services
+# are kept from starting (there is no systemd here, but Debian's postinst
+# would try the init scripts).
 set -euo pipefail
 
-PKGS=(kcat rsyslog rsyslog-kafka ca-certificates systemd)
+PKGS=(kcat rsyslog rsyslog-kafka prometheus ca-certificates systemd)
 
 log() { printf 'test-tools.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -32,7 +34,8 @@ done
 
 log "installing ${missing[*]}"
 # A policy-rc.d answering 101 ("action forbidden") keeps the postinst from
-# starting rsyslog as a system service; only added if the machine has none.
+# starting rsyslog or prometheus as a system service; only added if the
+# machine has none.
 policy=/usr/sbin/policy-rc.d
 added_policy=
 if [ ! -e "$policy" ]; then
@@ -59,4 +62,8 @@ done
 if [ -x /etc/init.d/rsyslog ]; then
 	/etc/init.d/rsyslog stop >/dev/null 2>&1 || true
 fi
-log "installed: $(command -v kcat) $(command -v rsyslogd)"
+# Nor a packaged prometheus: it would hold port 9090 and scrape nothing of ours.
+if [ -x /etc/init.d/prometheus ]; then
+	/etc/init.d/prometheus stop >/dev/null 2>&1 || true
+fi
+log "installed: $(command -v kcat) $(command -v rsyslogd) $(command -v prometheus) $(command -v promtool)"

@@ -29,7 +29,10 @@
 // It speaks the native protocol only: clickhouse-go v2's HTTP transport fails
 // against the ClickHouse 18.16 we run (see shared/FACTS.md). Every INSERT
 // names its columns, for the same reason. Errors from the server can be
-// classified with Retryable.
+// classified with Retryable. Over TLS (Options.TLS, the server's secure
+// native port) every connection of the pool is encrypted; a failed connect
+// says whether the password, the certificate or the port was wrong
+// (connect.go).
 package chstore
 
 import (
@@ -43,9 +46,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/agentwatch/agentwatch/internal/platform/config"
+	"github.com/agentwatch/agentwatch/internal/platform/tlsconf"
 	"github.com/agentwatch/agentwatch/pkg/event"
 )
 
@@ -59,6 +63,11 @@ type Options struct {
 	Database string
 	// Username defaults to "default"; Password may be empty.
 	Username, Password string
+	// TLS, when enabled, encrypts every connection and checks the
+	// server's certificate (tlsconf.Client); the address must then be the
+	// secure native port (tcp_port_secure, 9440 by default). The zero
+	// value is plaintext.
+	TLS config.TLS
 	// DialTimeout defaults to 5s.
 	DialTimeout time.Duration
 	// ReadTimeout bounds each wait for the server; default 2m, enough for a
@@ -115,49 +124,41 @@ func Open(ctx context.Context, o Options, log *slog.Logger) (*Store, error) {
 	}
 	log = log.With("component", "chstore", "database", o.Database)
 
+	tc, err := tlsconf.Client(o.TLS, "clickhouse")
+	if err != nil {
+		return nil, err
+	}
 	// The handshake fails when the connection's default database does not
-	// exist, so create it over a connection to "default" first.
-	boot, err := dial(ctx, o, "default")
+	// exist, so create it over a first connection. That one names no
+	// database: a user restricted to its own (allow_databases on 18.16,
+	// GRANTs on current servers) may not open "default", and the server's
+	// default database is not checked when the client names none.
+	boot, err := dial(ctx, o, tc, "")
 	if err != nil {
 		return nil, err
 	}
 	err = boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quoteIdent(o.Database))
 	boot.Close()
 	if err != nil {
+		// 18.16 refuses a database the user may not use by closing the
+		// connection that names it, without a word; this statement is
+		// where the refusal can still be told apart.
+		if isCode(err, codeDatabaseAccessDenied) {
+			return nil, fmt.Errorf("create database %s: %w for user %q: %v; allow it on the server (docs/clickhouse-security.md)", o.Database, ErrDatabaseDenied, o.Username, err)
+		}
 		return nil, fmt.Errorf("create database %s: %w", o.Database, err)
 	}
 
-	conn, err := dial(ctx, o, o.Database)
+	conn, err := dial(ctx, o, tc, o.Database)
 	if err != nil {
 		return nil, err
 	}
 	s := &Store{conn: conn, db: o.Database, log: log}
 	if v, err := conn.ServerVersion(); err == nil {
-		log.Info("connected to clickhouse", "addr", strings.Join(o.Addr, ","), "server_version", v.String())
+		log.Info("connected to clickhouse", "addr", strings.Join(o.Addr, ","), "server_version", v.String(),
+			"user", o.Username, "tls", tc != nil)
 	}
 	return s, nil
-}
-
-func dial(ctx context.Context, o Options, database string) (driver.Conn, error) {
-	conn, err := clickhouse.Open(&clickhouse.Options{
-		Protocol: clickhouse.Native,
-		Addr:     o.Addr,
-		Auth: clickhouse.Auth{
-			Database: database,
-			Username: o.Username,
-			Password: o.Password,
-		},
-		DialTimeout: o.DialTimeout,
-		ReadTimeout: o.ReadTimeout,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("configure clickhouse client for %v: %w", o.Addr, err)
-	}
-	if err := conn.Ping(ctx); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("connect to clickhouse at %v (database %s): %w; is it running? locally: deploy/clickhouse.sh up", o.Addr, database, err)
-	}
-	return conn, nil
 }
 
 // Ping checks that the server answers.

@@ -38,8 +38,12 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-// testDatabase names a database no other test (or run) uses.
+// testDatabase names a database no other test (or run) uses; under
+// TestIntegrationSecureRoundTrips, the one the restricted user may use.
 func testDatabase(t *testing.T) string {
+	if secure != nil {
+		return secure.Database
+	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	name := strings.Map(func(r rune) rune {
@@ -54,7 +58,7 @@ func testDatabase(t *testing.T) string {
 // openTestStore opens a Store on database db and closes it at cleanup.
 func openTestStore(t *testing.T, db string) *Store {
 	t.Helper()
-	s, err := Open(t.Context(), Options{Addr: testAddr(t), Database: db}, testLogger(t))
+	s, err := Open(t.Context(), testOptions(t, db), testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

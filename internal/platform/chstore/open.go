@@ -13,7 +13,7 @@ import (
 func OpenMigrated(ctx context.Context, c config.ClickHouse, log *slog.Logger) (*Store, error) {
 	st, err := Open(ctx, Options{
 		Addr: c.Addr, Database: c.Database, Username: c.Username, Password: c.Password,
-		DialTimeout: c.DialTimeout,
+		DialTimeout: c.DialTimeout, TLS: c.TLS,
 	}, log)
 	if err != nil {
 		return nil, err // Open names the address and the fix

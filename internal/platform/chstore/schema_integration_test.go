@@ -11,7 +11,10 @@ import (
 // (OpenMigrated) and drops it at cleanup.
 func newStore(t *testing.T) *Store {
 	t.Helper()
-	st, err := OpenMigrated(t.Context(), config.ClickHouse{Addr: testAddr(t), Database: testDatabase(t)}, testLogger(t))
+	o := testOptions(t, testDatabase(t))
+	st, err := OpenMigrated(t.Context(), config.ClickHouse{
+		Addr: o.Addr, Database: o.Database, Username: o.Username, Password: o.Password, TLS: o.TLS,
+	}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,7 +27,7 @@ func newStore(t *testing.T) *Store {
 // would.
 func openSecond(t *testing.T, st *Store) *Store {
 	t.Helper()
-	other, err := Open(t.Context(), Options{Addr: testAddr(t), Database: st.Database()}, nil)
+	other, err := Open(t.Context(), testOptions(t, st.Database()), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
