@@ -7,9 +7,9 @@
 # (the server scrapes the services over TLS; promtool checks and tests
 # deploy/prometheus/rules.yml), ca-certificates (its bundle goes into the
 # container image, make image) and systemd (only its systemd-analyze, which
-# checks the units in deploy/systemd; no systemd runs here). Idempotent and silent when everything is
-# there; runs `apt-get update` at most once, and only when something is
-# missing.
+# checks the units in deploy/systemd; no systemd runs here). Idempotent
+# and silent when everything is there; runs `apt-get update` at most once,
+# and only when something is missing.
 #
 # rsyslog and prometheus are installed as programs only: tests start their
 # own rsyslogd and prometheus with their own config. The packaged services
