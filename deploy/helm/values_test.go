@@ -11,11 +11,12 @@ import (
 )
 
 // TestChartConfig loads the `config` of the chart's values.yaml, with the
-// responder's state directory the chart sets, through the services' own
-// loader: an unknown or misspelt key, or a bad value, would stop every
-// pod at start with exit code 2, which lint and strict decoding of the
-// Kubernetes objects cannot see. (The chart's listener keys, http.addr on
-// 0.0.0.0 and its acknowledgement, are the listener's own concern.)
+// keys the chart sets by default (the listeners on 0.0.0.0 with their
+// acknowledgements, the responder's state directory), through the
+// services' own loader: an unknown or misspelt key, or a bad value, would
+// stop every pod at start with exit code 2, which lint and strict
+// decoding of the Kubernetes objects cannot see. chartcheck checks that
+// the chart renders these keys.
 func TestChartConfig(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join("agentwatch", "values.yaml"))
 	if err != nil {
@@ -38,7 +39,13 @@ func TestChartConfig(t *testing.T) {
 	if err := os.WriteFile(file, out, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.LoadEnv(file, nil, []string{"AGENTWATCH_RESPONDER_STATE_DIR=/var/lib/agentwatch/responder"})
+	cfg, err := config.LoadEnv(file, nil, []string{
+		"AGENTWATCH_HTTP_ADDR=0.0.0.0:9464",
+		"AGENTWATCH_HTTP_INSECURE_LISTEN_ACK=true",
+		"AGENTWATCH_RESPONDER_API_ADDR=0.0.0.0:9465",
+		"AGENTWATCH_RESPONDER_API_INSECURE_LISTEN_ACK=true",
+		"AGENTWATCH_RESPONDER_STATE_DIR=/var/lib/agentwatch/responder",
+	})
 	if err != nil {
 		t.Fatalf("the chart's default config:\n%s\n%v", out, err)
 	}

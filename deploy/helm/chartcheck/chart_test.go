@@ -44,13 +44,18 @@ secrets:
   existingSecret: agentwatch-secrets
   files: {clickhouse.password: ch-pass, kafka.sasl.password: kafka-pass}
   responderFiles: {responder.slack.token: slack-token, responder.slack.signing_secret: slack-signing}
-serviceMonitor: {enabled: true, labels: {release: prometheus}}
+serviceMonitor:
+  enabled: true
+  labels: {release: prometheus}
+  tlsConfig: {ca: {secret: {name: agentwatch-ca, key: ca.crt}}, serverName: agentwatch}
+  basicAuth: {username: {name: scrape, key: username}, password: {name: scrape, key: password}}
+http: {webConfig: {existingSecret: agentwatch-web, tls: true, probeAuthorization: "Basic cHJvYmU6eA=="}}
 networkPolicy:
   metricsFrom: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}}]
   apiFrom: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress}}}]
 ingest: {replicas: 3, extraArgs: [--verbose], extraEnv: [{name: GOMAXPROCS, value: "2"}], nodeSelector: {pool: agentwatch}, tolerations: [{key: dedicated, operator: Equal, value: agentwatch, effect: NoSchedule}]}
 detector: {affinity: {podAntiAffinity: {preferredDuringSchedulingIgnoredDuringExecution: [{weight: 100, podAffinityTerm: {topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app.kubernetes.io/component: detector}}}}]}}}
-responder: {persistence: {existingClaim: responder-state}}
+responder: {persistence: {existingClaim: responder-state}, apiWebConfig: {existingSecret: agentwatch-api-web}}
 config: {kafka: {brokers: [kafka-0.kafka:9093, kafka-1.kafka:9093]}}
 `,
 	"minimal": `
@@ -165,6 +170,17 @@ type ServiceMonitor struct {
 			Path          string `json:"path"`
 			Interval      string `json:"interval"`
 			ScrapeTimeout string `json:"scrapeTimeout"`
+			Scheme        string `json:"scheme"`
+			TLSConfig     *struct {
+				CA struct {
+					Secret *corev1.SecretKeySelector `json:"secret,omitempty"`
+				} `json:"ca"`
+				ServerName string `json:"serverName,omitempty"`
+			} `json:"tlsConfig,omitempty"`
+			BasicAuth *struct {
+				Username corev1.SecretKeySelector `json:"username"`
+				Password corev1.SecretKeySelector `json:"password"`
+			} `json:"basicAuth,omitempty"`
 		} `json:"endpoints"`
 	} `json:"spec"`
 }
@@ -297,9 +313,13 @@ func TestDeployments(t *testing.T) {
 				if port == 0 || cfg.HTTP.Addr != fmt.Sprintf("0.0.0.0:%d", port) {
 					t.Errorf("%s: http port %d but http.addr %q", svc, port, cfg.HTTP.Addr)
 				}
+				scheme := corev1.URISchemeHTTP
+				if name == "everything" {
+					scheme = corev1.URISchemeHTTPS
+				}
 				probe := func(what string, p *corev1.Probe, path string) {
-					if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != path || p.HTTPGet.Port != intstr.FromString("http") {
-						t.Errorf("%s: %s probe %+v; want GET %s on port http", svc, what, p, path)
+					if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != path || p.HTTPGet.Port != intstr.FromString("http") || p.HTTPGet.Scheme != scheme {
+						t.Errorf("%s: %s probe %+v; want GET %s %s on port http", svc, what, p, scheme, path)
 					}
 				}
 				probe("liveness", c.LivenessProbe, "/healthz")
@@ -460,6 +480,72 @@ func TestSelectorsMatch(t *testing.T) {
 		}
 		if len(np.Spec.Ingress) == 0 || len(np.Spec.Ingress[0].From) == 0 {
 			t.Errorf("NetworkPolicy %s: metricsFrom not applied: %+v", svc, np.Spec.Ingress)
+		}
+	}
+}
+
+// TestWebConfig checks the two ways the listeners may go beyond loopback:
+// with a web configuration (mounted, named by http.web_config_file, HTTPS
+// probes with the probe user's header, an HTTPS ServiceMonitor), or,
+// without one, with the acknowledgement keys and plain probes.
+func TestWebConfig(t *testing.T) {
+	type cfg struct {
+		HTTP struct {
+			WebConfigFile     string `json:"web_config_file"`
+			InsecureListenAck bool   `json:"insecure_listen_ack"`
+		} `json:"http"`
+		Responder struct {
+			APIWebConfigFile     string `json:"api_web_config_file"`
+			APIInsecureListenAck bool   `json:"api_insecure_listen_ack"`
+		} `json:"responder"`
+	}
+	load := func(objs map[string]any) cfg {
+		var c cfg
+		cm := objs["ConfigMap/aw-agentwatch"].(*corev1.ConfigMap)
+		if err := yaml.Unmarshal([]byte(cm.Data["agentwatch.yaml"]), &c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+
+	objs := render(t, "everything").objects(t)
+	c := load(objs)
+	if c.HTTP.WebConfigFile != "/etc/agentwatch/web/web.yml" || c.HTTP.InsecureListenAck ||
+		c.Responder.APIWebConfigFile != "/etc/agentwatch/api-web/web.yml" || c.Responder.APIInsecureListenAck {
+		t.Errorf("with web configs: %+v; want both files and no acknowledgement", c)
+	}
+	for _, svc := range services {
+		ps := deployment(t, objs, svc).Spec.Template.Spec
+		c := ps.Containers[0]
+		if m := mount(c, "web"); m == nil || m.MountPath != "/etc/agentwatch/web" || !m.ReadOnly {
+			t.Errorf("%s: web config mount %+v", svc, m)
+		}
+		if m := mount(c, "api-web"); (m != nil) != (svc == "responder") {
+			t.Errorf("%s: api-web mount %+v", svc, m)
+		}
+		for _, p := range []*corev1.Probe{c.StartupProbe, c.LivenessProbe, c.ReadinessProbe} {
+			h := p.HTTPGet.HTTPHeaders
+			if len(h) != 1 || h[0].Name != "Authorization" || h[0].Value != "Basic cHJvYmU6eA==" {
+				t.Errorf("%s: probe headers %+v; want the probe user's Authorization", svc, h)
+			}
+		}
+	}
+	sm := objs["ServiceMonitor/aw-agentwatch"].(*ServiceMonitor)
+	ep := sm.Spec.Endpoints[0]
+	if ep.Scheme != "https" || ep.TLSConfig == nil || ep.TLSConfig.CA.Secret == nil || ep.TLSConfig.CA.Secret.Name != "agentwatch-ca" ||
+		ep.BasicAuth == nil || ep.BasicAuth.Password.Name != "scrape" {
+		t.Errorf("ServiceMonitor endpoint %+v; want https with the CA and basic auth secrets", ep)
+	}
+
+	objs = render(t, "defaults").objects(t)
+	c = load(objs)
+	if c.HTTP.WebConfigFile != "" || !c.HTTP.InsecureListenAck || c.Responder.APIWebConfigFile != "" || !c.Responder.APIInsecureListenAck {
+		t.Errorf("defaults: %+v; want no web config and both acknowledgements", c)
+	}
+	for _, svc := range services {
+		c := deployment(t, objs, svc).Spec.Template.Spec.Containers[0]
+		if mount(c, "web") != nil || len(c.ReadinessProbe.HTTPGet.HTTPHeaders) != 0 {
+			t.Errorf("%s: web config mounted or probe headers set by default", svc)
 		}
 	}
 }

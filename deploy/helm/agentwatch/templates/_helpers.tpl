@@ -45,10 +45,19 @@ app.kubernetes.io/component: {{ index . 1 }}
 
 {{/* The configuration file: the values' config plus what the chart owns. */}}
 {{- define "agentwatch.config" -}}
-{{- $owned := dict
-  "http" (dict "addr" (printf "0.0.0.0:%d" (int .Values.http.port)) "insecure_listen_ack" .Values.http.insecureListenAck)
-  "responder" (dict "state_dir" "/var/lib/agentwatch/responder" "api_addr" (printf "0.0.0.0:%d" (int .Values.responder.apiPort)))
--}}
+{{- $http := dict "addr" (printf "0.0.0.0:%d" (int .Values.http.port)) -}}
+{{- if .Values.http.webConfig.existingSecret -}}
+{{- $_ := set $http "web_config_file" "/etc/agentwatch/web/web.yml" -}}
+{{- else if .Values.http.insecureListenAck -}}
+{{- $_ := set $http "insecure_listen_ack" true -}}
+{{- end -}}
+{{- $responder := dict "state_dir" "/var/lib/agentwatch/responder" "api_addr" (printf "0.0.0.0:%d" (int .Values.responder.apiPort)) -}}
+{{- if .Values.responder.apiWebConfig.existingSecret -}}
+{{- $_ := set $responder "api_web_config_file" "/etc/agentwatch/api-web/web.yml" -}}
+{{- else if .Values.responder.apiInsecureListenAck -}}
+{{- $_ := set $responder "api_insecure_listen_ack" true -}}
+{{- end -}}
+{{- $owned := dict "http" $http "responder" $responder -}}
 {{- mustMergeOverwrite (deepCopy .Values.config) $owned | toYaml -}}
 {{- end -}}
 
@@ -63,4 +72,19 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 {{- end -}}
 {{- toJson $files -}}
+{{- end -}}
+
+
+{{/* The httpGet of a probe of path; call with (list $ "/healthz"). */}}
+{{- define "agentwatch.probe" -}}
+{{- $ := index . 0 -}}
+httpGet:
+  path: {{ index . 1 }}
+  port: http
+  scheme: {{ ternary "HTTPS" "HTTP" $.Values.http.webConfig.tls }}
+  {{- with $.Values.http.webConfig.probeAuthorization }}
+  httpHeaders:
+    - name: Authorization
+      value: {{ . | quote }}
+  {{- end }}
 {{- end -}}
