@@ -43,7 +43,8 @@ imagePullSecrets: [{name: regcred}]
 secrets:
   existingSecret: agentwatch-secrets
   files: {clickhouse.password: ch-pass, kafka.sasl.password: kafka-pass}
-  responderFiles: {responder.slack.token: slack-token, responder.slack.signing_secret: slack-signing}
+  responderFiles: {responder.evidence.checkpoint_key: evidence-key}
+  responderEnv: {SLACK_BOT_TOKEN: slack-token, SLACK_SIGNING_SECRET: slack-signing}
 serviceMonitor:
   enabled: true
   labels: {release: prometheus}
@@ -386,8 +387,7 @@ func TestSecrets(t *testing.T) {
 		"AGENTWATCH_KAFKA_SASL_PASSWORD_FILE": "/etc/agentwatch/secrets/kafka-pass",
 	}
 	slack := map[string]string{
-		"AGENTWATCH_RESPONDER_SLACK_TOKEN_FILE":          "/etc/agentwatch/secrets/slack-token",
-		"AGENTWATCH_RESPONDER_SLACK_SIGNING_SECRET_FILE": "/etc/agentwatch/secrets/slack-signing",
+		"AGENTWATCH_RESPONDER_EVIDENCE_CHECKPOINT_KEY_FILE": "/etc/agentwatch/secrets/evidence-key",
 	}
 	for _, svc := range services {
 		d := deployment(t, objs, svc)
@@ -426,6 +426,21 @@ func TestSecrets(t *testing.T) {
 		}
 		if len(items) != len(want) {
 			t.Errorf("%s: secret items %v; want %d", svc, items, len(want))
+		}
+		// Variables from the Secret, for the keys read from the
+		// environment: the responder's only.
+		fromSecret := map[string]string{}
+		for _, e := range c.Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name == "agentwatch-secrets" {
+				fromSecret[e.Name] = e.ValueFrom.SecretKeyRef.Key
+			}
+		}
+		wantEnv := map[string]string{}
+		if svc == "responder" {
+			wantEnv = map[string]string{"SLACK_BOT_TOKEN": "slack-token", "SLACK_SIGNING_SECRET": "slack-signing"}
+		}
+		if fmt.Sprint(fromSecret) != fmt.Sprint(wantEnv) {
+			t.Errorf("%s: variables from the Secret %v; want %v", svc, fromSecret, wantEnv)
 		}
 		if m := mount(c, "secrets"); m == nil || m.MountPath != "/etc/agentwatch/secrets" || !m.ReadOnly {
 			t.Errorf("%s: secrets mount %+v", svc, m)
