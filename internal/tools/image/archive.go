@@ -211,6 +211,10 @@ func archiveKind(file string) (string, error) {
 	}
 }
 
+// maxEntry bounds one file of an archive: a blob of an agentwatch image
+// is tens of MiB, and a sparse entry could otherwise claim terabytes.
+const maxEntry = 1 << 30
+
 // untar unpacks the regular files and directories of an archive into dir.
 func untar(file, dir string) error {
 	f, err := os.Open(file)
@@ -236,6 +240,14 @@ func untar(file, dir string) error {
 		case tar.TypeDir:
 			err = os.MkdirAll(target, 0o755)
 		case tar.TypeReg:
+			if h.Size > maxEntry {
+				return fmt.Errorf("entry %q: %d bytes, more than an image blob can be", h.Name, h.Size)
+			}
+			for k := range h.PAXRecords {
+				if strings.HasPrefix(k, "GNU.sparse.") {
+					return fmt.Errorf("entry %q: a sparse file, which an image layout never holds", h.Name)
+				}
+			}
 			if err = os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 				return err
 			}

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync/atomic"
 	"testing"
 )
 
@@ -74,8 +76,16 @@ func FuzzUntar(f *testing.F) {
 	f.Add(tarOf(f, &tar.Header{Name: "oci-layout", Typeflag: tar.TypeReg, Mode: 0o644}, &tar.Header{Name: "blobs/", Typeflag: tar.TypeDir, Mode: 0o755}))
 	f.Add(tarOf(f, &tar.Header{Name: "../x", Typeflag: tar.TypeReg, Mode: 0o644}))
 	f.Add([]byte("not a tar"))
+	// One directory for the whole run, emptied after each input: a
+	// t.TempDir per input made the fuzzer crawl.
+	base := f.TempDir()
+	var n atomic.Int64
 	f.Fuzz(func(t *testing.T, data []byte) {
-		parent := t.TempDir()
+		parent := filepath.Join(base, strconv.FormatInt(n.Add(1), 10))
+		if err := os.Mkdir(parent, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(parent)
 		file := filepath.Join(parent, "in.tar")
 		if err := os.WriteFile(file, data, 0o644); err != nil {
 			t.Fatal(err)
