@@ -242,13 +242,31 @@ func (r Responder) validate(bad func(key, format string, a ...any)) {
 	if v := r.Evidence.CheckpointInterval; v < 0 || v > 24*time.Hour {
 		bad("responder.evidence.checkpoint_interval", "must be in [0, 24h], got %s", v)
 	}
-	if r.LedgerKey != "" && !strings.HasPrefix(r.LedgerKey, "AGE-SECRET-KEY-1") {
+	if r.LedgerKey != "" && !ageIdentity(r.LedgerKey) {
 		// The value itself is never shown: it is a secret.
 		bad("responder.ledger_key", "is not an age X25519 identity (AGE-SECRET-KEY-1...); make one with responder ledger-keygen --out FILE")
 	}
 	if r.SnapshotMaxEvents < 1 {
 		bad("responder.snapshot_max_events", "must be positive, got %d", r.SnapshotMaxEvents)
 	}
+}
+
+// ageIdentity reports whether s looks like an age identity file: comment
+// lines (as age-keygen writes) and one AGE-SECRET-KEY-1 line. The
+// responder parses it fully at start.
+func ageIdentity(s string) bool {
+	n := 0
+	for _, line := range strings.Split(s, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, "AGE-SECRET-KEY-1"):
+			n++
+		default:
+			return false
+		}
+	}
+	return n == 1
 }
 
 // EvidenceRoot is where evidence bundles go.

@@ -4,8 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"time"
 
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
+	"github.com/agentwatch/agentwatch/internal/responder/revoke"
 )
 
 // KeygenOptions say where to write a new checkpoint key.
@@ -27,5 +31,39 @@ func Keygen(o KeygenOptions, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "checkpoint key %s written: private key %s (mode 0600), public key %s.pub\n", evidence.KeyID(pub), o.Out, o.Out)
 	fmt.Fprintf(w, "set responder.evidence.checkpoint_key_file: %s, and keep a copy of %s.pub off this host for `responder verify --public-key`\n", o.Out, o.Out)
+	return nil
+}
+
+// LedgerKeygen writes a new age X25519 identity to o.Out (mode 0600,
+// age-keygen's format, never overwriting a file): the key that encrypts
+// the revocation ledger's restore material (responder.ledger_key_file).
+func LedgerKeygen(o KeygenOptions, w io.Writer) (err error) {
+	if o.Out == "" {
+		return &UsageError{Err: errors.New("--out: the key's file is required")}
+	}
+	f, err := os.OpenFile(o.Out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s exists; a key is never overwritten (the ledger's records need the key they were written with)", o.Out)
+	}
+	if err != nil {
+		return fmt.Errorf("create ledger key: %w", err)
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("write ledger key: %w", cerr)
+		}
+		if err != nil {
+			os.Remove(o.Out)
+		}
+	}()
+	rcp, err := revoke.GenerateLedgerKey(f, time.Now())
+	if err != nil {
+		return fmt.Errorf("write ledger key: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("write ledger key: %w", err)
+	}
+	fmt.Fprintf(w, "ledger key written to %s (mode 0600), public key %s\n", o.Out, rcp)
+	fmt.Fprintf(w, "set responder.ledger_key_file: %s, and back it up: without it the ledger's kept credentials cannot be restored\n", o.Out)
 	return nil
 }
