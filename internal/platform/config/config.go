@@ -101,7 +101,7 @@ type ClickHouse struct {
 	Username      string        `mapstructure:"username" doc:"User name."`
 	Password      string        `mapstructure:"password" secret:"true" doc:"Password; prefer clickhouse.password_file or AGENTWATCH_CLICKHOUSE_PASSWORD to writing it in the file."`
 	DialTimeout   time.Duration `mapstructure:"dial_timeout" doc:"Timeout of one connection attempt; positive."`
-	RetentionDays int           `mapstructure:"retention_days" doc:"Days of events kept: ingest retention drops older day partitions. At least 1."`
+	RetentionDays int           `mapstructure:"retention_days" doc:"Days of events kept: ingest drops older day partitions every ingest.retention_interval, and ingest retention does by hand. At least 1."`
 }
 
 // Ingest configures parsing and batching.
@@ -112,7 +112,10 @@ type Ingest struct {
 	RetryInitial  time.Duration `mapstructure:"retry_initial" doc:"First backoff of a retried write; positive."`
 	RetryMax      time.Duration `mapstructure:"retry_max" doc:"Longest backoff of a retried write; at least ingest.retry_initial."`
 	ShutdownGrace time.Duration `mapstructure:"shutdown_grace" doc:"Time to flush the open batch on SIGTERM; positive."`
-	Format        string        `mapstructure:"format" doc:"Input format of the raw topics: auto (detected per line) or one of canonical, kong, aws_apigw, envoy, nginx_json, nginx_combined (docs/formats.md)."`
+	// RetentionInterval schedules inside ingest what `ingest retention`
+	// does by hand; a lease in ClickHouse lets one replica at a time run it.
+	RetentionInterval time.Duration `mapstructure:"retention_interval" doc:"How often ingest drops the event day partitions older than clickhouse.retention_days, as ingest retention does; one replica at a time (a lease in ClickHouse), at start and then every interval. 0 turns it off; else at least 1s."`
+	Format            string        `mapstructure:"format" doc:"Input format of the raw topics: auto (detected per line) or one of canonical, kong, aws_apigw, envoy, nginx_json, nginx_combined (docs/formats.md)."`
 	// TopicFormats, Mappings, Identity and Routes are structured: file only.
 	TopicFormats map[string]string            `mapstructure:"topic_formats" doc:"Input format per raw topic, overriding ingest.format: {topic: format}."`
 	Mappings     map[string]map[string]string `mapstructure:"mappings" doc:"JSON field paths per format, overriding the built-in ones: {format: {field: path}} (docs/formats.md)."`
@@ -228,6 +231,7 @@ func defaults() map[string]any {
 		"ingest.retry_initial":           "100ms",
 		"ingest.retry_max":               "10s",
 		"ingest.shutdown_grace":          "30s",
+		"ingest.retention_interval":      "1h",
 		"ingest.format":                  "auto",
 		"ingest.topic_formats":           map[string]string{},
 		"ingest.mappings":                map[string]map[string]string{},
@@ -621,6 +625,9 @@ func (c Config) validate(ps *problems) {
 		if d <= 0 {
 			bad(key, "must be a positive duration like 500ms or 10s, got %s", d)
 		}
+	}
+	if in.RetentionInterval < 0 || (in.RetentionInterval > 0 && in.RetentionInterval < time.Second) {
+		bad("ingest.retention_interval", "must be 0 (off) or at least 1s, got %s", in.RetentionInterval)
 	}
 	if in.RetryMax < in.RetryInitial {
 		bad("ingest.retry_max", "must not be below ingest.retry_initial")
