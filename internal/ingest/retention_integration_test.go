@@ -91,23 +91,19 @@ func TestIntegrationRetentionSchedulersRace(t *testing.T) {
 		}
 		all = append(all, o.dropped...)
 	}
-	if oks == 0 {
-		t.Fatalf("neither replica ran retention: %+v", res)
+	if oks != 1 {
+		t.Fatalf("%d replicas held the lease in the race; want exactly 1: %+v", oks, res)
 	}
 	slices.Sort(all)
 	all = slices.Compact(all)
 	if !slices.Equal(all, old) {
 		t.Fatalf("dropped %v; want %v", all, old)
 	}
-	// Claims within one second may both win (documented); either way the
-	// partitions are gone once and the survivors are the new days.
 	left := partitions(t, a)
 	if !slices.Equal(left, kept) {
 		t.Fatalf("partitions left %v; want %v", left, kept)
 	}
-	t.Logf("race: %s and %s (%d of 2 held the lease)", res[0].result, res[1].result, oks)
-
-	// The next round: the lease is settled, so exactly one works.
+	// The next round: the holder renews, the other stands by.
 	oks = 0
 	for _, r := range []*ingest.Retention{ra, rb} {
 		result, dropped, err := r.RunOnce(ctx)

@@ -7,13 +7,24 @@ import (
 	"time"
 )
 
+// leaseSettle is how many seconds of the server's clock a claim waits
+// before it reads back who holds the lease: every claim stamped with the
+// same or an earlier second has committed by then, so every claimant
+// reads the same set of competing claims and agrees on the holder. It
+// assumes an INSERT commits within this many seconds of evaluating now(),
+// which a healthy server does in milliseconds.
+const leaseSettle = 2
+
 // TakeLease claims the lease name for owner for ttl (whole seconds, at
 // least one) and reports whether owner holds it: a live lease of another
 // owner means no; a live lease of owner's is renewed. It is the leases
-// table's protocol (migration 0004): append a claim, read back the
-// earliest live claim. Two owners that claim within the same second may
-// both be told yes, so the work done under a lease must be idempotent.
-// Safe for concurrent use.
+// table's protocol (migration 0004): append a claim stamped with the
+// server's clock, wait until that clock has moved leaseSettle seconds past
+// it, then read back the earliest live claim (ties: the smallest owner).
+// Claimants racing therefore agree on one holder, unless an INSERT took
+// longer than the settle time to commit; the work done under a lease is
+// idempotent all the same. A claim costs about leaseSettle seconds. Safe
+// for concurrent use.
 func (s *Store) TakeLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error) {
 	if name == "" || owner == "" {
 		return false, errors.New("take lease: name and owner must be set")
@@ -34,10 +45,39 @@ func (s *Store) TakeLease(ctx context.Context, name, owner string, ttl time.Dura
 		name, owner, secs); err != nil {
 		return false, fmt.Errorf("claim lease %s in %s: %w", name, s.db, err)
 	}
+	var taken int64
+	if err := s.conn.QueryRow(ctx, "SELECT max(taken_s) FROM leases WHERE name = ? AND owner = ?", name, owner).Scan(&taken); err != nil {
+		return false, fmt.Errorf("read back the claim of lease %s in %s: %w", name, s.db, err)
+	}
+	if err := s.waitServerClock(ctx, taken+leaseSettle); err != nil {
+		return false, fmt.Errorf("claim lease %s in %s: %w", name, s.db, err)
+	}
 	if holder, err = s.leaseHolder(ctx, name); err != nil {
 		return false, err
 	}
 	return holder == owner, nil
+}
+
+// waitServerClock waits until the server's now() reaches unix seconds.
+func (s *Store) waitServerClock(ctx context.Context, unix int64) error {
+	for {
+		var now int64
+		if err := s.conn.QueryRow(ctx, "SELECT toInt64(toUnixTimestamp(now()))").Scan(&now); err != nil {
+			return fmt.Errorf("read the server's clock: %w", err)
+		}
+		if now >= unix {
+			return nil
+		}
+		wait := time.Duration(unix-now) * time.Second
+		if wait > time.Second {
+			wait = time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait / 4):
+		}
+	}
 }
 
 // leaseHolder returns the owner of the earliest live claim of name, or "".

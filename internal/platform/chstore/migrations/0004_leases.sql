@@ -4,10 +4,11 @@
 -- who holds it: among the rows of a name whose expires_s is still in the
 -- future, the one taken first (ties: the smallest owner) holds it.
 -- taken_s and expires_s are the server's clock (now()), in Unix seconds,
--- so the replicas' clocks do not matter. Claims that land within the same
--- second may each believe they won; the jobs run under a lease are
--- idempotent, so that is harmless. One row per claim: a few per hour, so
--- the table is not partitioned.
+-- so the replicas' clocks do not matter. A claimant reads back only once
+-- the server's clock is two seconds past its claim (chstore.TakeLease), so
+-- racing claimants see the same claims and agree on the holder; the jobs
+-- run under a lease are idempotent all the same. One row per claim: a few
+-- per hour, so the table is not partitioned.
 CREATE TABLE IF NOT EXISTS leases
 (
     `name`      String,
