@@ -56,7 +56,7 @@ type secret struct {
 // recorder is a reverse proxy in front of a test server that keeps the
 // request headers, so the test can tell that a secret was used.
 type recorder struct {
-	srv *httptest.Server
+	srv    *httptest.Server
 	mu     sync.Mutex
 	hdr    []http.Header
 	bodies []string
