@@ -41,7 +41,7 @@ Slack's interactivity endpoint and the HTTP API. Run without a command, it runs
 the consumer; the other commands are for operators (docs/responder.md).`)
 	cli.ServiceCommand(root, runResponder)
 	root.AddCommand(runPlaybookCommand(), restoreCommand(), auditCommand(), verifyCommand(),
-		incidentsCommand(), silenceCommand(), outboxCommand(), falsePositiveCommand(), keygenCommand(), ledgerKeygenCommand())
+		incidentsCommand(), silenceCommand(), outboxCommand(), falsePositiveCommand(), keygenCommand(), ledgerKeygenCommand(), ledgerResealCommand())
 	return root
 }
 
@@ -250,6 +250,22 @@ is never overwritten.`,
 	}
 	cmd.Flags().StringVar(&o.Out, "out", "", "the key's file")
 	return cmd
+}
+
+func ledgerResealCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "ledger-reseal",
+		Short: "Encrypt the Kong keys a revocation ledger from before encryption holds in plain text",
+		Long: `ledger-reseal rewrites responder.state_dir's revocation ledger with every Kong key
+that lines written before encryption hold in plain text encrypted with
+responder.ledger_key; the other lines stay as they are. Stop the responder (and
+any responder restore) first: it refuses while a responder holds the state
+directory. The file is replaced atomically.`,
+		Args: cli.NoArgs,
+		RunE: operatorRunE(nil, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
+			return asUsage(respctl.LedgerReseal(cfg, cmd.OutOrStdout()))
+		}),
+	}
 }
 
 func incidentsCommand() *cobra.Command {

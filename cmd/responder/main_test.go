@@ -37,6 +37,8 @@ func TestCommandLine(t *testing.T) {
 		{Args: []string{"ledger-keygen", "--out=" + ledgerKey}, Code: 1, Err: "never overwritten"},
 		{Args: []string{"incidents", state, "--responder.ledger_key_file=" + ledgerKey}, Code: 0, Out: "INCIDENT"},
 		{Args: []string{"incidents", state, "--responder.ledger_key_file=" + key + ".pub"}, Code: 2, Err: "responder.ledger_key: is not an age X25519 identity"},
+		{Args: []string{"ledger-reseal", state}, Code: 2, Err: "responder.ledger_key"},
+		{Args: []string{"ledger-reseal", state, "--responder.ledger_key_file=" + ledgerKey}, Code: 0, Out: "nothing to reseal"},
 		{Args: []string{"verify", "--help"}, Code: 0, Out: "--public-key"},
 		{Args: []string{"verify", state, "--public-key=" + key + ".pub"}, Code: 0, Out: "checkpoints: none yet"},
 	})

@@ -6,9 +6,13 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
+	"github.com/agentwatch/agentwatch/internal/responder/outbox"
+	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"github.com/agentwatch/agentwatch/internal/responder/revoke"
 )
 
@@ -65,5 +69,39 @@ func LedgerKeygen(o KeygenOptions, w io.Writer) (err error) {
 	}
 	fmt.Fprintf(w, "ledger key written to %s (mode 0600), public key %s\n", o.Out, rcp)
 	fmt.Fprintf(w, "set responder.ledger_key_file: %s, and back it up: without it the ledger's kept credentials cannot be restored\n", o.Out)
+	return nil
+}
+
+// LedgerReseal encrypts, with responder.ledger_key, the Kong keys that a
+// revocation ledger written before encryption holds in plain text. The
+// responder must be stopped: LedgerReseal holds its outbox to be sure, and
+// refuses while a responder holds it.
+func LedgerReseal(cfg config.Config, w io.Writer) error {
+	rc := cfg.Responder
+	if rc.LedgerKey == "" {
+		return &UsageError{Err: errors.New("responder.ledger_key (or responder.ledger_key_file) must be set: it is the key the ledger is resealed with")}
+	}
+	key, err := revoke.ParseLedgerKey(rc.LedgerKey)
+	if err != nil {
+		return &UsageError{Err: fmt.Errorf("responder.ledger_key: %w", err)}
+	}
+	ob, err := outbox.OpenFile(filepath.Join(rc.StateDir, respond.OutboxFile), outbox.FileOptions{})
+	if errors.Is(err, outbox.ErrInUse) {
+		return fmt.Errorf("a responder is running on %s: stop it (and any responder restore) before resealing its ledger", rc.StateDir)
+	}
+	if err != nil {
+		return err
+	}
+	defer ob.Close()
+	path := filepath.Join(rc.StateDir, respond.LedgerFile)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(w, "%s: no ledger, nothing to reseal\n", path)
+		return nil
+	}
+	n, err := revoke.ResealFileLedger(path, key)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%s: %d records with a plain-text key encrypted\n", path, n)
 	return nil
 }

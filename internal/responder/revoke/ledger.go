@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -310,6 +311,57 @@ func (l *FileLedger) Sealed(ctx context.Context) (encrypted, undecryptable, plai
 		}
 	}
 	return encrypted, undecryptable, plain, nil
+}
+
+// ResealFileLedger rewrites the ledger file at path with the restore
+// material that lines written before encryption hold in plain text now
+// encrypted to key, and returns how many lines it changed. The other lines
+// stay as they are, in order. Nothing else may use the file meanwhile (it
+// holds the file's lock, and a process following the file would misread
+// the replaced one): stop the responder and any responder restore first.
+// The file is replaced atomically.
+func ResealFileLedger(path string, key *age.X25519Identity) (resealed int, err error) {
+	if key == nil {
+		return 0, errors.New("reseal ledger: no key")
+	}
+	if _, err := os.Stat(path); err != nil {
+		return 0, fmt.Errorf("reseal ledger: %w", err)
+	}
+	l := &FileLedger{key: key}
+	var lines [][]byte
+	j, err := journal.Open(path, journal.Options{Name: "revocation ledger"}, func(line []byte) error {
+		var d diskRecord
+		if err := json.Unmarshal(line, &d); err != nil {
+			return err
+		}
+		if d.Saved != nil && !bytes.Equal(d.Saved, changeMarker) {
+			sealed, err := l.seal(d.Record)
+			if err != nil {
+				return err
+			}
+			if line, err = json.Marshal(sealed); err != nil {
+				return fmt.Errorf("encode ledger record: %w", err)
+			}
+			resealed++
+		}
+		lines = append(lines, bytes.Clone(line))
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reseal ledger: %w", err)
+	}
+	defer func() {
+		if cerr := j.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("reseal ledger: %w", cerr)
+		}
+	}()
+	if resealed == 0 {
+		return 0, nil
+	}
+	if err := j.Compact(lines); err != nil {
+		return 0, fmt.Errorf("reseal ledger: %w", err)
+	}
+	return resealed, nil
 }
 
 // Put implements Ledger. A damaged ledger refuses the record before

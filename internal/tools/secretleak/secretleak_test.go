@@ -3,6 +3,7 @@ package secretleak
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -311,6 +312,16 @@ func runPlan(t *testing.T, secrets []secret, plan []channel) {
 		t.Fatal(err)
 	}
 	out.Write(ledger)
+	// A kept key would sit base64-encoded in a saved field: decode them.
+	for _, line := range bytes.Split(bytes.TrimSpace(ledger), []byte("\n")) {
+		var d struct {
+			Saved []byte `json:"saved"`
+		}
+		if err := json.Unmarshal(line, &d); err != nil {
+			t.Fatalf("ledger line %q: %v", line, err)
+		}
+		out.Write(d.Saved)
+	}
 
 	// Ingest and the detector, up to where they reach ClickHouse (nothing
 	// listens on its address): their errors and logs.
