@@ -41,7 +41,7 @@ type Responder struct {
 	Kong                  Kong          `mapstructure:"kong"`
 	Denylist              Denylist      `mapstructure:"denylist"`
 	// Webhooks' headers typically carry credentials, hence secret.
-	Webhooks          map[string]WebhookTarget `mapstructure:"webhooks" doc:"Named HTTP request templates of webhook steps and of the webhook revocation adapter (targets revoke and revoke_restore); see internal/responder/revoke's WebhookRequest."`
+	Webhooks          map[string]WebhookTarget `mapstructure:"webhooks" doc:"Named HTTP request templates of webhook steps and of the webhook revocation adapter (targets revoke and revoke_restore); see internal/responder/revoke's WebhookRequest. header_file maps a header to a file holding its value (a credential), read at start."`
 	SnapshotMaxEvents int                      `mapstructure:"snapshot_max_events" doc:"Most events in one evidence bundle; positive."`
 	// LedgerKey encrypts what the revocation ledger keeps for restore (a
 	// Kong credential's key) with age; without it that is not kept.
@@ -99,9 +99,12 @@ type Denylist struct {
 // WebhookTarget is one templated HTTP request (see internal/responder/revoke's
 // WebhookRequest for the template fields).
 type WebhookTarget struct {
-	Method        string            `mapstructure:"method"`
-	URL           string            `mapstructure:"url"`
-	Header        map[string]string `mapstructure:"header" secret:"true"`
+	Method string            `mapstructure:"method"`
+	URL    string            `mapstructure:"url"`
+	Header map[string]string `mapstructure:"header" secret:"true"`
+	// HeaderFile maps header names to files holding their values (a
+	// mounted secret), used as they are, not as templates.
+	HeaderFile    map[string]string `mapstructure:"header_file"`
 	Body          string            `mapstructure:"body"`
 	BodyFormat    string            `mapstructure:"body_format"`
 	AlreadyStatus []int             `mapstructure:"already_status"`

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -432,9 +433,16 @@ func buildGateways(cfg config.Config, set playbooks.Set, ledger *revoke.FileLedg
 	}
 	webhooks := map[string]revoke.Gateway{}
 	for name, w := range rc.Webhooks {
-		wo := revoke.WebhookOptions{Name: "webhook:" + name, Egress: egress, Metrics: rm, Log: log, Revoke: webhookRequest(w)}
+		req, err := webhookRequest(w)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("responder.webhooks.%s: %w", name, err)
+		}
+		wo := revoke.WebhookOptions{Name: "webhook:" + name, Egress: egress, Metrics: rm, Log: log, Revoke: req}
 		if r, ok := rc.Webhooks[name+"_restore"]; ok {
-			req := webhookRequest(r)
+			req, err := webhookRequest(r)
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("responder.webhooks.%s_restore: %w", name, err)
+			}
 			wo.Restore = &req
 		}
 		wh, err := revoke.NewWebhook(wo)
@@ -476,8 +484,37 @@ func buildGateways(cfg config.Config, set playbooks.Set, ledger *revoke.FileLedg
 	return guards, webhooks, throttlers, nil
 }
 
-func webhookRequest(w config.WebhookTarget) revoke.WebhookRequest {
-	return revoke.WebhookRequest{Method: w.Method, URL: w.URL, Header: w.Header, Body: w.Body, BodyFormat: w.BodyFormat, AlreadyStatus: w.AlreadyStatus}
+// webhookRequest turns a configured target into the adapter's request,
+// with the headers of header_file read from their files. A file's value
+// goes in as a quoted template constant, so it renders as it is and never
+// parses as a template (whose errors would quote it). Errors name the
+// header and the path, never the value.
+func webhookRequest(w config.WebhookTarget) (revoke.WebhookRequest, error) {
+	r := revoke.WebhookRequest{Method: w.Method, URL: w.URL, Header: w.Header, Body: w.Body, BodyFormat: w.BodyFormat, AlreadyStatus: w.AlreadyStatus}
+	if len(w.HeaderFile) == 0 {
+		return r, nil
+	}
+	r.Header = make(map[string]string, len(w.Header)+len(w.HeaderFile))
+	for k, v := range w.Header {
+		r.Header[k] = v
+	}
+	for name, path := range w.HeaderFile {
+		for k := range w.Header {
+			if strings.EqualFold(k, name) {
+				return r, fmt.Errorf("header %s is in both header and header_file; keep one", name)
+			}
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return r, fmt.Errorf("header_file %s: %w", name, err)
+		}
+		v := strings.TrimRight(string(b), "\r\n")
+		if v == "" {
+			return r, fmt.Errorf("header_file %s: %s is empty", name, path)
+		}
+		r.Header[name] = "{{" + strconv.Quote(v) + "}}"
+	}
+	return r, nil
 }
 
 // seenDeduper keeps Slack click keys in the handled set, so a replay is

@@ -159,6 +159,21 @@ func runPlan(t *testing.T, secrets []secret, plan []channel) {
 	t.Cleanup(kong.Close)
 	kong.Add("agent-1", "cred-1", kongKey)
 	slackRec, kongRec := newRecorder(t, slack.URL()), newRecorder(t, kong.URL())
+	hook := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(hook.Close)
+	hookRec := newRecorder(t, hook.URL)
+	hookFile := filepath.Join(dir, "webhook-auth")
+	if err := os.WriteFile(hookFile, []byte(webhookAuth+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Half the plans give the webhook's credential in the file, half from
+	// a file of its own.
+	revokeHook := map[string]any{"url": hookRec.srv.URL + "/revoke/{{.CredentialID}}"}
+	if plan[0] == inFile || plan[0] == inFileFile {
+		revokeHook["header"] = map[string]string{"Authorization": webhookAuth}
+	} else {
+		revokeHook["header_file"] = map[string]string{"Authorization": hookFile}
+	}
 
 	apiFile := filepath.Join(dir, "api-token")
 	if err := os.WriteFile(apiFile, []byte(apiSecret+"\n"), 0o600); err != nil {
@@ -171,10 +186,10 @@ func runPlan(t *testing.T, secrets []secret, plan []channel) {
 		"responder": map[string]any{
 			"state_dir":    filepath.Join(dir, "state"),
 			"api_addr":     "",
-			"egress_allow": []string{kongRec.host(), slackRec.host()},
+			"egress_allow": []string{kongRec.host(), slackRec.host(), hookRec.host()},
 			"group_wait":   "0s",
 			"tokens":       []map[string]any{{"name": "soc", "secret_file": apiFile, "can_read_audit": true}},
-			"webhooks":     map[string]any{"notify": map[string]any{"url": "http://" + kongRec.host() + "/hook", "header": map[string]string{"Authorization": webhookAuth}}},
+			"webhooks":     map[string]any{"revoke": revokeHook},
 			"slack":        map[string]any{"api_url": slackRec.srv.URL + "/"},
 			"kong":         map[string]any{"admin_url": kongRec.srv.URL},
 		},
@@ -307,6 +322,9 @@ func runPlan(t *testing.T, secrets []secret, plan []channel) {
 	if res, err := guards["kong"].Restore(ctx, tg); err != nil || res.Status != revoke.StatusRestored {
 		t.Fatalf("restore: %+v, %v", res, err)
 	}
+	if _, err := guards["webhook"].Revoke(ctx, tg); err != nil {
+		t.Fatalf("webhook revoke: %v", err)
+	}
 	ledger, err := os.ReadFile(filepath.Join(cfg.Responder.StateDir, "revocations.jsonl"))
 	if err != nil {
 		t.Fatal(err)
@@ -350,6 +368,9 @@ func runPlan(t *testing.T, secrets []secret, plan []channel) {
 	}
 	if !kongRec.saw("Kong-Admin-Token", secrets[3].value) {
 		t.Error("the Kong admin token never reached Kong")
+	}
+	if !hookRec.saw("Authorization", webhookAuth) {
+		t.Error("the webhook's credential never reached the webhook")
 	}
 	if !kong.Has("cred-1") {
 		t.Error("the restore did not bring the credential back")
