@@ -92,6 +92,7 @@ type Kafka struct {
 	// ingest.max_line_bytes must fit, or the shipper cannot deliver them to
 	// be dead-lettered.
 	MaxMessageBytes int `mapstructure:"max_message_bytes" doc:"max.message.bytes of the raw and dead-letter topics, in bytes; at least ingest.max_line_bytes plus 64 KiB, so that over-long lines still reach ingest and are dead-lettered."`
+	TLS             TLS `mapstructure:"tls"`
 }
 
 // ClickHouse configures the event store of the distributed mode.
@@ -102,6 +103,7 @@ type ClickHouse struct {
 	Password      string        `mapstructure:"password" secret:"true" doc:"Password; prefer clickhouse.password_file or AGENTWATCH_CLICKHOUSE_PASSWORD to writing it in the file."`
 	DialTimeout   time.Duration `mapstructure:"dial_timeout" doc:"Timeout of one connection attempt; positive."`
 	RetentionDays int           `mapstructure:"retention_days" doc:"Days of events kept: ingest drops older day partitions every ingest.retention_interval, and ingest retention does by hand. At least 1."`
+	TLS           TLS           `mapstructure:"tls"`
 }
 
 // Ingest configures parsing and batching.
@@ -271,8 +273,10 @@ func defaults() map[string]any {
 		"detector.fleet_gauge":           true,
 		"embedded.data_dir":              ".data/embedded",
 	}
-	for k, v := range responderDefaults() {
-		d[k] = v
+	for _, m := range []map[string]any{tlsDefaults("kafka.tls"), tlsDefaults("clickhouse.tls"), responderDefaults()} {
+		for k, v := range m {
+			d[k] = v
+		}
 	}
 	return d
 }
@@ -608,6 +612,8 @@ func (c Config) validate(ps *problems) {
 	if c.ClickHouse.DialTimeout <= 0 {
 		bad("clickhouse.dial_timeout", "must be positive")
 	}
+	c.Kafka.TLS.validate(ps, "kafka.tls")
+	c.ClickHouse.TLS.validate(ps, "clickhouse.tls")
 	if c.ClickHouse.RetentionDays < 1 {
 		bad("clickhouse.retention_days", "must be at least 1, got %d", c.ClickHouse.RetentionDays)
 	}

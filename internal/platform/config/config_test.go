@@ -151,6 +151,11 @@ func TestErrorMessages(t *testing.T) {
 			"detector.alert_score: must be at most 12, the medium-severity score, got 20"},
 		{"alert score out of range once", "", []string{"AGENTWATCH_DETECTOR_ALERT_SCORE=-1"},
 			"detector.alert_score: must be in (0, 300], got -1"},
+		{"tls mistakes", "kafka:\n  tls: {enabled: true, ca_file: /nonexistent/ca.crt, cert_file: /x.crt, min_version: \"1.0\"}\n", nil,
+			"kafka.tls.ca_file: cannot read \"/nonexistent/ca.crt\": stat /nonexistent/ca.crt: no such file or directory\n" +
+				"kafka.tls.cert_file: cannot read \"/x.crt\": stat /x.crt: no such file or directory\n" +
+				"kafka.tls.cert_file: cert_file and key_file go together: set both or neither\n" +
+				`kafka.tls.min_version: must be 1.2 or 1.3, got "1.0"`},
 		{"unknown key", "ingest:\n  batchsize: 3\n", nil,
 			"ingest.batchsize: unknown key; did you mean ingest.batch_size?"},
 		{"key in the wrong section", "ingest:\n  window: 1m\n", nil,
