@@ -358,7 +358,9 @@ func openLedger(rc config.Responder, log *slog.Logger) (*revoke.FileLedger, erro
 			return nil, fmt.Errorf("responder.ledger_key: %w", err)
 		}
 		o.Key = key
-	} else {
+	} else if rc.Kong.AdminURL != "" {
+		// Only the kong adapter keeps a secret to restore; the others
+		// keep a marker, which the ledger stores either way.
 		log.Warn("responder.ledger_key is not set: the revocation ledger will not keep revoked Kong keys, so restoring one needs a new key issued by hand; set responder.ledger_key_file to a key from responder ledger-keygen to keep them encrypted")
 	}
 	l, err := revoke.OpenFileLedgerWith(filepath.Join(rc.StateDir, LedgerFile), o)

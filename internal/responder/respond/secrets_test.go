@@ -1,6 +1,8 @@
 package respond
 
 import (
+	"bytes"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -9,6 +11,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"filippo.io/age"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/responder/revoke"
@@ -69,5 +74,41 @@ func TestWebhookHeaderFromFile(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "not-a-template") {
 			t.Errorf("%s: %v; want it to say %q", name, err, tc.want)
 		}
+	}
+}
+
+// Without a ledger key, a responder that can revoke through Kong says at
+// start that it keeps no Kong key; with one, or without Kong, it does not.
+func TestLedgerKeyWarning(t *testing.T) {
+	key, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, kong, key string
+		warn            bool
+	}{
+		{"kong without key", "http://127.0.0.1:1", "", true},
+		{"kong with key", "http://127.0.0.1:1", key.String(), false},
+		{"no kong", "", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := config.LoadEnv("", nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Responder.StateDir = t.TempDir()
+			cfg.Responder.Kong.AdminURL = tc.kong
+			cfg.Responder.LedgerKey = tc.key
+			var logs bytes.Buffer
+			svc, err := Build(cfg, Deps{Getenv: func(string) string { return "" }}, slog.New(slog.NewTextHandler(&logs, nil)), prometheus.NewRegistry())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer svc.Close()
+			if got := strings.Contains(logs.String(), "responder.ledger_key is not set"); got != tc.warn {
+				t.Fatalf("warning %v, want %v:\n%s", got, tc.warn, logs.String())
+			}
+		})
 	}
 }
