@@ -110,6 +110,9 @@ func (r *Retention) defaults() {
 // until ctx ends. It returns nil; failures are the runs' business.
 func (r *Retention) Run(ctx context.Context) error {
 	r.defaults()
+	if r.Interval <= 0 {
+		return fmt.Errorf("retention: interval %s is not positive", r.Interval)
+	}
 	t := time.NewTicker(r.Interval)
 	defer t.Stop()
 	for {
