@@ -76,3 +76,20 @@ func TestRetentionRunOnce(t *testing.T) {
 		})
 	}
 }
+
+// Run drops at start, before the first tick, and returns nil when ctx ends.
+func TestRetentionRunsAtStart(t *testing.T) {
+	st := &fakeRetentionStore{held: true}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	r := &Retention{Store: st, Days: 1, Interval: time.Hour}
+	if err := r.Run(ctx); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if st.drops != 1 {
+		t.Fatalf("%d runs at start; want 1", st.drops)
+	}
+	if err := (&Retention{Store: st, Days: 1}).Run(t.Context()); err == nil {
+		t.Fatal("Run without an interval")
+	}
+}
