@@ -92,7 +92,7 @@ func runIngest(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		"events_topic", cfg.Kafka.EventsTopic, "dead_letter_topic", cfg.Kafka.DeadLetterTopic,
 		"clickhouse", cfg.ClickHouse.Addr, "batch_size", cfg.Ingest.BatchSize, "batch_wait", cfg.Ingest.BatchWait,
 		"retention_interval", cfg.Ingest.RetentionInterval, "retention_days", cfg.ClickHouse.RetentionDays)
-	stages := []pipeline.Stage{svc.Ingester, &obs.Server{Addr: cfg.HTTP.Addr, Registry: reg, Readiness: ready, Log: log}}
+	stages := []pipeline.Stage{svc.Ingester, &obs.Server{Addr: cfg.HTTP.Addr, WebConfigFile: cfg.HTTP.WebConfigFile, Registry: reg, Readiness: ready, Log: log}}
 	if svc.Retention != nil {
 		stages = append(stages, svc.Retention)
 	}

@@ -36,5 +36,7 @@ func TestCommandLine(t *testing.T) {
 		{Args: []string{"config", "show", "--ingest.retention_interval=-1s"}, Code: 2, Err: "ingest.retention_interval: must be 0 (off) or at least 1s"},
 		{Args: []string{"config", "show", "--detector.window=banana", "--ingest.batch_size=-5"}, Code: 2, Err: "ingest.batch_size: must be in [1, 1000000], got -5"},
 		{Args: []string{"config", "show", "--detector.window=banana"}, Code: 2, Err: `detector.window: "banana" is not a duration`},
+		{Args: []string{"config", "show", "--http.addr=0.0.0.0:9464"}, Code: 2, Err: "set http.web_config_file to a web configuration with TLS and/or basic auth, or set http.insecure_listen_ack: true"},
+		{Args: []string{"config", "show", "--http.addr=0.0.0.0:9464", "--http.insecure_listen_ack=true"}, Code: 0, Out: "insecure_listen_ack: true"},
 	})
 }
