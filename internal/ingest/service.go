@@ -19,6 +19,9 @@ import (
 type Service struct {
 	Ingester *Ingester
 	Store    *chstore.Store
+	// Retention drops old event partitions on a schedule; nil when
+	// ingest.retention_interval is 0.
+	Retention *Retention
 
 	reader *kafka.Reader
 	events *kafka.Writer
@@ -87,6 +90,10 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 	}, log, NewMetrics(reg))
 	if err != nil {
 		return fail(err)
+	}
+	if cfg.Ingest.RetentionInterval > 0 {
+		s.Retention = &Retention{Store: st, Days: cfg.ClickHouse.RetentionDays, Interval: cfg.Ingest.RetentionInterval,
+			Log: log.With("component", "retention"), Metrics: NewRetentionMetrics(reg)}
 	}
 	return s, nil
 }
