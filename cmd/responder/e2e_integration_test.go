@@ -78,7 +78,7 @@ func newE2E(t *testing.T, ctx context.Context, withPipeline bool) *e2e {
 	raw, events, dlq := "it-e2e-"+suffix+".raw", "it-e2e-"+suffix+".events", "it-e2e-"+suffix+".dlq"
 	e.anomalies = "it-e2e-" + suffix + ".anomalies"
 	db := "it_e2e_" + suffix
-	if err := kafka.EnsureTopics(ctx, brokers,
+	if err := kafka.EnsureTopics(ctx, brokers, kafka.Security{},
 		kafka.TopicSpec{Name: raw, Partitions: 2, ReplicationFactor: 1}, kafka.TopicSpec{Name: events, Partitions: 2, ReplicationFactor: 1},
 		kafka.TopicSpec{Name: dlq, Partitions: 1, ReplicationFactor: 1}, kafka.TopicSpec{Name: e.anomalies, Partitions: 2, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)

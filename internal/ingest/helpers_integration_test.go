@@ -160,7 +160,7 @@ func newSetup(t *testing.T, ctx context.Context, what string, partitions, rawTop
 		names = append(names, ts.Name)
 	}
 	dropTopicsAfter(t, s.brokers, names...)
-	if err := kafka.EnsureTopics(ctx, s.brokers, topics...); err != nil {
+	if err := kafka.EnsureTopics(ctx, s.brokers, kafka.Security{}, topics...); err != nil {
 		t.Fatalf("EnsureTopics: %v", err)
 	}
 	s.rawDB = openClickHouse(t, s.chAddr, "default")

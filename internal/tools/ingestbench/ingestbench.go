@@ -157,7 +157,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 	insertDB := "bench_insert_" + suffix
 
 	topics := ingest.Topics(cfg)
-	if err := benchkit.EnsureTopics(ctx, o.Brokers, topics...); err != nil {
+	if err := benchkit.EnsureTopics(ctx, o.Brokers, kafka.Security{}, topics...); err != nil {
 		return rep, fmt.Errorf("ingestbench: %w", err)
 	}
 	if !o.Keep {

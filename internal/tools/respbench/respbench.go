@@ -261,7 +261,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 		return Report{}, err
 	}
 	topic := cfg.Kafka.AnomaliesTopic
-	if err := benchkit.EnsureTopics(ctx, o.Brokers, kafka.TopicSpec{Name: topic, Partitions: o.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor}); err != nil {
+	if err := benchkit.EnsureTopics(ctx, o.Brokers, kafka.Security{}, kafka.TopicSpec{Name: topic, Partitions: o.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor}); err != nil {
 		return Report{}, fmt.Errorf("respbench: %w", err)
 	}
 	if !o.Keep {
