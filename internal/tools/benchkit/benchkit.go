@@ -85,7 +85,7 @@ type Scratch struct {
 	Brokers, ClickHouse []string
 	// Security is how Brokers are reached (default plaintext).
 	Security kafka.Security
-	Topics              []string
+	Topics   []string
 	// Databases are dropped by name; the names must be the benchmark's
 	// own (bench_<what>_<digits>), as they are quoted, not escaped.
 	Databases []string
