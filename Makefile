@@ -80,8 +80,12 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./pkg/... ./internal/tools/sim/ | tee bench.txt
 
+## bench-e2e: ingest end to end, then again over the SASL_SSL listener
+## (TLS + SCRAM-SHA-512) in the same run, with the ratio of the two.
 bench-e2e: up
-	$(GO) run ./cmd/agentwatch bench ingest
+	$(GO) run ./cmd/agentwatch bench ingest --secure-brokers $(TEST_KAFKA_SASL_BROKERS) \
+		--secure-ca-file $(TEST_KAFKA_CA) --secure-sasl-mechanism scram-sha-512 \
+		--secure-sasl-username $(TEST_KAFKA_SASL_USERNAME) --secure-sasl-password-file .data/kafka/sasl-password
 
 ## bench-detector: the detector's hot path, memory per agent, then the
 ## detector service end to end on a real events topic next to consume-only,

@@ -215,8 +215,15 @@ cmd_up() {
 		# setsid + nohup + closed stdin: the broker must outlive this shell,
 		# its session and a CI step that waits on inherited descriptors.
 		# cwd is the data dir so that stray JVM files (hs_err) land there.
+		# Every other inherited descriptor is closed too: a broker that kept,
+		# say, the fd of a `flock` around this script would hold that lock
+		# for as long as it runs.
 		(
 			cd "$DATA"
+			for fd in /proc/$BASHPID/fd/*; do
+				fd=${fd##*/}
+				[ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-" 2>/dev/null
+			done
 			exec setsid nohup "${cmd[@]}" </dev/null >>"$LOG" 2>&1
 		) &
 		pid=$!

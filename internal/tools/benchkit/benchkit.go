@@ -106,11 +106,13 @@ func (s Scratch) remove() error {
 	var errs []error
 	client, tr := s.Security.Client(s.Brokers, 30*time.Second)
 	defer tr.CloseIdleConnections()
-	if _, err := client.DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: s.Topics}); err != nil {
-		if len(s.Topics) == 1 {
-			errs = append(errs, fmt.Errorf("delete topic %s: %w", s.Topics[0], err))
-		} else {
-			errs = append(errs, fmt.Errorf("delete topics %v: %w", s.Topics, err))
+	if len(s.Topics) > 0 {
+		if _, err := client.DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: s.Topics}); err != nil {
+			if len(s.Topics) == 1 {
+				errs = append(errs, fmt.Errorf("delete topic %s: %w", s.Topics[0], err))
+			} else {
+				errs = append(errs, fmt.Errorf("delete topics %v: %w", s.Topics, err))
+			}
 		}
 	}
 	conn, err := clickhouse.Open(&clickhouse.Options{Protocol: clickhouse.Native, Addr: s.ClickHouse})
