@@ -222,7 +222,7 @@ cmd_up() {
 			cd "$DATA"
 			for fd in /proc/$BASHPID/fd/*; do
 				fd=${fd##*/}
-				[ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-" 2>/dev/null
+				[ "$fd" -gt 2 ] 2>/dev/null && { eval "exec $fd>&-" 2>/dev/null || true; }
 			done
 			exec setsid nohup "${cmd[@]}" </dev/null >>"$LOG" 2>&1
 		) &
