@@ -28,7 +28,7 @@ const (
 	e2eSlackToken = "xoxb-e2e-4f8a1c9d7b3e"
 	// e2eAPIToken is the secret of an HTTP API token the secured run
 	// configures, so that its logs can be searched for it.
-	e2eAPIToken = "e2e-api-token-3b9f0c2a7e61d4"
+	e2eAPIToken = "e2e-api-token-3b9f0c2a7e61d4c85a90f1e2d3b4a5968778695a4b3c2d1e"
 )
 
 const e2ePlaybooks = `

@@ -191,7 +191,7 @@ func (r Report) String() string {
 		r.Events, r.DeadLettered, r.Samples, mib(r.HeapInuseMax), mib(r.HeapInuseAvg), mib(r.RSSMax), mib(r.RSSAvg))
 	if r.Secured != "" {
 		ratio := r.SecureRatio()
-		fmt.Fprintf(&b, "\nend to end, mean of %d rounds each: plaintext %.0f records/s, %s %.0f records/s: the secured path reaches %.1f%% of plaintext (costs %.1f%%)\n",
+		fmt.Fprintf(&b, "\nend to end, mean of %d round(s) each: plaintext %.0f records/s, %s %.0f records/s: the secured path reaches %.1f%% of plaintext (costs %.1f%%)\n",
 			len(r.PlainRuns), benchkit.Rate(r.Records, mean(r.PlainRuns)), r.Secured, benchkit.Rate(r.Records, mean(r.SecureRuns)), 100*ratio, 100*(1-ratio))
 	}
 	return b.String()
