@@ -250,6 +250,11 @@ func TestIntegrationEndToEndExfiltrationSASLSSL(t *testing.T) {
 	}
 	lines := 0
 	for i, p := range e.procs {
+		// Every service proved its connection over SASL_SSL at start; that
+		// line in each capture also shows the capture works.
+		if len(p.Lines("kafka reachable", "security.protocol=SASL_SSL", "security.sasl=SCRAM-SHA-512")) == 0 {
+			t.Errorf("process %d (%s) did not log its SASL_SSL check:\n%s", i, filepath.Base(p.Cmd.Path), p.Tail(10))
+		}
 		for _, l := range p.Output() {
 			lines++
 			for what, v := range secrets {
