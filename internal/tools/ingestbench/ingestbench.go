@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,7 +59,7 @@ type Options struct {
 	Secure Listener
 	// Rounds is how many end-to-end runs each listener gets when Secure is
 	// set, in the order plaintext, secured, secured, plaintext, … so that
-	// neither side always runs on a warmer broker; default 2.
+	// neither side always runs on a warmer broker; default 3.
 	Rounds int
 }
 
@@ -92,7 +93,7 @@ func (o *Options) setDefaults() error {
 	benchkit.Defaults(&o.Brokers, &o.ClickHouse, &o.Partitions)
 	benchkit.Default(&o.Records, 1_000_000)
 	benchkit.Default(&o.Seed, 1)
-	benchkit.Default(&o.Rounds, 2)
+	benchkit.Default(&o.Rounds, 3)
 	if o.Records < 0 || o.Partitions < 0 || o.BatchSize < 0 {
 		return fmt.Errorf("ingestbench: records, partitions and batch size must be positive, got %d, %d, %d", o.Records, o.Partitions, o.BatchSize)
 	}
@@ -125,6 +126,33 @@ type Report struct {
 	Secured               string
 	SecureConsume         time.Duration
 	PlainRuns, SecureRuns []time.Duration
+	// PlainCPU and SecureCPU are the CPU time this process (the ingest
+	// service and the sampler, so the Kafka client's TLS and SASL work
+	// included) used in each of those runs: unlike wall time, it barely
+	// moves when other work shares the machine.
+	PlainCPU, SecureCPU []time.Duration
+	// CPU is the CPU time of the first end-to-end run.
+	CPU time.Duration
+}
+
+// median is the middle of ds, or the mean of the two middle values (0
+// when empty). Rounds on a shared machine have outliers; the median
+// ignores one slow round where the mean would not.
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// cpuPerRecord is the mean CPU time of runs per record, in µs.
+func cpuPerRecord(runs []time.Duration, records int) float64 {
+	return float64(mean(runs).Microseconds()) / float64(max(records, 1))
 }
 
 // mean is the average of ds (0 when empty).
@@ -140,12 +168,12 @@ func mean(ds []time.Duration) time.Duration {
 }
 
 // SecureRatio is the secured end-to-end rate over the plaintext one, both
-// the mean of their rounds (0 when Secure was not measured).
+// the median of their rounds (0 when Secure was not measured).
 func (r Report) SecureRatio() float64 {
 	if len(r.SecureRuns) == 0 || len(r.PlainRuns) == 0 {
 		return 0
 	}
-	return mean(r.PlainRuns).Seconds() / mean(r.SecureRuns).Seconds()
+	return median(r.PlainRuns).Seconds() / median(r.SecureRuns).Seconds()
 }
 
 // ConsumeRate, InsertRate and EndToEndRate are records per second.
@@ -180,19 +208,29 @@ func (r Report) String() string {
 	row("end to end incl. consumer-group join", r.EndToEndWithJoin, fmt.Sprintf("%.0f%%", 100*benchkit.Rate(r.Records, r.EndToEndWithJoin)/r.Limit()))
 	if r.Secured != "" {
 		row("Kafka consume only over "+r.Secured, r.SecureConsume, fmt.Sprintf("%.0f%% of plaintext", 100*r.Consume.Seconds()/r.SecureConsume.Seconds()))
+		cpu := func(runs []time.Duration, i int) string {
+			if i >= len(runs) {
+				return ""
+			}
+			return fmt.Sprintf("CPU %.1f µs/record", float64(runs[i].Microseconds())/float64(max(r.Records, 1)))
+		}
 		for i := range r.PlainRuns {
-			row(fmt.Sprintf("end to end, plaintext, round %d", i+1), r.PlainRuns[i], "")
+			row(fmt.Sprintf("end to end, plaintext, round %d", i+1), r.PlainRuns[i], cpu(r.PlainCPU, i))
 		}
 		for i := range r.SecureRuns {
-			row(fmt.Sprintf("end to end over %s, round %d", r.Secured, i+1), r.SecureRuns[i], "")
+			row(fmt.Sprintf("end to end over %s, round %d", r.Secured, i+1), r.SecureRuns[i], cpu(r.SecureCPU, i))
 		}
 	}
 	fmt.Fprintf(&b, "\ningest: %d events, %d dead-lettered; memory at steady state (%d samples): heap in use max %s avg %s, RSS max %s avg %s\n",
 		r.Events, r.DeadLettered, r.Samples, mib(r.HeapInuseMax), mib(r.HeapInuseAvg), mib(r.RSSMax), mib(r.RSSAvg))
 	if r.Secured != "" {
 		ratio := r.SecureRatio()
-		fmt.Fprintf(&b, "\nend to end, mean of %d round(s) each: plaintext %.0f records/s, %s %.0f records/s: the secured path reaches %.1f%% of plaintext (costs %.1f%%)\n",
-			len(r.PlainRuns), benchkit.Rate(r.Records, mean(r.PlainRuns)), r.Secured, benchkit.Rate(r.Records, mean(r.SecureRuns)), 100*ratio, 100*(1-ratio))
+		fmt.Fprintf(&b, "\nend to end, median of %d round(s) each: plaintext %.0f records/s, %s %.0f records/s: the secured path reaches %.1f%% of plaintext (costs %.1f%%)\n",
+			len(r.PlainRuns), benchkit.Rate(r.Records, median(r.PlainRuns)), r.Secured, benchkit.Rate(r.Records, median(r.SecureRuns)), 100*ratio, 100*(1-ratio))
+		if len(r.PlainCPU) > 0 && len(r.SecureCPU) > 0 {
+			p, q := cpuPerRecord(r.PlainCPU, r.Records), cpuPerRecord(r.SecureCPU, r.Records)
+			fmt.Fprintf(&b, "ingest process CPU, mean per record: plaintext %.2f µs, %s %.2f µs (%+.1f%%)\n", p, r.Secured, q, 100*(q/p-1))
+		}
 	}
 	return b.String()
 }
@@ -309,7 +347,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 	if err != nil {
 		return rep, fmt.Errorf("ingestbench: %w", err)
 	}
-	rep.PlainRuns = append(rep.PlainRuns, rep.EndToEnd)
+	rep.PlainRuns, rep.PlainCPU = append(rep.PlainRuns, rep.EndToEnd), append(rep.PlainCPU, rep.CPU)
 	for i := 1; len(rep.SecureRuns) < o.Rounds || len(rep.PlainRuns) < o.Rounds; i++ {
 		// plaintext, secured, secured, plaintext, plaintext, secured, …
 		onSecure := i%4 == 1 || i%4 == 2
@@ -336,9 +374,9 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 		}
 		fmt.Fprintf(progress, "  %s, %.0f records/s\n", r.EndToEnd.Round(time.Millisecond), r.EndToEndRate())
 		if onSecure {
-			rep.SecureRuns = append(rep.SecureRuns, r.EndToEnd)
+			rep.SecureRuns, rep.SecureCPU = append(rep.SecureRuns, r.EndToEnd), append(rep.SecureCPU, r.CPU)
 		} else {
-			rep.PlainRuns = append(rep.PlainRuns, r.EndToEnd)
+			rep.PlainRuns, rep.PlainCPU = append(rep.PlainRuns, r.EndToEnd), append(rep.PlainCPU, r.CPU)
 		}
 	}
 	return rep, nil
@@ -402,6 +440,7 @@ func endToEnd(ctx context.Context, cfg config.Config, rep *Report, log *slog.Log
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)
+	cpu0 := processCPU()
 	start := time.Now()
 	go func() { done <- svc.Ingester.Run(runCtx) }()
 
@@ -443,6 +482,7 @@ func endToEnd(ctx context.Context, cfg config.Config, rep *Report, log *slog.Log
 		st := svc.Ingester.Stats()
 		if st.Committed >= want {
 			rep.EndToEndWithJoin = time.Since(start)
+			rep.CPU = processCPU() - cpu0
 			// Like the consume-only figure, the rate is timed from the
 			// first record: the group join is a one-off start-up cost.
 			rep.EndToEnd = time.Since(st.FirstFetch)
@@ -477,6 +517,15 @@ func endToEnd(ctx context.Context, cfg config.Config, rep *Report, log *slog.Log
 		return fmt.Errorf("ingestbench: ingest: %w", err)
 	}
 	return nil
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // selfRSS reads this process's resident set size; 0 where /proc is missing.
