@@ -3,16 +3,19 @@
 #
 # Installs the Debian packages that integration tests drive as real Kafka
 # clients: kcat (produce/consume from the shell) and rsyslog with its omkafka
-# output module (a real log shipper publishing to Kafka). Idempotent and
-# silent when everything is there; runs `apt-get update` at most once, and
-# only when something is missing.
+# output module (a real log shipper publishing to Kafka), and Prometheus
+# (the server scrapes the services over TLS; promtool checks and tests
+# deploy/prometheus/rules.yml). Idempotent and silent when everything is
+# there; runs `apt-get update` at most once, and only when something is
+# missing.
 #
-# rsyslog is installed as a program only: tests start their own rsyslogd
-# with their own config. The packaged service is kept from starting (there
-# is no systemd here, but Debian's postinst would try the init script).
+# rsyslog and prometheus are installed as programs only: tests start their
+# own rsyslogd and prometheus with their own config. The packaged services
+# are kept from starting (there is no systemd here, but Debian's postinst
+# would try the init scripts).
 set -euo pipefail
 
-PKGS=(kcat rsyslog rsyslog-kafka)
+PKGS=(kcat rsyslog rsyslog-kafka prometheus)
 
 log() { printf 'test-tools.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -29,7 +32,8 @@ done
 
 log "installing ${missing[*]}"
 # A policy-rc.d answering 101 ("action forbidden") keeps the postinst from
-# starting rsyslog as a system service; only added if the machine has none.
+# starting rsyslog or prometheus as a system service; only added if the
+# machine has none.
 policy=/usr/sbin/policy-rc.d
 added_policy=
 if [ ! -e "$policy" ]; then
@@ -56,4 +60,8 @@ done
 if [ -x /etc/init.d/rsyslog ]; then
 	/etc/init.d/rsyslog stop >/dev/null 2>&1 || true
 fi
-log "installed: $(command -v kcat) $(command -v rsyslogd)"
+# Nor a packaged prometheus: it would hold port 9090 and scrape nothing of ours.
+if [ -x /etc/init.d/prometheus ]; then
+	/etc/init.d/prometheus stop >/dev/null 2>&1 || true
+fi
+log "installed: $(command -v kcat) $(command -v rsyslogd) $(command -v prometheus) $(command -v promtool)"

@@ -54,7 +54,7 @@ func runDetector(ctx context.Context, cfg config.Config, log *slog.Logger) error
 	defer svc.Close()
 	log.Info("detector started", "brokers", cfg.Kafka.Brokers, "events_topic", cfg.Kafka.EventsTopic,
 		"anomalies_topic", cfg.Kafka.AnomaliesTopic, "group", cfg.Kafka.DetectorGroup, "window", cfg.Detector.Window)
-	return pipeline.Run(ctx, svc.Detector, svc.Watcher, &obs.Server{Addr: cfg.HTTP.Addr, Registry: reg, Readiness: &obs.Readiness{}, Log: log})
+	return pipeline.Run(ctx, svc.Detector, svc.Watcher, &obs.Server{Addr: cfg.HTTP.Addr, WebConfigFile: cfg.HTTP.WebConfigFile, Registry: reg, Readiness: &obs.Readiness{}, Log: log})
 }
 
 // backfillCommand is deliberately parallel to responder's auditCommand:

@@ -91,7 +91,7 @@ func runIngest(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	log.Info("ingest started", "brokers", cfg.Kafka.Brokers, "raw_topics", cfg.Kafka.RawTopics,
 		"events_topic", cfg.Kafka.EventsTopic, "dead_letter_topic", cfg.Kafka.DeadLetterTopic,
 		"clickhouse", cfg.ClickHouse.Addr, "batch_size", cfg.Ingest.BatchSize, "batch_wait", cfg.Ingest.BatchWait)
-	err = pipeline.Run(ctx, svc.Ingester, &obs.Server{Addr: cfg.HTTP.Addr, Registry: reg, Readiness: ready, Log: log})
+	err = pipeline.Run(ctx, svc.Ingester, &obs.Server{Addr: cfg.HTTP.Addr, WebConfigFile: cfg.HTTP.WebConfigFile, Registry: reg, Readiness: ready, Log: log})
 	st := svc.Ingester.Stats()
 	log.Info("ingest stopped", "records", st.Records, "events", st.Events, "dead_lettered", st.DeadLettered, "committed", st.Committed)
 	return err

@@ -26,5 +26,7 @@ func TestCommandLine(t *testing.T) {
 		{Args: []string{"config", "show", "--clickhouse.password=hunter2"}, Code: 0, Out: "password: " + config.SecretMask, NotOut: "hunter2"},
 		{Args: []string{"config", "show", "--detector.window=banana", "--ingest.batch_size=-5"}, Code: 2, Err: "ingest.batch_size: must be in [1, 1000000], got -5"},
 		{Args: []string{"config", "show", "--detector.window=banana"}, Code: 2, Err: `detector.window: "banana" is not a duration`},
+		{Args: []string{"config", "show", "--http.addr=0.0.0.0:9464"}, Code: 2, Err: "set http.web_config_file to a web configuration with TLS and/or basic auth, or set http.insecure_listen_ack: true"},
+		{Args: []string{"config", "show", "--http.addr=0.0.0.0:9464", "--http.insecure_listen_ack=true"}, Code: 0, Out: "insecure_listen_ack: true"},
 	})
 }

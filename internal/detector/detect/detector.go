@@ -172,6 +172,10 @@ type Metrics struct {
 	Partitions     prometheus.Gauge
 	WriteRetries   prometheus.Counter
 	CloseToPublish prometheus.Histogram
+	// InputLag is the age of the newest event record fetched: the events
+	// topic's consumer lag in time, as ingest's input_lag_seconds is the
+	// raw topics'.
+	InputLag prometheus.Gauge
 	// VerdictsRead, VerdictsApplied and FeedbackErrors follow the
 	// false-positive feedback loop.
 	VerdictsRead, VerdictsApplied, FeedbackErrors prometheus.Counter
@@ -207,6 +211,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		CloseToPublish: f.NewHistogram(prometheus.HistogramOpts{Namespace: "agentwatch", Subsystem: "detector", Name: "close_to_publish_seconds",
 			Help:    "Wall time from a window closing to its anomalies being on the topic.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+		InputLag: f.NewGauge(prometheus.GaugeOpts{Namespace: "agentwatch", Subsystem: "detector", Name: "input_lag_seconds",
+			Help: "Age (by its Kafka timestamp) of the newest event record fetched."}),
 		VerdictsRead:    c("feedback_verdicts_read_total", "False-positive verdicts read from the feedback source, re-reads included."),
 		VerdictsApplied: c("feedback_verdicts_applied_total", "False-positive verdicts folded into an agent's baseline."),
 		FeedbackErrors:  c("feedback_errors_total", "Failed reads of the feedback source (retried at the next poll)."),
@@ -415,6 +421,11 @@ func (d *Detector) runGeneration(ctx context.Context, gen Generation) error {
 			}
 			lastRecord, idleFlushed = time.Now(), false
 			lastSeen[f.m.Partition] = lastRecord
+			if !f.m.Time.IsZero() {
+				// The clock was read for lastRecord already: one
+				// subtraction and an atomic store per record.
+				d.Metrics.InputLag.Set(lastRecord.Sub(f.m.Time).Seconds())
+			}
 			ev, err := dec.Decode(f.m.Value)
 			if err != nil {
 				d.Metrics.Undecodable.Inc()

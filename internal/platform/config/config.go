@@ -27,6 +27,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/agentwatch/agentwatch/internal/platform/weblisten"
 	"github.com/agentwatch/agentwatch/pkg/baseline"
 	"github.com/agentwatch/agentwatch/pkg/gateway"
 	"github.com/agentwatch/agentwatch/pkg/identity"
@@ -67,9 +68,13 @@ type Log struct {
 	Format string `mapstructure:"format" doc:"Format of the log lines on stderr: json or text."`
 }
 
-// HTTP configures the /metrics, /healthz and /readyz endpoint.
+// HTTP configures the /metrics, /healthz and /readyz endpoint. Reaching it
+// from other hosts is a decision the configuration must show: TLS and/or
+// basic auth in WebConfigFile, or InsecureListenAck (docs/operations.md).
 type HTTP struct {
-	Addr string `mapstructure:"addr" doc:"Loopback host:port serving /metrics, /healthz and /readyz; empty disables it. The endpoints carry no authentication: put a proxy in front to expose them."`
+	Addr              string `mapstructure:"addr" doc:"host:port serving /metrics, /healthz and /readyz; empty disables it. A non-loopback address needs http.web_config_file with TLS and/or basic auth, or http.insecure_listen_ack."`
+	WebConfigFile     string `mapstructure:"web_config_file" doc:"Prometheus exporter-toolkit web configuration file (tls_server_config, basic_auth_users with bcrypt hashes; docs/operations.md) applied to http.addr; empty serves plain HTTP without authentication."`
+	InsecureListenAck bool   `mapstructure:"insecure_listen_ack" doc:"Allow http.addr on a non-loopback address with neither TLS nor basic auth (a warning is logged at start); for a network where something else protects the port."`
 }
 
 // Kafka configures the distributed mode's transport. Its fields look like
@@ -207,6 +212,8 @@ func defaults() map[string]any {
 		"log.level":                      "info",
 		"log.format":                     "json",
 		"http.addr":                      "127.0.0.1:9464",
+		"http.web_config_file":           "",
+		"http.insecure_listen_ack":       false,
 		"kafka.brokers":                  []string{},
 		"kafka.raw_topics":               []string{"agentwatch.raw"},
 		"kafka.events_topic":             "agentwatch.events",
@@ -500,11 +507,12 @@ func (c Config) validate(ps *problems) {
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		bad("log.format", "must be json or text, got %q", c.Log.Format)
 	}
-	if c.HTTP.Addr != "" {
-		if err := loopbackAddr(c.HTTP.Addr); err != nil {
-			bad("http.addr", "%v", err)
-		}
-	}
+	listenerProblems(bad, listener{
+		addrKey: "http.addr", addr: c.HTTP.Addr,
+		webKey: "http.web_config_file", webConfig: c.HTTP.WebConfigFile,
+		ackKey: "http.insecure_listen_ack", ack: c.HTTP.InsecureListenAck,
+		basicAuthOK: true,
+	})
 	for _, b := range c.Kafka.Brokers {
 		if _, _, err := net.SplitHostPort(b); err != nil {
 			bad("kafka.brokers", "%q is not host:port", b)
@@ -703,22 +711,45 @@ func identifier(s string) bool {
 	return true
 }
 
-// loopbackAddr insists on a loopback listener: agentwatch's endpoints carry
-// no authentication, so exposing them is a deployment decision made with a
-// proxy in front, not by a config default.
-func loopbackAddr(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
+// listener is one HTTP listener's keys, for listenerProblems.
+type listener struct {
+	addrKey, addr   string
+	webKey          string
+	webConfig       string
+	ackKey          string
+	ack             bool
+	basicAuthOK     bool // false: basic_auth_users in the web config is a mistake
+	basicAuthRefuse string
+}
+
+// listenerProblems checks a listener's address and web configuration: a
+// listener other hosts can reach must have TLS or basic auth, or an
+// explicit acknowledgement that something else protects it. Loopback is
+// the default, so exposure is always a decision written in the config.
+func listenerProblems(bad func(key, format string, a ...any), l listener) {
+	sec, err := weblisten.Inspect(l.webConfig)
 	if err != nil {
-		return fmt.Errorf("%q is not host:port", addr)
+		bad(l.webKey, "%v; the file is a Prometheus exporter-toolkit web configuration (docs/operations.md)", err)
 	}
-	if host == "localhost" {
-		return nil
+	if sec.BasicAuth && !l.basicAuthOK {
+		bad(l.webKey, "%s", l.basicAuthRefuse)
 	}
-	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("%q must be a loopback address (127.0.0.1:PORT); put a proxy in front to expose it", addr)
+	if l.addr == "" {
+		return
 	}
-	return nil
+	loopback, lerr := weblisten.Loopback(l.addr)
+	switch {
+	case lerr != nil:
+		bad(l.addrKey, "%v", lerr)
+	case loopback || l.ack || (err == nil && sec.Protected()):
+	case err != nil:
+		// The file's own problem is reported; whether it would protect
+		// the listener is unknown until it is fixed.
+	case l.webConfig == "":
+		bad(l.addrKey, "%q is not a loopback address and nothing protects it; set %s to a web configuration with TLS and/or basic auth, or set %s: true if something else protects the port", l.addr, l.webKey, l.ackKey)
+	default:
+		bad(l.addrKey, "%q is not a loopback address and %s enables neither TLS nor basic auth; add tls_server_config or basic_auth_users to it, or set %s: true if something else protects the port", l.addr, l.webConfig, l.ackKey)
+	}
 }
 
 // RouteNormalizer builds the route templates from ingest.openapi and

@@ -31,14 +31,19 @@ type Responder struct {
 	RevokeBudget          int           `mapstructure:"revoke_budget" doc:"Automatic revocations and quarantines per responder.revoke_interval; past it a step becomes an approval request. 0 means every one needs approval."`
 	RevokeInterval        time.Duration `mapstructure:"revoke_interval" doc:"Sliding window of responder.revoke_budget; positive, up to 90 days."`
 	KillSwitchFile        string        `mapstructure:"kill_switch_file" doc:"While this file exists no revocation runs; empty: no kill switch."`
-	APIAddr               string        `mapstructure:"api_addr" doc:"Loopback host:port of the HTTP API (/v1/...) and Slack's interactivity endpoint (/slack/interactions); empty disables both."`
-	Tokens                []APIToken    `mapstructure:"tokens" doc:"Bearer tokens of the HTTP API, each with a name, sha256 or secret_env, and its grants (see internal/responder/respapi's Token)."`
-	RateLimit             RateLimit     `mapstructure:"rate_limit"`
-	EgressAllow           []string      `mapstructure:"egress_allow" doc:"host:port (IP, CIDR or DNS name) outbound calls may reach: Kong's admin API, webhook targets."`
-	Slack                 Slack         `mapstructure:"slack"`
-	Evidence              Evidence      `mapstructure:"evidence"`
-	Kong                  Kong          `mapstructure:"kong"`
-	Denylist              Denylist      `mapstructure:"denylist"`
+	APIAddr               string        `mapstructure:"api_addr" doc:"host:port of the HTTP API (/v1/...) and Slack's interactivity endpoint (/slack/interactions); empty disables both. A non-loopback address needs TLS in responder.api_web_config_file, or responder.api_insecure_listen_ack."`
+	// APIWebConfigFile is separate from http.web_config_file: the API
+	// authenticates each request itself (bearer tokens, Slack signatures),
+	// so basic auth there would only collide with the Authorization header.
+	APIWebConfigFile     string     `mapstructure:"api_web_config_file" doc:"Prometheus exporter-toolkit web configuration file applied to responder.api_addr, for TLS (tls_server_config; docs/operations.md); basic_auth_users is refused there, since API tokens and Slack signatures authenticate every request. Empty serves plain HTTP."`
+	APIInsecureListenAck bool       `mapstructure:"api_insecure_listen_ack" doc:"Allow responder.api_addr on a non-loopback address without TLS (a warning is logged at start): API tokens then cross the network in clear; for a network where something else encrypts, such as a TLS-terminating proxy on the same host."`
+	Tokens               []APIToken `mapstructure:"tokens" doc:"Bearer tokens of the HTTP API, each with a name, sha256 or secret_env, and its grants (see internal/responder/respapi's Token)."`
+	RateLimit            RateLimit  `mapstructure:"rate_limit"`
+	EgressAllow          []string   `mapstructure:"egress_allow" doc:"host:port (IP, CIDR or DNS name) outbound calls may reach: Kong's admin API, webhook targets."`
+	Slack                Slack      `mapstructure:"slack"`
+	Evidence             Evidence   `mapstructure:"evidence"`
+	Kong                 Kong       `mapstructure:"kong"`
+	Denylist             Denylist   `mapstructure:"denylist"`
 	// Webhooks' headers typically carry credentials, hence secret.
 	Webhooks          map[string]WebhookTarget `mapstructure:"webhooks" doc:"Named HTTP request templates of webhook steps and of the webhook revocation adapter (targets revoke and revoke_restore); see internal/responder/revoke's WebhookRequest."`
 	SnapshotMaxEvents int                      `mapstructure:"snapshot_max_events" doc:"Most events in one evidence bundle; positive."`
@@ -123,6 +128,8 @@ func responderDefaults() map[string]any {
 		"responder.revoke_interval":               "10m",
 		"responder.kill_switch_file":              "",
 		"responder.api_addr":                      "127.0.0.1:9465",
+		"responder.api_web_config_file":           "",
+		"responder.api_insecure_listen_ack":       false,
 		"responder.tokens":                        []APIToken{},
 		"responder.egress_allow":                  []string{},
 		"responder.slack.token_env":               "SLACK_BOT_TOKEN",
@@ -167,11 +174,12 @@ func (r Responder) validate(bad func(key, format string, a ...any)) {
 	if r.RevokeBudget < 0 {
 		bad("responder.revoke_budget", "must be 0 (every automatic revocation needs approval) or positive, got %d", r.RevokeBudget)
 	}
-	if r.APIAddr != "" {
-		if err := loopbackAddr(r.APIAddr); err != nil {
-			bad("responder.api_addr", "%v", err)
-		}
-	}
+	listenerProblems(bad, listener{
+		addrKey: "responder.api_addr", addr: r.APIAddr,
+		webKey: "responder.api_web_config_file", webConfig: r.APIWebConfigFile,
+		ackKey: "responder.api_insecure_listen_ack", ack: r.APIInsecureListenAck,
+		basicAuthRefuse: "basic_auth_users cannot guard the responder API: basic auth takes the Authorization header its bearer tokens use, and Slack cannot send it; remove basic_auth_users (tokens and Slack signatures authenticate every request) and keep tls_server_config",
+	})
 	for _, a := range r.EgressAllow {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			bad("responder.egress_allow", "%q is not host:port", a)

@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/agentwatch/agentwatch/internal/platform/weblisten"
 )
 
 // NewRegistry returns a registry with the Go and process collectors, the
@@ -62,10 +64,13 @@ func (r *Readiness) Check(ctx context.Context) error {
 // Server is the operational HTTP endpoint as a pipeline stage, so that a
 // listener that dies stops the service instead of leaving it unobservable.
 type Server struct {
-	Addr      string // e.g. 127.0.0.1:9464; "" disables the server
-	Registry  *prometheus.Registry
-	Readiness *Readiness
-	Log       *slog.Logger
+	Addr string // e.g. 127.0.0.1:9464; "" disables the server
+	// WebConfigFile is an exporter-toolkit web configuration (TLS, basic
+	// auth); "" serves plain HTTP. See weblisten.
+	WebConfigFile string
+	Registry      *prometheus.Registry
+	Readiness     *Readiness
+	Log           *slog.Logger
 
 	mu   sync.Mutex
 	addr net.Addr
@@ -85,13 +90,18 @@ func (s *Server) Run(ctx context.Context) error {
 		return nil
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry}))
+	// The readiness gauge is gathered with the service's registry, not
+	// registered in it: Run may be called more than once on one registry.
+	ready := prometheus.NewRegistry()
+	ready.MustRegister(NewReadyCollector(s.Readiness))
+	gather := prometheus.Gatherers{s.Registry, ready}
+	mux.Handle("/metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{Registry: s.Registry}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if s.Readiness != nil {
-			cctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			cctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 			defer cancel()
 			if err := s.Readiness.Check(cctx); err != nil {
 				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
@@ -102,22 +112,43 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	ln, err := net.Listen("tcp", s.Addr)
 	if err != nil {
-		return fmt.Errorf("listen for metrics on %s: %w; set http.addr to a free loopback port", s.Addr, err)
+		return fmt.Errorf("listen for metrics on %s: %w; set http.addr to a free port", s.Addr, err)
 	}
 	s.mu.Lock()
 	s.addr = ln.Addr()
 	s.mu.Unlock()
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	s.Log.Info("serving metrics", "addr", ln.Addr().String())
-	select {
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		return nil
-	case err := <-errc:
+	s.Log.Info("serving metrics", "addr", ln.Addr().String(), "web_config_file", s.WebConfigFile)
+	if err := weblisten.Serve(ctx, ln, srv, s.WebConfigFile, s.Log); err != nil {
 		return fmt.Errorf("metrics server on %s: %w", s.Addr, err)
 	}
+	return nil
+}
+
+// readyTimeout bounds one run of the readiness checks, for /readyz and
+// for the agentwatch_ready gauge alike.
+const readyTimeout = 2 * time.Second
+
+// ReadyMetric is the gauge that mirrors /readyz, so that Prometheus can
+// alert on readiness without a probe of its own: 1 ready, 0 not.
+const ReadyMetric = "agentwatch_ready"
+
+// NewReadyCollector returns a collector of ReadyMetric that runs r's
+// checks at each scrape (bounded by the same timeout as /readyz). A nil r
+// is always ready.
+func NewReadyCollector(r *Readiness) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: ReadyMetric,
+		Help: "1 when every readiness check passes (what /readyz answers 200 for), else 0.",
+	}, func() float64 {
+		if r == nil {
+			return 1
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+		defer cancel()
+		if r.Check(ctx) != nil {
+			return 0
+		}
+		return 1
+	})
 }

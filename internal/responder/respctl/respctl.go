@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentwatch/agentwatch/internal/platform/config"
+	"github.com/agentwatch/agentwatch/internal/platform/weblisten"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
@@ -76,7 +77,7 @@ type apiClient struct {
 	base, token string
 }
 
-// newAPIClient is the client for base (default http://responder.api_addr);
+// newAPIClient is the client for base (default http(s)://responder.api_addr);
 // need says what the token must be allowed, for the error without one.
 func newAPIClient(cfg config.Config, base, need string) (*apiClient, error) {
 	token := os.Getenv("RESPONDER_API_TOKEN")
@@ -84,7 +85,13 @@ func newAPIClient(cfg config.Config, base, need string) (*apiClient, error) {
 		return nil, fmt.Errorf("a responder holds the state directory; to go through its API set RESPONDER_API_TOKEN to a token with %s", need)
 	}
 	if base == "" {
-		base = "http://" + cfg.Responder.APIAddr
+		// With TLS on the API, the certificate is verified against the
+		// system roots; SSL_CERT_FILE adds a private CA's bundle.
+		scheme := "http://"
+		if sec, err := weblisten.Inspect(cfg.Responder.APIWebConfigFile); err == nil && sec.TLS {
+			scheme = "https://"
+		}
+		base = scheme + cfg.Responder.APIAddr
 	}
 	return &apiClient{base: strings.TrimSuffix(base, "/"), token: token}, nil
 }

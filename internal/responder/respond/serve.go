@@ -2,13 +2,13 @@ package respond
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"time"
 
+	"github.com/agentwatch/agentwatch/internal/platform/weblisten"
 	"github.com/agentwatch/agentwatch/pkg/inventory"
 	"github.com/agentwatch/agentwatch/pkg/playbooks"
 )
@@ -33,9 +33,12 @@ func (f RegistryFunc) Agent(id string) (playbooks.AgentInfo, bool) {
 // HTTPServer serves the responder's API and Slack interactivity endpoint
 // until its context ends. Addr "" disables it.
 type HTTPServer struct {
-	Addr    string
-	Handler http.Handler
-	Log     *slog.Logger
+	Addr string
+	// WebConfigFile is an exporter-toolkit web configuration (TLS); ""
+	// serves plain HTTP. See weblisten.
+	WebConfigFile string
+	Handler       http.Handler
+	Log           *slog.Logger
 	// Bound receives the listening address once (tests bind port 0).
 	Bound chan<- string
 }
@@ -54,20 +57,13 @@ func (s *HTTPServer) Run(ctx context.Context) error {
 		s.Bound <- ln.Addr().String()
 	}
 	srv := &http.Server{Handler: s.Handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 2 * time.Minute}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	if s.Log != nil {
-		s.Log.Info("responder api listening", "addr", ln.Addr().String())
+	log := s.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	select {
-	case err := <-errc:
+	log.Info("responder api listening", "addr", ln.Addr().String(), "web_config_file", s.WebConfigFile)
+	if err := weblisten.Serve(ctx, ln, srv, s.WebConfigFile, log); err != nil {
 		return fmt.Errorf("responder api: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("responder api: shutdown: %w", err)
 	}
 	return nil
 }

@@ -346,6 +346,7 @@ func buildGateways(cfg config.Config, set playbooks.Set, ledger *revoke.FileLedg
 	if err := budget.SeedFrom(context.Background(), ledger); err != nil {
 		return nil, nil, nil, fmt.Errorf("seed the revocation budget: %w", err)
 	}
+	revoke.RegisterBudget(reg, budget)
 	var kill revoke.KillSwitch = &revoke.Switch{}
 	if rc.KillSwitchFile != "" {
 		kill = revoke.FileSwitch(rc.KillSwitchFile)

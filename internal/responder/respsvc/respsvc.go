@@ -173,8 +173,8 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		r.stages = append(r.stages, watcher)
 	}
 	r.stages = append(r.stages,
-		&respond.HTTPServer{Addr: cfg.Responder.APIAddr, Handler: svc.Handler, Log: log},
-		&obs.Server{Addr: cfg.HTTP.Addr, Registry: reg, Readiness: &obs.Readiness{}, Log: log})
+		&respond.HTTPServer{Addr: cfg.Responder.APIAddr, WebConfigFile: cfg.Responder.APIWebConfigFile, Handler: svc.Handler, Log: log},
+		&obs.Server{Addr: cfg.HTTP.Addr, WebConfigFile: cfg.HTTP.WebConfigFile, Registry: reg, Readiness: &obs.Readiness{}, Log: log})
 	return r, nil
 }
 

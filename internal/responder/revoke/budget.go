@@ -78,6 +78,9 @@ func (b *Budget) refund(t time.Time) {
 	}
 }
 
+// Limit returns the automatic revocations allowed per interval.
+func (b *Budget) Limit() int { return b.limit }
+
 // Remaining returns how many automatic revocations the window still allows.
 func (b *Budget) Remaining() int {
 	b.mu.Lock()

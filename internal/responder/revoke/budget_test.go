@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -211,5 +212,52 @@ func TestBudgetSeededFromLedgerAfterRestart(t *testing.T) {
 	clock.Add(time.Hour)
 	if b2.Remaining() != 3 {
 		t.Fatalf("Remaining an hour later = %d; want 3", b2.Remaining())
+	}
+}
+
+func TestRegisterBudgetGauges(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	b, err := NewBudget(3, time.Minute, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	RegisterBudget(reg, b)
+	gauge := func(name string) float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatalf("%s not gathered", name)
+		return 0
+	}
+	for _, tc := range []struct {
+		spend     int
+		advance   time.Duration
+		remaining float64
+	}{
+		{0, 0, 3},
+		{2, 0, 1},
+		{1, 0, 0},
+		{0, time.Minute, 3}, // the window slid past every spending
+	} {
+		for range tc.spend {
+			if _, ok := b.spend(); !ok {
+				t.Fatal("spend refused within the limit")
+			}
+		}
+		now = now.Add(tc.advance)
+		if got := gauge("agentwatch_responder_revoke_budget_remaining"); got != tc.remaining {
+			t.Errorf("remaining after %d more spent, %s later: %g, want %g", tc.spend, tc.advance, got, tc.remaining)
+		}
+		if got := gauge("agentwatch_responder_revoke_budget_limit"); got != 3 {
+			t.Errorf("limit %g, want 3", got)
+		}
 	}
 }

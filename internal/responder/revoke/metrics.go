@@ -84,3 +84,18 @@ func (m *Metrics) observe(adapter string, secs float64) {
 		m.Duration.WithLabelValues(adapter).Observe(secs)
 	}
 }
+
+// RegisterBudget exports b on reg as two gauges read at each scrape: the
+// revocations the sliding window still allows and its limit, so that an
+// operator sees the budget run out before revocations turn into approval
+// requests.
+func RegisterBudget(reg prometheus.Registerer, b *Budget) {
+	f := promauto.With(reg)
+	const ns, sub = "agentwatch", "responder"
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "revoke_budget_remaining",
+		Help: "Automatic revocations the sliding window (responder.revoke_interval) still allows; at 0 they become approval requests."},
+		func() float64 { return float64(b.Remaining()) })
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "revoke_budget_limit",
+		Help: "Automatic revocations allowed per responder.revoke_interval (responder.revoke_budget)."},
+		func() float64 { return float64(b.Limit()) })
+}

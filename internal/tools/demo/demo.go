@@ -359,7 +359,7 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 			}
 		}
 	})
-	httpSrv := &obs.Server{Addr: cfg.HTTP.Addr, Registry: reg, Readiness: &obs.Readiness{}, Log: log}
+	httpSrv := &obs.Server{Addr: cfg.HTTP.Addr, WebConfigFile: cfg.HTTP.WebConfigFile, Registry: reg, Readiness: &obs.Readiness{}, Log: log}
 	err = pipeline.Run(runCtx, feeder, in, det, dlqSink, anomSink, progress, httpSrv)
 
 	sum.Published, sum.Good, sum.Bad = published.Load(), good, bad
