@@ -96,8 +96,9 @@ type Kafka struct {
 	// MaxMessageBytes is the topics' max.message.bytes: raw lines up to
 	// ingest.max_line_bytes must fit, or the shipper cannot deliver them to
 	// be dead-lettered.
-	MaxMessageBytes int `mapstructure:"max_message_bytes" doc:"max.message.bytes of the raw and dead-letter topics, in bytes; at least ingest.max_line_bytes plus 64 KiB, so that over-long lines still reach ingest and are dead-lettered."`
-	TLS             TLS `mapstructure:"tls"`
+	MaxMessageBytes int  `mapstructure:"max_message_bytes" doc:"max.message.bytes of the raw and dead-letter topics, in bytes; at least ingest.max_line_bytes plus 64 KiB, so that over-long lines still reach ingest and are dead-lettered."`
+	TLS             TLS  `mapstructure:"tls"`
+	SASL            SASL `mapstructure:"sasl"`
 }
 
 // ClickHouse configures the event store of the distributed mode.
@@ -280,7 +281,7 @@ func defaults() map[string]any {
 		"detector.fleet_gauge":           true,
 		"embedded.data_dir":              ".data/embedded",
 	}
-	for _, m := range []map[string]any{tlsDefaults("kafka.tls"), tlsDefaults("clickhouse.tls"), responderDefaults()} {
+	for _, m := range []map[string]any{tlsDefaults("kafka.tls"), saslDefaults("kafka.sasl"), tlsDefaults("clickhouse.tls"), responderDefaults()} {
 		for k, v := range m {
 			d[k] = v
 		}
@@ -621,6 +622,7 @@ func (c Config) validate(ps *problems) {
 		bad("clickhouse.dial_timeout", "must be positive")
 	}
 	c.Kafka.TLS.validate(ps, "kafka.tls")
+	c.Kafka.SASL.validate(ps, "kafka.sasl")
 	c.ClickHouse.TLS.validate(ps, "clickhouse.tls")
 	if c.ClickHouse.RetentionDays < 1 {
 		bad("clickhouse.retention_days", "must be at least 1, got %d", c.ClickHouse.RetentionDays)
