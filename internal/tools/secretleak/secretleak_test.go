@@ -27,6 +27,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/ingest"
 	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
+	"github.com/agentwatch/agentwatch/internal/platform/kafka"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"github.com/agentwatch/agentwatch/internal/responder/respsvc"
 	"github.com/agentwatch/agentwatch/internal/responder/revoke"
@@ -127,12 +128,13 @@ func TestNoSecretInLogsErrorsOrConfigShow(t *testing.T) {
 		{key: "responder.slack.signing_secret", value: "slack-signing-secret-0f1e2d3c4b5a69788796", named: true},
 		{key: "responder.kong.token", value: "kong-admin-token-5e6f7a8b9c", named: true},
 		{key: "responder.ledger_key", value: id.String()},
+		{key: "kafka.sasl.password", value: "kafka-sasl-pw-7c3e9a1b5d"},
 	}
 	plans := [][]channel{
-		{inFileFile, inEnv, inEnvFile, inFile, inFlagFile},
-		{inEnv, inNamedEnv, inFlag, inNamedEnv, inEnvFile},
-		{inFlagFile, inFileFile, inNamedEnv, inEnvFile, inFile},
-		{inFile, inFlagFile, inFile, inFlag, inEnv},
+		{inFileFile, inEnv, inEnvFile, inFile, inFlagFile, inFlag},
+		{inEnv, inNamedEnv, inFlag, inNamedEnv, inEnvFile, inFileFile},
+		{inFlagFile, inFileFile, inNamedEnv, inEnvFile, inFile, inEnv},
+		{inFile, inFlagFile, inFile, inFlag, inEnv, inEnvFile},
 	}
 	for i, plan := range plans {
 		t.Run(fmt.Sprint("plan", i), func(t *testing.T) {
@@ -355,6 +357,17 @@ func runPlan(t *testing.T, secrets []secret, plan []channel) {
 		t.Fatal("detector started without ClickHouse")
 	} else {
 		fmt.Fprintf(&out, "detector: %v\n", err)
+	}
+	// Kafka's start-up check with SASL on, against a closed port: its
+	// error and its warning (SASL without TLS) must name no password.
+	if cfg.Kafka.SASL.Password != "kafka-sasl-pw-7c3e9a1b5d" {
+		t.Errorf("the Kafka SASL password never reached the configuration")
+	}
+	kcfg.Kafka.SASL.Mechanism, kcfg.Kafka.SASL.Username = "scram-sha-512", "agentwatch-ingest"
+	if _, err := kafka.Connect(ctx, kcfg.Kafka, log); err == nil {
+		t.Fatal("connected to Kafka on a closed port")
+	} else {
+		fmt.Fprintf(&out, "kafka: %v\n", err)
 	}
 	if _, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log); err == nil {
 		t.Fatal("opened ClickHouse on a closed port")
