@@ -9,6 +9,13 @@ GO     ?= go
 # missing service fails the run instead of skipping tests.
 export TEST_KAFKA_BROKERS    ?= 127.0.0.1:9092
 export TEST_CLICKHOUSE_ADDR  ?= 127.0.0.1:9000
+# The local broker's SASL_SSL listener (deploy/kafka.sh): its address, the
+# test CA that signed its certificate, and the test user.
+include deploy/kafka/sasl.env
+export TEST_KAFKA_SASL_BROKERS  ?= 127.0.0.1:9094
+export TEST_KAFKA_CA            ?= $(CURDIR)/.data/tls/ca.crt
+export TEST_KAFKA_SASL_USERNAME ?= $(KAFKA_SASL_USERNAME)
+export TEST_KAFKA_SASL_PASSWORD ?= $(KAFKA_SASL_PASSWORD)
 
 # What `X version` prints and the image's labels carry. A tag when HEAD has
 # one, else the short commit (with -dirty for uncommitted changes).
@@ -105,8 +112,12 @@ image:
 bench-image: image up
 	$(GO) run ./cmd/imagebuild bench --image $(IMAGE_OUT)
 
+## bench-e2e: ingest end to end, then again over the SASL_SSL listener
+## (TLS + SCRAM-SHA-512) in the same run, with the ratio of the two.
 bench-e2e: up
-	$(GO) run ./cmd/agentwatch bench ingest
+	$(GO) run ./cmd/agentwatch bench ingest --secure-brokers $(TEST_KAFKA_SASL_BROKERS) \
+		--secure-ca-file $(TEST_KAFKA_CA) --secure-sasl-mechanism scram-sha-512 \
+		--secure-sasl-username $(TEST_KAFKA_SASL_USERNAME) --secure-sasl-password-file .data/kafka/sasl-password
 
 ## bench-detector: the detector's hot path, memory per agent, then the
 ## detector service end to end on a real events topic next to consume-only,

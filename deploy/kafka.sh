@@ -2,14 +2,20 @@
 # deploy/kafka.sh up|down|status|logs [-f]
 #
 # Runs the one local Apache Kafka (4.x, single-node KRaft) that development
-# and CI use: PLAINTEXT on 127.0.0.1:9092, controller on 127.0.0.1:9093, no
-# auth, auto topic creation off. Every command is idempotent: `up` on a
-# running broker only checks it, `down` on a stopped one does nothing.
+# and CI use: PLAINTEXT on 127.0.0.1:9092 (no TLS, no auth), SASL_SSL on
+# 127.0.0.1:9094 (TLS with the test PKI of deploy/tls.sh, then SASL PLAIN,
+# SCRAM-SHA-256 or SCRAM-SHA-512 as the test user of deploy/kafka/sasl.env),
+# controller on 127.0.0.1:9093, auto topic creation off. Every command is
+# idempotent: `up` on a running broker only checks it (and restarts it when
+# its rendered config changed), `down` on a stopped one does nothing.
 #
 # Everything lives in .data/kafka/ at the repo root (git-ignored):
 #   libs/               broker classpath, fetched from Maven Central by
 #                       `mvn dependency:copy-dependencies` on deploy/kafka/pom.xml
 #   server.properties   rendered from deploy/kafka/server.properties.in
+#   keystore.pem        the SASL_SSL listener's key and certificate
+#   sasl.env            the test user (a copy of deploy/kafka/sasl.env)
+#   sasl-password       its password alone, for kafka.sasl.password_file
 #   log/, meta/         partition data and the KRaft metadata log
 #   server.log          broker output (previous run's in server.log.1)
 #   kafka.pid           broker pid
@@ -26,7 +32,11 @@ PIDFILE="$DATA/kafka.pid"
 LOG="$DATA/server.log"
 WAIT_BIN="$DATA/bin/kafkawait"
 BROKER=127.0.0.1:9092
-PORTS=(9092 9093)
+SECURE=127.0.0.1:9094
+PORTS=(9092 9093 9094)
+TLS_DIR="$ROOT/.data/tls"
+# shellcheck source=kafka/sasl.env
+. "$SRC/sasl.env"
 TIMEOUT=${KAFKA_START_TIMEOUT:-90}
 HEAP=${KAFKA_HEAP:-1G}
 
@@ -96,9 +106,44 @@ log_tail() {
 
 ready() { "$WAIT_BIN" -q -brokers "$BROKER" -timeout "${1:-3s}" 2>/dev/null; }
 
+# render_config writes the broker config to $1, and the SASL_SSL
+# listener's keystore and the test user's files next to it.
 render_config() {
 	mkdir -p "$DATA/log" "$DATA/meta"
-	sed "s|@KAFKA_DATA@|$DATA|g" "$SRC/server.properties.in" >"$CONF"
+	"$ROOT/deploy/tls.sh" "$TLS_DIR"
+	(umask 077 && cat "$TLS_DIR/server.key" "$TLS_DIR/server.crt" >"$DATA/keystore.pem.new") &&
+		mv -f "$DATA/keystore.pem.new" "$DATA/keystore.pem"
+	cp "$SRC/sasl.env" "$DATA/sasl.env"
+	(umask 077 && printf '%s\n' "$KAFKA_SASL_PASSWORD" >"$DATA/sasl-password")
+	sed -e "s|@KAFKA_DATA@|$DATA|g" -e "s|@TLS_DIR@|$TLS_DIR|g" \
+		-e "s|@SASL_USERNAME@|$KAFKA_SASL_USERNAME|g" -e "s|@SASL_PASSWORD@|$KAFKA_SASL_PASSWORD|g" \
+		"$SRC/server.properties.in" >"$1"
+}
+
+secure_ready() { # mechanism [timeout]
+	"$WAIT_BIN" -q -brokers "$SECURE" -timeout "${2:-3s}" -tls-ca "$TLS_DIR/ca.crt" \
+		-sasl "$1" -user "$KAFKA_SASL_USERNAME" -password-file "$DATA/sasl-password" 2>/dev/null
+}
+
+# ensure_users makes the test user able to log in with every mechanism.
+# SCRAM credentials live in the cluster metadata; adding them through the
+# admin API (on the PLAINTEXT listener) works alike on a fresh data dir and
+# on one formatted before the SASL_SSL listener existed, and is idempotent.
+ensure_users() {
+	local m out
+	for m in scram-sha-256 scram-sha-512; do
+		secure_ready "$m" && continue
+		log "adding the ${m^^} credential of user $KAFKA_SASL_USERNAME"
+		# One mechanism per request: the broker refuses to alter one user's
+		# credentials twice in the same request.
+		out=$(java -cp "$LIBS/*" -Dlog4j2.configurationFile="$SRC/log4j2.properties" kafka.admin.ConfigCommand \
+			--bootstrap-server "$BROKER" --alter --entity-type users --entity-name "$KAFKA_SASL_USERNAME" \
+			--add-config "${m^^}=[password=$KAFKA_SASL_PASSWORD]" 2>&1) ||
+			die "adding the ${m^^} credential failed: $out"
+	done
+	for m in plain scram-sha-256 scram-sha-512; do
+		secure_ready "$m" 30s || die "the SASL_SSL listener on $SECURE refuses $KAFKA_SASL_USERNAME with $m; see '$0 logs'"
+	done
 }
 
 java_cmd() {
@@ -109,7 +154,9 @@ java_cmd() {
 		-cp "$LIBS/*" "$@"
 }
 
-# format_storage writes meta.properties once. A data dir formatted for
+# format_storage writes meta.properties once, with the test user's SCRAM
+# credentials in the first metadata records (ensure_users adds them to a
+# data dir formatted without them). A data dir formatted for
 # another cluster id would make the broker refuse to start, so the id is
 # kept next to the data and reused.
 format_storage() {
@@ -126,7 +173,9 @@ format_storage() {
 	log "formatting storage in $DATA (cluster id $id)"
 	local out
 	out=$(java -cp "$LIBS/*" -Dlog4j2.configurationFile="$SRC/log4j2.properties" \
-		kafka.tools.StorageTool format --ignore-formatted -t "$id" -c "$CONF" 2>&1) ||
+		kafka.tools.StorageTool format --ignore-formatted -t "$id" -c "$CONF" \
+		--add-scram "SCRAM-SHA-256=[name=$KAFKA_SASL_USERNAME,password=$KAFKA_SASL_PASSWORD]" \
+		--add-scram "SCRAM-SHA-512=[name=$KAFKA_SASL_USERNAME,password=$KAFKA_SASL_PASSWORD]" 2>&1) ||
 		die "storage format failed: $out"
 }
 
@@ -137,9 +186,18 @@ cmd_up() {
 	fetch_libs
 	build_waiter
 	local pid
+	render_config "$CONF.new"
+	if pid=$(broker_pid) && ! cmp -s "$CONF.new" "$CONF"; then
+		# A broker started before the SASL_SSL listener existed (or before
+		# any other change of the template) is restarted on the new config.
+		log "the broker config changed; restarting kafka (pid $pid)"
+		cmd_down >/dev/null
+	fi
 	if pid=$(broker_pid); then
+		rm -f "$CONF.new"
 		if ready 5s; then
-			echo "kafka already running (pid $pid) on $BROKER, data in $DATA"
+			ensure_users
+			echo "kafka already running (pid $pid) on $BROKER and $SECURE, data in $DATA"
 			return 0
 		fi
 		log "broker pid $pid is up but not ready yet; waiting"
@@ -149,7 +207,7 @@ cmd_up() {
 			owner=$(port_owner "$p")
 			[ -z "$owner" ] || die "port $p is already taken by something else: $owner; stop it (or run '$0 down' in the clone that started it)"
 		done
-		render_config
+		mv -f "$CONF.new" "$CONF"
 		format_storage
 		[ -f "$LOG" ] && mv -f "$LOG" "$LOG.1"
 		local -a cmd
@@ -157,8 +215,15 @@ cmd_up() {
 		# setsid + nohup + closed stdin: the broker must outlive this shell,
 		# its session and a CI step that waits on inherited descriptors.
 		# cwd is the data dir so that stray JVM files (hs_err) land there.
+		# Every other inherited descriptor is closed too: a broker that kept,
+		# say, the fd of a `flock` around this script would hold that lock
+		# for as long as it runs.
 		(
 			cd "$DATA"
+			for fd in /proc/$BASHPID/fd/*; do
+				fd=${fd##*/}
+				[ "$fd" -gt 2 ] 2>/dev/null && { eval "exec $fd>&-" 2>/dev/null || true; }
+			done
 			exec setsid nohup "${cmd[@]}" </dev/null >>"$LOG" 2>&1
 		) &
 		pid=$!
@@ -195,7 +260,8 @@ cmd_up() {
 		fi
 		sleep 0.5
 	done
-	echo "kafka $(kafka_version) running (pid $(broker_pid || echo '?')) on $BROKER, data in $DATA"
+	ensure_users
+	echo "kafka $(kafka_version) running (pid $(broker_pid || echo '?')) on $BROKER (PLAINTEXT) and $SECURE (SASL_SSL), data in $DATA"
 }
 
 kafka_version() {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -97,13 +98,30 @@ func newBench(use, short string, flags func(*pflag.FlagSet), bench func(ctx cont
 // is newBench; each declares its benchmark's own flags and Options type.
 func benchIngestCommand() *cobra.Command {
 	var o ingestbench.Options
-	return newBench("ingest", "Ingest end to end, next to the consume-only and insert-only limits",
+	var pwFile string
+	return newBench("ingest", "Ingest end to end, next to the consume-only and insert-only limits, and over a SASL_SSL listener with --secure-brokers",
 		func(f *pflag.FlagSet) {
 			f.IntVar(&o.Records, "records", 1_000_000, "raw lines to measure with")
 			f.IntVar(&o.BatchSize, "batch-size", 0, "ingest batch size (default: ingest.batch_size's default)")
+			f.StringSliceVar(&o.Secure.Brokers, "secure-brokers", nil, "a TLS/SASL listener of the same cluster: repeat the consume-only and end-to-end runs through it")
+			f.StringVar(&o.Secure.TLS.CAFile, "secure-ca-file", "", "CA bundle the secured listener's certificate chains to (TLS is on with --secure-brokers)")
+			f.StringVar(&o.Secure.SASL.Mechanism, "secure-sasl-mechanism", "scram-sha-512", "SASL mechanism on the secured listener: none, plain, scram-sha-256 or scram-sha-512")
+			f.StringVar(&o.Secure.SASL.Username, "secure-sasl-username", "", "SASL user on the secured listener")
+			f.StringVar(&pwFile, "secure-sasl-password-file", "", "file holding that user's password")
+			f.IntVar(&o.Rounds, "rounds", 3, "end-to-end runs per listener with --secure-brokers (alternating plaintext and secured)")
 		},
 		func(ctx context.Context, b benchFlags, log *slog.Logger, progress io.Writer) (reporter, error) {
 			o.Brokers, o.ClickHouse, o.Partitions, o.Keep = b.brokers, b.clickhouse, b.partitions, b.keep
+			if len(o.Secure.Brokers) > 0 {
+				o.Secure.TLS.Enabled, o.Secure.TLS.MinVersion = true, "1.2"
+				if pwFile != "" {
+					pw, err := os.ReadFile(pwFile)
+					if err != nil {
+						return nil, fmt.Errorf("--secure-sasl-password-file: %w", err)
+					}
+					o.Secure.SASL.Password = strings.TrimRight(string(pw), "\r\n")
+				}
+			}
 			return ingestbench.Run(ctx, o, log, progress)
 		})
 }

@@ -90,8 +90,13 @@ func runIngest(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	ready.Add("clickhouse", svc.Store.Ping)
 	log.Info("ingest started", "brokers", cfg.Kafka.Brokers, "raw_topics", cfg.Kafka.RawTopics,
 		"events_topic", cfg.Kafka.EventsTopic, "dead_letter_topic", cfg.Kafka.DeadLetterTopic,
-		"clickhouse", cfg.ClickHouse.Addr, "batch_size", cfg.Ingest.BatchSize, "batch_wait", cfg.Ingest.BatchWait)
-	err = pipeline.Run(ctx, svc.Ingester, &obs.Server{Addr: cfg.HTTP.Addr, WebConfigFile: cfg.HTTP.WebConfigFile, Registry: reg, Readiness: ready, Log: log})
+		"clickhouse", cfg.ClickHouse.Addr, "batch_size", cfg.Ingest.BatchSize, "batch_wait", cfg.Ingest.BatchWait,
+		"retention_interval", cfg.Ingest.RetentionInterval, "retention_days", cfg.ClickHouse.RetentionDays)
+	stages := []pipeline.Stage{svc.Ingester, &obs.Server{Addr: cfg.HTTP.Addr, WebConfigFile: cfg.HTTP.WebConfigFile, Registry: reg, Readiness: ready, Log: log}}
+	if svc.Retention != nil {
+		stages = append(stages, svc.Retention)
+	}
+	err = pipeline.Run(ctx, stages...)
 	st := svc.Ingester.Stats()
 	log.Info("ingest stopped", "records", st.Records, "events", st.Events, "dead_lettered", st.DeadLettered, "committed", st.Committed)
 	return err
@@ -119,7 +124,7 @@ func runMigrate(cmd *cobra.Command, _ []string) error {
 }
 
 func retentionRun(ctx context.Context, w io.Writer, days int, dryRun bool, drop func(context.Context, time.Time) ([]string, error)) error {
-	cut := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -days)
+	cut := ingest.RetentionCutoff(time.Now(), days)
 	dropped, err := drop(ctx, cut)
 	if err != nil {
 		return fmt.Errorf("retention: %w", err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/agentwatch/agentwatch/internal/platform/bus"
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
+	"github.com/agentwatch/agentwatch/internal/testkit/itest"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 )
 
@@ -21,9 +22,19 @@ import (
 // lost — it is recorded once in the audit log, and the alert queued behind
 // it is posted once.
 func TestIntegrationKillBetweenActionAndRecord(t *testing.T) {
+	killBetweenActionAndRecord(t, itest.PlainKafka(t))
+}
+
+// TestIntegrationKillBetweenActionAndRecordSASLSSL is the same crash over
+// the broker's SASL_SSL listener (TLS and SCRAM-SHA-512).
+func TestIntegrationKillBetweenActionAndRecordSASLSSL(t *testing.T) {
+	killBetweenActionAndRecord(t, itest.SecureKafka(t, "scram-sha-512"))
+}
+
+func killBetweenActionAndRecord(t *testing.T, k itest.Kafka) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	e := newE2E(t, ctx, false)
+	e := newE2EOn(t, ctx, false, k)
 	e.settings["responder.group_wait"] = "5s" // the alert runs after the kill
 	e.agent, e.credential = "agent-crash-1", "cred-crash-1"
 	e.kong.Add(e.agent, e.credential, "the-agents-api-key")
@@ -34,7 +45,7 @@ func TestIntegrationKillBetweenActionAndRecord(t *testing.T) {
 		Summary:     "pulled 300 MB in a minute",
 		Explanation: []anomaly.Feature{{Name: "response_bytes", Observed: 3e8, Expected: 1e6, Surprise: 40, Contribution: 0.8}}}
 	b, _ := json.Marshal(a)
-	w, err := kafka.NewWriter(kafka.WriterConfig{Brokers: e.brokers, Topic: e.anomalies}, nil)
+	w, err := kafka.NewWriter(kafka.WriterConfig{Brokers: e.brokers, Security: e.sec, Topic: e.anomalies}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,7 +23,13 @@ import (
 	"github.com/agentwatch/agentwatch/internal/tools/sim"
 )
 
-const e2eSecret = "0b5c3f1e9a7d4c2b8e6f0a1d3c5b7e9f2a4c6e8b"
+const (
+	e2eSecret     = "0b5c3f1e9a7d4c2b8e6f0a1d3c5b7e9f2a4c6e8b"
+	e2eSlackToken = "xoxb-e2e-4f8a1c9d7b3e"
+	// e2eAPIToken is the secret of an HTTP API token the secured run
+	// configures, so that its logs can be searched for it.
+	e2eAPIToken = "e2e-api-token-3b9f0c2a7e61d4c85a90f1e2d3b4a5968778695a4b3c2d1e"
+)
 
 const e2ePlaybooks = `
 playbooks:
@@ -51,6 +58,10 @@ func envOfSettings(m map[string]string) []string {
 type e2e struct {
 	t          *testing.T
 	brokers    []string
+	kafka      itest.Kafka
+	sec        kafka.Security
+	procs      []*itest.Proc // every service process started, for their logs
+	cliOut     []string      // every subcommand's output
 	settings   map[string]string
 	respEnv    []string
 	bins       map[string]string
@@ -63,8 +74,15 @@ type e2e struct {
 
 func newE2E(t *testing.T, ctx context.Context, withPipeline bool) *e2e {
 	t.Helper()
-	brokers, chAddr := itest.KafkaBrokers(t), itest.ClickHouseAddr(t)
-	e := &e2e{t: t, brokers: brokers, bins: map[string]string{}, slack: testsrv.NewSlack(), kong: testsrv.NewKong()}
+	return newE2EOn(t, ctx, withPipeline, itest.PlainKafka(t))
+}
+
+// newE2EOn is newE2E on the Kafka listener k: the services and the test's
+// own clients all reach the broker with k's security.
+func newE2EOn(t *testing.T, ctx context.Context, withPipeline bool, k itest.Kafka) *e2e {
+	t.Helper()
+	brokers, chAddr := k.Brokers, itest.ClickHouseAddr(t)
+	e := &e2e{t: t, brokers: brokers, kafka: k, sec: k.Security(t), bins: map[string]string{}, slack: testsrv.NewSlack(), kong: testsrv.NewKong()}
 	t.Cleanup(e.slack.Close)
 	t.Cleanup(e.kong.Close)
 	names := []string{"responder"}
@@ -78,12 +96,12 @@ func newE2E(t *testing.T, ctx context.Context, withPipeline bool) *e2e {
 	raw, events, dlq := "it-e2e-"+suffix+".raw", "it-e2e-"+suffix+".events", "it-e2e-"+suffix+".dlq"
 	e.anomalies = "it-e2e-" + suffix + ".anomalies"
 	db := "it_e2e_" + suffix
-	if err := kafka.EnsureTopics(ctx, brokers,
+	if err := kafka.EnsureTopics(ctx, brokers, e.sec,
 		kafka.TopicSpec{Name: raw, Partitions: 2, ReplicationFactor: 1}, kafka.TopicSpec{Name: events, Partitions: 2, ReplicationFactor: 1},
 		kafka.TopicSpec{Name: dlq, Partitions: 1, ReplicationFactor: 1}, kafka.TopicSpec{Name: e.anomalies, Partitions: 2, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)
 	}
-	itest.DeleteTopicsAfter(t, brokers, raw, events, dlq, e.anomalies)
+	k.DeleteTopicsAfter(t, raw, events, dlq, e.anomalies)
 	itest.DropDatabaseAfter(t, chAddr, db)
 	dir := t.TempDir()
 	pb := filepath.Join(dir, "playbooks.yaml")
@@ -101,7 +119,8 @@ func newE2E(t *testing.T, ctx context.Context, withPipeline bool) *e2e {
 		"responder.kong.admin_url": e.kong.URL(), "responder.egress_allow": e.kong.Addr(), "responder.slack.api_url": e.slack.URL(),
 		"responder.api_addr": "127.0.0.1:0",
 	}
-	e.respEnv = []string{"SLACK_BOT_TOKEN=xoxb-e2e", "SLACK_SIGNING_SECRET=" + e2eSecret}
+	maps.Copy(e.settings, k.Settings())
+	e.respEnv = []string{"SLACK_BOT_TOKEN=" + e2eSlackToken, "SLACK_SIGNING_SECRET=" + e2eSecret}
 	return e
 }
 
@@ -109,6 +128,7 @@ func (e *e2e) env(extra ...string) []string { return append(envOfSettings(e.sett
 
 func (e *e2e) startResponder(extra ...string) *itest.Proc {
 	p := itest.Start(e.t, e.bins["responder"], e.env(append(e.respEnv, extra...)...))
+	e.procs = append(e.procs, p)
 	if _, ok := p.WaitLine(60*time.Second, 0, "responder started"); !ok {
 		e.t.Fatalf("responder did not start:\n%s", p.Tail(30))
 	}
@@ -121,7 +141,9 @@ func (e *e2e) cli(args ...string) (string, error) {
 	cmd.Env = append(os.Environ(), e.env(e.respEnv...)...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Run(); err != nil {
+	err := cmd.Run()
+	e.cliOut = append(e.cliOut, out.String(), errOut.String())
+	if err != nil {
 		return out.String() + errOut.String(), err
 	}
 	return out.String(), nil
@@ -174,7 +196,7 @@ func (e *e2e) quiet(d, max time.Duration) {
 // it again, as a redelivery after a rebalance or an operator's replay would.
 func (e *e2e) replayAnomalies(ctx context.Context) int {
 	e.t.Helper()
-	r, err := kafka.NewReader(kafka.ReaderConfig{Brokers: e.brokers, GroupID: "it-e2e-replay-" + itest.RandHex(4), Topics: []string{e.anomalies}}, nil)
+	r, err := kafka.NewReader(kafka.ReaderConfig{Brokers: e.brokers, Security: e.sec, GroupID: "it-e2e-replay-" + itest.RandHex(4), Topics: []string{e.anomalies}}, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -189,7 +211,7 @@ func (e *e2e) replayAnomalies(ctx context.Context) int {
 		}
 		msgs = append(msgs, bus.Message{Key: m.Key, Value: m.Value})
 	}
-	w, err := kafka.NewWriter(kafka.WriterConfig{Brokers: e.brokers, Topic: e.anomalies}, nil)
+	w, err := kafka.NewWriter(kafka.WriterConfig{Brokers: e.brokers, Security: e.sec, Topic: e.anomalies}, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -206,9 +228,62 @@ func (e *e2e) replayAnomalies(ctx context.Context) int {
 // revocation at Kong and one evidence bundle whose hashes verify; replaying
 // every anomaly (before and after a responder restart) must change nothing.
 func TestIntegrationEndToEndExfiltration(t *testing.T) {
+	endToEndExfiltration(t, itest.PlainKafka(t), nil)
+}
+
+// TestIntegrationEndToEndExfiltrationSASLSSL is the same run over the
+// broker's SASL_SSL listener (TLS and SCRAM-SHA-512) for every service and
+// every client of the test, with an HTTP API token configured besides the
+// Slack secrets; no line any process writes may hold any of the secrets.
+func TestIntegrationEndToEndExfiltrationSASLSSL(t *testing.T) {
+	k := itest.SecureKafka(t, "scram-sha-512")
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "agentwatch.yaml")
+	if err := os.WriteFile(cfgFile, []byte("responder:\n  tokens:\n    - {name: e2e-ops, secret_env: E2E_API_TOKEN, can_read_audit: true}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := endToEndExfiltration(t, k, []string{config.EnvConfigFile + "=" + cfgFile, "E2E_API_TOKEN=" + e2eAPIToken})
+	secrets := map[string]string{"kafka.sasl.password": k.SASL.Password, "Slack bot token": e2eSlackToken,
+		"Slack signing secret": e2eSecret, "API token": e2eAPIToken}
+	if pw := e.settings["clickhouse.password"]; pw != "" {
+		secrets["clickhouse.password"] = pw
+	}
+	lines := 0
+	for i, p := range e.procs {
+		// Every service proved its connection over SASL_SSL at start; that
+		// line in each capture also shows the capture works.
+		if len(p.Lines("kafka reachable", "security.protocol=SASL_SSL", "security.sasl=SCRAM-SHA-512")) == 0 {
+			t.Errorf("process %d (%s) did not log its SASL_SSL check:\n%s", i, filepath.Base(p.Cmd.Path), p.Tail(10))
+		}
+		for _, l := range p.Output() {
+			lines++
+			for what, v := range secrets {
+				if strings.Contains(l, v) {
+					t.Errorf("process %d (%s) logged the %s: %s", i, filepath.Base(p.Cmd.Path), what, l)
+				}
+			}
+		}
+	}
+	for _, out := range e.cliOut {
+		for what, v := range secrets {
+			if strings.Contains(out, v) {
+				t.Errorf("a responder subcommand printed the %s:\n%s", what, out)
+			}
+		}
+	}
+	if lines < 20 {
+		t.Fatalf("only %d log lines from %d processes: the capture is broken, so the search proves nothing", lines, len(e.procs))
+	}
+	t.Logf("searched %d log lines of %d processes and %d subcommand outputs for %d secrets", lines, len(e.procs), len(e.cliOut), len(secrets))
+}
+
+// endToEndExfiltration is the run of TestIntegrationEndToEndExfiltration on
+// listener k, with extra environment for every process.
+func endToEndExfiltration(t *testing.T, k itest.Kafka, extraEnv []string) *e2e {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	e := newE2E(t, ctx, true)
+	e := newE2EOn(t, ctx, true, k)
+	e.respEnv = append(e.respEnv, extraEnv...)
 
 	start := time.Now().UTC().Add(-26 * time.Hour).Truncate(time.Minute)
 	s, err := sim.New(sim.Config{Seed: 11, Agents: 12, Start: start, Duration: 26*time.Hour - 2*time.Minute,
@@ -245,13 +320,12 @@ func TestIntegrationEndToEndExfiltration(t *testing.T) {
 	}
 	e.settings["responder.evidence.checkpoint_key_file"] = keyFile
 
-	ing := itest.Start(t, e.bins["ingest"], e.env())
-	det := itest.Start(t, e.bins["detector"], e.env())
+	ing := itest.Start(t, e.bins["ingest"], e.env(extraEnv...))
+	det := itest.Start(t, e.bins["detector"], e.env(extraEnv...))
+	e.procs = append(e.procs, ing, det)
 	resp := e.startResponder()
-	_ = ing
-	_ = det
 
-	w, err := kafka.NewWriter(kafka.WriterConfig{Brokers: e.brokers, Topic: e.settings["kafka.raw_topics"]}, nil)
+	w, err := kafka.NewWriter(kafka.WriterConfig{Brokers: e.brokers, Security: e.sec, Topic: e.settings["kafka.raw_topics"]}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,4 +403,16 @@ func TestIntegrationEndToEndExfiltration(t *testing.T) {
 		t.Errorf("after a restart, replaying posted %d and called Kong %d more times", len(e.slack.Posts())-posts, len(e.kong.Requests())-reqs)
 	}
 	t.Logf("replayed %d anomalies twice (before and after a restart): no new post, no new Kong call", replayed)
+	// Stopped gracefully, so that their shutdown lines are logged too.
+	for _, p := range []*itest.Proc{resp, ing, det} {
+		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range []*itest.Proc{resp, ing, det} {
+		select {
+		case <-p.Done:
+		case <-time.After(time.Minute):
+			t.Errorf("%s did not stop within a minute of SIGTERM", filepath.Base(p.Cmd.Path))
+		}
+	}
+	return e
 }

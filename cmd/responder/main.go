@@ -41,7 +41,7 @@ Slack's interactivity endpoint and the HTTP API. Run without a command, it runs
 the consumer; the other commands are for operators (docs/responder.md).`)
 	cli.ServiceCommand(root, runResponder)
 	root.AddCommand(runPlaybookCommand(), restoreCommand(), auditCommand(), verifyCommand(),
-		incidentsCommand(), silenceCommand(), outboxCommand(), falsePositiveCommand(), keygenCommand())
+		incidentsCommand(), silenceCommand(), outboxCommand(), falsePositiveCommand(), keygenCommand(), ledgerKeygenCommand(), ledgerResealCommand())
 	return root
 }
 
@@ -227,6 +227,45 @@ checks the checkpoints with it. Existing files are never overwritten.`,
 	}
 	cmd.Flags().StringVar(&o.Out, "out", "", "the private key's file (the public key goes to FILE.pub)")
 	return cmd
+}
+
+func ledgerKeygenCommand() *cobra.Command {
+	var o respctl.KeygenOptions
+	cmd := &cobra.Command{
+		Use:   "ledger-keygen --out FILE",
+		Short: "Make the age key that encrypts the revocation ledger's kept credentials",
+		Long: `ledger-keygen writes a new age X25519 identity to FILE (mode 0600), in the format
+age-keygen writes, so a key from either tool works. Point responder.ledger_key_file
+at FILE (or mount it as a secret): the revocation ledger then keeps the Kong keys it
+will restore encrypted to it. Back the file up with the state directory's backups,
+kept apart from them: the kept keys cannot be decrypted without it. An existing file
+is never overwritten.`,
+		Args: cli.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := required(cmd, "out"); err != nil {
+				return err
+			}
+			return respctl.LedgerKeygen(o, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&o.Out, "out", "", "the key's file")
+	return cmd
+}
+
+func ledgerResealCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "ledger-reseal",
+		Short: "Encrypt the Kong keys a revocation ledger from before encryption holds in plain text",
+		Long: `ledger-reseal rewrites responder.state_dir's revocation ledger with every Kong key
+that lines written before encryption hold in plain text encrypted with
+responder.ledger_key; the other lines stay as they are. Stop the responder (and
+any responder restore) first: it refuses while a responder holds the state
+directory. The file is replaced atomically.`,
+		Args: cli.NoArgs,
+		RunE: operatorRunE(nil, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
+			return asUsage(respctl.LedgerReseal(cfg, cmd.OutOrStdout()))
+		}),
+	}
 }
 
 func incidentsCommand() *cobra.Command {

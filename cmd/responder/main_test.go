@@ -12,6 +12,7 @@ import (
 func TestCommandLine(t *testing.T) {
 	state := "--responder.state_dir=" + t.TempDir()
 	key := filepath.Join(t.TempDir(), "checkpoint.key")
+	ledgerKey := filepath.Join(t.TempDir(), "ledger.key")
 	clitest.Run(t, newRoot, []clitest.Case{
 		{Args: []string{"--help"}, Code: 0, Out: "run-playbook"},
 		{Args: []string{"help", "silence"}, Code: 0, Out: "expire"},
@@ -31,6 +32,13 @@ func TestCommandLine(t *testing.T) {
 		{Args: []string{"keygen"}, Code: 2, Err: "needs --out"},
 		{Args: []string{"keygen", "--out=" + key}, Code: 0, Out: "mode 0600"},
 		{Args: []string{"keygen", "--out=" + key}, Code: 1, Err: "never overwritten"},
+		{Args: []string{"ledger-keygen"}, Code: 2, Err: "needs --out"},
+		{Args: []string{"ledger-keygen", "--out=" + ledgerKey}, Code: 0, Out: "mode 0600"},
+		{Args: []string{"ledger-keygen", "--out=" + ledgerKey}, Code: 1, Err: "never overwritten"},
+		{Args: []string{"incidents", state, "--responder.ledger_key_file=" + ledgerKey}, Code: 0, Out: "INCIDENT"},
+		{Args: []string{"incidents", state, "--responder.ledger_key_file=" + key + ".pub"}, Code: 2, Err: "responder.ledger_key: is not an age X25519 identity"},
+		{Args: []string{"ledger-reseal", state}, Code: 2, Err: "responder.ledger_key"},
+		{Args: []string{"ledger-reseal", state, "--responder.ledger_key_file=" + ledgerKey}, Code: 0, Out: "nothing to reseal"},
 		{Args: []string{"verify", "--help"}, Code: 0, Out: "--public-key"},
 		{Args: []string{"verify", state, "--public-key=" + key + ".pub"}, Code: 0, Out: "checkpoints: none yet"},
 	})

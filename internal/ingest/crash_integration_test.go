@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwatch/agentwatch/internal/testkit/itest"
 	"github.com/agentwatch/agentwatch/pkg/event"
 )
 
@@ -22,17 +23,29 @@ import (
 // records processed but not committed before a kill are processed again, so
 // duplicates there are expected and only counted.
 func TestIntegrationIngestSIGKILL(t *testing.T) {
+	kafkaBrokers(t)
+	ingestSIGKILL(t, itest.PlainKafka(t), "sigkill", 100_000, 4)
+}
+
+// TestIntegrationIngestSIGKILLSASLSSL is the same crash test over the
+// broker's SASL_SSL listener (TLS and SCRAM-SHA-512), shorter: the
+// secured path is what it proves, the kills are the plaintext test's.
+func TestIntegrationIngestSIGKILLSASLSSL(t *testing.T) {
+	ingestSIGKILL(t, itest.SecureKafka(t, "scram-sha-512"), "sigkill-sasl", 40_000, 2)
+}
+
+// ingestSIGKILL publishes n lines on k while ingest is killed kills times.
+func ingestSIGKILL(t *testing.T, k itest.Kafka, what string, n, kills int) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	s := newSetup(t, ctx, "sigkill", 6, 1)
+	s := newSetupOn(t, ctx, what, 6, 1, k)
 	// Smaller batches than the default make a kill land between commits
 	// rather than before the first one.
 	s.settings["ingest.batch_size"] = "2000"
 	bin := buildBinary(t, "ingest")
 
-	const n = 100_000
 	c := newCorpus(t, 43, 0.05, nil, n)
-	w := newRawWriter(t, s.brokers, s.raw[0])
+	w := newRawWriter(t, s.kc, s.raw[0])
 	pubDone := make(chan error, 1)
 	start := time.Now()
 	// About 60 s of publishing at ~1700 lines/s, so that every kill
@@ -42,12 +55,11 @@ func TestIntegrationIngestSIGKILL(t *testing.T) {
 
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	p := startIngest(t, bin, s)
-	const kills = 4
 	for k := range kills {
 		// Kill a process that is working: wait until it has committed
 		// something of its own (after a kill, the dead member holds its
 		// partitions until its session times out), then a random while.
-		base, _, err := groupProgressSettled(ctx, s.brokers, s.group, s.raw[0], s.partitions)
+		base, _, err := groupProgressSettled(ctx, s.kc, s.group, s.raw[0], s.partitions)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,7 +71,7 @@ func TestIntegrationIngestSIGKILL(t *testing.T) {
 				t.Fatalf("no progress before kill %d\n%s", k+1, p.logTail(30))
 			case <-time.After(200 * time.Millisecond):
 			}
-			committed, _, err := groupProgress(ctx, s.brokers, s.group, s.raw[0], s.partitions)
+			committed, _, err := groupProgress(ctx, s.kc, s.group, s.raw[0], s.partitions)
 			progressed = err == nil && committed > base
 		}
 		wait := 500*time.Millisecond + time.Duration(rng.Int64N(int64(2500*time.Millisecond)))
@@ -72,7 +84,7 @@ func TestIntegrationIngestSIGKILL(t *testing.T) {
 		// interrupts work in flight rather than an idle wait.
 		var committed, end int64
 		for deadline := time.Now().Add(10 * time.Second); ; {
-			committed, end, err = groupProgress(ctx, s.brokers, s.group, s.raw[0], s.partitions)
+			committed, end, err = groupProgress(ctx, s.kc, s.group, s.raw[0], s.partitions)
 			if err == nil && committed < end {
 				break
 			}
@@ -94,7 +106,7 @@ func TestIntegrationIngestSIGKILL(t *testing.T) {
 	t.Logf("published %d lines (%d bad) in %s", n, c.bad, time.Since(start).Round(time.Millisecond))
 	// A killed member stays in the group until its session times out (10 s),
 	// so the last restart may wait that long before it gets partitions.
-	waitCommitted(t, ctx, s, n, 2*time.Minute)
+	waitCommitted(t, ctx, s, int64(n), 2*time.Minute)
 	t.Logf("all %d records committed %s after the first start", n, time.Since(start).Round(time.Millisecond))
 	// The survivor must stop cleanly on SIGTERM.
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -153,7 +165,7 @@ func TestIntegrationIngestClickHouseOutage(t *testing.T) {
 	bin := buildBinary(t, "ingest")
 
 	c := newCorpus(t, 44, 0.05, nil, 60_000)
-	w := newRawWriter(t, s.brokers, s.raw[0])
+	w := newRawWriter(t, s.kc, s.raw[0])
 	pubCtx, stopPub := context.WithCancel(ctx)
 	defer stopPub()
 	pubDone := make(chan error, 1)
@@ -209,7 +221,7 @@ func TestIntegrationIngestClickHouseOutage(t *testing.T) {
 			case http.StatusServiceUnavailable:
 				ph.notReady++
 			}
-			committed, end, err := groupProgress(ctx, s.brokers, s.group, s.raw[0], s.partitions)
+			committed, end, err := groupProgress(ctx, s.kc, s.group, s.raw[0], s.partitions)
 			if err == nil {
 				if ph.firstCommitted < 0 {
 					ph.firstCommitted = committed
@@ -300,7 +312,7 @@ func TestIntegrationIngestClickHouseOutage(t *testing.T) {
 
 // committedOffsets returns the group's committed offset per partition.
 func committedOffsets(ctx context.Context, s *setup) (map[int32]int64, error) {
-	c, _, err := groupOffsets(ctx, s.brokers, s.group, s.raw[0], s.partitions)
+	c, _, err := groupOffsets(ctx, s.kc, s.group, s.raw[0], s.partitions)
 	return c, err
 }
 

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +39,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
+	"github.com/agentwatch/agentwatch/internal/testkit/itest"
 	"github.com/agentwatch/agentwatch/internal/tools/sim"
 	"github.com/agentwatch/agentwatch/pkg/event"
 )
@@ -124,6 +126,8 @@ func randHex(n int) string {
 // ClickHouse database, all removed when the test ends.
 type setup struct {
 	brokers, chAddr    []string
+	kafka              itest.Kafka // the listener and its client settings
+	kc                 cluster     // the test's own clients' view of kafka
 	raw                []string
 	events, dlq, group string
 	db                 string
@@ -132,11 +136,26 @@ type setup struct {
 	rawDB              driver.Conn       // ClickHouse connection to "default", for DDL
 }
 
+// cluster is what the test's own Kafka clients need: the brokers and how
+// to reach them.
+type cluster struct {
+	brokers []string
+	sec     kafka.Security
+}
+
 func newSetup(t *testing.T, ctx context.Context, what string, partitions, rawTopics int) *setup {
+	t.Helper()
+	kafkaBrokers(t) // fails or skips with this package's message when unset
+	return newSetupOn(t, ctx, what, partitions, rawTopics, itest.PlainKafka(t))
+}
+
+// newSetupOn is newSetup on the Kafka listener k: the ingest it configures
+// and the test's own clients reach the broker with k's security.
+func newSetupOn(t *testing.T, ctx context.Context, what string, partitions, rawTopics int, k itest.Kafka) *setup {
 	t.Helper()
 	suffix := fmt.Sprintf("%d-%s", time.Now().UnixMilli(), randHex(3))
 	s := &setup{
-		brokers: kafkaBrokers(t), chAddr: clickhouseAddr(t),
+		brokers: k.Brokers, chAddr: clickhouseAddr(t), kafka: k, kc: cluster{k.Brokers, k.Security(t)},
 		events:     "it-ingest-" + what + "-events-" + suffix,
 		dlq:        "it-ingest-" + what + "-dlq-" + suffix,
 		group:      "it-ingest-" + what + "-" + suffix,
@@ -159,8 +178,8 @@ func newSetup(t *testing.T, ctx context.Context, what string, partitions, rawTop
 	for _, ts := range topics {
 		names = append(names, ts.Name)
 	}
-	dropTopicsAfter(t, s.brokers, names...)
-	if err := kafka.EnsureTopics(ctx, s.brokers, topics...); err != nil {
+	dropTopicsAfter(t, s.kc, names...)
+	if err := kafka.EnsureTopics(ctx, s.brokers, s.kc.sec, topics...); err != nil {
 		t.Fatalf("EnsureTopics: %v", err)
 	}
 	s.rawDB = openClickHouse(t, s.chAddr, "default")
@@ -196,6 +215,7 @@ func (s *setup) env() []string {
 		"clickhouse.addr":         strings.Join(s.chAddr, ","),
 		"clickhouse.database":     s.db,
 	}
+	maps.Copy(kv, s.kafka.Settings())
 	for k, v := range s.settings {
 		kv[k] = v
 	}
@@ -217,13 +237,13 @@ func (s *setup) config(t *testing.T) config.Config {
 	return cfg
 }
 
-func dropTopicsAfter(t *testing.T, brokers []string, topics ...string) {
+func dropTopicsAfter(t *testing.T, kc cluster, topics ...string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		tr := &kafkago.Transport{}
+		client, tr := kc.sec.Client(kc.brokers, 30*time.Second)
 		defer tr.CloseIdleConnections()
-		res, err := (&kafkago.Client{Addr: kafkago.TCP(brokers...), Transport: tr}).DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: topics})
+		res, err := client.DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: topics})
 		if err != nil {
 			t.Logf("delete test topics %v: %v", topics, err)
 			return
@@ -371,9 +391,9 @@ func (c *corpus) summary() (good int, byKind map[sim.GarbageKind]int) {
 
 // publisher writes raw records with a synchronous writer sized for the
 // over-long garbage lines.
-func newRawWriter(t *testing.T, brokers []string, topic string) *kafka.Writer {
+func newRawWriter(t *testing.T, kc cluster, topic string) *kafka.Writer {
 	t.Helper()
-	w, err := kafka.NewWriter(kafka.WriterConfig{Brokers: brokers, Topic: topic, BatchSize: 5000, BatchBytes: 3 << 20}, nil)
+	w, err := kafka.NewWriter(kafka.WriterConfig{Brokers: kc.brokers, Security: kc.sec, Topic: topic, BatchSize: 5000, BatchBytes: 3 << 20}, nil)
 	if err != nil {
 		t.Fatalf("NewWriter: %v", err)
 	}
@@ -414,9 +434,9 @@ type coord struct {
 // readTopic reads topic from the start as a new consumer group, calling fn
 // for every record, until want records were seen and then nothing more
 // arrives for quiet. It returns how many records it read.
-func readTopic(t *testing.T, ctx context.Context, brokers []string, topic string, want int, quiet time.Duration, fn func(bus.Message)) int {
+func readTopic(t *testing.T, ctx context.Context, kc cluster, topic string, want int, quiet time.Duration, fn func(bus.Message)) int {
 	t.Helper()
-	r, err := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, GroupID: "it-check-" + randHex(6), Topics: []string{topic}, MaxBytes: 16 << 20}, nil)
+	r, err := kafka.NewReader(kafka.ReaderConfig{Brokers: kc.brokers, Security: kc.sec, GroupID: "it-check-" + randHex(6), Topics: []string{topic}, MaxBytes: 16 << 20}, nil)
 	if err != nil {
 		t.Fatalf("NewReader: %v", err)
 	}
@@ -446,7 +466,7 @@ func rawCoords(t *testing.T, ctx context.Context, s *setup, c *corpus) []coord {
 	t.Helper()
 	coords := make([]coord, len(c.lines))
 	seen := make([]bool, len(c.lines))
-	readTopic(t, ctx, s.brokers, s.raw[0], len(c.lines), 2*time.Second, func(m bus.Message) {
+	readTopic(t, ctx, s.kc, s.raw[0], len(c.lines), 2*time.Second, func(m bus.Message) {
 		i, err := strconv.Atoi(string(m.Key))
 		if err != nil || i < 0 || i >= len(c.lines) || seen[i] {
 			t.Fatalf("raw record %d/%d has key %q: not a fresh ledger index", m.Partition, m.Offset, m.Key)
@@ -597,7 +617,7 @@ func checkDeadLetters(t *testing.T, ctx context.Context, s *setup, c *corpus, co
 			errs = append(errs, fmt.Sprintf(format, a...))
 		}
 	}
-	read := readTopic(t, ctx, s.brokers, s.dlq, c.bad, 3*time.Second, func(m bus.Message) {
+	read := readTopic(t, ctx, s.kc, s.dlq, c.bad, 3*time.Second, func(m bus.Message) {
 		i, err := strconv.Atoi(string(m.Key))
 		if err != nil || i < 0 || i >= len(c.lines) {
 			fail("dead letter with key %q is no ledger line", m.Key)
@@ -668,7 +688,7 @@ func checkEventsTopic(t *testing.T, ctx context.Context, s *setup, c *corpus, co
 			errs = append(errs, fmt.Sprintf(format, a...))
 		}
 	}
-	read := readTopic(t, ctx, s.brokers, s.events, len(ids), 3*time.Second, func(m bus.Message) {
+	read := readTopic(t, ctx, s.kc, s.events, len(ids), 3*time.Second, func(m bus.Message) {
 		ev, err := dec.Decode(m.Value)
 		if err != nil {
 			fail("undecodable event at %d/%d: %v", m.Partition, m.Offset, err)
@@ -710,10 +730,9 @@ func checkEventsTopic(t *testing.T, ctx context.Context, s *setup, c *corpus, co
 
 // groupOffsets returns, per partition, the group's committed offset (0
 // when none) and the topic's end offset.
-func groupOffsets(ctx context.Context, brokers []string, group, topic string, partitions int) (committed, end map[int32]int64, err error) {
-	tr := &kafkago.Transport{}
+func groupOffsets(ctx context.Context, kc cluster, group, topic string, partitions int) (committed, end map[int32]int64, err error) {
+	cl, tr := kc.sec.Client(kc.brokers, 10*time.Second)
 	defer tr.CloseIdleConnections()
-	cl := &kafkago.Client{Addr: kafkago.TCP(brokers...), Transport: tr, Timeout: 10 * time.Second}
 	ps := make([]int, partitions)
 	reqs := make([]kafkago.OffsetRequest, partitions)
 	committed, end = make(map[int32]int64), make(map[int32]int64)
@@ -751,8 +770,8 @@ func groupOffsets(ctx context.Context, brokers []string, group, topic string, pa
 }
 
 // groupProgress returns the sums over partitions of groupOffsets.
-func groupProgress(ctx context.Context, brokers []string, group, topic string, partitions int) (committed, end int64, err error) {
-	c, e, err := groupOffsets(ctx, brokers, group, topic, partitions)
+func groupProgress(ctx context.Context, kc cluster, group, topic string, partitions int) (committed, end int64, err error) {
+	c, e, err := groupOffsets(ctx, kc, group, topic, partitions)
 	for _, v := range c {
 		committed += v
 	}
@@ -764,10 +783,10 @@ func groupProgress(ctx context.Context, brokers []string, group, topic string, p
 
 // groupProgressSettled is groupProgress retried for a while: on a fresh
 // broker the group coordinator may not be elected yet (NOT_COORDINATOR).
-func groupProgressSettled(ctx context.Context, brokers []string, group, topic string, partitions int) (committed, end int64, err error) {
+func groupProgressSettled(ctx context.Context, kc cluster, group, topic string, partitions int) (committed, end int64, err error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		committed, end, err = groupProgress(ctx, brokers, group, topic, partitions)
+		committed, end, err = groupProgress(ctx, kc, group, topic, partitions)
 		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
 			return committed, end, err
 		}
@@ -781,7 +800,7 @@ func waitCommitted(t *testing.T, ctx context.Context, s *setup, want int64, time
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		committed, end, err := groupProgress(ctx, s.brokers, s.group, s.raw[0], s.partitions)
+		committed, end, err := groupProgress(ctx, s.kc, s.group, s.raw[0], s.partitions)
 		if err == nil && committed == want && end == want {
 			return
 		}

@@ -22,7 +22,7 @@ func TestIntegrationIngestMixedFormats100k(t *testing.T) {
 
 	const n = 100_000
 	c := newCorpus(t, 42, 0.05, nil, n)
-	w := newRawWriter(t, s.brokers, s.raw[0])
+	w := newRawWriter(t, s.kc, s.raw[0])
 	start := time.Now()
 	if err := publish(ctx, w, c, n, 2000, 0); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,9 @@ import (
 type Service struct {
 	Ingester *Ingester
 	Store    *chstore.Store
+	// Retention drops old event partitions on a schedule; nil when
+	// ingest.retention_interval is 0.
+	Retention *Retention
 
 	reader *kafka.Reader
 	events *kafka.Writer
@@ -46,8 +49,12 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 	if !cfg.Distributed() {
 		return nil, errors.New("ingest: kafka.brokers is empty; run `agentwatch demo` for the embedded mode or set kafka.brokers")
 	}
+	sec, err := kafka.Connect(ctx, cfg.Kafka, log)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Kafka.CreateTopics {
-		if err := kafka.EnsureTopics(ctx, cfg.Kafka.Brokers, Topics(cfg)...); err != nil {
+		if err := kafka.EnsureTopics(ctx, cfg.Kafka.Brokers, sec, Topics(cfg)...); err != nil {
 			return nil, fmt.Errorf("ensure topics on %v: %w", cfg.Kafka.Brokers, err)
 		}
 	}
@@ -61,17 +68,17 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 		return nil, err
 	}
 	s.reader, err = kafka.NewReader(kafka.ReaderConfig{
-		Brokers: cfg.Kafka.Brokers, GroupID: cfg.Kafka.IngestGroup, Topics: cfg.Kafka.RawTopics,
+		Brokers: cfg.Kafka.Brokers, Security: sec, GroupID: cfg.Kafka.IngestGroup, Topics: cfg.Kafka.RawTopics,
 		MaxBytes: 2 * cfg.Kafka.MaxMessageBytes,
 	}, log)
 	if err != nil {
 		return fail(fmt.Errorf("kafka reader: %w", err))
 	}
-	s.events, err = kafka.NewWriter(kafka.WriterConfig{Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.EventsTopic, BatchSize: 10000, Compression: "lz4"}, log)
+	s.events, err = kafka.NewWriter(kafka.WriterConfig{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: cfg.Kafka.EventsTopic, BatchSize: 10000, Compression: "lz4"}, log)
 	if err != nil {
 		return fail(fmt.Errorf("kafka events writer: %w", err))
 	}
-	s.dlq, err = kafka.NewWriter(kafka.WriterConfig{Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.DeadLetterTopic, BatchBytes: int64(cfg.Kafka.MaxMessageBytes) - 64<<10}, log)
+	s.dlq, err = kafka.NewWriter(kafka.WriterConfig{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: cfg.Kafka.DeadLetterTopic, BatchBytes: int64(cfg.Kafka.MaxMessageBytes) - 64<<10}, log)
 	if err != nil {
 		return fail(fmt.Errorf("kafka dead-letter writer: %w", err))
 	}
@@ -87,6 +94,10 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 	}, log, NewMetrics(reg))
 	if err != nil {
 		return fail(err)
+	}
+	if cfg.Ingest.RetentionInterval > 0 {
+		s.Retention = &Retention{Store: st, Days: cfg.ClickHouse.RetentionDays, Interval: cfg.Ingest.RetentionInterval,
+			Log: log.With("component", "retention"), Metrics: NewRetentionMetrics(reg)}
 	}
 	return s, nil
 }

@@ -221,7 +221,7 @@ func checkShipped(t *testing.T, ctx context.Context, s *setup, topic string, ent
 	var committed, end int64
 	var err error
 	for deadline := time.Now().Add(90 * time.Second); ; {
-		committed, end, err = groupProgress(ctx, s.brokers, s.group, topic, s.partitions)
+		committed, end, err = groupProgress(ctx, s.kc, s.group, topic, s.partitions)
 		if err == nil && end >= want && committed == end {
 			break
 		}
@@ -237,7 +237,7 @@ func checkShipped(t *testing.T, ctx context.Context, s *setup, topic string, ent
 	for i, e := range entries {
 		bySum[e.sum] = append(bySum[e.sum], i)
 	}
-	readTopic(t, ctx, s.brokers, topic, len(entries), 2*time.Second, func(m bus.Message) {
+	readTopic(t, ctx, s.kc, topic, len(entries), 2*time.Second, func(m bus.Message) {
 		idx := bySum[sha256.Sum256(m.Value)]
 		if len(idx) == 0 {
 			t.Fatalf("%s: record %d/%d (%d bytes, %.80q) is no line the shipper was given: it changed the bytes", topic, m.Partition, m.Offset, len(m.Value), m.Value)
@@ -284,7 +284,7 @@ func checkShipped(t *testing.T, ctx context.Context, s *setup, topic string, ent
 	dead := 0
 	// The dead-letter topic is shared with the other shipper's topic, so
 	// this topic's bad lines are a lower bound of what it holds.
-	readTopic(t, ctx, s.brokers, s.dlq, bad, 3*time.Second, func(m bus.Message) {
+	readTopic(t, ctx, s.kc, s.dlq, bad, 3*time.Second, func(m bus.Message) {
 		if string(m.HeaderValue(ingest.HeaderSourceTopic)) != topic {
 			return
 		}

@@ -54,7 +54,7 @@ func TestIntegrationIngestStrictJSONAndLongPaths(t *testing.T) {
 			good[c.id] = c.route
 		}
 	}
-	w := newRawWriter(t, s.brokers, s.raw[0])
+	w := newRawWriter(t, s.kc, s.raw[0])
 	if err := w.Write(ctx, msgs...); err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestIntegrationIngestStrictJSONAndLongPaths(t *testing.T) {
 		t.Errorf("stats %+v; want 2 control_char, 1 duplicate_key, %d events", st, len(good))
 	}
 
-	readTopic(t, ctx, s.brokers, s.dlq, len(bad), 2*time.Second, func(m bus.Message) {
+	readTopic(t, ctx, s.kc, s.dlq, len(bad), 2*time.Second, func(m bus.Message) {
 		want, ok := bad[string(m.Value)]
 		got := string(m.HeaderValue(ingest.HeaderReason))
 		if !ok || got != want {
@@ -77,7 +77,7 @@ func TestIntegrationIngestStrictJSONAndLongPaths(t *testing.T) {
 		t.Errorf("lines never dead-lettered: %v", bad)
 	}
 	var dec event.Decoder
-	readTopic(t, ctx, s.brokers, s.events, len(good), 2*time.Second, func(m bus.Message) {
+	readTopic(t, ctx, s.kc, s.events, len(good), 2*time.Second, func(m bus.Message) {
 		e, err := dec.Decode(m.Value)
 		if err != nil {
 			t.Errorf("event %.60q: %v", m.Value, err)

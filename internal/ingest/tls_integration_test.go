@@ -51,7 +51,7 @@ func TestIntegrationIngestClickHouseTLS(t *testing.T) {
 
 	const n = 20_000
 	c := newCorpus(t, 7, 0.05, nil, n)
-	if err := publish(ctx, newRawWriter(t, s.brokers, s.raw[0]), c, n, 2000, 0); err != nil {
+	if err := publish(ctx, newRawWriter(t, s.kc, s.raw[0]), c, n, 2000, 0); err != nil {
 		t.Fatal(err)
 	}
 	good, _ := c.summary()

@@ -40,7 +40,7 @@ func TestIntegrationDetectorFailover(t *testing.T) {
 	suffix := itest.RandHex(4)
 	events, anomalies := "it-det-"+suffix+".events", "it-det-"+suffix+".anomalies"
 	group, db := "it-det-"+suffix, "it_det_"+suffix
-	if err := kafka.EnsureTopics(ctx, brokers,
+	if err := kafka.EnsureTopics(ctx, brokers, kafka.Security{},
 		kafka.TopicSpec{Name: events, Partitions: testPartitions, ReplicationFactor: 1},
 		kafka.TopicSpec{Name: anomalies, Partitions: testPartitions, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)
@@ -224,7 +224,7 @@ func TestIntegrationDetectorFailover(t *testing.T) {
 
 	// The topic: every reference anomaly, each id exactly once.
 	seen := map[string]int{}
-	if err := kafka.ReadSince(ctx, brokers, anomalies, time.Unix(0, 0), func(m bus.Message) error {
+	if err := kafka.ReadSince(ctx, brokers, kafka.Security{}, anomalies, time.Unix(0, 0), func(m bus.Message) error {
 		var x anomaly.Anomaly
 		if err := json.Unmarshal(m.Value, &x); err != nil {
 			return err

@@ -32,7 +32,7 @@ func TestIntegrationSecondGroupRefused(t *testing.T) {
 	suffix := itest.RandHex(4)
 	events, anomalies := "it-grp-"+suffix+".events", "it-grp-"+suffix+".anomalies"
 	live, second, db := "it-grp-live-"+suffix, "it-grp-second-"+suffix, "it_grp_"+suffix
-	if err := kafka.EnsureTopics(ctx, brokers,
+	if err := kafka.EnsureTopics(ctx, brokers, kafka.Security{},
 		kafka.TopicSpec{Name: events, Partitions: 2, ReplicationFactor: 1},
 		kafka.TopicSpec{Name: anomalies, Partitions: 2, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)

@@ -41,7 +41,7 @@ func TestIntegrationFutureStampDoesNotBlindPartition(t *testing.T) {
 	suffix := itest.RandHex(4)
 	events, anomalies := "it-liar-"+suffix+".events", "it-liar-"+suffix+".anomalies"
 	group, db := "it-liar-"+suffix, "it_liar_"+suffix
-	if err := kafka.EnsureTopics(ctx, brokers,
+	if err := kafka.EnsureTopics(ctx, brokers, kafka.Security{},
 		kafka.TopicSpec{Name: events, Partitions: 1, ReplicationFactor: 1},
 		kafka.TopicSpec{Name: anomalies, Partitions: 1, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)

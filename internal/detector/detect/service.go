@@ -85,9 +85,13 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 	if !cfg.Distributed() {
 		return nil, errors.New("detector: kafka.brokers is empty; the embedded mode runs inside `agentwatch demo`")
 	}
+	sec, err := kafka.Connect(ctx, cfg.Kafka, log)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Kafka.CreateTopics {
 		k := cfg.Kafka
-		if err := kafka.EnsureTopics(ctx, k.Brokers,
+		if err := kafka.EnsureTopics(ctx, k.Brokers, sec,
 			kafka.TopicSpec{Name: k.EventsTopic, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor},
 			kafka.TopicSpec{Name: k.AnomaliesTopic, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor},
 		); err != nil {
@@ -104,14 +108,14 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 	}
 	s := &Service{Store: st, Watcher: w}
 	s.group, err = kafka.NewGroup(kafka.GroupConfig{
-		Brokers: cfg.Kafka.Brokers, GroupID: cfg.Kafka.DetectorGroup, Topic: cfg.Kafka.EventsTopic,
+		Brokers: cfg.Kafka.Brokers, Security: sec, GroupID: cfg.Kafka.DetectorGroup, Topic: cfg.Kafka.EventsTopic,
 		SessionTimeout: cfg.Detector.SessionTimeout, Logger: log,
 	})
 	if err != nil {
 		_ = s.Close()
 		return nil, fmt.Errorf("detector group: %w", err)
 	}
-	s.out, err = kafka.NewWriter(kafka.WriterConfig{Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.AnomaliesTopic}, log)
+	s.out, err = kafka.NewWriter(kafka.WriterConfig{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: cfg.Kafka.AnomaliesTopic}, log)
 	if err != nil {
 		_ = s.Close()
 		return nil, fmt.Errorf("anomalies writer: %w", err)
@@ -129,7 +133,7 @@ func NewService(ctx context.Context, cfg config.Config, log *slog.Logger, reg pr
 	}, log, reg)
 	s.Detector.Feedback, s.Detector.FeedbackPoll, s.Detector.FeedbackLookback = chstore.NewFeedback(st), cfg.Detector.FeedbackPoll, cfg.Detector.FeedbackLookback
 	s.Detector.Published = func(ctx context.Context, parts []int32, sinceMs int64) (map[string]struct{}, error) {
-		return publishedIDs(ctx, cfg.Kafka.Brokers, cfg.Kafka.AnomaliesTopic, parts, sinceMs)
+		return publishedIDs(ctx, cfg.Kafka.Brokers, sec, cfg.Kafka.AnomaliesTopic, parts, sinceMs)
 	}
 	return s, nil
 }
@@ -176,13 +180,13 @@ var _ FeedbackSource = (*chstore.Feedback)(nil)
 
 // publishedIDs reads the anomalies topic from sinceMs to its end and
 // returns the ids of anomalies about the given events-topic partitions.
-func publishedIDs(ctx context.Context, brokers []string, topic string, parts []int32, sinceMs int64) (map[string]struct{}, error) {
+func publishedIDs(ctx context.Context, brokers []string, sec kafka.Security, topic string, parts []int32, sinceMs int64) (map[string]struct{}, error) {
 	want := make(map[int32]bool, len(parts))
 	for _, p := range parts {
 		want[p] = true
 	}
 	ids := map[string]struct{}{}
-	err := kafka.ReadSince(ctx, brokers, topic, time.UnixMilli(sinceMs), func(m bus.Message) error {
+	err := kafka.ReadSince(ctx, brokers, sec, topic, time.UnixMilli(sinceMs), func(m bus.Message) error {
 		var a struct {
 			ID        string `json:"anomaly_id"`
 			Partition int32  `json:"partition"`

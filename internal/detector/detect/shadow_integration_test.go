@@ -39,7 +39,7 @@ func TestIntegrationShadowAgentsFold(t *testing.T) {
 	suffix := itest.RandHex(4)
 	events, anomalies := "it-shadow-"+suffix+".events", "it-shadow-"+suffix+".anomalies"
 	group, db := "it-shadow-"+suffix, "it_shadow_"+suffix
-	if err := kafka.EnsureTopics(ctx, brokers,
+	if err := kafka.EnsureTopics(ctx, brokers, kafka.Security{},
 		kafka.TopicSpec{Name: events, Partitions: testPartitions, ReplicationFactor: 1},
 		kafka.TopicSpec{Name: anomalies, Partitions: testPartitions, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)
@@ -149,7 +149,7 @@ func TestIntegrationShadowAgentsFold(t *testing.T) {
 	var got []anomaly.Anomaly
 	for deadline := time.Now().Add(120 * time.Second); ; {
 		got = got[:0]
-		err := kafka.ReadSince(ctx, brokers, anomalies, time.Unix(0, 0), func(m bus.Message) error {
+		err := kafka.ReadSince(ctx, brokers, kafka.Security{}, anomalies, time.Unix(0, 0), func(m bus.Message) error {
 			var x anomaly.Anomaly
 			if err := json.Unmarshal(m.Value, &x); err != nil {
 				return fmt.Errorf("anomaly record %q: %w", m.Value, err)

@@ -48,6 +48,7 @@ func TestIntegrationSchema(t *testing.T) {
 		"responder_handled": "anomaly_id String, handled_ms Int64, handled_at DateTime",
 		"feedback_verdicts": "verdict_id String, anomaly_id String, agent_id String, kind String, window_start_ms Int64, window_end_ms Int64, " +
 			"values Array(Float64), verdict String, author String, at_ms Int64",
+		"leases": "name String, owner String, taken_s Int64, expires_s Int64",
 	}
 	for table, cols := range want {
 		rows, err := st.conn.Query(t.Context(), "SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = ?", table)

@@ -96,8 +96,9 @@ type Kafka struct {
 	// MaxMessageBytes is the topics' max.message.bytes: raw lines up to
 	// ingest.max_line_bytes must fit, or the shipper cannot deliver them to
 	// be dead-lettered.
-	MaxMessageBytes int `mapstructure:"max_message_bytes" doc:"max.message.bytes of the raw and dead-letter topics, in bytes; at least ingest.max_line_bytes plus 64 KiB, so that over-long lines still reach ingest and are dead-lettered."`
-	TLS             TLS `mapstructure:"tls"`
+	MaxMessageBytes int  `mapstructure:"max_message_bytes" doc:"max.message.bytes of the raw and dead-letter topics, in bytes; at least ingest.max_line_bytes plus 64 KiB, so that over-long lines still reach ingest and are dead-lettered."`
+	TLS             TLS  `mapstructure:"tls"`
+	SASL            SASL `mapstructure:"sasl"`
 }
 
 // ClickHouse configures the event store of the distributed mode.
@@ -105,9 +106,9 @@ type ClickHouse struct {
 	Addr          []string      `mapstructure:"addr" doc:"ClickHouse native-protocol addresses (host:port, not the HTTP port): the plain port (9000 by default), or with clickhouse.tls.enabled the secure one (tcp_port_secure, 9440 by default); at least one when kafka.brokers is set."`
 	Database      string        `mapstructure:"database" doc:"Database name, matching [A-Za-z_][A-Za-z0-9_]*."`
 	Username      string        `mapstructure:"username" doc:"User name."`
-	Password      string        `mapstructure:"password" secret:"true" doc:"Password; prefer AGENTWATCH_CLICKHOUSE_PASSWORD to writing it in the file."`
+	Password      string        `mapstructure:"password" secret:"true" doc:"Password; prefer clickhouse.password_file or AGENTWATCH_CLICKHOUSE_PASSWORD to writing it in the file."`
 	DialTimeout   time.Duration `mapstructure:"dial_timeout" doc:"Timeout of one connection attempt; positive."`
-	RetentionDays int           `mapstructure:"retention_days" doc:"Days of events kept: ingest retention drops older day partitions. At least 1."`
+	RetentionDays int           `mapstructure:"retention_days" doc:"Days of events kept: ingest drops older day partitions every ingest.retention_interval, and ingest retention does by hand. At least 1."`
 	TLS           TLS           `mapstructure:"tls"`
 }
 
@@ -119,7 +120,10 @@ type Ingest struct {
 	RetryInitial  time.Duration `mapstructure:"retry_initial" doc:"First backoff of a retried write; positive."`
 	RetryMax      time.Duration `mapstructure:"retry_max" doc:"Longest backoff of a retried write; at least ingest.retry_initial."`
 	ShutdownGrace time.Duration `mapstructure:"shutdown_grace" doc:"Time to flush the open batch on SIGTERM; positive."`
-	Format        string        `mapstructure:"format" doc:"Input format of the raw topics: auto (detected per line) or one of canonical, kong, aws_apigw, envoy, nginx_json, nginx_combined (docs/formats.md)."`
+	// RetentionInterval schedules inside ingest what `ingest retention`
+	// does by hand; a lease in ClickHouse lets one replica at a time run it.
+	RetentionInterval time.Duration `mapstructure:"retention_interval" doc:"How often ingest drops the event day partitions older than clickhouse.retention_days, as ingest retention does; one replica at a time (a lease in ClickHouse), at start and then every interval. 0 turns it off; else at least 1s."`
+	Format            string        `mapstructure:"format" doc:"Input format of the raw topics: auto (detected per line) or one of canonical, kong, aws_apigw, envoy, nginx_json, nginx_combined (docs/formats.md)."`
 	// TopicFormats, Mappings, Identity and Routes are structured: file only.
 	TopicFormats map[string]string            `mapstructure:"topic_formats" doc:"Input format per raw topic, overriding ingest.format: {topic: format}."`
 	Mappings     map[string]map[string]string `mapstructure:"mappings" doc:"JSON field paths per format, overriding the built-in ones: {format: {field: path}} (docs/formats.md)."`
@@ -237,6 +241,7 @@ func defaults() map[string]any {
 		"ingest.retry_initial":           "100ms",
 		"ingest.retry_max":               "10s",
 		"ingest.shutdown_grace":          "30s",
+		"ingest.retention_interval":      "1h",
 		"ingest.format":                  "auto",
 		"ingest.topic_formats":           map[string]string{},
 		"ingest.mappings":                map[string]map[string]string{},
@@ -276,7 +281,7 @@ func defaults() map[string]any {
 		"detector.fleet_gauge":           true,
 		"embedded.data_dir":              ".data/embedded",
 	}
-	for _, m := range []map[string]any{tlsDefaults("kafka.tls"), tlsDefaults("clickhouse.tls"), responderDefaults()} {
+	for _, m := range []map[string]any{tlsDefaults("kafka.tls"), saslDefaults("kafka.sasl"), tlsDefaults("clickhouse.tls"), responderDefaults()} {
 		for k, v := range m {
 			d[k] = v
 		}
@@ -292,6 +297,9 @@ func Flags(fs *pflag.FlagSet) {
 			continue
 		}
 		fs.String(d.Key, "", fmt.Sprintf("%s (default %s)", d.Doc, d.Default))
+		if d.FileKey != "" {
+			fs.String(d.FileKey, "", fmt.Sprintf("File holding %s (its contents without the trailing newline); set one of the two.", d.Key))
+		}
 	}
 }
 
@@ -321,6 +329,9 @@ func load(path string, fs *pflag.FlagSet, environ []string) (Config, error) {
 	for k, d := range defs {
 		v.SetDefault(vk(k), d)
 	}
+	for _, fk := range fileKeys() {
+		v.SetDefault(vk(fk), "")
+	}
 	var ps problems
 	envSets := envSettings(&ps, environ)
 	if path != "" {
@@ -337,11 +348,12 @@ func load(path string, fs *pflag.FlagSet, environ []string) (Config, error) {
 	}
 	if fs != nil {
 		fs.Visit(func(f *pflag.Flag) {
-			if _, ok := defs[f.Name]; ok {
+			if _, ok := defs[f.Name]; ok || slices.Contains(fileKeys(), f.Name) {
 				v.Set(vk(f.Name), f.Value.String())
 			}
 		})
 	}
+	secretFiles(&ps, v)
 	var cfg Config
 	rv := reflect.ValueOf(&cfg).Elem()
 	failed := map[string]bool{}
@@ -394,6 +406,11 @@ func envSettings(ps *problems, environ []string) [][2]string {
 		if !l.fileOnly {
 			names = append(names, envName(l.key))
 		}
+		if fk := l.fileKey(); fk != "" {
+			// A pseudo-leaf: only its key is used, to Set the path.
+			byEnv[envName(fk)] = leaf{key: fk}
+			names = append(names, envName(fk))
+		}
 	}
 	var sets [][2]string
 	for _, kv := range environ {
@@ -425,9 +442,10 @@ func unknownFileKeys(ps *problems, v *viper.Viper) {
 	for _, l := range leaves() {
 		keys = append(keys, l.key)
 	}
+	keys = append(keys, fileKeys()...)
 	for _, k := range v.AllKeys() {
 		key := strings.ReplaceAll(k, keyDelim, ".")
-		known := false
+		known := slices.Contains(fileKeys(), key)
 		for _, l := range leaves() {
 			// Below a leaf are a structured key's entries (topic names),
 			// or a map where a scalar belongs, which decoding reports.
@@ -447,6 +465,49 @@ func unknownFileKeys(ps *problems, v *viper.Viper) {
 				ps.add(key, "unknown key (agentwatch config reference lists the keys)")
 			}
 		}
+	}
+}
+
+// fileKeys lists the _file keys of the secret keys, in leaves' order.
+func fileKeys() []string {
+	var out []string
+	for _, l := range leaves() {
+		if fk := l.fileKey(); fk != "" {
+			out = append(out, fk)
+		}
+	}
+	return out
+}
+
+// secretFiles replaces each secret whose _file key is set (in the file,
+// the environment or a flag) by the contents of that file, without the
+// trailing newline that `echo` and editors leave. Problems name the keys
+// and the path, never the contents.
+func secretFiles(ps *problems, v *viper.Viper) {
+	for _, l := range leaves() {
+		fk := l.fileKey()
+		if fk == "" {
+			continue
+		}
+		path := strings.TrimSpace(fmt.Sprint(v.Get(vk(fk))))
+		if path == "" || v.Get(vk(fk)) == nil {
+			continue
+		}
+		if cur := v.Get(vk(l.key)); cur != nil && fmt.Sprint(cur) != "" {
+			ps.add(l.key, "both %s and %s are set (in the file, an %s_* variable or a flag); set only one", l.key, fk, EnvPrefix)
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			ps.add(fk, "cannot read the file holding %s: %v", l.key, err)
+			continue
+		}
+		val := strings.TrimRight(string(b), "\r\n")
+		if val == "" {
+			ps.add(fk, "the file %s holding %s is empty", path, l.key)
+			continue
+		}
+		v.Set(vk(l.key), val)
 	}
 }
 
@@ -561,6 +622,7 @@ func (c Config) validate(ps *problems) {
 		bad("clickhouse.dial_timeout", "must be positive")
 	}
 	c.Kafka.TLS.validate(ps, "kafka.tls")
+	c.Kafka.SASL.validate(ps, "kafka.sasl")
 	c.ClickHouse.TLS.validate(ps, "clickhouse.tls")
 	if c.ClickHouse.RetentionDays < 1 {
 		bad("clickhouse.retention_days", "must be at least 1, got %d", c.ClickHouse.RetentionDays)
@@ -579,6 +641,9 @@ func (c Config) validate(ps *problems) {
 		if d <= 0 {
 			bad(key, "must be a positive duration like 500ms or 10s, got %s", d)
 		}
+	}
+	if in.RetentionInterval < 0 || (in.RetentionInterval > 0 && in.RetentionInterval < time.Second) {
+		bad("ingest.retention_interval", "must be 0 (off) or at least 1s, got %s", in.RetentionInterval)
 	}
 	if in.RetryMax < in.RetryInitial {
 		bad("ingest.retry_max", "must not be below ingest.retry_initial")

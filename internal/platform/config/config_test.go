@@ -156,6 +156,13 @@ func TestErrorMessages(t *testing.T) {
 				"kafka.tls.cert_file: cannot read \"/x.crt\": stat /x.crt: no such file or directory\n" +
 				"kafka.tls.cert_file: cert_file and key_file go together: set both or neither\n" +
 				`kafka.tls.min_version: must be 1.2 or 1.3, got "1.0"`},
+		{"sasl mechanism unknown", "kafka:\n  sasl: {mechanism: gssapi}\n", nil,
+			`kafka.sasl.mechanism: must be none, plain, scram-sha-256 or scram-sha-512, got "gssapi"`},
+		{"sasl without credentials", "kafka:\n  sasl: {mechanism: scram-sha-512}\n", nil,
+			"kafka.sasl.password: must be set when mechanism is scram-sha-512 (or password_file, or AGENTWATCH_KAFKA_SASL_PASSWORD)\n" +
+				"kafka.sasl.username: must be set when mechanism is scram-sha-512"},
+		{"sasl password from env", "kafka:\n  sasl: {mechanism: plain, username: u}\n  tls: {enabled: true, min_version: \"0.9\"}\n", []string{"AGENTWATCH_KAFKA_SASL_PASSWORD=pw"},
+			`kafka.tls.min_version: must be 1.2 or 1.3, got "0.9"`},
 		{"unknown key", "ingest:\n  batchsize: 3\n", nil,
 			"ingest.batchsize: unknown key; did you mean ingest.batch_size?"},
 		{"key in the wrong section", "ingest:\n  window: 1m\n", nil,

@@ -95,6 +95,9 @@ func decodeProblems(ps *problems, l leaf, raw any, err error) {
 		return
 	}
 	v := show(raw)
+	if l.secret {
+		v = "the value (a secret, not shown)"
+	}
 	switch {
 	case l.typ == durationType:
 		ps.add(l.key, "%s is not a duration (use a number with a unit: 30s, 5m, 1h)", v)

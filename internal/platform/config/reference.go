@@ -25,6 +25,10 @@ type KeyDoc struct {
 	Doc      string // one or two sentences: meaning, and the expected form/range
 	FileOnly bool   // structured keys settable only in the file
 	Secret   bool   // masked by config show
+	// FileKey is the key naming a file that holds a secret's value
+	// ("clickhouse.password_file"); "" for keys that are not secret
+	// scalars.
+	FileKey string
 }
 
 // leaf is one configuration key: a field of Config that is not itself a
@@ -36,6 +40,20 @@ type leaf struct {
 	doc      string
 	fileOnly bool
 	secret   bool
+}
+
+// FileSuffix turns a secret key into the key of the file holding it:
+// clickhouse.password is also clickhouse.password_file, the
+// Kubernetes-secret convention of mounting each secret as a file.
+const FileSuffix = "_file"
+
+// fileKey is the key naming the file that holds l's value, or "" when l
+// is no secret scalar (secrets inside file-only structures have none).
+func (l leaf) fileKey() string {
+	if !l.secret || l.fileOnly {
+		return ""
+	}
+	return l.key + FileSuffix
 }
 
 var durationType = reflect.TypeFor[time.Duration]()
@@ -182,6 +200,7 @@ func Reference() []KeyDoc {
 		if !l.fileOnly {
 			d.Env = envName(l.key)
 		}
+		d.FileKey = l.fileKey()
 		out = append(out, d)
 	}
 	slices.SortFunc(out, func(a, b KeyDoc) int { return strings.Compare(a.Key, b.Key) })
@@ -255,6 +274,14 @@ are structured and can only be set in the file. Durations take a unit (` + "`30s
 ` + "`1h`" + `). Unknown keys and bad values stop the command with exit code 2, every
 problem listed at once. ` + "`agentwatch config show`" + ` prints the effective configuration,
 secrets masked.
+
+Secrets (the keys marked secret below) are never logged. Each secret key also has a
+` + "`_file`" + ` form, the Kubernetes-secret convention: ` + "`clickhouse.password_file`" + ` in the file,
+` + "`AGENTWATCH_CLICKHOUSE_PASSWORD_FILE`" + ` in the environment or ` + "`--clickhouse.password_file`" + `
+names a file whose contents, without the trailing newline, are the value. Setting a
+secret and its ` + "`_file`" + ` both (through any of the three) is an error, and so is a file that
+cannot be read or is empty. Prefer the file or the variable to writing a secret in the
+configuration file.
 `
 
 // WriteReference writes the reference of every key: a plain-text listing
@@ -282,6 +309,9 @@ func writeText(w *bufio.Writer) {
 		if d.Secret {
 			attrs = append(attrs, "secret")
 		}
+		if d.FileKey != "" {
+			attrs = append(attrs, "also "+d.FileKey)
+		}
 		fmt.Fprintf(w, "%s (%s)\n", d.Key, strings.Join(attrs, ", "))
 		for _, line := range wrap(d.Doc, 72) {
 			fmt.Fprintf(w, "    %s\n", line)
@@ -308,6 +338,9 @@ func writeMarkdown(w *bufio.Writer) {
 		doc := d.Doc
 		if d.Secret {
 			doc += " Secret: agentwatch config show masks it."
+		}
+		if d.FileKey != "" {
+			doc += " Also `" + d.FileKey + "` (`" + envName(d.FileKey) + "`): a file holding it."
 		}
 		fmt.Fprintf(w, "| %s | %s | `%s` | %s |\n", key, mdEscape(typ), d.Default, mdEscape(doc))
 	}

@@ -62,12 +62,12 @@ func TestReferenceEntries(t *testing.T) {
 		{Key: "kafka.raw_topics", Env: "AGENTWATCH_KAFKA_RAW_TOPICS", Type: "list of strings", Default: "[agentwatch.raw]"},
 		{Key: "responder.playbooks", Env: "AGENTWATCH_RESPONDER_PLAYBOOKS", Type: "list of strings", Default: "[]"},
 		{Key: "responder.slack.approval_channel", Env: "AGENTWATCH_RESPONDER_SLACK_APPROVAL_CHANNEL", Type: "string", Default: `"#soc-alerts"`},
-		{Key: "clickhouse.password", Env: "AGENTWATCH_CLICKHOUSE_PASSWORD", Type: "string", Default: `""`, Secret: true},
+		{Key: "clickhouse.password", Env: "AGENTWATCH_CLICKHOUSE_PASSWORD", Type: "string", Default: `""`, Secret: true, FileKey: "clickhouse.password_file"},
 		{Key: "ingest.topic_formats", Type: "map of strings", Default: "{}", FileOnly: true},
 		{Key: "ingest.mappings", Type: "map of maps of strings", Default: "{}", FileOnly: true},
 		{Key: "ingest.routes", Type: "list of {template, tags}", Default: "[]", FileOnly: true},
-		{Key: "responder.tokens", Type: "list of {name, sha256, secret_env, allowed_playbooks, can_read_audit, can_silence}", Default: "[]", FileOnly: true, Secret: true},
-		{Key: "responder.webhooks", Type: "map of {method, url, header, body, body_format, already_status}", Default: "{}", FileOnly: true, Secret: true},
+		{Key: "responder.tokens", Type: "list of {name, sha256, secret_env, secret_file, allowed_playbooks, can_read_audit, can_silence}", Default: "[]", FileOnly: true, Secret: true},
+		{Key: "responder.webhooks", Type: "map of {method, url, header, header_file, body, body_format, already_status}", Default: "{}", FileOnly: true, Secret: true},
 	} {
 		got := byKey[want.Key]
 		got.Doc = ""
@@ -111,7 +111,7 @@ func TestWriteReferenceText(t *testing.T) {
 	for _, want := range []string{
 		"ingest.batch_size (int, default 20000, env AGENTWATCH_INGEST_BATCH_SIZE)\n    Most events in one ClickHouse insert",
 		"ingest.routes (list of {template, tags}, default [], file only)\n",
-		"clickhouse.password (string, default \"\", env AGENTWATCH_CLICKHOUSE_PASSWORD, secret)\n",
+		"clickhouse.password (string, default \"\", env AGENTWATCH_CLICKHOUSE_PASSWORD, secret, also clickhouse.password_file)\n",
 	} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("text reference lacks %q", want)

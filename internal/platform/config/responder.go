@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -18,8 +19,8 @@ var slackIDRE = regexp.MustCompile(`^[UWS][A-Z0-9]{2,20}$`)
 type Responder struct {
 	// Playbooks empty means the built-in set (playbookcfg.LoadOrBuiltin).
 	Playbooks []string `mapstructure:"playbooks" doc:"Playbook files or directories, read and validated at start (docs/playbooks.md); empty means the built-in set embedded in the binary."`
-	// StateDir holds credentials kept for restore in the revocation
-	// ledger, hence mode 0600.
+	// StateDir holds the revocation ledger, whose restore material is
+	// encrypted with LedgerKey (or not kept without one).
 	StateDir    string `mapstructure:"state_dir" doc:"Directory of the responder's local durable state: the outbox, the revocation ledger (mode 0600), silences and open incidents; must be set."`
 	EvidenceDir string `mapstructure:"evidence_dir" doc:"Where evidence bundles are written; empty means state_dir/evidence."`
 	// GroupWait is Alertmanager's group_wait.
@@ -37,7 +38,7 @@ type Responder struct {
 	// so basic auth there would only collide with the Authorization header.
 	APIWebConfigFile     string     `mapstructure:"api_web_config_file" doc:"Prometheus exporter-toolkit web configuration file applied to responder.api_addr, for TLS (tls_server_config; docs/operations.md); basic_auth_users is refused there, since API tokens and Slack signatures authenticate every request. Empty serves plain HTTP."`
 	APIInsecureListenAck bool       `mapstructure:"api_insecure_listen_ack" doc:"Allow responder.api_addr on a non-loopback address without TLS (a warning is logged at start): API tokens then cross the network in clear; for a network where something else encrypts, such as a TLS-terminating proxy on the same host."`
-	Tokens               []APIToken `mapstructure:"tokens" doc:"Bearer tokens of the HTTP API, each with a name, sha256 or secret_env, and its grants (see internal/responder/respapi's Token)."`
+	Tokens               []APIToken `mapstructure:"tokens" doc:"Bearer tokens of the HTTP API, each with a name, one of sha256, secret_env and secret_file, and its grants (see internal/responder/respapi's Token)."`
 	RateLimit            RateLimit  `mapstructure:"rate_limit"`
 	EgressAllow          []string   `mapstructure:"egress_allow" doc:"host:port (IP, CIDR or DNS name) outbound calls may reach: Kong's admin API, webhook targets."`
 	Slack                Slack      `mapstructure:"slack"`
@@ -45,16 +46,22 @@ type Responder struct {
 	Kong                 Kong       `mapstructure:"kong"`
 	Denylist             Denylist   `mapstructure:"denylist"`
 	// Webhooks' headers typically carry credentials, hence secret.
-	Webhooks          map[string]WebhookTarget `mapstructure:"webhooks" doc:"Named HTTP request templates of webhook steps and of the webhook revocation adapter (targets revoke and revoke_restore); see internal/responder/revoke's WebhookRequest."`
+	Webhooks          map[string]WebhookTarget `mapstructure:"webhooks" doc:"Named HTTP request templates of webhook steps and of the webhook revocation adapter (targets revoke and revoke_restore); see internal/responder/revoke's WebhookRequest. header_file maps a header to a file holding its value (a credential), read at start."`
 	SnapshotMaxEvents int                      `mapstructure:"snapshot_max_events" doc:"Most events in one evidence bundle; positive."`
+	// LedgerKey encrypts what the revocation ledger keeps for restore (a
+	// Kong credential's key) with age; without it that is not kept.
+	LedgerKey string `mapstructure:"ledger_key" secret:"true" doc:"age X25519 identity (AGE-SECRET-KEY-1..., from responder ledger-keygen or age-keygen) that encrypts what the revocation ledger keeps to restore a credential (a Kong key). Empty: that material is not kept, revocations still work, and restoring a Kong credential needs a new key issued by hand."`
 }
 
 // Slack configures alerts. With no token, alerts go to the console. The
-// token and the signing secret are never configuration values: the keys
-// name the variables that hold them, so config show has nothing to mask.
+// token and the signing secret come from a secret key (itself from a file,
+// AGENTWATCH_* or the configuration file) or from the variable a *_env
+// key names; both at once is an error (respond.Build).
 type Slack struct {
-	TokenEnv         string `mapstructure:"token_env" doc:"Name of the environment variable holding the Slack bot token (xoxb-...), not an AGENTWATCH_* name; without a token, alerts go to the console."`
-	SigningSecretEnv string `mapstructure:"signing_secret_env" doc:"Name of the environment variable holding the Slack app's signing secret, which verifies interactivity requests and signs buttons."`
+	Token            string `mapstructure:"token" secret:"true" doc:"Slack bot token (xoxb-...); or leave it empty and use responder.slack.token_env. Without a token, alerts go to the console."`
+	TokenEnv         string `mapstructure:"token_env" doc:"Name of the environment variable holding the Slack bot token, not an AGENTWATCH_* name; used when responder.slack.token is empty, and both set is an error."`
+	SigningSecret    string `mapstructure:"signing_secret" secret:"true" doc:"Slack app's signing secret, which verifies interactivity requests and signs buttons; or leave it empty and use responder.slack.signing_secret_env."`
+	SigningSecretEnv string `mapstructure:"signing_secret_env" doc:"Name of the environment variable holding the Slack app's signing secret; used when responder.slack.signing_secret is empty, and both set is an error."`
 	APIURL           string `mapstructure:"api_url" doc:"http(s) URL overriding https://slack.com/api/ (tests use a local server); empty: Slack itself."`
 	ApprovalChannel  string `mapstructure:"approval_channel" doc:"Channel of the approval requests of incidents without an alert thread (a revocation past the budget)."`
 	// Responders widen who may act beyond each playbook's approvers.
@@ -83,7 +90,8 @@ type Evidence struct {
 // Kong configures the Kong Admin API adapter; AdminURL "" disables it.
 type Kong struct {
 	AdminURL string `mapstructure:"admin_url" doc:"http(s) URL of the Kong Admin API; empty disables the kong adapter."`
-	TokenEnv string `mapstructure:"token_env" doc:"Name of the environment variable holding Kong-Admin-Token, if Kong's RBAC is on."`
+	Token    string `mapstructure:"token" secret:"true" doc:"Kong-Admin-Token, if Kong's RBAC is on; or leave it empty and use responder.kong.token_env."`
+	TokenEnv string `mapstructure:"token_env" doc:"Name of the environment variable holding Kong-Admin-Token; used when responder.kong.token is empty, and both set is an error."`
 }
 
 // Denylist configures the deny-list file adapter; Path "" means
@@ -96,9 +104,12 @@ type Denylist struct {
 // WebhookTarget is one templated HTTP request (see internal/responder/revoke's
 // WebhookRequest for the template fields).
 type WebhookTarget struct {
-	Method        string            `mapstructure:"method"`
-	URL           string            `mapstructure:"url"`
-	Header        map[string]string `mapstructure:"header" secret:"true"`
+	Method string            `mapstructure:"method"`
+	URL    string            `mapstructure:"url"`
+	Header map[string]string `mapstructure:"header" secret:"true"`
+	// HeaderFile maps header names to files holding their values (a
+	// mounted secret), used as they are, not as templates.
+	HeaderFile    map[string]string `mapstructure:"header_file"`
 	Body          string            `mapstructure:"body"`
 	BodyFormat    string            `mapstructure:"body_format"`
 	AlreadyStatus []int             `mapstructure:"already_status"`
@@ -109,6 +120,7 @@ type APIToken struct {
 	Name             string   `mapstructure:"name"`
 	SHA256           string   `mapstructure:"sha256" secret:"true"`
 	SecretEnv        string   `mapstructure:"secret_env"`
+	SecretFile       string   `mapstructure:"secret_file"`
 	AllowedPlaybooks []string `mapstructure:"allowed_playbooks"`
 	CanReadAudit     bool     `mapstructure:"can_read_audit"`
 	CanSilence       bool     `mapstructure:"can_silence"`
@@ -132,7 +144,9 @@ func responderDefaults() map[string]any {
 		"responder.api_insecure_listen_ack":       false,
 		"responder.tokens":                        []APIToken{},
 		"responder.egress_allow":                  []string{},
+		"responder.slack.token":                   "",
 		"responder.slack.token_env":               "SLACK_BOT_TOKEN",
+		"responder.slack.signing_secret":          "",
 		"responder.slack.signing_secret_env":      "SLACK_SIGNING_SECRET",
 		"responder.slack.api_url":                 "",
 		"responder.slack.approval_channel":        "#soc-alerts",
@@ -144,11 +158,13 @@ func responderDefaults() map[string]any {
 		"responder.rate_limit.burst":              20,
 		"responder.rate_limit.sample_interval":    "1m",
 		"responder.kong.admin_url":                "",
+		"responder.kong.token":                    "",
 		"responder.kong.token_env":                "",
 		"responder.denylist.path":                 "",
 		"responder.denylist.format":               "lines",
 		"responder.webhooks":                      map[string]WebhookTarget{},
 		"responder.snapshot_max_events":           100_000,
+		"responder.ledger_key":                    "",
 
 		"responder.evidence.checkpoint_key_file": "",
 		"responder.evidence.checkpoint_every":    1,
@@ -237,9 +253,31 @@ func (r Responder) validate(bad func(key, format string, a ...any)) {
 	if v := r.Evidence.CheckpointInterval; v < 0 || v > 24*time.Hour {
 		bad("responder.evidence.checkpoint_interval", "must be in [0, 24h], got %s", v)
 	}
+	if r.LedgerKey != "" && !ageIdentity(r.LedgerKey) {
+		// The value itself is never shown: it is a secret.
+		bad("responder.ledger_key", "is not an age X25519 identity (AGE-SECRET-KEY-1...); make one with responder ledger-keygen --out FILE")
+	}
 	if r.SnapshotMaxEvents < 1 {
 		bad("responder.snapshot_max_events", "must be positive, got %d", r.SnapshotMaxEvents)
 	}
+}
+
+// ageIdentity reports whether s looks like an age identity file: comment
+// lines (as age-keygen writes) and one AGE-SECRET-KEY-1 line. The
+// responder parses it fully at start.
+func ageIdentity(s string) bool {
+	n := 0
+	for _, line := range strings.Split(s, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, "AGE-SECRET-KEY-1"):
+			n++
+		default:
+			return false
+		}
+	}
+	return n == 1
 }
 
 // EvidenceRoot is where evidence bundles go.

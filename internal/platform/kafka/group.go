@@ -29,6 +29,8 @@ var ErrGroupClosed = errors.New("consumer group closed")
 // the defaults noted on each.
 type GroupConfig struct {
 	Brokers []string
+	// Security is how the brokers are reached (default plaintext).
+	Security Security
 	// GroupID is the consumer group; it keeps the committed offsets.
 	GroupID string
 	// Topic is the one topic whose partitions the group divides.
@@ -140,7 +142,7 @@ func NewGroup(cfg GroupConfig) (*Group, error) {
 	log := orDiscard(cfg.Logger).With("group", cfg.GroupID, "topic", cfg.Topic)
 	g := &Group{
 		cfg:    cfg,
-		dialer: &kafkago.Dialer{ClientID: clientID, Timeout: 10 * time.Second, DualStack: true},
+		dialer: cfg.Security.dialer(10 * time.Second),
 		log:    log,
 	}
 	g.info, g.errs = loggers(log)
@@ -166,7 +168,7 @@ func NewGroup(cfg GroupConfig) (*Group, error) {
 		return nil, fmt.Errorf("kafka group config: %w", err)
 	}
 	g.cg = cg
-	log.Info("kafka group created", "brokers", cfg.Brokers, "session_timeout", cfg.SessionTimeout,
+	log.Info("kafka group created", "brokers", cfg.Brokers, "security", cfg.Security, "session_timeout", cfg.SessionTimeout,
 		"rebalance_timeout", cfg.RebalanceTimeout, "heartbeat_interval", cfg.HeartbeatInterval)
 	return g, nil
 }

@@ -64,7 +64,7 @@ func ensure(t *testing.T, ctx context.Context, bs []string, partitions int) stri
 	t.Helper()
 	topic := unique(t, "topic")
 	dropAfter(t, bs, topic)
-	if err := EnsureTopics(ctx, bs, TopicSpec{Name: topic, Partitions: partitions, ReplicationFactor: 1}); err != nil {
+	if err := EnsureTopics(ctx, bs, Security{}, TopicSpec{Name: topic, Partitions: partitions, ReplicationFactor: 1}); err != nil {
 		t.Fatalf("EnsureTopics(%s): %v", topic, err)
 	}
 	return topic
@@ -103,13 +103,13 @@ func TestIntegrationEnsureTopics(t *testing.T) {
 		{Name: a, Partitions: 6, ReplicationFactor: 1, Configs: map[string]string{"retention.ms": "3600000"}},
 		{Name: b, Partitions: 2, ReplicationFactor: 1},
 	}
-	if err := EnsureTopics(ctx, bs, specs...); err != nil {
+	if err := EnsureTopics(ctx, bs, Security{}, specs...); err != nil {
 		t.Fatalf("first EnsureTopics: %v", err)
 	}
 	// The second call finds both topics and must succeed without change,
 	// even when asked for a different partition count.
 	specs[1].Partitions = 4
-	if err := EnsureTopics(ctx, bs, specs...); err != nil {
+	if err := EnsureTopics(ctx, bs, Security{}, specs...); err != nil {
 		t.Fatalf("second EnsureTopics: %v", err)
 	}
 	if got := partitionCount(t, bs, a); got != 6 {
@@ -129,12 +129,12 @@ func TestIntegrationEnsureTopics(t *testing.T) {
 		t.Errorf("retention.ms of %s: got %+v, want 3600000", a, res.Resources)
 	}
 
-	if err := EnsureTopics(ctx, bs, TopicSpec{Name: "", Partitions: 1}); err == nil {
+	if err := EnsureTopics(ctx, bs, Security{}, TopicSpec{Name: "", Partitions: 1}); err == nil {
 		t.Error("EnsureTopics with an empty name: got nil error")
 	}
 	// 2 replicas on a 1-broker cluster cannot be placed: the broker's
 	// refusal must come back, not be mistaken for "exists".
-	if err := EnsureTopics(ctx, bs, TopicSpec{Name: rf, Partitions: 1, ReplicationFactor: 2}); err == nil {
+	if err := EnsureTopics(ctx, bs, Security{}, TopicSpec{Name: rf, Partitions: 1, ReplicationFactor: 2}); err == nil {
 		t.Error("EnsureTopics with replication factor 2 on one broker: got nil error")
 	}
 }

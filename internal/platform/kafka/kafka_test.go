@@ -149,13 +149,13 @@ func TestMeasureConsumeRejectsBadInput(t *testing.T) {
 
 func TestEnsureTopicsRejectsBadSpecs(t *testing.T) {
 	ctx := t.Context()
-	if err := EnsureTopics(ctx, nil, TopicSpec{Name: "a"}); err == nil {
+	if err := EnsureTopics(ctx, nil, Security{}, TopicSpec{Name: "a"}); err == nil {
 		t.Error("EnsureTopics without brokers: got nil error")
 	}
-	if err := EnsureTopics(ctx, []string{"127.0.0.1:1"}); err != nil {
+	if err := EnsureTopics(ctx, []string{"127.0.0.1:1"}, Security{}); err != nil {
 		t.Errorf("EnsureTopics of no topics = %v, want nil", err)
 	}
-	err := EnsureTopics(ctx, []string{"127.0.0.1:1"}, TopicSpec{Name: ""}, TopicSpec{Name: "x", Partitions: -2})
+	err := EnsureTopics(ctx, []string{"127.0.0.1:1"}, Security{}, TopicSpec{Name: ""}, TopicSpec{Name: "x", Partitions: -2})
 	if err == nil || !strings.Contains(err.Error(), `topic ""`) || !strings.Contains(err.Error(), `topic "x"`) {
 		t.Errorf("EnsureTopics of bad specs = %v, want both reported", err)
 	}

@@ -16,6 +16,8 @@ import (
 // tuning fields pick the defaults noted on each.
 type ReaderConfig struct {
 	Brokers []string
+	// Security is how the brokers are reached (default plaintext).
+	Security Security
 	// GroupID is the consumer group; required, because only a group keeps
 	// committed offsets across restarts.
 	GroupID string
@@ -133,17 +135,13 @@ func NewReader(cfg ReaderConfig, log *slog.Logger) (*Reader, error) {
 		JoinGroupBackoff:  time.Second,
 		// Partitions added to a topic are picked up without a restart.
 		WatchPartitionChanges: true,
-		Dialer: &kafkago.Dialer{
-			ClientID:  clientID,
-			Timeout:   10 * time.Second,
-			DualStack: true,
-		},
+		Dialer:                cfg.Security.dialer(10 * time.Second),
 	}
 	kc.Logger, kc.ErrorLogger = loggers(log)
 	if err := kc.Validate(); err != nil {
 		return nil, fmt.Errorf("kafka reader config: %w", err)
 	}
-	log.Info("kafka reader created", "brokers", cfg.Brokers, "topics", cfg.Topics, "start_offset", cfg.StartOffset)
+	log.Info("kafka reader created", "brokers", cfg.Brokers, "security", cfg.Security, "topics", cfg.Topics, "start_offset", cfg.StartOffset)
 	return &Reader{r: kafkago.NewReader(kc), log: log}, nil
 }
 

@@ -16,10 +16,10 @@ import (
 // the first record timestamped at or after since up to the partition's end
 // as it was when ReadSince looked. The detector uses it after a restart to
 // learn which anomalies already reached the topic.
-func ReadSince(ctx context.Context, brokers []string, topic string, since time.Time, fn func(bus.Message) error) error {
+func ReadSince(ctx context.Context, brokers []string, sec Security, topic string, since time.Time, fn func(bus.Message) error) error {
 	// Dial the first broker that answers; cmd/kafkawait repeats this loop
 	// on purpose, as it imports nothing of ours.
-	d := &kafkago.Dialer{ClientID: clientID, Timeout: 10 * time.Second}
+	d := sec.dialer(10 * time.Second)
 	var conn *kafkago.Conn
 	var err error
 	for _, b := range brokers {

@@ -34,7 +34,7 @@ func TestIntegrationReadSince(t *testing.T) {
 	write("new", 40)
 
 	got := map[string]bool{}
-	if err := ReadSince(ctx, bs, topic, since.Add(-200*time.Millisecond), func(m bus.Message) error {
+	if err := ReadSince(ctx, bs, Security{}, topic, since.Add(-200*time.Millisecond), func(m bus.Message) error {
 		got[string(m.Value)] = true
 		return nil
 	}); err != nil {
@@ -50,7 +50,7 @@ func TestIntegrationReadSince(t *testing.T) {
 	}
 	// Nothing written since: returns at once with nothing.
 	n := 0
-	if err := ReadSince(ctx, bs, topic, time.Now().Add(time.Minute), func(bus.Message) error { n++; return nil }); err != nil || n != 0 {
+	if err := ReadSince(ctx, bs, Security{}, topic, time.Now().Add(time.Minute), func(bus.Message) error { n++; return nil }); err != nil || n != 0 {
 		t.Errorf("ReadSince(future) = %d records, %v", n, err)
 	}
 }

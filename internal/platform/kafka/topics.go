@@ -31,7 +31,7 @@ const ensureTimeout = 30 * time.Second
 // controller. A topic that already exists is left alone, whatever its
 // partition count or configs: changing a live topic is an operator's call.
 // It is idempotent and safe for concurrent use.
-func EnsureTopics(ctx context.Context, brokers []string, topics ...TopicSpec) error {
+func EnsureTopics(ctx context.Context, brokers []string, sec Security, topics ...TopicSpec) error {
 	if len(brokers) == 0 {
 		return errors.New("ensure topics: need at least one broker")
 	}
@@ -74,7 +74,7 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...TopicSpec) er
 
 	// A transport of our own: the shared default one would keep idle
 	// connections and a metadata cache alive after we return.
-	tr := &kafkago.Transport{ClientID: clientID, DialTimeout: 10 * time.Second}
+	tr := sec.transport(10*time.Second, 0)
 	defer tr.CloseIdleConnections()
 	client := &kafkago.Client{Addr: kafkago.TCP(brokers...), Transport: tr}
 	res, err := client.CreateTopics(ctx, req)
@@ -89,16 +89,16 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...TopicSpec) er
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return waitForLeaders(ctx, brokers, names)
+	return waitForLeaders(ctx, brokers, sec, names)
 }
 
 // waitForLeaders polls metadata on a fresh connection each time: kafka-go's
 // Transport answers Metadata from a cache, which is exactly what must not
 // be trusted right after a create.
-func waitForLeaders(ctx context.Context, brokers []string, names []string) error {
+func waitForLeaders(ctx context.Context, brokers []string, sec Security, names []string) error {
 	var last error
 	for {
-		last = leadersReady(ctx, brokers, names)
+		last = leadersReady(ctx, brokers, sec, names)
 		if last == nil {
 			return nil
 		}
@@ -110,10 +110,10 @@ func waitForLeaders(ctx context.Context, brokers []string, names []string) error
 	}
 }
 
-func leadersReady(ctx context.Context, brokers []string, names []string) error {
+func leadersReady(ctx context.Context, brokers []string, sec Security, names []string) error {
 	var conn *kafkago.Conn
 	var err error
-	d := &kafkago.Dialer{ClientID: clientID, Timeout: 5 * time.Second}
+	d := sec.dialer(5 * time.Second)
 	for _, b := range brokers {
 		if conn, err = d.DialContext(ctx, "tcp", b); err == nil {
 			break

@@ -17,6 +17,8 @@ import (
 // the defaults noted on each.
 type WriterConfig struct {
 	Brokers []string
+	// Security is how the brokers are reached (default plaintext).
+	Security Security
 	// Topic is the one topic written to; "" means each message names its
 	// own topic in bus.Message.Topic.
 	Topic string
@@ -107,7 +109,7 @@ func NewWriter(cfg WriterConfig, log *slog.Logger) (*Writer, error) {
 	codec, _ := compression(cfg.Compression)
 	// A transport of our own, so Close drops this writer's connections
 	// and its metadata cache is not shared with unrelated writers.
-	tr := &kafkago.Transport{ClientID: clientID, DialTimeout: 10 * time.Second, MetadataTTL: 5 * time.Second}
+	tr := cfg.Security.transport(10*time.Second, 5*time.Second)
 	w := &kafkago.Writer{
 		Addr:         kafkago.TCP(cfg.Brokers...),
 		Topic:        cfg.Topic,
@@ -127,7 +129,7 @@ func NewWriter(cfg WriterConfig, log *slog.Logger) (*Writer, error) {
 		w.BatchBytes = defaultBatchBytes
 	}
 	w.Logger, w.ErrorLogger = loggers(log)
-	log.Info("kafka writer created", "brokers", cfg.Brokers, "compression", cfg.Compression)
+	log.Info("kafka writer created", "brokers", cfg.Brokers, "security", cfg.Security, "compression", cfg.Compression)
 	return &Writer{w: w, tr: tr, topic: cfg.Topic}, nil
 }
 

@@ -68,7 +68,7 @@ func TestIntegrationPrometheusScrapesOverTLS(t *testing.T) {
 	suffix := itest.RandHex(4)
 	raw, events, dlq, anomalies := "it-scrape-"+suffix+".raw", "it-scrape-"+suffix+".events", "it-scrape-"+suffix+".dlq", "it-scrape-"+suffix+".anomalies"
 	db := "it_scrape_" + suffix
-	if err := kafka.EnsureTopics(ctx, brokers,
+	if err := kafka.EnsureTopics(ctx, brokers, kafka.Security{},
 		kafka.TopicSpec{Name: raw, Partitions: 1, ReplicationFactor: 1}, kafka.TopicSpec{Name: events, Partitions: 1, ReplicationFactor: 1},
 		kafka.TopicSpec{Name: dlq, Partitions: 1, ReplicationFactor: 1}, kafka.TopicSpec{Name: anomalies, Partitions: 1, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -14,8 +15,8 @@ import (
 
 // Token is one configured API token: who it is (Name, the actor in audit
 // records) and what it may do. The secret is given in exactly one of
-// SHA256, Secret and SecretEnv; prefer SHA256 or SecretEnv, so that the
-// configuration file holds no usable secret.
+// SHA256, Secret, SecretEnv and SecretFile; prefer SHA256, SecretEnv or
+// SecretFile, so that the configuration file holds no usable secret.
 type Token struct {
 	// Name identifies the token in audit records, logs and errors:
 	// letters, digits, '.', '_' and '-', at most 64 bytes, unique.
@@ -28,6 +29,10 @@ type Token struct {
 	// SecretEnv names an environment variable that holds the secret (at
 	// least 32 bytes), read once by New.
 	SecretEnv string `mapstructure:"secret_env"`
+	// SecretFile names a file that holds the secret (at least 32 bytes,
+	// the trailing newline trimmed), read once by New: a mounted
+	// Kubernetes secret.
+	SecretFile string `mapstructure:"secret_file"`
 	// AllowedPlaybooks are the playbooks the token may run; "*" (alone)
 	// means every playbook, empty means none.
 	AllowedPlaybooks []string `mapstructure:"allowed_playbooks"`
@@ -94,7 +99,7 @@ func compileTokens(tokens []Token, getenv func(string) string) ([]principal, err
 			names[t.Name] = i
 		}
 		n := 0
-		for _, s := range []string{t.SHA256, t.Secret, t.SecretEnv} {
+		for _, s := range []string{t.SHA256, t.Secret, t.SecretEnv, t.SecretFile} {
 			if s != "" {
 				n++
 			}
@@ -102,7 +107,7 @@ func compileTokens(tokens []Token, getenv func(string) string) ([]principal, err
 		ok := true
 		switch {
 		case n != 1:
-			bad("sha256", "give exactly one of sha256, secret and secret_env (got %d)", n)
+			bad("sha256", "give exactly one of sha256, secret, secret_env and secret_file (got %d)", n)
 			ok = false
 		case t.SHA256 != "":
 			b, err := hex.DecodeString(t.SHA256)
@@ -118,6 +123,18 @@ func compileTokens(tokens []Token, getenv func(string) string) ([]principal, err
 				ok = false
 			}
 			p.digest = sha256.Sum256([]byte(t.Secret))
+		case t.SecretFile != "":
+			b, err := os.ReadFile(t.SecretFile)
+			v := strings.TrimRight(string(b), "\r\n")
+			switch {
+			case err != nil:
+				bad("secret_file", "cannot read the secret: %v", err)
+				ok = false
+			case len(v) < MinSecretLen:
+				bad("secret_file", "the secret in %s is %d bytes; use at least %d, e.g. from `openssl rand -hex 32`", t.SecretFile, len(v), MinSecretLen)
+				ok = false
+			}
+			p.digest = sha256.Sum256([]byte(v))
 		default:
 			v := getenv(t.SecretEnv)
 			switch {

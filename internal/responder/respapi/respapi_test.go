@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -533,8 +535,21 @@ func TestNewValidatesTokens(t *testing.T) {
 	bad("tokens: none configured")
 	bad("tokens[0].name", Token{Name: "has space", Secret: secretCI})
 	bad(`"ci" is also tokens[0]'s name`, Token{Name: "ci", Secret: secretCI}, Token{Name: "ci", Secret: secretOncall})
-	bad("exactly one of sha256, secret and secret_env (got 0)", Token{Name: "ci"})
-	bad("exactly one of sha256, secret and secret_env (got 2)", Token{Name: "ci", Secret: secretCI, SHA256: HashSecret(secretCI)})
+	bad("exactly one of sha256, secret, secret_env and secret_file (got 0)", Token{Name: "ci"})
+	bad("exactly one of sha256, secret, secret_env and secret_file (got 2)", Token{Name: "ci", Secret: secretCI, SHA256: HashSecret(secretCI)})
+	bad("(got 2)", Token{Name: "ci", SecretEnv: "GOOD", SecretFile: "/x"})
+	dir := t.TempDir()
+	goodFile, shortFile := filepath.Join(dir, "good"), filepath.Join(dir, "short")
+	if err := os.WriteFile(goodFile, []byte(secretOncall+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(shortFile, []byte("short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok(Token{Name: "file", SecretFile: goodFile})
+	bad("same secret as tokens[0]", Token{Name: "a", Secret: secretOncall}, Token{Name: "b", SecretFile: goodFile}) // the newline is trimmed
+	bad("tokens[0].secret_file: the secret in "+shortFile+" is 5 bytes", Token{Name: "ci", SecretFile: shortFile})
+	bad("tokens[0].secret_file: cannot read the secret: open "+filepath.Join(dir, "nope"), Token{Name: "ci", SecretFile: filepath.Join(dir, "nope")})
 	bad("tokens[0].sha256: must be 64 hex digits", Token{Name: "ci", SHA256: "abc"})
 	bad("tokens[0].secret: 5 bytes is too short", Token{Name: "ci", Secret: "short"})
 	bad(`"MISSING" is not set`, Token{Name: "ci", SecretEnv: "MISSING"})

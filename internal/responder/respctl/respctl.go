@@ -72,7 +72,7 @@ func localResponder(ctx context.Context, cfg config.Config, log *slog.Logger, co
 }
 
 // apiClient calls the running responder's HTTP API with the token in
-// RESPONDER_API_TOKEN.
+// RESPONDER_API_TOKEN, or in the file RESPONDER_API_TOKEN_FILE names.
 type apiClient struct {
 	base, token string
 }
@@ -81,8 +81,18 @@ type apiClient struct {
 // need says what the token must be allowed, for the error without one.
 func newAPIClient(cfg config.Config, base, need string) (*apiClient, error) {
 	token := os.Getenv("RESPONDER_API_TOKEN")
+	if file := os.Getenv("RESPONDER_API_TOKEN_FILE"); file != "" {
+		if token != "" {
+			return nil, errors.New("both RESPONDER_API_TOKEN and RESPONDER_API_TOKEN_FILE are set; set only one")
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("RESPONDER_API_TOKEN_FILE: %w", err)
+		}
+		token = strings.TrimRight(string(b), "\r\n")
+	}
 	if token == "" {
-		return nil, fmt.Errorf("a responder holds the state directory; to go through its API set RESPONDER_API_TOKEN to a token with %s", need)
+		return nil, fmt.Errorf("a responder holds the state directory; to go through its API set RESPONDER_API_TOKEN (or RESPONDER_API_TOKEN_FILE) to a token with %s", need)
 	}
 	if base == "" {
 		// With TLS on the API, the certificate is verified against the

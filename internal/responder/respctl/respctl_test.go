@@ -128,15 +128,25 @@ func TestRunPlaybookThroughAPI(t *testing.T) {
 
 	t.Setenv("RESPONDER_API_TOKEN", "")
 	err := RunPlaybook(t.Context(), cfg, nil, o, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), `set RESPONDER_API_TOKEN to a token with playbook "contain" allowed`) {
+	if err == nil || !strings.Contains(err.Error(), `set RESPONDER_API_TOKEN (or RESPONDER_API_TOKEN_FILE) to a token with playbook "contain" allowed`) {
 		t.Fatalf("RunPlaybook beside a running responder, no token: %v", err)
 	}
 
+	tokFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokFile, []byte("tok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("RESPONDER_API_TOKEN", "tok")
+	t.Setenv("RESPONDER_API_TOKEN_FILE", tokFile)
+	if err := RunPlaybook(t.Context(), cfg, nil, o, io.Discard); err == nil || !strings.Contains(err.Error(), "both RESPONDER_API_TOKEN and RESPONDER_API_TOKEN_FILE") {
+		t.Fatalf("both set: %v", err)
+	}
+	t.Setenv("RESPONDER_API_TOKEN", "")
 	var out bytes.Buffer
 	if err := RunPlaybook(t.Context(), cfg, nil, o, &out); err != nil {
 		t.Fatal(err)
 	}
+	t.Setenv("RESPONDER_API_TOKEN_FILE", "")
 	if got, want := out.String(), "{\n  \"incident\": \"i1\"\n}\n"; got != want {
 		t.Errorf("output = %q; want %q", got, want)
 	}

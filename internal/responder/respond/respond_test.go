@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentwatch/agentwatch/internal/platform/config"
@@ -102,6 +103,15 @@ func (f *memFeedback) Put(_ context.Context, v anomaly.Verdict) error {
 	return nil
 }
 
+// testLedgerKey lets the rigs' ledgers keep Kong keys for restore.
+var testLedgerKey = func() string {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		panic(err)
+	}
+	return id.String()
+}()
+
 func newRig(t *testing.T, mod func(*config.Config)) *rig {
 	t.Helper()
 	return newRigWith(t, func(r *rig) {
@@ -126,6 +136,7 @@ func newRigWith(t *testing.T, mod func(*rig)) *rig {
 	rc.StateDir = t.TempDir()
 	rc.GroupWait = 0
 	rc.Kong.AdminURL = r.kong.URL()
+	rc.LedgerKey = testLedgerKey
 	rc.EgressAllow = []string{r.kong.Addr()}
 	rc.Slack.APIURL = r.slack.URL()
 	rc.RevokeBudget = 5

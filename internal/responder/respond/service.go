@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -169,7 +170,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	}
 	s.silences = sil
 	s.closers = append(s.closers, sil.Close)
-	if s.Ledger, err = revoke.OpenFileLedger(state(LedgerFile)); err != nil {
+	if s.Ledger, err = openLedger(rc, elog); err != nil {
 		return nil, err
 	}
 	guards, webhooks, throttlers, err := buildGateways(cfg, set, s.Ledger, getenv, d.Resolve, now, log, reg)
@@ -180,13 +181,20 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	var groups *slackui.Groups
 	var codec *slackui.ActionCodec
 	slackMetrics := slackui.NewMetrics(reg)
-	secret := envOf(getenv, rc.Slack.SigningSecretEnv)
+	secret, err := secretOf(getenv, rc.Slack.SigningSecret, "responder.slack.signing_secret", "responder.slack.signing_secret_env", rc.Slack.SigningSecretEnv)
+	if err != nil {
+		return nil, err
+	}
 	if secret != "" {
 		if codec, err = slackui.NewActionCodec(secret); err != nil {
-			return nil, fmt.Errorf("responder.slack.signing_secret_env: %w", err)
+			return nil, fmt.Errorf("responder.slack.signing_secret: %w", err)
 		}
 	}
-	if token := envOf(getenv, rc.Slack.TokenEnv); token != "" {
+	token, err := secretOf(getenv, rc.Slack.Token, "responder.slack.token", "responder.slack.token_env", rc.Slack.TokenEnv)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
 		opts := []slack.Option{}
 		if rc.Slack.APIURL != "" {
 			opts = append(opts, slack.OptionAPIURL(strings.TrimSuffix(rc.Slack.APIURL, "/")+"/"))
@@ -246,7 +254,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	if len(rc.Tokens) > 0 {
 		var toks []respapi.Token
 		for _, t := range rc.Tokens {
-			toks = append(toks, respapi.Token{Name: t.Name, SHA256: t.SHA256, SecretEnv: t.SecretEnv, AllowedPlaybooks: t.AllowedPlaybooks, CanReadAudit: t.CanReadAudit, CanSilence: t.CanSilence})
+			toks = append(toks, respapi.Token{Name: t.Name, SHA256: t.SHA256, SecretEnv: t.SecretEnv, SecretFile: t.SecretFile, AllowedPlaybooks: t.AllowedPlaybooks, CanReadAudit: t.CanReadAudit, CanSilence: t.CanSilence})
 		}
 		api, err := respapi.New(respapi.Options{Tokens: toks, Runner: e, Audit: s.Audit, Silences: sil, Verdicts: e, Log: log, Metrics: respapi.NewMetrics(reg), Now: now, Getenv: getenv,
 			Limit: limiter("api")})
@@ -301,6 +309,22 @@ func envOf(getenv func(string) string, name string) string {
 	return getenv(name)
 }
 
+// secretOf returns a secret given either as the key's value (itself from
+// the configuration file, AGENTWATCH_* or key_file) or in the variable
+// that envKey names. Both at once is a mistake the operator must hear
+// about, not a silent precedence. The error names keys and variables,
+// never a value.
+func secretOf(getenv func(string) string, value, key, envKey, envVar string) (string, error) {
+	fromEnv := envOf(getenv, envVar)
+	switch {
+	case value != "" && fromEnv != "":
+		return "", fmt.Errorf("%s is set, and so is %s, the variable %s names; keep one of the two", key, envVar, envKey)
+	case value != "":
+		return value, nil
+	}
+	return fromEnv, nil
+}
+
 // Guards builds the revocation adapters of cfg with their guards and
 // ledger, without the rest of the responder: `responder restore` uses them
 // beside a running responder (the ledger and deny-list are safe across
@@ -312,12 +336,50 @@ func Guards(cfg config.Config, getenv func(string) string, log *slog.Logger) (ma
 	if err := os.MkdirAll(cfg.Responder.StateDir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("responder state dir: %w", err)
 	}
-	ledger, err := revoke.OpenFileLedger(filepath.Join(cfg.Responder.StateDir, LedgerFile))
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ledger, err := openLedger(cfg.Responder, log)
 	if err != nil {
 		return nil, nil, err
 	}
 	g, _, _, err := buildGateways(cfg, playbooks.Set{}, ledger, getenv, nil, time.Now, log, prometheus.NewRegistry())
 	return g, ledger, err
+}
+
+// openLedger opens the revocation ledger with responder.ledger_key and says
+// at start what it will and will not keep, and what it holds that it
+// cannot read or that sits in plain text.
+func openLedger(rc config.Responder, log *slog.Logger) (*revoke.FileLedger, error) {
+	var o revoke.LedgerOptions
+	if rc.LedgerKey != "" {
+		key, err := revoke.ParseLedgerKey(rc.LedgerKey)
+		if err != nil {
+			return nil, fmt.Errorf("responder.ledger_key: %w", err)
+		}
+		o.Key = key
+	} else if rc.Kong.AdminURL != "" {
+		// Only the kong adapter keeps a secret to restore; the others
+		// keep a marker, which the ledger stores either way.
+		log.Warn("responder.ledger_key is not set: the revocation ledger will not keep revoked Kong keys, so restoring one needs a new key issued by hand; set responder.ledger_key_file to a key from responder ledger-keygen to keep them encrypted")
+	}
+	l, err := revoke.OpenFileLedgerWith(filepath.Join(rc.StateDir, LedgerFile), o)
+	if err != nil {
+		return nil, err
+	}
+	enc, undecryptable, plain, err := l.Sealed(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	if undecryptable > 0 {
+		log.Warn("the revocation ledger holds restore material this responder.ledger_key cannot decrypt; restoring those credentials fails until the key they were written with is configured",
+			"path", l.Path(), "records", undecryptable, "encrypted", enc)
+	}
+	if plain > 0 {
+		log.Warn("the revocation ledger holds restore material in plain text, written before it was encrypted; it stays readable, and new records are encrypted",
+			"path", l.Path(), "records", plain)
+	}
+	return l, nil
 }
 
 // ReadIncidents reads the incidents file of a state directory.
@@ -362,7 +424,11 @@ func buildGateways(cfg config.Config, set playbooks.Set, ledger *revoke.FileLedg
 	}
 	gws["denylist"] = dl
 	if rc.Kong.AdminURL != "" {
-		k, err := revoke.NewKong(revoke.KongOptions{AdminURL: rc.Kong.AdminURL, Token: envOf(getenv, rc.Kong.TokenEnv), Egress: egress, Metrics: rm, Log: log})
+		token, err := secretOf(getenv, rc.Kong.Token, "responder.kong.token", "responder.kong.token_env", rc.Kong.TokenEnv)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		k, err := revoke.NewKong(revoke.KongOptions{AdminURL: rc.Kong.AdminURL, Token: token, Egress: egress, Metrics: rm, Log: log})
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("responder.kong: %w", err)
 		}
@@ -370,9 +436,16 @@ func buildGateways(cfg config.Config, set playbooks.Set, ledger *revoke.FileLedg
 	}
 	webhooks := map[string]revoke.Gateway{}
 	for name, w := range rc.Webhooks {
-		wo := revoke.WebhookOptions{Name: "webhook:" + name, Egress: egress, Metrics: rm, Log: log, Revoke: webhookRequest(w)}
+		req, err := webhookRequest(w)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("responder.webhooks.%s: %w", name, err)
+		}
+		wo := revoke.WebhookOptions{Name: "webhook:" + name, Egress: egress, Metrics: rm, Log: log, Revoke: req}
 		if r, ok := rc.Webhooks[name+"_restore"]; ok {
-			req := webhookRequest(r)
+			req, err := webhookRequest(r)
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("responder.webhooks.%s_restore: %w", name, err)
+			}
 			wo.Restore = &req
 		}
 		wh, err := revoke.NewWebhook(wo)
@@ -414,8 +487,37 @@ func buildGateways(cfg config.Config, set playbooks.Set, ledger *revoke.FileLedg
 	return guards, webhooks, throttlers, nil
 }
 
-func webhookRequest(w config.WebhookTarget) revoke.WebhookRequest {
-	return revoke.WebhookRequest{Method: w.Method, URL: w.URL, Header: w.Header, Body: w.Body, BodyFormat: w.BodyFormat, AlreadyStatus: w.AlreadyStatus}
+// webhookRequest turns a configured target into the adapter's request,
+// with the headers of header_file read from their files. A file's value
+// goes in as a quoted template constant, so it renders as it is and never
+// parses as a template (whose errors would quote it). Errors name the
+// header and the path, never the value.
+func webhookRequest(w config.WebhookTarget) (revoke.WebhookRequest, error) {
+	r := revoke.WebhookRequest{Method: w.Method, URL: w.URL, Header: w.Header, Body: w.Body, BodyFormat: w.BodyFormat, AlreadyStatus: w.AlreadyStatus}
+	if len(w.HeaderFile) == 0 {
+		return r, nil
+	}
+	r.Header = make(map[string]string, len(w.Header)+len(w.HeaderFile))
+	for k, v := range w.Header {
+		r.Header[k] = v
+	}
+	for name, path := range w.HeaderFile {
+		for k := range w.Header {
+			if strings.EqualFold(k, name) {
+				return r, fmt.Errorf("header %s is in both header and header_file; keep one", name)
+			}
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return r, fmt.Errorf("header_file %s: %w", name, err)
+		}
+		v := strings.TrimRight(string(b), "\r\n")
+		if v == "" {
+			return r, fmt.Errorf("header_file %s: %s is empty", name, path)
+		}
+		r.Header[name] = "{{" + strconv.Quote(v) + "}}"
+	}
+	return r, nil
 }
 
 // seenDeduper keeps Slack click keys in the handled set, so a replay is

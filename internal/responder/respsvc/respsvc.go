@@ -99,8 +99,14 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		}
 	}()
 	openReader := o.Reader == nil && cfg.Distributed()
+	var sec kafka.Security
+	if openReader {
+		if sec, err = kafka.Connect(ctx, cfg.Kafka, log); err != nil {
+			return nil, err
+		}
+	}
 	if openReader && cfg.Kafka.CreateTopics {
-		if err := kafka.EnsureTopics(ctx, cfg.Kafka.Brokers, kafka.TopicSpec{Name: cfg.Kafka.AnomaliesTopic, Partitions: cfg.Kafka.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor}); err != nil {
+		if err := kafka.EnsureTopics(ctx, cfg.Kafka.Brokers, sec, kafka.TopicSpec{Name: cfg.Kafka.AnomaliesTopic, Partitions: cfg.Kafka.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor}); err != nil {
 			return nil, fmt.Errorf("ensure anomalies topic: %w", err)
 		}
 	}
@@ -150,7 +156,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	r.Service = svc
 	reader := o.Reader
 	if openReader {
-		kr, err := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Kafka.Brokers, GroupID: cfg.Kafka.ResponderGroup, Topics: []string{cfg.Kafka.AnomaliesTopic}}, log)
+		kr, err := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Kafka.Brokers, Security: sec, GroupID: cfg.Kafka.ResponderGroup, Topics: []string{cfg.Kafka.AnomaliesTopic}}, log)
 		if err != nil {
 			return nil, fmt.Errorf("anomalies reader: %w", err)
 		}

@@ -197,7 +197,7 @@ func TestBudgetSeededFromLedgerAfterRestart(t *testing.T) {
 		}
 	}
 	// Restart: a new process, a new budget, the same ledger.
-	l2, err := OpenFileLedger(env.ledger.Path())
+	l2, err := OpenFileLedgerWith(env.ledger.Path(), LedgerOptions{Key: testLedgerKey})
 	if err != nil {
 		t.Fatal(err)
 	}

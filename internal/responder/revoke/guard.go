@@ -198,7 +198,7 @@ func (g *Guard) Revoke(ctx context.Context, t Target) (Result, error) {
 		return res, fmt.Errorf("revoke credential %s through %s: %w", t.CredentialID, k.Adapter, err)
 	}
 	if res.Status == StatusAlreadyRevoked {
-		if resume && rec.Saved != nil {
+		if resume && (rec.Saved != nil || rec.Withheld) {
 			// Started before a crash or failure, got as far as the
 			// change, and found done now: it was this incident's doing,
 			// so Restore must undo it.

@@ -50,7 +50,7 @@ func TestCrashBetweenActionAndRecord(t *testing.T) {
 
 	// Restart: a fresh ledger handle on the same file, a fresh budget
 	// seeded from it (the crashed revocation spent the only unit).
-	l2, err := OpenFileLedger(env.ledger.Path())
+	l2, err := OpenFileLedgerWith(env.ledger.Path(), LedgerOptions{Key: testLedgerKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestCrashBeforeAction(t *testing.T) {
 	if n := fk.count(http.MethodDelete); n != 0 {
 		t.Fatalf("%d DELETEs; want 0 (keep failed, so no delete)", n)
 	}
-	l2, _ := OpenFileLedger(env.ledger.Path())
+	l2, _ := OpenFileLedgerWith(env.ledger.Path(), LedgerOptions{Key: testLedgerKey})
 	g2, _ := NewGuard(env.kong(t, fk), Options{Ledger: l2})
 	if res, err := g2.Revoke(t.Context(), tg); err != nil || res.Status != StatusRevoked {
 		t.Fatalf("Revoke after restart = %+v, %v", res, err)
@@ -177,7 +177,7 @@ func TestTargetValidation(t *testing.T) {
 
 func TestFileLedgerSurvivesTornWrite(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ledger.jsonl")
-	l, err := OpenFileLedger(path)
+	l, err := OpenFileLedgerWith(path, LedgerOptions{Key: testLedgerKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestFileLedgerSurvivesTornWrite(t *testing.T) {
 	fmt.Fprint(f, `{"adapter":"kong","credential_id":"b","inc`)
 	f.Close()
 
-	l2, err := OpenFileLedger(path)
+	l2, err := OpenFileLedgerWith(path, LedgerOptions{Key: testLedgerKey})
 	if err != nil {
 		t.Fatalf("reopen with a torn last line: %v", err)
 	}
@@ -206,7 +206,7 @@ func TestFileLedgerSurvivesTornWrite(t *testing.T) {
 	if r, ok, err := l.Get(ctx, k2); err != nil || !ok || r.State != StatePending {
 		t.Fatalf("other handle Get(k2) = %+v, %v, %v; want the appended record", r, ok, err)
 	}
-	l3, err := OpenFileLedger(path)
+	l3, err := OpenFileLedgerWith(path, LedgerOptions{Key: testLedgerKey})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -214,6 +215,15 @@ func (c *canary) assertUntouched(t *testing.T) {
 	c.conns.Store(0)
 }
 
+// testLedgerKey encrypts the test ledgers' restore material.
+var testLedgerKey = func() *age.X25519Identity {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		panic(err)
+	}
+	return id
+}()
+
 type testEnv struct {
 	reg    *prometheus.Registry
 	m      *Metrics
@@ -225,7 +235,7 @@ func newEnv(t *testing.T) *testEnv {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	dir := t.TempDir()
-	l, err := OpenFileLedger(filepath.Join(dir, "ledger.jsonl"))
+	l, err := OpenFileLedgerWith(filepath.Join(dir, "ledger.jsonl"), LedgerOptions{Key: testLedgerKey})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -201,7 +201,7 @@ func (k *Kong) Restore(ctx context.Context, t Target, saved []byte) (Result, err
 		return Result{Status: StatusAlreadyRestored, Detail: "kong credential exists"}, nil
 	}
 	if saved == nil {
-		return Result{}, permanent(errors.New("restore kong credential: nothing was kept of it when it was revoked; issue a new key by hand"))
+		return Result{}, permanent(errors.New("restore kong credential: nothing was kept of it when it was revoked (without responder.ledger_key the ledger keeps no key); issue a new key by hand"))
 	}
 	var cred kongCredential
 	if err := json.Unmarshal(saved, &cred); err != nil || cred.Key == "" {

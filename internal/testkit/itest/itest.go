@@ -1,7 +1,8 @@
 // Package itest holds what integration tests share: finding the services
-// (TEST_KAFKA_BROKERS, TEST_CLICKHOUSE_ADDR, failing under
-// REQUIRE_INTEGRATION when they are missing), building a command and
-// running it as a child process whose log lines can be waited on.
+// (TEST_KAFKA_BROKERS, TEST_CLICKHOUSE_ADDR, the SASL_SSL listener's
+// TEST_KAFKA_SASL_*; failing under REQUIRE_INTEGRATION when they are
+// missing), building a command and running it as a child process whose log
+// lines can be waited on.
 package itest
 
 import (
@@ -20,6 +21,9 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/agentwatch/agentwatch/internal/platform/config"
+	"github.com/agentwatch/agentwatch/internal/platform/kafka"
 )
 
 // RequireEnv returns the comma-separated list in the environment variable
@@ -40,6 +44,75 @@ func RequireEnv(t testing.TB, name, fix string) []string {
 // KafkaBrokers returns TEST_KAFKA_BROKERS.
 func KafkaBrokers(t testing.TB) []string {
 	return RequireEnv(t, "TEST_KAFKA_BROKERS", "deploy/kafka.sh up and TEST_KAFKA_BROKERS=127.0.0.1:9092")
+}
+
+// Kafka is one listener of the test broker and the client settings that
+// reach it: what a test hands to the services it starts (Settings) and
+// uses for its own clients (Security).
+type Kafka struct {
+	Brokers []string
+	TLS     config.TLS
+	SASL    config.SASL
+}
+
+// PlainKafka is the PLAINTEXT listener, TEST_KAFKA_BROKERS.
+func PlainKafka(t testing.TB) Kafka {
+	return Kafka{Brokers: KafkaBrokers(t), TLS: config.TLS{MinVersion: "1.2"}, SASL: config.SASL{Mechanism: "none"}}
+}
+
+// SecureKafka is the SASL_SSL listener (TEST_KAFKA_SASL_BROKERS), trusting
+// TEST_KAFKA_CA and logging in as TEST_KAFKA_SASL_USERNAME with
+// TEST_KAFKA_SASL_PASSWORD by mechanism (plain, scram-sha-256 or
+// scram-sha-512). The Makefile sets them from deploy/kafka/sasl.env.
+func SecureKafka(t testing.TB, mechanism string) Kafka {
+	const fix = "deploy/kafka.sh up, then the TEST_KAFKA_SASL_* and TEST_KAFKA_CA variables the Makefile exports"
+	brokers := RequireEnv(t, "TEST_KAFKA_SASL_BROKERS", fix)
+	ca := RequireEnv(t, "TEST_KAFKA_CA", fix)[0]
+	user := RequireEnv(t, "TEST_KAFKA_SASL_USERNAME", fix)[0]
+	pw := os.Getenv("TEST_KAFKA_SASL_PASSWORD") // may hold a comma
+	if pw == "" {
+		RequireEnv(t, "TEST_KAFKA_SASL_PASSWORD", fix)
+	}
+	return Kafka{Brokers: brokers, TLS: config.TLS{Enabled: true, CAFile: ca, MinVersion: "1.2"},
+		SASL: config.SASL{Mechanism: mechanism, Username: user, Password: pw}}
+}
+
+// Security is the client security of k for the test's own clients.
+func (k Kafka) Security(t testing.TB) kafka.Security {
+	t.Helper()
+	sec, err := kafka.NewSecurity(k.TLS, k.SASL)
+	if err != nil {
+		t.Fatalf("kafka security of the test listener: %v", err)
+	}
+	return sec
+}
+
+// Settings are the configuration keys that point a service at k; the
+// password is among them, so pass them as environment variables, never
+// as flags.
+func (k Kafka) Settings() map[string]string {
+	m := map[string]string{"kafka.brokers": strings.Join(k.Brokers, ",")}
+	if k.TLS.Enabled {
+		m["kafka.tls.enabled"], m["kafka.tls.ca_file"] = "true", k.TLS.CAFile
+	}
+	if k.SASL.Mechanism != "" && k.SASL.Mechanism != "none" {
+		m["kafka.sasl.mechanism"], m["kafka.sasl.username"], m["kafka.sasl.password"] = k.SASL.Mechanism, k.SASL.Username, k.SASL.Password
+	}
+	return m
+}
+
+// DeleteTopicsAfter deletes Kafka topics through k when the test ends.
+func (k Kafka) DeleteTopicsAfter(t testing.TB, topics ...string) {
+	sec := k.Security(t)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		client, tr := sec.Client(k.Brokers, 10*time.Second)
+		defer tr.CloseIdleConnections()
+		if _, err := client.DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: topics}); err != nil {
+			t.Logf("delete test topics %v: %v", topics, err)
+		}
+	})
 }
 
 // ClickHouseAddr returns TEST_CLICKHOUSE_ADDR.
@@ -92,6 +165,7 @@ type Proc struct {
 
 	mu    sync.Mutex
 	lines []string
+	out   []string // stdout, kept apart so that stderr line numbers stay as they were
 }
 
 // Start runs bin with args and extra environment; it is killed when the
@@ -104,10 +178,25 @@ func Start(t testing.TB, bin string, env []string, args ...string) *Proc {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := &Proc{Cmd: cmd, Done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
 	}
+	outDone := make(chan struct{})
+	go func() {
+		defer close(outDone)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.out = append(p.out, sc.Text())
+			p.mu.Unlock()
+		}
+	}()
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(nil, 1<<20)
@@ -116,6 +205,7 @@ func Start(t testing.TB, bin string, env []string, args ...string) *Proc {
 			p.lines = append(p.lines, sc.Text())
 			p.mu.Unlock()
 		}
+		<-outDone // Wait closes the pipes: both must be read to the end first
 		p.Err = cmd.Wait()
 		close(p.Done)
 	}()
@@ -145,6 +235,13 @@ next:
 		out = append(out, l)
 	}
 	return out
+}
+
+// Output returns every line the process wrote so far, stderr then stdout.
+func (p *Proc) Output() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append(append([]string(nil), p.lines...), p.out...)
 }
 
 // Tail returns the last n stderr lines.

@@ -59,8 +59,8 @@ func Begin(setDefaults func() error, log *slog.Logger) (*slog.Logger, string, er
 }
 
 // EnsureTopics creates the scratch topics; its error says to start Kafka.
-func EnsureTopics(ctx context.Context, brokers []string, topics ...kafka.TopicSpec) error {
-	if err := kafka.EnsureTopics(ctx, brokers, topics...); err != nil {
+func EnsureTopics(ctx context.Context, brokers []string, sec kafka.Security, topics ...kafka.TopicSpec) error {
+	if err := kafka.EnsureTopics(ctx, brokers, sec, topics...); err != nil {
 		return fmt.Errorf("%w; is Kafka running (deploy/kafka.sh up)?", err)
 	}
 	return nil
@@ -83,7 +83,9 @@ func MeasureConsume(ctx context.Context, progress io.Writer, rc kafka.ReaderConf
 // it ends.
 type Scratch struct {
 	Brokers, ClickHouse []string
-	Topics              []string
+	// Security is how Brokers are reached (default plaintext).
+	Security kafka.Security
+	Topics   []string
 	// Databases are dropped by name; the names must be the benchmark's
 	// own (bench_<what>_<digits>), as they are quoted, not escaped.
 	Databases []string
@@ -102,13 +104,15 @@ func (s Scratch) remove() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var errs []error
-	tr := &kafkago.Transport{}
+	client, tr := s.Security.Client(s.Brokers, 30*time.Second)
 	defer tr.CloseIdleConnections()
-	if _, err := (&kafkago.Client{Addr: kafkago.TCP(s.Brokers...), Transport: tr}).DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: s.Topics}); err != nil {
-		if len(s.Topics) == 1 {
-			errs = append(errs, fmt.Errorf("delete topic %s: %w", s.Topics[0], err))
-		} else {
-			errs = append(errs, fmt.Errorf("delete topics %v: %w", s.Topics, err))
+	if len(s.Topics) > 0 {
+		if _, err := client.DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: s.Topics}); err != nil {
+			if len(s.Topics) == 1 {
+				errs = append(errs, fmt.Errorf("delete topic %s: %w", s.Topics[0], err))
+			} else {
+				errs = append(errs, fmt.Errorf("delete topics %v: %w", s.Topics, err))
+			}
 		}
 	}
 	conn, err := clickhouse.Open(&clickhouse.Options{Protocol: clickhouse.Native, Addr: s.ClickHouse})

@@ -233,7 +233,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 		{Name: k.EventsTopic, Partitions: o.Partitions, ReplicationFactor: k.ReplicationFactor},
 		{Name: k.AnomaliesTopic, Partitions: o.Partitions, ReplicationFactor: k.ReplicationFactor},
 	}
-	if err := benchkit.EnsureTopics(ctx, o.Brokers, topics...); err != nil {
+	if err := benchkit.EnsureTopics(ctx, o.Brokers, kafka.Security{}, topics...); err != nil {
 		return rep, fmt.Errorf("detectbench: %w", err)
 	}
 	if !o.Keep {
@@ -484,7 +484,7 @@ func (h *recordingHistogram) Observe(v float64) {
 // readBack reads every anomaly on the topic and notes how long after its
 // window closed (DetectedMs) its record was produced.
 func readBack(ctx context.Context, brokers []string, topic string, rep *Report) error {
-	err := kafka.ReadSince(ctx, brokers, topic, time.UnixMilli(0), func(m bus.Message) error {
+	err := kafka.ReadSince(ctx, brokers, kafka.Security{}, topic, time.UnixMilli(0), func(m bus.Message) error {
 		var a struct {
 			DetectedMs int64 `json:"detected_ms"`
 		}

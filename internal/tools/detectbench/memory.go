@@ -205,7 +205,7 @@ func RunMemory(ctx context.Context, o MemoryOptions, log *slog.Logger, progress 
 		return rep, fmt.Errorf("detectbench: config: %w", err)
 	}
 	k := cfg.Kafka
-	if err := benchkit.EnsureTopics(ctx, o.Brokers,
+	if err := benchkit.EnsureTopics(ctx, o.Brokers, kafka.Security{},
 		kafka.TopicSpec{Name: k.EventsTopic, Partitions: o.Partitions, ReplicationFactor: k.ReplicationFactor},
 		kafka.TopicSpec{Name: k.AnomaliesTopic, Partitions: o.Partitions, ReplicationFactor: k.ReplicationFactor}); err != nil {
 		return rep, fmt.Errorf("detectbench: %w", err)

@@ -14,9 +14,11 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,6 +52,38 @@ type Options struct {
 	Seed uint64
 	// Keep leaves the topics and databases behind for inspection.
 	Keep bool
+	// Secure, when its Brokers are set, is a second listener of the same
+	// cluster (SASL_SSL in production): the consume-only and end-to-end
+	// measurements are repeated through it on the same records, so that
+	// the report gives the cost of TLS and SASL.
+	Secure Listener
+	// Rounds is how many end-to-end runs each listener gets when Secure is
+	// set, in the order plaintext, secured, secured, plaintext, … so that
+	// neither side always runs on a warmer broker; default 3.
+	Rounds int
+}
+
+// Listener is one listener of the Kafka cluster and the client security
+// that reaches it.
+type Listener struct {
+	Brokers []string
+	TLS     config.TLS
+	SASL    config.SASL
+}
+
+// env is the listener as configuration variables; the password is among
+// them, so they go to a config loader, never to a log.
+func (l Listener) env() []string {
+	env := []string{"AGENTWATCH_KAFKA_BROKERS=" + strings.Join(l.Brokers, ",")}
+	if l.TLS.Enabled {
+		env = append(env, "AGENTWATCH_KAFKA_TLS_ENABLED=true", "AGENTWATCH_KAFKA_TLS_CA_FILE="+l.TLS.CAFile,
+			"AGENTWATCH_KAFKA_TLS_CERT_FILE="+l.TLS.CertFile, "AGENTWATCH_KAFKA_TLS_KEY_FILE="+l.TLS.KeyFile)
+	}
+	if l.SASL.Mechanism != "" {
+		env = append(env, "AGENTWATCH_KAFKA_SASL_MECHANISM="+l.SASL.Mechanism, "AGENTWATCH_KAFKA_SASL_USERNAME="+l.SASL.Username,
+			"AGENTWATCH_KAFKA_SASL_PASSWORD="+l.SASL.Password)
+	}
+	return env
 }
 
 // setDefaults is deliberately parallel to detectbench's: the shared options'
@@ -59,6 +93,7 @@ func (o *Options) setDefaults() error {
 	benchkit.Defaults(&o.Brokers, &o.ClickHouse, &o.Partitions)
 	benchkit.Default(&o.Records, 1_000_000)
 	benchkit.Default(&o.Seed, 1)
+	benchkit.Default(&o.Rounds, 3)
 	if o.Records < 0 || o.Partitions < 0 || o.BatchSize < 0 {
 		return fmt.Errorf("ingestbench: records, partitions and batch size must be positive, got %d, %d, %d", o.Records, o.Partitions, o.BatchSize)
 	}
@@ -85,6 +120,60 @@ type Report struct {
 	HeapInuseMax, HeapInuseAvg uint64
 	RSSMax, RSSAvg             uint64
 	Samples                    int
+	// Secured is the protocol and mechanism of Options.Secure ("" when it
+	// was not measured), SecureConsume its consume-only time, and
+	// PlainRuns and SecureRuns the end-to-end times of every round.
+	Secured               string
+	SecureConsume         time.Duration
+	PlainRuns, SecureRuns []time.Duration
+	// PlainCPU and SecureCPU are the CPU time this process (the ingest
+	// service and the sampler, so the Kafka client's TLS and SASL work
+	// included) used in each of those runs: unlike wall time, it barely
+	// moves when other work shares the machine.
+	PlainCPU, SecureCPU []time.Duration
+	// CPU is the CPU time of the first end-to-end run.
+	CPU time.Duration
+}
+
+// median is the middle of ds, or the mean of the two middle values (0
+// when empty). Rounds on a shared machine have outliers; the median
+// ignores one slow round where the mean would not.
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// cpuPerRecord is the mean CPU time of runs per record, in µs.
+func cpuPerRecord(runs []time.Duration, records int) float64 {
+	return float64(mean(runs).Microseconds()) / float64(max(records, 1))
+}
+
+// mean is the average of ds (0 when empty).
+func mean(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	return sum / time.Duration(len(ds))
+}
+
+// SecureRatio is the secured end-to-end rate over the plaintext one, both
+// the median of their rounds (0 when Secure was not measured).
+func (r Report) SecureRatio() float64 {
+	if len(r.SecureRuns) == 0 || len(r.PlainRuns) == 0 {
+		return 0
+	}
+	return median(r.PlainRuns).Seconds() / median(r.SecureRuns).Seconds()
 }
 
 // ConsumeRate, InsertRate and EndToEndRate are records per second.
@@ -117,8 +206,35 @@ func (r Report) String() string {
 	row("ClickHouse insert only (chstore, batch "+strconv.Itoa(r.BatchSize)+")", r.Insert, "")
 	row("end to end (ingest service, from first record)", r.EndToEnd, fmt.Sprintf("%.0f%%", r.Efficiency()))
 	row("end to end incl. consumer-group join", r.EndToEndWithJoin, fmt.Sprintf("%.0f%%", 100*benchkit.Rate(r.Records, r.EndToEndWithJoin)/r.Limit()))
+	if r.Secured != "" {
+		row("Kafka consume only over "+r.Secured, r.SecureConsume, fmt.Sprintf("%.0f%% of plaintext", 100*r.Consume.Seconds()/r.SecureConsume.Seconds()))
+		cpu := func(runs []time.Duration, i int) string {
+			if i >= len(runs) {
+				return ""
+			}
+			return fmt.Sprintf("CPU %.1f µs/record", float64(runs[i].Microseconds())/float64(max(r.Records, 1)))
+		}
+		for i := range r.PlainRuns {
+			row(fmt.Sprintf("end to end, plaintext, round %d", i+1), r.PlainRuns[i], cpu(r.PlainCPU, i))
+		}
+		for i := range r.SecureRuns {
+			row(fmt.Sprintf("end to end over %s, round %d", r.Secured, i+1), r.SecureRuns[i], cpu(r.SecureCPU, i))
+		}
+	}
 	fmt.Fprintf(&b, "\ningest: %d events, %d dead-lettered; memory at steady state (%d samples): heap in use max %s avg %s, RSS max %s avg %s\n",
 		r.Events, r.DeadLettered, r.Samples, mib(r.HeapInuseMax), mib(r.HeapInuseAvg), mib(r.RSSMax), mib(r.RSSAvg))
+	if r.Secured != "" {
+		ratio := r.SecureRatio()
+		fmt.Fprintf(&b, "\nend to end, median of %d round(s) each: plaintext %.0f records/s, %s %.0f records/s: the secured path reaches %.1f%% of plaintext (costs %.1f%%)\n",
+			len(r.PlainRuns), benchkit.Rate(r.Records, median(r.PlainRuns)), r.Secured, benchkit.Rate(r.Records, median(r.SecureRuns)), 100*ratio, 100*(1-ratio))
+		best := slices.Min(r.PlainRuns).Seconds() / slices.Min(r.SecureRuns).Seconds()
+		fmt.Fprintf(&b, "end to end, fastest round each: plaintext %.0f records/s, %s %.0f records/s: %.1f%% of plaintext (costs %.1f%%)\n",
+			benchkit.Rate(r.Records, slices.Min(r.PlainRuns)), r.Secured, benchkit.Rate(r.Records, slices.Min(r.SecureRuns)), 100*best, 100*(1-best))
+		if len(r.PlainCPU) > 0 && len(r.SecureCPU) > 0 {
+			p, q := cpuPerRecord(r.PlainCPU, r.Records), cpuPerRecord(r.SecureCPU, r.Records)
+			fmt.Fprintf(&b, "ingest process CPU, mean per record: plaintext %.2f µs, %s %.2f µs (%+.1f%%)\n", p, r.Secured, q, 100*(q/p-1))
+		}
+	}
 	return b.String()
 }
 
@@ -154,10 +270,24 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 		return Report{}, fmt.Errorf("ingestbench: config: %w", err)
 	}
 	rep := Report{Records: o.Records, Partitions: o.Partitions, BatchSize: cfg.Ingest.BatchSize}
+	var secCfg config.Config
+	var secure kafka.Security
+	if len(o.Secure.Brokers) > 0 {
+		if secCfg, err = config.LoadEnv("", nil, append(slices.Clone(env), o.Secure.env()...)); err != nil {
+			return Report{}, fmt.Errorf("ingestbench: config of the secured listener: %w", err)
+		}
+		if secure, err = kafka.SecurityOf(secCfg.Kafka); err != nil {
+			return Report{}, fmt.Errorf("ingestbench: %w", err)
+		}
+		if err := kafka.Check(ctx, o.Secure.Brokers, secure); err != nil {
+			return Report{}, fmt.Errorf("ingestbench: %w", err)
+		}
+		rep.Secured = secure.String()
+	}
 	insertDB := "bench_insert_" + suffix
 
 	topics := ingest.Topics(cfg)
-	if err := benchkit.EnsureTopics(ctx, o.Brokers, topics...); err != nil {
+	if err := benchkit.EnsureTopics(ctx, o.Brokers, kafka.Security{}, topics...); err != nil {
 		return rep, fmt.Errorf("ingestbench: %w", err)
 	}
 	if !o.Keep {
@@ -208,6 +338,50 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 		return rep, err
 	}
 	fmt.Fprintf(progress, "  %s, %.0f records/s (%.0f%% of the slower raw limit)\n", rep.EndToEnd.Round(time.Millisecond), rep.EndToEndRate(), rep.Efficiency())
+	if rep.Secured == "" {
+		return rep, nil
+	}
+
+	// 5. The secured listener: consume only, then end-to-end rounds
+	// alternating with plaintext ones (the run above is the first).
+	rep.SecureConsume, err = benchkit.MeasureConsume(ctx, progress, kafka.ReaderConfig{
+		Brokers: o.Secure.Brokers, Security: secure, GroupID: "bench-consume-secure", Topics: []string{raw}, MaxBytes: 2 * cfg.Kafka.MaxMessageBytes,
+	}, o.Records, "records over "+rep.Secured)
+	if err != nil {
+		return rep, fmt.Errorf("ingestbench: %w", err)
+	}
+	rep.PlainRuns, rep.PlainCPU = append(rep.PlainRuns, rep.EndToEnd), append(rep.PlainCPU, rep.CPU)
+	for i := 1; len(rep.SecureRuns) < o.Rounds || len(rep.PlainRuns) < o.Rounds; i++ {
+		// plaintext, secured, secured, plaintext, plaintext, secured, …
+		onSecure := i%4 == 1 || i%4 == 2
+		run, name, c := cfg, "plaintext", cfg
+		if onSecure {
+			run, name = secCfg, rep.Secured
+		}
+		if (onSecure && len(rep.SecureRuns) >= o.Rounds) || (!onSecure && len(rep.PlainRuns) >= o.Rounds) {
+			continue
+		}
+		// A group and a database of the round's own: it reads every record
+		// again and inserts into empty tables, like the first run.
+		round := "_r" + strconv.Itoa(i)
+		run.Kafka.IngestGroup = c.Kafka.IngestGroup + round
+		run.ClickHouse.Database = c.ClickHouse.Database + round
+		if !o.Keep {
+			defer benchkit.Scratch{ClickHouse: o.ClickHouse, Databases: []string{run.ClickHouse.Database}}.Remove(log, "ingestbench")
+		}
+		fmt.Fprintf(progress, "measuring the ingest service end to end over %s on %d records...\n", name, o.Records)
+		var r Report
+		r.Records = rep.Records
+		if err := endToEnd(ctx, run, &r, log, progress); err != nil {
+			return rep, err
+		}
+		fmt.Fprintf(progress, "  %s, %.0f records/s\n", r.EndToEnd.Round(time.Millisecond), r.EndToEndRate())
+		if onSecure {
+			rep.SecureRuns, rep.SecureCPU = append(rep.SecureRuns, r.EndToEnd), append(rep.SecureCPU, r.CPU)
+		} else {
+			rep.PlainRuns, rep.PlainCPU = append(rep.PlainRuns, r.EndToEnd), append(rep.PlainCPU, r.CPU)
+		}
+	}
 	return rep, nil
 }
 
@@ -269,6 +443,7 @@ func endToEnd(ctx context.Context, cfg config.Config, rep *Report, log *slog.Log
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)
+	cpu0 := processCPU()
 	start := time.Now()
 	go func() { done <- svc.Ingester.Run(runCtx) }()
 
@@ -310,6 +485,7 @@ func endToEnd(ctx context.Context, cfg config.Config, rep *Report, log *slog.Log
 		st := svc.Ingester.Stats()
 		if st.Committed >= want {
 			rep.EndToEndWithJoin = time.Since(start)
+			rep.CPU = processCPU() - cpu0
 			// Like the consume-only figure, the rate is timed from the
 			// first record: the group join is a one-off start-up cost.
 			rep.EndToEnd = time.Since(st.FirstFetch)
@@ -344,6 +520,15 @@ func endToEnd(ctx context.Context, cfg config.Config, rep *Report, log *slog.Log
 		return fmt.Errorf("ingestbench: ingest: %w", err)
 	}
 	return nil
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // selfRSS reads this process's resident set size; 0 where /proc is missing.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwatch/agentwatch/internal/testkit/itest"
 	"github.com/agentwatch/agentwatch/internal/tools/ingestbench"
 )
 
@@ -30,7 +31,9 @@ func TestIntegrationRun(t *testing.T) {
 	defer cancel()
 	var progress strings.Builder
 	const n = 20_000
-	rep, err := ingestbench.Run(ctx, ingestbench.Options{Brokers: brokers, ClickHouse: ch, Records: n, BatchSize: 5000}, nil, &progress)
+	k := itest.SecureKafka(t, "scram-sha-512")
+	secure := ingestbench.Listener{Brokers: k.Brokers, TLS: k.TLS, SASL: k.SASL}
+	rep, err := ingestbench.Run(ctx, ingestbench.Options{Brokers: brokers, ClickHouse: ch, Records: n, BatchSize: 5000, Secure: secure, Rounds: 1}, nil, &progress)
 	if err != nil {
 		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
 	}
@@ -44,7 +47,11 @@ func TestIntegrationRun(t *testing.T) {
 	if rep.Events != n || rep.DeadLettered != 0 {
 		t.Errorf("ingest made %d events and %d dead letters of %d good lines", rep.Events, rep.DeadLettered, n)
 	}
-	for name, d := range map[string]time.Duration{"produce": rep.Produce, "consume": rep.Consume, "insert": rep.Insert, "end to end": rep.EndToEnd} {
+	if rep.Secured != "SASL_SSL/SCRAM-SHA-512" || len(rep.PlainRuns) != 1 || len(rep.SecureRuns) != 1 || rep.SecureRatio() <= 0 {
+		t.Errorf("secured runs: %q, plaintext %v, secured %v", rep.Secured, rep.PlainRuns, rep.SecureRuns)
+	}
+	for name, d := range map[string]time.Duration{"produce": rep.Produce, "consume": rep.Consume, "insert": rep.Insert, "end to end": rep.EndToEnd,
+		"secured consume": rep.SecureConsume} {
 		if d <= 0 {
 			t.Errorf("%s took %s, want a measured duration", name, d)
 		}

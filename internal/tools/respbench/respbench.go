@@ -261,12 +261,16 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 		return Report{}, err
 	}
 	topic := cfg.Kafka.AnomaliesTopic
-	if err := benchkit.EnsureTopics(ctx, o.Brokers, kafka.TopicSpec{Name: topic, Partitions: o.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor}); err != nil {
+	sec, err := kafka.SecurityOf(cfg.Kafka)
+	if err != nil {
+		return Report{}, fmt.Errorf("respbench: %w", err)
+	}
+	if err := benchkit.EnsureTopics(ctx, o.Brokers, sec, kafka.TopicSpec{Name: topic, Partitions: o.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor}); err != nil {
 		return Report{}, fmt.Errorf("respbench: %w", err)
 	}
 	if !o.Keep {
 		// The database name is ours: bench_responder_<digits>.
-		defer benchkit.Scratch{Brokers: o.Brokers, ClickHouse: o.ClickHouse, Topics: []string{topic}, Databases: []string{cfg.ClickHouse.Database}}.Remove(log, "respbench")
+		defer benchkit.Scratch{Brokers: o.Brokers, Security: sec, ClickHouse: o.ClickHouse, Topics: []string{topic}, Databases: []string{cfg.ClickHouse.Database}}.Remove(log, "respbench")
 	} else {
 		fmt.Fprintf(progress, "keeping topic %s and database %s\n", topic, cfg.ClickHouse.Database)
 	}
@@ -276,13 +280,13 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 	}
 	defer closeStores()
 	deps.Console = io.Discard
-	reader, err := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Kafka.Brokers, GroupID: cfg.Kafka.ResponderGroup, Topics: []string{topic}}, log)
+	reader, err := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Kafka.Brokers, Security: sec, GroupID: cfg.Kafka.ResponderGroup, Topics: []string{topic}}, log)
 	if err != nil {
 		return Report{}, fmt.Errorf("respbench: anomalies reader: %w", err)
 	}
 	defer reader.Close()
 	// As the detector writes the anomalies topic (internal/detector/detect).
-	writer, err := kafka.NewWriter(kafka.WriterConfig{Brokers: cfg.Kafka.Brokers, Topic: topic}, log)
+	writer, err := kafka.NewWriter(kafka.WriterConfig{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic}, log)
 	if err != nil {
 		return Report{}, fmt.Errorf("respbench: anomalies writer: %w", err)
 	}
