@@ -3,6 +3,7 @@ package helm
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -23,7 +24,10 @@ func TestChartConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	var values struct {
-		Config map[string]any `yaml:"config"`
+		Config  map[string]any `yaml:"config"`
+		Secrets struct {
+			Files map[string]string `yaml:"files"`
+		} `yaml:"secrets"`
 	}
 	if err := yaml.Unmarshal(b, &values); err != nil {
 		t.Fatal(err)
@@ -39,15 +43,31 @@ func TestChartConfig(t *testing.T) {
 	if err := os.WriteFile(file, out, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.LoadEnv(file, nil, []string{
+	env := []string{
 		"AGENTWATCH_HTTP_ADDR=0.0.0.0:9464",
 		"AGENTWATCH_HTTP_INSECURE_LISTEN_ACK=true",
 		"AGENTWATCH_RESPONDER_API_ADDR=0.0.0.0:9465",
 		"AGENTWATCH_RESPONDER_API_INSECURE_LISTEN_ACK=true",
 		"AGENTWATCH_RESPONDER_STATE_DIR=/var/lib/agentwatch/responder",
-	})
+	}
+	// secrets.files, as the chart names them: AGENTWATCH_<KEY>_FILE
+	// pointing at the mounted Secret key.
+	secrets := t.TempDir()
+	for key, secretKey := range values.Secrets.Files {
+		if secretKey == "" {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(secrets, secretKey), []byte("from-the-secret\n"), 0o400); err != nil {
+			t.Fatal(err)
+		}
+		env = append(env, "AGENTWATCH_"+strings.ToUpper(strings.ReplaceAll(key, ".", "_"))+"_FILE="+filepath.Join(secrets, secretKey))
+	}
+	cfg, err := config.LoadEnv(file, nil, env)
 	if err != nil {
 		t.Fatalf("the chart's default config:\n%s\n%v", out, err)
+	}
+	if cfg.ClickHouse.Password != "from-the-secret" {
+		t.Errorf("clickhouse.password not read from the mounted secret file")
 	}
 	if !cfg.Distributed() || cfg.Kafka.ReplicationFactor != 3 {
 		t.Fatalf("decoded %+v; want the chart's brokers and replication factor 3", cfg.Kafka)

@@ -183,10 +183,36 @@ func TestUnitEnvironmentIsConfig(t *testing.T) {
 		if len(env) == 0 {
 			t.Fatalf("agentwatch-%s.service sets no variable; the test would check nothing", s)
 		}
+		// The secrets drop-in's _FILE variables, with %d (the credentials
+		// directory) holding one file per LoadCredential.
+		creds := t.TempDir()
+		dropin, err := os.ReadFile("secrets.conf.example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var files int
+		for _, line := range strings.Split(string(dropin), "\n") {
+			if v, ok := strings.CutPrefix(line, "LoadCredential="); ok {
+				id, _, _ := strings.Cut(v, ":")
+				if err := os.WriteFile(filepath.Join(creds, id), []byte("secret-from-credential\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if kv, ok := strings.CutPrefix(line, "Environment="); ok {
+				env = append(env, strings.ReplaceAll(kv, "%d", creds))
+				files++
+			}
+		}
+		if files == 0 {
+			t.Fatal("secrets.conf.example sets no variable")
+		}
 		cfg, err := config.LoadEnv("../agentwatch.example.yaml", nil, env)
 		if err != nil {
 			t.Errorf("agentwatch-%s.service: %v", s, err)
 			continue
+		}
+		if cfg.ClickHouse.Password != "secret-from-credential" {
+			t.Errorf("agentwatch-%s.service: clickhouse.password not read from the credential", s)
 		}
 		if s == "responder" && cfg.Responder.StateDir != "/var/lib/agentwatch-responder" {
 			t.Errorf("responder state_dir = %q; want the unit's StateDirectory", cfg.Responder.StateDir)
