@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -32,7 +33,18 @@ import (
 // lost, none different), every anomaly is the same, and no anomaly id
 // reaches the anomalies topic twice.
 func TestIntegrationDetectorFailover(t *testing.T) {
-	brokers, chAddr := itest.KafkaBrokers(t), itest.ClickHouseAddr(t)
+	detectorFailover(t, itest.PlainKafka(t))
+}
+
+// TestIntegrationDetectorFailoverSASLSSL is the same kill over the
+// broker's SASL_SSL listener (TLS and SCRAM-SHA-512), for the two
+// detectors and the test's own clients alike.
+func TestIntegrationDetectorFailoverSASLSSL(t *testing.T) {
+	detectorFailover(t, itest.SecureKafka(t, "scram-sha-512"))
+}
+
+func detectorFailover(t *testing.T, k itest.Kafka) {
+	brokers, chAddr, sec := k.Brokers, itest.ClickHouseAddr(t), k.Security(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	bin := itest.BuildBinary(t, "detector")
@@ -40,12 +52,12 @@ func TestIntegrationDetectorFailover(t *testing.T) {
 	suffix := itest.RandHex(4)
 	events, anomalies := "it-det-"+suffix+".events", "it-det-"+suffix+".anomalies"
 	group, db := "it-det-"+suffix, "it_det_"+suffix
-	if err := kafka.EnsureTopics(ctx, brokers, kafka.Security{},
+	if err := kafka.EnsureTopics(ctx, brokers, sec,
 		kafka.TopicSpec{Name: events, Partitions: testPartitions, ReplicationFactor: 1},
 		kafka.TopicSpec{Name: anomalies, Partitions: testPartitions, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)
 	}
-	itest.DeleteTopicsAfter(t, brokers, events, anomalies)
+	k.DeleteTopicsAfter(t, events, anomalies)
 	itest.DropDatabaseAfter(t, chAddr, db)
 
 	// Two days of 24 agents with the default incidents; registry and
@@ -73,13 +85,14 @@ func TestIntegrationDetectorFailover(t *testing.T) {
 		rs[i].ev.IngestTimeMs = rs[i].ev.EventTimeMs + 500
 	}
 	settings := map[string]string{
-		"kafka.brokers": strings.Join(brokers, ","), "kafka.events_topic": events, "kafka.anomalies_topic": anomalies,
+		"kafka.events_topic": events, "kafka.anomalies_topic": anomalies,
 		"kafka.detector_group": group, "kafka.partitions": fmt.Sprint(testPartitions),
 		"clickhouse.addr": strings.Join(chAddr, ","), "clickhouse.database": db,
 		"detector.registry_file": regFile, "detector.routes_file": routesFile,
 		"detector.snapshot_every": "2s", "detector.idle_flush": "6s", "detector.session_timeout": "6s",
 		"log.level": "info", "http.addr": "127.0.0.1:0",
 	}
+	maps.Copy(settings, k.Settings())
 	var env []string
 	for k, v := range settings {
 		env = append(env, config.EnvPrefix+"_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_"))+"="+v)
@@ -99,7 +112,7 @@ func TestIntegrationDetectorFailover(t *testing.T) {
 	t.Logf("%d records; reference: %d windows scored, %d anomalies", len(rs), len(wantS), len(wantA))
 
 	// Publish over ~25 s so the kill lands mid-stream.
-	wr, err := kafka.NewWriter(kafka.WriterConfig{Brokers: brokers, Topic: events}, nil)
+	wr, err := kafka.NewWriter(kafka.WriterConfig{Brokers: brokers, Security: sec, Topic: events}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +237,7 @@ func TestIntegrationDetectorFailover(t *testing.T) {
 
 	// The topic: every reference anomaly, each id exactly once.
 	seen := map[string]int{}
-	if err := kafka.ReadSince(ctx, brokers, kafka.Security{}, anomalies, time.Unix(0, 0), func(m bus.Message) error {
+	if err := kafka.ReadSince(ctx, brokers, sec, anomalies, time.Unix(0, 0), func(m bus.Message) error {
 		var x anomaly.Anomaly
 		if err := json.Unmarshal(m.Value, &x); err != nil {
 			return err
