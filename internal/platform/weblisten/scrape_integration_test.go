@@ -225,6 +225,8 @@ func TestIntegrationPrometheusScrapesOverTLS(t *testing.T) {
 		`agentwatch_ingest_input_lag_seconds{job="agentwatch-ingest"} > 0`,
 		`agentwatch_detector_events_total{job="agentwatch-detector"} > 0`,
 		`agentwatch_detector_input_lag_seconds{job="agentwatch-detector"} > 0`,
+		// Exported from start; above 0 only once anomalies flow.
+		`agentwatch_responder_input_lag_seconds{job="agentwatch-responder"}`,
 	}
 	for _, j := range jobs {
 		want = append(want,

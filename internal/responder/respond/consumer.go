@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/agentwatch/agentwatch/internal/platform/bus"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
@@ -21,6 +22,11 @@ type Consumer struct {
 	Log    *slog.Logger
 	// Invalid counts records that are not anomalies; nil counts nothing.
 	Invalid prometheus.Counter
+	// InputLag is set to the age (by its Kafka timestamp) of the newest
+	// record of each fetch: the anomalies topic's consumer lag in time,
+	// as the detector's and ingest's input_lag_seconds are theirs. Nil
+	// records nothing.
+	InputLag prometheus.Gauge
 	// FlushEvery is DefaultFlushEvery when zero.
 	FlushEvery time.Duration
 }
@@ -28,6 +34,17 @@ type Consumer struct {
 type partKey struct {
 	topic     string
 	partition int32
+}
+
+// NewConsumerMetrics registers the consumer's series on reg, for its
+// Invalid and InputLag fields.
+func NewConsumerMetrics(reg prometheus.Registerer) (invalid prometheus.Counter, inputLag prometheus.Gauge) {
+	f := promauto.With(reg)
+	invalid = f.NewCounter(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder",
+		Name: "invalid_records_total", Help: "Records on the anomalies topic that are not anomalies; logged and skipped."})
+	inputLag = f.NewGauge(prometheus.GaugeOpts{Namespace: "agentwatch", Subsystem: "responder",
+		Name: "input_lag_seconds", Help: "Age (by its Kafka timestamp) of the newest anomaly record fetched."})
+	return invalid, inputLag
 }
 
 // maxBatch bounds the anomalies handled together.
@@ -161,6 +178,9 @@ func (c *Consumer) consume(ctx context.Context, toMark chan<- markReq) error {
 				break
 			}
 			batch = append(batch, m)
+		}
+		if last := batch[len(batch)-1].Time; c.InputLag != nil && !last.IsZero() {
+			c.InputLag.Set(time.Since(last).Seconds())
 		}
 		as := make([]anomaly.Anomaly, 0, len(batch))
 		known := make([]bool, 0, len(batch))

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/agentwatch/agentwatch/internal/platform/bus"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
@@ -164,8 +163,8 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		reader = kr
 	}
 	if reader != nil {
-		r.Consumer = &respond.Consumer{Reader: reader, Engine: svc.Engine, Log: log, Invalid: promauto.With(reg).NewCounter(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder",
-			Name: "invalid_records_total", Help: "Records on the anomalies topic that are not anomalies; logged and skipped."})}
+		invalid, lag := respond.NewConsumerMetrics(reg)
+		r.Consumer = &respond.Consumer{Reader: reader, Engine: svc.Engine, Log: log, Invalid: invalid, InputLag: lag}
 		r.stages = append(r.stages, r.Consumer)
 	}
 	r.stages = append(r.stages, svc)

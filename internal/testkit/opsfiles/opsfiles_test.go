@@ -54,6 +54,7 @@ func productMetrics(t *testing.T) map[string]bool {
 		t.Fatal(err)
 	}
 	respond.NewMetrics(reg)
+	respond.NewConsumerMetrics(reg)
 	outbox.NewMetrics(reg)
 	revoke.NewMetrics(reg)
 	budget, err := revoke.NewBudget(1, time.Minute, nil)
