@@ -19,11 +19,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/agentwatch/agentwatch/internal/platform/syncbuf"
 )
 
 // pki writes a CA and a server certificate for 127.0.0.1 into dir and
@@ -158,13 +159,13 @@ func TestLoopback(t *testing.T) {
 
 // serve runs Serve on a fresh listener at host and returns its address
 // and the log it writes.
-func serve(t *testing.T, host, webConfig string) (string, *syncWriter) {
+func serve(t *testing.T, host, webConfig string) (string, *syncbuf.Buffer) {
 	t.Helper()
 	ln, err := net.Listen("tcp", host+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	logBuf := &syncWriter{}
+	logBuf := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logBuf, nil))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "up 1\n") })
@@ -180,24 +181,6 @@ func serve(t *testing.T, host, webConfig string) (string, *syncWriter) {
 		}
 	})
 	return ln.Addr().String(), logBuf
-}
-
-// syncWriter is a log the test reads while Serve's goroutines write it.
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestServeTLSAndBasicAuth(t *testing.T) {

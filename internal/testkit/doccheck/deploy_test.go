@@ -3,7 +3,6 @@ package doccheck
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,12 +17,7 @@ func TestDeployDocCommands(t *testing.T) {
 		t.Fatal("openssl is needed by deploy/tls.sh: apt-get install openssl")
 	}
 	root := moduleRoot(t)
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "./cmd/ingest", "./cmd/responder")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildCommands(t, root, "./cmd/ingest", "./cmd/responder")
 	out := Run(t, root, 2*time.Minute,
 		"PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"),
 		"AGENTWATCH_CONFIG_FILE=")

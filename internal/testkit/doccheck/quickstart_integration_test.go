@@ -7,13 +7,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/agentwatch/agentwatch/internal/platform/syncbuf"
 	"github.com/agentwatch/agentwatch/internal/testkit/doccheck"
 	"github.com/agentwatch/agentwatch/internal/testkit/itest"
 )
@@ -66,7 +66,7 @@ func TestIntegrationQuickStart(t *testing.T) {
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var out syncBuffer
+	var out syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start bash: %v", err)
@@ -127,22 +127,4 @@ func TestIntegrationQuickStart(t *testing.T) {
 	if !bytes.Contains(console, []byte("[#")) {
 		fail("the responder printed no alert to its console")
 	}
-}
-
-// syncBuffer is a bytes.Buffer that bash's stdout and stderr can share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

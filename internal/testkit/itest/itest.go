@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -189,22 +190,10 @@ func Start(t testing.TB, bin string, env []string, args ...string) *Proc {
 	outDone := make(chan struct{})
 	go func() {
 		defer close(outDone)
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.out = append(p.out, sc.Text())
-			p.mu.Unlock()
-		}
+		p.collect(stdout, &p.out)
 	}()
 	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.lines = append(p.lines, sc.Text())
-			p.mu.Unlock()
-		}
+		p.collect(stderr, &p.lines)
 		<-outDone // Wait closes the pipes: both must be read to the end first
 		p.Err = cmd.Wait()
 		close(p.Done)
@@ -218,6 +207,17 @@ func Start(t testing.TB, bin string, env []string, args ...string) *Proc {
 		}
 	})
 	return p
+}
+
+// collect appends each line of r to *dst, under p's lock, until r ends.
+func (p *Proc) collect(r io.Reader, dst *[]string) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		p.mu.Lock()
+		*dst = append(*dst, sc.Text())
+		p.mu.Unlock()
+	}
 }
 
 // Lines returns the stderr lines so far that contain every one of subs.

@@ -1,7 +1,6 @@
 package image
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,12 +13,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/agentwatch/agentwatch/internal/platform/syncbuf"
 	"github.com/agentwatch/agentwatch/internal/tools/benchkit"
 )
 
@@ -216,7 +215,7 @@ func freePorts(n int) ([]int, error) {
 // benchProc is one service started from the rootfs.
 type benchProc struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *syncbuf.Buffer
 	done chan struct{}
 	err  error
 }
@@ -239,7 +238,7 @@ func Command(rootfs string, c v1.Config, uid, gid uint32, binary string, args ..
 }
 
 func startChroot(rootfs string, c v1.Config, uid, gid uint32, binary string, args ...string) (*benchProc, error) {
-	p := &benchProc{cmd: Command(rootfs, c, uid, gid, binary, args...), out: &syncBuffer{}, done: make(chan struct{})}
+	p := &benchProc{cmd: Command(rootfs, c, uid, gid, binary, args...), out: &syncbuf.Buffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s in the image: %w", binary, err)
@@ -303,22 +302,4 @@ func waitReady(ctx context.Context, url string, p *benchProc, timeout time.Durat
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the two writers of a process.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/agentwatch/agentwatch/internal/detector/detect"
 	"io"
 	"log/slog"
 	"net/http"
@@ -23,11 +24,11 @@ import (
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
-	"github.com/agentwatch/agentwatch/internal/detector/detect"
 	"github.com/agentwatch/agentwatch/internal/ingest"
 	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
+	"github.com/agentwatch/agentwatch/internal/platform/syncbuf"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"github.com/agentwatch/agentwatch/internal/responder/respsvc"
 	"github.com/agentwatch/agentwatch/internal/responder/revoke"
@@ -98,24 +99,6 @@ func (r *recorder) saw(name, value string) bool {
 }
 
 func (r *recorder) host() string { u, _ := url.Parse(r.srv.URL); return u.Host }
-
-// syncBuffer is a log sink safe for the services' goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestNoSecretInLogsErrorsOrConfigShow(t *testing.T) {
 	id, err := age.GenerateX25519Identity()
@@ -254,7 +237,7 @@ func runPlan(t *testing.T, secrets []secret, plan []channel) {
 		t.Fatalf("load: %v\n%s", err, text)
 	}
 
-	var out syncBuffer // everything that must not hold a secret
+	var out syncbuf.Buffer // everything that must not hold a secret
 	var show bytes.Buffer
 	if err := config.WriteEffective(&show, cfg); err != nil {
 		t.Fatal(err)
