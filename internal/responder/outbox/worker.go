@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
 	"github.com/agentwatch/agentwatch/internal/platform/retry"
+	"github.com/agentwatch/agentwatch/internal/responder/partstate"
 )
 
 // Handler performs the action of one entry and returns what to keep as the
@@ -305,7 +306,9 @@ func (r *runState) start(ctx, hctx context.Context, e Entry, k Kind, late time.D
 			e.State = StateParked
 			e.LastError = clip(fmt.Sprintf("parked after %d failed runs; the last was cut short (a crash or a stop while the handler ran), "+
 				"so the action may have been done: check before requeueing; before that: %s", e.Failures, e.LastError), maxErrLen)
-			if _, err := r.w.Store.Update(ctx, e); err != nil {
+			if _, err := r.w.Store.Update(ctx, e); errors.Is(err, partstate.ErrNotOwned) {
+				return nil
+			} else if err != nil {
 				return fmt.Errorf("park outbox entry %q: %w", e.Key, err)
 			}
 			r.w.Metrics.attempt(e.Kind, "parked")
@@ -315,6 +318,12 @@ func (r *runState) start(ctx, hctx context.Context, e Entry, k Kind, late time.D
 		log.Warn("resuming an outbox entry whose last run was cut short", "attempts", e.Attempts)
 	}
 	claimed, err := claim(ctx, r.w.Store, e)
+	if errors.Is(err, partstate.ErrNotOwned) {
+		// Its partition is being handed over since the List: the new
+		// owner runs it.
+		log.Debug("outbox entry not started: its partition is being handed over")
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("mark outbox entry %q in flight: %w", e.Key, err)
 	}
@@ -419,7 +428,13 @@ func (r *runState) finish(ctx context.Context, res result) error {
 	if res.err != nil {
 		e.LastError = clip(res.err.Error(), maxErrLen)
 	}
-	if _, err := r.w.Store.Update(context.WithoutCancel(ctx), e); err != nil {
+	if _, err := r.w.Store.Update(context.WithoutCancel(ctx), e); errors.Is(err, partstate.ErrNotOwned) {
+		// Handed over before the run ended (the hand-over stopped
+		// waiting): the new owner finds it in flight and runs it again,
+		// Recovered, which checks before acting.
+		log.Warn("outbox outcome not recorded: the partition was handed over meanwhile", "outcome", outcome)
+		return nil
+	} else if err != nil {
 		return fmt.Errorf("record outcome %s of outbox entry %q: %w", outcome, e.Key, err)
 	}
 	r.w.Metrics.attempt(e.Kind, outcome)

@@ -1,0 +1,192 @@
+// Package partstate keeps the distributed responder's per-partition state:
+// the outbox entries and incidents of the agents whose anomalies are in the
+// anomaly partitions this process owns. Every change is written to the
+// partition's changelog (a compacted Kafka topic with as many partitions as
+// the anomalies topic) before the call that made it returns, and a process
+// that is assigned a partition reads that partition of the changelog back
+// before it handles the partition's anomalies, as Kafka Streams restores a
+// state store.
+//
+// An Owner tracks the partitions owned now and drives the Parts (the outbox
+// store, the incidents) through assignment (Restore, then Activate) and
+// revocation (Revoke: stop starting work, wait for running work, drop the
+// state).
+package partstate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agentwatch/agentwatch/internal/platform/kafka"
+)
+
+// Record is one changelog record. A nil Value is a tombstone: the key's
+// state was deleted.
+type Record struct {
+	Key       string
+	Value     []byte
+	Partition int32
+	Offset    int64
+	Time      time.Time
+}
+
+// Changelog is the partitioned state topic, written only by the owner of a
+// partition. kstate.Changelog implements it; MemChangelog is the fake for
+// unit tests.
+type Changelog interface {
+	// Partitions is the partition count: the anomalies topic's.
+	Partitions() int
+	// Restore calls fn for every record of partition p from its first
+	// offset to the high watermark at the time of the call, in order.
+	Restore(ctx context.Context, p int32, fn func(Record) error) error
+	// Append writes recs to partition p; they are durable when it returns
+	// nil.
+	Append(ctx context.Context, p int32, recs ...Record) error
+}
+
+// ErrNotOwned means the partition of the state asked for is not owned by
+// this process now (or is being handed over): its new owner acts on it.
+var ErrNotOwned = errors.New("partition not owned by this responder")
+
+// A Part is one kind of per-partition state, under its own record key
+// prefix. Its methods are called by the Owner only, never concurrently for
+// the same partition.
+type Part interface {
+	// Prefix is the record key prefix this part owns, e.g. "o/".
+	Prefix() string
+	// Load applies one restored record (key without the prefix; value nil
+	// for a tombstone) of partition p, which is not active yet.
+	Load(p int32, key string, value []byte) error
+	// Activate makes partition p's restored state live.
+	Activate(p int32)
+	// Revoke stops new work on p, waits (until ctx ends) for the work
+	// running on p, and drops p's state. What could not finish before ctx
+	// ended is left to the next owner.
+	Revoke(ctx context.Context, p int32) error
+}
+
+// Owner is the set of anomaly partitions this process owns, and the Parts
+// that keep their state. It implements Ownership. Safe for concurrent use;
+// Assign and Revoke are called by the consumer's generation loop only.
+type Owner struct {
+	cl    Changelog
+	parts []Part
+	log   *slog.Logger
+	n     int
+
+	mu    sync.RWMutex
+	owned map[int32]bool
+}
+
+// NewOwner returns an Owner of no partition yet over cl's partitions.
+func NewOwner(cl Changelog, log *slog.Logger, parts ...Part) *Owner {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Owner{cl: cl, parts: parts, log: log, n: cl.Partitions(), owned: map[int32]bool{}}
+}
+
+// Partitions is the anomalies topic's partition count.
+func (o *Owner) Partitions() int { return o.n }
+
+// Partition returns the partition of agentID's anomalies: where the
+// detector's writer puts them (kafka.PartitionFor), so where its state
+// lives.
+func (o *Owner) Partition(agentID string) int32 { return kafka.PartitionFor(agentID, o.n) }
+
+// Owns reports whether this process owns agentID's partition now, restored
+// and not being handed over.
+func (o *Owner) Owns(agentID string) bool { return o.OwnsPartition(o.Partition(agentID)) }
+
+// OwnsPartition reports whether this process owns partition p now.
+func (o *Owner) OwnsPartition(p int32) bool {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	return o.owned[p]
+}
+
+// Owned returns the partitions owned now, sorted.
+func (o *Owner) Owned() []int32 {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	out := make([]int32, 0, len(o.owned))
+	for p := range o.owned {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Assign restores partitions ps from the changelog into every Part and
+// then makes them live. On error the partitions restored so far stay owned
+// and the others are dropped again; the caller retries or gives up its
+// generation.
+func (o *Owner) Assign(ctx context.Context, ps []int32) error {
+	for _, p := range ps {
+		if o.OwnsPartition(p) {
+			continue
+		}
+		if p < 0 || int(p) >= o.n {
+			return fmt.Errorf("assign partition %d: the changelog has %d partitions; it must have as many as the anomalies topic", p, o.n)
+		}
+		start := time.Now()
+		n := 0
+		err := o.cl.Restore(ctx, p, func(r Record) error {
+			n++
+			for _, pt := range o.parts {
+				if key, ok := strings.CutPrefix(r.Key, pt.Prefix()); ok {
+					if err := pt.Load(p, key, r.Value); err != nil {
+						return fmt.Errorf("record %q at offset %d: %w", r.Key, r.Offset, err)
+					}
+					return nil
+				}
+			}
+			o.log.Warn("ignoring a changelog record of unknown kind", "partition", p, "key", r.Key, "offset", r.Offset)
+			return nil
+		})
+		if err != nil {
+			// Drop what was loaded: a partial state must not go live.
+			for _, pt := range o.parts {
+				_ = pt.Revoke(ctx, p)
+			}
+			return fmt.Errorf("restore partition %d: %w", p, err)
+		}
+		for _, pt := range o.parts {
+			pt.Activate(p)
+		}
+		o.mu.Lock()
+		o.owned[p] = true
+		o.mu.Unlock()
+		o.log.Info("partition state restored", "partition", p, "records", n, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// Revoke gives up partitions ps: they stop being owned at once, then every
+// Part waits for its running work on them (until ctx ends) and drops their
+// state.
+func (o *Owner) Revoke(ctx context.Context, ps []int32) error {
+	o.mu.Lock()
+	for _, p := range ps {
+		delete(o.owned, p)
+	}
+	o.mu.Unlock()
+	var errs []error
+	for _, p := range ps {
+		for _, pt := range o.parts {
+			if err := pt.Revoke(ctx, p); err != nil {
+				errs = append(errs, fmt.Errorf("revoke partition %d (%s): %w", p, pt.Prefix(), err))
+			}
+		}
+	}
+	if len(ps) > 0 {
+		o.log.Info("partition state handed over", "partitions", ps)
+	}
+	return errors.Join(errs...)
+}
