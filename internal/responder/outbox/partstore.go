@@ -108,7 +108,7 @@ func (s *PartStore) Load(p int32, key string, value []byte) error {
 	if ps.active {
 		return fmt.Errorf("partition %d is already live", p)
 	}
-	if value == nil {
+	if len(value) == 0 {
 		delete(ps.loading, key)
 		return nil
 	}

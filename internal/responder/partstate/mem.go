@@ -81,7 +81,7 @@ func (m *MemChangelog) Records(p int32) []Record {
 func (m *MemChangelog) Live(p int32) map[string][]byte {
 	out := map[string][]byte{}
 	for _, r := range m.Records(p) {
-		if r.Value == nil {
+		if r.Tombstone() {
 			delete(out, r.Key)
 			continue
 		}

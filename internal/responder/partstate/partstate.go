@@ -24,17 +24,12 @@ import (
 	"time"
 
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
+	"github.com/agentwatch/agentwatch/internal/platform/kstate"
 )
 
-// Record is one changelog record. A nil Value is a tombstone: the key's
-// state was deleted.
-type Record struct {
-	Key       string
-	Value     []byte
-	Partition int32
-	Offset    int64
-	Time      time.Time
-}
+// Record is one changelog record. A nil or empty Value is a tombstone:
+// the key's state was deleted.
+type Record = kstate.Record
 
 // Changelog is the partitioned state topic, written only by the owner of a
 // partition. kstate.Changelog implements it; MemChangelog is the fake for
@@ -49,6 +44,8 @@ type Changelog interface {
 	// nil.
 	Append(ctx context.Context, p int32, recs ...Record) error
 }
+
+var _ Changelog = (*kstate.Changelog)(nil)
 
 // ErrNotOwned means the partition of the state asked for is not owned by
 // this process now (or is being handed over): its new owner acts on it.
