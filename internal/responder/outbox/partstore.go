@@ -181,6 +181,21 @@ func (s *PartStore) Revoke(ctx context.Context, p int32) error {
 	return nil
 }
 
+// Release is the Worker saying it stopped running key without recording
+// an outcome (it is stopping): the entry stays in flight, for the next run
+// or owner to run again as Recovered, and a hand-over no longer waits for
+// it.
+func (s *PartStore) Release(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.entries[key]; ok {
+		if ps := s.parts[e.Partition]; ps != nil && ps.running[key] {
+			delete(ps.running, key)
+			s.cond.Broadcast()
+		}
+	}
+}
+
 // Changes implements Notifier.
 func (s *PartStore) Changes() <-chan struct{} { return s.changes }
 
@@ -399,28 +414,4 @@ func (s *PartStore) tombstone(ctx context.Context, e Entry) error {
 	delete(s.entries, e.Key)
 	s.mu.Unlock()
 	return nil
-}
-
-// Run compacts every interval (default an hour) until ctx ends. A failed
-// compaction is logged and tried again at the next tick.
-func (s *PartStore) Run(ctx context.Context, every time.Duration) error {
-	if every <= 0 {
-		every = time.Hour
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		n, err := s.Compact(ctx)
-		if err != nil && ctx.Err() == nil {
-			s.opts.Log.Warn("outbox tombstones not all written; retrying later", "err", err)
-		}
-		if n > 0 {
-			s.opts.Log.Info("old outbox entries dropped from the state changelog", "entries", n)
-		}
-	}
 }

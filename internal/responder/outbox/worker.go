@@ -393,6 +393,9 @@ func (r *runState) finish(ctx context.Context, res result) error {
 	case r.stopping || ctx.Err() != nil:
 		r.w.Metrics.attempt(e.Kind, "interrupted")
 		log.Info("outbox entry left in flight at stop", "err", res.err)
+		if rl, ok := r.w.Store.(releaser); ok {
+			rl.Release(e.Key)
+		}
 		return nil
 	case errors.As(res.err, &perm):
 		e.State, outcome = StateFailed, "failed"
@@ -443,6 +446,10 @@ func (r *runState) finish(ctx context.Context, res result) error {
 	}
 	return nil
 }
+
+// releaser is a Store told when the Worker stops running an entry without
+// recording an outcome (it stops): PartStore then stops waiting for it.
+type releaser interface{ Release(key string) }
 
 func retryAfterOK(ra RetryAfterer) bool {
 	_, ok := ra.RetryAfter()

@@ -82,12 +82,63 @@ type Owner struct {
 }
 
 // NewOwner returns an Owner of no partition yet over cl's partitions.
+// Parts are revoked in the order given: put the outbox first, so the
+// entries it drains can still update the incidents.
 func NewOwner(cl Changelog, log *slog.Logger, parts ...Part) *Owner {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Owner{cl: cl, parts: parts, log: log, n: cl.Partitions(), owned: map[int32]bool{}}
 }
+
+// Add registers more parts, after those given to NewOwner. Call it before
+// the first Assign only.
+func (o *Owner) Add(parts ...Part) { o.parts = append(o.parts, parts...) }
+
+// Any returns one partition owned now (the lowest), for state that
+// belongs to no agent (a channel's summary); ok is false when this
+// process owns none.
+func (o *Owner) Any() (p int32, ok bool) {
+	if owned := o.Owned(); len(owned) > 0 {
+		return owned[0], true
+	}
+	return 0, false
+}
+
+// A Compacter is a Part that drops its old state (writing tombstones).
+type Compacter interface {
+	Compact(ctx context.Context) (int, error)
+}
+
+// RunCompaction compacts every Part that is a Compacter every interval
+// until ctx ends; failures are logged and retried at the next tick.
+func (o *Owner) RunCompaction(ctx context.Context, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		for _, pt := range o.parts {
+			c, ok := pt.(Compacter)
+			if !ok {
+				continue
+			}
+			n, err := c.Compact(ctx)
+			if err != nil && ctx.Err() == nil {
+				o.log.Warn("old state not all dropped from the changelog; retrying later", "part", pt.Prefix(), "err", err)
+			}
+			if n > 0 {
+				o.log.Info("old state dropped from the changelog", "part", pt.Prefix(), "records", n)
+			}
+		}
+	}
+}
+
+// Changelog returns the changelog the Owner restores from.
+func (o *Owner) Changelog() Changelog { return o.cl }
 
 // Partitions is the anomalies topic's partition count.
 func (o *Owner) Partitions() int { return o.n }

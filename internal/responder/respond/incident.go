@@ -72,6 +72,7 @@ type incidents struct {
 	mu      sync.Mutex
 	path    string
 	j       *journal.Journal     // nil in memory or read-only
+	log     *incidentLog         // the distributed mode's changelog, or nil
 	byAgent map[string]*Incident // the agent's latest incident
 	byID    map[string]*Incident
 }
@@ -311,6 +312,9 @@ func (s *incidents) list() []Incident {
 // saveLocked appends in's state and syncs it; it compacts the file when
 // superseded lines dominate.
 func (s *incidents) saveLocked(in *Incident, nowMs int64) error {
+	if s.log != nil {
+		return s.log.write(in)
+	}
 	if s.j == nil {
 		return nil
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/clientlimit"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
+	"github.com/agentwatch/agentwatch/internal/responder/partstate"
 	"github.com/agentwatch/agentwatch/internal/responder/playbookcfg"
 	"github.com/agentwatch/agentwatch/internal/responder/respapi"
 	"github.com/agentwatch/agentwatch/internal/responder/revoke"
@@ -65,6 +66,11 @@ type Deps struct {
 	Set playbooks.Set
 	// AfterAction: see Options.AfterAction.
 	AfterAction func(kind, key string)
+	// Owner, in the distributed mode, keeps the outbox and the incidents
+	// per anomaly partition in its changelog instead of the state
+	// directory's files; Seen is then required. The caller assigns and
+	// revokes its partitions (the group consumer does).
+	Owner *partstate.Owner
 }
 
 // Service is a built responder: the Engine, the outbox Worker that runs
@@ -115,14 +121,25 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		return nil, fmt.Errorf("responder state dir: %w", err)
 	}
 	state := func(name string) string { return filepath.Join(rc.StateDir, name) }
-	ob, err := outbox.OpenFile(state(OutboxFile), outbox.FileOptions{Log: log})
-	if err != nil {
-		return nil, fmt.Errorf("open outbox: %w", err)
-	}
-	s.closers = append(s.closers, ob.Close)
+	var ob outbox.Store
 	seen := d.Seen
-	if seen == nil {
-		seen = ob
+	if d.Owner != nil {
+		if seen == nil {
+			return nil, errors.New("respond: the distributed outbox needs a shared handled set (Deps.Seen)")
+		}
+		ps := outbox.NewPartStore(d.Owner.Changelog(), outbox.PartOptions{Log: log})
+		d.Owner.Add(ps) // first: revoking drains its entries before the incidents go
+		ob = ps
+	} else {
+		fs, err := outbox.OpenFile(state(OutboxFile), outbox.FileOptions{Log: log})
+		if err != nil {
+			return nil, fmt.Errorf("open outbox: %w", err)
+		}
+		s.closers = append(s.closers, fs.Close)
+		ob = fs
+		if seen == nil {
+			seen = fs
+		}
 	}
 	ast := d.Audit
 	if ast == nil {
@@ -226,7 +243,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	e, err := New(Options{
 		Set: set, Outbox: ob, Seen: seen, Audit: s.Audit, Silences: sil, Registry: d.Registry, Notifier: notifier, Codec: codec, Groups: groups,
 		Guards: guards, Throttlers: throttlers, Webhooks: webhooks, Events: d.Events, Chain: s.Chain, Evidence: s.Evidence, Checkpoints: s.Checkpoints, Scores: d.Scores, Feedback: d.Feedback,
-		Incidents: state(IncidentsFile), Log: log, Now: now, Metrics: m, AfterAction: d.AfterAction,
+		Incidents: state(IncidentsFile), Owner: d.Owner, Log: log, Now: now, Metrics: m, AfterAction: d.AfterAction,
 		Settings: Settings{GroupWait: rc.GroupWait, IncidentWindow: rc.IncidentWindow, RepeatInterval: rc.RepeatInterval,
 			FalsePositiveSuppress: rc.FalsePositiveSuppress, Snooze: rc.Snooze, SnapshotMaxEvents: rc.SnapshotMaxEvents, ButtonAdapter: button,
 			ApprovalChannel: rc.Slack.ApprovalChannel, Responders: rc.Slack.Responders,

@@ -24,10 +24,12 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/invwatch"
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
+	"github.com/agentwatch/agentwatch/internal/platform/kstate"
 	"github.com/agentwatch/agentwatch/internal/platform/obs"
 	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
+	"github.com/agentwatch/agentwatch/internal/responder/partstate"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"github.com/agentwatch/agentwatch/pkg/inventory"
 )
@@ -47,10 +49,13 @@ type Options struct {
 	// fall back to files under responder.state_dir, as in respond.Build.
 	Stores *respond.Deps
 	// Reader, when set, is where anomalies come from; the caller keeps and
-	// closes it. Otherwise, in the distributed mode, New opens a reader of
-	// kafka.anomalies_topic in kafka.responder_group (creating the topic
-	// first when kafka.create_topics); in the embedded mode there is no
-	// consumer and the caller hands anomalies to Service.Engine.
+	// closes it, and the outbox and incidents stay in responder.state_dir
+	// (one instance only). Otherwise, in the distributed mode, New joins
+	// kafka.responder_group on kafka.anomalies_topic and keeps the outbox
+	// and incidents per partition in kafka.responder_state_topic (creating
+	// the topics first when kafka.create_topics), so several instances
+	// share the work; in the embedded mode there is no consumer and the
+	// caller hands anomalies to Service.Engine.
 	Reader bus.Reader
 	// Registry, when set, answers agent lookups. Otherwise a watcher of
 	// detector.registry_file (invwatch.FromConfig) does, and runs as one
@@ -72,6 +77,11 @@ type Options struct {
 type Responder struct {
 	Service  *respond.Service
 	Consumer *respond.Consumer
+	// GroupConsumer and Ownership are set in the distributed mode when
+	// New opened the anomalies topic itself: Ownership then says which
+	// agents this instance acts for now.
+	GroupConsumer *respond.GroupConsumer
+	Ownership     respond.Ownership
 
 	cfg     config.Config
 	log     *slog.Logger
@@ -107,6 +117,12 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	if openReader && cfg.Kafka.CreateTopics {
 		if err := kafka.EnsureTopics(ctx, cfg.Kafka.Brokers, sec, kafka.TopicSpec{Name: cfg.Kafka.AnomaliesTopic, Partitions: cfg.Kafka.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor}); err != nil {
 			return nil, fmt.Errorf("ensure anomalies topic: %w", err)
+		}
+	}
+	var owner *partstate.Owner
+	if openReader {
+		if owner, err = r.openState(ctx, cfg, sec); err != nil {
+			return nil, err
 		}
 	}
 	var deps respond.Deps
@@ -147,24 +163,31 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	if o.AfterAction != nil {
 		deps.AfterAction = o.AfterAction
 	}
+	deps.Owner = owner
 	svc, err := respond.Build(cfg, deps, log, reg)
 	if err != nil {
 		return nil, err
 	}
 	r.closers = append(r.closers, svc.Close)
 	r.Service = svc
-	reader := o.Reader
 	if openReader {
-		kr, err := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Kafka.Brokers, Security: sec, GroupID: cfg.Kafka.ResponderGroup, Topics: []string{cfg.Kafka.AnomaliesTopic}}, log)
+		// The group's partitions are this instance's agents: it restores
+		// their state when given them and hands it over when they go.
+		g, err := kafka.NewGroup(kafka.GroupConfig{Brokers: cfg.Kafka.Brokers, Security: sec, GroupID: cfg.Kafka.ResponderGroup,
+			Topic: cfg.Kafka.AnomaliesTopic, Logger: log})
 		if err != nil {
-			return nil, fmt.Errorf("anomalies reader: %w", err)
+			return nil, fmt.Errorf("anomalies consumer group: %w", err)
 		}
-		r.closers = append(r.closers, kr.Close)
-		reader = kr
-	}
-	if reader != nil {
+		r.closers = append(r.closers, g.Close)
 		invalid, lag := respond.NewConsumerMetrics(reg)
-		r.Consumer = &respond.Consumer{Reader: reader, Engine: svc.Engine, Log: log, Invalid: invalid, InputLag: lag}
+		r.GroupConsumer = &respond.GroupConsumer{Group: g, Owner: owner, Engine: svc.Engine, Log: log, Invalid: invalid, InputLag: lag}
+		r.Ownership = owner
+		r.stages = append(r.stages, r.GroupConsumer, pipeline.StageFunc(func(ctx context.Context) error {
+			return owner.RunCompaction(ctx, time.Hour)
+		}))
+	} else if o.Reader != nil {
+		invalid, lag := respond.NewConsumerMetrics(reg)
+		r.Consumer = &respond.Consumer{Reader: o.Reader, Engine: svc.Engine, Log: log, Invalid: invalid, InputLag: lag}
 		r.stages = append(r.stages, r.Consumer)
 	}
 	r.stages = append(r.stages, svc)
@@ -175,6 +198,35 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		&respond.HTTPServer{Addr: cfg.Responder.APIAddr, WebConfigFile: cfg.Responder.APIWebConfigFile, Handler: svc.Handler, Log: log},
 		&obs.Server{Addr: cfg.HTTP.Addr, WebConfigFile: cfg.HTTP.WebConfigFile, Registry: reg, Readiness: &obs.Readiness{}, Log: log})
 	return r, nil
+}
+
+// openState creates the state changelog when kafka.create_topics (as many
+// partitions as the anomalies topic, compacted), opens it and returns the
+// Owner of its partitions; the changelog is closed with r.
+func (r *Responder) openState(ctx context.Context, cfg config.Config, sec kafka.Security) (*partstate.Owner, error) {
+	n, err := kstate.PartitionCount(ctx, cfg.Kafka.Brokers, sec, cfg.Kafka.AnomaliesTopic)
+	if err != nil {
+		return nil, fmt.Errorf("anomalies topic: %w", err)
+	}
+	topic := cfg.Kafka.ResponderStateTopic
+	if cfg.Kafka.CreateTopics {
+		spec := kstate.Spec(topic, n)
+		spec.ReplicationFactor = cfg.Kafka.ReplicationFactor
+		if err := kafka.EnsureTopics(ctx, cfg.Kafka.Brokers, sec, spec); err != nil {
+			return nil, fmt.Errorf("ensure kafka.responder_state_topic: %w", err)
+		}
+	}
+	cl, err := kstate.OpenChangelog(ctx, kstate.Config{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic, Log: r.log})
+	if err != nil {
+		return nil, fmt.Errorf("kafka.responder_state_topic: %w", err)
+	}
+	r.closers = append(r.closers, cl.Close)
+	if cl.Partitions() != n {
+		return nil, fmt.Errorf("kafka.responder_state_topic %s has %d partitions and kafka.anomalies_topic %s has %d: they must match, "+
+			"because partition p of the state belongs to the owner of anomalies partition p; add partitions to the state topic (or recreate it empty)",
+			topic, cl.Partitions(), cfg.Kafka.AnomaliesTopic, n)
+	}
+	return partstate.NewOwner(cl, r.log), nil
 }
 
 // Run runs the consumer, the outbox worker, the registry watcher, the API
