@@ -182,15 +182,23 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		invalid, lag := respond.NewConsumerMetrics(reg)
 		r.GroupConsumer = &respond.GroupConsumer{Group: g, Owner: owner, Engine: svc.Engine, Log: log, Invalid: invalid, InputLag: lag}
 		r.Ownership = owner
-		r.stages = append(r.stages, r.GroupConsumer, pipeline.StageFunc(func(ctx context.Context) error {
+		handedOver := make(chan struct{})
+		r.stages = append(r.stages, pipeline.StageFunc(func(ctx context.Context) error {
+			defer close(handedOver)
+			return r.GroupConsumer.Run(ctx)
+		}), pipeline.StageFunc(func(ctx context.Context) error {
 			return owner.RunCompaction(ctx, time.Hour)
+		}), pipeline.StageFunc(func(ctx context.Context) error {
+			return runAfterHandOver(ctx, svc, handedOver)
 		}))
-	} else if o.Reader != nil {
-		invalid, lag := respond.NewConsumerMetrics(reg)
-		r.Consumer = &respond.Consumer{Reader: o.Reader, Engine: svc.Engine, Log: log, Invalid: invalid, InputLag: lag}
-		r.stages = append(r.stages, r.Consumer)
+	} else {
+		if o.Reader != nil {
+			invalid, lag := respond.NewConsumerMetrics(reg)
+			r.Consumer = &respond.Consumer{Reader: o.Reader, Engine: svc.Engine, Log: log, Invalid: invalid, InputLag: lag}
+			r.stages = append(r.stages, r.Consumer)
+		}
+		r.stages = append(r.stages, svc)
 	}
-	r.stages = append(r.stages, svc)
 	if watcher != nil {
 		r.stages = append(r.stages, watcher)
 	}
@@ -198,6 +206,36 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		&respond.HTTPServer{Addr: cfg.Responder.APIAddr, WebConfigFile: cfg.Responder.APIWebConfigFile, Handler: svc.Handler, Log: log},
 		&obs.Server{Addr: cfg.HTTP.Addr, WebConfigFile: cfg.HTTP.WebConfigFile, Registry: reg, Readiness: &obs.Readiness{}, Log: log})
 	return r, nil
+}
+
+// runAfterHandOver runs svc (its outbox Worker) until the group consumer
+// has handed its partitions over (handedOver closed), not merely until
+// ctx ends: at a stop the hand-over waits for the actions running, so
+// they finish and are recorded instead of being cut short and run again,
+// Recovered, by the next owner. If the hand-over hangs, the Worker is
+// stopped anyway a little after its timeout.
+func runAfterHandOver(ctx context.Context, svc *respond.Service, handedOver <-chan struct{}) error {
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	go func() {
+		select {
+		case <-handedOver:
+		case <-sctx.Done():
+			return
+		}
+		cancel()
+	}()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(respond.DefaultHandOverTimeout + 5*time.Second)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-sctx.Done():
+		}
+		cancel()
+	})
+	defer stop()
+	return svc.Run(sctx)
 }
 
 // openState creates the state changelog when kafka.create_topics (as many
