@@ -123,19 +123,26 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	state := func(name string) string { return filepath.Join(rc.StateDir, name) }
 	var ob outbox.Store
 	seen := d.Seen
+	// The state directory's outbox file is opened in both modes: it holds
+	// the directory's lock, which tells a command run by hand that a
+	// responder runs here (it then goes through its API).
+	fs, err := outbox.OpenFile(state(OutboxFile), outbox.FileOptions{Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("open outbox: %w", err)
+	}
+	s.closers = append(s.closers, fs.Close)
 	if d.Owner != nil {
 		if seen == nil {
 			return nil, errors.New("respond: the distributed outbox needs a shared handled set (Deps.Seen)")
+		}
+		if open, err := fs.List(context.Background(), outbox.StatePending, outbox.StateInFlight, outbox.StateParked); err == nil && len(open) > 0 && log != nil {
+			log.Warn("the state directory's outbox file holds open entries that this responder does not run: the distributed mode keeps its outbox in kafka.responder_state_topic; "+
+				"list them with `responder outbox list` while no responder runs on this directory and act on them by hand", "path", state(OutboxFile), "entries", len(open))
 		}
 		ps := outbox.NewPartStore(d.Owner.Changelog(), outbox.PartOptions{Log: log})
 		d.Owner.Add(ps) // first: revoking drains its entries before the incidents go
 		ob = ps
 	} else {
-		fs, err := outbox.OpenFile(state(OutboxFile), outbox.FileOptions{Log: log})
-		if err != nil {
-			return nil, fmt.Errorf("open outbox: %w", err)
-		}
-		s.closers = append(s.closers, fs.Close)
 		ob = fs
 		if seen == nil {
 			seen = fs
