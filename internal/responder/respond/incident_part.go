@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/agentwatch/agentwatch/internal/responder/partstate"
@@ -22,6 +23,8 @@ const changelogWriteTimeout = 30 * time.Second
 type incidentLog struct {
 	cl     partstate.Changelog
 	partOf func(agentID string) int32
+	// partMu orders each partition's writes (lockPart).
+	partMu []sync.Mutex
 	// loading holds, per partition being restored, the incidents read so
 	// far (by id).
 	loading map[int32]map[string]*Incident
@@ -31,7 +34,7 @@ type incidentLog struct {
 // are restored into them (they are a partstate.Part).
 func newPartIncidents(cl partstate.Changelog, partOf func(string) int32) *incidents {
 	return &incidents{byAgent: map[string]*Incident{}, byID: map[string]*Incident{},
-		log: &incidentLog{cl: cl, partOf: partOf, loading: map[int32]map[string]*Incident{}}}
+		log: &incidentLog{cl: cl, partOf: partOf, partMu: make([]sync.Mutex, cl.Partitions()), loading: map[int32]map[string]*Incident{}}}
 }
 
 var _ partstate.Part = (*incidents)(nil)
@@ -119,16 +122,12 @@ func (s *incidents) Compact(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// write appends in's state to its agent's changelog partition.
-func (l *incidentLog) write(in *Incident) error {
-	b, err := json.Marshal(in)
-	if err != nil {
-		return fmt.Errorf("encode incident: %w", err)
-	}
+// write appends an incident's state b to its agent's changelog partition.
+func (l *incidentLog) write(id, agentID string, b []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), changelogWriteTimeout)
 	defer cancel()
-	if err := l.cl.Append(ctx, l.partOf(in.AgentID), partstate.Record{Key: IncidentPrefix + in.ID, Value: b}); err != nil {
-		return fmt.Errorf("save incident %s: %w", in.ID, err)
+	if err := l.cl.Append(ctx, l.partOf(agentID), partstate.Record{Key: IncidentPrefix + id, Value: b}); err != nil {
+		return fmt.Errorf("save incident %s: %w", id, err)
 	}
 	return nil
 }
