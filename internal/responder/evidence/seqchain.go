@@ -52,10 +52,23 @@ type SequencedChain struct {
 	headSeq  int64
 	placed   []Record          // in seq order
 	byBundle map[string]Record // placed records by bundle id
-	outcome  map[int64]bool    // log offset → placed, for Appends waiting on it
+	outcomes map[int64]fate    // log offset → what the fold made of it, for Appends waiting on it
 	late     map[string]Record // placed, not yet in the mirror
-	offsets  []int64           // outcome's keys in arrival order, to bound it
+	offsets  []int64           // outcomes' keys in arrival order, to bound it
 }
+
+type fate int
+
+const (
+	fateRefused fate = iota // does not extend the head
+	fatePlaced
+	fateTaken // its bundle id was placed before with another manifest
+)
+
+// ErrBundlePlaced means the chain already holds the bundle id with another
+// manifest: an instance that died placed it, and its copy is on that
+// instance's evidence directory. Nothing was stored.
+var ErrBundlePlaced = errors.New("the evidence chain already holds this bundle id with another manifest")
 
 // SequencedKeyPrefix is the key prefix of the chain's records on the
 // sequencer's log.
@@ -69,7 +82,7 @@ func NewSequencedChain(mirror Mirror, log *slog.Logger) *SequencedChain {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &SequencedChain{mirror: mirror, log: log, head: ZeroHash,
-		byBundle: make(map[string]Record), outcome: make(map[int64]bool), late: make(map[string]Record)}
+		byBundle: make(map[string]Record), outcomes: make(map[int64]fate), late: make(map[string]Record)}
 }
 
 // Attach sets the log Append puts records on.
@@ -98,22 +111,25 @@ func (c *SequencedChain) Apply(r kstate.Record) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	placed := false
+	res := fateRefused
+	prior, seen := c.byBundle[rec.BundleID]
 	switch {
 	case err != nil:
 		c.log.Error("evidence chain: a record on the log does not parse; it is not part of the chain", "key", r.Key, "offset", r.Offset, "err", err)
-	case c.byBundle[rec.BundleID].ManifestSHA256 == rec.ManifestSHA256 && rec.ManifestSHA256 != "":
-		placed = true // the same record again: a retried put
+	case seen && prior.ManifestSHA256 == rec.ManifestSHA256:
+		res = fatePlaced // the same record again: a retried put
+	case seen:
+		res = fateTaken
 	case rec.Seq == c.headSeq+1 && rec.PrevSHA256 == c.head:
-		placed = true
+		res = fatePlaced
 		c.placed = append(c.placed, rec)
 		c.byBundle[rec.BundleID] = rec
 		c.head, c.headSeq = rec.ManifestSHA256, rec.Seq
 	}
-	c.outcome[r.Offset] = placed
+	c.outcomes[r.Offset] = res
 	c.offsets = append(c.offsets, r.Offset)
 	if len(c.offsets) > maxOutcomes {
-		delete(c.outcome, c.offsets[0])
+		delete(c.outcomes, c.offsets[0])
 		c.offsets = c.offsets[1:]
 	}
 }
@@ -147,13 +163,17 @@ func (c *SequencedChain) Append(ctx context.Context, rec Record) error {
 		return fmt.Errorf("append bundle %s at seq %d: %w", rec.BundleID, rec.Seq, err)
 	}
 	c.mu.Lock()
-	placed, known := c.outcome[off]
+	res, known := c.outcomes[off]
 	head, headSeq := c.head, c.headSeq
+	prior := c.byBundle[rec.BundleID]
 	c.mu.Unlock()
-	if !known {
+	switch {
+	case !known:
 		return fmt.Errorf("append bundle %s at seq %d: its outcome at log offset %d is no longer known", rec.BundleID, rec.Seq, off)
-	}
-	if !placed {
+	case res == fateTaken:
+		return fmt.Errorf("append bundle %s: placed at seq %d with manifest %s, not %s: %w",
+			rec.BundleID, prior.Seq, prior.ManifestSHA256, rec.ManifestSHA256, ErrBundlePlaced)
+	case res == fateRefused:
 		return fmt.Errorf("append bundle %s at seq %d after %s: head is seq %d %s: %w",
 			rec.BundleID, rec.Seq, rec.PrevSHA256, headSeq, head, ErrChainMoved)
 	}

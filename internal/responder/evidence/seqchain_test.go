@@ -167,6 +167,15 @@ func TestSequencedChainRetriedPutIsNotRefused(t *testing.T) {
 	if _, seq, _ := c.Head(t.Context()); seq != 1 {
 		t.Fatalf("head seq = %d, want 1", seq)
 	}
+	// The same bundle id with another manifest (written again on another
+	// host after its first writer died) is never placed twice.
+	again := Record{Seq: 2, BundleID: "b1", AgentID: "a", AnomalyID: "x", ManifestSHA256: hashOf("b1 again"), PrevSHA256: rec.ManifestSHA256, CreatedMs: 2}
+	if err := c.Append(t.Context(), again); !errors.Is(err, ErrBundlePlaced) {
+		t.Fatalf("a placed bundle id with another manifest: err = %v, want ErrBundlePlaced", err)
+	}
+	if _, seq, _ := c.Head(t.Context()); seq != 1 {
+		t.Fatalf("head seq = %d after a refused bundle, want 1", seq)
+	}
 }
 
 func TestSequencedChainCatchesTheMirrorUp(t *testing.T) {
