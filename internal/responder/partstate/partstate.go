@@ -23,6 +23,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
 	"github.com/agentwatch/agentwatch/internal/platform/kstate"
 )
@@ -79,6 +82,38 @@ type Owner struct {
 
 	mu    sync.RWMutex
 	owned map[int32]bool
+
+	// Metrics, when set before the first Assign, counts ownership.
+	Metrics *Metrics
+}
+
+// Metrics are the Owner's series.
+type Metrics struct {
+	Owned       prometheus.Gauge
+	HandOverCut prometheus.Counter
+}
+
+// NewMetrics registers the Owner's series with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	return &Metrics{
+		Owned: f.NewGauge(prometheus.GaugeOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "partitions_owned",
+			Help: "Anomaly partitions this instance owns now, state restored: its share of the agents. Summed over the instances it is the anomalies topic's partition count, except during a rebalance."}),
+		HandOverCut: f.NewCounter(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "handover_cut_short_total",
+			Help: "Partition hand-overs that stopped waiting for running steps (or failed to drop state); the next owner runs those steps again, recovered."}),
+	}
+}
+
+func (m *Metrics) owned(n int) {
+	if m != nil {
+		m.Owned.Set(float64(n))
+	}
+}
+
+func (m *Metrics) cut() {
+	if m != nil {
+		m.HandOverCut.Inc()
+	}
 }
 
 // NewOwner returns an Owner of no partition yet over cl's partitions.
@@ -210,7 +245,9 @@ func (o *Owner) Assign(ctx context.Context, ps []int32) error {
 		}
 		o.mu.Lock()
 		o.owned[p] = true
+		owned := len(o.owned)
 		o.mu.Unlock()
+		o.Metrics.owned(owned)
 		o.log.Info("partition state restored", "partition", p, "records", n, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
@@ -224,11 +261,14 @@ func (o *Owner) Revoke(ctx context.Context, ps []int32) error {
 	for _, p := range ps {
 		delete(o.owned, p)
 	}
+	n := len(o.owned)
 	o.mu.Unlock()
+	o.Metrics.owned(n)
 	var errs []error
 	for _, p := range ps {
 		for _, pt := range o.parts {
 			if err := pt.Revoke(ctx, p); err != nil {
+				o.Metrics.cut()
 				errs = append(errs, fmt.Errorf("revoke partition %d (%s): %w", p, pt.Prefix(), err))
 			}
 		}

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // recPart records what the Owner does to it.
@@ -54,6 +57,7 @@ func TestOwnerAssignRoutesRecordsByPrefix(t *testing.T) {
 	o, i := &recPart{prefix: "o/"}, &recPart{prefix: "i/"}
 	own := NewOwner(cl, nil, o)
 	own.Add(i)
+	own.Metrics = NewMetrics(prometheus.NewRegistry())
 	if own.Owns("anyone") || len(own.Owned()) != 0 {
 		t.Fatal("owns something before any assignment")
 	}
@@ -78,7 +82,13 @@ func TestOwnerAssignRoutesRecordsByPrefix(t *testing.T) {
 			t.Errorf("Owns(%s) disagrees with its partition %d", agent, own.Partition(agent))
 		}
 	}
+	if got := testutil.ToFloat64(own.Metrics.Owned); got != 2 {
+		t.Errorf("partitions_owned = %v after assigning 2", got)
+	}
 	must(own.Revoke(ctx, []int32{1}))
+	if got := testutil.ToFloat64(own.Metrics.Owned); got != 1 {
+		t.Errorf("partitions_owned = %v after revoking 1 of 2", got)
+	}
 	if own.OwnsPartition(1) || !own.OwnsPartition(0) {
 		t.Errorf("owned %v after revoking 1, want [0]", own.Owned())
 	}

@@ -82,6 +82,9 @@ type Responder struct {
 	// agents this instance acts for now.
 	GroupConsumer *respond.GroupConsumer
 	Ownership     respond.Ownership
+	// StateMetrics are the state topics' series (kstate), registered once
+	// per process: every Table and Changelog New opens shares them.
+	StateMetrics *kstate.Metrics
 
 	cfg     config.Config
 	log     *slog.Logger
@@ -121,7 +124,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	}
 	var owner *partstate.Owner
 	if openReader {
-		if owner, err = r.openState(ctx, cfg, sec); err != nil {
+		if owner, err = r.openState(ctx, cfg, sec, reg); err != nil {
 			return nil, err
 		}
 	}
@@ -241,7 +244,7 @@ func runAfterHandOver(ctx context.Context, svc *respond.Service, handedOver <-ch
 // openState creates the state changelog when kafka.create_topics (as many
 // partitions as the anomalies topic, compacted), opens it and returns the
 // Owner of its partitions; the changelog is closed with r.
-func (r *Responder) openState(ctx context.Context, cfg config.Config, sec kafka.Security) (*partstate.Owner, error) {
+func (r *Responder) openState(ctx context.Context, cfg config.Config, sec kafka.Security, reg prometheus.Registerer) (*partstate.Owner, error) {
 	n, err := kstate.PartitionCount(ctx, cfg.Kafka.Brokers, sec, cfg.Kafka.AnomaliesTopic)
 	if err != nil {
 		return nil, fmt.Errorf("anomalies topic: %w", err)
@@ -254,7 +257,10 @@ func (r *Responder) openState(ctx context.Context, cfg config.Config, sec kafka.
 			return nil, fmt.Errorf("ensure kafka.responder_state_topic: %w", err)
 		}
 	}
-	cl, err := kstate.OpenChangelog(ctx, kstate.Config{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic, Log: r.log})
+	if r.StateMetrics == nil {
+		r.StateMetrics = kstate.NewMetrics(reg)
+	}
+	cl, err := kstate.OpenChangelog(ctx, kstate.Config{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic, Log: r.log, Metrics: r.StateMetrics})
 	if err != nil {
 		return nil, fmt.Errorf("kafka.responder_state_topic: %w", err)
 	}
@@ -264,7 +270,9 @@ func (r *Responder) openState(ctx context.Context, cfg config.Config, sec kafka.
 			"because partition p of the state belongs to the owner of anomalies partition p; add partitions to the state topic (or recreate it empty)",
 			topic, cl.Partitions(), cfg.Kafka.AnomaliesTopic, n)
 	}
-	return partstate.NewOwner(cl, r.log), nil
+	owner := partstate.NewOwner(cl, r.log)
+	owner.Metrics = partstate.NewMetrics(reg)
+	return owner, nil
 }
 
 // Run runs the consumer, the outbox worker, the registry watcher, the API
