@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentwatch/agentwatch/internal/platform/kafka"
 	"github.com/agentwatch/agentwatch/internal/responder/partstate"
 )
 
@@ -130,4 +131,14 @@ func (l *incidentLog) write(id, agentID string, b []byte) error {
 		return fmt.Errorf("save incident %s: %w", id, err)
 	}
 	return nil
+}
+
+// NewIncidentReader returns a partstate.Part that keeps the incidents of
+// the partitions restored into it, and list, which returns them: for
+// commands that read the distributed mode's incidents without owning
+// anything.
+func NewIncidentReader(cl partstate.Changelog) (list func() []Incident, part partstate.Part) {
+	n := cl.Partitions()
+	s := newPartIncidents(cl, func(agentID string) int32 { return kafka.PartitionFor(agentID, n) })
+	return s.list, s
 }

@@ -137,7 +137,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		}
 		if open, err := fs.List(context.Background(), outbox.StatePending, outbox.StateInFlight, outbox.StateParked); err == nil && len(open) > 0 && log != nil {
 			log.Warn("the state directory's outbox file holds open entries that this responder does not run: the distributed mode keeps its outbox in kafka.responder_state_topic; "+
-				"list them with `responder outbox list` while no responder runs on this directory and act on them by hand", "path", state(OutboxFile), "entries", len(open))
+				"act on them by hand, then move the file aside", "path", state(OutboxFile), "entries", len(open))
 		}
 		ps := outbox.NewPartStore(d.Owner.Changelog(), outbox.PartOptions{Log: log})
 		d.Owner.Add(ps) // first: revoking drains its entries before the incidents go

@@ -38,6 +38,7 @@ playbooks:
 
 // instance is one in-process responder of the test's group.
 type instance struct {
+	cfg  config.Config
 	r    *Responder
 	stop context.CancelFunc
 	done chan error
@@ -113,7 +114,7 @@ func TestIntegrationStateMovesWithPartition(t *testing.T) {
 			t.Fatalf("start %s: %v", name, err)
 		}
 		rctx, stop := context.WithCancel(ctx)
-		in := &instance{r: r, stop: stop, done: make(chan error, 1)}
+		in := &instance{cfg: cfg, r: r, stop: stop, done: make(chan error, 1)}
 		go func() { in.done <- r.Run(rctx) }()
 		return in
 	}
@@ -230,6 +231,26 @@ func TestIntegrationStateMovesWithPartition(t *testing.T) {
 			if r.ThreadTS != roots[0].TS {
 				t.Errorf("%s: a reply went to thread %s, not the incident's %s", id, r.ThreadTS, roots[0].TS)
 			}
+		}
+	}
+	// What `responder incidents` and `responder outbox list` read: every
+	// agent's incident, none of the steps left open.
+	shared, err := ReadSharedState(ctx, b.cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agents := map[string]bool{}
+	for _, in := range shared.Incidents {
+		agents[in.AgentID] = true
+	}
+	for _, id := range append(append([]string(nil), exfil...), zombie...) {
+		if !agents[id] {
+			t.Errorf("the shared state has no incident of %s", id)
+		}
+	}
+	for _, e := range shared.Outbox {
+		if e.State.Open() {
+			t.Errorf("step %s is still %s after the responders went quiet", e.Key, e.State)
 		}
 	}
 	for _, id := range exfil {
