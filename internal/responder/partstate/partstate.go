@@ -55,8 +55,8 @@ var _ Changelog = (*kstate.Changelog)(nil)
 var ErrNotOwned = errors.New("partition not owned by this responder")
 
 // A Part is one kind of per-partition state, under its own record key
-// prefix. Its methods are called by the Owner only, never concurrently for
-// the same partition.
+// prefix. Its methods are called by the Owner only: concurrently for
+// different partitions, never for the same one.
 type Part interface {
 	// Prefix is the record key prefix this part owns, e.g. "o/".
 	Prefix() string
@@ -207,49 +207,77 @@ func (o *Owner) Owned() []int32 {
 }
 
 // Assign restores partitions ps from the changelog into every Part and
-// then makes them live. On error the partitions restored so far stay owned
-// and the others are dropped again; the caller retries or gives up its
-// generation.
+// then makes each live as soon as it is restored. Partitions are restored
+// concurrently (a few at a time): the pause a rebalance causes is about
+// the slowest partition's restore, not their sum. On error the partitions
+// restored stay owned and the others are dropped again; the caller retries
+// (Assign skips what it owns) or gives up its generation.
 func (o *Owner) Assign(ctx context.Context, ps []int32) error {
 	for _, p := range ps {
-		if o.OwnsPartition(p) {
-			continue
-		}
 		if p < 0 || int(p) >= o.n {
 			return fmt.Errorf("assign partition %d: the changelog has %d partitions; it must have as many as the anomalies topic", p, o.n)
 		}
-		start := time.Now()
-		n := 0
-		err := o.cl.Restore(ctx, p, func(r Record) error {
-			n++
-			for _, pt := range o.parts {
-				if key, ok := strings.CutPrefix(r.Key, pt.Prefix()); ok {
-					if err := pt.Load(p, key, r.Value); err != nil {
-						return fmt.Errorf("record %q at offset %d: %w", r.Key, r.Offset, err)
-					}
-					return nil
-				}
-			}
-			o.log.Warn("ignoring a changelog record of unknown kind", "partition", p, "key", r.Key, "offset", r.Offset)
-			return nil
-		})
-		if err != nil {
-			// Drop what was loaded: a partial state must not go live.
-			for _, pt := range o.parts {
-				_ = pt.Revoke(ctx, p)
-			}
-			return fmt.Errorf("restore partition %d: %w", p, err)
-		}
-		for _, pt := range o.parts {
-			pt.Activate(p)
-		}
-		o.mu.Lock()
-		o.owned[p] = true
-		owned := len(o.owned)
-		o.mu.Unlock()
-		o.Metrics.owned(owned)
-		o.log.Info("partition state restored", "partition", p, "records", n, "took", time.Since(start).Round(time.Millisecond))
 	}
+	sem := make(chan struct{}, maxConcurrentRestores)
+	errs := make([]error, len(ps))
+	var wg sync.WaitGroup
+	for i, p := range ps {
+		if o.OwnsPartition(p) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				errs[i] = fmt.Errorf("restore partition %d: %w", p, ctx.Err())
+				return
+			}
+			defer func() { <-sem }()
+			errs[i] = o.assign(ctx, p)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// maxConcurrentRestores bounds the partitions restored at once.
+const maxConcurrentRestores = 8
+
+// assign restores one partition and makes it live.
+func (o *Owner) assign(ctx context.Context, p int32) error {
+	start := time.Now()
+	n := 0
+	err := o.cl.Restore(ctx, p, func(r Record) error {
+		n++
+		for _, pt := range o.parts {
+			if key, ok := strings.CutPrefix(r.Key, pt.Prefix()); ok {
+				if err := pt.Load(p, key, r.Value); err != nil {
+					return fmt.Errorf("record %q at offset %d: %w", r.Key, r.Offset, err)
+				}
+				return nil
+			}
+		}
+		o.log.Warn("ignoring a changelog record of unknown kind", "partition", p, "key", r.Key, "offset", r.Offset)
+		return nil
+	})
+	if err != nil {
+		// Drop what was loaded: a partial state must not go live.
+		for _, pt := range o.parts {
+			_ = pt.Revoke(ctx, p)
+		}
+		return fmt.Errorf("restore partition %d: %w", p, err)
+	}
+	for _, pt := range o.parts {
+		pt.Activate(p)
+	}
+	o.mu.Lock()
+	o.owned[p] = true
+	owned := len(o.owned)
+	o.mu.Unlock()
+	o.Metrics.owned(owned)
+	o.log.Info("partition state restored", "partition", p, "records", n, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
