@@ -177,7 +177,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		// The group's partitions are this instance's agents: it restores
 		// their state when given them and hands it over when they go.
 		g, err := kafka.NewGroup(kafka.GroupConfig{Brokers: cfg.Kafka.Brokers, Security: sec, GroupID: cfg.Kafka.ResponderGroup,
-			Topic: cfg.Kafka.AnomaliesTopic, Logger: log})
+			Topic: cfg.Kafka.AnomaliesTopic, SessionTimeout: cfg.Responder.SessionTimeout, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("anomalies consumer group: %w", err)
 		}
