@@ -56,6 +56,9 @@ type PartStore struct {
 	cond    *sync.Cond // signalled when a claimed entry finishes
 	seq     int64
 	entries map[string]Entry
+	// byState indexes entries by state, so that the Worker's frequent
+	// List of the open entries costs what is open, not what is kept.
+	byState map[State]map[string]struct{}
 	parts   map[int32]*partState
 }
 
@@ -88,7 +91,7 @@ func NewPartStore(cl partstate.Changelog, opts PartOptions) *PartStore {
 		opts.Now = time.Now
 	}
 	s := &PartStore{cl: cl, opts: opts, changes: make(chan struct{}, 1), seed: maphash.MakeSeed(),
-		entries: map[string]Entry{}, parts: map[int32]*partState{}}
+		entries: map[string]Entry{}, byState: map[State]map[string]struct{}{}, parts: map[int32]*partState{}}
 	s.cond = sync.NewCond(&s.mu)
 	return s
 }
@@ -135,8 +138,8 @@ func (s *PartStore) Activate(p int32) {
 		ps = &partState{running: map[string]bool{}}
 		s.parts[p] = ps
 	}
-	for k, e := range ps.loading {
-		s.entries[k] = e
+	for _, e := range ps.loading {
+		s.setLocked(e)
 		s.seq = max(s.seq, e.Seq)
 	}
 	ps.loading, ps.active = nil, true
@@ -168,7 +171,7 @@ func (s *PartStore) Revoke(ctx context.Context, p int32) error {
 	left := len(ps.running)
 	for k, e := range s.entries {
 		if e.Partition == p {
-			delete(s.entries, k)
+			s.dropLocked(k)
 		}
 	}
 	delete(s.parts, p)
@@ -193,6 +196,28 @@ func (s *PartStore) Release(key string) {
 			delete(ps.running, key)
 			s.cond.Broadcast()
 		}
+	}
+}
+
+// setLocked stores e in the map and the state index.
+func (s *PartStore) setLocked(e Entry) {
+	if old, ok := s.entries[e.Key]; ok {
+		delete(s.byState[old.State], e.Key)
+	}
+	s.entries[e.Key] = e
+	idx := s.byState[e.State]
+	if idx == nil {
+		idx = map[string]struct{}{}
+		s.byState[e.State] = idx
+	}
+	idx[e.Key] = struct{}{}
+}
+
+// dropLocked removes the entry of key.
+func (s *PartStore) dropLocked(key string) {
+	if old, ok := s.entries[key]; ok {
+		delete(s.byState[old.State], key)
+		delete(s.entries, key)
 	}
 }
 
@@ -271,7 +296,7 @@ func (s *PartStore) Enqueue(ctx context.Context, key, kind string, payload []byt
 	s.mu.Lock()
 	held := s.parts[e.Partition] != nil
 	if held {
-		s.entries[key] = e
+		s.setLocked(e)
 	}
 	s.mu.Unlock()
 	if !held {
@@ -301,17 +326,36 @@ func (s *PartStore) List(ctx context.Context, states ...State) ([]Entry, error) 
 		return nil, err
 	}
 	s.mu.Lock()
-	var out []Entry
-	for _, e := range s.entries {
-		if ps := s.parts[e.Partition]; ps == nil || !ps.active {
-			continue
-		}
-		if len(states) == 0 || slices.Contains(states, e.State) {
-			out = append(out, e)
+	// Sorting (seq, key) pairs, not whole entries, keeps a long backlog
+	// cheap to list.
+	type ref struct {
+		seq int64
+		key string
+	}
+	var refs []ref
+	add := func(key string) {
+		e := s.entries[key]
+		if ps := s.parts[e.Partition]; ps != nil && ps.active {
+			refs = append(refs, ref{e.Seq, key})
 		}
 	}
+	if len(states) == 0 {
+		for k := range s.entries {
+			add(k)
+		}
+	} else {
+		for _, st := range slices.Compact(slices.Sorted(slices.Values(states))) {
+			for k := range s.byState[st] {
+				add(k)
+			}
+		}
+	}
+	slices.SortFunc(refs, func(a, b ref) int { return cmp.Compare(a.seq, b.seq) })
+	out := make([]Entry, len(refs))
+	for i, r := range refs {
+		out[i] = s.entries[r.key]
+	}
 	s.mu.Unlock()
-	slices.SortFunc(out, func(a, b Entry) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out, nil
 }
 
@@ -358,7 +402,7 @@ func (s *PartStore) Update(ctx context.Context, e Entry) (Entry, error) {
 	}
 	s.mu.Lock()
 	if s.parts[cur.Partition] == ps {
-		s.entries[cur.Key] = cur
+		s.setLocked(cur)
 		if cur.State == StateInFlight {
 			ps.running[cur.Key] = true
 		} else if ps.running[cur.Key] {
@@ -411,7 +455,7 @@ func (s *PartStore) tombstone(ctx context.Context, e Entry) error {
 		return fmt.Errorf("drop done outbox entry %q: %w", clip(e.Key, 80), err)
 	}
 	s.mu.Lock()
-	delete(s.entries, e.Key)
+	s.dropLocked(e.Key)
 	s.mu.Unlock()
 	return nil
 }
