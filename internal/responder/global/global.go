@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/agentwatch/agentwatch/internal/platform/kstate"
 	"github.com/agentwatch/agentwatch/internal/responder/revoke"
 	"github.com/agentwatch/agentwatch/internal/responder/silence"
 )
@@ -71,6 +72,10 @@ type Rules struct {
 	log     *slog.Logger
 	applied *prometheus.CounterVec
 
+	// ledgerChanged gets a token (without blocking) whenever a ledger
+	// record is applied: the deny-list file's mirror waits on it.
+	ledgerChanged chan struct{}
+
 	mu      sync.Mutex
 	version uint64 // bumped by every ledger record: the deny-list's cache key
 	deny    map[string]denyCache
@@ -97,6 +102,8 @@ func NewRules(t Table, o Options) (*Rules, error) {
 		Switch:   revoke.NewTableSwitch(t),
 		log:      o.Log,
 		deny:     map[string]denyCache{},
+
+		ledgerChanged: make(chan struct{}, 1),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -133,6 +140,10 @@ func (r *Rules) Apply(key string, value []byte) bool {
 		r.mu.Lock()
 		r.version++
 		r.mu.Unlock()
+		select {
+		case r.ledgerChanged <- struct{}{}:
+		default:
+		}
 	default:
 		return false
 	}
@@ -143,6 +154,14 @@ func (r *Rules) Apply(key string, value []byte) bool {
 	}
 	r.applied.WithLabelValues(kind, "ok").Inc()
 	return true
+}
+
+// Register hands the rules' key prefixes of the global table to m, whose
+// Apply the caller gives to kstate.OpenTable.
+func (r *Rules) Register(m *kstate.Mux) {
+	for _, p := range []string{silence.TablePrefix, revoke.SwitchKey, revoke.ClaimPrefix, revoke.LedgerPrefix} {
+		m.Handle(p, func(rec kstate.Record) { r.Apply(rec.Key, rec.Value) })
+	}
 }
 
 // Denied returns the credential ids the deny-list adapter named adapter
@@ -199,6 +218,9 @@ func (r *Rules) DenylistText(adapter string) (body []byte, etag string) {
 	}
 	var b bytes.Buffer
 	for _, rec := range r.Denied(adapter) {
+		if strings.ContainsAny(rec.CredentialID, "\r\n") {
+			continue // cannot be one line; the json file format holds it
+		}
 		b.WriteString(rec.CredentialID)
 		b.WriteByte('\n')
 	}
