@@ -110,6 +110,9 @@ type Options struct {
 	Seen     outbox.Seen
 	Audit    *audit.Logger
 	Silences *silence.Store
+	// Ledger, when set, is asked whether an incident's revocation was
+	// restored (by anyone, anywhere) before its alerts are suppressed.
+	Ledger   revoke.Ledger
 	Registry Registry
 	Notifier Notifier
 	Codec    *slackui.ActionCodec
@@ -357,7 +360,9 @@ func (e *Engine) process(ctx context.Context, a anomaly.Anomaly) (HandleResult, 
 	// anomalies are still recorded, with evidence, but not alerted again.
 	var suppress string
 	if prev, ok := e.inc.latest(a.AgentID); ok && len(prev.Revoked) > 0 {
-		suppress = "suppressed: the agent's credential is revoked (" + prev.Revoked[0] + ")"
+		if still := e.stillRevoked(ctx, prev.ID, prev.Revoked); len(still) > 0 {
+			suppress = "suppressed: the agent's credential is revoked (" + still[0] + ")"
+		}
 	}
 	in, created, err := e.inc.join(a, now, e.o.Settings.IncidentWindow)
 	if err != nil {
