@@ -24,6 +24,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/invwatch"
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
+	"github.com/agentwatch/agentwatch/internal/platform/kstate"
 	"github.com/agentwatch/agentwatch/internal/platform/obs"
 	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
@@ -64,6 +65,11 @@ type Options struct {
 	WrapSeen func(outbox.Seen) outbox.Seen
 	// AfterAction: see respond.Deps.AfterAction and Failpoint.
 	AfterAction func(kind, key string)
+	// GlobalMux, when set, is the Mux the distributed mode's global table
+	// applies its records through; the global rules register their
+	// prefixes on it, beside whatever the caller registered. nil: a Mux of
+	// their own.
+	GlobalMux *kstate.Mux
 }
 
 // Responder is a built responder. Run it once, then Close it; Service and
@@ -72,6 +78,9 @@ type Options struct {
 type Responder struct {
 	Service  *respond.Service
 	Consumer *respond.Consumer
+	// Global is the distributed mode's global table and rules (nil in the
+	// embedded mode, or when Options.Stores brought their own).
+	Global *Global
 
 	cfg     config.Config
 	log     *slog.Logger
@@ -146,6 +155,19 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	}
 	if o.AfterAction != nil {
 		deps.AfterAction = o.AfterAction
+	}
+	if cfg.Distributed() && deps.Global == nil {
+		if !openReader {
+			if sec, err = kafka.Connect(ctx, cfg.Kafka, log); err != nil {
+				return nil, err
+			}
+		}
+		g, err := OpenGlobal(ctx, cfg, sec, log, reg, o.GlobalMux)
+		if err != nil {
+			return nil, err
+		}
+		r.closers = append(r.closers, g.Close)
+		r.Global, deps.Global = g, g.Rules
 	}
 	svc, err := respond.Build(cfg, deps, log, reg)
 	if err != nil {
