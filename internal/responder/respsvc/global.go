@@ -2,10 +2,8 @@ package respsvc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -30,29 +28,6 @@ func (g *Global) Close() error {
 		return nil
 	}
 	return g.Table.Close()
-}
-
-// lateTable lets the rules be built (and registered on the Mux the table
-// applies through) before the table exists: the table's restore applies
-// every record to them before OpenTable returns.
-type lateTable struct{ t atomic.Pointer[kstate.Table] }
-
-var errTableNotOpen = errors.New("the global table is not open yet")
-
-func (l *lateTable) Put(ctx context.Context, key string, value []byte) (int64, error) {
-	t := l.t.Load()
-	if t == nil {
-		return 0, errTableNotOpen
-	}
-	return t.Put(ctx, key, value)
-}
-
-func (l *lateTable) Delete(ctx context.Context, key string) (int64, error) {
-	t := l.t.Load()
-	if t == nil {
-		return 0, errTableNotOpen
-	}
-	return t.Delete(ctx, key)
 }
 
 // OpenGlobal opens cfg's global table, creating its topic first when
@@ -88,20 +63,10 @@ func OpenGlobal(ctx context.Context, cfg config.Config, sec kafka.Security, log 
 	} else if rc.Kong.AdminURL != "" {
 		log.Warn("responder.ledger_key is not set: the shared revocation ledger will not keep revoked Kong keys, so restoring one needs a new key issued by hand; set responder.ledger_key_file to a key from responder ledger-keygen (the same key on every instance)")
 	}
-	lt := &lateTable{}
-	rules, err := global.NewRules(lt, o)
+	rules, t, err := global.Open(ctx, kstate.Config{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic, Log: log}, o, mux)
 	if err != nil {
 		return nil, err
 	}
-	if mux == nil {
-		mux = kstate.NewMux()
-	}
-	rules.Register(mux)
-	t, err := kstate.OpenTable(ctx, kstate.Config{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic, Log: log}, mux.Apply)
-	if err != nil {
-		return nil, fmt.Errorf("open the responder's global table: %w", err)
-	}
-	lt.t.Store(t)
 	log.Info("global table read", "topic", topic, "silences", len(rules.Silences.List(false)),
 		"kill_switch", rules.Switch.Engaged(), "budget_remaining", rules.Claims.Remaining())
 	return &Global{Rules: rules, Table: t}, nil
