@@ -165,13 +165,15 @@ func (r *Rules) Register(m *kstate.Mux) {
 }
 
 // Denied returns the credential ids the deny-list adapter named adapter
-// has on its list according to the ledger: those with a revocation
-// pending or done in any incident (a pending one may have reached the
-// list, so it is listed: the list errs on the side of denying), sorted.
+// has on its list according to the ledger: those whose revocation is
+// recorded as done in any incident and not restored, sorted by id. A
+// pending one is left to the instance making it (its own adapter writes
+// its file first): listing it here would have that adapter find it
+// listed already, and refund the budget it spent.
 func (r *Rules) Denied(adapter string) []revoke.Record {
 	byID := map[string]revoke.Record{}
 	for _, rec := range r.Ledger.Records() {
-		if rec.Adapter != adapter || rec.State == revoke.StateRestored {
+		if rec.Adapter != adapter || rec.State != revoke.StateRevoked {
 			continue
 		}
 		if prev, ok := byID[rec.CredentialID]; !ok || rec.StartedAt.Before(prev.StartedAt) {

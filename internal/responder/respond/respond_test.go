@@ -25,6 +25,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
+	"github.com/agentwatch/agentwatch/internal/responder/global"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/respapi"
 	"github.com/agentwatch/agentwatch/internal/responder/slackui"
@@ -89,6 +90,8 @@ type rig struct {
 	// playbooks replaces testPlaybooks; now replaces the engine's clock.
 	playbooks string
 	now       func() time.Time
+	// glob, when set, is the distributed mode's global rules.
+	glob *global.Rules
 }
 
 type memFeedback struct {
@@ -163,7 +166,7 @@ func (r *rig) start() {
 		t.Fatal(err)
 	}
 	env := map[string]string{"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": testSecret}
-	svc, err := Build(r.cfg, Deps{Set: set, Events: r.events, Feedback: r.feedback, Getenv: func(k string) string { return env[k] }, Now: r.now},
+	svc, err := Build(r.cfg, Deps{Set: set, Events: r.events, Feedback: r.feedback, Getenv: func(k string) string { return env[k] }, Now: r.now, Global: r.glob},
 		nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)

@@ -63,6 +63,10 @@ type Claims struct {
 	mu      sync.Mutex
 	last    time.Time // latest effective time folded
 	wins    []win     // winning claims within interval of last, oldest first
+	// seen holds the claims (and refunds) folded within two intervals of
+	// last, with their effective times: a produce retried after a lost
+	// answer can leave a record twice, and the second must not count.
+	seen    map[string]time.Time
 	waiting map[string]chan bool
 	folded  int64
 }
@@ -89,7 +93,7 @@ func NewClaims(t Table, limit int, interval time.Duration, now func() time.Time)
 	if now == nil {
 		now = time.Now
 	}
-	return &Claims{t: t, limit: limit, interval: interval, now: now, waiting: make(map[string]chan bool)}, nil
+	return &Claims{t: t, limit: limit, interval: interval, now: now, waiting: make(map[string]chan bool), seen: make(map[string]time.Time)}, nil
 }
 
 // Limit returns the automatic revocations allowed per interval.
@@ -108,6 +112,10 @@ func (c *Claims) Apply(key string, value []byte) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if _, dup := c.seen[id]; dup {
+		return
+	}
+	c.seen[id] = c.last
 	c.folded++
 	if claim, ok := strings.CutSuffix(id, refundSuffix); ok {
 		for i, w := range c.wins {
@@ -129,6 +137,12 @@ func (c *Claims) Apply(key string, value []byte) {
 		at = c.last
 	}
 	c.last = at
+	c.seen[id] = at
+	for k, t := range c.seen {
+		if t.Before(at.Add(-2 * c.interval)) {
+			delete(c.seen, k)
+		}
+	}
 	cut := at.Add(-c.interval)
 	i := 0
 	for i < len(c.wins) && !c.wins[i].at.After(cut) {

@@ -96,6 +96,8 @@ func TestClaimsFoldTable(t *testing.T) {
 		{"clock behind, later claim after the window", 1, []rec{{"a", m(20), false}, {"b", m(5), false}, {"c", m(30), false}}, []string{"c"}},
 		{"refund makes room", 1, []rec{{"a", m(0), false}, {"a", m(1), true}, {"b", m(2), false}}, []string{"b"}},
 		{"refund of a loser changes nothing", 1, []rec{{"a", m(0), false}, {"b", m(1), false}, {"b", m(1), true}, {"c", m(2), false}}, []string{"a"}},
+		// A produce retried after a lost answer leaves the claim twice.
+		{"a claim written twice counts once", 2, []rec{{"a", m(0), false}, {"a", m(0), false}, {"b", m(1), false}}, []string{"a", "b"}},
 		{"zero budget", 0, []rec{{"a", m(0), false}}, []string{}},
 	}
 	for _, tt := range tests {
