@@ -60,9 +60,9 @@ type Claims struct {
 	interval time.Duration
 	now      func() time.Time
 
-	mu      sync.Mutex
-	last    time.Time // latest effective time folded
-	wins    []win     // winning claims within interval of last, oldest first
+	mu   sync.Mutex
+	last time.Time // latest effective time folded
+	wins []win     // winning claims within interval of last, oldest first
 	// seen holds the claims (and refunds) folded within two intervals of
 	// last, with their effective times: a produce retried after a lost
 	// answer can leave a record twice, and the second must not count.
