@@ -79,7 +79,7 @@ type Responder struct {
 	Service  *respond.Service
 	Consumer *respond.Consumer
 	// Global is the distributed mode's global table and rules (nil in the
-	// embedded mode, or when Options.Stores brought their own).
+	// embedded mode, and when Options.Stores replace the mode's stores).
 	Global *Global
 
 	cfg     config.Config
@@ -156,7 +156,9 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	if o.AfterAction != nil {
 		deps.AfterAction = o.AfterAction
 	}
-	if cfg.Distributed() && deps.Global == nil {
+	// Stores brought by the caller replace every store of the mode, the
+	// global table's too (their nil Global means files).
+	if cfg.Distributed() && o.Stores == nil {
 		if !openReader {
 			if sec, err = kafka.Connect(ctx, cfg.Kafka, log); err != nil {
 				return nil, err
