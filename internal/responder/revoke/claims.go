@@ -128,8 +128,9 @@ func (c *Claims) Apply(key string, value []byte) {
 	}
 	var v claimValue
 	if err := json.Unmarshal(value, &v); err != nil || v.At.IsZero() {
-		// Unreadable: count it as a win at the latest time, so a damaged
-		// record never makes room in the budget.
+		// Unreadable: it counts at the latest claim's time (and wins if
+		// there is room), so a damaged record never makes room in the
+		// budget. Every instance reads the same bytes, so they agree.
 		v.At = c.last
 	}
 	at := v.At
