@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 )
@@ -64,11 +65,19 @@ func (c *Changelog) Restore(ctx context.Context, p int32, fn func(Record) error)
 		return fmt.Errorf("restore: %w", err)
 	}
 	defer r.Close()
+	start, n := time.Now(), 0
+	defer func() {
+		if mt := c.cfg.Metrics; mt != nil {
+			mt.restore.WithLabelValues(c.cfg.Topic).Observe(time.Since(start).Seconds())
+			mt.restored.WithLabelValues(c.cfg.Topic).Add(float64(n))
+		}
+	}()
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
 			return fmt.Errorf("restore %s/%d: read up to %d: %w", c.cfg.Topic, p, end, err)
 		}
+		n++
 		if err := fn(fromMessage(m)); err != nil {
 			return fmt.Errorf("restore %s/%d at offset %d: %w", c.cfg.Topic, p, m.Offset, err)
 		}
@@ -96,6 +105,7 @@ func (c *Changelog) Append(ctx context.Context, p int32, recs ...Record) error {
 		com = newCommitter(c.cfg.timeout(), func(ctx context.Context, recs []Record) (int64, error) {
 			return produce(ctx, c.client, c.cfg.Topic, p, recs)
 		})
+		com.observe = c.cfg.Metrics.observer(c.cfg.Topic)
 		c.coms[p] = com
 	}
 	c.mu.Unlock()

@@ -18,6 +18,8 @@ import (
 type committer struct {
 	write   func(ctx context.Context, recs []Record) (int64, error)
 	timeout time.Duration
+	// observe, when set, sees each request's record count and error.
+	observe func(n int, err error)
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -76,6 +78,9 @@ func (c *committer) flush(b *batch) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	base, err := c.writeRetrying(ctx, b.recs)
 	cancel()
+	if c.observe != nil {
+		c.observe(len(b.recs), err)
+	}
 	c.mu.Lock()
 	c.flushing = false
 	b.done, b.err, b.base = true, err, base

@@ -44,6 +44,8 @@ type Config struct {
 	Timeout time.Duration
 	// Log receives retried failures; nil discards them.
 	Log *slog.Logger
+	// Metrics, when set, counts what the table or changelog does.
+	Metrics *Metrics
 }
 
 // Validate reports every problem in c at once.

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
 	"github.com/agentwatch/agentwatch/internal/platform/kstate"
 	"github.com/agentwatch/agentwatch/internal/testkit/itest"
@@ -156,6 +159,8 @@ func TestIntegrationTableIsReplicatedAcrossProcesses(t *testing.T) {
 
 func TestIntegrationChangelogRestoresWhatItsOwnerWrote(t *testing.T) {
 	cfg := setup(t, 3)
+	reg := prometheus.NewRegistry()
+	cfg.Metrics = kstate.NewMetrics(reg)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	c, err := kstate.OpenChangelog(ctx, cfg)
@@ -180,6 +185,18 @@ func TestIntegrationChangelogRestoresWhatItsOwnerWrote(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	// 200 writers at once cannot all have had a request of their own.
+	var mf dto.Metric
+	if h, err := cfg.Metrics.BatchHistogram(cfg.Topic); err != nil {
+		t.Fatal(err)
+	} else if err := h.Write(&mf); err != nil {
+		t.Fatal(err)
+	}
+	if reqs := mf.GetHistogram().GetSampleCount(); reqs == 0 || reqs >= 200 || mf.GetHistogram().GetSampleSum() != 200 {
+		t.Errorf("200 concurrent appends made %d requests carrying %v records; want fewer requests than appends", reqs, mf.GetHistogram().GetSampleSum())
+	} else {
+		t.Logf("200 concurrent appends went out in %d requests", reqs)
+	}
 	if err := c.Append(ctx, 1, kstate.Record{Key: "o/000", Value: []byte("done")}, kstate.Record{Key: "o/001"}); err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,8 @@ func OpenTable(ctx context.Context, cfg Config, apply func(Record)) (*Table, err
 	t.com = newCommitter(cfg.timeout(), func(ctx context.Context, recs []Record) (int64, error) {
 		return produce(ctx, client, cfg.Topic, 0, recs)
 	})
+	t.com.observe = cfg.Metrics.observer(cfg.Topic)
+	start := time.Now()
 	first, end, err := bounds(ctx, client, cfg.Topic, 0)
 	if err != nil {
 		tr.CloseIdleConnections()
@@ -66,6 +68,10 @@ func OpenTable(ctx context.Context, cfg Config, apply func(Record)) (*Table, err
 		}
 		t.applyOne(m)
 	}
+	if mt := cfg.Metrics; mt != nil {
+		mt.restore.WithLabelValues(cfg.Topic).Observe(time.Since(start).Seconds())
+		mt.restored.WithLabelValues(cfg.Topic).Add(float64(t.applied - first))
+	}
 	tctx, cancel := context.WithCancel(context.Background())
 	t.cancel = cancel
 	go t.tail(tctx, r)
@@ -74,6 +80,10 @@ func OpenTable(ctx context.Context, cfg Config, apply func(Record)) (*Table, err
 
 func (t *Table) applyOne(m kafkago.Message) {
 	t.apply(fromMessage(m))
+	if mt := t.cfg.Metrics; mt != nil {
+		mt.applied.WithLabelValues(t.cfg.Topic).Inc()
+		mt.appliedTo.WithLabelValues(t.cfg.Topic).Set(float64(m.Offset + 1))
+	}
 	t.mu.Lock()
 	t.applied = m.Offset + 1
 	close(t.changed)
