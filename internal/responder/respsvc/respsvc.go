@@ -65,6 +65,9 @@ type Options struct {
 	WrapSeen func(outbox.Seen) outbox.Seen
 	// AfterAction: see respond.Deps.AfterAction and Failpoint.
 	AfterAction func(kind, key string)
+	// StateMetrics, when set, counts what the state topics do; nil: New
+	// registers them on Metrics in the distributed mode.
+	StateMetrics *kstate.Metrics
 	// GlobalMux, when set, is the Mux the distributed mode's global table
 	// applies its records through; the global rules register their
 	// prefixes on it, beside whatever the caller registered. nil: a Mux of
@@ -164,7 +167,10 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 				return nil, err
 			}
 		}
-		g, err := OpenGlobal(ctx, cfg, sec, log, reg, o.GlobalMux)
+		if o.StateMetrics == nil {
+			o.StateMetrics = kstate.NewMetrics(reg)
+		}
+		g, err := OpenGlobal(ctx, cfg, sec, log, reg, o.StateMetrics, o.GlobalMux)
 		if err != nil {
 			return nil, err
 		}
