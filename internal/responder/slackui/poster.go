@@ -55,6 +55,8 @@ type Poster struct {
 	// Metrics counts calls by method and outcome; nil counts nothing. Set
 	// it before use, if at all.
 	Metrics *Metrics
+
+	who selfOnce // FindPosted's identity of the token
 }
 
 // NewPoster returns a Poster over c.
