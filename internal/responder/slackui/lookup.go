@@ -44,6 +44,8 @@ var ErrLookupIncomplete = errors.New("lookup stopped before the start of its win
 // means Slack was asked about every message of the window and none carries
 // the marker. Errors are *PostError (Op conversations.history or
 // conversations.replies), sorted like a post's, or ErrLookupIncomplete.
+// After a *PostError, the same lookup asked again resumes at the page
+// that failed.
 //
 // A message counts only if this bot posted it (its user or bot id is the
 // token's, from auth.test, asked once per Poster): another app in the
@@ -63,8 +65,18 @@ func (p *Poster) FindPosted(ctx context.Context, channelID, threadTS, marker str
 	if threadTS != "" {
 		method = "conversations.replies"
 	}
-	cursor := ""
-	for page := 0; page < lookupMaxPages; page++ {
+	// A lookup cut short by an error resumes where it stopped when asked
+	// again: under Slack's tightest limit (one read a minute) a lookup
+	// that started over after each 429 would never get past its second page.
+	key := lookupKey{channelID, threadTS, marker, oldest}
+	pos := p.progress.take(key)
+	defer func() {
+		if err != nil && !errors.Is(err, ErrLookupIncomplete) {
+			p.progress.keep(key, pos)
+		}
+	}()
+	for pos.pages < lookupMaxPages {
+		cursor := pos.cursor
 		start := time.Now()
 		var msgs []slack.Message
 		var more bool
@@ -84,6 +96,7 @@ func (p *Poster) FindPosted(ctx context.Context, channelID, threadTS, marker str
 		if err := p.done(method, channelID, start, cerr); err != nil {
 			return "", false, err
 		}
+		pos.pages++
 		for _, m := range msgs {
 			if m.Metadata.EventType != MarkerEventType || !self.posted(m) {
 				continue
@@ -95,9 +108,45 @@ func (p *Poster) FindPosted(ctx context.Context, channelID, threadTS, marker str
 		if !more || next == "" {
 			return "", false, nil
 		}
-		cursor = next
+		pos.cursor = next
 	}
 	return "", false, fmt.Errorf("%s of %s since %s: %w", method, channelID, oldest, ErrLookupIncomplete)
+}
+
+// lookupKey names a lookup; lookupPos is how far it got.
+type (
+	lookupKey struct{ channel, thread, marker, oldest string }
+	lookupPos struct {
+		cursor string
+		pages  int
+	}
+)
+
+// maxProgress bounds the lookups kept for resuming; past it they are
+// forgotten (and start over).
+const maxProgress = 10000
+
+// lookupProgress keeps where interrupted lookups stopped.
+type lookupProgress struct {
+	mu sync.Mutex
+	m  map[lookupKey]lookupPos
+}
+
+func (lp *lookupProgress) take(k lookupKey) lookupPos {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	pos := lp.m[k]
+	delete(lp.m, k)
+	return pos
+}
+
+func (lp *lookupProgress) keep(k lookupKey, pos lookupPos) {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	if lp.m == nil || len(lp.m) >= maxProgress {
+		lp.m = map[lookupKey]lookupPos{}
+	}
+	lp.m[k] = pos
 }
 
 // identity is who the token posts as.

@@ -222,3 +222,42 @@ func TestSlackTS(t *testing.T) {
 		}
 	}
 }
+
+// TestFindPostedResumesAfterRateLimit: under one read a minute, a lookup
+// that started over after each 429 would never pass its second page.
+func TestFindPostedResumesAfterRateLimit(t *testing.T) {
+	srv := testsrv.NewSlack()
+	defer srv.Close()
+	p := NewPoster(slack.New("xoxb-test", slack.OptionAPIURL(srv.URL())))
+	srv.SetPageLimit(2)
+	want, err := p.PostAlert(t.Context(), "C1", Message{Text: "alert", Marker: "k1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 4 { // newest first: the marked one is on the third page
+		if _, err := p.PostAlert(t.Context(), "C1", Message{Text: "noise"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	since := time.Now().Add(-time.Minute)
+	srv.FailNext("conversations.history", "", "ratelimited") // the second read is refused
+	_, _, err = p.FindPosted(t.Context(), "C1", "", "k1", since)
+	var pe *PostError
+	if !errors.As(err, &pe) || pe.RetryAfter != time.Second {
+		t.Fatalf("first lookup: %v, want the 429", err)
+	}
+	ts, found, err := p.FindPosted(t.Context(), "C1", "", "k1", since)
+	if err != nil || !found || ts != want {
+		t.Fatalf("resumed lookup = %q, %v, %v; want %q", ts, found, err, want)
+	}
+	if got := srv.Reads("conversations.history"); got != 3 {
+		t.Errorf("%d pages read, want 3 (the first page is not read again)", got)
+	}
+	// Done: a new lookup of the same starts over.
+	if _, found, err := p.FindPosted(t.Context(), "C1", "", "k1", since); err != nil || !found {
+		t.Fatalf("third lookup: %v, %v", found, err)
+	}
+	if got := srv.Reads("conversations.history"); got != 6 {
+		t.Errorf("%d pages read after a fresh lookup, want 6", got)
+	}
+}

@@ -56,7 +56,8 @@ type Poster struct {
 	// it before use, if at all.
 	Metrics *Metrics
 
-	who selfOnce // FindPosted's identity of the token
+	who      selfOnce       // FindPosted's identity of the token
+	progress lookupProgress // FindPosted's interrupted lookups
 }
 
 // NewPoster returns a Poster over c.
