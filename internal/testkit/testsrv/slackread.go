@@ -50,27 +50,24 @@ func (s *Slack) keep(p SlackPost) {
 		m := &slackMsg{ts: p.TS, threadTS: p.ThreadTS, user: SlackBotUser, bot: SlackBotID, text: p.Text, blocks: raw(p.Blocks), metadata: raw(p.Metadata)}
 		s.add(p.Channel, m)
 	case "chat.update":
-		for _, m := range s.msgs[p.Channel] {
-			if m.ts == p.TS {
-				m.text, m.blocks = p.Text, raw(p.Blocks)
-				if md := raw(p.Metadata); md != nil {
-					m.metadata = md
-				}
+		if m := s.byTS[p.Channel+" "+p.TS]; m != nil {
+			m.text, m.blocks = p.Text, raw(p.Blocks)
+			if md := raw(p.Metadata); md != nil {
+				m.metadata = md
 			}
 		}
 	}
 }
 
+// add keeps m, indexed by ts so that a benchmark's thousands of replies do
+// not each scan the channel.
 func (s *Slack) add(channel string, m *slackMsg) {
-	if m.threadTS != "" {
-		for _, parent := range s.msgs[channel] {
-			if parent.ts == m.threadTS {
-				parent.threadTS = parent.ts // Slack marks a parent with its own ts
-				parent.replies++
-			}
-		}
+	if parent := s.byTS[channel+" "+m.threadTS]; m.threadTS != "" && parent != nil {
+		parent.threadTS = parent.ts // Slack marks a parent with its own ts
+		parent.replies++
 	}
 	s.msgs[channel] = append(s.msgs[channel], m)
+	s.byTS[channel+" "+m.ts] = m
 }
 
 // AddMessage puts a message into channel (into the thread of threadTS

@@ -52,6 +52,7 @@ type Slack struct {
 	groupCalls int
 	lastTS     int64                  // microseconds of the last ts given
 	msgs       map[string][]*slackMsg // by channel, in ts order
+	byTS       map[string]*slackMsg   // by channel+" "+ts
 	failNext   map[string][]string    // method → Slack errors to answer next
 	pageLimit  int                    // cap on a read's limit; 0: Slack's usual
 	reads      map[string]int         // conversations.* calls answered, by method
@@ -59,7 +60,7 @@ type Slack struct {
 
 // NewSlack starts the server; Close stops it.
 func NewSlack() *Slack {
-	s := &Slack{notify: make(chan struct{}, 1), groups: map[string][]string{}, msgs: map[string][]*slackMsg{},
+	s := &Slack{notify: make(chan struct{}, 1), groups: map[string][]string{}, msgs: map[string][]*slackMsg{}, byTS: map[string]*slackMsg{},
 		failNext: map[string][]string{}, reads: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/chat.postMessage", s.post)
