@@ -700,9 +700,11 @@ func (e *Engine) runApprove(ctx context.Context, en outbox.Entry, j job) ([]byte
 		if ok {
 			inThread = ts
 		}
-		prev, err := e.earlier(ctx, en, postTo, inThread)
-		if err != nil {
-			return nil, err
+		var prev earlierPost
+		if postTo != "" { // no channel: nothing was posted, nothing will be
+			if prev, err = e.earlier(ctx, en, postTo, inThread); err != nil {
+				return nil, err
+			}
 		}
 		if prev.Found {
 			return nil, e.record(ctx, j, string(playbooks.KindApprove), audit.ResultNeedsApproval,

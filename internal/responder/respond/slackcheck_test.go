@@ -235,3 +235,33 @@ func TestCheckPostsTagsWhatMayHavePosted(t *testing.T) {
 		})
 	}
 }
+
+func TestRecoveredApprovalRequestIsFoundNotPostedAgain(t *testing.T) {
+	r := newRig(t, nil)
+	ctx := t.Context()
+	a := anomaly.Anomaly{V: 1, ID: "z-1", AgentID: "agent-z", CredentialID: "cred-z", Kind: anomaly.ZombieRoute, Severity: "medium", Score: 3,
+		WindowStartMs: 1, WindowEndMs: 60_001}
+	if _, err := r.svc.Engine.Handle(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	r.settle()
+	en, ok, err := r.svc.Worker.Store.Get(ctx, IncidentID(a)+"-gated-1")
+	if err != nil || !ok || en.Kind != kindApprove || en.State != outbox.StateDone {
+		t.Fatalf("approval request entry = %+v, %v, %v; want a done %s", en, ok, err, kindApprove)
+	}
+	asked := postWithMarker(t, r, en.Key)
+	if asked.ThreadTS == "" {
+		t.Fatalf("the approval request was not posted in the incident's thread: %+v", asked)
+	}
+	before, reads := len(r.slack.Posts()), r.slack.Reads("conversations.replies")
+	en.Recovered = true
+	if _, err := rerun(t, r, en); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r.slack.Posts()); n != before {
+		t.Errorf("the recovered approval request was posted again (%d posts, was %d)", n, before)
+	}
+	if r.slack.Reads("conversations.replies") == reads {
+		t.Error("the recovered approval request was not looked up in the thread")
+	}
+}
