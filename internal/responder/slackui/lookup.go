@@ -50,8 +50,11 @@ var ErrLookupIncomplete = errors.New("lookup stopped before the start of its win
 // A message counts only if this bot posted it (its user or bot id is the
 // token's, from auth.test, asked once per Poster): another app in the
 // workspace could post a message with the same metadata to hide an alert.
-// It needs the channels:history scope (groups:history for private
-// channels); without it Slack answers missing_scope, which is not retried.
+// channelID may be a channel's name ("#soc-alerts"), resolved to its ID
+// (see channelID). It needs the channels:history scope (groups:history for
+// private channels), and channels:read / groups:read to resolve a name the
+// Poster has not posted to since it started; without them Slack answers
+// missing_scope, which is not retried.
 func (p *Poster) FindPosted(ctx context.Context, channelID, threadTS, marker string, since time.Time) (ts string, found bool, err error) {
 	if marker == "" {
 		return "", false, errors.New("find posted message: empty marker")
@@ -59,6 +62,14 @@ func (p *Poster) FindPosted(ctx context.Context, channelID, threadTS, marker str
 	self, err := p.self(ctx)
 	if err != nil {
 		return "", false, err
+	}
+	name := channelID
+	if channelID, err = p.channelID(ctx, name); err != nil {
+		return "", false, err
+	}
+	label := name // what errors name: the channel as configured, and its ID
+	if channelID != name {
+		label += " (" + channelID + ")"
 	}
 	oldest := slackTS(since)
 	method := "conversations.history"
@@ -93,7 +104,7 @@ func (p *Poster) FindPosted(ctx context.Context, channelID, threadTS, marker str
 			msgs, more, next, cerr = p.c.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{ChannelID: channelID, Timestamp: threadTS,
 				Cursor: cursor, Oldest: oldest, Inclusive: true, Limit: lookupPageSize, IncludeAllMetadata: true})
 		}
-		if err := p.done(method, channelID, start, cerr); err != nil {
+		if err := p.done(method, label, start, cerr); err != nil {
 			return "", false, err
 		}
 		pos.pages++
@@ -110,7 +121,7 @@ func (p *Poster) FindPosted(ctx context.Context, channelID, threadTS, marker str
 		}
 		pos.cursor = next
 	}
-	return "", false, fmt.Errorf("%s of %s since %s: %w", method, channelID, oldest, ErrLookupIncomplete)
+	return "", false, fmt.Errorf("%s of %s since %s: %w", method, label, oldest, ErrLookupIncomplete)
 }
 
 // lookupKey names a lookup; lookupPos is how far it got.

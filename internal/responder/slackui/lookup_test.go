@@ -3,6 +3,7 @@ package slackui
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -259,5 +260,53 @@ func TestFindPostedResumesAfterRateLimit(t *testing.T) {
 	}
 	if got := srv.Reads("conversations.history"); got != 6 {
 		t.Errorf("%d pages read after a fresh lookup, want 6", got)
+	}
+}
+
+// TestFindPostedByChannelName: playbooks name channels ("#soc-alerts");
+// chat.postMessage takes a name, the reads only an ID.
+func TestFindPostedByChannelName(t *testing.T) {
+	srv := testsrv.NewSlack()
+	defer srv.Close()
+	newPoster := func() *Poster { return NewPoster(slack.New("xoxb-test", slack.OptionAPIURL(srv.URL()))) }
+	for i := range 1500 { // two pages of conversations.list
+		srv.ChannelID(fmt.Sprintf("other-%04d", i))
+	}
+	before := newPoster()
+	want, err := before.PostAlert(t.Context(), "#soc-alerts", Message{Text: "alert", Marker: "k1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := time.Now().Add(-time.Minute)
+
+	// The Poster that posted knows the ID from chat.postMessage's answer.
+	if ts, found, err := before.FindPosted(t.Context(), "#soc-alerts", "", "k1", since); err != nil || !found || ts != want {
+		t.Fatalf("same Poster: %q, %v, %v; want %q", ts, found, err, want)
+	}
+	if n := srv.Reads("conversations.list"); n != 0 {
+		t.Errorf("conversations.list called %d times for a channel the Poster posted to", n)
+	}
+
+	// A restarted process resolves the name by listing the channels, once.
+	after := newPoster()
+	for range 2 {
+		if ts, found, err := after.FindPosted(t.Context(), "#soc-alerts", "", "k1", since); err != nil || !found || ts != want {
+			t.Fatalf("new Poster: %q, %v, %v; want %q", ts, found, err, want)
+		}
+	}
+	if n := srv.Reads("conversations.list"); n != 2 {
+		t.Errorf("conversations.list answered %d pages, want 2 (two pages, then cached)", n)
+	}
+
+	// A name no one can see, and a missing scope, are not retried.
+	_, _, err = after.FindPosted(t.Context(), "#nowhere", "", "k1", since)
+	var pe *PostError
+	if !errors.As(err, &pe) || pe.Retry || pe.Op != "conversations.list" {
+		t.Errorf("unknown channel: %v, want a final conversations.list error", err)
+	}
+	srv.FailNext("conversations.list", "missing_scope")
+	_, _, err = newPoster().FindPosted(t.Context(), "#soc-alerts", "", "k1", since)
+	if !errors.As(err, &pe) || pe.Retry || !strings.Contains(err.Error(), "missing_scope") {
+		t.Errorf("missing channels:read: %v, want a final missing_scope error", err)
 	}
 }

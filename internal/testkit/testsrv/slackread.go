@@ -36,9 +36,47 @@ func (s *Slack) nextTS() string {
 	return fmt.Sprintf("%d.%06d", us/1e6, us%1e6)
 }
 
+// isConversationID tells a conversation ID (C…, G…, D…) from a channel
+// name, which Slack keeps lower case.
+func isConversationID(ch string) bool {
+	if len(ch) < 2 || !strings.ContainsRune("CGD", rune(ch[0])) {
+		return false
+	}
+	for _, r := range ch[1:] {
+		if (r < 'A' || r > 'Z') && (r < '0' || r > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// channelID returns the ID of ch, an ID or a name (with or without "#"),
+// creating the channel of a new name. Called with mu held.
+func (s *Slack) channelID(ch string) string {
+	if isConversationID(ch) {
+		return ch
+	}
+	name := strings.TrimPrefix(ch, "#")
+	if id, ok := s.chanIDs[name]; ok {
+		return id
+	}
+	id := fmt.Sprintf("C%08d", len(s.chanNames)+1)
+	s.chanIDs[name] = id
+	s.chanNames = append(s.chanNames, name)
+	return id
+}
+
+// ChannelID returns the ID of the channel named name (with or without
+// "#"), creating the channel if there is none, as a workspace admin would.
+func (s *Slack) ChannelID(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.channelID(name)
+}
+
 // keep records what a chat.postMessage or chat.update changed in the
-// channel's messages. Called with mu held.
-func (s *Slack) keep(p SlackPost) {
+// messages of channel id. Called with mu held.
+func (s *Slack) keep(id string, p SlackPost) {
 	raw := func(v string) json.RawMessage {
 		if v == "" || !json.Valid([]byte(v)) {
 			return nil
@@ -48,9 +86,9 @@ func (s *Slack) keep(p SlackPost) {
 	switch p.Method {
 	case "chat.postMessage":
 		m := &slackMsg{ts: p.TS, threadTS: p.ThreadTS, user: SlackBotUser, bot: SlackBotID, text: p.Text, blocks: raw(p.Blocks), metadata: raw(p.Metadata)}
-		s.add(p.Channel, m)
+		s.add(id, m)
 	case "chat.update":
-		if m := s.byTS[p.Channel+" "+p.TS]; m != nil {
+		if m := s.byTS[id+" "+p.TS]; m != nil {
 			m.text, m.blocks = p.Text, raw(p.Blocks)
 			if md := raw(p.Metadata); md != nil {
 				m.metadata = md
@@ -81,7 +119,7 @@ func (s *Slack) AddMessage(channel, threadTS, user, botID, text string, metadata
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ts := s.nextTS()
-	s.add(channel, &slackMsg{ts: ts, threadTS: threadTS, user: user, bot: botID, text: text, metadata: md})
+	s.add(s.channelID(channel), &slackMsg{ts: ts, threadTS: threadTS, user: user, bot: botID, text: text, metadata: md})
 	return ts
 }
 
@@ -167,7 +205,7 @@ func (s *Slack) readRequest(w http.ResponseWriter, r *http.Request, method strin
 		writeJSON(w, map[string]any{"ok": false, "error": fail})
 		return readParams{}, false
 	}
-	if p.channel == "" {
+	if !isConversationID(p.channel) { // the reads take no names
 		writeJSON(w, map[string]any{"ok": false, "error": "channel_not_found"})
 		return readParams{}, false
 	}
@@ -312,4 +350,44 @@ func (s *Slack) replies(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.answerPage(w, "conversations.replies", p, msgs)
+}
+
+// list answers conversations.list: the named channels, oldest first, with
+// limit and cursor.
+func (s *Slack) list(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		writeJSON(w, map[string]any{"ok": false, "error": "invalid_form_data"})
+		return
+	}
+	limit := 100
+	if n, err := strconv.Atoi(r.Form.Get("limit")); err == nil && n > 0 {
+		limit = min(n, 1000)
+	}
+	start := 0
+	if c := r.Form.Get("cursor"); c != "" {
+		b, err := base64.StdEncoding.DecodeString(c)
+		n, ok := strings.CutPrefix(string(b), "offset:")
+		if start, err = strconv.Atoi(n); err != nil || !ok {
+			writeJSON(w, map[string]any{"ok": false, "error": "invalid_cursor"})
+			return
+		}
+	}
+	s.mu.Lock()
+	if e := s.takeFailure("conversations.list"); e != "" {
+		s.mu.Unlock()
+		writeJSON(w, map[string]any{"ok": false, "error": e})
+		return
+	}
+	var chs []map[string]any
+	end := min(start+limit, len(s.chanNames))
+	for _, name := range s.chanNames[min(start, end):end] {
+		chs = append(chs, map[string]any{"id": s.chanIDs[name], "name": name, "is_channel": true, "is_archived": false})
+	}
+	next := ""
+	if end < len(s.chanNames) {
+		next = base64.StdEncoding.EncodeToString([]byte("offset:" + strconv.Itoa(end)))
+	}
+	s.reads["conversations.list"]++
+	s.mu.Unlock()
+	writeJSON(w, map[string]any{"ok": true, "channels": chs, "response_metadata": map[string]any{"next_cursor": next}})
 }

@@ -103,3 +103,34 @@ func TestSlackHistoryAndReplies(t *testing.T) {
 		t.Errorf("Reads = %d, want 7 answered with messages", got)
 	}
 }
+
+func TestSlackChannelNamesAndIDs(t *testing.T) {
+	s := NewSlack()
+	defer s.Close()
+	out := call(t, s, "chat.postMessage", url.Values{"channel": {"#soc-alerts"}, "text": {"x"}})
+	id, _ := out["channel"].(string)
+	if !isConversationID(id) || id != s.ChannelID("soc-alerts") {
+		t.Fatalf("a post to #soc-alerts answered channel %q; want its ID, %s", id, s.ChannelID("soc-alerts"))
+	}
+	if got := s.Posts()[0].Channel; got != "#soc-alerts" {
+		t.Errorf("the post records channel %q, want what was sent", got)
+	}
+	if out := call(t, s, "conversations.history", url.Values{"channel": {"#soc-alerts"}}); out["error"] != "channel_not_found" {
+		t.Errorf("history by name answered %v; Slack wants an ID", out)
+	}
+	if ms := messages(t, call(t, s, "conversations.history", url.Values{"channel": {id}})); len(ms) != 1 {
+		t.Errorf("history by ID = %v, want the post", ms)
+	}
+	s.ChannelID("#soc-fleet")
+	out = call(t, s, "conversations.list", url.Values{"limit": {"1"}})
+	chs, _ := out["channels"].([]any)
+	cur, _ := out["response_metadata"].(map[string]any)["next_cursor"].(string)
+	if len(chs) != 1 || chs[0].(map[string]any)["name"] != "soc-alerts" || cur == "" {
+		t.Fatalf("first page of conversations.list = %v", out)
+	}
+	out = call(t, s, "conversations.list", url.Values{"limit": {"1"}, "cursor": {cur}})
+	chs, _ = out["channels"].([]any)
+	if len(chs) != 1 || chs[0].(map[string]any)["name"] != "soc-fleet" || out["response_metadata"].(map[string]any)["next_cursor"] != "" {
+		t.Errorf("second page of conversations.list = %v", out)
+	}
+}

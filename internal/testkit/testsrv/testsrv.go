@@ -36,8 +36,11 @@ type SlackPost struct {
 
 // Slack is a recording Slack Web API. Every post gets a unique ts, from
 // the clock as Slack's are, and chat.postMessage keeps the message (with its
-// metadata) for conversations.history and conversations.replies. The bot
-// is user UBOT, bot BBOT (auth.test).
+// metadata) for conversations.history and conversations.replies. A post to
+// a channel name ("#soc-alerts") creates the channel with an ID, which the
+// post's answer gives and which the reads require, as Slack's do;
+// conversations.list lists the named channels. The bot is user UBOT, bot
+// BBOT (auth.test).
 type Slack struct {
 	srv *httptest.Server
 
@@ -52,7 +55,9 @@ type Slack struct {
 	groupCalls int
 	lastTS     int64                  // microseconds of the last ts given
 	msgs       map[string][]*slackMsg // by channel, in ts order
-	byTS       map[string]*slackMsg   // by channel+" "+ts
+	byTS       map[string]*slackMsg   // by channel ID+" "+ts
+	chanIDs    map[string]string      // channel name (no "#") → ID
+	chanNames  []string               // in creation order
 	failNext   map[string][]string    // method → Slack errors to answer next
 	pageLimit  int                    // cap on a read's limit; 0: Slack's usual
 	reads      map[string]int         // conversations.* calls answered, by method
@@ -60,7 +65,7 @@ type Slack struct {
 
 // NewSlack starts the server; Close stops it.
 func NewSlack() *Slack {
-	s := &Slack{notify: make(chan struct{}, 1), groups: map[string][]string{}, msgs: map[string][]*slackMsg{}, byTS: map[string]*slackMsg{},
+	s := &Slack{notify: make(chan struct{}, 1), groups: map[string][]string{}, msgs: map[string][]*slackMsg{}, byTS: map[string]*slackMsg{}, chanIDs: map[string]string{},
 		failNext: map[string][]string{}, reads: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/chat.postMessage", s.post)
@@ -72,6 +77,7 @@ func NewSlack() *Slack {
 	})
 	mux.HandleFunc("/conversations.history", s.history)
 	mux.HandleFunc("/conversations.replies", s.replies)
+	mux.HandleFunc("/conversations.list", s.list)
 	s.srv = httptest.NewServer(mux)
 	return s
 }
@@ -164,13 +170,14 @@ func (s *Slack) post(w http.ResponseWriter, r *http.Request) {
 	p := SlackPost{Method: method, Channel: ch, TS: ts, ThreadTS: r.Form.Get("thread_ts"),
 		User: r.Form.Get("user"), Text: r.Form.Get("text"), Blocks: r.Form.Get("blocks"), Metadata: r.Form.Get("metadata"), At: time.Now()}
 	s.posts = append(s.posts, p)
-	s.keep(p)
+	id := s.channelID(ch)
+	s.keep(id, p)
 	s.mu.Unlock()
 	select {
 	case s.notify <- struct{}{}:
 	default:
 	}
-	writeJSON(w, map[string]any{"ok": true, "channel": ch, "ts": ts, "message_ts": ts})
+	writeJSON(w, map[string]any{"ok": true, "channel": id, "ts": ts, "message_ts": ts})
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
