@@ -52,7 +52,6 @@ func TestIntegrationKillBetweenPostAndRecord(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "paused")
 	p := e.startResponder("RESPONDER_FAILPOINT=pause-after-post:" + marker)
 	waitFor(t, 90*time.Second, func() bool { _, err := os.Stat(marker); return err == nil }, func() string { return p.Tail(30) })
-	killedAt := time.Now()
 	if err := p.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +74,6 @@ func TestIntegrationKillBetweenPostAndRecord(t *testing.T) {
 		audit, _ = e.cli("audit", "--agent", e.agent, "--json")
 		return strings.Contains(audit, `"action":"notify"`)
 	}, func() string { return p.Tail(30) })
-	recovered := time.Since(killedAt)
 	send("postcrash-anomaly-2", now.Add(-19*time.Minute))
 	waitFor(t, 90*time.Second, func() bool { _, replies := e.agentPosts(); return len(replies) > 0 }, func() string { return p.Tail(30) })
 	e.quiet(5*time.Second, time.Minute)
@@ -99,8 +97,8 @@ func TestIntegrationKillBetweenPostAndRecord(t *testing.T) {
 	if d := e.credDeletes(); d != 1 {
 		t.Errorf("Kong saw %d DELETEs, want 1", d)
 	}
-	t.Logf("after SIGKILL between post and record and a restart: %d alert, %d follow-ups in its thread, %d history reads; alert recorded %s after the kill",
-		len(roots), len(replies), e.slack.Reads("conversations.history"), recovered.Round(100*time.Millisecond))
+	t.Logf("after SIGKILL between post and record and a restart: %d alert, %d follow-ups in its thread; %d conversations.list and %d conversations.history reads",
+		len(roots), len(replies), e.slack.Reads("conversations.list"), e.slack.Reads("conversations.history"))
 	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
 	<-p.Done
 }
