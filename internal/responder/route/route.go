@@ -1,0 +1,504 @@
+// Package route lets any responder instance answer a request that must act
+// on an agent another instance owns. Several responders share the
+// anomalies topic's partitions, and each holds the state (incidents,
+// approval requests, the outbox) of the agents in its partitions only. A
+// Slack click or an HTTP API request reaches whichever instance the load
+// balancer picks; when that instance does not own the agent, it writes the
+// request as a Command to the global table (a compacted, one-partition
+// topic every instance reads in full), and the owner runs it once and
+// writes its outcome back under the same key, which the receiving
+// instance waits for, for a bounded time.
+//
+// Once: the owner marks a click in the handled set (the same key the
+// interaction handler marks) before running it, so a Slack retry that
+// reaches another instance, or the owner itself, runs nothing more. A
+// partition's new owner runs the partition's commands still pending when
+// it is assigned (OnAssigned), after it restored their state.
+package route
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agentwatch/agentwatch/internal/responder/outbox"
+	"github.com/agentwatch/agentwatch/internal/responder/respapi"
+	"github.com/agentwatch/agentwatch/internal/responder/slackui"
+	"github.com/agentwatch/agentwatch/pkg/playbooks"
+)
+
+// Table is the global table as the Router needs it (kstate.Table). Put
+// returns once the record is durable and applied in this process: the
+// Router's Apply has seen it.
+type Table interface {
+	Put(ctx context.Context, key string, value []byte) (int64, error)
+	Delete(ctx context.Context, key string) (int64, error)
+}
+
+// Ownership says which agents this instance owns: those of the anomalies
+// partitions it holds in the current generation.
+type Ownership interface {
+	Owns(agentID string) bool
+	Partition(agentID string) int32
+}
+
+// Executor runs commands on the owner: the responder's engine.
+type Executor interface {
+	// Locate returns the agent the command acts on when this instance
+	// holds the state it needs (the incident a click or a verdict names,
+	// the approval request an approve click answers; a run names its
+	// agent). ok false: this instance cannot run it.
+	Locate(ctx context.Context, c Command) (agentID string, ok bool)
+	// Execute runs the command and returns what the receiving instance
+	// needs to answer (a run's result), or the error it would have
+	// answered with.
+	Execute(ctx context.Context, c Command) (json.RawMessage, error)
+}
+
+// Defaults of Options.
+const (
+	DefaultTTL       = 15 * time.Minute
+	DefaultRetention = time.Hour
+	DefaultSweep     = 10 * time.Second
+	// maxRunning bounds the commands executing at once (a run may wait a
+	// minute for its steps); commands are human-paced.
+	maxRunning = 16
+	// maxExec bounds one execution without a deadline from its sender.
+	maxExec = 5 * time.Minute
+)
+
+// ErrPending means the owner had not answered when the wait ended: the
+// command stays in the table and runs when its owner gets to it (or
+// expires after the TTL).
+var ErrPending = errors.New("the instance that owns the agent has not answered yet")
+
+// Options configure New. Table, Owners, Exec and Seen are required.
+type Options struct {
+	Table  Table
+	Owners Ownership
+	Exec   Executor
+	// Seen is the shared handled set: the owner marks a click or a
+	// verdict in it before running it.
+	Seen outbox.Seen
+	// Instance names this process in the commands it writes (its host
+	// name and pid, say); it must differ between instances.
+	Instance string
+	// TTL is how long a command may stay pending before it is dropped;
+	// Retention how long a finished one stays in the table (a retry within
+	// it gets the first outcome without running anything).
+	TTL, Retention time.Duration
+	// Sweep is how often expired and old commands are cleaned up.
+	Sweep   time.Duration
+	Now     func() time.Time
+	Log     *slog.Logger
+	Metrics *Metrics
+}
+
+// Router forwards requests to the instance that owns their agent and runs
+// those this instance owns. It is safe for concurrent use. Apply must be
+// called with every record of the global table under Prefix, in offset
+// order (the table's apply); OnAssigned and OnRevoked by the anomalies
+// consumer at each generation; Run runs the execution loop.
+type Router struct {
+	o Options
+
+	mu      sync.Mutex
+	cmds    map[string]*Command
+	waiters map[string][]chan Command
+	ready   map[int32]bool
+	running map[string]bool
+	wake    chan struct{}
+}
+
+// New returns a Router. It runs nothing until Run.
+func New(o Options) (*Router, error) {
+	if o.Table == nil || o.Owners == nil || o.Exec == nil || o.Seen == nil {
+		return nil, errors.New("route: Table, Owners, Exec and Seen are required")
+	}
+	if o.Instance == "" {
+		return nil, errors.New("route: Instance is required: it tells the instances' commands apart")
+	}
+	if o.TTL <= 0 {
+		o.TTL = DefaultTTL
+	}
+	if o.Retention <= 0 {
+		o.Retention = DefaultRetention
+	}
+	if o.Sweep <= 0 {
+		o.Sweep = DefaultSweep
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Router{o: o, cmds: map[string]*Command{}, waiters: map[string][]chan Command{},
+		ready: map[int32]bool{}, running: map[string]bool{}, wake: make(chan struct{}, 1)}, nil
+}
+
+// Apply takes one record of the global table (key with Prefix; nil value:
+// deleted). It never blocks on the table: it is called from its apply.
+func (r *Router) Apply(key string, value []byte) {
+	id, ok := strings.CutPrefix(key, Prefix)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(value) == 0 {
+		delete(r.cmds, id)
+		r.o.Metrics.pending(r.countPending())
+		return
+	}
+	var c Command
+	if err := json.Unmarshal(value, &c); err != nil {
+		r.o.Metrics.count("unknown", "undecodable")
+		r.o.Log.Warn("undecodable command in the global table; ignored", "key", key, "err", err)
+		return
+	}
+	if c.ID != id {
+		r.o.Metrics.count(c.Kind, "undecodable")
+		r.o.Log.Warn("command whose id is not its key; ignored", "key", key, "id", c.ID)
+		return
+	}
+	if old := r.cmds[id]; old != nil && old.Final() && !c.Final() {
+		// A retry written by an instance that had not seen the outcome
+		// yet: the outcome stands (and a later restart dedupes it again
+		// through the handled set).
+		return
+	}
+	r.cmds[id] = &c
+	if c.Final() {
+		for _, w := range r.waiters[id] {
+			w <- c // buffered, one value each
+		}
+		delete(r.waiters, id)
+	} else {
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	}
+	r.o.Metrics.pending(r.countPending())
+}
+
+func (r *Router) countPending() int {
+	n := 0
+	for _, c := range r.cmds {
+		if !c.Final() {
+			n++
+		}
+	}
+	return n
+}
+
+// OnAssigned tells the Router that this instance now owns ps and has
+// restored their state: their pending commands run now.
+func (r *Router) OnAssigned(ps []int32) {
+	r.mu.Lock()
+	for _, p := range ps {
+		r.ready[p] = true
+	}
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// OnRevoked tells the Router that ps are no longer this instance's: their
+// commands are not started here any more.
+func (r *Router) OnRevoked(ps []int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range ps {
+		delete(r.ready, p)
+	}
+}
+
+// Local reports whether c can run here, now: this instance holds the state
+// it names and owns the agent, in a partition whose state is restored.
+func (r *Router) Local(ctx context.Context, c Command) bool {
+	agent, ok := r.o.Exec.Locate(ctx, c)
+	if !ok || !r.o.Owners.Owns(agent) {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ready[r.o.Owners.Partition(agent)]
+}
+
+// Forward writes c to the global table for its owner and waits for the
+// outcome until ctx ends, then returns ErrPending with c as written. When
+// the table already holds an outcome under c.ID (a retry of a request that
+// was answered), Forward returns it with earlier true and writes nothing;
+// when it holds c pending, Forward waits for it without writing again.
+func (r *Router) Forward(ctx context.Context, c Command) (got Command, earlier bool, err error) {
+	if err := c.validate(); err != nil {
+		return c, false, fmt.Errorf("forward command: %w", err)
+	}
+	now := r.o.Now()
+	c.From, c.AtMs, c.State = r.o.Instance, now.UnixMilli(), StatePending
+	c.By, c.DoneMs, c.Error, c.ErrorKind, c.Result = "", 0, "", "", nil
+	if dl, ok := ctx.Deadline(); ok {
+		c.DeadlineMs = dl.UnixMilli()
+	}
+	ch := make(chan Command, 1)
+	r.mu.Lock()
+	old := r.cmds[c.ID]
+	if old != nil && old.Final() {
+		r.mu.Unlock()
+		r.o.Metrics.count(c.Kind, "answered_before")
+		return *old, true, nil
+	}
+	r.waiters[c.ID] = append(r.waiters[c.ID], ch)
+	r.mu.Unlock()
+	if old == nil {
+		b, err := json.Marshal(c)
+		if err != nil {
+			r.dropWaiter(c.ID, ch)
+			return c, false, fmt.Errorf("encode command %s: %w", c.ID, err)
+		}
+		if _, err := r.o.Table.Put(ctx, Prefix+c.ID, b); err != nil {
+			r.dropWaiter(c.ID, ch)
+			r.o.Metrics.count(c.Kind, "forward_error")
+			return c, false, fmt.Errorf("write command %s to the global table: %w", c.ID, err)
+		}
+		r.o.Metrics.count(c.Kind, "forwarded")
+	} else {
+		c = *old
+	}
+	select {
+	case got := <-ch:
+		return got, false, nil
+	case <-ctx.Done():
+		r.dropWaiter(c.ID, ch)
+		r.o.Metrics.count(c.Kind, "wait_ended")
+		return c, false, ErrPending
+	}
+}
+
+func (r *Router) dropWaiter(id string, ch chan Command) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ws := r.waiters[id]
+	for i, w := range ws {
+		if w == ch {
+			ws = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(r.waiters, id)
+	} else {
+		r.waiters[id] = ws
+	}
+}
+
+// Get returns the command id as this instance last saw it.
+func (r *Router) Get(id string) (Command, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.cmds[id]
+	if !ok {
+		return Command{}, false
+	}
+	return *c, true
+}
+
+// Run executes the pending commands this instance owns, as they arrive and
+// when partitions are assigned, and cleans up old commands, until ctx
+// ends; it then waits for the executions it started.
+func (r *Router) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, maxRunning)
+	sweep := time.NewTicker(r.o.Sweep)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.wake:
+		case <-sweep.C:
+			r.sweep(ctx)
+		}
+		for _, c := range r.runnable(ctx) {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				r.release(c.ID)
+				return nil
+			}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				r.execute(ctx, c)
+			})
+		}
+	}
+}
+
+// runnable returns the pending commands this instance should run now and
+// marks them running.
+func (r *Router) runnable(ctx context.Context) []Command {
+	r.mu.Lock()
+	var cand []Command
+	for id, c := range r.cmds {
+		if !c.Final() && !r.running[id] {
+			cand = append(cand, *c)
+		}
+	}
+	r.mu.Unlock()
+	var out []Command
+	for _, c := range cand {
+		if !r.Local(ctx, c) {
+			continue
+		}
+		r.mu.Lock()
+		cur := r.cmds[c.ID]
+		if cur == nil || cur.Final() || r.running[c.ID] {
+			r.mu.Unlock()
+			continue
+		}
+		r.running[c.ID] = true
+		r.mu.Unlock()
+		out = append(out, c)
+	}
+	return out
+}
+
+func (r *Router) release(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.running, id)
+}
+
+// execute runs c once: it marks it handled first (clicks and verdicts),
+// so a second copy, or the same click run by the owner's own handler,
+// finds the mark and runs nothing. A crash between the mark and the
+// action loses the click, as it does on one instance; the analyst saw no
+// confirmation and clicks again.
+func (r *Router) execute(ctx context.Context, c Command) {
+	defer r.release(c.ID)
+	log := r.o.Log.With("command", c.ID, "kind", c.Kind, "from", c.From)
+	if key := c.dedupKey(); key != "" {
+		first, err := r.o.Seen.MarkHandled(ctx, key)
+		if err != nil {
+			// Still pending: the next wake or sweep tries again.
+			r.o.Metrics.count(c.Kind, "dedup_error")
+			log.Warn("cannot mark the command handled; it is retried", "err", err)
+			return
+		}
+		if !first {
+			r.o.Metrics.count(c.Kind, "duplicate")
+			log.Info("command already handled here; nothing runs (a retry)")
+			r.finish(ctx, c, StateDuplicate, nil, nil)
+			return
+		}
+	}
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.execTimeout(c))
+	res, err := r.o.Exec.Execute(ectx, c)
+	cancel()
+	if err != nil {
+		r.o.Metrics.count(c.Kind, "failed")
+		log.Warn("command failed", "err", err)
+		r.finish(ctx, c, StateFailed, nil, err)
+		return
+	}
+	r.o.Metrics.count(c.Kind, "executed")
+	log.Info("command run for another instance")
+	r.finish(ctx, c, StateDone, res, nil)
+}
+
+// execTimeout ends a run a little before its sender stops waiting, so the
+// outcome (with the steps still running reported pending) reaches it.
+func (r *Router) execTimeout(c Command) time.Duration {
+	if c.DeadlineMs == 0 {
+		return maxExec
+	}
+	d := time.UnixMilli(c.DeadlineMs).Sub(r.o.Now()) - time.Second
+	return min(max(d, time.Second), maxExec)
+}
+
+// finish writes c's outcome. The action has run (or was a duplicate), so
+// a failure to write only costs the waiting instance its answer: retried
+// a few times, then logged.
+func (r *Router) finish(ctx context.Context, c Command, state string, res json.RawMessage, err error) {
+	c.State, c.By, c.DoneMs, c.Result = state, r.o.Instance, r.o.Now().UnixMilli(), res
+	if err != nil {
+		c.Error, c.ErrorKind = err.Error(), errKind(err)
+	}
+	b, merr := json.Marshal(c)
+	if merr != nil {
+		r.o.Log.Error("encode command outcome", "command", c.ID, "err", merr)
+		return
+	}
+	wctx := context.WithoutCancel(ctx)
+	var perr error
+	for attempt := range 3 {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+		}
+		if _, perr = r.o.Table.Put(wctx, Prefix+c.ID, b); perr == nil {
+			return
+		}
+	}
+	r.o.Log.Error("cannot write the command's outcome to the global table; the instance that received it stops waiting without it",
+		"command", c.ID, "state", state, "err", perr)
+}
+
+func errKind(err error) string {
+	switch {
+	case errors.Is(err, slackui.ErrNotAllowed):
+		return ErrKindNotAllowed
+	case errors.Is(err, respapi.ErrNotFound):
+		return ErrKindNotFound
+	case errors.Is(err, respapi.ErrBadRequest):
+		return ErrKindBadRequest
+	case errors.Is(err, playbooks.ErrUnknownPlaybook):
+		return ErrKindPlaybook
+	}
+	return ""
+}
+
+// sweep expires the commands nobody ran within the TTL and deletes the
+// finished ones after the retention. The instance responsible (the
+// receiver for an expiry, the writer of the outcome for a delete) does it
+// at once; any instance does it after twice as long, so that a command
+// whose responsible instance is gone does not stay forever.
+func (r *Router) sweep(ctx context.Context) {
+	now := r.o.Now()
+	var expire, del []Command
+	r.mu.Lock()
+	for id, c := range r.cmds {
+		switch {
+		case !c.Final() && !r.running[id]:
+			age := now.Sub(c.at())
+			if (c.From == r.o.Instance && age > r.o.TTL) || age > 2*r.o.TTL {
+				expire = append(expire, *c)
+			}
+		case c.Final():
+			age := now.Sub(time.UnixMilli(c.DoneMs))
+			if (c.By == r.o.Instance && age > r.o.Retention) || age > 2*r.o.Retention {
+				del = append(del, *c)
+			}
+		}
+	}
+	r.mu.Unlock()
+	for _, c := range expire {
+		r.o.Metrics.count(c.Kind, "expired")
+		r.o.Log.Warn("command expired: no instance ran it in time", "command", c.ID, "kind", c.Kind, "from", c.From, "ttl", r.o.TTL)
+		r.finish(ctx, c, StateExpired, nil, nil)
+	}
+	for _, c := range del {
+		if _, err := r.o.Table.Delete(ctx, Prefix+c.ID); err != nil {
+			r.o.Log.Warn("cannot delete an old command; the next sweep tries again", "command", c.ID, "err", err)
+		}
+	}
+}
