@@ -132,16 +132,13 @@ func (e *remoteError) Unwrap() error { return e.kind }
 // click uses the key the interaction handler marks ("click:" and the
 // click's key), so a click the owner received itself and a forwarded
 // retry of it are one. A run is idempotent by its decision id (the engine
-// finds its steps already queued), so marking it would only risk losing it
-// to a crash between the mark and the run.
+// finds its steps already queued) and a verdict by its silence and verdict
+// ids, as when they run on the instance that received them; marking them
+// would only turn a caller's retry after a failure into a duplicate that
+// runs nothing.
 func (c Command) dedupKey() string {
-	switch c.Kind {
-	case KindClick:
-		if c.Click != nil {
-			return "click:" + c.Click.Key
-		}
-	case KindFalsePositive:
-		return "cmd:" + c.ID
+	if c.Kind == KindClick && c.Click != nil {
+		return "click:" + c.Click.Key
 	}
 	return ""
 }

@@ -77,14 +77,10 @@ const (
 // expires after the TTL).
 var ErrPending = errors.New("the instance that owns the agent has not answered yet")
 
-// Options configure New. Table, Owners, Exec and Seen are required.
+var errUnbound = errors.New("route: Bind was not called")
+
+// Options configure New. Instance is required.
 type Options struct {
-	Table  Table
-	Owners Ownership
-	Exec   Executor
-	// Seen is the shared handled set: the owner marks a click or a
-	// verdict in it before running it.
-	Seen outbox.Seen
 	// Instance names this process in the commands it writes (its host
 	// name and pid, say); it must differ between instances.
 	Instance string
@@ -99,13 +95,28 @@ type Options struct {
 	Metrics *Metrics
 }
 
+// Deps are what a Router routes and runs commands with; Bind gives them.
+// They come later than the Router itself: the global table needs the
+// Router's Apply when it opens (it applies what it reads), and the
+// executor is the engine the table's user builds after.
+type Deps struct {
+	Table  Table
+	Owners Ownership
+	Exec   Executor
+	// Seen is the shared handled set: the owner marks a click in it
+	// before running it.
+	Seen outbox.Seen
+}
+
 // Router forwards requests to the instance that owns their agent and runs
 // those this instance owns. It is safe for concurrent use. Apply must be
 // called with every record of the global table under Prefix, in offset
-// order (the table's apply); OnAssigned and OnRevoked by the anomalies
+// order (the table's apply), from before Bind on; Bind must be called once,
+// before Local, Forward and Run; OnAssigned and OnRevoked by the anomalies
 // consumer at each generation; Run runs the execution loop.
 type Router struct {
 	o Options
+	d Deps
 
 	mu      sync.Mutex
 	cmds    map[string]*Command
@@ -115,11 +126,9 @@ type Router struct {
 	wake    chan struct{}
 }
 
-// New returns a Router. It runs nothing until Run.
+// New returns a Router that keeps what Apply gives it. It routes and runs
+// nothing before Bind and Run.
 func New(o Options) (*Router, error) {
-	if o.Table == nil || o.Owners == nil || o.Exec == nil || o.Seen == nil {
-		return nil, errors.New("route: Table, Owners, Exec and Seen are required")
-	}
 	if o.Instance == "" {
 		return nil, errors.New("route: Instance is required: it tells the instances' commands apart")
 	}
@@ -140,6 +149,16 @@ func New(o Options) (*Router, error) {
 	}
 	return &Router{o: o, cmds: map[string]*Command{}, waiters: map[string][]chan Command{},
 		ready: map[int32]bool{}, running: map[string]bool{}, wake: make(chan struct{}, 1)}, nil
+}
+
+// Bind gives the Router what it routes and runs commands with. Call it
+// once, before Local, Forward and Run.
+func (r *Router) Bind(d Deps) error {
+	if d.Table == nil || d.Owners == nil || d.Exec == nil || d.Seen == nil {
+		return errors.New("route: Table, Owners, Exec and Seen are required")
+	}
+	r.d = d
+	return nil
 }
 
 // Apply takes one record of the global table (key with Prefix; nil value:
@@ -225,13 +244,16 @@ func (r *Router) OnRevoked(ps []int32) {
 // Local reports whether c can run here, now: this instance holds the state
 // it names and owns the agent, in a partition whose state is restored.
 func (r *Router) Local(ctx context.Context, c Command) bool {
-	agent, ok := r.o.Exec.Locate(ctx, c)
-	if !ok || !r.o.Owners.Owns(agent) {
+	if r.d.Exec == nil {
+		return false
+	}
+	agent, ok := r.d.Exec.Locate(ctx, c)
+	if !ok || !r.d.Owners.Owns(agent) {
 		return false
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.ready[r.o.Owners.Partition(agent)]
+	return r.ready[r.d.Owners.Partition(agent)]
 }
 
 // Forward writes c to the global table for its owner and waits for the
@@ -242,6 +264,9 @@ func (r *Router) Local(ctx context.Context, c Command) bool {
 func (r *Router) Forward(ctx context.Context, c Command) (got Command, earlier bool, err error) {
 	if err := c.validate(); err != nil {
 		return c, false, fmt.Errorf("forward command: %w", err)
+	}
+	if r.d.Table == nil {
+		return c, false, errUnbound
 	}
 	now := r.o.Now()
 	c.From, c.AtMs, c.State = r.o.Instance, now.UnixMilli(), StatePending
@@ -265,7 +290,7 @@ func (r *Router) Forward(ctx context.Context, c Command) (got Command, earlier b
 			r.dropWaiter(c.ID, ch)
 			return c, false, fmt.Errorf("encode command %s: %w", c.ID, err)
 		}
-		if _, err := r.o.Table.Put(ctx, Prefix+c.ID, b); err != nil {
+		if _, err := r.d.Table.Put(ctx, Prefix+c.ID, b); err != nil {
 			r.dropWaiter(c.ID, ch)
 			r.o.Metrics.count(c.Kind, "forward_error")
 			return c, false, fmt.Errorf("write command %s to the global table: %w", c.ID, err)
@@ -316,6 +341,9 @@ func (r *Router) Get(id string) (Command, bool) {
 // when partitions are assigned, and cleans up old commands, until ctx
 // ends; it then waits for the executions it started.
 func (r *Router) Run(ctx context.Context) error {
+	if r.d.Table == nil {
+		return errUnbound
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	sem := make(chan struct{}, maxRunning)
@@ -388,7 +416,7 @@ func (r *Router) execute(ctx context.Context, c Command) {
 	defer r.release(c.ID)
 	log := r.o.Log.With("command", c.ID, "kind", c.Kind, "from", c.From)
 	if key := c.dedupKey(); key != "" {
-		first, err := r.o.Seen.MarkHandled(ctx, key)
+		first, err := r.d.Seen.MarkHandled(ctx, key)
 		if err != nil {
 			// Still pending: the next wake or sweep tries again.
 			r.o.Metrics.count(c.Kind, "dedup_error")
@@ -403,7 +431,7 @@ func (r *Router) execute(ctx context.Context, c Command) {
 		}
 	}
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.execTimeout(c))
-	res, err := r.o.Exec.Execute(ectx, c)
+	res, err := r.d.Exec.Execute(ectx, c)
 	cancel()
 	if err != nil {
 		r.o.Metrics.count(c.Kind, "failed")
@@ -445,7 +473,7 @@ func (r *Router) finish(ctx context.Context, c Command, state string, res json.R
 		if attempt > 0 {
 			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
 		}
-		if _, perr = r.o.Table.Put(wctx, Prefix+c.ID, b); perr == nil {
+		if _, perr = r.d.Table.Put(wctx, Prefix+c.ID, b); perr == nil {
 			return
 		}
 	}
@@ -497,7 +525,7 @@ func (r *Router) sweep(ctx context.Context) {
 		r.finish(ctx, c, StateExpired, nil, nil)
 	}
 	for _, c := range del {
-		if _, err := r.o.Table.Delete(ctx, Prefix+c.ID); err != nil {
+		if _, err := r.d.Table.Delete(ctx, Prefix+c.ID); err != nil {
 			r.o.Log.Warn("cannot delete an old command; the next sweep tries again", "command", c.ID, "err", err)
 		}
 	}

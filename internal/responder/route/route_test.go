@@ -157,9 +157,11 @@ func newCluster(t *testing.T, run ...string) *cluster {
 		seen: &seenSet{keys: map[string]bool{}}, routers: map[string]*Router{}, engines: map[string]*engine{}, now: time.Now}
 	for _, inst := range []string{"a", "b", "c"} {
 		e := &engine{incidents: map[string]string{}, ran: map[string]int{}}
-		r, err := New(Options{Table: cl.table, Owners: ownership{cl.owners, inst}, Exec: e, Seen: cl.seen, Instance: inst,
-			Now: func() time.Time { return cl.now() }, Sweep: time.Hour})
+		r, err := New(Options{Instance: inst, Now: func() time.Time { return cl.now() }, Sweep: time.Hour})
 		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Bind(Deps{Table: cl.table, Owners: ownership{cl.owners, inst}, Exec: e, Seen: cl.seen}); err != nil {
 			t.Fatal(err)
 		}
 		cl.table.subs = append(cl.table.subs, r)
@@ -483,7 +485,7 @@ func TestDedupErrorLeavesTheCommandPending(t *testing.T) {
 	a := cl.routers["a"]
 	// The sweep retries a command whose mark failed; the test's sweep
 	// runs hourly, so the failure itself wakes a a moment later.
-	a.o.Seen = &flakySeen{seenSet: cl.seen, fail: 1, after: func() { time.Sleep(20 * time.Millisecond); a.OnAssigned(nil) }}
+	a.d.Seen = &flakySeen{seenSet: cl.seen, fail: 1, after: func() { time.Sleep(20 * time.Millisecond); a.OnAssigned(nil) }}
 	cl.start("a")
 	got, _, err := cl.routers["b"].Forward(wait(t), click("k10"))
 	if err != nil || got.State != StateDone {
