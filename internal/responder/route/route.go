@@ -70,6 +70,9 @@ const (
 	maxRunning = 16
 	// maxExec bounds one execution without a deadline from its sender.
 	maxExec = 5 * time.Minute
+	// takeOverRetry is how soon a command of a partition being taken
+	// over is looked at again.
+	takeOverRetry = 100 * time.Millisecond
 )
 
 // ErrPending means the owner had not answered when the wait ended: the
@@ -122,7 +125,8 @@ type Router struct {
 	cmds    map[string]*Command
 	waiters map[string][]chan Command
 	ready   map[int32]bool
-	running map[string]bool
+	running map[string]int32 // command id → its partition, while it executes
+	idle    chan struct{}    // closed and replaced when an execution ends
 	wake    chan struct{}
 }
 
@@ -148,7 +152,7 @@ func New(o Options) (*Router, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	return &Router{o: o, cmds: map[string]*Command{}, waiters: map[string][]chan Command{},
-		ready: map[int32]bool{}, running: map[string]bool{}, wake: make(chan struct{}, 1)}, nil
+		ready: map[int32]bool{}, running: map[string]int32{}, idle: make(chan struct{}), wake: make(chan struct{}, 1)}, nil
 }
 
 // Bind gives the Router what it routes and runs commands with. Call it
@@ -225,10 +229,7 @@ func (r *Router) OnAssigned(ps []int32) {
 		r.ready[p] = true
 	}
 	r.mu.Unlock()
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
+	r.poke()
 }
 
 // OnRevoked tells the Router that ps are no longer this instance's: their
@@ -241,19 +242,64 @@ func (r *Router) OnRevoked(ps []int32) {
 	}
 }
 
+// Drain waits until no command of partition p is executing here, or ctx
+// ends. Call it after OnRevoked, before the partition's state is dropped.
+func (r *Router) Drain(ctx context.Context, p int32) error {
+	for {
+		r.mu.Lock()
+		busy := false
+		for _, rp := range r.running {
+			busy = busy || rp == p
+		}
+		idle := r.idle
+		r.mu.Unlock()
+		if !busy {
+			return nil
+		}
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return fmt.Errorf("commands of partition %d still running: %w", p, ctx.Err())
+		}
+	}
+}
+
 // Local reports whether c can run here, now: this instance holds the state
 // it names and owns the agent, in a partition whose state is restored.
 func (r *Router) Local(ctx context.Context, c Command) bool {
+	_, w := r.where(ctx, c)
+	return w == here
+}
+
+// Where a command can run, as this instance sees it.
+const (
+	elsewhere = iota
+	here
+	// soon: this instance holds the state and is taking the partition
+	// over (restored but not yet marked owned, or the reverse).
+	soon
+)
+
+func (r *Router) where(ctx context.Context, c Command) (int32, int) {
 	if r.d.Exec == nil {
-		return false
+		return 0, elsewhere
 	}
 	agent, ok := r.d.Exec.Locate(ctx, c)
-	if !ok || !r.d.Owners.Owns(agent) {
-		return false
+	if !ok {
+		return 0, elsewhere
 	}
+	p := r.d.Owners.Partition(agent)
+	owns := r.d.Owners.Owns(agent)
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.ready[r.d.Owners.Partition(agent)]
+	ready := r.ready[p]
+	r.mu.Unlock()
+	switch {
+	case owns && ready:
+		return p, here
+	case owns || ready:
+		return p, soon
+	}
+	return p, elsewhere
 }
 
 // Forward writes c to the global table for its owner and waits for the
@@ -357,7 +403,14 @@ func (r *Router) Run(ctx context.Context) error {
 		case <-sweep.C:
 			r.sweep(ctx)
 		}
-		for _, c := range r.runnable(ctx) {
+		cmds, soonish := r.runnable(ctx)
+		if soonish {
+			// A partition is being taken over (its state is restored a
+			// moment before the group marks it owned): look again shortly
+			// rather than at the next sweep.
+			time.AfterFunc(takeOverRetry, r.poke)
+		}
+		for _, c := range cmds {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -373,38 +426,56 @@ func (r *Router) Run(ctx context.Context) error {
 }
 
 // runnable returns the pending commands this instance should run now and
-// marks them running.
-func (r *Router) runnable(ctx context.Context) []Command {
+// marks them running. soonish says some may be runnable in a moment: this
+// instance is in the middle of taking their partition over.
+func (r *Router) runnable(ctx context.Context) (out []Command, soonish bool) {
 	r.mu.Lock()
 	var cand []Command
 	for id, c := range r.cmds {
-		if !c.Final() && !r.running[id] {
+		if !c.Final() && !isRunning(r.running, id) {
 			cand = append(cand, *c)
 		}
 	}
 	r.mu.Unlock()
-	var out []Command
 	for _, c := range cand {
-		if !r.Local(ctx, c) {
+		p, w := r.where(ctx, c)
+		if w == soon {
+			soonish = true
+		}
+		if w != here {
 			continue
 		}
 		r.mu.Lock()
 		cur := r.cmds[c.ID]
-		if cur == nil || cur.Final() || r.running[c.ID] {
+		if cur == nil || cur.Final() || isRunning(r.running, c.ID) {
 			r.mu.Unlock()
 			continue
 		}
-		r.running[c.ID] = true
+		r.running[c.ID] = p
 		r.mu.Unlock()
 		out = append(out, c)
 	}
-	return out
+	return out, soonish
 }
 
 func (r *Router) release(id string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.running, id)
+	close(r.idle)
+	r.idle = make(chan struct{})
+}
+
+func isRunning(m map[string]int32, id string) bool {
+	_, ok := m[id]
+	return ok
+}
+
+func (r *Router) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
 }
 
 // execute runs c once: it marks it handled first (clicks and verdicts),
@@ -506,7 +577,7 @@ func (r *Router) sweep(ctx context.Context) {
 	r.mu.Lock()
 	for id, c := range r.cmds {
 		switch {
-		case !c.Final() && !r.running[id]:
+		case !c.Final() && !isRunning(r.running, id):
 			age := now.Sub(c.at())
 			if (c.From == r.o.Instance && age > r.o.TTL) || age > 2*r.o.TTL {
 				expire = append(expire, *c)
@@ -529,4 +600,31 @@ func (r *Router) sweep(ctx context.Context) {
 			r.o.Log.Warn("cannot delete an old command; the next sweep tries again", "command", c.ID, "err", err)
 		}
 	}
+}
+
+// Part adapts a Router to the per-partition state owner of the distributed
+// responder (partstate.Owner's Part), which restores a partition's state
+// before it activates the partition and revokes it before dropping the
+// state: Activate runs the partition's pending commands, Revoke stops
+// starting them and waits for those executing. Add it to the owner before
+// the outbox, so that commands end before the outbox is drained.
+type Part struct{ R *Router }
+
+// PartPrefix is Part's changelog key prefix. No record has it: commands
+// live in the global table, not in the partition's changelog.
+const PartPrefix = "route:none/"
+
+// Prefix implements partstate.Part.
+func (Part) Prefix() string { return PartPrefix }
+
+// Load implements partstate.Part; there is nothing to load.
+func (Part) Load(int32, string, []byte) error { return nil }
+
+// Activate implements partstate.Part.
+func (pt Part) Activate(p int32) { pt.R.OnAssigned([]int32{p}) }
+
+// Revoke implements partstate.Part.
+func (pt Part) Revoke(ctx context.Context, p int32) error {
+	pt.R.OnRevoked([]int32{p})
+	return pt.R.Drain(ctx, p)
 }

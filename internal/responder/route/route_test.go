@@ -102,6 +102,7 @@ type engine struct {
 	ran       map[string]int    // command id → executions
 	err       error
 	block     chan struct{} // when set, Execute waits for it
+	started   chan string   // when set, Execute sends the id first
 }
 
 func (e *engine) Locate(_ context.Context, c Command) (string, bool) {
@@ -121,6 +122,9 @@ func (e *engine) Locate(_ context.Context, c Command) (string, bool) {
 }
 
 func (e *engine) Execute(_ context.Context, c Command) (json.RawMessage, error) {
+	if e.started != nil {
+		e.started <- c.ID
+	}
 	if e.block != nil {
 		<-e.block
 	}
@@ -513,4 +517,78 @@ func (f *flakySeen) MarkHandled(ctx context.Context, id string) (bool, error) {
 	}
 	f.mu.Unlock()
 	return f.seenSet.MarkHandled(ctx, id)
+}
+
+// The group marks a partition owned a moment after its state is restored
+// and activated: the pending command runs as soon as both hold, not at the
+// next sweep (an hour in these tests).
+func TestTakeOverRunsPendingCommandWithoutWaitingForTheSweep(t *testing.T) {
+	cl := newCluster(t, "c")
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	c := click("k11")
+	cl.owners.set("agent-1", "nobody")
+	if _, _, err := cl.routers["b"].Forward(ctx, c); !errors.Is(err, ErrPending) {
+		t.Fatal(err)
+	}
+	cl.engines["c"].mu.Lock()
+	cl.engines["c"].incidents["inc-1"] = "agent-1"
+	cl.engines["c"].mu.Unlock()
+	Part{cl.routers["c"]}.Activate(1) // restored, not yet owned
+	time.Sleep(30 * time.Millisecond)
+	if n := cl.total(c.ID); n != 0 {
+		t.Fatalf("ran %d times before the partition was owned", n)
+	}
+	cl.owners.set("agent-1", "c")
+	deadline := time.Now().Add(5 * time.Second)
+	for cl.total(c.ID) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the pending command did not run once the partition was owned")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Revoking a partition stops new commands of it and waits for the one
+// executing, so its state is not dropped under it.
+func TestPartRevokeWaitsForRunningCommand(t *testing.T) {
+	cl := newCluster(t, "a")
+	block := make(chan struct{})
+	cl.engines["a"].block, cl.engines["a"].started = block, make(chan string, 1)
+	c := click("k12")
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, _, err := cl.routers["b"].Forward(ctx, c); !errors.Is(err, ErrPending) {
+		t.Fatal(err)
+	}
+	<-cl.engines["a"].started
+	revoked := make(chan error, 1)
+	go func() { revoked <- Part{cl.routers["a"]}.Revoke(context.Background(), 1) }()
+	select {
+	case err := <-revoked:
+		t.Fatalf("Revoke returned (%v) while the command was executing", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(block)
+	if err := <-revoked; err != nil {
+		t.Fatal(err)
+	}
+	if cl.routers["a"].Local(context.Background(), click("k13")) {
+		t.Fatal("a still runs commands of a revoked partition")
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel2()
+	cl.routers["a"].mu.Lock()
+	cl.routers["a"].running["stuck"] = 1
+	cl.routers["a"].mu.Unlock()
+	if err := cl.routers["a"].Drain(short, 1); err == nil {
+		t.Fatal("Drain returned nil with a command still running and its context ended")
+	}
+	var pt interface {
+		Prefix() string
+		Load(int32, string, []byte) error
+	} = Part{}
+	if pt.Prefix() != PartPrefix || pt.Load(0, "x", nil) != nil {
+		t.Fatal("Part's changelog side is not empty")
+	}
 }
