@@ -296,6 +296,16 @@ func TestRetryOfAnsweredRequestGetsTheFirstOutcome(t *testing.T) {
 	if _, _, err := cl.routers["b"].Forward(wait(t), c); err != nil {
 		t.Fatal(err)
 	}
+	// The table reaches each instance in its own time: the retry comes
+	// once the outcome has reached c.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if got, _ := cl.routers["c"].Get(c.ID); got.Final() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the outcome did not reach c")
+		}
+	}
 	got, earlier, err := cl.routers["c"].Forward(wait(t), c)
 	if err != nil || !earlier || got.State != StateDone || got.By != "a" {
 		t.Fatalf("retry: %+v earlier=%v err=%v; want a's done outcome, earlier, nothing written", got, earlier, err)
