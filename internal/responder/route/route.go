@@ -22,10 +22,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/agentwatch/agentwatch/internal/platform/kstate"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/respapi"
 	"github.com/agentwatch/agentwatch/internal/responder/slackui"
@@ -627,4 +630,21 @@ func (pt Part) Activate(p int32) { pt.R.OnAssigned([]int32{p}) }
 func (pt Part) Revoke(ctx context.Context, p int32) error {
 	pt.R.OnRevoked([]int32{p})
 	return pt.R.Drain(ctx, p)
+}
+
+// Register has m hand the Router the global table's commands (keys under
+// Prefix). Call it before the table is opened: its first read applies
+// the commands still in it.
+func (r *Router) Register(m *kstate.Mux) {
+	m.Handle(Prefix, func(rec kstate.Record) { r.Apply(rec.Key, rec.Value) })
+}
+
+// DefaultInstance names this process for Options.Instance: host name and
+// process id, unique among the instances of a deployment.
+func DefaultInstance() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown-host"
+	}
+	return host + "/" + strconv.Itoa(os.Getpid())
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwatch/agentwatch/internal/platform/kstate"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/respapi"
 	"github.com/agentwatch/agentwatch/internal/responder/slackui"
@@ -600,5 +601,33 @@ func TestPartRevokeWaitsForRunningCommand(t *testing.T) {
 	} = Part{}
 	if pt.Prefix() != PartPrefix || pt.Load(0, "x", nil) != nil {
 		t.Fatal("Part's changelog side is not empty")
+	}
+}
+
+func TestRegisterHandsTheMuxCommandsOnly(t *testing.T) {
+	r, err := New(Options{Instance: DefaultInstance()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := kstate.NewMux()
+	r.Register(m)
+	c := click("k14")
+	b, _ := json.Marshal(c)
+	m.Apply(kstate.Record{Key: Prefix + c.ID, Value: b})
+	if got, ok := r.Get(c.ID); !ok || got.Click == nil || got.Click.Key != c.Click.Key {
+		t.Fatalf("the command did not reach the Router through the Mux: %+v %v", got, ok)
+	}
+	m.Apply(kstate.Record{Key: Prefix + c.ID})
+	if _, ok := r.Get(c.ID); ok {
+		t.Fatal("a tombstone did not delete the command")
+	}
+	if _, err := New(Options{}); err == nil {
+		t.Fatal("New without an instance name")
+	}
+	if err := r.Bind(Deps{}); err == nil {
+		t.Fatal("Bind without its dependencies")
+	}
+	if err := r.Run(context.Background()); err == nil {
+		t.Fatal("Run before Bind")
 	}
 }
