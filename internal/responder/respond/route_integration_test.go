@@ -49,13 +49,15 @@ func TestIntegrationApprovalOnOtherInstanceRunsOnce(t *testing.T) {
 	}
 	migrated.Close()
 
-	start := func(name string, o owns) (*rig, *route.Router) {
+	// start runs an instance; stateDir "" gives it a fresh one, else it
+	// is a restart of the instance whose state that is.
+	start := func(name string, o owns, stateDir string) (*rig, *route.Router) {
 		rt, err := route.New(route.Options{Instance: name})
 		if err != nil {
 			t.Fatal(err)
 		}
 		mux := kstate.NewMux()
-		mux.Handle(route.Prefix, func(r kstate.Record) { rt.Apply(r.Key, r.Value) })
+		rt.Register(mux)
 		table, err := kstate.OpenTable(ctx, kstate.Config{Brokers: k.Brokers, Security: sec, Topic: topic}, mux.Apply)
 		if err != nil {
 			t.Fatal(err)
@@ -68,26 +70,34 @@ func TestIntegrationApprovalOnOtherInstanceRunsOnce(t *testing.T) {
 		t.Cleanup(func() { st.Close() })
 		r := newRigWith(t, func(r *rig) {
 			r.deps = func(d *Deps) { d.Router, d.Commands, d.Owners, d.Seen = rt, table, o, chstore.NewSeen(st) }
+			if stateDir != "" {
+				r.cfg.Responder.StateDir = stateDir
+			}
 		})
 		return r, rt
 	}
-	a, ra := start("a", owns{"agent-z": true})
-	b, _ := start("b", owns{})
-	ra.OnAssigned([]int32{0})
+	aOwns := owns{"agent-z": true, "agent-y": true}
+	a, ra := start("a", aOwns, "")
+	b, _ := start("b", owns{}, "")
+	route.Part{R: ra}.Activate(0)
 
-	an := anomaly.Anomaly{V: 1, ID: "z-it", AgentID: "agent-z", CredentialID: "cred-z", Kind: anomaly.ZombieRoute, Severity: "medium", Score: 3,
-		WindowStartMs: 1, WindowEndMs: 60_001}
-	if _, err := a.svc.Engine.Handle(ctx, an); err != nil {
-		t.Fatal(err)
-	}
-	a.settle()
 	codec, _ := slackui.NewActionCodec(testSecret)
-	v, err := codec.Encode(slackui.ActionRef{Kind: slackui.Approve, IncidentID: IncidentID(an), AnomalyID: IncidentID(an) + "-gated-1"})
-	if err != nil {
-		t.Fatal(err)
+	approval := func(id, agent, cred string) string {
+		an := anomaly.Anomaly{V: 1, ID: id, AgentID: agent, CredentialID: cred, Kind: anomaly.ZombieRoute, Severity: "medium", Score: 3,
+			WindowStartMs: 1, WindowEndMs: 60_001}
+		if _, err := a.svc.Engine.Handle(ctx, an); err != nil {
+			t.Fatal(err)
+		}
+		v, err := codec.Encode(slackui.ActionRef{Kind: slackui.Approve, IncidentID: IncidentID(an), AnomalyID: IncidentID(an) + "-gated-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
 	}
-	deliver := func(to *rig, retry int) (int, time.Duration) {
-		q := signed(t, "aw_approve", v, "trig-it", time.Now())
+	v := approval("z-it", "agent-z", "cred-z")
+	a.settle()
+	click := func(to *rig, value, trigger string, retry int) (int, time.Duration) {
+		q := signed(t, "aw_approve", value, trigger, time.Now())
 		if retry > 0 {
 			q.Header.Set("X-Slack-Retry-Num", strconv.Itoa(retry))
 		}
@@ -96,6 +106,7 @@ func TestIntegrationApprovalOnOtherInstanceRunsOnce(t *testing.T) {
 		to.svc.Handler.ServeHTTP(w, q)
 		return w.Code, time.Since(began)
 	}
+	deliver := func(to *rig, retry int) (int, time.Duration) { return click(to, v, "trig-it", retry) }
 
 	// The click on b; it answers only once a has run it (or 2 s passed).
 	if code, took := deliver(b, 0); code != http.StatusOK || took > 3*time.Second {
@@ -140,5 +151,43 @@ func TestIntegrationApprovalOnOtherInstanceRunsOnce(t *testing.T) {
 	key := slackui.DedupKey("T1", "trig-it", "1700000000.1", v)
 	if c, ok := ra.Get(key); !ok || c.From != "b" || c.By != "a" || c.State != route.StateDone {
 		t.Errorf("the click's command as a sees it: %+v (found %v); want received by b, done by a", c, ok)
+	}
+
+	// A second approval request (after the first was answered, so it is
+	// not grouped with it); a stops before its click: b hands the click
+	// on, and answers Slack once its wait is over, the command pending.
+	vy := approval("y-it", "agent-y", "cred-y")
+	a.settle()
+	aDir := a.cfg.Responder.StateDir
+	a.stop()
+	if code, took := click(b, vy, "trig-y", 0); code != http.StatusOK || took > 3*time.Second {
+		t.Fatalf("click on b with no owner running: status %d after %s; want 200 within 3 s", code, took)
+	}
+	if has, _ := os.ReadFile(filepath.Join(aDir, "denylist.txt")); bytes.Contains(has, []byte("cred-y")) {
+		t.Fatal("revoked with no owner running")
+	}
+	// a's successor (the same state, a new process that reads the table
+	// anew) runs the pending click when its partition is activated.
+	a2, ra2 := start("a2", aOwns, aDir)
+	if c, ok := ra2.Get(slackui.DedupKey("T1", "trig-y", "1700000000.1", vy)); !ok || c.Final() {
+		t.Fatalf("the successor's first read of the table: %+v (found %v); want the click pending", c, ok)
+	}
+	route.Part{R: ra2}.Activate(0)
+	deadline := time.Now().Add(30 * time.Second)
+	for auditCount(t, a2, "agent-y", "revoke", audit.ResultOK) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the successor did not run the pending approval")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	a2.settle()
+	if n := auditCount(t, a2, "agent-y", "approve", audit.ResultOK); n != 1 {
+		t.Errorf("approvals of agent-y: %d; want 1", n)
+	}
+	if has, _ := os.ReadFile(filepath.Join(aDir, "denylist.txt")); !bytes.Contains(has, []byte("cred-y")) {
+		t.Errorf("the pending approval's revocation is not in the deny-list:\n%s", has)
+	}
+	if n := auditCount(t, a2, "agent-z", "revoke", audit.ResultOK); n != 1 {
+		t.Errorf("agent-z revoked %d times after the restart; want still 1", n)
 	}
 }
