@@ -193,6 +193,11 @@ func (r *Router) Apply(key string, value []byte) {
 		r.o.Log.Warn("command whose id is not its key; ignored", "key", key, "id", c.ID)
 		return
 	}
+	if err := c.validate(); err != nil && !c.Final() {
+		r.o.Metrics.count(c.Kind, "undecodable")
+		r.o.Log.Warn("command nobody can run; ignored", "key", key, "err", err)
+		return
+	}
 	if old := r.cmds[id]; old != nil && old.Final() && !c.Final() {
 		// A retry written by an instance that had not seen the outcome
 		// yet: the outcome stands (and a later restart dedupes it again
