@@ -130,6 +130,8 @@ func TestIntegrationApprovalOnOtherInstanceRunsOnce(t *testing.T) {
 			t.Errorf("retry %d: status %d; want 200", i+1, c)
 		}
 	}
+	key := slackui.DedupKey("T1", "trig-it", "1700000000.1", v)
+	waitCommand(t, ra, key)
 	a.settle()
 	b.settle()
 
@@ -148,7 +150,6 @@ func TestIntegrationApprovalOnOtherInstanceRunsOnce(t *testing.T) {
 	if has, _ := os.ReadFile(filepath.Join(b.cfg.Responder.StateDir, "denylist.txt")); bytes.Contains(has, []byte("cred-z")) {
 		t.Error("b, which does not own the agent, revoked")
 	}
-	key := slackui.DedupKey("T1", "trig-it", "1700000000.1", v)
 	if c, ok := ra.Get(key); !ok || c.From != "b" || c.By != "a" || c.State != route.StateDone {
 		t.Errorf("the click's command as a sees it: %+v (found %v); want received by b, done by a", c, ok)
 	}

@@ -98,6 +98,22 @@ func twoInstances(t *testing.T, ownedByA ...string) (a, b *rig) {
 	return start("a", o), start("b", owns{})
 }
 
+// waitCommand waits until rt has the outcome of command id: a forwarded
+// click answers Slack after at most 2 s, maybe before the owner ran it.
+func waitCommand(t *testing.T, rt *route.Router, id string) route.Command {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if c, ok := rt.Get(id); ok && c.Final() {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("command %s has no outcome after 20s", id)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func auditCount(t *testing.T, r *rig, agent, action string, res audit.Result) int {
 	t.Helper()
 	recs, err := r.svc.Audit.Query(context.Background(), audit.Filter{AgentID: agent})
@@ -145,12 +161,12 @@ func TestApprovalClickedOnAnotherInstanceRunsOnce(t *testing.T) {
 			t.Fatalf("delivery %d: status %d", i, c)
 		}
 	}
+	key := slackui.DedupKey("T1", "trig-x", "1700000000.1", v)
+	if c := waitCommand(t, b.svc.router, key); c.From != "b" || c.By != "a" || c.State != route.StateDone {
+		t.Fatalf("command of the click as b sees it: %+v; want received by b, done by a", c)
+	}
 	a.settle()
 	b.settle()
-	key := slackui.DedupKey("T1", "trig-x", "1700000000.1", v)
-	if c, ok := b.svc.router.Get(key); !ok || c.From != "b" || c.By != "a" || c.State != route.StateDone {
-		t.Fatalf("command of the click as b sees it: %+v (found %v); want received by b, done by a", c, ok)
-	}
 	if has, _ := os.ReadFile(filepath.Join(a.cfg.Responder.StateDir, "denylist.txt")); !bytes.Contains(has, []byte("cred-z")) {
 		t.Fatalf("the approved revocation did not run on the owner; deny-list:\n%s", has)
 	}
@@ -186,6 +202,9 @@ func TestForwardedClickOfOutsiderIsRefused(t *testing.T) {
 	b.svc.Handler.ServeHTTP(w, signedAs(t, "U0MALLORY", "aw_approve", v, "trig-m", time.Now()))
 	if w.Code != http.StatusOK {
 		t.Fatalf("status %d; want 200 (Slack shows the refusal as an ephemeral message)", w.Code)
+	}
+	if c := waitCommand(t, b.svc.router, slackui.DedupKey("T1", "trig-m", "1700000000.1", v)); c.State != route.StateFailed || c.ErrorKind != route.ErrKindNotAllowed {
+		t.Fatalf("outcome %+v; want failed, not allowed", c)
 	}
 	a.settle()
 	if n := auditCount(t, a, "agent-z", string(slackui.Approve), audit.ResultRefused); n != 1 {
