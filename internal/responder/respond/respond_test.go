@@ -86,9 +86,11 @@ type rig struct {
 	cancel   context.CancelFunc
 	done     chan error
 	cfg      config.Config
-	// playbooks replaces testPlaybooks; now replaces the engine's clock.
+	// playbooks replaces testPlaybooks; now replaces the engine's clock;
+	// deps, when set, changes the Deps Build gets.
 	playbooks string
 	now       func() time.Time
+	deps      func(*Deps)
 }
 
 type memFeedback struct {
@@ -163,8 +165,11 @@ func (r *rig) start() {
 		t.Fatal(err)
 	}
 	env := map[string]string{"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": testSecret}
-	svc, err := Build(r.cfg, Deps{Set: set, Events: r.events, Feedback: r.feedback, Getenv: func(k string) string { return env[k] }, Now: r.now},
-		nil, prometheus.NewRegistry())
+	d := Deps{Set: set, Events: r.events, Feedback: r.feedback, Getenv: func(k string) string { return env[k] }, Now: r.now}
+	if r.deps != nil {
+		r.deps(&d)
+	}
+	svc, err := Build(r.cfg, d, nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
