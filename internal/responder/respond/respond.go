@@ -133,7 +133,8 @@ type Options struct {
 	Now        func() time.Time
 	Metrics    *Metrics
 	// AfterAction, when set, is called after a revocation or quarantine
-	// reached the gateway and before it is recorded: the crash tests
+	// reached the gateway (kind revoke or quarantine), or an alert was
+	// posted (kind notify), and before it is recorded: the crash tests
 	// stop the process there.
 	AfterAction func(kind, key string)
 

@@ -87,11 +87,13 @@ type rig struct {
 	cancel   context.CancelFunc
 	done     chan error
 	cfg      config.Config
-	// playbooks replaces testPlaybooks; now replaces the engine's clock.
+	// playbooks replaces testPlaybooks; now replaces the engine's clock;
+	// deps, when set, changes the Deps Build gets.
 	playbooks string
 	now       func() time.Time
 	// glob, when set, is the distributed mode's global rules.
 	glob *global.Rules
+	deps func(*Deps)
 }
 
 type memFeedback struct {
@@ -166,8 +168,11 @@ func (r *rig) start() {
 		t.Fatal(err)
 	}
 	env := map[string]string{"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": testSecret}
-	svc, err := Build(r.cfg, Deps{Set: set, Events: r.events, Feedback: r.feedback, Getenv: func(k string) string { return env[k] }, Now: r.now, Global: r.glob},
-		nil, prometheus.NewRegistry())
+	d := Deps{Set: set, Events: r.events, Feedback: r.feedback, Getenv: func(k string) string { return env[k] }, Now: r.now, Global: r.glob}
+	if r.deps != nil {
+		r.deps(&d)
+	}
+	svc, err := Build(r.cfg, d, nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

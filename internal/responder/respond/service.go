@@ -27,6 +27,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/playbookcfg"
 	"github.com/agentwatch/agentwatch/internal/responder/respapi"
 	"github.com/agentwatch/agentwatch/internal/responder/revoke"
+	"github.com/agentwatch/agentwatch/internal/responder/route"
 	"github.com/agentwatch/agentwatch/internal/responder/silence"
 	"github.com/agentwatch/agentwatch/internal/responder/slackui"
 	"github.com/agentwatch/agentwatch/pkg/playbooks"
@@ -71,6 +72,17 @@ type Deps struct {
 	// table, shared by every instance; nil keeps them in files under the
 	// state directory. The caller owns it (and the table behind it).
 	Global *global.Rules
+	// Router, Commands and Owners, all set, are for several responders
+	// sharing the anomalies' partitions: a Slack click or an API request
+	// (run-playbook, false positive) for an agent another instance owns
+	// goes to it as a command in the global table (package route). The
+	// caller feeds the Router the table's records under route.Prefix (from
+	// the table's opening on), and its consumer calls the Router's
+	// OnAssigned and OnRevoked; Build binds the engine to it and Run runs
+	// it. Nil: every request runs here (one responder).
+	Router   *route.Router
+	Commands route.Table
+	Owners   route.Ownership
 }
 
 // Service is a built responder: the Engine, the outbox Worker that runs
@@ -91,6 +103,7 @@ type Service struct {
 	// mirror keeps the deny-list file in step with the shared ledger (the
 	// distributed mode); nil otherwise.
 	mirror func(ctx context.Context)
+	router *route.Router
 
 	// Checkpoints signs the evidence chain's head; nil without
 	// responder.evidence.checkpoint_key_file.
@@ -265,9 +278,21 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		s.limiters = append(s.limiters, l)
 		return l
 	}
+	var runner respapi.Runner = e
+	var verdicts respapi.Verdicts = e
+	if d.Router != nil && d.Commands != nil && d.Owners != nil {
+		if err := d.Router.Bind(route.Deps{Table: d.Commands, Owners: d.Owners, Exec: e, Seen: seen}); err != nil {
+			return nil, err
+		}
+		s.router = d.Router
+		runner, verdicts = routedRunner{e, d.Router}, routedVerdicts{e, d.Router}
+	}
 	if secret != "" {
 		ih := slackui.NewInteractionHandler(secret, seenDeduper{seen}, nil, e.OnClick)
 		ih.Log, ih.Metrics, ih.Limit = log, slackMetrics, limiter("slack")
+		if s.router != nil {
+			ih.Route = routeClick(s.router)
+		}
 		mux.Handle("POST /slack/interactions", ih)
 	}
 	if len(rc.Tokens) > 0 {
@@ -276,7 +301,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 			toks = append(toks, respapi.Token{Name: t.Name, SHA256: t.SHA256, SecretEnv: t.SecretEnv, SecretFile: t.SecretFile, AllowedPlaybooks: t.AllowedPlaybooks, CanReadAudit: t.CanReadAudit, CanSilence: t.CanSilence,
 				CanReadDenylist: t.CanReadDenylist, CanKillSwitch: t.CanKillSwitch})
 		}
-		ao := respapi.Options{Tokens: toks, Runner: e, Audit: s.Audit, Silences: sil, Verdicts: e, Log: log, Metrics: respapi.NewMetrics(reg), Now: now, Getenv: getenv,
+		ao := respapi.Options{Tokens: toks, Runner: runner, Audit: s.Audit, Silences: sil, Verdicts: verdicts, Log: log, Metrics: respapi.NewMetrics(reg), Now: now, Getenv: getenv,
 			Limit: limiter("api"), Denylist: denylistSource{rules: d.Global, file: gx.denylist}}
 		if d.Global != nil {
 			ao.KillSwitch = apiSwitch{TableSwitch: d.Global.Switch, any: gx.kill}
@@ -311,6 +336,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	if s.mirror != nil {
 		wg.Go(func() { s.mirror(lctx) })
+	}
+	if s.router != nil {
+		wg.Go(func() { _ = s.router.Run(lctx) }) // it logs its own failures; lctx ends it
 	}
 	err := s.Worker.Run(ctx)
 	if serr := <-errc; err == nil && serr != nil && !errors.Is(serr, context.Canceled) {

@@ -229,16 +229,28 @@ func (r *Responder) Close() error {
 
 // Failpoint reads RESPONDER_FAILPOINT, for the crash tests only:
 // "pause-after-revoke:FILE" makes the first revocation that reached the
-// gateway write FILE and hang before it is recorded, so the test can
-// SIGKILL the process in that gap. Unset, it returns nil (no failpoint).
+// gateway write FILE and hang before it is recorded, and
+// "pause-after-post:FILE" does the same with the first alert posted to
+// Slack, so the test can SIGKILL the process in that gap. Unset, it
+// returns nil (no failpoint).
 func Failpoint(log *slog.Logger) func(kind, key string) {
-	v, ok := strings.CutPrefix(os.Getenv("RESPONDER_FAILPOINT"), "pause-after-revoke:")
+	fp := os.Getenv("RESPONDER_FAILPOINT")
+	kinds := map[string]bool{}
+	v, ok := strings.CutPrefix(fp, "pause-after-revoke:")
+	if ok {
+		kinds["revoke"], kinds["quarantine"] = true, true
+	} else if v, ok = strings.CutPrefix(fp, "pause-after-post:"); ok {
+		kinds["notify"] = true
+	}
 	if !ok || v == "" {
 		return nil
 	}
-	log.Warn("failpoint armed: the first revocation will hang before it is recorded", "marker", v)
+	log.Warn("failpoint armed: the first such action will hang before it is recorded", "failpoint", fp)
 	var once sync.Once
 	return func(kind, key string) {
+		if !kinds[kind] {
+			return
+		}
 		once.Do(func() {
 			_ = os.WriteFile(v, []byte(key), 0o644)
 			select {}
