@@ -28,6 +28,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/obs"
 	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"github.com/agentwatch/agentwatch/pkg/inventory"
@@ -170,12 +171,28 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		if o.StateMetrics == nil {
 			o.StateMetrics = kstate.NewMetrics(reg)
 		}
-		g, err := OpenGlobal(ctx, cfg, sec, log, reg, o.StateMetrics, o.GlobalMux)
+		mux := o.GlobalMux
+		if mux == nil {
+			mux = kstate.NewMux()
+		}
+		// Several instances append to one evidence chain: the global
+		// table's order places each record, so the chain cannot fork.
+		var seqChain *evidence.SequencedChain
+		if m, ok := deps.Chain.(evidence.Mirror); ok {
+			seqChain = evidence.NewSequencedChain(m, log.With("component", "evidence-chain"))
+			mux.Handle(evidence.SequencedKeyPrefix, seqChain.Apply)
+		}
+		g, err := OpenGlobal(ctx, cfg, sec, log, reg, o.StateMetrics, mux)
 		if err != nil {
 			return nil, err
 		}
 		r.closers = append(r.closers, g.Close)
 		r.Global, deps.Global = g, g.Rules
+		if seqChain != nil {
+			seqChain.Attach(g.Table)
+			deps.Chain = seqChain
+			r.stages = append(r.stages, seqChain)
+		}
 	}
 	svc, err := respond.Build(cfg, deps, log, reg)
 	if err != nil {
