@@ -25,6 +25,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
+	"github.com/agentwatch/agentwatch/internal/responder/global"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/partstate"
 	"github.com/agentwatch/agentwatch/internal/responder/respapi"
@@ -87,7 +88,8 @@ type rig struct {
 	cancel   context.CancelFunc
 	done     chan error
 	cfg      config.Config
-	// playbooks replaces testPlaybooks; now replaces the engine's clock.
+	// playbooks replaces testPlaybooks; now replaces the engine's clock;
+	// deps, when set, changes the Deps Build gets.
 	playbooks string
 	now       func() time.Time
 	// stateLog, when set, makes the rig a distributed instance: its outbox
@@ -96,6 +98,9 @@ type rig struct {
 	stateLog *partstate.MemChangelog
 	seen     outbox.Seen
 	owner    *partstate.Owner
+	// glob, when set, is the distributed mode's global rules.
+	glob *global.Rules
+	deps func(*Deps)
 }
 
 type memFeedback struct {
@@ -170,10 +175,13 @@ func (r *rig) start() {
 		t.Fatal(err)
 	}
 	env := map[string]string{"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": testSecret}
-	d := Deps{Set: set, Events: r.events, Feedback: r.feedback, Getenv: func(k string) string { return env[k] }, Now: r.now}
+	d := Deps{Set: set, Events: r.events, Feedback: r.feedback, Getenv: func(k string) string { return env[k] }, Now: r.now, Global: r.glob}
 	if r.stateLog != nil {
 		r.owner = partstate.NewOwner(r.stateLog, nil)
 		d.Owner, d.Seen = r.owner, r.seen
+	}
+	if r.deps != nil {
+		r.deps(&d)
 	}
 	svc, err := Build(r.cfg, d, nil, prometheus.NewRegistry())
 	if err != nil {

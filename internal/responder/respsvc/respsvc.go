@@ -28,6 +28,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/obs"
 	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/partstate"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
@@ -69,6 +70,14 @@ type Options struct {
 	WrapSeen func(outbox.Seen) outbox.Seen
 	// AfterAction: see respond.Deps.AfterAction and Failpoint.
 	AfterAction func(kind, key string)
+	// StateMetrics, when set, counts what the state topics do; nil: New
+	// registers them on Metrics in the distributed mode.
+	StateMetrics *kstate.Metrics
+	// GlobalMux, when set, is the Mux the distributed mode's global table
+	// applies its records through; the global rules register their
+	// prefixes on it, beside whatever the caller registered. nil: a Mux of
+	// their own.
+	GlobalMux *kstate.Mux
 }
 
 // Responder is a built responder. Run it once, then Close it; Service and
@@ -82,9 +91,9 @@ type Responder struct {
 	// agents this instance acts for now.
 	GroupConsumer *respond.GroupConsumer
 	Ownership     respond.Ownership
-	// StateMetrics are the state topics' series (kstate), registered once
-	// per process: every Table and Changelog New opens shares them.
-	StateMetrics *kstate.Metrics
+	// Global is the distributed mode's global table and rules (nil in the
+	// embedded mode, and when Options.Stores replace the mode's stores).
+	Global *Global
 
 	cfg     config.Config
 	log     *slog.Logger
@@ -124,7 +133,10 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	}
 	var owner *partstate.Owner
 	if openReader {
-		if owner, err = r.openState(ctx, cfg, sec, reg); err != nil {
+		if o.StateMetrics == nil {
+			o.StateMetrics = kstate.NewMetrics(reg)
+		}
+		if owner, err = r.openState(ctx, cfg, sec, reg, o.StateMetrics); err != nil {
 			return nil, err
 		}
 	}
@@ -167,6 +179,40 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		deps.AfterAction = o.AfterAction
 	}
 	deps.Owner = owner
+	// Stores brought by the caller replace every store of the mode, the
+	// global table's too (their nil Global means files).
+	if cfg.Distributed() && o.Stores == nil {
+		if !openReader {
+			if sec, err = kafka.Connect(ctx, cfg.Kafka, log); err != nil {
+				return nil, err
+			}
+		}
+		if o.StateMetrics == nil {
+			o.StateMetrics = kstate.NewMetrics(reg)
+		}
+		mux := o.GlobalMux
+		if mux == nil {
+			mux = kstate.NewMux()
+		}
+		// Several instances append to one evidence chain: the global
+		// table's order places each record, so the chain cannot fork.
+		var seqChain *evidence.SequencedChain
+		if m, ok := deps.Chain.(evidence.Mirror); ok {
+			seqChain = evidence.NewSequencedChain(m, log.With("component", "evidence-chain"))
+			mux.Handle(evidence.SequencedKeyPrefix, seqChain.Apply)
+		}
+		g, err := OpenGlobal(ctx, cfg, sec, log, reg, o.StateMetrics, mux)
+		if err != nil {
+			return nil, err
+		}
+		r.closers = append(r.closers, g.Close)
+		r.Global, deps.Global = g, g.Rules
+		if seqChain != nil {
+			seqChain.Attach(g.Table)
+			deps.Chain = seqChain
+			r.stages = append(r.stages, seqChain)
+		}
+	}
 	svc, err := respond.Build(cfg, deps, log, reg)
 	if err != nil {
 		return nil, err
@@ -244,7 +290,7 @@ func runAfterHandOver(ctx context.Context, svc *respond.Service, handedOver <-ch
 // openState creates the state changelog when kafka.create_topics (as many
 // partitions as the anomalies topic, compacted), opens it and returns the
 // Owner of its partitions; the changelog is closed with r.
-func (r *Responder) openState(ctx context.Context, cfg config.Config, sec kafka.Security, reg prometheus.Registerer) (*partstate.Owner, error) {
+func (r *Responder) openState(ctx context.Context, cfg config.Config, sec kafka.Security, reg prometheus.Registerer, sm *kstate.Metrics) (*partstate.Owner, error) {
 	n, err := kstate.PartitionCount(ctx, cfg.Kafka.Brokers, sec, cfg.Kafka.AnomaliesTopic)
 	if err != nil {
 		return nil, fmt.Errorf("anomalies topic: %w", err)
@@ -257,10 +303,7 @@ func (r *Responder) openState(ctx context.Context, cfg config.Config, sec kafka.
 			return nil, fmt.Errorf("ensure kafka.responder_state_topic: %w", err)
 		}
 	}
-	if r.StateMetrics == nil {
-		r.StateMetrics = kstate.NewMetrics(reg)
-	}
-	cl, err := kstate.OpenChangelog(ctx, kstate.Config{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic, Log: r.log, Metrics: r.StateMetrics})
+	cl, err := kstate.OpenChangelog(ctx, kstate.Config{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic, Log: r.log, Metrics: sm})
 	if err != nil {
 		return nil, fmt.Errorf("kafka.responder_state_topic: %w", err)
 	}
@@ -297,16 +340,28 @@ func (r *Responder) Close() error {
 
 // Failpoint reads RESPONDER_FAILPOINT, for the crash tests only:
 // "pause-after-revoke:FILE" makes the first revocation that reached the
-// gateway write FILE and hang before it is recorded, so the test can
-// SIGKILL the process in that gap. Unset, it returns nil (no failpoint).
+// gateway write FILE and hang before it is recorded, and
+// "pause-after-post:FILE" does the same with the first alert posted to
+// Slack, so the test can SIGKILL the process in that gap. Unset, it
+// returns nil (no failpoint).
 func Failpoint(log *slog.Logger) func(kind, key string) {
-	v, ok := strings.CutPrefix(os.Getenv("RESPONDER_FAILPOINT"), "pause-after-revoke:")
+	fp := os.Getenv("RESPONDER_FAILPOINT")
+	kinds := map[string]bool{}
+	v, ok := strings.CutPrefix(fp, "pause-after-revoke:")
+	if ok {
+		kinds["revoke"], kinds["quarantine"] = true, true
+	} else if v, ok = strings.CutPrefix(fp, "pause-after-post:"); ok {
+		kinds["notify"] = true
+	}
 	if !ok || v == "" {
 		return nil
 	}
-	log.Warn("failpoint armed: the first revocation will hang before it is recorded", "marker", v)
+	log.Warn("failpoint armed: the first such action will hang before it is recorded", "failpoint", fp)
 	var once sync.Once
 	return func(kind, key string) {
+		if !kinds[kind] {
+			return
+		}
 		once.Do(func() {
 			_ = os.WriteFile(v, []byte(key), 0o644)
 			select {}

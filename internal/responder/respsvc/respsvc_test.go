@@ -3,7 +3,11 @@ package respsvc
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -153,5 +157,27 @@ func TestFailpointUnset(t *testing.T) {
 	t.Setenv("RESPONDER_FAILPOINT", "something-else:x")
 	if Failpoint(nil) != nil {
 		t.Fatal("Failpoint with an unknown RESPONDER_FAILPOINT is armed")
+	}
+}
+
+// TestFailpointIgnoresOtherKinds: an armed failpoint hangs only on the
+// kinds it names, so "pause-after-post" lets a revocation through and the
+// other way round. (Hanging itself is what the crash tests exercise.)
+func TestFailpointIgnoresOtherKinds(t *testing.T) {
+	for _, tc := range []struct{ spec, other string }{
+		{"pause-after-revoke:", "notify"},
+		{"pause-after-post:", "revoke"},
+		{"pause-after-post:", "quarantine"},
+	} {
+		marker := filepath.Join(t.TempDir(), "paused")
+		t.Setenv("RESPONDER_FAILPOINT", tc.spec+marker)
+		fp := Failpoint(slog.New(slog.DiscardHandler))
+		if fp == nil {
+			t.Fatalf("%s is not armed", tc.spec)
+		}
+		fp(tc.other, "k") // returns: not its kind
+		if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s fired on kind %s", tc.spec, tc.other)
+		}
 	}
 }
