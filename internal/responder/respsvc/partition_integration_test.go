@@ -57,12 +57,12 @@ func TestIntegrationStateMovesWithPartition(t *testing.T) {
 	defer cancel()
 	sec := k.Security(t)
 	suffix := itest.RandHex(4)
-	topic, state, db := "it-move-"+suffix+".anomalies", "it-move-"+suffix+".state", "it_move_"+suffix
+	topic, state, global, db := "it-move-"+suffix+".anomalies", "it-move-"+suffix+".state", "it-move-"+suffix+".global", "it_move_"+suffix
 	const parts = 4
 	if err := kafka.EnsureTopics(ctx, k.Brokers, sec, kafka.TopicSpec{Name: topic, Partitions: parts, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)
 	}
-	k.DeleteTopicsAfter(t, topic, state)
+	k.DeleteTopicsAfter(t, topic, state, global)
 	itest.DropDatabaseAfter(t, chAddr, db)
 	slack, kong := testsrv.NewSlack(), testsrv.NewKong()
 	defer slack.Close()
@@ -74,7 +74,7 @@ func TestIntegrationStateMovesWithPartition(t *testing.T) {
 	}
 	settings := map[string]string{
 		"kafka.brokers": strings.Join(k.Brokers, ","), "kafka.anomalies_topic": topic, "kafka.partitions": fmt.Sprint(parts),
-		"kafka.responder_group": "it-move-" + suffix, "kafka.responder_state_topic": state,
+		"kafka.responder_group": "it-move-" + suffix, "kafka.responder_state_topic": state, "kafka.responder_global_topic": global,
 		"clickhouse.addr": strings.Join(chAddr, ","), "clickhouse.database": db,
 		"http.addr": "", "responder.api_addr": "", "responder.playbooks": pb, "responder.group_wait": "0s",
 		"responder.kong.admin_url": kong.URL(), "responder.egress_allow": kong.Addr(), "responder.slack.api_url": slack.URL(),
