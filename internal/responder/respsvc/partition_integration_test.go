@@ -109,7 +109,7 @@ func TestIntegrationStateMovesWithPartition(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, err := New(ctx, cfg, Options{Log: log.With("instance", name), Getenv: getenv})
+		r, err := New(ctx, cfg, Options{Log: log.With("instance", name), Getenv: getenv, Instance: name})
 		if err != nil {
 			t.Fatalf("start %s: %v", name, err)
 		}

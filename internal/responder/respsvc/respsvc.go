@@ -32,6 +32,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/partstate"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
+	"github.com/agentwatch/agentwatch/internal/responder/route"
 	"github.com/agentwatch/agentwatch/pkg/inventory"
 )
 
@@ -73,6 +74,10 @@ type Options struct {
 	// StateMetrics, when set, counts what the state topics do; nil: New
 	// registers them on Metrics in the distributed mode.
 	StateMetrics *kstate.Metrics
+	// Instance names this instance in the commands it forwards to others
+	// (route.Options.Instance); default host name and pid. Set it when
+	// several instances run in one process (tests).
+	Instance string
 	// GlobalMux, when set, is the Mux the distributed mode's global table
 	// applies its records through; the global rules register their
 	// prefixes on it, beside whatever the caller registered. nil: a Mux of
@@ -132,11 +137,24 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		}
 	}
 	var owner *partstate.Owner
+	var router *route.Router
 	if openReader {
 		if o.StateMetrics == nil {
 			o.StateMetrics = kstate.NewMetrics(reg)
 		}
-		if owner, err = r.openState(ctx, cfg, sec, reg, o.StateMetrics); err != nil {
+		// Requests for agents another instance owns go to it through the
+		// global table; this instance runs those for its own partitions
+		// once their state is restored (route.Part, first of the parts,
+		// so its commands end before the outbox is drained).
+		instance := o.Instance
+		if instance == "" {
+			host, _ := os.Hostname()
+			instance = fmt.Sprintf("%s-%d", host, os.Getpid())
+		}
+		if router, err = route.New(route.Options{Instance: instance, Log: log, Metrics: route.NewMetrics(reg)}); err != nil {
+			return nil, err
+		}
+		if owner, err = r.openState(ctx, cfg, sec, reg, o.StateMetrics, route.Part{R: router}); err != nil {
 			return nil, err
 		}
 	}
@@ -194,6 +212,9 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		if mux == nil {
 			mux = kstate.NewMux()
 		}
+		if router != nil {
+			router.Register(mux)
+		}
 		// Several instances append to one evidence chain: the global
 		// table's order places each record, so the chain cannot fork.
 		var seqChain *evidence.SequencedChain
@@ -207,6 +228,9 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		}
 		r.closers = append(r.closers, g.Close)
 		r.Global, deps.Global = g, g.Rules
+		if router != nil {
+			deps.Router, deps.Commands, deps.Owners = router, g.Table, owner
+		}
 		if seqChain != nil {
 			seqChain.Attach(g.Table)
 			deps.Chain = seqChain
@@ -290,7 +314,7 @@ func runAfterHandOver(ctx context.Context, svc *respond.Service, handedOver <-ch
 // openState creates the state changelog when kafka.create_topics (as many
 // partitions as the anomalies topic, compacted), opens it and returns the
 // Owner of its partitions; the changelog is closed with r.
-func (r *Responder) openState(ctx context.Context, cfg config.Config, sec kafka.Security, reg prometheus.Registerer, sm *kstate.Metrics) (*partstate.Owner, error) {
+func (r *Responder) openState(ctx context.Context, cfg config.Config, sec kafka.Security, reg prometheus.Registerer, sm *kstate.Metrics, parts ...partstate.Part) (*partstate.Owner, error) {
 	n, err := kstate.PartitionCount(ctx, cfg.Kafka.Brokers, sec, cfg.Kafka.AnomaliesTopic)
 	if err != nil {
 		return nil, fmt.Errorf("anomalies topic: %w", err)
@@ -313,7 +337,7 @@ func (r *Responder) openState(ctx context.Context, cfg config.Config, sec kafka.
 			"because partition p of the state belongs to the owner of anomalies partition p; add partitions to the state topic (or recreate it empty)",
 			topic, cl.Partitions(), cfg.Kafka.AnomaliesTopic, n)
 	}
-	owner := partstate.NewOwner(cl, r.log)
+	owner := partstate.NewOwner(cl, r.log, parts...)
 	owner.Metrics = partstate.NewMetrics(reg)
 	return owner, nil
 }
