@@ -611,12 +611,27 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 	interval := time.Duration(float64(time.Second) / o.Rate)
 	begin := time.Now()
 	step := max(n/5, 1)
+	// Each write starts at its own time on its own goroutine, as many
+	// detector instances writing at once would: a synchronous write takes a
+	// few milliseconds (acks=all), so one writer in a loop could not offer
+	// more than a couple of hundred anomalies a second. At most maxWrites
+	// are in flight; past that the rate asked is not what is offered, which
+	// the Writing line of the report shows.
+	const maxWrites = 256
+	sem := make(chan struct{}, maxWrites)
+	var (
+		writes   sync.WaitGroup
+		writeMu  sync.Mutex
+		writeErr error
+	)
 	for i := range n {
 		if d := time.Until(begin.Add(time.Duration(i) * interval)); d > 0 {
 			select {
 			case <-ctx.Done():
+				writes.Wait()
 				return rep, errors.Join(ctx.Err(), stopped())
 			case err := <-done:
+				writes.Wait()
 				return rep, fmt.Errorf("respbench: responder stopped after %d anomalies: %w", i, err)
 			case <-time.After(d):
 			}
@@ -624,18 +639,31 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 		// DetectedMs is set, as the detector would, but not used.
 		m, err := message(benchAnomaly(agentID(i), credentialID(i), "high", time.Now()))
 		if err != nil {
+			writes.Wait()
 			return rep, errors.Join(err, stopped())
 		}
+		sem <- struct{}{}
 		wrote[i] = time.Now()
-		if err := g.writer.Write(ctx, m); err != nil {
-			return rep, errors.Join(fmt.Errorf("respbench: write anomaly %d: %w", i, err), stopped())
-		}
-		acked[i] = time.Since(wrote[i])
+		writes.Add(1)
+		go func() {
+			defer func() { <-sem; writes.Done() }()
+			if err := g.writer.Write(ctx, m); err != nil {
+				writeMu.Lock()
+				writeErr = errors.Join(writeErr, fmt.Errorf("respbench: write anomaly %d: %w", i, err))
+				writeMu.Unlock()
+				return
+			}
+			acked[i] = time.Since(wrote[i])
+		}()
 		if (i+1)%step == 0 {
 			fmt.Fprintf(progress, "  %d/%d written; so far %d DELETEs at Kong, %d posts at Slack\n", i+1, n, g.kong.Count(http.MethodDelete), len(g.slack.Posts()))
 		}
 	}
+	writes.Wait()
 	rep.Writing = time.Since(begin)
+	if writeErr != nil {
+		return rep, errors.Join(writeErr, stopped())
+	}
 
 	// Wait for the last revocation and alert.
 	deadline := time.Now().Add(o.Wait)
