@@ -298,20 +298,31 @@ func (s *FileStore) List(ctx context.Context, states ...State) ([]Entry, error) 
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	var out []Entry
+	// The Worker lists the open entries at every wake-up, so under a
+	// backlog this runs often on thousands of entries: sorting small
+	// (seq, key) pairs, not whole entries, keeps it cheap.
+	type seqKey struct {
+		seq int64
+		key string
+	}
+	var order []seqKey
 	if len(states) == 0 {
-		out = make([]Entry, 0, len(s.entries))
-		for _, e := range s.entries {
-			out = append(out, e)
+		order = make([]seqKey, 0, len(s.entries))
+		for k, e := range s.entries {
+			order = append(order, seqKey{e.Seq, k})
 		}
 	} else {
 		for _, st := range slices.Compact(slices.Sorted(slices.Values(states))) {
 			for k := range s.byState[st] {
-				out = append(out, s.entries[k])
+				order = append(order, seqKey{s.entries[k].Seq, k})
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b Entry) int { return cmp.Compare(a.Seq, b.Seq) })
+	slices.SortFunc(order, func(a, b seqKey) int { return cmp.Compare(a.seq, b.seq) })
+	out := make([]Entry, len(order))
+	for i, o := range order {
+		out[i] = s.entries[o.key]
+	}
 	return out, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
@@ -193,11 +194,44 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case res := <-r.results:
-			if err := r.finish(ctx, res); err != nil {
+			if err := r.finishAll(ctx, r.drain(res)); err != nil {
 				return err
 			}
 		case <-changes:
 		case <-timer.C:
+		}
+		if r.lastOpen >= coalesceAbove {
+			if err := r.gather(ctx, coalesceFor); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Under a backlog every wake-up lists thousands of open entries, and waking
+// for each outcome and each new entry would spend the CPU on listing that
+// the handlers need: past coalesceAbove open entries the Worker gathers
+// outcomes for coalesceFor before it lists again, and so claims and records
+// more per fsync. Below it, it starts at once.
+const (
+	coalesceAbove = 256
+	coalesceFor   = 10 * time.Millisecond
+)
+
+// gather records the outcomes that arrive within d.
+func (r *runState) gather(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case res := <-r.results:
+			if err := r.finishAll(ctx, r.drain(res)); err != nil {
+				return err
+			}
+		case <-t.C:
+			return nil
 		}
 	}
 }
@@ -241,6 +275,8 @@ type runState struct {
 	// stopping is set once Run is returning: failed runs are then left
 	// in flight.
 	stopping bool
+	// lastOpen is how many open entries the last list found.
+	lastOpen int
 }
 
 // startDue starts every entry that may run now and returns when the next
@@ -252,8 +288,11 @@ func (r *runState) startDue(ctx, hctx context.Context, poll time.Duration) (time
 	if err != nil {
 		return next, fmt.Errorf("list open outbox entries: %w", err)
 	}
+	r.lastOpen = len(open)
 	held := make(map[string]bool) // order keys with an earlier open entry
 	pending := make(map[string]int)
+	planned := make(map[string]int) // per kind, in batch
+	var batch []toStart
 	for _, e := range open {
 		pending[e.Kind]++
 		if e.OrderKey != "" {
@@ -273,7 +312,7 @@ func (r *runState) startDue(ctx, hctx context.Context, poll time.Duration) (time
 			}
 			continue
 		}
-		if r.perKind[e.Kind] >= k.concurrency() {
+		if r.perKind[e.Kind]+planned[e.Kind] >= k.concurrency() {
 			continue // a finishing handler wakes the loop
 		}
 		due := e.NextAttempt
@@ -286,18 +325,69 @@ func (r *runState) startDue(ctx, hctx context.Context, poll time.Duration) (time
 			}
 			continue
 		}
-		if err := r.start(ctx, hctx, e, k, now.Sub(due)); err != nil {
-			return next, err
-		}
+		planned[e.Kind]++
+		batch = append(batch, toStart{e: e, k: k, late: now.Sub(due)})
+	}
+	if err := r.startAll(ctx, hctx, batch); err != nil {
+		return next, err
 	}
 	r.gauges(ctx, pending)
 	return next, nil
+}
+
+// toStart is an entry startDue found due, with its kind and how late it is.
+type toStart struct {
+	e    Entry
+	k    Kind
+	late time.Duration
+}
+
+// startAll starts the entries of batch. Their claims are stored
+// concurrently, so that a store that group-commits (FileStore, the
+// changelog) makes them durable together instead of one after the other:
+// at a few milliseconds per fsync, claiming one by one on this goroutine
+// capped the actions per second. Entries claimed before one failed still
+// run.
+func (r *runState) startAll(ctx, hctx context.Context, batch []toStart) error {
+	if len(batch) == 1 {
+		return r.start(ctx, hctx, batch[0].e, batch[0].k, batch[0].late)
+	}
+	claimed := make([]Entry, len(batch))
+	ok := make([]bool, len(batch))
+	errs := make([]error, len(batch))
+	var wg sync.WaitGroup
+	for i, b := range batch {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			claimed[i], ok[i], errs[i] = r.claimOrPark(ctx, b.e)
+		}()
+	}
+	wg.Wait()
+	for i, b := range batch {
+		if ok[i] {
+			r.launch(hctx, claimed[i], b.k, b.late)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // start marks e in flight and runs its handler in a goroutine. An entry
 // found in flight whose failures already reached the limit is parked
 // instead: its runs keep being cut short.
 func (r *runState) start(ctx, hctx context.Context, e Entry, k Kind, late time.Duration) error {
+	claimed, ok, err := r.claimOrPark(ctx, e)
+	if ok {
+		r.launch(hctx, claimed, k, late)
+	}
+	return err
+}
+
+// claimOrPark marks e in flight and returns it to run (ok), or parks it
+// when its runs keep being cut short. It touches no state of r but the
+// (concurrency-safe) metrics and logger, so startAll runs it for several
+// entries at once.
+func (r *runState) claimOrPark(ctx context.Context, e Entry) (claimed Entry, ok bool, _ error) {
 	log := r.log.With("key", e.Key, "kind", e.Kind)
 	if e.State == StateInFlight {
 		r.w.Metrics.recovered(e.Kind)
@@ -306,19 +396,23 @@ func (r *runState) start(ctx, hctx context.Context, e Entry, k Kind, late time.D
 			e.LastError = clip(fmt.Sprintf("parked after %d failed runs; the last was cut short (a crash or a stop while the handler ran), "+
 				"so the action may have been done: check before requeueing; before that: %s", e.Failures, e.LastError), maxErrLen)
 			if _, err := r.w.Store.Update(ctx, e); err != nil {
-				return fmt.Errorf("park outbox entry %q: %w", e.Key, err)
+				return Entry{}, false, fmt.Errorf("park outbox entry %q: %w", e.Key, err)
 			}
 			r.w.Metrics.attempt(e.Kind, "parked")
 			log.Error("outbox entry parked: a human must requeue or dismiss it", "attempts", e.Attempts, "err", e.LastError)
-			return nil
+			return Entry{}, false, nil
 		}
 		log.Warn("resuming an outbox entry whose last run was cut short", "attempts", e.Attempts)
 	}
 	claimed, err := claim(ctx, r.w.Store, e)
 	if err != nil {
-		return fmt.Errorf("mark outbox entry %q in flight: %w", e.Key, err)
+		return Entry{}, false, fmt.Errorf("mark outbox entry %q in flight: %w", e.Key, err)
 	}
-	e = claimed
+	return claimed, true, nil
+}
+
+// launch runs the handler of the claimed entry e in a goroutine.
+func (r *runState) launch(hctx context.Context, e Entry, k Kind, late time.Duration) {
 	r.running[e.Key] = true
 	r.perKind[e.Kind]++
 	r.w.Metrics.startDelay(e.Kind, late.Seconds())
@@ -327,7 +421,6 @@ func (r *runState) start(ctx, hctx context.Context, e Entry, k Kind, late time.D
 		res, err := call(hctx, k, e)
 		r.results <- result{e: e, res: res, err: err, dur: time.Since(start)}
 	}()
-	return nil
 }
 
 // claim marks e in flight, durably, counting the run as an attempt and,
@@ -359,9 +452,70 @@ func call(ctx context.Context, k Kind, e Entry) (res []byte, err error) {
 	return k.Handler(ctx, e)
 }
 
+// maxDrain bounds how many outcomes one finishAll records together.
+const maxDrain = 256
+
+// drain returns first and the results other handlers have ready now.
+func (r *runState) drain(first result) []result {
+	out := []result{first}
+	for len(out) < maxDrain {
+		select {
+		case res := <-r.results:
+			out = append(out, res)
+		default:
+			return out
+		}
+	}
+	return out
+}
+
+// finishAll records the outcomes of results: decided one by one on Run's
+// goroutine (they change its bookkeeping), stored concurrently so that a
+// group-committing store makes them durable together.
+func (r *runState) finishAll(ctx context.Context, results []result) error {
+	if len(results) == 1 {
+		return r.finish(ctx, results[0])
+	}
+	outs := make([]outcomeOf, 0, len(results))
+	for _, res := range results {
+		if o, ok := r.decide(ctx, res); ok {
+			outs = append(outs, o)
+		}
+	}
+	errs := make([]error, len(outs))
+	var wg sync.WaitGroup
+	for i, o := range outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = r.record(ctx, o)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 // finish records the outcome of a run. When the Worker stops, a failed run
 // (most likely cancelled) is left in flight, to be resumed as Recovered.
 func (r *runState) finish(ctx context.Context, res result) error {
+	o, ok := r.decide(ctx, res)
+	if !ok {
+		return nil
+	}
+	return r.record(ctx, o)
+}
+
+// outcomeOf is an entry with the outcome decide gave it, to be stored.
+type outcomeOf struct {
+	e       Entry
+	outcome string
+	log     *slog.Logger
+}
+
+// decide works out what a run's result makes of its entry and updates Run's
+// bookkeeping; ok is false when nothing is to be stored (left in flight at
+// stop).
+func (r *runState) decide(ctx context.Context, res result) (_ outcomeOf, ok bool) {
 	e := res.e
 	delete(r.running, e.Key)
 	r.perKind[e.Kind]--
@@ -384,7 +538,7 @@ func (r *runState) finish(ctx context.Context, res result) error {
 	case r.stopping || ctx.Err() != nil:
 		r.w.Metrics.attempt(e.Kind, "interrupted")
 		log.Info("outbox entry left in flight at stop", "err", res.err)
-		return nil
+		return outcomeOf{}, false
 	case errors.As(res.err, &perm):
 		e.State, outcome = StateFailed, "failed"
 		log.Error("outbox entry failed", "err", res.err)
@@ -419,6 +573,13 @@ func (r *runState) finish(ctx context.Context, res result) error {
 	if res.err != nil {
 		e.LastError = clip(res.err.Error(), maxErrLen)
 	}
+	return outcomeOf{e: e, outcome: outcome, log: log}, true
+}
+
+// record stores an outcome decide gave. It touches no state of r, so
+// finishAll runs it for several entries at once.
+func (r *runState) record(ctx context.Context, o outcomeOf) error {
+	e, outcome, log := o.e, o.outcome, o.log
 	if _, err := r.w.Store.Update(context.WithoutCancel(ctx), e); err != nil {
 		return fmt.Errorf("record outcome %s of outbox entry %q: %w", outcome, e.Key, err)
 	}
