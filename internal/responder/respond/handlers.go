@@ -423,6 +423,9 @@ func (e *Engine) runRevoke(ctx context.Context, en outbox.Entry, j job) ([]byte,
 	if t.CredentialID == "" {
 		return nil, e.permanent(ctx, j, string(kind), errors.New("the agent has no known credential"))
 	}
+	if e.o.BeforeAction != nil {
+		e.o.BeforeAction(string(kind), en.Key)
+	}
 	res, err := g.Revoke(ctx, t)
 	if err != nil {
 		var ae *revoke.ApprovalError

@@ -133,6 +133,10 @@ type Options struct {
 	// reached the gateway and before it is recorded: the crash tests
 	// stop the process there.
 	AfterAction func(kind, key string)
+	// BeforeAction, when set, is called before a revocation or quarantine
+	// is sent to the gateway (after its entry was marked in flight): the
+	// crash tests stop the process there.
+	BeforeAction func(kind, key string)
 
 	// Checkpoints signs the chain's head after snapshots; nil: no
 	// checkpoints.

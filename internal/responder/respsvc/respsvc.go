@@ -64,6 +64,10 @@ type Options struct {
 	WrapSeen func(outbox.Seen) outbox.Seen
 	// AfterAction: see respond.Deps.AfterAction and Failpoint.
 	AfterAction func(kind, key string)
+	// BeforeAction: see respond.Deps.BeforeAction and Failpoints.
+	BeforeAction func(kind, key string)
+	// BeforeCommit: see respond.Consumer.BeforeCommit and Failpoints.
+	BeforeCommit func()
 }
 
 // Responder is a built responder. Run it once, then Close it; Service and
@@ -147,6 +151,9 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	if o.AfterAction != nil {
 		deps.AfterAction = o.AfterAction
 	}
+	if o.BeforeAction != nil {
+		deps.BeforeAction = o.BeforeAction
+	}
 	svc, err := respond.Build(cfg, deps, log, reg)
 	if err != nil {
 		return nil, err
@@ -164,7 +171,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	}
 	if reader != nil {
 		invalid, lag := respond.NewConsumerMetrics(reg)
-		r.Consumer = &respond.Consumer{Reader: reader, Engine: svc.Engine, Log: log, Invalid: invalid, InputLag: lag}
+		r.Consumer = &respond.Consumer{Reader: reader, Engine: svc.Engine, Log: log, Invalid: invalid, InputLag: lag, BeforeCommit: o.BeforeCommit}
 		r.stages = append(r.stages, r.Consumer)
 	}
 	r.stages = append(r.stages, svc)
@@ -197,21 +204,63 @@ func (r *Responder) Close() error {
 	return errors.Join(errs...)
 }
 
-// Failpoint reads RESPONDER_FAILPOINT, for the crash tests only:
-// "pause-after-revoke:FILE" makes the first revocation that reached the
-// gateway write FILE and hang before it is recorded, so the test can
-// SIGKILL the process in that gap. Unset, it returns nil (no failpoint).
-func Failpoint(log *slog.Logger) func(kind, key string) {
-	v, ok := strings.CutPrefix(os.Getenv("RESPONDER_FAILPOINT"), "pause-after-revoke:")
-	if !ok || v == "" {
-		return nil
+// Failpoint is Failpoints' AfterAction.
+func Failpoint(log *slog.Logger) func(kind, key string) { return Failpoints(log).AfterAction }
+
+// FailpointHooks are the places a crash test can stop a responder.
+type FailpointHooks struct {
+	BeforeAction, AfterAction func(kind, key string)
+	BeforeCommit              func()
+}
+
+// Failpoints reads RESPONDER_FAILPOINT, for the crash tests only. Each
+// form names a point and a marker FILE; the first process to reach the
+// point creates FILE (holding the outbox key) and hangs there, so the test
+// can SIGKILL it in that gap. The point fires once across every process
+// given the same FILE: one that finds FILE already there goes on, so the
+// survivors of a multi-process test do not hang at the same point.
+//
+//   - "pause-before-revoke:FILE": a revocation marked in flight, not yet
+//     sent to the gateway;
+//   - "pause-after-revoke:FILE": a revocation that reached the gateway,
+//     not yet recorded;
+//   - "pause-before-commit:FILE": anomalies handled and their actions
+//     queued (and maybe done and recorded), before they are marked
+//     handled and their offsets committed.
+//
+// Unset, every hook is nil (no failpoint).
+func Failpoints(log *slog.Logger) FailpointHooks {
+	point, file, ok := strings.Cut(os.Getenv("RESPONDER_FAILPOINT"), ":")
+	if !ok || file == "" {
+		return FailpointHooks{}
 	}
-	log.Warn("failpoint armed: the first revocation will hang before it is recorded", "marker", v)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	var once sync.Once
-	return func(kind, key string) {
+	pause := func(what string) {
 		once.Do(func() {
-			_ = os.WriteFile(v, []byte(key), 0o644)
+			f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+			if err != nil {
+				return // another process reached the point first
+			}
+			_, _ = f.WriteString(what)
+			_ = f.Close()
 			select {}
 		})
 	}
+	var h FailpointHooks
+	switch point {
+	case "pause-before-revoke":
+		h.BeforeAction = func(kind, key string) { pause(key) }
+	case "pause-after-revoke":
+		h.AfterAction = func(kind, key string) { pause(key) }
+	case "pause-before-commit":
+		h.BeforeCommit = func() { pause("commit") }
+	default:
+		log.Error("RESPONDER_FAILPOINT names no known point; none armed", "point", point)
+		return FailpointHooks{}
+	}
+	log.Warn("failpoint armed: the first process to reach it hangs there", "point", point, "marker", file)
+	return h
 }
