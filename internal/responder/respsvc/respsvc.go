@@ -215,7 +215,7 @@ type FailpointHooks struct {
 
 // Failpoints reads RESPONDER_FAILPOINT, for the crash tests only. Each
 // form names a point and a marker FILE; the first process to reach the
-// point creates FILE (holding the outbox key) and hangs there, so the test
+// point creates FILE (its pid, a newline, the outbox key) and hangs there, so the test
 // can SIGKILL it in that gap. The point fires once across every process
 // given the same FILE: one that finds FILE already there goes on, so the
 // survivors of a multi-process test do not hang at the same point.
@@ -244,7 +244,7 @@ func Failpoints(log *slog.Logger) FailpointHooks {
 			if err != nil {
 				return // another process reached the point first
 			}
-			_, _ = f.WriteString(what)
+			_, _ = fmt.Fprintf(f, "%d\n%s", os.Getpid(), what)
 			_ = f.Close()
 			select {}
 		})
