@@ -57,6 +57,9 @@ func newCluster(t *testing.T, ctx context.Context, n int, extra ...string) *clus
 	e.kafka.DeleteTopicsAfter(t, topic)
 	e.anomalies = topic
 	e.settings["kafka.anomalies_topic"], e.settings["kafka.partitions"] = topic, strconv.Itoa(clusterPartitions)
+	// Every test agent is to be revoked automatically; the budget's own
+	// tests are elsewhere.
+	e.settings["responder.revoke_budget"] = "1000"
 	w, err := kafka.NewWriter(kafka.WriterConfig{Brokers: e.brokers, Security: e.sec, Topic: topic}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -428,7 +431,7 @@ func TestIntegrationMultiRollingRestart(t *testing.T) {
 	if err := <-wrote; err != nil {
 		t.Fatal(err)
 	}
-	waitFor(90*time.Second, func() bool {
+	waitFor(60*time.Second, func() bool {
 		for _, a := range agents {
 			if roots, _ := c.posts(a); len(roots) == 0 || len(c.deletes(a)) == 0 {
 				return false
