@@ -97,6 +97,24 @@ func (c *Chain) Append(ctx context.Context, rec evidence.Record) error {
 	return c.checkFork(ctx, rec)
 }
 
+// Insert stores rec without checking it against the head: for records a
+// sequencer outside ClickHouse has already placed in the chain
+// (evidence.SequencedChain), which may reach this table out of order or
+// twice. Verification counts identical copies once.
+func (c *Chain) Insert(ctx context.Context, rec evidence.Record) error {
+	if err := validRecord(rec); err != nil {
+		return fmt.Errorf("insert into evidence chain: %w", err)
+	}
+	row := []any{
+		rec.Seq, rec.BundleID, rec.AgentID, rec.AnomalyID, rec.IncidentID, rec.Path,
+		rec.ManifestSHA256, rec.PrevSHA256, rec.CreatedMs, c.now().UnixMilli(),
+	}
+	if err := c.st.insertRows(ctx, "evidence_chain", chainColumns, row); err != nil {
+		return fmt.Errorf("insert bundle %s at seq %d: %w", rec.BundleID, rec.Seq, err)
+	}
+	return nil
+}
+
 // checkFork reports an error when a record other than rec (by manifest
 // hash) holds rec's seq: another process appended at the same time.
 func (c *Chain) checkFork(ctx context.Context, rec evidence.Record) error {

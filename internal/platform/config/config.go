@@ -89,6 +89,9 @@ type Kafka struct {
 	AnomaliesTopic  string   `mapstructure:"anomalies_topic" doc:"Topic the detector writes anomalies to and the responder reads."`
 	DetectorGroup   string   `mapstructure:"detector_group" doc:"Consumer group of the detector."`
 	ResponderGroup  string   `mapstructure:"responder_group" doc:"Consumer group of the responder."`
+	// The responder's shared state: see kstate and docs/responder.md.
+	ResponderStateTopic  string `mapstructure:"responder_state_topic" doc:"Compacted changelog of the responder's per-agent state (incidents, queued actions), one partition per anomalies partition; the instance that owns an anomalies partition writes it and the next owner restores it."`
+	ResponderGlobalTopic string `mapstructure:"responder_global_topic" doc:"Compacted one-partition topic every responder instance reads in full: silences, the kill switch, revocations and restores, budget claims, and requests addressed to another instance's agents."`
 	// Partitions and ReplicationFactor are used when ingest creates missing topics.
 	Partitions        int  `mapstructure:"partitions" doc:"Partitions of the topics ingest creates; 1 to 10000."`
 	ReplicationFactor int  `mapstructure:"replication_factor" doc:"Replication factor of the topics ingest creates; at least 1."`
@@ -225,6 +228,8 @@ func defaults() map[string]any {
 		"kafka.anomalies_topic":          "agentwatch.anomalies",
 		"kafka.detector_group":           "agentwatch-detector",
 		"kafka.responder_group":          "agentwatch-responder",
+		"kafka.responder_state_topic":    "agentwatch.responder-state",
+		"kafka.responder_global_topic":   "agentwatch.responder-global",
 		"kafka.partitions":               6,
 		"kafka.replication_factor":       1,
 		"kafka.create_topics":            true,
@@ -591,7 +596,8 @@ func (c Config) validate(ps *problems) {
 		bad("kafka.events_topic", "raw, events and dead-letter topics must differ")
 	}
 	for key, v := range map[string]string{"kafka.ingest_group": c.Kafka.IngestGroup, "kafka.detector_group": c.Kafka.DetectorGroup,
-		"kafka.responder_group": c.Kafka.ResponderGroup, "kafka.anomalies_topic": c.Kafka.AnomaliesTopic} {
+		"kafka.responder_group": c.Kafka.ResponderGroup, "kafka.anomalies_topic": c.Kafka.AnomaliesTopic,
+		"kafka.responder_state_topic": c.Kafka.ResponderStateTopic, "kafka.responder_global_topic": c.Kafka.ResponderGlobalTopic} {
 		if v == "" {
 			bad(key, "must be set")
 		}
