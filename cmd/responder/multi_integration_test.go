@@ -140,7 +140,9 @@ func (c *cluster) agentsOnEveryPartition(prefix string) []string {
 	out := make([]string, clusterPartitions)
 	found := 0
 	for i := 0; found < clusterPartitions; i++ {
-		id := fmt.Sprintf("%s-%d", prefix, i)
+		// Fixed width: no id is a prefix of another, as posts are matched
+		// by the id they contain.
+		id := fmt.Sprintf("%s-%04d", prefix, i)
 		p := kafka.PartitionFor(id, clusterPartitions)
 		if out[p] == "" {
 			out[p] = id
