@@ -41,7 +41,7 @@ Slack's interactivity endpoint and the HTTP API. Run without a command, it runs
 the consumer; the other commands are for operators (docs/responder.md).`)
 	cli.ServiceCommand(root, runResponder)
 	root.AddCommand(runPlaybookCommand(), restoreCommand(), auditCommand(), verifyCommand(),
-		incidentsCommand(), silenceCommand(), outboxCommand(), falsePositiveCommand(), keygenCommand(), ledgerKeygenCommand(), ledgerResealCommand())
+		incidentsCommand(), silenceCommand(), outboxCommand(), falsePositiveCommand(), keygenCommand(), ledgerKeygenCommand(), ledgerResealCommand(), killSwitchCommand())
 	return root
 }
 
@@ -127,6 +127,27 @@ func runPlaybookCommand() *cobra.Command {
 	f.StringVar(&o.Reason, "reason", "", "why, for the audit record")
 	f.StringVar(&o.RequestID, "request-id", "", "idempotency key: the same one runs once (default: a new one)")
 	f.StringVar(&o.API, "api", "", "the running responder's API base URL (default http://responder.api_addr)")
+	return cmd
+}
+
+func killSwitchCommand() *cobra.Command {
+	var o respctl.KillSwitchOptions
+	cmd := &cobra.Command{
+		Use:   "kill-switch on|off|status",
+		Short: "Stop (on) or resume (off) automatic revocations on every instance, or show the switch",
+		Long: `kill-switch engages or disengages the kill switch, audited, or prints its state.
+With kafka.brokers set it writes the responder's global table, so every running
+instance stops (or resumes) automatic revocations within about a second. In the
+embedded mode it creates or removes responder.kill_switch_file. Either switch
+engaged stops them.`,
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"on", "off", "status"},
+		RunE: operatorRunE(nil, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
+			o.Action = args[0]
+			return respctl.KillSwitch(cmd.Context(), cfg, log, o, cmd.OutOrStdout())
+		}),
+	}
+	cmd.Flags().StringVar(&o.Reason, "reason", "", "why, for the audit record and the switch's record")
 	return cmd
 }
 

@@ -206,8 +206,8 @@ func (c *cluster) revokeRecords(agent string) int {
 	return strings.Count(out, `"action":"revoke"`)
 }
 
-// waitFor polls cond every 250ms until it holds or d passed.
-func waitFor(d time.Duration, cond func() bool) bool {
+// pollUntil polls cond every 250ms until it holds or d passed.
+func pollUntil(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		if cond() {
@@ -295,7 +295,7 @@ func multiKill(t *testing.T, point string) {
 	c.startAll()
 
 	c.write(ctx, victim, 0)
-	if !waitFor(90*time.Second, func() bool { _, err := os.Stat(marker); return err == nil }) {
+	if !pollUntil(90*time.Second, func() bool { _, err := os.Stat(marker); return err == nil }) {
 		t.Fatalf("no instance reached %s in 90s:\n%s", point, c.tails())
 	}
 	b, _ := os.ReadFile(marker)
@@ -316,7 +316,7 @@ func multiKill(t *testing.T, point string) {
 	case "pause-before-commit":
 		// The actions run off the consumer's path: let them be done and
 		// recorded while the commit hangs.
-		if !waitFor(60*time.Second, func() bool {
+		if !pollUntil(60*time.Second, func() bool {
 			roots, _ := c.posts(victim)
 			return len(roots) > 0 && c.revokeRecords(victim) > 0
 		}) {
@@ -342,7 +342,7 @@ func multiKill(t *testing.T, point string) {
 		}
 		return true
 	}
-	waitFor(bound+30*time.Second, allRevoked)
+	pollUntil(bound+30*time.Second, allRevoked)
 	var failover time.Duration
 	for _, a := range probes {
 		d := c.deletes(a)
@@ -358,7 +358,7 @@ func multiKill(t *testing.T, point string) {
 	}
 
 	// The victim's incident is finished by a survivor, once.
-	waitFor(60*time.Second, func() bool {
+	pollUntil(60*time.Second, func() bool {
 		roots, _ := c.posts(victim)
 		return len(roots) > 0 && len(c.deletes(victim)) > 0
 	})
@@ -375,7 +375,7 @@ func multiKill(t *testing.T, point string) {
 	replies := func() int { _, r := c.posts(victim); return len(r) }
 	before := replies()
 	c.write(ctx, victim, 1)
-	waitFor(60*time.Second, func() bool { return replies() > before })
+	pollUntil(60*time.Second, func() bool { return replies() > before })
 	c.quiet(5*time.Second, time.Minute)
 	roots, rs := c.posts(victim)
 	if len(roots) != 1 {
@@ -433,7 +433,7 @@ func TestIntegrationMultiRollingRestart(t *testing.T) {
 	if err := <-wrote; err != nil {
 		t.Fatal(err)
 	}
-	waitFor(60*time.Second, func() bool {
+	pollUntil(60*time.Second, func() bool {
 		for _, a := range agents {
 			if roots, _ := c.posts(a); len(roots) == 0 || len(c.deletes(a)) == 0 {
 				return false

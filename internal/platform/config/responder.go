@@ -124,6 +124,8 @@ type APIToken struct {
 	AllowedPlaybooks []string `mapstructure:"allowed_playbooks"`
 	CanReadAudit     bool     `mapstructure:"can_read_audit"`
 	CanSilence       bool     `mapstructure:"can_silence"`
+	CanReadDenylist  bool     `mapstructure:"can_read_denylist"`
+	CanKillSwitch    bool     `mapstructure:"can_kill_switch"`
 }
 
 func responderDefaults() map[string]any {

@@ -222,29 +222,29 @@ func (c *SequencedChain) CatchUp(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// Run catches the mirror up at once and then every interval (default one
-// minute), sooner while an insert is owed, until ctx ends.
-func (c *SequencedChain) Run(ctx context.Context, interval time.Duration) error {
-	if interval <= 0 {
-		interval = time.Minute
-	}
+// catchUpInterval is how often Run checks the mirror when nothing is owed.
+const catchUpInterval = time.Minute
+
+// Run catches the mirror up at once and then every minute, every five
+// seconds while an insert is owed, until ctx ends (then it returns nil).
+func (c *SequencedChain) Run(ctx context.Context) error {
 	next := time.Duration(0)
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil
 		case <-time.After(next):
 		}
 		n, err := c.CatchUp(ctx)
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			c.log.Warn("evidence chain catch-up failed; retrying", "err", err)
 		} else if n > 0 {
 			c.log.Info("evidence chain: inserted placed records its store lacked", "records", n)
 		}
-		next = interval
+		next = catchUpInterval
 		c.mu.Lock()
 		if len(c.late) > 0 {
-			next = min(interval, 5*time.Second)
+			next = 5 * time.Second
 		}
 		c.mu.Unlock()
 	}

@@ -41,6 +41,12 @@ type Token struct {
 	// CanSilence lets the token list, add and expire silences
 	// (/v1/silences).
 	CanSilence bool `mapstructure:"can_silence"`
+	// CanReadDenylist lets the token read GET /v1/denylist: give a
+	// gateway a token with this alone.
+	CanReadDenylist bool `mapstructure:"can_read_denylist"`
+	// CanKillSwitch lets the token read and set the kill switch
+	// (/v1/kill-switch).
+	CanKillSwitch bool `mapstructure:"can_kill_switch"`
 }
 
 // MinSecretLen is the shortest secret New accepts, in bytes: a 32-byte
@@ -69,6 +75,9 @@ type principal struct {
 	playbooks    []string
 	canReadAudit bool
 	canSilence   bool
+	// canReadDenylist and canKillSwitch: Token's fields of those names.
+	canReadDenylist bool
+	canKillSwitch   bool
 }
 
 func (p *principal) mayRun(playbook string) bool {
@@ -90,7 +99,8 @@ func compileTokens(tokens []Token, getenv func(string) string) ([]principal, err
 		bad := func(field, format string, a ...any) {
 			errs = append(errs, fmt.Errorf("%s.%s: %s", key, field, fmt.Sprintf(format, a...)))
 		}
-		p := principal{name: t.Name, canReadAudit: t.CanReadAudit, canSilence: t.CanSilence}
+		p := principal{name: t.Name, canReadAudit: t.CanReadAudit, canSilence: t.CanSilence,
+			canReadDenylist: t.CanReadDenylist, canKillSwitch: t.CanKillSwitch}
 		if !tokenNameRE.MatchString(t.Name) {
 			bad("name", "%.80q must be letters, digits, '.', '_' or '-', at most 64 bytes", t.Name)
 		} else if j, dup := names[t.Name]; dup {

@@ -150,6 +150,12 @@ type Options struct {
 	// Verdicts, when set, takes false positives at
 	// /v1/incidents/{incident}/false-positive (tokens with can_silence).
 	Verdicts Verdicts
+	// Denylist, when set, is served at GET /v1/denylist (tokens with
+	// can_read_denylist).
+	Denylist Denylist
+	// KillSwitch, when set, is read and set at /v1/kill-switch (tokens
+	// with can_kill_switch).
+	KillSwitch KillSwitch
 	// Getenv reads Token.SecretEnv; nil means os.Getenv.
 	Getenv func(string) string
 	// Limit rate-limits each client (a token once it authenticates, else
@@ -174,6 +180,8 @@ type Handler struct {
 	mux        *http.ServeMux
 	silences   Silences
 	verdicts   Verdicts
+	denylist   Denylist
+	kill       KillSwitch
 	limit      *clientlimit.Limiter
 	// equal compares two SHA-256 digests: subtle.ConstantTimeCompare,
 	// replaced in tests to see that it is what decides.
@@ -240,6 +248,15 @@ func New(o Options) (*Handler, error) {
 		h.mux.HandleFunc(silencesPost, h.addSilence)
 		h.mux.HandleFunc(silencesDelete, h.expireSilence)
 	}
+	if o.Denylist != nil {
+		h.denylist = o.Denylist
+		h.mux.HandleFunc(denylistGet, h.serveDenylist)
+	}
+	if o.KillSwitch != nil {
+		h.kill = o.KillSwitch
+		h.mux.HandleFunc(killSwitchGet, h.getKillSwitch)
+		h.mux.HandleFunc(killSwitchPut, h.putKillSwitch)
+	}
 	if o.Verdicts != nil {
 		h.verdicts = o.Verdicts
 		h.mux.HandleFunc(falsePositivePattern, h.falsePositive)
@@ -260,6 +277,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		route = "silences"
 	case falsePositivePattern:
 		route = "false_positive"
+	case denylistGet:
+		route = "denylist"
+	case killSwitchGet, killSwitchPut:
+		route = "kill_switch"
 	}
 	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 	sw.Header().Set("Cache-Control", "no-store")

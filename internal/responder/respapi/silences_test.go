@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,7 +70,11 @@ type fakeVerdicts struct {
 }
 
 func (f *fakeVerdicts) FalsePositive(_ context.Context, incident, anomalyID string, actor audit.Actor) error {
-	if incident != "inc-1" {
+	switch incident {
+	case "inc-1":
+	case "inc-elsewhere":
+		return fmt.Errorf("false positive on %s: %w", incident, ErrQueued)
+	default:
 		return fmt.Errorf("no incident %q: %w", incident, ErrNotFound)
 	}
 	f.got = append(f.got, incident+"/"+anomalyID+"/"+actor.String())
@@ -89,5 +94,11 @@ func TestFalsePositiveThroughTheAPI(t *testing.T) {
 	wantCode(t, fx.do(t, http.MethodPost, "/v1/incidents/inc-1/false-positive", "Bearer "+secretOncall, `{"anomaly_id":"a1"}`), http.StatusOK)
 	if len(fv.got) != 1 || fv.got[0] != "inc-1/a1/api:oncall" {
 		t.Errorf("verdicts taken: %v", fv.got)
+	}
+	// Handed to the instance that owns the incident, not answered yet.
+	r := fx.do(t, http.MethodPost, "/v1/incidents/inc-elsewhere/false-positive", "Bearer "+secretOncall, `{"anomaly_id":"a1"}`)
+	wantCode(t, r, http.StatusAccepted)
+	if !strings.Contains(string(r.body), `"result":"queued"`) {
+		t.Errorf("queued answer: %s", string(r.body))
 	}
 }

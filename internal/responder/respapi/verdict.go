@@ -19,6 +19,12 @@ type Verdicts interface {
 // or anomaly: the API answers 404.
 var ErrNotFound = errors.New("not found")
 
+// ErrQueued is what a Verdicts returns (wrapped) when it handed the
+// verdict to the responder instance that owns the incident and that
+// instance had not answered in time: the API answers 202, and the verdict
+// is recorded when that instance runs it.
+var ErrQueued = errors.New("queued for the responder instance that owns the incident")
+
 const falsePositivePattern = "POST /v1/incidents/{incident}/false-positive"
 
 // falsePositiveBody is the body of POST /v1/incidents/{incident}/false-positive.
@@ -48,6 +54,9 @@ func (h *Handler) falsePositive(w http.ResponseWriter, r *http.Request) {
 	rec.AnomalyID = in.AnomalyID
 	err := h.verdicts.FalsePositive(r.Context(), incident, in.AnomalyID, audit.Actor{Kind: audit.ActorAPI, TokenName: tok.name})
 	switch {
+	case errors.Is(err, ErrQueued):
+		writeJSON(w, http.StatusAccepted, map[string]string{"incident": incident, "anomaly_id": in.AnomalyID, "result": "queued"})
+		return
 	case errors.Is(err, ErrNotFound):
 		h.refuse(w, r, rec, http.StatusNotFound, err.Error())
 		return

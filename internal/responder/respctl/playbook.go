@@ -124,8 +124,20 @@ func Restore(ctx context.Context, cfg config.Config, log *slog.Logger, o Restore
 		return err
 	}
 	defer closeAudit()
-	guards, _, err := respond.Guards(cfg, nil, log)
-	if err != nil {
+	var guards map[string]*revoke.Guard
+	if cfg.Distributed() {
+		// The shared ledger: the restore is seen by every running
+		// instance, which stops counting the incident as revoked.
+		g, err := openGlobal(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer g.Close()
+		guards, err = respond.GlobalGuards(cfg, nil, log, g.Rules)
+		if err != nil {
+			return err
+		}
+	} else if guards, _, err = respond.Guards(cfg, nil, log); err != nil {
 		return err
 	}
 	restored := 0

@@ -20,7 +20,8 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/silence"
 )
 
-// The silence commands work on the state directory's file when no
+// The silence commands work on the global table in the distributed mode.
+// In the embedded mode they work on the state directory's file when no
 // responder holds it, else through the running responder's API
 // (RESPONDER_API_TOKEN, a token with can_silence). Each option's API is
 // that responder's base URL; "" means http://responder.api_addr.
@@ -51,7 +52,7 @@ type SilenceExpireOptions struct {
 // SilenceAdd adds a silence, audits it, and writes it to w. Matchers the
 // local store cannot parse are a *UsageError.
 func SilenceAdd(ctx context.Context, cfg config.Config, o SilenceAddOptions, w io.Writer) error {
-	return withSilences(cfg, o.API, func(api *apiClient) error {
+	return withSilences(ctx, cfg, o.API, func(api *apiClient) error {
 		return callSilence(ctx, api, w, http.MethodPost, "/v1/silences", map[string]string{"matchers": o.Matchers, "duration": o.For.String(), "comment": o.Comment})
 	}, func(st *silence.Store) error {
 		me := Operator()
@@ -75,7 +76,7 @@ func SilenceAdd(ctx context.Context, cfg config.Config, o SilenceAddOptions, w i
 // SilenceList writes the active (and with o.Expired, the expired)
 // silences to w as a table.
 func SilenceList(ctx context.Context, cfg config.Config, o SilenceListOptions, w io.Writer) error {
-	return withSilences(cfg, o.API, func(api *apiClient) error {
+	return withSilences(ctx, cfg, o.API, func(api *apiClient) error {
 		path := "/v1/silences"
 		if o.Expired {
 			path += "?expired=1"
@@ -98,7 +99,7 @@ func SilenceList(ctx context.Context, cfg config.Config, o SilenceListOptions, w
 
 // SilenceExpire ends a silence now, audits it, and writes a line to w.
 func SilenceExpire(ctx context.Context, cfg config.Config, o SilenceExpireOptions, w io.Writer) error {
-	return withSilences(cfg, o.API, func(api *apiClient) error {
+	return withSilences(ctx, cfg, o.API, func(api *apiClient) error {
 		return callSilence(ctx, api, w, http.MethodDelete, "/v1/silences/"+o.ID, nil)
 	}, func(st *silence.Store) error {
 		me := Operator()
@@ -117,7 +118,19 @@ func SilenceExpire(ctx context.Context, cfg config.Config, o SilenceExpireOption
 // withSilences runs local on the state directory's silences, which it opens
 // and closes, or viaAPI on the client of the running responder that holds
 // them (openSilences).
-func withSilences(cfg config.Config, base string, viaAPI func(*apiClient) error, local func(*silence.Store) error) error {
+//
+// In the distributed mode the silences live in the global table, which
+// this command writes directly: every running instance applies the
+// change as soon as it reads it.
+func withSilences(ctx context.Context, cfg config.Config, base string, viaAPI func(*apiClient) error, local func(*silence.Store) error) error {
+	if cfg.Distributed() {
+		g, err := openGlobal(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer g.Close()
+		return local(g.Rules.Silences)
+	}
 	st, api, err := openSilences(cfg, base)
 	if err != nil {
 		return err

@@ -199,11 +199,20 @@ func (e *Engine) flushCaps(ctx context.Context) {
 
 // runSummary posts a summary; it is not itself capped (one per channel and
 // minute at most).
-func (e *Engine) runSummary(ctx context.Context, j job) ([]byte, error) {
+func (e *Engine) runSummary(ctx context.Context, en outbox.Entry, j job) ([]byte, error) {
 	if e.o.Notifier == nil {
 		return nil, nil
 	}
-	ts, err := e.o.Notifier.PostAlert(ctx, j.Channel, slackui.RenderNote(j.Text))
+	prev, err := e.earlier(ctx, en, j.Channel, "")
+	if err != nil {
+		return nil, err
+	}
+	if prev.Found {
+		return []byte(j.Channel + " " + prev.TS), nil
+	}
+	m := slackui.RenderNote(j.Text)
+	m.Marker = en.Key
+	ts, err := e.o.Notifier.PostAlert(ctx, j.Channel, m)
 	if err != nil {
 		var pe *slackui.PostError
 		if errors.As(err, &pe) && pe.RetryAfter > 0 {

@@ -45,12 +45,19 @@ func (e *Engine) Kinds() map[string]outbox.Kind {
 		k.Handler = h(f)
 		return k
 	}
+	// Each entry of these kinds posts one message that carries the entry's
+	// key, so a run after an interrupted one looks for it first.
+	posts := func(k outbox.Kind, f func(context.Context, outbox.Entry, job) ([]byte, error)) outbox.Kind {
+		k = with(k, f)
+		k.Handler = checkPosts(k.Handler)
+		return k
+	}
 	return map[string]outbox.Kind{
 		kindSnapshot: with(outbox.Kind{Concurrency: 2, Timeout: 5 * time.Minute}, e.runSnapshot),
-		kindAlert:    with(slackKind, e.runAlert),
-		kindReply:    with(slackKind, e.runReply),
-		kindNote:     with(slackKind, e.runNote),
-		kindApprove:  with(slackKind, e.runApprove),
+		kindAlert:    posts(slackKind, e.runAlert),
+		kindReply:    posts(slackKind, e.runReply),
+		kindNote:     posts(slackKind, e.runNote),
+		kindApprove:  posts(slackKind, e.runApprove),
 		kindRevoke:   with(gw, e.runRevoke),
 		kindQuar:     with(gw, e.runRevoke),
 		kindRestore:  with(gw, e.runRestore),
@@ -61,9 +68,7 @@ func (e *Engine) Kinds() map[string]outbox.Kind {
 		kindEphemeral: with(slackKind, func(ctx context.Context, _ outbox.Entry, j job) ([]byte, error) {
 			return e.runEphemeral(ctx, j)
 		}),
-		kindSummary: with(slackKind, func(ctx context.Context, _ outbox.Entry, j job) ([]byte, error) {
-			return e.runSummary(ctx, j)
-		}),
+		kindSummary: posts(slackKind, e.runSummary),
 	}
 }
 
@@ -215,6 +220,17 @@ func (e *Engine) runAlert(ctx context.Context, en outbox.Entry, j job) ([]byte, 
 	if err != nil {
 		return nil, e.permanent(ctx, j, string(playbooks.KindNotify), err)
 	}
+	m.Marker = en.Key
+	prev, err := e.earlier(ctx, en, j.Channel, "")
+	if err != nil {
+		return nil, err
+	}
+	if prev.Found {
+		if err := e.record(ctx, j, string(playbooks.KindNotify), audit.ResultOK, "posted to "+j.Channel+" ts "+prev.TS+" (by an interrupted run, found in the channel)"); err != nil {
+			return nil, err
+		}
+		return []byte(j.Channel + " " + prev.TS), nil
+	}
 	if !e.caps.admit(j.Channel, capAlert, j.Anomaly.Kind, e.now()) {
 		// No ts in the result: the incident has no thread, and its next
 		// post stands alone (and is capped in its turn).
@@ -224,8 +240,11 @@ func (e *Engine) runAlert(ctx context.Context, en outbox.Entry, j job) ([]byte, 
 	if err != nil {
 		return nil, e.postFailed(ctx, j, err)
 	}
+	if e.o.AfterAction != nil {
+		e.o.AfterAction(string(playbooks.KindNotify), en.Key)
+	}
 	e.o.Metrics.alertLatency(j.Anomaly, e.now())
-	if err := e.record(ctx, j, string(playbooks.KindNotify), audit.ResultOK, "posted to "+j.Channel+" ts "+ts); err != nil {
+	if err := e.record(ctx, j, string(playbooks.KindNotify), audit.ResultOK, "posted to "+j.Channel+" ts "+ts+prev.note()); err != nil {
 		return nil, err
 	}
 	return []byte(j.Channel + " " + ts), nil
@@ -282,9 +301,20 @@ func (e *Engine) runReply(ctx context.Context, en outbox.Entry, j job) ([]byte, 
 	if err != nil {
 		return nil, e.permanent(ctx, j, string(playbooks.KindNotify), err)
 	}
+	m.Marker = en.Key
 	what := capReply
 	if !ok {
-		channel, what = j.Channel, capAlert
+		channel, ts, what = j.Channel, "", capAlert
+	}
+	prev, err := e.earlier(ctx, en, channel, ts)
+	if err != nil {
+		return nil, err
+	}
+	if prev.Found {
+		if err := e.record(ctx, j, string(playbooks.KindNotify), audit.ResultOK, "posted in thread "+ts+" of "+channel+" ts "+prev.TS+" (by an interrupted run, found in Slack)"); err != nil {
+			return nil, err
+		}
+		return []byte(channel + " " + prev.TS), nil
 	}
 	if !e.caps.admit(channel, what, j.Anomaly.Kind, e.now()) {
 		return []byte(channel), e.suppressed(ctx, j, what, channel)
@@ -300,7 +330,7 @@ func (e *Engine) runReply(ctx context.Context, en outbox.Entry, j job) ([]byte, 
 		return nil, e.postFailed(ctx, j, err)
 	}
 	e.o.Metrics.alertLatency(j.Anomaly, e.now())
-	if err := e.record(ctx, j, string(playbooks.KindNotify), audit.ResultOK, "posted in thread "+ts+" of "+channel+" ts "+got); err != nil {
+	if err := e.record(ctx, j, string(playbooks.KindNotify), audit.ResultOK, "posted in thread "+ts+" of "+channel+" ts "+got+prev.note()); err != nil {
 		return nil, err
 	}
 	return []byte(channel + " " + got), nil
@@ -317,10 +347,15 @@ func (e *Engine) runNote(ctx context.Context, en outbox.Entry, j job) ([]byte, e
 	if !ok {
 		return nil, nil // no thread to note it in (no alert, or it was suppressed)
 	}
+	if prev, err := e.earlier(ctx, en, channel, ts); err != nil || prev.Found {
+		return nil, err
+	}
 	if !e.caps.admit(channel, capNote, "", e.now()) {
 		return nil, e.suppressed(ctx, j, capNote, channel)
 	}
-	_, err = e.o.Notifier.PostThreadReply(ctx, channel, ts, slackui.RenderNote(j.Text))
+	m := slackui.RenderNote(j.Text)
+	m.Marker = en.Key
+	_, err = e.o.Notifier.PostThreadReply(ctx, channel, ts, m)
 	if err != nil {
 		var pe *slackui.PostError
 		if errors.As(err, &pe) && !pe.Retry {
@@ -668,6 +703,21 @@ func (e *Engine) runApprove(ctx context.Context, en outbox.Entry, j job) ([]byte
 		postTo := channel
 		if ok {
 			postTo = c
+		}
+		m.Marker = en.Key
+		inThread := ""
+		if ok {
+			inThread = ts
+		}
+		var prev earlierPost
+		if postTo != "" { // no channel: nothing was posted, nothing will be
+			if prev, err = e.earlier(ctx, en, postTo, inThread); err != nil {
+				return nil, err
+			}
+		}
+		if prev.Found {
+			return nil, e.record(ctx, j, string(playbooks.KindApprove), audit.ResultNeedsApproval,
+				fmt.Sprintf("asked for approval of %s (ts %s, posted by an interrupted run, found in Slack); %s after %s", what, prev.TS, orDefault(ap.Default, playbooks.DecisionDeny), timeout))
 		}
 		if admitted, wait := e.caps.admitApproval(postTo, en.Key, e.now()); !admitted {
 			return nil, outbox.Wait(wait, "the channel is over its message cap; an approval request waits for the next minute")

@@ -26,6 +26,9 @@ type Metrics struct {
 	SlackSuppressed  *prometheus.CounterVec
 	SlackSummaries   prometheus.Counter
 	ApprovalsGrouped prometheus.Counter
+	// SlackPostChecks counts the lookups for a message an interrupted run
+	// may have posted, by outcome (see postCheck).
+	SlackPostChecks *prometheus.CounterVec
 }
 
 // NewMetrics registers the responder's series on reg.
@@ -47,6 +50,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Summaries of suppressed messages queued (one per channel and minute at most)."}),
 		ApprovalsGrouped: f.NewCounter(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "approvals_grouped_total",
 			Help: "Approval requests that joined an earlier request of the same cause instead of being posted."}),
+		SlackPostChecks: f.NewCounterVec(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "slack_post_checks_total",
+			Help: "Lookups in Slack for the message of an interrupted post before posting again, by outcome: found (not posted again), not_found (posted), retry (the lookup failed and is retried), unchecked (it could not be made, e.g. missing_scope: posted, maybe a duplicate), unsupported (the console)."},
+			[]string{"outcome"}),
+	}
+}
+
+// postCheck counts a lookup's outcome: found, not_found, retry, unchecked
+// or unsupported.
+func (m *Metrics) postCheck(outcome string) {
+	if m != nil {
+		m.SlackPostChecks.WithLabelValues(outcome).Inc()
 	}
 }
 

@@ -110,6 +110,9 @@ type Options struct {
 	Seen     outbox.Seen
 	Audit    *audit.Logger
 	Silences *silence.Store
+	// Ledger, when set, is asked whether an incident's revocation was
+	// restored (by anyone, anywhere) before its alerts are suppressed.
+	Ledger   revoke.Ledger
 	Registry Registry
 	Notifier Notifier
 	Codec    *slackui.ActionCodec
@@ -130,7 +133,8 @@ type Options struct {
 	Now        func() time.Time
 	Metrics    *Metrics
 	// AfterAction, when set, is called after a revocation or quarantine
-	// reached the gateway and before it is recorded: the crash tests
+	// reached the gateway (kind revoke or quarantine), or an alert was
+	// posted (kind notify), and before it is recorded: the crash tests
 	// stop the process there.
 	AfterAction func(kind, key string)
 	// BeforeAction, when set, is called before a revocation or quarantine
@@ -360,7 +364,9 @@ func (e *Engine) process(ctx context.Context, a anomaly.Anomaly) (HandleResult, 
 	// anomalies are still recorded, with evidence, but not alerted again.
 	var suppress string
 	if prev, ok := e.inc.latest(a.AgentID); ok && len(prev.Revoked) > 0 {
-		suppress = "suppressed: the agent's credential is revoked (" + prev.Revoked[0] + ")"
+		if still := e.stillRevoked(ctx, prev.ID, prev.Revoked); len(still) > 0 {
+			suppress = "suppressed: the agent's credential is revoked (" + still[0] + ")"
+		}
 	}
 	in, created, err := e.inc.join(a, now, e.o.Settings.IncidentWindow)
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
+	"github.com/agentwatch/agentwatch/internal/responder/global"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/respapi"
 	"github.com/agentwatch/agentwatch/internal/responder/slackui"
@@ -87,9 +88,13 @@ type rig struct {
 	cancel   context.CancelFunc
 	done     chan error
 	cfg      config.Config
-	// playbooks replaces testPlaybooks; now replaces the engine's clock.
+	// playbooks replaces testPlaybooks; now replaces the engine's clock;
+	// deps, when set, changes the Deps Build gets.
 	playbooks string
 	now       func() time.Time
+	// glob, when set, is the distributed mode's global rules.
+	glob *global.Rules
+	deps func(*Deps)
 }
 
 type memFeedback struct {
@@ -164,8 +169,11 @@ func (r *rig) start() {
 		t.Fatal(err)
 	}
 	env := map[string]string{"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": testSecret}
-	svc, err := Build(r.cfg, Deps{Set: set, Events: r.events, Feedback: r.feedback, Getenv: func(k string) string { return env[k] }, Now: r.now},
-		nil, prometheus.NewRegistry())
+	d := Deps{Set: set, Events: r.events, Feedback: r.feedback, Getenv: func(k string) string { return env[k] }, Now: r.now, Global: r.glob}
+	if r.deps != nil {
+		r.deps(&d)
+	}
+	svc, err := Build(r.cfg, d, nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

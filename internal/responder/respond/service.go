@@ -22,10 +22,12 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/clientlimit"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
+	"github.com/agentwatch/agentwatch/internal/responder/global"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/playbookcfg"
 	"github.com/agentwatch/agentwatch/internal/responder/respapi"
 	"github.com/agentwatch/agentwatch/internal/responder/revoke"
+	"github.com/agentwatch/agentwatch/internal/responder/route"
 	"github.com/agentwatch/agentwatch/internal/responder/silence"
 	"github.com/agentwatch/agentwatch/internal/responder/slackui"
 	"github.com/agentwatch/agentwatch/pkg/playbooks"
@@ -67,6 +69,22 @@ type Deps struct {
 	AfterAction func(kind, key string)
 	// BeforeAction: see Options.BeforeAction.
 	BeforeAction func(kind, key string)
+	// Global, in the distributed mode, holds the silences, the kill
+	// switch, the budget claims and the revocation ledger in the global
+	// table, shared by every instance; nil keeps them in files under the
+	// state directory. The caller owns it (and the table behind it).
+	Global *global.Rules
+	// Router, Commands and Owners, all set, are for several responders
+	// sharing the anomalies' partitions: a Slack click or an API request
+	// (run-playbook, false positive) for an agent another instance owns
+	// goes to it as a command in the global table (package route). The
+	// caller feeds the Router the table's records under route.Prefix (from
+	// the table's opening on), and its consumer calls the Router's
+	// OnAssigned and OnRevoked; Build binds the engine to it and Run runs
+	// it. Nil: every request runs here (one responder).
+	Router   *route.Router
+	Commands route.Table
+	Owners   route.Ownership
 }
 
 // Service is a built responder: the Engine, the outbox Worker that runs
@@ -84,6 +102,10 @@ type Service struct {
 	closers  []func() error
 	silences *silence.Store
 	limiters []*clientlimit.Limiter
+	// mirror keeps the deny-list file in step with the shared ledger (the
+	// distributed mode); nil otherwise.
+	mirror func(ctx context.Context)
+	router *route.Router
 
 	// Checkpoints signs the evidence chain's head; nil without
 	// responder.evidence.checkpoint_key_file.
@@ -166,18 +188,28 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 			return nil, err
 		}
 	}
-	sil, err := silence.Open(state(SilencesFile), silence.Options{Log: log, Now: now, Metrics: silence.NewMetrics(reg)})
-	if err != nil {
-		return nil, fmt.Errorf("open silences: %w", err)
+	var sil *silence.Store
+	var ledger revoke.Ledger
+	if d.Global != nil {
+		sil, ledger = d.Global.Silences, d.Global.Ledger
+	} else {
+		if sil, err = silence.Open(state(SilencesFile), silence.Options{Log: log, Now: now, Metrics: silence.NewMetrics(reg)}); err != nil {
+			return nil, fmt.Errorf("open silences: %w", err)
+		}
+		s.closers = append(s.closers, sil.Close)
+		if s.Ledger, err = openLedger(rc, elog); err != nil {
+			return nil, err
+		}
+		ledger = s.Ledger
 	}
 	s.silences = sil
-	s.closers = append(s.closers, sil.Close)
-	if s.Ledger, err = openLedger(rc, elog); err != nil {
-		return nil, err
-	}
-	guards, webhooks, throttlers, err := buildGateways(cfg, set, s.Ledger, getenv, d.Resolve, now, log, reg)
+	var gx gatewayExtras
+	guards, webhooks, throttlers, err := buildGateways(cfg, set, ledger, d.Global, &gx, getenv, d.Resolve, now, log, reg)
 	if err != nil {
 		return nil, err
+	}
+	if d.Global != nil {
+		s.mirror = func(ctx context.Context) { d.Global.MirrorDenylist(ctx, gx.denylist, "denylist", elog, 5*time.Second) }
 	}
 	var notifier Notifier
 	var groups *slackui.Groups
@@ -228,7 +260,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	e, err := New(Options{
 		Set: set, Outbox: ob, Seen: seen, Audit: s.Audit, Silences: sil, Registry: d.Registry, Notifier: notifier, Codec: codec, Groups: groups,
 		Guards: guards, Throttlers: throttlers, Webhooks: webhooks, Events: d.Events, Chain: s.Chain, Evidence: s.Evidence, Checkpoints: s.Checkpoints, Scores: d.Scores, Feedback: d.Feedback,
-		Incidents: state(IncidentsFile), Log: log, Now: now, Metrics: m, AfterAction: d.AfterAction, BeforeAction: d.BeforeAction,
+		Incidents: state(IncidentsFile), Ledger: ledger, Log: log, Now: now, Metrics: m, AfterAction: d.AfterAction, BeforeAction: d.BeforeAction,
 		Settings: Settings{GroupWait: rc.GroupWait, IncidentWindow: rc.IncidentWindow, RepeatInterval: rc.RepeatInterval,
 			FalsePositiveSuppress: rc.FalsePositiveSuppress, Snooze: rc.Snooze, SnapshotMaxEvents: rc.SnapshotMaxEvents, ButtonAdapter: button,
 			ApprovalChannel: rc.Slack.ApprovalChannel, Responders: rc.Slack.Responders,
@@ -248,18 +280,35 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		s.limiters = append(s.limiters, l)
 		return l
 	}
+	var runner respapi.Runner = e
+	var verdicts respapi.Verdicts = e
+	if d.Router != nil && d.Commands != nil && d.Owners != nil {
+		if err := d.Router.Bind(route.Deps{Table: d.Commands, Owners: d.Owners, Exec: e, Seen: seen}); err != nil {
+			return nil, err
+		}
+		s.router = d.Router
+		runner, verdicts = routedRunner{e, d.Router}, routedVerdicts{e, d.Router}
+	}
 	if secret != "" {
 		ih := slackui.NewInteractionHandler(secret, seenDeduper{seen}, nil, e.OnClick)
 		ih.Log, ih.Metrics, ih.Limit = log, slackMetrics, limiter("slack")
+		if s.router != nil {
+			ih.Route = routeClick(s.router)
+		}
 		mux.Handle("POST /slack/interactions", ih)
 	}
 	if len(rc.Tokens) > 0 {
 		var toks []respapi.Token
 		for _, t := range rc.Tokens {
-			toks = append(toks, respapi.Token{Name: t.Name, SHA256: t.SHA256, SecretEnv: t.SecretEnv, SecretFile: t.SecretFile, AllowedPlaybooks: t.AllowedPlaybooks, CanReadAudit: t.CanReadAudit, CanSilence: t.CanSilence})
+			toks = append(toks, respapi.Token{Name: t.Name, SHA256: t.SHA256, SecretEnv: t.SecretEnv, SecretFile: t.SecretFile, AllowedPlaybooks: t.AllowedPlaybooks, CanReadAudit: t.CanReadAudit, CanSilence: t.CanSilence,
+				CanReadDenylist: t.CanReadDenylist, CanKillSwitch: t.CanKillSwitch})
 		}
-		api, err := respapi.New(respapi.Options{Tokens: toks, Runner: e, Audit: s.Audit, Silences: sil, Verdicts: e, Log: log, Metrics: respapi.NewMetrics(reg), Now: now, Getenv: getenv,
-			Limit: limiter("api")})
+		ao := respapi.Options{Tokens: toks, Runner: runner, Audit: s.Audit, Silences: sil, Verdicts: verdicts, Log: log, Metrics: respapi.NewMetrics(reg), Now: now, Getenv: getenv,
+			Limit: limiter("api"), Denylist: denylistSource{rules: d.Global, file: gx.denylist}}
+		if d.Global != nil {
+			ao.KillSwitch = apiSwitch{TableSwitch: d.Global.Switch, any: gx.kill}
+		}
+		api, err := respapi.New(ao)
 		if err != nil {
 			return nil, fmt.Errorf("responder.tokens: %w", err)
 		}
@@ -286,6 +335,12 @@ func (s *Service) Run(ctx context.Context) error {
 	wg.Go(func() { s.Engine.runCaps(lctx) })
 	if s.Checkpoints != nil {
 		wg.Go(func() { _ = s.Checkpoints.Run(lctx) }) // it logs its own failures
+	}
+	if s.mirror != nil {
+		wg.Go(func() { s.mirror(lctx) })
+	}
+	if s.router != nil {
+		wg.Go(func() { _ = s.router.Run(lctx) }) // it logs its own failures; lctx ends it
 	}
 	err := s.Worker.Run(ctx)
 	if serr := <-errc; err == nil && serr != nil && !errors.Is(serr, context.Canceled) {
@@ -332,6 +387,18 @@ func secretOf(getenv func(string) string, value, key, envKey, envVar string) (st
 // beside a running responder (the ledger and deny-list are safe across
 // processes; the outbox is not shared).
 func Guards(cfg config.Config, getenv func(string) string, log *slog.Logger) (map[string]*revoke.Guard, *revoke.FileLedger, error) {
+	return guardsWith(cfg, getenv, log, nil)
+}
+
+// GlobalGuards is Guards for the distributed mode: the ledger, budget and
+// kill switch are those of glob (the global table), so a restore made
+// with them is seen by every running instance.
+func GlobalGuards(cfg config.Config, getenv func(string) string, log *slog.Logger, glob *global.Rules) (map[string]*revoke.Guard, error) {
+	g, _, err := guardsWith(cfg, getenv, log, glob)
+	return g, err
+}
+
+func guardsWith(cfg config.Config, getenv func(string) string, log *slog.Logger, glob *global.Rules) (map[string]*revoke.Guard, *revoke.FileLedger, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
@@ -341,11 +408,15 @@ func Guards(cfg config.Config, getenv func(string) string, log *slog.Logger) (ma
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if glob != nil {
+		g, _, _, err := buildGateways(cfg, playbooks.Set{}, glob.Ledger, glob, &gatewayExtras{}, getenv, nil, time.Now, log, prometheus.NewRegistry())
+		return g, nil, err
+	}
 	ledger, err := openLedger(cfg.Responder, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	g, _, _, err := buildGateways(cfg, playbooks.Set{}, ledger, getenv, nil, time.Now, log, prometheus.NewRegistry())
+	g, _, _, err := buildGateways(cfg, playbooks.Set{}, ledger, nil, &gatewayExtras{}, getenv, nil, time.Now, log, prometheus.NewRegistry())
 	return g, ledger, err
 }
 
@@ -395,7 +466,7 @@ func ReadIncidents(stateDir string) ([]Incident, error) {
 
 // buildGateways makes a Guard per configured adapter and checks that every
 // adapter and webhook target the playbooks name is configured.
-func buildGateways(cfg config.Config, set playbooks.Set, ledger *revoke.FileLedger, getenv func(string) string,
+func buildGateways(cfg config.Config, set playbooks.Set, ledger revoke.Ledger, glob *global.Rules, gx *gatewayExtras, getenv func(string) string,
 	resolve func(context.Context, string) ([]netip.Addr, error), now func() time.Time, log *slog.Logger, reg prometheus.Registerer) (map[string]*revoke.Guard, map[string]revoke.Gateway, map[string]revoke.Throttler, error) {
 	rc := cfg.Responder
 	rm := revoke.NewMetrics(reg)
@@ -407,14 +478,32 @@ func buildGateways(cfg config.Config, set playbooks.Set, ledger *revoke.FileLedg
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("responder.revoke_budget: %w", err)
 	}
-	if err := budget.SeedFrom(context.Background(), ledger); err != nil {
-		return nil, nil, nil, fmt.Errorf("seed the revocation budget: %w", err)
+	var claims *revoke.Claims
+	var switches revoke.AnySwitch
+	if glob != nil {
+		// One budget for every instance: the fold over the claims in the
+		// global table, re-counted at start by reading it.
+		claims = glob.Claims
+		revoke.RegisterBudget(reg, claims)
+		switches = append(switches, glob.Switch)
+	} else {
+		src, ok := ledger.(revoke.BudgetSource)
+		if !ok {
+			return nil, nil, nil, errors.New("seed the revocation budget: the ledger cannot list its revocations")
+		}
+		if err := budget.SeedFrom(context.Background(), src); err != nil {
+			return nil, nil, nil, fmt.Errorf("seed the revocation budget: %w", err)
+		}
+		revoke.RegisterBudget(reg, budget)
 	}
-	revoke.RegisterBudget(reg, budget)
-	var kill revoke.KillSwitch = &revoke.Switch{}
 	if rc.KillSwitchFile != "" {
-		kill = revoke.FileSwitch(rc.KillSwitchFile)
+		switches = append(switches, revoke.FileSwitch(rc.KillSwitchFile))
 	}
+	var kill revoke.KillSwitch = &revoke.Switch{}
+	if len(switches) > 0 {
+		kill = switches
+	}
+	gx.kill = kill
 	gws := map[string]revoke.Gateway{}
 	dpath := rc.Denylist.Path
 	if dpath == "" {
@@ -425,6 +514,7 @@ func buildGateways(cfg config.Config, set playbooks.Set, ledger *revoke.FileLedg
 		return nil, nil, nil, fmt.Errorf("responder.denylist: %w", err)
 	}
 	gws["denylist"] = dl
+	gx.denylist = dl
 	if rc.Kong.AdminURL != "" {
 		token, err := secretOf(getenv, rc.Kong.Token, "responder.kong.token", "responder.kong.token_env", rc.Kong.TokenEnv)
 		if err != nil {
@@ -480,7 +570,7 @@ func buildGateways(cfg config.Config, set playbooks.Set, ledger *revoke.FileLedg
 	}
 	guards := map[string]*revoke.Guard{}
 	for name, gw := range gws {
-		g, err := revoke.NewGuard(gw, revoke.Options{Ledger: ledger, Budget: budget, Kill: kill, Metrics: rm, Log: log, Now: now})
+		g, err := revoke.NewGuard(gw, revoke.Options{Ledger: ledger, Budget: budget, Claims: claims, Instance: instanceName(), Kill: kill, Metrics: rm, Log: log, Now: now})
 		if err != nil {
 			return nil, nil, nil, err
 		}

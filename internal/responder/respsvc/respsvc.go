@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,9 +25,11 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/invwatch"
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
+	"github.com/agentwatch/agentwatch/internal/platform/kstate"
 	"github.com/agentwatch/agentwatch/internal/platform/obs"
 	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"github.com/agentwatch/agentwatch/pkg/inventory"
@@ -68,6 +71,14 @@ type Options struct {
 	BeforeAction func(kind, key string)
 	// BeforeCommit: see respond.Consumer.BeforeCommit and Failpoints.
 	BeforeCommit func()
+	// StateMetrics, when set, counts what the state topics do; nil: New
+	// registers them on Metrics in the distributed mode.
+	StateMetrics *kstate.Metrics
+	// GlobalMux, when set, is the Mux the distributed mode's global table
+	// applies its records through; the global rules register their
+	// prefixes on it, beside whatever the caller registered. nil: a Mux of
+	// their own.
+	GlobalMux *kstate.Mux
 }
 
 // Responder is a built responder. Run it once, then Close it; Service and
@@ -76,6 +87,9 @@ type Options struct {
 type Responder struct {
 	Service  *respond.Service
 	Consumer *respond.Consumer
+	// Global is the distributed mode's global table and rules (nil in the
+	// embedded mode, and when Options.Stores replace the mode's stores).
+	Global *Global
 
 	cfg     config.Config
 	log     *slog.Logger
@@ -154,6 +168,40 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	if o.BeforeAction != nil {
 		deps.BeforeAction = o.BeforeAction
 	}
+	// Stores brought by the caller replace every store of the mode, the
+	// global table's too (their nil Global means files).
+	if cfg.Distributed() && o.Stores == nil {
+		if !openReader {
+			if sec, err = kafka.Connect(ctx, cfg.Kafka, log); err != nil {
+				return nil, err
+			}
+		}
+		if o.StateMetrics == nil {
+			o.StateMetrics = kstate.NewMetrics(reg)
+		}
+		mux := o.GlobalMux
+		if mux == nil {
+			mux = kstate.NewMux()
+		}
+		// Several instances append to one evidence chain: the global
+		// table's order places each record, so the chain cannot fork.
+		var seqChain *evidence.SequencedChain
+		if m, ok := deps.Chain.(evidence.Mirror); ok {
+			seqChain = evidence.NewSequencedChain(m, log.With("component", "evidence-chain"))
+			mux.Handle(evidence.SequencedKeyPrefix, seqChain.Apply)
+		}
+		g, err := OpenGlobal(ctx, cfg, sec, log, reg, o.StateMetrics, mux)
+		if err != nil {
+			return nil, err
+		}
+		r.closers = append(r.closers, g.Close)
+		r.Global, deps.Global = g, g.Rules
+		if seqChain != nil {
+			seqChain.Attach(g.Table)
+			deps.Chain = seqChain
+			r.stages = append(r.stages, seqChain)
+		}
+	}
 	svc, err := respond.Build(cfg, deps, log, reg)
 	if err != nil {
 		return nil, err
@@ -215,15 +263,18 @@ type FailpointHooks struct {
 
 // Failpoints reads RESPONDER_FAILPOINT, for the crash tests only. Each
 // form names a point and a marker FILE; the first process to reach the
-// point creates FILE (its pid, a newline, the outbox key) and hangs there, so the test
-// can SIGKILL it in that gap. The point fires once across every process
-// given the same FILE: one that finds FILE already there goes on, so the
-// survivors of a multi-process test do not hang at the same point.
+// point creates FILE (its pid, a newline, the outbox key) and hangs there,
+// so the test can SIGKILL it in that gap. The point fires once across
+// every process given the same FILE: one that finds FILE already there
+// goes on, so the survivors of a multi-process test do not hang at the
+// same point.
 //
-//   - "pause-before-revoke:FILE": a revocation marked in flight, not yet
-//     sent to the gateway;
-//   - "pause-after-revoke:FILE": a revocation that reached the gateway,
-//     not yet recorded;
+//   - "pause-before-revoke:FILE": a revocation or quarantine marked in
+//     flight, not yet sent to the gateway;
+//   - "pause-after-revoke:FILE": a revocation or quarantine that reached
+//     the gateway, not yet recorded;
+//   - "pause-after-post:FILE": an alert posted to Slack, not yet
+//     recorded;
 //   - "pause-before-commit:FILE": anomalies handled and their actions
 //     queued (and maybe done and recorded), before they are marked
 //     handled and their offsets committed.
@@ -249,12 +300,21 @@ func Failpoints(log *slog.Logger) FailpointHooks {
 			select {}
 		})
 	}
+	onKinds := func(kinds ...string) func(kind, key string) {
+		return func(kind, key string) {
+			if slices.Contains(kinds, kind) {
+				pause(key)
+			}
+		}
+	}
 	var h FailpointHooks
 	switch point {
 	case "pause-before-revoke":
-		h.BeforeAction = func(kind, key string) { pause(key) }
+		h.BeforeAction = onKinds("revoke", "quarantine")
 	case "pause-after-revoke":
-		h.AfterAction = func(kind, key string) { pause(key) }
+		h.AfterAction = onKinds("revoke", "quarantine")
+	case "pause-after-post":
+		h.AfterAction = onKinds("notify")
 	case "pause-before-commit":
 		h.BeforeCommit = func() { pause("commit") }
 	default:

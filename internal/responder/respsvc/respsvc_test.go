@@ -3,7 +3,9 @@ package respsvc
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -158,18 +160,42 @@ func TestFailpointUnset(t *testing.T) {
 	}
 }
 
+// TestFailpointIgnoresOtherKinds: an armed failpoint hangs only on the
+// kinds it names, so "pause-after-post" lets a revocation through and the
+// other way round. (Hanging itself is what the crash tests exercise.)
+func TestFailpointIgnoresOtherKinds(t *testing.T) {
+	for _, tc := range []struct{ spec, other string }{
+		{"pause-after-revoke:", "notify"},
+		{"pause-after-post:", "revoke"},
+		{"pause-after-post:", "quarantine"},
+	} {
+		marker := filepath.Join(t.TempDir(), "paused")
+		t.Setenv("RESPONDER_FAILPOINT", tc.spec+marker)
+		fp := Failpoint(slog.New(slog.DiscardHandler))
+		if fp == nil {
+			t.Fatalf("%s is not armed", tc.spec)
+		}
+		fp(tc.other, "k") // returns: not its kind
+		if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s fired on kind %s", tc.spec, tc.other)
+		}
+	}
+}
+
 // TestFailpointsArmOnePoint checks each form arms its own hook only, and
 // that a point another process reached first (its marker exists) does not
 // hang this one.
 func TestFailpointsArmOnePoint(t *testing.T) {
 	for _, tc := range []struct {
 		point                 string
+		kind                  string
 		before, after, commit bool
 	}{
-		{"pause-before-revoke", true, false, false},
-		{"pause-after-revoke", false, true, false},
-		{"pause-before-commit", false, false, true},
-		{"pause-nowhere", false, false, false},
+		{"pause-before-revoke", "revoke", true, false, false},
+		{"pause-after-revoke", "revoke", false, true, false},
+		{"pause-after-post", "notify", false, true, false},
+		{"pause-before-commit", "", false, false, true},
+		{"pause-nowhere", "", false, false, false},
 	} {
 		t.Run(tc.point, func(t *testing.T) {
 			marker := filepath.Join(t.TempDir(), "marker")
@@ -184,10 +210,10 @@ func TestFailpointsArmOnePoint(t *testing.T) {
 			}
 			// Reached first elsewhere: each armed hook must return.
 			if h.BeforeAction != nil {
-				h.BeforeAction("revoke", "k")
+				h.BeforeAction(tc.kind, "k")
 			}
 			if h.AfterAction != nil {
-				h.AfterAction("revoke", "k")
+				h.AfterAction(tc.kind, "k")
 			}
 			if h.BeforeCommit != nil {
 				h.BeforeCommit()

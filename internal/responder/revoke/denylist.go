@@ -248,3 +248,55 @@ func (d *Denylist) read() (lines []string, entries []DenyEntry, perm fs.FileMode
 	}
 	return nil, entries, perm, nil
 }
+
+// IDs returns the credential ids on the list, in file order: the lines
+// that are not blank or comments, or the JSON entries' ids.
+func (d *Denylist) IDs() ([]string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	lines, entries, _, err := d.read()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range lines {
+		if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "#") {
+			out = append(out, l)
+		}
+	}
+	for _, e := range entries {
+		out = append(out, e.CredentialID)
+	}
+	return out, nil
+}
+
+// Sync adds the entries of add that are missing and removes the ids of
+// remove, in one atomic replace of the file, and reports whether it
+// changed. The distributed mode calls it with what the shared ledger says
+// (revocations made by any instance, restores made anywhere), so every
+// instance's file converges to the same list; lines it does not name
+// (operators' own entries, comments) stay.
+func (d *Denylist) Sync(add []DenyEntry, remove []string) (bool, error) {
+	return d.update(func(lines []string, entries []DenyEntry) ([]string, []DenyEntry, bool) {
+		changed := false
+		for _, id := range remove {
+			n, m := len(lines), len(entries)
+			lines = slices.DeleteFunc(lines, func(l string) bool { return l == id })
+			entries = slices.DeleteFunc(entries, func(e DenyEntry) bool { return e.CredentialID == id })
+			changed = changed || len(lines) != n || len(entries) != m
+		}
+		for _, e := range add {
+			if d.Check(Target{CredentialID: e.CredentialID}) != nil {
+				continue // cannot be a line; the adapter refused to revoke it too
+			}
+			if d.o.Format == DenylistLines {
+				if !slices.Contains(lines, e.CredentialID) {
+					lines, changed = append(lines, e.CredentialID), true
+				}
+			} else if !slices.ContainsFunc(entries, func(x DenyEntry) bool { return x.CredentialID == e.CredentialID }) {
+				entries, changed = append(entries, e), true
+			}
+		}
+		return lines, entries, changed
+	}, nil)
+}

@@ -18,6 +18,11 @@ type Options struct {
 	// of a process. nil allows none: every automatic request needs
 	// approval.
 	Budget *Budget
+	// Claims, when set, is the budget instead of Budget: the distributed
+	// mode's, shared by every instance through the global table.
+	Claims *Claims
+	// Instance names this process in its budget claims.
+	Instance string
 	// Kill stops revocations while engaged; nil is never engaged.
 	Kill KillSwitch
 	// Metrics, if set, counts actions and refusals.
@@ -38,6 +43,8 @@ type Guard struct {
 	gw      Gateway
 	ledger  Ledger
 	budget  *Budget
+	claims  *Claims
+	by      string
 	kill    KillSwitch
 	metrics *Metrics
 	log     *slog.Logger
@@ -62,7 +69,7 @@ func NewGuard(gw Gateway, o Options) (*Guard, error) {
 	if o.Ledger == nil {
 		return nil, fmt.Errorf("revoke guard %s: nil ledger; revocations must be recorded", gw.Name())
 	}
-	g := &Guard{gw: gw, ledger: o.Ledger, budget: o.Budget, kill: o.Kill, metrics: o.Metrics, log: o.Log, now: o.Now, locks: make(map[Key]*keyLock)}
+	g := &Guard{gw: gw, ledger: o.Ledger, budget: o.Budget, claims: o.Claims, by: o.Instance, kill: o.Kill, metrics: o.Metrics, log: o.Log, now: o.Now, locks: make(map[Key]*keyLock)}
 	if g.kill == nil {
 		g.kill = AnySwitch(nil)
 	}
@@ -162,9 +169,15 @@ func (g *Guard) Revoke(ctx context.Context, t Target) (Result, error) {
 		}
 	}
 	var spentAt time.Time
+	var claim string
 	spent := false
 	if t.automatic() && !resume {
-		if g.budget != nil {
+		switch {
+		case g.claims != nil:
+			if claim, spent, err = g.claims.Claim(ctx, g.by); err != nil {
+				return Result{}, fmt.Errorf("claim revocation budget: %w", err)
+			}
+		case g.budget != nil:
 			spentAt, spent = g.budget.spend()
 		}
 		if !spent {
@@ -181,7 +194,7 @@ func (g *Guard) Revoke(ctx context.Context, t Target) (Result, error) {
 	rec.RevokedAt, rec.RestoredAt = time.Time{}, time.Time{}
 	if err := g.ledger.Put(ctx, rec); err != nil {
 		if spent {
-			g.budget.refund(spentAt)
+			g.refund(ctx, spentAt, claim)
 		}
 		return Result{}, fmt.Errorf("record revocation start: %w", err)
 	}
@@ -204,7 +217,7 @@ func (g *Guard) Revoke(ctx context.Context, t Target) (Result, error) {
 			// so Restore must undo it.
 			res.Status, res.Detail = StatusRevoked, res.Detail+" (finishing an interrupted revocation)"
 		} else if spent {
-			g.budget.refund(spentAt)
+			g.refund(ctx, spentAt, claim)
 		}
 	}
 	rec.State, rec.Status, rec.RevokedAt = StateRevoked, res.Status, g.now().UTC()
@@ -217,7 +230,23 @@ func (g *Guard) Revoke(ctx context.Context, t Target) (Result, error) {
 	return res, nil
 }
 
+// refund gives back a unit spent from the process's Budget (at) or the
+// global Claims (claim). A failed global refund leaves the unit spent: the
+// budget then errs on the side of fewer revocations.
+func (g *Guard) refund(ctx context.Context, at time.Time, claim string) {
+	if g.claims != nil {
+		if err := g.claims.Refund(context.WithoutCancel(ctx), claim); err != nil {
+			g.log.Warn("budget refund failed; the unit stays spent until the window passes", "err", err)
+		}
+		return
+	}
+	g.budget.refund(at)
+}
+
 func (g *Guard) budgetDetail() string {
+	if g.claims != nil {
+		return fmt.Sprintf("the revocation budget (%d per %s, across every instance) is spent", g.claims.limit, g.claims.interval)
+	}
 	if g.budget == nil {
 		return "no revocation budget is configured: every automatic revocation needs approval"
 	}

@@ -85,11 +85,18 @@ func (m *Metrics) observe(adapter string, secs float64) {
 	}
 }
 
+// BudgetView is what the budget gauges read: a Budget, or the distributed
+// mode's Claims.
+type BudgetView interface {
+	Remaining() int
+	Limit() int
+}
+
 // RegisterBudget exports b on reg as two gauges read at each scrape: the
 // revocations the sliding window still allows and its limit, so that an
 // operator sees the budget run out before revocations turn into approval
 // requests.
-func RegisterBudget(reg prometheus.Registerer, b *Budget) {
+func RegisterBudget(reg prometheus.Registerer, b BudgetView) {
 	f := promauto.With(reg)
 	const ns, sub = "agentwatch", "responder"
 	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "revoke_budget_remaining",

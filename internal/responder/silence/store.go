@@ -88,6 +88,11 @@ type Store struct {
 	path string
 	opts Options
 
+	// t, when set, is the global table the silences live in (OpenTable);
+	// j is nil then.
+	t      Table
+	closed bool
+
 	mu       sync.RWMutex
 	j        *journal.Journal
 	silences map[string]*entry
@@ -160,7 +165,7 @@ func (s *Store) Add(ctx context.Context, sil Silence) (Silence, error) {
 	if err := s.check(ctx); err != nil {
 		return Silence{}, err
 	}
-	return s.addLocked(sil, id)
+	return s.addLocked(ctx, sil, id)
 }
 
 // AddWithKey is Add with an idempotency key: the silence's id is derived
@@ -182,12 +187,12 @@ func (s *Store) AddWithKey(ctx context.Context, key string, sil Silence) (Silenc
 	if e, ok := s.silences[id]; ok {
 		return clone(e.sil), false, nil
 	}
-	out, err := s.addLocked(sil, id)
+	out, err := s.addLocked(ctx, sil, id)
 	return out, err == nil, err
 }
 
 // addLocked applies Add's policy to sil, stores it under id and returns it.
-func (s *Store) addLocked(sil Silence, id string) (Silence, error) {
+func (s *Store) addLocked(ctx context.Context, sil Silence, id string) (Silence, error) {
 	now := s.opts.Now().UTC()
 	var errs []error
 	if sil.ID != "" {
@@ -218,10 +223,9 @@ func (s *Store) addLocked(sil Silence, id string) (Silence, error) {
 	if err := errors.Join(errs...); err != nil {
 		return Silence{}, fmt.Errorf("%w silence: %w", ErrInvalid, err)
 	}
-	if err := s.appendLocked(sil); err != nil {
+	if err := s.storeLocked(ctx, sil, ms); err != nil {
 		return Silence{}, fmt.Errorf("add silence %s: %w", id, err)
 	}
-	s.silences[id] = &entry{sil: sil, ms: ms}
 	s.opts.Log.Info("silence added", "silence_id", id, "created_by", sil.CreatedBy, "reason", sil.Reason,
 		"matchers", FormatMatchers(sil.Matchers), "starts_at", sil.StartsAt, "ends_at", sil.EndsAt)
 	s.opts.Metrics.active(s.countActive(now))
@@ -255,10 +259,9 @@ func (s *Store) Expire(ctx context.Context, id, by string, at time.Time) (Silenc
 	}
 	sil := e.sil
 	sil.ExpiredAt, sil.ExpiredBy = at.UTC(), by
-	if err := s.appendLocked(sil); err != nil {
+	if err := s.storeLocked(ctx, sil, e.ms); err != nil {
 		return Silence{}, fmt.Errorf("expire silence %s: %w", id, err)
 	}
-	s.silences[id] = &entry{sil: sil, ms: e.ms}
 	s.opts.Log.Info("silence expired", "silence_id", id, "expired_by", by, "expired_at", sil.ExpiredAt)
 	s.opts.Metrics.active(s.countActive(now))
 	s.maybeCompact(now)
@@ -284,7 +287,7 @@ func (s *Store) List(includeExpired bool) []Silence {
 	now := s.opts.Now()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.j.Closed() {
+	if s.isClosed() {
 		return nil
 	}
 	var out []Silence
@@ -303,7 +306,7 @@ func (s *Store) List(includeExpired bool) []Silence {
 func (s *Store) Match(labels map[string]string, now time.Time) []Silence {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.j.Closed() {
+	if s.isClosed() {
 		return nil
 	}
 	var out []Silence
@@ -347,6 +350,9 @@ func matchAll(ms []compiled, labels map[string]string) bool {
 // and the changes that leave the file mostly superseded lines call it; a
 // caller need not.
 func (s *Store) Compact(ctx context.Context) error {
+	if s.t != nil {
+		return s.maintainTable()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(ctx); err != nil {
@@ -375,6 +381,9 @@ func (s *Store) Run(ctx context.Context) error {
 }
 
 func (s *Store) maintain() error {
+	if s.t != nil {
+		return s.maintainTable()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.j.Closed() {
@@ -398,6 +407,10 @@ func (s *Store) maintain() error {
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.t != nil {
+		s.closed = true
+		return nil
+	}
 	return s.j.Close()
 }
 
@@ -405,7 +418,7 @@ func (s *Store) Close() error {
 // have the shape of outbox.FileStore's, each over its own journal and line
 // type.
 func (s *Store) check(ctx context.Context) error {
-	if s.j.Closed() {
+	if s.isClosed() {
 		return ErrClosed
 	}
 	return ctx.Err()
@@ -444,6 +457,9 @@ func (s *Store) gcDue(now time.Time) bool {
 }
 
 func (s *Store) shouldCompact() bool {
+	if s.t != nil {
+		return false // the topic's compaction does it
+	}
 	lines := s.j.Lines()
 	return lines >= s.opts.CompactMinLines && lines >= 2*len(s.silences) && lines >= s.compactAt
 }

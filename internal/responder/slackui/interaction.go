@@ -89,6 +89,15 @@ type InteractionHandler struct {
 	// signatures, go to its sampled audit rows instead of a WARN line
 	// each.
 	Limit *clientlimit.Limiter
+	// Route, when set, is asked about each verified click before it is
+	// deduplicated here: when several responders share the work, the
+	// click may belong to another instance (the one that owns the agent),
+	// which dedupes and runs it. Route returns forwarded true when it
+	// handed the click on; err is then the owner's outcome (nil when it
+	// ran, or is still running: it answers the analyst in Slack itself),
+	// and the handler answers as if the click had run here. forwarded
+	// false runs the click here as usual; an error with it answers 503.
+	Route func(ctx context.Context, a Action) (forwarded bool, err error)
 }
 
 var _ http.Handler = (*InteractionHandler)(nil)
@@ -170,6 +179,20 @@ func (h *InteractionHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Slack hangs up after 3 s; what on records must not be cut off by that.
 	ctx := context.WithoutCancel(r.Context())
+	act.At = h.now()
+	if h.Route != nil {
+		// Not marked here: the owner marks it, and a mark here would make
+		// the owner take the click for a retry.
+		forwarded, err := h.Route(ctx, act)
+		switch {
+		case forwarded:
+			h.ran(w, act, err, "forwarded")
+			return
+		case err != nil:
+			h.refuse(w, http.StatusServiceUnavailable, "route_error", err)
+			return
+		}
+	}
 	if seen, err := h.dedup.Seen(ctx, act.Key); err != nil {
 		h.refuse(w, http.StatusServiceUnavailable, "dedup_error", err)
 		return
@@ -184,8 +207,13 @@ func (h *InteractionHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.duplicate(w, act)
 		return
 	}
-	act.At = h.now()
-	if err := h.on(ctx, act); errors.Is(err, ErrNotAllowed) {
+	h.ran(w, act, h.on(ctx, act), "ok")
+}
+
+// ran answers a click that ran (here, or on the instance it was forwarded
+// to) with err its outcome.
+func (h *InteractionHandler) ran(w http.ResponseWriter, act Action, err error, okOutcome string) {
+	if errors.Is(err, ErrNotAllowed) {
 		h.Metrics.interaction("refused")
 		if h.Log != nil {
 			h.Log.Info("interaction refused: the user may not take this action", "kind", act.Kind, "incident_id", act.IncidentID,
@@ -202,7 +230,7 @@ func (h *InteractionHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "action failed; try again", http.StatusInternalServerError)
 		return
 	}
-	h.Metrics.interaction("ok")
+	h.Metrics.interaction(okOutcome)
 	w.WriteHeader(http.StatusOK)
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -366,5 +367,51 @@ func TestMemoryDeduper(t *testing.T) {
 	}
 	if first, _ := d.Mark(ctx, "other"); !first || len(d.keys) != 1 {
 		t.Fatalf("expired keys not pruned: %d left", len(d.keys))
+	}
+}
+
+// TestInteractionRoute checks the hook several responders use: a click
+// for an agent another instance owns is handed on, neither marked nor run
+// here, and answered with the owner's outcome.
+func TestInteractionRoute(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		forwarded bool
+		err       error
+		code      int
+		outcome   string
+		runsHere  bool
+	}{
+		{name: "owner ran it", forwarded: true, code: 200, outcome: "forwarded"},
+		{name: "owner refused the user", forwarded: true, err: fmt.Errorf("approve: %w", ErrNotAllowed), code: 200, outcome: "refused"},
+		{name: "owner failed", forwarded: true, err: errors.New("outbox closed"), code: 500, outcome: "action_error"},
+		{name: "owned here", code: 200, outcome: "ok", runsHere: true},
+		{name: "cannot tell", err: errors.New("table down"), code: 503, outcome: "route_error"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rg := newRig(t)
+			var routed []Action
+			rg.h.Route = func(_ context.Context, a Action) (bool, error) {
+				routed = append(routed, a)
+				return tc.forwarded, tc.err
+			}
+			c := revokeClick(t)
+			if code := rg.serve(sign(testSecret, rg.now, c.body(t))); code != tc.code {
+				t.Fatalf("status %d; want %d", code, tc.code)
+			}
+			if len(routed) != 1 || routed[0].Key != DedupKey("T0001", c.triggerID, c.actionTS, c.value) || !routed[0].At.Equal(rg.now) {
+				t.Fatalf("Route got %+v; want the decoded click once, with its key and time", routed)
+			}
+			if got := testutil.ToFloat64(rg.m.Interactions.WithLabelValues(tc.outcome)); got != 1 {
+				t.Errorf("outcome %s counted %v times; want 1", tc.outcome, got)
+			}
+			if tc.runsHere != (rg.ncalls() == 1) {
+				t.Fatalf("on called %d times; runs here: %v", rg.ncalls(), tc.runsHere)
+			}
+			marked, _ := rg.h.dedup.Seen(context.Background(), routed[0].Key)
+			if marked != tc.runsHere {
+				t.Fatalf("marked here: %v; want %v (only a click run here is marked here)", marked, tc.runsHere)
+			}
+		})
 	}
 }

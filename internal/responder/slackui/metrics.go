@@ -29,7 +29,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	const ns, sub = "agentwatch", "responder"
 	return &Metrics{
 		Interactions: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "slack_interactions_total",
-			Help: "Slack interactivity requests, by outcome (ok, duplicate, unauthorized, bad_request, too_large, method, dedup_error, action_error, rate_limited, refused)."},
+			Help: "Slack interactivity requests, by outcome (ok, duplicate, unauthorized, bad_request, too_large, method, dedup_error, action_error, rate_limited, refused, forwarded: run by the instance that owns the agent, route_error)."},
 			[]string{"outcome"}),
 		Calls: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "slack_calls_total",
 			Help: "Slack Web API calls, by method and outcome (ok, rate_limited, retry, failed)."},

@@ -55,6 +55,10 @@ type Poster struct {
 	// Metrics counts calls by method and outcome; nil counts nothing. Set
 	// it before use, if at all.
 	Metrics *Metrics
+
+	who      selfOnce       // FindPosted's identity of the token
+	progress lookupProgress // FindPosted's interrupted lookups
+	ids      channelIDs     // channel names to IDs, for FindPosted
 }
 
 // NewPoster returns a Poster over c.
@@ -64,10 +68,11 @@ func NewPoster(c *slack.Client) *Poster { return &Poster{c: c} }
 // names the incident's thread.
 func (p *Poster) PostAlert(ctx context.Context, channelID string, m Message) (ts string, err error) {
 	start := time.Now()
-	_, ts, err = p.c.PostMessageContext(ctx, channelID, m.Options()...)
+	id, ts, err := p.c.PostMessageContext(ctx, channelID, m.Options()...)
 	if err := p.done("chat.postMessage", channelID, start, err); err != nil {
 		return "", err
 	}
+	p.learn(channelID, id)
 	return ts, nil
 }
 
@@ -78,10 +83,11 @@ func (p *Poster) PostThreadReply(ctx context.Context, channelID, threadTS string
 		return "", &PostError{Op: "chat.postMessage", Channel: channelID, Err: errors.New("empty thread ts")}
 	}
 	start := time.Now()
-	_, ts, err = p.c.PostMessageContext(ctx, channelID, append(m.Options(), slack.MsgOptionTS(threadTS))...)
+	id, ts, err := p.c.PostMessageContext(ctx, channelID, append(m.Options(), slack.MsgOptionTS(threadTS))...)
 	if err := p.done("chat.postMessage", channelID, start, err); err != nil {
 		return "", err
 	}
+	p.learn(channelID, id)
 	return ts, nil
 }
 

@@ -33,14 +33,19 @@ type Message struct {
 	// Slack could parse as a mention.
 	Text   string
 	Blocks []slack.Block
+	// Marker, when set, is sent as the message's metadata (event type
+	// MarkerEventType): the outbox key the message is posted for, by
+	// which FindPosted finds it after a crash. Set it to the entry's key.
+	Marker string
 }
 
 // Options returns the options that send m with chat.postMessage or
 // chat.update: its text as is (already escaped; slack-go must not escape it
 // twice), its blocks, no link or media unfurling and no name linking, so
-// nothing in it is turned into a link or a mention by Slack.
+// nothing in it is turned into a link or a mention by Slack; and its
+// Marker as metadata.
 func (m Message) Options() []slack.MsgOption {
-	return []slack.MsgOption{
+	opts := []slack.MsgOption{
 		slack.MsgOptionText(m.Text, false),
 		slack.MsgOptionBlocks(m.Blocks...),
 		slack.MsgOptionDisableLinkUnfurl(),
@@ -48,6 +53,10 @@ func (m Message) Options() []slack.MsgOption {
 		slack.MsgOptionParse(false),
 		slack.MsgOptionLinkNames(false),
 	}
+	if m.Marker != "" {
+		opts = append(opts, slack.MsgOptionMetadata(slack.SlackMetadata{EventType: MarkerEventType, EventPayload: map[string]any{markerField: m.Marker}}))
+	}
+	return opts
 }
 
 // Detail is one extra piece of evidence shown with an alert, such as a user

@@ -39,7 +39,8 @@ func TestIntegrationQuickStart(t *testing.T) {
 	topic := func(s string) string { return "quickstart." + id + "." + s }
 	raw, events, dead, anomalies := topic("raw"), topic("events"), topic("deadletter"), topic("anomalies")
 	itest.DropDatabaseAfter(t, chAddr, db)
-	itest.DeleteTopicsAfter(t, brokers, raw, events, dead, anomalies)
+	global := topic("responder-global")
+	itest.DeleteTopicsAfter(t, brokers, raw, events, dead, anomalies, global)
 	env := []string{
 		"AGENTWATCH_KAFKA_BROKERS=" + strings.Join(brokers, ","),
 		"AGENTWATCH_KAFKA_RAW_TOPICS=" + raw,
@@ -49,6 +50,7 @@ func TestIntegrationQuickStart(t *testing.T) {
 		"AGENTWATCH_KAFKA_INGEST_GROUP=quickstart-ingest-" + id,
 		"AGENTWATCH_KAFKA_DETECTOR_GROUP=quickstart-detector-" + id,
 		"AGENTWATCH_KAFKA_RESPONDER_GROUP=quickstart-responder-" + id,
+		"AGENTWATCH_KAFKA_RESPONDER_GLOBAL_TOPIC=" + global,
 		"AGENTWATCH_CLICKHOUSE_ADDR=" + strings.Join(chAddr, ","),
 		"AGENTWATCH_CLICKHOUSE_DATABASE=" + db,
 		"AGENTWATCH_RESPONDER_STATE_DIR=" + t.TempDir(),

@@ -1,6 +1,7 @@
 // Package testsrv holds local stand-ins for the outside services the
 // responder calls, for tests and benchmarks: a recording Slack Web API
-// (chat.postMessage, chat.update, chat.postEphemeral and
+// (chat.postMessage, chat.update, chat.postEphemeral,
+// conversations.history, conversations.replies, auth.test and
 // usergroups.users.list) and a Kong Admin API for key-auth
 // credentials. They listen on loopback only and never reach the internet.
 package testsrv
@@ -28,10 +29,18 @@ type SlackPost struct {
 	ThreadTS string
 	Text     string
 	Blocks   string // the raw JSON of the blocks
+	// Metadata is the raw JSON of the message metadata sent, if any.
+	Metadata string
 	At       time.Time
 }
 
-// Slack is a recording Slack Web API. Every post gets a unique ts.
+// Slack is a recording Slack Web API. Every post gets a unique ts, from
+// the clock as Slack's are, and chat.postMessage keeps the message (with its
+// metadata) for conversations.history and conversations.replies. A post to
+// a channel name ("#soc-alerts") creates the channel with an ID, which the
+// post's answer gives and which the reads require, as Slack's do;
+// conversations.list lists the named channels. The bot is user UBOT, bot
+// BBOT (auth.test).
 type Slack struct {
 	srv *httptest.Server
 
@@ -44,19 +53,31 @@ type Slack struct {
 	notify     chan struct{}
 	groups     map[string][]string
 	groupCalls int
+	lastTS     int64                  // microseconds of the last ts given
+	msgs       map[string][]*slackMsg // by channel, in ts order
+	byTS       map[string]*slackMsg   // by channel ID+" "+ts
+	chanIDs    map[string]string      // channel name (no "#") → ID
+	chanNames  []string               // in creation order
+	failNext   map[string][]string    // method → Slack errors to answer next
+	pageLimit  int                    // cap on a read's limit; 0: Slack's usual
+	reads      map[string]int         // conversations.* calls answered, by method
 }
 
 // NewSlack starts the server; Close stops it.
 func NewSlack() *Slack {
-	s := &Slack{notify: make(chan struct{}, 1), groups: map[string][]string{}}
+	s := &Slack{notify: make(chan struct{}, 1), groups: map[string][]string{}, msgs: map[string][]*slackMsg{}, byTS: map[string]*slackMsg{}, chanIDs: map[string]string{},
+		failNext: map[string][]string{}, reads: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/chat.postMessage", s.post)
 	mux.HandleFunc("/chat.update", s.post)
 	mux.HandleFunc("/chat.postEphemeral", s.post)
 	mux.HandleFunc("/usergroups.users.list", s.groupMembers)
 	mux.HandleFunc("/auth.test", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, map[string]any{"ok": true, "user_id": "UBOT", "team_id": "T1"})
+		writeJSON(w, map[string]any{"ok": true, "user_id": SlackBotUser, "bot_id": SlackBotID, "team_id": "T1"})
 	})
+	mux.HandleFunc("/conversations.history", s.history)
+	mux.HandleFunc("/conversations.replies", s.replies)
+	mux.HandleFunc("/conversations.list", s.list)
 	s.srv = httptest.NewServer(mux)
 	return s
 }
@@ -136,19 +157,27 @@ func (s *Slack) post(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"ok": false, "error": "channel_not_found"})
 		return
 	}
+	if e := s.takeFailure(method); e != "" {
+		s.mu.Unlock()
+		writeJSON(w, map[string]any{"ok": false, "error": e})
+		return
+	}
 	ts := r.Form.Get("ts")
 	if method == "chat.postMessage" || method == "chat.postEphemeral" {
 		s.seq++
-		ts = fmt.Sprintf("%d.%06d", 1700000000+s.seq, s.seq)
+		ts = s.nextTS()
 	}
-	s.posts = append(s.posts, SlackPost{Method: method, Channel: ch, TS: ts, ThreadTS: r.Form.Get("thread_ts"),
-		User: r.Form.Get("user"), Text: r.Form.Get("text"), Blocks: r.Form.Get("blocks"), At: time.Now()})
+	p := SlackPost{Method: method, Channel: ch, TS: ts, ThreadTS: r.Form.Get("thread_ts"),
+		User: r.Form.Get("user"), Text: r.Form.Get("text"), Blocks: r.Form.Get("blocks"), Metadata: r.Form.Get("metadata"), At: time.Now()}
+	s.posts = append(s.posts, p)
+	id := s.channelID(ch)
+	s.keep(id, p)
 	s.mu.Unlock()
 	select {
 	case s.notify <- struct{}{}:
 	default:
 	}
-	writeJSON(w, map[string]any{"ok": true, "channel": ch, "ts": ts, "message_ts": ts})
+	writeJSON(w, map[string]any{"ok": true, "channel": id, "ts": ts, "message_ts": ts})
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

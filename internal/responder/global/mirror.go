@@ -1,0 +1,42 @@
+package global
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/agentwatch/agentwatch/internal/responder/revoke"
+)
+
+// MirrorDenylist keeps dl's file in step with the ledger: at start and
+// after every ledger record applied, it adds the credentials the ledger
+// says are denied through the adapter named adapter (by any instance) and
+// removes those whose every record is restored. It returns when ctx ends.
+// A failed write is logged and tried again at the next change or after
+// retry.
+func (r *Rules) MirrorDenylist(ctx context.Context, dl *revoke.Denylist, adapter string, log *slog.Logger, retry time.Duration) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var again <-chan time.Time
+	for {
+		recs := r.Denied(adapter)
+		add := make([]revoke.DenyEntry, 0, len(recs))
+		for _, rec := range recs {
+			add = append(add, revoke.DenyEntry{CredentialID: rec.CredentialID, AgentID: rec.AgentID, IncidentID: rec.IncidentID, RevokedAt: rec.StartedAt})
+		}
+		again = nil
+		if changed, err := dl.Sync(add, r.Restored(adapter)); err != nil {
+			log.Error("deny-list file not brought in step with the shared ledger; trying again", "err", err)
+			again = time.After(retry)
+		} else if changed {
+			log.Info("deny-list file brought in step with the shared ledger", "denied", len(add))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.ledgerChanged:
+		case <-again:
+		}
+	}
+}
