@@ -384,8 +384,11 @@ func multiKill(t *testing.T, point string) {
 	if len(rs) == before {
 		t.Errorf("the later anomaly of the incident posted nothing in its thread")
 	}
+	if root.TS == "" {
+		t.Errorf("the incident had no alert to thread the later anomaly into")
+	}
 	for _, r := range rs {
-		if r.ThreadTS != root.TS {
+		if root.TS != "" && r.ThreadTS != root.TS {
 			t.Errorf("a post about the incident is in thread %s, not its original %s", r.ThreadTS, root.TS)
 		}
 	}
