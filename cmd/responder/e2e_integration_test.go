@@ -101,8 +101,9 @@ func newE2EOn(t *testing.T, ctx context.Context, withPipeline bool, k itest.Kafk
 		kafka.TopicSpec{Name: dlq, Partitions: 1, ReplicationFactor: 1}, kafka.TopicSpec{Name: e.anomalies, Partitions: 2, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)
 	}
-	global := "it-e2e-" + suffix + ".responder-global"
-	k.DeleteTopicsAfter(t, raw, events, dlq, e.anomalies, global)
+	// The responder creates its state topics (kafka.create_topics).
+	state, global := "it-e2e-"+suffix+".state", "it-e2e-"+suffix+".responder-global"
+	k.DeleteTopicsAfter(t, raw, events, dlq, e.anomalies, state, global)
 	itest.DropDatabaseAfter(t, chAddr, db)
 	dir := t.TempDir()
 	pb := filepath.Join(dir, "playbooks.yaml")
@@ -111,7 +112,7 @@ func newE2EOn(t *testing.T, ctx context.Context, withPipeline bool, k itest.Kafk
 	}
 	e.settings = map[string]string{
 		"kafka.brokers": strings.Join(brokers, ","), "kafka.raw_topics": raw, "kafka.events_topic": events, "kafka.dead_letter_topic": dlq,
-		"kafka.anomalies_topic": e.anomalies, "kafka.partitions": "2", "kafka.responder_global_topic": global,
+		"kafka.anomalies_topic": e.anomalies, "kafka.partitions": "2", "kafka.responder_state_topic": state, "kafka.responder_global_topic": global,
 		"kafka.ingest_group": "it-e2e-ingest-" + suffix, "kafka.detector_group": "it-e2e-det-" + suffix, "kafka.responder_group": "it-e2e-resp-" + suffix,
 		"clickhouse.addr": strings.Join(chAddr, ","), "clickhouse.database": db,
 		"detector.snapshot_every": "2s", "detector.idle_flush": "5s", "detector.session_timeout": "6s",

@@ -23,6 +23,9 @@ type Responder struct {
 	// encrypted with LedgerKey (or not kept without one).
 	StateDir    string `mapstructure:"state_dir" doc:"Directory of the responder's local durable state: the outbox, the revocation ledger (mode 0600), silences and open incidents; must be set."`
 	EvidenceDir string `mapstructure:"evidence_dir" doc:"Where evidence bundles are written; empty means state_dir/evidence."`
+	// SessionTimeout is the distributed responders' consumer-group
+	// session: how long a dead instance's agents wait for another.
+	SessionTimeout time.Duration `mapstructure:"session_timeout" doc:"Kafka consumer-group session timeout of the distributed responders: how long a dead instance's partitions (its agents) wait before another instance takes them; at least 6s (the broker's group.min.session.timeout.ms)."`
 	// GroupWait is Alertmanager's group_wait.
 	GroupWait             time.Duration `mapstructure:"group_wait" doc:"Delay of an incident's first alert, so that the anomalies arriving meanwhile follow it into its thread at once; 0 to 24h."`
 	IncidentWindow        time.Duration `mapstructure:"incident_window" doc:"An anomaly of an agent within this long of the agent's last one joins its open incident (and Slack thread); positive, up to 90 days."`
@@ -134,6 +137,7 @@ func responderDefaults() map[string]any {
 		"responder.state_dir":                     ".data/responder",
 		"responder.evidence_dir":                  "",
 		"responder.group_wait":                    "10s",
+		"responder.session_timeout":               "10s",
 		"responder.incident_window":               "1h",
 		"responder.repeat_interval":               "4h",
 		"responder.false_positive_suppress":       "24h",
@@ -188,6 +192,9 @@ func (r Responder) validate(bad func(key, format string, a ...any)) {
 		if v <= 0 || v > 90*24*time.Hour {
 			bad(key, "must be a positive duration up to 90 days, got %s", v)
 		}
+	}
+	if r.SessionTimeout < 6*time.Second {
+		bad("responder.session_timeout", "must be at least 6s (the broker's group.min.session.timeout.ms), got %s", r.SessionTimeout)
 	}
 	if r.RevokeBudget < 0 {
 		bad("responder.revoke_budget", "must be 0 (every automatic revocation needs approval) or positive, got %d", r.RevokeBudget)

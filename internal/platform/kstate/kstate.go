@@ -123,8 +123,26 @@ func PartitionCount(ctx context.Context, brokers []string, sec kafka.Security, t
 }
 
 // bounds returns the first offset and the high watermark (the offset the
-// next record will get) of partition p.
+// next record will get) of partition p. A topic created a moment ago may
+// have no leader yet: that is waited out (up to ctx), as the other
+// temporary errors are.
 func bounds(ctx context.Context, client *kafkago.Client, topic string, p int32) (first, end int64, err error) {
+	wait := 50 * time.Millisecond
+	for {
+		first, end, err = boundsOnce(ctx, client, topic, p)
+		if err == nil || !retryable(err) || ctx.Err() != nil {
+			return first, end, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+func boundsOnce(ctx context.Context, client *kafkago.Client, topic string, p int32) (first, end int64, err error) {
 	res, err := client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{
 		topic: {kafkago.FirstOffsetOf(int(p)), kafkago.LastOffsetOf(int(p))},
 	}})

@@ -73,12 +73,12 @@ func TestIntegrationPrometheusScrapesOverTLS(t *testing.T) {
 		kafka.TopicSpec{Name: dlq, Partitions: 1, ReplicationFactor: 1}, kafka.TopicSpec{Name: anomalies, Partitions: 1, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)
 	}
-	global := "it-scrape-" + suffix + ".responder-global"
-	itest.DeleteTopicsAfter(t, brokers, raw, events, dlq, anomalies, global)
+	state, global := "it-scrape-"+suffix+".state", "it-scrape-"+suffix+".responder-global" // the responder creates them
+	itest.DeleteTopicsAfter(t, brokers, raw, events, dlq, anomalies, state, global)
 	itest.DropDatabaseAfter(t, chAddr, db)
 	settings := map[string]string{
 		"kafka.brokers": strings.Join(brokers, ","), "kafka.raw_topics": raw, "kafka.events_topic": events, "kafka.dead_letter_topic": dlq,
-		"kafka.anomalies_topic": anomalies, "kafka.partitions": "1",
+		"kafka.anomalies_topic": anomalies, "kafka.partitions": "1", "kafka.responder_state_topic": state,
 		"kafka.ingest_group": "it-scrape-ingest-" + suffix, "kafka.detector_group": "it-scrape-det-" + suffix, "kafka.responder_group": "it-scrape-resp-" + suffix,
 		"kafka.responder_global_topic": global,
 		"clickhouse.addr":              strings.Join(chAddr, ","), "clickhouse.database": db, "detector.session_timeout": "6s",

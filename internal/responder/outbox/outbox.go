@@ -100,6 +100,10 @@ type Entry struct {
 	// OrderKey, when not empty, makes entries with the same OrderKey run
 	// one at a time, in Seq order, whatever their kind (see WithOrderKey).
 	OrderKey string `json:"order_key,omitempty"`
+	// Partition is the anomaly partition whose owner runs the entry, in
+	// the distributed mode (PartStore; see InPartition). The file store
+	// ignores it.
+	Partition int32 `json:"partition,omitempty"`
 	// Seq is the enqueue order, given by the store.
 	Seq     int64  `json:"seq"`
 	Payload []byte `json:"payload"`
@@ -143,6 +147,11 @@ type EnqueueOption func(*Entry)
 // limit. A handler that needs its predecessor's Result (the thread ts) reads
 // it with Store.Get and decides what to do if it failed or was parked.
 func WithOrderKey(k string) EnqueueOption { return func(e *Entry) { e.OrderKey = k } }
+
+// InPartition files the entry under anomaly partition p: in the
+// distributed mode (PartStore) the entry lives in p's changelog and runs
+// only on p's owner. The file store ignores it.
+func InPartition(p int32) EnqueueOption { return func(e *Entry) { e.Partition = p } }
 
 // NotBefore makes the entry due at t instead of now: the undo of an action
 // with a TTL (a quarantine lifted after an hour) is enqueued with the

@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
 	"github.com/agentwatch/agentwatch/internal/platform/retry"
+	"github.com/agentwatch/agentwatch/internal/responder/partstate"
 )
 
 // Handler performs the action of one entry and returns what to keep as the
@@ -116,12 +117,21 @@ type Worker struct {
 
 var _ pipeline.Stage = (*Worker)(nil)
 
-// result is what a handler goroutine hands back.
+// result is what a run's goroutine hands back: that the claim failed
+// (claimErr), that the handler returned (res, err, dur), or that its
+// outcome was written (recorded, recErr). An entry counts as running from
+// its start until its claim failed, its run was interrupted or its outcome
+// was written, so nothing starts it again meanwhile.
 type result struct {
 	e   Entry
 	res []byte
 	err error
 	dur time.Duration
+
+	claimErr error
+	recorded bool
+	recErr   error
+	outcome  string
 }
 
 // panicError is a recovered handler panic.
@@ -195,6 +205,18 @@ func (w *Worker) Run(ctx context.Context) error {
 		case res := <-r.results:
 			if err := r.finish(ctx, res); err != nil {
 				return err
+			}
+			// Take the other results already waiting before the next
+			// List: under load one List then serves many of them.
+			for drained := false; !drained; {
+				select {
+				case res := <-r.results:
+					if err := r.finish(ctx, res); err != nil {
+						return err
+					}
+				default:
+					drained = true
+				}
 			}
 		case <-changes:
 		case <-timer.C:
@@ -305,7 +327,9 @@ func (r *runState) start(ctx, hctx context.Context, e Entry, k Kind, late time.D
 			e.State = StateParked
 			e.LastError = clip(fmt.Sprintf("parked after %d failed runs; the last was cut short (a crash or a stop while the handler ran), "+
 				"so the action may have been done: check before requeueing; before that: %s", e.Failures, e.LastError), maxErrLen)
-			if _, err := r.w.Store.Update(ctx, e); err != nil {
+			if _, err := r.w.Store.Update(ctx, e); errors.Is(err, partstate.ErrNotOwned) {
+				return nil
+			} else if err != nil {
 				return fmt.Errorf("park outbox entry %q: %w", e.Key, err)
 			}
 			r.w.Metrics.attempt(e.Kind, "parked")
@@ -314,20 +338,29 @@ func (r *runState) start(ctx, hctx context.Context, e Entry, k Kind, late time.D
 		}
 		log.Warn("resuming an outbox entry whose last run was cut short", "attempts", e.Attempts)
 	}
-	claimed, err := claim(ctx, r.w.Store, e)
-	if err != nil {
-		return fmt.Errorf("mark outbox entry %q in flight: %w", e.Key, err)
-	}
-	e = claimed
 	r.running[e.Key] = true
 	r.perKind[e.Kind]++
 	r.w.Metrics.startDelay(e.Kind, late.Seconds())
+	// The claim is written in the run's goroutine, so that the claims of
+	// entries started together are written concurrently (a store that
+	// group-commits, PartStore, then writes them in one request).
 	go func() {
+		claimed, err := claim(ctx, r.w.Store, e)
+		if err != nil {
+			r.results <- result{e: e, claimErr: err}
+			return
+		}
 		start := time.Now()
-		res, err := call(hctx, k, e)
-		r.results <- result{e: e, res: res, err: err, dur: time.Since(start)}
+		res, err := call(hctx, k, claimed)
+		r.results <- result{e: claimed, res: res, err: err, dur: time.Since(start)}
 	}()
 	return nil
+}
+
+// ended forgets e as running.
+func (r *runState) ended(e Entry) {
+	delete(r.running, e.Key)
+	r.perKind[e.Kind]--
 }
 
 // claim marks e in flight, durably, counting the run as an attempt and,
@@ -363,10 +396,39 @@ func call(ctx context.Context, k Kind, e Entry) (res []byte, err error) {
 // (most likely cancelled) is left in flight, to be resumed as Recovered.
 func (r *runState) finish(ctx context.Context, res result) error {
 	e := res.e
-	delete(r.running, e.Key)
-	r.perKind[e.Kind]--
-	r.w.Metrics.duration(e.Kind, res.dur.Seconds())
 	log := r.log.With("key", e.Key, "kind", e.Kind, "attempts", e.Attempts)
+	switch {
+	case res.claimErr != nil:
+		r.ended(e)
+		if errors.Is(res.claimErr, partstate.ErrNotOwned) {
+			// Its partition is being handed over since the List: the
+			// new owner runs it.
+			log.Debug("outbox entry not started: its partition is being handed over")
+			return nil
+		}
+		if r.stopping || ctx.Err() != nil {
+			return nil // not claimed: it is as it was
+		}
+		return fmt.Errorf("mark outbox entry %q in flight: %w", e.Key, res.claimErr)
+	case res.recorded:
+		r.ended(e)
+		if errors.Is(res.recErr, partstate.ErrNotOwned) {
+			// Handed over before the run ended (the hand-over stopped
+			// waiting): the new owner finds it in flight and runs it
+			// again, Recovered, which checks before acting.
+			log.Warn("outbox outcome not recorded: the partition was handed over meanwhile", "outcome", res.outcome)
+			return nil
+		}
+		if res.recErr != nil {
+			return fmt.Errorf("record outcome %s of outbox entry %q: %w", res.outcome, e.Key, res.recErr)
+		}
+		r.w.Metrics.attempt(e.Kind, res.outcome)
+		if res.outcome == "done" {
+			log.Debug("outbox entry done")
+		}
+		return nil
+	}
+	r.w.Metrics.duration(e.Kind, res.dur.Seconds())
 	now := time.Now()
 	e.Recovered = false
 	var outcome string
@@ -382,8 +444,12 @@ func (r *runState) finish(ctx context.Context, res result) error {
 			log.Error("outbox handler result too large, not kept", "bytes", len(res.res))
 		}
 	case r.stopping || ctx.Err() != nil:
+		r.ended(e)
 		r.w.Metrics.attempt(e.Kind, "interrupted")
 		log.Info("outbox entry left in flight at stop", "err", res.err)
+		if rl, ok := r.w.Store.(releaser); ok {
+			rl.Release(e.Key)
+		}
 		return nil
 	case errors.As(res.err, &perm):
 		e.State, outcome = StateFailed, "failed"
@@ -419,15 +485,18 @@ func (r *runState) finish(ctx context.Context, res result) error {
 	if res.err != nil {
 		e.LastError = clip(res.err.Error(), maxErrLen)
 	}
-	if _, err := r.w.Store.Update(context.WithoutCancel(ctx), e); err != nil {
-		return fmt.Errorf("record outcome %s of outbox entry %q: %w", outcome, e.Key, err)
-	}
-	r.w.Metrics.attempt(e.Kind, outcome)
-	if outcome == "done" {
-		log.Debug("outbox entry done")
-	}
+	// Written in a goroutine, as the claim: the entry stays running
+	// until the write is done (the recorded result).
+	go func() {
+		_, err := r.w.Store.Update(context.WithoutCancel(ctx), e)
+		r.results <- result{e: e, recorded: true, recErr: err, outcome: outcome}
+	}()
 	return nil
 }
+
+// releaser is a Store told when the Worker stops running an entry without
+// recording an outcome (it stops): PartStore then stops waiting for it.
+type releaser interface{ Release(key string) }
 
 func retryAfterOK(ra RetryAfterer) bool {
 	_, ok := ra.RetryAfter()

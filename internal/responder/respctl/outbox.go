@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
+	"github.com/agentwatch/agentwatch/internal/responder/respsvc"
 )
 
 // The outbox commands inspect and repair the durable action queue. A
@@ -38,20 +40,34 @@ type OutboxDismissOptions struct {
 	Reason string
 }
 
-// OutboxList writes the outbox's entries to w as a table.
+// OutboxList writes the outbox's entries to w as a table: the state
+// directory's file, or in the distributed mode every partition's entries
+// in kafka.responder_state_topic (read while the responders run).
 func OutboxList(ctx context.Context, cfg config.Config, o OutboxListOptions, w io.Writer) error {
-	st, err := openOutbox(cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	states := []outbox.State{outbox.StatePending, outbox.StateInFlight, outbox.StateParked}
 	if o.All {
 		states = nil
 	}
-	ens, err := st.List(ctx, states...)
-	if err != nil {
-		return err
+	var ens []outbox.Entry
+	if cfg.Distributed() {
+		shared, err := respsvc.ReadSharedState(ctx, cfg, nil)
+		if err != nil {
+			return err
+		}
+		for _, e := range shared.Outbox {
+			if len(states) == 0 || slices.Contains(states, e.State) {
+				ens = append(ens, e)
+			}
+		}
+	} else {
+		st, err := openOutbox(cfg)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if ens, err = st.List(ctx, states...); err != nil {
+			return err
+		}
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KEY\tKIND\tSTATE\tATTEMPTS\tDUE (UTC)\tLAST ERROR")

@@ -154,12 +154,25 @@ type IncidentsOptions struct {
 	Incident string
 }
 
-// Incidents writes the incidents the responder keeps in its state
-// directory to w as a table, oldest first, or one incident's anomalies.
+// Incidents writes the incidents the responder keeps (in its state
+// directory, or in the distributed mode in kafka.responder_state_topic) to
+// w as a table, oldest first, or one incident's anomalies.
 func Incidents(cfg config.Config, o IncidentsOptions, w io.Writer) error {
-	ins, err := respond.ReadIncidents(cfg.Responder.StateDir)
-	if err != nil {
-		return err
+	var ins []respond.Incident
+	where := cfg.Responder.StateDir
+	if cfg.Distributed() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		st, err := respsvc.ReadSharedState(ctx, cfg, nil)
+		if err != nil {
+			return err
+		}
+		ins, where = st.Incidents, cfg.Kafka.ResponderStateTopic
+	} else {
+		var err error
+		if ins, err = respond.ReadIncidents(cfg.Responder.StateDir); err != nil {
+			return err
+		}
 	}
 	if o.Incident != "" {
 		for _, in := range ins {
@@ -177,7 +190,7 @@ func Incidents(cfg config.Config, o IncidentsOptions, w io.Writer) error {
 			}
 			return tw.Flush()
 		}
-		return fmt.Errorf("no incident %s in %s", audit.TerminalSafe(o.Incident, 128), cfg.Responder.StateDir)
+		return fmt.Errorf("no incident %s in %s", audit.TerminalSafe(o.Incident, 128), where)
 	}
 	sort.Slice(ins, func(i, j int) bool { return ins[i].OpenedMs < ins[j].OpenedMs })
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)

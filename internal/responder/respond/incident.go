@@ -72,6 +72,7 @@ type incidents struct {
 	mu      sync.Mutex
 	path    string
 	j       *journal.Journal     // nil in memory or read-only
+	log     *incidentLog         // the distributed mode's changelog, or nil
 	byAgent map[string]*Incident // the agent's latest incident
 	byID    map[string]*Incident
 }
@@ -200,6 +201,7 @@ func (s *incidents) index(in *Incident) {
 // none within window. It returns a copy of the incident and whether it is
 // new. Joining an anomaly already in the incident changes nothing.
 func (s *incidents) join(a anomaly.Anomaly, now time.Time, window time.Duration) (Incident, bool, error) {
+	defer s.lockPart(a.AgentID)()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	nowMs := now.UnixMilli()
@@ -229,6 +231,20 @@ func (s *incidents) join(a anomaly.Anomaly, now time.Time, window time.Duration)
 		return Incident{}, false, err
 	}
 	return in.clone(), created, nil
+}
+
+// lockPart serializes the changes of agentID's partition in the
+// distributed mode, where saveLocked writes to the changelog without s.mu
+// held: changes of one incident then reach the changelog in the order
+// they were made, while other partitions' writes go on. In the file mode
+// it does nothing (s.mu orders the journal's lines).
+func (s *incidents) lockPart(agentID string) (unlock func()) {
+	if s.log == nil {
+		return func() {}
+	}
+	m := &s.log.partMu[s.log.partOf(agentID)]
+	m.Lock()
+	return m.Unlock
 }
 
 // groupIncident returns the incident a share of a fleet-wide event belongs
@@ -262,6 +278,13 @@ func sortShares(as []anomaly.Anomaly) {
 
 // update applies fn to the incident id and saves.
 func (s *incidents) update(id string, now time.Time, fn func(*Incident)) (Incident, error) {
+	if s.log != nil {
+		cur, ok := s.get(id)
+		if !ok {
+			return Incident{}, fmt.Errorf("incident %q: %w", id, errNoIncident)
+		}
+		defer s.lockPart(cur.AgentID)() // an incident's agent never changes
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	in, ok := s.byID[id]
@@ -311,6 +334,18 @@ func (s *incidents) list() []Incident {
 // saveLocked appends in's state and syncs it; it compacts the file when
 // superseded lines dominate.
 func (s *incidents) saveLocked(in *Incident, nowMs int64) error {
+	if s.log != nil {
+		// Written with s.mu released, so that other partitions' changes
+		// (and readers) go on meanwhile; lockPart keeps this partition's
+		// changes in order. s.mu is held again on return.
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode incident: %w", err)
+		}
+		s.mu.Unlock()
+		defer s.mu.Lock()
+		return s.log.write(in.ID, in.AgentID, b)
+	}
 	if s.j == nil {
 		return nil
 	}
@@ -370,6 +405,7 @@ func (in *Incident) clone() Incident {
 // open records an incident under id for a manual run (it joins no other
 // incident). Opening an id that exists changes nothing.
 func (s *incidents) open(id string, a anomaly.Anomaly, now time.Time) error {
+	defer s.lockPart(a.AgentID)()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.byID[id]; ok {

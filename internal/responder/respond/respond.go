@@ -27,6 +27,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
+	"github.com/agentwatch/agentwatch/internal/responder/partstate"
 	"github.com/agentwatch/agentwatch/internal/responder/revoke"
 	"github.com/agentwatch/agentwatch/internal/responder/silence"
 	"github.com/agentwatch/agentwatch/internal/responder/slackui"
@@ -129,9 +130,15 @@ type Options struct {
 	Scores     ScoreSource
 	Feedback   FeedbackSink
 	Incidents  string // incidents file; "" keeps them in memory
-	Log        *slog.Logger
-	Now        func() time.Time
-	Metrics    *Metrics
+	// Owner, in the distributed mode, says which anomaly partitions this
+	// process owns: incidents are then kept in its changelog (Incidents
+	// is ignored) and registered with it, and every entry is queued in
+	// the partition of its agent. Outbox must then be a store of the
+	// same partitions (outbox.PartStore), registered with it first.
+	Owner   *partstate.Owner
+	Log     *slog.Logger
+	Now     func() time.Time
+	Metrics *Metrics
 	// AfterAction, when set, is called after a revocation or quarantine
 	// reached the gateway (kind revoke or quarantine), or an alert was
 	// posted (kind notify), and before it is recorded: the crash tests
@@ -167,9 +174,15 @@ func New(o Options) (*Engine, error) {
 	if err := o.Set.Validate(); err != nil {
 		return nil, err
 	}
-	inc, err := openIncidents(o.Incidents)
-	if err != nil {
-		return nil, err
+	var inc *incidents
+	if o.Owner != nil {
+		inc = newPartIncidents(o.Owner.Changelog(), o.Owner.Partition)
+		o.Owner.Add(inc)
+	} else {
+		var err error
+		if inc, err = openIncidents(o.Incidents); err != nil {
+			return nil, err
+		}
 	}
 	e := &Engine{o: o, inc: inc, log: o.Log, now: o.Now, caps: newChannelCaps(o.Settings.MaxMessagesPerMinute), approvals: map[string]approvalGroup{}}
 	if e.log == nil {
@@ -531,6 +544,18 @@ func (e *Engine) enqueue(ctx context.Context, key, kind string, j job, opts ...o
 	}
 	if k := orderKey(kind, j); k != "" {
 		opts = append(opts, outbox.WithOrderKey(k))
+	}
+	if own := e.o.Owner; own != nil {
+		p, ok := own.Partition(j.Anomaly.AgentID), true
+		if j.Anomaly.AgentID == "" {
+			// Of no agent (a channel's summary, a refusal's ephemeral
+			// note): any partition this process owns runs it.
+			p, ok = own.Any()
+		}
+		if !ok {
+			return false, fmt.Errorf("queue %s %s: %w", kind, key, partstate.ErrNotOwned)
+		}
+		opts = append(opts, outbox.InPartition(p))
 	}
 	_, created, err := e.o.Outbox.Enqueue(ctx, key, kind, b, opts...)
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/responder/global"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
+	"github.com/agentwatch/agentwatch/internal/responder/partstate"
 	"github.com/agentwatch/agentwatch/internal/responder/respapi"
 	"github.com/agentwatch/agentwatch/internal/responder/slackui"
 	"github.com/agentwatch/agentwatch/internal/testkit/testsrv"
@@ -91,6 +92,12 @@ type rig struct {
 	// deps, when set, changes the Deps Build gets.
 	playbooks string
 	now       func() time.Time
+	// stateLog, when set, makes the rig a distributed instance: its outbox
+	// and incidents live in stateLog, owned through owner (every
+	// partition, restored at start), with seen as the shared handled set.
+	stateLog *partstate.MemChangelog
+	seen     outbox.Seen
+	owner    *partstate.Owner
 	// glob, when set, is the distributed mode's global rules.
 	glob *global.Rules
 	deps func(*Deps)
@@ -169,12 +176,25 @@ func (r *rig) start() {
 	}
 	env := map[string]string{"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": testSecret}
 	d := Deps{Set: set, Events: r.events, Feedback: r.feedback, Getenv: func(k string) string { return env[k] }, Now: r.now, Global: r.glob}
+	if r.stateLog != nil {
+		r.owner = partstate.NewOwner(r.stateLog, nil)
+		d.Owner, d.Seen = r.owner, r.seen
+	}
 	if r.deps != nil {
 		r.deps(&d)
 	}
 	svc, err := Build(r.cfg, d, nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if r.owner != nil {
+		var all []int32
+		for p := range int32(r.owner.Partitions()) {
+			all = append(all, p)
+		}
+		if err := r.owner.Assign(context.Background(), all); err != nil {
+			t.Fatal(err)
+		}
 	}
 	r.svc = svc
 	ctx, cancel := context.WithCancel(context.Background())

@@ -24,6 +24,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/responder/global"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
+	"github.com/agentwatch/agentwatch/internal/responder/partstate"
 	"github.com/agentwatch/agentwatch/internal/responder/playbookcfg"
 	"github.com/agentwatch/agentwatch/internal/responder/respapi"
 	"github.com/agentwatch/agentwatch/internal/responder/revoke"
@@ -67,6 +68,11 @@ type Deps struct {
 	Set playbooks.Set
 	// AfterAction: see Options.AfterAction.
 	AfterAction func(kind, key string)
+	// Owner, in the distributed mode, keeps the outbox and the incidents
+	// per anomaly partition in its changelog instead of the state
+	// directory's files; Seen is then required. The caller assigns and
+	// revokes its partitions (the group consumer does).
+	Owner *partstate.Owner
 	// Global, in the distributed mode, holds the silences, the kill
 	// switch, the budget claims and the revocation ledger in the global
 	// table, shared by every instance; nil keeps them in files under the
@@ -137,14 +143,32 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		return nil, fmt.Errorf("responder state dir: %w", err)
 	}
 	state := func(name string) string { return filepath.Join(rc.StateDir, name) }
-	ob, err := outbox.OpenFile(state(OutboxFile), outbox.FileOptions{Log: log})
+	var ob outbox.Store
+	seen := d.Seen
+	// The state directory's outbox file is opened in both modes: it holds
+	// the directory's lock, which tells a command run by hand that a
+	// responder runs here (it then goes through its API).
+	fs, err := outbox.OpenFile(state(OutboxFile), outbox.FileOptions{Log: log})
 	if err != nil {
 		return nil, fmt.Errorf("open outbox: %w", err)
 	}
-	s.closers = append(s.closers, ob.Close)
-	seen := d.Seen
-	if seen == nil {
-		seen = ob
+	s.closers = append(s.closers, fs.Close)
+	if d.Owner != nil {
+		if seen == nil {
+			return nil, errors.New("respond: the distributed outbox needs a shared handled set (Deps.Seen)")
+		}
+		if open, err := fs.List(context.Background(), outbox.StatePending, outbox.StateInFlight, outbox.StateParked); err == nil && len(open) > 0 && log != nil {
+			log.Warn("the state directory's outbox file holds open entries that this responder does not run: the distributed mode keeps its outbox in kafka.responder_state_topic; "+
+				"act on them by hand, then move the file aside", "path", state(OutboxFile), "entries", len(open))
+		}
+		ps := outbox.NewPartStore(d.Owner.Changelog(), outbox.PartOptions{Log: log})
+		d.Owner.Add(ps) // first: revoking drains its entries before the incidents go
+		ob = ps
+	} else {
+		ob = fs
+		if seen == nil {
+			seen = fs
+		}
 	}
 	ast := d.Audit
 	if ast == nil {
@@ -258,7 +282,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	e, err := New(Options{
 		Set: set, Outbox: ob, Seen: seen, Audit: s.Audit, Silences: sil, Registry: d.Registry, Notifier: notifier, Codec: codec, Groups: groups,
 		Guards: guards, Throttlers: throttlers, Webhooks: webhooks, Events: d.Events, Chain: s.Chain, Evidence: s.Evidence, Checkpoints: s.Checkpoints, Scores: d.Scores, Feedback: d.Feedback,
-		Incidents: state(IncidentsFile), Ledger: ledger, Log: log, Now: now, Metrics: m, AfterAction: d.AfterAction,
+		Incidents: state(IncidentsFile), Owner: d.Owner, Ledger: ledger, Log: log, Now: now, Metrics: m, AfterAction: d.AfterAction,
 		Settings: Settings{GroupWait: rc.GroupWait, IncidentWindow: rc.IncidentWindow, RepeatInterval: rc.RepeatInterval,
 			FalsePositiveSuppress: rc.FalsePositiveSuppress, Snooze: rc.Snooze, SnapshotMaxEvents: rc.SnapshotMaxEvents, ButtonAdapter: button,
 			ApprovalChannel: rc.Slack.ApprovalChannel, Responders: rc.Slack.Responders,

@@ -30,7 +30,9 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
+	"github.com/agentwatch/agentwatch/internal/responder/partstate"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
+	"github.com/agentwatch/agentwatch/internal/responder/route"
 	"github.com/agentwatch/agentwatch/pkg/inventory"
 )
 
@@ -49,10 +51,13 @@ type Options struct {
 	// fall back to files under responder.state_dir, as in respond.Build.
 	Stores *respond.Deps
 	// Reader, when set, is where anomalies come from; the caller keeps and
-	// closes it. Otherwise, in the distributed mode, New opens a reader of
-	// kafka.anomalies_topic in kafka.responder_group (creating the topic
-	// first when kafka.create_topics); in the embedded mode there is no
-	// consumer and the caller hands anomalies to Service.Engine.
+	// closes it, and the outbox and incidents stay in responder.state_dir
+	// (one instance only). Otherwise, in the distributed mode, New joins
+	// kafka.responder_group on kafka.anomalies_topic and keeps the outbox
+	// and incidents per partition in kafka.responder_state_topic (creating
+	// the topics first when kafka.create_topics), so several instances
+	// share the work; in the embedded mode there is no consumer and the
+	// caller hands anomalies to Service.Engine.
 	Reader bus.Reader
 	// Registry, when set, answers agent lookups. Otherwise a watcher of
 	// detector.registry_file (invwatch.FromConfig) does, and runs as one
@@ -69,6 +74,10 @@ type Options struct {
 	// StateMetrics, when set, counts what the state topics do; nil: New
 	// registers them on Metrics in the distributed mode.
 	StateMetrics *kstate.Metrics
+	// Instance names this instance in the commands it forwards to others
+	// (route.Options.Instance); default host name and pid. Set it when
+	// several instances run in one process (tests).
+	Instance string
 	// GlobalMux, when set, is the Mux the distributed mode's global table
 	// applies its records through; the global rules register their
 	// prefixes on it, beside whatever the caller registered. nil: a Mux of
@@ -82,6 +91,11 @@ type Options struct {
 type Responder struct {
 	Service  *respond.Service
 	Consumer *respond.Consumer
+	// GroupConsumer and Ownership are set in the distributed mode when
+	// New opened the anomalies topic itself: Ownership then says which
+	// agents this instance acts for now.
+	GroupConsumer *respond.GroupConsumer
+	Ownership     respond.Ownership
 	// Global is the distributed mode's global table and rules (nil in the
 	// embedded mode, and when Options.Stores replace the mode's stores).
 	Global *Global
@@ -122,6 +136,28 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 			return nil, fmt.Errorf("ensure anomalies topic: %w", err)
 		}
 	}
+	var owner *partstate.Owner
+	var router *route.Router
+	if openReader {
+		if o.StateMetrics == nil {
+			o.StateMetrics = kstate.NewMetrics(reg)
+		}
+		// Requests for agents another instance owns go to it through the
+		// global table; this instance runs those for its own partitions
+		// once their state is restored (route.Part, first of the parts,
+		// so its commands end before the outbox is drained).
+		instance := o.Instance
+		if instance == "" {
+			host, _ := os.Hostname()
+			instance = fmt.Sprintf("%s-%d", host, os.Getpid())
+		}
+		if router, err = route.New(route.Options{Instance: instance, Log: log, Metrics: route.NewMetrics(reg)}); err != nil {
+			return nil, err
+		}
+		if owner, err = r.openState(ctx, cfg, sec, reg, o.StateMetrics, route.Part{R: router}); err != nil {
+			return nil, err
+		}
+	}
 	var deps respond.Deps
 	if o.Stores != nil {
 		deps = *o.Stores
@@ -160,6 +196,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	if o.AfterAction != nil {
 		deps.AfterAction = o.AfterAction
 	}
+	deps.Owner = owner
 	// Stores brought by the caller replace every store of the mode, the
 	// global table's too (their nil Global means files).
 	if cfg.Distributed() && o.Stores == nil {
@@ -175,6 +212,9 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		if mux == nil {
 			mux = kstate.NewMux()
 		}
+		if router != nil {
+			router.Register(mux)
+		}
 		// Several instances append to one evidence chain: the global
 		// table's order places each record, so the chain cannot fork.
 		var seqChain *evidence.SequencedChain
@@ -188,6 +228,9 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		}
 		r.closers = append(r.closers, g.Close)
 		r.Global, deps.Global = g, g.Rules
+		if router != nil {
+			deps.Router, deps.Commands, deps.Owners = router, g.Table, owner
+		}
 		if seqChain != nil {
 			seqChain.Attach(g.Table)
 			deps.Chain = seqChain
@@ -200,21 +243,35 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	}
 	r.closers = append(r.closers, svc.Close)
 	r.Service = svc
-	reader := o.Reader
 	if openReader {
-		kr, err := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Kafka.Brokers, Security: sec, GroupID: cfg.Kafka.ResponderGroup, Topics: []string{cfg.Kafka.AnomaliesTopic}}, log)
+		// The group's partitions are this instance's agents: it restores
+		// their state when given them and hands it over when they go.
+		g, err := kafka.NewGroup(kafka.GroupConfig{Brokers: cfg.Kafka.Brokers, Security: sec, GroupID: cfg.Kafka.ResponderGroup,
+			Topic: cfg.Kafka.AnomaliesTopic, SessionTimeout: cfg.Responder.SessionTimeout, Logger: log})
 		if err != nil {
-			return nil, fmt.Errorf("anomalies reader: %w", err)
+			return nil, fmt.Errorf("anomalies consumer group: %w", err)
 		}
-		r.closers = append(r.closers, kr.Close)
-		reader = kr
-	}
-	if reader != nil {
+		r.closers = append(r.closers, g.Close)
 		invalid, lag := respond.NewConsumerMetrics(reg)
-		r.Consumer = &respond.Consumer{Reader: reader, Engine: svc.Engine, Log: log, Invalid: invalid, InputLag: lag}
-		r.stages = append(r.stages, r.Consumer)
+		r.GroupConsumer = &respond.GroupConsumer{Group: g, Owner: owner, Engine: svc.Engine, Log: log, Invalid: invalid, InputLag: lag}
+		r.Ownership = owner
+		handedOver := make(chan struct{})
+		r.stages = append(r.stages, pipeline.StageFunc(func(ctx context.Context) error {
+			defer close(handedOver)
+			return r.GroupConsumer.Run(ctx)
+		}), pipeline.StageFunc(func(ctx context.Context) error {
+			return owner.RunCompaction(ctx, time.Hour)
+		}), pipeline.StageFunc(func(ctx context.Context) error {
+			return runAfterHandOver(ctx, svc, handedOver)
+		}))
+	} else {
+		if o.Reader != nil {
+			invalid, lag := respond.NewConsumerMetrics(reg)
+			r.Consumer = &respond.Consumer{Reader: o.Reader, Engine: svc.Engine, Log: log, Invalid: invalid, InputLag: lag}
+			r.stages = append(r.stages, r.Consumer)
+		}
+		r.stages = append(r.stages, svc)
 	}
-	r.stages = append(r.stages, svc)
 	if watcher != nil {
 		r.stages = append(r.stages, watcher)
 	}
@@ -222,6 +279,67 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		&respond.HTTPServer{Addr: cfg.Responder.APIAddr, WebConfigFile: cfg.Responder.APIWebConfigFile, Handler: svc.Handler, Log: log},
 		&obs.Server{Addr: cfg.HTTP.Addr, WebConfigFile: cfg.HTTP.WebConfigFile, Registry: reg, Readiness: &obs.Readiness{}, Log: log})
 	return r, nil
+}
+
+// runAfterHandOver runs svc (its outbox Worker) until the group consumer
+// has handed its partitions over (handedOver closed), not merely until
+// ctx ends: at a stop the hand-over waits for the actions running, so
+// they finish and are recorded instead of being cut short and run again,
+// Recovered, by the next owner. If the hand-over hangs, the Worker is
+// stopped anyway a little after its timeout.
+func runAfterHandOver(ctx context.Context, svc *respond.Service, handedOver <-chan struct{}) error {
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	go func() {
+		select {
+		case <-handedOver:
+		case <-sctx.Done():
+			return
+		}
+		cancel()
+	}()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(respond.DefaultHandOverTimeout + 5*time.Second)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-sctx.Done():
+		}
+		cancel()
+	})
+	defer stop()
+	return svc.Run(sctx)
+}
+
+// openState creates the state changelog when kafka.create_topics (as many
+// partitions as the anomalies topic, compacted), opens it and returns the
+// Owner of its partitions; the changelog is closed with r.
+func (r *Responder) openState(ctx context.Context, cfg config.Config, sec kafka.Security, reg prometheus.Registerer, sm *kstate.Metrics, parts ...partstate.Part) (*partstate.Owner, error) {
+	n, err := kstate.PartitionCount(ctx, cfg.Kafka.Brokers, sec, cfg.Kafka.AnomaliesTopic)
+	if err != nil {
+		return nil, fmt.Errorf("anomalies topic: %w", err)
+	}
+	topic := cfg.Kafka.ResponderStateTopic
+	if cfg.Kafka.CreateTopics {
+		spec := kstate.Spec(topic, n)
+		spec.ReplicationFactor = cfg.Kafka.ReplicationFactor
+		if err := kafka.EnsureTopics(ctx, cfg.Kafka.Brokers, sec, spec); err != nil {
+			return nil, fmt.Errorf("ensure kafka.responder_state_topic: %w", err)
+		}
+	}
+	cl, err := kstate.OpenChangelog(ctx, kstate.Config{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic, Log: r.log, Metrics: sm})
+	if err != nil {
+		return nil, fmt.Errorf("kafka.responder_state_topic: %w", err)
+	}
+	r.closers = append(r.closers, cl.Close)
+	if cl.Partitions() != n {
+		return nil, fmt.Errorf("kafka.responder_state_topic %s has %d partitions and kafka.anomalies_topic %s has %d: they must match, "+
+			"because partition p of the state belongs to the owner of anomalies partition p; add partitions to the state topic (or recreate it empty)",
+			topic, cl.Partitions(), cfg.Kafka.AnomaliesTopic, n)
+	}
+	owner := partstate.NewOwner(cl, r.log, parts...)
+	owner.Metrics = partstate.NewMetrics(reg)
+	return owner, nil
 }
 
 // Run runs the consumer, the outbox worker, the registry watcher, the API

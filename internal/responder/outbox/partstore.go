@@ -1,0 +1,461 @@
+package outbox
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/agentwatch/agentwatch/internal/responder/partstate"
+)
+
+// PartPrefix is the changelog key prefix of outbox entries: an entry's
+// record key is PartPrefix + Entry.Key.
+const PartPrefix = "o/"
+
+// PartOptions tune a PartStore. The zero value gives the defaults.
+type PartOptions struct {
+	// DoneRetention is how long done and failed entries are kept after
+	// their last update; Compact then writes their tombstones, so the
+	// changelog keeps only what is live. Default 14 days, as the file's.
+	DoneRetention time.Duration
+	Log           *slog.Logger
+	// Now replaces the clock (tests).
+	Now func() time.Time
+}
+
+// PartStore is the distributed mode's Store: the entries of the anomaly
+// partitions this process owns, in memory, with every change (Enqueue,
+// Update, a tombstone from Compact) appended to the entry's partition of
+// the changelog before the call returns. The entries of a partition are
+// loaded by partstate.Owner when the partition is assigned (it is a
+// partstate.Part) and dropped when it is revoked, once the Worker finished
+// the entries of the partition it was running; in between, List leaves
+// them out and claiming one fails with partstate.ErrNotOwned, so the
+// Worker starts none.
+//
+// Entries must be enqueued with InPartition; one without it is refused.
+// Changes to different keys are written concurrently (the changelog
+// batches them), changes to one key in order. Safe for concurrent use; it
+// does not own the changelog.
+type PartStore struct {
+	cl      partstate.Changelog
+	opts    PartOptions
+	changes chan struct{}
+	seed    maphash.Seed
+	keyMu   [64]sync.Mutex // one key's writes in order
+
+	mu      sync.Mutex
+	cond    *sync.Cond // signalled when a claimed entry finishes
+	seq     int64
+	entries map[string]Entry
+	// byState indexes entries by state, so that the Worker's frequent
+	// List of the open entries costs what is open, not what is kept.
+	byState map[State]map[string]struct{}
+	parts   map[int32]*partState
+}
+
+// partState is what the store knows of one partition it holds.
+type partState struct {
+	// active: restored and owned; entries may be claimed.
+	active bool
+	// loading holds the entries restored so far, before Activate.
+	loading map[string]Entry
+	// running are the keys claimed (in flight) since the partition was
+	// activated and not yet recorded otherwise: the Worker runs them.
+	running map[string]bool
+}
+
+var (
+	_ Store          = (*PartStore)(nil)
+	_ Notifier       = (*PartStore)(nil)
+	_ partstate.Part = (*PartStore)(nil)
+)
+
+// NewPartStore returns a store of no partition over cl.
+func NewPartStore(cl partstate.Changelog, opts PartOptions) *PartStore {
+	if opts.DoneRetention <= 0 {
+		opts.DoneRetention = 14 * 24 * time.Hour
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &PartStore{cl: cl, opts: opts, changes: make(chan struct{}, 1), seed: maphash.MakeSeed(),
+		entries: map[string]Entry{}, byState: map[State]map[string]struct{}{}, parts: map[int32]*partState{}}
+	s.cond = sync.NewCond(&s.mu)
+	return s
+}
+
+// Prefix implements partstate.Part.
+func (s *PartStore) Prefix() string { return PartPrefix }
+
+// Load implements partstate.Part.
+func (s *PartStore) Load(p int32, key string, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := s.parts[p]
+	if ps == nil {
+		ps = &partState{loading: map[string]Entry{}, running: map[string]bool{}}
+		s.parts[p] = ps
+	}
+	if ps.active {
+		return fmt.Errorf("partition %d is already live", p)
+	}
+	if len(value) == 0 {
+		delete(ps.loading, key)
+		return nil
+	}
+	var e Entry
+	if err := json.Unmarshal(value, &e); err != nil {
+		return fmt.Errorf("decode outbox entry: %w", err)
+	}
+	if e.Key != key {
+		return fmt.Errorf("outbox entry under key %q names key %q", key, clip(e.Key, 80))
+	}
+	if err := e.validate(); err != nil {
+		return fmt.Errorf("outbox entry %q: %w", clip(key, 80), err)
+	}
+	e.Partition = p
+	ps.loading[key] = e
+	return nil
+}
+
+// Activate implements partstate.Part.
+func (s *PartStore) Activate(p int32) {
+	s.mu.Lock()
+	ps := s.parts[p]
+	if ps == nil {
+		ps = &partState{running: map[string]bool{}}
+		s.parts[p] = ps
+	}
+	for _, e := range ps.loading {
+		s.setLocked(e)
+		s.seq = max(s.seq, e.Seq)
+	}
+	ps.loading, ps.active = nil, true
+	s.mu.Unlock()
+	s.notify() // restored entries may be due
+}
+
+// Revoke implements partstate.Part: claims of p's entries fail from now
+// on, and once the entries of p the Worker runs are recorded (or ctx
+// ended) p's entries are dropped. An entry still running then is left in
+// flight in the changelog: its new owner runs it again, Recovered.
+func (s *PartStore) Revoke(ctx context.Context, p int32) error {
+	s.mu.Lock()
+	ps := s.parts[p]
+	if ps == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	ps.active = false
+	stop := context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	})
+	defer stop()
+	for len(ps.running) > 0 && ctx.Err() == nil {
+		s.cond.Wait()
+	}
+	left := len(ps.running)
+	for k, e := range s.entries {
+		if e.Partition == p {
+			s.dropLocked(k)
+		}
+	}
+	delete(s.parts, p)
+	s.mu.Unlock()
+	if left > 0 {
+		s.opts.Log.Warn("outbox entries still running when their partition was handed over; the new owner runs them again as recovered",
+			"partition", p, "entries", left)
+		return fmt.Errorf("%d outbox entries of partition %d still running: %w", left, p, ctx.Err())
+	}
+	return nil
+}
+
+// Release is the Worker saying it stopped running key without recording
+// an outcome (it is stopping): the entry stays in flight, for the next run
+// or owner to run again as Recovered, and a hand-over no longer waits for
+// it.
+func (s *PartStore) Release(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.entries[key]; ok {
+		if ps := s.parts[e.Partition]; ps != nil && ps.running[key] {
+			delete(ps.running, key)
+			s.cond.Broadcast()
+		}
+	}
+}
+
+// setLocked stores e in the map and the state index.
+func (s *PartStore) setLocked(e Entry) {
+	if old, ok := s.entries[e.Key]; ok {
+		delete(s.byState[old.State], e.Key)
+	}
+	s.entries[e.Key] = e
+	idx := s.byState[e.State]
+	if idx == nil {
+		idx = map[string]struct{}{}
+		s.byState[e.State] = idx
+	}
+	idx[e.Key] = struct{}{}
+}
+
+// dropLocked removes the entry of key.
+func (s *PartStore) dropLocked(key string) {
+	if old, ok := s.entries[key]; ok {
+		delete(s.byState[old.State], key)
+		delete(s.entries, key)
+	}
+}
+
+// Changes implements Notifier.
+func (s *PartStore) Changes() <-chan struct{} { return s.changes }
+
+func (s *PartStore) notify() {
+	select {
+	case s.changes <- struct{}{}:
+	default:
+	}
+}
+
+func (s *PartStore) lockKey(key string) func() {
+	m := &s.keyMu[maphash.String(s.seed, key)%uint64(len(s.keyMu))]
+	m.Lock()
+	return m.Unlock
+}
+
+// write appends e's state (nil: its tombstone) to the changelog.
+func (s *PartStore) write(ctx context.Context, p int32, key string, e *Entry) error {
+	rec := partstate.Record{Key: PartPrefix + key}
+	if e != nil {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return fmt.Errorf("encode: %w", err)
+		}
+		rec.Value = b
+	}
+	if err := s.cl.Append(ctx, p, rec); err != nil {
+		return fmt.Errorf("write to the state changelog partition %d: %w", p, err)
+	}
+	return nil
+}
+
+// Enqueue implements Store. The entry's partition (InPartition) must be
+// one this process holds.
+func (s *PartStore) Enqueue(ctx context.Context, key, kind string, payload []byte, opts ...EnqueueOption) (Entry, bool, error) {
+	if err := checkNew(key, kind, payload); err != nil {
+		return Entry{}, false, fmt.Errorf("enqueue %q: %w", clip(key, 80), err)
+	}
+	now := s.opts.Now().UTC()
+	e := Entry{Partition: -1, NextAttempt: now}
+	for _, o := range opts {
+		o(&e)
+	}
+	if e.Partition < 0 {
+		return Entry{}, false, fmt.Errorf("enqueue %q: no partition: the distributed outbox needs outbox.InPartition", clip(key, 80))
+	}
+	defer s.lockKey(key)()
+	s.mu.Lock()
+	if cur, ok := s.entries[key]; ok {
+		s.mu.Unlock()
+		return cur, false, nil
+	}
+	// A partition being handed over still takes entries: a running
+	// handler may queue follow-ups, which its new owner restores.
+	if s.parts[e.Partition] == nil || s.parts[e.Partition].loading != nil {
+		s.mu.Unlock()
+		return Entry{}, false, fmt.Errorf("enqueue %q in partition %d: %w", clip(key, 80), e.Partition, partstate.ErrNotOwned)
+	}
+	s.seq++
+	seq := s.seq
+	s.mu.Unlock()
+	e = Entry{Key: key, Kind: kind, OrderKey: e.OrderKey, Partition: e.Partition, Seq: seq, Payload: bytes.Clone(payload), State: StatePending,
+		NextAttempt: e.NextAttempt.UTC(), Created: now, Updated: now}
+	if e.NextAttempt.IsZero() {
+		e.NextAttempt = now
+	}
+	if err := e.validate(); err != nil {
+		return Entry{}, false, fmt.Errorf("enqueue %q: %w", clip(key, 80), err)
+	}
+	if err := s.write(ctx, e.Partition, key, &e); err != nil {
+		return Entry{}, false, fmt.Errorf("enqueue %q: %w", clip(key, 80), err)
+	}
+	s.mu.Lock()
+	held := s.parts[e.Partition] != nil
+	if held {
+		s.setLocked(e)
+	}
+	s.mu.Unlock()
+	if !held {
+		// Revoked while writing: the record is in the changelog, for the
+		// new owner; this process forgets it.
+		return e, true, nil
+	}
+	s.notify()
+	return e, true, nil
+}
+
+// Get implements Store.
+func (s *PartStore) Get(ctx context.Context, key string) (Entry, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return Entry{}, false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.entries[key]
+	return e, ok, nil
+}
+
+// List implements Store. It lists the entries of the active partitions
+// only: those of a partition being handed over are no longer the Worker's.
+func (s *PartStore) List(ctx context.Context, states ...State) ([]Entry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	// Sorting (seq, key) pairs, not whole entries, keeps a long backlog
+	// cheap to list.
+	type ref struct {
+		seq int64
+		key string
+	}
+	var refs []ref
+	add := func(key string) {
+		e := s.entries[key]
+		if ps := s.parts[e.Partition]; ps != nil && ps.active {
+			refs = append(refs, ref{e.Seq, key})
+		}
+	}
+	if len(states) == 0 {
+		for k := range s.entries {
+			add(k)
+		}
+	} else {
+		for _, st := range slices.Compact(slices.Sorted(slices.Values(states))) {
+			for k := range s.byState[st] {
+				add(k)
+			}
+		}
+	}
+	slices.SortFunc(refs, func(a, b ref) int { return cmp.Compare(a.seq, b.seq) })
+	out := make([]Entry, len(refs))
+	for i, r := range refs {
+		out[i] = s.entries[r.key]
+	}
+	s.mu.Unlock()
+	return out, nil
+}
+
+// Update implements Store. Marking an entry in flight (the Worker's
+// claim) fails with partstate.ErrNotOwned unless its partition is active;
+// other changes to the entries of a partition being handed over are
+// written, so the Worker can record the outcome of what it was running.
+func (s *PartStore) Update(ctx context.Context, e Entry) (Entry, error) {
+	defer s.lockKey(e.Key)()
+	s.mu.Lock()
+	cur, ok := s.entries[e.Key]
+	if !ok {
+		s.mu.Unlock()
+		return Entry{}, fmt.Errorf("update %q: %w", clip(e.Key, 80), ErrNotFound)
+	}
+	ps := s.parts[cur.Partition]
+	claim := e.State == StateInFlight
+	if ps == nil || (claim && !ps.active) {
+		s.mu.Unlock()
+		return Entry{}, fmt.Errorf("update %q in partition %d: %w", clip(e.Key, 80), cur.Partition, partstate.ErrNotOwned)
+	}
+	if claim {
+		// Counted as running before it is written, so a Revoke that
+		// starts meanwhile waits for it instead of dropping it under
+		// the Worker's feet.
+		ps.running[cur.Key] = true
+	}
+	s.mu.Unlock()
+	cur.State, cur.Attempts, cur.Failures, cur.RetryAfterWaits = e.State, e.Attempts, e.Failures, e.RetryAfterWaits
+	cur.NextAttempt, cur.LastError, cur.Result = e.NextAttempt.UTC(), e.LastError, bytes.Clone(e.Result)
+	cur.Updated = s.opts.Now().UTC()
+	err := cur.validate()
+	if err == nil {
+		err = s.write(ctx, cur.Partition, cur.Key, &cur)
+	}
+	if err != nil {
+		if claim {
+			s.mu.Lock()
+			delete(ps.running, cur.Key)
+			s.cond.Broadcast()
+			s.mu.Unlock()
+		}
+		return Entry{}, fmt.Errorf("update %q: %w", clip(e.Key, 80), err)
+	}
+	s.mu.Lock()
+	if s.parts[cur.Partition] == ps {
+		s.setLocked(cur)
+		if cur.State == StateInFlight {
+			ps.running[cur.Key] = true
+		} else if ps.running[cur.Key] {
+			delete(ps.running, cur.Key)
+			s.cond.Broadcast()
+		}
+	}
+	s.mu.Unlock()
+	if cur.State == StatePending {
+		s.notify()
+	}
+	return cur, nil
+}
+
+// Compact writes the tombstones of the done and failed entries of the
+// active partitions whose last update is older than DoneRetention, and
+// forgets them: the changelog's compaction then drops them, and Enqueue of
+// their key creates a new entry. It returns how many it dropped.
+func (s *PartStore) Compact(ctx context.Context) (int, error) {
+	cutoff := s.opts.Now().Add(-s.opts.DoneRetention)
+	s.mu.Lock()
+	var old []Entry
+	for _, e := range s.entries {
+		if ps := s.parts[e.Partition]; ps != nil && ps.active && (e.State == StateDone || e.State == StateFailed) && e.Updated.Before(cutoff) {
+			old = append(old, e)
+		}
+	}
+	s.mu.Unlock()
+	n := 0
+	var errs []error
+	for _, e := range old {
+		if err := s.tombstone(ctx, e); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+func (s *PartStore) tombstone(ctx context.Context, e Entry) error {
+	defer s.lockKey(e.Key)()
+	s.mu.Lock()
+	cur, ok := s.entries[e.Key]
+	s.mu.Unlock()
+	if !ok || cur.Updated != e.Updated {
+		return nil // changed or gone meanwhile
+	}
+	if err := s.write(ctx, e.Partition, e.Key, nil); err != nil {
+		return fmt.Errorf("drop done outbox entry %q: %w", clip(e.Key, 80), err)
+	}
+	s.mu.Lock()
+	s.dropLocked(e.Key)
+	s.mu.Unlock()
+	return nil
+}
