@@ -132,9 +132,13 @@ bench-detector: up
 
 ## bench-responder: anomaly on the topic → revocation at a local Kong and
 ## alert at a local Slack, through the distributed responder on real Kafka
-## and ClickHouse: 500 anomalies at 50/s (see --help of the command).
+## and ClickHouse: 500 anomalies at 50/s; three instances at 500/s for 60 s;
+## one instance stepped up from 100/s to the highest rate with p99 ≤ 1 s
+## (see --help of the command).
 bench-responder: up
 	$(GO) run ./cmd/agentwatch bench responder
+	$(GO) run ./cmd/agentwatch bench responder --instances 3 --rate 500 --anomalies 30000
+	$(GO) run ./cmd/agentwatch bench responder --rates 100,200,300,400,500 --duration 20s
 
 ## eval: the detection-quality evaluation in full: the Numenta Anomaly
 ## Benchmark (all 58 files, NAB_DATA) and the agent-attack scenarios on a

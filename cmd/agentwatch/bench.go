@@ -161,15 +161,25 @@ func benchDetectorMemoryCommand() *cobra.Command {
 }
 
 func benchResponderCommand() *cobra.Command {
-	var o respbench.Options
+	var (
+		o     respbench.Options
+		rates []float64
+		dur   time.Duration
+	)
 	return newBench("responder", "Anomaly on the topic → revocation at a local Kong and alert at a local Slack, through the distributed responder",
 		func(f *pflag.FlagSet) {
 			f.IntVar(&o.Anomalies, "anomalies", 500, "anomalies to write, each for its own agent and credential")
-			f.Float64Var(&o.Rate, "rate", 50, "anomalies written per second (steady, one at a time)")
+			f.Float64Var(&o.Rate, "rate", 50, "anomalies written per second (steady, each write at its own time)")
 			f.DurationVar(&o.Wait, "wait", 2*time.Minute, "how long after the last write to wait for the last revocation and alert")
+			f.IntVar(&o.Instances, "instances", 1, "responders sharing the consumer group, each with its own state directory (in this process)")
+			f.Float64SliceVar(&rates, "rates", nil, "step through these rates (each for --duration, on fresh topics) until one misses p99 ≤ 1s, and report the highest sustained; replaces --rate and --anomalies")
+			f.DurationVar(&dur, "duration", 20*time.Second, "with --rates: how long each step writes")
 		},
 		func(ctx context.Context, b benchFlags, log *slog.Logger, progress io.Writer) (reporter, error) {
 			o.Brokers, o.ClickHouse, o.Partitions, o.Keep = b.brokers, b.clickhouse, b.partitions, b.keep
+			if len(rates) > 0 {
+				return respbench.RunSteps(ctx, o, rates, dur, log, progress)
+			}
 			return respbench.Run(ctx, o, log, progress)
 		})
 }

@@ -49,7 +49,9 @@ func runResponder(ctx context.Context, cfg config.Config, log *slog.Logger) erro
 	if !cfg.Distributed() {
 		return cli.Usagef("kafka.brokers is empty; the embedded mode runs inside `agentwatch demo`")
 	}
-	r, err := respsvc.New(ctx, cfg, respsvc.Options{Log: log, Metrics: obs.NewRegistry(), AfterAction: respsvc.Failpoint(log)})
+	fp := respsvc.Failpoints(log)
+	r, err := respsvc.New(ctx, cfg, respsvc.Options{Log: log, Metrics: obs.NewRegistry(),
+		BeforeAction: fp.BeforeAction, AfterAction: fp.AfterAction, BeforeCommit: fp.BeforeCommit})
 	if err != nil {
 		return err
 	}

@@ -58,6 +58,13 @@ func (o FileOptions) withDefaults() FileOptions {
 // dominate; compaction also drops old done entries and handled ids
 // (FileOptions).
 //
+// Writes to different keys overlap: the store's lock is not held across
+// the fsync, so concurrent Enqueues, Updates and MarkHandleds share one
+// write and one fsync (the journal's group commit). Writes to one key (or
+// one handled id) still happen one after the other, in the order they
+// took the lock, and readers (Get, List, Handled) see a change only once
+// it is durable.
+//
 // One process at a time may open a file: OpenFile holds an exclusive flock
 // on path+".lock" until Close, and fails with ErrInUse if another process
 // holds it. The file is created with mode 0600. A FileStore is safe for
@@ -68,6 +75,7 @@ type FileStore struct {
 	changes chan struct{}
 
 	mu      sync.Mutex
+	cond    *sync.Cond // on mu: a write finished or a compaction ended
 	j       *journal.Journal
 	seq     int64
 	entries map[string]Entry
@@ -76,6 +84,14 @@ type FileStore struct {
 	// compactAt is the line count at which compaction is next tried after
 	// one failed.
 	compactAt int
+	// writing holds the keys ("e/"+entry key, "s/"+handled id) whose
+	// line is being made durable outside mu; writes counts them.
+	writing map[string]bool
+	writes  int
+	// compactWanted holds new writes back until those under way are
+	// durable and in memory, so that compaction, which rewrites the file
+	// from memory, loses none of them.
+	compactWanted bool
 }
 
 var (
@@ -95,7 +111,9 @@ func OpenFile(path string, opts FileOptions) (*FileStore, error) {
 		entries: make(map[string]Entry),
 		byState: make(map[State]map[string]struct{}),
 		seen:    make(map[string]time.Time),
+		writing: make(map[string]bool),
 	}
+	s.cond = sync.NewCond(&s.mu)
 	j, err := journal.Open(path, journal.Options{
 		Name: "outbox", Log: s.opts.Log, InUse: ErrInUse, StoppedFix: "restart the responder",
 		DamagedFix: "fix or delete that line (an entry's last line wins), " +
@@ -164,16 +182,49 @@ func (s *FileStore) check(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// appendLocked writes l and fsyncs it. A failed write is cut off again, so
-// the error means "not stored"; a failed fsync closes the store, because
-// the line may be on disk or not and only a reopen can tell.
-func (s *FileStore) appendLocked(l line) error {
+// waitKey waits, under mu, until no write of key is under way and no
+// compaction is waiting, then checks the store can be used.
+func (s *FileStore) waitKey(ctx context.Context, key string) error {
+	for {
+		if err := s.check(ctx); err != nil {
+			return err
+		}
+		if !s.writing[key] && !s.compactWanted {
+			return nil
+		}
+		s.cond.Wait()
+	}
+}
+
+// appendLocked writes l and fsyncs it; the caller holds mu, which is let go
+// while the line is made durable, so that writes of other keys join the same
+// fsync (the caller has waited for key with waitKey). A failed write is cut
+// off again, so the error means "not stored"; a failed fsync closes the
+// store, because the line may be on disk or not and only a reopen can tell.
+func (s *FileStore) appendLocked(key string, l line) error {
 	b, err := appendLine(nil, l)
 	if err != nil {
 		return err
 	}
-	return s.j.Append(b[:len(b)-1])
+	s.writing[key] = true
+	s.writes++
+	s.mu.Unlock()
+	err = s.j.Append(b[:len(b)-1])
+	s.mu.Lock()
+	delete(s.writing, key)
+	s.writes--
+	s.cond.Broadcast()
+	if err != nil {
+		// A successful caller applies its line, then compacts if wanted;
+		// a failed one must not leave a wanted compaction holding every
+		// write back.
+		s.maybeCompact()
+	}
+	return err
 }
+
+func entryKey(key string) string { return "e/" + key }
+func seenKey(id string) string   { return "s/" + id }
 
 // notify tells the Worker about new work without blocking.
 func (s *FileStore) notify() {
@@ -193,7 +244,7 @@ func (s *FileStore) Enqueue(ctx context.Context, key, kind string, payload []byt
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.check(ctx); err != nil {
+	if err := s.waitKey(ctx, entryKey(key)); err != nil {
 		return Entry{}, false, err
 	}
 	if e, ok := s.entries[key]; ok {
@@ -217,10 +268,12 @@ func (s *FileStore) Enqueue(ctx context.Context, key, kind string, payload []byt
 	if err := e.validate(); err != nil {
 		return Entry{}, false, fmt.Errorf("enqueue %q: %w", clip(key, 80), err)
 	}
-	if err := s.appendLocked(line{Entry: &e}); err != nil {
+	// The seq is taken now, as other keys' writes may be under way when
+	// this one is; a failed write leaves a gap, which orders nothing wrong.
+	s.seq = e.Seq
+	if err := s.appendLocked(entryKey(key), line{Entry: &e}); err != nil {
 		return Entry{}, false, fmt.Errorf("enqueue %q: %w", clip(key, 80), err)
 	}
-	s.seq = e.Seq
 	s.set(e)
 	s.notify()
 	s.maybeCompact()
@@ -245,20 +298,31 @@ func (s *FileStore) List(ctx context.Context, states ...State) ([]Entry, error) 
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	var out []Entry
+	// The Worker lists the open entries at every wake-up, so under a
+	// backlog this runs often on thousands of entries: sorting small
+	// (seq, key) pairs, not whole entries, keeps it cheap.
+	type seqKey struct {
+		seq int64
+		key string
+	}
+	var order []seqKey
 	if len(states) == 0 {
-		out = make([]Entry, 0, len(s.entries))
-		for _, e := range s.entries {
-			out = append(out, e)
+		order = make([]seqKey, 0, len(s.entries))
+		for k, e := range s.entries {
+			order = append(order, seqKey{e.Seq, k})
 		}
 	} else {
 		for _, st := range slices.Compact(slices.Sorted(slices.Values(states))) {
 			for k := range s.byState[st] {
-				out = append(out, s.entries[k])
+				order = append(order, seqKey{s.entries[k].Seq, k})
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b Entry) int { return cmp.Compare(a.Seq, b.Seq) })
+	slices.SortFunc(order, func(a, b seqKey) int { return cmp.Compare(a.seq, b.seq) })
+	out := make([]Entry, len(order))
+	for i, o := range order {
+		out[i] = s.entries[o.key]
+	}
 	return out, nil
 }
 
@@ -266,7 +330,7 @@ func (s *FileStore) List(ctx context.Context, states ...State) ([]Entry, error) 
 func (s *FileStore) Update(ctx context.Context, e Entry) (Entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.check(ctx); err != nil {
+	if err := s.waitKey(ctx, entryKey(e.Key)); err != nil {
 		return Entry{}, err
 	}
 	cur, ok := s.entries[e.Key]
@@ -279,7 +343,7 @@ func (s *FileStore) Update(ctx context.Context, e Entry) (Entry, error) {
 	if err := cur.validate(); err != nil {
 		return Entry{}, fmt.Errorf("update %q: %w", clip(e.Key, 80), err)
 	}
-	if err := s.appendLocked(line{Entry: &cur}); err != nil {
+	if err := s.appendLocked(entryKey(cur.Key), line{Entry: &cur}); err != nil {
 		return Entry{}, fmt.Errorf("update %q: %w", clip(e.Key, 80), err)
 	}
 	s.set(cur)
@@ -297,14 +361,14 @@ func (s *FileStore) MarkHandled(ctx context.Context, id string) (bool, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.check(ctx); err != nil {
+	if err := s.waitKey(ctx, seenKey(id)); err != nil {
 		return false, err
 	}
 	if _, ok := s.seen[id]; ok {
 		return false, nil
 	}
 	sl := seenLine{ID: id, At: time.Now().UTC()}
-	if err := s.appendLocked(line{Seen: &sl}); err != nil {
+	if err := s.appendLocked(seenKey(id), line{Seen: &sl}); err != nil {
 		return false, fmt.Errorf("mark %q handled: %w", clip(id, 80), err)
 	}
 	s.seen[id] = sl.At
@@ -333,6 +397,11 @@ func (s *FileStore) Compact(ctx context.Context) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
+	s.compactWanted = true
+	defer func() { s.compactWanted = false; s.cond.Broadcast() }()
+	for s.writes > 0 {
+		s.cond.Wait()
+	}
 	return s.compactLocked()
 }
 
@@ -351,10 +420,22 @@ func (s *FileStore) shouldCompact() bool {
 
 // maybeCompact compacts after a change when it pays. A failure leaves the
 // file as it was (the change stands) and is tried again after
-// CompactMinLines more lines.
+// CompactMinLines more lines. While other writes are under way it only
+// holds new ones back; the last of those under way compacts.
 func (s *FileStore) maybeCompact() {
-	if !s.shouldCompact() {
+	if !s.compactWanted && !s.shouldCompact() {
 		return
+	}
+	if s.writes > 0 {
+		s.compactWanted = true
+		return
+	}
+	if s.compactWanted {
+		s.compactWanted = false
+		s.cond.Broadcast()
+		if !s.shouldCompact() {
+			return
+		}
 	}
 	if err := s.compactLocked(); err != nil {
 		s.compactAt = s.j.Lines() + s.opts.CompactMinLines

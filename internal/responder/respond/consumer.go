@@ -29,6 +29,10 @@ type Consumer struct {
 	InputLag prometheus.Gauge
 	// FlushEvery is DefaultFlushEvery when zero.
 	FlushEvery time.Duration
+	// BeforeCommit, when set, is called before handled anomalies are
+	// marked and their offsets committed: the crash tests stop the process
+	// there.
+	BeforeCommit func()
 }
 
 type partKey struct {
@@ -100,6 +104,9 @@ func (c *Consumer) marker(ctx context.Context, in <-chan markReq, every time.Dur
 	flush := func(ctx context.Context) error {
 		if len(msgs) == 0 {
 			return nil
+		}
+		if c.BeforeCommit != nil {
+			c.BeforeCommit()
 		}
 		if err := c.retry(ctx, "mark anomalies handled", func() error { return c.Engine.MarkHandled(ctx, ids) }); err != nil || ctx.Err() != nil {
 			return err

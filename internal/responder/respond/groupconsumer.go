@@ -44,10 +44,11 @@ type GroupConsumer struct {
 	Owner  *partstate.Owner
 	Engine *Engine
 	Log    *slog.Logger
-	// Invalid, InputLag and FlushEvery are Consumer's.
-	Invalid    prometheus.Counter
-	InputLag   prometheus.Gauge
-	FlushEvery time.Duration
+	// Invalid, InputLag, FlushEvery and BeforeCommit are Consumer's.
+	Invalid      prometheus.Counter
+	InputLag     prometheus.Gauge
+	FlushEvery   time.Duration
+	BeforeCommit func()
 	// HandOverTimeout is DefaultHandOverTimeout when zero.
 	HandOverTimeout time.Duration
 }
@@ -122,7 +123,7 @@ func (c *GroupConsumer) generation(ctx context.Context, gen *kafka.Generation, l
 	}
 	log.Info("anomaly partitions owned", "generation", gen.ID(), "partitions", parts)
 	cons := &Consumer{Reader: genReader{gen: gen, log: log}, Engine: c.Engine, Log: log,
-		Invalid: c.Invalid, InputLag: c.InputLag, FlushEvery: c.FlushEvery}
+		Invalid: c.Invalid, InputLag: c.InputLag, FlushEvery: c.FlushEvery, BeforeCommit: c.BeforeCommit}
 	return cons.Run(gctx)
 }
 

@@ -75,6 +75,20 @@ type incidents struct {
 	log     *incidentLog         // the distributed mode's changelog, or nil
 	byAgent map[string]*Incident // the agent's latest incident
 	byID    map[string]*Incident
+	// writing holds the ids of incidents whose line is being made durable
+	// outside mu (saveLocked), so that changes of other incidents share
+	// the fsync; a change of one of them waits (waitFree), which keeps an
+	// incident's lines in the file in the order of its changes.
+	writing map[string]bool
+	cond    *sync.Cond // on mu: a write ended
+}
+
+// waitFree waits, under mu, until no write of the incidents ids is under
+// way.
+func (s *incidents) waitFree(ids ...string) {
+	for slices.ContainsFunc(ids, func(id string) bool { return s.writing[id] }) {
+		s.cond.Wait()
+	}
 }
 
 // compactMinLines is the smallest file that is compacted.
@@ -87,7 +101,8 @@ func openIncidents(path string) (*incidents, error) { return loadIncidents(path,
 // the responder's). A read-only load takes no lock, for a reader beside
 // the responder.
 func loadIncidents(path string, readOnly bool) (*incidents, error) {
-	s := &incidents{path: path, byAgent: map[string]*Incident{}, byID: map[string]*Incident{}}
+	s := &incidents{path: path, byAgent: map[string]*Incident{}, byID: map[string]*Incident{}, writing: map[string]bool{}}
+	s.cond = sync.NewCond(&s.mu)
 	if path == "" {
 		return s, nil
 	}
@@ -204,6 +219,16 @@ func (s *incidents) join(a anomaly.Anomaly, now time.Time, window time.Duration)
 	defer s.lockPart(a.AgentID)()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The incident a joins: the agent's latest, a fleet event's, or a new
+	// one; none of them may be being written.
+	waitIDs := []string{IncidentID(a)}
+	if in, ok := s.byAgent[a.AgentID]; ok {
+		waitIDs = append(waitIDs, in.ID)
+	}
+	s.waitFree(waitIDs...)
+	if in, ok := s.byAgent[a.AgentID]; ok && !slices.Contains(waitIDs, in.ID) {
+		s.waitFree(in.ID) // replaced while we waited
+	}
 	nowMs := now.UnixMilli()
 	in, ok := s.byAgent[a.AgentID]
 	if g, shared := s.groupIncident(a); shared {
@@ -287,6 +312,7 @@ func (s *incidents) update(id string, now time.Time, fn func(*Incident)) (Incide
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.waitFree(id)
 	in, ok := s.byID[id]
 	if !ok {
 		return Incident{}, fmt.Errorf("incident %q: %w", id, errNoIncident)
@@ -356,7 +382,17 @@ func (s *incidents) saveLocked(in *Incident, nowMs int64) error {
 	if err != nil {
 		return fmt.Errorf("encode incident: %w", err)
 	}
-	if err := s.j.Append(b); err != nil {
+	// Let go of mu while the line is made durable, so that changes of
+	// other incidents join this fsync (the journal's group commit): with
+	// mu held across it, every incident change of every anomaly queued
+	// behind one fsync each.
+	s.writing[in.ID] = true
+	s.mu.Unlock()
+	err = s.j.Append(b)
+	s.mu.Lock()
+	delete(s.writing, in.ID)
+	s.cond.Broadcast()
+	if err != nil {
 		return fmt.Errorf("save incident: %w", err)
 	}
 	return nil
@@ -408,6 +444,7 @@ func (s *incidents) open(id string, a anomaly.Anomaly, now time.Time) error {
 	defer s.lockPart(a.AgentID)()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.waitFree(id)
 	if _, ok := s.byID[id]; ok {
 		return nil
 	}

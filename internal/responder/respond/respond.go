@@ -144,6 +144,10 @@ type Options struct {
 	// posted (kind notify), and before it is recorded: the crash tests
 	// stop the process there.
 	AfterAction func(kind, key string)
+	// BeforeAction, when set, is called before a revocation or quarantine
+	// is sent to the gateway (after its entry was marked in flight): the
+	// crash tests stop the process there.
+	BeforeAction func(kind, key string)
 
 	// Checkpoints signs the chain's head after snapshots; nil: no
 	// checkpoints.
@@ -313,23 +317,22 @@ func (e *Engine) ProcessBatch(ctx context.Context, as []anomaly.Anomaly, known [
 			handled[id] = done
 		}
 	}
-	out := make([]HandleResult, len(as))
-	var mark []string
+	todo := make([]bool, len(as))
+	dup := make([]bool, len(as))
 	for i, a := range as {
 		if handled[a.ID] {
 			e.o.Metrics.handled("duplicate")
-			out[i].Duplicate = true
+			dup[i] = true
 			continue
 		}
 		handled[a.ID] = true // a second copy in the same batch
-		r, err := e.process(ctx, a)
-		if err != nil {
-			return out, mark, err
-		}
-		out[i] = r
-		mark = append(mark, a.ID)
+		todo[i] = true
 	}
-	return out, mark, nil
+	out, mark, err := e.processBatch(ctx, as, todo)
+	for i := range out {
+		out[i].Duplicate = dup[i]
+	}
+	return out, mark, err
 }
 
 // MarkHandled records ids as handled: one insert with a BatchSeen.

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -799,5 +800,53 @@ func TestThrottleRateLimitsAtKongAndLiftsAtItsTTL(t *testing.T) {
 	}
 	if th != 1 || lifted != 1 {
 		t.Errorf("audit: %d throttles, %d lifts; want 1 and 1: %+v", th, lifted, recs)
+	}
+}
+
+// TestHandleBatchKeepsEachAgentsOrder hands one batch with several
+// anomalies of each of several agents, interleaved: agents are processed
+// side by side, but each agent's anomalies join its incident in batch
+// order.
+func TestHandleBatchKeepsEachAgentsOrder(t *testing.T) {
+	r := newRig(t, func(c *config.Config) { c.Responder.RevokeBudget = 50 })
+	ctx := context.Background()
+	start := time.Now().Truncate(time.Minute).UnixMilli()
+	var as []anomaly.Anomaly
+	for k := range 4 {
+		for i := range 6 {
+			agent := fmt.Sprintf("agent-o%d", i)
+			if k == 0 {
+				r.kong.Add(agent, "cred-"+agent, "k")
+			}
+			as = append(as, exfil(fmt.Sprintf("o-%d-%d", i, k), agent, "cred-"+agent, start+int64(k)*60_000))
+		}
+	}
+	res, err := r.svc.Engine.HandleBatch(ctx, as)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		agent := fmt.Sprintf("agent-o%d", i)
+		in, ok := r.svc.Engine.inc.latest(agent)
+		if !ok {
+			t.Fatalf("%s has no incident", agent)
+		}
+		var got []string
+		for _, a := range in.Anomalies {
+			got = append(got, a.ID)
+		}
+		want := []string{fmt.Sprintf("o-%d-0", i), fmt.Sprintf("o-%d-1", i), fmt.Sprintf("o-%d-2", i), fmt.Sprintf("o-%d-3", i)}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s's incident holds %v, want %v in that order", agent, got, want)
+		}
+	}
+	for i, x := range res {
+		if x.Duplicate || x.Incident == "" {
+			t.Errorf("anomaly %d: %+v, want it processed into an incident", i, x)
+		}
+	}
+	r.settle()
+	if n := r.kong.Count(http.MethodDelete); n != 6 {
+		t.Errorf("%d DELETEs, want one per agent (6)", n)
 	}
 }

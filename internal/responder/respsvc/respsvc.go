@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -71,6 +72,10 @@ type Options struct {
 	WrapSeen func(outbox.Seen) outbox.Seen
 	// AfterAction: see respond.Deps.AfterAction and Failpoint.
 	AfterAction func(kind, key string)
+	// BeforeAction: see respond.Deps.BeforeAction and Failpoints.
+	BeforeAction func(kind, key string)
+	// BeforeCommit: see respond.Consumer.BeforeCommit and Failpoints.
+	BeforeCommit func()
 	// StateMetrics, when set, counts what the state topics do; nil: New
 	// registers them on Metrics in the distributed mode.
 	StateMetrics *kstate.Metrics
@@ -196,6 +201,9 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	if o.AfterAction != nil {
 		deps.AfterAction = o.AfterAction
 	}
+	if o.BeforeAction != nil {
+		deps.BeforeAction = o.BeforeAction
+	}
 	deps.Owner = owner
 	// Stores brought by the caller replace every store of the mode, the
 	// global table's too (their nil Global means files).
@@ -253,7 +261,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		}
 		r.closers = append(r.closers, g.Close)
 		invalid, lag := respond.NewConsumerMetrics(reg)
-		r.GroupConsumer = &respond.GroupConsumer{Group: g, Owner: owner, Engine: svc.Engine, Log: log, Invalid: invalid, InputLag: lag}
+		r.GroupConsumer = &respond.GroupConsumer{Group: g, Owner: owner, Engine: svc.Engine, Log: log, Invalid: invalid, InputLag: lag, BeforeCommit: o.BeforeCommit}
 		r.Ownership = owner
 		handedOver := make(chan struct{})
 		r.stages = append(r.stages, pipeline.StageFunc(func(ctx context.Context) error {
@@ -267,7 +275,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	} else {
 		if o.Reader != nil {
 			invalid, lag := respond.NewConsumerMetrics(reg)
-			r.Consumer = &respond.Consumer{Reader: o.Reader, Engine: svc.Engine, Log: log, Invalid: invalid, InputLag: lag}
+			r.Consumer = &respond.Consumer{Reader: o.Reader, Engine: svc.Engine, Log: log, Invalid: invalid, InputLag: lag, BeforeCommit: o.BeforeCommit}
 			r.stages = append(r.stages, r.Consumer)
 		}
 		r.stages = append(r.stages, svc)
@@ -362,33 +370,75 @@ func (r *Responder) Close() error {
 	return errors.Join(errs...)
 }
 
-// Failpoint reads RESPONDER_FAILPOINT, for the crash tests only:
-// "pause-after-revoke:FILE" makes the first revocation that reached the
-// gateway write FILE and hang before it is recorded, and
-// "pause-after-post:FILE" does the same with the first alert posted to
-// Slack, so the test can SIGKILL the process in that gap. Unset, it
-// returns nil (no failpoint).
-func Failpoint(log *slog.Logger) func(kind, key string) {
-	fp := os.Getenv("RESPONDER_FAILPOINT")
-	kinds := map[string]bool{}
-	v, ok := strings.CutPrefix(fp, "pause-after-revoke:")
-	if ok {
-		kinds["revoke"], kinds["quarantine"] = true, true
-	} else if v, ok = strings.CutPrefix(fp, "pause-after-post:"); ok {
-		kinds["notify"] = true
+// Failpoint is Failpoints' AfterAction.
+func Failpoint(log *slog.Logger) func(kind, key string) { return Failpoints(log).AfterAction }
+
+// FailpointHooks are the places a crash test can stop a responder.
+type FailpointHooks struct {
+	BeforeAction, AfterAction func(kind, key string)
+	BeforeCommit              func()
+}
+
+// Failpoints reads RESPONDER_FAILPOINT, for the crash tests only. Each
+// form names a point and a marker FILE; the first process to reach the
+// point creates FILE (its pid, a newline, the outbox key) and hangs there,
+// so the test can SIGKILL it in that gap. The point fires once across
+// every process given the same FILE: one that finds FILE already there
+// goes on, so the survivors of a multi-process test do not hang at the
+// same point.
+//
+//   - "pause-before-revoke:FILE": a revocation or quarantine marked in
+//     flight, not yet sent to the gateway;
+//   - "pause-after-revoke:FILE": a revocation or quarantine that reached
+//     the gateway, not yet recorded;
+//   - "pause-after-post:FILE": an alert posted to Slack, not yet
+//     recorded;
+//   - "pause-before-commit:FILE": anomalies handled and their actions
+//     queued (and maybe done and recorded), before they are marked
+//     handled and their offsets committed.
+//
+// Unset, every hook is nil (no failpoint).
+func Failpoints(log *slog.Logger) FailpointHooks {
+	point, file, ok := strings.Cut(os.Getenv("RESPONDER_FAILPOINT"), ":")
+	if !ok || file == "" {
+		return FailpointHooks{}
 	}
-	if !ok || v == "" {
-		return nil
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	log.Warn("failpoint armed: the first such action will hang before it is recorded", "failpoint", fp)
 	var once sync.Once
-	return func(kind, key string) {
-		if !kinds[kind] {
-			return
-		}
+	pause := func(what string) {
 		once.Do(func() {
-			_ = os.WriteFile(v, []byte(key), 0o644)
+			f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+			if err != nil {
+				return // another process reached the point first
+			}
+			_, _ = fmt.Fprintf(f, "%d\n%s", os.Getpid(), what)
+			_ = f.Close()
 			select {}
 		})
 	}
+	onKinds := func(kinds ...string) func(kind, key string) {
+		return func(kind, key string) {
+			if slices.Contains(kinds, kind) {
+				pause(key)
+			}
+		}
+	}
+	var h FailpointHooks
+	switch point {
+	case "pause-before-revoke":
+		h.BeforeAction = onKinds("revoke", "quarantine")
+	case "pause-after-revoke":
+		h.AfterAction = onKinds("revoke", "quarantine")
+	case "pause-after-post":
+		h.AfterAction = onKinds("notify")
+	case "pause-before-commit":
+		h.BeforeCommit = func() { pause("commit") }
+	default:
+		log.Error("RESPONDER_FAILPOINT names no known point; none armed", "point", point)
+		return FailpointHooks{}
+	}
+	log.Warn("failpoint armed: the first process to reach it hangs there", "point", point, "marker", file)
+	return h
 }

@@ -181,3 +181,46 @@ func TestFailpointIgnoresOtherKinds(t *testing.T) {
 		}
 	}
 }
+
+// TestFailpointsArmOnePoint checks each form arms its own hook only, and
+// that a point another process reached first (its marker exists) does not
+// hang this one.
+func TestFailpointsArmOnePoint(t *testing.T) {
+	for _, tc := range []struct {
+		point                 string
+		kind                  string
+		before, after, commit bool
+	}{
+		{"pause-before-revoke", "revoke", true, false, false},
+		{"pause-after-revoke", "revoke", false, true, false},
+		{"pause-after-post", "notify", false, true, false},
+		{"pause-before-commit", "", false, false, true},
+		{"pause-nowhere", "", false, false, false},
+	} {
+		t.Run(tc.point, func(t *testing.T) {
+			marker := filepath.Join(t.TempDir(), "marker")
+			t.Setenv("RESPONDER_FAILPOINT", tc.point+":"+marker)
+			h := Failpoints(nil)
+			if (h.BeforeAction != nil) != tc.before || (h.AfterAction != nil) != tc.after || (h.BeforeCommit != nil) != tc.commit {
+				t.Fatalf("armed before-action %v, after-action %v, before-commit %v; want %v %v %v",
+					h.BeforeAction != nil, h.AfterAction != nil, h.BeforeCommit != nil, tc.before, tc.after, tc.commit)
+			}
+			if err := os.WriteFile(marker, []byte("another process"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// Reached first elsewhere: each armed hook must return.
+			if h.BeforeAction != nil {
+				h.BeforeAction(tc.kind, "k")
+			}
+			if h.AfterAction != nil {
+				h.AfterAction(tc.kind, "k")
+			}
+			if h.BeforeCommit != nil {
+				h.BeforeCommit()
+			}
+			if b, _ := os.ReadFile(marker); string(b) != "another process" {
+				t.Errorf("the marker was rewritten: %q", b)
+			}
+		})
+	}
+}

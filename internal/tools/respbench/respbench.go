@@ -61,6 +61,10 @@ type Options struct {
 	Wait time.Duration
 	// Keep leaves the topic, database and state directory behind.
 	Keep bool
+	// Instances is how many responders share the work, each with its own
+	// reader in the one consumer group and its own state directory, as
+	// separate machines would; default 1. They run in this process.
+	Instances int
 }
 
 func (o *Options) setDefaults() error {
@@ -68,6 +72,10 @@ func (o *Options) setDefaults() error {
 	benchkit.Default(&o.Anomalies, 500)
 	benchkit.Default(&o.Rate, 50)
 	benchkit.Default(&o.Wait, 2*time.Minute)
+	benchkit.Default(&o.Instances, 1)
+	if o.Instances < 1 || o.Instances > 16 {
+		return fmt.Errorf("respbench: instances must be in [1, 16], got %d", o.Instances)
+	}
 	if o.Anomalies < 0 || o.Anomalies > 999_999 || o.Rate < 0 || o.Partitions < 0 || o.Wait < 0 {
 		return fmt.Errorf("respbench: anomalies must be in [1, 999999] and rate, partitions and wait positive, got %d, %g, %d, %s",
 			o.Anomalies, o.Rate, o.Partitions, o.Wait)
@@ -81,6 +89,7 @@ type Report struct {
 	Anomalies  int
 	Rate       float64 // asked, per second
 	Partitions int
+	Instances  int
 	// Writing is from the first write started to the last acknowledged.
 	Writing time.Duration
 	// Acked: the write acknowledged by Kafka (acks=all).
@@ -119,8 +128,8 @@ const Target = time.Second
 // one-line summary.
 func (r Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "responder benchmark: %d anomalies for %d agents at %g/s (written in %s, %.1f/s), %d partitions; playbook: revoke (kong) then notify (#soc-alerts)\n\n",
-		r.Anomalies, r.Anomalies, r.Rate, r.Writing.Round(time.Millisecond), benchkit.Rate(r.Anomalies, r.Writing), r.Partitions)
+	fmt.Fprintf(&b, "responder benchmark: %d anomalies for %d agents at %g/s (written in %s, %.1f/s), %d partitions, %d responder instance(s); playbook: revoke (kong) then notify (#soc-alerts)\n\n",
+		r.Anomalies, r.Anomalies, r.Rate, r.Writing.Round(time.Millisecond), benchkit.Rate(r.Anomalies, r.Writing), r.Partitions, max(r.Instances, 1))
 	b.WriteString("| from the anomaly's write to … | n | p50 | p90 | p99 | max |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|\n")
 	// One row per measure, alike in shape only (like SeriesParams.Validate).
@@ -156,8 +165,12 @@ func (r Report) Summary() string {
 	if len(r.Revoked) < r.Anomalies || benchkit.Quantile(r.Revoked, .99) > Target {
 		verdict = "NOT met"
 	}
-	return fmt.Sprintf("responder: %d anomalies at %g/s: revocation p50 %s p99 %s (%d/%d, target p99 ≤ %s %s); Slack alert p50 %s p99 %s (%d/%d)",
-		r.Anomalies, r.Rate, benchkit.Ms(benchkit.Quantile(r.Revoked, .5)), benchkit.Ms(benchkit.Quantile(r.Revoked, .99)), len(r.Revoked), r.Anomalies, Target, verdict,
+	who := "responder"
+	if r.Instances > 1 {
+		who = fmt.Sprintf("responder ×%d", r.Instances)
+	}
+	return fmt.Sprintf("%s: %d anomalies at %g/s: revocation p50 %s p99 %s (%d/%d, target p99 ≤ %s %s); Slack alert p50 %s p99 %s (%d/%d)",
+		who, r.Anomalies, r.Rate, benchkit.Ms(benchkit.Quantile(r.Revoked, .5)), benchkit.Ms(benchkit.Quantile(r.Revoked, .99)), len(r.Revoked), r.Anomalies, Target, verdict,
 		benchkit.Ms(benchkit.Quantile(r.Alerted, .5)), benchkit.Ms(benchkit.Quantile(r.Alerted, .99)), len(r.Alerted), r.Anomalies)
 }
 
@@ -274,36 +287,51 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 	} else {
 		fmt.Fprintf(progress, "keeping topic %s and database %s\n", topic, cfg.ClickHouse.Database)
 	}
-	deps, closeStores, err := respsvc.ModeStores(ctx, cfg, log)
-	if err != nil {
-		return Report{}, fmt.Errorf("respbench: %w", err)
+	g := rig{kong: kong, slack: slack}
+	for i := range o.Instances {
+		icfg := cfg
+		if o.Instances > 1 {
+			icfg.Responder.StateDir = filepath.Join(dir, fmt.Sprintf("state-%d", i))
+		}
+		deps, closeStores, err := respsvc.ModeStores(ctx, icfg, log)
+		if err != nil {
+			return Report{}, fmt.Errorf("respbench: %w", err)
+		}
+		defer closeStores()
+		deps.Console = io.Discard
+		reader, err := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Kafka.Brokers, Security: sec, GroupID: cfg.Kafka.ResponderGroup, Topics: []string{topic}}, log)
+		if err != nil {
+			return Report{}, fmt.Errorf("respbench: anomalies reader: %w", err)
+		}
+		defer reader.Close()
+		g.instances = append(g.instances, instance{cfg: icfg, deps: deps, reader: reader})
 	}
-	defer closeStores()
-	deps.Console = io.Discard
-	reader, err := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Kafka.Brokers, Security: sec, GroupID: cfg.Kafka.ResponderGroup, Topics: []string{topic}}, log)
-	if err != nil {
-		return Report{}, fmt.Errorf("respbench: anomalies reader: %w", err)
-	}
-	defer reader.Close()
 	// As the detector writes the anomalies topic (internal/detector/detect).
 	writer, err := kafka.NewWriter(kafka.WriterConfig{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic}, log)
 	if err != nil {
 		return Report{}, fmt.Errorf("respbench: anomalies writer: %w", err)
 	}
 	defer writer.Close()
-	return measure(ctx, o, rig{cfg: cfg, deps: deps, writer: writer, reader: reader, kong: kong, slack: slack}, log, progress)
+	g.writer = writer
+	return measure(ctx, o, g, log, progress)
 }
 
 // rig is what a measurement runs on: where anomalies are written, the
 // responder's reader and stores (respsvc.Options.Stores), and the servers
 // it calls.
 type rig struct {
+	instances []instance
+	writer    bus.Writer
+	kong      *testsrv.Kong
+	slack     *testsrv.Slack
+}
+
+// instance is one responder of a rig: its configuration, stores and
+// reader.
+type instance struct {
 	cfg    config.Config
 	deps   respond.Deps
-	writer bus.Writer
 	reader bus.Reader
-	kong   *testsrv.Kong
-	slack  *testsrv.Slack
 }
 
 // Agent and credential ids: fixed width, so no id is part of another.
@@ -379,18 +407,24 @@ func message(a anomaly.Anomaly) (bus.Message, error) {
 	return bus.Message{Key: []byte(a.AgentID), Value: v}, nil
 }
 
-// timedReader notes when each record (by key: the agent id) was first
-// fetched and first committed. Fetch and Commit may run concurrently.
-type timedReader struct {
-	bus.Reader
+// timings are when each record (by key: the agent id) was first fetched
+// and first committed, by any instance's reader.
+type timings struct {
 	mu        sync.Mutex
 	fetched   map[string]time.Time
 	committed map[string]time.Time
 	commits   time.Duration
 }
 
-func newTimedReader(r bus.Reader) *timedReader {
-	return &timedReader{Reader: r, fetched: map[string]time.Time{}, committed: map[string]time.Time{}}
+func newTimings() *timings {
+	return &timings{fetched: map[string]time.Time{}, committed: map[string]time.Time{}}
+}
+
+// timedReader notes its fetches and commits in timings. Fetch and Commit
+// may run concurrently.
+type timedReader struct {
+	bus.Reader
+	*timings
 }
 
 func (r *timedReader) Fetch(ctx context.Context) (bus.Message, error) {
@@ -429,10 +463,17 @@ type timedSeen struct {
 	outbox.Seen
 	mu   sync.Mutex
 	took time.Duration
+	// add, when set, adds to another timedSeen's total instead (the
+	// instances of a rig share one).
+	add func(time.Duration)
 }
 
 func (s *timedSeen) timed(start time.Time) {
 	d := time.Since(start)
+	if s.add != nil {
+		s.add(d)
+		return
+	}
 	s.mu.Lock()
 	s.took += d
 	s.mu.Unlock()
@@ -466,7 +507,7 @@ func (s timedBatchSeen) InsertHandled(ctx context.Context, ids []string) error {
 	return s.b.InsertHandled(ctx, ids)
 }
 
-func (r *timedReader) committedAt(key string) (time.Time, bool) {
+func (r *timings) committedAt(key string) (time.Time, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t, ok := r.committed[key]
@@ -499,6 +540,17 @@ func arrivals(n int, reqs []testsrv.KongRequest, posts []testsrv.SlackPost) (rev
 	return revoked, alerted, deletes, alerts
 }
 
+// topLevelPosts counts the alerts among posts: top-level chat.postMessage.
+func topLevelPosts(posts []testsrv.SlackPost) int {
+	k := 0
+	for _, p := range posts {
+		if p.Method == "chat.postMessage" && p.ThreadTS == "" {
+			k++
+		}
+	}
+	return k
+}
+
 // latencies returns at[i] − from[i] for every set at[i], sorted, and the
 // span from the first from to the last at.
 func latencies(from, at []time.Time) ([]time.Duration, time.Duration) {
@@ -524,7 +576,7 @@ func latencies(from, at []time.Time) ([]time.Duration, time.Duration) {
 // measure runs the responder on rig and writes the anomalies.
 func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress io.Writer) (Report, error) {
 	n := o.Anomalies
-	rep := Report{Anomalies: n, Rate: o.Rate, Partitions: o.Partitions}
+	rep := Report{Anomalies: n, Rate: o.Rate, Partitions: o.Partitions, Instances: len(g.instances)}
 	reg, err := registry(n)
 	if err != nil {
 		return rep, fmt.Errorf("respbench: %w", err)
@@ -532,35 +584,54 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 	for i := range n {
 		g.kong.Add(agentID(i), credentialID(i), "key-"+strconv.Itoa(i))
 	}
-	deps := g.deps
-	// seen stays nil when the outbox file keeps the handled set (tests).
+	// seen stays nil when the outbox file keeps the handled set (tests);
+	// the instances share one (ClickHouse's table), timed once.
 	var seen *timedSeen
+	var seenMu sync.Mutex
 	wrapSeen := func(s outbox.Seen) outbox.Seen {
-		seen = &timedSeen{Seen: s}
-		if b, ok := s.(respond.BatchSeen); ok {
-			return timedBatchSeen{timedSeen: seen, b: b}
+		seenMu.Lock()
+		defer seenMu.Unlock()
+		if seen == nil {
+			seen = &timedSeen{}
 		}
-		return seen
+		ts := &timedSeen{Seen: s}
+		// Every instance adds to the one total.
+		shared := seen
+		ts.add = func(d time.Duration) { shared.mu.Lock(); shared.took += d; shared.mu.Unlock() }
+		if b, ok := s.(respond.BatchSeen); ok {
+			return timedBatchSeen{timedSeen: ts, b: b}
+		}
+		return ts
 	}
-	tr := newTimedReader(g.reader)
-	// The benchmark's registry and secrets; no API and no metrics
-	// endpoint (newConfig leaves their addresses empty).
-	resp, err := respsvc.New(ctx, g.cfg, respsvc.Options{Log: log, Stores: &deps, Reader: tr, Getenv: getenv, WrapSeen: wrapSeen,
-		Registry: respond.RegistryFunc(func() *inventory.Registry { return reg })})
-	if err != nil {
-		return rep, fmt.Errorf("respbench: build the responder: %w", err)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	defer resp.Close()
+	tr := newTimings()
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- resp.Run(runCtx) }()
+	done := make(chan error, len(g.instances))
+	for i, in := range g.instances {
+		deps := in.deps
+		// The benchmark's registry and secrets; no API and no metrics
+		// endpoint (newConfig leaves their addresses empty).
+		resp, err := respsvc.New(ctx, in.cfg, respsvc.Options{Log: log.With("instance", i), Stores: &deps, Reader: &timedReader{Reader: in.reader, timings: tr},
+			Getenv: getenv, WrapSeen: wrapSeen, Registry: respond.RegistryFunc(func() *inventory.Registry { return reg })})
+		if err != nil {
+			stop()
+			return rep, fmt.Errorf("respbench: build responder %d: %w", i, err)
+		}
+		defer resp.Close()
+		go func() { done <- resp.Run(runCtx) }()
+	}
 	stopped := func() error {
 		stop()
-		if err := <-done; err != nil {
-			return fmt.Errorf("respbench: responder: %w", err)
+		var errs []error
+		for range g.instances {
+			if err := <-done; err != nil {
+				errs = append(errs, fmt.Errorf("respbench: responder: %w", err))
+			}
 		}
-		return nil
+		return errors.Join(errs...)
 	}
 
 	// Warm up: anomalies that match no playbook, a few per partition,
@@ -611,12 +682,27 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 	interval := time.Duration(float64(time.Second) / o.Rate)
 	begin := time.Now()
 	step := max(n/5, 1)
+	// Each write starts at its own time on its own goroutine, as many
+	// detector instances writing at once would: a synchronous write takes a
+	// few milliseconds (acks=all), so one writer in a loop could not offer
+	// more than a couple of hundred anomalies a second. At most maxWrites
+	// are in flight; past that the rate asked is not what is offered, which
+	// the Writing line of the report shows.
+	const maxWrites = 256
+	sem := make(chan struct{}, maxWrites)
+	var (
+		writes   sync.WaitGroup
+		writeMu  sync.Mutex
+		writeErr error
+	)
 	for i := range n {
 		if d := time.Until(begin.Add(time.Duration(i) * interval)); d > 0 {
 			select {
 			case <-ctx.Done():
+				writes.Wait()
 				return rep, errors.Join(ctx.Err(), stopped())
 			case err := <-done:
+				writes.Wait()
 				return rep, fmt.Errorf("respbench: responder stopped after %d anomalies: %w", i, err)
 			case <-time.After(d):
 			}
@@ -624,22 +710,53 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 		// DetectedMs is set, as the detector would, but not used.
 		m, err := message(benchAnomaly(agentID(i), credentialID(i), "high", time.Now()))
 		if err != nil {
+			writes.Wait()
 			return rep, errors.Join(err, stopped())
 		}
+		sem <- struct{}{}
 		wrote[i] = time.Now()
-		if err := g.writer.Write(ctx, m); err != nil {
-			return rep, errors.Join(fmt.Errorf("respbench: write anomaly %d: %w", i, err), stopped())
-		}
-		acked[i] = time.Since(wrote[i])
+		writes.Add(1)
+		go func() {
+			defer func() { <-sem; writes.Done() }()
+			if err := g.writer.Write(ctx, m); err != nil {
+				writeMu.Lock()
+				writeErr = errors.Join(writeErr, fmt.Errorf("respbench: write anomaly %d: %w", i, err))
+				writeMu.Unlock()
+				return
+			}
+			acked[i] = time.Since(wrote[i])
+		}()
 		if (i+1)%step == 0 {
 			fmt.Fprintf(progress, "  %d/%d written; so far %d DELETEs at Kong, %d posts at Slack\n", i+1, n, g.kong.Count(http.MethodDelete), len(g.slack.Posts()))
 		}
 	}
+	writes.Wait()
 	rep.Writing = time.Since(begin)
+	if writeErr != nil {
+		return rep, errors.Join(writeErr, stopped())
+	}
 
 	// Wait for the last revocation and alert.
 	deadline := time.Now().Add(o.Wait)
 	for {
+		// Latencies come from the servers' own arrival times, so how
+		// often this looks changes none; matching every request to its
+		// agent is costly, though, and would take CPU from the responder:
+		// only when the counts say all arrived is it done.
+		if g.kong.Count(http.MethodDelete) < n || topLevelPosts(g.slack.Posts()) < n {
+			if time.Now().After(deadline) {
+				fmt.Fprintf(progress, "  gave up after %s: %d DELETEs, %d alerts for %d anomalies\n", o.Wait, g.kong.Count(http.MethodDelete), topLevelPosts(g.slack.Posts()), n)
+				break
+			}
+			select {
+			case err := <-done:
+				return rep, fmt.Errorf("respbench: responder stopped before every anomaly was revoked and alerted: %w", err)
+			case <-ctx.Done():
+				return rep, errors.Join(ctx.Err(), stopped())
+			case <-time.After(250 * time.Millisecond):
+			}
+			continue
+		}
 		revoked, alerted, _, _ := arrivals(n, g.kong.Requests(), g.slack.Posts())
 		got := func(ts []time.Time) int {
 			k := 0
@@ -699,4 +816,72 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 	rep.Acked = slices.Clone(acked)
 	slices.Sort(rep.Acked)
 	return rep, nil
+}
+
+// Steps is the outcome of RunSteps: one Report per rate, in order.
+type Steps struct {
+	Reports []Report
+}
+
+// Sustained is the highest rate whose run met the target: every anomaly
+// revoked and alerted, and both p99s within Target. Zero when none did.
+func (s Steps) Sustained() float64 {
+	best := 0.0
+	for _, r := range s.Reports {
+		if r.met() && r.Rate > best {
+			best = r.Rate
+		}
+	}
+	return best
+}
+
+// met says every anomaly was revoked and alerted with both p99s within
+// Target.
+func (r Report) met() bool {
+	return len(r.Revoked) == r.Anomalies && len(r.Alerted) == r.Anomalies &&
+		benchkit.Quantile(r.Revoked, .99) <= Target && benchkit.Quantile(r.Alerted, .99) <= Target
+}
+
+// String renders a table of the steps and the highest sustained rate.
+func (s Steps) String() string {
+	var b strings.Builder
+	b.WriteString("| instances | rate asked | anomalies | offered | revocation p50 / p99 | alert p50 / p99 | revoked, alerted | p99 ≤ 1s |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	for _, r := range s.Reports {
+		verdict := "no"
+		if r.met() {
+			verdict = "yes"
+		}
+		fmt.Fprintf(&b, "| %d | %g/s | %d | %.1f/s | %s / %s | %s / %s | %d, %d | %s |\n", max(r.Instances, 1), r.Rate, r.Anomalies, benchkit.Rate(r.Anomalies, r.Writing),
+			benchkit.Ms(benchkit.Quantile(r.Revoked, .5)), benchkit.Ms(benchkit.Quantile(r.Revoked, .99)),
+			benchkit.Ms(benchkit.Quantile(r.Alerted, .5)), benchkit.Ms(benchkit.Quantile(r.Alerted, .99)), len(r.Revoked), len(r.Alerted), verdict)
+	}
+	if best := s.Sustained(); best > 0 {
+		fmt.Fprintf(&b, "\nhighest rate sustained with both p99s ≤ %s: %g/s\n", Target, best)
+	} else {
+		fmt.Fprintf(&b, "\nno rate was sustained with both p99s ≤ %s\n", Target)
+	}
+	return b.String()
+}
+
+// RunSteps runs Run once per rate, each on its own scratch topic and
+// database for d (o.Anomalies = rate × d), and stops after the first rate
+// that misses the target: a higher one would only miss it by more.
+func RunSteps(ctx context.Context, o Options, rates []float64, d time.Duration, log *slog.Logger, progress io.Writer) (Steps, error) {
+	var s Steps
+	for _, rate := range rates {
+		ro := o
+		ro.Rate, ro.Anomalies = rate, max(int(rate*d.Seconds()), 1)
+		fmt.Fprintf(progress, "step: %g/s for %s (%d anomalies)\n", rate, d, ro.Anomalies)
+		r, err := Run(ctx, ro, log, progress)
+		if err != nil {
+			return s, err
+		}
+		fmt.Fprintln(progress, r.Summary())
+		s.Reports = append(s.Reports, r)
+		if !r.met() {
+			break
+		}
+	}
+	return s, nil
 }

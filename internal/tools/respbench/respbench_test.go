@@ -1,6 +1,9 @@
 package respbench
 
 import (
+	"context"
+	"fmt"
+	"github.com/agentwatch/agentwatch/internal/platform/bus"
 	"io"
 	"net/http"
 	"strings"
@@ -71,9 +74,16 @@ func TestArrivalsAndLatencies(t *testing.T) {
 }
 
 // TestMeasureInProcess runs the whole measurement on the in-process bus
-// and the file-backed stores: the same responder and servers, no services.
+// and the file-backed stores: the same responder and servers, no services;
+// with one instance and with two sharing the consumer group.
 func TestMeasureInProcess(t *testing.T) {
-	o := Options{Anomalies: 30, Rate: 200, Partitions: 3, Wait: 10 * time.Second}
+	for _, instances := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d instances", instances), func(t *testing.T) { measureInProcess(t, instances) })
+	}
+}
+
+func measureInProcess(t *testing.T, instances int) {
+	o := Options{Anomalies: 30, Rate: 200, Partitions: 3, Wait: 10 * time.Second, Instances: instances}
 	if err := o.setDefaults(); err != nil {
 		t.Fatal(err)
 	}
@@ -87,11 +97,19 @@ func TestMeasureInProcess(t *testing.T) {
 	b := membus.New(0)
 	defer b.Close()
 	b.CreateTopic(cfg.Kafka.AnomaliesTopic, o.Partitions)
-	r, err := b.Reader(cfg.Kafka.ResponderGroup, cfg.Kafka.AnomaliesTopic)
-	if err != nil {
-		t.Fatal(err)
+	g := rig{writer: b.Writer(cfg.Kafka.AnomaliesTopic), kong: kong, slack: slack}
+	for range instances {
+		r, err := b.Reader(cfg.Kafka.ResponderGroup, cfg.Kafka.AnomaliesTopic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		icfg := cfg
+		icfg.Responder.StateDir = t.TempDir()
+		// membus gives every reader every partition; a consumer group
+		// would split them, so each instance keeps its share.
+		share := &partitionShare{Reader: r, of: instances, mine: len(g.instances)}
+		g.instances = append(g.instances, instance{cfg: icfg, deps: respond.Deps{Console: io.Discard}, reader: share})
 	}
-	g := rig{cfg: cfg, deps: respond.Deps{Console: io.Discard}, writer: b.Writer(cfg.Kafka.AnomaliesTopic), reader: r, kong: kong, slack: slack}
 	rep, err := measure(t.Context(), o, g, nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -120,8 +138,13 @@ func TestMeasureInProcess(t *testing.T) {
 	if len(rep.Revoked) > 0 && (rep.Fetched[0] <= 0 || benchkit.Quantile(rep.Fetched, 0) > benchkit.Quantile(rep.Revoked, 0)) {
 		t.Errorf("implausible latencies: fetched %v, revoked %v", rep.Fetched, rep.Revoked)
 	}
+	who := "responder:"
+	if instances > 1 {
+		who = fmt.Sprintf("responder ×%d:", instances)
+	}
 	out := rep.String()
-	for _, want := range []string{"| **revocation: DELETE received by Kong** | 30 |", "| **alert received by Slack** |", "responder: 30 anomalies at 200/s: revocation p50", "consumer: handled-set lookups and marks took"} {
+	for _, want := range []string{"| **revocation: DELETE received by Kong** | 30 |", "| **alert received by Slack** |", who + " 30 anomalies at 200/s: revocation p50",
+		"consumer: handled-set lookups and marks took", fmt.Sprintf("%d responder instance(s)", instances)} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
@@ -129,10 +152,61 @@ func TestMeasureInProcess(t *testing.T) {
 	t.Log("\n" + out)
 }
 
+// partitionShare is a reader of the partitions p with p % of == mine,
+// as a consumer group of `of` members would assign them.
+type partitionShare struct {
+	bus.Reader
+	of, mine int
+}
+
+func (r *partitionShare) Fetch(ctx context.Context) (bus.Message, error) {
+	for {
+		m, err := r.Reader.Fetch(ctx)
+		if err != nil || int(m.Partition)%r.of == r.mine {
+			return m, err
+		}
+	}
+}
+
 func TestReportMissing(t *testing.T) {
 	r := Report{Anomalies: 3, Rate: 50, Revoked: []time.Duration{time.Millisecond}, Alerted: []time.Duration{1, 2, 3}}
 	out := r.String()
 	if !strings.Contains(out, "MISSING: 2 revocations") || strings.Contains(out, "alerts never") || !strings.Contains(out, "NOT met") {
 		t.Errorf("report of a run with missing revocations:\n%s", out)
+	}
+}
+
+func TestStepsSustained(t *testing.T) {
+	ms := func(d ...int) []time.Duration {
+		out := make([]time.Duration, len(d))
+		for i, v := range d {
+			out[i] = time.Duration(v) * time.Millisecond
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []Report
+		want  float64
+	}{
+		{"none", nil, 0},
+		{"all met", []Report{{Anomalies: 2, Rate: 100, Revoked: ms(10, 20), Alerted: ms(10, 20)}, {Anomalies: 2, Rate: 200, Revoked: ms(10, 900), Alerted: ms(5, 6)}}, 200},
+		{"second too slow", []Report{{Anomalies: 2, Rate: 100, Revoked: ms(10, 20), Alerted: ms(10, 20)}, {Anomalies: 2, Rate: 200, Revoked: ms(10, 1200), Alerted: ms(5, 6)}}, 100},
+		{"alert too slow", []Report{{Anomalies: 2, Rate: 100, Revoked: ms(10, 20), Alerted: ms(10, 1001)}}, 0},
+		{"one missing", []Report{{Anomalies: 3, Rate: 100, Revoked: ms(10, 20), Alerted: ms(10, 20, 30)}}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := Steps{Reports: tc.steps}
+			if got := s.Sustained(); got != tc.want {
+				t.Errorf("Sustained() = %g, want %g", got, tc.want)
+			}
+			out := s.String()
+			if tc.want > 0 && !strings.Contains(out, fmt.Sprintf("highest rate sustained with both p99s ≤ 1s: %g/s", tc.want)) {
+				t.Errorf("table lacks the sustained rate:\n%s", out)
+			}
+			if tc.want == 0 && !strings.Contains(out, "no rate was sustained") {
+				t.Errorf("table claims a sustained rate:\n%s", out)
+			}
+		})
 	}
 }
