@@ -66,6 +66,15 @@ func TestChartConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the chart's default config:\n%s\n%v", out, err)
 	}
+	// responder.sharedEvidence adds responder.evidence_dir, outside the
+	// per-replica state_dir.
+	shared, err := config.LoadEnv(file, nil, append(env, "AGENTWATCH_RESPONDER_EVIDENCE_DIR=/var/lib/agentwatch/evidence"))
+	if err != nil {
+		t.Fatalf("the chart's config with a shared evidence volume: %v", err)
+	}
+	if got := shared.Responder.EvidenceRoot(); got != "/var/lib/agentwatch/evidence" {
+		t.Errorf("evidence directory %q with the shared volume; want /var/lib/agentwatch/evidence", got)
+	}
 	if cfg.ClickHouse.Password != "from-the-secret" {
 		t.Errorf("clickhouse.password not read from the mounted secret file")
 	}

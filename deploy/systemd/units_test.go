@@ -3,7 +3,14 @@ package systemd
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 )
@@ -58,6 +66,15 @@ func root(t *testing.T) string {
 		}
 		if err := os.WriteFile(filepath.Join(d, "secrets.conf"), dropin, 0o644); err != nil {
 			t.Fatal(err)
+		}
+		if s == "responder" {
+			listen, err := os.ReadFile("responder-listen.conf.example")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(d, "listen.conf"), listen, 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if err := os.WriteFile(filepath.Join(bin, s), []byte("#!/bin/sh\n"), 0o755); err != nil {
 			t.Fatal(err)
@@ -218,4 +235,80 @@ func TestUnitEnvironmentIsConfig(t *testing.T) {
 			t.Errorf("responder state_dir = %q; want the unit's StateDirectory", cfg.Responder.StateDir)
 		}
 	}
+}
+
+// TestResponderListenDropIn loads the example configuration with the
+// responder unit's variables and the listen drop-in's, whose web
+// configuration is a real TLS one here: the API then listens on every
+// address with TLS. Without the web configuration line the same address
+// is refused, so the drop-in's second line is what makes the first valid.
+func TestResponderListenDropIn(t *testing.T) {
+	unit, err := os.ReadFile("agentwatch-responder.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropin, err := os.ReadFile("responder-listen.conf.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := tlsWebConfig(t)
+	var base, listen []string
+	for _, line := range strings.Split(string(unit), "\n") {
+		if kv, ok := strings.CutPrefix(line, "Environment="); ok {
+			base = append(base, strings.ReplaceAll(kv, "%S", "/var/lib"))
+		}
+	}
+	for _, line := range strings.Split(string(dropin), "\n") {
+		if kv, ok := strings.CutPrefix(line, "Environment="); ok {
+			k, _, _ := strings.Cut(kv, "=")
+			if k == "AGENTWATCH_RESPONDER_API_WEB_CONFIG_FILE" {
+				kv = k + "=" + web
+			}
+			listen = append(listen, kv)
+		}
+	}
+	if len(listen) != 2 {
+		t.Fatalf("the drop-in sets %d variables; want the API address and its web configuration", len(listen))
+	}
+	cfg, err := config.LoadEnv("../agentwatch.example.yaml", nil, append(append([]string{}, base...), listen...))
+	if err != nil {
+		t.Fatalf("the unit with the listen drop-in: %v", err)
+	}
+	if cfg.Responder.APIAddr != "0.0.0.0:9465" || cfg.Responder.APIWebConfigFile != web {
+		t.Errorf("api_addr %q, api_web_config_file %q; want 0.0.0.0:9465 with %s", cfg.Responder.APIAddr, cfg.Responder.APIWebConfigFile, web)
+	}
+	if _, err := config.LoadEnv("../agentwatch.example.yaml", nil, append(append([]string{}, base...), listen[0])); err == nil {
+		t.Error("the API on 0.0.0.0 without a web configuration loaded; the check above proves nothing")
+	}
+}
+
+// tlsWebConfig writes a web configuration with a self-signed certificate
+// and returns its path.
+func tlsWebConfig(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "responder"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"responder"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string][]byte{
+		"server.crt":  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		"server.key":  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		"api-web.yml": []byte("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, "api-web.yml")
 }

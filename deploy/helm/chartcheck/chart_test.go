@@ -19,6 +19,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8slabels "k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 )
@@ -56,21 +57,31 @@ networkPolicy:
   apiFrom: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress}}}]
 ingest: {replicas: 3, extraArgs: [--verbose], extraEnv: [{name: GOMAXPROCS, value: "2"}], nodeSelector: {pool: agentwatch}, tolerations: [{key: dedicated, operator: Equal, value: agentwatch, effect: NoSchedule}]}
 detector: {affinity: {podAntiAffinity: {preferredDuringSchedulingIgnoredDuringExecution: [{weight: 100, podAffinityTerm: {topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app.kubernetes.io/component: detector}}}}]}}}
-responder: {persistence: {existingClaim: responder-state}, apiWebConfig: {existingSecret: agentwatch-api-web}}
+responder: {replicas: 3, podAntiAffinity: required, persistence: {storageClass: fast-ssd, size: 10Gi}, sharedEvidence: {enabled: true, storageClass: nfs}, apiWebConfig: {existingSecret: agentwatch-api-web}}
 config: {kafka: {brokers: [kafka-0.kafka:9093, kafka-1.kafka:9093]}}
 `,
 	"minimal": `
 serviceAccount: {create: false}
 networkPolicy: {enabled: false}
-responder: {persistence: {enabled: false}}
+responder: {replicas: 1, podAntiAffinity: none, persistence: {enabled: false}}
+`,
+	// The responder's own affinity replaces the anti-affinity, and a shared
+	// evidence claim made by the operator is mounted, not created.
+	"responder-own-claims": `
+responder: {affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: pool, operator: In, values: [agentwatch]}]}]}}}, sharedEvidence: {enabled: true, existingClaim: evidence-rwx}}
 `,
 }
 
 func values(t *testing.T, name string) map[string]any {
 	t.Helper()
-	v, err := common.ReadValues([]byte(cases[name]))
+	return parseValues(t, cases[name])
+}
+
+func parseValues(t *testing.T, doc string) map[string]any {
+	t.Helper()
+	v, err := common.ReadValues([]byte(doc))
 	if err != nil {
-		t.Fatalf("values %s: %v", name, err)
+		t.Fatalf("values %q: %v", doc, err)
 	}
 	return v
 }
@@ -100,18 +111,16 @@ type rendered struct {
 
 func render(t *testing.T, name string) rendered {
 	t.Helper()
-	ch, err := loader.Load(chartDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vals, err := util.ToRenderValues(ch, values(t, name), common.ReleaseOptions{Name: release, Namespace: namespace, IsInstall: true}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := engine.Render(ch, vals)
+	files, err := renderFiles(t, values(t, name))
 	if err != nil {
 		t.Fatalf("render: %v", err)
 	}
+	return splitRendered(t, files)
+}
+
+// splitRendered splits rendered files into their objects.
+func splitRendered(t *testing.T, files map[string]string) rendered {
+	t.Helper()
 	r := rendered{docs: map[string][]byte{}}
 	names := make([]string, 0, len(files))
 	for f := range files {
@@ -144,6 +153,20 @@ func render(t *testing.T, name string) rendered {
 		}
 	}
 	return r
+}
+
+// renderFiles is `helm template` with vals: the rendered files by name.
+func renderFiles(t *testing.T, vals map[string]any) (map[string]string, error) {
+	t.Helper()
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rv, err := util.ToRenderValues(ch, vals, common.ReleaseOptions{Name: release, Namespace: namespace, IsInstall: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return engine.Render(ch, rv)
 }
 
 func stripComments(doc string) string {
@@ -193,6 +216,7 @@ var typed = map[string]func() any{
 	"v1/ServiceAccount":                       func() any { return &corev1.ServiceAccount{} },
 	"v1/PersistentVolumeClaim":                func() any { return &corev1.PersistentVolumeClaim{} },
 	"apps/v1/Deployment":                      func() any { return &appsv1.Deployment{} },
+	"apps/v1/StatefulSet":                     func() any { return &appsv1.StatefulSet{} },
 	"policy/v1/PodDisruptionBudget":           func() any { return &policyv1.PodDisruptionBudget{} },
 	"networking.k8s.io/v1/NetworkPolicy":      func() any { return &networkingv1.NetworkPolicy{} },
 	"monitoring.coreos.com/v1/ServiceMonitor": func() any { return &ServiceMonitor{} },
@@ -234,9 +258,15 @@ func TestStrictDecoding(t *testing.T) {
 			}
 			sort.Strings(keys)
 			t.Logf("%d objects: %s", len(keys), strings.Join(keys, " "))
-			want := []string{"ConfigMap/aw-agentwatch"}
+			want := []string{"ConfigMap/aw-agentwatch", "StatefulSet/aw-agentwatch-responder", "Service/aw-agentwatch-responder-headless"}
 			for _, s := range services {
-				want = append(want, "Deployment/aw-agentwatch-"+s, "Service/aw-agentwatch-"+s, "PodDisruptionBudget/aw-agentwatch-"+s)
+				if s != "responder" {
+					want = append(want, "Deployment/aw-agentwatch-"+s)
+				}
+				want = append(want, "Service/aw-agentwatch-"+s, "PodDisruptionBudget/aw-agentwatch-"+s)
+			}
+			if objs["Deployment/aw-agentwatch-responder"] != nil {
+				t.Error("the responder is rendered as a Deployment too")
 			}
 			for _, k := range want {
 				if objs[k] == nil {
@@ -265,6 +295,25 @@ func deployment(t *testing.T, objs map[string]any, svc string) *appsv1.Deploymen
 	return d
 }
 
+func statefulSet(t *testing.T, objs map[string]any, svc string) *appsv1.StatefulSet {
+	t.Helper()
+	s, ok := objs["StatefulSet/aw-agentwatch-"+svc].(*appsv1.StatefulSet)
+	if !ok {
+		t.Fatalf("no StatefulSet of %s", svc)
+	}
+	return s
+}
+
+// pod is the pod template of svc's workload: the responder's StatefulSet,
+// the others' Deployments.
+func pod(t *testing.T, objs map[string]any, svc string) corev1.PodTemplateSpec {
+	t.Helper()
+	if svc == "responder" {
+		return statefulSet(t, objs, svc).Spec.Template
+	}
+	return deployment(t, objs, svc).Spec.Template
+}
+
 // TestDeployments checks what makes the pods safe and probed, in every case.
 func TestDeployments(t *testing.T) {
 	for name := range cases {
@@ -284,8 +333,7 @@ func TestDeployments(t *testing.T) {
 				t.Fatalf("the ConfigMap's agentwatch.yaml: %v", err)
 			}
 			for _, svc := range services {
-				d := deployment(t, objs, svc)
-				ps := d.Spec.Template.Spec
+				ps := pod(t, objs, svc).Spec
 				sc := ps.SecurityContext
 				if sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser == nil || *sc.RunAsUser != imageUID ||
 					sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
@@ -335,10 +383,13 @@ func TestDeployments(t *testing.T) {
 				if m := mount(c, "tmp"); m == nil || m.MountPath != "/tmp" {
 					t.Errorf("%s: no writable /tmp under the read-only root: %+v", svc, m)
 				}
-				if svc == "responder" {
-					if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 || d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
-						t.Errorf("responder: replicas %v, strategy %s; want 1 and Recreate", d.Spec.Replicas, d.Spec.Strategy.Type)
+				if svc != "responder" {
+					d := deployment(t, objs, svc)
+					if d.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType {
+						t.Errorf("%s: strategy %s; want RollingUpdate", svc, d.Spec.Strategy.Type)
 					}
+				}
+				if svc == "responder" {
 					if m := mount(c, "state"); m == nil || m.MountPath != cfg.Responder.StateDir {
 						t.Errorf("responder: state mount %+v; want it at responder.state_dir %q", m, cfg.Responder.StateDir)
 					}
@@ -390,8 +441,8 @@ func TestSecrets(t *testing.T) {
 		"AGENTWATCH_RESPONDER_EVIDENCE_CHECKPOINT_KEY_FILE": "/etc/agentwatch/secrets/evidence-key",
 	}
 	for _, svc := range services {
-		d := deployment(t, objs, svc)
-		c := d.Spec.Template.Spec.Containers[0]
+		ps := pod(t, objs, svc).Spec
+		c := ps.Containers[0]
 		env := envMap(c)
 		want := map[string]string{}
 		for k, v := range common {
@@ -413,7 +464,7 @@ func TestSecrets(t *testing.T) {
 			}
 		}
 		var items []string
-		for _, v := range d.Spec.Template.Spec.Volumes {
+		for _, v := range ps.Volumes {
 			if v.Name == "secrets" {
 				if v.Secret == nil || v.Secret.SecretName != "agentwatch-secrets" || v.Secret.DefaultMode == nil || *v.Secret.DefaultMode != 0o400 {
 					t.Errorf("%s: secrets volume %+v; want Secret agentwatch-secrets, mode 0400", svc, v.Secret)
@@ -447,7 +498,7 @@ func TestSecrets(t *testing.T) {
 		}
 	}
 	for _, svc := range services {
-		c := deployment(t, render(t, "defaults").objects(t), svc).Spec.Template.Spec.Containers[0]
+		c := pod(t, render(t, "defaults").objects(t), svc).Spec.Containers[0]
 		if mount(c, "secrets") != nil || len(c.Env) > 0 {
 			t.Errorf("%s: secrets mounted or env set with no existingSecret: %+v", svc, c.Env)
 		}
@@ -473,25 +524,29 @@ func TestSelectorsMatch(t *testing.T) {
 		}
 		return len(sel) > 0
 	}
+	if hs := objs["Service/aw-agentwatch-responder-headless"].(*corev1.Service); selects(t, sm.Spec.Selector, hs.Labels) {
+		t.Errorf("the ServiceMonitor selects the headless Service too (labels %v): the responders would be scraped twice", hs.Labels)
+	}
 	for _, svc := range services {
-		pod := deployment(t, objs, svc).Spec.Template.Labels
+		podLabels := pod(t, objs, svc).Labels
 		s := objs["Service/aw-agentwatch-"+svc].(*corev1.Service)
-		if !matches(s.Spec.Selector, pod) {
-			t.Errorf("Service %s selects %v; pods have %v", svc, s.Spec.Selector, pod)
+		if !matches(s.Spec.Selector, podLabels) {
+			t.Errorf("Service %s selects %v; pods have %v", svc, s.Spec.Selector, podLabels)
 		}
-		if !matches(sm.Spec.Selector.MatchLabels, s.Labels) {
+		if !selects(t, sm.Spec.Selector, s.Labels) {
 			t.Errorf("the ServiceMonitor does not select Service %s (%v)", svc, s.Labels)
 		}
 		if !slices.ContainsFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == "http" }) {
 			t.Errorf("Service %s has no port http for the ServiceMonitor", svc)
 		}
 		pdb := objs["PodDisruptionBudget/aw-agentwatch-"+svc].(*policyv1.PodDisruptionBudget)
-		if !matches(pdb.Spec.Selector.MatchLabels, pod) || pdb.Spec.MaxUnavailable == nil {
-			t.Errorf("PDB %s: selector %v, maxUnavailable %v; pods have %v", svc, pdb.Spec.Selector.MatchLabels, pdb.Spec.MaxUnavailable, pod)
+		if !matches(pdb.Spec.Selector.MatchLabels, podLabels) || (pdb.Spec.MaxUnavailable == nil) == (pdb.Spec.MinAvailable == nil) {
+			t.Errorf("PDB %s: selector %v, maxUnavailable %v, minAvailable %v; pods have %v, want one of the two bounds",
+				svc, pdb.Spec.Selector.MatchLabels, pdb.Spec.MaxUnavailable, pdb.Spec.MinAvailable, podLabels)
 		}
 		np := objs["NetworkPolicy/aw-agentwatch-"+svc].(*networkingv1.NetworkPolicy)
-		if !matches(np.Spec.PodSelector.MatchLabels, pod) {
-			t.Errorf("NetworkPolicy %s selects %v; pods have %v", svc, np.Spec.PodSelector.MatchLabels, pod)
+		if !matches(np.Spec.PodSelector.MatchLabels, podLabels) {
+			t.Errorf("NetworkPolicy %s selects %v; pods have %v", svc, np.Spec.PodSelector.MatchLabels, podLabels)
 		}
 		if len(np.Spec.Ingress) == 0 || len(np.Spec.Ingress[0].From) == 0 {
 			t.Errorf("NetworkPolicy %s: metricsFrom not applied: %+v", svc, np.Spec.Ingress)
@@ -530,8 +585,7 @@ func TestWebConfig(t *testing.T) {
 		t.Errorf("with web configs: %+v; want both files and no acknowledgement", c)
 	}
 	for _, svc := range services {
-		ps := deployment(t, objs, svc).Spec.Template.Spec
-		c := ps.Containers[0]
+		c := pod(t, objs, svc).Spec.Containers[0]
 		if m := mount(c, "web"); m == nil || m.MountPath != "/etc/agentwatch/web" || !m.ReadOnly {
 			t.Errorf("%s: web config mount %+v", svc, m)
 		}
@@ -558,9 +612,263 @@ func TestWebConfig(t *testing.T) {
 		t.Errorf("defaults: %+v; want no web config and both acknowledgements", c)
 	}
 	for _, svc := range services {
-		c := deployment(t, objs, svc).Spec.Template.Spec.Containers[0]
+		c := pod(t, objs, svc).Spec.Containers[0]
 		if mount(c, "web") != nil || len(c.ReadinessProbe.HTTPGet.HTTPHeaders) != 0 {
 			t.Errorf("%s: web config mounted or probe headers set by default", svc)
+		}
+	}
+}
+
+// selects reports whether sel selects an object with labels, with the
+// matchExpressions the chart uses (Exists, DoesNotExist, In).
+func selects(t *testing.T, sel metav1.LabelSelector, labels map[string]string) bool {
+	t.Helper()
+	s, err := metav1.LabelSelectorAsSelector(&sel)
+	if err != nil {
+		t.Fatalf("selector %+v: %v", sel, err)
+	}
+	return !s.Empty() && s.Matches(k8slabels.Set(labels))
+}
+
+// responderCase is what each case asks of the responder's workload.
+type responderCase struct {
+	replicas     int32
+	persistence  bool   // a claim per replica from volumeClaimTemplates
+	storageClass string // of those claims
+	size         string
+	antiAffinity string // preferred, required, none, or own (responder.affinity)
+	evidence     string // the shared evidence claim's name, "" without one
+	evidenceMade bool   // the chart makes that claim
+}
+
+var responderCases = map[string]responderCase{
+	"defaults":             {replicas: 2, persistence: true, size: "5Gi", antiAffinity: "preferred"},
+	"everything":           {replicas: 3, persistence: true, storageClass: "fast-ssd", size: "10Gi", antiAffinity: "required", evidence: "aw-agentwatch-responder-evidence", evidenceMade: true},
+	"minimal":              {replicas: 1, antiAffinity: "none"},
+	"responder-own-claims": {replicas: 2, persistence: true, size: "5Gi", antiAffinity: "own", evidence: "evidence-rwx"},
+}
+
+// TestResponderStatefulSet checks the shape that lets several responders
+// run side by side: N replicas of a StatefulSet, each with a volume of its
+// own at responder.state_dir, replaced one at a time, spread over nodes, at
+// least one kept through voluntary evictions, the API Service spreading
+// requests over all of them, and the optional shared evidence volume at
+// responder.evidence_dir.
+func TestResponderStatefulSet(t *testing.T) {
+	if len(responderCases) != len(cases) {
+		t.Fatalf("responderCases covers %d of the %d cases", len(responderCases), len(cases))
+	}
+	for name, want := range responderCases {
+		t.Run(name, func(t *testing.T) {
+			objs := render(t, name).objects(t)
+			var cfg struct {
+				Responder struct {
+					StateDir    string `json:"state_dir"`
+					EvidenceDir string `json:"evidence_dir"`
+				} `json:"responder"`
+			}
+			cm := objs["ConfigMap/aw-agentwatch"].(*corev1.ConfigMap)
+			if err := yaml.Unmarshal([]byte(cm.Data["agentwatch.yaml"]), &cfg); err != nil {
+				t.Fatal(err)
+			}
+			ss := statefulSet(t, objs, "responder")
+			spec := ss.Spec
+			if spec.Replicas == nil || *spec.Replicas != want.replicas {
+				t.Errorf("replicas %v; want %d", spec.Replicas, want.replicas)
+			}
+			if spec.UpdateStrategy.Type != appsv1.RollingUpdateStatefulSetStrategyType {
+				t.Errorf("updateStrategy %s; want RollingUpdate", spec.UpdateStrategy.Type)
+			}
+			if ru := spec.UpdateStrategy.RollingUpdate; ru != nil && ru.Partition != nil && *ru.Partition != 0 {
+				t.Errorf("rollingUpdate.partition %d leaves pods on the old version", *ru.Partition)
+			}
+			if spec.PodManagementPolicy != appsv1.ParallelPodManagement {
+				t.Errorf("podManagementPolicy %s; want Parallel", spec.PodManagementPolicy)
+			}
+			if spec.MinReadySeconds < 1 {
+				t.Errorf("minReadySeconds %d; want time for the rebalance", spec.MinReadySeconds)
+			}
+			podLabels := spec.Template.Labels
+			if spec.Selector == nil || !selects(t, *spec.Selector, podLabels) {
+				t.Errorf("selector %+v does not select the pods' labels %v", spec.Selector, podLabels)
+			}
+
+			// The governing headless Service.
+			hs, ok := objs["Service/"+spec.ServiceName].(*corev1.Service)
+			if !ok || hs.Spec.ClusterIP != corev1.ClusterIPNone || !selects(t, metav1.LabelSelector{MatchLabels: hs.Spec.Selector}, podLabels) {
+				t.Errorf("serviceName %q: %+v; want a rendered headless Service selecting the pods", spec.ServiceName, hs)
+			}
+
+			// Requests go to any replica.
+			api := objs["Service/aw-agentwatch-responder"].(*corev1.Service)
+			if api.Spec.ClusterIP == corev1.ClusterIPNone || api.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
+				t.Errorf("API Service: clusterIP %q, sessionAffinity %s; want one virtual IP spreading over the replicas", api.Spec.ClusterIP, api.Spec.SessionAffinity)
+			}
+			for k := range api.Spec.Selector {
+				if strings.HasPrefix(k, "statefulset.kubernetes.io/") || strings.HasPrefix(k, "apps.kubernetes.io/") {
+					t.Errorf("API Service selects by %s: one pod only", k)
+				}
+			}
+			if !selects(t, metav1.LabelSelector{MatchLabels: api.Spec.Selector}, podLabels) {
+				t.Errorf("API Service selects %v; pods have %v", api.Spec.Selector, podLabels)
+			}
+
+			// At least one responder through voluntary evictions.
+			pdb := objs["PodDisruptionBudget/aw-agentwatch-responder"].(*policyv1.PodDisruptionBudget)
+			if pdb.Spec.MinAvailable == nil || *pdb.Spec.MinAvailable != intstr.FromInt32(1) || pdb.Spec.MaxUnavailable != nil {
+				t.Errorf("PDB: minAvailable %v, maxUnavailable %v; want minAvailable 1 alone", pdb.Spec.MinAvailable, pdb.Spec.MaxUnavailable)
+			}
+
+			// State: one claim per replica, or an emptyDir for trials.
+			ps := spec.Template.Spec
+			c := ps.Containers[0]
+			if m := mount(c, "state"); m == nil || m.MountPath != cfg.Responder.StateDir || m.ReadOnly {
+				t.Errorf("state mount %+v; want it writable at responder.state_dir %q", m, cfg.Responder.StateDir)
+			}
+			stateVolume := slices.IndexFunc(ps.Volumes, func(v corev1.Volume) bool { return v.Name == "state" })
+			if want.persistence {
+				if len(spec.VolumeClaimTemplates) != 1 {
+					t.Fatalf("%d volumeClaimTemplates; want 1 (state)", len(spec.VolumeClaimTemplates))
+				}
+				vct := spec.VolumeClaimTemplates[0]
+				size := vct.Spec.Resources.Requests[corev1.ResourceStorage]
+				if vct.Name != "state" || !slices.Equal(vct.Spec.AccessModes, []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}) || size.String() != want.size {
+					t.Errorf("volumeClaimTemplate %s: access %v, size %s; want state, ReadWriteOnce, %s", vct.Name, vct.Spec.AccessModes, size.String(), want.size)
+				}
+				if got := ptrString(vct.Spec.StorageClassName); got != want.storageClass {
+					t.Errorf("volumeClaimTemplate storageClassName %q; want %q", got, want.storageClass)
+				}
+				if stateVolume >= 0 {
+					t.Errorf("a pod volume named state (%+v) hides the claim template", ps.Volumes[stateVolume])
+				}
+				rp := spec.PersistentVolumeClaimRetentionPolicy
+				if rp == nil || rp.WhenDeleted != appsv1.RetainPersistentVolumeClaimRetentionPolicyType || rp.WhenScaled != appsv1.RetainPersistentVolumeClaimRetentionPolicyType {
+					t.Errorf("persistentVolumeClaimRetentionPolicy %+v; want Retain on delete and scale-down (the claims hold evidence)", rp)
+				}
+			} else {
+				if len(spec.VolumeClaimTemplates) != 0 {
+					t.Errorf("volumeClaimTemplates %v with persistence off", spec.VolumeClaimTemplates)
+				}
+				if stateVolume < 0 || ps.Volumes[stateVolume].EmptyDir == nil {
+					t.Errorf("persistence off: state volume %v; want an emptyDir", ps.Volumes)
+				}
+			}
+
+			// Spread over nodes.
+			aff := ps.Affinity
+			term := func(tm corev1.PodAffinityTerm) {
+				if tm.TopologyKey != "kubernetes.io/hostname" || tm.LabelSelector == nil || !selects(t, *tm.LabelSelector, podLabels) {
+					t.Errorf("anti-affinity term %+v; want the responder pods by hostname", tm)
+				}
+			}
+			switch want.antiAffinity {
+			case "preferred":
+				if aff == nil || aff.PodAntiAffinity == nil || len(aff.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) != 1 || len(aff.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution) != 0 {
+					t.Fatalf("affinity %+v; want one preferred pod anti-affinity", aff)
+				}
+				term(aff.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution[0].PodAffinityTerm)
+			case "required":
+				if aff == nil || aff.PodAntiAffinity == nil || len(aff.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution) != 1 || len(aff.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) != 0 {
+					t.Fatalf("affinity %+v; want one required pod anti-affinity", aff)
+				}
+				term(aff.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution[0])
+			case "none":
+				if aff != nil {
+					t.Errorf("affinity %+v; want none", aff)
+				}
+			case "own":
+				if aff == nil || aff.NodeAffinity == nil || aff.PodAntiAffinity != nil {
+					t.Errorf("affinity %+v; want responder.affinity as given, in place of the anti-affinity", aff)
+				}
+			}
+
+			// The shared evidence volume.
+			ev := slices.IndexFunc(ps.Volumes, func(v corev1.Volume) bool { return v.Name == "evidence" })
+			pvc, made := objs["PersistentVolumeClaim/aw-agentwatch-responder-evidence"].(*corev1.PersistentVolumeClaim)
+			if want.evidence == "" {
+				if ev >= 0 || mount(c, "evidence") != nil || cfg.Responder.EvidenceDir != "" || made {
+					t.Errorf("no shared evidence asked, but volume %d, mount %+v, evidence_dir %q, claim made %v", ev, mount(c, "evidence"), cfg.Responder.EvidenceDir, made)
+				}
+				return
+			}
+			if ev < 0 || ps.Volumes[ev].PersistentVolumeClaim == nil || ps.Volumes[ev].PersistentVolumeClaim.ClaimName != want.evidence {
+				t.Fatalf("evidence volume %v; want claim %s", ps.Volumes, want.evidence)
+			}
+			m := mount(c, "evidence")
+			if m == nil || cfg.Responder.EvidenceDir == "" || m.MountPath != cfg.Responder.EvidenceDir || m.ReadOnly {
+				t.Errorf("evidence mount %+v; want it writable at responder.evidence_dir %q", m, cfg.Responder.EvidenceDir)
+			}
+			if strings.HasPrefix(cfg.Responder.EvidenceDir+"/", cfg.Responder.StateDir+"/") {
+				t.Errorf("evidence_dir %q is inside the per-replica state_dir %q", cfg.Responder.EvidenceDir, cfg.Responder.StateDir)
+			}
+			if made != want.evidenceMade {
+				t.Fatalf("shared evidence claim made by the chart: %v; want %v", made, want.evidenceMade)
+			}
+			if made && (!slices.Equal(pvc.Spec.AccessModes, []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany}) ||
+				pvc.Annotations["helm.sh/resource-policy"] != "keep" || ptrString(pvc.Spec.StorageClassName) != "nfs") {
+				t.Errorf("shared evidence claim: access %v, annotations %v, class %q; want ReadWriteMany, kept, nfs",
+					pvc.Spec.AccessModes, pvc.Annotations, ptrString(pvc.Spec.StorageClassName))
+			}
+		})
+	}
+}
+
+func ptrString(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// TestNothingPerReplica renders the chart with 1, 2 and 5 responders: the
+// ConfigMap and the pod template must be the same, since every replica
+// reads the one file and runs the one template (what differs per replica,
+// its volume, comes from the claim template).
+func TestNothingPerReplica(t *testing.T) {
+	var firstCM, firstPod string
+	for i, n := range []int{1, 2, 5} {
+		objs := renderValuesObjects(t, fmt.Sprintf("responder: {replicas: %d}", n))
+		if got := *statefulSet(t, objs, "responder").Spec.Replicas; got != int32(n) {
+			t.Fatalf("replicas %d rendered as %d", n, got)
+		}
+		cm := objs["ConfigMap/aw-agentwatch"].(*corev1.ConfigMap).Data["agentwatch.yaml"]
+		tmpl, err := yaml.Marshal(pod(t, objs, "responder"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			firstCM, firstPod = cm, string(tmpl)
+			continue
+		}
+		if cm != firstCM {
+			t.Errorf("replicas %d changes the ConfigMap:\n%s\nvs\n%s", n, cm, firstCM)
+		}
+		if string(tmpl) != firstPod {
+			t.Errorf("replicas %d changes the pod template", n)
+		}
+	}
+}
+
+func renderValuesObjects(t *testing.T, doc string) map[string]any {
+	t.Helper()
+	files, err := renderFiles(t, parseValues(t, doc))
+	if err != nil {
+		t.Fatalf("render %q: %v", doc, err)
+	}
+	return splitRendered(t, files).objects(t)
+}
+
+// TestRefusedValues: values the chart cannot honour fail the render with
+// a message naming the value, instead of rendering something else.
+func TestRefusedValues(t *testing.T) {
+	for doc, wantErr := range map[string]string{
+		"responder: {replicas: 0}":                "responder.replicas is 0",
+		"responder: {podAntiAffinity: sometimes}": `responder.podAntiAffinity is "sometimes"`,
+		"detector: {replicas: 0}":                 "detector.replicas is 0",
+	} {
+		_, err := renderFiles(t, parseValues(t, doc))
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("%s: render error %v; want one containing %q", doc, err, wantErr)
 		}
 	}
 }

@@ -57,6 +57,9 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- else if .Values.responder.apiInsecureListenAck -}}
 {{- $_ := set $responder "api_insecure_listen_ack" true -}}
 {{- end -}}
+{{- if .Values.responder.sharedEvidence.enabled -}}
+{{- $_ := set $responder "evidence_dir" "/var/lib/agentwatch/evidence" -}}
+{{- end -}}
 {{- $owned := dict "http" $http "responder" $responder -}}
 {{- mustMergeOverwrite (deepCopy .Values.config) $owned | toYaml -}}
 {{- end -}}
@@ -87,4 +90,40 @@ httpGet:
     - name: Authorization
       value: {{ . | quote }}
   {{- end }}
+{{- end -}}
+
+{{/* The replica count of one service; call with (list $ "responder"). */}}
+{{- define "agentwatch.replicas" -}}
+{{- $ := index . 0 -}}
+{{- $n := int (index $.Values (index . 1)).replicas -}}
+{{- if lt $n 1 -}}
+{{- fail (printf "%s.replicas is %d; it must be at least 1 (scale down with kubectl, or uninstall)" (index . 1) $n) -}}
+{{- end -}}
+{{- $n -}}
+{{- end -}}
+
+{{/* The pod affinity of one service: its `affinity` if set; for the
+responder otherwise an anti-affinity across nodes (responder.podAntiAffinity:
+preferred, required or none), so that one node's loss leaves an instance. */}}
+{{- define "agentwatch.affinity" -}}
+{{- $ := index . 0 -}}
+{{- $svc := index . 1 -}}
+{{- $v := index $.Values $svc -}}
+{{- if $v.affinity -}}
+{{- toYaml $v.affinity -}}
+{{- else if eq $svc "responder" -}}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (include "agentwatch.selector" (list $ $svc) | fromYaml)) -}}
+{{- if eq $v.podAntiAffinity "preferred" -}}
+{{- toYaml (dict "podAntiAffinity" (dict "preferredDuringSchedulingIgnoredDuringExecution" (list (dict "weight" 100 "podAffinityTerm" $term)))) -}}
+{{- else if eq $v.podAntiAffinity "required" -}}
+{{- toYaml (dict "podAntiAffinity" (dict "requiredDuringSchedulingIgnoredDuringExecution" (list $term))) -}}
+{{- else if ne $v.podAntiAffinity "none" -}}
+{{- fail (printf "responder.podAntiAffinity is %q; want preferred, required or none" $v.podAntiAffinity) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The claim of the responders' shared evidence volume. */}}
+{{- define "agentwatch.sharedEvidenceClaim" -}}
+{{- .Values.responder.sharedEvidence.existingClaim | default (printf "%s-responder-evidence" (include "agentwatch.fullname" .)) -}}
 {{- end -}}
