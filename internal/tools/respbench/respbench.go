@@ -916,16 +916,16 @@ func (r Report) met() bool {
 // String renders a table of the steps and the highest sustained rate.
 func (s Steps) String() string {
 	var b strings.Builder
-	b.WriteString("| instances | rate asked | anomalies | offered | revocation p50 / p99 | alert p50 / p99 | revoked, alerted | p99 ≤ 1s |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	b.WriteString("| instances | rate asked | anomalies | offered | revocation p50 / p99 | alert p50 / p99 | revoked, alerted | revocations/s | p99 ≤ 1s |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, r := range s.Reports {
 		verdict := "no"
 		if r.met() {
 			verdict = "yes"
 		}
-		fmt.Fprintf(&b, "| %d | %g/s | %d | %.1f/s | %s / %s | %s / %s | %d, %d | %s |\n", max(r.Instances, 1), r.Rate, r.Anomalies, benchkit.Rate(r.Anomalies, r.Writing),
+		fmt.Fprintf(&b, "| %d | %g/s | %d | %.1f/s | %s / %s | %s / %s | %d, %d | %.1f | %s |\n", max(r.Instances, 1), r.Rate, r.Anomalies, benchkit.Rate(r.Anomalies, r.Writing),
 			benchkit.Ms(benchkit.Quantile(r.Revoked, .5)), benchkit.Ms(benchkit.Quantile(r.Revoked, .99)),
-			benchkit.Ms(benchkit.Quantile(r.Alerted, .5)), benchkit.Ms(benchkit.Quantile(r.Alerted, .99)), len(r.Revoked), len(r.Alerted), verdict)
+			benchkit.Ms(benchkit.Quantile(r.Alerted, .5)), benchkit.Ms(benchkit.Quantile(r.Alerted, .99)), len(r.Revoked), len(r.Alerted), benchkit.Rate(len(r.Revoked), r.RevokeSpan), verdict)
 	}
 	if best := s.Sustained(); best > 0 {
 		fmt.Fprintf(&b, "\nhighest rate sustained with both p99s ≤ %s: %g/s\n", Target, best)
