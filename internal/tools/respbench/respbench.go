@@ -1,8 +1,9 @@
 // Package respbench measures the distributed responder end to end on the
 // real services: anomalies for distinct agents are written one at a time,
 // at a steady rate, to a fresh anomalies topic; the responder, built in
-// process by respsvc.New as cmd/responder builds it (a consumer group, the
-// ClickHouse stores of respsvc.ModeStores, the outbox worker), revokes each agent's
+// process by respsvc.New as `responder run` builds it (kafka.Group
+// generations, the outbox and incidents in a state topic, global rules in a
+// global topic; Options.Path "files" keeps the older path), revokes each agent's
 // credential at a local Kong Admin API and posts an alert to a local Slack
 // Web API (internal/testkit/testsrv, which answer at once). The latencies are from
 // the wall-clock time just before each write to the arrival of the DELETE
