@@ -8,18 +8,34 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/revoke"
 )
 
+// mirrorGap is the least time between two passes of MirrorDenylist: the
+// most a deny-list file lags the shared ledger under a steady stream.
+const mirrorGap = 200 * time.Millisecond
+
 // MirrorDenylist keeps dl's file in step with the ledger: at start and
 // after every ledger record applied, it adds the credentials the ledger
 // says are denied through the adapter named adapter (by any instance) and
 // removes those whose every record is restored. It returns when ctx ends.
 // A failed write is logged and tried again at the next change or after
-// retry.
+// retry. Under a stream of revocations it brings the file in step at most
+// once per mirrorGap: each pass reads the whole ledger, so a pass per
+// record made the responder's cost grow with the square of the
+// revocations (a sixth of its CPU at 200 revocations/s in the benchmark).
 func (r *Rules) MirrorDenylist(ctx context.Context, dl *revoke.Denylist, adapter string, log *slog.Logger, retry time.Duration) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	var again <-chan time.Time
+	var last time.Time
 	for {
+		if wait := time.Until(last.Add(mirrorGap)); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		last = time.Now()
 		recs := r.Denied(adapter)
 		add := make([]revoke.DenyEntry, 0, len(recs))
 		for _, rec := range recs {

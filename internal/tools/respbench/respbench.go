@@ -1,8 +1,9 @@
 // Package respbench measures the distributed responder end to end on the
 // real services: anomalies for distinct agents are written one at a time,
 // at a steady rate, to a fresh anomalies topic; the responder, built in
-// process by respsvc.New as cmd/responder builds it (a consumer group, the
-// ClickHouse stores of respsvc.ModeStores, the outbox worker), revokes each agent's
+// process by respsvc.New as `responder run` builds it (kafka.Group
+// generations, the outbox and incidents in a state topic, global rules in a
+// global topic; Options.Path "files" keeps the older path), revokes each agent's
 // credential at a local Kong Admin API and posts an alert to a local Slack
 // Web API (internal/testkit/testsrv, which answer at once). The latencies are from
 // the wall-clock time just before each write to the arrival of the DELETE
@@ -65,7 +66,21 @@ type Options struct {
 	// reader in the one consumer group and its own state directory, as
 	// separate machines would; default 1. They run in this process.
 	Instances int
+	// Path is what each instance is built on. "kafka" (the default) is
+	// what `responder run` builds: respsvc.New with no Stores or Reader,
+	// so the instances join the group through kafka.Group generations and
+	// keep their outbox and incidents in a scratch state topic and global
+	// rules in a scratch global topic. "files" is the older path, kept to
+	// compare: ClickHouse stores, a plain group reader per instance and
+	// the outbox and incidents in each instance's state directory.
+	Path string
 }
+
+// The values of Options.Path.
+const (
+	PathKafka = "kafka"
+	PathFiles = "files"
+)
 
 func (o *Options) setDefaults() error {
 	benchkit.Defaults(&o.Brokers, &o.ClickHouse, &o.Partitions)
@@ -73,6 +88,10 @@ func (o *Options) setDefaults() error {
 	benchkit.Default(&o.Rate, 50)
 	benchkit.Default(&o.Wait, 2*time.Minute)
 	benchkit.Default(&o.Instances, 1)
+	benchkit.Default(&o.Path, PathKafka)
+	if o.Path != PathKafka && o.Path != PathFiles {
+		return fmt.Errorf("respbench: path must be %q or %q, got %q", PathKafka, PathFiles, o.Path)
+	}
 	if o.Instances < 1 || o.Instances > 16 {
 		return fmt.Errorf("respbench: instances must be in [1, 16], got %d", o.Instances)
 	}
@@ -90,6 +109,7 @@ type Report struct {
 	Rate       float64 // asked, per second
 	Partitions int
 	Instances  int
+	Path       string
 	// Writing is from the first write started to the last acknowledged.
 	Writing time.Duration
 	// Acked: the write acknowledged by Kafka (acks=all).
@@ -128,19 +148,23 @@ const Target = time.Second
 // one-line summary.
 func (r Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "responder benchmark: %d anomalies for %d agents at %g/s (written in %s, %.1f/s), %d partitions, %d responder instance(s); playbook: revoke (kong) then notify (#soc-alerts)\n\n",
-		r.Anomalies, r.Anomalies, r.Rate, r.Writing.Round(time.Millisecond), benchkit.Rate(r.Anomalies, r.Writing), r.Partitions, max(r.Instances, 1))
+	fmt.Fprintf(&b, "responder benchmark: %d anomalies for %d agents at %g/s (written in %s, %.1f/s), %d partitions, %d responder instance(s) on the %s path; playbook: revoke (kong) then notify (#soc-alerts)\n\n",
+		r.Anomalies, r.Anomalies, r.Rate, r.Writing.Round(time.Millisecond), benchkit.Rate(r.Anomalies, r.Writing), r.Partitions, max(r.Instances, 1), r.Path)
 	b.WriteString("| from the anomaly's write to … | n | p50 | p90 | p99 | max |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|\n")
 	// One row per measure, alike in shape only (like SeriesParams.Validate).
 	row := func(name string, ds []time.Duration) {
+		if len(ds) == 0 && strings.HasPrefix(name, "~") {
+			return // on the kafka path the group consumer is not wrapped: no fetch or commit times
+		}
+		name = strings.TrimPrefix(name, "~")
 		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s |\n", name, len(ds),
 			benchkit.Ms(benchkit.Quantile(ds, .5)), benchkit.Ms(benchkit.Quantile(ds, .9)), benchkit.Ms(benchkit.Quantile(ds, .99)), benchkit.Ms(benchkit.Quantile(ds, 1)))
 	}
 	row("write acknowledged by Kafka", r.Acked)
-	row("fetched by the responder's consumer", r.Fetched)
-	row("handled: actions queued, offset committed", r.Handled)
-	row("(fetch → offset committed, per anomaly)", r.Consumer)
+	row("~fetched by the responder's consumer", r.Fetched)
+	row("~handled: actions queued, offset committed", r.Handled)
+	row("~(fetch → offset committed, per anomaly)", r.Consumer)
 	row("**revocation: DELETE received by Kong**", r.Revoked)
 	row("**alert received by Slack**", r.Alerted)
 	fmt.Fprintf(&b, "\nthroughput: %.1f revocations/s (first write → last DELETE %s), %.1f alerts/s (first write → last alert %s)\n",
@@ -212,9 +236,14 @@ func newConfig(o Options, dir, suffix string, kong *testsrv.Kong, slack *testsrv
 		return config.Config{}, fmt.Errorf("respbench: %w", err)
 	}
 	set := map[string]string{
-		"kafka.brokers":             strings.Join(o.Brokers, ","),
-		"kafka.anomalies_topic":     "bench.anomalies.responder." + suffix,
-		"kafka.responder_group":     "bench-responder-" + suffix,
+		"kafka.brokers":                strings.Join(o.Brokers, ","),
+		"kafka.anomalies_topic":        "bench.anomalies.responder." + suffix,
+		"kafka.responder_group":        "bench-responder-" + suffix,
+		"kafka.responder_state_topic":  "bench.responder.state." + suffix,
+		"kafka.responder_global_topic": "bench.responder.global." + suffix,
+		// respsvc.New creates the anomalies, state and global topics as
+		// `responder run` would (Run creates the anomalies topic first).
+		"kafka.create_topics":       "true",
 		"kafka.partitions":          strconv.Itoa(o.Partitions),
 		"clickhouse.addr":           strings.Join(o.ClickHouse, ","),
 		"clickhouse.database":       "bench_responder_" + suffix,
@@ -223,7 +252,7 @@ func newConfig(o Options, dir, suffix string, kong *testsrv.Kong, slack *testsrv
 		"responder.playbooks":       pb,
 		"responder.state_dir":       filepath.Join(dir, "state"),
 		"responder.group_wait":      "0s",
-		"responder.revoke_budget":   strconv.Itoa(o.Anomalies + 100),
+		"responder.revoke_budget":   strconv.Itoa(o.Anomalies + 100 + warmups(o)),
 		"responder.kong.admin_url":  kong.URL(),
 		"responder.egress_allow":    kong.Addr(),
 		"responder.slack.api_url":   slack.URL(),
@@ -283,15 +312,26 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 	}
 	if !o.Keep {
 		// The database name is ours: bench_responder_<digits>.
-		defer benchkit.Scratch{Brokers: o.Brokers, Security: sec, ClickHouse: o.ClickHouse, Topics: []string{topic}, Databases: []string{cfg.ClickHouse.Database}}.Remove(log, "respbench")
+		// The state and global topics exist only when respsvc.New made
+		// them; removing a missing one is logged, not fatal.
+		topics := []string{topic}
+		if o.Path == PathKafka {
+			topics = append(topics, cfg.Kafka.ResponderStateTopic, cfg.Kafka.ResponderGlobalTopic)
+		}
+		defer benchkit.Scratch{Brokers: o.Brokers, Security: sec, ClickHouse: o.ClickHouse, Topics: topics, Databases: []string{cfg.ClickHouse.Database}}.Remove(log, "respbench")
 	} else {
-		fmt.Fprintf(progress, "keeping topic %s and database %s\n", topic, cfg.ClickHouse.Database)
+		fmt.Fprintf(progress, "keeping topics %s, %s, %s and database %s\n", topic, cfg.Kafka.ResponderStateTopic, cfg.Kafka.ResponderGlobalTopic, cfg.ClickHouse.Database)
 	}
 	g := rig{kong: kong, slack: slack}
 	for i := range o.Instances {
 		icfg := cfg
 		if o.Instances > 1 {
 			icfg.Responder.StateDir = filepath.Join(dir, fmt.Sprintf("state-%d", i))
+		}
+		if o.Path == PathKafka {
+			// respsvc.New opens everything itself, as `responder run`.
+			g.instances = append(g.instances, instance{cfg: icfg})
+			continue
 		}
 		deps, closeStores, err := respsvc.ModeStores(ctx, icfg, log)
 		if err != nil {
@@ -326,8 +366,9 @@ type rig struct {
 	slack     *testsrv.Slack
 }
 
-// instance is one responder of a rig: its configuration, stores and
-// reader.
+// instance is one responder of a rig: its configuration and, on the
+// files path only, its stores and reader (nil reader: respsvc.New opens
+// the mode's own, as `responder run`).
 type instance struct {
 	cfg    config.Config
 	deps   respond.Deps
@@ -337,6 +378,14 @@ type instance struct {
 // Agent and credential ids: fixed width, so no id is part of another.
 func agentID(i int) string      { return fmt.Sprintf("bench-agent-%06d", i) }
 func credentialID(i int) string { return fmt.Sprintf("bench-cred-%06d", i) }
+
+// Warm-up agents and credentials: outside agentRE and credentialIndex,
+// so their revocations and alerts are never taken for measured ones.
+func warmAgentID(i int) string      { return fmt.Sprintf("bench-warmup-%03d", i) }
+func warmCredentialID(i int) string { return fmt.Sprintf("bench-warmcred-%03d", i) }
+
+// warmups is how many warm-up anomalies a run writes: a few per partition.
+func warmups(o Options) int { return 3 * max(o.Partitions, 1) }
 
 var agentRE = regexp.MustCompile(`bench-agent-(\d{6})`)
 
@@ -366,7 +415,7 @@ func credentialIndex(p string) (int, bool) {
 
 // registry knows every benchmark agent and its credential, as the agent
 // registry file would.
-func registry(n int) (*inventory.Registry, error) {
+func registry(n, warm int) (*inventory.Registry, error) {
 	type agent struct {
 		ID           string `json:"id"`
 		Role         string `json:"role"`
@@ -376,6 +425,9 @@ func registry(n int) (*inventory.Registry, error) {
 	agents := make([]agent, n)
 	for i := range agents {
 		agents[i] = agent{ID: agentID(i), Role: "bench", Owner: "soc@example.com", CredentialID: credentialID(i)}
+	}
+	for i := range warm {
+		agents = append(agents, agent{ID: warmAgentID(i), Role: "bench", Owner: "soc@example.com", CredentialID: warmCredentialID(i)})
 	}
 	b, err := json.Marshal(map[string]any{"agents": agents})
 	if err != nil {
@@ -540,6 +592,13 @@ func arrivals(n int, reqs []testsrv.KongRequest, posts []testsrv.SlackPost) (rev
 	return revoked, alerted, deletes, alerts
 }
 
+// withoutWarmups drops what the servers received for the warm-up agents.
+func withoutWarmups(reqs []testsrv.KongRequest, posts []testsrv.SlackPost) ([]testsrv.KongRequest, []testsrv.SlackPost) {
+	reqs = slices.DeleteFunc(reqs, func(r testsrv.KongRequest) bool { return strings.Contains(r.Path, "bench-warmcred-") })
+	posts = slices.DeleteFunc(posts, func(p testsrv.SlackPost) bool { return strings.Contains(p.Text+p.Blocks, "bench-warmup-") })
+	return reqs, posts
+}
+
 // topLevelPosts counts the alerts among posts: top-level chat.postMessage.
 func topLevelPosts(posts []testsrv.SlackPost) int {
 	k := 0
@@ -576,13 +635,20 @@ func latencies(from, at []time.Time) ([]time.Duration, time.Duration) {
 // measure runs the responder on rig and writes the anomalies.
 func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress io.Writer) (Report, error) {
 	n := o.Anomalies
-	rep := Report{Anomalies: n, Rate: o.Rate, Partitions: o.Partitions, Instances: len(g.instances)}
-	reg, err := registry(n)
+	rep := Report{Anomalies: n, Rate: o.Rate, Partitions: o.Partitions, Instances: len(g.instances), Path: o.Path}
+	warm := warmups(o)
+	if len(g.instances) > 0 && g.instances[0].reader != nil {
+		rep.Path = PathFiles // a rig with its own readers (tests)
+	}
+	reg, err := registry(n, warm)
 	if err != nil {
 		return rep, fmt.Errorf("respbench: %w", err)
 	}
 	for i := range n {
 		g.kong.Add(agentID(i), credentialID(i), "key-"+strconv.Itoa(i))
+	}
+	for i := range warm {
+		g.kong.Add(warmAgentID(i), warmCredentialID(i), "warm-key-"+strconv.Itoa(i))
 	}
 	// seen stays nil when the outbox file keeps the handled set (tests);
 	// the instances share one (ClickHouse's table), timed once.
@@ -611,11 +677,15 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 	defer stop()
 	done := make(chan error, len(g.instances))
 	for i, in := range g.instances {
-		deps := in.deps
 		// The benchmark's registry and secrets; no API and no metrics
 		// endpoint (newConfig leaves their addresses empty).
-		resp, err := respsvc.New(ctx, in.cfg, respsvc.Options{Log: log.With("instance", i), Stores: &deps, Reader: &timedReader{Reader: in.reader, timings: tr},
-			Getenv: getenv, WrapSeen: wrapSeen, Registry: respond.RegistryFunc(func() *inventory.Registry { return reg })})
+		ro := respsvc.Options{Log: log.With("instance", i), Getenv: getenv, WrapSeen: wrapSeen,
+			Registry: respond.RegistryFunc(func() *inventory.Registry { return reg }), Instance: fmt.Sprintf("respbench-%d", i)}
+		if in.reader != nil {
+			deps := in.deps
+			ro.Stores, ro.Reader = &deps, &timedReader{Reader: in.reader, timings: tr}
+		}
+		resp, err := respsvc.New(ctx, in.cfg, ro)
 		if err != nil {
 			stop()
 			return rep, fmt.Errorf("respbench: build responder %d: %w", i, err)
@@ -634,13 +704,15 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 		return errors.Join(errs...)
 	}
 
-	// Warm up: anomalies that match no playbook, a few per partition,
-	// until the consumer has joined its group and handled them all. The
-	// group join (seconds) is not what is measured.
+	// Warm up: a few anomalies per partition for agents of their own,
+	// until each one's credential is revoked at Kong, so that every
+	// instance has joined the group, restored its partitions and taken the
+	// whole path once. The group join (seconds) is not what is measured;
+	// the warm-ups' DELETEs and alerts are not counted (their ids do not
+	// match agentRE or credentialIndex).
 	fmt.Fprintf(progress, "starting the responder (group join, warm-up)...\n")
-	warm := 3 * max(o.Partitions, 1)
 	for i := range warm {
-		m, err := message(benchAnomaly(fmt.Sprintf("bench-warmup-%03d", i), "", "low", time.Now()))
+		m, err := message(benchAnomaly(warmAgentID(i), warmCredentialID(i), "high", time.Now()))
 		if err != nil {
 			return rep, err
 		}
@@ -650,7 +722,7 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 	}
 	warmDeadline := time.Now().Add(time.Minute)
 	for i := 0; i < warm; {
-		if _, ok := tr.committedAt(fmt.Sprintf("bench-warmup-%03d", i)); ok {
+		if !g.kong.Has(warmCredentialID(i)) {
 			i++
 			continue
 		}
@@ -662,7 +734,7 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(warmDeadline) {
-			return rep, errors.Join(fmt.Errorf("respbench: the responder handled %d of %d warm-up anomalies in a minute", i, warm), stopped())
+			return rep, errors.Join(fmt.Errorf("respbench: the responder revoked %d of %d warm-up credentials in a minute", i, warm), stopped())
 		}
 	}
 
@@ -743,7 +815,7 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 		// often this looks changes none; matching every request to its
 		// agent is costly, though, and would take CPU from the responder:
 		// only when the counts say all arrived is it done.
-		if g.kong.Count(http.MethodDelete) < n || topLevelPosts(g.slack.Posts()) < n {
+		if g.kong.Count(http.MethodDelete) < n+warm || topLevelPosts(g.slack.Posts()) < n+warm {
 			if time.Now().After(deadline) {
 				fmt.Fprintf(progress, "  gave up after %s: %d DELETEs, %d alerts for %d anomalies\n", o.Wait, g.kong.Count(http.MethodDelete), topLevelPosts(g.slack.Posts()), n)
 				break
@@ -790,7 +862,7 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 		return rep, err
 	}
 
-	reqs, posts := g.kong.Requests(), g.slack.Posts()
+	reqs, posts := withoutWarmups(g.kong.Requests(), g.slack.Posts())
 	revoked, alerted, deletes, alerts := arrivals(n, reqs, posts)
 	rep.Revoked, rep.RevokeSpan = latencies(wrote, revoked)
 	rep.Alerted, rep.AlertSpan = latencies(wrote, alerted)
@@ -845,16 +917,16 @@ func (r Report) met() bool {
 // String renders a table of the steps and the highest sustained rate.
 func (s Steps) String() string {
 	var b strings.Builder
-	b.WriteString("| instances | rate asked | anomalies | offered | revocation p50 / p99 | alert p50 / p99 | revoked, alerted | p99 ≤ 1s |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	b.WriteString("| instances | rate asked | anomalies | offered | revocation p50 / p99 | alert p50 / p99 | revoked, alerted | revocations/s | p99 ≤ 1s |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, r := range s.Reports {
 		verdict := "no"
 		if r.met() {
 			verdict = "yes"
 		}
-		fmt.Fprintf(&b, "| %d | %g/s | %d | %.1f/s | %s / %s | %s / %s | %d, %d | %s |\n", max(r.Instances, 1), r.Rate, r.Anomalies, benchkit.Rate(r.Anomalies, r.Writing),
+		fmt.Fprintf(&b, "| %d | %g/s | %d | %.1f/s | %s / %s | %s / %s | %d, %d | %.1f | %s |\n", max(r.Instances, 1), r.Rate, r.Anomalies, benchkit.Rate(r.Anomalies, r.Writing),
 			benchkit.Ms(benchkit.Quantile(r.Revoked, .5)), benchkit.Ms(benchkit.Quantile(r.Revoked, .99)),
-			benchkit.Ms(benchkit.Quantile(r.Alerted, .5)), benchkit.Ms(benchkit.Quantile(r.Alerted, .99)), len(r.Revoked), len(r.Alerted), verdict)
+			benchkit.Ms(benchkit.Quantile(r.Alerted, .5)), benchkit.Ms(benchkit.Quantile(r.Alerted, .99)), len(r.Revoked), len(r.Alerted), benchkit.Rate(len(r.Revoked), r.RevokeSpan), verdict)
 	}
 	if best := s.Sustained(); best > 0 {
 		fmt.Fprintf(&b, "\nhighest rate sustained with both p99s ≤ %s: %g/s\n", Target, best)

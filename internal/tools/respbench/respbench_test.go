@@ -26,7 +26,7 @@ func TestIndexes(t *testing.T) {
 	agent(agentID(42), 42, true)
 	agent(`[{"type":"section","text":"*`+agentID(7)+`* pulled"}]`, 7, true)
 	agent("bench-agent-12", 0, false)
-	agent("bench-warmup-001", 0, false)
+	agent(warmAgentID(1), 0, false)
 	cred := func(p string, want int, wantOK bool) {
 		t.Helper()
 		if got, ok := credentialIndex(p); got != want || ok != wantOK {
@@ -37,6 +37,7 @@ func TestIndexes(t *testing.T) {
 	cred("/consumers/c/key-auth/"+credentialID(999999), 999999, true)
 	cred("/key-auths/bench-cred-1", 0, false)
 	cred("/key-auths/other", 0, false)
+	cred("/key-auths/"+warmCredentialID(3), 0, false)
 }
 
 func TestArrivalsAndLatencies(t *testing.T) {
