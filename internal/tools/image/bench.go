@@ -105,7 +105,9 @@ func Bench(ctx context.Context, img v1.Image, rootfs string, o BenchOptions, log
 
 	suffix := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	sc := benchkit.Scratch{Brokers: o.Brokers, ClickHouse: o.ClickHouse, Databases: []string{"bench_image_" + suffix}}
-	for _, t := range []string{"raw", "events", "deadletter", "anomalies"} {
+	// The responder's state topics too: their partition count follows the
+	// scratch anomalies topic, so a shared default name would not fit.
+	for _, t := range []string{"raw", "events", "deadletter", "anomalies", "responder_state", "responder_global"} {
 		sc.Topics = append(sc.Topics, "bench_image_"+t+"_"+suffix)
 	}
 	if !o.Keep {
@@ -166,6 +168,8 @@ kafka:
   events_topic: %s
   dead_letter_topic: %s
   anomalies_topic: %s
+  responder_state_topic: %s
+  responder_global_topic: %s
   ingest_group: bench-image-ingest-%s
   detector_group: bench-image-detector-%s
   responder_group: bench-image-responder-%s
@@ -177,7 +181,7 @@ clickhouse:
 responder:
   state_dir: %s/responder
   api_addr: 127.0.0.1:%d
-`, q(o.Brokers), sc.Topics[0], sc.Topics[1], sc.Topics[2], sc.Topics[3], suffix, suffix, suffix,
+`, q(o.Brokers), sc.Topics[0], sc.Topics[1], sc.Topics[2], sc.Topics[3], sc.Topics[4], sc.Topics[5], suffix, suffix, suffix,
 		q(o.ClickHouse), sc.Databases[0], StateDir, apiPort)
 }
 
