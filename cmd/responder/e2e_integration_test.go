@@ -154,8 +154,14 @@ func (e *e2e) cli(args ...string) (string, error) {
 // credPosts and credDeletes count what reached the fake services about
 // the misbehaving agent.
 func (e *e2e) agentPosts() (roots, replies []testsrv.SlackPost) {
-	for _, p := range e.slack.Posts() {
-		if !strings.Contains(p.Blocks+p.Text, e.agent) {
+	return splitThreads(e.slack.Posts(), func(p testsrv.SlackPost) bool { return strings.Contains(p.Blocks+p.Text, e.agent) })
+}
+
+// splitThreads returns the posts keep accepts, top-level ones apart from
+// thread replies.
+func splitThreads(posts []testsrv.SlackPost, keep func(testsrv.SlackPost) bool) (roots, replies []testsrv.SlackPost) {
+	for _, p := range posts {
+		if !keep(p) {
 			continue
 		}
 		if p.ThreadTS == "" {

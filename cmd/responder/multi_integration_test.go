@@ -179,17 +179,9 @@ func (c *cluster) write(ctx context.Context, agent string, n int) string {
 // posts returns the Slack posts about agent: top-level alerts and thread
 // replies.
 func (c *cluster) posts(agent string) (roots, replies []testsrv.SlackPost) {
-	for _, p := range c.slack.Posts() {
-		if p.Method != "chat.postMessage" || !strings.Contains(p.Blocks+p.Text, agent) {
-			continue
-		}
-		if p.ThreadTS == "" {
-			roots = append(roots, p)
-		} else {
-			replies = append(replies, p)
-		}
-	}
-	return roots, replies
+	return splitThreads(c.slack.Posts(), func(p testsrv.SlackPost) bool {
+		return p.Method == "chat.postMessage" && strings.Contains(p.Blocks+p.Text, agent)
+	})
 }
 
 // deletes returns the DELETEs of agent's credential Kong received.

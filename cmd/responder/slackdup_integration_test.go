@@ -107,11 +107,7 @@ func TestIntegrationKillBetweenPostAndRecord(t *testing.T) {
 // with what tail says.
 func waitFor(t *testing.T, d time.Duration, cond func() bool, tail func() string) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not reached in %s:\n%s", d, tail())
-		}
-		time.Sleep(200 * time.Millisecond)
+	if !pollUntil(d, cond) {
+		t.Fatalf("not reached in %s:\n%s", d, tail())
 	}
 }
