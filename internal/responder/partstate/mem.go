@@ -16,6 +16,16 @@ type MemChangelog struct {
 	logs [][]Record
 	// Fail, when set, is returned by Append (a broker outage).
 	Fail error
+	failRecord func(Record) error
+}
+
+// FailRecords makes Append ask fn about each record it gets (nil: stop
+// asking); an error fails the Append, which then writes none of them. fn
+// runs under the changelog's lock, so it may block every Append.
+func (m *MemChangelog) FailRecords(fn func(Record) error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.failRecord = fn
 }
 
 var _ Changelog = (*MemChangelog)(nil)
@@ -58,6 +68,13 @@ func (m *MemChangelog) Append(ctx context.Context, p int32, recs ...Record) erro
 	}
 	if p < 0 || int(p) >= len(m.logs) {
 		return fmt.Errorf("no partition %d", p)
+	}
+	if m.failRecord != nil {
+		for _, r := range recs {
+			if err := m.failRecord(r); err != nil {
+				return err
+			}
+		}
 	}
 	for _, r := range recs {
 		r.Partition, r.Offset, r.Time = p, int64(len(m.logs[p])), time.Now()

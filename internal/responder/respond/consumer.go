@@ -222,11 +222,28 @@ func (c *Consumer) consume(ctx context.Context, toMark chan<- markReq) error {
 		var mark []string
 		if len(as) > 0 {
 			var res []HandleResult
-			if err := c.retry(ctx, "handle anomalies", func() error {
+			// A batch begun is finished even when ctx ends meanwhile (the
+			// generation ends, the process stops), within finishGrace:
+			// cut short, it would leave an agent's steps half queued for
+			// the partition's next owner, which would then see the
+			// revocation done and not the alert queued.
+			bctx, bcancel := context.WithCancel(context.WithoutCancel(ctx))
+			stopGrace := context.AfterFunc(ctx, func() {
+				select {
+				case <-time.After(finishGrace):
+					bcancel()
+				case <-bctx.Done():
+				}
+			})
+			err := c.retry(bctx, "handle anomalies", func() error {
 				var err error
-				res, mark, err = c.Engine.ProcessBatch(ctx, as, known)
+				res, mark, err = c.Engine.ProcessBatch(bctx, as, known)
 				return err
-			}); err != nil || ctx.Err() != nil {
+			})
+			cut := bctx.Err() != nil
+			stopGrace()
+			bcancel()
+			if err != nil || cut {
 				return err
 			}
 			for i, m := range asMsgs {
@@ -249,13 +266,18 @@ func (c *Consumer) consume(ctx context.Context, toMark chan<- markReq) error {
 				}
 			}
 		}
-		select {
-		case toMark <- markReq{ids: mark, msgs: batch}:
-		case <-ctx.Done():
+		// Never dropped at a stop: the marker drains until toMark closes
+		// and flushes what it got, so a handled batch is marked.
+		toMark <- markReq{ids: mark, msgs: batch}
+		if ctx.Err() != nil {
 			return nil
 		}
 	}
 }
+
+// finishGrace bounds how long a batch begun goes on after the consumer
+// was stopped; it stays well below the group's rebalance timeout.
+const finishGrace = 5 * time.Second
 
 // retry runs f until it succeeds or ctx ends: an anomaly is never skipped
 // because a store was briefly down.

@@ -3,13 +3,18 @@ package respond
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/agentwatch/agentwatch/internal/platform/bus"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/partstate"
@@ -109,5 +114,138 @@ func TestIncidentAndOutboxMoveWithTheirPartition(t *testing.T) {
 	}
 	if revokes != 1 {
 		t.Errorf("%d revocations, want 1", revokes)
+	}
+}
+
+// TestRedeliveredAnomalyStillAlertsWhenItsFirstHandlingStoppedBeforeTheAlert:
+// the first handling of an anomaly queued the revocation but not the alert
+// (the partition moved, or the process died, in between), and the
+// revocation ran before the anomaly came again. The alert is then still
+// the incident's first and is posted once; a later anomaly of the revoked
+// agent stays suppressed.
+func TestRedeliveredAnomalyStillAlertsWhenItsFirstHandlingStoppedBeforeTheAlert(t *testing.T) {
+	ctx := context.Background()
+	cl := partstate.NewMemChangelog(4)
+	seen := &memBatchSeen{ids: map[string]bool{}}
+	r := newRigWith(t, func(r *rig) {
+		r.stateLog, r.seen = cl, seen
+		r.playbooks = `
+playbooks:
+  - name: contain
+    trigger: {kinds: [behaviour]}
+    final: true
+    steps:
+      - revoke: {adapter: kong}
+      - notify: {channel: "#soc-alerts"}
+`
+	})
+	r.kong.Add("agent-r", "cred-r", "secret-key")
+	start := time.Now().Add(-5 * time.Minute).Truncate(time.Minute).UnixMilli()
+	a1 := exfil("an-r1", "agent-r", "cred-r", start)
+	cut := errors.New("partition moved")
+	cl.FailRecords(func(rec partstate.Record) error {
+		if bytes.Contains(rec.Value, []byte(`"kind":"`+kindAlert+`"`)) {
+			return cut
+		}
+		return nil
+	})
+	if _, err := r.svc.Engine.Handle(ctx, a1); !errors.Is(err, cut) {
+		t.Fatalf("first handling: %v, want it cut short at the alert", err)
+	}
+	cl.FailRecords(nil)
+	r.settle()
+	if r.kong.Has("cred-r") {
+		t.Fatal("the revocation queued before the cut did not run")
+	}
+	if roots, _ := postsAbout(r.slack.Posts(), "agent-r"); len(roots) != 0 {
+		t.Fatalf("alerted before the redelivery: %+v", roots)
+	}
+	if res, err := r.svc.Engine.Handle(ctx, a1); err != nil || res.Duplicate {
+		t.Fatalf("redelivery: %+v, %v", res, err)
+	}
+	r.settle()
+	if roots, _ := postsAbout(r.slack.Posts(), "agent-r"); len(roots) != 1 {
+		t.Fatalf("redelivered anomaly: %d top-level alerts, want 1 (its alert was never queued)", len(roots))
+	}
+	if n := r.kong.Count(http.MethodDelete); n != 1 {
+		t.Errorf("Kong DELETEs = %d, want 1", n)
+	}
+	// A later anomaly of the contained agent: recorded, not alerted.
+	nPosts := len(r.slack.Posts())
+	if _, err := r.svc.Engine.Handle(ctx, exfil("an-r2", "agent-r", "cred-r", start+60_000)); err != nil {
+		t.Fatal(err)
+	}
+	r.settle()
+	if later := r.slack.Posts()[nPosts:]; !onlyNotes(later) {
+		t.Errorf("a later anomaly of the revoked agent was alerted: %+v", later)
+	}
+}
+
+// committingReader hands out its records, then blocks until ctx ends; it
+// keeps what was committed.
+type committingReader struct {
+	oneThenWait
+	mu        sync.Mutex
+	committed []bus.Message
+}
+
+func (r *committingReader) Commit(_ context.Context, msgs ...bus.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.committed = append(r.committed, msgs...)
+	return nil
+}
+
+// TestConsumerFinishesTheBatchItBeganWhenStopped: a generation ending (or
+// a stop) in the middle of a batch lets the batch finish, mark its
+// anomalies handled and commit them, so the partition's next owner finds
+// every step queued and skips the anomaly, instead of finding half its
+// steps.
+func TestConsumerFinishesTheBatchItBeganWhenStopped(t *testing.T) {
+	cl := partstate.NewMemChangelog(4)
+	seen := &memBatchSeen{ids: map[string]bool{}}
+	r := newRigWith(t, func(r *rig) { r.stateLog, r.seen = cl, seen })
+	start := time.Now().Add(-5 * time.Minute).Truncate(time.Minute).UnixMilli()
+	a := exfil("an-s1", "agent-s", "cred-s", start)
+	b, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reached, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	cl.FailRecords(func(rec partstate.Record) error {
+		if bytes.Contains(rec.Value, []byte(`"kind":"`+kindAlert+`"`)) {
+			once.Do(func() { close(reached) })
+			<-release
+		}
+		return nil
+	})
+	rd := &committingReader{oneThenWait: oneThenWait{msgs: []bus.Message{{Topic: "anomalies", Partition: 2, Offset: 7, Value: b}}}}
+	c := &Consumer{Reader: rd, Engine: r.svc.Engine, Log: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	select {
+	case <-reached:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the consumer never queued the anomaly's alert")
+	}
+	cancel() // the generation ends while the alert is being written
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !seen.ids[a.ID] {
+		t.Error("the anomaly of the batch begun was not marked handled")
+	}
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	if len(rd.committed) != 1 || rd.committed[0].Offset != 7 {
+		t.Errorf("committed %+v, want the batch's record", rd.committed)
+	}
+	in, ok := r.svc.Engine.Incident(IncidentID(a))
+	if !ok || in.Roots["#soc-alerts"] == "" {
+		t.Errorf("incident %+v: its alert is not recorded as the thread's root", in)
 	}
 }

@@ -375,10 +375,16 @@ func (e *Engine) process(ctx context.Context, a anomaly.Anomaly) (HandleResult, 
 	}
 	// An agent whose credential is revoked is contained: its later
 	// anomalies are still recorded, with evidence, but not alerted again.
+	// A redelivered anomaly (one already in the incident: its first
+	// handling was cut short by a crash or a partition moving) whose alert
+	// never got queued is not "later": its alert is the incident's first.
 	var suppress string
+	var alerted func(channel string) bool
 	if prev, ok := e.inc.latest(a.AgentID); ok && len(prev.Revoked) > 0 {
 		if still := e.stillRevoked(ctx, prev.ID, prev.Revoked); len(still) > 0 {
 			suppress = "suppressed: the agent's credential is revoked (" + still[0] + ")"
+			_, again := prev.Anomaly(a.ID)
+			alerted = func(channel string) bool { return !again || prev.Roots[channel] != "" }
 		}
 	}
 	in, created, err := e.inc.join(a, now, e.o.Settings.IncidentWindow)
@@ -391,7 +397,7 @@ func (e *Engine) process(ctx context.Context, a anomaly.Anomaly) (HandleResult, 
 	for _, d := range res.Decisions {
 		if suppress != "" {
 			for i := range d.Steps {
-				if d.Steps[i].Kind() == playbooks.KindNotify && d.Steps[i].Skip == "" {
+				if d.Steps[i].Kind() == playbooks.KindNotify && d.Steps[i].Skip == "" && alerted(d.Steps[i].Notify.Channel) {
 					d.Steps[i].Skip = suppress
 				}
 			}

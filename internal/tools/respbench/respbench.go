@@ -29,6 +29,8 @@ import (
 	"sync"
 	"time"
 
+	kafkago "github.com/segmentio/kafka-go"
+
 	"github.com/agentwatch/agentwatch/internal/platform/bus"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
@@ -138,6 +140,9 @@ type Report struct {
 	// (alerts and thread notes; GETs and DELETEs).
 	SlackPosts, SlackAlerts   int
 	KongRequests, KongDeletes int
+	// NotAlerted describes up to 20 agents whose alert never arrived:
+	// the agent and what Slack did receive that names it.
+	NotAlerted []string
 }
 
 // Target is the revocation latency the benchmark checks, the
@@ -178,6 +183,9 @@ func (r Report) String() string {
 	}
 	if miss := r.Anomalies - len(r.Alerted); miss > 0 {
 		fmt.Fprintf(&b, "MISSING: %d alerts never reached Slack\n", miss)
+		for _, d := range r.NotAlerted {
+			fmt.Fprintf(&b, "  %s\n", d)
+		}
 	}
 	b.WriteString(r.Summary() + "\n")
 	return b.String()
@@ -322,7 +330,9 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 	} else {
 		fmt.Fprintf(progress, "keeping topics %s, %s, %s and database %s\n", topic, cfg.Kafka.ResponderStateTopic, cfg.Kafka.ResponderGlobalTopic, cfg.ClickHouse.Database)
 	}
-	g := rig{kong: kong, slack: slack}
+	g := rig{kong: kong, slack: slack, waitGroup: func(ctx context.Context) error {
+		return waitForGroup(ctx, o.Brokers, sec, cfg.Kafka.ResponderGroup, min(o.Instances, o.Partitions))
+	}}
 	for i := range o.Instances {
 		icfg := cfg
 		if o.Instances > 1 {
@@ -364,6 +374,50 @@ type rig struct {
 	writer    bus.Writer
 	kong      *testsrv.Kong
 	slack     *testsrv.Slack
+	// waitGroup, when set, returns once every instance is a member of
+	// the responders' group holding partitions.
+	waitGroup func(context.Context) error
+}
+
+// waitForGroup polls the description of the consumer group until it is
+// stable with at least holders members holding partitions: the instances
+// join one after the other, and each join moves every partition, which
+// is not what the benchmark measures.
+func waitForGroup(ctx context.Context, brokers []string, sec kafka.Security, group string, holders int) error {
+	client, tr := sec.Client(brokers, 10*time.Second)
+	defer tr.CloseIdleConnections()
+	last := "not described yet"
+	for {
+		resp, err := client.DescribeGroups(ctx, &kafkago.DescribeGroupsRequest{GroupIDs: []string{group}})
+		switch {
+		case err != nil:
+			last = err.Error()
+		case len(resp.Groups) != 1:
+			last = fmt.Sprintf("%d groups described", len(resp.Groups))
+		case resp.Groups[0].Error != nil:
+			last = resp.Groups[0].Error.Error()
+		default:
+			g := resp.Groups[0]
+			n := 0
+			for _, m := range g.Members {
+				for _, t := range m.MemberAssignments.Topics {
+					if len(t.Partitions) > 0 {
+						n++
+						break
+					}
+				}
+			}
+			if g.GroupState == "Stable" && n >= holders {
+				return nil
+			}
+			last = fmt.Sprintf("state %s, %d members, %d holding partitions", g.GroupState, len(g.Members), n)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("consumer group %s (%s): %w", group, last, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // instance is one responder of a rig: its configuration and, on the
@@ -592,6 +646,37 @@ func arrivals(n int, reqs []testsrv.KongRequest, posts []testsrv.SlackPost) (rev
 	return revoked, alerted, deletes, alerts
 }
 
+// notAlerted describes up to most agents without an alert: what the posts
+// (warm-ups' included) say about each, so that a missing alert can be told
+// from one posted in a thread or under another agent's name.
+func notAlerted(alerted []time.Time, posts []testsrv.SlackPost, most int) []string {
+	var out []string
+	for i, t := range alerted {
+		if !t.IsZero() {
+			continue
+		}
+		if len(out) == most {
+			break
+		}
+		id := agentID(i)
+		var seen []string
+		for _, p := range posts {
+			if strings.Contains(p.Text+p.Blocks, id) {
+				where := "top-level"
+				if p.ThreadTS != "" {
+					where = "in thread " + p.ThreadTS
+				}
+				seen = append(seen, fmt.Sprintf("%s %s: %.80q", p.Method, where, p.Text))
+			}
+		}
+		if len(seen) == 0 {
+			seen = []string{"no post names it"}
+		}
+		out = append(out, id+": "+strings.Join(seen, "; "))
+	}
+	return out
+}
+
 // withoutWarmups drops what the servers received for the warm-up agents.
 func withoutWarmups(reqs []testsrv.KongRequest, posts []testsrv.SlackPost) ([]testsrv.KongRequest, []testsrv.SlackPost) {
 	reqs = slices.DeleteFunc(reqs, func(r testsrv.KongRequest) bool { return strings.Contains(r.Path, "bench-warmcred-") })
@@ -711,6 +796,14 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 	// the warm-ups' DELETEs and alerts are not counted (their ids do not
 	// match agentRE or credentialIndex).
 	fmt.Fprintf(progress, "starting the responder (group join, warm-up)...\n")
+	if g.waitGroup != nil {
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := g.waitGroup(wctx)
+		cancel()
+		if err != nil {
+			return rep, errors.Join(fmt.Errorf("respbench: waiting for every instance to join: %w", err), stopped())
+		}
+	}
 	for i := range warm {
 		m, err := message(benchAnomaly(warmAgentID(i), warmCredentialID(i), "high", time.Now()))
 		if err != nil {
@@ -867,6 +960,7 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 	rep.Revoked, rep.RevokeSpan = latencies(wrote, revoked)
 	rep.Alerted, rep.AlertSpan = latencies(wrote, alerted)
 	rep.KongRequests, rep.KongDeletes, rep.SlackPosts, rep.SlackAlerts = len(reqs), deletes, len(posts), alerts
+	rep.NotAlerted = notAlerted(alerted, g.slack.Posts(), 20)
 	fetched, handled := make([]time.Time, n), make([]time.Time, n)
 	tr.mu.Lock()
 	for i := range n {
