@@ -15,7 +15,7 @@ type MemChangelog struct {
 	mu   sync.Mutex
 	logs [][]Record
 	// Fail, when set, is returned by Append (a broker outage).
-	Fail error
+	Fail       error
 	failRecord func(Record) error
 }
 

@@ -393,8 +393,16 @@ func (e *Engine) permanent(ctx context.Context, j job, action string, err error)
 // note queues a short message in the incident's thread.
 func (e *Engine) note(ctx context.Context, j job, key, text string) {
 	in, ok := e.inc.get(j.Incident)
-	nj := job{Incident: j.Incident, Decision: j.Decision, Text: text}
+	// The agent routes the note to its partition, which takes it even
+	// while being handed over (a revocation finishing then notes it);
+	// with no agent it would need a partition owned now, and there is
+	// none during a hand-over.
+	nj := job{Incident: j.Incident, Decision: j.Decision, Text: text,
+		Anomaly: anomaly.Anomaly{AgentID: j.Anomaly.AgentID, CredentialID: j.Anomaly.CredentialID, Kind: j.Anomaly.Kind}}
 	if ok {
+		if nj.Anomaly.AgentID == "" {
+			nj.Anomaly.AgentID = in.AgentID
+		}
 		for c, r := range in.Roots {
 			nj.Channel, nj.Root = c, r
 			if _, err := e.enqueue(ctx, key+"@"+c, kindNote, nj); err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -247,5 +248,58 @@ func TestConsumerFinishesTheBatchItBeganWhenStopped(t *testing.T) {
 	in, ok := r.svc.Engine.Incident(IncidentID(a))
 	if !ok || in.Roots["#soc-alerts"] == "" {
 		t.Errorf("incident %+v: its alert is not recorded as the thread's root", in)
+	}
+}
+
+// TestRevocationFinishingDuringHandOverStillNotesItsThread: a revocation
+// that ends while its partition is being handed over queues its thread
+// note in the changelog, for the next owner, instead of losing it.
+func TestRevocationFinishingDuringHandOverStillNotesItsThread(t *testing.T) {
+	ctx := context.Background()
+	cl := partstate.NewMemChangelog(4)
+	seen := &memBatchSeen{ids: map[string]bool{}}
+	r := newRigWith(t, func(r *rig) { r.stateLog, r.seen = cl, seen })
+	r.kong.Add("agent-h", "cred-h", "secret-key")
+	reached, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	// The revocation records itself in its incident before its note:
+	// hold it there.
+	cl.FailRecords(func(rec partstate.Record) error {
+		if strings.HasPrefix(rec.Key, "i/") && bytes.Contains(rec.Value, []byte("cred-h")) && bytes.Contains(rec.Value, []byte(`"revoked"`)) {
+			once.Do(func() {
+				close(reached)
+				<-release
+			})
+		}
+		return nil
+	})
+	start := time.Now().Add(-5 * time.Minute).Truncate(time.Minute).UnixMilli()
+	if _, err := r.svc.Engine.Handle(ctx, exfil("an-h1", "agent-h", "cred-h", start)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-reached:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the revocation never recorded itself in its incident")
+	}
+	p := r.owner.Partition("agent-h")
+	handed := make(chan error, 1)
+	go func() { handed <- r.owner.Revoke(ctx, []int32{p}) }()
+	for r.owner.OwnsPartition(p) {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	if err := <-handed; err != nil {
+		t.Fatal(err)
+	}
+	var notes []string
+	for k, v := range cl.Live(p) {
+		// The revocation's note is keyed by its step and channel.
+		if bytes.Contains(v, []byte(`"kind":"`+kindNote+`"`)) && strings.HasSuffix(k, "-exfiltration-2@#soc-alerts") {
+			notes = append(notes, k)
+		}
+	}
+	if len(notes) != 1 {
+		t.Fatalf("the changelog holds %d revocation notes for the next owner, want 1", len(notes))
 	}
 }
