@@ -221,6 +221,39 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-changes:
 		case <-timer.C:
 		}
+		if r.lastOpen >= coalesceAbove {
+			if err := r.gather(ctx, coalesceFor); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Under a backlog every wake-up lists thousands of open entries, and waking
+// for each outcome and each new entry would spend on listing the CPU that
+// the handlers need: past coalesceAbove open entries the Worker gathers
+// outcomes for coalesceFor before it lists again. Below it, it starts at
+// once.
+const (
+	coalesceAbove = 256
+	coalesceFor   = 10 * time.Millisecond
+)
+
+// gather records the outcomes that arrive within d.
+func (r *runState) gather(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case res := <-r.results:
+			if err := r.finish(ctx, res); err != nil {
+				return err
+			}
+		case <-t.C:
+			return nil
+		}
 	}
 }
 
@@ -263,6 +296,8 @@ type runState struct {
 	// stopping is set once Run is returning: failed runs are then left
 	// in flight.
 	stopping bool
+	// lastOpen is how many open entries the last list found.
+	lastOpen int
 }
 
 // startDue starts every entry that may run now and returns when the next
@@ -274,6 +309,7 @@ func (r *runState) startDue(ctx, hctx context.Context, poll time.Duration) (time
 	if err != nil {
 		return next, fmt.Errorf("list open outbox entries: %w", err)
 	}
+	r.lastOpen = len(open)
 	held := make(map[string]bool) // order keys with an earlier open entry
 	pending := make(map[string]int)
 	for _, e := range open {

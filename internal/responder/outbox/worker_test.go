@@ -432,3 +432,44 @@ func TestWaitHoldsBackOnlyItsEntry(t *testing.T) {
 		}
 	})
 }
+
+// TestBacklogRunsEveryEntryInOrderKeyOrder: past coalesceAbove open
+// entries the Worker gathers outcomes before it lists again; every entry
+// still runs once, and each order key's entries in Seq order.
+func TestBacklogRunsEveryEntryInOrderKeyOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, _ := tempStore(t, FileOptions{})
+		c := &calls{}
+		var mu sync.Mutex
+		last := map[string]int{}
+		h := func(_ context.Context, e Entry) ([]byte, error) {
+			c.add(e)
+			time.Sleep(5 * time.Millisecond)
+			var n int
+			fmt.Sscanf(e.Key[strings.LastIndexByte(e.Key, '-')+1:], "%d", &n)
+			mu.Lock()
+			defer mu.Unlock()
+			if n <= last[e.OrderKey] {
+				t.Errorf("%s ran after entry %d of its order key", e.Key, last[e.OrderKey])
+			}
+			last[e.OrderKey] = n
+			return nil, nil
+		}
+		const n = 3 * coalesceAbove
+		for i := 1; i <= n; i++ {
+			key := fmt.Sprintf("o%d-%d", i%7, i)
+			enqueue(t, s, key, "k", WithOrderKey(fmt.Sprintf("o%d", i%7)))
+		}
+		stop := startWorker(t, &Worker{Store: s, Kinds: map[string]Kind{"k": {Handler: h, Concurrency: 32}}})
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		stop()
+		if got := len(c.keys()); got != n {
+			t.Fatalf("%d handler calls, want %d (each entry once)", got, n)
+		}
+		open, err := s.List(context.Background(), StatePending, StateInFlight)
+		if err != nil || len(open) != 0 {
+			t.Fatalf("%d entries still open (%v)", len(open), err)
+		}
+	})
+}

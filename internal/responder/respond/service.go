@@ -253,7 +253,12 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		return nil, err
 	}
 	if token != "" {
-		opts := []slack.Option{}
+		// Its own client: Go's default keeps 2 idle connections per host,
+		// so 32 concurrent posts (slackKind) would open and close a TLS
+		// connection to Slack per message.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 64, 32
+		opts := []slack.Option{slack.OptionHTTPClient(&http.Client{Transport: tr, Timeout: 30 * time.Second})}
 		if rc.Slack.APIURL != "" {
 			opts = append(opts, slack.OptionAPIURL(strings.TrimSuffix(rc.Slack.APIURL, "/")+"/"))
 		}

@@ -106,8 +106,13 @@ func NewEgress(o EgressOptions) (*Egress, error) {
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return e.dial(ctx, network, addr, timeout)
 		},
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          16,
+		ForceAttemptHTTP2: true,
+		// As many idle connections per gateway as actions run at once
+		// (the responder's gateway concurrency, 32): with Go's default
+		// of 2, a burst of revocations opened and closed a connection
+		// (a TLS handshake, against a real gateway) per request.
+		MaxIdleConns:          64,
+		MaxIdleConnsPerHost:   32,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
