@@ -129,6 +129,7 @@ type APIToken struct {
 	CanSilence       bool     `mapstructure:"can_silence"`
 	CanReadDenylist  bool     `mapstructure:"can_read_denylist"`
 	CanKillSwitch    bool     `mapstructure:"can_kill_switch"`
+	CanRepairOutbox  bool     `mapstructure:"can_repair_outbox"`
 }
 
 func responderDefaults() map[string]any {

@@ -199,6 +199,16 @@ type Notifier interface {
 // ErrNotFound means the key has no entry: check the key (List shows them).
 var ErrNotFound = errors.New("no outbox entry with this key")
 
+// ErrWrongState is what Requeue and Dismiss return (wrapped) for an entry
+// not in a state the operation applies to (a pending entry requeued, a
+// done one dismissed): nothing changed.
+var ErrWrongState = errors.New("the entry is not in a state this operation applies to")
+
+type stateError struct{ msg string }
+
+func (e *stateError) Error() string { return e.msg }
+func (e *stateError) Unwrap() error { return ErrWrongState }
+
 // ErrClosed means the store was closed, or stopped after a write it could
 // not make durable; open it again.
 var ErrClosed = errors.New("outbox store is closed")
@@ -274,7 +284,7 @@ func (e *retryAfterError) RetryAfter() (time.Duration, bool) { return e.wait, tr
 func Requeue(ctx context.Context, s Store, key string) (Entry, error) {
 	return change(ctx, s, "requeue", key, func(e *Entry) error {
 		if e.State != StateParked && e.State != StateFailed {
-			return fmt.Errorf("it is %s; only parked or failed entries can be requeued", e.State)
+			return &stateError{fmt.Sprintf("it is %s; only parked or failed entries can be requeued", e.State)}
 		}
 		e.State, e.Failures, e.NextAttempt = StatePending, 0, time.Now()
 		return nil
@@ -286,7 +296,7 @@ func Requeue(ctx context.Context, s Store, key string) (Entry, error) {
 func Dismiss(ctx context.Context, s Store, key, reason string) (Entry, error) {
 	return change(ctx, s, "dismiss", key, func(e *Entry) error {
 		if e.State != StateParked {
-			return fmt.Errorf("it is %s; only parked entries can be dismissed", e.State)
+			return &stateError{fmt.Sprintf("it is %s; only parked entries can be dismissed", e.State)}
 		}
 		e.State, e.LastError = StateFailed, clip("dismissed: "+reason, maxErrLen)
 		return nil

@@ -47,6 +47,9 @@ type Token struct {
 	// CanKillSwitch lets the token read and set the kill switch
 	// (/v1/kill-switch).
 	CanKillSwitch bool `mapstructure:"can_kill_switch"`
+	// CanRepairOutbox lets the token requeue and dismiss outbox entries
+	// (/v1/outbox/requeue, /v1/outbox/dismiss).
+	CanRepairOutbox bool `mapstructure:"can_repair_outbox"`
 }
 
 // MinSecretLen is the shortest secret New accepts, in bytes: a 32-byte
@@ -78,6 +81,7 @@ type principal struct {
 	// canReadDenylist and canKillSwitch: Token's fields of those names.
 	canReadDenylist bool
 	canKillSwitch   bool
+	canRepairOutbox bool
 }
 
 func (p *principal) mayRun(playbook string) bool {
@@ -100,7 +104,7 @@ func compileTokens(tokens []Token, getenv func(string) string) ([]principal, err
 			errs = append(errs, fmt.Errorf("%s.%s: %s", key, field, fmt.Sprintf(format, a...)))
 		}
 		p := principal{name: t.Name, canReadAudit: t.CanReadAudit, canSilence: t.CanSilence,
-			canReadDenylist: t.CanReadDenylist, canKillSwitch: t.CanKillSwitch}
+			canReadDenylist: t.CanReadDenylist, canKillSwitch: t.CanKillSwitch, canRepairOutbox: t.CanRepairOutbox}
 		if !tokenNameRE.MatchString(t.Name) {
 			bad("name", "%.80q must be letters, digits, '.', '_' or '-', at most 64 bytes", t.Name)
 		} else if j, dup := names[t.Name]; dup {

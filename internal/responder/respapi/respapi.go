@@ -156,6 +156,10 @@ type Options struct {
 	// KillSwitch, when set, is read and set at /v1/kill-switch (tokens
 	// with can_kill_switch).
 	KillSwitch KillSwitch
+	// Outbox, when set, requeues and dismisses outbox entries at
+	// /v1/outbox/requeue and /v1/outbox/dismiss (tokens with
+	// can_repair_outbox).
+	Outbox Outbox
 	// Getenv reads Token.SecretEnv; nil means os.Getenv.
 	Getenv func(string) string
 	// Limit rate-limits each client (a token once it authenticates, else
@@ -182,6 +186,7 @@ type Handler struct {
 	verdicts   Verdicts
 	denylist   Denylist
 	kill       KillSwitch
+	outbox     Outbox
 	limit      *clientlimit.Limiter
 	// equal compares two SHA-256 digests: subtle.ConstantTimeCompare,
 	// replaced in tests to see that it is what decides.
@@ -261,6 +266,11 @@ func New(o Options) (*Handler, error) {
 		h.verdicts = o.Verdicts
 		h.mux.HandleFunc(falsePositivePattern, h.falsePositive)
 	}
+	if o.Outbox != nil {
+		h.outbox = o.Outbox
+		h.mux.HandleFunc(outboxRequeuePattern, h.outboxRepair(OutboxRequeue))
+		h.mux.HandleFunc(outboxDismissPattern, h.outboxRepair(OutboxDismiss))
+	}
 	return h, nil
 }
 
@@ -281,6 +291,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		route = "denylist"
 	case killSwitchGet, killSwitchPut:
 		route = "kill_switch"
+	case outboxRequeuePattern, outboxDismissPattern:
+		route = "outbox"
 	}
 	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 	sw.Header().Set("Cache-Control", "no-store")

@@ -61,6 +61,8 @@ func (e *Engine) Execute(ctx context.Context, c route.Command) (json.RawMessage,
 	case c.Kind == route.KindFalsePositive && c.FalsePositive != nil:
 		fp := c.FalsePositive
 		return nil, e.FalsePositive(ctx, fp.Incident, fp.AnomalyID, fp.Actor)
+	case c.Kind == route.KindOutboxRepair && c.OutboxRepair != nil:
+		return e.executeRepair(ctx, c)
 	case c.Kind == route.KindRun && c.Run != nil:
 		res, err := e.Run(ctx, *c.Run)
 		if err != nil {

@@ -311,12 +311,16 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	}
 	var runner respapi.Runner = e
 	var verdicts respapi.Verdicts = e
+	var repairs respapi.Outbox = e
 	if d.Router != nil && d.Commands != nil && d.Owners != nil {
 		if err := d.Router.Bind(route.Deps{Table: d.Commands, Owners: d.Owners, Exec: e, Seen: seen}); err != nil {
 			return nil, err
 		}
 		s.router = d.Router
 		runner, verdicts = routedRunner{e, d.Router}, routedVerdicts{e, d.Router}
+		if d.Owner != nil {
+			repairs = routedOutbox{e: e, r: d.Router, cl: d.Owner.Changelog()}
+		}
 	}
 	if secret != "" {
 		ih := slackui.NewInteractionHandler(secret, seenDeduper{seen}, nil, e.OnClick)
@@ -330,9 +334,9 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		var toks []respapi.Token
 		for _, t := range rc.Tokens {
 			toks = append(toks, respapi.Token{Name: t.Name, SHA256: t.SHA256, SecretEnv: t.SecretEnv, SecretFile: t.SecretFile, AllowedPlaybooks: t.AllowedPlaybooks, CanReadAudit: t.CanReadAudit, CanSilence: t.CanSilence,
-				CanReadDenylist: t.CanReadDenylist, CanKillSwitch: t.CanKillSwitch})
+				CanReadDenylist: t.CanReadDenylist, CanKillSwitch: t.CanKillSwitch, CanRepairOutbox: t.CanRepairOutbox})
 		}
-		ao := respapi.Options{Tokens: toks, Runner: runner, Audit: s.Audit, Silences: sil, Verdicts: verdicts, Log: log, Metrics: respapi.NewMetrics(reg), Now: now, Getenv: getenv,
+		ao := respapi.Options{Tokens: toks, Runner: runner, Audit: s.Audit, Silences: sil, Verdicts: verdicts, Outbox: repairs, Log: log, Metrics: respapi.NewMetrics(reg), Now: now, Getenv: getenv,
 			Limit: limiter("api"), Denylist: denylistSource{rules: d.Global, file: gx.denylist}}
 		if d.Global != nil {
 			ao.KillSwitch = apiSwitch{TableSwitch: d.Global.Switch, any: gx.kill}

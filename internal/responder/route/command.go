@@ -24,6 +24,10 @@ const (
 	// KindFalsePositive is an HTTP API false-positive verdict
 	// (Command.FalsePositive).
 	KindFalsePositive = "false_positive"
+	// KindOutboxRepair is an operator's requeue or dismiss of one outbox
+	// entry (Command.OutboxRepair). It acts on no agent: it is located by
+	// the anomaly partition that holds the entry (PartitionLocator).
+	KindOutboxRepair = "outbox_repair"
 )
 
 // The states of a command. Pending is the only one that is not final.
@@ -49,6 +53,7 @@ const (
 	ErrKindNotFound   = "not_found"        // respapi.ErrNotFound
 	ErrKindBadRequest = "bad_request"      // respapi.ErrBadRequest
 	ErrKindPlaybook   = "unknown_playbook" // the playbook does not exist
+	ErrKindConflict   = "conflict"         // respapi.ErrConflict
 )
 
 // FalsePositive is the request of a KindFalsePositive command.
@@ -56,6 +61,26 @@ type FalsePositive struct {
 	Incident  string      `json:"incident"`
 	AnomalyID string      `json:"anomaly_id"`
 	Actor     audit.Actor `json:"actor"`
+}
+
+// The operations of an OutboxRepair.
+const (
+	RepairRequeue = "requeue"
+	RepairDismiss = "dismiss"
+)
+
+// OutboxRepair is the request of a KindOutboxRepair command: requeue or
+// dismiss the outbox entry Key. Partition is the anomaly partition the
+// receiving instance found the entry in (the state topic), or -1: the
+// owner of that partition runs the command even when the entry has gone
+// since (it then answers not found).
+type OutboxRepair struct {
+	Op        string      `json:"op"`
+	Key       string      `json:"key"`
+	Reason    string      `json:"reason,omitempty"`
+	RequestID string      `json:"request_id,omitempty"`
+	Actor     audit.Actor `json:"actor"`
+	Partition int32       `json:"partition"`
 }
 
 // Command is a request that must run on the instance that owns the agent it
@@ -76,6 +101,7 @@ type Command struct {
 	Click         *slackui.Action  `json:"click,omitempty"`
 	Run           *respapi.Request `json:"run,omitempty"`
 	FalsePositive *FalsePositive   `json:"false_positive,omitempty"`
+	OutboxRepair  *OutboxRepair    `json:"outbox_repair,omitempty"`
 
 	State string `json:"state"`
 	// By is the instance that wrote the final state, DoneMs when.
@@ -109,6 +135,8 @@ func (c Command) Err() error {
 		kind = respapi.ErrBadRequest
 	case ErrKindPlaybook:
 		kind = playbooks.ErrUnknownPlaybook
+	case ErrKindConflict:
+		kind = respapi.ErrConflict
 	default:
 		return errors.New(c.Error)
 	}
@@ -151,6 +179,8 @@ func (c Command) validate() error {
 	case c.Kind == KindClick && c.Click != nil && c.Click.Key != "":
 	case c.Kind == KindRun && c.Run != nil && c.Run.AgentID != "":
 	case c.Kind == KindFalsePositive && c.FalsePositive != nil:
+	case c.Kind == KindOutboxRepair && c.OutboxRepair != nil && c.OutboxRepair.Key != "" &&
+		(c.OutboxRepair.Op == RepairRequeue || c.OutboxRepair.Op == RepairDismiss):
 	default:
 		return fmt.Errorf("kind %q without its request", c.Kind)
 	}

@@ -63,6 +63,22 @@ type Executor interface {
 	Execute(ctx context.Context, c Command) (json.RawMessage, error)
 }
 
+// PartitionLocator is an Executor that also runs commands acting on state
+// of no agent (an outbox entry may be a channel's summary): it locates
+// them by the anomaly partition that holds their state. The Router asks it
+// first; ok false for a command it locates by agent (Locate) or cannot
+// locate here.
+type PartitionLocator interface {
+	LocatePartition(ctx context.Context, c Command) (p int32, ok bool)
+}
+
+// PartitionOwnership is an Ownership that says whether it owns an anomaly
+// partition (partstate.Owner). Commands located by partition run only
+// with an Ownership that implements it.
+type PartitionOwnership interface {
+	OwnsPartition(p int32) bool
+}
+
 // Defaults of Options.
 const (
 	DefaultTTL       = 15 * time.Minute
@@ -292,12 +308,21 @@ func (r *Router) where(ctx context.Context, c Command) (int32, int) {
 	if r.d.Exec == nil {
 		return 0, elsewhere
 	}
-	agent, ok := r.d.Exec.Locate(ctx, c)
-	if !ok {
-		return 0, elsewhere
+	var p int32
+	var owns bool
+	if pl, ok := r.d.Exec.(PartitionLocator); ok && c.Kind == KindOutboxRepair {
+		po, pok := r.d.Owners.(PartitionOwnership)
+		if p, ok = pl.LocatePartition(ctx, c); !ok || !pok {
+			return 0, elsewhere
+		}
+		owns = po.OwnsPartition(p)
+	} else {
+		agent, ok := r.d.Exec.Locate(ctx, c)
+		if !ok {
+			return 0, elsewhere
+		}
+		p, owns = r.d.Owners.Partition(agent), r.d.Owners.Owns(agent)
 	}
-	p := r.d.Owners.Partition(agent)
-	owns := r.d.Owners.Owns(agent)
 	r.mu.Lock()
 	ready := r.ready[p]
 	r.mu.Unlock()
@@ -570,6 +595,8 @@ func errKind(err error) string {
 		return ErrKindBadRequest
 	case errors.Is(err, playbooks.ErrUnknownPlaybook):
 		return ErrKindPlaybook
+	case errors.Is(err, respapi.ErrConflict):
+		return ErrKindConflict
 	}
 	return ""
 }
