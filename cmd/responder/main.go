@@ -27,6 +27,12 @@ import (
 
 func main() { cli.Main(newRoot()) }
 
+const outboxNote = `
+With kafka.brokers set it goes through a running responder's API (responder.api_addr,
+or --api), which has the instance holding the action act on it while the responders run;
+the token in $RESPONDER_API_TOKEN needs can_repair_outbox. Otherwise it works on
+responder.state_dir's outbox file, or through the API when a responder holds it.`
+
 const stateNote = `
 It works on responder.state_dir; when a responder runs on it, it goes through that
 responder's HTTP API instead (responder.api_addr, token in $RESPONDER_API_TOKEN).`
@@ -363,18 +369,23 @@ func outboxCommand() *cobra.Command {
 		}),
 	}
 	listCmd.Flags().BoolVar(&list.All, "all", false, "list entries in every state")
+	var requeue respctl.OutboxRequeueOptions
 	requeueCmd := &cobra.Command{
 		Use:   "requeue KEY",
 		Short: "Run a parked or failed action again, now",
+		Long:  "requeue makes a parked or failed action due again, now, audited." + outboxNote,
 		Args:  cli.ExactArgs(1, "the action's KEY (responder outbox list shows it)"),
 		RunE: operatorRunE(nil, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
-			return respctl.OutboxRequeue(cmd.Context(), cfg, respctl.OutboxRequeueOptions{Key: args[0]}, cmd.OutOrStdout())
+			requeue.Key = args[0]
+			return respctl.OutboxRequeue(cmd.Context(), cfg, requeue, cmd.OutOrStdout())
 		}),
 	}
+	requeueCmd.Flags().StringVar(&requeue.RequestID, "request-id", "", "idempotency key sent to the API: the same one acts once (default: a new one)")
 	var dismiss respctl.OutboxDismissOptions
 	dismissCmd := &cobra.Command{
 		Use:   "dismiss KEY --reason TEXT",
 		Short: "Give up on a parked action",
+		Long:  "dismiss marks a parked action failed, noting who and why, audited." + outboxNote,
 		Args:  cli.ExactArgs(1, "the action's KEY (responder outbox list shows it)"),
 		RunE: operatorRunE([]string{"reason"}, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
 			dismiss.Key = args[0]
@@ -382,10 +393,19 @@ func outboxCommand() *cobra.Command {
 		}),
 	}
 	dismissCmd.Flags().StringVar(&dismiss.Reason, "reason", "", "why the action is dismissed (required)")
-	return cli.Group(&cobra.Command{
+	dismissCmd.Flags().StringVar(&dismiss.RequestID, "request-id", "", "idempotency key sent to the API: the same one acts once (default: a new one)")
+	group := cli.Group(&cobra.Command{
 		Use:   "outbox",
-		Short: "Inspect and repair the durable action queue (stop the responder first)",
+		Short: "Inspect and repair the durable action queue",
+		Long: `outbox lists the durable action queue and requeues or dismisses a parked action.
+With kafka.brokers set, list reads every instance's actions from
+kafka.responder_state_topic, and requeue and dismiss go through a running
+responder's API, which hands them to the instance holding the action.`,
 	}, listCmd, requeueCmd, dismissCmd)
+	const apiUsage = "the running responder's API base URL (default http://responder.api_addr)"
+	requeueCmd.Flags().StringVar(&requeue.API, "api", "", apiUsage)
+	dismissCmd.Flags().StringVar(&dismiss.API, "api", "", apiUsage)
+	return group
 }
 
 func falsePositiveCommand() *cobra.Command {

@@ -92,7 +92,11 @@ func newAPIClient(cfg config.Config, base, need string) (*apiClient, error) {
 		token = strings.TrimRight(string(b), "\r\n")
 	}
 	if token == "" {
-		return nil, fmt.Errorf("a responder holds the state directory; to go through its API set RESPONDER_API_TOKEN (or RESPONDER_API_TOKEN_FILE) to a token with %s", need)
+		where := "a responder holds the state directory"
+		if cfg.Distributed() {
+			where = "the responders keep this state themselves (kafka.brokers is set)"
+		}
+		return nil, fmt.Errorf("%s; to go through a running responder's API set RESPONDER_API_TOKEN (or RESPONDER_API_TOKEN_FILE) to a token with %s", where, need)
 	}
 	if base == "" {
 		// With TLS on the API, the certificate is verified against the
@@ -109,28 +113,41 @@ func newAPIClient(cfg config.Config, base, need string) (*apiClient, error) {
 // call sends body (nil for none) as JSON and returns the answer of a 2xx;
 // any other status is an error quoting the answer.
 func (c *apiClient) call(ctx context.Context, method, path string, body any) ([]byte, error) {
+	a, err := c.callStatus(ctx, method, path, body)
+	return a.body, err
+}
+
+// apiAnswer is a 2xx answer: its status and body.
+type apiAnswer struct {
+	status int
+	body   []byte
+}
+
+// callStatus is call, with the 2xx status too (a 202 says the request was
+// queued).
+func (c *apiClient) callStatus(ctx context.Context, method, path string, body any) (apiAnswer, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return nil, err
+			return apiAnswer{}, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
-		return nil, err
+		return apiAnswer{}, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("responder API: %w", err)
+		return apiAnswer{}, fmt.Errorf("responder API: %w", err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("responder API answered %s: %s", resp.Status, audit.TerminalSafe(string(b), 500))
+		return apiAnswer{}, fmt.Errorf("responder API answered %s: %s", resp.Status, audit.TerminalSafe(string(b), 500))
 	}
-	return b, nil
+	return apiAnswer{status: resp.StatusCode, body: b}, nil
 }
