@@ -51,7 +51,7 @@ func TestIntegrationOutboxRepairThroughAnotherInstance(t *testing.T) {
 	migrated.Close()
 
 	const secret = "ops-0123456789abcdef0123456789abcdef"
-	start := func(name string) (*rig, *partstate.Owner) {
+	start := func(name string) (*rig, *partstate.Owner, *route.Router) {
 		rt, err := route.New(route.Options{Instance: name})
 		if err != nil {
 			t.Fatal(err)
@@ -81,13 +81,13 @@ func TestIntegrationOutboxRepairThroughAnotherInstance(t *testing.T) {
 			}
 			r.cfg.Responder.Tokens = []config.APIToken{{Name: "ops", SHA256: respapi.HashSecret(secret), CanRepairOutbox: true}}
 		})
-		return r, owner
+		return r, owner, rt
 	}
-	a, aOwner := start("a")
+	a, aOwner, _ := start("a")
 	if err := aOwner.Assign(ctx, []int32{0, 1, 2}); err != nil {
 		t.Fatal(err)
 	}
-	b, _ := start("b")
+	b, _, rb := start("b")
 	keys := parkedRevocations(t, a, "agent-q1", "agent-q2", "agent-q3")
 	requeued, dismissed := keys["agent-q1"], keys["agent-q2"]
 	before, _, _ := a.svc.Worker.Store.Get(ctx, requeued)
@@ -112,6 +112,10 @@ func TestIntegrationOutboxRepairThroughAnotherInstance(t *testing.T) {
 		t.Fatalf("requeue through b: %d %+v; want 200 pending", code, out)
 	}
 	t.Logf("requeue through b answered by a in %s", took)
+	id := "outbox:" + repairID(respapi.OutboxRepair{Op: respapi.OutboxRequeue, Key: requeued, RequestID: "api:ops:it-1"})
+	if c, ok := rb.Get(id); !ok || c.From != "b" || c.By != "a" || c.State != route.StateDone || c.OutboxRepair.Partition != before.Partition {
+		t.Fatalf("the requeue's command as b sees it: %+v (found %v); want received by b, done by a, in partition %d", c, ok, before.Partition)
+	}
 	var after outbox.Entry
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		after, _, _ = a.svc.Worker.Store.Get(ctx, requeued)
