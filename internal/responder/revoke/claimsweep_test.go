@@ -135,10 +135,10 @@ func (v *verdicts) started() {
 
 // followCompacted replays m's log to f as a restarting instance may read
 // it from the compacted topic: each record followed by a tombstone of its
-// key is there or not at random (compaction drops them segment by
+// key is there or not, as drop says (compaction drops them segment by
 // segment, and a reader may see some segments cleaned and others not),
 // and so is each tombstone. It returns the keys tombstoned so far.
-func (m *memTable) followCompacted(rng *rand.Rand, f func(key string, value []byte)) map[string]bool {
+func (m *memTable) followCompacted(drop func() bool, f func(key string, value []byte)) map[string]bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	dead := map[string]bool{}
@@ -151,7 +151,7 @@ func (m *memTable) followCompacted(rng *rand.Rand, f func(key string, value []by
 		}
 	}
 	for i, r := range m.log {
-		if (later[i] || r[1] == nil) && rng.IntN(2) == 0 {
+		if (later[i] || r[1] == nil) && drop() {
 			continue
 		}
 		f(string(r[0]), r[1])
@@ -189,7 +189,7 @@ func TestClaimsSweepKeepsVerdicts(t *testing.T) {
 			in := &instance{c: mustClaims(t, tb, limit, every, now), v: &verdicts{m: map[string]bool{}, replay: map[string]bool{}}, sweep: sweep}
 			in.c.decided = in.v.set
 			if compacted {
-				in.dead = tb.followCompacted(rng, in.c.Apply)
+				in.dead = tb.followCompacted(func() bool { return rng.IntN(2) == 0 }, in.c.Apply)
 			} else {
 				tb.follow(in.c.Apply)
 			}
@@ -206,7 +206,9 @@ func TestClaimsSweepKeepsVerdicts(t *testing.T) {
 			switch r := rng.IntN(20); {
 			case r == 0:
 				real = real.Add(time.Duration(15+rng.IntN(30)) * time.Minute) // a pause
-			case r < 4:
+			case r == 1:
+				real = real.Add(time.Duration(4+rng.IntN(9)) * time.Minute) // about an interval
+			case r < 5:
 				real = real.Add(time.Duration(rng.IntN(4)) * time.Minute)
 			default:
 				real = real.Add(time.Duration(rng.IntN(40)) * time.Second)
@@ -284,4 +286,45 @@ func TestClaimsSweepKeepsVerdicts(t *testing.T) {
 		t.Fatalf("the test swept %d records and restarted %d instances; it checks nothing", swept, restarts)
 	}
 	t.Logf("%d records swept, %d restarts", swept, restarts)
+}
+
+// TestClaimsSweepLateRetry: a claim written again (a produce retried after
+// a lost answer) a while after the first copy is ignored by the fold while
+// it remembers the id, two intervals: the sweep leaves the first copy
+// until then, or an instance restored without it would count the second
+// copy as a new claim and give a later claim another verdict.
+func TestClaimsSweepLateRetry(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	m := func(min int) []byte { return claimRecord(t, t0.Add(time.Duration(min)*time.Minute)) }
+	tb := &memTable{}
+	sweeper := mustClaims(t, tb, 3, 10*time.Minute, nil)
+	tb.follow(sweeper.Apply)
+	ref := mustClaims(t, tb, 3, 10*time.Minute, nil)
+	tb.follow(ref.Apply)
+	for _, r := range []struct {
+		id  string
+		val []byte
+	}{{"a", m(0)}, {"b", m(12)}, {"c", m(15)}} {
+		if _, err := tb.Put(ctx, ClaimPrefix+r.id, r.val); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := sweeper.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.Put(ctx, ClaimPrefix+"a", m(0)); err != nil {
+		t.Fatal(err)
+	}
+	late := mustClaims(t, tb, 3, 10*time.Minute, nil)
+	tb.followCompacted(func() bool { return true }, late.Apply)
+	if _, err := tb.Put(ctx, ClaimPrefix+"d", m(16)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := late.Winners(), ref.Winners(); !slices.Equal(got, want) {
+		t.Fatalf("restored instance: winners %v; the one that followed the whole log: %v", got, want)
+	}
+	if !slices.Contains(ref.Winners(), "d") {
+		t.Fatalf("winners %v: d should win (b and c in its window, limit 3)", ref.Winners())
+	}
 }
