@@ -151,6 +151,9 @@ func (r *Rules) Sweep(ctx context.Context) (int, error) {
 	return n, err
 }
 
+// SweptCounter returns the swept-records counter of kind (tests).
+func (r *Rules) SweptCounter(kind string) prometheus.Counter { return r.swept.WithLabelValues(kind) }
+
 // Run sweeps every Options.SweepEvery until ctx ends, and returns nil
 // then. A failed sweep is logged and left to the next.
 func (r *Rules) Run(ctx context.Context) error {
