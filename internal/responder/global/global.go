@@ -59,7 +59,15 @@ type Options struct {
 	Log *slog.Logger
 	// Metrics, if set, is where the applied-records counter is registered.
 	Metrics prometheus.Registerer
+	// SweepEvery is how often Run deletes the records nothing reads any
+	// more; 0 means DefaultSweepEvery.
+	SweepEvery time.Duration
 }
+
+// DefaultSweepEvery is how often Run sweeps by default: often enough that
+// a burst of revocations leaves the topic within minutes of the budget's
+// window allowing it, rarely enough to cost nothing.
+const DefaultSweepEvery = 5 * time.Minute
 
 // Rules are the global rules of one process, kept current from the table.
 // Safe for concurrent use.
@@ -71,6 +79,8 @@ type Rules struct {
 
 	log     *slog.Logger
 	applied *prometheus.CounterVec
+	swept   *prometheus.CounterVec
+	every   time.Duration
 
 	// ledgerChanged gets a token (without blocking) whenever a ledger
 	// record is applied: the deny-list file's mirror waits on it.
@@ -115,7 +125,50 @@ func NewRules(t Table, o Options) (*Rules, error) {
 	r.applied = promauto.With(reg).NewCounterVec(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "global_records_total",
 		Help: "Records of the global table (silences, kill switch, budget claims, ledger) applied by this instance, by kind and result (ok, invalid)."},
 		[]string{"kind", "result"})
+	r.swept = promauto.With(reg).NewCounterVec(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "global_swept_total",
+		Help: "Records of the global table this instance deleted because nothing reads them any more (budget_claim: claims and refunds no verdict depends on), by kind."},
+		[]string{"kind"})
+	r.swept.WithLabelValues("budget_claim")
+	r.every = o.SweepEvery
+	if r.every <= 0 {
+		r.every = DefaultSweepEvery
+	}
 	return r, nil
+}
+
+// Sweep deletes the records of the global table that nothing reads any
+// more and returns how many it deleted. Today that is the budget claims
+// no verdict can depend on (revoke.Claims.Sweep); silences and commands
+// are swept by their own stores, and the ledger and the evidence chain's
+// records are kept (docs/responder.md says why). Every instance may sweep:
+// a second tombstone for a key changes nothing.
+func (r *Rules) Sweep(ctx context.Context) (int, error) {
+	n, err := r.Claims.Sweep(ctx)
+	r.swept.WithLabelValues("budget_claim").Add(float64(n))
+	if n > 0 {
+		r.log.Info("budget claims no verdict depends on deleted from the global table", "deleted", n, "kept", r.Claims.Kept())
+	}
+	return n, err
+}
+
+// SweptCounter returns the swept-records counter of kind (tests).
+func (r *Rules) SweptCounter(kind string) prometheus.Counter { return r.swept.WithLabelValues(kind) }
+
+// Run sweeps every Options.SweepEvery until ctx ends, and returns nil
+// then. A failed sweep is logged and left to the next.
+func (r *Rules) Run(ctx context.Context) error {
+	t := time.NewTicker(r.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if _, err := r.Sweep(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("sweeping the global table failed; the next sweep tries again", "err", err)
+		}
+	}
 }
 
 // Apply applies one record of the global table and reports whether its

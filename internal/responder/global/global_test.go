@@ -6,8 +6,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/agentwatch/agentwatch/internal/responder/revoke"
 	"github.com/agentwatch/agentwatch/internal/responder/silence"
@@ -164,4 +168,87 @@ func FuzzRulesApply(f *testing.F) {
 			t.Fatalf("record %q %q made a silence that mutes an anomaly with no labels", key, value)
 		}
 	})
+}
+
+// TestRulesSweepBudgetClaims: Run deletes, on its ticker, the budget
+// claims that lie before an interval-long pause more than two intervals
+// back, counts them, and every instance drops them; an instance restored
+// from the compacted topic counts the same budget.
+func TestRulesSweepBudgetClaims(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	now := t0
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	set := func(d time.Duration) { mu.Lock(); now = t0.Add(d); mu.Unlock() }
+	tb := NewMemTable()
+	reg := prometheus.NewRegistry()
+	var rs []*Rules
+	for i := range 2 {
+		o := Options{Budget: 2, Interval: 10 * time.Minute, Now: clock, SweepEvery: 10 * time.Millisecond}
+		if i == 0 {
+			o.Metrics = reg
+		}
+		r, err := NewRules(tb, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb.Follow(func(k string, v []byte) { r.Apply(k, v) })
+		rs = append(rs, r)
+	}
+	for _, at := range []time.Duration{0, time.Minute, 2 * time.Minute, 40 * time.Minute} {
+		set(at)
+		if _, _, err := rs[1].Claims.Claim(ctx, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := rs[1].Sweep(ctx); err != nil || n != 3 {
+		t.Fatalf("sweep: %d, %v; want the 3 claims before the pause", n, err)
+	}
+	for _, at := range []time.Duration{41 * time.Minute, 75 * time.Minute} {
+		set(at)
+		if _, _, err := rs[1].Claims.Claim(ctx, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- rs[0].Run(rctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for rs[0].Claims.Kept() != 1 || rs[1].Claims.Kept() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("records kept after Run's sweeps: %d and %d, want 1 (the claim after the last pause)", rs[0].Claims.Kept(), rs[1].Claims.Kept())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := testutil.ToFloat64(rs[0].swept.WithLabelValues("budget_claim")); got != 2 {
+		t.Fatalf("agentwatch_responder_global_swept_total on the instance that ran: %v, want 2", got)
+	}
+	// An instance started now reads the topic compacted: without the
+	// deleted claims. It counts the same budget.
+	compacted := NewMemTable()
+	dead := map[string]bool{}
+	for _, r := range tb.log {
+		if r.value == nil {
+			dead[r.key] = true
+		}
+	}
+	for _, r := range tb.log {
+		if !dead[r.key] {
+			compacted.log = append(compacted.log, r)
+		}
+	}
+	fresh, err := NewRules(compacted, Options{Budget: 2, Interval: 10 * time.Minute, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	compacted.Follow(func(k string, v []byte) { fresh.Apply(k, v) })
+	if len(compacted.log) != 1 || fresh.Claims.Remaining() != rs[0].Claims.Remaining() || !slices.Equal(fresh.Claims.Winners(), rs[0].Claims.Winners()) {
+		t.Fatalf("restored from %d records: remaining %d winners %v; the instance that saw every claim: %d %v",
+			len(compacted.log), fresh.Claims.Remaining(), fresh.Claims.Winners(), rs[0].Claims.Remaining(), rs[0].Claims.Winners())
+	}
 }

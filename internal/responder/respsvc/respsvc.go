@@ -236,6 +236,9 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		}
 		r.closers = append(r.closers, g.Close)
 		r.Global, deps.Global = g, g.Rules
+		// Deletes the budget claims no verdict depends on any more, so the
+		// table does not grow with every revocation.
+		r.stages = append(r.stages, g.Rules)
 		if router != nil {
 			deps.Router, deps.Commands, deps.Owners = router, g.Table, owner
 		}

@@ -52,8 +52,10 @@ const refundSuffix = "/r"
 //
 // Claims are written once under a fresh id and never rewritten, so the
 // topic's compaction never drops one and the fold replays identically
-// after a restart: re-counting at start is the fold over the table.
-// Safe for concurrent use.
+// after a restart: re-counting at start is the fold over the table. Sweep
+// deletes the claims that can no longer change a verdict, so the topic
+// and every instance's restore do not grow with every revocation for the
+// life of the deployment. Safe for concurrent use.
 type Claims struct {
 	t        Table
 	limit    int
@@ -69,6 +71,24 @@ type Claims struct {
 	seen    map[string]time.Time
 	waiting map[string]chan bool
 	folded  int64
+
+	// hist holds the claim and refund records folded and not yet deleted,
+	// in log order, for Sweep; inHist maps their keys to whether a
+	// tombstone for them was applied since.
+	hist   []histRec
+	inHist map[string]bool
+	// decided, if set, learns every verdict (tests).
+	decided func(id string, won bool)
+}
+
+// histRec is a folded claim or refund: at is the claim's effective time,
+// or the latest effective time when the refund was folded. Both only grow
+// along the log. An empty key marks a place the record has left (written
+// again later).
+type histRec struct {
+	key   string
+	at    time.Time
+	claim bool
 }
 
 type win struct {
@@ -93,7 +113,8 @@ func NewClaims(t Table, limit int, interval time.Duration, now func() time.Time)
 	if now == nil {
 		now = time.Now
 	}
-	return &Claims{t: t, limit: limit, interval: interval, now: now, waiting: make(map[string]chan bool), seen: make(map[string]time.Time)}, nil
+	return &Claims{t: t, limit: limit, interval: interval, now: now, waiting: make(map[string]chan bool), seen: make(map[string]time.Time),
+		inHist: make(map[string]bool)}, nil
 }
 
 // Limit returns the automatic revocations allowed per interval.
@@ -103,21 +124,28 @@ func (c *Claims) Limit() int { return c.limit }
 func (c *Claims) Interval() time.Duration { return c.interval }
 
 // Apply folds one record of the table (key with ClaimPrefix; value nil is
-// a tombstone, which changes nothing: claims are never deleted). It must
-// be called in offset order, from one goroutine.
+// a tombstone, which changes no verdict: Sweep deletes only claims the
+// fold no longer looks at). It must be called in offset order, from one
+// goroutine.
 func (c *Claims) Apply(key string, value []byte) {
 	id, ok := strings.CutPrefix(key, ClaimPrefix)
-	if !ok || value == nil {
+	if !ok {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if value == nil {
+		c.forgetLocked(key)
+		return
+	}
 	if _, dup := c.seen[id]; dup {
+		c.moveLocked(key)
 		return
 	}
 	c.seen[id] = c.last
 	c.folded++
 	if claim, ok := strings.CutSuffix(id, refundSuffix); ok {
+		c.remember(histRec{key: key, at: c.last})
 		for i, w := range c.wins {
 			if w.id == claim {
 				c.wins = append(c.wins[:i], c.wins[i+1:]...)
@@ -153,6 +181,10 @@ func (c *Claims) Apply(key string, value []byte) {
 	won := len(c.wins) < c.limit
 	if won {
 		c.wins = append(c.wins, win{id: id, at: at})
+	}
+	c.remember(histRec{key: key, at: at, claim: true})
+	if c.decided != nil {
+		c.decided(id, won)
 	}
 	if ch, ok := c.waiting[id]; ok {
 		ch <- won

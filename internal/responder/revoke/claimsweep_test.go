@@ -1,0 +1,330 @@
+package revoke
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestClaimsSweepable: the sweep takes exactly the records before the
+// latest interval-long pause between claims that began more than two
+// intervals before the latest claim, and nothing once they are deleted.
+func TestClaimsSweepable(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	m := func(min int) time.Time { return t0.Add(time.Duration(min) * time.Minute) }
+	type rec struct {
+		id     string
+		at     time.Time
+		refund bool
+	}
+	tests := []struct {
+		name string
+		log  []rec
+		want []string
+	}{
+		{"empty", nil, nil},
+		{"one claim", []rec{{"a", m(0), false}}, nil},
+		{"no pause", []rec{{"a", m(0), false}, {"b", m(9), false}, {"c", m(18), false}, {"d", m(27), false}, {"e", m(36), false}, {"f", m(45), false}}, nil},
+		{"pause long ago", []rec{{"a", m(0), false}, {"b", m(5), false}, {"c", m(20), false}, {"d", m(50), false}, {"e", m(55), false}},
+			[]string{"a", "b", "c"}},
+		{"pause exactly one interval", []rec{{"a", m(0), false}, {"b", m(10), false}, {"c", m(40), false}}, []string{"a", "b"}},
+		{"pause began too recently", []rec{{"a", m(0), false}, {"b", m(10), false}, {"c", m(15), false}}, nil},
+		{"pause began just two intervals before", []rec{{"a", m(0), false}, {"b", m(20), false}}, nil},
+		{"pause began more than two intervals before", []rec{{"a", m(0), false}, {"b", m(21), false}}, []string{"a"}},
+		{"refunds go with their claims", []rec{{"a", m(0), false}, {"a", m(1), true}, {"b", m(30), false}, {"b", m(31), true}},
+			[]string{"a", "a/r"}},
+		// b's clock is behind: it counts at a's time, so the pause is
+		// after it.
+		{"clock behind", []rec{{"a", m(20), false}, {"b", m(5), false}, {"c", m(50), false}, {"d", m(60), false}},
+			[]string{"a", "b"}},
+		// b's clock is ahead: c counts at b's time, so there is no pause
+		// between b and c, whatever c's own time says.
+		{"clock ahead", []rec{{"a", m(0), false}, {"b", m(100), false}, {"c", m(30), false}, {"d", m(110), false}},
+			[]string{"a"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tb := &memTable{}
+			c := mustClaims(t, tb, 1, 10*time.Minute, nil)
+			tb.follow(c.Apply)
+			for _, r := range tt.log {
+				key := ClaimPrefix + r.id
+				if r.refund {
+					key += refundSuffix
+				}
+				if _, err := tb.Put(context.Background(), key, claimRecord(t, r.at)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var want []string
+			for _, id := range tt.want {
+				want = append(want, ClaimPrefix+id)
+			}
+			if got := c.Sweepable(); !slices.Equal(got, want) {
+				t.Fatalf("sweepable %v, want %v", got, want)
+			}
+			kept := c.Kept()
+			n, err := c.Sweep(context.Background())
+			if err != nil || n != len(want) {
+				t.Fatalf("sweep: %d, %v; want %d", n, err, len(want))
+			}
+			if got := c.Kept(); got != kept-len(want) {
+				t.Fatalf("kept %d records after the sweep, want %d", got, kept-len(want))
+			}
+			if got := c.Sweepable(); len(got) != 0 {
+				t.Fatalf("sweepable after the sweep: %v", got)
+			}
+			if n, err := c.Sweep(context.Background()); n != 0 || err != nil {
+				t.Fatalf("second sweep: %d, %v", n, err)
+			}
+		})
+	}
+}
+
+// TestClaimsSweepFailure: a delete that fails is reported and left for the
+// next sweep.
+func TestClaimsSweepFailure(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	tb := &memTable{}
+	c := mustClaims(t, tb, 1, time.Minute, nil)
+	tb.follow(c.Apply)
+	for i, min := range []int{0, 1, 10} {
+		if _, err := tb.Put(context.Background(), fmt.Sprint(ClaimPrefix, i), claimRecord(t, t0.Add(time.Duration(min)*time.Minute))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tb.fail = errors.New("broker down")
+	if n, err := c.Sweep(context.Background()); n != 0 || err == nil {
+		t.Fatalf("sweep with the table down: %d, %v", n, err)
+	}
+	tb.fail = nil
+	if n, err := c.Sweep(context.Background()); n != 2 || err != nil {
+		t.Fatalf("sweep once the table is back: %d, %v; want 2", n, err)
+	}
+}
+
+// verdicts records the verdicts one instance's fold gives, those of the
+// claims it replayed at start apart from those it decided afterwards.
+type verdicts struct {
+	mu     sync.Mutex
+	live   bool
+	replay map[string]bool
+	m      map[string]bool
+}
+
+func (v *verdicts) set(id string, won bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.live {
+		v.m[id] = won
+	} else {
+		v.replay[id] = won
+	}
+}
+
+func (v *verdicts) started() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.live = true
+}
+
+// followCompacted replays m's log to f as a restarting instance may read
+// it from the compacted topic: each record followed by a tombstone of its
+// key is there or not, as drop says (compaction drops them segment by
+// segment, and a reader may see some segments cleaned and others not),
+// and so is each tombstone. It returns the keys tombstoned so far.
+func (m *memTable) followCompacted(drop func() bool, f func(key string, value []byte)) map[string]bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	dead := map[string]bool{}
+	later := make([]bool, len(m.log)) // a tombstone for the key follows
+	for i := len(m.log) - 1; i >= 0; i-- {
+		k := string(m.log[i][0])
+		later[i] = dead[k]
+		if m.log[i][1] == nil {
+			dead[k] = true
+		}
+	}
+	for i, r := range m.log {
+		if (later[i] || r[1] == nil) && drop() {
+			continue
+		}
+		f(string(r[0]), r[1])
+	}
+	m.followers = append(m.followers, f)
+	return dead
+}
+
+// TestClaimsSweepKeepsVerdicts: random logs of claims and refunds from
+// three claimers with skewed clocks, busy spells and pauses, records
+// written twice and unreadable ones. Two instances
+// sweep at random points, instances restart at random points from a
+// partly compacted topic, and one instance follows the whole log without
+// sweeping: every instance gives every claim it folds that was not yet
+// deleted when it started the same verdict as the one that never swept,
+// and they agree on the budget left at the end.
+func TestClaimsSweepKeepsVerdicts(t *testing.T) {
+	const every = 10 * time.Minute
+	ctx := context.Background()
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	rng := rand.New(rand.NewPCG(3, 4))
+	swept, restarts := 0, 0
+	for round := range 60 {
+		limit := 1 + rng.IntN(3)
+		tb := &memTable{}
+		var last time.Time
+		now := func() time.Time { return last.Add(time.Second) }
+		type instance struct {
+			c     *Claims
+			v     *verdicts
+			dead  map[string]bool // deleted before it started
+			sweep bool
+		}
+		start := func(compacted bool, sweep bool) *instance {
+			in := &instance{c: mustClaims(t, tb, limit, every, now), v: &verdicts{m: map[string]bool{}, replay: map[string]bool{}}, sweep: sweep}
+			in.c.decided = in.v.set
+			if compacted {
+				in.dead = tb.followCompacted(func() bool { return rng.IntN(2) == 0 }, in.c.Apply)
+			} else {
+				tb.follow(in.c.Apply)
+			}
+			in.v.started()
+			return in
+		}
+		ref := start(false, false)
+		rewritten := map[string]bool{}
+		insts := []*instance{ref, start(false, true), start(false, true)}
+		real := t0
+		var ids []string
+		var vals [][]byte
+		for i := range 300 {
+			switch r := rng.IntN(20); {
+			case r == 0:
+				real = real.Add(time.Duration(15+rng.IntN(30)) * time.Minute) // a pause
+			case r == 1:
+				real = real.Add(time.Duration(4+rng.IntN(9)) * time.Minute) // about an interval
+			case r < 5:
+				real = real.Add(time.Duration(rng.IntN(4)) * time.Minute)
+			default:
+				real = real.Add(time.Duration(rng.IntN(40)) * time.Second)
+			}
+			skew := time.Duration(i%3-1) * 4 * time.Minute
+			id := fmt.Sprintf("r%d-%d", round, i)
+			val := claimRecord(t, real.Add(skew))
+			if rng.IntN(50) == 0 {
+				val = []byte("{not json") // counts at the latest time
+			}
+			if _, err := tb.Put(ctx, ClaimPrefix+id, val); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+			vals = append(vals, val)
+			if rng.IntN(30) == 0 {
+				// A produce retried after a lost answer: the same record
+				// again, a while later.
+				j := max(0, len(ids)-1-rng.IntN(60))
+				rewritten[ids[j]] = true
+				if _, err := tb.Put(ctx, ClaimPrefix+ids[j], vals[j]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if rng.IntN(8) == 0 {
+				old := ids[max(0, len(ids)-1-rng.IntN(5))]
+				if _, err := tb.Put(ctx, ClaimPrefix+old+refundSuffix, claimRecord(t, real)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			last = ref.c.last
+			for _, in := range insts {
+				if in.sweep && rng.IntN(15) == 0 {
+					n, err := in.c.Sweep(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					swept += n
+				}
+			}
+			if rng.IntN(40) == 0 {
+				insts = append(insts, start(true, rng.IntN(2) == 0))
+				restarts++
+			}
+		}
+		for j, in := range insts {
+			for id, won := range in.v.m {
+				if want := ref.v.m[id]; won != want {
+					t.Fatalf("round %d (limit %d): instance %d decides claim %s %v, the instance that never swept %v", round, limit, j, id, won, want)
+				}
+			}
+			// A claim replayed at start that was not deleted has its verdict
+			// too, except one written twice: it is kept while its second
+			// copy is after the cut, and its first copy's verdict may
+			// differ (it is before the pause, so it changes no later one).
+			for id, won := range in.v.replay {
+				if in.dead[ClaimPrefix+id] || rewritten[id] {
+					continue
+				}
+				if want := ref.v.m[id]; won != want {
+					t.Fatalf("round %d (limit %d): instance %d replays claim %s as %v, the instance that never swept %v", round, limit, j, id, won, want)
+				}
+			}
+			if got, want := in.c.Remaining(), ref.c.Remaining(); got != want {
+				t.Fatalf("round %d: instance %d has %d left in the budget, the instance that never swept %d", round, j, got, want)
+			}
+		}
+		// The instances that followed the whole log hold what the sweeps
+		// left, no more.
+		if ref.c.Kept() != insts[1].c.Kept() {
+			t.Fatalf("round %d: the reference keeps %d records, a sweeper %d", round, ref.c.Kept(), insts[1].c.Kept())
+		}
+	}
+	if swept == 0 || restarts == 0 {
+		t.Fatalf("the test swept %d records and restarted %d instances; it checks nothing", swept, restarts)
+	}
+	t.Logf("%d records swept, %d restarts", swept, restarts)
+}
+
+// TestClaimsSweepLateRetry: a claim written again (a produce retried after
+// a lost answer) a while after the first copy is ignored by the fold while
+// it remembers the id, two intervals: the sweep leaves the first copy
+// until then, or an instance restored without it would count the second
+// copy as a new claim and give a later claim another verdict.
+func TestClaimsSweepLateRetry(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	m := func(min int) []byte { return claimRecord(t, t0.Add(time.Duration(min)*time.Minute)) }
+	tb := &memTable{}
+	sweeper := mustClaims(t, tb, 3, 10*time.Minute, nil)
+	tb.follow(sweeper.Apply)
+	ref := mustClaims(t, tb, 3, 10*time.Minute, nil)
+	tb.follow(ref.Apply)
+	for _, r := range []struct {
+		id  string
+		val []byte
+	}{{"a", m(0)}, {"b", m(12)}, {"c", m(15)}} {
+		if _, err := tb.Put(ctx, ClaimPrefix+r.id, r.val); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := sweeper.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.Put(ctx, ClaimPrefix+"a", m(0)); err != nil {
+		t.Fatal(err)
+	}
+	late := mustClaims(t, tb, 3, 10*time.Minute, nil)
+	tb.followCompacted(func() bool { return true }, late.Apply)
+	if _, err := tb.Put(ctx, ClaimPrefix+"d", m(16)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := late.Winners(), ref.Winners(); !slices.Equal(got, want) {
+		t.Fatalf("restored instance: winners %v; the one that followed the whole log: %v", got, want)
+	}
+	if !slices.Contains(ref.Winners(), "d") {
+		t.Fatalf("winners %v: d should win (b and c in its window, limit 3)", ref.Winners())
+	}
+}
