@@ -508,3 +508,80 @@ func TestIntegrationMultiRollingRestart(t *testing.T) {
 	c.stopAll()
 	t.Logf("%d anomalies through a rolling restart of 3 instances: took %s", n, time.Since(began).Round(time.Second))
 }
+
+// TestIntegrationMultiStalledInstanceStopsWithoutActing: the instance
+// revoking an agent stands still (SIGSTOP) between marking the revocation
+// in flight and calling Kong, longer than the group's session. The group
+// gives its partitions to the other instance, which finishes the incident
+// (the revocation recovered, the alert posted). When the stalled instance
+// resumes, it must not call Kong or post again, nor write its stale state:
+// it sees its own stall and stops, saying why.
+func TestIntegrationMultiStalledInstanceStopsWithoutActing(t *testing.T) {
+	began := time.Now()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	marker := filepath.Join(t.TempDir(), "held")
+	c := newCluster(t, ctx, 2, "RESPONDER_FAILPOINT=hold-before-revoke:"+marker)
+	victim := "mp-stall-" + itest.RandHex(3)
+	c.agent(victim)
+	c.startAll()
+
+	c.write(ctx, victim, 0)
+	if !pollUntil(90*time.Second, func() bool { _, err := os.Stat(marker); return err == nil }) {
+		t.Fatalf("no instance reached the revocation in 90s:\n%s", c.tails())
+	}
+	b, _ := os.ReadFile(marker)
+	pid, _ := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
+	held, ok := c.byPid(pid)
+	if !ok {
+		t.Fatalf("the marker names pid %d, which is no instance: %q", pid, b)
+	}
+	p := c.inst[held]
+	if err := p.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	t.Logf("instance %d stopped (SIGSTOP) before calling Kong", held)
+
+	// The other instance takes the partition over and finishes the
+	// incident: the revocation found in flight runs again, recovered.
+	if !pollUntil(clusterSessionTimeout+60*time.Second, func() bool {
+		roots, _ := c.posts(victim)
+		return len(c.deletes(victim)) > 0 && len(roots) > 0
+	}) {
+		_ = p.Cmd.Process.Signal(syscall.SIGCONT)
+		t.Fatalf("the other instance did not finish the incident while instance %d stood still:\n%s", held, c.tails())
+	}
+	t.Logf("the other instance revoked %s %s after instance %d stood still", victim, c.deletes(victim)[0].At.Sub(stopped).Round(time.Millisecond), held)
+
+	// Resume it past its hold point: its revocation goes on to Kong,
+	// unless it sees that it stood still.
+	if err := os.Remove(marker); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done:
+		c.inst[held] = nil
+		if p.Err == nil {
+			t.Errorf("instance %d exited 0 after its stall; want a failure", held)
+		}
+		if lines := p.Lines("did not run for"); len(lines) == 0 {
+			t.Errorf("instance %d did not say it stood still:\n%s", held, p.Tail(30))
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("instance %d still runs 30 s after it resumed from a stall past its session", held)
+		c.quiet(3*time.Second, 30*time.Second)
+		c.kill(held)
+	}
+	c.quiet(3*time.Second, 30*time.Second)
+	if d := c.deletes(victim); len(d) != 1 {
+		t.Errorf("Kong saw %d DELETEs of %s, want 1 (the stalled instance called Kong after it resumed)", len(d), victim)
+	}
+	if _, ok := c.checkOnce(victim); !ok {
+		t.Logf("instances:\n%s", c.tails())
+	}
+	t.Logf("a stall past the %s session: took %s", clusterSessionTimeout, time.Since(began).Round(time.Second))
+}

@@ -68,6 +68,8 @@ const (
 	defaultSessionTimeout    = 10 * time.Second
 	defaultRebalanceTimeout  = 30 * time.Second
 	defaultHeartbeatInterval = time.Second
+	// DefaultHeartbeatInterval is GroupConfig.HeartbeatInterval's default.
+	DefaultHeartbeatInterval = defaultHeartbeatInterval
 	// minSessionTimeout is the broker's default group.min.session.timeout.ms;
 	// a shorter session is refused at join time with InvalidSessionTimeout.
 	minSessionTimeout = 6 * time.Second

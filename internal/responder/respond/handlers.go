@@ -26,6 +26,11 @@ const waitForPredecessor = 2 * time.Minute
 func (e *Engine) Kinds() map[string]outbox.Kind {
 	h := func(f func(context.Context, outbox.Entry, job) ([]byte, error)) outbox.Handler {
 		return func(ctx context.Context, en outbox.Entry) ([]byte, error) {
+			if e.o.Fence != nil {
+				if err := e.o.Fence(); err != nil {
+					return nil, err
+				}
+			}
 			var j job
 			if err := json.Unmarshal(en.Payload, &j); err != nil {
 				return nil, outbox.Permanent(fmt.Errorf("decode %s entry %s: %w", en.Kind, en.Key, err))
@@ -474,6 +479,11 @@ func (e *Engine) runRevoke(ctx context.Context, en outbox.Entry, j job) ([]byte,
 	}
 	if e.o.BeforeAction != nil {
 		e.o.BeforeAction(string(kind), en.Key)
+	}
+	if e.o.Fence != nil {
+		if err := e.o.Fence(); err != nil {
+			return nil, err
+		}
 	}
 	res, err := g.Revoke(ctx, t)
 	if err != nil {

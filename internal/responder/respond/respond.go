@@ -144,6 +144,11 @@ type Options struct {
 	// posted (kind notify), and before it is recorded: the crash tests
 	// stop the process there.
 	AfterAction func(kind, key string)
+	// Fence, when set, is asked right before each step runs and before a
+	// revocation or quarantine is sent; an error stops the step (the
+	// distributed mode's stall.Detector: an instance that stood still
+	// past its group session must not act for agents another owns now).
+	Fence func() error
 	// BeforeAction, when set, is called before a revocation or quarantine
 	// is sent to the gateway (after its entry was marked in flight): the
 	// crash tests stop the process there.

@@ -70,6 +70,8 @@ type Deps struct {
 	AfterAction func(kind, key string)
 	// BeforeAction: see Options.BeforeAction.
 	BeforeAction func(kind, key string)
+	// Fence: see Options.Fence.
+	Fence func() error
 	// Owner, in the distributed mode, keeps the outbox and the incidents
 	// per anomaly partition in its changelog instead of the state
 	// directory's files; Seen is then required. The caller assigns and
@@ -289,7 +291,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	e, err := New(Options{
 		Set: set, Outbox: ob, Seen: seen, Audit: s.Audit, Silences: sil, Registry: d.Registry, Notifier: notifier, Codec: codec, Groups: groups,
 		Guards: guards, Throttlers: throttlers, Webhooks: webhooks, Events: d.Events, Chain: s.Chain, Evidence: s.Evidence, Checkpoints: s.Checkpoints, Scores: d.Scores, Feedback: d.Feedback,
-		Incidents: state(IncidentsFile), Owner: d.Owner, Ledger: ledger, Log: log, Now: now, Metrics: m, AfterAction: d.AfterAction, BeforeAction: d.BeforeAction,
+		Incidents: state(IncidentsFile), Owner: d.Owner, Ledger: ledger, Log: log, Now: now, Metrics: m, AfterAction: d.AfterAction, BeforeAction: d.BeforeAction, Fence: d.Fence,
 		Settings: Settings{GroupWait: rc.GroupWait, IncidentWindow: rc.IncidentWindow, RepeatInterval: rc.RepeatInterval,
 			FalsePositiveSuppress: rc.FalsePositiveSuppress, Snooze: rc.Snooze, SnapshotMaxEvents: rc.SnapshotMaxEvents, ButtonAdapter: button,
 			ApprovalChannel: rc.Slack.ApprovalChannel, Responders: rc.Slack.Responders,

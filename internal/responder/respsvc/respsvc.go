@@ -28,6 +28,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/kstate"
 	"github.com/agentwatch/agentwatch/internal/platform/obs"
 	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
+	"github.com/agentwatch/agentwatch/internal/platform/stall"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
@@ -143,7 +144,15 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	}
 	var owner *partstate.Owner
 	var router *route.Router
+	var stalled *stall.Detector
 	if openReader {
+		// A member that stands still past its session may have been
+		// replaced: it then acts and writes nothing more and stops. The
+		// limit leaves two heartbeats of margin below the session
+		// timeout, since the last heartbeat may have gone out that long
+		// before the stall began.
+		stalled = stall.New(cfg.Responder.SessionTimeout-2*kafka.DefaultHeartbeatInterval, nil)
+		r.stages = append(r.stages, stalled)
 		if o.StateMetrics == nil {
 			o.StateMetrics = kstate.NewMetrics(reg)
 		}
@@ -159,7 +168,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		if router, err = route.New(route.Options{Instance: instance, Log: log, Metrics: route.NewMetrics(reg)}); err != nil {
 			return nil, err
 		}
-		if owner, err = r.openState(ctx, cfg, sec, reg, o.StateMetrics, route.Part{R: router}); err != nil {
+		if owner, err = r.openState(ctx, cfg, sec, reg, o.StateMetrics, stalled.Check, route.Part{R: router}); err != nil {
 			return nil, err
 		}
 	}
@@ -203,6 +212,9 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	}
 	if o.BeforeAction != nil {
 		deps.BeforeAction = o.BeforeAction
+	}
+	if stalled != nil {
+		deps.Fence = stalled.Check
 	}
 	deps.Owner = owner
 	// Stores brought by the caller replace every store of the mode, the
@@ -325,7 +337,7 @@ func runAfterHandOver(ctx context.Context, svc *respond.Service, handedOver <-ch
 // openState creates the state changelog when kafka.create_topics (as many
 // partitions as the anomalies topic, compacted), opens it and returns the
 // Owner of its partitions; the changelog is closed with r.
-func (r *Responder) openState(ctx context.Context, cfg config.Config, sec kafka.Security, reg prometheus.Registerer, sm *kstate.Metrics, parts ...partstate.Part) (*partstate.Owner, error) {
+func (r *Responder) openState(ctx context.Context, cfg config.Config, sec kafka.Security, reg prometheus.Registerer, sm *kstate.Metrics, fence func() error, parts ...partstate.Part) (*partstate.Owner, error) {
 	n, err := kstate.PartitionCount(ctx, cfg.Kafka.Brokers, sec, cfg.Kafka.AnomaliesTopic)
 	if err != nil {
 		return nil, fmt.Errorf("anomalies topic: %w", err)
@@ -348,7 +360,7 @@ func (r *Responder) openState(ctx context.Context, cfg config.Config, sec kafka.
 			"because partition p of the state belongs to the owner of anomalies partition p; add partitions to the state topic (or recreate it empty)",
 			topic, cl.Partitions(), cfg.Kafka.AnomaliesTopic, n)
 	}
-	owner := partstate.NewOwner(cl, r.log, parts...)
+	owner := partstate.NewOwner(partstate.Fenced(cl, fence), r.log, parts...)
 	owner.Metrics = partstate.NewMetrics(reg)
 	return owner, nil
 }
@@ -398,7 +410,10 @@ type FailpointHooks struct {
 //     recorded;
 //   - "pause-before-commit:FILE": anomalies handled and their actions
 //     queued (and maybe done and recorded), before they are marked
-//     handled and their offsets committed.
+//     handled and their offsets committed;
+//   - "hold-before-revoke:FILE": as pause-before-revoke, but it goes on
+//     once FILE is removed (a test stops the process there, lets the
+//     group replace it, then resumes it).
 //
 // Unset, every hook is nil (no failpoint).
 func Failpoints(log *slog.Logger) FailpointHooks {
@@ -410,6 +425,7 @@ func Failpoints(log *slog.Logger) FailpointHooks {
 		log = slog.New(slog.DiscardHandler)
 	}
 	var once sync.Once
+	hold := point == "hold-before-revoke"
 	pause := func(what string) {
 		once.Do(func() {
 			f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
@@ -418,7 +434,15 @@ func Failpoints(log *slog.Logger) FailpointHooks {
 			}
 			_, _ = fmt.Fprintf(f, "%d\n%s", os.Getpid(), what)
 			_ = f.Close()
-			select {}
+			if !hold {
+				select {}
+			}
+			for {
+				if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 		})
 	}
 	onKinds := func(kinds ...string) func(kind, key string) {
@@ -430,7 +454,7 @@ func Failpoints(log *slog.Logger) FailpointHooks {
 	}
 	var h FailpointHooks
 	switch point {
-	case "pause-before-revoke":
+	case "pause-before-revoke", "hold-before-revoke":
 		h.BeforeAction = onKinds("revoke", "quarantine")
 	case "pause-after-revoke":
 		h.AfterAction = onKinds("revoke", "quarantine")

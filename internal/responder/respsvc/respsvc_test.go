@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -192,6 +193,7 @@ func TestFailpointsArmOnePoint(t *testing.T) {
 		before, after, commit bool
 	}{
 		{"pause-before-revoke", "revoke", true, false, false},
+		{"hold-before-revoke", "revoke", true, false, false},
 		{"pause-after-revoke", "revoke", false, true, false},
 		{"pause-after-post", "notify", false, true, false},
 		{"pause-before-commit", "", false, false, true},
@@ -222,5 +224,41 @@ func TestFailpointsArmOnePoint(t *testing.T) {
 				t.Errorf("the marker was rewritten: %q", b)
 			}
 		})
+	}
+}
+
+// TestHoldBeforeRevokeGoesOnOnceItsMarkerIsRemoved: the hold point waits
+// at the action until the test removes its marker, then lets it run.
+func TestHoldBeforeRevokeGoesOnOnceItsMarkerIsRemoved(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "marker")
+	t.Setenv("RESPONDER_FAILPOINT", "hold-before-revoke:"+marker)
+	h := Failpoints(nil)
+	done := make(chan struct{})
+	go func() {
+		h.BeforeAction("revoke", "key-1")
+		close(done)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if b, err := os.ReadFile(marker); err == nil && strings.HasSuffix(string(b), "key-1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the hold point never wrote its marker")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case <-done:
+		t.Fatal("the hold point went on while its marker was there")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := os.Remove(marker); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hold point did not go on once its marker was removed")
 	}
 }
