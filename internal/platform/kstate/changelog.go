@@ -99,6 +99,9 @@ func (c *Changelog) Append(ctx context.Context, p int32, recs ...Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	if err := c.cfg.fenced(); err != nil {
+		return fmt.Errorf("changelog %s/%d: write refused: %w", c.cfg.Topic, p, err)
+	}
 	c.mu.Lock()
 	com, ok := c.coms[p]
 	if !ok {

@@ -46,6 +46,18 @@ type Config struct {
 	Log *slog.Logger
 	// Metrics, when set, counts what the table or changelog does.
 	Metrics *Metrics
+	// Fence, when set, is asked before every write; an error refuses it
+	// (a process that stood still past its group session must write
+	// nothing more: see internal/platform/stall).
+	Fence func() error
+}
+
+// fenced returns the Fence's error, if any.
+func (c Config) fenced() error {
+	if c.Fence == nil {
+		return nil
+	}
+	return c.Fence()
 }
 
 // Validate reports every problem in c at once.

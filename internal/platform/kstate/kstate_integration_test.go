@@ -2,9 +2,12 @@ package kstate_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -238,5 +241,49 @@ func TestIntegrationChangelogRestoresWhatItsOwnerWrote(t *testing.T) {
 	}
 	if _, ok := state["i/other"]; ok {
 		t.Error("partition 0's record restored in partition 1")
+	}
+}
+
+// TestIntegrationFenceRefusesWrites: once the Fence fails, neither the
+// changelog nor the table writes anything more.
+func TestIntegrationFenceRefusesWrites(t *testing.T) {
+	cfg := setup(t, 1)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	stalled := errors.New("stood still")
+	var fenced atomic.Bool
+	cfg.Fence = func() error {
+		if fenced.Load() {
+			return stalled
+		}
+		return nil
+	}
+	c, err := kstate.OpenChangelog(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var m mirror
+	tb, err := kstate.OpenTable(ctx, cfg, m.apply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	if err := c.Append(ctx, 0, kstate.Record{Key: "before", Value: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	fenced.Store(true)
+	if err := c.Append(ctx, 0, kstate.Record{Key: "after", Value: []byte("2")}); !errors.Is(err, stalled) {
+		t.Fatalf("changelog append once fenced: %v, want the fence's error", err)
+	}
+	if _, err := tb.Put(ctx, "after-put", []byte("3")); !errors.Is(err, stalled) {
+		t.Fatalf("table put once fenced: %v, want the fence's error", err)
+	}
+	var keys []string
+	if err := c.Restore(ctx, 0, func(r kstate.Record) error { keys = append(keys, r.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(keys, ",") != "before" {
+		t.Fatalf("the topic holds %v, want only the write made before the fence", keys)
 	}
 }

@@ -151,6 +151,9 @@ func (t *Table) Put(ctx context.Context, key string, value []byte) (int64, error
 		return 0, fmt.Errorf("table %s: %w", t.cfg.Topic, ErrClosed)
 	default:
 	}
+	if err := t.cfg.fenced(); err != nil {
+		return 0, fmt.Errorf("table %s: put %q refused: %w", t.cfg.Topic, key, err)
+	}
 	off, err := t.com.append(ctx, []Record{{Key: key, Value: value}})
 	if err != nil {
 		return 0, fmt.Errorf("table %s: put %q: %w", t.cfg.Topic, key, err)

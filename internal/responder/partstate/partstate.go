@@ -306,27 +306,3 @@ func (o *Owner) Revoke(ctx context.Context, ps []int32) error {
 	}
 	return errors.Join(errs...)
 }
-
-// Fenced returns cl with every Append first asking check: once check
-// fails (the process stood still past its group session, see
-// internal/platform/stall), nothing more is written, so an instance the
-// group may have replaced cannot write stale state after the new owner
-// restored the partition. Restore is not fenced.
-func Fenced(cl Changelog, check func() error) Changelog {
-	if check == nil {
-		return cl
-	}
-	return fencedChangelog{Changelog: cl, check: check}
-}
-
-type fencedChangelog struct {
-	Changelog
-	check func() error
-}
-
-func (f fencedChangelog) Append(ctx context.Context, p int32, recs ...Record) error {
-	if err := f.check(); err != nil {
-		return fmt.Errorf("write to the state changelog partition %d refused: %w", p, err)
-	}
-	return f.Changelog.Append(ctx, p, recs...)
-}

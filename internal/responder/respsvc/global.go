@@ -36,8 +36,9 @@ func (g *Global) Close() error {
 // returns once the table was read to its end: the silences, the kill
 // switch, the budget and the ledger are then those of every instance.
 // reg and sm (the state topics' metrics, shared with the changelog) may be
-// nil. The caller closes the result.
-func OpenGlobal(ctx context.Context, cfg config.Config, sec kafka.Security, log *slog.Logger, reg prometheus.Registerer, sm *kstate.Metrics, mux *kstate.Mux) (*Global, error) {
+// nil. fence, when set, is asked before every write (see kstate.Config).
+// The caller closes the result.
+func OpenGlobal(ctx context.Context, cfg config.Config, sec kafka.Security, log *slog.Logger, reg prometheus.Registerer, sm *kstate.Metrics, mux *kstate.Mux, fence func() error) (*Global, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -64,7 +65,7 @@ func OpenGlobal(ctx context.Context, cfg config.Config, sec kafka.Security, log 
 	} else if rc.Kong.AdminURL != "" {
 		log.Warn("responder.ledger_key is not set: the shared revocation ledger will not keep revoked Kong keys, so restoring one needs a new key issued by hand; set responder.ledger_key_file to a key from responder ledger-keygen (the same key on every instance)")
 	}
-	rules, t, err := global.Open(ctx, kstate.Config{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic, Log: log, Metrics: sm}, o, mux)
+	rules, t, err := global.Open(ctx, kstate.Config{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic, Log: log, Metrics: sm, Fence: fence}, o, mux)
 	if err != nil {
 		return nil, err
 	}

@@ -242,7 +242,11 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 			seqChain = evidence.NewSequencedChain(m, log.With("component", "evidence-chain"))
 			mux.Handle(evidence.SequencedKeyPrefix, seqChain.Apply)
 		}
-		g, err := OpenGlobal(ctx, cfg, sec, log, reg, o.StateMetrics, mux)
+		var fence func() error
+		if stalled != nil {
+			fence = stalled.Check
+		}
+		g, err := OpenGlobal(ctx, cfg, sec, log, reg, o.StateMetrics, mux, fence)
 		if err != nil {
 			return nil, err
 		}
@@ -350,7 +354,7 @@ func (r *Responder) openState(ctx context.Context, cfg config.Config, sec kafka.
 			return nil, fmt.Errorf("ensure kafka.responder_state_topic: %w", err)
 		}
 	}
-	cl, err := kstate.OpenChangelog(ctx, kstate.Config{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic, Log: r.log, Metrics: sm})
+	cl, err := kstate.OpenChangelog(ctx, kstate.Config{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic, Log: r.log, Metrics: sm, Fence: fence})
 	if err != nil {
 		return nil, fmt.Errorf("kafka.responder_state_topic: %w", err)
 	}
@@ -360,7 +364,7 @@ func (r *Responder) openState(ctx context.Context, cfg config.Config, sec kafka.
 			"because partition p of the state belongs to the owner of anomalies partition p; add partitions to the state topic (or recreate it empty)",
 			topic, cl.Partitions(), cfg.Kafka.AnomaliesTopic, n)
 	}
-	owner := partstate.NewOwner(partstate.Fenced(cl, fence), r.log, parts...)
+	owner := partstate.NewOwner(cl, r.log, parts...)
 	owner.Metrics = partstate.NewMetrics(reg)
 	return owner, nil
 }
