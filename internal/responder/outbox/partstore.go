@@ -368,7 +368,14 @@ func (s *PartStore) Update(ctx context.Context, e Entry) (Entry, error) {
 	s.mu.Lock()
 	cur, ok := s.entries[e.Key]
 	if !ok {
+		held := s.parts[e.Partition] != nil
 		s.mu.Unlock()
+		if !held {
+			// Dropped with its partition (a hand-over that timed out
+			// while it ran): the outcome is the next owner's to find,
+			// as a step left in flight.
+			return Entry{}, fmt.Errorf("update %q in partition %d: %w", clip(e.Key, 80), e.Partition, partstate.ErrNotOwned)
+		}
 		return Entry{}, fmt.Errorf("update %q: %w", clip(e.Key, 80), ErrNotFound)
 	}
 	ps := s.parts[cur.Partition]

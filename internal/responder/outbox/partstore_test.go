@@ -210,6 +210,9 @@ func TestPartStoreRevokeTimeout(t *testing.T) {
 		t.Error("Revoke with an ended context and a running entry: nil error, want one")
 	}
 	close(release)
+	// Let the outcome reach the Worker's loop (not its stop path), where
+	// an unrecordable outcome of a dropped entry must not kill it.
+	time.Sleep(100 * time.Millisecond)
 	stop() // fails the test if the Worker died on the unrecordable outcome
 	var e Entry
 	if err := json.Unmarshal(cl.Live(0)["o/stuck"], &e); err != nil || e.State != StateInFlight {
