@@ -36,14 +36,14 @@ func OutboxAction(op string) string {
 // OutboxRepair is an operator's requeue or dismiss of one outbox entry.
 type OutboxRepair struct {
 	// Op is OutboxRequeue or OutboxDismiss.
-	Op  string
-	Key string
+	Op  string `json:"op"`
+	Key string `json:"key"`
 	// Reason is why (required for a dismiss).
-	Reason string
+	Reason string `json:"reason,omitempty"`
 	// RequestID is the caller's idempotency key: the same one, sent again,
 	// acts no more. "" acts every time.
-	RequestID string
-	Actor     audit.Actor
+	RequestID string      `json:"request_id,omitempty"`
+	Actor     audit.Actor `json:"actor"`
 }
 
 // OutboxResult is what a repair left.

@@ -141,8 +141,7 @@ func (e *Engine) LocatePartition(ctx context.Context, c route.Command) (int32, b
 // the entry without its payload and result (the global table is no place
 // for what an action sends).
 func (e *Engine) executeRepair(ctx context.Context, c route.Command) (json.RawMessage, error) {
-	or := c.OutboxRepair
-	res, err := e.RepairOutbox(ctx, respapi.OutboxRepair{Op: or.Op, Key: or.Key, Reason: or.Reason, Actor: or.Actor, RequestID: or.RequestID})
+	res, err := e.RepairOutbox(ctx, c.OutboxRepair.OutboxRepair)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +172,7 @@ type routedOutbox struct {
 // the answer is respapi.ErrQueued.
 func (ro routedOutbox) RepairOutbox(ctx context.Context, req respapi.OutboxRepair) (respapi.OutboxResult, error) {
 	c := route.Command{ID: "outbox:" + repairID(req), Kind: route.KindOutboxRepair,
-		OutboxRepair: &route.OutboxRepair{Op: req.Op, Key: req.Key, Reason: req.Reason, Actor: req.Actor, RequestID: req.RequestID, Partition: -1}}
+		OutboxRepair: &route.OutboxRepair{OutboxRepair: req, Partition: -1}}
 	if ro.r.Local(ctx, c) {
 		return ro.e.RepairOutbox(ctx, req)
 	}

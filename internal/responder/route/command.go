@@ -63,24 +63,14 @@ type FalsePositive struct {
 	Actor     audit.Actor `json:"actor"`
 }
 
-// The operations of an OutboxRepair.
-const (
-	RepairRequeue = "requeue"
-	RepairDismiss = "dismiss"
-)
-
 // OutboxRepair is the request of a KindOutboxRepair command: requeue or
 // dismiss the outbox entry Key. Partition is the anomaly partition the
 // receiving instance found the entry in (the state topic), or -1: the
 // owner of that partition runs the command even when the entry has gone
 // since (it then answers not found).
 type OutboxRepair struct {
-	Op        string      `json:"op"`
-	Key       string      `json:"key"`
-	Reason    string      `json:"reason,omitempty"`
-	RequestID string      `json:"request_id,omitempty"`
-	Actor     audit.Actor `json:"actor"`
-	Partition int32       `json:"partition"`
+	respapi.OutboxRepair
+	Partition int32 `json:"partition"`
 }
 
 // Command is a request that must run on the instance that owns the agent it
@@ -180,7 +170,7 @@ func (c Command) validate() error {
 	case c.Kind == KindRun && c.Run != nil && c.Run.AgentID != "":
 	case c.Kind == KindFalsePositive && c.FalsePositive != nil:
 	case c.Kind == KindOutboxRepair && c.OutboxRepair != nil && c.OutboxRepair.Key != "" &&
-		(c.OutboxRepair.Op == RepairRequeue || c.OutboxRepair.Op == RepairDismiss):
+		(c.OutboxRepair.Op == respapi.OutboxRequeue || c.OutboxRepair.Op == respapi.OutboxDismiss):
 	default:
 		return fmt.Errorf("kind %q without its request", c.Kind)
 	}

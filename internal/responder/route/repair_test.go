@@ -79,7 +79,7 @@ func (e *repairer) runs() int {
 
 func repair(key string, hint int32) Command {
 	return Command{ID: "outbox:requeue:" + key, Kind: KindOutboxRepair,
-		OutboxRepair: &OutboxRepair{Op: RepairRequeue, Key: key, Actor: audit.Actor{Kind: audit.ActorAPI, TokenName: "ops"}, Partition: hint}}
+		OutboxRepair: &OutboxRepair{OutboxRepair: respapi.OutboxRepair{Op: respapi.OutboxRequeue, Key: key, Actor: audit.Actor{Kind: audit.ActorAPI, TokenName: "ops"}}, Partition: hint}}
 }
 
 // repairCluster: a owns partition 3 and holds the parked entry "k" (and
