@@ -76,7 +76,7 @@ func (e *Engine) simpleRecord(ctx context.Context, in Incident, an anomaly.Anoma
 		return err
 	}
 	e.o.Metrics.action(action, string(audit.ResultOK))
-	e.note(ctx, job{Incident: in.ID}, in.ID+"-"+action+"-"+actor.UserID+"-"+an.ID, note)
+	e.note(ctx, job{Incident: in.ID}, in.ID+"-"+action+"-"+actor.UserID+"-"+an.ID, action, note)
 	return nil
 }
 

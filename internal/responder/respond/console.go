@@ -38,6 +38,15 @@ func (c *Console) PostThreadReply(_ context.Context, channel, threadTS string, m
 	return c.print(channel, threadTS, m)
 }
 
+// UpdateMessage implements Notifier: the console prints the card again,
+// marked as an update of ts. Updates are not counted in Posts.
+func (c *Console) UpdateMessage(_ context.Context, channel, ts string, m slackui.Message) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, err := fmt.Fprintf(c.w, "  ⟳ [%s update of %s] %s\n", channel, ts, m.Text)
+	return err
+}
+
 // Posts returns how many messages went to each channel.
 func (c *Console) Posts() map[string]int {
 	c.mu.Lock()

@@ -42,7 +42,12 @@ func TestGlobalEventSharesMakeOneIncidentWhateverTheOrder(t *testing.T) {
 	for _, order := range [][]anomaly.Anomaly{{p0, p1}, {p1, p0}} {
 		// A short incident window, which the second share arrives after:
 		// it still joins its event.
-		r := newRig(t, func(c *config.Config) { c.Responder.IncidentWindow = time.Millisecond })
+		// One follow-up per share (no summaries): the thread shows each
+		// share as it joins.
+		r := newRig(t, func(c *config.Config) {
+			c.Responder.IncidentWindow = time.Millisecond
+			c.Responder.Slack.DigestInterval = 0
+		})
 		ctx := context.Background()
 		for i, a := range order {
 			if i == 1 {

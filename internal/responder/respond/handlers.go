@@ -73,7 +73,12 @@ func (e *Engine) Kinds() map[string]outbox.Kind {
 		kindEphemeral: with(slackKind, func(ctx context.Context, _ outbox.Entry, j job) ([]byte, error) {
 			return e.runEphemeral(ctx, j)
 		}),
-		kindSummary: posts(slackKind, e.runSummary),
+		kindSummary:  posts(slackKind, e.runSummary),
+		kindDigest:   posts(slackKind, e.runDigest),
+		kindEscalate: posts(slackKind, e.runEscalate),
+		// Updates have a kind of their own, so that a Retry-After on
+		// chat.update holds back only updates, never an alert.
+		kindCard: with(outbox.Kind{Concurrency: 4, Timeout: 30 * time.Second}, e.runCard),
 	}
 }
 
@@ -175,6 +180,7 @@ func (e *Engine) runSnapshot(ctx context.Context, en outbox.Entry, j job) ([]byt
 	if err := e.record(ctx, j, string(playbooks.KindSnapshot), audit.ResultOK, detail); err != nil {
 		return nil, err
 	}
+	e.acted(ctx, j.Incident, en.Key, actSnapshot, "evidence snapshot "+result)
 	return []byte(result), nil
 }
 
@@ -221,7 +227,14 @@ func (e *Engine) runAlert(ctx context.Context, en outbox.Entry, j job) ([]byte, 
 	if n := j.Step.Notify; n != nil {
 		ac.Mention, ac.MentionIDs = n.Mention, n.MentionIDs
 	}
-	m, err := slackui.Render(j.Anomaly, ac)
+	var m slackui.Message
+	if in, ok := e.inc.get(j.Incident); ok {
+		// The incident's top-level message is its card, as it stands now
+		// (a group wait may have gathered more than this anomaly).
+		m, err = e.cardMessage(in, ac, j.Anomaly)
+	} else {
+		m, err = slackui.Render(j.Anomaly, ac)
+	}
 	if err != nil {
 		return nil, e.permanent(ctx, j, string(playbooks.KindNotify), err)
 	}
@@ -395,8 +408,10 @@ func (e *Engine) permanent(ctx context.Context, j job, action string, err error)
 	return outbox.Permanent(err)
 }
 
-// note queues a short message in the incident's thread.
-func (e *Engine) note(ctx context.Context, j job, key, text string) {
+// note queues a short message in the incident's thread and records the
+// action (of kind act) on its card.
+func (e *Engine) note(ctx context.Context, j job, key, act, text string) {
+	e.acted(ctx, j.Incident, key, act, text)
 	in, ok := e.inc.get(j.Incident)
 	// The agent routes the note to its partition, which takes it even
 	// while being handed over (a revocation finishing then notes it);
@@ -520,7 +535,7 @@ func (e *Engine) runRevoke(ctx context.Context, en outbox.Entry, j job) ([]byte,
 			return nil, err
 		}
 	}
-	e.note(ctx, j, en.Key, fmt.Sprintf("%s done: %s %s (%s)", kind, what, res.Status, j.Actor))
+	e.note(ctx, j, en.Key, string(kind), fmt.Sprintf("%s done: %s %s (%s)", kind, what, res.Status, j.Actor))
 	b, _ := json.Marshal(res)
 	return b, nil
 }
@@ -547,7 +562,7 @@ func (e *Engine) runRestore(ctx context.Context, en outbox.Entry, j job) ([]byte
 	if err := e.record(ctx, j, "restore", audit.ResultOK, fmt.Sprintf("%s: %s", res.Status, res.Detail)); err != nil {
 		return nil, err
 	}
-	e.note(ctx, j, en.Key, fmt.Sprintf("restored: %s of agent %s through %s (%s)", t.CredentialID, t.AgentID, adapter, j.Why))
+	e.note(ctx, j, en.Key, actRestore, fmt.Sprintf("restored: %s of agent %s through %s (%s)", t.CredentialID, t.AgentID, adapter, j.Why))
 	b, _ := json.Marshal(res)
 	return b, nil
 }
@@ -615,7 +630,7 @@ func (e *Engine) runThrottle(ctx context.Context, en outbox.Entry, j job) ([]byt
 			return nil, err
 		}
 	}
-	e.note(ctx, j, en.Key, fmt.Sprintf("throttle done: %s (%s)", what, res.Status))
+	e.note(ctx, j, en.Key, actThrottle, fmt.Sprintf("throttle done: %s (%s)", what, res.Status))
 	return saved, nil
 }
 
@@ -637,7 +652,7 @@ func (e *Engine) unthrottle(ctx context.Context, en outbox.Entry, j job) ([]byte
 	if err := e.record(ctx, j, "restore", audit.ResultOK, fmt.Sprintf("%s: %s", res.Status, res.Detail)); err != nil {
 		return nil, err
 	}
-	e.note(ctx, j, en.Key, fmt.Sprintf("throttle lifted: credential %s of agent %s (%s)", t.CredentialID, t.AgentID, j.Why))
+	e.note(ctx, j, en.Key, actRestore, fmt.Sprintf("throttle lifted: credential %s of agent %s (%s)", t.CredentialID, t.AgentID, j.Why))
 	return nil, nil
 }
 
@@ -749,6 +764,7 @@ func (e *Engine) runApprove(ctx context.Context, en outbox.Entry, j job) ([]byte
 			return nil, e.postFailed(ctx, j, err)
 		}
 	}
+	e.acted(ctx, j.Incident, en.Key, actApprovalAsked, fmt.Sprintf("approval asked: %s (%s after %s)", what, orDefault(ap.Default, playbooks.DecisionDeny), timeout))
 	return nil, e.record(ctx, j, string(playbooks.KindApprove), audit.ResultNeedsApproval,
 		fmt.Sprintf("asked for approval of %s; %s after %s", what, orDefault(ap.Default, playbooks.DecisionDeny), timeout))
 }
@@ -819,7 +835,7 @@ func (e *Engine) runAnswer(ctx context.Context, en outbox.Entry, j job) ([]byte,
 	if members > 0 {
 		text += fmt.Sprintf(", and with it %d grouped requests of the same cause", members)
 	}
-	e.note(ctx, j, en.Key, text)
+	e.note(ctx, j, en.Key, actApproval, text)
 	return []byte(verdict), nil
 }
 

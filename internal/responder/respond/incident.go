@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -50,6 +51,23 @@ type Incident struct {
 	// Revoked lists the "adapter/credential" revoked in this incident and
 	// not restored: alerts for the agent are then suppressed.
 	Revoked []string `json:"revoked,omitempty"`
+
+	// What the incident's card and thread show (card.go).
+	//
+	// Severity is the highest severity of the anomalies that joined.
+	Severity string `json:"severity,omitempty"`
+	// Classes are the attack classes seen, in order of first appearance.
+	Classes []ClassSeen `json:"classes,omitempty"`
+	// Stats count every anomaly that joined, kept or not.
+	Stats IncidentStats `json:"stats,omitzero"`
+	// Actions are the actions taken on the incident (at most
+	// maxIncidentActions, the latest).
+	Actions []IncidentAction `json:"actions,omitempty"`
+	// Announced maps a channel to the highest severity announced at its
+	// top level (the card's first post, then each escalation).
+	Announced map[string]string `json:"announced,omitempty"`
+	// Digested maps a channel to what its thread's last summary covered.
+	Digested map[string]DigestMark `json:"digested,omitempty"`
 }
 
 // Anomaly returns the incident's anomaly with id, if kept.
@@ -245,7 +263,8 @@ func (s *incidents) join(a anomaly.Anomaly, now time.Time, window time.Duration)
 	}
 	in.LastMs = nowMs
 	in.Count++
-	if len(in.Anomalies) < maxIncidentAnomalies {
+	newClass := in.observe(a)
+	if len(in.Anomalies) < maxIncidentAnomalies || newClass {
 		in.Anomalies = append(in.Anomalies, a)
 		if a.Group != "" {
 			sortShares(in.Anomalies)
@@ -435,6 +454,11 @@ func (in *Incident) clone() Incident {
 	for k, v := range in.RootMs {
 		c.RootMs[k] = v
 	}
+	c.Classes = slices.Clone(in.Classes)
+	c.Actions = slices.Clone(in.Actions)
+	c.Stats = in.Stats.clone()
+	c.Announced = maps.Clone(in.Announced)
+	c.Digested = maps.Clone(in.Digested) // DigestMarks are replaced whole, never changed in place
 	return c
 }
 
@@ -450,6 +474,7 @@ func (s *incidents) open(id string, a anomaly.Anomaly, now time.Time) error {
 	}
 	nowMs := now.UnixMilli()
 	in := &Incident{ID: id, AgentID: a.AgentID, OpenedMs: nowMs, LastMs: nowMs, Count: 1, Anomalies: []anomaly.Anomaly{a}}
+	in.observe(a)
 	s.byID[id] = in
 	if _, ok := s.byAgent[a.AgentID]; !ok {
 		s.byAgent[a.AgentID] = in

@@ -29,6 +29,12 @@ type Metrics struct {
 	// SlackPostChecks counts the lookups for a message an interrupted run
 	// may have posted, by outcome (see postCheck).
 	SlackPostChecks *prometheus.CounterVec
+	// CardUpdates counts incident cards updated in place; Escalations the
+	// severity steps announced at the top level, by severity reached;
+	// Digests the summaries posted in incident threads.
+	CardUpdates prometheus.Counter
+	Escalations *prometheus.CounterVec
+	Digests     prometheus.Counter
 }
 
 // NewMetrics registers the responder's series on reg.
@@ -53,6 +59,30 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		SlackPostChecks: f.NewCounterVec(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "slack_post_checks_total",
 			Help: "Lookups in Slack for the message of an interrupted post before posting again, by outcome: found (not posted again), not_found (posted), retry (the lookup failed and is retried), unchecked (it could not be made, e.g. missing_scope: posted, maybe a duplicate), unsupported (the console)."},
 			[]string{"outcome"}),
+		CardUpdates: f.NewCounter(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "slack_card_updates_total",
+			Help: "Incident cards updated in place (chat.update); changes within 10s share one update."}),
+		Escalations: f.NewCounterVec(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "slack_escalations_total",
+			Help: "Severity steps of incidents announced at the top level of their channel, by the severity reached."}, []string{"severity"}),
+		Digests: f.NewCounter(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "responder", Name: "slack_digests_total",
+			Help: "Summaries posted in incident threads (at most one per thread and responder.slack.digest_interval)."}),
+	}
+}
+
+func (m *Metrics) cardUpdate() {
+	if m != nil {
+		m.CardUpdates.Inc()
+	}
+}
+
+func (m *Metrics) escalation(severity string) {
+	if m != nil {
+		m.Escalations.WithLabelValues(severity).Inc()
+	}
+}
+
+func (m *Metrics) digest() {
+	if m != nil {
+		m.Digests.Inc()
 	}
 }
 

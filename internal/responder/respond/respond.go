@@ -57,6 +57,9 @@ const (
 type Notifier interface {
 	PostAlert(ctx context.Context, channel string, m slackui.Message) (ts string, err error)
 	PostThreadReply(ctx context.Context, channel, threadTS string, m slackui.Message) (ts string, err error)
+	// UpdateMessage replaces the message ts in channel with m (an
+	// incident's card); the same update twice leaves the same message.
+	UpdateMessage(ctx context.Context, channel, ts string, m slackui.Message) error
 }
 
 // Registry says what the agent registry knows about an agent.
@@ -99,6 +102,9 @@ type Settings struct {
 	// ApprovalGroupWindow is how long approval requests of one cause join
 	// the first one's message; 0: no grouping.
 	ApprovalGroupWindow time.Duration
+	// DigestInterval is the least time between two summaries in an
+	// incident's thread; 0: one follow-up per anomaly.
+	DigestInterval time.Duration
 }
 
 // Options are what New needs. Outbox, Seen, Audit and Set are required;
@@ -413,6 +419,9 @@ func (e *Engine) process(ctx context.Context, a anomaly.Anomaly) (HandleResult, 
 			return res, err
 		}
 	}
+	if !created {
+		e.refreshCard(ctx, in.ID) // a new incident's card is its alert, rendered when posted
+	}
 	e.o.Metrics.handled("handled")
 	return res, nil
 }
@@ -491,8 +500,7 @@ func (e *Engine) queueStep(ctx context.Context, j job) (bool, error) {
 		isRoot := !ok || !hasRoot || root == st.ID ||
 			(e.o.Settings.RepeatInterval > 0 && now.UnixMilli()-in.RootMs[j.Channel] > e.o.Settings.RepeatInterval.Milliseconds())
 		if !isRoot {
-			j.Root = root
-			return e.enqueue(ctx, st.ID, kindReply, j)
+			return e.queueFollowUp(ctx, in, j, root)
 		}
 		var opts []outbox.EnqueueOption
 		if e.o.Settings.GroupWait > 0 && !j.Decision.Manual {
@@ -507,6 +515,7 @@ func (e *Engine) queueStep(ctx context.Context, j job) (bool, error) {
 				in.Roots, in.RootMs = map[string]string{}, map[string]int64{}
 			}
 			in.Roots[j.Channel], in.RootMs[j.Channel] = st.ID, now.UnixMilli()
+			in.announced(j.Channel, now.UnixMilli())
 		}); err != nil {
 			return created, err
 		}
@@ -540,8 +549,12 @@ func (e *Engine) queueStep(ctx context.Context, j job) (bool, error) {
 // and replies have their own key per thread.
 func orderKey(kind string, j job) string {
 	switch kind {
-	case kindAlert, kindReply, kindNote, kindApprove:
+	case kindAlert, kindReply, kindNote, kindApprove, kindEscalate:
 		return "slack:" + j.Incident
+	case kindCard, kindDigest:
+		// Due at the end of their slot: under the thread's key they would
+		// hold back every post after them until then.
+		return kind + ":" + j.Incident
 	case kindTimeout, kindAnswer, kindRestore, kindSnapshot, kindSummary, kindEphemeral:
 		// Due later (a TTL, an approval timeout, the end of a snapshot's
 		// window) or answering: must not wait behind, nor hold back, the

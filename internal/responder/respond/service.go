@@ -295,14 +295,14 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		Settings: Settings{GroupWait: rc.GroupWait, IncidentWindow: rc.IncidentWindow, RepeatInterval: rc.RepeatInterval,
 			FalsePositiveSuppress: rc.FalsePositiveSuppress, Snooze: rc.Snooze, SnapshotMaxEvents: rc.SnapshotMaxEvents, ButtonAdapter: button,
 			ApprovalChannel: rc.Slack.ApprovalChannel, Responders: rc.Slack.Responders,
-			MaxMessagesPerMinute: maxPerMinute, ApprovalGroupWindow: rc.Slack.ApprovalGroupWindow},
+			MaxMessagesPerMinute: maxPerMinute, ApprovalGroupWindow: rc.Slack.ApprovalGroupWindow, DigestInterval: rc.Slack.DigestInterval},
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.Engine = e
 	s.closers = append(s.closers, e.inc.Close)
-	s.Worker = &outbox.Worker{Store: ob, Kinds: e.Kinds(), Log: log, Metrics: outbox.NewMetrics(reg), Poll: 250 * time.Millisecond}
+	s.Worker = &outbox.Worker{Store: ob, Kinds: e.Kinds(), Log: log, Metrics: outbox.NewMetrics(reg), Poll: 250 * time.Millisecond, Now: now}
 	mux := http.NewServeMux()
 	lm := clientlimit.NewMetrics(reg)
 	limiter := func(endpoint string) *clientlimit.Limiter {

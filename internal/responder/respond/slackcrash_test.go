@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -39,6 +40,9 @@ func fileService(t *testing.T, dir, slackURL string, afterAction func(kind, key 
 	}
 	cfg.Responder.StateDir = dir
 	cfg.Responder.GroupWait = 0
+	// One follow-up per anomaly: what is checked is that each is posted
+	// once across the crash, not how the thread is summarised.
+	cfg.Responder.Slack.DigestInterval = 0
 	cfg.Responder.Slack.APIURL = slackURL
 	set, err := playbooks.Parse("test.yaml", []byte(alertOnlyPlaybooks))
 	if err != nil {
@@ -103,6 +107,7 @@ func TestSIGKILLBetweenSlackPostAndRecord(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			open = slices.DeleteFunc(open, laterCardUpdate)
 			if len(open) == 0 {
 				return
 			}

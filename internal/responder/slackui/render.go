@@ -206,15 +206,7 @@ func RenderFollowUp(a anomaly.Anomaly, ac AlertContext) (Message, error) {
 // unbounded set of agents.
 func renderGrouped(a anomaly.Anomaly, ac AlertContext) (Message, error) {
 	kind, sev := line(a.Kind, capKind), severityLabel(a.Severity)
-	what := "global event"
-	switch a.Kind {
-	case anomaly.AgentFlood:
-		what = "agent flood"
-	case anomaly.ShadowAgent:
-		what = "shadow agents"
-	case anomaly.FleetGauge:
-		what = "fleet gauge"
-	}
+	what := groupName(a)
 	agents := ac.Agents
 	if len(agents) == 0 {
 		// The record's own list (a folded shadow_agent, an agent_flood):
@@ -271,6 +263,19 @@ func renderGrouped(a anomaly.Anomaly, ac AlertContext) (Message, error) {
 	}
 	text := fmt.Sprintf("%s %s: %s (score %s)", sev, what, kind, fmtNum(a.Score))
 	return finish(text, blocks), nil
+}
+
+// groupName says what a grouped anomaly stands for.
+func groupName(a anomaly.Anomaly) string {
+	switch a.Kind {
+	case anomaly.AgentFlood:
+		return "agent flood"
+	case anomaly.ShadowAgent:
+		return "shadow agents"
+	case anomaly.FleetGauge:
+		return "fleet gauge"
+	}
+	return "global event"
 }
 
 // evidenceBlocks shows what was anomalous, the top routes, sample requests,
