@@ -32,7 +32,12 @@ func TestIncidentAndOutboxMoveWithTheirPartition(t *testing.T) {
 	ctx := context.Background()
 	cl := partstate.NewMemChangelog(4)
 	seen := &memBatchSeen{ids: map[string]bool{}}
-	a := newRigWith(t, func(r *rig) { r.stateLog, r.seen = cl, seen })
+	// One follow-up per anomaly (no summaries): the later anomaly's
+	// follow-up shows which thread the new owner posts into.
+	a := newRigWith(t, func(r *rig) {
+		r.stateLog, r.seen = cl, seen
+		r.cfg.Responder.Slack.DigestInterval = 0
+	})
 	z1 := anomaly.Anomaly{V: 1, ID: "z-1", AgentID: "agent-z", CredentialID: "cred-z", Kind: anomaly.ZombieRoute, Severity: "medium", Score: 3,
 		WindowStartMs: 1, WindowEndMs: 60_001}
 	if _, err := a.svc.Engine.Handle(ctx, z1); err != nil {
@@ -65,6 +70,7 @@ func TestIncidentAndOutboxMoveWithTheirPartition(t *testing.T) {
 		r.stateLog, r.seen = cl, seen
 		r.slack = a.slack
 		r.cfg.Responder.Slack.APIURL = a.slack.URL()
+		r.cfg.Responder.Slack.DigestInterval = 0
 	})
 	in, ok := b.svc.Engine.Incident(id)
 	if !ok || in.Roots["#soc-alerts"] == "" {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/revoke"
 )
@@ -14,7 +15,9 @@ import (
 // file) ends the suppression of the incident's alerts: the next anomaly
 // of the agent is alerted again.
 func TestRestoreBesideTheResponderLiftsSuppression(t *testing.T) {
-	r := newRig(t, nil)
+	// One follow-up per anomaly (no summaries): each anomaly's notify
+	// step is then audited on its own, posted or suppressed.
+	r := newRig(t, func(c *config.Config) { c.Responder.Slack.DigestInterval = 0 })
 	ctx := context.Background()
 	r.kong.Add("agent-1", "cred-1", "secret-key")
 	start := time.Now().Add(-5 * time.Minute).Truncate(time.Minute).UnixMilli()

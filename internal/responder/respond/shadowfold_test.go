@@ -33,7 +33,12 @@ playbooks:
 // agent; the skip is audited, once per incident).
 func TestFoldedShadowAgentsAreOneThreadPerPartition(t *testing.T) {
 	const parts, minutes, perMinute = 2, 5, 50
-	r := denylistRig(t, func(r *rig) { r.playbooks = shadowPlaybooks })
+	// One follow-up per minute (no summaries), each in its partition's
+	// thread.
+	r := denylistRig(t, func(r *rig) {
+		r.playbooks = shadowPlaybooks
+		r.cfg.Responder.Slack.DigestInterval = 0
+	})
 	ctx := context.Background()
 	start := time.Now().Add(-time.Hour).Truncate(time.Minute)
 	for m := range minutes {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/slackui"
@@ -19,7 +20,9 @@ import (
 // in the thread and the revocation's note.
 func postedIncident(t *testing.T) (*rig, map[string]outbox.Entry) {
 	t.Helper()
-	r := newRig(t, nil)
+	// One follow-up per anomaly (no summaries), so the incident has a
+	// reply entry to rerun.
+	r := newRig(t, func(c *config.Config) { c.Responder.Slack.DigestInterval = 0 })
 	ctx := t.Context()
 	r.kong.Add("agent-1", "cred-1", "secret-key")
 	start := time.Now().Add(-5 * time.Minute).Truncate(time.Minute).UnixMilli()

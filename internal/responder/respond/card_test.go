@@ -1,0 +1,195 @@
+package respond
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentwatch/agentwatch/internal/responder/outbox"
+	"github.com/agentwatch/agentwatch/internal/testkit/testsrv"
+	"github.com/agentwatch/agentwatch/pkg/anomaly"
+)
+
+const watchPlaybook = `
+playbooks:
+  - name: watch
+    trigger: {kinds: [behaviour]}
+    final: true
+    steps:
+      - notify: {channel: "#soc-watch", mention: here}
+`
+
+// settleBy waits until no open entry is due by the clock (the Worker's,
+// moved by the test); entries scheduled later are left.
+func (r *rig) settleBy(clock *fakeClock) {
+	r.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		open, err := r.svc.Worker.Store.List(context.Background(), outbox.StatePending, outbox.StateInFlight)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		busy := false
+		for _, e := range open {
+			if !e.NextAttempt.After(clock.now()) {
+				busy = true
+			}
+		}
+		if !busy {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.t.Fatal("outbox did not settle in 20s")
+}
+
+// escalating is minute i of an agent pulling more and more: MEDIUM for
+// 20 minutes, HIGH for 20, CRITICAL for the last 20, calling a route new
+// to the incident every 10 minutes.
+func escalating(i int, start time.Time) anomaly.Anomaly {
+	sev, score := "medium", 4.0
+	switch {
+	case i >= 40:
+		sev, score = "critical", 14
+	case i >= 20:
+		sev, score = "high", 8
+	}
+	w := start.Add(time.Duration(i) * time.Minute).UnixMilli()
+	return anomaly.Anomaly{V: 1, ID: fmt.Sprintf("esc-%02d", i), AgentID: "agent-esc", CredentialID: "cred-esc", Kind: anomaly.Behaviour,
+		Severity: sev, Score: score, WindowStartMs: w, WindowEndMs: w + 60_000, Summary: "pulls more than usual",
+		Explanation: []anomaly.Feature{{Name: "response_bytes", Observed: float64(1e6 * (i + 2)), Expected: 1e6, Contribution: 0.8}},
+		Routes:      []anomaly.RouteCount{{Route: "/customers/{id}", Calls: 10 + i}, {Route: fmt.Sprintf("/export/v%d", i/10), Calls: 3}}}
+}
+
+// An incident that opens MEDIUM and turns CRITICAL over an hour of
+// anomalies, one a minute, is one card at the top of the channel, updated
+// in place up to CRITICAL, one top-level mention for each severity step,
+// and a thread of at most one summary every five minutes: 12 in the hour.
+// A redelivery of the anomaly that made it CRITICAL announces nothing
+// again. The clock is the engine's and the outbox Worker's, moved by
+// hand: nothing sleeps for minutes.
+func TestEscalatingIncidentIsOneCardOneMentionPerStepAndAFewSummaries(t *testing.T) {
+	clock := &fakeClock{t: time.Now().Truncate(time.Minute).Add(time.Minute)}
+	r := newRigWith(t, func(r *rig) {
+		r.now = clock.now
+		r.playbooks = watchPlaybook
+	})
+	if got := r.cfg.Responder.Slack.DigestInterval; got != 5*time.Minute {
+		t.Fatalf("default digest interval %s, want 5m", got)
+	}
+	ctx := context.Background()
+	start := clock.now().Add(-2 * time.Minute)
+	const minutes = 60
+	for i := range minutes {
+		if i > 0 {
+			clock.add(time.Minute)
+		}
+		if _, err := r.svc.Engine.Handle(ctx, escalating(i, start)); err != nil {
+			t.Fatal(err)
+		}
+		r.settleBy(clock)
+	}
+	clock.add(6 * time.Minute) // past the last summary's slot
+	r.settleBy(clock)
+
+	var cards, escalations, replies, updates []testsrv.SlackPost
+	for _, p := range r.slack.Posts() {
+		if p.Channel != "#soc-watch" {
+			continue
+		}
+		switch {
+		case p.Method == "chat.update":
+			updates = append(updates, p)
+		case p.ThreadTS != "":
+			replies = append(replies, p)
+		case strings.Contains(p.Blocks, `"aw_card"`):
+			cards = append(cards, p)
+		case strings.Contains(p.Blocks, `"aw_escalation"`):
+			escalations = append(escalations, p)
+		default:
+			t.Errorf("unexpected top-level message: %s", p.Text)
+		}
+	}
+	t.Logf("%d cards, %d updates, %d escalations, %d thread messages", len(cards), len(updates), len(escalations), len(replies))
+	if len(cards) != 1 {
+		t.Fatalf("%d top-level cards, want 1", len(cards))
+	}
+	card := cards[0]
+	if !strings.Contains(card.Text, "<!here>") || !strings.Contains(card.Text, "MEDIUM") {
+		t.Errorf("the card was not first posted MEDIUM with its mention: %q", card.Text)
+	}
+	if len(updates) == 0 {
+		t.Fatal("the card was never updated")
+	}
+	for _, u := range updates {
+		if u.TS != card.TS {
+			t.Errorf("an update changed message %s, not the card %s", u.TS, card.TS)
+		}
+	}
+	last := updates[len(updates)-1]
+	for _, want := range []string{"CRITICAL", fmt.Sprintf("%d anomalies", minutes), `"aw_card"`} {
+		if !strings.Contains(last.Text+last.Blocks, want) {
+			t.Errorf("the card's last update lacks %q: %s", want, last.Text)
+		}
+	}
+	if len(escalations) != 2 {
+		t.Fatalf("%d escalations, want 2 (MEDIUM→HIGH, HIGH→CRITICAL): %+v", len(escalations), escalations)
+	}
+	for i, want := range []string{"HIGH", "CRITICAL"} {
+		e := escalations[i]
+		if !strings.HasPrefix(e.Text, "<!here>") || !strings.Contains(e.Text, "Escalated to "+want) {
+			t.Errorf("escalation %d = %q; want the mention and the step to %s", i, e.Text, want)
+		}
+	}
+	if len(replies) == 0 || len(replies) > 12 {
+		t.Errorf("%d thread messages in the hour, want 1 to 12", len(replies))
+	}
+	for _, p := range replies {
+		if p.ThreadTS != card.TS {
+			t.Errorf("thread message %q is not under the card", p.Text)
+		}
+		if strings.Contains(p.Text+p.Blocks, "<!") || strings.Contains(p.Blocks, `\u003c!`) {
+			t.Errorf("thread message carries a mention: %q", p.Text)
+		}
+		if !strings.Contains(p.Blocks, `"aw_digest"`) {
+			t.Errorf("thread message is not a summary: %q", p.Text)
+		}
+	}
+	in, ok := r.svc.Engine.Incident(IncidentID(escalating(0, start)))
+	if !ok {
+		t.Fatal("no incident")
+	}
+	if in.Count != minutes || in.Severity != "critical" {
+		t.Errorf("incident: %d anomalies, severity %q; want %d, critical", in.Count, in.Severity, minutes)
+	}
+	if got := in.Digested["#soc-watch"].Count; got != minutes {
+		t.Errorf("the summaries covered %d anomalies, want all %d", got, minutes)
+	}
+	if !strings.Contains(strings.Join(textsOf(replies), "\n"), "/export/v5") {
+		t.Errorf("no summary names the route new in the last ten minutes")
+	}
+
+	// The anomaly that made it CRITICAL, redelivered before it was marked
+	// handled (a crash, a partition moving): nothing is announced again.
+	n := len(r.slack.Posts())
+	if _, _, err := r.svc.Engine.ProcessBatch(ctx, []anomaly.Anomaly{escalating(40, start)}, []bool{true}); err != nil {
+		t.Fatal(err)
+	}
+	clock.add(time.Minute)
+	r.settleBy(clock)
+	for _, p := range r.slack.Posts()[n:] {
+		if p.Method != "chat.update" {
+			t.Errorf("the redelivery posted %q", p.Text)
+		}
+	}
+}
+
+func textsOf(ps []testsrv.SlackPost) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Text+" "+p.Blocks)
+	}
+	return out
+}
