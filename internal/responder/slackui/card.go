@@ -168,11 +168,10 @@ func actionsBlock(as []CardAction) slack.Block {
 	for _, a := range shown {
 		fields = append(fields, plain(clockText(a.AtMs)+" "+line(a.Text, capAction)))
 	}
-	head := "*Actions taken*"
 	if n := len(as) - len(shown); n > 0 {
-		head = fmt.Sprintf("*Actions taken* (latest %d of %d; `responder audit` has all)", len(shown), len(as))
+		fields = append(fields, plain(fmt.Sprintf("and %d earlier ones: responder audit lists them all", n)))
 	}
-	return section("aw_taken", head, fields)
+	return section("aw_taken", "*Actions taken*", fields)
 }
 
 func countText(n int, kinds []KindCount) string {
