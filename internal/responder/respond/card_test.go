@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
+	"github.com/agentwatch/agentwatch/internal/responder/partstate"
 	"github.com/agentwatch/agentwatch/internal/testkit/testsrv"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 )
@@ -192,4 +193,89 @@ func textsOf(ps []testsrv.SlackPost) []string {
 		out = append(out, p.Text+" "+p.Blocks)
 	}
 	return out
+}
+
+// In the distributed mode the card, its escalations and the thread's
+// pending summary live in the agent's partition: an instance that takes
+// the partition over posts the summary the first one scheduled, into the
+// same thread, once, and announces a later severity step once.
+func TestSummaryScheduledBeforeAPartitionMoveIsPostedByTheNextOwner(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{t: time.Now().Truncate(time.Minute).Add(time.Minute)}
+	cl := partstate.NewMemChangelog(4)
+	seen := &memBatchSeen{ids: map[string]bool{}}
+	a := newRigWith(t, func(r *rig) {
+		r.stateLog, r.seen, r.now, r.playbooks = cl, seen, clock.now, watchPlaybook
+	})
+	start := clock.now().Add(-2 * time.Minute)
+	for i := range 3 {
+		if i > 0 {
+			clock.add(time.Minute)
+		}
+		if _, err := a.svc.Engine.Handle(ctx, escalating(i, start)); err != nil {
+			t.Fatal(err)
+		}
+		a.settleBy(clock)
+	}
+	id := IncidentID(escalating(0, start))
+	var digest outbox.Entry
+	open, err := a.svc.Worker.Store.List(ctx, outbox.StatePending)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range open {
+		if e.Kind == kindDigest {
+			digest = e
+		}
+	}
+	if digest.Key == "" {
+		t.Fatalf("no summary scheduled after 3 anomalies: %+v", open)
+	}
+	if err := a.owner.Revoke(ctx, []int32{a.owner.Partition("agent-esc")}); err != nil {
+		t.Fatal(err)
+	}
+	a.stop()
+
+	b := newRigWith(t, func(r *rig) {
+		r.stateLog, r.seen, r.now, r.playbooks = cl, seen, clock.now, watchPlaybook
+		r.slack = a.slack
+		r.cfg.Responder.Slack.APIURL = a.slack.URL()
+	})
+	if e, ok, _ := b.svc.Worker.Store.Get(ctx, digest.Key); !ok || e.State != outbox.StatePending {
+		t.Fatalf("the summary after the move: %+v, %v; want it pending", e, ok)
+	}
+	clock.add(time.Minute)
+	if _, err := b.svc.Engine.Handle(ctx, escalating(25, start)); err != nil { // HIGH
+		t.Fatal(err)
+	}
+	clock.add(5 * time.Minute)
+	b.settleBy(clock)
+
+	var card testsrv.SlackPost
+	var tops, escalations, summaries int
+	for _, p := range b.slack.Posts() {
+		switch {
+		case p.Method == "chat.update":
+		case p.ThreadTS == "":
+			tops++
+			if strings.Contains(p.Blocks, `"aw_card"`) {
+				card = p
+			}
+			if strings.Contains(p.Blocks, `"aw_escalation"`) {
+				escalations++
+			}
+		case strings.Contains(p.Blocks, `"aw_digest"`):
+			summaries++
+			if p.ThreadTS != card.TS {
+				t.Errorf("the summary is in thread %s, not the card's %s", p.ThreadTS, card.TS)
+			}
+		}
+	}
+	if tops != 2 || escalations != 1 || summaries != 1 {
+		t.Errorf("%d top-level messages (%d escalations) and %d summaries; want the card, one escalation to HIGH and one summary", tops, escalations, summaries)
+	}
+	in, ok := b.svc.Engine.Incident(id)
+	if !ok || in.Digested["#soc-watch"].Count != 4 || in.Announced["#soc-watch"] != "high" {
+		t.Errorf("incident on the new owner: %+v; want 4 anomalies summarised and HIGH announced", in)
+	}
 }
