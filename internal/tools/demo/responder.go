@@ -45,6 +45,12 @@ func newResponder(cfg config.Config, store *embedstore.Store, det respond.Feedba
 	if cfg.Responder.GroupWait > 2*time.Second {
 		cfg.Responder.GroupWait = 2 * time.Second // the demo replays a day a minute
 	}
+	if cfg.Responder.Slack.DigestInterval > 4*time.Second {
+		// A thread's summaries on the wall clock: 5 minutes would come
+		// after the demo ended; 4 s (about an hour and a half of the
+		// replay) are all run by finish, whose settling waits 5 s ahead.
+		cfg.Responder.Slack.DigestInterval = 4 * time.Second
+	}
 	var reg0 respond.Registry
 	if b, err := os.ReadFile(filepath.Join(cfg.Embedded.DataDir, "agents.yaml")); err == nil {
 		if r, err := inventory.ParseRegistry("agents.yaml", b); err == nil {
