@@ -491,9 +491,15 @@ func (e *Engine) queueFollowUp(ctx context.Context, in Incident, j job, root str
 // channel and severity: one per step, however often the anomaly is
 // redelivered. Called with rootMu held.
 func (e *Engine) escalate(ctx context.Context, in Incident, j job) error {
-	told := in.Announced[j.Channel]
+	told, ok := in.Announced[j.Channel]
 	if severityRank(in.Severity) <= severityRank(told) {
 		return nil
+	}
+	if !ok {
+		// A card posted before incidents remembered what each channel
+		// was told (an upgrade): start from now, announcing nothing.
+		_, err := e.inc.update(in.ID, e.now(), func(in *Incident) { in.announced(j.Channel, e.now().UnixMilli()) })
+		return err
 	}
 	ej := j
 	ej.Text = told

@@ -279,3 +279,75 @@ func TestSummaryScheduledBeforeAPartitionMoveIsPostedByTheNextOwner(t *testing.T
 		t.Errorf("incident on the new owner: %+v; want 4 anomalies summarised and HIGH announced", in)
 	}
 }
+
+func TestIncidentStatusFollowsItsActions(t *testing.T) {
+	for _, tc := range []struct {
+		acts    []string
+		revoked bool
+		want    string
+	}{
+		{nil, false, "open"},
+		{[]string{actSnapshot, actApprovalAsked}, false, "open"},
+		{[]string{actAcknowledge}, false, "acknowledged"},
+		{[]string{actAcknowledge, actSnooze}, false, "silenced"},
+		{[]string{actRevoke}, true, "contained"},
+		{[]string{actQuarantine}, false, "contained"},
+		{[]string{actQuarantine, actRestore}, false, "restored"},
+		{[]string{actRevoke, actRestore, actThrottle}, false, "contained"},
+		{[]string{actRevoke, actRestore}, true, "contained"}, // another credential still revoked
+		{[]string{actRevoke, actFalsePositive}, true, "false positive"},
+	} {
+		in := Incident{}
+		for i, k := range tc.acts {
+			in.Actions = append(in.Actions, IncidentAction{Key: fmt.Sprint(i), Kind: k})
+		}
+		if tc.revoked {
+			in.Revoked = []string{"kong/cred-1"}
+		}
+		if got := in.status(); got != tc.want {
+			t.Errorf("actions %v, revoked %v: status %q, want %q", tc.acts, tc.revoked, got, tc.want)
+		}
+	}
+}
+
+// A summary tells what is new since the last one: the count, the kinds,
+// the features most often anomalous, the routes called most and the
+// routes new to the incident.
+func TestDigestIsWhatIsNewSinceTheLastOne(t *testing.T) {
+	start := time.Unix(1_800_000_000, 0)
+	in := Incident{ID: "inc-1", AgentID: "agent-esc"}
+	add := func(as ...anomaly.Anomaly) {
+		for _, a := range as {
+			in.Count++
+			in.observe(a)
+		}
+	}
+	add(escalating(0, start), escalating(1, start))
+	mark := in.mark(1)
+	if d := in.digest(mark); d.New != 0 || len(d.Kinds) != 0 || len(d.Routes) != 0 {
+		t.Errorf("nothing new, yet the digest says %+v", d)
+	}
+	b := escalating(12, start)
+	b.Kind = anomaly.UnapprovedRoute
+	b.Explanation = append(b.Explanation, anomaly.Feature{Name: "distinct_routes", Observed: 9, Expected: 2})
+	add(escalating(11, start), b)
+	d := in.digest(mark)
+	if d.New != 2 || d.Severity != "medium" {
+		t.Errorf("digest %+v: want 2 new, severity medium", d)
+	}
+	if fmt.Sprint(d.Kinds) != "[{behaviour 1} {unapproved_route 1}]" {
+		t.Errorf("kinds %v", d.Kinds)
+	}
+	if len(d.Features) != 2 || d.Features[0].Name != "response_bytes" || d.Features[0].Observed != 14e6 {
+		t.Errorf("features %+v: want response_bytes first (in both), at its highest", d.Features)
+	}
+	if len(d.Routes) != 2 || d.Routes[0] != (anomaly.RouteCount{Route: "/customers/{id}", Calls: 21 + 22}) {
+		t.Errorf("routes %+v: want the calls since the mark", d.Routes)
+	}
+	if fmt.Sprint(d.NewRoutes) != "[/export/v1]" {
+		t.Errorf("new routes %v, want /export/v1", d.NewRoutes)
+	}
+	if !in.introduced("esc-00") || in.introduced("esc-11") {
+		t.Errorf("classes %+v: the first anomaly brought the class, the twelfth did not", in.Classes)
+	}
+}
