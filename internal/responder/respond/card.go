@@ -549,6 +549,12 @@ func (e *Engine) runEscalate(ctx context.Context, en outbox.Entry, j job) ([]byt
 	if !ok {
 		return nil, nil
 	}
+	if now := in.Announced[j.Channel]; severityRank(now) > severityRank(j.Why) {
+		// A later step was queued before this one was posted: it alone
+		// is announced, as a jump straight to it would be.
+		return []byte("superseded"), e.record(ctx, j, string(playbooks.KindNotify), audit.ResultSkipped,
+			"escalation to "+j.Why+" not posted: superseded by the escalation to "+now)
+	}
 	_, cardTS, posted, err := e.rootTS(ctx, in.Roots[j.Channel])
 	if err != nil {
 		return nil, err

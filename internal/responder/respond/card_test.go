@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/partstate"
 	"github.com/agentwatch/agentwatch/internal/testkit/testsrv"
@@ -349,5 +350,42 @@ func TestDigestIsWhatIsNewSinceTheLastOne(t *testing.T) {
 	}
 	if !in.introduced("esc-00") || in.introduced("esc-11") {
 		t.Errorf("classes %+v: the first anomaly brought the class, the twelfth did not", in.Classes)
+	}
+}
+
+// Steps queued while the card waits (here for Slack's rate limit) are
+// announced as one: the highest.
+func TestEscalationsQueuedBehindTheCardAnnounceOnlyTheHighest(t *testing.T) {
+	r := newRigWith(t, func(r *rig) { r.playbooks = watchPlaybook })
+	r.slack.RateLimit(2, 1) // two 429s with Retry-After: 1
+	ctx := context.Background()
+	start := time.Now().Add(-time.Hour)
+	for _, i := range []int{0, 20, 40} { // MEDIUM, HIGH, CRITICAL
+		if _, err := r.svc.Engine.Handle(ctx, escalating(i, start)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.settle()
+	var esc []string
+	for _, p := range r.slack.Posts() {
+		if p.Method == "chat.postMessage" && strings.Contains(p.Blocks, `"aw_escalation"`) {
+			esc = append(esc, p.Text)
+		}
+	}
+	if len(esc) != 1 || !strings.Contains(esc[0], "Escalated to CRITICAL") {
+		t.Errorf("escalations %q; want the one to CRITICAL only", esc)
+	}
+	recs, err := r.svc.Audit.Query(ctx, audit.Filter{AgentID: "agent-esc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	superseded := 0
+	for _, rec := range recs {
+		if rec.Result == audit.ResultSkipped && strings.Contains(rec.Detail, "superseded by the escalation to critical") {
+			superseded++
+		}
+	}
+	if superseded != 1 {
+		t.Errorf("%d escalations audited as superseded, want the one to HIGH", superseded)
 	}
 }

@@ -111,7 +111,7 @@ func RenderCard(c Card, ac AlertContext) (Message, error) {
 		blocks = append(blocks, b)
 	}
 	status := strings.ToUpper(orDefault(c.Status, StatusOpen))
-	text := fmt.Sprintf("%s %s: agent %s, %d anomalies, %s", sev, title, who, c.Count, status)
+	text := fmt.Sprintf("%s %s: agent %s, %s, %s", sev, title, who, anomalies(c.Count), status)
 	return withMentions(finish(text, blocks), mention), nil
 }
 
@@ -271,8 +271,8 @@ type Digest struct {
 // RenderDigest returns the summary follow-up of an incident's thread. It
 // has no buttons: the card has them.
 func RenderDigest(d Digest) Message {
-	head := fmt.Sprintf("%s %d more anomalies between %s and %s UTC: %s · highest severity %s",
-		severityIcon(d.Severity), d.New, clockText(d.FromMs), clockText(d.ToMs), kindsText(d.Kinds), severityLabel(d.Severity))
+	head := fmt.Sprintf("%s %s more between %s and %s UTC: %s · highest severity %s",
+		severityIcon(d.Severity), anomalies(d.New), clockText(d.FromMs), clockText(d.ToMs), kindsText(d.Kinds), severityLabel(d.Severity))
 	var fields []*slack.TextBlockObject
 	for _, f := range first(d.Features, digestTop) {
 		fields = append(fields, featureField(f))
@@ -293,8 +293,15 @@ func RenderDigest(d Digest) Message {
 	}
 	blocks = append(blocks, slack.NewContextBlock("aw_footer", plain("incident "+line(d.IncidentID, capID)+
 		" · one summary per interval; a new attack class, an escalation, an approval request and an action's result post at once")))
-	text := fmt.Sprintf("Summary: %d more anomalies of agent %s (%s)", d.New, line(d.AgentID, capID), kindsText(d.Kinds))
+	text := fmt.Sprintf("Summary: %s more of agent %s (%s)", anomalies(d.New), line(d.AgentID, capID), kindsText(d.Kinds))
 	return finish(text, blocks)
+}
+
+func anomalies(n int) string {
+	if n == 1 {
+		return "1 anomaly"
+	}
+	return strconv.Itoa(n) + " anomalies"
 }
 
 func kindsText(ks []KindCount) string {
