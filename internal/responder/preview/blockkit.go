@@ -3,6 +3,7 @@ package preview
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/slack-go/slack"
@@ -67,8 +68,9 @@ type imageView struct {
 
 // Block Kit JSON, as much of it as the page shows.
 type bkText struct {
-	Type string `json:"type"`
-	Text string `json:"text"`
+	Type  string `json:"type"`
+	Text  string `json:"text"`
+	Emoji bool   `json:"emoji"`
 }
 
 type bkBlock struct {
@@ -193,7 +195,33 @@ func viewText(t bkText) textView {
 	if t.Type == "mrkdwn" {
 		return textView{Spans: mrkdwnSpans(t.Text)}
 	}
-	return textView{Spans: []span{{Text: slackEntities(t.Text)}}}
+	text := slackEntities(t.Text)
+	if t.Emoji {
+		text = emojiOf(text)
+	}
+	return textView{Spans: []span{{Text: text}}}
+}
+
+// shortcodes are the emoji shortcodes the responder writes, and a few
+// common ones; others are shown as typed.
+var shortcodes = map[string]string{
+	"raised_hand": "✋", "skull": "💀", "warning": "⚠️", "rotating_light": "🚨", "white_check_mark": "✅",
+	"heavy_check_mark": "✔️", "x": "❌", "no_entry": "⛔", "no_entry_sign": "🚫", "lock": "🔒", "unlock": "🔓",
+	"hourglass": "⌛", "hourglass_flowing_sand": "⏳", "eyes": "👀", "bell": "🔔", "mag": "🔍", "red_circle": "🔴",
+	"large_orange_circle": "🟠", "large_yellow_circle": "🟡", "large_blue_circle": "🔵", "white_circle": "⚪",
+	"arrow_up": "⬆️", "chart_with_upwards_trend": "📈", "shield": "🛡️", "zzz": "💤", "mute": "🔇",
+}
+
+var shortcodeRE = regexp.MustCompile(`:([a-z0-9_+-]+):`)
+
+// emojiOf replaces the known :shortcodes: in s by their emoji.
+func emojiOf(s string) string {
+	return shortcodeRE.ReplaceAllStringFunc(s, func(m string) string {
+		if e, ok := shortcodes[m[1:len(m)-1]]; ok {
+			return e
+		}
+		return m
+	})
 }
 
 // slackEntities undoes Slack's three escapes (&amp; &lt; &gt;), which
@@ -216,6 +244,9 @@ func mrkdwnSpans(s string) []span {
 	flush := func() {
 		if b.Len() > 0 {
 			cur.Text = slackEntities(b.String())
+			if !cur.Code {
+				cur.Text = emojiOf(cur.Text)
+			}
 			out = append(out, cur)
 			b.Reset()
 		}

@@ -37,6 +37,7 @@ var demoAnalyst = audit.Actor{Kind: audit.ActorSlack, Name: "demo-analyst (scrip
 type embeddedResponder struct {
 	svc      *respond.Service
 	capture  *preview.Capture
+	dataDir  string
 	approved atomic.Int64 // approval requests the scripted analyst answered
 	cancel   context.CancelFunc
 	done     chan error
@@ -69,7 +70,7 @@ func newResponder(cfg config.Config, store *embedstore.Store, det respond.Feedba
 		return nil, fmt.Errorf("responder: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &embeddedResponder{svc: svc, capture: capture, cancel: cancel, done: make(chan error, 1), log: log}
+	r := &embeddedResponder{svc: svc, capture: capture, dataDir: cfg.Embedded.DataDir, cancel: cancel, done: make(chan error, 1), log: log}
 	go func() { r.done <- svc.Run(ctx) }()
 	return r, nil
 }
@@ -195,6 +196,10 @@ func (r *embeddedResponder) finish(ctx context.Context) (responderSummary, error
 		return s, err
 	}
 	s.Messages = preview.Count(incidents)
+	// The preview is a view for the reader: failing to write it does not
+	// fail the demo.
+	s.Preview = filepath.Join(r.dataDir, "preview")
+	_, _, s.PreviewErr = preview.Write(s.Preview, "agentwatch demo: what the responder posted", incidents)
 	return s, nil
 }
 
@@ -240,6 +245,9 @@ func printResponder(w io.Writer, s responderSummary) {
 		fmt.Fprintf(w, "restored at the end, as `responder restore` would: %s\n", s.Restored)
 	}
 	fmt.Fprintln(w, s.Messages)
+	if s.PreviewErr != nil {
+		fmt.Fprintf(w, "the Slack preview could not be written: %v\n", s.PreviewErr)
+	}
 	if s.ChainOK == nil {
 		fmt.Fprintf(w, "evidence: %d bundles under %s; the hash chain verifies (responder verify)\n", len(s.Bundles), s.Evidence)
 	} else {
