@@ -122,7 +122,9 @@ func viewBlocks(raw json.RawMessage) ([]blockView, error) {
 		switch b.Type {
 		case "header":
 			if b.Text != nil {
-				v.Header = slackEntities(b.Text.Text)
+				for _, sp := range viewText(*b.Text).Spans {
+					v.Header += sp.Text
+				}
 			}
 		case "section":
 			if b.Text != nil {
@@ -142,7 +144,7 @@ func viewBlocks(raw json.RawMessage) ([]blockView, error) {
 			}
 		case "divider":
 		case "image":
-			v.Image = &imageView{URL: b.ImageURL, Alt: b.AltText}
+			v.Image = &imageView{URL: b.ImageURL, Alt: slackEntities(b.AltText)}
 			if b.Title != nil {
 				v.Image.Title = slackEntities(b.Title.Text)
 			}
@@ -166,7 +168,7 @@ func viewElem(raw json.RawMessage) elemView {
 		t := viewText(bkText{Type: e.Type, Text: s})
 		return elemView{Text: &t}
 	case "image":
-		return elemView{Image: &imageView{URL: e.ImageURL, Alt: e.AltText}}
+		return elemView{Image: &imageView{URL: e.ImageURL, Alt: slackEntities(e.AltText)}}
 	case "button":
 		var label bkText
 		_ = json.Unmarshal(e.Text, &label)
@@ -340,12 +342,16 @@ func tokenSpan(tok string, around span) span {
 		}
 	case body[0] == '#':
 		sp.Text = "#" + strings.TrimPrefix(slackEntities(cmpOr(label, body[1:])), "#")
-	default:
+	case schemeRE.MatchString(body):
 		sp.Href = slackEntities(body)
 		sp.Text = slackEntities(cmpOr(label, body))
+	default: // not a sequence Slack knows: text as typed
+		sp.Text = "<" + slackEntities(tok) + ">"
 	}
 	return sp
 }
+
+var schemeRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*:`)
 
 func cmpOr(a, b string) string {
 	if a != "" {
