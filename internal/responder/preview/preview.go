@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -105,7 +106,26 @@ func Run(ctx context.Context, as []anomaly.Anomaly, o Options) ([]Incident, erro
 	if err := svc.Engine.Settle(wctx, 3*time.Second); err != nil {
 		return nil, fmt.Errorf("preview: the responder did not settle within %s: %w", wait, err)
 	}
-	return capture.Incidents(ctx, svc.Engine.EntryIncident)
+	incidents, err := capture.Incidents(ctx, svc.Engine.EntryIncident)
+	if err != nil {
+		return nil, err
+	}
+	// In the order of the anomalies that opened them, not of their first
+	// post (an alert waits for its snapshot, another's does not).
+	first := map[string]int{}
+	for i, a := range as {
+		if _, ok := first[respond.IncidentID(a)]; !ok {
+			first[respond.IncidentID(a)] = i
+		}
+	}
+	rank := func(id string) int {
+		if i, ok := first[id]; ok {
+			return i
+		}
+		return len(as)
+	}
+	slices.SortStableFunc(incidents, func(a, b Incident) int { return rank(a.ID) - rank(b.ID) })
+	return incidents, nil
 }
 
 // standIn is cfg with everything that reaches outside the process

@@ -102,6 +102,7 @@ func Write(dir, title string, incidents []Incident) (jsonPath, htmlPath string, 
 	var jb bytes.Buffer
 	enc := json.NewEncoder(&jb)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // a file to read, not a page: "<!here>" as Slack gets it
 	if err := enc.Encode(f); err != nil {
 		return "", "", fmt.Errorf("encode %s: %w", JSONFile, err)
 	}
