@@ -55,7 +55,7 @@ func newResponder(cfg config.Config, store *embedstore.Store, det respond.Feedba
 			reg0 = respond.RegistryFunc(func() *inventory.Registry { return r })
 		}
 	}
-	if cfg.Responder.Slack.SigningSecret == "" && cfg.Responder.Slack.SigningSecretEnv == "" {
+	if sl := cfg.Responder.Slack; sl.SigningSecret == "" && (sl.SigningSecretEnv == "" || os.Getenv(sl.SigningSecretEnv) == "") {
 		// A secret of this run only: the alerts carry their buttons and
 		// approval requests are posted, as with a Slack app, so the
 		// preview and the message counts show what an analyst gets.
