@@ -462,5 +462,6 @@ approval requests stay unanswered. No Slack workspace is needed.`,
 	f.StringVar(&o.Out, "out", "preview", "directory the preview is written to (created; files in it are replaced)")
 	f.StringArrayVar(&o.Playbooks, "playbooks", nil, "playbook file or directory instead of responder.playbooks (repeat for several)")
 	f.StringVar(&o.Registry, "registry", "", "agent registry file (agents.yaml), for playbooks that match on roles or labels")
+	f.DurationVar(&o.WaitFor, "wait-for", 3*time.Second, "also wait, in real time, for the messages due within this long (a thread digest due in a few minutes); not for those due later, such as an approval's timeout")
 	return cmd
 }

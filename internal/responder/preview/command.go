@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
@@ -22,7 +23,9 @@ type CommandOptions struct {
 	Playbooks []string
 	// Registry is an agent registry file (agents.yaml), optional.
 	Registry string
-	Stdin    io.Reader
+	// WaitFor is Options.Horizon.
+	WaitFor time.Duration
+	Stdin   io.Reader
 }
 
 // InputError is a mistake in what the operator gave the command (a file
@@ -47,7 +50,7 @@ func Command(ctx context.Context, cfg config.Config, log *slog.Logger, o Command
 			return &InputError{fmt.Errorf("more than %d anomalies in all; preview fewer at a time", MaxAnomalies)}
 		}
 	}
-	ro := Options{Config: cfg, Playbooks: o.Playbooks, Log: log}
+	ro := Options{Config: cfg, Playbooks: o.Playbooks, Horizon: o.WaitFor, Log: log}
 	if o.Registry != "" {
 		b, err := os.ReadFile(o.Registry)
 		if err != nil {

@@ -39,7 +39,12 @@ type Options struct {
 	// Registry answers agent lookups (roles, labels) for the playbooks;
 	// nil: only what each anomaly says of its agent.
 	Registry respond.Registry
-	// Wait bounds how long Run waits for the queued steps; default 30s.
+	// Horizon: Run waits for the steps due within this long of any
+	// moment, in real time (a thread digest due in a few minutes), not
+	// for those due later (an approval's timeout); default 3s.
+	Horizon time.Duration
+	// Wait bounds how long Run waits for the queued steps; default
+	// Horizon plus 30s.
 	Wait time.Duration
 	Log  *slog.Logger
 }
@@ -95,15 +100,20 @@ func Run(ctx context.Context, as []anomaly.Anomaly, o Options) ([]Incident, erro
 			return nil, fmt.Errorf("preview: anomaly %s: %w", a.ID, err)
 		}
 	}
+	horizon := o.Horizon
+	if horizon <= 0 {
+		horizon = 3 * time.Second
+	}
 	wait := o.Wait
 	if wait <= 0 {
-		wait = 30 * time.Second
+		wait = horizon + 30*time.Second
 	}
 	wctx, wcancel := context.WithTimeout(ctx, wait)
 	defer wcancel()
-	// Entries due later than this (an approval's timeout, a snapshot
-	// scheduled after a recent window, an undo) are not waited for.
-	if err := svc.Engine.Settle(wctx, 3*time.Second); err != nil {
+	// Entries due later than the horizon (an approval's timeout, a
+	// snapshot scheduled after a recent window, an undo) are not waited
+	// for.
+	if err := svc.Engine.Settle(wctx, horizon); err != nil {
 		return nil, fmt.Errorf("preview: the responder did not settle within %s: %w", wait, err)
 	}
 	incidents, err := capture.Incidents(ctx, svc.Engine.EntryIncident)
