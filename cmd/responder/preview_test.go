@@ -89,7 +89,9 @@ func TestPreviewCommand(t *testing.T) {
 	html := string(page)
 	for _, want := range []string{
 		"<!DOCTYPE html>", "Content-Security-Policy",
-		`<div class="header">🔴 CRITICAL · behaviour · cs-agent-006</div>`,
+		// The incident's card: its highest severity, its attack class
+		// (whatever pkg/attack names it), its agent.
+		`<div class="header">🔴 CRITICAL · `, ` · cs-agent-006</div>`, `Highest severity`,
 		`<span class="alert">@here</span>`, // the playbook's own mention
 		`<div class="thread">`, "Approval needed", `<span class="btn danger" role="button"`,
 		"intruder&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;!channel&gt;",
