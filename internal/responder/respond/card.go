@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
@@ -288,7 +289,7 @@ func (in *Incident) digest(prev DigestMark) slackui.Digest {
 			}
 			return 1
 		}
-		return compareStrings(a.f.Name, b.f.Name)
+		return strings.Compare(a.f.Name, b.f.Name)
 	})
 	for _, f := range fs {
 		d.Features = append(d.Features, f.f)
@@ -305,20 +306,10 @@ func (in *Incident) digest(prev DigestMark) slackui.Digest {
 		if a.Calls != b.Calls {
 			return b.Calls - a.Calls
 		}
-		return compareStrings(a.Route, b.Route)
+		return strings.Compare(a.Route, b.Route)
 	})
 	slices.Sort(d.NewRoutes)
 	return d
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // acted records an action taken on the incident (once per key) and

@@ -271,8 +271,8 @@ type Digest struct {
 // RenderDigest returns the summary follow-up of an incident's thread. It
 // has no buttons: the card has them.
 func RenderDigest(d Digest) Message {
-	head := fmt.Sprintf("%s %s more between %s and %s UTC: %s · highest severity %s",
-		severityIcon(d.Severity), anomalies(d.New), clockText(d.FromMs), clockText(d.ToMs), kindsText(d.Kinds), severityLabel(d.Severity))
+	head := fmt.Sprintf("%s %s between %s and %s UTC: %s · highest severity %s",
+		severityIcon(d.Severity), moreAnomalies(d.New), clockText(d.FromMs), clockText(d.ToMs), kindsText(d.Kinds), severityLabel(d.Severity))
 	var fields []*slack.TextBlockObject
 	for _, f := range first(d.Features, digestTop) {
 		fields = append(fields, featureField(f))
@@ -293,8 +293,15 @@ func RenderDigest(d Digest) Message {
 	}
 	blocks = append(blocks, slack.NewContextBlock("aw_footer", plain("incident "+line(d.IncidentID, capID)+
 		" · one summary per interval; a new attack class, an escalation, an approval request and an action's result post at once")))
-	text := fmt.Sprintf("Summary: %s more of agent %s (%s)", anomalies(d.New), line(d.AgentID, capID), kindsText(d.Kinds))
+	text := fmt.Sprintf("Summary: %s of agent %s (%s)", moreAnomalies(d.New), line(d.AgentID, capID), kindsText(d.Kinds))
 	return finish(text, blocks)
+}
+
+func moreAnomalies(n int) string {
+	if n == 1 {
+		return "1 more anomaly"
+	}
+	return strconv.Itoa(n) + " more anomalies"
 }
 
 func anomalies(n int) string {
