@@ -26,6 +26,9 @@ func TestIntegrationKillBetweenPostAndRecord(t *testing.T) {
 	defer cancel()
 	e := newE2EOn(t, ctx, false, itest.PlainKafka(t))
 	e.agent, e.credential = "agent-postcrash-1", "cred-postcrash-1"
+	// One follow-up per anomaly (no summaries): the second anomaly's
+	// follow-up shows the thread the restarted responder found.
+	e.settings["responder.slack.digest_interval"] = "0s"
 	e.kong.Add(e.agent, e.credential, "the-agents-api-key")
 
 	w, err := kafka.NewWriter(kafka.WriterConfig{Brokers: e.brokers, Security: e.sec, Topic: e.anomalies}, nil)
