@@ -83,6 +83,32 @@ func Classify(a anomaly.Anomaly) Class {
 	return Unclassified
 }
 
+// KindClasses returns the classes Classify can give an anomaly of kind
+// k, in Classes() order; for an unknown kind, Unclassified. Playbook
+// validation uses it to know which kinds a class trigger can match.
+func KindClasses(k string) []Class {
+	switch k {
+	case anomaly.Behaviour, anomaly.Drift:
+		return []Class{Exfiltration, SlowExfiltration, IDEnumeration, AuthStorm, ReconSprawl, OutOfRole,
+			OffHours, CredentialReplay, ZombieAPI, Unclassified}
+	case anomaly.ShadowAgent, anomaly.AgentFlood:
+		return []Class{ShadowAgent}
+	case anomaly.GlobalEvent, anomaly.FleetGauge:
+		return []Class{FleetEvent}
+	case anomaly.UnapprovedRoute:
+		return []Class{ReconSprawl, OutOfRole}
+	case anomaly.FirstSensitive:
+		return []Class{OutOfRole}
+	case anomaly.ZombieRoute:
+		return []Class{ZombieAPI}
+	case anomaly.NewSourceIP:
+		return []Class{CredentialReplay}
+	case anomaly.OffHours:
+		return []Class{OffHours}
+	}
+	return []Class{Unclassified}
+}
+
 // expl indexes an explanation by feature name, keeping only the features
 // observed above their expectation: a feature below what was expected is
 // never the reason for an alert, whether or not the detector lists it.
