@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
+	"github.com/agentwatch/agentwatch/pkg/attack"
 	"github.com/agentwatch/agentwatch/pkg/inventory"
 )
 
@@ -239,11 +240,37 @@ func (t *Trigger) kindMatches(k string) bool {
 	}
 	switch t.Class {
 	case ClassRule:
-		return !slices.Contains(statisticalKinds, k)
+		if slices.Contains(statisticalKinds, k) {
+			return false
+		}
 	case ClassStatistical:
-		return slices.Contains(statisticalKinds, k)
+		if !slices.Contains(statisticalKinds, k) {
+			return false
+		}
 	}
-	return true
+	// Classes admit the kinds that can be classified as one of them.
+	return len(t.Classes) == 0 || slices.ContainsFunc(attack.KindClasses(k), func(c attack.Class) bool {
+		return slices.Contains(t.Classes, string(c))
+	})
+}
+
+// minContribution is the contribution a features condition needs.
+func (t *Trigger) minContribution() float64 {
+	if t.MinContribution > 0 {
+		return t.MinContribution
+	}
+	return DefaultMinContribution
+}
+
+// featureHolds reports whether f meets the features condition: it is
+// one of the trigger's features and carries at least the minimum share of
+// the window's surprise. The detector's off-hours terms are not shares of
+// the window's surprise (they carry none), so they hold by presence.
+func (t *Trigger) featureHolds(f anomaly.Feature) bool {
+	if !slices.Contains(t.Features, f.Name) {
+		return false
+	}
+	return slices.Contains(contributionless, f.Name) || f.Contribution >= t.minContribution()
 }
 
 // match reports whether the trigger holds for a about agent t and, if so,
@@ -254,6 +281,13 @@ func (t *Trigger) match(a *anomaly.Anomaly, tg *Target) (string, bool) {
 		return "", false
 	}
 	why = append(why, "kind "+a.Kind)
+	if len(t.Classes) > 0 {
+		c := attack.Classify(*a)
+		if !slices.Contains(t.Classes, string(c)) {
+			return "", false
+		}
+		why = append(why, "class "+string(c))
+	}
 	if t.MinSeverity != "" {
 		if severityRank(a.Severity) < severityRank(t.MinSeverity) {
 			return "", false
@@ -267,9 +301,7 @@ func (t *Trigger) match(a *anomaly.Anomaly, tg *Target) (string, bool) {
 		why = append(why, fmt.Sprintf("score %g >= %g", a.Score, t.MinScore))
 	}
 	if len(t.Features) > 0 {
-		i := slices.IndexFunc(a.Explanation, func(f anomaly.Feature) bool {
-			return slices.Contains(t.Features, f.Name) && f.Contribution >= t.MinContribution
-		})
+		i := slices.IndexFunc(a.Explanation, t.featureHolds)
 		if i < 0 {
 			return "", false
 		}
