@@ -75,6 +75,11 @@ func TestMatch(t *testing.T) {
 			AgentInfo{}, []string{"exfil", "everything"}},
 		{"bytes a bystander below the default minimum", with(func(a *anomaly.Anomaly) { a.Severity, a.Explanation = "critical", feat("response_bytes", 0.19) }),
 			AgentInfo{}, []string{"everything"}},
+		{"bytes features together above the minimum", with(func(a *anomaly.Anomaly) {
+			a.Severity = "critical"
+			a.Explanation = []anomaly.Feature{{Name: "sensitive_calls", Contribution: 0.4}, {Name: "response_bytes", Contribution: 0.13},
+				{Name: "response_bytes_max", Contribution: 0.13}}
+		}), AgentInfo{}, []string{"exfil", "big-share", "everything"}},
 		{"bytes a bystander at 0.5%", with(func(a *anomaly.Anomaly) { a.Severity, a.Explanation = "critical", feat("response_bytes_max", 0.005) }),
 			AgentInfo{}, []string{"everything"}},
 		{"class", with(func(a *anomaly.Anomaly) {
@@ -335,5 +340,15 @@ func TestMatchWhyNamesTheClass(t *testing.T) {
 	ds := Match(set, a, AgentInfo{})
 	if len(ds) != 1 || ds[0].Why != "kind behaviour, class id_enumeration, severity high >= medium" {
 		t.Fatalf("decisions %+v; want one whose why names the class", ds)
+	}
+}
+
+func TestMatchWhyNamesTheFeatures(t *testing.T) {
+	set := mustParse(t, "playbooks:\n  - name: bytes\n    trigger: {features: [response_bytes, response_bytes_max]}\n    steps: [{notify: {channel: '#a'}}]\n")
+	a := anomaly.Anomaly{ID: "x", AgentID: "hr-1", Kind: anomaly.Behaviour, Severity: "high", Explanation: []anomaly.Feature{
+		{Name: "sensitive_calls", Contribution: 0.35}, {Name: "response_bytes", Contribution: 0.13}, {Name: "response_bytes_max", Contribution: 0.13}}}
+	ds := Match(set, a, AgentInfo{})
+	if len(ds) != 1 || ds[0].Why != "kind behaviour, feature response_bytes+response_bytes_max (contribution 0.26)" {
+		t.Fatalf("decisions %+v; want one whose why sums the features", ds)
 	}
 }

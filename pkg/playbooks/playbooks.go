@@ -77,9 +77,9 @@ type Trigger struct {
 	// when attack.Classify names one of them for the anomaly. Empty means
 	// any class. Not to be confused with Class (rule or statistical).
 	Classes []string `yaml:"classes"`
-	// Features match when any of them is in the anomaly's explanation
-	// with at least MinContribution of the window's surprise; 0 means
-	// DefaultMinContribution. The detector's off_hours and
+	// Features match when those of them in the anomaly's explanation
+	// together carry at least MinContribution of the window's surprise;
+	// 0 means DefaultMinContribution. The detector's off_hours and
 	// calls_this_hour terms carry no contribution and match by presence.
 	Features        []string `yaml:"features"`
 	MinContribution float64  `yaml:"min_contribution"`
