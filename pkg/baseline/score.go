@@ -203,16 +203,7 @@ func (m *Model) Score(p *Params, startMs int64, v *features.Vector) Result {
 
 	r.P = math.Pow(10, -r.Score)
 	if r.Anomalous || r.Drift {
-		switch {
-		case r.Score >= p.CriticalScore:
-			r.Severity = Critical
-		case r.Score >= p.HighScore:
-			r.Severity = High
-		case r.Score >= p.MediumScore:
-			r.Severity = Medium
-		default:
-			r.Severity = Low
-		}
+		r.Severity = max(p.Grade(r.Score), Low)
 	}
 	return r
 }
