@@ -72,6 +72,9 @@ type Feature struct {
 type RouteCount struct {
 	Route string `json:"route"`
 	Calls int    `json:"calls"`
+	// Succeeded is how many of the calls were answered 2xx (served, not
+	// refused); absent when none were.
+	Succeeded int `json:"succeeded,omitempty"`
 }
 
 // Anomaly is one anomalous (agent, window, kind). Its ID depends only on

@@ -106,6 +106,16 @@ func (r *Result) Contribution(id features.ID) float64 {
 	if id >= features.NumFeatures {
 		return 0
 	}
+	return r.share(r.Features[id].Surprise)
+}
+
+// OffHoursContribution returns OffHours' share, 0..1, of the window's
+// total surprise; with every feature's Contribution it sums to 1.
+func (r *Result) OffHoursContribution() float64 {
+	return r.share(r.OffHours.Surprise)
+}
+
+func (r *Result) share(s float64) float64 {
 	total := r.OffHours.Surprise
 	for i := range r.Features {
 		total += r.Features[i].Surprise
@@ -113,7 +123,7 @@ func (r *Result) Contribution(id features.ID) float64 {
 	if total <= 0 {
 		return 0
 	}
-	return r.Features[id].Surprise / total
+	return s / total
 }
 
 // youngIgnored reports features not scored on a model younger than Warmup:

@@ -91,9 +91,7 @@ func (p *Processor) settleGlobal(pt *partition, ws int64, active int) {
 	ids := make([]string, 0, len(folded))
 	for _, h := range folded {
 		ids = append(ids, h.AgentID)
-		if h.Score > an.Score {
-			an.Score, an.Severity = h.Score, h.Severity
-		}
+		an.Score = max(an.Score, h.Score)
 		for _, f := range h.Explanation {
 			g := byName[f.Name]
 			if g == nil {
@@ -124,6 +122,9 @@ func (p *Processor) settleGlobal(pt *partition, ws int64, active int) {
 			names = append(names, fmt.Sprintf("%s (%d agents)", g.Name, g.n))
 		}
 	}
+	// The event is as serious as its most serious agent, graded on the
+	// one scale like every anomaly.
+	an.Severity = p.grade(an.Score)
 	slices.Sort(ids)
 	more := ""
 	if len(ids) > 8 {
