@@ -78,7 +78,7 @@ func FormatVersus(name string, observed, expected float64, windowMs int64) strin
 	} else {
 		s = FormatValue(name, observed, windowMs) + " vs " + FormatValue(name, expected, windowMs) + " usual"
 	}
-	if r := ratio(observed, expected); r != "" {
+	if r := FormatMultiple(observed, expected); r != "" {
 		s += " (" + r + ")"
 	}
 	return s
@@ -89,7 +89,7 @@ func FormatVersus(name string, observed, expected float64, windowMs int64) strin
 // ratio would be meaningless or infinite. It returns "" when either value
 // is not a finite number or observed is not above 0.
 func FormatRatio(observed, expected float64) string {
-	r := ratio(observed, expected)
+	r := FormatMultiple(observed, expected)
 	if r == "" || r == noneUsual {
 		return r
 	}
@@ -103,7 +103,9 @@ const noneUsual = "none usual"
 // floor, not at 0), not a level worth multiplying.
 const tinyExpected = 1e-3
 
-func ratio(observed, expected float64) string {
+// FormatMultiple is FormatRatio without " the usual", for a table
+// column: "×9,800", "×0.5", "none usual" or "".
+func FormatMultiple(observed, expected float64) string {
 	if !finite(observed) || !finite(expected) || observed <= 0 || expected < 0 {
 		return ""
 	}
