@@ -101,6 +101,9 @@ type ScenarioReport struct {
 	Fleet, FleetGrouped int
 	// FalseByKind counts the false alerts by anomaly kind.
 	FalseByKind map[string]int
+	// MatchedBySeverity and FalseBySeverity count the per-agent alerts
+	// that belong to an incident, and the false ones, by severity.
+	MatchedBySeverity, FalseBySeverity map[string]int
 	// FalseAlerts are the per-agent and fleet alerts that belong to no
 	// incident or outage.
 	FalseAlerts []anomaly.Anomaly
@@ -232,6 +235,7 @@ func RunScenario(ctx context.Context, o ScenarioOptions) (ScenarioReport, error)
 	r := ScenarioReport{
 		Seed: o.Seed, Agents: sc.Agents, Roles: len(sim.Roles), HistoryDays: o.HistoryDays, TestDays: o.TestDays,
 		Events: events, TestStart: sc.TestStart, FalseByKind: map[string]int{},
+		MatchedBySeverity: map[string]int{}, FalseBySeverity: map[string]int{},
 	}
 	window := time.Duration(o.Settings.Features.WindowMs) * time.Millisecond
 	var judged []anomaly.Anomaly
@@ -353,15 +357,18 @@ func RunScenario(ctx context.Context, o ScenarioOptions) (ScenarioReport, error)
 	for i, a := range perAgent {
 		if matched[i] {
 			r.Matched++
+			r.MatchedBySeverity[a.Severity]++
 			continue
 		}
 		r.False++
 		r.FalseByKind[a.Kind]++
+		r.FalseBySeverity[a.Severity]++
 		r.FalseAlerts = append(r.FalseAlerts, a)
 	}
 	for _, a := range fleetFalse {
 		r.False++
 		r.FalseByKind[a.Kind]++
+		r.FalseBySeverity[a.Severity]++
 		r.FalseAlerts = append(r.FalseAlerts, a)
 	}
 	r.Elapsed = time.Since(began)
@@ -412,6 +419,8 @@ func WriteScenarioTable(w io.Writer, r ScenarioReport) {
 		}
 		fmt.Fprintf(w, "| benign %s, %s%s | %d grouped alert(s)%s, %d false per-agent alert(s) |\n", b.Kind, span, roleNote(string(b.Role)), b.Grouped, fleetNote, b.PerAgent)
 	}
+	fmt.Fprintf(w, "| incident alerts by severity | %s |\n", bySeverity(r.MatchedBySeverity))
+	fmt.Fprintf(w, "| false alerts by severity | %s |\n", bySeverity(r.FalseBySeverity))
 	if len(r.FalseByKind) > 0 {
 		kinds := make([]string, 0, len(r.FalseByKind))
 		for k, n := range r.FalseByKind {
@@ -420,6 +429,27 @@ func WriteScenarioTable(w io.Writer, r ScenarioReport) {
 		sort.Strings(kinds)
 		fmt.Fprintf(w, "| false alerts by kind | %s |\n", strings.Join(kinds, ", "))
 	}
+}
+
+// bySeverity renders counts by severity, most severe first.
+func bySeverity(m map[string]int) string {
+	known := []string{"critical", "high", "medium", "low"}
+	var parts, other []string
+	for _, s := range known {
+		if m[s] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", s, m[s]))
+		}
+	}
+	for s, n := range m {
+		if !slices.Contains(known, s) {
+			other = append(other, fmt.Sprintf("%q %d", s, n))
+		}
+	}
+	sort.Strings(other)
+	if parts = append(parts, other...); len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 func roleNote(role string) string {
