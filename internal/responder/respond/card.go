@@ -86,6 +86,9 @@ type IncidentStats struct {
 type FeatureSeen struct {
 	N    int             `json:"n"`
 	Peak anomaly.Feature `json:"peak"`
+	// WindowMs is the width of the peak's window, which a rate is shown
+	// per.
+	WindowMs int64 `json:"window_ms,omitempty"`
 }
 
 func (s IncidentStats) clone() IncidentStats {
@@ -150,7 +153,7 @@ func (in *Incident) observe(a anomaly.Anomaly) (newClass bool) {
 		}
 		fs.N++
 		if !ok || f.Observed > fs.Peak.Observed {
-			fs.Peak = f
+			fs.Peak, fs.WindowMs = f, a.WindowEndMs-a.WindowStartMs
 		}
 		s.Features[f.Name] = fs
 	}
@@ -217,19 +220,9 @@ func (in *Incident) lead() (anomaly.Anomaly, attack.Class) {
 	return best, c
 }
 
-// leadClass is the class an incident's card names.
-//
-// TODO(attack.Lead): call attack.Lead once it is on main; until then the
-// class of the most severe anomaly (the first of them) leads.
-func leadClass(as []anomaly.Anomaly) attack.Class {
-	best, rank := attack.Unclassified, -1
-	for _, a := range as {
-		if r := severityRank(a.Severity); r > rank {
-			best, rank = attack.Classify(a), r
-		}
-	}
-	return best
-}
+// leadClass is the class an incident's card names: the most telling of
+// its anomalies' classes.
+func leadClass(as []anomaly.Anomaly) attack.Class { return attack.Lead(as) }
 
 // card renders the incident's card state.
 func (in *Incident) card() slackui.Card {
@@ -270,13 +263,13 @@ func (in *Incident) digest(prev DigestMark) slackui.Digest {
 	}
 	slackui.SortKinds(d.Kinds)
 	type fn struct {
-		f anomaly.Feature
+		f slackui.DigestFeature
 		n int
 	}
 	var fs []fn
 	for k, f := range in.Stats.Features {
 		if f.N > prev.Features[k] {
-			fs = append(fs, fn{f.Peak, f.N - prev.Features[k]})
+			fs = append(fs, fn{slackui.DigestFeature{Feature: f.Peak, WindowMs: f.WindowMs}, f.N - prev.Features[k]})
 		}
 	}
 	slices.SortFunc(fs, func(a, b fn) int {

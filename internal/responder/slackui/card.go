@@ -261,11 +261,19 @@ type Digest struct {
 	// Severity is the incident's highest severity now.
 	Severity string
 	// Features are the features most often anomalous since, each at its
-	// highest observed value; Routes the routes called most since, with
-	// the calls since; NewRoutes the routes first seen since.
-	Features  []anomaly.Feature
+	// highest observed value (in a window of its WindowMs); Routes the
+	// routes called most since, with the calls since; NewRoutes the
+	// routes first seen since.
+	Features  []DigestFeature
 	Routes    []anomaly.RouteCount
 	NewRoutes []string
+}
+
+// DigestFeature is a feature at its highest in an incident, in a window
+// WindowMs wide (which its rate is shown per).
+type DigestFeature struct {
+	anomaly.Feature
+	WindowMs int64
 }
 
 // RenderDigest returns the summary follow-up of an incident's thread. It
@@ -275,7 +283,7 @@ func RenderDigest(d Digest) Message {
 		severityIcon(d.Severity), moreAnomalies(d.New), clockText(d.FromMs), clockText(d.ToMs), kindsText(d.Kinds), severityLabel(d.Severity))
 	var fields []*slack.TextBlockObject
 	for _, f := range first(d.Features, digestTop) {
-		fields = append(fields, featureField(f))
+		fields = append(fields, featureField(f.Feature, f.WindowMs))
 	}
 	for _, r := range first(d.Routes, digestTop) {
 		fields = append(fields, routeField(r))

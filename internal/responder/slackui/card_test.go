@@ -35,6 +35,7 @@ func classSample(c attack.Class) anomaly.Anomaly {
 	switch c {
 	case attack.Exfiltration:
 		feat("response_bytes", 92514087, 9420, 0.93)
+		a.Explanation = append(a.Explanation, anomaly.Feature{Name: "calls", Observed: 900, Expected: 60, Surprise: 3, Contribution: 0.05})
 	case attack.SlowExfiltration:
 		a.Kind = anomaly.Drift
 		feat("response_bytes", 3.1e6, 1.2e6, 0.7)
@@ -114,6 +115,9 @@ func TestCardGolden(t *testing.T) {
 	ac := sampleContext(t)
 	for _, c := range attack.Classes() {
 		t.Run(string(c), func(t *testing.T) {
+			if got := attack.Classify(classSample(c)); got != c {
+				t.Fatalf("the sample of %s classifies as %s: change classSample to the class's signature", c, got)
+			}
 			m, err := RenderCard(classCard(c), ac)
 			if err != nil {
 				t.Fatal(err)
@@ -172,7 +176,7 @@ func TestCardDigestEscalationHostileStrings(t *testing.T) {
 			}
 			checkMessage(t, m)
 			d := Digest{IncidentID: h, AgentID: h, New: 3, Kinds: []KindCount{{Kind: h, N: 3}}, Severity: h,
-				Features: []anomaly.Feature{{Name: h, Observed: 1}}, Routes: []anomaly.RouteCount{{Route: h, Calls: 2}}, NewRoutes: []string{h, h}}
+				Features: []DigestFeature{{Feature: anomaly.Feature{Name: h, Observed: 1}, WindowMs: 60_000}}, Routes: []anomaly.RouteCount{{Route: h, Calls: 2}}, NewRoutes: []string{h, h}}
 			checkMessage(t, RenderDigest(d))
 			checkMessage(t, RenderEscalation(Escalation{IncidentID: h, From: h, To: h, Class: c.Class, AgentID: h}, AlertContext{}))
 		})
@@ -182,7 +186,7 @@ func TestCardDigestEscalationHostileStrings(t *testing.T) {
 func TestDigestAndEscalationGolden(t *testing.T) {
 	d := Digest{IncidentID: "inc-7f3a", AgentID: "agent-" + hostileID, FromMs: 1795600500000, ToMs: 1795600800000, New: 5,
 		Kinds: []KindCount{{Kind: anomaly.Behaviour, N: 3}, {Kind: anomaly.UnapprovedRoute, N: 2}}, Severity: "high",
-		Features:  []anomaly.Feature{{Name: "response_bytes", Observed: 92514087, Expected: 9420, Contribution: 0.9}},
+		Features:  []DigestFeature{{Feature: anomaly.Feature{Name: "response_bytes", Observed: 92514087, Expected: 9420, Contribution: 0.9}, WindowMs: 60_000}},
 		Routes:    []anomaly.RouteCount{{Route: "/customers/{id}", Calls: 400}, {Route: "/x/" + hostileID, Calls: 3}},
 		NewRoutes: []string{"/x/" + hostileID}}
 	m := RenderDigest(d)
