@@ -238,9 +238,23 @@ func TestIntegrationStateMovesWithPartition(t *testing.T) {
 	}
 	// What `responder incidents` and `responder outbox list` read: every
 	// agent's incident, none of the steps left open.
-	shared, err := ReadSharedState(ctx, b.cfg, nil)
-	if err != nil {
-		t.Fatal(err)
+	// An incident card's update may be scheduled for its next 10-second
+	// slot after the responders went quiet: it is waited for.
+	var shared SharedState
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Second) {
+		var err error
+		if shared, err = ReadSharedState(ctx, b.cfg, nil); err != nil {
+			t.Fatal(err)
+		}
+		open := 0
+		for _, e := range shared.Outbox {
+			if e.State.Open() {
+				open++
+			}
+		}
+		if open == 0 || time.Now().After(deadline) {
+			break
+		}
 	}
 	agents := map[string]bool{}
 	for _, in := range shared.Incidents {
