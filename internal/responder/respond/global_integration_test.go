@@ -69,6 +69,9 @@ func globalRigs(t *testing.T, kc kstate.Config, n, budget int) []*rig {
 		rules := openRules(t, kc, budget)
 		rigs = append(rigs, newRigWith(t, func(r *rig) {
 			r.glob = rules
+			// One follow-up per anomaly (no summaries): each anomaly's
+			// notify step is audited on its own, posted or suppressed.
+			r.cfg.Responder.Slack.DigestInterval = 0
 			r.cfg.Responder.Tokens = []config.APIToken{{Name: "ops", SHA256: respapi.HashSecret(opsSecret),
 				CanSilence: true, CanKillSwitch: true, CanReadDenylist: true}}
 		}))
