@@ -405,6 +405,37 @@ func (u unitTicks) Ticks(lo, hi float64) []plot.Tick {
 	return ts
 }
 
+// minuteTicks puts the time axis' ticks on round minutes, hours or days
+// (UTC), at most maxTimeTicks labelled ones, with unlabelled ones between.
+type minuteTicks struct{ format string }
+
+const maxTimeTicks = 8
+
+// tickSteps are the spacings minuteTicks chooses from, in minutes, each
+// with the spacing of its unlabelled ticks, which divides it.
+var tickSteps = [][2]int64{
+	{1, 1}, {2, 1}, {5, 1}, {10, 5}, {15, 5}, {30, 10}, {60, 15}, {120, 30}, {180, 60},
+	{360, 60}, {720, 180}, {1440, 360}, {2880, 720}, {10080, 1440},
+}
+
+// Ticks implements plot.Ticker; lo and hi are Unix seconds.
+func (mt minuteTicks) Ticks(lo, hi float64) []plot.Tick {
+	i := 0
+	for i < len(tickSteps)-1 && (hi-lo)/float64(tickSteps[i][0]*60) > maxTimeTicks {
+		i++
+	}
+	step, minor := tickSteps[i][0]*60, tickSteps[i][1]*60
+	var ts []plot.Tick
+	for t := int64(math.Ceil(lo/float64(minor))) * minor; float64(t) <= hi; t += minor {
+		tk := plot.Tick{Value: float64(t)}
+		if t%step == 0 {
+			tk.Label = time.Unix(t, 0).UTC().Format(mt.format)
+		}
+		ts = append(ts, tk)
+	}
+	return ts
+}
+
 // writePlot draws plot.png as buildPlot decides: one panel under another,
 // 1000 pixels wide, times in UTC.
 func writePlot(w io.Writer, a *anomaly.Anomaly, m *Manifest, t *tally, scores []anomaly.Score, feats []features.ID) error {
@@ -425,7 +456,7 @@ func renderPlot(w io.Writer, sp plotSpec) error {
 	panels := make([]*plot.Plot, 0, len(sp.Panels))
 	for i, ps := range sp.Panels {
 		p := plot.New()
-		p.X.Tick.Marker = plot.TimeTicks{Format: format}
+		p.X.Tick.Marker = minuteTicks{format}
 		p.Y.Tick.Marker = unitTicks{ps.Format}
 		p.Y.Label.Text = ps.YLabel
 		// Top left: the anomaly sits near the right end of the default

@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode"
 
+	"gonum.org/v1/plot"
+
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 	"github.com/agentwatch/agentwatch/pkg/features"
 )
@@ -275,6 +277,37 @@ func TestPlotIsDeterministic(t *testing.T) {
 	}
 }
 
+func TestTimeTicksAreRoundMinutes(t *testing.T) {
+	base := float64(t0.Unix())
+	for _, tc := range []struct {
+		span      time.Duration
+		step      time.Duration
+		wantFirst string
+	}{
+		{21 * time.Minute, 5 * time.Minute, "11:50"},
+		{40 * time.Minute, 5 * time.Minute, "11:50"},
+		{70 * time.Minute, 10 * time.Minute, "11:50"},
+		{24 * time.Hour, 180 * time.Minute, "12:00"},
+		{7 * 24 * time.Hour, 24 * time.Hour, "00:00"},
+	} {
+		lo := base - 15*60 + 7 // a few seconds past the minute
+		ts := minuteTicks{"15:04"}.Ticks(lo, lo+tc.span.Seconds())
+		var labelled []plot.Tick
+		for _, tk := range ts {
+			if tk.Label != "" {
+				labelled = append(labelled, tk)
+			}
+			if int64(tk.Value)%60 != 0 {
+				t.Fatalf("span %s: tick at %v is not on a whole minute", tc.span, tk.Value)
+			}
+		}
+		if len(labelled) < 2 || len(labelled) > maxTimeTicks+1 || labelled[0].Label != tc.wantFirst ||
+			labelled[1].Value-labelled[0].Value != tc.step.Seconds() {
+			t.Errorf("span %s: labelled ticks %+v, want every %s from %s", tc.span, labelled, tc.step, tc.wantFirst)
+		}
+	}
+}
+
 func TestHumanUnits(t *testing.T) {
 	for _, tc := range []struct {
 		got, want string
@@ -301,24 +334,34 @@ func TestHumanUnits(t *testing.T) {
 	}
 }
 
-// TestExamplePlot draws the plot shown in docs/responder.md; run with
-// -update-plot to rewrite it.
+// TestExamplePlot draws the plot shown in docs/responder.md, shaped like
+// the demo's exfiltration: a quiet agent that suddenly reads sensitive
+// records, twenty a minute, with hundreds of megabytes of responses. Run
+// with -update-plot to rewrite it.
 func TestExamplePlot(t *testing.T) {
-	a := minuteAnomaly("finance-bot-3")
+	a := minuteAnomaly("cs-agent-006")
 	a.Kind, a.Severity = anomaly.Behaviour, "critical"
+	a.Explanation = []anomaly.Feature{
+		{Name: "sensitive_calls", Observed: 21, Expected: 0.04, Surprise: 132, Contribution: 0.46},
+		{Name: "calls", Observed: 21, Expected: 1.1, Surprise: 45, Contribution: 0.16},
+		{Name: "response_bytes", Observed: 6.4e8, Expected: 6.9e4, Surprise: 43, Contribution: 0.15},
+	}
 	scores := minuteScores(a.AgentID, -24*60, 10)
 	for i := range scores {
 		s := &scores[i]
-		for id := range features.NumFeatures {
-			s.Expected[id] = 20 + 10*math.Sin(float64(i)/200)
-			s.Values[id] = s.Expected[id] + 3*math.Sin(float64(i)*1.7)
-		}
-		s.Expected[features.RespBytes] *= 4e4
-		s.Values[features.RespBytes] *= 4e4
+		wave := 1 + 0.5*math.Sin(float64(i)/230)
+		busy := float64(int(3 * (1 + math.Sin(float64(i)*1.7))))
+		s.Expected[features.Calls], s.Values[features.Calls] = 1.1*wave, busy
+		s.Expected[features.SensitiveCalls], s.Values[features.SensitiveCalls] = 0.04*busy, float64(i%97/96)
+		s.Expected[features.RespBytes], s.Values[features.RespBytes] = 6.9e4*wave, 6.9e4*busy
 	}
 	n := len(scores)
-	for _, i := range []int{n - 13, n - 10, n - 9, n - 8} {
-		makeAnomalous(&scores[i], "high", 9+float64(i%7))
+	for k, i := range []int{n - 10, n - 9, n - 8, n - 7, n - 6} {
+		s := &scores[i]
+		s.Severity, s.Score, s.Trained = "critical", 101+float64(k*k%7)*3, false
+		s.Values[features.Calls] = 21 + float64(k%3)
+		s.Values[features.SensitiveCalls] = s.Values[features.Calls]
+		s.Values[features.RespBytes] = s.Values[features.Calls] * 3.05e7
 	}
 	m := &Manifest{BundleID: "ev-4f1c0d6a9e2b7c35d8e0a1f2b3c4d5e6", FromMs: a.WindowStartMs - 15*minuteMs, ToMs: a.WindowEndMs + 5*minuteMs}
 	tl := newTally(m.FromMs, m.ToMs)
