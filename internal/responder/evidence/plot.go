@@ -143,13 +143,13 @@ func buildPlot(a *anomaly.Anomaly, m *Manifest, t *tally, scores []anomaly.Score
 			inside = append(inside, s)
 		}
 	}
-	spans := [][2]int64{{a.WindowStartMs, max(a.WindowEndMs, a.WindowStartMs+1)}}
+	shaded := [][2]int64{{a.WindowStartMs, max(a.WindowEndMs, a.WindowStartMs+1)}}
 	for _, s := range inside {
 		if anomalousScore(s) {
-			spans = append(spans, [2]int64{s.WindowStartMs, max(s.WindowEndMs, s.WindowStartMs+1)})
+			shaded = append(shaded, [2]int64{s.WindowStartMs, max(s.WindowEndMs, s.WindowStartMs+1)})
 		}
 	}
-	sp.Shaded = mergeSpans(spans)
+	sp.Shaded = mergeSpans(shaded)
 	sp.ShadeLabel = "anomalous windows"
 
 	picked, spans := perBucket(inside, t.fromMs, t.bucketMs, t.nb)
