@@ -7,11 +7,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentwatch/agentwatch/internal/platform/cli"
+	"github.com/agentwatch/agentwatch/internal/platform/timeflag"
 	"github.com/agentwatch/agentwatch/internal/tools/demo"
 )
 
 func demoCommand() *cobra.Command {
 	var o demo.Options
+	var end string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the whole job in one process: simulator → ingest → detector → responder",
@@ -22,6 +24,16 @@ It prints progress, the alerts the responder raises, and a summary of what was
 caught and where the results are. --verbose shows the services' warnings.`,
 		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if end != "" {
+				t, err := timeflag.Parse(end)
+				if err != nil {
+					return cli.Usagef("--end: %v", err)
+				}
+				if t.After(time.Now()) {
+					return cli.Usagef("--end: %s is in the future", end)
+				}
+				o.End = t
+			}
 			cfg, err := cli.LoadConfig(cmd)
 			if err != nil {
 				return err
@@ -46,6 +58,7 @@ caught and where the results are. --verbose shows the services' warnings.`,
 	f.DurationVar(&o.SimDuration, "sim-duration", 24*time.Hour, "simulated traffic span with incidents, ending now, replayed at --speed")
 	f.DurationVar(&o.History, "history", 72*time.Hour, "quiet history before it, replayed as fast as possible to warm the baselines (at most 6 days: ingest rejects events older than ingest.max_age)")
 	f.Float64Var(&o.Speed, "speed", 1440, "simulated seconds per wall second (1440: a day per minute)")
+	f.StringVar(&end, "end", "", "when the simulated span ends (RFC 3339 or YYYY-MM-DD; default now): with --seed, the same run at any time of day, for comparing two builds")
 	f.Float64Var(&o.GarbageRate, "garbage-rate", 0.02, "share of bad lines the simulator mixes in")
 	return cmd
 }

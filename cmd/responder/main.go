@@ -4,8 +4,9 @@
 // guarded gateway adapters, evidence snapshots, webhooks and approvals, each
 // audited. It also serves Slack's interactivity endpoint and the HTTP API.
 // Its operator commands (run-playbook, restore, audit, verify, incidents,
-// silence, outbox, false-positive) are in internal/responder/respctl; this
-// package only parses their arguments.
+// silence, outbox, false-positive) are in internal/responder/respctl, and
+// preview in internal/responder/preview; this package only parses their
+// arguments.
 package main
 
 import (
@@ -21,6 +22,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/obs"
 	"github.com/agentwatch/agentwatch/internal/platform/timeflag"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/preview"
 	"github.com/agentwatch/agentwatch/internal/responder/respctl"
 	"github.com/agentwatch/agentwatch/internal/responder/respsvc"
 )
@@ -47,7 +49,7 @@ Slack's interactivity endpoint and the HTTP API. Run without a command, it runs
 the consumer; the other commands are for operators (docs/responder.md).`)
 	cli.ServiceCommand(root, runResponder)
 	root.AddCommand(runPlaybookCommand(), restoreCommand(), auditCommand(), verifyCommand(),
-		incidentsCommand(), silenceCommand(), outboxCommand(), falsePositiveCommand(), keygenCommand(), ledgerKeygenCommand(), ledgerResealCommand(), killSwitchCommand())
+		incidentsCommand(), silenceCommand(), outboxCommand(), falsePositiveCommand(), keygenCommand(), ledgerKeygenCommand(), ledgerResealCommand(), killSwitchCommand(), previewCommand())
 	return root
 }
 
@@ -423,5 +425,43 @@ func falsePositiveCommand() *cobra.Command {
 	f.StringVar(&o.IncidentID, "incident", "", "the incident (responder incidents lists them)")
 	f.StringVar(&o.AnomalyID, "anomaly", "", "the anomaly id")
 	f.StringVar(&o.API, "api", "", "the running responder's API base URL (default http://responder.api_addr)")
+	return cmd
+}
+
+func previewCommand() *cobra.Command {
+	var o preview.CommandOptions
+	cmd := &cobra.Command{
+		Use:   "preview ANOMALY.json [MORE.json…] [--out DIR]",
+		Short: "Write the Slack messages some anomalies would get, as Block Kit JSON and an HTML page",
+		Long: `preview runs anomaly records (docs/anomalies.md: one per file, a JSON array, or JSON
+lines; "-" reads standard input) through the responder's engine with the playbooks
+of responder.playbooks (or --playbooks), in a temporary state directory, and writes
+what it would post to Slack into --out: messages.json, the Block Kit JSON of every
+message as the channel ends up showing it (each top-level message after its updates,
+then its thread), and preview.html, the same drawn as a page. Nothing is posted and
+no gateway is called: revoke, throttle, quarantine and webhook steps run dry, and
+approval requests stay unanswered. No Slack workspace is needed.`,
+		Example: "  responder preview testdata/anomaly.json --out /tmp/preview\n  responder preview .data/embedded/detector/anomalies.jsonl --playbooks deploy/playbooks/default.yaml --registry .data/embedded/agents.yaml",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cli.Usagef("%s needs at least one file of anomalies (or - for standard input) (see %s --help)", cmd.CommandPath(), cmd.CommandPath())
+			}
+			return nil
+		},
+		RunE: operatorRunE(nil, func(cmd *cobra.Command, args []string, cfg config.Config, log *slog.Logger) error {
+			o.Inputs, o.Stdin = args, cmd.InOrStdin()
+			err := preview.Command(cmd.Context(), cfg, log, o, cmd.OutOrStdout())
+			var ie *preview.InputError
+			if errors.As(err, &ie) {
+				return &cli.UsageError{Err: err}
+			}
+			return err
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Out, "out", "preview", "directory the preview is written to (created; files in it are replaced)")
+	f.StringArrayVar(&o.Playbooks, "playbooks", nil, "playbook file or directory instead of responder.playbooks (repeat for several)")
+	f.StringVar(&o.Registry, "registry", "", "agent registry file (agents.yaml), for playbooks that match on roles or labels")
+	f.DurationVar(&o.WaitFor, "wait-for", 3*time.Second, "also wait, in real time, for the messages due within this long (a thread digest due in a few minutes); not for those due later, such as an approval's timeout")
 	return cmd
 }

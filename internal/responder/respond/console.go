@@ -16,7 +16,8 @@ import (
 // Console is the Notifier of the embedded mode without a Slack token: each
 // message is printed as its text and section lines, indented under its
 // thread. The text was escaped by slackui, so nothing an attacker sent can
-// move the cursor or fake a line (control characters are gone).
+// move the cursor or fake a line (control characters are gone). Mentions
+// are shown as a reader sees them in Slack (@here, not <!here>).
 type Console struct {
 	mu  sync.Mutex
 	w   io.Writer
@@ -57,13 +58,13 @@ func (c *Console) print(channel, thread string, m slackui.Message) (string, erro
 	c.posts[channel]++
 	var b strings.Builder
 	if thread == "" {
-		fmt.Fprintf(&b, "[%s] %s\n", channel, m.Text)
+		fmt.Fprintf(&b, "[%s] %s\n", channel, TextOfMrkdwn(m.Text))
 	} else {
-		fmt.Fprintf(&b, "    ↳ [%s thread %s] %s\n", channel, thread, m.Text)
+		fmt.Fprintf(&b, "    ↳ [%s thread %s] %s\n", channel, thread, TextOfMrkdwn(m.Text))
 	}
 	for _, bl := range m.Blocks {
 		if s, ok := bl.(*slack.SectionBlock); ok && thread == "" && s.Text != nil && s.BlockID == "aw_summary" {
-			fmt.Fprintf(&b, "      %s\n", s.Text.Text)
+			fmt.Fprintf(&b, "      %s\n", TextOfMrkdwn(s.Text.Text))
 		}
 	}
 	_, err := io.WriteString(c.w, b.String())

@@ -59,6 +59,12 @@ type Deps struct {
 	Registry Registry
 	// Console receives alerts when no Slack token is set; nil discards.
 	Console io.Writer
+	// WrapNotifier, when set, is given the notifier Build chose (Slack or
+	// the console) and returns the one the engine posts through: the demo
+	// and responder preview wrap it to keep what was posted. The wrapper
+	// hides the optional interfaces (PostFinder, Ephemeral) it does not
+	// implement itself.
+	WrapNotifier func(Notifier) Notifier
 	// Getenv reads the secrets' variables; nil means os.Getenv.
 	Getenv func(string) string
 	// Resolve replaces DNS for the egress guard (tests).
@@ -278,6 +284,9 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		}
 		s.Console = NewConsole(w)
 		notifier = s.Console
+	}
+	if d.WrapNotifier != nil {
+		notifier = d.WrapNotifier(notifier)
 	}
 	maxPerMinute := rc.Slack.MaxMessagesPerMinute
 	if s.Console != nil {

@@ -34,6 +34,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/embedstore"
 	"github.com/agentwatch/agentwatch/internal/platform/obs"
 	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
+	"github.com/agentwatch/agentwatch/internal/responder/preview"
 	"github.com/agentwatch/agentwatch/internal/tools/scenario"
 	"github.com/agentwatch/agentwatch/internal/tools/sim"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
@@ -472,6 +473,10 @@ func printSummary(w io.Writer, s Summary) {
 	fmt.Fprintf(w, "responder: audit log, outbox, silences, ledger:   %s\n", s.Responder.StateDir)
 	fmt.Fprintf(w, "evidence bundles (check: responder verify --responder.state_dir %s): %s\n", s.Responder.StateDir, s.Responder.Evidence)
 	fmt.Fprintf(w, "deny-list the gateway would load:                %s\n", s.Responder.Denylist)
+	if s.Responder.PreviewErr == nil && s.Responder.Preview != "" {
+		fmt.Fprintf(w, "Slack messages (Block Kit JSON, HTML view):      %s, %s\n",
+			filepath.Join(s.Responder.Preview, preview.JSONFile), filepath.Join(s.Responder.Preview, preview.HTMLFile))
+	}
 }
 
 func countActions(m map[string]int) int {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
+	"github.com/agentwatch/agentwatch/internal/responder/preview"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 )
 
@@ -89,7 +90,31 @@ func TestDemoRunsEveryStageAndAccountsForEveryLine(t *testing.T) {
 	if got := bytes.Count(dl, []byte("\n")); uint64(got) != sum.Ingest.DeadLettered {
 		t.Fatalf("dead-letter file has %d records, want %d", got, sum.Ingest.DeadLettered)
 	}
-	for _, want := range []string{"what flowed", "dead-lettered by reason", "injected incidents", "what the detector found", "caught", "where the results are", cfg.Embedded.DataDir} {
+	// What its notifier received, counted per incident and written as the
+	// preview.
+	ms := sum.Responder.Messages
+	if ms.Incidents == 0 || ms.Incidents > len(sum.Responder.Incidents) || ms.Top < ms.Incidents || float64(ms.Max) < ms.Median {
+		t.Errorf("messages per incident %+v for %d incidents", ms, len(sum.Responder.Incidents))
+	}
+	if sum.Responder.PreviewErr != nil {
+		t.Fatal(sum.Responder.PreviewErr)
+	}
+	pj, err := os.ReadFile(filepath.Join(sum.Responder.Preview, preview.JSONFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pf preview.File
+	if err := json.Unmarshal(pj, &pf); err != nil {
+		t.Fatal(err)
+	}
+	if pf.Stats.Incidents != ms.Incidents || pf.Stats.TopLevel != ms.Top || pf.Stats.Thread != ms.Thread || len(pf.Incidents) < ms.Incidents {
+		t.Errorf("%s: %+v, %d incidents; the demo counted %+v", preview.JSONFile, pf.Stats, len(pf.Incidents), ms)
+	}
+	if page, err := os.ReadFile(filepath.Join(sum.Responder.Preview, preview.HTMLFile)); err != nil || !bytes.Contains(page, []byte(`<div class="header">`)) {
+		t.Errorf("%s: %v, %d bytes without an alert's header", preview.HTMLFile, err, len(page))
+	}
+	for _, want := range []string{"what flowed", "dead-lettered by reason", "injected incidents", "what the detector found", "caught", "where the results are", cfg.Embedded.DataDir,
+		"Slack messages per incident: median", preview.HTMLFile} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}

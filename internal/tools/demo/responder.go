@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/embedstore"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
+	"github.com/agentwatch/agentwatch/internal/responder/preview"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 	"github.com/agentwatch/agentwatch/pkg/inventory"
@@ -35,6 +37,8 @@ var demoAnalyst = audit.Actor{Kind: audit.ActorSlack, Name: "demo-analyst (scrip
 // dir.
 type embeddedResponder struct {
 	svc      *respond.Service
+	capture  *preview.Capture
+	dataDir  string
 	approved atomic.Int64 // approval requests the scripted analyst answered
 	cancel   context.CancelFunc
 	done     chan error
@@ -52,12 +56,22 @@ func newResponder(cfg config.Config, store *embedstore.Store, det respond.Feedba
 			reg0 = respond.RegistryFunc(func() *inventory.Registry { return r })
 		}
 	}
-	svc, err := respond.Build(cfg, respond.Deps{Events: respond.EmbeddedEvents{Store: store}, Scores: scores, Feedback: det, Registry: reg0, Console: out}, log, reg)
+	if sl := cfg.Responder.Slack; sl.SigningSecret == "" && (sl.SigningSecretEnv == "" || os.Getenv(sl.SigningSecretEnv) == "") {
+		// A secret of this run only: the alerts carry their buttons and
+		// approval requests are posted, as with a Slack app, so the
+		// preview and the message counts show what an analyst gets.
+		cfg.Responder.Slack.SigningSecret = rand.Text()
+	}
+	// Everything posted is kept (on its way to the console or Slack) for
+	// the preview files and the messages-per-incident count.
+	capture := &preview.Capture{}
+	wrap := func(n respond.Notifier) respond.Notifier { capture.Inner = n; return capture }
+	svc, err := respond.Build(cfg, respond.Deps{Events: respond.EmbeddedEvents{Store: store}, Scores: scores, Feedback: det, Registry: reg0, Console: out, WrapNotifier: wrap}, log, reg)
 	if err != nil {
 		return nil, fmt.Errorf("responder: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &embeddedResponder{svc: svc, cancel: cancel, done: make(chan error, 1), log: log}
+	r := &embeddedResponder{svc: svc, capture: capture, dataDir: cfg.Embedded.DataDir, cancel: cancel, done: make(chan error, 1), log: log}
 	go func() { r.done <- svc.Run(ctx) }()
 	return r, nil
 }
@@ -98,6 +112,13 @@ type responderSummary struct {
 	Evidence  string
 	Denylist  string
 	Posts     map[string]int
+	// Messages are the Slack messages per incident, counted from what
+	// the notifier received.
+	Messages preview.Stats
+	// Preview is the directory of the preview files (messages.json,
+	// preview.html); PreviewErr why they could not be written.
+	Preview    string
+	PreviewErr error
 }
 
 // finish lets the queued actions run, answers approvals, restores the
@@ -171,6 +192,15 @@ func (r *embeddedResponder) finish(ctx context.Context) (responderSummary, error
 	if r.svc.Console != nil {
 		s.Posts = r.svc.Console.Posts()
 	}
+	incidents, err := r.capture.Incidents(wctx, e.EntryIncident)
+	if err != nil {
+		return s, err
+	}
+	s.Messages = preview.Count(incidents)
+	// The preview is a view for the reader: failing to write it does not
+	// fail the demo.
+	s.Preview = filepath.Join(r.dataDir, "preview")
+	_, _, s.PreviewErr = preview.Write(s.Preview, "agentwatch demo: what the responder posted", incidents)
 	return s, nil
 }
 
@@ -214,6 +244,10 @@ func printResponder(w io.Writer, s responderSummary) {
 	}
 	if s.Restored != "" {
 		fmt.Fprintf(w, "restored at the end, as `responder restore` would: %s\n", s.Restored)
+	}
+	fmt.Fprintln(w, s.Messages)
+	if s.PreviewErr != nil {
+		fmt.Fprintf(w, "the Slack preview could not be written: %v\n", s.PreviewErr)
 	}
 	if s.ChainOK == nil {
 		fmt.Fprintf(w, "evidence: %d bundles under %s; the hash chain verifies (responder verify)\n", len(s.Bundles), s.Evidence)
