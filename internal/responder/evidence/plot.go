@@ -18,6 +18,7 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
+	"github.com/agentwatch/agentwatch/pkg/attack"
 	"github.com/agentwatch/agentwatch/pkg/features"
 )
 
@@ -110,8 +111,8 @@ type plotSpec struct {
 	Panels     []panelSpec
 }
 
-// buildPlot decides what plot.png shows for the bundle: events per bucket
-// on top; then for each feature of feats the observed value against the
+// buildPlot decides what plot.png shows for the bundle: a title with the
+// anomaly's attack class when it has one; events per bucket on top; then for each feature of feats the observed value against the
 // baseline's expectation and its usual range; then the window score. The
 // windows the detector graded anomalous, and the anomaly's own window, are
 // shaded in every panel. Scores are drawn per bucket: when a bucket holds
@@ -121,6 +122,9 @@ func buildPlot(a *anomaly.Anomaly, m *Manifest, t *tally, scores []anomaly.Score
 	sp := plotSpec{
 		Title:  fmt.Sprintf("%s  agent %s  %s (severity %s)", m.BundleID, text(a.AgentID, 60), text(a.Kind, 40), text(a.Severity, 20)),
 		FromMs: t.fromMs, ToMs: t.fromMs + int64(t.nb)*t.bucketMs, BucketMs: t.bucketMs,
+	}
+	if c := attack.Classify(*a); c != attack.Unclassified {
+		sp.Title += "  " + text(attack.Describe(c).Title, 80)
 	}
 	per := humanDuration(t.bucketMs)
 

@@ -16,6 +16,7 @@ import (
 	"gonum.org/v1/plot"
 
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
+	"github.com/agentwatch/agentwatch/pkg/attack"
 	"github.com/agentwatch/agentwatch/pkg/features"
 )
 
@@ -207,6 +208,9 @@ func TestPlotShadesTheAnomalousWindows(t *testing.T) {
 	sp = plotOf(r, nil, 15*time.Minute, 5*time.Minute)
 	if !slices.Equal(sp.Shaded, [][2]int64{span(0, 1)}) || len(sp.Panels) != 1 || sp.Panels[0].Kind != "events" {
 		t.Fatalf("rule anomaly plot: shaded %v, %d panels", sp.Shaded, len(sp.Panels))
+	}
+	if want := attack.Describe(attack.OutOfRole).Title; !strings.HasSuffix(sp.Title, "  "+want) {
+		t.Errorf("title %q does not name the attack class %q", sp.Title, want)
 	}
 }
 
