@@ -35,9 +35,8 @@ const e2ePlaybooks = `
 playbooks:
   - name: exfiltration
     trigger:
-      kinds: [behaviour, drift]
+      classes: [exfiltration]
       min_severity: high
-      features: [response_bytes, response_bytes_max]
     final: true
     steps:
       - snapshot: {before: 30m, after: 5m}

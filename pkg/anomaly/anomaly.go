@@ -72,6 +72,9 @@ type Feature struct {
 type RouteCount struct {
 	Route string `json:"route"`
 	Calls int    `json:"calls"`
+	// Succeeded is how many of the calls were answered 2xx (served, not
+	// refused); absent when none were.
+	Succeeded int `json:"succeeded,omitempty"`
 }
 
 // Anomaly is one anomalous (agent, window, kind). Its ID depends only on
@@ -88,10 +91,14 @@ type Anomaly struct {
 	Kind          string `json:"kind"`
 	WindowStartMs int64  `json:"window_start_ms"`
 	WindowEndMs   int64  `json:"window_end_ms"`
-	// Score is -log10 of the combined tail probability (behaviour, drift);
-	// rules carry a fixed score per kind.
-	Score    float64 `json:"score"`
-	Severity string  `json:"severity"`
+	// Score is the anomaly's place on the one severity scale: -log10 of
+	// the combined tail probability for behaviour and drift; for a rule,
+	// a place in the band of the severity its finding deserves (see
+	// baseline.Params.BandScore and docs/detection.md).
+	Score float64 `json:"score"`
+	// Severity is the grade of Score (baseline.Params.Grade), whatever the
+	// kind.
+	Severity string `json:"severity"`
 	// Summary is one human sentence saying what happened.
 	Summary     string    `json:"summary"`
 	Explanation []Feature `json:"explanation,omitempty"`

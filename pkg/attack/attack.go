@@ -6,7 +6,7 @@
 // trigger on it. Pure: no I/O.
 package attack
 
-import "github.com/agentwatch/agentwatch/pkg/anomaly"
+import "slices"
 
 // Class is an attack class an analyst recognises. Its string is stable: it
 // is written in playbook files, audit records and metrics labels.
@@ -34,6 +34,11 @@ func Classes() []Class {
 		OffHours, CredentialReplay, ZombieAPI, ShadowAgent, FleetEvent, Unclassified}
 }
 
+// Known reports whether name is one of Classes().
+func Known(name string) bool {
+	return slices.Contains(Classes(), Class(name))
+}
+
 // Ref is one entry of a public catalogue that the class fits.
 type Ref struct {
 	// Catalogue is e.g. "OWASP API Security Top 10 (2023)", "OWASP Top 10
@@ -56,30 +61,4 @@ type Info struct {
 	// CheckFirst is one line: what to check first.
 	CheckFirst string
 	Refs       []Ref
-}
-
-// Classify returns the class of one anomaly. Rule kinds map directly; a
-// statistical anomaly (behaviour, drift) is classified by which features
-// explain it.
-func Classify(a anomaly.Anomaly) Class {
-	switch a.Kind {
-	case anomaly.ShadowAgent, anomaly.AgentFlood:
-		return ShadowAgent
-	case anomaly.GlobalEvent, anomaly.FleetGauge:
-		return FleetEvent
-	case anomaly.UnapprovedRoute, anomaly.FirstSensitive:
-		return OutOfRole
-	case anomaly.ZombieRoute:
-		return ZombieAPI
-	case anomaly.NewSourceIP:
-		return CredentialReplay
-	case anomaly.OffHours:
-		return OffHours
-	}
-	return Unclassified
-}
-
-// Describe returns what an alert shows about c.
-func Describe(c Class) Info {
-	return Info{Class: c, Title: string(c)}
 }

@@ -106,6 +106,16 @@ func (r *Result) Contribution(id features.ID) float64 {
 	if id >= features.NumFeatures {
 		return 0
 	}
+	return r.share(r.Features[id].Surprise)
+}
+
+// OffHoursContribution returns OffHours' share, 0..1, of the window's
+// total surprise; with every feature's Contribution it sums to 1.
+func (r *Result) OffHoursContribution() float64 {
+	return r.share(r.OffHours.Surprise)
+}
+
+func (r *Result) share(s float64) float64 {
 	total := r.OffHours.Surprise
 	for i := range r.Features {
 		total += r.Features[i].Surprise
@@ -113,7 +123,7 @@ func (r *Result) Contribution(id features.ID) float64 {
 	if total <= 0 {
 		return 0
 	}
-	return r.Features[id].Surprise / total
+	return s / total
 }
 
 // youngIgnored reports features not scored on a model younger than Warmup:
@@ -203,16 +213,7 @@ func (m *Model) Score(p *Params, startMs int64, v *features.Vector) Result {
 
 	r.P = math.Pow(10, -r.Score)
 	if r.Anomalous || r.Drift {
-		switch {
-		case r.Score >= p.CriticalScore:
-			r.Severity = Critical
-		case r.Score >= p.HighScore:
-			r.Severity = High
-		case r.Score >= p.MediumScore:
-			r.Severity = Medium
-		default:
-			r.Severity = Low
-		}
+		r.Severity = max(p.Grade(r.Score), Low)
 	}
 	return r
 }

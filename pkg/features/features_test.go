@@ -116,6 +116,7 @@ func TestAccMatchesBruteForce(t *testing.T) {
 
 	var want Vector
 	routes, ips, ids := map[string]bool{}, map[string]bool{}, map[string]map[string]bool{}
+	calls, ok := map[string]int{}, map[string]int{}
 	for _, e := range evs {
 		want[Calls]++
 		routes[e.Route] = true
@@ -134,6 +135,10 @@ func TestAccMatchesBruteForce(t *testing.T) {
 		}
 		if e.Status >= 500 {
 			want[Server5xx]++
+		}
+		calls[e.Route]++
+		if e.Status >= 200 && e.Status < 300 {
+			ok[e.Route]++
 		}
 		want[RespBytes] += float64(e.ResponseBytes)
 		want[RespBytesMax] = max(want[RespBytesMax], float64(e.ResponseBytes))
@@ -161,6 +166,14 @@ func TestAccMatchesBruteForce(t *testing.T) {
 				t.Errorf("%s = %v, want %v", i, w.Values[i], want[i])
 			}
 		}
+	}
+	for _, r := range w.Routes {
+		if r.Calls != calls[r.Route] || r.OK != ok[r.Route] {
+			t.Errorf("route %s: %d calls, %d OK; want %d, %d", r.Route, r.Calls, r.OK, calls[r.Route], ok[r.Route])
+		}
+	}
+	if len(w.Routes) != len(calls) {
+		t.Errorf("%d routes, want %d", len(w.Routes), len(calls))
 	}
 	if len(w.SensitiveFirst) != 1 || w.SensitiveFirst[0] != "/accounts/{id}/balance" {
 		t.Errorf("SensitiveFirst = %v", w.SensitiveFirst)

@@ -65,10 +65,10 @@ type Acc struct {
 }
 
 type routeCount struct {
-	hash  uint32
-	calls int
-	name  string
-	info  RouteInfo
+	hash      uint32
+	calls, ok int
+	name      string
+	info      RouteInfo
 }
 
 type sample struct{ requestID, eventID string }
@@ -124,17 +124,22 @@ func (a *Acc) Add(ev *event.Event, offset int64, ri RouteInfo) {
 		a.reqSum += ev.RequestBytes
 	}
 
+	ok := 0
+	if ev.Status >= 200 && ev.Status < 300 {
+		ok = 1
+	}
 	rh := hash32(ev.Route)
 	found := false
 	for i := range a.routes {
 		if a.routes[i].hash == rh {
 			a.routes[i].calls++
+			a.routes[i].ok += ok
 			found = true
 			break
 		}
 	}
 	if !found {
-		a.routes = append(a.routes, routeCount{hash: rh, calls: 1, name: ev.Route, info: ri})
+		a.routes = append(a.routes, routeCount{hash: rh, calls: 1, ok: ok, name: ev.Route, info: ri})
 	}
 	if idh, ok := resourceHash(ev.Route, ev.Path); ok {
 		a.ids.add(uint64(rh)<<32 | uint64(idh))
@@ -213,6 +218,10 @@ type Window struct {
 type RouteCalls struct {
 	Route string
 	Calls int
+	// OK is how many of the calls were answered 2xx: served, not denied
+	// or failed. The route rules rank a call that got through above one
+	// that was refused.
+	OK int
 }
 
 // MaxIPNames bounds the addresses a window remembers by name.
@@ -241,7 +250,7 @@ func (a *Acc) Close(widthMs int64, seen *Seen, w *Window) {
 	newRoutes := 0
 	for i := range a.routes {
 		r := &a.routes[i]
-		w.Routes = append(w.Routes, RouteCalls{r.name, r.calls})
+		w.Routes = append(w.Routes, RouteCalls{Route: r.name, Calls: r.calls, OK: r.ok})
 		if !seen.hasRoute(r.hash) {
 			newRoutes++
 			w.NewRouteNames = append(w.NewRouteNames, r.name)

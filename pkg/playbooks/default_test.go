@@ -24,53 +24,85 @@ func defaultSet(t testing.TB) Set {
 	return set
 }
 
-// TestDefaultSet pins what the shipped playbooks do for each kind of
-// anomaly, with the severities the detector gives them.
+// TestDefaultSet pins what the shipped playbooks do for each kind and
+// attack class of anomaly, with the severities the detector gives them.
+// The explanations are rows the detector wrote in the labelled scenarios
+// (docs/evaluation.md), rounded.
 func TestDefaultSet(t *testing.T) {
 	set := defaultSet(t)
-	feats := func(names ...string) []anomaly.Feature {
-		var out []anomaly.Feature
-		for _, n := range names {
-			out = append(out, anomaly.Feature{Name: n, Contribution: 0.3})
-		}
-		return out
+	row := func(name string, obs, exp, contribution float64) anomaly.Feature {
+		return anomaly.Feature{Name: name, Observed: obs, Expected: exp, Contribution: contribution}
 	}
+	statistical := func(kind, sev string, fs ...anomaly.Feature) anomaly.Anomaly {
+		return anomaly.Anomaly{Kind: kind, Severity: sev, Explanation: fs}
+	}
+	bulk := []anomaly.Feature{row("sensitive_calls", 29, 0.37, 0.35), row("response_bytes", 1.1e9, 4.6e4, 0.3),
+		row("response_bytes_max", 8.8e7, 1740, 0.2), row("calls", 29, 1.31, 0.15)}
+	drowned := []anomaly.Feature{row("sensitive_calls", 30, 0.03, 0.51), row("max_ids_per_route", 30, 0.75, 0.21),
+		row("calls", 30, 1, 0.19), row("response_bytes", 1.06e9, 1.94e5, 0.04), row("response_bytes_max", 8.78e7, 7870, 0.04)}
+	slow := []anomaly.Feature{row("response_bytes", 3.48e6, 4940, 0.39), row("response_bytes_max", 3.48e6, 2100, 0.33),
+		row("sensitive_calls", 1, 0.003, 0.11)}
+	// The two anomalies that used to fire the exfiltration playbook and
+	// its revocation approval, through response_bytes_max at 0.5% and 0.1%.
+	storm := []anomaly.Feature{row("denials_401_403", 34, 0.137, 0.45), row("client_4xx", 34, 0.948, 0.29),
+		row("calls", 34, 1.39, 0.19), row("max_ids_per_route", 11, 0.82, 0.05), row("response_bytes_max", 9000, 2600, 0.005)}
+	enumeration := []anomaly.Feature{row("max_ids_per_route", 25, 1.03, 0.54), row("calls", 26, 1.99, 0.42),
+		row("response_bytes_max", 14500, 2650, 0.001)}
+	recon := []anomaly.Feature{row("new_routes", 16, 0.05, 0.38), row("client_4xx", 16, 0.43, 0.26), row("distinct_routes", 18, 2, 0.12)}
+	sensitive := []anomaly.Feature{row("sensitive_calls", 6, 0.006, 0.71), row("calls", 6, 1.15, 0.12)}
+	fiveRoutes := []anomaly.RouteCount{{Route: "/.env", Calls: 1}, {Route: "/.git/config", Calls: 1}, {Route: "/actuator/env", Calls: 1},
+		{Route: "/admin", Calls: 1}, {Route: "/console", Calls: 1}}
 	type want struct {
 		playbook string
 		steps    []Kind
 		mention  string // of the notify step
 	}
+	revokeAfterApproval := []Kind{KindSnapshot, KindNotify, KindApprove, KindRevoke}
 	for _, tc := range []struct {
 		name string
 		a    anomaly.Anomaly
 		want []want
 	}{
-		{"exfiltration", anomaly.Anomaly{Kind: anomaly.Behaviour, Severity: "critical", Explanation: feats("sensitive_calls", "response_bytes")},
-			[]want{{"exfiltration", []Kind{KindSnapshot, KindNotify, KindApprove, KindRevoke}, MentionHere}}},
-		{"exfiltration, high", anomaly.Anomaly{Kind: anomaly.Behaviour, Severity: "high", Explanation: feats("response_bytes_max")},
-			[]want{{"exfiltration", []Kind{KindSnapshot, KindNotify, KindApprove, KindRevoke}, MentionHere}}},
-		{"slow exfiltration", anomaly.Anomaly{Kind: anomaly.Drift, Severity: "high", Explanation: feats("response_bytes")},
-			[]want{{"exfiltration", []Kind{KindSnapshot, KindNotify, KindApprove, KindRevoke}, MentionHere}}},
-		{"bytes, but medium", anomaly.Anomaly{Kind: anomaly.Behaviour, Severity: "medium", Explanation: feats("response_bytes")},
-			[]want{{"notify-medium", []Kind{KindNotify}, MentionNone}}},
-		{"critical, not bytes", anomaly.Anomaly{Kind: anomaly.Behaviour, Severity: "critical", Explanation: feats("server_5xx")},
+		{"exfiltration", statistical(anomaly.Behaviour, "critical", bulk...), []want{{"exfiltration", revokeAfterApproval, MentionHere}}},
+		{"exfiltration drowned by its sensitive calls", statistical(anomaly.Behaviour, "high", drowned...),
+			[]want{{"exfiltration", revokeAfterApproval, MentionHere}}},
+		{"exfiltration, but medium", statistical(anomaly.Behaviour, "medium", bulk...), []want{{"notify-medium", []Kind{KindNotify}, MentionNone}}},
+		{"slow exfiltration", statistical(anomaly.Behaviour, "medium", slow...), []want{{"slow-exfiltration", revokeAfterApproval, MentionHere}}},
+		{"slow exfiltration, drift", statistical(anomaly.Drift, "high", slow...), []want{{"slow-exfiltration", revokeAfterApproval, MentionHere}}},
+		{"401/403 storm with response_bytes_max at 0.5%", statistical(anomaly.Behaviour, "critical", storm...),
+			[]want{{"auth-storm", []Kind{KindSnapshot, KindNotify}, MentionHere}}},
+		{"401/403 storm, medium", statistical(anomaly.Behaviour, "medium", storm...),
+			[]want{{"auth-storm", []Kind{KindSnapshot, KindNotify}, MentionNone}}},
+		{"id enumeration with response_bytes_max at 0.1%", statistical(anomaly.Behaviour, "high", enumeration...),
+			[]want{{"id-enumeration", []Kind{KindSnapshot, KindNotify, KindApprove, KindQuarantine}, MentionHere}}},
+		{"reconnaissance", statistical(anomaly.Behaviour, "critical", recon...), []want{{"recon", []Kind{KindSnapshot, KindNotify}, MentionHere}}},
+		{"reconnaissance by unapproved routes", anomaly.Anomaly{Kind: anomaly.UnapprovedRoute, Severity: "medium", Routes: fiveRoutes},
+			[]want{{"recon", []Kind{KindSnapshot, KindNotify}, MentionHere}}},
+		{"sensitive calls beyond the agent's habit", statistical(anomaly.Behaviour, "medium", sensitive...),
+			[]want{{"route-policy", []Kind{KindSnapshot, KindNotify}, MentionNone}}},
+		{"critical, no known class", statistical(anomaly.Behaviour, "critical", row("server_5xx", 12, 0.1, 0.7)),
 			[]want{{"notify-medium", []Kind{KindNotify}, MentionHere}}},
-		{"low", anomaly.Anomaly{Kind: anomaly.Behaviour, Severity: "low", Explanation: feats("response_bytes")}, nil},
+		{"low", statistical(anomaly.Behaviour, "low", bulk...), nil},
+		{"low slow exfiltration", statistical(anomaly.Behaviour, "low", slow...), nil},
+		{"new source addresses, behaviour", statistical(anomaly.Behaviour, "medium", row("new_source_ips", 2, 0.01, 0.6)),
+			[]want{{"stolen-credential", revokeAfterApproval, MentionHere}}},
 		{"shadow agent", anomaly.Anomaly{Kind: anomaly.ShadowAgent, Severity: "high"},
 			[]want{{"shadow-agent", []Kind{KindSnapshot, KindNotify, KindQuarantine}, MentionHere}}},
-		{"unapproved route", anomaly.Anomaly{Kind: anomaly.UnapprovedRoute, Severity: "medium"},
+		{"unapproved route", anomaly.Anomaly{Kind: anomaly.UnapprovedRoute, Severity: "medium", Routes: fiveRoutes[:1]},
 			[]want{{"route-policy", []Kind{KindSnapshot, KindNotify}, MentionNone}}},
 		{"first sensitive route", anomaly.Anomaly{Kind: anomaly.FirstSensitive, Severity: "medium"},
 			[]want{{"route-policy", []Kind{KindSnapshot, KindNotify}, MentionNone}}},
-		{"zombie route", anomaly.Anomaly{Kind: anomaly.ZombieRoute, Severity: "medium"}, []want{{"notify-medium", []Kind{KindNotify}, MentionNone}}},
+		{"zombie route", anomaly.Anomaly{Kind: anomaly.ZombieRoute, Severity: "medium"}, []want{{"route-policy", []Kind{KindSnapshot, KindNotify}, MentionNone}}},
 		{"off hours", anomaly.Anomaly{Kind: anomaly.OffHours, Severity: "medium"}, []want{{"notify-medium", []Kind{KindNotify}, MentionNone}}},
 		{"new source ip", anomaly.Anomaly{Kind: anomaly.NewSourceIP, Severity: "medium"},
-			[]want{{"stolen-credential", []Kind{KindSnapshot, KindNotify, KindApprove, KindRevoke}, MentionHere}}},
+			[]want{{"stolen-credential", revokeAfterApproval, MentionHere}}},
 		{"agent flood", anomaly.Anomaly{Kind: anomaly.AgentFlood, Severity: "high", AgentID: "*flood/p2"},
 			[]want{{"agent-flood", []Kind{KindNotify}, MentionHere}}},
-		{"global event", anomaly.Anomaly{Kind: anomaly.GlobalEvent, Severity: "critical", AgentID: "*global/response_bytes", Explanation: feats("response_bytes")},
+		{"global event", anomaly.Anomaly{Kind: anomaly.GlobalEvent, Severity: "critical", AgentID: "*global/response_bytes", Explanation: bulk},
 			[]want{{"global-event", []Kind{KindNotify}, MentionHere}}},
-		{"global event, high", anomaly.Anomaly{Kind: anomaly.GlobalEvent, Severity: "high", AgentID: "*global/server_5xx", Explanation: feats("server_5xx")},
+		{"global event, high", anomaly.Anomaly{Kind: anomaly.GlobalEvent, Severity: "high", AgentID: "*global/server_5xx", Explanation: []anomaly.Feature{row("server_5xx", 40, 1, 1)}},
+			[]want{{"global-event", []Kind{KindNotify}, MentionNone}}},
+		{"fleet gauge", anomaly.Anomaly{Kind: anomaly.FleetGauge, Severity: "high", AgentID: "*fleet/p1/calls"},
 			[]want{{"global-event", []Kind{KindNotify}, MentionNone}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -117,8 +149,17 @@ func TestDefaultSetSafety(t *testing.T) {
 	for _, kind := range anomaly.Kinds() {
 		for _, sev := range []string{"low", "medium", "high", "critical"} {
 			for _, f := range featureNames() {
+				// Observed above expected, so the feature names the
+				// anomaly's attack class.
 				a := anomaly.Anomaly{ID: "x", AgentID: "cs-1", CredentialID: "k", Kind: kind, Severity: sev, Score: 100,
-					Explanation: []anomaly.Feature{{Name: f, Contribution: 1}}}
+					Explanation: []anomaly.Feature{{Name: f, Observed: 10, Expected: 1, Contribution: 1}}}
+				if f == "new_routes" {
+					// Five routes at once: an unapproved_route of
+					// reconnaissance, not out-of-role access.
+					for _, r := range []string{"/a", "/b", "/c", "/d", "/e"} {
+						a.Routes = append(a.Routes, anomaly.RouteCount{Route: r, Calls: 1})
+					}
+				}
 				notifies := 0
 				for _, d := range Match(set, a, AgentInfo{}) {
 					approved := false

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
+	"github.com/agentwatch/agentwatch/pkg/attack"
 	"github.com/agentwatch/agentwatch/pkg/inventory"
 )
 
@@ -239,12 +241,57 @@ func (t *Trigger) kindMatches(k string) bool {
 	}
 	switch t.Class {
 	case ClassRule:
-		return !slices.Contains(statisticalKinds, k)
+		if slices.Contains(statisticalKinds, k) {
+			return false
+		}
 	case ClassStatistical:
-		return slices.Contains(statisticalKinds, k)
+		if !slices.Contains(statisticalKinds, k) {
+			return false
+		}
 	}
-	return true
+	// Classes admit the kinds that can be classified as one of them.
+	return len(t.Classes) == 0 || slices.ContainsFunc(attack.KindClasses(k), func(c attack.Class) bool {
+		return slices.Contains(t.Classes, string(c))
+	})
 }
+
+// minContribution is the contribution a features condition needs.
+func (t *Trigger) minContribution() float64 {
+	if t.MinContribution > 0 {
+		return t.MinContribution
+	}
+	return DefaultMinContribution
+}
+
+// features checks the features condition: the trigger's features found
+// in the explanation together carry at least the minimum share of the
+// window's surprise. Together, because correlated features split a
+// window's surprise between them (an exfiltration's response_bytes and
+// response_bytes_max carry 0.13 each). The detector's off-hours terms are
+// not shares of the window's surprise (they carry none), so one of them
+// holds by presence. It returns what held, for the decision's why.
+func (t *Trigger) features(a *anomaly.Anomaly) (string, bool) {
+	var names []string
+	sum := 0.0
+	for _, f := range a.Explanation {
+		if !slices.Contains(t.Features, f.Name) {
+			continue
+		}
+		if slices.Contains(contributionless, f.Name) {
+			return "feature " + f.Name, true
+		}
+		names = append(names, f.Name)
+		sum += f.Contribution
+	}
+	if len(names) == 0 || !(sum >= t.minContribution()) {
+		return "", false
+	}
+	return fmt.Sprintf("feature %s (contribution %g)", strings.Join(names, "+"), round3(sum)), true
+}
+
+// round3 rounds x to 3 decimals, so that a sum of contributions reads as
+// the detector wrote them (0.26, not 0.26000000000000001).
+func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
 
 // match reports whether the trigger holds for a about agent t and, if so,
 // which conditions it checked.
@@ -254,6 +301,13 @@ func (t *Trigger) match(a *anomaly.Anomaly, tg *Target) (string, bool) {
 		return "", false
 	}
 	why = append(why, "kind "+a.Kind)
+	if len(t.Classes) > 0 {
+		c := attack.Classify(*a)
+		if !slices.Contains(t.Classes, string(c)) {
+			return "", false
+		}
+		why = append(why, "class "+string(c))
+	}
 	if t.MinSeverity != "" {
 		if severityRank(a.Severity) < severityRank(t.MinSeverity) {
 			return "", false
@@ -267,13 +321,11 @@ func (t *Trigger) match(a *anomaly.Anomaly, tg *Target) (string, bool) {
 		why = append(why, fmt.Sprintf("score %g >= %g", a.Score, t.MinScore))
 	}
 	if len(t.Features) > 0 {
-		i := slices.IndexFunc(a.Explanation, func(f anomaly.Feature) bool {
-			return slices.Contains(t.Features, f.Name) && f.Contribution >= t.MinContribution
-		})
-		if i < 0 {
+		w, ok := t.features(a)
+		if !ok {
 			return "", false
 		}
-		why = append(why, fmt.Sprintf("feature %s (contribution %g)", a.Explanation[i].Name, a.Explanation[i].Contribution))
+		why = append(why, w)
 	}
 	if len(t.Routes) > 0 {
 		i := slices.IndexFunc(a.Routes, func(r anomaly.RouteCount) bool {

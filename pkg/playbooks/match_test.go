@@ -37,6 +37,12 @@ const matchSet = `playbooks:
   - name: tier1
     trigger: {labels: {tier: "1", team: cx}}
     steps: [{notify: {channel: "#a"}}]
+  - name: storm
+    trigger: {classes: [auth_storm, credential_replay]}
+    steps: [{notify: {channel: "#a"}}]
+  - name: night
+    trigger: {features: [calls_this_hour]}
+    steps: [{notify: {channel: "#a"}}]
   - name: by-hand
     manual_only: true
     steps: [{notify: {channel: "#a"}}]
@@ -63,8 +69,31 @@ func TestMatch(t *testing.T) {
 		want []string
 	}{
 		{"only the catch-all", base, AgentInfo{}, []string{"everything"}},
-		{"exfiltration", with(func(a *anomaly.Anomaly) { a.Severity, a.Explanation = "critical", feat("response_bytes", 0.01) }),
+		{"exfiltration", with(func(a *anomaly.Anomaly) { a.Severity, a.Explanation = "critical", feat("response_bytes", 0.3) }),
 			AgentInfo{}, []string{"exfil", "everything"}},
+		{"exfiltration, at the default minimum contribution", with(func(a *anomaly.Anomaly) { a.Severity, a.Explanation = "critical", feat("response_bytes", 0.2) }),
+			AgentInfo{}, []string{"exfil", "everything"}},
+		{"bytes a bystander below the default minimum", with(func(a *anomaly.Anomaly) { a.Severity, a.Explanation = "critical", feat("response_bytes", 0.19) }),
+			AgentInfo{}, []string{"everything"}},
+		{"bytes features together above the minimum", with(func(a *anomaly.Anomaly) {
+			a.Severity = "critical"
+			a.Explanation = []anomaly.Feature{{Name: "sensitive_calls", Contribution: 0.4}, {Name: "response_bytes", Contribution: 0.13},
+				{Name: "response_bytes_max", Contribution: 0.13}}
+		}), AgentInfo{}, []string{"exfil", "big-share", "everything"}},
+		{"bytes a bystander at 0.5%", with(func(a *anomaly.Anomaly) { a.Severity, a.Explanation = "critical", feat("response_bytes_max", 0.005) }),
+			AgentInfo{}, []string{"everything"}},
+		{"class", with(func(a *anomaly.Anomaly) {
+			a.Severity = "critical"
+			a.Explanation = []anomaly.Feature{{Name: "denials_401_403", Observed: 34, Expected: 0.1, Contribution: 0.45},
+				{Name: "response_bytes_max", Observed: 9000, Expected: 2600, Contribution: 0.005}}
+		}), AgentInfo{}, []string{"storm", "everything"}},
+		{"class of a rule kind", with(func(a *anomaly.Anomaly) { a.Kind = anomaly.NewSourceIP }), AgentInfo{}, []string{"storm", "everything"}},
+		{"other class", with(func(a *anomaly.Anomaly) {
+			a.Explanation = []anomaly.Feature{{Name: "max_ids_per_route", Observed: 25, Expected: 1, Contribution: 0.54}}
+		}), AgentInfo{}, []string{"everything"}},
+		{"a feature without contribution matches by presence", with(func(a *anomaly.Anomaly) {
+			a.Kind, a.Explanation = anomaly.OffHours, []anomaly.Feature{{Name: "calls_this_hour", Observed: 21, Expected: 4.7}}
+		}), AgentInfo{}, []string{"night", "everything"}},
 		{"severity below threshold", with(func(a *anomaly.Anomaly) { a.Explanation = feat("response_bytes", 0.9) }),
 			AgentInfo{}, []string{"everything"}},
 		{"unknown severity is below low", with(func(a *anomaly.Anomaly) { a.Severity, a.Explanation = "", feat("response_bytes", 0.9) }),
@@ -299,5 +328,27 @@ func TestReferences(t *testing.T) {
 	want := References{Channels: []string{"#a", "#b"}, Adapters: []string{"denylist", "kong"}, WebhookTargets: []string{"siem"}}
 	if got := set.References(); !reflect.DeepEqual(got, want) {
 		t.Errorf("References = %+v; want %+v", got, want)
+	}
+}
+
+// TestMatchWhyNamesTheClass: the audit record of a class trigger says
+// which class held.
+func TestMatchWhyNamesTheClass(t *testing.T) {
+	set := mustParse(t, "playbooks:\n  - name: enum\n    trigger: {classes: [id_enumeration], min_severity: medium}\n    steps: [{notify: {channel: '#a'}}]\n")
+	a := anomaly.Anomaly{ID: "x", AgentID: "hr-1", Kind: anomaly.Behaviour, Severity: "high",
+		Explanation: []anomaly.Feature{{Name: "max_ids_per_route", Observed: 25, Expected: 1, Contribution: 0.54}}}
+	ds := Match(set, a, AgentInfo{})
+	if len(ds) != 1 || ds[0].Why != "kind behaviour, class id_enumeration, severity high >= medium" {
+		t.Fatalf("decisions %+v; want one whose why names the class", ds)
+	}
+}
+
+func TestMatchWhyNamesTheFeatures(t *testing.T) {
+	set := mustParse(t, "playbooks:\n  - name: bytes\n    trigger: {features: [response_bytes, response_bytes_max]}\n    steps: [{notify: {channel: '#a'}}]\n")
+	a := anomaly.Anomaly{ID: "x", AgentID: "hr-1", Kind: anomaly.Behaviour, Severity: "high", Explanation: []anomaly.Feature{
+		{Name: "sensitive_calls", Contribution: 0.35}, {Name: "response_bytes", Contribution: 0.13}, {Name: "response_bytes_max", Contribution: 0.13}}}
+	ds := Match(set, a, AgentInfo{})
+	if len(ds) != 1 || ds[0].Why != "kind behaviour, feature response_bytes+response_bytes_max (contribution 0.26)" {
+		t.Fatalf("decisions %+v; want one whose why sums the features", ds)
 	}
 }

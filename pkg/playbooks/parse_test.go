@@ -110,6 +110,17 @@ func TestParseErrors(t *testing.T) {
 			[]string{`f.yaml:3: playbook "pb": trigger: matches no anomaly kind`}},
 		{"contribution without features", "playbooks:\n  - name: pb\n    trigger: {min_contribution: 0.5}\n    steps: [{notify: {channel: '#a'}}]\n",
 			[]string{`f.yaml:3: playbook "pb": trigger.min_contribution: applies to features`}},
+		{"contribution 0", "playbooks:\n  - name: pb\n    trigger:\n      features: [response_bytes]\n      min_contribution: 0\n    steps: [{notify: {channel: '#a'}}]\n",
+			[]string{`f.yaml:5: playbook "pb": trigger.min_contribution: 0 would let a feature that explains nothing match; leave it out for the default 0.2`}},
+		{"unknown classes", "playbooks:\n  - name: pb\n    trigger:\n      classes: [exfiltraton, bola]\n    steps: [{notify: {channel: '#a'}}]\n",
+			[]string{
+				`f.yaml:4: playbook "pb": trigger.classes[0]: unknown attack class "exfiltraton"; did you mean "exfiltration"?`,
+				`f.yaml:4: playbook "pb": trigger.classes[1]: unknown attack class "bola"; known: exfiltration, slow_exfiltration, id_enumeration, auth_storm, recon_sprawl, out_of_role, off_hours, credential_replay, zombie_api, shadow_agent, fleet_event, unclassified`,
+			}},
+		{"classes exclude kinds", "playbooks:\n  - name: pb\n    trigger: {kinds: [new_source_ip], classes: [exfiltration]}\n    steps: [{notify: {channel: '#a'}}]\n",
+			[]string{`f.yaml:3: playbook "pb": trigger: matches no anomaly kind`}},
+		{"a class that can be a global event, and a revoke", "playbooks:\n  - name: pb\n    trigger: {classes: [fleet_event]}\n    steps: [{revoke: {adapter: kong}}]\n",
+			[]string{`f.yaml:4: playbook "pb": steps[0].revoke: the trigger can match global_event`}},
 		{"steps", `playbooks:
   - name: exfiltration
     trigger: {kinds: [behaviour]}

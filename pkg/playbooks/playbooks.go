@@ -73,8 +73,14 @@ type Trigger struct {
 	MinSeverity string `yaml:"min_severity"`
 	// MinScore is the least anomaly score; 0 means any.
 	MinScore float64 `yaml:"min_score"`
-	// Features match when any of them is in the anomaly's explanation
-	// with at least MinContribution of the window's surprise.
+	// Classes are attack classes (attack.Classes()): the trigger holds
+	// when attack.Classify names one of them for the anomaly. Empty means
+	// any class. Not to be confused with Class (rule or statistical).
+	Classes []string `yaml:"classes"`
+	// Features match when those of them in the anomaly's explanation
+	// together carry at least MinContribution of the window's surprise;
+	// 0 means DefaultMinContribution. The detector's off_hours and
+	// calls_this_hour terms carry no contribution and match by presence.
 	Features        []string `yaml:"features"`
 	MinContribution float64  `yaml:"min_contribution"`
 	// Routes match when any of the anomaly's routes is one of them
@@ -87,6 +93,13 @@ type Trigger struct {
 	// exactly this value (labels come from the agent registry).
 	Labels map[string]string `yaml:"labels"`
 }
+
+// DefaultMinContribution is the least share of the window's surprise a
+// feature must carry for a features condition to hold when the trigger
+// sets none: a fifth, as attack.MinShare. A feature that explains 0.5% of
+// a window is a bystander, and matching it sent 401 storms and id
+// enumerations to the exfiltration playbook through response_bytes_max.
+const DefaultMinContribution = 0.2
 
 // Trigger classes.
 const (

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
+	"github.com/agentwatch/agentwatch/pkg/attack"
 	"github.com/agentwatch/agentwatch/pkg/baseline"
 	"github.com/agentwatch/agentwatch/pkg/features"
 
@@ -111,9 +112,22 @@ func featureNames() []string {
 	for id := range features.NumFeatures {
 		out = append(out, id.String())
 	}
-	// off_hours is the behaviour anomaly's hour-slot term, calls_this_hour
-	// the off_hours rule's only feature (internal/detector/detect).
-	return append(out, "off_hours", "calls_this_hour")
+	return append(out, contributionless...)
+}
+
+// contributionless are the explanation terms that are not window
+// features and carry no contribution: off_hours is the behaviour
+// anomaly's hour-slot term, calls_this_hour the off_hours rule's only
+// feature (internal/detector/detect).
+var contributionless = []string{"off_hours", "calls_this_hour"}
+
+// classNames are the attack classes a trigger may name.
+func classNames() []string {
+	var out []string
+	for _, c := range attack.Classes() {
+		out = append(out, string(c))
+	}
+	return out
 }
 
 // Validate reports every problem of the Set at once, joined, each a
@@ -226,8 +240,14 @@ func (v *validator) trigger(t *Trigger) {
 	default:
 		v.bad("trigger.class", "must be rule or statistical (or left out for both), got %.64q", t.Class)
 	}
-	if !slices.ContainsFunc(kinds, t.kindMatches) && !v.has("trigger.kinds", "trigger.exclude_kinds", "trigger.class") {
-		v.bad("trigger", "matches no anomaly kind (kinds, exclude_kinds and class exclude them all)")
+	classes := classNames()
+	for i, c := range t.Classes {
+		if !slices.Contains(classes, c) {
+			v.bad(fmt.Sprintf("trigger.classes[%d]", i), "unknown attack class %.64q%s", c, hint(c, classes))
+		}
+	}
+	if !slices.ContainsFunc(kinds, t.kindMatches) && !v.has("trigger.kinds", "trigger.exclude_kinds", "trigger.class", "trigger.classes") {
+		v.bad("trigger", "matches no anomaly kind (kinds, exclude_kinds, class and classes exclude them all)")
 	}
 	v.severity("trigger.min_severity", t.MinSeverity)
 	if !(t.MinScore >= 0) || math.IsInf(t.MinScore, 0) {
@@ -239,10 +259,13 @@ func (v *validator) trigger(t *Trigger) {
 			v.bad(fmt.Sprintf("trigger.features[%d]", i), "unknown feature %.64q%s", f, hint(f, names))
 		}
 	}
+	_, given := v.pb.src.lines["trigger.min_contribution"]
 	switch {
 	case !(t.MinContribution >= 0 && t.MinContribution <= 1):
 		v.bad("trigger.min_contribution", "must be in [0, 1] (a share of the window's surprise), got %g", t.MinContribution)
-	case t.MinContribution > 0 && len(t.Features) == 0:
+	case t.MinContribution == 0 && given:
+		v.bad("trigger.min_contribution", "0 would let a feature that explains nothing match; leave it out for the default %g, or give a share such as 0.05", DefaultMinContribution)
+	case (t.MinContribution > 0 || given) && len(t.Features) == 0:
 		v.bad("trigger.min_contribution", "applies to features; list the features it is for")
 	}
 	for i, r := range t.Routes {

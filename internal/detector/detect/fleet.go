@@ -83,16 +83,17 @@ func (p *Processor) observeFleet(pt *partition, ws int64, sums *[numFleet]float6
 		an := anomaly.Anomaly{
 			V: anomaly.Version, ID: anomaly.ID(agentID+"/"+id.String(), ws, anomaly.FleetGauge), AgentID: agentID, Kind: anomaly.FleetGauge,
 			WindowStartMs: ws, WindowEndMs: ws + p.set.Features.WindowMs, Partition: pt.id,
-			Score: round(r.Score), Severity: "medium", Count: int(x),
+			Count:       int(x),
 			Explanation: []anomaly.Feature{{Name: id.String(), Observed: x, Expected: round(r.Expected), Surprise: round(r.Surprise), Contribution: 1}},
 		}
+		p.placeEvidence(&an, placeFleetGaugeBand, r.Score, fp.AlertScore)
 		switch id {
 		case features.Server5xx:
-			an.Summary = fmt.Sprintf("The %d agents active on partition %d got %s 5xx answers in one window where about %s were expected (fleet gauge score %.1f): errors rose across the fleet, as when an upstream API fails.",
-				active, pt.id, num(x), num(round(r.Expected)), r.Score)
+			an.Summary = fmt.Sprintf("The %d agents active on partition %d got %s 5xx answers in one window where about %s were expected (gauge evidence %.1f, -log10 p): errors rose across the fleet, as when an upstream API fails.",
+				active, pt.id, features.FormatNumber(x), features.FormatNumber(r.Expected), r.Score)
 		default:
-			an.Summary = fmt.Sprintf("The %d agents active on partition %d made %s calls in one window where about %s were expected (fleet gauge score %.1f): traffic rose across the fleet, not for one agent alone. Agents that stand out on their own are alerted separately.",
-				active, pt.id, num(x), num(round(r.Expected)), r.Score)
+			an.Summary = fmt.Sprintf("The %d agents active on partition %d made %s calls in one window where about %s were expected (gauge evidence %.1f, -log10 p): traffic rose across the fleet, not for one agent alone. Agents that stand out on their own are alerted separately.",
+				active, pt.id, features.FormatNumber(x), features.FormatNumber(r.Expected), r.Score)
 		}
 		p.emit(an)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
+	"github.com/agentwatch/agentwatch/pkg/features"
 )
 
 // settleGlobal decides whether the behaviour anomalies of window ws, held
@@ -91,9 +92,7 @@ func (p *Processor) settleGlobal(pt *partition, ws int64, active int) {
 	ids := make([]string, 0, len(folded))
 	for _, h := range folded {
 		ids = append(ids, h.AgentID)
-		if h.Score > an.Score {
-			an.Score, an.Severity = h.Score, h.Severity
-		}
+		an.Score = max(an.Score, h.Score)
 		for _, f := range h.Explanation {
 			g := byName[f.Name]
 			if g == nil {
@@ -116,6 +115,10 @@ func (p *Processor) settleGlobal(pt *partition, ws int64, active int) {
 	})
 	names := make([]string, 0, 3)
 	for _, g := range feats[:min(5, len(feats))] {
+		if features.UnitOf(g.Name) == features.UnitShare {
+			// A share summed over agents is no share: average it.
+			g.Observed, g.Expected = g.Observed/float64(g.n), g.Expected/float64(g.n)
+		}
 		an.Explanation = append(an.Explanation, anomaly.Feature{
 			Name: g.Name, Observed: round(g.Observed), Expected: round(g.Expected), Surprise: round(g.Surprise / float64(g.n)),
 			Contribution: round(g.Contribution / float64(len(folded))),
@@ -124,6 +127,9 @@ func (p *Processor) settleGlobal(pt *partition, ws int64, active int) {
 			names = append(names, fmt.Sprintf("%s (%d agents)", g.Name, g.n))
 		}
 	}
+	// The event is as serious as its most serious agent, graded on the
+	// one scale like every anomaly.
+	an.Severity = p.grade(an.Score)
 	slices.Sort(ids)
 	more := ""
 	if len(ids) > 8 {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
@@ -47,7 +46,7 @@ func (p *Processor) Pending() int { return len(p.anomalies) + len(p.scores) }
 func routeCounts(rs []features.RouteCalls) []anomaly.RouteCount {
 	out := make([]anomaly.RouteCount, 0, min(len(rs), features.MaxTopRoutes))
 	for _, r := range rs[:min(len(rs), features.MaxTopRoutes)] {
-		out = append(out, anomaly.RouteCount{Route: r.Route, Calls: r.Calls})
+		out = append(out, anomaly.RouteCount{Route: r.Route, Calls: r.Calls, Succeeded: r.OK})
 	}
 	return out
 }
@@ -66,18 +65,30 @@ func routeList(rs []features.RouteCalls) string {
 	return b.String()
 }
 
-func behaviourSummary(an anomaly.Anomaly, peer bool, role string) string {
+func behaviourSummary(an anomaly.Anomaly, peer bool, role, offHours string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Agent %q behaved unusually (score %.1f, %s)", an.AgentID, an.Score, an.Severity)
 	if an.Kind == anomaly.Drift {
 		b.WriteString(", a slow drift away from its long-term baseline")
 	}
 	b.WriteString(": ")
-	for i, f := range an.Explanation[:min(3, len(an.Explanation))] {
-		if i > 0 {
+	width := an.WindowEndMs - an.WindowStartMs
+	n := 0
+	for _, f := range an.Explanation {
+		if f.Name == "off_hours" || n == 3 {
+			continue // said below, in words
+		}
+		if n > 0 {
 			b.WriteString("; ")
 		}
-		fmt.Fprintf(&b, "%s %s vs %s expected", f.Name, num(f.Observed), num(f.Expected))
+		b.WriteString(f.Name + " " + features.FormatVersus(f.Name, f.Observed, f.Expected, width))
+		n++
+	}
+	if offHours != "" {
+		if n > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(offHours)
 	}
 	b.WriteString(".")
 	if peer {
@@ -87,13 +98,6 @@ func behaviourSummary(an anomaly.Anomaly, peer bool, role string) string {
 		fmt.Fprintf(&b, " Still warming up: compared with its peer group (%s).", role)
 	}
 	return b.String()
-}
-
-func num(x float64) string {
-	if x == math.Trunc(x) && math.Abs(x) < 1e15 {
-		return strconv.FormatFloat(x, 'f', 0, 64)
-	}
-	return strconv.FormatFloat(x, 'g', 3, 64)
 }
 
 func round(x float64) float64 {

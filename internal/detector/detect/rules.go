@@ -34,7 +34,8 @@ func (p *Processor) rules(pt *partition, a *agentState, w *features.Window, ag *
 	isNew := func(route string) bool { _, ok := slices.BinarySearch(w.NewRouteNames, route); return ok }
 	if first := a.seen.SinceMs == 0; reg.Enabled() && !known && !flood && p.due(a, ruleShadow, w.StartMs, first) {
 		an := p.newAnomaly(pt, a, w, anomaly.ShadowAgent, ag, known)
-		an.Score, an.Severity, an.Count = 8, "high", int(w.Values[features.Calls])
+		p.place(&an, placeShadow)
+		an.Count = int(w.Values[features.Calls])
 		an.Summary = fmt.Sprintf("Agent %q is not in the agent registry but made %d calls in the window (%s).",
 			a.id, an.Count, routeList(w.TopRoutes))
 		// Held: the window's other unregistered agents may fold with it.
@@ -51,13 +52,19 @@ func (p *Processor) rules(pt *partition, a *agentState, w *features.Window, ag *
 		}
 		if len(bad) > 0 && p.due(a, ruleUnapproved, w.StartMs, fresh) {
 			an := p.newAnomaly(pt, a, w, anomaly.UnapprovedRoute, ag, known)
-			an.Score, an.Severity = 6, "medium"
 			an.Routes = routeCounts(bad)
+			ok := 0
 			for _, r := range bad {
 				an.Count += r.Calls
+				ok += r.OK
 			}
-			an.Summary = fmt.Sprintf("Agent %q (role %s) called %d route(s) outside its approved routes: %s.",
-				a.id, ag.Role, len(bad), routeList(bad))
+			if ok > 0 {
+				p.place(&an, placeUnapprovedOK)
+			} else {
+				p.place(&an, placeUnapprovedDeny)
+			}
+			an.Summary = fmt.Sprintf("Agent %q (role %s) called %d route(s) outside its approved routes: %s; %s.",
+				a.id, ag.Role, len(bad), routeList(bad), outcome(ok, an.Count))
 			p.emit(an)
 		}
 	}
@@ -72,7 +79,8 @@ func (p *Processor) rules(pt *partition, a *agentState, w *features.Window, ag *
 		}
 		if p.due(a, ruleZombie, w.StartMs, fresh) {
 			an := p.newAnomaly(pt, a, w, anomaly.ZombieRoute, ag, known)
-			an.Score, an.Severity, an.Count = 5, "medium", int(w.Values[features.DeprecatedCalls])
+			p.place(&an, placeZombie)
+			an.Count = int(w.Values[features.DeprecatedCalls])
 			an.Routes = routeCounts(hit)
 			an.Summary = fmt.Sprintf("Agent %q called deprecated (zombie) route(s) %d time(s): %s.", a.id, an.Count, routeList(hit))
 			p.emit(an)
@@ -81,7 +89,8 @@ func (p *Processor) rules(pt *partition, a *agentState, w *features.Window, ag *
 	if known && p.set.NewIPMaxKnown > 0 && len(w.NewIPNames) > 0 && w.SeenAgeMs >= p.set.NoveltyMatureMs &&
 		len(a.seen.IPs) <= p.set.NewIPMaxKnown && p.due(a, ruleNewIP, w.StartMs, false) {
 		an := p.newAnomaly(pt, a, w, anomaly.NewSourceIP, ag, known)
-		an.Score, an.Severity, an.Count = 6, "medium", int(w.Values[features.NewIPs])
+		p.place(&an, placeNewSourceIP)
+		an.Count = int(w.Values[features.NewIPs])
 		an.SourceIPs = slices.Clone(w.NewIPNames)
 		an.Summary = fmt.Sprintf("Agent %q (credential %s) made calls from source address(es) it had never used: %s; it had used %d address(es) before. A stolen credential replayed from elsewhere looks like this.",
 			a.id, orNone(ag.CredentialID), strings.Join(w.NewIPNames, ", "), len(a.seen.IPs))
@@ -106,12 +115,18 @@ func (p *Processor) rules(pt *partition, a *agentState, w *features.Window, ag *
 		}
 		if len(hit) > 0 {
 			an := p.newAnomaly(pt, a, w, anomaly.FirstSensitive, ag, known)
-			an.Score, an.Severity = 6, "medium"
 			an.Routes = routeCounts(hit)
+			ok := 0
 			for _, r := range hit {
 				an.Count += r.Calls
+				ok += r.OK
 			}
-			an.Summary = fmt.Sprintf("Agent %q called sensitive route(s) it had never called before: %s.", a.id, routeList(hit))
+			if ok > 0 {
+				p.place(&an, placeSensitiveOK)
+			} else {
+				p.place(&an, placeSensitiveDeny)
+			}
+			an.Summary = fmt.Sprintf("Agent %q called sensitive route(s) it had never called before: %s; %s.", a.id, routeList(hit), outcome(ok, an.Count))
 			p.emit(an)
 			a.ruleAt[ruleSensitive] = w.StartMs
 		}
@@ -180,7 +195,8 @@ func (p *Processor) offHours(pt *partition, a *agentState, w *features.Window, a
 		return
 	}
 	an := p.newAnomaly(pt, a, w, anomaly.OffHours, ag, known)
-	an.Score, an.Severity, an.Count = round(min(score, 300)), "medium", int(k)
+	p.placeEvidence(&an, placeOffHoursBand, score, OffHoursAlertScore)
+	an.Count = int(k)
 	day := "weekday"
 	if w.Slot >= 24 {
 		day = "weekend"
@@ -207,12 +223,25 @@ func (p *Processor) emitFlood(pt *partition, ws int64, ids []string) {
 	agentID := "*flood/p" + strconv.Itoa(int(pt.id))
 	an := anomaly.Anomaly{
 		V: anomaly.Version, ID: anomaly.ID(agentID, ws, anomaly.AgentFlood), AgentID: agentID, Kind: anomaly.AgentFlood,
-		WindowStartMs: w.StartMs, WindowEndMs: w.EndMs, Score: 9, Severity: "high", Count: len(ids), Partition: pt.id,
+		WindowStartMs: w.StartMs, WindowEndMs: w.EndMs, Count: len(ids), Partition: pt.id,
 	}
+	p.place(&an, placeFlood)
 	sample := slices.Clone(ids)
 	slices.Sort(sample)
 	an.AgentIDs = slices.Clone(sample[:min(len(sample), anomaly.MaxAgentIDs)])
 	an.Summary = fmt.Sprintf("%d never-seen agent ids appeared in one window on partition %d (limit %d): possible fake-id flood. First ids: %s.",
 		len(ids), pt.id, p.set.NewAgentsPerWindow, strings.Join(sample[:min(5, len(sample))], ", "))
 	p.emit(an)
+}
+
+// outcome says how the calls a route rule saw were answered: whether any
+// got through decides how serious the finding is.
+func outcome(ok, calls int) string {
+	switch {
+	case ok == 0:
+		return "all refused or failed, none answered 2xx"
+	case ok == calls:
+		return fmt.Sprintf("all %d answered 2xx (served)", calls)
+	}
+	return fmt.Sprintf("%d of %d answered 2xx (served)", ok, calls)
 }

@@ -1,6 +1,8 @@
 package detect
 
 import (
+	"fmt"
+
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 	"github.com/agentwatch/agentwatch/pkg/baseline"
 	"github.com/agentwatch/agentwatch/pkg/features"
@@ -100,19 +102,8 @@ func (p *Processor) evaluate(pt *partition, a *agentState, acc *features.Acc, fl
 		}
 		an := p.newAnomaly(pt, a, w, kind, ag, known)
 		an.Score, an.Severity, an.PeerBaseline = res.Score, res.Severity.String(), usePeer
-		for _, id := range res.Top(5) {
-			fs := res.Features[id]
-			an.Explanation = append(an.Explanation, anomaly.Feature{
-				Name: id.String(), Observed: w.Values[id], Expected: round(fs.Expected), Surprise: round(fs.Surprise),
-				Contribution: round(res.Contribution(id)),
-			})
-		}
-		if res.OffHours.Surprise > 1 {
-			an.Explanation = append(an.Explanation, anomaly.Feature{
-				Name: "off_hours", Observed: float64(w.HourOfWeek), Expected: round(res.OffHours.Expected), Surprise: round(res.OffHours.Surprise),
-			})
-		}
-		an.Summary = behaviourSummary(an, usePeer, role)
+		an.Explanation = explain(&res, &w.Values)
+		an.Summary = behaviourSummary(an, usePeer, role, offHoursNote(&res, w))
 		if p.holding {
 			p.held = append(p.held, an)
 		} else {
@@ -144,4 +135,53 @@ func (p *Processor) trainPeer(pt *partition, role string, w *features.Window, we
 	}
 	m.Update(&p.peerParams, w.StartMs, &w.Values, weight)
 	pt.dirtyPeers[role] = true
+}
+
+// explainMax bounds an explanation's window features.
+const explainMax = 5
+
+// explain lists what made a window surprising, most surprising first: up
+// to explainMax features whose observed value is above what the baseline
+// expected (a feature at or below its expectation is no evidence, and
+// listing it would read as the reason for the alert), then the hour-slot
+// term when it counts. Contributions are shares of the window's whole
+// surprise, so the listed ones sum to at most 1.
+func explain(res *baseline.Result, v *features.Vector) []anomaly.Feature {
+	var out []anomaly.Feature
+	for _, id := range res.Top(int(features.NumFeatures)) {
+		fs := res.Features[id]
+		if !(v[id] > fs.Expected) || round(v[id]) <= round(fs.Expected) {
+			continue
+		}
+		out = append(out, anomaly.Feature{
+			Name: id.String(), Observed: v[id], Expected: round(fs.Expected), Surprise: round(fs.Surprise),
+			Contribution: round(res.Contribution(id)),
+		})
+		if len(out) == explainMax {
+			break
+		}
+	}
+	if oh := res.OffHours; oh.Surprise > 1 {
+		// Being active is the observation (1 window) and P, how often the
+		// agent is active in this hour slot next to its busiest, the
+		// expectation, so that the row reads like the others: more than
+		// expected. The hour itself is in the summary.
+		out = append(out, anomaly.Feature{
+			Name: "off_hours", Observed: 1, Expected: round(oh.P), Surprise: round(oh.Surprise),
+			Contribution: round(res.OffHoursContribution()),
+		})
+	}
+	return out
+}
+
+// offHoursNote is the summary's clause on the hour slot, "" when the
+// slot is not part of the explanation.
+func offHoursNote(res *baseline.Result, w *features.Window) string {
+	oh := res.OffHours
+	if oh.Surprise <= 1 {
+		return ""
+	}
+	day := [...]string{"Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"}[w.HourOfWeek/24%7]
+	return fmt.Sprintf("active on a %s at %02d:00 UTC, an hour it is active in %s as often as in its busiest hour",
+		day, w.HourOfWeek%24, features.FormatShare(oh.P))
 }

@@ -104,9 +104,10 @@ func (p *Processor) foldShadows(pt *partition, ws int64, key string, g []*shadow
 	}
 	an := anomaly.Anomaly{
 		V: anomaly.Version, ID: anomaly.ID(agentID, ws, anomaly.ShadowAgent), AgentID: agentID, Kind: anomaly.ShadowAgent,
-		WindowStartMs: ws, WindowEndMs: ws + p.set.Features.WindowMs, Score: 8, Severity: "high",
+		WindowStartMs: ws, WindowEndMs: ws + p.set.Features.WindowMs,
 		Count: len(g), Partition: pt.id,
 	}
+	p.place(&an, placeShadow)
 	if kind == "credential" {
 		an.CredentialID = value
 	}

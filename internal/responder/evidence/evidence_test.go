@@ -233,10 +233,13 @@ func TestSnapshotWritesAVerifiableBundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`Agent "agent-7"`, "response_bytes", "5e+07", "Events            100 (all", "GET /customers/{id}", "2025-03-04 12:00:00.000 UTC", `incident "inc-ev-1"`} {
+	for _, want := range []string{`Agent "agent-7"`, "response_bytes", "47.7 MB", "97.7 KB", "×500", "180 calls/min", "Events            100 (all", "GET /customers/{id}", "2025-03-04 12:00:00.000 UTC", `incident "inc-ev-1"`} {
 		if !strings.Contains(string(summary), want) {
 			t.Errorf("summary.txt lacks %q:\n%s", want, summary)
 		}
+	}
+	if strings.Contains(string(summary), "e+0") {
+		t.Errorf("summary.txt has a raw exponent number:\n%s", summary)
 	}
 	pf, err := os.Open(filepath.Join(b.Path, PlotPNG))
 	if err != nil {

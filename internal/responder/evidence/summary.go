@@ -130,15 +130,16 @@ func writeSummary(w io.Writer, req *Request, m *Manifest, t *tally, scores []ano
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  feature\tobserved\texpected\tratio\tsurprise\tshare\n")
 	rows := 0
+	width := a.WindowEndMs - a.WindowStartMs
 	for _, f := range a.Explanation {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%.3g\t%.0f%%\n", text(f.Name, 64), num(f.Observed), num(f.Expected), ratio(f.Observed, f.Expected), f.Surprise, 100*f.Contribution)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%.3g\t%.0f%%\n", text(f.Name, 64), human(f.Name, f.Observed, width), human(f.Name, f.Expected, width), ratio(f.Observed, f.Expected), f.Surprise, 100*f.Contribution)
 		rows++
 	}
 	if rows == 0 {
 		if s := windowScore(a, scores); s != nil {
 			for _, id := range plotFeatures(a, scores) {
 				if int(id) < len(s.Values) && int(id) < len(s.Expected) && int(id) < len(s.Surprise) {
-					fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%.3g\t\n", id, num(s.Values[id]), num(s.Expected[id]), ratio(s.Values[id], s.Expected[id]), s.Surprise[id])
+					fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%.3g\t\n", id, human(id.String(), s.Values[id], width), human(id.String(), s.Expected[id], width), ratio(s.Values[id], s.Expected[id]), s.Surprise[id])
 					rows++
 				}
 			}
@@ -158,7 +159,8 @@ func writeSummary(w io.Writer, req *Request, m *Manifest, t *tally, scores []ano
 	if t.n > 0 {
 		p("  First, last event %s, %s\n", ts(t.first), ts(t.last))
 		p("  Status            2xx %d, 3xx %d, 4xx %d, 5xx %d, 1xx %d, other %d\n", t.status[1], t.status[2], t.status[3], t.status[4], t.status[0], t.status[5])
-		p("  Bytes             requests %d, responses %d\n", t.reqBytes, t.respBytes)
+		p("  Bytes             requests %s (%d), responses %s (%d)\n",
+			features.FormatBytes(float64(t.reqBytes)), t.reqBytes, features.FormatBytes(float64(t.respBytes)), t.respBytes)
 		more := ""
 		if t.ipsCapped {
 			more = " (at least)"
@@ -209,11 +211,18 @@ func writeSummary(w io.Writer, req *Request, m *Manifest, t *tally, scores []ano
 	return err
 }
 
+// human renders a feature value in its unit (features.FormatValue); an
+// untrusted name only picks the unit, it is never printed here.
+func human(name string, v float64, widthMs int64) string {
+	return features.FormatValue(name, v, widthMs)
+}
+
+// ratio is observed over expected as "×340", "none usual", or "-".
 func ratio(obs, exp float64) string {
-	if exp == 0 || math.IsNaN(obs) || math.IsNaN(exp) {
-		return "-"
+	if r := features.FormatMultiple(obs, exp); r != "" {
+		return r
 	}
-	return fmt.Sprintf("%.3gx", obs/exp)
+	return "-"
 }
 
 // text makes an untrusted string safe for one line of summary.txt:

@@ -23,6 +23,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
+	"github.com/agentwatch/agentwatch/pkg/features"
 )
 
 // Message is a rendered Slack message. It is a plain value; the blocks are
@@ -175,7 +176,7 @@ func RenderFollowUp(a anomaly.Anomaly, ac AlertContext) (Message, error) {
 		fmtNum(a.Score), windowText(a.WindowStartMs, a.WindowEndMs))
 	var fields []*slack.TextBlockObject
 	for _, f := range first(a.Explanation, followUpTop) {
-		fields = append(fields, featureField(f))
+		fields = append(fields, featureField(f, a.WindowEndMs-a.WindowStartMs))
 	}
 	for _, r := range first(a.Routes, followUpTop) {
 		fields = append(fields, routeField(r))
@@ -279,7 +280,7 @@ func evidenceBlocks(a anomaly.Anomaly, ac AlertContext, nFeatures, nRoutes int) 
 	var blocks []slack.Block
 	var what []*slack.TextBlockObject
 	for _, f := range first(a.Explanation, nFeatures) {
-		what = append(what, featureField(f))
+		what = append(what, featureField(f, a.WindowEndMs-a.WindowStartMs))
 	}
 	if a.Count > 0 && !Grouped(a.Kind) && !a.Grouped() {
 		what = append(what, fieldOurs("Calls hitting the rule", strconv.Itoa(a.Count)))
@@ -425,12 +426,17 @@ func fieldOurs(label, value string) *slack.TextBlockObject {
 	return plain(capCleaned(label+"\n"+value, maxField))
 }
 
-func featureField(f anomaly.Feature) *slack.TextBlockObject {
-	return fieldOurs(line(f.Name, capFeatureName), fmt.Sprintf("observed %s · expected %s · %s of the surprise",
-		fmtNum(f.Observed), fmtNum(f.Expected), fmtPct(f.Contribution)))
+// featureField shows a feature in its unit (features.FormatVersus) for a
+// window widthMs wide.
+func featureField(f anomaly.Feature, widthMs int64) *slack.TextBlockObject {
+	return fieldOurs(line(f.Name, capFeatureName), fmt.Sprintf("%s · %s of the surprise",
+		features.FormatVersus(f.Name, f.Observed, f.Expected, widthMs), fmtPct(f.Contribution)))
 }
 
 func routeField(r anomaly.RouteCount) *slack.TextBlockObject {
+	if r.Succeeded > 0 {
+		return fieldOurs(line(r.Route, capRoute), fmt.Sprintf("%d calls, %d answered 2xx", r.Calls, r.Succeeded))
+	}
 	return fieldOurs(line(r.Route, capRoute), fmt.Sprintf("%d calls", r.Calls))
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/tools/nab"
 	"github.com/agentwatch/agentwatch/internal/tools/sim"
+	"github.com/agentwatch/agentwatch/pkg/attack"
 	"github.com/agentwatch/agentwatch/pkg/baseline"
 )
 
@@ -125,7 +126,18 @@ func TestScenarioShortRunShape(t *testing.T) {
 	if len(r.Benign) == 0 || r.Benign[0].Kind == "" {
 		t.Errorf("no benign events judged: %+v", r.Benign)
 	}
-	for _, want := range []string{"precision", "false alerts per 100 agent-days", "median time to detect", "upstream_outage"} {
+	for _, k := range r.Kinds {
+		if len(k.Classes) != k.Caught || k.RightClass > k.Caught {
+			t.Errorf("%s: %d card classes and %d right for %d caught", k.Kind, len(k.Classes), k.RightClass, k.Caught)
+		}
+		if _, ok := TrueClass[k.Kind]; !ok {
+			t.Errorf("%s has no true class", k.Kind)
+		}
+	}
+	if share, right, n := r.ClassAccuracy(); n != caught || !(share >= 0 && share <= 1) || right > n {
+		t.Errorf("class accuracy %g (%d of %d) for %d caught", share, right, n, caught)
+	}
+	for _, want := range []string{"precision", "false alerts per 100 agent-days", "median time to detect", "upstream_outage", "right attack class"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q", want)
 		}
@@ -134,5 +146,24 @@ func TestScenarioShortRunShape(t *testing.T) {
 	// kinds at once.
 	if caught < 7 {
 		t.Errorf("only %d of %d kinds caught on the short run", caught, len(r.Kinds))
+	}
+}
+
+func TestClassAccuracy(t *testing.T) {
+	r := ScenarioReport{Kinds: []KindResult{
+		{Kind: sim.Exfiltration, Incidents: 3, Caught: 3, RightClass: 2},
+		{Kind: sim.AuthStorm, Incidents: 3, Caught: 0},
+		{Kind: sim.OffHours, Incidents: 3, Caught: 1, RightClass: 1},
+	}}
+	if share, right, caught := r.ClassAccuracy(); right != 3 || caught != 4 || share != 0.75 {
+		t.Errorf("ClassAccuracy = %g, %d of %d; want 0.75, 3 of 4", share, right, caught)
+	}
+	if share, right, caught := (ScenarioReport{}).ClassAccuracy(); share != 0 || right != 0 || caught != 0 {
+		t.Errorf("ClassAccuracy of nothing caught = %g, %d of %d", share, right, caught)
+	}
+	for _, k := range sim.AllIncidentKinds {
+		if c, ok := TrueClass[k]; !ok || !attack.Known(string(c)) || c == attack.Unclassified {
+			t.Errorf("TrueClass[%s] = %q", k, c)
+		}
 	}
 }

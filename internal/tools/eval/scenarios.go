@@ -19,8 +19,24 @@ import (
 	"github.com/agentwatch/agentwatch/internal/tools/scenario"
 	"github.com/agentwatch/agentwatch/internal/tools/sim"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
+	"github.com/agentwatch/agentwatch/pkg/attack"
 	"github.com/agentwatch/agentwatch/pkg/gateway"
 )
+
+// TrueClass is the attack class an incident card must name for each
+// labelled incident kind: the scenario's truth for the class accuracy.
+var TrueClass = map[sim.IncidentKind]attack.Class{
+	sim.Exfiltration:       attack.Exfiltration,
+	sim.SlowExfiltration:   attack.SlowExfiltration,
+	sim.Enumeration:        attack.IDEnumeration,
+	sim.AuthStorm:          attack.AuthStorm,
+	sim.EndpointSprawl:     attack.ReconSprawl,
+	sim.OutOfRoleSensitive: attack.OutOfRole,
+	sim.OffHours:           attack.OffHours,
+	sim.NewSourceAddress:   attack.CredentialReplay,
+	sim.ZombieAPI:          attack.ZombieAPI,
+	sim.UnregisteredAgent:  attack.ShadowAgent,
+}
 
 // ScenarioOptions says what to simulate and how to detect.
 type ScenarioOptions struct {
@@ -50,6 +66,12 @@ type KindResult struct {
 	// AlertKinds are the anomaly kinds that caught them; FirstKinds the
 	// kinds of the first alert of each.
 	AlertKinds, FirstKinds []string
+	// Classes are the attack classes the incident cards of the caught
+	// ones name (attack.Lead over the anomalies that caught each), in
+	// the order of Windows; RightClass counts those that are the kind's
+	// TrueClass.
+	Classes    []attack.Class
+	RightClass int
 }
 
 // BenignResult says how a benign labeled event was reported.
@@ -79,6 +101,9 @@ type ScenarioReport struct {
 	Fleet, FleetGrouped int
 	// FalseByKind counts the false alerts by anomaly kind.
 	FalseByKind map[string]int
+	// MatchedBySeverity and FalseBySeverity count the per-agent alerts
+	// that belong to an incident, and the false ones, by severity.
+	MatchedBySeverity, FalseBySeverity map[string]int
 	// FalseAlerts are the per-agent and fleet alerts that belong to no
 	// incident or outage.
 	FalseAlerts []anomaly.Anomaly
@@ -98,6 +123,19 @@ func (r ScenarioReport) Precision() float64 {
 // FalsePer100AgentDays is false alerts per 100 agent-days of test days.
 func (r ScenarioReport) FalsePer100AgentDays() float64 {
 	return 100 * float64(r.False) / float64(r.Agents*r.TestDays)
+}
+
+// ClassAccuracy is the share of caught incidents whose card names the
+// right attack class, and the counts it is made of.
+func (r ScenarioReport) ClassAccuracy() (share float64, right, caught int) {
+	for _, k := range r.Kinds {
+		right += k.RightClass
+		caught += k.Caught
+	}
+	if caught == 0 {
+		return 0, 0, 0
+	}
+	return float64(right) / float64(caught), right, caught
 }
 
 // MedianWindows is the median time to detect over all caught incidents.
@@ -197,6 +235,7 @@ func RunScenario(ctx context.Context, o ScenarioOptions) (ScenarioReport, error)
 	r := ScenarioReport{
 		Seed: o.Seed, Agents: sc.Agents, Roles: len(sim.Roles), HistoryDays: o.HistoryDays, TestDays: o.TestDays,
 		Events: events, TestStart: sc.TestStart, FalseByKind: map[string]int{},
+		MatchedBySeverity: map[string]int{}, FalseBySeverity: map[string]int{},
 	}
 	window := time.Duration(o.Settings.Features.WindowMs) * time.Millisecond
 	var judged []anomaly.Anomaly
@@ -257,6 +296,13 @@ func RunScenario(ctx context.Context, o ScenarioOptions) (ScenarioReport, error)
 			k.Caught++
 			k.Windows = append(k.Windows, c.Windows)
 			k.FirstKinds = append(k.FirstKinds, c.First)
+			// The card of an incident names the most telling class of
+			// everything the responder has put in its thread by the end.
+			class := attack.Lead(c.Anomalies)
+			k.Classes = append(k.Classes, class)
+			if class == TrueClass[c.Incident.Kind] {
+				k.RightClass++
+			}
 			for _, ak := range c.Kinds {
 				if !slices.Contains(k.AlertKinds, ak) {
 					k.AlertKinds = append(k.AlertKinds, ak)
@@ -311,15 +357,18 @@ func RunScenario(ctx context.Context, o ScenarioOptions) (ScenarioReport, error)
 	for i, a := range perAgent {
 		if matched[i] {
 			r.Matched++
+			r.MatchedBySeverity[a.Severity]++
 			continue
 		}
 		r.False++
 		r.FalseByKind[a.Kind]++
+		r.FalseBySeverity[a.Severity]++
 		r.FalseAlerts = append(r.FalseAlerts, a)
 	}
 	for _, a := range fleetFalse {
 		r.False++
 		r.FalseByKind[a.Kind]++
+		r.FalseBySeverity[a.Severity]++
 		r.FalseAlerts = append(r.FalseAlerts, a)
 	}
 	r.Elapsed = time.Since(began)
@@ -330,20 +379,23 @@ func RunScenario(ctx context.Context, o ScenarioOptions) (ScenarioReport, error)
 func WriteScenarioTable(w io.Writer, r ScenarioReport) {
 	fmt.Fprintf(w, "Seed %d: %d agents of %d roles, %d history days then %d test days, %d events (%s).\n\n",
 		r.Seed, r.Agents, r.Roles, r.HistoryDays, r.TestDays, r.Events, r.Elapsed.Round(time.Second))
-	fmt.Fprintln(w, "| incident kind | incidents | caught | time to detect (windows) | first alert | all alert kinds |")
-	fmt.Fprintln(w, "|---|---:|---:|---|---|---|")
+	fmt.Fprintln(w, "| incident kind | incidents | caught | time to detect (windows) | first alert | all alert kinds | card class (right) |")
+	fmt.Fprintln(w, "|---|---:|---:|---|---|---|---|")
 	for _, k := range r.Kinds {
-		ttd, first := "–", "–"
+		ttd, first, classes := "–", "–", "–"
 		if len(k.Windows) > 0 {
 			parts := make([]string, len(k.Windows))
 			firsts := make([]string, len(k.Windows))
+			cs := make([]string, len(k.Windows))
 			for i, x := range k.Windows {
 				parts[i] = fmt.Sprint(x)
 				firsts[i] = k.FirstKinds[i]
+				cs[i] = string(k.Classes[i])
 			}
 			ttd, first = strings.Join(parts, ", "), strings.Join(firsts, ", ")
+			classes = fmt.Sprintf("%s (%d of %d)", strings.Join(cs, ", "), k.RightClass, k.Caught)
 		}
-		fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s |\n", k.Kind, k.Incidents, k.Caught, ttd, first, strings.Join(k.AlertKinds, ", "))
+		fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s | %s |\n", k.Kind, k.Incidents, k.Caught, ttd, first, strings.Join(k.AlertKinds, ", "), classes)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "| measure | value |\n|---|---|\n")
@@ -352,6 +404,8 @@ func WriteScenarioTable(w io.Writer, r ScenarioReport) {
 	fmt.Fprintf(w, "| precision (per-agent and other fleet alerts that belong to an incident) | %.1f%% (%d of %d) |\n", 100*r.Precision(), r.Matched, r.Matched+r.False)
 	fmt.Fprintf(w, "| false alerts per 100 agent-days | %.2f (%d over %d agent-days) |\n", r.FalsePer100AgentDays(), r.False, r.Agents*r.TestDays)
 	fmt.Fprintf(w, "| median time to detect | %.1f windows |\n", r.MedianWindows())
+	share, right, caught := r.ClassAccuracy()
+	fmt.Fprintf(w, "| caught incidents whose card names the right attack class | %.1f%% (%d of %d) |\n", 100*share, right, caught)
 	for _, b := range r.Benign {
 		span := b.Start.Format("Jan 2 15:04") + "–" + b.End.Format("15:04")
 		if b.Kind == sim.RoleRollout {
@@ -365,6 +419,8 @@ func WriteScenarioTable(w io.Writer, r ScenarioReport) {
 		}
 		fmt.Fprintf(w, "| benign %s, %s%s | %d grouped alert(s)%s, %d false per-agent alert(s) |\n", b.Kind, span, roleNote(string(b.Role)), b.Grouped, fleetNote, b.PerAgent)
 	}
+	fmt.Fprintf(w, "| incident alerts by severity | %s |\n", bySeverity(r.MatchedBySeverity))
+	fmt.Fprintf(w, "| false alerts by severity | %s |\n", bySeverity(r.FalseBySeverity))
 	if len(r.FalseByKind) > 0 {
 		kinds := make([]string, 0, len(r.FalseByKind))
 		for k, n := range r.FalseByKind {
@@ -373,6 +429,27 @@ func WriteScenarioTable(w io.Writer, r ScenarioReport) {
 		sort.Strings(kinds)
 		fmt.Fprintf(w, "| false alerts by kind | %s |\n", strings.Join(kinds, ", "))
 	}
+}
+
+// bySeverity renders counts by severity, most severe first.
+func bySeverity(m map[string]int) string {
+	known := []string{"critical", "high", "medium", "low"}
+	var parts, other []string
+	for _, s := range known {
+		if m[s] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", s, m[s]))
+		}
+	}
+	for s, n := range m {
+		if !slices.Contains(known, s) {
+			other = append(other, fmt.Sprintf("%q %d", s, n))
+		}
+	}
+	sort.Strings(other)
+	if parts = append(parts, other...); len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 func roleNote(role string) string {

@@ -21,6 +21,10 @@ type Catch struct {
 	// earliest (by window, then kind name).
 	Kinds []string
 	First string
+	// Anomalies are the anomalies that belong to the incident, in the
+	// order given to Match: what the responder would have put in the
+	// incident's thread.
+	Anomalies []anomaly.Anomaly
 	// Windows is how many windows after the incident's start the first
 	// anomaly's window began (0: the window the incident started in).
 	Windows int
@@ -44,6 +48,7 @@ func Match(incidents []sim.Incident, as []anomaly.Anomaly, window time.Duration)
 			}
 			used[i] = true
 			c.Caught = true
+			c.Anomalies = append(c.Anomalies, a)
 			if !slices.Contains(c.Kinds, a.Kind) {
 				c.Kinds = append(c.Kinds, a.Kind)
 			}
