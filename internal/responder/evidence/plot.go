@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"slices"
-	"strings"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -137,7 +136,7 @@ func buildPlot(a *anomaly.Anomaly, m *Manifest, t *tally, scores []anomaly.Score
 		from := t.fromMs + i*t.bucketMs
 		ev.Segs = append(ev.Segs, seg{from, from + t.bucketMs, t.buckets[i]})
 	}
-	sp.Panels = append(sp.Panels, panelSpec{Kind: "events", YLabel: "events per " + per, Format: humanCount, Lines: []lineSpec{ev}})
+	sp.Panels = append(sp.Panels, panelSpec{Kind: "events", YLabel: "events per " + per, Format: features.FormatNumber, Lines: []lineSpec{ev}})
 
 	// The windows inside the evidence window, where the events are; the
 	// usual range's spread still comes from every window given.
@@ -175,7 +174,7 @@ func buildPlot(a *anomaly.Anomaly, m *Manifest, t *tally, scores []anomaly.Score
 		}
 	}
 	if len(score.Segs) > 0 {
-		sp.Panels = append(sp.Panels, panelSpec{Kind: "score", YLabel: "window score", Format: humanCount, Lines: []lineSpec{score}})
+		sp.Panels = append(sp.Panels, panelSpec{Kind: "score", YLabel: "window score", Format: features.FormatNumber, Lines: []lineSpec{score}})
 	}
 	return sp
 }
@@ -255,7 +254,7 @@ func featurePanel(id features.ID, a *anomaly.Anomaly, all, picked []anomaly.Scor
 		v, ok1 := at(w.Values, id)
 		e, ok2 := at(w.Expected, id)
 		if ok1 && ok2 {
-			obs.Label = fmt.Sprintf("observed (anomalous window %s, expected %s%s)%s", p.Format(v), p.Format(e), times(v, e), note)
+			obs.Label = fmt.Sprintf("observed (anomalous window %s)%s", features.FormatVersus(id.String(), v, e, winMs), note)
 		}
 	}
 	exp := lineSpec{Label: "expected by the baseline", Color: expectedColor}
@@ -281,15 +280,6 @@ func featurePanel(id features.ID, a *anomaly.Anomaly, all, picked []anomaly.Scor
 		}
 	}
 	return p
-}
-
-// times is ", ×N" for an observed value well above a positive expected
-// one, else "".
-func times(v, e float64) string {
-	if e <= 0 || v < 1.5*e {
-		return ""
-	}
-	return ", ×" + trimNum(v/e)
 }
 
 // residualSigma is 1.4826 × the median absolute deviation of observed
@@ -348,60 +338,34 @@ func humanDuration(ms int64) string {
 	return (time.Duration(ms) * time.Millisecond).String()
 }
 
-// unitFormat returns how a feature's values are written on its axis.
-// TODO(human units): switch to pkg/features' human helpers once they land.
+// unitFormat returns how a feature's values are written on its axis: the
+// axis label says "per min", so the ticks are plain numbers, or sizes.
 func unitFormat(id features.ID) func(float64) string {
-	if id.Kind() == features.Bytes {
-		return humanBytes
+	if features.UnitOf(id.String()) == features.UnitBytes {
+		return features.FormatBytes
 	}
-	return humanCount
+	return features.FormatNumber
 }
 
-// humanBytes writes a byte count in B, KB, MB, GB or TB (powers of 1000).
-func humanBytes(v float64) string {
-	units := []string{"B", "KB", "MB", "GB", "TB"}
-	i := 0
-	for math.Abs(v) >= 1000 && i < len(units)-1 {
-		v /= 1000
-		i++
-	}
-	return trimNum(v) + " " + units[i]
+// unitTicks labels gonum's default ticks in the panel's unit. With bytes
+// the ticks are placed in the unit the labels use (KB, MB, GB of 1024), so
+// they read 300 MB, 600 MB rather than 286 MB, 572 MB.
+type unitTicks struct {
+	format func(float64) string
+	bytes  bool
 }
-
-// humanCount writes a count, with k, M or G past a thousand.
-func humanCount(v float64) string {
-	units := []string{"", "k", "M", "G"}
-	i := 0
-	for math.Abs(v) >= 1000 && i < len(units)-1 {
-		v /= 1000
-		i++
-	}
-	return trimNum(v) + units[i]
-}
-
-// trimNum writes v with at most three significant digits and no
-// exponent for the magnitudes humanBytes and humanCount leave.
-func trimNum(v float64) string {
-	switch a := math.Abs(v); {
-	case a == 0:
-		return "0"
-	case a >= 100:
-		return fmt.Sprintf("%.0f", v)
-	case a >= 10:
-		return strings.TrimSuffix(fmt.Sprintf("%.1f", v), ".0")
-	case a >= 0.01:
-		return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.2f", v), "0"), ".")
-	}
-	return fmt.Sprintf("%.2g", v)
-}
-
-// unitTicks labels gonum's default ticks in the panel's unit.
-type unitTicks struct{ format func(float64) string }
 
 // Ticks implements plot.Ticker.
 func (u unitTicks) Ticks(lo, hi float64) []plot.Tick {
-	ts := plot.DefaultTicks{}.Ticks(lo, hi)
+	scale := 1.0
+	if u.bytes {
+		for max(math.Abs(lo), math.Abs(hi))/scale >= 1024 && scale < 1<<50 {
+			scale *= 1024
+		}
+	}
+	ts := plot.DefaultTicks{}.Ticks(lo/scale, hi/scale)
 	for i := range ts {
+		ts[i].Value *= scale
 		if ts[i].Label != "" {
 			ts[i].Label = u.format(ts[i].Value)
 		}
@@ -461,7 +425,7 @@ func renderPlot(w io.Writer, sp plotSpec) error {
 	for i, ps := range sp.Panels {
 		p := plot.New()
 		p.X.Tick.Marker = minuteTicks{format}
-		p.Y.Tick.Marker = unitTicks{ps.Format}
+		p.Y.Tick.Marker = unitTicks{format: ps.Format, bytes: ps.Kind == "feature" && features.UnitOf(ps.Feature.String()) == features.UnitBytes}
 		p.Y.Label.Text = ps.YLabel
 		// Top left: the anomaly sits near the right end of the default
 		// evidence window (15 minutes before it, 5 after).

@@ -165,10 +165,10 @@ func TestPlotHasOnePanelPerTopFeature(t *testing.T) {
 		t.Fatalf("score panel %+v", score.Lines)
 	}
 	// The anomalous window, 0..1 min, holds 40 × 48.
-	if got := sp.Panels[1].Lines[1].Label; got != "observed (anomalous window 1.92 KB, expected 50 B, ×38.4)" {
+	if got := sp.Panels[1].Lines[1].Label; got != "observed (anomalous window 1.88 KB vs 50 B usual (×38))" {
 		t.Errorf("response_bytes legend %q", got)
 	}
-	if got := unitFormat(features.RespBytes)(2.5e6); got != "2.5 MB" {
+	if got := unitFormat(features.RespBytes)(2.5 * 1024 * 1024); got != "2.5 MB" {
 		t.Errorf("response_bytes ticks read %q", got)
 	}
 }
@@ -314,22 +314,26 @@ func TestTimeTicksAreRoundMinutes(t *testing.T) {
 	}
 }
 
+func TestByteTicksAreRoundInTheirUnit(t *testing.T) {
+	ts := unitTicks{format: unitFormat(features.RespBytes), bytes: true}.Ticks(0, 640*1024*1024)
+	var labels []string
+	for _, tk := range ts {
+		if tk.Label != "" {
+			labels = append(labels, tk.Label)
+		}
+	}
+	if want := []string{"0 B", "300 MB", "600 MB"}; !slices.Equal(labels, want) {
+		t.Fatalf("byte ticks %v, want %v", labels, want)
+	}
+}
+
 func TestHumanUnits(t *testing.T) {
 	for _, tc := range []struct {
 		got, want string
 	}{
-		{humanBytes(0), "0 B"},
-		{humanBytes(512), "512 B"},
-		{humanBytes(1500), "1.5 KB"},
-		{humanBytes(92514087), "92.5 MB"},
-		{humanBytes(7.41188309e+08), "741 MB"},
-		{humanBytes(3.2e9), "3.2 GB"},
-		{humanCount(0.5), "0.5"},
-		{humanCount(12), "12"},
-		{humanCount(12.25), "12.2"},
-		{humanCount(1500), "1.5k"},
-		{humanCount(2e6), "2M"},
-		{humanCount(-3), "-3"},
+		{unitFormat(features.RespBytesMax)(1536), "1.5 KB"},
+		{unitFormat(features.Calls)(1500), "1,500"},
+		{unitFormat(features.Denials)(0.5), "0.5"},
 		{humanDuration(minuteMs), "min"},
 		{humanDuration(43 * minuteMs), "43 min"},
 		{humanDuration(120 * minuteMs), "2 h"},
