@@ -341,6 +341,20 @@ func TestFileStoreScores(t *testing.T) {
 	s.Close()
 	s = openTest(t, dir)
 	check(s, "reopened", "", math.MinInt64, math.MaxInt64, full, empty, rescored)
+
+	// Scores of one agent skip other agents' lines unread: only the exact
+	// id matches, however JSON escapes it.
+	odd := []string{`a"b`, `<a&b>`, "a\u2028b", `a\`, "ab", "\u00e9"}
+	for i, id := range odd {
+		if err := s.InsertScores(ctx, []anomaly.Score{{AgentID: id, WindowStartMs: 5000 + int64(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, id := range odd {
+		want := anomaly.Score{AgentID: id, WindowStartMs: 5000 + int64(i), Values: []float64{}, Expected: []float64{}, Surprise: []float64{}}
+		check(s, "odd id "+id, id, 0, math.MaxInt64, want)
+	}
+	check(s, "prefix of another", "a", 0, math.MaxInt64, full, rescored)
 }
 
 func TestFileStoreCorruptStatesFile(t *testing.T) {

@@ -4,7 +4,7 @@
 // window around the anomaly (events.jsonl, events.csv), the anomaly
 // (anomaly.json), the detector's window scores with the baseline's
 // expectations (scores.csv), a human summary (summary.txt), a plot of the
-// observed features against the baseline band (plot.png) and manifest.json,
+// top features against the baseline's expectation (plot.png) and manifest.json,
 // which lists every other file with its SHA-256 and size and names the
 // previous bundle's manifest hash. The manifest's own SHA-256 is the
 // bundle's hash and is recorded in a ChainStore, so the bundles form a hash

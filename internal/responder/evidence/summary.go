@@ -205,7 +205,7 @@ func writeSummary(w io.Writer, req *Request, m *Manifest, t *tally, scores []ano
 	p("  %-14s the anomaly record as the detector published it\n", AnomalyJSON)
 	p("  %-14s per window: score, and per feature observed, expected (baseline) and surprise\n", ScoresCSV)
 	p("  %-14s this summary\n", SummaryTXT)
-	p("  %-14s events over time and the features against the baseline band\n", PlotPNG)
+	p("  %-14s events per minute, the top features against the baseline's expectation and usual range, the window score\n", PlotPNG)
 	p("  %-14s every file's SHA-256 and size, and the previous bundle's manifest hash\n", ManifestJSON)
 	_, err := io.WriteString(w, b.String())
 	return err

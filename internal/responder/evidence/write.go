@@ -312,7 +312,10 @@ const (
 // tally counts the bundle's events for the summary and the plot in bounded
 // memory.
 type tally struct {
+	// fromMs is the start of the first of the plot's n buckets of
+	// bucketMs each (see bucketing).
 	fromMs, bucketMs int64
+	nb               int
 	buckets          [plotBuckets]float64
 	n, first, last   int64
 	status           [6]int64 // 1xx..5xx, other
@@ -325,16 +328,18 @@ type tally struct {
 }
 
 func newTally(fromMs, toMs int64) *tally {
+	start, bucket, n := bucketing(fromMs, toMs)
 	return &tally{
-		fromMs:   fromMs,
-		bucketMs: max(1, (toMs-fromMs+plotBuckets-1)/plotBuckets),
+		fromMs:   start,
+		bucketMs: bucket,
+		nb:       n,
 		routes:   map[string]int64{},
 		ips:      map[string]struct{}{},
 	}
 }
 
 func (t *tally) add(e *event.Event) {
-	if b := (e.EventTimeMs - t.fromMs) / t.bucketMs; b >= 0 && b < plotBuckets {
+	if b := floorDiv(e.EventTimeMs-t.fromMs, t.bucketMs); b >= 0 && b < int64(t.nb) {
 		t.buckets[b]++
 	}
 	if t.n == 0 {

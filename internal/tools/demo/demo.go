@@ -196,7 +196,7 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 		return sum, err
 	}
 	defer closeDet()
-	resp, err := newResponder(cfg, store, det, out, log, reg)
+	resp, err := newResponder(cfg, store, det, det.store, out, log, reg)
 	if err != nil {
 		return sum, err
 	}

@@ -3,17 +3,21 @@ package demo
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/agentwatch/agentwatch/internal/platform/config"
+	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/responder/preview"
+	"github.com/agentwatch/agentwatch/pkg/anomaly"
 )
 
 func TestDemoRunsEveryStageAndAccountsForEveryLine(t *testing.T) {
@@ -78,6 +82,7 @@ func TestDemoRunsEveryStageAndAccountsForEveryLine(t *testing.T) {
 	if len(sum.Responder.Bundles) == 0 || sum.Responder.ChainOK != nil {
 		t.Errorf("%d evidence bundles; the chain against the audit trail: %v", len(sum.Responder.Bundles), sum.Responder.ChainOK)
 	}
+	checkBundleScores(t, sum.Responder)
 	dl, err := os.ReadFile(sum.DeadLetterFile)
 	if err != nil {
 		t.Fatal(err)
@@ -114,4 +119,52 @@ func TestDemoRunsEveryStageAndAccountsForEveryLine(t *testing.T) {
 			t.Errorf("demo output lacks %q", want)
 		}
 	}
+}
+
+// checkBundleScores checks that the demo's responder reads the detector's
+// window scores: the bundle of every single agent's anomaly holds the
+// agent's windows in scores.csv, among them the anomalous window when the
+// detector scored it, and its plot draws them.
+func checkBundleScores(t *testing.T, r responderSummary) {
+	t.Helper()
+	withScores := 0
+	for _, id := range r.Bundles {
+		dir := filepath.Join(r.Evidence, id)
+		var a anomaly.Anomaly
+		if err := json.Unmarshal(mustRead(t, filepath.Join(dir, evidence.AnomalyJSON)), &a); err != nil {
+			t.Fatalf("bundle %s: %v", id, err)
+		}
+		rows, err := csv.NewReader(bytes.NewReader(mustRead(t, filepath.Join(dir, evidence.ScoresCSV)))).ReadAll()
+		if err != nil {
+			t.Fatalf("bundle %s scores.csv: %v", id, err)
+		}
+		if a.Grouped() {
+			continue // many agents: no one agent's windows
+		}
+		if len(rows) < 2 {
+			t.Errorf("bundle %s (%s of agent %s): scores.csv holds no window", id, a.Kind, a.AgentID)
+			continue
+		}
+		withScores++
+		own := false
+		for _, row := range rows[1:] {
+			own = own || row[1] == strconv.FormatInt(a.WindowStartMs, 10)
+		}
+		if a.Kind == anomaly.Behaviour && !own {
+			t.Errorf("bundle %s: scores.csv lacks the anomalous window %d", id, a.WindowStartMs)
+		}
+	}
+	if withScores == 0 {
+		t.Errorf("none of the %d bundles holds window scores", len(r.Bundles))
+	}
+	t.Logf("%d of %d bundles hold window scores", withScores, len(r.Bundles))
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

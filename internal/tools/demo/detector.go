@@ -28,6 +28,10 @@ const maxPrinted = 40
 // false-positive verdict straight to ApplyVerdict.
 type embeddedDetector struct {
 	*detect.Detector
+	// store holds the detector's state and results; the demo's responder
+	// reads the window scores for its evidence bundles from it, as the
+	// distributed responder reads them from ClickHouse.
+	store *detstate.FileStore
 }
 
 // ApplyVerdict folds a false-positive verdict's window into the agent's
@@ -89,7 +93,7 @@ func newDetector(cfg config.Config, b *membus.Broker, r bus.Reader, log *slog.Lo
 	// The demo's feed is a finished replay whose last window ends at the
 	// demo's start: once it is quiet, every window may close.
 	d.ReplayIdleFlush = true
-	return &embeddedDetector{d}, func() { _ = st.Close() }, nil
+	return &embeddedDetector{Detector: d, store: st}, func() { _ = st.Close() }, nil
 }
 
 func printDetection(w io.Writer, s Summary) {

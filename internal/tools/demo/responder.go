@@ -33,7 +33,8 @@ var demoAnalyst = audit.Actor{Kind: audit.ActorSlack, Name: "demo-analyst (scrip
 // responder.playbooks on the anomalies the detector publishes, alerts on
 // the console (or Slack when a token is configured), revocations and
 // quarantines into a deny-list file, evidence bundles from the embedded
-// event store, all state under the data dir.
+// event store with the detector's window scores, all state under the data
+// dir.
 type embeddedResponder struct {
 	svc      *respond.Service
 	capture  *preview.Capture
@@ -44,7 +45,7 @@ type embeddedResponder struct {
 	log      *slog.Logger
 }
 
-func newResponder(cfg config.Config, store *embedstore.Store, det respond.FeedbackSink, out io.Writer, log *slog.Logger, reg prometheus.Registerer) (*embeddedResponder, error) {
+func newResponder(cfg config.Config, store *embedstore.Store, det respond.FeedbackSink, scores respond.ScoreSource, out io.Writer, log *slog.Logger, reg prometheus.Registerer) (*embeddedResponder, error) {
 	cfg.Responder.StateDir = filepath.Join(cfg.Embedded.DataDir, "responder")
 	if cfg.Responder.GroupWait > 2*time.Second {
 		cfg.Responder.GroupWait = 2 * time.Second // the demo replays a day a minute
@@ -71,7 +72,7 @@ func newResponder(cfg config.Config, store *embedstore.Store, det respond.Feedba
 	// the preview files and the messages-per-incident count.
 	capture := &preview.Capture{}
 	wrap := func(n respond.Notifier) respond.Notifier { capture.Inner = n; return capture }
-	svc, err := respond.Build(cfg, respond.Deps{Events: respond.EmbeddedEvents{Store: store}, Feedback: det, Registry: reg0, Console: out, WrapNotifier: wrap}, log, reg)
+	svc, err := respond.Build(cfg, respond.Deps{Events: respond.EmbeddedEvents{Store: store}, Scores: scores, Feedback: det, Registry: reg0, Console: out, WrapNotifier: wrap}, log, reg)
 	if err != nil {
 		return nil, fmt.Errorf("responder: %w", err)
 	}
