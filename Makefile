@@ -74,7 +74,11 @@ export TEST_CLICKHOUSE_PASSWORD_FILE ?= $(CURDIR)/deploy/clickhouse/agentwatch.p
 
 # Integration tests one package at a time: one of them stops ClickHouse for 30 s.
 INTEGRATION_PKGS = $(shell grep -lR --include='*_test.go' '^func TestIntegration' cmd internal pkg 2>/dev/null | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
+# They compile first, in parallel (-exec /bin/true builds each test binary
+# and runs nothing): under -p 1 the compiling is serial too, which on a cold
+# cache took 236 s against 135 s in parallel.
 integration:
+	@log=$$(mktemp); $(GO) test -race -count=1 -exec /bin/true $(INTEGRATION_PKGS) >$$log 2>&1 || { cat $$log; rm -f $$log; exit 1; }; rm -f $$log
 	REQUIRE_INTEGRATION=1 $(GO) test -race -count=1 -p 1 -timeout 30m -run '^TestIntegration' $(INTEGRATION_PKGS)
 
 tools:
