@@ -97,8 +97,11 @@ func TestEscalatingIncidentIsOneCardOneMentionPerStepAndAFewSummaries(t *testing
 	r.settleBy(clock)
 
 	var cards, escalations, replies, updates []testsrv.SlackPost
+	// Posts name the channel as the playbook does; chat.update takes its
+	// ID, as in Slack.
+	watchID := r.slack.ChannelID("#soc-watch")
 	for _, p := range r.slack.Posts() {
-		if p.Channel != "#soc-watch" {
+		if p.Channel != "#soc-watch" && p.Channel != watchID {
 			continue
 		}
 		switch {

@@ -91,11 +91,17 @@ func (p *Poster) PostThreadReply(ctx context.Context, channelID, threadTS string
 	return ts, nil
 }
 
-// UpdateMessage replaces the message ts in channelID with m (for example
-// the alert with a Status line and HideActions after an action).
-func (p *Poster) UpdateMessage(ctx context.Context, channelID, ts string, m Message) error {
+// UpdateMessage replaces the message ts in channel with m (an incident's
+// card after a change). channel may be a name ("#soc-alerts", as playbooks
+// write it): chat.update takes only a conversation ID and answers a name
+// with channel_not_found, so a name is resolved first (see channelID).
+func (p *Poster) UpdateMessage(ctx context.Context, channel, ts string, m Message) error {
+	channelID, err := p.channelID(ctx, channel)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
-	_, _, _, err := p.c.UpdateMessageContext(ctx, channelID, ts, m.Options()...)
+	_, _, _, err = p.c.UpdateMessageContext(ctx, channelID, ts, m.Options()...)
 	if err := p.done("chat.update", channelID, start, err); err != nil {
 		return err
 	}

@@ -13,12 +13,17 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 )
+
+// conversationID is what Slack accepts as a channel where it takes IDs
+// only (chat.update): the IDs this server hands out are C and 8 digits.
+var conversationID = regexp.MustCompile(`^[CGD][A-Z0-9]+$`)
 
 // SlackPost is one message the Slack server received.
 type SlackPost struct {
@@ -160,6 +165,12 @@ func (s *Slack) post(w http.ResponseWriter, r *http.Request) {
 	if e := s.takeFailure(method); e != "" {
 		s.mu.Unlock()
 		writeJSON(w, map[string]any{"ok": false, "error": e})
+		return
+	}
+	if method == "chat.update" && !conversationID.MatchString(ch) {
+		// Slack updates by conversation ID only; a "#name" is not found.
+		s.mu.Unlock()
+		writeJSON(w, map[string]any{"ok": false, "error": "channel_not_found"})
 		return
 	}
 	ts := r.Form.Get("ts")
