@@ -75,6 +75,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"feedback lookback under the poll", "detector:\n  feedback_poll: 1h\n  feedback_lookback: 10m\n", nil, []string{"detector.feedback_lookback"}},
 		{"checkpoint every zero", "responder:\n  evidence:\n    checkpoint_every: 0\n", nil, []string{"responder.evidence.checkpoint_every"}},
 		{"negative checkpoint interval", "", []string{"AGENTWATCH_RESPONDER_EVIDENCE_CHECKPOINT_INTERVAL=-1m"}, []string{"responder.evidence.checkpoint_interval"}},
+		{"sub-second digest interval", "responder:\n  slack:\n    digest_interval: 500us\n", nil, []string{"responder.slack.digest_interval"}},
+		{"digest interval over a day", "", []string{"AGENTWATCH_RESPONDER_SLACK_DIGEST_INTERVAL=25h"}, []string{"responder.slack.digest_interval"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := ""

@@ -72,7 +72,7 @@ type Slack struct {
 	GroupCacheTTL        time.Duration `mapstructure:"group_cache_ttl" doc:"How long a user group's members are cached; positive, up to 24h."`
 	MaxMessagesPerMinute int           `mapstructure:"max_messages_per_minute" doc:"Most messages posted to one channel per minute; past it alerts, follow-ups and notes are not posted but counted in one summary at the end of the minute (approval requests wait for the next minute). 0: no cap."`
 	ApprovalGroupWindow  time.Duration `mapstructure:"approval_group_window" doc:"Approval requests of one cause (anomaly kind, playbook, gated steps, channel) within this long of the first join its message, and one answer answers them all; 0 to 24h, 0: no grouping."`
-	DigestInterval       time.Duration `mapstructure:"digest_interval" doc:"At most one summary follow-up per incident thread in this long: the later anomalies of an incident are gathered into it. A new attack class, an approval request and an action's result still post at once; 0 posts one follow-up per anomaly; 0 to 24h."`
+	DigestInterval       time.Duration `mapstructure:"digest_interval" doc:"At most one summary follow-up per incident thread in this long: the later anomalies of an incident are gathered into it. A new attack class, an approval request and an action's result still post at once; 0 posts one follow-up per anomaly; else 1s to 24h."`
 }
 
 // RateLimit limits each client of the HTTP API and of Slack's
@@ -247,8 +247,8 @@ func (r Responder) validate(bad func(key, format string, a ...any)) {
 	if r.Slack.MaxMessagesPerMinute < 0 {
 		bad("responder.slack.max_messages_per_minute", "must be 0 (no cap) or positive, got %d", r.Slack.MaxMessagesPerMinute)
 	}
-	if r.Slack.DigestInterval < 0 || r.Slack.DigestInterval > 24*time.Hour {
-		bad("responder.slack.digest_interval", "must be in [0, 24h], got %s", r.Slack.DigestInterval)
+	if d := r.Slack.DigestInterval; d != 0 && (d < time.Second || d > 24*time.Hour) {
+		bad("responder.slack.digest_interval", "must be 0 (one follow-up per anomaly) or in [1s, 24h], got %s", d)
 	}
 	if r.Slack.ApprovalGroupWindow < 0 || r.Slack.ApprovalGroupWindow > 24*time.Hour {
 		bad("responder.slack.approval_group_window", "must be in [0, 24h], got %s", r.Slack.ApprovalGroupWindow)

@@ -456,7 +456,9 @@ func (e *Engine) queueFollowUp(ctx context.Context, in Incident, j job, root str
 		return false, err
 	}
 	iv := e.o.Settings.DigestInterval
-	if iv <= 0 || j.Decision.Manual || j.Step.DryRun || in.introduced(j.Anomaly.ID) {
+	// Under a millisecond (refused by the configuration) the slot
+	// arithmetic below would divide by zero: one follow-up per anomaly.
+	if iv < time.Millisecond || j.Decision.Manual || j.Step.DryRun || in.introduced(j.Anomaly.ID) {
 		return e.enqueue(ctx, j.Step.ID, kindReply, j)
 	}
 	// The thread's summaries fall at the card's post time plus whole
