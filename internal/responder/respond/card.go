@@ -494,12 +494,15 @@ func (e *Engine) escalate(ctx context.Context, in Incident, j job) error {
 	if _, err := e.enqueue(ctx, key, kindEscalate, ej); err != nil {
 		return err
 	}
+	// What was queued, not the incident's severity now: a higher anomaly
+	// joining meanwhile (join does not hold rootMu) must still find its
+	// own step unannounced.
 	_, err := e.inc.update(in.ID, e.now(), func(in *Incident) {
-		if severityRank(in.Severity) > severityRank(in.Announced[j.Channel]) {
+		if severityRank(ej.Why) > severityRank(in.Announced[j.Channel]) {
 			if in.Announced == nil {
 				in.Announced = map[string]string{}
 			}
-			in.Announced[j.Channel] = in.Severity
+			in.Announced[j.Channel] = ej.Why
 		}
 	})
 	return err
@@ -544,6 +547,17 @@ func (e *Engine) runEscalate(ctx context.Context, en outbox.Entry, j job) ([]byt
 	_, cardTS, posted, err := e.rootTS(ctx, in.Roots[j.Channel])
 	if err != nil {
 		return nil, err
+	}
+	if posted {
+		// Read again: the card may have been posted since, at a severity
+		// this step does not exceed, and with its own mention.
+		if cur, ok := e.inc.get(j.Incident); ok {
+			in = cur
+		}
+		if shown := in.Carded[j.Channel]; severityRank(shown) >= severityRank(j.Why) {
+			return []byte("superseded"), e.record(ctx, j, string(playbooks.KindNotify), audit.ResultSkipped,
+				"escalation to "+j.Why+" not posted: the card was first posted at "+shown+", with its mention")
+		}
 	}
 	_, class := in.lead()
 	esc := slackui.Escalation{IncidentID: in.ID, From: j.Text, To: j.Why, Class: attack.Describe(class), AgentID: in.AgentID}

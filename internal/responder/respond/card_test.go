@@ -356,9 +356,10 @@ func TestDigestIsWhatIsNewSinceTheLastOne(t *testing.T) {
 	}
 }
 
-// Steps queued while the card waits (here for Slack's rate limit) are
-// announced as one: the highest.
-func TestEscalationsQueuedBehindTheCardAnnounceOnlyTheHighest(t *testing.T) {
+// Steps queued while the card waits (here for Slack's rate limit) are not
+// announced again: the card, posted once Slack lets it, already shows the
+// highest severity, with its mention. So the channel is mentioned once.
+func TestEscalationsQueuedBehindTheCardAreToldByTheCard(t *testing.T) {
 	r := newRigWith(t, func(r *rig) { r.playbooks = watchPlaybook })
 	r.slack.RateLimit(2, 1) // two 429s with Retry-After: 1
 	ctx := context.Background()
@@ -369,14 +370,23 @@ func TestEscalationsQueuedBehindTheCardAnnounceOnlyTheHighest(t *testing.T) {
 		}
 	}
 	r.settle()
-	var esc []string
+	var cards, esc []string
 	for _, p := range r.slack.Posts() {
-		if p.Method == "chat.postMessage" && strings.Contains(p.Blocks, `"aw_escalation"`) {
+		if p.Method != "chat.postMessage" || p.ThreadTS != "" {
+			continue
+		}
+		switch {
+		case strings.Contains(p.Blocks, `"aw_escalation"`):
 			esc = append(esc, p.Text)
+		case strings.Contains(p.Blocks, `"aw_card"`):
+			cards = append(cards, p.Text)
 		}
 	}
-	if len(esc) != 1 || !strings.Contains(esc[0], "Escalated to CRITICAL") {
-		t.Errorf("escalations %q; want the one to CRITICAL only", esc)
+	if len(cards) != 1 || !strings.Contains(cards[0], "CRITICAL") || !strings.Contains(cards[0], "<!here>") {
+		t.Fatalf("cards %q; want one, posted at CRITICAL with its mention", cards)
+	}
+	if len(esc) != 0 {
+		t.Errorf("escalations %q; want none: the card told CRITICAL", esc)
 	}
 	recs, err := r.svc.Audit.Query(ctx, audit.Filter{AgentID: "agent-esc"})
 	if err != nil {
@@ -384,11 +394,11 @@ func TestEscalationsQueuedBehindTheCardAnnounceOnlyTheHighest(t *testing.T) {
 	}
 	superseded := 0
 	for _, rec := range recs {
-		if rec.Result == audit.ResultSkipped && strings.Contains(rec.Detail, "superseded by the escalation to critical") {
+		if rec.Result == audit.ResultSkipped && strings.Contains(rec.Detail, "escalation to") && strings.Contains(rec.Detail, "not posted") {
 			superseded++
 		}
 	}
-	if superseded != 1 {
-		t.Errorf("%d escalations audited as superseded, want the one to HIGH", superseded)
+	if superseded != 2 {
+		t.Errorf("%d escalations audited as not posted, want 2 (HIGH and CRITICAL)", superseded)
 	}
 }

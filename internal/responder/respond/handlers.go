@@ -228,10 +228,12 @@ func (e *Engine) runAlert(ctx context.Context, en outbox.Entry, j job) ([]byte, 
 		ac.Mention, ac.MentionIDs = n.Mention, n.MentionIDs
 	}
 	var m slackui.Message
+	carded := ""
 	if in, ok := e.inc.get(j.Incident); ok {
 		// The incident's top-level message is its card, as it stands now
 		// (a group wait may have gathered more than this anomaly).
 		m, err = e.cardMessage(in, ac, j.Anomaly)
+		carded = in.Severity
 	} else {
 		m, err = slackui.Render(j.Anomaly, ac)
 	}
@@ -260,6 +262,22 @@ func (e *Engine) runAlert(ctx context.Context, en outbox.Entry, j job) ([]byte, 
 	}
 	if e.o.AfterAction != nil {
 		e.o.AfterAction(string(playbooks.KindNotify), en.Key)
+	}
+	if carded != "" {
+		// Remembered so that an escalation queued while the card waited
+		// does not mention the channel a second time for the same step.
+		// Lost in a crash right here, that escalation is posted: a second
+		// mention, never a missing one.
+		if _, err := e.inc.update(j.Incident, e.now(), func(in *Incident) {
+			if severityRank(carded) > severityRank(in.Carded[j.Channel]) {
+				if in.Carded == nil {
+					in.Carded = map[string]string{}
+				}
+				in.Carded[j.Channel] = carded
+			}
+		}); err != nil {
+			e.log.Warn("card posted; its severity not remembered", "incident", j.Incident, "err", err)
+		}
 	}
 	e.o.Metrics.alertLatency(j.Anomaly, e.now())
 	if err := e.record(ctx, j, string(playbooks.KindNotify), audit.ResultOK, "posted to "+j.Channel+" ts "+ts+prev.note()); err != nil {

@@ -66,6 +66,10 @@ type Incident struct {
 	// Announced maps a channel to the highest severity announced at its
 	// top level (the card's first post, then each escalation).
 	Announced map[string]string `json:"announced,omitempty"`
+	// Carded maps a channel to the severity its card showed when it was
+	// first posted, with the notify step's mention: an escalation queued
+	// while the card waited is then already told.
+	Carded map[string]string `json:"carded,omitempty"`
 	// Digested maps a channel to what its thread's last summary covered.
 	Digested map[string]DigestMark `json:"digested,omitempty"`
 }
@@ -458,6 +462,7 @@ func (in *Incident) clone() Incident {
 	c.Actions = slices.Clone(in.Actions)
 	c.Stats = in.Stats.clone()
 	c.Announced = maps.Clone(in.Announced)
+	c.Carded = maps.Clone(in.Carded)
 	c.Digested = maps.Clone(in.Digested) // DigestMarks are replaced whole, never changed in place
 	return c
 }
