@@ -105,6 +105,13 @@ type IncidentAction struct {
 	Text string `json:"text"`
 }
 
+// DigestPlan is a summary about to be posted: its outbox key and what it
+// covers.
+type DigestPlan struct {
+	Key  string     `json:"key"`
+	Mark DigestMark `json:"mark"`
+}
+
 // DigestMark is what a thread's last summary covered: the incident's
 // counters then.
 type DigestMark struct {
@@ -625,16 +632,28 @@ func (e *Engine) runDigest(ctx context.Context, en outbox.Entry, j job) ([]byte,
 		return nil, err
 	}
 	got := found.TS
-	if !found.Found {
+	mark := in.mark(now)
+	if found.Found {
+		if p, ok := in.Summarising[j.Channel]; ok && p.Key == en.Key {
+			mark = p.Mark // what the interrupted run posted, not what joined since
+		}
+	} else {
 		if !e.caps.admit(channel, capReply, j.Anomaly.Kind, e.now()) {
 			return []byte(channel), e.suppressed(ctx, j, capReply, channel)
+		}
+		if _, err := e.inc.update(in.ID, e.now(), func(cur *Incident) {
+			if cur.Summarising == nil {
+				cur.Summarising = map[string]DigestPlan{}
+			}
+			cur.Summarising[j.Channel] = DigestPlan{Key: en.Key, Mark: mark}
+		}); err != nil {
+			return nil, err
 		}
 		if got, err = e.o.Notifier.PostThreadReply(ctx, channel, ts, m); err != nil {
 			return nil, e.postFailed(ctx, j, err)
 		}
 		e.o.Metrics.digest()
 	}
-	mark := in.mark(now)
 	if _, err := e.inc.update(in.ID, e.now(), func(cur *Incident) {
 		if cur.Digested == nil {
 			cur.Digested = map[string]DigestMark{}

@@ -2,14 +2,19 @@ package respond
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/slack-go/slack"
 
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/partstate"
+	"github.com/agentwatch/agentwatch/internal/responder/slackui"
 	"github.com/agentwatch/agentwatch/internal/testkit/testsrv"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 )
@@ -400,5 +405,88 @@ func TestEscalationsQueuedBehindTheCardAreToldByTheCard(t *testing.T) {
 	}
 	if superseded != 2 {
 		t.Errorf("%d escalations audited as not posted, want 2 (HIGH and CRITICAL)", superseded)
+	}
+}
+
+// postedThenLost posts through the notifier it wraps, but answers the
+// first summary's post with a connection error, as if the process had
+// died between Slack's answer and the record of it.
+type postedThenLost struct {
+	Notifier
+	lost atomic.Bool
+}
+
+func (p *postedThenLost) PostThreadReply(ctx context.Context, channel, threadTS string, m slackui.Message) (string, error) {
+	ts, err := p.Notifier.PostThreadReply(ctx, channel, threadTS, m)
+	if err == nil && isDigest(m) && p.lost.CompareAndSwap(false, true) {
+		return "", &slackui.PostError{Op: "chat.postMessage", Channel: channel, Retry: true, Err: errors.New("connection reset after the post")}
+	}
+	return ts, err
+}
+
+func (p *postedThenLost) FindPosted(ctx context.Context, channel, threadTS, marker string, since time.Time) (string, bool, error) {
+	return p.Notifier.(PostFinder).FindPosted(ctx, channel, threadTS, marker, since)
+}
+
+func isDigest(m slackui.Message) bool {
+	for _, b := range m.Blocks {
+		if s, ok := b.(*slack.SectionBlock); ok && s.BlockID == "aw_digest" {
+			return true
+		}
+	}
+	return false
+}
+
+// A summary posted by a run that then lost Slack's answer is found by the
+// next run, which marks what that summary covered: the anomalies that
+// joined in between are in the next summary, not lost between the two.
+func TestSummaryFoundAfterALostAnswerLeavesLaterAnomaliesForTheNext(t *testing.T) {
+	clock := &fakeClock{t: time.Now().Truncate(time.Minute).Add(time.Minute)}
+	var wrap *postedThenLost
+	r := newRigWith(t, func(r *rig) {
+		r.now = clock.now
+		r.playbooks = watchPlaybook
+		r.deps = func(d *Deps) {
+			d.WrapNotifier = func(n Notifier) Notifier { wrap = &postedThenLost{Notifier: n}; return wrap }
+		}
+	})
+	ctx := context.Background()
+	start := clock.now().Add(-2 * time.Minute)
+	handle := func(i int) {
+		t.Helper()
+		if _, err := r.svc.Engine.Handle(ctx, escalating(i, start)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	handle(0) // the card
+	r.settleBy(clock)
+	clock.add(time.Minute)
+	handle(1) // into the first summary
+	clock.add(5 * time.Minute)
+	r.settleBy(clock) // the summary is posted; its answer is lost
+	if !wrap.lost.Load() {
+		t.Fatal("the first summary was not posted")
+	}
+	handle(2) // join while the summary waits for its retry
+	handle(3)
+	for range 3 {
+		clock.add(5 * time.Minute)
+		r.settleBy(clock)
+	}
+	var summaries []testsrv.SlackPost
+	for _, p := range r.slack.Posts() {
+		if p.ThreadTS != "" && strings.Contains(p.Blocks, `"aw_digest"`) {
+			summaries = append(summaries, p)
+		}
+	}
+	if len(summaries) != 2 {
+		t.Fatalf("%d summaries, want 2 (the one found again, then the later anomalies')", len(summaries))
+	}
+	if !strings.Contains(summaries[1].Text+summaries[1].Blocks, "2 more anomalies") {
+		t.Errorf("the second summary does not cover the 2 anomalies that joined meanwhile: %s", summaries[1].Text)
+	}
+	in, _ := r.svc.Engine.Incident(IncidentID(escalating(0, start)))
+	if got := in.Digested["#soc-watch"].Count; got != 4 {
+		t.Errorf("summaries covered %d anomalies, want 4", got)
 	}
 }

@@ -72,6 +72,11 @@ type Incident struct {
 	Carded map[string]string `json:"carded,omitempty"`
 	// Digested maps a channel to what its thread's last summary covered.
 	Digested map[string]DigestMark `json:"digested,omitempty"`
+	// Summarising maps a channel to the summary being posted (its outbox
+	// key) and what it covers, written before the post: a run after a
+	// crash that finds the summary in Slack marks what it covered, not
+	// what has joined since.
+	Summarising map[string]DigestPlan `json:"summarising,omitempty"`
 }
 
 // Anomaly returns the incident's anomaly with id, if kept.
@@ -463,7 +468,8 @@ func (in *Incident) clone() Incident {
 	c.Stats = in.Stats.clone()
 	c.Announced = maps.Clone(in.Announced)
 	c.Carded = maps.Clone(in.Carded)
-	c.Digested = maps.Clone(in.Digested) // DigestMarks are replaced whole, never changed in place
+	c.Summarising = maps.Clone(in.Summarising) // replaced whole, never changed in place
+	c.Digested = maps.Clone(in.Digested)       // DigestMarks are replaced whole, never changed in place
 	return c
 }
 
