@@ -264,7 +264,7 @@ func (t *Trigger) minContribution() float64 {
 }
 
 // features checks the features condition: the trigger's features found
-// in the explanation together carry at least the minimum share of the
+// in the explanation above their expectation together carry at least the minimum share of the
 // window's surprise. Together, because correlated features split a
 // window's surprise between them (an exfiltration's response_bytes and
 // response_bytes_max carry 0.13 each). The detector's off-hours terms are
@@ -279,6 +279,11 @@ func (t *Trigger) features(a *anomaly.Anomaly) (string, bool) {
 		}
 		if slices.Contains(contributionless, f.Name) {
 			return "feature " + f.Name, true
+		}
+		// A feature below its expectation is no reason for an alert, and
+		// a name listed twice (a hostile or broken record) counts once.
+		if !(f.Observed > f.Expected) || !(f.Contribution > 0) || slices.Contains(names, f.Name) {
+			continue
 		}
 		names = append(names, f.Name)
 		sum += f.Contribution

@@ -60,7 +60,7 @@ func TestMatch(t *testing.T) {
 		return a
 	}
 	feat := func(name string, contribution float64) []anomaly.Feature {
-		return []anomaly.Feature{{Name: "calls", Contribution: 0.5}, {Name: name, Contribution: contribution}}
+		return []anomaly.Feature{{Name: "calls", Observed: 9, Expected: 1, Contribution: 0.5}, {Name: name, Observed: 9, Expected: 1, Contribution: contribution}}
 	}
 	for _, tc := range []struct {
 		name string
@@ -77,9 +77,18 @@ func TestMatch(t *testing.T) {
 			AgentInfo{}, []string{"everything"}},
 		{"bytes features together above the minimum", with(func(a *anomaly.Anomaly) {
 			a.Severity = "critical"
-			a.Explanation = []anomaly.Feature{{Name: "sensitive_calls", Contribution: 0.4}, {Name: "response_bytes", Contribution: 0.13},
-				{Name: "response_bytes_max", Contribution: 0.13}}
+			a.Explanation = []anomaly.Feature{{Name: "sensitive_calls", Observed: 9, Expected: 1, Contribution: 0.4}, {Name: "response_bytes", Observed: 9, Expected: 1, Contribution: 0.13},
+				{Name: "response_bytes_max", Observed: 9, Expected: 1, Contribution: 0.13}}
 		}), AgentInfo{}, []string{"exfil", "big-share", "everything"}},
+		{"a feature below its expectation is no reason", with(func(a *anomaly.Anomaly) {
+			a.Severity = "critical"
+			a.Explanation = []anomaly.Feature{{Name: "response_bytes", Observed: 1, Expected: 9, Contribution: 0.6}}
+		}), AgentInfo{}, []string{"everything"}},
+		{"a feature listed twice counts once", with(func(a *anomaly.Anomaly) {
+			a.Severity = "critical"
+			a.Explanation = []anomaly.Feature{{Name: "response_bytes", Observed: 9, Expected: 1, Contribution: 0.15},
+				{Name: "response_bytes", Observed: 9, Expected: 1, Contribution: 0.15}}
+		}), AgentInfo{}, []string{"everything"}},
 		{"bytes a bystander at 0.5%", with(func(a *anomaly.Anomaly) { a.Severity, a.Explanation = "critical", feat("response_bytes_max", 0.005) }),
 			AgentInfo{}, []string{"everything"}},
 		{"class", with(func(a *anomaly.Anomaly) {
@@ -346,7 +355,8 @@ func TestMatchWhyNamesTheClass(t *testing.T) {
 func TestMatchWhyNamesTheFeatures(t *testing.T) {
 	set := mustParse(t, "playbooks:\n  - name: bytes\n    trigger: {features: [response_bytes, response_bytes_max]}\n    steps: [{notify: {channel: '#a'}}]\n")
 	a := anomaly.Anomaly{ID: "x", AgentID: "hr-1", Kind: anomaly.Behaviour, Severity: "high", Explanation: []anomaly.Feature{
-		{Name: "sensitive_calls", Contribution: 0.35}, {Name: "response_bytes", Contribution: 0.13}, {Name: "response_bytes_max", Contribution: 0.13}}}
+		{Name: "sensitive_calls", Observed: 30, Expected: 1, Contribution: 0.35}, {Name: "response_bytes", Observed: 3e8, Expected: 1e5, Contribution: 0.13},
+		{Name: "response_bytes_max", Observed: 3e6, Expected: 1e4, Contribution: 0.13}}}
 	ds := Match(set, a, AgentInfo{})
 	if len(ds) != 1 || ds[0].Why != "kind behaviour, feature response_bytes+response_bytes_max (contribution 0.26)" {
 		t.Fatalf("decisions %+v; want one whose why sums the features", ds)
