@@ -39,8 +39,11 @@ func TestIntegrationQuickStart(t *testing.T) {
 	topic := func(s string) string { return "quickstart." + id + "." + s }
 	raw, events, dead, anomalies := topic("raw"), topic("events"), topic("deadletter"), topic("anomalies")
 	itest.DropDatabaseAfter(t, chAddr, db)
-	global := topic("responder-global")
-	itest.DeleteTopicsAfter(t, brokers, raw, events, dead, anomalies, global)
+	// The responder's state topics too: a run restoring the incidents of an
+	// earlier run (the same agents, within the incident window) would post
+	// its anomalies as follow-ups in their threads, and no new alert.
+	global, state := topic("responder-global"), topic("responder-state")
+	itest.DeleteTopicsAfter(t, brokers, raw, events, dead, anomalies, global, state)
 	env := []string{
 		"AGENTWATCH_KAFKA_BROKERS=" + strings.Join(brokers, ","),
 		"AGENTWATCH_KAFKA_RAW_TOPICS=" + raw,
@@ -51,6 +54,7 @@ func TestIntegrationQuickStart(t *testing.T) {
 		"AGENTWATCH_KAFKA_DETECTOR_GROUP=quickstart-detector-" + id,
 		"AGENTWATCH_KAFKA_RESPONDER_GROUP=quickstart-responder-" + id,
 		"AGENTWATCH_KAFKA_RESPONDER_GLOBAL_TOPIC=" + global,
+		"AGENTWATCH_KAFKA_RESPONDER_STATE_TOPIC=" + state,
 		"AGENTWATCH_CLICKHOUSE_ADDR=" + strings.Join(chAddr, ","),
 		"AGENTWATCH_CLICKHOUSE_DATABASE=" + db,
 		"AGENTWATCH_RESPONDER_STATE_DIR=" + t.TempDir(),
