@@ -191,7 +191,7 @@ func fixture() (*fakeQuestions, *visibility.MemSource) {
 		documented: map[string]bool{"/v1/invoices": true, "/v1/reports": true, "/v0/customers": true},
 		deprecated: map[string]bool{"/v0/customers": true},
 		findings: []visibility.Finding{
-			{Kind: visibility.FindingShadow, AgentID: evilAgent, Detail: "seen in traffic, not in the registry"},
+			{Kind: visibility.FindingShadow, AgentID: evilAgent, Detail: "seen in traffic, not in the registry; calls " + evilRoute},
 			{Kind: visibility.FindingNoOwner, AgentID: "report-bot", Detail: "no owner in the registry"},
 			{Kind: visibility.FindingUndocumented, Route: evilRoute, Detail: "called, not documented"},
 			{Kind: visibility.FindingUnapproved, AgentID: "billing-bot", Route: "/v0/customers", Owner: "payments-team", Detail: "calls /v0/customers, not approved"},
