@@ -148,8 +148,8 @@ func TestSample(t *testing.T) {
 	}
 	dir := filepath.Join("..", "..", "docs", "img")
 	files := map[string][]byte{
-		"report-sample.html":        page,
-		"report-sample.pdf":         doc,
+		"report-sample.html":         page,
+		"report-sample.pdf":          doc,
 		"report-chart-anomalies.png": charts[0].PNG,
 	}
 	for name, b := range files {
