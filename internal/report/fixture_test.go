@@ -3,6 +3,9 @@ package report
 import (
 	"context"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"time"
@@ -205,4 +208,14 @@ func fixtureBuilder() (*Builder, *fakeQuestions) {
 	q, src := fixture()
 	return &Builder{Questions: q, Source: src, Who: audit.Actor{Kind: audit.ActorCLI, Name: "test"},
 		Now: func() time.Time { return time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC) }}, q
+}
+
+// makeWritable lets TempDir's cleanup remove read-only bundles.
+func makeWritable(root string) {
+	_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(path, 0o755)
+		}
+		return nil
+	})
 }
