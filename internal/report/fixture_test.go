@@ -95,9 +95,9 @@ func (f *fakeQuestions) AgentRoutes(ctx context.Context, _ audit.Actor, span vis
 	if err != nil {
 		return nil, err
 	}
-	e, ok := f.reg[agentID]
 	var out []visibility.AgentRouteRow
 	for _, ar := range ars {
+		e, ok := f.reg[ar.AgentID]
 		out = append(out, visibility.AgentRouteRow{AgentRouteUsage: ar, Known: ok && e.approved != nil, Approved: slices.Contains(e.approved, ar.Route)})
 	}
 	return out, nil

@@ -182,7 +182,7 @@ func (b *Builder) Build(ctx context.Context, p Period) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("report %s: agents: %w", p.Name, err)
 	}
-	var unapprovedAgents []string
+	unapproved := false
 	for _, a := range agents {
 		if a.Calls == 0 {
 			continue
@@ -198,7 +198,7 @@ func (b *Builder) Build(ctx context.Context, p Period) (*Report, error) {
 			n.AgentsWithApproved++
 		}
 		if a.UnapprovedRoutes > 0 {
-			unapprovedAgents = append(unapprovedAgents, a.AgentID)
+			unapproved = true
 		}
 	}
 
@@ -241,10 +241,10 @@ func (b *Builder) Build(ctx context.Context, p Period) (*Report, error) {
 	}
 
 	b.step("unapproved routes")
-	for _, id := range unapprovedAgents {
-		rows, err := b.Questions.AgentRoutes(ctx, b.Who, span, id)
+	if unapproved {
+		rows, err := b.Questions.AgentRoutes(ctx, b.Who, span, "")
 		if err != nil {
-			return nil, fmt.Errorf("report %s: routes of agent %q: %w", p.Name, clip(id, 80), err)
+			return nil, fmt.Errorf("report %s: agent routes: %w", p.Name, err)
 		}
 		for _, ar := range rows {
 			if !ar.Known || ar.Approved || ar.Calls == 0 {
