@@ -5,6 +5,8 @@
 //	agentwatch simulate          simulated gateway access-log lines on stdout
 //	agentwatch bench ingest|detector|responder
 //	                             end-to-end measurements on the real Kafka and ClickHouse
+//	agentwatch report --period 2026-11
+//	                             the period's visibility and compliance report (HTML, PDF)
 //	agentwatch config reference  every configuration key, documented
 package main
 
@@ -23,6 +25,6 @@ detector and the responder in one process with no external service. The same
 binary simulates gateway traffic, runs the end-to-end benchmarks, and documents
 every configuration key. The services of the distributed mode are the ingest,
 detector and responder binaries.`)
-	root.AddCommand(demoCommand(), simulateCommand(), benchCommand())
+	root.AddCommand(demoCommand(), simulateCommand(), benchCommand(), reportCommand())
 	return root
 }
