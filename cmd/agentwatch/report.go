@@ -2,28 +2,23 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/slack-go/slack"
 	"github.com/spf13/cobra"
 
 	"github.com/agentwatch/agentwatch/internal/platform/cli"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/report"
+	"github.com/agentwatch/agentwatch/internal/report/reportsvc"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/responder/respctl"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
-	"github.com/agentwatch/agentwatch/internal/visibility"
-	"github.com/agentwatch/agentwatch/internal/visibility/filesource"
-	"github.com/agentwatch/agentwatch/pkg/inventory"
 )
 
 func reportCommand() *cobra.Command {
@@ -101,53 +96,25 @@ type reportRun struct {
 
 // runReport opens the embedded mode's data and stores and runs the job.
 func runReport(ctx context.Context, cfg config.Config, log *slog.Logger, o reportRun, stdout, stderr io.Writer) error {
-	if cfg.Distributed() {
-		// The ClickHouse Source is connected by the visibility service's
-		// opener; until then the command reads the embedded data dir only.
-		return errors.New("agentwatch report reads the embedded data dir; unset kafka.brokers (the report on ClickHouse is not connected in this build)")
-	}
 	start := time.Now()
 	progress := func(step string) { fmt.Fprintf(stderr, "[%5.1fs] %s\n", time.Since(start).Seconds(), step) }
-	lookback := visibility.Config{}.WithDefaults().Lookback
-	since := o.period.Previous().Span.From
-	if l := time.Now().Add(-lookback); l.Before(since) {
-		since = l
-	}
 	progress("load " + cfg.Embedded.DataDir)
-	src, _, err := filesource.Load(ctx, filesource.Options{DataDir: cfg.Embedded.DataDir, Since: since, Progress: stderr})
-	if err != nil {
-		return fmt.Errorf("load %s: %w", cfg.Embedded.DataDir, err)
-	}
-	reg, inv, err := filesource.Fleet(cfg.Embedded.DataDir, cfg.Detector.RegistryFile, cfg.Detector.RoutesFile, cfg.Detector.OpenAPIFile)
+	b, err := reportsvc.Builder(ctx, cfg, log, o.period, o.who, nil, stderr)
 	if err != nil {
 		return err
 	}
-	state := filepath.Join(cfg.Embedded.DataDir, filesource.ResponderDir) // where the demo's responder keeps its state
-	if err := os.MkdirAll(state, 0o700); err != nil {
-		return err
-	}
-	afs, err := audit.OpenFileStore(filepath.Join(state, respond.AuditFile))
-	if err != nil {
-		return fmt.Errorf("audit trail: %w", err)
-	}
-	svc := visibility.New(src, func() *inventory.Registry { return reg }, func() *inventory.Inventory { return inv },
-		audit.NewLogger(afs, log, nil), visibility.Config{}, nil)
-	job := &report.Job{
-		Builder:  &report.Builder{Questions: svc, Source: src, Who: o.who, Progress: progress},
-		Formats:  o.formats,
-		OutDir:   o.out,
-		Progress: progress,
-	}
+	b.Progress = progress
+	job := &report.Job{Builder: b, Formats: o.formats, OutDir: o.out, Progress: progress}
 	if o.record {
-		chain, err := evidence.OpenFileChain(filepath.Join(state, respond.ChainFile))
+		chain, err := evidence.OpenFileChain(filepath.Join(reportsvc.StateDir(cfg), respond.ChainFile))
 		if err != nil {
 			return err
 		}
 		defer chain.Close()
-		job.Chain, job.EvidenceRoot = chain, filepath.Join(state, "evidence")
+		job.Chain, job.EvidenceRoot = chain, filepath.Join(reportsvc.StateDir(cfg), "evidence")
 	}
 	if o.channel != "" {
-		client, err := slackClient(cfg)
+		client, err := reportsvc.SlackClient(cfg)
 		if err != nil {
 			return err
 		}
@@ -168,22 +135,4 @@ func runReport(ctx context.Context, cfg config.Config, log *slog.Logger, o repor
 		fmt.Fprintf(stdout, "posted to Slack %s: %s\n", o.channel, strings.Join(res.SlackFiles, ", "))
 	}
 	return nil
-}
-
-// slackClient is responder.slack's client: its token (or the variable
-// token_env names) and API URL.
-func slackClient(cfg config.Config) (*slack.Client, error) {
-	sc := cfg.Responder.Slack
-	token := sc.Token
-	if token == "" && sc.TokenEnv != "" {
-		token = os.Getenv(sc.TokenEnv)
-	}
-	if token == "" {
-		return nil, errors.New("posting to Slack needs responder.slack.token (or responder.slack.token_env) with the files:write scope")
-	}
-	var opts []slack.Option
-	if sc.APIURL != "" {
-		opts = append(opts, slack.OptionAPIURL(strings.TrimSuffix(sc.APIURL, "/")+"/"))
-	}
-	return slack.New(token, opts...), nil
 }

@@ -35,7 +35,10 @@ func (s Schedule) Next(now time.Time) time.Time {
 // after it posted, so a restart neither skips nor repeats a period. A
 // failed run is tried again after Retry. It is a pipeline stage.
 type Scheduler struct {
+	// Job is the run; Prepare, when set, builds it afresh for each run
+	// instead (loading the data the period needs).
 	Job      *Job
+	Prepare  func(ctx context.Context, p Period) (*Job, error)
 	Schedule Schedule
 	// Chain is where Done looks; usually Job.Chain.
 	Chain evidence.ChainStore
@@ -83,7 +86,16 @@ func (s *Scheduler) Tick(ctx context.Context) (ran bool, err error) {
 	if done {
 		return false, nil
 	}
-	res, err := s.Job.Run(ctx, p)
+	job := s.Job
+	if s.Prepare != nil {
+		if job, err = s.Prepare(ctx, p); err != nil {
+			if s.OnRun != nil {
+				s.OnRun(p, Result{}, err)
+			}
+			return false, fmt.Errorf("scheduled report %s: %w", p.Name, err)
+		}
+	}
+	res, err := job.Run(ctx, p)
 	if s.OnRun != nil {
 		s.OnRun(p, res, err)
 	}
