@@ -220,7 +220,7 @@ func stack(charts []Chart) ([]byte, error) {
 		draw.Draw(out, image.Rect(0, i*chartH, chartW, (i+1)*chartH), img, img.Bounds().Min, draw.Src)
 	}
 	var buf bytes.Buffer
-	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&buf, out); err != nil {
+	if err := (&png.Encoder{CompressionLevel: png.DefaultCompression}).Encode(&buf, out); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
