@@ -29,7 +29,7 @@ func visDataDir(t *testing.T) (dir, yesterday string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	day := time.Now().UTC().Truncate(24*time.Hour).Add(-24 * time.Hour)
+	day := time.Now().UTC().Truncate(24 * time.Hour).Add(-24 * time.Hour)
 	evs := []event.Event{
 		{EventID: "e1", AgentID: "cs-1", Route: "/customers/{id}", EventTimeMs: day.Add(10 * time.Hour).UnixMilli(), Status: 200, RequestID: "req-1", ResponseBytes: 500},
 		{EventID: "e2", AgentID: "cs-1", Route: "/tickets", EventTimeMs: day.Add(11 * time.Hour).UnixMilli(), Status: 403, RequestID: "req-2"},
