@@ -29,11 +29,11 @@ func (s *Service) Findings(ctx context.Context, who audit.Actor) ([]Finding, err
 		return nil, err
 	}
 	v := s.view()
-	rows, err := s.agentRows(ctx, v, v.look)
+	pairs, err := s.src.AgentRoutes(ctx, v.look, "", "")
 	if err != nil {
 		return nil, fmt.Errorf("findings: %w", err)
 	}
-	pairs, err := s.src.AgentRoutes(ctx, v.look, "", "")
+	rows, err := s.agentRows(ctx, v, v.look, pairs)
 	if err != nil {
 		return nil, fmt.Errorf("findings: %w", err)
 	}
@@ -41,7 +41,7 @@ func (s *Service) Findings(ctx context.Context, who audit.Actor) ([]Finding, err
 	for _, p := range pairs {
 		byAgent[p.AgentID] = append(byAgent[p.AgentID], p)
 	}
-	var out []Finding
+	out := []Finding{}
 	for _, row := range rows {
 		out = append(out, s.agentFindings(v, row, byAgent[row.AgentID])...)
 	}
