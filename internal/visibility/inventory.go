@@ -19,7 +19,11 @@ func (s *Service) Agents(ctx context.Context, who audit.Actor, span Span) ([]Age
 	if err := s.ask(ctx, who, question("inventory agents", "span", spanArg(span)), "", span.Validate()); err != nil {
 		return nil, err
 	}
-	rows, err := s.agentRows(ctx, s.view(), span)
+	pairs, err := s.src.AgentRoutes(ctx, span, "", "")
+	if err != nil {
+		return nil, fmt.Errorf("agent inventory: %w", err)
+	}
+	rows, err := s.agentRows(ctx, s.view(), span, pairs)
 	if err != nil {
 		return nil, fmt.Errorf("agent inventory: %w", err)
 	}
@@ -63,8 +67,9 @@ func (s *Service) AgentRoutes(ctx context.Context, who audit.Actor, span Span, a
 	return agentRouteRows(v.reg, pairs, ids), nil
 }
 
-// agentRows builds the agent inventory over span.
-func (s *Service) agentRows(ctx context.Context, v view, span Span) ([]AgentRow, error) {
+// agentRows builds the agent inventory over span; pairs are the agent ×
+// route usage over span (AgentRoutes), which the caller has read.
+func (s *Service) agentRows(ctx context.Context, v view, span Span, pairs []AgentRouteUsage) ([]AgentRow, error) {
 	look, err := s.src.Agents(ctx, v.look)
 	if err != nil {
 		return nil, err
@@ -74,10 +79,6 @@ func (s *Service) agentRows(ctx context.Context, v view, span Span) ([]AgentRow,
 		if inSpan, err = s.src.Agents(ctx, span); err != nil {
 			return nil, err
 		}
-	}
-	pairs, err := s.src.AgentRoutes(ctx, span, "", "")
-	if err != nil {
-		return nil, err
 	}
 	unapproved := map[string]int{}
 	for _, p := range pairs {

@@ -191,7 +191,17 @@ func TestAgents(t *testing.T) {
 			t.Errorf("row %q = %+v; want %+v", r.AgentID, r, w)
 		}
 	}
-	if q := lastAsk(t, f); q.Detail != "inventory agents span=2026-03-15..2026-03-16" || q.Result != audit.ResultOK {
+	if i := slices.IndexFunc(rows, func(r AgentRow) bool { return r.AgentID == "cs-1" }); rows[i].ActiveDays != 1 {
+		t.Errorf("cs-1 active on %d days of March 15th", rows[i].ActiveDays)
+	}
+	month, err := f.svc.Agents(context.Background(), analyst, Span{From: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), To: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(month, func(r AgentRow) bool { return r.AgentID == "cs-1" }); month[i].ActiveDays != 3 {
+		t.Errorf("cs-1 active on %d days since January; want 3 (Feb 1, Mar 15, Mar 16)", month[i].ActiveDays)
+	}
+	if q := lastAsk(t, f); q.Detail != "inventory agents span=2026-01-01..2026-03-20T12:00:00Z" || q.Result != audit.ResultOK {
 		t.Errorf("question %q (%s)", q.Detail, q.Result)
 	}
 }

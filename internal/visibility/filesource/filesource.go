@@ -56,6 +56,9 @@ type Options struct {
 	Since time.Time
 	// Progress, when set, gets a line per day file read and a total.
 	Progress io.Writer
+	// AuditFile is the audit file to read; "" means
+	// DATA_DIR/responder/audit.jsonl.
+	AuditFile string
 }
 
 // Stats say what Load read.
@@ -76,7 +79,11 @@ func Load(ctx context.Context, o Options) (*visibility.MemSource, Stats, error) 
 	if err != nil {
 		return nil, st, fmt.Errorf("read anomalies: %w", err)
 	}
-	recs, err := AuditRecords(ctx, filepath.Join(o.DataDir, ResponderDir, respond.AuditFile))
+	auditFile := o.AuditFile
+	if auditFile == "" {
+		auditFile = filepath.Join(o.DataDir, ResponderDir, respond.AuditFile)
+	}
+	recs, err := AuditRecords(ctx, auditFile)
 	if err != nil {
 		return nil, st, err
 	}
