@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,12 +33,14 @@ func reportCommand() *cobra.Command {
 in UTC: inventory completeness, ownership, zombie APIs, access-policy coverage,
 permission violations, anomalies by kind and severity, the false-positive rate, time to
 detect and to contain, revocations and restores, and the agents to review, each number
-with its definition, and charts. It reads the embedded data dir (embedded.data_dir).
+with its definition, and charts. It reads the embedded data dir (embedded.data_dir), or
+ClickHouse in the distributed mode when this build connects its visibility source.
 
 The files go to --out (report.out_dir, else the current directory) as
 agentwatch-report-PERIOD.html and .pdf, and their SHA-256 into the evidence chain as a
 report bundle (--record=false to skip: the chain has one writer, so stop a running demo
-first or skip). --slack-channel uploads them to a Slack conversation with
+first or skip; in the distributed mode the responders alone append to it, and the
+command does not record). --slack-channel uploads them to a Slack conversation with
 responder.slack's token. Progress goes to stderr, the files and hashes to stdout.
 Docs: docs/reports.md.`,
 		Args: cli.NoArgs,
@@ -73,7 +76,7 @@ Docs: docs/reports.md.`,
 				out = "."
 			}
 			return runReport(cmd.Context(), cfg, cli.OperatorLogger(cmd, cfg, "agentwatch"), reportRun{
-				period: p, out: out, formats: formats, channel: channel, record: record, who: respctl.Operator(),
+				period: p, out: out, formats: formats, channel: channel, record: record, recordSet: cmd.Flags().Changed("record"), who: respctl.Operator(),
 			}, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -90,21 +93,33 @@ type reportRun struct {
 	period       report.Period
 	out, channel string
 	formats      []string
-	record       bool
-	who          audit.Actor
+	// record asks for the evidence record; recordSet says --record was
+	// given, not defaulted.
+	record, recordSet bool
+	who               audit.Actor
 }
 
-// runReport opens the embedded mode's data and stores and runs the job.
+// runReport opens the mode's data and stores and runs the job.
 func runReport(ctx context.Context, cfg config.Config, log *slog.Logger, o reportRun, stdout, stderr io.Writer) error {
 	start := time.Now()
 	progress := func(step string) { fmt.Fprintf(stderr, "[%5.1fs] %s\n", time.Since(start).Seconds(), step) }
 	progress("load " + cfg.Embedded.DataDir)
-	b, err := reportsvc.Builder(ctx, cfg, log, o.period, o.who, nil, stderr)
+	b, closeFn, err := reportsvc.Builder(ctx, cfg, log, o.period, o.who, nil, stderr)
 	if err != nil {
 		return err
 	}
+	defer closeFn()
 	b.Progress = progress
 	job := &report.Job{Builder: b, Formats: o.formats, OutDir: o.out, Progress: progress}
+	if o.record && cfg.Distributed() {
+		// The responders order the chain's appends through Kafka; a
+		// command appending on its own could fork it.
+		if o.recordSet {
+			return errors.New("--record: in the distributed mode the evidence chain is appended by the responders only; run without --record")
+		}
+		fmt.Fprintln(stderr, "not recorded in the evidence chain: in the distributed mode only the responders append to it")
+		o.record = false
+	}
 	if o.record {
 		chain, err := evidence.OpenFileChain(filepath.Join(reportsvc.StateDir(cfg), respond.ChainFile))
 		if err != nil {

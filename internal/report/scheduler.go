@@ -36,9 +36,10 @@ func (s Schedule) Next(now time.Time) time.Time {
 // failed run is tried again after Retry. It is a pipeline stage.
 type Scheduler struct {
 	// Job is the run; Prepare, when set, builds it afresh for each run
-	// instead (loading the data the period needs).
+	// instead (loading the data the period needs), and its closeFn is
+	// called after the run.
 	Job      *Job
-	Prepare  func(ctx context.Context, p Period) (*Job, error)
+	Prepare  func(ctx context.Context, p Period) (_ *Job, closeFn func(), _ error)
 	Schedule Schedule
 	// Chain is where Done looks; usually Job.Chain.
 	Chain evidence.ChainStore
@@ -88,7 +89,10 @@ func (s *Scheduler) Tick(ctx context.Context) (ran bool, err error) {
 	}
 	job := s.Job
 	if s.Prepare != nil {
-		if job, err = s.Prepare(ctx, p); err != nil {
+		var closeFn func()
+		if job, closeFn, err = s.Prepare(ctx, p); err == nil {
+			defer closeFn()
+		} else {
 			if s.OnRun != nil {
 				s.OnRun(p, Result{}, err)
 			}

@@ -2,6 +2,7 @@ package respsvc
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/agentwatch/agentwatch/internal/platform/config"
@@ -20,7 +21,9 @@ func reportScheduler(cfg config.Config, svc *respond.Service, log *slog.Logger) 
 		return nil, err // Validate said so already
 	}
 	if cfg.Distributed() {
-		return nil, reportsvc.ErrDistributed
+		// Several instances would each write and post it: the schedule
+		// waits for a way to pick one.
+		return nil, errors.New("the scheduled report runs in the embedded mode only in this build")
 	}
 	log = log.With("component", "report")
 	var up report.Uploader
@@ -36,13 +39,13 @@ func reportScheduler(cfg config.Config, svc *respond.Service, log *slog.Logger) 
 		Schedule: report.Schedule{Weekly: sch.Weekly, At: sch.At},
 		Chain:    svc.Chain,
 		Log:      log,
-		Prepare: func(ctx context.Context, p report.Period) (*report.Job, error) {
-			b, err := reportsvc.Builder(ctx, cfg, log, p, who, svc.Audit, nil)
+		Prepare: func(ctx context.Context, p report.Period) (*report.Job, func(), error) {
+			b, closeFn, err := reportsvc.Builder(ctx, cfg, log, p, who, svc.Audit, nil)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			return &report.Job{Builder: b, Formats: cfg.Report.Formats, OutDir: reportsvc.OutDir(cfg),
-				Chain: svc.Chain, EvidenceRoot: svc.Evidence, Slack: up, Channel: cfg.Report.SlackChannel}, nil
+				Chain: svc.Chain, EvidenceRoot: svc.Evidence, Slack: up, Channel: cfg.Report.SlackChannel}, closeFn, nil
 		},
 	}, nil
 }
