@@ -99,6 +99,11 @@ func TestHTML(t *testing.T) {
 	if strings.Contains(s, "<script") || regexp.MustCompile(`(src|href)="(https?:)?//`).MatchString(s) || strings.Contains(s, "@import") {
 		t.Error("HTML refers to something outside itself or runs script")
 	}
+	// And if escaping ever failed, the page's own policy runs no script
+	// and loads nothing.
+	if !strings.Contains(s, `content="default-src 'none'; img-src data:; style-src 'unsafe-inline'"`) {
+		t.Error("HTML lacks its Content-Security-Policy")
+	}
 	if n := strings.Count(s, `src="data:image/png;base64,`); n != 3 {
 		t.Errorf("%d inline charts", n)
 	}
