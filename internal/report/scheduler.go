@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 )
 
@@ -49,8 +52,10 @@ type Scheduler struct {
 	Now   func() time.Time
 	After func(d time.Duration) <-chan time.Time
 	Log   *slog.Logger
-	// OnRun, when set, is told each run's outcome (tests, metrics).
+	// OnRun, when set, is told each run's outcome (tests).
 	OnRun func(p Period, res Result, err error)
+	// Metrics, when set, count the runs.
+	Metrics *Metrics
 }
 
 func (s *Scheduler) now() time.Time {
@@ -79,6 +84,22 @@ func (s *Scheduler) Done(ctx context.Context, p Period) (bool, error) {
 // Tick writes the report due now unless it is done. ran says a report
 // was written.
 func (s *Scheduler) Tick(ctx context.Context) (ran bool, err error) {
+	ran, err = s.tick(ctx)
+	switch {
+	case err != nil:
+		s.Metrics.count("failed")
+	case ran:
+		s.Metrics.count("ok")
+		if s.Metrics != nil {
+			s.Metrics.LastSuccess.Set(float64(s.now().Unix()))
+		}
+	default:
+		s.Metrics.count("skipped")
+	}
+	return ran, err
+}
+
+func (s *Scheduler) tick(ctx context.Context) (ran bool, err error) {
 	p := s.Schedule.Due(s.now())
 	done, err := s.Done(ctx, p)
 	if err != nil {
@@ -143,5 +164,28 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			return nil
 		case <-s.after(wait):
 		}
+	}
+}
+
+// Metrics count the scheduled runs.
+type Metrics struct {
+	Runs        *prometheus.CounterVec
+	LastSuccess prometheus.Gauge
+}
+
+// NewMetrics registers the report metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	return &Metrics{
+		Runs: f.NewCounterVec(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "report", Name: "runs_total",
+			Help: "Scheduled report runs, by result: ok (written, posted, recorded), skipped (the period's report is in the evidence chain already), failed (tried again later)."}, []string{"result"}),
+		LastSuccess: f.NewGauge(prometheus.GaugeOpts{Namespace: "agentwatch", Subsystem: "report", Name: "last_success_timestamp_seconds",
+			Help: "When the schedule last wrote a report, in Unix seconds; alert if it is older than the schedule's period plus a day."}),
+	}
+}
+
+func (m *Metrics) count(result string) {
+	if m != nil {
+		m.Runs.WithLabelValues(result).Inc()
 	}
 }

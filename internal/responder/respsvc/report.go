@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/report"
 	"github.com/agentwatch/agentwatch/internal/report/reportsvc"
@@ -15,7 +17,7 @@ import (
 // reportScheduler is the stage that writes the report of each period on
 // report.schedule: on the responder's evidence chain and audit trail,
 // posted with its Slack token. nil without a schedule.
-func reportScheduler(cfg config.Config, svc *respond.Service, log *slog.Logger) (*report.Scheduler, error) {
+func reportScheduler(cfg config.Config, svc *respond.Service, log *slog.Logger, reg prometheus.Registerer) (*report.Scheduler, error) {
 	sch, ok, err := config.ParseReportSchedule(cfg.Report.Schedule)
 	if err != nil || !ok {
 		return nil, err // Validate said so already
@@ -39,6 +41,7 @@ func reportScheduler(cfg config.Config, svc *respond.Service, log *slog.Logger) 
 		Schedule: report.Schedule{Weekly: sch.Weekly, At: sch.At},
 		Chain:    svc.Chain,
 		Log:      log,
+		Metrics:  report.NewMetrics(reg),
 		Prepare: func(ctx context.Context, p report.Period) (*report.Job, func(), error) {
 			b, closeFn, err := reportsvc.Builder(ctx, cfg, log, p, who, svc.Audit, nil)
 			if err != nil {

@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/agentwatch/agentwatch/internal/report"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
@@ -50,6 +53,9 @@ func TestReportSchedule(t *testing.T) {
 			t.Fatalf("tick %d: ran %v, %v", i, ran, err)
 		}
 	}
+	if ok, skipped := testutil.ToFloat64(s.Metrics.Runs.WithLabelValues("ok")), testutil.ToFloat64(s.Metrics.Runs.WithLabelValues("skipped")); ok != 1 || skipped != 1 {
+		t.Errorf("runs: ok %v, skipped %v", ok, skipped)
+	}
 	recs, err := evidence.FindReports(t.Context(), r.Service.Chain, "2026-W47")
 	if err != nil || len(recs) != 1 {
 		t.Fatalf("chain: %+v %v", recs, err)
@@ -69,7 +75,7 @@ func TestReportSchedule(t *testing.T) {
 	}
 
 	cfg.Kafka.Brokers = []string{"127.0.0.1:1"}
-	if _, err := reportScheduler(cfg, r.Service, r.log); err == nil {
+	if _, err := reportScheduler(cfg, r.Service, r.log, prometheus.NewRegistry()); err == nil {
 		t.Error("a schedule in the distributed mode was accepted")
 	}
 }

@@ -312,7 +312,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	if watcher != nil {
 		r.stages = append(r.stages, watcher)
 	}
-	rs, err := reportScheduler(cfg, svc, log)
+	rs, err := reportScheduler(cfg, svc, log, reg)
 	if err != nil {
 		return nil, fmt.Errorf("report.schedule: %w", err)
 	}
