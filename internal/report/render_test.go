@@ -183,3 +183,45 @@ func TestSample(t *testing.T) {
 		}
 	}
 }
+
+// FuzzHTMLNames: whatever an agent id, route or finding holds, the page
+// shows it as text: it never appears unescaped and opens no tag.
+func FuzzHTMLNames(f *testing.F) {
+	for _, s := range []string{evilAgent, evilRoute, "<!--", "]]><svg onload=x>", "javascript:alert(1)", "<@U123> <!channel>", "\x00\xff"} {
+		f.Add(s, s)
+	}
+	base := &Report{Period: november, Previous: november.Previous()}
+	clean, err := HTML(base, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	tags := strings.Count(string(clean), "<")
+	f.Fuzz(func(t *testing.T, agent, route string) {
+		r := *base
+		r.Violations = []Violation{{AgentID: agent, Route: route, Calls: 1}}
+		r.Zombies = []ZombieRoute{{Route: route, Calls: 1, CallerCount: 1, Callers: []string{agent}}}
+		r.Review = []Review{{AgentID: agent, Owner: route, Kinds: []string{agent}, Findings: []string{route}}}
+		page, err := HTML(&r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The tables add a fixed number of tags; the names add none.
+		added := strings.Count(string(page), "<") - tags
+		want := strings.Count(htmlTablesOnly, "<")
+		if added != want {
+			t.Fatalf("agent %q, route %q: %d tags added, want %d", agent, route, added, want)
+		}
+	})
+}
+
+// htmlTablesOnly is what the three tables of one row each add to an empty
+// report, counted in tags: FuzzHTMLNames compares with it.
+var htmlTablesOnly = func() string {
+	r := &Report{Period: november, Previous: november.Previous(),
+		Violations: []Violation{{AgentID: "a", Route: "r", Calls: 1}},
+		Zombies:    []ZombieRoute{{Route: "r", Calls: 1, CallerCount: 1, Callers: []string{"a"}}},
+		Review:     []Review{{AgentID: "a", Owner: "r", Kinds: []string{"a"}, Findings: []string{"r"}}}}
+	full, _ := HTML(r, nil)
+	empty, _ := HTML(&Report{Period: november, Previous: november.Previous()}, nil)
+	return strings.Repeat("<", strings.Count(string(full), "<")-strings.Count(string(empty), "<"))
+}()
