@@ -26,7 +26,6 @@ import (
 	"github.com/agentwatch/agentwatch/internal/detector/detstate"
 	"github.com/agentwatch/agentwatch/internal/platform/embedstore"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
-	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"github.com/agentwatch/agentwatch/internal/visibility"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 	"github.com/agentwatch/agentwatch/pkg/event"
@@ -40,6 +39,10 @@ const (
 	ResponderDir = "responder"
 	RegistryFile = "agents.yaml"
 	OpenAPIFile  = "openapi.yaml"
+	// AuditFile is the responder's audit file in its state directory
+	// (respond.AuditFile, which this package does not import: it imports
+	// no service).
+	AuditFile = "audit.jsonl"
 )
 
 // ActionFalsePositive is the audit action of an analyst's false-positive
@@ -81,7 +84,7 @@ func Load(ctx context.Context, o Options) (*visibility.MemSource, Stats, error) 
 	}
 	auditFile := o.AuditFile
 	if auditFile == "" {
-		auditFile = filepath.Join(o.DataDir, ResponderDir, respond.AuditFile)
+		auditFile = filepath.Join(o.DataDir, ResponderDir, AuditFile)
 	}
 	recs, err := AuditRecords(ctx, auditFile)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/detector/detstate"
 	"github.com/agentwatch/agentwatch/internal/platform/embedstore"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"github.com/agentwatch/agentwatch/internal/visibility"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 	"github.com/agentwatch/agentwatch/pkg/event"
@@ -185,5 +186,11 @@ func TestLive(t *testing.T) {
 	l = NewLive(Options{DataDir: dir, AuditFile: filepath.Join(t.TempDir(), "none.jsonl")}, 0, nil)
 	if acts, err := l.Actions(context.Background(), span, ""); err != nil || len(acts) != 0 {
 		t.Errorf("actions from a missing audit file: %v, %v", acts, err)
+	}
+}
+
+func TestAuditFileIsTheResponders(t *testing.T) {
+	if AuditFile != respond.AuditFile {
+		t.Fatalf("AuditFile %q; the responder writes %q", AuditFile, respond.AuditFile)
 	}
 }
