@@ -495,7 +495,7 @@ func (r *Responder) visibility(ctx context.Context, cfg config.Config, watcher *
 	}
 	r.closers = append(r.closers, func() error { closeSrc(); return nil })
 	if src == nil {
-		log.Warn("the API does not serve the visibility questions (/v1/inventory, /v1/findings, /v1/access, …): no ClickHouse source is connected in this build")
+		log.Info("the API does not serve the visibility questions (/v1/inventory, /v1/findings, /v1/access, …): no ClickHouse source is connected in this build")
 		return nil, nil
 	}
 	regFn := func() *inventory.Registry { return watcher.Current().Registry }
