@@ -113,6 +113,11 @@ func (s *Service) agentRows(ctx context.Context, v view, span Span, pairs []Agen
 
 // agentRow fills one row but for UnapprovedRoutes.
 func (s *Service) agentRow(v view, id string, u AgentUsage, first, last int64) AgentRow {
+	for _, l := range []*[]string{&u.SourceIPs, &u.Credentials, &u.Gateways} {
+		if *l == nil {
+			*l = []string{} // JSON [], not null
+		}
+	}
 	row := AgentRow{AgentID: id, AgentUsage: u, FirstSeenMs: first, LastSeenMs: last, ApprovedRoutes: -1}
 	a, registered := v.reg.Lookup(id)
 	if registered {
@@ -190,6 +195,9 @@ func routeRows(v view, pairs []AgentRouteUsage, withInventory bool) []RouteRow {
 	for _, a := range by {
 		slices.Sort(a.callers)
 		a.callers = slices.Compact(a.callers)
+		if a.callers == nil {
+			a.callers = []string{} // JSON [], not null
+		}
 		a.row.CallerCount = len(a.callers)
 		a.row.Callers = a.callers[:min(len(a.callers), MaxValues)]
 		out = append(out, a.row)
@@ -200,9 +208,12 @@ func routeRows(v view, pairs []AgentRouteUsage, withInventory bool) []RouteRow {
 
 // routeRow is route's row with what the inventory says of it.
 func routeRow(inv *inventory.Inventory, route string) RouteRow {
-	row := RouteRow{Route: route, Callers: []string{}}
+	row := RouteRow{Route: route, Callers: []string{}, Tags: []string{}}
 	if r, ok := inv.Lookup(route); ok && route != "" {
-		row.Tags, row.Documented, row.Deprecated, row.Sensitive = r.Tags, true, r.Deprecated, r.Sensitive
+		row.Documented, row.Deprecated, row.Sensitive = true, r.Deprecated, r.Sensitive
+		if r.Tags != nil {
+			row.Tags = r.Tags
+		}
 	}
 	return row
 }

@@ -1,7 +1,9 @@
 package visibility
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -191,6 +193,9 @@ func TestAgents(t *testing.T) {
 			t.Errorf("row %q = %+v; want %+v", r.AgentID, r, w)
 		}
 	}
+	if b, err := json.Marshal(rows); err != nil || bytes.Contains(b, []byte("null")) {
+		t.Errorf("agents JSON %s, %v: want no null", b, err)
+	}
 	if i := slices.IndexFunc(rows, func(r AgentRow) bool { return r.AgentID == "cs-1" }); rows[i].ActiveDays != 1 {
 		t.Errorf("cs-1 active on %d days of March 15th", rows[i].ActiveDays)
 	}
@@ -252,6 +257,9 @@ func TestRoutes(t *testing.T) {
 	check(badPath, false, false, false, 1, "new-1")
 	if tags := got["/customers/{id}/export"].Tags; !slices.Equal(tags, []string{"pii", "sensitive"}) {
 		t.Errorf("tags %q", tags)
+	}
+	if b, err := json.Marshal(rows); err != nil || bytes.Contains(b, []byte("null")) {
+		t.Errorf("routes JSON %s, %v: want no null", b, err)
 	}
 	if q := lastAsk(t, f); q.Detail != "inventory routes span=2026-02-20..2026-03-21" {
 		t.Errorf("question %q", q.Detail)
