@@ -15,7 +15,8 @@ import (
 // seen over the lookback or the span, with its lifecycle (relative to now)
 // and first and last call over the lookback, its usage over span, and its
 // owner and role from the registry. Sorted by agent id.
-func (s *Service) Agents(ctx context.Context, who audit.Actor, span Span) ([]AgentRow, error) {
+func (s *Service) Agents(ctx context.Context, who audit.Actor, span Span) (_ []AgentRow, err error) {
+	defer s.observe("inventory_agents", time.Now(), &err)
 	if err := s.ask(ctx, who, question("inventory agents", "span", spanArg(span)), "", span.Validate()); err != nil {
 		return nil, err
 	}
@@ -34,7 +35,8 @@ func (s *Service) Agents(ctx context.Context, who audit.Actor, span Span) ([]Age
 // every route called in span, with its tags, whether it is documented,
 // deprecated or sensitive, and its callers and usage over span. Sorted by
 // route.
-func (s *Service) Routes(ctx context.Context, who audit.Actor, span Span) ([]RouteRow, error) {
+func (s *Service) Routes(ctx context.Context, who audit.Actor, span Span) (_ []RouteRow, err error) {
+	defer s.observe("inventory_routes", time.Now(), &err)
 	if err := s.ask(ctx, who, question("inventory routes", "span", spanArg(span)), "", span.Validate()); err != nil {
 		return nil, err
 	}
@@ -50,7 +52,8 @@ func (s *Service) Routes(ctx context.Context, who audit.Actor, span Span) ([]Rou
 // with whether the registry approves it, and each approved route not
 // called in span (zero usage). agentID narrows to one agent; "" means
 // every agent. Sorted by agent, then route.
-func (s *Service) AgentRoutes(ctx context.Context, who audit.Actor, span Span, agentID string) ([]AgentRouteRow, error) {
+func (s *Service) AgentRoutes(ctx context.Context, who audit.Actor, span Span, agentID string) (_ []AgentRouteRow, err error) {
+	defer s.observe("inventory_agent_routes", time.Now(), &err)
 	q := question("inventory agent-routes", "agent", quoted(agentID), "span", spanArg(span))
 	if err := s.ask(ctx, who, q, agentID, span.Validate()); err != nil {
 		return nil, err

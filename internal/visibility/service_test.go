@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 	"github.com/agentwatch/agentwatch/pkg/event"
@@ -766,4 +769,28 @@ func TestParseSpan(t *testing.T) {
 	bad("yesterday", "", `from: "yesterday" is neither RFC 3339 nor YYYY-MM-DD`)
 	bad("", "tomorrow", `to: "tomorrow"`)
 	bad("2026-03-16", "2026-03-15", "is not after from")
+}
+
+func TestMetrics(t *testing.T) {
+	f := newFixture(t)
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	f.svc.SetMetrics(m)
+	ctx := context.Background()
+	if _, err := f.svc.Access(ctx, analyst, AccessRequest{Span: march15, Tag: "pii"}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.svc.Access(ctx, analyst, AccessRequest{Span: march15, Tag: "p ii"})
+	_, _ = f.svc.Agent(ctx, analyst, "nobody", march15)
+	for _, c := range []struct {
+		q, result string
+		want      float64
+	}{{"access", "ok", 1}, {"access", "invalid", 1}, {"agent", "not_found", 1}, {"agent", "ok", 0}} {
+		if got := testutil.ToFloat64(m.Questions.WithLabelValues(c.q, c.result)); got != c.want {
+			t.Errorf("questions{%s,%s} = %v; want %v", c.q, c.result, got, c.want)
+		}
+	}
+	if n := testutil.CollectAndCount(m.Duration); n != 2 {
+		t.Errorf("%d duration series; want 2 (access, agent)", n)
+	}
 }

@@ -270,7 +270,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		}
 	}
 	if deps.Visibility == nil && len(cfg.Responder.Tokens) > 0 {
-		if deps.Visibility, err = r.visibility(ctx, cfg, watcher, log); err != nil {
+		if deps.Visibility, err = r.visibility(ctx, cfg, watcher, log, reg); err != nil {
 			return nil, err
 		}
 	}
@@ -488,7 +488,7 @@ func Failpoints(log *slog.Logger) FailpointHooks {
 // (vissvc.ResponderSource), with the registry and route inventory of the
 // watcher (or read once from the files when there is none); nil when the
 // mode has no Source connected.
-func (r *Responder) visibility(ctx context.Context, cfg config.Config, watcher *invwatch.Watcher, log *slog.Logger) (func(*audit.Logger) respapi.Visibility, error) {
+func (r *Responder) visibility(ctx context.Context, cfg config.Config, watcher *invwatch.Watcher, log *slog.Logger, reg prometheus.Registerer) (func(*audit.Logger) respapi.Visibility, error) {
 	src, closeSrc, err := vissvc.ResponderSource(ctx, cfg, filepath.Join(cfg.Responder.StateDir, respond.AuditFile), log)
 	if err != nil {
 		return nil, err
@@ -508,7 +508,10 @@ func (r *Responder) visibility(ctx context.Context, cfg config.Config, watcher *
 		regFn = func() *inventory.Registry { return reg }
 		invFn = func() *inventory.Inventory { return inv }
 	}
+	metrics := visibility.NewMetrics(reg)
 	return func(trail *audit.Logger) respapi.Visibility {
-		return visibility.New(src, regFn, invFn, trail, visibility.Config{}, nil)
+		svc := visibility.New(src, regFn, invFn, trail, visibility.Config{}, nil)
+		svc.SetMetrics(metrics)
+		return svc
 	}, nil
 }
