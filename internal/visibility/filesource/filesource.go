@@ -100,47 +100,37 @@ func Load(ctx context.Context, o Options) (*visibility.MemSource, Stats, error) 
 }
 
 func loadEvents(ctx context.Context, o Options, st *Stats) ([]event.Event, error) {
-	dir := filepath.Join(o.DataDir, EventsDir)
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	es, err := embedstore.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer es.Close()
-	days, err := es.Days()
-	if err != nil {
-		return nil, err
-	}
 	from := o.Since
 	if from.IsZero() {
 		from = time.UnixMilli(0)
 	}
 	var out []event.Event
-	for _, d := range days {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		t, err := time.Parse("20060102", d)
-		if err != nil || t.Add(24*time.Hour).Before(from) {
-			continue
-		}
-		n := len(out)
-		err = es.Events("", t, t.Add(24*time.Hour), func(e *event.Event) bool {
-			if e.EventTimeMs >= from.UnixMilli() {
-				out = append(out, *e)
+	cur, n := "", 0
+	done := func() {
+		if cur != "" {
+			st.Days++
+			if o.Progress != nil {
+				t, _ := time.Parse("20060102", cur)
+				fmt.Fprintf(o.Progress, "read events of %s: %d\n", t.Format(time.DateOnly), len(out)-n)
 			}
-			return true
-		})
-		if err != nil {
-			return nil, err
-		}
-		st.Days++
-		if o.Progress != nil {
-			fmt.Fprintf(o.Progress, "read events of %s: %d\n", t.Format(time.DateOnly), len(out)-n)
 		}
 	}
+	// The end is far enough to take any event stamped ahead of now.
+	err := embedstore.Read(filepath.Join(o.DataDir, EventsDir), from, time.Now().Add(366*24*time.Hour), func(day string, e *event.Event) bool {
+		if day != cur {
+			done()
+			cur, n = day, len(out)
+		}
+		out = append(out, *e)
+		return ctx.Err() == nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	done()
 	st.Events = len(out)
 	return out, nil
 }
