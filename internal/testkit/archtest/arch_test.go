@@ -21,7 +21,8 @@ var allowed = []struct {
 	// The one adapter for ClickHouse implements the stores these packages
 	// declare, so it imports their record types; they never import it back.
 	{"internal/platform/chstore", []string{"internal/platform/", "pkg/",
-		"internal/detector/detstate", "internal/responder/audit", "internal/responder/evidence", "internal/responder/outbox"}},
+		"internal/detector/detstate", "internal/responder/audit", "internal/responder/evidence", "internal/responder/outbox",
+		"internal/visibility"}},
 	{"internal/platform/", []string{"internal/platform/", "pkg/", "deploy/"}},
 	{"internal/ingest", []string{"internal/ingest", "internal/platform/", "pkg/"}},
 	{"internal/detector/", []string{"internal/detector/", "internal/platform/", "pkg/"}},
