@@ -22,6 +22,7 @@ import (
 const progressDays = 7
 
 const timeNote = `
+
 --from and --to are RFC 3339 times or YYYY-MM-DD days; a day alone is that whole UTC
 day, so "--from 2026-03-15 --to 2026-03-15" is March 15th. The question is written to
 the audit trail (action ask) before it is answered: "responder audit --action ask"

@@ -24,7 +24,8 @@ func FindingKinds() []FindingKind {
 // called, approved routes unused for UnusedGrantDays, dormant agents and
 // registered agents never seen. Sorted by kind (in FindingKinds' order),
 // agent and route.
-func (s *Service) Findings(ctx context.Context, who audit.Actor) ([]Finding, error) {
+func (s *Service) Findings(ctx context.Context, who audit.Actor) (_ []Finding, err error) {
+	defer s.observe("findings", time.Now(), &err)
 	if err := s.ask(ctx, who, "findings", "", nil); err != nil {
 		return nil, err
 	}

@@ -270,7 +270,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		}
 	}
 	if deps.Visibility == nil && len(cfg.Responder.Tokens) > 0 {
-		if deps.Visibility, err = r.visibility(ctx, cfg, watcher, log); err != nil {
+		if deps.Visibility, err = r.visibility(ctx, cfg, watcher, log, reg); err != nil {
 			return nil, err
 		}
 	}
@@ -495,14 +495,14 @@ func Failpoints(log *slog.Logger) FailpointHooks {
 // (vissvc.ResponderSource), with the registry and route inventory of the
 // watcher (or read once from the files when there is none); nil when the
 // mode has no Source connected.
-func (r *Responder) visibility(ctx context.Context, cfg config.Config, watcher *invwatch.Watcher, log *slog.Logger) (func(*audit.Logger) respapi.Visibility, error) {
+func (r *Responder) visibility(ctx context.Context, cfg config.Config, watcher *invwatch.Watcher, log *slog.Logger, reg prometheus.Registerer) (func(*audit.Logger) respapi.Visibility, error) {
 	src, closeSrc, err := vissvc.ResponderSource(ctx, cfg, filepath.Join(cfg.Responder.StateDir, respond.AuditFile), log)
 	if err != nil {
 		return nil, err
 	}
 	r.closers = append(r.closers, func() error { closeSrc(); return nil })
 	if src == nil {
-		log.Warn("the API does not serve the visibility questions (/v1/inventory, /v1/findings, /v1/access, …): no ClickHouse source is connected in this build")
+		log.Info("the API does not serve the visibility questions (/v1/inventory, /v1/findings, /v1/access, …): no ClickHouse source is connected in this build")
 		return nil, nil
 	}
 	regFn := func() *inventory.Registry { return watcher.Current().Registry }
@@ -515,7 +515,10 @@ func (r *Responder) visibility(ctx context.Context, cfg config.Config, watcher *
 		regFn = func() *inventory.Registry { return reg }
 		invFn = func() *inventory.Inventory { return inv }
 	}
+	metrics := visibility.NewMetrics(reg)
 	return func(trail *audit.Logger) respapi.Visibility {
-		return visibility.New(src, regFn, invFn, trail, visibility.Config{}, nil)
+		svc := visibility.New(src, regFn, invFn, trail, visibility.Config{}, nil)
+		svc.SetMetrics(metrics)
+		return svc
 	}, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/detector/detstate"
 	"github.com/agentwatch/agentwatch/internal/platform/embedstore"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"github.com/agentwatch/agentwatch/internal/visibility"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 	"github.com/agentwatch/agentwatch/pkg/event"
@@ -100,7 +101,7 @@ func TestLoad(t *testing.T) {
 	}
 	// Since skips the older days.
 	src, st, err = Load(context.Background(), Options{DataDir: dir, Since: day1.Add(30 * time.Hour)})
-	if err != nil || st.Events != 1 || st.Days != 2 { // the day of Since is read, the one before is not
+	if err != nil || st.Events != 1 || st.Days != 1 { // days with events since Since
 		t.Fatalf("since: %+v, %v", st, err)
 	}
 	if evs, _ := src.Events(context.Background(), visibility.EventQuery{Span: span}); len(evs) != 1 || evs[0].AgentID != hostile {
@@ -185,5 +186,11 @@ func TestLive(t *testing.T) {
 	l = NewLive(Options{DataDir: dir, AuditFile: filepath.Join(t.TempDir(), "none.jsonl")}, 0, nil)
 	if acts, err := l.Actions(context.Background(), span, ""); err != nil || len(acts) != 0 {
 		t.Errorf("actions from a missing audit file: %v, %v", acts, err)
+	}
+}
+
+func TestAuditFileIsTheResponders(t *testing.T) {
+	if AuditFile != respond.AuditFile {
+		t.Fatalf("AuditFile %q; the responder writes %q", AuditFile, respond.AuditFile)
 	}
 }

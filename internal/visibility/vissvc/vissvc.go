@@ -19,7 +19,6 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
-	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"github.com/agentwatch/agentwatch/internal/visibility"
 	"github.com/agentwatch/agentwatch/internal/visibility/filesource"
 	"github.com/agentwatch/agentwatch/pkg/inventory"
@@ -98,7 +97,7 @@ func EmbeddedAudit(cfg config.Config, log *slog.Logger) (*audit.Logger, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit trail: %w", err)
 	}
-	fs, err := audit.OpenFileStore(filepath.Join(dir, respond.AuditFile))
+	fs, err := audit.OpenFileStore(filepath.Join(dir, filesource.AuditFile))
 	if err != nil {
 		return nil, fmt.Errorf("audit trail: %w", err)
 	}
