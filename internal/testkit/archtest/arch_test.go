@@ -29,8 +29,12 @@ var allowed = []struct {
 	// The responder's API asks the visibility questions; the visibility
 	// packages read the responder's audit records and the detector's
 	// anomalies, and never import a service back.
-	{"internal/responder/", []string{"internal/responder/", "internal/platform/", "pkg/", "deploy/", "internal/visibility"}},
+	// The responder also hosts the scheduled report.
+	{"internal/responder/", []string{"internal/responder/", "internal/platform/", "pkg/", "deploy/", "internal/visibility", "internal/report"}},
 	{"internal/visibility", []string{"internal/visibility", "internal/platform/", "pkg/", "internal/responder/audit", "internal/detector/detstate"}},
+	// The report asks the visibility questions and records in the evidence
+	// chain; it imports no service.
+	{"internal/report", []string{"internal/report", "internal/visibility", "internal/platform/", "pkg/", "internal/responder/audit", "internal/responder/evidence"}},
 	{"internal/testkit/", []string{"internal/testkit/", "internal/platform/", "pkg/"}},
 	{"internal/tools/", []string{"internal/", "pkg/", "deploy/"}},
 	{"deploy/", nil},
