@@ -11,6 +11,10 @@
 // chain: changing, removing or replacing any of them is found by Verify and
 // VerifyChain.
 //
+// The chain also holds the periodic reports (RecordReport): bundles of
+// kind "report" whose files are the report's editions, so a report changed
+// after it was written is found the same way.
+//
 // Bundles are written into a temporary directory and renamed into place,
 // then made read-only; nothing here ever changes a bundle once written.
 package evidence
