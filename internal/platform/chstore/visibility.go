@@ -373,30 +373,49 @@ func (v *Visibility) Access(ctx context.Context, q visibility.AccessQuery) ([]vi
 }
 
 // Events implements visibility.Source: newest first, ties by event_id
-// descending, each event_id once.
+// descending, each event_id once. The server keeps only the newest rows
+// (a top-n sort, not a sort of the whole span); the copies of a retried
+// insert are equal rows, so they come out next to each other and are
+// dropped here, and in the rare case that they leave fewer than asked, the
+// query is repeated for more rows.
 func (v *Visibility) Events(ctx context.Context, q visibility.EventQuery) ([]event.Event, error) {
 	if !q.Span.From.Before(q.Span.To) {
 		return nil, nil
 	}
 	where, args := eventWhere(q.Span, q.AgentID, q.Routes)
-	var out []event.Event
-	err := v.query(ctx, "read events", "SELECT "+eventSelectList+" FROM events WHERE "+where+
-		" ORDER BY event_time_ms DESC, event_id DESC LIMIT 1 BY event_id LIMIT "+strconv.Itoa(q.EventLimit()), args,
-		func(rows interface{ Scan(...any) error }) error {
-			var e event.Event
-			if err := scanEvent(rows, &e); err != nil {
-				return err
+	n := q.EventLimit()
+	for rows := n; ; rows *= 2 {
+		var (
+			out  []event.Event
+			read int
+		)
+		err := v.query(ctx, "read events", "SELECT "+eventSelectList+" FROM events WHERE "+where+
+			" ORDER BY event_time_ms DESC, event_id DESC LIMIT "+strconv.Itoa(rows), args,
+			func(r interface{ Scan(...any) error }) error {
+				read++
+				var e event.Event
+				if err := scanEvent(r, &e); err != nil {
+					return err
+				}
+				if len(out) > 0 && out[len(out)-1].EventID == e.EventID {
+					return nil
+				}
+				if len(e.QueryParams) == 0 {
+					e.QueryParams = nil
+				}
+				out = append(out, e)
+				return nil
+			})
+		if err != nil {
+			return nil, err
+		}
+		if len(out) >= n || read < rows {
+			if len(out) > n {
+				out = out[:n]
 			}
-			if len(e.QueryParams) == 0 {
-				e.QueryParams = nil
-			}
-			out = append(out, e)
-			return nil
-		})
-	if err != nil {
-		return nil, err
+			return out, nil
+		}
 	}
-	return out, nil
 }
 
 // Anomalies implements visibility.Source, ordered by window start, agent,

@@ -184,6 +184,22 @@ func TestIntegrationVisibilityMatchesMem(t *testing.T) {
 	}
 	compareExact(t, "after rebuild", ch, exact, append(whole, partial...))
 	compareSummaries(t, "after rebuild", ch, exact, append(whole, partial...))
+
+	// The newest rows are all copies of a retried batch: Events asks the
+	// server for more rows until it has as many distinct events as asked.
+	x, y := evs[0], evs[1]
+	x.EventID, x.EventTimeMs, x.AgentID = "late/x", day(7).UnixMilli()+10, "agent-a"
+	y.EventID, y.EventTimeMs, y.AgentID = "late/y", day(7).UnixMilli()+20, "agent-a"
+	for range 3 {
+		if err := st.InsertEvents(ctx, []event.Event{x, y}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	late := visibility.NewMemSource([]event.Event{x, y, x, y}, nil, nil, nil)
+	for limit := range 4 {
+		q := visibility.EventQuery{Span: visibility.Span{From: day(7), To: day(8)}, AgentID: "agent-a", Limit: limit}
+		same(t, fmt.Sprintf("Events over copies, limit %d", limit), call(ch.Events(ctx, q)), call(late.Events(ctx, q)))
+	}
 }
 
 // compareSummaries compares the summary reads of ch and mem over spans.
