@@ -75,12 +75,3 @@ func TestReportCommand(t *testing.T) {
 	})
 }
 
-// TestReportDistributedWithoutSource: without a ClickHouse source in the
-// build, the distributed mode says so instead of reporting nothing.
-func TestReportDistributedWithoutSource(t *testing.T) {
-	t.Setenv("AGENTWATCH_EMBEDDED_DATA_DIR", t.TempDir())
-	t.Setenv("AGENTWATCH_KAFKA_BROKERS", "127.0.0.1:1")
-	clitest.Run(t, newRoot, []clitest.Case{
-		{Args: []string{"report", "--period=2026-11", "--out", t.TempDir()}, Code: 1, Err: "not connected in this build"},
-	})
-}

@@ -36,8 +36,7 @@ func StateDir(cfg config.Config) string {
 // Builder opens what a report of p reads and returns a Builder on it:
 // in the embedded mode the data dir's files (p, the period before it and
 // the visibility lookback), in the distributed mode ClickHouse through
-// vissvc.NewClickHouseSource (an error wrapping
-// vissvc.ErrNoClickHouseSource when the build has none). The questions
+// vissvc.NewClickHouseSource. The questions
 // are audited to rec as who; nil rec opens the mode's audit trail (a
 // responder passes its own logger: the file is its, and locked).
 // progress gets the loading lines. closeFn releases what it opened.
@@ -52,9 +51,6 @@ func Builder(ctx context.Context, cfg config.Config, log *slog.Logger, p report.
 	var src visibility.Source
 	closeFn = func() {}
 	if cfg.Distributed() {
-		if vissvc.NewClickHouseSource == nil {
-			return nil, nil, vissvc.ErrNoClickHouseSource
-		}
 		chSrc, closeSrc, err := vissvc.NewClickHouseSource(ctx, cfg, log)
 		if err != nil {
 			return nil, nil, err

@@ -493,18 +493,13 @@ func Failpoints(log *slog.Logger) FailpointHooks {
 
 // visibility builds the API's visibility questions on the mode's Source
 // (vissvc.ResponderSource), with the registry and route inventory of the
-// watcher (or read once from the files when there is none); nil when the
-// mode has no Source connected.
+// watcher (or read once from the files when there is none).
 func (r *Responder) visibility(ctx context.Context, cfg config.Config, watcher *invwatch.Watcher, log *slog.Logger, reg prometheus.Registerer) (func(*audit.Logger) respapi.Visibility, error) {
 	src, closeSrc, err := vissvc.ResponderSource(ctx, cfg, filepath.Join(cfg.Responder.StateDir, respond.AuditFile), log)
 	if err != nil {
 		return nil, err
 	}
 	r.closers = append(r.closers, func() error { closeSrc(); return nil })
-	if src == nil {
-		log.Info("the API does not serve the visibility questions (/v1/inventory, /v1/findings, /v1/access, …): no ClickHouse source is connected in this build")
-		return nil, nil
-	}
 	regFn := func() *inventory.Registry { return watcher.Current().Registry }
 	invFn := func() *inventory.Inventory { return watcher.Current().Routes }
 	if watcher == nil {

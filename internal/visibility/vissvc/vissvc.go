@@ -8,7 +8,6 @@ package vissvc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,13 +24,15 @@ import (
 )
 
 // NewClickHouseSource builds the distributed mode's Source on
-// ClickHouse; closeFn releases it. It is the hook the ClickHouse source
-// (its own package) is connected through: while it is nil, Open refuses
-// the distributed mode with ErrNoClickHouseSource.
-var NewClickHouseSource func(ctx context.Context, cfg config.Config, log *slog.Logger) (_ visibility.Source, closeFn func(), _ error)
-
-// ErrNoClickHouseSource: this build has no ClickHouse Source connected.
-var ErrNoClickHouseSource = errors.New("the visibility questions on ClickHouse are not connected in this build; unset kafka.brokers to ask the embedded data dir")
+// ClickHouse's summary tables (the schema migrated first); closeFn
+// releases it.
+func NewClickHouseSource(ctx context.Context, cfg config.Config, log *slog.Logger) (_ visibility.Source, closeFn func(), _ error) {
+	st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return chstore.NewVisibility(st), func() { st.Close() }, nil
+}
 
 // Options say how to open the Service.
 type Options struct {
@@ -58,20 +59,12 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 	regFn := func() *inventory.Registry { return reg }
 	invFn := func() *inventory.Inventory { return inv }
 	if cfg.Distributed() {
-		if NewClickHouseSource == nil {
-			return nil, nil, ErrNoClickHouseSource
-		}
-		src, closeSrc, err := NewClickHouseSource(ctx, cfg, log)
-		if err != nil {
-			return nil, nil, err
-		}
 		st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
 		if err != nil {
-			closeSrc()
 			return nil, nil, err
 		}
 		al := audit.NewLogger(chstore.NewAudit(st), log, nil)
-		return visibility.New(src, regFn, invFn, al, o.Config, o.Now), func() { st.Close(); closeSrc() }, nil
+		return visibility.New(chstore.NewVisibility(st), regFn, invFn, al, o.Config, o.Now), func() { st.Close() }, nil
 	}
 	al, err := EmbeddedAudit(cfg, log)
 	if err != nil {
@@ -105,16 +98,12 @@ func EmbeddedAudit(cfg config.Config, log *slog.Logger) (*audit.Logger, error) {
 }
 
 // ResponderSource is the Source a running responder answers its API's
-// visibility questions from: ClickHouse through NewClickHouseSource in
-// the distributed mode (nil, nil when it is not connected: the API then
-// does not serve the questions), the embedded data dir otherwise, with
+// visibility questions from: ClickHouse's summaries in the distributed
+// mode, the embedded data dir otherwise, with
 // the actions read from auditFile (the responder's own) and reloaded when
 // older than filesource.DefaultMaxAge.
 func ResponderSource(ctx context.Context, cfg config.Config, auditFile string, log *slog.Logger) (_ visibility.Source, closeFn func(), _ error) {
 	if cfg.Distributed() {
-		if NewClickHouseSource == nil {
-			return nil, func() {}, nil
-		}
 		return NewClickHouseSource(ctx, cfg, log)
 	}
 	return filesource.NewLive(filesource.Options{DataDir: cfg.Embedded.DataDir, AuditFile: auditFile}, 0, nil), func() {}, nil

@@ -2,7 +2,6 @@ package vissvc
 
 import (
 	"context"
-	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -38,11 +37,3 @@ func TestOpenEmbedded(t *testing.T) {
 	}
 }
 
-func TestOpenDistributedWithoutSource(t *testing.T) {
-	var cfg config.Config
-	cfg.Embedded.DataDir = t.TempDir()
-	cfg.Kafka.Brokers = []string{"127.0.0.1:1"}
-	if _, _, err := Open(context.Background(), cfg, nil, Options{}); !errors.Is(err, ErrNoClickHouseSource) {
-		t.Fatalf("Open: %v; want ErrNoClickHouseSource", err)
-	}
-}
