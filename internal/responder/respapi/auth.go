@@ -50,6 +50,10 @@ type Token struct {
 	// CanRepairOutbox lets the token requeue and dismiss outbox entries
 	// (/v1/outbox/requeue, /v1/outbox/dismiss).
 	CanRepairOutbox bool `mapstructure:"can_repair_outbox"`
+	// CanReadInventory lets the token read the visibility questions
+	// (inventory, access, findings) and sign in to the web console with
+	// the read scope.
+	CanReadInventory bool `mapstructure:"can_read_inventory"`
 }
 
 // MinSecretLen is the shortest secret New accepts, in bytes: a 32-byte

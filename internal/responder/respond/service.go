@@ -345,7 +345,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		var toks []respapi.Token
 		for _, t := range rc.Tokens {
 			toks = append(toks, respapi.Token{Name: t.Name, SHA256: t.SHA256, SecretEnv: t.SecretEnv, SecretFile: t.SecretFile, AllowedPlaybooks: t.AllowedPlaybooks, CanReadAudit: t.CanReadAudit, CanSilence: t.CanSilence,
-				CanReadDenylist: t.CanReadDenylist, CanKillSwitch: t.CanKillSwitch, CanRepairOutbox: t.CanRepairOutbox})
+				CanReadDenylist: t.CanReadDenylist, CanKillSwitch: t.CanKillSwitch, CanRepairOutbox: t.CanRepairOutbox, CanReadInventory: t.CanReadInventory})
 		}
 		ao := respapi.Options{Tokens: toks, Runner: runner, Audit: s.Audit, Silences: sil, Verdicts: verdicts, Outbox: repairs, Log: log, Metrics: respapi.NewMetrics(reg), Now: now, Getenv: getenv,
 			Limit: limiter("api"), Denylist: denylistSource{rules: d.Global, file: gx.denylist}}
