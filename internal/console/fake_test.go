@@ -39,6 +39,8 @@ type fixture struct {
 	// asked are the visibility questions, with who asked.
 	mu    sync.Mutex
 	asked []audit.Actor
+	// clean leaves out the hostile findings (the screenshots).
+	clean bool
 }
 
 var day15 = time.Date(2026, 3, 15, 0, 0, 0, 0, time.UTC)
@@ -153,6 +155,11 @@ func (v fakeVis) Routes(ctx context.Context, who audit.Actor, span visibility.Sp
 
 func (v fakeVis) Findings(_ context.Context, who audit.Actor) ([]visibility.Finding, error) {
 	v.f.saw(who)
+	if v.f.clean {
+		return []visibility.Finding{{Kind: visibility.FindingUnusedGrant, AgentID: "billing-bot", Route: "/v1/refunds", Owner: "payments-team", Detail: "approved, unused for 30 days"},
+			{Kind: visibility.FindingShadow, AgentID: "report-bot", Detail: "seen in traffic, not registered"},
+			{Kind: visibility.FindingNoOwner, AgentID: "support-bot", Detail: "no owner in the registry"}}, nil
+	}
 	return []visibility.Finding{
 		{Kind: visibility.FindingShadow, AgentID: hostileScript, Detail: "seen in traffic, not registered: " + hostileScript},
 		{Kind: visibility.FindingUndocumented, AgentID: hostileImg, Route: hostileRoute, Detail: "route not in the inventory " + hostileSlack},

@@ -5,7 +5,9 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -124,20 +126,20 @@ func spanOf(r *http.Request, def visibility.Span) (visibility.Span, error) {
 
 // overviewData is the overview page.
 type overviewData struct {
-	Month                          string
-	Agents, Registered, Shadow     int
-	Dormant, NeverSeen             int
-	RegisteredPct, DocumentedPct   string
-	Routes, Documented, Zombies    int
-	Calls                          uint64
-	Anomalies, FalsePositives      int
-	FalsePositivePct               string
-	Findings                       int
-	FindingKinds                   []kindCount
-	Review                         []reviewAgent
-	Open                           []*incident
-	Denials                        uint64
-	Unapproved                     int
+	Month                        string
+	Agents, Registered, Shadow   int
+	Dormant, NeverSeen           int
+	RegisteredPct, DocumentedPct string
+	Routes, Documented, Zombies  int
+	Calls                        uint64
+	Anomalies, FalsePositives    int
+	FalsePositivePct             string
+	Findings                     int
+	FindingKinds                 []kindCount
+	Review                       []reviewAgent
+	Open                         []*incident
+	Denials                      uint64
+	Unapproved                   int
 }
 
 type kindCount struct {
@@ -505,7 +507,15 @@ func (h *Handler) accessRequest(r *http.Request) (visibility.AccessRequest, bool
 
 func (h *Handler) access(w http.ResponseWriter, r *http.Request, s *session) {
 	req, asked, err := h.accessRequest(r)
-	d := map[string]any{"Req": req, "Asked": asked, "Query": r.URL.RawQuery}
+	// The CSV link asks the same question: the query re-encoded, so only
+	// the form's own parameters go into it.
+	csvq := url.Values{}
+	for _, k := range []string{"from", "to", "tag", "template", "agent"} {
+		if v := r.URL.Query().Get(k); v != "" {
+			csvq.Set(k, v)
+		}
+	}
+	d := map[string]any{"Req": req, "Asked": asked, "CSV": template.URL(h.path("/access.csv?") + csvq.Encode())}
 	if asked && err != nil {
 		d["Problem"] = err.Error()
 		h.render(w, r, s, "access", d, http.StatusBadRequest)
