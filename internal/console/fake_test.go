@@ -98,8 +98,14 @@ func (f *fixture) Anomalies(ctx context.Context, span visibility.Span, agentID s
 
 // Actions implements Records from the audit the actions write.
 func (f *fixture) Actions(ctx context.Context, span visibility.Span, agentID string) ([]audit.Record, error) {
-	return f.audit.Query(ctx, audit.Filter{AgentID: agentID, FromMs: span.From.UnixMilli(), ToMs: span.To.UnixMilli()})
+	recs, err := f.audit.Query(ctx, audit.Filter{AgentID: agentID, FromMs: span.From.UnixMilli(), ToMs: span.To.UnixMilli()})
+	if f.clean {
+		recs = slices.DeleteFunc(recs, func(r audit.Record) bool { return hostile(r.AgentID) })
+	}
+	return recs, err
 }
+
+func hostile(s string) bool { return strings.ContainsAny(s, "<>") }
 
 // fakeVis answers the visibility questions from the MemSource the way the
 // service does, in miniature.
@@ -110,6 +116,9 @@ func (v fakeVis) Agents(ctx context.Context, who audit.Actor, span visibility.Sp
 	us, err := v.f.src.Agents(ctx, span)
 	var out []visibility.AgentRow
 	for _, u := range us {
+		if v.f.clean && hostile(u.AgentID) {
+			continue
+		}
 		r := visibility.AgentRow{AgentID: u.AgentID, AgentUsage: u, Lifecycle: visibility.LifecycleActive, ApprovedRoutes: -1,
 			FirstSeenMs: u.FirstMs, LastSeenMs: u.LastMs}
 		if u.AgentID == "billing-bot" {
@@ -128,6 +137,9 @@ func (v fakeVis) Routes(ctx context.Context, who audit.Actor, span visibility.Sp
 	byRoute := map[string]*visibility.RouteRow{}
 	var order []string
 	for _, ar := range ars {
+		if v.f.clean && (hostile(ar.Route) || hostile(ar.AgentID)) {
+			continue
+		}
 		r := byRoute[ar.Route]
 		if r == nil {
 			r = &visibility.RouteRow{Route: ar.Route, Documented: !strings.Contains(ar.Route, "<")}
