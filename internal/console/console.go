@@ -275,3 +275,9 @@ func (h *Handler) record(ctx context.Context, rec audit.Record) {
 		h.log.Error("audit record not stored", "action", rec.Action, "err", err)
 	}
 }
+
+var (
+	_ Visibility = (*visibility.Service)(nil)
+	_ Records    = (visibility.Source)(nil)
+	_ Recorder   = (*audit.Logger)(nil)
+)
