@@ -74,9 +74,19 @@ func (s *Service) resolve(ctx context.Context, v view, req AccessRequest) ([]str
 	if err != nil {
 		return nil, err
 	}
-	cands := slices.Clone(v.inv.Templates())
+	// The routes called, under the spelling the events carry, and the
+	// inventory's routes nobody called, under the inventory's: one
+	// spelling per route, so the answer lists each route once.
+	var cands []string
+	called := map[string]struct{}{}
 	for _, p := range pairs {
 		cands = append(cands, p.Route)
+		called[inventory.NormalizeTemplate(p.Route)] = struct{}{}
+	}
+	for _, t := range v.inv.Templates() {
+		if _, ok := called[inventory.NormalizeTemplate(t)]; !ok {
+			cands = append(cands, t)
+		}
 	}
 	slices.Sort(cands)
 	cands = slices.Compact(cands)

@@ -152,6 +152,9 @@ func (s *Service) timeline(ctx context.Context, id string, span Span) ([]Timelin
 	}
 	for i := range acts {
 		r := &acts[i]
+		if r.Action == audit.ActionAsk || r.Action == audit.ActionAuditQuery {
+			continue // questions about the agent, not actions on it
+		}
 		sum := fmt.Sprintf("%s %s by %s", r.Action, r.Result, r.Actor.String())
 		if d := strings.Join(nonEmpty(r.Why, r.Detail), "; "); d != "" {
 			sum += ": " + d

@@ -106,7 +106,8 @@ func newFixture(t *testing.T) fixture {
 	anoms := []anomaly.Anomaly{{ID: "an-1", AgentID: "cs-1", Kind: "exfiltration", Severity: "high", Score: 7.5,
 		WindowStartMs: at("2026-03-15T11:00:00Z"), WindowEndMs: at("2026-03-15T11:05:00Z"), Summary: "bytes out 20x"}}
 	recs := []audit.Record{{ID: "r1", AtMs: at("2026-03-15T11:06:00Z"), Actor: audit.Actor{Kind: audit.ActorAutomatic}, Action: "revoke",
-		AgentID: "cs-1", Result: audit.ResultOK, Why: "exfiltration high"}}
+		AgentID: "cs-1", Result: audit.ResultOK, Why: "exfiltration high"},
+		{ID: "r2", AtMs: at("2026-03-15T11:07:00Z"), Actor: analyst, Action: audit.ActionAsk, AgentID: "cs-1", Result: audit.ResultOK, Detail: "agent id=\"cs-1\""}}
 	verdicts := []anomaly.Verdict{
 		{ID: "v1", AnomalyID: "an-1", AgentID: "cs-1", Kind: "exfiltration", Verdict: anomaly.VerdictFalsePositive, Author: "U1", AtMs: at("2026-03-15T13:00:00Z")},
 		{ID: "v2", AnomalyID: "an-9", AgentID: "cs-2", Kind: "volume", Verdict: anomaly.VerdictFalsePositive, Author: "U1", AtMs: at("2026-03-15T13:00:00Z")},
