@@ -33,6 +33,6 @@ access, agent, route, events) from the embedded data dir, or from ClickHouse in 
 distributed mode. The services of the distributed mode are the ingest, detector and
 responder binaries.`)
 	root.AddCommand(demoCommand(), simulateCommand(), benchCommand(),
-		inventoryCommand(), findingsCommand(), accessCommand(), agentCommand(), routeCommand(), eventsCommand())
+		inventoryCommand(), findingsCommand(), accessCommand(), agentCommand(), routeCommand(), eventsCommand(), consoleCommand())
 	return root
 }
