@@ -76,10 +76,10 @@ func TestConsoleCommand(t *testing.T) {
 	}
 	resp.Body.Close()
 	for p, want := range map[string]string{
-		"/console/":                     "agents seen",
-		"/console/agents":               "cs-1",
-		"/console/findings":             "never_seen",
-		"/console/agent?id=cs-1":        "/tickets",
+		"/console/":              "agents seen",
+		"/console/agents":        "cs-1",
+		"/console/findings":      "never_seen",
+		"/console/agent?id=cs-1": "/tickets",
 		"/console/access?tag=pii&from=" + time.Now().UTC().Add(-48*time.Hour).Format(time.DateOnly): "cs-1",
 	} {
 		code, body := get(p)
