@@ -11,14 +11,19 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/respapi"
 	"github.com/agentwatch/agentwatch/internal/responder/silence"
+	"github.com/agentwatch/agentwatch/internal/visibility"
+	"github.com/agentwatch/agentwatch/pkg/inventory"
 )
 
-// ConsoleDeps are what the web console reads: the visibility service and
-// the source of the anomalies and audit records (the mode's
-// visibility.Source). Both nil: the console is not served.
+// ConsoleDeps are what the web console reads: the mode's visibility
+// Source and the fleet the traffic is joined with. The console asks a
+// visibility.Service built on them that audits each question on the
+// responder's own audit trail. Source nil: console.enabled is refused.
 type ConsoleDeps struct {
-	Visibility console.Visibility
-	Records    console.Records
+	Source    visibility.Source
+	Registry  func() *inventory.Registry
+	Inventory func() *inventory.Inventory
+	Config    visibility.Config
 }
 
 // consoleActions takes the console's actions through the code paths of
@@ -81,15 +86,23 @@ func buildConsole(cfg config.Config, d Deps, s *Service, sil respapi.Silences, v
 	if !cc.Enabled {
 		return nil, nil
 	}
-	if d.WebConsole.Visibility == nil || d.WebConsole.Records == nil {
-		return nil, fmt.Errorf("console.enabled: this mode gives the console no visibility source; turn console.enabled off")
+	wc := d.WebConsole
+	if wc.Source == nil {
+		return nil, fmt.Errorf("console.enabled: this responder has no visibility source for the console (in the embedded mode, browse with agentwatch console); turn console.enabled off")
 	}
+	if wc.Registry == nil {
+		wc.Registry = inventory.EmptyRegistry
+	}
+	if wc.Inventory == nil {
+		wc.Inventory = inventory.EmptyInventory
+	}
+	vis := visibility.New(wc.Source, wc.Registry, wc.Inventory, s.Audit, wc.Config, now)
 	trusted, err := cc.ProxyAuth.Prefixes()
 	if err != nil {
 		return nil, fmt.Errorf("console.proxy_auth.trusted_cidrs: %w", err)
 	}
 	o := console.Options{
-		Visibility: d.WebConsole.Visibility, Records: d.WebConsole.Records, Audit: s.Audit, Tokens: toks, Getenv: getenv,
+		Visibility: vis, Records: wc.Source, Audit: s.Audit, Tokens: toks, Getenv: getenv,
 		Actions: consoleActions{e: s.Engine, sil: sil, verdicts: verdicts, audit: s.Audit, now: now},
 		Proxy: console.Proxy{Header: cc.ProxyAuth.Header, EmailHeader: cc.ProxyAuth.EmailHeader, GroupsHeader: cc.ProxyAuth.GroupsHeader,
 			Trusted: trusted, Users: cc.ProxyAuth.Users, Groups: cc.ProxyAuth.Groups, DefaultScope: cc.ProxyAuth.DefaultScope},

@@ -33,8 +33,7 @@ func consoleConfig(t *testing.T) config.Config {
 func TestConsoleMountedAndItsSilenceAudited(t *testing.T) {
 	cfg := consoleConfig(t)
 	src := visibility.NewMemSource(nil, nil, nil, nil)
-	vis := visibility.New(src, inventory.EmptyRegistry, inventory.EmptyInventory, audit.NewLogger(&audit.MemStore{}, nil, nil), visibility.Config{}, time.Now)
-	svc, err := Build(cfg, Deps{Getenv: func(string) string { return "" }, WebConsole: ConsoleDeps{Visibility: vis, Records: src}}, nil, prometheus.NewRegistry())
+	svc, err := Build(cfg, Deps{Getenv: func(string) string { return "" }, WebConsole: ConsoleDeps{Source: src, Registry: inventory.EmptyRegistry}}, nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -193,6 +193,11 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		}
 		deps.Registry = respond.RegistryFunc(func() *inventory.Registry { return watcher.Current().Registry })
 	}
+	if deps.WebConsole.Source == nil {
+		if deps.WebConsole, err = r.openConsole(ctx, cfg, log, watcher); err != nil {
+			return nil, err
+		}
+	}
 	if o.Getenv != nil {
 		deps.Getenv = o.Getenv
 	}
