@@ -389,7 +389,12 @@ func (h *Handler) localNext(next string) string {
 		!strings.HasPrefix(u.Path, h.path("/")) {
 		return h.path("/")
 	}
-	return u.RequestURI()
+	// The escaped form is what the browser goes to: "/console%2F0" has
+	// the prefix only once decoded.
+	if out := u.RequestURI(); strings.HasPrefix(out, h.path("/")) && !strings.HasPrefix(out, "//") {
+		return out
+	}
+	return h.path("/")
 }
 
 func (h *Handler) signout(w http.ResponseWriter, r *http.Request) {
