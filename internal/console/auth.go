@@ -15,6 +15,7 @@ import (
 	"unicode"
 
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/clientlimit"
 	"github.com/agentwatch/agentwatch/internal/responder/respapi"
 )
 
@@ -270,6 +271,15 @@ func (h *Handler) cookie(r *http.Request, name, value string, maxAge int) *http.
 		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode}
 }
 
+// cookieSession is the session of the request's cookie, if any, without
+// looking at the proxy's headers.
+func (h *Handler) cookieSession(r *http.Request) *session {
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		return h.sessions.get(c.Value)
+	}
+	return nil
+}
+
 // sessionOf returns the request's session: the proxy's person when the
 // request comes from a trusted proxy (opening a session for them, or
 // reusing theirs), else the session cookie's; nil when neither.
@@ -348,6 +358,14 @@ func (h *Handler) signinPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
+	// Tokens are long random secrets, so guessing is hopeless; the limit
+	// keeps a flood of attempts from costing more than a refusal each.
+	if ok, wait := h.limit.Admit(clientlimit.IP(r.RemoteAddr)); !ok {
+		h.limit.Refused(r.Context(), clientlimit.IP(r.RemoteAddr), clientlimit.ReasonRateLimited, r.URL.Path)
+		w.Header().Set("Retry-After", clientlimit.RetryAfter(wait))
+		http.Error(w, "too many sign-in attempts; retry after "+clientlimit.RetryAfter(wait)+" s", http.StatusTooManyRequests)
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 	if err := r.ParseForm(); err != nil {
 		http.Error(w, "bad form", http.StatusBadRequest)

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/clientlimit"
 	"github.com/agentwatch/agentwatch/internal/responder/respapi"
 	"github.com/agentwatch/agentwatch/internal/visibility"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
@@ -118,8 +119,15 @@ type Options struct {
 	Lookback time.Duration
 	// ReadOnly hides and refuses every action whatever the scope.
 	ReadOnly bool
-	Log      *slog.Logger
-	Now      func() time.Time
+	// Limit rate-limits sign-in attempts per remote address and samples
+	// the refusals of requests without a session into the audit (one row
+	// per address and interval, as the API does): anyone who can reach
+	// the port can send those. nil means a limiter with clientlimit's
+	// defaults writing to Audit; whoever serves the handler should run
+	// Limiter().Run.
+	Limit *clientlimit.Limiter
+	Log   *slog.Logger
+	Now   func() time.Time
 }
 
 // Defaults of Options.
@@ -136,6 +144,7 @@ type Handler struct {
 	tmpl     map[string]*template.Template
 	mux      *http.ServeMux
 	root     http.Handler
+	limit    *clientlimit.Limiter
 	log      *slog.Logger
 	now      func() time.Time
 }
@@ -188,6 +197,14 @@ func New(o Options) (*Handler, error) {
 		h.now = time.Now
 	}
 	h.sessions = newSessions(o.SessionTTL, h.now)
+	h.limit = o.Limit
+	if h.limit == nil {
+		var app clientlimit.Appender = discardAppender{}
+		if o.Audit != nil {
+			app = o.Audit
+		}
+		h.limit = clientlimit.New(clientlimit.Options{Endpoint: "console", Audit: app, Log: h.log, Now: h.now})
+	}
 	tm, err := parseTemplates()
 	if err != nil {
 		return nil, err
@@ -222,7 +239,7 @@ func (h *Handler) routes() {
 	h.mux = m
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.refused(r, nil, "cross-origin request")
+		h.refused(r, h.cookieSession(r), "cross-origin request")
 		http.Error(w, "cross-origin request refused", http.StatusForbidden)
 	}))
 	var root http.Handler = m
@@ -252,20 +269,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // path returns p under the prefix.
 func (h *Handler) path(p string) string { return h.o.Prefix + p }
 
+// Limiter returns the handler's limiter, to run (Run) beside the server.
+func (h *Handler) Limiter() *clientlimit.Limiter { return h.limit }
+
 // refused audits a refused request (a forged or cross-origin POST, a
-// scope too small, a failed sign-in).
+// scope too small, a failed sign-in): one record naming the person when
+// the request has a session, else counted for the address's sampled row.
 func (h *Handler) refused(r *http.Request, s *session, detail string) {
-	h.log.Warn("console request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "reason", detail)
-	if h.o.Audit == nil {
+	if s == nil {
+		h.limit.Refused(r.Context(), clientlimit.IP(r.RemoteAddr), detail, r.URL.Path)
 		return
 	}
-	rec := audit.Record{Actor: audit.Actor{Kind: audit.ActorAPI, Name: "-"}, Action: "console", Result: audit.ResultRefused,
-		Detail: detail + ": " + r.Method + " " + r.URL.Path + " from " + r.RemoteAddr}
-	if s != nil {
-		rec.Actor = s.actor
-	}
-	h.record(r.Context(), rec)
+	h.log.Warn("console request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "reason", detail, "who", s.actor.String())
+	h.record(r.Context(), audit.Record{Actor: s.actor, Action: "console", Result: audit.ResultRefused,
+		Detail: detail + ": " + r.Method + " " + r.URL.Path + " from " + r.RemoteAddr})
 }
+
+type discardAppender struct{}
+
+func (discardAppender) Append(context.Context, ...audit.Record) error { return nil }
 
 func (h *Handler) record(ctx context.Context, rec audit.Record) {
 	if h.o.Audit == nil {

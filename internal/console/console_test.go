@@ -12,8 +12,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/clientlimit"
 )
 
 // client is a browser-like client of a test server: a cookie jar, no
@@ -368,5 +370,32 @@ func TestNewValidates(t *testing.T) {
 	_, err = newTestHandler(f, func(o *Options) { o.Proxy = Proxy{Header: "X-Forwarded-User", Users: map[string]string{"a": "root"}} })
 	if err == nil || !strings.Contains(err.Error(), "proxy.trusted") || !strings.Contains(err.Error(), `scope "root"`) {
 		t.Fatalf("bad proxy: %v", err)
+	}
+}
+
+func TestSignInRateLimited(t *testing.T) {
+	f := newFixture()
+	srv := testServer(t, f, func(o *Options) {
+		o.Limit = clientlimit.New(clientlimit.Options{Endpoint: "console", Rate: 0.001, Burst: 2, Audit: f.audit, Now: func() time.Time { return testNow }})
+	})
+	c := newClient(t, srv)
+	_, page := c.do("GET", "/console/signin", nil, nil)
+	pre := hiddenRE.FindStringSubmatch(page)[1]
+	var codes []int
+	for range 3 {
+		resp, body := c.do("POST", "/console/signin", url.Values{"csrf": {pre}, "token": {"wrong-0123456789abcdef0123456789abcdef"}}, nil)
+		codes = append(codes, resp.StatusCode)
+		if m := hiddenRE.FindStringSubmatch(body); m != nil {
+			pre = m[1] // a refused sign-in gives a new form
+		}
+	}
+	if codes[0] != http.StatusUnauthorized || codes[1] != http.StatusUnauthorized || codes[2] != http.StatusTooManyRequests {
+		t.Fatalf("statuses %v, want 401 401 429", codes)
+	}
+	// Refusals without a session are sampled, not one audit row each.
+	for _, r := range f.mem.All() {
+		if r.Result == audit.ResultRefused {
+			t.Fatalf("a refusal without a session has its own audit row: %+v", r)
+		}
 	}
 }

@@ -365,7 +365,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		consoleToks = append(consoleToks, respapi.Token{Name: t.Name, SHA256: t.SHA256, SecretEnv: t.SecretEnv, SecretFile: t.SecretFile, AllowedPlaybooks: t.AllowedPlaybooks,
 			CanReadAudit: t.CanReadAudit, CanSilence: t.CanSilence, CanReadInventory: t.CanReadInventory})
 	}
-	ch, err := buildConsole(cfg, d, s, sil, verdicts, consoleToks, getenv, now, log)
+	ch, err := buildConsole(cfg, d, s, sil, verdicts, consoleToks, getenv, now, log, limiter)
 	if err != nil {
 		return nil, err
 	}

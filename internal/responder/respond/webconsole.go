@@ -9,6 +9,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/console"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/clientlimit"
 	"github.com/agentwatch/agentwatch/internal/responder/respapi"
 	"github.com/agentwatch/agentwatch/internal/responder/silence"
 	"github.com/agentwatch/agentwatch/internal/visibility"
@@ -81,7 +82,7 @@ func (a consoleActions) Restore(ctx context.Context, who audit.Actor, incident, 
 // buildConsole returns the console's handler mounted at /console, or nil
 // when console.enabled is off.
 func buildConsole(cfg config.Config, d Deps, s *Service, sil respapi.Silences, verdicts respapi.Verdicts, toks []respapi.Token,
-	getenv func(string) string, now func() time.Time, log *slog.Logger) (*console.Handler, error) {
+	getenv func(string) string, now func() time.Time, log *slog.Logger, limiter func(endpoint string) *clientlimit.Limiter) (*console.Handler, error) {
 	cc := cfg.Console
 	if !cc.Enabled {
 		return nil, nil
@@ -107,7 +108,7 @@ func buildConsole(cfg config.Config, d Deps, s *Service, sil respapi.Silences, v
 		Proxy: console.Proxy{Header: cc.ProxyAuth.Header, EmailHeader: cc.ProxyAuth.EmailHeader, GroupsHeader: cc.ProxyAuth.GroupsHeader,
 			Trusted: trusted, Users: cc.ProxyAuth.Users, Groups: cc.ProxyAuth.Groups, DefaultScope: cc.ProxyAuth.DefaultScope},
 		ReportsDir: cc.ReportsDir, EvidenceDir: s.Evidence, SessionTTL: cc.SessionTTL, Lookback: cc.Lookback,
-		Prefix: "/console", Log: log, Now: now,
+		Prefix: "/console", Log: log, Now: now, Limit: limiter("console"),
 	}
 	if d.Scores != nil {
 		o.Scores = d.Scores
