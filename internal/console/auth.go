@@ -213,6 +213,9 @@ type sessions struct {
 	now func() time.Time
 }
 
+// maxSessions caps the live sessions of one process.
+const maxSessions = 10000
+
 func newSessions(ttl time.Duration, now func() time.Time) *sessions {
 	return &sessions{m: map[string]*session{}, ttl: ttl, now: now}
 }
@@ -232,6 +235,17 @@ func (ss *sessions) open(actor audit.Actor, sc scope, via string) *session {
 		if !now.Before(o.expires) {
 			delete(ss.m, id)
 		}
+	}
+	if len(ss.m) >= maxSessions {
+		// A client that drops its cookie opens a session per request
+		// (proxy sign-in): the one closest to its end goes first.
+		var oldest *session
+		for _, o := range ss.m {
+			if oldest == nil || o.expires.Before(oldest.expires) {
+				oldest = o
+			}
+		}
+		delete(ss.m, oldest.id)
 	}
 	ss.m[s.id] = s
 	return s

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -397,5 +398,25 @@ func TestSignInRateLimited(t *testing.T) {
 		if r.Result == audit.ResultRefused {
 			t.Fatalf("a refusal without a session has its own audit row: %+v", r)
 		}
+	}
+}
+
+func TestSessionsExpireAndAreCapped(t *testing.T) {
+	now := testNow
+	ss := newSessions(time.Hour, func() time.Time { return now })
+	first := ss.open(audit.Actor{Name: "a"}, scopeRead, "token")
+	if ss.get(first.id) != first {
+		t.Fatal("a new session is not found")
+	}
+	now = now.Add(time.Hour)
+	if ss.get(first.id) != nil {
+		t.Fatal("an expired session is still found")
+	}
+	for i := range maxSessions + 5 {
+		now = now.Add(time.Millisecond)
+		ss.open(audit.Actor{Name: fmt.Sprint(i)}, scopeRead, "proxy")
+	}
+	if n := len(ss.m); n != maxSessions {
+		t.Fatalf("%d sessions, want the cap %d", n, maxSessions)
 	}
 }
