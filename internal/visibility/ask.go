@@ -79,6 +79,8 @@ type Service struct {
 	rec Recorder
 	cfg Config
 	now func() time.Time
+	// metrics counts the questions; nil counts nothing.
+	metrics *Metrics
 }
 
 // New returns a Service. reg and inv give the current registry and route

@@ -24,16 +24,17 @@ func FindingKinds() []FindingKind {
 // called, approved routes unused for UnusedGrantDays, dormant agents and
 // registered agents never seen. Sorted by kind (in FindingKinds' order),
 // agent and route.
-func (s *Service) Findings(ctx context.Context, who audit.Actor) ([]Finding, error) {
+func (s *Service) Findings(ctx context.Context, who audit.Actor) (_ []Finding, err error) {
+	defer s.observe("findings", time.Now(), &err)
 	if err := s.ask(ctx, who, "findings", "", nil); err != nil {
 		return nil, err
 	}
 	v := s.view()
-	rows, err := s.agentRows(ctx, v, v.look)
+	pairs, err := s.src.AgentRoutes(ctx, v.look, "", "")
 	if err != nil {
 		return nil, fmt.Errorf("findings: %w", err)
 	}
-	pairs, err := s.src.AgentRoutes(ctx, v.look, "", "")
+	rows, err := s.agentRows(ctx, v, v.look, pairs)
 	if err != nil {
 		return nil, fmt.Errorf("findings: %w", err)
 	}
@@ -41,7 +42,7 @@ func (s *Service) Findings(ctx context.Context, who audit.Actor) ([]Finding, err
 	for _, p := range pairs {
 		byAgent[p.AgentID] = append(byAgent[p.AgentID], p)
 	}
-	var out []Finding
+	out := []Finding{}
 	for _, row := range rows {
 		out = append(out, s.agentFindings(v, row, byAgent[row.AgentID])...)
 	}

@@ -50,9 +50,12 @@ type Token struct {
 	// CanRepairOutbox lets the token requeue and dismiss outbox entries
 	// (/v1/outbox/requeue, /v1/outbox/dismiss).
 	CanRepairOutbox bool `mapstructure:"can_repair_outbox"`
-	// CanReadInventory lets the token read the visibility questions
-	// (inventory, access, findings) and sign in to the web console with
-	// the read scope.
+	// CanReadInventory lets the token ask the visibility questions: the
+	// inventory, the findings, access, an agent's or a route's profile
+	// and the events (/v1/inventory/…, /v1/findings, /v1/access,
+	// /v1/agents/{id}, /v1/routes, /v1/events). Each question is
+	// audited under the token's name. It also signs in to the web
+	// console with the read scope.
 	CanReadInventory bool `mapstructure:"can_read_inventory"`
 }
 
@@ -86,6 +89,8 @@ type principal struct {
 	canReadDenylist bool
 	canKillSwitch   bool
 	canRepairOutbox bool
+	// canReadInventory: Token.CanReadInventory.
+	canReadInventory bool
 }
 
 func (p *principal) mayRun(playbook string) bool {
@@ -108,7 +113,7 @@ func compileTokens(tokens []Token, getenv func(string) string) ([]principal, err
 			errs = append(errs, fmt.Errorf("%s.%s: %s", key, field, fmt.Sprintf(format, a...)))
 		}
 		p := principal{name: t.Name, canReadAudit: t.CanReadAudit, canSilence: t.CanSilence,
-			canReadDenylist: t.CanReadDenylist, canKillSwitch: t.CanKillSwitch, canRepairOutbox: t.CanRepairOutbox}
+			canReadDenylist: t.CanReadDenylist, canKillSwitch: t.CanKillSwitch, canRepairOutbox: t.CanRepairOutbox, canReadInventory: t.CanReadInventory}
 		if !tokenNameRE.MatchString(t.Name) {
 			bad("name", "%.80q must be letters, digits, '.', '_' or '-', at most 64 bytes", t.Name)
 		} else if j, dup := names[t.Name]; dup {

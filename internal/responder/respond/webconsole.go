@@ -25,6 +25,9 @@ type ConsoleDeps struct {
 	Registry  func() *inventory.Registry
 	Inventory func() *inventory.Inventory
 	Config    visibility.Config
+	// Metrics, when set, counts and times the console's questions with
+	// the API's.
+	Metrics *visibility.Metrics
 }
 
 // consoleActions takes the console's actions through the code paths of
@@ -89,7 +92,7 @@ func buildConsole(cfg config.Config, d Deps, s *Service, sil respapi.Silences, v
 	}
 	wc := d.WebConsole
 	if wc.Source == nil {
-		return nil, fmt.Errorf("console.enabled: this responder has no visibility source for the console (in the embedded mode, browse with agentwatch console); turn console.enabled off")
+		return nil, fmt.Errorf("console.enabled: this responder has no visibility source for the console (no ClickHouse source is connected in this build); browse the embedded data dir with agentwatch console, or turn console.enabled off")
 	}
 	if wc.Registry == nil {
 		wc.Registry = inventory.EmptyRegistry
@@ -98,6 +101,9 @@ func buildConsole(cfg config.Config, d Deps, s *Service, sil respapi.Silences, v
 		wc.Inventory = inventory.EmptyInventory
 	}
 	vis := visibility.New(wc.Source, wc.Registry, wc.Inventory, s.Audit, wc.Config, now)
+	if wc.Metrics != nil {
+		vis.SetMetrics(wc.Metrics)
+	}
 	trusted, err := cc.ProxyAuth.Prefixes()
 	if err != nil {
 		return nil, fmt.Errorf("console.proxy_auth.trusted_cidrs: %w", err)

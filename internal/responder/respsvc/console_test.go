@@ -1,48 +1,27 @@
 package respsvc
 
 import (
-	"context"
 	"log/slog"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/visibility"
+	"github.com/agentwatch/agentwatch/pkg/inventory"
 )
 
-func TestOpenConsole(t *testing.T) {
-	cfg, err := config.LoadEnv("", nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+func TestConsoleSharesTheAPISource(t *testing.T) {
 	src := visibility.NewMemSource(nil, nil, nil, nil)
-	closed := 0
-	old := ConsoleSource
-	t.Cleanup(func() { ConsoleSource = old })
-	ConsoleSource = func(context.Context, config.Config, *slog.Logger) (visibility.Source, func(), error) {
-		return src, func() { closed++ }, nil
+	reg := func() *inventory.Registry { return inventory.EmptyRegistry() }
+	r := &Responder{visOpened: true, visSrc: src, visReg: reg, visInv: inventory.EmptyInventory}
+	d, err := r.console(t.Context(), config.Config{}, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil || d.Source != src || d.Registry == nil || d.Inventory == nil {
+		t.Fatalf("console deps %+v, %v: want the API's source and fleet", d, err)
 	}
-	r := &Responder{}
-	// Off, or in the embedded mode: no source (the embedded mode browses
-	// with agentwatch console).
-	for _, tc := range []struct {
-		enabled bool
-		brokers []string
-	}{{false, []string{"127.0.0.1:9092"}}, {true, nil}} {
-		cfg.Console.Enabled, cfg.Kafka.Brokers = tc.enabled, tc.brokers
-		d, err := r.openConsole(t.Context(), cfg, slog.New(slog.DiscardHandler), nil)
-		if err != nil || d.Source != nil {
-			t.Fatalf("enabled %v brokers %v: source %v, %v", tc.enabled, tc.brokers, d.Source, err)
-		}
-	}
-	cfg.Console.Enabled, cfg.Kafka.Brokers = true, []string{"127.0.0.1:9092"}
-	d, err := r.openConsole(t.Context(), cfg, slog.New(slog.DiscardHandler), nil)
-	if err != nil || d.Source != src || d.Config.Lookback != cfg.Console.Lookback {
-		t.Fatalf("distributed: %+v, %v", d, err)
-	}
-	for _, c := range r.closers {
-		_ = c()
-	}
-	if closed != 1 {
-		t.Fatalf("source closed %d times, want 1", closed)
+	// Opened, but no source in this build: nothing, and Build says why.
+	r = &Responder{visOpened: true}
+	if d, err := r.console(t.Context(), config.Config{}, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry()); err != nil || d.Source != nil {
+		t.Fatalf("no source: %+v, %v", d, err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -33,8 +34,12 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/partstate"
+	"github.com/agentwatch/agentwatch/internal/responder/respapi"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"github.com/agentwatch/agentwatch/internal/responder/route"
+	"github.com/agentwatch/agentwatch/internal/visibility"
+	"github.com/agentwatch/agentwatch/internal/visibility/filesource"
+	"github.com/agentwatch/agentwatch/internal/visibility/vissvc"
 	"github.com/agentwatch/agentwatch/pkg/inventory"
 )
 
@@ -106,10 +111,17 @@ type Responder struct {
 	// embedded mode, and when Options.Stores replace the mode's stores).
 	Global *Global
 
-	cfg     config.Config
-	log     *slog.Logger
-	stages  []pipeline.Stage
-	closers []func() error
+	cfg config.Config
+	log *slog.Logger
+	// visSrc, visReg, visInv and visMetrics are what visibility opened,
+	// shared with the web console (console.go).
+	visOpened  bool
+	visSrc     visibility.Source
+	visReg     func() *inventory.Registry
+	visInv     func() *inventory.Inventory
+	visMetrics *visibility.Metrics
+	stages     []pipeline.Stage
+	closers    []func() error
 }
 
 // New builds the responder of cfg. ctx bounds only the opening of its
@@ -193,11 +205,6 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		}
 		deps.Registry = respond.RegistryFunc(func() *inventory.Registry { return watcher.Current().Registry })
 	}
-	if deps.WebConsole.Source == nil {
-		if deps.WebConsole, err = r.openConsole(ctx, cfg, log, watcher); err != nil {
-			return nil, err
-		}
-	}
 	if o.Getenv != nil {
 		deps.Getenv = o.Getenv
 	}
@@ -267,6 +274,16 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 			seqChain.Attach(g.Table)
 			deps.Chain = seqChain
 			r.stages = append(r.stages, seqChain)
+		}
+	}
+	if deps.Visibility == nil && len(cfg.Responder.Tokens) > 0 {
+		if deps.Visibility, err = r.visibility(ctx, cfg, watcher, log, reg); err != nil {
+			return nil, err
+		}
+	}
+	if deps.WebConsole.Source == nil && cfg.Console.Enabled {
+		if deps.WebConsole, err = r.console(ctx, cfg, watcher, log, reg); err != nil {
+			return nil, err
 		}
 	}
 	svc, err := respond.Build(cfg, deps, log, reg)
@@ -477,4 +494,39 @@ func Failpoints(log *slog.Logger) FailpointHooks {
 	}
 	log.Warn("failpoint armed: the first process to reach it hangs there", "point", point, "marker", file)
 	return h
+}
+
+// visibility builds the API's visibility questions on the mode's Source
+// (vissvc.ResponderSource), with the registry and route inventory of the
+// watcher (or read once from the files when there is none); nil when the
+// mode has no Source connected.
+func (r *Responder) visibility(ctx context.Context, cfg config.Config, watcher *invwatch.Watcher, log *slog.Logger, reg prometheus.Registerer) (func(*audit.Logger) respapi.Visibility, error) {
+	src, closeSrc, err := vissvc.ResponderSource(ctx, cfg, filepath.Join(cfg.Responder.StateDir, respond.AuditFile), log)
+	if err != nil {
+		return nil, err
+	}
+	r.closers = append(r.closers, func() error { closeSrc(); return nil })
+	r.visOpened, r.visSrc = true, src
+	if src == nil {
+		log.Info("the API does not serve the visibility questions (/v1/inventory, /v1/findings, /v1/access, …): no ClickHouse source is connected in this build")
+		return nil, nil
+	}
+	regFn := func() *inventory.Registry { return watcher.Current().Registry }
+	invFn := func() *inventory.Inventory { return watcher.Current().Routes }
+	if watcher == nil {
+		reg, inv, err := filesource.Fleet(cfg.Embedded.DataDir, cfg.Detector.RegistryFile, cfg.Detector.RoutesFile, cfg.Detector.OpenAPIFile)
+		if err != nil {
+			return nil, err
+		}
+		regFn = func() *inventory.Registry { return reg }
+		invFn = func() *inventory.Inventory { return inv }
+	}
+	r.visReg, r.visInv = regFn, invFn
+	metrics := visibility.NewMetrics(reg)
+	r.visMetrics = metrics
+	return func(trail *audit.Logger) respapi.Visibility {
+		svc := visibility.New(src, regFn, invFn, trail, visibility.Config{}, nil)
+		svc.SetMetrics(metrics)
+		return svc
+	}, nil
 }

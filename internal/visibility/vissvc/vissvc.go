@@ -16,10 +16,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
-	"github.com/agentwatch/agentwatch/internal/responder/respond"
-	"github.com/agentwatch/agentwatch/internal/responder/respsvc"
 	"github.com/agentwatch/agentwatch/internal/visibility"
 	"github.com/agentwatch/agentwatch/internal/visibility/filesource"
 	"github.com/agentwatch/agentwatch/pkg/inventory"
@@ -66,12 +65,13 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 		if err != nil {
 			return nil, nil, err
 		}
-		al, closeAudit, err := respsvc.OpenAudit(ctx, cfg, log)
+		st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
 		if err != nil {
 			closeSrc()
 			return nil, nil, err
 		}
-		return visibility.New(src, regFn, invFn, al, o.Config, o.Now), func() { closeAudit(); closeSrc() }, nil
+		al := audit.NewLogger(chstore.NewAudit(st), log, nil)
+		return visibility.New(src, regFn, invFn, al, o.Config, o.Now), func() { st.Close(); closeSrc() }, nil
 	}
 	al, err := EmbeddedAudit(cfg, log)
 	if err != nil {
@@ -97,9 +97,25 @@ func EmbeddedAudit(cfg config.Config, log *slog.Logger) (*audit.Logger, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit trail: %w", err)
 	}
-	fs, err := audit.OpenFileStore(filepath.Join(dir, respond.AuditFile))
+	fs, err := audit.OpenFileStore(filepath.Join(dir, filesource.AuditFile))
 	if err != nil {
 		return nil, fmt.Errorf("audit trail: %w", err)
 	}
 	return audit.NewLogger(fs, log, nil), nil
+}
+
+// ResponderSource is the Source a running responder answers its API's
+// visibility questions from: ClickHouse through NewClickHouseSource in
+// the distributed mode (nil, nil when it is not connected: the API then
+// does not serve the questions), the embedded data dir otherwise, with
+// the actions read from auditFile (the responder's own) and reloaded when
+// older than filesource.DefaultMaxAge.
+func ResponderSource(ctx context.Context, cfg config.Config, auditFile string, log *slog.Logger) (_ visibility.Source, closeFn func(), _ error) {
+	if cfg.Distributed() {
+		if NewClickHouseSource == nil {
+			return nil, func() {}, nil
+		}
+		return NewClickHouseSource(ctx, cfg, log)
+	}
+	return filesource.NewLive(filesource.Options{DataDir: cfg.Embedded.DataDir, AuditFile: auditFile}, 0, nil), func() {}, nil
 }
