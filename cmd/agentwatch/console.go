@@ -35,8 +35,8 @@ func consoleCommand() *cobra.Command {
 		Long: `console serves the web console (docs/console.md) over the embedded data dir, for
 browsing what "agentwatch demo" recorded: overview, incidents, agents, inventory,
 findings, the access search and the reports in console.reports_dir. It is read-only
-(no action form), listens on a loopback address only, and reads the data dir once at
-start: restart it to see newer data.
+(no action form), listens on a loopback address only, and re-reads the data dir when
+a page finds its copy older than 30 seconds, so a running demo's data shows up.
 
 Sign in with one of responder.tokens; without any, a one-time token is printed at
 start. Each page's questions are audited (action ask) in the data dir's responder
@@ -95,8 +95,13 @@ func embeddedConsole(ctx context.Context, cfg config.Config, log *slog.Logger, l
 	if days, _ := os.ReadDir(filepath.Join(cfg.Embedded.DataDir, filesource.EventsDir)); len(days) <= progressDays {
 		progress = io.Discard
 	}
-	src, _, err := filesource.Load(ctx, filesource.Options{DataDir: cfg.Embedded.DataDir, Since: since, Progress: progress})
-	if err != nil {
+	// Re-read when a page finds the copy older than
+	// filesource.DefaultMaxAge, so a running demo's data shows up; the
+	// first read is now, so that a data dir that cannot be read fails the
+	// start.
+	src := filesource.NewLive(filesource.Options{DataDir: cfg.Embedded.DataDir, Since: since}, 0, nil)
+	fmt.Fprintf(progress, "reading %s\n", cfg.Embedded.DataDir)
+	if _, err := src.Verdicts(ctx, visibility.Span{From: since, To: now()}); err != nil {
 		return nil, "", fmt.Errorf("load %s: %w", cfg.Embedded.DataDir, err)
 	}
 	al, err := vissvc.EmbeddedAudit(cfg, log)
