@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentwatch/agentwatch/internal/console"
+	"github.com/agentwatch/agentwatch/internal/detector/detstate"
 	"github.com/agentwatch/agentwatch/internal/platform/cli"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/weblisten"
@@ -121,7 +122,10 @@ func embeddedConsole(ctx context.Context, cfg config.Config, log *slog.Logger, l
 		signIn = hex.EncodeToString(b)
 		toks = []respapi.Token{{Name: "console-" + signIn[:6], Secret: signIn, CanReadInventory: true}}
 	}
-	h, err := console.New(console.Options{Visibility: svc, Records: src, Audit: al, Tokens: toks, ReadOnly: true,
+	// The plots read the window scores the embedded detector keeps,
+	// beside it if it runs.
+	scores := detstate.ScoreReader{Dir: filepath.Join(cfg.Embedded.DataDir, filesource.DetectorDir)}
+	h, err := console.New(console.Options{Visibility: svc, Records: src, Scores: scores, Audit: al, Tokens: toks, ReadOnly: true,
 		ReportsDir: cfg.Console.ReportsDir, EvidenceDir: cfg.Responder.EvidenceRoot(), Lookback: lookback,
 		SessionTTL: cfg.Console.SessionTTL, Prefix: "/console", Log: log, Now: now})
 	return h, signIn, err

@@ -6,14 +6,17 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/agentwatch/agentwatch/internal/detector/detstate"
 	"github.com/agentwatch/agentwatch/internal/platform/cli"
 	"github.com/agentwatch/agentwatch/internal/testkit/clitest"
+	"github.com/agentwatch/agentwatch/pkg/anomaly"
 )
 
 type syncBuf struct {
@@ -35,6 +38,21 @@ func (s *syncBuf) String() string {
 
 func TestConsoleCommand(t *testing.T) {
 	dir, _ := visDataDir(t)
+	// The embedded detector's window scores of cs-1, for the agent page's plots.
+	ds, err := detstate.OpenFileStore(filepath.Join(dir, "detector"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC().Truncate(24 * time.Hour).Add(-14 * time.Hour).UnixMilli()
+	var ss []anomaly.Score
+	for i := range 10 {
+		ss = append(ss, anomaly.Score{AgentID: "cs-1", WindowStartMs: at + int64(i)*60000, WindowEndMs: at + int64(i+1)*60000, Severity: "none", Trained: true,
+			Values: []float64{float64(3 + i%2)}, Expected: []float64{3}, Surprise: []float64{0}})
+	}
+	if err := ds.InsertScores(t.Context(), ss); err != nil {
+		t.Fatal(err)
+	}
+	ds.Close()
 	t.Setenv("AGENTWATCH_CONFIG_FILE", "")
 	ctx, cancel := context.WithCancel(t.Context())
 	var out, errb syncBuf
@@ -79,7 +97,7 @@ func TestConsoleCommand(t *testing.T) {
 		"/console/":              "agents seen",
 		"/console/agents":        "cs-1",
 		"/console/findings":      "never_seen",
-		"/console/agent?id=cs-1": "/tickets",
+		"/console/agent?id=cs-1": `<figure class="plot"><figcaption>calls`,
 		"/console/access?tag=pii&from=" + time.Now().UTC().Add(-48*time.Hour).Format(time.DateOnly): "cs-1",
 	} {
 		code, body := get(p)
