@@ -126,7 +126,19 @@ func embeddedConsole(ctx context.Context, cfg config.Config, log *slog.Logger, l
 	// beside it if it runs.
 	scores := detstate.ScoreReader{Dir: filepath.Join(cfg.Embedded.DataDir, filesource.DetectorDir)}
 	h, err := console.New(console.Options{Visibility: svc, Records: src, Scores: scores, Audit: al, Tokens: toks, ReadOnly: true,
-		ReportsDir: cfg.Console.ReportsDir, EvidenceDir: cfg.Responder.EvidenceRoot(), Lookback: lookback,
+		ReportsDir: cfg.Console.ReportsDir, EvidenceDir: evidenceDir(cfg), Lookback: lookback,
 		SessionTTL: cfg.Console.SessionTTL, Prefix: "/console", Log: log, Now: now})
 	return h, signIn, err
+}
+
+// evidenceDir is where the demo keeps its evidence bundles (the data dir's
+// responder directory) when they are there, else responder.evidence_dir.
+func evidenceDir(cfg config.Config) string {
+	if cfg.Responder.EvidenceDir == "" {
+		d := filepath.Join(cfg.Embedded.DataDir, filesource.ResponderDir, "evidence")
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			return d
+		}
+	}
+	return cfg.Responder.EvidenceRoot()
 }

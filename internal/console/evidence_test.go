@@ -8,14 +8,16 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 )
 
-// writeBundle writes the evidence bundle of incident inc under root, as
-// the responder's snapshot does: its files and a manifest listing them.
+// writeBundle writes the evidence bundle of incident inc's snapshot step
+// (inc-2) under root, as the responder's snapshot does: its files and a
+// manifest listing them.
 func writeBundle(t *testing.T, root, inc string) string {
 	t.Helper()
-	id := evidence.BundleID(inc)
+	id := evidence.BundleID(inc + "-2")
 	dir := filepath.Join(root, id)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -41,11 +43,14 @@ func writeBundle(t *testing.T, root, inc string) string {
 func TestIncidentEvidence(t *testing.T) {
 	root := t.TempDir()
 	dir := writeBundle(t, root, "inc-1")
-	srv := testServer(t, newFixture(), func(o *Options) { o.EvidenceDir = root })
+	f := newFixture()
+	_ = f.audit.Append(t.Context(), audit.Record{Actor: audit.Actor{Kind: audit.ActorAutomatic}, Action: "snapshot", StepID: "inc-1-2", IncidentID: "inc-1",
+		AgentID: "billing-bot", Result: audit.ResultOK, Detail: "evidence bundle written"})
+	srv := testServer(t, f, func(o *Options) { o.EvidenceDir = root })
 	c := newClient(t, srv)
 	c.signIn(secretRead)
 	_, page := c.do("GET", "/console/incident?id=inc-1", nil, nil)
-	if !strings.Contains(page, evidence.BundleID("inc-1")) || !strings.Contains(page, "1 files, <b class=\"ok\">verified</b>") {
+	if !strings.Contains(page, evidence.BundleID("inc-1-2")) || !strings.Contains(page, "1 files, <b class=\"ok\">verified</b>") {
 		t.Fatalf("intact bundle not shown verified:\n%s", page)
 	}
 	// A file changed after the bundle was written.

@@ -277,7 +277,7 @@ type incident struct {
 	// Restorable: a revocation or quarantine of it was carried out.
 	Restorable bool
 	Timeline   []timelineEntry
-	Bundle     *bundleStatus
+	Bundles    []bundleStatus
 }
 
 type timelineEntry struct {
@@ -394,14 +394,25 @@ func (h *Handler) incidentPage(w http.ResponseWriter, r *http.Request, s *sessio
 		return
 	}
 	if h.o.EvidenceDir != "" {
-		bid := evidence.BundleID(in.ID)
-		if _, err := os.Stat(filepath.Join(h.o.EvidenceDir, bid)); err == nil {
-			m, _, verr := evidence.VerifyFiles(h.o.EvidenceDir, bid)
-			b := &bundleStatus{ID: bid, Files: len(m.Files), Verified: verr == nil}
-			if verr != nil {
-				b.Problem = verr.Error()
+		// A snapshot step writes the bundle named after its step id.
+		seen := map[string]bool{}
+		for _, rec := range in.Actions {
+			if rec.Action != "snapshot" || rec.Result != audit.ResultOK || rec.StepID == "" || seen[rec.StepID] {
+				continue
 			}
-			in.Bundle = b
+			seen[rec.StepID] = true
+			bid := evidence.BundleID(rec.StepID)
+			b := bundleStatus{ID: bid}
+			if _, err := os.Stat(filepath.Join(h.o.EvidenceDir, bid)); err != nil {
+				b.Problem = "not under the evidence directory here"
+			} else {
+				m, _, verr := evidence.VerifyFiles(h.o.EvidenceDir, bid)
+				b.Files, b.Verified = len(m.Files), verr == nil
+				if verr != nil {
+					b.Problem = verr.Error()
+				}
+			}
+			in.Bundles = append(in.Bundles, b)
 		}
 	}
 	h.render(w, r, s, "incident", in, http.StatusOK)
