@@ -420,3 +420,16 @@ func TestSessionsExpireAndAreCapped(t *testing.T) {
 		t.Fatalf("%d sessions, want the cap %d", n, maxSessions)
 	}
 }
+
+func TestIncidentHoldsTheAnomaliesThatJoinedIt(t *testing.T) {
+	srv := testServer(t, newFixture(), nil)
+	c := newClient(t, srv)
+	c.signIn(secretRead)
+	_, page := c.do("GET", "/console/incident?id=inc-1", nil, nil)
+	if !strings.Contains(page, "billing-bot read 40x") || !strings.Contains(page, "billing-bot read 5x its usual invoices") {
+		t.Fatalf("inc-1 lacks the anomaly its record names or the one that joined it:\n%s", page)
+	}
+	if strings.Contains(page, "an earlier, separate blip") {
+		t.Fatalf("inc-1 holds an anomaly from before its first:\n%s", page)
+	}
+}

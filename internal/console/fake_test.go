@@ -69,6 +69,11 @@ func newFixture() *fixture {
 		{ID: "an-2", AgentID: hostileImg, Kind: anomaly.UnapprovedRoute, Severity: "medium", Score: 5, WindowStartMs: day15.Add(13 * time.Hour).UnixMilli(),
 			WindowEndMs: day15.Add(13*time.Hour + time.Minute).UnixMilli(), Summary: "called " + hostileRoute + " " + hostileSlack,
 			Routes: []anomaly.RouteCount{{Route: hostileRoute, Calls: 1}}},
+		// an-3 joined inc-1 without a record naming it; an-4 came before it.
+		{ID: "an-3", AgentID: "billing-bot", Kind: anomaly.Behaviour, Severity: "medium", Score: 6, WindowStartMs: day15.Add(10 * time.Hour).UnixMilli(),
+			WindowEndMs: day15.Add(10*time.Hour + time.Minute).UnixMilli(), Summary: "billing-bot read 5x its usual invoices"},
+		{ID: "an-4", AgentID: "billing-bot", Kind: anomaly.Behaviour, Severity: "low", Score: 3, WindowStartMs: day15.Add(7 * time.Hour).UnixMilli(),
+			WindowEndMs: day15.Add(7*time.Hour + time.Minute).UnixMilli(), Summary: "an earlier, separate blip"},
 	}
 	mem := &audit.MemStore{}
 	f := &fixture{

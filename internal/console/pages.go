@@ -353,6 +353,39 @@ func (h *Handler) loadIncidents(r *http.Request, span visibility.Span, agentID s
 			}
 		}
 	}
+	// The records name the anomalies the responder acted on; the others
+	// that joined the incident (an agent's anomalies within the incident
+	// window of its last one) are named by none. So an incident also
+	// holds its agent's anomalies from the first it names to its last
+	// record, each in one incident only (the earliest that covers it).
+	byAgent := map[string][]anomaly.Anomaly{}
+	for _, a := range ans {
+		byAgent[a.AgentID] = append(byAgent[a.AgentID], a)
+	}
+	taken := map[string]bool{}
+	for _, in := range set.list {
+		for _, a := range in.Anomalies {
+			taken[a.ID] = true
+		}
+	}
+	ordered := slices.Clone(set.list)
+	slices.SortFunc(ordered, func(a, b *incident) int { return cmp.Compare(a.FirstMs, b.FirstMs) })
+	for _, in := range ordered {
+		if len(in.Anomalies) == 0 {
+			continue
+		}
+		from := in.Anomalies[0].WindowStartMs
+		for _, a := range in.Anomalies {
+			from = min(from, a.WindowStartMs)
+		}
+		for _, a := range byAgent[in.AgentID] {
+			if !taken[a.ID] && a.WindowStartMs >= from && a.WindowStartMs <= in.LastMs {
+				taken[a.ID] = true
+				in.Anomalies = append(in.Anomalies, a)
+			}
+		}
+		slices.SortStableFunc(in.Anomalies, func(a, b anomaly.Anomaly) int { return cmp.Compare(a.WindowStartMs, b.WindowStartMs) })
+	}
 	for _, in := range set.list {
 		for _, a := range in.Anomalies {
 			in.FirstMs = min(in.FirstMs, a.WindowStartMs)
