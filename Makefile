@@ -60,9 +60,11 @@ purity:
 	@bad=$$($(GO) list -deps ./pkg/... | grep -E 'segmentio/kafka-go|ClickHouse/clickhouse-go|spf13/viper|slack-go|$(MODULE)/internal' || true); \
 	if [ -n "$$bad" ]; then echo "pkg/ imports impure packages:"; echo "$$bad"; exit 1; fi
 
-# Unit tests (and fuzz seed corpora) in parallel packages.
+# Unit tests (and fuzz seed corpora) in parallel packages. REQUIRE_BROWSER
+# makes the console's browser tests fail, not skip, without chromium
+# (make tools installs it).
 unit:
-	$(GO) test -race -shuffle=on -count=1 -timeout 30m -skip '^TestIntegration' ./...
+	REQUIRE_BROWSER=1 $(GO) test -race -shuffle=on -count=1 -timeout 30m -skip '^TestIntegration' ./...
 
 # The ClickHouse TLS tests read its secure native port, the test CA that
 # signed its certificate (deploy/tls.sh) and the password-protected user of

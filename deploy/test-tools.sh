@@ -7,7 +7,8 @@
 # (the server scrapes the services over TLS; promtool checks and tests
 # deploy/prometheus/rules.yml), ca-certificates (its bundle goes into the
 # container image, make image) and systemd (only its systemd-analyze, which
-# checks the units in deploy/systemd; no systemd runs here). Idempotent
+# checks the units in deploy/systemd; no systemd runs here) and chromium
+# (headless, the web console's browser tests drive it). Idempotent
 # and silent when everything is there; runs `apt-get update` at most once,
 # and only when something is missing.
 #
@@ -17,7 +18,7 @@
 # would try the init scripts).
 set -euo pipefail
 
-PKGS=(kcat rsyslog rsyslog-kafka prometheus ca-certificates systemd)
+PKGS=(kcat rsyslog rsyslog-kafka prometheus ca-certificates systemd chromium)
 
 log() { printf 'test-tools.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -66,4 +67,4 @@ fi
 if [ -x /etc/init.d/prometheus ]; then
 	/etc/init.d/prometheus stop >/dev/null 2>&1 || true
 fi
-log "installed: $(command -v kcat) $(command -v rsyslogd) $(command -v prometheus) $(command -v promtool)"
+log "installed: $(command -v kcat) $(command -v rsyslogd) $(command -v prometheus) $(command -v promtool) $(command -v chromium)"

@@ -36,6 +36,6 @@ dir, or from ClickHouse in the distributed mode. The services of the distributed
 are the ingest, detector and responder binaries.`)
 	root.AddCommand(demoCommand(), simulateCommand(), benchCommand(),
 		inventoryCommand(), findingsCommand(), accessCommand(), agentCommand(), routeCommand(), eventsCommand(),
-		reportCommand())
+		reportCommand(), consoleCommand())
 	return root
 }

@@ -74,4 +74,3 @@ func TestReportCommand(t *testing.T) {
 		})
 	})
 }
-

@@ -396,6 +396,12 @@ func (s *FileStore) Scores(ctx context.Context, agentID string, fromMs, toMs int
 	if s.closed {
 		return nil, ErrClosed
 	}
+	return scanScores(func(fn func([]byte) error) error { return s.scoreJ.Records(ctx, fn) }, agentID, fromMs, toMs)
+}
+
+// scanScores reads the score lines that records gives, as Scores
+// describes.
+func scanScores(records func(fn func(line []byte) error) error, agentID string, fromMs, toMs int64) ([]anomaly.Score, error) {
 	type win struct {
 		agent string
 		start int64
@@ -416,7 +422,7 @@ func (s *FileStore) Scores(ctx context.Context, agentID string, fromMs, toMs int
 	}
 	idx := map[win]int{}
 	var out []anomaly.Score
-	err := s.scoreJ.Records(ctx, func(line []byte) error {
+	err := records(func(line []byte) error {
 		if field != nil && !bytes.Contains(line, field) {
 			return nil
 		}

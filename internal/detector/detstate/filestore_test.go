@@ -505,3 +505,29 @@ func TestReadAnomalies(t *testing.T) {
 		t.Fatalf("ReadAnomalies = %+v, %v; want %+v", got, err, as)
 	}
 }
+
+// ScoreReader reads beside an open store what the store's Scores answers.
+func TestScoreReader(t *testing.T) {
+	dir := t.TempDir()
+	r := ScoreReader{Dir: dir}
+	if got, err := r.Scores(t.Context(), "a", 0, 10000); err != nil || len(got) != 0 {
+		t.Fatalf("Scores of an empty dir = %v, %v", got, err)
+	}
+	s := openTest(t, dir)
+	ss := []anomaly.Score{
+		{AgentID: "a", WindowStartMs: 1000, WindowEndMs: 2000, Score: 1, Severity: "none", Values: []float64{1}, Expected: []float64{1}, Surprise: []float64{0}, Trained: true},
+		{AgentID: "b", WindowStartMs: 1000, WindowEndMs: 2000, Score: 2, Severity: "none", Values: []float64{2}, Expected: []float64{1}, Surprise: []float64{1}},
+		{AgentID: "a", WindowStartMs: 2000, WindowEndMs: 3000, Score: 9, Severity: "high", Values: []float64{9}, Expected: []float64{1}, Surprise: []float64{5}, Trained: true},
+	}
+	if err := s.InsertScores(t.Context(), ss); err != nil {
+		t.Fatal(err)
+	}
+	want, err := s.Scores(t.Context(), "a", 0, 10000)
+	if err != nil || len(want) != 2 {
+		t.Fatalf("store Scores = %+v, %v", want, err)
+	}
+	got, err := r.Scores(t.Context(), "a", 0, 10000)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("ScoreReader = %+v, %v; want %+v", got, err, want)
+	}
+}

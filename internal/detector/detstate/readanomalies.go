@@ -1,6 +1,7 @@
 package detstate
 
 import (
+	"context"
 	"encoding/json"
 	"path/filepath"
 
@@ -31,4 +32,23 @@ func ReadAnomalies(dir string) ([]anomaly.Anomaly, error) {
 		return nil, damaged(err)
 	}
 	return out, nil
+}
+
+// ScoreReader reads the window scores a FileStore keeps in Dir, as
+// FileStore.Scores does, without opening the store (journal.Read, no
+// lock), so it reads beside a running detector: the web console's
+// observed-versus-baseline plots in the embedded mode. Each call reads
+// the file anew.
+type ScoreReader struct{ Dir string }
+
+// Scores returns agentID's window scores starting in [fromMs, toMs).
+func (r ScoreReader) Scores(ctx context.Context, agentID string, fromMs, toMs int64) ([]anomaly.Score, error) {
+	return scanScores(func(fn func(line []byte) error) error {
+		return journal.Read(filepath.Join(r.Dir, scoresFile), journal.Options{}, func(line []byte) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return fn(line)
+		})
+	}, agentID, fromMs, toMs)
 }

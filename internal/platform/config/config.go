@@ -61,6 +61,7 @@ type Config struct {
 	Embedded   Embedded   `mapstructure:"embedded"`
 	Responder  Responder  `mapstructure:"responder"`
 	Report     Report     `mapstructure:"report"`
+	Console    Console    `mapstructure:"console"`
 }
 
 // Log configures log/slog output.
@@ -287,7 +288,7 @@ func defaults() map[string]any {
 		"detector.fleet_gauge":           true,
 		"embedded.data_dir":              ".data/embedded",
 	}
-	for _, m := range []map[string]any{tlsDefaults("kafka.tls"), saslDefaults("kafka.sasl"), tlsDefaults("clickhouse.tls"), responderDefaults(), reportDefaults()} {
+	for _, m := range []map[string]any{tlsDefaults("kafka.tls"), saslDefaults("kafka.sasl"), tlsDefaults("clickhouse.tls"), responderDefaults(), reportDefaults(), consoleDefaults()} {
 		for k, v := range m {
 			d[k] = v
 		}
@@ -730,6 +731,7 @@ func (c Config) validate(ps *problems) {
 	}
 	c.Responder.validate(bad)
 	c.validateReport(bad)
+	c.Console.validate(bad, c.Responder.APIAddr)
 }
 
 // BaselineParams returns the baseline parameters: the package defaults

@@ -54,7 +54,8 @@ type Token struct {
 	// inventory, the findings, access, an agent's or a route's profile
 	// and the events (/v1/inventory/…, /v1/findings, /v1/access,
 	// /v1/agents/{id}, /v1/routes, /v1/events). Each question is
-	// audited under the token's name.
+	// audited under the token's name. It also signs in to the web
+	// console with the read scope.
 	CanReadInventory bool `mapstructure:"can_read_inventory"`
 }
 

@@ -103,6 +103,8 @@ type Deps struct {
 	Router   *route.Router
 	Commands route.Table
 	Owners   route.Ownership
+	// WebConsole is what the web console reads (console.enabled).
+	WebConsole ConsoleDeps
 }
 
 // Service is a built responder: the Engine, the outbox Worker that runs
@@ -364,6 +366,18 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 			return nil, fmt.Errorf("responder.tokens: %w", err)
 		}
 		mux.Handle("/v1/", api)
+	}
+	var consoleToks []respapi.Token
+	for _, t := range rc.Tokens {
+		consoleToks = append(consoleToks, respapi.Token{Name: t.Name, SHA256: t.SHA256, SecretEnv: t.SecretEnv, SecretFile: t.SecretFile, AllowedPlaybooks: t.AllowedPlaybooks,
+			CanReadAudit: t.CanReadAudit, CanSilence: t.CanSilence, CanReadInventory: t.CanReadInventory})
+	}
+	ch, err := buildConsole(cfg, d, s, sil, verdicts, consoleToks, getenv, now, log, limiter)
+	if err != nil {
+		return nil, err
+	}
+	if ch != nil {
+		mux.Handle("/console/", ch)
 	}
 	s.Handler = mux
 	return s, nil

@@ -111,10 +111,17 @@ type Responder struct {
 	// embedded mode, and when Options.Stores replace the mode's stores).
 	Global *Global
 
-	cfg     config.Config
-	log     *slog.Logger
-	stages  []pipeline.Stage
-	closers []func() error
+	cfg config.Config
+	log *slog.Logger
+	// visSrc, visReg, visInv and visMetrics are what visibility opened,
+	// shared with the web console (console.go).
+	visOpened  bool
+	visSrc     visibility.Source
+	visReg     func() *inventory.Registry
+	visInv     func() *inventory.Inventory
+	visMetrics *visibility.Metrics
+	stages     []pipeline.Stage
+	closers    []func() error
 }
 
 // New builds the responder of cfg. ctx bounds only the opening of its
@@ -271,6 +278,11 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	}
 	if deps.Visibility == nil && len(cfg.Responder.Tokens) > 0 {
 		if deps.Visibility, err = r.visibility(ctx, cfg, watcher, log, reg); err != nil {
+			return nil, err
+		}
+	}
+	if deps.WebConsole.Source == nil && cfg.Console.Enabled {
+		if deps.WebConsole, err = r.console(ctx, cfg, watcher, log, reg); err != nil {
 			return nil, err
 		}
 	}
@@ -500,6 +512,7 @@ func (r *Responder) visibility(ctx context.Context, cfg config.Config, watcher *
 		return nil, err
 	}
 	r.closers = append(r.closers, func() error { closeSrc(); return nil })
+	r.visOpened, r.visSrc = true, src
 	regFn := func() *inventory.Registry { return watcher.Current().Registry }
 	invFn := func() *inventory.Inventory { return watcher.Current().Routes }
 	if watcher == nil {
@@ -510,7 +523,9 @@ func (r *Responder) visibility(ctx context.Context, cfg config.Config, watcher *
 		regFn = func() *inventory.Registry { return reg }
 		invFn = func() *inventory.Inventory { return inv }
 	}
+	r.visReg, r.visInv = regFn, invFn
 	metrics := visibility.NewMetrics(reg)
+	r.visMetrics = metrics
 	return func(trail *audit.Logger) respapi.Visibility {
 		svc := visibility.New(src, regFn, invFn, trail, visibility.Config{}, nil)
 		svc.SetMetrics(metrics)

@@ -29,8 +29,10 @@ var allowed = []struct {
 	// The responder's API asks the visibility questions; the visibility
 	// packages read the responder's audit records and the detector's
 	// anomalies, and never import a service back.
-	// The responder also hosts the scheduled report.
-	{"internal/responder/", []string{"internal/responder/", "internal/platform/", "pkg/", "deploy/", "internal/visibility", "internal/report"}},
+	// The responder also hosts the scheduled report and the console.
+	{"internal/responder/", []string{"internal/responder/", "internal/platform/", "pkg/", "deploy/", "internal/visibility", "internal/report", "internal/console"}},
+	{"internal/console", []string{"internal/console", "internal/platform/", "pkg/", "internal/visibility", "internal/responder/audit", "internal/responder/respapi",
+		"internal/responder/evidence", "internal/responder/silence", "internal/responder/clientlimit"}},
 	{"internal/visibility", []string{"internal/visibility", "internal/platform/", "pkg/", "internal/responder/audit", "internal/detector/detstate"}},
 	// The report asks the visibility questions and records in the evidence
 	// chain; it imports no service.

@@ -36,4 +36,3 @@ func TestOpenEmbedded(t *testing.T) {
 		t.Error("an invalid Config opened")
 	}
 }
-
