@@ -29,12 +29,12 @@ func reportCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "report --period 2026-11",
 		Short: "Write the period's visibility and compliance report as HTML and PDF",
-		Long: `report writes the report of a month (--period 2026-11) or an ISO week (--period 2026-W47),
-in UTC: inventory completeness, ownership, zombie APIs, access-policy coverage,
+		Long: `report writes the report of a month (--period 2026-11), an ISO week (--period 2026-W47)
+or a day (--period 2026-03-15), in UTC: inventory completeness, ownership, zombie APIs, access-policy coverage,
 permission violations, anomalies by kind and severity, the false-positive rate, time to
 detect and to contain, revocations and restores, and the agents to review, each number
 with its definition, and charts. It reads the embedded data dir (embedded.data_dir), or
-ClickHouse in the distributed mode when this build connects its visibility source.
+ClickHouse's summary tables in the distributed mode.
 
 The files go to --out (report.out_dir, else the current directory) as
 agentwatch-report-PERIOD.html and .pdf, and their SHA-256 into the evidence chain as a
@@ -46,7 +46,7 @@ Docs: docs/reports.md.`,
 		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if period == "" {
-				return cli.Usagef("--period is required: a month (2026-11) or an ISO week (2026-W47)")
+				return cli.Usagef("--period is required: a month (2026-11), an ISO week (2026-W47) or a day (2026-03-15)")
 			}
 			p, err := report.ParsePeriod(period)
 			if err != nil {
@@ -81,7 +81,7 @@ Docs: docs/reports.md.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&period, "period", "", "month (2026-11) or ISO week (2026-W47), UTC")
+	f.StringVar(&period, "period", "", "month (2026-11), ISO week (2026-W47) or day (2026-03-15), UTC")
 	f.StringVar(&out, "out", "", "directory of the files (default report.out_dir, else the current directory)")
 	f.StringSliceVar(&formats, "format", []string{"html", "pdf"}, "editions, comma-separated: html, pdf (default report.formats)")
 	f.StringVar(&channel, "slack-channel", "", "Slack conversation id (C...) to upload the files to")

@@ -9,23 +9,35 @@ import (
 	"github.com/agentwatch/agentwatch/internal/visibility"
 )
 
-// Period is the span one report covers: a calendar month or an ISO week,
-// in UTC.
+// Period is the span one report covers: a calendar month, an ISO week or
+// one day, in UTC.
 type Period struct {
-	// Name is the canonical spelling: "2026-11" or "2026-W47".
+	// Name is the canonical spelling: "2026-11", "2026-W47" or
+	// "2026-11-17".
 	Name string
-	// Weekly is true for an ISO week.
-	Weekly bool
+	// Weekly is true for an ISO week, Daily for one day.
+	Weekly, Daily bool
 	// Span is [first day 00:00, first day of the next period 00:00) UTC.
 	Span visibility.Span
 }
 
-// ParsePeriod reads a month ("2026-11") or an ISO 8601 week ("2026-W47",
+// ParsePeriod reads a month ("2026-11"), a day ("2026-11-17") or an ISO
+// 8601 week ("2026-W47",
 // Monday to Sunday; week 1 holds the year's first Thursday). Years 2000 to
 // 2999 only: a report of another millennium is a typo.
 func ParsePeriod(s string) (Period, error) {
 	bad := func(why string) (Period, error) {
-		return Period{}, fmt.Errorf("period %q: %s (want a month like 2026-11 or an ISO week like 2026-W47)", clip(s, 40), why)
+		return Period{}, fmt.Errorf("period %q: %s (want a month like 2026-11, an ISO week like 2026-W47 or a day like 2026-11-17)", clip(s, 40), why)
+	}
+	if len(s) == 10 {
+		d, err := time.Parse(time.DateOnly, s)
+		if err != nil {
+			return bad("not a date")
+		}
+		if d.Year() < 2000 || d.Year() > 2999 {
+			return bad("year must be 2000 to 2999")
+		}
+		return Period{Name: s, Daily: true, Span: visibility.Span{From: d, To: d.AddDate(0, 0, 1)}}, nil
 	}
 	if len(s) < 7 || len(s) > 8 || s[4] != '-' {
 		return bad("wrong shape")
@@ -73,6 +85,10 @@ func isoWeeks(year int) int {
 
 // Previous is the period just before p, of the same length kind.
 func (p Period) Previous() Period {
+	if p.Daily {
+		from := p.Span.From.AddDate(0, 0, -1)
+		return Period{Name: from.Format(time.DateOnly), Daily: true, Span: visibility.Span{From: from, To: p.Span.From}}
+	}
 	if p.Weekly {
 		from := p.Span.From.AddDate(0, 0, -7)
 		y, w := from.ISOWeek()
@@ -80,6 +96,15 @@ func (p Period) Previous() Period {
 	}
 	from := p.Span.From.AddDate(0, -1, 0)
 	return Period{Name: from.Format("2006-01"), Span: visibility.Span{From: from, To: p.Span.From}}
+}
+
+// DayOf is the day that holds t, as a period.
+func DayOf(t time.Time) Period {
+	p, err := ParsePeriod(t.UTC().Format(time.DateOnly))
+	if err != nil {
+		panic(fmt.Sprintf("report: DayOf(%s): %v", t, err))
+	}
+	return p
 }
 
 // PeriodOf is the period of the given kind that holds t.

@@ -34,7 +34,23 @@ func TestParsePeriod(t *testing.T) {
 			t.Errorf("PeriodOf(%s) = %+v", c.in, got)
 		}
 	}
-	for _, bad := range []string{"", "2026", "2026-13", "2026-00", "2026-W00", "2025-W53", "2026-W5", "1999-01", "2026-1", "2026/11", "2026-+1", "2026-W-1", "20261101"} {
+	for in, want := range map[string][2]time.Time{
+		"2026-03-15": {day(2026, 3, 15), day(2026, 3, 16)},
+		"2026-12-31": {day(2026, 12, 31), day(2027, 1, 1)},
+	} {
+		p, err := ParsePeriod(in)
+		if err != nil || !p.Daily || p.Weekly || p.Name != in || !p.Span.From.Equal(want[0]) || !p.Span.To.Equal(want[1]) {
+			t.Errorf("%s: got %+v, %v", in, p, err)
+			continue
+		}
+		if got := DayOf(p.Span.From.Add(23 * time.Hour)); got != p {
+			t.Errorf("DayOf(%s) = %+v", in, got)
+		}
+		if prev := p.Previous(); !prev.Daily || !prev.Span.To.Equal(p.Span.From) || !prev.Span.From.Equal(p.Span.From.AddDate(0, 0, -1)) {
+			t.Errorf("%s: previous %+v", in, prev)
+		}
+	}
+	for _, bad := range []string{"", "2026", "2026-13", "2026-02-30", "1999-12-31", "2026-1-015", "2026-00", "2026-W00", "2025-W53", "2026-W5", "1999-01", "2026-1", "2026/11", "2026-+1", "2026-W-1", "20261101"} {
 		if _, err := ParsePeriod(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}

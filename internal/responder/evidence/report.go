@@ -25,10 +25,16 @@ type ReportFile struct {
 	Data []byte
 }
 
-var reportPeriod = regexp.MustCompile(`^[0-9]{4}-(W?[0-9]{2})$`)
+// reportPeriod is a month (2026-11), an ISO week (2026-W47) or a day
+// (2026-11-17).
+var reportPeriod = regexp.MustCompile(`^[0-9]{4}-(W?[0-9]{2}|[0-9]{2}-[0-9]{2})$`)
+
+// reportHashLen is the length of the hash that ends a report bundle id.
+const reportHashLen = 16
 
 // ReportPrefix is the start of the bundle id of every report of period:
-// "report-2026-11-".
+// "report-2026-11-". The start of a day's ("report-2026-11-17-") too:
+// IsReportOf tells them apart.
 func ReportPrefix(period string) string { return "report-" + period + "-" }
 
 // ReportBundleID names the report bundle of period holding files: the
@@ -41,7 +47,7 @@ func ReportBundleID(period string, files []ReportFile) string {
 		sum := sha256.Sum256(f.Data)
 		fmt.Fprintf(h, "%s\x00%x\n", f.Name, sum)
 	}
-	return ReportPrefix(period) + hex.EncodeToString(h.Sum(nil)[:8])
+	return ReportPrefix(period) + hex.EncodeToString(h.Sum(nil)[:reportHashLen/2])
 }
 
 // RecordReport writes files as a report bundle of period under root and
@@ -53,7 +59,7 @@ func ReportBundleID(period string, files []ReportFile) string {
 // same root and store.
 func RecordReport(ctx context.Context, store ChainStore, root, period string, files []ReportFile, now time.Time) (Bundle, error) {
 	if !reportPeriod.MatchString(period) {
-		return Bundle{}, fmt.Errorf("record report: period %q: want 2026-11 or 2026-W47", clip(period, 40))
+		return Bundle{}, fmt.Errorf("record report: period %q: want 2026-11, 2026-W47 or 2026-11-17", clip(period, 40))
 	}
 	if len(files) == 0 {
 		return Bundle{}, fmt.Errorf("record report %s: no files", period)
@@ -102,6 +108,14 @@ func RecordReport(ctx context.Context, store ChainStore, root, period string, fi
 	return b, nil
 }
 
+// isReportOf reports whether id is a report bundle of the period whose
+// prefix is given: the prefix then the hash alone, so a month's prefix
+// does not take the reports of its days.
+func isReportOf(id, prefix string) bool {
+	rest, ok := strings.CutPrefix(id, prefix)
+	return ok && len(rest) == reportHashLen && strings.Trim(rest, "0123456789abcdef") == ""
+}
+
 // FindReports returns the chain's report bundles of period, in chain
 // order: a scheduler asks it whether a period's report was already
 // written.
@@ -109,7 +123,7 @@ func FindReports(ctx context.Context, store ChainStore, period string) ([]Record
 	var out []Record
 	prefix := ReportPrefix(period)
 	err := store.Records(ctx, func(r Record) error {
-		if strings.HasPrefix(r.BundleID, prefix) && (len(out) == 0 || r != out[len(out)-1]) {
+		if isReportOf(r.BundleID, prefix) && (len(out) == 0 || r != out[len(out)-1]) {
 			out = append(out, r)
 		}
 		return nil

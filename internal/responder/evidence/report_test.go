@@ -49,8 +49,19 @@ func TestRecordReportLinksIntoTheChain(t *testing.T) {
 	if recs, _ := FindReports(ctx, f.chain, "2026-10"); len(recs) != 0 {
 		t.Fatalf("FindReports(2026-10): %+v", recs)
 	}
+	// A day's report of that month is the day's, not the month's.
+	day, err := RecordReport(ctx, f.chain, f.root, "2026-11-17", files, t0.Add(4*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if recs, _ := FindReports(ctx, f.chain, "2026-11"); len(recs) != 1 || recs[0].BundleID != b.Manifest.BundleID {
+		t.Fatalf("FindReports(2026-11) after a day's report: %+v", recs)
+	}
+	if recs, _ := FindReports(ctx, f.chain, "2026-11-17"); len(recs) != 1 || recs[0].BundleID != day.Manifest.BundleID {
+		t.Fatalf("FindReports(2026-11-17): %+v", recs)
+	}
 
-	// A snapshot after the report links to it.
+	// A snapshot after the reports links to them.
 	f.snapshot(t, "inc-2", "agent-1")
 	if err := VerifyChain(ctx, f.chain, f.root); err != nil {
 		t.Fatalf("VerifyChain: %v", err)

@@ -484,6 +484,30 @@ func printSummary(w io.Writer, s Summary) {
 	} else if len(r.Files) > 0 {
 		fmt.Fprintf(w, "report of %s (agentwatch report --period %s):  %s; in the evidence chain as %s\n", r.Period, r.Period, strings.Join(r.Files, ", "), r.Bundle)
 	}
+	printNext(w, s)
+}
+
+// printNext points at where to look next: the web console on the demo's
+// data, and the auditor's question for the demo's day.
+func printNext(w io.Writer, s Summary) {
+	dir := shellQuote(s.DataDir)
+	fmt.Fprintf(w, "\nSee it all in the web console (read-only, on 127.0.0.1:8090; it prints a one-time sign-in token):\n")
+	fmt.Fprintf(w, "  go run ./cmd/agentwatch console --embedded.data_dir %s\n", dir)
+	if day := s.Report.Period; day != "" {
+		fmt.Fprintf(w, "Who called a sensitive route on %s, and who called a dead one:\n", day)
+		fmt.Fprintf(w, "  go run ./cmd/agentwatch access --tag sensitive --from %s --to %s --embedded.data_dir %s\n", day, day, dir)
+		fmt.Fprintf(w, "  go run ./cmd/agentwatch findings --embedded.data_dir %s\n", dir)
+	}
+}
+
+// shellQuote quotes a path for a shell when it needs it.
+func shellQuote(p string) string {
+	if p != "" && strings.IndexFunc(p, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+:,", r))
+	}) < 0 {
+		return p
+	}
+	return "'" + strings.ReplaceAll(p, "'", `'\''`) + "'"
 }
 
 func countActions(m map[string]int) int {

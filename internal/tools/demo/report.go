@@ -26,12 +26,12 @@ type reportSummary struct {
 	Err error
 }
 
-// writeReport writes the report of the ISO week holding the middle of the
-// simulated span, as `agentwatch report` would, once the responder has
+// writeReport writes the report of the demo's day (the UTC day holding the
+// middle of the replayed day), as `agentwatch report` would, once the responder has
 // closed its evidence chain: HTML and PDF under DATA_DIR/reports,
 // recorded in the chain (verified again after).
 func writeReport(ctx context.Context, cfg config.Config, mid time.Time, log *slog.Logger) reportSummary {
-	p := report.PeriodOf(mid, true)
+	p := report.DayOf(mid)
 	s := reportSummary{Period: p.Name}
 	who := audit.Actor{Kind: audit.ActorCLI, Name: "demo (agentwatch report)"}
 	b, closeFn, err := reportsvc.Builder(ctx, cfg, log, p, who, nil, io.Discard)
