@@ -5,8 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"strings"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
