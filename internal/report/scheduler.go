@@ -180,9 +180,9 @@ func (s *Scheduler) tick(ctx context.Context) (outcome, error) {
 			}
 			return outcomeDone, err
 		}
-		var stop func() error
+		var stop func()
 		ctx, stop = s.keepLease(ctx, p)
-		defer func() { _ = stop() }()
+		defer stop()
 	}
 	ran, err := s.run(ctx, p)
 	if ran {
@@ -199,7 +199,7 @@ var errLeaseLost = errors.New("the report's lease was lost to another instance")
 // instance: that one is running the period now. A renewal that fails
 // (ClickHouse unreachable) is tried again at the next interval; the lease
 // lasts until then.
-func (s *Scheduler) keepLease(ctx context.Context, p Period) (context.Context, func() error) {
+func (s *Scheduler) keepLease(ctx context.Context, p Period) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	quit := make(chan struct{})
 	finished := make(chan struct{})
@@ -229,12 +229,10 @@ func (s *Scheduler) keepLease(ctx context.Context, p Period) (context.Context, f
 			}
 		}
 	}()
-	return ctx, func() error {
+	return ctx, func() {
 		close(quit)
 		<-finished
-		err := context.Cause(ctx)
 		cancel(nil)
-		return err
 	}
 }
 
