@@ -34,7 +34,7 @@ in UTC: inventory completeness, ownership, zombie APIs, access-policy coverage,
 permission violations, anomalies by kind and severity, the false-positive rate, time to
 detect and to contain, revocations and restores, and the agents to review, each number
 with its definition, and charts. It reads the embedded data dir (embedded.data_dir), or
-ClickHouse in the distributed mode when this build connects its visibility source.
+ClickHouse's visibility summary tables in the distributed mode.
 
 The files go to --out (report.out_dir, else the current directory) as
 agentwatch-report-PERIOD.html and .pdf, and their SHA-256 into the evidence chain as a

@@ -14,7 +14,6 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
-	"github.com/agentwatch/agentwatch/internal/visibility/vissvc"
 )
 
 // reportScheduler is the stage that writes the report of each period on
@@ -57,9 +56,6 @@ func (r *Responder) reportScheduler(ctx context.Context, cfg config.Config, svc 
 	}
 	if !cfg.Distributed() {
 		return s, nil
-	}
-	if vissvc.NewClickHouseSource == nil {
-		return nil, vissvc.ErrNoClickHouseSource
 	}
 	if _, ok := svc.Chain.(*evidence.SequencedChain); !ok {
 		// A chain the instances do not order together would fork when

@@ -19,8 +19,6 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/testkit/itest"
 	"github.com/agentwatch/agentwatch/internal/testkit/testsrv"
-	"github.com/agentwatch/agentwatch/internal/visibility"
-	"github.com/agentwatch/agentwatch/internal/visibility/vissvc"
 )
 
 // TestIntegrationReportScheduleTwoResponders: two distributed responders
@@ -28,8 +26,9 @@ import (
 // report.schedule tick for the same period at once. One writes it: one
 // report on the local Slack, one report record in ClickHouse's
 // evidence_chain, placed through the global table, and the chain
-// verifies against the writer's evidence directory. The visibility
-// source is an empty in-memory one: this test is about who writes.
+// verifies against the writer's evidence directory. The report reads the
+// (empty) visibility tables of the test's database: this test is about
+// who writes.
 func TestIntegrationReportScheduleTwoResponders(t *testing.T) {
 	k := itest.PlainKafka(t)
 	chAddr := itest.ClickHouseAddr(t)
@@ -43,11 +42,6 @@ func TestIntegrationReportScheduleTwoResponders(t *testing.T) {
 	}
 	k.DeleteTopicsAfter(t, topic, state, global)
 	itest.DropDatabaseAfter(t, chAddr, db)
-	saved := vissvc.NewClickHouseSource
-	t.Cleanup(func() { vissvc.NewClickHouseSource = saved })
-	vissvc.NewClickHouseSource = func(context.Context, config.Config, *slog.Logger) (visibility.Source, func(), error) {
-		return visibility.NewMemSource(nil, nil, nil, nil), func() {}, nil
-	}
 	srv := testsrv.NewSlack()
 	defer srv.Close()
 	dir := t.TempDir()

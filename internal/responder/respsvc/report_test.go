@@ -1,9 +1,6 @@
 package respsvc
 
 import (
-	"context"
-	"errors"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,13 +10,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/report"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/testkit/testsrv"
-	"github.com/agentwatch/agentwatch/internal/visibility"
-	"github.com/agentwatch/agentwatch/internal/visibility/vissvc"
 )
 
 // TestReportSchedule: with report.schedule the embedded responder runs a
@@ -81,18 +75,9 @@ func TestReportSchedule(t *testing.T) {
 		t.Errorf("questions audited: %d, %v", len(asked), err)
 	}
 
-	// The distributed mode needs the ClickHouse source and the chain the
-	// global table orders; this responder's stores have neither.
+	// The distributed mode needs the chain the global table orders; this
+	// responder's stores have none.
 	cfg.Kafka.Brokers = []string{"127.0.0.1:1"}
-	saved := vissvc.NewClickHouseSource
-	defer func() { vissvc.NewClickHouseSource = saved }()
-	vissvc.NewClickHouseSource = nil
-	if _, err := r.reportScheduler(t.Context(), cfg, r.Service, "i1", r.log, prometheus.NewRegistry()); !errors.Is(err, vissvc.ErrNoClickHouseSource) {
-		t.Errorf("distributed without a ClickHouse source: %v", err)
-	}
-	vissvc.NewClickHouseSource = func(context.Context, config.Config, *slog.Logger) (visibility.Source, func(), error) {
-		return nil, nil, errors.New("not called")
-	}
 	if _, err := r.reportScheduler(t.Context(), cfg, r.Service, "i1", r.log, prometheus.NewRegistry()); err == nil || !strings.Contains(err.Error(), "global table orders") {
 		t.Errorf("distributed on a file chain: %v", err)
 	}
