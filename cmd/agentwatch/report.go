@@ -34,13 +34,13 @@ or a day (--period 2026-03-15), in UTC: inventory completeness, ownership, zombi
 permission violations, anomalies by kind and severity, the false-positive rate, time to
 detect and to contain, revocations and restores, and the agents to review, each number
 with its definition, and charts. It reads the embedded data dir (embedded.data_dir), or
-ClickHouse's summary tables in the distributed mode.
+ClickHouse's visibility summary tables in the distributed mode.
 
 The files go to --out (report.out_dir, else the current directory) as
 agentwatch-report-PERIOD.html and .pdf, and their SHA-256 into the evidence chain as a
 report bundle (--record=false to skip: the chain has one writer, so stop a running demo
 first or skip; in the distributed mode the responders alone append to it, and the
-command does not record). --slack-channel uploads them to a Slack conversation with
+command does not record: report.schedule does). --slack-channel uploads them to a Slack conversation with
 responder.slack's token. Progress goes to stderr, the files and hashes to stdout.
 Docs: docs/reports.md.`,
 		Args: cli.NoArgs,
@@ -112,12 +112,15 @@ func runReport(ctx context.Context, cfg config.Config, log *slog.Logger, o repor
 	b.Progress = progress
 	job := &report.Job{Builder: b, Formats: o.formats, OutDir: o.out, Progress: progress}
 	if o.record && cfg.Distributed() {
-		// The responders order the chain's appends through Kafka; a
-		// command appending on its own could fork it.
+		// The responders order the chain's appends through the global
+		// table; a command appending to ClickHouse on its own could fork
+		// it, and joining that order would mean reading the whole global
+		// topic, and leave the bundle on this host, where no responder's
+		// verify finds it. The schedule records reports in this mode.
 		if o.recordSet {
 			return errors.New("--record: in the distributed mode the evidence chain is appended by the responders only; run without --record")
 		}
-		fmt.Fprintln(stderr, "not recorded in the evidence chain: in the distributed mode only the responders append to it")
+		fmt.Fprintln(stderr, "not recorded in the evidence chain: in the distributed mode only the responders append to it (report.schedule records each period's report)")
 		o.record = false
 	}
 	if o.record {

@@ -119,6 +119,11 @@ func (j *Job) Run(ctx context.Context, p Period) (Result, error) {
 		}
 		res.Files = append(res.Files, w)
 	}
+	// A run cancelled meanwhile (its lease lost to another instance, a
+	// stop) neither posts nor records: the other instance does.
+	if err := context.Cause(ctx); err != nil {
+		return res, fmt.Errorf("report %s: %w", p.Name, err)
+	}
 	if j.Slack != nil && j.Channel != "" {
 		j.step("post to Slack")
 		ids, err := Post(ctx, j.Slack, j.Channel, r, outs)
@@ -144,7 +149,16 @@ func (j *Job) Run(ctx context.Context, p Period) (Result, error) {
 		for _, o := range outs {
 			files = append(files, evidence.ReportFile{Name: bundleName(o.Name), Data: o.Data})
 		}
-		b, err := evidence.RecordReport(ctx, j.Chain, j.EvidenceRoot, p.Name, files, time.UnixMilli(r.GeneratedMs))
+		rctx := ctx
+		if len(res.SlackFiles) > 0 {
+			// Posted: the record says so even if the run is cancelled
+			// now, or the next run (here or on another instance) would
+			// post it again.
+			var cancel context.CancelFunc
+			rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+			defer cancel()
+		}
+		b, err := evidence.RecordReport(rctx, j.Chain, j.EvidenceRoot, p.Name, files, time.UnixMilli(r.GeneratedMs))
 		if err != nil {
 			return res, fmt.Errorf("report %s: %w", p.Name, err)
 		}
@@ -152,6 +166,9 @@ func (j *Job) Run(ctx context.Context, p Period) (Result, error) {
 	}
 	return res, nil
 }
+
+// recordTimeout bounds the record of a report already posted.
+const recordTimeout = time.Minute
 
 // bundleName is an edition's name inside the bundle: "report.pdf".
 func bundleName(name string) string { return "report" + ext(name) }

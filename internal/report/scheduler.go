@@ -2,6 +2,7 @@ package report
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -32,11 +33,33 @@ func (s Schedule) Next(now time.Time) time.Time {
 	return cur.Span.To.Add(s.At)
 }
 
+// Leaser is a lease several instances share (chstore.Store.TakeLease):
+// TakeLease claims name for owner for ttl and reports whether owner holds
+// it; a live lease of owner's is renewed.
+type Leaser interface {
+	TakeLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error)
+}
+
+// DefaultLeaseTTL is how long a period's lease lasts without renewal: an
+// instance that died holding it delays the report by this long, plus
+// Retry.
+const DefaultLeaseTTL = 15 * time.Minute
+
+// LeaseName is the name of the lease on period's report.
+func LeaseName(period string) string { return "report-" + period }
+
 // Scheduler writes each period's report once, at its scheduled time, from
 // inside a service (the responder). Before a run it asks the evidence
 // chain whether a report of the period is recorded; the Job records one
 // after it posted, so a restart neither skips nor repeats a period. A
 // failed run is tried again after Retry. It is a pipeline stage.
+//
+// Several instances (the distributed mode's responders) each run a
+// Scheduler on one shared chain: with Lease set, an instance runs a
+// period only while it holds the period's lease, renewed during the run,
+// and asks the chain again once it holds it, so one instance writes and
+// posts the report. The others try again after Retry, which takes the
+// period over once the lease of an instance that died has expired.
 type Scheduler struct {
 	// Job is the run; Prepare, when set, builds it afresh for each run
 	// instead (loading the data the period needs), and its closeFn is
@@ -56,7 +79,21 @@ type Scheduler struct {
 	OnRun func(p Period, res Result, err error)
 	// Metrics, when set, count the runs.
 	Metrics *Metrics
+	// Lease, when set, is taken as Owner (required then) for LeaseTTL
+	// (default DefaultLeaseTTL) before each run.
+	Lease    Leaser
+	Owner    string
+	LeaseTTL time.Duration
 }
+
+// outcome is what a tick did.
+type outcome int
+
+const (
+	outcomeDone      outcome = iota // the period's report is in the chain
+	outcomeRan                      // this instance wrote it
+	outcomeElsewhere                // another instance holds the period's lease
+)
 
 func (s *Scheduler) now() time.Time {
 	if s.Now != nil {
@@ -84,30 +121,122 @@ func (s *Scheduler) Done(ctx context.Context, p Period) (bool, error) {
 // Tick writes the report due now unless it is done. ran says a report
 // was written.
 func (s *Scheduler) Tick(ctx context.Context) (ran bool, err error) {
-	ran, err = s.tick(ctx)
+	o, err := s.tickCounted(ctx)
+	return o == outcomeRan, err
+}
+
+func (s *Scheduler) tickCounted(ctx context.Context) (outcome, error) {
+	o, err := s.tick(ctx)
 	switch {
 	case err != nil:
 		s.Metrics.count("failed")
-	case ran:
+	case o == outcomeRan:
 		s.Metrics.count("ok")
 		if s.Metrics != nil {
 			s.Metrics.LastSuccess.Set(float64(s.now().Unix()))
 		}
+	case o == outcomeElsewhere:
+		s.Metrics.count("elsewhere")
 	default:
 		s.Metrics.count("skipped")
 	}
-	return ran, err
+	return o, err
 }
 
-func (s *Scheduler) tick(ctx context.Context) (ran bool, err error) {
+func (s *Scheduler) leaseTTL() time.Duration {
+	if s.LeaseTTL > 0 {
+		return s.LeaseTTL
+	}
+	return DefaultLeaseTTL
+}
+
+func (s *Scheduler) tick(ctx context.Context) (outcome, error) {
 	p := s.Schedule.Due(s.now())
 	done, err := s.Done(ctx, p)
 	if err != nil {
-		return false, fmt.Errorf("scheduled report %s: %w", p.Name, err)
+		return outcomeDone, fmt.Errorf("scheduled report %s: %w", p.Name, err)
 	}
 	if done {
-		return false, nil
+		return outcomeDone, nil
 	}
+	if s.Lease != nil {
+		if s.Owner == "" {
+			return outcomeDone, fmt.Errorf("scheduled report %s: a lease needs an owner", p.Name)
+		}
+		held, err := s.Lease.TakeLease(ctx, LeaseName(p.Name), s.Owner, s.leaseTTL())
+		if err != nil {
+			return outcomeDone, fmt.Errorf("scheduled report %s: %w", p.Name, err)
+		}
+		if !held {
+			if s.Log != nil {
+				s.Log.Info("another instance holds the report's lease", "period", p.Name)
+			}
+			return outcomeElsewhere, nil
+		}
+		// The holder before us may have finished and let its lease expire.
+		if done, err = s.Done(ctx, p); err != nil || done {
+			if err != nil {
+				err = fmt.Errorf("scheduled report %s: %w", p.Name, err)
+			}
+			return outcomeDone, err
+		}
+		var stop func()
+		ctx, stop = s.keepLease(ctx, p)
+		defer stop()
+	}
+	ran, err := s.run(ctx, p)
+	if ran {
+		return outcomeRan, nil
+	}
+	return outcomeDone, err
+}
+
+// errLeaseLost ends a run whose lease another instance took over.
+var errLeaseLost = errors.New("the report's lease was lost to another instance")
+
+// keepLease renews p's lease every third of its TTL until stop, and
+// cancels the returned context if a renewal finds it held by another
+// instance: that one is running the period now. A renewal that fails
+// (ClickHouse unreachable) is tried again at the next interval; the lease
+// lasts until then.
+func (s *Scheduler) keepLease(ctx context.Context, p Period) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	quit := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		// The wall clock, not s.After: renewals follow the lease's real
+		// expiry in the shared store, whatever clock the schedule reads.
+		t := time.NewTicker(s.leaseTTL() / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			held, err := s.Lease.TakeLease(ctx, LeaseName(p.Name), s.Owner, s.leaseTTL())
+			switch {
+			case err != nil && ctx.Err() == nil:
+				if s.Log != nil {
+					s.Log.Warn("renewing the report's lease failed; trying again", "period", p.Name, "err", err)
+				}
+			case err == nil && !held:
+				cancel(errLeaseLost)
+				return
+			}
+		}
+	}()
+	return ctx, func() {
+		close(quit)
+		<-finished
+		cancel(nil)
+	}
+}
+
+func (s *Scheduler) run(ctx context.Context, p Period) (ran bool, err error) {
 	job := s.Job
 	if s.Prepare != nil {
 		var closeFn func()
@@ -121,6 +250,9 @@ func (s *Scheduler) tick(ctx context.Context) (ran bool, err error) {
 		}
 	}
 	res, err := job.Run(ctx, p)
+	if err != nil && errors.Is(context.Cause(ctx), errLeaseLost) {
+		err = fmt.Errorf("%w: %w", errLeaseLost, err)
+	}
 	if s.OnRun != nil {
 		s.OnRun(p, res, err)
 	}
@@ -146,13 +278,18 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 	for {
 		wait := time.Duration(0)
-		if _, err := s.Tick(ctx); err != nil {
+		o, err := s.tickCounted(ctx)
+		switch {
+		case err != nil:
 			if ctx.Err() != nil {
 				return nil
 			}
 			if s.Log != nil {
 				s.Log.Warn("scheduled report failed; trying again later", "err", err, "retry_in", retry)
 			}
+			wait = retry
+		case o == outcomeElsewhere:
+			// Looked at again in case its holder dies before the record.
 			wait = retry
 		}
 		now := s.now()
@@ -178,7 +315,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
 	return &Metrics{
 		Runs: f.NewCounterVec(prometheus.CounterOpts{Namespace: "agentwatch", Subsystem: "report", Name: "runs_total",
-			Help: "Scheduled report runs, by result: ok (written, posted, recorded), skipped (the period's report is in the evidence chain already), failed (tried again later)."}, []string{"result"}),
+			Help: "Scheduled report runs, by result: ok (written, posted, recorded), skipped (the period's report is in the evidence chain already), elsewhere (another responder instance holds the period's lease), failed (tried again later)."}, []string{"result"}),
 		LastSuccess: f.NewGauge(prometheus.GaugeOpts{Namespace: "agentwatch", Subsystem: "report", Name: "last_success_timestamp_seconds",
 			Help: "When the schedule last wrote a report, in Unix seconds; alert if it is older than the schedule's period plus a day."}),
 	}

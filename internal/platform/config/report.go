@@ -13,7 +13,7 @@ import (
 // (docs/reports.md). `agentwatch report` reads out_dir and formats as its
 // defaults too.
 type Report struct {
-	Schedule     string   `mapstructure:"schedule" doc:"When the responder writes the report of the period just ended, in UTC: \"monthly HH:MM\" (on the 1st of each month, for the month before), \"weekly HH:MM\" (each Monday, for the ISO week before), or empty for never. Each period is written once: the evidence chain's report bundle says it was done."`
+	Schedule     string   `mapstructure:"schedule" doc:"When the responder writes the report of the period just ended, in UTC: \"monthly HH:MM\" (on the 1st of each month, for the month before), \"weekly HH:MM\" (each Monday, for the ISO week before), or empty for never. Each period is written once: the evidence chain's report bundle says it was done; with kafka.brokers set, every responder instance runs the schedule and a lease in ClickHouse picks the one that writes and posts it."`
 	SlackChannel string   `mapstructure:"slack_channel" doc:"Slack conversation id (C..., G...) the scheduled report is uploaded to as files; needs responder.slack's token with files:write. Empty: not posted."`
 	OutDir       string   `mapstructure:"out_dir" doc:"Directory the report files are written to (agentwatch-report-PERIOD.html, .pdf). Empty: embedded.data_dir/reports for the schedule, the current directory for agentwatch report."`
 	Formats      []string `mapstructure:"formats" doc:"Editions written: html, pdf or both."`
@@ -62,8 +62,7 @@ var slackConversation = regexp.MustCompile(`^[CGD][A-Z0-9]{2,}$`)
 
 func (c Config) validateReport(bad func(key, format string, a ...any)) {
 	r := c.Report
-	_, scheduled, err := ParseReportSchedule(r.Schedule)
-	if err != nil {
+	if _, _, err := ParseReportSchedule(r.Schedule); err != nil {
 		bad("report.schedule", "%v", err)
 	}
 	if r.SlackChannel != "" && !slackConversation.MatchString(r.SlackChannel) {
@@ -76,8 +75,5 @@ func (c Config) validateReport(bad func(key, format string, a ...any)) {
 		if !slices.Contains(ReportFormats, f) {
 			bad("report.formats", "%q is not html or pdf", f)
 		}
-	}
-	if scheduled && c.Distributed() {
-		bad("report.schedule", "the scheduled report reads the embedded data dir in this build: unset kafka.brokers, or run agentwatch report by hand")
 	}
 }

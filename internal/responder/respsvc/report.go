@@ -7,25 +7,28 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/report"
 	"github.com/agentwatch/agentwatch/internal/report/reportsvc"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
 )
 
 // reportScheduler is the stage that writes the report of each period on
 // report.schedule: on the responder's evidence chain and audit trail,
 // posted with its Slack token. nil without a schedule.
-func reportScheduler(cfg config.Config, svc *respond.Service, log *slog.Logger, reg prometheus.Registerer) (*report.Scheduler, error) {
+//
+// In the distributed mode every instance runs it, and the period's lease
+// in ClickHouse (chstore.Store.TakeLease, owner instance) picks the one
+// that writes and posts; the chain it records in and asks whether a
+// period is done is the instances' shared one (svc.Chain: sequenced by
+// the global table, stored in ClickHouse's evidence_chain).
+func (r *Responder) reportScheduler(ctx context.Context, cfg config.Config, svc *respond.Service, instance string, log *slog.Logger, reg prometheus.Registerer) (*report.Scheduler, error) {
 	sch, ok, err := config.ParseReportSchedule(cfg.Report.Schedule)
 	if err != nil || !ok {
 		return nil, err // Validate said so already
-	}
-	if cfg.Distributed() {
-		// Several instances would each write and post it: the schedule
-		// waits for a way to pick one.
-		return nil, errors.New("the scheduled report runs in the embedded mode only in this build")
 	}
 	log = log.With("component", "report")
 	var up report.Uploader
@@ -37,7 +40,7 @@ func reportScheduler(cfg config.Config, svc *respond.Service, log *slog.Logger, 
 		up = client
 	}
 	who := audit.Actor{Kind: audit.ActorAutomatic}
-	return &report.Scheduler{
+	s := &report.Scheduler{
 		Schedule: report.Schedule{Weekly: sch.Weekly, At: sch.At},
 		Chain:    svc.Chain,
 		Log:      log,
@@ -50,5 +53,20 @@ func reportScheduler(cfg config.Config, svc *respond.Service, log *slog.Logger, 
 			return &report.Job{Builder: b, Formats: cfg.Report.Formats, OutDir: reportsvc.OutDir(cfg),
 				Chain: svc.Chain, EvidenceRoot: svc.Evidence, Slack: up, Channel: cfg.Report.SlackChannel}, closeFn, nil
 		},
-	}, nil
+	}
+	if !cfg.Distributed() {
+		return s, nil
+	}
+	if _, ok := svc.Chain.(*evidence.SequencedChain); !ok {
+		// A chain the instances do not order together would fork when
+		// two of them record (a lease expiring mid-run): refuse.
+		return nil, errors.New("the distributed mode's scheduled report records in the chain the global table orders; this responder has none")
+	}
+	st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, log)
+	if err != nil {
+		return nil, err
+	}
+	r.closers = append(r.closers, st.Close)
+	s.Lease, s.Owner = st, instance
+	return s, nil
 }

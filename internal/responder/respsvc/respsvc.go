@@ -86,8 +86,9 @@ type Options struct {
 	// registers them on Metrics in the distributed mode.
 	StateMetrics *kstate.Metrics
 	// Instance names this instance in the commands it forwards to others
-	// (route.Options.Instance); default host name and pid. Set it when
-	// several instances run in one process (tests).
+	// (route.Options.Instance) and as the owner of the scheduled report's
+	// lease; default host name and pid. Set it when several instances run
+	// in one process (tests).
 	Instance string
 	// GlobalMux, when set, is the Mux the distributed mode's global table
 	// applies its records through; the global rules register their
@@ -143,6 +144,11 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		}
 	}()
 	openReader := o.Reader == nil && cfg.Distributed()
+	instance := o.Instance
+	if instance == "" {
+		host, _ := os.Hostname()
+		instance = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
 	var sec kafka.Security
 	if openReader {
 		if sec, err = kafka.Connect(ctx, cfg.Kafka, log); err != nil {
@@ -172,11 +178,6 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		// global table; this instance runs those for its own partitions
 		// once their state is restored (route.Part, first of the parts,
 		// so its commands end before the outbox is drained).
-		instance := o.Instance
-		if instance == "" {
-			host, _ := os.Hostname()
-			instance = fmt.Sprintf("%s-%d", host, os.Getpid())
-		}
 		if router, err = route.New(route.Options{Instance: instance, Log: log, Metrics: route.NewMetrics(reg)}); err != nil {
 			return nil, err
 		}
@@ -324,7 +325,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	if watcher != nil {
 		r.stages = append(r.stages, watcher)
 	}
-	rs, err := reportScheduler(cfg, svc, log, reg)
+	rs, err := r.reportScheduler(ctx, cfg, svc, instance, log, reg)
 	if err != nil {
 		return nil, fmt.Errorf("report.schedule: %w", err)
 	}
