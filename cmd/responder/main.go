@@ -217,6 +217,7 @@ func auditCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.Filter.AgentID, "agent", "", "only this agent")
 	f.StringVar(&o.Filter.IncidentID, "incident", "", "only this incident")
+	f.StringVar(&o.Filter.Action, "action", "", "only this action (a step kind, playbook, audit_query, checkpoint, or ask: the questions put to the inventory, findings, access, agent, route and events commands)")
 	f.StringVar(&from, "from", "", "from this time (RFC 3339 or YYYY-MM-DD), inclusive; default 30 days ago")
 	f.StringVar(&to, "to", "", "to this time, exclusive; default now")
 	f.BoolVar(&o.JSON, "json", false, "print JSON instead of a table")

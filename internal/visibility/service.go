@@ -2,7 +2,6 @@ package visibility
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
@@ -164,6 +163,3 @@ type RouteProfile struct {
 	Callers []AgentRouteRow
 	Daily   []DailyCount
 }
-
-// ErrNotBuilt is returned by what is not built yet.
-var ErrNotBuilt = errors.New("visibility: not built yet")

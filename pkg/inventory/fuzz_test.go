@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"testing"
+	"time"
 )
 
 func FuzzParseRegistry(f *testing.F) {
@@ -13,6 +14,8 @@ func FuzzParseRegistry(f *testing.F) {
 	f.Add([]byte(`{"agents": [{"id": "a", "role": "hr", "approved_routes": ["/a//{b}/"]}]}`))
 	f.Add([]byte("agents: &a [*a]\n"))
 	f.Add([]byte("agents:\n  - {id: a, rol: x}\n  - {id: a}\n"))
+	f.Add([]byte("agents:\n  - {id: a, review_by: 2026-06-30, credential_expires: '2026-04-01', credential_issued: 2026-01-01, credential_max_age_days: 90}\n"))
+	f.Add([]byte("agents:\n  - {id: a, credential_max_age_days: 90}\n  - {id: b, review_by: 2026-13-01}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := ParseRegistry("f.yaml", data)
 		if err != nil {
@@ -30,6 +33,16 @@ func FuzzParseRegistry(f *testing.F) {
 			CredentialID   string            `json:"credential_id"`
 			Labels         map[string]string `json:"labels"`
 			ApprovedRoutes []string          `json:"approved_routes"`
+			ReviewBy       string            `json:"review_by,omitempty"`
+			Expires        string            `json:"credential_expires,omitempty"`
+			Issued         string            `json:"credential_issued,omitempty"`
+			MaxAgeDays     int               `json:"credential_max_age_days,omitempty"`
+		}
+		date := func(t time.Time) string {
+			if t.IsZero() {
+				return ""
+			}
+			return t.Format(DateLayout)
 		}
 		var doc struct {
 			Agents []agent `json:"agents"`
@@ -37,7 +50,9 @@ func FuzzParseRegistry(f *testing.F) {
 		doc.Agents = []agent{}
 		for _, id := range r.IDs() {
 			a, _ := r.Lookup(id)
-			doc.Agents = append(doc.Agents, agent(*a))
+			doc.Agents = append(doc.Agents, agent{ID: a.ID, Role: a.Role, Owner: a.Owner, CredentialID: a.CredentialID,
+				Labels: a.Labels, ApprovedRoutes: a.ApprovedRoutes, ReviewBy: date(a.ReviewBy), Expires: date(a.CredentialExpires),
+				Issued: date(a.CredentialIssued), MaxAgeDays: a.CredentialMaxAgeDays})
 		}
 		js, err := json.Marshal(doc)
 		if err != nil {
@@ -54,7 +69,9 @@ func FuzzParseRegistry(f *testing.F) {
 			a, _ := r.Lookup(id)
 			b, _ := again.Lookup(id)
 			if a.Role != b.Role || a.Owner != b.Owner || a.CredentialID != b.CredentialID || !maps.Equal(a.Labels, b.Labels) ||
-				!slices.Equal(a.ApprovedRoutes, b.ApprovedRoutes) || (a.ApprovedRoutes == nil) != (b.ApprovedRoutes == nil) {
+				!slices.Equal(a.ApprovedRoutes, b.ApprovedRoutes) || (a.ApprovedRoutes == nil) != (b.ApprovedRoutes == nil) ||
+				!a.ReviewBy.Equal(b.ReviewBy) || !a.CredentialExpires.Equal(b.CredentialExpires) ||
+				!a.CredentialIssued.Equal(b.CredentialIssued) || a.CredentialMaxAgeDays != b.CredentialMaxAgeDays {
 				t.Fatalf("round trip of %q: %+v; want %+v", id, b, a)
 			}
 		}

@@ -5,6 +5,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/agentwatch/agentwatch/pkg/internal/strictyaml"
 )
 
 // Agent is one registered agent.
@@ -26,7 +31,41 @@ type Agent struct {
 	// for this agent, so the unapproved-route rule does not apply to it;
 	// empty (but not nil) means it is approved for no route at all.
 	ApprovedRoutes []string
+	// ReviewBy is the date by which the entry must be reviewed (is the
+	// agent still needed, is its owner right); zero when not given.
+	ReviewBy time.Time
+	// CredentialExpires is the date the credential expires; zero when not
+	// given.
+	CredentialExpires time.Time
+	// CredentialIssued is the date the credential was issued, and
+	// CredentialMaxAgeDays how many days it may live (the "renew every 90
+	// days" rule); MaxAge is 0 when not given, and needs Issued.
+	CredentialIssued     time.Time
+	CredentialMaxAgeDays int
 }
+
+// CredentialDeadline returns when the agent's credential must be renewed:
+// the earlier of CredentialExpires and CredentialIssued plus
+// CredentialMaxAgeDays. ok is false when the entry gives neither.
+func (a *Agent) CredentialDeadline() (deadline time.Time, ok bool) {
+	if !a.CredentialExpires.IsZero() {
+		deadline, ok = a.CredentialExpires, true
+	}
+	if a.CredentialMaxAgeDays > 0 && !a.CredentialIssued.IsZero() {
+		d := a.CredentialIssued.AddDate(0, 0, a.CredentialMaxAgeDays)
+		if !ok || d.Before(deadline) {
+			deadline, ok = d, true
+		}
+	}
+	return deadline, ok
+}
+
+// DateLayout is how the registry's dates are written: YYYY-MM-DD, a UTC
+// day.
+const DateLayout = time.DateOnly
+
+// MaxCredentialAgeDays bounds credential_max_age_days: ten years.
+const MaxCredentialAgeDays = 3650
 
 // Registry is the agent registry. It is immutable after construction and
 // safe for concurrent reads. A nil *Registry behaves like EmptyRegistry().
@@ -51,7 +90,8 @@ func EmptyRegistry() *Registry { return &Registry{} }
 
 var registryFields = []string{"agents"}
 
-var agentFields = []string{"id", "role", "owner", "credential_id", "labels", "approved_routes"}
+var agentFields = []string{"id", "role", "owner", "credential_id", "labels", "approved_routes",
+	"review_by", "credential_expires", "credential_issued", "credential_max_age_days"}
 
 // ParseRegistry parses an agent registry (YAML or JSON; schema in
 // docs/registry.md):
@@ -63,6 +103,9 @@ var agentFields = []string{"id", "role", "owner", "credential_id", "labels", "ap
 //	    credential_id: key_x1y2z3
 //	    labels: {team: cx}
 //	    approved_routes: [/customers/{id}, /customers/{id}/orders]
+//	    review_by: 2026-06-30
+//	    credential_issued: 2026-03-01
+//	    credential_max_age_days: 90
 //
 // name is the file name errors start with. Every problem is reported at
 // once, each naming the line, the entry (index and id) and the field:
@@ -105,6 +148,15 @@ func ParseRegistry(name string, data []byte) (*Registry, error) {
 			CredentialID: d.str(get(fs, "credential_id"), ctx, "credential_id"),
 			Labels:       d.strMap(get(fs, "labels"), ctx, "labels"),
 		}}
+		e.agent.ReviewBy = d.date(get(fs, "review_by"), ctx, "review_by")
+		e.agent.CredentialExpires = d.date(get(fs, "credential_expires"), ctx, "credential_expires")
+		e.agent.CredentialIssued = d.date(get(fs, "credential_issued"), ctx, "credential_issued")
+		if n := get(fs, "credential_max_age_days"); n != nil {
+			e.agent.CredentialMaxAgeDays = d.days(n, ctx, "credential_max_age_days")
+			if e.agent.CredentialMaxAgeDays > 0 && e.agent.CredentialIssued.IsZero() {
+				d.errorf(n, ctx, "credential_max_age_days", "needs credential_issued, the date the credential's age counts from")
+			}
+		}
 		if list, nodes, ok := d.strs(get(fs, "approved_routes"), ctx, "approved_routes"); ok {
 			e.approved = make(map[string]struct{}, len(list))
 			e.agent.ApprovedRoutes = make([]string, 0, len(list))
@@ -215,4 +267,37 @@ func (r *Registry) UnknownRoutes(inv *Inventory) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// date decodes an optional YYYY-MM-DD field; null or absent is the zero
+// time.
+func (d *doc) date(n *yaml.Node, ctx, path string) time.Time {
+	v := d.str(n, ctx, path)
+	if v == "" {
+		return time.Time{}
+	}
+	t, err := time.Parse(DateLayout, v)
+	if err != nil {
+		d.errorf(n, ctx, path, "%.40q is not a date; write YYYY-MM-DD, e.g. 2026-06-30", v)
+		return time.Time{}
+	}
+	return t
+}
+
+// days decodes a whole number of days from 1 to MaxCredentialAgeDays; null
+// is 0.
+func (d *doc) days(n *yaml.Node, ctx, path string) int {
+	if strictyaml.IsNull(n) {
+		return 0
+	}
+	v := d.str(n, ctx, path)
+	if v == "" {
+		return 0
+	}
+	days, err := strconv.Atoi(v)
+	if err != nil || days < 1 || days > MaxCredentialAgeDays {
+		d.errorf(n, ctx, path, "%.40q: want a whole number of days from 1 to %d, e.g. 90", v, MaxCredentialAgeDays)
+		return 0
+	}
+	return days
 }

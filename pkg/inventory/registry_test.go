@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func readSim(t testing.TB, file string) []byte {
@@ -61,6 +62,12 @@ func TestParseRegistryErrors(t *testing.T) {
 	bad("agents:\n  - id: a\n    approved_routes: ['/a b']\n", `has a space or control character`)
 	bad("agents:\n  - id: a\n    approved_routes: ['/a/b}']\n", `'}' at byte 4 without '{'`)
 	bad("agents:\n  - id: a\n    approved_routes: ['/"+strings.Repeat("a/", 17)+"']\n", "17 segments, at most 16")
+	bad("agents:\n  - id: a\n    review_by: 30/06/2026\n", `reg.yaml:3: agents[0] (id "a"): field review_by: "30/06/2026" is not a date; write YYYY-MM-DD`)
+	bad("agents:\n  - id: a\n    credential_expires: 2026-02-30\n", `field credential_expires: "2026-02-30" is not a date`)
+	bad("agents:\n  - id: a\n    credential_issued: [2026-01-01]\n", `field credential_issued: want a string, not a list`)
+	bad("agents:\n  - id: a\n    credential_issued: 2026-01-01\n    credential_max_age_days: 0\n", `field credential_max_age_days: "0": want a whole number of days from 1 to 3650`)
+	bad("agents:\n  - id: a\n    credential_issued: 2026-01-01\n    credential_max_age_days: 9.5\n", `field credential_max_age_days: "9.5": want a whole number`)
+	bad("agents:\n  - id: a\n    credential_max_age_days: 90\n", `reg.yaml:3: agents[0] (id "a"): field credential_max_age_days: needs credential_issued`)
 	// Every problem at once.
 	bad("agents:\n  - id: a\n    rol: x\n  - id: a\n  - {}\n",
 		`reg.yaml:3: agents[0] (id "a"): unknown field "rol"`,
@@ -124,6 +131,59 @@ agents:
 	approved("b", "/payroll", false, false) // no list
 	approved("c", "/positions", false, true)
 	approved("z", "/positions", false, false) // not registered
+}
+
+func TestParseRegistryDates(t *testing.T) {
+	day := func(s string) time.Time {
+		d, err := time.Parse(time.DateOnly, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	for _, tc := range []struct {
+		name, entry             string
+		review, expires, issued string
+		maxAge                  int
+		deadline                string // "" when none
+	}{
+		{name: "none", entry: "{id: a}"},
+		{name: "null fields", entry: "{id: a, review_by: null, credential_expires: ~, credential_max_age_days: null}"},
+		{name: "review only", entry: "{id: a, review_by: 2026-06-30}", review: "2026-06-30"},
+		{name: "expires", entry: "{id: a, credential_expires: '2026-04-01'}", expires: "2026-04-01", deadline: "2026-04-01"},
+		{name: "issued without max age", entry: "{id: a, credential_issued: 2026-01-01}", issued: "2026-01-01"},
+		{name: "90 days", entry: "{id: a, credential_issued: 2026-01-01, credential_max_age_days: 90}",
+			issued: "2026-01-01", maxAge: 90, deadline: "2026-04-01"},
+		{name: "earlier of both", entry: "{id: a, credential_expires: 2026-03-01, credential_issued: 2026-01-01, credential_max_age_days: 90}",
+			expires: "2026-03-01", issued: "2026-01-01", maxAge: 90, deadline: "2026-03-01"},
+		{name: "max age earlier", entry: "{id: a, credential_expires: 2027-01-01, credential_issued: 2026-01-01, credential_max_age_days: 30}",
+			expires: "2027-01-01", issued: "2026-01-01", maxAge: 30, deadline: "2026-01-31"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := ParseRegistry("reg.yaml", []byte("agents:\n  - "+tc.entry+"\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, _ := r.Lookup("a")
+			opt := func(s string) time.Time {
+				if s == "" {
+					return time.Time{}
+				}
+				return day(s)
+			}
+			if !a.ReviewBy.Equal(opt(tc.review)) || !a.CredentialExpires.Equal(opt(tc.expires)) ||
+				!a.CredentialIssued.Equal(opt(tc.issued)) || a.CredentialMaxAgeDays != tc.maxAge {
+				t.Fatalf("got review %v expires %v issued %v max age %d", a.ReviewBy, a.CredentialExpires, a.CredentialIssued, a.CredentialMaxAgeDays)
+			}
+			d, ok := a.CredentialDeadline()
+			if ok != (tc.deadline != "") || ok && !d.Equal(day(tc.deadline)) {
+				t.Fatalf("CredentialDeadline() = %v, %v; want %q", d, ok, tc.deadline)
+			}
+			if !a.ReviewBy.IsZero() && a.ReviewBy.Location() != time.UTC {
+				t.Fatalf("review_by in %v; want UTC", a.ReviewBy.Location())
+			}
+		})
+	}
 }
 
 func TestEmptyRegistry(t *testing.T) {

@@ -484,3 +484,24 @@ func TestFileStoreLockAndModes(t *testing.T) {
 	s.Close()
 	openTest(t, dir)
 }
+
+// TestReadAnomalies reads the anomalies beside an open store, which holds
+// its lock, once per ID.
+func TestReadAnomalies(t *testing.T) {
+	dir := t.TempDir()
+	if got, err := ReadAnomalies(dir); err != nil || len(got) != 0 {
+		t.Fatalf("ReadAnomalies of an empty dir = %v, %v", got, err)
+	}
+	s := openTest(t, dir)
+	as := []anomaly.Anomaly{fileAnomaly("a", 1000, anomaly.Behaviour, 0), fileAnomaly("b", 2000, anomaly.Drift, 1)}
+	if err := s.InsertAnomalies(t.Context(), as); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.InsertAnomalies(t.Context(), as[:1]); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadAnomalies(dir)
+	if err != nil || !reflect.DeepEqual(got, as) {
+		t.Fatalf("ReadAnomalies = %+v, %v; want %+v", got, err, as)
+	}
+}

@@ -114,6 +114,11 @@ const (
 	// ActionCheckpoint is a signed checkpoint of the evidence chain's
 	// head; its Detail is the checkpoint (evidence.Checkpoint's text).
 	ActionCheckpoint = "checkpoint"
+	// ActionAsk is a question put to the visibility service (inventory,
+	// findings, access, an agent's or a route's profile, events), from
+	// the CLI, the HTTP API or the console; its Detail is the question in
+	// one line, written before it is answered.
+	ActionAsk = "ask"
 )
 
 // Record is one audited action. Strings other than the enums may hold
@@ -128,8 +133,8 @@ type Record struct {
 	// AtMs is when the action ended, in Unix milliseconds.
 	AtMs  int64 `json:"at_ms"`
 	Actor Actor `json:"actor"`
-	// Action is a step kind (notify, revoke, …), ActionPlaybook or
-	// ActionAuditQuery.
+	// Action is a step kind (notify, revoke, …), ActionPlaybook,
+	// ActionAuditQuery, ActionCheckpoint or ActionAsk.
 	Action     string `json:"action"`
 	Playbook   string `json:"playbook,omitempty"`
 	DecisionID string `json:"decision_id,omitempty"`
@@ -201,7 +206,7 @@ func (r Record) Validate() error {
 		errs = append(errs, fmt.Errorf("actor.kind: unknown %.64q; want automatic, slack, cli or api", r.Actor.Kind))
 	}
 	if r.Action == "" {
-		errs = append(errs, errors.New("action: required (a step kind, playbook or audit_query)"))
+		errs = append(errs, errors.New("action: required (a step kind, playbook, audit_query, checkpoint or ask)"))
 	}
 	if !slices.Contains(Results(), r.Result) {
 		errs = append(errs, fmt.Errorf("result: unknown %.64q; want ok, skipped, refused, failed, needs_approval or dry_run", r.Result))

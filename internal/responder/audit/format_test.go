@@ -44,6 +44,8 @@ func TestWriteTable(t *testing.T) {
 			Playbook: "revoke-on-exfil", IncidentID: "inc-b", Result: ResultOK, DryRun: true},
 		{ID: "3", AtMs: t0 + 3000, Actor: Actor{Kind: ActorAutomatic}, Action: "notify", Result: ResultDryRun, DryRun: true,
 			Detail: strings.Repeat("x", 500)},
+		{ID: "4", AtMs: t0 + 4000, Actor: Actor{Kind: ActorCLI, Name: "alice"}, Action: ActionAsk, AgentID: hostile, Result: ResultOK,
+			Detail: "agent id=" + hostile + " span=2026-03-15..2026-03-16"},
 	}
 	var buf bytes.Buffer
 	if err := WriteTable(&buf, recs, TableOptions{}); err != nil {
@@ -63,6 +65,7 @@ func TestWriteTable(t *testing.T) {
 		"WHEN", "ACTOR", "DETAIL",
 		"2025-03-04T12:00:00.123Z", "api:ci", `\u001b[2J\u001b[H\u001b]0;owned\u0007\u009b6n\r\nFAKE ROW\tok`,
 		`slack:mallory\u001b[8m (U1)`, "ok (dry run)", "automatic",
+		"cli:alice", " ask ", `agent id=agent\u001b[2J`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)

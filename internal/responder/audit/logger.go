@@ -62,6 +62,12 @@ func (l *Logger) Append(ctx context.Context, recs ...Record) error {
 	return nil
 }
 
+// Record appends one record, as Append does: the Logger is the
+// visibility service's Recorder, which audits every question.
+func (l *Logger) Record(ctx context.Context, r Record) error {
+	return l.Append(ctx, r)
+}
+
 // Query implements Store by asking the Store.
 func (l *Logger) Query(ctx context.Context, f Filter) ([]Record, error) {
 	return l.store.Query(ctx, f)
