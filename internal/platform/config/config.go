@@ -60,6 +60,7 @@ type Config struct {
 	Detector   Detector   `mapstructure:"detector"`
 	Embedded   Embedded   `mapstructure:"embedded"`
 	Responder  Responder  `mapstructure:"responder"`
+	Report     Report     `mapstructure:"report"`
 }
 
 // Log configures log/slog output.
@@ -286,7 +287,7 @@ func defaults() map[string]any {
 		"detector.fleet_gauge":           true,
 		"embedded.data_dir":              ".data/embedded",
 	}
-	for _, m := range []map[string]any{tlsDefaults("kafka.tls"), saslDefaults("kafka.sasl"), tlsDefaults("clickhouse.tls"), responderDefaults()} {
+	for _, m := range []map[string]any{tlsDefaults("kafka.tls"), saslDefaults("kafka.sasl"), tlsDefaults("clickhouse.tls"), responderDefaults(), reportDefaults()} {
 		for k, v := range m {
 			d[k] = v
 		}
@@ -728,6 +729,7 @@ func (c Config) validate(ps *problems) {
 		bad("embedded.data_dir", "must be set")
 	}
 	c.Responder.validate(bad)
+	c.validateReport(bad)
 }
 
 // BaselineParams returns the baseline parameters: the package defaults

@@ -115,8 +115,13 @@ type File struct {
 
 // Manifest is the content of a bundle's manifest.json.
 type Manifest struct {
-	V          int    `json:"v"`
-	BundleID   string `json:"bundle_id"`
+	V        int    `json:"v"`
+	BundleID string `json:"bundle_id"`
+	// Kind is "" for a snapshot of an incident, KindReport for a periodic
+	// report (then Period names it and the agent, anomaly and incident
+	// are empty).
+	Kind       string `json:"kind,omitempty"`
+	Period     string `json:"period,omitempty"`
 	Seq        int64  `json:"seq"`
 	AgentID    string `json:"agent_id"`
 	AnomalyID  string `json:"anomaly_id"`
@@ -158,6 +163,9 @@ func ParseManifest(b []byte) (Manifest, error) {
 	}
 	if m.Seq < 1 {
 		errs = append(errs, fmt.Errorf("seq: must be at least 1, got %d", m.Seq))
+	}
+	if m.Kind != "" && m.Kind != KindReport {
+		errs = append(errs, fmt.Errorf("kind: want %q or none, got %q", KindReport, clip(m.Kind, 40)))
 	}
 	if !isHash(m.PrevManifestSHA256) {
 		errs = append(errs, fmt.Errorf("prev_manifest_sha256: want 64 lowercase hex digits, got %q", clip(m.PrevManifestSHA256, 80)))
@@ -297,23 +305,36 @@ func Snapshot(ctx context.Context, req Request, src EventSource, store ChainStor
 	if err != nil {
 		return Bundle{}, fmt.Errorf("snapshot %s: %w", req.ID, err)
 	}
+	b, done, err := link(ctx, store, tmp, final, m)
+	published = done
+	if err != nil {
+		return Bundle{}, fmt.Errorf("snapshot %s: %w", req.ID, err)
+	}
+	return b, nil
+}
+
+// link writes the manifest of the bundle written in tmp for the chain's
+// next position, moves the bundle to final and appends its record to store,
+// linking again if another writer appended first. published says that the
+// bundle is at final (recorded, or perhaps recorded: the error then wraps
+// ErrUnrecorded); otherwise tmp is still the caller's to remove.
+func link(ctx context.Context, store ChainStore, tmp, final string, m Manifest) (Bundle, bool, error) {
 	abs, err := filepath.Abs(final)
 	if err != nil {
 		abs = final
 	}
-
 	for range snapshotAttempts {
 		prev, seq, err := store.Head(ctx)
 		if err != nil {
-			return Bundle{}, fmt.Errorf("snapshot %s: read the evidence chain head: %w", req.ID, err)
+			return Bundle{}, false, fmt.Errorf("read the evidence chain head: %w", err)
 		}
 		m.Seq, m.PrevManifestSHA256 = seq+1, prev
 		sum, err := writeManifest(tmp, m)
 		if err != nil {
-			return Bundle{}, fmt.Errorf("snapshot %s: %w", req.ID, err)
+			return Bundle{}, false, err
 		}
 		if err := publish(tmp, final); err != nil {
-			return Bundle{}, fmt.Errorf("snapshot %s: %w", req.ID, err)
+			return Bundle{}, false, err
 		}
 		rec := Record{
 			Seq: m.Seq, BundleID: m.BundleID, AgentID: m.AgentID, AnomalyID: m.AnomalyID,
@@ -321,21 +342,19 @@ func Snapshot(ctx context.Context, req Request, src EventSource, store ChainStor
 		}
 		err = store.Append(ctx, rec)
 		if err == nil {
-			published = true
-			return Bundle{Path: final, Manifest: m, SHA256: sum}, nil
+			return Bundle{Path: final, Manifest: m, SHA256: sum}, true, nil
 		}
 		if !errors.Is(err, ErrChainMoved) {
-			published = true // complete, and perhaps recorded: Resume decides
-			return Bundle{}, fmt.Errorf("snapshot %s: record in the evidence chain: %w (%w)", req.ID, err, ErrUnrecorded)
+			// complete, and perhaps recorded: Resume decides
+			return Bundle{}, true, fmt.Errorf("record in the evidence chain: %w (%w)", err, ErrUnrecorded)
 		}
 		// Another bundle took this place in the chain: take the bundle
 		// back out of view and link it to the new head.
 		if err := unpublish(final, tmp); err != nil {
-			published = true
-			return Bundle{}, fmt.Errorf("snapshot %s: %w; delete %s by hand", req.ID, err, final)
+			return Bundle{}, true, fmt.Errorf("%w; delete %s by hand", err, final)
 		}
 	}
-	return Bundle{}, fmt.Errorf("snapshot %s: the evidence chain moved %d times in a row: %w", req.ID, snapshotAttempts, ErrChainMoved)
+	return Bundle{}, false, fmt.Errorf("the evidence chain moved %d times in a row: %w", snapshotAttempts, ErrChainMoved)
 }
 
 // writeManifest writes m as tmp/manifest.json, replacing an earlier

@@ -1,8 +1,8 @@
 // Package testsrv holds local stand-ins for the outside services the
 // responder calls, for tests and benchmarks: a recording Slack Web API
 // (chat.postMessage, chat.update, chat.postEphemeral,
-// conversations.history, conversations.replies, auth.test and
-// usergroups.users.list) and a Kong Admin API for key-auth
+// conversations.history, conversations.replies, auth.test,
+// usergroups.users.list and the external file upload) and a Kong Admin API for key-auth
 // credentials. They listen on loopback only and never reach the internet.
 package testsrv
 
@@ -66,12 +66,14 @@ type Slack struct {
 	failNext   map[string][]string    // method → Slack errors to answer next
 	pageLimit  int                    // cap on a read's limit; 0: Slack's usual
 	reads      map[string]int         // conversations.* calls answered, by method
+	files      map[string]*SlackFile  // uploads by file id
+	fileOrder  []string
 }
 
 // NewSlack starts the server; Close stops it.
 func NewSlack() *Slack {
 	s := &Slack{notify: make(chan struct{}, 1), groups: map[string][]string{}, msgs: map[string][]*slackMsg{}, byTS: map[string]*slackMsg{}, chanIDs: map[string]string{},
-		failNext: map[string][]string{}, reads: map[string]int{}}
+		failNext: map[string][]string{}, reads: map[string]int{}, files: map[string]*SlackFile{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/chat.postMessage", s.post)
 	mux.HandleFunc("/chat.update", s.post)
@@ -83,6 +85,9 @@ func NewSlack() *Slack {
 	mux.HandleFunc("/conversations.history", s.history)
 	mux.HandleFunc("/conversations.replies", s.replies)
 	mux.HandleFunc("/conversations.list", s.list)
+	mux.HandleFunc("/files.getUploadURLExternal", s.getUploadURL)
+	mux.HandleFunc("/upload/", s.upload)
+	mux.HandleFunc("/files.completeUploadExternal", s.completeUpload)
 	s.srv = httptest.NewServer(mux)
 	return s
 }
