@@ -184,7 +184,7 @@ func (r LoadReport) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "visibility benchmark database %s: %d events, %d of %d days loaded", r.Database, r.Events, r.Days, r.Want)
 	if r.Loaded > 0 {
-		fmt.Fprintf(&b, "; this run loaded %d day(s), %d events in %s (%.0f events/s; the simulator alone took %s)",
+		fmt.Fprintf(&b, "; this run loaded %d day(s), %d events in %s (%.0f events/s; the simulator, on its own goroutine alongside the inserts, was busy for %s of it)",
 			r.Loaded, r.LoadedEvents, r.LoadTime.Round(time.Second), r.Rate(), r.Generate.Round(time.Second))
 	}
 	if r.Skipped > 0 {

@@ -114,6 +114,9 @@ func seed(ctx context.Context, st *chstore.Store, o Options) (Seeded, error) {
 			}
 		}
 	}
+	for i := range recs {
+		recs[i].ID = recs[i].ContentID()
+	}
 	if err := chstore.NewAudit(st).Append(ctx, recs...); err != nil {
 		return out, fmt.Errorf("visbench: write actions: %w", err)
 	}
