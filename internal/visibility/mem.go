@@ -38,7 +38,14 @@ func NewMemSource(events []event.Event, anomalies []anomaly.Anomaly, records []a
 		}
 		s.events = append(s.events, e)
 	}
-	sort.SliceStable(s.events, func(i, j int) bool { return s.events[i].EventTimeMs < s.events[j].EventTimeMs })
+	// Ties are ordered by EventID, as ClickHouse orders them, so the
+	// earliest samples and the newest events are the same in every Source.
+	slices.SortStableFunc(s.events, func(a, b event.Event) int {
+		if c := cmp.Compare(a.EventTimeMs, b.EventTimeMs); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.EventID, b.EventID)
+	})
 	s.anomalies = slices.Clone(anomalies)
 	s.records = slices.Clone(records)
 	s.verdicts = slices.Clone(verdicts)
@@ -307,7 +314,10 @@ func (s *MemSource) Anomalies(_ context.Context, span Span, agentID string) ([]a
 			out = append(out, a)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b anomaly.Anomaly) int { return cmp.Compare(a.WindowStartMs, b.WindowStartMs) })
+	slices.SortStableFunc(out, func(a, b anomaly.Anomaly) int {
+		return cmp.Or(cmp.Compare(a.WindowStartMs, b.WindowStartMs), cmp.Compare(a.AgentID, b.AgentID),
+			cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.ID, b.ID))
+	})
 	return out, nil
 }
 
@@ -319,7 +329,7 @@ func (s *MemSource) Actions(_ context.Context, span Span, agentID string) ([]aud
 			out = append(out, r)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b audit.Record) int { return cmp.Compare(a.AtMs, b.AtMs) })
+	slices.SortStableFunc(out, func(a, b audit.Record) int { return cmp.Or(cmp.Compare(a.AtMs, b.AtMs), cmp.Compare(a.ID, b.ID)) })
 	return out, nil
 }
 
@@ -331,7 +341,7 @@ func (s *MemSource) Verdicts(_ context.Context, span Span) ([]anomaly.Verdict, e
 			out = append(out, v)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b anomaly.Verdict) int { return cmp.Compare(a.AtMs, b.AtMs) })
+	slices.SortStableFunc(out, func(a, b anomaly.Verdict) int { return cmp.Or(cmp.Compare(a.AtMs, b.AtMs), cmp.Compare(a.ID, b.ID)) })
 	return out, nil
 }
 

@@ -136,14 +136,17 @@ type Source interface {
 	// Access answers an access question from the events themselves, so
 	// its counts are exact and its samples real.
 	Access(ctx context.Context, q AccessQuery) ([]AccessRow, error)
-	// Events returns the events q selects, newest first.
+	// Events returns the events q selects, newest first (of equal times,
+	// the greater EventID first).
 	Events(ctx context.Context, q EventQuery) ([]event.Event, error)
 	// Anomalies returns the anomalies whose window starts within span, of
-	// agentID or of every agent when "".
+	// agentID or of every agent when "", ordered by window start, agent,
+	// kind and ID.
 	Anomalies(ctx context.Context, span Span, agentID string) ([]anomaly.Anomaly, error)
 	// Actions returns the responder's audit records within span, of
-	// agentID or of every agent when "".
+	// agentID or of every agent when "", ordered by time then ID.
 	Actions(ctx context.Context, span Span, agentID string) ([]audit.Record, error)
-	// Verdicts returns the analysts' verdicts given within span.
+	// Verdicts returns the analysts' verdicts given within span, ordered
+	// by time then ID.
 	Verdicts(ctx context.Context, span Span) ([]anomaly.Verdict, error)
 }

@@ -399,40 +399,16 @@ func (s *Store) EventIDs(ctx context.Context) (map[string]uint64, error) {
 
 // DropPartitionsBefore drops every day partition of the events table whose
 // UTC day is before day's UTC day, and returns the dropped partitions as
-// YYYYMMDD strings, oldest first. This is the retention mechanism: 18.16 has
-// no TTL. On error, the partitions dropped so far are returned with it.
+// YYYYMMDD strings, oldest first; then it drops the same days of the
+// inventory's summary tables (migration 0005). This is the retention
+// mechanism: 18.16 has no TTL. On error, the event partitions dropped so
+// far are returned with it.
 func (s *Store) DropPartitionsBefore(ctx context.Context, day time.Time) ([]string, error) {
-	y, m, d := day.UTC().Date()
-	cutoff := uint64(y)*10000 + uint64(m)*100 + uint64(d)
-
-	rows, err := s.conn.Query(ctx,
-		"SELECT DISTINCT partition_id FROM system.parts WHERE database = currentDatabase() AND table = 'events' AND active")
+	cutoff := dayNum(day)
+	old, err := s.partitionsBefore(ctx, "events", cutoff)
 	if err != nil {
-		return nil, fmt.Errorf("list partitions of %s.events: %w", s.db, err)
+		return nil, err
 	}
-	var old []uint64
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("list partitions of %s.events: %w", s.db, err)
-		}
-		p, err := strconv.ParseUint(id, 10, 64)
-		if err != nil || len(id) != 8 {
-			rows.Close()
-			return nil, fmt.Errorf("partition %q of %s.events is not a YYYYMMDD day; was PARTITION BY changed outside the migrations?", id, s.db)
-		}
-		if p < cutoff {
-			old = append(old, p)
-		}
-	}
-	err = rows.Err()
-	rows.Close()
-	if err != nil {
-		return nil, fmt.Errorf("list partitions of %s.events: %w", s.db, err)
-	}
-	slices.Sort(old)
-
 	var dropped []string
 	for _, p := range old {
 		// The partition key is toYYYYMMDD(...), a UInt32, so its literal is
@@ -443,7 +419,43 @@ func (s *Store) DropPartitionsBefore(ctx context.Context, day time.Time) ([]stri
 		dropped = append(dropped, strconv.FormatUint(p, 10))
 		s.log.Info("dropped partition", "table", "events", "partition", p)
 	}
+	// The summaries go after the events: a run that fails in between
+	// leaves summaries of days whose events are gone, which the next run
+	// drops, rather than events without their summaries.
+	if err := s.dropSummaryPartitionsBefore(ctx, cutoff); err != nil {
+		return dropped, err
+	}
 	return dropped, nil
+}
+
+// partitionsBefore lists the active day partitions of table (partitioned
+// by toYYYYMMDD) before cutoff, a YYYYMMDD number, oldest first.
+func (s *Store) partitionsBefore(ctx context.Context, table string, cutoff uint64) ([]uint64, error) {
+	rows, err := s.conn.Query(ctx,
+		"SELECT DISTINCT partition_id FROM system.parts WHERE database = currentDatabase() AND table = ? AND active", table)
+	if err != nil {
+		return nil, fmt.Errorf("list partitions of %s.%s: %w", s.db, table, err)
+	}
+	defer rows.Close()
+	var old []uint64
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("list partitions of %s.%s: %w", s.db, table, err)
+		}
+		p, err := strconv.ParseUint(id, 10, 64)
+		if err != nil || len(id) != 8 {
+			return nil, fmt.Errorf("partition %q of %s.%s is not a YYYYMMDD day; was PARTITION BY changed outside the migrations?", id, s.db, table)
+		}
+		if p < cutoff {
+			old = append(old, p)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list partitions of %s.%s: %w", s.db, table, err)
+	}
+	slices.Sort(old)
+	return old, nil
 }
 
 // quoteIdent quotes a ClickHouse identifier with backticks. Callers pass

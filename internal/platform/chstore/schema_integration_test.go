@@ -49,6 +49,12 @@ func TestIntegrationSchema(t *testing.T) {
 		"feedback_verdicts": "verdict_id String, anomaly_id String, agent_id String, kind String, window_start_ms Int64, window_end_ms Int64, " +
 			"values Array(Float64), verdict String, author String, at_ms Int64",
 		"leases": "name String, owner String, taken_s Int64, expires_s Int64",
+		"inventory_agent_route_daily": "day Date, agent_id String, route String, calls AggregateFunction(count), " +
+			"request_bytes AggregateFunction(sum, UInt64), response_bytes AggregateFunction(sum, UInt64), " +
+			"s2xx AggregateFunction(sum, UInt64), s3xx AggregateFunction(sum, UInt64), s4xx AggregateFunction(sum, UInt64), " +
+			"s5xx AggregateFunction(sum, UInt64), s401 AggregateFunction(sum, UInt64), s403 AggregateFunction(sum, UInt64), " +
+			"first_ms AggregateFunction(min, Int64), last_ms AggregateFunction(max, Int64)",
+		"inventory_agent_attr_daily": "day Date, agent_id String, kind UInt8, value String, calls UInt64",
 	}
 	for table, cols := range want {
 		rows, err := st.conn.Query(t.Context(), "SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = ?", table)
