@@ -11,6 +11,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/agentwatch/agentwatch/internal/platform/chstore"
 	"github.com/agentwatch/agentwatch/internal/tools/sim"
 )
 
@@ -50,8 +51,25 @@ func Questions(ctx context.Context, o Options, log *slog.Logger) ([]Question, fu
 	if err != nil {
 		return nil, nil, fmt.Errorf("visbench: %w", err)
 	}
-	qs := sqlQuestions(conn, o)
-	return qs, func() { conn.Close() }, nil
+	st, err := chstore.Open(ctx, chstore.Options{Addr: o.ClickHouse, Database: o.Database, ReadTimeout: 5 * time.Minute}, log)
+	if err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("visbench: %w", err)
+	}
+	release := func() { st.Close(); conn.Close() }
+	svc, src, reg, err := service(st, o, o.now(), log)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	_, to := o.Span()
+	monthly, _, _, err := service(st, o, to.Add(6*time.Hour), log)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	qs := append(serviceQuestions(svc, monthly, src, reg, o), sqlQuestions(conn, o)...)
+	return qs, release, nil
 }
 
 // count runs q and counts its rows.
