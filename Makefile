@@ -116,10 +116,11 @@ image:
 bench-image: image up
 	$(GO) run ./cmd/imagebuild bench --image $(IMAGE_OUT)
 
-## bench-e2e: ingest end to end, then again over the SASL_SSL listener
-## (TLS + SCRAM-SHA-512) in the same run, with the ratio of the two.
+## bench-e2e: ingest end to end, then again without the inventory's
+## materialized views and over the SASL_SSL listener (TLS + SCRAM-SHA-512)
+## in the same run, with the ratios.
 bench-e2e: up
-	$(GO) run ./cmd/agentwatch bench ingest --secure-brokers $(TEST_KAFKA_SASL_BROKERS) \
+	$(GO) run ./cmd/agentwatch bench ingest --compare-views --secure-brokers $(TEST_KAFKA_SASL_BROKERS) \
 		--secure-ca-file $(TEST_KAFKA_CA) --secure-sasl-mechanism scram-sha-512 \
 		--secure-sasl-username $(TEST_KAFKA_SASL_USERNAME) --secure-sasl-password-file .data/kafka/sasl-password
 

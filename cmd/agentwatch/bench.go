@@ -109,7 +109,8 @@ func benchIngestCommand() *cobra.Command {
 			f.StringVar(&o.Secure.SASL.Mechanism, "secure-sasl-mechanism", "scram-sha-512", "SASL mechanism on the secured listener: none, plain, scram-sha-256 or scram-sha-512")
 			f.StringVar(&o.Secure.SASL.Username, "secure-sasl-username", "", "SASL user on the secured listener")
 			f.StringVar(&pwFile, "secure-sasl-password-file", "", "file holding that user's password")
-			f.IntVar(&o.Rounds, "rounds", 3, "end-to-end runs per listener with --secure-brokers (alternating plaintext and secured)")
+			f.IntVar(&o.Rounds, "rounds", 3, "end-to-end runs per listener with --secure-brokers (alternating plaintext and secured), and per side with --compare-views")
+			f.BoolVar(&o.CompareViews, "compare-views", false, "also measure ingest without the inventory's materialized views, next to runs with them")
 		},
 		func(ctx context.Context, b benchFlags, log *slog.Logger, progress io.Writer) (reporter, error) {
 			o.Brokers, o.ClickHouse, o.Partitions, o.Keep = b.brokers, b.clickhouse, b.partitions, b.keep

@@ -5,6 +5,8 @@
 //	ingest [run]        the consumer (default)
 //	ingest migrate      apply the ClickHouse schema migrations and exit
 //	ingest retention    drop event partitions older than clickhouse.retention_days
+//	ingest inventory rebuild --from DAY [--to DAY]
+//	                    recount the inventory's daily summaries from the events
 //
 // Run `ingest --help` for the rest; every config key is listed by
 // `agentwatch config reference`.
@@ -71,8 +73,78 @@ it runs the consumer.`)
 		},
 	}
 	retention.Flags().BoolVar(&dryRun, "dry-run", false, "print the cut-off date and drop nothing")
-	root.AddCommand(migrate, retention)
+	root.AddCommand(migrate, retention, inventoryCommand())
 	return root
+}
+
+// inventoryCommand is `ingest inventory rebuild`, beside migrate and
+// retention: the ClickHouse chores of the tables ingest writes.
+func inventoryCommand() *cobra.Command {
+	inv := &cobra.Command{
+		Use:   "inventory",
+		Short: "Maintain the inventory's daily summary tables in ClickHouse",
+		Args:  cli.NoArgs,
+	}
+	var from, to string
+	rebuild := &cobra.Command{
+		Use:   "rebuild",
+		Short: "Recount the inventory's summaries of whole UTC days from the stored events",
+		Long: `rebuild recounts the inventory's daily summaries (docs/schema.md) of each UTC
+day from --from to --to, both included, from the events stored in ClickHouse,
+each event once: it drops the day's summaries and sums the day's events again.
+Run it once after upgrading, for the events stored before the summaries
+existed, and after an ingest outage whose retried inserts were counted twice.
+Ingest writing into a day while it is rebuilt may be counted twice or not at
+all for that day: rebuild days that ingest no longer writes, or rebuild the
+day again later.`,
+		Args: cli.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			first, last, err := rebuildDays(from, to)
+			if err != nil {
+				return err
+			}
+			cfg, err := cli.LoadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			st, err := chstore.OpenMigrated(ctx, cfg.ClickHouse, cli.OperatorLogger(cmd, cfg, "ingest"))
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			start := time.Now()
+			days, err := st.RebuildInventory(ctx, first, last)
+			fmt.Fprintf(cmd.OutOrStdout(), "rebuilt the inventory of %d days in %s: %v\n", len(days), time.Since(start).Round(time.Millisecond), days)
+			return err
+		},
+	}
+	rebuild.Flags().StringVar(&from, "from", "", "first UTC day to rebuild, YYYY-MM-DD (required)")
+	rebuild.Flags().StringVar(&to, "to", "", "last UTC day to rebuild, YYYY-MM-DD, included (default: --from)")
+	inv.AddCommand(rebuild)
+	return inv
+}
+
+// rebuildDays parses the days of `inventory rebuild`.
+func rebuildDays(from, to string) (time.Time, time.Time, error) {
+	if from == "" {
+		return time.Time{}, time.Time{}, cli.Usagef("inventory rebuild: --from is required (a UTC day, YYYY-MM-DD)")
+	}
+	if to == "" {
+		to = from
+	}
+	first, err := time.Parse(time.DateOnly, from)
+	if err != nil {
+		return time.Time{}, time.Time{}, cli.Usagef("inventory rebuild: --from %q is not a day like 2026-03-15", from)
+	}
+	last, err := time.Parse(time.DateOnly, to)
+	if err != nil {
+		return time.Time{}, time.Time{}, cli.Usagef("inventory rebuild: --to %q is not a day like 2026-03-15", to)
+	}
+	if last.Before(first) {
+		return time.Time{}, time.Time{}, cli.Usagef("inventory rebuild: --to %s is before --from %s", to, from)
+	}
+	return first, last, nil
 }
 
 func runIngest(ctx context.Context, cfg config.Config, log *slog.Logger) error {

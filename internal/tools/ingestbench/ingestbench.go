@@ -59,8 +59,14 @@ type Options struct {
 	Secure Listener
 	// Rounds is how many end-to-end runs each listener gets when Secure is
 	// set, in the order plaintext, secured, secured, plaintext, … so that
-	// neither side always runs on a warmer broker; default 3.
+	// neither side always runs on a warmer broker; default 3. It is also
+	// the number of runs with and without the views under CompareViews.
 	Rounds int
+	// CompareViews measures what the inventory's materialized views
+	// (migration 0005) cost ingest: the insert-only figure again without
+	// them, and Rounds end-to-end runs on plaintext without them
+	// alternating with runs with them (without, with, with, without, …).
+	CompareViews bool
 }
 
 // Listener is one listener of the Kafka cluster and the client security
@@ -133,6 +139,22 @@ type Report struct {
 	PlainCPU, SecureCPU []time.Duration
 	// CPU is the CPU time of the first end-to-end run.
 	CPU time.Duration
+	// Under Options.CompareViews: InsertNoViews is the insert-only time
+	// without the views (Insert is with them), and ViewsRuns and
+	// NoViewsRuns the end-to-end times of every round with and without
+	// them (the first end-to-end run is the first with them).
+	InsertNoViews          time.Duration
+	ViewsRuns, NoViewsRuns []time.Duration
+}
+
+// ViewsRatio is the end-to-end rate with the views over the rate without
+// them, both the median of their rounds (0 when not measured): 0.95 means
+// the views cost ingest 5%.
+func (r Report) ViewsRatio() float64 {
+	if len(r.ViewsRuns) == 0 || len(r.NoViewsRuns) == 0 {
+		return 0
+	}
+	return median(r.NoViewsRuns).Seconds() / median(r.ViewsRuns).Seconds()
 }
 
 // median is the middle of ds, or the mean of the two middle values (0
@@ -221,6 +243,15 @@ func (r Report) String() string {
 			row(fmt.Sprintf("end to end over %s, round %d", r.Secured, i+1), r.SecureRuns[i], cpu(r.SecureCPU, i))
 		}
 	}
+	if r.InsertNoViews > 0 {
+		row("ClickHouse insert only, without the inventory views", r.InsertNoViews, fmt.Sprintf("with them: %.1f%% of this rate", 100*r.InsertNoViews.Seconds()/r.Insert.Seconds()))
+	}
+	for i := range r.ViewsRuns {
+		row(fmt.Sprintf("end to end with the inventory views, round %d", i+1), r.ViewsRuns[i], "")
+	}
+	for i := range r.NoViewsRuns {
+		row(fmt.Sprintf("end to end without the inventory views, round %d", i+1), r.NoViewsRuns[i], "")
+	}
 	fmt.Fprintf(&b, "\ningest: %d events, %d dead-lettered; memory at steady state (%d samples): heap in use max %s avg %s, RSS max %s avg %s\n",
 		r.Events, r.DeadLettered, r.Samples, mib(r.HeapInuseMax), mib(r.HeapInuseAvg), mib(r.RSSMax), mib(r.RSSAvg))
 	if r.Secured != "" {
@@ -234,6 +265,10 @@ func (r Report) String() string {
 			p, q := cpuPerRecord(r.PlainCPU, r.Records), cpuPerRecord(r.SecureCPU, r.Records)
 			fmt.Fprintf(&b, "ingest process CPU, mean per record: plaintext %.2f µs, %s %.2f µs (%+.1f%%)\n", p, r.Secured, q, 100*(q/p-1))
 		}
+	}
+	if ratio := r.ViewsRatio(); ratio > 0 {
+		fmt.Fprintf(&b, "\nend to end, median of %d round(s) each: without the inventory views %.0f records/s, with them %.0f records/s: with the views ingest reaches %.1f%% of the rate without (costs %.1f%%)\n",
+			len(r.ViewsRuns), benchkit.Rate(r.Records, median(r.NoViewsRuns)), benchkit.Rate(r.Records, median(r.ViewsRuns)), 100*ratio, 100*(1-ratio))
 	}
 	return b.String()
 }
@@ -331,6 +366,17 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 		return rep, fmt.Errorf("ingestbench: %w", err)
 	}
 	fmt.Fprintf(progress, "  %s, %.0f rows/s\n", rep.Insert.Round(time.Millisecond), rep.InsertRate())
+	if o.CompareViews {
+		fmt.Fprintf(progress, "measuring ClickHouse insert of %d rows without the inventory views...\n", o.Records)
+		db := insertDB + "_noviews"
+		if !o.Keep {
+			defer benchkit.Scratch{ClickHouse: o.ClickHouse, Databases: []string{db}}.Remove(log, "ingestbench")
+		}
+		if rep.InsertNoViews, err = insertWithoutViews(ctx, o, db, rep.BatchSize, log); err != nil {
+			return rep, err
+		}
+		fmt.Fprintf(progress, "  %s, %.0f rows/s\n", rep.InsertNoViews.Round(time.Millisecond), benchkit.Rate(o.Records, rep.InsertNoViews))
+	}
 
 	// 4. End to end.
 	fmt.Fprintf(progress, "measuring the ingest service end to end on %d records...\n", o.Records)
@@ -338,6 +384,11 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 		return rep, err
 	}
 	fmt.Fprintf(progress, "  %s, %.0f records/s (%.0f%% of the slower raw limit)\n", rep.EndToEnd.Round(time.Millisecond), rep.EndToEndRate(), rep.Efficiency())
+	if o.CompareViews {
+		if err := compareViews(ctx, o, cfg, &rep, log, progress); err != nil {
+			return rep, err
+		}
+	}
 	if rep.Secured == "" {
 		return rep, nil
 	}
@@ -383,6 +434,83 @@ func Run(ctx context.Context, o Options, log *slog.Logger, progress io.Writer) (
 		}
 	}
 	return rep, nil
+}
+
+// withoutViews migrates db and drops the inventory's materialized views
+// from it, so that inserts into events feed nothing else.
+func withoutViews(ctx context.Context, o Options, db string, log *slog.Logger) (*chstore.Store, error) {
+	st, err := chstore.Open(ctx, chstore.Options{Addr: o.ClickHouse, Database: db}, log)
+	if err != nil {
+		return nil, fmt.Errorf("ingestbench: %w", err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("ingestbench: %w", err)
+	}
+	if err := st.DropInventoryViews(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("ingestbench: %w", err)
+	}
+	return st, nil
+}
+
+// insertWithoutViews is the insert-only measurement into db without the
+// views.
+func insertWithoutViews(ctx context.Context, o Options, db string, batch int, log *slog.Logger) (time.Duration, error) {
+	st, err := withoutViews(ctx, o, db, log)
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	d, err := chstore.MeasureInsert(ctx, st, o.Records, batch)
+	if err != nil {
+		return 0, fmt.Errorf("ingestbench: %w", err)
+	}
+	return d, nil
+}
+
+// compareViews runs the end-to-end rounds without and with the inventory
+// views, each with a consumer group and a database of its own, in the
+// order without, with, with, without, … (the first run with them is the
+// one already made).
+func compareViews(ctx context.Context, o Options, cfg config.Config, rep *Report, log *slog.Logger, progress io.Writer) error {
+	rep.ViewsRuns = append(rep.ViewsRuns, rep.EndToEnd)
+	for i := 1; len(rep.ViewsRuns) < o.Rounds || len(rep.NoViewsRuns) < o.Rounds; i++ {
+		noViews := i%4 == 1 || i%4 == 2
+		if (noViews && len(rep.NoViewsRuns) >= o.Rounds) || (!noViews && len(rep.ViewsRuns) >= o.Rounds) {
+			continue
+		}
+		run := cfg
+		round := "_v" + strconv.Itoa(i)
+		run.Kafka.IngestGroup = cfg.Kafka.IngestGroup + round
+		run.ClickHouse.Database = cfg.ClickHouse.Database + round
+		if !o.Keep {
+			defer benchkit.Scratch{ClickHouse: o.ClickHouse, Databases: []string{run.ClickHouse.Database}}.Remove(log, "ingestbench")
+		}
+		name := "with"
+		if noViews {
+			// The service's own migration finds 0005 applied and leaves
+			// the views dropped.
+			st, err := withoutViews(ctx, o, run.ClickHouse.Database, log)
+			if err != nil {
+				return err
+			}
+			st.Close()
+			name = "without"
+		}
+		fmt.Fprintf(progress, "measuring the ingest service end to end %s the inventory views on %d records...\n", name, o.Records)
+		r := Report{Records: rep.Records}
+		if err := endToEnd(ctx, run, &r, log, progress); err != nil {
+			return err
+		}
+		fmt.Fprintf(progress, "  %s, %.0f records/s\n", r.EndToEnd.Round(time.Millisecond), r.EndToEndRate())
+		if noViews {
+			rep.NoViewsRuns = append(rep.NoViewsRuns, r.EndToEnd)
+		} else {
+			rep.ViewsRuns = append(rep.ViewsRuns, r.EndToEnd)
+		}
+	}
+	return nil
 }
 
 // produce writes o.Records simulated good lines to topic.

@@ -33,7 +33,7 @@ func TestIntegrationRun(t *testing.T) {
 	const n = 20_000
 	k := itest.SecureKafka(t, "scram-sha-512")
 	secure := ingestbench.Listener{Brokers: k.Brokers, TLS: k.TLS, SASL: k.SASL}
-	rep, err := ingestbench.Run(ctx, ingestbench.Options{Brokers: brokers, ClickHouse: ch, Records: n, BatchSize: 5000, Secure: secure, Rounds: 1}, nil, &progress)
+	rep, err := ingestbench.Run(ctx, ingestbench.Options{Brokers: brokers, ClickHouse: ch, Records: n, BatchSize: 5000, Secure: secure, Rounds: 1, CompareViews: true}, nil, &progress)
 	if err != nil {
 		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
 	}
@@ -49,6 +49,9 @@ func TestIntegrationRun(t *testing.T) {
 	}
 	if rep.Secured != "SASL_SSL/SCRAM-SHA-512" || len(rep.PlainRuns) != 1 || len(rep.SecureRuns) != 1 || rep.SecureRatio() <= 0 {
 		t.Errorf("secured runs: %q, plaintext %v, secured %v", rep.Secured, rep.PlainRuns, rep.SecureRuns)
+	}
+	if len(rep.ViewsRuns) != 1 || len(rep.NoViewsRuns) != 1 || rep.ViewsRatio() <= 0 || rep.InsertNoViews <= 0 {
+		t.Errorf("views compared: with %v, without %v, insert without %s", rep.ViewsRuns, rep.NoViewsRuns, rep.InsertNoViews)
 	}
 	for name, d := range map[string]time.Duration{"produce": rep.Produce, "consume": rep.Consume, "insert": rep.Insert, "end to end": rep.EndToEnd,
 		"secured consume": rep.SecureConsume} {
