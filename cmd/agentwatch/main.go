@@ -5,6 +5,13 @@
 //	agentwatch simulate          simulated gateway access-log lines on stdout
 //	agentwatch bench ingest|detector|responder
 //	                             end-to-end measurements on the real Kafka and ClickHouse
+//	agentwatch inventory agents|routes|agent-routes
+//	                             the agent and route inventory
+//	agentwatch findings          least-privilege and lifecycle findings
+//	agentwatch access            who called routes with a tag or matching a template
+//	agentwatch agent ID          one agent's profile and timeline
+//	agentwatch route TEMPLATE    one route's callers over time
+//	agentwatch events            the events behind an answer
 //	agentwatch config reference  every configuration key, documented
 package main
 
@@ -21,8 +28,11 @@ func newRoot() *cobra.Command {
 		`agentwatch is the one-process entry point: "agentwatch demo" runs ingest, the
 detector and the responder in one process with no external service. The same
 binary simulates gateway traffic, runs the end-to-end benchmarks, and documents
-every configuration key. The services of the distributed mode are the ingest,
-detector and responder binaries.`)
-	root.AddCommand(demoCommand(), simulateCommand(), benchCommand())
+every configuration key. It answers the visibility questions (inventory, findings,
+access, agent, route, events) from the embedded data dir, or from ClickHouse in the
+distributed mode. The services of the distributed mode are the ingest, detector and
+responder binaries.`)
+	root.AddCommand(demoCommand(), simulateCommand(), benchCommand(),
+		inventoryCommand(), findingsCommand(), accessCommand(), agentCommand(), routeCommand(), eventsCommand())
 	return root
 }

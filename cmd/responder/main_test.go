@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/testkit/clitest"
 )
 
@@ -41,5 +44,28 @@ func TestCommandLine(t *testing.T) {
 		{Args: []string{"ledger-reseal", state, "--responder.ledger_key_file=" + ledgerKey}, Code: 0, Out: "nothing to reseal"},
 		{Args: []string{"verify", "--help"}, Code: 0, Out: "--public-key"},
 		{Args: []string{"verify", state, "--public-key=" + key + ".pub"}, Code: 0, Out: "checkpoints: none yet"},
+	})
+}
+
+// TestAuditActionAsk: `responder audit --action ask` lists the questions
+// put to the visibility commands and API, and only them.
+func TestAuditActionAsk(t *testing.T) {
+	dir := t.TempDir()
+	fs, err := audit.OpenFileStore(filepath.Join(dir, "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(-time.Hour).UnixMilli()
+	if err := fs.Append(context.Background(),
+		audit.Record{ID: "q1", AtMs: at, Actor: audit.Actor{Kind: audit.ActorAPI, TokenName: "auditor"}, Action: audit.ActionAsk,
+			Result: audit.ResultOK, Detail: `access tag="pii" span=2026-03-15..2026-03-16`},
+		audit.Record{ID: "r1", AtMs: at, Actor: audit.Actor{Kind: audit.ActorAutomatic}, Action: "revoke", AgentID: "cs-1", Result: audit.ResultOK}); err != nil {
+		t.Fatal(err)
+	}
+	d := "--responder.state_dir=" + dir
+	clitest.Run(t, newRoot, []clitest.Case{
+		{Args: []string{"audit", d, "--action", "ask"}, Out: `api:auditor  ask`, NotOut: "revoke"},
+		{Args: []string{"audit", d, "--action", "ask"}, Out: `access tag="pii" span=2026-03-15..2026-03-16`},
+		{Args: []string{"audit", d, "--action", "revoke"}, Out: "revoke", NotOut: "api:auditor"},
 	})
 }

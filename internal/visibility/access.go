@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/pkg/inventory"
@@ -17,7 +18,8 @@ import (
 // number; parameters compare in normalised form, so {customerId} matches
 // {id}). With neither, every route. A tag or template that selects no
 // route gives no rows, not every route.
-func (s *Service) Access(ctx context.Context, who audit.Actor, req AccessRequest) (AccessAnswer, error) {
+func (s *Service) Access(ctx context.Context, who audit.Actor, req AccessRequest) (_ AccessAnswer, err error) {
+	defer s.observe("access", time.Now(), &err)
 	ans := AccessAnswer{Request: req, Routes: []string{}, Rows: []AccessRow{}}
 	q := question("access", "tag", quoted(req.Tag), "template", quoted(req.Template), "agent", quoted(req.AgentID), "span", spanArg(req.Span))
 	if err := s.ask(ctx, who, q, req.AgentID, req.validate()); err != nil {
@@ -74,9 +76,19 @@ func (s *Service) resolve(ctx context.Context, v view, req AccessRequest) ([]str
 	if err != nil {
 		return nil, err
 	}
-	cands := slices.Clone(v.inv.Templates())
+	// The routes called, under the spelling the events carry, and the
+	// inventory's routes nobody called, under the inventory's: one
+	// spelling per route, so the answer lists each route once.
+	var cands []string
+	called := map[string]struct{}{}
 	for _, p := range pairs {
 		cands = append(cands, p.Route)
+		called[inventory.NormalizeTemplate(p.Route)] = struct{}{}
+	}
+	for _, t := range v.inv.Templates() {
+		if _, ok := called[inventory.NormalizeTemplate(t)]; !ok {
+			cands = append(cands, t)
+		}
 	}
 	slices.Sort(cands)
 	cands = slices.Compact(cands)

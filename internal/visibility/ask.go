@@ -79,6 +79,8 @@ type Service struct {
 	rec Recorder
 	cfg Config
 	now func() time.Time
+	// metrics counts the questions; nil counts nothing.
+	metrics *Metrics
 }
 
 // New returns a Service. reg and inv give the current registry and route
@@ -156,7 +158,7 @@ func fmtTime(t time.Time) string {
 	if t.Equal(t.Truncate(day)) {
 		return t.Format(time.DateOnly)
 	}
-	return t.Format(time.RFC3339Nano)
+	return t.Format("2006-01-02T15:04:05.999Z07:00")
 }
 
 // quote renders an asked value on one line: Go quoting escapes control

@@ -24,16 +24,17 @@ func FindingKinds() []FindingKind {
 // called, approved routes unused for UnusedGrantDays, dormant agents and
 // registered agents never seen. Sorted by kind (in FindingKinds' order),
 // agent and route.
-func (s *Service) Findings(ctx context.Context, who audit.Actor) ([]Finding, error) {
+func (s *Service) Findings(ctx context.Context, who audit.Actor) (_ []Finding, err error) {
+	defer s.observe("findings", time.Now(), &err)
 	if err := s.ask(ctx, who, "findings", "", nil); err != nil {
 		return nil, err
 	}
 	v := s.view()
-	rows, err := s.agentRows(ctx, v, v.look)
+	pairs, err := s.src.AgentRoutes(ctx, v.look, "", "")
 	if err != nil {
 		return nil, fmt.Errorf("findings: %w", err)
 	}
-	pairs, err := s.src.AgentRoutes(ctx, v.look, "", "")
+	rows, err := s.agentRows(ctx, v, v.look, pairs)
 	if err != nil {
 		return nil, fmt.Errorf("findings: %w", err)
 	}
@@ -41,7 +42,7 @@ func (s *Service) Findings(ctx context.Context, who audit.Actor) ([]Finding, err
 	for _, p := range pairs {
 		byAgent[p.AgentID] = append(byAgent[p.AgentID], p)
 	}
-	var out []Finding
+	out := []Finding{}
 	for _, row := range rows {
 		out = append(out, s.agentFindings(v, row, byAgent[row.AgentID])...)
 	}
@@ -62,8 +63,8 @@ func (s *Service) agentFindings(v view, row AgentRow, pairs []AgentRouteUsage) [
 	lookDays := int(s.cfg.Lookback / day)
 	switch row.Lifecycle {
 	case LifecycleShadow:
-		add(FindingShadow, "", "not in the agent registry; %d calls to %d routes from %s to %s: register it with an owner, or revoke its credential",
-			row.Calls, row.Routes, fmtMs(row.FirstSeenMs), fmtMs(row.LastSeenMs))
+		add(FindingShadow, "", "not in the agent registry; %s to %s from %s to %s: register it with an owner, or revoke its credential",
+			plural(row.Calls, "call"), plural(uint64(row.Routes), "route"), fmtMs(row.FirstSeenMs), fmtMs(row.LastSeenMs))
 	case LifecycleNeverSeen:
 		add(FindingNeverSeen, "", "registered, no call in the last %d days: remove the entry and its credential if the agent is gone", lookDays)
 	case LifecycleDormant:
@@ -75,10 +76,10 @@ func (s *Service) agentFindings(v view, row AgentRow, pairs []AgentRouteUsage) [
 			continue
 		}
 		if ok, known := v.reg.Approved(p.AgentID, p.Route); known && !ok {
-			add(FindingUnapproved, p.Route, "called %d times outside its approved routes, last at %s", p.Calls, fmtMs(p.LastMs))
+			add(FindingUnapproved, p.Route, "called %s outside its approved routes, last at %s", times(p.Calls), fmtMs(p.LastMs))
 		}
 		if r, ok := v.inv.Lookup(p.Route); ok && r.Deprecated {
-			add(FindingZombieCalled, p.Route, "deprecated route still called: %d times, last at %s; move the agent off it", p.Calls, fmtMs(p.LastMs))
+			add(FindingZombieCalled, p.Route, "deprecated route still called: %s, last at %s; move the agent off it", times(p.Calls), fmtMs(p.LastMs))
 		}
 	}
 	if !registered {
@@ -125,7 +126,7 @@ func undocumented(v view, pairs []AgentRouteUsage) []Finding {
 			continue
 		}
 		out = append(out, Finding{Kind: FindingUndocumented, Route: r.Route, Detail: fmt.Sprintf(
-			"called %d times by %d agents, last at %s, but absent from the route inventory and the OpenAPI document", r.Calls, r.CallerCount, fmtMs(r.LastMs))})
+			"called %s by %s, last at %s, but absent from the route inventory and the OpenAPI document", times(r.Calls), plural(uint64(r.CallerCount), "agent"), fmtMs(r.LastMs))})
 	}
 	return out
 }
@@ -152,4 +153,23 @@ func fmtMs(ms int64) string {
 		return "-"
 	}
 	return time.UnixMilli(ms).UTC().Format(time.RFC3339)
+}
+
+// times says how many times: "once", "twice", "3 times".
+func times(n uint64) string {
+	switch n {
+	case 1:
+		return "once"
+	case 2:
+		return "twice"
+	}
+	return fmt.Sprintf("%d times", n)
+}
+
+// plural is "1 call", "2 calls".
+func plural(n uint64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

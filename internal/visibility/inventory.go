@@ -15,11 +15,16 @@ import (
 // seen over the lookback or the span, with its lifecycle (relative to now)
 // and first and last call over the lookback, its usage over span, and its
 // owner and role from the registry. Sorted by agent id.
-func (s *Service) Agents(ctx context.Context, who audit.Actor, span Span) ([]AgentRow, error) {
+func (s *Service) Agents(ctx context.Context, who audit.Actor, span Span) (_ []AgentRow, err error) {
+	defer s.observe("inventory_agents", time.Now(), &err)
 	if err := s.ask(ctx, who, question("inventory agents", "span", spanArg(span)), "", span.Validate()); err != nil {
 		return nil, err
 	}
-	rows, err := s.agentRows(ctx, s.view(), span)
+	pairs, err := s.src.AgentRoutes(ctx, span, "", "")
+	if err != nil {
+		return nil, fmt.Errorf("agent inventory: %w", err)
+	}
+	rows, err := s.agentRows(ctx, s.view(), span, pairs)
 	if err != nil {
 		return nil, fmt.Errorf("agent inventory: %w", err)
 	}
@@ -30,7 +35,8 @@ func (s *Service) Agents(ctx context.Context, who audit.Actor, span Span) ([]Age
 // every route called in span, with its tags, whether it is documented,
 // deprecated or sensitive, and its callers and usage over span. Sorted by
 // route.
-func (s *Service) Routes(ctx context.Context, who audit.Actor, span Span) ([]RouteRow, error) {
+func (s *Service) Routes(ctx context.Context, who audit.Actor, span Span) (_ []RouteRow, err error) {
+	defer s.observe("inventory_routes", time.Now(), &err)
 	if err := s.ask(ctx, who, question("inventory routes", "span", spanArg(span)), "", span.Validate()); err != nil {
 		return nil, err
 	}
@@ -46,7 +52,8 @@ func (s *Service) Routes(ctx context.Context, who audit.Actor, span Span) ([]Rou
 // with whether the registry approves it, and each approved route not
 // called in span (zero usage). agentID narrows to one agent; "" means
 // every agent. Sorted by agent, then route.
-func (s *Service) AgentRoutes(ctx context.Context, who audit.Actor, span Span, agentID string) ([]AgentRouteRow, error) {
+func (s *Service) AgentRoutes(ctx context.Context, who audit.Actor, span Span, agentID string) (_ []AgentRouteRow, err error) {
+	defer s.observe("inventory_agent_routes", time.Now(), &err)
 	q := question("inventory agent-routes", "agent", quoted(agentID), "span", spanArg(span))
 	if err := s.ask(ctx, who, q, agentID, span.Validate()); err != nil {
 		return nil, err
@@ -63,8 +70,9 @@ func (s *Service) AgentRoutes(ctx context.Context, who audit.Actor, span Span, a
 	return agentRouteRows(v.reg, pairs, ids), nil
 }
 
-// agentRows builds the agent inventory over span.
-func (s *Service) agentRows(ctx context.Context, v view, span Span) ([]AgentRow, error) {
+// agentRows builds the agent inventory over span; pairs are the agent ×
+// route usage over span (AgentRoutes), which the caller has read.
+func (s *Service) agentRows(ctx context.Context, v view, span Span, pairs []AgentRouteUsage) ([]AgentRow, error) {
 	look, err := s.src.Agents(ctx, v.look)
 	if err != nil {
 		return nil, err
@@ -74,10 +82,6 @@ func (s *Service) agentRows(ctx context.Context, v view, span Span) ([]AgentRow,
 		if inSpan, err = s.src.Agents(ctx, span); err != nil {
 			return nil, err
 		}
-	}
-	pairs, err := s.src.AgentRoutes(ctx, span, "", "")
-	if err != nil {
-		return nil, err
 	}
 	unapproved := map[string]int{}
 	for _, p := range pairs {
@@ -112,6 +116,11 @@ func (s *Service) agentRows(ctx context.Context, v view, span Span) ([]AgentRow,
 
 // agentRow fills one row but for UnapprovedRoutes.
 func (s *Service) agentRow(v view, id string, u AgentUsage, first, last int64) AgentRow {
+	for _, l := range []*[]string{&u.SourceIPs, &u.Credentials, &u.Gateways} {
+		if *l == nil {
+			*l = []string{} // JSON [], not null
+		}
+	}
 	row := AgentRow{AgentID: id, AgentUsage: u, FirstSeenMs: first, LastSeenMs: last, ApprovedRoutes: -1}
 	a, registered := v.reg.Lookup(id)
 	if registered {
@@ -189,6 +198,9 @@ func routeRows(v view, pairs []AgentRouteUsage, withInventory bool) []RouteRow {
 	for _, a := range by {
 		slices.Sort(a.callers)
 		a.callers = slices.Compact(a.callers)
+		if a.callers == nil {
+			a.callers = []string{} // JSON [], not null
+		}
 		a.row.CallerCount = len(a.callers)
 		a.row.Callers = a.callers[:min(len(a.callers), MaxValues)]
 		out = append(out, a.row)
@@ -199,9 +211,12 @@ func routeRows(v view, pairs []AgentRouteUsage, withInventory bool) []RouteRow {
 
 // routeRow is route's row with what the inventory says of it.
 func routeRow(inv *inventory.Inventory, route string) RouteRow {
-	row := RouteRow{Route: route, Callers: []string{}}
+	row := RouteRow{Route: route, Callers: []string{}, Tags: []string{}}
 	if r, ok := inv.Lookup(route); ok && route != "" {
-		row.Tags, row.Documented, row.Deprecated, row.Sensitive = r.Tags, true, r.Deprecated, r.Sensitive
+		row.Documented, row.Deprecated, row.Sensitive = true, r.Deprecated, r.Sensitive
+		if r.Tags != nil {
+			row.Tags = r.Tags
+		}
 	}
 	return row
 }

@@ -102,19 +102,20 @@ func dayOf(ms int64) time.Time {
 func (s *MemSource) Agents(_ context.Context, span Span) ([]AgentUsage, error) {
 	type acc struct {
 		u               AgentUsage
-		days, routes    map[string]struct{}
+		days            map[int64]struct{} // UTC day numbers
+		routes          map[string]struct{}
 		ips, creds, gws map[string]struct{}
 	}
 	by := map[string]*acc{}
 	s.each(span, func(e *event.Event) {
 		a := by[e.AgentID]
 		if a == nil {
-			a = &acc{u: AgentUsage{AgentID: e.AgentID}, days: map[string]struct{}{}, routes: map[string]struct{}{},
+			a = &acc{u: AgentUsage{AgentID: e.AgentID}, days: map[int64]struct{}{}, routes: map[string]struct{}{},
 				ips: map[string]struct{}{}, creds: map[string]struct{}{}, gws: map[string]struct{}{}}
 			by[e.AgentID] = a
 		}
 		a.u.add(e)
-		a.days[dayOf(e.EventTimeMs).Format(time.DateOnly)] = struct{}{}
+		a.days[floorDiv(e.EventTimeMs, 24*time.Hour.Milliseconds())] = struct{}{}
 		a.routes[e.Route] = struct{}{}
 		addNonEmpty(a.ips, e.SourceIP)
 		addNonEmpty(a.creds, e.CredentialID)
@@ -130,6 +131,16 @@ func (s *MemSource) Agents(_ context.Context, span Span) ([]AgentUsage, error) {
 	}
 	slices.SortFunc(out, func(a, b AgentUsage) int { return cmp.Compare(a.AgentID, b.AgentID) })
 	return out, nil
+}
+
+// floorDiv is a / b rounded down (b > 0), so events before 1970 fall
+// on their own day too.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b < 0 {
+		q--
+	}
+	return q
 }
 
 func addNonEmpty(m map[string]struct{}, v string) {

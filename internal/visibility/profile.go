@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/pkg/event"
@@ -32,7 +33,8 @@ func validateID(what, id string) error {
 // responder's actions and the analysts' verdicts, in time order) and its
 // findings. An agent neither registered nor seen over the lookback or the
 // span is ErrNotFound.
-func (s *Service) Agent(ctx context.Context, who audit.Actor, agentID string, span Span) (AgentProfile, error) {
+func (s *Service) Agent(ctx context.Context, who audit.Actor, agentID string, span Span) (_ AgentProfile, err error) {
+	defer s.observe("agent", time.Now(), &err)
 	bad := validateID("agent", agentID)
 	if bad == nil {
 		bad = span.Validate()
@@ -192,7 +194,8 @@ func nonEmpty(ss ...string) []string {
 // Route is one route's profile over span: its row, its callers with their
 // grants, and its callers per day. A route neither in the route
 // inventory nor called in span is ErrNotFound.
-func (s *Service) Route(ctx context.Context, who audit.Actor, route string, span Span) (RouteProfile, error) {
+func (s *Service) Route(ctx context.Context, who audit.Actor, route string, span Span) (_ RouteProfile, err error) {
+	defer s.observe("route", time.Now(), &err)
 	bad := validateID("route", route)
 	if bad == nil {
 		bad = span.Validate()
@@ -224,7 +227,8 @@ func (s *Service) Route(ctx context.Context, who audit.Actor, route string, span
 
 // Events is the drill-down: the events q selects, newest first, at most
 // q.Limit (default DefaultEventLimit, at most MaxEventLimit).
-func (s *Service) Events(ctx context.Context, who audit.Actor, q EventQuery) ([]event.Event, error) {
+func (s *Service) Events(ctx context.Context, who audit.Actor, q EventQuery) (_ []event.Event, err error) {
+	defer s.observe("events", time.Now(), &err)
 	bad := q.Span.Validate()
 	if bad == nil && (q.Limit < 0 || q.Limit > MaxEventLimit) {
 		bad = invalidf("limit: %d; want 1 to %d (0: %d)", q.Limit, MaxEventLimit, DefaultEventLimit)

@@ -1,13 +1,18 @@
 package visibility
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
@@ -191,7 +196,20 @@ func TestAgents(t *testing.T) {
 			t.Errorf("row %q = %+v; want %+v", r.AgentID, r, w)
 		}
 	}
-	if q := lastAsk(t, f); q.Detail != "inventory agents span=2026-03-15..2026-03-16" || q.Result != audit.ResultOK {
+	if b, err := json.Marshal(rows); err != nil || bytes.Contains(b, []byte("null")) {
+		t.Errorf("agents JSON %s, %v: want no null", b, err)
+	}
+	if i := slices.IndexFunc(rows, func(r AgentRow) bool { return r.AgentID == "cs-1" }); rows[i].ActiveDays != 1 {
+		t.Errorf("cs-1 active on %d days of March 15th", rows[i].ActiveDays)
+	}
+	month, err := f.svc.Agents(context.Background(), analyst, Span{From: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), To: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(month, func(r AgentRow) bool { return r.AgentID == "cs-1" }); month[i].ActiveDays != 3 {
+		t.Errorf("cs-1 active on %d days since January; want 3 (Feb 1, Mar 15, Mar 16)", month[i].ActiveDays)
+	}
+	if q := lastAsk(t, f); q.Detail != "inventory agents span=2026-01-01..2026-03-20T12:00:00Z" || q.Result != audit.ResultOK {
 		t.Errorf("question %q (%s)", q.Detail, q.Result)
 	}
 }
@@ -242,6 +260,9 @@ func TestRoutes(t *testing.T) {
 	check(badPath, false, false, false, 1, "new-1")
 	if tags := got["/customers/{id}/export"].Tags; !slices.Equal(tags, []string{"pii", "sensitive"}) {
 		t.Errorf("tags %q", tags)
+	}
+	if b, err := json.Marshal(rows); err != nil || bytes.Contains(b, []byte("null")) {
+		t.Errorf("routes JSON %s, %v: want no null", b, err)
 	}
 	if q := lastAsk(t, f); q.Detail != "inventory routes span=2026-02-20..2026-03-21" {
 		t.Errorf("question %q", q.Detail)
@@ -748,4 +769,28 @@ func TestParseSpan(t *testing.T) {
 	bad("yesterday", "", `from: "yesterday" is neither RFC 3339 nor YYYY-MM-DD`)
 	bad("", "tomorrow", `to: "tomorrow"`)
 	bad("2026-03-16", "2026-03-15", "is not after from")
+}
+
+func TestMetrics(t *testing.T) {
+	f := newFixture(t)
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	f.svc.SetMetrics(m)
+	ctx := context.Background()
+	if _, err := f.svc.Access(ctx, analyst, AccessRequest{Span: march15, Tag: "pii"}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.svc.Access(ctx, analyst, AccessRequest{Span: march15, Tag: "p ii"})
+	_, _ = f.svc.Agent(ctx, analyst, "nobody", march15)
+	for _, c := range []struct {
+		q, result string
+		want      float64
+	}{{"access", "ok", 1}, {"access", "invalid", 1}, {"agent", "not_found", 1}, {"agent", "ok", 0}} {
+		if got := testutil.ToFloat64(m.Questions.WithLabelValues(c.q, c.result)); got != c.want {
+			t.Errorf("questions{%s,%s} = %v; want %v", c.q, c.result, got, c.want)
+		}
+	}
+	if n := testutil.CollectAndCount(m.Duration); n != 2 {
+		t.Errorf("%d duration series; want 2 (access, agent)", n)
+	}
 }

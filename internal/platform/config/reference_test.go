@@ -66,7 +66,7 @@ func TestReferenceEntries(t *testing.T) {
 		{Key: "ingest.topic_formats", Type: "map of strings", Default: "{}", FileOnly: true},
 		{Key: "ingest.mappings", Type: "map of maps of strings", Default: "{}", FileOnly: true},
 		{Key: "ingest.routes", Type: "list of {template, tags}", Default: "[]", FileOnly: true},
-		{Key: "responder.tokens", Type: "list of {name, sha256, secret_env, secret_file, allowed_playbooks, can_read_audit, can_silence, can_read_denylist, can_kill_switch, can_repair_outbox}", Default: "[]", FileOnly: true, Secret: true},
+		{Key: "responder.tokens", Type: "list of {name, sha256, secret_env, secret_file, allowed_playbooks, can_read_audit, can_silence, can_read_denylist, can_kill_switch, can_repair_outbox, can_read_inventory}", Default: "[]", FileOnly: true, Secret: true},
 		{Key: "responder.webhooks", Type: "map of {method, url, header, header_file, body, body_format, already_status}", Default: "{}", FileOnly: true, Secret: true},
 	} {
 		got := byKey[want.Key]

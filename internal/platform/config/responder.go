@@ -131,6 +131,7 @@ type APIToken struct {
 	CanReadDenylist  bool     `mapstructure:"can_read_denylist"`
 	CanKillSwitch    bool     `mapstructure:"can_kill_switch"`
 	CanRepairOutbox  bool     `mapstructure:"can_repair_outbox"`
+	CanReadInventory bool     `mapstructure:"can_read_inventory"`
 }
 
 func responderDefaults() map[string]any {

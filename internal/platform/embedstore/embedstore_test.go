@@ -3,6 +3,9 @@ package embedstore
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -90,5 +93,52 @@ func TestDropDaysBefore(t *testing.T) {
 	days, _ := s.Days()
 	if len(days) != 1 || days[0] != "20261103" {
 		t.Fatalf("days left %v", days)
+	}
+}
+
+// TestRead reads beside a writer: no ids loaded, nothing created, a last
+// line without its newline (an append in progress) skipped.
+func TestRead(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "events")
+	if err := Read(dir, time.Unix(0, 0), time.Now(), func(string, *event.Event) bool { t.Fatal("event in a missing dir"); return true }); err != nil {
+		t.Fatalf("missing dir: %v", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatal("Read created the directory")
+	}
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := time.Date(2026, 3, 15, 0, 0, 0, 0, time.UTC)
+	var evs []event.Event
+	for i := range 4 {
+		evs = append(evs, event.Event{EventID: fmt.Sprint("e", i), AgentID: "a", EventTimeMs: day.Add(time.Duration(i) * 20 * time.Hour).UnixMilli()})
+	}
+	if err := s.InsertEvents(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// A torn append at the end of the first day.
+	f, err := os.OpenFile(filepath.Join(dir, "events-20260315.jsonl"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"event_id":"torn","agent`)
+	f.Close()
+	var got []string
+	err = Read(dir, day.Add(time.Hour), day.Add(50*time.Hour), func(d string, e *event.Event) bool {
+		got = append(got, d+":"+e.EventID)
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"20260315:e1", "20260316:e2"}; !slices.Equal(got, want) {
+		t.Fatalf("Read = %q; want %q", got, want)
+	}
+	got = nil
+	if err := Read(dir, day, day.Add(96*time.Hour), func(d string, e *event.Event) bool { got = append(got, e.EventID); return len(got) < 2 }); err != nil || len(got) != 2 {
+		t.Fatalf("stop after 2: %q, %v", got, err)
 	}
 }

@@ -50,6 +50,12 @@ type Token struct {
 	// CanRepairOutbox lets the token requeue and dismiss outbox entries
 	// (/v1/outbox/requeue, /v1/outbox/dismiss).
 	CanRepairOutbox bool `mapstructure:"can_repair_outbox"`
+	// CanReadInventory lets the token ask the visibility questions: the
+	// inventory, the findings, access, an agent's or a route's profile
+	// and the events (/v1/inventory/…, /v1/findings, /v1/access,
+	// /v1/agents/{id}, /v1/routes, /v1/events). Each question is
+	// audited under the token's name.
+	CanReadInventory bool `mapstructure:"can_read_inventory"`
 }
 
 // MinSecretLen is the shortest secret New accepts, in bytes: a 32-byte
@@ -82,6 +88,8 @@ type principal struct {
 	canReadDenylist bool
 	canKillSwitch   bool
 	canRepairOutbox bool
+	// canReadInventory: Token.CanReadInventory.
+	canReadInventory bool
 }
 
 func (p *principal) mayRun(playbook string) bool {
@@ -104,7 +112,7 @@ func compileTokens(tokens []Token, getenv func(string) string) ([]principal, err
 			errs = append(errs, fmt.Errorf("%s.%s: %s", key, field, fmt.Sprintf(format, a...)))
 		}
 		p := principal{name: t.Name, canReadAudit: t.CanReadAudit, canSilence: t.CanSilence,
-			canReadDenylist: t.CanReadDenylist, canKillSwitch: t.CanKillSwitch, canRepairOutbox: t.CanRepairOutbox}
+			canReadDenylist: t.CanReadDenylist, canKillSwitch: t.CanKillSwitch, canRepairOutbox: t.CanRepairOutbox, canReadInventory: t.CanReadInventory}
 		if !tokenNameRE.MatchString(t.Name) {
 			bad("name", "%.80q must be letters, digits, '.', '_' or '-', at most 64 bytes", t.Name)
 		} else if j, dup := names[t.Name]; dup {

@@ -10,7 +10,7 @@ import (
 // Metrics are the HTTP API series. Register them once per registry. A nil
 // *Metrics records nothing. Safe for concurrent use.
 type Metrics struct {
-	// Requests counts requests by route (run, audit, silences, false_positive, other) and HTTP
+	// Requests counts requests by route (run, audit, silences, false_positive, denylist, kill_switch, outbox, visibility, other) and HTTP
 	// status code.
 	Requests *prometheus.CounterVec
 	// Duration is the time to answer a request, by route.
@@ -28,10 +28,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	const ns, sub = "agentwatch", "responder"
 	return &Metrics{
 		Requests: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "api_requests_total",
-			Help: "HTTP API requests, by route (run, audit, silences, false_positive, other) and status code."},
+			Help: "HTTP API requests, by route (run, audit, silences, false_positive, denylist, kill_switch, outbox, visibility, other) and status code."},
 			[]string{"route", "code"}),
 		Duration: f.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "api_request_duration_seconds",
-			Help:    "Time to answer an HTTP API request, by route (run, audit, silences, false_positive, other).",
+			Help:    "Time to answer an HTTP API request, by route (run, audit, silences, false_positive, denylist, kill_switch, outbox, visibility, other).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)},
 			[]string{"route"}),
 		AuditErrors: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "api_audit_errors_total",

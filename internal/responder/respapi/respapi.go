@@ -160,6 +160,12 @@ type Options struct {
 	// /v1/outbox/requeue and /v1/outbox/dismiss (tokens with
 	// can_repair_outbox).
 	Outbox Outbox
+	// Visibility, when set, answers the visibility questions at
+	// /v1/inventory/agents, /v1/inventory/routes,
+	// /v1/inventory/agent-routes, /v1/findings, /v1/access,
+	// /v1/agents/{id}, /v1/routes and /v1/events (tokens with
+	// can_read_inventory), in JSON or CSV.
+	Visibility Visibility
 	// Getenv reads Token.SecretEnv; nil means os.Getenv.
 	Getenv func(string) string
 	// Limit rate-limits each client (a token once it authenticates, else
@@ -187,6 +193,7 @@ type Handler struct {
 	denylist   Denylist
 	kill       KillSwitch
 	outbox     Outbox
+	vis        Visibility
 	limit      *clientlimit.Limiter
 	// equal compares two SHA-256 digests: subtle.ConstantTimeCompare,
 	// replaced in tests to see that it is what decides.
@@ -271,6 +278,10 @@ func New(o Options) (*Handler, error) {
 		h.mux.HandleFunc(outboxRequeuePattern, h.outboxRepair(OutboxRequeue))
 		h.mux.HandleFunc(outboxDismissPattern, h.outboxRepair(OutboxDismiss))
 	}
+	if o.Visibility != nil {
+		h.vis = o.Visibility
+		h.serveVisibility()
+	}
 	return h, nil
 }
 
@@ -293,6 +304,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		route = "kill_switch"
 	case outboxRequeuePattern, outboxDismissPattern:
 		route = "outbox"
+	case invAgentsGet, invRoutesGet, invAgentRoutesGet, findingsGet, accessGet, agentGet, routeGet, eventsGet:
+		route = "visibility"
 	}
 	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 	sw.Header().Set("Cache-Control", "no-store")

@@ -57,6 +57,10 @@ type Deps struct {
 	Scores   ScoreSource
 	Feedback FeedbackSink
 	Registry Registry
+	// Visibility, when set, builds what answers the visibility questions
+	// of the HTTP API (tokens with can_read_inventory), given the audit
+	// trail the questions are written to.
+	Visibility func(trail *audit.Logger) respapi.Visibility
 	// Console receives alerts when no Slack token is set; nil discards.
 	Console io.Writer
 	// WrapNotifier, when set, is given the notifier Build chose (Slack or
@@ -345,10 +349,13 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		var toks []respapi.Token
 		for _, t := range rc.Tokens {
 			toks = append(toks, respapi.Token{Name: t.Name, SHA256: t.SHA256, SecretEnv: t.SecretEnv, SecretFile: t.SecretFile, AllowedPlaybooks: t.AllowedPlaybooks, CanReadAudit: t.CanReadAudit, CanSilence: t.CanSilence,
-				CanReadDenylist: t.CanReadDenylist, CanKillSwitch: t.CanKillSwitch, CanRepairOutbox: t.CanRepairOutbox})
+				CanReadDenylist: t.CanReadDenylist, CanKillSwitch: t.CanKillSwitch, CanRepairOutbox: t.CanRepairOutbox, CanReadInventory: t.CanReadInventory})
 		}
 		ao := respapi.Options{Tokens: toks, Runner: runner, Audit: s.Audit, Silences: sil, Verdicts: verdicts, Outbox: repairs, Log: log, Metrics: respapi.NewMetrics(reg), Now: now, Getenv: getenv,
 			Limit: limiter("api"), Denylist: denylistSource{rules: d.Global, file: gx.denylist}}
+		if d.Visibility != nil {
+			ao.Visibility = d.Visibility(s.Audit)
+		}
 		if d.Global != nil {
 			ao.KillSwitch = apiSwitch{TableSwitch: d.Global.Switch, any: gx.kill}
 		}

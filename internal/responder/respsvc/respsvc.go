@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -33,8 +34,12 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/partstate"
+	"github.com/agentwatch/agentwatch/internal/responder/respapi"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"github.com/agentwatch/agentwatch/internal/responder/route"
+	"github.com/agentwatch/agentwatch/internal/visibility"
+	"github.com/agentwatch/agentwatch/internal/visibility/filesource"
+	"github.com/agentwatch/agentwatch/internal/visibility/vissvc"
 	"github.com/agentwatch/agentwatch/pkg/inventory"
 )
 
@@ -264,6 +269,11 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 			r.stages = append(r.stages, seqChain)
 		}
 	}
+	if deps.Visibility == nil && len(cfg.Responder.Tokens) > 0 {
+		if deps.Visibility, err = r.visibility(ctx, cfg, watcher, log, reg); err != nil {
+			return nil, err
+		}
+	}
 	svc, err := respond.Build(cfg, deps, log, reg)
 	if err != nil {
 		return nil, err
@@ -472,4 +482,36 @@ func Failpoints(log *slog.Logger) FailpointHooks {
 	}
 	log.Warn("failpoint armed: the first process to reach it hangs there", "point", point, "marker", file)
 	return h
+}
+
+// visibility builds the API's visibility questions on the mode's Source
+// (vissvc.ResponderSource), with the registry and route inventory of the
+// watcher (or read once from the files when there is none); nil when the
+// mode has no Source connected.
+func (r *Responder) visibility(ctx context.Context, cfg config.Config, watcher *invwatch.Watcher, log *slog.Logger, reg prometheus.Registerer) (func(*audit.Logger) respapi.Visibility, error) {
+	src, closeSrc, err := vissvc.ResponderSource(ctx, cfg, filepath.Join(cfg.Responder.StateDir, respond.AuditFile), log)
+	if err != nil {
+		return nil, err
+	}
+	r.closers = append(r.closers, func() error { closeSrc(); return nil })
+	if src == nil {
+		log.Info("the API does not serve the visibility questions (/v1/inventory, /v1/findings, /v1/access, …): no ClickHouse source is connected in this build")
+		return nil, nil
+	}
+	regFn := func() *inventory.Registry { return watcher.Current().Registry }
+	invFn := func() *inventory.Inventory { return watcher.Current().Routes }
+	if watcher == nil {
+		reg, inv, err := filesource.Fleet(cfg.Embedded.DataDir, cfg.Detector.RegistryFile, cfg.Detector.RoutesFile, cfg.Detector.OpenAPIFile)
+		if err != nil {
+			return nil, err
+		}
+		regFn = func() *inventory.Registry { return reg }
+		invFn = func() *inventory.Inventory { return inv }
+	}
+	metrics := visibility.NewMetrics(reg)
+	return func(trail *audit.Logger) respapi.Visibility {
+		svc := visibility.New(src, regFn, invFn, trail, visibility.Config{}, nil)
+		svc.SetMetrics(metrics)
+		return svc
+	}, nil
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,9 +17,12 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/bus"
 	"github.com/agentwatch/agentwatch/internal/platform/bus/membus"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
+	"github.com/agentwatch/agentwatch/internal/platform/embedstore"
+	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
+	"github.com/agentwatch/agentwatch/pkg/event"
 	"github.com/agentwatch/agentwatch/pkg/inventory"
 	"github.com/agentwatch/agentwatch/pkg/playbooks"
 )
@@ -260,5 +265,56 @@ func TestHoldBeforeRevokeGoesOnOnceItsMarkerIsRemoved(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the hold point did not go on once its marker was removed")
+	}
+}
+
+// TestNewServesVisibility: in the embedded mode, a token with
+// can_read_inventory asks the API about the data dir's traffic, and the
+// question is on the responder's audit trail under the token's name.
+func TestNewServesVisibility(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Embedded.DataDir = t.TempDir()
+	es, err := embedstore.Open(filepath.Join(cfg.Embedded.DataDir, "events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	if err := es.InsertEvents(t.Context(), []event.Event{{EventID: "e1", AgentID: "cs-1", Route: "/customers/{id}",
+		EventTimeMs: now.Add(-time.Hour).UnixMilli(), Status: 200, RequestID: "req-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	es.Close()
+	const secret = "auditor-0123456789abcdef0123456789abcdef"
+	cfg.Responder.Tokens = []config.APIToken{{Name: "auditor", SecretEnv: "AUDITOR_TOKEN", CanReadInventory: true}}
+	r, err := New(t.Context(), cfg, Options{Stores: testStores(t), Getenv: func(k string) string {
+		if k == "AUDITOR_TOKEN" {
+			return secret
+		}
+		return ""
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	srv := httptest.NewServer(r.Service.Handler)
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/access?template=/customers/**", nil)
+	req.Header.Set("Authorization", "Bearer "+secret)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"SampleRequestIDs":["req-1"]`) {
+		t.Fatalf("status %d body %s", resp.StatusCode, body)
+	}
+	fs, err := audit.OpenFileStore(filepath.Join(cfg.Responder.StateDir, respond.AuditFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := fs.Query(t.Context(), audit.Filter{Action: audit.ActionAsk})
+	if err != nil || len(recs) != 1 || recs[0].Actor.TokenName != "auditor" || !strings.HasPrefix(recs[0].Detail, "access template=") {
+		t.Fatalf("audit %+v, %v", recs, err)
 	}
 }

@@ -26,7 +26,6 @@ import (
 	"github.com/agentwatch/agentwatch/internal/detector/detstate"
 	"github.com/agentwatch/agentwatch/internal/platform/embedstore"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
-	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"github.com/agentwatch/agentwatch/internal/visibility"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 	"github.com/agentwatch/agentwatch/pkg/event"
@@ -40,6 +39,10 @@ const (
 	ResponderDir = "responder"
 	RegistryFile = "agents.yaml"
 	OpenAPIFile  = "openapi.yaml"
+	// AuditFile is the responder's audit file in its state directory
+	// (respond.AuditFile, which this package does not import: it imports
+	// no service).
+	AuditFile = "audit.jsonl"
 )
 
 // ActionFalsePositive is the audit action of an analyst's false-positive
@@ -56,6 +59,9 @@ type Options struct {
 	Since time.Time
 	// Progress, when set, gets a line per day file read and a total.
 	Progress io.Writer
+	// AuditFile is the audit file to read; "" means
+	// DATA_DIR/responder/audit.jsonl.
+	AuditFile string
 }
 
 // Stats say what Load read.
@@ -76,7 +82,11 @@ func Load(ctx context.Context, o Options) (*visibility.MemSource, Stats, error) 
 	if err != nil {
 		return nil, st, fmt.Errorf("read anomalies: %w", err)
 	}
-	recs, err := AuditRecords(ctx, filepath.Join(o.DataDir, ResponderDir, respond.AuditFile))
+	auditFile := o.AuditFile
+	if auditFile == "" {
+		auditFile = filepath.Join(o.DataDir, ResponderDir, AuditFile)
+	}
+	recs, err := AuditRecords(ctx, auditFile)
 	if err != nil {
 		return nil, st, err
 	}
@@ -90,47 +100,37 @@ func Load(ctx context.Context, o Options) (*visibility.MemSource, Stats, error) 
 }
 
 func loadEvents(ctx context.Context, o Options, st *Stats) ([]event.Event, error) {
-	dir := filepath.Join(o.DataDir, EventsDir)
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	es, err := embedstore.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer es.Close()
-	days, err := es.Days()
-	if err != nil {
-		return nil, err
-	}
 	from := o.Since
 	if from.IsZero() {
 		from = time.UnixMilli(0)
 	}
 	var out []event.Event
-	for _, d := range days {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		t, err := time.Parse("20060102", d)
-		if err != nil || t.Add(24*time.Hour).Before(from) {
-			continue
-		}
-		n := len(out)
-		err = es.Events("", t, t.Add(24*time.Hour), func(e *event.Event) bool {
-			if e.EventTimeMs >= from.UnixMilli() {
-				out = append(out, *e)
+	cur, n := "", 0
+	done := func() {
+		if cur != "" {
+			st.Days++
+			if o.Progress != nil {
+				t, _ := time.Parse("20060102", cur)
+				fmt.Fprintf(o.Progress, "read events of %s: %d\n", t.Format(time.DateOnly), len(out)-n)
 			}
-			return true
-		})
-		if err != nil {
-			return nil, err
-		}
-		st.Days++
-		if o.Progress != nil {
-			fmt.Fprintf(o.Progress, "read events of %s: %d\n", t.Format(time.DateOnly), len(out)-n)
 		}
 	}
+	// The end is far enough to take any event stamped ahead of now.
+	err := embedstore.Read(filepath.Join(o.DataDir, EventsDir), from, time.Now().Add(366*24*time.Hour), func(day string, e *event.Event) bool {
+		if day != cur {
+			done()
+			cur, n = day, len(out)
+		}
+		out = append(out, *e)
+		return ctx.Err() == nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	done()
 	st.Events = len(out)
 	return out, nil
 }

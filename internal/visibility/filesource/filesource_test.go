@@ -12,6 +12,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/detector/detstate"
 	"github.com/agentwatch/agentwatch/internal/platform/embedstore"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
+	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"github.com/agentwatch/agentwatch/internal/visibility"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 	"github.com/agentwatch/agentwatch/pkg/event"
@@ -100,7 +101,7 @@ func TestLoad(t *testing.T) {
 	}
 	// Since skips the older days.
 	src, st, err = Load(context.Background(), Options{DataDir: dir, Since: day1.Add(30 * time.Hour)})
-	if err != nil || st.Events != 1 || st.Days != 2 { // the day of Since is read, the one before is not
+	if err != nil || st.Events != 1 || st.Days != 1 { // days with events since Since
 		t.Fatalf("since: %+v, %v", st, err)
 	}
 	if evs, _ := src.Events(context.Background(), visibility.EventQuery{Span: span}); len(evs) != 1 || evs[0].AgentID != hostile {
@@ -147,5 +148,49 @@ func TestFleet(t *testing.T) {
 	reg, inv, err = Fleet(empty, "", "", "")
 	if err != nil || reg.Enabled() || inv.Enabled() {
 		t.Errorf("nothing: %v %v %v", reg.Enabled(), inv.Enabled(), err)
+	}
+}
+
+func TestLive(t *testing.T) {
+	dir := writeDemoDir(t)
+	now := day1.Add(72 * time.Hour)
+	l := NewLive(Options{DataDir: dir}, time.Minute, func() time.Time { return now })
+	span := visibility.Span{From: day1, To: day1.Add(96 * time.Hour)}
+	count := func() int {
+		t.Helper()
+		evs, err := l.Events(context.Background(), visibility.EventQuery{Span: span})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(evs)
+	}
+	if n := count(); n != 3 {
+		t.Fatalf("%d events; want 3", n)
+	}
+	es, err := embedstore.Open(filepath.Join(dir, EventsDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := es.InsertEvents(context.Background(), []event.Event{{EventID: "new", AgentID: "cs-1", Route: "/x", EventTimeMs: day1.Add(74 * time.Hour).UnixMilli()}}); err != nil {
+		t.Fatal(err)
+	}
+	es.Close()
+	if n := count(); n != 3 {
+		t.Errorf("%d events within MaxAge; want the cached 3", n)
+	}
+	now = now.Add(2 * time.Minute)
+	if n := count(); n != 4 {
+		t.Errorf("%d events after MaxAge; want 4 (reloaded)", n)
+	}
+	// A different audit file.
+	l = NewLive(Options{DataDir: dir, AuditFile: filepath.Join(t.TempDir(), "none.jsonl")}, 0, nil)
+	if acts, err := l.Actions(context.Background(), span, ""); err != nil || len(acts) != 0 {
+		t.Errorf("actions from a missing audit file: %v, %v", acts, err)
+	}
+}
+
+func TestAuditFileIsTheResponders(t *testing.T) {
+	if AuditFile != respond.AuditFile {
+		t.Fatalf("AuditFile %q; the responder writes %q", AuditFile, respond.AuditFile)
 	}
 }
