@@ -12,6 +12,8 @@
 //	agentwatch agent ID          one agent's profile and timeline
 //	agentwatch route TEMPLATE    one route's callers over time
 //	agentwatch events            the events behind an answer
+//	agentwatch report --period 2026-11
+//	                             the period's visibility and compliance report (HTML, PDF)
 //	agentwatch config reference  every configuration key, documented
 package main
 
@@ -29,10 +31,11 @@ func newRoot() *cobra.Command {
 detector and the responder in one process with no external service. The same
 binary simulates gateway traffic, runs the end-to-end benchmarks, and documents
 every configuration key. It answers the visibility questions (inventory, findings,
-access, agent, route, events) from the embedded data dir, or from ClickHouse in the
-distributed mode. The services of the distributed mode are the ingest, detector and
-responder binaries.`)
+access, agent, route, events) and writes the periodic report from the embedded data
+dir, or from ClickHouse in the distributed mode. The services of the distributed mode
+are the ingest, detector and responder binaries.`)
 	root.AddCommand(demoCommand(), simulateCommand(), benchCommand(),
-		inventoryCommand(), findingsCommand(), accessCommand(), agentCommand(), routeCommand(), eventsCommand())
+		inventoryCommand(), findingsCommand(), accessCommand(), agentCommand(), routeCommand(), eventsCommand(),
+		reportCommand())
 	return root
 }

@@ -130,7 +130,7 @@ func barChart(r *Report, title, ylabel string, series []plotter.Values, labels [
 	img := vgimg.NewWith(vgimg.UseWH(vg.Points(chartW), vg.Points(chartH)), vgimg.UseDPI(72))
 	p.Draw(draw.New(img))
 	var buf bytes.Buffer
-	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&buf, img.Image()); err != nil {
+	if err := (&png.Encoder{CompressionLevel: png.DefaultCompression}).Encode(&buf, img.Image()); err != nil {
 		return nil, fmt.Errorf("encode: %w", err)
 	}
 	return buf.Bytes(), nil

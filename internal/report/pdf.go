@@ -64,7 +64,6 @@ func PDF(r *Report, charts []Chart) ([]byte, error) {
 		}
 	}
 
-	pdf.AddPage()
 	t.heading("Charts")
 	// One image of the charts stacked: fpdf orders images by width, and
 	// charts of one width would come out in map order, so the file would
@@ -75,8 +74,12 @@ func PDF(r *Report, charts []Chart) ([]byte, error) {
 			return nil, fmt.Errorf("render report %s as PDF: %w", r.Period.Name, err)
 		}
 		pdf.RegisterImageOptionsReader("charts", fpdf.ImageOptions{ImageType: "PNG"}, bytes.NewReader(stacked))
-		h := pdfWidth * float64(chartH*len(charts)) / chartW
-		pdf.ImageOptions("charts", pdfMargin, pdf.GetY(), pdfWidth, h, true, fpdf.ImageOptions{ImageType: "PNG"}, 0, "")
+		const w = 150.0 // mm: three charts fit under the metrics' last page
+		h := w * float64(chartH*len(charts)) / chartW
+		if pdf.GetY()+h > 297-pdfMargin {
+			pdf.AddPage()
+		}
+		pdf.ImageOptions("charts", pdfMargin+(pdfWidth-w)/2, pdf.GetY(), w, h, true, fpdf.ImageOptions{ImageType: "PNG"}, 0, "")
 	}
 
 	t.heading("Anomalies by kind and severity")
@@ -181,7 +184,11 @@ func (t *pdfTable) draw(cells []string, fill bool) {
 	lines := make([][]string, len(cells))
 	n := 1
 	for i, c := range cells {
-		lines[i] = t.pdf.SplitText(t.tr(c), t.cols[i]-2)
+		// SplitLines measures bytes, as the core fonts encode them: the
+		// text is Windows-1252 once translated, no longer UTF-8.
+		for _, l := range t.pdf.SplitLines([]byte(t.tr(c)), t.cols[i]-2) {
+			lines[i] = append(lines[i], string(l))
+		}
 		n = max(n, len(lines[i]))
 	}
 	h := float64(n)*pdfLine + 1
@@ -213,7 +220,7 @@ func stack(charts []Chart) ([]byte, error) {
 		draw.Draw(out, image.Rect(0, i*chartH, chartW, (i+1)*chartH), img, img.Bounds().Min, draw.Src)
 	}
 	var buf bytes.Buffer
-	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&buf, out); err != nil {
+	if err := (&png.Encoder{CompressionLevel: png.DefaultCompression}).Encode(&buf, out); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil

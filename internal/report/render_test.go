@@ -10,24 +10,33 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 )
 
 var update = flag.Bool("update", false, "rewrite the sample report in docs/img")
 
-func built(t *testing.T) (*Report, []Chart) {
-	t.Helper()
-	b, _ := fixtureBuilder()
-	r, err := b.Build(context.Background(), november)
-	if err != nil {
-		t.Fatal(err)
+// built is the fixture's report and charts, made once: the tests only
+// read them, and drawing is most of their time under -race.
+var built = func() func(t *testing.T) (*Report, []Chart) {
+	var once sync.Once
+	var r *Report
+	var charts []Chart
+	var err error
+	return func(t *testing.T) (*Report, []Chart) {
+		t.Helper()
+		once.Do(func() {
+			b, _ := fixtureBuilder()
+			if r, err = b.Build(context.Background(), november); err == nil {
+				charts, err = Charts(r)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, charts
 	}
-	charts, err := Charts(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r, charts
-}
+}()
 
 func TestCharts(t *testing.T) {
 	r, charts := built(t)

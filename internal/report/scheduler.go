@@ -35,7 +35,11 @@ func (s Schedule) Next(now time.Time) time.Time {
 // after it posted, so a restart neither skips nor repeats a period. A
 // failed run is tried again after Retry. It is a pipeline stage.
 type Scheduler struct {
+	// Job is the run; Prepare, when set, builds it afresh for each run
+	// instead (loading the data the period needs), and its closeFn is
+	// called after the run.
 	Job      *Job
+	Prepare  func(ctx context.Context, p Period) (_ *Job, closeFn func(), _ error)
 	Schedule Schedule
 	// Chain is where Done looks; usually Job.Chain.
 	Chain evidence.ChainStore
@@ -83,7 +87,19 @@ func (s *Scheduler) Tick(ctx context.Context) (ran bool, err error) {
 	if done {
 		return false, nil
 	}
-	res, err := s.Job.Run(ctx, p)
+	job := s.Job
+	if s.Prepare != nil {
+		var closeFn func()
+		if job, closeFn, err = s.Prepare(ctx, p); err == nil {
+			defer closeFn()
+		} else {
+			if s.OnRun != nil {
+				s.OnRun(p, Result{}, err)
+			}
+			return false, fmt.Errorf("scheduled report %s: %w", p.Name, err)
+		}
+	}
+	res, err := job.Run(ctx, p)
 	if s.OnRun != nil {
 		s.OnRun(p, res, err)
 	}

@@ -15,7 +15,7 @@ import (
 type Report struct {
 	Schedule     string   `mapstructure:"schedule" doc:"When the responder writes the report of the period just ended, in UTC: \"monthly HH:MM\" (on the 1st of each month, for the month before), \"weekly HH:MM\" (each Monday, for the ISO week before), or empty for never. Each period is written once: the evidence chain's report bundle says it was done."`
 	SlackChannel string   `mapstructure:"slack_channel" doc:"Slack conversation id (C..., G...) the scheduled report is uploaded to as files; needs responder.slack's token with files:write. Empty: not posted."`
-	OutDir       string   `mapstructure:"out_dir" doc:"Directory the report files are written to (agentwatch-report-PERIOD.html, .pdf). Empty: reports under embedded.data_dir in the embedded mode; must be set for a schedule in the distributed mode."`
+	OutDir       string   `mapstructure:"out_dir" doc:"Directory the report files are written to (agentwatch-report-PERIOD.html, .pdf). Empty: embedded.data_dir/reports for the schedule, the current directory for agentwatch report."`
 	Formats      []string `mapstructure:"formats" doc:"Editions written: html, pdf or both."`
 }
 
@@ -77,7 +77,7 @@ func (c Config) validateReport(bad func(key, format string, a ...any)) {
 			bad("report.formats", "%q is not html or pdf", f)
 		}
 	}
-	if scheduled && c.Distributed() && r.OutDir == "" {
-		bad("report.out_dir", "must be set for report.schedule in the distributed mode")
+	if scheduled && c.Distributed() {
+		bad("report.schedule", "the scheduled report reads the embedded data dir in this build: unset kafka.brokers, or run agentwatch report by hand")
 	}
 }

@@ -25,7 +25,7 @@ func TestReportKeys(t *testing.T) {
 		"report:\n  slack_channel: '#reports'\n":                         "report.slack_channel",
 		"report:\n  formats: [html, docx]\n":                             "report.formats",
 		"report:\n  formats: []\n":                                       "report.formats",
-		"kafka:\n  brokers: [a:1]\nreport:\n  schedule: monthly 06:00\n": "report.out_dir",
+		"kafka:\n  brokers: [a:1]\nreport:\n  schedule: monthly 06:00\n": "report.schedule: the scheduled report reads the embedded data dir",
 	} {
 		_, err := load(write(t, body), nil, nil)
 		if err == nil || !strings.Contains(err.Error(), key) {

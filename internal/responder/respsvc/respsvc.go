@@ -312,6 +312,13 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	if watcher != nil {
 		r.stages = append(r.stages, watcher)
 	}
+	rs, err := reportScheduler(cfg, svc, log)
+	if err != nil {
+		return nil, fmt.Errorf("report.schedule: %w", err)
+	}
+	if rs != nil {
+		r.stages = append(r.stages, rs)
+	}
 	r.stages = append(r.stages,
 		&respond.HTTPServer{Addr: cfg.Responder.APIAddr, WebConfigFile: cfg.Responder.APIWebConfigFile, Handler: svc.Handler, Log: log},
 		&obs.Server{Addr: cfg.HTTP.Addr, WebConfigFile: cfg.HTTP.WebConfigFile, Registry: reg, Readiness: &obs.Readiness{}, Log: log})

@@ -80,6 +80,7 @@ type Summary struct {
 	DeadLetterFile       string
 	StoredEvents         int
 	Responder            responderSummary
+	Report               reportSummary
 }
 
 const (
@@ -380,6 +381,7 @@ func Run(ctx context.Context, o Options, out io.Writer, log *slog.Logger) (Summa
 	if err != nil {
 		return sum, err
 	}
+	sum.Report = writeReport(ctx, cfg, liveStart.Add(o.SimDuration/2), log)
 	printSummary(out, sum)
 	return sum, nil
 }
@@ -476,6 +478,11 @@ func printSummary(w io.Writer, s Summary) {
 	if s.Responder.PreviewErr == nil && s.Responder.Preview != "" {
 		fmt.Fprintf(w, "Slack messages (Block Kit JSON, HTML view):      %s, %s\n",
 			filepath.Join(s.Responder.Preview, preview.JSONFile), filepath.Join(s.Responder.Preview, preview.HTMLFile))
+	}
+	if r := s.Report; r.Err != nil {
+		fmt.Fprintf(w, "report of %s: not written: %v\n", r.Period, r.Err)
+	} else if len(r.Files) > 0 {
+		fmt.Fprintf(w, "report of %s (agentwatch report --period %s):  %s; in the evidence chain as %s\n", r.Period, r.Period, strings.Join(r.Files, ", "), r.Bundle)
 	}
 }
 

@@ -113,8 +113,15 @@ func TestDemoRunsEveryStageAndAccountsForEveryLine(t *testing.T) {
 	if page, err := os.ReadFile(filepath.Join(sum.Responder.Preview, preview.HTMLFile)); err != nil || !bytes.Contains(page, []byte(`<div class="header">`)) {
 		t.Errorf("%s: %v, %d bytes without an alert's header", preview.HTMLFile, err, len(page))
 	}
+	// The report of the demo's week: written, recorded, and the chain
+	// still verifies.
+	if r := sum.Report; r.Err != nil || len(r.Files) != 2 || !strings.HasPrefix(r.Bundle, "report-"+r.Period+"-") {
+		t.Errorf("report: %+v", r)
+	} else if page, err := os.ReadFile(r.Files[0]); err != nil || !bytes.Contains(page, []byte(`id="anomalies.total"`)) {
+		t.Errorf("report %s: %v", r.Files[0], err)
+	}
 	for _, want := range []string{"what flowed", "dead-lettered by reason", "injected incidents", "what the detector found", "caught", "where the results are", cfg.Embedded.DataDir,
-		"Slack messages per incident: median", preview.HTMLFile} {
+		"Slack messages per incident: median", preview.HTMLFile, "agentwatch report --period"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}
