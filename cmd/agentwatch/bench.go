@@ -193,6 +193,7 @@ func benchVisibilityCommand() *cobra.Command {
 		m        visbench.MeasureOptions
 		loadOnly bool
 		start    string
+		now      string
 	)
 	return newBench("visibility", "A simulated month (2,000 agents, 30 days, 50M+ events) loaded through the events insert, then the visibility questions timed next to each other; the database is kept, so a rerun only measures",
 		func(f *pflag.FlagSet) {
@@ -209,6 +210,7 @@ func benchVisibilityCommand() *cobra.Command {
 			f.BoolVar(&o.Fresh, "fresh", false, "drop the database and load it again")
 			f.BoolVar(&loadOnly, "load-only", false, "load (or check the load) and stop before measuring")
 			f.IntVar(&m.Runs, "runs", 20, "times each question is asked, with varying days, tags and agents")
+			f.StringVar(&now, "now", "", "the questions' clock, RFC 3339 (default 18:00 on the last simulated day: spans ending now end mid-day, read from the events)")
 		},
 		func(ctx context.Context, b benchFlags, log *slog.Logger, progress io.Writer) (reporter, error) {
 			t, err := time.Parse(time.DateOnly, start)
@@ -216,6 +218,11 @@ func benchVisibilityCommand() *cobra.Command {
 				return nil, cli.Usagef("--start: %v", err)
 			}
 			o.Start, o.ClickHouse = t, b.clickhouse
+			if now != "" {
+				if o.Now, err = time.Parse(time.RFC3339, now); err != nil {
+					return nil, cli.Usagef("--now: %v", err)
+				}
+			}
 			return visbench.Run(ctx, o, m, loadOnly, log, progress)
 		})
 }

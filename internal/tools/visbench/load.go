@@ -68,6 +68,9 @@ type Options struct {
 	MinEvents uint64
 	// Fresh drops the database first.
 	Fresh bool
+	// Now is the questions' clock; default 18:00 on the last simulated
+	// day (see Options.now).
+	Now time.Time
 }
 
 const topic = "gateway.access.v1"

@@ -35,6 +35,18 @@ type Timing struct {
 	Target           time.Duration
 	Times            []time.Duration
 	MinRows, MaxRows int
+	// In is the time its runs spent in each method of the Source, when
+	// Measure was given a split.
+	In map[string]time.Duration
+}
+
+// Total is the sum of the times.
+func (t Timing) Total() time.Duration {
+	var s time.Duration
+	for _, d := range t.Times {
+		s += d
+	}
+	return s
 }
 
 // Percentile is the p-th percentile (0..100) of the times, nearest rank.
@@ -62,7 +74,10 @@ type MeasureReport struct {
 // Measure asks each question o.Runs times, round-robin (run 1 of every
 // question, then run 2, …), so that every question sees the same
 // machine: a slow moment of the shared machine hits them all alike.
-func Measure(ctx context.Context, o MeasureOptions, qs []Question, progress io.Writer) (MeasureReport, error) {
+//
+// split, when not nil, returns the time spent in each Source method since
+// its last call; it is called after each answer.
+func Measure(ctx context.Context, o MeasureOptions, qs []Question, split func() map[string]time.Duration, progress io.Writer) (MeasureReport, error) {
 	if o.Runs <= 0 {
 		o.Runs = 20
 	}
@@ -73,6 +88,9 @@ func Measure(ctx context.Context, o MeasureOptions, qs []Question, progress io.W
 	}
 	for run := range o.Runs {
 		for i, q := range qs {
+			if split != nil {
+				split()
+			}
 			start := time.Now()
 			n, err := q.Ask(ctx, run)
 			d := time.Since(start)
@@ -81,6 +99,14 @@ func Measure(ctx context.Context, o MeasureOptions, qs []Question, progress io.W
 			}
 			t := &rep.Timings[i]
 			t.Times = append(t.Times, d)
+			if split != nil {
+				if t.In == nil {
+					t.In = map[string]time.Duration{}
+				}
+				for m, d := range split() {
+					t.In[m] += d
+				}
+			}
 			t.MinRows, t.MaxRows = min(t.MinRows, n), max(t.MaxRows, n)
 		}
 		fmt.Fprintf(progress, "measured run %d of %d\n", run+1, o.Runs)
@@ -107,6 +133,30 @@ func (r MeasureReport) String() string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", t.Name, rows,
 			fmtDur(t.Percentile(50)), fmtDur(t.Percentile(95)), fmtDur(t.Percentile(100)), target, met)
+	}
+	var split bool
+	for _, t := range r.Timings {
+		split = split || len(t.In) > 0
+	}
+	if !split {
+		return b.String()
+	}
+	b.WriteString("\nwhere the time went, over all runs (share of the question's time in each visibility.Source method; the rest is the service, the audit write and rendering):\n\n")
+	b.WriteString("| question | Source methods |\n|---|---|\n")
+	for _, t := range r.Timings {
+		if len(t.In) == 0 {
+			continue
+		}
+		ms := make([]string, 0, len(t.In))
+		for m := range t.In {
+			ms = append(ms, m)
+		}
+		slices.SortFunc(ms, func(a, b string) int { return int(t.In[b] - t.In[a]) })
+		parts := make([]string, len(ms))
+		for i, m := range ms {
+			parts[i] = fmt.Sprintf("%s %.0f%%", m, 100*t.In[m].Seconds()/t.Total().Seconds())
+		}
+		fmt.Fprintf(&b, "| %s | %s |\n", t.Name, strings.Join(parts, ", "))
 	}
 	return b.String()
 }
@@ -155,12 +205,12 @@ func Run(ctx context.Context, o Options, m MeasureOptions, loadOnly bool, log *s
 	if err != nil || loadOnly || !lr.Complete() {
 		return rep, err
 	}
-	qs, closeQs, err := Questions(ctx, o, log)
+	qs, split, closeQs, err := Questions(ctx, o, log)
 	if err != nil {
 		return rep, err
 	}
 	defer closeQs()
-	mr, err := Measure(ctx, m, qs, progress)
+	mr, err := Measure(ctx, m, qs, split, progress)
 	rep.Measure = &mr
 	return rep, err
 }

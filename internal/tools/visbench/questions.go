@@ -41,35 +41,37 @@ func tagged(tag string) []string {
 	return out
 }
 
-// Questions builds the questions to time against o.Database, and a func
-// that releases what they hold.
-func Questions(ctx context.Context, o Options, log *slog.Logger) ([]Question, func(), error) {
+// Questions builds the questions to time against o.Database, the split
+// of their time by Source method (for Measure), and a func that releases
+// what they hold.
+func Questions(ctx context.Context, o Options, log *slog.Logger) (_ []Question, split func() map[string]time.Duration, release func(), _ error) {
 	if err := o.setDefaults(); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	conn, err := clickhouse.Open(&clickhouse.Options{Protocol: clickhouse.Native, Addr: o.ClickHouse, Auth: clickhouse.Auth{Database: o.Database}, ReadTimeout: 5 * time.Minute})
 	if err != nil {
-		return nil, nil, fmt.Errorf("visbench: %w", err)
+		return nil, nil, nil, fmt.Errorf("visbench: %w", err)
 	}
 	st, err := chstore.Open(ctx, chstore.Options{Addr: o.ClickHouse, Database: o.Database, ReadTimeout: 5 * time.Minute}, log)
 	if err != nil {
 		conn.Close()
-		return nil, nil, fmt.Errorf("visbench: %w", err)
+		return nil, nil, nil, fmt.Errorf("visbench: %w", err)
 	}
-	release := func() { st.Close(); conn.Close() }
-	svc, src, reg, err := service(st, o, o.now(), log)
+	release = func() { st.Close(); conn.Close() }
+	src := newTimedSource(chstore.NewVisibility(st))
+	svc, reg, err := service(st, src, o, o.now(), log)
 	if err != nil {
 		release()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	_, to := o.Span()
-	monthly, _, _, err := service(st, o, to.Add(6*time.Hour), log)
+	monthly, _, err := service(st, src, o, to.Add(6*time.Hour), log)
 	if err != nil {
 		release()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	qs := append(serviceQuestions(svc, monthly, src, reg, o), sqlQuestions(conn, o)...)
-	return qs, release, nil
+	return qs, src.take, release, nil
 }
 
 // count runs q and counts its rows.

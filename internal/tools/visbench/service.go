@@ -22,20 +22,19 @@ var benchActor = audit.Actor{Kind: audit.ActorCLI, Name: "bench"}
 // services do: the ClickHouse Source, the simulated fleet's registry and
 // route inventory, the audit trail in ClickHouse, and a clock stopped at
 // now.
-func service(st *chstore.Store, o Options, now time.Time, log *slog.Logger) (*visibility.Service, visibility.Source, *inventory.Registry, error) {
+func service(st *chstore.Store, src visibility.Source, o Options, now time.Time, log *slog.Logger) (*visibility.Service, *inventory.Registry, error) {
 	s, err := sim.New(o.Simulation())
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("visbench: %w", err)
+		return nil, nil, fmt.Errorf("visbench: %w", err)
 	}
 	reg, inv, err := s.Catalog()
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("visbench: %w", err)
+		return nil, nil, fmt.Errorf("visbench: %w", err)
 	}
 	rec := audit.NewLogger(chstore.NewAudit(st), log, nil)
-	src := chstore.NewVisibility(st)
 	svc := visibility.New(src, func() *inventory.Registry { return reg }, func() *inventory.Inventory { return inv },
 		rec, visibility.Config{}, func() time.Time { return now })
-	return svc, src, reg, nil
+	return svc, reg, nil
 }
 
 // serviceQuestions time the visibility.Service's answers: what the CLI,
@@ -108,6 +107,9 @@ func serviceQuestions(svc, monthly *visibility.Service, src visibility.Source, r
 // events (a day's summary is only whole at its end): the common case in
 // production, and the costlier one.
 func (o Options) now() time.Time {
+	if !o.Now.IsZero() {
+		return o.Now.UTC()
+	}
 	_, to := o.Span()
 	return to.Add(-6 * time.Hour)
 }

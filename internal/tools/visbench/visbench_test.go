@@ -47,7 +47,8 @@ func TestMeasureInterleaves(t *testing.T) {
 			return rows + run, nil
 		}}
 	}
-	rep, err := Measure(t.Context(), MeasureOptions{Runs: 3}, []Question{q("a", 0), q("b", 10)}, &strings.Builder{})
+	split := func() map[string]time.Duration { return map[string]time.Duration{"Agents": time.Millisecond} }
+	rep, err := Measure(t.Context(), MeasureOptions{Runs: 3}, []Question{q("a", 0), q("b", 10)}, split, &strings.Builder{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,12 +59,15 @@ func TestMeasureInterleaves(t *testing.T) {
 		t.Errorf("timings %+v", rep.Timings)
 	}
 	s := rep.String()
+	if rep.Timings[0].In["Agents"] != 3*time.Millisecond || !strings.Contains(s, "| a | Agents ") {
+		t.Errorf("split %v, report:\n%s", rep.Timings[0].In, s)
+	}
 	if !strings.Contains(s, "| a | 0–2 |") || !strings.Contains(s, "| b | 10–12 |") || !strings.Contains(s, "≤ 1.00 s | yes |") {
 		t.Errorf("report:\n%s", s)
 	}
 
 	boom := errors.New("boom")
-	_, err = Measure(t.Context(), MeasureOptions{Runs: 2}, []Question{{Name: "bad", Ask: func(context.Context, int) (int, error) { return 0, boom }}}, &strings.Builder{})
+	_, err = Measure(t.Context(), MeasureOptions{Runs: 2}, []Question{{Name: "bad", Ask: func(context.Context, int) (int, error) { return 0, boom }}}, nil, &strings.Builder{})
 	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "bad, run 1") {
 		t.Errorf("error %v, want boom naming the question and run", err)
 	}
