@@ -18,6 +18,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/tools/detectbench"
 	"github.com/agentwatch/agentwatch/internal/tools/ingestbench"
 	"github.com/agentwatch/agentwatch/internal/tools/respbench"
+	"github.com/agentwatch/agentwatch/internal/tools/visbench"
 )
 
 // benchFlags are the flags every benchmark takes: where the real services
@@ -71,7 +72,7 @@ func benchCommand() *cobra.Command {
 	return cli.Group(&cobra.Command{
 		Use:   "bench",
 		Short: "Measure a service end to end against the real Kafka and ClickHouse (make bench-*)",
-	}, benchIngestCommand(), benchDetectorCommand(), benchDetectorMemoryCommand(), benchResponderCommand())
+	}, benchIngestCommand(), benchDetectorCommand(), benchDetectorMemoryCommand(), benchResponderCommand(), benchVisibilityCommand())
 }
 
 // newBench builds one `agentwatch bench` command: the flags every
@@ -183,5 +184,45 @@ func benchResponderCommand() *cobra.Command {
 				return respbench.RunSteps(ctx, o, rates, dur, log, progress)
 			}
 			return respbench.Run(ctx, o, log, progress)
+		})
+}
+
+func benchVisibilityCommand() *cobra.Command {
+	var (
+		o        visbench.Options
+		m        visbench.MeasureOptions
+		loadOnly bool
+		start    string
+		now      string
+	)
+	return newBench("visibility", "A simulated month (2,000 agents, 30 days, 50M+ events) loaded through the events insert, then the visibility questions timed next to each other; the database is kept, so a rerun only measures",
+		func(f *pflag.FlagSet) {
+			f.StringVar(&o.Database, "database", "bench_visibility", "the benchmark's database, kept between runs (its name must start with bench_)")
+			f.IntVar(&o.Agents, "agents", 2000, "simulated agents")
+			f.IntVar(&o.Days, "days", 30, "simulated UTC days from --start")
+			f.StringVar(&start, "start", "2026-11-01", "the first simulated day (UTC)")
+			f.Float64Var(&o.RateScale, "rate-scale", 0.8, "multiplies the simulated traffic (0.8 gives about 52M events for 2,000 agents over 30 days)")
+			f.Uint64Var(&o.Seed, "seed", 1, "simulator seed")
+			f.IntVar(&o.BatchSize, "batch-size", 20_000, "events per insert (ingest.batch_size's default)")
+			f.IntVar(&o.Inserters, "inserters", 2, "inserts running at once")
+			f.IntVar(&o.MaxDays, "max-days", 0, "load at most this many days in this run, then stop (0: all); a rerun goes on where it stopped")
+			f.Uint64Var(&o.MinEvents, "min-events", 50_000_000, "the least a complete load must hold")
+			f.BoolVar(&o.Fresh, "fresh", false, "drop the database and load it again")
+			f.BoolVar(&loadOnly, "load-only", false, "load (or check the load) and stop before measuring")
+			f.IntVar(&m.Runs, "runs", 20, "times each question is asked, with varying days, tags and agents")
+			f.StringVar(&now, "now", "", "the questions' clock, RFC 3339 (default 18:00 on the last simulated day: spans ending now end mid-day, read from the events)")
+		},
+		func(ctx context.Context, b benchFlags, log *slog.Logger, progress io.Writer) (reporter, error) {
+			t, err := time.Parse(time.DateOnly, start)
+			if err != nil {
+				return nil, cli.Usagef("--start: %v", err)
+			}
+			o.Start, o.ClickHouse = t, b.clickhouse
+			if now != "" {
+				if o.Now, err = time.Parse(time.RFC3339, now); err != nil {
+					return nil, cli.Usagef("--now: %v", err)
+				}
+			}
+			return visbench.Run(ctx, o, m, loadOnly, log, progress)
 		})
 }
