@@ -75,16 +75,22 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, s *session, what 
 	h.render(w, r, s, "error", what+" failed; the log has the reason", http.StatusInternalServerError)
 }
 
-// monthSpan is the current UTC month up to now.
+// monthSpan is the current UTC month up to now. It ends at the end of
+// the current day rather than now: no event is from the future, so the
+// answer is the same, and whole days are read from the daily summaries
+// alone.
 func (h *Handler) monthSpan() visibility.Span {
 	now := h.now().UTC()
-	return visibility.Span{From: time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC), To: now.Add(time.Millisecond)}
+	return visibility.Span{From: time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC), To: endOfDay(now)}
 }
 
+// lookback is the incidents' lookback, in whole UTC days like monthSpan.
 func (h *Handler) lookback() visibility.Span {
 	now := h.now().UTC()
-	return visibility.Span{From: now.Add(-h.o.Lookback), To: now.Add(time.Millisecond)}
+	return visibility.Span{From: now.Add(-h.o.Lookback).Truncate(24 * time.Hour), To: endOfDay(now)}
 }
+
+func endOfDay(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour) }
 
 // spanOf reads from and to (dates, 2026-03-15, or RFC 3339) from the
 // query; without them, def. to given as a date means the end of that day.

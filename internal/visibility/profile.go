@@ -52,7 +52,7 @@ func (s *Service) Agent(ctx context.Context, who audit.Actor, agentID string, sp
 
 func (s *Service) agentProfile(ctx context.Context, v view, id string, span Span) (AgentProfile, error) {
 	var p AgentProfile
-	all, err := s.src.Agents(ctx, span)
+	all, err := s.src.Agents(ctx, span, id)
 	if err != nil {
 		return p, err
 	}

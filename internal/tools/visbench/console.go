@@ -23,8 +23,8 @@ func consoleQuestions(st *chstore.Store, svc *visibility.Service, src visibility
 	now := o.now()
 	h, err := console.New(console.Options{
 		Visibility: svc, Records: src, Scores: st,
-		Proxy:      console.Proxy{Header: "X-Forwarded-User", Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, DefaultScope: "read"},
-		ReadOnly:   true, Prefix: "/console", Now: func() time.Time { return now },
+		Proxy:    console.Proxy{Header: "X-Forwarded-User", Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, DefaultScope: "read"},
+		ReadOnly: true, Prefix: "/console", Now: func() time.Time { return now },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("visbench: %w", err)
