@@ -2,6 +2,7 @@ package console
 
 import (
 	"cmp"
+	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -132,7 +133,10 @@ func spanOf(r *http.Request, def visibility.Span) (visibility.Span, error) {
 
 // overviewData is the overview page.
 type overviewData struct {
-	Month                        string
+	Month string
+	// AsOf is when the numbers were computed: the overview is kept for
+	// overviewTTL.
+	AsOf                         time.Time
 	Agents, Registered, Shadow   int
 	Dormant, NeverSeen           int
 	RegisteredPct, DocumentedPct string
@@ -165,30 +169,51 @@ func pct(n, d int) string {
 	return fmt.Sprintf("%.0f%%", 100*float64(n)/float64(d))
 }
 
-func (h *Handler) overview(w http.ResponseWriter, r *http.Request, s *session) {
-	ctx := r.Context()
+// overview serves the overview from the person's cache (overviewTTL):
+// it reads the whole fleet's month and findings.
+func (h *Handler) overviewPage(w http.ResponseWriter, r *http.Request, s *session) {
+	d, err := h.overview.get(r.Context(), s.actor.String()+"\x00"+strconv.Itoa(int(s.scope)), func(ctx context.Context) (overviewData, error) {
+		return h.overviewData(ctx, r, s)
+	})
+	if err != nil {
+		var pe pageError
+		if errors.As(err, &pe) {
+			h.fail(w, r, s, pe.what, pe.err)
+			return
+		}
+		h.fail(w, r, s, "overview", err)
+		return
+	}
+	h.render(w, r, s, "overview", d, http.StatusOK)
+}
+
+// pageError names the part of a page that failed.
+type pageError struct {
+	what string
+	err  error
+}
+
+func (e pageError) Error() string { return e.what + ": " + e.err.Error() }
+
+func (h *Handler) overviewData(ctx context.Context, r *http.Request, s *session) (overviewData, error) {
 	month := h.monthSpan()
 	agents, err := h.o.Visibility.Agents(ctx, s.actor, month)
 	if err != nil {
-		h.fail(w, r, s, "agents", err)
-		return
+		return overviewData{}, pageError{"agents", err}
 	}
 	routes, err := h.o.Visibility.Routes(ctx, s.actor, month)
 	if err != nil {
-		h.fail(w, r, s, "routes", err)
-		return
+		return overviewData{}, pageError{"routes", err}
 	}
 	finds, err := h.o.Visibility.Findings(ctx, s.actor)
 	if err != nil {
-		h.fail(w, r, s, "findings", err)
-		return
+		return overviewData{}, pageError{"findings", err}
 	}
 	incs, err := h.loadIncidents(r, month, "")
 	if err != nil {
-		h.fail(w, r, s, "incidents", err)
-		return
+		return overviewData{}, pageError{"incidents", err}
 	}
-	d := overviewData{Month: month.From.Format("January 2006"), Findings: len(finds)}
+	d := overviewData{Month: month.From.Format("January 2006"), Findings: len(finds), AsOf: h.now().UTC()}
 	seen := 0
 	for _, a := range agents {
 		switch a.Lifecycle {
@@ -266,7 +291,7 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request, s *session) {
 	if len(d.Review) > 20 {
 		d.Review = d.Review[:20]
 	}
-	h.render(w, r, s, "overview", d, http.StatusOK)
+	return d, nil
 }
 
 // incident is the console's view of one incident: the audit records that
@@ -719,6 +744,7 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, s *session, back, 
 		return
 	}
 	err := run()
+	h.overview.clear() // the next overview shows the action's effect
 	q := "done=" + urlEscape(done)
 	switch {
 	case errors.Is(err, respapi.ErrQueued):

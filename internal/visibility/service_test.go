@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -800,17 +801,22 @@ func TestMetrics(t *testing.T) {
 // source with.
 type spanSource struct {
 	Source
-	agents []string // the agentID of each Agents call
-	spans  []Span   // every span of Agents and AgentRoutes
+	mu     sync.Mutex // the profile reads its source concurrently
+	agents []string   // the agentID of each Agents call
+	spans  []Span     // every span of Agents and AgentRoutes
 }
 
 func (s *spanSource) Agents(ctx context.Context, sp Span, agentID string) ([]AgentUsage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.agents = append(s.agents, agentID)
 	s.spans = append(s.spans, sp)
 	return s.Source.Agents(ctx, sp, agentID)
 }
 
 func (s *spanSource) AgentRoutes(ctx context.Context, sp Span, a, r string) ([]AgentRouteUsage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.spans = append(s.spans, sp)
 	return s.Source.AgentRoutes(ctx, sp, a, r)
 }
