@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/responder/respapi"
@@ -197,21 +199,40 @@ func (e pageError) Error() string { return e.what + ": " + e.err.Error() }
 
 func (h *Handler) overviewData(ctx context.Context, r *http.Request, s *session) (overviewData, error) {
 	month := h.monthSpan()
-	agents, err := h.o.Visibility.Agents(ctx, s.actor, month)
-	if err != nil {
-		return overviewData{}, pageError{"agents", err}
-	}
-	routes, err := h.o.Visibility.Routes(ctx, s.actor, month)
-	if err != nil {
-		return overviewData{}, pageError{"routes", err}
-	}
-	finds, err := h.o.Visibility.Findings(ctx, s.actor)
-	if err != nil {
-		return overviewData{}, pageError{"findings", err}
-	}
-	incs, err := h.loadIncidents(r, month, "")
-	if err != nil {
-		return overviewData{}, pageError{"incidents", err}
+	var (
+		agents []visibility.AgentRow
+		routes []visibility.RouteRow
+		finds  []visibility.Finding
+		incs   incidentSet
+	)
+	// Four independent questions, asked at once.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		if agents, err = h.o.Visibility.Agents(gctx, s.actor, month); err != nil {
+			return pageError{"agents", err}
+		}
+		return nil
+	})
+	g.Go(func() (err error) {
+		if routes, err = h.o.Visibility.Routes(gctx, s.actor, month); err != nil {
+			return pageError{"routes", err}
+		}
+		return nil
+	})
+	g.Go(func() (err error) {
+		if finds, err = h.o.Visibility.Findings(gctx, s.actor); err != nil {
+			return pageError{"findings", err}
+		}
+		return nil
+	})
+	g.Go(func() (err error) {
+		if incs, err = h.loadIncidents(r.WithContext(gctx), month, ""); err != nil {
+			return pageError{"incidents", err}
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return overviewData{}, err
 	}
 	d := overviewData{Month: month.From.Format("January 2006"), Findings: len(finds), AsOf: h.now().UTC()}
 	seen := 0
