@@ -4,22 +4,24 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/agentwatch/agentwatch/internal/responder/audit"
 )
 
-// overviewTTL is how long a person's overview is kept: the overview reads
-// the month's inventory and the 90-day findings of the whole fleet, which
-// on a large fleet takes seconds, and people reload it often. The page
-// says when its numbers were computed.
+// overviewTTL is how long an overview is kept: the overview reads the
+// month's inventory and the 90-day findings of the whole fleet, which on
+// a large fleet takes most of a second, and people reload it often. The
+// page says when its numbers were computed.
 const overviewTTL = 60 * time.Second
 
-// maxCached caps the kept overviews (one per signed-in person and scope).
+// maxCached caps the kept overviews.
 const maxCached = 1000
 
-// overviewCache keeps each signed-in person's overview for overviewTTL.
-// Keyed by person, not shared: every person's first view asks the
-// questions under their own name, so the audit trail says who saw what.
-// An action taken through the console empties it. Safe for concurrent
-// use.
+// overviewCache keeps overviews for overviewTTL, one per key: the
+// signed-in scope when the console has an audit trail (a view served from
+// a copy another person's view computed is recorded there under the
+// viewer's name), each person otherwise. An action taken through the
+// console empties it. Safe for concurrent use.
 type overviewCache struct {
 	mu    sync.Mutex
 	m     map[string]*cachedOverview
@@ -27,10 +29,11 @@ type overviewCache struct {
 }
 
 type cachedOverview struct {
-	// mu is held while the overview is computed, so concurrent views of
-	// one person wait for one computation rather than each starting one.
+	// mu is held while the overview is computed, so concurrent views wait
+	// for one computation rather than each starting one.
 	mu   sync.Mutex
-	at   time.Time // clock time of the computation; zero: not computed
+	at   time.Time   // clock time of the computation; zero: not computed
+	by   audit.Actor // whose view computed it
 	data overviewData
 }
 
@@ -38,9 +41,13 @@ func newOverviewCache(clock func() time.Time) *overviewCache {
 	return &overviewCache{m: map[string]*cachedOverview{}, clock: clock}
 }
 
-// get returns key's overview, computing it with compute when none is kept
-// or it is older than overviewTTL. A failed computation is not kept.
-func (c *overviewCache) get(ctx context.Context, key string, compute func(context.Context) (overviewData, error)) (overviewData, error) {
+// get returns key's overview and whose view computed it, computing it
+// with compute (as who) when none is kept or it is older than
+// overviewTTL. A kept copy is only returned when served(by) agrees (it
+// records the view); otherwise it is computed again. A failed computation
+// is not kept.
+func (c *overviewCache) get(ctx context.Context, key string, who audit.Actor, served func(by audit.Actor, d overviewData) bool,
+	compute func(context.Context) (overviewData, error)) (overviewData, error) {
 	c.mu.Lock()
 	e := c.m[key]
 	if e == nil {
@@ -53,14 +60,14 @@ func (c *overviewCache) get(ctx context.Context, key string, compute func(contex
 	c.mu.Unlock()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !e.at.IsZero() && c.clock().Sub(e.at) < overviewTTL {
+	if !e.at.IsZero() && c.clock().Sub(e.at) < overviewTTL && (e.by == who || served(e.by, e.data)) {
 		return e.data, nil
 	}
 	d, err := compute(ctx)
 	if err != nil {
 		return d, err
 	}
-	e.data, e.at = d, c.clock()
+	e.data, e.at, e.by = d, c.clock(), who
 	return d, nil
 }
 

@@ -171,10 +171,28 @@ func pct(n, d int) string {
 	return fmt.Sprintf("%.0f%%", 100*float64(n)/float64(d))
 }
 
-// overview serves the overview from the person's cache (overviewTTL):
-// it reads the whole fleet's month and findings.
+// overviewPage serves the overview kept for the person's scope (or the
+// person, without an audit trail) for overviewTTL: it reads the whole
+// fleet's month and findings. A view of a copy computed for someone else
+// is recorded under the viewer's name; when that record cannot be
+// written, the overview is asked again, under the viewer's name.
 func (h *Handler) overviewPage(w http.ResponseWriter, r *http.Request, s *session) {
-	d, err := h.overview.get(r.Context(), s.actor.String()+"\x00"+strconv.Itoa(int(s.scope)), func(ctx context.Context) (overviewData, error) {
+	key := "scope " + strconv.Itoa(int(s.scope))
+	if h.o.Audit == nil {
+		key += " " + s.actor.String()
+	}
+	served := func(by audit.Actor, d overviewData) bool {
+		if h.o.Audit == nil {
+			return false
+		}
+		err := h.o.Audit.Append(r.Context(), audit.Record{AtMs: h.now().UnixMilli(), Actor: s.actor, Action: audit.ActionAsk, Result: audit.ResultOK,
+			Detail: "overview: the copy as of " + d.AsOf.Format(time.RFC3339) + ", asked by " + by.String()})
+		if err != nil {
+			h.log.Error("audit record not stored; asking the overview again", "who", s.actor.String(), "err", err)
+		}
+		return err == nil
+	}
+	d, err := h.overview.get(r.Context(), key, s.actor, served, func(ctx context.Context) (overviewData, error) {
 		return h.overviewData(ctx, r, s)
 	})
 	if err != nil {
