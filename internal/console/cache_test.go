@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -111,5 +112,42 @@ func TestOverviewCached(t *testing.T) {
 	c.do("GET", "/console/", nil, nil)
 	if asked() == n {
 		t.Errorf("overview kept after an action; want it computed again")
+	}
+}
+
+type failingAppender struct{}
+
+func (failingAppender) Append(context.Context, ...audit.Record) error {
+	return errors.New("audit store down")
+}
+
+// A view that cannot be recorded is not served another person's copy: the
+// overview is asked again, under the viewer's name.
+func TestOverviewCopyNotServedUnaudited(t *testing.T) {
+	f := newFixture()
+	h, err := newTestHandler(f, func(o *Options) { o.Audit = failingAppender{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	view := func(name string) {
+		t.Helper()
+		s := h.sessions.open(audit.Actor{Kind: audit.ActorAPI, Name: name}, scopeRead, "token")
+		r := httptest.NewRequest("GET", "/console/", nil)
+		r.AddCookie(&http.Cookie{Name: sessionCookie, Value: s.id})
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 200 {
+			t.Fatalf("overview as %s: %d", name, w.Code)
+		}
+	}
+	view("alice")
+	f.mu.Lock()
+	n := len(f.asked)
+	f.mu.Unlock()
+	view("bob")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.asked) == n || f.asked[len(f.asked)-1].Name != "bob" {
+		t.Errorf("bob was served alice's copy without an audit record")
 	}
 }
