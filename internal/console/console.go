@@ -147,6 +147,7 @@ type Handler struct {
 	limit    *clientlimit.Limiter
 	log      *slog.Logger
 	now      func() time.Time
+	overview *overviewCache
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -197,6 +198,7 @@ func New(o Options) (*Handler, error) {
 		h.now = time.Now
 	}
 	h.sessions = newSessions(o.SessionTTL, h.now)
+	h.overview = newOverviewCache(time.Now)
 	h.limit = o.Limit
 	if h.limit == nil {
 		var app clientlimit.Appender = discardAppender{}
@@ -221,7 +223,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /signin", h.signinPage)
 	m.HandleFunc("POST /signin", h.signin)
 	m.HandleFunc("POST /signout", h.signout)
-	m.HandleFunc("GET /{$}", h.page(scopeRead, h.overview))
+	m.HandleFunc("GET /{$}", h.page(scopeRead, h.overviewPage))
 	m.HandleFunc("GET /incidents", h.page(scopeRead, h.incidents))
 	m.HandleFunc("GET /incident", h.page(scopeRead, h.incidentPage))
 	m.HandleFunc("GET /agents", h.page(scopeRead, h.agents))

@@ -118,7 +118,7 @@ type fakeVis struct{ f *fixture }
 
 func (v fakeVis) Agents(ctx context.Context, who audit.Actor, span visibility.Span) ([]visibility.AgentRow, error) {
 	v.f.saw(who)
-	us, err := v.f.src.Agents(ctx, span)
+	us, err := v.f.src.Agents(ctx, span, "")
 	var out []visibility.AgentRow
 	for _, u := range us {
 		if v.f.clean && hostile(u.AgentID) {

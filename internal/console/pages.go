@@ -2,6 +2,7 @@ package console
 
 import (
 	"cmp"
+	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
@@ -75,16 +78,22 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, s *session, what 
 	h.render(w, r, s, "error", what+" failed; the log has the reason", http.StatusInternalServerError)
 }
 
-// monthSpan is the current UTC month up to now.
+// monthSpan is the current UTC month up to now. It ends at the end of
+// the current day rather than now: no event is from the future, so the
+// answer is the same, and whole days are read from the daily summaries
+// alone.
 func (h *Handler) monthSpan() visibility.Span {
 	now := h.now().UTC()
-	return visibility.Span{From: time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC), To: now.Add(time.Millisecond)}
+	return visibility.Span{From: time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC), To: endOfDay(now)}
 }
 
+// lookback is the incidents' lookback, in whole UTC days like monthSpan.
 func (h *Handler) lookback() visibility.Span {
 	now := h.now().UTC()
-	return visibility.Span{From: now.Add(-h.o.Lookback), To: now.Add(time.Millisecond)}
+	return visibility.Span{From: now.Add(-h.o.Lookback).Truncate(24 * time.Hour), To: endOfDay(now)}
 }
+
+func endOfDay(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour) }
 
 // spanOf reads from and to (dates, 2026-03-15, or RFC 3339) from the
 // query; without them, def. to given as a date means the end of that day.
@@ -126,7 +135,10 @@ func spanOf(r *http.Request, def visibility.Span) (visibility.Span, error) {
 
 // overviewData is the overview page.
 type overviewData struct {
-	Month                        string
+	Month string
+	// AsOf is when the numbers were computed: the overview is kept for
+	// overviewTTL.
+	AsOf                         time.Time
 	Agents, Registered, Shadow   int
 	Dormant, NeverSeen           int
 	RegisteredPct, DocumentedPct string
@@ -159,30 +171,88 @@ func pct(n, d int) string {
 	return fmt.Sprintf("%.0f%%", 100*float64(n)/float64(d))
 }
 
-func (h *Handler) overview(w http.ResponseWriter, r *http.Request, s *session) {
-	ctx := r.Context()
+// overviewPage serves the overview kept for the person's scope (or the
+// person, without an audit trail) for overviewTTL: it reads the whole
+// fleet's month and findings. A view of a copy computed for someone else
+// is recorded under the viewer's name; when that record cannot be
+// written, the overview is asked again, under the viewer's name.
+func (h *Handler) overviewPage(w http.ResponseWriter, r *http.Request, s *session) {
+	key := "scope " + strconv.Itoa(int(s.scope))
+	if h.o.Audit == nil {
+		key += " " + s.actor.String()
+	}
+	served := func(by audit.Actor, d overviewData) bool {
+		if h.o.Audit == nil {
+			return false
+		}
+		err := h.o.Audit.Append(r.Context(), audit.Record{AtMs: h.now().UnixMilli(), Actor: s.actor, Action: audit.ActionAsk, Result: audit.ResultOK,
+			Detail: "overview: the copy as of " + d.AsOf.Format(time.RFC3339) + ", asked by " + by.String()})
+		if err != nil {
+			h.log.Error("audit record not stored; asking the overview again", "who", s.actor.String(), "err", err)
+		}
+		return err == nil
+	}
+	d, err := h.overview.get(r.Context(), key, s.actor, served, func(ctx context.Context) (overviewData, error) {
+		return h.overviewData(ctx, r, s)
+	})
+	if err != nil {
+		var pe pageError
+		if errors.As(err, &pe) {
+			h.fail(w, r, s, pe.what, pe.err)
+			return
+		}
+		h.fail(w, r, s, "overview", err)
+		return
+	}
+	h.render(w, r, s, "overview", d, http.StatusOK)
+}
+
+// pageError names the part of a page that failed.
+type pageError struct {
+	what string
+	err  error
+}
+
+func (e pageError) Error() string { return e.what + ": " + e.err.Error() }
+
+func (h *Handler) overviewData(ctx context.Context, r *http.Request, s *session) (overviewData, error) {
 	month := h.monthSpan()
-	agents, err := h.o.Visibility.Agents(ctx, s.actor, month)
-	if err != nil {
-		h.fail(w, r, s, "agents", err)
-		return
+	var (
+		agents []visibility.AgentRow
+		routes []visibility.RouteRow
+		finds  []visibility.Finding
+		incs   incidentSet
+	)
+	// Four independent questions, asked at once.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		if agents, err = h.o.Visibility.Agents(gctx, s.actor, month); err != nil {
+			return pageError{"agents", err}
+		}
+		return nil
+	})
+	g.Go(func() (err error) {
+		if routes, err = h.o.Visibility.Routes(gctx, s.actor, month); err != nil {
+			return pageError{"routes", err}
+		}
+		return nil
+	})
+	g.Go(func() (err error) {
+		if finds, err = h.o.Visibility.Findings(gctx, s.actor); err != nil {
+			return pageError{"findings", err}
+		}
+		return nil
+	})
+	g.Go(func() (err error) {
+		if incs, err = h.loadIncidents(r.WithContext(gctx), month, ""); err != nil {
+			return pageError{"incidents", err}
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return overviewData{}, err
 	}
-	routes, err := h.o.Visibility.Routes(ctx, s.actor, month)
-	if err != nil {
-		h.fail(w, r, s, "routes", err)
-		return
-	}
-	finds, err := h.o.Visibility.Findings(ctx, s.actor)
-	if err != nil {
-		h.fail(w, r, s, "findings", err)
-		return
-	}
-	incs, err := h.loadIncidents(r, month, "")
-	if err != nil {
-		h.fail(w, r, s, "incidents", err)
-		return
-	}
-	d := overviewData{Month: month.From.Format("January 2006"), Findings: len(finds)}
+	d := overviewData{Month: month.From.Format("January 2006"), Findings: len(finds), AsOf: h.now().UTC()}
 	seen := 0
 	for _, a := range agents {
 		switch a.Lifecycle {
@@ -260,7 +330,7 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request, s *session) {
 	if len(d.Review) > 20 {
 		d.Review = d.Review[:20]
 	}
-	h.render(w, r, s, "overview", d, http.StatusOK)
+	return d, nil
 }
 
 // incident is the console's view of one incident: the audit records that
@@ -713,6 +783,7 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, s *session, back, 
 		return
 	}
 	err := run()
+	h.overview.clear() // the next overview shows the action's effect
 	q := "done=" + urlEscape(done)
 	switch {
 	case errors.Is(err, respapi.ErrQueued):

@@ -42,7 +42,7 @@ type fakeQuestions struct {
 
 func (f *fakeQuestions) Agents(ctx context.Context, _ audit.Actor, span visibility.Span) ([]visibility.AgentRow, error) {
 	f.asked = append(f.asked, "agents")
-	us, err := f.src.Agents(ctx, span)
+	us, err := f.src.Agents(ctx, span, "")
 	if err != nil {
 		return nil, err
 	}

@@ -201,9 +201,16 @@ func (s *Service) view() view {
 	if s.inv != nil {
 		v.inv = s.inv()
 	}
-	v.look = Span{From: v.now.Add(-s.cfg.Lookback), To: v.now.Add(clockSkew)}
+	v.look = Span{From: v.now.Add(-s.cfg.Lookback).Truncate(day), To: endOfDay(v.now.Add(clockSkew))}
 	return v
 }
+
+// endOfDay is the midnight (UTC) that ends t's day. The spans the service
+// makes itself end there rather than at now: no event is from the future,
+// so the answer is the same, and a span of whole days is answered from
+// the daily summaries alone, without aggregating the current day's events
+// of the whole fleet.
+func endOfDay(t time.Time) time.Time { return t.UTC().Truncate(day).Add(day) }
 
 // question renders a question name and its parameters on one line;
 // empty values are left out.

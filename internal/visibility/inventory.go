@@ -73,13 +73,13 @@ func (s *Service) AgentRoutes(ctx context.Context, who audit.Actor, span Span, a
 // agentRows builds the agent inventory over span; pairs are the agent ×
 // route usage over span (AgentRoutes), which the caller has read.
 func (s *Service) agentRows(ctx context.Context, v view, span Span, pairs []AgentRouteUsage) ([]AgentRow, error) {
-	look, err := s.src.Agents(ctx, v.look)
+	look, err := s.src.Agents(ctx, v.look, "")
 	if err != nil {
 		return nil, err
 	}
 	inSpan := look
 	if span != v.look {
-		if inSpan, err = s.src.Agents(ctx, span); err != nil {
+		if inSpan, err = s.src.Agents(ctx, span, ""); err != nil {
 			return nil, err
 		}
 	}

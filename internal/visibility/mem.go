@@ -99,7 +99,7 @@ func dayOf(ms int64) time.Time {
 }
 
 // Agents implements Source.
-func (s *MemSource) Agents(_ context.Context, span Span) ([]AgentUsage, error) {
+func (s *MemSource) Agents(_ context.Context, span Span, agentID string) ([]AgentUsage, error) {
 	type acc struct {
 		u               AgentUsage
 		days            map[int64]struct{} // UTC day numbers
@@ -108,6 +108,9 @@ func (s *MemSource) Agents(_ context.Context, span Span) ([]AgentUsage, error) {
 	}
 	by := map[string]*acc{}
 	s.each(span, func(e *event.Event) {
+		if agentID != "" && e.AgentID != agentID {
+			return
+		}
 		a := by[e.AgentID]
 		if a == nil {
 			a = &acc{u: AgentUsage{AgentID: e.AgentID}, days: map[int64]struct{}{}, routes: map[string]struct{}{},

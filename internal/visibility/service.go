@@ -29,7 +29,8 @@ const (
 // Config bounds the service's questions.
 type Config struct {
 	// Lookback is how far back "first seen" and lifecycle look (default
-	// 90 days).
+	// 90 days), in whole UTC days: from the midnight before now minus
+	// Lookback to the end of the current day.
 	Lookback time.Duration
 	// NewDays, DormantDays and UnusedGrantDays (defaults 7, 30, 30).
 	NewDays, DormantDays, UnusedGrantDays int

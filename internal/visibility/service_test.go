@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -672,9 +674,9 @@ type countingSource struct {
 	n int
 }
 
-func (c *countingSource) Agents(ctx context.Context, sp Span) ([]AgentUsage, error) {
+func (c *countingSource) Agents(ctx context.Context, sp Span, agentID string) ([]AgentUsage, error) {
 	c.n++
-	return c.Source.Agents(ctx, sp)
+	return c.Source.Agents(ctx, sp, agentID)
 }
 
 func (c *countingSource) AgentRoutes(ctx context.Context, sp Span, a, r string) ([]AgentRouteUsage, error) {
@@ -763,9 +765,9 @@ func TestParseSpan(t *testing.T) {
 	ok("2026-03-15", "2026-03-15", "2026-03-15T00:00:00Z", "2026-03-16T00:00:00Z")
 	ok("2026-03-15", "2026-03-16", "2026-03-15T00:00:00Z", "2026-03-17T00:00:00Z")
 	ok("2026-03-15T10:00:00Z", "2026-03-15T12:30:00+01:00", "2026-03-15T10:00:00Z", "2026-03-15T11:30:00Z")
-	ok("", "", "2026-03-19T12:00:00Z", "2026-03-20T12:00:00Z")
+	ok("", "", "2026-03-19T12:00:00Z", "2026-03-21T00:00:00Z") // to now, as the end of today
 	ok("", "2026-03-15", "2026-03-15T00:00:00Z", "2026-03-16T00:00:00Z")
-	ok("2026-03-01", "", "2026-03-01T00:00:00Z", "2026-03-20T12:00:00Z")
+	ok("2026-03-01", "", "2026-03-01T00:00:00Z", "2026-03-21T00:00:00Z")
 	bad("yesterday", "", `from: "yesterday" is neither RFC 3339 nor YYYY-MM-DD`)
 	bad("", "tomorrow", `to: "tomorrow"`)
 	bad("2026-03-16", "2026-03-15", "is not after from")
@@ -792,5 +794,80 @@ func TestMetrics(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(m.Duration); n != 2 {
 		t.Errorf("%d duration series; want 2 (access, agent)", n)
+	}
+}
+
+// spanSource records the spans and agent filters the service asks its
+// source with.
+type spanSource struct {
+	Source
+	mu     sync.Mutex // the profile reads its source concurrently
+	agents []string   // the agentID of each Agents call
+	spans  []Span     // every span of Agents and AgentRoutes
+}
+
+func (s *spanSource) Agents(ctx context.Context, sp Span, agentID string) ([]AgentUsage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.agents = append(s.agents, agentID)
+	s.spans = append(s.spans, sp)
+	return s.Source.Agents(ctx, sp, agentID)
+}
+
+func (s *spanSource) AgentRoutes(ctx context.Context, sp Span, a, r string) ([]AgentRouteUsage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.spans = append(s.spans, sp)
+	return s.Source.AgentRoutes(ctx, sp, a, r)
+}
+
+// The spans the service makes itself are whole UTC days ending at the end
+// of today, so the summaries answer them alone; a profile reads one
+// agent, not the fleet; and the answers are those over spans ending now.
+func TestServiceSpansWholeDays(t *testing.T) {
+	f := newFixture(t)
+	src := &spanSource{Source: f.src}
+	svc := New(src, f.svc.reg, f.svc.inv, audit.NewLogger(&audit.MemStore{}, nil, nil), Config{}, f.svc.now)
+	ctx := context.Background()
+	got, err := svc.Findings(ctx, analyst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := f.svc.Findings(ctx, analyst)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("findings differ through the recording source: %v", err)
+	}
+	if len(src.spans) == 0 {
+		t.Fatal("findings read no span")
+	}
+	for _, sp := range src.spans {
+		if !sp.From.Equal(sp.From.Truncate(day)) || !sp.To.Equal(now.UTC().Truncate(day).Add(day)) {
+			t.Errorf("findings read %v; want whole days ending at the end of %s", sp, now.Format(time.DateOnly))
+		}
+	}
+	src.agents, src.spans = nil, nil
+	if _, err := svc.Agent(ctx, analyst, "cs-1", march15); err != nil {
+		t.Fatal(err)
+	}
+	if len(src.agents) == 0 || slices.ContainsFunc(src.agents, func(a string) bool { return a != "cs-1" }) {
+		t.Errorf("the profile of cs-1 read Agents for %q; want only cs-1", src.agents)
+	}
+}
+
+func TestMemAgentsFilter(t *testing.T) {
+	src := newFixture(t).src
+	sp := Span{From: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), To: now}
+	all, err := src.Agents(context.Background(), sp, "")
+	if err != nil || len(all) < 2 {
+		t.Fatalf("Agents(\"\") = %d rows, %v; want several", len(all), err)
+	}
+	for _, a := range all {
+		one, err := src.Agents(context.Background(), sp, a.AgentID)
+		if err != nil || len(one) != 1 || !reflect.DeepEqual(one[0], a) {
+			t.Errorf("Agents(%q) = %+v, %v; want its row of Agents(\"\")", a.AgentID, one, err)
+		}
+	}
+	if none, err := src.Agents(context.Background(), sp, "nobody"); err != nil || len(none) != 0 {
+		t.Errorf("Agents(nobody) = %+v, %v; want none", none, err)
 	}
 }

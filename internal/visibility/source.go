@@ -124,8 +124,9 @@ type EventQuery struct {
 // method reads one span; implementations answer from summaries where they
 // have them. Every method is safe for concurrent use.
 type Source interface {
-	// Agents sums each agent's traffic over span.
-	Agents(ctx context.Context, span Span) ([]AgentUsage, error)
+	// Agents sums each agent's traffic over span. agentID, when not "",
+	// narrows to one agent, so a profile does not read the whole fleet.
+	Agents(ctx context.Context, span Span, agentID string) ([]AgentUsage, error)
 	// AgentRoutes sums traffic per agent and route over span. agentID
 	// and route, when not "", narrow to one agent or one route.
 	AgentRoutes(ctx context.Context, span Span, agentID, route string) ([]AgentRouteUsage, error)

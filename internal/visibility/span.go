@@ -11,12 +11,15 @@ import (
 // API take it: from and to are RFC 3339 times or YYYY-MM-DD days, and a
 // day alone means that whole UTC day, so "--from 2026-03-15 --to
 // 2026-03-15" is March 15th, [2026-03-15T00:00Z, 2026-03-16T00:00Z). An
-// empty to means now; an empty from means def before to. The errors match
+// empty to means up to now, given as the end of the current UTC day (no
+// event is from the future, and whole days are answered from the daily
+// summaries); an empty from means def before to (before now when to is
+// empty too). The errors match
 // ErrInvalid and name the parameter.
 func ParseSpan(from, to string, now time.Time, def time.Duration) (Span, error) {
 	var sp Span
 	var errs []error
-	sp.To = now.UTC()
+	sp.To = endOfDay(now)
 	if to != "" {
 		t, isDay, err := parseBound(to)
 		if err != nil {
@@ -32,6 +35,8 @@ func ParseSpan(from, to string, now time.Time, def time.Duration) (Span, error) 
 			errs = append(errs, invalidf("from: %v", err))
 		}
 		sp.From = t
+	} else if to == "" {
+		sp.From = now.UTC().Add(-def) // the last def, exactly
 	} else {
 		sp.From = sp.To.Add(-def)
 	}

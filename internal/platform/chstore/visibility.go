@@ -76,13 +76,14 @@ func (p spanParts) empty() bool { return p.fullFrom == p.fullTo && len(p.edges) 
 
 // eventRanges is a condition selecting events with event_time_ms in any of
 // ranges, with the implied event_time bounds that let the server skip day
-// partitions.
+// partitions. The upper bound is that of the range's last millisecond, so
+// a range ending at midnight does not open the next day's partition.
 func eventRanges(ranges [][2]int64) string {
 	parts := make([]string, len(ranges))
 	for i, r := range ranges {
 		parts[i] = "(event_time_ms >= " + strconv.FormatInt(r[0], 10) + " AND event_time_ms < " + strconv.FormatInt(r[1], 10) +
 			" AND event_time >= toDateTime(" + strconv.FormatUint(uint64(partitionSec(r[0])), 10) + ")" +
-			" AND event_time <= toDateTime(" + strconv.FormatUint(uint64(partitionSec(r[1])), 10) + "))"
+			" AND event_time <= toDateTime(" + strconv.FormatUint(uint64(partitionSec(r[1]-1)), 10) + "))"
 	}
 	return "(" + strings.Join(parts, " OR ") + ")"
 }
@@ -176,10 +177,11 @@ func (v *Visibility) query(ctx context.Context, what, q string, args []any, scan
 }
 
 // Agents implements visibility.Source.
-func (v *Visibility) Agents(ctx context.Context, span visibility.Span) ([]visibility.AgentUsage, error) {
+func (v *Visibility) Agents(ctx context.Context, span visibility.Span, agentID string) ([]visibility.AgentUsage, error) {
 	p := splitSpan(span)
 	out := []visibility.AgentUsage{}
-	src, args, err := summaryRows(inventoryRouteTable, routeColumns, p, nil)
+	fs := []filter{{"agent_id", agentID}}
+	src, args, err := summaryRows(inventoryRouteTable, routeColumns, p, fs)
 	if err != nil || src == "" {
 		return out, err
 	}
@@ -205,7 +207,7 @@ func (v *Visibility) Agents(ctx context.Context, span visibility.Span) ([]visibi
 	if err != nil {
 		return nil, err
 	}
-	src, args, err = summaryRows(inventoryAttrTable, attrColumns, p, nil)
+	src, args, err = summaryRows(inventoryAttrTable, attrColumns, p, fs)
 	if err != nil {
 		return nil, err
 	}

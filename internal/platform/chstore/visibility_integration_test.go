@@ -164,8 +164,8 @@ func TestIntegrationVisibilityMatchesMem(t *testing.T) {
 
 	// The data must exercise what is compared: traffic in the spans, and
 	// a retried batch the views count twice.
-	ea, _ := exact.Agents(ctx, whole[0])
-	da, _ := doubled.Agents(ctx, whole[0])
+	ea, _ := exact.Agents(ctx, whole[0], "")
+	da, _ := doubled.Agents(ctx, whole[0], "")
 	if len(ea) != 4 || reflect.DeepEqual(ea, da) {
 		t.Fatalf("test data: %d agents, doubled equal to exact: %v", len(ea), reflect.DeepEqual(ea, da))
 	}
@@ -208,7 +208,9 @@ func compareSummaries(t *testing.T, stage string, ch, mem visibility.Source, spa
 	ctx := t.Context()
 	for _, sp := range spans {
 		name := fmt.Sprintf("%s: [%s, %s)", stage, sp.From.Format(time.RFC3339), sp.To.Format(time.RFC3339))
-		same(t, name+" Agents", call(ch.Agents(ctx, sp)), call(mem.Agents(ctx, sp)))
+		for _, agent := range []string{"", "agent-a", "agent-b", "nobody"} {
+			same(t, fmt.Sprintf("%s Agents(%q)", name, agent), call(ch.Agents(ctx, sp, agent)), call(mem.Agents(ctx, sp, agent)))
+		}
 		for _, f := range [][2]string{{"", ""}, {"agent-a", ""}, {"", "/orders"}, {"agent-b", "/health"}, {"", ""}, {"nobody", ""}} {
 			same(t, fmt.Sprintf("%s AgentRoutes(%q, %q)", name, f[0], f[1]),
 				call(ch.AgentRoutes(ctx, sp, f[0], f[1])), call(mem.AgentRoutes(ctx, sp, f[0], f[1])))
@@ -346,7 +348,7 @@ func TestIntegrationInventoryRetention(t *testing.T) {
 		}
 	}
 	// The views are still there and feed the summaries.
-	agents, err := NewVisibility(st).Agents(ctx, visibility.Span{From: visDay0, To: visDay0.AddDate(0, 0, 3)})
+	agents, err := NewVisibility(st).Agents(ctx, visibility.Span{From: visDay0, To: visDay0.AddDate(0, 0, 3)}, "")
 	if err != nil {
 		t.Fatal(err)
 	}

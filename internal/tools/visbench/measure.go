@@ -141,7 +141,7 @@ func (r MeasureReport) String() string {
 	if !split {
 		return b.String()
 	}
-	b.WriteString("\nwhere the time went, over all runs (share of the question's time in each visibility.Source method; the rest is the service, the audit write and rendering):\n\n")
+	b.WriteString("\nwhere the time went, over all runs (share of the question's time in each visibility.Source method; the rest is the service, the audit write and rendering; reads asked at once add up to more than 100%):\n\n")
 	b.WriteString("| question | Source methods |\n|---|---|\n")
 	for _, t := range r.Timings {
 		if len(t.In) == 0 {

@@ -43,7 +43,10 @@ func service(st *chstore.Store, src visibility.Source, o Options, now time.Time,
 func serviceQuestions(svc, monthly *visibility.Service, src visibility.Source, reg *inventory.Registry, o Options) []Question {
 	from, to := o.Span()
 	now := o.now()
-	month := visibility.Span{From: now.AddDate(0, 0, -30), To: now}
+	// The profile's span is the one the CLI and the HTTP API ask when no
+	// from or to is given (visibility.ParseSpan): the last 30 days, to
+	// the end of today.
+	month := visibility.Span{From: now.AddDate(0, 0, -30), To: now.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)}
 	ids := reg.IDs()
 	agent := func(run int) string { return ids[(run*97+13)%len(ids)] }
 	tags := []string{"sensitive", "deprecated"}
@@ -56,7 +59,7 @@ func serviceQuestions(svc, monthly *visibility.Service, src visibility.Source, r
 			return len(ans.Rows), err
 		},
 	}, {
-		Name:   "one agent's profile and timeline, 30 days to now",
+		Name:   "one agent's profile and timeline, the last 30 days (the default span)",
 		Target: 500 * time.Millisecond,
 		Ask: func(ctx context.Context, run int) (int, error) {
 			p, err := svc.Agent(ctx, benchActor, agent(run), month)

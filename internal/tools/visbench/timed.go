@@ -42,9 +42,9 @@ func (t *timedSource) take() map[string]time.Duration {
 	return m
 }
 
-func (t *timedSource) Agents(ctx context.Context, span visibility.Span) ([]visibility.AgentUsage, error) {
+func (t *timedSource) Agents(ctx context.Context, span visibility.Span, agentID string) ([]visibility.AgentUsage, error) {
 	defer t.add("Agents", time.Now())
-	return t.src.Agents(ctx, span)
+	return t.src.Agents(ctx, span, agentID)
 }
 
 func (t *timedSource) AgentRoutes(ctx context.Context, span visibility.Span, agentID, route string) ([]visibility.AgentRouteUsage, error) {

@@ -87,7 +87,7 @@ func TestLoad(t *testing.T) {
 		t.Errorf("progress %q", progress.String())
 	}
 	span := visibility.Span{From: day1, To: day1.Add(72 * time.Hour)}
-	agents, err := src.Agents(context.Background(), span)
+	agents, err := src.Agents(context.Background(), span, "")
 	if err != nil || len(agents) != 2 || agents[0].AgentID != "cs-1" || agents[0].Calls != 2 || agents[1].AgentID != hostile {
 		t.Fatalf("agents %+v, %v", agents, err)
 	}

@@ -59,12 +59,12 @@ func (l *Live) current(ctx context.Context) (*visibility.MemSource, error) {
 }
 
 // Agents implements visibility.Source.
-func (l *Live) Agents(ctx context.Context, span visibility.Span) ([]visibility.AgentUsage, error) {
+func (l *Live) Agents(ctx context.Context, span visibility.Span, agentID string) ([]visibility.AgentUsage, error) {
 	s, err := l.current(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return s.Agents(ctx, span)
+	return s.Agents(ctx, span, agentID)
 }
 
 // AgentRoutes implements visibility.Source.
