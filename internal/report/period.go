@@ -48,7 +48,7 @@ func ParsePeriod(s string) (Period, error) {
 	}
 	if s[5] == 'W' || s[5] == 'w' {
 		wk := s[6:]
-		if len(wk) != 2 {
+		if len(wk) != 2 || strings.ContainsAny(wk, "+- ") {
 			return bad("the week needs two digits")
 		}
 		w, err := strconv.Atoi(wk)

@@ -194,11 +194,17 @@ func (s *Scheduler) tick(ctx context.Context) (outcome, error) {
 // errLeaseLost ends a run whose lease another instance took over.
 var errLeaseLost = errors.New("the report's lease was lost to another instance")
 
+// errLeaseUnsure ends a run whose lease could not be renewed for so long
+// that it may have expired.
+var errLeaseUnsure = errors.New("the report's lease could not be renewed before it could expire")
+
 // keepLease renews p's lease every third of its TTL until stop, and
 // cancels the returned context if a renewal finds it held by another
 // instance: that one is running the period now. A renewal that fails
-// (ClickHouse unreachable) is tried again at the next interval; the lease
-// lasts until then.
+// (ClickHouse unreachable) is tried again at the next interval, but once
+// two thirds of the TTL have passed since the last claim that held, the
+// run is cancelled too: the lease may expire before the next try, and
+// another instance may then take it and run the period as well.
 func (s *Scheduler) keepLease(ctx context.Context, p Period) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	quit := make(chan struct{})
@@ -209,6 +215,8 @@ func (s *Scheduler) keepLease(ctx context.Context, p Period) (context.Context, f
 		// expiry in the shared store, whatever clock the schedule reads.
 		t := time.NewTicker(s.leaseTTL() / 3)
 		defer t.Stop()
+		lastHeld := time.Now() // the claim that started the run held
+		limit := s.leaseTTL() - s.leaseTTL()/3
 		for {
 			select {
 			case <-quit:
@@ -220,12 +228,18 @@ func (s *Scheduler) keepLease(ctx context.Context, p Period) (context.Context, f
 			held, err := s.Lease.TakeLease(ctx, LeaseName(p.Name), s.Owner, s.leaseTTL())
 			switch {
 			case err != nil && ctx.Err() == nil:
+				if time.Since(lastHeld) >= limit {
+					cancel(fmt.Errorf("%w: %w", errLeaseUnsure, err))
+					return
+				}
 				if s.Log != nil {
 					s.Log.Warn("renewing the report's lease failed; trying again", "period", p.Name, "err", err)
 				}
 			case err == nil && !held:
 				cancel(errLeaseLost)
 				return
+			case err == nil:
+				lastHeld = time.Now()
 			}
 		}
 	}()
