@@ -339,7 +339,7 @@ func (s *MemSource) Anomalies(_ context.Context, span Span, agentID string) ([]a
 func (s *MemSource) Actions(_ context.Context, span Span, agentID string) ([]audit.Record, error) {
 	var out []audit.Record
 	for _, r := range s.records {
-		if (agentID == "" || r.AgentID == agentID) && span.containsMs(r.AtMs) {
+		if (agentID == "" || r.AgentID == agentID) && span.containsMs(r.AtMs) && r.Action != audit.ActionAsk {
 			out = append(out, r)
 		}
 	}

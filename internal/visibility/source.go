@@ -145,7 +145,9 @@ type Source interface {
 	// kind and ID.
 	Anomalies(ctx context.Context, span Span, agentID string) ([]anomaly.Anomaly, error)
 	// Actions returns the responder's audit records within span, of
-	// agentID or of every agent when "", ordered by time then ID.
+	// agentID or of every agent when "", ordered by time then ID, without
+	// the questions asked (audit.ActionAsk): those are the trail of who
+	// looked, not of what was done, and can outnumber the actions by far.
 	Actions(ctx context.Context, span Span, agentID string) ([]audit.Record, error)
 	// Verdicts returns the analysts' verdicts given within span, ordered
 	// by time then ID.

@@ -101,6 +101,10 @@ func (a *Audit) Query(ctx context.Context, f audit.Filter) ([]audit.Record, erro
 		where += " AND action = ?"
 		args = append(args, f.Action)
 	}
+	if f.NotAction != "" {
+		where += " AND action != ?"
+		args = append(args, f.NotAction)
+	}
 	q := "SELECT " + auditSelectList + " FROM audit WHERE " + where +
 		" ORDER BY at_ms, id LIMIT 1 BY at_ms, id LIMIT " + strconv.Itoa(f.Limit)
 	rows, err := a.st.conn.Query(ctx, q, args...)

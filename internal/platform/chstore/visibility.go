@@ -436,7 +436,7 @@ func (v *Visibility) Actions(ctx context.Context, span visibility.Span, agentID 
 	if from >= to {
 		return nil, nil
 	}
-	return v.audit.Query(ctx, audit.Filter{AgentID: agentID, FromMs: from, ToMs: to, Limit: maxActions})
+	return v.audit.Query(ctx, audit.Filter{AgentID: agentID, FromMs: from, ToMs: to, NotAction: audit.ActionAsk, Limit: maxActions})
 }
 
 // Verdicts implements visibility.Source, ordered by time then id; a

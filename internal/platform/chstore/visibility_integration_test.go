@@ -97,6 +97,11 @@ func visibilityRecords() ([]anomaly.Anomaly, []audit.Record, []anomaly.Verdict) 
 		}.Normalize()
 		r.ID = r.ContentID()
 		rs = append(rs, r)
+		// A question about the agent: on the trail, never among its actions.
+		q := audit.Record{AtMs: start + 150000, Actor: audit.Actor{Kind: audit.ActorCLI, Name: "auditor"}, Action: audit.ActionAsk,
+			AgentID: agent, Result: audit.ResultOK, Detail: "agent " + agent}.Normalize()
+		q.ID = q.ContentID()
+		rs = append(rs, q)
 		vs = append(vs, anomaly.Verdict{
 			ID: fmt.Sprintf("v-%d", i), AnomalyID: fmt.Sprintf("an-%d", i), AgentID: agent, Kind: "volume",
 			WindowStartMs: start, WindowEndMs: start + 60000, Verdict: anomaly.VerdictFalsePositive,

@@ -239,6 +239,10 @@ type Filter struct {
 	// Action, when set, selects the records of this action (a step kind,
 	// ActionCheckpoint, …).
 	Action string
+	// NotAction, when set, leaves out the records of this action: the
+	// visibility questions read the responder's actions without the
+	// questions asked (ActionAsk), which can be most of the trail.
+	NotAction string
 	// Limit caps the records returned: the earliest Limit that match.
 	// 0 or less means DefaultLimit.
 	Limit int
@@ -251,6 +255,7 @@ func (f Filter) Normalize() Filter {
 	f.AgentID = capString(f.AgentID, capEntity)
 	f.IncidentID = capString(f.IncidentID, capID)
 	f.Action = capString(f.Action, capID)
+	f.NotAction = capString(f.NotAction, capID)
 	if f.Limit <= 0 {
 		f.Limit = DefaultLimit
 	}
@@ -270,6 +275,7 @@ func (f Filter) Match(r Record) bool {
 	return (f.AgentID == "" || r.AgentID == f.AgentID) &&
 		(f.IncidentID == "" || r.IncidentID == f.IncidentID) &&
 		(f.Action == "" || r.Action == f.Action) &&
+		(f.NotAction == "" || r.Action != f.NotAction) &&
 		r.AtMs >= f.FromMs && (f.ToMs == 0 || r.AtMs < f.ToMs)
 }
 

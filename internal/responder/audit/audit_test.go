@@ -63,6 +63,7 @@ func TestAppendQueryRoundTrip(t *testing.T) {
 		}
 		recs[1].DryRun, recs[1].Result, recs[1].Detail = true, ResultDryRun, "would revoke cred-9"
 		recs[2].Actor = Actor{Kind: ActorSlack, Name: "alice", UserID: "U1"}
+		recs[3].Action, recs[3].Playbook, recs[3].Detail = ActionAsk, "", "agent agent-2"
 		if err := s.Append(ctx, recs[:2]...); err != nil {
 			t.Fatal(err)
 		}
@@ -86,6 +87,8 @@ func TestAppendQueryRoundTrip(t *testing.T) {
 		q(Filter{IncidentID: "inc-a"}, "r0", "r1", "r3")
 		q(Filter{AgentID: "agent-1", IncidentID: "inc-a", Limit: 2}, "r0", "r1")
 		q(Filter{AgentID: "nobody"})
+		q(Filter{Action: ActionAsk}, "r4")
+		q(Filter{NotAction: ActionAsk}, "r0", "r1", "r2", "r3")
 
 		got, err := s.Query(ctx, Filter{AgentID: "agent-1", FromMs: t0 + 1000, ToMs: t0 + 1001})
 		if err != nil || len(got) != 1 || !reflect.DeepEqual(got[0], recs[1]) {
