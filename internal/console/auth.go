@@ -63,24 +63,30 @@ func (s scope) String() string {
 	return "none"
 }
 
-// TokenScope is the console scope an API token's grants give:
-//   - admin: can_silence and allowed_playbooks ["*"] (a token that may
-//     already run every playbook may answer approvals and restore);
-//   - act: can_silence (silences and false positives, as in the API);
-//   - read: can_read_inventory or can_read_audit;
-//   - none otherwise (a gateway's deny-list token cannot sign in).
+// TokenScope is the console scope an API token's grants give. Every
+// console page shows the inventory, so every scope needs
+// can_read_inventory: a token the API refuses GET /v1/access must not
+// read the same here.
+//   - admin: can_read_inventory, can_silence and allowed_playbooks ["*"]
+//     (a token that may already run every playbook may answer approvals
+//     and restore);
+//   - act: can_read_inventory and can_silence (silences and false
+//     positives, as in the API);
+//   - read: can_read_inventory;
+//   - none otherwise (a gateway's deny-list token, an audit-only or a
+//     silence-only token cannot sign in).
 func TokenScope(t respapi.Token) string { return tokenScope(t).String() }
 
 func tokenScope(t respapi.Token) scope {
 	switch {
+	case !t.CanReadInventory:
+		return scopeNone
 	case t.CanSilence && len(t.AllowedPlaybooks) == 1 && t.AllowedPlaybooks[0] == "*":
 		return scopeAdmin
 	case t.CanSilence:
 		return scopeAct
-	case t.CanReadInventory || t.CanReadAudit:
-		return scopeRead
 	}
-	return scopeNone
+	return scopeRead
 }
 
 // Proxy configures sign-in through an authenticating proxy (oauth2-proxy's

@@ -17,6 +17,7 @@ import (
 
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/clientlimit"
+	"github.com/agentwatch/agentwatch/internal/responder/respapi"
 )
 
 // client is a browser-like client of a test server: a cookie jar, no
@@ -232,6 +233,29 @@ func TestScopes(t *testing.T) {
 	}
 	if got := TokenScope(testTokens()[3]); got != "none" {
 		t.Errorf("deny-list token scope %q, want none", got)
+	}
+}
+
+// TestTokenScopeNeedsInventory: the console shows the inventory, so a
+// token the API refuses GET /v1/access gets no console scope at all.
+func TestTokenScopeNeedsInventory(t *testing.T) {
+	for _, tc := range []struct {
+		tok  respapi.Token
+		want string
+	}{
+		{respapi.Token{CanReadAudit: true}, "none"},
+		{respapi.Token{CanSilence: true}, "none"},
+		{respapi.Token{CanSilence: true, AllowedPlaybooks: []string{"*"}}, "none"},
+		{respapi.Token{CanReadDenylist: true, CanKillSwitch: true}, "none"},
+		{respapi.Token{CanReadInventory: true}, "read"},
+		{respapi.Token{CanReadInventory: true, CanReadAudit: true}, "read"},
+		{respapi.Token{CanReadInventory: true, CanSilence: true}, "act"},
+		{respapi.Token{CanReadInventory: true, CanSilence: true, AllowedPlaybooks: []string{"*"}}, "admin"},
+		{respapi.Token{CanReadInventory: true, CanSilence: true, AllowedPlaybooks: []string{"a"}}, "act"},
+	} {
+		if got := TokenScope(tc.tok); got != tc.want {
+			t.Errorf("TokenScope(%+v) = %q, want %q", tc.tok, got, tc.want)
+		}
 	}
 }
 
