@@ -198,6 +198,11 @@ func (p Proxy) person(r *http.Request) (name string, sc scope, ok bool) {
 	return name, sc, true
 }
 
+// proxyActorPrefix starts the audit name of a person signed in through
+// the proxy (audit.Actor.String gives "api:proxy:<name>"), where a token's
+// is "api:<token>".
+const proxyActorPrefix = "proxy:"
+
 // session is one signed-in person.
 type session struct {
 	id, csrf string
@@ -315,13 +320,16 @@ func (h *Handler) sessionOf(w http.ResponseWriter, r *http.Request) *session {
 		}
 		return s
 	}
-	if s != nil && s.via == "proxy" && s.actor.Name == name && s.scope == sc {
+	// A proxy person is "proxy:<name>" in the audit, with no token name:
+	// an SSO user called like a token is not taken for the token.
+	actor := audit.Actor{Kind: audit.ActorAPI, Name: proxyActorPrefix + name}
+	if s != nil && s.via == "proxy" && s.actor == actor && s.scope == sc {
 		return s
 	}
 	if sc == scopeNone {
 		return nil
 	}
-	s = h.sessions.open(audit.Actor{Kind: audit.ActorAPI, Name: name}, sc, "proxy")
+	s = h.sessions.open(actor, sc, "proxy")
 	http.SetCookie(w, h.cookie(r, sessionCookie, s.id, int(h.o.SessionTTL/time.Second)))
 	h.record(r.Context(), audit.Record{Actor: s.actor, Action: "console_signin", Result: audit.ResultOK,
 		Detail: "signed in through the proxy with scope " + sc.String()})

@@ -295,10 +295,10 @@ func TestProxySignIn(t *testing.T) {
 	}
 	found := false
 	for _, r := range f.mem.All() {
-		found = found || (r.Action == "false_positive" && r.Actor.Name == "alice@example.com" && r.Actor.Kind == audit.ActorAPI)
+		found = found || (r.Action == "false_positive" && r.Actor.Name == "proxy:alice@example.com" && r.Actor.TokenName == "" && r.Actor.Kind == audit.ActorAPI)
 	}
 	if !found {
-		t.Fatalf("no false_positive record naming alice@example.com: %+v", f.mem.All())
+		t.Fatalf("no false_positive record naming proxy:alice@example.com: %+v", f.mem.All())
 	}
 	// The session cookie alone, without the proxy's header, is not enough.
 	if resp, _ := c.do("GET", "/console/", nil, nil); resp.StatusCode != http.StatusSeeOther {
@@ -310,6 +310,42 @@ func TestProxySignIn(t *testing.T) {
 		if _, page := m.do("GET", "/console/", nil, map[string]string{"X-Forwarded-User": hdr[0], "X-Forwarded-Groups": hdr[1]}); !strings.Contains(page, want) {
 			t.Errorf("%v: want %q in %.300s", hdr, want, page)
 		}
+	}
+}
+
+// TestProxyPersonNotTakenForToken: an SSO user named like a token
+// ("auditor") is recorded apart from the token in the audit.
+func TestProxyPersonNotTakenForToken(t *testing.T) {
+	f := newFixture()
+	srv := testServer(t, f, proxyOpts)
+	p := newClient(t, srv)
+	if resp, _ := p.do("GET", "/console/", nil, map[string]string{"X-Forwarded-User": "auditor"}); resp.StatusCode != 200 {
+		t.Fatalf("proxy sign-in: %d", resp.StatusCode)
+	}
+	tk := newClient(t, srv)
+	tk.signIn(secretRead)
+	var proxy, token []string
+	for _, r := range f.mem.All() {
+		if r.Action != "console_signin" {
+			continue
+		}
+		if err := r.Validate(); err != nil {
+			t.Errorf("sign-in record invalid: %v", err)
+		}
+		if strings.Contains(r.Detail, "proxy") {
+			proxy = append(proxy, r.Actor.String())
+		} else {
+			token = append(token, r.Actor.String())
+		}
+	}
+	if len(proxy) != 1 || len(token) != 1 {
+		t.Fatalf("sign-ins: proxy %v, token %v", proxy, token)
+	}
+	if proxy[0] == token[0] {
+		t.Errorf("proxy user and token both recorded as %q", proxy[0])
+	}
+	if proxy[0] != "api:proxy:auditor" || token[0] != "api:auditor" {
+		t.Errorf("proxy %q, token %q; want api:proxy:auditor and api:auditor", proxy[0], token[0])
 	}
 }
 

@@ -52,7 +52,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, s *session, nam
 	v := view{P: h.o.Prefix, Title: titles[name], Nav: name, Now: h.now().UTC(), Data: data,
 		Flash: r.URL.Query().Get("done"), Error: r.URL.Query().Get("error")}
 	if s != nil {
-		v.Session, v.Who, v.Scope, v.CSRF = true, s.actor.Name, s.scope.String(), s.csrf
+		v.Session, v.Who, v.Scope, v.CSRF = true, strings.TrimPrefix(s.actor.Name, proxyActorPrefix), s.scope.String(), s.csrf
 		v.CanAct = !h.o.ReadOnly && h.o.Actions != nil && s.scope >= scopeAct
 		v.CanAdm = !h.o.ReadOnly && h.o.Actions != nil && s.scope >= scopeAdmin
 	}
