@@ -162,6 +162,13 @@ func (p Proxy) person(r *http.Request) (name string, sc scope, ok bool) {
 	if p.Header == "" || !p.trusted(r) {
 		return "", scopeNone, false
 	}
+	// The proxy must set or strip each header; a second value is one it
+	// let through from the client, so none of them can be believed.
+	for _, hd := range []string{p.Header, p.EmailHeader, p.GroupsHeader} {
+		if hd != "" && len(r.Header.Values(hd)) > 1 {
+			return "", scopeNone, false
+		}
+	}
 	user := strings.TrimSpace(r.Header.Get(p.Header))
 	if user == "" || len(user) > 256 || strings.IndexFunc(user, unicode.IsControl) >= 0 {
 		return "", scopeNone, false

@@ -349,6 +349,31 @@ func TestProxyPersonNotTakenForToken(t *testing.T) {
 	}
 }
 
+// TestProxyRepeatedHeaderRefused: a header with two values is one the
+// proxy let a client add to; the request is not signed in through it.
+func TestProxyRepeatedHeaderRefused(t *testing.T) {
+	srv := testServer(t, newFixture(), proxyOpts)
+	for _, hd := range []string{"X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups"} {
+		req, err := http.NewRequest("GET", srv.URL+"/console/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Forwarded-User", "mallory")
+		req.Header.Set("X-Forwarded-Email", "mallory@example.com")
+		req.Header.Set("X-Forwarded-Groups", "staff")
+		req.Header.Add(hd, map[string]string{"X-Forwarded-User": "bob", "X-Forwarded-Email": "alice@example.com", "X-Forwarded-Groups": "secops"}[hd])
+		cl := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Errorf("two values of %s: %d, want 303 to sign in", hd, resp.StatusCode)
+		}
+	}
+}
+
 func TestProxyHeaderFromUntrustedAddressIgnored(t *testing.T) {
 	srv := testServer(t, newFixture(), func(o *Options) {
 		proxyOpts(o)
