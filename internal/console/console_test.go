@@ -2,6 +2,7 @@ package console
 
 import (
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -516,5 +517,31 @@ func TestIncidentHoldsTheAnomaliesThatJoinedIt(t *testing.T) {
 	}
 	if strings.Contains(page, "an earlier, separate blip") {
 		t.Fatalf("inc-1 holds an anomaly from before its first:\n%s", page)
+	}
+}
+
+// TestAgentSilenceBackLink: the silence form returns to the same agent
+// and span, the id URL-encoded (an id with & or # in it stays whole).
+func TestAgentSilenceBackLink(t *testing.T) {
+	srv := testServer(t, newFixture(), nil)
+	c := newClient(t, srv)
+	c.signIn(secretAct)
+	id := "team a&b#1?x=y"
+	q := url.Values{"id": {id}, "from": {"2026-03-10"}, "to": {"2026-03-12"}}
+	resp, page := c.do("GET", "/console/agent?"+q.Encode(), nil, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("agent page: %d", resp.StatusCode)
+	}
+	m := regexp.MustCompile(`name="back" value="([^"]*)"`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no back field in %.600s", page)
+	}
+	u, err := url.Parse(html.UnescapeString(m[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := u.Query()
+	if u.Path != "/console/agent" || got.Get("id") != id || got.Get("from") != "2026-03-10" || got.Get("to") != "2026-03-12" {
+		t.Errorf("back %q: path %q, query %v; want the same agent and span", m[1], u.Path, got)
 	}
 }

@@ -542,6 +542,9 @@ type agentData struct {
 	Plots    []featurePlot
 	NoScores bool
 	Silence  string
+	// Back is this page's own address, id and span URL-encoded, for the
+	// silence form to return to.
+	Back string
 }
 
 func (h *Handler) agentPage(w http.ResponseWriter, r *http.Request, s *session) {
@@ -562,6 +565,13 @@ func (h *Handler) agentPage(w http.ResponseWriter, r *http.Request, s *session) 
 	}
 	d := agentData{Profile: p, Span: sp, NoScores: true,
 		Silence: silence.Matcher{Name: "agent_id", Value: id, Type: silence.MatchEqual}.String()}
+	back := url.Values{"id": {id}}
+	for _, k := range []string{"from", "to"} {
+		if v := r.URL.Query().Get(k); v != "" {
+			back.Set(k, v)
+		}
+	}
+	d.Back = h.o.Prefix + "/agent?" + back.Encode()
 	if h.o.Scores != nil {
 		// The plots show the last day of the span: window scores are
 		// per minute, and a month of them would be a smear.
