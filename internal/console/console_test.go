@@ -1,6 +1,8 @@
 package console
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"html"
 	"io"
@@ -544,4 +546,60 @@ func TestAgentSilenceBackLink(t *testing.T) {
 	if u.Path != "/console/agent" || got.Get("id") != id || got.Get("from") != "2026-03-10" || got.Get("to") != "2026-03-12" {
 		t.Errorf("back %q: path %q, query %v; want the same agent and span", m[1], u.Path, got)
 	}
+}
+
+// TestReadsAudited: the console's own reads (incidents, an incident,
+// window scores, a report) are written to the audit trail under the
+// signed-in person before they are answered, and refused (503) when that
+// record cannot be written.
+func TestReadsAudited(t *testing.T) {
+	dir := t.TempDir()
+	_ = os.WriteFile(filepath.Join(dir, "agentwatch-2026-03.html"), []byte("<h1>March</h1>"), 0o600)
+	f := newFixture()
+	srv := testServer(t, f, func(o *Options) { o.ReportsDir = dir })
+	c := newClient(t, srv)
+	c.signIn(secretRead)
+	pages := []struct{ path, detail string }{
+		{"/console/incidents", "incidents span="},
+		{"/console/incident?id=inc-1", `incident "inc-1"`},
+		{"/console/agent?id=billing-bot", `scores agent="billing-bot" span=`},
+		{"/console/reports/agentwatch-2026-03.html", `report "agentwatch-2026-03.html"`},
+	}
+	for _, p := range pages {
+		if resp, _ := c.do("GET", p.path, nil, nil); resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d", p.path, resp.StatusCode)
+		}
+		found := false
+		for _, r := range f.mem.All() {
+			found = found || (r.Action == audit.ActionAsk && r.Actor.Name == "auditor" && strings.HasPrefix(r.Detail, p.detail))
+		}
+		if !found {
+			t.Errorf("GET %s: no ask record %q under auditor", p.path, p.detail)
+		}
+	}
+	// The same reads with an audit trail that cannot be written are refused.
+	srv = testServer(t, newFixture(), func(o *Options) {
+		o.ReportsDir = dir
+		o.Audit = askRefusing{o.Audit}
+	})
+	c = newClient(t, srv)
+	c.signIn(secretRead)
+	for _, p := range append(pages, struct{ path, detail string }{"/console/", ""}) {
+		if resp, body := c.do("GET", p.path, nil, nil); resp.StatusCode != http.StatusServiceUnavailable || strings.Contains(body, "March") {
+			t.Errorf("GET %s with the audit trail down: %d, want 503", p.path, resp.StatusCode)
+		}
+	}
+}
+
+// askRefusing fails the ask records the console writes itself, and
+// stores the rest (sign-ins).
+type askRefusing struct{ next Recorder }
+
+func (a askRefusing) Append(ctx context.Context, recs ...audit.Record) error {
+	for _, r := range recs {
+		if r.Action == audit.ActionAsk {
+			return errors.New("audit store down")
+		}
+	}
+	return a.next.Append(ctx, recs...)
 }

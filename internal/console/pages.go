@@ -75,7 +75,31 @@ var titles = map[string]string{
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, s *session, what string, err error) {
 	h.log.Error("console page failed", "what", what, "err", err)
+	if errors.Is(err, errNotAudited) {
+		h.render(w, r, s, "error", what+" refused: its audit record could not be written", http.StatusServiceUnavailable)
+		return
+	}
 	h.render(w, r, s, "error", what+" failed; the log has the reason", http.StatusInternalServerError)
+}
+
+// errNotAudited refuses a read whose audit record could not be written.
+var errNotAudited = errors.New("the audit record of the question could not be written")
+
+// ask writes the audit record of a read the console makes itself
+// (incidents, window scores, reports), before it answers, as the
+// visibility Service does for its questions: who asked what, when. A
+// failed write refuses the read. Without an audit trail configured,
+// nothing is recorded.
+func (h *Handler) ask(ctx context.Context, s *session, question, agentID string) error {
+	if h.o.Audit == nil {
+		return nil
+	}
+	err := h.o.Audit.Append(context.WithoutCancel(ctx), audit.Record{AtMs: h.now().UnixMilli(), Actor: s.actor, Action: audit.ActionAsk,
+		AgentID: agentID, Result: audit.ResultOK, Detail: question})
+	if err != nil {
+		return fmt.Errorf("%w: %v", errNotAudited, err)
+	}
+	return nil
 }
 
 // monthSpan is the current UTC month up to now. It ends at the end of
@@ -244,7 +268,7 @@ func (h *Handler) overviewData(ctx context.Context, r *http.Request, s *session)
 		return nil
 	})
 	g.Go(func() (err error) {
-		if incs, err = h.loadIncidents(r.WithContext(gctx), month, ""); err != nil {
+		if incs, err = h.loadIncidents(r.WithContext(gctx), s, "", month, ""); err != nil {
 			return pageError{"incidents", err}
 		}
 		return nil
@@ -371,8 +395,16 @@ type incidentSet struct {
 	anomalies int
 }
 
-func (h *Handler) loadIncidents(r *http.Request, span visibility.Span, agentID string) (incidentSet, error) {
+// loadIncidents reads the span's anomalies and actions, question (or
+// "incidents span=…" when empty) recorded first under s.
+func (h *Handler) loadIncidents(r *http.Request, s *session, question string, span visibility.Span, agentID string) (incidentSet, error) {
 	ctx := r.Context()
+	if question == "" {
+		question = "incidents span=" + span.String()
+	}
+	if err := h.ask(ctx, s, question, agentID); err != nil {
+		return incidentSet{}, err
+	}
 	ans, err := h.o.Records.Anomalies(ctx, span, agentID)
 	if err != nil {
 		return incidentSet{}, err
@@ -476,7 +508,7 @@ func (h *Handler) loadIncidents(r *http.Request, span visibility.Span, agentID s
 }
 
 func (h *Handler) incidents(w http.ResponseWriter, r *http.Request, s *session) {
-	set, err := h.loadIncidents(r, h.lookback(), "")
+	set, err := h.loadIncidents(r, s, "", h.lookback(), "")
 	if err != nil {
 		h.fail(w, r, s, "incidents", err)
 		return
@@ -486,7 +518,7 @@ func (h *Handler) incidents(w http.ResponseWriter, r *http.Request, s *session) 
 
 func (h *Handler) incidentPage(w http.ResponseWriter, r *http.Request, s *session) {
 	id := r.URL.Query().Get("id")
-	set, err := h.loadIncidents(r, h.lookback(), "")
+	set, err := h.loadIncidents(r, s, "incident "+strconv.Quote(id), h.lookback(), "")
 	if err != nil {
 		h.fail(w, r, s, "incidents", err)
 		return
@@ -580,6 +612,11 @@ func (h *Handler) agentPage(w http.ResponseWriter, r *http.Request, s *session) 
 			to = p.Agent.LastSeenMs + 1
 		}
 		from := max(sp.From.UnixMilli(), to-24*time.Hour.Milliseconds())
+		q := "scores agent=" + strconv.Quote(id) + " span=" + visibility.Span{From: time.UnixMilli(from).UTC(), To: time.UnixMilli(to).UTC()}.String()
+		if err := h.ask(r.Context(), s, q, id); err != nil {
+			h.fail(w, r, s, "window scores", err)
+			return
+		}
 		scores, err := h.o.Scores.Scores(r.Context(), id, from, to)
 		if err != nil {
 			h.log.Warn("window scores unavailable", "agent_id", id, "err", err)
@@ -772,6 +809,10 @@ func (h *Handler) reportFile(w http.ResponseWriter, r *http.Request, s *session)
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
 		http.NotFound(w, r)
+		return
+	}
+	if err := h.ask(r.Context(), s, "report "+strconv.Quote(name), ""); err != nil {
+		h.fail(w, r, s, "report", err)
 		return
 	}
 	if strings.EqualFold(filepath.Ext(name), ".html") {
