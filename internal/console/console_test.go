@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/agentwatch/agentwatch/internal/visibility"
+	"github.com/agentwatch/agentwatch/pkg/event"
 	"html"
 	"io"
 	"net/http"
@@ -17,6 +19,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/clientlimit"
@@ -423,8 +426,23 @@ func TestAccessCSV(t *testing.T) {
 	if len(lines) != 4 || !strings.Contains(body, "billing-bot,3,") || !strings.Contains(body, "support-bot,1,") || strings.Contains(body, "report-bot") {
 		t.Fatalf("csv:\n%s", body)
 	}
-	if got := csvCell("=HYPERLINK(1)"); got != "'=HYPERLINK(1)" {
-		t.Errorf("csvCell = %q", got)
+}
+
+// TestAccessCSVCellsSafe: an agent id that is a formula, in invalid
+// UTF-8, is exported as valid UTF-8 text.
+func TestAccessCSVCellsSafe(t *testing.T) {
+	f := newFixture()
+	f.src = visibility.NewMemSource([]event.Event{{EventID: "e1", EventTimeMs: day15.Add(time.Hour).UnixMilli(), AgentID: "=HYPERLINK(1)\xff",
+		Route: "/v1/customers/{id}", Status: 200, RequestID: "r1", CredentialID: "c1"}}, nil, nil, nil)
+	srv := testServer(t, f, nil)
+	c := newClient(t, srv)
+	c.signIn(secretRead)
+	resp, body := c.do("GET", "/console/access.csv?from=2026-03-15T00:00&to=2026-03-16T00:00&tag=pii", nil, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("csv: %d %s", resp.StatusCode, body)
+	}
+	if !utf8.ValidString(body) || !strings.Contains(body, "'=HYPERLINK(1)\uFFFD") {
+		t.Errorf("csv not defused or not valid UTF-8:\n%q", body)
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/respapi"
 	"github.com/agentwatch/agentwatch/internal/responder/silence"
 	"github.com/agentwatch/agentwatch/internal/visibility"
+	"github.com/agentwatch/agentwatch/internal/visibility/tabular"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 )
 
@@ -698,15 +699,6 @@ func (h *Handler) access(w http.ResponseWriter, r *http.Request, s *session) {
 	h.render(w, r, s, "access", d, http.StatusOK)
 }
 
-// csvCell keeps a spreadsheet from reading a cell as a formula: a hostile
-// agent id "=HYPERLINK(...)" is exported as text.
-func csvCell(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
-	}
-	return s
-}
-
 func (h *Handler) accessCSV(w http.ResponseWriter, r *http.Request, s *session) {
 	req, _, err := h.accessRequest(r)
 	if err == nil && req.Template == "" && req.Tag == "" {
@@ -733,7 +725,7 @@ func (h *Handler) accessCSV(w http.ResponseWriter, r *http.Request, s *session) 
 			u(row.Status.S401), u(row.Status.S403), u(row.Status.S5xx), fmtMs(row.FirstMs), fmtMs(row.LastMs),
 			strings.Join(row.Routes, " "), strings.Join(row.SampleRequestIDs, " ")}
 		for i := range cells {
-			cells[i] = csvCell(cells[i])
+			cells[i] = tabular.SafeCell(cells[i])
 		}
 		_ = cw.Write(cells)
 	}
