@@ -111,11 +111,7 @@ func embeddedConsole(ctx context.Context, cfg config.Config, log *slog.Logger, l
 	}
 	svc := visibility.New(src, func() *inventory.Registry { return reg }, func() *inventory.Inventory { return inv }, al,
 		visibility.Config{Lookback: max(lookback, visibility.DefaultLookback)}, now)
-	var toks []respapi.Token
-	for _, t := range cfg.Responder.Tokens {
-		// Every configured token may read here: the console is read-only.
-		toks = append(toks, respapi.Token{Name: t.Name, SHA256: t.SHA256, SecretEnv: t.SecretEnv, SecretFile: t.SecretFile, CanReadInventory: true})
-	}
+	toks := consoleTokens(cfg.Responder.Tokens)
 	if len(toks) == 0 {
 		b := make([]byte, 24)
 		_, _ = rand.Read(b)
@@ -141,4 +137,18 @@ func evidenceDir(cfg config.Config) string {
 		}
 	}
 	return cfg.Responder.EvidenceRoot()
+}
+
+// consoleTokens are the configured API tokens with their own grants:
+// console.TokenScope decides what each may do, so a token without
+// can_read_inventory (a gateway's deny-list token) cannot sign in here
+// either, though the console is read-only.
+func consoleTokens(cfg []config.APIToken) []respapi.Token {
+	var toks []respapi.Token
+	for _, t := range cfg {
+		toks = append(toks, respapi.Token{Name: t.Name, SHA256: t.SHA256, SecretEnv: t.SecretEnv, SecretFile: t.SecretFile,
+			AllowedPlaybooks: t.AllowedPlaybooks, CanReadAudit: t.CanReadAudit, CanSilence: t.CanSilence, CanReadDenylist: t.CanReadDenylist,
+			CanKillSwitch: t.CanKillSwitch, CanRepairOutbox: t.CanRepairOutbox, CanReadInventory: t.CanReadInventory})
+	}
+	return toks
 }

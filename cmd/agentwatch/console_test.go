@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwatch/agentwatch/internal/console"
 	"github.com/agentwatch/agentwatch/internal/detector/detstate"
 	"github.com/agentwatch/agentwatch/internal/platform/cli"
+	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/testkit/clitest"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 )
@@ -126,4 +128,27 @@ func TestConsoleCommandRefusals(t *testing.T) {
 		{Args: []string{"console", d, "--addr", "0.0.0.0:8090"}, Code: 2, Err: "must be a loopback address"},
 		{Args: []string{"console", d, "--lookback-days", "0"}, Code: 2, Err: "--lookback-days"},
 	})
+}
+
+// TestConsoleTokensKeepGrants: the embedded console takes each token's
+// own grants, so a deny-list-only or audit-only token cannot sign in.
+func TestConsoleTokensKeepGrants(t *testing.T) {
+	toks := consoleTokens([]config.APIToken{
+		{Name: "gateway", SecretEnv: "G", CanReadDenylist: true},
+		{Name: "auditlog", SecretEnv: "A", CanReadAudit: true},
+		{Name: "reader", SecretEnv: "R", CanReadInventory: true},
+		{Name: "oncall", SecretEnv: "O", CanReadInventory: true, CanSilence: true},
+	})
+	want := map[string]string{"gateway": "none", "auditlog": "none", "reader": "read", "oncall": "act"}
+	if len(toks) != len(want) {
+		t.Fatalf("%d tokens, want %d", len(toks), len(want))
+	}
+	for _, tok := range toks {
+		if got := console.TokenScope(tok); got != want[tok.Name] {
+			t.Errorf("token %s: scope %q, want %q", tok.Name, got, want[tok.Name])
+		}
+	}
+	if !toks[0].CanReadDenylist || toks[0].SecretEnv != "G" {
+		t.Errorf("gateway token lost its grants or secret: %+v", toks[0])
+	}
 }

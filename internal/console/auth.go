@@ -63,24 +63,30 @@ func (s scope) String() string {
 	return "none"
 }
 
-// TokenScope is the console scope an API token's grants give:
-//   - admin: can_silence and allowed_playbooks ["*"] (a token that may
-//     already run every playbook may answer approvals and restore);
-//   - act: can_silence (silences and false positives, as in the API);
-//   - read: can_read_inventory or can_read_audit;
-//   - none otherwise (a gateway's deny-list token cannot sign in).
+// TokenScope is the console scope an API token's grants give. Every
+// console page shows the inventory, so every scope needs
+// can_read_inventory: a token the API refuses GET /v1/access must not
+// read the same here.
+//   - admin: can_read_inventory, can_silence and allowed_playbooks ["*"]
+//     (a token that may already run every playbook may answer approvals
+//     and restore);
+//   - act: can_read_inventory and can_silence (silences and false
+//     positives, as in the API);
+//   - read: can_read_inventory;
+//   - none otherwise (a gateway's deny-list token, an audit-only or a
+//     silence-only token cannot sign in).
 func TokenScope(t respapi.Token) string { return tokenScope(t).String() }
 
 func tokenScope(t respapi.Token) scope {
 	switch {
+	case !t.CanReadInventory:
+		return scopeNone
 	case t.CanSilence && len(t.AllowedPlaybooks) == 1 && t.AllowedPlaybooks[0] == "*":
 		return scopeAdmin
 	case t.CanSilence:
 		return scopeAct
-	case t.CanReadInventory || t.CanReadAudit:
-		return scopeRead
 	}
-	return scopeNone
+	return scopeRead
 }
 
 // Proxy configures sign-in through an authenticating proxy (oauth2-proxy's
@@ -156,6 +162,13 @@ func (p Proxy) person(r *http.Request) (name string, sc scope, ok bool) {
 	if p.Header == "" || !p.trusted(r) {
 		return "", scopeNone, false
 	}
+	// The proxy must set or strip each header; a second value is one it
+	// let through from the client, so none of them can be believed.
+	for _, hd := range []string{p.Header, p.EmailHeader, p.GroupsHeader} {
+		if hd != "" && len(r.Header.Values(hd)) > 1 {
+			return "", scopeNone, false
+		}
+	}
 	user := strings.TrimSpace(r.Header.Get(p.Header))
 	if user == "" || len(user) > 256 || strings.IndexFunc(user, unicode.IsControl) >= 0 {
 		return "", scopeNone, false
@@ -191,6 +204,11 @@ func (p Proxy) person(r *http.Request) (name string, sc scope, ok bool) {
 	}
 	return name, sc, true
 }
+
+// proxyActorPrefix starts the audit name of a person signed in through
+// the proxy (audit.Actor.String gives "api:proxy:<name>"), where a token's
+// is "api:<token>".
+const proxyActorPrefix = "proxy:"
 
 // session is one signed-in person.
 type session struct {
@@ -309,13 +327,16 @@ func (h *Handler) sessionOf(w http.ResponseWriter, r *http.Request) *session {
 		}
 		return s
 	}
-	if s != nil && s.via == "proxy" && s.actor.Name == name && s.scope == sc {
+	// A proxy person is "proxy:<name>" in the audit, with no token name:
+	// an SSO user called like a token is not taken for the token.
+	actor := audit.Actor{Kind: audit.ActorAPI, Name: proxyActorPrefix + name}
+	if s != nil && s.via == "proxy" && s.actor == actor && s.scope == sc {
 		return s
 	}
 	if sc == scopeNone {
 		return nil
 	}
-	s = h.sessions.open(audit.Actor{Kind: audit.ActorAPI, Name: name}, sc, "proxy")
+	s = h.sessions.open(actor, sc, "proxy")
 	http.SetCookie(w, h.cookie(r, sessionCookie, s.id, int(h.o.SessionTTL/time.Second)))
 	h.record(r.Context(), audit.Record{Actor: s.actor, Action: "console_signin", Result: audit.ResultOK,
 		Detail: "signed in through the proxy with scope " + sc.String()})

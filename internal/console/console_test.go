@@ -1,7 +1,12 @@
 package console
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"github.com/agentwatch/agentwatch/internal/visibility"
+	"github.com/agentwatch/agentwatch/pkg/event"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -14,9 +19,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/clientlimit"
+	"github.com/agentwatch/agentwatch/internal/responder/respapi"
 )
 
 // client is a browser-like client of a test server: a cookie jar, no
@@ -235,6 +242,29 @@ func TestScopes(t *testing.T) {
 	}
 }
 
+// TestTokenScopeNeedsInventory: the console shows the inventory, so a
+// token the API refuses GET /v1/access gets no console scope at all.
+func TestTokenScopeNeedsInventory(t *testing.T) {
+	for _, tc := range []struct {
+		tok  respapi.Token
+		want string
+	}{
+		{respapi.Token{CanReadAudit: true}, "none"},
+		{respapi.Token{CanSilence: true}, "none"},
+		{respapi.Token{CanSilence: true, AllowedPlaybooks: []string{"*"}}, "none"},
+		{respapi.Token{CanReadDenylist: true, CanKillSwitch: true}, "none"},
+		{respapi.Token{CanReadInventory: true}, "read"},
+		{respapi.Token{CanReadInventory: true, CanReadAudit: true}, "read"},
+		{respapi.Token{CanReadInventory: true, CanSilence: true}, "act"},
+		{respapi.Token{CanReadInventory: true, CanSilence: true, AllowedPlaybooks: []string{"*"}}, "admin"},
+		{respapi.Token{CanReadInventory: true, CanSilence: true, AllowedPlaybooks: []string{"a"}}, "act"},
+	} {
+		if got := TokenScope(tc.tok); got != tc.want {
+			t.Errorf("TokenScope(%+v) = %q, want %q", tc.tok, got, tc.want)
+		}
+	}
+}
+
 func TestReadOnly(t *testing.T) {
 	srv := testServer(t, newFixture(), func(o *Options) { o.ReadOnly = true })
 	c := newClient(t, srv)
@@ -271,10 +301,10 @@ func TestProxySignIn(t *testing.T) {
 	}
 	found := false
 	for _, r := range f.mem.All() {
-		found = found || (r.Action == "false_positive" && r.Actor.Name == "alice@example.com" && r.Actor.Kind == audit.ActorAPI)
+		found = found || (r.Action == "false_positive" && r.Actor.Name == "proxy:alice@example.com" && r.Actor.TokenName == "" && r.Actor.Kind == audit.ActorAPI)
 	}
 	if !found {
-		t.Fatalf("no false_positive record naming alice@example.com: %+v", f.mem.All())
+		t.Fatalf("no false_positive record naming proxy:alice@example.com: %+v", f.mem.All())
 	}
 	// The session cookie alone, without the proxy's header, is not enough.
 	if resp, _ := c.do("GET", "/console/", nil, nil); resp.StatusCode != http.StatusSeeOther {
@@ -285,6 +315,67 @@ func TestProxySignIn(t *testing.T) {
 		m := newClient(t, srv)
 		if _, page := m.do("GET", "/console/", nil, map[string]string{"X-Forwarded-User": hdr[0], "X-Forwarded-Groups": hdr[1]}); !strings.Contains(page, want) {
 			t.Errorf("%v: want %q in %.300s", hdr, want, page)
+		}
+	}
+}
+
+// TestProxyPersonNotTakenForToken: an SSO user named like a token
+// ("auditor") is recorded apart from the token in the audit.
+func TestProxyPersonNotTakenForToken(t *testing.T) {
+	f := newFixture()
+	srv := testServer(t, f, proxyOpts)
+	p := newClient(t, srv)
+	if resp, _ := p.do("GET", "/console/", nil, map[string]string{"X-Forwarded-User": "auditor"}); resp.StatusCode != 200 {
+		t.Fatalf("proxy sign-in: %d", resp.StatusCode)
+	}
+	tk := newClient(t, srv)
+	tk.signIn(secretRead)
+	var proxy, token []string
+	for _, r := range f.mem.All() {
+		if r.Action != "console_signin" {
+			continue
+		}
+		if err := r.Validate(); err != nil {
+			t.Errorf("sign-in record invalid: %v", err)
+		}
+		if strings.Contains(r.Detail, "proxy") {
+			proxy = append(proxy, r.Actor.String())
+		} else {
+			token = append(token, r.Actor.String())
+		}
+	}
+	if len(proxy) != 1 || len(token) != 1 {
+		t.Fatalf("sign-ins: proxy %v, token %v", proxy, token)
+	}
+	if proxy[0] == token[0] {
+		t.Errorf("proxy user and token both recorded as %q", proxy[0])
+	}
+	if proxy[0] != "api:proxy:auditor" || token[0] != "api:auditor" {
+		t.Errorf("proxy %q, token %q; want api:proxy:auditor and api:auditor", proxy[0], token[0])
+	}
+}
+
+// TestProxyRepeatedHeaderRefused: a header with two values is one the
+// proxy let a client add to; the request is not signed in through it.
+func TestProxyRepeatedHeaderRefused(t *testing.T) {
+	srv := testServer(t, newFixture(), proxyOpts)
+	for _, hd := range []string{"X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups"} {
+		req, err := http.NewRequest("GET", srv.URL+"/console/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Forwarded-User", "mallory")
+		req.Header.Set("X-Forwarded-Email", "mallory@example.com")
+		req.Header.Set("X-Forwarded-Groups", "staff")
+		req.Header.Add(hd, map[string]string{"X-Forwarded-User": "bob", "X-Forwarded-Email": "alice@example.com", "X-Forwarded-Groups": "secops"}[hd])
+		cl := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Errorf("two values of %s: %d, want 303 to sign in", hd, resp.StatusCode)
 		}
 	}
 }
@@ -335,8 +426,23 @@ func TestAccessCSV(t *testing.T) {
 	if len(lines) != 4 || !strings.Contains(body, "billing-bot,3,") || !strings.Contains(body, "support-bot,1,") || strings.Contains(body, "report-bot") {
 		t.Fatalf("csv:\n%s", body)
 	}
-	if got := csvCell("=HYPERLINK(1)"); got != "'=HYPERLINK(1)" {
-		t.Errorf("csvCell = %q", got)
+}
+
+// TestAccessCSVCellsSafe: an agent id that is a formula, in invalid
+// UTF-8, is exported as valid UTF-8 text.
+func TestAccessCSVCellsSafe(t *testing.T) {
+	f := newFixture()
+	f.src = visibility.NewMemSource([]event.Event{{EventID: "e1", EventTimeMs: day15.Add(time.Hour).UnixMilli(), AgentID: "=HYPERLINK(1)\xff",
+		Route: "/v1/customers/{id}", Status: 200, RequestID: "r1", CredentialID: "c1"}}, nil, nil, nil)
+	srv := testServer(t, f, nil)
+	c := newClient(t, srv)
+	c.signIn(secretRead)
+	resp, body := c.do("GET", "/console/access.csv?from=2026-03-15T00:00&to=2026-03-16T00:00&tag=pii", nil, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("csv: %d %s", resp.StatusCode, body)
+	}
+	if !utf8.ValidString(body) || !strings.Contains(body, "'=HYPERLINK(1)\uFFFD") {
+		t.Errorf("csv not defused or not valid UTF-8:\n%q", body)
 	}
 }
 
@@ -432,4 +538,86 @@ func TestIncidentHoldsTheAnomaliesThatJoinedIt(t *testing.T) {
 	if strings.Contains(page, "an earlier, separate blip") {
 		t.Fatalf("inc-1 holds an anomaly from before its first:\n%s", page)
 	}
+}
+
+// TestAgentSilenceBackLink: the silence form returns to the same agent
+// and span, the id URL-encoded (an id with & or # in it stays whole).
+func TestAgentSilenceBackLink(t *testing.T) {
+	srv := testServer(t, newFixture(), nil)
+	c := newClient(t, srv)
+	c.signIn(secretAct)
+	id := "team a&b#1?x=y"
+	q := url.Values{"id": {id}, "from": {"2026-03-10"}, "to": {"2026-03-12"}}
+	resp, page := c.do("GET", "/console/agent?"+q.Encode(), nil, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("agent page: %d", resp.StatusCode)
+	}
+	m := regexp.MustCompile(`name="back" value="([^"]*)"`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no back field in %.600s", page)
+	}
+	u, err := url.Parse(html.UnescapeString(m[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := u.Query()
+	if u.Path != "/console/agent" || got.Get("id") != id || got.Get("from") != "2026-03-10" || got.Get("to") != "2026-03-12" {
+		t.Errorf("back %q: path %q, query %v; want the same agent and span", m[1], u.Path, got)
+	}
+}
+
+// TestReadsAudited: the console's own reads (incidents, an incident,
+// window scores, a report) are written to the audit trail under the
+// signed-in person before they are answered, and refused (503) when that
+// record cannot be written.
+func TestReadsAudited(t *testing.T) {
+	dir := t.TempDir()
+	_ = os.WriteFile(filepath.Join(dir, "agentwatch-2026-03.html"), []byte("<h1>March</h1>"), 0o600)
+	f := newFixture()
+	srv := testServer(t, f, func(o *Options) { o.ReportsDir = dir })
+	c := newClient(t, srv)
+	c.signIn(secretRead)
+	pages := []struct{ path, detail string }{
+		{"/console/incidents", "incidents span="},
+		{"/console/incident?id=inc-1", `incident "inc-1"`},
+		{"/console/agent?id=billing-bot", `scores agent="billing-bot" span=`},
+		{"/console/reports/agentwatch-2026-03.html", `report "agentwatch-2026-03.html"`},
+	}
+	for _, p := range pages {
+		if resp, _ := c.do("GET", p.path, nil, nil); resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d", p.path, resp.StatusCode)
+		}
+		found := false
+		for _, r := range f.mem.All() {
+			found = found || (r.Action == audit.ActionAsk && r.Actor.Name == "auditor" && strings.HasPrefix(r.Detail, p.detail))
+		}
+		if !found {
+			t.Errorf("GET %s: no ask record %q under auditor", p.path, p.detail)
+		}
+	}
+	// The same reads with an audit trail that cannot be written are refused.
+	srv = testServer(t, newFixture(), func(o *Options) {
+		o.ReportsDir = dir
+		o.Audit = askRefusing{o.Audit}
+	})
+	c = newClient(t, srv)
+	c.signIn(secretRead)
+	for _, p := range append(pages, struct{ path, detail string }{"/console/", ""}) {
+		if resp, body := c.do("GET", p.path, nil, nil); resp.StatusCode != http.StatusServiceUnavailable || strings.Contains(body, "March") {
+			t.Errorf("GET %s with the audit trail down: %d, want 503", p.path, resp.StatusCode)
+		}
+	}
+}
+
+// askRefusing fails the ask records the console writes itself, and
+// stores the rest (sign-ins).
+type askRefusing struct{ next Recorder }
+
+func (a askRefusing) Append(ctx context.Context, recs ...audit.Record) error {
+	for _, r := range recs {
+		if r.Action == audit.ActionAsk {
+			return errors.New("audit store down")
+		}
+	}
+	return a.next.Append(ctx, recs...)
 }

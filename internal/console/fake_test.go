@@ -282,8 +282,8 @@ const (
 func testTokens() []respapi.Token {
 	return []respapi.Token{
 		{Name: "auditor", Secret: secretRead, CanReadInventory: true},
-		{Name: "analyst", Secret: secretAct, CanSilence: true},
-		{Name: "lead", Secret: secretAdmin, CanSilence: true, AllowedPlaybooks: []string{"*"}},
+		{Name: "analyst", Secret: secretAct, CanReadInventory: true, CanSilence: true},
+		{Name: "lead", Secret: secretAdmin, CanReadInventory: true, CanSilence: true, AllowedPlaybooks: []string{"*"}},
 		{Name: "gateway", Secret: secretGate, CanReadDenylist: true},
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/respapi"
 	"github.com/agentwatch/agentwatch/internal/responder/silence"
 	"github.com/agentwatch/agentwatch/internal/visibility"
+	"github.com/agentwatch/agentwatch/internal/visibility/tabular"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 )
 
@@ -52,7 +53,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, s *session, nam
 	v := view{P: h.o.Prefix, Title: titles[name], Nav: name, Now: h.now().UTC(), Data: data,
 		Flash: r.URL.Query().Get("done"), Error: r.URL.Query().Get("error")}
 	if s != nil {
-		v.Session, v.Who, v.Scope, v.CSRF = true, s.actor.Name, s.scope.String(), s.csrf
+		v.Session, v.Who, v.Scope, v.CSRF = true, strings.TrimPrefix(s.actor.Name, proxyActorPrefix), s.scope.String(), s.csrf
 		v.CanAct = !h.o.ReadOnly && h.o.Actions != nil && s.scope >= scopeAct
 		v.CanAdm = !h.o.ReadOnly && h.o.Actions != nil && s.scope >= scopeAdmin
 	}
@@ -75,7 +76,31 @@ var titles = map[string]string{
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, s *session, what string, err error) {
 	h.log.Error("console page failed", "what", what, "err", err)
+	if errors.Is(err, errNotAudited) {
+		h.render(w, r, s, "error", what+" refused: its audit record could not be written", http.StatusServiceUnavailable)
+		return
+	}
 	h.render(w, r, s, "error", what+" failed; the log has the reason", http.StatusInternalServerError)
+}
+
+// errNotAudited refuses a read whose audit record could not be written.
+var errNotAudited = errors.New("the audit record of the question could not be written")
+
+// ask writes the audit record of a read the console makes itself
+// (incidents, window scores, reports), before it answers, as the
+// visibility Service does for its questions: who asked what, when. A
+// failed write refuses the read. Without an audit trail configured,
+// nothing is recorded.
+func (h *Handler) ask(ctx context.Context, s *session, question, agentID string) error {
+	if h.o.Audit == nil {
+		return nil
+	}
+	err := h.o.Audit.Append(context.WithoutCancel(ctx), audit.Record{AtMs: h.now().UnixMilli(), Actor: s.actor, Action: audit.ActionAsk,
+		AgentID: agentID, Result: audit.ResultOK, Detail: question})
+	if err != nil {
+		return fmt.Errorf("%w: %v", errNotAudited, err)
+	}
+	return nil
 }
 
 // monthSpan is the current UTC month up to now. It ends at the end of
@@ -244,7 +269,7 @@ func (h *Handler) overviewData(ctx context.Context, r *http.Request, s *session)
 		return nil
 	})
 	g.Go(func() (err error) {
-		if incs, err = h.loadIncidents(r.WithContext(gctx), month, ""); err != nil {
+		if incs, err = h.loadIncidents(r.WithContext(gctx), s, "", month, ""); err != nil {
 			return pageError{"incidents", err}
 		}
 		return nil
@@ -371,8 +396,16 @@ type incidentSet struct {
 	anomalies int
 }
 
-func (h *Handler) loadIncidents(r *http.Request, span visibility.Span, agentID string) (incidentSet, error) {
+// loadIncidents reads the span's anomalies and actions, question (or
+// "incidents span=…" when empty) recorded first under s.
+func (h *Handler) loadIncidents(r *http.Request, s *session, question string, span visibility.Span, agentID string) (incidentSet, error) {
 	ctx := r.Context()
+	if question == "" {
+		question = "incidents span=" + span.String()
+	}
+	if err := h.ask(ctx, s, question, agentID); err != nil {
+		return incidentSet{}, err
+	}
 	ans, err := h.o.Records.Anomalies(ctx, span, agentID)
 	if err != nil {
 		return incidentSet{}, err
@@ -476,7 +509,7 @@ func (h *Handler) loadIncidents(r *http.Request, span visibility.Span, agentID s
 }
 
 func (h *Handler) incidents(w http.ResponseWriter, r *http.Request, s *session) {
-	set, err := h.loadIncidents(r, h.lookback(), "")
+	set, err := h.loadIncidents(r, s, "", h.lookback(), "")
 	if err != nil {
 		h.fail(w, r, s, "incidents", err)
 		return
@@ -486,7 +519,7 @@ func (h *Handler) incidents(w http.ResponseWriter, r *http.Request, s *session) 
 
 func (h *Handler) incidentPage(w http.ResponseWriter, r *http.Request, s *session) {
 	id := r.URL.Query().Get("id")
-	set, err := h.loadIncidents(r, h.lookback(), "")
+	set, err := h.loadIncidents(r, s, "incident "+strconv.Quote(id), h.lookback(), "")
 	if err != nil {
 		h.fail(w, r, s, "incidents", err)
 		return
@@ -542,6 +575,9 @@ type agentData struct {
 	Plots    []featurePlot
 	NoScores bool
 	Silence  string
+	// Back is this page's own address, id and span URL-encoded, for the
+	// silence form to return to.
+	Back string
 }
 
 func (h *Handler) agentPage(w http.ResponseWriter, r *http.Request, s *session) {
@@ -562,6 +598,13 @@ func (h *Handler) agentPage(w http.ResponseWriter, r *http.Request, s *session) 
 	}
 	d := agentData{Profile: p, Span: sp, NoScores: true,
 		Silence: silence.Matcher{Name: "agent_id", Value: id, Type: silence.MatchEqual}.String()}
+	back := url.Values{"id": {id}}
+	for _, k := range []string{"from", "to"} {
+		if v := r.URL.Query().Get(k); v != "" {
+			back.Set(k, v)
+		}
+	}
+	d.Back = h.o.Prefix + "/agent?" + back.Encode()
 	if h.o.Scores != nil {
 		// The plots show the last day of the span: window scores are
 		// per minute, and a month of them would be a smear.
@@ -570,6 +613,11 @@ func (h *Handler) agentPage(w http.ResponseWriter, r *http.Request, s *session) 
 			to = p.Agent.LastSeenMs + 1
 		}
 		from := max(sp.From.UnixMilli(), to-24*time.Hour.Milliseconds())
+		q := "scores agent=" + strconv.Quote(id) + " span=" + visibility.Span{From: time.UnixMilli(from).UTC(), To: time.UnixMilli(to).UTC()}.String()
+		if err := h.ask(r.Context(), s, q, id); err != nil {
+			h.fail(w, r, s, "window scores", err)
+			return
+		}
 		scores, err := h.o.Scores.Scores(r.Context(), id, from, to)
 		if err != nil {
 			h.log.Warn("window scores unavailable", "agent_id", id, "err", err)
@@ -651,15 +699,6 @@ func (h *Handler) access(w http.ResponseWriter, r *http.Request, s *session) {
 	h.render(w, r, s, "access", d, http.StatusOK)
 }
 
-// csvCell keeps a spreadsheet from reading a cell as a formula: a hostile
-// agent id "=HYPERLINK(...)" is exported as text.
-func csvCell(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
-	}
-	return s
-}
-
 func (h *Handler) accessCSV(w http.ResponseWriter, r *http.Request, s *session) {
 	req, _, err := h.accessRequest(r)
 	if err == nil && req.Template == "" && req.Tag == "" {
@@ -686,7 +725,7 @@ func (h *Handler) accessCSV(w http.ResponseWriter, r *http.Request, s *session) 
 			u(row.Status.S401), u(row.Status.S403), u(row.Status.S5xx), fmtMs(row.FirstMs), fmtMs(row.LastMs),
 			strings.Join(row.Routes, " "), strings.Join(row.SampleRequestIDs, " ")}
 		for i := range cells {
-			cells[i] = csvCell(cells[i])
+			cells[i] = tabular.SafeCell(cells[i])
 		}
 		_ = cw.Write(cells)
 	}
@@ -762,6 +801,10 @@ func (h *Handler) reportFile(w http.ResponseWriter, r *http.Request, s *session)
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
 		http.NotFound(w, r)
+		return
+	}
+	if err := h.ask(r.Context(), s, "report "+strconv.Quote(name), ""); err != nil {
+		h.fail(w, r, s, "report", err)
 		return
 	}
 	if strings.EqualFold(filepath.Ext(name), ".html") {
