@@ -204,63 +204,44 @@ func TestSchedulerLeaseRunWaits(t *testing.T) {
 	}
 }
 
-// TestSchedulerLeaseLost: a renewal that finds the lease taken over stops
-// the run, which says so, and nothing is posted or recorded.
+// TestSchedulerLeaseLost: a renewal that finds the lease held by another
+// instance, and renewals that keep failing until the lease could expire,
+// each stop the run: nothing is posted or recorded beside the instance
+// that may run the period now.
 func TestSchedulerLeaseLost(t *testing.T) {
-	g := newLeaseRig(t)
-	g.lease.renew = func() (bool, error) { return false, nil }
-	s := g.scheduler("a")
-	s.LeaseTTL = 150 * time.Millisecond // renewals every 50 ms of the wall clock
-	job := s.Job
-	s.Job = nil
-	s.Prepare = func(ctx context.Context, p Period) (*Job, func(), error) {
-		<-ctx.Done() // a slow build, overtaken by the renewal
-		return job, func() {}, nil
-	}
-	var got error
-	s.OnRun = func(_ Period, _ Result, err error) { got = err }
-	o, err := s.tickCounted(t.Context())
-	if err == nil || o == outcomeRan {
-		t.Fatalf("outcome %v, %v: want a failed run", o, err)
-	}
-	if !errors.Is(got, errLeaseLost) {
-		t.Errorf("run error %v: want the lease lost", got)
-	}
-	if n := g.posted(); n != 0 {
-		t.Errorf("%d posted after the lease was lost", n)
-	}
-	if recs, _ := evidence.FindReports(t.Context(), g.chain, "2026-11"); len(recs) != 0 {
-		t.Errorf("%d records after the lease was lost", len(recs))
-	}
-}
-
-// TestSchedulerLeaseUnrenewable: renewals that keep failing stop the run
-// before the lease can expire, so no other instance can run the period
-// beside it.
-func TestSchedulerLeaseUnrenewable(t *testing.T) {
-	g := newLeaseRig(t)
-	g.lease.renew = func() (bool, error) { return false, errors.New("clickhouse unreachable") }
-	s := g.scheduler("a")
-	s.LeaseTTL = 150 * time.Millisecond // renewals every 50 ms of the wall clock
-	job := s.Job
-	s.Job = nil
-	s.Prepare = func(ctx context.Context, p Period) (*Job, func(), error) {
-		<-ctx.Done() // a slow build, outlasting the lease
-		return job, func() {}, nil
-	}
-	var got error
-	s.OnRun = func(_ Period, _ Result, err error) { got = err }
-	o, err := s.tickCounted(t.Context())
-	if err == nil || o == outcomeRan {
-		t.Fatalf("outcome %v, %v: want a failed run", o, err)
-	}
-	if !errors.Is(got, errLeaseUnsure) {
-		t.Errorf("run error %v: want the lease unsure", got)
-	}
-	if n := g.posted(); n != 0 {
-		t.Errorf("%d posted without a renewed lease", n)
-	}
-	if recs, _ := evidence.FindReports(t.Context(), g.chain, "2026-11"); len(recs) != 0 {
-		t.Errorf("%d records without a renewed lease", len(recs))
+	for name, c := range map[string]struct {
+		renew func() (bool, error)
+		want  error
+	}{
+		"taken by another": {func() (bool, error) { return false, nil }, errLeaseLost},
+		"renewals failing": {func() (bool, error) { return false, errors.New("clickhouse unreachable") }, errLeaseUnsure},
+	} {
+		t.Run(name, func(t *testing.T) {
+			g := newLeaseRig(t)
+			g.lease.renew = c.renew
+			s := g.scheduler("a")
+			s.LeaseTTL = 150 * time.Millisecond // renewals every 50 ms of the wall clock
+			job := s.Job
+			s.Job = nil
+			s.Prepare = func(ctx context.Context, p Period) (*Job, func(), error) {
+				<-ctx.Done() // a slow build, overtaken by the renewal
+				return job, func() {}, nil
+			}
+			var got error
+			s.OnRun = func(_ Period, _ Result, err error) { got = err }
+			o, err := s.tickCounted(t.Context())
+			if err == nil || o == outcomeRan {
+				t.Fatalf("outcome %v, %v: want a failed run", o, err)
+			}
+			if !errors.Is(got, c.want) {
+				t.Errorf("run error %v: want %v", got, c.want)
+			}
+			if n := g.posted(); n != 0 {
+				t.Errorf("%d posted after the lease was lost", n)
+			}
+			if recs, _ := evidence.FindReports(t.Context(), g.chain, "2026-11"); len(recs) != 0 {
+				t.Errorf("%d records after the lease was lost", len(recs))
+			}
+		})
 	}
 }
