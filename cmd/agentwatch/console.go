@@ -75,6 +75,7 @@ audit file, naming the token.`,
 			mux.Handle("/console/", h)
 			mux.Handle("/{$}", http.RedirectHandler("/console/", http.StatusSeeOther))
 			go func() { _ = h.Limiter().Run(cmd.Context()) }() // it logs its own failures
+			go func() { _ = h.Run(cmd.Context()) }()           // the overview kept computed; it logs its own failures
 			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
 			return weblisten.Serve(cmd.Context(), ln, srv, "", log)
 		},

@@ -3,52 +3,74 @@ package console
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 )
 
-// overviewTTL is how long an overview is kept: the overview reads the
-// month's inventory and the 90-day findings of the whole fleet, which on
-// a large fleet takes most of a second, and people reload it often. The
-// page says when its numbers were computed.
-const overviewTTL = 60 * time.Second
+// The overview reads the month's inventory and the 90-day findings of the
+// whole fleet, which on a large fleet takes most of a second, and people
+// reload it often: it is kept, and while the handler's Run is running it
+// is kept computed in the background, so a view does not wait for it.
+// The page says when its numbers were computed.
+const (
+	// overviewTTL is how long a copy is served as it is.
+	overviewTTL = 60 * time.Second
+	// refreshAfter is the age at which Run computes the copy again, before
+	// it reaches overviewTTL, as long as someone viewed it within keepWarm.
+	refreshAfter = 45 * time.Second
+	// keepWarm bounds the background work (and its audit records) to
+	// consoles people are looking at.
+	keepWarm = 15 * time.Minute
+	// refreshTick is how often Run looks.
+	refreshTick = 5 * time.Second
+)
 
 // maxCached caps the kept overviews.
 const maxCached = 1000
 
-// overviewCache keeps overviews for overviewTTL, one per key: the
-// signed-in scope when the console has an audit trail (a view served from
-// a copy another person's view computed is recorded there under the
-// viewer's name), each person otherwise. An action taken through the
-// console empties it. Safe for concurrent use.
+// overviewCache keeps overviews, one per key: one for everyone when the
+// console has an audit trail (a view served from a copy someone else's
+// view, or the background refresh, computed is recorded there under the
+// viewer's name), one per person otherwise. An action taken through the
+// console makes every copy old: Run computes a new one at once, and
+// without Run the next view does. Safe for concurrent use.
 type overviewCache struct {
-	mu    sync.Mutex
-	m     map[string]*cachedOverview
-	clock func() time.Time // the wall clock: the expiry is real time
+	mu  sync.Mutex
+	m   map[string]*cachedOverview
+	gen uint64 // bumped by every action: a copy of an older generation is out of date
+	// clock is the wall clock: the ages are real time.
+	clock func() time.Time
+	// running: Run keeps the copies computed, so a view of an old copy
+	// is served it (marked as updating) while Run computes a newer one,
+	// instead of waiting.
+	running atomic.Bool
+	kick    chan struct{}
+	tick    time.Duration
 }
 
 type cachedOverview struct {
-	// mu is held while the overview is computed, so concurrent views wait
-	// for one computation rather than each starting one.
-	mu   sync.Mutex
-	at   time.Time   // clock time of the computation; zero: not computed
-	by   audit.Actor // whose view computed it
-	data overviewData
+	// computing is held while the overview is computed, so concurrent
+	// views wait for one computation rather than each starting one.
+	computing sync.Mutex
+	// mu guards the fields below; it is never held while computing.
+	mu     sync.Mutex
+	at     time.Time   // clock time of the computation; zero: not computed
+	gen    uint64      // the cache's generation when the computation began
+	by     audit.Actor // who computed it: a person's view, or automatic
+	data   overviewData
+	viewed time.Time // the last view
 }
 
 func newOverviewCache(clock func() time.Time) *overviewCache {
-	return &overviewCache{m: map[string]*cachedOverview{}, clock: clock}
+	return &overviewCache{m: map[string]*cachedOverview{}, clock: clock, kick: make(chan struct{}, 1), tick: refreshTick}
 }
 
-// get returns key's overview and whose view computed it, computing it
-// with compute (as who) when none is kept or it is older than
-// overviewTTL. A kept copy is only returned when served(by) agrees (it
-// records the view); otherwise it is computed again. A failed computation
-// is not kept.
-func (c *overviewCache) get(ctx context.Context, key string, who audit.Actor, served func(by audit.Actor, d overviewData) bool,
-	compute func(context.Context) (overviewData, error)) (overviewData, error) {
+// entry returns key's entry, made when missing.
+func (c *overviewCache) entry(key string) (*cachedOverview, uint64) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	e := c.m[key]
 	if e == nil {
 		if len(c.m) >= maxCached {
@@ -57,41 +79,129 @@ func (c *overviewCache) get(ctx context.Context, key string, who audit.Actor, se
 		e = &cachedOverview{}
 		c.m[key] = e
 	}
-	c.mu.Unlock()
+	return e, c.gen
+}
+
+// get returns key's overview and whether it is old: older than
+// overviewTTL or from before an action, served while Run computes a newer
+// one. A kept copy is only returned when served(by) agrees (it records
+// the view); otherwise, when none is kept, and when it is old and Run is
+// not running, it is computed with compute, as who. A failed computation
+// is not kept.
+func (c *overviewCache) get(ctx context.Context, key string, who audit.Actor, served func(by audit.Actor, d overviewData) bool,
+	compute func(context.Context) (overviewData, error)) (_ overviewData, old bool, _ error) {
+	e, gen := c.entry(key)
+	now := c.clock()
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if !e.at.IsZero() && c.clock().Sub(e.at) < overviewTTL && (e.by == who || served(e.by, e.data)) {
-		return e.data, nil
+	e.viewed = now
+	at, egen, by, d := e.at, e.gen, e.by, e.data
+	e.mu.Unlock()
+	if !at.IsZero() {
+		fresh := egen == gen && now.Sub(at) < overviewTTL
+		if fresh || c.running.Load() {
+			if !fresh {
+				c.wake()
+			}
+			if by == who || served(by, d) {
+				return d, !fresh, nil
+			}
+		}
+	}
+	e.computing.Lock()
+	defer e.computing.Unlock()
+	// Another view, or Run, may have computed it while this one waited.
+	e.mu.Lock()
+	at, egen, by, d = e.at, e.gen, e.by, e.data
+	e.mu.Unlock()
+	gen = c.generation()
+	if !at.IsZero() && egen == gen && c.clock().Sub(at) < overviewTTL && (by == who || served(by, d)) {
+		return d, false, nil
 	}
 	d, err := compute(ctx)
 	if err != nil {
-		return d, err
+		return d, false, err
 	}
-	e.data, e.at, e.by = d, c.clock(), who
-	return d, nil
+	e.mu.Lock()
+	e.data, e.at, e.gen, e.by = d, c.clock(), gen, who
+	e.mu.Unlock()
+	return d, false, nil
 }
 
-// evictLocked drops the expired entries, or all of them when none has
-// expired.
+// refresh computes key's overview with compute, as who, when it is due:
+// when none is kept and warm (the first look, so the first view finds
+// one) or someone viewed it within keepWarm, when an
+// action made it out of date, or when it is refreshAfter old and was
+// viewed within keepWarm. It reports whether it computed.
+func (c *overviewCache) refresh(ctx context.Context, key string, who audit.Actor, warm bool,
+	compute func(context.Context) (overviewData, error)) (bool, error) {
+	e, gen := c.entry(key)
+	due := func() bool {
+		now := c.clock()
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		switch {
+		case e.at.IsZero():
+			return warm || now.Sub(e.viewed) < keepWarm
+		case e.gen != gen:
+			return true
+		default:
+			return now.Sub(e.at) >= refreshAfter && now.Sub(e.viewed) < keepWarm
+		}
+	}
+	if !due() {
+		return false, nil
+	}
+	e.computing.Lock()
+	defer e.computing.Unlock()
+	gen = c.generation()
+	if !due() { // a view computed it meanwhile
+		return false, nil
+	}
+	d, err := compute(ctx)
+	if err != nil {
+		return true, err
+	}
+	e.mu.Lock()
+	e.data, e.at, e.gen, e.by = d, c.clock(), gen, who
+	e.mu.Unlock()
+	return true, nil
+}
+
+func (c *overviewCache) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+// wake makes Run look now rather than at its next tick.
+func (c *overviewCache) wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// evictLocked drops the entries not viewed within overviewTTL, or all of
+// them when every one was.
 func (c *overviewCache) evictLocked() {
 	now := c.clock()
 	for k, e := range c.m {
-		if e.mu.TryLock() {
-			if e.at.IsZero() || now.Sub(e.at) >= overviewTTL {
-				delete(c.m, k)
-			}
-			e.mu.Unlock()
+		e.mu.Lock()
+		if now.Sub(e.viewed) >= overviewTTL {
+			delete(c.m, k)
 		}
+		e.mu.Unlock()
 	}
 	if len(c.m) >= maxCached {
 		clear(c.m)
 	}
 }
 
-// clear forgets every kept overview: after an action, the next view shows
-// its effect.
+// clear marks every kept overview out of date: after an action, the next
+// view shows its effect.
 func (c *overviewCache) clear() {
 	c.mu.Lock()
-	clear(c.m)
+	c.gen++
 	c.mu.Unlock()
+	c.wake()
 }

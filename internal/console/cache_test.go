@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,11 +16,10 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 )
 
-// The overview is kept a minute per scope: a reload asks nothing, the page
-// says when it was computed, another person of the same scope is served
-// the copy with the view recorded under their own name, another scope
-// asks under its own name, and an action or the minute passing computes
-// it again.
+// Without Run, the overview is kept a minute: a reload asks nothing, the
+// page says when it was computed, another person (of any scope) is served
+// the copy with the view recorded under their own name, and an action or
+// the minute passing computes it again.
 func TestOverviewCached(t *testing.T) {
 	f := newFixture()
 	h, err := newTestHandler(f, nil)
@@ -88,8 +88,8 @@ func TestOverviewCached(t *testing.T) {
 	}
 
 	viewAs(carol)
-	if asked() == n || lastAsker() != "carol" {
-		t.Errorf("carol, of another scope, was served another scope's copy")
+	if asked() != n {
+		t.Errorf("carol, of another scope, was not served the kept copy")
 	}
 
 	n = asked()
@@ -161,5 +161,131 @@ func TestOverviewCopyNotServedUnaudited(t *testing.T) {
 	defer f.mu.Unlock()
 	if len(f.asked) == n || f.asked[len(f.asked)-1].Name != "bob" {
 		t.Errorf("bob was served alice's copy without an audit record")
+	}
+}
+
+// Run keeps the overview computed: it computes it at once (asked by
+// automatic), a view is then served the copy with the view recorded under
+// the viewer's name, the copy is computed again before it is a minute old
+// while people look at it, not when nobody has for keepWarm, a view of
+// an old copy (or one from before an action) is served it marked as
+// updating while a newer one is computed; without Run, a view after an
+// action waits for a new one.
+func TestOverviewKeptWarm(t *testing.T) {
+	f := newFixture()
+	h, err := newTestHandler(f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	clock := time.Date(2026, 3, 16, 12, 0, 0, 0, time.UTC)
+	h.overview.clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	h.overview.tick = 5 * time.Millisecond
+	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	asked := func() []audit.Actor { f.mu.Lock(); defer f.mu.Unlock(); return slices.Clone(f.asked) }
+	// waitAsked waits for questions asked by automatic beyond n.
+	waitAsked := func(n int, what string) int {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			a := asked()
+			if len(a) > n {
+				for _, who := range a[n:] {
+					if who.Kind != audit.ActorAutomatic {
+						t.Fatalf("%s: a question asked by %v; want automatic", what, who)
+					}
+				}
+				time.Sleep(50 * time.Millisecond) // the rest of its questions
+				return len(asked())
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: nothing computed in the background", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	n := waitAsked(0, "start")
+
+	view := func(name string) string {
+		t.Helper()
+		s := h.sessions.open(audit.Actor{Kind: audit.ActorAPI, Name: name}, scopeRead, "token")
+		r := httptest.NewRequest("GET", "/console/", nil)
+		r.AddCookie(&http.Cookie{Name: sessionCookie, Value: s.id})
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 200 {
+			t.Fatalf("overview as %s: %d", name, w.Code)
+		}
+		return w.Body.String()
+	}
+	page := view("alice")
+	if got := len(asked()); got != n {
+		t.Fatalf("alice's view asked %d questions; want the copy", got-n)
+	}
+	if !strings.Contains(page, "As of ") || strings.Contains(page, "being computed") {
+		t.Errorf("overview does not say when it was computed, or says it is updating:\n%.600s", page)
+	}
+	recs, err := f.audit.Query(context.Background(), audit.Filter{Action: audit.ActionAsk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var alices []string
+	for _, r := range recs {
+		if r.Actor.Name == "alice" {
+			alices = append(alices, r.Detail)
+		}
+	}
+	if len(alices) != 1 || !strings.Contains(alices[0], "asked by automatic") {
+		t.Errorf("alice's view recorded as %q; want one record naming the automatic copy", alices)
+	}
+
+	advance(refreshAfter)
+	n = waitAsked(n, "refresh of a viewed copy")
+	page = view("alice")
+	if got := len(asked()); got != n || strings.Contains(page, "being computed") {
+		t.Errorf("after the refresh: %d questions for the view, updating=%v; want none and the new copy", got-n, strings.Contains(page, "being computed"))
+	}
+
+	advance(keepWarm + time.Minute)
+	time.Sleep(100 * time.Millisecond) // twenty ticks
+	if got := len(asked()); got != n {
+		t.Errorf("%d questions asked in the background with nobody looking for %v; want none", got-n, keepWarm)
+	}
+	page = view("bob")
+	if a := asked(); slices.ContainsFunc(a[n:], func(who audit.Actor) bool { return who.Name == "bob" }) {
+		t.Errorf("bob's view of an old copy asked questions; want the old copy served")
+	}
+	if !strings.Contains(page, "newer numbers are being computed") {
+		t.Errorf("an old copy served without saying so:\n%.600s", page)
+	}
+	n = waitAsked(n, "refresh after a view of an old copy")
+
+	h.overview.clear() // what an action does; Run may compute the new copy before carol's view
+	page = view("carol")
+	if a := asked(); slices.ContainsFunc(a[n:], func(who audit.Actor) bool { return who.Name == "carol" }) {
+		t.Errorf("carol's view after an action asked questions; want the old copy served")
+	}
+	if !strings.Contains(page, "newer numbers are being computed") && len(asked()) == n {
+		t.Errorf("the copy from before an action served without saying so:\n%.600s", page)
+	}
+	waitAsked(n, "refresh after an action")
+	cancel()
+	<-done
+	done <- nil // for the cleanup
+	// Without Run, a view after an action waits for a new copy.
+	n = len(asked())
+	h.overview.clear()
+	page = view("dave")
+	if a := asked(); !slices.ContainsFunc(a[n:], func(who audit.Actor) bool { return who.Name == "dave" }) || strings.Contains(page, "being computed") {
+		t.Errorf("without Run, the view after an action was served the old copy")
 	}
 }

@@ -163,7 +163,10 @@ type overviewData struct {
 	Month string
 	// AsOf is when the numbers were computed: the overview is kept for
 	// overviewTTL.
-	AsOf                         time.Time
+	AsOf time.Time
+	// Updating: the copy is older than overviewTTL and a newer one is
+	// being computed in the background.
+	Updating                     bool
 	Agents, Registered, Shadow   int
 	Dormant, NeverSeen           int
 	RegisteredPct, DocumentedPct string
@@ -196,16 +199,22 @@ func pct(n, d int) string {
 	return fmt.Sprintf("%.0f%%", 100*float64(n)/float64(d))
 }
 
-// overviewPage serves the overview kept for the person's scope (or the
-// person, without an audit trail) for overviewTTL: it reads the whole
-// fleet's month and findings. A view of a copy computed for someone else
-// is recorded under the viewer's name; when that record cannot be
-// written, the overview is asked again, under the viewer's name.
-func (h *Handler) overviewPage(w http.ResponseWriter, r *http.Request, s *session) {
-	key := "scope " + strconv.Itoa(int(s.scope))
+// overviewKey is the kept overview's key: one for everyone when the
+// console has an audit trail (the numbers do not depend on who asks, and
+// every view is recorded under the viewer's name), one per person
+// otherwise.
+func (h *Handler) overviewKey(s *session) string {
 	if h.o.Audit == nil {
-		key += " " + s.actor.String()
+		return "person " + s.actor.String()
 	}
+	return "overview"
+}
+
+// overviewPage serves the kept overview (see overviewCache). A view of a
+// copy computed for someone else (or by Run) is recorded under the
+// viewer's name; when that record cannot be written, the overview is
+// asked again, under the viewer's name.
+func (h *Handler) overviewPage(w http.ResponseWriter, r *http.Request, s *session) {
 	served := func(by audit.Actor, d overviewData) bool {
 		if h.o.Audit == nil {
 			return false
@@ -217,8 +226,8 @@ func (h *Handler) overviewPage(w http.ResponseWriter, r *http.Request, s *sessio
 		}
 		return err == nil
 	}
-	d, err := h.overview.get(r.Context(), key, s.actor, served, func(ctx context.Context) (overviewData, error) {
-		return h.overviewData(ctx, r, s)
+	d, old, err := h.overview.get(r.Context(), h.overviewKey(s), s.actor, served, func(ctx context.Context) (overviewData, error) {
+		return h.overviewData(ctx, s)
 	})
 	if err != nil {
 		var pe pageError
@@ -229,7 +238,44 @@ func (h *Handler) overviewPage(w http.ResponseWriter, r *http.Request, s *sessio
 		h.fail(w, r, s, "overview", err)
 		return
 	}
+	d.Updating = old
 	h.render(w, r, s, "overview", d, http.StatusOK)
+}
+
+// Run keeps the overview computed in the background until ctx ends, so
+// that a view is served a copy instead of waiting most of a second for
+// the fleet's numbers: once at the start, then again before the copy
+// is a minute old as long as someone viewed it in the last 15 minutes,
+// and at once after an action. Its questions are recorded in the audit
+// trail as asked by "automatic" (and each view of the copy under the
+// viewer's name). A console without an audit trail keeps a copy per
+// person and nothing in the background: Run returns at once.
+func (h *Handler) Run(ctx context.Context) error {
+	if h.o.Audit == nil {
+		return nil
+	}
+	h.overview.running.Store(true)
+	defer h.overview.running.Store(false)
+	auto := &session{actor: audit.Actor{Kind: audit.ActorAutomatic}, scope: scopeRead}
+	compute := func(ctx context.Context) (overviewData, error) { return h.overviewData(ctx, auto) }
+	t := time.NewTicker(h.overview.tick)
+	defer t.Stop()
+	for warm := true; ; warm = false {
+		start := time.Now()
+		did, err := h.overview.refresh(ctx, "overview", auto.actor, warm, compute)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			h.log.Error("overview not computed in the background; views compute it", "err", err)
+		case did:
+			h.log.Debug("overview computed in the background", "took", time.Since(start))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-h.overview.kick:
+		}
+	}
 }
 
 // pageError names the part of a page that failed.
@@ -240,7 +286,7 @@ type pageError struct {
 
 func (e pageError) Error() string { return e.what + ": " + e.err.Error() }
 
-func (h *Handler) overviewData(ctx context.Context, r *http.Request, s *session) (overviewData, error) {
+func (h *Handler) overviewData(ctx context.Context, s *session) (overviewData, error) {
 	month := h.monthSpan()
 	var (
 		agents []visibility.AgentRow
@@ -269,7 +315,7 @@ func (h *Handler) overviewData(ctx context.Context, r *http.Request, s *session)
 		return nil
 	})
 	g.Go(func() (err error) {
-		if incs, err = h.loadIncidents(r.WithContext(gctx), s, "", month, ""); err != nil {
+		if incs, err = h.loadIncidents(gctx, s, "", month, ""); err != nil {
 			return pageError{"incidents", err}
 		}
 		return nil
@@ -398,8 +444,7 @@ type incidentSet struct {
 
 // loadIncidents reads the span's anomalies and actions, question (or
 // "incidents span=…" when empty) recorded first under s.
-func (h *Handler) loadIncidents(r *http.Request, s *session, question string, span visibility.Span, agentID string) (incidentSet, error) {
-	ctx := r.Context()
+func (h *Handler) loadIncidents(ctx context.Context, s *session, question string, span visibility.Span, agentID string) (incidentSet, error) {
 	if question == "" {
 		question = "incidents span=" + span.String()
 	}
@@ -509,7 +554,7 @@ func (h *Handler) loadIncidents(r *http.Request, s *session, question string, sp
 }
 
 func (h *Handler) incidents(w http.ResponseWriter, r *http.Request, s *session) {
-	set, err := h.loadIncidents(r, s, "", h.lookback(), "")
+	set, err := h.loadIncidents(r.Context(), s, "", h.lookback(), "")
 	if err != nil {
 		h.fail(w, r, s, "incidents", err)
 		return
@@ -519,7 +564,7 @@ func (h *Handler) incidents(w http.ResponseWriter, r *http.Request, s *session) 
 
 func (h *Handler) incidentPage(w http.ResponseWriter, r *http.Request, s *session) {
 	id := r.URL.Query().Get("id")
-	set, err := h.loadIncidents(r, s, "incident "+strconv.Quote(id), h.lookback(), "")
+	set, err := h.loadIncidents(r.Context(), s, "incident "+strconv.Quote(id), h.lookback(), "")
 	if err != nil {
 		h.fail(w, r, s, "incidents", err)
 		return

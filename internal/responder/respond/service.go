@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/slack-go/slack"
 
+	"github.com/agentwatch/agentwatch/internal/console"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/clientlimit"
@@ -126,6 +127,8 @@ type Service struct {
 	// distributed mode); nil otherwise.
 	mirror func(ctx context.Context)
 	router *route.Router
+	// console, when served, keeps its overview computed while Run runs.
+	console *console.Handler
 
 	// Checkpoints signs the evidence chain's head; nil without
 	// responder.evidence.checkpoint_key_file.
@@ -378,14 +381,15 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 	}
 	if ch != nil {
 		mux.Handle("/console/", ch)
+		s.console = ch
 	}
 	s.Handler = mux
 	return s, nil
 }
 
 // Run runs the outbox Worker, the silences' maintenance, the rate
-// limiters' sampled audit rows, the channel caps' summaries and the
-// evidence checkpointer until ctx ends. The checkpointer signs the chain's
+// limiters' sampled audit rows, the channel caps' summaries, the
+// evidence checkpointer and the console's overview until ctx ends. The checkpointer signs the chain's
 // head once more as it stops, before the stores are closed.
 func (s *Service) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
@@ -406,6 +410,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	if s.router != nil {
 		wg.Go(func() { _ = s.router.Run(lctx) }) // it logs its own failures; lctx ends it
+	}
+	if s.console != nil {
+		wg.Go(func() { _ = s.console.Run(lctx) }) // it logs its own failures
 	}
 	err := s.Worker.Run(ctx)
 	if serr := <-errc; err == nil && serr != nil && !errors.Is(serr, context.Canceled) {

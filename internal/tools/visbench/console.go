@@ -20,8 +20,10 @@ import (
 // consoleQuestions time the web console's pages as its handler serves
 // them (server time: the request handled in-process by an httptest
 // recorder, no network and no browser), signed in through the
-// authenticating-proxy header from a trusted address.
-func consoleQuestions(st *chstore.Store, svc *visibility.Service, src visibility.Source, reg *inventory.Registry, o Options) ([]Question, error) {
+// authenticating-proxy header from a trusted address. The console runs
+// as it does in production, keeping its overview computed in the
+// background (its Run), until stop is called.
+func consoleQuestions(ctx context.Context, st *chstore.Store, svc *visibility.Service, src visibility.Source, reg *inventory.Registry, o Options) (_ []Question, stop func(), _ error) {
 	now := o.now()
 	// The console's own audit records (a view of a kept overview) go to
 	// the audit table, as in production.
@@ -39,8 +41,12 @@ func consoleQuestions(st *chstore.Store, svc *visibility.Service, src visibility
 	}
 	h, err := newHandler()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = h.Run(rctx) }()
+	stop = func() { cancel(); <-done }
 	get := func(ctx context.Context, path string) (int, error) {
 		return getFrom(ctx, h, "bench", path)
 	}
@@ -54,25 +60,28 @@ func consoleQuestions(st *chstore.Store, svc *visibility.Service, src visibility
 				"&from="+from.Format(time.DateOnly)+"&to="+to.AddDate(0, 0, -1).Format(time.DateOnly))
 		},
 	}, {
-		// The console keeps the overview a minute per scope: this is one
-		// person reloading it, the first run computing it.
+		// The console keeps the overview computed: one person reloading
+		// it (the first run may wait for the computation Run began at
+		// the start).
 		Name:   "console page: overview, one person reloading (server time; rows = bytes of HTML)",
 		Target: 300 * time.Millisecond,
 		Ask: func(ctx context.Context, _ int) (int, error) {
 			return get(ctx, "/console/")
 		},
 	}, {
-		// Another person of the same scope each run: the kept copy, and
-		// the view written to the audit trail under their name.
-		Name:   "console page: overview, another person of the scope (server time; rows = bytes of HTML)",
+		// Another person each run: the kept copy, and the view written to
+		// the audit trail under their name.
+		Name:   "console page: overview, another person (server time; rows = bytes of HTML)",
 		Target: 300 * time.Millisecond,
 		Ask: func(ctx context.Context, run int) (int, error) {
 			return getFrom(ctx, h, fmt.Sprintf("bench-%d", run), "/console/")
 		},
 	}, {
-		// A new console each run: the overview computed every time.
-		Name:   "console page: overview, computed (server time; rows = bytes of HTML)",
-		Target: 300 * time.Millisecond,
+		// A new console each run, without its Run: the overview computed
+		// every time. This is the work Run does in the background; no
+		// view waits for it but those before its first computation after
+		// a start, so it has no page target.
+		Name: "overview computed (the console's background work; rows = bytes of HTML)",
 		Ask: func(ctx context.Context, _ int) (int, error) {
 			fresh, err := newHandler()
 			if err != nil {
@@ -80,7 +89,7 @@ func consoleQuestions(st *chstore.Store, svc *visibility.Service, src visibility
 			}
 			return getFrom(ctx, fresh, "bench", "/console/")
 		},
-	}}, nil
+	}}, stop, nil
 }
 
 // getFrom GETs path from h as who, signed in by the proxy header; it

@@ -71,11 +71,13 @@ func Questions(ctx context.Context, o Options, log *slog.Logger) (_ []Question, 
 		return nil, nil, nil, err
 	}
 	qs := append(serviceQuestions(svc, monthly, src, reg, o), sqlQuestions(conn, o)...)
-	cq, err := consoleQuestions(st, svc, src, reg, o)
+	cq, stopConsole, err := consoleQuestions(ctx, st, svc, src, reg, o)
 	if err != nil {
 		release()
 		return nil, nil, nil, err
 	}
+	closeStore := release
+	release = func() { stopConsole(); closeStore() }
 	qs = append(qs, cq...)
 	return qs, src.take, release, nil
 }
