@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/agentwatch/agentwatch/pkg/anomaly"
 	"github.com/agentwatch/agentwatch/pkg/baseline"
 )
 
@@ -81,6 +82,20 @@ func (r *riskState) appendBinary(dst []byte) []byte {
 	return dst
 }
 
+var knownKinds = anomaly.Kinds()
+
+// internKind returns the anomaly.Kinds constant spelled b, so that the
+// restored risks of many agents do not each hold copies of the same few
+// names; any other spelling is copied.
+func internKind(b []byte) string {
+	for _, k := range knownKinds {
+		if string(b) == k {
+			return k
+		}
+	}
+	return string(b)
+}
+
 // readRisk reads what appendBinary wrote, and what is left of b.
 func readRisk(b []byte) (*riskState, []byte, error) {
 	bad := errors.New("agent state: truncated or corrupt risk")
@@ -132,7 +147,7 @@ func readRisk(b []byte) (*riskState, []byte, error) {
 		if k <= 0 || l > maxRiskKind || uint64(len(b)-k) < l {
 			return nil, nil, bad
 		}
-		r.hits[i] = riskHit{atMs: at, sev: sev, kind: string(b[k : k+int(l)])}
+		r.hits[i] = riskHit{atMs: at, sev: sev, kind: internKind(b[k : k+int(l)])}
 		b = b[k+int(l):]
 	}
 	return r, b, nil
