@@ -50,11 +50,17 @@ const (
 	// one partition in a window rose above what the partition's gauge
 	// (a baseline.Series) expected. Raised for increases only.
 	FleetGauge = "fleet_gauge"
+	// ElevatedRisk: the agent's risk (Anomaly.Risk), which its anomalies
+	// raise by their severity and which decays with a half-life, rose to
+	// the detector's risk level from below: several anomalies that each
+	// alerted alone add up to an incident worth a look. Raised once per
+	// episode; see docs/detection.md#risk.
+	ElevatedRisk = "elevated_risk"
 )
 
 // Kinds lists every kind, for docs and validation.
 func Kinds() []string {
-	return []string{Behaviour, Drift, ShadowAgent, UnapprovedRoute, ZombieRoute, FirstSensitive, AgentFlood, OffHours, NewSourceIP, GlobalEvent, FleetGauge}
+	return []string{Behaviour, Drift, ShadowAgent, UnapprovedRoute, ZombieRoute, FirstSensitive, AgentFlood, OffHours, NewSourceIP, GlobalEvent, FleetGauge, ElevatedRisk}
 }
 
 // Feature explains one feature's part in an anomaly.
@@ -125,6 +131,35 @@ type Anomaly struct {
 	Group string `json:"group,omitempty"`
 	// DetectedMs is wall-clock time of detection; it is not part of the ID.
 	DetectedMs int64 `json:"detected_ms"`
+	// Risk is the agent's risk right after this anomaly, at WindowEndMs:
+	// the sum of its anomalies' severity weights, each halved every risk
+	// half-life since its window ended (docs/detection.md#risk). Absent
+	// (0) on grouped anomalies and on records of detectors without risk.
+	Risk float64 `json:"risk,omitempty"`
+	// RiskLevel is the detector's risk level, what Risk is read against
+	// and what RiskAboveSinceMs and RiskAboveUntilMs are about; absent
+	// with Risk.
+	RiskLevel float64 `json:"risk_level,omitempty"`
+	// RiskAboveSinceMs is when the agent's risk rose to RiskLevel or above
+	// and has stayed there since, in event time (a window end); absent
+	// (0) while Risk is below RiskLevel.
+	RiskAboveSinceMs int64 `json:"risk_above_since_ms,omitempty"`
+	// RiskAboveUntilMs is when the risk will fall below RiskLevel if no
+	// further anomaly raises it: risk only rises with anomalies and
+	// otherwise decays at a known rate, so the episode lasts at least
+	// until then. Absent (0) while Risk is below RiskLevel.
+	RiskAboveUntilMs int64 `json:"risk_above_until_ms,omitempty"`
+}
+
+// RiskAboveMs is how long the agent's risk episode at or above RiskLevel
+// is certain to last, counting from RiskAboveSinceMs to RiskAboveUntilMs:
+// the time it has stayed above so far plus the time its decay alone keeps
+// it there. 0 when the risk is below the level.
+func (a Anomaly) RiskAboveMs() int64 {
+	if a.RiskAboveSinceMs <= 0 || a.RiskAboveUntilMs <= a.RiskAboveSinceMs {
+		return 0
+	}
+	return a.RiskAboveUntilMs - a.RiskAboveSinceMs
 }
 
 // MaxAgentIDs caps Anomaly.AgentIDs, so that a flood of ids cannot make

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 	"github.com/agentwatch/agentwatch/pkg/attack"
@@ -249,6 +250,10 @@ func (t *Trigger) kindMatches(k string) bool {
 			return false
 		}
 	}
+	// Only an anomaly about one agent carries a risk.
+	if (t.MinRisk > 0 || t.RiskFor > 0) && slices.Contains(aggregateKinds, k) {
+		return false
+	}
 	// Classes admit the kinds that can be classified as one of them.
 	return len(t.Classes) == 0 || slices.ContainsFunc(attack.KindClasses(k), func(c attack.Class) bool {
 		return slices.Contains(t.Classes, string(c))
@@ -324,6 +329,19 @@ func (t *Trigger) match(a *anomaly.Anomaly, tg *Target) (string, bool) {
 			return "", false
 		}
 		why = append(why, fmt.Sprintf("score %g >= %g", a.Score, t.MinScore))
+	}
+	if t.MinRisk > 0 {
+		if !(a.Risk >= t.MinRisk) {
+			return "", false
+		}
+		why = append(why, fmt.Sprintf("risk %g >= %g", a.Risk, t.MinRisk))
+	}
+	if t.RiskFor > 0 {
+		held := time.Duration(a.RiskAboveMs()) * time.Millisecond
+		if held < t.RiskFor {
+			return "", false
+		}
+		why = append(why, fmt.Sprintf("risk at or above level %g for %s >= %s", a.RiskLevel, fmtDuration(held.Round(time.Minute)), fmtDuration(t.RiskFor)))
 	}
 	if len(t.Features) > 0 {
 		w, ok := t.features(a)

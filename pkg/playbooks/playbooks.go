@@ -92,6 +92,16 @@ type Trigger struct {
 	// Labels match when the agent has every one of these labels with
 	// exactly this value (labels come from the agent registry).
 	Labels map[string]string `yaml:"labels"`
+	// MinRisk is the least risk of the agent after the anomaly
+	// (anomaly.Anomaly.Risk); 0 means any. Anomalies that carry no risk
+	// (grouped kinds, detectors with the risk off) have risk 0.
+	MinRisk float64 `yaml:"min_risk"`
+	// RiskFor holds when the agent's risk stays at or above the detector's
+	// risk level (the anomaly's RiskLevel) for at least this long in the
+	// episode the anomaly is in, counting the time the risk has already
+	// been there and the time its decay alone keeps it there
+	// (anomaly.Anomaly.RiskAboveMs); 0 means no such condition.
+	RiskFor time.Duration `yaml:"risk_for"`
 }
 
 // DefaultMinContribution is the least share of the window's surprise a

@@ -218,6 +218,10 @@ func (v *validator) playbook() {
 	}
 }
 
+// maxRiskFor bounds a trigger's risk_for: an episode of elevated risk
+// longer than 30 days is no condition anyone can wait for.
+const maxRiskFor = 720 * time.Hour
+
 func (v *validator) trigger(t *Trigger) {
 	kinds := anomaly.Kinds()
 	for _, l := range []struct {
@@ -252,6 +256,12 @@ func (v *validator) trigger(t *Trigger) {
 	v.severity("trigger.min_severity", t.MinSeverity)
 	if !(t.MinScore >= 0) || math.IsInf(t.MinScore, 0) {
 		v.bad("trigger.min_score", "must be a number >= 0, got %g", t.MinScore)
+	}
+	if !(t.MinRisk >= 0) || math.IsInf(t.MinRisk, 0) {
+		v.bad("trigger.min_risk", "must be a number >= 0, got %g", t.MinRisk)
+	}
+	if t.RiskFor < 0 || t.RiskFor > maxRiskFor {
+		v.bad("trigger.risk_for", "must be in [0, %s], got %s", fmtDuration(maxRiskFor), fmtDuration(t.RiskFor))
 	}
 	names := featureNames()
 	for i, f := range t.Features {

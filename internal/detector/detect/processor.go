@@ -57,6 +57,8 @@ type Settings struct {
 	// evaluation scores); an increase raises fleet_gauge.
 	FleetGauge bool
 	Fleet      baseline.SeriesParams
+	// Risk is the per-agent risk (risk.go); the zero value turns it off.
+	Risk RiskSettings
 }
 
 // Catalog gives the processor the current agent registry and route
@@ -96,6 +98,9 @@ type agentState struct {
 	// each once.
 	verdictAt int64
 	verdictID string
+	// risk is the agent's risk (risk.go); nil until its first anomaly,
+	// so that the many agents that never have one pay a pointer for it.
+	risk *riskState
 }
 
 // partition is one events-topic partition's windows and agents. Its

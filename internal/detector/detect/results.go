@@ -24,7 +24,25 @@ func (p *Processor) newAnomaly(pt *partition, a *agentState, w *features.Window,
 	return an
 }
 
+// emit publishes an. An anomaly about one agent first raises the agent's
+// risk, carries it, and may bring the agent's elevated_risk along.
 func (p *Processor) emit(an anomaly.Anomaly) {
+	var el anomaly.Anomaly
+	elevated := false
+	if p.set.Risk.On() && !an.Grouped() && an.Kind != anomaly.ElevatedRisk {
+		if pt := p.parts[an.Partition]; pt != nil {
+			if a := pt.agents[an.AgentID]; a != nil {
+				el, elevated = p.addRisk(a, &an)
+			}
+		}
+	}
+	p.record(an)
+	if elevated {
+		p.record(el)
+	}
+}
+
+func (p *Processor) record(an anomaly.Anomaly) {
 	p.stats.Anomalies[an.Kind]++
 	if p.now != nil {
 		an.DetectedMs = p.now()

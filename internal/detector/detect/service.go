@@ -33,6 +33,10 @@ func SettingsFrom(cfg config.Config) Settings {
 		GlobalShare:        d.GlobalShare,
 		GlobalGapMs:        d.GlobalGap.Milliseconds(),
 		FleetGauge:         d.FleetGauge,
+		Risk: RiskSettings{
+			HalfLifeMs: d.Risk.HalfLife.Milliseconds(), Level: d.Risk.Level,
+			Weights: [4]float64{d.Risk.WeightLow, d.Risk.WeightMedium, d.Risk.WeightHigh, d.Risk.WeightCritical},
+		},
 	}
 }
 

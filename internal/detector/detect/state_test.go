@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/agentwatch/agentwatch/internal/tools/sim"
+	"github.com/agentwatch/agentwatch/pkg/baseline"
 )
 
 // TestAgentStateRoundTrip: every agent's state after two simulated days
@@ -14,13 +15,24 @@ import (
 // bytes, and every truncation of it is rejected.
 func TestAgentStateRoundTrip(t *testing.T) {
 	rs, s := simRecords(t, twoDays(41))
-	p := NewProcessor(testSettings(), simCatalog(t, s), nil)
+	set := testSettings()
+	set.Risk = DefaultRiskSettings()
+	p := NewProcessor(set, simCatalog(t, s), nil)
 	run(p, rs)
-	n := 0
+	n, withRisk := 0, 0
 	for _, pt := range p.parts {
 		for id, a := range pt.agents {
 			if n%2 == 0 { // as if a false-positive verdict had been applied
 				a.verdictAt, a.verdictID = 1_800_000_000_000+int64(n), "verdict-"+id
+			}
+			if n%3 == 0 && a.risk == nil { // as if it had had anomalies
+				a.risk = &riskState{}
+				for i := range n%(riskKeep+3) + 1 {
+					a.risk.add(&set.Risk, 1_800_000_000_000+int64(i)*600_000, baseline.Severity(1+i%4), "kind-"+id)
+				}
+			}
+			if a.risk != nil {
+				withRisk++
 			}
 			b := a.marshal(nil)
 			back := &agentState{id: id}
@@ -32,8 +44,19 @@ func TestAgentStateRoundTrip(t *testing.T) {
 			}
 			a.accs, a.dirty, back.dirty = nil, false, false
 			if !reflect.DeepEqual(back.seen, a.seen) || back.ruleAt != a.ruleAt || back.hourCalls != a.hourCalls || back.lastActiveMs != a.lastActiveMs ||
-				back.hourLoad != a.hourLoad || back.verdictAt != a.verdictAt || back.verdictID != a.verdictID {
+				back.hourLoad != a.hourLoad || back.verdictAt != a.verdictAt || back.verdictID != a.verdictID ||
+				!reflect.DeepEqual(back.risk, a.risk) {
 				t.Fatalf("agent %s: restored state differs", id)
+			}
+			// A version-3 state (written before the risk) still loads,
+			// with no risk: the agent's risk starts at zero.
+			v3 := &agentState{id: id}
+			if err := v3.unmarshal(a.marshalAs(nil, 3)); err != nil {
+				t.Fatalf("agent %s: version 3 state: %v", id, err)
+			}
+			if v3.risk != nil || v3.verdictAt != a.verdictAt || v3.verdictID != a.verdictID || v3.ruleAt != a.ruleAt ||
+				!bytes.Equal(v3.model.AppendBinary(nil), a.model.AppendBinary(nil)) {
+				t.Fatalf("agent %s: version 3 state restores differently", id)
 			}
 			// A version-2 state (written before false-positive feedback)
 			// still loads, with no verdict applied.
@@ -86,8 +109,8 @@ func TestAgentStateRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	if n < 24 {
-		t.Fatalf("only %d agents checked", n)
+	if n < 24 || withRisk < n/3 {
+		t.Fatalf("only %d agents checked, %d with a risk", n, withRisk)
 	}
 }
 
@@ -114,6 +137,12 @@ func FuzzAgentStateUnmarshal(f *testing.F) {
 	for _, a := range p.parts[0].agents {
 		f.Add(a.marshal(nil))
 		if rng.IntN(3) == 0 {
+			// The same agent with a risk and two remembered anomalies.
+			rs := DefaultRiskSettings()
+			a.risk = &riskState{}
+			a.risk.add(&rs, 1_800_000_000_000, baseline.Medium, "behaviour")
+			a.risk.add(&rs, 1_800_000_600_000, baseline.High, "off_hours")
+			f.Add(a.marshal(nil))
 			break
 		}
 	}

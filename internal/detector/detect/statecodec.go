@@ -7,18 +7,22 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/agentwatch/agentwatch/pkg/anomaly"
+	"github.com/agentwatch/agentwatch/pkg/baseline"
 )
 
 // agent state serialisation: version, model, seen-set, rule times, last
-// activity, hour load (version 2 on), last applied verdict (version 3 on).
-const agentStateVersion = 3
+// activity, hour load (version 2 on), last applied verdict (version 3 on),
+// risk (version 4 on).
+const agentStateVersion = 4
 
 func (a *agentState) marshal(dst []byte) []byte {
 	return a.marshalAs(dst, agentStateVersion)
 }
 
-// marshalAs writes version 1 (six rule times), 2 (hour load) or 3 (last
-// verdict); only tests write the older ones.
+// marshalAs writes version 1 (six rule times), 2 (hour load), 3 (last
+// verdict) or 4 (risk); only tests write the older ones.
 func (a *agentState) marshalAs(dst []byte, version byte) []byte {
 	rules := numRules
 	if version == 1 {
@@ -46,7 +50,107 @@ func (a *agentState) marshalAs(dst []byte, version byte) []byte {
 		dst = binary.AppendUvarint(dst, uint64(len(a.verdictID)))
 		dst = append(dst, a.verdictID...)
 	}
+	if version >= 4 {
+		dst = a.risk.appendBinary(dst)
+	}
 	return dst
+}
+
+// appendBinary writes the risk: a 0 byte for none (nil), else 1, the
+// value, its time, the above-level time, the raised flag and the
+// remembered anomalies (time, severity, kind).
+func (r *riskState) appendBinary(dst []byte) []byte {
+	if r == nil {
+		return append(dst, 0)
+	}
+	dst = append(dst, 1)
+	dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(r.value))
+	dst = binary.AppendVarint(dst, r.atMs)
+	dst = binary.AppendVarint(dst, r.sinceMs)
+	raised := byte(0)
+	if r.raised {
+		raised = 1
+	}
+	dst = append(dst, raised)
+	dst = binary.AppendUvarint(dst, uint64(len(r.hits)))
+	for _, h := range r.hits {
+		dst = binary.AppendVarint(dst, h.atMs)
+		dst = append(dst, byte(h.sev))
+		dst = binary.AppendUvarint(dst, uint64(len(h.kind)))
+		dst = append(dst, h.kind...)
+	}
+	return dst
+}
+
+var knownKinds = anomaly.Kinds()
+
+// internKind returns the anomaly.Kinds constant spelled b, so that the
+// restored risks of many agents do not each hold copies of the same few
+// names; any other spelling is copied.
+func internKind(b []byte) string {
+	for _, k := range knownKinds {
+		if string(b) == k {
+			return k
+		}
+	}
+	return string(b)
+}
+
+// readRisk reads what appendBinary wrote, and what is left of b.
+func readRisk(b []byte) (*riskState, []byte, error) {
+	bad := errors.New("agent state: truncated or corrupt risk")
+	if len(b) < 1 || b[0] > 1 {
+		return nil, nil, bad
+	}
+	if b[0] == 0 {
+		return nil, b[1:], nil
+	}
+	b = b[1:]
+	if len(b) < 8 {
+		return nil, nil, bad
+	}
+	r := &riskState{value: math.Float64frombits(binary.LittleEndian.Uint64(b))}
+	b = b[8:]
+	var ok1, ok2 bool
+	varint := func() (int64, bool) {
+		v, k := binary.Varint(b)
+		if k <= 0 {
+			return 0, false
+		}
+		b = b[k:]
+		return v, true
+	}
+	r.atMs, ok1 = varint()
+	r.sinceMs, ok2 = varint()
+	// A risk is a finite sum of non-negative weights.
+	if !ok1 || !ok2 || len(b) < 1 || b[0] > 1 || !(r.value >= 0) || math.IsInf(r.value, 0) {
+		return nil, nil, bad
+	}
+	r.raised = b[0] == 1
+	b = b[1:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > riskKeep {
+		return nil, nil, bad
+	}
+	b = b[k:]
+	if n > 0 {
+		r.hits = make([]riskHit, n)
+	}
+	for i := range r.hits {
+		at, ok := varint()
+		if !ok || len(b) < 1 || b[0] > byte(baseline.Critical) {
+			return nil, nil, bad
+		}
+		sev := baseline.Severity(b[0])
+		b = b[1:]
+		l, k := binary.Uvarint(b)
+		if k <= 0 || l > maxRiskKind || uint64(len(b)-k) < l {
+			return nil, nil, bad
+		}
+		r.hits[i] = riskHit{atMs: at, sev: sev, kind: internKind(b[k : k+int(l)])}
+		b = b[k+int(l):]
+	}
+	return r, b, nil
 }
 
 func (a *agentState) unmarshal(b []byte) error {
@@ -123,6 +227,15 @@ func (a *agentState) unmarshal(b []byte) error {
 			return errors.New("agent state: truncated verdict id")
 		}
 		a.verdictAt, a.verdictID = at, string(b[k:k+int(l)])
+		b = b[k+int(l):]
+	}
+	a.risk = nil
+	if version >= 4 {
+		r, _, err := readRisk(b)
+		if err != nil {
+			return err
+		}
+		a.risk = r
 	}
 	return nil
 }

@@ -203,6 +203,20 @@ type Detector struct {
 	// with baseline.Series (the code the NAB evaluation scores) and raises
 	// fleet_gauge when one rises.
 	FleetGauge bool `mapstructure:"fleet_gauge" doc:"Follow each partition's calls and 5xx answers per window (baseline.Series, the code the NAB evaluation scores) and raise fleet_gauge when one rises."`
+	// Risk is the per-agent risk score (docs/detection.md#risk).
+	Risk Risk `mapstructure:"risk"`
+}
+
+// Risk configures the per-agent risk: each anomaly of an agent adds the
+// weight of its severity, the sum halves every HalfLife of event time, and
+// reaching Level raises elevated_risk (docs/detection.md#risk).
+type Risk struct {
+	HalfLife       time.Duration `mapstructure:"half_life" doc:"Event time in which an agent's risk halves (docs/detection.md#risk); 0 turns the risk off (no risk on anomalies, no elevated_risk), else 1m to 720h."`
+	Level          float64       `mapstructure:"level" doc:"Risk at or above which elevated_risk is raised (once per episode) and anomalies say since and until when the risk stays there; positive. Above detector.risk.weight_medium, so that one medium anomaly is not enough."`
+	WeightLow      float64       `mapstructure:"weight_low" doc:"What a low-severity anomaly adds to its agent's risk; 0 or more, at most detector.risk.weight_medium."`
+	WeightMedium   float64       `mapstructure:"weight_medium" doc:"What a medium-severity anomaly adds to its agent's risk; at most detector.risk.weight_high."`
+	WeightHigh     float64       `mapstructure:"weight_high" doc:"What a high-severity anomaly adds to its agent's risk; at most detector.risk.weight_critical."`
+	WeightCritical float64       `mapstructure:"weight_critical" doc:"What a critical anomaly adds to its agent's risk; at most 1000."`
 }
 
 // Embedded configures the one-process default.
@@ -286,6 +300,12 @@ func defaults() map[string]any {
 		"detector.feedback_poll":         "30s",
 		"detector.feedback_lookback":     "168h",
 		"detector.fleet_gauge":           true,
+		"detector.risk.half_life":        "6h",
+		"detector.risk.level":            8.0,
+		"detector.risk.weight_low":       1.0,
+		"detector.risk.weight_medium":    3.0,
+		"detector.risk.weight_high":      6.0,
+		"detector.risk.weight_critical":  10.0,
 		"embedded.data_dir":              ".data/embedded",
 	}
 	for _, m := range []map[string]any{tlsDefaults("kafka.tls"), saslDefaults("kafka.sasl"), tlsDefaults("clickhouse.tls"), responderDefaults(), reportDefaults(), consoleDefaults()} {
@@ -725,6 +745,7 @@ func (c Config) validate(ps *problems) {
 	if d.FeedbackPoll > 0 && d.FeedbackLookback < d.FeedbackPoll {
 		bad("detector.feedback_lookback", "must be at least detector.feedback_poll (%s), got %s; verdicts older than it are never read", d.FeedbackPoll, d.FeedbackLookback)
 	}
+	d.Risk.validate(bad)
 	baselineProblems(ps, c.BaselineParams())
 	if c.Embedded.DataDir == "" {
 		bad("embedded.data_dir", "must be set")

@@ -143,6 +143,7 @@ func (in *Incident) observe(a anomaly.Anomaly) (newClass bool) {
 	if severityRank(a.Severity) > severityRank(in.Severity) {
 		in.Severity = a.Severity
 	}
+	in.Risk.Observe(a)
 	c := attack.Classify(a)
 	if !slices.ContainsFunc(in.Classes, func(s ClassSeen) bool { return s.Class == c }) {
 		in.Classes = append(in.Classes, ClassSeen{Class: c, Anomaly: a.ID})
@@ -235,7 +236,7 @@ func leadClass(as []anomaly.Anomaly) attack.Class { return attack.Lead(as) }
 func (in *Incident) card() slackui.Card {
 	lead, class := in.lead()
 	c := slackui.Card{Status: in.status(), Severity: in.Severity, Class: attack.Describe(class), Count: in.Count,
-		FirstMs: in.OpenedMs, LastMs: in.LastMs, Lead: lead}
+		FirstMs: in.OpenedMs, LastMs: in.LastMs, Lead: lead, Risk: in.Risk}
 	if c.Severity == "" {
 		c.Severity = lead.Severity
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentwatch/agentwatch/internal/platform/atomicfile"
 	"github.com/agentwatch/agentwatch/internal/platform/journal"
+	"github.com/agentwatch/agentwatch/internal/responder/slackui"
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 )
 
@@ -60,6 +61,8 @@ type Incident struct {
 	Classes []ClassSeen `json:"classes,omitempty"`
 	// Stats count every anomaly that joined, kept or not.
 	Stats IncidentStats `json:"stats,omitzero"`
+	// Risk is the agent's risk over the anomalies that joined.
+	Risk slackui.RiskTrend `json:"risk,omitzero"`
 	// Actions are the actions taken on the incident (at most
 	// maxIncidentActions, the latest).
 	Actions []IncidentAction `json:"actions,omitempty"`

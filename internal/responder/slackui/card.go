@@ -2,6 +2,7 @@ package slackui
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,6 +59,103 @@ type Card struct {
 	// Actions are the actions taken, oldest first; the card shows the
 	// latest maxCardActions.
 	Actions []CardAction
+	// Risk is the agent's risk over the incident; the card shows it when
+	// any of its anomalies carried one.
+	Risk RiskTrend
+}
+
+// RiskTrend is an agent's risk (anomaly.Anomaly.Risk) over an incident:
+// the value after each of its latest anomalies and the highest. The
+// responder keeps it with the incident.
+type RiskTrend struct {
+	// Level is the detector's risk level, as the latest anomaly said.
+	Level float64 `json:"level,omitempty"`
+	// Peak is the highest risk of the incident's anomalies.
+	Peak float64 `json:"peak,omitempty"`
+	// Points are the risk after each of the latest anomalies that carried
+	// one, oldest first, at most MaxRiskPoints.
+	Points []RiskPoint `json:"points,omitempty"`
+	// AboveSinceMs and AboveUntilMs are the latest anomaly's: since when
+	// the risk has been at or above Level, and until when at least it
+	// stays there; 0 when below.
+	AboveSinceMs int64 `json:"above_since_ms,omitempty"`
+	AboveUntilMs int64 `json:"above_until_ms,omitempty"`
+}
+
+// RiskPoint is the agent's risk after one anomaly, at its window end.
+type RiskPoint struct {
+	AtMs int64   `json:"at_ms"`
+	Risk float64 `json:"risk"`
+}
+
+// MaxRiskPoints is how many risk values a RiskTrend keeps.
+const MaxRiskPoints = 6
+
+// Observe adds a's risk to the trend; an anomaly without a risk changes
+// nothing, and neither does one that repeats a point (an elevated_risk
+// carries the risk of the anomaly that raised it). Points stay in window
+// order whatever the arrival order.
+func (r *RiskTrend) Observe(a anomaly.Anomaly) {
+	if !(a.Risk > 0) || math.IsInf(a.Risk, 0) {
+		return
+	}
+	p := RiskPoint{AtMs: a.WindowEndMs, Risk: a.Risk}
+	if slices.Contains(r.Points, p) {
+		return
+	}
+	i := len(r.Points)
+	for i > 0 && r.Points[i-1].AtMs > p.AtMs {
+		i--
+	}
+	if i == 0 && len(r.Points) == MaxRiskPoints {
+		return // older than everything kept
+	}
+	newest := i == len(r.Points)
+	r.Points = slices.Insert(r.Points, i, p)
+	if len(r.Points) > MaxRiskPoints {
+		r.Points = slices.Delete(r.Points, 0, 1)
+	}
+	r.Peak = max(r.Peak, a.Risk)
+	if newest { // its level and episode are the current ones
+		r.Level, r.AboveSinceMs, r.AboveUntilMs = a.RiskLevel, a.RiskAboveSinceMs, a.RiskAboveUntilMs
+	}
+}
+
+// trendText is the card's risk line: the latest risk with an arrow for
+// its direction since the previous anomaly, the level, the values before
+// it, the peak and the episode above the level.
+func (r RiskTrend) trendText() string {
+	n := len(r.Points)
+	last := r.Points[n-1].Risk
+	arrow := ""
+	if n > 1 {
+		switch prev := r.Points[n-2].Risk; {
+		case last > prev:
+			arrow = " ↑"
+		case last < prev:
+			arrow = " ↓"
+		default:
+			arrow = " →"
+		}
+	}
+	s := fmtRisk(last) + arrow
+	if r.Level > 0 {
+		s += " (level " + fmtRisk(r.Level) + ")"
+	}
+	if n > 1 {
+		vs := make([]string, n)
+		for i, p := range r.Points {
+			vs[i] = fmtRisk(p.Risk)
+		}
+		s += "; at its latest anomalies " + strings.Join(vs, " → ")
+		if r.Peak > last {
+			s += ", peak " + fmtRisk(r.Peak)
+		}
+	}
+	if r.AboveSinceMs > 0 && r.AboveUntilMs > r.AboveSinceMs {
+		s += "; at or above the level since " + clockText(r.AboveSinceMs) + " UTC, until at least " + clockText(r.AboveUntilMs) + " UTC"
+	}
+	return s
 }
 
 // How much of an incident a card and a digest show.
@@ -89,16 +187,20 @@ func RenderCard(c Card, ac AlertContext) (Message, error) {
 	if Grouped(c.Lead.Kind) || c.Lead.Grouped() {
 		who = groupName(c.Lead)
 	}
+	facts := []*slack.TextBlockObject{
+		fieldOurs("Status", strings.ToUpper(orDefault(c.Status, StatusOpen))),
+		fieldOurs("Highest severity", sev),
+		fieldOurs("Attack class", title),
+		fieldOurs("Anomalies", countText(c.Count, c.Kinds)),
+		fieldOurs("First seen (UTC)", timeText(c.FirstMs)),
+		fieldOurs("Last seen (UTC)", timeText(c.LastMs)),
+	}
+	if len(c.Risk.Points) > 0 {
+		facts = append(facts, fieldOurs("Agent risk", c.Risk.trendText()))
+	}
 	blocks := []slack.Block{
 		header(severityIcon(c.Severity) + " " + sev + " · " + title + " · " + who),
-		section("aw_card", "", []*slack.TextBlockObject{
-			fieldOurs("Status", strings.ToUpper(orDefault(c.Status, StatusOpen))),
-			fieldOurs("Highest severity", sev),
-			fieldOurs("Attack class", title),
-			fieldOurs("Anomalies", countText(c.Count, c.Kinds)),
-			fieldOurs("First seen (UTC)", timeText(c.FirstMs)),
-			fieldOurs("Last seen (UTC)", timeText(c.LastMs)),
-		}),
+		section("aw_card", "", facts),
 	}
 	blocks = append(blocks, classBlocks(c.Class)...)
 	for _, b := range base.Blocks {

@@ -151,6 +151,9 @@ func Render(a anomaly.Anomaly, ac AlertContext) (Message, error) {
 	if a.PeerBaseline {
 		facts = append(facts, fieldOurs("Baseline", "peer group (the agent is still warming up)"))
 	}
+	if a.Risk > 0 {
+		facts = append(facts, fieldOurs("Agent risk", riskText(a)))
+	}
 	blocks = append(blocks, section("aw_facts", "", facts))
 	blocks = append(blocks, evidenceBlocks(a, ac, topFeatures, topRoutes)...)
 	blocks = append(blocks, footer(a, ac))
@@ -174,6 +177,9 @@ func RenderFollowUp(a anomaly.Anomaly, ac AlertContext) (Message, error) {
 	kind, sev := line(a.Kind, capKind), severityLabel(a.Severity)
 	head := fmt.Sprintf("%s %s · %s · score %s · %s UTC", severityIcon(a.Severity), sev, kind,
 		fmtNum(a.Score), windowText(a.WindowStartMs, a.WindowEndMs))
+	if a.Risk > 0 {
+		head += " · agent risk " + fmtRisk(a.Risk)
+	}
 	var fields []*slack.TextBlockObject
 	for _, f := range first(a.Explanation, followUpTop) {
 		fields = append(fields, featureField(f, a.WindowEndMs-a.WindowStartMs))
@@ -519,6 +525,32 @@ func severityIcon(s string) string {
 
 func scoreText(a anomaly.Anomaly) string {
 	return fmtNum(a.Score) + " (" + strings.ToLower(severityLabel(a.Severity)) + ")"
+}
+
+// riskText says where the agent's risk stands after a: its value against
+// the detector's level and, when at or above it, since when and until when
+// at least (the time its decay alone keeps it there).
+func riskText(a anomaly.Anomaly) string {
+	s := fmtRisk(a.Risk)
+	if !(a.RiskLevel > 0) {
+		return s
+	}
+	s += " (level " + fmtRisk(a.RiskLevel) + ")"
+	if a.RiskAboveSinceMs > 0 && a.RiskAboveUntilMs > a.RiskAboveSinceMs {
+		s += ", at or above it since " + clockText(a.RiskAboveSinceMs) + " UTC and until at least " + clockText(a.RiskAboveUntilMs) + " UTC"
+	} else {
+		s += ", below it"
+	}
+	return s
+}
+
+// fmtRisk shows a risk with one decimal, as the detector's elevated_risk
+// summary does.
+func fmtRisk(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(v, 'f', 1, 64)
 }
 
 func windowText(startMs, endMs int64) string {
