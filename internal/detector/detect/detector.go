@@ -214,7 +214,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		InputLag: f.NewGauge(prometheus.GaugeOpts{Namespace: "agentwatch", Subsystem: "detector", Name: "input_lag_seconds",
 			Help: "Age (by its Kafka timestamp) of the newest event record fetched."}),
 		VerdictsRead:    c("feedback_verdicts_read_total", "False-positive verdicts read from the feedback source, re-reads included."),
-		VerdictsApplied: c("feedback_verdicts_applied_total", "False-positive verdicts folded into an agent's baseline."),
+		VerdictsApplied: c("feedback_verdicts_applied_total", "False-positive verdicts folded into an agent's baseline or taken back from its risk."),
 		FeedbackErrors:  c("feedback_errors_total", "Failed reads of the feedback source (retried at the next poll)."),
 		ShadowFolded: c("shadow_agents_folded_total",
 			"Unregistered agents whose shadow-agent alert was folded into one finding for their window, partition and credential or source."),

@@ -35,11 +35,17 @@ type FeedbackSource interface {
 // verdict read again, by the next poll or after a restart or rebalance,
 // changes nothing.
 //
+// A false positive of any kind also takes back what the anomaly added to
+// the agent's risk (risk.go), when the risk still remembers it (the
+// agent's last few anomalies): the risk is what it would have been
+// without it.
+//
 // It returns false, changing nothing, for a verdict that is not
 // VerdictFalsePositive; for an agent no partition of the processor holds
 // in memory (another detector owns it, or it was evicted: a later poll
-// applies it once the agent is back); when Values is nil or does not have
-// one value per feature; and for any kind but behaviour. Rule kinds need no
+// applies it once the agent is back); and when there is neither a window
+// to fold (only a behaviour anomaly with one value per feature has one)
+// nor a risk to take back. Rule kinds need no
 // baseline change (their rules do not learn from windows), and drift and
 // rule windows trained at full weight already. A global_event's agent id
 // names no agent. An agent still scored against its peer group during
@@ -49,9 +55,10 @@ type FeedbackSource interface {
 // the partition's records. Not safe for concurrent use (Processor is not);
 // the Detector calls it from its loop.
 func (p *Processor) ApplyVerdict(v anomaly.Verdict) (applied bool) {
-	if v.Verdict != anomaly.VerdictFalsePositive || v.Kind != anomaly.Behaviour || len(v.Values) != int(features.NumFeatures) {
+	if v.Verdict != anomaly.VerdictFalsePositive {
 		return false
 	}
+	fold := v.Kind == anomaly.Behaviour && len(v.Values) == int(features.NumFeatures)
 	weight := 1 - p.set.Baseline.AnomalousWeight
 	var vals features.Vector
 	copy(vals[:], v.Values)
@@ -60,7 +67,11 @@ func (p *Processor) ApplyVerdict(v anomaly.Verdict) (applied bool) {
 		if a == nil || cmp.Or(cmp.Compare(v.AtMs, a.verdictAt), strings.Compare(v.ID, a.verdictID)) <= 0 {
 			continue
 		}
-		if weight > 0 {
+		retracted := a.risk != nil && p.set.Risk.On() && a.risk.retract(&p.set.Risk, v.WindowEndMs, v.Kind)
+		if !fold && !retracted {
+			continue
+		}
+		if fold && weight > 0 {
 			a.model.Update(&p.set.Baseline, v.WindowStartMs, &vals, weight)
 		}
 		a.verdictAt, a.verdictID = v.AtMs, v.ID

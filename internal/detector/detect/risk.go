@@ -3,6 +3,7 @@ package detect
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -152,6 +153,27 @@ func (r *riskState) add(s *RiskSettings, tMs int64, sev baseline.Severity, kind 
 	}
 	r.raised = true
 	return w < s.Level
+}
+
+// retract takes back what the anomaly of kind whose window ended at endMs
+// added, decayed to r.atMs, when it is among the remembered ones (an
+// analyst said it was a false positive), and reports whether it was. A
+// risk brought below the level ends the episode as add would.
+func (r *riskState) retract(s *RiskSettings, endMs int64, kind string) bool {
+	i := slices.IndexFunc(r.hits, func(h riskHit) bool { return h.atMs == endMs && h.kind == kind })
+	if i < 0 {
+		return false
+	}
+	h := r.hits[i]
+	r.value = max(0, r.value-s.decay(s.weight(h.sev), r.atMs-h.atMs))
+	r.hits = slices.Delete(r.hits, i, i+1)
+	if r.value < s.Level {
+		r.sinceMs = 0
+	}
+	if r.value < s.Level*riskClearShare {
+		r.raised = false
+	}
+	return true
 }
 
 // stamp writes the risk after an anomaly at r.atMs onto an.

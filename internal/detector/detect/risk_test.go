@@ -226,3 +226,40 @@ func TestFmtHalfLife(t *testing.T) {
 		}
 	}
 }
+
+// TestFalsePositiveTakesBackRisk: a false-positive verdict on one of the
+// anomalies that added up takes back what it added (decayed to the
+// latest anomaly), which ends the episode; the same verdict again, or
+// one on an anomaly the risk does not remember, changes nothing.
+func TestFalsePositiveTakesBackRisk(t *testing.T) {
+	set := testSettings()
+	set.Risk = DefaultRiskSettings()
+	p := NewProcessor(set, nil, nil)
+	p.part(0).agents["agent-a"] = &agentState{id: "agent-a"}
+	for i, kind := range []string{anomaly.Behaviour, anomaly.OffHours, anomaly.Drift} {
+		end := t0 + int64(i)*hourMs
+		p.emit(anomaly.Anomaly{V: anomaly.Version, AgentID: "agent-a", Kind: kind, WindowStartMs: end - 60_000, WindowEndMs: end, Severity: "medium"})
+	}
+	a := p.parts[0].agents["agent-a"]
+	if a.risk.value < 8 || a.risk.sinceMs == 0 {
+		t.Fatalf("three medium anomalies: risk %g since %d; want at or above the level", a.risk.value, a.risk.sinceMs)
+	}
+	s := &set.Risk
+	want := a.risk.value - s.decay(3, hourMs) // the off_hours one, an hour before the latest
+	v := anomaly.Verdict{ID: "v1", AgentID: "agent-a", Kind: anomaly.OffHours, WindowStartMs: t0 + hourMs - 60_000, WindowEndMs: t0 + hourMs,
+		Verdict: anomaly.VerdictFalsePositive, AtMs: t0 + 3*hourMs}
+	if !p.ApplyVerdict(v) {
+		t.Fatal("the verdict was not applied")
+	}
+	if math.Abs(a.risk.value-want) > 1e-9 || a.risk.sinceMs != 0 || len(a.risk.hits) != 2 {
+		t.Fatalf("after the verdict: risk %g (want %g), since %d, %d hits", a.risk.value, want, a.risk.sinceMs, len(a.risk.hits))
+	}
+	if p.ApplyVerdict(v) {
+		t.Error("the same verdict applied twice")
+	}
+	other := v
+	other.ID, other.WindowEndMs = "v2", t0-5*hourMs
+	if p.ApplyVerdict(other) || math.Abs(a.risk.value-want) > 1e-9 {
+		t.Errorf("a verdict on an anomaly the risk does not remember changed it to %g", a.risk.value)
+	}
+}
