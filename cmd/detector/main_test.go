@@ -17,6 +17,7 @@ func TestCommandLine(t *testing.T) {
 		{Args: []string{"eval"}, Code: 2, Err: "needs a subcommand: nab, scenarios"},
 		{Args: []string{"eval", "scenarioes"}, Code: 2, Err: `did you mean "scenarios"?`},
 		{Args: []string{"eval", "nab"}, Code: 2, Err: "needs --data"},
+		{Args: []string{"eval", "nab", "--data=nab", "--out=out", "--split=test"}, Code: 2, Err: "want one of all, tune, holdout"},
 		{Args: []string{"backfill"}, Code: 2, Err: "needs --from"},
 		{Args: []string{"backfill", "--from=2026-11-02", "--to=2026-11-01"}, Code: 2, Err: "must be after --from"},
 		{Args: []string{"backfill", "--from=tuesday"}, Code: 2, Err: "neither RFC 3339 nor YYYY-MM-DD"},
