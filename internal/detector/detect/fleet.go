@@ -47,7 +47,7 @@ type fleetGauge struct {
 // (baseline.Series with Settings.Fleet, DefaultSeriesParams by default);
 // an anomaly is raised when a point's reported score reaches the series'
 // AlertScore (3, p <= 0.001; NAB's standard-profile threshold,
-// 0.0076 × 300 ≈ 2.3, is slightly more lenient), with three differences
+// 0.0082 × 300 ≈ 2.5, is slightly more lenient), with three differences
 // the detector needs:
 //
 //   - only increases page: a point below what the series expected (a
