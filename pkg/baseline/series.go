@@ -144,7 +144,9 @@ func (p SeriesParams) Validate() error {
 // Fisher/Tippett rule, and the same poisoning guard. On top it keeps a
 // short-term average of the surprise judged against its own long-run
 // distribution, so a series that is always noisy does not page and a
-// sustained change that no single point shows does.
+// sustained change that no single point shows does; and a count of its own
+// recent reports that stretches the quiet period after the next one, so a
+// series that pages often pages less.
 //
 // The zero value is an empty Series. It is not safe for concurrent use.
 type Series struct {
