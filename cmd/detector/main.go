@@ -22,6 +22,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
 	"github.com/agentwatch/agentwatch/internal/platform/timeflag"
 	"github.com/agentwatch/agentwatch/internal/tools/eval"
+	"github.com/agentwatch/agentwatch/internal/tools/nab"
 	"github.com/agentwatch/agentwatch/internal/tools/sim"
 	"github.com/agentwatch/agentwatch/pkg/baseline"
 )
@@ -122,6 +123,7 @@ func evalCommand() *cobra.Command {
 
 func evalNABCommand() *cobra.Command {
 	o := eval.NABOptions{Params: baseline.DefaultSeriesParams()}
+	var split string
 	cmd := &cobra.Command{
 		Use:   "nab --data NAB_DIR --out DIR",
 		Short: "Score the Numenta Anomaly Benchmark with the detector's series model",
@@ -133,18 +135,24 @@ func evalNABCommand() *cobra.Command {
 			if _, err := cli.LoadConfig(cmd); err != nil {
 				return err
 			}
+			sp, err := nab.ParseSplit(split)
+			if err != nil {
+				return cli.Usagef("--split: %v", err)
+			}
+			o.Split = sp
 			o.Progress = cmd.ErrOrStderr()
 			res, err := eval.RunNAB(cmd.Context(), o)
 			if err != nil {
 				return err
 			}
-			return eval.WriteNABSummary(cmd.OutOrStdout(), res, o.Out, len(o.Only) > 0)
+			return eval.WriteNABSummary(cmd.OutOrStdout(), res, o.Out, len(o.Only) > 0 || sp != nab.SplitAll)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Data, "data", "", "the NAB corpus: a directory with data/, labels/ and config/ (required)")
 	f.StringVar(&o.Out, "out", "", "write results CSVs and plots here (required)")
 	f.StringSliceVar(&o.Only, "only", nil, "score only these files (category/file.csv), for a quick run")
+	f.StringVar(&split, "split", "all", "score this part of the corpus: all (and print the tune and holdout parts too), tune (the files parameters are chosen on) or holdout")
 	return cmd
 }
 

@@ -20,6 +20,7 @@ func TestCommandLine(t *testing.T) {
 		{Args: []string{"eval", "scenarios", "--help"}, Code: 0, Out: "--low-and-slow-repeat"},
 		{Args: []string{"eval", "scenarios", "--batch-job-rate=0"}, Code: 2, Err: "--batch-job-rate must be positive"},
 		{Args: []string{"eval", "scenarios", "--low-and-slow-repeat=0"}, Code: 2, Err: "--low-and-slow-repeat at least 1"},
+		{Args: []string{"eval", "nab", "--data=nab", "--out=out", "--split=test"}, Code: 2, Err: "want one of all, tune, holdout"},
 		{Args: []string{"backfill"}, Code: 2, Err: "needs --from"},
 		{Args: []string{"backfill", "--from=2026-11-02", "--to=2026-11-01"}, Code: 2, Err: "must be after --from"},
 		{Args: []string{"backfill", "--from=tuesday"}, Code: 2, Err: "neither RFC 3339 nor YYYY-MM-DD"},

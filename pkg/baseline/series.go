@@ -29,8 +29,15 @@ type SeriesParams struct {
 	// AnomalousWeight is the training weight of a point scored anomalous,
 	// as Params.AnomalousWeight (the poisoning guard).
 	AnomalousWeight float64
-	// AlertScore is the Score at or above which a point is anomalous.
+	// AlertScore is the reported score at or above which a point is an
+	// alert: the fleet gauge pages at it.
 	AlertScore float64
+	// GuardScore is the Score at or above which a point is anomalous: it
+	// trains with AnomalousWeight, starts the refractory period, counts
+	// towards a change point and towards the series' report count. It is
+	// below AlertScore so that the guard holds before a point is worth a
+	// page.
+	GuardScore float64
 	// RecentHalfLife is the half-life, in points, of the decaying maximum
 	// of recent scores that a score must top to be reported: one change is
 	// one detection.
@@ -40,7 +47,19 @@ type SeriesParams struct {
 	SettlePoints int
 	// Refractory is how many points after an anomalous report nothing is
 	// reported: a change's rising scores are one detection, not a burst.
+	// It is the quiet period of a series that has not reported lately;
+	// ReportRefractory lengthens it for one that has.
 	Refractory int
+	// ReportHalfLife is the half-life, in points, of the series' count of
+	// its own recent anomalous reports (after SettlePoints).
+	ReportHalfLife float64
+	// ReportRefractory calibrates the report rule per series: after a
+	// report, a series waits Refractory × (1 + ReportRefractory × its
+	// recent report count) points before it reports again. A bursty
+	// series that has paged often must be quiet for longer, a smooth one
+	// that never paged reports the next change as soon as before (0: the
+	// same Refractory for every series).
+	ReportRefractory float64
 	// PredictorSlack: predictors whose residual scale is within this
 	// factor of the best one's also get a say (the least surprised wins).
 	PredictorSlack float64
@@ -64,13 +83,16 @@ func DefaultSeriesParams() SeriesParams {
 		Clip:               4,
 		MinRelScale:        0.01,
 		Warmup:             60,
-		ShortPoints:        16,
+		ShortPoints:        20,
 		LikelihoodHalfLife: 800,
 		AnomalousWeight:    0.1,
 		AlertScore:         3,
-		RecentHalfLife:     3000,
+		GuardScore:         2,
+		RecentHalfLife:     2000,
 		SettlePoints:       500,
 		Refractory:         48,
+		ReportHalfLife:     10000,
+		ReportRefractory:   0.5,
 		PredictorSlack:     1.5,
 		SeasonRate:         0.02,
 		SeasonMinPoints:    20,
@@ -93,8 +115,13 @@ func (p SeriesParams) Validate() error {
 	pos("short_points", p.ShortPoints)
 	pos("likelihood_half_life", p.LikelihoodHalfLife)
 	pos("alert_score", p.AlertScore)
+	pos("guard_score", p.GuardScore)
 	pos("season_rate", p.SeasonRate)
 	pos("recent_half_life", p.RecentHalfLife)
+	pos("report_half_life", p.ReportHalfLife)
+	if !(p.ReportRefractory >= 0) || math.IsInf(p.ReportRefractory, 0) {
+		errs = append(errs, fmt.Errorf("report_refractory: must be a number >= 0, got %g", p.ReportRefractory))
+	}
 	if !(p.PredictorSlack >= 1) {
 		errs = append(errs, fmt.Errorf("predictor_slack: must be at least 1, got %g", p.PredictorSlack))
 	}
@@ -117,7 +144,9 @@ func (p SeriesParams) Validate() error {
 // Fisher/Tippett rule, and the same poisoning guard. On top it keeps a
 // short-term average of the surprise judged against its own long-run
 // distribution, so a series that is always noisy does not page and a
-// sustained change that no single point shows does.
+// sustained change that no single point shows does; and a count of its own
+// recent reports that stretches the quiet period after the next one, so a
+// series that pages often pages less.
 //
 // The zero value is an empty Series. It is not safe for concurrent use.
 type Series struct {
@@ -148,6 +177,10 @@ type Series struct {
 	run  int
 	// sinceReport counts points since the last anomalous report.
 	sinceReport int
+	// reports is the decaying count of the series' own anomalous reports
+	// (half-life ReportHalfLife): how often this series pages, which
+	// stretches its quiet period after the next one.
+	reports float64
 }
 
 // The predictors a Series weighs: the seasonal level, the previous value,
@@ -175,10 +208,11 @@ type SeriesResult struct {
 	// average is judged.
 	Surprise float64
 	// Reported is Score when it tops the decaying maximum of recent
-	// scores and no anomalous report came in the last Refractory points,
-	// else 0: one change is one detection.
+	// scores and the series has been quiet since its last anomalous
+	// report (Refractory points, longer for a series that reports often:
+	// ReportRefractory), else 0: one change is one detection.
 	Reported float64
-	// Anomalous: Score >= AlertScore.
+	// Anomalous: Score >= GuardScore.
 	Anomalous bool
 	// ChangePoint: this point completed ChangePoints anomalous points in a
 	// row and the series restarted its level from the recent values.
@@ -267,13 +301,18 @@ func (s *Series) Observe(p *SeriesParams, tMs int64, x float64) SeriesResult {
 		z := (s.avg - s.lik.m) / math.Sqrt(max(s.lik.v, 1e-6))
 		r.Score = scoreOf(lnNormalTail(z))
 	}
-	r.Anomalous = r.Score >= p.AlertScore
+	r.Anomalous = r.Score >= p.GuardScore
 	s.recent *= math.Exp2(-1 / p.RecentHalfLife)
+	s.reports *= math.Exp2(-1 / p.ReportHalfLife)
 	s.sinceReport++
-	if r.Score > s.recent+1 && s.sinceReport > p.Refractory {
+	quiet := float64(p.Refractory) * (1 + p.ReportRefractory*s.reports)
+	if r.Score > s.recent+1 && float64(s.sinceReport) > quiet {
 		r.Reported = r.Score
 		if r.Anomalous {
 			s.sinceReport = 0
+			if s.n >= float64(p.SettlePoints) {
+				s.reports++
+			}
 		}
 	}
 	// A young model's surprises say more about the model than about the

@@ -10,13 +10,16 @@ import (
 )
 
 // SeriesVersion is the serialisation version Series.AppendBinary writes as
-// the first byte. UnmarshalBinary reads this version only.
-const SeriesVersion = 1
+// the first byte. UnmarshalBinary reads it and version 1, the encoding
+// before the per-series report count: a version-1 series restores with no
+// recent reports, as if it had not paged for a long time.
+const SeriesVersion = 2
 
 // The Series encoding, little-endian: version (1 byte); 24 float64s (n,
 // last, level mean and variance, each predictor's residual mean and
 // variance, each predictor's residual count, mag, avg, lik mean and
-// variance, nLik, recent, fast mean and variance); run and sinceReport
+// variance, nLik, recent, fast mean and variance), then in version 2 a
+// 25th, the decaying count of recent reports; run and sinceReport
 // (uvarints); 48 seasonal float32s and 48 slot counts (uint16); then the
 // same-time-yesterday and last-week values, each as a count (uvarint) and
 // that many (key, value) pairs in increasing key order, the key as the
@@ -24,8 +27,9 @@ const SeriesVersion = 1
 // float64. The lags are most of it: with one point a minute, 1,440 and
 // 10,080 pairs, about 100 KB.
 const (
-	seriesFloats   = 12 + 3*numPredictors
-	seriesFixed    = 1 + 8*seriesFloats
+	seriesFloatsV1 = 12 + 3*numPredictors
+	seriesFloats   = seriesFloatsV1 + 1
+	seriesFixedV1  = 1 + 8*seriesFloatsV1
 	seriesProfile  = features.SlotsPerWeek * (4 + 2)
 	daySeconds     = 86_400
 	weekSeconds    = 7 * daySeconds
@@ -54,6 +58,7 @@ func (s *Series) floats() [seriesFloats]*float64 {
 		put(&s.nRes[k])
 	}
 	put(&s.mag, &s.avg, &s.lik.m, &s.lik.v, &s.nLik, &s.recent, &s.fast.m, &s.fast.v)
+	put(&s.reports) // version 2
 	return out
 }
 
@@ -97,23 +102,32 @@ func appendLags(dst []byte, m map[int32]float64) []byte {
 // short, long, unknown-version or out-of-range input with an error wrapping
 // ErrCorrupt, leaving s unchanged, and never panics.
 func (s *Series) UnmarshalBinary(b []byte) error {
-	if len(b) < seriesFixed {
-		return fmt.Errorf("%w: series of %d bytes, need at least %d", ErrCorrupt, len(b), seriesFixed)
+	if len(b) < seriesFixedV1 {
+		return fmt.Errorf("%w: series of %d bytes, need at least %d", ErrCorrupt, len(b), seriesFixedV1)
 	}
-	if b[0] != SeriesVersion {
-		return fmt.Errorf("%w: series version %d, this build reads %d", ErrCorrupt, b[0], SeriesVersion)
+	nf := seriesFloats
+	switch b[0] {
+	case SeriesVersion:
+	case 1:
+		nf = seriesFloatsV1
+	default:
+		return fmt.Errorf("%w: series version %d, this build reads 1 and %d", ErrCorrupt, b[0], SeriesVersion)
+	}
+	if len(b) < 1+8*nf {
+		return fmt.Errorf("%w: series of %d bytes, need at least %d", ErrCorrupt, len(b), 1+8*nf)
 	}
 	var out Series
 	le := binary.LittleEndian
 	off := 1
-	for i, x := range out.floats() {
+	fs := out.floats()
+	for i, x := range fs[:nf] {
 		*x = math.Float64frombits(le.Uint64(b[off:]))
 		off += 8
 		if math.IsNaN(*x) || math.IsInf(*x, 0) {
 			return fmt.Errorf("%w: series value %d is %g", ErrCorrupt, i, *x)
 		}
 	}
-	if out.n < 0 || out.level.v < 0 || out.lik.v < 0 || out.fast.v < 0 || out.nLik < 0 {
+	if out.n < 0 || out.level.v < 0 || out.lik.v < 0 || out.fast.v < 0 || out.nLik < 0 || out.reports < 0 {
 		return fmt.Errorf("%w: series counts or variances negative", ErrCorrupt)
 	}
 	for k := range out.res {

@@ -2,9 +2,12 @@ package baseline
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -99,6 +102,50 @@ func TestSeriesUnmarshalRejects(t *testing.T) {
 	bad("negative count", neg)
 }
 
+// TestSeriesReadsVersion1: testdata/series_v1.bin was written by the
+// version-1 encoding (before the per-series report count), from three days
+// of a noisy daily cycle with a planted jump. It still restores, with no
+// recent reports, and writes back as version 2: the same bytes with the
+// version byte changed and the report count (0) after the version-1 floats.
+func TestSeriesReadsVersion1(t *testing.T) {
+	v1, err := os.ReadFile(filepath.Join("testdata", "series_v1.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v1[0] != 1 {
+		t.Fatalf("fixture version %d, want 1", v1[0])
+	}
+	var s Series
+	if err := s.UnmarshalBinary(v1); err != nil {
+		t.Fatalf("version 1: %v", err)
+	}
+	if s.Points() != 3*288 || s.reports != 0 || len(s.lagDay) != 288 {
+		t.Fatalf("restored %d points, %g reports, %d lagged values; want 864, 0, 288", s.Points(), s.reports, len(s.lagDay))
+	}
+	want := append([]byte{SeriesVersion}, v1[1:seriesFixedV1]...)
+	want = binary.LittleEndian.AppendUint64(want, 0)
+	want = append(want, v1[seriesFixedV1:]...)
+	if got := s.AppendBinary(nil); !bytes.Equal(got, want) {
+		t.Fatalf("re-encoded as version 2: %d bytes, want %d, or contents differ", len(got), len(want))
+	}
+	// It goes on scoring: a fourth day like the others, then a jump that
+	// the restored series reports.
+	p := DefaultSeriesParams()
+	t0 := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC).UnixMilli() + 3*288*300_000
+	vals := daily(rand.New(rand.NewPCG(8, 9)), 288, 20, 3)
+	reported := false
+	for i, v := range vals {
+		if i >= 200 {
+			v += 80
+		}
+		r := s.Observe(&p, t0+int64(i)*300_000, v)
+		reported = reported || (i >= 200 && r.Reported >= p.AlertScore)
+	}
+	if !reported {
+		t.Fatal("a version-1 series restored did not report a jump of 80 (noise 3)")
+	}
+}
+
 func FuzzSeriesUnmarshal(f *testing.F) {
 	p := DefaultSeriesParams()
 	var s Series
@@ -113,6 +160,9 @@ func FuzzSeriesUnmarshal(f *testing.F) {
 		f.Add(s.AppendBinary(nil))
 	}
 	f.Add([]byte{SeriesVersion})
+	if v1, err := os.ReadFile(filepath.Join("testdata", "series_v1.bin")); err == nil {
+		f.Add(v1)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var s Series
 		if err := s.UnmarshalBinary(b); err != nil {

@@ -134,6 +134,50 @@ func TestSeriesReportsAChangeOnce(t *testing.T) {
 	}
 }
 
+// The report rule is calibrated per series: a series that pages often
+// (here a burst every 100 points) must stay quiet longer after each report
+// than one that never paged, so it pages less; a series that never paged
+// reports its first change exactly as fast as without the calibration.
+func TestSeriesReportRateStretchesQuiet(t *testing.T) {
+	calibrated := DefaultSeriesParams()
+	flat := calibrated
+	flat.ReportRefractory = 0
+	count := func(p *SeriesParams, v []float64, from int) (reports, first int) {
+		first = -1
+		for i, r := range feed(p, v) {
+			if i >= from && r.Reported >= p.AlertScore {
+				reports++
+				if first < 0 {
+					first = i
+				}
+			}
+		}
+		return reports, first
+	}
+	bursty := daily(rand.New(rand.NewPCG(9, 10)), 288*20, 20, 1)
+	for i := 1000; i < len(bursty); i += 100 {
+		for j := range 3 {
+			bursty[i+j] += 40
+		}
+	}
+	nCal, _ := count(&calibrated, bursty, 1000)
+	nFlat, _ := count(&flat, bursty, 1000)
+	if nFlat < 5 || nCal >= nFlat {
+		t.Errorf("bursty series: %d reports calibrated, %d with one refractory for all; want fewer calibrated (and the bursts reported at all)", nCal, nFlat)
+	}
+
+	smooth := daily(rand.New(rand.NewPCG(11, 12)), 288*10, 20, 1)
+	for i := 288 * 7; i < len(smooth); i++ {
+		smooth[i] += 25
+	}
+	_, firstCal := count(&calibrated, smooth, 288*3)
+	_, firstFlat := count(&flat, smooth, 288*3)
+	if firstCal < 288*7 || firstCal > 288*7+5 || firstCal != firstFlat {
+		t.Errorf("smooth series: first report at %d calibrated, %d flat; want both within 5 points of the change at %d", firstCal, firstFlat, 288*7)
+	}
+	t.Logf("bursty: %d reports calibrated, %d flat", nCal, nFlat)
+}
+
 func TestSeriesIgnoresNaNAndInf(t *testing.T) {
 	p := DefaultSeriesParams()
 	var s Series
@@ -154,8 +198,9 @@ func TestSeriesParamsValidate(t *testing.T) {
 	}
 	p := DefaultSeriesParams()
 	p.HalfLife, p.AnomalousWeight, p.PredictorSlack = 0, 2, 0.5
+	p.ReportHalfLife, p.ReportRefractory = 0, -1
 	err := p.Validate()
-	for _, want := range []string{"half_life", "anomalous_weight", "predictor_slack"} {
+	for _, want := range []string{"half_life", "anomalous_weight", "predictor_slack", "report_half_life", "report_refractory"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not name %s", err, want)
 		}

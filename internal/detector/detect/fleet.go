@@ -46,8 +46,9 @@ type fleetGauge struct {
 // increase. The series are the code the NAB evaluation scores
 // (baseline.Series with Settings.Fleet, DefaultSeriesParams by default);
 // an anomaly is raised when a point's reported score reaches the series'
-// AlertScore (NAB's standard-profile threshold, 0.0098 × 300 ≈ 2.9, is
-// the same operating point), with three differences the detector needs:
+// AlertScore (3, p <= 0.001; NAB's standard-profile threshold,
+// 0.0082 × 300 ≈ 2.5, is slightly more lenient), with three differences
+// the detector needs:
 //
 //   - only increases page: a point below what the series expected (a
 //     holiday, a quiet night, a partition losing agents) is learnt, never

@@ -27,6 +27,9 @@ type NABOptions struct {
 	Out string
 	// Only restricts the run to these files ("category/file.csv").
 	Only []string
+	// Split restricts the run to a part of the corpus (nab.Splits; "" is
+	// the whole corpus). Parameters are chosen on nab.SplitTune.
+	Split nab.Split
 	// Params are the series parameters: one set for every file.
 	Params baseline.SeriesParams
 	// Plots names the files to plot; nil picks a few.
@@ -57,6 +60,24 @@ type NABResult struct {
 	Windows int
 	Elapsed time.Duration
 	Plots   []string
+	// Parts are the whole corpus, its tuning part and its held-out part
+	// (nab.Splits), each scored on its own windows; empty when the run
+	// scored a subset (NABOptions.Only or Split).
+	Parts []NABPart
+}
+
+// NABPart is the NAB score of one part of the corpus (nab.Split), by NAB's
+// method applied to that part alone: its own windows, its own null and
+// perfect detectors, its own best threshold per profile.
+type NABPart struct {
+	Split                  nab.Split
+	Files, Points, Windows int
+	Report                 nab.Report
+	// AtTune is the held-out part scored at the thresholds NAB's sweep
+	// picked on the tuning part, the stricter reading of "held out"
+	// (the threshold too was chosen without these files). Only for
+	// nab.SplitHoldout.
+	AtTune *nab.Report
 }
 
 // ScoreSeries streams one series through a fresh baseline.Series, a point
@@ -82,6 +103,12 @@ func RunNAB(ctx context.Context, o NABOptions) (NABResult, error) {
 	c, err := nab.Load(o.Data, o.Only...)
 	if err != nil {
 		return NABResult{}, err
+	}
+	whole := len(o.Only) == 0 && (o.Split == "" || o.Split == nab.SplitAll)
+	if o.Split != "" {
+		if c = c.Subset(o.Split); len(c.Series) == 0 {
+			return NABResult{}, fmt.Errorf("nab: no file of the %s part in this corpus", o.Split)
+		}
 	}
 	scores := make(map[string][]float64, len(c.Series))
 	var mu sync.Mutex
@@ -132,6 +159,11 @@ func RunNAB(ctx context.Context, o NABOptions) (NABResult, error) {
 		res.Points += len(s.Values)
 		res.Windows += len(s.Windows)
 	}
+	if whole {
+		if res.Parts, err = scoreParts(c, scores); err != nil {
+			return NABResult{}, err
+		}
+	}
 	if o.Out != "" {
 		plots := o.Plots
 		if plots == nil {
@@ -155,4 +187,84 @@ func RunNAB(ctx context.Context, o NABOptions) (NABResult, error) {
 	}
 	res.Elapsed = time.Since(began)
 	return res, nil
+}
+
+// scoreParts scores the corpus's parts (nab.Splits) one by one, and the
+// held-out part again at the tuning part's thresholds. A part with no
+// labelled window is left out.
+func scoreParts(c *nab.Corpus, scores map[string][]float64) ([]NABPart, error) {
+	var parts []NABPart
+	tuneThr := map[string]float64{}
+	for _, sp := range nab.Splits {
+		sub := c.Subset(sp)
+		part := NABPart{Split: sp, Files: len(sub.Series)}
+		sc := make(map[string][]float64, len(sub.Series))
+		for _, s := range sub.Series {
+			sc[s.Name] = scores[s.Name]
+			part.Points += len(s.Values)
+			part.Windows += len(s.Windows)
+		}
+		if part.Windows == 0 {
+			// NAB's normalisation divides by the part's windows: a part
+			// without any (a reduced corpus) has no score.
+			continue
+		}
+		rep, err := nab.ScoreCorpus(sub, sc)
+		if err != nil {
+			return nil, fmt.Errorf("nab %s part: %w", sp, err)
+		}
+		part.Report = rep
+		switch sp {
+		case nab.SplitTune:
+			for _, p := range rep.Profiles {
+				tuneThr[p.Name] = p.Threshold
+			}
+		case nab.SplitHoldout:
+			if len(tuneThr) == 0 {
+				break
+			}
+			at, err := nab.ScoreCorpusAt(sub, sc, tuneThr)
+			if err != nil {
+				return nil, fmt.Errorf("nab %s part at the tuning thresholds: %w", sp, err)
+			}
+			part.AtTune = &at
+		}
+		parts = append(parts, part)
+	}
+	return parts, nil
+}
+
+// writeNABParts writes the parts' scores as a markdown table, then one
+// line per part and profile.
+func writeNABParts(w io.Writer, parts []NABPart) {
+	if len(parts) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nParts of the corpus (%d files held out, listed in internal/tools/nab/split.go), each scored by NAB's method on its own windows:\n\n", len(nab.HoldoutFiles))
+	fmt.Fprintln(w, "| part | files | windows | Standard | Reward low FP | Reward low FN |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
+	row := func(name string, p NABPart, r nab.Report) {
+		e := r.Entry("")
+		fmt.Fprintf(w, "| %s | %d | %d | %.1f | %.1f | %.1f |\n", name, p.Files, p.Windows, e.Standard, e.LowFP, e.LowFN)
+	}
+	for _, p := range parts {
+		row(string(p.Split), p, p.Report)
+		if p.AtTune != nil {
+			row(string(p.Split)+" at the tune thresholds", p, *p.AtTune)
+		}
+	}
+	fmt.Fprintln(w)
+	for _, p := range parts {
+		reps := []nab.Report{p.Report}
+		names := []string{string(p.Split)}
+		if p.AtTune != nil {
+			reps, names = append(reps, *p.AtTune), append(names, string(p.Split)+"@tune")
+		}
+		for i, r := range reps {
+			for _, pr := range r.Profiles {
+				fmt.Fprintf(w, "%-12s %-20s threshold %.4f  TP %d  FP %d  FN %d  raw %.2f (null %.2f, perfect %.2f)\n",
+					names[i], pr.Name, pr.Threshold, pr.TP, pr.FP, pr.FN, pr.Raw, pr.Null, pr.Perfect)
+			}
+		}
+	}
 }

@@ -205,6 +205,27 @@ func ScoreCorpus(c *Corpus, scores map[string][]float64) (Report, error) {
 	return rep, nil
 }
 
+// ScoreCorpusAt scores a detector on c as ScoreCorpus does, but at the
+// given threshold per profile instead of the one NAB's sweep would pick on
+// c: to judge a held-out part at the thresholds chosen on the tuning part.
+// A profile without a threshold in thresholds is swept as in ScoreCorpus.
+func ScoreCorpusAt(c *Corpus, scores map[string][]float64, thresholds map[string]float64) (Report, error) {
+	pr, err := prepare(c, scores)
+	if err != nil {
+		return Report{}, err
+	}
+	var rep Report
+	for _, name := range profileOrder(c.Profiles) {
+		p := c.Profiles[name]
+		thr, ok := thresholds[name]
+		if !ok {
+			thr, _ = sweep(pr.points, pr.scorable, p)
+		}
+		rep.Profiles = append(rep.Profiles, pr.at(name, p, thr))
+	}
+	return rep, nil
+}
+
 // prepared is a detector's scores on a corpus, checked and laid out for
 // scoring under any profile.
 type prepared struct {
