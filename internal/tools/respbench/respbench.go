@@ -125,7 +125,8 @@ type Report struct {
 	Handled []time.Duration
 	// Consumer is, per anomaly, from its fetch to its offset committed.
 	// The consumer handles what one fetch brings together and marks and
-	// commits in the background every 100ms, so this includes that wait.
+	// commits in the background every respond.DefaultFlushEvery (500ms),
+	// so this includes that wait.
 	// SeenTime and CommitTime are the total time spent in the handled-set
 	// (outbox.Seen) calls and in Kafka offset commits.
 	Consumer             []time.Duration
