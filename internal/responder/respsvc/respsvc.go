@@ -45,7 +45,7 @@ import (
 
 // auditGap is the least time between two audit inserts under load
 // (audit.NewSpacedBatcher).
-const auditGap = 100 * time.Millisecond
+const auditGap = 250 * time.Millisecond
 
 // Options change how New assembles the responder. The zero value is what
 // `responder run` runs: the stores of cfg's mode, a consumer-group reader
@@ -222,8 +222,8 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		// one-row inserts during a burst. An insert of the 19-column table
 		// cost the server about 30ms of CPU however few rows it held, so
 		// under load they start at most every auditGap: ClickHouse's share
-		// then stays near 0.3 core whatever the rate of actions, which
-		// wait up to auditGap more each.
+		// then stays near 0.12 core per instance whatever the rate of
+		// actions, which wait up to auditGap more each.
 		batcher := audit.NewSpacedBatcher(deps.Audit, 10*time.Millisecond, auditGap, 1000)
 		r.closers = append(r.closers, batcher.Close)
 		deps.Audit = batcher
