@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -100,7 +101,9 @@ func (c *multiCommitter) flush(b *multiBatch) {
 		var err error
 		for p, recs := range b.parts {
 			n += len(recs)
-			err = cmpErr(err, res[p].err)
+			if err == nil {
+				err = res[p].err
+			}
 		}
 		c.observe(n, err)
 	}
@@ -108,13 +111,6 @@ func (c *multiCommitter) flush(b *multiBatch) {
 	c.flushing = false
 	b.done, b.res = true, res
 	c.cond.Broadcast()
-}
-
-func cmpErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // writeRetrying writes parts and writes again the partitions whose write
@@ -165,15 +161,8 @@ func produceParts(ctx context.Context, client *kafkago.Client, tr *kafkago.Trans
 		return out
 	}
 	req := &produceAPI.Request{Acks: int16(kafkago.RequireAll), Timeout: timeoutMs(ctx), Topics: []produceAPI.RequestTopic{{Topic: topic}}}
-	ps := slices.Sorted(func(yield func(int32) bool) {
-		for p := range parts {
-			if !yield(p) {
-				return
-			}
-		}
-	})
 	now := time.Now()
-	for _, p := range ps {
+	for _, p := range slices.Sorted(maps.Keys(parts)) {
 		krs, err := kafkaRecords(parts[p], now)
 		if err != nil {
 			out[p] = partResult{err: fmt.Errorf("write to %s/%d: %w", topic, p, err)}
