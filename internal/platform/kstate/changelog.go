@@ -3,7 +3,6 @@ package kstate
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -19,8 +18,7 @@ type Changelog struct {
 	tr     *kafkago.Transport
 	parts  int
 
-	mu   sync.Mutex
-	coms map[int32]*committer
+	com *multiCommitter
 }
 
 // OpenChangelog connects to the changelog topic, which must exist.
@@ -33,7 +31,12 @@ func OpenChangelog(ctx context.Context, cfg Config) (*Changelog, error) {
 		return nil, fmt.Errorf("open changelog: %w", err)
 	}
 	client, tr := cfg.Security.Client(cfg.Brokers, cfg.timeout())
-	return &Changelog{cfg: cfg, client: client, tr: tr, parts: n, coms: make(map[int32]*committer)}, nil
+	c := &Changelog{cfg: cfg, client: client, tr: tr, parts: n}
+	c.com = newMultiCommitter(cfg.timeout(), func(ctx context.Context, parts map[int32][]Record) map[int32]partResult {
+		return produceParts(ctx, client, tr, cfg.Topic, parts)
+	})
+	c.com.observe = cfg.Metrics.observer(cfg.Topic)
+	return c, nil
 }
 
 // Partitions returns the topic's partition count.
@@ -90,8 +93,8 @@ func (c *Changelog) Restore(ctx context.Context, p int32, fn func(Record) error)
 }
 
 // Append writes recs to partition p, in order, and returns once they are
-// durable. Appends that arrive while another is being written to p are
-// written together.
+// durable. Appends that arrive while another is being written, to any
+// partition, are written together in one produce request (per leader).
 func (c *Changelog) Append(ctx context.Context, p int32, recs ...Record) error {
 	if err := c.check(p); err != nil {
 		return err
@@ -102,17 +105,7 @@ func (c *Changelog) Append(ctx context.Context, p int32, recs ...Record) error {
 	if err := c.cfg.fenced(); err != nil {
 		return fmt.Errorf("changelog %s/%d: write refused: %w", c.cfg.Topic, p, err)
 	}
-	c.mu.Lock()
-	com, ok := c.coms[p]
-	if !ok {
-		com = newCommitter(c.cfg.timeout(), func(ctx context.Context, recs []Record) (int64, error) {
-			return produce(ctx, c.client, c.cfg.Topic, p, recs)
-		})
-		com.observe = c.cfg.Metrics.observer(c.cfg.Topic)
-		c.coms[p] = com
-	}
-	c.mu.Unlock()
-	if _, err := com.append(ctx, recs); err != nil {
+	if _, err := c.com.append(ctx, p, recs); err != nil {
 		return fmt.Errorf("changelog %s: %w", c.cfg.Topic, err)
 	}
 	return nil

@@ -176,16 +176,9 @@ func boundsOnce(ctx context.Context, client *kafkago.Client, topic string, p int
 // produce writes recs to partition p with acks from every in-sync replica
 // and returns the offset of the first.
 func produce(ctx context.Context, client *kafkago.Client, topic string, p int32, recs []Record) (int64, error) {
-	krs := make([]kafkago.Record, len(recs))
-	now := time.Now()
-	for i, r := range recs {
-		if r.Key == "" {
-			return 0, fmt.Errorf("write to %s/%d: a record needs a key", topic, p)
-		}
-		krs[i] = kafkago.Record{Time: now, Key: kafkago.NewBytes([]byte(r.Key))}
-		if len(r.Value) > 0 {
-			krs[i].Value = kafkago.NewBytes(r.Value)
-		}
+	krs, err := kafkaRecords(recs, time.Now())
+	if err != nil {
+		return 0, fmt.Errorf("write to %s/%d: %w", topic, p, err)
 	}
 	res, err := client.Produce(ctx, &kafkago.ProduceRequest{
 		Topic: topic, Partition: int(p), RequiredAcks: kafkago.RequireAll,
@@ -198,6 +191,21 @@ func produce(ctx context.Context, client *kafkago.Client, topic string, p int32,
 		return 0, fmt.Errorf("write %d records to %s/%d: %w", len(recs), topic, p, err)
 	}
 	return res.BaseOffset, nil
+}
+
+// kafkaRecords converts recs for a produce request, stamped now.
+func kafkaRecords(recs []Record, now time.Time) ([]kafkago.Record, error) {
+	krs := make([]kafkago.Record, len(recs))
+	for i, r := range recs {
+		if r.Key == "" {
+			return nil, errors.New("a record needs a key")
+		}
+		krs[i] = kafkago.Record{Time: now, Key: kafkago.NewBytes([]byte(r.Key))}
+		if len(r.Value) > 0 {
+			krs[i].Value = kafkago.NewBytes(r.Value)
+		}
+	}
+	return krs, nil
 }
 
 // reader reads partition p of topic from offset.

@@ -16,6 +16,7 @@ import (
 type Batcher struct {
 	inner Store
 	wait  time.Duration
+	gap   time.Duration
 	max   int
 	reqs  chan batchReq
 	stop  chan struct{}
@@ -32,13 +33,24 @@ type batchReq struct {
 // it, and one insert holds at most maxRecords records (defaults 10ms and
 // 1000). Close stops it.
 func NewBatcher(inner Store, wait time.Duration, maxRecords int) *Batcher {
+	return NewSpacedBatcher(inner, wait, 0, maxRecords)
+}
+
+// NewSpacedBatcher is NewBatcher whose inserts also start at least gap
+// apart (unless one fills up to maxRecords): an Append made soon after an
+// insert began waits for the gap to end, gathering the others meanwhile.
+// Under load that bounds the inserts to one per gap whatever the rate of
+// records, since each insert costs the database about the same however
+// few rows it holds (a part written, then merged); when records are
+// sparse an Append still waits only wait.
+func NewSpacedBatcher(inner Store, wait, gap time.Duration, maxRecords int) *Batcher {
 	if wait <= 0 {
 		wait = 10 * time.Millisecond
 	}
 	if maxRecords <= 0 {
 		maxRecords = 1000
 	}
-	b := &Batcher{inner: inner, wait: wait, max: maxRecords, reqs: make(chan batchReq), stop: make(chan struct{}), done: make(chan struct{})}
+	b := &Batcher{inner: inner, wait: wait, gap: max(gap, 0), max: maxRecords, reqs: make(chan batchReq), stop: make(chan struct{}), done: make(chan struct{})}
 	go b.loop()
 	return b
 }
@@ -83,6 +95,7 @@ func (b *Batcher) Close() error {
 
 func (b *Batcher) loop() {
 	defer close(b.done)
+	var lastStart time.Time
 	for {
 		var first batchReq
 		select {
@@ -92,7 +105,11 @@ func (b *Batcher) loop() {
 		}
 		reqs := []batchReq{first}
 		n := len(first.recs)
-		timer := time.NewTimer(b.wait)
+		wait := b.wait
+		if d := time.Until(lastStart.Add(b.gap)); d > wait {
+			wait = d
+		}
+		timer := time.NewTimer(wait)
 	collect:
 		for n < b.max {
 			select {
@@ -112,6 +129,7 @@ func (b *Batcher) loop() {
 		}
 		// The insert must not depend on one caller's context: it holds
 		// everyone's records.
+		lastStart = time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		err := b.inner.Append(ctx, all...)
 		cancel()

@@ -57,3 +57,51 @@ func TestBatcherGroupsConcurrentAppends(t *testing.T) {
 		t.Errorf("append after close: %v", err)
 	}
 }
+
+func TestSpacedBatcherStartsInsertsAGapApartUnderLoad(t *testing.T) {
+	inner := &countingStore{}
+	const gap = 100 * time.Millisecond
+	b := NewSpacedBatcher(inner, 5*time.Millisecond, gap, 1000)
+	defer b.Close()
+	rec := func(i int) Record {
+		return Record{ID: fmt.Sprintf("r%d", i), AtMs: int64(i + 1), Actor: Actor{Kind: ActorAutomatic}, Action: "revoke", Result: ResultOK}
+	}
+	// Sparse: an Append after a quiet spell waits only for wait.
+	start := time.Now()
+	if err := b.Append(t.Context(), rec(0)); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took >= gap {
+		t.Errorf("a lone append took %s, want about the 5ms wait", took)
+	}
+	time.Sleep(gap) // the next insert may start at once
+	// Load: 20 writers appending one record every 2ms for 450ms.
+	inner.appends.Store(0)
+	start = time.Now()
+	var wg sync.WaitGroup
+	for w := range 20 {
+		wg.Go(func() {
+			for i := 0; time.Since(start) < 450*time.Millisecond; i++ {
+				if err := b.Append(t.Context(), rec(1000*(w+1)+i)); err != nil {
+					t.Error(err)
+					return
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	// One insert per gap, plus the first (which starts at once) and the
+	// last (which may start after the writers stopped).
+	if n, most := inner.appends.Load(), int32(took/gap)+2; n > most {
+		t.Errorf("%d inserts in %s, want at most %d: one per %s", n, took.Round(time.Millisecond), most, gap)
+	}
+	got, err := b.Query(t.Context(), Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) < 20 {
+		t.Fatalf("stored %d records", len(got))
+	}
+}

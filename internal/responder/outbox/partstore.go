@@ -57,9 +57,17 @@ type PartStore struct {
 	seq     int64
 	entries map[string]Entry
 	// byState indexes entries by state, so that the Worker's frequent
-	// List of the open entries costs what is open, not what is kept.
-	byState map[State]map[string]struct{}
+	// List of the open entries costs what is open, not what is kept; it
+	// holds what List sorts and filters by, so that List looks up only
+	// the entries it returns.
+	byState map[State]map[string]stateRef
 	parts   map[int32]*partState
+}
+
+// stateRef is what byState keeps of an entry.
+type stateRef struct {
+	seq  int64
+	part int32
 }
 
 // partState is what the store knows of one partition it holds.
@@ -91,7 +99,7 @@ func NewPartStore(cl partstate.Changelog, opts PartOptions) *PartStore {
 		opts.Now = time.Now
 	}
 	s := &PartStore{cl: cl, opts: opts, changes: make(chan struct{}, 1), seed: maphash.MakeSeed(),
-		entries: map[string]Entry{}, byState: map[State]map[string]struct{}{}, parts: map[int32]*partState{}}
+		entries: map[string]Entry{}, byState: map[State]map[string]stateRef{}, parts: map[int32]*partState{}}
 	s.cond = sync.NewCond(&s.mu)
 	return s
 }
@@ -207,10 +215,10 @@ func (s *PartStore) setLocked(e Entry) {
 	s.entries[e.Key] = e
 	idx := s.byState[e.State]
 	if idx == nil {
-		idx = map[string]struct{}{}
+		idx = map[string]stateRef{}
 		s.byState[e.State] = idx
 	}
-	idx[e.Key] = struct{}{}
+	idx[e.Key] = stateRef{seq: e.Seq, part: e.Partition}
 }
 
 // dropLocked removes the entry of key.
@@ -333,20 +341,22 @@ func (s *PartStore) List(ctx context.Context, states ...State) ([]Entry, error) 
 		key string
 	}
 	var refs []ref
-	add := func(key string) {
-		e := s.entries[key]
-		if ps := s.parts[e.Partition]; ps != nil && ps.active {
-			refs = append(refs, ref{e.Seq, key})
-		}
+	active := map[int32]bool{}
+	for p, ps := range s.parts {
+		active[p] = ps.active
 	}
 	if len(states) == 0 {
-		for k := range s.entries {
-			add(k)
+		for k, e := range s.entries {
+			if active[e.Partition] {
+				refs = append(refs, ref{e.Seq, k})
+			}
 		}
 	} else {
 		for _, st := range slices.Compact(slices.Sorted(slices.Values(states))) {
-			for k := range s.byState[st] {
-				add(k)
+			for k, r := range s.byState[st] {
+				if active[r.part] {
+					refs = append(refs, ref{r.seq, k})
+				}
 			}
 		}
 	}

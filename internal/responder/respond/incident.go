@@ -246,7 +246,6 @@ func (s *incidents) index(in *Incident) {
 // none within window. It returns a copy of the incident and whether it is
 // new. Joining an anomaly already in the incident changes nothing.
 func (s *incidents) join(a anomaly.Anomaly, now time.Time, window time.Duration) (Incident, bool, error) {
-	defer s.lockPart(a.AgentID)()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// The incident a joins: the agent's latest, a fleet event's, or a new
@@ -283,24 +282,11 @@ func (s *incidents) join(a anomaly.Anomaly, now time.Time, window time.Duration)
 		}
 	}
 	s.index(in)
+	out := in.clone() // what this change queued (see update)
 	if err := s.saveLocked(in, nowMs); err != nil {
 		return Incident{}, false, err
 	}
-	return in.clone(), created, nil
-}
-
-// lockPart serializes the changes of agentID's partition in the
-// distributed mode, where saveLocked writes to the changelog without s.mu
-// held: changes of one incident then reach the changelog in the order
-// they were made, while other partitions' writes go on. In the file mode
-// it does nothing (s.mu orders the journal's lines).
-func (s *incidents) lockPart(agentID string) (unlock func()) {
-	if s.log == nil {
-		return func() {}
-	}
-	m := &s.log.partMu[s.log.partOf(agentID)]
-	m.Lock()
-	return m.Unlock
+	return out, created, nil
 }
 
 // groupIncident returns the incident a share of a fleet-wide event belongs
@@ -334,13 +320,6 @@ func sortShares(as []anomaly.Anomaly) {
 
 // update applies fn to the incident id and saves.
 func (s *incidents) update(id string, now time.Time, fn func(*Incident)) (Incident, error) {
-	if s.log != nil {
-		cur, ok := s.get(id)
-		if !ok {
-			return Incident{}, fmt.Errorf("incident %q: %w", id, errNoIncident)
-		}
-		defer s.lockPart(cur.AgentID)() // an incident's agent never changes
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.waitFree(id)
@@ -349,10 +328,13 @@ func (s *incidents) update(id string, now time.Time, fn func(*Incident)) (Incide
 		return Incident{}, fmt.Errorf("incident %q: %w", id, errNoIncident)
 	}
 	fn(in)
+	// The copy is what this change queued: with the write grouped,
+	// another change may meanwhile alter the incident in memory.
+	out := in.clone()
 	if err := s.saveLocked(in, now.UnixMilli()); err != nil {
 		return Incident{}, err
 	}
-	return in.clone(), nil
+	return out, nil
 }
 
 // get returns a copy of the incident id.
@@ -392,16 +374,19 @@ func (s *incidents) list() []Incident {
 // superseded lines dominate.
 func (s *incidents) saveLocked(in *Incident, nowMs int64) error {
 	if s.log != nil {
-		// Written with s.mu released, so that other partitions' changes
-		// (and readers) go on meanwhile; lockPart keeps this partition's
-		// changes in order. s.mu is held again on return.
+		// Queued under s.mu, so the incident's states reach the
+		// changelog in the order they were made, and waited for with
+		// s.mu released, so that other changes (and readers) go on
+		// meanwhile and join the same write. s.mu is held again on
+		// return.
 		b, err := json.Marshal(in)
 		if err != nil {
 			return fmt.Errorf("encode incident: %w", err)
 		}
+		wait := s.log.queue(in.ID, in.AgentID, b)
 		s.mu.Unlock()
 		defer s.mu.Lock()
-		return s.log.write(in.ID, in.AgentID, b)
+		return wait()
 	}
 	if s.j == nil {
 		return nil
@@ -479,7 +464,6 @@ func (in *Incident) clone() Incident {
 // open records an incident under id for a manual run (it joins no other
 // incident). Opening an id that exists changes nothing.
 func (s *incidents) open(id string, a anomaly.Anomaly, now time.Time) error {
-	defer s.lockPart(a.AgentID)()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.waitFree(id)

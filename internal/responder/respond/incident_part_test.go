@@ -3,6 +3,8 @@ package respond
 import (
 	"context"
 	"encoding/json"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,5 +83,112 @@ func TestPartIncidentsRestoreRevokeAndTombstones(t *testing.T) {
 		if _, ok := b.get(revoked.ID); !ok {
 			t.Error("an incident of another partition was dropped")
 		}
+	}
+}
+
+// gatedChangelog holds every Append until the test lets it go, so that
+// changes pile up behind one write.
+type gatedChangelog struct {
+	*partstate.MemChangelog
+	gate    chan struct{}
+	mu      sync.Mutex
+	appends int
+}
+
+func (g *gatedChangelog) Append(ctx context.Context, p int32, recs ...partstate.Record) error {
+	g.mu.Lock()
+	g.appends++
+	g.mu.Unlock()
+	<-g.gate
+	return g.MemChangelog.Append(ctx, p, recs...)
+}
+
+func (g *gatedChangelog) count() int { g.mu.Lock(); defer g.mu.Unlock(); return g.appends }
+
+func TestPartIncidentChangesMadeDuringAWriteShareTheNextOneAndKeepTheirOrder(t *testing.T) {
+	ctx := context.Background()
+	const n = 2
+	mem := partstate.NewMemChangelog(n)
+	cl := &gatedChangelog{MemChangelog: mem, gate: make(chan struct{})}
+	partOf := func(string) int32 { return 1 }
+	s := newPartIncidents(cl, partOf)
+	own := partstate.NewOwner(cl, nil, s)
+	if err := own.Assign(ctx, []int32{0, 1}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	// The first change is written while the others queue behind it.
+	joined := make(chan Incident, 1)
+	go func() {
+		in, _, err := s.join(anomaly.Anomaly{ID: "a-1", AgentID: "agent-1"}, now, time.Hour)
+		if err != nil {
+			t.Error(err)
+		}
+		joined <- in
+	}()
+	for cl.count() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	// The incident exists in memory once join queued it.
+	var id string
+	for id == "" {
+		if in, ok := s.latest("agent-1"); ok {
+			id = in.ID
+		}
+		time.Sleep(time.Millisecond)
+	}
+	const changes = 20
+	var wg sync.WaitGroup
+	returned := make(chan int, changes)
+	for i := range changes {
+		wg.Go(func() {
+			if _, err := s.update(id, now, func(in *Incident) { in.Snapshots = append(in.Snapshots, strconv.Itoa(i)) }); err != nil {
+				t.Error(err)
+			}
+			returned <- i
+		})
+	}
+	wg.Go(func() {
+		if _, _, err := s.join(anomaly.Anomaly{ID: "b-1", AgentID: "agent-2"}, now, time.Hour); err != nil {
+			t.Error(err)
+		}
+	})
+	// Every change is made in memory (and so queued) while the first
+	// write is held; none of them has returned.
+	for {
+		in, _ := s.get(id)
+		_, other := s.latest("agent-2")
+		if len(in.Snapshots) == changes && other {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if len(returned) != 0 {
+		t.Fatal("a change returned before it was written")
+	}
+	close(cl.gate)
+	wg.Wait()
+	<-joined
+	if got := cl.count(); got != 2 {
+		t.Errorf("%d writes, want 2: the first change's, then one for the 21 made meanwhile", got)
+	}
+	recs := mem.Records(1)
+	if len(recs) != 3 {
+		t.Fatalf("%d records, want 3 (the first state, then the last state of each incident)", len(recs))
+	}
+	var last Incident
+	if err := json.Unmarshal(mem.Live(1)["i/"+id], &last); err != nil {
+		t.Fatal(err)
+	}
+	if len(last.Snapshots) != changes {
+		t.Errorf("the incident's last record holds %d of the %d changes", len(last.Snapshots), changes)
+	}
+	// A new owner restores the incident with every change.
+	b := newPartIncidents(mem, partOf)
+	if err := partstate.NewOwner(mem, nil, b).Assign(ctx, []int32{0, 1}); err != nil {
+		t.Fatal(err)
+	}
+	if in, ok := b.get(id); !ok || len(in.Snapshots) != changes {
+		t.Errorf("restored incident has %d changes (found %v), want %d", len(in.Snapshots), ok, changes)
 	}
 }

@@ -29,11 +29,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/agentwatch/agentwatch/internal/platform/bus"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/platform/kafka"
+	"github.com/agentwatch/agentwatch/internal/platform/kstate"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/respond"
 	"github.com/agentwatch/agentwatch/internal/responder/respsvc"
@@ -123,7 +125,8 @@ type Report struct {
 	Handled []time.Duration
 	// Consumer is, per anomaly, from its fetch to its offset committed.
 	// The consumer handles what one fetch brings together and marks and
-	// commits in the background every 100ms, so this includes that wait.
+	// commits in the background every respond.DefaultFlushEvery (500ms),
+	// so this includes that wait.
 	// SeenTime and CommitTime are the total time spent in the handled-set
 	// (outbox.Seen) calls and in Kafka offset commits.
 	Consumer             []time.Duration
@@ -143,6 +146,16 @@ type Report struct {
 	// NotAlerted describes up to 20 agents whose alert never arrived:
 	// the agent and what Slack did receive that names it.
 	NotAlerted []string
+	// StateWrites are, per state topic, the records written and the
+	// produce requests that carried them while the anomalies were
+	// measured (every instance together): what the responder costs Kafka.
+	StateWrites []TopicWrites
+}
+
+// TopicWrites counts the writes to one state topic.
+type TopicWrites struct {
+	Topic             string
+	Records, Requests int64
 }
 
 // Target is the revocation latency the benchmark checks, the
@@ -178,6 +191,10 @@ func (r Report) String() string {
 		r.SeenTime.Round(time.Millisecond), r.CommitTime.Round(time.Millisecond))
 	fmt.Fprintf(&b, "Kong received %d requests (%d DELETEs); Slack %d posts (%d alerts, the rest thread notes)\n",
 		r.KongRequests, r.KongDeletes, r.SlackPosts, r.SlackAlerts)
+	for _, w := range r.StateWrites {
+		fmt.Fprintf(&b, "state topic %s: %d records in %d produce requests (%.2f records, %.2f requests per anomaly)\n",
+			w.Topic, w.Records, w.Requests, float64(w.Records)/float64(max(r.Anomalies, 1)), float64(w.Requests)/float64(max(r.Anomalies, 1)))
+	}
 	if miss := r.Anomalies - len(r.Revoked); miss > 0 {
 		fmt.Fprintf(&b, "MISSING: %d revocations never reached Kong\n", miss)
 	}
@@ -758,6 +775,10 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 		log = slog.New(slog.DiscardHandler)
 	}
 	tr := newTimings()
+	// One registry for every instance's state-topic series: the writes
+	// they make together.
+	stateReg := prometheus.NewRegistry()
+	stateMetrics := kstate.NewMetrics(stateReg)
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, len(g.instances))
@@ -765,7 +786,8 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 		// The benchmark's registry and secrets; no API and no metrics
 		// endpoint (newConfig leaves their addresses empty).
 		ro := respsvc.Options{Log: log.With("instance", i), Getenv: getenv, WrapSeen: wrapSeen,
-			Registry: respond.RegistryFunc(func() *inventory.Registry { return reg }), Instance: fmt.Sprintf("respbench-%d", i)}
+			Registry: respond.RegistryFunc(func() *inventory.Registry { return reg }), Instance: fmt.Sprintf("respbench-%d", i),
+			StateMetrics: stateMetrics}
 		if in.reader != nil {
 			deps := in.deps
 			ro.Stores, ro.Reader = &deps, &timedReader{Reader: in.reader, timings: tr}
@@ -834,6 +856,7 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 	tr.mu.Lock()
 	tr.commits = 0
 	tr.mu.Unlock()
+	writesBefore := stateWrites(stateReg)
 	if seen != nil {
 		seen.mu.Lock()
 		seen.took = 0
@@ -951,6 +974,7 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 	// Let the thread notes that follow the revocations land before the
 	// counts (they are not measured).
 	time.Sleep(200 * time.Millisecond)
+	rep.StateWrites = writesSince(writesBefore, stateWrites(stateReg))
 	if err := stopped(); err != nil {
 		return rep, err
 	}
@@ -1050,4 +1074,41 @@ func RunSteps(ctx context.Context, o Options, rates []float64, d time.Duration, 
 		}
 	}
 	return s, nil
+}
+
+// stateWrites reads the records and produce requests per state topic from
+// kstate's batch histogram in reg.
+func stateWrites(reg *prometheus.Registry) map[string]TopicWrites {
+	out := map[string]TopicWrites{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		return out
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "agentwatch_state_write_batch_records" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var topic string
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "topic" {
+					topic = l.GetValue()
+				}
+			}
+			h := m.GetHistogram()
+			out[topic] = TopicWrites{Topic: topic, Records: int64(h.GetSampleSum()), Requests: int64(h.GetSampleCount())}
+		}
+	}
+	return out
+}
+
+// writesSince is after minus before, per topic, sorted by topic.
+func writesSince(before, after map[string]TopicWrites) []TopicWrites {
+	var out []TopicWrites
+	for topic, a := range after {
+		b := before[topic]
+		out = append(out, TopicWrites{Topic: topic, Records: a.Records - b.Records, Requests: a.Requests - b.Requests})
+	}
+	slices.SortFunc(out, func(x, y TopicWrites) int { return strings.Compare(x.Topic, y.Topic) })
+	return out
 }
