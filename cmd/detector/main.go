@@ -22,6 +22,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/platform/pipeline"
 	"github.com/agentwatch/agentwatch/internal/platform/timeflag"
 	"github.com/agentwatch/agentwatch/internal/tools/eval"
+	"github.com/agentwatch/agentwatch/internal/tools/sim"
 	"github.com/agentwatch/agentwatch/pkg/baseline"
 )
 
@@ -153,6 +154,8 @@ func evalScenariosCommand() *cobra.Command {
 		seeds    []uint
 		start    string
 		falseOut string
+		long     bool
+		plan     = sim.DefaultLongPlan()
 	)
 	cmd := &cobra.Command{
 		Use:   "scenarios",
@@ -171,6 +174,13 @@ func evalScenariosCommand() *cobra.Command {
 				return err
 			}
 			o.Start, o.Settings, o.Progress = st, detect.SettingsFrom(cfg), cmd.ErrOrStderr()
+			if plan.BatchRate <= 0 {
+				return cli.Usagef("--batch-job-rate must be positive, got %g", plan.BatchRate)
+			}
+			if !long {
+				plan = sim.LongPlan{}
+			}
+			o.Long = &plan
 			ss := make([]uint64, len(seeds))
 			for i, seed := range seeds {
 				ss[i] = uint64(seed)
@@ -186,5 +196,7 @@ func evalScenariosCommand() *cobra.Command {
 	f.StringVar(&start, "start", "2026-10-05", "simulated start (a Monday, YYYY-MM-DD)")
 	f.Int32Var(&o.Partitions, "partitions", 4, "events-topic partitions to key agents to")
 	f.StringVar(&falseOut, "false-alerts", "", "write the false alerts as JSON lines to this file (seed appended to the name)")
+	f.BoolVar(&long, "low-and-slow", true, "add low-and-slow incidents (2, 3 and 4 times an agent's calls for 2, 4 and 8 hours) and benign long changes (a new hourly batch job, a rollout that doubles an agent's calls)")
+	f.Float64Var(&plan.BatchRate, "batch-job-rate", sim.BatchRate, "the new batch job's burst rate, in times the agent's peak rate")
 	return cmd
 }

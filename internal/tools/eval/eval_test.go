@@ -14,7 +14,9 @@ import (
 	"github.com/agentwatch/agentwatch/internal/detector/detect"
 	"github.com/agentwatch/agentwatch/internal/platform/config"
 	"github.com/agentwatch/agentwatch/internal/tools/nab"
+	"github.com/agentwatch/agentwatch/internal/tools/scenario"
 	"github.com/agentwatch/agentwatch/internal/tools/sim"
+	"github.com/agentwatch/agentwatch/pkg/anomaly"
 	"github.com/agentwatch/agentwatch/pkg/attack"
 	"github.com/agentwatch/agentwatch/pkg/baseline"
 )
@@ -142,6 +144,37 @@ func TestScenarioShortRunShape(t *testing.T) {
 			t.Errorf("table lacks %q", want)
 		}
 	}
+	// The low-and-slow incidents and benign long changes: apart from the
+	// kinds, every speed and length once, and their own tables.
+	if len(r.LowAndSlow) != 9 || len(r.Long) != 2 {
+		t.Fatalf("%d low-and-slow incidents and %d long changes; want 9 and 2", len(r.LowAndSlow), len(r.Long))
+	}
+	for _, l := range r.LowAndSlow {
+		if l.Caught != (l.First != "") || (l.Caught && (l.Minutes < 1 || l.Minutes > int(l.Incident.End.Sub(l.Incident.Start).Minutes())+2)) {
+			t.Errorf("%s: caught %v, first %q after %d min", l.Incident.ID, l.Caught, l.First, l.Minutes)
+		}
+		if !strings.Contains(b.String(), "| "+l.Incident.ID+" | "+l.Incident.Agent) {
+			t.Errorf("no low-and-slow row for %s", l.Incident.ID)
+		}
+	}
+	if c, n, _ := r.LowAndSlowSummary(3, 2*time.Hour); n != 6 || c > n {
+		t.Errorf("low-and-slow >=3x for >=2h: %d of %d", c, n)
+	}
+	longAlerts := 0
+	for _, l := range r.Long {
+		if len(l.PerAgent) != 1 {
+			t.Errorf("%s concerns %v", l.ID, l.PerAgent)
+		}
+		longAlerts += l.Alerts()
+	}
+	if longAlerts > r.False {
+		t.Errorf("%d alerts about long changes, more than the %d false alerts", longAlerts, r.False)
+	}
+	for _, want := range []string{"low-and-slow ≥3× for ≥2 h: caught", "| new_batch_job", "| traffic_rollout", "of which about the agents of benign long changes"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q", want)
+		}
+	}
 	// Three history days are little warm-up; the rules still catch most
 	// kinds at once.
 	if caught < 7 {
@@ -165,5 +198,35 @@ func TestClassAccuracy(t *testing.T) {
 		if c, ok := TrueClass[k]; !ok || !attack.Known(string(c)) || c == attack.Unclassified {
 			t.Errorf("TrueClass[%s] = %q", k, c)
 		}
+	}
+}
+
+// Time to detect a low-and-slow incident counts to the end of the first
+// alert's window, so an alert over a long window that began before the
+// incident is not instant; the summary takes only the speeds and lengths
+// asked for.
+func TestLowAndSlowTimeToDetect(t *testing.T) {
+	start := time.Date(2026, 10, 19, 10, 0, 0, 0, time.UTC)
+	inc := sim.Incident{ID: "low_and_slow-1", Kind: sim.LowAndSlow, Agent: "a", Start: start, End: start.Add(2 * time.Hour), Multiplier: 3}
+	ms := func(d time.Duration) int64 { return start.Add(d).UnixMilli() }
+	c := scenario.Catch{Incident: inc, Caught: true, Anomalies: []anomaly.Anomaly{
+		{AgentID: "a", Kind: "behaviour", WindowStartMs: ms(50 * time.Minute), WindowEndMs: ms(51 * time.Minute)},
+		{AgentID: "a", Kind: "accumulated", WindowStartMs: ms(-30 * time.Minute), WindowEndMs: ms(44*time.Minute + 30*time.Second)},
+	}}
+	l := lowSlowResult(c, "hr")
+	if !l.Caught || l.Minutes != 45 || l.First != "accumulated" || l.Role != "hr" {
+		t.Errorf("lowSlowResult = %+v; want caught after 45 min by accumulated", l)
+	}
+	r := ScenarioReport{LowAndSlow: []LowSlowResult{
+		l,
+		{Incident: sim.Incident{Multiplier: 2, Start: start, End: start.Add(8 * time.Hour)}, Caught: true, Minutes: 300},
+		{Incident: sim.Incident{Multiplier: 4, Start: start, End: start.Add(4 * time.Hour)}, Caught: true, Minutes: 15},
+		{Incident: sim.Incident{Multiplier: 3, Start: start, End: start.Add(8 * time.Hour)}},
+	}}
+	if c, n, m := r.LowAndSlowSummary(3, 2*time.Hour); c != 2 || n != 3 || m != 30 {
+		t.Errorf("summary >=3x >=2h: %d of %d, median %g; want 2 of 3, 30", c, n, m)
+	}
+	if c, n, m := r.LowAndSlowSummary(0, 0); c != 3 || n != 4 || m != 45 {
+		t.Errorf("summary of all: %d of %d, median %g; want 3 of 4, 45", c, n, m)
 	}
 }

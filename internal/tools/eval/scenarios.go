@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -54,6 +55,9 @@ type ScenarioOptions struct {
 	Settings detect.Settings
 	// Progress gets a line per simulated day; nil for none.
 	Progress io.Writer
+	// Long is the plan of low-and-slow incidents and benign long changes;
+	// nil means sim.DefaultLongPlan(), &sim.LongPlan{} none.
+	Long *sim.LongPlan
 }
 
 // KindResult is the outcome for one incident kind.
@@ -84,6 +88,48 @@ type BenignResult struct {
 	Grouped, PerAgent, Fleet int
 }
 
+// LowSlowResult is the outcome of one low-and-slow incident.
+type LowSlowResult struct {
+	Incident sim.Incident
+	Role     string
+	Caught   bool
+	// Minutes is the time to detect: from the incident's start to the end
+	// of the window of its first alert (the earliest window end among the
+	// alerts that belong to it), in whole minutes rounded up. It is taken
+	// from the window's end, not its start, so an alert whose evidence
+	// window began before the incident does not count as instant.
+	Minutes int
+	// First is the kind of that first alert; Kinds every kind raised for
+	// it; Class the attack class its card would name (attack.Lead).
+	First string
+	Kinds []string
+	Class attack.Class
+}
+
+// LongBenignResult says how a benign long change (a new batch job, a
+// rollout that multiplies traffic for good) was reported: the per-agent
+// alerts about each agent it concerns, from its start to the end of the
+// run, that belong to no incident (all of them false alerts). The target
+// is at most one per agent concerned.
+type LongBenignResult struct {
+	sim.Benign
+	Role string
+	// PerAgent counts those alerts by agent (every agent concerned has an
+	// entry); Kinds by anomaly kind; First is the window start of the first.
+	PerAgent map[string]int
+	Kinds    map[string]int
+	First    time.Time
+}
+
+// Alerts is the number of alerts about the change, over its agents.
+func (b LongBenignResult) Alerts() int {
+	n := 0
+	for _, k := range b.PerAgent {
+		n += k
+	}
+	return n
+}
+
 // ScenarioReport is the result of one scenario run.
 type ScenarioReport struct {
 	Seed                            uint64
@@ -107,7 +153,31 @@ type ScenarioReport struct {
 	// FalseAlerts are the per-agent and fleet alerts that belong to no
 	// incident or outage.
 	FalseAlerts []anomaly.Anomaly
-	Elapsed     time.Duration
+	// LowAndSlow are the low-and-slow incidents, apart from Kinds (they
+	// do not count in its numbers: caught, time to detect, card class);
+	// Long the benign long changes, apart from Benign. Alerts about either
+	// count in Alerts, Matched and False as any others.
+	LowAndSlow []LowSlowResult
+	Long       []LongBenignResult
+	Elapsed    time.Duration
+}
+
+// LowAndSlowSummary counts the low-and-slow incidents of at least minMult
+// times the calls lasting at least minLen, those caught, and their median
+// time to detect in minutes.
+func (r ScenarioReport) LowAndSlowSummary(minMult float64, minLen time.Duration) (caught, total int, medianMin float64) {
+	var ms []int
+	for _, l := range r.LowAndSlow {
+		if l.Incident.Multiplier < minMult || l.Incident.End.Sub(l.Incident.Start) < minLen {
+			continue
+		}
+		total++
+		if l.Caught {
+			caught++
+			ms = append(ms, l.Minutes)
+		}
+	}
+	return caught, total, median(ms)
 }
 
 // Precision is the share of alerts that belong to an incident, over the
@@ -170,7 +240,11 @@ func RunScenario(ctx context.Context, o ScenarioOptions) (ScenarioReport, error)
 	if o.Partitions <= 0 {
 		o.Partitions = 4
 	}
-	sc := sim.EvalScenario(o.Seed, o.Start, o.Agents, o.HistoryDays, o.TestDays)
+	plan := sim.DefaultLongPlan()
+	if o.Long != nil {
+		plan = *o.Long
+	}
+	sc := sim.EvalScenarioPlan(o.Seed, o.Start, o.Agents, o.HistoryDays, o.TestDays, plan)
 	s, err := sim.New(sc.Config)
 	if err != nil {
 		return ScenarioReport{}, fmt.Errorf("simulator: %w", err)
@@ -289,7 +363,15 @@ func RunScenario(ctx context.Context, o ScenarioOptions) (ScenarioReport, error)
 	for _, k := range sim.AllIncidentKinds {
 		byKind[k] = &KindResult{Kind: k}
 	}
+	roleOf := func(id string) string {
+		a, _ := s.Registry().Lookup(id)
+		return string(a.Role)
+	}
 	for _, c := range catches {
+		if c.Incident.Kind == sim.LowAndSlow {
+			r.LowAndSlow = append(r.LowAndSlow, lowSlowResult(c, roleOf(c.Incident.Agent)))
+			continue
+		}
 		k := byKind[c.Incident.Kind]
 		k.Incidents++
 		if c.Caught {
@@ -320,6 +402,27 @@ func RunScenario(ctx context.Context, o ScenarioOptions) (ScenarioReport, error)
 	// not judged.
 	for _, b := range benign {
 		if b.Start.Before(sc.TestStart) {
+			continue
+		}
+		if slices.Contains(sim.LongBenignKinds, b.Kind) {
+			lr := LongBenignResult{Benign: b, PerAgent: map[string]int{}, Kinds: map[string]int{}}
+			if len(b.Agents) > 0 {
+				lr.Role = roleOf(b.Agents[0])
+			}
+			for _, id := range b.Agents {
+				lr.PerAgent[id] = 0
+			}
+			for i, a := range perAgent {
+				if _, ok := lr.PerAgent[a.AgentID]; !ok || matched[i] || a.WindowEndMs <= b.Start.UnixMilli() {
+					continue
+				}
+				if lr.Alerts() == 0 || a.WindowStartMs < lr.First.UnixMilli() {
+					lr.First = time.UnixMilli(a.WindowStartMs).UTC()
+				}
+				lr.PerAgent[a.AgentID]++
+				lr.Kinds[a.Kind]++
+			}
+			r.Long = append(r.Long, lr)
 			continue
 		}
 		br := BenignResult{Benign: b}
@@ -375,6 +478,24 @@ func RunScenario(ctx context.Context, o ScenarioOptions) (ScenarioReport, error)
 	return r, nil
 }
 
+// lowSlowResult judges the catch of a low-and-slow incident.
+func lowSlowResult(c scenario.Catch, role string) LowSlowResult {
+	l := LowSlowResult{Incident: c.Incident, Role: role, Caught: c.Caught, Kinds: c.Kinds}
+	if !c.Caught {
+		return l
+	}
+	first := c.Anomalies[0]
+	for _, a := range c.Anomalies[1:] {
+		if a.WindowEndMs < first.WindowEndMs || (a.WindowEndMs == first.WindowEndMs && a.Kind < first.Kind) {
+			first = a
+		}
+	}
+	l.First = first.Kind
+	l.Minutes = int(math.Ceil(float64(first.WindowEndMs-c.Incident.Start.UnixMilli()) / 60_000))
+	l.Class = attack.Lead(c.Anomalies)
+	return l
+}
+
 // WriteScenarioTable writes the report as markdown.
 func WriteScenarioTable(w io.Writer, r ScenarioReport) {
 	fmt.Fprintf(w, "Seed %d: %d agents of %d roles, %d history days then %d test days, %d events (%s).\n\n",
@@ -403,6 +524,13 @@ func WriteScenarioTable(w io.Writer, r ScenarioReport) {
 		r.Alerts, r.Alerts-r.Grouped-(r.Fleet-r.FleetGrouped), r.Grouped, r.Grouped-r.FleetGrouped, r.FleetGrouped, r.Fleet-r.FleetGrouped)
 	fmt.Fprintf(w, "| precision (per-agent and other fleet alerts that belong to an incident) | %.1f%% (%d of %d) |\n", 100*r.Precision(), r.Matched, r.Matched+r.False)
 	fmt.Fprintf(w, "| false alerts per 100 agent-days | %.2f (%d over %d agent-days) |\n", r.FalsePer100AgentDays(), r.False, r.Agents*r.TestDays)
+	if len(r.Long) > 0 {
+		n := 0
+		for _, b := range r.Long {
+			n += b.Alerts()
+		}
+		fmt.Fprintf(w, "| of which about the agents of benign long changes | %d |\n", n)
+	}
 	fmt.Fprintf(w, "| median time to detect | %.1f windows |\n", r.MedianWindows())
 	share, right, caught := r.ClassAccuracy()
 	fmt.Fprintf(w, "| caught incidents whose card names the right attack class | %.1f%% (%d of %d) |\n", 100*share, right, caught)
@@ -429,6 +557,100 @@ func WriteScenarioTable(w io.Writer, r ScenarioReport) {
 		sort.Strings(kinds)
 		fmt.Fprintf(w, "| false alerts by kind | %s |\n", strings.Join(kinds, ", "))
 	}
+	writeLowAndSlow(w, r)
+}
+
+// writeLowAndSlow writes the low-and-slow incidents' table and summary,
+// and the benign long changes' table, when the run has them.
+func writeLowAndSlow(w io.Writer, r ScenarioReport) {
+	if len(r.LowAndSlow) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Low-and-slow incidents: calls and bytes at a multiple of what the agent's own profile expects at that time, on its usual routes or on one sensitive route it is approved for (route named), inside its working hours. Time to detect: minutes from the start to the end of the first alert's window.")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| incident | agent (role) | calls × | bytes × | length | route | start | caught | time to detect (min) | first alert | all alert kinds | card class |")
+		fmt.Fprintln(w, "|---|---|---:|---:|---|---|---|---|---:|---|---|---|")
+		for _, l := range r.LowAndSlow {
+			inc := l.Incident
+			route, caught, ttd, first, class := "usual routes", "no", "–", "–", "–"
+			if inc.Route != "" {
+				route = "`" + inc.Route + "`"
+			}
+			if l.Caught {
+				caught, ttd, first, class = "yes", fmt.Sprint(l.Minutes), l.First, string(l.Class)
+			}
+			kinds := strings.Join(l.Kinds, ", ")
+			if kinds == "" {
+				kinds = "–"
+			}
+			fmt.Fprintf(w, "| %s | %s (%s) | %g | %.2g | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+				inc.ID, inc.Agent, l.Role, inc.Multiplier, inc.BytesMultiplier, hours(inc.End.Sub(inc.Start)), route,
+				inc.Start.Format("Mon Jan 2 15:04"), caught, ttd, first, kinds, class)
+		}
+		fmt.Fprintln(w)
+		c, n, med := r.LowAndSlowSummary(3, 2*time.Hour)
+		fmt.Fprintf(w, "low-and-slow ≥3× for ≥2 h: caught %d of %d, median time to detect %s\n\n", c, n, minutes(c, med))
+		c, n, med = r.LowAndSlowSummary(0, 0)
+		fmt.Fprintf(w, "low-and-slow, all speeds: caught %d of %d, median time to detect %s\n", c, n, minutes(c, med))
+	}
+	if len(r.Long) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Benign long changes: alerts about each agent concerned, from the change's start to the end of the run, that belong to no incident (all false; they count in the false alerts above). Target: at most one per agent.")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| benign change | agent (role) | from | alerts | first alert | alert kinds |")
+		fmt.Fprintln(w, "|---|---|---|---:|---|---|")
+		for _, b := range r.Long {
+			what := string(b.Kind)
+			switch b.Kind {
+			case sim.NewBatchJob:
+				what += fmt.Sprintf(" (%s of calls at %g× its peak rate every %s)", hours(sim.BatchBurst), b.Rate, hours(b.Every))
+			case sim.TrafficRollout:
+				what += fmt.Sprintf(" (%g× its calls)", b.Factor)
+			}
+			ids := make([]string, 0, len(b.PerAgent))
+			for id := range b.PerAgent {
+				ids = append(ids, id)
+			}
+			sort.Strings(ids)
+			agents := strings.Join(ids, ", ")
+			if len(ids) > 3 {
+				agents = fmt.Sprintf("%d agents", len(ids))
+			}
+			first, kinds := "–", "–"
+			if b.Alerts() > 0 {
+				first = b.First.Format("Mon Jan 2 15:04")
+				var ks []string
+				for k, n := range b.Kinds {
+					ks = append(ks, fmt.Sprintf("%s %d", k, n))
+				}
+				sort.Strings(ks)
+				kinds = strings.Join(ks, ", ")
+			}
+			alerts := fmt.Sprint(b.Alerts())
+			if len(ids) > 1 {
+				most := 0
+				for _, n := range b.PerAgent {
+					most = max(most, n)
+				}
+				alerts = fmt.Sprintf("%d (at most %d per agent)", b.Alerts(), most)
+			}
+			fmt.Fprintf(w, "| %s | %s (%s) | %s | %s | %s | %s |\n", what, agents, b.Role, b.Start.Format("Mon Jan 2 15:04"), alerts, first, kinds)
+		}
+	}
+}
+
+// hours renders a duration as "2 h", "90 min" or "5 min".
+func hours(d time.Duration) string {
+	if d%time.Hour == 0 {
+		return fmt.Sprintf("%d h", d/time.Hour)
+	}
+	return fmt.Sprintf("%d min", d/time.Minute)
+}
+
+func minutes(caught int, m float64) string {
+	if caught == 0 {
+		return "– (none caught)"
+	}
+	return fmt.Sprintf("%g min", m)
 }
 
 // bySeverity renders counts by severity, most severe first.

@@ -36,7 +36,7 @@ const (
 // promise wherever it is put.
 
 // BenignKinds lists every benign kind.
-var BenignKinds = []BenignKind{RoleRollout, Holiday, UpstreamOutage}
+var BenignKinds = []BenignKind{RoleRollout, Holiday, UpstreamOutage, NewBatchJob, TrafficRollout}
 
 // BenignSpec asks for one benign change.
 type BenignSpec struct {
@@ -49,8 +49,18 @@ type BenignSpec struct {
 	// Duration is how long it lasts: typically 24h for a Holiday (start it
 	// at midnight UTC), some minutes for an UpstreamOutage. For a
 	// RoleRollout, 0 means until the end of the run; a positive Duration
-	// rolls it back then (the route stays approved).
+	// rolls it back then (the route stays approved). NewBatchJob and
+	// TrafficRollout are the same: 0 means for good.
 	Duration time.Duration
+	// Agent is the agent a NewBatchJob or TrafficRollout concerns; ""
+	// means every registered agent of Role. The other kinds take none.
+	Agent string
+	// Factor is a TrafficRollout's multiplier of the agent's rate
+	// (0: 2). Every is how often a NewBatchJob runs (0: hourly), Rate its
+	// burst's rate in times the agent's peak rate (0: BatchRate).
+	Factor float64
+	Every  time.Duration
+	Rate   float64
 }
 
 // Benign is one injected benign change: a label a detector is scored
@@ -68,6 +78,14 @@ type Benign struct {
 	// Start and End bound the change; End is at most the end of the run.
 	Start time.Time
 	End   time.Time
+	// Agents are the agents a NewBatchJob or TrafficRollout concerns,
+	// Factor a TrafficRollout's multiplier, Every how often a
+	// NewBatchJob runs and Rate its burst's rate (times the agent's peak
+	// rate); empty for the other kinds.
+	Agents []string      `json:",omitempty"`
+	Factor float64       `json:",omitempty"`
+	Every  time.Duration `json:",omitempty"`
+	Rate   float64       `json:",omitempty"`
 }
 
 // maxRollouts is how many rollouts a role can have in one run: one per
@@ -99,7 +117,26 @@ func validateBenign(specs []BenignSpec, d time.Duration) []error {
 		if sp.Offset < 0 || sp.Offset >= d {
 			errs = append(errs, fmt.Errorf("%s.offset: must be in [0, %s), got %s", key, d, sp.Offset))
 		}
+		if sp.Agent != "" && !slices.Contains(LongBenignKinds, sp.Kind) {
+			errs = append(errs, fmt.Errorf("%s.agent: a %s concerns whole roles; leave agent empty", key, sp.Kind))
+		}
 		switch sp.Kind {
+		case NewBatchJob, TrafficRollout:
+			if sp.Agent == "" && sp.Role == "" {
+				errs = append(errs, fmt.Errorf("%s: a %s needs the agent (or the role) it concerns", key, sp.Kind))
+			}
+			if sp.Duration < 0 {
+				errs = append(errs, fmt.Errorf("%s.duration: must be >= 0 (0 = until the end), got %s", key, sp.Duration))
+			}
+			if sp.Factor != 0 && sp.Factor <= 1 {
+				errs = append(errs, fmt.Errorf("%s.factor: must be > 1 (0 = 2), got %g", key, sp.Factor))
+			}
+			if sp.Rate < 0 {
+				errs = append(errs, fmt.Errorf("%s.rate: must be >= 0 (0 = %g), got %g", key, BatchRate, sp.Rate))
+			}
+			if sp.Every != 0 && sp.Every < BatchBurst {
+				errs = append(errs, fmt.Errorf("%s.every: must be at least the %s burst (0 = hourly), got %s", key, BatchBurst, sp.Every))
+			}
 		case RoleRollout:
 			if sp.Role == "" {
 				errs = append(errs, fmt.Errorf("%s.role: a %s needs the role that rolls out", key, sp.Kind))
@@ -130,6 +167,8 @@ type benign struct {
 	op     *op
 	agents []*agent
 	share  []float64
+	// NewBatchJob: how often it runs.
+	every time.Duration
 }
 
 // resolveBenign turns specs (already validated) into benign changes. A
@@ -146,12 +185,17 @@ func (s *Simulator) resolveBenign(specs []BenignSpec) error {
 		b.Kind, b.Role = sp.Kind, sp.Role
 		b.Start = s.cfg.Start.Add(sp.Offset).UTC()
 		b.End = b.Start.Add(sp.Duration)
-		if (sp.Kind == RoleRollout && sp.Duration == 0) || b.End.After(end) {
+		if ((sp.Kind == RoleRollout || slices.Contains(LongBenignKinds, sp.Kind)) && sp.Duration == 0) || b.End.After(end) {
 			b.End = end.UTC()
 		}
 		b.from, b.to = b.Start.UnixMilli(), b.End.UnixMilli()
 		for k, r := range Roles {
 			b.roles[k] = sp.Role == "" || sp.Role == r
+		}
+		if slices.Contains(LongBenignKinds, sp.Kind) {
+			if err := s.resolveLong(b, sp); err != nil {
+				return fmt.Errorf("benign[%d]: %w", i, err)
+			}
 		}
 		if sp.Kind == RoleRollout {
 			b.op = rolloutOp(sp.Role, rolled[sp.Role])

@@ -51,7 +51,19 @@ type Scenario struct {
 // where the test days begin: start plus historyDays days. The result is
 // deterministic per seed, and different seeds move times and culprits. Days are 24-hour blocks; holidays and hours of day follow UTC
 // midnights, so start at a UTC midnight for whole calendar days.
+//
+// On top of that come DefaultLongPlan's low-and-slow incidents and benign
+// long changes (see EvalScenarioPlan).
 func EvalScenario(seed uint64, start time.Time, agents, historyDays, testDays int) Scenario {
+	return EvalScenarioPlan(seed, start, agents, historyDays, testDays, DefaultLongPlan())
+}
+
+// EvalScenarioPlan is EvalScenario with the given plan of low-and-slow
+// incidents and benign long changes (LongPlan{} for none), placed in the
+// test days as placeLong says. They are placed after everything else,
+// from a random stream of their own, so the other incidents and benign
+// changes are the same whatever the plan.
+func EvalScenarioPlan(seed uint64, start time.Time, agents, historyDays, testDays int, plan LongPlan) Scenario {
 	const day = 24 * time.Hour
 	if agents <= 0 {
 		agents = EvalAgents
@@ -196,6 +208,7 @@ func EvalScenario(seed uint64, start time.Time, agents, historyDays, testDays in
 			}
 		}
 	}
+	placeLong(&cfg, seed, plan, testStart, end, holidays, outFrom, outTo, busy)
 	return Scenario{cfg, testStart}
 }
 

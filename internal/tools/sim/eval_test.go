@@ -64,6 +64,8 @@ func checkScenario(t *testing.T, sc Scenario, agents, historyDays, testDays int)
 			if length < 3*time.Hour || length > 6*time.Hour {
 				t.Errorf("%s: %s lasts %s; want 3-6h", name(), inc.ID, length)
 			}
+		case LowAndSlow:
+			checkLowAndSlow(t, s, sc, inc, name())
 		default:
 			if length < 10*time.Minute || length > 30*time.Minute {
 				t.Errorf("%s: %s lasts %s; want 10-30 min", name(), inc.ID, length)
@@ -94,6 +96,36 @@ func checkScenario(t *testing.T, sc Scenario, agents, historyDays, testDays int)
 	if agents >= 200 && len(byAgent) != len(s.Incidents()) {
 		t.Errorf("%s: %d incidents on %d agents; want distinct culprits", name(), len(s.Incidents()), len(byAgent))
 	}
+	// Every speed and length of DefaultLongPlan where the days and the
+	// fleet leave room (they always do from 30 agents on).
+	if want := 9; counts[LowAndSlow] != want && (agents >= 30 || counts[LowAndSlow] > want) {
+		t.Errorf("%s: %d low-and-slow incidents; want %d", name(), counts[LowAndSlow], want)
+	}
+	speeds := map[[2]float64]int{}
+	for _, inc := range s.Incidents() {
+		if inc.Kind == LowAndSlow {
+			speeds[[2]float64{inc.Multiplier, inc.End.Sub(inc.Start).Hours()}]++
+		}
+	}
+	if agents >= 30 && len(speeds) != 9 {
+		t.Errorf("%s: low-and-slow speeds and lengths %v; want the 9 pairs", name(), speeds)
+	}
+	long := 0
+	for _, b := range s.BenignEvents() {
+		if !slices.Contains(LongBenignKinds, b.Kind) {
+			continue
+		}
+		long++
+		if len(b.Agents) != 1 || len(byAgent[b.Agents[0]]) != 0 || b.Start.Before(sc.TestStart) || !b.End.Equal(end) {
+			t.Errorf("%s: %s on %v from %s to %s; want one agent with no incident, from a test day for good", name(), b.ID, b.Agents, b.Start, b.End)
+		}
+		if a, _ := s.Registry().Lookup(b.Agents[0]); b.Kind == NewBatchJob && a.Role != RoleITOps {
+			t.Errorf("%s: batch job on %s, not an it_ops agent", name(), a.ID)
+		}
+	}
+	if agents >= 30 && long != 2 {
+		t.Errorf("%s: %d benign long changes; want a batch job and a rollout", name(), long)
+	}
 	kinds := func(before bool) map[BenignKind][]Benign {
 		out := map[BenignKind][]Benign{}
 		for _, b := range s.BenignEvents() {
@@ -104,6 +136,8 @@ func checkScenario(t *testing.T, sc Scenario, agents, historyDays, testDays int)
 		return out
 	}
 	hist, test := kinds(true), kinds(false)
+	delete(test, NewBatchJob)
+	delete(test, TrafficRollout)
 	if historyDays > 0 && (len(hist[RoleRollout]) != 1 || (historyDays >= 2) != (len(hist[Holiday]) == 1) || len(hist[UpstreamOutage]) != 0) {
 		t.Errorf("%s: history has %+v; want a rollout and (2 days or more) a holiday", name(), hist)
 	}
@@ -130,6 +164,35 @@ func checkScenario(t *testing.T, sc Scenario, agents, historyDays, testDays int)
 				t.Errorf("%s: %s overlaps the outage", name(), inc.ID)
 			}
 		}
+	}
+}
+
+// checkLowAndSlow checks a low-and-slow incident of an evaluation
+// scenario: in business hours of a weekday that is no holiday, by an agent
+// of a role that works them, and clear of the outage when the test days
+// leave room.
+func checkLowAndSlow(t *testing.T, s *Simulator, sc Scenario, inc Incident, name string) {
+	t.Helper()
+	day := inc.Start.Truncate(24 * time.Hour)
+	if inc.Start.Before(day.Add(8*time.Hour+30*time.Minute)) || inc.End.After(day.Add(17*time.Hour+30*time.Minute)) {
+		t.Errorf("%s: %s at %s..%s; want within 08:30-17:30", name, inc.ID, inc.Start, inc.End)
+	}
+	if wd := day.Weekday(); wd == time.Saturday || wd == time.Sunday {
+		t.Errorf("%s: %s on a %s", name, inc.ID, wd)
+	}
+	for _, b := range s.BenignEvents() {
+		if b.Kind == Holiday && b.Start.Equal(day) {
+			t.Errorf("%s: %s on a holiday", name, inc.ID)
+		}
+		if b.Kind == UpstreamOutage && sc.Duration-sc.History >= 3*24*time.Hour && inc.Start.Before(b.End.Add(time.Hour)) && b.Start.Before(inc.End.Add(time.Hour)) {
+			t.Errorf("%s: %s within an hour of the outage", name, inc.ID)
+		}
+	}
+	if a, _ := s.Registry().Lookup(inc.Agent); !slices.Contains(lowAndSlowRoles, a.Role) {
+		t.Errorf("%s: %s by %s of %s", name, inc.ID, a.ID, a.Role)
+	}
+	if l := inc.End.Sub(inc.Start); inc.Multiplier < 2 || inc.BytesMultiplier <= inc.Multiplier || (l != 2*time.Hour && l != 4*time.Hour && l != 8*time.Hour) {
+		t.Errorf("%s: %s at %gx calls, %gx bytes for %s", name, inc.ID, inc.Multiplier, inc.BytesMultiplier, l)
 	}
 }
 

@@ -86,8 +86,15 @@ type IncidentSpec struct {
 	// Duration is how long it lasts.
 	Duration time.Duration
 	// Rate is the incident's extra calls per minute (0 = the kind's
-	// default; for NewSourceAddress the agent's own peak rate).
+	// default; for NewSourceAddress the agent's own peak rate). LowAndSlow
+	// has none: its rate is relative (Multiplier).
 	Rate float64
+	// Multiplier and BytesMultiplier are a LowAndSlow's calls and bytes
+	// over what the agent's profile expects (0: 3 and 4/3 of Multiplier);
+	// Focus puts its excess on one sensitive route the agent is approved
+	// for and calls (its usual routes when it has none).
+	Multiplier, BytesMultiplier float64
+	Focus                       bool
 }
 
 // Incident is one injected incident: the label a detector is scored against.
@@ -105,6 +112,10 @@ type Incident struct {
 	// SourceIP is the new address of a NewSourceAddress incident, ""
 	// for the other kinds.
 	SourceIP string `json:",omitempty"`
+	// Multiplier and BytesMultiplier are a LowAndSlow's calls and bytes
+	// over the agent's expected ones; 0 for the other kinds.
+	Multiplier      float64 `json:",omitempty"`
+	BytesMultiplier float64 `json:",omitempty"`
 }
 
 type incident struct {
@@ -117,6 +128,8 @@ type incident struct {
 	to   int64      // Unix ms
 	seq  int        // calls so far, to vary recon paths
 	next int64      // Enumeration: the next id of a sequential walk; 0 for random ids
+	// scale multiplies the response sizes of a LowAndSlow's extra calls.
+	scale float64
 }
 
 // defaultRate is each kind's calls per minute. NewSourceAddress has none:
@@ -132,6 +145,7 @@ var defaultRate = map[IncidentKind]float64{
 	OutOfRoleSensitive: 4,
 	Enumeration:        20,
 	NewSourceAddress:   0,
+	LowAndSlow:         0,
 }
 
 // DefaultIncidents returns one incident of each kind spread over the second
@@ -210,6 +224,7 @@ var preferredRoles = map[IncidentKind][]Role{
 	// Roles with a numeric-id route among their ordinary ones.
 	Enumeration:      {RoleCustomerService, RoleHR, RoleITOps},
 	NewSourceAddress: {RoleFinance, RoleCustomerService, RoleITOps},
+	LowAndSlow:       lowAndSlowRoles,
 }
 
 // schedule resolves specs into incidents, picking distinct agents where the
@@ -225,7 +240,7 @@ func (s *Simulator) schedule(fleet *rand.Rand, specs []IncidentSpec) error {
 	counts := map[IncidentKind]int{}
 	for i, sp := range specs {
 		if _, ok := defaultRate[sp.Kind]; !ok {
-			return fmt.Errorf("incidents[%d].kind: unknown kind %q; use one of %v", i, sp.Kind, AllIncidentKinds)
+			return fmt.Errorf("incidents[%d].kind: unknown kind %q; use one of %v", i, sp.Kind, append(slices.Clone(AllIncidentKinds), LowAndSlow))
 		}
 		if sp.Duration <= 0 || sp.Offset < 0 {
 			return fmt.Errorf("incidents[%d]: offset must be >= 0 and duration > 0, got %s and %s", i, sp.Offset, sp.Duration)
@@ -238,6 +253,9 @@ func (s *Simulator) schedule(fleet *rand.Rand, specs []IncidentSpec) error {
 		inc := &incident{rate: sp.Rate, rng: s.traffic}
 		if addedKind(sp.Kind) {
 			rng, inc.rng = s.extra, s.extra
+		}
+		if sp.Kind == LowAndSlow {
+			rng, inc.rng = s.long, s.long
 		}
 		if inc.rate == 0 {
 			inc.rate = defaultRate[sp.Kind]
@@ -258,6 +276,10 @@ func (s *Simulator) schedule(fleet *rand.Rand, specs []IncidentSpec) error {
 		}
 		inc.Agent = inc.a.ID
 		switch sp.Kind {
+		case LowAndSlow:
+			if err := s.lowAndSlow(inc, sp); err != nil {
+				return fmt.Errorf("incidents[%d]: %w", i, err)
+			}
 		case OutOfRoleSensitive:
 			inc.op = foreignSensitiveOp(rng, inc.a)
 		case Enumeration:

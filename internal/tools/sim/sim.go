@@ -131,6 +131,9 @@ type Simulator struct {
 	// changes, added incident kinds), so a Config without them draws
 	// exactly what it drew before they existed.
 	extra *rand.Rand
+	// long drives the low-and-slow incidents and the benign long changes,
+	// added later still, for the same reason.
+	long *rand.Rand
 
 	agents    []*agent // registered first, in id order, then unregistered ones
 	registry  Registry
@@ -181,6 +184,7 @@ func New(cfg Config) (*Simulator, error) {
 		traffic: rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15)),
 		junk:    rand.New(rand.NewPCG(cfg.Seed, 0xd1b54a32d192ed03)),
 		extra:   rand.New(rand.NewPCG(cfg.Seed, extraStream)),
+		long:    rand.New(rand.NewPCG(cfg.Seed, longStream)),
 		minute:  cfg.Start.UnixMilli(),
 		end:     cfg.Start.Add(cfg.Duration).UnixMilli(),
 	}
@@ -320,7 +324,14 @@ func (s *Simulator) fill() {
 	if fx.on {
 		s.benignTraffic(&fx, &roleRate, from, to)
 	}
+	if len(s.benign) > 0 {
+		s.longTraffic(&fx, &roleRate, from, to)
+	}
 	for _, inc := range s.incidents {
+		if inc.Kind == LowAndSlow {
+			s.lowAndSlowTraffic(inc, &roleRate, from, to)
+			continue
+		}
 		s.incidentTraffic(inc, from, to)
 	}
 	// Sort small keys rather than the items: moving whole events made
