@@ -19,14 +19,15 @@ const Version = 2
 // (two float32 each), 48 seasonal int16s, 48 activity uint16s; from
 // version 2 on, the evidence: 48 rate float32s, 48 seen uint16s, 48 size int16s, the
 // recent observed and expected calls (float32), the tests' statistics (float32 each), the episode's obs, exp, bytes,
-// sizeDev and sizeN (float32) and lastEnd, since and alarmAt (int64). A
+// sizeDev and sizeN (float32) and lastEnd, since, alarmAt and paged
+// (int64). A
 // blob with fewer features than this build knows decodes with the missing
 // (newer) features empty.
 const (
 	headerSize   = 2 + 8 + 4 + 4
 	perFeature   = 2 * 8
 	profileSize  = features.SlotsPerWeek * 4
-	evidenceSize = features.SlotsPerWeek*(4+2+2) + 2*4 + numTests*4 + 5*4 + 3*8
+	evidenceSize = features.SlotsPerWeek*(4+2+2) + 2*4 + numTests*4 + 5*4 + 4*8
 )
 
 // EncodedSize is the length of AppendBinary's output.
@@ -77,7 +78,7 @@ func (ev *evidence) appendBinary(dst []byte) []byte {
 	for _, x := range [...]float32{ev.obs, ev.exp, ev.bytes, ev.sizeDev, ev.sizeN} {
 		dst = le.AppendUint32(dst, math.Float32bits(x))
 	}
-	for _, t := range [...]int64{ev.lastEnd, ev.since, ev.alarmAt} {
+	for _, t := range [...]int64{ev.lastEnd, ev.since, ev.alarmAt, ev.paged} {
 		dst = le.AppendUint64(dst, uint64(t))
 	}
 	return dst
@@ -127,7 +128,7 @@ func (ev *evidence) unmarshalBinary(b []byte) error {
 	if d := float64(ev.sizeDev); math.IsNaN(d) || math.IsInf(d, 0) || (d == 0 && math.Signbit(d)) {
 		return fmt.Errorf("%w: episode size excess %g", ErrCorrupt, d)
 	}
-	ts := [...]*int64{&ev.lastEnd, &ev.since, &ev.alarmAt}
+	ts := [...]*int64{&ev.lastEnd, &ev.since, &ev.alarmAt, &ev.paged}
 	for _, t := range ts {
 		*t = int64(le.Uint64(b[off:]))
 		off += 8

@@ -73,6 +73,9 @@ type evidence struct {
 	// none; since the start of the open episode (0: none); alarmAt the
 	// start of the window that raised its alarm (0: not raised).
 	lastEnd, since, alarmAt int64
+	// paged is the start of the window that last raised an alarm (0:
+	// never); see pageHoldOffMs.
+	paged int64
 }
 
 // Excess is the sequential tests' verdict on one window. It is a plain
@@ -110,6 +113,10 @@ type Excess struct {
 // evening cannot meet this morning's. A sustained excess gains far faster
 // than this loses.
 var leak = [numTests]float64{180, 1440, 180}
+
+// pageHoldOffMs is how long after a page a new episode pages only if
+// its excess is at least ExcessRatio: a week.
+const pageHoldOffMs = 7 * 24 * evHourMs
 
 // minEvidence is the statistic, in nats, below which a leaking test
 // counts as back at zero.
@@ -210,7 +217,16 @@ func (m *Model) Accumulate(p *Params, startMs, windowMs int64, v *features.Vecto
 		switch {
 		case over && ev.alarmAt == 0:
 			ev.alarmAt = startMs
-			ex.Alarm = true
+			// Within a week of a page, only an excess of at least
+			// ExcessRatio pages again: what is left of a lasting change
+			// the baseline is still learning (a new hour of the week, a
+			// new mix of routes) has been told already. It still counts
+			// as the episode's alarm, so that the baseline learns on.
+			repeat := ev.paged != 0 && startMs-ev.paged < pageHoldOffMs
+			if !repeat || max(ex.CallsRatio, ex.BytesRatio) >= p.ExcessRatio {
+				ex.Alarm = true
+				ev.paged = startMs
+			}
 		case ev.alarmAt != 0:
 			// Told once: cap the statistics at their thresholds, so that
 			// once the baseline has learnt a lasting change they fall

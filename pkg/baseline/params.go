@@ -99,7 +99,7 @@ func DefaultParams() Params {
 		SlowExcessRatio:     1.5,
 		SlowExcessThreshold: 30,
 		ExcessMinWindows:    10,
-		ExcessMargin:        0.25,
+		ExcessMargin:        0.6,
 		ExcessGuardWeight:   0.1,
 	}
 }
