@@ -33,7 +33,7 @@ func TestSustainedExcess(t *testing.T) {
 	p := NewProcessor(testSettings(), StaticCatalog{reg, inv}, nil)
 	const minute, hour, day = int64(60_000), int64(3_600_000), int64(86_400_000)
 	base := int64(1_793_577_600_000) // Monday 2026-11-02 00:00 UTC
-	start := base + 4*day + 10*hour   // Friday 10:00
+	start := base + 4*day + 10*hour  // Friday 10:00
 	rng := rand.New(rand.NewPCG(1, 2))
 	off := int64(0)
 	for m := base; m < start+2*hour; m += minute {
