@@ -37,18 +37,22 @@ func (p *Processor) emitExcess(pt *partition, a *agentState, w *features.Window,
 	p.place(&an, excessPlace(ex))
 	width := p.set.Features.WindowMs
 	span := max(w.EndMs-ex.SinceMs, width)
+	// Observed and expected are per window, averaged over the episode, as
+	// every explanation's are (consumers render them as rates over the
+	// anomaly's window); the summary has the totals. The surprises are
+	// the tests' evidence over their thresholds.
+	per := float64(span / width)
 	an.Explanation = []anomaly.Feature{{
-		Name: features.Calls.String(), Observed: round(ex.Calls), Expected: round(ex.ExpectedCalls),
-		Surprise: round(ex.Evidence[0]), Contribution: 0,
+		Name: features.Calls.String(), Observed: round(ex.Calls / per), Expected: round(ex.ExpectedCalls / per),
+		Surprise: round(max(ex.Evidence[0], ex.Evidence[1])),
 	}}
 	if ex.Bytes > 0 && ex.BytesRatio > 0 {
 		an.Explanation = append(an.Explanation, anomaly.Feature{
-			Name: features.RespBytes.String(), Observed: round(ex.Bytes), Expected: round(ex.Bytes / ex.BytesRatio),
+			Name: features.RespBytes.String(), Observed: round(ex.Bytes / per), Expected: round(ex.Bytes / ex.BytesRatio / per),
 			Surprise: round(ex.Evidence[2]),
 		})
 	}
-	// The evidence of each test, over its threshold, as the surprises;
-	// contributions are their shares.
+	// Contributions are the shares of the evidence.
 	total := 0.0
 	for _, f := range an.Explanation {
 		total += f.Surprise
