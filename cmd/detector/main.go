@@ -174,8 +174,8 @@ func evalScenariosCommand() *cobra.Command {
 				return err
 			}
 			o.Start, o.Settings, o.Progress = st, detect.SettingsFrom(cfg), cmd.ErrOrStderr()
-			if plan.BatchRate <= 0 {
-				return cli.Usagef("--batch-job-rate must be positive, got %g", plan.BatchRate)
+			if plan.BatchRate <= 0 || plan.Repeat < 1 {
+				return cli.Usagef("--batch-job-rate must be positive and --low-and-slow-repeat at least 1, got %g and %d", plan.BatchRate, plan.Repeat)
 			}
 			if !long {
 				plan = sim.LongPlan{}
@@ -197,6 +197,7 @@ func evalScenariosCommand() *cobra.Command {
 	f.Int32Var(&o.Partitions, "partitions", 4, "events-topic partitions to key agents to")
 	f.StringVar(&falseOut, "false-alerts", "", "write the false alerts as JSON lines to this file (seed appended to the name)")
 	f.BoolVar(&long, "low-and-slow", true, "add low-and-slow incidents (2, 3 and 4 times an agent's calls for 2, 4 and 8 hours) and benign long changes (a new hourly batch job, a rollout that doubles an agent's calls)")
+	f.IntVar(&plan.Repeat, "low-and-slow-repeat", 1, "low-and-slow incidents of each speed and length (they need weekdays and agents of their own: 7 test days and 200 agents hold 2)")
 	f.Float64Var(&plan.BatchRate, "batch-job-rate", sim.BatchRate, "the new batch job's burst rate, in times the agent's peak rate")
 	return cmd
 }

@@ -221,3 +221,33 @@ func TestLongErrors(t *testing.T) {
 		t.Errorf("role-wide job: %+v", b)
 	}
 }
+
+// Two of each speed and length fit the evaluation's 7 test days and 200
+// agents, each on an agent of its own; none is lost.
+func TestLongPlanRepeat(t *testing.T) {
+	p := DefaultLongPlan()
+	p.Repeat = 2
+	for seed := uint64(1); seed <= 3; seed++ {
+		sc := EvalScenarioPlan(seed, monday, 200, 14, 7, p)
+		agents := map[string]bool{}
+		n := 0
+		for _, sp := range sc.Incidents {
+			agents[sp.Agent] = true
+			if sp.Kind == LowAndSlow {
+				n++
+			}
+		}
+		if n != 18 || len(agents) != len(sc.Incidents) {
+			t.Errorf("seed %d: %d low-and-slow incidents, %d incidents on %d agents; want 18, on distinct agents", seed, n, len(sc.Incidents), len(agents))
+		}
+		s := mustNew(t, sc.Config)
+		for _, inc := range s.Incidents() {
+			if inc.Kind == LowAndSlow {
+				checkLowAndSlow(t, s, sc, inc, "repeat 2")
+			}
+		}
+	}
+	if sc := EvalScenarioPlan(1, monday, 200, 14, 7, LongPlan{}); slices.ContainsFunc(sc.Incidents, func(sp IncidentSpec) bool { return sp.Kind == LowAndSlow }) || len(sc.Benign) != 5 {
+		t.Errorf("an empty plan adds %+v", sc)
+	}
+}
