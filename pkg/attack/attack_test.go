@@ -291,3 +291,16 @@ func TestClassifySustainedExcess(t *testing.T) {
 		t.Errorf("KindClasses = %v, want [%s]", got, SlowExfiltration)
 	}
 }
+
+// TestLeadSustainedExcess: a sustained excess names the card only when
+// nothing else of the incident has a class.
+func TestLeadSustainedExcess(t *testing.T) {
+	ex := anomaly.Anomaly{Kind: anomaly.SustainedExcess}
+	storm := anomaly.Anomaly{Kind: anomaly.Behaviour, Explanation: []anomaly.Feature{{Name: "denials_401_403", Observed: 40, Expected: 0.1, Contribution: 0.9}}}
+	if got := Lead([]anomaly.Anomaly{ex}); got != SlowExfiltration {
+		t.Errorf("alone: %s, want %s", got, SlowExfiltration)
+	}
+	if got := Lead([]anomaly.Anomaly{ex, storm}); got != AuthStorm {
+		t.Errorf("with an auth storm window: %s, want %s", got, AuthStorm)
+	}
+}
