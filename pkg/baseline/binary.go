@@ -18,7 +18,7 @@ const Version = 2
 // (1 byte), n (float64), wS, wL (float32), F short stats and F long stats
 // (two float32 each), 48 seasonal int16s, 48 activity uint16s; from
 // version 2 on, the evidence: 48 rate float32s, 48 seen uint16s, 48 size int16s, the
-// recent observed and expected calls (float32), the tests' statistics (float32 each), the episode's obs, exp, bytes,
+// recent observed and expected calls of a day and of a week (float32), the tests' statistics (float32 each), the episode's obs, exp, bytes,
 // sizeDev and sizeN (float32) and lastEnd, since, alarmAt and paged
 // (int64). A
 // blob with fewer features than this build knows decodes with the missing
@@ -27,7 +27,7 @@ const (
 	headerSize   = 2 + 8 + 4 + 4
 	perFeature   = 2 * 8
 	profileSize  = features.SlotsPerWeek * 4
-	evidenceSize = features.SlotsPerWeek*(4+2+2) + 2*4 + numTests*4 + 5*4 + 4*8
+	evidenceSize = features.SlotsPerWeek*(4+2+2) + 4*4 + numTests*4 + 5*4 + 4*8
 )
 
 // EncodedSize is the length of AppendBinary's output.
@@ -70,8 +70,9 @@ func (ev *evidence) appendBinary(dst []byte) []byte {
 	for _, g := range ev.size {
 		dst = le.AppendUint16(dst, uint16(g))
 	}
-	dst = le.AppendUint32(dst, math.Float32bits(ev.recentObs))
-	dst = le.AppendUint32(dst, math.Float32bits(ev.recentExp))
+	for _, x := range [...]float32{ev.recentObs, ev.recentExp, ev.weekObs, ev.weekExp} {
+		dst = le.AppendUint32(dst, math.Float32bits(x))
+	}
 	for _, s := range ev.s {
 		dst = le.AppendUint32(dst, math.Float32bits(s))
 	}
@@ -109,9 +110,11 @@ func (ev *evidence) unmarshalBinary(b []byte) error {
 		ev.size[s] = int16(le.Uint16(b[off:]))
 		off += 2
 	}
-	ev.recentObs, ev.recentExp = f32(), f32()
-	if !nonNeg(float64(ev.recentObs)) || !nonNeg(float64(ev.recentExp)) {
-		return fmt.Errorf("%w: recent level %g/%g", ErrCorrupt, ev.recentObs, ev.recentExp)
+	ev.recentObs, ev.recentExp, ev.weekObs, ev.weekExp = f32(), f32(), f32(), f32()
+	for _, x := range [...]float32{ev.recentObs, ev.recentExp, ev.weekObs, ev.weekExp} {
+		if !nonNeg(float64(x)) {
+			return fmt.Errorf("%w: recent level %g", ErrCorrupt, x)
+		}
 	}
 	for j := range ev.s {
 		ev.s[j] = f32()

@@ -38,6 +38,8 @@ const (
 	// levelMemory is the memory, in minutes, of the recent level
 	// (evidence.recentObs): a day.
 	levelMemory = 1440
+	// weekMemory is the memory, in minutes, of the week's level.
+	weekMemory = 7 * 1440
 	// minRate is the least expected calls per minute the calls tests use,
 	// so that a slot the agent has (almost) never called in does not make
 	// every call evidence.
@@ -62,6 +64,9 @@ type evidence struct {
 	// so a lasting rise learnt in the hours it began in is expected in the
 	// others too (a doubling on a Monday is not news on Saturday).
 	recentObs, recentExp float32
+	// weekObs and weekExp are the same over about a week (weekMemory):
+	// the level a quiet spell lowers the expectation by.
+	weekObs, weekExp float32
 	// s are the CUSUM statistics, in nats, indexed by test.
 	s [numTests]float32
 	// obs and exp are the calls observed and expected since the episode
@@ -259,7 +264,7 @@ func (m *Model) Accumulate(p *Params, startMs, windowMs int64, v *features.Vecto
 	// The slot learns the calls over the recent level, the level the calls
 	// over the slot's rate: a lasting rise is then learnt by the level, in
 	// about a day, for every hour of the week at once.
-	lv := ev.level()
+	lv := ev.learnDivisor()
 	ev.learnLevel(1, calls, float64(ev.rate[slot]), min(max(wt, 0), 1))
 	m.learnRate(slot, calls/lv, wt)
 	if sw := min(anomalousWeight, 1); n > 0 && sw > 0 {
@@ -297,21 +302,40 @@ func (m *Model) rateAt(startMs int64) float64 {
 }
 
 // level is the recent level's factor on the slots' rates: observed over
-// expected of about the last day, never below 1 (a quiet day, a holiday,
-// must not make the next ordinary one look like an excess).
+// expected calls of about the last day when that is above 1 (a rise is
+// expected everywhere within a day), else of about the last week, at most
+// 1 (a quiet day, a holiday, lowers the expectation of the next ordinary
+// day by a seventh of its dip, not by all of it).
 func (ev *evidence) level() float64 {
-	if !(ev.recentExp > 0) {
-		return 1
-	}
-	return max(float64(ev.recentObs)/float64(ev.recentExp), 1)
+	day, week := ratio(ev.recentObs, ev.recentExp), ratio(ev.weekObs, ev.weekExp)
+	return max(day, min(week, 1))
 }
 
-// learnLevel decays the recent level by k minutes and adds calls observed
-// and expected (by the slot's rate, before the level) with weight.
+// learnDivisor is what a minute's calls are divided by before its slot
+// learns them: the day's level, however low (down to a fifth), so that a
+// holiday is learnt as a quiet day, not as quiet hours of the week.
+func (ev *evidence) learnDivisor() float64 {
+	return max(ratio(ev.recentObs, ev.recentExp), 0.2)
+}
+
+// ratio is o/e, or 1 when nothing was expected.
+func ratio(o, e float32) float64 {
+	if !(e > 0) {
+		return 1
+	}
+	return float64(o) / float64(e)
+}
+
+// learnLevel decays the recent levels by k minutes and adds calls
+// observed and expected (by the slot's rate, before the level) with
+// weight.
 func (ev *evidence) learnLevel(k, calls, expected, weight float64) {
 	d := math.Pow(1-1.0/levelMemory, k)
 	ev.recentObs = float32(float64(ev.recentObs)*d + weight*calls)
 	ev.recentExp = float32(float64(ev.recentExp)*d + weight*expected)
+	d = math.Pow(1-1.0/weekMemory, k)
+	ev.weekObs = float32(float64(ev.weekObs)*d + weight*calls)
+	ev.weekExp = float32(float64(ev.weekExp)*d + weight*expected)
 }
 
 // guarding reports whether the episode's windows train with the guard's
