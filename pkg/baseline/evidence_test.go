@@ -285,3 +285,19 @@ func clock(ms int64) string {
 	d := (ms - simStart) / dayMs
 	return fmt.Sprintf("day %d %02d:%02d", d, (ms%dayMs)/hourMs, (ms%hourMs)/minuteMs)
 }
+
+// TestAccumulateAfterHoliday: a weekday at a tenth of the usual traffic
+// (a holiday) and the ordinary days after it raise nothing.
+func TestAccumulateAfterHoliday(t *testing.T) {
+	p := DefaultParams()
+	base, t0 := exTrained(t, &p, 1)
+	m := base
+	holiday := t0 + 3*dayMs // Thursday
+	alarms, _ := exRun(&m, &p, newSim(11, 1, officeCycle), t0, 5*24*60, holiday, holiday+dayMs, 0.1, 1)
+	if len(alarms) > 0 {
+		t.Errorf("%d alarms around a holiday, first at %s; want none", len(alarms), clock(alarms[0]))
+	}
+	if r, _ := m.ExpectedRate(holiday + dayMs + 11*hourMs); r < 0.9*float64(base.ev.rate[features.Slot(holiday+11*hourMs)]) {
+		t.Errorf("the hour's rate fell to %.2f from %.2f after one holiday", r, base.ev.rate[features.Slot(holiday+11*hourMs)])
+	}
+}
