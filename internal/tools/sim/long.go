@@ -10,7 +10,8 @@ import (
 )
 
 // LowAndSlow: for hours, an agent calls at a few times the rate its own
-// seasonal profile expects at that time of day (Multiplier times it), and
+// seasonal profile expects at that time of day, weekend or holiday
+// (Multiplier times it), and
 // its responses add up to a few times its usual bytes (BytesMultiplier
 // times them), on its usual routes or, with Focus, on one sensitive route it
 // is approved for and already calls. Nothing in it is new to the agent: no
@@ -101,14 +102,18 @@ func (s *Simulator) lowAndSlow(inc *incident, sp IncidentSpec) error {
 
 // lowAndSlowTraffic appends inc's calls in [from, to): (Multiplier-1)
 // times what the agent's profile expects there, roleRate being the
-// minute's rate of each role at activity 1.
-func (s *Simulator) lowAndSlowTraffic(inc *incident, roleRate *[8]float64, from, to int64) {
+// minute's rate of each role at activity 1 and fx the minute's benign
+// changes (a holiday lowers what is expected).
+func (s *Simulator) lowAndSlowTraffic(inc *incident, fx *effects, roleRate *[8]float64, from, to int64) {
 	lo, hi := max(from, inc.from), min(to, inc.to)
 	if lo >= hi {
 		return
 	}
 	rng, a := s.long, inc.a
 	lambda := (inc.Multiplier - 1) * roleRate[a.roleIdx] * a.activity * float64(hi-lo) / float64(to-from)
+	if k := a.roleIdx; fx.keep[k] > 0 && lo >= fx.holFrom[k] && lo < fx.holTo[k] {
+		lambda *= fx.keep[k]
+	}
 	for range poisson(rng, lambda) {
 		ev := s.add(a, inc.ID)
 		o := inc.op

@@ -186,6 +186,19 @@ func TestLowAndSlowFollowsTheProfile(t *testing.T) {
 	if day < 20*max(night, 1) {
 		t.Errorf("extra calls: %d from 10:00 to 16:00, %d from 00:00 to 06:00; want the business curve", day, night)
 	}
+	// On a holiday the agent's day is its weekend's, and so is the excess.
+	cfg.Benign = []BenignSpec{{Kind: Holiday, Duration: 24 * time.Hour}}
+	holiday := 0
+	for l := range mustNew(t, cfg).All() {
+		if l.Incident != "" {
+			if h := time.UnixMilli(l.Event.EventTimeMs).UTC().Hour(); h >= 10 && h < 16 {
+				holiday++
+			}
+		}
+	}
+	if holiday*5 > day {
+		t.Errorf("extra calls from 10:00 to 16:00: %d on a holiday, %d on a weekday; want the weekend's tenth", holiday, day)
+	}
 }
 
 func TestLongErrors(t *testing.T) {

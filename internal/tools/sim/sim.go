@@ -329,7 +329,7 @@ func (s *Simulator) fill() {
 	}
 	for _, inc := range s.incidents {
 		if inc.Kind == LowAndSlow {
-			s.lowAndSlowTraffic(inc, &roleRate, from, to)
+			s.lowAndSlowTraffic(inc, &fx, &roleRate, from, to)
 			continue
 		}
 		s.incidentTraffic(inc, from, to)
