@@ -38,7 +38,7 @@ var infos = map[Class]Info{
 	},
 	SlowExfiltration: {
 		Title:      "Slow exfiltration",
-		Meaning:    "Data leaving slowly, under per-minute limits: far bigger answers than usual, or a few times the usual calls kept up for hours.",
+		Meaning:    "A few calls a minute, each answered with far more data than usual: data leaving slowly to stay under per-minute limits.",
 		CheckFirst: "How long it has been going on and the total bytes of the agent's sensitive calls over the last hours, not just this minute.",
 		Refs:       []Ref{refToolMisuse, refSizeLimits},
 	},
