@@ -18,7 +18,7 @@ const Version = 2
 // (1 byte), n (float64), wS, wL (float32), F short stats and F long stats
 // (two float32 each), 48 seasonal int16s, 48 activity uint16s; from
 // version 2 on, the evidence: 48 rate float32s, 48 seen uint16s, 48 size int16s, the
-// recent observed and expected calls of a day and of a week (float32), the tests' statistics (float32 each), the episode's obs, exp, bytes,
+// recent observed and expected calls of a day and of two hours (float32), the tests' statistics (float32 each), the episode's obs, exp, bytes,
 // sizeDev and sizeN (float32) and lastEnd, since, alarmAt and paged
 // (int64). A
 // blob with fewer features than this build knows decodes with the missing
@@ -70,7 +70,7 @@ func (ev *evidence) appendBinary(dst []byte) []byte {
 	for _, g := range ev.size {
 		dst = le.AppendUint16(dst, uint16(g))
 	}
-	for _, x := range [...]float32{ev.recentObs, ev.recentExp, ev.weekObs, ev.weekExp} {
+	for _, x := range [...]float32{ev.recentObs, ev.recentExp, ev.quietObs, ev.quietExp} {
 		dst = le.AppendUint32(dst, math.Float32bits(x))
 	}
 	for _, s := range ev.s {
@@ -110,8 +110,8 @@ func (ev *evidence) unmarshalBinary(b []byte) error {
 		ev.size[s] = int16(le.Uint16(b[off:]))
 		off += 2
 	}
-	ev.recentObs, ev.recentExp, ev.weekObs, ev.weekExp = f32(), f32(), f32(), f32()
-	for _, x := range [...]float32{ev.recentObs, ev.recentExp, ev.weekObs, ev.weekExp} {
+	ev.recentObs, ev.recentExp, ev.quietObs, ev.quietExp = f32(), f32(), f32(), f32()
+	for _, x := range [...]float32{ev.recentObs, ev.recentExp, ev.quietObs, ev.quietExp} {
 		if !nonNeg(float64(x)) {
 			return fmt.Errorf("%w: recent level %g", ErrCorrupt, x)
 		}

@@ -38,8 +38,12 @@ const (
 	// levelMemory is the memory, in minutes, of the recent level
 	// (evidence.recentObs): a day.
 	levelMemory = 1440
-	// weekMemory is the memory, in minutes, of the week's level.
-	weekMemory = 7 * 1440
+	// quietMemory is the memory, in minutes, of the quiet test; below
+	// quietRatio of the calls expected over it (and with at least
+	// quietMinExpected expected) the slots do not learn.
+	quietMemory      = 120
+	quietRatio       = 0.4
+	quietMinExpected = 10
 	// minRate is the least expected calls per minute the calls tests use,
 	// so that a slot the agent has (almost) never called in does not make
 	// every call evidence.
@@ -64,9 +68,11 @@ type evidence struct {
 	// so a lasting rise learnt in the hours it began in is expected in the
 	// others too (a doubling on a Monday is not news on Saturday).
 	recentObs, recentExp float32
-	// weekObs and weekExp are the same over about a week (weekMemory):
-	// the level a quiet spell lowers the expectation by.
-	weekObs, weekExp float32
+	// quietObs and quietExp are the same over about two hours
+	// (quietMemory): while the calls of those hours are far below what
+	// the slots expected (a holiday, an outage upstream of the agent),
+	// the slots do not learn (see learning).
+	quietObs, quietExp float32
 	// s are the CUSUM statistics, in nats, indexed by test.
 	s [numTests]float32
 	// obs and exp are the calls observed and expected since the episode
@@ -264,9 +270,12 @@ func (m *Model) Accumulate(p *Params, startMs, windowMs int64, v *features.Vecto
 	// The slot learns the calls over the recent level, the level the calls
 	// over the slot's rate: a lasting rise is then learnt by the level, in
 	// about a day, for every hour of the week at once.
-	lv := ev.learnDivisor()
+	lv := ev.level()
+	quiet := ev.quiet()
 	ev.learnLevel(1, calls, float64(ev.rate[slot]), min(max(wt, 0), 1))
-	m.learnRate(slot, calls/lv, wt)
+	if !quiet {
+		m.learnRate(slot, calls/lv, wt)
+	}
 	if sw := min(anomalousWeight, 1); n > 0 && sw > 0 {
 		// The slot's size factor follows the window's log size excess. It
 		// is not held back by the tests' guard: it learns slowly anyway
@@ -302,20 +311,21 @@ func (m *Model) rateAt(startMs int64) float64 {
 }
 
 // level is the recent level's factor on the slots' rates: observed over
-// expected calls of about the last day when that is above 1 (a rise is
-// expected everywhere within a day), else of about the last week, at most
-// 1 (a quiet day, a holiday, lowers the expectation of the next ordinary
-// day by a seventh of its dip, not by all of it).
+// expected calls of about the last day, never below 1 (a quiet day must
+// not make the next ordinary one look like an excess).
 func (ev *evidence) level() float64 {
-	day, week := ratio(ev.recentObs, ev.recentExp), ratio(ev.weekObs, ev.weekExp)
-	return max(day, min(week, 1))
+	return max(ratio(ev.recentObs, ev.recentExp), 1)
 }
 
-// learnDivisor is what a minute's calls are divided by before its slot
-// learns them: the day's level, however low (down to a fifth), so that a
-// holiday is learnt as a quiet day, not as quiet hours of the week.
-func (ev *evidence) learnDivisor() float64 {
-	return max(ratio(ev.recentObs, ev.recentExp), 0.2)
+// quiet reports whether the last two hours or so fell far short of what
+// the slots expected: then the slots do not learn, so that a holiday or an
+// outage is not learnt as the usual of the hours it fell on (the next
+// ordinary day would look like an excess). A lasting fall to less than
+// quietRatio of the usual is therefore never learnt by the slots: the
+// tests keep expecting more, which makes them less sensitive, never
+// noisier.
+func (ev *evidence) quiet() bool {
+	return ev.quietExp >= quietMinExpected && float64(ev.quietObs) < quietRatio*float64(ev.quietExp)
 }
 
 // ratio is o/e, or 1 when nothing was expected.
@@ -333,9 +343,9 @@ func (ev *evidence) learnLevel(k, calls, expected, weight float64) {
 	d := math.Pow(1-1.0/levelMemory, k)
 	ev.recentObs = float32(float64(ev.recentObs)*d + weight*calls)
 	ev.recentExp = float32(float64(ev.recentExp)*d + weight*expected)
-	d = math.Pow(1-1.0/weekMemory, k)
-	ev.weekObs = float32(float64(ev.weekObs)*d + weight*calls)
-	ev.weekExp = float32(float64(ev.weekExp)*d + weight*expected)
+	d = math.Pow(1-1.0/quietMemory, k)
+	ev.quietObs = float32(float64(ev.quietObs)*d + weight*calls)
+	ev.quietExp = float32(float64(ev.quietExp)*d + weight*expected)
 }
 
 // guarding reports whether the episode's windows train with the guard's
@@ -450,7 +460,9 @@ func (m *Model) idle(p *Params, fromMs, toMs, windowMs int64, phi float64, on bo
 			ev.s[testCallsSlow] = float32(max(float64(ev.s[testCallsSlow])-(r[1]-1)*lam/phi, 0))
 			ev.exp += float32(lam)
 		}
-		m.idleSlot(s, k*weight)
+		if !ev.quiet() {
+			m.idleSlot(s, k*weight)
+		}
 		t = end
 	}
 	if !ev.open() {
