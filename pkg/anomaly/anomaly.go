@@ -56,11 +56,17 @@ const (
 	// alerted alone add up to an incident worth a look. Raised once per
 	// episode; see docs/detection.md#risk.
 	ElevatedRisk = "elevated_risk"
+	// SustainedExcess: an agent has run above its usual rate of calls, or
+	// of response bytes per call, for long enough that the excesses of
+	// many windows add up, though no window was extreme on its own (low
+	// and slow). One per episode; the explanation holds the episode's
+	// calls and response bytes, observed and expected.
+	SustainedExcess = "sustained_excess"
 )
 
 // Kinds lists every kind, for docs and validation.
 func Kinds() []string {
-	return []string{Behaviour, Drift, ShadowAgent, UnapprovedRoute, ZombieRoute, FirstSensitive, AgentFlood, OffHours, NewSourceIP, GlobalEvent, FleetGauge, ElevatedRisk}
+	return []string{Behaviour, Drift, ShadowAgent, UnapprovedRoute, ZombieRoute, FirstSensitive, AgentFlood, OffHours, NewSourceIP, GlobalEvent, FleetGauge, ElevatedRisk, SustainedExcess}
 }
 
 // Feature explains one feature's part in an anomaly.

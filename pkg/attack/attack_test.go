@@ -276,3 +276,31 @@ func TestKindClasses(t *testing.T) {
 		t.Errorf("KindClasses(global_event) = %v", got)
 	}
 }
+
+// TestClassifySustainedExcess: a sustained excess is slow exfiltration,
+// whatever its explanation, and the only class its kind can take.
+func TestClassifySustainedExcess(t *testing.T) {
+	a := anomaly.Anomaly{Kind: anomaly.SustainedExcess, Explanation: []anomaly.Feature{
+		{Name: "calls", Observed: 620, Expected: 200, Surprise: 1.1, Contribution: 0.6},
+		{Name: "response_bytes", Observed: 8e6, Expected: 2e6, Surprise: 0.7, Contribution: 0.4},
+	}}
+	if got := Classify(a); got != SlowExfiltration {
+		t.Errorf("Classify = %s, want %s", got, SlowExfiltration)
+	}
+	if got := KindClasses(anomaly.SustainedExcess); len(got) != 1 || got[0] != SlowExfiltration {
+		t.Errorf("KindClasses = %v, want [%s]", got, SlowExfiltration)
+	}
+}
+
+// TestLeadSustainedExcess: a sustained excess names the card only when
+// nothing else of the incident has a class.
+func TestLeadSustainedExcess(t *testing.T) {
+	ex := anomaly.Anomaly{Kind: anomaly.SustainedExcess}
+	storm := anomaly.Anomaly{Kind: anomaly.Behaviour, Explanation: []anomaly.Feature{{Name: "denials_401_403", Observed: 40, Expected: 0.1, Contribution: 0.9}}}
+	if got := Lead([]anomaly.Anomaly{ex}); got != SlowExfiltration {
+		t.Errorf("alone: %s, want %s", got, SlowExfiltration)
+	}
+	if got := Lead([]anomaly.Anomaly{ex, storm}); got != AuthStorm {
+		t.Errorf("with an auth storm window: %s, want %s", got, AuthStorm)
+	}
+}

@@ -79,6 +79,10 @@ func Classify(a anomaly.Anomaly) Class {
 		return CredentialReplay
 	case anomaly.OffHours:
 		return OffHours
+	case anomaly.SustainedExcess:
+		// Calls and bytes a few times the usual, kept up for hours: data
+		// leaving slowly, under every per-minute threshold.
+		return SlowExfiltration
 	}
 	return Unclassified
 }
@@ -105,6 +109,8 @@ func KindClasses(k string) []Class {
 		return []Class{CredentialReplay}
 	case anomaly.OffHours:
 		return []Class{OffHours}
+	case anomaly.SustainedExcess:
+		return []Class{SlowExfiltration}
 	}
 	return []Class{Unclassified}
 }

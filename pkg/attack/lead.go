@@ -32,12 +32,24 @@ func Rank(c Class) int {
 // Rank), so a slow exfiltration that first showed as an out-of-role call
 // is named an exfiltration as soon as a window shows the bytes. It is
 // Unclassified only when no anomaly has a class, or there is none.
+//
+// A sustained_excess names slow exfiltration only when no other anomaly
+// of the incident has a class: it says that the agent pulled more than
+// usual for hours, not what it did, and the windows of a storm, a sprawl
+// or an enumeration that lasts long enough add up to one as well.
 func Lead(as []anomaly.Anomaly) Class {
-	lead := Unclassified
+	lead, excess := Unclassified, false
 	for i := range as {
+		if as[i].Kind == anomaly.SustainedExcess {
+			excess = true
+			continue
+		}
 		if c := Classify(as[i]); Rank(c) < Rank(lead) {
 			lead = c
 		}
+	}
+	if lead == Unclassified && excess {
+		return SlowExfiltration
 	}
 	return lead
 }

@@ -10,22 +10,28 @@ import (
 )
 
 // Version is the serialisation version AppendBinary writes as the first
-// byte. UnmarshalBinary reads this version only.
-const Version = 1
+// byte. UnmarshalBinary reads it and version 1, the same without the
+// sequential tests' state (which then starts empty).
+const Version = 2
 
 // The encoding, all little-endian: version (1 byte), number of features F
 // (1 byte), n (float64), wS, wL (float32), F short stats and F long stats
-// (two float32 each), 48 seasonal int16s, 48 activity uint16s. A blob with
-// fewer features than this build knows decodes with the missing (newer)
-// features empty.
+// (two float32 each), 48 seasonal int16s, 48 activity uint16s; from
+// version 2 on, the evidence: 48 rate float32s, 48 seen uint16s, 48 size int16s, the
+// recent observed and expected calls of a day and of two hours (float32), the tests' statistics (float32 each), the episode's obs, exp, bytes,
+// sizeDev and sizeN (float32) and lastEnd, since, alarmAt and paged
+// (int64). A
+// blob with fewer features than this build knows decodes with the missing
+// (newer) features empty.
 const (
-	headerSize  = 2 + 8 + 4 + 4
-	perFeature  = 2 * 8
-	profileSize = features.SlotsPerWeek * 4
+	headerSize   = 2 + 8 + 4 + 4
+	perFeature   = 2 * 8
+	profileSize  = features.SlotsPerWeek * 4
+	evidenceSize = features.SlotsPerWeek*(4+2+2) + 4*4 + numTests*4 + 5*4 + 4*8
 )
 
 // EncodedSize is the length of AppendBinary's output.
-const EncodedSize = headerSize + nf*perFeature + profileSize
+const EncodedSize = headerSize + nf*perFeature + profileSize + evidenceSize
 
 // ErrCorrupt means a serialised model could not be decoded; the caller
 // should discard it and start the agent from its peer group (Inherit).
@@ -50,7 +56,90 @@ func (m *Model) AppendBinary(dst []byte) []byte {
 	for _, c := range m.active {
 		dst = binary.LittleEndian.AppendUint16(dst, c)
 	}
+	return m.ev.appendBinary(dst)
+}
+
+func (ev *evidence) appendBinary(dst []byte) []byte {
+	le := binary.LittleEndian
+	for _, r := range ev.rate {
+		dst = le.AppendUint32(dst, math.Float32bits(r))
+	}
+	for _, c := range ev.seen {
+		dst = le.AppendUint16(dst, c)
+	}
+	for _, g := range ev.size {
+		dst = le.AppendUint16(dst, uint16(g))
+	}
+	for _, x := range [...]float32{ev.recentObs, ev.recentExp, ev.quietObs, ev.quietExp} {
+		dst = le.AppendUint32(dst, math.Float32bits(x))
+	}
+	for _, s := range ev.s {
+		dst = le.AppendUint32(dst, math.Float32bits(s))
+	}
+	for _, x := range [...]float32{ev.obs, ev.exp, ev.bytes, ev.sizeDev, ev.sizeN} {
+		dst = le.AppendUint32(dst, math.Float32bits(x))
+	}
+	for _, t := range [...]int64{ev.lastEnd, ev.since, ev.alarmAt, ev.paged} {
+		dst = le.AppendUint64(dst, uint64(t))
+	}
 	return dst
+}
+
+// unmarshalBinary decodes evidenceSize bytes of b into ev, rejecting
+// negative, NaN or infinite values (sizeDev, a sum of log excesses, may be
+// negative) and negative times.
+func (ev *evidence) unmarshalBinary(b []byte) error {
+	le := binary.LittleEndian
+	off := 0
+	f32 := func() float32 {
+		x := math.Float32frombits(le.Uint32(b[off:]))
+		off += 4
+		return x
+	}
+	for s := range ev.rate {
+		ev.rate[s] = f32()
+		if !nonNeg(float64(ev.rate[s])) {
+			return fmt.Errorf("%w: rate %g", ErrCorrupt, ev.rate[s])
+		}
+	}
+	for s := range ev.seen {
+		ev.seen[s] = le.Uint16(b[off:])
+		off += 2
+	}
+	for s := range ev.size {
+		ev.size[s] = int16(le.Uint16(b[off:]))
+		off += 2
+	}
+	ev.recentObs, ev.recentExp, ev.quietObs, ev.quietExp = f32(), f32(), f32(), f32()
+	for _, x := range [...]float32{ev.recentObs, ev.recentExp, ev.quietObs, ev.quietExp} {
+		if !nonNeg(float64(x)) {
+			return fmt.Errorf("%w: recent level %g", ErrCorrupt, x)
+		}
+	}
+	for j := range ev.s {
+		ev.s[j] = f32()
+		if !nonNeg(float64(ev.s[j])) {
+			return fmt.Errorf("%w: test statistic %g", ErrCorrupt, ev.s[j])
+		}
+	}
+	ev.obs, ev.exp, ev.bytes, ev.sizeDev, ev.sizeN = f32(), f32(), f32(), f32(), f32()
+	for _, x := range [...]float32{ev.obs, ev.exp, ev.bytes, ev.sizeN} {
+		if !nonNeg(float64(x)) {
+			return fmt.Errorf("%w: episode sums %g", ErrCorrupt, x)
+		}
+	}
+	if d := float64(ev.sizeDev); math.IsNaN(d) || math.IsInf(d, 0) || (d == 0 && math.Signbit(d)) {
+		return fmt.Errorf("%w: episode size excess %g", ErrCorrupt, d)
+	}
+	ts := [...]*int64{&ev.lastEnd, &ev.since, &ev.alarmAt, &ev.paged}
+	for _, t := range ts {
+		*t = int64(le.Uint64(b[off:]))
+		off += 8
+		if *t < 0 {
+			return fmt.Errorf("%w: time %d", ErrCorrupt, *t)
+		}
+	}
+	return nil
 }
 
 // UnmarshalBinary replaces m with the model serialised in b. It rejects
@@ -60,14 +149,18 @@ func (m *Model) UnmarshalBinary(b []byte) error {
 	if len(b) < 2 {
 		return fmt.Errorf("%w: %d bytes, need at least 2", ErrCorrupt, len(b))
 	}
-	if b[0] != Version {
-		return fmt.Errorf("%w: version %d, this build reads %d", ErrCorrupt, b[0], Version)
+	if b[0] != Version && b[0] != 1 {
+		return fmt.Errorf("%w: version %d, this build reads 1 and %d", ErrCorrupt, b[0], Version)
 	}
 	f := int(b[1])
 	if f == 0 || f > nf {
 		return fmt.Errorf("%w: %d features, this build knows 1..%d", ErrCorrupt, f, nf)
 	}
-	if want := headerSize + f*perFeature + profileSize; len(b) != want {
+	ext := 0
+	if b[0] >= 2 {
+		ext = evidenceSize
+	}
+	if want := headerSize + f*perFeature + profileSize + ext; len(b) != want {
 		return fmt.Errorf("%w: %d bytes, want %d for %d features", ErrCorrupt, len(b), want, f)
 	}
 	var out Model
@@ -96,6 +189,11 @@ func (m *Model) UnmarshalBinary(b []byte) error {
 	for s := range out.active {
 		out.active[s] = le.Uint16(b[off:])
 		off += 2
+	}
+	if ext > 0 {
+		if err := out.ev.unmarshalBinary(b[off:]); err != nil {
+			return err
+		}
 	}
 	*m = out
 	return nil

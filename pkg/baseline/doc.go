@@ -1,7 +1,7 @@
 // Package baseline learns what normal looks like for one agent (or one peer
 // group of agents) and scores how surprising a window of its behaviour is.
 // It is pure: no I/O, no clock, no randomness; the window's start time is
-// passed in. A Model is about 450 bytes and is not safe for concurrent use;
+// passed in. A Model is about 900 bytes and is not safe for concurrent use;
 // Params are read-only and may be shared.
 //
 // # How the baseline works
@@ -71,6 +71,14 @@
 // flagged for a while, not forever: in the tests a sudden tripling of an
 // agent's traffic is flagged on its first four days (most on the first),
 // a doubling not at all.
+//
+// Accumulating evidence. Accumulate runs one-sided CUSUM tests over calls
+// per minute of wall time (idle minutes included) against a learnt
+// hour-of-week rate profile times a recent level, and over log bytes per
+// call against the usual for the hour, so that an excess of a few times
+// the usual kept up for hours is detected although no window is extreme.
+// It reports one alarm per episode and, while a test is open, the training
+// weight the poisoning guard allows (docs/detection.md).
 //
 // Cold start. A new agent is scored against its peer group's model (the same
 // type, trained on every window of every agent of the role) until it has

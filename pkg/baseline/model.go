@@ -56,10 +56,12 @@ type Model struct {
 	season [features.SlotsPerWeek]int16
 	// active counts trained windows per slot, halved when one is full.
 	active [features.SlotsPerWeek]uint16
+	// ev is the sequential tests' state (Accumulate).
+	ev evidence
 }
 
 // SizeBytes is the in-memory size of a Model, for memory accounting.
-const SizeBytes = 8 + 4 + 4 + 2*nf*8 + features.SlotsPerWeek*2 + features.SlotsPerWeek*2
+const SizeBytes = 8 + 4 + 4 + 2*nf*8 + features.SlotsPerWeek*2 + features.SlotsPerWeek*2 + evidenceSize
 
 // Windows returns the number of active windows the model has trained on,
 // each counted with its weight and rounded. Inherit resets it to 0.
@@ -74,6 +76,8 @@ func (m *Model) Windows() int {
 func (m *Model) Inherit(peer *Model) {
 	*m = *peer
 	m.n = 0
+	// The wall-clock rates and tests are the agent's own from the start.
+	m.ev = evidence{}
 	m.wS = min(m.wS, inheritWeight)
 	m.wL = min(m.wL, inheritWeight)
 	var mx uint16

@@ -53,26 +53,54 @@ type Params struct {
 	// OffHoursMinWindows is how many windows a model must have trained on
 	// before activity in a rarely active hour slot counts as surprising.
 	OffHoursMinWindows int
+	// ExcessThreshold is the decision level, in nats (natural-log
+	// likelihood ratio), of the sequential tests that add up a sustained
+	// excess of calls at ExcessRatio times the expected rate, or of bytes
+	// per call at ExcessRatio times the usual (Accumulate). 0 turns the
+	// tests off.
+	ExcessThreshold float64
+	// ExcessRatio is the excess those tests are tuned to: 2 detects a
+	// doubling within about an hour of an agent making a call a minute,
+	// and anything larger sooner.
+	ExcessRatio float64
+	// SlowExcessRatio and SlowExcessThreshold are the calls test at the
+	// day horizon: a smaller excess, more evidence.
+	SlowExcessRatio, SlowExcessThreshold float64
+	// ExcessMinWindows is the fewest windows that can take a test from 0
+	// to its threshold: one window adds at most threshold/ExcessMinWindows,
+	// so no single window, however extreme, raises a sustained excess.
+	ExcessMinWindows float64
+	// ExcessMargin is the share of its threshold above which a test is
+	// open: its windows then train with ExcessGuardWeight until the alarm,
+	// so a slow attack cannot teach the baseline that it is normal.
+	ExcessMargin, ExcessGuardWeight float64
 }
 
 // DefaultParams returns the defaults documented on each field.
 func DefaultParams() Params {
 	return Params{
-		HalfLife:           600,
-		LongHalfLife:       6000,
-		Warmup:             120,
-		AnomalousWeight:    0,
-		AlertScore:         7,
-		MediumScore:        12,
-		HighScore:          25,
-		CriticalScore:      60,
-		DriftFactor:        1.5,
-		Clip:               4,
-		MinMean:            0.05,
-		MinRate:            1e-3,
-		MinLogScale:        0.2,
-		SeasonRate:         0.001,
-		OffHoursMinWindows: 1440,
+		HalfLife:            600,
+		LongHalfLife:        6000,
+		Warmup:              120,
+		AnomalousWeight:     0,
+		AlertScore:          7,
+		MediumScore:         12,
+		HighScore:           25,
+		CriticalScore:       60,
+		DriftFactor:         1.5,
+		Clip:                4,
+		MinMean:             0.05,
+		MinRate:             1e-3,
+		MinLogScale:         0.2,
+		SeasonRate:          0.001,
+		OffHoursMinWindows:  1440,
+		ExcessThreshold:     15,
+		ExcessRatio:         2,
+		SlowExcessRatio:     1.5,
+		SlowExcessThreshold: 30,
+		ExcessMinWindows:    10,
+		ExcessMargin:        0.6,
+		ExcessGuardWeight:   0.1,
 	}
 }
 
@@ -128,6 +156,27 @@ func (p Params) Validate() error {
 	}
 	if p.OffHoursMinWindows < 0 {
 		bad("OffHoursMinWindows", float64(p.OffHoursMinWindows), "non-negative")
+	}
+	if !(p.ExcessThreshold >= 0) || math.IsInf(p.ExcessThreshold, 1) {
+		bad("ExcessThreshold", p.ExcessThreshold, "finite and non-negative (0: off)")
+	}
+	if !(p.ExcessRatio > 1) || math.IsInf(p.ExcessRatio, 1) {
+		bad("ExcessRatio", p.ExcessRatio, "finite and above 1")
+	}
+	if !(p.SlowExcessRatio > 1) || math.IsInf(p.SlowExcessRatio, 1) {
+		bad("SlowExcessRatio", p.SlowExcessRatio, "finite and above 1")
+	}
+	if !(p.SlowExcessThreshold > 0) || math.IsInf(p.SlowExcessThreshold, 1) {
+		bad("SlowExcessThreshold", p.SlowExcessThreshold, "finite and above 0")
+	}
+	if !(p.ExcessMinWindows >= 1) || math.IsInf(p.ExcessMinWindows, 1) {
+		bad("ExcessMinWindows", p.ExcessMinWindows, "finite and at least 1")
+	}
+	if !(p.ExcessMargin >= 0 && p.ExcessMargin < 1) {
+		bad("ExcessMargin", p.ExcessMargin, "in [0, 1)")
+	}
+	if !(p.ExcessGuardWeight >= 0 && p.ExcessGuardWeight <= 1) {
+		bad("ExcessGuardWeight", p.ExcessGuardWeight, "in [0, 1]")
 	}
 	return errors.Join(errs...)
 }

@@ -89,7 +89,7 @@ var (
 var aggregateKinds = []string{anomaly.GlobalEvent, anomaly.AgentFlood}
 
 // statisticalKinds come from the baseline; every other kind is a rule.
-var statisticalKinds = []string{anomaly.Behaviour, anomaly.Drift, anomaly.GlobalEvent}
+var statisticalKinds = []string{anomaly.Behaviour, anomaly.Drift, anomaly.GlobalEvent, anomaly.SustainedExcess}
 
 // severities in increasing order, named as pkg/baseline names them.
 var severities = []string{baseline.Low.String(), baseline.Medium.String(), baseline.High.String(), baseline.Critical.String()}

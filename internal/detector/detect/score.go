@@ -61,6 +61,10 @@ func (p *Processor) evaluate(pt *partition, a *agentState, acc *features.Acc, fl
 	if res.Anomalous {
 		weight = set.Baseline.AnomalousWeight
 	}
+	// The sequential tests add up what no single window shows; while one
+	// is open its windows train with a small weight (the same guard).
+	ex := a.model.Accumulate(&set.Baseline, w.StartMs, set.Features.WindowMs, &w.Values, !usePeer && !cold, weight)
+	weight = min(weight, ex.Weight)
 	if weight > 0 {
 		a.model.Update(&set.Baseline, w.StartMs, &w.Values, weight)
 		// The all-agents model "" is only the cold-start fallback: peer
@@ -109,6 +113,9 @@ func (p *Processor) evaluate(pt *partition, a *agentState, acc *features.Acc, fl
 		} else {
 			p.emit(an)
 		}
+	}
+	if ex.Alarm {
+		p.emitExcess(pt, a, w, &ex, ag, known)
 	}
 	a.hourActive++
 	a.hourCalls += uint32(w.Values[features.Calls])

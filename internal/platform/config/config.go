@@ -165,6 +165,14 @@ type Detector struct {
 	LongHalfLife    float64       `mapstructure:"long_half_life" doc:"Active windows for the long-horizon reference to halve its memory; at least detector.half_life."`
 	AlertScore      float64       `mapstructure:"alert_score" doc:"Window score (-log10 p) at or above which a behaviour anomaly is raised; above 0 and at most 12, the medium-severity score."`
 	AnomalousWeight float64       `mapstructure:"anomalous_weight" doc:"Training weight of windows scored anomalous, 0 to 1; 0 keeps them out of the baseline (the poisoning guard)."`
+	// ExcessThreshold and the keys after it tune the sequential tests
+	// that raise sustained_excess (docs/detection.md, "Accumulating
+	// evidence").
+	ExcessThreshold     float64 `mapstructure:"excess_threshold" doc:"Evidence (natural-log likelihood ratio) at which a sustained excess of calls or bytes per call at detector.excess_ratio times the usual is raised; 0 turns the sequential tests off."`
+	ExcessRatio         float64 `mapstructure:"excess_ratio" doc:"Excess over the usual rate (of calls, and of bytes per call) the hour-horizon tests look for; above 1."`
+	SlowExcessRatio     float64 `mapstructure:"slow_excess_ratio" doc:"Excess over the usual rate of calls the day-horizon test looks for; above 1."`
+	SlowExcessThreshold float64 `mapstructure:"slow_excess_threshold" doc:"Evidence at which the day-horizon test raises a sustained excess; above 0."`
+	ExcessGuardWeight   float64 `mapstructure:"excess_guard_weight" doc:"Training weight of windows while a sequential test is open and has not alarmed, 0 to 1 (the poisoning guard for slow excesses)."`
 	// RegistryFile, RoutesFile and OpenAPIFile are the agent registry and
 	// route inventory (docs/registry.md), reloaded every ReloadEvery.
 	RegistryFile string        `mapstructure:"registry_file" doc:"Agent registry file (docs/registry.md); empty: none."`
@@ -280,6 +288,11 @@ func defaults() map[string]any {
 		"detector.long_half_life":        baseline.DefaultParams().LongHalfLife,
 		"detector.alert_score":           baseline.DefaultParams().AlertScore,
 		"detector.anomalous_weight":      baseline.DefaultParams().AnomalousWeight,
+		"detector.excess_threshold":      baseline.DefaultParams().ExcessThreshold,
+		"detector.excess_ratio":          baseline.DefaultParams().ExcessRatio,
+		"detector.slow_excess_ratio":     baseline.DefaultParams().SlowExcessRatio,
+		"detector.slow_excess_threshold": baseline.DefaultParams().SlowExcessThreshold,
+		"detector.excess_guard_weight":   baseline.DefaultParams().ExcessGuardWeight,
 		"detector.registry_file":         "",
 		"detector.routes_file":           "",
 		"detector.openapi_file":          "",
@@ -764,6 +777,11 @@ func (c Config) BaselineParams() baseline.Params {
 	p.LongHalfLife = c.Detector.LongHalfLife
 	p.AlertScore = c.Detector.AlertScore
 	p.AnomalousWeight = c.Detector.AnomalousWeight
+	p.ExcessThreshold = c.Detector.ExcessThreshold
+	p.ExcessRatio = c.Detector.ExcessRatio
+	p.SlowExcessRatio = c.Detector.SlowExcessRatio
+	p.SlowExcessThreshold = c.Detector.SlowExcessThreshold
+	p.ExcessGuardWeight = c.Detector.ExcessGuardWeight
 	return p
 }
 

@@ -207,14 +207,19 @@ func show(raw any) string {
 // baselineKeys maps the baseline.Params fields set from detector.* keys to
 // those keys; baseline names its fields in errors, operators know keys.
 var baselineKeys = map[string]string{
-	"HalfLife":        "detector.half_life",
-	"LongHalfLife":    "detector.long_half_life",
-	"Warmup":          "detector.warmup",
-	"AlertScore":      "detector.alert_score",
-	"AnomalousWeight": "detector.anomalous_weight",
+	"HalfLife":            "detector.half_life",
+	"LongHalfLife":        "detector.long_half_life",
+	"Warmup":              "detector.warmup",
+	"AlertScore":          "detector.alert_score",
+	"AnomalousWeight":     "detector.anomalous_weight",
+	"ExcessThreshold":     "detector.excess_threshold",
+	"ExcessRatio":         "detector.excess_ratio",
+	"SlowExcessRatio":     "detector.slow_excess_ratio",
+	"SlowExcessThreshold": "detector.slow_excess_threshold",
+	"ExcessGuardWeight":   "detector.excess_guard_weight",
 }
 
-var baselineField = regexp.MustCompile(`\b(HalfLife|LongHalfLife|Warmup|AlertScore|AnomalousWeight)\b`)
+var baselineField = regexp.MustCompile(`\b(HalfLife|LongHalfLife|Warmup|AlertScore|AnomalousWeight|ExcessThreshold|ExcessRatio|SlowExcessRatio|SlowExcessThreshold|ExcessGuardWeight)\b`)
 
 // baselineProblems validates p, the baseline parameters built from the
 // detector.* keys, and reports each problem under its key.
