@@ -25,6 +25,12 @@ const (
 	keepWarm = 15 * time.Minute
 	// refreshTick is how often Run looks.
 	refreshTick = 5 * time.Second
+	// refreshBackoff is how long Run waits after a failed computation;
+	// meanwhile views compute it themselves.
+	refreshBackoff = time.Minute
+	// refreshTimeout bounds one background computation, so that a hung
+	// query does not leave every view on an old copy.
+	refreshTimeout = 30 * time.Second
 )
 
 // maxCached caps the kept overviews.
@@ -61,6 +67,7 @@ type cachedOverview struct {
 	by     audit.Actor // who computed it: a person's view, or automatic
 	data   overviewData
 	viewed time.Time // the last view
+	failed time.Time // Run's last failed computation
 }
 
 func newOverviewCache(clock func() time.Time) *overviewCache {
@@ -86,8 +93,8 @@ func (c *overviewCache) entry(key string) (*cachedOverview, uint64) {
 // overviewTTL or from before an action, served while Run computes a newer
 // one. A kept copy is only returned when served(by) agrees (it records
 // the view); otherwise, when none is kept, and when it is old and Run is
-// not running, it is computed with compute, as who. A failed computation
-// is not kept.
+// not running or failed to compute it since, it is computed with compute,
+// as who. A failed computation is not kept.
 func (c *overviewCache) get(ctx context.Context, key string, who audit.Actor, served func(by audit.Actor, d overviewData) bool,
 	compute func(context.Context) (overviewData, error)) (_ overviewData, old bool, _ error) {
 	e, gen := c.entry(key)
@@ -95,10 +102,11 @@ func (c *overviewCache) get(ctx context.Context, key string, who audit.Actor, se
 	e.mu.Lock()
 	e.viewed = now
 	at, egen, by, d := e.at, e.gen, e.by, e.data
+	failing := e.failed.After(at)
 	e.mu.Unlock()
 	if !at.IsZero() {
 		fresh := egen == gen && now.Sub(at) < overviewTTL
-		if fresh || c.running.Load() {
+		if fresh || c.running.Load() && !failing {
 			if !fresh {
 				c.wake()
 			}
@@ -131,7 +139,8 @@ func (c *overviewCache) get(ctx context.Context, key string, who audit.Actor, se
 // when none is kept and warm (the first look, so the first view finds
 // one) or someone viewed it within keepWarm, when an
 // action made it out of date, or when it is refreshAfter old and was
-// viewed within keepWarm. It reports whether it computed.
+// viewed within keepWarm; never within refreshBackoff of a failure
+// (views compute it meanwhile). It reports whether it computed.
 func (c *overviewCache) refresh(ctx context.Context, key string, who audit.Actor, warm bool,
 	compute func(context.Context) (overviewData, error)) (bool, error) {
 	e, gen := c.entry(key)
@@ -140,6 +149,8 @@ func (c *overviewCache) refresh(ctx context.Context, key string, who audit.Actor
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		switch {
+		case now.Sub(e.failed) < refreshBackoff:
+			return false
 		case e.at.IsZero():
 			return warm || now.Sub(e.viewed) < keepWarm
 		case e.gen != gen:
@@ -157,8 +168,13 @@ func (c *overviewCache) refresh(ctx context.Context, key string, who audit.Actor
 	if !due() { // a view computed it meanwhile
 		return false, nil
 	}
-	d, err := compute(ctx)
+	cctx, cancel := context.WithTimeout(ctx, refreshTimeout)
+	d, err := compute(cctx)
+	cancel()
 	if err != nil {
+		e.mu.Lock()
+		e.failed = c.clock()
+		e.mu.Unlock()
 		return true, err
 	}
 	e.mu.Lock()

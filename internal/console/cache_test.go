@@ -289,3 +289,51 @@ func TestOverviewKeptWarm(t *testing.T) {
 		t.Errorf("without Run, the view after an action was served the old copy")
 	}
 }
+
+// When Run fails to compute the overview, views stop being served the
+// old copy and compute it themselves, and Run waits refreshBackoff before
+// it tries again; a hung computation is cut at refreshTimeout.
+func TestOverviewRefreshFailing(t *testing.T) {
+	clock := time.Date(2026, 3, 16, 12, 0, 0, 0, time.UTC)
+	c := newOverviewCache(func() time.Time { return clock })
+	c.running.Store(true)
+	alice, bob := audit.Actor{Kind: audit.ActorAPI, Name: "alice"}, audit.Actor{Kind: audit.ActorAPI, Name: "bob"}
+	auto := audit.Actor{Kind: audit.ActorAutomatic}
+	var computedBy []audit.Actor
+	computeAs := func(who audit.Actor) func(context.Context) (overviewData, error) {
+		return func(context.Context) (overviewData, error) {
+			computedBy = append(computedBy, who)
+			return overviewData{Month: who.String()}, nil
+		}
+	}
+	served := func(audit.Actor, overviewData) bool { return true }
+	ctx := context.Background()
+	if _, _, err := c.get(ctx, "overview", alice, served, computeAs(alice)); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(2 * time.Minute)
+	did, err := c.refresh(ctx, "overview", auto, false, func(ctx context.Context) (overviewData, error) {
+		if _, ok := ctx.Deadline(); !ok {
+			t.Error("background computation without a deadline")
+		}
+		return overviewData{}, errors.New("clickhouse down")
+	})
+	if !did || err == nil {
+		t.Fatalf("refresh: did %v err %v; want a failed computation", did, err)
+	}
+	d, old, err := c.get(ctx, "overview", bob, served, computeAs(bob))
+	if err != nil || old || d.Month != bob.String() {
+		t.Fatalf("view after a failed refresh: %q old=%v err=%v; want computed by the view", d.Month, old, err)
+	}
+	clock = clock.Add(refreshAfter)
+	if did, _ := c.refresh(ctx, "overview", auto, false, computeAs(auto)); did {
+		t.Errorf("refresh within %v of a failure", refreshBackoff)
+	}
+	clock = clock.Add(refreshBackoff)
+	if did, err := c.refresh(ctx, "overview", auto, false, computeAs(auto)); !did || err != nil {
+		t.Errorf("refresh after the backoff: did %v err %v", did, err)
+	}
+	if want := []audit.Actor{alice, bob, auto}; !slices.Equal(computedBy, want) {
+		t.Errorf("computed by %v; want %v", computedBy, want)
+	}
+}

@@ -265,7 +265,7 @@ func (h *Handler) Run(ctx context.Context) error {
 		did, err := h.overview.refresh(ctx, "overview", auto.actor, warm, compute)
 		switch {
 		case err != nil && ctx.Err() == nil:
-			h.log.Error("overview not computed in the background; views compute it", "err", err)
+			h.log.Error("overview not computed in the background; views compute it themselves for a minute", "err", err)
 		case did:
 			h.log.Debug("overview computed in the background", "took", time.Since(start))
 		}
