@@ -26,9 +26,14 @@ type partResult struct {
 // partition, go out together in the next produce request, one request for
 // every partition the process writes instead of one per partition. The
 // broker appends and acknowledges each partition on its own, so each
-// caller gets the outcome of its own partition. Under load this divides the
-// requests (and the broker's CPU per record) by about the number of
-// partitions written at once.
+// caller gets the outcome of its own partition as soon as it is final.
+// Under load this divides the requests (and the broker's CPU per record)
+// by about the number of partitions written at once.
+//
+// A partition whose write failed with what a leader change or a dropped
+// connection causes is written again on its own, apart from the batches:
+// the next batch goes out meanwhile for the other partitions, and only
+// that partition's later records wait (its records stay in order).
 type multiCommitter struct {
 	write   func(ctx context.Context, parts map[int32][]Record) map[int32]partResult
 	timeout time.Duration
@@ -40,16 +45,18 @@ type multiCommitter struct {
 	cond     *sync.Cond
 	next     *multiBatch
 	flushing bool
+	// retrying holds the partitions being written again apart.
+	retrying map[int32]bool
 }
 
 type multiBatch struct {
 	parts map[int32][]Record
-	done  bool
-	res   map[int32]partResult
+	// res holds each partition's outcome once it is final.
+	res map[int32]partResult
 }
 
 func newMultiCommitter(timeout time.Duration, write func(ctx context.Context, parts map[int32][]Record) map[int32]partResult) *multiCommitter {
-	c := &multiCommitter{write: write, timeout: timeout}
+	c := &multiCommitter{write: write, timeout: timeout, retrying: map[int32]bool{}}
 	c.cond = sync.NewCond(&c.mu)
 	return c
 }
@@ -64,65 +71,105 @@ func (c *multiCommitter) append(ctx context.Context, p int32, recs []Record) (in
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for c.retrying[p] { // after the records being written again, in order
+		c.cond.Wait()
+	}
 	b := c.next
 	if b == nil {
-		b = &multiBatch{parts: map[int32][]Record{}}
+		b = &multiBatch{parts: map[int32][]Record{}, res: map[int32]partResult{}}
 		c.next = b
 	}
 	idx := len(b.parts[p])
 	b.parts[p] = append(b.parts[p], recs...)
-	for !b.done {
+	for {
+		if r, ok := b.res[p]; ok {
+			if r.err != nil {
+				return 0, r.err
+			}
+			return r.base + int64(idx), nil
+		}
 		if !c.flushing && c.next == b {
 			c.flush(b)
 			continue
 		}
 		c.cond.Wait()
 	}
-	r, ok := b.res[p]
-	if !ok {
-		return 0, fmt.Errorf("write to partition %d: no answer for it", p)
-	}
-	if r.err != nil {
-		return 0, r.err
-	}
-	return r.base + int64(idx), nil
 }
 
 // flush writes b as the leader; the caller holds mu, which is released
-// while the request is out so the next batch can gather.
+// while the request is out so the next batch can gather. The partitions
+// to write again are handed to retry, and the next batch may go.
 func (c *multiCommitter) flush(b *multiBatch) {
 	c.next, c.flushing = nil, true
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	res := c.writeRetrying(ctx, b.parts)
-	cancel()
-	if c.observe != nil {
-		n := 0
-		var err error
-		for p, recs := range b.parts {
-			n += len(recs)
-			if err == nil {
-				err = res[p].err
-			}
+	res := c.write(ctx, b.parts)
+	final := make(map[int32]partResult, len(b.parts))
+	again := map[int32][]Record{}
+	n := 0
+	var failed error
+	for p, recs := range b.parts {
+		n += len(recs)
+		r, ok := res[p]
+		if !ok {
+			r = partResult{err: fmt.Errorf("write to partition %d: no answer for it", p)}
 		}
-		c.observe(n, err)
+		if failed == nil {
+			failed = r.err
+		}
+		if r.err != nil && retryable(r.err) {
+			again[p] = recs
+			continue
+		}
+		final[p] = r
+	}
+	if c.observe != nil {
+		c.observe(n, failed)
 	}
 	c.mu.Lock()
 	c.flushing = false
-	b.done, b.res = true, res
+	maps.Copy(b.res, final)
+	for p := range again {
+		c.retrying[p] = true
+	}
 	c.cond.Broadcast()
+	if len(again) == 0 {
+		cancel()
+		return
+	}
+	go func() {
+		defer cancel()
+		out := c.writeRetrying(ctx, again, res)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for p, r := range out {
+			b.res[p] = r
+			delete(c.retrying, p)
+		}
+		c.cond.Broadcast()
+	}()
 }
 
-// writeRetrying writes parts and writes again the partitions whose write
-// failed with what a leader change or a dropped connection causes, as
-// committer.writeRetrying does (a retried write that had landed leaves
-// records twice, which every reader tolerates). The partitions that
-// succeeded are not written again.
-func (c *multiCommitter) writeRetrying(ctx context.Context, parts map[int32][]Record) map[int32]partResult {
+// writeRetrying writes parts again, after a pause, and again the
+// partitions whose write failed with what a leader change or a dropped
+// connection causes, until ctx ends, as committer.writeRetrying does (a
+// retried write that had landed leaves records twice, which every reader
+// tolerates). The partitions that succeeded are not written again. It
+// returns every partition's last outcome, first's when ctx ends before
+// it was written again.
+func (c *multiCommitter) writeRetrying(ctx context.Context, parts map[int32][]Record, first map[int32]partResult) map[int32]partResult {
 	out := make(map[int32]partResult, len(parts))
+	for p := range parts {
+		out[p] = first[p]
+	}
 	todo := parts
 	wait := 50 * time.Millisecond
 	for {
+		select {
+		case <-ctx.Done():
+			return out
+		case <-time.After(wait):
+		}
 		res := c.write(ctx, todo)
 		again := map[int32][]Record{}
 		for p, recs := range todo {
@@ -135,13 +182,19 @@ func (c *multiCommitter) writeRetrying(ctx context.Context, parts map[int32][]Re
 				again[p] = recs
 			}
 		}
+		if c.observe != nil {
+			n := 0
+			var failed error
+			for p, recs := range todo {
+				n += len(recs)
+				if failed == nil {
+					failed = out[p].err
+				}
+			}
+			c.observe(n, failed)
+		}
 		if len(again) == 0 {
 			return out
-		}
-		select {
-		case <-ctx.Done():
-			return out
-		case <-time.After(wait):
 		}
 		todo = again
 		wait = min(2*wait, time.Second)

@@ -149,3 +149,43 @@ func TestMultiCommitterRefusesWhenCallerGaveUp(t *testing.T) {
 		t.Fatalf("a cancelled caller still wrote")
 	}
 }
+
+// A partition written again after a leader change holds back only its own
+// later records: the other partition's caller returns with the first
+// request, its next records go out while the retries go on, and the
+// failed partition's later records land after the retried ones.
+func TestMultiCommitterRetryHoldsOnlyItsPartition(t *testing.T) {
+	nl := kafkago.NotLeaderForPartition
+	f := &fakeTopic{parts: map[int32][]Record{}, fail: map[int32][]error{1: {nl, nl, nl, nl, nl}}}
+	c := newMultiCommitter(10*time.Second, f.write)
+	done1 := make(chan error, 1)
+	go func() { _, err := c.append(t.Context(), 1, []Record{{Key: "b1", Value: []byte("v")}}); done1 <- err }()
+	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.retrying[1] })
+	start := time.Now()
+	for i := range 3 {
+		if _, err := c.append(t.Context(), 0, []Record{{Key: fmt.Sprintf("a%d", i), Value: []byte("v")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := time.Since(start); d > 300*time.Millisecond {
+		t.Errorf("partition 0's writes took %v while partition 1 was written again; want them apart", d)
+	}
+	c.mu.Lock()
+	retrying := c.retrying[1]
+	c.mu.Unlock()
+	if !retrying {
+		t.Fatal("partition 1's retries ended before partition 0's writes: the test proves nothing")
+	}
+	off, err := c.append(t.Context(), 1, []Record{{Key: "b2", Value: []byte("v")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done1; err != nil {
+		t.Fatalf("partition 1's first record: %v", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if got := f.parts[1]; len(got) != 2 || got[0].Key != "b1" || got[1].Key != "b2" || off != 1 {
+		t.Errorf("partition 1 holds %v (b2 at %d); want b1 then b2", got, off)
+	}
+}
