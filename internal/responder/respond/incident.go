@@ -110,6 +110,10 @@ type incidents struct {
 	// the fsync; a change of one of them waits (waitFree), which keeps an
 	// incident's lines in the file in the order of its changes.
 	writing map[string]bool
+	// unsaved holds the ids of incidents whose last write failed: their
+	// change is in memory only, so a retried join of the same anomaly
+	// writes it again rather than take it as done.
+	unsaved map[string]bool
 	cond    *sync.Cond // on mu: a write ended
 }
 
@@ -265,7 +269,13 @@ func (s *incidents) join(a anomaly.Anomaly, now time.Time, window time.Duration)
 	}
 	if ok {
 		if _, dup := in.Anomaly(a.ID); dup {
-			return in.clone(), false, nil
+			out := in.clone()
+			if s.unsaved[in.ID] {
+				if err := s.saveLocked(in, nowMs); err != nil {
+					return Incident{}, false, err
+				}
+			}
+			return out, false, nil
 		}
 	}
 	created := !ok || (a.Group == "" && nowMs-in.LastMs > window.Milliseconds())
@@ -373,6 +383,22 @@ func (s *incidents) list() []Incident {
 // saveLocked appends in's state and syncs it; it compacts the file when
 // superseded lines dominate.
 func (s *incidents) saveLocked(in *Incident, nowMs int64) error {
+	id := in.ID
+	err := s.writeLocked(in, nowMs)
+	if s.unsaved == nil {
+		s.unsaved = map[string]bool{}
+	}
+	if err != nil {
+		s.unsaved[id] = true
+	} else {
+		delete(s.unsaved, id)
+	}
+	return err
+}
+
+// writeLocked makes in's state durable: saveLocked without the
+// bookkeeping of failed writes.
+func (s *incidents) writeLocked(in *Incident, nowMs int64) error {
 	if s.log != nil {
 		// Queued under s.mu, so the incident's states reach the
 		// changelog in the order they were made, and waited for with

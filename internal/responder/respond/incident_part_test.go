@@ -3,6 +3,7 @@ package respond
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"sync"
 	"testing"
@@ -190,5 +191,52 @@ func TestPartIncidentChangesMadeDuringAWriteShareTheNextOneAndKeepTheirOrder(t *
 	}
 	if in, ok := b.get(id); !ok || len(in.Snapshots) != changes {
 		t.Errorf("restored incident has %d changes (found %v), want %d", len(in.Snapshots), ok, changes)
+	}
+}
+
+// failingChangelog fails its first fail appends.
+type failingChangelog struct {
+	*partstate.MemChangelog
+	mu   sync.Mutex
+	fail int
+}
+
+func (f *failingChangelog) Append(ctx context.Context, p int32, recs ...partstate.Record) error {
+	f.mu.Lock()
+	failing := f.fail > 0
+	f.fail--
+	f.mu.Unlock()
+	if failing {
+		return errors.New("broker unreachable")
+	}
+	return f.MemChangelog.Append(ctx, p, recs...)
+}
+
+// A join whose write failed is not taken as done when the same anomaly is
+// joined again (the consumer's retry): the incident is written then.
+func TestPartIncidentFailedWriteWrittenOnRetry(t *testing.T) {
+	ctx := context.Background()
+	mem := partstate.NewMemChangelog(1)
+	cl := &failingChangelog{MemChangelog: mem, fail: 1}
+	s := newPartIncidents(cl, func(string) int32 { return 0 })
+	if err := partstate.NewOwner(cl, nil, s).Assign(ctx, []int32{0}); err != nil {
+		t.Fatal(err)
+	}
+	a := anomaly.Anomaly{ID: "a-1", AgentID: "agent-1"}
+	if _, _, err := s.join(a, time.Now(), time.Hour); err == nil {
+		t.Fatal("join with a failing changelog returned no error")
+	}
+	if n := len(mem.Records(0)); n != 0 {
+		t.Fatalf("%d records after the failed write", n)
+	}
+	in, created, err := s.join(a, time.Now(), time.Hour)
+	if err != nil || created || in.ID == "" {
+		t.Fatalf("retried join: %+v created=%v err=%v", in, created, err)
+	}
+	if recs := mem.Records(0); len(recs) != 1 || recs[0].Key != IncidentPrefix+in.ID {
+		t.Fatalf("after the retry the changelog holds %v; want the incident", recs)
+	}
+	if _, _, err := s.join(a, time.Now(), time.Hour); err != nil || len(mem.Records(0)) != 1 {
+		t.Errorf("a third join of a written anomaly wrote again (%d records, err %v)", len(mem.Records(0)), err)
 	}
 }
