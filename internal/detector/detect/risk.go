@@ -160,6 +160,9 @@ func (r *riskState) add(s *RiskSettings, tMs int64, sev baseline.Severity, kind 
 // analyst said it was a false positive), and reports whether it was. A
 // risk brought below the level ends the episode as add would.
 func (r *riskState) retract(s *RiskSettings, endMs int64, kind string) bool {
+	if len(kind) > maxRiskKind { // as add kept it
+		kind = kind[:maxRiskKind]
+	}
 	i := slices.IndexFunc(r.hits, func(h riskHit) bool { return h.atMs == endMs && h.kind == kind })
 	if i < 0 {
 		return false
