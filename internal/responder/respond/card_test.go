@@ -49,7 +49,16 @@ func (r *rig) settleBy(clock *fakeClock) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	r.t.Fatal("outbox did not settle in 20s")
+	// Say what was still due, so that a failure on a loaded machine
+	// tells why.
+	open, _ := r.svc.Worker.Store.List(context.Background(), outbox.StatePending, outbox.StateInFlight)
+	var due []string
+	for _, e := range open {
+		if !e.NextAttempt.After(clock.now()) {
+			due = append(due, fmt.Sprintf("%s %s %s order=%q attempts=%d next=%s err=%q", e.Key, e.Kind, e.State, e.OrderKey, e.Attempts, e.NextAttempt.Format(time.RFC3339Nano), e.LastError))
+		}
+	}
+	r.t.Fatalf("outbox did not settle in 20s; due at %s:\n%s", clock.now().Format(time.RFC3339Nano), strings.Join(due, "\n"))
 }
 
 // escalating is minute i of an agent pulling more and more: MEDIUM for
