@@ -1,9 +1,11 @@
 package respond
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -28,8 +30,12 @@ playbooks:
       - notify: {channel: "#soc-watch", mention: here}
 `
 
-// settleBy waits until no open entry is due by the clock (the Worker's,
-// moved by the test); entries scheduled later are left.
+// settleBy waits until no open entry can run by the clock (the Worker's,
+// moved by the test): entries scheduled later are left, and so are those
+// queued behind one of them under the same order key (the Worker runs an
+// order key's entries one at a time in Seq order). A card update waiting
+// 100 ms for its channel's alert holds the incident's other cards until
+// the test moves the clock.
 func (r *rig) settleBy(clock *fakeClock) {
 	r.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -38,10 +44,17 @@ func (r *rig) settleBy(clock *fakeClock) {
 		if err != nil {
 			r.t.Fatal(err)
 		}
+		slices.SortFunc(open, func(a, b outbox.Entry) int { return cmp.Compare(a.Seq, b.Seq) })
 		busy := false
+		waiting := map[string]bool{} // order keys with an entry ahead that is not due
 		for _, e := range open {
-			if !e.NextAttempt.After(clock.now()) {
+			due := !e.NextAttempt.After(clock.now())
+			switch {
+			case e.OrderKey != "" && waiting[e.OrderKey]:
+			case due:
 				busy = true
+			case e.OrderKey != "":
+				waiting[e.OrderKey] = true
 			}
 		}
 		if !busy {
