@@ -129,9 +129,7 @@ func (c *overviewCache) get(ctx context.Context, key string, who audit.Actor, se
 	if err != nil {
 		return d, false, err
 	}
-	e.mu.Lock()
-	e.data, e.at, e.gen, e.by = d, c.clock(), gen, who
-	e.mu.Unlock()
+	c.keep(e, d, gen, who)
 	return d, false, nil
 }
 
@@ -177,10 +175,15 @@ func (c *overviewCache) refresh(ctx context.Context, key string, who audit.Actor
 		e.mu.Unlock()
 		return true, err
 	}
+	c.keep(e, d, gen, who)
+	return true, nil
+}
+
+// keep stores d, computed as who from generation gen, in e.
+func (c *overviewCache) keep(e *cachedOverview, d overviewData, gen uint64, who audit.Actor) {
 	e.mu.Lock()
 	e.data, e.at, e.gen, e.by = d, c.clock(), gen, who
 	e.mu.Unlock()
-	return true, nil
 }
 
 func (c *overviewCache) generation() uint64 {

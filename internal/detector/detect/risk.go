@@ -127,12 +127,7 @@ func (r *riskState) at(s *RiskSettings, tMs int64) float64 {
 func (r *riskState) add(s *RiskSettings, tMs int64, sev baseline.Severity, kind string) (due bool) {
 	tMs = max(tMs, r.atMs) // an agent's anomalies come in window order; never decay backwards
 	v := r.at(s, tMs)
-	if v < s.Level {
-		r.sinceMs = 0
-	}
-	if v < s.Level*riskClearShare {
-		r.raised = false
-	}
+	r.below(s, v)
 	w := s.weight(sev)
 	r.value, r.atMs = v+w, tMs
 	if len(kind) > maxRiskKind {
@@ -170,13 +165,20 @@ func (r *riskState) retract(s *RiskSettings, endMs int64, kind string) bool {
 	h := r.hits[i]
 	r.value = max(0, r.value-s.decay(s.weight(h.sev), r.atMs-h.atMs))
 	r.hits = slices.Delete(r.hits, i, i+1)
-	if r.value < s.Level {
+	r.below(s, r.value)
+	return true
+}
+
+// below ends the episode's bookkeeping for a risk of v: below the level
+// it is no longer above since anything, and below riskClearShare of it
+// the next crossing may raise elevated_risk again.
+func (r *riskState) below(s *RiskSettings, v float64) {
+	if v < s.Level {
 		r.sinceMs = 0
 	}
-	if r.value < s.Level*riskClearShare {
+	if v < s.Level*riskClearShare {
 		r.raised = false
 	}
-	return true
 }
 
 // stamp writes the risk after an anomaly at r.atMs onto an.

@@ -103,28 +103,12 @@ func (c *multiCommitter) flush(b *multiBatch) {
 	c.next, c.flushing = nil, true
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	res := c.write(ctx, b.parts)
+	res, again := c.writeOnce(ctx, b.parts)
 	final := make(map[int32]partResult, len(b.parts))
-	again := map[int32][]Record{}
-	n := 0
-	var failed error
-	for p, recs := range b.parts {
-		n += len(recs)
-		r, ok := res[p]
-		if !ok {
-			r = partResult{err: fmt.Errorf("write to partition %d: no answer for it", p)}
+	for p, r := range res {
+		if _, retry := again[p]; !retry {
+			final[p] = r
 		}
-		if failed == nil {
-			failed = r.err
-		}
-		if r.err != nil && retryable(r.err) {
-			again[p] = recs
-			continue
-		}
-		final[p] = r
-	}
-	if c.observe != nil {
-		c.observe(n, failed)
 	}
 	c.mu.Lock()
 	c.flushing = false
@@ -150,6 +134,36 @@ func (c *multiCommitter) flush(b *multiBatch) {
 	}()
 }
 
+// writeOnce writes parts in one go and returns every partition's outcome
+// (an error for one the write did not answer for) and the partitions to
+// write again: those that failed with what a leader change or a dropped
+// connection causes. observe sees the request.
+func (c *multiCommitter) writeOnce(ctx context.Context, parts map[int32][]Record) (map[int32]partResult, map[int32][]Record) {
+	res := c.write(ctx, parts)
+	out := make(map[int32]partResult, len(parts))
+	again := map[int32][]Record{}
+	n := 0
+	var failed error
+	for p, recs := range parts {
+		n += len(recs)
+		r, ok := res[p]
+		if !ok {
+			r = partResult{err: fmt.Errorf("write to partition %d: no answer for it", p)}
+		}
+		out[p] = r
+		if failed == nil {
+			failed = r.err
+		}
+		if r.err != nil && retryable(r.err) {
+			again[p] = recs
+		}
+	}
+	if c.observe != nil {
+		c.observe(n, failed)
+	}
+	return out, again
+}
+
 // writeRetrying writes parts again, after a pause, and again the
 // partitions whose write failed with what a leader change or a dropped
 // connection causes, until ctx ends, as committer.writeRetrying does (a
@@ -170,29 +184,8 @@ func (c *multiCommitter) writeRetrying(ctx context.Context, parts map[int32][]Re
 			return out
 		case <-time.After(wait):
 		}
-		res := c.write(ctx, todo)
-		again := map[int32][]Record{}
-		for p, recs := range todo {
-			r, ok := res[p]
-			if !ok {
-				r = partResult{err: fmt.Errorf("write to partition %d: no answer for it", p)}
-			}
-			out[p] = r
-			if r.err != nil && retryable(r.err) {
-				again[p] = recs
-			}
-		}
-		if c.observe != nil {
-			n := 0
-			var failed error
-			for p, recs := range todo {
-				n += len(recs)
-				if failed == nil {
-					failed = out[p].err
-				}
-			}
-			c.observe(n, failed)
-		}
+		res, again := c.writeOnce(ctx, todo)
+		maps.Copy(out, res)
 		if len(again) == 0 {
 			return out
 		}

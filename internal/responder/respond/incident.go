@@ -135,7 +135,7 @@ func openIncidents(path string) (*incidents, error) { return loadIncidents(path,
 // the responder's). A read-only load takes no lock, for a reader beside
 // the responder.
 func loadIncidents(path string, readOnly bool) (*incidents, error) {
-	s := &incidents{path: path, byAgent: map[string]*Incident{}, byID: map[string]*Incident{}, writing: map[string]bool{}}
+	s := &incidents{path: path, byAgent: map[string]*Incident{}, byID: map[string]*Incident{}, writing: map[string]bool{}, unsaved: map[string]bool{}}
 	s.cond = sync.NewCond(&s.mu)
 	if path == "" {
 		return s, nil
@@ -385,9 +385,6 @@ func (s *incidents) list() []Incident {
 func (s *incidents) saveLocked(in *Incident, nowMs int64) error {
 	id := in.ID
 	err := s.writeLocked(in, nowMs)
-	if s.unsaved == nil {
-		s.unsaved = map[string]bool{}
-	}
 	if err != nil {
 		s.unsaved[id] = true
 	} else {

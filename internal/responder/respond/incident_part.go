@@ -34,7 +34,7 @@ type incidentLog struct {
 // newPartIncidents returns incidents kept in cl, empty until partitions
 // are restored into them (they are a partstate.Part).
 func newPartIncidents(cl partstate.Changelog, partOf func(string) int32) *incidents {
-	return &incidents{byAgent: map[string]*Incident{}, byID: map[string]*Incident{},
+	return &incidents{byAgent: map[string]*Incident{}, byID: map[string]*Incident{}, unsaved: map[string]bool{},
 		log: newIncidentLog(cl, partOf)}
 }
 
