@@ -272,11 +272,12 @@ func (o *Owner) assign(ctx context.Context, p int32) error {
 	for _, pt := range o.parts {
 		pt.Activate(p)
 	}
+	// The gauge is set under the lock: partitions restore concurrently,
+	// and a count set after the lock is released could overwrite a newer one.
 	o.mu.Lock()
 	o.owned[p] = true
-	owned := len(o.owned)
+	o.Metrics.owned(len(o.owned))
 	o.mu.Unlock()
-	o.Metrics.owned(owned)
 	o.log.Info("partition state restored", "partition", p, "records", n, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
@@ -289,9 +290,8 @@ func (o *Owner) Revoke(ctx context.Context, ps []int32) error {
 	for _, p := range ps {
 		delete(o.owned, p)
 	}
-	n := len(o.owned)
+	o.Metrics.owned(len(o.owned))
 	o.mu.Unlock()
-	o.Metrics.owned(n)
 	var errs []error
 	for _, p := range ps {
 		for _, pt := range o.parts {
