@@ -27,7 +27,18 @@ func (r *Rules) MirrorDenylist(ctx context.Context, dl *revoke.Denylist, adapter
 	}
 	var again <-chan time.Time
 	var last time.Time
+	synced, seen := false, uint64(0)
 	for {
+		if n := r.Ledger.Changes(adapter); synced && n == seen {
+			// Only other adapters' records were applied since the last
+			// pass: nothing of this list changed.
+			select {
+			case <-ctx.Done():
+				return
+			case <-r.ledgerChanged:
+			}
+			continue
+		}
 		if wait := time.Until(last.Add(mirrorGap)); wait > 0 {
 			select {
 			case <-ctx.Done():
@@ -36,17 +47,22 @@ func (r *Rules) MirrorDenylist(ctx context.Context, dl *revoke.Denylist, adapter
 			}
 		}
 		last = time.Now()
+		n := r.Ledger.Changes(adapter)
 		recs := r.Denied(adapter)
 		add := make([]revoke.DenyEntry, 0, len(recs))
 		for _, rec := range recs {
 			add = append(add, revoke.DenyEntry{CredentialID: rec.CredentialID, AgentID: rec.AgentID, IncidentID: rec.IncidentID, RevokedAt: rec.StartedAt})
 		}
 		again = nil
+		synced = false
 		if changed, err := dl.Sync(add, r.Restored(adapter)); err != nil {
 			log.Error("deny-list file not brought in step with the shared ledger; trying again", "err", err)
 			again = time.After(retry)
-		} else if changed {
-			log.Info("deny-list file brought in step with the shared ledger", "denied", len(add))
+		} else {
+			synced, seen = true, n
+			if changed {
+				log.Info("deny-list file brought in step with the shared ledger", "denied", len(add))
+			}
 		}
 		select {
 		case <-ctx.Done():

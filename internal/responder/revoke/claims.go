@@ -68,9 +68,14 @@ type Claims struct {
 	// seen holds the claims (and refunds) folded within two intervals of
 	// last, with their effective times: a produce retried after a lost
 	// answer can leave a record twice, and the second must not count.
-	seen    map[string]time.Time
-	waiting map[string]chan bool
-	folded  int64
+	seen map[string]time.Time
+	// seenOrder lists seen's entries as they were set, which is in time
+	// order (effective times only grow along the log), so the expired
+	// ones are dropped from its front instead of by a scan of seen at
+	// every claim.
+	seenOrder []seenRec
+	waiting   map[string]chan bool
+	folded    int64
 
 	// hist holds the claim and refund records folded and not yet deleted,
 	// in log order, for Sweep; inHist maps their keys to whether a
@@ -89,6 +94,11 @@ type histRec struct {
 	key   string
 	at    time.Time
 	claim bool
+}
+
+type seenRec struct {
+	id string
+	at time.Time
 }
 
 type win struct {
@@ -117,6 +127,25 @@ func NewClaims(t Table, limit int, interval time.Duration, now func() time.Time)
 		inHist: make(map[string]bool)}, nil
 }
 
+// see marks id folded at at, which is at least every earlier mark's time.
+func (c *Claims) see(id string, at time.Time) {
+	c.seen[id] = at
+	c.seenOrder = append(c.seenOrder, seenRec{id: id, at: at})
+}
+
+// forgetSeenBefore drops the claims and refunds folded before cut.
+func (c *Claims) forgetSeenBefore(cut time.Time) {
+	i := 0
+	for ; i < len(c.seenOrder) && c.seenOrder[i].at.Before(cut); i++ {
+		if r := c.seenOrder[i]; c.seen[r.id].Equal(r.at) {
+			delete(c.seen, r.id)
+		}
+	}
+	// Resliced, not copied: append moves the rest to a new array when
+	// it grows, which frees the dropped front.
+	c.seenOrder = c.seenOrder[i:]
+}
+
 // Limit returns the automatic revocations allowed per interval.
 func (c *Claims) Limit() int { return c.limit }
 
@@ -142,9 +171,9 @@ func (c *Claims) Apply(key string, value []byte) {
 		c.moveLocked(key)
 		return
 	}
-	c.seen[id] = c.last
 	c.folded++
 	if claim, ok := strings.CutSuffix(id, refundSuffix); ok {
+		c.see(id, c.last)
 		c.remember(histRec{key: key, at: c.last})
 		for i, w := range c.wins {
 			if w.id == claim {
@@ -166,12 +195,8 @@ func (c *Claims) Apply(key string, value []byte) {
 		at = c.last
 	}
 	c.last = at
-	c.seen[id] = at
-	for k, t := range c.seen {
-		if t.Before(at.Add(-2 * c.interval)) {
-			delete(c.seen, k)
-		}
-	}
+	c.see(id, at)
+	c.forgetSeenBefore(at.Add(-2 * c.interval))
 	cut := at.Add(-c.interval)
 	i := 0
 	for i < len(c.wins) && !c.wins[i].at.After(cut) {

@@ -342,3 +342,30 @@ func TestTableLedgerSealsRestoreMaterial(t *testing.T) {
 		t.Fatal("a record under another key's name was applied")
 	}
 }
+
+// TestClaimsForgetSeenAfterTwoIntervals: a claim written twice counts once
+// while it is within two intervals of the latest claim, and the fold
+// forgets it after that (its memory stays bounded).
+func TestClaimsForgetSeenAfterTwoIntervals(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	c := mustClaims(t, &memTable{}, 100, 10*time.Minute, nil)
+	for i := range 50 {
+		c.Apply(ClaimPrefix+fmt.Sprintf("c%d", i), claimRecord(t, t0.Add(time.Duration(i)*time.Minute)))
+	}
+	// The 49th minute: claims of minutes 29 to 49 are within two intervals.
+	if n := len(c.seen); n != 21 {
+		t.Errorf("%d claims remembered, want 21 (those within 20 minutes of the latest)", n)
+	}
+	if len(c.seenOrder) != len(c.seen) {
+		t.Errorf("order of %d for %d remembered", len(c.seenOrder), len(c.seen))
+	}
+	folded := c.folded
+	c.Apply(ClaimPrefix+"c45", claimRecord(t, t0.Add(45*time.Minute)))
+	if c.folded != folded {
+		t.Error("a claim written again within two intervals was counted again")
+	}
+	c.Apply(ClaimPrefix+"c3", claimRecord(t, t0.Add(3*time.Minute)))
+	if c.folded != folded+1 {
+		t.Error("a claim id long forgotten was not folded as a new claim")
+	}
+}

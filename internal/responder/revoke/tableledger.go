@@ -27,6 +27,10 @@ type TableLedger struct {
 
 	mu   sync.RWMutex
 	recs map[Key]diskRecord
+	// changes counts the records applied per adapter, so a reader of one
+	// adapter's records (the deny-list mirror) skips the passes that
+	// other adapters' records would cause.
+	changes map[string]uint64
 }
 
 var (
@@ -65,8 +69,20 @@ func (l *TableLedger) Apply(key string, value []byte) error {
 	}
 	l.mu.Lock()
 	l.recs[d.Key] = d
+	if l.changes == nil {
+		l.changes = map[string]uint64{}
+	}
+	l.changes[d.Key.Adapter]++
 	l.mu.Unlock()
 	return nil
+}
+
+// Changes returns how many records of adapter were applied so far: when
+// it has not moved, neither have the adapter's records.
+func (l *TableLedger) Changes(adapter string) uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.changes[adapter]
 }
 
 // Get implements Ledger from what this process has applied.
