@@ -227,7 +227,7 @@ func (r *rig) settle() {
 		}
 		busy := false
 		for _, e := range open {
-			if time.Until(e.NextAttempt) < time.Minute && !laterCardUpdate(e) {
+			if time.Until(e.NextAttempt) < time.Minute && !laterCardUpdate(e) && !laterSnapshot(e) {
 				busy = true
 			}
 		}
@@ -248,6 +248,14 @@ func (r *rig) settle() {
 // nothing new, and is not waited for.
 func laterCardUpdate(e outbox.Entry) bool {
 	return e.Kind == kindCard && e.State == outbox.StatePending && time.Until(e.NextAttempt) > 0
+}
+
+// laterSnapshot reports whether e is a snapshot waiting for the end of its
+// evidence window (a minute after the anomalous window): a test whose
+// anomaly's window is the current minute would otherwise wait for it, or
+// give up, depending on the second it ran at.
+func laterSnapshot(e outbox.Entry) bool {
+	return e.Kind == kindSnapshot && e.State == outbox.StatePending && time.Until(e.NextAttempt) > 0
 }
 
 func exfil(id, agent, cred string, start int64) anomaly.Anomaly {
