@@ -553,8 +553,10 @@ func orderKey(kind string, j job) string {
 		return "slack:" + j.Incident
 	case kindCard, kindDigest:
 		// Due at the end of their slot: under the thread's key they would
-		// hold back every post after them until then.
-		return kind + ":" + j.Incident
+		// hold back every post after them until then. One key per channel's
+		// message: a card waiting for its channel's alert to be posted
+		// must not hold back the card of another channel.
+		return kind + ":" + j.Incident + ":" + j.Channel
 	case kindTimeout, kindAnswer, kindRestore, kindSnapshot, kindSummary, kindEphemeral:
 		// Due later (a TTL, an approval timeout, the end of a snapshot's
 		// window) or answering: must not wait behind, nor hold back, the
