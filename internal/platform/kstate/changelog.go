@@ -36,7 +36,6 @@ func OpenChangelog(ctx context.Context, cfg Config) (*Changelog, error) {
 		return produceParts(ctx, client, tr, cfg.Topic, parts)
 	})
 	c.com.observe = cfg.Metrics.observer(cfg.Topic)
-	c.com.pace.gap = cfg.WriteGap
 	return c, nil
 }
 

@@ -21,35 +21,10 @@ type committer struct {
 	// observe, when set, sees each request's record count and error.
 	observe func(n int, err error)
 
-	pace pacer
-
 	mu       sync.Mutex
 	cond     *sync.Cond
 	next     *batch
 	flushing bool
-}
-
-// pacer spaces a committer's produce requests by at least gap: under load
-// the records that arrive meanwhile join the next request, so the broker
-// answers fewer, larger requests (its CPU goes by request more than by
-// record). An idle committer's first write goes at once.
-type pacer struct {
-	gap  time.Duration
-	last time.Time
-}
-
-// wait sleeps, with mu released, until gap has passed since the last
-// request began, and marks the next as beginning then.
-func (p *pacer) wait(mu *sync.Mutex) {
-	if p.gap <= 0 {
-		return
-	}
-	if d := p.gap - time.Since(p.last); d > 0 {
-		mu.Unlock()
-		time.Sleep(d)
-		mu.Lock()
-	}
-	p.last = time.Now()
 }
 
 type batch struct {
@@ -98,9 +73,7 @@ func (c *committer) append(ctx context.Context, recs []Record) (int64, error) {
 // flush writes b as the leader; the caller holds mu, which is released
 // while the request is out so the next batch can gather.
 func (c *committer) flush(b *batch) {
-	c.flushing = true
-	c.pace.wait(&c.mu) // b, still next, gathers meanwhile
-	c.next = nil
+	c.next, c.flushing = nil, true
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	base, err := c.writeRetrying(ctx, b.recs)

@@ -128,35 +128,3 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
-
-// TestCommitterWriteGap: with a gap, appends made within it after a write
-// began share the next request, which goes no sooner than the gap; an
-// idle committer writes at once.
-func TestCommitterWriteGap(t *testing.T) {
-	f := &fakeLog{}
-	c := newCommitter(5*time.Second, f.write)
-	const gap = 300 * time.Millisecond
-	c.pace.gap = gap
-	start := time.Now()
-	if _, err := c.append(t.Context(), []Record{{Key: "first", Value: []byte("v")}}); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d >= gap {
-		t.Fatalf("the first write of an idle committer took %s: it must not wait for the gap", d)
-	}
-	var wg sync.WaitGroup
-	for i := range 10 {
-		wg.Go(func() {
-			if _, err := c.append(t.Context(), []Record{{Key: fmt.Sprintf("k%d", i), Value: []byte("v")}}); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	if d := time.Since(start); d < gap {
-		t.Errorf("the second request went %s after the first, within the %s gap", d, gap)
-	}
-	if f.requests != 2 || len(f.recs) != 11 {
-		t.Errorf("%d requests for %d records, want 2 for 11: the appends made within the gap share one", f.requests, len(f.recs))
-	}
-}

@@ -50,12 +50,6 @@ type Config struct {
 	// (a process that stood still past its group session must write
 	// nothing more: see internal/platform/stall).
 	Fence func() error
-	// WriteGap is the least time between two produce requests of this
-	// table or changelog (default 0: the next goes as soon as the last is
-	// answered). Under load the writes of the gap share the next request:
-	// fewer, larger requests cost the brokers less, and each write waits
-	// at most the gap longer.
-	WriteGap time.Duration
 }
 
 // fenced returns the Fence's error, if any.
@@ -77,9 +71,6 @@ func (c Config) Validate() error {
 	}
 	if c.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("timeout: must not be negative, got %s", c.Timeout))
-	}
-	if c.WriteGap < 0 || c.WriteGap > time.Second {
-		errs = append(errs, fmt.Errorf("write_gap: must be in [0, 1s], got %s", c.WriteGap))
 	}
 	return errors.Join(errs...)
 }
@@ -222,10 +213,7 @@ func reader(cfg Config, p int32, offset int64) (*kafkago.Reader, error) {
 	r := kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers: cfg.Brokers, Topic: cfg.Topic, Partition: int(p),
 		Dialer:   cfg.Security.Dialer(cfg.timeout()),
-		// A fetch waits up to 20 ms for more: the tail of a busy table
-		// then costs the broker one fetch per 20 ms, not one per few
-		// records, and a Put's read-back waits at most that much longer.
-		MinBytes: 1 << 20, MaxBytes: 10 << 20, MaxWait: 20 * time.Millisecond,
+		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 250 * time.Millisecond,
 		// Without this, kafka-go waits up to ReadBackoffMax between empty fetches.
 		ReadBackoffMin: 10 * time.Millisecond, ReadBackoffMax: 100 * time.Millisecond,
 	})

@@ -41,8 +41,6 @@ type multiCommitter struct {
 	// partition of it failed.
 	observe func(n int, err error)
 
-	pace pacer
-
 	mu       sync.Mutex
 	cond     *sync.Cond
 	next     *multiBatch
@@ -102,9 +100,7 @@ func (c *multiCommitter) append(ctx context.Context, p int32, recs []Record) (in
 // while the request is out so the next batch can gather. The partitions
 // to write again are handed to retry, and the next batch may go.
 func (c *multiCommitter) flush(b *multiBatch) {
-	c.flushing = true
-	c.pace.wait(&c.mu) // b, still next, gathers meanwhile
-	c.next = nil
+	c.next, c.flushing = nil, true
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	res, again := c.writeOnce(ctx, b.parts)

@@ -47,7 +47,6 @@ func OpenTable(ctx context.Context, cfg Config, apply func(Record)) (*Table, err
 		return produce(ctx, client, cfg.Topic, 0, recs)
 	})
 	t.com.observe = cfg.Metrics.observer(cfg.Topic)
-	t.com.pace.gap = cfg.WriteGap
 	start := time.Now()
 	first, end, err := bounds(ctx, client, cfg.Topic, 0)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -14,19 +13,6 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/global"
 	"github.com/agentwatch/agentwatch/internal/responder/revoke"
 	"github.com/agentwatch/agentwatch/internal/responder/silence"
-)
-
-// What the responder's Kafka traffic trades for fewer requests: the broker
-// spends its CPU by request more than by record (its per-request metrics
-// alone were a quarter of it at 500 anomalies/s), and on a machine shared
-// with it that CPU is the responder's throughput.
-const (
-	// fetchWait bounds how long a fetch of anomalies or of the global
-	// table waits for more records.
-	fetchWait = 20 * time.Millisecond
-	// stateWriteGap spaces the produce requests of the state changelog
-	// and of the global table (kstate.Config.WriteGap).
-	stateWriteGap = 5 * time.Millisecond
 )
 
 // Global is the distributed mode's global table (kafka.responder_global_topic)
@@ -79,7 +65,7 @@ func OpenGlobal(ctx context.Context, cfg config.Config, sec kafka.Security, log 
 	} else if rc.Kong.AdminURL != "" {
 		log.Warn("responder.ledger_key is not set: the shared revocation ledger will not keep revoked Kong keys, so restoring one needs a new key issued by hand; set responder.ledger_key_file to a key from responder ledger-keygen (the same key on every instance)")
 	}
-	rules, t, err := global.Open(ctx, kstate.Config{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic, Log: log, Metrics: sm, Fence: fence, WriteGap: stateWriteGap}, o, mux)
+	rules, t, err := global.Open(ctx, kstate.Config{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic, Log: log, Metrics: sm, Fence: fence}, o, mux)
 	if err != nil {
 		return nil, err
 	}

@@ -304,11 +304,8 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	if openReader {
 		// The group's partitions are this instance's agents: it restores
 		// their state when given them and hands it over when they go.
-		// A fetch waits up to fetchWait for more anomalies: with the
-		// default (answer as soon as one byte is there) a steady stream
-		// costs the broker a fetch per few records per partition.
 		g, err := kafka.NewGroup(kafka.GroupConfig{Brokers: cfg.Kafka.Brokers, Security: sec, GroupID: cfg.Kafka.ResponderGroup,
-			Topic: cfg.Kafka.AnomaliesTopic, SessionTimeout: cfg.Responder.SessionTimeout, Logger: log, MinBytes: 1 << 20, MaxWait: fetchWait})
+			Topic: cfg.Kafka.AnomaliesTopic, SessionTimeout: cfg.Responder.SessionTimeout, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("anomalies consumer group: %w", err)
 		}
@@ -395,7 +392,7 @@ func (r *Responder) openState(ctx context.Context, cfg config.Config, sec kafka.
 			return nil, fmt.Errorf("ensure kafka.responder_state_topic: %w", err)
 		}
 	}
-	cl, err := kstate.OpenChangelog(ctx, kstate.Config{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic, Log: r.log, Metrics: sm, Fence: fence, WriteGap: stateWriteGap})
+	cl, err := kstate.OpenChangelog(ctx, kstate.Config{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic, Log: r.log, Metrics: sm, Fence: fence})
 	if err != nil {
 		return nil, fmt.Errorf("kafka.responder_state_topic: %w", err)
 	}
