@@ -251,7 +251,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // once.
 const (
 	coalesceAbove = 256
-	coalesceFor   = 10 * time.Millisecond
+	coalesceFor   = 25 * time.Millisecond
 )
 
 // gather records the outcomes that arrive within d.
