@@ -74,12 +74,20 @@ type SeriesParams struct {
 	// SeasonMinPoints is how many points a slot needs before its offset is
 	// used.
 	SeasonMinPoints int
+	// TailSurprise is where a point's surprise (-ln p) stops counting in
+	// full before it is averaged: beyond it the surprise grows with its
+	// logarithm (tailSurprise). A normal tail makes a burst of a bursty
+	// series thousands of units surprising, and one such point would hold
+	// the short-term average, and so the score, at its cap for hundreds of
+	// points; compressed, a burst still scores far above any ordinary
+	// point but fades with it (0: no compression).
+	TailSurprise float64
 }
 
 // DefaultSeriesParams returns the defaults.
 func DefaultSeriesParams() SeriesParams {
 	return SeriesParams{
-		HalfLife:           1000,
+		HalfLife:           3000,
 		Clip:               4,
 		MinRelScale:        0.01,
 		Warmup:             60,
@@ -93,10 +101,11 @@ func DefaultSeriesParams() SeriesParams {
 		Refractory:         48,
 		ReportHalfLife:     10000,
 		ReportRefractory:   0.5,
-		PredictorSlack:     1.5,
+		PredictorSlack:     1.2,
 		SeasonRate:         0.02,
 		SeasonMinPoints:    20,
 		ChangePoints:       288,
+		TailSurprise:       60,
 	}
 }
 
@@ -121,6 +130,9 @@ func (p SeriesParams) Validate() error {
 	pos("report_half_life", p.ReportHalfLife)
 	if !(p.ReportRefractory >= 0) || math.IsInf(p.ReportRefractory, 0) {
 		errs = append(errs, fmt.Errorf("report_refractory: must be a number >= 0, got %g", p.ReportRefractory))
+	}
+	if !(p.TailSurprise >= 0) || math.IsInf(p.TailSurprise, 0) {
+		errs = append(errs, fmt.Errorf("tail_surprise: must be a number >= 0, got %g", p.TailSurprise))
 	}
 	if !(p.PredictorSlack >= 1) {
 		errs = append(errs, fmt.Errorf("predictor_slack: must be at least 1, got %g", p.PredictorSlack))
@@ -295,7 +307,7 @@ func (s *Series) Observe(p *SeriesParams, tMs int64, x float64) SeriesResult {
 	// The short-term average surprise against its own long-run
 	// distribution: a series that is always jumpy is not news, a run of
 	// unusual points is.
-	s.avg += (r.Surprise - s.avg) / p.ShortPoints
+	s.avg += (tailSurprise(r.Surprise, p.TailSurprise) - s.avg) / p.ShortPoints
 	scoring := s.n >= float64(p.Warmup)
 	if scoring && s.nLik >= p.ShortPoints {
 		z := (s.avg - s.lik.m) / math.Sqrt(max(s.lik.v, 1e-6))
@@ -384,6 +396,17 @@ func (s *Series) Observe(p *SeriesParams, tMs int64, x float64) SeriesResult {
 	s.last = x
 	s.n++
 	return r
+}
+
+// tailSurprise returns the surprise sur as the short-term average counts
+// it: in full up to t, beyond it t·(1 + ln(sur/t)), which is continuous
+// with a slope of 1 at t and grows only logarithmically after (t = 0: in
+// full).
+func tailSurprise(sur, t float64) float64 {
+	if t <= 0 || sur <= t {
+		return sur
+	}
+	return t * (1 + math.Log(sur/t))
 }
 
 // seasonal are the predictors of the seasonal test.

@@ -198,11 +198,71 @@ func TestSeriesParamsValidate(t *testing.T) {
 	}
 	p := DefaultSeriesParams()
 	p.HalfLife, p.AnomalousWeight, p.PredictorSlack = 0, 2, 0.5
-	p.ReportHalfLife, p.ReportRefractory = 0, -1
+	p.ReportHalfLife, p.ReportRefractory, p.TailSurprise = 0, -1, -1
 	err := p.Validate()
-	for _, want := range []string{"half_life", "anomalous_weight", "predictor_slack", "report_half_life", "report_refractory"} {
+	for _, want := range []string{"half_life", "anomalous_weight", "predictor_slack", "report_half_life", "report_refractory", "tail_surprise"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not name %s", err, want)
 		}
+	}
+}
+
+func TestTailSurprise(t *testing.T) {
+	for _, tc := range []struct {
+		sur, t, want float64
+	}{
+		{0, 60, 0},
+		{30, 60, 30},                    // below the knee: in full
+		{60, 60, 60},                    // at the knee: continuous
+		{60 * math.E, 60, 120},          // one e-fold beyond: one more knee
+		{60 * math.E * math.E, 60, 180}, // two e-folds
+		{1e12, 60, 60 * (1 + math.Log(1e12/60))},
+		{1e12, 0, 1e12}, // 0: no compression
+		{5, 0, 5},
+	} {
+		if got := tailSurprise(tc.sur, tc.t); math.Abs(got-tc.want) > 1e-9*max(1, tc.want) {
+			t.Errorf("tailSurprise(%g, %g) = %g, want %g", tc.sur, tc.t, got, tc.want)
+		}
+	}
+	// Monotone, so a more surprising point never counts less.
+	prev := 0.0
+	for sur := 0.0; sur < 1e6; sur = sur*1.5 + 1 {
+		got := tailSurprise(sur, 60)
+		if got < prev {
+			t.Fatalf("tailSurprise decreases at %g: %g after %g", sur, got, prev)
+		}
+		prev = got
+	}
+}
+
+// One absurd point (a counter glitch a million scales off) must not hold
+// the series anomalous for a day: with the surprise's tail compressed the
+// score falls back below the guard within half a day (144 points), where
+// the raw surprise held it there until the lasting "anomaly" became a
+// change point (288). The glitch is still reported.
+func TestSeriesGlitchFades(t *testing.T) {
+	const n, at = 288 * 8, 288 * 6
+	v := daily(rand.New(rand.NewPCG(3, 4)), n, 20, 1)
+	v[at] += 1e6
+	anomalousAfter := func(p SeriesParams) (int, float64) {
+		rs := feed(&p, v)
+		k := 0
+		for i := at + 1; i < n; i++ {
+			if rs[i].Anomalous {
+				k++
+			}
+		}
+		return k, rs[at].Reported
+	}
+	p := DefaultSeriesParams()
+	k, rep := anomalousAfter(p)
+	if rep < p.AlertScore {
+		t.Fatalf("the glitch was not reported (reported score %.1f)", rep)
+	}
+	p.TailSurprise = 0
+	kRaw, _ := anomalousAfter(p)
+	t.Logf("anomalous points after the glitch: %d compressed, %d raw", k, kRaw)
+	if k > 144 || kRaw < 2*k {
+		t.Errorf("anomalous points after the glitch: %d with the tail compressed (want <= 144, at most half the %d without)", k, kRaw)
 	}
 }
