@@ -82,6 +82,20 @@ type SeriesParams struct {
 	// points; compressed, a burst still scores far above any ordinary
 	// point but fades with it (0: no compression).
 	TailSurprise float64
+	// RarityReports is the rarity bar: a series whose decaying count of
+	// its own pages (anomalous reports after SettlePoints, half-life
+	// RarityHalfLife) has reached it stops paging until the count decays
+	// below it again; the points it holds back are Muted. A bursty or
+	// sparse series that pages on every burst is muted after
+	// RarityReports of them, so one threshold means the same rarity on a
+	// bursty series and a smooth one; a smooth series that pages now and
+	// then never reaches it (0: no bar).
+	RarityReports float64
+	// RarityHalfLife is the half-life, in points, of the count the rarity
+	// bar is judged on. It is shorter than ReportHalfLife: the bar holds
+	// only while a series pages densely, where the quiet period remembers
+	// for longer.
+	RarityHalfLife float64
 }
 
 // DefaultSeriesParams returns the defaults.
@@ -106,6 +120,8 @@ func DefaultSeriesParams() SeriesParams {
 		SeasonMinPoints:    20,
 		ChangePoints:       288,
 		TailSurprise:       60,
+		RarityReports:      8,
+		RarityHalfLife:     4000,
 	}
 }
 
@@ -128,8 +144,12 @@ func (p SeriesParams) Validate() error {
 	pos("season_rate", p.SeasonRate)
 	pos("recent_half_life", p.RecentHalfLife)
 	pos("report_half_life", p.ReportHalfLife)
+	pos("rarity_half_life", p.RarityHalfLife)
 	if !(p.ReportRefractory >= 0) || math.IsInf(p.ReportRefractory, 0) {
 		errs = append(errs, fmt.Errorf("report_refractory: must be a number >= 0, got %g", p.ReportRefractory))
+	}
+	if !(p.RarityReports >= 0) || math.IsInf(p.RarityReports, 0) {
+		errs = append(errs, fmt.Errorf("rarity_reports: must be a number >= 0, got %g", p.RarityReports))
 	}
 	if !(p.TailSurprise >= 0) || math.IsInf(p.TailSurprise, 0) {
 		errs = append(errs, fmt.Errorf("tail_surprise: must be a number >= 0, got %g", p.TailSurprise))
@@ -156,9 +176,10 @@ func (p SeriesParams) Validate() error {
 // Fisher/Tippett rule, and the same poisoning guard. On top it keeps a
 // short-term average of the surprise judged against its own long-run
 // distribution, so a series that is always noisy does not page and a
-// sustained change that no single point shows does; and a count of its own
+// sustained change that no single point shows does; a count of its own
 // recent reports that stretches the quiet period after the next one, so a
-// series that pages often pages less.
+// series that pages often pages less; and a shorter-lived count of the
+// same reports that mutes a series paging on every burst (the rarity bar).
 //
 // The zero value is an empty Series. It is not safe for concurrent use.
 type Series struct {
@@ -193,6 +214,10 @@ type Series struct {
 	// (half-life ReportHalfLife): how often this series pages, which
 	// stretches its quiet period after the next one.
 	reports float64
+	// rarity counts the same reports as reports, with half-life
+	// RarityHalfLife: the count the rarity bar is judged on. Muted points
+	// do not count, so it decays while the series is held back.
+	rarity float64
 }
 
 // The predictors a Series weighs: the seasonal level, the previous value,
@@ -222,10 +247,16 @@ type SeriesResult struct {
 	// Reported is Score when it tops the decaying maximum of recent
 	// scores and the series has been quiet since its last anomalous
 	// report (Refractory points, longer for a series that reports often:
-	// ReportRefractory), else 0: one change is one detection.
+	// ReportRefractory) and, for an anomalous point, has not paged too
+	// often lately (RarityReports), else 0: one change is one detection.
 	Reported float64
 	// Anomalous: Score >= GuardScore.
 	Anomalous bool
+	// Muted: the point would have been reported as anomalous, but the
+	// series has paged RarityReports times lately (its decaying count,
+	// half-life RarityHalfLife) and the rarity bar held it back; Reported
+	// is 0.
+	Muted bool
 	// ChangePoint: this point completed ChangePoints anomalous points in a
 	// row and the series restarted its level from the recent values.
 	ChangePoint bool
@@ -316,14 +347,22 @@ func (s *Series) Observe(p *SeriesParams, tMs int64, x float64) SeriesResult {
 	r.Anomalous = r.Score >= p.GuardScore
 	s.recent *= math.Exp2(-1 / p.RecentHalfLife)
 	s.reports *= math.Exp2(-1 / p.ReportHalfLife)
+	s.rarity *= math.Exp2(-1 / p.RarityHalfLife)
 	s.sinceReport++
 	quiet := float64(p.Refractory) * (1 + p.ReportRefractory*s.reports)
 	if r.Score > s.recent+1 && float64(s.sinceReport) > quiet {
-		r.Reported = r.Score
-		if r.Anomalous {
-			s.sinceReport = 0
-			if s.n >= float64(p.SettlePoints) {
-				s.reports++
+		if r.Anomalous && p.RarityReports > 0 && s.rarity >= p.RarityReports {
+			// The rarity bar: this series has paged too often lately for
+			// one more page to be rare. The quiet period does not start.
+			r.Muted = true
+		} else {
+			r.Reported = r.Score
+			if r.Anomalous {
+				s.sinceReport = 0
+				if s.n >= float64(p.SettlePoints) {
+					s.reports++
+					s.rarity++
+				}
 			}
 		}
 	}

@@ -10,25 +10,29 @@ import (
 )
 
 // SeriesVersion is the serialisation version Series.AppendBinary writes as
-// the first byte. UnmarshalBinary reads it and version 1, the encoding
-// before the per-series report count: a version-1 series restores with no
-// recent reports, as if it had not paged for a long time.
-const SeriesVersion = 2
+// the first byte. UnmarshalBinary reads it and the versions before it:
+// version 1, before the per-series report count, restores with no recent
+// reports, as if the series had not paged for a long time; version 2,
+// before the rarity bar's count, restores with that count at 0, so the
+// series is not muted until it pages RarityReports times again.
+const SeriesVersion = 3
 
 // The Series encoding, little-endian: version (1 byte); 24 float64s (n,
 // last, level mean and variance, each predictor's residual mean and
 // variance, each predictor's residual count, mag, avg, lik mean and
-// variance, nLik, recent, fast mean and variance), then in version 2 a
-// 25th, the decaying count of recent reports; run and sinceReport
-// (uvarints); 48 seasonal float32s and 48 slot counts (uint16); then the
-// same-time-yesterday and last-week values, each as a count (uvarint) and
-// that many (key, value) pairs in increasing key order, the key as the
-// uvarint gap from the previous key (the first from 0) and the value as a
-// float64. The lags are most of it: with one point a minute, 1,440 and
-// 10,080 pairs, about 100 KB.
+// variance, nLik, recent, fast mean and variance), then from version 2 a
+// 25th, the decaying count of recent reports, and from version 3 a 26th,
+// the rarity bar's decaying count; run and sinceReport (uvarints); 48
+// seasonal float32s and 48 slot counts (uint16); then the same-time-
+// yesterday and last-week values, each as a count (uvarint) and that many
+// (key, value) pairs in increasing key order, the key as the uvarint gap
+// from the previous key (the first from 0) and the value as a float64.
+// The lags are most of it: with one point a minute, 1,440 and 10,080
+// pairs, about 100 KB.
 const (
 	seriesFloatsV1 = 12 + 3*numPredictors
-	seriesFloats   = seriesFloatsV1 + 1
+	seriesFloatsV2 = seriesFloatsV1 + 1
+	seriesFloats   = seriesFloatsV2 + 1
 	seriesFixedV1  = 1 + 8*seriesFloatsV1
 	seriesProfile  = features.SlotsPerWeek * (4 + 2)
 	daySeconds     = 86_400
@@ -59,6 +63,7 @@ func (s *Series) floats() [seriesFloats]*float64 {
 	}
 	put(&s.mag, &s.avg, &s.lik.m, &s.lik.v, &s.nLik, &s.recent, &s.fast.m, &s.fast.v)
 	put(&s.reports) // version 2
+	put(&s.rarity)  // version 3
 	return out
 }
 
@@ -108,10 +113,12 @@ func (s *Series) UnmarshalBinary(b []byte) error {
 	nf := seriesFloats
 	switch b[0] {
 	case SeriesVersion:
+	case 2:
+		nf = seriesFloatsV2
 	case 1:
 		nf = seriesFloatsV1
 	default:
-		return fmt.Errorf("%w: series version %d, this build reads 1 and %d", ErrCorrupt, b[0], SeriesVersion)
+		return fmt.Errorf("%w: series version %d, this build reads 1 to %d", ErrCorrupt, b[0], SeriesVersion)
 	}
 	if len(b) < 1+8*nf {
 		return fmt.Errorf("%w: series of %d bytes, need at least %d", ErrCorrupt, len(b), 1+8*nf)
@@ -127,7 +134,7 @@ func (s *Series) UnmarshalBinary(b []byte) error {
 			return fmt.Errorf("%w: series value %d is %g", ErrCorrupt, i, *x)
 		}
 	}
-	if out.n < 0 || out.level.v < 0 || out.lik.v < 0 || out.fast.v < 0 || out.nLik < 0 || out.reports < 0 {
+	if out.n < 0 || out.level.v < 0 || out.lik.v < 0 || out.fast.v < 0 || out.nLik < 0 || out.reports < 0 || out.rarity < 0 {
 		return fmt.Errorf("%w: series counts or variances negative", ErrCorrupt)
 	}
 	for k := range out.res {

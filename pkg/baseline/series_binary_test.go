@@ -2,7 +2,6 @@ package baseline
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -102,47 +101,90 @@ func TestSeriesUnmarshalRejects(t *testing.T) {
 	bad("negative count", neg)
 }
 
-// TestSeriesReadsVersion1: testdata/series_v1.bin was written by the
-// version-1 encoding (before the per-series report count), from three days
-// of a noisy daily cycle with a planted jump. It still restores, with no
-// recent reports, and writes back as version 2: the same bytes with the
-// version byte changed and the report count (0) after the version-1 floats.
-func TestSeriesReadsVersion1(t *testing.T) {
-	v1, err := os.ReadFile(filepath.Join("testdata", "series_v1.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v1[0] != 1 {
-		t.Fatalf("fixture version %d, want 1", v1[0])
-	}
-	var s Series
-	if err := s.UnmarshalBinary(v1); err != nil {
-		t.Fatalf("version 1: %v", err)
-	}
-	if s.Points() != 3*288 || s.reports != 0 || len(s.lagDay) != 288 {
-		t.Fatalf("restored %d points, %g reports, %d lagged values; want 864, 0, 288", s.Points(), s.reports, len(s.lagDay))
-	}
-	want := append([]byte{SeriesVersion}, v1[1:seriesFixedV1]...)
-	want = binary.LittleEndian.AppendUint64(want, 0)
-	want = append(want, v1[seriesFixedV1:]...)
-	if got := s.AppendBinary(nil); !bytes.Equal(got, want) {
-		t.Fatalf("re-encoded as version 2: %d bytes, want %d, or contents differ", len(got), len(want))
-	}
-	// It goes on scoring: a fourth day like the others, then a jump that
-	// the restored series reports.
-	p := DefaultSeriesParams()
-	t0 := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC).UnixMilli() + 3*288*300_000
-	vals := daily(rand.New(rand.NewPCG(8, 9)), 288, 20, 3)
-	reported := false
-	for i, v := range vals {
-		if i >= 200 {
-			v += 80
+// TestSeriesReadsEveryVersion: a series saved by any version of the
+// encoding restores, writes back as the current version and goes on
+// scoring. testdata/series_v1.bin was written by the version-1 encoding
+// (before the per-series report count) from three days of a noisy daily
+// cycle with a planted jump; testdata/series_v2.bin by the version-2
+// encoding (before the rarity bar's count) from that series and a fourth
+// day with a jump it reported. A count an old version did not have
+// restores as 0, and re-encoding inserts it (8 zero bytes) after the old
+// floats; every other byte is kept.
+func TestSeriesReadsEveryVersion(t *testing.T) {
+	fixture := func(name string) []byte {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
 		}
-		r := s.Observe(&p, t0+int64(i)*300_000, v)
-		reported = reported || (i >= 200 && r.Reported >= p.AlertScore)
+		return b
 	}
-	if !reported {
-		t.Fatal("a version-1 series restored did not report a jump of 80 (noise 3)")
+	p := DefaultSeriesParams()
+	t0 := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC).UnixMilli()
+	current := func() []byte {
+		var s Series
+		vals := daily(rand.New(rand.NewPCG(8, 9)), 4*288, 20, 3)
+		for i, v := range vals {
+			if i >= 3*288+200 {
+				v += 80
+			}
+			s.Observe(&p, t0+int64(i)*300_000, v)
+		}
+		return s.AppendBinary(nil)
+	}
+	zero := make([]byte, 8)
+	for _, tc := range []struct {
+		version byte
+		enc     []byte
+		points  int
+		// reports and rarity say whether the restored counts are positive.
+		reports, rarity bool
+		// want is the current encoding of the restored series.
+		want func(old []byte) []byte
+	}{
+		{1, fixture("series_v1.bin"), 3 * 288, false, false, func(old []byte) []byte {
+			out := append([]byte{SeriesVersion}, old[1:seriesFixedV1]...)
+			out = append(out, zero...) // the report count
+			out = append(out, zero...) // the rarity bar's count
+			return append(out, old[seriesFixedV1:]...)
+		}},
+		{2, fixture("series_v2.bin"), 4 * 288, true, false, func(old []byte) []byte {
+			const fixedV2 = 1 + 8*seriesFloatsV2
+			out := append([]byte{SeriesVersion}, old[1:fixedV2]...)
+			out = append(out, zero...) // the rarity bar's count
+			return append(out, old[fixedV2:]...)
+		}},
+		{SeriesVersion, current(), 4 * 288, true, true, bytes.Clone},
+	} {
+		if tc.enc[0] != tc.version {
+			t.Fatalf("version %d: encoding starts with %d", tc.version, tc.enc[0])
+		}
+		var s Series
+		if err := s.UnmarshalBinary(tc.enc); err != nil {
+			t.Fatalf("version %d: %v", tc.version, err)
+		}
+		if s.Points() != tc.points || (s.reports > 0) != tc.reports || (s.rarity > 0) != tc.rarity || len(s.lagDay) != 288 {
+			t.Fatalf("version %d: restored %d points, %g reports, rarity count %g, %d lagged values; want %d, reports %v, rarity %v, 288",
+				tc.version, s.Points(), s.reports, s.rarity, len(s.lagDay), tc.points, tc.reports, tc.rarity)
+		}
+		if got, want := s.AppendBinary(nil), tc.want(tc.enc); !bytes.Equal(got, want) {
+			t.Fatalf("version %d re-encoded: %d bytes, want %d, or contents differ", tc.version, len(got), len(want))
+		}
+		// It goes on scoring: a day like the others, then a jump that the
+		// restored series reports.
+		at := t0 + int64(tc.points)*300_000
+		vals := daily(rand.New(rand.NewPCG(10, 11)), 288, 20, 3)
+		reported := false
+		for i, v := range vals {
+			if i >= 200 {
+				v -= 80
+			}
+			r := s.Observe(&p, at+int64(i)*300_000, v)
+			reported = reported || (i >= 200 && r.Reported >= p.AlertScore)
+		}
+		if !reported {
+			t.Errorf("version %d: the restored series did not report a drop of 80 (noise 3)", tc.version)
+		}
 	}
 }
 
@@ -160,8 +202,10 @@ func FuzzSeriesUnmarshal(f *testing.F) {
 		f.Add(s.AppendBinary(nil))
 	}
 	f.Add([]byte{SeriesVersion})
-	if v1, err := os.ReadFile(filepath.Join("testdata", "series_v1.bin")); err == nil {
-		f.Add(v1)
+	for _, name := range []string{"series_v1.bin", "series_v2.bin"} {
+		if b, err := os.ReadFile(filepath.Join("testdata", name)); err == nil {
+			f.Add(b)
+		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var s Series

@@ -140,6 +140,7 @@ func TestSeriesReportsAChangeOnce(t *testing.T) {
 // reports its first change exactly as fast as without the calibration.
 func TestSeriesReportRateStretchesQuiet(t *testing.T) {
 	calibrated := DefaultSeriesParams()
+	calibrated.RarityReports = 0 // the rarity bar has its own tests
 	flat := calibrated
 	flat.ReportRefractory = 0
 	count := func(p *SeriesParams, v []float64, from int) (reports, first int) {
@@ -199,8 +200,9 @@ func TestSeriesParamsValidate(t *testing.T) {
 	p := DefaultSeriesParams()
 	p.HalfLife, p.AnomalousWeight, p.PredictorSlack = 0, 2, 0.5
 	p.ReportHalfLife, p.ReportRefractory, p.TailSurprise = 0, -1, -1
+	p.RarityReports, p.RarityHalfLife = -1, 0
 	err := p.Validate()
-	for _, want := range []string{"half_life", "anomalous_weight", "predictor_slack", "report_half_life", "report_refractory", "tail_surprise"} {
+	for _, want := range []string{"half_life", "anomalous_weight", "predictor_slack", "report_half_life", "report_refractory", "tail_surprise", "rarity_reports", "rarity_half_life"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not name %s", err, want)
 		}
@@ -264,5 +266,92 @@ func TestSeriesGlitchFades(t *testing.T) {
 	t.Logf("anomalous points after the glitch: %d compressed, %d raw", k, kRaw)
 	if k > 144 || kRaw < 2*k {
 		t.Errorf("anomalous points after the glitch: %d with the tail compressed (want <= 144, at most half the %d without)", k, kRaw)
+	}
+}
+
+// The rarity bar: a series that pages on every burst (here a burst every
+// 150 points) is muted once its decaying count of pages reaches
+// RarityReports (never before it has paged that many times), and pages
+// again once the count has decayed below it; over the 40 days it pages
+// fewer times than without the bar.
+func TestSeriesRarityBarMutesBurstySeries(t *testing.T) {
+	p := DefaultSeriesParams()
+	off := p
+	off.RarityReports = 0
+	v := daily(rand.New(rand.NewPCG(13, 14)), 288*40, 20, 1)
+	for i := 1000; i+3 < len(v); i += 150 {
+		for j := range 3 {
+			v[i+j] += 40
+		}
+	}
+	var s Series
+	t0 := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC).UnixMilli()
+	pages, mutes, firstMute, pagesAfterMute := 0, 0, -1, 0
+	for i, x := range v {
+		before := s.rarity * math.Exp2(-1/p.RarityHalfLife)
+		r := s.Observe(&p, t0+int64(i)*300_000, x)
+		switch {
+		case r.Muted:
+			if r.Reported != 0 || !r.Anomalous {
+				t.Fatalf("point %d: muted with Reported %g, Anomalous %v; want 0, true", i, r.Reported, r.Anomalous)
+			}
+			if before < p.RarityReports {
+				t.Fatalf("point %d: muted with a count of %.2f pages, below the bar of %g", i, before, p.RarityReports)
+			}
+			mutes++
+			if firstMute < 0 {
+				firstMute = i
+				if pages < int(p.RarityReports) {
+					t.Fatalf("first muted at point %d after %d pages, want at least %g", i, pages, p.RarityReports)
+				}
+			}
+		case r.Reported >= p.GuardScore:
+			if before >= p.RarityReports {
+				t.Fatalf("point %d: paged with a count of %.2f pages, at or above the bar of %g", i, before, p.RarityReports)
+			}
+			pages++
+			if firstMute >= 0 {
+				pagesAfterMute++
+			}
+		}
+	}
+	without := 0
+	for _, r := range feed(&off, v) {
+		if r.Muted {
+			t.Fatal("muted with RarityReports 0")
+		}
+		if r.Reported >= p.GuardScore {
+			without++
+		}
+	}
+	t.Logf("%d pages and %d muted with the bar (first muted at %d, %d pages after it); %d pages without", pages, mutes, firstMute, pagesAfterMute, without)
+	if firstMute < 0 || pagesAfterMute == 0 {
+		t.Fatalf("first muted at %d, %d pages after it: want muted, then paging again once the count decays", firstMute, pagesAfterMute)
+	}
+	if pages >= without {
+		t.Errorf("%d pages with the bar, %d without: want fewer with it", pages, without)
+	}
+}
+
+// A smooth series with one anomaly never comes near the bar: it pages as
+// it would without it, and nothing is muted.
+func TestSeriesRarityBarSparesSmoothSeries(t *testing.T) {
+	p := DefaultSeriesParams()
+	off := p
+	off.RarityReports = 0
+	const at = 288 * 7
+	v := daily(rand.New(rand.NewPCG(15, 16)), 288*10, 20, 1)
+	v[at] += 60
+	with, without := feed(&p, v), feed(&off, v)
+	for i := range with {
+		if with[i].Muted {
+			t.Fatalf("point %d muted on a smooth series", i)
+		}
+		if with[i] != without[i] {
+			t.Fatalf("point %d: %+v with the bar, %+v without", i, with[i], without[i])
+		}
+	}
+	if with[at].Reported < p.AlertScore {
+		t.Fatalf("the spike at %d reported %.1f, want at least %g", at, with[at].Reported, p.AlertScore)
 	}
 }
