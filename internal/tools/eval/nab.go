@@ -64,6 +64,9 @@ type NABResult struct {
 	// (nab.Splits), each scored on its own windows; empty when the run
 	// scored a subset (NABOptions.Only or Split).
 	Parts []NABPart
+	// Muted counts the points the rarity bar held back
+	// (baseline.SeriesResult.Muted) and MutedFiles the files they are in.
+	Muted, MutedFiles int
 }
 
 // NABPart is the NAB score of one part of the corpus (nab.Split), by NAB's
@@ -84,13 +87,23 @@ type NABPart struct {
 // at a time in time order, and returns NAB anomaly scores in [0, 1]. No
 // point sees a later one, and labels are never read.
 func ScoreSeries(p *baseline.SeriesParams, times []time.Time, values []float64) []float64 {
+	out, _ := scoreSeries(p, times, values)
+	return out
+}
+
+// scoreSeries is ScoreSeries that also counts the points the rarity bar
+// held back.
+func scoreSeries(p *baseline.SeriesParams, times []time.Time, values []float64) (out []float64, muted int) {
 	var s baseline.Series
-	out := make([]float64, len(values))
+	out = make([]float64, len(values))
 	for i, v := range values {
 		r := s.Observe(p, times[i].UnixMilli(), v)
 		out[i] = math.Min(r.Reported/ScoreScale, 1)
+		if r.Muted {
+			muted++
+		}
 	}
-	return out
+	return out, muted
 }
 
 // RunNAB scores every series of the corpus, writes the results and plots,
@@ -111,6 +124,7 @@ func RunNAB(ctx context.Context, o NABOptions) (NABResult, error) {
 		}
 	}
 	scores := make(map[string][]float64, len(c.Series))
+	muted := make([]int, len(c.Series))
 	var mu sync.Mutex
 	work := make(chan int)
 	var wg sync.WaitGroup
@@ -121,7 +135,8 @@ func RunNAB(ctx context.Context, o NABOptions) (NABResult, error) {
 			defer wg.Done()
 			for i := range work {
 				s := c.Series[i]
-				sc := ScoreSeries(&o.Params, s.Times, s.Values)
+				sc, m := scoreSeries(&o.Params, s.Times, s.Values)
+				muted[i] = m
 				if o.Out != "" {
 					errs[i] = nab.WriteResults(o.Out, s, sc)
 				}
@@ -155,9 +170,13 @@ func RunNAB(ctx context.Context, o NABOptions) (NABResult, error) {
 		return NABResult{}, err
 	}
 	res := NABResult{Report: rep, Files: len(c.Series)}
-	for _, s := range c.Series {
+	for i, s := range c.Series {
 		res.Points += len(s.Values)
 		res.Windows += len(s.Windows)
+		res.Muted += muted[i]
+		if muted[i] > 0 {
+			res.MutedFiles++
+		}
 	}
 	if whole {
 		if res.Parts, err = scoreParts(c, scores); err != nil {

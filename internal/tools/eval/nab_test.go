@@ -2,9 +2,12 @@ package eval
 
 import (
 	"bytes"
+	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentwatch/agentwatch/internal/tools/nab"
 	"github.com/agentwatch/agentwatch/pkg/baseline"
@@ -76,5 +79,40 @@ func TestNABParts(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestScoreSeriesCountsMuted: a series of a burst every 150 points pages
+// until the rarity bar mutes it; scoreSeries counts those points, and its
+// scores are ScoreSeries'. Without the bar nothing is muted.
+func TestScoreSeriesCountsMuted(t *testing.T) {
+	t0 := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	times := make([]time.Time, 288*30)
+	values := make([]float64, len(times))
+	for i := range times {
+		times[i] = t0.Add(time.Duration(i) * 5 * time.Minute)
+		values[i] = 50 + 20*math.Sin(2*math.Pi*float64(i)/288) + math.Sin(float64(i)*1.7)
+		if i >= 1000 && i%150 < 3 {
+			values[i] += 40
+		}
+	}
+	p := baseline.DefaultSeriesParams()
+	sc, muted := scoreSeries(&p, times, values)
+	if !slices.Equal(sc, ScoreSeries(&p, times, values)) {
+		t.Fatal("scoreSeries and ScoreSeries score differently")
+	}
+	want := 0
+	var s baseline.Series
+	for i, v := range values {
+		if s.Observe(&p, times[i].UnixMilli(), v).Muted {
+			want++
+		}
+	}
+	if muted != want || muted == 0 {
+		t.Fatalf("scoreSeries counted %d muted points, Observe marked %d; want the same, and some", muted, want)
+	}
+	p.RarityReports = 0
+	if _, n := scoreSeries(&p, times, values); n != 0 {
+		t.Fatalf("%d points muted with RarityReports 0", n)
 	}
 }

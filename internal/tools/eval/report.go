@@ -31,6 +31,7 @@ func WriteNABSummary(w io.Writer, res NABResult, out string, subset bool) error 
 		fmt.Fprintf(w, "%-20s threshold %.4f  TP %d  FP %d  FN %d  raw %.2f (null %.2f, perfect %.2f)\n",
 			p.Name, p.Threshold, p.TP, p.FP, p.FN, p.Raw, p.Null, p.Perfect)
 	}
+	fmt.Fprintf(w, "\nrarity bar: %d points muted in %d files (a series that paged RarityReports times lately does not page)\n", res.Muted, res.MutedFiles)
 	writeNABParts(w, res.Parts)
 	if len(res.Plots) > 0 {
 		fmt.Fprintf(w, "\nplots: %s\n", strings.Join(res.Plots, ", "))
