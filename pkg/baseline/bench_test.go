@@ -37,7 +37,7 @@ func BenchmarkAccumulate(b *testing.B) {
 	t := simStart + 12*hourMs
 	b.ReportAllocs()
 	for b.Loop() {
-		m.Accumulate(p, t, minuteMs, &v, true, 1)
+		m.Accumulate(p, t, minuteMs, &v, true, 1, 1)
 		t += minuteMs
 	}
 }
@@ -52,7 +52,7 @@ func TestZeroAllocs(t *testing.T) {
 		t.Errorf("Update allocates %g times per call", n)
 	}
 	tm := simStart
-	if n := testing.AllocsPerRun(100, func() { m.Accumulate(p, tm, minuteMs, &v, true, 1); tm += 7 * minuteMs }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { m.Accumulate(p, tm, minuteMs, &v, true, 1, 1); tm += 7 * minuteMs }); n != 0 {
 		t.Errorf("Accumulate allocates %g times per call", n)
 	}
 }

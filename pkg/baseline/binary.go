@@ -10,9 +10,11 @@ import (
 )
 
 // Version is the serialisation version AppendBinary writes as the first
-// byte. UnmarshalBinary reads it and version 1, the same without the
-// sequential tests' state (which then starts empty).
-const Version = 2
+// byte. UnmarshalBinary reads it, version 2 (the same without the last
+// page's level, which then reads as 0: the next page is not held back by
+// it, and without the episode's base) and version 1, the same without the sequential tests' state (which
+// then starts empty).
+const Version = 3
 
 // The encoding, all little-endian: version (1 byte), number of features F
 // (1 byte), n (float64), wS, wL (float32), F short stats and F long stats
@@ -20,14 +22,17 @@ const Version = 2
 // version 2 on, the evidence: 48 rate float32s, 48 seen uint16s, 48 size int16s, the
 // recent observed and expected calls of a day and of two hours (float32), the tests' statistics (float32 each), the episode's obs, exp, bytes,
 // sizeDev and sizeN (float32) and lastEnd, since, alarmAt and paged
-// (int64). A
+// (int64); from version 3 on, the last page's calls and size levels and
+// the episode's calls expected by the slots alone (float32). A
 // blob with fewer features than this build knows decodes with the missing
 // (newer) features empty.
 const (
 	headerSize   = 2 + 8 + 4 + 4
 	perFeature   = 2 * 8
 	profileSize  = features.SlotsPerWeek * 4
-	evidenceSize = features.SlotsPerWeek*(4+2+2) + 4*4 + numTests*4 + 5*4 + 4*8
+	evidenceSize = evidenceV2Size + 3*4
+	// evidenceV2Size is the evidence of a version-2 blob.
+	evidenceV2Size = features.SlotsPerWeek*(4+2+2) + 4*4 + numTests*4 + 5*4 + 4*8
 )
 
 // EncodedSize is the length of AppendBinary's output.
@@ -82,13 +87,16 @@ func (ev *evidence) appendBinary(dst []byte) []byte {
 	for _, t := range [...]int64{ev.lastEnd, ev.since, ev.alarmAt, ev.paged} {
 		dst = le.AppendUint64(dst, uint64(t))
 	}
+	for _, x := range [...]float32{ev.pagedCalls, ev.pagedSize, ev.base} {
+		dst = le.AppendUint32(dst, math.Float32bits(x))
+	}
 	return dst
 }
 
-// unmarshalBinary decodes evidenceSize bytes of b into ev, rejecting
-// negative, NaN or infinite values (sizeDev, a sum of log excesses, may be
-// negative) and negative times.
-func (ev *evidence) unmarshalBinary(b []byte) error {
+// unmarshalBinary decodes the evidence of a blob of version (2 or 3) from
+// b into ev, rejecting negative, NaN or infinite values (sizeDev, a sum of
+// log excesses, may be negative) and negative times.
+func (ev *evidence) unmarshalBinary(b []byte, version byte) error {
 	le := binary.LittleEndian
 	off := 0
 	f32 := func() float32 {
@@ -139,6 +147,16 @@ func (ev *evidence) unmarshalBinary(b []byte) error {
 			return fmt.Errorf("%w: time %d", ErrCorrupt, *t)
 		}
 	}
+	if version >= 3 {
+		ev.pagedCalls, ev.pagedSize, ev.base = f32(), f32(), f32()
+		if !nonNeg(float64(ev.pagedCalls)) || !nonNeg(float64(ev.pagedSize)) || !nonNeg(float64(ev.base)) {
+			return fmt.Errorf("%w: page level %g, %g, %g", ErrCorrupt, ev.pagedCalls, ev.pagedSize, ev.base)
+		}
+	} else {
+		// A version-2 episode has no base: take its expectation, as if
+		// the recent level were 1.
+		ev.base = ev.exp
+	}
 	return nil
 }
 
@@ -149,16 +167,19 @@ func (m *Model) UnmarshalBinary(b []byte) error {
 	if len(b) < 2 {
 		return fmt.Errorf("%w: %d bytes, need at least 2", ErrCorrupt, len(b))
 	}
-	if b[0] != Version && b[0] != 1 {
-		return fmt.Errorf("%w: version %d, this build reads 1 and %d", ErrCorrupt, b[0], Version)
+	if b[0] < 1 || b[0] > Version {
+		return fmt.Errorf("%w: version %d, this build reads 1 to %d", ErrCorrupt, b[0], Version)
 	}
 	f := int(b[1])
 	if f == 0 || f > nf {
 		return fmt.Errorf("%w: %d features, this build knows 1..%d", ErrCorrupt, f, nf)
 	}
 	ext := 0
-	if b[0] >= 2 {
+	switch {
+	case b[0] >= 3:
 		ext = evidenceSize
+	case b[0] == 2:
+		ext = evidenceV2Size
 	}
 	if want := headerSize + f*perFeature + profileSize + ext; len(b) != want {
 		return fmt.Errorf("%w: %d bytes, want %d for %d features", ErrCorrupt, len(b), want, f)
@@ -191,7 +212,7 @@ func (m *Model) UnmarshalBinary(b []byte) error {
 		off += 2
 	}
 	if ext > 0 {
-		if err := out.ev.unmarshalBinary(b[off:]); err != nil {
+		if err := out.ev.unmarshalBinary(b[off:], b[0]); err != nil {
 			return err
 		}
 	}

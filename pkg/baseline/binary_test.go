@@ -99,7 +99,7 @@ func FuzzUnmarshal(f *testing.F) {
 		if !(r.Score >= 0 && r.Score <= maxScore) {
 			t.Fatalf("Score %g out of range", r.Score)
 		}
-		m.Accumulate(&p, 60_000, 60_000, &v, true, 1)
+		m.Accumulate(&p, 60_000, 60_000, &v, true, 1, 1)
 		m.Update(&p, 0, &v, 1)
 	})
 }

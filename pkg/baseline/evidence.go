@@ -78,15 +78,21 @@ type evidence struct {
 	// obs and exp are the calls observed and expected since the episode
 	// began; bytes the response bytes observed; sizeDev and sizeN the
 	// call-weighted sum of log size excess (log bytes per call over the
-	// usual) and its weight.
-	obs, exp, bytes, sizeDev, sizeN float32
+	// usual) and its weight; base the calls expected by the slots' rates
+	// alone (times the peers' factor, without the recent level), for the
+	// page's level (see repeats).
+	obs, exp, bytes, sizeDev, sizeN, base float32
 	// lastEnd is the end of the last window accumulated (Unix ms), 0 for
 	// none; since the start of the open episode (0: none); alarmAt the
 	// start of the window that raised its alarm (0: not raised).
 	lastEnd, since, alarmAt int64
 	// paged is the start of the window that last raised an alarm (0:
-	// never); see pageHoldOffMs.
-	paged int64
+	// never); pagedCalls and pagedSize the level of that page: its calls
+	// over the agent's profile (the episode's ratio times the recent level
+	// and the peers' factor) and its response bytes per call. See
+	// pageHoldOffMs.
+	paged                 int64
+	pagedCalls, pagedSize float32
 }
 
 // Excess is the sequential tests' verdict on one window. It is a plain
@@ -125,8 +131,9 @@ type Excess struct {
 // than this loses.
 var leak = [numTests]float64{180, 1440, 180}
 
-// pageHoldOffMs is how long after a page a new episode pages only if
-// its excess is at least ExcessRatio: a week.
+// pageHoldOffMs is how long after a page a new episode pages only if its
+// calls, or its response bytes per call, are at least ExcessRatio times
+// the level of that page: a week.
 const pageHoldOffMs = 7 * 24 * evHourMs
 
 // minEvidence is the statistic, in nats, below which a leaking test
@@ -154,14 +161,20 @@ func (p *Params) ratios() [2]float64 {
 // peer group) only learns: the tests stand still and nothing alarms.
 // anomalousWeight is the weight the caller gives the window otherwise (the
 // short-term score's poisoning guard), so that the rate profile is guarded
-// the same way. With ExcessThreshold 0 the tests are off and Weight is 1.
-// Accumulate does not allocate.
-func (m *Model) Accumulate(p *Params, startMs, windowMs int64, v *features.Vector, test bool, anomalousWeight float64) Excess {
+// the same way. peers is the agent's peer group's recent ratio of calls
+// over their own expectations (PeersRatio of the group's model; 1 or less
+// for none): the tests expect the agent's own rate times it (at most
+// ExcessRatio), so that a change that lifts every agent of the group (a
+// route rolled out to the whole role, the day after a holiday) is not
+// each agent's excess. With ExcessThreshold 0 the tests are off and
+// Weight is 1. Accumulate does not allocate.
+func (m *Model) Accumulate(p *Params, startMs, windowMs int64, v *features.Vector, test bool, anomalousWeight, peers float64) Excess {
 	ev := &m.ev
 	ex := Excess{Weight: 1}
 	if windowMs <= 0 {
 		return ex
 	}
+	f := peerFactor(p, peers)
 	on := test && p.ExcessThreshold > 0 && m.wS > 0
 	h := p.thresholds()
 	phi := 1.0
@@ -179,7 +192,7 @@ func (m *Model) Accumulate(p *Params, startMs, windowMs int64, v *features.Vecto
 		if ev.guarding(p, h) {
 			iw = p.ExcessGuardWeight
 		}
-		m.idle(p, ev.lastEnd, startMs, windowMs, phi, on, iw)
+		m.idle(p, ev.lastEnd, startMs, windowMs, phi, on, iw, f)
 	} else if ev.lastEnd != 0 && startMs < ev.lastEnd {
 		// Out of order (a restored state replaying): learn nothing twice.
 		return ex
@@ -189,7 +202,7 @@ func (m *Model) Accumulate(p *Params, startMs, windowMs int64, v *features.Vecto
 
 	slot := features.Slot(startMs)
 	calls := clean(v, features.Calls)
-	lambda := m.rateAt(startMs)
+	lambda := m.rateAt(startMs) * f
 	if on && ev.seen[slot] >= rateMinMinutes {
 		for j, rho := range p.ratios() {
 			inc := (calls*math.Log(rho) - (rho-1)*lambda) / phi
@@ -203,6 +216,7 @@ func (m *Model) Accumulate(p *Params, startMs, windowMs int64, v *features.Vecto
 		}
 		ev.obs += float32(calls)
 		ev.exp += float32(lambda)
+		ev.base += float32(lambda / ev.level())
 		ev.bytes += float32(clean(v, features.RespBytes))
 		ev.sizeDev += float32(sizeDev)
 		ev.sizeN += float32(n)
@@ -228,17 +242,19 @@ func (m *Model) Accumulate(p *Params, startMs, windowMs int64, v *features.Vecto
 		switch {
 		case over && ev.alarmAt == 0:
 			ev.alarmAt = startMs
-			// Within a week of a page, only an excess of at least
-			// ExcessRatio pages again: what is left of a lasting change
-			// the baseline is still learning (a new hour of the week, a
-			// new mix of routes) has been told already. It still counts
-			// as the episode's alarm, so that the baseline learns on.
-			repeat := ev.paged != 0 && startMs-ev.paged < pageHoldOffMs
-			if !repeat || max(ex.CallsRatio, ex.BytesRatio) >= p.ExcessRatio {
-				ex.Alarm = true
-				ev.paged = startMs
-			}
+			// Within a week of a page, only calls or bytes per call at
+			// ExcessRatio times the level of that page page again: what
+			// is left of a lasting change the baseline is still learning
+			// (a new hour of the week, the day after a holiday, a new mix
+			// of routes) has been told already, an escalation has not. A
+			// held-back episode still counts as alarmed, so that the
+			// baseline learns on; it pages later if it grows into an
+			// escalation (below).
+			ex.Alarm = ev.page(p, startMs)
 		case ev.alarmAt != 0:
+			if ev.paged < ev.alarmAt {
+				ex.Alarm = ev.page(p, startMs)
+			}
 			// Told once: cap the statistics at their thresholds, so that
 			// once the baseline has learnt a lasting change they fall
 			// back; when all are below their margins the episode ends and
@@ -286,6 +302,48 @@ func (m *Model) Accumulate(p *Params, startMs, windowMs int64, v *features.Vecto
 		ev.size[slot] = int16(min(max(math.Round(g), math.MinInt16), math.MaxInt16))
 	}
 	return ex
+}
+
+// page decides whether the open episode, alarmed, pages at startMs (see
+// repeats), and records the page if so. The episode's level is its calls
+// over what the slots' rates alone expected (a doubling for good reads 2
+// whether or not the recent level has learnt it yet) and its response
+// bytes per call.
+func (ev *evidence) page(p *Params, startMs int64) bool {
+	calls := ratio(ev.obs, ev.base)
+	size := 0.0
+	if ev.obs > 0 {
+		size = float64(ev.bytes) / float64(ev.obs)
+	}
+	if ev.repeats(p, startMs, calls, size) {
+		return false
+	}
+	ev.paged, ev.pagedCalls, ev.pagedSize = startMs, float32(calls), float32(size)
+	return true
+}
+
+// repeats reports whether an alarm at startMs whose calls are calls times
+// the agent's profile and whose response bytes per call are size repeats
+// the last page: it falls within pageHoldOffMs of it, and neither is at
+// least ExcessRatio times that page's.
+func (ev *evidence) repeats(p *Params, startMs int64, calls, size float64) bool {
+	if ev.paged == 0 || startMs-ev.paged >= pageHoldOffMs {
+		return false
+	}
+	more := calls >= p.ExcessRatio*float64(ev.pagedCalls) ||
+		(ev.pagedSize > 0 && size >= p.ExcessRatio*float64(ev.pagedSize))
+	return !more
+}
+
+// peerFactor is the factor on the agent's expected rate that its peers'
+// ratio gives: the ratio, from 1 (peers at or below their usual) to
+// ExcessRatio (a group that rose more still leaves an agent at twice the
+// group's level an excess).
+func peerFactor(p *Params, peers float64) float64 {
+	if !(peers > 1) {
+		return 1
+	}
+	return min(peers, p.ExcessRatio)
 }
 
 // rateAt returns the expected calls per minute at startMs: its slot's
@@ -388,7 +446,7 @@ func (ev *evidence) open() bool {
 // endEpisode clears the episode's sums and re-arms the alarm.
 func (ev *evidence) endEpisode() {
 	ev.since, ev.alarmAt = 0, 0
-	ev.obs, ev.exp, ev.bytes, ev.sizeDev, ev.sizeN = 0, 0, 0, 0, 0
+	ev.obs, ev.exp, ev.bytes, ev.sizeDev, ev.sizeN, ev.base = 0, 0, 0, 0, 0, 0
 }
 
 // sizeTestMinSD is the least standard deviation, in natural-log units,
@@ -429,8 +487,9 @@ func (m *Model) sizeStep(p *Params, v *features.Vector, slot int, h float64, on 
 
 // idle applies the idle minutes from fromMs to toMs (window starts on the
 // windowMs grid): each is a minute without calls, evidence against an
-// excess of calls (when on) and a zero the rate profile learns.
-func (m *Model) idle(p *Params, fromMs, toMs, windowMs int64, phi float64, on bool, weight float64) {
+// excess of calls (when on) and a zero the rate profile learns; f is the
+// peers' factor on the expected rate.
+func (m *Model) idle(p *Params, fromMs, toMs, windowMs int64, phi float64, on bool, weight, f float64) {
 	ev := &m.ev
 	if toMs-fromMs > maxGapHours*evHourMs {
 		// A week or more without a call: whatever was open is over. Age
@@ -455,10 +514,11 @@ func (m *Model) idle(p *Params, fromMs, toMs, windowMs int64, phi float64, on bo
 		ev.learnLevel(k, 0, float64(ev.rate[s])*k, weight)
 		ev.decay(k * float64(windowMs) / 60_000)
 		if on && ev.seen[s] >= rateMinMinutes && ev.open() {
-			lam := max(float64(ev.rate[s])*ev.level(), minRate) * k
+			lam := max(float64(ev.rate[s])*ev.level(), minRate) * f * k
 			ev.s[testCallsFast] = float32(max(float64(ev.s[testCallsFast])-(r[0]-1)*lam/phi, 0))
 			ev.s[testCallsSlow] = float32(max(float64(ev.s[testCallsSlow])-(r[1]-1)*lam/phi, 0))
 			ev.exp += float32(lam)
+			ev.base += float32(lam / ev.level())
 		}
 		if !ev.quiet() {
 			m.idleSlot(s, k*weight)

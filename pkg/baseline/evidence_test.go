@@ -18,7 +18,7 @@ func exStep(m *Model, p *Params, t int64, v *features.Vector) (Result, Excess) {
 	if r.Anomalous {
 		w = p.AnomalousWeight
 	}
-	ex := m.Accumulate(p, t, minuteMs, v, m.Windows() >= p.Warmup, w)
+	ex := m.Accumulate(p, t, minuteMs, v, m.Windows() >= p.Warmup, w, 1)
 	m.Update(p, t, v, min(w, ex.Weight))
 	return r, ex
 }
@@ -214,7 +214,7 @@ func TestAccumulateNotTesting(t *testing.T) {
 	for range 3 * 24 * 60 {
 		if v, ok := a.window(tm, 5); ok {
 			m.Update(&p, tm, &v, 1)
-			if ex := m.Accumulate(&p, tm, minuteMs, &v, false, 1); ex.Alarm || ex.Open || ex.Weight != 1 {
+			if ex := m.Accumulate(&p, tm, minuteMs, &v, false, 1, 1); ex.Alarm || ex.Open || ex.Weight != 1 {
 				t.Fatalf("not testing, got %+v", ex)
 			}
 		}
@@ -225,8 +225,9 @@ func TestAccumulateNotTesting(t *testing.T) {
 	}
 }
 
-// TestEvidenceBinary: the evidence survives the round trip, and a
-// version-1 blob (before the evidence) decodes with it empty.
+// TestEvidenceBinary: the evidence survives the round trip, a version-1
+// blob (before the evidence) decodes with it empty, and a version-2 one
+// (before the page's level) with that empty.
 func TestEvidenceBinary(t *testing.T) {
 	p := DefaultParams()
 	m, t0 := exTrained(t, &p, 1)
@@ -252,6 +253,17 @@ func TestEvidenceBinary(t *testing.T) {
 	}
 	if !bytes.Equal(old.AppendBinary(nil)[:len(v1)][1:], v1[1:]) {
 		t.Errorf("re-encoding a version-1 model changed its version-1 part")
+	}
+	// A version-2 blob: without the page's level and the episode's base.
+	v2 := append([]byte{2}, enc[1:len(enc)-(evidenceSize-evidenceV2Size)]...)
+	var two Model
+	if err := two.UnmarshalBinary(v2); err != nil {
+		t.Fatalf("version 2: %v", err)
+	}
+	want = m
+	want.ev.pagedCalls, want.ev.pagedSize, want.ev.base = 0, 0, m.ev.exp
+	if two != want {
+		t.Errorf("version 2 decoded differently from the model without its page level")
 	}
 	bad := bytes.Clone(enc)
 	copy(bad[len(enc)-evidenceSize:], []byte{0, 0, 0x80, 0xBF}) // rate -1

@@ -60,8 +60,9 @@ type Model struct {
 	ev evidence
 }
 
-// SizeBytes is the in-memory size of a Model, for memory accounting.
-const SizeBytes = 8 + 4 + 4 + 2*nf*8 + features.SlotsPerWeek*2 + features.SlotsPerWeek*2 + evidenceSize
+// SizeBytes is the in-memory size of a Model, for memory accounting: its
+// fields, padded to a multiple of 8 bytes.
+const SizeBytes = (8 + 4 + 4 + 2*nf*8 + features.SlotsPerWeek*2 + features.SlotsPerWeek*2 + evidenceSize + 7) &^ 7
 
 // Windows returns the number of active windows the model has trained on,
 // each counted with its weight and rounded. Inherit resets it to 0.

@@ -63,7 +63,7 @@ func (p *Processor) evaluate(pt *partition, a *agentState, acc *features.Acc, fl
 	}
 	// The sequential tests add up what no single window shows; while one
 	// is open its windows train with a small weight (the same guard).
-	ex := a.model.Accumulate(&set.Baseline, w.StartMs, set.Features.WindowMs, &w.Values, !usePeer && !cold, weight)
+	ex := a.model.Accumulate(&set.Baseline, w.StartMs, set.Features.WindowMs, &w.Values, !usePeer && !cold, weight, 1)
 	weight = min(weight, ex.Weight)
 	if weight > 0 {
 		a.model.Update(&set.Baseline, w.StartMs, &w.Values, weight)
