@@ -168,6 +168,9 @@ type Processor struct {
 	// shadows collects a closing window's shadow-agent hits until its
 	// agents are all evaluated (settleShadows).
 	shadows []shadowHit
+	// peerRatios collects a closing window's agents' recent ratios by
+	// role until its agents are all evaluated (settlePeers).
+	peerRatios map[string][]float64
 
 	stats Stats
 	// Loader restores an evicted agent's state blob; nil or ok=false
@@ -546,6 +549,7 @@ func (p *Processor) closeWindow(pt *partition, ws int64) {
 	p.holding = false
 	p.settleGlobal(pt, ws, len(agents))
 	p.settleShadows(pt, ws)
+	p.settlePeers(pt, ws)
 	if p.set.FleetGauge {
 		p.observeFleet(pt, ws, &sums, len(agents))
 	}

@@ -63,8 +63,11 @@ func (p *Processor) evaluate(pt *partition, a *agentState, acc *features.Acc, fl
 	}
 	// The sequential tests add up what no single window shows; while one
 	// is open its windows train with a small weight (the same guard).
-	ex := a.model.Accumulate(&set.Baseline, w.StartMs, set.Features.WindowMs, &w.Values, !usePeer && !cold, weight, 1)
+	ex := a.model.Accumulate(&set.Baseline, w.StartMs, set.Features.WindowMs, &w.Values, !usePeer && !cold, weight, p.peersRatio(pt, role, w.StartMs))
 	weight = min(weight, ex.Weight)
+	if !usePeer && !cold {
+		p.notePeer(role, &a.model)
+	}
 	if weight > 0 {
 		a.model.Update(&set.Baseline, w.StartMs, &w.Values, weight)
 		// The all-agents model "" is only the cold-start fallback: peer
