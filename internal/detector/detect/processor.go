@@ -24,6 +24,16 @@ type Settings struct {
 	// one kind for one agent, unless the rule hits a route the agent had
 	// never called before.
 	RuleRepeatMs int64
+	// DriftRepeatMs and OffHoursRepeatMs are the least event time between
+	// two drift, and two off_hours, anomalies of one agent; below
+	// RuleRepeatMs (0 included), RuleRepeatMs applies. A drift or quiet
+	// hour that has been told once is rarely news an hour later.
+	DriftRepeatMs, OffHoursRepeatMs int64
+	// OffHoursMinRatio is the least multiple of the hour's expected calls
+	// an off_hours anomaly needs, however improbable the count (an agent
+	// whose quiet hours are busy enough for 2× to be improbable is not
+	// one working at an unusual hour); 0 for none.
+	OffHoursMinRatio float64
 	// IdleSourceMs is how long, in ingest time, a raw-log partition may
 	// send nothing before the watermark stops waiting for it; default 60 s.
 	IdleSourceMs int64

@@ -139,7 +139,10 @@ func (p *Processor) rules(pt *partition, a *agentState, w *features.Window, ag *
 // OffHoursQuietShare of its busiest slot's, the calls so far in the current
 // hour are compared with the slot's usual calls per hour (negative binomial
 // tail with the agent's dispersion, over the hour): a burst in an hour the
-// agent is quiet in is raised once, a stray call at night is not.
+// agent is quiet in is raised once, a stray call at night is not. The
+// count must also be at least Settings.OffHoursMinRatio times the usual,
+// and leaves out the calls of windows that raised an anomaly of their own
+// (behaviour, drift, sustained_excess): those have been told.
 const (
 	OffHoursQuietShare = 0.1
 	OffHoursMinAge     = 2 * 24 * time.Hour
@@ -189,11 +192,11 @@ func (p *Processor) offHours(pt *partition, a *agentState, w *features.Window, a
 		return
 	}
 	lambda := max(perWindow, 0.05) * (prior + 0.5) / days
-	lnP := baseline.LogUpperTail(k, lambda, disp)
-	score := -lnP / math.Ln10
-	if score < OffHoursAlertScore || !p.due(a, ruleOffHours, w.StartMs, false) {
+	lnP, raise := offHoursTail(k, lambda, disp, p.set.OffHoursMinRatio)
+	if !raise || !p.due(a, ruleOffHours, w.StartMs, false) {
 		return
 	}
+	score := -lnP / math.Ln10
 	an := p.newAnomaly(pt, a, w, anomaly.OffHours, ag, known)
 	p.placeEvidence(&an, placeOffHoursBand, score, OffHoursAlertScore)
 	an.Count = int(k)
@@ -207,15 +210,49 @@ func (p *Processor) offHours(pt *partition, a *agentState, w *features.Window, a
 	p.emit(an)
 }
 
+// offHoursTail returns the log upper tail of k calls in an hour expected
+// to hold lambda (negative binomial with dispersion disp), and whether it
+// raises off_hours: improbable enough (OffHoursAlertScore) and at least
+// minRatio times lambda.
+func offHoursTail(k, lambda, disp, minRatio float64) (lnP float64, raise bool) {
+	if k < minRatio*lambda {
+		return 0, false
+	}
+	lnP = baseline.LogUpperTail(k, lambda, disp)
+	return lnP, -lnP/math.Ln10 >= OffHoursAlertScore
+}
+
+// noteHour counts a window in the agent's current hour for the off-hours
+// rule: always as activity, its calls only if it raised no anomaly of its
+// own (told), so that one burst is not told twice.
+func (a *agentState) noteHour(calls float64, told bool) {
+	a.hourActive++
+	if !told {
+		a.hourCalls += uint32(calls)
+	}
+}
+
 // due reports whether a rule anomaly of this kind may be raised for the
 // agent now, and records it if so.
 func (p *Processor) due(a *agentState, rule int, ws int64, fresh bool) bool {
 	last := a.ruleAt[rule]
-	if !fresh && last != 0 && ws-last < p.set.RuleRepeatMs {
+	if !fresh && last != 0 && ws-last < p.repeatMs(rule) {
 		return false
 	}
 	a.ruleAt[rule] = ws
 	return true
+}
+
+// repeatMs is the least event time between two anomalies of rule for
+// one agent.
+func (p *Processor) repeatMs(rule int) int64 {
+	switch rule {
+	case ruleDrift:
+		return max(p.set.RuleRepeatMs, p.set.DriftRepeatMs)
+	case ruleOffHours:
+		return max(p.set.RuleRepeatMs, p.set.OffHoursRepeatMs)
+	}
+	return p.set.RuleRepeatMs
 }
 
 func (p *Processor) emitFlood(pt *partition, ws int64, ids []string) {

@@ -120,8 +120,7 @@ func (p *Processor) evaluate(pt *partition, a *agentState, acc *features.Acc, fl
 	if ex.Alarm {
 		p.emitExcess(pt, a, w, &ex, ag, known)
 	}
-	a.hourActive++
-	a.hourCalls += uint32(w.Values[features.Calls])
+	a.noteHour(w.Values[features.Calls], alert || ex.Alarm)
 	if !usePeer && !alert {
 		p.offHours(pt, a, w, ag, known)
 	}

@@ -17,6 +17,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"reflect"
@@ -181,7 +182,12 @@ type Detector struct {
 	ReloadEvery  time.Duration `mapstructure:"reload_every" doc:"How often the registry and route files are checked for changes; positive."`
 	// RuleRepeat is the least event time between two rule anomalies of one
 	// kind for one agent, unless a never-called route is involved.
-	RuleRepeat         time.Duration `mapstructure:"rule_repeat" doc:"Least event time between two rule anomalies of one kind for one agent, unless a never-called route is involved; 0 or more."`
+	RuleRepeat time.Duration `mapstructure:"rule_repeat" doc:"Least event time between two rule anomalies of one kind for one agent, unless a never-called route is involved; 0 or more."`
+	// DriftRepeat, OffHoursRepeat and OffHoursMinRatio tune how often
+	// drift and off_hours speak (docs/detection.md, "Rules").
+	DriftRepeat        time.Duration `mapstructure:"drift_repeat" doc:"Least event time between two drift anomalies of one agent; 0 or more, detector.rule_repeat when shorter."`
+	OffHoursRepeat     time.Duration `mapstructure:"off_hours_repeat" doc:"Least event time between two off_hours anomalies of one agent; 0 or more, detector.rule_repeat when shorter."`
+	OffHoursMinRatio   float64       `mapstructure:"off_hours_min_ratio" doc:"Least multiple of the hour's expected calls an off_hours anomaly needs, however improbable the count; 0 (none) or more."`
 	NoveltyMature      time.Duration `mapstructure:"novelty_mature" doc:"Age of an agent's seen-set before its first sensitive call alerts, for agents without approved routes; 0 or more."`
 	NewAgentsPerWindow int           `mapstructure:"new_agents_per_window" doc:"New agent ids per partition and window past which agent_flood is raised; 0 turns it off."`
 	// GlobalMinAgents, GlobalShare and GlobalGap group many agents
@@ -298,6 +304,9 @@ func defaults() map[string]any {
 		"detector.openapi_file":          "",
 		"detector.reload_every":          "5s",
 		"detector.rule_repeat":           "1h",
+		"detector.drift_repeat":          "168h",
+		"detector.off_hours_repeat":      "12h",
+		"detector.off_hours_min_ratio":   3.0,
 		"detector.novelty_mature":        "2h",
 		"detector.new_agents_per_window": 200,
 		"detector.global_min_agents":     5,
@@ -726,13 +735,17 @@ func (c Config) validate(ps *problems) {
 	if d.SessionTimeout > 0 && d.SessionTimeout < 6*time.Second {
 		bad("detector.session_timeout", "must be at least 6s (the broker's group.min.session.timeout.ms), got %s", d.SessionTimeout)
 	}
-	for key, v := range map[string]time.Duration{"detector.rule_repeat": d.RuleRepeat, "detector.novelty_mature": d.NoveltyMature, "detector.idle_flush": d.IdleFlush, "detector.unregistered_ttl": d.UnregisteredTTL} {
+	for key, v := range map[string]time.Duration{"detector.rule_repeat": d.RuleRepeat, "detector.drift_repeat": d.DriftRepeat, "detector.off_hours_repeat": d.OffHoursRepeat,
+		"detector.novelty_mature": d.NoveltyMature, "detector.idle_flush": d.IdleFlush, "detector.unregistered_ttl": d.UnregisteredTTL} {
 		if v < 0 {
 			bad(key, "must not be negative, got %s", v)
 		}
 	}
 	if d.TakeOverGroup != "" && d.TakeOverGroup == c.Kafka.DetectorGroup {
 		bad("detector.take_over_group", "names this detector's own group %q; name the group it was renamed from, or leave it empty", d.TakeOverGroup)
+	}
+	if !(d.OffHoursMinRatio >= 0) || math.IsInf(d.OffHoursMinRatio, 1) {
+		bad("detector.off_hours_min_ratio", "must be 0 (none) or a positive multiple, got %g", d.OffHoursMinRatio)
 	}
 	if d.NewAgentsPerWindow < 0 {
 		bad("detector.new_agents_per_window", "must be 0 (off) or positive, got %d", d.NewAgentsPerWindow)

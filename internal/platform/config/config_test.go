@@ -149,6 +149,9 @@ func TestErrorMessages(t *testing.T) {
 		{"baseline params name their keys", "detector:\n  warmup: -3\n  half_life: 600\n  long_half_life: 5\n", nil,
 			"detector.long_half_life: must be finite and at least detector.half_life, got 5\n" +
 				"detector.warmup: must be non-negative, got -3"},
+		{"repeat rules", "detector:\n  drift_repeat: -1h\n  off_hours_min_ratio: -2\n", nil,
+			"detector.drift_repeat: must not be negative, got -1h0m0s\n" +
+				"detector.off_hours_min_ratio: must be 0 (none) or a positive multiple, got -2"},
 		{"alert score above the medium severity", "", []string{"AGENTWATCH_DETECTOR_ALERT_SCORE=20"},
 			"detector.alert_score: must be at most 12, the medium-severity score, got 20"},
 		{"alert score out of range once", "", []string{"AGENTWATCH_DETECTOR_ALERT_SCORE=-1"},
