@@ -396,12 +396,17 @@ func ratio(o, e float32) float64 {
 
 // learnLevel decays the recent levels by k minutes and adds calls
 // observed and expected (by the slot's rate, before the level) with
-// weight.
+// weight. While quiet (see quiet) the day's level stands still, like the
+// slots: a holiday must not make the agent forget a rise it had learnt
+// before it (a doubling learnt on Tuesday is still expected on the Friday
+// after a Thursday holiday).
 func (ev *evidence) learnLevel(k, calls, expected, weight float64) {
-	d := math.Pow(1-1.0/levelMemory, k)
-	ev.recentObs = float32(float64(ev.recentObs)*d + weight*calls)
-	ev.recentExp = float32(float64(ev.recentExp)*d + weight*expected)
-	d = math.Pow(1-1.0/quietMemory, k)
+	if !ev.quiet() {
+		d := math.Pow(1-1.0/levelMemory, k)
+		ev.recentObs = float32(float64(ev.recentObs)*d + weight*calls)
+		ev.recentExp = float32(float64(ev.recentExp)*d + weight*expected)
+	}
+	d := math.Pow(1-1.0/quietMemory, k)
 	ev.quietObs = float32(float64(ev.quietObs)*d + weight*calls)
 	ev.quietExp = float32(float64(ev.quietExp)*d + weight*expected)
 }

@@ -313,3 +313,40 @@ func TestAccumulateAfterHoliday(t *testing.T) {
 		t.Errorf("the hour's rate fell to %.2f from %.2f after one holiday", r, base.ev.rate[features.Slot(holiday+11*hourMs)])
 	}
 }
+
+// TestAccumulateLevelThroughHoliday: the recent level a doubling has
+// taught stands still through a holiday (the quiet hours do not teach
+// it), rather than falling back to 1 and making the day after an excess.
+func TestAccumulateLevelThroughHoliday(t *testing.T) {
+	p := DefaultParams()
+	p.ExcessThreshold = 0 // only the learning
+	base, t0 := exTrained(t, &p, 1)
+	m := base
+	a := newSim(17, 1, officeCycle)
+	holiday := t0 + 3*dayMs // Thursday
+	var before float64
+	for tm := t0; tm < holiday+dayMs; tm += minuteMs {
+		if tm == holiday {
+			before = m.ev.level()
+		}
+		k := 2.0
+		if tm >= holiday {
+			k = 0.1
+		}
+		if v, ok := a.window(tm, k); ok {
+			exStep(&m, &p, tm, &v)
+		}
+	}
+	// The holiday's idle end is learnt with the next window.
+	if v, ok := a.window(holiday+dayMs+9*hourMs, 2); ok {
+		exStep(&m, &p, holiday+dayMs+9*hourMs, &v)
+	}
+	after := m.ev.level()
+	t.Logf("level before the holiday %.2f, after %.2f", before, after)
+	if before < 1.5 {
+		t.Fatalf("level %.2f after three days at 2×, want it learnt", before)
+	}
+	if after < 0.9*before {
+		t.Errorf("the holiday took the level from %.2f to %.2f", before, after)
+	}
+}
