@@ -154,7 +154,8 @@ func BenchmarkProcessorAddOpenWindow(b *testing.B) {
 
 // BenchmarkWindowClose is the per-window cost: closing one agent's window
 // (features against the seen-set), scoring it, training the agent and peer
-// models, the rules, the seen-set merge and the score row. The agents are
+// models, the rules, the seen-set merge and the score row, and each
+// partition's peers' level once per window. The agents are
 // warm (a day of history); each op closes one window of a typical size
 // for the next agent in turn.
 func BenchmarkWindowClose(b *testing.B) {
@@ -204,6 +205,9 @@ func BenchmarkWindowClose(b *testing.B) {
 	for _, j := range jobs {
 		calls += j.acc.Calls()
 	}
+	// A partition's agents close their windows together, then its peers'
+	// level takes the window's ratios (settlePeers), as closeWindow does.
+	slices.SortStableFunc(jobs, func(x, y *job) int { return int(x.pt.id) - int(y.pt.id) })
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
@@ -211,6 +215,9 @@ func BenchmarkWindowClose(b *testing.B) {
 		// Each round is the agents' next minute.
 		j.acc.StartMs += 60_000
 		p.evaluate(j.pt, j.a, j.acc, false)
+		if next := jobs[(i+1)%len(jobs)]; next.pt != j.pt || (i+1)%len(jobs) == 0 {
+			p.settlePeers(j.pt, j.acc.StartMs)
+		}
 		if i%1024 == 0 {
 			p.Take()
 		}
