@@ -154,8 +154,16 @@ func (ev *evidence) unmarshalBinary(b []byte, version byte) error {
 		}
 	} else {
 		// A version-2 episode has no base: take its expectation, as if
-		// the recent level were 1.
+		// the recent level were 1. An episode the old hold-off held back
+		// has no page level to grow out of: take its own, so that it
+		// pages only if it doubles (not at once, against a level of 0).
 		ev.base = ev.exp
+		if ev.alarmAt != 0 && ev.paged < ev.alarmAt {
+			ev.pagedCalls = float32(ratio(ev.obs, ev.base))
+			if ev.obs > 0 {
+				ev.pagedSize = ev.bytes / ev.obs
+			}
+		}
 	}
 	return nil
 }

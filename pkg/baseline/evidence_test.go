@@ -350,3 +350,24 @@ func TestAccumulateLevelThroughHoliday(t *testing.T) {
 		t.Errorf("the holiday took the level from %.2f to %.2f", before, after)
 	}
 }
+
+// TestEvidenceBinaryHeldV2: a version-2 episode that the old hold-off held
+// back (alarmed, not paged) decodes with its own level as the page's, so
+// it does not page at once against a level of 0.
+func TestEvidenceBinaryHeldV2(t *testing.T) {
+	var m Model
+	m.ev = evidence{obs: 300, exp: 100, bytes: 3e6, since: 5 * hourMs, alarmAt: 6 * hourMs, paged: hourMs, lastEnd: 7 * hourMs}
+	enc := m.AppendBinary(nil)
+	v2 := append([]byte{2}, enc[1:len(enc)-(evidenceSize-evidenceV2Size)]...)
+	var got Model
+	if err := got.UnmarshalBinary(v2); err != nil {
+		t.Fatal(err)
+	}
+	if got.ev.pagedCalls != 3 || got.ev.pagedSize != 1e4 || got.ev.base != 100 {
+		t.Errorf("held version-2 episode: page level %g, %g, base %g; want 3, 10000, 100", got.ev.pagedCalls, got.ev.pagedSize, got.ev.base)
+	}
+	p := DefaultParams()
+	if got.ev.page(&p, 7*hourMs) {
+		t.Errorf("the held episode paged at once after decoding")
+	}
+}
