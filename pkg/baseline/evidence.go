@@ -87,10 +87,8 @@ type evidence struct {
 	// start of the window that raised its alarm (0: not raised).
 	lastEnd, since, alarmAt int64
 	// paged is the start of the window that last raised an alarm (0:
-	// never); pagedCalls and pagedSize the level of that page: its calls
-	// over the agent's profile (the episode's ratio times the recent level
-	// and the peers' factor) and its response bytes per call. See
-	// pageHoldOffMs.
+	// never); pagedCalls and pagedSize the level of that page: its
+	// episode's obs over base and response bytes per call. See page.
 	paged                 int64
 	pagedCalls, pagedSize float32
 }
@@ -306,9 +304,9 @@ func (m *Model) Accumulate(p *Params, startMs, windowMs int64, v *features.Vecto
 
 // page decides whether the open episode, alarmed, pages at startMs (see
 // repeats), and records the page if so. The episode's level is its calls
-// over what the slots' rates alone expected (a doubling for good reads 2
-// whether or not the recent level has learnt it yet) and its response
-// bytes per call.
+// over what the slots' rates expected without the recent level (times the
+// peers' factor: a doubling for good reads 2 whether or not the recent
+// level has learnt it yet) and its response bytes per call.
 func (ev *evidence) page(p *Params, startMs int64) bool {
 	calls := ratio(ev.obs, ev.base)
 	size := 0.0
