@@ -1,8 +1,6 @@
 package detect
 
 import (
-	"slices"
-
 	"github.com/agentwatch/agentwatch/pkg/baseline"
 )
 
@@ -59,19 +57,9 @@ func (p *Processor) notePeer(role string, m *baseline.Model) {
 func (p *Processor) settlePeers(pt *partition, ws int64) {
 	for role, rs := range p.peerRatios {
 		if m := pt.peers[role]; m != nil && len(rs) >= peerMinAgents {
-			m.AccumulatePeers(ws, p.set.Features.WindowMs, median(rs))
+			m.AccumulatePeers(ws, p.set.Features.WindowMs, baseline.Median(rs))
 			pt.dirtyPeers[role] = true
 		}
 		p.peerRatios[role] = rs[:0]
 	}
-}
-
-// median returns the median of xs (not empty), sorting it in place.
-func median(xs []float64) float64 {
-	slices.Sort(xs)
-	n := len(xs)
-	if n%2 == 1 {
-		return xs[n/2]
-	}
-	return (xs[n/2-1] + xs[n/2]) / 2
 }

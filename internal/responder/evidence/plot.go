@@ -18,6 +18,7 @@ import (
 
 	"github.com/agentwatch/agentwatch/pkg/anomaly"
 	"github.com/agentwatch/agentwatch/pkg/attack"
+	"github.com/agentwatch/agentwatch/pkg/baseline"
 	"github.com/agentwatch/agentwatch/pkg/features"
 )
 
@@ -299,20 +300,11 @@ func residualSigma(scores []anomaly.Score, id features.ID) (float64, int) {
 	if len(rs) == 0 {
 		return 0, 0
 	}
-	med := median(rs)
+	med := baseline.Median(rs)
 	for i := range rs {
 		rs[i] = math.Abs(rs[i] - med)
 	}
-	return 1.4826 * median(rs), len(rs)
-}
-
-func median(xs []float64) float64 {
-	slices.Sort(xs)
-	n := len(xs)
-	if n%2 == 1 {
-		return xs[n/2]
-	}
-	return (xs[n/2-1] + xs[n/2]) / 2
+	return 1.4826 * baseline.Median(rs), len(rs)
 }
 
 func at(xs []float64, id features.ID) (float64, bool) {
