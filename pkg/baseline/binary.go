@@ -10,11 +10,13 @@ import (
 )
 
 // Version is the serialisation version AppendBinary writes as the first
-// byte. UnmarshalBinary reads it, version 2 (the same without the last
+// byte. UnmarshalBinary reads it, version 3 (the same without the summary
+// of the agent's own scores, which then starts empty, so the agent is
+// judged by AlertScore alone until it has warmed up again), version 2 (the same without the last
 // page's level, which then reads as 0: the next page is not held back by
 // it, and without the episode's base) and version 1, the same without the sequential tests' state (which
 // then starts empty).
-const Version = 3
+const Version = 4
 
 // The encoding, all little-endian: version (1 byte), number of features F
 // (1 byte), n (float64), wS, wL (float32), F short stats and F long stats
@@ -23,7 +25,9 @@ const Version = 3
 // recent observed and expected calls of a day and of two hours (float32), the tests' statistics (float32 each), the episode's obs, exp, bytes,
 // sizeDev and sizeN (float32) and lastEnd, since, alarmAt and paged
 // (int64); from version 3 on, the last page's calls and size levels and
-// the episode's calls expected by the slots alone (float32). A
+// the episode's calls expected by the slots alone (float32); from version
+// 4 on, the summary of the agent's own scores: weight, mean and variance
+// (float32). A
 // blob with fewer features than this build knows decodes with the missing
 // (newer) features empty.
 const (
@@ -36,7 +40,7 @@ const (
 )
 
 // EncodedSize is the length of AppendBinary's output.
-const EncodedSize = headerSize + nf*perFeature + profileSize + evidenceSize
+const EncodedSize = headerSize + nf*perFeature + profileSize + evidenceSize + calibSize
 
 // ErrCorrupt means a serialised model could not be decoded; the caller
 // should discard it and start the agent from its peer group (Inherit).
@@ -61,7 +65,11 @@ func (m *Model) AppendBinary(dst []byte) []byte {
 	for _, c := range m.active {
 		dst = binary.LittleEndian.AppendUint16(dst, c)
 	}
-	return m.ev.appendBinary(dst)
+	dst = m.ev.appendBinary(dst)
+	for _, x := range [...]float32{m.cal.w, m.cal.mean, m.cal.vr} {
+		dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(x))
+	}
+	return dst
 }
 
 func (ev *evidence) appendBinary(dst []byte) []byte {
@@ -184,7 +192,9 @@ func (m *Model) UnmarshalBinary(b []byte) error {
 	}
 	ext := 0
 	switch {
-	case b[0] >= 3:
+	case b[0] >= 4:
+		ext = evidenceSize + calibSize
+	case b[0] == 3:
 		ext = evidenceSize
 	case b[0] == 2:
 		ext = evidenceV2Size
@@ -222,6 +232,14 @@ func (m *Model) UnmarshalBinary(b []byte) error {
 	if ext > 0 {
 		if err := out.ev.unmarshalBinary(b[off:], b[0]); err != nil {
 			return err
+		}
+	}
+	if b[0] >= 4 {
+		off += evidenceSize
+		f32 := func(i int) float32 { return math.Float32frombits(le.Uint32(b[off+4*i:])) }
+		out.cal = calib{w: f32(0), mean: f32(1), vr: f32(2)}
+		if !nonNeg(float64(out.cal.w)) || !nonNeg(float64(out.cal.mean)) || !nonNeg(float64(out.cal.vr)) {
+			return fmt.Errorf("%w: score summary %g, %g, %g", ErrCorrupt, out.cal.w, out.cal.mean, out.cal.vr)
 		}
 	}
 	*m = out

@@ -75,7 +75,9 @@ func FuzzUnmarshal(f *testing.F) {
 	f.Add([]byte{Version, 3})
 	// A version-1 blob, before the sequential tests' state.
 	enc := m.AppendBinary(nil)
-	f.Add(append([]byte{1}, enc[1:len(enc)-evidenceSize]...))
+	f.Add(append([]byte{1}, enc[1:len(enc)-calibSize-evidenceSize]...))
+	// A version-3 blob, before the summary of the agent's own scores.
+	f.Add(append([]byte{3}, enc[1:len(enc)-calibSize]...))
 	p := DefaultParams()
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var m Model

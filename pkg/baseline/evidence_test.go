@@ -241,13 +241,13 @@ func TestEvidenceBinary(t *testing.T) {
 	if err := got.UnmarshalBinary(enc); err != nil || got != m {
 		t.Fatalf("round trip: %v", err)
 	}
-	v1 := append([]byte{1}, enc[1:len(enc)-evidenceSize]...)
+	v1 := append([]byte{1}, enc[1:len(enc)-calibSize-evidenceSize]...)
 	var old Model
 	if err := old.UnmarshalBinary(v1); err != nil {
 		t.Fatalf("version 1: %v", err)
 	}
 	want := m
-	want.ev = evidence{}
+	want.ev, want.cal = evidence{}, calib{}
 	if old != want {
 		t.Errorf("version 1 decoded differently from the model without its evidence")
 	}
@@ -255,18 +255,19 @@ func TestEvidenceBinary(t *testing.T) {
 		t.Errorf("re-encoding a version-1 model changed its version-1 part")
 	}
 	// A version-2 blob: without the page's level and the episode's base.
-	v2 := append([]byte{2}, enc[1:len(enc)-(evidenceSize-evidenceV2Size)]...)
+	v2 := append([]byte{2}, enc[1:len(enc)-calibSize-(evidenceSize-evidenceV2Size)]...)
 	var two Model
 	if err := two.UnmarshalBinary(v2); err != nil {
 		t.Fatalf("version 2: %v", err)
 	}
 	want = m
 	want.ev.pagedCalls, want.ev.pagedSize, want.ev.base = 0, 0, m.ev.exp
+	want.cal = calib{}
 	if two != want {
 		t.Errorf("version 2 decoded differently from the model without its page level")
 	}
 	bad := bytes.Clone(enc)
-	copy(bad[len(enc)-evidenceSize:], []byte{0, 0, 0x80, 0xBF}) // rate -1
+	copy(bad[len(enc)-calibSize-evidenceSize:], []byte{0, 0, 0x80, 0xBF}) // rate -1
 	if err := got.UnmarshalBinary(bad); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("negative rate: err = %v, want ErrCorrupt", err)
 	}
@@ -358,7 +359,7 @@ func TestEvidenceBinaryHeldV2(t *testing.T) {
 	var m Model
 	m.ev = evidence{obs: 300, exp: 100, bytes: 3e6, since: 5 * hourMs, alarmAt: 6 * hourMs, paged: hourMs, lastEnd: 7 * hourMs}
 	enc := m.AppendBinary(nil)
-	v2 := append([]byte{2}, enc[1:len(enc)-(evidenceSize-evidenceV2Size)]...)
+	v2 := append([]byte{2}, enc[1:len(enc)-calibSize-(evidenceSize-evidenceV2Size)]...)
 	var got Model
 	if err := got.UnmarshalBinary(v2); err != nil {
 		t.Fatal(err)

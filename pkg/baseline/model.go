@@ -58,11 +58,13 @@ type Model struct {
 	active [features.SlotsPerWeek]uint16
 	// ev is the sequential tests' state (Accumulate).
 	ev evidence
+	// cal summarises the agent's own window scores (LearnScore).
+	cal calib
 }
 
 // SizeBytes is the in-memory size of a Model, for memory accounting: its
 // fields, padded to a multiple of 8 bytes.
-const SizeBytes = (8 + 4 + 4 + 2*nf*8 + features.SlotsPerWeek*2 + features.SlotsPerWeek*2 + evidenceSize + 7) &^ 7
+const SizeBytes = (8 + 4 + 4 + 2*nf*8 + features.SlotsPerWeek*2 + features.SlotsPerWeek*2 + (evidenceSize+7)&^7 + calibSize + 7) &^ 7
 
 // Windows returns the number of active windows the model has trained on,
 // each counted with its weight and rounded. Inherit resets it to 0.
@@ -79,6 +81,7 @@ func (m *Model) Inherit(peer *Model) {
 	m.n = 0
 	// The wall-clock rates and tests are the agent's own from the start.
 	m.ev = evidence{}
+	m.cal = calib{}
 	m.wS = min(m.wS, inheritWeight)
 	m.wL = min(m.wL, inheritWeight)
 	var mx uint16

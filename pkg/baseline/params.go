@@ -74,6 +74,21 @@ type Params struct {
 	// open: its windows then train with ExcessGuardWeight until the alarm,
 	// so a slow attack cannot teach the baseline that it is normal.
 	ExcessMargin, ExcessGuardWeight float64
+	// ScoreSigmas calibrates a window's Score against the agent's own past
+	// scores: a window at or above AlertScore is Usual, and does not page,
+	// unless log1p(Score) is at least ScoreSigmas standard deviations above
+	// the decaying mean of the log1p of the agent's own scores. So an agent
+	// whose windows are routinely surprising needs a rarer window to page
+	// than a smooth one. A window at or above HighScore always pages. 0
+	// turns the calibration off.
+	ScoreSigmas float64
+	// ScoreHalfLife is the half-life, in active windows, of that summary
+	// of the agent's own scores.
+	ScoreHalfLife float64
+	// ScoreWarmup is how many windows (decayed weight) the summary must
+	// stand on before it is consulted; until then the agent is judged by
+	// AlertScore alone.
+	ScoreWarmup float64
 }
 
 // DefaultParams returns the defaults documented on each field.
@@ -101,6 +116,9 @@ func DefaultParams() Params {
 		ExcessMinWindows:    10,
 		ExcessMargin:        0.6,
 		ExcessGuardWeight:   0.1,
+		ScoreSigmas:         4,
+		ScoreHalfLife:       4320,
+		ScoreWarmup:         1440,
 	}
 }
 
@@ -177,6 +195,15 @@ func (p Params) Validate() error {
 	}
 	if !(p.ExcessGuardWeight >= 0 && p.ExcessGuardWeight <= 1) {
 		bad("ExcessGuardWeight", p.ExcessGuardWeight, "in [0, 1]")
+	}
+	if !(p.ScoreSigmas >= 0) || math.IsInf(p.ScoreSigmas, 1) {
+		bad("ScoreSigmas", p.ScoreSigmas, "finite and non-negative (0: off)")
+	}
+	if !finitePos(p.ScoreHalfLife) || p.ScoreHalfLife < 1 {
+		bad("ScoreHalfLife", p.ScoreHalfLife, "finite and at least 1 window")
+	}
+	if !(p.ScoreWarmup >= 0) || math.IsInf(p.ScoreWarmup, 1) {
+		bad("ScoreWarmup", p.ScoreWarmup, "finite and non-negative")
 	}
 	return errors.Join(errs...)
 }

@@ -56,7 +56,7 @@ type Result struct {
 	// P is the combined p, 10^-Score.
 	P float64
 	// Severity grades Score; None when the window is neither Anomalous nor
-	// Drift.
+	// Drift, or is Usual.
 	Severity Severity
 	// Anomalous reports that the short-term baseline alone puts the window
 	// at or above AlertScore. The engine trains anomalous windows with
@@ -69,6 +69,12 @@ type Result struct {
 	// with the reference. Drift windows are not Anomalous, so they train
 	// normally and a legitimate change is eventually learnt.
 	Drift bool
+	// Usual reports that the window is Anomalous or Drift by AlertScore
+	// but ordinary for this agent: its Score is not ScoreSigmas standard
+	// deviations above the agent's own usual scores (LearnScore). Severity
+	// is then None; the engine does not page on it, and still keeps an
+	// Anomalous window out of the baseline.
+	Usual bool
 	// Features holds each feature's score, indexed by features.ID.
 	Features [features.NumFeatures]FeatureScore
 	// OffHours scores being active in this hour slot at all. Observed is the
@@ -212,7 +218,10 @@ func (m *Model) Score(p *Params, startMs int64, v *features.Vector) Result {
 	}
 
 	r.P = math.Pow(10, -r.Score)
-	if r.Anomalous || r.Drift {
+	switch {
+	case (r.Anomalous || r.Drift) && m.usual(p, r.Score):
+		r.Usual = true
+	case r.Anomalous || r.Drift:
 		r.Severity = max(p.Grade(r.Score), Low)
 	}
 	return r

@@ -44,9 +44,11 @@ func (p *Processor) evaluate(pt *partition, a *agentState, acc *features.Acc, fl
 		}
 	}
 	res := model.Score(params, w.StartMs, &vals)
-	// A model that has not learnt enough yet scores but never alerts.
+	// A model that has not learnt enough yet scores but never alerts. A
+	// window that is ordinary for this agent (Usual: not rare next to its
+	// own past scores) does not page either.
 	cold := model.Windows() < set.Baseline.Warmup
-	alert := !cold && (res.Anomalous || (res.Drift && p.due(a, ruleDrift, w.StartMs, false)))
+	alert := !cold && !res.Usual && (res.Anomalous || (res.Drift && p.due(a, ruleDrift, w.StartMs, false)))
 
 	if hs := w.StartMs - w.StartMs%3_600_000; hs != a.hourStart {
 		a.hourStart, a.hourActive, a.hourCalls = hs, 0, 0
@@ -65,6 +67,12 @@ func (p *Processor) evaluate(pt *partition, a *agentState, acc *features.Acc, fl
 	// is open its windows train with a small weight (the same guard).
 	ex := a.model.Accumulate(&set.Baseline, w.StartMs, set.Features.WindowMs, &w.Values, !usePeer && !cold, weight, p.peersRatio(pt, role, w.StartMs))
 	weight = min(weight, ex.Weight)
+	// The summary of the agent's own scores learns only from windows scored
+	// against its own model that are not anomalous for it, with the
+	// sequential tests' guard: an attack must not raise its own bar.
+	if !usePeer && !cold && res.Ordinary() {
+		a.model.LearnScore(&set.Baseline, res.Score, ex.Weight)
+	}
 	if !usePeer && !cold {
 		p.notePeer(role, &a.model)
 	}

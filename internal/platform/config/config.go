@@ -174,6 +174,12 @@ type Detector struct {
 	SlowExcessRatio     float64 `mapstructure:"slow_excess_ratio" doc:"Excess over the usual rate of calls the day-horizon test looks for; above 1."`
 	SlowExcessThreshold float64 `mapstructure:"slow_excess_threshold" doc:"Evidence at which the day-horizon test raises a sustained excess; above 0."`
 	ExcessGuardWeight   float64 `mapstructure:"excess_guard_weight" doc:"Training weight of windows while a sequential test is open and has not alarmed, 0 to 1 (the poisoning guard for slow excesses)."`
+	// ScoreSigmas, ScoreHalfLife and ScoreWarmup judge each window's
+	// score against the agent's own past scores (docs/detection.md, "The
+	// score against the agent's own scores").
+	ScoreSigmas   float64 `mapstructure:"score_sigmas" doc:"A window over detector.alert_score raises behaviour or drift only if log(1+score) is at least this many standard deviations above the agent's own usual; 0 turns this calibration off."`
+	ScoreHalfLife float64 `mapstructure:"score_half_life" doc:"Active windows for the summary of an agent's own scores to halve its memory; at least 1."`
+	ScoreWarmup   float64 `mapstructure:"score_warmup" doc:"Active windows the summary of an agent's own scores needs before it is consulted; until then detector.alert_score alone decides; 0 or more."`
 	// RegistryFile, RoutesFile and OpenAPIFile are the agent registry and
 	// route inventory (docs/registry.md), reloaded every ReloadEvery.
 	RegistryFile string        `mapstructure:"registry_file" doc:"Agent registry file (docs/registry.md); empty: none."`
@@ -299,6 +305,9 @@ func defaults() map[string]any {
 		"detector.slow_excess_ratio":     baseline.DefaultParams().SlowExcessRatio,
 		"detector.slow_excess_threshold": baseline.DefaultParams().SlowExcessThreshold,
 		"detector.excess_guard_weight":   baseline.DefaultParams().ExcessGuardWeight,
+		"detector.score_sigmas":          baseline.DefaultParams().ScoreSigmas,
+		"detector.score_half_life":       baseline.DefaultParams().ScoreHalfLife,
+		"detector.score_warmup":          baseline.DefaultParams().ScoreWarmup,
 		"detector.registry_file":         "",
 		"detector.routes_file":           "",
 		"detector.openapi_file":          "",
@@ -795,6 +804,9 @@ func (c Config) BaselineParams() baseline.Params {
 	p.SlowExcessRatio = c.Detector.SlowExcessRatio
 	p.SlowExcessThreshold = c.Detector.SlowExcessThreshold
 	p.ExcessGuardWeight = c.Detector.ExcessGuardWeight
+	p.ScoreSigmas = c.Detector.ScoreSigmas
+	p.ScoreHalfLife = c.Detector.ScoreHalfLife
+	p.ScoreWarmup = c.Detector.ScoreWarmup
 	return p
 }
 

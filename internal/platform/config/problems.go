@@ -217,9 +217,12 @@ var baselineKeys = map[string]string{
 	"SlowExcessRatio":     "detector.slow_excess_ratio",
 	"SlowExcessThreshold": "detector.slow_excess_threshold",
 	"ExcessGuardWeight":   "detector.excess_guard_weight",
+	"ScoreSigmas":         "detector.score_sigmas",
+	"ScoreHalfLife":       "detector.score_half_life",
+	"ScoreWarmup":         "detector.score_warmup",
 }
 
-var baselineField = regexp.MustCompile(`\b(HalfLife|LongHalfLife|Warmup|AlertScore|AnomalousWeight|ExcessThreshold|ExcessRatio|SlowExcessRatio|SlowExcessThreshold|ExcessGuardWeight)\b`)
+var baselineField = regexp.MustCompile(`\b(HalfLife|LongHalfLife|Warmup|AlertScore|AnomalousWeight|ExcessThreshold|ExcessRatio|SlowExcessRatio|SlowExcessThreshold|ExcessGuardWeight|ScoreSigmas|ScoreHalfLife|ScoreWarmup)\b`)
 
 // baselineProblems validates p, the baseline parameters built from the
 // detector.* keys, and reports each problem under its key.
