@@ -10,12 +10,14 @@ import (
 )
 
 // Version is the serialisation version AppendBinary writes as the first
-// byte. UnmarshalBinary reads it, version 3 (the same without the summary
-// of the agent's own scores, which then starts empty, so the agent is
-// judged by AlertScore alone until it has warmed up again), version 2 (the same without the last
-// page's level, which then reads as 0: the next page is not held back by
-// it, and without the episode's base) and version 1, the same without the sequential tests' state (which
-// then starts empty).
+// byte. UnmarshalBinary reads it and the versions before it:
+//   - 3, without the summary of the agent's own scores, which then starts
+//     empty (the agent is judged by AlertScore alone until it has warmed
+//     up again);
+//   - 2, also without the last page's level and the episode's base (see
+//     evidence.unmarshalBinary for what they start as);
+//   - 1, also without the sequential tests' state, which then starts
+//     empty.
 const Version = 4
 
 // The encoding, all little-endian: version (1 byte), number of features F
@@ -65,11 +67,7 @@ func (m *Model) AppendBinary(dst []byte) []byte {
 	for _, c := range m.active {
 		dst = binary.LittleEndian.AppendUint16(dst, c)
 	}
-	dst = m.ev.appendBinary(dst)
-	for _, x := range [...]float32{m.cal.w, m.cal.mean, m.cal.vr} {
-		dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(x))
-	}
-	return dst
+	return m.cal.appendBinary(m.ev.appendBinary(dst))
 }
 
 func (ev *evidence) appendBinary(dst []byte) []byte {
@@ -235,11 +233,8 @@ func (m *Model) UnmarshalBinary(b []byte) error {
 		}
 	}
 	if b[0] >= 4 {
-		off += evidenceSize
-		f32 := func(i int) float32 { return math.Float32frombits(le.Uint32(b[off+4*i:])) }
-		out.cal = calib{w: f32(0), mean: f32(1), vr: f32(2)}
-		if !nonNeg(float64(out.cal.w)) || !nonNeg(float64(out.cal.mean)) || !nonNeg(float64(out.cal.vr)) {
-			return fmt.Errorf("%w: score summary %g, %g, %g", ErrCorrupt, out.cal.w, out.cal.mean, out.cal.vr)
+		if err := out.cal.unmarshalBinary(b[off+evidenceSize:]); err != nil {
+			return err
 		}
 	}
 	*m = out

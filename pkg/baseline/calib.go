@@ -1,6 +1,10 @@
 package baseline
 
-import "math"
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+)
 
 // calib is the decaying summary of an agent's own window scores that
 // Score judges a window's score against (see Usual): the decayed weight
@@ -20,22 +24,29 @@ const calibSize = 3 * 4
 // windows, or score is at or above HighScore (a high or critical window
 // always pages).
 func (m *Model) usual(p *Params, score float64) bool {
-	c := m.cal
-	if !(p.ScoreSigmas > 0) || float64(c.w) < p.ScoreWarmup || score >= p.HighScore {
-		return false
+	bar, ok := m.cal.logBar(p)
+	return ok && score < p.HighScore && math.Log1p(score) < bar
+}
+
+// logBar returns log1p of the score at or above which a window is rare
+// for this agent, and false while the calibration is off (ScoreSigmas 0)
+// or the summary stands on fewer than ScoreWarmup windows.
+func (c calib) logBar(p *Params) (float64, bool) {
+	if !(p.ScoreSigmas > 0) || float64(c.w) < p.ScoreWarmup {
+		return 0, false
 	}
-	return math.Log1p(score) < float64(c.mean)+p.ScoreSigmas*math.Sqrt(float64(c.vr))
+	return float64(c.mean) + p.ScoreSigmas*math.Sqrt(float64(c.vr)), true
 }
 
 // ScoreBar returns the score at or above which a window is rare for this
 // agent (see Result.Usual), and false while the calibration is off or
 // warming up. It is for explanations and tests; Score applies it.
 func (m *Model) ScoreBar(p *Params) (float64, bool) {
-	c := m.cal
-	if !(p.ScoreSigmas > 0) || float64(c.w) < p.ScoreWarmup {
+	bar, ok := m.cal.logBar(p)
+	if !ok {
 		return 0, false
 	}
-	return math.Expm1(float64(c.mean) + p.ScoreSigmas*math.Sqrt(float64(c.vr))), true
+	return math.Expm1(bar), true
 }
 
 // Ordinary reports whether the window may train the summary of the
@@ -68,4 +79,25 @@ func (m *Model) LearnScore(p *Params, score, weight float64) {
 	c.w = float32(w)
 	c.mean = float32(float64(c.mean) + a*d)
 	c.vr = float32((1 - a) * (float64(c.vr) + a*d*d))
+}
+
+// appendBinary appends c's calibSize bytes: weight, mean and variance
+// (float32, little-endian).
+func (c calib) appendBinary(dst []byte) []byte {
+	for _, x := range [...]float32{c.w, c.mean, c.vr} {
+		dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(x))
+	}
+	return dst
+}
+
+// unmarshalBinary decodes calibSize bytes of b into c, rejecting negative,
+// NaN or infinite values (the mean is of log1p of scores, never negative).
+func (c *calib) unmarshalBinary(b []byte) error {
+	f32 := func(i int) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:])) }
+	out := calib{w: f32(0), mean: f32(1), vr: f32(2)}
+	if !nonNeg(float64(out.w)) || !nonNeg(float64(out.mean)) || !nonNeg(float64(out.vr)) {
+		return fmt.Errorf("%w: score summary %g, %g, %g", ErrCorrupt, out.w, out.mean, out.vr)
+	}
+	*c = out
+	return nil
 }

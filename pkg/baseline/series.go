@@ -350,20 +350,18 @@ func (s *Series) Observe(p *SeriesParams, tMs int64, x float64) SeriesResult {
 	s.rarity *= math.Exp2(-1 / p.RarityHalfLife)
 	s.sinceReport++
 	quiet := float64(p.Refractory) * (1 + p.ReportRefractory*s.reports)
-	if r.Score > s.recent+1 && float64(s.sinceReport) > quiet {
-		if r.Anomalous && p.RarityReports > 0 && s.rarity >= p.RarityReports {
-			// The rarity bar: this series has paged too often lately for
-			// one more page to be rare. The quiet period does not start.
-			r.Muted = true
-		} else {
-			r.Reported = r.Score
-			if r.Anomalous {
-				s.sinceReport = 0
-				if s.n >= float64(p.SettlePoints) {
-					s.reports++
-					s.rarity++
-				}
-			}
+	// The rarity bar: a series that has paged too often lately for one
+	// more page to be rare is muted, and its quiet period does not start.
+	report := r.Score > s.recent+1 && float64(s.sinceReport) > quiet
+	r.Muted = report && r.Anomalous && p.RarityReports > 0 && s.rarity >= p.RarityReports
+	if report && !r.Muted {
+		r.Reported = r.Score
+	}
+	if report && !r.Muted && r.Anomalous {
+		s.sinceReport = 0
+		if s.n >= float64(p.SettlePoints) {
+			s.reports++
+			s.rarity++
 		}
 	}
 	// A young model's surprises say more about the model than about the

@@ -70,10 +70,10 @@ func (p *Processor) evaluate(pt *partition, a *agentState, acc *features.Acc, fl
 	// The summary of the agent's own scores learns only from windows scored
 	// against its own model that are not anomalous for it, with the
 	// sequential tests' guard: an attack must not raise its own bar.
-	if !usePeer && !cold && res.Ordinary() {
-		a.model.LearnScore(&set.Baseline, res.Score, ex.Weight)
-	}
 	if !usePeer && !cold {
+		if res.Ordinary() {
+			a.model.LearnScore(&set.Baseline, res.Score, ex.Weight)
+		}
 		p.notePeer(role, &a.model)
 	}
 	if weight > 0 {
