@@ -44,6 +44,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -339,6 +340,9 @@ func checkNew(key, kind string, payload []byte) error {
 	var errs []error
 	if key == "" || len(key) > MaxKeyLen {
 		errs = append(errs, fmt.Errorf("key: want 1 to %d bytes, got %d", MaxKeyLen, len(key)))
+	}
+	if strings.HasPrefix(key, payloadMark) {
+		errs = append(errs, errors.New("key: must not start with a NUL byte"))
 	}
 	if kind == "" || len(kind) > MaxKindLen {
 		errs = append(errs, fmt.Errorf("kind: want 1 to %d bytes, got %d", MaxKindLen, len(kind)))

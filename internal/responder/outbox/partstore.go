@@ -10,15 +10,32 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/agentwatch/agentwatch/internal/responder/partstate"
 )
 
-// PartPrefix is the changelog key prefix of outbox entries: an entry's
-// record key is PartPrefix + Entry.Key.
+// PartPrefix is the changelog key prefix of outbox entries. An entry is
+// two records: its state under PartPrefix + Entry.Key, written at every
+// change, without the payload; and its payload under PartPrefix +
+// payloadMark + Entry.Key, written once, in the same request as the
+// entry's first state. The payload is most of an entry's bytes and never
+// changes, so writing it at each of an entry's three or more changes was
+// most of what the changelog carried. State records written before the
+// split hold the payload themselves, and are still read.
 const PartPrefix = "o/"
+
+// payloadMark starts the key (after PartPrefix) of a payload record. Entry
+// keys cannot start with it (checkNew).
+const payloadMark = "\x00"
+
+// PartRecordKeys returns the changelog record keys of the entry of key: its
+// state and its payload.
+func PartRecordKeys(key string) (state, payload string) {
+	return PartPrefix + key, PartPrefix + payloadMark + key
+}
 
 // PartOptions tune a PartStore. The zero value gives the defaults.
 type PartOptions struct {
@@ -62,6 +79,11 @@ type PartStore struct {
 	// the entries it returns.
 	byState map[State]map[string]stateRef
 	parts   map[int32]*partState
+	// inline are the entries restored from a state record that holds the
+	// payload itself (written before the payload had its own record):
+	// their next state record is written with a payload record, or the
+	// payload would be lost from the changelog.
+	inline map[string]bool
 }
 
 // stateRef is what byState keeps of an entry.
@@ -74,8 +96,10 @@ type stateRef struct {
 type partState struct {
 	// active: restored and owned; entries may be claimed.
 	active bool
-	// loading holds the entries restored so far, before Activate.
-	loading map[string]Entry
+	// loading holds the entries restored so far, before Activate, and
+	// loadingPayload their payload records.
+	loading        map[string]Entry
+	loadingPayload map[string][]byte
 	// running are the keys claimed (in flight) since the partition was
 	// activated and not yet recorded otherwise: the Worker runs them.
 	running map[string]bool
@@ -99,7 +123,7 @@ func NewPartStore(cl partstate.Changelog, opts PartOptions) *PartStore {
 		opts.Now = time.Now
 	}
 	s := &PartStore{cl: cl, opts: opts, changes: make(chan struct{}, 1), seed: maphash.MakeSeed(),
-		entries: map[string]Entry{}, byState: map[State]map[string]stateRef{}, parts: map[int32]*partState{}}
+		entries: map[string]Entry{}, byState: map[State]map[string]stateRef{}, parts: map[int32]*partState{}, inline: map[string]bool{}}
 	s.cond = sync.NewCond(&s.mu)
 	return s
 }
@@ -113,11 +137,19 @@ func (s *PartStore) Load(p int32, key string, value []byte) error {
 	defer s.mu.Unlock()
 	ps := s.parts[p]
 	if ps == nil {
-		ps = &partState{loading: map[string]Entry{}, running: map[string]bool{}}
+		ps = &partState{loading: map[string]Entry{}, loadingPayload: map[string][]byte{}, running: map[string]bool{}}
 		s.parts[p] = ps
 	}
 	if ps.active {
 		return fmt.Errorf("partition %d is already live", p)
+	}
+	if k, ok := strings.CutPrefix(key, payloadMark); ok {
+		if len(value) == 0 {
+			delete(ps.loadingPayload, k)
+		} else {
+			ps.loadingPayload[k] = bytes.Clone(value)
+		}
+		return nil
 	}
 	if len(value) == 0 {
 		delete(ps.loading, key)
@@ -146,11 +178,16 @@ func (s *PartStore) Activate(p int32) {
 		ps = &partState{running: map[string]bool{}}
 		s.parts[p] = ps
 	}
-	for _, e := range ps.loading {
+	for k, e := range ps.loading {
+		if pl, ok := ps.loadingPayload[k]; ok {
+			e.Payload = pl
+		} else if len(e.Payload) > 0 {
+			s.inline[k] = true
+		}
 		s.setLocked(e)
 		s.seq = max(s.seq, e.Seq)
 	}
-	ps.loading, ps.active = nil, true
+	ps.loading, ps.loadingPayload, ps.active = nil, nil, true
 	s.mu.Unlock()
 	s.notify() // restored entries may be due
 }
@@ -227,6 +264,7 @@ func (s *PartStore) dropLocked(key string) {
 		delete(s.byState[old.State], key)
 		delete(s.entries, key)
 	}
+	delete(s.inline, key)
 }
 
 // Changes implements Notifier.
@@ -245,17 +283,30 @@ func (s *PartStore) lockKey(key string) func() {
 	return m.Unlock
 }
 
-// write appends e's state (nil: its tombstone) to the changelog.
-func (s *PartStore) write(ctx context.Context, p int32, key string, e *Entry) error {
-	rec := partstate.Record{Key: PartPrefix + key}
-	if e != nil {
-		b, err := json.Marshal(e)
+// write appends e's state to the changelog, and its payload too when
+// withPayload (the entry's first record). A nil e writes the tombstones of
+// both.
+func (s *PartStore) write(ctx context.Context, p int32, key string, e *Entry, withPayload bool) error {
+	stateKey, payloadKey := PartRecordKeys(key)
+	recs := make([]partstate.Record, 0, 2)
+	switch {
+	case e == nil:
+		recs = append(recs, partstate.Record{Key: stateKey}, partstate.Record{Key: payloadKey})
+	default:
+		st := *e
+		st.Payload = nil
+		b, err := json.Marshal(&st)
 		if err != nil {
 			return fmt.Errorf("encode: %w", err)
 		}
-		rec.Value = b
+		// The payload goes first: both are one batch of one request,
+		// so a restore never sees the state without it.
+		if withPayload && len(e.Payload) > 0 {
+			recs = append(recs, partstate.Record{Key: payloadKey, Value: e.Payload})
+		}
+		recs = append(recs, partstate.Record{Key: stateKey, Value: b})
 	}
-	if err := s.cl.Append(ctx, p, rec); err != nil {
+	if err := s.cl.Append(ctx, p, recs...); err != nil {
 		return fmt.Errorf("write to the state changelog partition %d: %w", p, err)
 	}
 	return nil
@@ -298,7 +349,7 @@ func (s *PartStore) Enqueue(ctx context.Context, key, kind string, payload []byt
 	if err := e.validate(); err != nil {
 		return Entry{}, false, fmt.Errorf("enqueue %q: %w", clip(key, 80), err)
 	}
-	if err := s.write(ctx, e.Partition, key, &e); err != nil {
+	if err := s.write(ctx, e.Partition, key, &e, true); err != nil {
 		return Entry{}, false, fmt.Errorf("enqueue %q: %w", clip(key, 80), err)
 	}
 	s.mu.Lock()
@@ -394,6 +445,7 @@ func (s *PartStore) Update(ctx context.Context, e Entry) (Entry, error) {
 		s.mu.Unlock()
 		return Entry{}, fmt.Errorf("update %q in partition %d: %w", clip(e.Key, 80), cur.Partition, partstate.ErrNotOwned)
 	}
+	inline := s.inline[e.Key]
 	if claim {
 		// Counted as running before it is written, so a Revoke that
 		// starts meanwhile waits for it instead of dropping it under
@@ -406,7 +458,7 @@ func (s *PartStore) Update(ctx context.Context, e Entry) (Entry, error) {
 	cur.Updated = s.opts.Now().UTC()
 	err := cur.validate()
 	if err == nil {
-		err = s.write(ctx, cur.Partition, cur.Key, &cur)
+		err = s.write(ctx, cur.Partition, cur.Key, &cur, inline)
 	}
 	if err != nil {
 		if claim {
@@ -419,6 +471,9 @@ func (s *PartStore) Update(ctx context.Context, e Entry) (Entry, error) {
 	}
 	s.mu.Lock()
 	if s.parts[cur.Partition] == ps {
+		if inline {
+			delete(s.inline, cur.Key)
+		}
 		s.setLocked(cur)
 		if cur.State == StateInFlight {
 			ps.running[cur.Key] = true
@@ -468,7 +523,7 @@ func (s *PartStore) tombstone(ctx context.Context, e Entry) error {
 	if !ok || cur.Updated != e.Updated {
 		return nil // changed or gone meanwhile
 	}
-	if err := s.write(ctx, e.Partition, e.Key, nil); err != nil {
+	if err := s.write(ctx, e.Partition, e.Key, nil, false); err != nil {
 		return fmt.Errorf("drop done outbox entry %q: %w", clip(e.Key, 80), err)
 	}
 	s.mu.Lock()

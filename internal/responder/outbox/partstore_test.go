@@ -276,8 +276,12 @@ func TestPartStoreTombstones(t *testing.T) {
 	}
 	live := cl.Live(0)
 	for k, want := range map[string]bool{"done": false, "failed": false, "parked": true, "pending": true, "fresh-done": true} {
-		if _, ok := live["o/"+k]; ok != want {
+		stateKey, payloadKey := PartRecordKeys(k)
+		if _, ok := live[stateKey]; ok != want {
 			t.Errorf("changelog has %s: %v, want %v", k, ok, want)
+		}
+		if _, ok := live[payloadKey]; ok != want {
+			t.Errorf("changelog has the payload of %s: %v, want %v", k, ok, want)
 		}
 		if _, found, _ := s.Get(t.Context(), k); found != want {
 			t.Errorf("store has %s: %v, want %v", k, found, want)
@@ -315,5 +319,83 @@ func TestPartStoreWriteFailureStoresNothing(t *testing.T) {
 	}
 	if get(t, s, "a").State != StatePending {
 		t.Error("an update not written was applied")
+	}
+}
+
+// TestPartStorePayloadOnce: an entry's payload is written once, in its own
+// record, and its state records leave it out; a restore joins them, and a
+// state record of the older format, payload inside, still restores and
+// gets its payload record at the entry's next change.
+func TestPartStorePayloadOnce(t *testing.T) {
+	cl := partstate.NewMemChangelog(1)
+	a, _ := partStoreT(t, cl, PartOptions{}, 0)
+	e := enqueue(t, a, "step", "k", InPartition(0))
+	c, err := claim(t.Context(), a, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.State, c.Result = StateDone, []byte("ts-1")
+	if _, err := a.Update(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	stateKey, payloadKey := PartRecordKeys("step")
+	var states, payloads int
+	for _, r := range cl.Records(0) {
+		switch r.Key {
+		case stateKey:
+			states++
+			if strings.Contains(string(r.Value), "cGF5bG9hZCBvZiBzdGVw") || strings.Contains(string(r.Value), "payload of step") {
+				t.Errorf("state record holds the payload: %s", r.Value)
+			}
+		case payloadKey:
+			payloads++
+			if string(r.Value) != "payload of step" {
+				t.Errorf("payload record = %q", r.Value)
+			}
+		default:
+			t.Errorf("unexpected record %q", r.Key)
+		}
+	}
+	if states != 3 || payloads != 1 {
+		t.Errorf("wrote %d state and %d payload records, want 3 and 1", states, payloads)
+	}
+	b, _ := partStoreT(t, cl, PartOptions{}, 0)
+	if got := get(t, b, "step"); string(got.Payload) != "payload of step" || got.State != StateDone || string(got.Result) != "ts-1" {
+		t.Errorf("restored %+v", got)
+	}
+
+	// The older format: one record, payload inside.
+	old := Entry{Key: "old", Kind: "k", Seq: 7, Payload: []byte("old payload"), State: StatePending,
+		NextAttempt: time.Now().UTC(), Created: time.Now().UTC(), Updated: time.Now().UTC()}
+	v, err := json.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldState, oldPayload := PartRecordKeys("old")
+	if err := cl.Append(t.Context(), 0, partstate.Record{Key: oldState, Value: v}); err != nil {
+		t.Fatal(err)
+	}
+	c2, _ := partStoreT(t, cl, PartOptions{}, 0)
+	got := get(t, c2, "old")
+	if string(got.Payload) != "old payload" {
+		t.Fatalf("restored older record with payload %q", got.Payload)
+	}
+	if _, err := claim(t.Context(), c2, got); err != nil {
+		t.Fatal(err)
+	}
+	if p := cl.Live(0)[oldPayload]; string(p) != "old payload" {
+		t.Errorf("payload record after the first change = %q, want the payload", p)
+	}
+	d, _ := partStoreT(t, cl, PartOptions{}, 0)
+	if got := get(t, d, "old"); string(got.Payload) != "old payload" || got.State != StateInFlight {
+		t.Errorf("restored after the change: %+v", got)
+	}
+}
+
+// TestPartStoreKeyNUL: a key cannot start where payload records' keys do.
+func TestPartStoreKeyNUL(t *testing.T) {
+	s, _ := partStoreT(t, partstate.NewMemChangelog(1), PartOptions{}, 0)
+	if _, _, err := s.Enqueue(t.Context(), "\x00x", "k", nil, InPartition(0)); err == nil {
+		t.Error("Enqueue of a key starting with NUL succeeded")
 	}
 }

@@ -216,7 +216,7 @@ func (ro routedOutbox) RepairOutbox(ctx context.Context, req respapi.OutboxRepai
 // partitions hold the key (an entry of no agent queued again by a later
 // owner), the one updated last wins.
 func FindOutboxEntry(ctx context.Context, cl partstate.Changelog, key string) (outbox.Entry, bool, error) {
-	want := outbox.PartPrefix + key
+	want, wantPayload := outbox.PartRecordKeys(key)
 	var (
 		mu    sync.Mutex
 		best  outbox.Entry
@@ -229,10 +229,13 @@ func FindOutboxEntry(ctx context.Context, cl partstate.Changelog, key string) (o
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			var last []byte
+			var last, payload []byte
 			errs[p] = cl.Restore(ctx, p, func(r partstate.Record) error {
-				if r.Key == want {
+				switch r.Key {
+				case want:
 					last = r.Value
+				case wantPayload:
+					payload = r.Value
 				}
 				return nil
 			})
@@ -245,6 +248,9 @@ func FindOutboxEntry(ctx context.Context, cl partstate.Changelog, key string) (o
 				return
 			}
 			en.Partition = p
+			if len(payload) > 0 {
+				en.Payload = payload // records written since the payload has its own
+			}
 			mu.Lock()
 			if !found || en.Updated.After(best.Updated) {
 				best, found = en, true
