@@ -222,7 +222,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				return err
 			}
 			// Take the other results already waiting before the next
-			// List: under load one List then serves many of them.
+			// pass: under load one pass then serves many of them.
 			for drained := false; !drained; {
 				select {
 				case res := <-r.results:
@@ -244,10 +244,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
-// Under a backlog every wake-up lists thousands of open entries, and waking
-// for each outcome and each new entry would spend on listing the CPU that
-// the handlers need: past coalesceAbove open entries the Worker gathers
-// outcomes for coalesceFor before it lists again. Below it, it starts at
+// Under a backlog a wake-up may walk thousands of open entries (when a kind
+// has room but its entries are held or not due), and waking for each
+// outcome and each new entry would spend on walking the CPU that the
+// handlers need: past coalesceAbove open entries the Worker gathers
+// outcomes for coalesceFor before its next pass. Below it, it starts at
 // once.
 const (
 	coalesceAbove = 256
@@ -402,7 +403,7 @@ func (r *runState) finish(ctx context.Context, res result) error {
 	case res.claimErr != nil:
 		r.ended(e)
 		if errors.Is(res.claimErr, partstate.ErrNotOwned) {
-			// Its partition is being handed over since the List: the
+			// Its partition is being handed over since the pass: the
 			// new owner runs it.
 			log.Debug("outbox entry not started: its partition is being handed over")
 			return nil
