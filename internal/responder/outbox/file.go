@@ -80,7 +80,9 @@ type FileStore struct {
 	seq     int64
 	entries map[string]Entry
 	byState map[State]map[string]struct{}
-	seen    map[string]time.Time
+	// open keeps the open entries in Seq order for the Worker (scanOpen).
+	open openIndex
+	seen map[string]time.Time
 	// compactAt is the line count at which compaction is next tried after
 	// one failed.
 	compactAt int
@@ -154,7 +156,10 @@ func (s *FileStore) apply(l line) {
 // set stores e in the maps and the state index.
 func (s *FileStore) set(e Entry) {
 	if old, ok := s.entries[e.Key]; ok {
+		s.open.set(&old, &e)
 		delete(s.byState[old.State], e.Key)
+	} else {
+		s.open.set(nil, &e)
 	}
 	s.entries[e.Key] = e
 	idx := s.byState[e.State]
@@ -168,6 +173,7 @@ func (s *FileStore) set(e Entry) {
 // drop removes the entry of key from memory.
 func (s *FileStore) drop(key string) {
 	if old, ok := s.entries[key]; ok {
+		s.open.drop(&old)
 		delete(s.byState[old.State], key)
 		delete(s.entries, key)
 	}
@@ -318,12 +324,23 @@ func (s *FileStore) List(ctx context.Context, states ...State) ([]Entry, error) 
 			}
 		}
 	}
-	slices.SortFunc(order, func(a, b seqKey) int { return cmp.Compare(a.seq, b.seq) })
+	slices.SortFunc(order, func(a, b seqKey) int { return cmp.Or(cmp.Compare(a.seq, b.seq), cmp.Compare(a.key, b.key)) })
 	out := make([]Entry, len(order))
 	for i, o := range order {
 		out[i] = s.entries[o.key]
 	}
 	return out, nil
+}
+
+// scanOpen implements openScanner: v sees the open entries, as List
+// would list them.
+func (s *FileStore) scanOpen(ctx context.Context, v openVisitor) ([]Entry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	return s.open.scan(v, nil, func(key string) Entry { return s.entries[key] }), nil
 }
 
 // Update implements Store.

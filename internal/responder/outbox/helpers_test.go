@@ -29,7 +29,7 @@ func tempStore(t *testing.T, opts FileOptions) (*FileStore, string) {
 	return openT(t, path, opts), path
 }
 
-func enqueue(t *testing.T, s Store, key, kind string, opts ...EnqueueOption) Entry {
+func enqueue(t testing.TB, s Store, key, kind string, opts ...EnqueueOption) Entry {
 	t.Helper()
 	e, created, err := s.Enqueue(t.Context(), key, kind, []byte("payload of "+key), opts...)
 	if err != nil || !created {

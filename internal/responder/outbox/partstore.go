@@ -78,7 +78,9 @@ type PartStore struct {
 	// holds what List sorts and filters by, so that List looks up only
 	// the entries it returns.
 	byState map[State]map[string]stateRef
-	parts   map[int32]*partState
+	// open keeps the open entries in Seq order for the Worker (scanOpen).
+	open  openIndex
+	parts map[int32]*partState
 	// inline are the entries restored from a state record that holds the
 	// payload itself (written before the payload had its own record):
 	// their next state record is written with a payload record, or the
@@ -184,9 +186,17 @@ func (s *PartStore) Activate(p int32) {
 		} else if len(e.Payload) > 0 {
 			s.inline[k] = true
 		}
-		s.setLocked(e)
+		if _, ok := s.entries[e.Key]; ok {
+			s.setLocked(e)
+		} else {
+			// Merged with the open entries already held by one sort
+			// below, not inserted one at a time.
+			s.setIndexLocked(e)
+			s.open.addUnsorted(&e)
+		}
 		s.seq = max(s.seq, e.Seq)
 	}
+	s.open.sort()
 	ps.loading, ps.loadingPayload, ps.active = nil, nil, true
 	s.mu.Unlock()
 	s.notify() // restored entries may be due
@@ -244,8 +254,19 @@ func (s *PartStore) Release(key string) {
 	}
 }
 
-// setLocked stores e in the map and the state index.
+// setLocked stores e in the map and the indexes.
 func (s *PartStore) setLocked(e Entry) {
+	if old, ok := s.entries[e.Key]; ok {
+		s.open.set(&old, &e)
+	} else {
+		s.open.set(nil, &e)
+	}
+	s.setIndexLocked(e)
+}
+
+// setIndexLocked stores e in the map and the state index, leaving open
+// to the caller.
+func (s *PartStore) setIndexLocked(e Entry) {
 	if old, ok := s.entries[e.Key]; ok {
 		delete(s.byState[old.State], e.Key)
 	}
@@ -261,6 +282,7 @@ func (s *PartStore) setLocked(e Entry) {
 // dropLocked removes the entry of key.
 func (s *PartStore) dropLocked(key string) {
 	if old, ok := s.entries[key]; ok {
+		s.open.drop(&old)
 		delete(s.byState[old.State], key)
 		delete(s.entries, key)
 	}
@@ -411,13 +433,31 @@ func (s *PartStore) List(ctx context.Context, states ...State) ([]Entry, error) 
 			}
 		}
 	}
-	slices.SortFunc(refs, func(a, b ref) int { return cmp.Compare(a.seq, b.seq) })
+	slices.SortFunc(refs, func(a, b ref) int { return cmp.Or(cmp.Compare(a.seq, b.seq), cmp.Compare(a.key, b.key)) })
 	out := make([]Entry, len(refs))
 	for i, r := range refs {
 		out[i] = s.entries[r.key]
 	}
 	s.mu.Unlock()
 	return out, nil
+}
+
+// scanOpen implements openScanner: v sees the open entries of the active
+// partitions, as List would list them.
+func (s *PartStore) scanOpen(ctx context.Context, v openVisitor) ([]Entry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var active func(int32) bool // nil: all are, the usual case
+	for _, ps := range s.parts {
+		if !ps.active {
+			active = func(p int32) bool { ps := s.parts[p]; return ps != nil && ps.active }
+			break
+		}
+	}
+	return s.open.scan(v, active, func(key string) Entry { return s.entries[key] }), nil
 }
 
 // Update implements Store. Marking an entry in flight (the Worker's

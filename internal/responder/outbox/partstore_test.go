@@ -12,7 +12,7 @@ import (
 )
 
 // partStoreT returns a PartStore over cl with an Owner that restored ps.
-func partStoreT(t *testing.T, cl *partstate.MemChangelog, opts PartOptions, ps ...int32) (*PartStore, *partstate.Owner) {
+func partStoreT(t testing.TB, cl *partstate.MemChangelog, opts PartOptions, ps ...int32) (*PartStore, *partstate.Owner) {
 	t.Helper()
 	s := NewPartStore(cl, opts)
 	o := partstate.NewOwner(cl, nil, s)

@@ -222,7 +222,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				return err
 			}
 			// Take the other results already waiting before the next
-			// List: under load one List then serves many of them.
+			// pass: under load one pass then serves many of them.
 			for drained := false; !drained; {
 				select {
 				case res := <-r.results:
@@ -244,10 +244,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
-// Under a backlog every wake-up lists thousands of open entries, and waking
-// for each outcome and each new entry would spend on listing the CPU that
-// the handlers need: past coalesceAbove open entries the Worker gathers
-// outcomes for coalesceFor before it lists again. Below it, it starts at
+// Under a backlog a wake-up may walk thousands of open entries (when a kind
+// has room but its entries are held or not due), and waking for each
+// outcome and each new entry would spend on walking the CPU that the
+// handlers need: past coalesceAbove open entries the Worker gathers
+// outcomes for coalesceFor before its next pass. Below it, it starts at
 // once.
 const (
 	coalesceAbove = 256
@@ -311,60 +312,10 @@ type runState struct {
 	// stopping is set once Run is returning: failed runs are then left
 	// in flight.
 	stopping bool
-	// lastOpen is how many open entries the last list found.
+	// lastOpen is how many open entries the last pass found.
 	lastOpen int
-}
-
-// startDue starts every entry that may run now and returns when the next
-// one falls due (at the latest now+poll).
-func (r *runState) startDue(ctx, hctx context.Context, poll time.Duration) (time.Time, error) {
-	now := r.w.now()
-	next := now.Add(poll)
-	open, err := r.w.Store.List(ctx, StatePending, StateInFlight)
-	if err != nil {
-		return next, fmt.Errorf("list open outbox entries: %w", err)
-	}
-	r.lastOpen = len(open)
-	held := make(map[string]bool) // order keys with an earlier open entry
-	pending := make(map[string]int)
-	for _, e := range open {
-		pending[e.Kind]++
-		if e.OrderKey != "" {
-			if held[e.OrderKey] {
-				continue
-			}
-			held[e.OrderKey] = true
-		}
-		if r.running[e.Key] {
-			continue
-		}
-		k, ok := r.w.Kinds[e.Kind]
-		if !ok {
-			if !r.warned[e.Kind] {
-				r.warned[e.Kind] = true
-				r.log.Error("outbox entries of a kind without handler stay pending", "kind", e.Kind, "key", e.Key)
-			}
-			continue
-		}
-		if r.perKind[e.Kind] >= k.concurrency() {
-			continue // a finishing handler wakes the loop
-		}
-		due := e.NextAttempt
-		if p := r.pausedUntil[e.Kind]; p.After(due) {
-			due = p
-		}
-		if due.After(now) {
-			if due.Before(next) {
-				next = due
-			}
-			continue
-		}
-		if err := r.start(ctx, hctx, e, k, now.Sub(due)); err != nil {
-			return next, err
-		}
-	}
-	r.gauges(ctx, pending)
-	return next, nil
+	// pass is startDue's, kept to reuse its maps.
+	pass *pass
 }
 
 // start marks e in flight and runs its handler in a goroutine. An entry
@@ -452,7 +403,7 @@ func (r *runState) finish(ctx context.Context, res result) error {
 	case res.claimErr != nil:
 		r.ended(e)
 		if errors.Is(res.claimErr, partstate.ErrNotOwned) {
-			// Its partition is being handed over since the List: the
+			// Its partition is being handed over since the pass: the
 			// new owner runs it.
 			log.Debug("outbox entry not started: its partition is being handed over")
 			return nil
@@ -552,27 +503,4 @@ type releaser interface{ Release(key string) }
 func retryAfterOK(ra RetryAfterer) bool {
 	_, ok := ra.RetryAfter()
 	return ok
-}
-
-// gauges sets the pending and parked gauges of every kind seen.
-func (r *runState) gauges(ctx context.Context, pending map[string]int) {
-	if r.w.Metrics == nil {
-		return
-	}
-	parked := make(map[string]int)
-	if ps, err := r.w.Store.List(ctx, StateParked); err == nil {
-		for _, e := range ps {
-			parked[e.Kind]++
-		}
-	}
-	for k := range pending {
-		r.gaugeKinds[k] = true
-	}
-	for k := range parked {
-		r.gaugeKinds[k] = true
-	}
-	for k := range r.gaugeKinds {
-		r.w.Metrics.Pending.WithLabelValues(k).Set(float64(pending[k]))
-		r.w.Metrics.Parked.WithLabelValues(k).Set(float64(parked[k]))
-	}
 }
