@@ -51,11 +51,11 @@ func TestIncidentWritesPerAnomaly(t *testing.T) {
 		// severity the posted card showed (carded).
 		want int
 	}{
-		{name: "alert at once", want: 5},
+		{name: "alert at once", want: 4},
 		// With a group wait the alert runs after the revocation is done,
 		// so no two writes of the incident can overlap (and coalesce):
 		// the count is exact whatever the scheduling.
-		{name: "alert after group wait", groupWait: 300 * time.Millisecond, want: 5},
+		{name: "alert after group wait", groupWait: 300 * time.Millisecond, want: 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
