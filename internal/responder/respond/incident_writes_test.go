@@ -50,15 +50,18 @@ func TestIncidentWritesPerAnomaly(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		groupWait time.Duration
-		// want is the incident's records: open it, name its alert
-		// (roots), the revocation (revoked), its action on the card, the
-		// severity the posted card showed (carded).
+		// want is the incident's records: its opening, naming its alert
+		// (roots, announced, digested); the revocation, with its action
+		// on the card (revoked, actions); the severity the posted card
+		// showed (carded, written by the alert's own run). It was 5:
+		// the roots and the action each had a write of their own.
 		want int
 	}{
+		// The revocation's write and the alert's may overlap; with only
+		// two writes of the incident out at once neither is coalesced
+		// into the other, so the count does not depend on scheduling.
 		{name: "alert at once", want: 3},
-		// With a group wait the alert runs after the revocation is done,
-		// so no two writes of the incident can overlap (and coalesce):
-		// the count is exact whatever the scheduling.
+		// The alert runs after the revocation is done.
 		{name: "alert after group wait", groupWait: 300 * time.Millisecond, want: 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
