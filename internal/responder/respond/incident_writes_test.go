@@ -56,13 +56,15 @@ func TestIncidentWritesPerAnomaly(t *testing.T) {
 		// showed (carded, written by the alert's own run). It was 5:
 		// the roots and the action each had a write of their own.
 		want int
+		// exact: no two writes of the incident can be queued at once,
+		// which the incident writer would coalesce into one record.
+		exact bool
 	}{
-		// The revocation's write and the alert's may overlap; with only
-		// two writes of the incident out at once neither is coalesced
-		// into the other, so the count does not depend on scheduling.
+		// The revocation's write and the alert's may be queued together
+		// (one record): at most want.
 		{name: "alert at once", want: 3},
 		// The alert runs after the revocation is done.
-		{name: "alert after group wait", groupWait: 300 * time.Millisecond, want: 3},
+		{name: "alert after group wait", groupWait: 300 * time.Millisecond, want: 3, exact: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -94,7 +96,7 @@ func TestIncidentWritesPerAnomaly(t *testing.T) {
 			for i, rec := range recs {
 				t.Logf("record %d: %d bytes", i+1, len(rec.Value))
 			}
-			if len(recs) != tc.want {
+			if len(recs) > tc.want || (tc.exact && len(recs) != tc.want) {
 				t.Errorf("%d incident records written, want %d", len(recs), tc.want)
 			}
 			held, err := json.Marshal(in)
