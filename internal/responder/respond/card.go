@@ -320,15 +320,7 @@ func (e *Engine) acted(ctx context.Context, incident, key, kind, text string) {
 		return
 	}
 	now := e.now()
-	_, err := e.inc.update(incident, now, func(in *Incident) {
-		if slices.ContainsFunc(in.Actions, func(a IncidentAction) bool { return a.Key == key }) {
-			return
-		}
-		in.Actions = append(in.Actions, IncidentAction{Key: key, AtMs: now.UnixMilli(), Kind: kind, Text: text})
-		if n := len(in.Actions) - maxIncidentActions; n > 0 {
-			in.Actions = slices.Delete(in.Actions, 0, n)
-		}
-	})
+	_, err := e.inc.update(incident, now, func(in *Incident) { in.act(key, now.UnixMilli(), kind, text) })
 	if err != nil {
 		if !errors.Is(err, errNoIncident) {
 			e.log.Warn("record an action on the incident's card", "incident", incident, "key", key, "err", err)
@@ -336,6 +328,18 @@ func (e *Engine) acted(ctx context.Context, incident, key, kind, text string) {
 		return
 	}
 	e.refreshCard(ctx, incident)
+}
+
+// act records an action taken on the incident at atMs, unless one of key
+// is recorded already (a step run again after a crash keeps its first).
+func (in *Incident) act(key string, atMs int64, kind, text string) {
+	if slices.ContainsFunc(in.Actions, func(a IncidentAction) bool { return a.Key == key }) {
+		return
+	}
+	in.Actions = append(in.Actions, IncidentAction{Key: key, AtMs: atMs, Kind: kind, Text: text})
+	if n := len(in.Actions) - maxIncidentActions; n > 0 {
+		in.Actions = slices.Delete(in.Actions, 0, n)
+	}
 }
 
 // refreshCard schedules the update of the incident's card in each channel
@@ -518,7 +522,8 @@ func (e *Engine) escalate(ctx context.Context, in Incident, j job) error {
 
 // announced records what a channel's first post of the incident told it
 // (the card, whose severity is the incident's), and where its summaries
-// start. Called with rootMu held.
+// start. Called with rootMu held, or on an incident being opened, which
+// no one else sees yet (openingRoots).
 func (in *Incident) announced(channel string, nowMs int64) {
 	if in.Announced == nil {
 		in.Announced = map[string]string{}

@@ -432,6 +432,12 @@ func (e *Engine) permanent(ctx context.Context, j job, action string, err error)
 // action (of kind act) on its card.
 func (e *Engine) note(ctx context.Context, j job, key, act, text string) {
 	e.acted(ctx, j.Incident, key, act, text)
+	e.queueNote(ctx, j, key, text)
+}
+
+// queueNote is note for an action already recorded on the incident: it
+// queues the message in each of the incident's threads.
+func (e *Engine) queueNote(ctx context.Context, j job, key, text string) {
 	in, ok := e.inc.get(j.Incident)
 	// The agent routes the note to its partition, which takes it even
 	// while being handed over (a revocation finishing then notes it);
@@ -535,11 +541,23 @@ func (e *Engine) runRevoke(ctx context.Context, en outbox.Entry, j job) ([]byte,
 		e.o.AfterAction(string(kind), en.Key)
 	}
 	e.o.Metrics.revokeLatency(j.Anomaly, j.Origin, e.now())
-	if _, err := e.inc.update(j.Incident, e.now(), func(in *Incident) {
+	done := fmt.Sprintf("%s done: %s %s (%s)", kind, what, res.Status, j.Actor)
+	now := e.now()
+	if _, err := e.inc.update(j.Incident, now, func(in *Incident) {
 		k := adapter + "/" + t.CredentialID
 		if kind == playbooks.KindRevoke && !slices.Contains(in.Revoked, k) {
 			in.Revoked = append(in.Revoked, k)
 		}
+		// The action goes on the card in the same write as the
+		// revocation (one changelog record, not two), before the audit
+		// record rather than after: the gateway has answered, so the
+		// action happened whatever follows. A run cut short after this
+		// write runs again (the entry is not done), finds the revocation
+		// at the gateway, keeps the action recorded here (act keeps one
+		// per key) and queues the card's update and the notes as the
+		// first run would have; those are queued after the write either
+		// way, so they render it.
+		in.act(en.Key, now.UnixMilli(), string(kind), done)
 	}); err != nil && !errors.Is(err, errNoIncident) {
 		return nil, err
 	}
@@ -555,7 +573,8 @@ func (e *Engine) runRevoke(ctx context.Context, en outbox.Entry, j job) ([]byte,
 			return nil, err
 		}
 	}
-	e.note(ctx, j, en.Key, string(kind), fmt.Sprintf("%s done: %s %s (%s)", kind, what, res.Status, j.Actor))
+	e.refreshCard(ctx, j.Incident)
+	e.queueNote(ctx, j, en.Key, done)
 	b, _ := json.Marshal(res)
 	return b, nil
 }
