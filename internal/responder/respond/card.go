@@ -522,8 +522,7 @@ func (e *Engine) escalate(ctx context.Context, in Incident, j job) error {
 
 // announced records what a channel's first post of the incident told it
 // (the card, whose severity is the incident's), and where its summaries
-// start. Called with rootMu held, or on an incident being opened, which
-// no one else sees yet (openingRoots).
+// start. Called with rootMu held.
 func (in *Incident) announced(channel string, nowMs int64) {
 	if in.Announced == nil {
 		in.Announced = map[string]string{}

@@ -250,14 +250,6 @@ func (s *incidents) index(in *Incident) {
 // none within window. It returns a copy of the incident and whether it is
 // new. Joining an anomaly already in the incident changes nothing.
 func (s *incidents) join(a anomaly.Anomaly, now time.Time, window time.Duration) (Incident, bool, error) {
-	return s.joinOpening(a, now, window, nil)
-}
-
-// joinOpening is join that, when a opens a new incident, applies opening
-// to it before its first write, so the opening state costs no write of
-// its own. opening runs under s.mu before anything else can see the
-// incident.
-func (s *incidents) joinOpening(a anomaly.Anomaly, now time.Time, window time.Duration, opening func(*Incident)) (Incident, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// The incident a joins: the agent's latest, a fleet event's, or a new
@@ -298,9 +290,6 @@ func (s *incidents) joinOpening(a anomaly.Anomaly, now time.Time, window time.Du
 		if a.Group != "" {
 			sortShares(in.Anomalies)
 		}
-	}
-	if created && opening != nil {
-		opening(in)
 	}
 	s.index(in)
 	out := in.clone() // what this change queued (see update)

@@ -389,44 +389,30 @@ func (e *Engine) process(ctx context.Context, a anomaly.Anomaly) (HandleResult, 
 	// A redelivered anomaly (one already in the incident: its first
 	// handling was cut short by a crash or a partition moving) whose alert
 	// never got queued is not "later": its alert is the incident's first.
-	//
-	// The incident names its alerts from its first write on (see
-	// openingRoots), before they are queued: a root that is this very
-	// step's key says nothing about whether it was queued, and the
-	// redelivery queues it (unskipped, as the first handling would have;
-	// if it is queued already the key makes that a no-op).
 	var suppress string
-	var alerted func(channel, step string) bool
+	var alerted func(channel string) bool
 	if prev, ok := e.inc.latest(a.AgentID); ok && len(prev.Revoked) > 0 {
 		if still := e.stillRevoked(ctx, prev.ID, prev.Revoked); len(still) > 0 {
 			suppress = "suppressed: the agent's credential is revoked (" + still[0] + ")"
 			_, again := prev.Anomaly(a.ID)
-			alerted = func(channel, step string) bool {
-				root := prev.Roots[channel]
-				return !again || (root != "" && root != step)
-			}
+			alerted = func(channel string) bool { return !again || prev.Roots[channel] != "" }
 		}
 	}
-	info, _ := e.agentInfo(a.AgentID)
-	decisions := playbooks.Match(e.o.Set, a, info)
-	if suppress != "" {
-		for _, d := range decisions {
-			for i := range d.Steps {
-				if st := d.Steps[i]; st.Kind() == playbooks.KindNotify && st.Skip == "" && alerted(st.Notify.Channel, st.ID) {
-					d.Steps[i].Skip = suppress
-				}
-			}
-		}
-	}
-	in, created, err := e.inc.joinOpening(a, now, e.o.Settings.IncidentWindow, func(in *Incident) {
-		openingRoots(in, decisions, now.UnixMilli())
-	})
+	in, created, err := e.inc.join(a, now, e.o.Settings.IncidentWindow)
 	if err != nil {
 		return res, err
 	}
 	res.Incident, res.NewIncident = in.ID, created
-	res.Decisions = decisions
+	info, _ := e.agentInfo(a.AgentID)
+	res.Decisions = playbooks.Match(e.o.Set, a, info)
 	for _, d := range res.Decisions {
+		if suppress != "" {
+			for i := range d.Steps {
+				if d.Steps[i].Kind() == playbooks.KindNotify && d.Steps[i].Skip == "" && alerted(d.Steps[i].Notify.Channel) {
+					d.Steps[i].Skip = suppress
+				}
+			}
+		}
 		n, err := e.queueDecision(ctx, d, a, in.ID, audit.Actor{Kind: audit.ActorAutomatic}, d.Why, revoke.Automatic)
 		res.Queued += n
 		if err != nil {
@@ -445,48 +431,6 @@ func (e *Engine) agentInfo(id string) (playbooks.AgentInfo, bool) {
 		return playbooks.AgentInfo{}, false
 	}
 	return e.o.Registry.Agent(id)
-}
-
-// openingRoots records in a new incident, in.Roots, RootMs and what each
-// channel is told, the alerts that queueing ds will make its top-level
-// messages, chosen as queueStep chooses them for an incident without one:
-// the first notify step of each channel that is not skipped, among the
-// steps queued before an approval. Their keys are the steps' ids, which
-// do not depend on when or how often the anomaly is handled.
-//
-// This is the incident's opening write doing what queueStep's update would
-// do one produce round trip later (queueStep then finds its step named and
-// writes nothing). It reverses one order: the incident names an alert
-// before the alert is queued. That is safe because the anomaly is not
-// marked handled before every step is queued: a crash or an error in
-// between redelivers it, and its redelivery queues the same keys (join
-// keeps the incident, alerted does not suppress an alert the incident
-// names as this step's). Meanwhile (a step queued before the alert, a
-// revocation, may already run) a root not yet queued is read as no
-// thread: a card update or note finds nothing to update or post under, as
-// it would have found no root before, and queueStep does not follow it
-// (rootQueued). The choice needs no rootMu: it is made under incidents.mu
-// before anyone else can see the incident.
-func openingRoots(in *Incident, ds []playbooks.Decision, nowMs int64) {
-	for _, d := range ds {
-		for _, st := range d.Steps {
-			if st.Kind() == playbooks.KindApprove && st.Skip == "" && !st.DryRun {
-				break // the rest are queued when approved, by queueStep
-			}
-			if st.Kind() != playbooks.KindNotify || st.Skip != "" {
-				continue
-			}
-			ch := st.Notify.Channel
-			if _, ok := in.Roots[ch]; ok {
-				continue // a follow-up in the first one's thread
-			}
-			if in.Roots == nil {
-				in.Roots, in.RootMs = map[string]string{}, map[string]int64{}
-			}
-			in.Roots[ch], in.RootMs[ch] = st.ID, nowMs
-			in.announced(ch, nowMs)
-		}
-	}
 }
 
 // queueDecision queues the decision's steps up to its first approve step
@@ -556,13 +500,6 @@ func (e *Engine) queueStep(ctx context.Context, j job) (bool, error) {
 		isRoot := !ok || !hasRoot || root == st.ID ||
 			(e.o.Settings.RepeatInterval > 0 && now.UnixMilli()-in.RootMs[j.Channel] > e.o.Settings.RepeatInterval.Milliseconds())
 		if !isRoot {
-			queued, err := e.rootQueued(ctx, root)
-			if err != nil {
-				return false, err
-			}
-			isRoot = !queued
-		}
-		if !isRoot {
 			return e.queueFollowUp(ctx, in, j, root)
 		}
 		var opts []outbox.EnqueueOption
@@ -572,13 +509,6 @@ func (e *Engine) queueStep(ctx context.Context, j job) (bool, error) {
 		created, err := e.enqueue(ctx, st.ID, kindAlert, j, opts...)
 		if err != nil || !ok {
 			return created, err // a manual run without an incident record: one alert
-		}
-		if root == st.ID {
-			// Named already, by the incident's opening write
-			// (openingRoots) or by an earlier handling of the anomaly:
-			// writing it again would cost a write and move RootMs, on
-			// which the thread's queued summaries are keyed.
-			return created, nil
 		}
 		if _, err := e.inc.update(j.Incident, now, func(in *Incident) {
 			if in.Roots == nil {
@@ -612,21 +542,6 @@ func (e *Engine) queueStep(ctx context.Context, j job) (bool, error) {
 		return e.enqueue(ctx, st.ID, kindApprove, j)
 	}
 	return false, fmt.Errorf("step %s: unknown kind %q", st.ID, st.Kind())
-}
-
-// rootQueued reports whether the incident's top-level alert root is in
-// the outbox. An incident names its alert before queueing it when it opens
-// (openingRoots), so one that is not there was never queued: its
-// handling was cut short and, on redelivery, decided otherwise (the
-// playbooks changed), or another step got here first. Either way there is
-// no thread to follow, and a reply to it would post on its own. An entry
-// dropped after its retention reads the same, and starts a new thread.
-func (e *Engine) rootQueued(ctx context.Context, root string) (bool, error) {
-	_, found, err := e.o.Outbox.Get(ctx, root)
-	if err != nil {
-		return false, fmt.Errorf("look up the thread's alert %s: %w", root, err)
-	}
-	return found, nil
 }
 
 // orderKey keeps the actions of one decision in step order (a snapshot
