@@ -2,12 +2,15 @@ package respond
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"maps"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
@@ -431,6 +434,11 @@ func (e *Engine) runCard(ctx context.Context, en outbox.Entry, j job) ([]byte, e
 		return nil, outbox.Permanent(err)
 	}
 	m.Marker = root
+	if e.shown.same(root, m) {
+		// The card shows this already: the change that queued the
+		// update was made before the card was posted or last updated.
+		return []byte(channel + " " + ts), nil
+	}
 	if err := e.o.Notifier.UpdateMessage(ctx, channel, ts, m); err != nil {
 		var pe *slackui.PostError
 		if errors.As(err, &pe) {
@@ -444,7 +452,58 @@ func (e *Engine) runCard(ctx context.Context, en outbox.Entry, j job) ([]byte, e
 		return nil, err
 	}
 	e.o.Metrics.cardUpdate()
+	e.shown.remember(root, m)
 	return []byte(channel + " " + ts), nil
+}
+
+// shownCards remembers, for each card (by its alert's outbox key), a hash
+// of the message this process last posted or updated it with, so that an
+// update rendering the same card is not sent: a revocation done before its
+// incident's alert is posted queues an update that the card, rendered when
+// posted, already shows. Only this process's own posts are remembered
+// (forgotten at a restart or hand-over: the update is then sent, as
+// before), and only the responder changes a card, so a match means Slack
+// shows it. Bounded: past maxShownCards it starts again empty.
+type shownCards struct {
+	mu   sync.Mutex
+	seed maphash.Seed
+	m    map[string]uint64
+}
+
+const maxShownCards = 50_000
+
+func (s *shownCards) hash(m slackui.Message) (uint64, bool) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return 0, false
+	}
+	return maphash.Bytes(s.seed, b), true
+}
+
+func (s *shownCards) remember(key string, m slackui.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil || len(s.m) >= maxShownCards {
+		s.m = map[string]uint64{}
+		s.seed = maphash.MakeSeed()
+	}
+	h, ok := s.hash(m)
+	if !ok {
+		delete(s.m, key)
+		return
+	}
+	s.m[key] = h
+}
+
+func (s *shownCards) same(key string, m slackui.Message) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, found := s.m[key]
+	if !found {
+		return false
+	}
+	h, ok := s.hash(m)
+	return ok && h == old
 }
 
 // entryJob decodes the payload of the entry key.

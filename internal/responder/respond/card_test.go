@@ -512,3 +512,80 @@ func TestSummaryFoundAfterALostAnswerLeavesLaterAnomaliesForTheNext(t *testing.T
 		t.Errorf("summaries covered %d anomalies, want 4", got)
 	}
 }
+
+// TestCardUpdateNotSentWhenTheCardShowsIt: a revocation done before its
+// incident's alert is posted queues a card update that the posted card,
+// rendered then, already shows: it is not sent. A later change of the
+// incident is (in the next card slot, up to cardEvery later: real time, as
+// the Worker's retries and the card slots do not share a fake clock).
+func TestCardUpdateNotSentWhenTheCardShowsIt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newRigWith(t, func(r *rig) {
+		r.playbooks = revokeThenNotify
+		r.cfg.Responder.GroupWait = 0
+	})
+	r.kong.Add("agent-1", "cred-1", "secret-key")
+	// The alert's first post is refused (rate limited, retry after 1 s):
+	// the revocation is done meanwhile, and queues its card update, which
+	// waits for the alert.
+	r.slack.FailNext("chat.postMessage", "ratelimited")
+	updates := func() (n int, last string) {
+		for _, p := range r.slack.Posts() {
+			if p.Method == "chat.update" {
+				n, last = n+1, p.Text
+			}
+		}
+		return n, last
+	}
+	start := time.Now().Add(-5 * time.Minute).Truncate(time.Minute).UnixMilli()
+	a := exfil("an-1", "agent-1", "cred-1", start)
+	a.Severity = "high"
+	if _, err := r.svc.Engine.Handle(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r.settle()
+		open, err := r.svc.Worker.Store.List(ctx, outbox.StatePending, outbox.StateInFlight)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(open) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	in, _ := r.svc.Engine.Incident(IncidentID(a))
+	if len(in.Revoked) != 1 || len(in.Actions) != 1 {
+		t.Fatalf("incident after the first anomaly: revoked %v, actions %v", in.Revoked, in.Actions)
+	}
+	var card string
+	for _, p := range r.slack.Posts() {
+		if p.Method != "chat.update" && p.ThreadTS == "" && strings.Contains(p.Blocks, `"aw_card"`) {
+			card = p.Blocks
+		}
+	}
+	if !strings.Contains(card, "cred-1") {
+		t.Fatalf("the posted card does not show the revocation: %s", card)
+	}
+	if n, _ := updates(); n != 0 {
+		t.Errorf("%d card updates sent for a card that already showed the revocation, want 0", n)
+	}
+
+	// A second anomaly of the incident: the card changes (its count), and
+	// the update is sent.
+	b := exfil("an-2", "agent-1", "cred-1", start+60_000)
+	b.Severity = "high"
+	if _, err := r.svc.Engine.Handle(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(cardEvery + 10*time.Second)
+	for n, _ := updates(); n == 0 && time.Now().Before(deadline); n, _ = updates() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.settle()
+	if n, last := updates(); n != 1 || !strings.Contains(last, "2 anomalies") {
+		t.Errorf("after the incident changed: %d card updates, last %q; want one showing 2 anomalies", n, last)
+	}
+}

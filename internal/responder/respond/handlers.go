@@ -265,6 +265,7 @@ func (e *Engine) runAlert(ctx context.Context, en outbox.Entry, j job) ([]byte, 
 	if e.o.AfterAction != nil {
 		e.o.AfterAction(string(playbooks.KindNotify), en.Key)
 	}
+	e.shown.remember(en.Key, m)
 	if carded != "" {
 		// Remembered so that an escalation queued while the card waited
 		// does not mention the channel a second time for the same step.

@@ -179,6 +179,9 @@ type Engine struct {
 	// groupMu guards approvals: the open approval group of each cause.
 	groupMu   sync.Mutex
 	approvals map[string]approvalGroup
+	// shown remembers the cards this process posted or updated (see
+	// cardShown).
+	shown shownCards
 }
 
 // New builds an Engine.
