@@ -164,10 +164,13 @@ type Processor struct {
 	// peerParams are the baseline parameters of peer-group models: many
 	// agents train one model, so its half-lives span more windows.
 	peerParams baseline.Params
-	cat        Catalog
-	parts      map[int32]*partition
-	pool       []*features.Acc
-	win        features.Window
+	// repeatMs is, per rule, the least event time between two of its
+	// anomalies for one agent: RuleRepeatMs, or a rule's own longer one.
+	repeatMs [numRules]int64
+	cat      Catalog
+	parts    map[int32]*partition
+	pool     []*features.Acc
+	win      features.Window
 
 	anomalies []anomaly.Anomaly
 	scores    []anomaly.Score
@@ -242,11 +245,17 @@ func NewProcessor(set Settings, cat Catalog, now func() int64) *Processor {
 	pp := set.Baseline
 	pp.HalfLife *= PeerHalfLifeFactor
 	pp.LongHalfLife *= PeerHalfLifeFactor
-	return &Processor{
+	p := &Processor{
 		set: set, peerParams: pp, cat: cat, parts: map[int32]*partition{}, now: now,
 		evicted: map[uint64]struct{}{}, seed: maphash.MakeSeed(),
 		stats: Stats{Anomalies: map[string]uint64{}},
 	}
+	for r := range p.repeatMs {
+		p.repeatMs[r] = set.RuleRepeatMs
+	}
+	p.repeatMs[ruleDrift] = max(set.RuleRepeatMs, set.DriftRepeatMs)
+	p.repeatMs[ruleOffHours] = max(set.RuleRepeatMs, set.OffHoursRepeatMs)
+	return p
 }
 
 // Stats returns a copy of the counters.

@@ -236,23 +236,11 @@ func (a *agentState) noteHour(calls float64, told bool) {
 // agent now, and records it if so.
 func (p *Processor) due(a *agentState, rule int, ws int64, fresh bool) bool {
 	last := a.ruleAt[rule]
-	if !fresh && last != 0 && ws-last < p.repeatMs(rule) {
+	if !fresh && last != 0 && ws-last < p.repeatMs[rule] {
 		return false
 	}
 	a.ruleAt[rule] = ws
 	return true
-}
-
-// repeatMs is the least event time between two anomalies of rule for
-// one agent.
-func (p *Processor) repeatMs(rule int) int64 {
-	switch rule {
-	case ruleDrift:
-		return max(p.set.RuleRepeatMs, p.set.DriftRepeatMs)
-	case ruleOffHours:
-		return max(p.set.RuleRepeatMs, p.set.OffHoursRepeatMs)
-	}
-	return p.set.RuleRepeatMs
 }
 
 func (p *Processor) emitFlood(pt *partition, ws int64, ids []string) {

@@ -157,19 +157,34 @@ func (s *PartStore) Load(p int32, key string, value []byte) error {
 		delete(ps.loading, key)
 		return nil
 	}
-	var e Entry
-	if err := json.Unmarshal(value, &e); err != nil {
-		return fmt.Errorf("decode outbox entry: %w", err)
-	}
-	if e.Key != key {
-		return fmt.Errorf("outbox entry under key %q names key %q", key, clip(e.Key, 80))
-	}
-	if err := e.validate(); err != nil {
-		return fmt.Errorf("outbox entry %q: %w", clip(key, 80), err)
+	e, err := DecodePartEntry(key, value, nil)
+	if err != nil {
+		return err
 	}
 	e.Partition = p
 	ps.loading[key] = e
 	return nil
+}
+
+// DecodePartEntry decodes the entry of key from its latest changelog
+// records (PartRecordKeys): its state, and its payload record if it has
+// one (nil: the payload is in the state record, or the entry has none).
+// The Partition is left for the caller to set.
+func DecodePartEntry(key string, state, payload []byte) (Entry, error) {
+	var e Entry
+	if err := json.Unmarshal(state, &e); err != nil {
+		return Entry{}, fmt.Errorf("decode outbox entry: %w", err)
+	}
+	if e.Key != key {
+		return Entry{}, fmt.Errorf("outbox entry under key %q names key %q", key, clip(e.Key, 80))
+	}
+	if len(payload) > 0 {
+		e.Payload = payload
+	}
+	if err := e.validate(); err != nil {
+		return Entry{}, fmt.Errorf("outbox entry %q: %w", clip(key, 80), err)
+	}
+	return e, nil
 }
 
 // Activate implements partstate.Part.

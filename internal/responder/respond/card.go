@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
+	"hash/fnv"
 	"maps"
 	"slices"
 	"strconv"
@@ -465,29 +465,30 @@ func (e *Engine) runCard(ctx context.Context, en outbox.Entry, j job) ([]byte, e
 // before), and only the responder changes a card, so a match means Slack
 // shows it. Bounded: past maxShownCards it starts again empty.
 type shownCards struct {
-	mu   sync.Mutex
-	seed maphash.Seed
-	m    map[string]uint64
+	mu sync.Mutex
+	m  map[string]uint64
 }
 
 const maxShownCards = 50_000
 
-func (s *shownCards) hash(m slackui.Message) (uint64, bool) {
+// cardHash is computed outside the lock: the encoding is most of the cost.
+func cardHash(m slackui.Message) (uint64, bool) {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return 0, false
 	}
-	return maphash.Bytes(s.seed, b), true
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum64(), true
 }
 
 func (s *shownCards) remember(key string, m slackui.Message) {
+	h, ok := cardHash(m)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil || len(s.m) >= maxShownCards {
 		s.m = map[string]uint64{}
-		s.seed = maphash.MakeSeed()
 	}
-	h, ok := s.hash(m)
 	if !ok {
 		delete(s.m, key)
 		return
@@ -497,12 +498,12 @@ func (s *shownCards) remember(key string, m slackui.Message) {
 
 func (s *shownCards) same(key string, m slackui.Message) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	old, found := s.m[key]
+	s.mu.Unlock()
 	if !found {
 		return false
 	}
-	h, ok := s.hash(m)
+	h, ok := cardHash(m)
 	return ok && h == old
 }
 

@@ -242,15 +242,12 @@ func FindOutboxEntry(ctx context.Context, cl partstate.Changelog, key string) (o
 			if errs[p] != nil || len(last) == 0 {
 				return
 			}
-			var en outbox.Entry
-			if err := json.Unmarshal(last, &en); err != nil {
-				errs[p] = fmt.Errorf("decode outbox entry %q of partition %d: %w", key, p, err)
+			en, err := outbox.DecodePartEntry(key, last, payload)
+			if err != nil {
+				errs[p] = fmt.Errorf("partition %d: %w", p, err)
 				return
 			}
 			en.Partition = p
-			if len(payload) > 0 {
-				en.Payload = payload // records written since the payload has its own
-			}
 			mu.Lock()
 			if !found || en.Updated.After(best.Updated) {
 				best, found = en, true
