@@ -358,6 +358,9 @@ func (e *Engine) refreshCard(ctx context.Context, incident string) {
 	}
 	slot := e.now().Truncate(cardEvery)
 	for ch, root := range in.Roots {
+		if e.alertPending(ctx, root) {
+			continue // the alert renders the card with this change when it runs
+		}
 		j := job{Incident: in.ID, Channel: ch, Root: root,
 			Anomaly: anomaly.Anomaly{AgentID: in.AgentID}}
 		key := fmt.Sprintf("%s-card-%s-%d", in.ID, ch, slot.Unix())
@@ -375,6 +378,16 @@ func (e *Engine) refreshCard(ctx context.Context, incident string) {
 			e.log.Warn("queue a card update", "incident", in.ID, "channel", ch, "err", err)
 		}
 	}
+}
+
+// alertPending reports whether the alert of outbox key root is queued and
+// not started. Its run claims it first and renders the incident as it is
+// then, so it shows every change made to the incident before this call:
+// such a change needs no card update or thread note of its own. An error
+// or any other state reads false (queue them, as always).
+func (e *Engine) alertPending(ctx context.Context, root string) bool {
+	r, found, err := e.o.Outbox.Get(ctx, root)
+	return err == nil && found && r.Kind == kindAlert && r.State == outbox.StatePending
 }
 
 // renderCard renders the incident's card for the channel whose top-level

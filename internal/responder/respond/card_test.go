@@ -513,9 +513,9 @@ func TestSummaryFoundAfterALostAnswerLeavesLaterAnomaliesForTheNext(t *testing.T
 	}
 }
 
-// TestCardUpdateNotSentWhenTheCardShowsIt: a revocation done before its
-// incident's alert is posted queues a card update that the posted card,
-// rendered then, already shows: it is not sent. A later change of the
+// TestCardUpdateNotSentWhenTheCardShowsIt: a revocation done while its
+// incident's alert is queued queues no card update and no thread note: the
+// card, rendered when posted, shows it. A later change of the
 // incident is (in the next card slot, up to cardEvery later: real time, as
 // the Worker's retries and the card slots do not share a fake clock).
 func TestCardUpdateNotSentWhenTheCardShowsIt(t *testing.T) {
@@ -571,6 +571,22 @@ func TestCardUpdateNotSentWhenTheCardShowsIt(t *testing.T) {
 	}
 	if n, _ := updates(); n != 0 {
 		t.Errorf("%d card updates sent for a card that already showed the revocation, want 0", n)
+	}
+	// Nor was one queued, or a note in the thread: the alert, still
+	// queued when the revocation ended, shows it.
+	all, err := r.svc.Worker.Store.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, en := range all {
+		if en.Kind == kindCard || en.Kind == kindNote {
+			t.Errorf("%s %s queued for a change made before the alert was posted", en.Kind, en.Key)
+		}
+	}
+	for _, p := range r.slack.Posts() {
+		if p.ThreadTS != "" {
+			t.Errorf("a message in the thread, which the card already says: %q", p.Text)
+		}
 	}
 
 	// A second anomaly of the incident: the card changes (its count), and

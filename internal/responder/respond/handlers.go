@@ -251,6 +251,10 @@ func (e *Engine) runAlert(ctx context.Context, en outbox.Entry, j job) ([]byte, 
 		if err := e.record(ctx, j, string(playbooks.KindNotify), audit.ResultOK, "posted to "+j.Channel+" ts "+prev.TS+" (by an interrupted run, found in the channel)"); err != nil {
 			return nil, err
 		}
+		// That run rendered the card before the changes made since,
+		// whose notes and updates were left to this alert: the update
+		// catches up (the entry is running, so it is queued).
+		e.refreshCard(ctx, j.Incident)
 		return []byte(j.Channel + " " + prev.TS), nil
 	}
 	if !e.caps.admit(j.Channel, capAlert, j.Anomaly.Kind, e.now()) {
@@ -437,7 +441,9 @@ func (e *Engine) note(ctx context.Context, j job, key, act, text string) {
 }
 
 // queueNote is note for an action already recorded on the incident: it
-// queues the message in each of the incident's threads.
+// queues the message in each of the incident's threads whose alert has
+// started. An alert still queued renders the card, action included, when
+// it runs: a note in its thread would only repeat the card.
 func (e *Engine) queueNote(ctx context.Context, j job, key, text string) {
 	in, ok := e.inc.get(j.Incident)
 	// The agent routes the note to its partition, which takes it even
@@ -451,6 +457,9 @@ func (e *Engine) queueNote(ctx context.Context, j job, key, text string) {
 			nj.Anomaly.AgentID = in.AgentID
 		}
 		for c, r := range in.Roots {
+			if e.alertPending(ctx, r) {
+				continue
+			}
 			nj.Channel, nj.Root = c, r
 			if _, err := e.enqueue(ctx, key+"@"+c, kindNote, nj); err != nil {
 				e.log.Warn("queue note", "key", key, "err", err)

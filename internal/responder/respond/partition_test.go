@@ -268,6 +268,14 @@ func TestRevocationFinishingDuringHandOverStillNotesItsThread(t *testing.T) {
 	r.kong.Add("agent-h", "cred-h", "secret-key")
 	reached, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
+	// The revocation reaches Kong once the alert was posted: a note is
+	// queued only in a thread whose alert has started (one still queued
+	// shows the revocation itself).
+	r.kong.Before(func(*http.Request) {
+		for deadline := time.Now().Add(10 * time.Second); len(r.slack.Posts()) == 0 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
 	// The revocation records itself in its incident before its note:
 	// hold it there.
 	cl.FailRecords(func(rec partstate.Record) error {

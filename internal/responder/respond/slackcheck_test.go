@@ -17,7 +17,8 @@ import (
 
 // postedIncident runs two anomalies of one incident through a rig and
 // returns the rig and its done entries by kind: the alert, its follow-up
-// in the thread and the revocation's note.
+// in the thread and the note of an acknowledgement clicked once the alert
+// was posted.
 func postedIncident(t *testing.T) (*rig, map[string]outbox.Entry) {
 	t.Helper()
 	// One follow-up per anomaly (no summaries), so the incident has a
@@ -30,6 +31,13 @@ func postedIncident(t *testing.T) (*rig, map[string]outbox.Entry) {
 		if _, err := r.svc.Engine.Handle(ctx, a); err != nil {
 			t.Fatal(err)
 		}
+	}
+	r.settle()
+	// The revocation ended before the alert was posted, which shows it:
+	// it has no note. A click on the posted alert has.
+	if err := r.svc.Engine.OnClick(ctx, slackui.Action{Kind: slackui.Acknowledge, IncidentID: IncidentID(exfil("an-1", "agent-1", "cred-1", start)),
+		AnomalyID: "an-1", UserID: "U0ACK", UserName: "ana"}); err != nil {
+		t.Fatal(err)
 	}
 	r.settle()
 	done, err := r.svc.Worker.Store.List(ctx, outbox.StateDone)
@@ -50,6 +58,22 @@ func postedIncident(t *testing.T) (*rig, map[string]outbox.Entry) {
 	return r, byKind
 }
 
+// pendingCards counts the card updates waiting in r's outbox.
+func pendingCards(t *testing.T, r *rig) int {
+	t.Helper()
+	all, err := r.svc.Worker.Store.List(t.Context(), outbox.StatePending)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, en := range all {
+		if en.Kind == kindCard {
+			n++
+		}
+	}
+	return n
+}
+
 // rerun hands en to its kind's handler as the Worker would.
 func rerun(t *testing.T, r *rig, en outbox.Entry) ([]byte, error) {
 	t.Helper()
@@ -63,6 +87,17 @@ func TestRecoveredPostIsFoundNotPostedAgain(t *testing.T) {
 		if !strings.Contains(postWithMarker(t, r, en.Key).Metadata, en.Key) {
 			t.Fatalf("the %s was posted without its marker", k)
 		}
+		if k == kindAlert {
+			// No card update waits (one queued by the click for the next
+			// card slot runs first), so one pending after the rerun was
+			// queued by it.
+			for deadline := time.Now().Add(cardEvery + 5*time.Second); pendingCards(t, r) > 0; time.Sleep(100 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("a card update still pending after its slot")
+				}
+				r.settle()
+			}
+		}
 		before := r.messages()
 		en.Recovered = true
 		res, err := rerun(t, r, en)
@@ -74,6 +109,14 @@ func TestRecoveredPostIsFoundNotPostedAgain(t *testing.T) {
 		}
 		if k != kindNote && string(res) != string(en.Result) {
 			t.Errorf("%s: recovered run's result %q, want the first run's %q (the same message)", k, res, en.Result)
+		}
+		if k == kindAlert {
+			// The alert found was rendered by the interrupted run, before
+			// the changes that left their showing to the alert: its card
+			// is updated.
+			if pendingCards(t, r) == 0 {
+				t.Error("the alert found in the channel queued no card update")
+			}
 		}
 	}
 	if r.slack.Reads("conversations.history") == 0 || r.slack.Reads("conversations.replies") == 0 {

@@ -224,6 +224,15 @@ type Kong struct {
 	plugins []KongPlugin // in creation order
 	seq     int
 	fail    []int // codes answered to the next requests instead of acting
+	before  func(*http.Request)
+}
+
+// Before has fn see every later request before it is answered; fn may
+// block to hold the request (nil: none).
+func (k *Kong) Before(fn func(*http.Request)) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.before = fn
 }
 
 // KongPlugin is a plugin of the Kong server, on a consumer.
@@ -261,7 +270,11 @@ func NewKong() *Kong {
 		if len(k.fail) > 0 {
 			code, k.fail = k.fail[0], k.fail[1:]
 		}
+		before := k.before
 		k.mu.Unlock()
+		if before != nil {
+			before(r)
+		}
 		if code != 0 {
 			w.WriteHeader(code)
 			writeJSON(w, map[string]any{"message": http.StatusText(code)})
