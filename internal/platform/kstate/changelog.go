@@ -18,7 +18,8 @@ type Changelog struct {
 	tr     *kafkago.Transport
 	parts  int
 
-	com *multiCommitter
+	// prod carries the writes: cfg.Producer, or one of its own.
+	prod *Producer
 }
 
 // OpenChangelog connects to the changelog topic, which must exist.
@@ -32,10 +33,11 @@ func OpenChangelog(ctx context.Context, cfg Config) (*Changelog, error) {
 	}
 	client, tr := cfg.Security.Client(cfg.Brokers, cfg.timeout())
 	c := &Changelog{cfg: cfg, client: client, tr: tr, parts: n}
-	c.com = newMultiCommitter(cfg.timeout(), func(ctx context.Context, parts map[int32][]Record) map[int32]partResult {
-		return produceParts(ctx, client, tr, cfg.Topic, parts)
-	})
-	c.com.observe = cfg.Metrics.observer(cfg.Topic)
+	c.prod = cfg.Producer
+	if c.prod == nil {
+		c.prod = newProducer(client, tr, cfg.timeout())
+	}
+	c.prod.observeTopic(cfg.Topic, cfg.Metrics.observer(cfg.Topic))
 	return c, nil
 }
 
@@ -94,7 +96,8 @@ func (c *Changelog) Restore(ctx context.Context, p int32, fn func(Record) error)
 
 // Append writes recs to partition p, in order, and returns once they are
 // durable. Appends that arrive while another is being written, to any
-// partition, are written together in one produce request (per leader).
+// partition, are written together in one produce request (per leader),
+// with the writes of the other topics of Config.Producer when it is set.
 func (c *Changelog) Append(ctx context.Context, p int32, recs ...Record) error {
 	if err := c.check(p); err != nil {
 		return err
@@ -105,13 +108,13 @@ func (c *Changelog) Append(ctx context.Context, p int32, recs ...Record) error {
 	if err := c.cfg.fenced(); err != nil {
 		return fmt.Errorf("changelog %s/%d: write refused: %w", c.cfg.Topic, p, err)
 	}
-	if _, err := c.com.append(ctx, p, recs); err != nil {
+	if _, err := c.prod.append(ctx, c.cfg.Topic, p, recs); err != nil {
 		return fmt.Errorf("changelog %s: %w", c.cfg.Topic, err)
 	}
 	return nil
 }
 
-// Close releases the connections.
+// Close releases the connections (not those of Config.Producer).
 func (c *Changelog) Close() error {
 	c.tr.CloseIdleConnections()
 	return nil

@@ -17,6 +17,10 @@
 //     when the partition moves (Restore). Concurrent Appends to a partition
 //     share one produce request (group commit).
 //
+// A Producer given to several of them (Config.Producer) carries the writes
+// of all in one group-commit stream: what they write while a request is
+// out goes in the next one, whatever its topic.
+//
 // Values are opaque bytes; a nil or empty value is a tombstone, which
 // compaction eventually drops together with the older values of its key.
 // Keys must not be empty.
@@ -50,6 +54,11 @@ type Config struct {
 	// (a process that stood still past its group session must write
 	// nothing more: see internal/platform/stall).
 	Fence func() error
+	// Producer, when set, carries the writes, in the produce requests it
+	// shares with the other tables and changelogs given it (its Timeout
+	// then bounds them, not this one's); the caller closes it after
+	// closing those. nil: the table or changelog has a stream of its own.
+	Producer *Producer
 }
 
 // fenced returns the Fence's error, if any.

@@ -11,6 +11,9 @@ type Metrics struct {
 	failures  *prometheus.CounterVec
 	restored  *prometheus.CounterVec
 	appliedTo *prometheus.GaugeVec
+	// shared counts the requests of a shared Producer, every topic
+	// together.
+	shared prometheus.Histogram
 }
 
 // NewMetrics registers the series with reg (nil: not registered).
@@ -30,14 +33,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 10)}, []string{"topic"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentwatch_state_write_failures_total",
 			Help: "Produce requests to a state topic that failed after their retries; the writes they carried returned errors."}, []string{"topic"}),
+		shared: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "agentwatch_state_shared_write_batch_records",
+			Help: "Records per produce request of a producer that state topics share, every topic together; " +
+				"a request that carried several topics counts once here and once in agentwatch_state_write_batch_records of each.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.applied, m.appliedTo, m.restore, m.restored, m.batch, m.failures)
+		reg.MustRegister(m.applied, m.appliedTo, m.restore, m.restored, m.batch, m.failures, m.shared)
 	}
 	return m
 }
 
-// observer returns the committer hook of topic; nil without metrics.
+// observer returns the committer hook of topic; nil without metrics. A
+// request that carried several topics is seen once by each topic's hook,
+// with that topic's records.
 func (m *Metrics) observer(topic string) func(int, error) {
 	if m == nil {
 		return nil
@@ -49,6 +58,14 @@ func (m *Metrics) observer(topic string) func(int, error) {
 			failures.Inc()
 		}
 	}
+}
+
+// sharedObserver returns a shared Producer's hook; nil without metrics.
+func (m *Metrics) sharedObserver() func(int, error) {
+	if m == nil {
+		return nil
+	}
+	return func(n int, _ error) { m.shared.Observe(float64(n)) }
 }
 
 // BatchHistogram returns the records-per-request histogram of topic, for

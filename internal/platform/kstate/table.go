@@ -20,7 +20,7 @@ type Table struct {
 	client *kafkago.Client
 	tr     *kafkago.Transport
 	apply  func(Record)
-	com    *committer
+	com    *committer // without Config.Producer
 	log    *slog.Logger
 
 	mu      sync.Mutex
@@ -43,10 +43,14 @@ func OpenTable(ctx context.Context, cfg Config, apply func(Record)) (*Table, err
 	client, tr := cfg.Security.Client(cfg.Brokers, cfg.timeout())
 	t := &Table{cfg: cfg, client: client, tr: tr, apply: apply, log: cfg.log().With("table", cfg.Topic),
 		changed: make(chan struct{}), done: make(chan struct{})}
-	t.com = newCommitter(cfg.timeout(), func(ctx context.Context, recs []Record) (int64, error) {
-		return produce(ctx, client, cfg.Topic, 0, recs)
-	})
-	t.com.observe = cfg.Metrics.observer(cfg.Topic)
+	if cfg.Producer != nil {
+		cfg.Producer.observeTopic(cfg.Topic, cfg.Metrics.observer(cfg.Topic))
+	} else {
+		t.com = newCommitter(cfg.timeout(), func(ctx context.Context, recs []Record) (int64, error) {
+			return produce(ctx, client, cfg.Topic, 0, recs)
+		})
+		t.com.observe = cfg.Metrics.observer(cfg.Topic)
+	}
 	start := time.Now()
 	first, end, err := bounds(ctx, client, cfg.Topic, 0)
 	if err != nil {
@@ -154,11 +158,20 @@ func (t *Table) Put(ctx context.Context, key string, value []byte) (int64, error
 	if err := t.cfg.fenced(); err != nil {
 		return 0, fmt.Errorf("table %s: put %q refused: %w", t.cfg.Topic, key, err)
 	}
-	off, err := t.com.append(ctx, []Record{{Key: key, Value: value}})
+	off, err := t.write(ctx, []Record{{Key: key, Value: value}})
 	if err != nil {
 		return 0, fmt.Errorf("table %s: put %q: %w", t.cfg.Topic, key, err)
 	}
 	return off, t.waitApplied(ctx, off)
+}
+
+// write appends recs to the table's partition, through Config.Producer
+// when it is set.
+func (t *Table) write(ctx context.Context, recs []Record) (int64, error) {
+	if p := t.cfg.Producer; p != nil {
+		return p.append(ctx, t.cfg.Topic, 0, recs)
+	}
+	return t.com.append(ctx, recs)
 }
 
 // Delete writes a tombstone for key: see Put.
@@ -178,7 +191,8 @@ func (t *Table) Sync(ctx context.Context) error {
 	return t.waitApplied(ctx, end-1)
 }
 
-// Close stops reading and releases the connections.
+// Close stops reading and releases the connections (not those of
+// Config.Producer).
 func (t *Table) Close() error {
 	t.cancel()
 	<-t.done

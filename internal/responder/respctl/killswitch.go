@@ -26,7 +26,7 @@ func openGlobal(ctx context.Context, cfg config.Config) (*respsvc.Global, error)
 	if err != nil {
 		return nil, err
 	}
-	return respsvc.OpenGlobal(ctx, cfg, sec, log, nil, nil, nil, nil)
+	return respsvc.OpenGlobal(ctx, cfg, sec, log, nil, nil, nil, nil, nil)
 }
 
 // KillSwitchOptions say what `responder kill-switch` does.

@@ -37,8 +37,10 @@ func (g *Global) Close() error {
 // switch, the budget and the ledger are then those of every instance.
 // reg and sm (the state topics' metrics, shared with the changelog) may be
 // nil. fence, when set, is asked before every write (see kstate.Config).
-// The caller closes the result.
-func OpenGlobal(ctx context.Context, cfg config.Config, sec kafka.Security, log *slog.Logger, reg prometheus.Registerer, sm *kstate.Metrics, mux *kstate.Mux, fence func() error) (*Global, error) {
+// prod, when set, carries the table's writes in the produce requests it
+// shares with the instance's state changelog; the caller closes it after
+// the result. The caller closes the result.
+func OpenGlobal(ctx context.Context, cfg config.Config, sec kafka.Security, log *slog.Logger, reg prometheus.Registerer, sm *kstate.Metrics, mux *kstate.Mux, fence func() error, prod *kstate.Producer) (*Global, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -65,7 +67,7 @@ func OpenGlobal(ctx context.Context, cfg config.Config, sec kafka.Security, log 
 	} else if rc.Kong.AdminURL != "" {
 		log.Warn("responder.ledger_key is not set: the shared revocation ledger will not keep revoked Kong keys, so restoring one needs a new key issued by hand; set responder.ledger_key_file to a key from responder ledger-keygen (the same key on every instance)")
 	}
-	rules, t, err := global.Open(ctx, kstate.Config{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic, Log: log, Metrics: sm, Fence: fence}, o, mux)
+	rules, t, err := global.Open(ctx, kstate.Config{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic, Log: log, Metrics: sm, Fence: fence, Producer: prod}, o, mux)
 	if err != nil {
 		return nil, err
 	}

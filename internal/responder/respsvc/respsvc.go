@@ -167,6 +167,23 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 	var owner *partstate.Owner
 	var router *route.Router
 	var stalled *stall.Detector
+	// One produce stream for this instance's state changelog and global
+	// table: what both write while a request is out goes in the next one.
+	// Made at its first use, so it is closed after both (closers run last
+	// first). Each instance has its own, as each process would.
+	var prod *kstate.Producer
+	producer := func() (*kstate.Producer, error) {
+		if prod != nil {
+			return prod, nil
+		}
+		p, err := kstate.NewProducer(kstate.ProducerConfig{Brokers: cfg.Kafka.Brokers, Security: sec, Metrics: o.StateMetrics})
+		if err != nil {
+			return nil, err
+		}
+		r.closers = append(r.closers, p.Close)
+		prod = p
+		return p, nil
+	}
 	if openReader {
 		// A member that stands still past its session may have been
 		// replaced: it then acts and writes nothing more and stops. The
@@ -185,7 +202,11 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		if router, err = route.New(route.Options{Instance: instance, Log: log, Metrics: route.NewMetrics(reg)}); err != nil {
 			return nil, err
 		}
-		if owner, err = r.openState(ctx, cfg, sec, reg, o.StateMetrics, stalled.Check, route.Part{R: router}); err != nil {
+		p, err := producer()
+		if err != nil {
+			return nil, err
+		}
+		if owner, err = r.openState(ctx, cfg, sec, reg, o.StateMetrics, p, stalled.Check, route.Part{R: router}); err != nil {
 			return nil, err
 		}
 	}
@@ -267,7 +288,11 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		if stalled != nil {
 			fence = stalled.Check
 		}
-		g, err := OpenGlobal(ctx, cfg, sec, log, reg, o.StateMetrics, mux, fence)
+		p, err := producer()
+		if err != nil {
+			return nil, err
+		}
+		g, err := OpenGlobal(ctx, cfg, sec, log, reg, o.StateMetrics, mux, fence, p)
 		if err != nil {
 			return nil, err
 		}
@@ -378,8 +403,9 @@ func runAfterHandOver(ctx context.Context, svc *respond.Service, handedOver <-ch
 
 // openState creates the state changelog when kafka.create_topics (as many
 // partitions as the anomalies topic, compacted), opens it and returns the
-// Owner of its partitions; the changelog is closed with r.
-func (r *Responder) openState(ctx context.Context, cfg config.Config, sec kafka.Security, reg prometheus.Registerer, sm *kstate.Metrics, fence func() error, parts ...partstate.Part) (*partstate.Owner, error) {
+// Owner of its partitions; the changelog is closed with r. It writes
+// through prod (nil: a stream of its own).
+func (r *Responder) openState(ctx context.Context, cfg config.Config, sec kafka.Security, reg prometheus.Registerer, sm *kstate.Metrics, prod *kstate.Producer, fence func() error, parts ...partstate.Part) (*partstate.Owner, error) {
 	n, err := kstate.PartitionCount(ctx, cfg.Kafka.Brokers, sec, cfg.Kafka.AnomaliesTopic)
 	if err != nil {
 		return nil, fmt.Errorf("anomalies topic: %w", err)
@@ -392,7 +418,7 @@ func (r *Responder) openState(ctx context.Context, cfg config.Config, sec kafka.
 			return nil, fmt.Errorf("ensure kafka.responder_state_topic: %w", err)
 		}
 	}
-	cl, err := kstate.OpenChangelog(ctx, kstate.Config{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic, Log: r.log, Metrics: sm, Fence: fence})
+	cl, err := kstate.OpenChangelog(ctx, kstate.Config{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: topic, Log: r.log, Metrics: sm, Fence: fence, Producer: prod})
 	if err != nil {
 		return nil, fmt.Errorf("kafka.responder_state_topic: %w", err)
 	}

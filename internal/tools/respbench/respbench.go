@@ -150,6 +150,11 @@ type Report struct {
 	// produce requests that carried them while the anomalies were
 	// measured (every instance together): what the responder costs Kafka.
 	StateWrites []TopicWrites
+	// SharedWrites are the records and produce requests of the instances'
+	// shared produce streams (kstate.Producer), every state topic
+	// together: a request that carried several topics counts once here
+	// and once in each topic's StateWrites. Topic is empty.
+	SharedWrites TopicWrites
 }
 
 // TopicWrites counts the writes to one state topic.
@@ -194,6 +199,10 @@ func (r Report) String() string {
 	for _, w := range r.StateWrites {
 		fmt.Fprintf(&b, "state topic %s: %d records in %d produce requests (%.2f records, %.2f requests per anomaly)\n",
 			w.Topic, w.Records, w.Requests, float64(w.Records)/float64(max(r.Anomalies, 1)), float64(w.Requests)/float64(max(r.Anomalies, 1)))
+	}
+	if w := r.SharedWrites; w.Requests > 0 {
+		fmt.Fprintf(&b, "shared produce stream: %d records in %d produce requests (%.2f requests per anomaly), every state topic together\n",
+			w.Records, w.Requests, float64(w.Requests)/float64(max(r.Anomalies, 1)))
 	}
 	if miss := r.Anomalies - len(r.Revoked); miss > 0 {
 		fmt.Fprintf(&b, "MISSING: %d revocations never reached Kong\n", miss)
@@ -860,7 +869,8 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 	tr.mu.Lock()
 	tr.commits = 0
 	tr.mu.Unlock()
-	writesBefore := stateWrites(stateReg)
+	writesBefore := stateWrites(stateReg, topicBatches)
+	sharedBefore := stateWrites(stateReg, sharedBatches)
 	if seen != nil {
 		seen.mu.Lock()
 		seen.took = 0
@@ -978,7 +988,10 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 	// Let the thread notes that follow the revocations land before the
 	// counts (they are not measured).
 	time.Sleep(200 * time.Millisecond)
-	rep.StateWrites = writesSince(writesBefore, stateWrites(stateReg))
+	rep.StateWrites = writesSince(writesBefore, stateWrites(stateReg, topicBatches))
+	if shared := writesSince(sharedBefore, stateWrites(stateReg, sharedBatches)); len(shared) == 1 {
+		rep.SharedWrites = shared[0]
+	}
 	if err := stopped(); err != nil {
 		return rep, err
 	}
@@ -1080,16 +1093,24 @@ func RunSteps(ctx context.Context, o Options, rates []float64, d time.Duration, 
 	return s, nil
 }
 
+// kstate's records-per-request histograms: per state topic (labelled by
+// topic) and of the shared produce streams (no label).
+const (
+	topicBatches  = "agentwatch_state_write_batch_records"
+	sharedBatches = "agentwatch_state_shared_write_batch_records"
+)
+
 // stateWrites reads the records and produce requests per state topic from
-// kstate's batch histogram in reg.
-func stateWrites(reg *prometheus.Registry) map[string]TopicWrites {
+// kstate's batch histogram name in reg; a series without a topic label is
+// under "".
+func stateWrites(reg *prometheus.Registry, name string) map[string]TopicWrites {
 	out := map[string]TopicWrites{}
 	mfs, err := reg.Gather()
 	if err != nil {
 		return out
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "agentwatch_state_write_batch_records" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {

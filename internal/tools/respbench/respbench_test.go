@@ -211,3 +211,22 @@ func TestStepsSustained(t *testing.T) {
 		})
 	}
 }
+
+func TestReportStateWrites(t *testing.T) {
+	r := Report{Anomalies: 10, Rate: 50, StateWrites: []TopicWrites{{Topic: "global", Records: 12, Requests: 19}, {Topic: "state", Records: 80, Requests: 46}},
+		SharedWrites: TopicWrites{Records: 92, Requests: 50}}
+	out := r.String()
+	for _, want := range []string{
+		"state topic global: 12 records in 19 produce requests (1.20 records, 1.90 requests per anomaly)",
+		"state topic state: 80 records in 46 produce requests (8.00 records, 4.60 requests per anomaly)",
+		"shared produce stream: 92 records in 50 produce requests (5.00 requests per anomaly), every state topic together",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	r.SharedWrites = TopicWrites{}
+	if out := r.String(); strings.Contains(out, "shared produce stream") {
+		t.Errorf("a run without a shared stream reports one:\n%s", out)
+	}
+}
