@@ -358,8 +358,8 @@ func (e *Engine) refreshCard(ctx context.Context, incident string) {
 	}
 	slot := e.now().Truncate(cardEvery)
 	for ch, root := range in.Roots {
-		if e.alertPending(ctx, root) {
-			continue // the alert renders the card with this change when it runs
+		if e.posting.changed(root) || e.alertPending(ctx, root) {
+			continue // the alert shows this change, or queues the update once posted
 		}
 		j := job{Incident: in.ID, Channel: ch, Root: root,
 			Anomaly: anomaly.Anomaly{AgentID: in.AgentID}}
@@ -518,6 +518,52 @@ func (s *shownCards) same(key string, m slackui.Message) bool {
 	}
 	h, ok := cardHash(m)
 	return ok && h == old
+}
+
+// postingCards tracks the alerts this process is rendering and posting, by
+// outbox key, and whether their incident changed meanwhile. A change while
+// an alert posts queues no card update of its own: the alert, once posted,
+// queues one if the incident changed since it began (it may have rendered
+// before the change). Either the change finds the alert still posting and
+// marks it, or the alert has ended and the change queues the update: both
+// take the same lock, so no change is left unshown. Only in memory: an
+// alert cut short by a crash runs again and either renders afresh or
+// finds its post and updates the card.
+type postingCards struct {
+	mu sync.Mutex
+	m  map[string]*bool // key → changed since the alert began
+}
+
+// begin registers the alert of outbox key root as posting; the returned
+// end unregisters it and says whether the incident changed meanwhile.
+func (p *postingCards) begin(root string) (end func() bool) {
+	changed := new(bool)
+	p.mu.Lock()
+	if p.m == nil {
+		p.m = map[string]*bool{}
+	}
+	p.m[root] = changed
+	p.mu.Unlock()
+	return func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.m[root] == changed {
+			delete(p.m, root)
+		}
+		return *changed
+	}
+}
+
+// changed marks the alert of root changed if it is posting, and says
+// whether it was (the alert then sees to the card's update).
+func (p *postingCards) changed(root string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, ok := p.m[root]
+	if ok {
+		*c = true
+	}
+	return ok
 }
 
 // entryJob decodes the payload of the entry key.

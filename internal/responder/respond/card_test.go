@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -603,5 +605,75 @@ func TestCardUpdateNotSentWhenTheCardShowsIt(t *testing.T) {
 	r.settle()
 	if n, last := updates(); n != 1 || !strings.Contains(last, "2 anomalies") {
 		t.Errorf("after the incident changed: %d card updates, last %q; want one showing 2 anomalies", n, last)
+	}
+}
+
+// TestChangeWhileTheAlertPostsUpdatesTheCard: a change made while the
+// incident's alert is being posted, after it rendered the card, queues no
+// update of its own; the alert, once posted, queues it, and the card ends
+// up showing the change.
+func TestChangeWhileTheAlertPostsUpdatesTheCard(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newRigWith(t, func(r *rig) {
+		r.playbooks = revokeThenNotify
+		r.cfg.Responder.GroupWait = 0
+	})
+	r.kong.Add("agent-1", "cred-1", "secret-key")
+	posting := make(chan struct{})
+	var once sync.Once
+	revoked := func() bool {
+		done, err := r.svc.Worker.Store.List(ctx, outbox.StateDone)
+		if err != nil {
+			t.Error(err)
+			return true
+		}
+		return slices.ContainsFunc(done, func(en outbox.Entry) bool { return en.Kind == kindRevoke })
+	}
+	// Slack holds the alert's post until the revocation has ended; the
+	// revocation reaches Kong once the alert is being posted.
+	r.slack.Before(func(method string) {
+		if method != "chat.postMessage" {
+			return
+		}
+		once.Do(func() {
+			close(posting)
+			for deadline := time.Now().Add(10 * time.Second); !revoked() && time.Now().Before(deadline); {
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	})
+	r.kong.Before(func(*http.Request) {
+		select {
+		case <-posting:
+		case <-time.After(10 * time.Second):
+		}
+	})
+	start := time.Now().Add(-5 * time.Minute).Truncate(time.Minute).UnixMilli()
+	a := exfil("an-1", "agent-1", "cred-1", start)
+	if _, err := r.svc.Engine.Handle(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	var updates []testsrv.SlackPost
+	for deadline := time.Now().Add(cardEvery + 10*time.Second); len(updates) == 0 && time.Now().Before(deadline); {
+		r.settle()
+		for _, p := range r.slack.Posts() {
+			if p.Method == "chat.update" {
+				updates = append(updates, p)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var alert testsrv.SlackPost
+	for _, p := range r.slack.Posts() {
+		if p.Method == "chat.postMessage" && p.ThreadTS == "" {
+			alert = p
+		}
+	}
+	if strings.Contains(alert.Blocks, "revoke done") {
+		t.Fatal("the alert was rendered after the revocation: the test did not hold it")
+	}
+	if len(updates) != 1 || !strings.Contains(updates[0].Blocks, "revoke done") || updates[0].TS != alert.TS {
+		t.Errorf("card updates %+v; want one of the alert %s showing the revocation", updates, alert.TS)
 	}
 }

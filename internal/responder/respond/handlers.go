@@ -229,6 +229,16 @@ func (e *Engine) runAlert(ctx context.Context, en outbox.Entry, j job) ([]byte, 
 	if n := j.Step.Notify; n != nil {
 		ac.Mention, ac.MentionIDs = n.Mention, n.MentionIDs
 	}
+	// Registered before the incident is read: a change from then on
+	// queues no card update (the alert may show it), so the alert queues
+	// one once posted if anything changed meanwhile.
+	posted, refresh := false, false
+	end := e.posting.begin(en.Key)
+	defer func() {
+		if changed := end(); posted && (changed || refresh) {
+			e.refreshCard(ctx, j.Incident)
+		}
+	}()
 	var m slackui.Message
 	carded := ""
 	if in, ok := e.inc.get(j.Incident); ok {
@@ -253,8 +263,8 @@ func (e *Engine) runAlert(ctx context.Context, en outbox.Entry, j job) ([]byte, 
 		}
 		// That run rendered the card before the changes made since,
 		// whose notes and updates were left to this alert: the update
-		// catches up (the entry is running, so it is queued).
-		e.refreshCard(ctx, j.Incident)
+		// catches up.
+		posted, refresh = true, true
 		return []byte(j.Channel + " " + prev.TS), nil
 	}
 	if !e.caps.admit(j.Channel, capAlert, j.Anomaly.Kind, e.now()) {
@@ -266,6 +276,7 @@ func (e *Engine) runAlert(ctx context.Context, en outbox.Entry, j job) ([]byte, 
 	if err != nil {
 		return nil, e.postFailed(ctx, j, err)
 	}
+	posted = true
 	if e.o.AfterAction != nil {
 		e.o.AfterAction(string(playbooks.KindNotify), en.Key)
 	}

@@ -182,6 +182,8 @@ type Engine struct {
 	// shown remembers the cards this process posted or updated (see
 	// cardShown).
 	shown shownCards
+	// posting holds the alerts being posted (see postingCards).
+	posting postingCards
 }
 
 // New builds an Engine.

@@ -68,6 +68,16 @@ type Slack struct {
 	reads      map[string]int         // conversations.* calls answered, by method
 	files      map[string]*SlackFile  // uploads by file id
 	fileOrder  []string
+	before     func(method string)
+}
+
+// Before has fn see every later chat.postMessage, chat.update and
+// chat.postEphemeral call (its method) before it is answered; fn may block
+// to hold the call (nil: none).
+func (s *Slack) Before(fn func(method string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.before = fn
 }
 
 // NewSlack starts the server; Close stops it.
@@ -151,6 +161,12 @@ func (s *Slack) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	method := strings.TrimPrefix(r.URL.Path, "/")
+	s.mu.Lock()
+	before := s.before
+	s.mu.Unlock()
+	if before != nil {
+		before(method)
+	}
 	s.mu.Lock()
 	if s.rateLimit > 0 {
 		s.rateLimit--
