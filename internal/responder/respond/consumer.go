@@ -201,6 +201,8 @@ func (c *Consumer) consume(ctx context.Context, toMark chan<- markReq) error {
 			// partition it has been reading without a break, cannot have
 			// been handled by anyone else: only the first records after an
 			// assignment, a restart or a rewind need the handled set.
+			// So is the record after a known one of this batch: this
+			// batch handles that one.
 			p := partKey{m.Topic, m.Partition}
 			next, ok := verified[p]
 			isKnown := ok && m.Offset == next
@@ -218,6 +220,9 @@ func (c *Consumer) consume(ctx context.Context, toMark chan<- markReq) error {
 			}
 			if _, ok := recent[a.ID]; ok {
 				continue // redelivered before its mark: nothing to do again
+			}
+			if isKnown {
+				verified[p] = m.Offset + 1
 			}
 			as = append(as, a)
 			known = append(known, isKnown)

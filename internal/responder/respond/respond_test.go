@@ -721,6 +721,7 @@ type memBatchSeen struct {
 	mu      sync.Mutex
 	ids     map[string]bool
 	lookups int
+	looked  []string // the ids looked up
 	inserts int
 }
 
@@ -742,6 +743,7 @@ func (s *memBatchSeen) HandledMany(_ context.Context, ids []string) (map[string]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lookups++
+	s.looked = append(s.looked, ids...)
 	out := map[string]bool{}
 	for _, id := range ids {
 		if s.ids[id] {

@@ -131,6 +131,8 @@ type Report struct {
 	// (outbox.Seen) calls and in Kafka offset commits.
 	Consumer             []time.Duration
 	SeenTime, CommitTime time.Duration
+	// SeenCalls counts the handled-set lookups and marks.
+	SeenCalls int
 	// Revoked: the DELETE of its credential arrived at Kong.
 	Revoked []time.Duration
 	// Alerted: its alert (a top-level chat.postMessage naming the agent)
@@ -192,8 +194,8 @@ func (r Report) String() string {
 	row("**alert received by Slack**", r.Alerted)
 	fmt.Fprintf(&b, "\nthroughput: %.1f revocations/s (first write → last DELETE %s), %.1f alerts/s (first write → last alert %s)\n",
 		benchkit.Rate(len(r.Revoked), r.RevokeSpan), r.RevokeSpan.Round(time.Millisecond), benchkit.Rate(len(r.Alerted), r.AlertSpan), r.AlertSpan.Round(time.Millisecond))
-	fmt.Fprintf(&b, "consumer: handled-set lookups and marks took %s in all, Kafka offset commits %s in all\n",
-		r.SeenTime.Round(time.Millisecond), r.CommitTime.Round(time.Millisecond))
+	fmt.Fprintf(&b, "consumer: handled-set lookups and marks took %s in all (%d calls), Kafka offset commits %s in all\n",
+		r.SeenTime.Round(time.Millisecond), r.SeenCalls, r.CommitTime.Round(time.Millisecond))
 	fmt.Fprintf(&b, "Kong received %d requests (%d DELETEs); Slack %d posts (%d alerts, the rest thread notes)\n",
 		r.KongRequests, r.KongDeletes, r.SlackPosts, r.SlackAlerts)
 	for _, w := range r.StateWrites {
@@ -599,6 +601,8 @@ type timedSeen struct {
 	outbox.Seen
 	mu   sync.Mutex
 	took time.Duration
+	// calls counts the lookups and marks (each one query or insert).
+	calls int
 	// add, when set, adds to another timedSeen's total instead (the
 	// instances of a rig share one).
 	add func(time.Duration)
@@ -612,6 +616,7 @@ func (s *timedSeen) timed(start time.Time) {
 	}
 	s.mu.Lock()
 	s.took += d
+	s.calls++
 	s.mu.Unlock()
 }
 
@@ -778,7 +783,7 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 		ts := &timedSeen{Seen: s}
 		// Every instance adds to the one total.
 		shared := seen
-		ts.add = func(d time.Duration) { shared.mu.Lock(); shared.took += d; shared.mu.Unlock() }
+		ts.add = func(d time.Duration) { shared.mu.Lock(); shared.took += d; shared.calls++; shared.mu.Unlock() }
 		if b, ok := s.(respond.BatchSeen); ok {
 			return timedBatchSeen{timedSeen: ts, b: b}
 		}
@@ -873,7 +878,7 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 	sharedBefore := stateWrites(stateReg, sharedBatches)
 	if seen != nil {
 		seen.mu.Lock()
-		seen.took = 0
+		seen.took, seen.calls = 0, 0
 		seen.mu.Unlock()
 	}
 
@@ -1015,7 +1020,7 @@ func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress i
 	slices.Sort(rep.Consumer)
 	if seen != nil {
 		seen.mu.Lock()
-		rep.SeenTime = seen.took
+		rep.SeenTime, rep.SeenCalls = seen.took, seen.calls
 		seen.mu.Unlock()
 	}
 	rep.Fetched, _ = latencies(wrote, fetched)
