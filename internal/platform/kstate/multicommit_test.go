@@ -387,3 +387,45 @@ func TestMultiCommitterFailureReachesOnlyItsCallers(t *testing.T) {
 		t.Errorf("the next write to global/0: offset %d, %v; want 0, nil", off, err)
 	}
 }
+
+// TestMultiCommitterLinger: with a linger, writes that arrive within it of
+// a batch's first record go in the batch's request, though no request was
+// in flight to gather them; without, the first goes alone.
+func TestMultiCommitterLinger(t *testing.T) {
+	for _, tc := range []struct {
+		linger time.Duration
+		want   []int // records per request
+	}{
+		{0, []int{1, 1}},
+		{200 * time.Millisecond, []int{2}},
+	} {
+		t.Run(tc.linger.String(), func(t *testing.T) {
+			f := &fakeTopic{parts: map[tp][]Record{}}
+			c := newMultiCommitter(5*time.Second, f.write)
+			c.linger = tc.linger
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				if _, err := c.append(t.Context(), st(0), []Record{{Key: "a", Value: []byte("1")}}); err != nil {
+					t.Error(err)
+				}
+			})
+			time.Sleep(50 * time.Millisecond) // well within the linger, long after a write
+			off, err := c.append(t.Context(), tp{"global", 0}, []Record{{Key: "b", Value: []byte("2")}})
+			if err != nil || off != 0 {
+				t.Errorf("second write: offset %d, %v", off, err)
+			}
+			wg.Wait()
+			var got []int
+			for _, r := range f.requests {
+				n := 0
+				for _, k := range r {
+					n += k
+				}
+				got = append(got, n)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("records per request %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

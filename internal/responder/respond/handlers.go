@@ -40,14 +40,16 @@ func (e *Engine) Kinds() map[string]outbox.Kind {
 	}
 	// Each action waits for its audit record (a ClickHouse insert the
 	// audit batcher shares among those waiting, started at most every
-	// 250ms under load in the distributed mode), so an action takes about
+	// 500ms under load in the distributed mode), so an action takes about
 	// one insert's time plus up to that gap whatever the gateway does:
 	// with 8 at a time the responder topped out near 60 revocations a
-	// second; 128 at a time over about 300ms each is 400 a second per kind.
-	// The gateways' limits are kept by their clients (clientlimit) and
-	// Slack's by the per-channel cap and Retry-After, not by this number.
-	gw := outbox.Kind{Concurrency: 128, Timeout: 2 * time.Minute, IndependentRetryAfter: true}
-	slackKind := outbox.Kind{Concurrency: 128, Timeout: 30 * time.Second}
+	// second, with 128 at a time and a 250ms gap near 450; 512 at a time
+	// over about 550ms each is over 900 a second per kind, past what the
+	// CPU allows. Most of them wait for the insert, not the gateway: the
+	// gateways' limits are kept by their clients (clientlimit) and Slack's
+	// by the per-channel cap and Retry-After, not by this number.
+	gw := outbox.Kind{Concurrency: 512, Timeout: 2 * time.Minute, IndependentRetryAfter: true}
+	slackKind := outbox.Kind{Concurrency: 512, Timeout: 30 * time.Second}
 	with := func(k outbox.Kind, f func(context.Context, outbox.Entry, job) ([]byte, error)) outbox.Kind {
 		k.Handler = h(f)
 		return k

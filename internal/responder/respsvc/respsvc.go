@@ -43,9 +43,15 @@ import (
 	"github.com/agentwatch/agentwatch/pkg/inventory"
 )
 
+// stateLinger holds each produce request of an instance's state topics
+// that long after its first record, so that the writes made meanwhile join
+// it: the broker's CPU goes by request, and a revocation's few sequential
+// writes each wait at most that much more.
+const stateLinger = time.Millisecond
+
 // auditGap is the least time between two audit inserts under load
 // (audit.NewSpacedBatcher).
-const auditGap = 250 * time.Millisecond
+const auditGap = 500 * time.Millisecond
 
 // Options change how New assembles the responder. The zero value is what
 // `responder run` runs: the stores of cfg's mode, a consumer-group reader
@@ -176,7 +182,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		if prod != nil {
 			return prod, nil
 		}
-		p, err := kstate.NewProducer(kstate.ProducerConfig{Brokers: cfg.Kafka.Brokers, Security: sec, Metrics: o.StateMetrics})
+		p, err := kstate.NewProducer(kstate.ProducerConfig{Brokers: cfg.Kafka.Brokers, Security: sec, Metrics: o.StateMetrics, Linger: stateLinger})
 		if err != nil {
 			return nil, err
 		}
@@ -241,10 +247,11 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		// Every action is audited before it counts as done; grouping the
 		// concurrent ones into one insert keeps ClickHouse from drowning in
 		// one-row inserts during a burst. An insert of the 19-column table
-		// cost the server about 30ms of CPU however few rows it held, so
-		// under load they start at most every auditGap: ClickHouse's share
-		// then stays near 0.12 core per instance whatever the rate of
-		// actions, which wait up to auditGap more each.
+		// costs the server 10-30ms of CPU however few rows it holds (the
+		// part written, then merged), so under load they start at most
+		// every auditGap: two a second per instance whatever the rate of
+		// actions, which wait up to auditGap more each (hence the
+		// concurrency of the action kinds: see respond.Engine.Kinds).
 		batcher := audit.NewSpacedBatcher(deps.Audit, 10*time.Millisecond, auditGap, 1000)
 		r.closers = append(r.closers, batcher.Close)
 		deps.Audit = batcher
