@@ -56,10 +56,6 @@ type partResult struct {
 type multiCommitter struct {
 	write   func(ctx context.Context, parts map[tp][]Record) map[tp]partResult
 	timeout time.Duration
-	// linger, when set, holds a batch that long after its first record
-	// before it is written, so that more join it: fewer, fuller requests
-	// (the broker's CPU goes by request) for that much latency.
-	linger time.Duration
 	// observe, when set, sees each request once for every topic it
 	// carried: that topic's record count and whether any of its
 	// partitions failed.
@@ -77,7 +73,6 @@ type multiCommitter struct {
 }
 
 type multiBatch struct {
-	start time.Time // when its first record joined (for linger)
 	parts map[tp][]Record
 	// res holds each partition's outcome once it is final.
 	res map[tp]partResult
@@ -104,7 +99,7 @@ func (c *multiCommitter) append(ctx context.Context, p tp, recs []Record) (int64
 	}
 	b := c.next
 	if b == nil {
-		b = &multiBatch{start: time.Now(), parts: map[tp][]Record{}, res: map[tp]partResult{}}
+		b = &multiBatch{parts: map[tp][]Record{}, res: map[tp]partResult{}}
 		c.next = b
 	}
 	idx := len(b.parts[p])
@@ -117,14 +112,6 @@ func (c *multiCommitter) append(ctx context.Context, p tp, recs []Record) (int64
 			return r.base + int64(idx), nil
 		}
 		if !c.flushing && c.next == b {
-			if wait := c.linger - time.Since(b.start); wait > 0 {
-				// Others join b meanwhile; none flushes it.
-				c.flushing = true
-				c.mu.Unlock()
-				time.Sleep(wait)
-				c.mu.Lock()
-				c.flushing = false
-			}
 			c.flush(b)
 			continue
 		}

@@ -21,9 +21,6 @@ type ProducerConfig struct {
 	// (default 10s). It replaces the Timeout of the Configs that write
 	// through the Producer, for their writes.
 	Timeout time.Duration
-	// Linger, when set, holds each request that long after its first
-	// record, so that more records join it (see multiCommitter.linger).
-	Linger time.Duration
 	// Metrics, when set, counts the Producer's own requests (every topic
 	// together); each Table and Changelog still counts its topic's share
 	// with the Metrics of its Config.
@@ -35,9 +32,6 @@ func (c ProducerConfig) Validate() error {
 	var errs []error
 	if len(c.Brokers) == 0 {
 		errs = append(errs, errors.New("brokers: need at least one"))
-	}
-	if c.Linger < 0 || c.Linger > time.Second {
-		errs = append(errs, fmt.Errorf("linger: want 0 to 1s, got %s", c.Linger))
 	}
 	if c.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("timeout: must not be negative, got %s", c.Timeout))
@@ -77,7 +71,6 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	}
 	client, tr := cfg.Security.Client(cfg.Brokers, timeout)
 	p := newProducer(client, tr, timeout)
-	p.com.linger = cfg.Linger
 	p.com.observeRequest = cfg.Metrics.sharedObserver()
 	return p, nil
 }

@@ -43,12 +43,6 @@ import (
 	"github.com/agentwatch/agentwatch/pkg/inventory"
 )
 
-// stateLinger holds each produce request of an instance's state topics
-// that long after its first record, so that the writes made meanwhile join
-// it: the broker's CPU goes by request, and a revocation's few sequential
-// writes each wait at most that much more.
-const stateLinger = time.Millisecond
-
 // auditGap is the least time between two audit inserts under load
 // (audit.NewSpacedBatcher).
 const auditGap = 500 * time.Millisecond
@@ -182,7 +176,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (_ *Responder, err e
 		if prod != nil {
 			return prod, nil
 		}
-		p, err := kstate.NewProducer(kstate.ProducerConfig{Brokers: cfg.Kafka.Brokers, Security: sec, Metrics: o.StateMetrics, Linger: stateLinger})
+		p, err := kstate.NewProducer(kstate.ProducerConfig{Brokers: cfg.Kafka.Brokers, Security: sec, Metrics: o.StateMetrics})
 		if err != nil {
 			return nil, err
 		}
