@@ -20,7 +20,8 @@ import (
 // incident's alert reached Slack and before the responder recorded it, then
 // restarts it: the restarted responder must find the alert in the channel
 // (by the outbox key in its metadata) instead of posting it again, and a
-// later anomaly of the incident must land in that alert's thread.
+// later anomaly of the incident must land on that alert (its thread or
+// its card).
 func TestIntegrationKillBetweenPostAndRecord(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
@@ -78,7 +79,22 @@ func TestIntegrationKillBetweenPostAndRecord(t *testing.T) {
 		return strings.Contains(audit, `"action":"notify"`)
 	}, func() string { return p.Tail(30) })
 	send("postcrash-anomaly-2", now.Add(-19*time.Minute))
-	waitFor(t, 90*time.Second, func() bool { _, replies := e.agentPosts(); return len(replies) > 0 }, func() string { return p.Tail(30) })
+	// The second anomaly lands on the alert found: a follow-up in its
+	// thread, or (the incident contained, which posts no follow-up) an
+	// update of its card counting both anomalies.
+	onFound := func() bool {
+		roots, replies := e.agentPosts()
+		if len(replies) > 0 {
+			return true
+		}
+		for _, u := range e.slack.Posts() {
+			if u.Method == "chat.update" && len(roots) > 0 && u.TS == roots[0].TS && strings.Contains(u.Text, "2 anomalies") {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor(t, 90*time.Second, onFound, func() string { return p.Tail(30) })
 	e.quiet(5*time.Second, time.Minute)
 
 	roots, replies := e.agentPosts()
