@@ -531,26 +531,25 @@ func (s *shownCards) same(key string, m slackui.Message) bool {
 // finds its post and updates the card.
 type postingCards struct {
 	mu sync.Mutex
-	m  map[string]*bool // key → changed since the alert began
+	m  map[string]bool // key → changed since the alert began
 }
 
 // begin registers the alert of outbox key root as posting; the returned
-// end unregisters it and says whether the incident changed meanwhile.
+// end unregisters it and says whether the incident changed meanwhile. An
+// entry runs once at a time, so a key is registered once at a time.
 func (p *postingCards) begin(root string) (end func() bool) {
-	changed := new(bool)
 	p.mu.Lock()
 	if p.m == nil {
-		p.m = map[string]*bool{}
+		p.m = map[string]bool{}
 	}
-	p.m[root] = changed
+	p.m[root] = false
 	p.mu.Unlock()
 	return func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		if p.m[root] == changed {
-			delete(p.m, root)
-		}
-		return *changed
+		changed := p.m[root]
+		delete(p.m, root)
+		return changed
 	}
 }
 
@@ -559,9 +558,9 @@ func (p *postingCards) begin(root string) (end func() bool) {
 func (p *postingCards) changed(root string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	c, ok := p.m[root]
+	_, ok := p.m[root]
 	if ok {
-		*c = true
+		p.m[root] = true
 	}
 	return ok
 }

@@ -234,10 +234,10 @@ func (e *Engine) runAlert(ctx context.Context, en outbox.Entry, j job) ([]byte, 
 	// Registered before the incident is read: a change from then on
 	// queues no card update (the alert may show it), so the alert queues
 	// one once posted if anything changed meanwhile.
-	posted, refresh := false, false
+	posted := false
 	end := e.posting.begin(en.Key)
 	defer func() {
-		if changed := end(); posted && (changed || refresh) {
+		if changed := end(); posted && changed {
 			e.refreshCard(ctx, j.Incident)
 		}
 	}()
@@ -266,7 +266,8 @@ func (e *Engine) runAlert(ctx context.Context, en outbox.Entry, j job) ([]byte, 
 		// That run rendered the card before the changes made since,
 		// whose notes and updates were left to this alert: the update
 		// catches up.
-		posted, refresh = true, true
+		posted = true
+		e.posting.changed(en.Key)
 		return []byte(j.Channel + " " + prev.TS), nil
 	}
 	if !e.caps.admit(j.Channel, capAlert, j.Anomaly.Kind, e.now()) {
