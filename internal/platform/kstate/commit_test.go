@@ -12,7 +12,8 @@ import (
 )
 
 // fakeLog is a partition in memory whose writes can be held back, so the
-// test can pile callers up behind one in-flight request.
+// test can pile callers up behind one in-flight request: a table's
+// partition, written through a multiCommitter as Table does.
 type fakeLog struct {
 	mu       sync.Mutex
 	recs     []Record
@@ -38,16 +39,22 @@ func (f *fakeLog) write(_ context.Context, recs []Record) (int64, error) {
 	return base, nil
 }
 
-func TestCommitterGroupsConcurrentAppends(t *testing.T) {
+// multi is write for a multiCommitter that writes only partition st(0).
+func (f *fakeLog) multi(ctx context.Context, parts map[tp][]Record) map[tp]partResult {
+	base, err := f.write(ctx, parts[st(0)])
+	return map[tp]partResult{st(0): {base: base, err: err}}
+}
+
+func TestTableCommitGroupsConcurrentAppends(t *testing.T) {
 	f := &fakeLog{gate: make(chan struct{})}
-	c := newCommitter(5*time.Second, f.write)
+	c := newMultiCommitter(5*time.Second, f.multi)
 	const callers = 20
 	offsets := make([]int64, callers)
 	var wg sync.WaitGroup
 	// The first caller becomes the leader and blocks in write; the others
 	// gather behind it.
 	wg.Go(func() {
-		off, err := c.append(t.Context(), []Record{{Key: "k0", Value: []byte("v")}})
+		off, err := c.append(t.Context(), st(0), []Record{{Key: "k0", Value: []byte("v")}})
 		if err != nil {
 			t.Error(err)
 		}
@@ -56,14 +63,18 @@ func TestCommitterGroupsConcurrentAppends(t *testing.T) {
 	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.flushing })
 	for i := 1; i < callers; i++ {
 		wg.Go(func() {
-			off, err := c.append(t.Context(), []Record{{Key: fmt.Sprintf("k%d", i), Value: []byte("v")}})
+			off, err := c.append(t.Context(), st(0), []Record{{Key: fmt.Sprintf("k%d", i), Value: []byte("v")}})
 			if err != nil {
 				t.Error(err)
 			}
 			offsets[i] = off
 		})
 	}
-	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.next != nil && len(c.next.recs) == callers-1 })
+	waitFor(t, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.next != nil && len(c.next.parts[st(0)]) == callers-1
+	})
 	close(f.gate)
 	wg.Wait()
 	if f.requests != 2 {
@@ -76,7 +87,7 @@ func TestCommitterGroupsConcurrentAppends(t *testing.T) {
 	}
 }
 
-func TestCommitterRetriesTemporaryErrorsOnly(t *testing.T) {
+func TestTableCommitRetriesTemporaryErrorsOnly(t *testing.T) {
 	tests := []struct {
 		name     string
 		fail     []error
@@ -90,8 +101,8 @@ func TestCommitterRetriesTemporaryErrorsOnly(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &fakeLog{fail: tt.fail}
-			c := newCommitter(5*time.Second, f.write)
-			_, err := c.append(t.Context(), []Record{{Key: "k", Value: []byte("v")}})
+			c := newMultiCommitter(5*time.Second, f.multi)
+			_, err := c.append(t.Context(), st(0), []Record{{Key: "k", Value: []byte("v")}})
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
 			}
@@ -105,12 +116,12 @@ func TestCommitterRetriesTemporaryErrorsOnly(t *testing.T) {
 	}
 }
 
-func TestCommitterRefusesWhenCallerGaveUp(t *testing.T) {
+func TestTableCommitRefusesWhenCallerGaveUp(t *testing.T) {
 	f := &fakeLog{}
-	c := newCommitter(5*time.Second, f.write)
+	c := newMultiCommitter(5*time.Second, f.multi)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := c.append(ctx, []Record{{Key: "k", Value: []byte("v")}}); !errors.Is(err, context.Canceled) {
+	if _, err := c.append(ctx, st(0), []Record{{Key: "k", Value: []byte("v")}}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 	if f.requests != 0 {

@@ -39,7 +39,7 @@ type partResult struct {
 	err  error
 }
 
-// multiCommitter is committer for several partitions, of one topic or of
+// multiCommitter is a group commit for several partitions, of one topic or of
 // several: the records of the callers that arrive while a produce is in
 // flight, whatever their topic and partition, go out together in the next
 // produce request, one request for every partition the process writes
@@ -85,9 +85,9 @@ func newMultiCommitter(timeout time.Duration, write func(ctx context.Context, pa
 }
 
 // append returns the offset of recs[0] in partition p once every record of
-// recs is durable. As committer.append, the produce runs under the
-// committer's own timeout, not ctx, which is checked before the records
-// join a batch.
+// recs is durable. The produce runs under the committer's own timeout, not
+// ctx: a caller that gives up must not fail the other callers' records in
+// the same request. ctx is checked before the records join a batch.
 func (c *multiCommitter) append(ctx context.Context, p tp, recs []Record) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -208,9 +208,9 @@ func (c *multiCommitter) writeOnce(ctx context.Context, parts map[tp][]Record) (
 
 // writeRetrying writes parts again, after a pause, and again the
 // partitions whose write failed with what a leader change or a dropped
-// connection causes, until ctx ends, as committer.writeRetrying does (a
-// retried write that had landed leaves records twice, which every reader
-// tolerates). The partitions that succeeded are not written again. It
+// connection causes, until ctx ends (a retried write that had landed
+// leaves records twice: every reader keeps the last value of a key, and
+// the readers that fold the log, budget claims, count a key once). The partitions that succeeded are not written again. It
 // returns every partition's last outcome, first's when ctx ends before
 // it was written again.
 func (c *multiCommitter) writeRetrying(ctx context.Context, parts map[tp][]Record, first map[tp]partResult) map[tp]partResult {

@@ -20,8 +20,9 @@ type Table struct {
 	client *kafkago.Client
 	tr     *kafkago.Transport
 	apply  func(Record)
-	com    *committer // without Config.Producer
-	log    *slog.Logger
+	// prod carries the writes: cfg.Producer, or one of its own.
+	prod *Producer
+	log  *slog.Logger
 
 	mu      sync.Mutex
 	applied int64         // the offset after the last record applied
@@ -43,14 +44,11 @@ func OpenTable(ctx context.Context, cfg Config, apply func(Record)) (*Table, err
 	client, tr := cfg.Security.Client(cfg.Brokers, cfg.timeout())
 	t := &Table{cfg: cfg, client: client, tr: tr, apply: apply, log: cfg.log().With("table", cfg.Topic),
 		changed: make(chan struct{}), done: make(chan struct{})}
-	if cfg.Producer != nil {
-		cfg.Producer.observeTopic(cfg.Topic, cfg.Metrics.observer(cfg.Topic))
-	} else {
-		t.com = newCommitter(cfg.timeout(), func(ctx context.Context, recs []Record) (int64, error) {
-			return produce(ctx, client, cfg.Topic, 0, recs)
-		})
-		t.com.observe = cfg.Metrics.observer(cfg.Topic)
+	t.prod = cfg.Producer
+	if t.prod == nil {
+		t.prod = newProducer(client, tr, cfg.timeout())
 	}
+	t.prod.observeTopic(cfg.Topic, cfg.Metrics.observer(cfg.Topic))
 	start := time.Now()
 	first, end, err := bounds(ctx, client, cfg.Topic, 0)
 	if err != nil {
@@ -158,20 +156,11 @@ func (t *Table) Put(ctx context.Context, key string, value []byte) (int64, error
 	if err := t.cfg.fenced(); err != nil {
 		return 0, fmt.Errorf("table %s: put %q refused: %w", t.cfg.Topic, key, err)
 	}
-	off, err := t.write(ctx, []Record{{Key: key, Value: value}})
+	off, err := t.prod.append(ctx, t.cfg.Topic, 0, []Record{{Key: key, Value: value}})
 	if err != nil {
 		return 0, fmt.Errorf("table %s: put %q: %w", t.cfg.Topic, key, err)
 	}
 	return off, t.waitApplied(ctx, off)
-}
-
-// write appends recs to the table's partition, through Config.Producer
-// when it is set.
-func (t *Table) write(ctx context.Context, recs []Record) (int64, error) {
-	if p := t.cfg.Producer; p != nil {
-		return p.append(ctx, t.cfg.Topic, 0, recs)
-	}
-	return t.com.append(ctx, recs)
 }
 
 // Delete writes a tombstone for key: see Put.
