@@ -787,10 +787,14 @@ func (d *Detector) write(ctx context.Context, j *writeJob) error {
 			return err
 		}
 	}
-	if len(j.ss) > 0 {
-		if err := d.retry(ctx, "store window scores", func(ctx context.Context) error { return d.Store.InsertScores(ctx, j.ss) }); err != nil {
+	// In chunks, as saveStates does: the driver copies each chunk into
+	// its columns, and a flood of new agents closes many windows at once.
+	for ss := j.ss; len(ss) > 0; {
+		chunk := ss[:min(len(ss), insertChunk)]
+		if err := d.retry(ctx, "store window scores", func(ctx context.Context) error { return d.Store.InsertScores(ctx, chunk) }); err != nil {
 			return err
 		}
+		ss = ss[len(chunk):]
 	}
 	d.Log.Debug("results written", "anomalies", len(j.as), "scores", len(j.ss), "took", time.Since(start), "since_take", time.Since(j.taken))
 	return nil
@@ -812,22 +816,23 @@ func (d *Detector) snapshot(ctx context.Context, gen Generation, parts []int32, 
 		states = d.Proc.Evict(d.MaxAgents*9/10, d.EventsTopic, now)
 	}
 	d.Proc.TrimPool()
+	if err := d.saveStates(ctx, states); err != nil {
+		return err
+	}
+	// One partition's states at a time: the encoded rows, and the insert's
+	// copy of them, are transient, and under a flood of new agents they
+	// would otherwise hold every dirty agent's encoding twice at once.
 	cps := make([]detstate.Checkpoint, 0, len(parts))
 	next := map[int32]int64{}
 	for _, p := range parts {
 		cp, st := d.Proc.Snapshot(p, d.Group, d.EventsTopic, now)
-		states = append(states, st...)
+		if err := d.saveStates(ctx, st); err != nil {
+			return err
+		}
 		cps = append(cps, cp)
 		if cp.ResumeOffset >= 0 {
 			next[p] = cp.ResumeOffset
 		}
-	}
-	for len(states) > 0 {
-		chunk := states[:min(len(states), 20000)]
-		if err := d.retry(ctx, "save detector state", func(ctx context.Context) error { return d.Store.SaveStates(ctx, chunk) }); err != nil {
-			return err
-		}
-		states = states[len(chunk):]
 	}
 	if err := d.retry(ctx, "save checkpoints", func(ctx context.Context) error { return d.Store.SaveCheckpoints(ctx, cps) }); err != nil {
 		return err
@@ -844,6 +849,22 @@ func (d *Detector) snapshot(ctx context.Context, gen Generation, parts []int32, 
 	}
 	return nil
 }
+
+// saveStates inserts states in chunks of at most insertChunk rows.
+func (d *Detector) saveStates(ctx context.Context, states []detstate.State) error {
+	for len(states) > 0 {
+		chunk := states[:min(len(states), insertChunk)]
+		if err := d.retry(ctx, "save detector state", func(ctx context.Context) error { return d.Store.SaveStates(ctx, chunk) }); err != nil {
+			return err
+		}
+		states = states[len(chunk):]
+	}
+	return nil
+}
+
+// insertChunk is the most state or score rows in one insert: at about
+// 1 KiB a row, 10 MiB of rows plus the driver's copy of them.
+const insertChunk = 10000
 
 func (d *Detector) retry(ctx context.Context, what string, fn func(context.Context) error) error {
 	p := retry.Policy{

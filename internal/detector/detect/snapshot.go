@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"hash/maphash"
@@ -38,11 +39,15 @@ func (p *Processor) Snapshot(part int32, group, topic string, nowMs int64) (dets
 		}
 	}
 	var states []detstate.State
+	// Each agent is encoded into one reused buffer and copied out at its
+	// exact size: a flood's snapshot encodes many thousands at once.
+	var buf []byte
 	for _, a := range pt.agents {
 		if !a.dirty {
 			continue
 		}
-		states = append(states, detstate.State{Topic: topic, Partition: part, Kind: detstate.KindAgent, Key: a.id, UpdatedMs: nowMs, Blob: a.marshal(nil)})
+		buf = a.marshal(buf[:0])
+		states = append(states, detstate.State{Topic: topic, Partition: part, Kind: detstate.KindAgent, Key: a.id, UpdatedMs: nowMs, Blob: bytes.Clone(buf)})
 		a.dirty = false
 	}
 	for role := range pt.dirtyPeers {
