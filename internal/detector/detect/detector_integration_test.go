@@ -89,7 +89,12 @@ func detectorFailover(t *testing.T, k itest.Kafka) {
 		"kafka.detector_group": group, "kafka.partitions": fmt.Sprint(testPartitions),
 		"clickhouse.addr": strings.Join(chAddr, ","), "clickhouse.database": db,
 		"detector.registry_file": regFile, "detector.routes_file": routesFile,
-		"detector.snapshot_every": "2s", "detector.idle_flush": "6s", "detector.session_timeout": "6s",
+		// The idle flush closes a partition's windows after this long
+		// without a record: long enough that a stall of the publisher or of
+		// B (a loaded machine, the race detector) does not close a window
+		// early and make the rest of it late, which the uninterrupted
+		// reference never does.
+		"detector.snapshot_every": "2s", "detector.idle_flush": "15s", "detector.session_timeout": "6s",
 		"log.level": "info", "http.addr": "127.0.0.1:0",
 	}
 	maps.Copy(settings, k.Settings())
