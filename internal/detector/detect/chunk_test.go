@@ -63,17 +63,9 @@ func TestFloodSavedInChunks(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	given := false
 	d := &Detector{
-		Source: SourceFunc(func(ctx context.Context) (Generation, error) {
-			if given {
-				<-ctx.Done()
-				return nil, ctx.Err()
-			}
-			given = true
-			return gen, nil
-		}),
-		Store: store, Out: publishingWriter{&store.slowStore}, AnomaliesTopic: "anomalies", Group: "g", EventsTopic: "events",
+		Source: onceSource(gen),
+		Store:  store, Out: publishingWriter{&store.slowStore}, AnomaliesTopic: "anomalies", Group: "g", EventsTopic: "events",
 		Proc: proc, SnapshotEvery: time.Hour, FlushEvery: 10 * time.Millisecond, IdleFlush: time.Second, // long enough for a slow flush (-race) not to pass for idle
 		ReplayIdleFlush: true, // the events are in the future: close their windows anyway
 	}

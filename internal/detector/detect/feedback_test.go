@@ -233,17 +233,9 @@ func TestDetectorPollsFeedback(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	given := false
 	d := &Detector{
-		Source: SourceFunc(func(ctx context.Context) (Generation, error) {
-			if given {
-				<-ctx.Done()
-				return nil, ctx.Err()
-			}
-			given = true
-			return gen, nil
-		}),
-		Store: store, Out: publishingWriter{store}, AnomaliesTopic: "anomalies", Group: "g", EventsTopic: "events",
+		Source: onceSource(gen),
+		Store:  store, Out: publishingWriter{store}, AnomaliesTopic: "anomalies", Group: "g", EventsTopic: "events",
 		Proc: proc, SnapshotEvery: 20 * time.Millisecond, FlushEvery: 5 * time.Millisecond, IdleFlush: 50 * time.Millisecond,
 		Feedback: fb, FeedbackPoll: 5 * time.Millisecond, FeedbackLookback: time.Hour,
 	}

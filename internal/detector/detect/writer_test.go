@@ -86,6 +86,19 @@ func (w publishingWriter) Write(_ context.Context, msgs ...bus.Message) error {
 
 func (publishingWriter) Close() error { return nil }
 
+// onceSource gives gen as the first generation, then none until ctx ends.
+func onceSource(gen Generation) SourceFunc {
+	given := false
+	return func(ctx context.Context) (Generation, error) {
+		if given {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		given = true
+		return gen, nil
+	}
+}
+
 // memGeneration delivers canned records on one generation and records each
 // commit, checking at that moment that every window closed so far has its
 // score in the store.
@@ -144,17 +157,9 @@ func TestResultsWrittenBeforeCommit(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	given := false
 	d := &Detector{
-		Source: SourceFunc(func(ctx context.Context) (Generation, error) {
-			if given {
-				<-ctx.Done()
-				return nil, ctx.Err()
-			}
-			given = true
-			return gen, nil
-		}),
-		Store: store, Out: publishingWriter{store}, AnomaliesTopic: "anomalies", Group: "g", EventsTopic: "events",
+		Source: onceSource(gen),
+		Store:  store, Out: publishingWriter{store}, AnomaliesTopic: "anomalies", Group: "g", EventsTopic: "events",
 		Proc: proc, SnapshotEvery: 50 * time.Millisecond, FlushEvery: 10 * time.Millisecond, IdleFlush: 100 * time.Millisecond,
 	}
 	d.Idle = func() {
