@@ -2,6 +2,7 @@ package detect
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -20,6 +21,7 @@ func TestAgentStateRoundTrip(t *testing.T) {
 	p := NewProcessor(set, simCatalog(t, s), nil)
 	run(p, rs)
 	n, withRisk := 0, 0
+	var scratch []byte
 	for _, pt := range p.parts {
 		for id, a := range pt.agents {
 			if n%2 == 0 { // as if a false-positive verdict had been applied
@@ -35,6 +37,16 @@ func TestAgentStateRoundTrip(t *testing.T) {
 				withRisk++
 			}
 			b := a.marshal(nil)
+			// The model behind its length, and the same bytes when encoded
+			// after others into a reused buffer, as a snapshot does.
+			mb := a.model.AppendBinary(nil)
+			if want := append(binary.AppendUvarint([]byte{b[0]}, uint64(len(mb))), mb...); !bytes.HasPrefix(b, want) {
+				t.Fatalf("agent %s: the model is not encoded behind its length", id)
+			}
+			scratch = a.marshal(append(scratch[:0], "before"...))
+			if !bytes.Equal(scratch[len("before"):], b) {
+				t.Fatalf("agent %s: encoded into a used buffer, the state differs", id)
+			}
 			back := &agentState{id: id}
 			if err := back.unmarshal(b); err != nil {
 				t.Fatalf("agent %s: %v", id, err)
