@@ -787,14 +787,9 @@ func (d *Detector) write(ctx context.Context, j *writeJob) error {
 			return err
 		}
 	}
-	// In chunks, as saveStates does: the driver copies each chunk into
-	// its columns, and a flood of new agents closes many windows at once.
-	for ss := j.ss; len(ss) > 0; {
-		chunk := ss[:min(len(ss), insertChunk)]
-		if err := d.retry(ctx, "store window scores", func(ctx context.Context) error { return d.Store.InsertScores(ctx, chunk) }); err != nil {
-			return err
-		}
-		ss = ss[len(chunk):]
+	// In chunks: a flood of new agents closes many windows at once.
+	if err := inChunks(ctx, d, "store window scores", j.ss, d.Store.InsertScores); err != nil {
+		return err
 	}
 	d.Log.Debug("results written", "anomalies", len(j.as), "scores", len(j.ss), "took", time.Since(start), "since_take", time.Since(j.taken))
 	return nil
@@ -816,7 +811,7 @@ func (d *Detector) snapshot(ctx context.Context, gen Generation, parts []int32, 
 		states = d.Proc.Evict(d.MaxAgents*9/10, d.EventsTopic, now)
 	}
 	d.Proc.TrimPool()
-	if err := d.saveStates(ctx, states); err != nil {
+	if err := inChunks(ctx, d, "save detector state", states, d.Store.SaveStates); err != nil {
 		return err
 	}
 	// One partition's states at a time: the encoded rows, and the insert's
@@ -826,7 +821,7 @@ func (d *Detector) snapshot(ctx context.Context, gen Generation, parts []int32, 
 	next := map[int32]int64{}
 	for _, p := range parts {
 		cp, st := d.Proc.Snapshot(p, d.Group, d.EventsTopic, now)
-		if err := d.saveStates(ctx, st); err != nil {
+		if err := inChunks(ctx, d, "save detector state", st, d.Store.SaveStates); err != nil {
 			return err
 		}
 		cps = append(cps, cp)
@@ -850,14 +845,16 @@ func (d *Detector) snapshot(ctx context.Context, gen Generation, parts []int32, 
 	return nil
 }
 
-// saveStates inserts states in chunks of at most insertChunk rows.
-func (d *Detector) saveStates(ctx context.Context, states []detstate.State) error {
-	for len(states) > 0 {
-		chunk := states[:min(len(states), insertChunk)]
-		if err := d.retry(ctx, "save detector state", func(ctx context.Context) error { return d.Store.SaveStates(ctx, chunk) }); err != nil {
+// inChunks inserts rows insertChunk at a time, each insert retried by
+// d.retry: the driver copies an insert's rows into its columns, so what an
+// insert holds stays bounded whatever the rows are.
+func inChunks[T any](ctx context.Context, d *Detector, what string, rows []T, insert func(context.Context, []T) error) error {
+	for len(rows) > 0 {
+		chunk := rows[:min(len(rows), insertChunk)]
+		if err := d.retry(ctx, what, func(ctx context.Context) error { return insert(ctx, chunk) }); err != nil {
 			return err
 		}
-		states = states[len(chunk):]
+		rows = rows[len(chunk):]
 	}
 	return nil
 }

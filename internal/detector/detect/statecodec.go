@@ -29,16 +29,10 @@ func (a *agentState) marshalAs(dst []byte, version byte) []byte {
 		rules = rulesV1
 	}
 	dst = append(dst, version)
-	// The model goes straight into dst and its length prefix in front of
-	// it, so that a reused dst makes no garbage per agent.
-	start := len(dst)
+	// The model's length is fixed: it goes straight into dst behind it, so
+	// a reused dst makes no garbage per agent.
+	dst = binary.AppendUvarint(dst, uint64(baseline.EncodedSize))
 	dst = a.model.AppendBinary(dst)
-	n := len(dst) - start
-	var pre [binary.MaxVarintLen64]byte
-	p := binary.PutUvarint(pre[:], uint64(n))
-	dst = append(dst, pre[:p]...)
-	copy(dst[start+p:], dst[start:start+n])
-	copy(dst[start:], pre[:p])
 	dst = a.seen.AppendBinary(dst)
 	for _, t := range a.ruleAt[:rules] {
 		dst = binary.AppendVarint(dst, t)

@@ -210,9 +210,10 @@ func (c *multiCommitter) writeOnce(ctx context.Context, parts map[tp][]Record) (
 // partitions whose write failed with what a leader change or a dropped
 // connection causes, until ctx ends (a retried write that had landed
 // leaves records twice: every reader keeps the last value of a key, and
-// the readers that fold the log, budget claims, count a key once). The partitions that succeeded are not written again. It
-// returns every partition's last outcome, first's when ctx ends before
-// it was written again.
+// the readers that fold the log, budget claims, count a key once). The
+// partitions that succeeded are not written again. It returns every
+// partition's last outcome, first's when ctx ends before it was written
+// again.
 func (c *multiCommitter) writeRetrying(ctx context.Context, parts map[tp][]Record, first map[tp]partResult) map[tp]partResult {
 	out := make(map[tp]partResult, len(parts))
 	for p := range parts {
