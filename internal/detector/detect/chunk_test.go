@@ -43,10 +43,9 @@ func (s *chunkStore) InsertScores(_ context.Context, ss []anomaly.Score) error {
 }
 
 // TestFloodSavedInChunks: a flood of new agents, each with one event,
-// is saved and scored in inserts of at most insertChunk rows, each insert
-// of states holding one partition's rows, and nothing is left out: what
-// a snapshot or a flush holds at once stays bounded by the chunk, not
-// by the flood.
+// is saved and scored in inserts of at most insertChunk rows, and nothing
+// is left out: what a snapshot or a flush holds at once stays bounded by
+// the chunk, not by the flood, while a small snapshot stays one insert.
 func TestFloodSavedInChunks(t *testing.T) {
 	const perPart, parts = insertChunk + insertChunk/2, 2
 	cat := StaticCatalog{inventory.EmptyRegistry(), inventory.EmptyInventory()}
@@ -89,12 +88,13 @@ func TestFloodSavedInChunks(t *testing.T) {
 		if len(call) > insertChunk {
 			t.Errorf("state insert %d has %d rows, over %d", i, len(call), insertChunk)
 		}
-		for _, st := range call[1:] {
-			if st.Partition != call[0].Partition {
-				t.Errorf("state insert %d mixes partitions %d and %d", i, call[0].Partition, st.Partition)
-				break
-			}
-		}
+	}
+	// The last snapshot (at the stop, no agent changed) holds only the
+	// partitions' rows: a small snapshot is one insert, not one per
+	// partition, so a crash between the states and the checkpoints stays
+	// unlikely.
+	if last := store.stateCalls[len(store.stateCalls)-1]; len(last) != len(gen.Partitions()) {
+		t.Errorf("the last snapshot saved %d rows in its last insert, want every partition's row (%d) in one", len(last), len(gen.Partitions()))
 	}
 	scores := 0
 	for i, n := range store.scoreCalls {

@@ -811,23 +811,31 @@ func (d *Detector) snapshot(ctx context.Context, gen Generation, parts []int32, 
 		states = d.Proc.Evict(d.MaxAgents*9/10, d.EventsTopic, now)
 	}
 	d.Proc.TrimPool()
-	if err := inChunks(ctx, d, "save detector state", states, d.Store.SaveStates); err != nil {
-		return err
-	}
-	// One partition's states at a time: the encoded rows, and the insert's
-	// copy of them, are transient, and under a flood of new agents they
-	// would otherwise hold every dirty agent's encoding twice at once.
+	// The states are saved as the partitions' rows add up to an insert,
+	// not all encoded first: under a flood of new agents the encoded rows
+	// and the insert's copy of them would otherwise hold every dirty
+	// agent's encoding twice at once. A small snapshot stays one insert:
+	// the states and the checkpoints are not saved atomically, and a crash
+	// between the two leaves states newer than their checkpoint (the
+	// windows in between are trained again on restore), so the fewer
+	// inserts between them, the better.
 	cps := make([]detstate.Checkpoint, 0, len(parts))
 	next := map[int32]int64{}
 	for _, p := range parts {
 		cp, st := d.Proc.Snapshot(p, d.Group, d.EventsTopic, now)
-		if err := inChunks(ctx, d, "save detector state", st, d.Store.SaveStates); err != nil {
-			return err
+		if states = append(states, st...); len(states) >= insertChunk {
+			if err := inChunks(ctx, d, "save detector state", states, d.Store.SaveStates); err != nil {
+				return err
+			}
+			states = nil
 		}
 		cps = append(cps, cp)
 		if cp.ResumeOffset >= 0 {
 			next[p] = cp.ResumeOffset
 		}
+	}
+	if err := inChunks(ctx, d, "save detector state", states, d.Store.SaveStates); err != nil {
+		return err
 	}
 	if err := d.retry(ctx, "save checkpoints", func(ctx context.Context) error { return d.Store.SaveCheckpoints(ctx, cps) }); err != nil {
 		return err
