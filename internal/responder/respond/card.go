@@ -579,7 +579,7 @@ func (e *Engine) entryJob(ctx context.Context, key string) (job, error) {
 // the incident's severity past what the channel was told; then its own
 // follow-up at once when it brought a new attack class (or summaries are
 // off, or it was run by hand), else its share of the thread's next
-// summary. Called with rootMu held.
+// summary. Called with the incident's rootLocks held.
 func (e *Engine) queueFollowUp(ctx context.Context, in Incident, j job, root string) (bool, error) {
 	j.Root = root
 	if err := e.escalate(ctx, in, j); err != nil {
@@ -605,7 +605,7 @@ func (e *Engine) queueFollowUp(ctx context.Context, in Incident, j job, root str
 // escalate queues the top-level announcement of the incident's severity
 // when it is above what the channel was last told, keyed by incident,
 // channel and severity: one per step, however often the anomaly is
-// redelivered. Called with rootMu held.
+// redelivered. Called with the incident's rootLocks held.
 func (e *Engine) escalate(ctx context.Context, in Incident, j job) error {
 	told, ok := in.Announced[j.Channel]
 	if severityRank(in.Severity) <= severityRank(told) {
@@ -625,7 +625,7 @@ func (e *Engine) escalate(ctx context.Context, in Incident, j job) error {
 		return err
 	}
 	// What was queued, not the incident's severity now: a higher anomaly
-	// joining meanwhile (join does not hold rootMu) must still find its
+	// joining meanwhile (join does not hold rootLocks) must still find its
 	// own step unannounced.
 	_, err := e.inc.update(in.ID, e.now(), func(in *Incident) {
 		if severityRank(ej.Why) > severityRank(in.Announced[j.Channel]) {
@@ -640,7 +640,7 @@ func (e *Engine) escalate(ctx context.Context, in Incident, j job) error {
 
 // announced records what a channel's first post of the incident told it
 // (the card, whose severity is the incident's), and where its summaries
-// start. Called with rootMu held.
+// start. Called with the incident's rootLocks held.
 func (in *Incident) announced(channel string, nowMs int64) {
 	if in.Announced == nil {
 		in.Announced = map[string]string{}

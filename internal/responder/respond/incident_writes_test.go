@@ -127,3 +127,92 @@ func TestIncidentWritesPerAnomaly(t *testing.T) {
 		})
 	}
 }
+
+// heldChangelog holds back the Appends that carry a record gate matches
+// until open is closed, telling held of each; once open is closed it
+// holds back none.
+type heldChangelog struct {
+	*partstate.MemChangelog
+	gate func(partstate.Record) bool
+	held chan struct{}
+	open chan struct{}
+}
+
+func (g *heldChangelog) Append(ctx context.Context, p int32, recs ...partstate.Record) error {
+	select {
+	case <-g.open:
+	default:
+		for _, r := range recs {
+			if g.gate(r) {
+				g.held <- struct{}{}
+				<-g.open
+				break
+			}
+		}
+	}
+	return g.MemChangelog.Append(ctx, p, recs...)
+}
+
+// TestAlertsOfIncidentsQueueApart: while one incident's alert waits for
+// its write to the state topic, another incident's alert is queued. One
+// lock for every incident's alert made each wait for every other's
+// writes, which capped an instance near one alert per two round trips.
+func TestAlertsOfIncidentsQueueApart(t *testing.T) {
+	ctx := context.Background()
+	gc := &heldChangelog{MemChangelog: partstate.NewMemChangelog(4), held: make(chan struct{}, 1), open: make(chan struct{}),
+		gate: func(r partstate.Record) bool {
+			// The payload record of agent-a's alert (a job with a channel).
+			return strings.HasPrefix(r.Key, "o/\x00") && bytes.Contains(r.Value, []byte(`"agent_id":"agent-a"`)) &&
+				bytes.Contains(r.Value, []byte(`"channel":"#soc-alerts"`))
+		}}
+	r := newRigWith(t, func(r *rig) {
+		r.stateLog, r.seen = gc, &memBatchSeen{ids: map[string]bool{}}
+		r.playbooks = revokeThenNotify
+	})
+	r.kong.Add("agent-a", "cred-a", "key-a")
+	r.kong.Add("agent-b", "cred-b", "key-b")
+	start := time.Now().Add(-5 * time.Minute).Truncate(time.Minute).UnixMilli()
+	a, b := exfil("an-a", "agent-a", "cred-a", start), exfil("an-b", "agent-b", "cred-b", start)
+	a.Severity, b.Severity = "high", "high"
+
+	doneA := make(chan error, 1)
+	go func() {
+		_, err := r.svc.Engine.Handle(ctx, a)
+		doneA <- err
+	}()
+	select {
+	case <-gc.held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent-a's alert was never queued")
+	}
+	doneB := make(chan error, 1)
+	go func() {
+		_, err := r.svc.Engine.Handle(ctx, b)
+		doneB <- err
+	}()
+	select {
+	case err := <-doneB:
+		if err != nil {
+			t.Fatalf("Handle(agent-b): %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		close(gc.open)
+		t.Fatal("agent-b's anomaly waited for agent-a's alert write to the state topic")
+	}
+	if in, ok := r.svc.Engine.Incident(IncidentID(b)); !ok || in.Roots["#soc-alerts"] == "" {
+		t.Fatalf("agent-b's incident does not name its alert while agent-a's write is held: %+v", in.Roots)
+	}
+	if in, ok := r.svc.Engine.Incident(IncidentID(a)); ok && in.Roots["#soc-alerts"] != "" {
+		t.Fatal("agent-a's incident names its alert before the alert's write")
+	}
+	close(gc.open)
+	if err := <-doneA; err != nil {
+		t.Fatalf("Handle(agent-a): %v", err)
+	}
+	r.settle()
+	for _, an := range []string{IncidentID(a), IncidentID(b)} {
+		if in, ok := r.svc.Engine.Incident(an); !ok || in.Roots["#soc-alerts"] == "" || len(in.Revoked) != 1 {
+			t.Fatalf("incident %s after both: roots %v revoked %v", an, in.Roots, in.Revoked)
+		}
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentwatch/agentwatch/internal/platform/keylock"
 	"github.com/agentwatch/agentwatch/internal/responder/audit"
 	"github.com/agentwatch/agentwatch/internal/responder/evidence"
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
@@ -167,15 +168,18 @@ type Options struct {
 
 // Engine is the responder. Safe for concurrent use.
 type Engine struct {
-	// rootMu makes choosing, queueing and recording a thread's alert one
-	// step (the consumer and approved steps may queue notify steps at
-	// once).
-	rootMu sync.Mutex
-	o      Options
-	inc    *incidents
-	log    *slog.Logger
-	now    func() time.Time
-	caps   *channelCaps
+	// rootLocks make choosing, queueing and recording a thread's alert
+	// one step per incident (the consumer and approved steps may queue
+	// notify steps at once). Per incident, not one lock for all: the step
+	// holds it across two durable writes, and one lock made every agent's
+	// alert wait for every other's writes, which capped an instance near
+	// one alert per pair of round trips to the state topic.
+	rootLocks keylock.Map[string]
+	o         Options
+	inc       *incidents
+	log       *slog.Logger
+	now       func() time.Time
+	caps      *channelCaps
 	// groupMu guards approvals: the open approval group of each cause.
 	groupMu   sync.Mutex
 	approvals map[string]approvalGroup
@@ -495,8 +499,7 @@ func (e *Engine) queueStep(ctx context.Context, j job) (bool, error) {
 		// its root: whatever is queued for the thread afterwards (replies,
 		// notes, approval requests, under the same order key) comes after
 		// it in the queue and runs once it is posted, without polling.
-		e.rootMu.Lock()
-		defer e.rootMu.Unlock()
+		defer e.rootLocks.Lock(j.Incident)()
 		now := e.now()
 		in, ok := e.inc.get(j.Incident)
 		root, hasRoot := in.Roots[j.Channel]

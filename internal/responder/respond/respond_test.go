@@ -96,7 +96,7 @@ type rig struct {
 	// stateLog, when set, makes the rig a distributed instance: its outbox
 	// and incidents live in stateLog, owned through owner (every
 	// partition, restored at start), with seen as the shared handled set.
-	stateLog *partstate.MemChangelog
+	stateLog partstate.Changelog
 	seen     outbox.Seen
 	owner    *partstate.Owner
 	// glob, when set, is the distributed mode's global rules.
