@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -367,5 +369,108 @@ func TestClaimsForgetSeenAfterTwoIntervals(t *testing.T) {
 	c.Apply(ClaimPrefix+"c3", claimRecord(t, t0.Add(3*time.Minute)))
 	if c.folded != folded+1 {
 		t.Error("a claim id long forgotten was not folded as a new claim")
+	}
+}
+
+// TestGuardWritesBeforeTheChangeOnly: an automatic revocation through Kong
+// writes three records to the global table (its budget claim, its pending
+// record holding the sealed key, its revoked record); a credential already
+// gone spends no unit and writes only its outcome; a read that fails
+// before the change leaves no unit spent and nothing pending.
+func TestGuardWritesBeforeTheChangeOnly(t *testing.T) {
+	ctx := context.Background()
+	tb := &memTable{}
+	c := mustClaims(t, tb, 10, time.Hour, nil)
+	l := NewTableLedger(tb, LedgerOptions{Key: testLedgerKey})
+	tb.follow(func(k string, v []byte) {
+		c.Apply(k, v)
+		if err := l.Apply(k, v); err != nil {
+			t.Error(err)
+		}
+	})
+	env := newEnv(t)
+	fk := newFakeKong(t)
+	fk.add("bot", "live", "the-key")
+	fk.add("bot", "flaky", "other-key")
+	g, err := NewGuard(env.kong(t, fk), Options{Ledger: l, Claims: c, Instance: "0", Metrics: env.m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auto := func(cred string) Target {
+		return Target{CredentialID: cred, Consumer: "bot", AgentID: "agent-" + cred, IncidentID: "inc-" + cred, Origin: Automatic}
+	}
+	keys := func(from int) []string {
+		tb.mu.Lock()
+		defer tb.mu.Unlock()
+		var out []string
+		for _, r := range tb.log[from:] {
+			k := string(r[0])
+			switch {
+			case strings.HasPrefix(k, ClaimPrefix) && strings.HasSuffix(k, refundSuffix):
+				out = append(out, "refund")
+			case strings.HasPrefix(k, ClaimPrefix):
+				out = append(out, "claim")
+			case strings.HasPrefix(k, LedgerPrefix):
+				var d diskRecord
+				if err := json.Unmarshal(r[1], &d); err != nil {
+					t.Fatal(err)
+				}
+				s := "ledger " + string(d.State)
+				if len(d.SavedAge) > 0 && len(d.Saved) == 0 {
+					s += " sealed"
+				}
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+
+	res, err := g.Revoke(ctx, auto("live"))
+	if err != nil || res.Status != StatusRevoked {
+		t.Fatalf("Revoke(live) = %+v, %v", res, err)
+	}
+	if got, want := keys(0), []string{"claim", "ledger pending sealed", "ledger revoked sealed"}; !slices.Equal(got, want) {
+		t.Fatalf("records of a revocation: %q; want %q", got, want)
+	}
+	if c.Remaining() != 9 {
+		t.Fatalf("Remaining after one revocation = %d; want 9", c.Remaining())
+	}
+
+	n := len(tb.log)
+	res, err = g.Revoke(ctx, auto("gone"))
+	if err != nil || res.Status != StatusAlreadyRevoked {
+		t.Fatalf("Revoke(gone) = %+v, %v", res, err)
+	}
+	if got, want := keys(n), []string{"ledger revoked"}; !slices.Equal(got, want) {
+		t.Fatalf("records of a credential already gone: %q; want %q", got, want)
+	}
+	if c.Remaining() != 9 {
+		t.Fatalf("Remaining after a credential already gone = %d; want 9", c.Remaining())
+	}
+
+	n = len(tb.log)
+	fk.mu.Lock()
+	fk.getCodes = []int{http.StatusForbidden}
+	fk.mu.Unlock()
+	if _, err := g.Revoke(ctx, auto("flaky")); err == nil {
+		t.Fatal("Revoke with Kong's read refused: no error")
+	}
+	if got := keys(n); len(got) != 0 {
+		t.Fatalf("records of a revocation whose read failed: %q; want none", got)
+	}
+	if _, found, _ := l.Get(ctx, g.key(auto("flaky"))); found {
+		t.Fatal("a revocation whose read failed left a ledger record")
+	}
+	if c.Remaining() != 9 {
+		t.Fatalf("Remaining after a failed read = %d; want 9", c.Remaining())
+	}
+	if _, ok := fk.has("flaky"); !ok {
+		t.Fatal("flaky was deleted although its read failed")
+	}
+	if res, err := g.Revoke(ctx, auto("flaky")); err != nil || res.Status != StatusRevoked {
+		t.Fatalf("Revoke(flaky) again = %+v, %v", res, err)
+	}
+	if c.Remaining() != 8 {
+		t.Fatalf("Remaining after the second revocation = %d; want 8", c.Remaining())
 	}
 }

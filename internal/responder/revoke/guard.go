@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
+
+	"github.com/agentwatch/agentwatch/internal/platform/keylock"
 )
 
 // Options configure a Guard.
@@ -50,13 +51,7 @@ type Guard struct {
 	log     *slog.Logger
 	now     func() time.Time
 
-	mu    sync.Mutex
-	locks map[Key]*keyLock
-}
-
-type keyLock struct {
-	mu   sync.Mutex
-	refs int
+	locks keylock.Map[Key]
 }
 
 var _ Revoker = (*Guard)(nil)
@@ -69,7 +64,7 @@ func NewGuard(gw Gateway, o Options) (*Guard, error) {
 	if o.Ledger == nil {
 		return nil, fmt.Errorf("revoke guard %s: nil ledger; revocations must be recorded", gw.Name())
 	}
-	g := &Guard{gw: gw, ledger: o.Ledger, budget: o.Budget, claims: o.Claims, by: o.Instance, kill: o.Kill, metrics: o.Metrics, log: o.Log, now: o.Now, locks: make(map[Key]*keyLock)}
+	g := &Guard{gw: gw, ledger: o.Ledger, budget: o.Budget, claims: o.Claims, by: o.Instance, kill: o.Kill, metrics: o.Metrics, log: o.Log, now: o.Now}
 	if g.kill == nil {
 		g.kill = AnySwitch(nil)
 	}
@@ -85,26 +80,6 @@ func NewGuard(gw Gateway, o Options) (*Guard, error) {
 
 // Adapter returns the gateway adapter's name.
 func (g *Guard) Adapter() string { return g.gw.Name() }
-
-func (g *Guard) lock(k Key) func() {
-	g.mu.Lock()
-	l := g.locks[k]
-	if l == nil {
-		l = &keyLock{}
-		g.locks[k] = l
-	}
-	l.refs++
-	g.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		g.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(g.locks, k)
-		}
-		g.mu.Unlock()
-	}
-}
 
 func (g *Guard) key(t Target) Key {
 	return Key{Adapter: g.gw.Name(), CredentialID: t.CredentialID, IncidentID: t.IncidentID}
@@ -128,22 +103,25 @@ func (g *Guard) check(t Target) error {
 //   - with the kill switch engaged, an automatic request returns an
 //     ApprovalError (kill_switch) and a manual one ErrKillSwitch unless
 //     Force;
-//   - a new automatic revocation spends one unit of the budget, or
-//     returns an ApprovalError (budget); resuming a pending one spends
-//     none, and one the gateway reports already done is refunded;
-//   - the record is written pending, the gateway called, and the record
-//     written revoked.
+//   - the gateway is called; just before it changes anything (its keep),
+//     a new automatic revocation spends one unit of the budget, or stops
+//     with an ApprovalError (budget), and the record is written pending
+//     with what Restore will need; resuming a pending one spends none,
+//     and a unit spent for a credential the gateway reports already done,
+//     or for a call that failed before its change, is refunded;
+//   - the record is written revoked.
 //
-// On a gateway error the record stays pending, and a later Revoke of the
-// key resumes it. If the last ledger write fails, Revoke returns the
-// Result and the error: the revocation is made but not recorded, and
-// calling again is safe.
+// On a gateway error after its keep the record stays pending, and a later
+// Revoke of the key resumes it; before its keep nothing was recorded or
+// changed. If the last ledger write fails, Revoke returns the Result and
+// the error: the revocation is made but not recorded, and calling again is
+// safe.
 func (g *Guard) Revoke(ctx context.Context, t Target) (Result, error) {
 	if err := g.check(t); err != nil {
 		return Result{}, err
 	}
 	k := g.key(t)
-	defer g.lock(k)()
+	defer g.locks.Lock(k)()
 
 	rec, found, err := g.ledger.Get(ctx, k)
 	if err != nil {
@@ -168,44 +146,65 @@ func (g *Guard) Revoke(ctx context.Context, t Target) (Result, error) {
 			return Result{}, ErrKillSwitch
 		}
 	}
-	var spentAt time.Time
-	var claim string
-	spent := false
-	if t.automatic() && !resume {
-		switch {
-		case g.claims != nil:
-			if claim, spent, err = g.claims.Claim(ctx, g.by); err != nil {
-				return Result{}, fmt.Errorf("claim revocation budget: %w", err)
-			}
-		case g.budget != nil:
-			spentAt, spent = g.budget.spend()
-		}
-		if !spent {
-			g.metrics.refusal(ReasonBudget)
-			return Result{}, &ApprovalError{Reason: ReasonBudget, Detail: g.budgetDetail()}
-		}
+	if t.automatic() && !resume && g.claims == nil && g.budget == nil {
+		g.metrics.refusal(ReasonBudget)
+		return Result{}, &ApprovalError{Reason: ReasonBudget, Detail: g.budgetDetail()}
 	}
-
 	now := g.now().UTC()
 	if !resume {
 		rec = Record{Key: k, StartedAt: now}
 	}
 	rec.AgentID, rec.Consumer, rec.Origin, rec.State, rec.Status = t.AgentID, t.Consumer, t.Origin, StatePending, ""
 	rec.RevokedAt, rec.RestoredAt = time.Time{}, time.Time{}
-	if err := g.ledger.Put(ctx, rec); err != nil {
-		if spent {
-			g.refund(ctx, spentAt, claim)
-		}
-		return Result{}, fmt.Errorf("record revocation start: %w", err)
-	}
+	// The budget is spent and the record written pending only once the
+	// gateway is about to change (keep), not before its read: a credential
+	// found gone then costs no unit and no write, and the pending record
+	// carries the restore material in the same write. A crash before keep
+	// leaves nothing to resume, since nothing was changed.
+	var (
+		spentAt time.Time
+		claim   string
+		spent   bool
+		kept    bool
+		refused *ApprovalError
+	)
 	keep := func(saved []byte) error {
+		if t.automatic() && !resume && !spent {
+			switch {
+			case g.claims != nil:
+				var err error
+				if claim, spent, err = g.claims.Claim(ctx, g.by); err != nil {
+					return fmt.Errorf("claim revocation budget: %w", err)
+				}
+			case g.budget != nil:
+				spentAt, spent = g.budget.spend()
+			}
+			if !spent {
+				g.metrics.refusal(ReasonBudget)
+				refused = &ApprovalError{Reason: ReasonBudget, Detail: g.budgetDetail()}
+				return refused
+			}
+		}
 		rec.Saved = saved
-		return g.ledger.Put(ctx, rec)
+		if err := g.ledger.Put(ctx, rec); err != nil {
+			return fmt.Errorf("record revocation start: %w", err)
+		}
+		kept = true
+		return nil
 	}
 
 	start := time.Now()
 	res, err := g.gw.Revoke(ctx, t, keep)
 	g.metrics.observe(k.Adapter, time.Since(start).Seconds())
+	if spent && !kept && (err != nil || res.Status == StatusAlreadyRevoked) {
+		// Spent, and the gateway stopped before its change: nothing to
+		// resume, so the unit goes back (the next attempt claims again).
+		g.refund(ctx, spentAt, claim)
+		spent = false
+	}
+	if refused != nil {
+		return Result{}, refused
+	}
 	if err != nil {
 		g.metrics.action(k.Adapter, "error")
 		return res, fmt.Errorf("revoke credential %s through %s: %w", t.CredentialID, k.Adapter, err)
@@ -263,7 +262,7 @@ func (g *Guard) Restore(ctx context.Context, t Target) (Result, error) {
 		return Result{}, err
 	}
 	k := g.key(t)
-	defer g.lock(k)()
+	defer g.locks.Lock(k)()
 
 	rec, found, err := g.ledger.Get(ctx, k)
 	switch {

@@ -31,7 +31,10 @@ type fakeKong struct {
 	// deleteCodes are answered to the next DELETEs, in order, instead of
 	// acting.
 	deleteCodes []int
-	tokens      []string
+	// getCodes are answered to the next GETs, in order, instead of
+	// reading.
+	getCodes []int
+	tokens   []string
 }
 
 func newFakeKong(t *testing.T) *fakeKong {
@@ -106,6 +109,13 @@ func (fk *fakeKong) lookup(r *http.Request) (kongCredential, bool) {
 
 func (fk *fakeKong) get(w http.ResponseWriter, r *http.Request) {
 	fk.mu.Lock()
+	if len(fk.getCodes) > 0 {
+		code := fk.getCodes[0]
+		fk.getCodes = fk.getCodes[1:]
+		fk.mu.Unlock()
+		w.WriteHeader(code)
+		return
+	}
 	c, ok := fk.lookup(r)
 	fk.mu.Unlock()
 	if !ok {
