@@ -447,7 +447,8 @@ func (e *Engine) runCard(ctx context.Context, en outbox.Entry, j job) ([]byte, e
 		return nil, outbox.Permanent(err)
 	}
 	m.Marker = root
-	if e.shown.same(root, m) {
+	h, hashed := cardHash(m)
+	if hashed && e.shown.is(root, h) {
 		// The card shows this already: the change that queued the
 		// update was made before the card was posted or last updated.
 		return []byte(channel + " " + ts), nil
@@ -465,7 +466,7 @@ func (e *Engine) runCard(ctx context.Context, en outbox.Entry, j job) ([]byte, e
 		return nil, err
 	}
 	e.o.Metrics.cardUpdate()
-	e.shown.remember(root, m)
+	e.shown.set(root, h, hashed)
 	return []byte(channel + " " + ts), nil
 }
 
@@ -497,6 +498,12 @@ func cardHash(m slackui.Message) (uint64, bool) {
 
 func (s *shownCards) remember(key string, m slackui.Message) {
 	h, ok := cardHash(m)
+	s.set(key, h, ok)
+}
+
+// set remembers hash h of key's card (ok false: forget it, the card was
+// not hashed).
+func (s *shownCards) set(key string, h uint64, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil || len(s.m) >= maxShownCards {
@@ -509,15 +516,12 @@ func (s *shownCards) remember(key string, m slackui.Message) {
 	s.m[key] = h
 }
 
-func (s *shownCards) same(key string, m slackui.Message) bool {
+// is reports whether key's card was last shown with hash h.
+func (s *shownCards) is(key string, h uint64) bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	old, found := s.m[key]
-	s.mu.Unlock()
-	if !found {
-		return false
-	}
-	h, ok := cardHash(m)
-	return ok && h == old
+	return found && old == h
 }
 
 // postingCards tracks the alerts this process is rendering and posting, by

@@ -81,8 +81,13 @@ func (e *Engine) Kinds() map[string]outbox.Kind {
 		kindDigest:   posts(slackKind, e.runDigest),
 		kindEscalate: posts(slackKind, e.runEscalate),
 		// Updates have a kind of their own, so that a Retry-After on
-		// chat.update holds back only updates, never an alert.
-		kindCard: with(outbox.Kind{Concurrency: 4, Timeout: 30 * time.Second}, e.runCard),
+		// chat.update holds back only updates, never an alert. Each holds
+		// its place for two durable writes (its claim and its outcome) as
+		// well as the call: at 4 at a time the distributed responder fell
+		// behind at a hundred a second, and every pass of the Worker then
+		// walked the growing backlog. Slack's limit is kept by its
+		// Retry-After, which pauses the kind, not by this number.
+		kindCard: with(outbox.Kind{Concurrency: 64, Timeout: 30 * time.Second}, e.runCard),
 	}
 }
 
