@@ -176,6 +176,7 @@ func benchResponderCommand() *cobra.Command {
 			f.IntVar(&o.Instances, "instances", 1, "responders sharing the consumer group, each with its own state directory (in this process)")
 			f.Float64SliceVar(&rates, "rates", nil, "step through these rates (each for --duration, on fresh topics) until one misses p99 ≤ 1s, and report the highest sustained; replaces --rate and --anomalies")
 			f.DurationVar(&dur, "duration", 20*time.Second, "with --rates: how long each step writes")
+			f.DurationVar(&o.GroupWait, "group-wait", 0, "each instance's responder.group_wait: 0 posts every alert at once and updates it as the actions end; a wait longer than the revocation posts it once, with the revocation on it")
 			f.StringVar(&o.Path, "path", respbench.PathKafka, "what each instance is built on: kafka (as `responder run`: group generations, state and global topics) or files (the older path: a plain group reader, outbox and incidents in local files)")
 		},
 		func(ctx context.Context, b benchFlags, log *slog.Logger, progress io.Writer) (reporter, error) {
