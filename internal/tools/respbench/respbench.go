@@ -228,19 +228,20 @@ func (r Report) String() string {
 	return b.String()
 }
 
-// Summary is one line: both latencies and whether the target held.
+// Summary is one line: both latencies and whether the target held, which
+// asks both p99s to be within Target (every anomaly revoked and alerted).
 func (r Report) Summary() string {
 	verdict := "met"
-	if len(r.Revoked) < r.Anomalies || benchkit.Quantile(r.Revoked, .99) > Target {
+	if !r.met() {
 		verdict = "NOT met"
 	}
 	who := "responder"
 	if r.Instances > 1 {
 		who = fmt.Sprintf("responder ×%d", r.Instances)
 	}
-	return fmt.Sprintf("%s: %d anomalies at %g/s: revocation p50 %s p99 %s (%d/%d, target p99 ≤ %s %s); Slack alert p50 %s p99 %s (%d/%d)",
-		who, r.Anomalies, r.Rate, benchkit.Ms(benchkit.Quantile(r.Revoked, .5)), benchkit.Ms(benchkit.Quantile(r.Revoked, .99)), len(r.Revoked), r.Anomalies, Target, verdict,
-		benchkit.Ms(benchkit.Quantile(r.Alerted, .5)), benchkit.Ms(benchkit.Quantile(r.Alerted, .99)), len(r.Alerted), r.Anomalies)
+	return fmt.Sprintf("%s: %d anomalies at %g/s: revocation p50 %s p99 %s (%d/%d); Slack alert p50 %s p99 %s (%d/%d); target both p99 ≤ %s %s",
+		who, r.Anomalies, r.Rate, benchkit.Ms(benchkit.Quantile(r.Revoked, .5)), benchkit.Ms(benchkit.Quantile(r.Revoked, .99)), len(r.Revoked), r.Anomalies,
+		benchkit.Ms(benchkit.Quantile(r.Alerted, .5)), benchkit.Ms(benchkit.Quantile(r.Alerted, .99)), len(r.Alerted), r.Anomalies, Target, verdict)
 }
 
 // playbook is the one playbook: revoke first, so that the revocation does

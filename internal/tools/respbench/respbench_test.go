@@ -230,3 +230,33 @@ func TestReportStateWrites(t *testing.T) {
 		t.Errorf("a run without a shared stream reports one:\n%s", out)
 	}
 }
+
+// TestSummaryVerdictAsksBothP99s: a run whose revocations met the target
+// but whose alerts did not is not met (the one-line summary used to judge
+// by the revocations alone).
+func TestSummaryVerdictAsksBothP99s(t *testing.T) {
+	ms := func(vs ...int) []time.Duration {
+		out := make([]time.Duration, len(vs))
+		for i, v := range vs {
+			out[i] = time.Duration(v) * time.Millisecond
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name             string
+		revoked, alerted []time.Duration
+		want             string
+	}{
+		{"both within", ms(100, 200), ms(300, 900), "target both p99 ≤ 1s met"},
+		{"alerts late", ms(100, 200), ms(300, 1025), "target both p99 ≤ 1s NOT met"},
+		{"revocations late", ms(100, 1500), ms(300, 400), "target both p99 ≤ 1s NOT met"},
+		{"an alert missing", ms(100, 200), ms(300), "target both p99 ≤ 1s NOT met"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Report{Anomalies: 2, Rate: 500, Instances: 3, Revoked: tc.revoked, Alerted: tc.alerted}
+			if got := r.Summary(); !strings.HasSuffix(got, tc.want) {
+				t.Errorf("Summary() = %q; want it to end %q", got, tc.want)
+			}
+		})
+	}
+}
