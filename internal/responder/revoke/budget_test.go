@@ -261,3 +261,22 @@ func TestRegisterBudgetGauges(t *testing.T) {
 		}
 	}
 }
+
+// TestBudgetRefundsGoneAtTheDelete: a credential Kong still had at the GET
+// but not at the DELETE was not this revocation's doing: its unit, spent
+// just before the DELETE, goes back.
+func TestBudgetRefundsGoneAtTheDelete(t *testing.T) {
+	env := newEnv(t)
+	fk := newFakeKong(t)
+	fk.add("bot", "racy", "k")
+	fk.deleteCodes = []int{http.StatusNotFound}
+	b := mustBudget(t, 1, time.Hour, nil)
+	g := env.guard(t, env.kong(t, fk), b, nil)
+	res, err := g.Revoke(t.Context(), Target{CredentialID: "racy", Consumer: "bot", IncidentID: "i"})
+	if err != nil || res.Status != StatusAlreadyRevoked {
+		t.Fatalf("Revoke = %+v, %v; want already_revoked", res, err)
+	}
+	if b.Remaining() != 1 {
+		t.Fatalf("Remaining = %d; want 1 (refunded)", b.Remaining())
+	}
+}

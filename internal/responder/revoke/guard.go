@@ -196,11 +196,11 @@ func (g *Guard) Revoke(ctx context.Context, t Target) (Result, error) {
 	start := time.Now()
 	res, err := g.gw.Revoke(ctx, t, keep)
 	g.metrics.observe(k.Adapter, time.Since(start).Seconds())
-	if spent && !kept && (err != nil || res.Status == StatusAlreadyRevoked) {
-		// Spent, and the gateway stopped before its change: nothing to
-		// resume, so the unit goes back (the next attempt claims again).
+	if spent && ((err != nil && !kept) || (err == nil && res.Status == StatusAlreadyRevoked)) {
+		// The gateway failed before its change (nothing to resume: the
+		// next attempt claims again), or found the credential gone: the
+		// unit goes back. A spent unit is never a resumed revocation's.
 		g.refund(ctx, spentAt, claim)
-		spent = false
 	}
 	if refused != nil {
 		return Result{}, refused
@@ -215,8 +215,6 @@ func (g *Guard) Revoke(ctx context.Context, t Target) (Result, error) {
 			// change, and found done now: it was this incident's doing,
 			// so Restore must undo it.
 			res.Status, res.Detail = StatusRevoked, res.Detail+" (finishing an interrupted revocation)"
-		} else if spent {
-			g.refund(ctx, spentAt, claim)
 		}
 	}
 	rec.State, rec.Status, rec.RevokedAt = StateRevoked, res.Status, g.now().UTC()

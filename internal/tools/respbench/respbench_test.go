@@ -178,13 +178,6 @@ func TestReportMissing(t *testing.T) {
 }
 
 func TestStepsSustained(t *testing.T) {
-	ms := func(d ...int) []time.Duration {
-		out := make([]time.Duration, len(d))
-		for i, v := range d {
-			out[i] = time.Duration(v) * time.Millisecond
-		}
-		return out
-	}
 	for _, tc := range []struct {
 		name  string
 		steps []Report
@@ -235,13 +228,6 @@ func TestReportStateWrites(t *testing.T) {
 // but whose alerts did not is not met (the one-line summary used to judge
 // by the revocations alone).
 func TestSummaryVerdictAsksBothP99s(t *testing.T) {
-	ms := func(vs ...int) []time.Duration {
-		out := make([]time.Duration, len(vs))
-		for i, v := range vs {
-			out[i] = time.Duration(v) * time.Millisecond
-		}
-		return out
-	}
 	for _, tc := range []struct {
 		name             string
 		revoked, alerted []time.Duration
@@ -259,4 +245,13 @@ func TestSummaryVerdictAsksBothP99s(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ms returns the durations of vs milliseconds.
+func ms(vs ...int) []time.Duration {
+	out := make([]time.Duration, len(vs))
+	for i, v := range vs {
+		out[i] = time.Duration(v) * time.Millisecond
+	}
+	return out
 }
