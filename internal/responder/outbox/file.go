@@ -371,6 +371,25 @@ func (s *FileStore) Update(ctx context.Context, e Entry) (Entry, error) {
 	return cur, nil
 }
 
+// Hasten brings the pending entry of key forward to at, if it is due
+// later, and reports whether it did. It is a hint, not a change: nothing
+// is written, so after a restart the entry is due at its stored
+// NextAttempt again (unless a compaction, which writes what memory holds,
+// kept it).
+func (s *FileStore) Hasten(key string, at time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.entries[key]
+	if !ok || cur.State != StatePending || !cur.NextAttempt.After(at) || s.j.Closed() {
+		return false
+	}
+	// A write of the key under way stores its own copy once durable.
+	cur.NextAttempt = at.UTC()
+	s.set(cur)
+	s.notify()
+	return true
+}
+
 // MarkHandled implements Seen.
 func (s *FileStore) MarkHandled(ctx context.Context, id string) (bool, error) {
 	if id == "" || len(id) > MaxKeyLen {

@@ -544,6 +544,28 @@ func (s *PartStore) Update(ctx context.Context, e Entry) (Entry, error) {
 	return cur, nil
 }
 
+// Hasten brings the pending entry of key forward to at, if it is due
+// later, and reports whether it did. It is a hint, not a change: nothing
+// is written, so after a restart or a hand-over the entry is due at its
+// stored NextAttempt again. An entry in flight, closed or of a partition
+// not active is left as it is.
+func (s *PartStore) Hasten(key string, at time.Time) bool {
+	s.mu.Lock()
+	cur, ok := s.entries[key]
+	ps := s.parts[cur.Partition]
+	if !ok || cur.State != StatePending || !cur.NextAttempt.After(at) || ps == nil || !ps.active {
+		s.mu.Unlock()
+		return false
+	}
+	// A claim being written meanwhile stores its own copy once written,
+	// in flight: the hint then no longer matters.
+	cur.NextAttempt = at.UTC()
+	s.setLocked(cur)
+	s.mu.Unlock()
+	s.notify()
+	return true
+}
+
 // Compact writes the tombstones of the done and failed entries of the
 // active partitions whose last update is older than DoneRetention, and
 // forgets them: the changelog's compaction then drops them, and Enqueue of
