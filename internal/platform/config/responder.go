@@ -28,6 +28,7 @@ type Responder struct {
 	SessionTimeout time.Duration `mapstructure:"session_timeout" doc:"Kafka consumer-group session timeout of the distributed responders: how long a dead instance's partitions (its agents) wait before another instance takes them; at least 6s (the broker's group.min.session.timeout.ms)."`
 	// GroupWait is Alertmanager's group_wait.
 	GroupWait             time.Duration `mapstructure:"group_wait" doc:"Delay of an incident's first alert, so that the anomalies arriving meanwhile follow it into its thread at once; 0 to 24h."`
+	ActionWait            time.Duration `mapstructure:"action_wait" doc:"How much longer than group_wait an incident's first alert may wait for a revoke, quarantine or throttle step before it in its playbook: it is posted as soon as that step's first run ends, with the outcome on the card (one message, not a post, an update and a thread note), and at group_wait + action_wait at the latest; 0 to 1m, 0 does not wait."`
 	IncidentWindow        time.Duration `mapstructure:"incident_window" doc:"An anomaly of an agent within this long of the agent's last one joins its open incident (and Slack thread); positive, up to 90 days."`
 	RepeatInterval        time.Duration `mapstructure:"repeat_interval" doc:"A follow-up this long after the incident's last channel-level post is also sent to the channel, not only the thread; 0 to 24h."`
 	FalsePositiveSuppress time.Duration `mapstructure:"false_positive_suppress" doc:"How long mark false positive silences the same pattern (agent, kind, top feature); positive, up to 90 days."`
@@ -140,6 +141,7 @@ func responderDefaults() map[string]any {
 		"responder.state_dir":                     ".data/responder",
 		"responder.evidence_dir":                  "",
 		"responder.group_wait":                    "10s",
+		"responder.action_wait":                   "1s",
 		"responder.session_timeout":               "10s",
 		"responder.incident_window":               "1h",
 		"responder.repeat_interval":               "4h",
@@ -190,6 +192,9 @@ func (r Responder) validate(bad func(key, format string, a ...any)) {
 		if v < 0 || v > 24*time.Hour {
 			bad(key, "must be in [0, 24h], got %s", v)
 		}
+	}
+	if r.ActionWait < 0 || r.ActionWait > time.Minute {
+		bad("responder.action_wait", "must be in [0, 1m], got %s", r.ActionWait)
 	}
 	for key, v := range map[string]time.Duration{"responder.incident_window": r.IncidentWindow, "responder.false_positive_suppress": r.FalsePositiveSuppress,
 		"responder.snooze": r.Snooze, "responder.revoke_interval": r.RevokeInterval} {

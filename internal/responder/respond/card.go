@@ -390,6 +390,55 @@ func (e *Engine) alertPending(ctx context.Context, root string) bool {
 	return err == nil && found && r.Kind == kindAlert && r.State == outbox.StatePending
 }
 
+// hastenAlerts brings forward the incident's alerts that wait for a
+// containment step (Settings.ActionWait): one ended, and the card an
+// alert renders now shows how.
+func (e *Engine) hastenAlerts(ctx context.Context, incident string) {
+	if e.o.Settings.ActionWait <= 0 || incident == "" {
+		return
+	}
+	for _, root := range e.inc.roots(incident) {
+		e.hastenAlert(ctx, root)
+	}
+}
+
+// hastenAlert brings the alert of outbox key root forward to the end of
+// its group wait (or now, if that has passed), if it is queued for later.
+// The outbox keeps this in memory only: lost in a crash, the alert is
+// posted at the end of its action wait.
+func (e *Engine) hastenAlert(ctx context.Context, root string) {
+	h, ok := e.o.Outbox.(interface {
+		Hasten(key string, at time.Time) bool
+	})
+	if !ok {
+		return
+	}
+	r, found, err := e.o.Outbox.Get(ctx, root)
+	if err != nil || !found || r.Kind != kindAlert || r.State != outbox.StatePending {
+		return
+	}
+	at := r.Created.Add(e.o.Settings.GroupWait)
+	if now := e.now(); now.After(at) {
+		at = now
+	}
+	h.Hasten(root, at)
+}
+
+// stepEnded reports whether the first run of the containment step of
+// outbox key key has ended: its action is on the incident in, or its
+// entry is closed or waits for a retry. Unknown reads as ended: nothing
+// will bring the alert forward for it.
+func (e *Engine) stepEnded(ctx context.Context, in Incident, key string) bool {
+	if slices.ContainsFunc(in.Actions, func(a IncidentAction) bool { return a.Key == key }) {
+		return true
+	}
+	r, found, err := e.o.Outbox.Get(ctx, key)
+	if err != nil || !found {
+		return true
+	}
+	return !(r.State == outbox.StateInFlight || (r.State == outbox.StatePending && r.Attempts == 0))
+}
+
 // renderCard renders the incident's card for the channel whose top-level
 // message is the entry root, with that message's mentions (an update must
 // not drop them) and buttons.

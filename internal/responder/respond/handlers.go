@@ -54,6 +54,16 @@ func (e *Engine) Kinds() map[string]outbox.Kind {
 		k.Handler = h(f)
 		return k
 	}
+	// An alert waiting for a containment step is brought forward once the
+	// step's run ends, whatever its outcome (a failure, an approval asked,
+	// a retry to come): the alert waits for the first run only. A success
+	// brings it forward sooner, as soon as the action is on the incident.
+	contains := func(f func(context.Context, outbox.Entry, job) ([]byte, error)) func(context.Context, outbox.Entry, job) ([]byte, error) {
+		return func(ctx context.Context, en outbox.Entry, j job) ([]byte, error) {
+			defer e.hastenAlerts(ctx, j.Incident)
+			return f(ctx, en, j)
+		}
+	}
 	// Each entry of these kinds posts one message that carries the entry's
 	// key, so a run after an interrupted one looks for it first.
 	posts := func(k outbox.Kind, f func(context.Context, outbox.Entry, job) ([]byte, error)) outbox.Kind {
@@ -67,11 +77,11 @@ func (e *Engine) Kinds() map[string]outbox.Kind {
 		kindReply:    posts(slackKind, e.runReply),
 		kindNote:     posts(slackKind, e.runNote),
 		kindApprove:  posts(slackKind, e.runApprove),
-		kindRevoke:   with(gw, e.runRevoke),
-		kindQuar:     with(gw, e.runRevoke),
+		kindRevoke:   with(gw, contains(e.runRevoke)),
+		kindQuar:     with(gw, contains(e.runRevoke)),
 		kindRestore:  with(gw, e.runRestore),
 		kindWebhook:  with(gw, e.runWebhook),
-		kindThrottle: with(gw, e.runThrottle),
+		kindThrottle: with(gw, contains(e.runThrottle)),
 		kindAnswer:   with(outbox.Kind{Concurrency: 1}, e.runAnswer),
 		kindTimeout:  with(outbox.Kind{Concurrency: 1}, e.runTimeout),
 		kindEphemeral: with(slackKind, func(ctx context.Context, _ outbox.Entry, j job) ([]byte, error) {
@@ -591,6 +601,13 @@ func (e *Engine) runRevoke(ctx context.Context, en outbox.Entry, j job) ([]byte,
 	}); err != nil && !errors.Is(err, errNoIncident) {
 		return nil, err
 	}
+	// Queued before the alert waiting for this revocation is brought
+	// forward, while it is still queued: it then shows the revocation,
+	// and neither an update nor a note follows. Before the audit record,
+	// which may wait for the batch's insert, so that the alert does not.
+	e.refreshCard(ctx, j.Incident)
+	e.queueNote(ctx, j, en.Key, done)
+	e.hastenAlerts(ctx, j.Incident)
 	detail := fmt.Sprintf("%s: %s (%d calls)", res.Status, res.Detail, res.Attempts)
 	if err := e.record(ctx, j, string(kind), audit.ResultOK, detail); err != nil {
 		return nil, err
@@ -603,8 +620,6 @@ func (e *Engine) runRevoke(ctx context.Context, en outbox.Entry, j job) ([]byte,
 			return nil, err
 		}
 	}
-	e.refreshCard(ctx, j.Incident)
-	e.queueNote(ctx, j, en.Key, done)
 	b, _ := json.Marshal(res)
 	return b, nil
 }

@@ -350,6 +350,18 @@ func (s *incidents) update(id string, now time.Time, fn func(*Incident)) (Incide
 // get returns a copy of the incident id.
 func (s *incidents) get(id string) (Incident, bool) { return s.lookup(id, false) }
 
+// roots returns the outbox keys of the incident's top-level alerts (its
+// Roots), without copying the rest of it.
+func (s *incidents) roots(id string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, ok := s.byID[id]
+	if !ok {
+		return nil
+	}
+	return slices.Collect(maps.Values(in.Roots))
+}
+
 // latest returns a copy of agentID's latest incident.
 func (s *incidents) latest(agentID string) (Incident, bool) { return s.lookup(agentID, true) }
 

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -81,7 +82,13 @@ type FeedbackSink interface {
 
 // Settings are the responder's timing and limits (config responder.*).
 type Settings struct {
-	GroupWait             time.Duration
+	GroupWait time.Duration
+	// ActionWait is how much longer than GroupWait an incident's first
+	// alert waits for a containment step (revoke, quarantine, throttle)
+	// queued before it in its playbook: it is posted as soon as the step's
+	// first run ends, with the outcome on its card, and at GroupWait +
+	// ActionWait at the latest. 0: it does not wait.
+	ActionWait            time.Duration
 	IncidentWindow        time.Duration
 	RepeatInterval        time.Duration
 	FalsePositiveSuppress time.Duration
@@ -248,6 +255,10 @@ type job struct {
 	Saved []byte `json:"saved,omitempty"`
 	// User is who sees an ephemeral message.
 	User string `json:"user,omitempty"`
+
+	// waitFor are the keys of the containment steps queued before an
+	// alert, in the same call: the alert waits for them (ActionWait).
+	waitFor []string
 }
 
 // IncidentID is the id of the incident an anomaly opens. The shares of one
@@ -461,8 +472,9 @@ func (e *Engine) queueDecision(ctx context.Context, d playbooks.Decision, a anom
 	}
 	n := 0
 	snap := ""
+	var contain []string
 	for i, st := range steps {
-		j := job{Decision: d, Step: st, Anomaly: a, Incident: incident, Actor: actor, Why: why, Origin: origin, SnapshotKey: snap}
+		j := job{Decision: d, Step: st, Anomaly: a, Incident: incident, Actor: actor, Why: why, Origin: origin, SnapshotKey: snap, waitFor: contain}
 		if st.Kind() == playbooks.KindSnapshot && st.Skip == "" {
 			snap = st.ID
 		}
@@ -477,12 +489,26 @@ func (e *Engine) queueDecision(ctx context.Context, d playbooks.Decision, a anom
 		ok, err := e.queueStep(ctx, j)
 		if ok {
 			n++
+			if containing(st) && !d.Manual {
+				contain = append(contain, st.ID)
+			}
 		}
 		if err != nil {
 			return n, err
 		}
 	}
 	return n, nil
+}
+
+// containing reports whether st acts on the agent at a gateway (revoke,
+// quarantine, throttle) and will run: an alert after it in its playbook
+// may wait for it (Settings.ActionWait).
+func containing(st playbooks.Action) bool {
+	switch st.Kind() {
+	case playbooks.KindRevoke, playbooks.KindQuarantine, playbooks.KindThrottle:
+		return st.Skip == "" && !st.DryRun
+	}
+	return false
 }
 
 // queueStep queues one step. Notify steps become the incident's alert in
@@ -511,21 +537,37 @@ func (e *Engine) queueStep(ctx context.Context, j job) (bool, error) {
 			return e.queueFollowUp(ctx, in, j, root)
 		}
 		var opts []outbox.EnqueueOption
-		if e.o.Settings.GroupWait > 0 && !j.Decision.Manual {
-			opts = append(opts, outbox.NotBefore(now.Add(e.o.Settings.GroupWait)))
+		wait := time.Duration(0)
+		if !j.Decision.Manual {
+			wait = e.o.Settings.GroupWait
+			if len(j.waitFor) > 0 {
+				wait += e.o.Settings.ActionWait
+			}
+		}
+		if wait > 0 {
+			opts = append(opts, outbox.NotBefore(now.Add(wait)))
 		}
 		created, err := e.enqueue(ctx, st.ID, kindAlert, j, opts...)
 		if err != nil || !ok {
 			return created, err // a manual run without an incident record: one alert
 		}
-		if _, err := e.inc.update(j.Incident, now, func(in *Incident) {
+		in, err = e.inc.update(j.Incident, now, func(in *Incident) {
 			if in.Roots == nil {
 				in.Roots, in.RootMs = map[string]string{}, map[string]int64{}
 			}
 			in.Roots[j.Channel], in.RootMs[j.Channel] = st.ID, now.UnixMilli()
 			in.announced(j.Channel, now.UnixMilli())
-		}); err != nil {
+		})
+		if err != nil {
 			return created, err
+		}
+		// A step that ended before the alert was its incident's root
+		// found no alert to bring forward (hastenAlerts): the alert looks
+		// for itself. It reads the incident after naming itself root, and
+		// the step records its action before looking for roots, so one of
+		// the two sees the other.
+		if created && wait > e.o.Settings.GroupWait && slices.ContainsFunc(j.waitFor, func(k string) bool { return e.stepEnded(ctx, in, k) }) {
+			e.hastenAlert(ctx, st.ID)
 		}
 		return created, nil
 	case playbooks.KindSnapshot:

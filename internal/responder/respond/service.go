@@ -310,7 +310,7 @@ func Build(cfg config.Config, d Deps, log *slog.Logger, reg prometheus.Registere
 		Set: set, Outbox: ob, Seen: seen, Audit: s.Audit, Silences: sil, Registry: d.Registry, Notifier: notifier, Codec: codec, Groups: groups,
 		Guards: guards, Throttlers: throttlers, Webhooks: webhooks, Events: d.Events, Chain: s.Chain, Evidence: s.Evidence, Checkpoints: s.Checkpoints, Scores: d.Scores, Feedback: d.Feedback,
 		Incidents: state(IncidentsFile), Owner: d.Owner, Ledger: ledger, Log: log, Now: now, Metrics: m, AfterAction: d.AfterAction, BeforeAction: d.BeforeAction, Fence: d.Fence,
-		Settings: Settings{GroupWait: rc.GroupWait, IncidentWindow: rc.IncidentWindow, RepeatInterval: rc.RepeatInterval,
+		Settings: Settings{GroupWait: rc.GroupWait, ActionWait: rc.ActionWait, IncidentWindow: rc.IncidentWindow, RepeatInterval: rc.RepeatInterval,
 			FalsePositiveSuppress: rc.FalsePositiveSuppress, Snooze: rc.Snooze, SnapshotMaxEvents: rc.SnapshotMaxEvents, ButtonAdapter: button,
 			ApprovalChannel: rc.Slack.ApprovalChannel, Responders: rc.Slack.Responders,
 			MaxMessagesPerMinute: maxPerMinute, ApprovalGroupWindow: rc.Slack.ApprovalGroupWindow, DigestInterval: rc.Slack.DigestInterval},
