@@ -140,13 +140,14 @@ bench-detector: up
 ## bench-responder: anomaly on the topic → revocation at a local Kong and
 ## alert at a local Slack, through the distributed responder on real Kafka
 ## and ClickHouse: 500 anomalies at 50/s; three instances at 500/s for 60 s,
-## with group_wait 300ms (alerts posted once, with their revocation) and 0
-## (posted at once, then updated and noted); one instance stepped up from
-## 100/s to the highest rate with p99 ≤ 1 s (see --help of the command).
+## with group_wait 0 and action_wait 1s (each alert posted once, as soon as
+## its revocation is done, showing it) and with action_wait 0 (posted at
+## once, then updated and noted); one instance stepped up from 100/s to the
+## highest rate with p99 ≤ 1 s (see --help of the command).
 bench-responder: up
 	$(GO) run ./cmd/agentwatch bench responder
-	$(GO) run ./cmd/agentwatch bench responder --instances 3 --rate 500 --anomalies 30000 --group-wait 300ms
 	$(GO) run ./cmd/agentwatch bench responder --instances 3 --rate 500 --anomalies 30000
+	$(GO) run ./cmd/agentwatch bench responder --instances 3 --rate 500 --anomalies 30000 --action-wait 0
 	$(GO) run ./cmd/agentwatch bench responder --rates 100,200,300,400,500,600,700,800 --duration 20s
 
 ## bench-visibility: a simulated month (2,000 agents, 30 days, 50M+

@@ -177,6 +177,7 @@ func benchResponderCommand() *cobra.Command {
 			f.Float64SliceVar(&rates, "rates", nil, "step through these rates (each for --duration, on fresh topics) until one misses p99 ≤ 1s, and report the highest sustained; replaces --rate and --anomalies")
 			f.DurationVar(&dur, "duration", 20*time.Second, "with --rates: how long each step writes")
 			f.DurationVar(&o.GroupWait, "group-wait", 0, "each instance's responder.group_wait: 0 posts every alert at once and updates it as the actions end; a wait longer than the revocation posts it once, with the revocation on it")
+			f.DurationVar(&o.ActionWait, "action-wait", time.Second, "each instance's responder.action_wait: how much longer than the group wait an alert may wait for its revocation, posted as soon as the revocation is done (0: it does not wait)")
 			f.StringVar(&o.Path, "path", respbench.PathKafka, "what each instance is built on: kafka (as `responder run`: group generations, state and global topics) or files (the older path: a plain group reader, outbox and incidents in local files)")
 		},
 		func(ctx context.Context, b benchFlags, log *slog.Logger, progress io.Writer) (reporter, error) {

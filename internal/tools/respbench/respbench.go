@@ -83,6 +83,11 @@ type Options struct {
 	// A wait longer than the revocation takes posts the alert with the
 	// revocation on it: no card update and no thread note follow.
 	GroupWait time.Duration
+	// ActionWait is each instance's responder.action_wait: how much
+	// longer than GroupWait an alert may wait for its revocation, posted
+	// as soon as the revocation is done, with it on the card. 0: it does
+	// not wait.
+	ActionWait time.Duration
 }
 
 // The values of Options.Path.
@@ -104,8 +109,8 @@ func (o *Options) setDefaults() error {
 	if o.Instances < 1 || o.Instances > 16 {
 		return fmt.Errorf("respbench: instances must be in [1, 16], got %d", o.Instances)
 	}
-	if o.GroupWait < 0 || o.GroupWait > time.Minute {
-		return fmt.Errorf("respbench: group wait must be in [0, 1m], got %s", o.GroupWait)
+	if o.GroupWait < 0 || o.GroupWait > time.Minute || o.ActionWait < 0 || o.ActionWait > time.Minute {
+		return fmt.Errorf("respbench: group wait and action wait must be in [0, 1m], got %s and %s", o.GroupWait, o.ActionWait)
 	}
 	if o.Anomalies < 0 || o.Anomalies > 999_999 || o.Rate < 0 || o.Partitions < 0 || o.Wait < 0 {
 		return fmt.Errorf("respbench: anomalies must be in [1, 999999] and rate, partitions and wait positive, got %d, %g, %d, %s",
@@ -123,6 +128,7 @@ type Report struct {
 	Instances  int
 	Path       string
 	GroupWait  time.Duration
+	ActionWait time.Duration
 	// Writing is from the first write started to the last acknowledged.
 	Writing time.Duration
 	// Acked: the write acknowledged by Kafka (acks=all).
@@ -182,8 +188,8 @@ const Target = time.Second
 // one-line summary.
 func (r Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "responder benchmark: %d anomalies for %d agents at %g/s (written in %s, %.1f/s), %d partitions, %d responder instance(s) on the %s path, group_wait %s; playbook: revoke (kong) then notify (#soc-alerts)\n\n",
-		r.Anomalies, r.Anomalies, r.Rate, r.Writing.Round(time.Millisecond), benchkit.Rate(r.Anomalies, r.Writing), r.Partitions, max(r.Instances, 1), r.Path, r.GroupWait)
+	fmt.Fprintf(&b, "responder benchmark: %d anomalies for %d agents at %g/s (written in %s, %.1f/s), %d partitions, %d responder instance(s) on the %s path, group_wait %s, action_wait %s; playbook: revoke (kong) then notify (#soc-alerts)\n\n",
+		r.Anomalies, r.Anomalies, r.Rate, r.Writing.Round(time.Millisecond), benchkit.Rate(r.Anomalies, r.Writing), r.Partitions, max(r.Instances, 1), r.Path, r.GroupWait, r.ActionWait)
 	b.WriteString("| from the anomaly's write to … | n | p50 | p90 | p99 | max |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|\n")
 	// One row per measure, alike in shape only (like SeriesParams.Validate).
@@ -298,6 +304,7 @@ func newConfig(o Options, dir, suffix string, kong *testsrv.Kong, slack *testsrv
 		"responder.playbooks":       pb,
 		"responder.state_dir":       filepath.Join(dir, "state"),
 		"responder.group_wait":      o.GroupWait.String(),
+		"responder.action_wait":     o.ActionWait.String(),
 		"responder.revoke_budget":   strconv.Itoa(o.Anomalies + 100 + warmups(o)),
 		"responder.kong.admin_url":  kong.URL(),
 		"responder.egress_allow":    kong.Addr(),
@@ -765,7 +772,7 @@ func latencies(from, at []time.Time) ([]time.Duration, time.Duration) {
 // measure runs the responder on rig and writes the anomalies.
 func measure(ctx context.Context, o Options, g rig, log *slog.Logger, progress io.Writer) (Report, error) {
 	n := o.Anomalies
-	rep := Report{Anomalies: n, Rate: o.Rate, Partitions: o.Partitions, Instances: len(g.instances), Path: o.Path, GroupWait: o.GroupWait}
+	rep := Report{Anomalies: n, Rate: o.Rate, Partitions: o.Partitions, Instances: len(g.instances), Path: o.Path, GroupWait: o.GroupWait, ActionWait: o.ActionWait}
 	warm := warmups(o)
 	if len(g.instances) > 0 && g.instances[0].reader != nil {
 		rep.Path = PathFiles // a rig with its own readers (tests)
