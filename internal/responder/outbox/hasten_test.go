@@ -50,6 +50,10 @@ func TestHasten(t *testing.T) {
 			if _, err := s.Update(ctx, done); err != nil {
 				t.Fatal(err)
 			}
+			enqueue(t, s, "inflight", "k", InPartition(0), NotBefore(later))
+			if _, err := claim(ctx, s, get(t, s, "inflight")); err != nil {
+				t.Fatal(err)
+			}
 			now := time.Now()
 			for _, c := range []struct {
 				key  string
@@ -59,6 +63,7 @@ func TestHasten(t *testing.T) {
 				{"later", later.Add(time.Minute), false}, // never pushed back
 				{"due", now, false},                      // due before now
 				{"done", now, false},
+				{"inflight", now, false},
 				{"missing", now, false},
 				{"later", now, true},
 				{"later", now, false}, // already due then
@@ -79,29 +84,41 @@ func TestHasten(t *testing.T) {
 }
 
 // TestHastenWakesTheWorker: a Worker whose next poll is an hour away
-// starts an entry brought forward at once.
+// starts an entry brought forward at once, on either store.
 func TestHastenWakesTheWorker(t *testing.T) {
-	cl := partstate.NewMemChangelog(1)
-	s, _ := partStoreT(t, cl, PartOptions{}, 0)
-	ran := make(chan string, 1)
-	w := &Worker{Store: s, Poll: time.Hour, Kinds: map[string]Kind{"k": {Handler: func(_ context.Context, e Entry) ([]byte, error) {
-		ran <- e.Key
-		return nil, nil
-	}}}}
-	stop := startWorker(t, w)
-	defer stop()
-	enqueue(t, s, "later", "k", InPartition(0), NotBefore(time.Now().Add(time.Hour)))
-	select {
-	case k := <-ran:
-		t.Fatalf("%s ran before it was brought forward", k)
-	case <-time.After(100 * time.Millisecond):
-	}
-	if !s.Hasten("later", time.Now()) {
-		t.Fatal("Hasten of a pending entry due in an hour: false")
-	}
-	select {
-	case <-ran:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the entry brought forward did not run in 10 s")
+	for _, tc := range []struct {
+		name string
+		open func(t *testing.T) hastener
+	}{
+		{"file", func(t *testing.T) hastener { s, _ := tempStore(t, FileOptions{}); return s }},
+		{"changelog", func(t *testing.T) hastener {
+			s, _ := partStoreT(t, partstate.NewMemChangelog(1), PartOptions{}, 0)
+			return s
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.open(t)
+			ran := make(chan string, 1)
+			w := &Worker{Store: s, Poll: time.Hour, Kinds: map[string]Kind{"k": {Handler: func(_ context.Context, e Entry) ([]byte, error) {
+				ran <- e.Key
+				return nil, nil
+			}}}}
+			stop := startWorker(t, w)
+			defer stop()
+			enqueue(t, s, "later", "k", InPartition(0), NotBefore(time.Now().Add(time.Hour)))
+			select {
+			case k := <-ran:
+				t.Fatalf("%s ran before it was brought forward", k)
+			case <-time.After(100 * time.Millisecond):
+			}
+			if !s.Hasten("later", time.Now()) {
+				t.Fatal("Hasten of a pending entry due in an hour: false")
+			}
+			select {
+			case <-ran:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the entry brought forward did not run in 10 s")
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package respond
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/agentwatch/agentwatch/internal/responder/outbox"
 	"github.com/agentwatch/agentwatch/internal/responder/partstate"
 	"github.com/agentwatch/agentwatch/internal/testkit/testsrv"
+	"github.com/agentwatch/agentwatch/pkg/anomaly"
 )
 
 // waitPosts waits up to 20 s for n chat.postMessage calls and returns
@@ -37,6 +39,26 @@ func waitPosts(t *testing.T, s *testsrv.Slack, n int) []testsrv.SlackPost {
 	}
 }
 
+// waitingRig is a rig whose playbook revokes, then notifies, with no group
+// wait and an hour's action wait (only the revocation's end can bring
+// the alert forward), and agent-1's credential at Kong; mod changes it
+// further. It returns the rig and agent-1's anomaly.
+func waitingRig(t *testing.T, mod func(*rig)) (*rig, anomaly.Anomaly) {
+	t.Helper()
+	r := newRigWith(t, func(r *rig) {
+		r.playbooks = revokeThenNotify
+		r.cfg.Responder.GroupWait = 0
+		r.cfg.Responder.ActionWait = time.Hour
+		if mod != nil {
+			mod(r)
+		}
+	})
+	r.kong.Add("agent-1", "cred-1", "secret-key")
+	a := exfil("an-1", "agent-1", "cred-1", time.Now().Add(-5*time.Minute).Truncate(time.Minute).UnixMilli())
+	a.Severity = "high"
+	return r, a
+}
+
 // TestAlertWaitsForTheRevocation: an alert whose playbook revokes first is
 // queued an action wait out (an hour here, so only the revocation's end
 // can bring it forward) and posted once the revocation is on the
@@ -51,17 +73,11 @@ func TestAlertWaitsForTheRevocation(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			r := newRigWith(t, func(r *rig) {
+			r, a := waitingRig(t, func(r *rig) {
 				if distributed {
 					r.stateLog, r.seen = partstate.NewMemChangelog(4), &memBatchSeen{ids: map[string]bool{}}
 				}
-				r.playbooks = revokeThenNotify
-				r.cfg.Responder.GroupWait = 0
-				r.cfg.Responder.ActionWait = time.Hour
 			})
-			r.kong.Add("agent-1", "cred-1", "secret-key")
-			a := exfil("an-1", "agent-1", "cred-1", time.Now().Add(-5*time.Minute).Truncate(time.Minute).UnixMilli())
-			a.Severity = "high"
 			if _, err := r.svc.Engine.Handle(ctx, a); err != nil {
 				t.Fatal(err)
 			}
@@ -98,15 +114,8 @@ func TestAlertWaitsForTheRevocation(t *testing.T) {
 // alert does not wait through the retries.
 func TestAlertWaitsForTheFirstRunOnly(t *testing.T) {
 	ctx := context.Background()
-	r := newRigWith(t, func(r *rig) {
-		r.playbooks = revokeThenNotify
-		r.cfg.Responder.GroupWait = 0
-		r.cfg.Responder.ActionWait = time.Hour
-	})
-	r.kong.Add("agent-1", "cred-1", "secret-key")
+	r, a := waitingRig(t, nil)
 	r.kong.FailNext(503, 503, 503, 503, 503, 503, 503, 503)
-	a := exfil("an-1", "agent-1", "cred-1", time.Now().Add(-5*time.Minute).Truncate(time.Minute).UnixMilli())
-	a.Severity = "high"
 	if _, err := r.svc.Engine.Handle(ctx, a); err != nil {
 		t.Fatal(err)
 	}
@@ -128,15 +137,7 @@ func TestAlertBroughtForwardByItself(t *testing.T) {
 			// The payload record of the alert (a job with a channel).
 			return strings.HasPrefix(r.Key, "o/\x00") && bytes.Contains(r.Value, []byte(`"channel":"#soc-alerts"`))
 		}}
-	r := newRigWith(t, func(r *rig) {
-		r.stateLog, r.seen = gc, &memBatchSeen{ids: map[string]bool{}}
-		r.playbooks = revokeThenNotify
-		r.cfg.Responder.GroupWait = 0
-		r.cfg.Responder.ActionWait = time.Hour
-	})
-	r.kong.Add("agent-1", "cred-1", "secret-key")
-	a := exfil("an-1", "agent-1", "cred-1", time.Now().Add(-5*time.Minute).Truncate(time.Minute).UnixMilli())
-	a.Severity = "high"
+	r, a := waitingRig(t, func(r *rig) { r.stateLog, r.seen = gc, &memBatchSeen{ids: map[string]bool{}} })
 	handled := make(chan error, 1)
 	go func() {
 		_, err := r.svc.Engine.Handle(ctx, a)
@@ -172,5 +173,87 @@ func TestAlertBroughtForwardByItself(t *testing.T) {
 	posts := waitPosts(t, r.slack, 1)
 	if !strings.Contains(posts[0].Blocks, "revoke done") {
 		t.Errorf("the alert does not show the revocation: %s", posts[0].Blocks)
+	}
+}
+
+// gatesChangelog holds back each Append carrying a record a gate matches,
+// until that gate is opened, telling the gate's held channel once.
+type gatesChangelog struct {
+	*partstate.MemChangelog
+	gates []*writeGate
+}
+
+type writeGate struct {
+	match func(partstate.Record) bool
+	held  chan struct{}
+	open  chan struct{}
+}
+
+func newGate(match func(partstate.Record) bool) *writeGate {
+	return &writeGate{match: match, held: make(chan struct{}, 1), open: make(chan struct{})}
+}
+
+func (g *gatesChangelog) Append(ctx context.Context, p int32, recs ...partstate.Record) error {
+	for _, gt := range g.gates {
+		if slices.ContainsFunc(recs, gt.match) {
+			select {
+			case gt.held <- struct{}{}:
+			default:
+			}
+			<-gt.open
+		}
+	}
+	return g.MemChangelog.Append(ctx, p, recs...)
+}
+
+// TestAlertBroughtForwardAfterAFailedStep: the revocation fails (Kong
+// answers 403) before its alert is queued, and its outcome is not written
+// yet when the alert names itself root: the alert finds the step ended by
+// the mark its run left, not by its entry, and brings itself forward.
+func TestAlertBroughtForwardAfterAFailedStep(t *testing.T) {
+	ctx := context.Background()
+	alert := newGate(func(r partstate.Record) bool {
+		return strings.HasPrefix(r.Key, "o/\x00") && bytes.Contains(r.Value, []byte(`"channel":"#soc-alerts"`))
+	})
+	failed := newGate(func(r partstate.Record) bool {
+		return strings.HasSuffix(r.Key, "-contain-0") && bytes.Contains(r.Value, []byte(`"state":"failed"`))
+	})
+	gc := &gatesChangelog{MemChangelog: partstate.NewMemChangelog(4), gates: []*writeGate{alert, failed}}
+	r, a := waitingRig(t, func(r *rig) { r.stateLog, r.seen = gc, &memBatchSeen{ids: map[string]bool{}} })
+	// Registered after the rig's, so run before its stop, which waits for
+	// the held writes.
+	t.Cleanup(func() {
+		for _, g := range gc.gates {
+			select {
+			case <-g.open:
+			default:
+				close(g.open)
+			}
+		}
+	})
+	r.kong.FailNext(403, 403, 403, 403)
+	handled := make(chan error, 1)
+	go func() {
+		_, err := r.svc.Engine.Handle(ctx, a)
+		handled <- err
+	}()
+	for _, g := range []*writeGate{alert, failed} {
+		select {
+		case <-g.held:
+		case err := <-handled:
+			t.Fatalf("handled before both writes were held: %v", err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("a write was not held in 20 s")
+		}
+	}
+	// The revocation's run has ended (its outcome is being written);
+	// now the alert is queued.
+	close(alert.open)
+	if err := <-handled; err != nil {
+		t.Fatal(err)
+	}
+	waitPosts(t, r.slack, 1)
+	if r.kong.Count("DELETE") != 0 {
+		t.Errorf("Kong DELETEs %d, want 0 (the revocation failed)", r.kong.Count("DELETE"))
 	}
 }

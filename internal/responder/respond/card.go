@@ -414,10 +414,13 @@ func (e *Engine) hastenAlert(ctx context.Context, root string) {
 		return
 	}
 	r, found, err := e.o.Outbox.Get(ctx, root)
-	if err != nil || !found || r.Kind != kindAlert || r.State != outbox.StatePending {
-		return
+	if err != nil || !found || r.Kind != kindAlert || r.State != outbox.StatePending || r.Attempts > 0 {
+		return // not waiting: running, done, or waiting for its own retry
 	}
 	at := r.Created.Add(e.o.Settings.GroupWait)
+	if !r.NextAttempt.After(at) {
+		return // not in an action wait
+	}
 	if now := e.now(); now.After(at) {
 		at = now
 	}
@@ -429,6 +432,9 @@ func (e *Engine) hastenAlert(ctx context.Context, root string) {
 // entry is closed or waits for a retry. Unknown reads as ended: nothing
 // will bring the alert forward for it.
 func (e *Engine) stepEnded(ctx context.Context, in Incident, key string) bool {
+	if e.ended.has(key) {
+		return true
+	}
 	if slices.ContainsFunc(in.Actions, func(a IncidentAction) bool { return a.Key == key }) {
 		return true
 	}
@@ -437,6 +443,34 @@ func (e *Engine) stepEnded(ctx context.Context, in Incident, key string) bool {
 		return true
 	}
 	return !(r.State == outbox.StateInFlight || (r.State == outbox.StatePending && r.Attempts == 0))
+}
+
+// endedSteps are the keys of the containment steps whose run ended in
+// this process, whatever the outcome: what an alert queued after its step
+// ended reads (stepEnded) while the step's outcome is not written yet.
+// Bounded as shownCards: past maxEndedSteps it starts again, and an alert
+// that missed its step's mark then waits its whole action wait.
+type endedSteps struct {
+	mu sync.Mutex
+	m  map[string]struct{}
+}
+
+const maxEndedSteps = 50_000
+
+func (s *endedSteps) mark(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil || len(s.m) >= maxEndedSteps {
+		s.m = map[string]struct{}{}
+	}
+	s.m[key] = struct{}{}
+}
+
+func (s *endedSteps) has(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.m[key]
+	return ok
 }
 
 // renderCard renders the incident's card for the channel whose top-level

@@ -60,7 +60,14 @@ func (e *Engine) Kinds() map[string]outbox.Kind {
 	// brings it forward sooner, as soon as the action is on the incident.
 	contains := func(f func(context.Context, outbox.Entry, job) ([]byte, error)) func(context.Context, outbox.Entry, job) ([]byte, error) {
 		return func(ctx context.Context, en outbox.Entry, j job) ([]byte, error) {
-			defer e.hastenAlerts(ctx, j.Incident)
+			defer func() {
+				// Marked before the alerts are looked for: an alert
+				// naming itself root meanwhile reads the mark
+				// (stepEnded), as the step's outcome is not written
+				// yet. Not on ctx, which ends at the kind's timeout.
+				e.ended.mark(en.Key)
+				e.hastenAlerts(context.WithoutCancel(ctx), j.Incident)
+			}()
 			return f(ctx, en, j)
 		}
 	}
@@ -702,6 +709,11 @@ func (e *Engine) runThrottle(ctx context.Context, en outbox.Entry, j job) ([]byt
 		}
 		return nil, e.permanent(ctx, j, string(playbooks.KindThrottle), err)
 	}
+	// On the card, and the alert waiting for it brought forward, before
+	// the audit record (which may wait for the batch's insert), as a
+	// revocation does.
+	e.note(ctx, j, en.Key, actThrottle, fmt.Sprintf("throttle done: %s (%s)", what, res.Status))
+	e.hastenAlerts(ctx, j.Incident)
 	if err := e.record(ctx, j, string(playbooks.KindThrottle), audit.ResultOK, fmt.Sprintf("%s: %s", res.Status, res.Detail)); err != nil {
 		return nil, err
 	}
@@ -714,7 +726,6 @@ func (e *Engine) runThrottle(ctx context.Context, en outbox.Entry, j job) ([]byt
 			return nil, err
 		}
 	}
-	e.note(ctx, j, en.Key, actThrottle, fmt.Sprintf("throttle done: %s (%s)", what, res.Status))
 	return saved, nil
 }
 

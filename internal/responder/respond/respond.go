@@ -85,9 +85,10 @@ type Settings struct {
 	GroupWait time.Duration
 	// ActionWait is how much longer than GroupWait an incident's first
 	// alert waits for a containment step (revoke, quarantine, throttle)
-	// queued before it in its playbook: it is posted as soon as the step's
-	// first run ends, with the outcome on its card, and at GroupWait +
-	// ActionWait at the latest. 0: it does not wait.
+	// queued before it in its playbook: it is posted as soon as the first
+	// such step's first run ends (its card then shows the action if it
+	// was done), and at GroupWait + ActionWait at the latest. 0: it does
+	// not wait.
 	ActionWait            time.Duration
 	IncidentWindow        time.Duration
 	RepeatInterval        time.Duration
@@ -193,6 +194,8 @@ type Engine struct {
 	// shown remembers the cards this process posted or updated (see
 	// cardShown).
 	shown shownCards
+	// ended: containment steps whose run ended (stepEnded).
+	ended endedSteps
 	// posting holds the alerts being posted (see postingCards).
 	posting postingCards
 }
