@@ -132,12 +132,10 @@ func TestAlertWaitsForTheFirstRunOnly(t *testing.T) {
 // forward.
 func TestAlertBroughtForwardByItself(t *testing.T) {
 	ctx := context.Background()
-	gc := &heldChangelog{MemChangelog: partstate.NewMemChangelog(4), held: make(chan struct{}, 1), open: make(chan struct{}),
-		gate: func(r partstate.Record) bool {
-			// The payload record of the alert (a job with a channel).
-			return strings.HasPrefix(r.Key, "o/\x00") && bytes.Contains(r.Value, []byte(`"channel":"#soc-alerts"`))
-		}}
-	r, a := waitingRig(t, func(r *rig) { r.stateLog, r.seen = gc, &memBatchSeen{ids: map[string]bool{}} })
+	gc := newGate(alertPayload)
+	r, a := waitingRig(t, func(r *rig) {
+		r.stateLog, r.seen = &gatesChangelog{MemChangelog: partstate.NewMemChangelog(4), gates: []*writeGate{gc}}, &memBatchSeen{ids: map[string]bool{}}
+	})
 	handled := make(chan error, 1)
 	go func() {
 		_, err := r.svc.Engine.Handle(ctx, a)
@@ -176,6 +174,12 @@ func TestAlertBroughtForwardByItself(t *testing.T) {
 	}
 }
 
+// alertPayload matches the payload record of an alert queued for
+// #soc-alerts (a job with a channel).
+func alertPayload(r partstate.Record) bool {
+	return strings.HasPrefix(r.Key, "o/\x00") && bytes.Contains(r.Value, []byte(`"channel":"#soc-alerts"`))
+}
+
 // gatesChangelog holds back each Append carrying a record a gate matches,
 // until that gate is opened, telling the gate's held channel once.
 type gatesChangelog struct {
@@ -212,9 +216,7 @@ func (g *gatesChangelog) Append(ctx context.Context, p int32, recs ...partstate.
 // the mark its run left, not by its entry, and brings itself forward.
 func TestAlertBroughtForwardAfterAFailedStep(t *testing.T) {
 	ctx := context.Background()
-	alert := newGate(func(r partstate.Record) bool {
-		return strings.HasPrefix(r.Key, "o/\x00") && bytes.Contains(r.Value, []byte(`"channel":"#soc-alerts"`))
-	})
+	alert := newGate(alertPayload)
 	failed := newGate(func(r partstate.Record) bool {
 		return strings.HasSuffix(r.Key, "-contain-0") && bytes.Contains(r.Value, []byte(`"state":"failed"`))
 	})

@@ -128,45 +128,17 @@ func TestIncidentWritesPerAnomaly(t *testing.T) {
 	}
 }
 
-// heldChangelog holds back the Appends that carry a record gate matches
-// until open is closed, telling held of each; once open is closed it
-// holds back none.
-type heldChangelog struct {
-	*partstate.MemChangelog
-	gate func(partstate.Record) bool
-	held chan struct{}
-	open chan struct{}
-}
-
-func (g *heldChangelog) Append(ctx context.Context, p int32, recs ...partstate.Record) error {
-	select {
-	case <-g.open:
-	default:
-		for _, r := range recs {
-			if g.gate(r) {
-				g.held <- struct{}{}
-				<-g.open
-				break
-			}
-		}
-	}
-	return g.MemChangelog.Append(ctx, p, recs...)
-}
-
 // TestAlertsOfIncidentsQueueApart: while one incident's alert waits for
 // its write to the state topic, another incident's alert is queued. One
 // lock for every incident's alert made each wait for every other's
 // writes, which capped an instance near one alert per two round trips.
 func TestAlertsOfIncidentsQueueApart(t *testing.T) {
 	ctx := context.Background()
-	gc := &heldChangelog{MemChangelog: partstate.NewMemChangelog(4), held: make(chan struct{}, 1), open: make(chan struct{}),
-		gate: func(r partstate.Record) bool {
-			// The payload record of agent-a's alert (a job with a channel).
-			return strings.HasPrefix(r.Key, "o/\x00") && bytes.Contains(r.Value, []byte(`"agent_id":"agent-a"`)) &&
-				bytes.Contains(r.Value, []byte(`"channel":"#soc-alerts"`))
-		}}
+	gc := newGate(func(r partstate.Record) bool {
+		return alertPayload(r) && bytes.Contains(r.Value, []byte(`"agent_id":"agent-a"`))
+	})
 	r := newRigWith(t, func(r *rig) {
-		r.stateLog, r.seen = gc, &memBatchSeen{ids: map[string]bool{}}
+		r.stateLog, r.seen = &gatesChangelog{MemChangelog: partstate.NewMemChangelog(4), gates: []*writeGate{gc}}, &memBatchSeen{ids: map[string]bool{}}
 		r.playbooks = revokeThenNotify
 	})
 	r.kong.Add("agent-a", "cred-a", "key-a")
