@@ -105,6 +105,9 @@ type Record struct {
 	Partition int32
 	Offset    int64
 	Time      time.Time
+	// retryKey, when set, names the key of the n-th retry of a write
+	// (n from 1): see Table.PutRetryAs.
+	retryKey func(n int) string
 }
 
 // Tombstone reports whether r deletes its key.

@@ -208,10 +208,10 @@ func (c *multiCommitter) writeOnce(ctx context.Context, parts map[tp][]Record) (
 
 // writeRetrying writes parts again, after a pause, and again the
 // partitions whose write failed with what a leader change or a dropped
-// connection causes, until ctx ends (a retried write that had landed
-// leaves records twice: every reader keeps the last value of a key, and
-// the readers that fold the log, budget claims, count a key once). The
-// partitions that succeeded are not written again. It returns every
+// connection causes, until ctx ends. A retried write that had landed
+// leaves records twice: readers keep the last value of a key, and a
+// record that must not be there twice under one key names the keys of
+// its retries (Table.PutRetryAs). The partitions that succeeded are not written again. It returns every
 // partition's last outcome, first's when ctx ends before it was written
 // again.
 func (c *multiCommitter) writeRetrying(ctx context.Context, parts map[tp][]Record, first map[tp]partResult) map[tp]partResult {
@@ -221,13 +221,13 @@ func (c *multiCommitter) writeRetrying(ctx context.Context, parts map[tp][]Recor
 	}
 	todo := parts
 	wait := 50 * time.Millisecond
-	for {
+	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
 			return out
 		case <-time.After(wait):
 		}
-		res, again := c.writeOnce(ctx, todo)
+		res, again := c.writeOnce(ctx, renamed(todo, n))
 		maps.Copy(out, res)
 		if len(again) == 0 {
 			return out
@@ -235,6 +235,32 @@ func (c *multiCommitter) writeRetrying(ctx context.Context, parts map[tp][]Recor
 		todo = again
 		wait = min(2*wait, time.Second)
 	}
+}
+
+// renamed returns parts with every record that names the key of its
+// retries (Record.retryKey) under its n-th retry's key; parts itself if
+// none does, which is the common case.
+func renamed(parts map[tp][]Record, n int) map[tp][]Record {
+	var out map[tp][]Record
+	for p, recs := range parts {
+		if !slices.ContainsFunc(recs, func(r Record) bool { return r.retryKey != nil }) {
+			continue
+		}
+		if out == nil {
+			out = maps.Clone(parts)
+		}
+		recs = slices.Clone(recs)
+		for i, r := range recs {
+			if r.retryKey != nil {
+				recs[i].Key = r.retryKey(n)
+			}
+		}
+		out[p] = recs
+	}
+	if out == nil {
+		return parts
+	}
+	return out
 }
 
 // produceParts writes parts, of one topic or several, in one produce

@@ -21,6 +21,9 @@ type fakeTopic struct {
 	requests []map[tp]int // per request, records asked per partition
 	gate     chan struct{}
 	fail     map[tp][]error // per partition, errors of its next writes
+	// landed: a failed write appends its records all the same (the
+	// answer was lost, not the write).
+	landed bool
 }
 
 // st names partition p of the topic "state".
@@ -39,6 +42,9 @@ func (f *fakeTopic) write(_ context.Context, parts map[tp][]Record) map[tp]partR
 		if errs := f.fail[p]; len(errs) > 0 {
 			f.fail[p] = errs[1:]
 			out[p] = partResult{err: errs[0]}
+			if f.landed {
+				f.parts[p] = append(f.parts[p], recs...)
+			}
 			continue
 		}
 		out[p] = partResult{base: int64(len(f.parts[p]))}
@@ -195,6 +201,32 @@ func TestMultiCommitterRetryHoldsOnlyItsPartition(t *testing.T) {
 	defer f.mu.Unlock()
 	if got := f.parts[st(1)]; len(got) != 2 || got[0].Key != "b1" || got[1].Key != "b2" || off != 1 {
 		t.Errorf("partition 1 holds %v (b2 at %d); want b1 then b2", got, off)
+	}
+}
+
+// A write that landed but whose answer was lost is written again, and a
+// record that names the keys of its retries is there under a new key each
+// time, while the others keep theirs; the caller gets the offset of the
+// copy that was acknowledged.
+func TestMultiCommitterRetryRenamesWhatAsksTo(t *testing.T) {
+	lost := kafkago.NotEnoughReplicasAfterAppend
+	f := &fakeTopic{parts: map[tp][]Record{}, fail: map[tp][]error{gl: {lost, lost}}, landed: true}
+	c := newMultiCommitter(10*time.Second, f.write)
+	off, err := c.append(t.Context(), gl, []Record{
+		{Key: "plain", Value: []byte("v")},
+		{Key: "once", Value: []byte("v"), retryKey: func(n int) string { return fmt.Sprintf("once~%d", n) }},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var keys []string
+	for _, r := range f.parts[gl] {
+		keys = append(keys, r.Key)
+	}
+	if want := []string{"plain", "once", "plain", "once~1", "plain", "once~2"}; !slices.Equal(keys, want) || off != 4 {
+		t.Fatalf("the partition holds %v and the caller got offset %d; want %v and 4", keys, off, want)
 	}
 }
 

@@ -148,17 +148,35 @@ var ErrClosed = errors.New("closed")
 // Put writes value under key and returns its offset once it is durable
 // and applied here. An empty value deletes the key (a tombstone).
 func (t *Table) Put(ctx context.Context, key string, value []byte) (int64, error) {
+	return t.put(ctx, Record{Key: key, Value: value})
+}
+
+// PutRetryAs is Put for a record that must not be in the topic twice
+// under one key: when its write is tried again after a failure whose
+// outcome is unknown (a dropped connection or a timeout, where the first
+// try may have landed), the n-th retry (n from 1) writes it under
+// retryKey(n). Compaction keeps only the latest record of a key, so a
+// second copy under the same key would, once the cleaner ran, take the
+// first one's place in the log for a reader that restores, while readers
+// that followed the log saw the first; under distinct keys every reader
+// sees every copy where it landed. The reader decides what a copy means
+// (budget claims count an id once).
+func (t *Table) PutRetryAs(ctx context.Context, key string, value []byte, retryKey func(n int) string) (int64, error) {
+	return t.put(ctx, Record{Key: key, Value: value, retryKey: retryKey})
+}
+
+func (t *Table) put(ctx context.Context, r Record) (int64, error) {
 	select {
 	case <-t.done:
 		return 0, fmt.Errorf("table %s: %w", t.cfg.Topic, ErrClosed)
 	default:
 	}
 	if err := t.cfg.fenced(); err != nil {
-		return 0, fmt.Errorf("table %s: put %q refused: %w", t.cfg.Topic, key, err)
+		return 0, fmt.Errorf("table %s: put %q refused: %w", t.cfg.Topic, r.Key, err)
 	}
-	off, err := t.prod.append(ctx, t.cfg.Topic, 0, []Record{{Key: key, Value: value}})
+	off, err := t.prod.append(ctx, t.cfg.Topic, 0, []Record{r})
 	if err != nil {
-		return 0, fmt.Errorf("table %s: put %q: %w", t.cfg.Topic, key, err)
+		return 0, fmt.Errorf("table %s: put %q: %w", t.cfg.Topic, r.Key, err)
 	}
 	return off, t.waitApplied(ctx, off)
 }
