@@ -39,6 +39,7 @@ import (
 // Put and Delete are durable and applied in this process when they return.
 type Table interface {
 	Put(ctx context.Context, key string, value []byte) (int64, error)
+	PutRetryAs(ctx context.Context, key string, value []byte, retryKey func(n int) string) (int64, error)
 	Delete(ctx context.Context, key string) (int64, error)
 }
 

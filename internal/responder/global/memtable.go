@@ -54,6 +54,12 @@ func (m *MemTable) Put(ctx context.Context, key string, value []byte) (int64, er
 	return m.write(ctx, key, append([]byte(nil), value...))
 }
 
+// PutRetryAs implements Table: a write here never fails after it landed,
+// so it is never retried and retryKey is not used.
+func (m *MemTable) PutRetryAs(ctx context.Context, key string, value []byte, _ func(n int) string) (int64, error) {
+	return m.Put(ctx, key, value)
+}
+
 // Delete implements Table: a tombstone.
 func (m *MemTable) Delete(ctx context.Context, key string) (int64, error) {
 	return m.write(ctx, key, nil)

@@ -24,6 +24,14 @@ func (l *lateTable) Put(ctx context.Context, key string, value []byte) (int64, e
 	return t.Put(ctx, key, value)
 }
 
+func (l *lateTable) PutRetryAs(ctx context.Context, key string, value []byte, retryKey func(n int) string) (int64, error) {
+	t := l.t.Load()
+	if t == nil {
+		return 0, errTableNotOpen
+	}
+	return t.PutRetryAs(ctx, key, value, retryKey)
+}
+
 func (l *lateTable) Delete(ctx context.Context, key string) (int64, error) {
 	t := l.t.Load()
 	if t == nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +19,10 @@ import (
 // your writes). Implementations are safe for concurrent use.
 type Table interface {
 	Put(ctx context.Context, key string, value []byte) (int64, error)
+	// PutRetryAs is Put, except that a retry of the write after a
+	// failure whose outcome is unknown writes the record under
+	// retryKey(n) for the n-th retry (kstate.Table.PutRetryAs says why).
+	PutRetryAs(ctx context.Context, key string, value []byte, retryKey func(n int) string) (int64, error)
 	Delete(ctx context.Context, key string) (int64, error)
 }
 
@@ -32,6 +37,29 @@ const (
 )
 
 const refundSuffix = "/r"
+
+// copySep separates a claim's or refund's key from the number of the
+// retry that wrote it: "b/<id>~2" is the second retry's copy of
+// "b/<id>". Claim ids are hex, so the separator is never part of one.
+const copySep = "~"
+
+// retryKeys returns the keys of the retries of key's write.
+func retryKeys(key string) func(n int) string {
+	return func(n int) string { return key + copySep + strconv.Itoa(n) }
+}
+
+// copyOf returns the id a key names without its retry number, and
+// whether it was a retry's copy.
+func copyOf(id string) (string, bool) {
+	i := strings.LastIndex(id, copySep)
+	if i < 0 {
+		return id, false
+	}
+	if _, err := strconv.ParseUint(id[i+len(copySep):], 10, 32); err != nil {
+		return id, false
+	}
+	return id[:i], true
+}
 
 // Claims is the revocation budget of the distributed mode: every automatic
 // revocation of any instance writes a claim to the global table, and the
@@ -50,9 +78,12 @@ const refundSuffix = "/r"
 // of the others by d shortens the window by up to d in real time: keep
 // the instances' clocks in sync.
 //
-// Claims are written once under a fresh id and never rewritten, so the
-// topic's compaction never drops one and the fold replays identically
-// after a restart: re-counting at start is the fold over the table. Sweep
+// Claims are written under a fresh id and never rewritten. A write
+// retried after a lost answer writes its copy under a key of its own
+// ("<id>~1", …) and the fold counts an id once, so the topic's compaction
+// never drops a claim or moves one to a later place in the log, and the
+// fold replays identically after a restart: re-counting at start is the
+// fold over the table. Sweep
 // deletes the claims that can no longer change a verdict, so the topic
 // and every instance's restore do not grow with every revocation for the
 // life of the deployment. Safe for concurrent use.
@@ -67,7 +98,8 @@ type Claims struct {
 	wins []win     // winning claims within interval of last, oldest first
 	// seen holds the claims (and refunds) folded within two intervals of
 	// last, with their effective times: a produce retried after a lost
-	// answer can leave a record twice, and the second must not count.
+	// answer can leave a record twice (under another key, see Claim),
+	// and the second must not count.
 	seen map[string]time.Time
 	// seenOrder lists seen's entries as they were set, which is in time
 	// order (effective times only grow along the log), so the expired
@@ -82,8 +114,9 @@ type Claims struct {
 	// tombstone for them was applied since.
 	hist   []histRec
 	inHist map[string]bool
-	// decided, if set, learns every verdict (tests).
-	decided func(id string, won bool)
+	// decided, if set, learns every verdict, by the key of the record
+	// that carried the claim (tests).
+	decided func(key string, won bool)
 }
 
 // histRec is a folded claim or refund: at is the claim's effective time,
@@ -91,7 +124,10 @@ type Claims struct {
 // along the log. An empty key marks a place the record has left (written
 // again later).
 type histRec struct {
-	key   string
+	key string
+	// id is the claim's id ("<id>/r" for a refund), the same for every
+	// copy of the record.
+	id    string
 	at    time.Time
 	claim bool
 }
@@ -161,6 +197,7 @@ func (c *Claims) Apply(key string, value []byte) {
 	if !ok {
 		return
 	}
+	id, retried := copyOf(id)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if value == nil {
@@ -168,13 +205,17 @@ func (c *Claims) Apply(key string, value []byte) {
 		return
 	}
 	if _, dup := c.seen[id]; dup {
-		c.moveLocked(key)
+		if retried {
+			c.remember(histRec{key: key, id: id, at: c.last})
+		} else {
+			c.moveLocked(key, id)
+		}
 		return
 	}
 	c.folded++
 	if claim, ok := strings.CutSuffix(id, refundSuffix); ok {
 		c.see(id, c.last)
-		c.remember(histRec{key: key, at: c.last})
+		c.remember(histRec{key: key, id: id, at: c.last})
 		for i, w := range c.wins {
 			if w.id == claim {
 				c.wins = append(c.wins[:i], c.wins[i+1:]...)
@@ -207,9 +248,9 @@ func (c *Claims) Apply(key string, value []byte) {
 	if won {
 		c.wins = append(c.wins, win{id: id, at: at})
 	}
-	c.remember(histRec{key: key, at: at, claim: true})
+	c.remember(histRec{key: key, id: id, at: at, claim: true})
 	if c.decided != nil {
-		c.decided(id, won)
+		c.decided(key, won)
 	}
 	if ch, ok := c.waiting[id]; ok {
 		ch <- won
@@ -226,6 +267,7 @@ func (c *Claims) Claim(ctx context.Context, by string) (id string, won bool, err
 		return "", false, fmt.Errorf("budget claim id: %w", err)
 	}
 	id = hex.EncodeToString(b[:])
+	key := ClaimPrefix + id
 	val, err := json.Marshal(claimValue{At: c.now().UTC(), By: by})
 	if err != nil {
 		return "", false, fmt.Errorf("encode budget claim: %w", err)
@@ -239,7 +281,7 @@ func (c *Claims) Claim(ctx context.Context, by string) (id string, won bool, err
 		delete(c.waiting, id)
 		c.mu.Unlock()
 	}()
-	if _, err := c.t.Put(ctx, ClaimPrefix+id, val); err != nil {
+	if _, err := c.t.PutRetryAs(ctx, key, val, retryKeys(key)); err != nil {
 		return "", false, fmt.Errorf("write budget claim: %w", err)
 	}
 	select {
@@ -260,7 +302,8 @@ func (c *Claims) Refund(ctx context.Context, id string) error {
 		return nil
 	}
 	val, _ := json.Marshal(claimValue{At: c.now().UTC()})
-	if _, err := c.t.Put(ctx, ClaimPrefix+id+refundSuffix, val); err != nil {
+	key := ClaimPrefix + id + refundSuffix
+	if _, err := c.t.PutRetryAs(ctx, key, val, retryKeys(key)); err != nil {
 		return fmt.Errorf("refund budget claim %s: %w", id, err)
 	}
 	return nil

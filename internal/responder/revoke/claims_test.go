@@ -50,6 +50,10 @@ func (m *memTable) Put(_ context.Context, key string, value []byte) (int64, erro
 	return int64(len(m.log) - 1), nil
 }
 
+func (m *memTable) PutRetryAs(ctx context.Context, key string, value []byte, _ func(n int) string) (int64, error) {
+	return m.Put(ctx, key, value)
+}
+
 func (m *memTable) Delete(ctx context.Context, key string) (int64, error) {
 	return m.Put(ctx, key, nil)
 }
@@ -98,8 +102,13 @@ func TestClaimsFoldTable(t *testing.T) {
 		{"clock behind, later claim after the window", 1, []rec{{"a", m(20), false}, {"b", m(5), false}, {"c", m(30), false}}, []string{"c"}},
 		{"refund makes room", 1, []rec{{"a", m(0), false}, {"a", m(1), true}, {"b", m(2), false}}, []string{"b"}},
 		{"refund of a loser changes nothing", 1, []rec{{"a", m(0), false}, {"b", m(1), false}, {"b", m(1), true}, {"c", m(2), false}}, []string{"a"}},
-		// A produce retried after a lost answer leaves the claim twice.
-		{"a claim written twice counts once", 2, []rec{{"a", m(0), false}, {"a", m(0), false}, {"b", m(1), false}}, []string{"a", "b"}},
+		// A produce retried after a lost answer leaves the claim twice:
+		// under the retry's key, as Claim writes it, or (written by
+		// something else) under the same key.
+		{"a retry's copy counts once", 2, []rec{{"a", m(0), false}, {"a~1", m(0), false}, {"b", m(1), false}}, []string{"a", "b"}},
+		{"a claim whose first try did not land", 2, []rec{{"a~1", m(0), false}, {"a~2", m(0), false}, {"b", m(1), false}}, []string{"a", "b"}},
+		{"a claim written twice under one key counts once", 2, []rec{{"a", m(0), false}, {"a", m(0), false}, {"b", m(1), false}}, []string{"a", "b"}},
+		{"a refund's copy is a refund", 1, []rec{{"a", m(0), false}, {"a", m(1), true}, {"a~1", m(12), true}, {"b", m(12), false}}, []string{"b"}},
 		{"zero budget", 0, []rec{{"a", m(0), false}}, []string{}},
 	}
 	for _, tt := range tests {
@@ -108,7 +117,11 @@ func TestClaimsFoldTable(t *testing.T) {
 			for _, r := range tt.log {
 				key := ClaimPrefix + r.id
 				if r.refund {
-					key += refundSuffix
+					id, n, retry := strings.Cut(r.id, copySep)
+					key = ClaimPrefix + id + refundSuffix
+					if retry {
+						key += copySep + n
+					}
 				}
 				c.Apply(key, claimRecord(t, r.at))
 			}
@@ -363,6 +376,7 @@ func TestClaimsForgetSeenAfterTwoIntervals(t *testing.T) {
 	}
 	folded := c.folded
 	c.Apply(ClaimPrefix+"c45", claimRecord(t, t0.Add(45*time.Minute)))
+	c.Apply(ClaimPrefix+"c44~1", claimRecord(t, t0.Add(44*time.Minute)))
 	if c.folded != folded {
 		t.Error("a claim written again within two intervals was counted again")
 	}

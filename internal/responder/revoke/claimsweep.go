@@ -25,8 +25,9 @@ import (
 // every verdict after it, depends only on claims from the pause on. Sweep
 // deletes every claim (and refund) folded before the latest such pause,
 // provided the pause began more than two intervals before the latest
-// claim folded here. For any instance that folds what is left, with any
-// subset of the deleted records still there (compaction drops them
+// claim folded here, and that no copy of a record (a retry's, see Claim)
+// is on each side of it. For any instance that folds what is left, with
+// any subset of the deleted records still there (compaction drops them
 // segment by segment) and with or without the tombstones:
 //
 //   - effective times of the kept claims are the same: an effective time
@@ -36,10 +37,16 @@ import (
 //     its verdict is the same;
 //   - the latest claim is kept, so a later claim from a clock that is
 //     behind still counts at the same effective time everywhere;
-//   - a retried write of a deleted claim arriving later counts the same
-//     way as without the sweep: the fold forgets claim ids two intervals
-//     behind the latest claim (seen), and the deleted ones are further
-//     back than that;
+//   - whether a kept copy of a record counts (the fold counts an id once
+//     while it remembers it, two intervals) is the same: its earlier
+//     copies, and the records their effective times depend on, are kept
+//     too. Without that rule, an instance that still saw a deleted copy
+//     but not the deleted first one would remember the id from a later
+//     time than the others, and ignore a copy they count;
+//   - a retry's copy of a deleted record arriving later counts the same
+//     way as without the sweep: the fold forgets ids two intervals behind
+//     the latest claim (seen), and the deleted ones are further back
+//     than that;
 //   - a refund of a deleted claim changes nothing, with or without its
 //     claim: the claim is outside every later window.
 //
@@ -72,12 +79,14 @@ func (c *Claims) remember(r histRec) {
 	c.hist = append(c.hist, r)
 }
 
-// moveLocked notes that key was written again (a produce retried after a
-// lost answer) while the fold still knows it: the fold ignores the copy,
-// but compaction keeps the later copy, not the first, so the key may be
-// deleted only once its latest place in the log is before the cut. The
-// first place still counts as a claim in finding pauses. c.mu is held.
-func (c *Claims) moveLocked(key string) {
+// moveLocked notes that key was written again under the same key while
+// the fold still knows it (this package writes a retry's copy under a key
+// of its own, but the topic may hold such a copy from elsewhere): the
+// fold ignores the copy, but compaction keeps the later copy, not the
+// first, so the key may be deleted only once its latest place in the log
+// is before the cut. The first place still counts as a claim in finding
+// pauses. c.mu is held.
+func (c *Claims) moveLocked(key, id string) {
 	if dead, ok := c.inHist[key]; !ok || dead {
 		return
 	}
@@ -86,7 +95,7 @@ func (c *Claims) moveLocked(key string) {
 			c.hist[i].key = ""
 		}
 	}
-	c.hist = append(c.hist, histRec{key: key, at: c.last})
+	c.hist = append(c.hist, histRec{key: key, id: id, at: c.last})
 }
 
 // forgetLocked marks key deleted and drops the deleted records at the
@@ -115,7 +124,7 @@ func (c *Claims) Sweepable() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	limit := c.last.Add(-2 * c.interval)
-	end := 0 // hist[:end] may go
+	var cuts []int // hist[:cut] may go, for each cut
 	prev := -1
 	for i, r := range c.hist {
 		if !r.claim {
@@ -124,10 +133,30 @@ func (c *Claims) Sweepable() []string {
 		if prev >= 0 {
 			p := c.hist[prev].at
 			if !r.at.Before(p.Add(c.interval)) && p.Before(limit) {
-				end = i
+				cuts = append(cuts, i)
 			}
 		}
 		prev = i
+	}
+	// The latest cut with no copies of one record on both sides (see
+	// the comment above).
+	firstAt := make(map[string]int, len(c.hist))
+	for i, r := range c.hist {
+		if _, ok := firstAt[r.id]; !ok {
+			firstAt[r.id] = i
+		}
+	}
+	end := 0
+	first := len(c.hist) // the earliest place of any copy of what hist[j:] holds
+	j := len(c.hist)
+	for k := len(cuts) - 1; k >= 0; k-- {
+		for ; j > cuts[k]; j-- {
+			first = min(first, firstAt[c.hist[j-1].id])
+		}
+		if first >= cuts[k] {
+			end = cuts[k]
+			break
+		}
 	}
 	var keys []string
 	for _, r := range c.hist[:end] {
