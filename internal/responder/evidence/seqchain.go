@@ -2,10 +2,13 @@ package evidence
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -13,10 +16,12 @@ import (
 )
 
 // Sequencer is a log that every responder instance applies in one order:
-// the global table (kstate.Table). Put returns once the record was
+// the global table (kstate.Table). A put returns once the record was
 // applied in this process.
 type Sequencer interface {
-	Put(ctx context.Context, key string, value []byte) (int64, error)
+	// PutRetryAs is kstate.Table.PutRetryAs: a retry of the write after
+	// a failure whose outcome is unknown goes under retryKey(n).
+	PutRetryAs(ctx context.Context, key string, value []byte, retryKey func(n int) string) (int64, error)
 }
 
 // Mirror keeps the records the sequencer placed, for reading and
@@ -73,6 +78,19 @@ var ErrBundlePlaced = errors.New("the evidence chain already holds this bundle i
 // SequencedKeyPrefix is the key prefix of the chain's records on the
 // sequencer's log.
 const SequencedKeyPrefix = "e/"
+
+// sequencedKey is the key a record goes under on the log: one of its own
+// for every record, however many share a bundle id (a bundle linked again
+// after the chain moved; the same id written on another host), and one of
+// its own for every copy of a retried write. The fold places records
+// where they are in the log, and the topic is compacted: under a shared
+// key, the cleaner would keep only the latest record and drop a placed
+// one, and an instance restoring after it ran would refuse every record
+// linked to it.
+func sequencedKey(bundleID string, value []byte) string {
+	h := sha256.Sum256(value)
+	return SequencedKeyPrefix + bundleID + "/" + hex.EncodeToString(h[:16])
+}
 
 // NewSequencedChain returns a chain whose records go to mirror. Register
 // Apply with the table (for keys with SequencedKeyPrefix) before it is
@@ -158,7 +176,8 @@ func (c *SequencedChain) Append(ctx context.Context, rec Record) error {
 	if err != nil {
 		return fmt.Errorf("append bundle %s: %w", rec.BundleID, err)
 	}
-	off, err := s.Put(ctx, SequencedKeyPrefix+rec.BundleID, b)
+	key := sequencedKey(rec.BundleID, b)
+	off, err := s.PutRetryAs(ctx, key, b, func(n int) string { return key + "~" + strconv.Itoa(n) })
 	if err != nil {
 		return fmt.Errorf("append bundle %s at seq %d: %w", rec.BundleID, rec.Seq, err)
 	}

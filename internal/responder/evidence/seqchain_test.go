@@ -20,6 +20,9 @@ type memLog struct {
 	off     int64
 	chains  []*SequencedChain
 	history []kstate.Record
+	// lost, when set, makes the next put land but lose its answer: lost
+	// runs, and the put is retried (as kstate's committer does).
+	lost func()
 }
 
 // replay applies the whole log to c, as a process restoring the table does.
@@ -31,7 +34,40 @@ func (l *memLog) replay(c *SequencedChain) {
 	}
 }
 
-func (l *memLog) Put(_ context.Context, key string, value []byte) (int64, error) {
+func (l *memLog) PutRetryAs(ctx context.Context, key string, value []byte, retryKey func(n int) string) (int64, error) {
+	l.mu.Lock()
+	lost := l.lost
+	l.lost = nil
+	l.mu.Unlock()
+	if lost != nil {
+		if _, err := l.put(ctx, key, value); err != nil {
+			return 0, err
+		}
+		lost()
+		key = retryKey(1)
+	}
+	return l.put(ctx, key, value)
+}
+
+// compacted returns the log as a reader sees it once compaction ran: the
+// latest record of each key.
+func (l *memLog) compacted() []kstate.Record {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	latest := map[string]int64{}
+	for _, r := range l.history {
+		latest[r.Key] = r.Offset
+	}
+	var out []kstate.Record
+	for _, r := range l.history {
+		if latest[r.Key] == r.Offset {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (l *memLog) put(_ context.Context, key string, value []byte) (int64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	r := kstate.Record{Key: key, Value: value, Offset: l.off}
@@ -175,6 +211,58 @@ func TestSequencedChainRetriedPutIsNotRefused(t *testing.T) {
 	}
 	if _, seq, _ := c.Head(t.Context()); seq != 1 {
 		t.Fatalf("head seq = %d after a refused bundle, want 1", seq)
+	}
+}
+
+// An instance restoring from the compacted topic places the same records
+// as the instances that followed it: a retried put whose first copy was
+// placed, with another instance's record linked to it between the two
+// copies; a bundle linked again after the chain moved; the same bundle id
+// written again with another manifest (placed once).
+func TestSequencedChainSameAfterCompaction(t *testing.T) {
+	log := &memLog{}
+	a, b := NewSequencedChain(&memMirror{}, nil), NewSequencedChain(&memMirror{}, nil)
+	log.chains = []*SequencedChain{a, b}
+	a.Attach(log)
+	b.Attach(log)
+	appendNext(t, a, "b0")
+	log.lost = func() { appendNext(t, b, "b2") }
+	rec := Record{Seq: 2, BundleID: "b1", AgentID: "a", AnomalyID: "x", ManifestSHA256: hashOf("b1"), PrevSHA256: hashOf("b01"), CreatedMs: 1}
+	if err := a.Append(t.Context(), rec); err != nil {
+		t.Fatal(err)
+	}
+	if tries := appendNext(t, a, "b3"); tries != 1 {
+		t.Fatalf("b3 placed after %d tries", tries)
+	}
+	stale, staleSeq, _ := a.Head(t.Context())
+	appendNext(t, b, "b4")
+	b5 := Record{Seq: staleSeq + 1, BundleID: "b5", AgentID: "a", AnomalyID: "x", ManifestSHA256: hashOf("b5"), PrevSHA256: stale, CreatedMs: 1}
+	if err := a.Append(t.Context(), b5); !errors.Is(err, ErrChainMoved) {
+		t.Fatalf("b5 after a stale head: %v, want ErrChainMoved", err)
+	}
+	if tries := appendNext(t, a, "b5"); tries != 1 {
+		t.Fatalf("b5 linked again placed after %d tries", tries)
+	}
+	again := rec
+	again.Seq, again.ManifestSHA256 = 99, hashOf("b1 again")
+	if err := a.Append(t.Context(), again); !errors.Is(err, ErrChainMoved) && !errors.Is(err, ErrBundlePlaced) {
+		t.Fatalf("b1 again: %v", err)
+	}
+	head, seq, _ := a.Head(t.Context())
+	if seq != 6 {
+		t.Fatalf("head seq %d, want 6 (b0 b1 b2 b3 b4 b5)", seq)
+	}
+	restored := NewSequencedChain(&memMirror{}, nil)
+	for _, r := range log.compacted() {
+		restored.Apply(r)
+	}
+	if h, s, _ := restored.Head(t.Context()); h != head || s != seq {
+		t.Fatalf("restored from the compacted topic: head seq %d %s; the instances that followed it: seq %d %s", s, h, seq, head)
+	}
+	for i, r := range a.placed {
+		if got := restored.placed[i]; got.BundleID != r.BundleID || got.ManifestSHA256 != r.ManifestSHA256 {
+			t.Fatalf("restored chain places %s at seq %d, the others %s", got.BundleID, i+1, r.BundleID)
+		}
 	}
 }
 
