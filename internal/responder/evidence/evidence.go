@@ -486,6 +486,13 @@ func readManifest(dir string) ([]byte, error) {
 	return b, nil
 }
 
+// placer is a ChainStore that places records before it stores them
+// (SequencedChain): a write whose answer was lost may have placed the
+// bundle, which its store then gets only later.
+type placer interface {
+	placedRecord(id string) (Record, bool)
+}
+
 // Resume returns the existing bundle id under root, the caller's way to
 // snapshot an incident idempotently: after Snapshot fails with ErrExists
 // or ErrUnrecorded, Resume gives the bundle. The bundle's files must
@@ -503,6 +510,11 @@ func Resume(ctx context.Context, store ChainStore, root, id string) (Bundle, err
 	recs, err := findRecords(ctx, store, id)
 	if err != nil {
 		return Bundle{}, fmt.Errorf("resume bundle %s: %w", id, err)
+	}
+	if p, ok := store.(placer); ok && len(recs) == 0 {
+		if r, ok := p.placedRecord(id); ok {
+			recs = []Record{r}
+		}
 	}
 	for _, r := range recs {
 		if r.ManifestSHA256 == sum {

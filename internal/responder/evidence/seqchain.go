@@ -2,7 +2,7 @@ package evidence
 
 import (
 	"context"
-	"crypto/sha256"
+	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -79,17 +79,22 @@ var ErrBundlePlaced = errors.New("the evidence chain already holds this bundle i
 // sequencer's log.
 const SequencedKeyPrefix = "e/"
 
-// sequencedKey is the key a record goes under on the log: one of its own
-// for every record, however many share a bundle id (a bundle linked again
-// after the chain moved; the same id written on another host), and one of
-// its own for every copy of a retried write. The fold places records
-// where they are in the log, and the topic is compacted: under a shared
-// key, the cleaner would keep only the latest record and drop a placed
-// one, and an instance restoring after it ran would refuse every record
-// linked to it.
-func sequencedKey(bundleID string, value []byte) string {
-	h := sha256.Sum256(value)
-	return SequencedKeyPrefix + bundleID + "/" + hex.EncodeToString(h[:16])
+// sequencedKey returns the key a write of a record goes under on the
+// log: one of its own for every write, however many share a bundle id (a
+// bundle linked again after the chain moved; the same id written on
+// another host; the same record appended again by Resume after a write
+// whose outcome was unknown), and one of its own for every copy of a
+// retried write (Append). The fold places records where they are in the
+// log, and the topic is compacted: under a shared key, the cleaner would
+// keep only the latest record and drop a placed one, and an instance
+// restoring after it ran would refuse every record linked to it. The
+// fold reads the value only, so the key need not say anything.
+func sequencedKey(bundleID string) (string, error) {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("evidence chain key: %w", err)
+	}
+	return SequencedKeyPrefix + bundleID + "/" + hex.EncodeToString(b[:]), nil
 }
 
 // NewSequencedChain returns a chain whose records go to mirror. Register
@@ -176,7 +181,10 @@ func (c *SequencedChain) Append(ctx context.Context, rec Record) error {
 	if err != nil {
 		return fmt.Errorf("append bundle %s: %w", rec.BundleID, err)
 	}
-	key := sequencedKey(rec.BundleID, b)
+	key, err := sequencedKey(rec.BundleID)
+	if err != nil {
+		return fmt.Errorf("append bundle %s: %w", rec.BundleID, err)
+	}
 	off, err := s.PutRetryAs(ctx, key, b, func(n int) string { return key + "~" + strconv.Itoa(n) })
 	if err != nil {
 		return fmt.Errorf("append bundle %s at seq %d: %w", rec.BundleID, rec.Seq, err)
@@ -203,6 +211,16 @@ func (c *SequencedChain) Append(ctx context.Context, rec Record) error {
 		c.log.Warn("evidence chain: bundle placed in the chain but not yet in its store; retrying", "bundle", rec.BundleID, "seq", rec.Seq, "err", err)
 	}
 	return nil
+}
+
+// placedRecord returns the record the fold placed for bundle id. The mirror may
+// not hold it yet: Append inserts it only once its put returned, and a
+// put whose answer was lost leaves that to CatchUp.
+func (c *SequencedChain) placedRecord(id string) (Record, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.byBundle[id]
+	return r, ok
 }
 
 // Records implements ChainStore from the mirror, which is what was stored

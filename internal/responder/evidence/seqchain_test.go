@@ -23,6 +23,9 @@ type memLog struct {
 	// lost, when set, makes the next put land but lose its answer: lost
 	// runs, and the put is retried (as kstate's committer does).
 	lost func()
+	// failLanded, when set, is the error of the next put, which lands
+	// all the same (its answer lost, and not retried).
+	failLanded error
 }
 
 // replay applies the whole log to c, as a process restoring the table does.
@@ -46,7 +49,15 @@ func (l *memLog) PutRetryAs(ctx context.Context, key string, value []byte, retry
 		lost()
 		key = retryKey(1)
 	}
-	return l.put(ctx, key, value)
+	l.mu.Lock()
+	fail := l.failLanded
+	l.failLanded = nil
+	l.mu.Unlock()
+	off, err := l.put(ctx, key, value)
+	if fail != nil {
+		return 0, fail
+	}
+	return off, err
 }
 
 // compacted returns the log as a reader sees it once compaction ran: the
@@ -217,8 +228,9 @@ func TestSequencedChainRetriedPutIsNotRefused(t *testing.T) {
 // An instance restoring from the compacted topic places the same records
 // as the instances that followed it: a retried put whose first copy was
 // placed, with another instance's record linked to it between the two
-// copies; a bundle linked again after the chain moved; the same bundle id
-// written again with another manifest (placed once).
+// copies; the same record appended again later; a bundle linked again
+// after the chain moved; the same bundle id written again with another
+// manifest (placed once).
 func TestSequencedChainSameAfterCompaction(t *testing.T) {
 	log := &memLog{}
 	a, b := NewSequencedChain(&memMirror{}, nil), NewSequencedChain(&memMirror{}, nil)
@@ -233,6 +245,11 @@ func TestSequencedChainSameAfterCompaction(t *testing.T) {
 	}
 	if tries := appendNext(t, a, "b3"); tries != 1 {
 		t.Fatalf("b3 placed after %d tries", tries)
+	}
+	// The same record appended again (Resume after a write whose outcome
+	// was unknown, before this instance applied it).
+	if err := a.Append(t.Context(), rec); err != nil {
+		t.Fatalf("b1 appended again: %v", err)
 	}
 	stale, staleSeq, _ := a.Head(t.Context())
 	appendNext(t, b, "b4")
@@ -263,6 +280,39 @@ func TestSequencedChainSameAfterCompaction(t *testing.T) {
 		if got := restored.placed[i]; got.BundleID != r.BundleID || got.ManifestSHA256 != r.ManifestSHA256 {
 			t.Fatalf("restored chain places %s at seq %d, the others %s", got.BundleID, i+1, r.BundleID)
 		}
+	}
+}
+
+// A snapshot whose put landed though its answer was lost is resumed from
+// the fold: the mirror gets the record only at the next CatchUp, and
+// until then Resume must not take the bundle for one the chain moved past.
+func TestSequencedChainResumesALandedSnapshot(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	mirror := &memMirror{}
+	log := &memLog{}
+	c := NewSequencedChain(mirror, nil)
+	log.chains = []*SequencedChain{c}
+	c.Attach(log)
+	if _, err := Snapshot(ctx, f.request("ev-0", "a"), f.src, c, f.root, t0); err != nil {
+		t.Fatal(err)
+	}
+	log.failLanded = errors.New("i/o timeout")
+	if _, err := Snapshot(ctx, f.request("ev-1", "a"), f.src, c, f.root, t0); !errors.Is(err, ErrUnrecorded) {
+		t.Fatalf("snapshot whose answer was lost: %v, want ErrUnrecorded", err)
+	}
+	b, err := Resume(ctx, c, f.root, "ev-1")
+	if err != nil || b.Manifest.Seq != 2 {
+		t.Fatalf("Resume = %+v, %v; want the bundle at seq 2", b, err)
+	}
+	if _, seq, _ := c.Head(ctx); seq != 2 {
+		t.Fatalf("head seq %d, want 2 (placed once)", seq)
+	}
+	if n, err := c.CatchUp(ctx); n != 1 || err != nil {
+		t.Fatalf("CatchUp = %d, %v; want the one record the mirror lacked", n, err)
+	}
+	if err := VerifyChain(ctx, c, f.root); err != nil {
+		t.Fatal(err)
 	}
 }
 
