@@ -114,6 +114,9 @@ type Claims struct {
 	// tombstone for them was applied since.
 	hist   []histRec
 	inHist map[string]bool
+	// sweepWorkers is sweepWorkers but in tests, which sweep with one
+	// to write tombstones in an order a seed decides.
+	sweepWorkers int
 	// decided, if set, learns every verdict, by the key of the record
 	// that carried the claim (tests).
 	decided func(key string, won bool)
@@ -160,7 +163,7 @@ func NewClaims(t Table, limit int, interval time.Duration, now func() time.Time)
 		now = time.Now
 	}
 	return &Claims{t: t, limit: limit, interval: interval, now: now, waiting: make(map[string]chan bool), seen: make(map[string]time.Time),
-		inHist: make(map[string]bool)}, nil
+		inHist: make(map[string]bool), sweepWorkers: sweepWorkers}, nil
 }
 
 // see marks id folded at at, which is at least every earlier mark's time.

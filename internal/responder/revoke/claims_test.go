@@ -26,6 +26,10 @@ type memTable struct {
 	log       [][2][]byte
 	followers []func(key string, value []byte)
 	fail      error
+	// failDelete, if set, says which deletes fail; targeted holds every
+	// key a delete was asked for, failed or not.
+	failDelete func(key string) bool
+	targeted   map[string]bool
 }
 
 func (m *memTable) follow(f func(key string, value []byte)) {
@@ -55,6 +59,16 @@ func (m *memTable) PutRetryAs(ctx context.Context, key string, value []byte, _ f
 }
 
 func (m *memTable) Delete(ctx context.Context, key string) (int64, error) {
+	m.mu.Lock()
+	if m.targeted == nil {
+		m.targeted = map[string]bool{}
+	}
+	m.targeted[key] = true
+	fail := m.failDelete != nil && m.failDelete(key)
+	m.mu.Unlock()
+	if fail {
+		return 0, errors.New("delete failed")
+	}
 	return m.Put(ctx, key, nil)
 }
 

@@ -183,7 +183,7 @@ func (c *Claims) Sweep(ctx context.Context) (int, error) {
 		wg   sync.WaitGroup
 	)
 	next := make(chan string)
-	for range min(sweepWorkers, len(keys)) {
+	for range min(c.sweepWorkers, len(keys)) {
 		wg.Go(func() {
 			for k := range next {
 				_, err := c.t.Delete(ctx, k)
