@@ -152,10 +152,10 @@ func (t *Table) Put(ctx context.Context, key string, value []byte) (int64, error
 }
 
 // PutRetryAs is Put for a record that must not be in the topic twice
-// under one key: when its write is tried again after a failure whose
-// outcome is unknown (a dropped connection or a timeout, where the first
-// try may have landed), the n-th retry (n from 1) writes it under
-// retryKey(n). Compaction keeps only the latest record of a key, so a
+// under one key: when its write is tried again after a retryable failure
+// (a dropped connection or a timeout may come after the first try
+// landed; a leader change before it, which the committer cannot tell
+// apart), the n-th retry (n from 1) writes it under retryKey(n). Compaction keeps only the latest record of a key, so a
 // second copy under the same key would, once the cleaner ran, take the
 // first one's place in the log for a reader that restores, while readers
 // that followed the log saw the first; under distinct keys every reader
