@@ -19,8 +19,8 @@ import (
 // the global table (kstate.Table). A put returns once the record was
 // applied in this process.
 type Sequencer interface {
-	// PutRetryAs is kstate.Table.PutRetryAs: a retry of the write after
-	// a failure whose outcome is unknown goes under retryKey(n).
+	// PutRetryAs is kstate.Table.PutRetryAs: the n-th retry of the write
+	// goes under retryKey(n).
 	PutRetryAs(ctx context.Context, key string, value []byte, retryKey func(n int) string) (int64, error)
 }
 

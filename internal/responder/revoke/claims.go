@@ -19,9 +19,10 @@ import (
 // your writes). Implementations are safe for concurrent use.
 type Table interface {
 	Put(ctx context.Context, key string, value []byte) (int64, error)
-	// PutRetryAs is Put, except that a retry of the write after a
-	// failure whose outcome is unknown writes the record under
-	// retryKey(n) for the n-th retry (kstate.Table.PutRetryAs says why).
+	// PutRetryAs is Put, except that the n-th retry of the write (after
+	// a retryable failure, which may come after the first try landed)
+	// writes the record under retryKey(n) (kstate.Table.PutRetryAs says
+	// why).
 	PutRetryAs(ctx context.Context, key string, value []byte, retryKey func(n int) string) (int64, error)
 	Delete(ctx context.Context, key string) (int64, error)
 }
@@ -83,10 +84,10 @@ func copyOf(id string) (string, bool) {
 // ("<id>~1", …) and the fold counts an id once, so the topic's compaction
 // never drops a claim or moves one to a later place in the log, and the
 // fold replays identically after a restart: re-counting at start is the
-// fold over the table. Sweep
-// deletes the claims that can no longer change a verdict, so the topic
-// and every instance's restore do not grow with every revocation for the
-// life of the deployment. Safe for concurrent use.
+// fold over the table. Sweep deletes the claims that can no longer change
+// a verdict, so the topic and every instance's restore do not grow with
+// every revocation for the life of the deployment. Safe for concurrent
+// use.
 type Claims struct {
 	t        Table
 	limit    int
