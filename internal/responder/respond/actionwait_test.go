@@ -136,18 +136,7 @@ func TestAlertBroughtForwardByItself(t *testing.T) {
 	r, a := waitingRig(t, func(r *rig) {
 		r.stateLog, r.seen = &gatesChangelog{MemChangelog: partstate.NewMemChangelog(4), gates: []*writeGate{gc}}, &memBatchSeen{ids: map[string]bool{}}
 	})
-	handled := make(chan error, 1)
-	go func() {
-		_, err := r.svc.Engine.Handle(ctx, a)
-		handled <- err
-	}()
-	select {
-	case <-gc.held:
-	case err := <-handled:
-		t.Fatalf("handled without queueing the alert: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("the alert was not queued in 20 s")
-	}
+	handled := handleHeld(ctx, t, r, a, gc)
 	// The revocation's run ends, outcome recorded, while the alert's
 	// write is held.
 	deadline := time.Now().Add(20 * time.Second)
@@ -172,6 +161,27 @@ func TestAlertBroughtForwardByItself(t *testing.T) {
 	if !strings.Contains(posts[0].Blocks, "revoke done") {
 		t.Errorf("the alert does not show the revocation: %s", posts[0].Blocks)
 	}
+}
+
+// handleHeld handles a in the background and returns once each of gates
+// holds a write; the channel gets Handle's error.
+func handleHeld(ctx context.Context, t *testing.T, r *rig, a anomaly.Anomaly, gates ...*writeGate) <-chan error {
+	t.Helper()
+	handled := make(chan error, 1)
+	go func() {
+		_, err := r.svc.Engine.Handle(ctx, a)
+		handled <- err
+	}()
+	for _, g := range gates {
+		select {
+		case <-g.held:
+		case err := <-handled:
+			t.Fatalf("handled before every gated write was held: %v", err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("a gated write was not held in 20 s")
+		}
+	}
+	return handled
 }
 
 // alertPayload matches the payload record of an alert queued for
@@ -234,20 +244,7 @@ func TestAlertBroughtForwardAfterAFailedStep(t *testing.T) {
 		}
 	})
 	r.kong.FailNext(403, 403, 403, 403)
-	handled := make(chan error, 1)
-	go func() {
-		_, err := r.svc.Engine.Handle(ctx, a)
-		handled <- err
-	}()
-	for _, g := range []*writeGate{alert, failed} {
-		select {
-		case <-g.held:
-		case err := <-handled:
-			t.Fatalf("handled before both writes were held: %v", err)
-		case <-time.After(20 * time.Second):
-			t.Fatal("a write was not held in 20 s")
-		}
-	}
+	handled := handleHeld(ctx, t, r, a, alert, failed)
 	// The revocation's run has ended (its outcome is being written);
 	// now the alert is queued.
 	close(alert.open)

@@ -432,7 +432,7 @@ func (e *Engine) hastenAlert(ctx context.Context, root string) {
 // entry is closed or waits for a retry. Unknown reads as ended: nothing
 // will bring the alert forward for it.
 func (e *Engine) stepEnded(ctx context.Context, in Incident, key string) bool {
-	if e.ended.has(key) {
+	if _, ok := e.ended.get(key); ok {
 		return true
 	}
 	if slices.ContainsFunc(in.Actions, func(a IncidentAction) bool { return a.Key == key }) {
@@ -445,32 +445,37 @@ func (e *Engine) stepEnded(ctx context.Context, in Incident, key string) bool {
 	return !(r.State == outbox.StateInFlight || (r.State == outbox.StatePending && r.Attempts == 0))
 }
 
-// endedSteps are the keys of the containment steps whose run ended in
-// this process, whatever the outcome: what an alert queued after its step
-// ended reads (stepEnded) while the step's outcome is not written yet.
-// Bounded as shownCards: past maxEndedSteps it starts again, and an alert
-// that missed its step's mark then waits its whole action wait.
-type endedSteps struct {
+// memo is what this process noted by outbox key, in memory only and
+// bounded: past maxMemo keys it starts again empty, which costs only what
+// the notes saved (shownCards: an update sent again; Engine.ended: an
+// alert that waits its whole action wait). Safe for concurrent use.
+type memo[V any] struct {
 	mu sync.Mutex
-	m  map[string]struct{}
+	m  map[string]V
 }
 
-const maxEndedSteps = 50_000
+const maxMemo = 50_000
 
-func (s *endedSteps) mark(key string) {
+func (s *memo[V]) set(key string, v V) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.m == nil || len(s.m) >= maxEndedSteps {
-		s.m = map[string]struct{}{}
+	if s.m == nil || len(s.m) >= maxMemo {
+		s.m = map[string]V{}
 	}
-	s.m[key] = struct{}{}
+	s.m[key] = v
 }
 
-func (s *endedSteps) has(key string) bool {
+func (s *memo[V]) forget(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.m[key]
-	return ok
+	delete(s.m, key)
+}
+
+func (s *memo[V]) get(key string) (V, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[key]
+	return v, ok
 }
 
 // renderCard renders the incident's card for the channel whose top-level
@@ -560,13 +565,8 @@ func (e *Engine) runCard(ctx context.Context, en outbox.Entry, j job) ([]byte, e
 // posted, already shows. Only this process's own posts are remembered
 // (forgotten at a restart or hand-over: the update is then sent, as
 // before), and only the responder changes a card, so a match means Slack
-// shows it. Bounded: past maxShownCards it starts again empty.
-type shownCards struct {
-	mu sync.Mutex
-	m  map[string]uint64
-}
-
-const maxShownCards = 50_000
+// shows it.
+type shownCards struct{ memo[uint64] }
 
 // cardHash is computed outside the lock: the encoding is most of the cost.
 func cardHash(m slackui.Message) (uint64, bool) {
@@ -587,23 +587,16 @@ func (s *shownCards) remember(key string, m slackui.Message) {
 // set remembers hash h of key's card (ok false: forget it, the card was
 // not hashed).
 func (s *shownCards) set(key string, h uint64, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.m == nil || len(s.m) >= maxShownCards {
-		s.m = map[string]uint64{}
-	}
 	if !ok {
-		delete(s.m, key)
+		s.forget(key)
 		return
 	}
-	s.m[key] = h
+	s.memo.set(key, h)
 }
 
 // is reports whether key's card was last shown with hash h.
 func (s *shownCards) is(key string, h uint64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old, found := s.m[key]
+	old, found := s.get(key)
 	return found && old == h
 }
 

@@ -65,7 +65,7 @@ func (e *Engine) Kinds() map[string]outbox.Kind {
 				// naming itself root meanwhile reads the mark
 				// (stepEnded), as the step's outcome is not written
 				// yet. Not on ctx, which ends at the kind's timeout.
-				e.ended.mark(en.Key)
+				e.ended.set(en.Key, struct{}{})
 				e.hastenAlerts(context.WithoutCancel(ctx), j.Incident)
 			}()
 			return f(ctx, en, j)

@@ -194,8 +194,10 @@ type Engine struct {
 	// shown remembers the cards this process posted or updated (see
 	// cardShown).
 	shown shownCards
-	// ended: containment steps whose run ended (stepEnded).
-	ended endedSteps
+	// ended holds the containment steps whose run ended in this process,
+	// whatever the outcome: what an alert queued after its step ended
+	// reads (stepEnded) while the step's outcome is not written yet.
+	ended memo[struct{}]
 	// posting holds the alerts being posted (see postingCards).
 	posting postingCards
 }

@@ -150,21 +150,16 @@ func (v *verdicts) started() {
 // it from the compacted topic: each record followed by another of its key
 // (a tombstone, or a copy written again) is there or not, as drop says
 // (compaction drops them segment by segment, and a reader may see some
-// segments cleaned and others not), and so is each tombstone. It returns
-// the keys tombstoned so far.
-func (m *memTable) followCompacted(drop func() bool, f func(key string, value []byte)) map[string]bool {
+// segments cleaned and others not), and so is each tombstone.
+func (m *memTable) followCompacted(drop func() bool, f func(key string, value []byte)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	dead := map[string]bool{}
 	written := map[string]bool{}
 	later := make([]bool, len(m.log)) // the key is written again later
 	for i := len(m.log) - 1; i >= 0; i-- {
 		k := string(m.log[i][0])
 		later[i] = written[k]
 		written[k] = true
-		if m.log[i][1] == nil {
-			dead[k] = true
-		}
 	}
 	for i, r := range m.log {
 		if (later[i] || r[1] == nil) && drop() {
@@ -173,7 +168,6 @@ func (m *memTable) followCompacted(drop func() bool, f func(key string, value []
 		f(string(r[0]), r[1])
 	}
 	m.followers = append(m.followers, f)
-	return dead
 }
 
 // TestClaimsSweepKeepsVerdicts: random logs of claims and refunds from
